@@ -1,0 +1,61 @@
+"""cycles-proxy: argument parsing only, then calls into the app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from proxy.errors import CyclesError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cycles-proxy", description="A budget authority for LLM calls."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("--policy", required=True, help="policy file or directory")
+    serve.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default %(default)s)")
+    serve.add_argument(
+        "--store", help="memory:// (default) or redis://host:port/db; env CYCLES_STORE"
+    )
+    serve.add_argument("--upstream", help="override every upstream's base URL (local fakes)")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--allow-header-identity-on-public-address",
+        action="store_true",
+        help="let identity: header listen on a non-loopback address",
+    )
+
+    check = commands.add_parser("check", help="validate a policy and print what it enforces")
+    check.add_argument("--policy", required=True, help="policy file or directory")
+
+    demo = commands.add_parser("demo", help="replay the runaway-tenant story on the embedded store")
+    demo.add_argument("--tenants", type=int, default=500)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from proxy.serve import serve
+
+            return serve(args)
+        if args.command == "check":
+            from proxy.policy import describe, load_policy
+
+            print(describe(load_policy(args.policy)))
+            return 0
+        from proxy.demo import run_demo
+
+        return run_demo(tenants=args.tenants)
+    except CyclesError as exc:
+        print(f"cycles-proxy: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

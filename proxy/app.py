@@ -1,0 +1,147 @@
+"""Builds the aiohttp application: routes, error rendering, and the resources it owns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import suppress
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from proxy import handlers, relay, tasks
+from proxy.context import RUNTIME, Runtime
+from proxy.errors import ClientError, LedgerError, NotFound
+from proxy.ledger import open_ledger
+from proxy.ledger.base import Ledger
+from proxy.policy.runtime import Policy
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SWEEP_INTERVAL = 5.0
+
+
+def error_body(exc: ClientError) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": exc.message, "type": exc.type, "code": exc.code, "param": exc.param}}
+    )
+
+
+def error_response(exc: ClientError) -> web.Response:
+    response = web.Response(
+        body=error_body(exc),
+        status=exc.status,
+        content_type="application/json",
+        headers=exc.headers,
+    )
+    if exc.close_connection:
+        response.force_close()
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as OpenAI-shaped JSON; nothing else (no stack trace) reaches a client."""
+    try:
+        relay.check_path(request.raw_path)
+        return await handler(request)
+    except ClientError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status in (404, 405):
+            return error_response(
+                NotFound(f"No such route: {request.method} {request.path}.", code="no_route")
+            )
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        failure = ClientError("The proxy failed to handle this request; it has been logged.")
+        failure.status, failure.type = 500, "server_error"
+        return error_response(failure)
+
+
+def api_keys(policy: Policy) -> dict[str, str | None]:
+    """Provider keys from the environment, by upstream name."""
+    keys: dict[str, str | None] = {}
+    for upstream in policy.upstreams.values():
+        keys[upstream.name] = os.environ.get(upstream.api_key_env) if upstream.api_key_env else None
+        if upstream.api_key_env and not keys[upstream.name]:
+            log.warning(
+                "upstream %s: environment variable %s is not set; calls go up without a key",
+                upstream.name,
+                upstream.api_key_env,
+            )
+    return keys
+
+
+def build_app(
+    policy: Policy,
+    store: str = "memory://",
+    *,
+    ledger: Ledger | None = None,
+    keys: Mapping[str, str | None] | None = None,
+) -> web.Application:
+    """The proxy application. `ledger` overrides `store` and `keys` the provider keys from the
+    environment (the demo and tests pass their own)."""
+    largest = max([policy.limits.max_body_bytes, *policy.limits.route_body_bytes.values()])
+    app = web.Application(middlewares=[errors], client_max_size=largest)
+    app.cleanup_ctx.append(
+        lambda app: _resources(
+            app, policy, store, ledger, api_keys(policy) if keys is None else keys
+        )
+    )
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+        app.router.add_post(path, handlers.budgeted)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/v1/models", handlers.models)
+    app.router.add_get("/v1/models/{model}", handlers.models)
+    app.router.add_route("*", "/{tail:.*}", handlers.fallback)
+    return app
+
+
+async def _resources(
+    app: web.Application,
+    policy: Policy,
+    store: str,
+    ledger: Ledger | None,
+    keys: Mapping[str, str | None],
+) -> AsyncIterator[None]:
+    own_ledger = ledger is None
+    the_ledger = ledger if ledger is not None else open_ledger(store, policy.reservations)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), auto_decompress=True
+    )
+    app[RUNTIME] = Runtime(policy=policy, ledger=the_ledger, session=session, api_keys=keys)
+    sweeper = tasks.spawn(_sweep_forever(the_ledger), name="sweeper")
+    yield
+    sweeper.cancel()
+    with suppress(asyncio.CancelledError):
+        await sweeper
+    await _drain_settlements()
+    await session.close()
+    if own_ledger:
+        await the_ledger.close()
+
+
+async def _sweep_forever(ledger: Ledger) -> None:
+    """Heartbeat, then resolve overdue reservations (ours past the cap, dead instances' at once)."""
+    while True:
+        try:
+            await ledger.heartbeat()
+            resolved = await ledger.sweep_all()
+            if resolved:
+                log.info("sweeper resolved %d overdue reservations", resolved)
+        except LedgerError as exc:
+            log.warning("sweeper: ledger unavailable (%s)", exc)
+        await asyncio.sleep(SWEEP_INTERVAL)
+
+
+async def _drain_settlements(limit: float = 30.0) -> None:
+    """Let in-flight calls settle before the ledger closes."""
+    pending = [t for t in tasks.running() if t.get_name().startswith("call ")]
+    if pending:
+        await asyncio.wait(pending, timeout=limit)

@@ -1,0 +1,127 @@
+"""Every error cycles-proxy raises on purpose.
+
+    CyclesError
+    ├── PolicyError              a policy file is invalid (names file, line and field)
+    ├── LedgerError
+    │   ├── LedgerUnavailable    the store cannot be reached (fail_mode decides)
+    │   └── AmountOutOfRange     an amount would reach 2**52 units
+    ├── UpstreamError            the provider could not be reached or did not answer in time
+    └── ClientError              an error answered to the client, OpenAI-shaped
+        ├── BadRequest           400: malformed JSON, bad header value, wrong types
+        ├── Unauthorized         401
+        ├── Forbidden            403: unknown tenant, model not allowed, tenant suspended
+        ├── NotFound             404: a path outside the allow-list
+        ├── BudgetExceeded       402: a budget on the scope path cannot cover the call
+        ├── PayloadTooLarge      413
+        ├── RequestTimeout       408
+        ├── BadGateway           502/504: the provider failed before any output
+        └── ServiceUnavailable   503: the ledger is unreachable and fail_mode is closed
+
+Foreign exceptions (aiohttp, redis, yaml, pydantic) are caught where they enter and turned into
+one of these; nothing deeper than the boundary sees them.
+"""
+
+from __future__ import annotations
+
+
+class CyclesError(Exception):
+    """Base of every deliberate error."""
+
+
+class PolicyError(CyclesError):
+    """A policy file is invalid. The message names the file, line and field at fault."""
+
+
+class LedgerError(CyclesError):
+    """The ledger could not do what was asked."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The store cannot be reached; the caller applies `fail_mode`."""
+
+
+class AmountOutOfRange(LedgerError):
+    """An amount would reach 2**52 units, beyond what Lua's doubles hold exactly."""
+
+
+class UpstreamError(CyclesError):
+    """The provider could not be reached, or did not answer in time."""
+
+
+class ClientError(CyclesError):
+    """Something the caller sent that we refuse. Rendered as an OpenAI-shaped error body."""
+
+    status = 400
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers: dict[str, str] = {}
+
+    close_connection = False
+    """The request body was not read to its end, so the connection cannot be reused."""
+
+
+class BadRequest(ClientError):
+    status = 400
+
+
+class Unauthorized(ClientError):
+    status = 401
+    type = "authentication_error"
+
+
+class Forbidden(ClientError):
+    status = 403
+    type = "permission_error"
+
+    def __init__(
+        self, message: str, *, type: str = "permission_error", code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code or type)
+        self.type = type
+
+
+class NotFound(ClientError):
+    status = 404
+    type = "not_found_error"
+
+
+class BudgetExceeded(ClientError):
+    status = 402
+    type = "budget_exceeded"
+
+    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+        super().__init__(message, code="budget_exceeded")
+        self.headers = {"x-should-retry": "false", **headers}
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    close_connection = True
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    close_connection = True
+
+
+class BadGateway(ClientError):
+    status = 502
+    type = "upstream_error"
+
+    def __init__(self, message: str, *, status: int = 502) -> None:
+        super().__init__(message, code="upstream_unavailable")
+        self.status = status
+
+
+class ServiceUnavailable(ClientError):
+    status = 503
+    type = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, code="ledger_unavailable")
+        self.headers = {"Retry-After": str(retry_after)}

@@ -1,0 +1,284 @@
+"""A local stand-in for an OpenAI-compatible provider, for the demo, tests and benchmarks.
+
+It speaks the wire format of chat completions (JSON and SSE, with `stream_options.include_usage`),
+completions, embeddings and the model list; checks the provider key; and keeps its own books: every
+call it billed, and the peak number of calls in flight. Its prompt token counts use the same
+tokenizer rules as the proxy, so with `completion_fraction=1` it bills exactly what the proxy
+reserves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy import encodings
+from proxy.estimate import estimate_chat, estimate_completions, estimate_embeddings
+
+WORD = " hello"
+"""One token in both cl100k_base and o200k_base."""
+
+
+@dataclass
+class FakeSettings:
+    api_key: str = "sk-fake-upstream-0123456789"
+    completion_fraction: float = 1.0
+    """Share of the completion limit actually generated (per choice)."""
+    default_completion: int = 50
+    """Tokens generated per choice when the request names no limit."""
+    chunks: int = 5
+    latency: float = 0.0
+    chunk_delay: float = 0.0
+    fail_status: int | None = None
+    """Answer every call with this error status."""
+    fail_every: int = 0
+    """Every k-th budgeted call answers 500 (0: never)."""
+    send_usage: bool = True
+    """Honour stream_options.include_usage (older vLLM and some Azure versions do not)."""
+
+
+@dataclass
+class Billed:
+    endpoint: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class FakeUpstream:
+    settings: FakeSettings = field(default_factory=FakeSettings)
+    requests: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    billed: list[Billed] = field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    calls: int = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_route("*", "/{tail:.*}", self._anything)
+        return app
+
+    # -- books ---------------------------------------------------------------------------------
+
+    def _admit(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
+        self.requests.append((request.path, dict(request.headers), body))
+        if request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        self.calls += 1
+        if self.settings.fail_status is not None:
+            return _error(self.settings.fail_status, "The fake upstream was told to fail.", None)
+        if self.settings.fail_every and self.calls % self.settings.fail_every == 0:
+            return _error(500, "The server had an error while processing your request.", None)
+        return None
+
+    def _completion_tokens(self, body: dict[str, Any]) -> int:
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        per_choice = (
+            self.settings.default_completion
+            if limit is None
+            else int(limit * self.settings.completion_fraction)
+        )
+        return per_choice
+
+    async def _enter(self) -> None:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        if self.settings.latency:
+            await asyncio.sleep(self.settings.latency)
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, "chat")
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, "completions")
+
+    async def _generate(self, request: web.Request, endpoint: str) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        refused = self._admit(request, body)
+        if refused is not None:
+            return refused
+        await self._enter()
+        try:
+            model = body["model"]
+            prompt = _prompt_tokens(endpoint, body)
+            n = body.get("n") or 1
+            # best_of generates (and bills) that many candidates server-side, returns n.
+            generated = max(n, body.get("best_of") or 1)
+            per_choice = self._completion_tokens(body)
+            if body.get("stream"):
+                return await self._stream(request, endpoint, body, prompt, per_choice, n)
+            self.billed.append(Billed(endpoint, model, prompt, per_choice * generated))
+            answer = _whole(endpoint, model, per_choice, n, prompt)
+            answer["usage"] = _usage(prompt, per_choice * generated)
+            return web.json_response(answer, dumps=_dumps)
+        finally:
+            self.in_flight -= 1
+
+    async def _stream(
+        self,
+        request: web.Request,
+        endpoint: str,
+        body: dict[str, Any],
+        prompt: int,
+        per_choice: int,
+        n: int,
+    ) -> web.StreamResponse:
+        model = body["model"]
+        usage_asked = bool((body.get("stream_options") or {}).get("include_usage"))
+        with_usage = usage_asked and self.settings.send_usage
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        # The provider bills the whole generation whether or not anyone is still listening.
+        self.billed.append(Billed(endpoint, model, prompt, per_choice * n))
+        chunks = max(1, min(self.settings.chunks, per_choice or 1))
+        try:
+            for i in range(chunks):
+                tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
+                for index in range(n):
+                    chunk = _chunk(endpoint, model, index, WORD * tokens, i == chunks - 1)
+                    if with_usage:
+                        chunk["usage"] = None
+                    await response.write(_event(chunk))
+                if self.settings.chunk_delay:
+                    await asyncio.sleep(self.settings.chunk_delay)
+            if with_usage:
+                final = _chunk(endpoint, model, 0, "", False)
+                final["choices"] = []
+                final["usage"] = _usage(prompt, per_choice * n)
+                await response.write(_event(final))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        return response
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        refused = self._admit(request, body)
+        if refused is not None:
+            return refused
+        await self._enter()
+        try:
+            prompt = _prompt_tokens("embeddings", body)
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            self.billed.append(Billed("embeddings", body["model"], prompt, 0))
+            data = [
+                {"object": "embedding", "index": i, "embedding": [0.0, 0.1, 0.2]}
+                for i in range(len(inputs))
+            ]
+            usage = {"prompt_tokens": prompt, "total_tokens": prompt}
+            return web.json_response(
+                {"object": "list", "data": data, "model": body["model"], "usage": usage},
+                dumps=_dumps,
+            )
+        finally:
+            self.in_flight -= 1
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.requests.append((request.path, dict(request.headers), {}))
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "fake"}
+            for name in ("gpt-4o", "gpt-4o-mini")
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _anything(self, request: web.Request) -> web.Response:
+        self.requests.append((request.path, dict(request.headers), {}))
+        return web.json_response({"path": request.path, "method": request.method})
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _event(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
+    enc = encodings.get_encoding(encodings.encoding_for_model(body["model"]))
+    estimator = {
+        "chat": estimate_chat,
+        "completions": estimate_completions,
+        "embeddings": estimate_embeddings,
+    }[endpoint]
+    estimate = estimator(body, enc, default_max_tokens=0, tokenize_max_bytes=1 << 30)
+    return int(estimate.prompt_tokens)
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
+def _whole(endpoint: str, model: str, per_choice: int, n: int, prompt: int) -> dict[str, Any]:
+    text = WORD * per_choice
+    if endpoint == "chat":
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "finish_reason": "length",
+                "logprobs": None,
+            }
+            for i in range(n)
+        ]
+        kind = "chat.completion"
+    else:
+        choices = [
+            {"index": i, "text": text, "finish_reason": "length", "logprobs": None}
+            for i in range(n)
+        ]
+        kind = "text_completion"
+    return {
+        "id": f"fake-{time.monotonic_ns()}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": _usage(prompt, per_choice * n),
+    }
+
+
+def _chunk(endpoint: str, model: str, index: int, text: str, last: bool) -> dict[str, Any]:
+    finish = "length" if last else None
+    if endpoint == "chat":
+        choice: dict[str, Any] = {
+            "index": index,
+            "delta": {"content": text},
+            "finish_reason": finish,
+            "logprobs": None,
+        }
+        kind = "chat.completion.chunk"
+    else:
+        choice = {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
+        kind = "text_completion"
+    return {
+        "id": "fake-stream",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+    }
+
+
+def _error(status: int, message: str, code: str | None) -> web.Response:
+    body = {"error": {"message": message, "type": "server_error", "code": code, "param": None}}
+    return web.json_response(body, status=status)

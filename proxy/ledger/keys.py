@@ -1,0 +1,37 @@
+"""Redis key layout.
+
+Everything one script touches for a tenant shares the hash tag `{t:<tenant>}`, so a tenant's keys
+live in one Redis Cluster slot and a single script can read and write them atomically:
+
+    cy:v1:{t:<tenant>}:ledger      hash  `<level>|<value>|<unit>|<period id>|spent|reserved|credit`
+    cy:v1:{t:<tenant>}:ledger_exp  zset  `<level>|<value>|<unit>|<period id>` -> expiry (ms)
+    cy:v1:{t:<tenant>}:resv        hash  reservation id -> record (see lua/reserve.lua)
+    cy:v1:{t:<tenant>}:resv_exp    zset  reservation id -> deadline, or tombstone expiry (ms)
+    cy:v1:{t:<tenant>}:meta        hash  status, plan, overrides, anchor, mode, version
+
+Tenant ids and scope values match `^[a-z0-9_.-]{1,128}$` after lowercasing: they can contain
+neither `:` nor `|` nor braces, so no key or field can collide with another.
+
+Keys that cannot carry a tenant tag are outside every script and written in a fixed order:
+
+    cy:v1:tenants      set   every tenant that has ever reserved (the sweeper's work list)
+    cy:v1:instances    zset  instance id -> last heartbeat (ms)
+    cy:v1:epoch        string  written once when the store is initialised
+
+`v1` versions the schema: a rolling upgrade that changes it runs old and new side by side.
+"""
+
+from __future__ import annotations
+
+PREFIX = "cy:v1"
+TENANT_KEYS = ("ledger", "ledger_exp", "resv", "resv_exp", "meta")
+
+TENANTS = f"{PREFIX}:tenants"
+INSTANCES = f"{PREFIX}:instances"
+EPOCH = f"{PREFIX}:epoch"
+
+
+def tenant_keys(tenant: str) -> list[str]:
+    """The KEYS of every per-tenant script, in TENANT_KEYS order."""
+    tag = f"{PREFIX}:{{t:{tenant}}}"
+    return [f"{tag}:{name}" for name in TENANT_KEYS]

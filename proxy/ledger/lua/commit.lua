@@ -1,0 +1,41 @@
+-- commit.lua: charge what the provider reported and free the reservation, per its state.
+--
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta
+-- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms (common.lua),
+--       4 reservation id, 5 owner, 6 estimate 'USD=…,TOKENS=…', 7 actual (same form),
+--       8.. the reservation's field prefixes (used only when the store lost the record).
+--
+-- Returns: state after ('COMMITTED'), first ('1' | '0'), charged (amounts form, may be
+-- negative after EXPIRED_CHARGED: only actual - estimate is added then).
+
+local id, owner, estimate, actual = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+
+local raw = redis.call('HGET', KEYS[3], id)
+local r
+if raw then
+  r = parse_record(raw)
+else
+  local prefixes = {}
+  for i = 8, #ARGV do prefixes[#prefixes + 1] = ARGV[i] end
+  r = { state = 'MISSING', created = fmt(NOW), deadline = fmt(NOW), owner = owner,
+        outcome = '0:1:-', amounts = estimate, actual = '-', prefixes = prefixes }
+end
+
+if r.state == 'COMMITTED' then return { 'COMMITTED', '0', r.actual } end
+
+local est, act = parse_amounts(r.amounts), parse_amounts(actual)
+local charged = actual
+if r.state == 'OPEN' or r.state == 'MISSING' then
+  settle_lines(r.prefixes, est, act)
+elseif r.state == 'EXPIRED_CHARGED' then
+  local delta = {}
+  for unit, x in pairs(act) do delta[unit] = x end
+  for unit, x in pairs(est) do delta[unit] = (delta[unit] or 0) - x end
+  settle_lines(r.prefixes, nil, delta)
+  charged = encode_amounts(delta)
+else
+  -- RELEASED, EXPIRED_RELEASED: nothing is reserved any more, but never under-record.
+  settle_lines(r.prefixes, nil, act)
+end
+finish(id, r, 'COMMITTED', actual)
+return { 'COMMITTED', '1', charged }

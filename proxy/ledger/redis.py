@@ -1,0 +1,257 @@
+"""The Redis ledger: every decision is one Lua script, one round trip, atomic per tenant.
+
+Scripts live in lua/*.lua; lua/common.lua is prepended to each at load. They are called by SHA
+(`EVALSHA`, the SHA computed locally); the first time Redis answers NOSCRIPT (a fresh or
+flushed server) all of them are loaded with `SCRIPT LOAD` in one round trip and the call is
+retried once. Time comes from
+Redis `TIME` inside the scripts, so instances with skewed clocks agree on periods and deadlines.
+
+Redis errors stop here: connection trouble becomes `LedgerUnavailable` (the caller applies
+`fail_mode`), anything else `LedgerError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from importlib import resources
+from typing import Any, cast
+
+from redis import exceptions as rex
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from proxy.errors import LedgerError, LedgerUnavailable
+from proxy.ledger import keys
+from proxy.ledger.base import (
+    Amounts,
+    BalanceRow,
+    Reservation,
+    ReserveRequest,
+    ReserveResult,
+    SettleResult,
+    State,
+    TenantStatus,
+)
+from proxy.ledger.common import (
+    balance_rows,
+    check_amounts,
+    check_owner,
+    check_request,
+    check_reservation,
+    decode_amounts,
+    encode_amounts,
+    instance_id,
+    reserve_result,
+)
+from proxy.policy.runtime import ReservationSettings
+
+SCRIPTS = ("reserve", "commit", "release", "sweep")
+SWEEP_BATCH = 500
+_UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Script:
+    source: str
+    sha: str
+
+    @classmethod
+    def load(cls, name: str) -> _Script:
+        lua = resources.files("proxy.ledger").joinpath("lua")
+        source = lua.joinpath("common.lua").read_text() + lua.joinpath(name).read_text()
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+@contextmanager
+def _boundary() -> Iterator[None]:
+    """Turn redis-py's exceptions into ours."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
+    except rex.RedisError as exc:
+        raise LedgerError(f"the Redis ledger refused a command: {exc}") from exc
+
+
+class RedisLedger:
+    """`Ledger` on one Redis (>= 7.0). `owner` names this instance in reservations and
+    heartbeats; an owner silent for 3 * `heartbeat_interval_s` is presumed dead. At most
+    `max_connections` commands are in flight; more wait for a free connection."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: ReservationSettings,
+        owner: str | None = None,
+        *,
+        heartbeat_interval_s: float = 5.0,
+        max_connections: int = 64,
+    ) -> None:
+        self.owner = check_owner(owner or instance_id())
+        self.settings = settings
+        self._dead_after_ms = int(3 * heartbeat_interval_s * 1000)
+        # A bounded pool: a burst waits for a free connection (up to the op timeout) instead of
+        # opening one connection per concurrent call. One immediate retry covers a pooled
+        # connection the server has closed; every script is safe to repeat (idempotent by id).
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=5,
+            retry=Retry(NoBackoff(), 1, (rex.ConnectionError,)),
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
+        )
+        self._client = Redis.from_pool(pool)
+        self._scripts = {name: _Script.load(f"{name}.lua") for name in SCRIPTS}
+        self._registered: set[str] = set()
+
+    def _common_args(self) -> list[str]:
+        s = self.settings
+        return [str(s.run_idle_ms), str(s.period_grace_ms), str(s.tombstone_ms)]
+
+    async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
+        script, tenant_keys = self._scripts[name], keys.tenant_keys(tenant)
+        call = partial(
+            self._client.evalsha,
+            script.sha,
+            len(tenant_keys),
+            *tenant_keys,
+            *self._common_args(),
+            *args,
+        )
+        with _boundary():
+            try:
+                return await call()
+            except rex.NoScriptError:
+                await self._load_scripts()
+                return await call()
+
+    async def _load_scripts(self) -> None:
+        """SCRIPT LOAD every script in one round trip: a fresh server lacks them all."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for script in self._scripts.values():
+                pipe.script_load(script.source)
+            await pipe.execute()
+
+    async def _register(self, tenant: str) -> None:
+        """Put the tenant on the sweeper's list, once per tenant per process."""
+        if tenant not in self._registered:
+            with _boundary():
+                await self._client.sadd(keys.TENANTS, tenant)
+            self._registered.add(tenant)
+
+    async def reserve(self, request: ReserveRequest) -> ReserveResult:
+        check_request(request)
+        await self._register(request.tenant)
+        args = [
+            request.reservation_id,
+            self.owner,
+            str(self.settings.cap_ms),
+            "1" if request.shadow else "0",
+            str(len(request.lines)),
+        ]
+        for line in request.lines:
+            args += [line.level, line.value, line.unit, line.period, str(line.limit)]
+        args += [encode_amounts(c) for c in request.candidates]
+        reply: list[str] = await self._run("reserve", request.tenant, args)
+        status, outcome, amounts, n = reply[0], reply[1], reply[2], int(reply[3])
+        pairs = [(reply[4 + 2 * i], int(reply[5 + 2 * i])) for i in range(n)]
+        return reserve_result(
+            request,
+            _status(status),
+            _outcome(outcome),
+            decode_amounts(amounts),
+            pairs,
+            reply[4 + 2 * n :],
+        )
+
+    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
+        check_reservation(reservation)
+        check_amounts("actual", actual)
+        args = [
+            reservation.id,
+            self.owner,
+            encode_amounts(reservation.amounts),
+            encode_amounts(actual),
+            *reservation.fields,
+        ]
+        return _settled(await self._run("commit", reservation.tenant, args))
+
+    async def release(self, reservation: Reservation) -> SettleResult:
+        check_reservation(reservation)
+        args = [
+            reservation.id,
+            self.owner,
+            encode_amounts(reservation.amounts),
+            *reservation.fields,
+        ]
+        return _settled(await self._run("release", reservation.tenant, args))
+
+    async def balances(self, tenant: str) -> list[BalanceRow]:
+        with _boundary():
+            entries = await self._client.hgetall(keys.tenant_keys(tenant)[0])
+        return balance_rows(cast(dict[str, str], entries))
+
+    async def set_status(self, tenant: str, status: TenantStatus) -> None:
+        with _boundary():
+            await self._client.hset(keys.tenant_keys(tenant)[4], "status", status)
+
+    async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
+        resolved, dead = 0, list(dead_owners)
+        while True:
+            args = [self.settings.on_expiry, str(SWEEP_BATCH), *dead]
+            done, more = await self._run("sweep", tenant, args)
+            resolved, dead = resolved + int(done), []
+            if more == "0":
+                return resolved
+
+    async def heartbeat(self) -> None:
+        with _boundary():
+            await self._client.zadd(keys.INSTANCES, {self.owner: await self._now_ms()})
+
+    async def sweep_all(self) -> int:
+        """Sweep every known tenant; owners found dead are reclaimed, then forgotten (one that
+        comes back simply heartbeats again, and its late commits charge the difference)."""
+        with _boundary():
+            cutoff = await self._now_ms() - self._dead_after_ms
+            stale = await self._client.zrangebyscore(keys.INSTANCES, "-inf", cutoff)
+            dead = [o for o in cast(list[str], stale) if o != self.owner]
+            tenants = sorted(cast(set[str], await self._client.smembers(keys.TENANTS)))
+        resolved = 0
+        for tenant in tenants:
+            resolved += await self.sweep(tenant, dead)
+        if dead:
+            with _boundary():
+                await self._client.zrem(keys.INSTANCES, *dead)
+        return resolved
+
+    async def _now_ms(self) -> int:
+        seconds, micros = await self._client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _status(text: str) -> TenantStatus:
+    if text not in ("active", "suspended", "closed"):
+        raise LedgerError(f"tenant status {text!r} in the store is not active/suspended/closed")
+    return cast(TenantStatus, text)
+
+
+def _outcome(text: str) -> tuple[int, bool, int | None]:
+    candidate, would_allow, denied = text.split(":")
+    return int(candidate), would_allow == "1", None if denied == "-" else int(denied)
+
+
+def _settled(reply: list[str]) -> SettleResult:
+    return SettleResult(
+        state=cast(State, reply[0]), first=reply[1] == "1", charged=decode_amounts(reply[2])
+    )

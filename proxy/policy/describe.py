@@ -1,0 +1,127 @@
+"""A policy in words: what `cycles-proxy check` prints, so an operator can read what will be
+enforced before it is."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from proxy.policy.runtime import UNITS_PER_USD, Budget, Plan, Policy
+
+_INDENT = "  "
+
+
+def describe(policy: Policy) -> str:
+    """A human-readable summary of everything `policy` would enforce."""
+    sections = [
+        _settings(policy),
+        _upstreams(policy),
+        _models(policy),
+        _plans(policy),
+        _tenants(policy),
+        _operations(policy),
+    ]
+    return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
+
+
+def usd(units: int) -> str:
+    """Integer units as dollars, exactly, with at least two decimals: 7500000 → '0.075'."""
+    whole, _, fraction = f"{Decimal(units) / UNITS_PER_USD:f}".partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
+def _settings(policy: Policy) -> list[str]:
+    unknown = (
+        "denied (403)"
+        if policy.unknown_tenant is None
+        else f"admitted on plan {policy.unknown_tenant}"
+    )
+    bound = {
+        "hard": "the proxy writes a completion limit when a request has none",
+        "soft": "requests without a completion limit are reserved at the plan's "
+        "default_max_tokens but not capped, so spend can overshoot",
+    }[policy.bound]
+    return [
+        f"Policy from {policy.source}",
+        f"{_INDENT}mode: {policy.mode}    identity: {policy.identity}    "
+        f"fail_mode: {policy.fail_mode}    bound: {policy.bound}",
+        f"{_INDENT}unknown tenants: {unknown}",
+        f"{_INDENT}bound {policy.bound}: {bound}",
+    ]
+
+
+def _upstreams(policy: Policy) -> list[str]:
+    lines = ["Upstreams"]
+    for upstream in policy.upstreams.values():
+        key = f"key from ${upstream.api_key_env}" if upstream.api_key_env else "no API key"
+        lines.append(f"{_INDENT}{upstream.name}: {upstream.base_url} ({key})")
+        if upstream.passthrough:
+            lines.append(f"{_INDENT * 2}passthrough, unbudgeted: {', '.join(upstream.passthrough)}")
+    lines.append("Routes (first match wins)")
+    lines += [f"{_INDENT}{route.model} → {route.upstream}" for route in policy.routes]
+    if not policy.routes:
+        lines.append(f"{_INDENT}none: every model request is refused")
+    return lines
+
+
+def _models(policy: Policy) -> list[str]:
+    lines = ["Models (USD per 1M tokens: input / cached input / output)"]
+    width = max((len(name) for name in policy.models), default=0)
+    for price in policy.models.values():
+        lines.append(
+            f"{_INDENT}{price.name:<{width}}  {usd(price.input)} / {usd(price.cached_input)} / "
+            f"{usd(price.output)}  ({price.encoding})"
+        )
+    if not policy.models:
+        lines.append(f"{_INDENT}none: every request is refused, as no model has a price")
+    return lines
+
+
+def _plans(policy: Policy) -> list[str]:
+    lines = ["Plans"]
+    for plan in policy.plans.values():
+        lines += _plan(plan)
+    if not policy.plans:
+        lines.append(f"{_INDENT}none")
+    return lines
+
+
+def _plan(plan: Plan) -> list[str]:
+    lines = [f"{_INDENT}{plan.name} (default max_tokens {plan.default_max_tokens})"]
+    lines += [f"{_INDENT * 2}{budget.level:<9}  {_budget(budget)}" for budget in plan.budgets]
+    if not plan.budgets:
+        lines.append(f"{_INDENT * 2}no budgets: spending is recorded but never limited")
+    return lines
+
+
+def _budget(budget: Budget) -> str:
+    amount = f"{usd(budget.limit)} USD" if budget.unit == "USD" else f"{budget.limit:,} tokens"
+    if budget.period != "none":
+        return f"{amount} per {budget.period}"
+    return f"{amount} per run" if budget.level == "run" else f"{amount} in total (no period)"
+
+
+def _tenants(policy: Policy) -> list[str]:
+    lines = ["Tenants (seeds: the store's state wins once it has the tenant)"]
+    width = max((len(tenant) for tenant in policy.tenants), default=0)
+    for seed in policy.tenants.values():
+        mode = f" ({seed.mode})" if seed.mode is not None and seed.mode != policy.mode else ""
+        lines.append(f"{_INDENT}{seed.id:<{width}}  {seed.plan}{mode}")
+    if not policy.tenants:
+        lines.append(f"{_INDENT}none declared")
+    return lines
+
+
+def _operations(policy: Policy) -> list[str]:
+    t, limits, r = policy.timeouts, policy.limits, policy.reservations
+    overrides = "".join(f", {path} {size}" for path, size in limits.route_body_bytes.items())
+    return [
+        f"Timeouts (s): read_request {t.read_request:g}, connect {t.connect:g}, "
+        f"first_byte {t.first_byte:g}, chunk_idle {t.chunk_idle:g},",
+        f"{_INDENT}stream_total {t.stream_total:g}, client_write {t.client_write:g}, "
+        f"drain_after_disconnect {t.drain_after_disconnect:g}",
+        f"Body limits (bytes): {limits.max_body_bytes}{overrides}; tokenized up to "
+        f"{limits.tokenize_max_bytes}, byte-count bound above",
+        f"Reservations (s): cap {r.cap_ms // 1000}, tombstone {r.tombstone_ms // 1000}, run idle "
+        f"{r.run_idle_ms // 1000}, period grace {r.period_grace_ms // 1000}; "
+        f"on expiry: {r.on_expiry}",
+    ]

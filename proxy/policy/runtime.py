@@ -1,0 +1,180 @@
+"""The checked, runtime form of a policy: what the proxy consults on every request.
+
+`schema.py` turns what the operator wrote (YAML, Decimal prices, optional fields) into these
+frozen types once, at load. Everything here is already validated and already in integer units,
+so the request path never parses, converts or second-guesses a policy value.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+LEVELS: tuple[str, ...] = ("tenant", "workspace", "app", "workflow", "agent", "toolset", "run")
+"""Scope levels, outermost first. `run` is keyed by (tenant, run id) and has no period."""
+
+Unit = Literal["USD", "TOKENS"]
+Period = Literal["day", "month", "none"]
+Mode = Literal["enforce", "shadow"]
+
+UNITS_PER_USD = 10**8
+"""USD is stored in micro-cents: 1 USD = 10**8 units."""
+
+MAX_AMOUNT = 2**52
+"""No amount may reach this: Lua numbers are doubles and must stay exact."""
+
+ENCODINGS: tuple[str, ...] = ("o200k_base", "cl100k_base")
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A budget on one scope level of a plan. `limit` is in integer units of `unit`."""
+
+    level: str
+    limit: int
+    unit: Unit = "USD"
+    period: Period = "month"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str
+    budgets: tuple[Budget, ...]
+    """At most one per (level, unit), in LEVELS order."""
+    default_max_tokens: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """Prices in integer units per 1M tokens (USD per 1M × 10**8)."""
+
+    name: str
+    input: int
+    cached_input: int
+    output: int
+    encoding: str = "o200k_base"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    name: str
+    base_url: str
+    """Without a trailing slash, e.g. https://api.openai.com/v1."""
+    api_key_env: str | None = None
+    passthrough: tuple[str, ...] = ()
+    """Extra paths (under /v1) forwarded unbudgeted, e.g. "/audio/speech"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    model: str
+    """A glob on the requested model name."""
+    upstream: str
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSeed:
+    """A tenant declared in YAML: seeds a fresh store; the store's state wins later."""
+
+    id: str
+    plan: str
+    mode: Mode | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds."""
+
+    read_request: float = 30.0
+    connect: float = 10.0
+    first_byte: float = 120.0
+    chunk_idle: float = 60.0
+    stream_total: float = 900.0
+    client_write: float = 30.0
+    drain_after_disconnect: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 8 * 1024 * 1024
+    route_body_bytes: Mapping[str, int] = field(default_factory=dict)
+    """Per-path overrides, e.g. {"/v1/embeddings": 16 MiB}."""
+    tokenize_max_bytes: int = 256 * 1024
+    """Above this many bytes of text, the UTF-8 byte count bounds the token count instead."""
+
+    def body_limit(self, path: str) -> int:
+        return self.route_body_bytes.get(path, self.max_body_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationSettings:
+    """How long reservations and ledger entries live, in milliseconds."""
+
+    cap_ms: int = 30 * 60 * 1000
+    """Absolute lifetime of an open reservation; longer than the longest allowed stream."""
+    tombstone_ms: int = 2 * 60 * 60 * 1000
+    """How long a settled reservation is remembered, so a late or repeated settle is idempotent."""
+    run_idle_ms: int = 7 * 24 * 60 * 60 * 1000
+    """A run's entries expire this long after they were last touched."""
+    period_grace_ms: int = 7 * 24 * 60 * 60 * 1000
+    """Period entries are kept until the period ends plus this, for late commits."""
+    on_expiry: Literal["charge", "release"] = "charge"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    mode: Mode = "enforce"
+    fail_mode: Literal["closed", "open"] = "closed"
+    identity: Literal["header", "api_key"] = "header"
+    unknown_tenant: str | None = None
+    """None: unknown tenants are denied (403). Otherwise the plan they are admitted on."""
+    bound: Literal["hard", "soft"] = "hard"
+    upstreams: Mapping[str, Upstream] = field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    models: Mapping[str, ModelPrice] = field(default_factory=dict)
+    plans: Mapping[str, Plan] = field(default_factory=dict)
+    tenants: Mapping[str, TenantSeed] = field(default_factory=dict)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
+    reservations: ReservationSettings = field(default_factory=ReservationSettings)
+    source: str = "<memory>"
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        """The price entry for `model`: exact name, else the longest entry that is a prefix
+        ending at a `-` boundary (so a dated snapshot like gpt-4o-2024-08-06 prices as gpt-4o)."""
+        exact = self.models.get(model)
+        if exact is not None:
+            return exact
+        best: ModelPrice | None = None
+        for name, price in self.models.items():
+            if model.startswith(name + "-") and (best is None or len(name) > len(best.name)):
+                best = price
+        return best
+
+    def upstream_for(self, model: str) -> Upstream | None:
+        """First route whose glob matches the model wins."""
+        for route in self.routes:
+            if fnmatch.fnmatchcase(model, route.model):
+                return self.upstreams[route.upstream]
+        return None
+
+    def plan_for(self, tenant: str) -> Plan | None:
+        """The tenant's plan from the YAML seeds, or the `unknown_tenant` plan, or None."""
+        seed = self.tenants.get(tenant)
+        if seed is not None:
+            return self.plans[seed.plan]
+        if self.unknown_tenant is not None:
+            return self.plans[self.unknown_tenant]
+        return None
+
+    def mode_for(self, tenant: str) -> Mode:
+        seed = self.tenants.get(tenant)
+        if seed is not None and seed.mode is not None:
+            return seed.mode
+        return self.mode
+
+    @property
+    def used_encodings(self) -> frozenset[str]:
+        return frozenset(price.encoding for price in self.models.values())

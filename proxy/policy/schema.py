@@ -1,0 +1,344 @@
+"""A raw policy (what the operator wrote) → the checked runtime form.
+
+`compile_policy` validates a mapping against `spec.PolicySpec`, checks what spans sections (a
+route's upstream, a tenant's plan, stored-object passthrough in gateway mode), converts every price
+and limit from the Decimal the operator wrote into integer units, and returns a frozen
+`runtime.Policy`. Every problem is collected with the field path at fault, so the loader can name
+the file and line of each; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from proxy.encodings import encoding_for_model
+from proxy.errors import PolicyError
+from proxy.policy.fields import fields_at
+from proxy.policy.runtime import (
+    ENCODINGS,
+    LEVELS,
+    Budget,
+    Limits,
+    ModelPrice,
+    Plan,
+    Policy,
+    ReservationSettings,
+    Route,
+    TenantSeed,
+    Timeouts,
+    Upstream,
+)
+from proxy.policy.spec import BudgetSpec, ModelSpec, PlanSpec, PolicySpec, UpstreamSpec
+from proxy.policy.units import USD_PLACES, AmountError, to_units
+
+Loc = tuple[str | int, ...]
+
+TENANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+STORED_OBJECT_PATHS: tuple[str, ...] = (
+    "/files",
+    "/uploads",
+    "/batches",
+    "/fine_tuning",
+    "/assistants",
+    "/threads",
+    "/vector_stores",
+    "/responses",
+    "/chat/completions",
+    "/conversations",
+    "/containers",
+)
+"""Endpoints that create, list or read objects kept at the provider under the proxy's key."""
+_SETTINGS = {"mode", "fail_mode", "identity", "bound"}
+_STREAM_TOTAL: Loc = ("timeouts", "stream_total")
+_MS_FIELDS = {
+    name: name.replace("_seconds", "_ms")
+    for name in (
+        "cap_seconds",
+        "tombstone_seconds",
+        "run_idle_seconds",
+        "period_grace_seconds",
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    loc: Loc
+    """The field path at fault, as pydantic writes it: ("plans", "pro", "budgets", …)."""
+    message: str
+
+
+def field_path(loc: Loc) -> str:
+    """`plans.pro.budgets.tenant.limit`, `routes[0].upstream`."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part != "[key]":
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+class PolicyIssues(PolicyError):
+    """`compile_policy` found problems, each with its field path (the loader adds file and line)."""
+
+    def __init__(self, issues: Sequence[Issue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("\n".join(f"{field_path(i.loc)}: {i.message}" for i in self.issues))
+
+
+def compile_policy(raw: Mapping[str, Any], *, source: str = "<memory>") -> Policy:
+    """Check `raw` (a policy as parsed from YAML) and return its runtime form.
+
+    Raises `PolicyIssues` listing every problem found, each with its field path.
+    """
+    spec = _validate(raw)
+    issues: list[Issue] = []
+    policy = _build(spec, source, issues)
+    if issues:
+        raise PolicyIssues(issues)
+    return policy
+
+
+def _validate(raw: Mapping[str, Any]) -> PolicySpec:
+    try:
+        return PolicySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyIssues([_issue(e) for e in exc.errors(include_url=False)]) from None
+
+
+def _issue(error: ErrorDetails) -> Issue:
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        allowed = fields_at(PolicySpec, loc[:-1])
+        expected = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        return Issue(loc, f"unknown field{expected}")
+    if error["type"] == "missing":
+        return Issue(loc, "required field is missing")
+    return Issue(loc, error["msg"])
+
+
+def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
+    settings = spec.model_dump(include=_SETTINGS, exclude_none=True)
+    timeouts = Timeouts(**spec.timeouts.model_dump(exclude_none=True))
+    return Policy(
+        **settings,
+        unknown_tenant=_unknown_tenant(spec, out),
+        upstreams={n: _upstream(n, u, spec, out) for n, u in spec.upstreams.items()},
+        routes=_routes(spec, out),
+        models={n: _model(n, m, out) for n, m in spec.models.items()},
+        plans={n: _plan(n, p, out) for n, p in spec.plans.items()},
+        tenants=_tenants(spec, out),
+        timeouts=timeouts,
+        limits=Limits(**spec.limits.model_dump(exclude_none=True)),
+        reservations=_reservations(spec, timeouts, out),
+        source=source,
+    )
+
+
+def _defined(kind: str, names: Mapping[str, object]) -> str:
+    return f"defined {kind}: {', '.join(names)}" if names else f"no {kind} are defined"
+
+
+def _unknown_tenant(spec: PolicySpec, out: list[Issue]) -> str | None:
+    if spec.unknown_tenant == "deny":
+        return None
+    if spec.unknown_tenant not in spec.plans:
+        out.append(
+            Issue(
+                ("unknown_tenant",),
+                (
+                    f"{spec.unknown_tenant!r} is neither 'deny' nor a plan; {_defined('plans', spec.plans)}"
+                ),
+            )
+        )
+    return spec.unknown_tenant
+
+
+def _upstream(name: str, upstream: UpstreamSpec, spec: PolicySpec, out: list[Issue]) -> Upstream:
+    if spec.identity == "api_key":
+        for index, path in enumerate(upstream.passthrough):
+            if any(_overlaps(path, stored) for stored in STORED_OBJECT_PATHS):
+                out.append(
+                    Issue(
+                        ("upstreams", name, "passthrough", index),
+                        (
+                            f"{path!r} reaches stored objects (files, batches, fine-tuning, threads, "
+                            "stored responses, ...); with identity: api_key every tenant shares one "
+                            "provider key, so one tenant could read or delete another's. Remove it, or "
+                            "run one proxy per tenant with identity: header"
+                        ),
+                    )
+                )
+    return Upstream(name, upstream.base_url, upstream.api_key_env, tuple(upstream.passthrough))
+
+
+def _overlaps(path: str, prefix: str) -> bool:
+    """True if `path` is `prefix`, lies under it, or contains it."""
+    path, prefix = path.lower(), prefix.lower()
+    return path == prefix or path.startswith(prefix + "/") or prefix.startswith(path + "/")
+
+
+def _routes(spec: PolicySpec, out: list[Issue]) -> tuple[Route, ...]:
+    for index, route in enumerate(spec.routes):
+        if route.upstream not in spec.upstreams:
+            out.append(
+                Issue(
+                    ("routes", index, "upstream"),
+                    (
+                        f"upstream {route.upstream!r} is not defined; "
+                        f"{_defined('upstreams', spec.upstreams)}"
+                    ),
+                )
+            )
+    return tuple(Route(r.model, r.upstream) for r in spec.routes)
+
+
+def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
+    loc: Loc = ("models", name)
+    what = "price", "USD per 1M tokens"
+    unit_input = _amount(model.input, USD_PLACES, (*loc, "input"), what, out)
+    cached = unit_input
+    if model.cached_input is not None:
+        cached = _amount(model.cached_input, USD_PLACES, (*loc, "cached_input"), what, out)
+        if model.cached_input > model.input:
+            out.append(
+                Issue(
+                    (*loc, "cached_input"),
+                    (
+                        f"cached_input ({model.cached_input}) is more than input ({model.input}); "
+                        "estimates price every prompt token as uncached, which must be the dearer case"
+                    ),
+                )
+            )
+    encoding = model.encoding or encoding_for_model(name)
+    if encoding not in ENCODINGS:
+        out.append(
+            Issue(
+                (*loc, "encoding"),
+                f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}",
+            )
+        )
+    output = _amount(model.output, USD_PLACES, (*loc, "output"), what, out)
+    return ModelPrice(name, unit_input, cached, output, encoding)
+
+
+def _plan(name: str, plan: PlanSpec, out: list[Issue]) -> Plan:
+    if name == "deny":
+        out.append(
+            Issue(
+                ("plans", name),
+                "a plan cannot be called 'deny': unknown_tenant: deny "
+                "means unknown tenants are refused",
+            )
+        )
+    budgets = [
+        budget
+        for level, spec in plan.budgets.items()
+        if (budget := _budget(("plans", name, "budgets", level), level, spec, out)) is not None
+    ]
+    budgets.sort(key=lambda budget: LEVELS.index(budget.level))
+    given = plan.model_dump(include={"default_max_tokens"}, exclude_none=True)
+    return Plan(name, tuple(budgets), **given)
+
+
+def _budget(loc: Loc, level: str, spec: BudgetSpec, out: list[Issue]) -> Budget | None:
+    if level not in LEVELS:
+        out.append(Issue(loc, f"unknown level {level!r}; levels are {', '.join(LEVELS)}"))
+        return None
+    period = spec.period or ("none" if level == "run" else "month")
+    if level == "run" and period != "none":
+        out.append(
+            Issue(
+                (*loc, "period"),
+                (
+                    f"a run budget has no period (got {period!r}): it lasts for the run, whose entries "
+                    "expire after reservations.run_idle_seconds. Remove 'period'"
+                ),
+            )
+        )
+    places = USD_PLACES if spec.unit == "USD" else 0
+    limit = _amount(spec.limit, places, (*loc, "limit"), ("limit", spec.unit), out)
+    return Budget(level, limit, spec.unit, period)
+
+
+def _tenants(spec: PolicySpec, out: list[Issue]) -> dict[str, TenantSeed]:
+    seeds: dict[str, TenantSeed] = {}
+    for written, tenant in spec.tenants.items():
+        loc: Loc = ("tenants", written)
+        if not TENANT_ID.fullmatch(written):
+            out.append(
+                Issue(
+                    loc,
+                    (
+                        f"tenant id {written!r} is invalid: use 1 to 128 characters from "
+                        "A-Z, a-z, 0-9, '_', '.' and '-'"
+                    ),
+                )
+            )
+        elif written.lower() in seeds:
+            out.append(
+                Issue(
+                    loc,
+                    (
+                        f"tenant id {written!r} is {written.lower()!r} once lowercased, which is already "
+                        "declared; tenant ids are case-insensitive"
+                    ),
+                )
+            )
+        if tenant.plan not in spec.plans:
+            out.append(
+                Issue(
+                    (*loc, "plan"),
+                    f"plan {tenant.plan!r} is not defined; {_defined('plans', spec.plans)}",
+                )
+            )
+        seeds[written.lower()] = TenantSeed(written.lower(), tenant.plan, tenant.mode)
+    return seeds
+
+
+def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> ReservationSettings:
+    given = spec.reservations.model_dump(exclude_none=True)
+    settings = ReservationSettings(
+        **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()}
+    )
+    longest = timeouts.stream_total + timeouts.drain_after_disconnect
+    if settings.cap_ms <= longest * 1000:
+        at: Loc = ("reservations", "cap_seconds") if "cap_seconds" in given else _STREAM_TOTAL
+        out.append(
+            Issue(
+                at,
+                (
+                    f"reservations.cap_seconds ({settings.cap_ms // 1000}) must exceed "
+                    f"timeouts.stream_total + timeouts.drain_after_disconnect ({longest:g}), or an open "
+                    "reservation would expire while its stream is still running"
+                ),
+            )
+        )
+    if settings.tombstone_ms < settings.cap_ms:
+        out.append(
+            Issue(
+                ("reservations", "tombstone_seconds"),
+                (
+                    f"reservations.tombstone_seconds ({settings.tombstone_ms // 1000}) must be at least "
+                    f"cap_seconds ({settings.cap_ms // 1000}), so a late or repeated settle is recognised"
+                ),
+            )
+        )
+    return settings
+
+
+def _amount(value: Decimal, places: int, loc: Loc, what: tuple[str, str], out: list[Issue]) -> int:
+    """`value` in integer units, or an issue (and 0)."""
+    try:
+        return to_units(value, places, *what)
+    except AmountError as exc:
+        out.append(Issue(loc, str(exc)))
+        return 0

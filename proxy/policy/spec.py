@@ -1,0 +1,186 @@
+"""What the operator writes: pydantic models that mirror the policy YAML one to one.
+
+These check shape and the rules that need only one value (a URL's form, a path's form, a number's
+sign); unknown fields are errors everywhere. `schema.compile_policy` then checks what spans
+sections and turns a `PolicySpec` into the frozen `runtime.Policy`. Amounts stay `Decimal` here,
+exactly as written; they become integer units only in `schema.py`. Nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+BUDGETED_PATHS: tuple[str, ...] = (
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/responses",
+    "/messages",
+)
+"""Endpoints the proxy budgets itself (relative to an upstream's base_url, which ends in /v1)."""
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
+def _problem(message: str) -> PydanticCustomError:
+    return PydanticCustomError("policy", message)
+
+
+def _not_float(value: object) -> object:
+    # The YAML loader never produces floats; this keeps programmatic callers honest too.
+    if isinstance(value, float):
+        raise _problem("amounts must not be floats (floats are inexact): pass text or a Decimal")
+    return value
+
+
+def _check_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _problem(f"{url!r} is not an http(s) URL; write e.g. https://api.openai.com/v1")
+    if "?" in url or "#" in url:
+        raise _problem("base_url must not have a query or a fragment")
+    if parts.username is not None or parts.password is not None:
+        raise _problem(
+            "base_url must not carry credentials; name an environment variable in api_key_env"
+        )
+    return url.rstrip("/")
+
+
+def _check_passthrough(path: str) -> str:
+    segments = path.split("/")
+    if (
+        segments[0] != ""
+        or not all(_SEGMENT.fullmatch(s) for s in segments[1:])
+        or any(s in (".", "..") for s in segments)
+    ):
+        raise _problem(
+            f"{path!r} is not a plain path like '/audio/speech': it must start with '/' and use "
+            "only A-Z a-z 0-9 _ . ~ - in each segment, with no empty, '.' or '..' segments, "
+            "percent-encoding, query or fragment"
+        )
+    if path == "/v1" or path.startswith("/v1/"):
+        raise _problem(
+            f"passthrough paths are relative to the upstream's base_url (which ends in /v1): "
+            f"write {path.removeprefix('/v1') or '/'!r}"
+        )
+    for budgeted in BUDGETED_PATHS:
+        if budgeted == path or budgeted.startswith(path + "/"):
+            raise _problem(
+                f"{path!r} would forward the budgeted endpoint {budgeted} without a budget; "
+                "budgeted endpoints are always served by the proxy itself"
+            )
+    return path
+
+
+def _check_route_path(path: str) -> str:
+    if not path.startswith("/v1/"):
+        raise _problem(f"{path!r} is not a request path; write the full path, e.g. /v1/embeddings")
+    return path
+
+
+def _check_env_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise _problem(f"{name!r} is not an environment variable name; write e.g. OPENAI_API_KEY")
+    return name
+
+
+Money = Annotated[Decimal, BeforeValidator(_not_float), Field(ge=0)]
+"""A price or limit exactly as written (never through float)."""
+Seconds = Annotated[float, Field(gt=0)]
+Bytes = Annotated[int, Field(gt=0)]
+WholeSeconds = Annotated[int, Field(gt=0)]
+Name = Annotated[str, Field(min_length=1)]
+Mode = Literal["enforce", "shadow"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UpstreamSpec(_Spec):
+    base_url: Annotated[str, AfterValidator(_check_base_url)]
+    api_key_env: Annotated[str, AfterValidator(_check_env_name)] | None = None
+    passthrough: list[Annotated[str, AfterValidator(_check_passthrough)]] = []
+
+
+class RouteSpec(_Spec):
+    model: Name
+    upstream: Name
+
+
+class ModelSpec(_Spec):
+    """USD per 1M tokens."""
+
+    input: Money
+    cached_input: Money | None = None
+    output: Money
+    encoding: str | None = None
+
+
+class BudgetSpec(_Spec):
+    limit: Money
+    period: Literal["day", "month", "none"] | None = None
+    unit: Literal["USD", "TOKENS"] = "USD"
+
+
+class PlanSpec(_Spec):
+    default_max_tokens: Annotated[int, Field(gt=0)] | None = None
+    budgets: dict[str, BudgetSpec] = {}
+
+
+class TenantSpec(_Spec):
+    plan: Name
+    mode: Mode | None = None
+
+
+class TimeoutsSpec(_Spec):
+    """Seconds. Fields left out take the defaults of `runtime.Timeouts`."""
+
+    read_request: Seconds | None = None
+    connect: Seconds | None = None
+    first_byte: Seconds | None = None
+    chunk_idle: Seconds | None = None
+    stream_total: Seconds | None = None
+    client_write: Seconds | None = None
+    drain_after_disconnect: Seconds | None = None
+
+
+class LimitsSpec(_Spec):
+    max_body_bytes: Bytes | None = None
+    route_body_bytes: dict[Annotated[str, AfterValidator(_check_route_path)], Bytes] | None = None
+    tokenize_max_bytes: Bytes | None = None
+
+
+class ReservationsSpec(_Spec):
+    """Seconds here; milliseconds in `runtime.ReservationSettings`."""
+
+    cap_seconds: WholeSeconds | None = None
+    tombstone_seconds: WholeSeconds | None = None
+    run_idle_seconds: WholeSeconds | None = None
+    period_grace_seconds: WholeSeconds | None = None
+    on_expiry: Literal["charge", "release"] | None = None
+
+
+class PolicySpec(_Spec):
+    """A whole policy as written. Collections left out are empty; settings left out take the
+    defaults of `runtime.Policy`."""
+
+    mode: Mode | None = None
+    fail_mode: Literal["closed", "open"] | None = None
+    identity: Literal["header", "api_key"] | None = None
+    unknown_tenant: Name = "deny"
+    bound: Literal["hard", "soft"] | None = None
+    upstreams: dict[str, UpstreamSpec] = {}
+    routes: list[RouteSpec] = []
+    models: dict[str, ModelSpec] = {}
+    plans: dict[str, PlanSpec] = {}
+    tenants: dict[str, TenantSpec] = {}
+    timeouts: TimeoutsSpec = TimeoutsSpec()
+    limits: LimitsSpec = LimitsSpec()
+    reservations: ReservationsSpec = ReservationsSpec()

@@ -1,0 +1,80 @@
+"""Request headers → a validated scope path.
+
+Budgets key every level by (tenant, level, value), not by the full path: workflow `triage` is one
+budget whether or not the call also named an agent. The run is keyed by (tenant, run id) alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from proxy.errors import BadRequest
+from proxy.ledger.base import BudgetLine
+from proxy.policy.runtime import LEVELS, Plan
+
+HEADERS: Mapping[str, str] = {
+    "tenant": "X-Cycles-Tenant",
+    "workspace": "X-Cycles-Workspace",
+    "app": "X-Cycles-App",
+    "workflow": "X-Cycles-Workflow",
+    "agent": "X-Cycles-Agent",
+    "toolset": "X-Cycles-Toolset",
+    "run": "X-Cycles-Run",
+}
+VALUE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    tenant: str
+    values: Mapping[str, str]
+    """Level → lowercased value, for every level the call named (tenant and run included)."""
+
+    @property
+    def run(self) -> str | None:
+        return self.values.get("run")
+
+    def path(self) -> str:
+        """`tenant/workspace/…` as named, for logs."""
+        return "/".join(f"{level}={self.values[level]}" for level in LEVELS if level in self.values)
+
+
+def check_value(header: str, raw: str) -> str:
+    """Validate one scope value; returns it lowercased."""
+    if not VALUE.fullmatch(raw):
+        raise BadRequest(
+            f"Header {header} has an invalid value: use 1 to 128 characters from "
+            "A-Z, a-z, 0-9, '_', '.' and '-'.",
+            code="invalid_scope_header",
+            param=header,
+        )
+    return raw.lower()
+
+
+def from_headers(headers: Mapping[str, str]) -> Scope:
+    """Read the scope path; a missing tenant or any malformed value is a 400 naming the header."""
+    values: dict[str, str] = {}
+    for level, header in HEADERS.items():
+        raw = headers.get(header)
+        if raw is not None:
+            values[level] = check_value(header, raw)
+    if "tenant" not in values:
+        raise BadRequest(
+            "Missing X-Cycles-Tenant header: every budgeted call must name its tenant.",
+            code="missing_tenant",
+            param="X-Cycles-Tenant",
+        )
+    return Scope(tenant=values["tenant"], values=values)
+
+
+def budget_lines(plan: Plan, scope: Scope) -> list[BudgetLine]:
+    """Every budget of the plan whose level the call names."""
+    return [
+        BudgetLine(
+            budget.level, scope.values[budget.level], budget.unit, budget.period, budget.limit
+        )
+        for budget in plan.budgets
+        if budget.level in scope.values
+    ]

@@ -1,0 +1,79 @@
+"""Process settings from flags and the environment, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from dataclasses import dataclass
+
+from proxy.errors import CyclesError
+from proxy.policy.runtime import Policy
+
+
+class SettingsError(CyclesError):
+    """A flag or environment value that cannot work; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    policy: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    store: str = "memory://"
+    upstream: str | None = None
+    log_level: str = "INFO"
+    workers: int = 1
+    allow_header_identity_on_public_address: bool = False
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"--listen {value!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def store_from(flag: str | None) -> str:
+    return flag or os.environ.get("CYCLES_STORE") or "memory://"
+
+
+def validate(settings: Settings, policy: Policy) -> None:
+    """Refuse combinations that would silently break the budget guarantee."""
+    if settings.store.startswith("memory://") and settings.workers > 1:
+        raise SettingsError(
+            "The memory:// store lives in one process, so --workers > 1 would give every worker "
+            "its own budgets. Use a redis:// store to run several workers."
+        )
+    if (
+        policy.identity == "header"
+        and not _loopback(settings.host)
+        and not settings.allow_header_identity_on_public_address
+    ):
+        raise SettingsError(
+            f"identity: header trusts X-Cycles-Tenant from whoever connects, so it only "
+            f"listens on a loopback address (not {settings.host}). Use identity: api_key for "
+            "a shared gateway, or pass --allow-header-identity-on-public-address if a "
+            "network policy already restricts who can connect."
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def with_upstream_override(policy: Policy, url: str | None) -> Policy:
+    """`--upstream URL` points every upstream at one base URL (local fakes, staging)."""
+    if url is None:
+        return policy
+    base = url.rstrip("/")
+    upstreams = {
+        name: dataclasses.replace(upstream, base_url=base)
+        for name, upstream in policy.upstreams.items()
+    }
+    return dataclasses.replace(policy, upstreams=upstreams)

@@ -1,0 +1,72 @@
+"""What a finished call is charged, and the ledger call that records it.
+
+The rule: never commit less than the evidence shows. Reported usage is charged even above the
+reservation; without a report, streamed text is counted; when the stream did not finish (the
+client left and the upstream never sent its usage, or the upstream was cut), the charge is at
+least the reservation, because the provider may have billed a generation we never saw.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from proxy.call import PreparedCall
+from proxy.errors import LedgerError
+from proxy.ledger.base import Ledger, Reservation
+from proxy.pricing import Usage, amounts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened upstream, as far as charging is concerned."""
+
+    produced: bool
+    """The provider produced output (a 2xx answer, or at least one streamed event)."""
+    usage: Usage | None = None
+    """What the provider reported, if it did."""
+    counted_completion: int = 0
+    """Completion tokens counted from relayed text."""
+    complete: bool = True
+    """The answer arrived whole."""
+
+
+def charge_for(call: PreparedCall, outcome: Outcome) -> dict[str, int] | None:
+    """Amounts to commit per unit, or None to release."""
+    if not outcome.produced:
+        return None
+    if outcome.usage is not None:
+        usage = outcome.usage
+        if outcome.counted_completion > usage.completion_tokens:
+            usage = Usage(usage.prompt_tokens, outcome.counted_completion, usage.cached_tokens)
+        return amounts(call.price, usage)
+    counted = amounts(call.price, Usage(call.estimate.prompt_tokens, outcome.counted_completion))
+    if outcome.complete and call.stream:
+        return counted
+    # No report and no whole answer: at least what was reserved.
+    return {unit: max(counted.get(unit, 0), call.amounts[unit]) for unit in call.amounts}
+
+
+async def settle(
+    ledger: Ledger, reservation: Reservation | None, charge: Mapping[str, int] | None
+) -> None:
+    """Commit or release. A ledger failure here is logged with the amounts, never raised: the
+    client already has its answer."""
+    if reservation is None:
+        return
+    try:
+        if charge is None:
+            await ledger.release(reservation)
+        else:
+            await ledger.commit(reservation, charge)
+    except LedgerError as exc:
+        log.error(
+            "settle failed for tenant=%s reservation=%s charge=%s: %s",
+            reservation.tenant,
+            reservation.id,
+            dict(charge) if charge is not None else "release",
+            exc,
+        )

@@ -1,0 +1,114 @@
+"""An incremental server-sent-events decoder, fed chunks of any size (after httpx's line decoder).
+
+`feed` accepts bytes split anywhere: mid-line, mid-UTF-8 sequence, between the CR and LF of a
+CRLF. Lines are found in bytes (terminators are ASCII) and decoded only when complete, so a split
+character is never seen. Each chunk is scanned once and only the unfinished line is carried
+over, so decoding is linear in the stream's length.
+
+Every byte fed ends up in exactly one event's `raw`, in order: the relay forwards `raw` verbatim
+and the bytes the client receives are the bytes the upstream sent. Blocks with no `data:` line
+(keep-alive comments, stray blank lines) are events too, with `data` None. Unlike a browser,
+`flush` also returns an event left unterminated at the end of the stream: its usage report, if
+any, is evidence settlement should not throw away.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_BOM = "\ufeff"
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    raw: bytes
+    """The event's bytes as received, including the blank line that ended it."""
+    data: str | None
+    """The `data:` lines joined with "\\n"; None when the block had none."""
+    event: str | None = None
+    """The `event:` name; None means the default, "message"."""
+    id: str | None = None
+    """This block's `id:`, if it had one."""
+
+
+class SSEDecoder:
+    """Turns chunks of an SSE byte stream into events. Call `flush` once the stream ends."""
+
+    def __init__(self) -> None:
+        self._line = bytearray()
+        self._cr_pending = False
+        self._started = False
+        self._raw = bytearray()
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._id: str | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """The events completed by `chunk`."""
+        events: list[SSEEvent] = []
+        start = 0
+        if self._cr_pending and chunk:
+            # The previous chunk ended in CR: a leading LF makes it one CRLF terminator.
+            self._cr_pending = False
+            start = 1 if chunk.startswith(b"\n") else 0
+            self._end_line(b"\r\n" if start else b"\r", events)
+        for match in _LINE_END.finditer(chunk, start):
+            self._line += chunk[start : match.start()]
+            start = match.end()
+            if match.group() == b"\r" and start == len(chunk):
+                self._cr_pending = True
+                return events
+            self._end_line(match.group(), events)
+        self._line += chunk[start:]
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        """At the end of the stream: the last event, even if no blank line ended it."""
+        events: list[SSEEvent] = []
+        if self._cr_pending:
+            self._cr_pending = False
+            self._end_line(b"\r", events)
+        if self._line:
+            self._end_line(b"", events)
+        if self._raw:
+            events.append(self._dispatch())
+        return events
+
+    def _end_line(self, terminator: bytes, events: list[SSEEvent]) -> None:
+        line = bytes(self._line)
+        self._line.clear()
+        self._raw += line
+        self._raw += terminator
+        first, self._started = not self._started, True
+        if line:
+            text = line.decode("utf-8", "replace")
+            self._field(text.removeprefix(_BOM) if first else text)
+        else:
+            events.append(self._dispatch())
+
+    def _field(self, line: str) -> None:
+        if line.startswith(":"):
+            return
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+
+    def _dispatch(self) -> SSEEvent:
+        event = SSEEvent(
+            raw=bytes(self._raw),
+            data="\n".join(self._data) if self._data else None,
+            event=self._event,
+            id=self._id,
+        )
+        self._raw.clear()
+        self._data = []
+        self._event = None
+        self._id = None
+        return event

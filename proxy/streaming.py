@@ -1,0 +1,99 @@
+"""Relaying a budgeted answer and reading what it cost: streamed (SSE) or whole (JSON)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from proxy import encodings, relay
+from proxy.call import PreparedCall
+from proxy.context import Runtime
+from proxy.decision import Decision
+from proxy.ledger.base import Reservation
+from proxy.settle import Outcome, charge_for, settle
+from proxy.sse import SSEEvent
+from proxy.usage import StreamUsage, usage_from_body
+
+log = logging.getLogger(__name__)
+
+
+def usage_of_body(call: PreparedCall, body: bytes) -> Outcome:
+    """A whole 2xx answer: its `usage`, or no report (charged at the reservation)."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        log.warning("upstream answered %s with a body that is not JSON", call.endpoint.suffix)
+        return Outcome(produced=True)
+    usage = usage_from_body(obj, call.endpoint.name) if isinstance(obj, dict) else None
+    return Outcome(produced=True, usage=usage)
+
+
+async def relay_stream(
+    request: web.Request,
+    rt: Runtime,
+    call: PreparedCall,
+    verdict: Decision,
+    reservation: Reservation | None,
+    upstream: aiohttp.ClientResponse,
+) -> web.StreamResponse:
+    """Relay the SSE stream event by event, then settle from its final usage event."""
+    headers = relay.headers_down(upstream.headers.items())
+    headers.update(verdict.headers)
+    response = web.StreamResponse(status=upstream.status, headers=headers)
+    tracker = StreamUsage()
+
+    def on_event(event: SSEEvent) -> bool:
+        return _observe(tracker, event, hide_usage=call.hide_usage_chunk)
+
+    result = relay.StreamResult(client_gone=True)
+    try:
+        try:
+            await response.prepare(request)
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            log.info("client left before the stream started; draining for usage")
+        result = await relay.pump(
+            upstream, response if response.prepared else None, on_event, rt.policy.timeouts
+        )
+    finally:
+        await settle(rt.ledger, reservation, charge_for(call, _outcome(call, rt, tracker, result)))
+    if not result.client_gone:
+        with suppress(ConnectionError, aiohttp.ClientConnectionResetError):
+            await response.write_eof()
+    return response
+
+
+def _observe(tracker: StreamUsage, event: SSEEvent, *, hide_usage: bool) -> bool:
+    """Feed one event to the usage tracker; False for the usage chunk the client did not ask
+    for."""
+    data = event.data
+    if not data:
+        return True
+    if data == "[DONE]":
+        tracker.mark_done()
+        return True
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return True
+    if not isinstance(obj, dict):
+        return True
+    tracker.feed(obj)
+    return not (hide_usage and tracker.is_usage_only(obj))
+
+
+def _outcome(
+    call: PreparedCall, rt: Runtime, tracker: StreamUsage, result: relay.StreamResult
+) -> Outcome:
+    enc = encodings.get_encoding(call.price.encoding)
+    return Outcome(
+        produced=tracker.events > 0,
+        usage=tracker.usage,
+        counted_completion=tracker.counted_completion_tokens(
+            enc, rt.policy.limits.tokenize_max_bytes
+        ),
+        complete=result.complete and tracker.done,
+    )

@@ -1,0 +1,115 @@
+"""Actual usage out of a provider's answer: a JSON body, or the events of an SSE stream.
+
+A stream is watched by `StreamUsage`. It keeps the last usage report it saw (vLLM's continuous
+usage stats repeat a running total on every chunk, so the last report wins; they are never
+summed) and the text that was streamed, which settlement can count when no report arrives.
+Reasoning tokens are billed but never streamed, so counted text is a floor, not the charge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from proxy.estimate import EndpointName, TextCounter, Tokenizer
+from proxy.pricing import Usage
+
+_DELTA_TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
+
+
+def usage_from_body(obj: Mapping[str, Any], endpoint: EndpointName) -> Usage | None:
+    """The usage a non-streamed response reports, or None if it is missing or malformed."""
+    return parse_usage(obj.get("usage"), endpoint)
+
+
+def parse_usage(usage: Any, endpoint: EndpointName) -> Usage | None:
+    """An OpenAI `usage` object as a Usage; None unless every count it needs is a valid integer.
+    Cached tokens above the prompt total are clamped to it rather than trusted."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = 0 if endpoint == "embeddings" else _count(usage.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    return Usage(prompt, completion, min(cached or 0, prompt))
+
+
+class StreamUsage:
+    """Follows the parsed JSON events of a chat or completions stream."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        """The last usage report seen, if any."""
+        self.done = False
+        """Whether the `[DONE]` marker arrived."""
+        self.events = 0
+        """How many JSON events were fed."""
+        self._texts: dict[tuple[int | str, ...], list[str]] = {}
+
+    @staticmethod
+    def is_usage_only(event: Mapping[str, Any]) -> bool:
+        """The `include_usage` chunk: no choices, only usage. Hidden from clients that did not
+        ask for it."""
+        return event.get("choices") == [] and isinstance(event.get("usage"), dict)
+
+    def mark_done(self) -> None:
+        """The `data: [DONE]` marker arrived."""
+        self.done = True
+
+    def feed(self, event: Mapping[str, Any]) -> None:
+        """Follow one parsed event: `choices[].delta` (chat) or `choices[].text` (completions)."""
+        self.events += 1
+        usage = parse_usage(event.get("usage"), "chat")
+        if usage is not None:
+            self.usage = usage
+        choices = event.get("choices")
+        if isinstance(choices, list):
+            for position, choice in enumerate(choices):
+                if isinstance(choice, dict):
+                    self._feed_choice(_index(choice, position), choice)
+
+    def counted_completion_tokens(self, enc: Tokenizer, tokenize_max_bytes: int) -> int:
+        """Tokens of everything streamed so far. Each piece of text (a choice's content, a tool
+        call's arguments, ...) is counted on its own, as the model produced it."""
+        counter = TextCounter(enc, tokenize_max_bytes)
+        return sum(counter.count("".join(pieces)) for pieces in self._texts.values())
+
+    def _feed_choice(self, index: int, choice: Mapping[str, Any]) -> None:
+        self._add((index, "text"), choice.get("text"))
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return
+        for field in _DELTA_TEXT_FIELDS:
+            self._add((index, field), delta.get(field))
+        function_call = delta.get("function_call")
+        if isinstance(function_call, dict):
+            self._add_function((index, "function_call"), function_call)
+        tool_calls = delta.get("tool_calls")
+        if isinstance(tool_calls, list):
+            for position, call in enumerate(tool_calls):
+                if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                    key = (index, "tool_call", _index(call, position))
+                    self._add_function(key, call["function"])
+
+    def _add_function(self, key: tuple[int | str, ...], function: Mapping[str, Any]) -> None:
+        self._add((*key, "name"), function.get("name"))
+        self._add((*key, "arguments"), function.get("arguments"))
+
+    def _add(self, key: tuple[int | str, ...], text: Any) -> None:
+        if isinstance(text, str) and text:
+            self._texts.setdefault(key, []).append(text)
+
+
+def _count(value: Any) -> int | None:
+    """`value` if it is a token count (a non-negative integer, not a boolean), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _index(item: Mapping[str, Any], position: int) -> int:
+    """A streamed item's `index`, or its position when it has no usable one."""
+    index = _count(item.get("index"))
+    return position if index is None else index

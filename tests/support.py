@@ -1,0 +1,87 @@
+"""Helpers shared by the proxy tests: policies written as operators write them, and oracles."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from proxy import encodings
+from proxy.estimate import estimate_chat
+from proxy.ledger.base import BalanceRow, Ledger
+from proxy.policy import load_policy
+from proxy.policy.runtime import Policy
+
+UNITS = 10**8
+# gpt-4o-mini in the test policies: USD per 1M tokens, and the same in ledger units per 1M.
+MINI_INPUT, MINI_OUTPUT = Decimal("0.15"), Decimal("0.60")
+
+POLICY = """
+mode: {mode}
+fail_mode: closed
+identity: header
+unknown_tenant: deny
+upstreams:
+  openai: {{base_url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY}}
+routes:
+  - {{model: "*", upstream: openai}}
+models:
+  gpt-4o-mini: {{input: 0.15, cached_input: 0.075, output: 0.60}}
+  gpt-4o: {{input: 2.50, cached_input: 1.25, output: 10.00}}
+  text-embedding-3-small: {{input: 0.02, output: 0}}
+  gpt-3.5-turbo-instruct: {{input: 1.50, output: 2.00}}
+plans:
+  test:
+    default_max_tokens: 100
+    budgets:
+{budgets}
+tenants:
+  alpha: {{plan: test}}
+  beta: {{plan: test}}
+  gamma: {{plan: test, mode: shadow}}
+"""
+
+
+def policy(tmp_path: Path, budgets: str, mode: str = "enforce") -> Policy:
+    indented = "\n".join("      " + line for line in budgets.strip().splitlines())
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY.format(budgets=indented, mode=mode))
+    return load_policy(path)
+
+
+def chat(content: str = "hi", max_tokens: int = 100, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
+
+
+def mini_cost(prompt_tokens: int, completion_tokens: int) -> int:
+    """DESIGN.md's formula, written independently of proxy.pricing:
+    ceil(Σ tokens × price_per_1M_in_units / 10**6)."""
+    numerator = prompt_tokens * int(MINI_INPUT * UNITS) + completion_tokens * int(
+        MINI_OUTPUT * UNITS
+    )
+    return -(-numerator // 10**6)
+
+
+def chat_prompt_tokens(body: dict[str, Any]) -> int:
+    enc = encodings.get_encoding("o200k_base")
+    return estimate_chat(body, enc, default_max_tokens=0, tokenize_max_bytes=1 << 30).prompt_tokens
+
+
+def usd(units: int) -> str:
+    """Units as a YAML USD amount with no rounding."""
+    return str(Decimal(units) / UNITS)
+
+
+async def line(ledger: Ledger, tenant: str, level: str, value: str | None = None) -> BalanceRow:
+    rows = [
+        r
+        for r in await ledger.balances(tenant)
+        if r.level == level and (value is None or r.value == value) and r.unit == "USD"
+    ]
+    assert len(rows) == 1, rows
+    return rows[0]

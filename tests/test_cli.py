@@ -1,0 +1,57 @@
+"""The console script: check, serve's refusals, and the demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import POLICIES
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_prints_what_the_example_policy_enforces() -> None:
+    result = cli("check", "--policy", str(POLICIES / "example.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "customer-47" in result.stdout and "pro" in result.stdout
+
+
+def test_check_names_file_line_and_field_of_a_broken_policy(tmp_path: Path) -> None:
+    text = (POLICIES / "example.yaml").read_text()
+    lines = text.splitlines()
+    index = next(
+        i for i, line in enumerate(lines) if line.strip().startswith("tenant:") and "limit" in line
+    )
+    lines[index] = lines[index].replace("limit:", "limitt:")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("\n".join(lines) + "\n")
+    result = cli("check", "--policy", str(broken))
+    assert result.returncode == 2
+    assert f"broken.yaml:{index + 1}:" in result.stderr
+    assert "limitt" in result.stderr
+
+
+def test_serve_refuses_memory_store_with_several_workers() -> None:
+    result = cli("serve", "--policy", str(POLICIES / "example.yaml"), "--workers", "2")
+    assert result.returncode == 2
+    assert "memory://" in result.stderr and "--workers" in result.stderr
+
+
+def test_serve_refuses_header_identity_on_a_public_address() -> None:
+    result = cli("serve", "--policy", str(POLICIES / "example.yaml"), "--listen", "0.0.0.0:8080")
+    assert result.returncode == 2
+    assert "identity: header" in result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_demo_stops_the_runaway_tenant_and_spares_the_others() -> None:
+    result = cli("demo", "--tenants", "60")
+    assert result.returncode == 0, result.stderr
+    assert "customer-47 stopped at its budget:      yes" in result.stdout
+    assert "other tenants all allowed, in budget:   yes" in result.stdout

@@ -1,0 +1,129 @@
+"""Routes outside the budget path, the ledger being down, and timeouts on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import free_port
+from support import chat, chat_prompt_tokens, line, mini_cost, policy
+
+from proxy.fake_upstream import FakeSettings, FakeUpstream
+from proxy.local import local_stack
+from proxy.policy.runtime import Policy
+
+TENANT = {"X-Cycles-Tenant": "alpha"}
+
+
+def with_timeouts(pol: Policy, **seconds: float) -> Policy:
+    return dataclasses.replace(pol, timeouts=dataclasses.replace(pol.timeouts, **seconds))
+
+
+async def test_models_list_is_forwarded_with_the_provider_key(tmp_path: Path) -> None:
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+        async with session.get(f"{stack.url}/v1/models") as r:
+            assert r.status == 200
+            assert [m["id"] for m in (await r.json())["data"]] == ["gpt-4o", "gpt-4o-mini"]
+        path, headers, _ = stack.fake.requests[-1]
+        assert path == "/v1/models"
+        assert headers["Authorization"] == f"Bearer {stack.fake.settings.api_key}"
+
+
+async def test_passthrough_paths_are_forwarded_only_when_listed(tmp_path: Path) -> None:
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    upstreams = {
+        name: dataclasses.replace(upstream, passthrough=("/audio/speech",))
+        for name, upstream in pol.upstreams.items()
+    }
+    pol = dataclasses.replace(pol, upstreams=upstreams)
+    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+        async with session.post(f"{stack.url}/v1/audio/speech", json={"input": "hi"}) as r:
+            assert r.status == 200
+            assert (await r.json()) == {"path": "/v1/audio/speech", "method": "POST"}
+        async with session.post(f"{stack.url}/v1/audio/transcriptions", json={}) as r:
+            assert r.status == 404
+        assert [p for p, _, _ in stack.fake.requests] == ["/v1/audio/speech"]
+        assert await stack.ledger.balances("alpha") == []
+
+
+@pytest.mark.parametrize("fail_mode", ["closed", "open"])
+async def test_ledger_unreachable_follows_fail_mode(tmp_path: Path, fail_mode: str) -> None:
+    pol = dataclasses.replace(
+        policy(tmp_path, "tenant: {limit: 50, period: month}"), fail_mode=fail_mode
+    )
+    dead_store = f"redis://127.0.0.1:{free_port()}/0"
+    async with (
+        local_stack(pol, store=dead_store) as stack,
+        aiohttp.ClientSession() as session,
+        session.post(f"{stack.url}/v1/chat/completions", json=chat(), headers=TENANT) as r,
+    ):
+        if fail_mode == "closed":
+            assert r.status == 503
+            assert r.headers["Retry-After"] == "2"
+            assert (await r.json())["error"]["code"] == "ledger_unavailable"
+            assert stack.fake.requests == []
+        else:
+            assert r.status == 200
+            assert len(stack.fake.requests) == 1
+
+
+async def test_slow_request_body_is_408_and_reserves_nothing(tmp_path: Path) -> None:
+    pol = with_timeouts(policy(tmp_path, "tenant: {limit: 50, period: month}"), read_request=0.3)
+    async with local_stack(pol) as stack:
+        host, port = stack.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Cycles-Tenant: alpha\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{"model"'
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        answer = head + await reader.readexactly(length)
+        writer.close()
+        await writer.wait_closed()
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert b"did not arrive within 0.3 s" in answer
+        assert stack.fake.requests == []
+        assert await stack.ledger.balances("alpha") == []
+
+
+async def test_stalled_stream_is_cut_and_charged_at_least_the_reservation(
+    tmp_path: Path, store_url: str
+) -> None:
+    """An upstream that stops sending mid-stream hits the per-chunk idle timeout. It produced
+    output the provider may bill, and sent no usage: the charge is at least the reservation."""
+    fake = FakeUpstream(FakeSettings(chunks=4, chunk_delay=1.0))
+    pol = with_timeouts(policy(tmp_path, "tenant: {limit: 50, period: month}"), chunk_idle=0.3)
+    body = chat(max_tokens=40, stream=True)
+    async with local_stack(pol, store=store_url, fake=fake) as stack:
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{stack.url}/v1/chat/completions", json=body, headers=TENANT
+        ) as r:
+            assert r.status == 200
+            raw = await r.read()
+        assert raw.count(b"data: ") == 1  # one chunk arrived before the stall
+        row = await line(stack.ledger, "alpha", "tenant")
+        assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(body), 40), 0)
+
+
+async def test_total_stream_time_is_bounded(tmp_path: Path) -> None:
+    fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.1))
+    pol = with_timeouts(policy(tmp_path, "tenant: {limit: 50, period: month}"), stream_total=0.5)
+    async with local_stack(pol, fake=fake) as stack, aiohttp.ClientSession() as session:
+        started = asyncio.get_running_loop().time()
+        async with session.post(
+            f"{stack.url}/v1/chat/completions",
+            json=chat(max_tokens=20, stream=True),
+            headers=TENANT,
+        ) as r:
+            raw = await r.read()
+        elapsed = asyncio.get_running_loop().time() - started
+        assert b"[DONE]" not in raw
+        assert elapsed < 1.5
+        row = await line(stack.ledger, "alpha", "tenant")
+        assert row.reserved == 0 and row.spent > 0

@@ -1,0 +1,125 @@
+"""Streams: exact settlement, a client that leaves mid-stream, upstreams that report no usage."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import aiohttp
+from support import chat, chat_prompt_tokens, line, mini_cost, policy
+
+from proxy import encodings
+from proxy.context import RUNTIME
+from proxy.fake_upstream import WORD, FakeSettings, FakeUpstream
+from proxy.ledger.base import BalanceRow, Ledger
+from proxy.local import local_stack
+
+
+async def settled(ledger: Ledger, tenant: str) -> BalanceRow:
+    """The tenant line once nothing is reserved any more (settlement runs after the response)."""
+    for _ in range(500):
+        row = await line(ledger, tenant, "tenant")
+        if row.reserved == 0:
+            break
+        await asyncio.sleep(0.02)
+    return row
+
+
+async def test_client_that_leaves_after_a_few_chunks_is_charged_the_whole_generation(
+    tmp_path: Path, store_url: str
+) -> None:
+    fake = FakeUpstream(FakeSettings(chunks=40, chunk_delay=0.01))
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    body = chat(max_tokens=80, stream=True)
+    async with local_stack(pol, store=store_url, fake=fake) as stack:
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(
+                f"{stack.url}/v1/chat/completions", json=body, headers={"X-Cycles-Tenant": "alpha"}
+            )
+            assert response.status == 200
+            received = b""
+            while received.count(b"\n\n") < 3:
+                received += await response.content.readany()
+            response.close()  # the client goes away after three events
+        row = await settled(stack.ledger, "alpha")
+        assert fake.billed[0].completion_tokens == 80
+        assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(body), 80), 0)
+
+
+async def test_stream_without_usage_is_charged_by_counting_its_text(tmp_path: Path) -> None:
+    fake = FakeUpstream(FakeSettings(send_usage=False, completion_fraction=0.5))
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    body = chat(max_tokens=40, stream=True)
+    async with local_stack(pol, fake=fake) as stack, aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{stack.url}/v1/chat/completions", json=body, headers={"X-Cycles-Tenant": "alpha"}
+        ) as r:
+            raw = await r.read()
+        assert b'"usage"' not in raw
+        row = await settled(stack.ledger, "alpha")
+        counted = len(encodings.get_encoding("o200k_base").encode_ordinary(WORD * 20))
+        assert counted == 20
+        assert row.spent == mini_cost(chat_prompt_tokens(body), counted)
+
+
+async def test_events_reach_the_client_before_the_stream_ends(tmp_path: Path) -> None:
+    """Relayed as they arrive, not buffered: the first event is readable while the upstream is
+    still generating."""
+    fake = FakeUpstream(FakeSettings(chunks=10, chunk_delay=0.2))
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with local_stack(pol, fake=fake) as stack, aiohttp.ClientSession() as session:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with session.post(
+            f"{stack.url}/v1/chat/completions",
+            json=chat(max_tokens=10, stream=True),
+            headers={"X-Cycles-Tenant": "alpha"},
+        ) as r:
+            first = await r.content.readline()
+            first_at = loop.time() - started
+            await r.read()
+            total = loop.time() - started
+        assert first.startswith(b"data: ")
+        assert first_at < total / 2
+
+
+async def test_upstream_error_releases_and_passes_the_error_through(
+    tmp_path: Path, store_url: str
+) -> None:
+    fake = FakeUpstream(FakeSettings(fail_status=503))
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with (
+        local_stack(pol, store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        for stream in (False, True):
+            async with session.post(
+                f"{stack.url}/v1/chat/completions",
+                json=chat(stream=stream),
+                headers={"X-Cycles-Tenant": "alpha"},
+            ) as r:
+                assert r.status == 503
+                assert (await r.json())["error"]["message"] == "The fake upstream was told to fail."
+        row = await line(stack.ledger, "alpha", "tenant")
+        assert (row.spent, row.reserved) == (0, 0)
+
+
+async def test_unreachable_upstream_is_502_and_nothing_charged(
+    tmp_path: Path, store_url: str
+) -> None:
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with local_stack(pol, store=store_url) as stack, aiohttp.ClientSession() as session:
+        dead = {
+            name: dataclasses.replace(upstream, base_url="http://127.0.0.1:9/v1")
+            for name, upstream in stack.policy.upstreams.items()
+        }
+        rt = stack.app[RUNTIME]
+        rt.policy = dataclasses.replace(rt.policy, upstreams=dead)
+        async with session.post(
+            f"{stack.url}/v1/chat/completions", json=chat(), headers={"X-Cycles-Tenant": "alpha"}
+        ) as r:
+            assert r.status == 502
+            assert "could not be reached" in (await r.json())["error"]["message"]
+        row = await line(stack.ledger, "alpha", "tenant")
+        assert (row.spent, row.reserved) == (0, 0)
