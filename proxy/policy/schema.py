@@ -151,14 +151,9 @@ def _unknown_tenant(spec: PolicySpec, out: list[Issue]) -> str | None:
     if spec.unknown_tenant == "deny":
         return None
     if spec.unknown_tenant not in spec.plans:
-        out.append(
-            Issue(
-                ("unknown_tenant",),
-                (
-                    f"{spec.unknown_tenant!r} is neither 'deny' nor a plan; {_defined('plans', spec.plans)}"
-                ),
-            )
-        )
+        defined = _defined("plans", spec.plans)
+        message = f"{spec.unknown_tenant!r} is neither 'deny' nor a plan; {defined}"
+        out.append(Issue(("unknown_tenant",), message))
     return spec.unknown_tenant
 
 
@@ -166,17 +161,13 @@ def _upstream(name: str, upstream: UpstreamSpec, spec: PolicySpec, out: list[Iss
     if spec.identity == "api_key":
         for index, path in enumerate(upstream.passthrough):
             if any(_overlaps(path, stored) for stored in STORED_OBJECT_PATHS):
-                out.append(
-                    Issue(
-                        ("upstreams", name, "passthrough", index),
-                        (
-                            f"{path!r} reaches stored objects (files, batches, fine-tuning, threads, "
-                            "stored responses, ...); with identity: api_key every tenant shares one "
-                            "provider key, so one tenant could read or delete another's. Remove it, or "
-                            "run one proxy per tenant with identity: header"
-                        ),
-                    )
+                message = (
+                    f"{path!r} reaches stored objects (files, batches, fine-tuning, threads, "
+                    "stored responses, ...); with identity: api_key every tenant shares one "
+                    "provider key, so one tenant could read or delete another's. Remove it, "
+                    "or run one proxy per tenant with identity: header"
                 )
+                out.append(Issue(("upstreams", name, "passthrough", index), message))
     return Upstream(name, upstream.base_url, upstream.api_key_env, tuple(upstream.passthrough))
 
 
@@ -189,15 +180,9 @@ def _overlaps(path: str, prefix: str) -> bool:
 def _routes(spec: PolicySpec, out: list[Issue]) -> tuple[Route, ...]:
     for index, route in enumerate(spec.routes):
         if route.upstream not in spec.upstreams:
-            out.append(
-                Issue(
-                    ("routes", index, "upstream"),
-                    (
-                        f"upstream {route.upstream!r} is not defined; "
-                        f"{_defined('upstreams', spec.upstreams)}"
-                    ),
-                )
-            )
+            defined = _defined("upstreams", spec.upstreams)
+            message = f"upstream {route.upstream!r} is not defined; {defined}"
+            out.append(Issue(("routes", index, "upstream"), message))
     return tuple(Route(r.model, r.upstream) for r in spec.routes)
 
 
@@ -209,36 +194,23 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
     if model.cached_input is not None:
         cached = _amount(model.cached_input, USD_PLACES, (*loc, "cached_input"), what, out)
         if model.cached_input > model.input:
-            out.append(
-                Issue(
-                    (*loc, "cached_input"),
-                    (
-                        f"cached_input ({model.cached_input}) is more than input ({model.input}); "
-                        "estimates price every prompt token as uncached, which must be the dearer case"
-                    ),
-                )
+            message = (
+                f"cached_input ({model.cached_input}) is more than input ({model.input}); "
+                "estimates price every prompt token as uncached, so that must be the dearer case"
             )
+            out.append(Issue((*loc, "cached_input"), message))
     encoding = model.encoding or encoding_for_model(name)
     if encoding not in ENCODINGS:
-        out.append(
-            Issue(
-                (*loc, "encoding"),
-                f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}",
-            )
-        )
+        message = f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}"
+        out.append(Issue((*loc, "encoding"), message))
     output = _amount(model.output, USD_PLACES, (*loc, "output"), what, out)
     return ModelPrice(name, unit_input, cached, output, encoding)
 
 
 def _plan(name: str, plan: PlanSpec, out: list[Issue]) -> Plan:
     if name == "deny":
-        out.append(
-            Issue(
-                ("plans", name),
-                "a plan cannot be called 'deny': unknown_tenant: deny "
-                "means unknown tenants are refused",
-            )
-        )
+        message = "a plan cannot be called 'deny': unknown_tenant: deny refuses unknown tenants"
+        out.append(Issue(("plans", name), message))
     budgets = [
         budget
         for level, spec in plan.budgets.items()
@@ -255,15 +227,11 @@ def _budget(loc: Loc, level: str, spec: BudgetSpec, out: list[Issue]) -> Budget 
         return None
     period = spec.period or ("none" if level == "run" else "month")
     if level == "run" and period != "none":
-        out.append(
-            Issue(
-                (*loc, "period"),
-                (
-                    f"a run budget has no period (got {period!r}): it lasts for the run, whose entries "
-                    "expire after reservations.run_idle_seconds. Remove 'period'"
-                ),
-            )
+        message = (
+            f"a run budget has no period (got {period!r}): it lasts for the run, whose "
+            "entries expire after reservations.run_idle_seconds. Remove 'period'"
         )
+        out.append(Issue((*loc, "period"), message))
     places = USD_PLACES if spec.unit == "USD" else 0
     limit = _amount(spec.limit, places, (*loc, "limit"), ("limit", spec.unit), out)
     return Budget(level, limit, spec.unit, period)
@@ -273,35 +241,29 @@ def _tenants(spec: PolicySpec, out: list[Issue]) -> dict[str, TenantSeed]:
     seeds: dict[str, TenantSeed] = {}
     for written, tenant in spec.tenants.items():
         loc: Loc = ("tenants", written)
-        if not TENANT_ID.fullmatch(written):
-            out.append(
-                Issue(
-                    loc,
-                    (
-                        f"tenant id {written!r} is invalid: use 1 to 128 characters from "
-                        "A-Z, a-z, 0-9, '_', '.' and '-'"
-                    ),
-                )
-            )
-        elif written.lower() in seeds:
-            out.append(
-                Issue(
-                    loc,
-                    (
-                        f"tenant id {written!r} is {written.lower()!r} once lowercased, which is already "
-                        "declared; tenant ids are case-insensitive"
-                    ),
-                )
-            )
+        problem = _tenant_id_problem(written, seeds)
+        if problem is not None:
+            out.append(Issue(loc, problem))
         if tenant.plan not in spec.plans:
-            out.append(
-                Issue(
-                    (*loc, "plan"),
-                    f"plan {tenant.plan!r} is not defined; {_defined('plans', spec.plans)}",
-                )
-            )
+            defined = _defined("plans", spec.plans)
+            message = f"plan {tenant.plan!r} is not defined; {defined}"
+            out.append(Issue((*loc, "plan"), message))
         seeds[written.lower()] = TenantSeed(written.lower(), tenant.plan, tenant.mode)
     return seeds
+
+
+def _tenant_id_problem(written: str, seen: Mapping[str, object]) -> str | None:
+    if not TENANT_ID.fullmatch(written):
+        return (
+            f"tenant id {written!r} is invalid: use 1 to 128 characters from "
+            "A-Z, a-z, 0-9, '_', '.' and '-'"
+        )
+    if written.lower() in seen:
+        return (
+            f"tenant id {written!r} is {written.lower()!r} once lowercased, which is already "
+            "declared; tenant ids are case-insensitive"
+        )
+    return None
 
 
 def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> ReservationSettings:
@@ -309,29 +271,22 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
     settings = ReservationSettings(
         **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()}
     )
+    cap, tombstone = settings.cap_ms // 1000, settings.tombstone_ms // 1000
     longest = timeouts.stream_total + timeouts.drain_after_disconnect
-    if settings.cap_ms <= longest * 1000:
+    if cap <= longest:
         at: Loc = ("reservations", "cap_seconds") if "cap_seconds" in given else _STREAM_TOTAL
-        out.append(
-            Issue(
-                at,
-                (
-                    f"reservations.cap_seconds ({settings.cap_ms // 1000}) must exceed "
-                    f"timeouts.stream_total + timeouts.drain_after_disconnect ({longest:g}), or an open "
-                    "reservation would expire while its stream is still running"
-                ),
-            )
+        message = (
+            f"reservations.cap_seconds ({cap}) must exceed timeouts.stream_total + "
+            f"timeouts.drain_after_disconnect ({longest:g}), or an open reservation would "
+            "expire while its stream is still running"
         )
-    if settings.tombstone_ms < settings.cap_ms:
-        out.append(
-            Issue(
-                ("reservations", "tombstone_seconds"),
-                (
-                    f"reservations.tombstone_seconds ({settings.tombstone_ms // 1000}) must be at least "
-                    f"cap_seconds ({settings.cap_ms // 1000}), so a late or repeated settle is recognised"
-                ),
-            )
+        out.append(Issue(at, message))
+    if tombstone < cap:
+        message = (
+            f"reservations.tombstone_seconds ({tombstone}) must be at least cap_seconds ({cap}), "
+            "so a late or repeated settle is recognised"
         )
+        out.append(Issue(("reservations", "tombstone_seconds"), message))
     return settings
 
 
