@@ -84,14 +84,16 @@ def build_app(
     *,
     ledger: Ledger | None = None,
     keys: Mapping[str, str | None] | None = None,
+    sweep_every: float | None = SWEEP_INTERVAL,
 ) -> web.Application:
     """The proxy application. `ledger` overrides `store` and `keys` the provider keys from the
-    environment (the demo and tests pass their own)."""
+    environment (the demo and tests pass their own); `sweep_every=None` runs no heartbeat or
+    sweeper (a test that counts store commands)."""
     largest = max([policy.limits.max_body_bytes, *policy.limits.route_body_bytes.values()])
     app = web.Application(middlewares=[errors], client_max_size=largest)
     app.cleanup_ctx.append(
         lambda app: _resources(
-            app, policy, store, ledger, api_keys(policy) if keys is None else keys
+            app, policy, store, ledger, api_keys(policy) if keys is None else keys, sweep_every
         )
     )
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
@@ -109,6 +111,7 @@ async def _resources(
     store: str,
     ledger: Ledger | None,
     keys: Mapping[str, str | None],
+    sweep_every: float | None,
 ) -> AsyncIterator[None]:
     own_ledger = ledger is None
     the_ledger = ledger if ledger is not None else open_ledger(store, policy.reservations)
@@ -116,18 +119,21 @@ async def _resources(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), auto_decompress=True
     )
     app[RUNTIME] = Runtime(policy=policy, ledger=the_ledger, session=session, api_keys=keys)
-    sweeper = tasks.spawn(_sweep_forever(the_ledger), name="sweeper")
+    sweeper = None
+    if sweep_every is not None:
+        sweeper = tasks.spawn(_sweep_forever(the_ledger, sweep_every), name="sweeper")
     yield
-    sweeper.cancel()
-    with suppress(asyncio.CancelledError):
-        await sweeper
+    if sweeper is not None:
+        sweeper.cancel()
+        with suppress(asyncio.CancelledError):
+            await sweeper
     await _drain_settlements()
     await session.close()
     if own_ledger:
         await the_ledger.close()
 
 
-async def _sweep_forever(ledger: Ledger) -> None:
+async def _sweep_forever(ledger: Ledger, every: float) -> None:
     """Heartbeat, then resolve overdue reservations (ours past the cap, dead instances' at once)."""
     while True:
         try:
@@ -137,7 +143,7 @@ async def _sweep_forever(ledger: Ledger) -> None:
                 log.info("sweeper resolved %d overdue reservations", resolved)
         except LedgerError as exc:
             log.warning("sweeper: ledger unavailable (%s)", exc)
-        await asyncio.sleep(SWEEP_INTERVAL)
+        await asyncio.sleep(every)
 
 
 async def _drain_settlements(limit: float = 30.0) -> None:

@@ -1,7 +1,10 @@
-"""From a parsed request body to a priced, bounded call ready to reserve. No I/O.
+"""From a parsed request body to the priced forms of a call, ready to reserve. No I/O.
 
-The endpoint table is the one place that knows which OpenAI endpoints are budgeted, how each is
-estimated, and which field bounds its completion.
+A call has one or more variants: the call as asked (capped by `max_tokens_per_request`, and
+bounded by `bound: hard`), then one per degrade rule of the plan that could apply to it (a
+cheaper model, a smaller completion, or a completion fitted to what remains). Each is priced here;
+the ledger's reserve script picks the first that applies and fits, atomically. `Sent` is what
+finally goes upstream.
 """
 
 from __future__ import annotations
@@ -13,15 +16,16 @@ from typing import Any, Literal
 import orjson
 
 from proxy import encodings
-from proxy.errors import BadRequest
+from proxy.errors import BadRequest, Forbidden
 from proxy.estimate import (
     Estimate,
+    choices,
     completion_limit,
     estimate_chat,
     estimate_completions,
     estimate_embeddings,
 )
-from proxy.policy.runtime import ModelPrice, Plan, Policy, Upstream
+from proxy.policy.runtime import DegradeRule, ModelPrice, Plan, Policy, Upstream
 from proxy.pricing import Usage, amounts
 
 EndpointName = Literal["chat", "completions", "embeddings"]
@@ -35,7 +39,7 @@ class Endpoint:
     """Path below the upstream's base URL."""
     estimator: Estimator
     limit_field: str | None
-    """The field a hard bound writes when the client sent no completion limit."""
+    """The field a bound or cap writes when the client sent no completion limit."""
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -48,18 +52,94 @@ ENDPOINTS: dict[str, Endpoint] = {
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedCall:
-    endpoint: Endpoint
+class Variant:
+    """One form of the call: as asked (`rule` None) or rewritten by a degrade rule."""
+
+    rule: DegradeRule | None
     model: str
     price: ModelPrice
-    upstream: Upstream
-    estimate: Estimate
+    limit: int | None
+    """Completion tokens per choice to send; None leaves the client's (absent) limit alone."""
+    priced_limit: int
+    """Completion tokens per choice it is priced at: `limit`, or default_max_tokens."""
+    prompt_tokens: int
     amounts: dict[str, int]
+    """What the form costs at `priced_limit`."""
+    caps: tuple[tuple[str, str], ...] = ()
+    """What differs from the request as the client sent it, for X-Cycles-Caps."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What actually goes upstream, for relaying and settling."""
+
+    endpoint: Endpoint
+    upstream: Upstream
+    model: str
+    price: ModelPrice
+    prompt_tokens: int
     body: bytes
-    """What goes upstream: the client's bytes unless something had to be written."""
     stream: bool
     hide_usage_chunk: bool
-    """We asked for include_usage on the client's behalf; its chunk is not relayed."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCall:
+    endpoint: Endpoint
+    upstream: Upstream
+    body: dict[str, Any]
+    raw: bytes
+    stream: bool
+    hide_usage_chunk: bool
+    """We ask for include_usage on the client's behalf; its chunk is not relayed."""
+    choices: int
+    asked_allowed: bool
+    """The plan allows the asked model (otherwise only model_not_allowed rules can serve it)."""
+    variants: tuple[Variant, ...]
+
+    @property
+    def asked(self) -> Variant:
+        return self.variants[0]
+
+    @property
+    def model(self) -> str:
+        return self.asked.model
+
+    def send(self, variant: Variant, *, fitted: int | None, rewrite: bool) -> Sent:
+        """The request for `variant` (with the completion `fitted` by the ledger, if any).
+        `rewrite=False` (shadow mode) sends the call as asked, touched only to ask for usage."""
+        if not rewrite:
+            variant = self.asked
+        changes: dict[str, Any] = {}
+        if rewrite and variant.model != self.model:
+            changes["model"] = variant.model
+        limit = fitted if fitted is not None else variant.limit
+        field = self._limit_field()
+        if rewrite and field is not None and limit is not None and limit != self.body.get(field):
+            changes[field] = limit
+        if self.hide_usage_chunk:
+            changes["stream_options"] = {
+                **(self.body.get("stream_options") or {}),
+                "include_usage": True,
+            }
+        body = orjson.dumps({**self.body, **changes}) if changes else self.raw
+        return Sent(
+            self.endpoint,
+            self.upstream,
+            variant.model,
+            variant.price,
+            variant.prompt_tokens,
+            body,
+            self.stream,
+            self.hide_usage_chunk,
+        )
+
+    def _limit_field(self) -> str | None:
+        """Rewrite whichever limit the client used, else add the one the endpoint accepts."""
+        body = self.body
+        if self.endpoint.name == "chat" and body.get("max_completion_tokens") is None:
+            return "max_tokens" if body.get("max_tokens") is not None else "max_completion_tokens"
+        return self.endpoint.limit_field
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -89,9 +169,122 @@ def require_model(body: dict[str, Any]) -> str:
 def prepare(
     policy: Policy, plan: Plan, endpoint: Endpoint, raw: bytes, *, shadow: bool
 ) -> PreparedCall:
-    """Validate, estimate, bound and price one call."""
+    """Validate the request and price every form it could be served in."""
     body = parse_body(raw)
     model = require_model(body)
+    price = _price(policy, model)
+    upstream = policy.upstream_for(model)
+    if upstream is None:
+        raise BadRequest(
+            f"No route in the policy serves model {model!r}.", code="no_route", param="model"
+        )
+    stream = _stream_flag(body, endpoint)
+    pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name))
+    allowed = plan.quotas.model_allowed(model)
+    asked = pricer.asked(model, price, bound=policy.bound == "hard" and not shadow)
+    degraded = [
+        variant
+        for rule in plan.degrade
+        if (variant := pricer.degraded(rule, asked, upstream, asked_allowed=allowed)) is not None
+    ]
+    if not allowed and not degraded:
+        raise Forbidden(
+            f"Model {model!r} is not allowed on plan {plan.name!r}; allowed: "
+            f"{', '.join(plan.quotas.models or ())}.",
+            type="model_not_allowed",
+        )
+    return PreparedCall(
+        endpoint=endpoint,
+        upstream=upstream,
+        body=body,
+        raw=raw,
+        stream=stream,
+        hide_usage_chunk=stream and not _client_asked_usage(body),
+        choices=pricer.choices,
+        asked_allowed=allowed,
+        variants=(asked, *degraded),
+    )
+
+
+class _Pricer:
+    """Prices the forms of one request; prompt tokens are counted once per encoding."""
+
+    def __init__(
+        self, policy: Policy, plan: Plan, endpoint: Endpoint, body: dict[str, Any], n: int
+    ) -> None:
+        self.policy, self.plan, self.endpoint, self.body, self.choices = (
+            policy,
+            plan,
+            endpoint,
+            body,
+            n,
+        )
+        self._prompts: dict[str, int] = {}
+
+    def prompt_tokens(self, price: ModelPrice) -> int:
+        if price.encoding not in self._prompts:
+            estimate = self.endpoint.estimator(
+                self.body,
+                encodings.get_encoding(price.encoding),
+                default_max_tokens=self.plan.default_max_tokens,
+                tokenize_max_bytes=self.policy.limits.tokenize_max_bytes,
+            )
+            self._prompts[price.encoding] = estimate.prompt_tokens
+        return self._prompts[price.encoding]
+
+    def variant(
+        self,
+        rule: DegradeRule | None,
+        model: str,
+        price: ModelPrice,
+        limit: int | None,
+        caps: tuple[tuple[str, str], ...],
+    ) -> Variant:
+        prompt = self.prompt_tokens(price)
+        priced = self.plan.default_max_tokens if limit is None else limit
+        cost = amounts(price, Usage(prompt, priced * self.choices))
+        return Variant(rule, model, price, limit, priced, prompt, cost, caps)
+
+    def asked(self, model: str, price: ModelPrice, *, bound: bool) -> Variant:
+        if self.endpoint.limit_field is None:
+            return self.variant(None, model, price, None, ())
+        limit = completion_limit(self.body, self.endpoint.name)
+        if limit is None and bound:
+            limit = self.plan.default_max_tokens
+        cap = self.plan.quotas.max_tokens_per_request
+        effective = self.plan.default_max_tokens if limit is None else limit
+        caps: tuple[tuple[str, str], ...] = ()
+        if cap is not None and effective > cap:
+            limit, caps = cap, (("max_tokens", str(cap)),)
+        return self.variant(None, model, price, limit, caps)
+
+    def degraded(
+        self, rule: DegradeRule, asked: Variant, upstream: Upstream, *, asked_allowed: bool
+    ) -> Variant | None:
+        """The form `rule` rewrites the call into, or None when the rule cannot apply to it: the
+        asked model is outside the rule's models, a model_not_allowed rule for an allowed
+        model, or a model switch to another upstream or a model the plan does not allow."""
+        if not rule.applies_to(asked.model):
+            return None
+        if rule.kind == "model_not_allowed" and asked_allowed:
+            return None
+        model = rule.model or asked.model
+        price = _price(self.policy, model)
+        if self.policy.upstream_for(model) != upstream or not self.plan.quotas.model_allowed(model):
+            return None
+        caps = [("model", model)] if model != asked.model else []
+        limit = asked.limit
+        if rule.max_tokens is not None and self.endpoint.limit_field is not None:
+            current = self.plan.default_max_tokens if limit is None else limit
+            if rule.max_tokens < current:
+                limit = rule.max_tokens
+                caps.append(("max_tokens", str(limit)))
+        else:
+            caps += [c for c in asked.caps if c[0] == "max_tokens"]
+        return self.variant(rule, model, price, limit, tuple(caps))
+
+
+def _price(policy: Policy, model: str) -> ModelPrice:
     price = policy.price_for(model)
     if price is None:
         raise BadRequest(
@@ -100,39 +293,7 @@ def prepare(
             code="model_not_priced",
             param="model",
         )
-    upstream = policy.upstream_for(model)
-    if upstream is None:
-        raise BadRequest(
-            f"No route in the policy serves model {model!r}.", code="no_route", param="model"
-        )
-    stream = _stream_flag(body, endpoint)
-    changed = False
-    if _needs_bound(policy, endpoint, body, shadow):
-        assert endpoint.limit_field is not None
-        body[endpoint.limit_field] = plan.default_max_tokens
-        changed = True
-    hide = stream and not _client_asked_usage(body)
-    if hide:
-        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        changed = True
-    enc = encodings.get_encoding(price.encoding)
-    est = endpoint.estimator(
-        body,
-        enc,
-        default_max_tokens=plan.default_max_tokens,
-        tokenize_max_bytes=policy.limits.tokenize_max_bytes,
-    )
-    return PreparedCall(
-        endpoint=endpoint,
-        model=model,
-        price=price,
-        upstream=upstream,
-        estimate=est,
-        amounts=amounts(price, Usage(est.prompt_tokens, est.completion_tokens)),
-        body=orjson.dumps(body) if changed else raw,
-        stream=stream,
-        hide_usage_chunk=hide,
-    )
+    return price
 
 
 def _stream_flag(body: dict[str, Any], endpoint: Endpoint) -> bool:
@@ -142,17 +303,6 @@ def _stream_flag(body: dict[str, Any], endpoint: Endpoint) -> bool:
     if stream and endpoint.name == "embeddings":
         raise BadRequest("Embeddings cannot be streamed.", code="invalid_type", param="stream")
     return stream
-
-
-def _needs_bound(policy: Policy, endpoint: Endpoint, body: dict[str, Any], shadow: bool) -> bool:
-    """bound: hard writes a completion limit when the client sent none, so the reservation is a
-    true upper bound on what the provider can bill. Shadow mode rewrites nothing."""
-    return (
-        policy.bound == "hard"
-        and not shadow
-        and endpoint.limit_field is not None
-        and completion_limit(body, endpoint.name) is None
-    )
 
 
 def _client_asked_usage(body: dict[str, Any]) -> bool:

@@ -23,7 +23,7 @@ from proxy.pricing import format_amount
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "policies" / "example.yaml"
 RUNAWAY = "customer-47"
-RUNAWAY_CALLS = 3000
+RUNAWAY_CALLS = 6000
 RUNAWAY_CONCURRENCY = 20
 CALLS_PER_RUN = 25
 NORMAL_CALLS = 4
@@ -51,6 +51,8 @@ async def _call(
     async with session.post(f"{stack.url}/v1/chat/completions", json=body, headers=headers) as r:
         answer = await r.json()
         outcomes[f"{tenant}:{r.status}"] += 1
+        if r.headers.get("X-Cycles-Decision") == "ALLOW_WITH_CAPS":
+            outcomes[f"{tenant}:caps:{r.headers['X-Cycles-Caps']}"] += 1
         if r.status == 402:
             # "Budget exceeded on workflow 'triage': ..." → which level stopped the call
             level = answer["error"]["message"].split()[3].rstrip(":")
@@ -140,6 +142,14 @@ def _report(
         f"{others_calls - others_ok:>8}{usd(sum(others_spent)):>17}  {usd(limit)} each"
     )
     print(f"\ncustomer-47's denials (402) by the scope that stopped them: {by_level or 'none'}")
+    degraded = sum(n for k, n in outcomes.items() if k.startswith(f"{RUNAWAY}:caps:"))
+    kinds = sorted(
+        {k.split(":", 2)[2].split("=")[0] for k in outcomes if k.startswith(f"{RUNAWAY}:caps:")}
+    )
+    print(
+        f"customer-47's calls degraded before the wall (ALLOW_WITH_CAPS): {degraded}"
+        + (f" ({', '.join(kinds)})" if kinds else "")
+    )
     within = all(s <= limit for s in others_spent)
     verdict = "yes" if runaway_spent <= limit else "NO"
     print(

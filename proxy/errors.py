@@ -12,6 +12,7 @@
         ├── Forbidden            403: unknown tenant, model not allowed, tenant suspended
         ├── NotFound             404: a path outside the allow-list
         ├── BudgetExceeded       402: a budget on the scope path cannot cover the call
+        ├── QuotaExceeded        429: a plan quota (runs, steps, concurrency, rate) is used up
         ├── PayloadTooLarge      413
         ├── RequestTimeout       408
         ├── BadGateway           502/504: the provider failed before any output
@@ -97,6 +98,15 @@ class BudgetExceeded(ClientError):
     def __init__(self, message: str, *, headers: dict[str, str]) -> None:
         super().__init__(message, code="budget_exceeded")
         self.headers = {"x-should-retry": "false", **headers}
+
+
+class QuotaExceeded(ClientError):
+    status = 429
+    type = "quota_exceeded"
+
+    def __init__(self, message: str, *, quota: str, headers: dict[str, str]) -> None:
+        super().__init__(message, code=quota)
+        self.headers = headers
 
 
 class PayloadTooLarge(ClientError):

@@ -114,6 +114,16 @@ def estimate_embeddings(
     return Estimate(_input_tokens(counter, body["input"], "input"), 0)
 
 
+def choices(body: Mapping[str, Any], endpoint: EndpointName) -> int:
+    """How many completions the provider generates and bills: `n` on chat, max(n, best_of) on
+    completions, none on embeddings."""
+    if endpoint == "embeddings":
+        return 0
+    if endpoint == "chat":
+        return _count(body, "n")
+    return max(_count(body, "n"), _count(body, "best_of"))
+
+
 def completion_limit(body: Mapping[str, Any], endpoint: EndpointName) -> int | None:
     """The completion limit the client asked for, or None: `max_completion_tokens`, else
     `max_tokens` on chat; `max_tokens` on completions; never on embeddings."""

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import uuid
 
 import aiohttp
 from aiohttp import web
 
 from proxy import decision, relay, scopes, tasks
-from proxy.call import ENDPOINTS, PreparedCall, prepare
+from proxy.call import ENDPOINTS, PreparedCall, Sent, prepare
 from proxy.context import RUNTIME, Runtime
 from proxy.errors import (
     BadGateway,
+    ClientError,
     Forbidden,
     LedgerUnavailable,
     NotFound,
@@ -24,6 +23,7 @@ from proxy.errors import (
     UpstreamError,
 )
 from proxy.ledger.base import Reservation, ReserveRequest, ReserveResult
+from proxy.reserve import reserve_request
 from proxy.settle import charge_for, settle
 from proxy.streaming import relay_stream, usage_of_body
 
@@ -45,34 +45,48 @@ async def budgeted(request: web.Request) -> web.StreamResponse:
     shadow = policy.mode_for(scope.tenant) == "shadow"
     raw = await read_limited(request, policy.limits.body_limit(request.path), rt)
     call = prepare(policy, plan, ENDPOINTS[request.path], raw, shadow=shadow)
-    reserve = ReserveRequest(
-        tenant=scope.tenant,
-        reservation_id=uuid.uuid4().hex,
-        lines=scopes.budget_lines(plan, scope),
-        candidates=[call.amounts],
-        shadow=shadow,
-    )
+    reserve = reserve_request(plan, scope, call, shadow=shadow)
     result = await _reserve(rt, reserve)
-    if result is None:
-        verdict = decision.Decision("ALLOW", "UNBUDGETED", {decision.DECISION: "ALLOW"})
-    else:
-        verdict = decision.decide(result, call.amounts, shadow=shadow)
+    try:
+        verdict = _verdict(result, call, reserve, shadow=shadow)
+    except ClientError as denial:
+        log.info(
+            "call tenant=%s scope=%s model=%s decision=DENY status=%d code=%s",
+            scope.tenant,
+            scope.path(),
+            call.model,
+            denial.status,
+            denial.code,
+        )
+        raise
+    sent = call.send(verdict.variant or call.asked, fitted=verdict.fitted, rewrite=verdict.rewrite)
     log.info(
-        "call tenant=%s scope=%s model=%s decision=%s would_be=%s estimate=%s",
+        "call tenant=%s scope=%s model=%s sent=%s decision=%s would_be=%s rule=%s estimate=%s",
         scope.tenant,
         scope.path(),
         call.model,
+        sent.model,
         verdict.kind,
         verdict.would_be,
-        call.amounts,
+        verdict.rule,
+        call.asked.amounts,
     )
     held = result.reservation if result is not None else None
     # The forward-and-settle task is shielded: whatever happens to this handler, the reservation
     # is settled.
     task = tasks.spawn(
-        _forward(request, rt, call, verdict, held), name=f"call {reserve.reservation_id}"
+        _forward(request, rt, sent, verdict, held), name=f"call {reserve.reservation_id}"
     )
     return await asyncio.shield(task)
+
+
+def _verdict(
+    result: ReserveResult | None, call: PreparedCall, reserve: ReserveRequest, *, shadow: bool
+) -> decision.Decision:
+    if result is None:
+        headers = {decision.DECISION: "ALLOW"}
+        return decision.Decision("ALLOW", "UNBUDGETED", headers, call.asked)
+    return decision.decide(result, call, reserve, shadow=shadow)
 
 
 async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None:
@@ -90,7 +104,7 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
             "estimate=%s",
             exc,
             reserve.tenant,
-            dict(reserve.candidates[0]),
+            dict(reserve.candidates[0].amounts),
         )
         return None
 
@@ -98,32 +112,28 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
 async def _forward(
     request: web.Request,
     rt: Runtime,
-    call: PreparedCall,
+    sent: Sent,
     verdict: decision.Decision,
     reservation: Reservation | None,
 ) -> web.StreamResponse:
-    started = time.monotonic()
-    upstream = await _send_or_release(request, rt, call, reservation)
+    upstream = await _send_or_release(request, rt, sent, reservation)
     try:
         if upstream.status >= 400:
             body = await _read_or_empty(upstream, rt)
             await settle(rt.ledger, reservation, None)
             return _relay_body(upstream, body, verdict)
-        if call.stream and upstream.content_type == "text/event-stream":
-            return await relay_stream(request, rt, call, verdict, reservation, upstream)
+        if sent.stream and upstream.content_type == "text/event-stream":
+            return await relay_stream(request, rt, sent, verdict, reservation, upstream)
         body = await _read_or_empty(upstream, rt)
-        outcome = usage_of_body(call, body)
-        await settle(rt.ledger, reservation, charge_for(call, outcome))
+        reserved = reservation.amounts if reservation is not None else {}
+        await settle(rt.ledger, reservation, charge_for(sent, reserved, usage_of_body(sent, body)))
         return _relay_body(upstream, body, verdict)
     finally:
         upstream.release()
-        log.debug(
-            "forwarded %s in %.1f ms", call.endpoint.suffix, (time.monotonic() - started) * 1e3
-        )
 
 
 async def _send_or_release(
-    request: web.Request, rt: Runtime, call: PreparedCall, reservation: Reservation | None
+    request: web.Request, rt: Runtime, call: Sent, reservation: Reservation | None
 ) -> aiohttp.ClientResponse:
     url = relay.upstream_url(call.upstream.base_url, call.endpoint.suffix)
     headers = relay.headers_up(request.headers, rt.api_keys.get(call.upstream.name))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.app import build_app
+from proxy.app import SWEEP_INTERVAL, build_app
 from proxy.context import RUNTIME
 from proxy.fake_upstream import FakeUpstream
 from proxy.ledger.base import Ledger
@@ -48,12 +48,13 @@ async def local_stack(
     store: str = "memory://",
     fake: FakeUpstream | None = None,
     ledger: Ledger | None = None,
+    sweep_every: float | None = SWEEP_INTERVAL,
 ) -> AsyncIterator[Stack]:
     """A fake provider, and the proxy pointed at it with the fake's key for every upstream."""
     fake = fake or FakeUpstream()
     async with serving(fake.app()) as fake_url:
         policy = with_upstream_override(policy, fake_url + "/v1")
         keys = {name: fake.settings.api_key for name in policy.upstreams}
-        app = build_app(policy, store, ledger=ledger, keys=keys)
+        app = build_app(policy, store, ledger=ledger, keys=keys, sweep_every=sweep_every)
         async with serving(app) as url:
             yield Stack(url, fake, app[RUNTIME].ledger, policy, app)

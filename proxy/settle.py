@@ -12,9 +12,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from proxy.call import PreparedCall
+from proxy.call import Sent
 from proxy.errors import LedgerError
-from proxy.ledger.base import Ledger, Reservation
+from proxy.ledger.base import Amounts, Ledger, Reservation
 from proxy.pricing import Usage, amounts
 
 log = logging.getLogger(__name__)
@@ -34,20 +34,21 @@ class Outcome:
     """The answer arrived whole."""
 
 
-def charge_for(call: PreparedCall, outcome: Outcome) -> dict[str, int] | None:
-    """Amounts to commit per unit, or None to release."""
+def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int] | None:
+    """Amounts to commit per unit, or None to release. `reserved` is what the reservation
+    holds (empty when the call went unbudgeted)."""
     if not outcome.produced:
         return None
     if outcome.usage is not None:
         usage = outcome.usage
         if outcome.counted_completion > usage.completion_tokens:
             usage = Usage(usage.prompt_tokens, outcome.counted_completion, usage.cached_tokens)
-        return amounts(call.price, usage)
-    counted = amounts(call.price, Usage(call.estimate.prompt_tokens, outcome.counted_completion))
-    if outcome.complete and call.stream:
+        return amounts(sent.price, usage)
+    counted = amounts(sent.price, Usage(sent.prompt_tokens, outcome.counted_completion))
+    if outcome.complete and sent.stream:
         return counted
     # No report and no whole answer: at least what was reserved.
-    return {unit: max(counted.get(unit, 0), call.amounts[unit]) for unit in call.amounts}
+    return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in counted.items()}
 
 
 async def settle(

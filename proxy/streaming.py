@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from proxy import encodings, relay
-from proxy.call import PreparedCall
+from proxy.call import Sent
 from proxy.context import Runtime
 from proxy.decision import Decision
 from proxy.ledger.base import Reservation
@@ -21,7 +21,7 @@ from proxy.usage import StreamUsage, usage_from_body
 log = logging.getLogger(__name__)
 
 
-def usage_of_body(call: PreparedCall, body: bytes) -> Outcome:
+def usage_of_body(call: Sent, body: bytes) -> Outcome:
     """A whole 2xx answer: its `usage`, or no report (charged at the reservation)."""
     try:
         obj = orjson.loads(body)
@@ -35,7 +35,7 @@ def usage_of_body(call: PreparedCall, body: bytes) -> Outcome:
 async def relay_stream(
     request: web.Request,
     rt: Runtime,
-    call: PreparedCall,
+    call: Sent,
     verdict: Decision,
     reservation: Reservation | None,
     upstream: aiohttp.ClientResponse,
@@ -59,7 +59,9 @@ async def relay_stream(
             upstream, response if response.prepared else None, on_event, rt.policy.timeouts
         )
     finally:
-        await settle(rt.ledger, reservation, charge_for(call, _outcome(call, rt, tracker, result)))
+        reserved = reservation.amounts if reservation is not None else {}
+        outcome = _outcome(call, rt, tracker, result)
+        await settle(rt.ledger, reservation, charge_for(call, reserved, outcome))
     if not result.client_gone:
         with suppress(ConnectionError, aiohttp.ClientConnectionResetError):
             await response.write_eof()
@@ -85,9 +87,7 @@ def _observe(tracker: StreamUsage, event: SSEEvent, *, hide_usage: bool) -> bool
     return not (hide_usage and tracker.is_usage_only(obj))
 
 
-def _outcome(
-    call: PreparedCall, rt: Runtime, tracker: StreamUsage, result: relay.StreamResult
-) -> Outcome:
+def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.StreamResult) -> Outcome:
     enc = encodings.get_encoding(call.price.encoding)
     return Outcome(
         produced=tracker.events > 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from proxy.policy.runtime import Policy
 UNITS = 10**8
 # gpt-4o-mini in the test policies: USD per 1M tokens, and the same in ledger units per 1M.
 MINI_INPUT, MINI_OUTPUT = Decimal("0.15"), Decimal("0.60")
+PRICES = {
+    "gpt-4o-mini": (MINI_INPUT, MINI_OUTPUT),
+    "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
+}
 
 POLICY = """
 mode: {mode}
@@ -35,6 +40,7 @@ plans:
     default_max_tokens: 100
     budgets:
 {budgets}
+{extra}
 tenants:
   alpha: {{plan: test}}
   beta: {{plan: test}}
@@ -42,10 +48,13 @@ tenants:
 """
 
 
-def policy(tmp_path: Path, budgets: str, mode: str = "enforce") -> Policy:
+def policy(tmp_path: Path, budgets: str, mode: str = "enforce", plan: str = "") -> Policy:
+    """The test policy with these budgets on plan `test`; `plan` adds more of the plan
+    (quotas, degrade) as YAML written at the plan's indentation."""
     indented = "\n".join("      " + line for line in budgets.strip().splitlines())
+    extra = "\n".join("    " + line for line in textwrap.dedent(plan).strip().splitlines())
     path = tmp_path / "policy.yaml"
-    path.write_text(POLICY.format(budgets=indented, mode=mode))
+    path.write_text(POLICY.format(budgets=indented, mode=mode, extra=extra))
     return load_policy(path)
 
 
@@ -56,6 +65,15 @@ def chat(content: str = "hi", max_tokens: int = 100, **extra: Any) -> dict[str, 
         "max_tokens": max_tokens,
         **extra,
     }
+
+
+def cost(model: str, prompt_tokens: int, completion_tokens: int) -> int:
+    """DESIGN.md's formula with the test policy's prices."""
+    input_price, output_price = PRICES[model]
+    numerator = prompt_tokens * int(input_price * UNITS) + completion_tokens * int(
+        output_price * UNITS
+    )
+    return -(-numerator // 10**6)
 
 
 def mini_cost(prompt_tokens: int, completion_tokens: int) -> int:

@@ -13,11 +13,20 @@ import redis.asyncio as aioredis
 
 from proxy.errors import AmountOutOfRange
 from proxy.ledger import MemoryLedger, RedisLedger, keys
-from proxy.ledger.base import BudgetLine, Ledger, Reservation, ReserveRequest
+from proxy.ledger.base import (
+    BudgetLine,
+    Candidate,
+    Condition,
+    Ledger,
+    Quotas,
+    Reservation,
+    ReserveRequest,
+)
 from proxy.policy.runtime import ReservationSettings
 
 BIG = 2**52 - 1
 EXPIRE_NOW = ReservationSettings(cap_ms=0)
+NO_QUOTAS = Quotas()
 
 
 @dataclass
@@ -81,11 +90,17 @@ def line(
 def ask(
     rid: str,
     lines: list[BudgetLine],
-    *candidates: Mapping[str, int],
+    *candidates: Mapping[str, int] | Candidate,
     shadow: bool = False,
     tenant: str = "acme",
+    run: str | None = None,
+    quotas: Quotas = NO_QUOTAS,
 ) -> ReserveRequest:
-    return ReserveRequest(tenant, rid, lines, candidates or ({"USD": 100},), shadow)
+    """A request; plain amounts become unconditional candidates."""
+    forms = [c if isinstance(c, Candidate) else Candidate(c) for c in candidates]
+    return ReserveRequest(
+        tenant, rid, lines, forms or [Candidate({"USD": 100})], shadow, run, quotas
+    )
 
 
 async def book(ledger: Ledger, tenant: str = "acme") -> dict[str, tuple[int, int]]:
@@ -165,7 +180,9 @@ async def test_shadow_reserves_first_candidate_when_nothing_fits(ledger: Ledger)
     assert await book(ledger) == {"tenant|acme|USD": (0, 80)}
 
 
-async def test_shadow_reserves_the_fitting_candidate_like_enforce(ledger: Ledger) -> None:
+async def test_shadow_reports_the_fitting_candidate_but_reserves_the_call_as_asked(
+    ledger: Ledger,
+) -> None:
     result = await ledger.reserve(ask("a", [line(limit=50)], {"USD": 80}, {"USD": 40}, shadow=True))
     assert (result.allowed, result.would_allow, result.candidate, result.denied_by) == (
         True,
@@ -173,7 +190,8 @@ async def test_shadow_reserves_the_fitting_candidate_like_enforce(ledger: Ledger
         1,
         0,
     )
-    assert await book(ledger) == {"tenant|acme|USD": (0, 40)}
+    assert result.reservation is not None and result.reservation.amounts == {"USD": 80}
+    assert await book(ledger) == {"tenant|acme|USD": (0, 80)}
 
 
 @pytest.mark.parametrize("status", ["suspended", "closed"])
@@ -196,8 +214,9 @@ async def test_reservation_without_lines_is_recorded_and_settles(ledger: Ledger)
 
 
 async def test_same_reservation_id_is_not_reserved_twice(ledger: Ledger) -> None:
-    first = await ledger.reserve(ask("a", [line(limit=1000)], {"USD": 900}, {"USD": 300}))
-    again = await ledger.reserve(ask("a", [line(limit=1000)], {"USD": 900}, {"USD": 300}))
+    smaller = Candidate({"USD": 300}, Condition("not_fit"))
+    first = await ledger.reserve(ask("a", [line(limit=1000)], {"USD": 900}, smaller))
+    again = await ledger.reserve(ask("a", [line(limit=1000)], {"USD": 900}, smaller))
     assert again.allowed and again.candidate == first.candidate == 0
     assert again.reservation == first.reservation
     assert await book(ledger) == {"tenant|acme|USD": (0, 900)}

@@ -1,5 +1,9 @@
 """Time-travel tests on the memory store (its clock is injectable; Redis TIME is not).
 
+Quotas over time (rates refilling, runs per day rolling over at midnight, counters expiring) are
+tested here only: the Redis scripts take time from TIME and run the same arithmetic, which the
+contract suite checks at its boundaries.
+
 The Redis scripts run the same period arithmetic (test_ledger_redis checks it against
 proxy.ledger.common) and the contract suite checks both stores behave alike at "now".
 """
@@ -9,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from proxy.ledger import MemoryLedger
-from proxy.ledger.base import BudgetLine, Ledger, ReserveRequest
+from proxy.ledger.base import BudgetLine, Candidate, Ledger, Quotas, ReserveRequest
 from proxy.policy.runtime import ReservationSettings
 
 HOUR = 3_600_000
@@ -29,7 +33,7 @@ class Clock:
 
 
 def ask(rid: str, *lines: BudgetLine, usd: int = 100) -> ReserveRequest:
-    return ReserveRequest("acme", rid, lines, [{"USD": usd}])
+    return ReserveRequest("acme", rid, lines, [Candidate({"USD": usd})])
 
 
 MONTHLY = BudgetLine("tenant", "acme", "USD", "month", 1000)
@@ -121,3 +125,90 @@ async def test_reserve_cleans_up_at_most_eight_expired_entries() -> None:
     assert len(await ledger.balances("acme")) == 3
     await ledger.sweep("acme")
     assert await rows(ledger) == {"tenant|m202611": (0, 100)}
+
+
+# --- quotas over time ------------------------------------------------------------------------
+
+
+def call(rid: str, quotas: Quotas, run: str | None = None, tokens: int = 1) -> ReserveRequest:
+    amounts = {"USD": 1, "TOKENS": tokens}
+    return ReserveRequest("acme", rid, [MONTHLY], [Candidate(amounts)], run=run, quotas=quotas)
+
+
+async def test_request_rate_refills_one_interval_at_a_time() -> None:
+    clock = Clock("2026-11-23T10:00:00")
+    ledger = MemoryLedger(ReservationSettings(), clock=clock)
+    q = Quotas(requests_per_minute=2)
+    assert (await ledger.reserve(call("a", q))).allowed
+    assert (await ledger.reserve(call("b", q))).allowed
+    third = await ledger.reserve(call("c", q))
+    assert (third.allowed, third.quota, third.retry_after_ms) == (
+        False,
+        "requests_per_minute",
+        30_000,
+    )
+    clock.now += 29_999
+    assert (await ledger.reserve(call("d", q))).retry_after_ms == 1
+    clock.now += 1
+    assert (await ledger.reserve(call("e", q))).allowed
+    assert not (await ledger.reserve(call("f", q))).allowed
+    clock.now += 60_000
+    assert (await ledger.reserve(call("g", q))).allowed
+    assert (await ledger.reserve(call("h", q))).allowed
+
+
+async def test_token_rate_refills_in_proportion_to_the_tokens() -> None:
+    clock = Clock("2026-11-23T10:00:00")
+    ledger = MemoryLedger(ReservationSettings(), clock=clock)
+    q = Quotas(tokens_per_minute=6000)  # 10 ms a token
+    assert (await ledger.reserve(call("a", q, tokens=6000))).allowed
+    denied = await ledger.reserve(call("b", q, tokens=300))
+    assert (denied.quota, denied.retry_after_ms) == ("tokens_per_minute", 3000)
+    clock.now += 3000
+    assert (await ledger.reserve(call("c", q, tokens=300))).allowed
+    assert (await ledger.reserve(call("d", q, tokens=1))).retry_after_ms == 10
+
+
+async def test_rate_fields_are_dropped_two_minutes_after_the_last_call() -> None:
+    clock = Clock("2026-11-23T10:00:00")
+    ledger = MemoryLedger(ReservationSettings(), clock=clock)
+    await ledger.reserve(call("a", Quotas(requests_per_minute=10, tokens_per_minute=10)))
+    clock.now += 120_000 - 1
+    await ledger.sweep("acme")
+    assert set(await ledger.counters("acme")) == {"q|rpm|tat", "q|tpm|tat"}
+    clock.now += 1
+    await ledger.sweep("acme")
+    assert await ledger.counters("acme") == {}
+
+
+async def test_runs_per_day_frees_at_utc_midnight_and_the_day_counter_expires() -> None:
+    clock = Clock("2026-11-23T23:59:00")
+    ledger = MemoryLedger(ReservationSettings(period_grace_ms=HOUR), clock=clock)
+    q = Quotas(runs_per_day=1)
+    assert (await ledger.reserve(call("a", q, run="r1"))).allowed
+    refused = await ledger.reserve(call("b", q, run="r2"))
+    assert (refused.quota, refused.retry_after_ms) == ("runs_per_day", 60_000)
+    clock.now += 60_000
+    assert (await ledger.reserve(call("c", q, run="r2"))).allowed
+    assert (await ledger.reserve(call("d", q, run="r1"))).allowed  # counted on the 23rd
+    assert await ledger.counters("acme") == {
+        "q|runs|d20261123": 1,
+        "q|runs|d20261124": 1,
+        "q|run|r1|day": "d20261123",
+        "q|run|r2|day": "d20261124",
+    }
+    clock.now = ms("2026-11-24T01:00:00")
+    await ledger.sweep("acme")
+    assert "q|runs|d20261123" not in await ledger.counters("acme")
+
+
+async def test_concurrency_counters_never_expire_while_held() -> None:
+    clock = Clock("2026-11-23T10:00:00")
+    ledger = MemoryLedger(ReservationSettings(cap_ms=DAY * 30), clock=clock)
+    held = (await ledger.reserve(call("a", Quotas(concurrent=[("tenant", "acme", 1)])))).reservation
+    assert held is not None
+    clock.now += 20 * DAY
+    await ledger.sweep("acme")
+    assert await ledger.counters("acme") == {"q|conc|tenant|acme": 1}
+    await ledger.release(held)
+    assert await ledger.counters("acme") == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
@@ -15,7 +16,7 @@ from conftest import free_port
 
 from proxy.errors import LedgerUnavailable
 from proxy.ledger import MemoryLedger, RedisLedger, keys, open_ledger
-from proxy.ledger.base import BudgetLine, ReserveRequest
+from proxy.ledger.base import ALWAYS, BudgetLine, Candidate, Condition, Fit, Quotas, ReserveRequest
 from proxy.ledger.common import period_end_ms, period_id
 from proxy.policy.runtime import ReservationSettings
 
@@ -26,8 +27,29 @@ LINES = [
 ]
 
 
+QUOTAS = Quotas(
+    concurrent=[("tenant", "acme", 50), ("agent", "bot", 20)],
+    runs_per_day=100,
+    steps_per_run=100,
+    requests_per_minute=1000,
+    tokens_per_minute=10**6,
+)
+
+
 def ask(rid: str, usd: int = 100, tokens: int = 10) -> ReserveRequest:
-    return ReserveRequest("acme", rid, LINES, [{"USD": usd, "TOKENS": tokens}])
+    return ReserveRequest("acme", rid, LINES, [Candidate({"USD": usd, "TOKENS": tokens})])
+
+
+def degrading(rid: str, shadow: bool = False, quotas: Quotas = QUOTAS) -> ReserveRequest:
+    """A call with every feature: a never-as-asked candidate, a fit rule, and every quota."""
+    fit = Fit(
+        prompt_units=10, prompt_tokens=5, output_per_million=10**6, choices=1, floor=1, ceiling=400
+    )
+    candidates = [
+        Candidate({"USD": 100, "TOKENS": 10}, Condition("never")),
+        Candidate({"USD": 410, "TOKENS": 405}, ALWAYS, fit),
+    ]
+    return ReserveRequest("acme", rid, LINES, candidates, shadow, "r1", quotas)
 
 
 @pytest.fixture
@@ -70,12 +92,12 @@ async def test_reserve_and_settle_are_one_command_each(
         return await send(*args, **kwargs)
 
     monkeypatch.setattr(ledger._client, "execute_command", counting)
-    for rid in ("a", "b"):
-        held = (await ledger.reserve(ask(rid))).reservation
+    for request in (ask("a"), degrading("b"), degrading("c", shadow=True)):
+        held = (await ledger.reserve(request)).reservation
         assert held is not None
         await ledger.commit(held, {"USD": 1, "TOKENS": 1})
     await ledger.release(held)  # type: ignore[arg-type]  # set by the loop
-    assert sent == ["EVALSHA"] * 5
+    assert sent == ["EVALSHA"] * 7
 
 
 async def test_ledger_unavailable_when_nothing_listens() -> None:
@@ -110,13 +132,56 @@ async def test_record_and_fields_use_the_documented_layout(
         "run|r1|TOKENS|-|reserved": "10",
     }
     record = cast(str, await client.hget(resv_key, "a"))
-    state, created, deadline, owner, outcome, amounts, actual, *fields = record.split(" ")
-    assert (state, owner, outcome, actual) == ("OPEN", "web-1", "0:1:-", "-")
+    state, created, deadline, owner, outcome, amounts, actual, held, *fields = record.split(" ")
+    assert (state, owner, outcome, actual, held) == ("OPEN", "web-1", "0:1:-:-:0:-", "-", "-")
     assert amounts == f"USD={2**52 - 1},TOKENS=10"
     assert fields == [f"tenant|acme|USD|{month}", "run|r1|TOKENS|-"]
     assert int(deadline) - int(created) == SETTINGS.cap_ms
     assert await client.zscore(resv_exp_key, "a") == int(deadline)
     assert await client.smembers(keys.TENANTS) == {"acme"}
+
+
+async def test_record_of_a_fitted_call_holding_quotas(
+    ledger: RedisLedger, client: aioredis.Redis
+) -> None:
+    one = replace(QUOTAS, concurrent=[("tenant", "acme", 1), ("agent", "bot", 20)])
+    assert (await ledger.reserve(degrading("a", quotas=one))).allowed
+    assert (await ledger.reserve(degrading("b", quotas=one))).quota == "concurrent_requests tenant"
+    result = await ledger.reserve(degrading("c", shadow=True, quotas=one))
+    assert result.quota == "concurrent_requests tenant"
+    record = cast(str, await client.hget(keys.tenant_keys("acme")[2], "c"))
+    _, _, _, _, outcome, amounts, actual, held, *fields = record.split(" ")
+    # would-be candidate 1, fitted to the run's 95 TOKENS left after "a" (5 of them prompt),
+    # refused by concurrency; the call as asked is what shadow reserves
+    assert (outcome, amounts, actual) == (
+        "1:0:-:90:1000:concurrent_requests/tenant",
+        "USD=100,TOKENS=10",
+        "-",
+    )
+    assert held == "q|conc|tenant|acme,q|conc|agent|bot"
+    assert len(fields) == 2
+    day = datetime.now(UTC).strftime("d%Y%m%d")
+    quota_fields = {
+        k: v
+        for k, v in (await client.hgetall(keys.tenant_keys("acme")[0])).items()
+        if k.startswith("q|")
+    }
+    assert set(quota_fields) == {
+        "q|conc|tenant|acme",
+        "q|conc|agent|bot",
+        f"q|runs|{day}",
+        "q|run|r1|day",
+        "q|run|r1|steps",
+        "q|rpm|tat",
+        "q|tpm|tat",
+    }
+    assert quota_fields["q|run|r1|day"] == day
+    assert quota_fields["q|tpm|tat"].isdigit()  # integer µs, never 1.7e+15
+    expiring = await client.zrange(keys.tenant_keys("acme")[1], 0, -1)
+    assert {"q|runs|" + day, "q|run|r1|day", "q|run|r1|steps", "q|rpm|tat", "q|tpm|tat"} <= set(
+        expiring
+    )
+    assert not any(name.startswith("q|conc|") for name in expiring)
 
 
 async def test_silent_instance_is_reclaimed_then_forgotten(redis_url: str) -> None:
@@ -149,7 +214,7 @@ async def test_live_instance_keeps_its_reservations(redis_url: str) -> None:
 
 async def test_both_stores_agree_on_period_ids_for_now(ledger: RedisLedger) -> None:
     lines = [BudgetLine("tenant", "acme", "USD", p, 10) for p in ("month", "day", "none")]
-    request = ReserveRequest("acme", "a", lines, [{"USD": 1}])
+    request = ReserveRequest("acme", "a", lines, [Candidate({"USD": 1})])
     in_redis = await ledger.reserve(request)
     in_memory = await MemoryLedger(SETTINGS).reserve(request)
     assert [s.period_id for s in in_redis.lines] == [s.period_id for s in in_memory.lines]
@@ -184,6 +249,38 @@ return out
     for instant, line in zip(instants, got, strict=True):
         m, d = period_id("month", instant), period_id("day", instant)
         assert line == f"{m} {d} {period_end_ms(m)} {period_end_ms(d)}", instant
+
+
+async def test_lua_fit_arithmetic_matches_python(client: aioredis.Redis) -> None:
+    """candidates.lua's exact integer steps on doubles, against Python ints, near 2**52."""
+    lua = resources.files("proxy.ledger").joinpath("lua")
+    probe = (
+        lua.joinpath("common.lua").read_text()
+        + lua.joinpath("candidates.lua").read_text()
+        + """
+local out = {}
+for i = 4, #ARGV, 5 do
+  local x, d, cap, n, p = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]),
+    tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  out[#out + 1] = fmt(per_million_floor(x, d, cap)) .. ' ' .. fmt(per_million_ceil(n, p))
+    .. ' ' .. fmt(idiv(x, d))
+end
+return out
+"""
+    )
+    rng = random.Random(52)
+    cases = []
+    for _ in range(2000):
+        d = rng.choice([rng.randrange(1, 2**43), 2**43 - rng.randrange(1, 1000)])
+        x = rng.choice([rng.randrange(0, 2**52), (2**52 // d - rng.randrange(0, 3)) * d - 1])
+        n = rng.randrange(0, 2**52)
+        p = rng.randrange(0, (2**51 * 10**6) // max(n, 1) + 1)
+        cases.append((max(x, 0), d, rng.randrange(0, 2**52), n, p))
+    args = [str(v) for case in cases for v in case]
+    got = await client.eval(probe, 0, "0", "0", "0", *args)
+    for (x, d, cap, n, p), reply in zip(cases, got, strict=True):
+        expected = f"{min(cap, x * 10**6 // d)} {-(-n * p // 10**6)} {x // d}"
+        assert reply == expected, (x, d, cap, n, p)
 
 
 async def test_open_ledger_picks_the_store_by_scheme(redis_url: str) -> None:

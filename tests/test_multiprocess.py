@@ -80,3 +80,29 @@ async def test_two_processes_on_one_redis_forward_exactly_the_budget(
         assert (tenant.spent, tenant.reserved) == (10 * cost, 0)
     finally:
         await ledger.close()
+
+
+async def test_runs_per_day_holds_across_two_processes(tmp_path: Path, redis_url: str) -> None:
+    policy(tmp_path, "tenant: {limit: 50, period: month}", plan="quotas: {runs_per_day: 20}")
+    fake = FakeUpstream()
+    async with serving(fake.app()) as fake_url:
+        upstream = fake_url + "/v1"
+        key = fake.settings.api_key
+        async with (
+            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as one,
+            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as two,
+            aiohttp.ClientSession() as session,
+        ):
+
+            async def send(i: int) -> int:
+                headers = {"X-Cycles-Tenant": "alpha", "X-Cycles-Run": f"run-{i}"}
+                url = one if i % 2 else two
+                async with session.post(
+                    url + "/v1/chat/completions", json=chat(), headers=headers
+                ) as r:
+                    await r.read()
+                    return r.status
+
+            statuses = await asyncio.gather(*(send(i) for i in range(200)))
+    assert statuses.count(200) == 20 and statuses.count(429) == 180
+    assert fake.calls == 20

@@ -101,9 +101,10 @@ async def test_stalled_stream_is_cut_and_charged_at_least_the_reservation(
     pol = with_timeouts(policy(tmp_path, "tenant: {limit: 50, period: month}"), chunk_idle=0.3)
     body = chat(max_tokens=40, stream=True)
     async with local_stack(pol, store=store_url, fake=fake) as stack:
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{stack.url}/v1/chat/completions", json=body, headers=TENANT
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{stack.url}/v1/chat/completions", json=body, headers=TENANT) as r,
+        ):
             assert r.status == 200
             raw = await r.read()
         assert raw.count(b"data: ") == 1  # one chunk arrived before the stall

@@ -114,9 +114,7 @@ def test_decoding_is_linear_in_the_stream_length() -> None:
 
 
 line_endings = st.sampled_from([b"\n", b"\r", b"\r\n"])
-values = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=12
-)
+values = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=12)
 lines = st.one_of(
     st.tuples(st.sampled_from(["data: ", "data:", "event: ", "id: ", ": ", "retry: "]), values).map(
         lambda pair: (pair[0] + pair[1]).encode()

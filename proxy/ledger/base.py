@@ -12,6 +12,9 @@ EXPIRED_RELEASED. Its record holds the resolved lines with their period ids, so 
 on 30 November commits to November. Settling twice is idempotent (the second call returns the
 first outcome); a commit after EXPIRED_CHARGED applies only `actual - estimate`; a commit for a
 reservation the store no longer has still charges `spent`, clamping `reserved` at 0.
+
+Quota counters (concurrency, runs per day, steps per run, request and token rates) live beside
+the budget entries under `q|…` fields; `counters()` shows them, `balances()` does not.
 """
 
 from __future__ import annotations
@@ -41,15 +44,109 @@ class BudgetLine:
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """When a degraded candidate applies, measured before this reservation.
+
+    always          statically known to apply (e.g. the asked model is not on the plan)
+    never           statically known not to apply (candidate 0 when its model is not allowed)
+    remaining_below lines[line] has remaining < amount (in that line's unit; a percentage of
+                    the limit is turned into an amount by the caller)
+    not_fit         the call as asked (candidate 0) does not fit every line
+    """
+
+    kind: Literal["always", "never", "remaining_below", "not_fit"] = "always"
+    line: int = -1
+    amount: int = 0
+
+
+ALWAYS = Condition()
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """Cap the completion to what still fits, computed inside the script from the remaining
+    amount: per USD line, `floor((remaining - prompt_units) * 10**6 / (output_per_million *
+    choices))` (no limit when the output price is 0); per TOKENS line,
+    `floor((remaining - prompt_tokens) / choices)`; the minimum over lines, at most `ceiling`.
+    Lines of other units take the candidate's `amounts` as they are. Below `floor`, or when a
+    line's remaining does not even cover the prompt, the candidate does not fit.
+
+    The reserved amounts are recomputed from the fitted tokens `t`: TOKENS
+    `prompt_tokens + t * choices`, USD `prompt_units + ceil(t * choices * output_per_million /
+    10**6)`. That never exceeds the line's remaining (the call cannot overspend) and is at most
+    one unit above the single-rounding cost formula, because `prompt_units` is rounded on its
+    own. The script does this in exact integer steps: `output_per_million * choices` must stay
+    below 2**43, and the amounts at `ceiling` below 2**52 (checked before the store).
+    A remaining above 2**52 - 1 (only reachable with enormous credit) counts as 2**52 - 1."""
+
+    prompt_units: int
+    """The prompt's USD cost, ceil(prompt tokens x input price / 10**6)."""
+    prompt_tokens: int
+    output_per_million: int
+    """Output price in units per 1M tokens (one choice)."""
+    choices: int
+    floor: int
+    ceiling: int
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One form of the call. Candidate 0 is the call as asked; the others are degrade rules in
+    policy order. The script takes the first rule whose condition holds and that fits; the call
+    as asked only when no rule's condition holds and it fits. Candidate 0 has no `fit`, and its
+    condition is `always` or `never` (`never`: it may not be reserved as asked at all)."""
+
+    amounts: Amounts
+    """Amounts per unit; must name every unit that appears in the request's lines. For a `fit`
+    candidate, what it costs at `fit.ceiling` (the script recomputes from the fitted tokens)."""
+    condition: Condition = ALWAYS
+    fit: Fit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    """Counters checked and counted in the same atomic call as the budgets. A call denied by a
+    quota reserves and counts nothing; an admitted one has counted against every quota."""
+
+    concurrent: Sequence[tuple[str, str, int]] = ()
+    """(level, value, limit): calls in flight on that scope; freed at settle or by the sweeper."""
+    runs_per_day: int | None = None
+    """New run ids admitted per UTC day; a run counts once, on the day it is first seen."""
+    steps_per_run: int | None = None
+    """Admitted calls per run id."""
+    requests_per_minute: int | None = None
+    """Per tenant, GCRA with a burst of one minute's worth (at least 1)."""
+    tokens_per_minute: int | None = None
+    """Per tenant, GCRA on the chosen candidate's TOKENS amount (at least 1; every candidate must
+    name a TOKENS amount). Checked after the candidate is chosen.
+
+    Both rates keep a theoretical arrival time in integer microseconds; the emission interval
+    60e6 / limit µs is a double and the stored time is floored, so each admitted call gains
+    under 1 µs. A burst therefore admits exactly `limit` requests while requests_per_minute is
+    at most 7745 (a minute's calls gain less than one interval), and above that at most
+    limit**2 / 6e7 extra a minute (0.1% at 60000); a token-rate call gains under
+    limit / 6e7 tokens."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReserveRequest:
     tenant: str
     reservation_id: str
     lines: Sequence[BudgetLine]
-    candidates: Sequence[Amounts]
-    """Amounts per unit for each form of the call, as asked first; the first that fits every
-    line is reserved. Each must name every unit that appears in `lines`."""
+    candidates: Sequence[Candidate]
+    """The call as asked first, then its degraded forms (see Candidate)."""
     shadow: bool = False
-    """Reserve the first candidate whatever the outcome, and report what would have happened."""
+    """Nothing is denied and nothing is rewritten: candidate 0 (the unmodified call, which is
+    what gets forwarded) is always the one reserved. The result reports what enforcement would
+    have done: `candidate` is the index that would have been chosen (0 when none would),
+    `would_allow`, `fitted`, `denied_by`, and `quota` / `retry_after_ms` for the first quota
+    that would have denied. Concurrency, runs and steps are counted even past their limit (the
+    call really is in flight); a request or token rate that would deny is not advanced, so the
+    rate state stays what enforcement would have had and a past burst does not keep reporting
+    denials. A suspended or closed tenant reserves and counts nothing, even in shadow."""
+    run: str | None = None
+    """The run id, for runs_per_day and steps_per_run."""
+    quotas: Quotas = Quotas()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +173,8 @@ class Reservation:
     """Resolved field prefixes (with period ids) of every line reserved on."""
     amounts: Amounts
     """The reserved estimate per unit."""
+    held: tuple[str, ...] = ()
+    """Concurrency counters this call holds (freed at settle, clamped at 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +184,25 @@ class ReserveResult:
     would_allow: bool
     """What enforcement would have decided (equals `allowed` when not in shadow mode)."""
     candidate: int
-    """Index of the reserved candidate, or -1 when nothing was reserved."""
+    """Index of the reserved candidate, or -1 when nothing was reserved (in shadow: the index
+    enforcement would have chosen, 0 when it would have denied)."""
     denied_by: int | None
-    """Index into `lines` of the first line the call as asked (candidate 0) does not fit."""
+    """Index into `lines` of the first line the call as asked (candidate 0) does not fit; when
+    it fits (or its condition is `never`), of the first line the first applicable degrade rule
+    does not fit; None when neither misses a line."""
     lines: tuple[LineState, ...]
     status: TenantStatus
     reservation: Reservation | None
     """None when nothing was reserved (denied, or the tenant is not active)."""
+    fitted: int | None = None
+    """Completion tokens per choice when the chosen candidate is a `fit` (the caller caps the
+    request's completion limit at this)."""
+    quota: str | None = None
+    """The quota that denies (or would deny, in shadow): `concurrent_requests <level>`,
+    `runs_per_day`, `steps_per_run`, `requests_per_minute`, `tokens_per_minute`."""
+    retry_after_ms: int = 0
+    """With `quota`: the best estimate of when it frees (0 for steps_per_run: it never does;
+    1000 for concurrency; the next UTC midnight for runs_per_day)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +242,13 @@ class Ledger(Protocol):
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         """Every ledger entry the tenant has (all levels, values, units and live periods)."""
+        ...
+
+    async def counters(self, tenant: str) -> dict[str, int | str]:
+        """The tenant's raw quota fields, by name: `q|conc|<level>|<value>` (calls in flight),
+        `q|runs|<day id>` (runs first seen that day), `q|run|<run>|steps`, `q|run|<run>|day`
+        (the day id the run was first seen: the one value that is a string), `q|rpm|tat` and
+        `q|tpm|tat` (theoretical arrival times, in µs)."""
         ...
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:

@@ -1,4 +1,4 @@
-"""What both stores share: amount checks, period arithmetic, the wire form of amounts, results.
+"""What both stores share: period arithmetic, the wire form of amounts and outcomes, results.
 
 Everything here is pure (no I/O). `memory.py` uses the period functions directly; `redis.py`
 leaves periods to the scripts (lua/common.lua), which compute exactly the same ids and ends.
@@ -12,10 +12,10 @@ import secrets
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import cast
 
-from proxy.errors import AmountOutOfRange
 from proxy.ledger.base import (
     Amounts,
     BalanceRow,
@@ -25,11 +25,10 @@ from proxy.ledger.base import (
     ReserveResult,
     TenantStatus,
 )
-from proxy.policy.runtime import MAX_AMOUNT, Unit
+from proxy.policy.runtime import Unit
 
 DAY_MS = 86_400_000
 _EPOCH = date(1970, 1, 1)
-_TOKEN = re.compile(r"^[^|\s]+$")
 
 
 def wall_clock_ms() -> int:
@@ -40,44 +39,6 @@ def instance_id() -> str:
     """A fresh id for this process: `<hostname>-<pid>-<random hex>`."""
     host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
     return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def check_owner(owner: str) -> str:
-    if not _TOKEN.match(owner):
-        raise ValueError(f"ledger owner {owner!r} must be non-empty, without spaces or '|'")
-    return owner
-
-
-def check_amount(what: str, amount: object) -> None:
-    """Refuse anything Lua's doubles could not hold exactly, before it reaches a store."""
-    if type(amount) is not int or not 0 <= amount < MAX_AMOUNT:
-        raise AmountOutOfRange(f"{what} must be an integer in [0, 2**52), got {amount!r}")
-
-
-def check_amounts(what: str, amounts: Amounts) -> None:
-    for unit, amount in amounts.items():
-        check_amount(f"{what} {unit}", amount)
-
-
-def check_request(request: ReserveRequest) -> None:
-    """Validate a reservation request completely; a store may then trust every value in it."""
-    if not request.candidates:
-        raise ValueError("a reserve request needs at least one candidate")
-    for line in request.lines:
-        if not (_TOKEN.match(line.level) and _TOKEN.match(line.value)):
-            raise ValueError(f"scope {line.level}={line.value!r} contains '|' or whitespace")
-        if line.period not in ("day", "month", "none"):
-            raise ValueError(f"unknown budget period {line.period!r}: use day, month or none")
-        check_amount(f"limit of {line.level} {line.value}", line.limit)
-    for index, candidate in enumerate(request.candidates):
-        check_amounts(f"candidate {index}", candidate)
-        missing = {line.unit for line in request.lines} - set(candidate)
-        if missing:
-            raise ValueError(f"candidate {index} names no amount for {sorted(missing)}")
-
-
-def check_reservation(reservation: Reservation) -> None:
-    check_amounts(f"estimate of {reservation.id}", reservation.amounts)
 
 
 def encode_amounts(amounts: Amounts) -> str:
@@ -121,38 +82,76 @@ def field_expiry(prefix: str, now_ms: int, run_idle_ms: int, grace_ms: int) -> i
     return now_ms + run_idle_ms if level == "run" else None
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a reserve decided, as both stores record it (for an idempotent repeat)."""
+
+    candidate: int
+    would_allow: bool
+    denied_by: int | None = None
+    fitted: int | None = None
+    retry_after_ms: int = 0
+    quota: str | None = None
+
+    @classmethod
+    def decode(cls, text: str) -> Outcome:
+        """From the form reserve.lua records and returns:
+        `<candidate>:<would_allow 1|0>:<denied_by>:<fitted>:<retry_after_ms>:<quota>`, with `-`
+        for None and `/` for the space in `concurrent_requests <level>`."""
+        candidate, would_allow, denied, fitted, retry, quota = text.split(":", 5)
+        return cls(
+            int(candidate),
+            would_allow == "1",
+            None if denied == "-" else int(denied),
+            None if fitted == "-" else int(fitted),
+            int(retry),
+            None if quota == "-" else quota.replace("/", " "),
+        )
+
+
+DENIED = Outcome(-1, False)
+
+
 def reserve_result(
     request: ReserveRequest,
     status: TenantStatus,
-    outcome: tuple[int, bool, int | None],
+    outcome: Outcome,
     amounts: Amounts,
     lines: Sequence[tuple[str, int]],
     fields: Sequence[str],
+    held: Sequence[str] = (),
 ) -> ReserveResult:
-    """Assemble a result from what a store decided: (candidate, would_allow, denied_by), the
-    reserved amounts, (period id, remaining) per request line and the reserved field prefixes."""
-    candidate, would_allow, denied_by = outcome
+    """Assemble a result from what a store decided: the outcome, the reserved amounts,
+    (period id, remaining) per request line, the reserved field prefixes and held counters."""
     reservation = None
-    if candidate >= 0:
-        reservation = Reservation(request.tenant, request.reservation_id, tuple(fields), amounts)
+    if outcome.candidate >= 0:
+        reservation = Reservation(
+            request.tenant, request.reservation_id, tuple(fields), amounts, tuple(held)
+        )
     return ReserveResult(
-        allowed=candidate >= 0,
-        would_allow=would_allow,
-        candidate=candidate,
-        denied_by=denied_by,
+        allowed=reservation is not None,
+        would_allow=outcome.would_allow,
+        candidate=outcome.candidate,
+        denied_by=outcome.denied_by,
         lines=tuple(
             LineState(line, pid, remaining)
             for line, (pid, remaining) in zip(request.lines, lines, strict=True)
         ),
         status=status,
         reservation=reservation,
+        fitted=outcome.fitted,
+        quota=outcome.quota,
+        retry_after_ms=outcome.retry_after_ms,
     )
 
 
 def balance_rows(entries: Mapping[str, int | str]) -> list[BalanceRow]:
-    """Ledger hash fields (`<prefix>|spent` …) grouped into one row per entry, by prefix."""
+    """Ledger hash fields (`<prefix>|spent` …) grouped into one row per entry, by prefix; quota
+    counters (`q|…`) are not budget entries and are left out."""
     rows: dict[str, dict[str, int]] = {}
     for name, value in entries.items():
+        if name.startswith("q|"):
+            continue
         prefix, kind = name.rsplit("|", 1)
         rows.setdefault(prefix, {})[kind] = int(value)
     return [_row(prefix, sums) for prefix, sums in sorted(rows.items())]

@@ -3,14 +3,17 @@
 Everything one script touches for a tenant shares the hash tag `{t:<tenant>}`, so a tenant's keys
 live in one Redis Cluster slot and a single script can read and write them atomically:
 
-    cy:v1:{t:<tenant>}:ledger      hash  `<level>|<value>|<unit>|<period id>|spent|reserved|credit`
-    cy:v1:{t:<tenant>}:ledger_exp  zset  `<level>|<value>|<unit>|<period id>` -> expiry (ms)
+    cy:v1:{t:<tenant>}:ledger      hash  `<level>|<value>|<unit>|<period id>|spent|reserved|credit`,
+                                         and the quota counters `q|…` (see ledger/quotas.py)
+    cy:v1:{t:<tenant>}:ledger_exp  zset  `<level>|<value>|<unit>|<period id>` or a `q|…` field
+                                         -> expiry (ms)
     cy:v1:{t:<tenant>}:resv        hash  reservation id -> record (see lua/reserve.lua)
     cy:v1:{t:<tenant>}:resv_exp    zset  reservation id -> deadline, or tombstone expiry (ms)
     cy:v1:{t:<tenant>}:meta        hash  status, plan, overrides, anchor, mode, version
 
 Tenant ids and scope values match `^[a-z0-9_.-]{1,128}$` after lowercasing: they can contain
-neither `:` nor `|` nor braces, so no key or field can collide with another.
+neither `:` nor `|` nor braces, so no key or field can collide with another. No budget level is
+`q`, so budget entries and quota counters cannot collide either.
 
 Keys that cannot carry a tenant tag are outside every script and written in a fixed order:
 

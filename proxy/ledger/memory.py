@@ -8,9 +8,10 @@ that the one contract suite holds for both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from proxy.ledger import quotas
 from proxy.ledger.base import (
     Amounts,
     BalanceRow,
@@ -22,12 +23,12 @@ from proxy.ledger.base import (
     State,
     TenantStatus,
 )
+from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
+from proxy.ledger.choose import choose
 from proxy.ledger.common import (
+    DENIED,
+    Outcome,
     balance_rows,
-    check_amounts,
-    check_owner,
-    check_request,
-    check_reservation,
     field_expiry,
     instance_id,
     period_id,
@@ -35,8 +36,6 @@ from proxy.ledger.common import (
     wall_clock_ms,
 )
 from proxy.policy.runtime import ReservationSettings
-
-Outcome = tuple[int, bool, int | None]
 
 
 @dataclass(slots=True)
@@ -46,6 +45,7 @@ class _Record:
     outcome: Outcome
     amounts: dict[str, int]
     fields: tuple[str, ...]
+    held: tuple[str, ...] = ()
     actual: dict[str, int] | None = None
 
 
@@ -56,6 +56,10 @@ class _Tenant:
     resv: dict[str, _Record] = field(default_factory=dict)
     resv_exp: dict[str, int] = field(default_factory=dict)
     status: TenantStatus = "active"
+    counters: quotas.Counters = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counters = quotas.Counters(self.ledger_exp)
 
 
 @dataclass(slots=True)
@@ -101,39 +105,31 @@ class MemoryLedger:
         lines = [self._read_line(t, line, now) for line in request.lines]
         existing = t.resv.get(request.reservation_id)
         if existing is not None:
-            return _result(
-                request, t.status, existing.outcome, existing.amounts, lines, existing.fields
-            )
+            return _result(request, t.status, existing, lines)
         if t.status != "active":
-            return _result(request, t.status, (-1, False, None), {}, lines, ())
-        denied = _misfit(request.candidates[0], lines)
-        chosen = next(
-            (i for i, c in enumerate(request.candidates) if _misfit(c, lines) is None), None
-        )
-        if chosen is None and not request.shadow:
-            return _result(request, t.status, (-1, False, denied), {}, lines, ())
-        outcome: Outcome = (chosen or 0, chosen is not None, denied)
-        record = self._hold(t, request, outcome, lines, now)
-        return _result(request, t.status, outcome, record.amounts, lines, record.fields)
+            return _result(request, t.status, None, lines)
+        choice = choose(request.candidates, [(ln.line.unit, ln.remaining) for ln in lines])
+        outcome, gate = quotas.decide(t.counters, request, choice, now)
+        if outcome.candidate < 0:
+            return _result(request, t.status, None, lines, outcome)
+        quotas.count(t.counters, gate, now, self.settings)
+        amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
+        prefixes = tuple(ln.prefix for ln in lines)
+        record = _Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
+        self._hold(t, request.reservation_id, record, lines, now)
+        return _result(request, t.status, record, lines)
 
     def _hold(
-        self,
-        t: _Tenant,
-        request: ReserveRequest,
-        outcome: Outcome,
-        lines: Sequence[_Line],
-        now: int,
-    ) -> _Record:
-        """Reserve candidate `outcome[0]` on every line and record it OPEN until its deadline."""
-        amounts = dict(request.candidates[outcome[0]])
+        self, t: _Tenant, rid: str, record: _Record, lines: Sequence[_Line], now: int
+    ) -> None:
+        """Reserve the record's amounts on every line and keep it OPEN until its deadline."""
         for ln in lines:
-            self._add(t, f"{ln.prefix}|reserved", amounts.get(ln.line.unit, 0))
+            amount = record.amounts.get(ln.line.unit, 0)
+            self._add(t, f"{ln.prefix}|reserved", amount)
             self._touch(t, ln.prefix, now)
-            ln.remaining -= amounts.get(ln.line.unit, 0)
-        record = _Record("OPEN", self.owner, outcome, amounts, tuple(ln.prefix for ln in lines))
-        t.resv[request.reservation_id] = record
-        t.resv_exp[request.reservation_id] = now + self.settings.cap_ms
-        return record
+            ln.remaining -= amount
+        t.resv[rid] = record
+        t.resv_exp[rid] = now + self.settings.cap_ms
 
     async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
         check_reservation(reservation)
@@ -145,6 +141,7 @@ class MemoryLedger:
         charged = dict(actual)
         if r.state in ("OPEN", "MISSING"):
             self._settle_lines(t, r.fields, r.amounts, actual, now)
+            quotas.free(t.counters, r.held)
         elif r.state == "EXPIRED_CHARGED":
             charged = {u: actual.get(u, 0) - r.amounts.get(u, 0) for u in {*actual, *r.amounts}}
             self._settle_lines(t, r.fields, None, charged, now)
@@ -160,11 +157,15 @@ class MemoryLedger:
         if r.state not in ("OPEN", "MISSING"):
             return SettleResult(r.state, False, {})
         self._settle_lines(t, r.fields, r.amounts, None, now)
+        quotas.free(t.counters, r.held)
         self._finish(t, reservation.id, r, "RELEASED", now)
         return SettleResult("RELEASED", True, {})
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         return balance_rows(self._tenant(tenant).ledger)
+
+    async def counters(self, tenant: str) -> dict[str, int | str]:
+        return self._tenant(tenant).counters.snapshot()
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:
         self._tenant(tenant).status = status
@@ -203,12 +204,18 @@ class MemoryLedger:
     def _missing(self, reservation: Reservation) -> _Record:
         """Stand-in for a record the store no longer has: settle from what the caller holds."""
         return _Record(
-            "MISSING", self.owner, (0, True, None), dict(reservation.amounts), reservation.fields
+            "MISSING",
+            self.owner,
+            Outcome(0, True),
+            dict(reservation.amounts),
+            reservation.fields,
+            reservation.held,
         )
 
     def _expire(self, t: _Tenant, rid: str, r: _Record, now: int) -> None:
         charge = r.amounts if self.settings.on_expiry == "charge" else None
         self._settle_lines(t, r.fields, r.amounts, charge, now)
+        quotas.free(t.counters, r.held)
         self._finish(t, rid, r, "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED", now)
 
     def _finish(
@@ -254,27 +261,28 @@ class MemoryLedger:
 
     @staticmethod
     def _drop_expired(t: _Tenant, now: int, limit: int | None) -> None:
+        """Drop expired entries: a budget prefix's three fields, or one quota field."""
         due = sorted((at, p) for p, at in t.ledger_exp.items() if at <= now)[:limit]
-        for _, prefix in due:
-            for kind in ("spent", "reserved", "credit"):
-                t.ledger.pop(f"{prefix}|{kind}", None)
-            del t.ledger_exp[prefix]
-
-
-def _misfit(amounts: Mapping[str, int], lines: Sequence[_Line]) -> int | None:
-    """Index of the first line these amounts do not fit, or None when they fit all."""
-    return next(
-        (i for i, ln in enumerate(lines) if amounts.get(ln.line.unit, 0) > ln.remaining), None
-    )
+        for _, name in due:
+            if name.startswith("q|"):
+                t.counters.drop(name)
+            else:
+                for kind in ("spent", "reserved", "credit"):
+                    t.ledger.pop(f"{name}|{kind}", None)
+            del t.ledger_exp[name]
 
 
 def _result(
     request: ReserveRequest,
     status: TenantStatus,
-    outcome: Outcome,
-    amounts: Amounts,
+    record: _Record | None,
     lines: Sequence[_Line],
-    fields: Sequence[str],
+    outcome: Outcome = DENIED,
 ) -> ReserveResult:
+    """The result for a record (reserved now or before), or for `outcome` without one."""
     pairs = [(ln.pid, ln.remaining) for ln in lines]
-    return reserve_result(request, status, outcome, amounts, pairs, fields)
+    if record is None:
+        return reserve_result(request, status, outcome, {}, pairs, ())
+    return reserve_result(
+        request, status, record.outcome, record.amounts, pairs, record.fields, record.held
+    )

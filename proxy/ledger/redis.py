@@ -1,6 +1,7 @@
 """The Redis ledger: every decision is one Lua script, one round trip, atomic per tenant.
 
-Scripts live in lua/*.lua; lua/common.lua is prepended to each at load. They are called by SHA
+Scripts live in lua/*.lua; lua/common.lua is prepended to each at load (and candidates.lua and
+quotas.lua to reserve.lua). They are called by SHA
 (`EVALSHA`, the SHA computed locally); the first time Redis answers NOSCRIPT (a fresh or
 flushed server) all of them are loaded with `SCRIPT LOAD` in one round trip and the call is
 retried once. Time comes from
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from functools import partial
 from importlib import resources
 from typing import Any, cast
@@ -30,6 +31,7 @@ from proxy.ledger import keys
 from proxy.ledger.base import (
     Amounts,
     BalanceRow,
+    Candidate,
     Reservation,
     ReserveRequest,
     ReserveResult,
@@ -37,12 +39,10 @@ from proxy.ledger.base import (
     State,
     TenantStatus,
 )
+from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
 from proxy.ledger.common import (
+    Outcome,
     balance_rows,
-    check_amounts,
-    check_owner,
-    check_request,
-    check_reservation,
     decode_amounts,
     encode_amounts,
     instance_id,
@@ -50,7 +50,12 @@ from proxy.ledger.common import (
 )
 from proxy.policy.runtime import ReservationSettings
 
-SCRIPTS = ("reserve", "commit", "release", "sweep")
+SCRIPTS = {
+    "reserve": ("common", "candidates", "quotas", "reserve"),
+    "commit": ("common", "commit"),
+    "release": ("common", "release"),
+    "sweep": ("common", "sweep"),
+}
 SWEEP_BATCH = 500
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, OSError)
 
@@ -61,9 +66,9 @@ class _Script:
     sha: str
 
     @classmethod
-    def load(cls, name: str) -> _Script:
+    def load(cls, parts: Sequence[str]) -> _Script:
         lua = resources.files("proxy.ledger").joinpath("lua")
-        source = lua.joinpath("common.lua").read_text() + lua.joinpath(name).read_text()
+        source = "".join(lua.joinpath(f"{part}.lua").read_text() for part in parts)
         return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
 
@@ -109,7 +114,7 @@ class RedisLedger:
             health_check_interval=30,
         )
         self._client = Redis.from_pool(pool)
-        self._scripts = {name: _Script.load(f"{name}.lua") for name in SCRIPTS}
+        self._scripts = {name: _Script.load(parts) for name, parts in SCRIPTS.items()}
         self._registered: set[str] = set()
 
     def _common_args(self) -> list[str]:
@@ -150,27 +155,40 @@ class RedisLedger:
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
         check_request(request)
         await self._register(request.tenant)
+        reply: list[str] = await self._run("reserve", request.tenant, self._reserve_args(request))
+        status, outcome, amounts, held, n = *reply[:4], int(reply[4])
+        pairs = [(reply[5 + 2 * i], int(reply[6 + 2 * i])) for i in range(n)]
+        return reserve_result(
+            request,
+            _status(status),
+            Outcome.decode(outcome),
+            decode_amounts(amounts),
+            pairs,
+            reply[5 + 2 * n :],
+            _held(held),
+        )
+
+    def _reserve_args(self, request: ReserveRequest) -> list[str]:
+        """ARGV 4.. of reserve.lua (its header documents the layout)."""
+        q = request.quotas
+        limits = (q.runs_per_day, q.steps_per_run, q.requests_per_minute, q.tokens_per_minute)
         args = [
             request.reservation_id,
             self.owner,
             str(self.settings.cap_ms),
             "1" if request.shadow else "0",
-            str(len(request.lines)),
+            request.run or "",
+            *("-" if limit is None else str(limit) for limit in limits),
+            str(len(q.concurrent)),
         ]
+        for level, value, limit in q.concurrent:
+            args += [level, value, str(limit)]
+        args.append(str(len(request.lines)))
         for line in request.lines:
             args += [line.level, line.value, line.unit, line.period, str(line.limit)]
-        args += [encode_amounts(c) for c in request.candidates]
-        reply: list[str] = await self._run("reserve", request.tenant, args)
-        status, outcome, amounts, n = reply[0], reply[1], reply[2], int(reply[3])
-        pairs = [(reply[4 + 2 * i], int(reply[5 + 2 * i])) for i in range(n)]
-        return reserve_result(
-            request,
-            _status(status),
-            _outcome(outcome),
-            decode_amounts(amounts),
-            pairs,
-            reply[4 + 2 * n :],
-        )
+        for candidate in request.candidates:
+            args += _candidate_args(candidate)
+        return args
 
     async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
         check_reservation(reservation)
@@ -180,6 +198,7 @@ class RedisLedger:
             self.owner,
             encode_amounts(reservation.amounts),
             encode_amounts(actual),
+            ",".join(reservation.held) or "-",
             *reservation.fields,
         ]
         return _settled(await self._run("commit", reservation.tenant, args))
@@ -190,6 +209,7 @@ class RedisLedger:
             reservation.id,
             self.owner,
             encode_amounts(reservation.amounts),
+            ",".join(reservation.held) or "-",
             *reservation.fields,
         ]
         return _settled(await self._run("release", reservation.tenant, args))
@@ -198,6 +218,15 @@ class RedisLedger:
         with _boundary():
             entries = await self._client.hgetall(keys.tenant_keys(tenant)[0])
         return balance_rows(cast(dict[str, str], entries))
+
+    async def counters(self, tenant: str) -> dict[str, int | str]:
+        with _boundary():
+            entries = cast(dict[str, str], await self._client.hgetall(keys.tenant_keys(tenant)[0]))
+        return {
+            name: value if name.startswith("q|run|") and name.endswith("|day") else int(value)
+            for name, value in entries.items()
+            if name.startswith("q|")
+        }
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:
         with _boundary():
@@ -246,9 +275,17 @@ def _status(text: str) -> TenantStatus:
     return cast(TenantStatus, text)
 
 
-def _outcome(text: str) -> tuple[int, bool, int | None]:
-    candidate, would_allow, denied = text.split(":")
-    return int(candidate), would_allow == "1", None if denied == "-" else int(denied)
+def _candidate_args(candidate: Candidate) -> list[str]:
+    """amounts, condition, fit: the three ARGVs of a candidate (see lua/candidates.lua); a fit
+    is its fields in declaration order."""
+    c, fit = candidate.condition, candidate.fit
+    when = f"{c.kind}:{c.line:d}:{c.amount:d}" if c.kind == "remaining_below" else c.kind
+    shape = "-" if fit is None else ",".join(f"{x:d}" for x in astuple(fit))
+    return [encode_amounts(candidate.amounts), when, shape]
+
+
+def _held(text: str) -> tuple[str, ...]:
+    return () if text == "-" else tuple(text.split(","))
 
 
 def _settled(reply: list[str]) -> SettleResult:

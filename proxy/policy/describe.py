@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from proxy.policy.runtime import UNITS_PER_USD, Budget, Plan, Policy
+from proxy.policy.runtime import UNITS_PER_USD, Budget, DegradeRule, Plan, PlanQuotas, Policy
 
 _INDENT = "  "
 
@@ -90,7 +90,53 @@ def _plan(plan: Plan) -> list[str]:
     lines += [f"{_INDENT * 2}{budget.level:<9}  {_budget(budget)}" for budget in plan.budgets]
     if not plan.budgets:
         lines.append(f"{_INDENT * 2}no budgets: spending is recorded but never limited")
+    lines += [f"{_INDENT * 2}{line}" for line in _quotas(plan.quotas)]
+    lines += [f"{_INDENT * 2}{rule.name}: {_rule(rule, plan)}" for rule in plan.degrade]
     return lines
+
+
+def _quotas(q: PlanQuotas) -> list[str]:
+    counts = [
+        f"{name.replace('_', ' ')} {value:,}"
+        for name in ("runs_per_day", "steps_per_run", "requests_per_minute", "tokens_per_minute")
+        if (value := getattr(q, name)) is not None
+    ]
+    counts += [f"{limit} concurrent per {level}" for level, limit in q.concurrent_requests]
+    if q.max_tokens_per_request is not None:
+        counts.append(f"max_tokens capped at {q.max_tokens_per_request:,}")
+    lines = [f"quotas: {'; '.join(counts)}"] if counts else []
+    if q.models is not None:
+        lines.append(f"models allowed: {', '.join(q.models)}")
+    return lines
+
+
+def _rule(rule: DegradeRule, plan: Plan) -> str:
+    if rule.kind == "remaining_below":
+        if rule.below_fraction is not None:
+            numerator, denominator = rule.below_fraction
+            below = f"{Decimal(numerator * 100) / denominator:f}%"
+        else:
+            budget = plan.budget_for(rule.level or "")
+            amount = rule.below_amount or 0
+            below = (
+                f"{usd(amount)} USD" if budget and budget.unit == "USD" else f"{amount:,} tokens"
+            )
+        when = f"when {rule.level} has less than {below} left"
+    else:
+        when = {
+            "not_fit": "when the call as asked does not fit",
+            "model_not_allowed": "when the asked model is not allowed",
+        }[rule.kind]
+    if rule.only_models:
+        when += f" (asked model {' or '.join(rule.only_models)})"
+    actions = []
+    if rule.model is not None:
+        actions.append(f"switch to {rule.model}")
+    if rule.max_tokens is not None:
+        actions.append(f"cap max_tokens at {rule.max_tokens:,}")
+    if rule.fit_floor is not None:
+        actions.append(f"cap the completion to what fits (at least {rule.fit_floor:,} tokens)")
+    return f"{when}: {', '.join(actions)}"
 
 
 def _budget(budget: Budget) -> str:

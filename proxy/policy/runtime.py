@@ -39,11 +39,62 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanQuotas:
+    """Counts, rates and access rules of a plan (None / empty: no such quota)."""
+
+    runs_per_day: int | None = None
+    steps_per_run: int | None = None
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent_requests: tuple[tuple[str, int], ...] = ()
+    """(level, limit) pairs, in LEVELS order."""
+    max_tokens_per_request: int | None = None
+    models: tuple[str, ...] | None = None
+    """Globs of the models the plan may use; None allows every priced model."""
+
+    def model_allowed(self, model: str) -> bool:
+        return self.models is None or any(fnmatch.fnmatchcase(model, m) for m in self.models)
+
+
+@dataclass(frozen=True, slots=True)
+class DegradeRule:
+    """`degrade[index]` of a plan: when `kind` holds, rewrite the call with `model`, `max_tokens`
+    and/or `fit` (cap the completion to what still fits, not below `fit_floor` tokens)."""
+
+    index: int
+    kind: Literal["remaining_below", "not_fit", "model_not_allowed"]
+    level: str | None = None
+    """remaining_below: the scope level measured."""
+    below_fraction: tuple[int, int] | None = None
+    """remaining_below as a fraction of the limit: (numerator, denominator), e.g. (20, 100)."""
+    below_amount: int | None = None
+    """remaining_below as an amount in the level's budget unit."""
+    only_models: tuple[str, ...] = ()
+    """Globs of asked models the rule applies to; empty: any."""
+    model: str | None = None
+    max_tokens: int | None = None
+    fit_floor: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"degrade[{self.index}]"
+
+    def applies_to(self, model: str) -> bool:
+        return not self.only_models or any(fnmatch.fnmatchcase(model, m) for m in self.only_models)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     name: str
     budgets: tuple[Budget, ...]
     """At most one per (level, unit), in LEVELS order."""
     default_max_tokens: int = 4096
+    quotas: PlanQuotas = field(default_factory=PlanQuotas)
+    degrade: tuple[DegradeRule, ...] = ()
+    """In policy order: the first whose condition holds and that fits wins."""
+
+    def budget_for(self, level: str) -> Budget | None:
+        return next((b for b in self.budgets if b.level == level), None)
 
 
 @dataclass(frozen=True, slots=True)

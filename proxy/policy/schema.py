@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 from proxy.encodings import encoding_for_model
 from proxy.errors import PolicyError
 from proxy.policy.fields import fields_at
+from proxy.policy.plans import compile_degrade, compile_quotas
 from proxy.policy.runtime import (
     ENCODINGS,
     LEVELS,
@@ -134,7 +135,7 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
         upstreams={n: _upstream(n, u, spec, out) for n, u in spec.upstreams.items()},
         routes=_routes(spec, out),
         models={n: _model(n, m, out) for n, m in spec.models.items()},
-        plans={n: _plan(n, p, out) for n, p in spec.plans.items()},
+        plans={n: _plan(n, p, spec, out) for n, p in spec.plans.items()},
         tenants=_tenants(spec, out),
         timeouts=timeouts,
         limits=Limits(**spec.limits.model_dump(exclude_none=True)),
@@ -207,7 +208,7 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
     return ModelPrice(name, unit_input, cached, output, encoding)
 
 
-def _plan(name: str, plan: PlanSpec, out: list[Issue]) -> Plan:
+def _plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan:
     if name == "deny":
         message = "a plan cannot be called 'deny': unknown_tenant: deny refuses unknown tenants"
         out.append(Issue(("plans", name), message))
@@ -218,7 +219,16 @@ def _plan(name: str, plan: PlanSpec, out: list[Issue]) -> Plan:
     ]
     budgets.sort(key=lambda budget: LEVELS.index(budget.level))
     given = plan.model_dump(include={"default_max_tokens"}, exclude_none=True)
-    return Plan(name, tuple(budgets), **given)
+
+    def report(loc: Loc, message: str) -> None:
+        out.append(Issue(loc, message))
+
+    here: Loc = ("plans", name)
+    quotas = compile_quotas((*here, "quotas"), plan.quotas, spec.models, report)
+    degrade = compile_degrade(
+        (*here, "degrade"), plan.degrade, tuple(budgets), quotas, spec.models, report
+    )
+    return Plan(name, tuple(budgets), quotas=quotas, degrade=degrade, **given)
 
 
 def _budget(loc: Loc, level: str, spec: BudgetSpec, out: list[Issue]) -> Budget | None:

@@ -129,9 +129,55 @@ class BudgetSpec(_Spec):
     unit: Literal["USD", "TOKENS"] = "USD"
 
 
+Count = Annotated[int, Field(gt=0)]
+
+
+class QuotasSpec(_Spec):
+    """A number applies to the tenant; `concurrent_requests` may name levels instead."""
+
+    runs_per_day: Count | None = None
+    steps_per_run: Count | None = None
+    requests_per_minute: Count | None = None
+    tokens_per_minute: Count | None = None
+    concurrent_requests: Count | dict[str, Count] | None = None
+    max_tokens_per_request: Count | None = None
+    models: list[Name] | None = None
+
+
+class WhenSpec(_Spec):
+    """Exactly one condition: remaining_below (with scope), does_not_fit or model_not_allowed."""
+
+    scope: Name | None = None
+    remaining_below: str | Money | None = None
+    """"20%" of the scope's limit, or an amount in the scope's budget unit."""
+    does_not_fit: Literal[True] | None = None
+    model_not_allowed: Literal[True] | None = None
+    model: Name | list[Name] | None = None
+    """Only when the asked model matches (globs)."""
+
+
+class FitSpec(_Spec):
+    min_tokens: Count = 1
+
+
+class SetSpec(_Spec):
+    model: Name | None = None
+    max_tokens: Count | None = None
+    fit: FitSpec | None = None
+
+
+class DegradeSpec(_Spec):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    when: WhenSpec
+    set_: SetSpec = Field(alias="set")
+
+
 class PlanSpec(_Spec):
     default_max_tokens: Annotated[int, Field(gt=0)] | None = None
     budgets: dict[str, BudgetSpec] = {}
+    quotas: QuotasSpec = QuotasSpec()
+    degrade: list[DegradeSpec] = []
 
 
 class TenantSpec(_Spec):

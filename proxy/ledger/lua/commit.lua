@@ -3,7 +3,8 @@
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta
 -- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms (common.lua),
 --       4 reservation id, 5 owner, 6 estimate 'USD=…,TOKENS=…', 7 actual (same form),
---       8.. the reservation's field prefixes (used only when the store lost the record).
+--       8 held concurrency fields 'q|conc|tenant|acme,…' ('-' for none), 9.. the reservation's
+--       field prefixes (8 and 9.. are used only when the store lost the record).
 --
 -- Returns: state after ('COMMITTED'), first ('1' | '0'), charged (amounts form, may be
 -- negative after EXPIRED_CHARGED: only actual - estimate is added then).
@@ -15,10 +16,7 @@ local r
 if raw then
   r = parse_record(raw)
 else
-  local prefixes = {}
-  for i = 8, #ARGV do prefixes[#prefixes + 1] = ARGV[i] end
-  r = { state = 'MISSING', created = fmt(NOW), deadline = fmt(NOW), owner = owner,
-        outcome = '0:1:-', amounts = estimate, actual = '-', prefixes = prefixes }
+  r = missing_record(owner, estimate, ARGV[8], 9)
 end
 
 if r.state == 'COMMITTED' then return { 'COMMITTED', '0', r.actual } end
@@ -27,6 +25,7 @@ local est, act = parse_amounts(r.amounts), parse_amounts(actual)
 local charged = actual
 if r.state == 'OPEN' or r.state == 'MISSING' then
   settle_lines(r.prefixes, est, act)
+  free_held(r.held)
 elseif r.state == 'EXPIRED_CHARGED' then
   local delta = {}
   for unit, x in pairs(act) do delta[unit] = x end

@@ -13,9 +13,11 @@ local function fmt(x)
   return string.format('%d', x)
 end
 
-local NOW = (function()
+-- Now, in ms and (for the rate quotas) in µs; both stay exact in doubles until the year 2112.
+local NOW, NOW_US = (function()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local s, us = tonumber(t[1]), tonumber(t[2])
+  return s * 1000 + math.floor(us / 1000), s * 1000000 + us
 end)()
 
 -- Days since 1970-01-01 <-> proleptic Gregorian (y, m, d), after H. Hinnant's algorithms.
@@ -60,17 +62,21 @@ local function period_end(pid)
   return (days_from_civil(y, m, tonumber(string.sub(pid, 8, 9))) + 1) * DAY
 end
 
+-- An entry of :ledger_exp (a budget prefix or a q| field) may be dropped from `at` (ms) on;
+-- a later expiry wins.
+local function keep(name, at)
+  redis.call('ZADD', KEYS[2], 'GT', fmt(at), name)
+end
+
 -- Period entries live until period end + grace, run entries for an idle TTL after their last
 -- write, other entries without a period (lifetime budgets) for ever.
 local function touch(prefix)
   local pid = string.match(prefix, '[^|]*$')
-  local at
   if pid ~= '-' then
-    at = period_end(pid) + GRACE
+    keep(prefix, period_end(pid) + GRACE)
   elseif string.match(prefix, '^[^|]*') == 'run' then
-    at = NOW + IDLE
+    keep(prefix, NOW + IDLE)
   end
-  if at then redis.call('ZADD', KEYS[2], 'GT', fmt(at), prefix) end
 end
 
 local function unit_of(prefix)
@@ -93,20 +99,51 @@ local function encode_amounts(t)
   return table.concat(parts, ',')
 end
 
+-- 'a,b,c' (or '-') <-> { 'a', 'b', 'c' }: the held concurrency fields (they have no commas).
+local function split_list(text)
+  local t = {}
+  if text == '-' then return t end
+  for word in string.gmatch(text, '[^,]+') do t[#t + 1] = word end
+  return t
+end
+
+local function join_list(t)
+  if #t == 0 then return '-' end
+  return table.concat(t, ',')
+end
+
 -- Reservation records (the values of :resv), one space-separated line; see reserve.lua.
 local function parse_record(text)
   local tok = {}
   for word in string.gmatch(text, '%S+') do tok[#tok + 1] = word end
   local prefixes = {}
-  for i = 8, #tok do prefixes[#prefixes + 1] = tok[i] end
+  for i = 9, #tok do prefixes[#prefixes + 1] = tok[i] end
   return { state = tok[1], created = tok[2], deadline = tok[3], owner = tok[4],
-           outcome = tok[5], amounts = tok[6], actual = tok[7], prefixes = prefixes }
+           outcome = tok[5], amounts = tok[6], actual = tok[7], held = tok[8],
+           prefixes = prefixes }
 end
 
 local function save_record(id, r)
-  local tok = { r.state, r.created, r.deadline, r.owner, r.outcome, r.amounts, r.actual }
+  local tok = { r.state, r.created, r.deadline, r.owner, r.outcome, r.amounts, r.actual, r.held }
   for _, p in ipairs(r.prefixes) do tok[#tok + 1] = p end
   redis.call('HSET', KEYS[3], id, table.concat(tok, ' '))
+end
+
+-- A record for a reservation the store no longer has, from what the caller still holds.
+local function missing_record(owner, estimate, held, first_prefix)
+  local prefixes = {}
+  for i = first_prefix, #ARGV do prefixes[#prefixes + 1] = ARGV[i] end
+  return { state = 'MISSING', created = fmt(NOW), deadline = fmt(NOW), owner = owner,
+           outcome = '0:1:-:-:0:-', amounts = estimate, actual = '-', held = held,
+           prefixes = prefixes }
+end
+
+-- A call that held concurrency ended: one less in flight per field, never below 0 (a field
+-- back at 0 is deleted).
+local function free_held(held)
+  for _, f in ipairs(split_list(held)) do
+    if redis.call('HINCRBY', KEYS[1], f, -1) <= 0 then redis.call('HDEL', KEYS[1], f) end
+  end
 end
 
 -- Settle a record: it is remembered (a tombstone) for TOMB ms so repeats are idempotent.
@@ -129,11 +166,16 @@ local function settle_lines(prefixes, free, charge)
   end
 end
 
--- Drop up to `limit` ledger entries whose expiry has passed; returns how many.
+-- Drop up to `limit` ledger entries whose expiry has passed (a budget prefix's three fields,
+-- or one q| quota field); returns how many.
 local function drop_expired(limit)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', fmt(NOW), 'LIMIT', 0, limit)
   for _, p in ipairs(gone) do
-    redis.call('HDEL', KEYS[1], p .. '|spent', p .. '|reserved', p .. '|credit')
+    if string.sub(p, 1, 2) == 'q|' then
+      redis.call('HDEL', KEYS[1], p)
+    else
+      redis.call('HDEL', KEYS[1], p .. '|spent', p .. '|reserved', p .. '|credit')
+    end
     redis.call('ZREM', KEYS[2], p)
   end
   return #gone

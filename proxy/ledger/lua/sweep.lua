@@ -19,6 +19,7 @@ local resolved = 0
 
 local function expire(id, r)
   local est = parse_amounts(r.amounts)
+  free_held(r.held)
   if how == 'release' then
     settle_lines(r.prefixes, est, nil)
     finish(id, r, 'EXPIRED_RELEASED', '-')

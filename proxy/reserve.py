@@ -1,0 +1,96 @@
+"""The one reserve request a call makes: its budget lines, its quotas, and its candidates.
+
+Every check that depends on the ledger's state (a degrade rule's `remaining_below`, "does not
+fit", `fit`, every quota) is expressed here as data and decided inside the reserve script, so a
+call costs one round trip and nothing can change between the check and the reservation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from proxy.call import PreparedCall, Variant
+from proxy.ledger.base import (
+    ALWAYS,
+    BudgetLine,
+    Candidate,
+    Condition,
+    Fit,
+    Quotas,
+    ReserveRequest,
+)
+from proxy.policy.runtime import DegradeRule, Plan
+from proxy.scopes import Scope, budget_lines
+
+NEVER = Condition("never")
+NOT_FIT = Condition("not_fit")
+
+
+def reserve_request(
+    plan: Plan, scope: Scope, call: PreparedCall, *, shadow: bool
+) -> ReserveRequest:
+    lines = budget_lines(plan, scope)
+    return ReserveRequest(
+        tenant=scope.tenant,
+        reservation_id=uuid.uuid4().hex,
+        lines=lines,
+        candidates=[candidate(call, variant, lines) for variant in call.variants],
+        shadow=shadow,
+        run=scope.run,
+        quotas=quotas(plan, scope),
+    )
+
+
+def quotas(plan: Plan, scope: Scope) -> Quotas:
+    q = plan.quotas
+    return Quotas(
+        concurrent=[
+            (level, scope.values[level], limit)
+            for level, limit in q.concurrent_requests
+            if level in scope.values
+        ],
+        runs_per_day=q.runs_per_day,
+        steps_per_run=q.steps_per_run,
+        requests_per_minute=q.requests_per_minute,
+        tokens_per_minute=q.tokens_per_minute,
+    )
+
+
+def candidate(call: PreparedCall, variant: Variant, lines: Sequence[BudgetLine]) -> Candidate:
+    rule = variant.rule
+    if rule is None:
+        return Candidate(variant.amounts, ALWAYS if call.asked_allowed else NEVER)
+    return Candidate(variant.amounts, _condition(rule, lines), _fit(call, variant))
+
+
+def _condition(rule: DegradeRule, lines: Sequence[BudgetLine]) -> Condition:
+    if rule.kind == "model_not_allowed":
+        return ALWAYS
+    if rule.kind == "not_fit":
+        return NOT_FIT
+    index = next((i for i, line in enumerate(lines) if line.level == rule.level), None)
+    if index is None:
+        # The call does not name that level, so its remaining amount cannot be below anything.
+        return NEVER
+    if rule.below_amount is not None:
+        return Condition("remaining_below", index, rule.below_amount)
+    assert rule.below_fraction is not None
+    numerator, denominator = rule.below_fraction
+    # remaining < limit × fraction, for an integer remaining, is remaining < ceil(that).
+    return Condition("remaining_below", index, -(-lines[index].limit * numerator // denominator))
+
+
+def _fit(call: PreparedCall, variant: Variant) -> Fit | None:
+    rule = variant.rule
+    if rule is None or rule.fit_floor is None or call.choices == 0:
+        return None
+    price = variant.price
+    return Fit(
+        prompt_units=-(-variant.prompt_tokens * price.input // 10**6),
+        prompt_tokens=variant.prompt_tokens,
+        output_per_million=price.output,
+        choices=call.choices,
+        floor=rule.fit_floor,
+        ceiling=max(variant.priced_limit, rule.fit_floor),
+    )
