@@ -364,6 +364,7 @@ async def test_bad_candidates_are_refused_before_the_store(
         (Quotas(steps_per_run=-1), "r1", "steps_per_run"),
         (Quotas(requests_per_minute=0), None, "requests_per_minute"),
         (Quotas(tokens_per_minute=0), None, "tokens_per_minute"),
+        (Quotas(requests_per_minute=2**43), None, "2\\*\\*43"),
         (Quotas(tokens_per_minute=10), None, "TOKENS amount on candidate 0"),
         (Quotas(), "run 1", "run id"),
     ],

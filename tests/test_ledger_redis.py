@@ -18,9 +18,18 @@ from proxy.errors import LedgerUnavailable
 from proxy.ledger import MemoryLedger, RedisLedger, keys, open_ledger
 from proxy.ledger.base import ALWAYS, BudgetLine, Candidate, Condition, Fit, Quotas, ReserveRequest
 from proxy.ledger.common import period_end_ms, period_id
+from proxy.ledger.quotas import gcra
 from proxy.policy.runtime import ReservationSettings
 
 SETTINGS = ReservationSettings()
+
+
+def lua_source(*parts: str) -> str:
+    """The concatenated script parts, as redis.py loads them."""
+    lua = resources.files("proxy.ledger").joinpath("lua")
+    return "".join(lua.joinpath(f"{part}.lua").read_text() for part in parts)
+
+
 LINES = [
     BudgetLine("tenant", "acme", "USD", "month", 2**52 - 1),
     BudgetLine("run", "r1", "TOKENS", "none", 500),
@@ -253,10 +262,8 @@ return out
 
 async def test_lua_fit_arithmetic_matches_python(client: aioredis.Redis) -> None:
     """candidates.lua's exact integer steps on doubles, against Python ints, near 2**52."""
-    lua = resources.files("proxy.ledger").joinpath("lua")
     probe = (
-        lua.joinpath("common.lua").read_text()
-        + lua.joinpath("candidates.lua").read_text()
+        lua_source("common", "candidates")
         + """
 local out = {}
 for i = 4, #ARGV, 5 do
@@ -281,6 +288,38 @@ return out
     for (x, d, cap, n, p), reply in zip(cases, got, strict=True):
         expected = f"{min(cap, x * 10**6 // d)} {-(-n * p // 10**6)} {x // d}"
         assert reply == expected, (x, d, cap, n, p)
+
+
+async def test_lua_rate_arithmetic_matches_python(client: aioredis.Redis) -> None:
+    """quotas.lua's GCRA step, at chosen instants and arrival times, against quotas.gcra."""
+    probe = (
+        lua_source("common", "candidates", "quotas")
+        + """
+local out = {}
+for i = 4, #ARGV, 4 do
+  redis.call('HSET', KEYS[1], 'q|rpm|tat', ARGV[i])
+  NOW_US = tonumber(ARGV[i + 1])
+  local gate = { rates = {} }
+  rate(gate, 'requests_per_minute', tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+  if gate.quota then out[#out + 1] = 'deny ' .. fmt(gate.retry)
+  else out[#out + 1] = fmt(gate.rates[1][2]) end
+end
+return out
+"""
+    )
+    rng = random.Random(60)
+    cases = []
+    for _ in range(2000):
+        now = rng.randrange(1_700_000_000_000_000, 2_000_000_000_000_000)
+        limit = rng.choice([rng.randrange(1, 10_000), rng.randrange(1, 2**43)])
+        cost = rng.choice([0, 1, rng.randrange(0, limit + 1), rng.randrange(0, 2**52)])
+        tat = rng.choice([0, now + rng.randrange(-(10**8), 6 * 10**7)])
+        cases.append((tat, now, limit, cost))
+    args = [str(v) for case in cases for v in case]
+    got = await client.eval(probe, 1, "probe", "0", "0", "0", *args)
+    for (tat, now, limit, cost), reply in zip(cases, got, strict=True):
+        new_tat, retry = gcra(tat, now, limit, cost)
+        assert reply == (f"deny {retry}" if new_tat is None else str(new_tat)), (tat, now, limit)
 
 
 async def test_open_ledger_picks_the_store_by_scheme(redis_url: str) -> None:

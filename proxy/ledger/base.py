@@ -115,17 +115,18 @@ class Quotas:
     steps_per_run: int | None = None
     """Admitted calls per run id."""
     requests_per_minute: int | None = None
-    """Per tenant, GCRA with a burst of one minute's worth (at least 1)."""
+    """Per tenant, GCRA with a burst of one minute's worth (in [1, 2**43))."""
     tokens_per_minute: int | None = None
-    """Per tenant, GCRA on the chosen candidate's TOKENS amount (at least 1; every candidate must
-    name a TOKENS amount). Checked after the candidate is chosen.
+    """Per tenant, GCRA on the chosen candidate's TOKENS amount (in [1, 2**43); every candidate
+    must name a TOKENS amount). Checked after the candidate is chosen.
 
-    Both rates keep a theoretical arrival time in integer microseconds; the emission interval
-    60e6 / limit µs is a double and the stored time is floored, so each admitted call gains
-    under 1 µs. A burst therefore admits exactly `limit` requests while requests_per_minute is
-    at most 7745 (a minute's calls gain less than one interval), and above that at most
-    limit**2 / 6e7 extra a minute (0.1% at 60000); a token-rate call gains under
-    limit / 6e7 tokens."""
+    Both rates keep a theoretical arrival time in integer microseconds, and a call moves it by
+    floor(60e6 * cost / limit) µs, computed exactly (no floating point). The floor gains a call
+    under 1 µs: a burst admits exactly `limit` requests while requests_per_minute is at most
+    7745 (a minute's calls gain less than one interval), and above that at most
+    limit**2 / 6e7 extra a minute (0.1% at 60000); a token-rate call gains under limit / 6e7
+    tokens. The rate never admits fewer than its limit. A single call costing more than
+    `limit` can never pass; its retry_after_ms counts at most 10**7 minutes."""
 
 
 @dataclass(frozen=True, slots=True)

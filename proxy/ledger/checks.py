@@ -2,7 +2,7 @@
 
 Lua numbers are doubles, so every amount, limit and intermediate product the scripts form must
 stay an exact integer: amounts and limits below 2**52, a fit's `output_per_million * choices`
-below 2**43 (its long division multiplies remainders by 1000).
+and the rate quotas below 2**43 (their long division multiplies remainders by 1000).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from proxy.ledger.base import Amounts, Candidate, Fit, Quotas, Reservation, Rese
 from proxy.policy.runtime import MAX_AMOUNT
 
 MAX_FIT_DIVISOR = 2**43
+MAX_RATE = 2**43
 _TOKEN = re.compile(r"^[^|\s]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _HELD = re.compile(r"^q\|conc\|[A-Za-z0-9_.-]{1,128}\|[A-Za-z0-9_.-]{1,128}$")
@@ -105,8 +106,8 @@ def _check_quotas(request: ReserveRequest, quotas: Quotas) -> None:
             check_amount(name, limit)
     for name in ("requests_per_minute", "tokens_per_minute"):
         limit = getattr(quotas, name)
-        if limit is not None:
-            check_amount(name, limit, low=1)
+        if limit is not None and (type(limit) is not int or not 1 <= limit < MAX_RATE):
+            raise AmountOutOfRange(f"{name} must be an integer in [1, 2**43), got {limit!r}")
     if quotas.tokens_per_minute is not None:
         for index, candidate in enumerate(request.candidates):
             if "TOKENS" not in candidate.amounts:

@@ -14,7 +14,6 @@ Fields (in Redis they share the tenant's ledger hash, under `q|`, which no budge
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from proxy.ledger.base import ReserveRequest
@@ -23,6 +22,9 @@ from proxy.ledger.common import Outcome, period_end_ms, period_id
 from proxy.policy.runtime import ReservationSettings
 
 WINDOW_US = 60_000_000
+MAX_STEP_MINUTES = 10**7
+"""A call costing more than this many minutes of its rate counts as costing this many (only
+its retry_after_ms shows it), so arrival times stay far below 2**53 µs."""
 RATE_KEEP_MS = 120_000
 CONCURRENCY_RETRY_MS = 1000
 
@@ -64,13 +66,16 @@ class Gate:
 
 
 def gcra(tat: int, now_us: int, limit: int, cost: int) -> tuple[int | None, int]:
-    """(new arrival time to store, or None when denied; retry after ms). The same double
-    arithmetic as lua/quotas.lua, so both stores round alike (see Quotas.tokens_per_minute)."""
-    new_tat = max(tat, now_us) + 60_000_000 / limit * cost
+    """(new arrival time to store, or None when denied; retry after ms). A call moves the
+    arrival time by floor(60e6 * cost / limit) µs, in integers (see Quotas.tokens_per_minute);
+    lua/quotas.lua computes the same numbers."""
+    minutes, part = divmod(cost, limit)
+    step = min(minutes, MAX_STEP_MINUTES) * WINDOW_US + part * WINDOW_US // limit
+    new_tat = max(tat, now_us) + step
     over = new_tat - now_us - WINDOW_US
     if over > 0:
-        return None, math.ceil(over / 1000)
-    return math.floor(new_tat), 0
+        return None, -(-over // 1000)
+    return new_tat, 0
 
 
 def decide(

@@ -6,20 +6,16 @@
 -- '<prompt_units>,<prompt_tokens>,<output_per_million>,<choices>,<floor>,<ceiling>'.
 --
 -- Doubles hold integers exactly below 2^53, so no product here may reach it: every division
--- is idiv() on integers with x + d < 2^53, and the per-million long division multiplies
+-- is idiv() on integers with x + d <= 2^53, and the per-million long division multiplies
 -- remainders below 2^43 by 1000 (checks.py keeps output_per_million * choices below 2^43).
 
 local MAX_SPARE = 4503599627370495 -- 2^52 - 1: a larger remaining counts as this much
 
--- floor(x / d), exact: the rounded double quotient may be one off, so correct it.
+-- floor(x / d) for integers x >= 0, d >= 1, x + d <= 2^53. Exact: with x = k*d + r, the
+-- rounded quotient could only reach k + 1 if (d - r) / d <= ulp(k + 1) / 2 < (k + 1) / 2^53,
+-- i.e. if d * (k + 1) = x - r + d > 2^53.
 local function idiv(x, d)
-  local q = math.floor(x / d)
-  if q * d > x then
-    q = q - 1
-  elseif (q + 1) * d <= x then
-    q = q + 1
-  end
-  return q
+  return math.floor(x / d)
 end
 
 -- min(cap, floor(x * 10^6 / d)) for 0 <= x < 2^52, 1 <= d < 2^43: long division in base 10^3.

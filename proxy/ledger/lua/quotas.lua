@@ -3,9 +3,11 @@
 -- fields of :ledger and their lifetimes).
 --
 -- Checks only read; a gate collects the first quota that denies and what admitting the call
--- will write, and count_quotas() writes it once the call is admitted.
+-- will write, and count_quotas() writes it once the call is admitted. Uses idiv() and
+-- per_million_floor() of candidates.lua, which is prepended before this file.
 
 local WINDOW_US, RATE_KEEP_MS, CONCURRENCY_RETRY_MS = 60000000, 120000, 1000
+local MAX_STEP_MINUTES = 10000000
 
 local function counter(name)
   return tonumber(redis.call('HGET', KEYS[1], name) or '0')
@@ -15,16 +17,21 @@ local function refuse(gate, quota, retry)
   if not gate.quota then gate.quota, gate.retry = quota, retry end
 end
 
--- GCRA, in µs: the same double arithmetic as quotas.gcra (see Quotas.tokens_per_minute for the
--- rounding). A rate that denies is not advanced.
+-- GCRA in integer µs, as quotas.gcra: a call moves the arrival time by
+-- floor(60e6 * cost / limit), split as whole minutes of the rate plus
+-- floor((cost mod limit) * 60 * 10^6 / limit) (limit < 2^43, checked before the store). A rate
+-- that denies is not advanced.
 local function rate(gate, quota, limit, cost)
   local name = (quota == 'requests_per_minute') and 'q|rpm|tat' or 'q|tpm|tat'
-  local new_tat = math.max(counter(name), NOW_US) + 60000000 / limit * cost
+  local minutes = idiv(cost, limit)
+  local part = per_million_floor(60 * (cost - minutes * limit), limit, WINDOW_US)
+  local step = math.min(minutes, MAX_STEP_MINUTES) * WINDOW_US + part
+  local new_tat = math.max(counter(name), NOW_US) + step
   local over = new_tat - NOW_US - WINDOW_US
   if over > 0 then
-    refuse(gate, quota, math.ceil(over / 1000))
+    refuse(gate, quota, idiv(over + 999, 1000))
   else
-    gate.rates[#gate.rates + 1] = { name, math.floor(new_tat) }
+    gate.rates[#gate.rates + 1] = { name, new_tat }
   end
 end
 
