@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 import pytest
-from test_ledger_contract import ask, book, ledger, line, month, stores  # noqa: F401
+from test_ledger_contract import ask, book, ledger, line, stores  # noqa: F401
 
 from proxy.errors import AmountOutOfRange
 from proxy.ledger.base import ALWAYS, Candidate, Condition, Fit, Ledger, Quotas

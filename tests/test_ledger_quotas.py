@@ -19,7 +19,6 @@ from test_ledger_contract import (  # noqa: F401
     book,
     ledger,
     line,
-    month,
     stores,
 )
 

@@ -1,4 +1,5 @@
-"""Quota counters of the memory store, step for step what lua/quotas.lua does in Redis.
+"""Quotas in the memory store, and how a reserve combines them with the budget choice
+(`decide`): step for step what lua/quotas.lua and lua/reserve.lua do in Redis.
 
 Fields (in Redis they share the tenant's ledger hash, under `q|`, which no budget level uses):
 
@@ -54,7 +55,7 @@ class Gate:
     retry_after_ms: int = 0
     held: tuple[str, ...] = ()
     new_run: tuple[str, str] | None = None
-    """(`q|run|<run>|day`, today's id) when the run is new today."""
+    """(`q|run|<run>|day`, today's id) when the run has not been seen before."""
     run_fields: tuple[str, ...] = ()
     rates: dict[str, int] = field(default_factory=dict)
     """Rate field -> new arrival time, for each rate that admits the call."""
