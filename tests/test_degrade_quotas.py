@@ -328,3 +328,22 @@ async def test_check_names_the_line_and_field_of_a_bad_degrade_rule(
     message = err.decode()
     assert f"bad.yaml:{line_no}: plans.test.degrade[0].{field}" in message
     assert words in message
+
+
+async def test_tokens_per_minute_admits_n_calls_worth_then_429(
+    tmp_path: Path, store_url: str
+) -> None:
+    per_call = chat_prompt_tokens(chat()) + 100
+    pol = policy(
+        tmp_path,
+        "tenant: {limit: 50, period: month}",
+        plan=f"quotas: {{tokens_per_minute: {3 * per_call}}}",
+    )
+    async with local_stack(pol, store=store_url) as stack, aiohttp.ClientSession() as session:
+        for _ in range(3):
+            assert (await post(session, stack, chat(), tenant="alpha"))[0] == 200
+        status, headers, error = await post(session, stack, chat(), tenant="alpha")
+        assert (status, error["error"]["type"]) == (429, "quota_exceeded")
+        assert error["error"]["code"] == "tokens_per_minute"
+        assert 1 <= int(headers["Retry-After"]) <= 21
+        assert len(stack.fake.requests) == 3
