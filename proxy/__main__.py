@@ -22,6 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--upstream", help="override every upstream's base URL (local fakes)")
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    serve.add_argument(
+        "--admin-listen",
+        default="127.0.0.1:8081",
+        help="HOST:PORT of the admin API, or 'off' (default %(default)s)",
+    )
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
         "--allow-header-identity-on-public-address",
@@ -34,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="replay the runaway-tenant story on the embedded store")
     demo.add_argument("--tenants", type=int, default=500)
+
+    from proxy.admin.cli import add_parser
+
+    add_parser(commands)
     return parser
 
 
@@ -49,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(describe(load_policy(args.policy)))
             return 0
+        if args.command == "admin":
+            from proxy.admin.cli import run
+
+            return run(args)
         from proxy.demo import run_demo
 
         return run_demo(tenants=args.tenants)

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
+from typing import cast
 
 import aiohttp
 import orjson
@@ -14,9 +15,12 @@ from aiohttp import web
 
 from proxy import handlers, relay, tasks
 from proxy.context import RUNTIME, Runtime
+from proxy.directory import Directory
 from proxy.errors import ClientError, LedgerError, NotFound
+from proxy.keys import Keys, KeyStore, open_key_store
 from proxy.ledger import open_ledger
 from proxy.ledger.base import Ledger
+from proxy.ledger.tenancy import TenantRecord, TenantStore
 from proxy.policy.runtime import Policy
 
 log = logging.getLogger(__name__)
@@ -85,15 +89,22 @@ def build_app(
     ledger: Ledger | None = None,
     keys: Mapping[str, str | None] | None = None,
     sweep_every: float | None = SWEEP_INTERVAL,
+    key_store: KeyStore | None = None,
 ) -> web.Application:
-    """The proxy application. `ledger` overrides `store` and `keys` the provider keys from the
-    environment (the demo and tests pass their own); `sweep_every=None` runs no heartbeat or
-    sweeper (a test that counts store commands)."""
+    """The proxy application. `ledger` and `key_store` override `store` (and are not closed with
+    the app), `keys` the provider keys from the environment (the demo and tests pass their own);
+    `sweep_every=None` runs no heartbeat or sweeper (a test that counts store commands)."""
     largest = max([policy.limits.max_body_bytes, *policy.limits.route_body_bytes.values()])
     app = web.Application(middlewares=[errors], client_max_size=largest)
     app.cleanup_ctx.append(
         lambda app: _resources(
-            app, policy, store, ledger, api_keys(policy) if keys is None else keys, sweep_every
+            app,
+            policy,
+            store,
+            ledger,
+            api_keys(policy) if keys is None else keys,
+            sweep_every,
+            key_store,
         )
     )
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
@@ -112,30 +123,63 @@ async def _resources(
     ledger: Ledger | None,
     keys: Mapping[str, str | None],
     sweep_every: float | None,
+    key_store: KeyStore | None,
 ) -> AsyncIterator[None]:
     own_ledger = ledger is None
     the_ledger = ledger if ledger is not None else open_ledger(store, policy.reservations)
+    the_keys = key_store if key_store is not None else open_key_store(store)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), auto_decompress=True
     )
-    app[RUNTIME] = Runtime(policy=policy, ledger=the_ledger, session=session, api_keys=keys)
-    sweeper = None
+    store_side = cast(TenantStore, the_ledger)
+    app[RUNTIME] = Runtime(
+        policy=policy,
+        ledger=the_ledger,
+        session=session,
+        api_keys=keys,
+        keys=Keys(the_keys),
+        directory=Directory(store_side, lambda: app[RUNTIME].policy),
+    )
+    unseeded = None if await _seed(store_side, policy) else policy
+    background = []
     if sweep_every is not None:
-        sweeper = tasks.spawn(_sweep_forever(the_ledger, sweep_every), name="sweeper")
+        sweeper = _sweep_forever(the_ledger, sweep_every, unseeded)
+        background.append(tasks.spawn(sweeper, name="sweeper"))
+    if policy.identity == "api_key":
+        # Other replicas' key changes evict this one's cache as they happen.
+        background.append(tasks.spawn(app[RUNTIME].keys.watch(), name="key events"))
     yield
-    if sweeper is not None:
-        sweeper.cancel()
+    for task in background:
+        task.cancel()
         with suppress(asyncio.CancelledError):
-            await sweeper
+            await task
     await _drain_settlements()
     await session.close()
     if own_ledger:
         await the_ledger.close()
+    if key_store is None:
+        await the_keys.close()
 
 
-async def _sweep_forever(ledger: Ledger, every: float) -> None:
-    """Heartbeat, then resolve overdue reservations (ours past the cap, dead instances' at once)."""
+async def _seed(store: TenantStore, policy: Policy) -> bool:
+    """Create the policy's tenants the store does not have (the store's records win)."""
+    seeds = [TenantRecord(seed.id, seed.plan, mode=seed.mode) for seed in policy.tenants.values()]
+    try:
+        created = await store.seed(seeds)
+    except LedgerError as exc:
+        log.warning("could not seed the policy's tenants into the store yet (%s)", exc)
+        return False
+    if created:
+        log.info("seeded %d tenants from the policy into the store", created)
+    return True
+
+
+async def _sweep_forever(ledger: Ledger, every: float, unseeded: Policy | None) -> None:
+    """Heartbeat, then resolve overdue reservations (ours past the cap, dead instances' at once);
+    seed the policy's tenants if the store was unreachable at start."""
     while True:
+        if unseeded is not None and await _seed(cast(TenantStore, ledger), unseeded):
+            unseeded = None
         try:
             await ledger.heartbeat()
             resolved = await ledger.sweep_all()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
+from proxy.directory import Directory
+from proxy.keys import Keys
 from proxy.ledger.base import Ledger
 from proxy.policy.runtime import Policy, Upstream
 
@@ -20,6 +22,16 @@ class Runtime:
     session: aiohttp.ClientSession
     api_keys: Mapping[str, str | None]
     """Upstream name → provider key, read from the environment at load. Never logged."""
+    keys: Keys
+    """Tenants' API keys (gateway mode), cached for lookups; changes go to the store."""
+    directory: Directory
+    """Tenants' plan, mode and calendar, cached; reloaded when the store says stale."""
+    on_rejected: Callable[[str | None, str], Awaitable[None]] | None = None
+    """Called with (tenant if known, reason) when identification refuses a call."""
+
+    def forget_tenant(self, tenant: str) -> None:
+        """The tenant's record changed: the next call reloads it."""
+        self.directory.forget(tenant)
 
     def default_upstream(self) -> Upstream | None:
         if self.policy.routes:

@@ -8,9 +8,10 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from proxy import decision, relay, scopes, tasks
-from proxy.call import ENDPOINTS, PreparedCall, Sent, prepare
+from proxy import decision, identity, relay, tasks
+from proxy.call import ENDPOINTS, Endpoint, PreparedCall, Sent, prepare
 from proxy.context import RUNTIME, Runtime
+from proxy.directory import TenantConfig
 from proxy.errors import (
     BadGateway,
     ClientError,
@@ -24,6 +25,7 @@ from proxy.errors import (
 )
 from proxy.ledger.base import Reservation, ReserveRequest, ReserveResult
 from proxy.reserve import reserve_request
+from proxy.scopes import Scope
 from proxy.settle import charge_for, settle
 from proxy.streaming import relay_stream, usage_of_body
 
@@ -33,20 +35,11 @@ log = logging.getLogger("cycles.calls")
 async def budgeted(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions, /v1/completions, /v1/embeddings."""
     rt = request.app[RUNTIME]
-    policy = rt.policy
-    scope = scopes.from_headers(request.headers)
-    plan = policy.plan_for(scope.tenant)
-    if plan is None:
-        raise Forbidden(
-            f"Unknown tenant {scope.tenant!r}: it is not in the policy. Check X-Cycles-Tenant, "
-            "or ask the operator to add the tenant.",
-            type="unknown_tenant",
-        )
-    shadow = policy.mode_for(scope.tenant) == "shadow"
-    raw = await read_limited(request, policy.limits.body_limit(request.path), rt)
-    call = prepare(policy, plan, ENDPOINTS[request.path], raw, shadow=shadow)
-    reserve = reserve_request(plan, scope, call, shadow=shadow)
-    result = await _reserve(rt, reserve)
+    scope = await identity.identify(request, rt)
+    tenant = await _tenant(rt, scope.tenant)
+    raw = await read_limited(request, rt.policy.limits.body_limit(request.path), rt)
+    call, reserve, result = await _admit(rt, tenant, scope, ENDPOINTS[request.path], raw)
+    shadow = reserve.shadow
     try:
         verdict = _verdict(result, call, reserve, shadow=shadow)
     except ClientError as denial:
@@ -87,6 +80,49 @@ def _verdict(
         headers = {decision.DECISION: "ALLOW"}
         return decision.Decision("ALLOW", "UNBUDGETED", headers, call.asked)
     return decision.decide(result, call, reserve, shadow=shadow)
+
+
+async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
+    """The tenant's plan and settings; from the policy alone when the store is down and
+    fail_mode is open."""
+    try:
+        config = await rt.directory.get(tenant)
+    except LedgerUnavailable:
+        if rt.policy.fail_mode == "closed":
+            raise ServiceUnavailable(
+                "The budget ledger is unreachable, so the call was not forwarded. Retry shortly.",
+                retry_after=2,
+            ) from None
+        config = rt.directory.fallback(tenant)
+    if config is None:
+        raise Forbidden(
+            f"Unknown tenant {tenant!r}: neither the store nor the policy has it. Check "
+            "X-Cycles-Tenant, or ask the operator to onboard the tenant.",
+            type="unknown_tenant",
+        )
+    return config
+
+
+async def _admit(
+    rt: Runtime, tenant: TenantConfig, scope: Scope, endpoint: Endpoint, raw: bytes
+) -> tuple[PreparedCall, ReserveRequest, ReserveResult | None]:
+    """Prepare and reserve. When the tenant's record changed since it was cached (a plan
+    change, an override), the store refuses the request as stale: reload once and redo it."""
+    for attempt in range(2):
+        shadow = tenant.mode == "shadow"
+        call = prepare(rt.policy, tenant.plan, endpoint, raw, shadow=shadow)
+        reserve = reserve_request(tenant, scope, call)
+        result = await _reserve(rt, reserve)
+        if result is None or not result.stale or attempt:
+            break
+        rt.forget_tenant(scope.tenant)
+        tenant = await _tenant(rt, scope.tenant)
+    if result is not None and result.stale:
+        raise ServiceUnavailable(
+            "The tenant's settings changed twice while this call was admitted; retry.",
+            retry_after=1,
+        )
+    return call, reserve, result
 
 
 async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None:
@@ -204,6 +240,7 @@ async def models(request: web.Request) -> web.StreamResponse:
 async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> web.StreamResponse:
     """Forward an unbudgeted call as is, through the header allow-lists."""
     rt = request.app[RUNTIME]
+    await identity.authenticate(request, rt)
     upstream = rt.policy.upstreams[upstream_name]
     url = relay.upstream_url(upstream.base_url, suffix)
     if request.query_string:

@@ -12,6 +12,7 @@ from aiohttp import web
 from proxy.app import SWEEP_INTERVAL, build_app
 from proxy.context import RUNTIME
 from proxy.fake_upstream import FakeUpstream
+from proxy.keys import KeyStore
 from proxy.ledger.base import Ledger
 from proxy.policy.runtime import Policy
 from proxy.settings import with_upstream_override
@@ -49,12 +50,15 @@ async def local_stack(
     fake: FakeUpstream | None = None,
     ledger: Ledger | None = None,
     sweep_every: float | None = SWEEP_INTERVAL,
+    key_store: KeyStore | None = None,
 ) -> AsyncIterator[Stack]:
     """A fake provider, and the proxy pointed at it with the fake's key for every upstream."""
     fake = fake or FakeUpstream()
     async with serving(fake.app()) as fake_url:
         policy = with_upstream_override(policy, fake_url + "/v1")
         keys = {name: fake.settings.api_key for name in policy.upstreams}
-        app = build_app(policy, store, ledger=ledger, keys=keys, sweep_every=sweep_every)
+        app = build_app(
+            policy, store, ledger=ledger, keys=keys, sweep_every=sweep_every, key_store=key_store
+        )
         async with serving(app) as url:
             yield Stack(url, fake, app[RUNTIME].ledger, policy, app)

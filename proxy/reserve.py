@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 
 from proxy.call import PreparedCall, Variant
+from proxy.directory import TenantConfig
 from proxy.ledger.base import (
     ALWAYS,
     BudgetLine,
@@ -27,18 +28,19 @@ NEVER = Condition("never")
 NOT_FIT = Condition("not_fit")
 
 
-def reserve_request(
-    plan: Plan, scope: Scope, call: PreparedCall, *, shadow: bool
-) -> ReserveRequest:
-    lines = budget_lines(plan, scope)
+def reserve_request(tenant: TenantConfig, scope: Scope, call: PreparedCall) -> ReserveRequest:
+    lines = budget_lines(tenant.plan, scope, tenant.overrides)
     return ReserveRequest(
         tenant=scope.tenant,
         reservation_id=uuid.uuid4().hex,
         lines=lines,
         candidates=[candidate(call, variant, lines) for variant in call.variants],
-        shadow=shadow,
+        shadow=tenant.mode == "shadow",
         run=scope.run,
-        quotas=quotas(plan, scope),
+        quotas=quotas(tenant.plan, scope),
+        version=tenant.version,
+        utc_offset_min=tenant.utc_offset_min(),
+        scope=scope.path(),
     )
 
 
@@ -61,7 +63,7 @@ def candidate(call: PreparedCall, variant: Variant, lines: Sequence[BudgetLine])
     rule = variant.rule
     if rule is None:
         return Candidate(variant.amounts, ALWAYS if call.asked_allowed else NEVER)
-    return Candidate(variant.amounts, _condition(rule, lines), _fit(call, variant))
+    return Candidate(variant.amounts, _condition(rule, lines), _fit(call, variant), rule.name)
 
 
 def _condition(rule: DegradeRule, lines: Sequence[BudgetLine]) -> Condition:

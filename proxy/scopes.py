@@ -69,11 +69,19 @@ def from_headers(headers: Mapping[str, str]) -> Scope:
     return Scope(tenant=values["tenant"], values=values)
 
 
-def budget_lines(plan: Plan, scope: Scope) -> list[BudgetLine]:
-    """Every budget of the plan whose level the call names."""
+def budget_lines(
+    plan: Plan, scope: Scope, overrides: Mapping[str, int] | None = None
+) -> list[BudgetLine]:
+    """Every budget of the plan whose level the call names; a tenant's override replaces the
+    plan's limit on its level."""
+    overrides = overrides or {}
     return [
         BudgetLine(
-            budget.level, scope.values[budget.level], budget.unit, budget.period, budget.limit
+            budget.level,
+            scope.values[budget.level],
+            budget.unit,
+            budget.period,
+            overrides.get(budget.level, budget.limit),
         )
         for budget in plan.budgets
         if budget.level in scope.values

@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import signal
 import sys
 
 from aiohttp import web
 
 from proxy import encodings
+from proxy.admin.app import build_admin_app
 from proxy.app import build_app
 from proxy.logs import setup_logging
 from proxy.policy import load_policy
@@ -37,6 +39,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         workers=args.workers,
         allow_header_identity_on_public_address=args.allow_header_identity_on_public_address,
+        admin=None if args.admin_listen == "off" else parse_listen(args.admin_listen),
     )
 
 
@@ -64,23 +67,37 @@ def serve(args: argparse.Namespace) -> int:
 
 def _run(settings: Settings, policy: Policy) -> None:
     _install_uvloop()
+    asyncio.run(_serve(settings, policy))
+
+
+async def _serve(settings: Settings, policy: Policy) -> None:
+    """The proxy listener and, on its own address, the admin listener; until SIGTERM/SIGINT."""
     app = build_app(policy, settings.store)
+    runners = [web.AppRunner(app, access_log=None)]
+    if settings.admin is not None:
+        runners.append(web.AppRunner(build_admin_app(app, settings.store), access_log=None))
+    addresses = [(settings.host, settings.port), settings.admin]
+    for runner, address in zip(runners, addresses, strict=False):
+        assert address is not None
+        await runner.setup()
+        site = web.TCPSite(runner, address[0], address[1], reuse_port=settings.workers > 1)
+        await site.start()
     log.info(
-        "cycles-proxy listening on %s:%d (store %s, identity %s, mode %s)",
+        "cycles-proxy listening on %s:%d, admin on %s (store %s, identity %s, mode %s)",
         settings.host,
         settings.port,
+        "off" if settings.admin is None else f"{settings.admin[0]}:{settings.admin[1]}",
         settings.store.split("@")[-1],
         policy.identity,
         policy.mode,
     )
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=settings.workers > 1,
-        print=None,
-        access_log=None,
-    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    for runner in reversed(runners):
+        await runner.cleanup()
 
 
 def _install_uvloop() -> None:

@@ -25,6 +25,8 @@ class Settings:
     log_level: str = "INFO"
     workers: int = 1
     allow_header_identity_on_public_address: bool = False
+    admin: tuple[str, int] | None = ("127.0.0.1", 8081)
+    """The admin API's listener; None: no admin API in this process."""
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -74,7 +74,7 @@ def ledger(stores: Stores) -> Ledger:
 
 
 def month() -> str:
-    return datetime.now(UTC).strftime("m%Y%m")
+    return datetime.now(UTC).strftime("m%Y%m01")
 
 
 def line(
@@ -238,7 +238,7 @@ async def test_period_ids_follow_utc_now(ledger: Ledger) -> None:
     result = await ledger.reserve(ask("a", lines))
     today = datetime.now(UTC)
     assert [s.period_id for s in result.lines] == [
-        today.strftime("m%Y%m"),
+        today.strftime("m%Y%m01"),
         today.strftime("d%Y%m%d"),
         "-",
     ]

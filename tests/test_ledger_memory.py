@@ -56,13 +56,13 @@ async def test_commit_after_month_end_charges_the_reserving_month() -> None:
     await ledger.commit(held, {"USD": 300})
     fresh = await ledger.reserve(ask("b", MONTHLY, DAILY))
     assert [(s.period_id, s.remaining) for s in fresh.lines] == [
-        ("m202612", 900),
+        ("m20261201", 900),
         ("d20261201", 900),
     ]
     assert await rows(ledger) == {
-        "tenant|m202611": (300, 0),
+        "tenant|m20261101": (300, 0),
         "agent|d20261130": (300, 0),
-        "tenant|m202612": (0, 100),
+        "tenant|m20261201": (0, 100),
         "agent|d20261201": (0, 100),
     }
 
@@ -75,7 +75,7 @@ async def test_period_entries_are_kept_until_period_end_plus_grace() -> None:
     await ledger.commit(held, {"USD": 100})
     clock.now = ms("2027-01-02T00:00:00") - 1
     await ledger.sweep("acme")
-    assert await rows(ledger) == {"tenant|m202612": (100, 0)}
+    assert await rows(ledger) == {"tenant|m20261201": (100, 0)}
     clock.now += 1
     await ledger.sweep("acme")
     assert await rows(ledger) == {}
@@ -105,11 +105,11 @@ async def test_open_reservation_expires_exactly_at_its_cap() -> None:
     assert await ledger.sweep_all() == 0
     clock.now += 1
     assert await ledger.sweep_all() == 1
-    assert await rows(ledger) == {"tenant|m202611": (100, 0)}
+    assert await rows(ledger) == {"tenant|m20261101": (100, 0)}
     clock.now += HOUR - 1
     await ledger.sweep("acme")
     assert (await ledger.commit(held, {"USD": 60})).charged == {"USD": -40}
-    assert await rows(ledger) == {"tenant|m202611": (60, 0)}
+    assert await rows(ledger) == {"tenant|m20261101": (60, 0)}
 
 
 async def test_reserve_cleans_up_at_most_eight_expired_entries() -> None:
@@ -124,7 +124,7 @@ async def test_reserve_cleans_up_at_most_eight_expired_entries() -> None:
     await ledger.reserve(ask("b", MONTHLY))
     assert len(await ledger.balances("acme")) == 3
     await ledger.sweep("acme")
-    assert await rows(ledger) == {"tenant|m202611": (0, 100)}
+    assert await rows(ledger) == {"tenant|m20261101": (0, 100)}
 
 
 # --- quotas over time ------------------------------------------------------------------------

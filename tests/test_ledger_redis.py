@@ -17,11 +17,12 @@ from conftest import free_port
 from proxy.errors import LedgerUnavailable
 from proxy.ledger import MemoryLedger, RedisLedger, keys, open_ledger
 from proxy.ledger.base import ALWAYS, BudgetLine, Candidate, Condition, Fit, Quotas, ReserveRequest
-from proxy.ledger.common import period_end_ms, period_id
+from proxy.ledger.calendar import Anchor, period_end_ms, period_id
 from proxy.ledger.quotas import gcra
 from proxy.policy.runtime import ReservationSettings
 
 SETTINGS = ReservationSettings()
+DAY = 86_400_000
 
 
 def lua_source(*parts: str) -> str:
@@ -80,13 +81,17 @@ async def test_scripts_reload_transparently_after_script_flush(
 ) -> None:
     assert (await ledger.reserve(ask("a"))).allowed
     await client.script_flush()
-    assert await client.script_exists(*(s.sha for s in ledger._scripts.values())) == [False] * 4
+    assert await client.script_exists(*(s.sha for s in ledger._scripts.values())) == [False] * len(
+        ledger._scripts
+    )
     assert (await ledger.reserve(ask("b"))).allowed
     result = await ledger.reserve(ask("c"))
     assert result.reservation is not None
     await client.script_flush()
     assert (await ledger.commit(result.reservation, {"USD": 5, "TOKENS": 1})).first
-    assert await client.script_exists(*(s.sha for s in ledger._scripts.values())) == [True] * 4
+    assert await client.script_exists(*(s.sha for s in ledger._scripts.values())) == [True] * len(
+        ledger._scripts
+    )
 
 
 async def test_reserve_and_settle_are_one_command_each(
@@ -134,8 +139,8 @@ async def test_record_and_fields_use_the_documented_layout(
 ) -> None:
     result = await ledger.reserve(ask("a", usd=2**52 - 1))
     assert result.reservation is not None
-    ledger_key, _, resv_key, resv_exp_key, _ = keys.tenant_keys("acme")
-    month = datetime.now(UTC).strftime("m%Y%m")
+    ledger_key, _, resv_key, resv_exp_key, _, _ = keys.tenant_keys("acme")
+    month = datetime.now(UTC).strftime("m%Y%m01")
     assert await client.hgetall(ledger_key) == {
         f"tenant|acme|USD|{month}|reserved": str(2**52 - 1),
         "run|r1|TOKENS|-|reserved": "10",
@@ -173,7 +178,7 @@ async def test_record_of_a_fitted_call_holding_quotas(
     quota_fields = {
         k: v
         for k, v in (await client.hgetall(keys.tenant_keys("acme")[0])).items()
-        if k.startswith("q|")
+        if k.startswith("q|") and not k.startswith("q|agg|")  # denial counters: the audit's
     }
     assert set(quota_fields) == {
         "q|conc|tenant|acme",
@@ -230,14 +235,16 @@ async def test_both_stores_agree_on_period_ids_for_now(ledger: RedisLedger) -> N
 
 
 async def test_lua_calendar_matches_python(client: aioredis.Redis) -> None:
-    """Run common.lua's period arithmetic at chosen instants (leap days, year ends, 2100)."""
+    """Run common.lua's period arithmetic at chosen instants (leap days, year ends, 2100), time
+    zone offsets and anchors, against proxy.ledger.calendar."""
     lua = resources.files("proxy.ledger").joinpath("lua", "common.lua").read_text()
     probe = (
         lua
         + """
 local out = {}
-for i = 4, #ARGV do
-  NOW = tonumber(ARGV[i])
+for i = 5, #ARGV, 4 do
+  NOW, OFFSET = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  ANCHOR = { day = tonumber(ARGV[i + 2]), since = tonumber(ARGV[i + 3]) }
   local m, d = period_id('month'), period_id('day')
   out[#out + 1] = m .. ' ' .. d .. ' ' .. fmt(period_end(m)) .. ' ' .. fmt(period_end(d))
 end
@@ -245,7 +252,7 @@ return out
 """
     )
     instants = [
-        0,
+        DAY,
         951_782_400_000,
         1_709_251_199_999,
         1_798_761_599_999,
@@ -253,11 +260,19 @@ return out
         4_107_542_400_000,
         13_574_563_200_000 - 1,
     ]
-    instants += random.Random(7).sample(range(0, 2**43), 300)
-    got = await client.eval(probe, 0, "0", "0", "0", *map(str, instants))
-    for instant, line in zip(instants, got, strict=True):
-        m, d = period_id("month", instant), period_id("day", instant)
-        assert line == f"{m} {d} {period_end_ms(m)} {period_end_ms(d)}", instant
+    instants += random.Random(7).sample(range(DAY, 2**43), 300)
+    pick = random.Random(8)
+    cases = []
+    for instant in instants:
+        offset = pick.choice([0, 540, -300, 345, -720, 840])
+        anchor = Anchor(pick.choice([1, 15, 28, 29, 30, 31]), pick.choice([0, instant - DAY]))
+        cases.append((instant, offset, anchor))
+    args = [str(x) for c in cases for x in (c[0], c[1], c[2].day, c[2].since_ms)]
+    got = await client.eval(probe, 6, *keys.tenant_keys("probe"), "0", "0", "0", "0", *args)
+    for (instant, offset, anchor), line in zip(cases, got, strict=True):
+        m, d = period_id("month", instant, offset, anchor), period_id("day", instant, offset)
+        ends = f"{period_end_ms(m, offset, anchor.day)} {period_end_ms(d, offset)}"
+        assert line == f"{m} {d} {ends}", (instant, offset, anchor)
 
 
 async def test_lua_fit_arithmetic_matches_python(client: aioredis.Redis) -> None:
@@ -266,7 +281,7 @@ async def test_lua_fit_arithmetic_matches_python(client: aioredis.Redis) -> None
         lua_source("common", "candidates")
         + """
 local out = {}
-for i = 4, #ARGV, 5 do
+for i = 5, #ARGV, 5 do
   local x, d, cap, n, p = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]),
     tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
   out[#out + 1] = fmt(per_million_floor(x, d, cap)) .. ' ' .. fmt(per_million_ceil(n, p))
@@ -284,7 +299,7 @@ return out
         p = rng.randrange(0, (2**51 * 10**6) // max(n, 1) + 1)
         cases.append((max(x, 0), d, rng.randrange(0, 2**52), n, p))
     args = [str(v) for case in cases for v in case]
-    got = await client.eval(probe, 0, "0", "0", "0", *args)
+    got = await client.eval(probe, 6, *keys.tenant_keys("probe"), "0", "0", "0", "0", *args)
     for (x, d, cap, n, p), reply in zip(cases, got, strict=True):
         expected = f"{min(cap, x * 10**6 // d)} {-(-n * p // 10**6)} {x // d}"
         assert reply == expected, (x, d, cap, n, p)
@@ -296,7 +311,7 @@ async def test_lua_rate_arithmetic_matches_python(client: aioredis.Redis) -> Non
         lua_source("common", "candidates", "quotas")
         + """
 local out = {}
-for i = 4, #ARGV, 4 do
+for i = 5, #ARGV, 4 do
   redis.call('HSET', KEYS[1], 'q|rpm|tat', ARGV[i])
   NOW_US = tonumber(ARGV[i + 1])
   local gate = { rates = {} }
@@ -316,7 +331,7 @@ return out
         tat = rng.choice([0, now + rng.randrange(-(10**8), 6 * 10**7)])
         cases.append((tat, now, limit, cost))
     args = [str(v) for case in cases for v in case]
-    got = await client.eval(probe, 1, "probe", "0", "0", "0", *args)
+    got = await client.eval(probe, 6, *keys.tenant_keys("probe"), "0", "0", "0", "0", *args)
     for (tat, now, limit, cost), reply in zip(cases, got, strict=True):
         new_tat, retry = gcra(tat, now, limit, cost)
         assert reply == (f"deny {retry}" if new_tat is None else str(new_tat)), (tat, now, limit)

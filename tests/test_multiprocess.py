@@ -26,6 +26,7 @@ async def proxy_process(
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": key}
     args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
+    args += ["--admin-listen", "off"]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}", env=env
     )

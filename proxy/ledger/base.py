@@ -101,6 +101,8 @@ class Candidate:
     candidate, what it costs at `fit.ceiling` (the script recomputes from the fitted tokens)."""
     condition: Condition = ALWAYS
     fit: Fit | None = None
+    name: str = ""
+    """The degrade rule (`degrade[1]`), recorded in the audit when this candidate is chosen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,8 @@ class Quotas:
     concurrent: Sequence[tuple[str, str, int]] = ()
     """(level, value, limit): calls in flight on that scope; freed at settle or by the sweeper."""
     runs_per_day: int | None = None
-    """New run ids admitted per UTC day; a run counts once, on the day it is first seen."""
+    """New run ids admitted per day of the tenant's calendar (UTC + `utc_offset_min`); a run
+    counts once, on the day it is first seen."""
     steps_per_run: int | None = None
     """Admitted calls per run id."""
     requests_per_minute: int | None = None
@@ -148,13 +151,23 @@ class ReserveRequest:
     run: str | None = None
     """The run id, for runs_per_day and steps_per_run."""
     quotas: Quotas = Quotas()
+    version: int | None = None
+    """The tenant record version (TenantRecord.version, 0 for a tenant the store does not have)
+    this request was built from. If the store's differs, nothing is reserved or counted and the
+    result says `stale`: the caller reloads the tenant and retries. None: not checked."""
+    utc_offset_min: int = 0
+    """The tenant's time zone offset right now; the script's calendar (day and month periods,
+    runs_per_day) is UTC + this."""
+    scope: str = ""
+    """The scope path as named (`tenant=acme/workflow=triage/run=r-7`), for the audit entry."""
 
 
 @dataclass(frozen=True, slots=True)
 class LineState:
     line: BudgetLine
     period_id: str
-    """e.g. "m202611", "d20261123", or "-" for a line without a period (runs)."""
+    """The period's start in the tenant's calendar: "m20261101" (a month period, anchor 1;
+    "m20261115" for anchor 15), "d20261123", or "-" for a line without a period (runs)."""
     remaining: int
     """After this reservation when one was made, else before it."""
 
@@ -201,9 +214,11 @@ class ReserveResult:
     quota: str | None = None
     """The quota that denies (or would deny, in shadow): `concurrent_requests <level>`,
     `runs_per_day`, `steps_per_run`, `requests_per_minute`, `tokens_per_minute`."""
+    stale: bool = False
+    """The request's `version` is not the store's: nothing happened; reload and retry."""
     retry_after_ms: int = 0
     """With `quota`: the best estimate of when it frees (0 for steps_per_run: it never does;
-    1000 for concurrency; the next UTC midnight for runs_per_day)."""
+    1000 for concurrency; the tenant's next local midnight for runs_per_day)."""
 
 
 @dataclass(frozen=True, slots=True)

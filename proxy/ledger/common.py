@@ -1,4 +1,5 @@
-"""What both stores share: period arithmetic, the wire form of amounts and outcomes, results.
+"""What both stores share: the wire form of amounts and outcomes, results (period arithmetic
+is in calendar.py, re-exported here).
 
 Everything here is pure (no I/O). `memory.py` uses the period functions directly; `redis.py`
 leaves periods to the scripts (lua/common.lua), which compute exactly the same ids and ends.
@@ -13,7 +14,6 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import cast
 
 from proxy.ledger.base import (
@@ -25,10 +25,10 @@ from proxy.ledger.base import (
     ReserveResult,
     TenantStatus,
 )
+from proxy.ledger.calendar import DAY_MS, period_end_ms, period_id
 from proxy.policy.runtime import Unit
 
-DAY_MS = 86_400_000
-_EPOCH = date(1970, 1, 1)
+__all__ = ["DAY_MS", "period_end_ms", "period_id"]
 
 
 def wall_clock_ms() -> int:
@@ -52,34 +52,10 @@ def decode_amounts(text: str) -> dict[str, int]:
     return {unit: int(amount) for unit, amount in (p.split("=") for p in text.split(","))}
 
 
-def period_id(period: str, now_ms: int) -> str:
-    """`m202611`, `d20261123` (UTC) or `-`; the same ids lua/common.lua computes from TIME."""
-    if period == "none":
-        return "-"
-    day = _EPOCH + timedelta(days=now_ms // DAY_MS)
-    if period == "month":
-        return f"m{day.year:04d}{day.month:02d}"
-    if period == "day":
-        return f"d{day.year:04d}{day.month:02d}{day.day:02d}"
-    raise ValueError(f"unknown budget period {period!r}")
-
-
-def period_end_ms(pid: str) -> int:
-    """First millisecond after the period `pid` (`m…` or `d…`)."""
-    year, month = int(pid[1:5]), int(pid[5:7])
-    if pid[0] == "m":
-        first = date(year + month // 12, month % 12 + 1, 1)
-        return (first - _EPOCH).days * DAY_MS
-    return ((date(year, month, int(pid[7:9])) - _EPOCH).days + 1) * DAY_MS
-
-
-def field_expiry(prefix: str, now_ms: int, run_idle_ms: int, grace_ms: int) -> int | None:
-    """When a ledger entry may be dropped: period end + grace; a run's entry after an idle TTL;
-    an entry of another level without a period (a lifetime budget) never."""
-    level, pid = prefix.split("|")[0], prefix.split("|")[-1]
-    if pid != "-":
-        return period_end_ms(pid) + grace_ms
-    return now_ms + run_idle_ms if level == "run" else None
+def field_expiry(prefix: str, now_ms: int, run_idle_ms: int) -> int | None:
+    """When an entry without a period may be dropped: a run's after an idle TTL, one of
+    another level (a lifetime budget) never. Period entries: see calendar.py."""
+    return now_ms + run_idle_ms if prefix.split("|")[0] == "run" else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +96,8 @@ def reserve_result(
     lines: Sequence[tuple[str, int]],
     fields: Sequence[str],
     held: Sequence[str] = (),
+    *,
+    stale: bool = False,
 ) -> ReserveResult:
     """Assemble a result from what a store decided: the outcome, the reserved amounts,
     (period id, remaining) per request line, the reserved field prefixes and held counters."""
@@ -141,6 +119,7 @@ def reserve_result(
         reservation=reservation,
         fitted=outcome.fitted,
         quota=outcome.quota,
+        stale=stale,
         retry_after_ms=outcome.retry_after_ms,
     )
 

@@ -9,7 +9,10 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          -> expiry (ms)
     cy:v1:{t:<tenant>}:resv        hash  reservation id -> record (see lua/reserve.lua)
     cy:v1:{t:<tenant>}:resv_exp    zset  reservation id -> deadline, or tombstone expiry (ms)
-    cy:v1:{t:<tenant>}:meta        hash  status, plan, overrides, anchor, mode, version
+    cy:v1:{t:<tenant>}:meta        hash  the tenant record: status, plan, mode, anchor, time
+                                         zone, overrides, version (see ledger/tenants.py)
+    cy:v1:{t:<tenant>}:audit       stream  the audit trail (see lua/audit.lua), trimmed to the
+                                         retention by every append
 
 Tenant ids and scope values match `^[a-z0-9_.-]{1,128}$` after lowercasing: they can contain
 neither `:` nor `|` nor braces, so no key or field can collide with another. No budget level is
@@ -17,7 +20,10 @@ neither `:` nor `|` nor braces, so no key or field can collide with another. No 
 
 Keys that cannot carry a tenant tag are outside every script and written in a fixed order:
 
-    cy:v1:tenants      set   every tenant that has ever reserved (the sweeper's work list)
+    cy:v1:tenants      set   every tenant that has ever reserved or been created (the
+                             sweeper's work list)
+    cy:v1:tenant_index zset  every created tenant id, score 0 (listed in id order by ZRANGE
+                             BYLEX); written after the tenant's create script
     cy:v1:instances    zset  instance id -> last heartbeat (ms)
     cy:v1:epoch        string  written once when the store is initialised
 
@@ -27,9 +33,10 @@ Keys that cannot carry a tenant tag are outside every script and written in a fi
 from __future__ import annotations
 
 PREFIX = "cy:v1"
-TENANT_KEYS = ("ledger", "ledger_exp", "resv", "resv_exp", "meta")
+TENANT_KEYS = ("ledger", "ledger_exp", "resv", "resv_exp", "meta", "audit")
 
 TENANTS = f"{PREFIX}:tenants"
+TENANT_INDEX = f"{PREFIX}:tenant_index"
 INSTANCES = f"{PREFIX}:instances"
 EPOCH = f"{PREFIX}:epoch"
 

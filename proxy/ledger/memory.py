@@ -1,15 +1,15 @@
 """The in-process ledger (`memory://`): one process only, same semantics as the Redis store.
 
 Each method runs to completion without awaiting, so on one event loop it is as atomic as a
-script. The structures mirror the Redis keys (a hash of integer fields per tenant, the expiry
-sets, the reservation records) and each step below mirrors the matching step in lua/*.lua, so
-that the one contract suite holds for both.
+script. The structures mirror the Redis keys (memory_state.py) and each step below mirrors the
+matching step in lua/*.lua, so that the one contract suite holds for both. Tenant records and
+the audit trail: tenants_memory.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from proxy.ledger import quotas
 from proxy.ledger.base import (
@@ -23,43 +23,21 @@ from proxy.ledger.base import (
     State,
     TenantStatus,
 )
+from proxy.ledger.calendar import period_id
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
-from proxy.ledger.choose import choose
+from proxy.ledger.choose import Choice, choose
 from proxy.ledger.common import (
     DENIED,
     Outcome,
     balance_rows,
-    field_expiry,
     instance_id,
-    period_id,
     reserve_result,
     wall_clock_ms,
 )
+from proxy.ledger.memory_state import Calendar, Record, TenantState
+from proxy.ledger.tenants import AGGREGATE, anchor_at, decode_overrides, sorted_amounts
+from proxy.ledger.tenants_memory import MemoryTenants
 from proxy.policy.runtime import ReservationSettings
-
-
-@dataclass(slots=True)
-class _Record:
-    state: State
-    owner: str
-    outcome: Outcome
-    amounts: dict[str, int]
-    fields: tuple[str, ...]
-    held: tuple[str, ...] = ()
-    actual: dict[str, int] | None = None
-
-
-@dataclass(slots=True)
-class _Tenant:
-    ledger: dict[str, int] = field(default_factory=dict)
-    ledger_exp: dict[str, int] = field(default_factory=dict)
-    resv: dict[str, _Record] = field(default_factory=dict)
-    resv_exp: dict[str, int] = field(default_factory=dict)
-    status: TenantStatus = "active"
-    counters: quotas.Counters = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.counters = quotas.Counters(self.ledger_exp)
 
 
 @dataclass(slots=True)
@@ -70,7 +48,7 @@ class _Line:
     remaining: int
 
 
-class MemoryLedger:
+class MemoryLedger(MemoryTenants):
     """`Ledger` in this process. `clock` returns the time in milliseconds (tests move it)."""
 
     def __init__(
@@ -85,48 +63,99 @@ class MemoryLedger:
         self.settings = settings
         self._clock = clock
         self._dead_after_ms = int(3 * heartbeat_interval_s * 1000)
-        self._tenants: dict[str, _Tenant] = {}
+        self._tenants: dict[str, TenantState] = {}
         self._instances: dict[str, int] = {}
 
-    def _tenant(self, tenant: str) -> _Tenant:
-        return self._tenants.setdefault(tenant, _Tenant())
-
-    def _read_line(self, t: _Tenant, line: BudgetLine, now: int) -> _Line:
-        pid = period_id(line.period, now)
+    def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
+        pid = period_id(line.period, now, cal.offset_min, cal.anchor)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
         used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
-        remaining = line.limit + t.ledger.get(f"{prefix}|credit", 0) - used
+        limit = decode_overrides(t.meta.get("overrides", "-")).get(line.level, line.limit)
+        remaining = limit + t.ledger.get(f"{prefix}|credit", 0) - used
         return _Line(line, pid, prefix, remaining)
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
         check_request(request)
-        now, t = self._clock(), self._tenant(request.tenant)
-        self._drop_expired(t, now, 8)
-        lines = [self._read_line(t, line, now) for line in request.lines]
+        t = self._tenant(request.tenant)
+        now = t.now(self._clock())
+        cal = Calendar(request.utc_offset_min, anchor_at(t.meta, now))
+        t.drop_expired(now, 8)
+        lines = [self._read_line(t, line, now, cal) for line in request.lines]
         existing = t.resv.get(request.reservation_id)
         if existing is not None:
             return _result(request, t.status, existing, lines)
+        if request.version is not None and str(request.version) != t.meta.get("version", "0"):
+            pairs = [(ln.pid, ln.remaining) for ln in lines]
+            return reserve_result(request, t.status, DENIED, {}, pairs, (), stale=True)
         if t.status != "active":
+            reason = f"tenant_{t.status}"
+            self._deny(t, request, reason, "-", now)
             return _result(request, t.status, None, lines)
         choice = choose(request.candidates, [(ln.line.unit, ln.remaining) for ln in lines])
         outcome, gate = quotas.decide(t.counters, request, choice, now)
         if outcome.candidate < 0:
+            self._deny(t, request, *_why(outcome, lines), now)
             return _result(request, t.status, None, lines, outcome)
         quotas.count(t.counters, gate, now, self.settings)
         amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
         prefixes = tuple(ln.prefix for ln in lines)
-        record = _Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
-        self._hold(t, request.reservation_id, record, lines, now)
+        record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
+        self._allow(t, request, choice, record, _why(outcome, lines), now)
+        self._hold(t, request.reservation_id, record, lines, now, cal)
         return _result(request, t.status, record, lines)
 
+    def _fields(self, request: ReserveRequest, decision: str, amounts: Amounts) -> dict[str, str]:
+        fields = {
+            "decision": decision,
+            "reservation": request.reservation_id,
+            "path": request.scope,
+            "amounts": sorted_amounts(amounts),
+        }
+        if request.run is not None:
+            fields["run"] = request.run
+        return fields
+
+    def _deny(
+        self, t: TenantState, request: ReserveRequest, reason: str, scope: str, now: int
+    ) -> None:
+        fields = self._fields(request, "DENY", request.candidates[0].amounts)
+        fields |= {"reason": reason, "scope": scope}
+        t.deny(reason, scope, fields, now, self.settings.audit_retention_ms)
+
+    def _allow(
+        self,
+        t: TenantState,
+        request: ReserveRequest,
+        choice: Choice,
+        record: Record,
+        why: tuple[str, str],
+        now: int,
+    ) -> None:
+        capped = choice.index is not None and choice.index > 0
+        verdict = "ALLOW_WITH_CAPS" if capped else "ALLOW"
+        fields = self._fields(request, "ALLOW" if request.shadow else verdict, record.amounts)
+        if capped:
+            fields["rule"] = request.candidates[record.outcome.candidate].name
+        if request.shadow:
+            fields["would"] = verdict if record.outcome.would_allow else "DENY"
+            if not record.outcome.would_allow:
+                fields |= {"reason": why[0], "scope": why[1]}
+        t.append("reserve", fields, now, self.settings.audit_retention_ms)
+
     def _hold(
-        self, t: _Tenant, rid: str, record: _Record, lines: Sequence[_Line], now: int
+        self,
+        t: TenantState,
+        rid: str,
+        record: Record,
+        lines: Sequence[_Line],
+        now: int,
+        cal: Calendar,
     ) -> None:
         """Reserve the record's amounts on every line and keep it OPEN until its deadline."""
         for ln in lines:
             amount = record.amounts.get(ln.line.unit, 0)
-            self._add(t, f"{ln.prefix}|reserved", amount)
-            self._touch(t, ln.prefix, now)
+            t.add(f"{ln.prefix}|reserved", amount)
+            t.touch(ln.prefix, now, self.settings, cal)
             ln.remaining -= amount
         t.resv[rid] = record
         t.resv_exp[rid] = now + self.settings.cap_ms
@@ -134,30 +163,37 @@ class MemoryLedger:
     async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
-        now, t = self._clock(), self._tenant(reservation.tenant)
+        t = self._tenant(reservation.tenant)
+        now, s = t.now(self._clock()), self.settings
         r = t.resv.get(reservation.id) or self._missing(reservation)
         if r.state == "COMMITTED":
             return SettleResult("COMMITTED", False, dict(r.actual or {}))
         charged = dict(actual)
         if r.state in ("OPEN", "MISSING"):
-            self._settle_lines(t, r.fields, r.amounts, actual, now)
+            t.settle_lines(r.fields, r.amounts, actual, now, s)
             quotas.free(t.counters, r.held)
         elif r.state == "EXPIRED_CHARGED":
             charged = {u: actual.get(u, 0) - r.amounts.get(u, 0) for u in {*actual, *r.amounts}}
-            self._settle_lines(t, r.fields, None, charged, now)
+            t.settle_lines(r.fields, None, charged, now, s)
         else:  # RELEASED, EXPIRED_RELEASED: nothing is reserved any more; never under-record.
-            self._settle_lines(t, r.fields, None, actual, now)
+            t.settle_lines(r.fields, None, actual, now, s)
+        fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
+        fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
+        t.append("commit", fields, now, s.audit_retention_ms)
         self._finish(t, reservation.id, r, "COMMITTED", now, dict(actual))
         return SettleResult("COMMITTED", True, charged)
 
     async def release(self, reservation: Reservation) -> SettleResult:
         check_reservation(reservation)
-        now, t = self._clock(), self._tenant(reservation.tenant)
+        t = self._tenant(reservation.tenant)
+        now = t.now(self._clock())
         r = t.resv.get(reservation.id) or self._missing(reservation)
         if r.state not in ("OPEN", "MISSING"):
             return SettleResult(r.state, False, {})
-        self._settle_lines(t, r.fields, r.amounts, None, now)
+        t.settle_lines(r.fields, r.amounts, None, now, self.settings)
         quotas.free(t.counters, r.held)
+        fields = {"reservation": reservation.id, "state": "RELEASED"}
+        t.append("release", fields, now, self.settings.audit_retention_ms)
         self._finish(t, reservation.id, r, "RELEASED", now)
         return SettleResult("RELEASED", True, {})
 
@@ -165,13 +201,15 @@ class MemoryLedger:
         return balance_rows(self._tenant(tenant).ledger)
 
     async def counters(self, tenant: str) -> dict[str, int | str]:
-        return self._tenant(tenant).counters.snapshot()
+        snapshot = self._tenant(tenant).counters.snapshot()
+        return {k: v for k, v in snapshot.items() if not k.startswith(AGGREGATE)}
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:
-        self._tenant(tenant).status = status
+        self._tenant(tenant).meta["status"] = status
 
     async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
-        now, t, dead = self._clock(), self._tenant(tenant), set(dead_owners)
+        t, dead = self._tenant(tenant), set(dead_owners)
+        now = t.now(self._clock())
         resolved = 0
         for rid, at in sorted(t.resv_exp.items(), key=lambda item: (item[1], item[0])):
             r = t.resv.get(rid)
@@ -182,7 +220,7 @@ class MemoryLedger:
             elif at <= now:
                 t.resv.pop(rid, None)
                 del t.resv_exp[rid]
-        self._drop_expired(t, now, None)
+        t.drop_expired(now, None)
         return resolved
 
     async def heartbeat(self) -> None:
@@ -201,9 +239,9 @@ class MemoryLedger:
     async def close(self) -> None:
         """Nothing to release: the state lives and dies with the process."""
 
-    def _missing(self, reservation: Reservation) -> _Record:
+    def _missing(self, reservation: Reservation) -> Record:
         """Stand-in for a record the store no longer has: settle from what the caller holds."""
-        return _Record(
+        return Record(
             "MISSING",
             self.owner,
             Outcome(0, True),
@@ -212,17 +250,20 @@ class MemoryLedger:
             reservation.held,
         )
 
-    def _expire(self, t: _Tenant, rid: str, r: _Record, now: int) -> None:
+    def _expire(self, t: TenantState, rid: str, r: Record, now: int) -> None:
         charge = r.amounts if self.settings.on_expiry == "charge" else None
-        self._settle_lines(t, r.fields, r.amounts, charge, now)
+        state: State = "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED"
+        t.settle_lines(r.fields, r.amounts, charge, now, self.settings)
         quotas.free(t.counters, r.held)
-        self._finish(t, rid, r, "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED", now)
+        fields = {"reservation": rid, "state": state, "amounts": sorted_amounts(r.amounts)}
+        t.append("expire", fields, now, self.settings.audit_retention_ms)
+        self._finish(t, rid, r, state, now)
 
     def _finish(
         self,
-        t: _Tenant,
+        t: TenantState,
         rid: str,
-        r: _Record,
+        r: Record,
         state: State,
         now: int,
         actual: dict[str, int] | None = None,
@@ -231,51 +272,21 @@ class MemoryLedger:
         t.resv[rid] = r
         t.resv_exp[rid] = now + self.settings.tombstone_ms
 
-    def _settle_lines(
-        self,
-        t: _Tenant,
-        fields: Sequence[str],
-        free: Amounts | None,
-        charge: Amounts | None,
-        now: int,
-    ) -> None:
-        for prefix in fields:
-            unit = prefix.split("|")[2]
-            if free is not None:
-                key = f"{prefix}|reserved"
-                self._add(t, key, -free.get(unit, 0))
-                t.ledger[key] = max(t.ledger[key], 0)
-            if charge is not None:
-                self._add(t, f"{prefix}|spent", charge.get(unit, 0))
-            self._touch(t, prefix, now)
 
-    @staticmethod
-    def _add(t: _Tenant, key: str, amount: int) -> None:
-        t.ledger[key] = t.ledger.get(key, 0) + amount
-
-    def _touch(self, t: _Tenant, prefix: str, now: int) -> None:
-        s = self.settings
-        at = field_expiry(prefix, now, s.run_idle_ms, s.period_grace_ms)
-        if at is not None:
-            t.ledger_exp[prefix] = max(at, t.ledger_exp.get(prefix, at))
-
-    @staticmethod
-    def _drop_expired(t: _Tenant, now: int, limit: int | None) -> None:
-        """Drop expired entries: a budget prefix's three fields, or one quota field."""
-        due = sorted((at, p) for p, at in t.ledger_exp.items() if at <= now)[:limit]
-        for _, name in due:
-            if name.startswith("q|"):
-                t.counters.drop(name)
-            else:
-                for kind in ("spent", "reserved", "credit"):
-                    t.ledger.pop(f"{name}|{kind}", None)
-            del t.ledger_exp[name]
+def _why(outcome: Outcome, lines: Sequence[_Line]) -> tuple[str, str]:
+    """Why enforcement denies (or would): the quota, else the budget line (reserve.lua why)."""
+    if outcome.quota is not None:
+        return "quota", outcome.quota
+    if outcome.denied_by is None:
+        return "budget", "-"
+    line = lines[outcome.denied_by].line
+    return "budget", f"{line.level}|{line.value}"
 
 
 def _result(
     request: ReserveRequest,
     status: TenantStatus,
-    record: _Record | None,
+    record: Record | None,
     lines: Sequence[_Line],
     outcome: Outcome = DENIED,
 ) -> ReserveResult:

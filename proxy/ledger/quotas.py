@@ -4,7 +4,7 @@
 Fields (in Redis they share the tenant's ledger hash, under `q|`, which no budget level uses):
 
     q|conc|<level>|<value>   calls in flight on that scope; no expiry, dropped when back at 0
-    q|runs|<day id>          runs first seen that UTC day; kept until day end + period grace
+    q|runs|<day id>          runs first seen that (tenant-local) day; kept until day end + grace
     q|run|<run>|day          the day id the run was first seen (a string)
     q|run|<run>|steps        admitted calls of the run
     q|rpm|tat, q|tpm|tat     GCRA theoretical arrival time, integer µs; kept 2 minutes
@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from proxy.ledger.base import ReserveRequest
+from proxy.ledger.calendar import period_end_ms, period_id
 from proxy.ledger.choose import Choice
-from proxy.ledger.common import Outcome, period_end_ms, period_id
+from proxy.ledger.common import Outcome
 from proxy.policy.runtime import ReservationSettings
 
 WINDOW_US = 60_000_000
@@ -54,8 +55,8 @@ class Gate:
     quota: str | None = None
     retry_after_ms: int = 0
     held: tuple[str, ...] = ()
-    new_run: tuple[str, str] | None = None
-    """(`q|run|<run>|day`, today's id) when the run has not been seen before."""
+    new_run: tuple[str, str, int] | None = None
+    """(`q|run|<run>|day`, today's id, today's end) when the run has not been seen before."""
     run_fields: tuple[str, ...] = ()
     rates: dict[str, int] = field(default_factory=dict)
     """Rate field -> new arrival time, for each rate that admits the call."""
@@ -115,7 +116,7 @@ def check(c: Counters, request: ReserveRequest, now_ms: int) -> Gate:
             gate.refuse(f"concurrent_requests {level}", CONCURRENCY_RETRY_MS)
     gate.held = tuple(held)
     if run is not None and q.runs_per_day is not None:
-        _check_run(c, gate, run, q.runs_per_day, now_ms)
+        _check_run(c, gate, run, q.runs_per_day, now_ms, request.utc_offset_min)
     if run is not None and q.steps_per_run is not None:
         steps = f"q|run|{run}|steps"
         gate.run_fields += (steps,)
@@ -126,15 +127,16 @@ def check(c: Counters, request: ReserveRequest, now_ms: int) -> Gate:
     return gate
 
 
-def _check_run(c: Counters, gate: Gate, run: str, limit: int, now_ms: int) -> None:
+def _check_run(c: Counters, gate: Gate, run: str, limit: int, now_ms: int, offset_min: int) -> None:
     marker = f"q|run|{run}|day"
     gate.run_fields += (marker,)
     if marker in c.seen:
         return
-    today = period_id("day", now_ms)
-    gate.new_run = (marker, today)
+    today = period_id("day", now_ms, offset_min)
+    end = period_end_ms(today, offset_min)
+    gate.new_run = (marker, today, end)
     if c.values.get(f"q|runs|{today}", 0) >= limit:
-        gate.refuse("runs_per_day", period_end_ms(today) - now_ms)
+        gate.refuse("runs_per_day", end - now_ms)
 
 
 def rate(c: Counters, gate: Gate, quota: str, limit: int, cost: int, now_ms: int) -> None:
@@ -151,11 +153,11 @@ def count(c: Counters, gate: Gate, now_ms: int, settings: ReservationSettings) -
     for name in gate.held:
         c.values[name] = c.values.get(name, 0) + 1
     if gate.new_run is not None:
-        marker, today = gate.new_run
+        marker, today, end = gate.new_run
         runs = f"q|runs|{today}"
         c.seen[marker] = today
         c.values[runs] = c.values.get(runs, 0) + 1
-        _keep(c, runs, period_end_ms(today) + settings.period_grace_ms)
+        _keep(c, runs, end + settings.period_grace_ms)
     for name in gate.run_fields:
         if name.endswith("|steps"):
             c.values[name] = c.values.get(name, 0) + 1

@@ -1,7 +1,8 @@
 """The Redis ledger: every decision is one Lua script, one round trip, atomic per tenant.
 
-Scripts live in lua/*.lua; lua/common.lua is prepended to each at load (and candidates.lua and
-quotas.lua to reserve.lua). They are called by SHA
+Scripts live in lua/*.lua; lua/common.lua and lua/audit.lua are prepended to each at load (and
+candidates.lua and quotas.lua to reserve.lua). Tenant records and the audit trail are in
+tenants_redis.py. They are called by SHA
 (`EVALSHA`, the SHA computed locally); the first time Redis answers NOSCRIPT (a fresh or
 flushed server) all of them are loaded with `SCRIPT LOAD` in one round trip and the call is
 retried once. Time comes from
@@ -14,8 +15,7 @@ Redis errors stop here: connection trouble becomes `LedgerUnavailable` (the call
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from functools import partial
 from importlib import resources
@@ -26,7 +26,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from proxy.errors import LedgerError, LedgerUnavailable
+from proxy.errors import LedgerError
 from proxy.ledger import keys
 from proxy.ledger.base import (
     Amounts,
@@ -41,6 +41,7 @@ from proxy.ledger.base import (
 )
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
 from proxy.ledger.common import (
+    DENIED,
     Outcome,
     balance_rows,
     decode_amounts,
@@ -48,13 +49,17 @@ from proxy.ledger.common import (
     instance_id,
     reserve_result,
 )
+from proxy.ledger.tenants import AGGREGATE
+from proxy.ledger.tenants_redis import RedisTenants, boundary
 from proxy.policy.runtime import ReservationSettings
 
 SCRIPTS = {
-    "reserve": ("common", "candidates", "quotas", "reserve"),
-    "commit": ("common", "commit"),
-    "release": ("common", "release"),
-    "sweep": ("common", "sweep"),
+    "reserve": ("common", "audit", "candidates", "quotas", "reserve"),
+    "commit": ("common", "audit", "commit"),
+    "release": ("common", "audit", "release"),
+    "sweep": ("common", "audit", "sweep"),
+    "tenant": ("common", "audit", "tenant"),
+    "tenant_ledger": ("common", "audit", "tenant_ledger"),
 }
 SWEEP_BATCH = 500
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, OSError)
@@ -72,18 +77,7 @@ class _Script:
         return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
 
-@contextmanager
-def _boundary() -> Iterator[None]:
-    """Turn redis-py's exceptions into ours."""
-    try:
-        yield
-    except _UNAVAILABLE as exc:
-        raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
-    except rex.RedisError as exc:
-        raise LedgerError(f"the Redis ledger refused a command: {exc}") from exc
-
-
-class RedisLedger:
+class RedisLedger(RedisTenants):
     """`Ledger` on one Redis (>= 7.0). `owner` names this instance in reservations and
     heartbeats; an owner silent for 3 * `heartbeat_interval_s` is presumed dead. At most
     `max_connections` commands are in flight; more wait for a free connection."""
@@ -119,7 +113,12 @@ class RedisLedger:
 
     def _common_args(self) -> list[str]:
         s = self.settings
-        return [str(s.run_idle_ms), str(s.period_grace_ms), str(s.tombstone_ms)]
+        return [
+            str(s.run_idle_ms),
+            str(s.period_grace_ms),
+            str(s.tombstone_ms),
+            str(s.audit_retention_ms),
+        ]
 
     async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
         script, tenant_keys = self._scripts[name], keys.tenant_keys(tenant)
@@ -131,7 +130,7 @@ class RedisLedger:
             *self._common_args(),
             *args,
         )
-        with _boundary():
+        with boundary():
             try:
                 return await call()
             except rex.NoScriptError:
@@ -148,7 +147,7 @@ class RedisLedger:
     async def _register(self, tenant: str) -> None:
         """Put the tenant on the sweeper's list, once per tenant per process."""
         if tenant not in self._registered:
-            with _boundary():
+            with boundary():
                 await self._client.sadd(keys.TENANTS, tenant)
             self._registered.add(tenant)
 
@@ -158,6 +157,8 @@ class RedisLedger:
         reply: list[str] = await self._run("reserve", request.tenant, self._reserve_args(request))
         status, outcome, amounts, held, n = *reply[:4], int(reply[4])
         pairs = [(reply[5 + 2 * i], int(reply[6 + 2 * i])) for i in range(n)]
+        if outcome == "stale":
+            return reserve_result(request, _status(status), DENIED, {}, pairs, (), stale=True)
         return reserve_result(
             request,
             _status(status),
@@ -178,6 +179,9 @@ class RedisLedger:
             str(self.settings.cap_ms),
             "1" if request.shadow else "0",
             request.run or "",
+            "-" if request.version is None else str(request.version),
+            str(request.utc_offset_min),
+            request.scope,
             *("-" if limit is None else str(limit) for limit in limits),
             str(len(q.concurrent)),
         ]
@@ -215,21 +219,21 @@ class RedisLedger:
         return _settled(await self._run("release", reservation.tenant, args))
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
-        with _boundary():
+        with boundary():
             entries = await self._client.hgetall(keys.tenant_keys(tenant)[0])
         return balance_rows(cast(dict[str, str], entries))
 
     async def counters(self, tenant: str) -> dict[str, int | str]:
-        with _boundary():
+        with boundary():
             entries = cast(dict[str, str], await self._client.hgetall(keys.tenant_keys(tenant)[0]))
         return {
             name: value if name.startswith("q|run|") and name.endswith("|day") else int(value)
             for name, value in entries.items()
-            if name.startswith("q|")
+            if name.startswith("q|") and not name.startswith(AGGREGATE)
         }
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:
-        with _boundary():
+        with boundary():
             await self._client.hset(keys.tenant_keys(tenant)[4], "status", status)
 
     async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
@@ -242,13 +246,13 @@ class RedisLedger:
                 return resolved
 
     async def heartbeat(self) -> None:
-        with _boundary():
+        with boundary():
             await self._client.zadd(keys.INSTANCES, {self.owner: await self._now_ms()})
 
     async def sweep_all(self) -> int:
         """Sweep every known tenant; owners found dead are reclaimed, then forgotten (one that
         comes back simply heartbeats again, and its late commits charge the difference)."""
-        with _boundary():
+        with boundary():
             cutoff = await self._now_ms() - self._dead_after_ms
             stale = await self._client.zrangebyscore(keys.INSTANCES, "-inf", cutoff)
             dead = [o for o in cast(list[str], stale) if o != self.owner]
@@ -257,7 +261,7 @@ class RedisLedger:
         for tenant in tenants:
             resolved += await self.sweep(tenant, dead)
         if dead:
-            with _boundary():
+            with boundary():
                 await self._client.zrem(keys.INSTANCES, *dead)
         return resolved
 
@@ -276,12 +280,12 @@ def _status(text: str) -> TenantStatus:
 
 
 def _candidate_args(candidate: Candidate) -> list[str]:
-    """amounts, condition, fit: the three ARGVs of a candidate (see lua/candidates.lua); a fit
-    is its fields in declaration order."""
+    """amounts, condition, fit, name: the four ARGVs of a candidate (see lua/candidates.lua); a
+    fit is its fields in declaration order."""
     c, fit = candidate.condition, candidate.fit
     when = f"{c.kind}:{c.line:d}:{c.amount:d}" if c.kind == "remaining_below" else c.kind
     shape = "-" if fit is None else ",".join(f"{x:d}" for x in astuple(fit))
-    return [encode_amounts(candidate.amounts), when, shape]
+    return [encode_amounts(candidate.amounts), when, shape, candidate.name]
 
 
 def _held(text: str) -> tuple[str, ...]:

@@ -172,6 +172,8 @@ class ReservationSettings:
     period_grace_ms: int = 7 * 24 * 60 * 60 * 1000
     """Period entries are kept until the period ends plus this, for late commits."""
     on_expiry: Literal["charge", "release"] = "charge"
+    audit_retention_ms: int = 30 * 24 * 60 * 60 * 1000
+    """Audit entries older than this are trimmed from a tenant's trail."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ _MS_FIELDS = {
         "tombstone_seconds",
         "run_idle_seconds",
         "period_grace_seconds",
+        "audit_retention_seconds",
     )
 }
 

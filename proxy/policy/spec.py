@@ -211,6 +211,7 @@ class ReservationsSpec(_Spec):
     run_idle_seconds: WholeSeconds | None = None
     period_grace_seconds: WholeSeconds | None = None
     on_expiry: Literal["charge", "release"] | None = None
+    audit_retention_seconds: WholeSeconds | None = None
 
 
 class PolicySpec(_Spec):

@@ -1,9 +1,10 @@
 -- candidates.lua: which candidate reserve.lua takes. Prepended to reserve.lua (after
 -- common.lua); the same choice, with the same numbers, as proxy/ledger/choose.py.
 --
--- A candidate is three ARGVs: amounts 'USD=…,TOKENS=…'; condition 'always' | 'never' |
+-- A candidate is four ARGVs: amounts 'USD=…,TOKENS=…'; condition 'always' | 'never' |
 -- 'not_fit' | 'remaining_below:<line, 0-based>:<amount>'; fit '-' or
--- '<prompt_units>,<prompt_tokens>,<output_per_million>,<choices>,<floor>,<ceiling>'.
+-- '<prompt_units>,<prompt_tokens>,<output_per_million>,<choices>,<floor>,<ceiling>'; name
+-- (the degrade rule, for the audit; may be empty).
 --
 -- Doubles hold integers exactly below 2^53, so no product here may reach it: every division
 -- is idiv() on integers with x + d <= 2^53, and the per-million long division multiplies
@@ -36,9 +37,9 @@ local function per_million_ceil(n, p)
   return n * pa + na * pb + idiv(nb * pb + 999999, 1000000)
 end
 
-local function parse_candidate(amounts, condition, fit)
+local function parse_candidate(amounts, condition, fit, name)
   local kind, line, below = string.match(condition, '^([%a_]+):?(%d*):?(%d*)$')
-  local c = { text = amounts, amounts = parse_amounts(amounts), kind = kind,
+  local c = { text = amounts, name = name, amounts = parse_amounts(amounts), kind = kind,
               line = tonumber(line), below = tonumber(below) }
   if fit ~= '-' then
     local v = {}

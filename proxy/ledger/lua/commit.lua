@@ -1,22 +1,22 @@
 -- commit.lua: charge what the provider reported and free the reservation, per its state.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta
--- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms (common.lua),
---       4 reservation id, 5 owner, 6 estimate 'USD=…,TOKENS=…', 7 actual (same form),
---       8 held concurrency fields 'q|conc|tenant|acme,…' ('-' for none), 9.. the reservation's
---       field prefixes (8 and 9.. are used only when the store lost the record).
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
+--       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 actual (same form),
+--       9 held concurrency fields 'q|conc|tenant|acme,…' ('-' for none), 10.. the reservation's
+--       field prefixes (9 and 10.. are used only when the store lost the record).
 --
 -- Returns: state after ('COMMITTED'), first ('1' | '0'), charged (amounts form, may be
 -- negative after EXPIRED_CHARGED: only actual - estimate is added then).
 
-local id, owner, estimate, actual = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local id, owner, estimate, actual = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 
 local raw = redis.call('HGET', KEYS[3], id)
 local r
 if raw then
   r = parse_record(raw)
 else
-  r = missing_record(owner, estimate, ARGV[8], 9)
+  r = missing_record(owner, estimate, ARGV[9], 10)
 end
 
 if r.state == 'COMMITTED' then return { 'COMMITTED', '0', r.actual } end
@@ -36,5 +36,7 @@ else
   -- RELEASED, EXPIRED_RELEASED: nothing is reserved any more, but never under-record.
   settle_lines(r.prefixes, nil, act)
 end
+audit('commit', { 'reservation', id, 'from', r.state, 'state', 'COMMITTED',
+  'actual', encode_amounts(act), 'charged', encode_amounts(parse_amounts(charged)) })
 finish(id, r, 'COMMITTED', actual)
 return { 'COMMITTED', '1', charged }

@@ -1,13 +1,21 @@
 -- common.lua: helpers prepended (by redis.py, at load time) to every per-tenant script.
 --
--- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta (see keys.py)
--- ARGV (every script): 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms; the rest per script.
+-- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit (keys.py)
+-- ARGV (every script): 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms;
+-- the rest per script.
+--
+-- NOW is Redis TIME plus the tenant's `clock_offset_ms` (tests only), so deadlines, periods and
+-- audit ids agree. The calendar is UTC + OFFSET and month periods follow ANCHOR: a script that
+-- knows them (reserve, adjust, reset, update) sets them and EXACT; settling scripts do not, so
+-- they keep a period entry they create until a safe bound (see calendar.py period_bound_ms).
 --
 -- Amounts are integers below 2^52 held in Lua doubles. They are only ever formatted with
 -- fmt() (string.format '%d'): tostring, `..` on a number and cjson could print 1e+15.
 
 local IDLE, GRACE, TOMB = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local DAY = 86400000
+local RETAIN = tonumber(ARGV[4])
+local DAY, MINUTE = 86400000, 60000
+local OFFSET, ANCHOR, EXACT = 0, { day = 1, since = 0 }, false
 
 local function fmt(x)
   return string.format('%d', x)
@@ -17,7 +25,8 @@ end
 local NOW, NOW_US = (function()
   local t = redis.call('TIME')
   local s, us = tonumber(t[1]), tonumber(t[2])
-  return s * 1000 + math.floor(us / 1000), s * 1000000 + us
+  local skew = tonumber(redis.call('HGET', KEYS[5], 'clock_offset_ms') or '0')
+  return s * 1000 + math.floor(us / 1000) + skew, s * 1000000 + us + skew * 1000
 end)()
 
 -- Days since 1970-01-01 <-> proleptic Gregorian (y, m, d), after H. Hinnant's algorithms.
@@ -43,23 +52,69 @@ local function days_from_civil(y, m, d)
   return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
 end
 
--- 'm202611', 'd20261123' (UTC) or '-'.
-local function period_id(period)
-  if period == 'none' then return '-' end
-  local y, m, d = civil(math.floor(NOW / DAY))
-  if period == 'month' then return string.format('m%04d%02d', y, m) end
-  if period == 'day' then return string.format('d%04d%02d%02d', y, m, d) end
-  return error('unknown budget period ' .. period)
+local function days_in(y, m)
+  if m == 12 then return 31 end
+  return days_from_civil(y, m + 1, 1) - days_from_civil(y, m, 1)
 end
 
--- First millisecond after a period id.
-local function period_end(pid)
-  local y, m = tonumber(string.sub(pid, 2, 5)), tonumber(string.sub(pid, 6, 7))
-  if string.sub(pid, 1, 1) == 'm' then
-    if m == 12 then y, m = y + 1, 1 else m = m + 1 end
-    return days_from_civil(y, m, 1) * DAY
+local function local_civil(ms)
+  return civil(math.floor((ms + OFFSET * MINUTE) / DAY))
+end
+
+-- The anchor in effect at NOW, from :meta (a pending one once its switch time has come).
+local function load_anchor()
+  local a = redis.call('HMGET', KEYS[5], 'anchor_day', 'anchor_from_ms', 'pending_anchor',
+    'pending_from_ms')
+  if a[3] and a[3] ~= '' and NOW >= tonumber(a[4]) then
+    ANCHOR = { day = tonumber(a[3]), since = tonumber(a[4]) }
+  else
+    ANCHOR = { day = tonumber(a[1] or '1'), since = tonumber(a[2] or '0') }
   end
-  return (days_from_civil(y, m, tonumber(string.sub(pid, 8, 9))) + 1) * DAY
+end
+
+-- 'm20261101', 'd20261123' (local dates; see calendar.py) or '-'.
+local function period_id(period)
+  if period == 'none' then return '-' end
+  local y, m, d = local_civil(NOW)
+  if period == 'day' then return string.format('d%04d%02d%02d', y, m, d) end
+  if period ~= 'month' then return error('unknown budget period ' .. period) end
+  local c = math.min(ANCHOR.day, days_in(y, m))
+  if d >= c then
+    d = c
+  else
+    if m == 1 then y, m = y - 1, 12 else m = m - 1 end
+    d = math.min(ANCHOR.day, days_in(y, m))
+  end
+  if days_from_civil(y, m, d) * DAY - OFFSET * MINUTE < ANCHOR.since then
+    y, m, d = local_civil(ANCHOR.since)
+  end
+  return string.format('m%04d%02d%02d', y, m, d)
+end
+
+local function pid_date(pid)
+  return tonumber(string.sub(pid, 2, 5)), tonumber(string.sub(pid, 6, 7)),
+    tonumber(string.sub(pid, 8, 9))
+end
+
+-- First millisecond after a period id (month ids under ANCHOR.day).
+local function period_end(pid)
+  local y, m, d = pid_date(pid)
+  if string.sub(pid, 1, 1) == 'd' then
+    return (days_from_civil(y, m, d) + 1) * DAY - OFFSET * MINUTE
+  end
+  local c = math.min(ANCHOR.day, days_in(y, m))
+  if d >= c then
+    if m == 12 then y, m = y + 1, 1 else m = m + 1 end
+    c = math.min(ANCHOR.day, days_in(y, m))
+  end
+  return days_from_civil(y, m, c) * DAY - OFFSET * MINUTE
+end
+
+-- Surely after the period ends, whatever its offset and anchor (calendar.period_bound_ms).
+local function period_bound(pid)
+  local y, m, d = pid_date(pid)
+  local days = (string.sub(pid, 1, 1) == 'd') and 2 or 32
+  return (days_from_civil(y, m, d) + days) * DAY
 end
 
 -- An entry of :ledger_exp (a budget prefix or a q| field) may be dropped from `at` (ms) on;
@@ -69,11 +124,14 @@ local function keep(name, at)
 end
 
 -- Period entries live until period end + grace, run entries for an idle TTL after their last
--- write, other entries without a period (lifetime budgets) for ever.
+-- write, other entries without a period (lifetime budgets) for ever. Without EXACT a period
+-- entry keeps the expiry it has, or gets a safe bound if it has none.
 local function touch(prefix)
   local pid = string.match(prefix, '[^|]*$')
-  if pid ~= '-' then
+  if pid ~= '-' and EXACT then
     keep(prefix, period_end(pid) + GRACE)
+  elseif pid ~= '-' then
+    redis.call('ZADD', KEYS[2], 'NX', fmt(period_bound(pid) + GRACE), prefix)
   elseif string.match(prefix, '^[^|]*') == 'run' then
     keep(prefix, NOW + IDLE)
   end

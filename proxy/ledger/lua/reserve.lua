@@ -1,47 +1,58 @@
 -- reserve.lua: check tenant status, the quotas and every line; reserve the chosen candidate on
 -- all lines and count the call against every quota, or do nothing. Idempotent by reservation
--- id. Loaded as common.lua + candidates.lua + quotas.lua + this file.
+-- id. Loaded as common.lua + audit.lua + candidates.lua + quotas.lua + this file.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta
--- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms (common.lua),
---       4 reservation id, 5 owner, 6 cap_ms, 7 shadow ('1' | '0'), 8 run id ('' for none),
---       9 runs_per_day, 10 steps_per_run, 11 requests_per_minute, 12 tokens_per_minute
---       ('-' for none), 13 m = number of concurrency quotas, then m × (level, value, limit),
---       then n = number of lines, then n × (level, value, unit, period, limit), then three
---       ARGVs per candidate (see candidates.lua).
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
+--       5 reservation id, 6 owner, 7 cap_ms, 8 shadow ('1' | '0'), 9 run id ('' for none),
+--       10 tenant version the request was built from ('-': not checked), 11 utc offset in
+--       minutes, 12 scope path (for the audit), 13 runs_per_day, 14 steps_per_run,
+--       15 requests_per_minute, 16 tokens_per_minute ('-' for none), 17 m = number of
+--       concurrency quotas, then m × (level, value, limit), then n = number of lines, then
+--       n × (level, value, unit, period, limit), then four ARGVs per candidate (see
+--       candidates.lua).
 --
 -- Returns: status, outcome, amounts, held, n, then n × (period id, remaining), then the
--- reserved field prefixes. outcome is
+-- reserved field prefixes. outcome is 'stale' when the version differs (nothing was written),
+-- else
 --   '<candidate>:<would_allow 1|0>:<denied_by>:<fitted>:<retry_after_ms>:<quota>'
 -- with 0-based indices (candidate -1: nothing reserved), '-' for none, and '/' for the space
 -- in 'concurrent_requests <level>'. held is the comma-separated concurrency fields the call
 -- holds ('-' for none). remaining is after the reservation when one was made, before it
--- otherwise. Every number is returned as a decimal string.
+-- otherwise. Every number is returned as a decimal string. A limit is replaced by the
+-- tenant's override for the line's level (:meta overrides), the store's record being
+-- authoritative. Every decision is audited (audit.lua), except a repeat and a stale request.
 --
 -- Record (the value under the id in :resv), space-separated tokens:
 --   STATE created_ms deadline_ms owner outcome amounts actual held prefix1 prefix2 ...
 --   e.g. 'OPEN 1763891200000 1763893000000 web-1-9f2c 0:1:-:-:0:- USD=1250000,TOKENS=812 -
---         q|conc|tenant|acme tenant|acme|USD|m202611 run|r42|USD|-'
+--         q|conc|tenant|acme tenant|acme|USD|m20261101 run|r42|USD|-'
 -- STATE is OPEN | COMMITTED | RELEASED | EXPIRED_CHARGED | EXPIRED_RELEASED; amounts is the
 -- reserved estimate, actual what a commit charged ('-' until then); held as in the reply;
 -- prefixes are '<level>|<value>|<unit>|<period id>' (they never contain spaces). Settled
 -- records keep their :resv_exp score at the tombstone expiry, open ones at their deadline.
 
-local id, owner, cap, shadow = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1'
-local run = (ARGV[8] ~= '') and ARGV[8] or nil
+local id, owner, cap, shadow = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8] == '1'
+local run = (ARGV[9] ~= '') and ARGV[9] or nil
+local version, path = ARGV[10], ARGV[12]
+OFFSET, EXACT = tonumber(ARGV[11]), true
 local function limit_at(i)
   if ARGV[i] == '-' then return nil end
   return tonumber(ARGV[i])
 end
-local q = { runs_per_day = limit_at(9), steps_per_run = limit_at(10), rpm = limit_at(11),
-            tpm = limit_at(12), conc = {} }
-local m = tonumber(ARGV[13])
+local q = { runs_per_day = limit_at(13), steps_per_run = limit_at(14), rpm = limit_at(15),
+            tpm = limit_at(16), conc = {} }
+local m = tonumber(ARGV[17])
 for i = 1, m do
-  local b = 13 + (i - 1) * 3
+  local b = 17 + (i - 1) * 3
   q.conc[i] = { level = ARGV[b + 1], value = ARGV[b + 2], limit = tonumber(ARGV[b + 3]) }
 end
-local at_n = 14 + 3 * m
+local at_n = 18 + 3 * m
 local n = tonumber(ARGV[at_n])
+local meta = redis.call('HMGET', KEYS[5], 'status', 'version', 'overrides')
+local status = meta[1] or 'active'
+local overrides = parse_amounts(meta[3] or '-')
+load_anchor()
 
 drop_expired(8)
 
@@ -52,12 +63,11 @@ for i = 1, n do
   local prefix = ARGV[b + 1] .. '|' .. ARGV[b + 2] .. '|' .. ARGV[b + 3] .. '|' .. pid
   local f = redis.call('HMGET', KEYS[1], prefix .. '|spent', prefix .. '|reserved',
     prefix .. '|credit')
-  local remaining = tonumber(ARGV[b + 5]) + tonumber(f[3] or '0') - tonumber(f[1] or '0')
-    - tonumber(f[2] or '0')
-  lines[i] = { unit = ARGV[b + 3], pid = pid, prefix = prefix, remaining = remaining }
+  local limit = overrides[ARGV[b + 1]] or tonumber(ARGV[b + 5])
+  local remaining = limit + tonumber(f[3] or '0') - tonumber(f[1] or '0') - tonumber(f[2] or '0')
+  lines[i] = { unit = ARGV[b + 3], pid = pid, prefix = prefix, remaining = remaining,
+               scope = ARGV[b + 1] .. '|' .. ARGV[b + 2] }
 end
-
-local status = redis.call('HGET', KEYS[5], 'status') or 'active'
 
 local function reply(outcome, amounts, held, prefixes)
   local out = { status, outcome, amounts, held, fmt(n) }
@@ -74,12 +84,30 @@ if existing then
   local r = parse_record(existing)
   return reply(r.outcome, r.amounts, r.held, r.prefixes)
 end
-if status ~= 'active' then return reply('-1:0:-:-:0:-', '-', '-', {}) end
+if version ~= '-' and version ~= (meta[2] or '0') then return reply('stale', '-', '-', {}) end
 
 local cands = {}
-for c = at_n + 1 + 5 * n, #ARGV, 3 do
-  cands[#cands + 1] = parse_candidate(ARGV[c], ARGV[c + 1], ARGV[c + 2])
+for c = at_n + 1 + 5 * n, #ARGV, 4 do
+  cands[#cands + 1] = parse_candidate(ARGV[c], ARGV[c + 1], ARGV[c + 2], ARGV[c + 3])
 end
+local asked = encode_amounts(cands[1].amounts)
+
+local function base_fields(decision, amounts_text)
+  local f = { 'decision', decision, 'reservation', id, 'path', path, 'amounts', amounts_text }
+  if run then
+    f[#f + 1] = 'run'
+    f[#f + 1] = run
+  end
+  return f
+end
+
+if status ~= 'active' then
+  local f = base_fields('DENY', asked)
+  for _, x in ipairs({ 'reason', 'tenant_' .. status, 'scope', '-' }) do f[#f + 1] = x end
+  audit_denial('tenant_' .. status, '-', f)
+  return reply('-1:0:-:-:0:-', '-', '-', {})
+end
+
 local index, amounts, fitted, denied = choose(cands, lines)
 
 local function dash(x)
@@ -91,15 +119,27 @@ local function outcome(candidate, would_allow, fit, gate)
     .. dash(fit) .. ':' .. fmt(gate.retry or 0) .. ':' .. quota
 end
 
+-- Why enforcement denies (or would): 'quota' and the quota, else 'budget' and the line.
+local function why(gate)
+  if gate.quota then return 'quota', gate.quota end
+  return 'budget', denied and lines[denied + 1].scope or '-'
+end
+
+local function deny(gate)
+  local reason, scope = why(gate)
+  local f = base_fields('DENY', asked)
+  for _, x in ipairs({ 'reason', reason, 'scope', scope }) do f[#f + 1] = x end
+  audit_denial(reason, scope, f)
+  return reply(outcome(-1, false, nil, gate), '-', '-', {})
+end
+
 -- Quotas first, then budgets, then the token rate of the chosen candidate. Enforcement stops at
 -- the first that denies; shadow reports it and goes on (see ReserveRequest.shadow).
 local gate = check_quotas(q, run)
-if (gate.quota or not index) and not shadow then
-  return reply(outcome(-1, false, nil, gate), '-', '-', {})
-end
+if (gate.quota or not index) and not shadow then return deny(gate) end
 if q.tpm then
   rate(gate, 'tokens_per_minute', q.tpm, (index and amounts or cands[1].amounts).TOKENS)
-  if gate.quota and not shadow then return reply(outcome(-1, false, nil, gate), '-', '-', {}) end
+  if gate.quota and not shadow then return deny(gate) end
 end
 count_quotas(gate)
 
@@ -119,8 +159,24 @@ for i, l in ipairs(lines) do
   l.remaining = l.remaining - amount
   prefixes[i] = l.prefix
 end
-local decided = outcome(index or 0, index ~= nil and not gate.quota, fitted, gate)
+local would_allow = index ~= nil and not gate.quota
+local decided = outcome(index or 0, would_allow, fitted, gate)
 local held = join_list(gate.held)
+local verdict = (index and index > 0) and 'ALLOW_WITH_CAPS' or 'ALLOW'
+local f = base_fields(shadow and 'ALLOW' or verdict, encode_amounts(amounts))
+if index and index > 0 then
+  f[#f + 1] = 'rule'
+  f[#f + 1] = cands[index + 1].name
+end
+if shadow then
+  f[#f + 1] = 'would'
+  f[#f + 1] = would_allow and verdict or 'DENY'
+  if not would_allow then
+    local reason, scope = why(gate)
+    for _, x in ipairs({ 'reason', reason, 'scope', scope }) do f[#f + 1] = x end
+  end
+end
+audit('reserve', f)
 save_record(id, { state = 'OPEN', created = fmt(NOW), deadline = fmt(NOW + cap), owner = owner,
   outcome = decided, amounts = text, actual = '-', held = held, prefixes = prefixes })
 redis.call('ZADD', KEYS[4], fmt(NOW + cap), id)

@@ -1,0 +1,1 @@
+"""The admin API: a separate listener for operators (tenants, keys, balances, audit)."""

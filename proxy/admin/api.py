@@ -1,0 +1,390 @@
+"""Admin endpoints: one function each; thin: parse → store → JSON.
+
+Every mutating call accepts an `Idempotency-Key` header (see idempotency.py). Amounts go in as
+decimal strings in the unit of the budget they touch, and come out as
+`{"units": 123, "unit": "USD", "text": "0.000001 USD"}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+from aiohttp import web
+
+from proxy.admin import views
+from proxy.admin.idempotency import IdempotencyStore, Stored, slot
+from proxy.context import RUNTIME, Runtime
+from proxy.errors import BadRequest, ClientError, CyclesError, NotFound
+from proxy.ledger.base import TenantStatus
+from proxy.ledger.tenancy import (
+    TenantClosed,
+    TenantExists,
+    TenantLedger,
+    TenantNotFound,
+    TenantRecord,
+)
+from proxy.policy.runtime import Plan
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PROXY = web.AppKey("proxy", web.Application)
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
+ACTOR = "admin-api"
+
+
+class Conflict(ClientError):
+    status = 409
+    type = "conflict"
+
+
+class Unprocessable(ClientError):
+    status = 422
+    type = "idempotency_key_reused"
+
+
+def runtime(request: web.Request) -> Runtime:
+    return request.app[PROXY][RUNTIME]
+
+
+def store(request: web.Request) -> TenantLedger:
+    return cast(TenantLedger, runtime(request).ledger)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def ok(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def idempotent(handler: Handler) -> Handler:
+    """Replay the stored answer for a repeated Idempotency-Key instead of acting twice."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return await handler(request)
+        keys = request.app[IDEMPOTENCY]
+        where = slot(request.method, request.path, key)
+        body_hash = hashlib.sha256(await request.read()).hexdigest()
+        stored = await keys.begin(where, body_hash)
+        if stored is not None:
+            if stored.body_hash != body_hash:
+                raise Unprocessable("This Idempotency-Key was used with a different body.")
+            if stored.answer is None:
+                raise Conflict("A call with this Idempotency-Key is still running; retry.")
+            return web.Response(
+                body=stored.answer, status=stored.status, content_type="application/json"
+            )
+        try:
+            response = await handler(request)
+        except BaseException:
+            await keys.abandon(where)
+            raise
+        answer = response.body if isinstance(response, web.Response) else None
+        if isinstance(answer, bytes):
+            await keys.finish(where, Stored(body_hash, response.status, answer))
+        return response
+
+    return wrapped
+
+
+async def _record(request: web.Request) -> TenantRecord:
+    tenant = views.scope_value(request.match_info["tenant"], "tenant")
+    record = await store(request).get_tenant(tenant)
+    if record is None:
+        raise NotFound(f"No tenant {tenant!r} in the store.", code="tenant_not_found")
+    return record
+
+
+def _plan(request: web.Request, name: Any) -> Plan:
+    plans = runtime(request).policy.plans
+    if not isinstance(name, str) or name not in plans:
+        raise BadRequest(f"Unknown plan {name!r}; plans: {', '.join(plans)}.", param="plan")
+    return plans[name]
+
+
+def _timezone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadRequest(
+            f"Unknown time zone {value!r}; use an IANA name.", param="timezone"
+        ) from None
+    return str(value)
+
+
+def _anchor(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 31:
+        raise BadRequest("'anchor_day' must be a day of the month, 1 to 31.", param="anchor_day")
+    return value
+
+
+def _mode(value: Any) -> Any:
+    if value not in (None, "enforce", "shadow", "inherit"):
+        raise BadRequest("'mode' must be enforce, shadow or inherit.", param="mode")
+    return value
+
+
+async def _changed(request: web.Request, record: TenantRecord) -> web.Response:
+    runtime(request).forget_tenant(record.id)
+    return ok(views.tenant_json(record, runtime(request).policy))
+
+
+# -- tenants ---------------------------------------------------------------------------------
+
+
+@idempotent
+async def create_tenant(request: web.Request) -> web.StreamResponse:
+    body = await json_body(request)
+    tenant = views.scope_value(views.require(body, "id"), "id")
+    plan = _plan(request, views.require(body, "plan"))
+    mode = _mode(body.get("mode"))
+    record = TenantRecord(
+        id=tenant,
+        plan=plan.name,
+        mode=None if mode in (None, "inherit") else mode,
+        anchor_day=_anchor(body.get("anchor_day", 1)),
+        timezone=_timezone(body.get("timezone", "UTC")),
+        overrides=views.overrides(body.get("overrides", {}), plan),
+    )
+    try:
+        created = await store(request).create_tenant(record, actor=ACTOR)
+    except TenantExists:
+        raise Conflict(
+            f"Tenant {tenant!r} already exists (or existed: closed ids are never reused)."
+        ) from None
+    plain, key = await runtime(request).keys.create(tenant)
+    runtime(request).forget_tenant(tenant)
+    answer = {
+        "tenant": views.tenant_json(created, runtime(request).policy),
+        "api_key": {"id": key.key_id, "key": plain, "prefix": key.prefix},
+    }
+    return ok(answer, status=201)
+
+
+async def get_tenant(request: web.Request) -> web.StreamResponse:
+    return ok(views.tenant_json(await _record(request), runtime(request).policy))
+
+
+async def list_tenants(request: web.Request) -> web.StreamResponse:
+    try:
+        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
+    except ValueError:
+        raise BadRequest("'limit' must be a number.", param="limit") from None
+    after = request.query.get("after")
+    records = await store(request).list_tenants(after=after, limit=limit)
+    policy = runtime(request).policy
+    cursor = records[-1].id if len(records) == limit else None
+    return ok({"data": [views.tenant_json(r, policy) for r in records], "next": cursor})
+
+
+@idempotent
+async def update_tenant(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    body = await json_body(request)
+    plan = _plan(request, body["plan"]) if "plan" in body else _plan(request, record.plan)
+    changes: dict[str, Any] = {}
+    if "plan" in body:
+        changes["plan"] = plan.name
+    if "mode" in body:
+        changes["mode"] = _mode(body["mode"])
+    if "overrides" in body:
+        changes["overrides"] = views.overrides(body["overrides"], plan)
+    if "anchor_day" in body:
+        changes["anchor_day"] = _anchor(body["anchor_day"])
+    if "timezone" in body:
+        changes["timezone"] = _timezone(body["timezone"])
+    reason = views.text(body, "reason", default="") or ""
+    try:
+        updated = await store(request).update_tenant(
+            record.id, actor=ACTOR, reason=reason, **changes
+        )
+    except TenantClosed:
+        raise Conflict(f"Tenant {record.id!r} is closed and cannot change.") from None
+    return await _changed(request, updated)
+
+
+def _status_change(status: TenantStatus) -> Handler:
+    @idempotent
+    async def change(request: web.Request) -> web.StreamResponse:
+        record = await _record(request)
+        body = await json_body(request)
+        reason = views.text(body, "reason", default="") or ""
+        try:
+            updated, changed = await store(request).change_status(
+                record.id,
+                status,
+                actor=ACTOR,
+                reason=reason,
+            )
+        except TenantClosed:
+            raise Conflict(f"Tenant {record.id!r} is closed; it cannot be reactivated.") from None
+        if status == "closed" and changed:
+            await runtime(request).keys.revoke_all(record.id)
+        response = await _changed(request, updated)
+        response.headers["X-Cycles-Changed"] = "true" if changed else "false"
+        return response
+
+    return change
+
+
+suspend = _status_change("suspended")
+reactivate = _status_change("active")
+close = _status_change("closed")
+
+
+# -- balances, adjustments, audit ------------------------------------------------------------
+
+
+async def balances(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    rows = await store(request).balances(record.id)
+    plan = runtime(request).policy.plans.get(record.plan)
+    return ok({"tenant": record.id, "data": [views.balance_json(r, record, plan) for r in rows]})
+
+
+@idempotent
+async def adjust(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    body = await json_body(request)
+    plan = _plan(request, record.plan)
+    level = views.level(views.require(body, "level"))
+    budget = plan.budget_for(level)
+    if budget is None:
+        raise BadRequest(f"Plan {plan.name!r} has no budget on {level!r}.", param="level")
+    value = (
+        record.id if level == "tenant" else views.scope_value(views.require(body, "value"), "value")
+    )
+    amount = views.units(views.require(body, "amount"), budget.unit, "amount", signed=True)
+    reason = views.text(body, "reason")
+    if not reason:
+        raise BadRequest("Say why: 'reason' is required for an adjustment.", param="reason")
+    row = await store(request).adjust(
+        record.id,
+        level=level,
+        value=value,
+        unit=budget.unit,
+        period=budget.period,
+        amount=amount,
+        actor=ACTOR,
+        reason=reason,
+    )
+    return ok(views.balance_json(row, record, plan))
+
+
+@idempotent
+async def reset(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    body = await json_body(request)
+    level = views.level(body["level"]) if body.get("level") is not None else None
+    value = views.scope_value(body["value"], "value") if body.get("value") is not None else None
+    reason = views.text(body, "reason")
+    if not reason:
+        raise BadRequest("Say why: 'reason' is required for a reset.", param="reason")
+    rows = await store(request).reset(
+        record.id, level=level, value=value, actor=ACTOR, reason=reason
+    )
+    plan = runtime(request).policy.plans.get(record.plan)
+    return ok({"tenant": record.id, "data": [views.balance_json(r, record, plan) for r in rows]})
+
+
+async def audit(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    query = request.query
+    try:
+        since = int(query["since"]) if "since" in query else None
+        until = int(query["until"]) if "until" in query else None
+        limit = min(max(int(query.get("limit", "1000")), 1), 10000)
+    except ValueError:
+        raise BadRequest("'since', 'until' (ms) and 'limit' must be numbers.") from None
+    entries = await store(request).audit(
+        record.id,
+        since_ms=since,
+        until_ms=until,
+        run=query.get("run"),
+        decision=query.get("decision"),
+        limit=limit,
+    )
+    rows = [views.audit_json(entry) for entry in entries]
+    if query.get("format") == "jsonl":
+        body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+        return web.Response(body=body, content_type="application/x-ndjson")
+    return ok({"tenant": record.id, "data": rows})
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+def key_json(key: Any) -> dict[str, Any]:
+    return {
+        "id": key.key_id,
+        "prefix": key.prefix,
+        "tenant": key.tenant,
+        "workspace": key.workspace,
+        "app": key.app,
+        "state": key.state,
+        "expires_ms": key.expires_ms or None,
+        "created_ms": key.created_ms,
+    }
+
+
+@idempotent
+async def create_key(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    if record.status == "closed":
+        raise Conflict(f"Tenant {record.id!r} is closed.")
+    body = await json_body(request)
+    workspace = views.scope_value(body["workspace"], "workspace") if body.get("workspace") else None
+    app = views.scope_value(body["app"], "app") if body.get("app") else None
+    plain, key = await runtime(request).keys.create(record.id, workspace=workspace, app=app)
+    return ok({**key_json(key), "key": plain}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    keys = await runtime(request).keys.list(record.id)
+    return ok({"tenant": record.id, "data": [key_json(k) for k in keys]})
+
+
+@idempotent
+async def revoke_key(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    try:
+        await runtime(request).keys.revoke(record.id, request.match_info["key"])
+    except CyclesError as exc:
+        raise NotFound(str(exc), code="key_not_found") from None
+    return ok({"revoked": request.match_info["key"]})
+
+
+@idempotent
+async def rotate_key(request: web.Request) -> web.StreamResponse:
+    record = await _record(request)
+    body = await json_body(request)
+    grace = body.get("grace_seconds", 3600)
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
+        raise BadRequest("'grace_seconds' must be 0 to 2592000.", param="grace_seconds")
+    try:
+        plain, key = await runtime(request).keys.rotate(
+            record.id, request.match_info["key"], grace * 1000
+        )
+    except CyclesError as exc:
+        raise NotFound(str(exc), code="key_not_found") from None
+    return ok({**key_json(key), "key": plain}, status=201)
+
+
+def not_found_tenant(exc: TenantNotFound) -> NotFound:
+    return NotFound(str(exc), code="tenant_not_found")

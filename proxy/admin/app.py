@@ -1,0 +1,49 @@
+"""The admin application, served on its own listener (default 127.0.0.1:8081).
+
+It shares the proxy application's resources (ledger, key store, policy) but none of its routes:
+the admin API is not reachable through the proxy port, and the proxy port not through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from proxy.admin import api
+from proxy.admin.auth import Tokens, middleware
+from proxy.admin.idempotency import open_idempotency
+from proxy.app import errors
+
+
+def build_admin_app(
+    proxy: web.Application, store_url: str, *, tokens: Tokens | None = None
+) -> web.Application:
+    app = web.Application(middlewares=[errors, middleware(tokens or Tokens.from_env())])
+    app[api.PROXY] = proxy
+
+    async def idempotency(app: web.Application) -> AsyncIterator[None]:
+        app[api.IDEMPOTENCY] = open_idempotency(store_url)
+        yield
+        await app[api.IDEMPOTENCY].close()
+
+    app.cleanup_ctx.append(idempotency)
+    routes = [
+        web.post("/admin/v1/tenants", api.create_tenant),
+        web.get("/admin/v1/tenants", api.list_tenants),
+        web.get("/admin/v1/tenants/{tenant}", api.get_tenant),
+        web.patch("/admin/v1/tenants/{tenant}", api.update_tenant),
+        web.post("/admin/v1/tenants/{tenant}/suspend", api.suspend),
+        web.post("/admin/v1/tenants/{tenant}/reactivate", api.reactivate),
+        web.post("/admin/v1/tenants/{tenant}/close", api.close),
+        web.get("/admin/v1/tenants/{tenant}/balances", api.balances),
+        web.post("/admin/v1/tenants/{tenant}/adjustments", api.adjust),
+        web.post("/admin/v1/tenants/{tenant}/reset", api.reset),
+        web.get("/admin/v1/tenants/{tenant}/audit", api.audit),
+        web.post("/admin/v1/tenants/{tenant}/keys", api.create_key),
+        web.get("/admin/v1/tenants/{tenant}/keys", api.list_keys),
+        web.post("/admin/v1/tenants/{tenant}/keys/{key}/revoke", api.revoke_key),
+        web.post("/admin/v1/tenants/{tenant}/keys/{key}/rotate", api.rotate_key),
+    ]
+    app.add_routes(routes)
+    return app

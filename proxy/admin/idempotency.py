@@ -1,0 +1,110 @@
+"""Idempotency keys for mutating admin calls: a retried onboarding creates nothing new.
+
+The first call with a key runs and its answer is stored (24 h); a repeat with the same key and
+the same body gets the stored answer; the same key with another body is 422; a repeat while the
+first is still running is 409. Keys are scoped by method and path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+from redis.asyncio import Redis
+
+TTL_S = 24 * 3600
+PENDING_S = 60
+PREFIX = "cy:v1:idem:"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    body_hash: str
+    status: int
+    answer: bytes | None
+    """None while the first call is still running."""
+
+
+class IdempotencyStore(Protocol):
+    async def begin(self, key: str, body_hash: str) -> Stored | None:
+        """Claim `key`; None if this call is the first, else what is stored."""
+        ...
+
+    async def finish(self, key: str, stored: Stored) -> None: ...
+
+    async def abandon(self, key: str) -> None:
+        """The first call failed: let a retry run it again."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def slot(method: str, path: str, key: str) -> str:
+    return hashlib.sha256(f"{method} {path} {key}".encode()).hexdigest()
+
+
+def _encode(stored: Stored) -> bytes:
+    return orjson.dumps(
+        {
+            "h": stored.body_hash,
+            "s": stored.status,
+            "a": None if stored.answer is None else stored.answer.decode(),
+        }
+    )
+
+
+def _decode(raw: bytes) -> Stored:
+    data = orjson.loads(raw)
+    return Stored(data["h"], data["s"], None if data["a"] is None else data["a"].encode())
+
+
+class MemoryIdempotency:
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Stored]] = {}
+
+    async def begin(self, key: str, body_hash: str) -> Stored | None:
+        now = time.monotonic()
+        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        if key in self._entries:
+            return self._entries[key][1]
+        self._entries[key] = (now + PENDING_S, Stored(body_hash, 0, None))
+        return None
+
+    async def finish(self, key: str, stored: Stored) -> None:
+        self._entries[key] = (time.monotonic() + TTL_S, stored)
+
+    async def abandon(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisIdempotency:
+    def __init__(self, url: str) -> None:
+        self._client: Redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+
+    async def begin(self, key: str, body_hash: str) -> Stored | None:
+        claim = _encode(Stored(body_hash, 0, None))
+        if await self._client.set(PREFIX + key, claim, nx=True, ex=PENDING_S):
+            return None
+        raw = await self._client.get(PREFIX + key)
+        return None if raw is None else _decode(raw if isinstance(raw, bytes) else raw.encode())
+
+    async def finish(self, key: str, stored: Stored) -> None:
+        await self._client.set(PREFIX + key, _encode(stored), ex=TTL_S)
+
+    async def abandon(self, key: str) -> None:
+        await self._client.delete(PREFIX + key)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def open_idempotency(url: str) -> IdempotencyStore:
+    if url.startswith(("redis://", "rediss://")):
+        return RedisIdempotency(url)
+    return MemoryIdempotency()

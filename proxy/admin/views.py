@@ -1,0 +1,132 @@
+"""JSON shapes of the admin API, and parsing what operators send. No I/O."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from proxy.errors import BadRequest
+from proxy.ledger.base import BalanceRow
+from proxy.ledger.tenancy import AuditEntry, TenantRecord
+from proxy.policy.runtime import LEVELS, Plan, Policy
+from proxy.policy.units import USD_PLACES, AmountError, to_units
+from proxy.pricing import format_amount
+from proxy.scopes import VALUE
+
+
+def tenant_json(record: TenantRecord, policy: Policy) -> dict[str, Any]:
+    plan = policy.plans.get(record.plan)
+    return {
+        "id": record.id,
+        "plan": record.plan,
+        "status": record.status,
+        "mode": record.mode or policy.mode,
+        "mode_override": record.mode,
+        "anchor_day": record.anchor_day,
+        "timezone": record.timezone,
+        "overrides": {
+            level: _amount_json(units, _unit(plan, level))
+            for level, units in record.overrides.items()
+        },
+        "version": record.version,
+        "created_ms": record.created_ms,
+    }
+
+
+def _unit(plan: Plan | None, level: str) -> str:
+    budget = plan.budget_for(level) if plan is not None else None
+    return budget.unit if budget is not None else "USD"
+
+
+def _amount_json(units: int, unit: str) -> dict[str, Any]:
+    return {"units": units, "unit": unit, "text": format_amount(units, unit)}
+
+
+def balance_json(row: BalanceRow, record: TenantRecord | None, plan: Plan | None) -> dict[str, Any]:
+    budget = plan.budget_for(row.level) if plan is not None else None
+    limit: int | None = None
+    if budget is not None and budget.unit == row.unit:
+        limit = budget.limit
+        if record is not None and row.level in record.overrides:
+            limit = record.overrides[row.level]
+    out: dict[str, Any] = {
+        "level": row.level,
+        "value": row.value,
+        "unit": row.unit,
+        "period": row.period_id,
+        "spent": _amount_json(row.spent, row.unit),
+        "reserved": _amount_json(row.reserved, row.unit),
+        "credit": _amount_json(row.credit, row.unit),
+        "limit": None,
+        "remaining": None,
+        "debt": None,
+    }
+    if limit is not None:
+        remaining = limit + row.credit - row.spent - row.reserved
+        out["limit"] = _amount_json(limit, row.unit)
+        out["remaining"] = _amount_json(remaining, row.unit)
+        out["debt"] = _amount_json(max(0, -remaining), row.unit)
+    return out
+
+
+def audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return {"id": entry.id, "at_ms": entry.at_ms, "kind": entry.kind, **entry.fields}
+
+
+def require(body: dict[str, Any], name: str) -> Any:
+    if name not in body:
+        raise BadRequest(f"Missing field {name!r}.", param=name)
+    return body[name]
+
+
+def text(body: dict[str, Any], name: str, *, default: str | None = None) -> str | None:
+    value = body.get(name, default)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{name!r} must be a string.", param=name)
+    return value
+
+
+def scope_value(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not VALUE.fullmatch(value):
+        raise BadRequest(f"{name!r} must be 1 to 128 characters from A-Z a-z 0-9 _ . -", param=name)
+    return value.lower()
+
+
+def level(value: Any, name: str = "level") -> str:
+    if value not in LEVELS:
+        raise BadRequest(f"{name!r} must be one of {', '.join(LEVELS)}.", param=name)
+    return str(value)
+
+
+def units(value: Any, unit: str, name: str, *, signed: bool = False) -> int:
+    """A decimal amount as operators write it ("12.50" USD, "1000" TOKENS) → integer units."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadRequest(f'{name!r} must be a decimal string such as "12.50".', param=name)
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise BadRequest(f"{name!r} is not a number: {value!r}.", param=name) from None
+    negative = amount < 0
+    if negative and not signed:
+        raise BadRequest(f"{name!r} must not be negative.", param=name)
+    try:
+        scaled = to_units(abs(amount), USD_PLACES if unit == "USD" else 0, name, unit)
+    except AmountError as exc:
+        raise BadRequest(str(exc), param=name) from None
+    return -scaled if negative else scaled
+
+
+def overrides(value: Any, plan: Plan) -> dict[str, int]:
+    """{"tenant": "80", "run": "5"} in the plan's units for each level."""
+    if not isinstance(value, dict):
+        raise BadRequest("'overrides' must map scope levels to limits.", param="overrides")
+    out: dict[str, int] = {}
+    for name, amount in value.items():
+        budget = plan.budget_for(level(name, f"overrides.{name}"))
+        if budget is None:
+            raise BadRequest(
+                f"Plan {plan.name!r} has no budget on {name!r} to override.",
+                param=f"overrides.{name}",
+            )
+        out[name] = units(amount, budget.unit, f"overrides.{name}")
+    return out

@@ -1,0 +1,97 @@
+"""Which plan, mode, overrides and calendar a tenant has right now, cached in the process.
+
+The store's tenant record wins over the policy's `tenants:` section (which only seeds the store)
+and an unknown tenant gets the `unknown_tenant` plan, if the policy names one. A lookup costs a
+store round trip the first time a process sees a tenant; after that it is served from memory.
+The cache needs no expiry and no broadcast to stay correct: every reserve request names the
+record version it was built from, the reserve script compares it with the store's, and a stale
+one is refused before anything happens, so the caller reloads and retries once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from proxy.ledger.tenancy import TenantRecord, TenantStore
+from proxy.policy.runtime import Mode, Plan, Policy
+
+UNKNOWN_TTL_S = 5.0
+"""How long "no such tenant" is remembered: a newly created tenant is served within this."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantConfig:
+    id: str
+    plan: Plan
+    mode: Mode
+    version: int
+    """The store record's version, 0 when the store has no record (unknown_tenant plan)."""
+    timezone: str = "UTC"
+    overrides: Mapping[str, int] = field(default_factory=dict)
+
+    def utc_offset_min(self) -> int:
+        if self.timezone == "UTC":
+            return 0
+        offset = datetime.now(ZoneInfo(self.timezone)).utcoffset()
+        return 0 if offset is None else int(offset.total_seconds() // 60)
+
+
+class Directory:
+    def __init__(self, store: TenantStore, policy: Callable[[], Policy], size: int = 100_000):
+        self._store = store
+        self._policy = policy
+        self._size = size
+        self._known: OrderedDict[str, TenantConfig] = OrderedDict()
+        self._unknown: dict[str, float] = {}
+
+    async def get(self, tenant: str) -> TenantConfig | None:
+        """The tenant's configuration, or None for a tenant that is not admitted."""
+        config = self._known.get(tenant)
+        if config is not None:
+            self._known.move_to_end(tenant)
+            return config
+        if self._unknown.get(tenant, 0.0) > time.monotonic():
+            return self.fallback(tenant)
+        record = await self._store.get_tenant(tenant)
+        if record is None:
+            self._unknown[tenant] = time.monotonic() + UNKNOWN_TTL_S
+            if len(self._unknown) > self._size:
+                self._unknown.clear()
+            return self.fallback(tenant)
+        config = self.from_record(record)
+        if config is not None:
+            self._known[tenant] = config
+            if len(self._known) > self._size:
+                self._known.popitem(last=False)
+        return config
+
+    def forget(self, tenant: str) -> None:
+        self._known.pop(tenant, None)
+        self._unknown.pop(tenant, None)
+
+    def from_record(self, record: TenantRecord) -> TenantConfig | None:
+        policy = self._policy()
+        plan = policy.plans.get(record.plan)
+        if plan is None:
+            return None
+        return TenantConfig(
+            id=record.id,
+            plan=plan,
+            mode=record.mode or policy.mode,
+            version=record.version,
+            timezone=record.timezone,
+            overrides=dict(record.overrides),
+        )
+
+    def fallback(self, tenant: str) -> TenantConfig | None:
+        """A tenant the store does not have: the policy's seed or unknown_tenant plan."""
+        policy = self._policy()
+        plan = policy.plan_for(tenant)
+        if plan is None:
+            return None
+        return TenantConfig(id=tenant, plan=plan, mode=policy.mode_for(tenant), version=0)

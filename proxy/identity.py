@@ -1,0 +1,150 @@
+"""Who is calling: the first step of every request.
+
+`identity: header` (sidecar) trusts `X-Cycles-Tenant` from the app in the same pod.
+`identity: api_key` (gateway) maps `Authorization: Bearer ck-…` to its tenant; scope headers may
+narrow the call further but never contradict the key (403), and nothing is reserved before the
+caller is known. A client whose keys keep failing is refused for a while without any lookup, so
+guessing keys costs the guesser, not the store.
+
+Keys are never logged here; the redaction filter in proxy/logs.py is the second line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from proxy import scopes
+from proxy.context import Runtime
+from proxy.errors import ClientError, Forbidden, LedgerError, ServiceUnavailable, Unauthorized
+from proxy.keys import PLAIN, KeyRecord, Keys, digest
+
+log = logging.getLogger(__name__)
+
+SEND = "Send your cycles-proxy API key as `Authorization: Bearer ck-…`."
+
+
+class TooManyFailedAuth(ClientError):
+    status = 429
+    type = "rate_limit_error"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many failed authentications from this address; retry in {retry_after} s "
+            "with a valid API key.",
+            code="too_many_failed_auth",
+        )
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+async def identify(request: web.Request, rt: Runtime) -> scopes.Scope:
+    """The validated scope of a budgeted call, by the policy's identity mode."""
+    if rt.policy.identity == "header":
+        return scopes.from_headers(request.headers)
+    key = await _authenticate(request, rt, rt.keys)
+    return await _scope_for(key, request.headers, rt)
+
+
+async def authenticate(request: web.Request, rt: Runtime) -> KeyRecord | None:
+    """For unbudgeted routes: a valid key in gateway mode (its record), nothing in sidecar mode."""
+    if rt.policy.identity == "header":
+        return None
+    return await _authenticate(request, rt, rt.keys)
+
+
+async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRecord:
+    client = request.remote or "unknown"
+    wait = keys.failures.blocked_for(client)
+    if wait:
+        await _rejected(rt, None, "too_many_failed_auth")
+        raise TooManyFailedAuth(wait)
+    plain, reason = _bearer(request.headers.get("Authorization"))
+    key = None if plain is None else await _lookup(keys, plain)
+    if reason is None:
+        reason = _unusable(key, keys.now_ms())
+    if reason is not None or key is None:
+        keys.failures.record(client)
+        await _rejected(rt, key.tenant if key else None, reason or "unknown_api_key")
+        raise _unauthorized(reason or "unknown_api_key")
+    return key
+
+
+def _bearer(header: str | None) -> tuple[str | None, str | None]:
+    """(the key, None) or (None, why not)."""
+    if header is None:
+        return None, "missing_api_key"
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not PLAIN.fullmatch(token):
+        return None, "malformed_api_key"
+    return token, None
+
+
+async def _lookup(keys: Keys, plain: str) -> KeyRecord | None:
+    try:
+        return await keys.lookup(digest(plain))
+    except LedgerError as exc:
+        log.error("key store unavailable (%s): refusing gateway calls", exc)
+        raise ServiceUnavailable(
+            "The key store is unreachable, so the caller could not be identified. Retry shortly.",
+            retry_after=2,
+        ) from None
+
+
+def _unusable(key: KeyRecord | None, now_ms: int) -> str | None:
+    if key is None:
+        return "unknown_api_key"
+    if key.state == "revoked":
+        return "revoked_api_key"
+    if not key.usable(now_ms):
+        return "expired_api_key"
+    return None
+
+
+def _unauthorized(reason: str) -> Unauthorized:
+    if reason == "missing_api_key":
+        message = f"No API key was sent. {SEND}"
+    elif reason == "malformed_api_key":
+        message = f"The Authorization header does not carry a cycles-proxy API key. {SEND}"
+    else:
+        message = (
+            "The API key is unknown, revoked or expired. Ask your operator for a valid key, "
+            "and send it as `Authorization: Bearer ck-…`."
+        )
+    error = Unauthorized(message, code="invalid_api_key")
+    error.headers = {"WWW-Authenticate": 'Bearer realm="cycles-proxy"'}
+    return error
+
+
+async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) -> scopes.Scope:
+    """The key's tenant (and narrowing), plus whatever other scope headers the call named."""
+    values: dict[str, str] = {}
+    for level, header in scopes.HEADERS.items():
+        raw = headers.get(header)
+        if raw is not None:
+            values[level] = scopes.check_value(header, raw)
+    for level, bound in (("tenant", key.tenant), ("workspace", key.workspace), ("app", key.app)):
+        if bound is None:
+            continue
+        named = values.setdefault(level, bound)
+        if named != bound:
+            reason = "tenant_mismatch" if level == "tenant" else "scope_mismatch"
+            await _rejected(rt, key.tenant, reason)
+            raise Forbidden(
+                f"Header {scopes.HEADERS[level]} says {named!r} but this API key is for "
+                f"{level} {bound!r}. Omit the header (the key decides) or send {bound!r}.",
+                type=reason,
+            )
+    return scopes.Scope(tenant=key.tenant, values=values)
+
+
+async def _rejected(rt: Runtime, tenant: str | None, reason: str) -> None:
+    """Tell the audit hook, if any; its failure never changes the answer."""
+    if rt.on_rejected is None:
+        return
+    try:
+        await rt.on_rejected(tenant, reason)
+    except Exception:
+        log.exception("on_rejected hook failed (tenant=%s reason=%s)", tenant, reason)

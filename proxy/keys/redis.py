@@ -1,0 +1,134 @@
+"""Keys in Redis, shared by every replica.
+
+Layout (beside the ledger's keys, see proxy/ledger/keys.py):
+
+    cy:v1:{t:<tenant>}:keys  hash     key_id -> record  the tenant's keys: the source of truth
+    cy:v1:keys               hash     sha -> record     index from a request's key to its tenant
+    cy:v1:events             channel  `key <sha>`       published after every change
+
+A record is `sha key_id tenant workspace app state expires_ms created_ms prefix` (records.encode),
+'-' for a missing workspace or app. The global index cannot carry a tenant's hash tag, so in Redis
+Cluster the two hashes live in different slots and no script can write both: every change writes
+the tenant side first, then the global index, then publishes. `lookup` reads the global index and
+confirms against the tenant side, so if a process dies between the two writes the tenant side
+wins: a half-created key does not authenticate and a half-revoked key is already revoked (and
+re-running the revoke repairs the index). A cache miss therefore costs two round trips; a
+negative answer one.
+
+Every replica's cache subscribes to `cy:v1:events` and drops the key named in each message; on
+(re)subscribing it drops everything, since messages sent while it was away are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from redis import exceptions as rex
+from redis.asyncio import Redis
+
+from proxy.errors import LedgerError, LedgerUnavailable
+from proxy.keys.records import KeyRecord, KeyStoreBase, Listener, Row, decode, encode, now_ms
+from proxy.ledger.keys import PREFIX
+
+log = logging.getLogger(__name__)
+
+GLOBAL = f"{PREFIX}:keys"
+EVENTS = f"{PREFIX}:events"
+RESUBSCRIBE_AFTER_S = 1.0
+_UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, OSError)
+
+
+def tenant_keys(tenant: str) -> str:
+    return f"{PREFIX}:{{t:{tenant}}}:keys"
+
+
+@contextmanager
+def _boundary() -> Iterator[None]:
+    """Redis errors become ours: the key store is the ledger's store, and fails the same way."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise LedgerUnavailable(f"the Redis key store is unreachable: {exc}") from exc
+    except rex.RedisError as exc:
+        raise LedgerError(f"the Redis key store refused a command: {exc}") from exc
+
+
+class RedisKeyStore(KeyStoreBase):
+    def __init__(self, url: str, clock: Callable[[], int] = now_ms) -> None:
+        super().__init__(clock)
+        self._client = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
+        )
+
+    async def lookup(self, sha: str) -> KeyRecord | None:
+        with _boundary():
+            indexed = await self._client.hget(GLOBAL, sha)
+            if indexed is None:
+                return None
+            _, record = decode(str(indexed))
+            truth = await self._client.hget(tenant_keys(record.tenant), record.key_id)
+        if truth is None:
+            return None
+        true_sha, true_record = decode(str(truth))
+        return true_record if true_sha == sha else None
+
+    async def _rows(self, tenant: str) -> dict[str, Row]:
+        with _boundary():
+            raw = await self._client.hgetall(tenant_keys(tenant))
+        return {str(key_id): decode(str(text)) for key_id, text in raw.items()}
+
+    async def _put(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        by_tenant: dict[str, dict[Any, Any]] = {}
+        for sha, record in rows:
+            by_tenant.setdefault(record.tenant, {})[record.key_id] = encode(sha, record)
+        with _boundary():
+            for tenant, fields in by_tenant.items():
+                await self._client.hset(tenant_keys(tenant), mapping=fields)
+            # One round trip, executed in order: the index, then the announcements.
+            async with self._client.pipeline(transaction=False) as pipe:
+                index: dict[Any, Any] = {sha: encode(sha, record) for sha, record in rows}
+                pipe.hset(GLOBAL, mapping=index)
+                for sha, _ in rows:
+                    pipe.publish(EVENTS, f"key {sha}")
+                await pipe.execute()
+        self._changed([sha for sha, _ in rows])
+
+    async def follow(self, listener: Listener) -> None:
+        """Evict on every `key <sha>` message, resubscribing after a lost connection."""
+        while True:
+            try:
+                await self._listen(listener)
+            except (rex.RedisError, OSError) as exc:
+                log.warning("key events: subscription lost (%s); resubscribing", exc)
+            listener.clear()
+            await asyncio.sleep(RESUBSCRIBE_AFTER_S)
+
+    async def _listen(self, listener: Listener) -> None:
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(EVENTS)
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    listener.clear()
+                elif message["type"] == "message":
+                    kind, _, sha = str(message["data"]).partition(" ")
+                    if kind == "key":
+                        listener.evict(sha)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,44 @@
+-- audit.lua: the tenant's audit trail (KEYS[6], a stream). Prepended after common.lua to every
+-- per-tenant script.
+--
+-- Entry ids are '<ms>-<seq>' with ms = max(NOW, the last entry's ms): always explicit, so they
+-- follow NOW (clock offset included) and still increase when the clock goes back. Each XADD
+-- trims entries older than NOW - RETAIN exactly (MINID =, not ~), so both stores keep the same
+-- entries. Fields are strings; amounts go through fmt(). What each kind records:
+--   reserve  decision ALLOW | ALLOW_WITH_CAPS | DENY, reservation, path, [run], amounts,
+--            [rule] (the degrade rule of an ALLOW_WITH_CAPS), [reason budget | quota |
+--            tenant_<status>, scope '<level>|<value>' or the quota, for a DENY or a shadow
+--            call's would=DENY], [would] (shadow: what enforcement would have decided),
+--            [agg] (a denial: '<minute>|<reason>|<scope>', see audit_denial)
+--   commit   reservation, from (the state before), state, actual, charged
+--   release  reservation, state
+--   expire   reservation, state EXPIRED_CHARGED | EXPIRED_RELEASED, amounts
+--   admin    actor, reason, action create | update | status | adjust | reset, changes
+
+local AUDIT_LAST = nil
+
+local function audit(kind, fields)
+  if not AUDIT_LAST then
+    local last = redis.call('XREVRANGE', KEYS[6], '+', '-', 'COUNT', 1)
+    AUDIT_LAST = last[1] and tonumber(string.match(last[1][1], '^(%d+)')) or 0
+  end
+  AUDIT_LAST = math.max(NOW, AUDIT_LAST)
+  local args = { 'XADD', KEYS[6], 'MINID', '=', fmt(math.max(0, NOW - RETAIN)),
+    fmt(AUDIT_LAST) .. '-*',
+    'kind', kind }
+  for _, x in ipairs(fields) do args[#args + 1] = x end
+  return redis.call(unpack(args))
+end
+
+-- Identical denials (reason and scope) within one minute of NOW make one entry: the first
+-- appends it, the rest count in the ledger field 'q|agg|<minute>|<reason>|<scope>' (kept for
+-- the retention), which audit() reads back as the entry's `count`.
+local function audit_denial(reason, scope, fields)
+  local minute = math.floor(NOW / MINUTE)
+  local key = fmt(minute) .. '|' .. reason .. '|' .. scope
+  if redis.call('HINCRBY', KEYS[1], 'q|agg|' .. key, 1) > 1 then return end
+  keep('q|agg|' .. key, (minute + 1) * MINUTE + RETAIN)
+  fields[#fields + 1] = 'agg'
+  fields[#fields + 1] = key
+  audit('reserve', fields)
+end

@@ -1,0 +1,61 @@
+-- tenant_ledger.lua: an admin adjustment (credit) or RESET_SPENT on the tenant's current
+-- period, with its audit entry. Loaded as common.lua + audit.lua + this file.
+--
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- ARGV: 1-4 (common.lua), 5 op ('adjust' | 'reset'), 6 actor, 7 reason, 8 utc offset in
+--       minutes (of the tenant's time zone), then
+--       adjust: 9 level, 10 value, 11 unit, 12 period, 13 signed amount added to credit
+--       reset: 9 level ('-': all), 10 value ('-': all)
+--
+-- Returns: outcome ('ok' | 'not_found' | 'closed'), n, then n × (prefix, spent, reserved,
+-- credit): the adjusted line, or every current line reset (its spent zeroed, never reserved).
+-- Current lines: the periods containing NOW in the tenant's calendar, and lines without one.
+
+local op, actor, reason = ARGV[5], ARGV[6], ARGV[7]
+OFFSET, EXACT = tonumber(ARGV[8]), true
+
+if redis.call('HEXISTS', KEYS[5], 'created_ms') == 0 then return { 'not_found' } end
+if redis.call('HGET', KEYS[5], 'status') == 'closed' then return { 'closed' } end
+load_anchor()
+
+local function rows(prefixes)
+  local out = { 'ok', fmt(#prefixes) }
+  for _, p in ipairs(prefixes) do
+    local f = redis.call('HMGET', KEYS[1], p .. '|spent', p .. '|reserved', p .. '|credit')
+    for _, x in ipairs({ p, f[1] or '0', f[2] or '0', f[3] or '0' }) do out[#out + 1] = x end
+  end
+  return out
+end
+
+local function admin(changes)
+  audit('admin', { 'actor', actor, 'reason', reason, 'action', op, 'changes', changes })
+end
+
+if op == 'adjust' then
+  local amount = tonumber(ARGV[13])
+  local prefix = ARGV[9] .. '|' .. ARGV[10] .. '|' .. ARGV[11] .. '|' .. period_id(ARGV[12])
+  redis.call('HINCRBY', KEYS[1], prefix .. '|credit', fmt(amount))
+  touch(prefix)
+  admin('credit ' .. prefix .. ' ' .. fmt(amount))
+  return rows({ prefix })
+end
+
+local current = { ['-'] = true, [period_id('month')] = true, [period_id('day')] = true }
+local entries = redis.call('HGETALL', KEYS[1])
+local prefixes, zeroed = {}, {}
+for i = 1, #entries, 2 do
+  local level, value, pid = string.match(entries[i], '^([^|]*)|([^|]*)|[^|]*|([^|]*)|spent$')
+  if level and level ~= 'q' and current[pid] and (ARGV[9] == '-' or ARGV[9] == level)
+      and (ARGV[10] == '-' or ARGV[10] == value) then
+    local prefix = string.sub(entries[i], 1, -7)
+    prefixes[#prefixes + 1] = prefix
+    if tonumber(entries[i + 1]) ~= 0 then
+      zeroed[#zeroed + 1] = prefix .. '=' .. fmt(tonumber(entries[i + 1]))
+      redis.call('HSET', KEYS[1], entries[i], '0')
+    end
+  end
+end
+table.sort(prefixes)
+table.sort(zeroed)
+admin((#zeroed > 0) and table.concat(zeroed, ' ') or '-')
+return rows(prefixes)

@@ -1,0 +1,130 @@
+"""The memory store's per-tenant state, mirroring the Redis keys step for step (see keys.py):
+the ledger hash and its expiry set, the reservation records, `:meta` and the audit stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from proxy.ledger import quotas
+from proxy.ledger.base import Amounts, State, TenantStatus
+from proxy.ledger.calendar import MINUTE_MS, Anchor, period_bound_ms, period_end_ms
+from proxy.ledger.common import Outcome, field_expiry
+from proxy.ledger.tenants import AGGREGATE
+from proxy.policy.runtime import ReservationSettings
+
+
+@dataclass(slots=True)
+class Record:
+    state: State
+    owner: str
+    outcome: Outcome
+    amounts: dict[str, int]
+    fields: tuple[str, ...]
+    held: tuple[str, ...] = ()
+    actual: dict[str, int] | None = None
+
+
+@dataclass(slots=True)
+class Calendar:
+    """What a script that knows the tenant's calendar (reserve, adjust, reset) computes with."""
+
+    offset_min: int
+    anchor: Anchor
+
+
+@dataclass(slots=True)
+class TenantState:
+    ledger: dict[str, int] = field(default_factory=dict)
+    ledger_exp: dict[str, int] = field(default_factory=dict)
+    resv: dict[str, Record] = field(default_factory=dict)
+    resv_exp: dict[str, int] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
+    audit: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    counters: quotas.Counters = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counters = quotas.Counters(self.ledger_exp)
+
+    @property
+    def status(self) -> TenantStatus:
+        return cast(TenantStatus, self.meta.get("status", "active"))
+
+    def now(self, clock_ms: int) -> int:
+        """The clock this tenant's operations see (plus its test clock offset)."""
+        return clock_ms + int(self.meta.get("clock_offset_ms", "0"))
+
+    def add(self, key: str, amount: int) -> None:
+        self.ledger[key] = self.ledger.get(key, 0) + amount
+
+    def touch(self, prefix: str, now: int, s: ReservationSettings, cal: Calendar | None) -> None:
+        """Keep an entry: see common.lua's touch (exact with a calendar, else a safe bound)."""
+        pid = prefix.split("|")[-1]
+        if pid != "-" and cal is not None:
+            self.keep(
+                prefix, period_end_ms(pid, cal.offset_min, cal.anchor.day) + s.period_grace_ms
+            )
+        elif pid != "-":
+            self.ledger_exp.setdefault(prefix, period_bound_ms(pid) + s.period_grace_ms)
+        else:
+            at = field_expiry(prefix, now, s.run_idle_ms)
+            if at is not None:
+                self.keep(prefix, at)
+
+    def keep(self, name: str, at: int) -> None:
+        self.ledger_exp[name] = max(at, self.ledger_exp.get(name, at))
+
+    def drop_expired(self, now: int, limit: int | None) -> None:
+        """Drop expired entries: a budget prefix's three fields, or one quota field."""
+        due = sorted((at, p) for p, at in self.ledger_exp.items() if at <= now)[:limit]
+        for _, name in due:
+            if name.startswith("q|"):
+                self.counters.drop(name)
+            else:
+                for kind in ("spent", "reserved", "credit"):
+                    self.ledger.pop(f"{name}|{kind}", None)
+            del self.ledger_exp[name]
+
+    def settle_lines(
+        self,
+        fields: Sequence[str],
+        free: Amounts | None,
+        charge: Amounts | None,
+        now: int,
+        s: ReservationSettings,
+    ) -> None:
+        for prefix in fields:
+            unit = prefix.split("|")[2]
+            if free is not None:
+                key = f"{prefix}|reserved"
+                self.add(key, -free.get(unit, 0))
+                self.ledger[key] = max(self.ledger[key], 0)
+            if charge is not None:
+                self.add(f"{prefix}|spent", charge.get(unit, 0))
+            self.touch(prefix, now, s, None)
+
+    def append(self, kind: str, fields: dict[str, str], now: int, retention_ms: int) -> None:
+        """audit.lua's audit(): id `<max(now, last ms)>-<seq>`, then trim to the retention."""
+        last_ms, last_seq = (-1, -1)
+        if self.audit:
+            last_ms, last_seq = map(int, self.audit[-1][0].split("-"))
+        ms = max(now, last_ms)
+        seq = last_seq + 1 if ms == last_ms else 0
+        self.audit.append((f"{ms}-{seq}", {"kind": kind, **fields}))
+        cutoff = now - retention_ms
+        self.audit = [(i, f) for i, f in self.audit if int(i.split("-")[0]) >= cutoff]
+
+    def deny(
+        self, reason: str, scope: str, fields: dict[str, str], now: int, retention: int
+    ) -> None:
+        """audit.lua's audit_denial(): one entry per minute, reason and scope; the rest count."""
+        minute = now // MINUTE_MS
+        key = f"{minute}|{reason}|{scope}"
+        name = AGGREGATE + key
+        self.counters.values[name] = self.counters.values.get(name, 0) + 1
+        if self.counters.values[name] > 1:
+            return
+        self.keep(name, (minute + 1) * MINUTE_MS + retention)
+        self.append("reserve", {**fields, "agg": key}, now, retention)

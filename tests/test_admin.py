@@ -1,0 +1,177 @@
+"""The admin API: onboarding to spend, lifecycle with calls in flight, auth, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+from support import chat, chat_prompt_tokens, mini_cost, policy
+
+from proxy.admin.app import build_admin_app
+from proxy.admin.auth import Tokens
+from proxy.fake_upstream import FakeSettings, FakeUpstream
+from proxy.local import Stack, local_stack, serving
+from proxy.policy.runtime import Policy
+
+ADMIN, READER = "admin-token-1", "read-token-1"
+BUDGET = "tenant: {limit: 50, period: month}"
+
+
+@dataclass(frozen=True)
+class Admin:
+    url: str
+    session: aiohttp.ClientSession
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        token: str = ADMIN,
+        key: str | None = None,
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        async with self.session.request(method, self.url + path, json=body, headers=headers) as r:
+            return r.status, await r.json()
+
+
+@asynccontextmanager
+async def stacks(
+    pol: Policy, store: str, fake: FakeUpstream | None = None
+) -> AsyncIterator[tuple[Stack, Admin]]:
+    async with local_stack(pol, store=store, fake=fake) as stack:
+        admin_app = build_admin_app(stack.app, store, tokens=Tokens((ADMIN,), (READER,)))
+        async with serving(admin_app) as url, aiohttp.ClientSession() as session:
+            yield stack, Admin(url, session)
+
+
+async def test_onboarding_to_spend_and_a_retried_onboarding_creates_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
+    pol = dataclasses.replace(policy(tmp_path, BUDGET), identity="api_key")
+    async with stacks(pol, store_url) as (stack, admin):
+        onboard = {"id": "customer-47", "plan": "test"}
+        status, created = await admin.call("POST", "/admin/v1/tenants", onboard, key="onboard-47")
+        assert status == 201, created
+        again = await admin.call("POST", "/admin/v1/tenants", onboard, key="onboard-47")
+        assert again == (201, created)
+        _, listed = await admin.call("GET", "/admin/v1/tenants")
+        assert [t["id"] for t in listed["data"]].count("customer-47") == 1
+        _, keys = await admin.call("GET", "/admin/v1/tenants/customer-47/keys")
+        assert len(keys["data"]) == 1
+
+        key = created["api_key"]["key"]
+        async with openai.AsyncOpenAI(base_url=stack.url + "/v1", api_key=key) as client:
+            await client.chat.completions.create(**chat())
+        expected = mini_cost(chat_prompt_tokens(chat()), 100)
+        _, balances = await admin.call("GET", "/admin/v1/tenants/customer-47/balances")
+        [line] = [b for b in balances["data"] if b["level"] == "tenant"]
+        assert line["spent"]["units"] == expected
+        assert line["limit"]["units"] == 50 * 10**8
+        assert line["remaining"]["units"] == 50 * 10**8 - expected
+        _, audit = await admin.call("GET", "/admin/v1/tenants/customer-47/audit")
+        kinds = [e["kind"] for e in audit["data"]]
+        assert kinds[0] == "admin" and "reserve" in kinds and "commit" in kinds
+
+
+async def test_suspend_with_streams_in_flight_then_close_twice(
+    tmp_path: Path, store_url: str
+) -> None:
+    fake = FakeUpstream(FakeSettings(chunks=10, chunk_delay=0.05))
+    pol = policy(tmp_path, BUDGET)
+    async with stacks(pol, store_url, fake) as (stack, admin), aiohttp.ClientSession() as session:
+        url = f"{stack.url}/v1/chat/completions"
+        headers = {"X-Cycles-Tenant": "alpha"}
+        body = chat(max_tokens=20, stream=True)
+        responses = [await session.post(url, json=body, headers=headers) for _ in range(20)]
+        assert [r.status for r in responses] == [200] * 20
+        status, _ = await admin.call("POST", "/admin/v1/tenants/alpha/suspend", {"reason": "test"})
+        assert status == 200
+        async with session.post(url, json=chat(), headers=headers) as refused:
+            assert refused.status == 403
+            assert (await refused.json())["error"]["type"] == "tenant_suspended"
+        await asyncio.gather(*(r.read() for r in responses))
+        for r in responses:
+            r.release()
+        await asyncio.sleep(0.1)
+        _, balances = await admin.call("GET", "/admin/v1/tenants/alpha/balances")
+        [line] = [b for b in balances["data"] if b["level"] == "tenant"]
+        assert line["reserved"]["units"] == 0
+        assert line["spent"]["units"] == 20 * mini_cost(chat_prompt_tokens(body), 20)
+
+        status, closed = await admin.call(
+            "POST", "/admin/v1/tenants/alpha/close", {"reason": "bye"}
+        )
+        assert (status, closed["status"]) == (200, "closed")
+        _, before = await admin.call("GET", "/admin/v1/tenants/alpha/balances")
+        _, audit_before = await admin.call("GET", "/admin/v1/tenants/alpha/audit")
+        status, _ = await admin.call("POST", "/admin/v1/tenants/alpha/close", {"reason": "again"})
+        assert status == 200
+        _, after = await admin.call("GET", "/admin/v1/tenants/alpha/balances")
+        _, audit_after = await admin.call("GET", "/admin/v1/tenants/alpha/audit")
+        assert after == before
+        assert len(audit_after["data"]) == len(audit_before["data"])
+        status, error = await admin.call("POST", "/admin/v1/tenants/alpha/reactivate", {})
+        assert status == 409
+        status, error = await admin.call(
+            "POST", "/admin/v1/tenants", {"id": "alpha", "plan": "test"}
+        )
+        assert status == 409 and "never reused" in error["error"]["message"]
+
+
+async def test_admin_needs_its_token_and_is_not_on_the_proxy_port(tmp_path: Path) -> None:
+    async with stacks(policy(tmp_path, BUDGET), "memory://") as (stack, admin):
+        assert (await admin.call("GET", "/admin/v1/tenants", token="wrong"))[0] == 401
+        async with admin.session.get(admin.url + "/admin/v1/tenants") as r:
+            assert r.status == 401
+        assert (await admin.call("GET", "/admin/v1/tenants", token=READER))[0] == 200
+        status, error = await admin.call(
+            "POST", "/admin/v1/tenants/alpha/suspend", {}, token=READER
+        )
+        assert status == 403 and error["error"]["type"] == "read_only"
+        async with admin.session.get(
+            stack.url + "/admin/v1/tenants", headers={"Authorization": f"Bearer {ADMIN}"}
+        ) as r:
+            assert r.status == 404
+
+
+async def test_credit_raises_remaining_and_reset_zeroes_spend(
+    tmp_path: Path, store_url: str
+) -> None:
+    pol = policy(tmp_path, "tenant: {limit: 0.00005, period: month}")
+    async with stacks(pol, store_url) as (stack, admin), aiohttp.ClientSession() as session:
+        url = f"{stack.url}/v1/chat/completions"
+        async with session.post(url, json=chat(), headers={"X-Cycles-Tenant": "alpha"}) as r:
+            assert r.status == 402
+        status, line = await admin.call(
+            "POST",
+            "/admin/v1/tenants/alpha/adjustments",
+            {"level": "tenant", "amount": "1", "reason": "top-up"},
+            key="topup-1",
+        )
+        assert status == 200 and line["credit"]["units"] == 10**8
+        again = await admin.call(
+            "POST",
+            "/admin/v1/tenants/alpha/adjustments",
+            {"level": "tenant", "amount": "1", "reason": "top-up"},
+            key="topup-1",
+        )
+        assert again == (200, line)  # replayed, not credited twice
+        async with session.post(url, json=chat(), headers={"X-Cycles-Tenant": "alpha"}) as r:
+            assert r.status == 200
+        status, reset = await admin.call(
+            "POST", "/admin/v1/tenants/alpha/reset", {"reason": "new contract"}
+        )
+        assert status == 200
+        [row] = [b for b in reset["data"] if b["level"] == "tenant"]
+        assert row["spent"]["units"] == 0 and row["credit"]["units"] == 10**8
