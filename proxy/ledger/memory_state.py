@@ -4,6 +4,7 @@ the ledger hash and its expiry set, the reservation records, `:meta` and the aud
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -42,7 +43,7 @@ class TenantState:
     resv: dict[str, Record] = field(default_factory=dict)
     resv_exp: dict[str, int] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
-    audit: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    audit: deque[tuple[str, dict[str, str]]] = field(default_factory=deque)
     counters: quotas.Counters = field(init=False)
 
     def __post_init__(self) -> None:
@@ -113,8 +114,10 @@ class TenantState:
         ms = max(now, last_ms)
         seq = last_seq + 1 if ms == last_ms else 0
         self.audit.append((f"{ms}-{seq}", {"kind": kind, **fields}))
+        # Ids only grow, so what is past the retention is at the front (XADD MINID = ...).
         cutoff = now - retention_ms
-        self.audit = [(i, f) for i, f in self.audit if int(i.split("-")[0]) >= cutoff]
+        while self.audit and int(self.audit[0][0].split("-", 1)[0]) < cutoff:
+            self.audit.popleft()
 
     def deny(
         self, reason: str, scope: str, fields: dict[str, str], now: int, retention: int
