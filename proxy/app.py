@@ -139,6 +139,7 @@ async def _resources(
         api_keys=keys,
         keys=Keys(the_keys),
         directory=Directory(store_side, lambda: app[RUNTIME].policy),
+        on_rejected=lambda tenant, reason: _note_rejection(store_side, tenant, reason),
     )
     unseeded = None if await _seed(store_side, policy) else policy
     background = []
@@ -159,6 +160,16 @@ async def _resources(
         await the_ledger.close()
     if key_store is None:
         await the_keys.close()
+
+
+async def _note_rejection(store: TenantStore, tenant: str | None, reason: str) -> None:
+    """A call refused at identification goes into the audit of the tenant its key names."""
+    if tenant is None:
+        return
+    try:
+        await store.note_rejection(tenant, reason)
+    except LedgerError as exc:
+        log.warning("could not audit a rejected call for tenant=%s (%s)", tenant, exc)
 
 
 async def _seed(store: TenantStore, policy: Policy) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import orjson
 from support import chat, chat_prompt_tokens, mini_cost, policy
 
 from proxy.admin.app import build_admin_app
@@ -175,3 +178,67 @@ async def test_credit_raises_remaining_and_reset_zeroes_spend(
         assert status == 200
         [row] = [b for b in reset["data"] if b["level"] == "tenant"]
         assert row["spent"]["units"] == 0 and row["credit"]["units"] == 10**8
+
+
+async def test_key_used_with_another_tenants_header_is_refused_and_audited(
+    tmp_path: Path, store_url: str
+) -> None:
+    pol = dataclasses.replace(policy(tmp_path, BUDGET), identity="api_key")
+    async with stacks(pol, store_url) as (stack, admin), aiohttp.ClientSession() as session:
+        _, a = await admin.call("POST", "/admin/v1/tenants", {"id": "tenant-a", "plan": "test"})
+        await admin.call("POST", "/admin/v1/tenants", {"id": "tenant-b", "plan": "test"})
+        _, audit_a = await admin.call("GET", "/admin/v1/tenants/tenant-a/audit")
+        _, audit_b = await admin.call("GET", "/admin/v1/tenants/tenant-b/audit")
+        headers = {"Authorization": f"Bearer {a['api_key']['key']}", "X-Cycles-Tenant": "tenant-b"}
+        async with session.post(
+            f"{stack.url}/v1/chat/completions", json=chat(), headers=headers
+        ) as r:
+            assert r.status == 403
+            assert (await r.json())["error"]["type"] == "tenant_mismatch"
+        assert stack.fake.requests == []
+        for tenant in ("tenant-a", "tenant-b"):
+            _, balances = await admin.call("GET", f"/admin/v1/tenants/{tenant}/balances")
+            assert balances["data"] == []
+        _, after_b = await admin.call("GET", "/admin/v1/tenants/tenant-b/audit")
+        assert after_b == audit_b
+        _, after_a = await admin.call("GET", "/admin/v1/tenants/tenant-a/audit")
+        new = after_a["data"][len(audit_a["data"]) :]
+        assert [(e["kind"], e["reason"]) for e in new] == [("reject", "tenant_mismatch")]
+        async with admin.session.get(
+            admin.url + "/admin/v1/tenants/tenant-a/audit?format=jsonl",
+            headers={"Authorization": f"Bearer {READER}"},
+        ) as r:
+            lines = (await r.read()).decode().splitlines()
+        assert len(lines) == len(after_a["data"]) and '"reject"' in lines[-1]
+
+
+async def test_cli_drives_the_admin_api(tmp_path: Path) -> None:
+    async with stacks(policy(tmp_path, BUDGET), "memory://") as (_, admin):
+
+        async def cli(*args: str) -> tuple[int, str, str]:
+            env = {**os.environ, "CYCLES_ADMIN_URL": admin.url, "CYCLES_ADMIN_TOKEN": ADMIN}
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "proxy",
+                "admin",
+                *args,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await process.communicate()
+            return process.returncode or 0, out.decode(), err.decode()
+
+        code, out, _ = await cli("tenants", "create", "customer-47", "--plan", "test")
+        assert code == 0 and "customer-47" in out and "API key (shown once): ck-" in out
+        code, out, _ = await cli("--json", "tenants", "suspend", "customer-47", "--reason", "loop")
+        assert code == 0 and orjson.loads(out)["status"] == "suspended"
+        code, out, _ = await cli("keys", "list", "customer-47")
+        assert code == 0 and "active" in out and "ck-" not in out
+        code, out, _ = await cli("credit", "customer-47", "--amount", "5", "--reason", "goodwill")
+        assert code == 0 and "5.000000 USD" in out
+        code, out, _ = await cli("audit", "customer-47")
+        assert code == 0 and "admin" in out
+        code, _, err = await cli("tenants", "get", "nobody")
+        assert code == 1 and "404" in err

@@ -16,6 +16,7 @@ import re
 import secrets
 import string
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
@@ -192,20 +193,20 @@ class KeyStore(Protocol):
     async def close(self) -> None: ...
 
 
-class KeyStoreBase:
-    """The operations, written once over three primitives a store provides."""
+class KeyStoreBase(ABC):
+    """The operations, written once over the primitives a store provides."""
 
     def __init__(self, clock: Callable[[], int] = now_ms) -> None:
         self._clock = clock
         self._listeners: list[Listener] = []
 
+    @abstractmethod
     async def _rows(self, tenant: str) -> dict[str, Row]:
         """key_id → (sha, record) for every key of the tenant."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _put(self, rows: Sequence[Row]) -> None:
         """Write the rows: tenant side, then the global index, then announce the change."""
-        raise NotImplementedError
 
     def now_ms(self) -> int:
         return self._clock()
@@ -251,9 +252,11 @@ class KeyStoreBase:
 
     async def follow(self, listener: Listener) -> None:
         """This store sees every change itself: nothing to follow."""
+        return None
 
     async def close(self) -> None:
         """Nothing to release."""
+        return None
 
     async def _row(self, tenant: str, key_id: str) -> Row:
         row = (await self._rows(tenant.lower())).get(key_id)

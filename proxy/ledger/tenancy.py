@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 from proxy.ledger.base import BalanceRow, Ledger, TenantStatus
 from proxy.policy.runtime import Mode, Period, Unit
 
-AuditKind = Literal["reserve", "commit", "release", "expire", "admin"]
+AuditKind = Literal["reserve", "commit", "release", "expire", "admin", "reject"]
 
 
 class TenantExists(Exception):
@@ -130,6 +130,11 @@ class TenantStore(Protocol):
         limit: int = 1000,
     ) -> list[AuditEntry]:
         """Entries oldest first, filtered."""
+        ...
+
+    async def note_rejection(self, tenant: str, reason: str) -> None:
+        """Record a call refused before it reached the ledger (e.g. a key used with another
+        tenant's header). Nothing for a tenant the store does not have."""
         ...
 
     async def set_clock_offset(self, tenant: str, offset_ms: int) -> None:

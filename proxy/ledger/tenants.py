@@ -15,7 +15,8 @@
                     clock offset written by tests or the legacy set_status)
     clock_offset_ms added to the clock every script of this tenant sees (tests only)
 
-Audit entries are string fields with `kind` (reserve | commit | release | expire | admin);
+Audit entries are string fields with `kind` (reserve | commit | release | expire | admin |
+reject);
 see `proxy/ledger/lua/audit.lua` for what each kind records.
 """
 

@@ -131,6 +131,12 @@ class MemoryTenants:
             meta["pending_anchor"], meta["pending_from_ms"] = anchor, str(switch)
         return [f"anchor_day={configured}->{anchor}"]
 
+    async def note_rejection(self, tenant: str, reason: str) -> None:
+        t = self._tenants.get(tenant)
+        if t is not None and "created_ms" in t.meta:
+            fields = {"actor": "identity", "reason": reason}
+            t.append("reject", fields, t.now(self._clock()), self.settings.audit_retention_ms)
+
     async def change_status(
         self, tenant: str, status: TenantStatus, *, actor: str, reason: str
     ) -> tuple[TenantRecord, bool]:

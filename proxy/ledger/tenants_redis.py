@@ -5,6 +5,7 @@ the sweeper's set are not tenant-tagged, so they are written after the script, i
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, cast
@@ -62,13 +63,14 @@ def _raise(tenant: str, outcome: str) -> None:
         raise TenantExists(f"tenant {tenant!r} already exists (ids are never reused)")
 
 
-class RedisTenants:
+class RedisTenants(ABC):
     """The TenantStore half of RedisLedger (which provides `_client` and `_run`)."""
 
     _client: Redis
 
+    @abstractmethod
     async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
-        raise NotImplementedError
+        """Run script `name` for `tenant` with these ARGV (after the common ones)."""
 
     async def _admin(self, tenant: str, op: str, args: Sequence[str]) -> tuple[str, TenantRecord]:
         reply: list[str] = await self._run("tenant", tenant, [op, *args])
@@ -130,6 +132,9 @@ class RedisTenants:
         for pair in update_fields(plan, mode, overrides, anchor_day, timezone):
             args += pair
         return (await self._admin(tenant, "update", args))[1]
+
+    async def note_rejection(self, tenant: str, reason: str) -> None:
+        await self._run("tenant", tenant, ["note", "identity", reason, "0"])
 
     async def change_status(
         self, tenant: str, status: TenantStatus, *, actor: str, reason: str

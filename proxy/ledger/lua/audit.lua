@@ -14,6 +14,7 @@
 --   release  reservation, state
 --   expire   reservation, state EXPIRED_CHARGED | EXPIRED_RELEASED, amounts
 --   admin    actor, reason, action create | update | status | adjust | reset, changes
+--   reject   actor, reason (a call refused at identification, e.g. tenant_mismatch)
 
 local AUDIT_LAST = nil
 

@@ -2,7 +2,7 @@
 -- entry. Loaded as common.lua + audit.lua + this file.
 --
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
--- ARGV: 1-4 (common.lua), 5 op ('create' | 'update' | 'status'), 6 actor, 7 reason,
+-- ARGV: 1-4 (common.lua), 5 op ('create' | 'update' | 'status' | 'note'), 6 actor, 7 reason,
 --       8 utc offset in minutes (of the tenant's time zone, for an anchor change), then
 --       create: 9.. field, value pairs (status, plan, mode, anchor_day, timezone, overrides)
 --       update: 9 anchor day ('-': unchanged), 10.. field, value pairs to set
@@ -33,6 +33,12 @@ local function changed(changes)
 end
 
 local exists = redis.call('HEXISTS', KEYS[5], 'created_ms') == 1
+if op == 'note' then
+  -- A call refused before it reached the ledger (identification): recorded, nothing changed.
+  if not exists then return { 'not_found' } end
+  audit('reject', { 'actor', actor, 'reason', reason })
+  return { 'ok' }
+end
 if op == 'create' then
   if exists then return { 'exists' } end
   local changes = {}
