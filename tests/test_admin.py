@@ -242,3 +242,29 @@ async def test_cli_drives_the_admin_api(tmp_path: Path) -> None:
         assert code == 0 and "admin" in out
         code, _, err = await cli("tenants", "get", "nobody")
         assert code == 1 and "404" in err
+
+
+async def test_an_override_takes_effect_on_the_next_call_of_every_replica(
+    tmp_path: Path, redis_url: str
+) -> None:
+    pol = policy(tmp_path, BUDGET)
+    async with (
+        stacks(pol, redis_url) as (one, admin),
+        local_stack(pol, store=redis_url) as two,
+        aiohttp.ClientSession() as session,
+    ):
+
+        async def remaining(stack: Stack) -> str:
+            url = f"{stack.url}/v1/chat/completions"
+            async with session.post(url, json=chat(), headers={"X-Cycles-Tenant": "alpha"}) as r:
+                assert r.status == 200
+                return r.headers["X-Cycles-Remaining"]
+
+        assert (await remaining(one)).startswith("49.99")
+        assert (await remaining(two)).startswith("49.99")  # both replicas cached alpha
+        status, _ = await admin.call(
+            "PATCH", "/admin/v1/tenants/alpha", {"overrides": {"tenant": "80"}}
+        )
+        assert status == 200
+        assert (await remaining(one)).startswith("79.99")
+        assert (await remaining(two)).startswith("79.99")
