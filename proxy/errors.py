@@ -13,6 +13,7 @@
         ├── NotFound             404: a path outside the allow-list
         ├── BudgetExceeded       402: a budget on the scope path cannot cover the call
         ├── QuotaExceeded        429: a plan quota (runs, steps, concurrency, rate) is used up
+        ├── TooManyFailedAuth    429: one address keeps sending bad API keys
         ├── PayloadTooLarge      413
         ├── RequestTimeout       408
         ├── BadGateway           502/504: the provider failed before any output
@@ -109,6 +110,19 @@ class QuotaExceeded(ClientError):
         self.headers = headers
 
 
+class TooManyFailedAuth(ClientError):
+    status = 429
+    type = "rate_limit_error"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many failed authentications from this address; retry in {retry_after} s "
+            "with a valid API key.",
+            code="too_many_failed_auth",
+        )
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class PayloadTooLarge(ClientError):
     status = 413
     close_connection = True
@@ -132,6 +146,6 @@ class ServiceUnavailable(ClientError):
     status = 503
     type = "service_unavailable"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, code="ledger_unavailable")
+    def __init__(self, message: str, *, retry_after: int, code: str = "ledger_unavailable") -> None:
+        super().__init__(message, code=code)
         self.headers = {"Retry-After": str(retry_after)}

@@ -121,6 +121,7 @@ async def _admit(
         raise ServiceUnavailable(
             "The tenant's settings changed twice while this call was admitted; retry.",
             retry_after=1,
+            code="tenant_changing",
         )
     return call, reserve, result
 

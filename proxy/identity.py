@@ -18,25 +18,18 @@ from aiohttp import web
 
 from proxy import scopes
 from proxy.context import Runtime
-from proxy.errors import ClientError, Forbidden, LedgerError, ServiceUnavailable, Unauthorized
+from proxy.errors import (
+    Forbidden,
+    LedgerError,
+    ServiceUnavailable,
+    TooManyFailedAuth,
+    Unauthorized,
+)
 from proxy.keys import PLAIN, KeyRecord, Keys, digest
 
 log = logging.getLogger(__name__)
 
 SEND = "Send your cycles-proxy API key as `Authorization: Bearer ck-…`."
-
-
-class TooManyFailedAuth(ClientError):
-    status = 429
-    type = "rate_limit_error"
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            f"Too many failed authentications from this address; retry in {retry_after} s "
-            "with a valid API key.",
-            code="too_many_failed_auth",
-        )
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 async def identify(request: web.Request, rt: Runtime) -> scopes.Scope:
@@ -90,6 +83,7 @@ async def _lookup(keys: Keys, plain: str) -> KeyRecord | None:
         raise ServiceUnavailable(
             "The key store is unreachable, so the caller could not be identified. Retry shortly.",
             retry_after=2,
+            code="key_store_unavailable",
         ) from None
 
 
