@@ -18,13 +18,12 @@ from aiohttp import web
 from proxy.admin import views
 from proxy.admin.idempotency import IdempotencyStore, Stored, slot
 from proxy.context import RUNTIME, Runtime
-from proxy.errors import BadRequest, ClientError, CyclesError, NotFound
+from proxy.errors import BadRequest, ClientError, NotFound
 from proxy.ledger.base import TenantStatus
 from proxy.ledger.tenancy import (
     TenantClosed,
     TenantExists,
     TenantLedger,
-    TenantNotFound,
     TenantRecord,
 )
 from proxy.policy.runtime import Plan
@@ -102,7 +101,7 @@ def idempotent(handler: Handler) -> Handler:
     return wrapped
 
 
-async def _record(request: web.Request) -> TenantRecord:
+async def record_of(request: web.Request) -> TenantRecord:
     tenant = views.scope_value(request.match_info["tenant"], "tenant")
     record = await store(request).get_tenant(tenant)
     if record is None:
@@ -177,7 +176,7 @@ async def create_tenant(request: web.Request) -> web.StreamResponse:
 
 
 async def get_tenant(request: web.Request) -> web.StreamResponse:
-    return ok(views.tenant_json(await _record(request), runtime(request).policy))
+    return ok(views.tenant_json(await record_of(request), runtime(request).policy))
 
 
 async def list_tenants(request: web.Request) -> web.StreamResponse:
@@ -194,7 +193,7 @@ async def list_tenants(request: web.Request) -> web.StreamResponse:
 
 @idempotent
 async def update_tenant(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
+    record = await record_of(request)
     body = await json_body(request)
     plan = _plan(request, body["plan"]) if "plan" in body else _plan(request, record.plan)
     changes: dict[str, Any] = {}
@@ -221,7 +220,7 @@ async def update_tenant(request: web.Request) -> web.StreamResponse:
 def _status_change(status: TenantStatus) -> Handler:
     @idempotent
     async def change(request: web.Request) -> web.StreamResponse:
-        record = await _record(request)
+        record = await record_of(request)
         body = await json_body(request)
         reason = views.text(body, "reason", default="") or ""
         try:
@@ -251,7 +250,7 @@ close = _status_change("closed")
 
 
 async def balances(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
+    record = await record_of(request)
     rows = await store(request).balances(record.id)
     plan = runtime(request).policy.plans.get(record.plan)
     return ok({"tenant": record.id, "data": [views.balance_json(r, record, plan) for r in rows]})
@@ -259,7 +258,7 @@ async def balances(request: web.Request) -> web.StreamResponse:
 
 @idempotent
 async def adjust(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
+    record = await record_of(request)
     body = await json_body(request)
     plan = _plan(request, record.plan)
     level = views.level(views.require(body, "level"))
@@ -288,7 +287,7 @@ async def adjust(request: web.Request) -> web.StreamResponse:
 
 @idempotent
 async def reset(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
+    record = await record_of(request)
     body = await json_body(request)
     level = views.level(body["level"]) if body.get("level") is not None else None
     value = views.scope_value(body["value"], "value") if body.get("value") is not None else None
@@ -303,7 +302,7 @@ async def reset(request: web.Request) -> web.StreamResponse:
 
 
 async def audit(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
+    record = await record_of(request)
     query = request.query
     try:
         since = int(query["since"]) if "since" in query else None
@@ -324,67 +323,3 @@ async def audit(request: web.Request) -> web.StreamResponse:
         body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
         return web.Response(body=body, content_type="application/x-ndjson")
     return ok({"tenant": record.id, "data": rows})
-
-
-# -- keys ------------------------------------------------------------------------------------
-
-
-def key_json(key: Any) -> dict[str, Any]:
-    return {
-        "id": key.key_id,
-        "prefix": key.prefix,
-        "tenant": key.tenant,
-        "workspace": key.workspace,
-        "app": key.app,
-        "state": key.state,
-        "expires_ms": key.expires_ms or None,
-        "created_ms": key.created_ms,
-    }
-
-
-@idempotent
-async def create_key(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
-    if record.status == "closed":
-        raise Conflict(f"Tenant {record.id!r} is closed.")
-    body = await json_body(request)
-    workspace = views.scope_value(body["workspace"], "workspace") if body.get("workspace") else None
-    app = views.scope_value(body["app"], "app") if body.get("app") else None
-    plain, key = await runtime(request).keys.create(record.id, workspace=workspace, app=app)
-    return ok({**key_json(key), "key": plain}, status=201)
-
-
-async def list_keys(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
-    keys = await runtime(request).keys.list(record.id)
-    return ok({"tenant": record.id, "data": [key_json(k) for k in keys]})
-
-
-@idempotent
-async def revoke_key(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
-    try:
-        await runtime(request).keys.revoke(record.id, request.match_info["key"])
-    except CyclesError as exc:
-        raise NotFound(str(exc), code="key_not_found") from None
-    return ok({"revoked": request.match_info["key"]})
-
-
-@idempotent
-async def rotate_key(request: web.Request) -> web.StreamResponse:
-    record = await _record(request)
-    body = await json_body(request)
-    grace = body.get("grace_seconds", 3600)
-    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
-        raise BadRequest("'grace_seconds' must be 0 to 2592000.", param="grace_seconds")
-    try:
-        plain, key = await runtime(request).keys.rotate(
-            record.id, request.match_info["key"], grace * 1000
-        )
-    except CyclesError as exc:
-        raise NotFound(str(exc), code="key_not_found") from None
-    return ok({**key_json(key), "key": plain}, status=201)
-
-
-def not_found_tenant(exc: TenantNotFound) -> NotFound:
-    return NotFound(str(exc), code="tenant_not_found")

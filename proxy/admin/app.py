@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from proxy.admin import api
+from proxy.admin import api, key_routes
 from proxy.admin.auth import Tokens, middleware
 from proxy.admin.idempotency import open_idempotency
 from proxy.app import errors
@@ -40,10 +40,10 @@ def build_admin_app(
         web.post("/admin/v1/tenants/{tenant}/adjustments", api.adjust),
         web.post("/admin/v1/tenants/{tenant}/reset", api.reset),
         web.get("/admin/v1/tenants/{tenant}/audit", api.audit),
-        web.post("/admin/v1/tenants/{tenant}/keys", api.create_key),
-        web.get("/admin/v1/tenants/{tenant}/keys", api.list_keys),
-        web.post("/admin/v1/tenants/{tenant}/keys/{key}/revoke", api.revoke_key),
-        web.post("/admin/v1/tenants/{tenant}/keys/{key}/rotate", api.rotate_key),
+        web.post("/admin/v1/tenants/{tenant}/keys", key_routes.create_key),
+        web.get("/admin/v1/tenants/{tenant}/keys", key_routes.list_keys),
+        web.post("/admin/v1/tenants/{tenant}/keys/{key}/revoke", key_routes.revoke_key),
+        web.post("/admin/v1/tenants/{tenant}/keys/{key}/rotate", key_routes.rotate_key),
     ]
     app.add_routes(routes)
     return app

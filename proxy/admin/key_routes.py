@@ -1,0 +1,68 @@
+"""Admin endpoints for API keys: create (shown once), list (prefix only), revoke, rotate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from proxy.admin import views
+from proxy.admin.api import Conflict, idempotent, json_body, ok, record_of, runtime
+from proxy.errors import BadRequest, CyclesError, NotFound
+
+
+def key_json(key: Any) -> dict[str, Any]:
+    return {
+        "id": key.key_id,
+        "prefix": key.prefix,
+        "tenant": key.tenant,
+        "workspace": key.workspace,
+        "app": key.app,
+        "state": key.state,
+        "expires_ms": key.expires_ms or None,
+        "created_ms": key.created_ms,
+    }
+
+
+@idempotent
+async def create_key(request: web.Request) -> web.StreamResponse:
+    record = await record_of(request)
+    if record.status == "closed":
+        raise Conflict(f"Tenant {record.id!r} is closed.")
+    body = await json_body(request)
+    workspace = views.scope_value(body["workspace"], "workspace") if body.get("workspace") else None
+    app = views.scope_value(body["app"], "app") if body.get("app") else None
+    plain, key = await runtime(request).keys.create(record.id, workspace=workspace, app=app)
+    return ok({**key_json(key), "key": plain}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.StreamResponse:
+    record = await record_of(request)
+    keys = await runtime(request).keys.list(record.id)
+    return ok({"tenant": record.id, "data": [key_json(k) for k in keys]})
+
+
+@idempotent
+async def revoke_key(request: web.Request) -> web.StreamResponse:
+    record = await record_of(request)
+    try:
+        await runtime(request).keys.revoke(record.id, request.match_info["key"])
+    except CyclesError as exc:
+        raise NotFound(str(exc), code="key_not_found") from None
+    return ok({"revoked": request.match_info["key"]})
+
+
+@idempotent
+async def rotate_key(request: web.Request) -> web.StreamResponse:
+    record = await record_of(request)
+    body = await json_body(request)
+    grace = body.get("grace_seconds", 3600)
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
+        raise BadRequest("'grace_seconds' must be 0 to 2592000.", param="grace_seconds")
+    try:
+        plain, key = await runtime(request).keys.rotate(
+            record.id, request.match_info["key"], grace * 1000
+        )
+    except CyclesError as exc:
+        raise NotFound(str(exc), code="key_not_found") from None
+    return ok({**key_json(key), "key": plain}, status=201)
