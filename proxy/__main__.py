@@ -29,6 +29,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
+        "--log-format", choices=["text", "json"], help="default: $CYCLES_LOG_FORMAT, else text"
+    )
+    serve.add_argument(
+        "--reload-every",
+        type=float,
+        default=2.0,
+        help="seconds between checks of the policy files for changes; 0: off (default %(default)s)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds in-flight calls get to finish after SIGTERM (default %(default)s)",
+    )
+    serve.add_argument(
+        "--require-noeviction",
+        action="store_true",
+        help="refuse to start unless the Redis store's maxmemory-policy is noeviction",
+    )
+    serve.add_argument(
         "--allow-header-identity-on-public-address",
         action="store_true",
         help="let identity: header listen on a non-loopback address",

@@ -13,15 +13,25 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy import handlers, relay, tasks
+from proxy import handlers, observe, relay, tasks
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import Directory
-from proxy.errors import ClientError, LedgerError, NotFound
+from proxy.errors import (
+    ClientError,
+    LedgerEpochLost,
+    LedgerError,
+    NotFound,
+    ServiceUnavailable,
+    StoreUnsafe,
+)
 from proxy.keys import Keys, KeyStore, open_key_store
 from proxy.ledger import open_ledger
 from proxy.ledger.base import Ledger
+from proxy.ledger.replays import open_replays
 from proxy.ledger.tenancy import TenantRecord, TenantStore
+from proxy.metrics import Metrics
 from proxy.policy.runtime import Policy
+from proxy.watcher import PolicyWatcher, Reload
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +65,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ClientError as exc:
         return error_response(exc)
+    except LedgerEpochLost as exc:
+        # Not LedgerUnavailable: fail_mode open must not forward on a store that lost its data.
+        lost = ServiceUnavailable(str(exc), retry_after=30, code="ledger_epoch_lost")
+        return error_response(lost)
     except web.HTTPException as exc:
         if exc.status in (404, 405):
             return error_response(
@@ -90,12 +104,18 @@ def build_app(
     keys: Mapping[str, str | None] | None = None,
     sweep_every: float | None = SWEEP_INTERVAL,
     key_store: KeyStore | None = None,
+    reload: Reload | None = None,
+    require_noeviction: bool = False,
 ) -> web.Application:
     """The proxy application. `ledger` and `key_store` override `store` (and are not closed with
     the app), `keys` the provider keys from the environment (the demo and tests pass their own);
-    `sweep_every=None` runs no heartbeat or sweeper (a test that counts store commands)."""
+    `sweep_every=None` runs no heartbeat or sweeper (a test that counts store commands).
+    `reload` watches the policy's files and swaps in a change that checks clean;
+    `require_noeviction` refuses a Redis store that may evict keys (ledger/safety.py)."""
     largest = max([policy.limits.max_body_bytes, *policy.limits.route_body_bytes.values()])
-    app = web.Application(middlewares=[errors], client_max_size=largest)
+    app = web.Application(middlewares=[observe.middleware, errors], client_max_size=largest)
+    app[observe.METRICS] = Metrics()
+    app.on_response_prepare.append(observe.on_prepare)
     app.cleanup_ctx.append(
         lambda app: _resources(
             app,
@@ -105,11 +125,16 @@ def build_app(
             api_keys(policy) if keys is None else keys,
             sweep_every,
             key_store,
+            reload=reload,
+            explicit_keys=keys,
+            require_noeviction=require_noeviction,
         )
     )
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
         app.router.add_post(path, handlers.budgeted)
     app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", observe.readyz)
+    app.router.add_get("/metrics", observe.metrics_endpoint)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/v1/models/{model}", handlers.models)
     app.router.add_route("*", "/{tail:.*}", handlers.fallback)
@@ -124,14 +149,27 @@ async def _resources(
     keys: Mapping[str, str | None],
     sweep_every: float | None,
     key_store: KeyStore | None,
+    *,
+    reload: Reload | None = None,
+    explicit_keys: Mapping[str, str | None] | None = None,
+    require_noeviction: bool = False,
 ) -> AsyncIterator[None]:
     own_ledger = ledger is None
     the_ledger = ledger if ledger is not None else open_ledger(store, policy.reservations)
+    try:
+        await the_ledger.connect(require_noeviction=require_noeviction)
+    except StoreUnsafe:
+        if own_ledger:
+            await the_ledger.close()
+        raise
     the_keys = key_store if key_store is not None else open_key_store(store)
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300), auto_decompress=True
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        auto_decompress=True,
+        trace_configs=[observe.upstream_trace()],
     )
     store_side = cast(TenantStore, the_ledger)
+    replays = open_replays(store)
     app[RUNTIME] = Runtime(
         policy=policy,
         ledger=the_ledger,
@@ -140,15 +178,21 @@ async def _resources(
         keys=Keys(the_keys),
         directory=Directory(store_side, lambda: app[RUNTIME].policy),
         on_rejected=lambda tenant, reason: _note_rejection(store_side, tenant, reason),
+        replays=replays,
     )
     unseeded = None if await _seed(store_side, policy) else policy
     background = []
     if sweep_every is not None:
-        sweeper = _sweep_forever(the_ledger, sweep_every, unseeded)
+        sweeper = _sweep_forever(the_ledger, sweep_every, unseeded, app[observe.METRICS])
         background.append(tasks.spawn(sweeper, name="sweeper"))
     if policy.identity == "api_key":
         # Other replicas' key changes evict this one's cache as they happen.
         background.append(tasks.spawn(app[RUNTIME].keys.watch(), name="key events"))
+    if reload is not None:
+        watcher = PolicyWatcher(
+            reload, policy, lambda new: _reloaded(app[RUNTIME], store_side, new, explicit_keys)
+        )
+        background.append(tasks.spawn(watcher.run(), name="policy watcher"))
     yield
     for task in background:
         task.cancel()
@@ -156,10 +200,20 @@ async def _resources(
             await task
     await _drain_settlements()
     await session.close()
+    await replays.close()
     if own_ledger:
         await the_ledger.close()
     if key_store is None:
         await the_keys.close()
+
+
+async def _reloaded(
+    rt: Runtime, store: TenantStore, policy: Policy, explicit_keys: Mapping[str, str | None] | None
+) -> None:
+    """Swap in a reloaded policy (provider keys given to build_app still win) and seed the
+    tenants it adds."""
+    rt.swap_policy(policy, {**api_keys(policy), **(explicit_keys or {})})
+    await _seed(store, policy)
 
 
 async def _note_rejection(store: TenantStore, tenant: str | None, reason: str) -> None:
@@ -185,7 +239,9 @@ async def _seed(store: TenantStore, policy: Policy) -> bool:
     return True
 
 
-async def _sweep_forever(ledger: Ledger, every: float, unseeded: Policy | None) -> None:
+async def _sweep_forever(
+    ledger: Ledger, every: float, unseeded: Policy | None, metrics: Metrics | None = None
+) -> None:
     """Heartbeat, then resolve overdue reservations (ours past the cap, dead instances' at once);
     seed the policy's tenants if the store was unreachable at start."""
     while True:
@@ -193,7 +249,9 @@ async def _sweep_forever(ledger: Ledger, every: float, unseeded: Policy | None) 
             unseeded = None
         try:
             await ledger.heartbeat()
-            resolved = await ledger.sweep_all()
+            resolved = await observe.ledger_op(metrics, "sweep", ledger.sweep_all())
+            if metrics is not None:
+                metrics.sweeper_reclaims.inc(resolved)
             if resolved:
                 log.info("sweeper resolved %d overdue reservations", resolved)
         except LedgerError as exc:

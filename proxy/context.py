@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -11,6 +11,7 @@ from aiohttp import web
 from proxy.directory import Directory
 from proxy.keys import Keys
 from proxy.ledger.base import Ledger
+from proxy.ledger.replays import MemoryReplays, ReplayStore
 from proxy.policy.runtime import Policy, Upstream
 
 
@@ -28,10 +29,18 @@ class Runtime:
     """Tenants' plan, mode and calendar, cached; reloaded when the store says stale."""
     on_rejected: Callable[[str | None, str], Awaitable[None]] | None = None
     """Called with (tenant if known, reason) when identification refuses a call."""
+    replays: ReplayStore = field(default_factory=MemoryReplays)
+    """Client idempotency keys and the answers they replay (see replay.py)."""
 
     def forget_tenant(self, tenant: str) -> None:
         """The tenant's record changed: the next call reloads it."""
         self.directory.forget(tenant)
+
+    def swap_policy(self, policy: Policy, api_keys: Mapping[str, str | None]) -> None:
+        """A reloaded policy: the next call uses it, with tenants' plans read from it afresh."""
+        self.policy = policy
+        self.api_keys = api_keys
+        self.directory.clear()
 
     def default_upstream(self) -> Upstream | None:
         if self.policy.routes:

@@ -74,6 +74,11 @@ class Directory:
         self._known.pop(tenant, None)
         self._unknown.pop(tenant, None)
 
+    def clear(self) -> None:
+        """Forget every tenant (the policy's plans changed): each reloads on its next call."""
+        self._known.clear()
+        self._unknown.clear()
+
     def from_record(self, record: TenantRecord) -> TenantConfig | None:
         policy = self._policy()
         plan = policy.plans.get(record.plan)

@@ -4,6 +4,8 @@
     ├── PolicyError              a policy file is invalid (names file, line and field)
     ├── LedgerError
     │   ├── LedgerUnavailable    the store cannot be reached (fail_mode decides)
+    │   ├── LedgerEpochLost      the store was flushed or replaced: fail closed until restart
+    │   ├── StoreUnsafe          --require-noeviction and the store may evict keys
     │   └── AmountOutOfRange     an amount would reach 2**52 units
     ├── UpstreamError            the provider could not be reached or did not answer in time
     └── ClientError              an error answered to the client, OpenAI-shaped
@@ -11,6 +13,8 @@
         ├── Unauthorized         401
         ├── Forbidden            403: unknown tenant, model not allowed, tenant suspended
         ├── NotFound             404: a path outside the allow-list
+        ├── Conflict             409: a call with this idempotency key is still running
+        ├── IdempotencyKeyReused 422: an idempotency key sent again with another request
         ├── BudgetExceeded       402: a budget on the scope path cannot cover the call
         ├── QuotaExceeded        429: a plan quota (runs, steps, concurrency, rate) is used up
         ├── TooManyFailedAuth    429: one address keeps sending bad API keys
@@ -40,6 +44,17 @@ class LedgerError(CyclesError):
 
 class LedgerUnavailable(LedgerError):
     """The store cannot be reached; the caller applies `fail_mode`."""
+
+
+class LedgerEpochLost(LedgerError):
+    """The store's epoch key vanished or changed (a flush, a failover to an empty replica): its
+    budgets are not the ones this process started with, so every reservation is refused,
+    whatever `fail_mode` says, until an operator restarts the proxy."""
+
+
+class StoreUnsafe(LedgerError):
+    """`--require-noeviction` and the store's `maxmemory-policy` is not `noeviction` (or could
+    not be read)."""
 
 
 class AmountOutOfRange(LedgerError):
@@ -90,6 +105,16 @@ class Forbidden(ClientError):
 class NotFound(ClientError):
     status = 404
     type = "not_found_error"
+
+
+class Conflict(ClientError):
+    status = 409
+    type = "conflict"
+
+
+class IdempotencyKeyReused(ClientError):
+    status = 422
+    type = "idempotency_key_reused"
 
 
 class BudgetExceeded(ClientError):

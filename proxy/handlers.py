@@ -8,7 +8,7 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from proxy import decision, identity, relay, tasks
+from proxy import decision, identity, observe, relay, replay, tasks
 from proxy.call import ENDPOINTS, Endpoint, PreparedCall, Sent, prepare
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig
@@ -38,37 +38,38 @@ async def budgeted(request: web.Request) -> web.StreamResponse:
     scope = await identity.identify(request, rt)
     tenant = await _tenant(rt, scope.tenant)
     raw = await read_limited(request, rt.policy.limits.body_limit(request.path), rt)
+    claim = await replay.begin(
+        rt.replays, request, scope, raw, fail_open=rt.policy.fail_mode == "open"
+    )
+    if isinstance(claim, web.Response):
+        return claim
+    async with claim:
+        return await _budgeted(request, rt, scope, tenant, raw, claim)
+
+
+async def _budgeted(
+    request: web.Request,
+    rt: Runtime,
+    scope: Scope,
+    tenant: TenantConfig,
+    raw: bytes,
+    claim: replay.Claim,
+) -> web.StreamResponse:
+    """Admit, decide, then forward and settle; `claim` records the answer for client retries."""
     call, reserve, result = await _admit(rt, tenant, scope, ENDPOINTS[request.path], raw)
     shadow = reserve.shadow
     try:
         verdict = _verdict(result, call, reserve, shadow=shadow)
     except ClientError as denial:
-        log.info(
-            "call tenant=%s scope=%s model=%s decision=DENY status=%d code=%s",
-            scope.tenant,
-            scope.path(),
-            call.model,
-            denial.status,
-            denial.code,
-        )
+        observe.denied(scope, call, denial)
         raise
     sent = call.send(verdict.variant or call.asked, fitted=verdict.fitted, rewrite=verdict.rewrite)
-    log.info(
-        "call tenant=%s scope=%s model=%s sent=%s decision=%s would_be=%s rule=%s estimate=%s",
-        scope.tenant,
-        scope.path(),
-        call.model,
-        sent.model,
-        verdict.kind,
-        verdict.would_be,
-        verdict.rule,
-        call.asked.amounts,
-    )
+    observe.decided(scope, call, sent, verdict, result)
     held = result.reservation if result is not None else None
     # The forward-and-settle task is shielded: whatever happens to this handler, the reservation
-    # is settled.
+    # is settled (and the answer kept for a retry with the same idempotency key).
     task = tasks.spawn(
-        _forward(request, rt, sent, verdict, held), name=f"call {reserve.reservation_id}"
+        claim.run(_forward(request, rt, sent, verdict, held)), name=f"call {reserve.reservation_id}"
     )
     return await asyncio.shield(task)
 
@@ -129,7 +130,7 @@ async def _admit(
 async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None:
     """One ledger round trip. None means: ledger down and fail_mode open, forward unbudgeted."""
     try:
-        return await rt.ledger.reserve(reserve)
+        return await observe.timed("reserve", rt.ledger.reserve(reserve))
     except LedgerUnavailable as exc:
         if rt.policy.fail_mode == "closed":
             raise ServiceUnavailable(

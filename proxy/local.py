@@ -16,6 +16,7 @@ from proxy.keys import KeyStore
 from proxy.ledger.base import Ledger
 from proxy.policy.runtime import Policy
 from proxy.settings import with_upstream_override
+from proxy.watcher import RELOAD_INTERVAL, Reload
 
 
 @asynccontextmanager
@@ -51,14 +52,26 @@ async def local_stack(
     ledger: Ledger | None = None,
     sweep_every: float | None = SWEEP_INTERVAL,
     key_store: KeyStore | None = None,
+    policy_path: str | None = None,
+    reload_every: float = RELOAD_INTERVAL,
 ) -> AsyncIterator[Stack]:
-    """A fake provider, and the proxy pointed at it with the fake's key for every upstream."""
+    """A fake provider, and the proxy pointed at it with the fake's key for every upstream.
+    With `policy_path` (where `policy` was loaded from) a change to its files is reloaded."""
     fake = fake or FakeUpstream()
     async with serving(fake.app()) as fake_url:
         policy = with_upstream_override(policy, fake_url + "/v1")
         keys = {name: fake.settings.api_key for name in policy.upstreams}
+        reload = None
+        if policy_path is not None:
+            reload = Reload(policy_path, reload_every, upstream=fake_url + "/v1")
         app = build_app(
-            policy, store, ledger=ledger, keys=keys, sweep_every=sweep_every, key_store=key_store
+            policy,
+            store,
+            ledger=ledger,
+            keys=keys,
+            sweep_every=sweep_every,
+            key_store=key_store,
+            reload=reload,
         )
         async with serving(app) as url:
             yield Stack(url, fake, app[RUNTIME].ledger, policy, app)

@@ -7,8 +7,14 @@ every call site, the filter rewrites the final formatted message and any excepti
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+import time
+
+import orjson
+
+from proxy.errors import CyclesError
 
 REDACTED = "[REDACTED]"
 
@@ -47,10 +53,53 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Root logger to stderr with redaction on the handler, so every logger is covered."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, then the message. A message that is itself a
+    JSON object (the per-call lines of `cycles.calls`) is merged in rather than quoted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        message = record.getMessage()
+        fields = _json_object(message)
+        if fields is None:
+            line["message"] = message
+        else:
+            line.update(fields)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        # The filter already redacted the message; the whole line again, for anything added.
+        return redact(orjson.dumps(line).decode())
+
+
+def _json_object(message: str) -> dict[str, object] | None:
+    if not message.startswith("{"):
+        return None
+    try:
+        value = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+LOG_FORMAT_ENV = "CYCLES_LOG_FORMAT"
+
+
+def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
+    """Root logger to stderr with redaction on the handler, so every logger is covered.
+    `fmt` is `text` or `json`; None reads CYCLES_LOG_FORMAT (default text)."""
+    fmt = fmt or os.environ.get(LOG_FORMAT_ENV) or "text"
+    if fmt not in ("text", "json"):
+        raise CyclesError(f"{LOG_FORMAT_ENV}={fmt!r}: use text or json.")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -6,8 +6,13 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import sys
+from collections.abc import Sequence
+from contextlib import suppress
+from multiprocessing.process import BaseProcess
+from types import FrameType
 
 from aiohttp import web
 
@@ -24,6 +29,7 @@ from proxy.settings import (
     validate,
     with_upstream_override,
 )
+from proxy.watcher import Reload
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +43,19 @@ def settings_from(args: argparse.Namespace) -> Settings:
         store=store_from(args.store),
         upstream=args.upstream,
         log_level=args.log_level,
+        log_format=args.log_format,
         workers=args.workers,
         allow_header_identity_on_public_address=args.allow_header_identity_on_public_address,
         admin=None if args.admin_listen == "off" else parse_listen(args.admin_listen),
+        reload_every=args.reload_every,
+        drain_timeout=args.drain_timeout,
+        require_noeviction=args.require_noeviction,
     )
 
 
 def serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     policy = with_upstream_override(load_policy(settings.policy), settings.upstream)
     validate(settings, policy)
     # Loaded before any fork, so workers share the encoding tables' pages.
@@ -60,6 +70,7 @@ def serve(args: argparse.Namespace) -> int:
     ]
     for worker in workers:
         worker.start()
+    _forward_signals(workers)
     for worker in workers:
         worker.join()
     return max((worker.exitcode or 0) for worker in workers)
@@ -72,7 +83,12 @@ def _run(settings: Settings, policy: Policy) -> None:
 
 async def _serve(settings: Settings, policy: Policy) -> None:
     """The proxy listener and, on its own address, the admin listener; until SIGTERM/SIGINT."""
-    app = build_app(policy, settings.store)
+    reload = None
+    if settings.reload_every > 0:
+        reload = Reload(settings.policy, settings.reload_every, settings.upstream)
+    app = build_app(
+        policy, settings.store, reload=reload, require_noeviction=settings.require_noeviction
+    )
     runners = [web.AppRunner(app, access_log=None)]
     if settings.admin is not None:
         runners.append(web.AppRunner(build_admin_app(app, settings.store), access_log=None))
@@ -91,13 +107,56 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         policy.identity,
         policy.mode,
     )
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
+    first = await signals.get()
+    deadline = loop.time() + settings.drain_timeout
+    if first == signal.SIGTERM and policy.identity == "header":
+        log.info(
+            "SIGTERM: sidecar mode, still serving the app in this pod for up to %.0f s "
+            "(SIGINT stops now)",
+            settings.drain_timeout,
+        )
+        with suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await _until_sigint(signals)
+    grace = max(0.0, deadline - loop.time())
+    log.info("%s: no new connections; in-flight calls have %.0f s to finish", first.name, grace)
+    await _shut_down(runners, grace)
+    log.info("stopped: every call settled")
+
+
+async def _until_sigint(signals: asyncio.Queue[signal.Signals]) -> None:
+    while await signals.get() != signal.SIGINT:
+        pass
+
+
+async def _shut_down(runners: list[web.AppRunner], grace: float) -> None:
+    """Close the listeners and idle connections, give requests in flight `grace` seconds, then
+    run the apps' cleanup (which waits for their settlements)."""
+    for runner in runners:
+        for site in list(runner.sites):
+            await site.stop()
+    servers = [runner.server for runner in runners if runner.server is not None]
+    for server in servers:
+        server.pre_shutdown()
+    await asyncio.gather(*(server.shutdown(grace) for server in servers))
     for runner in reversed(runners):
         await runner.cleanup()
+
+
+def _forward_signals(workers: Sequence[BaseProcess]) -> None:
+    """The parent passes SIGTERM and SIGINT on to every worker, which each drain on their own."""
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
 
 
 def _install_uvloop() -> None:

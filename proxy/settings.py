@@ -23,10 +23,18 @@ class Settings:
     store: str = "memory://"
     upstream: str | None = None
     log_level: str = "INFO"
+    log_format: str | None = None
+    """text or json; None: $CYCLES_LOG_FORMAT, else text."""
     workers: int = 1
     allow_header_identity_on_public_address: bool = False
     admin: tuple[str, int] | None = ("127.0.0.1", 8081)
     """The admin API's listener; None: no admin API in this process."""
+    reload_every: float = 2.0
+    """Seconds between checks of the policy's files for a change; 0: never reload."""
+    drain_timeout: float = 30.0
+    """After SIGTERM, how long in-flight calls (and, in sidecar mode, new ones) are served."""
+    require_noeviction: bool = False
+    """Refuse to start on a Redis store whose maxmemory-policy may evict ledger keys."""
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -42,6 +50,8 @@ def store_from(flag: str | None) -> str:
 
 def validate(settings: Settings, policy: Policy) -> None:
     """Refuse combinations that would silently break the budget guarantee."""
+    if settings.reload_every < 0 or settings.drain_timeout < 0:
+        raise SettingsError("--reload-every and --drain-timeout are seconds, 0 or more")
     if settings.store.startswith("memory://") and settings.workers > 1:
         raise SettingsError(
             "The memory:// store lives in one process, so --workers > 1 would give every worker "

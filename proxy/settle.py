@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from proxy import observe
 from proxy.call import Sent
 from proxy.errors import LedgerError
 from proxy.ledger.base import Amounts, Ledger, Reservation
@@ -56,13 +57,14 @@ async def settle(
 ) -> None:
     """Commit or release. A ledger failure here is logged with the amounts, never raised: the
     client already has its answer."""
+    observe.settled(reservation.tenant if reservation is not None else None, charge)
     if reservation is None:
         return
     try:
         if charge is None:
-            await ledger.release(reservation)
+            await observe.timed("release", ledger.release(reservation))
         else:
-            await ledger.commit(reservation, charge)
+            await observe.timed("commit", ledger.commit(reservation, charge))
     except LedgerError as exc:
         log.error(
             "settle failed for tenant=%s reservation=%s charge=%s: %s",

@@ -26,7 +26,8 @@ async def proxy_process(
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": key}
     args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
-    args += ["--admin-listen", "off"]
+    # Nothing is in flight when the test ends: a sidecar need not keep serving after SIGTERM.
+    args += ["--admin-listen", "off", "--drain-timeout", "0"]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}", env=env
     )

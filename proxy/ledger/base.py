@@ -243,6 +243,12 @@ class BalanceRow:
 
 
 class Ledger(Protocol):
+    async def connect(self, *, require_noeviction: bool = False) -> None:
+        """Check, once at start, that the store is safe to keep a ledger in (Redis: its
+        eviction policy; its epoch, which `heartbeat` then watches). Raises StoreUnsafe when
+        `require_noeviction` and the store may evict keys."""
+        ...
+
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
         """Check tenant status and every line; reserve the first candidate that fits all lines,
         on all of them, atomically, or nothing."""

@@ -13,6 +13,9 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          zone, overrides, version (see ledger/tenants.py)
     cy:v1:{t:<tenant>}:audit       stream  the audit trail (see lua/audit.lua), trimmed to the
                                          retention by every append
+    cy:v1:{t:<tenant>}:idem:<sha>  string  a client idempotency key (sha256 of the key) -> the
+                                         call's claim or stored answer (see proxy/replay.py);
+                                         plain SET commands, never touched by a script
 
 Tenant ids and scope values match `^[a-z0-9_.-]{1,128}$` after lowercasing: they can contain
 neither `:` nor `|` nor braces, so no key or field can collide with another. No budget level is
@@ -39,6 +42,11 @@ TENANTS = f"{PREFIX}:tenants"
 TENANT_INDEX = f"{PREFIX}:tenant_index"
 INSTANCES = f"{PREFIX}:instances"
 EPOCH = f"{PREFIX}:epoch"
+
+
+def idempotency_key(tenant: str, digest: str) -> str:
+    """Where a tenant's client idempotency key `digest` (hex sha256) is recorded."""
+    return f"{PREFIX}:{{t:{tenant}}}:idem:{digest}"
 
 
 def tenant_keys(tenant: str) -> list[str]:

@@ -66,6 +66,9 @@ class MemoryLedger(MemoryTenants):
         self._tenants: dict[str, TenantState] = {}
         self._instances: dict[str, int] = {}
 
+    async def connect(self, *, require_noeviction: bool = False) -> None:
+        """Nothing to check: this store lives and dies with the process."""
+
     def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
         pid = period_id(line.period, now, cal.offset_min, cal.anchor)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"

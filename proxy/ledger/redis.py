@@ -15,6 +15,7 @@ Redis errors stop here: connection trouble becomes `LedgerUnavailable` (the call
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from functools import partial
@@ -26,7 +27,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from proxy.errors import LedgerError
+from proxy.errors import LedgerError, LedgerUnavailable, StoreUnsafe
 from proxy.ledger import keys
 from proxy.ledger.base import (
     Amounts,
@@ -49,6 +50,8 @@ from proxy.ledger.common import (
     instance_id,
     reserve_result,
 )
+from proxy.ledger.safety import Epoch, check_eviction
+from proxy.ledger.tenancy import TenantRecord
 from proxy.ledger.tenants import AGGREGATE
 from proxy.ledger.tenants_redis import RedisTenants, boundary
 from proxy.policy.runtime import ReservationSettings
@@ -61,6 +64,7 @@ SCRIPTS = {
     "tenant": ("common", "audit", "tenant"),
     "tenant_ledger": ("common", "audit", "tenant_ledger"),
 }
+log = logging.getLogger(__name__)
 SWEEP_BATCH = 500
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, OSError)
 
@@ -110,6 +114,22 @@ class RedisLedger(RedisTenants):
         self._client = Redis.from_pool(pool)
         self._scripts = {name: _Script.load(parts) for name, parts in SCRIPTS.items()}
         self._registered: set[str] = set()
+        self._epoch = Epoch()
+
+    async def connect(self, *, require_noeviction: bool = False) -> None:
+        """Check the store is safe to keep a ledger in, and record its epoch (ledger/safety.py).
+        A store unreachable now is not fatal (the epoch is recorded on the first heartbeat that
+        reaches it) unless `require_noeviction` asks for a check that cannot be made."""
+        try:
+            await check_eviction(self._client, require=require_noeviction)
+            await self._epoch.check(self._client)
+        except LedgerUnavailable as exc:
+            if require_noeviction:
+                raise StoreUnsafe(
+                    f"cannot check the Redis store's maxmemory-policy ({exc}); refusing to "
+                    "start: --require-noeviction."
+                ) from exc
+            log.warning("could not check the Redis store at start (%s); will retry", exc)
 
     def _common_args(self) -> list[str]:
         s = self.settings
@@ -152,6 +172,7 @@ class RedisLedger(RedisTenants):
             self._registered.add(tenant)
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
+        self._epoch.guard()
         check_request(request)
         await self._register(request.tenant)
         reply: list[str] = await self._run("reserve", request.tenant, self._reserve_args(request))
@@ -245,9 +266,15 @@ class RedisLedger(RedisTenants):
             if more == "0":
                 return resolved
 
+    async def get_tenant(self, tenant: str) -> TenantRecord | None:
+        self._epoch.guard()
+        return await super().get_tenant(tenant)
+
     async def heartbeat(self) -> None:
+        """Also checks the store's epoch: a flushed or replaced store fails closed from here."""
         with boundary():
             await self._client.zadd(keys.INSTANCES, {self.owner: await self._now_ms()})
+        await self._epoch.check(self._client)
 
     async def sweep_all(self) -> int:
         """Sweep every known tenant; owners found dead are reclaimed, then forgotten (one that

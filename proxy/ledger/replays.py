@@ -1,0 +1,139 @@
+"""Where client idempotency keys are recorded (see proxy/replay.py for what they mean).
+
+A key holds a `Record`: the request's hash while the first call runs, then also its answer.
+`claim` holds a free key or returns what it holds, in one operation; `keep` stores the answer
+for WINDOW_S; `release` frees the key. The memory store serves one process; the Redis store uses
+plain commands (no script) under the tenant's hash tag, see keys.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from proxy.errors import LedgerUnavailable
+from proxy.ledger.keys import idempotency_key
+
+WINDOW_S = 24 * 3600
+"""How long an answer is replayed."""
+IN_FLIGHT_S = 20 * 60
+"""Longer than any call the default timeouts allow (a 900 s stream, then draining)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What a key holds: the request's hash, and once the call answered, the answer."""
+
+    request_hash: str
+    status: int = 0
+    """0 while the first call is still running."""
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+def encode(record: Record) -> bytes:
+    """A JSON head (orjson escapes every newline), a newline, then the body as it was."""
+    head = orjson.dumps({"h": record.request_hash, "s": record.status, "hd": record.headers})
+    return head + b"\n" + record.body
+
+
+def decode(raw: bytes) -> Record:
+    head, _, body = raw.partition(b"\n")
+    data = orjson.loads(head)
+    return Record(data["h"], data["s"], tuple((k, v) for k, v in data["hd"]), body)
+
+
+class ReplayStore(Protocol):
+    async def claim(self, tenant: str, digest: str, record: Record) -> Record | None:
+        """Hold the key for this call: None if it was free, else what it holds."""
+        ...
+
+    async def keep(self, tenant: str, digest: str, record: Record) -> None:
+        """The call answered: replay `record` for WINDOW_S."""
+        ...
+
+    async def release(self, tenant: str, digest: str) -> None:
+        """The call failed or cannot be replayed: the next call with the key runs."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryReplays:
+    """One process's keys, in a dict purged of expired entries at most once a minute."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[tuple[str, str], tuple[float, Record]] = {}
+        self._next_purge = 0.0
+
+    async def claim(self, tenant: str, digest: str, record: Record) -> Record | None:
+        now = self._clock()
+        if now >= self._next_purge:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            self._next_purge = now + 60
+        held = self._entries.get((tenant, digest))
+        if held is not None and held[0] > now:
+            return held[1]
+        self._entries[(tenant, digest)] = (now + IN_FLIGHT_S, record)
+        return None
+
+    async def keep(self, tenant: str, digest: str, record: Record) -> None:
+        self._entries[(tenant, digest)] = (self._clock() + WINDOW_S, record)
+
+    async def release(self, tenant: str, digest: str) -> None:
+        self._entries.pop((tenant, digest), None)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisReplays:
+    """Plain commands under the tenant's hash tag: one `SET NX PX GET` claims the key and reads
+    what it holds in one round trip; `SET PX` keeps the answer, `DEL` releases it."""
+
+    def __init__(self, url: str) -> None:
+        self._client: Redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+
+    async def claim(self, tenant: str, digest: str, record: Record) -> Record | None:
+        try:
+            held = await self._client.set(
+                idempotency_key(tenant, digest),
+                encode(record),
+                nx=True,
+                px=IN_FLIGHT_S * 1000,
+                get=True,
+            )
+        except RedisError as exc:
+            raise LedgerUnavailable(f"idempotency store: {exc}") from None
+        return decode(held) if isinstance(held, bytes) else None
+
+    async def keep(self, tenant: str, digest: str, record: Record) -> None:
+        try:
+            await self._client.set(
+                idempotency_key(tenant, digest), encode(record), px=WINDOW_S * 1000
+            )
+        except RedisError as exc:
+            raise LedgerUnavailable(f"idempotency store: {exc}") from None
+
+    async def release(self, tenant: str, digest: str) -> None:
+        try:
+            await self._client.delete(idempotency_key(tenant, digest))
+        except RedisError as exc:
+            raise LedgerUnavailable(f"idempotency store: {exc}") from None
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def open_replays(url: str) -> ReplayStore:
+    """The store beside the ledger: Redis for `redis://` and `rediss://`, else this process."""
+    if url.startswith(("redis://", "rediss://")):
+        return RedisReplays(url)
+    return MemoryReplays()

@@ -1,0 +1,303 @@
+"""Client retries with an idempotency key: a call runs and is charged once; failures, streams
+and oversized answers run again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from support import chat, chat_prompt_tokens, line, mini_cost, policy
+from test_degrade_quotas import monitor
+
+from proxy import replay, tasks
+from proxy.fake_upstream import FakeSettings, FakeUpstream
+from proxy.ledger import replays
+from proxy.local import Stack, local_stack
+
+SCOPE = {"X-Cycles-Tenant": "alpha", "X-Cycles-Workflow": "retry", "X-Cycles-Run": "r1"}
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+BUDGETS = "tenant: {limit: 50, period: month}"
+
+
+def one_call(max_tokens: int) -> int:
+    """What one chat call with MESSAGES costs (the fake generates max_tokens)."""
+    return mini_cost(chat_prompt_tokens(chat(MESSAGES[0]["content"])), max_tokens)
+
+
+def sdk(stack: Stack) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=stack.url + "/v1", api_key="unused", default_headers=SCOPE, max_retries=0
+    )
+
+
+async def create(client: openai.AsyncOpenAI, key: str, max_tokens: int = 10, **extra: Any) -> Any:
+    return await client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=max_tokens,
+        extra_headers={"Idempotency-Key": key},
+        **extra,
+    )
+
+
+async def post(
+    session: aiohttp.ClientSession, stack: Stack, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    url = f"{stack.url}/v1/chat/completions"
+    async with session.post(url, json=body, headers={**SCOPE, **headers}) as answer:
+        return answer.status, dict(answer.headers), await answer.read()
+
+
+async def settled() -> None:
+    """Wait until no call is forwarding or settling (a call outlives a client that left)."""
+    calls = [t for t in tasks.running() if t.get_name().startswith("call ")]
+    if calls:
+        await asyncio.wait(calls, timeout=10)
+
+
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    for _ in range(int(within / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not true within {within} s")
+
+
+async def test_retry_after_dropped_connection_is_replayed_and_charged_once(
+    tmp_path: Path, store_url: str
+) -> None:
+    fake = FakeUpstream(FakeSettings(latency=0.5))
+    key = str(uuid.uuid4())
+    async with local_stack(policy(tmp_path, BUDGETS), store=store_url, fake=fake) as stack:
+        gave_up = aiohttp.ClientTimeout(total=0.1)
+        async with aiohttp.ClientSession(timeout=gave_up) as session:
+            with pytest.raises(TimeoutError):
+                await post(
+                    session, stack, chat(MESSAGES[0]["content"], 10), {"Idempotency-Key": key}
+                )
+        await eventually(lambda: fake.calls == 1)
+        await settled()
+        async with sdk(stack) as client:
+            first = await create(client, key)
+            again = await create(client, key)
+        assert fake.calls == 1
+        completion = first.parse()
+        assert completion.choices[0].message.content == " hello" * 10
+        assert first.headers["x-cycles-replayed"] == "true"
+        assert first.headers["x-cycles-decision"] == "ALLOW"
+        assert first.http_response.content == again.http_response.content
+        row = await line(stack.ledger, "alpha", "tenant")
+        assert (row.spent, row.reserved) == (one_call(10), 0)
+
+
+async def test_replay_returns_the_same_answer_and_reserves_nothing(tmp_path: Path) -> None:
+    async with local_stack(policy(tmp_path, BUDGETS)) as stack, sdk(stack) as client:
+        original = await create(client, "k-1")
+        before = await stack.ledger.balances("alpha")
+        replayed = await create(client, "k-1")
+        assert await stack.ledger.balances("alpha") == before
+    assert stack.fake.calls == 1
+    assert replayed.http_response.content == original.http_response.content
+    assert replayed.status_code == original.status_code == 200
+    assert replayed.headers["content-type"] == original.headers["content-type"]
+    assert "x-cycles-replayed" not in original.headers
+
+
+async def test_keyed_call_costs_one_set_more_and_an_unkeyed_one_nothing(
+    tmp_path: Path, redis_url: str
+) -> None:
+    async with (
+        local_stack(policy(tmp_path, BUDGETS), store=redis_url, sweep_every=None) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        body = chat("hi", 10)
+        await post(session, stack, body, {"Idempotency-Key": "warm"})
+        async with monitor(redis_url) as commands:
+            await post(session, stack, body, {})
+            await settled()
+            unkeyed = [c.split('"')[1].lower() for c in commands]
+            commands.clear()
+            await post(session, stack, body, {"Idempotency-Key": "k-2"})
+            await settled()
+            keyed = [c.split('"')[1].lower() for c in commands]
+            commands.clear()
+            status, headers, _ = await post(session, stack, body, {"Idempotency-Key": "k-2"})
+            await asyncio.sleep(0.1)
+            replayed = [c.split('"')[1].lower() for c in commands]
+    assert unkeyed == ["evalsha", "evalsha"]
+    assert keyed == ["set", "evalsha", "evalsha", "set"]
+    assert (status, headers["X-Cycles-Replayed"], replayed) == (200, "true", ["set"])
+
+
+async def test_duplicate_while_the_first_runs_is_409_in_flight(
+    tmp_path: Path, store_url: str
+) -> None:
+    fake = FakeUpstream(FakeSettings(latency=0.5))
+    async with (
+        local_stack(policy(tmp_path, BUDGETS), store=store_url, fake=fake) as stack,
+        sdk(stack) as client,
+    ):
+        first = asyncio.ensure_future(create(client, "k-3"))
+        await eventually(lambda: fake.in_flight > 0)
+        with pytest.raises(openai.ConflictError) as caught:
+            await create(client, "k-3")
+        assert (await first).status_code == 200
+        row = await line(stack.ledger, "alpha", "tenant")
+    error = caught.value
+    assert error.status_code == 409
+    assert error.response.headers["retry-after"] == str(replay.RETRY_AFTER_S)
+    assert error.body == {
+        "message": error.body["message"],  # type: ignore[index]
+        "type": "conflict",
+        "code": "idempotency_in_flight",
+        "param": None,
+    }
+    assert fake.calls == 1
+    assert (row.spent, row.reserved) == (one_call(10), 0)
+
+
+async def test_same_key_with_another_body_is_422(tmp_path: Path, store_url: str) -> None:
+    async with (
+        local_stack(policy(tmp_path, BUDGETS), store=store_url) as stack,
+        sdk(stack) as client,
+    ):
+        await create(client, "k-4", max_tokens=10)
+        with pytest.raises(openai.UnprocessableEntityError) as caught:
+            await create(client, "k-4", max_tokens=11)
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert caught.value.body["type"] == "idempotency_key_reused"  # type: ignore[index]
+    assert caught.value.body["code"] == "idempotency_key_reused"  # type: ignore[index]
+    assert stack.fake.calls == 1
+    assert row.spent == one_call(10)
+
+
+async def test_stream_with_a_key_is_forwarded_and_charged_again(
+    tmp_path: Path, store_url: str
+) -> None:
+    async with (
+        local_stack(policy(tmp_path, BUDGETS), store=store_url) as stack,
+        sdk(stack) as client,
+    ):
+        texts = []
+        for _ in range(2):
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=MESSAGES,  # type: ignore[arg-type]
+                max_tokens=8,
+                stream=True,
+                extra_headers={"Idempotency-Key": "k-5"},
+            )
+            chunks = [chunk async for chunk in stream]
+            texts.append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+        await settled()
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert texts == [" hello" * 8] * 2
+    assert stack.fake.calls == 2
+    assert (row.spent, row.reserved) == (2 * one_call(8), 0)
+
+
+async def test_failed_first_call_releases_the_key(tmp_path: Path, store_url: str) -> None:
+    fake = FakeUpstream(FakeSettings(fail_status=500))
+    async with (
+        local_stack(policy(tmp_path, BUDGETS), store=store_url, fake=fake) as stack,
+        sdk(stack) as client,
+    ):
+        with pytest.raises(openai.InternalServerError):
+            await create(client, "k-6")
+        fake.settings.fail_status = None
+        retried = await create(client, "k-6")
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert retried.status_code == 200 and "x-cycles-replayed" not in retried.headers
+    assert fake.calls == 2
+    assert (row.spent, row.reserved) == (one_call(10), 0)
+
+
+async def test_denied_first_call_releases_the_key(tmp_path: Path) -> None:
+    tight = f"tenant: {{limit: {one_call(10) / 10**8 * 1.5:.8f}, period: month}}"
+    async with local_stack(policy(tmp_path, tight)) as stack, sdk(stack) as client:
+        for _ in range(2):  # the repeat is decided again: neither 409 nor a replayed 402
+            with pytest.raises(openai.APIStatusError) as caught:
+                await create(client, "k-7", max_tokens=1000)
+            assert caught.value.status_code == 402
+            assert "x-cycles-replayed" not in caught.value.response.headers
+        assert (await create(client, "k-8", max_tokens=10)).status_code == 200
+    assert stack.fake.calls == 1
+
+
+async def test_answer_over_the_cap_is_not_kept(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay, "MAX_STORED_BYTES", 100)
+    async with (
+        local_stack(policy(tmp_path, BUDGETS), store=store_url) as stack,
+        sdk(stack) as client,
+    ):
+        await create(client, "k-9")
+        again = await create(client, "k-9")
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert "x-cycles-replayed" not in again.headers
+    assert stack.fake.calls == 2
+    assert row.spent == 2 * one_call(10)
+
+
+@pytest.mark.parametrize(
+    ("headers", "words"),
+    [
+        ({"Idempotency-Key": "x" * 256}, "1 to 255 characters"),
+        ({"Idempotency-Key": "a", "X-Cycles-Idempotency-Key": "b"}, "differ"),
+    ],
+)
+async def test_bad_idempotency_key_is_400_and_not_forwarded(
+    tmp_path: Path, headers: dict[str, str], words: str
+) -> None:
+    async with (
+        local_stack(policy(tmp_path, BUDGETS)) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        status, _, body = await post(session, stack, chat("hi", 10), headers)
+    assert status == 400
+    assert words in body.decode() and b"invalid_idempotency_key" in body
+    assert stack.fake.calls == 0
+
+
+async def test_cycles_header_is_an_alias(tmp_path: Path) -> None:
+    async with (
+        local_stack(policy(tmp_path, BUDGETS)) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        for _ in range(2):
+            status, headers, _ = await post(
+                session, stack, chat("hi", 10), {"X-Cycles-Idempotency-Key": "k-10"}
+            )
+            assert status == 200
+    assert headers["X-Cycles-Replayed"] == "true"
+    assert stack.fake.calls == 1
+
+
+def test_record_survives_its_encoding() -> None:
+    record = replays.Record(
+        "h", 200, (("Content-Type", "application/json"), ("X-A", "a\nb")), b"{\n}"
+    )
+    assert replays.decode(replays.encode(record)) == record
+
+
+async def test_memory_claims_and_answers_expire() -> None:
+    now = [0.0]
+    store = replays.MemoryReplays(clock=lambda: now[0])
+    assert await store.claim("alpha", "d", replays.Record("h")) is None
+    assert await store.claim("alpha", "d", replays.Record("h")) == replays.Record("h")
+    assert await store.claim("beta", "d", replays.Record("h")) is None
+    now[0] = replays.IN_FLIGHT_S + 1
+    assert await store.claim("alpha", "d", replays.Record("h2")) is None
+    answer = replays.Record("h2", 200, (), b"{}")
+    await store.keep("alpha", "d", answer)
+    now[0] += replays.WINDOW_S - 1
+    assert await store.claim("alpha", "d", replays.Record("h2")) == answer
+    now[0] += 2
+    assert await store.claim("alpha", "d", replays.Record("h3")) is None

@@ -1,0 +1,137 @@
+"""SIGTERM drains: streams in flight finish, every call settles, and the process exits 0. A gateway
+stops accepting at once; a sidecar keeps serving its pod's app until the drain timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import free_port
+from support import chat, line, mini_cost, policy
+
+from proxy.fake_upstream import FakeSettings, FakeUpstream
+from proxy.keys import open_key_store
+from proxy.ledger import open_ledger
+from proxy.local import serving
+from proxy.policy.runtime import ReservationSettings
+
+STREAMS = 20
+
+
+@asynccontextmanager
+async def proxy_process(
+    policy_path: Path, store: str, upstream: str, key: str, drain: float
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    port = free_port()
+    env = {**os.environ, "OPENAI_API_KEY": key}
+    args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
+    args += ["--admin-listen", "off", "--drain-timeout", str(drain)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}", env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(url + "/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert proc.returncode is None, "proxy process exited at start"
+                await asyncio.sleep(0.05)
+        yield proc, url
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def stream(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> bytes:
+    body = chat(stream=True)
+    async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
+        assert r.status == 200, await r.text()
+        return await r.read()
+
+
+async def started(fake: FakeUpstream, count: int) -> None:
+    for _ in range(200):
+        if fake.in_flight >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"only {fake.in_flight} of {count} streams reached the upstream")
+
+
+async def assert_settled(store: str, fake: FakeUpstream) -> None:
+    ledger = open_ledger(store, ReservationSettings())
+    try:
+        tenant = await line(ledger, "alpha", "tenant")
+        billed = sum(mini_cost(b.prompt_tokens, b.completion_tokens) for b in fake.billed)
+        assert (tenant.spent, tenant.reserved) == (billed, 0)
+    finally:
+        await ledger.close()
+
+
+@pytest.mark.timeout(60)
+async def test_gateway_sigterm_finishes_streams_in_flight_refuses_new_ones_and_exits_0(
+    tmp_path: Path, redis_url: str
+) -> None:
+    policy(tmp_path, "tenant: {limit: 50, period: month}")
+    path = tmp_path / "policy.yaml"
+    path.write_text(path.read_text().replace("identity: header", "identity: api_key"))
+    keys = open_key_store(redis_url)
+    plain, _ = await keys.create("alpha")
+    await keys.close()
+    fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))
+    async with (
+        serving(fake.app()) as fake_url,
+        proxy_process(path, redis_url, fake_url + "/v1", fake.settings.api_key, 30) as (proc, url),
+        aiohttp.ClientSession() as session,
+    ):
+        headers = {"Authorization": f"Bearer {plain}"}
+        calls = [asyncio.ensure_future(stream(session, url, headers)) for _ in range(STREAMS)]
+        await started(fake, STREAMS)
+        proc.send_signal(signal.SIGTERM)
+        bodies = await asyncio.gather(*calls)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as fresh:
+                await stream(fresh, url, headers)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert all(body.rstrip().endswith(b"data: [DONE]") for body in bodies)
+    assert fake.calls == STREAMS
+    await assert_settled(redis_url, fake)
+
+
+@pytest.mark.timeout(60)
+async def test_sidecar_sigterm_keeps_serving_until_the_drain_timeout_then_exits_0(
+    tmp_path: Path, redis_url: str
+) -> None:
+    policy(tmp_path, "tenant: {limit: 50, period: month}")
+    fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))
+    drain = 3.0
+    async with (
+        serving(fake.app()) as fake_url,
+        proxy_process(
+            tmp_path / "policy.yaml", redis_url, fake_url + "/v1", fake.settings.api_key, drain
+        ) as (proc, url),
+        aiohttp.ClientSession() as session,
+    ):
+        headers = {"X-Cycles-Tenant": "alpha"}
+        calls = [asyncio.ensure_future(stream(session, url, headers)) for _ in range(STREAMS)]
+        await started(fake, STREAMS)
+        proc.send_signal(signal.SIGTERM)
+        late = await stream(session, url, headers)
+        bodies = [*await asyncio.gather(*calls), late]
+        assert proc.returncode is None, "the sidecar still serves within the drain timeout"
+        assert await asyncio.wait_for(proc.wait(), drain + 10) == 0
+    assert all(body.rstrip().endswith(b"data: [DONE]") for body in bodies)
+    assert fake.calls == STREAMS + 1
+    await assert_settled(redis_url, fake)
