@@ -25,7 +25,14 @@ from proxy.estimate import (
     estimate_completions,
     estimate_embeddings,
 )
-from proxy.policy.runtime import DegradeRule, ModelPrice, Plan, Policy, Upstream
+from proxy.policy.runtime import (
+    MAX_AMOUNT,
+    DegradeRule,
+    ModelPrice,
+    Plan,
+    Policy,
+    Upstream,
+)
 from proxy.pricing import Usage, amounts
 
 EndpointName = Literal["chat", "completions", "embeddings"]
@@ -152,7 +159,21 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    if raw.count(b"[") + raw.count(b"{") > _MAX_DEPTH:
+        # orjson reads 1024 levels but writes only 255: what we must re-serialise (to count a
+        # tool's tokens, or to rewrite the body) has to fit the smaller limit.
+        try:
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise BadRequest(
+                f"The request body nests arrays and objects more than {_MAX_DEPTH} levels deep.",
+                code="invalid_json",
+            ) from None
     return body
+
+
+_MAX_DEPTH = 254
+"""Nesting orjson.dumps accepts (its limit is 255 levels)."""
 
 
 def require_model(body: dict[str, Any]) -> str:
@@ -243,6 +264,13 @@ class _Pricer:
         prompt = self.prompt_tokens(price)
         priced = self.plan.default_max_tokens if limit is None else limit
         cost = amounts(price, Usage(prompt, priced * self.choices))
+        if max(cost.values()) >= MAX_AMOUNT:
+            raise BadRequest(
+                f"This call could cost more than any budget can hold ({cost['TOKENS']} tokens); "
+                "lower max_tokens, n or the prompt.",
+                code="call_too_large",
+                param=self.endpoint.limit_field,
+            )
         return Variant(rule, model, price, limit, priced, prompt, cost, caps)
 
     def asked(self, model: str, price: ModelPrice, *, bound: bool) -> Variant:

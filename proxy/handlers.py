@@ -13,7 +13,9 @@ from proxy.call import ENDPOINTS, Endpoint, PreparedCall, Sent, prepare
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig
 from proxy.errors import (
+    AmountOutOfRange,
     BadGateway,
+    BadRequest,
     ClientError,
     Forbidden,
     LedgerUnavailable,
@@ -131,6 +133,11 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
     """One ledger round trip. None means: ledger down and fail_mode open, forward unbudgeted."""
     try:
         return await observe.timed("reserve", rt.ledger.reserve(reserve))
+    except AmountOutOfRange as exc:
+        raise BadRequest(
+            f"This call is too large to budget ({exc}); lower n or the completion limit.",
+            code="call_too_large",
+        ) from None
     except LedgerUnavailable as exc:
         if rt.policy.fail_mode == "closed":
             raise ServiceUnavailable(

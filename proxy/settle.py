@@ -16,6 +16,7 @@ from proxy import observe
 from proxy.call import Sent
 from proxy.errors import LedgerError
 from proxy.ledger.base import Amounts, Ledger, Reservation
+from proxy.policy.runtime import MAX_AMOUNT
 from proxy.pricing import Usage, amounts
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ async def settle(
         if charge is None:
             await observe.timed("release", ledger.release(reservation))
         else:
+            # A usage report no ledger can hold (2**52 units and up) is charged the most one
+            # can, rather than refused and the reservation left held until the sweeper.
+            charge = {unit: min(amount, MAX_AMOUNT - 1) for unit, amount in charge.items()}
             await observe.timed("commit", ledger.commit(reservation, charge))
     except LedgerError as exc:
         log.error(

@@ -347,3 +347,20 @@ async def test_tokens_per_minute_admits_n_calls_worth_then_429(
         assert error["error"]["code"] == "tokens_per_minute"
         assert 1 <= int(headers["Retry-After"]) <= 21
         assert len(stack.fake.requests) == 3
+
+
+async def test_a_call_too_large_for_the_ledger_is_400_not_500(tmp_path: Path) -> None:
+    pol = policy(
+        tmp_path,
+        "tenant: {limit: 50, period: month}",
+        plan="""
+        degrade:
+          - {when: {does_not_fit: true}, set: {fit: {min_tokens: 1}}}
+        """,
+    )
+    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+        body = chat(max_tokens=1) | {"n": 2**40}
+        status, _, error = await post(session, stack, body, tenant="alpha")
+        assert status == 400 and error["error"]["code"] == "call_too_large"
+        assert stack.fake.requests == []
+        assert await stack.ledger.balances("alpha") == []
