@@ -185,6 +185,9 @@ async def _resources(
     if sweep_every is not None:
         sweeper = _sweep_forever(the_ledger, sweep_every, unseeded, app[observe.METRICS])
         background.append(tasks.spawn(sweeper, name="sweeper"))
+    # Unbudgeted calls' charges (fail_mode: open), written once the ledger is back (spill.py).
+    spill = app[RUNTIME].fail_open.spill
+    background.append(tasks.spawn(spill.drain_forever(the_ledger), name="spill"))
     if policy.identity == "api_key":
         # Other replicas' key changes evict this one's cache as they happen.
         background.append(tasks.spawn(app[RUNTIME].keys.watch(), name="key events"))
@@ -199,6 +202,9 @@ async def _resources(
         with suppress(asyncio.CancelledError):
             await task
     await _drain_settlements()
+    if len(spill):
+        with suppress(TimeoutError):
+            await asyncio.wait_for(spill.drain(the_ledger), 5)
     await session.close()
     await replays.close()
     if own_ledger:

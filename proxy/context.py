@@ -13,6 +13,7 @@ from proxy.keys import Keys
 from proxy.ledger.base import Ledger
 from proxy.ledger.replays import MemoryReplays, ReplayStore
 from proxy.policy.runtime import Policy, Upstream
+from proxy.spill import FailOpen
 
 
 @dataclass(slots=True)
@@ -31,6 +32,8 @@ class Runtime:
     """Called with (tenant if known, reason) when identification refuses a call."""
     replays: ReplayStore = field(default_factory=MemoryReplays)
     """Client idempotency keys and the answers they replay (see replay.py)."""
+    fail_open: FailOpen = field(default_factory=FailOpen)
+    """fail_mode: open while the ledger is down: local rate buckets and the spill (spill.py)."""
 
     def forget_tenant(self, tenant: str) -> None:
         """The tenant's record changed: the next call reloads it."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import aiohttp
 from aiohttp import web
 
-from proxy import decision, identity, observe, relay, replay, tasks
+from proxy import alerts, decision, identity, observe, relay, replay, tasks
 from proxy.call import ENDPOINTS, Endpoint, PreparedCall, Sent, prepare
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig
@@ -21,6 +22,7 @@ from proxy.errors import (
     LedgerUnavailable,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
     RequestTimeout,
     ServiceUnavailable,
     UpstreamError,
@@ -67,7 +69,7 @@ async def _budgeted(
         raise
     sent = call.send(verdict.variant or call.asked, fitted=verdict.fitted, rewrite=verdict.rewrite)
     observe.decided(scope, call, sent, verdict, result)
-    held = result.reservation if result is not None else None
+    held = result.reservation if result is not None else rt.fail_open.spill.stand_in(reserve)
     # The forward-and-settle task is shielded: whatever happens to this handler, the reservation
     # is settled (and the answer kept for a retry with the same idempotency key).
     task = tasks.spawn(
@@ -144,6 +146,14 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
                 "The budget ledger is unreachable, so the call was not forwarded. Retry shortly.",
                 retry_after=2,
             ) from None
+        wait = rt.fail_open.buckets.take(reserve.tenant, reserve.quotas.requests_per_minute)
+        if wait:
+            raise QuotaExceeded(
+                "The budget ledger is unreachable; this tenant's calls are rate limited locally "
+                "until it is back. Retry shortly.",
+                quota="ledger_down_rate",
+                headers={"Retry-After": str(math.ceil(wait))},
+            ) from None
         log.error(
             "LEDGER UNAVAILABLE (%s): forwarding tenant=%s UNBUDGETED under fail_mode: open, "
             "estimate=%s",
@@ -165,13 +175,14 @@ async def _forward(
     try:
         if upstream.status >= 400:
             body = await _read_or_empty(upstream, rt)
-            await settle(rt.ledger, reservation, None)
+            await settle(rt.ledger, reservation, None, rt.fail_open.spill)
             return _relay_body(upstream, body, verdict)
         if sent.stream and upstream.content_type == "text/event-stream":
             return await relay_stream(request, rt, sent, verdict, reservation, upstream)
         body = await _read_or_empty(upstream, rt)
         reserved = reservation.amounts if reservation is not None else {}
-        await settle(rt.ledger, reservation, charge_for(sent, reserved, usage_of_body(sent, body)))
+        charge = charge_for(sent, reserved, usage_of_body(sent, body))
+        await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
         return _relay_body(upstream, body, verdict)
     finally:
         upstream.release()
@@ -185,7 +196,7 @@ async def _send_or_release(
     try:
         return await relay.send(rt.session, "POST", url, headers, call.body, rt.policy.timeouts)
     except UpstreamError as exc:
-        await settle(rt.ledger, reservation, None)
+        await settle(rt.ledger, reservation, None, rt.fail_open.spill)
         raise BadGateway(f"Upstream {call.upstream.name!r}: {exc}. Nothing was charged.") from None
 
 

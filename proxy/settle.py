@@ -9,15 +9,16 @@ least the reservation, because the provider may have billed a generation we neve
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from proxy import observe
 from proxy.call import Sent
-from proxy.errors import LedgerError
-from proxy.ledger.base import Amounts, Ledger, Reservation
+from proxy.errors import LedgerError, LedgerUnavailable
+from proxy.ledger.base import Amounts, Ledger, Reservation, SettleResult
 from proxy.policy.runtime import MAX_AMOUNT
 from proxy.pricing import Usage, amounts
+from proxy.spill import Spill, Unbudgeted
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,23 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
 
 
 async def settle(
-    ledger: Ledger, reservation: Reservation | None, charge: Mapping[str, int] | None
+    ledger: Ledger,
+    reservation: Reservation | None,
+    charge: Mapping[str, int] | None,
+    spill: Spill | None = None,
+    on_commit: Callable[[Reservation, SettleResult], None] | None = None,
 ) -> None:
     """Commit or release. A ledger failure here is logged with the amounts, never raised: the
-    client already has its answer."""
-    observe.settled(reservation.tenant if reservation is not None else None, charge)
+    client already has its answer. An unreachable ledger leaves it to `spill`, when given.
+    `on_commit` sees each commit's result (alerts.notifier announces the thresholds crossed)."""
+    budgeted = reservation is not None and not isinstance(reservation, Unbudgeted)
+    observe.settled(reservation.tenant if budgeted and reservation else None, charge)
     if reservation is None:
+        return
+    if isinstance(reservation, Unbudgeted):
+        # Forwarded while the ledger was down (fail_mode: open): the charge waits in the spill.
+        if charge is not None and reservation.spill is not None and reservation.request:
+            reservation.spill.add(reservation.request, charge)
         return
     try:
         if charge is None:
@@ -68,8 +80,14 @@ async def settle(
             # A usage report no ledger can hold (2**52 units and up) is charged the most one
             # can, rather than refused and the reservation left held until the sweeper.
             charge = {unit: min(amount, MAX_AMOUNT - 1) for unit, amount in charge.items()}
-            await observe.timed("commit", ledger.commit(reservation, charge))
+            result = await observe.timed("commit", ledger.commit(reservation, charge))
+            if on_commit is not None:
+                on_commit(reservation, result)
     except LedgerError as exc:
+        if spill is not None and isinstance(exc, LedgerUnavailable):
+            spill.add_settle(reservation, charge)
+            log.warning("settle of reservation=%s spilled: %s", reservation.id, exc)
+            return
         log.error(
             "settle failed for tenant=%s reservation=%s charge=%s: %s",
             reservation.tenant,

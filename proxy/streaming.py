@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy import encodings, relay
+from proxy import alerts, encodings, relay
 from proxy.call import Sent
 from proxy.context import Runtime
 from proxy.decision import Decision
@@ -61,7 +61,8 @@ async def relay_stream(
     finally:
         reserved = reservation.amounts if reservation is not None else {}
         outcome = _outcome(call, rt, tracker, result)
-        await settle(rt.ledger, reservation, charge_for(call, reserved, outcome))
+        charge = charge_for(call, reserved, outcome)
+        await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
     if not result.client_gone:
         with suppress(ConnectionError, aiohttp.ClientConnectionResetError):
             await response.write_eof()

@@ -158,6 +158,9 @@ class ReserveRequest:
     utc_offset_min: int = 0
     """The tenant's time zone offset right now; the script's calendar (day and month periods,
     runs_per_day) is UTC + this."""
+    alerts: tuple[int, ...] = ()
+    """Alert thresholds in basis points of each line's limit, carried to the reservation so
+    that its commit reports the thresholds it crosses (see SettleResult.crossed)."""
     scope: str = ""
     """The scope path as named (`tenant=acme/workflow=triage/run=r-7`), for the audit entry."""
 
@@ -189,6 +192,10 @@ class Reservation:
     """The reserved estimate per unit."""
     held: tuple[str, ...] = ()
     """Concurrency counters this call holds (freed at settle, clamped at 0)."""
+    limits: tuple[int, ...] = ()
+    """Each field's limit (its line's, overrides applied), for alerts; empty without alerts."""
+    alerts: tuple[int, ...] = ()
+    """Alert thresholds in basis points of each field's limit (8000: 80 %)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +236,21 @@ class SettleResult:
     """False when the reservation was already settled and this call changed nothing."""
     charged: Amounts
     """What this call added to `spent` per unit (may be negative after EXPIRED_CHARGED)."""
+    crossed: tuple[Crossing, ...] = ()
+    """Alert thresholds this commit crossed for the first time in their period (commit only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A commit took `spent` on `field` from below `ceil(limit * basis_points / 10**4)` to at
+    least that, and no earlier commit had (the store keeps `q|alert|<field>|<basis points>`
+    until the period's entries expire, so each threshold fires once per period and scope)."""
+
+    field: str
+    basis_points: int
+    limit: int
+    spent: int
+    """`spent` on the field right after the commit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,8 +103,15 @@ def reserve_result(
     (period id, remaining) per request line, the reserved field prefixes and held counters."""
     reservation = None
     if outcome.candidate >= 0:
+        alerting = bool(request.alerts) and len(fields) == len(request.lines)
         reservation = Reservation(
-            request.tenant, request.reservation_id, tuple(fields), amounts, tuple(held)
+            request.tenant,
+            request.reservation_id,
+            tuple(fields),
+            amounts,
+            tuple(held),
+            tuple(line.limit for line in request.lines) if alerting else (),
+            tuple(request.alerts) if alerting else (),
         )
     return ReserveResult(
         allowed=reservation is not None,
@@ -122,6 +129,17 @@ def reserve_result(
         stale=stale,
         retry_after_ms=outcome.retry_after_ms,
     )
+
+
+def alert_marks(reservation: Reservation) -> list[tuple[str, int, int]]:
+    """(field, basis points, the `spent` that reaches it) for every alert threshold of every
+    field of the reservation; a zero limit has no thresholds (there is nothing to be a share of)."""
+    return [
+        (field, bp, -(-limit * bp // 10_000))
+        for field, limit in zip(reservation.fields, reservation.limits, strict=False)
+        if limit > 0
+        for bp in reservation.alerts
+    ]
 
 
 def balance_rows(entries: Mapping[str, int | str]) -> list[BalanceRow]:

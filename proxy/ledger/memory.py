@@ -29,6 +29,7 @@ from proxy.ledger.choose import Choice, choose
 from proxy.ledger.common import (
     DENIED,
     Outcome,
+    alert_marks,
     balance_rows,
     instance_id,
     reserve_result,
@@ -180,11 +181,12 @@ class MemoryLedger(MemoryTenants):
             t.settle_lines(r.fields, None, charged, now, s)
         else:  # RELEASED, EXPIRED_RELEASED: nothing is reserved any more; never under-record.
             t.settle_lines(r.fields, None, actual, now, s)
+        crossed = t.cross(alert_marks(reservation), reservation, charged, now, s)
         fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
         t.append("commit", fields, now, s.audit_retention_ms)
         self._finish(t, reservation.id, r, "COMMITTED", now, dict(actual))
-        return SettleResult("COMMITTED", True, charged)
+        return SettleResult("COMMITTED", True, charged, crossed)
 
     async def release(self, reservation: Reservation) -> SettleResult:
         check_reservation(reservation)

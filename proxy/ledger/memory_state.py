@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from proxy.ledger import quotas
-from proxy.ledger.base import Amounts, State, TenantStatus
+from proxy.ledger.base import Amounts, Crossing, Reservation, State, TenantStatus
 from proxy.ledger.calendar import MINUTE_MS, Anchor, period_bound_ms, period_end_ms
 from proxy.ledger.common import Outcome, field_expiry
 from proxy.ledger.tenants import AGGREGATE
@@ -105,6 +105,34 @@ class TenantState:
             if charge is not None:
                 self.add(f"{prefix}|spent", charge.get(unit, 0))
             self.touch(prefix, now, s, None)
+
+    def cross(
+        self,
+        marks: Sequence[tuple[str, int, int]],
+        reservation: Reservation,
+        charged: Amounts,
+        now: int,
+        s: ReservationSettings,
+    ) -> tuple[Crossing, ...]:
+        """commit.lua's crossed(): the marks this commit reached first in their period."""
+        limits = dict(zip(reservation.fields, reservation.limits, strict=False))
+        out = []
+        for prefix, bp, mark in marks:
+            after = self.ledger.get(f"{prefix}|spent", 0)
+            before = after - charged.get(prefix.split("|")[2], 0)
+            name = f"q|alert|{prefix}|{bp}"
+            if before < mark <= after and name not in self.counters.values:
+                self.counters.values[name] = now
+                self._keep_alert(name, prefix, now, s)
+                out.append(Crossing(prefix, bp, limits.get(prefix, 0), after))
+        return tuple(out)
+
+    def _keep_alert(self, name: str, prefix: str, now: int, s: ReservationSettings) -> None:
+        pid = prefix.split("|")[-1]
+        if pid != "-":
+            self.ledger_exp.setdefault(name, period_bound_ms(pid) + s.period_grace_ms)
+        elif prefix.startswith("run|"):
+            self.keep(name, now + s.run_idle_ms)
 
     def append(self, kind: str, fields: dict[str, str], now: int, retention_ms: int) -> None:
         """audit.lua's audit(): id `<max(now, last ms)>-<seq>`, then trim to the retention."""

@@ -33,6 +33,7 @@ from proxy.ledger.base import (
     Amounts,
     BalanceRow,
     Candidate,
+    Crossing,
     Reservation,
     ReserveRequest,
     ReserveResult,
@@ -44,6 +45,7 @@ from proxy.ledger.checks import check_amounts, check_owner, check_request, check
 from proxy.ledger.common import (
     DENIED,
     Outcome,
+    alert_marks,
     balance_rows,
     decode_amounts,
     encode_amounts,
@@ -224,9 +226,14 @@ class RedisLedger(RedisTenants):
             encode_amounts(reservation.amounts),
             encode_amounts(actual),
             ",".join(reservation.held) or "-",
-            *reservation.fields,
         ]
-        return _settled(await self._run("commit", reservation.tenant, args))
+        marks = alert_marks(reservation)
+        args.append(str(len(marks)))
+        for field, bp, mark in marks:
+            args += [field, str(bp), str(mark)]
+        args += reservation.fields
+        reply = await self._run("commit", reservation.tenant, args)
+        return _settled(reply, _crossings(reservation, reply[3:]))
 
     async def release(self, reservation: Reservation) -> SettleResult:
         check_reservation(reservation)
@@ -319,7 +326,19 @@ def _held(text: str) -> tuple[str, ...]:
     return () if text == "-" else tuple(text.split(","))
 
 
-def _settled(reply: list[str]) -> SettleResult:
+def _settled(reply: list[str], crossed: tuple[Crossing, ...] = ()) -> SettleResult:
     return SettleResult(
-        state=cast(State, reply[0]), first=reply[1] == "1", charged=decode_amounts(reply[2])
+        state=cast(State, reply[0]),
+        first=reply[1] == "1",
+        charged=decode_amounts(reply[2]),
+        crossed=crossed,
+    )
+
+
+def _crossings(reservation: Reservation, fired: list[str]) -> tuple[Crossing, ...]:
+    """commit.lua's (prefix, basis points, spent) triples, with each field's limit."""
+    limits = dict(zip(reservation.fields, reservation.limits, strict=False))
+    return tuple(
+        Crossing(fired[i], int(fired[i + 1]), limits.get(fired[i], 0), int(fired[i + 2]))
+        for i in range(0, len(fired) - 2, 3)
     )

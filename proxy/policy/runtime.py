@@ -92,6 +92,9 @@ class Plan:
     quotas: PlanQuotas = field(default_factory=PlanQuotas)
     degrade: tuple[DegradeRule, ...] = ()
     """In policy order: the first whose condition holds and that fits wins."""
+    alerts: tuple[int, ...] = ()
+    """Alert thresholds in basis points of each budget line's limit, ascending (the plan's
+    own `alerts.thresholds`, else the policy's)."""
 
     def budget_for(self, level: str) -> Budget | None:
         return next((b for b in self.budgets if b.level == level), None)
@@ -177,6 +180,20 @@ class ReservationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    secret_env: str | None = None
+    """The environment variable holding the HMAC secret (read when an alert is sent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alerts:
+    thresholds: tuple[int, ...] = ()
+    """Basis points, ascending: the default for plans without their own."""
+    webhooks: tuple[Webhook, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     mode: Mode = "enforce"
     fail_mode: Literal["closed", "open"] = "closed"
@@ -192,6 +209,7 @@ class Policy:
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     reservations: ReservationSettings = field(default_factory=ReservationSettings)
+    alerts: Alerts = field(default_factory=Alerts)
     source: str = "<memory>"
 
     def price_for(self, model: str) -> ModelPrice | None:

@@ -25,6 +25,7 @@ from proxy.policy.plans import compile_degrade, compile_quotas
 from proxy.policy.runtime import (
     ENCODINGS,
     LEVELS,
+    Alerts,
     Budget,
     Limits,
     ModelPrice,
@@ -35,6 +36,7 @@ from proxy.policy.runtime import (
     TenantSeed,
     Timeouts,
     Upstream,
+    Webhook,
 )
 from proxy.policy.spec import BudgetSpec, ModelSpec, PlanSpec, PolicySpec, UpstreamSpec
 from proxy.policy.units import USD_PLACES, AmountError, to_units
@@ -141,6 +143,10 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
         timeouts=timeouts,
         limits=Limits(**spec.limits.model_dump(exclude_none=True)),
         reservations=_reservations(spec, timeouts, out),
+        alerts=Alerts(
+            _thresholds(spec.alerts.thresholds),
+            tuple(Webhook(w.url, w.secret_env) for w in spec.alerts.webhooks),
+        ),
         source=source,
     )
 
@@ -229,7 +235,12 @@ def _plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan
     degrade = compile_degrade(
         (*here, "degrade"), plan.degrade, tuple(budgets), quotas, spec.models, report
     )
-    return Plan(name, tuple(budgets), quotas=quotas, degrade=degrade, **given)
+    alerts = _thresholds((plan.alerts or spec.alerts).thresholds)
+    return Plan(name, tuple(budgets), quotas=quotas, degrade=degrade, alerts=alerts, **given)
+
+
+def _thresholds(written: Sequence[int]) -> tuple[int, ...]:
+    return tuple(sorted(set(written)))
 
 
 def _budget(loc: Loc, level: str, spec: BudgetSpec, out: list[Issue]) -> Budget | None:

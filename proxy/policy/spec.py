@@ -90,6 +90,30 @@ def _check_env_name(name: str) -> str:
     return name
 
 
+def _check_webhook_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _problem(f"{url!r} is not an http(s) URL; write e.g. https://hooks.example.com/x")
+    if parts.username is not None or parts.password is not None:
+        raise _problem("a webhook url must not carry credentials; sign with secret_env instead")
+    return url
+
+
+_PERCENT = re.compile(r"(\d{1,3})(?:\.(\d{1,2}))?%")
+
+
+def _threshold(value: object) -> int:
+    """A threshold as written, "80%", in basis points of a budget's limit (8000)."""
+    match = _PERCENT.fullmatch(value) if isinstance(value, str) else None
+    bp = 0 if match is None else int(match[1]) * 100 + int((match[2] or "0").ljust(2, "0"))
+    if not 0 < bp <= 10_000:
+        raise _problem(
+            f"{value!r} is not an alert threshold; write a percentage of the budget's limit in "
+            'quotes, above 0 and at most 100 with up to 2 decimals, e.g. "80%"'
+        )
+    return bp
+
+
 Money = Annotated[Decimal, BeforeValidator(_not_float), Field(ge=0)]
 """A price or limit exactly as written (never through float)."""
 Seconds = Annotated[float, Field(gt=0)]
@@ -173,11 +197,32 @@ class DegradeSpec(_Spec):
     set_: SetSpec = Field(alias="set")
 
 
+Threshold = Annotated[int, BeforeValidator(_threshold)]
+"""Written "80%"; held in basis points of a budget line's limit (8000)."""
+
+
+class WebhookSpec(_Spec):
+    url: Annotated[str, AfterValidator(_check_webhook_url)]
+    secret_env: Annotated[str, AfterValidator(_check_env_name)] | None = None
+    """The environment variable holding the HMAC secret; without it events go unsigned."""
+
+
+class PlanAlertsSpec(_Spec):
+    thresholds: list[Threshold]
+    """Replace the policy's `alerts.thresholds` for this plan (`[]`: no alerts)."""
+
+
+class AlertsSpec(_Spec):
+    thresholds: list[Threshold] = []
+    webhooks: list[WebhookSpec] = []
+
+
 class PlanSpec(_Spec):
     default_max_tokens: Annotated[int, Field(gt=0)] | None = None
     budgets: dict[str, BudgetSpec] = {}
     quotas: QuotasSpec = QuotasSpec()
     degrade: list[DegradeSpec] = []
+    alerts: PlanAlertsSpec | None = None
 
 
 class TenantSpec(_Spec):
@@ -231,3 +276,4 @@ class PolicySpec(_Spec):
     timeouts: TimeoutsSpec = TimeoutsSpec()
     limits: LimitsSpec = LimitsSpec()
     reservations: ReservationsSpec = ReservationsSpec()
+    alerts: AlertsSpec = AlertsSpec()

@@ -3,26 +3,60 @@
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
 -- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 actual (same form),
---       9 held concurrency fields 'q|conc|tenant|acme,…' ('-' for none), 10.. the reservation's
---       field prefixes (9 and 10.. are used only when the store lost the record).
+--       9 held concurrency fields 'q|conc|tenant|acme,…' ('-' for none), 10 n alert marks,
+--       11.. n triples (field prefix, basis points, the `spent` that reaches the threshold),
+--       then 11 + 3n.. the reservation's field prefixes (9 and those are used only when the
+--       store lost the record).
 --
 -- Returns: state after ('COMMITTED'), first ('1' | '0'), charged (amounts form, may be
--- negative after EXPIRED_CHARGED: only actual - estimate is added then).
+-- negative after EXPIRED_CHARGED: only actual - estimate is added then), then per alert
+-- threshold this commit crossed first in its period: field prefix, basis points, spent after.
+--
+-- A threshold is crossed when spent before < mark <= spent after (before = after - charged).
+-- `q|alert|<prefix>|<basis points>` remembers it fired (HSETNX: once per period and scope,
+-- however many instances commit), and expires with the period's entries.
 
 local id, owner, estimate, actual = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local MARKS = tonumber(ARGV[10])
+
+local function keep_alert(name, prefix)
+  local pid = string.match(prefix, '[^|]*$')
+  if pid ~= '-' then
+    redis.call('ZADD', KEYS[2], 'NX', fmt(period_bound(pid) + GRACE), name)
+  elseif string.match(prefix, '^[^|]*') == 'run' then
+    keep(name, NOW + IDLE)
+  end
+end
+
+local function crossed(charge)
+  local out = {}
+  for i = 0, MARKS - 1 do
+    local p, bp, mark = ARGV[11 + 3 * i], ARGV[12 + 3 * i], tonumber(ARGV[13 + 3 * i])
+    local after = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
+    local before = after - (charge[unit_of(p)] or 0)
+    local name = 'q|alert|' .. p .. '|' .. bp
+    if before < mark and mark <= after and redis.call('HSETNX', KEYS[1], name, fmt(NOW)) == 1 then
+      keep_alert(name, p)
+      out[#out + 1] = p
+      out[#out + 1] = bp
+      out[#out + 1] = fmt(after)
+    end
+  end
+  return out
+end
 
 local raw = redis.call('HGET', KEYS[3], id)
 local r
 if raw then
   r = parse_record(raw)
 else
-  r = missing_record(owner, estimate, ARGV[9], 10)
+  r = missing_record(owner, estimate, ARGV[9], 11 + 3 * MARKS)
 end
 
 if r.state == 'COMMITTED' then return { 'COMMITTED', '0', r.actual } end
 
 local est, act = parse_amounts(r.amounts), parse_amounts(actual)
-local charged = actual
+local charged, added = actual, act
 if r.state == 'OPEN' or r.state == 'MISSING' then
   settle_lines(r.prefixes, est, act)
   free_held(r.held)
@@ -31,12 +65,15 @@ elseif r.state == 'EXPIRED_CHARGED' then
   for unit, x in pairs(act) do delta[unit] = x end
   for unit, x in pairs(est) do delta[unit] = (delta[unit] or 0) - x end
   settle_lines(r.prefixes, nil, delta)
-  charged = encode_amounts(delta)
+  charged, added = encode_amounts(delta), delta
 else
   -- RELEASED, EXPIRED_RELEASED: nothing is reserved any more, but never under-record.
   settle_lines(r.prefixes, nil, act)
 end
+local fired = crossed(added)
 audit('commit', { 'reservation', id, 'from', r.state, 'state', 'COMMITTED',
   'actual', encode_amounts(act), 'charged', encode_amounts(parse_amounts(charged)) })
 finish(id, r, 'COMMITTED', actual)
-return { 'COMMITTED', '1', charged }
+local reply = { 'COMMITTED', '1', charged }
+for _, x in ipairs(fired) do reply[#reply + 1] = x end
+return reply

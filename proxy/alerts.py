@@ -1,0 +1,138 @@
+"""Budget alerts: a commit that takes a line's `spent` across a threshold (`alerts:` in the
+policy, e.g. 80 % of the line's limit) is told to operators once per period and scope.
+
+The store decides, inside the commit's own atomic step, which thresholds were crossed first
+(commit.lua; no extra round trip), so two instances never both fire. Here each crossing is
+written as one JSON log line (`"event": "alert"`) and POSTed to every webhook in a background
+task, retried with exponential backoff; the response never waits for it.
+
+A webhook receives `{"type": "budget.threshold", "id", "tenant", "level", "value", "unit",
+"period", "threshold": "80%", "limit", "spent", "at_ms"}` (amounts in the line's integer unit:
+USD in 10**-8 dollars, TOKENS as counts; `period` is the period id, e.g. "m20261101"). `id`
+is the same on every retry and names the threshold, scope and period: receivers dedupe by it.
+
+Signature, when the webhook names `secret_env`: headers `X-Cycles-Timestamp: <unix seconds>`
+and `X-Cycles-Signature: sha256=<hex>`, where hex is HMAC-SHA256 with the secret as key over
+the bytes `<timestamp>.` followed by the raw body. Receivers recompute it, compare in constant
+time, and reject timestamps too far from their clock (replays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+
+import aiohttp
+import orjson
+
+from proxy.context import Runtime
+from proxy.ledger.base import Crossing, Reservation, SettleResult
+from proxy.policy.runtime import Webhook
+from proxy.tasks import spawn
+
+log = logging.getLogger("cycles.alerts")
+
+ATTEMPTS = 5
+RETRY_DELAY_S = 0.5
+"""Before the second attempt; doubled before each later one."""
+TIMEOUT_S = 10.0
+SIGNATURE = "X-Cycles-Signature"
+TIMESTAMP = "X-Cycles-Timestamp"
+
+
+def notifier(rt: Runtime) -> Callable[[Reservation, SettleResult], None]:
+    """What `settle()` calls after a commit: announce the thresholds it crossed."""
+
+    def announce(reservation: Reservation, result: SettleResult) -> None:
+        for crossing in result.crossed:
+            event = alert_event(reservation.tenant, crossing, int(time.time() * 1000))
+            log.info(orjson.dumps({"event": "alert", **event}).decode())
+            body = orjson.dumps(event)
+            for hook in rt.policy.alerts.webhooks:
+                spawn(deliver(hook, body), name=f"alert {event['id']}")
+
+    return announce
+
+
+def alert_event(tenant: str, crossing: Crossing, at_ms: int) -> dict[str, object]:
+    level, value, unit, period = crossing.field.split("|")
+    threshold = _percent(crossing.basis_points)
+    return {
+        "type": "budget.threshold",
+        "id": f"{tenant}/{crossing.field}/{threshold}",
+        "tenant": tenant,
+        "level": level,
+        "value": value,
+        "unit": unit,
+        "period": period,
+        "threshold": threshold,
+        "limit": crossing.limit,
+        "spent": crossing.spent,
+        "at_ms": at_ms,
+    }
+
+
+def _percent(basis_points: int) -> str:
+    whole, part = divmod(basis_points, 100)
+    return f"{whole}%" if part == 0 else f"{whole}.{part:02d}".rstrip("0") + "%"
+
+
+def signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The `X-Cycles-Signature` value for `body` sent at `timestamp`."""
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def signed_headers(hook: Webhook, body: bytes, env: Mapping[str, str]) -> dict[str, str] | None:
+    """Headers for one attempt; None when the hook's secret is not in the environment."""
+    headers = {"Content-Type": "application/json"}
+    if hook.secret_env is None:
+        return headers
+    secret = env.get(hook.secret_env)
+    if not secret:
+        return None
+    timestamp = str(int(time.time()))
+    headers |= {TIMESTAMP: timestamp, SIGNATURE: signature(secret.encode(), timestamp, body)}
+    return headers
+
+
+async def deliver(hook: Webhook, body: bytes) -> bool:
+    """POST `body` until a 2xx answer, at most ATTEMPTS times; True when one arrived. Its own
+    session: alerts are rare, and the upstream session's tracing belongs to the call."""
+    async with aiohttp.ClientSession() as session:
+        return await _attempts(session, hook, body)
+
+
+async def _attempts(session: aiohttp.ClientSession, hook: Webhook, body: bytes) -> bool:
+    delay = RETRY_DELAY_S
+    for attempt in range(1, ATTEMPTS + 1):
+        headers = signed_headers(hook, body, os.environ)
+        if headers is None:
+            log.error("alert not sent to %s: %s is not set", hook.url, hook.secret_env)
+            return False
+        problem = await _post(session, hook.url, body, headers)
+        if problem is None:
+            return True
+        log.warning("alert to %s failed (attempt %d/%d): %s", hook.url, attempt, ATTEMPTS, problem)
+        if attempt < ATTEMPTS:
+            await asyncio.sleep(delay)
+            delay *= 2
+    log.error("alert to %s dropped after %d attempts", hook.url, ATTEMPTS)
+    return False
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> str | None:
+    """None on a 2xx answer, else what went wrong."""
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    try:
+        async with session.post(url, data=body, headers=headers, timeout=timeout) as response:
+            return None if 200 <= response.status < 300 else f"HTTP {response.status}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,169 @@
+"""fail_mode: open, made safer: a local rate limit while the ledger is down, and a spill of what
+unbudgeted calls cost, written to the ledger once it is reachable again.
+
+While the ledger cannot be reached, a call forwarded unbudgeted first takes a token from its
+tenant's local bucket (capacity: the plan's requests_per_minute, else `DEFAULT_PER_MINUTE`,
+refilled at that rate), so a runaway tenant is still slowed: beyond it the call is refused with
+429 `ledger_down_rate`. Each bucket is per process (N replicas admit up to N times the rate).
+
+The call's actual charge, known at settle, goes into the in-process spill. A background task
+(`drain_forever`) writes each spilled call to the ledger when it answers again: a shadow
+reserve of the call as asked, under the call's own reservation id and without quotas, then a
+commit of the charge (two round trips). Both are idempotent by that id, so a retry after a
+partial failure never charges twice. The period charged is the one current when the spill is
+written. A commit or release of a real reservation that fails because the ledger is unreachable is
+spilled too, and retried the same way (one round trip, idempotent by the reservation id).
+The spill lives in memory only: it is lost if the process dies before it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from proxy.errors import LedgerEpochLost, LedgerError, LedgerUnavailable
+from proxy.ledger.base import Candidate, Ledger, Quotas, Reservation, ReserveRequest
+from proxy.policy.runtime import MAX_AMOUNT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PER_MINUTE = 60
+"""A tenant's local rate while the ledger is down, when its plan sets no requests_per_minute."""
+SPILL_LIMIT = 100_000
+"""Spilled calls kept at most; beyond, the oldest are dropped (and logged)."""
+DRAIN_EVERY = 1.0
+"""Seconds between attempts to write the spill while it is not empty."""
+
+
+class Buckets:
+    """Per-tenant token buckets, used only while the ledger is unreachable."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._state: dict[str, tuple[float, float]] = {}
+        """tenant -> (tokens, when last refilled)."""
+
+    def take(self, tenant: str, per_minute: int | None) -> float:
+        """Take one token: 0.0 when admitted, else the seconds until one is available."""
+        capacity = float(per_minute or DEFAULT_PER_MINUTE)
+        rate = capacity / 60.0
+        now = self._clock()
+        tokens, then = self._state.get(tenant, (capacity, now))
+        tokens = min(capacity, tokens + (now - then) * rate)
+        if tokens >= 1.0:
+            self._state[tenant] = (tokens - 1.0, now)
+            return 0.0
+        self._state[tenant] = (tokens, now)
+        return (1.0 - tokens) / rate
+
+
+@dataclass(frozen=True, slots=True)
+class Unbudgeted(Reservation):
+    """Stands in for the reservation a call forwarded unbudgeted did not get: settling it
+    spills the charge instead of calling the ledger."""
+
+    request: ReserveRequest | None = None
+    spill: Spill | None = None
+
+
+@dataclass(slots=True)
+class Spill:
+    limit: int = SPILL_LIMIT
+    _entries: deque[tuple[ReserveRequest | Reservation, dict[str, int] | None]] = field(
+        default_factory=deque
+    )
+    dropped: int = 0
+    """Spilled calls dropped: over `limit`, or refused by the ledger."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def stand_in(self, request: ReserveRequest) -> Unbudgeted:
+        """The reservation an unbudgeted call settles against."""
+        return Unbudgeted(
+            request.tenant, request.reservation_id, (), {}, request=request, spill=self
+        )
+
+    def add(self, request: ReserveRequest, charge: Mapping[str, int]) -> None:
+        """An unbudgeted call's charge."""
+        self._append(request, charge)
+
+    def add_settle(self, reservation: Reservation, charge: Mapping[str, int] | None) -> None:
+        """A commit (or, with None, a release) the ledger could not take."""
+        self._append(reservation, charge)
+
+    def _append(self, what: ReserveRequest | Reservation, charge: Mapping[str, int] | None) -> None:
+        if len(self._entries) >= self.limit:
+            old, lost = self._entries.popleft()
+            self.dropped += 1
+            log.error("spill full: dropped tenant=%s charge=%s", old.tenant, lost)
+        capped = None if charge is None else {u: min(a, MAX_AMOUNT - 1) for u, a in charge.items()}
+        self._entries.append((what, capped))
+
+    async def drain(self, ledger: Ledger) -> int:
+        """Write spilled calls, oldest first, until done or the ledger fails; how many went."""
+        written = 0
+        while self._entries:
+            request, charge = self._entries[0]
+            try:
+                if isinstance(request, ReserveRequest):
+                    assert charge is not None
+                    await _write(ledger, request, charge)
+                elif charge is None:
+                    await ledger.release(request)
+                else:
+                    await ledger.commit(request, charge)
+            except (LedgerUnavailable, LedgerEpochLost):
+                break
+            except LedgerError as exc:
+                self.dropped += 1
+                log.error(
+                    "spill: the ledger refused tenant=%s charge=%s: %s",
+                    request.tenant,
+                    charge,
+                    exc,
+                )
+            else:
+                written += 1
+            self._entries.popleft()
+        if written:
+            log.warning("spill: wrote %d unbudgeted calls' charges to the ledger", written)
+        return written
+
+    async def drain_forever(self, ledger: Ledger, every: float = DRAIN_EVERY) -> None:
+        while True:
+            if self._entries:
+                await self.drain(ledger)
+            await asyncio.sleep(every)
+
+
+async def _write(ledger: Ledger, request: ReserveRequest, charge: Mapping[str, int]) -> None:
+    """One spilled call: a shadow reserve of the call as asked under its own id, no quotas, no
+    version check; then the commit. Repeating either after a failure changes nothing twice."""
+    asked = request.candidates[0]
+    shadow = ReserveRequest(
+        tenant=request.tenant,
+        reservation_id=request.reservation_id,
+        lines=request.lines,
+        candidates=[Candidate(asked.amounts, name=asked.name)],
+        shadow=True,
+        quotas=Quotas(),
+        utc_offset_min=request.utc_offset_min,
+        scope=request.scope,
+    )
+    result = await ledger.reserve(shadow)
+    if result.reservation is None:
+        raise LedgerError(f"nothing reserved (tenant status {result.status})")
+    await ledger.commit(result.reservation, charge)
+
+
+@dataclass(slots=True)
+class FailOpen:
+    """What a process keeps for fail_mode: open."""
+
+    buckets: Buckets = field(default_factory=Buckets)
+    spill: Spill = field(default_factory=Spill)

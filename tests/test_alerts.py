@@ -1,0 +1,286 @@
+"""Budget alerts: a commit crossing a threshold of a line's limit is announced once per period
+and scope, to a signed webhook (retried) and the log."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from support import POLICY, chat
+
+from proxy import alerts, tasks
+from proxy.errors import PolicyError
+from proxy.ledger import MemoryLedger, RedisLedger
+from proxy.ledger.base import (
+    BudgetLine,
+    Candidate,
+    Crossing,
+    Ledger,
+    Reservation,
+    ReserveRequest,
+)
+from proxy.local import Stack, local_stack, serving
+from proxy.policy import load_policy
+from proxy.policy.runtime import Policy, ReservationSettings
+
+SECRET = "alert-secret-for-tests"
+SCOPE = {"X-Cycles-Tenant": "alpha", "X-Cycles-Workflow": "w", "X-Cycles-Run": "r1"}
+LIMIT = 1000
+"""The tenant's monthly TOKENS budget."""
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint: answers `statuses` in turn (then 200), records each request."""
+
+    statuses: list[int] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append((dict(request.headers), body))
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status == 200:
+            self.accepted.append(orjson.loads(body))
+        return web.Response(status=status)
+
+    def thresholds(self) -> list[str]:
+        return sorted(event["threshold"] for event in self.accepted)
+
+
+@asynccontextmanager
+async def receiver(statuses: list[int] | None = None) -> AsyncIterator[tuple[Receiver, str]]:
+    hook = Receiver(list(statuses or []))
+    app = web.Application()
+    app.router.add_post("/hook", hook.handle)
+    async with serving(app) as url:
+        yield hook, url + "/hook"
+
+
+def alerting_policy(tmp_path: Path, hook_url: str, plan_alerts: str = "") -> Policy:
+    text = POLICY.format(
+        mode="enforce",
+        budgets=f"      tenant: {{limit: {LIMIT}, period: month, unit: TOKENS}}",
+        extra=plan_alerts,
+    )
+    text += (
+        'alerts:\n  thresholds: ["50%", "80%", "100%"]\n'
+        f"  webhooks:\n    - {{url: {hook_url!r}, secret_env: CYCLES_ALERT_SECRET}}\n"
+    )
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return load_policy(path)
+
+
+def stack_for(tmp_path: Path, hook_url: str) -> AbstractAsyncContextManager[Stack]:
+    return local_stack(alerting_policy(tmp_path, hook_url), sweep_every=None)
+
+
+async def call(stack: Stack, max_tokens: int) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{stack.url}/v1/chat/completions", json=chat("hi", max_tokens), headers=SCOPE
+        ) as answer,
+    ):
+        assert answer.status == 200, await answer.text()
+    await quiet()
+
+
+async def quiet() -> None:
+    """Wait until no call is settling and no alert is being delivered."""
+    for _ in range(200):
+        busy = [t for t in tasks.running() if t.get_name().startswith(("call ", "alert "))]
+        if not busy:
+            return
+        await asyncio.wait(busy, timeout=5)
+    raise AssertionError("background tasks did not finish")
+
+
+async def spent(ledger: Ledger) -> int:
+    rows = [r for r in await ledger.balances("alpha") if r.level == "tenant"]
+    assert len(rows) == 1, rows
+    return rows[0].spent
+
+
+def verify(headers: dict[str, str], body: bytes) -> bool:
+    """A receiver's check, written from the documented scheme (not from proxy.alerts)."""
+    timestamp = headers["X-Cycles-Timestamp"]
+    mac = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return hmac.compare_digest(headers["X-Cycles-Signature"], "sha256=" + mac.hexdigest())
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CYCLES_ALERT_SECRET", SECRET)
+    monkeypatch.setattr(alerts, "RETRY_DELAY_S", 0.01)
+
+
+async def test_crossing_80_percent_fires_one_signed_event_per_period(
+    tmp_path: Path, store_url: str
+) -> None:
+    async with receiver() as (hook, url):
+        stack_policy = alerting_policy(tmp_path, url)
+        async with local_stack(stack_policy, store=store_url, sweep_every=None) as stack:
+            await call(stack, 300)
+            first = await spent(stack.ledger)
+            assert first < LIMIT // 2
+            assert hook.received == []
+            await call(stack, 500)  # from under 50 % to over 80 %: both thresholds, once each
+            second = await spent(stack.ledger)
+            assert LIMIT * 8 // 10 <= second < LIMIT
+            assert hook.thresholds() == ["50%", "80%"]
+            await call(stack, 20)  # still above 80 %, below 100 %: nothing new
+            await call(stack, 20)
+            assert await spent(stack.ledger) < LIMIT
+            counters = await stack.ledger.counters("alpha")
+    assert hook.thresholds() == ["50%", "80%"]
+    assert len(hook.received) == 2
+    for headers, body in hook.received:
+        assert verify(headers, body)
+    event = next(e for e in hook.accepted if e["threshold"] == "80%")
+    assert event["type"] == "budget.threshold"
+    assert (event["tenant"], event["level"], event["value"]) == ("alpha", "tenant", "alpha")
+    assert (event["unit"], event["limit"], event["spent"]) == ("TOKENS", LIMIT, second)
+    assert event["period"].startswith("m") and event["id"].endswith("/80%")
+    assert sorted(k for k in counters if k.startswith("q|alert|")) == [
+        f"q|alert|tenant|alpha|TOKENS|{event['period']}|5000",
+        f"q|alert|tenant|alpha|TOKENS|{event['period']}|8000",
+    ]
+
+
+async def test_a_failing_webhook_gets_the_event_once_after_retries(tmp_path: Path) -> None:
+    async with receiver([500, 503]) as (hook, url), stack_for(tmp_path, url) as stack:
+        await call(stack, 850)
+    assert hook.thresholds() == ["50%", "80%"]
+    attempts = [orjson.loads(body)["threshold"] for _, body in hook.received]
+    assert len(attempts) == 4  # two refused, then each threshold delivered
+    assert all(verify(headers, body) for headers, body in hook.received)
+
+
+async def test_alert_is_logged_even_without_a_webhook_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("CYCLES_ALERT_SECRET")
+    caplog.set_level(logging.INFO, "cycles.alerts")
+    async with receiver() as (hook, url), stack_for(tmp_path, url) as stack:
+        await call(stack, 600)
+    lines = [r.getMessage() for r in caplog.records if r.name == "cycles.alerts"]
+    events = [orjson.loads(text) for text in lines if text.startswith("{")]
+    assert [(e["event"], e["threshold"]) for e in events] == [("alert", "50%")]
+    assert hook.received == []  # never sent unsigned when the secret is missing
+
+
+async def test_a_plan_can_replace_the_thresholds(tmp_path: Path) -> None:
+    plan_alerts = '    alerts: {thresholds: ["90%"]}'
+    async with receiver() as (hook, url):
+        stack_policy = alerting_policy(tmp_path, url, plan_alerts)
+        assert stack_policy.plans["test"].alerts == (9000,)
+        async with local_stack(stack_policy, sweep_every=None) as stack:
+            await call(stack, 850)
+            assert hook.received == []
+            await call(stack, 100)
+    assert hook.thresholds() == ["90%"]
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ('thresholds: ["85"]', "not an alert threshold"),
+        ("thresholds: [80]", "not an alert threshold"),
+        ('thresholds: ["120%"]', "at most 100"),
+        ('thresholds: ["0%"]', "above 0"),
+        ("webhooks: [{url: 'ftp://x/y'}]", "not an http(s) URL"),
+        ("webhooks: [{url: 'https://x/y', secret_env: 'no-such name'}]", "environment variable"),
+        ("webhooks: [{url: 'https://x/y', secret: abc}]", "unknown field"),
+    ],
+)
+def test_bad_alerts_section_is_refused_with_its_line(
+    tmp_path: Path, written: str, message: str
+) -> None:
+    text = POLICY.format(mode="enforce", budgets="      tenant: {limit: 1}", extra="")
+    path = tmp_path / "policy.yaml"
+    path.write_text(text + f"alerts: {{{written}}}\n")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert message in str(caught.value)
+    assert "policy.yaml:" in str(caught.value) and "alerts." in str(caught.value)
+
+
+def test_threshold_percentages_become_basis_points(tmp_path: Path) -> None:
+    text = POLICY.format(mode="enforce", budgets="      tenant: {limit: 1}", extra="")
+    path = tmp_path / "policy.yaml"
+    path.write_text(text + 'alerts: {thresholds: ["80%", "12.5%", "100%", "80%"]}\n')
+    loaded = load_policy(path)
+    assert loaded.alerts.thresholds == (1250, 8000, 10000)
+    assert loaded.plans["test"].alerts == (1250, 8000, 10000)
+    assert alerts.alert_event("t", _crossing(1250), 0)["threshold"] == "12.5%"
+
+
+def _crossing(bp: int) -> Crossing:
+    return Crossing("tenant|t|USD|m20261101", bp, 100, 20)
+
+
+# --- the stores: crossing and dedupe inside the commit -----------------------------------------
+
+
+def open_ledger(store_url: str, settings: ReservationSettings) -> Ledger:
+    if store_url == "memory://":
+        return MemoryLedger(settings, "me")
+    return RedisLedger(store_url, settings, "me")
+
+
+def month_field() -> str:
+    return datetime.now(UTC).strftime("tenant|acme|USD|m%Y%m01")
+
+
+async def hold(ledger: Ledger, rid: str, estimate: int) -> Reservation:
+    line = BudgetLine("tenant", "acme", "USD", "month", 1000)
+    request = ReserveRequest("acme", rid, [line], [Candidate({"USD": estimate})], alerts=(8000,))
+    result = await ledger.reserve(request)
+    assert result.reservation is not None
+    return result.reservation
+
+
+async def test_a_threshold_fires_once_per_period_even_if_spent_falls_back(
+    store_url: str,
+) -> None:
+    ledger = open_ledger(store_url, ReservationSettings(cap_ms=0))
+    try:
+        expired = await hold(ledger, "b", 300)
+        assert await ledger.sweep("acme") == 1  # charged its estimate: spent 300, no alert
+        first = await ledger.commit(await hold(ledger, "a", 100), {"USD": 550})
+        assert first.crossed == (Crossing(month_field(), 8000, 1000, 850),)
+        # An expired reservation that produced nothing gives its 300 back: spent 550.
+        assert (await ledger.commit(expired, {"USD": 0})).crossed == ()
+        again = await ledger.commit(await hold(ledger, "c", 100), {"USD": 300})
+        assert (again.charged, again.crossed) == ({"USD": 300}, ())
+        assert (await ledger.commit(await hold(ledger, "d", 100), {"USD": 100})).crossed == ()
+    finally:
+        await ledger.close()
+
+
+async def test_a_commit_the_store_lost_still_reports_its_crossing(store_url: str) -> None:
+    ledger = open_ledger(store_url, ReservationSettings())
+    ghost = Reservation("acme", "ghost", (month_field(),), {"USD": 10}, (), (1000,), (5000, 8000))
+    try:
+        settled = await ledger.commit(ghost, {"USD": 600})
+        assert (settled.state, settled.charged) == ("COMMITTED", {"USD": 600})
+        assert settled.crossed == (Crossing(month_field(), 5000, 1000, 600),)
+        rows = await ledger.balances("acme")
+        assert [(r.spent, r.reserved) for r in rows] == [(600, 0)]
+    finally:
+        await ledger.close()

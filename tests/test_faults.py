@@ -1,0 +1,340 @@
+"""Faults with real processes: Redis killed and restarted under load, a proxy killed mid-stream,
+and four replicas racing one budget. Each test starts its own redis-server so it can kill it.
+
+`pytest -m soak` runs the long variant (several outages under sustained load)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+from conftest import free_port
+from support import chat, chat_prompt_tokens, line, mini_cost, policy, usd
+from test_multiprocess import proxy_process
+
+from proxy.context import RUNTIME
+from proxy.fake_upstream import FakeSettings, FakeUpstream
+from proxy.ledger import open_ledger
+from proxy.ledger.base import BudgetLine, Candidate, ReserveRequest
+from proxy.ledger.redis import RedisLedger
+from proxy.local import local_stack, serving
+from proxy.policy.runtime import ReservationSettings
+from proxy.spill import Buckets, Spill
+from proxy.tasks import spawn
+
+ALPHA = {"X-Cycles-Tenant": "alpha"}
+
+
+class RedisProc:
+    """A redis-server this test owns: killed with SIGKILL and started again on the same port.
+    With `durable`, every write is fsynced to an append-only file, so data (and the ledger's
+    epoch) survive the restart."""
+
+    def __init__(self, workdir: Path, *, durable: bool = True) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.durable = durable
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed")
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--dir", str(self.workdir), "--maxmemory-policy", "noeviction"]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else []
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    if time.monotonic() > deadline:
+                        pytest.fail("redis-server did not start within 10 s")
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def redis_proc(tmp_path: Path) -> Iterator[RedisProc]:
+    server = RedisProc(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()
+
+
+def billed_cost(fake: FakeUpstream) -> int:
+    return sum(mini_cost(b.prompt_tokens, b.completion_tokens) for b in fake.billed)
+
+
+async def spent(url: str, tenant: str = "alpha") -> tuple[int, int]:
+    ledger = open_ledger(url, ReservationSettings())
+    try:
+        row = await line(ledger, tenant, "tenant")
+        return row.spent, row.reserved
+    finally:
+        await ledger.close()
+
+
+async def until_spent_is(url: str, expected: int, within: float = 10.0) -> int:
+    """The tenant's spent once it equals `expected` (spilled settles drain every second)."""
+    deadline = time.monotonic() + within
+    while True:
+        got, _ = await spent(url)
+        if got == expected or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.2)
+
+
+async def outage_under_load(
+    url: str, server: RedisProc, *, outages: int, up_s: float, down_s: float
+) -> list[tuple[float, int, str]]:
+    """Steady traffic from 8 clients while Redis is killed `outages` times, each time for
+    `down_s` and restarted; returns (time, status, error code) per call."""
+    results: list[tuple[float, int, str]] = []
+    stop = asyncio.Event()
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not stop.is_set():
+            async with session.post(url + "/v1/chat/completions", json=chat(), headers=ALPHA) as r:
+                body = await r.json()
+                code = body["error"]["code"] if r.status != 200 else ""
+                results.append((time.monotonic(), r.status, code))
+            await asyncio.sleep(0.01)
+
+    async with aiohttp.ClientSession() as session:
+        clients = [spawn(client(session), name=f"client {i}") for i in range(8)]
+        for _ in range(outages):
+            await asyncio.sleep(up_s)
+            server.kill()
+            await asyncio.sleep(down_s)
+            server.start()
+        # Traffic resumes without a proxy restart.
+        back = time.monotonic()
+        deadline = back + 5
+        while not any(t > back and s == 200 for t, s, _ in results):
+            assert time.monotonic() < deadline, "traffic did not resume within 5 s"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*clients)
+    return results
+
+
+async def check_closed_outage(tmp_path: Path, server: RedisProc, outages: int, up: float) -> None:
+    pol = policy(tmp_path, "tenant: {limit: 1000, period: month}")
+    async with local_stack(pol, store=server.url) as stack:
+        results = await outage_under_load(stack.url, server, outages=outages, up_s=up, down_s=1.5)
+        statuses = {s for _, s, _ in results}
+        assert statuses <= {200, 503}, statuses
+        assert {c for _, s, c in results if s == 503} == {"ledger_unavailable"}
+        assert sum(1 for _, s, _ in results if s == 503) >= 8
+        # No call was forwarded without a reservation: what the provider billed is what the
+        # ledger charged (commits that failed during the outage were spilled and retried).
+        expected = billed_cost(stack.fake)
+        assert expected > 0
+        assert await until_spent_is(server.url, expected) == expected
+
+
+async def test_redis_restart_fail_closed_forwards_nothing_unreserved(
+    tmp_path: Path, redis_proc: RedisProc
+) -> None:
+    await check_closed_outage(tmp_path, redis_proc, outages=1, up=0.5)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+async def test_soak_repeated_redis_outages_fail_closed(
+    tmp_path: Path, redis_proc: RedisProc
+) -> None:
+    await check_closed_outage(tmp_path, redis_proc, outages=10, up=8.0)
+
+
+async def test_redis_outage_fail_open_rate_limits_and_spills(
+    tmp_path: Path, redis_proc: RedisProc
+) -> None:
+    pol = policy(
+        tmp_path,
+        "tenant: {limit: 1000, period: month}",
+        plan="quotas: {requests_per_minute: 30}",
+    )
+    pol = dataclasses.replace(pol, fail_mode="open")
+    async with local_stack(pol, store=redis_proc.url) as stack, aiohttp.ClientSession() as s:
+
+        async def send() -> tuple[int, str]:
+            async with s.post(stack.url + "/v1/chat/completions", json=chat(), headers=ALPHA) as r:
+                body = await r.json()
+                return r.status, body["error"]["code"] if r.status != 200 else ""
+
+        assert await send() == (200, "")
+        redis_proc.kill()
+        answers = await asyncio.gather(*(send() for _ in range(50)))
+        # Forwarded unbudgeted, but no faster than the plan's rate: a bucket of 30.
+        assert answers.count((200, "")) == 30
+        assert answers.count((429, "ledger_down_rate")) == 20
+        assert stack.fake.calls == 31
+        assert len(stack.app[RUNTIME].fail_open.spill) == 30
+        redis_proc.start()
+        expected = billed_cost(stack.fake)
+        assert await until_spent_is(redis_proc.url, expected) == expected
+        assert len(stack.app[RUNTIME].fail_open.spill) == 0
+        assert (await spent(redis_proc.url))[1] == 0
+
+
+@asynccontextmanager
+async def killable_proxy(
+    policy_path: Path, store: str, upstream: str, key: str
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    port = free_port()
+    args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
+    args += ["--admin-listen", "off", "--drain-timeout", "0", "--listen", f"127.0.0.1:{port}"]
+    env = {**os.environ, "OPENAI_API_KEY": key}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "proxy", *args, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(url + "/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert proc.returncode is None, "proxy process exited at start"
+                await asyncio.sleep(0.05)
+        yield url, proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
+    tmp_path: Path, redis_proc: RedisProc
+) -> None:
+    body = chat(stream=True)
+    cost = mini_cost(chat_prompt_tokens(body), 100)
+    policy(
+        tmp_path, "tenant: {limit: 1000, period: month}", plan="quotas: {concurrent_requests: 50}"
+    )
+    fake = FakeUpstream(settings=FakeSettings(chunk_delay=1.0, chunks=10))
+    async with (
+        serving(fake.app()) as fake_url,
+        aiohttp.ClientSession() as session,
+        killable_proxy(
+            tmp_path / "policy.yaml", redis_proc.url, fake_url + "/v1", fake.settings.api_key
+        ) as (url, proc),
+    ):
+        responses = [
+            await session.post(url + "/v1/chat/completions", json=body, headers=ALPHA)
+            for _ in range(20)
+        ]
+        for r in responses:
+            assert r.status == 200
+        await asyncio.gather(*(r.content.readline() for r in responses))
+        assert (await spent(redis_proc.url))[1] == 20 * cost
+        proc.kill()
+        await proc.wait()
+        for r in responses:
+            r.close()
+    # Another replica's sweeper: it presumes the dead owner dead once its heartbeat is older
+    # than 3 heartbeat intervals (0.5 s here, so 1.5 s).
+    replica = RedisLedger(redis_proc.url, ReservationSettings(), heartbeat_interval_s=0.5)
+    try:
+        deadline = time.monotonic() + 10
+        while (await spent(redis_proc.url))[1] and time.monotonic() < deadline:
+            await replica.heartbeat()
+            await replica.sweep_all()
+            await asyncio.sleep(0.5)
+        # on_expiry: charge (the default): each stream is charged its estimate.
+        assert await spent(redis_proc.url) == (20 * cost, 0)
+        counters = await replica.counters("alpha")
+        assert counters.get("q|conc|tenant|alpha", 0) == 0
+    finally:
+        await replica.close()
+
+
+async def test_four_replicas_race_one_budget(tmp_path: Path, redis_proc: RedisProc) -> None:
+    body = chat()
+    cost = mini_cost(chat_prompt_tokens(body), 100)
+    policy(tmp_path, f"tenant: {{limit: {usd(10 * cost)}, period: month}}")
+    fake = FakeUpstream()
+    async with serving(fake.app()) as fake_url, AsyncExitStack() as stack:
+        urls = [
+            await stack.enter_async_context(
+                proxy_process(
+                    tmp_path / "policy.yaml",
+                    redis_proc.url,
+                    fake_url + "/v1",
+                    fake.settings.api_key,
+                )
+            )
+            for _ in range(4)
+        ]
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+
+        async def send(url: str) -> int:
+            async with session.post(url + "/v1/chat/completions", json=body, headers=ALPHA) as r:
+                await r.read()
+                return r.status
+
+        statuses = await asyncio.gather(*(send(url) for url in urls for _ in range(200)))
+    assert set(statuses) <= {200, 402}
+    assert billed_cost(fake) <= 10 * cost
+    assert statuses.count(200) == fake.calls
+    got, reserved = await spent(redis_proc.url)
+    assert reserved == 0
+    assert got == billed_cost(fake)
+
+
+async def test_a_spilled_call_written_twice_is_charged_once() -> None:
+    ledger = open_ledger("memory://", ReservationSettings())
+    request = ReserveRequest(
+        tenant="alpha",
+        reservation_id="spilled-1",
+        lines=[BudgetLine("tenant", "alpha", "USD", "month", 10**9)],
+        candidates=[Candidate({"USD": 500})],
+    )
+    spill = Spill()
+    # A retry after a partial failure (the commit's answer lost) writes the same call again.
+    for _ in range(2):
+        spill.add(request, {"USD": 700})
+        assert await spill.drain(ledger) == 1
+    (row,) = await ledger.balances("alpha")
+    assert (row.spent, row.reserved) == (700, 0)
+
+
+def test_the_local_bucket_admits_the_plan_rate_then_refills() -> None:
+    now = [0.0]
+    buckets = Buckets(clock=lambda: now[0])
+    assert [buckets.take("alpha", 3) for _ in range(4)][:3] == [0.0, 0.0, 0.0]
+    assert buckets.take("alpha", 3) > 0
+    assert buckets.take("beta", None) == 0.0
+    now[0] += 20.0
+    assert buckets.take("alpha", 3) == 0.0
