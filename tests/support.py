@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -103,3 +106,41 @@ async def line(ledger: Ledger, tenant: str, level: str, value: str | None = None
     ]
     assert len(rows) == 1, rows
     return rows[0]
+
+
+@asynccontextmanager
+async def monitor(url: str) -> AsyncIterator[list[str]]:
+    """The client commands Redis executes while the block runs, from MONITOR."""
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"MONITOR\r\n")
+    assert await reader.readline() == b"+OK\r\n"
+    lines: list[str] = []
+
+    async def collect() -> None:
+        while line := await reader.readline():
+            text = line.decode()
+            if "[0 lua]" not in text:
+                lines.append(text)
+
+    task = asyncio.ensure_future(collect())
+    try:
+        yield lines
+    finally:
+        task.cancel()
+        writer.close()
+        await writer.wait_closed()
+
+
+async def commands_seen(commands: list[str], expected: int) -> list[str]:
+    """The command names MONITOR reported, once `expected` have arrived (or 2 s passed) and a
+    little longer, so an extra command would show too. MONITOR's lines reach the reader after
+    the commands ran, so a fixed sleep is not enough on a loaded machine."""
+    for _ in range(200):
+        if len(commands) >= expected:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    names = [c.split('"')[1].lower() for c in commands]
+    commands.clear()
+    return names

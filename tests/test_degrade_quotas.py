@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,18 @@ import aiohttp
 import openai
 import orjson
 import pytest
-from support import POLICY, UNITS, chat, chat_prompt_tokens, cost, line, policy, usd
+from support import (
+    POLICY,
+    UNITS,
+    chat,
+    chat_prompt_tokens,
+    commands_seen,
+    cost,
+    line,
+    monitor,
+    policy,
+    usd,
+)
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.local import Stack, local_stack
@@ -256,34 +265,10 @@ async def test_degrade_and_quotas_cost_no_extra_round_trip(tmp_path: Path, redis
                     session, stack, body, tenant="alpha", run=f"r{i}", agent="a"
                 )
                 assert status == 200
-            await asyncio.sleep(0.2)
+            seen = await commands_seen(commands, 20)
     # Every command a client sent (the scripts' own commands are tagged "lua" and not counted):
     # one reserve and one settle per call, nothing else.
-    assert [c.split('"')[1].lower() for c in commands] == ["evalsha"] * 20
-
-
-@asynccontextmanager
-async def monitor(url: str) -> AsyncIterator[list[str]]:
-    """The client commands Redis executes while the block runs, from MONITOR."""
-    host, port = url.removeprefix("redis://").split("/")[0].split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"MONITOR\r\n")
-    assert await reader.readline() == b"+OK\r\n"
-    lines: list[str] = []
-
-    async def collect() -> None:
-        while line := await reader.readline():
-            text = line.decode()
-            if "[0 lua]" not in text:
-                lines.append(text)
-
-    task = asyncio.ensure_future(collect())
-    try:
-        yield lines
-    finally:
-        task.cancel()
-        writer.close()
-        await writer.wait_closed()
+    assert seen == ["evalsha"] * 20
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from support import chat, chat_prompt_tokens, line, mini_cost, policy
-from test_degrade_quotas import monitor
+from support import chat, chat_prompt_tokens, commands_seen, line, mini_cost, monitor, policy
 
 from proxy import replay, tasks
 from proxy.fake_upstream import FakeSettings, FakeUpstream
@@ -121,15 +120,12 @@ async def test_keyed_call_costs_one_set_more_and_an_unkeyed_one_nothing(
         async with monitor(redis_url) as commands:
             await post(session, stack, body, {})
             await settled()
-            unkeyed = [c.split('"')[1].lower() for c in commands]
-            commands.clear()
+            unkeyed = await commands_seen(commands, 2)
             await post(session, stack, body, {"Idempotency-Key": "k-2"})
             await settled()
-            keyed = [c.split('"')[1].lower() for c in commands]
-            commands.clear()
+            keyed = await commands_seen(commands, 4)
             status, headers, _ = await post(session, stack, body, {"Idempotency-Key": "k-2"})
-            await asyncio.sleep(0.1)
-            replayed = [c.split('"')[1].lower() for c in commands]
+            replayed = await commands_seen(commands, 1)
     assert unkeyed == ["evalsha", "evalsha"]
     assert keyed == ["set", "evalsha", "evalsha", "set"]
     assert (status, headers["X-Cycles-Replayed"], replayed) == (200, "true", ["set"])
