@@ -11,6 +11,10 @@ A webhook receives `{"type": "budget.threshold", "id", "tenant", "level", "value
 USD in 10**-8 dollars, TOKENS as counts; `period` is the period id, e.g. "m20261101"). `id`
 is the same on every retry and names the threshold, scope and period: receivers dedupe by it.
 
+Also `budget.first_deny` (the first reserve of a period a budget line denies; the reserve script
+decides it, ReserveResult.first_deny) and `ledger.epoch_lost` (ledger/safety.py, once per
+process). Every alert fired counts in `cycles_alerts_total{type}`.
+
 Signature, when the webhook names `secret_env`: headers `X-Cycles-Timestamp: <unix seconds>`
 and `X-Cycles-Signature: sha256=<hex>`, where hex is HMAC-SHA256 with the secret as key over
 the bytes `<timestamp>.` followed by the raw body. Receivers recompute it, compare in constant
@@ -31,7 +35,7 @@ import aiohttp
 import orjson
 
 from proxy.context import Runtime
-from proxy.ledger.base import Crossing, Reservation, SettleResult
+from proxy.ledger.base import Crossing, LineState, Reservation, ReserveResult, SettleResult
 from proxy.policy.runtime import Webhook
 from proxy.tasks import spawn
 
@@ -46,17 +50,70 @@ TIMESTAMP = "X-Cycles-Timestamp"
 
 
 def notifier(rt: Runtime) -> Callable[[Reservation, SettleResult], None]:
-    """What `settle()` calls after a commit: announce the thresholds it crossed."""
+    """What `settle()` (and the spill's drain) calls after a commit: announce the thresholds it
+    crossed."""
 
     def announce(reservation: Reservation, result: SettleResult) -> None:
         for crossing in result.crossed:
-            event = alert_event(reservation.tenant, crossing, int(time.time() * 1000))
-            log.info(orjson.dumps({"event": "alert", **event}).decode())
-            body = orjson.dumps(event)
-            for hook in rt.policy.alerts.webhooks:
-                spawn(deliver(hook, body), name=f"alert {event['id']}")
+            fire(rt, alert_event(reservation.tenant, crossing, _now_ms()))
 
     return announce
+
+
+def fire(rt: Runtime, event: dict[str, object]) -> None:
+    """Log `event`, count it (`cycles_alerts_total{type}`) and POST it to every webhook in the
+    background."""
+    log.info(orjson.dumps({"event": "alert", **event}).decode())
+    if rt.metrics is not None:
+        rt.metrics.alerts.labels(str(event["type"])).inc()
+    body = orjson.dumps(event)
+    for hook in rt.policy.alerts.webhooks:
+        spawn(deliver(hook, body), name=f"alert {event['id']}")
+
+
+def first_deny(rt: Runtime, result: ReserveResult, tenant: str) -> None:
+    """A reserve denied by a budget line for the first time in its period (the store decided,
+    ReserveResult.first_deny): announce it once."""
+    if result.first_deny is None:
+        return
+    fire(rt, first_deny_event(tenant, result.first_deny, result.lines, _now_ms()))
+
+
+def first_deny_event(
+    tenant: str, field: str, lines: tuple[LineState, ...], at_ms: int
+) -> dict[str, object]:
+    level, value, unit, period = field.split("|")
+    limit = next((ln.line.limit for ln in lines if ln.field == field), None)
+    return {
+        "type": "budget.first_deny",
+        "id": f"{tenant}/{field}/first_deny",
+        "tenant": tenant,
+        "level": level,
+        "value": value,
+        "unit": unit,
+        "period": period,
+        "limit": limit,
+        "at_ms": at_ms,
+    }
+
+
+def epoch_lost(rt: Runtime, expected: str | None, found: str | None) -> None:
+    """The ledger's store was flushed or replaced (ledger/safety.py; called once per process)."""
+    fire(
+        rt,
+        {
+            "type": "ledger.epoch_lost",
+            "id": f"epoch/{expected}",
+            "expected": expected,
+            "found": found,
+            "on_store_lost": rt.policy.on_store_lost,
+            "at_ms": _now_ms(),
+        },
+    )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def alert_event(tenant: str, crossing: Crossing, at_ms: int) -> dict[str, object]:

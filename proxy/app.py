@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy import handlers, observe, relay, tasks
+from proxy import alerts, handlers, observe, relay, tasks
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import Directory
 from proxy.errors import (
@@ -25,8 +25,8 @@ from proxy.errors import (
     StoreUnsafe,
 )
 from proxy.keys import Keys, KeyStore, open_key_store
-from proxy.ledger import open_ledger
-from proxy.ledger.base import Ledger
+from proxy.ledger import RedisLedger, open_ledger
+from proxy.ledger.base import Ledger, Reservation, SettleResult
 from proxy.ledger.replays import open_replays
 from proxy.ledger.tenancy import TenantRecord, TenantStore
 from proxy.metrics import Metrics
@@ -141,6 +141,18 @@ def build_app(
     return app
 
 
+def _spill_alerts(app: web.Application) -> Callable[[Reservation, SettleResult], None]:
+    """alerts.notifier for the runtime current when a spilled commit lands (policy reloads)."""
+    return lambda reservation, result: alerts.notifier(app[RUNTIME])(reservation, result)
+
+
+def _store_lost(app: web.Application, expected: str | None, found: str | None) -> None:
+    """The ledger's epoch is lost: alert once, and never write the spill into that store."""
+    rt = app[RUNTIME]
+    rt.fail_open.spill.store_lost()
+    alerts.epoch_lost(rt, expected, found)
+
+
 async def _resources(
     app: web.Application,
     policy: Policy,
@@ -179,6 +191,7 @@ async def _resources(
         directory=Directory(store_side, lambda: app[RUNTIME].policy),
         on_rejected=lambda tenant, reason: _note_rejection(store_side, tenant, reason),
         replays=replays,
+        metrics=app[observe.METRICS],
     )
     unseeded = None if await _seed(store_side, policy) else policy
     background = []
@@ -186,8 +199,13 @@ async def _resources(
         sweeper = _sweep_forever(the_ledger, sweep_every, unseeded, app[observe.METRICS])
         background.append(tasks.spawn(sweeper, name="sweeper"))
     # Unbudgeted calls' charges (fail_mode: open), written once the ledger is back (spill.py).
+    # Their commits announce the thresholds they cross. A lost epoch drops the spill instead.
     spill = app[RUNTIME].fail_open.spill
-    background.append(tasks.spawn(spill.drain_forever(the_ledger), name="spill"))
+    on_commit = _spill_alerts(app)
+    drain = spill.drain_forever(the_ledger, on_commit=on_commit)
+    background.append(tasks.spawn(drain, name="spill"))
+    if isinstance(the_ledger, RedisLedger):
+        the_ledger.on_epoch_lost(lambda expected, found: _store_lost(app, expected, found))
     if policy.identity == "api_key":
         # Other replicas' key changes evict this one's cache as they happen.
         background.append(tasks.spawn(app[RUNTIME].keys.watch(), name="key events"))
@@ -204,7 +222,7 @@ async def _resources(
     await _drain_settlements()
     if len(spill):
         with suppress(TimeoutError):
-            await asyncio.wait_for(spill.drain(the_ledger), 5)
+            await asyncio.wait_for(spill.drain(the_ledger, on_commit), 5)
     await session.close()
     await replays.close()
     if own_ledger:

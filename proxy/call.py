@@ -31,6 +31,7 @@ from proxy.policy.runtime import (
     ModelPrice,
     Plan,
     Policy,
+    Timeouts,
     Upstream,
 )
 from proxy.pricing import Usage, amounts
@@ -72,6 +73,8 @@ class Variant:
     prompt_tokens: int
     amounts: dict[str, int]
     """What the form costs at `priced_limit`."""
+    timeouts: Timeouts
+    """The upstream timeouts of the model's route."""
     caps: tuple[tuple[str, str], ...] = ()
     """What differs from the request as the client sent it, for X-Cycles-Caps."""
 
@@ -88,6 +91,8 @@ class Sent:
     body: bytes
     stream: bool
     hide_usage_chunk: bool
+    timeouts: Timeouts
+    """Those of the sent model's route (the policy's, unless the route overrides them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +144,7 @@ class PreparedCall:
             body,
             self.stream,
             self.hide_usage_chunk,
+            variant.timeouts,
         )
 
     def _limit_field(self) -> str | None:
@@ -271,7 +277,8 @@ class _Pricer:
                 code="call_too_large",
                 param=self.endpoint.limit_field,
             )
-        return Variant(rule, model, price, limit, priced, prompt, cost, caps)
+        timeouts = self.policy.timeouts_for(model)
+        return Variant(rule, model, price, limit, priced, prompt, cost, timeouts, caps)
 
     def asked(self, model: str, price: ModelPrice, *, bound: bool) -> Variant:
         if self.endpoint.limit_field is None:

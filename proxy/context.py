@@ -12,6 +12,7 @@ from proxy.directory import Directory
 from proxy.keys import Keys
 from proxy.ledger.base import Ledger
 from proxy.ledger.replays import MemoryReplays, ReplayStore
+from proxy.metrics import Metrics
 from proxy.policy.runtime import Policy, Upstream
 from proxy.spill import FailOpen
 
@@ -34,6 +35,8 @@ class Runtime:
     """Client idempotency keys and the answers they replay (see replay.py)."""
     fail_open: FailOpen = field(default_factory=FailOpen)
     """fail_mode: open while the ledger is down: local rate buckets and the spill (spill.py)."""
+    metrics: Metrics | None = None
+    """The application's metrics (cycles_alerts_total counts alerts fired); None in bare tests."""
 
     def forget_tenant(self, tenant: str) -> None:
         """The tenant's record changed: the next call reloads it."""

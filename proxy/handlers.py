@@ -19,6 +19,7 @@ from proxy.errors import (
     BadRequest,
     ClientError,
     Forbidden,
+    LedgerEpochLost,
     LedgerUnavailable,
     NotFound,
     PayloadTooLarge,
@@ -66,6 +67,8 @@ async def _budgeted(
         verdict = _verdict(result, call, reserve, shadow=shadow)
     except ClientError as denial:
         observe.denied(scope, call, denial)
+        if result is not None:
+            alerts.first_deny(rt, result, scope.tenant)
         raise
     sent = call.send(verdict.variant or call.asked, fitted=verdict.fitted, rewrite=verdict.rewrite)
     observe.decided(scope, call, sent, verdict, result)
@@ -92,6 +95,10 @@ async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
     fail_mode is open."""
     try:
         config = await rt.directory.get(tenant)
+    except LedgerEpochLost:
+        if rt.policy.on_store_lost != "shadow":
+            raise
+        config = rt.directory.fallback(tenant)
     except LedgerUnavailable:
         if rt.policy.fail_mode == "closed":
             raise ServiceUnavailable(
@@ -140,28 +147,40 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
             f"This call is too large to budget ({exc}); lower n or the completion limit.",
             code="call_too_large",
         ) from None
+    except LedgerEpochLost as exc:
+        # on_store_lost: shadow forwards unbudgeted as fail_mode open does; closed: 503 (app.py).
+        if rt.policy.on_store_lost != "shadow":
+            raise
+        _unbudgeted(rt, reserve, exc)
+        return None
     except LedgerUnavailable as exc:
         if rt.policy.fail_mode == "closed":
             raise ServiceUnavailable(
                 "The budget ledger is unreachable, so the call was not forwarded. Retry shortly.",
                 retry_after=2,
             ) from None
-        wait = rt.fail_open.buckets.take(reserve.tenant, reserve.quotas.requests_per_minute)
-        if wait:
-            raise QuotaExceeded(
-                "The budget ledger is unreachable; this tenant's calls are rate limited locally "
-                "until it is back. Retry shortly.",
-                quota="ledger_down_rate",
-                headers={"Retry-After": str(math.ceil(wait))},
-            ) from None
-        log.error(
-            "LEDGER UNAVAILABLE (%s): forwarding tenant=%s UNBUDGETED under fail_mode: open, "
-            "estimate=%s",
-            exc,
-            reserve.tenant,
-            dict(reserve.candidates[0].amounts),
-        )
+        _unbudgeted(rt, reserve, exc)
         return None
+
+
+def _unbudgeted(rt: Runtime, reserve: ReserveRequest, exc: Exception) -> None:
+    """Forward unbudgeted (the ledger is down or lost), unless the tenant's local bucket is
+    empty: then 429 ledger_down_rate."""
+    wait = rt.fail_open.buckets.take(reserve.tenant, reserve.quotas.requests_per_minute)
+    if wait:
+        raise QuotaExceeded(
+            "The budget ledger is unreachable; this tenant's calls are rate limited locally "
+            "until it is back. Retry shortly.",
+            quota="ledger_down_rate",
+            headers={"Retry-After": str(math.ceil(wait))},
+        ) from None
+    log.error(
+        "LEDGER UNAVAILABLE (%s): forwarding tenant=%s UNBUDGETED under %s, estimate=%s",
+        exc,
+        reserve.tenant,
+        "on_store_lost: shadow" if isinstance(exc, LedgerEpochLost) else "fail_mode: open",
+        dict(reserve.candidates[0].amounts),
+    )
 
 
 async def _forward(
@@ -174,12 +193,12 @@ async def _forward(
     upstream = await _send_or_release(request, rt, sent, reservation)
     try:
         if upstream.status >= 400:
-            body = await _read_or_empty(upstream, rt)
+            body = await _read_or_empty(upstream, sent)
             await settle(rt.ledger, reservation, None, rt.fail_open.spill)
             return _relay_body(upstream, body, verdict)
         if sent.stream and upstream.content_type == "text/event-stream":
             return await relay_stream(request, rt, sent, verdict, reservation, upstream)
-        body = await _read_or_empty(upstream, rt)
+        body = await _read_or_empty(upstream, sent)
         reserved = reservation.amounts if reservation is not None else {}
         charge = charge_for(sent, reserved, usage_of_body(sent, body))
         await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
@@ -194,15 +213,15 @@ async def _send_or_release(
     url = relay.upstream_url(call.upstream.base_url, call.endpoint.suffix)
     headers = relay.headers_up(request.headers, rt.api_keys.get(call.upstream.name))
     try:
-        return await relay.send(rt.session, "POST", url, headers, call.body, rt.policy.timeouts)
+        return await relay.send(rt.session, "POST", url, headers, call.body, call.timeouts)
     except UpstreamError as exc:
         await settle(rt.ledger, reservation, None, rt.fail_open.spill)
         raise BadGateway(f"Upstream {call.upstream.name!r}: {exc}. Nothing was charged.") from None
 
 
-async def _read_or_empty(upstream: aiohttp.ClientResponse, rt: Runtime) -> bytes:
+async def _read_or_empty(upstream: aiohttp.ClientResponse, sent: Sent) -> bytes:
     try:
-        return await relay.read_body(upstream, rt.policy.timeouts)
+        return await relay.read_body(upstream, sent.timeouts)
     except UpstreamError as exc:
         log.warning("upstream body lost: %s", exc)
         return b""

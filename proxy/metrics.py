@@ -3,16 +3,17 @@
 Each application gets its own `CollectorRegistry` (never the process-global one), so several
 applications in one process (tests, the demo) do not collide and `/metrics` shows only its own.
 
-Label values that come from clients are bounded: a tenant gets its own series only if it is
-among the first `max_tenants` tenants this process has seen; every later tenant is counted under
-`tenant="other"`. Models are bounded the same way (the policy names them, but a client may ask
-for anything).
+Label values that come from clients are bounded: a tenant gets its own series only if it is on
+the allow-list (CYCLES_METRICS_TENANTS) or among the first `max_tenants` other tenants this process
+has seen; every later tenant is counted under `tenant="other"`. Models are bounded the same way
+(the policy names them, but a client may ask for anything).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -23,6 +24,8 @@ OTHER = "other"
 DEFAULT_MAX_TENANTS = 100
 MAX_MODELS = 64
 MAX_TENANTS_ENV = "CYCLES_METRICS_MAX_TENANTS"
+TENANTS_ENV = "CYCLES_METRICS_TENANTS"
+_TENANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -30,14 +33,16 @@ _LEDGER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class FirstSeen:
-    """Maps a label value to itself for the first `limit` distinct values, then to `other`."""
+    """Maps a label value to itself if it is in `always`, or among the first `limit` distinct
+    other values; every other value to `other`."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, always: Iterable[str] = ()) -> None:
         self.limit = limit
+        self.always = frozenset(always)
         self._seen: set[str] = set()
 
     def __call__(self, value: str) -> str:
-        if value in self._seen:
+        if value in self._seen or value in self.always:
             return value
         if len(self._seen) < self.limit:
             self._seen.add(value)
@@ -58,12 +63,30 @@ def max_tenants_from_env(environ: Mapping[str, str] = os.environ) -> int:
     return int(raw)
 
 
+def tenants_from_env(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
+    """The tenants that always get series of their own: CYCLES_METRICS_TENANTS, comma-separated
+    ids (lowercased, as tenant ids are case-insensitive)."""
+    ids = [t.strip() for t in environ.get(TENANTS_ENV, "").split(",") if t.strip()]
+    bad = [t for t in ids if not _TENANT_ID.fullmatch(t)]
+    if bad:
+        raise SettingsError(
+            f"{TENANTS_ENV}: {', '.join(map(repr, bad))} is not a tenant id; list tenant ids "
+            "separated by commas, e.g. acme,initech"
+        )
+    return frozenset(t.lower() for t in ids)
+
+
 class Metrics:
     """Every metric the proxy exports, registered in `self.registry`."""
 
-    def __init__(self, max_tenants: int | None = None) -> None:
+    def __init__(
+        self, max_tenants: int | None = None, tenants: Iterable[str] | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.tenant = FirstSeen(max_tenants_from_env() if max_tenants is None else max_tenants)
+        self.tenant = FirstSeen(
+            max_tenants_from_env() if max_tenants is None else max_tenants,
+            tenants_from_env() if tenants is None else tenants,
+        )
         self.model = FirstSeen(MAX_MODELS)
         r = self.registry
         self.requests = Counter(
@@ -74,7 +97,8 @@ class Metrics:
         )
         self.tenant_requests = Counter(
             "cycles_tenant_requests",
-            "Budgeted calls per tenant (first N tenants seen; the rest under tenant=other).",
+            "Budgeted calls per tenant (allow-listed and first N tenants seen; the rest under "
+            "tenant=other).",
             ["tenant", "decision"],
             registry=r,
         )
@@ -86,7 +110,8 @@ class Metrics:
         )
         self.tenant_committed = Counter(
             "cycles_tenant_committed_units",
-            "Units committed per tenant (first N tenants seen; the rest under tenant=other).",
+            "Units committed per tenant (allow-listed and first N tenants seen; the rest under "
+            "tenant=other).",
             ["tenant", "unit"],
             registry=r,
         )
@@ -135,6 +160,13 @@ class Metrics:
         self.sweeper_reclaims = Counter(
             "cycles_sweeper_reclaims",
             "Overdue reservations the sweeper resolved (expired: charged or released).",
+            registry=r,
+        )
+        self.alerts = Counter(
+            "cycles_alerts",
+            "Alerts fired by this process, by type: budget.threshold, budget.first_deny, "
+            "ledger.epoch_lost.",
+            ["type"],
             registry=r,
         )
 

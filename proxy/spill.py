@@ -14,6 +14,10 @@ partial failure never charges twice. The period charged is the one current when 
 written. A commit or release of a real reservation that fails because the ledger is unreachable is
 spilled too, and retried the same way (one round trip, idempotent by the reservation id).
 The spill lives in memory only: it is lost if the process dies before it drains.
+
+Spilled commits announce the thresholds they cross (`on_commit`: alerts.notifier). When the
+ledger's epoch is lost (`store_lost`; also how `on_store_lost: shadow` forwards), nothing is ever
+written to that store: the spill and every later spilled charge are dropped, each logged at ERROR.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from proxy.errors import LedgerEpochLost, LedgerError, LedgerUnavailable
-from proxy.ledger.base import Candidate, Ledger, Quotas, Reservation, ReserveRequest
+from proxy.ledger.base import (
+    Candidate,
+    Ledger,
+    Quotas,
+    Reservation,
+    ReserveRequest,
+    SettleResult,
+)
 from proxy.policy.runtime import MAX_AMOUNT
 
 log = logging.getLogger(__name__)
@@ -35,6 +46,8 @@ DEFAULT_PER_MINUTE = 60
 """A tenant's local rate while the ledger is down, when its plan sets no requests_per_minute."""
 SPILL_LIMIT = 100_000
 """Spilled calls kept at most; beyond, the oldest are dropped (and logged)."""
+OnCommit = Callable[[Reservation, SettleResult], None]
+"""What sees each spilled commit's result (alerts.notifier)."""
 DRAIN_EVERY = 1.0
 """Seconds between attempts to write the spill while it is not empty."""
 
@@ -77,7 +90,9 @@ class Spill:
         default_factory=deque
     )
     dropped: int = 0
-    """Spilled calls dropped: over `limit`, or refused by the ledger."""
+    """Spilled calls dropped: over `limit`, refused by the ledger, or the store's epoch lost."""
+    lost: bool = False
+    """The ledger's epoch is lost (`store_lost`): nothing is written to that store any more."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -96,7 +111,28 @@ class Spill:
         """A commit (or, with None, a release) the ledger could not take."""
         self._append(reservation, charge)
 
+    def store_lost(self) -> None:
+        """The ledger's store was flushed or replaced: its epoch will never come back in this
+        process, so what the spill holds is dropped, each logged at ERROR with its charge (the
+        log is the record to reconcile from), and so is every later spill."""
+        self.lost = True
+        while self._entries:
+            what, charge = self._entries.popleft()
+            self._lose(what, charge)
+
+    def _lose(self, what: ReserveRequest | Reservation, charge: Mapping[str, int] | None) -> None:
+        self.dropped += 1
+        log.error(
+            "spill: the ledger's epoch is lost; not written: tenant=%s reservation=%s charge=%s",
+            what.tenant,
+            what.reservation_id if isinstance(what, ReserveRequest) else what.id,
+            dict(charge) if charge is not None else "release",
+        )
+
     def _append(self, what: ReserveRequest | Reservation, charge: Mapping[str, int] | None) -> None:
+        if self.lost:
+            self._lose(what, charge)
+            return
         if len(self._entries) >= self.limit:
             old, lost = self._entries.popleft()
             self.dropped += 1
@@ -104,20 +140,27 @@ class Spill:
         capped = None if charge is None else {u: min(a, MAX_AMOUNT - 1) for u, a in charge.items()}
         self._entries.append((what, capped))
 
-    async def drain(self, ledger: Ledger) -> int:
-        """Write spilled calls, oldest first, until done or the ledger fails; how many went."""
+    async def drain(self, ledger: Ledger, on_commit: OnCommit | None = None) -> int:
+        """Write spilled calls, oldest first, until done or the ledger fails; how many went.
+        `on_commit` sees each commit's result (alerts.notifier: thresholds crossed)."""
         written = 0
-        while self._entries:
+        while self._entries and not self.lost:
             request, charge = self._entries[0]
             try:
+                committed: tuple[Reservation, SettleResult] | None = None
                 if isinstance(request, ReserveRequest):
                     assert charge is not None
-                    await _write(ledger, request, charge)
+                    committed = await _write(ledger, request, charge)
                 elif charge is None:
                     await ledger.release(request)
                 else:
-                    await ledger.commit(request, charge)
-            except (LedgerUnavailable, LedgerEpochLost):
+                    committed = request, await ledger.commit(request, charge)
+                if committed is not None and on_commit is not None:
+                    on_commit(*committed)
+            except LedgerEpochLost:
+                self.store_lost()
+                break
+            except LedgerUnavailable:
                 break
             except LedgerError as exc:
                 self.dropped += 1
@@ -134,14 +177,18 @@ class Spill:
             log.warning("spill: wrote %d unbudgeted calls' charges to the ledger", written)
         return written
 
-    async def drain_forever(self, ledger: Ledger, every: float = DRAIN_EVERY) -> None:
+    async def drain_forever(
+        self, ledger: Ledger, every: float = DRAIN_EVERY, on_commit: OnCommit | None = None
+    ) -> None:
         while True:
             if self._entries:
-                await self.drain(ledger)
+                await self.drain(ledger, on_commit)
             await asyncio.sleep(every)
 
 
-async def _write(ledger: Ledger, request: ReserveRequest, charge: Mapping[str, int]) -> None:
+async def _write(
+    ledger: Ledger, request: ReserveRequest, charge: Mapping[str, int]
+) -> tuple[Reservation, SettleResult]:
     """One spilled call: a shadow reserve of the call as asked under its own id, no quotas, no
     version check; then the commit. Repeating either after a failure changes nothing twice."""
     asked = request.candidates[0]
@@ -153,12 +200,13 @@ async def _write(ledger: Ledger, request: ReserveRequest, charge: Mapping[str, i
         shadow=True,
         quotas=Quotas(),
         utc_offset_min=request.utc_offset_min,
+        alerts=request.alerts,
         scope=request.scope,
     )
     result = await ledger.reserve(shadow)
     if result.reservation is None:
         raise LedgerError(f"nothing reserved (tenant status {result.status})")
-    await ledger.commit(result.reservation, charge)
+    return result.reservation, await ledger.commit(result.reservation, charge)
 
 
 @dataclass(slots=True)

@@ -56,7 +56,7 @@ async def relay_stream(
         except (ConnectionError, aiohttp.ClientConnectionResetError):
             log.info("client left before the stream started; draining for usage")
         result = await relay.pump(
-            upstream, response if response.prepared else None, on_event, rt.policy.timeouts
+            upstream, response if response.prepared else None, on_event, call.timeouts
         )
     finally:
         reserved = reservation.amounts if reservation is not None else {}

@@ -18,7 +18,14 @@ from support import chat, chat_prompt_tokens, mini_cost, policy, usd
 
 from proxy.local import Stack, local_stack
 from proxy.logs import JsonFormatter, RedactingFilter
-from proxy.metrics import DEFAULT_MAX_TENANTS, OTHER, FirstSeen, max_tenants_from_env
+from proxy.metrics import (
+    DEFAULT_MAX_TENANTS,
+    OTHER,
+    FirstSeen,
+    Metrics,
+    max_tenants_from_env,
+    tenants_from_env,
+)
 from proxy.settings import SettingsError
 
 Samples = list[tuple[str, dict[str, str], float]]
@@ -143,6 +150,45 @@ async def test_at_most_n_tenant_series_with_1000_tenants(tmp_path: Path) -> None
 def test_first_seen_keeps_the_first_n_values() -> None:
     cap = FirstSeen(2)
     assert [cap(v) for v in ("a", "b", "c", "a", "d", "b")] == ["a", "b", OTHER, "a", OTHER, "b"]
+
+
+def test_allow_listed_values_keep_their_series_after_the_cap() -> None:
+    cap = FirstSeen(2, always={"vip"})
+    seen = [cap(v) for v in ("a", "b", "c", "vip", "d", "vip")]
+    assert seen == ["a", "b", OTHER, "vip", OTHER, "vip"]
+    only_listed = FirstSeen(0, always={"vip"})
+    assert [only_listed(v) for v in ("a", "vip")] == [OTHER, "vip"]
+
+
+def test_allow_listed_tenant_seen_after_the_cap_gets_its_own_series() -> None:
+    metrics = Metrics(max_tenants=2, tenants=tenants_from_env({"CYCLES_METRICS_TENANTS": "VIP"}))
+    for tenant in ("a", "b", "c", "vip"):
+        metrics.tenant_requests.labels(metrics.tenant(tenant), "ALLOW").inc()
+    text = metrics.render().decode()
+    assert 'cycles_tenant_requests_total{decision="ALLOW",tenant="vip"} 1.0' in text
+    assert 'cycles_tenant_requests_total{decision="ALLOW",tenant="other"} 1.0' in text
+    assert 'tenant="c"' not in text
+
+
+async def test_proxy_reads_the_tenant_allow_list_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CYCLES_METRICS_MAX_TENANTS", "1")
+    monkeypatch.setenv("CYCLES_METRICS_TENANTS", "Beta")
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+        for tenant in ("alpha", "gamma", "beta"):
+            assert (await post(session, stack, chat(), tenant=tenant)).status == 200
+        samples = await scrape(session, stack)
+    seen = {ls["tenant"] for n, ls, _ in samples if n == "cycles_tenant_requests_total"}
+    assert seen == {"alpha", "beta", OTHER}
+
+
+def test_tenant_allow_list_comes_from_the_environment() -> None:
+    assert tenants_from_env({}) == frozenset()
+    assert tenants_from_env({"CYCLES_METRICS_TENANTS": " Acme, initech ,,"}) == {"acme", "initech"}
+    with pytest.raises(SettingsError, match="is not a tenant id"):
+        tenants_from_env({"CYCLES_METRICS_TENANTS": "acme corp"})
 
 
 def test_max_tenants_comes_from_the_environment() -> None:

@@ -226,6 +226,22 @@ BROKEN = {
         base() + "timeouts:\n  stream_total: 3600  # <-\n",
         "timeouts.stream_total: reservations.cap_seconds (1800) must exceed timeouts.stream_total",
     ),
+    "reservation cap shorter than a route's stream": (
+        base().replace(
+            "upstream: openai}", "upstream: openai, timeouts: {stream_total: 3600}}  # <-"
+        ),
+        "routes[0].timeouts.stream_total: reservations.cap_seconds (1800) must exceed "
+        "routes[0].timeouts.stream_total + timeouts.drain_after_disconnect (3660)",
+    ),
+    "a route timeout that is not the upstream's": (
+        base().replace("upstream: openai}", "upstream: openai, timeouts: {read_request: 5}}  # <-"),
+        "routes[0].timeouts.read_request: unknown field; expected one of: connect, first_byte, "
+        "chunk_idle, stream_total",
+    ),
+    "a route timeout that is not positive": (
+        base().replace("upstream: openai}", "upstream: openai, timeouts: {first_byte: 0}}  # <-"),
+        "routes[0].timeouts.first_byte: Input should be greater than 0",
+    ),
     "tombstone shorter than the cap": (
         base() + "reservations: {tombstone_seconds: 600}  # <-\n",
         "reservations.tombstone_seconds: reservations.tombstone_seconds (600) must be at least",
@@ -342,3 +358,31 @@ def test_describe_says_what_the_example_enforces() -> None:
         "shadow-co    pro (shadow)",
     ):
         assert expected in text, expected
+
+
+def test_route_timeouts_override_the_policy_for_that_route_only(tmp_path: Path) -> None:
+    text = base().replace(
+        '  - {model: "*", upstream: openai}',
+        '  - {model: "o*", upstream: openai, timeouts: {first_byte: 300, stream_total: 1800}}\n'
+        '  - {model: "*", upstream: openai}',
+    )
+    text += "timeouts: {connect: 5}\nreservations: {cap_seconds: 3600, tombstone_seconds: 7200}\n"
+    (tmp_path / "p.yaml").write_text(text)
+    policy = load_policy(tmp_path / "p.yaml")
+    slow = policy.timeouts_for("o3-mini")
+    assert (slow.connect, slow.first_byte, slow.stream_total) == (5, 300, 1800)
+    assert slow.read_request == policy.timeouts.read_request
+    assert policy.timeouts_for("gpt-4o-mini") is policy.timeouts
+    assert policy.route_for("o3-mini") is policy.routes[0]
+    assert policy.routes[1].timeouts is None
+    assert "timeouts (s): connect 5, first_byte 300, chunk_idle 60, stream_total 1800" in (
+        describe(policy)
+    )
+
+
+def test_reservation_cap_is_checked_against_the_longest_route_stream(tmp_path: Path) -> None:
+    text = base().replace("upstream: openai}", "upstream: openai, timeouts: {stream_total: 1800}}")
+    message, where = broken(tmp_path, text + "reservations: {cap_seconds: 1800}  # <-\n")
+    assert message.startswith(where), message
+    assert "reservations.cap_seconds: reservations.cap_seconds (1800) must exceed " in message
+    assert "routes[0].timeouts.stream_total + timeouts.drain_after_disconnect (1860)" in message

@@ -13,7 +13,7 @@ from support import chat, chat_prompt_tokens, line, mini_cost, policy
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.local import local_stack
-from proxy.policy.runtime import Policy
+from proxy.policy.runtime import Policy, Route
 
 TENANT = {"X-Cycles-Tenant": "alpha"}
 
@@ -128,3 +128,25 @@ async def test_total_stream_time_is_bounded(tmp_path: Path) -> None:
         assert elapsed < 1.5
         row = await line(stack.ledger, "alpha", "tenant")
         assert row.reserved == 0 and row.spent > 0
+
+
+async def test_a_route_s_own_first_byte_timeout_applies_to_its_models_only(tmp_path: Path) -> None:
+    """gpt-4o is routed with a 0.2 s first_byte: the slow upstream fails it (502, nothing
+    charged) while gpt-4o-mini, on the policy's default timeouts, is served."""
+    fake = FakeUpstream(FakeSettings(latency=0.5))
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    impatient = dataclasses.replace(pol.timeouts, first_byte=0.2)
+    routes = (Route("gpt-4o", "openai", impatient), Route("*", "openai"))
+    pol = dataclasses.replace(pol, routes=routes)
+    async with local_stack(pol, fake=fake) as stack, aiohttp.ClientSession() as session:
+        url = f"{stack.url}/v1/chat/completions"
+        async with session.post(url, json=chat(model="gpt-4o"), headers=TENANT) as r:
+            assert r.status == 502
+            assert "did not answer within 0.2 s" in (await r.json())["error"]["message"]
+        row = await line(stack.ledger, "alpha", "tenant")
+        assert (row.spent, row.reserved) == (0, 0)
+        async with session.post(url, json=chat(), headers=TENANT) as r:
+            assert r.status == 200
+            assert (await r.json())["model"] == "gpt-4o-mini"
+        row = await line(stack.ledger, "alpha", "tenant")
+        assert row.spent > 0 and row.reserved == 0

@@ -226,6 +226,11 @@ class ReserveResult:
     retry_after_ms: int = 0
     """With `quota`: the best estimate of when it frees (0 for steps_per_run: it never does;
     1000 for concurrency; the tenant's next local midnight for runs_per_day)."""
+    first_deny: str | None = None
+    """A denial by a budget line (enforcement, not shadow) that is the first on that line in
+    its period: the line's field prefix `<level>|<value>|<unit>|<period id>`. The store keeps
+    `q|alert|<prefix>|deny` (HSETNX, expiring with the period), so it is reported once per
+    period and scope however many instances deny (alerts: budget.first_deny)."""
 
 
 @dataclass(frozen=True, slots=True)

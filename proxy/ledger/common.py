@@ -98,6 +98,7 @@ def reserve_result(
     held: Sequence[str] = (),
     *,
     stale: bool = False,
+    first_deny: str | None = None,
 ) -> ReserveResult:
     """Assemble a result from what a store decided: the outcome, the reserved amounts,
     (period id, remaining) per request line, the reserved field prefixes and held counters."""
@@ -128,6 +129,7 @@ def reserve_result(
         quota=outcome.quota,
         stale=stale,
         retry_after_ms=outcome.retry_after_ms,
+        first_deny=first_deny,
     )
 
 

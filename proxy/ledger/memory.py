@@ -99,7 +99,11 @@ class MemoryLedger(MemoryTenants):
         outcome, gate = quotas.decide(t.counters, request, choice, now)
         if outcome.candidate < 0:
             self._deny(t, request, *_why(outcome, lines), now)
-            return _result(request, t.status, None, lines, outcome)
+            first = None
+            if outcome.quota is None and outcome.denied_by is not None:
+                prefix = lines[outcome.denied_by].prefix
+                first = prefix if t.first_deny(prefix, now, self.settings) else None
+            return _result(request, t.status, None, lines, outcome, first)
         quotas.count(t.counters, gate, now, self.settings)
         amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
         prefixes = tuple(ln.prefix for ln in lines)
@@ -294,11 +298,12 @@ def _result(
     record: Record | None,
     lines: Sequence[_Line],
     outcome: Outcome = DENIED,
+    first_deny: str | None = None,
 ) -> ReserveResult:
     """The result for a record (reserved now or before), or for `outcome` without one."""
     pairs = [(ln.pid, ln.remaining) for ln in lines]
     if record is None:
-        return reserve_result(request, status, outcome, {}, pairs, ())
+        return reserve_result(request, status, outcome, {}, pairs, (), first_deny=first_deny)
     return reserve_result(
         request, status, record.outcome, record.amounts, pairs, record.fields, record.held
     )

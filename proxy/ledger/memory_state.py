@@ -127,6 +127,16 @@ class TenantState:
                 out.append(Crossing(prefix, bp, limits.get(prefix, 0), after))
         return tuple(out)
 
+    def first_deny(self, prefix: str, now: int, s: ReservationSettings) -> bool:
+        """reserve.lua's first_deny(): True for the first budget denial on `prefix` in its
+        period (`q|alert|<prefix>|deny`, kept until the period's entries expire)."""
+        name = f"q|alert|{prefix}|deny"
+        if name in self.counters.values:
+            return False
+        self.counters.values[name] = now
+        self._keep_alert(name, prefix, now, s)
+        return True
+
     def _keep_alert(self, name: str, prefix: str, now: int, s: ReservationSettings) -> None:
         pid = prefix.split("|")[-1]
         if pid != "-":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
 from functools import partial
 from importlib import resources
@@ -133,6 +133,10 @@ class RedisLedger(RedisTenants):
                 ) from exc
             log.warning("could not check the Redis store at start (%s); will retry", exc)
 
+    def on_epoch_lost(self, hook: Callable[[str | None, str | None], None]) -> None:
+        """Call `hook(expected, found)` once when the store's epoch is found lost."""
+        self._epoch.on_lost = hook
+
     def _common_args(self) -> list[str]:
         s = self.settings
         return [
@@ -180,6 +184,7 @@ class RedisLedger(RedisTenants):
         reply: list[str] = await self._run("reserve", request.tenant, self._reserve_args(request))
         status, outcome, amounts, held, n = *reply[:4], int(reply[4])
         pairs = [(reply[5 + 2 * i], int(reply[6 + 2 * i])) for i in range(n)]
+        first_deny = None if reply[5 + 2 * n] == "-" else reply[5 + 2 * n]
         if outcome == "stale":
             return reserve_result(request, _status(status), DENIED, {}, pairs, (), stale=True)
         return reserve_result(
@@ -188,8 +193,9 @@ class RedisLedger(RedisTenants):
             Outcome.decode(outcome),
             decode_amounts(amounts),
             pairs,
-            reply[5 + 2 * n :],
+            reply[6 + 2 * n :],
             _held(held),
+            first_deny=first_deny,
         )
 
     def _reserve_args(self, request: ReserveRequest) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from typing import cast
 
 from redis import exceptions as rex
@@ -60,6 +61,9 @@ class Epoch:
     def __init__(self) -> None:
         self.expected: str | None = None
         self.lost = False
+        self.on_lost: Callable[[str | None, str | None], None] | None = None
+        """Called once, with (expected, found), when the epoch is found lost (the app raises
+        the `ledger.epoch_lost` alert and drops the fail-open spill from it)."""
 
     def guard(self) -> None:
         """Raise LedgerEpochLost once the epoch is lost (no I/O: safe on the hot path)."""
@@ -85,9 +89,15 @@ class Epoch:
             self.lost = True
             log.critical(
                 "LEDGER EPOCH LOST: %s is %s, expected %s. The store was flushed or failed over "
-                "to an empty replica; every reservation is refused (503 ledger_epoch_lost) "
-                "until an operator checks the store and restarts the proxy.",
+                "to an empty replica; every reservation is refused (503 ledger_epoch_lost; "
+                "or forwarded unbudgeted with on_store_lost: shadow) until an operator checks "
+                "the store and restarts the proxy.",
                 keys.EPOCH,
                 "missing" if found is None else repr(found),
                 self.expected,
             )
+            if self.on_lost is not None:
+                try:
+                    self.on_lost(self.expected, found)
+                except Exception:
+                    log.exception("the epoch-lost hook failed")

@@ -57,7 +57,14 @@ def _upstreams(policy: Policy) -> list[str]:
         if upstream.passthrough:
             lines.append(f"{_INDENT * 2}passthrough, unbudgeted: {', '.join(upstream.passthrough)}")
     lines.append("Routes (first match wins)")
-    lines += [f"{_INDENT}{route.model} → {route.upstream}" for route in policy.routes]
+    for route in policy.routes:
+        lines.append(f"{_INDENT}{route.model} → {route.upstream}")
+        if route.timeouts is not None:
+            t = route.timeouts
+            lines.append(
+                f"{_INDENT * 2}timeouts (s): connect {t.connect:g}, first_byte {t.first_byte:g}, "
+                f"chunk_idle {t.chunk_idle:g}, stream_total {t.stream_total:g}"
+            )
     if not policy.routes:
         lines.append(f"{_INDENT}none: every model request is refused")
     return lines

@@ -126,6 +126,9 @@ class Route:
     model: str
     """A glob on the requested model name."""
     upstream: str
+    timeouts: Timeouts | None = None
+    """The policy's timeouts with the route's `timeouts:` applied; None when the route
+    overrides none, so the policy's own apply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,9 @@ class Alerts:
 class Policy:
     mode: Mode = "enforce"
     fail_mode: Literal["closed", "open"] = "closed"
+    on_store_lost: Literal["closed", "shadow"] = "closed"
+    """After the ledger's epoch is lost (ledger/safety.py): refuse every call (503), or forward
+    unbudgeted as fail_mode open does (local rate limit; charges not written to that store)."""
     identity: Literal["header", "api_key"] = "header"
     unknown_tenant: str | None = None
     """None: unknown tenants are denied (403). Otherwise the plan they are admitted on."""
@@ -224,12 +230,21 @@ class Policy:
                 best = price
         return best
 
-    def upstream_for(self, model: str) -> Upstream | None:
+    def route_for(self, model: str) -> Route | None:
         """First route whose glob matches the model wins."""
         for route in self.routes:
             if fnmatch.fnmatchcase(model, route.model):
-                return self.upstreams[route.upstream]
+                return route
         return None
+
+    def upstream_for(self, model: str) -> Upstream | None:
+        route = self.route_for(model)
+        return None if route is None else self.upstreams[route.upstream]
+
+    def timeouts_for(self, model: str) -> Timeouts:
+        """The timeouts of calls for `model`: its route's, else the policy's."""
+        route = self.route_for(model)
+        return self.timeouts if route is None or route.timeouts is None else route.timeouts
 
     def plan_for(self, tenant: str) -> Plan | None:
         """The tenant's plan from the YAML seeds, or the `unknown_tenant` plan, or None."""

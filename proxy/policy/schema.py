@@ -9,6 +9,7 @@ the file and line of each; nothing here reads files.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ STORED_OBJECT_PATHS: tuple[str, ...] = (
     "/containers",
 )
 """Endpoints that create, list or read objects kept at the provider under the proxy's key."""
-_SETTINGS = {"mode", "fail_mode", "identity", "bound"}
+_SETTINGS = {"mode", "fail_mode", "on_store_lost", "identity", "bound"}
 _STREAM_TOTAL: Loc = ("timeouts", "stream_total")
 _MS_FIELDS = {
     name: name.replace("_seconds", "_ms")
@@ -136,7 +137,7 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
         **settings,
         unknown_tenant=_unknown_tenant(spec, out),
         upstreams={n: _upstream(n, u, spec, out) for n, u in spec.upstreams.items()},
-        routes=_routes(spec, out),
+        routes=_routes(spec, timeouts, out),
         models={n: _model(n, m, out) for n, m in spec.models.items()},
         plans={n: _plan(n, p, spec, out) for n, p in spec.plans.items()},
         tenants=_tenants(spec, out),
@@ -185,13 +186,17 @@ def _overlaps(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/") or prefix.startswith(path + "/")
 
 
-def _routes(spec: PolicySpec, out: list[Issue]) -> tuple[Route, ...]:
+def _routes(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> tuple[Route, ...]:
+    routes = []
     for index, route in enumerate(spec.routes):
         if route.upstream not in spec.upstreams:
             defined = _defined("upstreams", spec.upstreams)
             message = f"upstream {route.upstream!r} is not defined; {defined}"
             out.append(Issue(("routes", index, "upstream"), message))
-    return tuple(Route(r.model, r.upstream) for r in spec.routes)
+        given = route.timeouts.model_dump(exclude_none=True) if route.timeouts else {}
+        resolved = dataclasses.replace(timeouts, **given) if given else None
+        routes.append(Route(route.model, route.upstream, resolved))
+    return tuple(routes)
 
 
 def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
@@ -294,11 +299,12 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
         **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()}
     )
     cap, tombstone = settings.cap_ms // 1000, settings.tombstone_ms // 1000
-    longest = timeouts.stream_total + timeouts.drain_after_disconnect
+    stream_total, where = _longest_stream(spec, timeouts)
+    longest = stream_total + timeouts.drain_after_disconnect
     if cap <= longest:
-        at: Loc = ("reservations", "cap_seconds") if "cap_seconds" in given else _STREAM_TOTAL
+        at: Loc = ("reservations", "cap_seconds") if "cap_seconds" in given else where
         message = (
-            f"reservations.cap_seconds ({cap}) must exceed timeouts.stream_total + "
+            f"reservations.cap_seconds ({cap}) must exceed {field_path(where)} + "
             f"timeouts.drain_after_disconnect ({longest:g}), or an open reservation would "
             "expire while its stream is still running"
         )
@@ -310,6 +316,17 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
         )
         out.append(Issue(("reservations", "tombstone_seconds"), message))
     return settings
+
+
+def _longest_stream(spec: PolicySpec, timeouts: Timeouts) -> tuple[float, Loc]:
+    """The largest stream_total any call may get (the policy's or a route's), and where it is
+    written."""
+    longest, where = timeouts.stream_total, _STREAM_TOTAL
+    for index, route in enumerate(spec.routes):
+        own = route.timeouts.stream_total if route.timeouts else None
+        if own is not None and own > longest:
+            longest, where = own, ("routes", index, "timeouts", "stream_total")
+    return longest, where
 
 
 def _amount(value: Decimal, places: int, loc: Loc, what: tuple[str, str], out: list[Issue]) -> int:

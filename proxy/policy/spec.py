@@ -133,9 +133,19 @@ class UpstreamSpec(_Spec):
     passthrough: list[Annotated[str, AfterValidator(_check_passthrough)]] = []
 
 
+class RouteTimeoutsSpec(_Spec):
+    """Seconds. Override the policy's `timeouts:` for the calls this route sends upstream."""
+
+    connect: Seconds | None = None
+    first_byte: Seconds | None = None
+    chunk_idle: Seconds | None = None
+    stream_total: Seconds | None = None
+
+
 class RouteSpec(_Spec):
     model: Name
     upstream: Name
+    timeouts: RouteTimeoutsSpec | None = None
 
 
 class ModelSpec(_Spec):
@@ -265,6 +275,7 @@ class PolicySpec(_Spec):
 
     mode: Mode | None = None
     fail_mode: Literal["closed", "open"] | None = None
+    on_store_lost: Literal["closed", "shadow"] | None = None
     identity: Literal["header", "api_key"] | None = None
     unknown_tenant: Name = "deny"
     bound: Literal["hard", "soft"] | None = None

@@ -12,8 +12,10 @@
 --       n × (level, value, unit, period, limit), then four ARGVs per candidate (see
 --       candidates.lua).
 --
--- Returns: status, outcome, amounts, held, n, then n × (period id, remaining), then the
--- reserved field prefixes. outcome is 'stale' when the version differs (nothing was written),
+-- Returns: status, outcome, amounts, held, n, then n × (period id, remaining), then first_deny,
+-- then the reserved field prefixes. first_deny is the denying line's field prefix when an
+-- enforced denial by a budget line is that line's first in its period ('q|alert|<prefix>|deny',
+-- HSETNX, expiring with the period), else '-'. outcome is 'stale' when the version differs (nothing was written),
 -- else
 --   '<candidate>:<would_allow 1|0>:<denied_by>:<fitted>:<retry_after_ms>:<quota>'
 -- with 0-based indices (candidate -1: nothing reserved), '-' for none, and '/' for the space
@@ -69,12 +71,13 @@ for i = 1, n do
                scope = ARGV[b + 1] .. '|' .. ARGV[b + 2] }
 end
 
-local function reply(outcome, amounts, held, prefixes)
+local function reply(outcome, amounts, held, prefixes, first_deny)
   local out = { status, outcome, amounts, held, fmt(n) }
   for _, l in ipairs(lines) do
     out[#out + 1] = l.pid
     out[#out + 1] = fmt(l.remaining)
   end
+  out[#out + 1] = first_deny or '-'
   for _, p in ipairs(prefixes) do out[#out + 1] = p end
   return out
 end
@@ -125,12 +128,26 @@ local function why(gate)
   return 'budget', denied and lines[denied + 1].scope or '-'
 end
 
+-- The first denial by a budget line in its period (commit.lua's keep_alert for the expiry).
+local function first_deny(gate)
+  if gate.quota or not denied then return nil end
+  local prefix = lines[denied + 1].prefix
+  local name = 'q|alert|' .. prefix .. '|deny'
+  if redis.call('HSETNX', KEYS[1], name, fmt(NOW)) == 0 then return nil end
+  if lines[denied + 1].pid ~= '-' then
+    redis.call('ZADD', KEYS[2], 'NX', fmt(period_bound(lines[denied + 1].pid) + GRACE), name)
+  elseif string.match(prefix, '^[^|]*') == 'run' then
+    keep(name, NOW + IDLE)
+  end
+  return prefix
+end
+
 local function deny(gate)
   local reason, scope = why(gate)
   local f = base_fields('DENY', asked)
   for _, x in ipairs({ 'reason', reason, 'scope', scope }) do f[#f + 1] = x end
   audit_denial(reason, scope, f)
-  return reply(outcome(-1, false, nil, gate), '-', '-', {})
+  return reply(outcome(-1, false, nil, gate), '-', '-', {}, first_deny(gate))
 end
 
 -- Quotas first, then budgets, then the token rate of the chosen candidate. Enforcement stops at
