@@ -8,7 +8,7 @@ usage a well-formed report in the answer showed.
 One stack per test function, not per example: each test runs its own event loop and drives
 hypothesis synchronously inside it. Deterministic by default (derandomize); a soak run:
 
-    CYCLES_FUZZ_EXAMPLES=5000 /tmp/venv/bin/python -m pytest -q tests/test_fuzz.py
+    CYCLES_FUZZ_EXAMPLES=5000 python -m pytest -q tests/test_fuzz.py
 """
 
 from __future__ import annotations
