@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from proxy import encodings
 from proxy.estimate import estimate_chat
@@ -144,3 +148,41 @@ async def commands_seen(commands: list[str], expected: int) -> list[str]:
     names = [c.split('"')[1].lower() for c in commands]
     commands.clear()
     return names
+
+
+@asynccontextmanager
+async def proxy_process(
+    policy_path: Path, store: str, upstream: str, key: str, drain: float = 0
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """`cycles-proxy serve` in a subprocess on a free port, ready when /healthz answers; yields
+    (url, process). A process still running at the end is stopped (SIGTERM, then SIGKILL)."""
+    from conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "OPENAI_API_KEY": key}
+    args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
+    args += ["--admin-listen", "off", "--drain-timeout", str(drain)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}", env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(url + "/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert proc.returncode is None, "proxy process exited at start"
+                await asyncio.sleep(0.05)
+        yield url, proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+        await proc.wait()

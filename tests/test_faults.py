@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
 import pytest
 import redis
 from conftest import free_port
-from support import chat, chat_prompt_tokens, line, mini_cost, policy, usd
-from test_multiprocess import proxy_process
+from support import chat, chat_prompt_tokens, line, mini_cost, policy, proxy_process, usd
 
 from proxy.context import RUNTIME
 from proxy.fake_upstream import FakeSettings, FakeUpstream
@@ -207,34 +204,6 @@ async def test_redis_outage_fail_open_rate_limits_and_spills(
         assert (await spent(redis_proc.url))[1] == 0
 
 
-@asynccontextmanager
-async def killable_proxy(
-    policy_path: Path, store: str, upstream: str, key: str
-) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    port = free_port()
-    args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
-    args += ["--admin-listen", "off", "--drain-timeout", "0", "--listen", f"127.0.0.1:{port}"]
-    env = {**os.environ, "OPENAI_API_KEY": key}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "proxy", *args, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(url + "/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert proc.returncode is None, "proxy process exited at start"
-                await asyncio.sleep(0.05)
-        yield url, proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-
-
 async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
     tmp_path: Path, redis_proc: RedisProc
 ) -> None:
@@ -247,7 +216,7 @@ async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
     async with (
         serving(fake.app()) as fake_url,
         aiohttp.ClientSession() as session,
-        killable_proxy(
+        proxy_process(
             tmp_path / "policy.yaml", redis_proc.url, fake_url + "/v1", fake.settings.api_key
         ) as (url, proc),
     ):
@@ -286,15 +255,14 @@ async def test_four_replicas_race_one_budget(tmp_path: Path, redis_proc: RedisPr
     policy(tmp_path, f"tenant: {{limit: {usd(10 * cost)}, period: month}}")
     fake = FakeUpstream()
     async with serving(fake.app()) as fake_url, AsyncExitStack() as stack:
+        policy_path = tmp_path / "policy.yaml"
+        key = fake.settings.api_key
         urls = [
-            await stack.enter_async_context(
-                proxy_process(
-                    tmp_path / "policy.yaml",
-                    redis_proc.url,
-                    fake_url + "/v1",
-                    fake.settings.api_key,
+            (
+                await stack.enter_async_context(
+                    proxy_process(policy_path, redis_proc.url, fake_url + "/v1", key)
                 )
-            )
+            )[0]
             for _ in range(4)
         ]
         session = await stack.enter_async_context(aiohttp.ClientSession())

@@ -3,50 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-from conftest import free_port
-from support import chat, chat_prompt_tokens, line, mini_cost, policy, usd
+from support import chat, chat_prompt_tokens, line, mini_cost, policy, proxy_process, usd
 
 from proxy.fake_upstream import FakeUpstream
 from proxy.ledger import open_ledger
 from proxy.local import serving
 from proxy.policy.runtime import ReservationSettings
-
-
-@asynccontextmanager
-async def proxy_process(
-    policy_path: Path, store: str, upstream: str, key: str
-) -> AsyncIterator[str]:
-    port = free_port()
-    env = {**os.environ, "OPENAI_API_KEY": key}
-    args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
-    # Nothing is in flight when the test ends: a sidecar need not keep serving after SIGTERM.
-    args += ["--admin-listen", "off", "--drain-timeout", "0"]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}", env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(url + "/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert proc.returncode is None, "proxy process exited at start"
-                await asyncio.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 15)
 
 
 async def test_two_processes_on_one_redis_forward_exactly_the_budget(
@@ -60,8 +25,8 @@ async def test_two_processes_on_one_redis_forward_exactly_the_budget(
         upstream = fake_url + "/v1"
         key = fake.settings.api_key
         async with (
-            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as one,
-            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as two,
+            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as (one, _),
+            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as (two, _),
             aiohttp.ClientSession() as session,
         ):
 
@@ -91,8 +56,8 @@ async def test_runs_per_day_holds_across_two_processes(tmp_path: Path, redis_url
         upstream = fake_url + "/v1"
         key = fake.settings.api_key
         async with (
-            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as one,
-            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as two,
+            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as (one, _),
+            proxy_process(tmp_path / "policy.yaml", redis_url, upstream, key) as (two, _),
             aiohttp.ClientSession() as session,
         ):
 

@@ -4,17 +4,12 @@ stops accepting at once; a sidecar keeps serving its pod's app until the drain t
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import free_port
-from support import chat, line, mini_cost, policy
+from support import chat, line, mini_cost, policy, proxy_process
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.keys import open_key_store
@@ -23,36 +18,6 @@ from proxy.local import serving
 from proxy.policy.runtime import ReservationSettings
 
 STREAMS = 20
-
-
-@asynccontextmanager
-async def proxy_process(
-    policy_path: Path, store: str, upstream: str, key: str, drain: float
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    port = free_port()
-    env = {**os.environ, "OPENAI_API_KEY": key}
-    args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
-    args += ["--admin-listen", "off", "--drain-timeout", str(drain)]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}", env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(url + "/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert proc.returncode is None, "proxy process exited at start"
-                await asyncio.sleep(0.05)
-        yield proc, url
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def stream(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> bytes:
@@ -93,7 +58,7 @@ async def test_gateway_sigterm_finishes_streams_in_flight_refuses_new_ones_and_e
     fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))
     async with (
         serving(fake.app()) as fake_url,
-        proxy_process(path, redis_url, fake_url + "/v1", fake.settings.api_key, 30) as (proc, url),
+        proxy_process(path, redis_url, fake_url + "/v1", fake.settings.api_key, 30) as (url, proc),
         aiohttp.ClientSession() as session,
     ):
         headers = {"Authorization": f"Bearer {plain}"}
@@ -121,7 +86,7 @@ async def test_sidecar_sigterm_keeps_serving_until_the_drain_timeout_then_exits_
         serving(fake.app()) as fake_url,
         proxy_process(
             tmp_path / "policy.yaml", redis_url, fake_url + "/v1", fake.settings.api_key, drain
-        ) as (proc, url),
+        ) as (url, proc),
         aiohttp.ClientSession() as session,
     ):
         headers = {"X-Cycles-Tenant": "alpha"}
