@@ -181,7 +181,7 @@ async def _resources(
         trace_configs=[observe.upstream_trace()],
     )
     store_side = cast(TenantStore, the_ledger)
-    replays = open_replays(store)
+    replays = open_replays(store, policy.reservations.cap_ms)
     app[RUNTIME] = Runtime(
         policy=policy,
         ledger=the_ledger,

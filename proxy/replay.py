@@ -12,7 +12,7 @@ identification and before anything is reserved. What a later call with the same 
                                              is charged) again
 
 "Another request" means another path, scope path or JSON body (compared by hash, key order and
-spacing ignored). Answers are kept for WINDOW_S and a claim expires after IN_FLIGHT_S (see
+spacing ignored). Answers are kept for WINDOW_S and a claim expires with the reservation cap (see
 ledger/replays.py), so an instance that dies mid-call holds a key no longer than that. A call
 without a key touches no store at all.
 """

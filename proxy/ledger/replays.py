@@ -23,7 +23,8 @@ from proxy.ledger.keys import idempotency_key
 WINDOW_S = 24 * 3600
 """How long an answer is replayed."""
 IN_FLIGHT_S = 20 * 60
-"""Longer than any call the default timeouts allow (a 900 s stream, then draining)."""
+"""The claim's default life; the app passes `reservations.cap_ms`, which the policy check keeps
+longer than any call's longest stream (every route's) plus draining."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +69,11 @@ class ReplayStore(Protocol):
 class MemoryReplays:
     """One process's keys, in a dict purged of expired entries at most once a minute."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, claim_ms: int = IN_FLIGHT_S * 1000
+    ) -> None:
         self._clock = clock
+        self._claim_s = claim_ms / 1000
         self._entries: dict[tuple[str, str], tuple[float, Record]] = {}
         self._next_purge = 0.0
 
@@ -81,7 +85,7 @@ class MemoryReplays:
         held = self._entries.get((tenant, digest))
         if held is not None and held[0] > now:
             return held[1]
-        self._entries[(tenant, digest)] = (now + IN_FLIGHT_S, record)
+        self._entries[(tenant, digest)] = (now + self._claim_s, record)
         return None
 
     async def keep(self, tenant: str, digest: str, record: Record) -> None:
@@ -98,8 +102,9 @@ class RedisReplays:
     """Plain commands under the tenant's hash tag: one `SET NX PX GET` claims the key and reads
     what it holds in one round trip; `SET PX` keeps the answer, `DEL` releases it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, claim_ms: int = IN_FLIGHT_S * 1000) -> None:
         self._client: Redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._claim_ms = claim_ms
 
     async def claim(self, tenant: str, digest: str, record: Record) -> Record | None:
         try:
@@ -107,7 +112,7 @@ class RedisReplays:
                 idempotency_key(tenant, digest),
                 encode(record),
                 nx=True,
-                px=IN_FLIGHT_S * 1000,
+                px=self._claim_ms,
                 get=True,
             )
         except RedisError as exc:
@@ -132,8 +137,9 @@ class RedisReplays:
         await self._client.aclose()
 
 
-def open_replays(url: str) -> ReplayStore:
-    """The store beside the ledger: Redis for `redis://` and `rediss://`, else this process."""
+def open_replays(url: str, claim_ms: int = IN_FLIGHT_S * 1000) -> ReplayStore:
+    """The store beside the ledger: Redis for `redis://` and `rediss://`, else this process.
+    A claim lives `claim_ms` (the reservation cap: no call outlives it)."""
     if url.startswith(("redis://", "rediss://")):
-        return RedisReplays(url)
-    return MemoryReplays()
+        return RedisReplays(url, claim_ms)
+    return MemoryReplays(claim_ms=claim_ms)
