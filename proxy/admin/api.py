@@ -18,7 +18,7 @@ from aiohttp import web
 from proxy.admin import views
 from proxy.admin.idempotency import IdempotencyStore, Stored, slot
 from proxy.context import RUNTIME, Runtime
-from proxy.errors import BadRequest, ClientError, NotFound
+from proxy.errors import BadRequest, Conflict, IdempotencyKeyReused, NotFound
 from proxy.ledger.base import TenantStatus
 from proxy.ledger.tenancy import (
     TenantClosed,
@@ -32,16 +32,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROXY = web.AppKey("proxy", web.Application)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 ACTOR = "admin-api"
-
-
-class Conflict(ClientError):
-    status = 409
-    type = "conflict"
-
-
-class Unprocessable(ClientError):
-    status = 422
-    type = "idempotency_key_reused"
 
 
 def runtime(request: web.Request) -> Runtime:
@@ -82,7 +72,7 @@ def idempotent(handler: Handler) -> Handler:
         stored = await keys.begin(where, body_hash)
         if stored is not None:
             if stored.body_hash != body_hash:
-                raise Unprocessable("This Idempotency-Key was used with a different body.")
+                raise IdempotencyKeyReused("This Idempotency-Key was used with a different body.")
             if stored.answer is None:
                 raise Conflict("A call with this Idempotency-Key is still running; retry.")
             return web.Response(

@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from proxy.admin import views
-from proxy.admin.api import Conflict, idempotent, json_body, ok, record_of, runtime
-from proxy.errors import BadRequest, CyclesError, NotFound
+from proxy.admin.api import idempotent, json_body, ok, record_of, runtime
+from proxy.errors import BadRequest, Conflict, CyclesError, NotFound
 
 
 def key_json(key: Any) -> dict[str, Any]:
