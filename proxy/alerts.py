@@ -2,9 +2,10 @@
 policy, e.g. 80 % of the line's limit) is told to operators once per period and scope.
 
 The store decides, inside the commit's own atomic step, which thresholds were crossed first
-(commit.lua; no extra round trip), so two instances never both fire. Here each crossing is
-written as one JSON log line (`"event": "alert"`) and POSTed to every webhook in a background
-task, retried with exponential backoff; the response never waits for it.
+(commit.lua; no extra round trip), so two instances never both fire. The sweeper's charge for
+an expired reservation is checked the same way inside its sweep step (ExpiryNotifier). Here each
+crossing is written as one JSON log line (`"event": "alert"`) and POSTed to every webhook in a
+background task, retried with exponential backoff; the response never waits for it.
 
 A webhook receives `{"type": "budget.threshold", "id", "tenant", "level", "value", "unit",
 "period", "threshold": "80%", "limit", "spent", "at_ms"}` (amounts in the line's integer unit:
@@ -29,14 +30,22 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
 import orjson
 
 from proxy.context import Runtime
-from proxy.ledger.base import Crossing, LineState, Reservation, ReserveResult, SettleResult
+from proxy.ledger.base import (
+    AlertLimits,
+    Crossing,
+    LineState,
+    Reservation,
+    ReserveResult,
+    SettleResult,
+)
 from proxy.policy.runtime import Webhook
+from proxy.policy.units import percent
 from proxy.tasks import spawn
 
 log = logging.getLogger("cycles.alerts")
@@ -58,6 +67,28 @@ def notifier(rt: Runtime) -> Callable[[Reservation, SettleResult], None]:
             fire(rt, alert_event(reservation.tenant, crossing, _now_ms()))
 
     return announce
+
+
+class ExpiryNotifier:
+    """The sweep's side of threshold alerts (ledger.base.ExpiryAlerts): an expired reservation
+    charged its estimate, and that charge crossed a threshold, so it alerts like a commit.
+    `runtime` is a getter: the policy (plans, thresholds) may be reloaded between sweeps."""
+
+    def __init__(self, runtime: Callable[[], Runtime]) -> None:
+        self._runtime = runtime
+
+    async def limits(self, tenant: str) -> AlertLimits | None:
+        config = await self._runtime().directory.get(tenant)
+        if config is None or not config.alerts:
+            return None
+        limits: dict[tuple[str, str], int] = {
+            (b.level, b.unit): config.overrides.get(b.level, b.limit) for b in config.plan.budgets
+        }
+        return AlertLimits(config.alerts, limits)
+
+    def crossed(self, tenant: str, crossings: Sequence[Crossing]) -> None:
+        for crossing in crossings:
+            fire(self._runtime(), alert_event(tenant, crossing, _now_ms()))
 
 
 def fire(rt: Runtime, event: dict[str, object]) -> None:
@@ -118,7 +149,7 @@ def _now_ms() -> int:
 
 def alert_event(tenant: str, crossing: Crossing, at_ms: int) -> dict[str, object]:
     level, value, unit, period = crossing.field.split("|")
-    threshold = _percent(crossing.basis_points)
+    threshold = percent(crossing.basis_points)
     return {
         "type": "budget.threshold",
         "id": f"{tenant}/{crossing.field}/{threshold}",
@@ -132,11 +163,6 @@ def alert_event(tenant: str, crossing: Crossing, at_ms: int) -> dict[str, object
         "spent": crossing.spent,
         "at_ms": at_ms,
     }
-
-
-def _percent(basis_points: int) -> str:
-    whole, part = divmod(basis_points, 100)
-    return f"{whole}%" if part == 0 else f"{whole}.{part:02d}".rstrip("0") + "%"
 
 
 def signature(secret: bytes, timestamp: str, body: bytes) -> str:

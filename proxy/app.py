@@ -193,6 +193,7 @@ async def _resources(
         replays=replays,
         metrics=app[observe.METRICS],
     )
+    the_ledger.expiry_alerts = alerts.ExpiryNotifier(lambda: app[RUNTIME])
     unseeded = None if await _seed(store_side, policy) else policy
     background = []
     if sweep_every is not None:

@@ -1,4 +1,4 @@
-"""Which plan, mode, overrides and calendar a tenant has right now, cached in the process.
+"""Which plan, mode, overrides, alerts and calendar a tenant has right now, cached in the process.
 
 The store's tenant record wins over the policy's `tenants:` section (which only seeds the store)
 and an unknown tenant gets the `unknown_tenant` plan, if the policy names one. A lookup costs a
@@ -33,6 +33,9 @@ class TenantConfig:
     """The store record's version, 0 when the store has no record (unknown_tenant plan)."""
     timezone: str = "UTC"
     overrides: Mapping[str, int] = field(default_factory=dict)
+    alerts: tuple[int, ...] = ()
+    """Alert thresholds in basis points: the store record's, else the policy's entry for the
+    tenant, else the plan's."""
 
     def utc_offset_min(self) -> int:
         if self.timezone == "UTC":
@@ -91,6 +94,7 @@ class Directory:
             version=record.version,
             timezone=record.timezone,
             overrides=dict(record.overrides),
+            alerts=policy.alerts_for(record.id, plan) if record.alerts is None else record.alerts,
         )
 
     def fallback(self, tenant: str) -> TenantConfig | None:
@@ -99,4 +103,5 @@ class Directory:
         plan = policy.plan_for(tenant)
         if plan is None:
             return None
-        return TenantConfig(id=tenant, plan=plan, mode=policy.mode_for(tenant), version=0)
+        mode, alerts = policy.mode_for(tenant), policy.alerts_for(tenant, plan)
+        return TenantConfig(id=tenant, plan=plan, mode=mode, version=0, alerts=alerts)

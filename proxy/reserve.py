@@ -41,7 +41,7 @@ def reserve_request(tenant: TenantConfig, scope: Scope, call: PreparedCall) -> R
         version=tenant.version,
         utc_offset_min=tenant.utc_offset_min(),
         scope=scope.path(),
-        alerts=tenant.plan.alerts,
+        alerts=tenant.alerts,
     )
 
 

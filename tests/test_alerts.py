@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,11 +19,13 @@ import orjson
 import pytest
 from aiohttp import web
 from support import POLICY, chat
+from test_admin import stacks
 
 from proxy import alerts, tasks
 from proxy.errors import PolicyError
 from proxy.ledger import MemoryLedger, RedisLedger
 from proxy.ledger.base import (
+    AlertLimits,
     BudgetLine,
     Candidate,
     Crossing,
@@ -284,3 +286,164 @@ async def test_a_commit_the_store_lost_still_reports_its_crossing(store_url: str
         assert [(r.spent, r.reserved) for r in rows] == [(600, 0)]
     finally:
         await ledger.close()
+
+
+# --- per tenant: the policy's entry for the tenant, then the store's record ---------------------
+
+
+async def test_a_tenant_entry_in_the_policy_replaces_its_plans_thresholds(tmp_path: Path) -> None:
+    async with receiver() as (hook, url):
+        alerting_policy(tmp_path, url)  # writes policy.yaml
+        path = tmp_path / "policy.yaml"
+        path.write_text(
+            path.read_text().replace(
+                "  alpha: {plan: test}", '  alpha: {plan: test, alerts: {thresholds: ["20%"]}}'
+            )
+        )
+        tenant_policy = load_policy(path)
+        assert tenant_policy.alerts_for("alpha", tenant_policy.plans["test"]) == (2000,)
+        assert tenant_policy.alerts_for("beta", tenant_policy.plans["test"]) == (5000, 8000, 10000)
+        async with local_stack(tenant_policy, sweep_every=None) as stack:
+            await call(stack, 400)
+    assert hook.thresholds() == ["20%"]
+
+
+async def test_an_admin_change_of_a_tenants_thresholds_applies_to_the_next_call(
+    tmp_path: Path, store_url: str
+) -> None:
+    async with receiver() as (hook, url):
+        stack_policy = alerting_policy(tmp_path, url)
+        async with stacks(stack_policy, store_url) as (stack, admin):
+            await call(stack, 100)  # alpha is cached with the policy's thresholds
+            status, body = await admin.call(
+                "PATCH", "/admin/v1/tenants/alpha", {"alerts": {"thresholds": ["15%", "99.5%"]}}
+            )
+            assert status == 200, body
+            assert body["alerts"] == {"thresholds": ["15%", "99.5%"], "source": "tenant"}
+            await call(stack, 100)  # 100 → ~200 spent: crosses 15 %, not the policy's 50 %
+            assert hook.thresholds() == ["15%"]
+            status, body = await admin.call(
+                "PATCH", "/admin/v1/tenants/alpha", {"alerts": "inherit"}
+            )
+            assert body["alerts"] == {"thresholds": ["50%", "80%", "100%"], "source": "policy"}
+            await call(stack, 400)  # past 50 % under the policy's thresholds again
+            record = await stack.ledger.get_tenant("alpha")  # type: ignore[attr-defined]
+            audit = await stack.ledger.audit("alpha")  # type: ignore[attr-defined]
+    assert hook.thresholds() == ["15%", "50%"]
+    assert record.alerts is None
+    changes = [e.fields["changes"] for e in audit if e.kind == "admin"]
+    assert "alerts=->1500,9950" in changes and "alerts=1500,9950->" in changes
+
+
+@pytest.mark.parametrize(
+    ("alerts_body", "param"),
+    [
+        ({"thresholds": ["80"]}, "alerts.thresholds[0]"),
+        ({"thresholds": ["50%", "101%"]}, "alerts.thresholds[1]"),
+        ({"thresholds": "80%"}, "alerts"),
+        ({"limits": ["80%"]}, "alerts"),
+        ("none", "alerts"),
+    ],
+)
+async def test_bad_tenant_thresholds_are_refused_and_change_nothing(
+    tmp_path: Path, alerts_body: object, param: str
+) -> None:
+    async with (
+        receiver() as (_hook, url),
+        stacks(alerting_policy(tmp_path, url), "memory://") as (stack, admin),
+    ):
+        before = await stack.ledger.get_tenant("alpha")  # type: ignore[attr-defined]
+        status, body = await admin.call("PATCH", "/admin/v1/tenants/alpha", {"alerts": alerts_body})
+        after = await stack.ledger.get_tenant("alpha")  # type: ignore[attr-defined]
+    assert status == 400
+    assert body["error"]["param"] == param and "alerts" in body["error"]["message"]
+    assert after == before
+
+
+# --- the sweeper's charges for expired reservations alert like commits ---------------------------
+
+
+@dataclass
+class Collected:
+    """An ExpiryAlerts that records what a sweep reports."""
+
+    limits_by_tenant: dict[str, AlertLimits]
+    crossed_by_tenant: list[tuple[str, list[Crossing]]] = field(default_factory=list)
+
+    async def limits(self, tenant: str) -> AlertLimits | None:
+        return self.limits_by_tenant.get(tenant)
+
+    def crossed(self, tenant: str, crossings: Sequence[Crossing]) -> None:
+        self.crossed_by_tenant.append((tenant, list(crossings)))
+
+
+async def test_an_expiry_charge_crossing_a_threshold_alerts_once(store_url: str) -> None:
+    ledger = open_ledger(store_url, ReservationSettings(cap_ms=0, on_expiry="charge"))
+    hook = Collected({"acme": AlertLimits((5000, 8000), {("tenant", "USD"): 1000})})
+    ledger.expiry_alerts = hook
+    try:
+        await hold(ledger, "a", 300)
+        assert await ledger.sweep("acme") == 1  # spent 300: below 50 %
+        assert hook.crossed_by_tenant == []
+        await hold(ledger, "b", 300)
+        await hold(ledger, "c", 250)
+        assert await ledger.sweep("acme") == 2  # spent 850: both marks, in one sweep
+        assert hook.crossed_by_tenant == [
+            (
+                "acme",
+                [
+                    Crossing(month_field(), 5000, 1000, 600),
+                    Crossing(month_field(), 8000, 1000, 850),
+                ],
+            )
+        ]
+        # A later commit cannot fire them again: the sweep recorded them in the store.
+        assert (await ledger.commit(await hold(ledger, "d", 10), {"USD": 10})).crossed == ()
+        counters = await ledger.counters("acme")
+    finally:
+        await ledger.close()
+    assert sorted(k for k in counters if k.startswith("q|alert|")) == [
+        f"q|alert|{month_field()}|5000",
+        f"q|alert|{month_field()}|8000",
+    ]
+
+
+class NeverAsked(Collected):
+    async def limits(self, tenant: str) -> AlertLimits | None:
+        raise AssertionError("a sweep that releases has no charge to check")
+
+
+async def test_expiries_that_release_never_ask_for_limits(store_url: str) -> None:
+    ledger = open_ledger(store_url, ReservationSettings(cap_ms=0, on_expiry="release"))
+    hook = NeverAsked({})
+    ledger.expiry_alerts = hook
+    try:
+        await hold(ledger, "a", 900)
+        assert await ledger.sweep("acme") == 1
+        assert [r.spent for r in await ledger.balances("acme")] == [0]
+    finally:
+        await ledger.close()
+    assert hook.crossed_by_tenant == []
+
+
+async def test_the_apps_expiry_notifier_uses_the_tenants_limits_and_thresholds(
+    tmp_path: Path,
+) -> None:
+    async with (
+        receiver() as (hook, url),
+        stacks(alerting_policy(tmp_path, url), "memory://") as (stack, admin),
+    ):
+        status, _ = await admin.call(
+            "PATCH", "/admin/v1/tenants/alpha", {"overrides": {"tenant": "400"}}
+        )
+        assert status == 200
+        notifier = stack.ledger.expiry_alerts
+        assert isinstance(notifier, alerts.ExpiryNotifier)
+        limits = await notifier.limits("alpha")
+        assert limits == AlertLimits((5000, 8000, 10000), {("tenant", "TOKENS"): 400})
+        assert await notifier.limits("no-such-tenant") is None
+        notifier.crossed("alpha", [Crossing("tenant|alpha|TOKENS|m20261101", 8000, 400, 333)])
+        await quiet()
+    assert [(e["tenant"], e["threshold"], e["spent"]) for e in hook.accepted] == [
+        ("alpha", "80%", 333)
+    ]

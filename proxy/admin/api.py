@@ -122,6 +122,11 @@ def _anchor(value: Any) -> int:
     return value
 
 
+def _record_alerts(value: Any) -> tuple[int, ...] | None:
+    given = views.alerts(value)
+    return None if given == "inherit" else given
+
+
 def _mode(value: Any) -> Any:
     if value not in (None, "enforce", "shadow", "inherit"):
         raise BadRequest("'mode' must be enforce, shadow or inherit.", param="mode")
@@ -149,6 +154,7 @@ async def create_tenant(request: web.Request) -> web.StreamResponse:
         anchor_day=_anchor(body.get("anchor_day", 1)),
         timezone=_timezone(body.get("timezone", "UTC")),
         overrides=views.overrides(body.get("overrides", {}), plan),
+        alerts=_record_alerts(body.get("alerts", "inherit")),
     )
     try:
         created = await store(request).create_tenant(record, actor=ACTOR)
@@ -197,6 +203,8 @@ async def update_tenant(request: web.Request) -> web.StreamResponse:
         changes["anchor_day"] = _anchor(body["anchor_day"])
     if "timezone" in body:
         changes["timezone"] = _timezone(body["timezone"])
+    if "alerts" in body:
+        changes["alerts"] = views.alerts(body["alerts"])
     reason = views.text(body, "reason", default="") or ""
     try:
         updated = await store(request).update_tenant(

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from proxy.errors import BadRequest
 from proxy.ledger.base import BalanceRow
 from proxy.ledger.tenancy import AuditEntry, TenantRecord
 from proxy.policy.runtime import LEVELS, Plan, Policy
-from proxy.policy.units import USD_PLACES, AmountError, to_units
+from proxy.policy.units import (
+    THRESHOLD_HINT,
+    USD_PLACES,
+    AmountError,
+    basis_points,
+    percent,
+    to_units,
+)
 from proxy.pricing import format_amount
 from proxy.scopes import VALUE
 
@@ -28,6 +35,7 @@ def tenant_json(record: TenantRecord, policy: Policy) -> dict[str, Any]:
             level: _amount_json(units, _unit(plan, level))
             for level, units in record.overrides.items()
         },
+        "alerts": alerts_json(record, policy),
         "version": record.version,
         "created_ms": record.created_ms,
     }
@@ -114,6 +122,38 @@ def units(value: Any, unit: str, name: str, *, signed: bool = False) -> int:
     except AmountError as exc:
         raise BadRequest(str(exc), param=name) from None
     return -scaled if negative else scaled
+
+
+def alerts(value: Any) -> tuple[int, ...] | Literal["inherit"]:
+    """{"thresholds": ["50%", "80%"]} in basis points, or "inherit" (the policy's for the
+    tenant's plan)."""
+    if value == "inherit":
+        return "inherit"
+    thresholds = value.get("thresholds") if isinstance(value, dict) else None
+    if not isinstance(thresholds, list) or set(value) != {"thresholds"}:
+        raise BadRequest(
+            """'alerts' must be {"thresholds": ["50%", "80%"]} ([] for none) or "inherit".""",
+            param="alerts",
+        )
+    out = []
+    for i, written in enumerate(thresholds):
+        bp = basis_points(written)
+        if bp is None:
+            param = f"alerts.thresholds[{i}]"
+            message = f"{param}: {written!r} is not an alert threshold; {THRESHOLD_HINT}."
+            raise BadRequest(message, param=param)
+        out.append(bp)
+    return tuple(sorted(set(out)))
+
+
+def alerts_json(record: TenantRecord, policy: Policy) -> dict[str, Any]:
+    """The tenant's thresholds and where they come from: its record, or the policy."""
+    thresholds = record.alerts
+    if thresholds is None:
+        plan = policy.plans.get(record.plan)
+        thresholds = () if plan is None else policy.alerts_for(record.id, plan)
+    source = "policy" if record.alerts is None else "tenant"
+    return {"thresholds": [percent(bp) for bp in thresholds], "source": source}
 
 
 def overrides(value: Any, plan: Plan) -> dict[str, int]:

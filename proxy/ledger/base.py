@@ -259,6 +259,41 @@ class Crossing:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertLimits:
+    """What a sweep needs to tell whether charging an expired reservation crossed an alert
+    threshold, as a commit would: the tenant's thresholds and each budget's limit by (level,
+    unit), overrides applied."""
+
+    thresholds: tuple[int, ...]
+    limits: Mapping[tuple[str, str], int]
+
+    def marks(self) -> list[tuple[str, str, int, int]]:
+        """(level, unit, basis points, the `spent` that reaches it); none for a zero limit."""
+        return [
+            (level, unit, bp, -(-limit * bp // 10_000))
+            for (level, unit), limit in sorted(self.limits.items())
+            if limit > 0
+            for bp in self.thresholds
+        ]
+
+    def crossing(self, field: str, bp: int, spent: int) -> Crossing:
+        level, _value, unit, _period = field.split("|")
+        return Crossing(field, bp, self.limits.get((level, unit), 0), spent)
+
+
+class ExpiryAlerts(Protocol):
+    """How a store's sweep reports the alert thresholds its expiry charges crossed."""
+
+    async def limits(self, tenant: str) -> AlertLimits | None:
+        """The tenant's thresholds and limits; None: it has no alerts."""
+        ...
+
+    def crossed(self, tenant: str, crossings: Sequence[Crossing]) -> None:
+        """Announce them (called after the sweep's atomic step recorded them)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class BalanceRow:
     level: str
     value: str
@@ -270,6 +305,9 @@ class BalanceRow:
 
 
 class Ledger(Protocol):
+    expiry_alerts: ExpiryAlerts | None
+    """Set by the app: charges the sweep makes for expired reservations alert like commits."""
+
     async def connect(self, *, require_noeviction: bool = False) -> None:
         """Check, once at start, that the store is safe to keep a ledger in (Redis: its
         eviction policy; its epoch, which `heartbeat` then watches). Raises StoreUnsafe when

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import cast
 
 from proxy.ledger.base import (
+    AlertLimits,
     Amounts,
     BalanceRow,
+    ExpiryAlerts,
     LineState,
     Reservation,
     ReserveRequest,
@@ -26,7 +28,7 @@ from proxy.ledger.base import (
     TenantStatus,
 )
 from proxy.ledger.calendar import DAY_MS, period_end_ms, period_id
-from proxy.policy.runtime import Unit
+from proxy.policy.runtime import ReservationSettings, Unit
 
 __all__ = ["DAY_MS", "period_end_ms", "period_id"]
 
@@ -131,6 +133,19 @@ def reserve_result(
         retry_after_ms=outcome.retry_after_ms,
         first_deny=first_deny,
     )
+
+
+NO_ALERTS = AlertLimits((), {})
+
+
+async def expiry_limits(
+    hook: ExpiryAlerts | None, settings: ReservationSettings, tenant: str
+) -> AlertLimits:
+    """The alert limits a sweep of `tenant` checks its expiry charges against (none when
+    expiries release, or no one listens)."""
+    if hook is None or settings.on_expiry != "charge":
+        return NO_ALERTS
+    return await hook.limits(tenant) or NO_ALERTS
 
 
 def alert_marks(reservation: Reservation) -> list[tuple[str, int, int]]:

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 from proxy.ledger import quotas
 from proxy.ledger.base import (
+    AlertLimits,
     Amounts,
     BalanceRow,
     BudgetLine,
+    Crossing,
+    ExpiryAlerts,
     Reservation,
     ReserveRequest,
     ReserveResult,
@@ -31,6 +34,7 @@ from proxy.ledger.common import (
     Outcome,
     alert_marks,
     balance_rows,
+    expiry_limits,
     instance_id,
     reserve_result,
     wall_clock_ms,
@@ -66,6 +70,7 @@ class MemoryLedger(MemoryTenants):
         self._dead_after_ms = int(3 * heartbeat_interval_s * 1000)
         self._tenants: dict[str, TenantState] = {}
         self._instances: dict[str, int] = {}
+        self.expiry_alerts: ExpiryAlerts | None = None
 
     async def connect(self, *, require_noeviction: bool = False) -> None:
         """Nothing to check: this store lives and dies with the process."""
@@ -185,7 +190,11 @@ class MemoryLedger(MemoryTenants):
             t.settle_lines(r.fields, None, charged, now, s)
         else:  # RELEASED, EXPIRED_RELEASED: nothing is reserved any more; never under-record.
             t.settle_lines(r.fields, None, actual, now, s)
-        crossed = t.cross(alert_marks(reservation), reservation, charged, now, s)
+        limits = dict(zip(reservation.fields, reservation.limits, strict=False))
+        crossed = tuple(
+            Crossing(field, bp, limits.get(field, 0), spent)
+            for field, bp, spent in t.cross(alert_marks(reservation), charged, now, s)
+        )
         fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
         t.append("commit", fields, now, s.audit_retention_ms)
@@ -217,19 +226,22 @@ class MemoryLedger(MemoryTenants):
         self._tenant(tenant).meta["status"] = status
 
     async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
+        alerts = await expiry_limits(self.expiry_alerts, self.settings, tenant)
         t, dead = self._tenant(tenant), set(dead_owners)
         now = t.now(self._clock())
-        resolved = 0
+        resolved, crossed = 0, list[Crossing]()
         for rid, at in sorted(t.resv_exp.items(), key=lambda item: (item[1], item[0])):
             r = t.resv.get(rid)
             is_open = r is not None and r.state == "OPEN"
             if r is not None and is_open and (at <= now or r.owner in dead):
-                self._expire(t, rid, r, now)
+                crossed += self._expire(t, rid, r, now, alerts)
                 resolved += 1
             elif at <= now:
                 t.resv.pop(rid, None)
                 del t.resv_exp[rid]
         t.drop_expired(now, None)
+        if crossed and self.expiry_alerts is not None:
+            self.expiry_alerts.crossed(tenant, crossed)
         return resolved
 
     async def heartbeat(self) -> None:
@@ -259,7 +271,10 @@ class MemoryLedger(MemoryTenants):
             reservation.held,
         )
 
-    def _expire(self, t: TenantState, rid: str, r: Record, now: int) -> None:
+    def _expire(
+        self, t: TenantState, rid: str, r: Record, now: int, alerts: AlertLimits
+    ) -> tuple[Crossing, ...]:
+        """sweep.lua's expire(); returns the alert thresholds its charge crossed."""
         charge = r.amounts if self.settings.on_expiry == "charge" else None
         state: State = "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED"
         t.settle_lines(r.fields, r.amounts, charge, now, self.settings)
@@ -267,6 +282,18 @@ class MemoryLedger(MemoryTenants):
         fields = {"reservation": rid, "state": state, "amounts": sorted_amounts(r.amounts)}
         t.append("expire", fields, now, self.settings.audit_retention_ms)
         self._finish(t, rid, r, state, now)
+        if charge is None:
+            return ()
+        marks = [
+            (field, bp, mark)
+            for field in r.fields
+            for level, unit, bp, mark in alerts.marks()
+            if field.split("|")[0] == level and field.split("|")[2] == unit
+        ]
+        return tuple(
+            alerts.crossing(field, bp, spent)
+            for field, bp, spent in t.cross(marks, charge, now, self.settings)
+        )
 
     def _finish(
         self,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from proxy.ledger import quotas
-from proxy.ledger.base import Amounts, Crossing, Reservation, State, TenantStatus
+from proxy.ledger.base import Amounts, State, TenantStatus
 from proxy.ledger.calendar import MINUTE_MS, Anchor, period_bound_ms, period_end_ms
 from proxy.ledger.common import Outcome, field_expiry
 from proxy.ledger.tenants import AGGREGATE
@@ -109,13 +109,12 @@ class TenantState:
     def cross(
         self,
         marks: Sequence[tuple[str, int, int]],
-        reservation: Reservation,
         charged: Amounts,
         now: int,
         s: ReservationSettings,
-    ) -> tuple[Crossing, ...]:
-        """commit.lua's crossed(): the marks this commit reached first in their period."""
-        limits = dict(zip(reservation.fields, reservation.limits, strict=False))
+    ) -> list[tuple[str, int, int]]:
+        """common.lua's cross_marks(): of the (field, basis points, mark) triples, those this
+        charge reached first in their period, as (field, basis points, spent after)."""
         out = []
         for prefix, bp, mark in marks:
             after = self.ledger.get(f"{prefix}|spent", 0)
@@ -124,8 +123,8 @@ class TenantState:
             if before < mark <= after and name not in self.counters.values:
                 self.counters.values[name] = now
                 self._keep_alert(name, prefix, now, s)
-                out.append(Crossing(prefix, bp, limits.get(prefix, 0), after))
-        return tuple(out)
+                out.append((prefix, bp, after))
+        return out
 
     def first_deny(self, prefix: str, now: int, s: ReservationSettings) -> bool:
         """reserve.lua's first_deny(): True for the first budget denial on `prefix` in its

@@ -34,6 +34,7 @@ from proxy.ledger.base import (
     BalanceRow,
     Candidate,
     Crossing,
+    ExpiryAlerts,
     Reservation,
     ReserveRequest,
     ReserveResult,
@@ -49,6 +50,7 @@ from proxy.ledger.common import (
     balance_rows,
     decode_amounts,
     encode_amounts,
+    expiry_limits,
     instance_id,
     reserve_result,
 )
@@ -117,6 +119,7 @@ class RedisLedger(RedisTenants):
         self._scripts = {name: _Script.load(parts) for name, parts in SCRIPTS.items()}
         self._registered: set[str] = set()
         self._epoch = Epoch()
+        self.expiry_alerts: ExpiryAlerts | None = None
 
     async def connect(self, *, require_noeviction: bool = False) -> None:
         """Check the store is safe to keep a ledger in, and record its epoch (ledger/safety.py).
@@ -271,13 +274,22 @@ class RedisLedger(RedisTenants):
             await self._client.hset(keys.tenant_keys(tenant)[4], "status", status)
 
     async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
-        resolved, dead = 0, list(dead_owners)
+        alerts = await expiry_limits(self.expiry_alerts, self.settings, tenant)
+        marks = ",".join(f"{lv}|{unit}|{bp:d}|{mark:d}" for lv, unit, bp, mark in alerts.marks())
+        resolved, dead, crossed = 0, list(dead_owners), []
         while True:
-            args = [self.settings.on_expiry, str(SWEEP_BATCH), *dead]
-            done, more = await self._run("sweep", tenant, args)
+            args = [self.settings.on_expiry, str(SWEEP_BATCH), marks or "-", *dead]
+            done, more, *fired = await self._run("sweep", tenant, args)
             resolved, dead = resolved + int(done), []
+            crossed += [
+                alerts.crossing(fired[i], int(fired[i + 1]), int(fired[i + 2]))
+                for i in range(0, len(fired) - 2, 3)
+            ]
             if more == "0":
-                return resolved
+                break
+        if crossed and self.expiry_alerts is not None:
+            self.expiry_alerts.crossed(tenant, crossed)
+        return resolved
 
     async def get_tenant(self, tenant: str) -> TenantRecord | None:
         self._epoch.guard()

@@ -11,7 +11,7 @@ does not have. A closed tenant's record is kept for ever: its id is never reused
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -46,6 +46,9 @@ class TenantRecord:
     """IANA name; periods (day, month, runs_per_day) follow the tenant's local calendar."""
     overrides: Mapping[str, int] = field(default_factory=dict)
     """Scope level → limit in units, replacing the plan's limit on that level."""
+    alerts: tuple[int, ...] | None = None
+    """Alert thresholds in basis points replacing the plan's (and the policy's entry for the
+    tenant); None: inherit them, (): no threshold alerts for this tenant."""
     version: int = 0
     """Bumped by every change; the reserve request names the version it was built from."""
     created_ms: int = 0
@@ -84,6 +87,7 @@ class TenantStore(Protocol):
         overrides: Mapping[str, int] | None = None,
         anchor_day: int | None = None,
         timezone: str | None = None,
+        alerts: Sequence[int] | Literal["inherit"] | None = None,
     ) -> TenantRecord:
         """Change what is given (None: unchanged). A new anchor day applies from the next
         period, never handing out a fresh budget mid-period."""

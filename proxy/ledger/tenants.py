@@ -9,6 +9,8 @@
     pending_anchor  a new anchor day ('' for none), in effect from `pending_from_ms` (the end of
                     the period current when it was set)
     timezone        IANA name
+    alerts          alert thresholds in basis points replacing the plan's, `5000,8000`; 'none'
+                    for no threshold alerts; '' or absent: inherit
     overrides       `tenant=5000000000,run=200000000` or '-'
     version         bumped by every change to the record
     created_ms      when it was created; a meta without it is not a tenant (only a status or a
@@ -23,9 +25,9 @@ see `proxy/ledger/lua/audit.lua` for what each kind records.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import cast
+from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 from proxy.ledger.base import TenantStatus
@@ -49,6 +51,24 @@ def decode_overrides(text: str) -> dict[str, int]:
     return {level: int(limit) for level, limit in (p.split("=") for p in text.split(","))}
 
 
+def encode_alerts(alerts: Sequence[int] | None) -> str:
+    if alerts is None:
+        return ""
+    return ",".join(f"{bp:d}" for bp in sorted(set(alerts))) or "none"
+
+
+def decode_alerts(text: str) -> tuple[int, ...] | None:
+    if text == "":
+        return None
+    return () if text == "none" else tuple(int(bp) for bp in text.split(","))
+
+
+def check_alerts(alerts: Sequence[int]) -> None:
+    for bp in alerts:
+        if not 0 < bp <= 1_000_000:
+            raise ValueError(f"alert threshold {bp} basis points must be in 1..1000000")
+
+
 def sorted_amounts(amounts: Mapping[str, int]) -> str:
     """Amounts as the audit records them (units sorted, like lua's encode_amounts)."""
     return encode_overrides(amounts)
@@ -63,6 +83,7 @@ def encode_record(record: TenantRecord) -> dict[str, str]:
         "anchor_day": str(record.anchor_day),
         "timezone": record.timezone,
         "overrides": encode_overrides(record.overrides),
+        "alerts": encode_alerts(record.alerts),
     }
 
 
@@ -78,6 +99,7 @@ def decode_record(tenant: str, meta: Mapping[str, str]) -> TenantRecord | None:
         anchor_day=int(pending or meta.get("anchor_day", "1")),
         timezone=meta.get("timezone", "UTC"),
         overrides=decode_overrides(meta.get("overrides", "-")),
+        alerts=decode_alerts(meta.get("alerts", "")),
         version=int(meta.get("version", "0")),
         created_ms=int(meta["created_ms"]),
     )
@@ -105,6 +127,7 @@ def check_record(record: TenantRecord) -> None:
         raise ValueError(f"anchor_day must be in 1..31, got {record.anchor_day}")
     ZoneInfo(record.timezone)
     check_overrides(record.overrides)
+    check_alerts(record.alerts or ())
 
 
 def check_overrides(overrides: Mapping[str, int]) -> None:
@@ -152,6 +175,7 @@ def update_fields(
     overrides: Mapping[str, int] | None,
     anchor_day: int | None,
     timezone: str | None,
+    alerts: Sequence[int] | Literal["inherit"] | None = None,
 ) -> list[tuple[str, str]]:
     """The :meta fields an update sets (the anchor is handled apart: it becomes pending)."""
     if anchor_day is not None and not 1 <= anchor_day <= 31:
@@ -168,4 +192,7 @@ def update_fields(
         out.append(("overrides", encode_overrides(overrides)))
     if timezone is not None:
         out.append(("timezone", timezone))
+    if alerts is not None:
+        check_alerts(() if alerts == "inherit" else alerts)
+        out.append(("alerts", encode_alerts(None if alerts == "inherit" else alerts)))
     return out

@@ -3,7 +3,7 @@ lua/tenant_ledger.lua do in Redis (the listing index is the sorted set of create
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 from proxy.ledger.base import BalanceRow, TenantStatus
@@ -96,8 +96,9 @@ class MemoryTenants:
         overrides: Mapping[str, int] | None = None,
         anchor_day: int | None = None,
         timezone: str | None = None,
+        alerts: Sequence[int] | Literal["inherit"] | None = None,
     ) -> TenantRecord:
-        pairs = update_fields(plan, mode, overrides, anchor_day, timezone)
+        pairs = update_fields(plan, mode, overrides, anchor_day, timezone, alerts)
         t = self._existing(tenant)
         changes = []
         for name, value in pairs:

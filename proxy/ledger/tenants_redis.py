@@ -126,10 +126,11 @@ class RedisTenants(ABC):
         overrides: Mapping[str, int] | None = None,
         anchor_day: int | None = None,
         timezone: str | None = None,
+        alerts: Sequence[int] | Literal["inherit"] | None = None,
     ) -> TenantRecord:
         offset = await self._offset(tenant)
         args = [actor, reason, str(offset), "-" if anchor_day is None else str(anchor_day)]
-        for pair in update_fields(plan, mode, overrides, anchor_day, timezone):
+        for pair in update_fields(plan, mode, overrides, anchor_day, timezone, alerts):
             args += pair
         return (await self._admin(tenant, "update", args))[1]
 

@@ -138,6 +138,8 @@ class TenantSeed:
     id: str
     plan: str
     mode: Mode | None = None
+    alerts: tuple[int, ...] | None = None
+    """Alert thresholds (basis points) replacing the plan's; None: the plan's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +256,13 @@ class Policy:
         if self.unknown_tenant is not None:
             return self.plans[self.unknown_tenant]
         return None
+
+    def alerts_for(self, tenant: str, plan: Plan) -> tuple[int, ...]:
+        """Alert thresholds for `tenant` on `plan`: its YAML entry's, else the plan's."""
+        seed = self.tenants.get(tenant)
+        if seed is not None and seed.alerts is not None:
+            return seed.alerts
+        return plan.alerts
 
     def mode_for(self, tenant: str) -> Mode:
         seed = self.tenants.get(tenant)

@@ -275,7 +275,8 @@ def _tenants(spec: PolicySpec, out: list[Issue]) -> dict[str, TenantSeed]:
             defined = _defined("plans", spec.plans)
             message = f"plan {tenant.plan!r} is not defined; {defined}"
             out.append(Issue((*loc, "plan"), message))
-        seeds[written.lower()] = TenantSeed(written.lower(), tenant.plan, tenant.mode)
+        alerts = None if tenant.alerts is None else _thresholds(tenant.alerts.thresholds)
+        seeds[written.lower()] = TenantSeed(written.lower(), tenant.plan, tenant.mode, alerts)
     return seeds
 
 

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from proxy.policy.units import THRESHOLD_HINT, basis_points
+
 BUDGETED_PATHS: tuple[str, ...] = (
     "/chat/completions",
     "/completions",
@@ -99,18 +101,13 @@ def _check_webhook_url(url: str) -> str:
     return url
 
 
-_PERCENT = re.compile(r"(\d{1,3})(?:\.(\d{1,2}))?%")
 
 
 def _threshold(value: object) -> int:
     """A threshold as written, "80%", in basis points of a budget's limit (8000)."""
-    match = _PERCENT.fullmatch(value) if isinstance(value, str) else None
-    bp = 0 if match is None else int(match[1]) * 100 + int((match[2] or "0").ljust(2, "0"))
-    if not 0 < bp <= 10_000:
-        raise _problem(
-            f"{value!r} is not an alert threshold; write a percentage of the budget's limit in "
-            'quotes, above 0 and at most 100 with up to 2 decimals, e.g. "80%"'
-        )
+    bp = basis_points(value)
+    if bp is None:
+        raise _problem(f"{value!r} is not an alert threshold; {THRESHOLD_HINT}")
     return bp
 
 
@@ -238,6 +235,9 @@ class PlanSpec(_Spec):
 class TenantSpec(_Spec):
     plan: Name
     mode: Mode | None = None
+    alerts: PlanAlertsSpec | None = None
+    """Replace the plan's alert thresholds for this tenant (the store's record, set through
+    the admin API, wins over this)."""
 
 
 class TimeoutsSpec(_Spec):

@@ -7,6 +7,7 @@ scripts hold numbers as doubles, which are exact only below that.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from proxy.policy.runtime import MAX_AMOUNT, UNITS_PER_USD
@@ -67,3 +68,24 @@ def _scientific(value: Decimal) -> str:
     """5E+15 → '5e15'."""
     mantissa, exponent = f"{value:.2e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+_PERCENT = re.compile(r"(\d{1,3})(?:\.(\d{1,2}))?%")
+THRESHOLD_HINT = (
+    'write a percentage of the budget\'s limit in quotes, above 0 and at most 100 with up to 2 '
+    'decimals, e.g. "80%"'
+)
+
+
+def basis_points(value: object) -> int | None:
+    """An alert threshold as written, "80%", in basis points of a limit (8000); None when it
+    is not a percentage in (0, 100] with at most two decimals."""
+    match = _PERCENT.fullmatch(value) if isinstance(value, str) else None
+    bp = 0 if match is None else int(match[1]) * 100 + int((match[2] or "0").ljust(2, "0"))
+    return bp if 0 < bp <= 10_000 else None
+
+
+def percent(bp: int) -> str:
+    """Basis points as operators write them: 8000 → "80%", 8050 → "80.5%"."""
+    whole, part = divmod(bp, 100)
+    return f"{whole}%" if part == 0 else f"{whole}.{part:02d}".rstrip("0") + "%"

@@ -12,37 +12,13 @@
 -- negative after EXPIRED_CHARGED: only actual - estimate is added then), then per alert
 -- threshold this commit crossed first in its period: field prefix, basis points, spent after.
 --
--- A threshold is crossed when spent before < mark <= spent after (before = after - charged).
--- `q|alert|<prefix>|<basis points>` remembers it fired (HSETNX: once per period and scope,
--- however many instances commit), and expires with the period's entries.
+-- A threshold is crossed when spent before < mark <= spent after (common.lua cross_marks).
 
 local id, owner, estimate, actual = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local MARKS = tonumber(ARGV[10])
-
-local function keep_alert(name, prefix)
-  local pid = string.match(prefix, '[^|]*$')
-  if pid ~= '-' then
-    redis.call('ZADD', KEYS[2], 'NX', fmt(period_bound(pid) + GRACE), name)
-  elseif string.match(prefix, '^[^|]*') == 'run' then
-    keep(name, NOW + IDLE)
-  end
-end
-
-local function crossed(charge)
-  local out = {}
-  for i = 0, MARKS - 1 do
-    local p, bp, mark = ARGV[11 + 3 * i], ARGV[12 + 3 * i], tonumber(ARGV[13 + 3 * i])
-    local after = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
-    local before = after - (charge[unit_of(p)] or 0)
-    local name = 'q|alert|' .. p .. '|' .. bp
-    if before < mark and mark <= after and redis.call('HSETNX', KEYS[1], name, fmt(NOW)) == 1 then
-      keep_alert(name, p)
-      out[#out + 1] = p
-      out[#out + 1] = bp
-      out[#out + 1] = fmt(after)
-    end
-  end
-  return out
+local marks = {}
+for i = 0, MARKS - 1 do
+  marks[#marks + 1] = { ARGV[11 + 3 * i], ARGV[12 + 3 * i], tonumber(ARGV[13 + 3 * i]) }
 end
 
 local raw = redis.call('HGET', KEYS[3], id)
@@ -70,7 +46,7 @@ else
   -- RELEASED, EXPIRED_RELEASED: nothing is reserved any more, but never under-record.
   settle_lines(r.prefixes, nil, act)
 end
-local fired = crossed(added)
+local fired = cross_marks(marks, added)
 audit('commit', { 'reservation', id, 'from', r.state, 'state', 'COMMITTED',
   'actual', encode_amounts(act), 'charged', encode_amounts(parse_amounts(charged)) })
 finish(id, r, 'COMMITTED', actual)

@@ -224,6 +224,33 @@ local function settle_lines(prefixes, free, charge)
   end
 end
 
+-- Alert marks {prefix, basis points, the `spent` that reaches it} this charge (unit → amount
+-- added to each prefix's spent) crossed first in their period: spent before < mark <= spent
+-- after. `q|alert|<prefix>|<basis points>` remembers a mark fired (HSETNX: once per period and
+-- scope, however many instances settle) and expires with the period's entries. Returns the
+-- crossed marks as flat triples (prefix, basis points, spent after).
+local function cross_marks(marks, charge)
+  local out = {}
+  for _, m in ipairs(marks) do
+    local p, bp, mark = m[1], m[2], m[3]
+    local after = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
+    local before = after - (charge[unit_of(p)] or 0)
+    local name = 'q|alert|' .. p .. '|' .. bp
+    if before < mark and mark <= after and redis.call('HSETNX', KEYS[1], name, fmt(NOW)) == 1 then
+      local pid = string.match(p, '[^|]*$')
+      if pid ~= '-' then
+        redis.call('ZADD', KEYS[2], 'NX', fmt(period_bound(pid) + GRACE), name)
+      elseif string.match(p, '^[^|]*') == 'run' then
+        keep(name, NOW + IDLE)
+      end
+      out[#out + 1] = p
+      out[#out + 1] = bp
+      out[#out + 1] = fmt(after)
+    end
+  end
+  return out
+end
+
 -- Drop up to `limit` ledger entries whose expiry has passed (a budget prefix's three fields,
 -- or one q| quota field); returns how many.
 local function drop_expired(limit)

@@ -3,25 +3,49 @@
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
 -- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 on_expiry ('charge' | 'release'), 6 batch (max due reservations and max expired
---       entries handled by this call), 7.. owners known dead: their open reservations are
---       resolved at once, whatever their deadline.
+--       entries handled by this call), 7 the tenant's alert marks by level and unit,
+--       'level|unit|basis points|spent that reaches it,…' ('-' for none), 8.. owners known
+--       dead: their open reservations are resolved at once, whatever their deadline.
 --
 -- Returns: resolved (reservations moved out of OPEN), more ('1' when a batch was full: call
--- again).
+-- again), then per alert threshold an expiry charge crossed first in its period: field prefix,
+-- basis points, spent after (as commit.lua: a charge made here alerts like a commit).
 --
 -- The dead-owner pass reads every record not yet due (open reservations and live
 -- tombstones); the caller passes dead owners only until they have been reclaimed once.
 
 local how, batch = ARGV[5], tonumber(ARGV[6])
 local dead = {}
-for i = 7, #ARGV do dead[ARGV[i]] = true end
-local resolved = 0
+for i = 8, #ARGV do dead[ARGV[i]] = true end
+local resolved, fired = 0, {}
+
+-- 'level|unit' -> { {basis points, mark}, … }
+local marks_of = {}
+if ARGV[7] ~= '-' then
+  for _, m in ipairs(split_list(ARGV[7])) do
+    local level, unit, bp, mark = string.match(m, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+    local key = level .. '|' .. unit
+    marks_of[key] = marks_of[key] or {}
+    table.insert(marks_of[key], { bp, tonumber(mark) })
+  end
+end
+
+local function alert_on(prefixes, charge)
+  local marks = {}
+  for _, p in ipairs(prefixes) do
+    for _, m in ipairs(marks_of[string.match(p, '^[^|]*') .. '|' .. unit_of(p)] or {}) do
+      marks[#marks + 1] = { p, m[1], m[2] }
+    end
+  end
+  for _, x in ipairs(cross_marks(marks, charge)) do fired[#fired + 1] = x end
+end
 
 local function expire(id, r)
   local est = parse_amounts(r.amounts)
   local state = (how == 'release') and 'EXPIRED_RELEASED' or 'EXPIRED_CHARGED'
   free_held(r.held)
   settle_lines(r.prefixes, est, (how ~= 'release') and est or nil)
+  if how ~= 'release' then alert_on(r.prefixes, est) end
   audit('expire', { 'reservation', id, 'state', state, 'amounts', encode_amounts(est) })
   finish(id, r, state, '-')
   resolved = resolved + 1
@@ -48,4 +72,6 @@ if next(dead) then
 end
 
 local dropped = drop_expired(batch)
-return { fmt(resolved), (#due == batch or dropped == batch) and '1' or '0' }
+local reply = { fmt(resolved), (#due == batch or dropped == batch) and '1' or '0' }
+for _, x in ipairs(fired) do reply[#reply + 1] = x end
+return reply
