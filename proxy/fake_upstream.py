@@ -188,6 +188,8 @@ class FakeUpstream:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, dict(request.headers), {}))
+        if self.settings.latency:
+            await asyncio.sleep(self.settings.latency)
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "fake"}
             for name in ("gpt-4o", "gpt-4o-mini")

@@ -286,14 +286,13 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
         url += "?" + request.query_string
     body = await read_limited(request, rt.policy.limits.body_limit(request.path), rt)
     headers = relay.headers_up(request.headers, rt.api_keys.get(upstream.name))
+    timeouts = upstream.timeouts or rt.policy.timeouts
     try:
-        answer = await relay.send(
-            rt.session, request.method, url, headers, body or None, rt.policy.timeouts
-        )
+        answer = await relay.send(rt.session, request.method, url, headers, body or None, timeouts)
     except UpstreamError as exc:
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     try:
-        data = await relay.read_body(answer, rt.policy.timeouts)
+        data = await relay.read_body(answer, timeouts)
     except UpstreamError as exc:
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     finally:

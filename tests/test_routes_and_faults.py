@@ -13,6 +13,7 @@ from support import chat, chat_prompt_tokens, line, mini_cost, policy
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.local import local_stack
+from proxy.policy import load_policy
 from proxy.policy.runtime import Policy, Route
 
 TENANT = {"X-Cycles-Tenant": "alpha"}
@@ -150,3 +151,39 @@ async def test_a_route_s_own_first_byte_timeout_applies_to_its_models_only(tmp_p
             assert (await r.json())["model"] == "gpt-4o-mini"
         row = await line(stack.ledger, "alpha", "tenant")
         assert row.spent > 0 and row.reserved == 0
+
+
+async def test_an_upstreams_own_timeouts_apply_to_its_unbudgeted_calls(tmp_path: Path) -> None:
+    """`upstreams.<name>.timeouts` bounds model lists and passthrough calls: a 0.2 s first_byte
+    against a 0.5 s upstream is a 502 naming the limit, while the policy's default serves."""
+    fake = FakeUpstream(FakeSettings(latency=0.5))
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    impatient = dataclasses.replace(pol.timeouts, first_byte=0.2)
+    patient = dict(pol.upstreams)
+    impatient_upstreams = {
+        name: dataclasses.replace(upstream, timeouts=impatient)
+        for name, upstream in pol.upstreams.items()
+    }
+    async with aiohttp.ClientSession() as session:
+        for upstreams, status in ((impatient_upstreams, 502), (patient, 200)):
+            pol = dataclasses.replace(pol, upstreams=upstreams)
+            async with (
+                local_stack(pol, fake=fake) as stack,
+                session.get(f"{stack.url}/v1/models", headers=TENANT) as r,
+            ):
+                assert r.status == status
+                if status == 502:
+                    message = (await r.json())["error"]["message"]
+                    assert "did not answer within 0.2 s" in message
+
+
+def test_upstream_timeouts_are_read_from_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    text = path.read_text().replace(
+        'api_key_env: OPENAI_API_KEY}', 'api_key_env: OPENAI_API_KEY, timeouts: {first_byte: 7}}'
+    )
+    path.write_text(text)
+    loaded = load_policy(path)
+    assert loaded.upstreams["openai"].timeouts == dataclasses.replace(pol.timeouts, first_byte=7)
+    assert pol.upstreams["openai"].timeouts is None

@@ -65,8 +65,8 @@ def decode_alerts(text: str) -> tuple[int, ...] | None:
 
 def check_alerts(alerts: Sequence[int]) -> None:
     for bp in alerts:
-        if not 0 < bp <= 1_000_000:
-            raise ValueError(f"alert threshold {bp} basis points must be in 1..1000000")
+        if not 0 < bp <= 10_000:
+            raise ValueError(f"alert threshold {bp} basis points is not in 1..10000 (0.01-100 %)")
 
 
 def sorted_amounts(amounts: Mapping[str, int]) -> str:

@@ -119,6 +119,9 @@ class Upstream:
     api_key_env: str | None = None
     passthrough: tuple[str, ...] = ()
     """Extra paths (under /v1) forwarded unbudgeted, e.g. "/audio/speech"."""
+    timeouts: Timeouts | None = None
+    """For its unbudgeted calls (model lists, passthrough): the policy's timeouts with the
+    upstream's `timeouts:` applied; None when it overrides none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,7 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
     return Policy(
         **settings,
         unknown_tenant=_unknown_tenant(spec, out),
-        upstreams={n: _upstream(n, u, spec, out) for n, u in spec.upstreams.items()},
+        upstreams={n: _upstream(n, u, spec, timeouts, out) for n, u in spec.upstreams.items()},
         routes=_routes(spec, timeouts, out),
         models={n: _model(n, m, out) for n, m in spec.models.items()},
         plans={n: _plan(n, p, spec, out) for n, p in spec.plans.items()},
@@ -166,7 +166,9 @@ def _unknown_tenant(spec: PolicySpec, out: list[Issue]) -> str | None:
     return spec.unknown_tenant
 
 
-def _upstream(name: str, upstream: UpstreamSpec, spec: PolicySpec, out: list[Issue]) -> Upstream:
+def _upstream(
+    name: str, upstream: UpstreamSpec, spec: PolicySpec, base: Timeouts, out: list[Issue]
+) -> Upstream:
     if spec.identity == "api_key":
         for index, path in enumerate(upstream.passthrough):
             if any(_overlaps(path, stored) for stored in STORED_OBJECT_PATHS):
@@ -177,7 +179,11 @@ def _upstream(name: str, upstream: UpstreamSpec, spec: PolicySpec, out: list[Iss
                     "or run one proxy per tenant with identity: header"
                 )
                 out.append(Issue(("upstreams", name, "passthrough", index), message))
-    return Upstream(name, upstream.base_url, upstream.api_key_env, tuple(upstream.passthrough))
+    given = upstream.timeouts.model_dump(exclude_none=True) if upstream.timeouts else {}
+    timeouts = dataclasses.replace(base, **given) if given else None
+    return Upstream(
+        name, upstream.base_url, upstream.api_key_env, tuple(upstream.passthrough), timeouts
+    )
 
 
 def _overlaps(path: str, prefix: str) -> bool:

@@ -124,19 +124,21 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class UpstreamSpec(_Spec):
-    base_url: Annotated[str, AfterValidator(_check_base_url)]
-    api_key_env: Annotated[str, AfterValidator(_check_env_name)] | None = None
-    passthrough: list[Annotated[str, AfterValidator(_check_passthrough)]] = []
-
-
 class RouteTimeoutsSpec(_Spec):
-    """Seconds. Override the policy's `timeouts:` for the calls this route sends upstream."""
+    """Seconds. Override the policy's `timeouts:` for the calls this route (or, on an upstream,
+    its unbudgeted calls: model lists and `passthrough:` paths) sends upstream."""
 
     connect: Seconds | None = None
     first_byte: Seconds | None = None
     chunk_idle: Seconds | None = None
     stream_total: Seconds | None = None
+
+
+class UpstreamSpec(_Spec):
+    base_url: Annotated[str, AfterValidator(_check_base_url)]
+    api_key_env: Annotated[str, AfterValidator(_check_env_name)] | None = None
+    passthrough: list[Annotated[str, AfterValidator(_check_passthrough)]] = []
+    timeouts: RouteTimeoutsSpec | None = None
 
 
 class RouteSpec(_Spec):
