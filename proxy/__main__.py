@@ -18,7 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--policy", required=True, help="policy file or directory")
     serve.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default %(default)s)")
     serve.add_argument(
-        "--store", help="memory:// (default) or redis://host:port/db; env CYCLES_STORE"
+        "--store",
+        help="memory:// (default), redis://host:port/db or redis+cluster://host:port; "
+        "env CYCLES_STORE",
     )
     serve.add_argument("--upstream", help="override every upstream's base URL (local fakes)")
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
@@ -42,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds in-flight calls get to finish after SIGTERM (default %(default)s)",
+    )
+    serve.add_argument(
+        "--sigterm",
+        choices=["auto", "drain", "serve"],
+        default="auto",
+        help="drain: stop accepting at SIGTERM (gateway; a native sidecar, stopped after the "
+        "app); serve: keep serving until --drain-timeout or POST /quitquitquit (a sidecar "
+        "stopped with the app); auto: serve for identity: header, else drain (default)",
     )
     serve.add_argument(
         "--require-noeviction",

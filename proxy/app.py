@@ -106,12 +106,15 @@ def build_app(
     key_store: KeyStore | None = None,
     reload: Reload | None = None,
     require_noeviction: bool = False,
+    on_quit: Callable[[], None] | None = None,
 ) -> web.Application:
     """The proxy application. `ledger` and `key_store` override `store` (and are not closed with
     the app), `keys` the provider keys from the environment (the demo and tests pass their own);
     `sweep_every=None` runs no heartbeat or sweeper (a test that counts store commands).
     `reload` watches the policy's files and swaps in a change that checks clean;
-    `require_noeviction` refuses a Redis store that may evict keys (ledger/safety.py)."""
+    `require_noeviction` refuses a Redis store that may evict keys (ledger/safety.py);
+    `on_quit` serves `POST /quitquitquit` (loopback callers only): the app in the pod has
+    exited, stop serving (serve.py)."""
     largest = max([policy.limits.max_body_bytes, *policy.limits.route_body_bytes.values()])
     app = web.Application(middlewares=[observe.middleware, errors], client_max_size=largest)
     app[observe.METRICS] = Metrics()
@@ -137,6 +140,8 @@ def build_app(
     app.router.add_get("/metrics", observe.metrics_endpoint)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/v1/models/{model}", handlers.models)
+    if on_quit is not None:
+        app.router.add_post("/quitquitquit", handlers.quitter(on_quit))
     app.router.add_route("*", "/{tail:.*}", handlers.fallback)
     return app
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -300,6 +302,29 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
     return web.Response(
         body=data, status=answer.status, headers=relay.headers_down(answer.headers.items())
     )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def quitter(on_quit: Callable[[], None]) -> Handler:
+    """POST /quitquitquit: the app next to this sidecar has exited, so stop now (in-flight
+    calls still finish within the drain timeout). Only from the pod itself: a loopback peer."""
+
+    async def quit_(request: web.Request) -> web.StreamResponse:
+        if not _loopback_peer(request):
+            raise Forbidden("/quitquitquit is accepted only from a loopback address.")
+        on_quit()
+        return web.json_response({"status": "stopping"}, status=202)
+
+    return quit_
+
+
+def _loopback_peer(request: web.Request) -> bool:
+    try:
+        return request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
+    except ValueError:
+        return False
 
 
 async def fallback(request: web.Request) -> web.StreamResponse:

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import suppress
+from functools import partial
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -50,6 +51,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         reload_every=args.reload_every,
         drain_timeout=args.drain_timeout,
         require_noeviction=args.require_noeviction,
+        sigterm=args.sigterm,
     )
 
 
@@ -87,7 +89,11 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     if settings.reload_every > 0:
         reload = Reload(settings.policy, settings.reload_every, settings.upstream)
     app = build_app(
-        policy, settings.store, reload=reload, require_noeviction=settings.require_noeviction
+        policy,
+        settings.store,
+        reload=reload,
+        require_noeviction=settings.require_noeviction,
+        on_quit=partial(_quit, settings.workers),
     )
     runners = [web.AppRunner(app, access_log=None)]
     if settings.admin is not None:
@@ -113,10 +119,10 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     first = await signals.get()
     deadline = loop.time() + settings.drain_timeout
-    if first == signal.SIGTERM and policy.identity == "header":
+    if first == signal.SIGTERM and settings.serves_after_sigterm(policy):
         log.info(
             "SIGTERM: sidecar mode, still serving the app in this pod for up to %.0f s "
-            "(SIGINT stops now)",
+            "(POST /quitquitquit or SIGINT stops now)",
             settings.drain_timeout,
         )
         with suppress(TimeoutError):
@@ -126,6 +132,12 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     log.info("%s: no new connections; in-flight calls have %.0f s to finish", first.name, grace)
     await _shut_down(runners, grace)
     log.info("stopped: every call settled")
+
+
+def _quit(workers: int) -> None:
+    """POST /quitquitquit: stop as SIGINT does. A worker asks the parent, which passes it on to
+    every worker (the request reached only one of them)."""
+    os.kill(os.getppid() if workers > 1 else os.getpid(), signal.SIGINT)
 
 
 async def _until_sigint(signals: asyncio.Queue[signal.Signals]) -> None:

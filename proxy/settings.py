@@ -6,8 +6,10 @@ import dataclasses
 import ipaddress
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from proxy.errors import CyclesError
+from proxy.ledger.clients import check_url
 from proxy.policy.runtime import Policy
 
 
@@ -35,6 +37,16 @@ class Settings:
     """After SIGTERM, how long in-flight calls (and, in sidecar mode, new ones) are served."""
     require_noeviction: bool = False
     """Refuse to start on a Redis store whose maxmemory-policy may evict ledger keys."""
+    sigterm: Literal["auto", "drain", "serve"] = "auto"
+    """What SIGTERM does. drain: stop accepting, let in-flight calls finish (a gateway, or a
+    native sidecar, which Kubernetes stops only after the app has exited). serve: keep serving
+    until --drain-timeout, POST /quitquitquit or SIGINT (a classic sidecar container, stopped at
+    the same moment as the app it serves). auto: serve with identity: header, else drain."""
+
+    def serves_after_sigterm(self, policy: Policy) -> bool:
+        if self.sigterm == "auto":
+            return policy.identity == "header"
+        return self.sigterm == "serve"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -52,6 +64,10 @@ def validate(settings: Settings, policy: Policy) -> None:
     """Refuse combinations that would silently break the budget guarantee."""
     if settings.reload_every < 0 or settings.drain_timeout < 0:
         raise SettingsError("--reload-every and --drain-timeout are seconds, 0 or more")
+    try:
+        check_url(settings.store)
+    except ValueError as exc:
+        raise SettingsError(f"--store / CYCLES_STORE: {exc}") from None
     if settings.store.startswith("memory://") and settings.workers > 1:
         raise SettingsError(
             "The memory:// store lives in one process, so --workers > 1 would give every worker "

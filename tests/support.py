@@ -152,7 +152,7 @@ async def commands_seen(commands: list[str], expected: int) -> list[str]:
 
 @asynccontextmanager
 async def proxy_process(
-    policy_path: Path, store: str, upstream: str, key: str, drain: float = 0
+    policy_path: Path, store: str, upstream: str, key: str, drain: float = 0, *extra: str
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`cycles-proxy serve` in a subprocess on a free port, ready when /healthz answers; yields
     (url, process). A process still running at the end is stopped (SIGTERM, then SIGKILL)."""
@@ -161,7 +161,7 @@ async def proxy_process(
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": key}
     args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
-    args += ["--admin-listen", "off", "--drain-timeout", str(drain)]
+    args += ["--admin-listen", "off", "--drain-timeout", str(drain), *extra]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}", env=env
     )

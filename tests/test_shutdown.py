@@ -1,16 +1,21 @@
 """SIGTERM drains: streams in flight finish, every call settles, and the process exits 0. A gateway
-stops accepting at once; a sidecar keeps serving its pod's app until the drain timeout."""
+stops accepting at once; a sidecar keeps serving its pod's app until the drain timeout, or until
+told the app has exited (POST /quitquitquit)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 from pathlib import Path
+from unittest import mock
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from support import chat, line, mini_cost, policy, proxy_process
 
+from proxy import handlers
+from proxy.errors import Forbidden
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.keys import open_key_store
 from proxy.ledger import open_ledger
@@ -100,3 +105,81 @@ async def test_sidecar_sigterm_keeps_serving_until_the_drain_timeout_then_exits_
     assert all(body.rstrip().endswith(b"data: [DONE]") for body in bodies)
     assert fake.calls == STREAMS + 1
     await assert_settled(redis_url, fake)
+
+
+@pytest.mark.timeout(60)
+async def test_a_sidecar_told_the_app_exited_stops_long_before_the_drain_timeout(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """SIGTERM, then the app's exit reported with POST /quitquitquit: the streams in flight
+    finish and settle, and the process exits 0 without waiting out its 60 s drain timeout."""
+    policy(tmp_path, "tenant: {limit: 50, period: month}")
+    fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))
+    async with (
+        serving(fake.app()) as fake_url,
+        proxy_process(
+            tmp_path / "policy.yaml", redis_url, fake_url + "/v1", fake.settings.api_key, 60
+        ) as (url, proc),
+        aiohttp.ClientSession() as session,
+    ):
+        headers = {"X-Cycles-Tenant": "alpha"}
+        calls = [asyncio.ensure_future(stream(session, url, headers)) for _ in range(STREAMS)]
+        await started(fake, STREAMS)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        assert proc.returncode is None
+        async with session.post(url + "/quitquitquit") as r:
+            assert (r.status, await r.json()) == (202, {"status": "stopping"})
+        bodies = await asyncio.gather(*calls)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    assert all(body.rstrip().endswith(b"data: [DONE]") for body in bodies)
+    await assert_settled(redis_url, fake)
+
+
+@pytest.mark.timeout(60)
+async def test_a_native_sidecar_drains_at_sigterm_when_told_to(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """--sigterm drain with identity: header (Kubernetes stops a native sidecar only after the
+    app): new connections are refused at once, calls in flight finish, exit 0."""
+    policy(tmp_path, "tenant: {limit: 50, period: month}")
+    fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))
+    async with (
+        serving(fake.app()) as fake_url,
+        proxy_process(
+            tmp_path / "policy.yaml",
+            redis_url,
+            fake_url + "/v1",
+            fake.settings.api_key,
+            30,
+            "--sigterm",
+            "drain",
+        ) as (url, proc),
+        aiohttp.ClientSession() as session,
+    ):
+        headers = {"X-Cycles-Tenant": "alpha"}
+        calls = [asyncio.ensure_future(stream(session, url, headers)) for _ in range(3)]
+        await started(fake, 3)
+        proc.send_signal(signal.SIGTERM)
+        bodies = await asyncio.gather(*calls)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as fresh:
+                await stream(fresh, url, headers)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert all(body.rstrip().endswith(b"data: [DONE]") for body in bodies)
+    await assert_settled(redis_url, fake)
+
+
+@pytest.mark.parametrize(("peer", "status"), [("10.1.2.3", 403), ("::1", 202), ("127.0.0.1", 202)])
+async def test_quitquitquit_is_taken_only_from_the_pod_itself(peer: str, status: int) -> None:
+    quits: list[bool] = []
+    handler = handlers.quitter(lambda: quits.append(True))
+    transport = mock.Mock()
+    transport.get_extra_info.return_value = (peer, 40000)
+    request = make_mocked_request("POST", "/quitquitquit", transport=transport)
+    if status == 403:
+        with pytest.raises(Forbidden, match="loopback"):
+            await handler(request)
+    else:
+        assert (await handler(request)).status == status
+    assert quits == ([True] if status == 202 else [])
