@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
         default="127.0.0.1:8081",
         help="HOST:PORT of the admin API, or 'off' (default %(default)s)",
     )
+    serve.add_argument(
+        "--metrics-listen",
+        help="HOST:PORT of a listener serving only /metrics and /healthz (a sidecar's proxy "
+        "port is loopback only; this one can face Prometheus)",
+    )
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
         "--log-format", choices=["text", "json"], help="default: $CYCLES_LOG_FORMAT, else text"

@@ -146,6 +146,16 @@ def build_app(
     return app
 
 
+def build_metrics_app(proxy: web.Application) -> web.Application:
+    """A listener with only /metrics (the proxy app's registry) and /healthz: for Prometheus,
+    when the proxy port itself is loopback only (a sidecar)."""
+    app = web.Application()
+    app[observe.METRICS] = proxy[observe.METRICS]
+    app.router.add_get("/metrics", observe.metrics_endpoint)
+    app.router.add_get("/healthz", handlers.healthz)
+    return app
+
+
 def _spill_alerts(app: web.Application) -> Callable[[Reservation, SettleResult], None]:
     """alerts.notifier for the runtime current when a spilled commit lands (policy reloads)."""
     return lambda reservation, result: alerts.notifier(app[RUNTIME])(reservation, result)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from proxy import encodings
 from proxy.admin.app import build_admin_app
-from proxy.app import build_app
+from proxy.app import build_app, build_metrics_app
 from proxy.logs import setup_logging
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
@@ -48,6 +48,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         workers=args.workers,
         allow_header_identity_on_public_address=args.allow_header_identity_on_public_address,
         admin=None if args.admin_listen == "off" else parse_listen(args.admin_listen),
+        metrics=None if args.metrics_listen is None else parse_listen(args.metrics_listen),
         reload_every=args.reload_every,
         drain_timeout=args.drain_timeout,
         require_noeviction=args.require_noeviction,
@@ -95,12 +96,15 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         require_noeviction=settings.require_noeviction,
         on_quit=partial(_quit, settings.workers),
     )
-    runners = [web.AppRunner(app, access_log=None)]
+    listeners = [(app, (settings.host, settings.port))]
     if settings.admin is not None:
-        runners.append(web.AppRunner(build_admin_app(app, settings.store), access_log=None))
-    addresses = [(settings.host, settings.port), settings.admin]
-    for runner, address in zip(runners, addresses, strict=False):
-        assert address is not None
+        listeners.append((build_admin_app(app, settings.store), settings.admin))
+    if settings.metrics is not None:
+        listeners.append((build_metrics_app(app), settings.metrics))
+    runners = []
+    for listener, address in listeners:
+        runner = web.AppRunner(listener, access_log=None)
+        runners.append(runner)
         await runner.setup()
         site = web.TCPSite(runner, address[0], address[1], reuse_port=settings.workers > 1)
         await site.start()

@@ -179,6 +179,10 @@ def test_sidecar_example_runs_app_and_proxy_in_one_pod() -> None:
     assert flag(proxy, "listen") == "127.0.0.1:8080"
     assert flag(proxy, "admin-listen") == "127.0.0.1:8081"
     assert flag(proxy, "policy") == "/etc/cycles/policies"
+    # Stopped only after the app exited: drain at once; metrics reachable on the pod IP.
+    assert flag(proxy, "sigterm") == "drain"
+    assert flag(proxy, "metrics-listen") == "0.0.0.0:9090"
+    assert {"name": "cycles-metrics", "containerPort": 9090, "protocol": "TCP"} in proxy["ports"]
     assert "CYCLES_STORE" not in env_of(proxy)
     # The app reaches the proxy on loopback, in the same pod.
     assert env_of(pod["containers"][0])["OPENAI_BASE_URL"] == "http://127.0.0.1:8080/v1"
@@ -202,7 +206,8 @@ def test_sidecar_probes_run_inside_the_container_against_loopback() -> None:
     assert probes["startupProbe"][-1] == "http://127.0.0.1:8080/readyz"
     assert probes["livenessProbe"][-1] == "http://127.0.0.1:8080/healthz"
     assert probes["readinessProbe"][-1] == "http://127.0.0.1:8080/readyz"
-    assert "ports" not in proxy
+    # Only the metrics listener faces the pod IP; the proxy port is not declared.
+    assert [p["name"] for p in proxy["ports"]] == ["cycles-metrics"]
 
 
 def test_more_than_one_replica_without_redis_is_refused() -> None:

@@ -14,9 +14,10 @@ import pytest
 from conftest import free_port
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
-from support import chat, chat_prompt_tokens, mini_cost, policy, usd
+from support import chat, chat_prompt_tokens, mini_cost, policy, proxy_process, usd
 
-from proxy.local import Stack, local_stack
+from proxy.fake_upstream import FakeUpstream
+from proxy.local import Stack, local_stack, serving
 from proxy.logs import JsonFormatter, RedactingFilter
 from proxy.metrics import (
     DEFAULT_MAX_TENANTS,
@@ -315,3 +316,41 @@ async def test_ledger_outage_under_fail_open_counts_an_error_and_no_spend(
     assert value(samples, "cycles_requests_total", decision="ALLOW", status="200") == 1
     (line,) = call_lines(caplog)
     assert line["would_be"] == "UNBUDGETED" and line["actual"]["USD"] > 0
+
+
+async def test_a_metrics_listener_serves_only_metrics(tmp_path: Path, redis_url: str) -> None:
+    """--metrics-listen: what Prometheus scrapes when the proxy port is loopback only (a
+    sidecar); it counts the proxy's calls and serves nothing else."""
+    policy(tmp_path, "tenant: {limit: 50, period: month}")
+    fake = FakeUpstream()
+    port = free_port()
+    async with (
+        serving(fake.app()) as fake_url,
+        proxy_process(
+            tmp_path / "policy.yaml",
+            redis_url,
+            fake_url + "/v1",
+            fake.settings.api_key,
+            0,
+            "--metrics-listen",
+            f"127.0.0.1:{port}",
+        ) as (url, _proc),
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.post(
+            url + "/v1/chat/completions", json=chat(), headers={"X-Cycles-Tenant": "alpha"}
+        ) as r:
+            assert r.status == 200
+        metrics_url = f"http://127.0.0.1:{port}"
+        async with session.get(metrics_url + "/metrics") as r:
+            assert r.status == 200
+            text = await r.text()
+        async with session.get(metrics_url + "/v1/models") as r:
+            assert r.status == 404
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    allowed = [
+        s
+        for s in families["cycles_requests"].samples
+        if s.labels.get("decision") == "ALLOW" and s.name.endswith("_total")
+    ]
+    assert sum(s.value for s in allowed) == 1

@@ -117,6 +117,14 @@ Takes (dict "ctx" <context> "sidecar" <bool>).
     - --admin-listen={{ ternary "0.0.0.0" "127.0.0.1" $adminExposed }}:{{ $v.admin.port }}
     {{- end }}
     - --drain-timeout={{ $v.drainTimeout }}
+    {{- if $sidecar }}
+    # Kubernetes stops a native sidecar only after the app's containers have exited: nobody is
+    # left to serve, so drain at once instead of serving out the drain timeout.
+    - --sigterm=drain
+    {{- if $v.metrics.sidecarPort }}
+    - --metrics-listen=0.0.0.0:{{ $v.metrics.sidecarPort }}
+    {{- end }}
+    {{- end }}
     - --reload-every={{ $v.policies.reloadEvery }}
     - --log-level={{ $v.logLevel }}
     {{- if gt (int $v.workers) 1 }}
@@ -189,6 +197,12 @@ Takes (dict "ctx" <context> "sidecar" <bool>).
     failureThreshold: 3
   resources:
     {{- toYaml $v.sidecar.resources | nindent 4 }}
+  {{- with $v.metrics.sidecarPort }}
+  ports:
+    - name: cycles-metrics
+      containerPort: {{ . }}
+      protocol: TCP
+  {{- end }}
   {{- else }}
   ports:
     - name: http
