@@ -1,0 +1,117 @@
+"""The ledger's pipelined Redis connection (ledger/wire.py) against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+from test_faults import RedisProc
+
+from proxy.ledger.wire import ReplyError, Wire, pack
+
+
+def test_pack_is_resp_with_byte_lengths() -> None:
+    assert pack(("SET", "k", "")) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+    assert pack(("ECHO", "é")) == b"*2\r\n$4\r\nECHO\r\n$2\r\n\xc3\xa9\r\n"
+
+
+async def test_a_burst_of_concurrent_commands_gets_each_its_own_reply(redis_url: str) -> None:
+    wire = Wire(redis_url)
+    try:
+        replies = await asyncio.gather(*(wire.call("INCRBY", "n", str(i)) for i in range(1000)))
+        assert await wire.call("GET", "n") == str(sum(range(1000)))
+        # INCRBY answers the running total: in order, each reply is the previous + its own i.
+        assert replies == [sum(range(i + 1)) for i in range(1000)]
+        assert await wire.call("ECHO", "é") == "é"
+        assert await wire.call("HSET", "h", "a", "1", "b", "2") == 2
+        assert await wire.call("HGETALL", "h") == ["a", "1", "b", "2"]
+    finally:
+        await wire.close()
+
+
+async def test_error_replies_raise_and_leave_the_connection_usable(redis_url: str) -> None:
+    wire = Wire(redis_url)
+    try:
+        with pytest.raises(ReplyError, match="NOSCRIPT"):
+            await wire.call("EVALSHA", "0" * 40, "0")
+        with pytest.raises(ReplyError, match="wrong number of arguments"):
+            await wire.call("GET")
+        assert await wire.call("PING") == "PONG"
+    finally:
+        await wire.close()
+
+
+async def test_a_caller_that_gives_up_does_not_shift_the_replies(redis_url: str) -> None:
+    wire = Wire(redis_url)
+    try:
+        slow = asyncio.ensure_future(wire.call("BLPOP", "nothing", "0.3"))
+        after = asyncio.ensure_future(wire.call("ECHO", "mine"))
+        await asyncio.sleep(0.05)
+        slow.cancel()
+        assert await after == "mine"
+        assert await wire.call("ECHO", "next") == "next"
+    finally:
+        await wire.close()
+
+
+async def test_a_silent_server_times_out_every_waiting_command() -> None:
+    """A server that accepts and never answers: every command waiting fails after the timeout,
+    and the next one opens a new connection."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = Wire(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    try:
+        calls = [asyncio.ensure_future(wire.call("PING")) for _ in range(4)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(r, TimeoutError) for r in results), results
+        with pytest.raises(TimeoutError):
+            await wire.call("PING")
+        assert len(connections) == 2
+    finally:
+        await wire.close()
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_restarted_server_is_reconnected_to(tmp_path: Path) -> None:
+    server = RedisProc(tmp_path / "redis", durable=False)
+    server.start()
+    wire = Wire(server.url)
+    try:
+        assert await wire.call("PING") == "PONG"
+        server.kill()
+        with pytest.raises(ConnectionError):
+            await wire.call("PING")
+        with pytest.raises(OSError):  # refused while it is down
+            await wire.call("PING")
+        server.start()
+        assert await wire.call("PING") == "PONG"
+    finally:
+        await wire.close()
+        server.kill()
+
+
+async def test_password_and_database_from_the_url(tmp_path: Path) -> None:
+    server = RedisProc(tmp_path / "redis", durable=False)
+    server.start()
+    admin = redis.Redis(port=server.port)
+    try:
+        await admin.config_set("requirepass", "s3cret")
+        wire = Wire(f"redis://:s3cret@127.0.0.1:{server.port}/3")
+        await wire.call("SET", "where", "three")
+        await wire.close()
+        check = redis.Redis(port=server.port, password="s3cret", db=3, decode_responses=True)
+        assert await check.get("where") == "three"
+        await check.aclose()
+    finally:
+        await admin.aclose()
+        server.kill()
