@@ -3,7 +3,10 @@
 `feed` accepts bytes split anywhere: mid-line, mid-UTF-8 sequence, between the CR and LF of a
 CRLF. Lines are found in bytes (terminators are ASCII) and decoded only when complete, so a split
 character is never seen. Each chunk is scanned once and only the unfinished line is carried
-over, so decoding is linear in the stream's length.
+over, so decoding is linear in the stream's length. Chunks without a CR (every provider's
+streams) take a faster path that cuts whole events at their blank line and parses each event's
+lines at once; any CR, a first chunk (which may carry a BOM) or a line split across chunks
+takes the line-by-line path, and both leave the decoder in the same state.
 
 Every byte fed ends up in exactly one event's `raw`, in order: the relay forwards `raw` verbatim
 and the bytes the client receives are the bytes the upstream sent. Blocks with no `data:` line
@@ -44,9 +47,41 @@ class SSEDecoder:
         self._data: list[str] = []
         self._event: str | None = None
         self._id: str | None = None
+        self._tail = b""
+        """Fast path: the bytes after the last complete event (no CR in them)."""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events completed by `chunk`."""
+        if self._started and not (self._cr_pending or self._line or self._raw or b"\r" in chunk):
+            return self._feed_events(chunk)
+        if self._tail:
+            chunk, self._tail = self._tail + chunk, b""
+        return self._feed_lines(chunk)
+
+    def _feed_events(self, chunk: bytes) -> list[SSEEvent]:
+        """Whole events, each ended by a blank line: LF LF (no CR anywhere in the input)."""
+        data = self._tail + chunk if self._tail else chunk
+        events: list[SSEEvent] = []
+        start, size = 0, len(data)
+        while start < size:
+            if data[start] == 0x0A:  # a stray blank line: an event with no data
+                events.append(SSEEvent(raw=b"\n", data=None))
+                start += 1
+                continue
+            end = data.find(b"\n\n", start)
+            if end < 0:
+                break
+            events.append(self._parse_block(data[start:end], data[start : end + 2]))
+            start = end + 2
+        self._tail = data[start:]
+        return events
+
+    def _parse_block(self, block: bytes, raw: bytes) -> SSEEvent:
+        for line in block.decode("utf-8", "replace").split("\n"):
+            self._field(line)
+        return self._dispatch(raw)
+
+    def _feed_lines(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         start = 0
         if self._cr_pending and chunk:
@@ -67,6 +102,9 @@ class SSEDecoder:
     def flush(self) -> list[SSEEvent]:
         """At the end of the stream: the last event, even if no blank line ended it."""
         events: list[SSEEvent] = []
+        if self._tail:
+            events += self._feed_lines(self._tail)
+            self._tail = b""
         if self._cr_pending:
             self._cr_pending = False
             self._end_line(b"\r", events)
@@ -100,9 +138,9 @@ class SSEDecoder:
         elif name == "id" and "\0" not in value:
             self._id = value
 
-    def _dispatch(self) -> SSEEvent:
+    def _dispatch(self, raw: bytes | None = None) -> SSEEvent:
         event = SSEEvent(
-            raw=bytes(self._raw),
+            raw=bytes(self._raw) if raw is None else raw,
             data="\n".join(self._data) if self._data else None,
             event=self._event,
             id=self._id,

@@ -145,3 +145,27 @@ def test_any_split_yields_the_same_events_as_the_whole(case: tuple[bytes, list[b
 def test_every_byte_lands_in_exactly_one_event_in_order(case: tuple[bytes, list[bytes]]) -> None:
     stream, chunks = case
     assert b"".join(event.raw for event in decode(*chunks)) == stream
+
+
+class LineByLine(SSEDecoder):
+    """The decoder with its whole-event fast path turned off."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        return self._feed_lines(chunk)
+
+
+lf_streams = st.lists(st.tuples(lines, st.just(b"\n")), max_size=25).map(
+    lambda pairs: b"".join(line + end for line, end in pairs)
+)
+
+
+@given(lf_streams, st.lists(st.integers(0, 400), max_size=12))
+def test_the_fast_path_decodes_as_the_line_by_line_path(stream: bytes, cuts: list[int]) -> None:
+    """LF-only streams (what providers send) go through the whole-event path after the first
+    chunk; the events must be those the line-by-line path finds."""
+    bounds = [0, *sorted(c for c in cuts if c <= len(stream)), len(stream)]
+    chunks = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    fast, slow = SSEDecoder(), LineByLine()
+    got = [e for chunk in chunks for e in fast.feed(chunk)] + fast.flush()
+    want = [e for chunk in chunks for e in slow.feed(chunk)] + slow.flush()
+    assert got == want
