@@ -14,11 +14,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from proxy.settings import SettingsError
+
+M = TypeVar("M", Counter, Histogram)
 
 OTHER = "other"
 DEFAULT_MAX_TENANTS = 100
@@ -76,6 +79,22 @@ def tenants_from_env(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
     return frozenset(t.lower() for t in ids)
 
 
+class Children(Generic[M]):
+    """`metric.labels(*values)`, remembered. prometheus-client validates and looks up a label
+    set under a lock on every call (a few µs, several times per request); the label sets here
+    are bounded (tenants and models are capped by FirstSeen), so each is resolved once."""
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 class Metrics:
     """Every metric the proxy exports, registered in `self.registry`."""
 
@@ -89,70 +108,97 @@ class Metrics:
         )
         self.model = FirstSeen(MAX_MODELS)
         r = self.registry
-        self.requests = Counter(
-            "cycles_requests",
-            "Budgeted calls by decision, endpoint, asked model and HTTP status returned.",
-            ["decision", "endpoint", "model", "status"],
-            registry=r,
+        self.requests = Children(
+            Counter(
+                "cycles_requests",
+                "Budgeted calls by decision, endpoint, asked model and HTTP status returned.",
+                ["decision", "endpoint", "model", "status"],
+                registry=r,
+            )
         )
-        self.tenant_requests = Counter(
-            "cycles_tenant_requests",
-            "Budgeted calls per tenant (allow-listed and first N tenants seen; the rest under "
-            "tenant=other).",
-            ["tenant", "decision"],
-            registry=r,
+        self.tenant_requests = Children(
+            Counter(
+                "cycles_tenant_requests",
+                "Budgeted calls per tenant (allow-listed and first N tenants seen; the rest under "
+                "tenant=other).",
+                ["tenant", "decision"],
+                registry=r,
+            )
         )
-        self.committed = Counter(
-            "cycles_committed_units",
-            "Units committed (spent) by settled calls, by unit (USD in 10**-8 dollars, TOKENS).",
-            ["unit"],
-            registry=r,
+        self.committed = Children(
+            Counter(
+                "cycles_committed_units",
+                "Units committed (spent) by settled calls, by unit (USD in 10**-8 dollars, "
+                "TOKENS).",
+                ["unit"],
+                registry=r,
+            )
         )
-        self.tenant_committed = Counter(
-            "cycles_tenant_committed_units",
-            "Units committed per tenant (allow-listed and first N tenants seen; the rest under "
-            "tenant=other).",
-            ["tenant", "unit"],
-            registry=r,
+        self.tenant_committed = Children(
+            Counter(
+                "cycles_tenant_committed_units",
+                "Units committed per tenant (allow-listed and first N tenants seen; the rest under "
+                "tenant=other).",
+                ["tenant", "unit"],
+                registry=r,
+            )
         )
-        self.reserved = Counter(
-            "cycles_reserved_units",
-            "Units reserved at admission, by unit.",
-            ["unit"],
-            registry=r,
+        self.reserved = Children(
+            Counter(
+                "cycles_reserved_units",
+                "Units reserved at admission, by unit.",
+                ["unit"],
+                registry=r,
+            )
         )
-        self.degradations = Counter(
-            "cycles_degradations", "Calls served by a degrade rule, by rule.", ["rule"], registry=r
+        self.degradations = Children(
+            Counter(
+                "cycles_degradations",
+                "Calls served by a degrade rule, by rule.",
+                ["rule"],
+                registry=r,
+            )
         )
-        self.quota_denials = Counter(
-            "cycles_quota_denials", "Calls denied by a quota, by quota.", ["quota"], registry=r
+        self.quota_denials = Children(
+            Counter(
+                "cycles_quota_denials", "Calls denied by a quota, by quota.", ["quota"], registry=r
+            )
         )
-        self.ledger_latency = Histogram(
-            "cycles_ledger_seconds",
-            "Ledger round trips by operation.",
-            ["op"],
-            buckets=_LEDGER_BUCKETS,
-            registry=r,
+        self.ledger_latency = Children(
+            Histogram(
+                "cycles_ledger_seconds",
+                "Ledger round trips by operation.",
+                ["op"],
+                buckets=_LEDGER_BUCKETS,
+                registry=r,
+            )
         )
-        self.ledger_errors = Counter(
-            "cycles_ledger_errors",
-            "Ledger operations that failed, by operation.",
-            ["op"],
-            registry=r,
+        self.ledger_errors = Children(
+            Counter(
+                "cycles_ledger_errors",
+                "Ledger operations that failed, by operation.",
+                ["op"],
+                registry=r,
+            )
         )
-        self.upstream_latency = Histogram(
-            "cycles_upstream_seconds",
-            "From sending a budgeted call upstream to its answer fully read (streams: last event).",
-            ["endpoint"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.upstream_latency = Children(
+            Histogram(
+                "cycles_upstream_seconds",
+                "From sending a budgeted call upstream to its answer fully read (streams: last "
+                "event).",
+                ["endpoint"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.upstream_ttfb = Histogram(
-            "cycles_upstream_first_byte_seconds",
-            "From sending a budgeted call upstream to the upstream's response headers.",
-            ["endpoint"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.upstream_ttfb = Children(
+            Histogram(
+                "cycles_upstream_first_byte_seconds",
+                "From sending a budgeted call upstream to the upstream's response headers.",
+                ["endpoint"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            )
         )
         self.in_flight = Gauge(
             "cycles_in_flight", "Budgeted calls admitted and not yet settled.", registry=r
@@ -162,12 +208,14 @@ class Metrics:
             "Overdue reservations the sweeper resolved (expired: charged or released).",
             registry=r,
         )
-        self.alerts = Counter(
-            "cycles_alerts",
-            "Alerts fired by this process, by type: budget.threshold, budget.first_deny, "
-            "ledger.epoch_lost.",
-            ["type"],
-            registry=r,
+        self.alerts = Children(
+            Counter(
+                "cycles_alerts",
+                "Alerts fired by this process, by type: budget.threshold, budget.first_deny, "
+                "ledger.epoch_lost.",
+                ["type"],
+                registry=r,
+            )
         )
 
     def render(self) -> bytes:
