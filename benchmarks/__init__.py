@@ -1,0 +1,1 @@
+"""Benchmarks of cycles-proxy against a bare aiohttp passthrough (see README.md here)."""
