@@ -232,9 +232,7 @@ async def _resources(
         background.append(tasks.spawn(watcher.run(), name="policy watcher"))
     yield
     for task in background:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        await tasks.stop(task)
     await _drain_settlements()
     if len(spill):
         with suppress(TimeoutError):

@@ -30,8 +30,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer " + REDACTED),
     # Provider and tenant keys wherever they appear.
     (re.compile(r"\b(?:sk|ck)-[A-Za-z0-9_-]{8,}"), REDACTED),
-    # Passwords in store URLs: redis://user:password@host
-    (re.compile(r"(?i)((?:rediss?|redis\+cluster)://[^:/@\s]*:)[^@\s]+@"), r"\1" + REDACTED + "@"),
+    # Passwords in store URLs: redis://user:password@host, rediss+cluster://…
+    (re.compile(r"(?i)(rediss?(?:\+cluster)?://[^:/@\s]*:)[^@\s]+@"), r"\1" + REDACTED + "@"),
 )
 
 

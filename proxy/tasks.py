@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _running: set[asyncio.Task[Any]] = set()
+RECANCEL_S = 0.1
 
 
 def spawn(coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
@@ -25,6 +26,18 @@ def _finished(task: asyncio.Task[Any]) -> None:
     _running.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+
+async def stop(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait for it to end, cancelling it again until it does: on Python 3.11
+    `asyncio.wait_for`, which redis-py puts around every command it sends, drops a cancellation
+    that lands just as the send completes (CPython gh-86296), and the task would carry on. A
+    failure of the task itself is raised here, as awaiting it would."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=RECANCEL_S)
+    if not task.cancelled():
+        task.result()
 
 
 def running() -> frozenset[asyncio.Task[Any]]:

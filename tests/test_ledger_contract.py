@@ -1,4 +1,5 @@
-"""One contract for every ledger store: each test runs against `memory://` and a real Redis."""
+"""One contract for every ledger store: each test runs against `memory://`, a real Redis and a
+real three-master Redis Cluster."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from proxy.errors import AmountOutOfRange
 from proxy.ledger import MemoryLedger, RedisLedger, keys
@@ -22,6 +22,7 @@ from proxy.ledger.base import (
     Reservation,
     ReserveRequest,
 )
+from proxy.ledger.clients import open_client
 from proxy.policy.runtime import ReservationSettings
 
 BIG = 2**52 - 1
@@ -54,14 +55,18 @@ class Stores:
         if isinstance(ledger, MemoryLedger):
             ledger._tenant("acme").ledger[f"{prefix}|credit"] = amount
             return
-        client = aioredis.Redis.from_url(self.url)
+        client = open_client(self.url)
         await client.hset(keys.tenant_keys("acme")[0], f"{prefix}|credit", str(amount))
         await client.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
+STORE_URLS = {"redis": "redis_url", "redis+cluster": "redis_cluster_url"}
+
+
+@pytest.fixture(params=["memory", "redis", "redis+cluster"])
 async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+    fixture = STORE_URLS.get(request.param)
+    url = "" if fixture is None else str(request.getfixturevalue(fixture))
     opened = Stores(request.param, url)
     yield opened
     for ledger in opened.opened:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from conftest import STORES
 from support import chat, chat_prompt_tokens, line, mini_cost, policy, usd
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
@@ -27,6 +28,7 @@ def estimate_units(body: dict[str, Any]) -> int:
     return mini_cost(chat_prompt_tokens(body), body["max_tokens"])
 
 
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
 async def test_exactly_ten_of_200_concurrent_calls_are_forwarded(
     tmp_path: Path, store_url: str
 ) -> None:

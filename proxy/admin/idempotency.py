@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
-from redis.asyncio import Redis
+
+from proxy.ledger.clients import Client, is_redis, open_client
 
 TTL_S = 24 * 3600
 PENDING_S = 60
@@ -85,7 +86,7 @@ class MemoryIdempotency:
 
 class RedisIdempotency:
     def __init__(self, url: str) -> None:
-        self._client: Redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._client: Client = open_client(url, socket_connect_timeout=2, socket_timeout=5)
 
     async def begin(self, key: str, body_hash: str) -> Stored | None:
         claim = _encode(Stored(body_hash, 0, None))
@@ -105,6 +106,6 @@ class RedisIdempotency:
 
 
 def open_idempotency(url: str) -> IdempotencyStore:
-    if url.startswith(("redis://", "rediss://")):
+    if is_redis(url):
         return RedisIdempotency(url)
     return MemoryIdempotency()

@@ -7,7 +7,6 @@ it for `proxy.identity`. Nothing here knows HTTP.
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from proxy.keys.cache import Failures, Keys
 from proxy.keys.memory import MemoryKeyStore
@@ -21,6 +20,7 @@ from proxy.keys.records import (
     now_ms,
 )
 from proxy.keys.redis import RedisKeyStore
+from proxy.ledger.clients import check_url, is_redis
 
 __all__ = [
     "PLAIN",
@@ -38,11 +38,9 @@ __all__ = [
 
 
 def open_key_store(url: str, clock: Callable[[], int] = now_ms) -> KeyStore:
-    """The key store for a store URL: `memory://`, `redis://` or `rediss://`. Nothing connects
-    until the first call."""
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        return MemoryKeyStore(clock)
-    if scheme in ("redis", "rediss"):
+    """The key store for a store URL: `memory://` or a Redis one, standalone or cluster
+    (ledger/clients.py). Nothing connects until the first call."""
+    check_url(url)
+    if is_redis(url):
         return RedisKeyStore(url, clock)
-    raise ValueError(f"unknown store URL scheme {scheme!r}: use memory://, redis:// or rediss://")
+    return MemoryKeyStore(clock)

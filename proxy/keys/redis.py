@@ -17,6 +17,11 @@ negative answer one.
 
 Every replica's cache subscribes to `cy:v1:events` and drops the key named in each message; on
 (re)subscribing it drops everything, since messages sent while it was away are lost.
+
+In a Redis Cluster a classic PUBLISH reaches every node (the cluster bus forwards it), so a
+replica subscribes on one node, a different one each time it resubscribes (a dead node is left
+behind); PUBLISH cannot ride in a cluster pipeline, so there the announcements follow the index
+write one by one, still in order.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from redis import exceptions as rex
-from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
 from proxy.errors import LedgerError, LedgerUnavailable
 from proxy.keys.records import KeyRecord, KeyStoreBase, Listener, Row, decode, encode, now_ms
+from proxy.ledger.clients import UNAVAILABLE, open_client
 from proxy.ledger.keys import PREFIX
 
 log = logging.getLogger(__name__)
@@ -39,7 +46,6 @@ log = logging.getLogger(__name__)
 GLOBAL = f"{PREFIX}:keys"
 EVENTS = f"{PREFIX}:events"
 RESUBSCRIBE_AFTER_S = 1.0
-_UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, OSError)
 
 
 def tenant_keys(tenant: str) -> str:
@@ -51,7 +57,7 @@ def _boundary() -> Iterator[None]:
     """Redis errors become ours: the key store is the ledger's store, and fails the same way."""
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE as exc:
         raise LedgerUnavailable(f"the Redis key store is unreachable: {exc}") from exc
     except rex.RedisError as exc:
         raise LedgerError(f"the Redis key store refused a command: {exc}") from exc
@@ -60,13 +66,14 @@ def _boundary() -> Iterator[None]:
 class RedisKeyStore(KeyStoreBase):
     def __init__(self, url: str, clock: Callable[[], int] = now_ms) -> None:
         super().__init__(clock)
-        self._client = Redis.from_url(
+        self._client = open_client(
             url,
             decode_responses=True,
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=30,
         )
+        self._subscriptions = 0
 
     async def lookup(self, sha: str) -> KeyRecord | None:
         with _boundary():
@@ -94,13 +101,18 @@ class RedisKeyStore(KeyStoreBase):
         with _boundary():
             for tenant, fields in by_tenant.items():
                 await self._client.hset(tenant_keys(tenant), mapping=fields)
-            # One round trip, executed in order: the index, then the announcements.
-            async with self._client.pipeline(transaction=False) as pipe:
-                index: dict[Any, Any] = {sha: encode(sha, record) for sha, record in rows}
-                pipe.hset(GLOBAL, mapping=index)
+            index: dict[Any, Any] = {sha: encode(sha, record) for sha, record in rows}
+            if isinstance(self._client, RedisCluster):
+                await self._client.hset(GLOBAL, mapping=index)
                 for sha, _ in rows:
-                    pipe.publish(EVENTS, f"key {sha}")
-                await pipe.execute()
+                    await self._client.publish(EVENTS, f"key {sha}")
+            else:
+                # One round trip, executed in order: the index, then the announcements.
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.hset(GLOBAL, mapping=index)
+                    for sha, _ in rows:
+                        pipe.publish(EVENTS, f"key {sha}")
+                    await pipe.execute()
         self._changed([sha for sha, _ in rows])
 
     async def follow(self, listener: Listener) -> None:
@@ -108,13 +120,13 @@ class RedisKeyStore(KeyStoreBase):
         while True:
             try:
                 await self._listen(listener)
-            except (rex.RedisError, OSError) as exc:
+            except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
                 log.warning("key events: subscription lost (%s); resubscribing", exc)
             listener.clear()
             await asyncio.sleep(RESUBSCRIBE_AFTER_S)
 
     async def _listen(self, listener: Listener) -> None:
-        pubsub = self._client.pubsub()
+        pubsub = await self._pubsub()
         try:
             await pubsub.subscribe(EVENTS)
             while True:
@@ -129,6 +141,15 @@ class RedisKeyStore(KeyStoreBase):
                         listener.evict(sha)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _pubsub(self) -> PubSub:
+        """A subscriber connection: in a cluster on the next node in turn (see above)."""
+        if not isinstance(self._client, RedisCluster):
+            return self._client.pubsub()
+        await self._client.initialize()
+        nodes = self._client.get_nodes()
+        self._subscriptions += 1
+        return self._client.pubsub(node=nodes[self._subscriptions % len(nodes)])
 
     async def close(self) -> None:
         await self._client.aclose()

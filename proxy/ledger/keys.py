@@ -29,11 +29,16 @@ Keys that cannot carry a tenant tag are outside every script and written in a fi
                              BYLEX); written after the tenant's create script
     cy:v1:instances    zset  instance id -> last heartbeat (ms)
     cy:v1:epoch        string  written once when the store is initialised
+    cy:v1:epoch:{<n>}  string  Redis Cluster only: the same, so that every master holds one
+                             (the first of cy:v1:epoch, cy:v1:epoch:{0}, … in its slots; see
+                             ledger/safety.py)
 
 `v1` versions the schema: a rolling upgrade that changes it runs old and new side by side.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 PREFIX = "cy:v1"
 TENANT_KEYS = ("ledger", "ledger_exp", "resv", "resv_exp", "meta", "audit")
@@ -42,6 +47,14 @@ TENANTS = f"{PREFIX}:tenants"
 TENANT_INDEX = f"{PREFIX}:tenant_index"
 INSTANCES = f"{PREFIX}:instances"
 EPOCH = f"{PREFIX}:epoch"
+
+
+def epoch_candidates(limit: int = 1 << 20) -> Iterator[str]:
+    """`cy:v1:epoch`, then `cy:v1:epoch:{0}`, `cy:v1:epoch:{1}`, …: one in each slot long before
+    `limit`, so every master of a cluster finds one of its own (ledger/safety.py)."""
+    yield EPOCH
+    for n in range(limit):
+        yield f"{EPOCH}:{{{n}}}"
 
 
 def idempotency_key(tenant: str, digest: str) -> str:

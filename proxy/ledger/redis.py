@@ -1,11 +1,14 @@
-"""The Redis ledger: every decision is one Lua script, one round trip, atomic per tenant.
+"""The Redis ledger: every decision is one Lua script, one round trip, atomic per tenant. The
+same code serves one Redis and a Redis Cluster (ledger/clients.py says what differs).
 
 Scripts live in lua/*.lua; lua/common.lua and lua/audit.lua are prepended to each at load (and
 candidates.lua and quotas.lua to reserve.lua). Tenant records and the audit trail are in
 tenants_redis.py. They are called by SHA
 (`EVALSHA`, the SHA computed locally); the first time Redis answers NOSCRIPT (a fresh or
 flushed server) all of them are loaded with `SCRIPT LOAD` in one round trip and the call is
-retried once. Time comes from
+retried once. In a cluster EVALSHA goes to the master owning the tenant's slot (its first key),
+and SCRIPT LOAD to every master, so the one that answered NOSCRIPT (a new master, a promoted
+replica) has them all for the retry. Time comes from
 Redis `TIME` inside the scripts, so instances with skewed clocks agree on periods and deadlines.
 
 Redis errors stop here: connection trouble becomes `LedgerUnavailable` (the caller applies
@@ -14,6 +17,7 @@ Redis errors stop here: connection trouble becomes `LedgerUnavailable` (the call
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -23,7 +27,7 @@ from importlib import resources
 from typing import Any, cast
 
 from redis import exceptions as rex
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -43,6 +47,7 @@ from proxy.ledger.base import (
     TenantStatus,
 )
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
+from proxy.ledger.clients import open_client
 from proxy.ledger.common import (
     DENIED,
     Outcome,
@@ -70,7 +75,6 @@ SCRIPTS = {
 }
 log = logging.getLogger(__name__)
 SWEEP_BATCH = 500
-_UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +90,10 @@ class _Script:
 
 
 class RedisLedger(RedisTenants):
-    """`Ledger` on one Redis (>= 7.0). `owner` names this instance in reservations and
-    heartbeats; an owner silent for 3 * `heartbeat_interval_s` is presumed dead. At most
-    `max_connections` commands are in flight; more wait for a free connection."""
+    """`Ledger` on one Redis or a Redis Cluster (>= 7.0), by the URL's scheme. `owner` names
+    this instance in reservations and heartbeats; an owner silent for 3 * `heartbeat_interval_s`
+    is presumed dead. At most `max_connections` commands are in flight (per node, in a
+    cluster); more wait for a free connection."""
 
     def __init__(
         self,
@@ -105,17 +110,15 @@ class RedisLedger(RedisTenants):
         # A bounded pool: a burst waits for a free connection (up to the op timeout) instead of
         # opening one connection per concurrent call. One immediate retry covers a pooled
         # connection the server has closed; every script is safe to repeat (idempotent by id).
-        pool = BlockingConnectionPool.from_url(
+        self._client = open_client(
             url,
             max_connections=max_connections,
-            timeout=5,
             retry=Retry(NoBackoff(), 1, (rex.ConnectionError,)),
             decode_responses=True,
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=30,
         )
-        self._client = Redis.from_pool(pool)
         self._scripts = {name: _Script.load(parts) for name, parts in SCRIPTS.items()}
         self._registered: set[str] = set()
         self._epoch = Epoch()
@@ -167,7 +170,12 @@ class RedisLedger(RedisTenants):
                 return await call()
 
     async def _load_scripts(self) -> None:
-        """SCRIPT LOAD every script in one round trip: a fresh server lacks them all."""
+        """SCRIPT LOAD every script in one round trip: a fresh server lacks them all. (A cluster
+        pipeline cannot carry SCRIPT LOAD; there each goes to every master, all at once.)"""
+        if isinstance(self._client, RedisCluster):
+            loads = (self._client.script_load(s.source) for s in self._scripts.values())
+            await asyncio.gather(*loads)
+            return
         async with self._client.pipeline(transaction=False) as pipe:
             for script in self._scripts.values():
                 pipe.script_load(script.source)

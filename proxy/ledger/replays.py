@@ -3,7 +3,8 @@
 A key holds a `Record`: the request's hash while the first call runs, then also its answer.
 `claim` holds a free key or returns what it holds, in one operation; `keep` stores the answer
 for WINDOW_S; `release` frees the key. The memory store serves one process; the Redis store uses
-plain commands (no script) under the tenant's hash tag, see keys.py.
+plain commands (no script) under the tenant's hash tag, see keys.py (on a cluster, too: each is
+one key, on the tenant's master).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from proxy.errors import LedgerUnavailable
+from proxy.ledger.clients import ERRORS, Client, is_redis, open_client
 from proxy.ledger.keys import idempotency_key
 
 WINDOW_S = 24 * 3600
@@ -103,7 +103,7 @@ class RedisReplays:
     what it holds in one round trip; `SET PX` keeps the answer, `DEL` releases it."""
 
     def __init__(self, url: str, claim_ms: int = IN_FLIGHT_S * 1000) -> None:
-        self._client: Redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._client: Client = open_client(url, socket_connect_timeout=2, socket_timeout=5)
         self._claim_ms = claim_ms
 
     async def claim(self, tenant: str, digest: str, record: Record) -> Record | None:
@@ -115,7 +115,7 @@ class RedisReplays:
                 px=self._claim_ms,
                 get=True,
             )
-        except RedisError as exc:
+        except ERRORS as exc:
             raise LedgerUnavailable(f"idempotency store: {exc}") from None
         return decode(held) if isinstance(held, bytes) else None
 
@@ -124,13 +124,13 @@ class RedisReplays:
             await self._client.set(
                 idempotency_key(tenant, digest), encode(record), px=WINDOW_S * 1000
             )
-        except RedisError as exc:
+        except ERRORS as exc:
             raise LedgerUnavailable(f"idempotency store: {exc}") from None
 
     async def release(self, tenant: str, digest: str) -> None:
         try:
             await self._client.delete(idempotency_key(tenant, digest))
-        except RedisError as exc:
+        except ERRORS as exc:
             raise LedgerUnavailable(f"idempotency store: {exc}") from None
 
     async def close(self) -> None:
@@ -138,8 +138,8 @@ class RedisReplays:
 
 
 def open_replays(url: str, claim_ms: int = IN_FLIGHT_S * 1000) -> ReplayStore:
-    """The store beside the ledger: Redis for `redis://` and `rediss://`, else this process.
+    """The store beside the ledger: Redis for a Redis store URL (cluster too), else this process.
     A claim lives `claim_ms` (the reservation cap: no call outlives it)."""
-    if url.startswith(("redis://", "rediss://")):
+    if is_redis(url):
         return RedisReplays(url, claim_ms)
     return MemoryReplays(claim_ms=claim_ms)

@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from typing import Any, Literal, cast
 
 from redis import exceptions as rex
-from redis.asyncio import Redis
 
 from proxy.errors import LedgerError, LedgerUnavailable
 from proxy.ledger import keys
 from proxy.ledger.base import BalanceRow, TenantStatus
 from proxy.ledger.checks import check_amount
+from proxy.ledger.clients import UNAVAILABLE, Client
 from proxy.ledger.common import balance_rows
 from proxy.ledger.tenancy import (
     AuditEntry,
@@ -36,15 +36,13 @@ from proxy.ledger.tenants import (
 )
 from proxy.policy.runtime import Mode, Period, Unit
 
-_UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, OSError)
-
 
 @contextmanager
 def boundary() -> Iterator[None]:
     """Turn redis-py's exceptions into ours."""
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE as exc:
         raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
     except rex.RedisError as exc:
         raise LedgerError(f"the Redis ledger refused a command: {exc}") from exc
@@ -66,7 +64,7 @@ def _raise(tenant: str, outcome: str) -> None:
 class RedisTenants(ABC):
     """The TenantStore half of RedisLedger (which provides `_client` and `_run`)."""
 
-    _client: Redis
+    _client: Client
 
     @abstractmethod
     async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
