@@ -81,8 +81,10 @@ class ExpiryNotifier:
         config = await self._runtime().directory.get(tenant)
         if config is None or not config.alerts:
             return None
+        plan = config.plan
         limits: dict[tuple[str, str], int] = {
-            (b.level, b.unit): config.overrides.get(b.level, b.limit) for b in config.plan.budgets
+            (b.level, b.unit): b.limit_with(config.overrides)
+            for b in (*plan.budgets, *plan.action_budgets)
         }
         return AlertLimits(config.alerts, limits)
 

@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from proxy import alerts, handlers, observe, relay, tasks
+from proxy.actions.routes import add_routes as add_action_routes
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import Directory
 from proxy.errors import (
@@ -142,6 +143,7 @@ def build_app(
     app.router.add_get("/v1/models/{model}", handlers.models)
     if on_quit is not None:
         app.router.add_post("/quitquitquit", handlers.quitter(on_quit))
+    add_action_routes(app.router)
     app.router.add_route("*", "/{tail:.*}", handlers.fallback)
     return app
 

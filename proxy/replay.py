@@ -104,10 +104,17 @@ class Claim:
 
 
 async def begin(
-    store: ReplayStore, request: web.Request, scope: Scope, raw: bytes, *, fail_open: bool
+    store: ReplayStore,
+    request: web.Request,
+    scope: Scope,
+    raw: bytes,
+    *,
+    fail_open: bool,
+    key: str | None = None,
 ) -> Claim | web.Response:
-    """Claim the call's idempotency key, or answer from what the key holds."""
-    key = key_of(request.headers)
+    """Claim the call's idempotency key (`key`, else the one its headers carry), or answer from
+    what the key holds."""
+    key = key if key is not None else key_of(request.headers)
     if key is None:
         return Claim(None, scope.tenant, "", "")
     digest = hashlib.sha256(key.encode()).hexdigest()

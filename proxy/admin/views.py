@@ -51,12 +51,10 @@ def _amount_json(units: int, unit: str) -> dict[str, Any]:
 
 
 def balance_json(row: BalanceRow, record: TenantRecord | None, plan: Plan | None) -> dict[str, Any]:
-    budget = plan.budget_for(row.level) if plan is not None else None
+    budget = plan.budget_of(row.level, row.unit) if plan is not None else None
     limit: int | None = None
-    if budget is not None and budget.unit == row.unit:
-        limit = budget.limit
-        if record is not None and row.level in record.overrides:
-            limit = record.overrides[row.level]
+    if budget is not None:
+        limit = budget.limit_with(record.overrides if record is not None else {})
     out: dict[str, Any] = {
         "level": row.level,
         "value": row.value,

@@ -2,7 +2,7 @@
 
 Both stores (`memory.py`, `redis.py`) implement `Ledger` with identical semantics; one contract
 suite (tests/test_ledger_contract.py) runs against each. Amounts are integers in the unit of the
-budget line they apply to (USD in 10**-8 dollars, TOKENS as counts).
+budget line they apply to (USD in 10**-8 dollars, TOKENS and RISK_POINTS as counts).
 
 Per scope line and period the store keeps `spent`, `reserved` and `credit`;
 `remaining = limit + credit - spent - reserved` and debt `max(0, -remaining)` are derived.
@@ -163,6 +163,9 @@ class ReserveRequest:
     that its commit reports the thresholds it crosses (see SettleResult.crossed)."""
     scope: str = ""
     """The scope path as named (`tenant=acme/workflow=triage/run=r-7`), for the audit entry."""
+    ttl_ms: int | None = None
+    """How long the reservation stays OPEN before the sweeper resolves it per `on_expiry`;
+    None (and anything longer) is the store's `cap_ms`. Actions choose theirs; calls never do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,40 @@ class Reservation:
     """Each field's limit (its line's, overrides applied), for alerts; empty without alerts."""
     alerts: tuple[int, ...] = ()
     """Alert thresholds in basis points of each field's limit (8000: 80 %)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRecord:
+    """What the store keeps of a reservation, open or settled (until its tombstone expires):
+    enough to settle it from any instance (Ledger.reservation)."""
+
+    id: str
+    state: State
+    deadline_ms: int
+    """When it expires if still OPEN then (the store's clock); kept after it is settled."""
+    amounts: Amounts
+    """The reserved amount per unit."""
+    fields: tuple[str, ...]
+    """The field prefixes it was reserved on (`<level>|<value>|<unit>|<period id>`)."""
+    held: tuple[str, ...] = ()
+    actual: Amounts | None = None
+    """What its commit charged; None until committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class LineBalance:
+    """Where a budget line stands in its current period (Ledger.lines)."""
+
+    line: BudgetLine
+    """With the limit in force: a tenant's override applied as the reserve script applies it."""
+    period_id: str
+    spent: int
+    reserved: int
+    credit: int
+
+    @property
+    def remaining(self) -> int:
+        return self.line.limit + self.credit - self.spent - self.reserved
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +366,19 @@ class Ledger(Protocol):
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         """Every ledger entry the tenant has (all levels, values, units and live periods)."""
+        ...
+
+    async def lines(
+        self, tenant: str, lines: Sequence[BudgetLine], utc_offset_min: int = 0
+    ) -> list[LineBalance]:
+        """Where each line stands in the period current now in the tenant's calendar (UTC +
+        `utc_offset_min`, the tenant's anchor), with the limit a reserve would hold it to.
+        Reads only."""
+        ...
+
+    async def reservation(self, tenant: str, reservation_id: str) -> ReservationRecord | None:
+        """The tenant's record of this reservation; None when the store has none (never
+        reserved by this tenant, or settled longer ago than the tombstone lasts)."""
         ...
 
     async def counters(self, tenant: str) -> dict[str, int | str]:

@@ -52,6 +52,8 @@ def check_request(request: ReserveRequest) -> None:
         check_amount(f"limit of {line.level} {line.value}", line.limit)
     for index, candidate in enumerate(request.candidates):
         _check_candidate(request, index, candidate)
+    if request.ttl_ms is not None:
+        check_amount("ttl_ms", request.ttl_ms)
     if request.run is not None and not _NAME.match(request.run):
         raise ValueError(f"run id {request.run!r} must match [A-Za-z0-9_.-]{{1,128}}")
     _check_quotas(request, request.quotas)

@@ -20,6 +20,7 @@ from proxy.ledger.base import (
     AlertLimits,
     Amounts,
     BalanceRow,
+    BudgetLine,
     ExpiryAlerts,
     LineState,
     Reservation,
@@ -28,7 +29,7 @@ from proxy.ledger.base import (
     TenantStatus,
 )
 from proxy.ledger.calendar import DAY_MS, period_end_ms, period_id
-from proxy.policy.runtime import ReservationSettings, Unit
+from proxy.policy.runtime import CALL_UNITS, ReservationSettings, Unit
 
 __all__ = ["DAY_MS", "period_end_ms", "period_id"]
 
@@ -52,6 +53,15 @@ def decode_amounts(text: str) -> dict[str, int]:
     if text == "-":
         return {}
     return {unit: int(amount) for unit, amount in (p.split("=") for p in text.split(","))}
+
+
+def limit_in_force(line: BudgetLine, overrides: Mapping[str, int]) -> int:
+    """The limit a reserve holds `line` to: the tenant's override for its level (the store's
+    :meta, authoritative) replaces a call budget's limit; an action budget's is the plan's
+    (lua/common.lua line_limit; runtime.Budget.limit_with)."""
+    if line.unit in CALL_UNITS:
+        return overrides.get(line.level, line.limit)
+    return line.limit
 
 
 def field_expiry(prefix: str, now_ms: int, run_idle_ms: int) -> int | None:

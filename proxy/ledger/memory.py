@@ -9,7 +9,7 @@ the audit trail: tenants_memory.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.ledger import quotas
 from proxy.ledger.base import (
@@ -19,7 +19,9 @@ from proxy.ledger.base import (
     BudgetLine,
     Crossing,
     ExpiryAlerts,
+    LineBalance,
     Reservation,
+    ReservationRecord,
     ReserveRequest,
     ReserveResult,
     SettleResult,
@@ -36,6 +38,7 @@ from proxy.ledger.common import (
     balance_rows,
     expiry_limits,
     instance_id,
+    limit_in_force,
     reserve_result,
     wall_clock_ms,
 )
@@ -79,7 +82,7 @@ class MemoryLedger(MemoryTenants):
         pid = period_id(line.period, now, cal.offset_min, cal.anchor)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
         used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
-        limit = decode_overrides(t.meta.get("overrides", "-")).get(line.level, line.limit)
+        limit = limit_in_force(line, decode_overrides(t.meta.get("overrides", "-")))
         remaining = limit + t.ledger.get(f"{prefix}|credit", 0) - used
         return _Line(line, pid, prefix, remaining)
 
@@ -114,6 +117,8 @@ class MemoryLedger(MemoryTenants):
         prefixes = tuple(ln.prefix for ln in lines)
         record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
         self._allow(t, request, choice, record, _why(outcome, lines), now)
+        ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
+        record.deadline = now + min(ttl, self.settings.cap_ms)
         self._hold(t, request.reservation_id, record, lines, now, cal)
         return _result(request, t.status, record, lines)
 
@@ -171,7 +176,7 @@ class MemoryLedger(MemoryTenants):
             t.touch(ln.prefix, now, self.settings, cal)
             ln.remaining -= amount
         t.resv[rid] = record
-        t.resv_exp[rid] = now + self.settings.cap_ms
+        t.resv_exp[rid] = record.deadline
 
     async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
         check_reservation(reservation)
@@ -217,6 +222,31 @@ class MemoryLedger(MemoryTenants):
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         return balance_rows(self._tenant(tenant).ledger)
+
+    async def lines(
+        self, tenant: str, lines: Sequence[BudgetLine], utc_offset_min: int = 0
+    ) -> list[LineBalance]:
+        t = self._tenants.get(tenant) or TenantState()  # a read creates nothing
+        now = t.now(self._clock())
+        cal = Calendar(utc_offset_min, anchor_at(t.meta, now))
+        overrides = decode_overrides(t.meta.get("overrides", "-"))
+        out = []
+        for line in lines:
+            read = self._read_line(t, line, now, cal)
+            kept = replace(line, limit=limit_in_force(line, overrides))
+            sums = [t.ledger.get(f"{read.prefix}|{k}", 0) for k in ("spent", "reserved", "credit")]
+            out.append(LineBalance(kept, read.pid, *sums))
+        return out
+
+    async def reservation(self, tenant: str, reservation_id: str) -> ReservationRecord | None:
+        t = self._tenants.get(tenant)
+        r = None if t is None else t.resv.get(reservation_id)
+        if r is None:
+            return None
+        actual = None if r.actual is None else dict(r.actual)
+        return ReservationRecord(
+            reservation_id, r.state, r.deadline, dict(r.amounts), r.fields, r.held, actual
+        )
 
     async def counters(self, tenant: str) -> dict[str, int | str]:
         snapshot = self._tenant(tenant).counters.snapshot()

@@ -26,6 +26,8 @@ class Record:
     fields: tuple[str, ...]
     held: tuple[str, ...] = ()
     actual: dict[str, int] | None = None
+    deadline: int = 0
+    """When it expires if still OPEN (kept after it is settled, as the Redis record keeps it)."""
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ def describe(policy: Policy) -> str:
         _upstreams(policy),
         _models(policy),
         _plans(policy),
+        _actions(policy),
         _tenants(policy),
         _operations(policy),
     ]
@@ -97,6 +98,10 @@ def _plan(plan: Plan) -> list[str]:
     lines += [f"{_INDENT * 2}{budget.level:<9}  {_budget(budget)}" for budget in plan.budgets]
     if not plan.budgets:
         lines.append(f"{_INDENT * 2}no budgets: spending is recorded but never limited")
+    lines += [
+        f"{_INDENT * 2}{budget.level:<9}  {_budget(budget)} (actions)"
+        for budget in plan.action_budgets
+    ]
     lines += [f"{_INDENT * 2}{line}" for line in _quotas(plan.quotas)]
     lines += [f"{_INDENT * 2}{rule.name}: {_rule(rule, plan)}" for rule in plan.degrade]
     return lines
@@ -125,9 +130,7 @@ def _rule(rule: DegradeRule, plan: Plan) -> str:
         else:
             budget = plan.budget_for(rule.level or "")
             amount = rule.below_amount or 0
-            below = (
-                f"{usd(amount)} USD" if budget and budget.unit == "USD" else f"{amount:,} tokens"
-            )
+            below = _amount(amount, budget.unit if budget else "TOKENS")
         when = f"when {rule.level} has less than {below} left"
     else:
         when = {
@@ -146,11 +149,27 @@ def _rule(rule: DegradeRule, plan: Plan) -> str:
     return f"{when}: {', '.join(actions)}"
 
 
+def _amount(units: int, unit: str) -> str:
+    if unit == "USD":
+        return f"{usd(units)} USD"
+    return f"{units:,} tokens" if unit == "TOKENS" else f"{units:,} {unit}"
+
+
 def _budget(budget: Budget) -> str:
-    amount = f"{usd(budget.limit)} USD" if budget.unit == "USD" else f"{budget.limit:,} tokens"
+    amount = _amount(budget.limit, budget.unit)
     if budget.period != "none":
         return f"{amount} per {budget.period}"
     return f"{amount} per run" if budget.level == "run" else f"{amount} in total (no period)"
+
+
+def _actions(policy: Policy) -> list[str]:
+    lines = ["Actions (POST /v1/cycles/reservations)"]
+    width = max((len(name) for name in policy.actions), default=0)
+    for price in policy.actions.values():
+        lines.append(f"{_INDENT}{price.name:<{width}}  {_amount(price.amount, price.unit)}")
+    if not policy.actions:
+        lines.append(f"{_INDENT}none named: reservations give a unit and an amount")
+    return lines
 
 
 def _tenants(policy: Policy) -> list[str]:

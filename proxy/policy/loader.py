@@ -2,9 +2,9 @@
 
 A directory is read as one policy: every `*.yaml` / `*.yml` in it, in name order (dotfiles such
 as editor lock files are skipped; Kubernetes' `..data` symlink farm is followed). Named entries
-(`upstreams`, `models`, `plans`, `tenants`) merge across files and a name defined twice is an
-error naming both files; `routes` concatenate in file order; any other setting may appear in one
-file only.
+(`upstreams`, `models`, `plans`, `tenants`, `actions`) merge across files and a name defined
+twice is an error naming both files; `routes` concatenate in file order; any other setting may
+appear in one file only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from proxy.policy.runtime import Policy
 from proxy.policy.schema import Issue, Loc, PolicyIssues, compile_policy, field_path
 from proxy.policy.yamlfile import Document, line_of, read
 
-NAMED_SECTIONS: tuple[str, ...] = ("upstreams", "models", "plans", "tenants")
+NAMED_SECTIONS: tuple[str, ...] = ("upstreams", "models", "plans", "tenants", "actions")
 SUFFIXES: tuple[str, ...] = (".yaml", ".yml")
 
 

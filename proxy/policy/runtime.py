@@ -15,7 +15,7 @@ from typing import Literal
 LEVELS: tuple[str, ...] = ("tenant", "workspace", "app", "workflow", "agent", "toolset", "run")
 """Scope levels, outermost first. `run` is keyed by (tenant, run id) and has no period."""
 
-Unit = Literal["USD", "TOKENS"]
+Unit = Literal["USD", "TOKENS", "RISK_POINTS"]
 Period = Literal["day", "month", "none"]
 Mode = Literal["enforce", "shadow"]
 
@@ -27,6 +27,11 @@ MAX_AMOUNT = 2**52
 
 ENCODINGS: tuple[str, ...] = ("o200k_base", "cl100k_base")
 
+CALL_UNITS: tuple[Unit, ...] = ("USD", "TOKENS")
+"""What LLM calls are priced and budgeted in (a plan's `budgets:`)."""
+ACTION_UNITS: tuple[Unit, ...] = ("RISK_POINTS",)
+"""What actions are priced and budgeted in (`actions:`, a plan's `action_budgets:`); counts."""
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:
@@ -36,6 +41,14 @@ class Budget:
     limit: int
     unit: Unit = "USD"
     period: Period = "month"
+
+    def limit_with(self, overrides: Mapping[str, int]) -> int:
+        """The limit in force for a tenant: its override for the level replaces the limit of a
+        call budget (overrides are written in the level's call unit); an action budget keeps the
+        plan's. The ledger applies the same rule (ledger/common.py, lua/common.lua)."""
+        if self.unit in CALL_UNITS:
+            return overrides.get(self.level, self.limit)
+        return self.limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +100,7 @@ class DegradeRule:
 class Plan:
     name: str
     budgets: tuple[Budget, ...]
-    """At most one per (level, unit), in LEVELS order."""
+    """What LLM calls reserve on (CALL_UNITS): at most one per level, in LEVELS order."""
     default_max_tokens: int = 4096
     quotas: PlanQuotas = field(default_factory=PlanQuotas)
     degrade: tuple[DegradeRule, ...] = ()
@@ -95,9 +108,27 @@ class Plan:
     alerts: tuple[int, ...] = ()
     """Alert thresholds in basis points of each budget line's limit, ascending (the plan's
     own `alerts.thresholds`, else the policy's)."""
+    action_budgets: tuple[Budget, ...] = ()
+    """What actions reserve on (ACTION_UNITS, POST /v1/cycles/reservations): at most one per
+    level, in LEVELS order. A level may have a call budget and an action budget."""
 
     def budget_for(self, level: str) -> Budget | None:
+        """The level's call budget."""
         return next((b for b in self.budgets if b.level == level), None)
+
+    def budget_of(self, level: str, unit: str) -> Budget | None:
+        """The budget on `level` kept in `unit`, call or action."""
+        every = (*self.budgets, *self.action_budgets)
+        return next((b for b in every if b.level == level and b.unit == unit), None)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPrice:
+    """What one named action reserves by default: `amount` units of `unit` (ACTION_UNITS)."""
+
+    name: str
+    unit: Unit
+    amount: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +252,8 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     reservations: ReservationSettings = field(default_factory=ReservationSettings)
     alerts: Alerts = field(default_factory=Alerts)
+    actions: Mapping[str, ActionPrice] = field(default_factory=dict)
+    """Named actions and their price, for POST /v1/cycles/reservations (`action: send_email`)."""
     source: str = "<memory>"
 
     def price_for(self, model: str) -> ModelPrice | None:

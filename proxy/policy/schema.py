@@ -24,8 +24,10 @@ from proxy.errors import PolicyError
 from proxy.policy.fields import fields_at
 from proxy.policy.plans import compile_degrade, compile_quotas
 from proxy.policy.runtime import (
+    ACTION_UNITS,
     ENCODINGS,
     LEVELS,
+    ActionPrice,
     Alerts,
     Budget,
     Limits,
@@ -39,12 +41,20 @@ from proxy.policy.runtime import (
     Upstream,
     Webhook,
 )
-from proxy.policy.spec import BudgetSpec, ModelSpec, PlanSpec, PolicySpec, UpstreamSpec
+from proxy.policy.spec import (
+    ActionBudgetSpec,
+    BudgetSpec,
+    ModelSpec,
+    PlanSpec,
+    PolicySpec,
+    UpstreamSpec,
+)
 from proxy.policy.units import USD_PLACES, AmountError, to_units
 
 Loc = tuple[str | int, ...]
 
 TENANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+ACTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 STORED_OBJECT_PATHS: tuple[str, ...] = (
     "/files",
     "/uploads",
@@ -148,6 +158,7 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
             _thresholds(spec.alerts.thresholds),
             tuple(Webhook(w.url, w.secret_env) for w in spec.alerts.webhooks),
         ),
+        actions=_actions(spec, out),
         source=source,
     )
 
@@ -230,12 +241,8 @@ def _plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan
     if name == "deny":
         message = "a plan cannot be called 'deny': unknown_tenant: deny refuses unknown tenants"
         out.append(Issue(("plans", name), message))
-    budgets = [
-        budget
-        for level, spec in plan.budgets.items()
-        if (budget := _budget(("plans", name, "budgets", level), level, spec, out)) is not None
-    ]
-    budgets.sort(key=lambda budget: LEVELS.index(budget.level))
+    budgets = _budgets(("plans", name, "budgets"), plan.budgets, out)
+    action_budgets = _budgets(("plans", name, "action_budgets"), plan.action_budgets, out)
     given = plan.model_dump(include={"default_max_tokens"}, exclude_none=True)
 
     def report(loc: Loc, message: str) -> None:
@@ -247,14 +254,42 @@ def _plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan
         (*here, "degrade"), plan.degrade, tuple(budgets), quotas, spec.models, report
     )
     alerts = _thresholds((plan.alerts or spec.alerts).thresholds)
-    return Plan(name, tuple(budgets), quotas=quotas, degrade=degrade, alerts=alerts, **given)
+    return Plan(
+        name,
+        budgets,
+        quotas=quotas,
+        degrade=degrade,
+        alerts=alerts,
+        action_budgets=action_budgets,
+        **given,
+    )
+
+
+def _budgets(
+    loc: Loc, written: Mapping[str, BudgetSpec | ActionBudgetSpec], out: list[Issue]
+) -> tuple[Budget, ...]:
+    """One section of a plan's budgets (`budgets` or `action_budgets`), in LEVELS order."""
+    budgets = [
+        budget
+        for level, spec in written.items()
+        if (budget := _budget((*loc, level), level, spec, out)) is not None
+    ]
+    return tuple(sorted(budgets, key=lambda budget: LEVELS.index(budget.level)))
 
 
 def _thresholds(written: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(written)))
 
 
-def _budget(loc: Loc, level: str, spec: BudgetSpec, out: list[Issue]) -> Budget | None:
+def _budget(
+    loc: Loc, level: str, spec: BudgetSpec | ActionBudgetSpec, out: list[Issue]
+) -> Budget | None:
+    if isinstance(spec, BudgetSpec) and spec.unit in ACTION_UNITS:
+        message = (
+            f"{spec.unit} budgets are for actions, not LLM calls: move this budget to the "
+            f"plan's action_budgets (a level may have a budget in each)"
+        )
+        out.append(Issue((*loc, "unit"), message))
     if level not in LEVELS:
         out.append(Issue(loc, f"unknown level {level!r}; levels are {', '.join(LEVELS)}"))
         return None
@@ -268,6 +303,48 @@ def _budget(loc: Loc, level: str, spec: BudgetSpec, out: list[Issue]) -> Budget 
     places = USD_PLACES if spec.unit == "USD" else 0
     limit = _amount(spec.limit, places, (*loc, "limit"), ("limit", spec.unit), out)
     return Budget(level, limit, spec.unit, period)
+
+
+def _actions(spec: PolicySpec, out: list[Issue]) -> dict[str, ActionPrice]:
+    """`send_email: {RISK_POINTS: 50}`: each action is priced in exactly one action unit."""
+    actions: dict[str, ActionPrice] = {}
+    for name, prices in spec.actions.items():
+        loc: Loc = ("actions", name)
+        if not ACTION_NAME.fullmatch(name):
+            message = (
+                f"action name {name!r} is invalid: use 1 to 128 characters from "
+                "A-Z, a-z, 0-9, '_', '.' and '-'"
+            )
+            out.append(Issue(loc, message))
+        if len(prices) != 1:
+            message = f"price the action in exactly one unit, e.g. {{{ACTION_UNITS[0]}: 50}}"
+            out.append(Issue(loc, message))
+        for unit, amount in prices.items():
+            price = _action_price(name, unit, amount, (*loc, unit), out)
+            if price is not None:
+                actions[name] = price
+    return actions
+
+
+def _action_price(
+    name: str, unit: str, amount: Decimal, loc: Loc, out: list[Issue]
+) -> ActionPrice | None:
+    if unit not in ACTION_UNITS:
+        message = (
+            f"{unit!r} is not an action unit; actions are priced in {', '.join(ACTION_UNITS)} "
+            "(LLM calls are priced by models:)"
+        )
+        out.append(Issue(loc, message))
+        return None
+    try:
+        units = to_units(amount, 0, "price", unit)
+    except AmountError as exc:
+        out.append(Issue(loc, str(exc)))
+        return None
+    if units == 0:
+        out.append(Issue(loc, "an action must cost at least 1; a free action needs no budget"))
+        return None
+    return ActionPrice(name, unit, units)
 
 
 def _tenants(spec: PolicySpec, out: list[Issue]) -> dict[str, TenantSeed]:

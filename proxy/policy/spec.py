@@ -159,7 +159,16 @@ class ModelSpec(_Spec):
 class BudgetSpec(_Spec):
     limit: Money
     period: Literal["day", "month", "none"] | None = None
-    unit: Literal["USD", "TOKENS"] = "USD"
+    unit: Literal["USD", "TOKENS", "RISK_POINTS"] = "USD"
+    """RISK_POINTS is accepted here only to say where it belongs (action_budgets)."""
+
+
+class ActionBudgetSpec(_Spec):
+    """A budget of actions (POST /v1/cycles/reservations), in a count unit."""
+
+    limit: Money
+    period: Literal["day", "month", "none"] | None = None
+    unit: Literal["RISK_POINTS"] = "RISK_POINTS"
 
 
 Count = Annotated[int, Field(gt=0)]
@@ -229,6 +238,9 @@ class AlertsSpec(_Spec):
 class PlanSpec(_Spec):
     default_max_tokens: Annotated[int, Field(gt=0)] | None = None
     budgets: dict[str, BudgetSpec] = {}
+    """What LLM calls reserve on (USD or TOKENS), by level."""
+    action_budgets: dict[str, ActionBudgetSpec] = {}
+    """What actions reserve on (RISK_POINTS), by level; a level may have both."""
     quotas: QuotasSpec = QuotasSpec()
     degrade: list[DegradeSpec] = []
     alerts: PlanAlertsSpec | None = None
@@ -290,3 +302,5 @@ class PolicySpec(_Spec):
     limits: LimitsSpec = LimitsSpec()
     reservations: ReservationsSpec = ReservationsSpec()
     alerts: AlertsSpec = AlertsSpec()
+    actions: dict[str, dict[str, Money]] = {}
+    """Named actions and what each reserves: `send_email: {RISK_POINTS: 50}`."""

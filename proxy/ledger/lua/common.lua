@@ -137,6 +137,15 @@ local function touch(prefix)
   end
 end
 
+-- The limit a line is held to: the tenant's override (:meta overrides, by level) replaces the
+-- limit of a call budget (USD, TOKENS); an action budget (RISK_POINTS) keeps the plan's
+-- (ledger/common.py limit_in_force).
+local CALL_UNITS = { USD = true, TOKENS = true }
+local function line_limit(overrides, level, unit, limit)
+  if CALL_UNITS[unit] and overrides[level] then return overrides[level] end
+  return limit
+end
+
 local function unit_of(prefix)
   return string.match(prefix, '^[^|]*|[^|]*|([^|]*)|')
 end

@@ -4,7 +4,8 @@
 --
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
 -- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
---       5 reservation id, 6 owner, 7 cap_ms, 8 shadow ('1' | '0'), 9 run id ('' for none),
+--       5 reservation id, 6 owner, 7 how long it stays open (ms: the cap, or an action's
+--       shorter ttl), 8 shadow ('1' | '0'), 9 run id ('' for none),
 --       10 tenant version the request was built from ('-': not checked), 11 utc offset in
 --       minutes, 12 scope path (for the audit), 13 runs_per_day, 14 steps_per_run,
 --       15 requests_per_minute, 16 tokens_per_minute ('-' for none), 17 m = number of
@@ -21,9 +22,9 @@
 -- with 0-based indices (candidate -1: nothing reserved), '-' for none, and '/' for the space
 -- in 'concurrent_requests <level>'. held is the comma-separated concurrency fields the call
 -- holds ('-' for none). remaining is after the reservation when one was made, before it
--- otherwise. Every number is returned as a decimal string. A limit is replaced by the
--- tenant's override for the line's level (:meta overrides), the store's record being
--- authoritative. Every decision is audited (audit.lua), except a repeat and a stale request.
+-- otherwise. Every number is returned as a decimal string. A call budget's limit is replaced
+-- by the tenant's override for the line's level (:meta overrides, see common.lua line_limit),
+-- the store's record being authoritative. Every decision is audited (audit.lua), except a repeat and a stale request.
 --
 -- Record (the value under the id in :resv), space-separated tokens:
 --   STATE created_ms deadline_ms owner outcome amounts actual held prefix1 prefix2 ...
@@ -65,7 +66,7 @@ for i = 1, n do
   local prefix = ARGV[b + 1] .. '|' .. ARGV[b + 2] .. '|' .. ARGV[b + 3] .. '|' .. pid
   local f = redis.call('HMGET', KEYS[1], prefix .. '|spent', prefix .. '|reserved',
     prefix .. '|credit')
-  local limit = overrides[ARGV[b + 1]] or tonumber(ARGV[b + 5])
+  local limit = line_limit(overrides, ARGV[b + 1], ARGV[b + 3], tonumber(ARGV[b + 5]))
   local remaining = limit + tonumber(f[3] or '0') - tonumber(f[1] or '0') - tonumber(f[2] or '0')
   lines[i] = { unit = ARGV[b + 3], pid = pid, prefix = prefix, remaining = remaining,
                scope = ARGV[b + 1] .. '|' .. ARGV[b + 2] }

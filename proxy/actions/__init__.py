@@ -1,0 +1,40 @@
+"""Budgets for actions: anything an agent does that is not an LLM call (send an email, issue a
+refund) reserves units of an action unit (RISK_POINTS) first, then commits or releases.
+
+    POST /v1/cycles/reservations               {action} | {unit, amount}, idempotency_key?, ttl?
+                                               → 201 {id, status, action, amount, unit,
+                                                 expires_at_ms, remaining}; 402 / 403 refusals
+    GET  /v1/cycles/reservations/{id}          → the reservation as the store keeps it
+    POST /v1/cycles/reservations/{id}/commit   {amount?} → 200 {id, status: COMMITTED, amount, …}
+    POST /v1/cycles/reservations/{id}/release  → 200 {id, status: RELEASED, …}
+    GET  /v1/cycles/balances                   → every budget line of the caller's scope path
+                                                 now, and the remaining amount per unit
+
+A reservation asks for `{"action": "send_email"}` (priced by the policy's `actions:` table) or
+`{"unit": "RISK_POINTS", "amount": 30}`. It reserves on every `action_budgets:` line of the
+tenant's plan, in that unit, whose level the caller names, with the same identity rules,
+ledger, reserve script and audit as an LLM call (no quotas: those count model calls). An LLM
+call never reserves on an action budget, nor an action on a call budget.
+
+Ids are `act_` + 128 random bits. The store's record of a reservation lives under the tenant's
+keys, so commit and release look it up there with the caller's tenant (any replica can settle
+it, and another tenant's id is simply not found) and settle exactly what was reserved.
+
+    commit   OPEN → COMMITTED (the given amount, default the reserved one)
+             COMMITTED → the same answer again
+             EXPIRED_CHARGED / EXPIRED_RELEASED → COMMITTED, charging what the ledger charges
+                        for a late commit (the difference, or the whole amount)
+             RELEASED → 409: the caller said the action did not happen
+    release  OPEN → RELEASED; RELEASED / EXPIRED_RELEASED → the same answer again
+             COMMITTED / EXPIRED_CHARGED → 409: a release cannot undo a charge
+
+The ledger is never bypassed: an unreachable ledger is 503 whatever `fail_mode` says, because
+an action reserved without a ledger could never be settled. `idempotency_key` (or the
+`Idempotency-Key` header) works as for LLM calls (replay.py): a retry gets the first answer,
+reserving nothing.
+
+    asks.py       the request bodies, checked (400s)
+    reserving.py  lines, reserve request, refusals, the Reservation rebuilt from its record
+    views.py      JSON answers and log lines
+    routes.py     the handlers
+"""

@@ -1,0 +1,171 @@
+"""From a checked ask to the ledger and back: the lines an action reserves on, the reserve
+request, what a denial answers, and the Reservation a commit or release settles, rebuilt from
+the store's record. No I/O."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from proxy.actions.asks import Ask
+from proxy.decision import DECISION, REMAINING
+from proxy.directory import TenantConfig
+from proxy.errors import BadRequest, BudgetExceeded, Conflict, Forbidden, NotFound
+from proxy.ledger.base import (
+    BudgetLine,
+    Candidate,
+    LineState,
+    Quotas,
+    Reservation,
+    ReservationRecord,
+    ReserveRequest,
+    ReserveResult,
+)
+from proxy.policy.runtime import ACTION_UNITS, Plan, Unit
+from proxy.pricing import format_amount
+from proxy.scopes import Scope
+
+ID = re.compile(r"act_[0-9a-f]{32}")
+"""`act_` and 128 random bits: an id is unguessable, and only ever looked up under the caller's
+tenant."""
+
+
+def new_id() -> str:
+    return f"act_{secrets.token_hex(16)}"
+
+
+def check_id(text: str) -> str:
+    """A reservation id from a path; anything that is not one is not found."""
+    if not ID.fullmatch(text):
+        raise not_found(text)
+    return text
+
+
+def not_found(rid: str) -> NotFound:
+    return NotFound(
+        f"No reservation {rid!r} for this tenant: it was never made, was made by another "
+        "tenant, or was settled longer ago than reservations.tombstone_seconds.",
+        code="reservation_not_found",
+    )
+
+
+def action_lines(plan: Plan, scope: Scope, unit: Unit | None = None) -> list[BudgetLine]:
+    """The plan's action budgets (of `unit`, or every one) on the levels the caller names."""
+    return [
+        BudgetLine(b.level, scope.values[b.level], b.unit, b.period, b.limit)
+        for b in plan.action_budgets
+        if b.level in scope.values and (unit is None or b.unit == unit)
+    ]
+
+
+def lines_for(plan: Plan, scope: Scope, unit: Unit) -> list[BudgetLine]:
+    """The lines an ask of `unit` reserves on; 400 when the caller names no level the plan
+    budgets in that unit (nothing would hold the action back)."""
+    lines = action_lines(plan, scope, unit)
+    if lines:
+        return lines
+    budgeted = [b.level for b in plan.action_budgets if b.unit == unit]
+    where = (
+        f"only on {', '.join(budgeted)}, and this call names none of them"
+        if budgeted
+        else "on no level"
+    )
+    raise BadRequest(
+        f"Plan {plan.name!r} budgets {unit} {where}, so there is nothing to reserve against. "
+        f"Name a budgeted level in the scope headers, or ask the operator for {unit} "
+        "action_budgets.",
+        code="unit_not_budgeted",
+    )
+
+
+def reserve_request(tenant: TenantConfig, scope: Scope, ask: Ask) -> ReserveRequest:
+    """What the ledger reserves: `ask.amount` on every action budget line of its unit."""
+    return ReserveRequest(
+        tenant=scope.tenant,
+        reservation_id=new_id(),
+        lines=lines_for(tenant.plan, scope, ask.unit),
+        candidates=[Candidate({ask.unit: ask.amount})],
+        shadow=tenant.mode == "shadow",
+        run=scope.run,
+        quotas=Quotas(),
+        version=tenant.version,
+        utc_offset_min=tenant.utc_offset_min(),
+        scope=scope.path(),
+        alerts=tenant.alerts,
+        ttl_ms=ask.ttl_ms,
+    )
+
+
+def refusal(result: ReserveResult, ask: Ask) -> Forbidden | BudgetExceeded | None:
+    """What an enforced denial answers (403 for a suspended or closed tenant, 402 for a
+    budget), or None when the reservation was made (or, in shadow mode, would not block)."""
+    if result.status != "active":
+        return Forbidden(
+            f"Tenant is {result.status}: no new reservations are admitted. Ask the operator to "
+            "reactivate it.",
+            type=f"tenant_{result.status}",
+        )
+    if result.allowed:
+        return None
+    state = result.lines[result.denied_by or 0]
+    line = state.line
+    scope = "tenant" if line.level == "tenant" else f"{line.level} {line.value!r}"
+    period = "" if line.period == "none" else f" this {line.period}"
+    what = f"action {ask.action!r}" if ask.action else "this reservation"
+    message = (
+        f"Budget exceeded on {scope}: {remaining_text(state)} remaining of "
+        f"{format_amount(line.limit, line.unit)}{period}, and {what} needs "
+        f"{format_amount(ask.amount, ask.unit)}. Ask the operator to raise the {line.level} "
+        "action budget."
+    )
+    headers = {DECISION: "DENY", REMAINING: remaining_text(state)}
+    return BudgetExceeded(message, headers=headers)
+
+
+def remaining_text(state: LineState) -> str:
+    return format_amount(state.remaining, state.line.unit)
+
+
+def reservation_of(record: ReservationRecord, config: TenantConfig) -> Reservation:
+    """What the ledger settles, from the store's record: its lines, amounts and held
+    counters, with the plan's limits for the alert thresholds its commit may cross."""
+    limits = tuple(_limit(config.plan, field) for field in record.fields)
+    alerting = bool(config.alerts)
+    return Reservation(
+        config.id,
+        record.id,
+        record.fields,
+        record.amounts,
+        record.held,
+        limits if alerting else (),
+        config.alerts if alerting else (),
+    )
+
+
+def _limit(plan: Plan, field: str) -> int:
+    level, _value, unit, _period = field.split("|")
+    budget = plan.budget_of(level, unit)
+    return 0 if budget is None else budget.limit
+
+
+def unit_of(record: ReservationRecord) -> str:
+    """An action reservation holds one unit."""
+    return next(iter(record.amounts), ACTION_UNITS[0])
+
+
+def check_commit(record: ReservationRecord) -> None:
+    if record.state == "RELEASED":
+        raise Conflict(
+            f"Reservation {record.id!r} was released: the action was reported as not done. "
+            "Reserve again for a new attempt.",
+            code="reservation_released",
+        )
+
+
+def check_release(record: ReservationRecord) -> None:
+    if record.state in ("COMMITTED", "EXPIRED_CHARGED"):
+        how = "committed" if record.state == "COMMITTED" else "charged when it expired"
+        raise Conflict(
+            f"Reservation {record.id!r} was already {how}; a release cannot undo a charge.",
+            code="reservation_settled",
+        )

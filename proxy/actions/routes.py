@@ -1,0 +1,216 @@
+"""The reservation API's handlers (the package docstring says what each answers). Thin:
+identify, parse, one ledger call (a commit or release: a lookup, then the settle), answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+
+from proxy import alerts, identity, observe, replay
+from proxy.actions import views
+from proxy.actions.asks import MAX_BODY_BYTES, Ask, parse_ask, parse_commit, parse_release
+from proxy.actions.reserving import (
+    action_lines,
+    check_commit,
+    check_id,
+    check_release,
+    lines_for,
+    not_found,
+    refusal,
+    reservation_of,
+    reserve_request,
+    unit_of,
+)
+from proxy.context import RUNTIME, Runtime
+from proxy.directory import TenantConfig
+from proxy.errors import BadRequest, Forbidden, LedgerUnavailable, ServiceUnavailable
+from proxy.handlers import read_limited
+from proxy.ledger.base import ReservationRecord, SettleResult
+from proxy.scopes import Scope, budget_lines
+
+T = TypeVar("T")
+RESERVATIONS = "/v1/cycles/reservations"
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post(RESERVATIONS, reserve)
+    router.add_get(RESERVATIONS + "/{id}", get)
+    router.add_post(RESERVATIONS + "/{id}/commit", commit)
+    router.add_post(RESERVATIONS + "/{id}/release", release)
+    router.add_get("/v1/cycles/balances", balances)
+
+
+async def reserve(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    scope = await identity.identify(request, rt)
+    raw = await read_limited(request, MAX_BODY_BYTES, rt)
+    ask = parse_ask(raw, rt.policy)
+    tenant = await _tenant(rt, scope.tenant)
+    lines_for(tenant.plan, scope, ask.unit)  # a 400 before any store is written
+    claim = await replay.begin(
+        rt.replays, request, scope, raw, fail_open=False, key=_key(request, ask)
+    )
+    if isinstance(claim, web.Response):
+        return claim
+    async with claim:
+        return await claim.run(_reserve(rt, scope, tenant, ask))
+
+
+async def _reserve(rt: Runtime, scope: Scope, tenant: TenantConfig, ask: Ask) -> web.Response:
+    """Reserve; when the tenant's record changed since it was cached, reload it and redo it once
+    (as an LLM call does)."""
+    for attempt in range(2):
+        request = reserve_request(tenant, scope, ask)
+        started_ms = time.time_ns() // 1_000_000
+        result = await _ledger(rt, "reserve", rt.ledger.reserve(request))
+        if not result.stale or attempt:
+            break
+        rt.forget_tenant(scope.tenant)
+        tenant = await _tenant(rt, scope.tenant)
+    if result.stale:
+        raise ServiceUnavailable(
+            "The tenant's settings changed twice while this reservation was made; retry.",
+            retry_after=1,
+            code="tenant_changing",
+        )
+    refused = refusal(result, ask)
+    views.log_reserve(scope.tenant, None if refused else request.reservation_id, ask, result)
+    if refused is not None:
+        alerts.first_deny(rt, result, scope.tenant)
+        raise refused
+    if rt.metrics is not None:
+        rt.metrics.reserved.labels(ask.unit).inc(ask.amount)
+    # By this process's clock; the store's decides (GET shows it).
+    expires = started_ms + (ask.ttl_ms or rt.policy.reservations.cap_ms)
+    body, headers = views.reserved(result, ask, expires)
+    return _json(body, status=201, headers=headers)
+
+
+async def get(request: web.Request) -> web.StreamResponse:
+    *_, record = await _record(request)
+    return _json(views.record(record))
+
+
+async def commit(request: web.Request) -> web.StreamResponse:
+    rt, tenant, record = await _record(request)
+    amount = parse_commit(await read_limited(request, MAX_BODY_BYTES, rt))
+    check_commit(record)
+    if record.state == "COMMITTED":
+        return _json(views.record(record))
+    unit = unit_of(record)
+    actual = {unit: record.amounts.get(unit, 0) if amount is None else amount}
+    reservation = reservation_of(record, tenant)
+    result = await _ledger(rt, "commit", rt.ledger.commit(reservation, actual))
+    if result.first:
+        alerts.notifier(rt)(reservation, result)
+        _count(rt, tenant.id, result)
+    else:
+        actual = dict(result.charged)  # a commit racing this one won: its amount stands
+    done = ReservationRecord(
+        record.id, "COMMITTED", record.deadline_ms, record.amounts, record.fields, actual=actual
+    )
+    views.log_settle("commit", tenant.id, done)
+    return _json(views.record(done))
+
+
+async def release(request: web.Request) -> web.StreamResponse:
+    rt, tenant, record = await _record(request)
+    parse_release(await read_limited(request, MAX_BODY_BYTES, rt))
+    check_release(record)
+    if record.state != "OPEN":
+        return _json(views.record(record))
+    result = await _ledger(rt, "release", rt.ledger.release(reservation_of(record, tenant)))
+    done = ReservationRecord(
+        record.id, result.state, record.deadline_ms, record.amounts, record.fields
+    )
+    check_release(done)  # a commit racing this release won
+    views.log_settle("release", tenant.id, done)
+    return _json(views.record(done))
+
+
+async def balances(request: web.Request) -> web.StreamResponse:
+    """Every budget line of the caller's scope path (LLM calls' and actions') in its current
+    period, and per unit the least remaining on the path: what the caller can still spend."""
+    rt = request.app[RUNTIME]
+    scope = await identity.identify(request, rt)
+    tenant = await _tenant(rt, scope.tenant)
+    lines = [
+        *budget_lines(tenant.plan, scope, tenant.overrides),
+        *action_lines(tenant.plan, scope),
+    ]
+    now = await _ledger(rt, "lines", rt.ledger.lines(scope.tenant, lines, tenant.utc_offset_min()))
+    return _json(views.balances(scope, now))
+
+
+async def _record(request: web.Request) -> tuple[Runtime, TenantConfig, ReservationRecord]:
+    """The caller's tenant and the reservation the path names, looked up under that tenant."""
+    rt = request.app[RUNTIME]
+    scope = await identity.identify(request, rt)
+    rid = check_id(request.match_info["id"])
+    tenant = await _tenant(rt, scope.tenant)
+    record = await _ledger(rt, "lookup", rt.ledger.reservation(scope.tenant, rid))
+    if record is None:
+        raise not_found(rid)
+    return rt, tenant, record
+
+
+async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
+    try:
+        config = await rt.directory.get(tenant)
+    except LedgerUnavailable:
+        raise _unavailable() from None
+    if config is None:
+        raise Forbidden(
+            f"Unknown tenant {tenant!r}: neither the store nor the policy has it. Check "
+            "X-Cycles-Tenant, or ask the operator to onboard the tenant.",
+            type="unknown_tenant",
+        )
+    return config
+
+
+async def _ledger(rt: Runtime, op: str, call: Awaitable[T]) -> T:
+    """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py)."""
+    try:
+        return await observe.ledger_op(rt.metrics, op, call)
+    except LedgerUnavailable:
+        raise _unavailable() from None
+
+
+def _unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The budget ledger is unreachable, so nothing was reserved or settled. Retry shortly.",
+        retry_after=2,
+    )
+
+
+def _key(request: web.Request, ask: Ask) -> str | None:
+    """The idempotency key: the body's, or the header's (they must agree)."""
+    header = replay.key_of(request.headers)
+    if header is not None and ask.idempotency_key is not None and header != ask.idempotency_key:
+        raise BadRequest(
+            "The Idempotency-Key header and the body's idempotency_key differ; send one.",
+            code="invalid_idempotency_key",
+        )
+    return ask.idempotency_key or header
+
+
+def _count(rt: Runtime, tenant: str, result: SettleResult) -> None:
+    """What a commit added to `spent`, in the committed-units metrics."""
+    if rt.metrics is None:
+        return
+    m = rt.metrics
+    for unit, amount in result.charged.items():
+        m.committed.labels(unit).inc(max(amount, 0))
+        m.tenant_committed.labels(m.tenant(tenant), unit).inc(max(amount, 0))
+
+
+def _json(
+    body: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
