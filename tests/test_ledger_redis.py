@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
 from conftest import free_port
+from support import commands_seen, monitor
 
 from proxy.errors import LedgerUnavailable
 from proxy.ledger import MemoryLedger, RedisLedger, keys, open_ledger
@@ -94,24 +95,16 @@ async def test_scripts_reload_transparently_after_script_flush(
     )
 
 
-async def test_reserve_and_settle_are_one_command_each(
-    ledger: RedisLedger, client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_reserve_and_settle_are_one_command_each(ledger: RedisLedger, redis_url: str) -> None:
+    """What the server executes (MONITOR), every quota and a degrade rule included."""
     await ledger.reserve(ask("warm"))  # loads the script, registers the tenant
-    sent: list[str] = []
-    send: Callable[..., Awaitable[Any]] = ledger._client.execute_command
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        sent.append(str(args[0]))
-        return await send(*args, **kwargs)
-
-    monkeypatch.setattr(ledger._client, "execute_command", counting)
-    for request in (ask("a"), degrading("b"), degrading("c", shadow=True)):
-        held = (await ledger.reserve(request)).reservation
-        assert held is not None
-        await ledger.commit(held, {"USD": 1, "TOKENS": 1})
-    await ledger.release(held)  # type: ignore[arg-type]  # set by the loop
-    assert sent == ["EVALSHA"] * 7
+    async with monitor(redis_url) as commands:
+        for request in (ask("a"), degrading("b"), degrading("c", shadow=True)):
+            held = (await ledger.reserve(request)).reservation
+            assert held is not None
+            await ledger.commit(held, {"USD": 1, "TOKENS": 1})
+        await ledger.release(held)  # type: ignore[arg-type]  # set by the loop
+        assert await commands_seen(commands, 7) == ["evalsha"] * 7
 
 
 async def test_ledger_unavailable_when_nothing_listens() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
@@ -115,3 +116,17 @@ async def test_password_and_database_from_the_url(tmp_path: Path) -> None:
     finally:
         await admin.aclose()
         server.kill()
+
+
+def test_it_runs_on_uvloop_as_the_server_does(redis_url: str) -> None:
+    """uvloop's transports are not asyncio.Transport subclasses; `serve` runs on uvloop."""
+    import uvloop
+
+    async def burst() -> list[Any]:
+        wire = Wire(redis_url)
+        try:
+            return await asyncio.gather(*(wire.call("ECHO", str(i)) for i in range(100)))
+        finally:
+            await wire.close()
+
+    assert uvloop.run(burst()) == [str(i) for i in range(100)]

@@ -47,7 +47,7 @@ from proxy.ledger.base import (
     TenantStatus,
 )
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
-from proxy.ledger.clients import open_client
+from proxy.ledger.clients import is_cluster, open_client
 from proxy.ledger.common import (
     DENIED,
     Outcome,
@@ -63,6 +63,7 @@ from proxy.ledger.safety import Epoch, check_eviction
 from proxy.ledger.tenancy import TenantRecord
 from proxy.ledger.tenants import AGGREGATE
 from proxy.ledger.tenants_redis import RedisTenants, boundary
+from proxy.ledger.wire import ReplyError, Wire
 from proxy.policy.runtime import ReservationSettings
 
 SCRIPTS = {
@@ -120,6 +121,16 @@ class RedisLedger(RedisTenants):
             health_check_interval=30,
         )
         self._scripts = {name: _Script.load(parts) for name, parts in SCRIPTS.items()}
+        # The scripts' own round trips go over one pipelined connection (wire.py); the cluster
+        # client routes them by slot instead. Everything else uses redis-py.
+        self._wire = None if is_cluster(url) else Wire(url)
+        s = settings
+        self._common = (
+            str(s.run_idle_ms),
+            str(s.period_grace_ms),
+            str(s.tombstone_ms),
+            str(s.audit_retention_ms),
+        )
         self._registered: set[str] = set()
         self._epoch = Epoch()
         self.expiry_alerts: ExpiryAlerts | None = None
@@ -143,23 +154,17 @@ class RedisLedger(RedisTenants):
         """Call `hook(expected, found)` once when the store's epoch is found lost."""
         self._epoch.on_lost = hook
 
-    def _common_args(self) -> list[str]:
-        s = self.settings
-        return [
-            str(s.run_idle_ms),
-            str(s.period_grace_ms),
-            str(s.tombstone_ms),
-            str(s.audit_retention_ms),
-        ]
-
     async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
         script, tenant_keys = self._scripts[name], keys.tenant_keys(tenant)
+        if self._wire is not None:
+            command = ("EVALSHA", script.sha, "6", *tenant_keys, *self._common, *args)
+            return await self._on_wire(self._wire, command)
         call = partial(
             self._client.evalsha,
             script.sha,
             len(tenant_keys),
             *tenant_keys,
-            *self._common_args(),
+            *self._common,
             *args,
         )
         with boundary():
@@ -168,6 +173,26 @@ class RedisLedger(RedisTenants):
             except rex.NoScriptError:
                 await self._load_scripts()
                 return await call()
+
+    async def _on_wire(self, wire: Wire, command: tuple[str, ...]) -> Any:
+        """One script call on the pipelined connection: scripts reloaded on NOSCRIPT (a
+        restarted or flushed server), and one more try after a lost connection (every script
+        is safe to repeat: idempotent by reservation id), as the redis-py pool does."""
+        try:
+            try:
+                return await wire.call(*command)
+            except ReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                with boundary():
+                    await self._load_scripts()
+            except ConnectionError:
+                pass
+            return await wire.call(*command)
+        except ReplyError as exc:
+            raise LedgerError(f"the Redis ledger refused a command: {exc}") from exc
+        except OSError as exc:  # ConnectionError, refused, unreachable; TimeoutError
+            raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
 
     async def _load_scripts(self) -> None:
         """SCRIPT LOAD every script in one round trip: a fresh server lacks them all. (A cluster
@@ -330,6 +355,8 @@ class RedisLedger(RedisTenants):
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def close(self) -> None:
+        if self._wire is not None:
+            await self._wire.close()
         await self._client.aclose()
 
 
