@@ -59,6 +59,7 @@ from proxy.ledger.common import (
     instance_id,
     reserve_result,
 )
+from proxy.ledger.reads_redis import RedisReads
 from proxy.ledger.safety import Epoch, check_eviction
 from proxy.ledger.tenancy import TenantRecord
 from proxy.ledger.tenants import AGGREGATE
@@ -73,6 +74,7 @@ SCRIPTS = {
     "sweep": ("common", "audit", "sweep"),
     "tenant": ("common", "audit", "tenant"),
     "tenant_ledger": ("common", "audit", "tenant_ledger"),
+    "lines": ("common", "lines"),
 }
 log = logging.getLogger(__name__)
 SWEEP_BATCH = 500
@@ -90,7 +92,7 @@ class _Script:
         return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
 
-class RedisLedger(RedisTenants):
+class RedisLedger(RedisTenants, RedisReads):
     """`Ledger` on one Redis or a Redis Cluster (>= 7.0), by the URL's scheme. `owner` names
     this instance in reservations and heartbeats; an owner silent for 3 * `heartbeat_interval_s`
     is presumed dead. At most `max_connections` commands are in flight (per node, in a
@@ -236,12 +238,12 @@ class RedisLedger(RedisTenants):
 
     def _reserve_args(self, request: ReserveRequest) -> list[str]:
         """ARGV 4.. of reserve.lua (its header documents the layout)."""
-        q = request.quotas
+        q, cap = request.quotas, self.settings.cap_ms
         limits = (q.runs_per_day, q.steps_per_run, q.requests_per_minute, q.tokens_per_minute)
         args = [
             request.reservation_id,
             self.owner,
-            str(self.settings.cap_ms),
+            str(min(request.ttl_ms, cap) if request.ttl_ms is not None else cap),
             "1" if request.shadow else "0",
             request.run or "",
             "-" if request.version is None else str(request.version),
