@@ -92,9 +92,14 @@ def _observe(tracker: StreamUsage, event: SSEEvent, *, hide_usage: bool) -> bool
 def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.StreamResult) -> Outcome:
     enc = encodings.get_encoding(call.price.encoding)
     counted = tracker.counted_completion_tokens(enc, rt.policy.limits.tokenize_max_bytes)
+    if tracker.usage is None:
+        # Without a report the count is the charge: scaled, like the estimate, to the model's
+        # own tokenizer. Beside a report it is only a floor, and the encoding's own count is
+        # the evidence.
+        counted = math.ceil(counted * call.price.tokenizer_factor)
     return Outcome(
         produced=tracker.events > 0,
         usage=tracker.usage,
-        counted_completion=math.ceil(counted * call.price.tokenizer_factor),
+        counted_completion=counted,
         complete=result.complete and tracker.done,
     )
