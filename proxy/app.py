@@ -15,6 +15,7 @@ from aiohttp import web
 
 from proxy import alerts, handlers, observe, relay, tasks
 from proxy.actions.routes import add_routes as add_action_routes
+from proxy.call import ENDPOINTS
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import Directory
 from proxy.errors import (
@@ -32,6 +33,7 @@ from proxy.ledger.replays import open_replays
 from proxy.ledger.tenancy import TenantRecord, TenantStore
 from proxy.metrics import Metrics
 from proxy.policy.runtime import Policy
+from proxy.shapes import messages
 from proxy.watcher import PolicyWatcher, Reload
 
 log = logging.getLogger(__name__)
@@ -46,9 +48,12 @@ def error_body(exc: ClientError) -> bytes:
     )
 
 
-def error_response(exc: ClientError) -> web.Response:
+def error_response(exc: ClientError, path: str = "") -> web.Response:
+    """The error as JSON: OpenAI's shape, or Anthropic's on the Messages API's path."""
+    endpoint = ENDPOINTS.get(path)
+    anthropic = endpoint is not None and endpoint.name == "messages"
     response = web.Response(
-        body=error_body(exc),
+        body=messages.error_body(exc) if anthropic else error_body(exc),
         status=exc.status,
         content_type="application/json",
         headers=exc.headers,
@@ -65,22 +70,23 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         relay.check_path(request.raw_path)
         return await handler(request)
     except ClientError as exc:
-        return error_response(exc)
+        return error_response(exc, request.path)
     except LedgerEpochLost as exc:
         # Not LedgerUnavailable: fail_mode open must not forward on a store that lost its data.
         lost = ServiceUnavailable(str(exc), retry_after=30, code="ledger_epoch_lost")
-        return error_response(lost)
+        return error_response(lost, request.path)
     except web.HTTPException as exc:
         if exc.status in (404, 405):
             return error_response(
-                NotFound(f"No such route: {request.method} {request.path}.", code="no_route")
+                NotFound(f"No such route: {request.method} {request.path}.", code="no_route"),
+                request.path,
             )
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         failure = ClientError("The proxy failed to handle this request; it has been logged.")
         failure.status, failure.type = 500, "server_error"
-        return error_response(failure)
+        return error_response(failure, request.path)
 
 
 def api_keys(policy: Policy) -> dict[str, str | None]:
@@ -134,7 +140,7 @@ def build_app(
             require_noeviction=require_noeviction,
         )
     )
-    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+    for path in ENDPOINTS:
         app.router.add_post(path, handlers.budgeted)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", observe.readyz)

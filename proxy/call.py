@@ -9,15 +9,17 @@ finally goes upstream.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from proxy import encodings
 from proxy.errors import BadRequest, Forbidden
 from proxy.estimate import (
+    EndpointName,
     Estimate,
     choices,
     completion_limit,
@@ -35,8 +37,9 @@ from proxy.policy.runtime import (
     Upstream,
 )
 from proxy.pricing import Usage, amounts
+from proxy.shapes import messages, responses
+from proxy.usage import StreamUsage, usage_from_body
 
-EndpointName = Literal["chat", "completions", "embeddings"]
 Estimator = Callable[..., Estimate]
 
 
@@ -48,14 +51,58 @@ class Endpoint:
     estimator: Estimator
     limit_field: str | None
     """The field a bound or cap writes when the client sent no completion limit."""
+    usage: Callable[[Mapping[str, Any]], Usage | None]
+    """The usage a whole (non-streamed) answer reports."""
+    tracker: Callable[[], StreamUsage] = StreamUsage
+    """Follows a stream of this endpoint for its usage and text."""
+    asks_usage: bool = True
+    """Streams report usage only when asked (`stream_options.include_usage`)."""
+    gateway_rules: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    """With identity: api_key, what the body must change (or a 400) for tenants that share
+    one provider account."""
 
 
 ENDPOINTS: dict[str, Endpoint] = {
     "/v1/chat/completions": Endpoint(
-        "chat", "/chat/completions", estimate_chat, "max_completion_tokens"
+        "chat",
+        "/chat/completions",
+        estimate_chat,
+        "max_completion_tokens",
+        lambda obj: usage_from_body(obj, "chat"),
     ),
-    "/v1/completions": Endpoint("completions", "/completions", estimate_completions, "max_tokens"),
-    "/v1/embeddings": Endpoint("embeddings", "/embeddings", estimate_embeddings, None),
+    "/v1/completions": Endpoint(
+        "completions",
+        "/completions",
+        estimate_completions,
+        "max_tokens",
+        lambda obj: usage_from_body(obj, "completions"),
+    ),
+    "/v1/embeddings": Endpoint(
+        "embeddings",
+        "/embeddings",
+        estimate_embeddings,
+        None,
+        lambda obj: usage_from_body(obj, "embeddings"),
+    ),
+    "/v1/responses": Endpoint(
+        "responses",
+        "/responses",
+        responses.estimate_responses,
+        "max_output_tokens",
+        responses.usage_of_response,
+        responses.ResponsesStreamUsage,
+        asks_usage=False,
+        gateway_rules=responses.gateway_rules,
+    ),
+    "/v1/messages": Endpoint(
+        "messages",
+        "/messages",
+        messages.estimate_messages,
+        "max_tokens",
+        messages.usage_of_message,
+        messages.MessagesStreamUsage,
+        asks_usage=False,
+    ),
 }
 
 
@@ -108,6 +155,8 @@ class PreparedCall:
     asked_allowed: bool
     """The plan allows the asked model (otherwise only model_not_allowed rules can serve it)."""
     variants: tuple[Variant, ...]
+    forced: dict[str, Any] = field(default_factory=dict)
+    """Changes every form of the call carries, shadow mode included (gateway_rules)."""
 
     @property
     def asked(self) -> Variant:
@@ -122,7 +171,7 @@ class PreparedCall:
         `rewrite=False` (shadow mode) sends the call as asked, touched only to ask for usage."""
         if not rewrite:
             variant = self.asked
-        changes: dict[str, Any] = {}
+        changes: dict[str, Any] = dict(self.forced)
         if rewrite and variant.model != self.model:
             changes["model"] = variant.model
         limit = fitted if fitted is not None else variant.limit
@@ -206,6 +255,8 @@ def prepare(
             f"No route in the policy serves model {model!r}.", code="no_route", param="model"
         )
     stream = _stream_flag(body, endpoint)
+    rules = endpoint.gateway_rules if policy.identity == "api_key" else None
+    forced = rules(body) if rules is not None else {}
     pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name))
     allowed = plan.quotas.model_allowed(model)
     asked = pricer.asked(model, price, bound=policy.bound == "hard" and not shadow)
@@ -226,10 +277,11 @@ def prepare(
         body=body,
         raw=raw,
         stream=stream,
-        hide_usage_chunk=stream and not _client_asked_usage(body),
+        hide_usage_chunk=stream and endpoint.asks_usage and not _client_asked_usage(body),
         choices=pricer.choices,
         asked_allowed=allowed,
         variants=(asked, *degraded),
+        forced=forced,
     )
 
 
@@ -249,6 +301,7 @@ class _Pricer:
         self._prompts: dict[str, int] = {}
 
     def prompt_tokens(self, price: ModelPrice) -> int:
+        """The encoding's count, scaled by the model's tokenizer_factor (rounded up)."""
         if price.encoding not in self._prompts:
             estimate = self.endpoint.estimator(
                 self.body,
@@ -257,7 +310,7 @@ class _Pricer:
                 tokenize_max_bytes=self.policy.limits.tokenize_max_bytes,
             )
             self._prompts[price.encoding] = estimate.prompt_tokens
-        return self._prompts[price.encoding]
+        return math.ceil(self._prompts[price.encoding] * price.tokenizer_factor)
 
     def variant(
         self,

@@ -20,7 +20,7 @@ import orjson
 
 from proxy.errors import BadRequest
 
-EndpointName = Literal["chat", "completions", "embeddings"]
+EndpointName = Literal["chat", "completions", "embeddings", "responses", "messages"]
 
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
@@ -116,9 +116,11 @@ def estimate_embeddings(
 
 def choices(body: Mapping[str, Any], endpoint: EndpointName) -> int:
     """How many completions the provider generates and bills: `n` on chat, max(n, best_of) on
-    completions, none on embeddings."""
+    completions, none on embeddings, one on the Responses and Messages APIs."""
     if endpoint == "embeddings":
         return 0
+    if endpoint in ("responses", "messages"):
+        return 1
     if endpoint == "chat":
         return _count(body, "n")
     return max(_count(body, "n"), _count(body, "best_of"))
@@ -126,9 +128,12 @@ def choices(body: Mapping[str, Any], endpoint: EndpointName) -> int:
 
 def completion_limit(body: Mapping[str, Any], endpoint: EndpointName) -> int | None:
     """The completion limit the client asked for, or None: `max_completion_tokens`, else
-    `max_tokens` on chat; `max_tokens` on completions; never on embeddings."""
+    `max_tokens` on chat; `max_output_tokens` on responses; `max_tokens` on completions and
+    messages; never on embeddings."""
     if endpoint == "embeddings":
         return None
+    if endpoint == "responses":
+        return _int_field(body, "max_output_tokens")
     if endpoint == "chat":
         limit = _int_field(body, "max_completion_tokens")
         if limit is not None:

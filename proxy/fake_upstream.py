@@ -1,7 +1,8 @@
 """A local stand-in for an OpenAI-compatible provider, for the demo, tests and benchmarks.
 
 It speaks the wire format of chat completions (JSON and SSE, with `stream_options.include_usage`),
-completions, embeddings and the model list; checks the provider key; and keeps its own books: every
+completions, embeddings, the Responses API and Anthropic's Messages API (fake_shapes.py), and the
+model list; checks the provider key; and keeps its own books: every
 call it billed, and the peak number of calls in flight. Its prompt token counts use the same
 tokenizer rules as the proxy, so with `completion_fraction=1` it bills exactly what the proxy
 reserves.
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from proxy import encodings
+from proxy import encodings, fake_shapes
 from proxy.estimate import estimate_chat, estimate_completions, estimate_embeddings
+from proxy.shapes.messages import estimate_messages
+from proxy.shapes.responses import estimate_responses
 
 WORD = " hello"
 """One token in both cl100k_base and o200k_base."""
@@ -40,6 +44,14 @@ class FakeSettings:
     """Every k-th budgeted call answers 500 (0: never)."""
     send_usage: bool = True
     """Honour stream_options.include_usage (older vLLM and some Azure versions do not)."""
+    cached_tokens: int = 0
+    """Prompt tokens reported as read from the cache (Responses, Messages)."""
+    cache_write_tokens: int = 0
+    """Prompt tokens reported as written to the cache (Messages)."""
+    reasoning_tokens: int = 0
+    """Responses: output tokens spent reasoning, billed but never streamed."""
+    cut_after: int | None = None
+    """Responses, Messages: end a stream after this many text deltas, before its usage."""
 
 
 @dataclass
@@ -48,6 +60,12 @@ class Billed:
     model: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """Part of prompt_tokens."""
+    cache_write_tokens: int = 0
+    """Part of prompt_tokens."""
+    reasoning_tokens: int = 0
+    """Part of completion_tokens."""
 
 
 @dataclass
@@ -64,6 +82,8 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/responses", self._shaped)
+        app.router.add_post("/v1/messages", self._shaped)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._anything)
         return app
@@ -72,7 +92,10 @@ class FakeUpstream:
 
     def _admit(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
         self.requests.append((request.path, dict(request.headers), body))
-        if request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
+        if request.path == "/v1/messages":
+            if request.headers.get("x-api-key") != self.settings.api_key:
+                return _error(401, "invalid x-api-key", "authentication_error")
+        elif request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
         self.calls += 1
         if self.settings.fail_status is not None:
@@ -164,6 +187,69 @@ class FakeUpstream:
             pass
         return response
 
+    async def _shaped(self, request: web.Request) -> web.StreamResponse:
+        """/v1/responses and /v1/messages, whole or streamed."""
+        endpoint = "messages" if request.path == "/v1/messages" else "responses"
+        body = orjson.loads(await request.read())
+        refused = self._admit(request, body)
+        if refused is not None:
+            return refused
+        await self._enter()
+        try:
+            visible = self._completion_tokens(
+                {"max_tokens": body.get("max_output_tokens") or body.get("max_tokens")}
+            )
+            billed = self._bill_shaped(endpoint, body, visible)
+            if body.get("stream"):
+                deltas = fake_shapes.pieces(visible, self.settings.chunks, WORD)
+                events = (
+                    fake_shapes.messages_events(body, billed, deltas)
+                    if endpoint == "messages"
+                    else fake_shapes.responses_events(body, billed, deltas)
+                )
+                return await self._stream_events(request, events)
+            if endpoint == "messages":
+                return web.json_response(
+                    fake_shapes.message(body, WORD * visible, billed), dumps=_dumps
+                )
+            return web.json_response(
+                fake_shapes.response(body, WORD * visible, billed), dumps=_dumps
+            )
+        finally:
+            self.in_flight -= 1
+
+    def _bill_shaped(self, endpoint: str, body: dict[str, Any], visible: int) -> Billed:
+        prompt = _prompt_tokens(endpoint, body)
+        cached = min(self.settings.cached_tokens, prompt)
+        written = min(self.settings.cache_write_tokens, prompt - cached)
+        reasoning = self.settings.reasoning_tokens if endpoint == "responses" else 0
+        billed = Billed(
+            endpoint, body["model"], prompt, visible + reasoning, cached, written, reasoning
+        )
+        self.billed.append(billed)
+        return billed
+
+    async def _stream_events(
+        self, request: web.Request, events: Iterator[fake_shapes.Event]
+    ) -> web.StreamResponse:
+        """Write SSE events; with `cut_after`, stop after that many deltas, usage unsent."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        deltas = 0
+        try:
+            for kind, event in events:
+                if kind in fake_shapes.DELTAS:
+                    deltas += 1
+                    if self.settings.cut_after is not None and deltas > self.settings.cut_after:
+                        break
+                    if self.settings.chunk_delay:
+                        await asyncio.sleep(self.settings.chunk_delay)
+                await response.write(event)
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        return response
+
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         refused = self._admit(request, body)
@@ -215,6 +301,8 @@ def _prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
         "chat": estimate_chat,
         "completions": estimate_completions,
         "embeddings": estimate_embeddings,
+        "responses": estimate_responses,
+        "messages": estimate_messages,
     }[endpoint]
     estimate = estimator(body, enc, default_max_tokens=0, tokenize_max_bytes=1 << 30)
     return int(estimate.prompt_tokens)

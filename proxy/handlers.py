@@ -40,7 +40,7 @@ log = logging.getLogger("cycles.calls")
 
 
 async def budgeted(request: web.Request) -> web.StreamResponse:
-    """POST /v1/chat/completions, /v1/completions, /v1/embeddings."""
+    """POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses, /v1/messages."""
     rt = request.app[RUNTIME]
     scope = await identity.identify(request, rt)
     tenant = await _tenant(rt, scope.tenant)
@@ -213,7 +213,9 @@ async def _send_or_release(
     request: web.Request, rt: Runtime, call: Sent, reservation: Reservation | None
 ) -> aiohttp.ClientResponse:
     url = relay.upstream_url(call.upstream.base_url, call.endpoint.suffix)
-    headers = relay.headers_up(request.headers, rt.api_keys.get(call.upstream.name))
+    headers = relay.headers_up(
+        request.headers, rt.api_keys.get(call.upstream.name), call.upstream.auth
+    )
     try:
         return await relay.send(rt.session, "POST", url, headers, call.body, call.timeouts)
     except UpstreamError as exc:
@@ -287,7 +289,7 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
     if request.query_string:
         url += "?" + request.query_string
     body = await read_limited(request, rt.policy.limits.body_limit(request.path), rt)
-    headers = relay.headers_up(request.headers, rt.api_keys.get(upstream.name))
+    headers = relay.headers_up(request.headers, rt.api_keys.get(upstream.name), upstream.auth)
     timeouts = upstream.timeouts or rt.policy.timeouts
     try:
         answer = await relay.send(rt.session, request.method, url, headers, body or None, timeouts)

@@ -1,7 +1,8 @@
 """Who is calling: the first step of every request.
 
 `identity: header` (sidecar) trusts `X-Cycles-Tenant` from the app in the same pod.
-`identity: api_key` (gateway) maps `Authorization: Bearer ck-…` to its tenant; scope headers may
+`identity: api_key` (gateway) maps `Authorization: Bearer ck-…` (or `x-api-key: ck-…`, the
+anthropic SDK's header) to its tenant; scope headers may
 narrow the call further but never contradict the key (403), and nothing is reserved before the
 caller is known. A client whose keys keep failing is refused for a while without any lookup, so
 guessing keys costs the guesser, not the store.
@@ -53,7 +54,7 @@ async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRec
     if wait:
         await _rejected(rt, None, "too_many_failed_auth")
         raise TooManyFailedAuth(wait)
-    plain, reason = _bearer(request.headers.get("Authorization"))
+    plain, reason = _credential(request.headers)
     key = None if plain is None else await _lookup(keys, plain)
     if reason is None:
         reason = _unusable(key, keys.now_ms())
@@ -62,6 +63,14 @@ async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRec
         await _rejected(rt, key.tenant if key else None, reason or "unknown_api_key")
         raise _unauthorized(reason or "unknown_api_key")
     return key
+
+
+def _credential(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """`Authorization: Bearer ck-…`, or `x-api-key: ck-…` as the anthropic SDK sends it."""
+    if "Authorization" not in headers and "x-api-key" in headers:
+        token = headers["x-api-key"].strip()
+        return (token, None) if PLAIN.fullmatch(token) else (None, "malformed_api_key")
+    return _bearer(headers.get("Authorization"))
 
 
 def _bearer(header: str | None) -> tuple[str | None, str | None]:

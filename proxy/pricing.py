@@ -20,17 +20,20 @@ _UNITS_PER_SHOWN_DIGIT = UNITS_PER_USD // 10**USD_DECIMALS
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens a call used (or may use). `cached_tokens` are part of `prompt_tokens`; reasoning
+    """Tokens a call used (or may use). `cached_tokens` (read from a cache) and
+    `cache_write_tokens` (written to one, Anthropic) are part of `prompt_tokens`; reasoning
     tokens are part of `completion_tokens`."""
 
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.prompt_tokens, self.completion_tokens, self.cached_tokens) < 0:
+        counts = (self.prompt_tokens, self.completion_tokens, self.cached_tokens)
+        if min(*counts, self.cache_write_tokens) < 0:
             raise ValueError(f"token counts cannot be negative: {self}")
-        if self.cached_tokens > self.prompt_tokens:
+        if self.cached_tokens + self.cache_write_tokens > self.prompt_tokens:
             raise ValueError(f"cached tokens are a subset of prompt tokens: {self}")
 
     @property
@@ -40,10 +43,12 @@ class Usage:
 
 def cost_units(price: ModelPrice, usage: Usage) -> int:
     """The cost of `usage` at `price` in integer units, rounded up once."""
-    uncached = usage.prompt_tokens - usage.cached_tokens
+    uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+    cache_write = price.input if price.cache_write is None else price.cache_write
     exact_times_million = (
         uncached * price.input
         + usage.cached_tokens * price.cached_input
+        + usage.cache_write_tokens * cache_write
         + usage.completion_tokens * price.output
     )
     return -(-exact_times_million // TOKENS_PER_PRICE)

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 REQUEST_HEADERS_UP = frozenset(
     {
         "accept",
+        "anthropic-beta",
+        "anthropic-version",
         "content-type",
         "user-agent",
         "openai-beta",
@@ -36,7 +38,8 @@ REQUEST_HEADERS_UP = frozenset(
         "x-request-id",
     }
 )
-"""Client headers forwarded to the provider. Authorization is replaced, never forwarded."""
+"""Client headers forwarded to the provider. Credentials (Authorization, x-api-key, api-key) are
+replaced by the upstream's, never forwarded."""
 
 RESPONSE_HEADERS_DOWN = frozenset(
     {
@@ -71,12 +74,19 @@ def upstream_url(base_url: str, suffix: str) -> str:
     return base_url + suffix
 
 
-def headers_up(client: Mapping[str, str], api_key: str | None) -> CIMultiDict[str]:
+def headers_up(
+    client: Mapping[str, str], api_key: str | None, auth: str = "bearer"
+) -> CIMultiDict[str]:
+    """The allow-listed client headers, and the provider key written the upstream's way
+    (`auth`: bearer, x-api-key or api-key)."""
     out: CIMultiDict[str] = CIMultiDict(
         (name, value) for name, value in client.items() if name.lower() in REQUEST_HEADERS_UP
     )
     if api_key:
-        out["Authorization"] = f"Bearer {api_key}"
+        if auth == "bearer":
+            out["Authorization"] = f"Bearer {api_key}"
+        else:
+            out[auth] = api_key
     return out
 
 

@@ -8,6 +8,7 @@ least the reservation, because the provider may have billed a generation we neve
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
     if outcome.usage is not None:
         usage = outcome.usage
         if outcome.counted_completion > usage.completion_tokens:
-            usage = Usage(usage.prompt_tokens, outcome.counted_completion, usage.cached_tokens)
+            usage = dataclasses.replace(usage, completion_tokens=outcome.counted_completion)
         return amounts(sent.price, usage)
     counted = amounts(sent.price, Usage(sent.prompt_tokens, outcome.counted_completion))
     if outcome.complete and sent.stream:

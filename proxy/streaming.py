@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import suppress
 
 import aiohttp
@@ -16,7 +17,7 @@ from proxy.decision import Decision
 from proxy.ledger.base import Reservation
 from proxy.settle import Outcome, charge_for, settle
 from proxy.sse import SSEEvent
-from proxy.usage import StreamUsage, usage_from_body
+from proxy.usage import StreamUsage
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def usage_of_body(call: Sent, body: bytes) -> Outcome:
     except orjson.JSONDecodeError:
         log.warning("upstream answered %s with a body that is not JSON", call.endpoint.suffix)
         return Outcome(produced=True)
-    usage = usage_from_body(obj, call.endpoint.name) if isinstance(obj, dict) else None
+    usage = call.endpoint.usage(obj) if isinstance(obj, dict) else None
     return Outcome(produced=True, usage=usage)
 
 
@@ -44,7 +45,7 @@ async def relay_stream(
     headers = relay.headers_down(upstream.headers.items())
     headers.update(verdict.headers)
     response = web.StreamResponse(status=upstream.status, headers=headers)
-    tracker = StreamUsage()
+    tracker = call.endpoint.tracker()
 
     def on_event(event: SSEEvent) -> bool:
         return _observe(tracker, event, hide_usage=call.hide_usage_chunk)
@@ -90,11 +91,15 @@ def _observe(tracker: StreamUsage, event: SSEEvent, *, hide_usage: bool) -> bool
 
 def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.StreamResult) -> Outcome:
     enc = encodings.get_encoding(call.price.encoding)
+    counted = tracker.counted_completion_tokens(enc, rt.policy.limits.tokenize_max_bytes)
+    if tracker.usage is None:
+        # Without a report the count is the charge: scaled, like the estimate, to the model's
+        # own tokenizer. Beside a report it is only a floor, and the encoding's own count is
+        # the evidence.
+        counted = math.ceil(counted * call.price.tokenizer_factor)
     return Outcome(
         produced=tracker.events > 0,
         usage=tracker.usage,
-        counted_completion=tracker.counted_completion_tokens(
-            enc, rt.policy.limits.tokenize_max_bytes
-        ),
+        counted_completion=counted,
         complete=result.complete and tracker.done,
     )

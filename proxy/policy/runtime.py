@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Literal
 
 LEVELS: tuple[str, ...] = ("tenant", "workspace", "app", "workflow", "agent", "toolset", "run")
@@ -140,6 +141,10 @@ class ModelPrice:
     cached_input: int
     output: int
     encoding: str = "o200k_base"
+    cache_write: int | None = None
+    """Prompt tokens written to a provider's cache (Anthropic); None: the input price."""
+    tokenizer_factor: Fraction = Fraction(1)
+    """The encoding's count is scaled by this to estimate the model's own tokens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +153,9 @@ class Upstream:
     base_url: str
     """Without a trailing slash, e.g. https://api.openai.com/v1."""
     api_key_env: str | None = None
+    auth: Literal["bearer", "x-api-key", "api-key"] = "bearer"
+    """How the provider key goes up: `Authorization: Bearer`, `x-api-key` (Anthropic) or
+    `api-key` (Azure OpenAI)."""
     passthrough: tuple[str, ...] = ()
     """Extra paths (under /v1) forwarded unbudgeted, e.g. "/audio/speech"."""
     timeouts: Timeouts | None = None

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from pydantic import ValidationError
@@ -193,7 +194,12 @@ def _upstream(
     given = upstream.timeouts.model_dump(exclude_none=True) if upstream.timeouts else {}
     timeouts = dataclasses.replace(base, **given) if given else None
     return Upstream(
-        name, upstream.base_url, upstream.api_key_env, tuple(upstream.passthrough), timeouts
+        name,
+        upstream.base_url,
+        upstream.api_key_env,
+        upstream.auth,
+        tuple(upstream.passthrough),
+        timeouts,
     )
 
 
@@ -234,7 +240,11 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         message = f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}"
         out.append(Issue((*loc, "encoding"), message))
     output = _amount(model.output, USD_PLACES, (*loc, "output"), what, out)
-    return ModelPrice(name, unit_input, cached, output, encoding)
+    cache_write = None
+    if model.cache_write is not None:
+        cache_write = _amount(model.cache_write, USD_PLACES, (*loc, "cache_write"), what, out)
+    factor = Fraction(model.tokenizer_factor or 1)
+    return ModelPrice(name, unit_input, cached, output, encoding, cache_write, factor)
 
 
 def _plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan:

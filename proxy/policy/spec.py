@@ -137,6 +137,7 @@ class RouteTimeoutsSpec(_Spec):
 class UpstreamSpec(_Spec):
     base_url: Annotated[str, AfterValidator(_check_base_url)]
     api_key_env: Annotated[str, AfterValidator(_check_env_name)] | None = None
+    auth: Literal["bearer", "x-api-key", "api-key"] = "bearer"
     passthrough: list[Annotated[str, AfterValidator(_check_passthrough)]] = []
     timeouts: RouteTimeoutsSpec | None = None
 
@@ -152,8 +153,14 @@ class ModelSpec(_Spec):
 
     input: Money
     cached_input: Money | None = None
+    cache_write: Money | None = None
     output: Money
     encoding: str | None = None
+    tokenizer_factor: Annotated[Decimal, BeforeValidator(_not_float), Field(gt=0, le=10)] | None = (
+        None
+    )
+    """Prompt tokens are the encoding's count times this (rounded up): for models whose own
+    tokenizer is not available offline (Claude), so estimates stay above what is billed."""
 
 
 class BudgetSpec(_Spec):

@@ -1,0 +1,223 @@
+"""What the fake provider answers on the Responses and Messages APIs: whole bodies and the SSE
+events of a stream, with the real event names and shapes. Usage is whatever `Billed` says."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from proxy.fake_upstream import Billed
+
+
+def pieces(text_tokens: int, chunks: int, word: str) -> list[str]:
+    """`text_tokens` words split into about `chunks` deltas."""
+    count = max(1, min(chunks, text_tokens or 1))
+    return [
+        word * (text_tokens // count + (1 if i < text_tokens % count else 0)) for i in range(count)
+    ]
+
+
+Event = tuple[str, bytes]
+"""An event's name and its bytes on the wire."""
+
+DELTAS = frozenset({"response.output_text.delta", "content_block_delta"})
+"""The events that carry generated text."""
+
+
+def sse(kind: str, data: dict[str, Any]) -> Event:
+    return kind, b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+# -- OpenAI Responses ---------------------------------------------------------------------------
+
+
+def responses_usage(billed: Billed) -> dict[str, Any]:
+    return {
+        "input_tokens": billed.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": billed.cached_tokens},
+        "output_tokens": billed.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": billed.reasoning_tokens},
+        "total_tokens": billed.prompt_tokens + billed.completion_tokens,
+    }
+
+
+def response(
+    body: dict[str, Any], text: str | None, billed: Billed | None, status: str = "completed"
+) -> dict[str, Any]:
+    """A response object; `text` None is the empty output of `response.created`."""
+    output = []
+    if text is not None:
+        part = {"type": "output_text", "text": text, "annotations": []}
+        output.append(_message_item(status, [part]))
+    return {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": body["model"],
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "metadata": {},
+        "store": body.get("store", True),
+        "usage": responses_usage(billed) if billed is not None else None,
+    }
+
+
+def responses_events(body: dict[str, Any], billed: Billed, deltas: list[str]) -> Iterator[Event]:
+    seq = iter(range(1 << 30))
+    created = response(body, None, None, "in_progress")
+    yield sse(
+        "response.created",
+        {"type": "response.created", "sequence_number": next(seq), "response": created},
+    )
+    item = _message_item("in_progress", [])
+    where = {"item_id": item["id"], "output_index": 0}
+    yield sse(
+        "response.output_item.added",
+        {
+            "type": "response.output_item.added",
+            "sequence_number": next(seq),
+            "output_index": 0,
+            "item": item,
+        },
+    )
+    empty = {"type": "output_text", "text": "", "annotations": []}
+    yield sse(
+        "response.content_part.added",
+        {
+            "type": "response.content_part.added",
+            "sequence_number": next(seq),
+            **where,
+            "content_index": 0,
+            "part": empty,
+        },
+    )
+    for delta in deltas:
+        yield sse(
+            "response.output_text.delta",
+            {
+                "type": "response.output_text.delta",
+                "sequence_number": next(seq),
+                **where,
+                "content_index": 0,
+                "delta": delta,
+                "logprobs": [],
+            },
+        )
+    text = "".join(deltas)
+    yield sse(
+        "response.output_text.done",
+        {
+            "type": "response.output_text.done",
+            "sequence_number": next(seq),
+            **where,
+            "content_index": 0,
+            "text": text,
+            "logprobs": [],
+        },
+    )
+    done = {"type": "output_text", "text": text, "annotations": []}
+    yield sse(
+        "response.content_part.done",
+        {
+            "type": "response.content_part.done",
+            "sequence_number": next(seq),
+            **where,
+            "content_index": 0,
+            "part": done,
+        },
+    )
+    yield sse(
+        "response.output_item.done",
+        {
+            "type": "response.output_item.done",
+            "sequence_number": next(seq),
+            "output_index": 0,
+            "item": _message_item("completed", [done]),
+        },
+    )
+    yield sse(
+        "response.completed",
+        {
+            "type": "response.completed",
+            "sequence_number": next(seq),
+            "response": response(body, text, billed),
+        },
+    )
+
+
+def _message_item(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+# -- Anthropic Messages -------------------------------------------------------------------------
+
+
+def anthropic_usage(billed: Billed, output_tokens: int | None = None) -> dict[str, Any]:
+    fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
+    return {
+        "input_tokens": fresh,
+        "cache_creation_input_tokens": billed.cache_write_tokens,
+        "cache_read_input_tokens": billed.cached_tokens,
+        "output_tokens": billed.completion_tokens if output_tokens is None else output_tokens,
+    }
+
+
+def message(body: dict[str, Any], text: str | None, billed: Billed) -> dict[str, Any]:
+    """A message; `text` None is the empty message of `message_start`."""
+    content = [] if text is None else [{"type": "text", "text": text}]
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": content,
+        "stop_reason": None if text is None else "max_tokens",
+        "stop_sequence": None,
+        "usage": anthropic_usage(billed, 1 if text is None else None),
+    }
+
+
+def messages_events(body: dict[str, Any], billed: Billed, deltas: list[str]) -> Iterator[Event]:
+    start = message(body, None, billed)
+    yield sse("message_start", {"type": "message_start", "message": start})
+    block = {"type": "text", "text": ""}
+    yield sse(
+        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+    )
+    yield sse("ping", {"type": "ping"})
+    for delta in deltas:
+        yield sse(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": delta},
+            },
+        )
+    yield sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+    yield sse(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+            "usage": {"output_tokens": billed.completion_tokens},
+        },
+    )
+    yield sse("message_stop", {"type": "message_stop"})

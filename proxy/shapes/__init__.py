@@ -1,0 +1,38 @@
+"""Request and answer shapes beyond chat completions: the OpenAI Responses API (`responses.py`)
+and Anthropic's Messages API (`messages.py`). Each module estimates a request, reads the usage of
+a whole answer and of a stream, as `estimate.py` and `usage.py` do for chat. No I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.errors import BadRequest
+from proxy.estimate import TextCounter
+
+
+def text_field(value: Any, path: str) -> str:
+    """`value` if it is a string; otherwise a 400 naming `path`."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{path} must be a string", param=path)
+    return value
+
+
+def token_count(value: Any) -> int | None:
+    """`value` if it is a token count (a non-negative integer, not a boolean), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def definitions_tokens(counter: TextCounter, body: dict[str, Any], overhead: int) -> int:
+    """Tool definitions and a named tool choice, by their JSON (longer than what the model is
+    shown)."""
+    tools = body.get("tools")
+    tokens = 0
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise BadRequest("'tools' must be an array of tool definitions", param="tools")
+        tokens += overhead + counter.count_json(tools) if tools else 0
+    if isinstance(body.get("tool_choice"), dict):
+        tokens += counter.count_json(body["tool_choice"])
+    return tokens
