@@ -12,13 +12,15 @@ import aiohttp
 import orjson
 import pytest
 from conftest import free_port
+from hypothesis import given
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 from support import chat, chat_prompt_tokens, mini_cost, policy, proxy_process, usd
 
 from proxy.fake_upstream import FakeUpstream
 from proxy.local import Stack, local_stack, serving
-from proxy.logs import JsonFormatter, RedactingFilter
+from proxy.logs import _PATTERNS, JsonFormatter, RedactingFilter, redact
 from proxy.metrics import (
     DEFAULT_MAX_TENANTS,
     OTHER,
@@ -354,3 +356,40 @@ async def test_a_metrics_listener_serves_only_metrics(tmp_path: Path, redis_url:
         if s.labels.get("decision") == "ALLOW" and s.name.endswith("_total")
     ]
     assert sum(s.value for s in allowed) == 1
+
+
+secretish = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "Authorization: Bearer ",
+                "authorization=",
+                "'api-key': '",
+                "X-API-KEY:",
+                "bearer ",
+                "sk-",
+                "ck-",
+                "Sk-",
+                "redis://user:",
+                "rediss+cluster://:",
+                "@host:6379",
+                "abcdefghijkl",
+                " ",
+                "'",
+                '"',
+            ]
+        ),
+        st.text(max_size=8),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(secretish)
+def test_the_quick_check_never_skips_a_line_a_pattern_would_change(text: str) -> None:
+    """redact() returns early when none of its markers occurs; whenever a pattern would
+    rewrite the line, a marker is there."""
+    full = text
+    for pattern, replacement in _PATTERNS:
+        full = pattern.sub(replacement, full)
+    assert redact(text) == full
