@@ -216,6 +216,7 @@ async def _send_or_release(
     headers = relay.headers_up(
         request.headers, rt.api_keys.get(call.upstream.name), call.upstream.auth
     )
+    headers[observe.REQUEST_ID] = observe.request_id_of(request)
     try:
         return await relay.send(rt.session, "POST", url, headers, call.body, call.timeouts)
     except UpstreamError as exc:
@@ -290,6 +291,7 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
         url += "?" + request.query_string
     body = await read_limited(request, rt.policy.limits.body_limit(request.path), rt)
     headers = relay.headers_up(request.headers, rt.api_keys.get(upstream.name), upstream.auth)
+    headers[observe.REQUEST_ID] = observe.request_id_of(request)
     timeouts = upstream.timeouts or rt.policy.timeouts
     try:
         answer = await relay.send(rt.session, request.method, url, headers, body or None, timeouts)

@@ -27,7 +27,6 @@ from typing import TypeVar
 import aiohttp
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
 from proxy.call import ENDPOINTS, PreparedCall, Sent
 from proxy.context import RUNTIME
@@ -122,13 +121,7 @@ async def middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Request id in and out; a CallRecord around every budgeted call."""
-    rid = request_id(request.headers)
-    request[_ID_KEY] = rid
-    if request.headers.get(REQUEST_ID) != rid:
-        headers = CIMultiDict(request.headers)
-        headers[REQUEST_ID] = rid
-        request = request.clone(headers=headers)
-        request[_ID_KEY] = rid
+    rid = request[_ID_KEY] = request_id(request.headers)
     endpoint = ENDPOINTS.get(request.path)
     if endpoint is None or request.method != "POST":
         return await handler(request)
@@ -151,6 +144,11 @@ async def middleware(
         # A call whose client left still settles in its shielded task; that writes the line.
         if record.settled or not record.forwarded or record.status != CLIENT_CLOSED:
             record.finish()
+
+
+def request_id_of(request: web.Request) -> str:
+    """The id the middleware gave the request: the client's X-Request-Id if sane, else new."""
+    return request.get(_ID_KEY) or request_id(request.headers)
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
