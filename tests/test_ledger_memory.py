@@ -212,3 +212,15 @@ async def test_concurrency_counters_never_expire_while_held() -> None:
     assert await ledger.counters("acme") == {"q|conc|tenant|acme": 1}
     await ledger.release(held)
     assert await ledger.counters("acme") == {}
+
+
+def test_the_memory_store_keeps_the_newest_audit_entries_up_to_its_cap() -> None:
+    """The embedded store lives in the proxy's memory: its audit trail is bounded per tenant
+    (the Redis store keeps the whole retention, in Redis)."""
+    from proxy.ledger.memory_state import AUDIT_MAX_ENTRIES, TenantState
+
+    t = TenantState()
+    for i in range(AUDIT_MAX_ENTRIES + 50):
+        t.append("admin", {"n": str(i)}, 1_000 + i, 10**12)
+    assert len(t.audit) == AUDIT_MAX_ENTRIES
+    assert t.audit[0][1]["n"] == "50" and t.audit[-1][1]["n"] == str(AUDIT_MAX_ENTRIES + 49)

@@ -16,6 +16,9 @@ from proxy.ledger.common import Outcome, field_expiry
 from proxy.ledger.tenants import AGGREGATE
 from proxy.policy.runtime import ReservationSettings
 
+AUDIT_MAX_ENTRIES = 10_000
+"""Per tenant, on the memory store (the Redis store keeps the full retention, in Redis)."""
+
 
 @dataclass(slots=True)
 class Record:
@@ -45,7 +48,11 @@ class TenantState:
     resv: dict[str, Record] = field(default_factory=dict)
     resv_exp: dict[str, int] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
-    audit: deque[tuple[str, dict[str, str]]] = field(default_factory=deque)
+    audit: deque[tuple[str, dict[str, str]]] = field(
+        default_factory=lambda: deque(maxlen=AUDIT_MAX_ENTRIES)
+    )
+    """The newest AUDIT_MAX_ENTRIES entries within the retention: this store lives in the
+    proxy's own memory, which must stay flat however many calls it serves."""
     counters: quotas.Counters = field(init=False)
 
     def __post_init__(self) -> None:
