@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from proxy.admin import api, key_routes
-from proxy.admin.auth import Tokens, middleware
+from proxy.admin import api, dashboard, key_routes
+from proxy.admin.auth import Tokens
 from proxy.admin.idempotency import open_idempotency
 from proxy.app import errors
 
@@ -19,7 +19,8 @@ from proxy.app import errors
 def build_admin_app(
     proxy: web.Application, store_url: str, *, tokens: Tokens | None = None
 ) -> web.Application:
-    app = web.Application(middlewares=[errors, middleware(tokens or Tokens.from_env())])
+    tokens = tokens or Tokens.from_env()
+    app = web.Application(middlewares=[errors, dashboard.authenticate(tokens)])
     app[api.PROXY] = proxy
 
     async def idempotency(app: web.Application) -> AsyncIterator[None]:
@@ -46,4 +47,5 @@ def build_admin_app(
         web.post("/admin/v1/tenants/{tenant}/keys/{key}/rotate", key_routes.rotate_key),
     ]
     app.add_routes(routes)
+    dashboard.add_routes(app, tokens)
     return app

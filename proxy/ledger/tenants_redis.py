@@ -188,9 +188,12 @@ class RedisTenants(ABC):
         ledger, audit = keys.tenant_keys(tenant)[0], keys.tenant_keys(tenant)[5]
         low = "-" if since_ms is None else str(since_ms)
         high = "+" if until_ms is None else str(until_ms)
+        # Unfiltered, the first `limit` entries are all that is kept: Redis stops there.
+        count = limit if run is None and decision is None else None
         with boundary():
             raw = cast(
-                list[tuple[str, dict[str, str]]], await self._client.xrange(audit, low, high)
+                list[tuple[str, dict[str, str]]],
+                await self._client.xrange(audit, low, high, count=count),
             )
             chosen = select(raw, run=run, decision=decision, limit=limit)
             names = [f"q|agg|{fields['agg']}" for _, fields in chosen if "agg" in fields]

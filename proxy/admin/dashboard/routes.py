@@ -1,0 +1,230 @@
+"""The dashboard's routes, and the middleware that keeps the two ways in apart.
+
+`authenticate` replaces the admin API's bearer middleware on the admin application: a request
+the router matched to a dashboard route (named `dashboard.*`) skips the bearer check, and every
+dashboard handler is wrapped by `_page`, which checks the session cookie, answers errors as
+HTML and sets the security headers; every other request, /admin/v1/* included, goes to the
+bearer check as before and never looks at a cookie. The choice is made on the route matched,
+not on the path's text, so no cookie reaches an API handler and no bearer token opens a page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from proxy.admin import api
+from proxy.admin.auth import Handler, Tokens, middleware
+from proxy.admin.dashboard import figures, pages, session
+from proxy.admin.dashboard.markup import Html, new_nonce, page, redirect, respond, secure
+from proxy.admin.dashboard.tenant_page import tenant
+from proxy.errors import ClientError, LedgerError
+from proxy.ledger.tenancy import TenantLedger, TenantRecord
+from proxy.scopes import VALUE
+
+log = logging.getLogger("cycles.dashboard")
+
+PREFIX = "dashboard."
+PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
+SEARCH_SCAN = 5000
+"""A search looks through at most this many tenant records for one page of matches."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    sessions: session.Sessions
+    throttle: session.LoginThrottle
+
+
+GATE = web.AppKey("dashboard_gate", Gate)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    gate: Gate
+    session: session.Session | None
+    nonce: str
+
+
+Page = Callable[[web.Request, Context], Awaitable[web.StreamResponse]]
+
+
+def html(ctx: Context, title: str, body: Html, status: int = 200) -> web.Response:
+    access = ctx.session.access if ctx.session is not None else None
+    return respond(page(title, body, ctx.nonce, access), status)
+
+
+def authenticate(tokens: Tokens) -> Middleware:
+    """Bearer tokens for every route but the dashboard's, which check sessions (`_page`)."""
+    bearer = middleware(tokens)
+
+    @web.middleware
+    async def route(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (request.match_info.route.name or "").startswith(PREFIX):
+            return await handler(request)
+        return await bearer(request, handler)
+
+    return route
+
+
+def _page(handler: Page, *, public: bool = False) -> Handler:
+    """A dashboard route: its session (required unless `public`), HTML errors, and the
+    security headers with this response's nonce."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        gate = request.app[GATE]
+        cookie = request.cookies.get(session.COOKIE)
+        ctx = Context(gate, gate.sessions.verify(cookie) if cookie else None, new_nonce())
+        response = await _guarded(request, handler, ctx, public)
+        secure(response, ctx.nonce)
+        return response
+
+    return run
+
+
+async def _guarded(
+    request: web.Request, handler: Page, ctx: Context, public: bool
+) -> web.StreamResponse:
+    if ctx.session is None and not public:
+        if request.method in ("GET", "HEAD"):
+            return redirect("/dashboard/login")
+        return html(ctx, "Log in", pages.failure(401, "Log in first."), 401)
+    try:
+        return await handler(request, ctx)
+    except ClientError as exc:
+        return html(ctx, "Error", pages.failure(exc.status, str(exc)), exc.status)
+    except LedgerError as exc:
+        log.warning("dashboard: the store failed: %s", exc)
+        message = "The ledger cannot be read right now; try again shortly."
+        return html(ctx, "Unavailable", pages.failure(503, message), 503)
+    except Exception:
+        log.exception("dashboard: unhandled error on %s %s", request.method, request.path)
+        return html(ctx, "Error", pages.failure(500, "The dashboard failed; see the log."), 500)
+
+
+# -- login and logout ------------------------------------------------------------------------
+
+
+def _refused(ctx: Context, problem: str) -> web.Response:
+    return html(ctx, "Refused", pages.failure(403, problem), 403)
+
+
+async def login_form(request: web.Request, ctx: Context) -> web.StreamResponse:
+    if ctx.session is not None:
+        return redirect("/dashboard")
+    return html(ctx, "Log in", pages.login(hours=session.SESSION_SECONDS // 3600))
+
+
+async def login(request: web.Request, ctx: Context) -> web.StreamResponse:
+    if (problem := session.origin_problem(request)) is not None:
+        return _refused(ctx, problem)
+    address, now = request.remote or "-", time.monotonic()
+    if ctx.gate.throttle.blocked(address, now):
+        body = pages.login("Too many failed logins from this address; wait a minute.")
+        return html(ctx, "Log in", body, 429)
+    form = await request.post()
+    token = form.get("token")
+    cookie = ctx.gate.sessions.issue(token.strip()) if isinstance(token, str) else None
+    if cookie is None:
+        ctx.gate.throttle.failed(address, now)
+        body = pages.login("That is not an admin token.", session.SESSION_SECONDS // 3600)
+        return html(ctx, "Log in", body, 401)
+    response = redirect("/dashboard")
+    session.set_cookie(response, request, cookie, ctx.gate.sessions.lifetime_s)
+    return response
+
+
+async def logout(request: web.Request, ctx: Context) -> web.StreamResponse:
+    if (problem := session.origin_problem(request)) is not None:
+        return _refused(ctx, problem)
+    response = redirect("/dashboard/login")
+    session.clear_cookie(response, request)
+    return response
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+
+def _listing_query(request: web.Request) -> tuple[str, str, str, str | None, int]:
+    query = request.query
+    q = query.get("q", "").strip()[:128]
+    sort = query.get("sort", "id")
+    sort = sort if sort in pages.SORTS else "id"
+    direction = "desc" if query.get("dir") == "desc" else "asc"
+    after = query.get("after") or None
+    if after is not None and not VALUE.fullmatch(after):
+        after = None
+    try:
+        limit = min(max(int(query.get("limit", PAGE_SIZE)), 1), MAX_PAGE_SIZE)
+    except ValueError:
+        limit = PAGE_SIZE
+    return q, sort, direction, after, limit
+
+
+async def index(request: web.Request, ctx: Context) -> web.StreamResponse:
+    q, sort, direction, after, limit = _listing_query(request)
+    records, cursor = await find_tenants(api.store(request), q, after, limit)
+    rt = api.runtime(request)
+    rows = await figures.tenant_rows(api.store(request), rt.policy, records)
+    ask = pages.Listing(q, sort, direction, after, limit, cursor)
+    body = pages.tenants(pages.sort_rows(rows, sort, direction), ask)
+    return html(ctx, "Tenants", body)
+
+
+async def find_tenants(
+    store: TenantLedger, q: str, after: str | None, limit: int
+) -> tuple[list[TenantRecord], str | None]:
+    """Up to `limit` tenants after the cursor whose id, plan or status contains `q`, and the
+    cursor of the next page (None at the end). A search reads at most SEARCH_SCAN records."""
+    needle, cursor, scanned = q.lower(), after, 0
+    found: list[TenantRecord] = []
+    batch_size = limit if not needle else max(limit, 200)
+    while scanned < SEARCH_SCAN:
+        batch = await store.list_tenants(after=cursor, limit=batch_size)
+        for record in batch:
+            cursor, scanned = record.id, scanned + 1
+            if needle in f"{record.id} {record.plan} {record.status}".lower():
+                found.append(record)
+                if len(found) == limit:
+                    return found, cursor
+        if len(batch) < batch_size:
+            return found, None
+    return found, cursor
+
+
+async def tenant_detail(request: web.Request, ctx: Context) -> web.StreamResponse:
+    tenant_id = request.match_info["tenant"].lower()
+    if not VALUE.fullmatch(tenant_id):
+        return html(ctx, "Not found", pages.failure(404, "No such tenant."), 404)
+    record = await api.store(request).get_tenant(tenant_id)
+    if record is None:
+        message = f"No tenant {tenant_id!r} in the store."
+        return html(ctx, "Not found", pages.failure(404, message), 404)
+    view = await figures.tenant_view(
+        api.store(request), api.runtime(request).policy, record, int(time.time() * 1000)
+    )
+    return html(ctx, record.id, tenant(view))
+
+
+async def not_found(request: web.Request, ctx: Context) -> web.StreamResponse:
+    return html(ctx, "Not found", pages.failure(404, "No such dashboard page."), 404)
+
+
+def add_routes(app: web.Application, tokens: Tokens) -> None:
+    """The dashboard's routes, named `dashboard.*` (which `authenticate` relies on)."""
+    app[GATE] = Gate(session.Sessions(tokens), session.LoginThrottle())
+    app.add_routes(
+        [
+            web.get("/dashboard", _page(index), name="dashboard.index"),
+            web.get("/dashboard/login", _page(login_form, public=True), name="dashboard.form"),
+            web.post("/dashboard/login", _page(login, public=True), name="dashboard.login"),
+            web.post("/dashboard/logout", _page(logout, public=True), name="dashboard.logout"),
+            web.get("/dashboard/tenants/{tenant}", _page(tenant_detail), name="dashboard.tenant"),
+            web.get("/dashboard/{tail:.*}", _page(not_found), name="dashboard.not_found"),
+        ]
+    )
