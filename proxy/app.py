@@ -201,7 +201,6 @@ async def _resources(
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         auto_decompress=True,
-        trace_configs=[observe.upstream_trace()],
     )
     store_side = cast(TenantStore, the_ledger)
     replays = open_replays(store, policy.reservations.cap_ms)

@@ -217,11 +217,14 @@ async def _send_or_release(
         request.headers, rt.api_keys.get(call.upstream.name), call.upstream.auth
     )
     headers[observe.REQUEST_ID] = observe.request_id_of(request)
+    observe.upstream_sending()
     try:
-        return await relay.send(rt.session, "POST", url, headers, call.body, call.timeouts)
+        response = await relay.send(rt.session, "POST", url, headers, call.body, call.timeouts)
     except UpstreamError as exc:
         await settle(rt.ledger, reservation, None, rt.fail_open.spill)
         raise BadGateway(f"Upstream {call.upstream.name!r}: {exc}. Nothing was charged.") from None
+    observe.upstream_answered()
+    return response
 
 
 async def _read_or_empty(upstream: aiohttp.ClientResponse, sent: Sent) -> bytes:

@@ -9,6 +9,7 @@ still read to its end (up to a deadline), because its final event carries the us
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -105,9 +106,7 @@ async def send(
     timeouts: Timeouts,
 ) -> aiohttp.ClientResponse:
     """Send the request and wait for the response headers. Failures become UpstreamError."""
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=timeouts.connect, sock_read=timeouts.chunk_idle
-    )
+    timeout = _client_timeout(timeouts.connect, timeouts.chunk_idle)
     try:
         async with asyncio.timeout(timeouts.first_byte):
             return await session.request(
@@ -119,6 +118,12 @@ async def send(
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamError(f"the provider could not be reached ({type(exc).__name__})") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect: float, chunk_idle: float) -> aiohttp.ClientTimeout:
+    """One ClientTimeout per distinct pair (the policy has a few), not one per call."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=chunk_idle)
 
 
 async def read_body(response: aiohttp.ClientResponse, timeouts: Timeouts) -> bytes:

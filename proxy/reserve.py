@@ -7,11 +7,11 @@ call costs one round trip and nothing can change between the check and the reser
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from proxy.call import PreparedCall, Variant
 from proxy.directory import TenantConfig
+from proxy.ids import new_id
 from proxy.ledger.base import (
     ALWAYS,
     BudgetLine,
@@ -32,7 +32,7 @@ def reserve_request(tenant: TenantConfig, scope: Scope, call: PreparedCall) -> R
     lines = budget_lines(tenant.plan, scope, tenant.overrides)
     return ReserveRequest(
         tenant=scope.tenant,
-        reservation_id=uuid.uuid4().hex,
+        reservation_id=new_id(),
         lines=lines,
         candidates=[candidate(call, variant, lines) for variant in call.variants],
         shadow=tenant.mode == "shadow",
