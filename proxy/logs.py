@@ -109,6 +109,12 @@ def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(RedactingFilter())
+    # Neither format shows the caller, thread or process: don't collect them for every record
+    # (the logging HOWTO's "Optimization" section; one line is logged per call).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

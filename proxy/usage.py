@@ -14,7 +14,7 @@ from typing import Any
 from proxy.estimate import EndpointName, TextCounter, Tokenizer
 from proxy.pricing import Usage
 
-_DELTA_TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
+_DELTA_TEXT_FIELDS = frozenset(("content", "refusal", "reasoning_content", "reasoning"))
 
 
 def usage_from_body(obj: Mapping[str, Any], endpoint: EndpointName) -> Usage | None:
@@ -77,21 +77,23 @@ class StreamUsage:
         return sum(counter.count("".join(pieces)) for pieces in self._texts.values())
 
     def _feed_choice(self, index: int, choice: Mapping[str, Any]) -> None:
-        self._add((index, "text"), choice.get("text"))
+        text = choice.get("text")
+        if text:
+            self._add((index, "text"), text)
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             return
-        for field in _DELTA_TEXT_FIELDS:
-            self._add((index, field), delta.get(field))
-        function_call = delta.get("function_call")
-        if isinstance(function_call, dict):
-            self._add_function((index, "function_call"), function_call)
-        tool_calls = delta.get("tool_calls")
-        if isinstance(tool_calls, list):
-            for position, call in enumerate(tool_calls):
-                if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                    key = (index, "tool_call", _index(call, position))
-                    self._add_function(key, call["function"])
+        # A delta holds one or two fields: walking them beats asking for each known one.
+        for field, value in delta.items():
+            if field in _DELTA_TEXT_FIELDS:
+                self._add((index, field), value)
+            elif field == "function_call" and isinstance(value, dict):
+                self._add_function((index, "function_call"), value)
+            elif field == "tool_calls" and isinstance(value, list):
+                for position, call in enumerate(value):
+                    if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                        key = (index, "tool_call", _index(call, position))
+                        self._add_function(key, call["function"])
 
     def _add_function(self, key: tuple[int | str, ...], function: Mapping[str, Any]) -> None:
         self._add((*key, "name"), function.get("name"))
