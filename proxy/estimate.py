@@ -12,6 +12,7 @@ its UTF-8 byte count, an upper bound because every byte-level BPE token is at le
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -47,8 +48,39 @@ class Estimate:
     completion_tokens: int
 
 
+class _CountCache:
+    """Token counts of texts already tokenised, newest kept. Agents resend their whole
+    conversation on every step, so most of a prompt's messages were counted a call ago; a hit
+    costs a dict lookup instead of tokenising again. Bounded in characters held."""
+
+    def __init__(self, max_chars: int) -> None:
+        self._max = max_chars
+        self._chars = 0
+        self._counts: OrderedDict[tuple[Tokenizer, str], int] = OrderedDict()
+
+    def count(self, enc: Tokenizer, text: str) -> int:
+        key = (enc, text)
+        found = self._counts.get(key)
+        if found is not None:
+            self._counts.move_to_end(key)
+            return found
+        tokens = len(enc.encode_ordinary(text))
+        if len(text) <= self._max // 4:
+            self._counts[key] = tokens
+            self._chars += len(text)
+            while self._chars > self._max:
+                (_, old), _ = self._counts.popitem(last=False)
+                self._chars -= len(old)
+        return tokens
+
+
+_COUNTS = _CountCache(max_chars=16 * 1024 * 1024)
+"""Keyed by the encoding object itself (held, so never confused with a later one)."""
+
+
 class TextCounter:
-    """Counts tokens of strings, tokenising at most `max_bytes` of UTF-8 over its lifetime."""
+    """Counts tokens of strings, tokenising at most `max_bytes` of UTF-8 over its lifetime
+    (the same texts count the same whether or not they were counted before)."""
 
     def __init__(self, enc: Tokenizer, max_bytes: int) -> None:
         self._enc = enc
@@ -59,7 +91,7 @@ class TextCounter:
         if size > self._budget or _is_base64_data_url(text):
             return size
         self._budget -= size
-        return len(self._enc.encode_ordinary(text))
+        return _COUNTS.count(self._enc, text)
 
     def count_json(self, value: Any) -> int:
         return self.count(orjson.dumps(value).decode())

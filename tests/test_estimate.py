@@ -419,3 +419,17 @@ def test_completion_limit_is_what_the_client_asked_for(
     body: dict[str, Any], endpoint: Any, expected: int | None
 ) -> None:
     assert completion_limit(body, endpoint) == expected
+
+
+def test_the_count_cache_answers_what_tokenising_would_and_stays_bounded() -> None:
+    from proxy.encodings import get_encoding
+    from proxy.estimate import _CountCache
+
+    enc = get_encoding("o200k_base")
+    cache = _CountCache(max_chars=1000)
+    texts = [f"message {i}: " + "lorem ipsum " * (i % 7) for i in range(200)]
+    for _ in range(2):  # the second pass is answered from the cache where it still holds
+        for text in texts:
+            assert cache.count(enc, text) == len(enc.encode_ordinary(text))
+    assert cache._chars <= 1000
+    assert sum(len(t) for _, t in cache._counts) == cache._chars
