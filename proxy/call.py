@@ -27,6 +27,7 @@ from proxy.estimate import (
     estimate_completions,
     estimate_embeddings,
 )
+from proxy.model_rules import chat_limit_fields
 from proxy.policy.runtime import (
     MAX_AMOUNT,
     DegradeRule,
@@ -168,40 +169,50 @@ class PreparedCall:
 
     def send(self, variant: Variant, *, fitted: int | None, rewrite: bool) -> Sent:
         """The request for `variant` (with the completion `fitted` by the ledger, if any).
-        `rewrite=False` (shadow mode) sends the call as asked, touched only to ask for usage."""
+        `rewrite=False` (shadow mode) sends the call as asked, touched only to ask for usage
+        and to follow the model's request rules (model_rules.py)."""
         if not rewrite:
             variant = self.asked
         changes: dict[str, Any] = dict(self.forced)
         if rewrite and variant.model != self.model:
             changes["model"] = variant.model
         limit = fitted if fitted is not None else variant.limit
-        field = self._limit_field()
-        if rewrite and field is not None and limit is not None and limit != self.body.get(field):
+        field, refused = self._limit_fields(variant.price)
+        if not rewrite or limit is None:
+            # Only a limit the client sent, moved to the field the model takes.
+            limit = completion_limit(self.body, self.endpoint.name) if refused else None
+        if field is not None and limit is not None and limit != self.body.get(field):
             changes[field] = limit
         if self.hide_usage_chunk:
             changes["stream_options"] = {
                 **(self.body.get("stream_options") or {}),
                 "include_usage": True,
             }
-        body = orjson.dumps({**self.body, **changes}) if changes else self.raw
         return Sent(
             self.endpoint,
             self.upstream,
             variant.model,
             variant.price,
             variant.prompt_tokens,
-            body,
+            self._body(changes, refused),
             self.stream,
             self.hide_usage_chunk,
             variant.timeouts,
         )
 
-    def _limit_field(self) -> str | None:
-        """Rewrite whichever limit the client used, else add the one the endpoint accepts."""
-        body = self.body
-        if self.endpoint.name == "chat" and body.get("max_completion_tokens") is None:
-            return "max_tokens" if body.get("max_tokens") is not None else "max_completion_tokens"
-        return self.endpoint.limit_field
+    def _limit_fields(self, price: ModelPrice) -> tuple[str | None, tuple[str, ...]]:
+        """The field a limit is written in, and the limit fields the model refuses."""
+        if self.endpoint.name == "chat":
+            return chat_limit_fields(self.body, price.limit_field)
+        return self.endpoint.limit_field, ()
+
+    def _body(self, changes: dict[str, Any], removed: tuple[str, ...]) -> bytes:
+        if not changes and not removed:
+            return self.raw
+        body = {**self.body, **changes}
+        for name in removed:
+            body.pop(name, None)
+        return orjson.dumps(body)
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:

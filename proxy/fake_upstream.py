@@ -11,6 +11,7 @@ reserves.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,9 @@ class FakeUpstream:
     async def _generate(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         refused = self._admit(request, body)
+        if refused is not None:
+            return refused
+        refused = _refuse_parameters(endpoint, body)
         if refused is not None:
             return refused
         await self._enter()
@@ -367,6 +371,28 @@ def _chunk(endpoint: str, model: str, index: int, text: str, last: bool) -> dict
         "model": model,
         "choices": [choice],
     }
+
+
+def _refuse_parameters(endpoint: str, body: dict[str, Any]) -> web.Response | None:
+    """What OpenAI refuses by model: `max_tokens` on chat with an o-series or gpt-5 model."""
+    if endpoint == "chat" and _REASONING.fullmatch(body["model"]) and "max_tokens" in body:
+        return _invalid(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+            "max_tokens",
+            "unsupported_parameter",
+        )
+    return None
+
+
+_REASONING = re.compile(r"(o\d|gpt-5)([-.].*)?")
+
+
+def _invalid(message: str, param: str, code: str) -> web.Response:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
+    return web.json_response(body, status=400)
 
 
 def _error(status: int, message: str, code: str | None) -> web.Response:

@@ -145,6 +145,16 @@ class ModelPrice:
     """Prompt tokens written to a provider's cache (Anthropic); None: the input price."""
     tokenizer_factor: Fraction = Fraction(1)
     """The encoding's count is scaled by this to estimate the model's own tokens."""
+    audio_input: int | None = None
+    """Prompt audio tokens; None: the input price."""
+    audio_output: int | None = None
+    """Completion audio tokens; None: the output price."""
+    image_input: int | None = None
+    """Prompt image tokens reported apart; None: the input price."""
+    image_output: int | None = None
+    """Generated image tokens reported apart; None: the output price."""
+    limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    """The only completion limit its chat API takes; None: either (model_rules.py)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 
 from proxy.encodings import encoding_for_model
 from proxy.errors import PolicyError
+from proxy.model_rules import default_limit_field
 from proxy.policy.fields import fields_at
 from proxy.policy.plans import compile_degrade, compile_quotas
 from proxy.policy.runtime import (
@@ -244,7 +245,22 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
     if model.cache_write is not None:
         cache_write = _amount(model.cache_write, USD_PLACES, (*loc, "cache_write"), what, out)
     factor = Fraction(model.tokenizer_factor or 1)
-    return ModelPrice(name, unit_input, cached, output, encoding, cache_write, factor)
+    media = {
+        kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
+        for kind in ("audio_input", "audio_output", "image_input", "image_output")
+        if (value := getattr(model, kind)) is not None
+    }
+    return ModelPrice(
+        name,
+        unit_input,
+        cached,
+        output,
+        encoding,
+        cache_write,
+        factor,
+        limit_field=model.limit_field or default_limit_field(name),
+        **media,
+    )
 
 
 def _plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan:

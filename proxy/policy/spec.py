@@ -161,6 +161,17 @@ class ModelSpec(_Spec):
     )
     """Prompt tokens are the encoding's count times this (rounded up): for models whose own
     tokenizer is not available offline (Claude), so estimates stay above what is billed."""
+    audio_input: Money | None = None
+    """Prompt audio tokens (`prompt_tokens_details.audio_tokens`); default: input."""
+    audio_output: Money | None = None
+    """Completion audio tokens (`completion_tokens_details.audio_tokens`); default: output."""
+    image_input: Money | None = None
+    """Prompt image tokens, where the provider reports them apart; default: input."""
+    image_output: Money | None = None
+    """Generated image tokens, where the provider reports them apart; default: output."""
+    limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    """The completion limit its chat API takes; default: max_completion_tokens for the o-series
+    and gpt-5, either for the rest (model_rules.py)."""
 
 
 class BudgetSpec(_Spec):
