@@ -39,6 +39,7 @@ from proxy.policy.runtime import (
 )
 from proxy.pricing import Usage, amounts
 from proxy.shapes import messages, responses
+from proxy.token_kinds import estimate_price
 from proxy.usage import StreamUsage, usage_from_body
 
 Estimator = Callable[..., Estimate]
@@ -333,7 +334,7 @@ class _Pricer:
     ) -> Variant:
         prompt = self.prompt_tokens(price)
         priced = self.plan.default_max_tokens if limit is None else limit
-        cost = amounts(price, Usage(prompt, priced * self.choices))
+        cost = amounts(estimate_price(price, self.body), Usage(prompt, priced * self.choices))
         if max(cost.values()) >= MAX_AMOUNT:
             raise BadRequest(
                 f"This call could cost more than any budget can hold ({cost['TOKENS']} tokens); "

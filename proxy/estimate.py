@@ -97,8 +97,14 @@ def estimate_completions(
     if suffix is not None:
         tokens += counter.count(_expect_str(suffix, "suffix"))
     limit = completion_limit(body, "completions")
-    choices = max(_count(body, "n"), _count(body, "best_of"))
-    return Estimate(tokens, (default_max_tokens if limit is None else limit) * choices)
+    n, best_of = _count(body, "n"), _count(body, "best_of")
+    if best_of > 1 and body.get("stream") is True:
+        raise BadRequest(
+            f"'best_of' ({best_of}) generates candidates server-side and returns the best: its "
+            "results cannot be streamed. Leave out 'stream' or 'best_of'.",
+            param="best_of",
+        )
+    return Estimate(tokens, (default_max_tokens if limit is None else limit) * max(n, best_of))
 
 
 def estimate_embeddings(
