@@ -195,7 +195,7 @@ class PreparedCall:
             variant.model,
             variant.price,
             variant.prompt_tokens,
-            self._body(changes, refused),
+            self._body(changes, refused + self._refused_options()),
             self.stream,
             self.hide_usage_chunk,
             variant.timeouts,
@@ -206,6 +206,12 @@ class PreparedCall:
         if self.endpoint.name == "chat":
             return chat_limit_fields(self.body, price.limit_field)
         return self.endpoint.limit_field, ()
+
+    def _refused_options(self) -> tuple[str, ...]:
+        """`stream_options` (the client's too) for an upstream that refuses it: its stream is
+        settled from usage it reports by itself, else from the counted text."""
+        refused = not self.upstream.include_usage and "stream_options" in self.body
+        return ("stream_options",) if refused else ()
 
     def _body(self, changes: dict[str, Any], removed: tuple[str, ...]) -> bytes:
         if not changes and not removed:
@@ -289,7 +295,10 @@ def prepare(
         body=body,
         raw=raw,
         stream=stream,
-        hide_usage_chunk=stream and endpoint.asks_usage and not _client_asked_usage(body),
+        hide_usage_chunk=stream
+        and endpoint.asks_usage
+        and upstream.include_usage
+        and not _client_asked_usage(body),
         choices=pricer.choices,
         asked_allowed=allowed,
         variants=(asked, *degraded),

@@ -36,7 +36,13 @@ PRICES: dict[str, dict[str, Decimal]] = {
     },
     "gpt-3.5-turbo-instruct": {"input": Decimal("1.50"), "output": Decimal(2)},
     "text-embedding-3-small": {"input": Decimal("0.02"), "output": Decimal(0)},
+    "llama-3.1-8b": {"input": Decimal("0.10"), "output": Decimal("0.20")},
 }
+
+VLLM = """
+vllm: {base_url: "http://vllm.internal:8000/v1", include_usage: false}
+"""
+"""An upstream that refuses stream_options, for `upstreams=`."""
 
 POLICY = """
 identity: header

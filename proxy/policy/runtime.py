@@ -171,6 +171,9 @@ class Upstream:
     timeouts: Timeouts | None = None
     """For its unbudgeted calls (model lists, passthrough): the policy's timeouts with the
     upstream's `timeouts:` applied; None when it overrides none."""
+    include_usage: bool = True
+    """Streams may ask for `stream_options.include_usage`; False: the upstream refuses any
+    `stream_options`, so none is sent."""
 
 
 @dataclass(frozen=True, slots=True)

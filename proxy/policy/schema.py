@@ -201,6 +201,7 @@ def _upstream(
         upstream.auth,
         tuple(upstream.passthrough),
         timeouts,
+        include_usage=upstream.include_usage,
     )
 
 

@@ -140,6 +140,9 @@ class UpstreamSpec(_Spec):
     auth: Literal["bearer", "x-api-key", "api-key"] = "bearer"
     passthrough: list[Annotated[str, AfterValidator(_check_passthrough)]] = []
     timeouts: RouteTimeoutsSpec | None = None
+    include_usage: bool = True
+    """false: the upstream refuses `stream_options` (older vLLM, some Azure API versions), so
+    none is sent; streams settle on usage it reports by itself, else on the counted text."""
 
 
 class RouteSpec(_Spec):
