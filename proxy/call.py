@@ -9,6 +9,7 @@ finally goes upstream.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 
 from proxy import encodings
-from proxy.errors import BadRequest, Forbidden
+from proxy.errors import BadRequest, Forbidden, NotFound
 from proxy.estimate import (
     EndpointName,
     Estimate,
@@ -38,7 +39,7 @@ from proxy.policy.runtime import (
     Upstream,
 )
 from proxy.pricing import Usage, amounts
-from proxy.shapes import messages, responses
+from proxy.shapes import azure, messages, responses
 from proxy.token_kinds import estimate_price
 from proxy.usage import StreamUsage, usage_from_body
 
@@ -62,6 +63,10 @@ class Endpoint:
     gateway_rules: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     """With identity: api_key, what the body must change (or a 400) for tenants that share
     one provider account."""
+    deployment: str | None = None
+    """Set per request on an Azure deployment path: the deployment, which names the model."""
+    api_version: str | None = None
+    """Set per request on an Azure deployment path: its `api-version` query parameter."""
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -108,6 +113,21 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
+def endpoint_for(path: str, query: Mapping[str, str]) -> Endpoint | None:
+    """The endpoint serving `path`: an OpenAI path, or an Azure deployment path (the endpoint
+    of its operation, carrying the deployment and api-version)."""
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is not None:
+        return endpoint
+    found = azure.parse_path(path)
+    if found is None:
+        return None
+    deployment, openai_path = found
+    return dataclasses.replace(
+        ENDPOINTS[openai_path], deployment=deployment, api_version=query.get("api-version")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Variant:
     """One form of the call: as asked (`rule` None) or rewritten by a degrade rule."""
@@ -126,6 +146,8 @@ class Variant:
     """The upstream timeouts of the model's route."""
     caps: tuple[tuple[str, str], ...] = ()
     """What differs from the request as the client sent it, for X-Cycles-Caps."""
+    wire_model: str = ""
+    """The name the upstream knows `model` by (an alias's, an Azure deployment); "": `model`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +164,8 @@ class Sent:
     hide_usage_chunk: bool
     timeouts: Timeouts
     """Those of the sent model's route (the policy's, unless the route overrides them)."""
+    path: str = ""
+    """Below the upstream's base URL: the endpoint's suffix, or an Azure deployment path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +183,8 @@ class PreparedCall:
     variants: tuple[Variant, ...]
     forced: dict[str, Any] = field(default_factory=dict)
     """Changes every form of the call carries, shadow mode included (gateway_rules)."""
+    api_version: str | None = None
+    """An Azure upstream's api-version: the client's, else the upstream's."""
 
     @property
     def asked(self) -> Variant:
@@ -175,8 +201,10 @@ class PreparedCall:
         if not rewrite:
             variant = self.asked
         changes: dict[str, Any] = dict(self.forced)
-        if rewrite and variant.model != self.model:
-            changes["model"] = variant.model
+        wire = variant.wire_model or variant.model
+        # Azure reads the model from the path; a body that names none keeps naming none.
+        if wire != self.body.get("model") and ("model" in self.body or not self._azure):
+            changes["model"] = wire
         limit = fitted if fitted is not None else variant.limit
         field, refused = self._limit_fields(variant.price)
         if not rewrite or limit is None:
@@ -199,7 +227,18 @@ class PreparedCall:
             self.stream,
             self.hide_usage_chunk,
             variant.timeouts,
+            self._path(wire),
         )
+
+    @property
+    def _azure(self) -> bool:
+        return self.upstream.kind == "azure"
+
+    def _path(self, wire: str) -> str:
+        if not self._azure:
+            return self.endpoint.suffix
+        suffix = self.endpoint.suffix
+        return azure.upstream_path(wire, suffix, self.api_version, self.upstream.name)
 
     def _limit_fields(self, price: ModelPrice) -> tuple[str | None, tuple[str, ...]]:
         """The field a limit is written in, and the limit fields the model refuses."""
@@ -265,18 +304,21 @@ def prepare(
 ) -> PreparedCall:
     """Validate the request and price every form it could be served in."""
     body = parse_body(raw)
-    model = require_model(body)
+    model = _deployment(policy, endpoint) if endpoint.deployment else require_model(body)
     price = _price(policy, model)
     upstream = policy.upstream_for(model)
     if upstream is None:
         raise BadRequest(
             f"No route in the policy serves model {model!r}.", code="no_route", param="model"
         )
+    api_version = endpoint.api_version or upstream.api_version
+    if upstream.kind == "azure":
+        azure.upstream_path(model, endpoint.suffix, api_version, upstream.name)  # 400 if bad
     stream = _stream_flag(body, endpoint)
     rules = endpoint.gateway_rules if policy.identity == "api_key" else None
     forced = rules(body) if rules is not None else {}
     pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name))
-    allowed = plan.quotas.model_allowed(model)
+    allowed = _allowed(policy, plan, model)
     asked = pricer.asked(model, price, bound=policy.bound == "hard" and not shadow)
     degraded = [
         variant
@@ -303,6 +345,7 @@ def prepare(
         asked_allowed=allowed,
         variants=(asked, *degraded),
         forced=forced,
+        api_version=api_version,
     )
 
 
@@ -352,7 +395,9 @@ class _Pricer:
                 param=self.endpoint.limit_field,
             )
         timeouts = self.policy.timeouts_for(model)
-        return Variant(rule, model, price, limit, priced, prompt, cost, timeouts, caps)
+        alias = self.policy.aliases.get(model)
+        wire = "" if alias is None else alias.send
+        return Variant(rule, model, price, limit, priced, prompt, cost, timeouts, caps, wire)
 
     def asked(self, model: str, price: ModelPrice, *, bound: bool) -> Variant:
         if self.endpoint.limit_field is None:
@@ -378,8 +423,16 @@ class _Pricer:
         if rule.kind == "model_not_allowed" and asked_allowed:
             return None
         model = rule.model or asked.model
+        if rule.model is not None and upstream.kind == "azure":
+            # A deployment of that model on the same Azure resource, or the rule cannot apply.
+            found = self.policy.deployment_for(upstream, rule.model)
+            if found is None:
+                return None
+            model = found
         price = _price(self.policy, model)
-        if self.policy.upstream_for(model) != upstream or not self.plan.quotas.model_allowed(model):
+        if self.policy.upstream_for(model) != upstream or not _allowed(
+            self.policy, self.plan, model
+        ):
             return None
         caps = [("model", model)] if model != asked.model else []
         limit = asked.limit
@@ -391,6 +444,25 @@ class _Pricer:
         else:
             caps += [c for c in asked.caps if c[0] == "max_tokens"]
         return self.variant(rule, model, price, limit, tuple(caps))
+
+
+def _deployment(policy: Policy, endpoint: Endpoint) -> str:
+    """An Azure path's deployment, which must be one an Azure upstream lists."""
+    deployment = endpoint.deployment or ""
+    alias = policy.aliases.get(deployment)
+    if alias is None or policy.upstreams[alias.upstream].kind != "azure":
+        raise NotFound(
+            f"No Azure upstream in the policy lists deployment {deployment!r}; ask the operator "
+            "to add it under the upstream's `deployments:`.",
+            code="deployment_not_found",
+        )
+    return deployment
+
+
+def _allowed(policy: Policy, plan: Plan, model: str) -> bool:
+    """The plan's `models` quota allows the name asked or the model it is priced as."""
+    quotas = plan.quotas
+    return quotas.model_allowed(model) or quotas.model_allowed(policy.priced_as(model))
 
 
 def _price(policy: Policy, model: str) -> ModelPrice:

@@ -61,6 +61,8 @@ class FakeSettings:
     """Chat: prompt tokens reported as audio (`prompt_tokens_details.audio_tokens`)."""
     audio_completion_tokens: int = 0
     """Chat: completion tokens reported as audio, billed on top of the text."""
+    deployments: dict[str, str] = field(default_factory=dict)
+    """Azure: deployment → the model it runs (other deployments are 404)."""
     cut_after: int | None = None
     """Responses, Messages: end a stream after this many text deltas, before its usage."""
 
@@ -99,6 +101,10 @@ class FakeUpstream:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/responses", self._shaped)
         app.router.add_post("/v1/messages", self._shaped)
+        for prefix in ("/v1", "/openai"):
+            for operation in _AZURE_OPERATIONS:
+                path = f"{prefix}/deployments/{{deployment}}/{operation}"
+                app.router.add_post(path, self._azure)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._anything)
         return app
@@ -110,6 +116,9 @@ class FakeUpstream:
         if request.path == "/v1/messages":
             if request.headers.get("x-api-key") != self.settings.api_key:
                 return _error(401, "invalid x-api-key", "authentication_error")
+        elif "/deployments/" in request.path:
+            if request.headers.get("api-key") != self.settings.api_key:
+                return _error(401, "Access denied due to invalid subscription key.", "401")
         elif request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
         self.calls += 1
@@ -306,8 +315,24 @@ class FakeUpstream:
             pass
         return response
 
-    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+    async def _azure(self, request: web.Request) -> web.StreamResponse:
+        """Azure OpenAI: the deployment in the path names the model; api-version is required."""
         body = orjson.loads(await request.read())
+        operation = request.path.split("/deployments/", 1)[1].split("/", 1)[1]
+        model = self.settings.deployments.get(request.match_info["deployment"])
+        if "api-version" not in request.query or model is None:
+            self.requests.append((request.path, dict(request.headers), body))
+            missing = "DeploymentNotFound" if model is None else "404"
+            return _error(404, "Resource not found", missing)
+        body = {**body, "model": model}
+        if operation == "embeddings":
+            return await self._embeddings(request, body)
+        return await self._generate(request, _AZURE_OPERATIONS[operation], body)
+
+    async def _embeddings(
+        self, request: web.Request, body: dict[str, Any] | None = None
+    ) -> web.StreamResponse:
+        body = orjson.loads(await request.read()) if body is None else body
         refused = self._admit(request, body)
         if refused is not None:
             return refused
@@ -341,6 +366,13 @@ class FakeUpstream:
     async def _anything(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, dict(request.headers), {}))
         return web.json_response({"path": request.path, "method": request.method})
+
+
+_AZURE_OPERATIONS = {
+    "chat/completions": "chat",
+    "completions": "completions",
+    "embeddings": "embeddings",
+}
 
 
 def _dumps(obj: Any) -> str:

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy.call import ENDPOINTS, PreparedCall, Sent
+from proxy.call import PreparedCall, Sent, endpoint_for
 from proxy.context import RUNTIME
 from proxy.decision import Decision
 from proxy.errors import ClientError, LedgerError, QuotaExceeded
@@ -129,7 +129,7 @@ async def middleware(
         headers[REQUEST_ID] = rid
         request = request.clone(headers=headers)
         request[_ID_KEY] = rid
-    endpoint = ENDPOINTS.get(request.path)
+    endpoint = endpoint_for(request.path, request.query)
     if endpoint is None or request.method != "POST":
         return await handler(request)
     record = CallRecord(request.app[METRICS], rid, endpoint.name)

@@ -134,10 +134,33 @@ class RouteTimeoutsSpec(_Spec):
     stream_total: Seconds | None = None
 
 
+class AliasSpec(_Spec):
+    """A model name clients use: what the upstream calls it, and what it is priced as."""
+
+    send: Name | None = None
+    """The upstream's own name for it; default: the name the client used."""
+    price: Name | None = None
+    """The `models:` entry it is priced as; default: the name the client used."""
+
+
+DeploymentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+
+
 class UpstreamSpec(_Spec):
     base_url: Annotated[str, AfterValidator(_check_base_url)]
     api_key_env: Annotated[str, AfterValidator(_check_env_name)] | None = None
-    auth: Literal["bearer", "x-api-key", "api-key"] = "bearer"
+    kind: Literal["openai", "azure"] = "openai"
+    """openai: OpenAI's paths (and OpenAI-compatible servers: vLLM, Ollama, ...); azure: Azure
+    OpenAI's deployment paths, base_url ending in /openai."""
+    auth: Literal["bearer", "x-api-key", "api-key"] | None = None
+    """Default: api-key on kind azure, bearer otherwise."""
+    models: dict[Name, Name | AliasSpec] = {}
+    """Names clients use for models this upstream serves: the upstream's own name (a string),
+    or {send, price}. Each name is routed here, before `routes:`."""
+    deployments: dict[DeploymentName, Name] = {}
+    """kind azure: deployment → the model it runs (priced by `models:`)."""
+    api_version: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+    """kind azure: the api-version for calls that name none (OpenAI-path calls)."""
     passthrough: list[Annotated[str, AfterValidator(_check_passthrough)]] = []
     timeouts: RouteTimeoutsSpec | None = None
     include_usage: bool = True
