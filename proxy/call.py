@@ -372,6 +372,7 @@ class _Pricer:
                 encodings.get_encoding(price.encoding),
                 default_max_tokens=self.plan.default_max_tokens,
                 tokenize_max_bytes=self.policy.limits.tokenize_max_bytes,
+                image_tokens_default=self.policy.limits.image_tokens_default,
             )
             self._prompts[price.encoding] = estimate.prompt_tokens
         return math.ceil(self._prompts[price.encoding] * price.tokenizer_factor)

@@ -46,6 +46,7 @@ vllm: {base_url: "http://vllm.internal:8000/v1", include_usage: false}
 
 POLICY = """
 identity: header
+{top}
 upstreams:
   openai: {{base_url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY}}
 {upstreams}
@@ -79,6 +80,7 @@ def breadth_policy(
     routes: str = "",
     models: str = "",
     plan: str = "",
+    top: str = "",
 ) -> Policy:
     """The policy above; each argument is YAML for its section, written without indentation."""
 
@@ -93,6 +95,7 @@ def breadth_policy(
             routes=indent(routes, 2),
             models=indent(models, 2),
             plan=indent(plan, 4),
+            top=indent(top, 0),
         )
     )
     return load_policy(path)

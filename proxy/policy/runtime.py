@@ -231,6 +231,9 @@ class Limits:
     """Per-path overrides, e.g. {"/v1/embeddings": 16 MiB}."""
     tokenize_max_bytes: int = 256 * 1024
     """Above this many bytes of text, the UTF-8 byte count bounds the token count instead."""
+    image_tokens_default: int = 1445
+    """Prompt tokens of an image whose size is unknown; the default is the tile rule's worst
+    case (estimate.IMAGE_TOKENS), so the reservation stays an upper bound."""
 
     def body_limit(self, path: str) -> int:
         return self.route_body_bytes.get(path, self.max_body_bytes)
