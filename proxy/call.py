@@ -39,6 +39,7 @@ from proxy.policy.runtime import (
     Upstream,
 )
 from proxy.pricing import Usage, amounts
+from proxy.request_body import client_asked_usage, parse_body, require_model, stream_flag
 from proxy.shapes import azure, messages, responses
 from proxy.token_kinds import estimate_price
 from proxy.usage import StreamUsage, usage_from_body
@@ -261,44 +262,6 @@ class PreparedCall:
         return orjson.dumps(body)
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"The request body is not valid JSON ({exc.args[0]}). Send a JSON object.",
-            code="invalid_json",
-        ) from None
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
-    if raw.count(b"[") + raw.count(b"{") > _MAX_DEPTH:
-        # orjson reads 1024 levels but writes only 255: what we must re-serialise (to count a
-        # tool's tokens, or to rewrite the body) has to fit the smaller limit.
-        try:
-            orjson.dumps(body)
-        except orjson.JSONEncodeError:
-            raise BadRequest(
-                f"The request body nests arrays and objects more than {_MAX_DEPTH} levels deep.",
-                code="invalid_json",
-            ) from None
-    return body
-
-
-_MAX_DEPTH = 254
-"""Nesting orjson.dumps accepts (its limit is 255 levels)."""
-
-
-def require_model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest(
-            "Missing or invalid 'model': send the model name as a non-empty string.",
-            code="invalid_model",
-            param="model",
-        )
-    return model
-
-
 def prepare(
     policy: Policy, plan: Plan, endpoint: Endpoint, raw: bytes, *, shadow: bool
 ) -> PreparedCall:
@@ -314,7 +277,7 @@ def prepare(
     api_version = endpoint.api_version or upstream.api_version
     if upstream.kind == "azure":
         azure.upstream_path(model, endpoint.suffix, api_version, upstream.name)  # 400 if bad
-    stream = _stream_flag(body, endpoint)
+    stream = stream_flag(body, endpoint.name)
     rules = endpoint.gateway_rules if policy.identity == "api_key" else None
     forced = rules(body) if rules is not None else {}
     pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name))
@@ -340,7 +303,7 @@ def prepare(
         hide_usage_chunk=stream
         and endpoint.asks_usage
         and upstream.include_usage
-        and not _client_asked_usage(body),
+        and not client_asked_usage(body),
         choices=pricer.choices,
         asked_allowed=allowed,
         variants=(asked, *degraded),
@@ -476,23 +439,3 @@ def _price(policy: Policy, model: str) -> ModelPrice:
             param="model",
         )
     return price
-
-
-def _stream_flag(body: dict[str, Any], endpoint: Endpoint) -> bool:
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest("'stream' must be true or false.", code="invalid_type", param="stream")
-    if stream and endpoint.name == "embeddings":
-        raise BadRequest("Embeddings cannot be streamed.", code="invalid_type", param="stream")
-    return stream
-
-
-def _client_asked_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    if options is None:
-        return False
-    if not isinstance(options, dict):
-        raise BadRequest(
-            "'stream_options' must be an object.", code="invalid_type", param="stream_options"
-        )
-    return options.get("include_usage") is True
