@@ -33,7 +33,7 @@ from proxy.ledger.replays import open_replays
 from proxy.ledger.tenancy import TenantRecord, TenantStore
 from proxy.metrics import Metrics
 from proxy.policy.runtime import Policy
-from proxy.shapes import messages
+from proxy.shapes import azure, messages
 from proxy.watcher import PolicyWatcher, Reload
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def build_app(
             require_noeviction=require_noeviction,
         )
     )
-    for path in ENDPOINTS:
+    for path in (*ENDPOINTS, *azure.ROUTES):
         app.router.add_post(path, handlers.budgeted)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", observe.readyz)

@@ -9,6 +9,7 @@ finally goes upstream.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 
 from proxy import encodings
-from proxy.errors import BadRequest, Forbidden
+from proxy.errors import BadRequest, Forbidden, NotFound
 from proxy.estimate import (
     EndpointName,
     Estimate,
@@ -27,6 +28,7 @@ from proxy.estimate import (
     estimate_completions,
     estimate_embeddings,
 )
+from proxy.model_rules import chat_limit_fields
 from proxy.policy.runtime import (
     MAX_AMOUNT,
     DegradeRule,
@@ -37,7 +39,9 @@ from proxy.policy.runtime import (
     Upstream,
 )
 from proxy.pricing import Usage, amounts
-from proxy.shapes import messages, responses
+from proxy.request_body import client_asked_usage, parse_body, require_model, stream_flag
+from proxy.shapes import azure, messages, responses
+from proxy.token_kinds import estimate_price
 from proxy.usage import StreamUsage, usage_from_body
 
 Estimator = Callable[..., Estimate]
@@ -60,6 +64,10 @@ class Endpoint:
     gateway_rules: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     """With identity: api_key, what the body must change (or a 400) for tenants that share
     one provider account."""
+    deployment: str | None = None
+    """Set per request on an Azure deployment path: the deployment, which names the model."""
+    api_version: str | None = None
+    """Set per request on an Azure deployment path: its `api-version` query parameter."""
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -106,6 +114,21 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
+def endpoint_for(path: str, query: Mapping[str, str]) -> Endpoint | None:
+    """The endpoint serving `path`: an OpenAI path, or an Azure deployment path (the endpoint
+    of its operation, carrying the deployment and api-version)."""
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is not None:
+        return endpoint
+    found = azure.parse_path(path)
+    if found is None:
+        return None
+    deployment, openai_path = found
+    return dataclasses.replace(
+        ENDPOINTS[openai_path], deployment=deployment, api_version=query.get("api-version")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Variant:
     """One form of the call: as asked (`rule` None) or rewritten by a degrade rule."""
@@ -124,6 +147,8 @@ class Variant:
     """The upstream timeouts of the model's route."""
     caps: tuple[tuple[str, str], ...] = ()
     """What differs from the request as the client sent it, for X-Cycles-Caps."""
+    wire_model: str = ""
+    """The name the upstream knows `model` by (an alias's, an Azure deployment); "": `model`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +165,8 @@ class Sent:
     hide_usage_chunk: bool
     timeouts: Timeouts
     """Those of the sent model's route (the policy's, unless the route overrides them)."""
+    path: str = ""
+    """Below the upstream's base URL: the endpoint's suffix, or an Azure deployment path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +184,8 @@ class PreparedCall:
     variants: tuple[Variant, ...]
     forced: dict[str, Any] = field(default_factory=dict)
     """Changes every form of the call carries, shadow mode included (gateway_rules)."""
+    api_version: str | None = None
+    """An Azure upstream's api-version: the client's, else the upstream's."""
 
     @property
     def asked(self) -> Variant:
@@ -168,78 +197,69 @@ class PreparedCall:
 
     def send(self, variant: Variant, *, fitted: int | None, rewrite: bool) -> Sent:
         """The request for `variant` (with the completion `fitted` by the ledger, if any).
-        `rewrite=False` (shadow mode) sends the call as asked, touched only to ask for usage."""
+        `rewrite=False` (shadow mode) sends the call as asked, touched only to ask for usage
+        and to follow the model's request rules (model_rules.py)."""
         if not rewrite:
             variant = self.asked
         changes: dict[str, Any] = dict(self.forced)
-        if rewrite and variant.model != self.model:
-            changes["model"] = variant.model
+        wire = variant.wire_model or variant.model
+        # Azure reads the model from the path; a body that names none keeps naming none.
+        if wire != self.body.get("model") and ("model" in self.body or not self._azure):
+            changes["model"] = wire
         limit = fitted if fitted is not None else variant.limit
-        field = self._limit_field()
-        if rewrite and field is not None and limit is not None and limit != self.body.get(field):
+        field, refused = self._limit_fields(variant.price)
+        if not rewrite or limit is None:
+            # Only a limit the client sent, moved to the field the model takes.
+            limit = completion_limit(self.body, self.endpoint.name) if refused else None
+        if field is not None and limit is not None and limit != self.body.get(field):
             changes[field] = limit
         if self.hide_usage_chunk:
             changes["stream_options"] = {
                 **(self.body.get("stream_options") or {}),
                 "include_usage": True,
             }
-        body = orjson.dumps({**self.body, **changes}) if changes else self.raw
         return Sent(
             self.endpoint,
             self.upstream,
             variant.model,
             variant.price,
             variant.prompt_tokens,
-            body,
+            self._body(changes, refused + self._refused_options()),
             self.stream,
             self.hide_usage_chunk,
             variant.timeouts,
+            self._path(wire),
         )
 
-    def _limit_field(self) -> str | None:
-        """Rewrite whichever limit the client used, else add the one the endpoint accepts."""
-        body = self.body
-        if self.endpoint.name == "chat" and body.get("max_completion_tokens") is None:
-            return "max_tokens" if body.get("max_tokens") is not None else "max_completion_tokens"
-        return self.endpoint.limit_field
+    @property
+    def _azure(self) -> bool:
+        return self.upstream.kind == "azure"
 
+    def _path(self, wire: str) -> str:
+        if not self._azure:
+            return self.endpoint.suffix
+        suffix = self.endpoint.suffix
+        return azure.upstream_path(wire, suffix, self.api_version, self.upstream.name)
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"The request body is not valid JSON ({exc.args[0]}). Send a JSON object.",
-            code="invalid_json",
-        ) from None
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object.", code="invalid_json")
-    if raw.count(b"[") + raw.count(b"{") > _MAX_DEPTH:
-        # orjson reads 1024 levels but writes only 255: what we must re-serialise (to count a
-        # tool's tokens, or to rewrite the body) has to fit the smaller limit.
-        try:
-            orjson.dumps(body)
-        except orjson.JSONEncodeError:
-            raise BadRequest(
-                f"The request body nests arrays and objects more than {_MAX_DEPTH} levels deep.",
-                code="invalid_json",
-            ) from None
-    return body
+    def _limit_fields(self, price: ModelPrice) -> tuple[str | None, tuple[str, ...]]:
+        """The field a limit is written in, and the limit fields the model refuses."""
+        if self.endpoint.name == "chat":
+            return chat_limit_fields(self.body, price.limit_field)
+        return self.endpoint.limit_field, ()
 
+    def _refused_options(self) -> tuple[str, ...]:
+        """`stream_options` (the client's too) for an upstream that refuses it: its stream is
+        settled from usage it reports by itself, else from the counted text."""
+        refused = not self.upstream.include_usage and "stream_options" in self.body
+        return ("stream_options",) if refused else ()
 
-_MAX_DEPTH = 254
-"""Nesting orjson.dumps accepts (its limit is 255 levels)."""
-
-
-def require_model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest(
-            "Missing or invalid 'model': send the model name as a non-empty string.",
-            code="invalid_model",
-            param="model",
-        )
-    return model
+    def _body(self, changes: dict[str, Any], removed: tuple[str, ...]) -> bytes:
+        if not changes and not removed:
+            return self.raw
+        body = {**self.body, **changes}
+        for name in removed:
+            body.pop(name, None)
+        return orjson.dumps(body)
 
 
 def prepare(
@@ -247,18 +267,21 @@ def prepare(
 ) -> PreparedCall:
     """Validate the request and price every form it could be served in."""
     body = parse_body(raw)
-    model = require_model(body)
+    model = _deployment(policy, endpoint) if endpoint.deployment else require_model(body)
     price = _price(policy, model)
     upstream = policy.upstream_for(model)
     if upstream is None:
         raise BadRequest(
             f"No route in the policy serves model {model!r}.", code="no_route", param="model"
         )
-    stream = _stream_flag(body, endpoint)
+    api_version = endpoint.api_version or upstream.api_version
+    if upstream.kind == "azure":
+        azure.upstream_path(model, endpoint.suffix, api_version, upstream.name)  # 400 if bad
+    stream = stream_flag(body, endpoint.name)
     rules = endpoint.gateway_rules if policy.identity == "api_key" else None
     forced = rules(body) if rules is not None else {}
     pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name))
-    allowed = plan.quotas.model_allowed(model)
+    allowed = _allowed(policy, plan, model)
     asked = pricer.asked(model, price, bound=policy.bound == "hard" and not shadow)
     degraded = [
         variant
@@ -277,11 +300,15 @@ def prepare(
         body=body,
         raw=raw,
         stream=stream,
-        hide_usage_chunk=stream and endpoint.asks_usage and not _client_asked_usage(body),
+        hide_usage_chunk=stream
+        and endpoint.asks_usage
+        and upstream.include_usage
+        and not client_asked_usage(body),
         choices=pricer.choices,
         asked_allowed=allowed,
         variants=(asked, *degraded),
         forced=forced,
+        api_version=api_version,
     )
 
 
@@ -308,6 +335,7 @@ class _Pricer:
                 encodings.get_encoding(price.encoding),
                 default_max_tokens=self.plan.default_max_tokens,
                 tokenize_max_bytes=self.policy.limits.tokenize_max_bytes,
+                image_tokens_default=self.policy.limits.image_tokens_default,
             )
             self._prompts[price.encoding] = estimate.prompt_tokens
         return math.ceil(self._prompts[price.encoding] * price.tokenizer_factor)
@@ -322,7 +350,7 @@ class _Pricer:
     ) -> Variant:
         prompt = self.prompt_tokens(price)
         priced = self.plan.default_max_tokens if limit is None else limit
-        cost = amounts(price, Usage(prompt, priced * self.choices))
+        cost = amounts(estimate_price(price, self.body), Usage(prompt, priced * self.choices))
         if max(cost.values()) >= MAX_AMOUNT:
             raise BadRequest(
                 f"This call could cost more than any budget can hold ({cost['TOKENS']} tokens); "
@@ -331,7 +359,9 @@ class _Pricer:
                 param=self.endpoint.limit_field,
             )
         timeouts = self.policy.timeouts_for(model)
-        return Variant(rule, model, price, limit, priced, prompt, cost, timeouts, caps)
+        alias = self.policy.aliases.get(model)
+        wire = "" if alias is None else alias.send
+        return Variant(rule, model, price, limit, priced, prompt, cost, timeouts, caps, wire)
 
     def asked(self, model: str, price: ModelPrice, *, bound: bool) -> Variant:
         if self.endpoint.limit_field is None:
@@ -357,8 +387,16 @@ class _Pricer:
         if rule.kind == "model_not_allowed" and asked_allowed:
             return None
         model = rule.model or asked.model
+        if rule.model is not None and upstream.kind == "azure":
+            # A deployment of that model on the same Azure resource, or the rule cannot apply.
+            found = self.policy.deployment_for(upstream, rule.model)
+            if found is None:
+                return None
+            model = found
         price = _price(self.policy, model)
-        if self.policy.upstream_for(model) != upstream or not self.plan.quotas.model_allowed(model):
+        if self.policy.upstream_for(model) != upstream or not _allowed(
+            self.policy, self.plan, model
+        ):
             return None
         caps = [("model", model)] if model != asked.model else []
         limit = asked.limit
@@ -372,6 +410,25 @@ class _Pricer:
         return self.variant(rule, model, price, limit, tuple(caps))
 
 
+def _deployment(policy: Policy, endpoint: Endpoint) -> str:
+    """An Azure path's deployment, which must be one an Azure upstream lists."""
+    deployment = endpoint.deployment or ""
+    alias = policy.aliases.get(deployment)
+    if alias is None or policy.upstreams[alias.upstream].kind != "azure":
+        raise NotFound(
+            f"No Azure upstream in the policy lists deployment {deployment!r}; ask the operator "
+            "to add it under the upstream's `deployments:`.",
+            code="deployment_not_found",
+        )
+    return deployment
+
+
+def _allowed(policy: Policy, plan: Plan, model: str) -> bool:
+    """The plan's `models` quota allows the name asked or the model it is priced as."""
+    quotas = plan.quotas
+    return quotas.model_allowed(model) or quotas.model_allowed(policy.priced_as(model))
+
+
 def _price(policy: Policy, model: str) -> ModelPrice:
     price = policy.price_for(model)
     if price is None:
@@ -382,23 +439,3 @@ def _price(policy: Policy, model: str) -> ModelPrice:
             param="model",
         )
     return price
-
-
-def _stream_flag(body: dict[str, Any], endpoint: Endpoint) -> bool:
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest("'stream' must be true or false.", code="invalid_type", param="stream")
-    if stream and endpoint.name == "embeddings":
-        raise BadRequest("Embeddings cannot be streamed.", code="invalid_type", param="stream")
-    return stream
-
-
-def _client_asked_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    if options is None:
-        return False
-    if not isinstance(options, dict):
-        raise BadRequest(
-            "'stream_options' must be an object.", code="invalid_type", param="stream_options"
-        )
-    return options.get("include_usage") is True

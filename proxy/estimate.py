@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from proxy.errors import BadRequest
+from proxy.images import image_tokens
 
 EndpointName = Literal["chat", "completions", "embeddings", "responses", "messages"]
 
@@ -28,8 +29,8 @@ TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 IMAGE_TOKENS = 1445
 """Worst case of the 512-px tile rule (gpt-4o, detail high or auto): the image is fitted into
-2048 x 2048, its short side scaled to 768, so at most 2 x 4 tiles: 85 + 8 * 170. We never fetch
-or decode an image to learn its real size."""
+2048 x 2048, its short side scaled to 768, so at most 2 x 4 tiles: 85 + 8 * 170. The default
+for an image whose size cannot be read from its data: URL header (images.py); never fetched."""
 IMAGE_TOKENS_LOW = 85
 """detail: low is a flat 85 tokens whatever the size."""
 TOOLS_OVERHEAD = 19
@@ -80,11 +81,13 @@ _COUNTS = _CountCache(max_chars=16 * 1024 * 1024)
 
 class TextCounter:
     """Counts tokens of strings, tokenising at most `max_bytes` of UTF-8 over its lifetime
-    (the same texts count the same whether or not they were counted before)."""
+    (the same texts count the same whether or not they were counted before). `image_tokens`
+    counts an image whose size is unknown (images.py)."""
 
-    def __init__(self, enc: Tokenizer, max_bytes: int) -> None:
+    def __init__(self, enc: Tokenizer, max_bytes: int, image_tokens: int = IMAGE_TOKENS) -> None:
         self._enc = enc
         self._budget = max_bytes
+        self.image_tokens = image_tokens
 
     def count(self, text: str) -> int:
         size = utf8_len(text)
@@ -98,10 +101,16 @@ class TextCounter:
 
 
 def estimate_chat(
-    body: Mapping[str, Any], enc: Tokenizer, *, default_max_tokens: int, tokenize_max_bytes: int
+    body: Mapping[str, Any],
+    enc: Tokenizer,
+    *,
+    default_max_tokens: int,
+    tokenize_max_bytes: int,
+    image_tokens_default: int = IMAGE_TOKENS,
 ) -> Estimate:
-    """Prompt and completion tokens of a /v1/chat/completions request."""
-    counter = TextCounter(enc, tokenize_max_bytes)
+    """Prompt and completion tokens of a /v1/chat/completions request; an image whose size
+    cannot be read counts `image_tokens_default`."""
+    counter = TextCounter(enc, tokenize_max_bytes, image_tokens_default)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest(
@@ -117,7 +126,12 @@ def estimate_chat(
 
 
 def estimate_completions(
-    body: Mapping[str, Any], enc: Tokenizer, *, default_max_tokens: int, tokenize_max_bytes: int
+    body: Mapping[str, Any],
+    enc: Tokenizer,
+    *,
+    default_max_tokens: int,
+    tokenize_max_bytes: int,
+    image_tokens_default: int = IMAGE_TOKENS,
 ) -> Estimate:
     """Prompt and completion tokens of a /v1/completions request. `best_of` candidates are all
     generated and billed, so the multiplier is max(n, best_of)."""
@@ -129,12 +143,23 @@ def estimate_completions(
     if suffix is not None:
         tokens += counter.count(_expect_str(suffix, "suffix"))
     limit = completion_limit(body, "completions")
-    choices = max(_count(body, "n"), _count(body, "best_of"))
-    return Estimate(tokens, (default_max_tokens if limit is None else limit) * choices)
+    n, best_of = _count(body, "n"), _count(body, "best_of")
+    if best_of > 1 and body.get("stream") is True:
+        raise BadRequest(
+            f"'best_of' ({best_of}) generates candidates server-side and returns the best: its "
+            "results cannot be streamed. Leave out 'stream' or 'best_of'.",
+            param="best_of",
+        )
+    return Estimate(tokens, (default_max_tokens if limit is None else limit) * max(n, best_of))
 
 
 def estimate_embeddings(
-    body: Mapping[str, Any], enc: Tokenizer, *, default_max_tokens: int, tokenize_max_bytes: int
+    body: Mapping[str, Any],
+    enc: Tokenizer,
+    *,
+    default_max_tokens: int,
+    tokenize_max_bytes: int,
+    image_tokens_default: int = IMAGE_TOKENS,
 ) -> Estimate:
     """Input tokens of a /v1/embeddings request; embeddings produce no completion tokens.
     `default_max_tokens` is accepted so every endpoint has the same signature."""
@@ -224,7 +249,7 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
     if kind == "text":
         return counter.count(_expect_str(part.get("text"), f"{path}.text"))
     if kind == "image_url":
-        return _image_tokens(part.get("image_url"), f"{path}.image_url")
+        return _image_tokens(counter, part.get("image_url"), f"{path}.image_url")
     if kind == "input_audio":
         audio = part.get("input_audio")
         data = audio.get("data") if isinstance(audio, dict) else None
@@ -233,12 +258,18 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
     return counter.count_json(part)
 
 
-def _image_tokens(image: Any, path: str) -> int:
+def _image_tokens(counter: TextCounter, image: Any, path: str) -> int:
     if isinstance(image, str):
-        return IMAGE_TOKENS
+        return image_tokens(image, "auto", counter.image_tokens)
     if not isinstance(image, dict) or not isinstance(image.get("url"), str):
         raise BadRequest(f"{path} must be an object with a string 'url'", param=path)
-    return IMAGE_TOKENS_LOW if image.get("detail") == "low" else IMAGE_TOKENS
+    detail = image.get("detail", "auto")
+    if detail not in ("low", "high", "auto"):
+        raise BadRequest(
+            f"{path}.detail must be 'low', 'high' or 'auto', got {_describe(detail)}",
+            param=f"{path}.detail",
+        )
+    return image_tokens(image["url"], detail, counter.image_tokens)
 
 
 def _definitions_tokens(counter: TextCounter, body: Mapping[str, Any]) -> int:

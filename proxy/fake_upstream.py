@@ -11,6 +11,8 @@ reserves.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,12 +46,23 @@ class FakeSettings:
     """Every k-th budgeted call answers 500 (0: never)."""
     send_usage: bool = True
     """Honour stream_options.include_usage (older vLLM and some Azure versions do not)."""
+    reject_stream_options: bool = False
+    """Answer 400 to any `stream_options`, as older vLLM and Azure API versions do."""
+    continuous_usage: bool = False
+    """Chat and completion streams carry a usage object on every chunk, running totals (vLLM's
+    continuous usage stats), whether asked or not."""
     cached_tokens: int = 0
-    """Prompt tokens reported as read from the cache (Responses, Messages)."""
+    """Prompt tokens reported as read from the cache (chat, Responses, Messages)."""
     cache_write_tokens: int = 0
     """Prompt tokens reported as written to the cache (Messages)."""
     reasoning_tokens: int = 0
-    """Responses: output tokens spent reasoning, billed but never streamed."""
+    """Chat, Responses: output tokens spent reasoning, billed but never streamed."""
+    audio_prompt_tokens: int = 0
+    """Chat: prompt tokens reported as audio (`prompt_tokens_details.audio_tokens`)."""
+    audio_completion_tokens: int = 0
+    """Chat: completion tokens reported as audio, billed on top of the text."""
+    deployments: dict[str, str] = field(default_factory=dict)
+    """Azure: deployment → the model it runs (other deployments are 404)."""
     cut_after: int | None = None
     """Responses, Messages: end a stream after this many text deltas, before its usage."""
 
@@ -65,6 +78,10 @@ class Billed:
     cache_write_tokens: int = 0
     """Part of prompt_tokens."""
     reasoning_tokens: int = 0
+    """Part of completion_tokens."""
+    audio_prompt_tokens: int = 0
+    """Part of prompt_tokens."""
+    audio_completion_tokens: int = 0
     """Part of completion_tokens."""
 
 
@@ -84,6 +101,10 @@ class FakeUpstream:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/responses", self._shaped)
         app.router.add_post("/v1/messages", self._shaped)
+        for prefix in ("/v1", "/openai"):
+            for operation in _AZURE_OPERATIONS:
+                path = f"{prefix}/deployments/{{deployment}}/{operation}"
+                app.router.add_post(path, self._azure)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._anything)
         return app
@@ -95,6 +116,9 @@ class FakeUpstream:
         if request.path == "/v1/messages":
             if request.headers.get("x-api-key") != self.settings.api_key:
                 return _error(401, "invalid x-api-key", "authentication_error")
+        elif "/deployments/" in request.path:
+            if request.headers.get("api-key") != self.settings.api_key:
+                return _error(401, "Access denied due to invalid subscription key.", "401")
         elif request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
         self.calls += 1
@@ -127,9 +151,11 @@ class FakeUpstream:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, "completions")
 
-    async def _generate(self, request: web.Request, endpoint: str) -> web.StreamResponse:
-        body = orjson.loads(await request.read())
-        refused = self._admit(request, body)
+    async def _generate(
+        self, request: web.Request, endpoint: str, body: dict[str, Any] | None = None
+    ) -> web.StreamResponse:
+        body = orjson.loads(await request.read()) if body is None else body
+        refused = self._admit(request, body) or self._refuse_parameters(endpoint, body)
         if refused is not None:
             return refused
         await self._enter()
@@ -142,9 +168,9 @@ class FakeUpstream:
             per_choice = self._completion_tokens(body)
             if body.get("stream"):
                 return await self._stream(request, endpoint, body, prompt, per_choice, n)
-            self.billed.append(Billed(endpoint, model, prompt, per_choice * generated))
-            answer = _whole(endpoint, model, per_choice, n, prompt)
-            answer["usage"] = _usage(prompt, per_choice * generated)
+            billed = self._bill(endpoint, model, prompt, per_choice * generated)
+            answer = _whole(endpoint, model, per_choice, n)
+            answer["usage"] = _usage(billed)
             return web.json_response(answer, dumps=_dumps)
         finally:
             self.in_flight -= 1
@@ -164,8 +190,9 @@ class FakeUpstream:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         # The provider bills the whole generation whether or not anyone is still listening.
-        self.billed.append(Billed(endpoint, model, prompt, per_choice * n))
+        billed = self._bill(endpoint, model, prompt, per_choice * n)
         chunks = max(1, min(self.settings.chunks, per_choice or 1))
+        so_far = 0
         try:
             for i in range(chunks):
                 tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
@@ -173,13 +200,20 @@ class FakeUpstream:
                     chunk = _chunk(endpoint, model, index, WORD * tokens, i == chunks - 1)
                     if with_usage:
                         chunk["usage"] = None
+                    if self.settings.continuous_usage:
+                        so_far += tokens
+                        last = i == chunks - 1 and index == n - 1
+                        total = billed.completion_tokens if last else so_far
+                        chunk["usage"] = _usage(
+                            dataclasses.replace(billed, completion_tokens=total)
+                        )
                     await response.write(_event(chunk))
                 if self.settings.chunk_delay:
                     await asyncio.sleep(self.settings.chunk_delay)
             if with_usage:
                 final = _chunk(endpoint, model, 0, "", False)
                 final["choices"] = []
-                final["usage"] = _usage(prompt, per_choice * n)
+                final["usage"] = _usage(billed)
                 await response.write(_event(final))
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
@@ -218,6 +252,37 @@ class FakeUpstream:
         finally:
             self.in_flight -= 1
 
+    def _bill(self, endpoint: str, model: str, prompt: int, visible: int) -> Billed:
+        """Chat bills cached, reasoning and audio tokens as the settings say; completions only
+        what it generated."""
+        billed = Billed(endpoint, model, prompt, visible)
+        if endpoint == "chat":
+            s = self.settings
+            cached = min(s.cached_tokens, prompt)
+            audio_in = min(s.audio_prompt_tokens, prompt - cached)
+            completion = visible + s.reasoning_tokens + s.audio_completion_tokens
+            billed = Billed(
+                endpoint,
+                model,
+                prompt,
+                completion,
+                cached,
+                reasoning_tokens=s.reasoning_tokens,
+                audio_prompt_tokens=audio_in,
+                audio_completion_tokens=s.audio_completion_tokens,
+            )
+        self.billed.append(billed)
+        return billed
+
+    def _refuse_parameters(self, endpoint: str, body: dict[str, Any]) -> web.Response | None:
+        if self.settings.reject_stream_options and "stream_options" in body:
+            return _invalid(
+                "Unrecognized request argument supplied: stream_options",
+                "stream_options",
+                "invalid_request",
+            )
+        return _refuse_by_model(endpoint, body)
+
     def _bill_shaped(self, endpoint: str, body: dict[str, Any], visible: int) -> Billed:
         prompt = _prompt_tokens(endpoint, body)
         cached = min(self.settings.cached_tokens, prompt)
@@ -250,8 +315,24 @@ class FakeUpstream:
             pass
         return response
 
-    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+    async def _azure(self, request: web.Request) -> web.StreamResponse:
+        """Azure OpenAI: the deployment in the path names the model; api-version is required."""
         body = orjson.loads(await request.read())
+        operation = request.path.split("/deployments/", 1)[1].split("/", 1)[1]
+        model = self.settings.deployments.get(request.match_info["deployment"])
+        if "api-version" not in request.query or model is None:
+            self.requests.append((request.path, dict(request.headers), body))
+            missing = "DeploymentNotFound" if model is None else "404"
+            return _error(404, "Resource not found", missing)
+        body = {**body, "model": model}
+        if operation == "embeddings":
+            return await self._embeddings(request, body)
+        return await self._generate(request, _AZURE_OPERATIONS[operation], body)
+
+    async def _embeddings(
+        self, request: web.Request, body: dict[str, Any] | None = None
+    ) -> web.StreamResponse:
+        body = orjson.loads(await request.read()) if body is None else body
         refused = self._admit(request, body)
         if refused is not None:
             return refused
@@ -287,6 +368,13 @@ class FakeUpstream:
         return web.json_response({"path": request.path, "method": request.method})
 
 
+_AZURE_OPERATIONS = {
+    "chat/completions": "chat",
+    "completions": "completions",
+    "embeddings": "embeddings",
+}
+
+
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
@@ -308,17 +396,24 @@ def _prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
     return int(estimate.prompt_tokens)
 
 
-def _usage(prompt: int, completion: int) -> dict[str, Any]:
+def _usage(billed: Billed) -> dict[str, Any]:
+    prompt, completion = billed.prompt_tokens, billed.completion_tokens
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+        "prompt_tokens_details": {
+            "cached_tokens": billed.cached_tokens,
+            "audio_tokens": billed.audio_prompt_tokens,
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": billed.reasoning_tokens,
+            "audio_tokens": billed.audio_completion_tokens,
+        },
     }
 
 
-def _whole(endpoint: str, model: str, per_choice: int, n: int, prompt: int) -> dict[str, Any]:
+def _whole(endpoint: str, model: str, per_choice: int, n: int) -> dict[str, Any]:
     text = WORD * per_choice
     if endpoint == "chat":
         choices = [
@@ -343,7 +438,6 @@ def _whole(endpoint: str, model: str, per_choice: int, n: int, prompt: int) -> d
         "created": int(time.time()),
         "model": model,
         "choices": choices,
-        "usage": _usage(prompt, per_choice * n),
     }
 
 
@@ -367,6 +461,28 @@ def _chunk(endpoint: str, model: str, index: int, text: str, last: bool) -> dict
         "model": model,
         "choices": [choice],
     }
+
+
+def _refuse_by_model(endpoint: str, body: dict[str, Any]) -> web.Response | None:
+    """What OpenAI refuses by model: `max_tokens` on chat with an o-series or gpt-5 model."""
+    if endpoint == "chat" and _REASONING.fullmatch(body["model"]) and "max_tokens" in body:
+        return _invalid(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+            "max_tokens",
+            "unsupported_parameter",
+        )
+    return None
+
+
+_REASONING = re.compile(r"(o\d|gpt-5)([-.].*)?")
+
+
+def _invalid(message: str, param: str, code: str) -> web.Response:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
+    return web.json_response(body, status=400)
 
 
 def _error(status: int, message: str, code: str | None) -> web.Response:

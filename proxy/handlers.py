@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy import alerts, decision, identity, observe, relay, replay, tasks
-from proxy.call import ENDPOINTS, Endpoint, PreparedCall, Sent, prepare
+from proxy.call import Endpoint, PreparedCall, Sent, endpoint_for, prepare
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig
 from proxy.errors import (
@@ -63,7 +63,9 @@ async def _budgeted(
     claim: replay.Claim,
 ) -> web.StreamResponse:
     """Admit, decide, then forward and settle; `claim` records the answer for client retries."""
-    call, reserve, result = await _admit(rt, tenant, scope, ENDPOINTS[request.path], raw)
+    endpoint = endpoint_for(request.path, request.query)
+    assert endpoint is not None, "app.py routes only budgeted paths here"
+    call, reserve, result = await _admit(rt, tenant, scope, endpoint, raw)
     shadow = reserve.shadow
     try:
         verdict = _verdict(result, call, reserve, shadow=shadow)
@@ -212,7 +214,7 @@ async def _forward(
 async def _send_or_release(
     request: web.Request, rt: Runtime, call: Sent, reservation: Reservation | None
 ) -> aiohttp.ClientResponse:
-    url = relay.upstream_url(call.upstream.base_url, call.endpoint.suffix)
+    url = relay.upstream_url(call.upstream.base_url, call.path)
     headers = relay.headers_up(
         request.headers, rt.api_keys.get(call.upstream.name), call.upstream.auth
     )

@@ -66,9 +66,11 @@ async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRec
 
 
 def _credential(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """`Authorization: Bearer ck-…`, or `x-api-key: ck-…` as the anthropic SDK sends it."""
-    if "Authorization" not in headers and "x-api-key" in headers:
-        token = headers["x-api-key"].strip()
+    """`Authorization: Bearer ck-…`, or `x-api-key: ck-…` as the anthropic SDK sends it, or
+    `api-key: ck-…` as the Azure OpenAI client does."""
+    header = next((h for h in ("x-api-key", "api-key") if h in headers), None)
+    if "Authorization" not in headers and header is not None:
+        token = headers[header].strip()
         return (token, None) if PLAIN.fullmatch(token) else (None, "malformed_api_key")
     return _bearer(headers.get("Authorization"))
 

@@ -25,7 +25,7 @@ from typing import TypeVar
 import orjson
 from aiohttp import web
 
-from proxy.call import ENDPOINTS, PreparedCall, Sent
+from proxy.call import PreparedCall, Sent, endpoint_for
 from proxy.context import RUNTIME
 from proxy.decision import Decision
 from proxy.errors import ClientError, LedgerError, QuotaExceeded
@@ -120,7 +120,7 @@ async def middleware(
 ) -> web.StreamResponse:
     """Request id in and out; a CallRecord around every budgeted call."""
     rid = request[_ID_KEY] = request_id(request.headers)
-    endpoint = ENDPOINTS.get(request.path)
+    endpoint = endpoint_for(request.path, request.query)
     if endpoint is None or request.method != "POST":
         return await handler(request)
     record = CallRecord(request.app[METRICS], rid, endpoint.name)

@@ -20,21 +20,33 @@ _UNITS_PER_SHOWN_DIGIT = UNITS_PER_USD // 10**USD_DECIMALS
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens a call used (or may use). `cached_tokens` (read from a cache) and
-    `cache_write_tokens` (written to one, Anthropic) are part of `prompt_tokens`; reasoning
-    tokens are part of `completion_tokens`."""
+    """Tokens a call used (or may use). `cached_tokens` (read from a cache),
+    `cache_write_tokens` (written to one, Anthropic), `audio_prompt_tokens` and
+    `image_prompt_tokens` are parts of `prompt_tokens`; `audio_completion_tokens` and
+    `image_completion_tokens` are parts of `completion_tokens`, as are reasoning tokens (priced
+    as output, so not kept apart). Each part is priced once, at its own price; the rest of each
+    side is text."""
 
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    audio_prompt_tokens: int = 0
+    audio_completion_tokens: int = 0
+    image_prompt_tokens: int = 0
+    image_completion_tokens: int = 0
 
     def __post_init__(self) -> None:
-        counts = (self.prompt_tokens, self.completion_tokens, self.cached_tokens)
-        if min(*counts, self.cache_write_tokens) < 0:
+        if min(getattr(self, name) for name in self.__slots__) < 0:
             raise ValueError(f"token counts cannot be negative: {self}")
-        if self.cached_tokens + self.cache_write_tokens > self.prompt_tokens:
-            raise ValueError(f"cached tokens are a subset of prompt tokens: {self}")
+        if self.prompt_tokens < self.cached_tokens + self.cache_write_tokens + self._prompt_media:
+            raise ValueError(f"cached and media tokens are parts of prompt tokens: {self}")
+        if self.completion_tokens < self.audio_completion_tokens + self.image_completion_tokens:
+            raise ValueError(f"media tokens are parts of completion tokens: {self}")
+
+    @property
+    def _prompt_media(self) -> int:
+        return self.audio_prompt_tokens + self.image_prompt_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -43,15 +55,25 @@ class Usage:
 
 def cost_units(price: ModelPrice, usage: Usage) -> int:
     """The cost of `usage` at `price` in integer units, rounded up once."""
-    uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
-    cache_write = price.input if price.cache_write is None else price.cache_write
+    text_in = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+    text_in -= usage.audio_prompt_tokens + usage.image_prompt_tokens
+    text_out = usage.completion_tokens - usage.audio_completion_tokens
+    text_out -= usage.image_completion_tokens
     exact_times_million = (
-        uncached * price.input
+        text_in * price.input
         + usage.cached_tokens * price.cached_input
-        + usage.cache_write_tokens * cache_write
-        + usage.completion_tokens * price.output
+        + usage.cache_write_tokens * _or(price.cache_write, price.input)
+        + usage.audio_prompt_tokens * _or(price.audio_input, price.input)
+        + usage.image_prompt_tokens * _or(price.image_input, price.input)
+        + text_out * price.output
+        + usage.audio_completion_tokens * _or(price.audio_output, price.output)
+        + usage.image_completion_tokens * _or(price.image_output, price.output)
     )
     return -(-exact_times_million // TOKENS_PER_PRICE)
+
+
+def _or(specific: int | None, general: int) -> int:
+    return general if specific is None else specific
 
 
 def amounts(price: ModelPrice, usage: Usage) -> dict[str, int]:

@@ -66,6 +66,11 @@ async def settle(
     client already has its answer. An unreachable ledger leaves it to `spill`, when given.
     `on_commit` sees each commit's result (alerts.notifier announces the thresholds crossed)."""
     budgeted = reservation is not None and not isinstance(reservation, Unbudgeted)
+    if charge is not None:
+        # A usage report no ledger can hold (2**52 units and up) is charged the most one can,
+        # rather than refused and the reservation left held until the sweeper (nor logged as a
+        # number the call line cannot write).
+        charge = {unit: min(amount, MAX_AMOUNT - 1) for unit, amount in charge.items()}
     observe.settled(reservation.tenant if budgeted and reservation else None, charge)
     if reservation is None:
         return
@@ -78,9 +83,6 @@ async def settle(
         if charge is None:
             await observe.timed("release", ledger.release(reservation))
         else:
-            # A usage report no ledger can hold (2**52 units and up) is charged the most one
-            # can, rather than refused and the reservation left held until the sweeper.
-            charge = {unit: min(amount, MAX_AMOUNT - 1) for unit, amount in charge.items()}
             result = await observe.timed("commit", ledger.commit(reservation, charge))
             if on_commit is not None:
                 on_commit(reservation, result)

@@ -13,6 +13,7 @@ from typing import Any
 
 from proxy.estimate import EndpointName, TextCounter, Tokenizer
 from proxy.pricing import Usage
+from proxy.token_kinds import openai_usage
 
 _DELTA_TEXT_FIELDS = frozenset(("content", "refusal", "reasoning_content", "reasoning"))
 
@@ -24,16 +25,14 @@ def usage_from_body(obj: Mapping[str, Any], endpoint: EndpointName) -> Usage | N
 
 def parse_usage(usage: Any, endpoint: EndpointName) -> Usage | None:
     """An OpenAI `usage` object as a Usage; None unless every count it needs is a valid integer.
-    Cached tokens above the prompt total are clamped to it rather than trusted."""
+    Its details (cached, audio, image tokens) are parts of the totals (token_kinds.py)."""
     if not isinstance(usage, dict):
         return None
     prompt = _count(usage.get("prompt_tokens"))
     completion = 0 if endpoint == "embeddings" else _count(usage.get("completion_tokens"))
     if prompt is None or completion is None:
         return None
-    details = usage.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
-    return Usage(prompt, completion, min(cached or 0, prompt))
+    return openai_usage(usage, prompt, completion)
 
 
 class StreamUsage:

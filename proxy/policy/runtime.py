@@ -145,6 +145,16 @@ class ModelPrice:
     """Prompt tokens written to a provider's cache (Anthropic); None: the input price."""
     tokenizer_factor: Fraction = Fraction(1)
     """The encoding's count is scaled by this to estimate the model's own tokens."""
+    audio_input: int | None = None
+    """Prompt audio tokens; None: the input price."""
+    audio_output: int | None = None
+    """Completion audio tokens; None: the output price."""
+    image_input: int | None = None
+    """Prompt image tokens reported apart; None: the input price."""
+    image_output: int | None = None
+    """Generated image tokens reported apart; None: the output price."""
+    limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    """The only completion limit its chat API takes; None: either (model_rules.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +171,23 @@ class Upstream:
     timeouts: Timeouts | None = None
     """For its unbudgeted calls (model lists, passthrough): the policy's timeouts with the
     upstream's `timeouts:` applied; None when it overrides none."""
+    include_usage: bool = True
+    """Streams may ask for `stream_options.include_usage`; False: the upstream refuses any
+    `stream_options`, so none is sent."""
+    kind: Literal["openai", "azure"] = "openai"
+    """azure: calls go to /deployments/{deployment}/… with an api-version (shapes/azure.py)."""
+    api_version: str | None = None
+    """kind azure: the api-version of calls whose client named none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """A model name clients use for a model an upstream serves under `send` (an Azure
+    deployment, a self-hosted server's own name) and that is priced as `price`."""
+
+    upstream: str
+    send: str
+    price: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +231,9 @@ class Limits:
     """Per-path overrides, e.g. {"/v1/embeddings": 16 MiB}."""
     tokenize_max_bytes: int = 256 * 1024
     """Above this many bytes of text, the UTF-8 byte count bounds the token count instead."""
+    image_tokens_default: int = 1445
+    """Prompt tokens of an image whose size is unknown; the default is the tile rule's worst
+    case (estimate.IMAGE_TOKENS), so the reservation stays an upper bound."""
 
     def body_limit(self, path: str) -> int:
         return self.route_body_bytes.get(path, self.max_body_bytes)
@@ -263,10 +293,26 @@ class Policy:
     actions: Mapping[str, ActionPrice] = field(default_factory=dict)
     """Named actions and their price, for POST /v1/cycles/reservations (`action: send_email`)."""
     source: str = "<memory>"
+    aliases: Mapping[str, Alias] = field(default_factory=dict)
+    """Model names upstreams list (`models:`, Azure `deployments:`), by the name clients use."""
+
+    def priced_as(self, model: str) -> str:
+        """The model `model` is priced as: an alias's, else itself."""
+        alias = self.aliases.get(model)
+        return model if alias is None else alias.price
+
+    def deployment_for(self, upstream: Upstream, model: str) -> str | None:
+        """The first name on `upstream` that runs `model` (an Azure deployment), if any."""
+        for name, alias in self.aliases.items():
+            if alias.upstream == upstream.name and model in (alias.price, name):
+                return name
+        return None
 
     def price_for(self, model: str) -> ModelPrice | None:
-        """The price entry for `model`: exact name, else the longest entry that is a prefix
-        ending at a `-` boundary (so a dated snapshot like gpt-4o-2024-08-06 prices as gpt-4o)."""
+        """The price entry for `model` (an alias's model for an alias): exact name, else the
+        longest entry that is a prefix ending at a `-` boundary (so a dated snapshot like
+        gpt-4o-2024-08-06 prices as gpt-4o)."""
+        model = self.priced_as(model)
         exact = self.models.get(model)
         if exact is not None:
             return exact
@@ -284,6 +330,10 @@ class Policy:
         return None
 
     def upstream_for(self, model: str) -> Upstream | None:
+        """The upstream that lists `model` among its names, else its route's."""
+        alias = self.aliases.get(model)
+        if alias is not None:
+            return self.upstreams[alias.upstream]
         route = self.route_for(model)
         return None if route is None else self.upstreams[route.upstream]
 

@@ -22,6 +22,8 @@ from pydantic_core import ErrorDetails
 
 from proxy.encodings import encoding_for_model
 from proxy.errors import PolicyError
+from proxy.model_rules import default_limit_field
+from proxy.policy.aliases import compile_aliases
 from proxy.policy.fields import fields_at
 from proxy.policy.plans import compile_degrade, compile_quotas
 from proxy.policy.runtime import (
@@ -144,12 +146,17 @@ def _issue(error: ErrorDetails) -> Issue:
 def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
     settings = spec.model_dump(include=_SETTINGS, exclude_none=True)
     timeouts = Timeouts(**spec.timeouts.model_dump(exclude_none=True))
+    models = {n: _model(n, m, out) for n, m in spec.models.items()}
+    prices = Policy(models=models)
+    aliases = compile_aliases(
+        spec, prices.price_for, lambda loc, message: out.append(Issue(loc, message))
+    )
     return Policy(
         **settings,
         unknown_tenant=_unknown_tenant(spec, out),
         upstreams={n: _upstream(n, u, spec, timeouts, out) for n, u in spec.upstreams.items()},
         routes=_routes(spec, timeouts, out),
-        models={n: _model(n, m, out) for n, m in spec.models.items()},
+        models=models,
         plans={n: _plan(n, p, spec, out) for n, p in spec.plans.items()},
         tenants=_tenants(spec, out),
         timeouts=timeouts,
@@ -161,6 +168,7 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
         ),
         actions=_actions(spec, out),
         source=source,
+        aliases=aliases,
     )
 
 
@@ -193,13 +201,17 @@ def _upstream(
                 out.append(Issue(("upstreams", name, "passthrough", index), message))
     given = upstream.timeouts.model_dump(exclude_none=True) if upstream.timeouts else {}
     timeouts = dataclasses.replace(base, **given) if given else None
+    auth = upstream.auth or ("api-key" if upstream.kind == "azure" else "bearer")
     return Upstream(
         name,
         upstream.base_url,
         upstream.api_key_env,
-        upstream.auth,
+        auth,
         tuple(upstream.passthrough),
         timeouts,
+        include_usage=upstream.include_usage,
+        kind=upstream.kind,
+        api_version=upstream.api_version,
     )
 
 
@@ -244,7 +256,22 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
     if model.cache_write is not None:
         cache_write = _amount(model.cache_write, USD_PLACES, (*loc, "cache_write"), what, out)
     factor = Fraction(model.tokenizer_factor or 1)
-    return ModelPrice(name, unit_input, cached, output, encoding, cache_write, factor)
+    media = {
+        kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
+        for kind in ("audio_input", "audio_output", "image_input", "image_output")
+        if (value := getattr(model, kind)) is not None
+    }
+    return ModelPrice(
+        name,
+        unit_input,
+        cached,
+        output,
+        encoding,
+        cache_write,
+        factor,
+        limit_field=model.limit_field or default_limit_field(name),
+        **media,
+    )
 
 
 def _plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan:

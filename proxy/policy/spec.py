@@ -134,12 +134,38 @@ class RouteTimeoutsSpec(_Spec):
     stream_total: Seconds | None = None
 
 
+class AliasSpec(_Spec):
+    """A model name clients use: what the upstream calls it, and what it is priced as."""
+
+    send: Name | None = None
+    """The upstream's own name for it; default: the name the client used."""
+    price: Name | None = None
+    """The `models:` entry it is priced as; default: the name the client used."""
+
+
+DeploymentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+
+
 class UpstreamSpec(_Spec):
     base_url: Annotated[str, AfterValidator(_check_base_url)]
     api_key_env: Annotated[str, AfterValidator(_check_env_name)] | None = None
-    auth: Literal["bearer", "x-api-key", "api-key"] = "bearer"
+    kind: Literal["openai", "azure"] = "openai"
+    """openai: OpenAI's paths (and OpenAI-compatible servers: vLLM, Ollama, ...); azure: Azure
+    OpenAI's deployment paths, base_url ending in /openai."""
+    auth: Literal["bearer", "x-api-key", "api-key"] | None = None
+    """Default: api-key on kind azure, bearer otherwise."""
+    models: dict[Name, Name | AliasSpec] = {}
+    """Names clients use for models this upstream serves: the upstream's own name (a string),
+    or {send, price}. Each name is routed here, before `routes:`."""
+    deployments: dict[DeploymentName, Name] = {}
+    """kind azure: deployment → the model it runs (priced by `models:`)."""
+    api_version: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+    """kind azure: the api-version for calls that name none (OpenAI-path calls)."""
     passthrough: list[Annotated[str, AfterValidator(_check_passthrough)]] = []
     timeouts: RouteTimeoutsSpec | None = None
+    include_usage: bool = True
+    """false: the upstream refuses `stream_options` (older vLLM, some Azure API versions), so
+    none is sent; streams settle on usage it reports by itself, else on the counted text."""
 
 
 class RouteSpec(_Spec):
@@ -161,6 +187,17 @@ class ModelSpec(_Spec):
     )
     """Prompt tokens are the encoding's count times this (rounded up): for models whose own
     tokenizer is not available offline (Claude), so estimates stay above what is billed."""
+    audio_input: Money | None = None
+    """Prompt audio tokens (`prompt_tokens_details.audio_tokens`); default: input."""
+    audio_output: Money | None = None
+    """Completion audio tokens (`completion_tokens_details.audio_tokens`); default: output."""
+    image_input: Money | None = None
+    """Prompt image tokens, where the provider reports them apart; default: input."""
+    image_output: Money | None = None
+    """Generated image tokens, where the provider reports them apart; default: output."""
+    limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    """The completion limit its chat API takes; default: max_completion_tokens for the o-series
+    and gpt-5, either for the rest (model_rules.py)."""
 
 
 class BudgetSpec(_Spec):
@@ -277,6 +314,8 @@ class LimitsSpec(_Spec):
     max_body_bytes: Bytes | None = None
     route_body_bytes: dict[Annotated[str, AfterValidator(_check_route_path)], Bytes] | None = None
     tokenize_max_bytes: Bytes | None = None
+    image_tokens_default: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    """Prompt tokens of an image whose size cannot be read (a URL, an unknown format)."""
 
 
 class ReservationsSpec(_Spec):

@@ -49,10 +49,16 @@ ERROR_TYPES = {
 
 
 def estimate_messages(
-    body: Mapping[str, Any], enc: Tokenizer, *, default_max_tokens: int, tokenize_max_bytes: int
+    body: Mapping[str, Any],
+    enc: Tokenizer,
+    *,
+    default_max_tokens: int,
+    tokenize_max_bytes: int,
+    image_tokens_default: int = IMAGE_TOKENS,
 ) -> Estimate:
     """Prompt and completion tokens of a /v1/messages request, in the encoding's tokens.
-    `default_max_tokens` is unused: the Messages API requires `max_tokens`."""
+    `default_max_tokens` is unused: the Messages API requires `max_tokens`; so is
+    `image_tokens_default`: Claude's images count by their own rule."""
     limit = completion_limit(body, "messages")
     if limit is None:
         raise BadRequest(

@@ -21,7 +21,6 @@ from typing import Any
 from proxy.errors import BadRequest
 from proxy.estimate import (
     IMAGE_TOKENS,
-    IMAGE_TOKENS_LOW,
     REPLY_PRIMING,
     TOKENS_PER_MESSAGE,
     TOOLS_OVERHEAD,
@@ -30,6 +29,7 @@ from proxy.estimate import (
     Tokenizer,
     completion_limit,
 )
+from proxy.images import image_tokens
 from proxy.pricing import Usage
 from proxy.shapes import definitions_tokens, text_field, token_count
 from proxy.usage import StreamUsage
@@ -47,10 +47,15 @@ _STATEFUL = ("previous_response_id", "conversation")
 
 
 def estimate_responses(
-    body: Mapping[str, Any], enc: Tokenizer, *, default_max_tokens: int, tokenize_max_bytes: int
+    body: Mapping[str, Any],
+    enc: Tokenizer,
+    *,
+    default_max_tokens: int,
+    tokenize_max_bytes: int,
+    image_tokens_default: int = IMAGE_TOKENS,
 ) -> Estimate:
     """Prompt and completion tokens of a /v1/responses request."""
-    counter = TextCounter(enc, tokenize_max_bytes)
+    counter = TextCounter(enc, tokenize_max_bytes, image_tokens_default)
     prompt = REPLY_PRIMING + _input_tokens(counter, body.get("input"))
     instructions = body.get("instructions")
     if instructions is not None:
@@ -173,6 +178,9 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
     if kind in _TEXT_PARTS:
         return counter.count(text_field(part.get("text"), f"{path}.text"))
     if kind == "input_image":
-        return IMAGE_TOKENS_LOW if part.get("detail") == "low" else IMAGE_TOKENS
+        url = part.get("image_url")
+        return image_tokens(
+            url if isinstance(url, str) else "", part.get("detail"), counter.image_tokens
+        )
     # Files, audio, refusals carry their payload inline: their JSON bounds them.
     return counter.count_json(part)

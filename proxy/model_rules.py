@@ -1,0 +1,50 @@
+"""Per-model request rules: what a model's API accepts, applied to the body that goes upstream.
+No I/O.
+
+**Completion limit field.** OpenAI's reasoning models (o1, o3, o4-mini, ...) and the gpt-5 family
+refuse `max_tokens` on chat completions: they take `max_completion_tokens`, which also bounds the
+hidden reasoning tokens. Some OpenAI-compatible servers are the other way round (they know only
+`max_tokens`). A model's price entry may say which one it takes (`limit_field:`); without it the
+name decides (`REQUIRES_COMPLETION_FIELD`), and other models take whichever the client sent.
+
+When the proxy writes or rewrites a limit it uses the model's field, and a client's limit in the
+field the model refuses is **moved** to the one it takes rather than refused: the number the
+client chose stays the bound (for a reasoning model it then also covers reasoning, which is what
+the provider bills, so the reservation is still an upper bound), and clients written for older
+models keep working.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+LimitField = Literal["max_tokens", "max_completion_tokens"]
+LIMIT_FIELDS: tuple[LimitField, ...] = ("max_tokens", "max_completion_tokens")
+
+REQUIRES_COMPLETION_FIELD = re.compile(r"(o\d|gpt-5)([-.].*)?")
+"""Model names that take only `max_completion_tokens` unless their price entry says otherwise:
+the o-series (o1, o3-mini, o4-mini-2025-04-16, ...) and gpt-5 (gpt-5, gpt-5-mini, ...)."""
+
+
+def default_limit_field(model: str) -> LimitField | None:
+    """The field `model` takes by its name; None: either."""
+    return "max_completion_tokens" if REQUIRES_COMPLETION_FIELD.fullmatch(model) else None
+
+
+def chat_limit_fields(
+    body: Mapping[str, Any], required: LimitField | None
+) -> tuple[LimitField, tuple[LimitField, ...]]:
+    """For a chat body: the field a limit is written in, and the fields to take out.
+
+    A model with a `required` field gets its limit there, and the other field is removed. A
+    model that takes either keeps the client's choice (`max_tokens` if that is all it sent);
+    a limit the proxy adds goes in `max_completion_tokens`."""
+    if required is None:
+        sent_old_only = body.get("max_tokens") is not None and (
+            body.get("max_completion_tokens") is None
+        )
+        return ("max_tokens" if sent_old_only else "max_completion_tokens"), ()
+    other = LIMIT_FIELDS[1 - LIMIT_FIELDS.index(required)]
+    return required, ((other,) if other in body else ())
