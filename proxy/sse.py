@@ -47,33 +47,53 @@ class SSEDecoder:
         self._data: list[str] = []
         self._event: str | None = None
         self._id: str | None = None
-        self._tail = b""
-        """Fast path: the bytes after the last complete event (no CR in them)."""
+        self._dispatched = False
+        self._tail = bytearray()
+        """Fast path: the bytes of the event under way (no CR in them)."""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events completed by `chunk`."""
-        if self._started and not (self._cr_pending or self._line or self._raw or b"\r" in chunk):
+        if self._fast(chunk):
             return self._feed_events(chunk)
         if self._tail:
-            chunk, self._tail = self._tail + chunk, b""
+            chunk = bytes(self._tail) + chunk
+            self._tail.clear()
         return self._feed_lines(chunk)
 
+    def _fast(self, chunk: bytes) -> bool:
+        """Whether `chunk` can take the whole-event path: no CR anywhere, and past the first
+        event (whose first line may carry a BOM). An event the line path has begun moves over:
+        its bytes so far become the tail and are parsed again with the rest."""
+        if not self._dispatched or self._cr_pending or b"\r" in chunk or b"\r" in self._raw:
+            return False
+        if self._raw or self._line:
+            self._tail += self._raw
+            self._tail += self._line
+            self._raw.clear()
+            self._line.clear()
+            self._data, self._event, self._id = [], None, None
+        return True
+
     def _feed_events(self, chunk: bytes) -> list[SSEEvent]:
-        """Whole events, each ended by a blank line: LF LF (no CR anywhere in the input)."""
-        data = self._tail + chunk if self._tail else chunk
+        """Whole events, each ended by a blank line: LF LF. The tail already searched is not
+        searched again (but for its last byte, which may begin the LF LF), so an event arriving
+        in many chunks is still read in linear time."""
+        tail = self._tail
+        searched = max(len(tail) - 1, 0)
+        tail += chunk
         events: list[SSEEvent] = []
-        start, size = 0, len(data)
+        start, size = 0, len(tail)
         while start < size:
-            if data[start] == 0x0A:  # a stray blank line: an event with no data
+            if tail[start] == 0x0A:  # a stray blank line: an event with no data
                 events.append(SSEEvent(raw=b"\n", data=None))
                 start += 1
                 continue
-            end = data.find(b"\n\n", start)
+            end = tail.find(b"\n\n", max(start, searched))
             if end < 0:
                 break
-            events.append(self._parse_block(data[start:end], data[start : end + 2]))
+            events.append(self._parse_block(bytes(tail[start:end]), bytes(tail[start : end + 2])))
             start = end + 2
-        self._tail = data[start:]
+        del tail[:start]
         return events
 
     def _parse_block(self, block: bytes, raw: bytes) -> SSEEvent:
@@ -103,8 +123,8 @@ class SSEDecoder:
         """At the end of the stream: the last event, even if no blank line ended it."""
         events: list[SSEEvent] = []
         if self._tail:
-            events += self._feed_lines(self._tail)
-            self._tail = b""
+            events += self._feed_lines(bytes(self._tail))
+            self._tail.clear()
         if self._cr_pending:
             self._cr_pending = False
             self._end_line(b"\r", events)
@@ -139,6 +159,7 @@ class SSEDecoder:
             self._id = value
 
     def _dispatch(self, raw: bytes | None = None) -> SSEEvent:
+        self._dispatched = True
         event = SSEEvent(
             raw=bytes(self._raw) if raw is None else raw,
             data="\n".join(self._data) if self._data else None,

@@ -169,3 +169,16 @@ def test_the_fast_path_decodes_as_the_line_by_line_path(stream: bytes, cuts: lis
     got = [e for chunk in chunks for e in fast.feed(chunk)] + fast.flush()
     want = [e for chunk in chunks for e in slow.feed(chunk)] + slow.flush()
     assert got == want
+
+
+def test_a_long_event_after_the_first_is_read_in_linear_time() -> None:
+    """The whole-event path keeps its tail and never searches it twice."""
+    decoder = SSEDecoder()
+    assert len(decoder.feed(b"data: first\n\n")) == 1
+    start = time.perf_counter()
+    decoder.feed(b"data: ")
+    for _ in range(1024):
+        assert decoder.feed(b"x" * 4096) == []
+    [event] = decoder.feed(b"\n\n")
+    assert len(event.raw) == 4096 * 1024 + 8 and event.data == "x" * 4096 * 1024
+    assert time.perf_counter() - start < 5
