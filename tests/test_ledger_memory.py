@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from proxy.ledger import MemoryLedger
 from proxy.ledger.base import BudgetLine, Candidate, Ledger, Quotas, ReserveRequest
 from proxy.policy.runtime import ReservationSettings
@@ -224,3 +226,30 @@ def test_the_memory_store_keeps_the_newest_audit_entries_up_to_its_cap() -> None
         t.append("admin", {"n": str(i)}, 1_000 + i, 10**12)
     assert len(t.audit) == AUDIT_MAX_ENTRIES
     assert t.audit[0][1]["n"] == "50" and t.audit[-1][1]["n"] == str(AUDIT_MAX_ENTRIES + 49)
+
+
+async def test_the_memory_store_keeps_the_newest_settled_records_up_to_its_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Settled records are kept for tombstone_seconds, but at most TOMBSTONES_MAX per tenant:
+    the embedded store's memory stays flat under any traffic. Open reservations are never
+    dropped."""
+    from proxy.ledger import memory
+
+    monkeypatch.setattr(memory, "TOMBSTONES_MAX", 50)
+    ledger = MemoryLedger(ReservationSettings())
+    line = BudgetLine("tenant", "acme", "USD", "month", 10**12)
+    held = []
+    for i in range(200):
+        result = await ledger.reserve(
+            ReserveRequest("acme", f"r{i}", [line], [Candidate({"USD": 1})])
+        )
+        assert result.reservation is not None
+        held.append(result.reservation)
+    for reservation in held[:150]:
+        await ledger.commit(reservation, {"USD": 1})
+    state = ledger._tenants["acme"]
+    assert len(state.resv) == 50 + 50  # the newest 50 settled, and the 50 still open
+    assert all(state.resv[r.id].state == "OPEN" for r in held[150:])
+    rows = await ledger.balances("acme")
+    assert [(r.spent, r.reserved) for r in rows] == [(150, 50)]

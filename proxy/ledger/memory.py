@@ -42,7 +42,7 @@ from proxy.ledger.common import (
     reserve_result,
     wall_clock_ms,
 )
-from proxy.ledger.memory_state import Calendar, Record, TenantState
+from proxy.ledger.memory_state import TOMBSTONES_MAX, Calendar, Record, TenantState
 from proxy.ledger.tenants import AGGREGATE, anchor_at, decode_overrides, sorted_amounts
 from proxy.ledger.tenants_memory import MemoryTenants
 from proxy.policy.runtime import ReservationSettings
@@ -337,6 +337,16 @@ class MemoryLedger(MemoryTenants):
         r.state, r.actual = state, actual
         t.resv[rid] = r
         t.resv_exp[rid] = now + self.settings.tombstone_ms
+        t.tombstones.append(rid)
+        # The newest TOMBSTONES_MAX settled records are kept (each is about 1 KiB of the
+        # proxy's own memory); an older one that is settled again is charged as a record the
+        # store lost (never less than the report).
+        while len(t.tombstones) > TOMBSTONES_MAX:
+            old = t.tombstones.popleft()
+            record = t.resv.get(old)
+            if record is not None and record.state != "OPEN":
+                del t.resv[old]
+                t.resv_exp.pop(old, None)
 
 
 def _why(outcome: Outcome, lines: Sequence[_Line]) -> tuple[str, str]:
