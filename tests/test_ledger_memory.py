@@ -231,7 +231,7 @@ def test_the_memory_store_keeps_the_newest_audit_entries_up_to_its_cap() -> None
 async def test_the_memory_store_keeps_the_newest_settled_records_up_to_its_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Settled records are kept for tombstone_seconds, but at most TOMBSTONES_MAX per tenant:
+    """Settled records are kept for tombstone_seconds, but at most TOMBSTONES_MAX in the store:
     the embedded store's memory stays flat under any traffic. Open reservations are never
     dropped."""
     from proxy.ledger import memory

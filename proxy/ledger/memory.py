@@ -8,6 +8,7 @@ the audit trail: tenants_memory.py.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -73,6 +74,7 @@ class MemoryLedger(MemoryTenants):
         self._dead_after_ms = int(3 * heartbeat_interval_s * 1000)
         self._tenants: dict[str, TenantState] = {}
         self._instances: dict[str, int] = {}
+        self._settled: deque[tuple[TenantState, str]] = deque()
         self.expiry_alerts: ExpiryAlerts | None = None
 
     async def connect(self, *, require_noeviction: bool = False) -> None:
@@ -337,16 +339,16 @@ class MemoryLedger(MemoryTenants):
         r.state, r.actual = state, actual
         t.resv[rid] = r
         t.resv_exp[rid] = now + self.settings.tombstone_ms
-        t.tombstones.append(rid)
-        # The newest TOMBSTONES_MAX settled records are kept (each is about 1 KiB of the
-        # proxy's own memory); an older one that is settled again is charged as a record the
-        # store lost (never less than the report).
-        while len(t.tombstones) > TOMBSTONES_MAX:
-            old = t.tombstones.popleft()
-            record = t.resv.get(old)
+        self._settled.append((t, rid))
+        # The newest TOMBSTONES_MAX settled records of the store are kept (each is about 1 KiB
+        # of the proxy's own memory); an older one that is settled again is charged as a record
+        # the store lost (never less than the report).
+        while len(self._settled) > TOMBSTONES_MAX:
+            owner, old = self._settled.popleft()
+            record = owner.resv.get(old)
             if record is not None and record.state != "OPEN":
-                del t.resv[old]
-                t.resv_exp.pop(old, None)
+                del owner.resv[old]
+                owner.resv_exp.pop(old, None)
 
 
 def _why(outcome: Outcome, lines: Sequence[_Line]) -> tuple[str, str]:

@@ -16,9 +16,9 @@ from proxy.ledger.common import Outcome, field_expiry
 from proxy.ledger.tenants import AGGREGATE
 from proxy.policy.runtime import ReservationSettings
 
-TOMBSTONES_MAX = 10_000
-"""Settled reservation records kept per tenant on the memory store, besides their time limit."""
-AUDIT_MAX_ENTRIES = 10_000
+TOMBSTONES_MAX = 20_000
+"""Settled reservation records the memory store keeps (all tenants), besides their time limit."""
+AUDIT_MAX_ENTRIES = 2_000
 """Per tenant, on the memory store (the Redis store keeps the full retention, in Redis)."""
 
 
@@ -49,8 +49,6 @@ class TenantState:
     ledger_exp: dict[str, int] = field(default_factory=dict)
     resv: dict[str, Record] = field(default_factory=dict)
     resv_exp: dict[str, int] = field(default_factory=dict)
-    tombstones: deque[str] = field(default_factory=deque)
-    """Settled reservation ids, oldest first (memory.py keeps the newest TOMBSTONES_MAX)."""
     meta: dict[str, str] = field(default_factory=dict)
     audit: deque[tuple[str, dict[str, str]]] = field(
         default_factory=lambda: deque(maxlen=AUDIT_MAX_ENTRIES)
