@@ -325,10 +325,11 @@ class _Pricer:
             body,
             n,
         )
-        self._prompts: dict[str, int] = {}
+        self._prompts: dict[str, Estimate] = {}
 
     def prompt_tokens(self, price: ModelPrice) -> int:
-        """The encoding's count, scaled by the model's tokenizer_factor (rounded up)."""
+        """The encoding's count, its text scaled by the model's tokenizer_factor and its images
+        by its image_token_factor (each rounded up)."""
         if price.encoding not in self._prompts:
             estimate = self.endpoint.estimator(
                 self.body,
@@ -337,8 +338,11 @@ class _Pricer:
                 tokenize_max_bytes=self.policy.limits.tokenize_max_bytes,
                 image_tokens_default=self.policy.limits.image_tokens_default,
             )
-            self._prompts[price.encoding] = estimate.prompt_tokens
-        return math.ceil(self._prompts[price.encoding] * price.tokenizer_factor)
+            self._prompts[price.encoding] = estimate
+        counted = self._prompts[price.encoding]
+        text = counted.prompt_tokens - counted.image_tokens
+        images = math.ceil(counted.image_tokens * price.image_token_factor)
+        return math.ceil(text * price.tokenizer_factor) + images
 
     def variant(
         self,

@@ -47,6 +47,9 @@ class Tokenizer(Protocol):
 class Estimate:
     prompt_tokens: int
     completion_tokens: int
+    image_tokens: int = 0
+    """Of `prompt_tokens`, those counted for image inputs by the tile rule (each model scales
+    them by its own image_token_factor)."""
 
 
 class _CountCache:
@@ -88,6 +91,14 @@ class TextCounter:
         self._enc = enc
         self._budget = max_bytes
         self.image_tokens = image_tokens
+        self.images = 0
+        """Tokens counted for images so far."""
+
+    def image(self, url: str, detail: object) -> int:
+        """An image input's tokens by the tile rule (images.py), remembered in `images`."""
+        tokens = image_tokens(url, detail, self.image_tokens)
+        self.images += tokens
+        return tokens
 
     def count(self, text: str) -> int:
         size = utf8_len(text)
@@ -122,7 +133,7 @@ def estimate_chat(
     prompt += _definitions_tokens(counter, body)
     limit = completion_limit(body, "chat")
     completion = (default_max_tokens if limit is None else limit) * _count(body, "n")
-    return Estimate(prompt, completion)
+    return Estimate(prompt, completion, counter.images)
 
 
 def estimate_completions(
@@ -260,7 +271,7 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
 
 def _image_tokens(counter: TextCounter, image: Any, path: str) -> int:
     if isinstance(image, str):
-        return image_tokens(image, "auto", counter.image_tokens)
+        return counter.image(image, "auto")
     if not isinstance(image, dict) or not isinstance(image.get("url"), str):
         raise BadRequest(f"{path} must be an object with a string 'url'", param=path)
     detail = image.get("detail", "auto")
@@ -269,7 +280,7 @@ def _image_tokens(counter: TextCounter, image: Any, path: str) -> int:
             f"{path}.detail must be 'low', 'high' or 'auto', got {_describe(detail)}",
             param=f"{path}.detail",
         )
-    return image_tokens(image["url"], detail, counter.image_tokens)
+    return counter.image(image["url"], detail)
 
 
 def _definitions_tokens(counter: TextCounter, body: Mapping[str, Any]) -> int:

@@ -138,3 +138,23 @@ async def test_bad_image_detail_is_400_and_nothing_reserved(tmp_path: Path) -> N
             error = (await r.json())["error"]
         assert error["param"] == "messages[0].content[1].image_url.detail"
         assert stack.fake.calls == 0 and await stack.ledger.balances("alpha") == []
+
+
+def test_a_models_image_token_factor_scales_only_its_images(tmp_path: Path) -> None:
+    """gpt-4o-mini bills an image about 33.3 times gpt-4o's tile tokens (2833 + 5667 a tile):
+    with image_token_factor 33.34 its estimate covers that, and the text is not scaled."""
+    pol = breadth_policy(
+        tmp_path, models="mini-vision: {input: 0.15, output: 0.60, image_token_factor: 33.34}"
+    )
+    plan = pol.plans["test"]
+    with_image = body(data_url(png(512, 512)))
+    text_only = {**with_image, "messages": [{"role": "user", "content": "What is in this image?"}]}
+    prompts = {}
+    for model in ("gpt-4o", "mini-vision"):
+        for name, request in (("image", with_image), ("text", text_only)):
+            raw = orjson.dumps({**request, "model": model})
+            prompts[model, name] = prepare(pol, plan, CHAT, raw, shadow=False).asked.prompt_tokens
+    assert prompts["gpt-4o", "image"] - prompts["gpt-4o", "text"] == 85 + 170  # one tile
+    mini_image = prompts["mini-vision", "image"] - prompts["mini-vision", "text"]
+    assert mini_image >= 2833 + 5667  # what OpenAI bills gpt-4o-mini for it
+    assert prompts["mini-vision", "text"] == prompts["gpt-4o", "text"]

@@ -145,6 +145,8 @@ class ModelPrice:
     """Prompt tokens written to a provider's cache (Anthropic); None: the input price."""
     tokenizer_factor: Fraction = Fraction(1)
     """The encoding's count is scaled by this to estimate the model's own tokens."""
+    image_token_factor: Fraction = Fraction(1)
+    """Image inputs count the tile rule's tokens times this (images.py)."""
     audio_input: int | None = None
     """Prompt audio tokens; None: the input price."""
     audio_output: int | None = None

@@ -269,6 +269,7 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         encoding,
         cache_write,
         factor,
+        image_token_factor=Fraction(model.image_token_factor or 1),
         limit_field=model.limit_field or default_limit_field(name),
         **media,
     )

@@ -195,6 +195,11 @@ class ModelSpec(_Spec):
     """Prompt image tokens, where the provider reports them apart; default: input."""
     image_output: Money | None = None
     """Generated image tokens, where the provider reports them apart; default: output."""
+    image_token_factor: (
+        Annotated[Decimal, BeforeValidator(_not_float), Field(gt=0, le=100)] | None
+    ) = None
+    """Image inputs count the 512-px tile rule's tokens (gpt-4o's: 85 + 170 a tile) times this,
+    rounded up: e.g. 33.34 for gpt-4o-mini, which bills 2833 + 5667 a tile."""
     limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     """The completion limit its chat API takes; default: max_completion_tokens for the o-series
     and gpt-5, either for the rest (model_rules.py)."""

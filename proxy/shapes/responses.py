@@ -29,7 +29,6 @@ from proxy.estimate import (
     Tokenizer,
     completion_limit,
 )
-from proxy.images import image_tokens
 from proxy.pricing import Usage
 from proxy.shapes import definitions_tokens, text_field, token_count
 from proxy.usage import StreamUsage
@@ -65,7 +64,7 @@ def estimate_responses(
     if isinstance(text, dict) and isinstance(text.get("format"), dict):
         prompt += counter.count_json(text["format"])
     limit = completion_limit(body, "responses")
-    return Estimate(prompt, default_max_tokens if limit is None else limit)
+    return Estimate(prompt, default_max_tokens if limit is None else limit, counter.images)
 
 
 def gateway_rules(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -179,8 +178,6 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
         return counter.count(text_field(part.get("text"), f"{path}.text"))
     if kind == "input_image":
         url = part.get("image_url")
-        return image_tokens(
-            url if isinstance(url, str) else "", part.get("detail"), counter.image_tokens
-        )
+        return counter.image(url if isinstance(url, str) else "", part.get("detail"))
     # Files, audio, refusals carry their payload inline: their JSON bounds them.
     return counter.count_json(part)
