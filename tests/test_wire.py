@@ -130,3 +130,29 @@ def test_it_runs_on_uvloop_as_the_server_does(redis_url: str) -> None:
             await wire.close()
 
     assert uvloop.run(burst()) == [str(i) for i in range(100)]
+
+
+async def test_a_ledger_call_survives_a_lost_connection_to_a_server_without_its_scripts(
+    tmp_path: Path,
+) -> None:
+    """Redis restarted empty: the call's connection is gone *and* the new server lacks the
+    scripts. One call reconnects, reloads and succeeds (the CI failure this fixed: a 500)."""
+    from proxy.ledger import RedisLedger
+    from proxy.ledger.base import BudgetLine, Candidate, ReserveRequest
+    from proxy.policy.runtime import ReservationSettings
+
+    server = RedisProc(tmp_path / "redis", durable=False)
+    server.start()
+    ledger = RedisLedger(server.url, ReservationSettings(), "web-1")
+    line = BudgetLine("tenant", "acme", "USD", "month", 1000)
+    try:
+        assert (
+            await ledger.reserve(ReserveRequest("acme", "a", [line], [Candidate({"USD": 1})]))
+        ).allowed
+        server.kill()
+        server.start()
+        again = await ledger.reserve(ReserveRequest("acme", "b", [line], [Candidate({"USD": 1})]))
+        assert again.allowed
+    finally:
+        await ledger.close()
+        server.kill()

@@ -179,22 +179,22 @@ class RedisLedger(RedisTenants, RedisReads):
     async def _on_wire(self, wire: Wire, command: tuple[str, ...]) -> Any:
         """One script call on the pipelined connection: scripts reloaded on NOSCRIPT (a
         restarted or flushed server), and one more try after a lost connection (every script
-        is safe to repeat: idempotent by reservation id), as the redis-py pool does."""
-        try:
+        is safe to repeat: idempotent by reservation id), as the redis-py pool does. Both can
+        happen to one call: the connection is lost, and the server it reconnects to is new."""
+        reconnected = reloaded = False
+        while True:
             try:
                 return await wire.call(*command)
             except ReplyError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    raise
+                if reloaded or not str(exc).startswith("NOSCRIPT"):
+                    raise LedgerError(f"the Redis ledger refused a command: {exc}") from exc
+                reloaded = True
                 with boundary():
                     await self._load_scripts()
-            except ConnectionError:
-                pass
-            return await wire.call(*command)
-        except ReplyError as exc:
-            raise LedgerError(f"the Redis ledger refused a command: {exc}") from exc
-        except OSError as exc:  # ConnectionError, refused, unreachable; TimeoutError
-            raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
+            except OSError as exc:  # ConnectionError, refused, unreachable; TimeoutError
+                if reconnected or not isinstance(exc, ConnectionError):
+                    raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
+                reconnected = True
 
     async def _load_scripts(self) -> None:
         """SCRIPT LOAD every script in one round trip: a fresh server lacks them all. (A cluster
