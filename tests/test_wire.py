@@ -156,3 +156,27 @@ async def test_a_ledger_call_survives_a_lost_connection_to_a_server_without_its_
     finally:
         await ledger.close()
         server.kill()
+
+
+async def test_closing_while_connecting_leaves_no_connection_open() -> None:
+    """close() during a connect that has not finished: the caller gets ConnectionError and
+    no socket outlives the Wire (pytest turns an unclosed one into an error)."""
+    accepted = asyncio.Event()
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await asyncio.sleep(0.2)
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = Wire(f"redis://:pw@127.0.0.1:{port}/0")  # AUTH keeps the connect unfinished
+    call = asyncio.ensure_future(wire.call("PING"))
+    await accepted.wait()
+    await wire.close()
+    with pytest.raises(ConnectionError):
+        await call
+    with pytest.raises(ConnectionError):
+        await wire.call("PING")
+    server.close()
+    await server.wait_closed()

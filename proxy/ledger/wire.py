@@ -129,12 +129,15 @@ class Wire:
         self._timeout = timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        self._closed = False
 
     async def call(self, *args: str) -> Any:
         """Send one command and return its reply; ReplyError for an error reply,
         ConnectionError or TimeoutError when Redis cannot be reached or does not answer."""
         protocol = self._protocol
         if protocol is None or protocol.lost:
+            if self._closed:
+                raise ConnectionError("the Redis connection was closed")
             protocol = await self._connect()
         return await protocol.send(pack(args))
 
@@ -145,6 +148,10 @@ class Wire:
         connecting = self._connecting
         try:
             return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            if connecting.cancelled() and self._closed:  # close() gave up on it, not our caller
+                raise ConnectionError("the Redis connection was closed") from None
+            raise
         finally:
             if connecting.done():
                 self._connecting = None
@@ -166,10 +173,17 @@ class Wire:
         except BaseException:
             protocol.close()
             raise
+        if self._closed:  # closed while this connection was being made: it must not outlive
+            protocol.close()
+            raise ConnectionError("the Redis connection was closed")
         self._protocol = protocol
         return protocol
 
     async def close(self) -> None:
+        """Close the connection; one being made is abandoned (and closed once made)."""
+        self._closed = True
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
         if self._protocol is not None:
             self._protocol.close()
             self._protocol = None
