@@ -197,3 +197,13 @@ async def test_gateway_key_is_read_from_the_api_key_header(tmp_path: Path) -> No
         assert stack.fake.requests[0][1]["api-key"] == stack.fake.settings.api_key
         row = await settled(stack.ledger)
         assert row.spent == cost("gpt-4o-mini", input=stack.fake.billed[0].prompt_tokens, output=2)
+
+
+def test_check_prints_the_deployments_and_how_the_key_is_sent(tmp_path: Path) -> None:
+    from proxy.policy.describe import describe
+
+    text = describe(azure_policy(tmp_path))
+    assert "azure: azure https://my-resource.openai.azure.com/openai" in text
+    assert "(key from $AZURE_OPENAI_API_KEY as api-key)" in text
+    assert "api-version 2024-10-21 when the client names none" in text
+    assert "my-gpt4o → sent as my-gpt4o, priced as gpt-4o" in text

@@ -100,3 +100,11 @@ def test_bad_model_names_are_policy_errors(
 ) -> None:
     with pytest.raises(PolicyError, match=message):
         breadth_policy(tmp_path, upstreams=upstreams, models=models)
+
+
+def test_check_prints_the_names_sent_and_priced(tmp_path: Path) -> None:
+    from proxy.policy.describe import describe
+
+    text = describe(local_policy(tmp_path))
+    assert "llama3 → sent as meta-llama/Llama-3.1-8B-Instruct, priced as llama-3.1-8b" in text
+    assert "qwen → sent as qwen2.5:7b-instruct\n" in text

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from proxy.policy.runtime import UNITS_PER_USD, Budget, DegradeRule, Plan, PlanQuotas, Policy
+from proxy.policy.runtime import (
+    UNITS_PER_USD,
+    Budget,
+    DegradeRule,
+    ModelPrice,
+    Plan,
+    PlanQuotas,
+    Policy,
+)
 
 _INDENT = "  "
 
@@ -54,7 +62,22 @@ def _upstreams(policy: Policy) -> list[str]:
     lines = ["Upstreams"]
     for upstream in policy.upstreams.values():
         key = f"key from ${upstream.api_key_env}" if upstream.api_key_env else "no API key"
-        lines.append(f"{_INDENT}{upstream.name}: {upstream.base_url} ({key})")
+        if upstream.api_key_env and upstream.auth != "bearer":
+            key += f" as {upstream.auth}"
+        kind = "" if upstream.kind == "openai" else f"{upstream.kind} "
+        lines.append(f"{_INDENT}{upstream.name}: {kind}{upstream.base_url} ({key})")
+        if upstream.api_version:
+            version = upstream.api_version
+            lines.append(f"{_INDENT * 2}api-version {version} when the client names none")
+        if not upstream.include_usage:
+            lines.append(
+                f"{_INDENT * 2}no stream_options sent: streams settle on self-reported or "
+                "counted usage"
+            )
+        for name, alias in sorted(policy.aliases.items()):
+            if alias.upstream == upstream.name:
+                priced = "" if alias.price == name else f", priced as {alias.price}"
+                lines.append(f"{_INDENT * 2}{name} → sent as {alias.send}{priced}")
         if upstream.passthrough:
             lines.append(f"{_INDENT * 2}passthrough, unbudgeted: {', '.join(upstream.passthrough)}")
     lines.append("Routes (first match wins)")
@@ -77,11 +100,27 @@ def _models(policy: Policy) -> list[str]:
     for price in policy.models.values():
         lines.append(
             f"{_INDENT}{price.name:<{width}}  {usd(price.input)} / {usd(price.cached_input)} / "
-            f"{usd(price.output)}  ({price.encoding})"
+            f"{usd(price.output)}  ({price.encoding}){_model_extras(price)}"
         )
     if not policy.models:
         lines.append(f"{_INDENT}none: every request is refused, as no model has a price")
     return lines
+
+
+def _model_extras(price: ModelPrice) -> str:
+    """What a model prices or sends apart from the usual, e.g. `; limit max_completion_tokens`."""
+    extras = []
+    for kind in ("cache_write", "audio_input", "audio_output", "image_input", "image_output"):
+        value = getattr(price, kind)
+        if value is not None:
+            extras.append(f"{kind} {usd(value)}")
+    if price.tokenizer_factor != 1:
+        extras.append(f"tokenizer ×{float(price.tokenizer_factor):g}")
+    if price.image_token_factor != 1:
+        extras.append(f"image tokens ×{float(price.image_token_factor):g}")
+    if price.limit_field is not None:
+        extras.append(f"limit {price.limit_field}")
+    return "; " + ", ".join(extras) if extras else ""
 
 
 def _plans(policy: Policy) -> list[str]:
