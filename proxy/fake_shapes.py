@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
-    from proxy.fake_upstream import Billed
+    from proxy.fake_openai import Billed
 
 
 def pieces(text_tokens: int, chunks: int, word: str) -> list[str]:

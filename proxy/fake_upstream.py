@@ -1,8 +1,8 @@
 """A local stand-in for an OpenAI-compatible provider, for the demo, tests and benchmarks.
 
 It speaks the wire format of chat completions (JSON and SSE, with `stream_options.include_usage`),
-completions, embeddings, the Responses API and Anthropic's Messages API (fake_shapes.py), and the
-model list; checks the provider key; and keeps its own books: every
+completions, embeddings (bodies in fake_openai.py), the Responses API and Anthropic's Messages
+API (fake_shapes.py), and the model list; checks the provider key; and keeps its own books: every
 call it billed, and the peak number of calls in flight. Its prompt token counts use the same
 tokenizer rules as the proxy, so with `completion_fraction=1` it bills exactly what the proxy
 reserves.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +19,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy import encodings, fake_shapes
-from proxy.estimate import estimate_chat, estimate_completions, estimate_embeddings
-from proxy.shapes.messages import estimate_messages
-from proxy.shapes.responses import estimate_responses
-
-WORD = " hello"
-"""One token in both cl100k_base and o200k_base."""
+from proxy import fake_openai, fake_shapes
+from proxy.fake_openai import WORD, Billed
 
 
 @dataclass
@@ -68,24 +61,6 @@ class FakeSettings:
 
 
 @dataclass
-class Billed:
-    endpoint: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
-    """Part of prompt_tokens."""
-    cache_write_tokens: int = 0
-    """Part of prompt_tokens."""
-    reasoning_tokens: int = 0
-    """Part of completion_tokens."""
-    audio_prompt_tokens: int = 0
-    """Part of prompt_tokens."""
-    audio_completion_tokens: int = 0
-    """Part of completion_tokens."""
-
-
-@dataclass
 class FakeUpstream:
     settings: FakeSettings = field(default_factory=FakeSettings)
     requests: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
@@ -115,17 +90,23 @@ class FakeUpstream:
         self.requests.append((request.path, dict(request.headers), body))
         if request.path == "/v1/messages":
             if request.headers.get("x-api-key") != self.settings.api_key:
-                return _error(401, "invalid x-api-key", "authentication_error")
+                return fake_openai.error(401, "invalid x-api-key", "authentication_error")
         elif "/deployments/" in request.path:
             if request.headers.get("api-key") != self.settings.api_key:
-                return _error(401, "Access denied due to invalid subscription key.", "401")
+                return fake_openai.error(
+                    401, "Access denied due to invalid subscription key.", "401"
+                )
         elif request.headers.get("Authorization") != f"Bearer {self.settings.api_key}":
-            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+            return fake_openai.error(401, "Incorrect API key provided.", "invalid_api_key")
         self.calls += 1
         if self.settings.fail_status is not None:
-            return _error(self.settings.fail_status, "The fake upstream was told to fail.", None)
+            return fake_openai.error(
+                self.settings.fail_status, "The fake upstream was told to fail.", None
+            )
         if self.settings.fail_every and self.calls % self.settings.fail_every == 0:
-            return _error(500, "The server had an error while processing your request.", None)
+            return fake_openai.error(
+                500, "The server had an error while processing your request.", None
+            )
         return None
 
     def _completion_tokens(self, body: dict[str, Any]) -> int:
@@ -161,7 +142,7 @@ class FakeUpstream:
         await self._enter()
         try:
             model = body["model"]
-            prompt = _prompt_tokens(endpoint, body)
+            prompt = fake_openai.prompt_tokens(endpoint, body)
             n = body.get("n") or 1
             # best_of generates (and bills) that many candidates server-side, returns n.
             generated = max(n, body.get("best_of") or 1)
@@ -169,9 +150,9 @@ class FakeUpstream:
             if body.get("stream"):
                 return await self._stream(request, endpoint, body, prompt, per_choice, n)
             billed = self._bill(endpoint, model, prompt, per_choice * generated)
-            answer = _whole(endpoint, model, per_choice, n)
-            answer["usage"] = _usage(billed)
-            return web.json_response(answer, dumps=_dumps)
+            answer = fake_openai.whole(endpoint, model, per_choice, n)
+            answer["usage"] = fake_openai.usage(billed)
+            return web.json_response(answer, dumps=fake_openai.dumps)
         finally:
             self.in_flight -= 1
 
@@ -197,24 +178,26 @@ class FakeUpstream:
             for i in range(chunks):
                 tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
                 for index in range(n):
-                    chunk = _chunk(endpoint, model, index, WORD * tokens, i == chunks - 1)
+                    chunk = fake_openai.chunk(
+                        endpoint, model, index, WORD * tokens, i == chunks - 1
+                    )
                     if with_usage:
                         chunk["usage"] = None
                     if self.settings.continuous_usage:
                         so_far += tokens
                         last = i == chunks - 1 and index == n - 1
                         total = billed.completion_tokens if last else so_far
-                        chunk["usage"] = _usage(
+                        chunk["usage"] = fake_openai.usage(
                             dataclasses.replace(billed, completion_tokens=total)
                         )
-                    await response.write(_event(chunk))
+                    await response.write(fake_openai.event(chunk))
                 if self.settings.chunk_delay:
                     await asyncio.sleep(self.settings.chunk_delay)
             if with_usage:
-                final = _chunk(endpoint, model, 0, "", False)
+                final = fake_openai.chunk(endpoint, model, 0, "", False)
                 final["choices"] = []
-                final["usage"] = _usage(billed)
-                await response.write(_event(final))
+                final["usage"] = fake_openai.usage(billed)
+                await response.write(fake_openai.event(final))
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except ConnectionError:
@@ -244,10 +227,10 @@ class FakeUpstream:
                 return await self._stream_events(request, events)
             if endpoint == "messages":
                 return web.json_response(
-                    fake_shapes.message(body, WORD * visible, billed), dumps=_dumps
+                    fake_shapes.message(body, WORD * visible, billed), dumps=fake_openai.dumps
                 )
             return web.json_response(
-                fake_shapes.response(body, WORD * visible, billed), dumps=_dumps
+                fake_shapes.response(body, WORD * visible, billed), dumps=fake_openai.dumps
             )
         finally:
             self.in_flight -= 1
@@ -276,15 +259,15 @@ class FakeUpstream:
 
     def _refuse_parameters(self, endpoint: str, body: dict[str, Any]) -> web.Response | None:
         if self.settings.reject_stream_options and "stream_options" in body:
-            return _invalid(
+            return fake_openai.invalid(
                 "Unrecognized request argument supplied: stream_options",
                 "stream_options",
                 "invalid_request",
             )
-        return _refuse_by_model(endpoint, body)
+        return fake_openai.refuse_by_model(endpoint, body)
 
     def _bill_shaped(self, endpoint: str, body: dict[str, Any], visible: int) -> Billed:
-        prompt = _prompt_tokens(endpoint, body)
+        prompt = fake_openai.prompt_tokens(endpoint, body)
         cached = min(self.settings.cached_tokens, prompt)
         written = min(self.settings.cache_write_tokens, prompt - cached)
         reasoning = self.settings.reasoning_tokens if endpoint == "responses" else 0
@@ -323,7 +306,7 @@ class FakeUpstream:
         if "api-version" not in request.query or model is None:
             self.requests.append((request.path, dict(request.headers), body))
             missing = "DeploymentNotFound" if model is None else "404"
-            return _error(404, "Resource not found", missing)
+            return fake_openai.error(404, "Resource not found", missing)
         body = {**body, "model": model}
         if operation == "embeddings":
             return await self._embeddings(request, body)
@@ -338,7 +321,7 @@ class FakeUpstream:
             return refused
         await self._enter()
         try:
-            prompt = _prompt_tokens("embeddings", body)
+            prompt = fake_openai.prompt_tokens("embeddings", body)
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
             self.billed.append(Billed("embeddings", body["model"], prompt, 0))
             data = [
@@ -348,7 +331,7 @@ class FakeUpstream:
             usage = {"prompt_tokens": prompt, "total_tokens": prompt}
             return web.json_response(
                 {"object": "list", "data": data, "model": body["model"], "usage": usage},
-                dumps=_dumps,
+                dumps=fake_openai.dumps,
             )
         finally:
             self.in_flight -= 1
@@ -373,118 +356,3 @@ _AZURE_OPERATIONS = {
     "completions": "completions",
     "embeddings": "embeddings",
 }
-
-
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
-def _event(obj: Any) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
-def _prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
-    enc = encodings.get_encoding(encodings.encoding_for_model(body["model"]))
-    estimator = {
-        "chat": estimate_chat,
-        "completions": estimate_completions,
-        "embeddings": estimate_embeddings,
-        "responses": estimate_responses,
-        "messages": estimate_messages,
-    }[endpoint]
-    estimate = estimator(body, enc, default_max_tokens=0, tokenize_max_bytes=1 << 30)
-    return int(estimate.prompt_tokens)
-
-
-def _usage(billed: Billed) -> dict[str, Any]:
-    prompt, completion = billed.prompt_tokens, billed.completion_tokens
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {
-            "cached_tokens": billed.cached_tokens,
-            "audio_tokens": billed.audio_prompt_tokens,
-        },
-        "completion_tokens_details": {
-            "reasoning_tokens": billed.reasoning_tokens,
-            "audio_tokens": billed.audio_completion_tokens,
-        },
-    }
-
-
-def _whole(endpoint: str, model: str, per_choice: int, n: int) -> dict[str, Any]:
-    text = WORD * per_choice
-    if endpoint == "chat":
-        choices = [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": "length",
-                "logprobs": None,
-            }
-            for i in range(n)
-        ]
-        kind = "chat.completion"
-    else:
-        choices = [
-            {"index": i, "text": text, "finish_reason": "length", "logprobs": None}
-            for i in range(n)
-        ]
-        kind = "text_completion"
-    return {
-        "id": f"fake-{time.monotonic_ns()}",
-        "object": kind,
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-    }
-
-
-def _chunk(endpoint: str, model: str, index: int, text: str, last: bool) -> dict[str, Any]:
-    finish = "length" if last else None
-    if endpoint == "chat":
-        choice: dict[str, Any] = {
-            "index": index,
-            "delta": {"content": text},
-            "finish_reason": finish,
-            "logprobs": None,
-        }
-        kind = "chat.completion.chunk"
-    else:
-        choice = {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
-        kind = "text_completion"
-    return {
-        "id": "fake-stream",
-        "object": kind,
-        "created": int(time.time()),
-        "model": model,
-        "choices": [choice],
-    }
-
-
-def _refuse_by_model(endpoint: str, body: dict[str, Any]) -> web.Response | None:
-    """What OpenAI refuses by model: `max_tokens` on chat with an o-series or gpt-5 model."""
-    if endpoint == "chat" and _REASONING.fullmatch(body["model"]) and "max_tokens" in body:
-        return _invalid(
-            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
-            "'max_completion_tokens' instead.",
-            "max_tokens",
-            "unsupported_parameter",
-        )
-    return None
-
-
-_REASONING = re.compile(r"(o\d|gpt-5)([-.].*)?")
-
-
-def _invalid(message: str, param: str, code: str) -> web.Response:
-    body = {
-        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
-    }
-    return web.json_response(body, status=400)
-
-
-def _error(status: int, message: str, code: str | None) -> web.Response:
-    body = {"error": {"message": message, "type": "server_error", "code": code, "param": None}}
-    return web.json_response(body, status=status)

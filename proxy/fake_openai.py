@@ -1,0 +1,154 @@
+"""The OpenAI-format bodies, stream chunks and errors the fake upstream answers with, and what it
+bills (fake_upstream.py). Chat completions and completions; fake_shapes.py has the Responses and
+Anthropic ones."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy import encodings
+from proxy.estimate import estimate_chat, estimate_completions, estimate_embeddings
+from proxy.shapes.messages import estimate_messages
+from proxy.shapes.responses import estimate_responses
+
+WORD = " hello"
+"""One token in both cl100k_base and o200k_base."""
+
+
+@dataclass
+class Billed:
+    endpoint: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    """Part of prompt_tokens."""
+    cache_write_tokens: int = 0
+    """Part of prompt_tokens."""
+    reasoning_tokens: int = 0
+    """Part of completion_tokens."""
+    audio_prompt_tokens: int = 0
+    """Part of prompt_tokens."""
+    audio_completion_tokens: int = 0
+    """Part of completion_tokens."""
+
+
+def dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def event(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
+    enc = encodings.get_encoding(encodings.encoding_for_model(body["model"]))
+    estimator = {
+        "chat": estimate_chat,
+        "completions": estimate_completions,
+        "embeddings": estimate_embeddings,
+        "responses": estimate_responses,
+        "messages": estimate_messages,
+    }[endpoint]
+    estimate = estimator(body, enc, default_max_tokens=0, tokenize_max_bytes=1 << 30)
+    return int(estimate.prompt_tokens)
+
+
+def usage(billed: Billed) -> dict[str, Any]:
+    prompt, completion = billed.prompt_tokens, billed.completion_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {
+            "cached_tokens": billed.cached_tokens,
+            "audio_tokens": billed.audio_prompt_tokens,
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": billed.reasoning_tokens,
+            "audio_tokens": billed.audio_completion_tokens,
+        },
+    }
+
+
+def whole(endpoint: str, model: str, per_choice: int, n: int) -> dict[str, Any]:
+    text = WORD * per_choice
+    if endpoint == "chat":
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "finish_reason": "length",
+                "logprobs": None,
+            }
+            for i in range(n)
+        ]
+        kind = "chat.completion"
+    else:
+        choices = [
+            {"index": i, "text": text, "finish_reason": "length", "logprobs": None}
+            for i in range(n)
+        ]
+        kind = "text_completion"
+    return {
+        "id": f"fake-{time.monotonic_ns()}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+    }
+
+
+def chunk(endpoint: str, model: str, index: int, text: str, last: bool) -> dict[str, Any]:
+    finish = "length" if last else None
+    if endpoint == "chat":
+        choice: dict[str, Any] = {
+            "index": index,
+            "delta": {"content": text},
+            "finish_reason": finish,
+            "logprobs": None,
+        }
+        kind = "chat.completion.chunk"
+    else:
+        choice = {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
+        kind = "text_completion"
+    return {
+        "id": "fake-stream",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+    }
+
+
+def refuse_by_model(endpoint: str, body: dict[str, Any]) -> web.Response | None:
+    """What OpenAI refuses by model: `max_tokens` on chat with an o-series or gpt-5 model."""
+    if endpoint == "chat" and _REASONING.fullmatch(body["model"]) and "max_tokens" in body:
+        return invalid(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+            "max_tokens",
+            "unsupported_parameter",
+        )
+    return None
+
+
+_REASONING = re.compile(r"(o\d|gpt-5)([-.].*)?")
+
+
+def invalid(message: str, param: str, code: str) -> web.Response:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
+    return web.json_response(body, status=400)
+
+
+def error(status: int, message: str, code: str | None) -> web.Response:
+    body = {"error": {"message": message, "type": "server_error", "code": code, "param": None}}
+    return web.json_response(body, status=status)
