@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from proxy.errors import Forbidden
 from proxy.ledger.tenancy import TenantRecord, TenantStore
 from proxy.policy.runtime import Mode, Plan, Policy
 
@@ -42,6 +43,15 @@ class TenantConfig:
             return 0
         offset = datetime.now(ZoneInfo(self.timezone)).utcoffset()
         return 0 if offset is None else int(offset.total_seconds() // 60)
+
+
+def unknown_tenant(tenant: str) -> Forbidden:
+    """The refusal of a tenant that is not admitted (Directory.get returned None)."""
+    return Forbidden(
+        f"Unknown tenant {tenant!r}: neither the store nor the policy has it. Check "
+        "X-Cycles-Tenant, or ask the operator to onboard the tenant.",
+        type="unknown_tenant",
+    )
 
 
 class Directory:

@@ -152,7 +152,7 @@ def estimate_completions(
     tokens = 1 if prompt is None else _input_tokens(counter, prompt, "prompt")
     suffix = body.get("suffix")
     if suffix is not None:
-        tokens += counter.count(_expect_str(suffix, "suffix"))
+        tokens += counter.count(expect_str(suffix, "suffix"))
     limit = completion_limit(body, "completions")
     n, best_of = _count(body, "n"), _count(body, "best_of")
     if best_of > 1 and body.get("stream") is True:
@@ -212,12 +212,12 @@ def completion_limit(body: Mapping[str, Any], endpoint: EndpointName) -> int | N
 def _message_tokens(counter: TextCounter, message: Any, path: str) -> int:
     if not isinstance(message, dict):
         raise BadRequest(f"{path} must be an object with 'role' and 'content'", param=path)
-    tokens = TOKENS_PER_MESSAGE + counter.count(_expect_str(message.get("role"), f"{path}.role"))
+    tokens = TOKENS_PER_MESSAGE + counter.count(expect_str(message.get("role"), f"{path}.role"))
     tokens += _content_tokens(counter, message.get("content"), f"{path}.content")
     if message.get("name") is not None:
-        tokens += TOKENS_PER_NAME + counter.count(_expect_str(message["name"], f"{path}.name"))
+        tokens += TOKENS_PER_NAME + counter.count(expect_str(message["name"], f"{path}.name"))
     if message.get("tool_call_id") is not None:
-        tokens += counter.count(_expect_str(message["tool_call_id"], f"{path}.tool_call_id"))
+        tokens += counter.count(expect_str(message["tool_call_id"], f"{path}.tool_call_id"))
     if message.get("tool_calls") is not None:
         tokens += _tool_calls_tokens(counter, message["tool_calls"], f"{path}.tool_calls")
     if message.get("function_call") is not None:
@@ -238,8 +238,8 @@ def _tool_calls_tokens(counter: TextCounter, tool_calls: Any, path: str) -> int:
 def _function_call_tokens(counter: TextCounter, function: Any, path: str) -> int:
     if not isinstance(function, dict):
         raise BadRequest(f"{path} must be an object with 'name' and 'arguments'", param=path)
-    name = _expect_str(function.get("name"), f"{path}.name")
-    arguments = _expect_str(function.get("arguments", ""), f"{path}.arguments")
+    name = expect_str(function.get("name"), f"{path}.name")
+    arguments = expect_str(function.get("arguments", ""), f"{path}.arguments")
     return TOKENS_PER_TOOL_CALL + counter.count(name) + counter.count(arguments)
 
 
@@ -258,13 +258,13 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
         raise BadRequest(f"{path} must be an object with a string 'type'", param=path)
     kind = part["type"]
     if kind == "text":
-        return counter.count(_expect_str(part.get("text"), f"{path}.text"))
+        return counter.count(expect_str(part.get("text"), f"{path}.text"))
     if kind == "image_url":
         return _image_tokens(counter, part.get("image_url"), f"{path}.image_url")
     if kind == "input_audio":
         audio = part.get("input_audio")
         data = audio.get("data") if isinstance(audio, dict) else None
-        return utf8_len(_expect_str(data, f"{path}.input_audio.data"))
+        return utf8_len(expect_str(data, f"{path}.input_audio.data"))
     # Other parts (file, refusal, ...) carry their payload inline: their JSON bounds them.
     return counter.count_json(part)
 
@@ -348,7 +348,8 @@ def _int_field(body: Mapping[str, Any], key: str, *, minimum: int = 0) -> int | 
     return value
 
 
-def _expect_str(value: Any, path: str) -> str:
+def expect_str(value: Any, path: str) -> str:
+    """`value` if it is a string; otherwise a 400 naming `path` and what was sent."""
     if not isinstance(value, str):
         raise BadRequest(f"{path} must be a string, got {_describe(value)}", param=path)
     return value

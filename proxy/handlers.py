@@ -14,7 +14,7 @@ from aiohttp import web
 from proxy import alerts, decision, identity, observe, relay, replay, tasks
 from proxy.call import Endpoint, PreparedCall, Sent, endpoint_for, prepare
 from proxy.context import RUNTIME, Runtime
-from proxy.directory import TenantConfig
+from proxy.directory import TenantConfig, unknown_tenant
 from proxy.errors import (
     AmountOutOfRange,
     BadGateway,
@@ -111,11 +111,7 @@ async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
             ) from None
         config = rt.directory.fallback(tenant)
     if config is None:
-        raise Forbidden(
-            f"Unknown tenant {tenant!r}: neither the store nor the policy has it. Check "
-            "X-Cycles-Tenant, or ask the operator to onboard the tenant.",
-            type="unknown_tenant",
-        )
+        raise unknown_tenant(tenant)
     return config
 
 

@@ -86,8 +86,12 @@ def _details(usage: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def _count(details: Mapping[str, Any], name: str) -> int:
-    value = details.get(name)
+def token_count(value: Any) -> int | None:
+    """`value` if it is a token count (a non-negative integer, not a boolean), else None."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    return 0
+    return None
+
+
+def _count(details: Mapping[str, Any], name: str) -> int:
+    return token_count(details.get(name)) or 0

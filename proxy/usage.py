@@ -13,7 +13,7 @@ from typing import Any
 
 from proxy.estimate import EndpointName, TextCounter, Tokenizer
 from proxy.pricing import Usage
-from proxy.token_kinds import openai_usage
+from proxy.token_kinds import openai_usage, token_count
 
 _DELTA_TEXT_FIELDS = frozenset(("content", "refusal", "reasoning_content", "reasoning"))
 
@@ -28,8 +28,8 @@ def parse_usage(usage: Any, endpoint: EndpointName) -> Usage | None:
     Its details (cached, audio, image tokens) are parts of the totals (token_kinds.py)."""
     if not isinstance(usage, dict):
         return None
-    prompt = _count(usage.get("prompt_tokens"))
-    completion = 0 if endpoint == "embeddings" else _count(usage.get("completion_tokens"))
+    prompt = token_count(usage.get("prompt_tokens"))
+    completion = 0 if endpoint == "embeddings" else token_count(usage.get("completion_tokens"))
     if prompt is None or completion is None:
         return None
     return openai_usage(usage, prompt, completion)
@@ -103,14 +103,7 @@ class StreamUsage:
             self._texts.setdefault(key, []).append(text)
 
 
-def _count(value: Any) -> int | None:
-    """`value` if it is a token count (a non-negative integer, not a boolean), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
 def _index(item: Mapping[str, Any], position: int) -> int:
     """A streamed item's `index`, or its position when it has no usable one."""
-    index = _count(item.get("index"))
+    index = token_count(item.get("index"))
     return position if index is None else index

@@ -16,7 +16,9 @@ import aiohttp
 
 from proxy import encodings
 from proxy.estimate import estimate_chat
+from proxy.fake_upstream import FakeUpstream
 from proxy.ledger.base import BalanceRow, Ledger
+from proxy.local import serving
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
 
@@ -148,6 +150,20 @@ async def commands_seen(commands: list[str], expected: int) -> list[str]:
     names = [c.split('"')[1].lower() for c in commands]
     commands.clear()
     return names
+
+
+@asynccontextmanager
+async def proxy_in_front_of(
+    fake: FakeUpstream, policy_path: Path, store: str, drain: float = 0, *extra: str
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """`fake` served here, and `cycles-proxy serve` (proxy_process) in front of it."""
+    async with (
+        serving(fake.app()) as fake_url,
+        proxy_process(
+            policy_path, store, fake_url + "/v1", fake.settings.api_key, drain, *extra
+        ) as started,
+    ):
+        yield started
 
 
 @asynccontextmanager

@@ -569,3 +569,11 @@ def test_policy_mistakes_about_actions_name_the_field(
     path.write_text(yaml + "\n")
     with pytest.raises(PolicyError, match=message.replace("(", r"\(")):
         load_policy(path)
+
+
+def test_the_client_sends_the_scope_headers_the_proxy_reads() -> None:
+    """proxy/client.py keeps its own copy (an app may copy the module alone): it must match."""
+    from proxy.client import SCOPE_HEADERS
+    from proxy.scopes import HEADERS
+
+    assert dict(HEADERS) == SCOPE_HEADERS

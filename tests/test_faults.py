@@ -18,7 +18,16 @@ import aiohttp
 import pytest
 import redis
 from conftest import free_port
-from support import chat, chat_prompt_tokens, line, mini_cost, policy, proxy_process, usd
+from support import (
+    chat,
+    chat_prompt_tokens,
+    line,
+    mini_cost,
+    policy,
+    proxy_in_front_of,
+    proxy_process,
+    usd,
+)
 
 from proxy.context import RUNTIME
 from proxy.fake_upstream import FakeSettings, FakeUpstream
@@ -214,11 +223,8 @@ async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
     )
     fake = FakeUpstream(settings=FakeSettings(chunk_delay=1.0, chunks=10))
     async with (
-        serving(fake.app()) as fake_url,
+        proxy_in_front_of(fake, tmp_path / "policy.yaml", redis_proc.url) as (url, proc),
         aiohttp.ClientSession() as session,
-        proxy_process(
-            tmp_path / "policy.yaml", redis_proc.url, fake_url + "/v1", fake.settings.api_key
-        ) as (url, proc),
     ):
         responses = [
             await session.post(url + "/v1/chat/completions", json=body, headers=ALPHA)

@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
-from support import chat, chat_prompt_tokens, mini_cost, policy, proxy_process, usd
+from support import chat, chat_prompt_tokens, mini_cost, policy, proxy_in_front_of, usd
 
 from proxy.fake_upstream import FakeUpstream
-from proxy.local import Stack, local_stack, serving
+from proxy.local import Stack, local_stack
 from proxy.logs import _PATTERNS, JsonFormatter, RedactingFilter, redact
 from proxy.metrics import (
     DEFAULT_MAX_TENANTS,
@@ -327,12 +327,10 @@ async def test_a_metrics_listener_serves_only_metrics(tmp_path: Path, redis_url:
     fake = FakeUpstream()
     port = free_port()
     async with (
-        serving(fake.app()) as fake_url,
-        proxy_process(
+        proxy_in_front_of(
+            fake,
             tmp_path / "policy.yaml",
             redis_url,
-            fake_url + "/v1",
-            fake.settings.api_key,
             0,
             "--metrics-listen",
             f"127.0.0.1:{port}",

@@ -12,14 +12,13 @@ from unittest import mock
 import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from support import chat, line, mini_cost, policy, proxy_process
+from support import chat, line, mini_cost, policy, proxy_in_front_of
 
 from proxy import handlers
 from proxy.errors import Forbidden
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.keys import open_key_store
 from proxy.ledger import open_ledger
-from proxy.local import serving
 from proxy.policy.runtime import ReservationSettings
 
 STREAMS = 20
@@ -62,8 +61,7 @@ async def test_gateway_sigterm_finishes_streams_in_flight_refuses_new_ones_and_e
     await keys.close()
     fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))
     async with (
-        serving(fake.app()) as fake_url,
-        proxy_process(path, redis_url, fake_url + "/v1", fake.settings.api_key, 30) as (url, proc),
+        proxy_in_front_of(fake, path, redis_url, 30) as (url, proc),
         aiohttp.ClientSession() as session,
     ):
         headers = {"Authorization": f"Bearer {plain}"}
@@ -88,10 +86,7 @@ async def test_sidecar_sigterm_keeps_serving_until_the_drain_timeout_then_exits_
     fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))
     drain = 3.0
     async with (
-        serving(fake.app()) as fake_url,
-        proxy_process(
-            tmp_path / "policy.yaml", redis_url, fake_url + "/v1", fake.settings.api_key, drain
-        ) as (url, proc),
+        proxy_in_front_of(fake, tmp_path / "policy.yaml", redis_url, drain) as (url, proc),
         aiohttp.ClientSession() as session,
     ):
         headers = {"X-Cycles-Tenant": "alpha"}
@@ -116,10 +111,7 @@ async def test_a_sidecar_told_the_app_exited_stops_long_before_the_drain_timeout
     policy(tmp_path, "tenant: {limit: 50, period: month}")
     fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))
     async with (
-        serving(fake.app()) as fake_url,
-        proxy_process(
-            tmp_path / "policy.yaml", redis_url, fake_url + "/v1", fake.settings.api_key, 60
-        ) as (url, proc),
+        proxy_in_front_of(fake, tmp_path / "policy.yaml", redis_url, 60) as (url, proc),
         aiohttp.ClientSession() as session,
     ):
         headers = {"X-Cycles-Tenant": "alpha"}
@@ -145,12 +137,10 @@ async def test_a_native_sidecar_drains_at_sigterm_when_told_to(
     policy(tmp_path, "tenant: {limit: 50, period: month}")
     fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))
     async with (
-        serving(fake.app()) as fake_url,
-        proxy_process(
+        proxy_in_front_of(
+            fake,
             tmp_path / "policy.yaml",
             redis_url,
-            fake_url + "/v1",
-            fake.settings.api_key,
             30,
             "--sigterm",
             "drain",

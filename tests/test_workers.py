@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as redis
-from support import chat, chat_prompt_tokens, line, mini_cost, policy, proxy_process, usd
+from support import chat, chat_prompt_tokens, line, mini_cost, policy, proxy_in_front_of, usd
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.ledger import keys, open_ledger
-from proxy.local import serving
 from proxy.policy.runtime import ReservationSettings
 
 ALPHA = {"X-Cycles-Tenant": "alpha"}
@@ -23,6 +23,12 @@ ALPHA = {"X-Cycles-Tenant": "alpha"}
 def children(pid: int) -> set[int]:
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     return {int(child) for child in text.split()}
+
+
+async def status_of(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> int:
+    async with session.post(url + "/v1/chat/completions", json=body, headers=ALPHA) as r:
+        await r.read()
+        return r.status
 
 
 def alive(pid: int) -> bool:
@@ -47,12 +53,10 @@ async def test_two_workers_share_the_port_and_one_budget(tmp_path: Path, redis_u
     policy(tmp_path, f"tenant: {{limit: {usd(10 * cost)}, period: month}}")
     fake = FakeUpstream()
     async with (
-        serving(fake.app()) as fake_url,
-        proxy_process(
+        proxy_in_front_of(
+            fake,
             tmp_path / "policy.yaml",
             redis_url,
-            fake_url + "/v1",
-            fake.settings.api_key,
             0,
             "--workers",
             "2",
@@ -63,12 +67,7 @@ async def test_two_workers_share_the_port_and_one_budget(tmp_path: Path, redis_u
         workers = children(proc.pid)
         assert len(workers) == 2
 
-        async def send() -> int:
-            async with session.post(url + "/v1/chat/completions", json=body, headers=ALPHA) as r:
-                await r.read()
-                return r.status
-
-        statuses = await asyncio.gather(*(send() for _ in range(200)))
+        statuses = await asyncio.gather(*(status_of(session, url, body) for _ in range(200)))
         owners = await owners_of_settled_calls(redis_url)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
@@ -88,12 +87,10 @@ async def test_both_workers_serve_calls(tmp_path: Path, redis_url: str) -> None:
     policy(tmp_path, "tenant: {limit: 50, period: month}")
     fake = FakeUpstream()
     async with (
-        serving(fake.app()) as fake_url,
-        proxy_process(
+        proxy_in_front_of(
+            fake,
             tmp_path / "policy.yaml",
             redis_url,
-            fake_url + "/v1",
-            fake.settings.api_key,
             0,
             "--workers",
             "2",
@@ -102,13 +99,9 @@ async def test_both_workers_serve_calls(tmp_path: Path, redis_url: str) -> None:
     ):
         workers = children(proc.pid)
 
-        async def send() -> int:
-            async with session.post(url + "/v1/chat/completions", json=chat(), headers=ALPHA) as r:
-                await r.read()
-                return r.status
-
         for _ in range(10):  # the kernel hashes each connection to a worker: a few rounds do
-            assert set(await asyncio.gather(*(send() for _ in range(20)))) == {200}
+            calls = (status_of(session, url, chat()) for _ in range(20))
+            assert set(await asyncio.gather(*calls)) == {200}
             if len(await owners_of_settled_calls(redis_url)) == 2:
                 break
         assert await owners_of_settled_calls(redis_url) == workers
@@ -121,12 +114,10 @@ async def test_quitquitquit_reaching_one_worker_stops_them_all(
     policy(tmp_path, "tenant: {limit: 50, period: month}")
     fake = FakeUpstream(FakeSettings(chunks=10, chunk_delay=0.05))
     async with (
-        serving(fake.app()) as fake_url,
-        proxy_process(
+        proxy_in_front_of(
+            fake,
             tmp_path / "policy.yaml",
             redis_url,
-            fake_url + "/v1",
-            fake.settings.api_key,
             60,
             "--workers",
             "2",

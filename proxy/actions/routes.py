@@ -26,8 +26,8 @@ from proxy.actions.reserving import (
     unit_of,
 )
 from proxy.context import RUNTIME, Runtime
-from proxy.directory import TenantConfig
-from proxy.errors import BadRequest, Forbidden, LedgerUnavailable, ServiceUnavailable
+from proxy.directory import TenantConfig, unknown_tenant
+from proxy.errors import BadRequest, LedgerUnavailable, ServiceUnavailable
 from proxy.handlers import read_limited
 from proxy.ledger.base import ReservationRecord, SettleResult
 from proxy.scopes import Scope, budget_lines
@@ -164,11 +164,7 @@ async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
     except LedgerUnavailable:
         raise _unavailable() from None
     if config is None:
-        raise Forbidden(
-            f"Unknown tenant {tenant!r}: neither the store nor the policy has it. Check "
-            "X-Cycles-Tenant, or ask the operator to onboard the tenant.",
-            type="unknown_tenant",
-        )
+        raise unknown_tenant(tenant)
     return config
 
 

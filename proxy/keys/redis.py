@@ -28,17 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis import exceptions as rex
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
-from proxy.errors import LedgerError, LedgerUnavailable
 from proxy.keys.records import KeyRecord, KeyStoreBase, Listener, Row, decode, encode, now_ms
-from proxy.ledger.clients import UNAVAILABLE, open_client
+from proxy.ledger.clients import boundary, open_client
 from proxy.ledger.keys import PREFIX
 
 log = logging.getLogger(__name__)
@@ -50,17 +48,6 @@ RESUBSCRIBE_AFTER_S = 1.0
 
 def tenant_keys(tenant: str) -> str:
     return f"{PREFIX}:{{t:{tenant}}}:keys"
-
-
-@contextmanager
-def _boundary() -> Iterator[None]:
-    """Redis errors become ours: the key store is the ledger's store, and fails the same way."""
-    try:
-        yield
-    except UNAVAILABLE as exc:
-        raise LedgerUnavailable(f"the Redis key store is unreachable: {exc}") from exc
-    except rex.RedisError as exc:
-        raise LedgerError(f"the Redis key store refused a command: {exc}") from exc
 
 
 class RedisKeyStore(KeyStoreBase):
@@ -76,7 +63,7 @@ class RedisKeyStore(KeyStoreBase):
         self._subscriptions = 0
 
     async def lookup(self, sha: str) -> KeyRecord | None:
-        with _boundary():
+        with boundary("the Redis key store"):
             indexed = await self._client.hget(GLOBAL, sha)
             if indexed is None:
                 return None
@@ -88,7 +75,7 @@ class RedisKeyStore(KeyStoreBase):
         return true_record if true_sha == sha else None
 
     async def _rows(self, tenant: str) -> dict[str, Row]:
-        with _boundary():
+        with boundary("the Redis key store"):
             raw = await self._client.hgetall(tenant_keys(tenant))
         return {str(key_id): decode(str(text)) for key_id, text in raw.items()}
 
@@ -98,7 +85,7 @@ class RedisKeyStore(KeyStoreBase):
         by_tenant: dict[str, dict[Any, Any]] = {}
         for sha, record in rows:
             by_tenant.setdefault(record.tenant, {})[record.key_id] = encode(sha, record)
-        with _boundary():
+        with boundary("the Redis key store"):
             for tenant, fields in by_tenant.items():
                 await self._client.hset(tenant_keys(tenant), mapping=fields)
             index: dict[Any, Any] = {sha: encode(sha, record) for sha, record in rows}

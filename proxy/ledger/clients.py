@@ -19,14 +19,16 @@ up to WAIT_S, like the BlockingConnectionPool of the standalone ledger.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+
+from proxy.errors import LedgerError, LedgerUnavailable
 
 Client = Redis | RedisCluster
 
@@ -47,6 +49,18 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 """redis-py's errors that mean the store cannot be reached now (the caller applies fail_mode)."""
 ERRORS: tuple[type[BaseException], ...] = (rex.RedisError, rex.RedisClusterException)
 """Every error redis-py raises (RedisClusterException is not a RedisError)."""
+
+
+@contextmanager
+def boundary(store: str = "the Redis ledger") -> Iterator[None]:
+    """redis-py's exceptions become ours: LedgerUnavailable when `store` cannot be reached now
+    (the caller applies fail_mode), LedgerError when it refused a command."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        raise LedgerUnavailable(f"{store} is unreachable: {exc}") from exc
+    except ERRORS as exc:
+        raise LedgerError(f"{store} refused a command: {exc}") from exc
 
 
 def is_redis(url: str) -> bool:

@@ -18,9 +18,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from proxy.ledger import keys
 from proxy.ledger.base import BudgetLine, LineBalance, ReservationRecord, State
+from proxy.ledger.clients import boundary
 from proxy.ledger.common import decode_amounts
 from proxy.ledger.safety import Epoch
-from proxy.ledger.tenants_redis import boundary
 
 STATES = ("OPEN", "COMMITTED", "RELEASED", "EXPIRED_CHARGED", "EXPIRED_RELEASED")
 

@@ -47,7 +47,7 @@ from proxy.ledger.base import (
     TenantStatus,
 )
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
-from proxy.ledger.clients import is_cluster, open_client
+from proxy.ledger.clients import boundary, is_cluster, open_client
 from proxy.ledger.common import (
     DENIED,
     Outcome,
@@ -63,7 +63,7 @@ from proxy.ledger.reads_redis import RedisReads
 from proxy.ledger.safety import Epoch, check_eviction
 from proxy.ledger.tenancy import TenantRecord
 from proxy.ledger.tenants import AGGREGATE
-from proxy.ledger.tenants_redis import RedisTenants, boundary
+from proxy.ledger.tenants_redis import RedisTenants
 from proxy.ledger.wire import ReplyError, Wire
 from proxy.policy.runtime import ReservationSettings
 

@@ -31,8 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from proxy.errors import LedgerEpochLost, StoreUnsafe
 from proxy.ledger import keys
-from proxy.ledger.clients import Client, nodes, owner
-from proxy.ledger.tenants_redis import boundary
+from proxy.ledger.clients import Client, boundary, nodes, owner
 
 log = logging.getLogger(__name__)
 

@@ -6,17 +6,13 @@ the sweeper's set are not tenant-tagged, so they are written after the script, i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
-from redis import exceptions as rex
-
-from proxy.errors import LedgerError, LedgerUnavailable
 from proxy.ledger import keys
 from proxy.ledger.base import BalanceRow, TenantStatus
 from proxy.ledger.checks import check_amount
-from proxy.ledger.clients import UNAVAILABLE, Client
+from proxy.ledger.clients import Client, boundary
 from proxy.ledger.common import balance_rows
 from proxy.ledger.tenancy import (
     AuditEntry,
@@ -35,17 +31,6 @@ from proxy.ledger.tenants import (
     utc_offset_min,
 )
 from proxy.policy.runtime import Mode, Period, Unit
-
-
-@contextmanager
-def boundary() -> Iterator[None]:
-    """Turn redis-py's exceptions into ours."""
-    try:
-        yield
-    except UNAVAILABLE as exc:
-        raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
-    except rex.RedisError as exc:
-        raise LedgerError(f"the Redis ledger refused a command: {exc}") from exc
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:

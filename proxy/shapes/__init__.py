@@ -10,20 +10,6 @@ from proxy.errors import BadRequest
 from proxy.estimate import TextCounter
 
 
-def text_field(value: Any, path: str) -> str:
-    """`value` if it is a string; otherwise a 400 naming `path`."""
-    if not isinstance(value, str):
-        raise BadRequest(f"{path} must be a string", param=path)
-    return value
-
-
-def token_count(value: Any) -> int | None:
-    """`value` if it is a token count (a non-negative integer, not a boolean), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
 def definitions_tokens(counter: TextCounter, body: dict[str, Any], overhead: int) -> int:
     """Tool definitions and a named tool choice, by their JSON (longer than what the model is
     shown)."""

@@ -24,9 +24,11 @@ from proxy.estimate import (
     TextCounter,
     Tokenizer,
     completion_limit,
+    expect_str,
 )
 from proxy.pricing import Usage
-from proxy.shapes import definitions_tokens, text_field, token_count
+from proxy.shapes import definitions_tokens
+from proxy.token_kinds import token_count
 from proxy.usage import StreamUsage
 
 IMAGE_TOKENS = 1600
@@ -147,7 +149,7 @@ def _system_tokens(counter: TextCounter, system: Any) -> int:
 def _message_tokens(counter: TextCounter, message: Any, path: str) -> int:
     if not isinstance(message, dict):
         raise BadRequest(f"{path} must be an object with 'role' and 'content'", param=path)
-    role = counter.count(text_field(message.get("role"), f"{path}.role"))
+    role = counter.count(expect_str(message.get("role"), f"{path}.role"))
     content = message.get("content")
     if isinstance(content, str):
         return TOKENS_PER_MESSAGE + role + counter.count(content)
@@ -168,7 +170,7 @@ def _block_tokens(counter: TextCounter, block: Any, path: str) -> int:
         raise BadRequest(f"{path} must be an object with a string 'type'", param=path)
     kind = block["type"]
     if kind == "text":
-        return counter.count(text_field(block.get("text"), f"{path}.text"))
+        return counter.count(expect_str(block.get("text"), f"{path}.text"))
     if kind == "image":
         return IMAGE_TOKENS
     if kind == "tool_result" and isinstance(block.get("content"), list):

@@ -28,9 +28,11 @@ from proxy.estimate import (
     TextCounter,
     Tokenizer,
     completion_limit,
+    expect_str,
 )
 from proxy.pricing import Usage
-from proxy.shapes import definitions_tokens, text_field, token_count
+from proxy.shapes import definitions_tokens
+from proxy.token_kinds import token_count
 from proxy.usage import StreamUsage
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
@@ -58,7 +60,7 @@ def estimate_responses(
     prompt = REPLY_PRIMING + _input_tokens(counter, body.get("input"))
     instructions = body.get("instructions")
     if instructions is not None:
-        prompt += TOKENS_PER_MESSAGE + counter.count(text_field(instructions, "'instructions'"))
+        prompt += TOKENS_PER_MESSAGE + counter.count(expect_str(instructions, "'instructions'"))
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
     text = body.get("text")
     if isinstance(text, dict) and isinstance(text.get("format"), dict):
@@ -152,7 +154,7 @@ def _item_tokens(counter: TextCounter, item: Any, path: str) -> int:
     if item.get("type", "message") != "message":
         # Function calls and outputs, reasoning, references: their JSON bounds them.
         return TOKENS_PER_MESSAGE + counter.count_json(item)
-    role = counter.count(text_field(item.get("role"), f"{path}.role"))
+    role = counter.count(expect_str(item.get("role"), f"{path}.role"))
     return TOKENS_PER_MESSAGE + role + _content_tokens(counter, item.get("content"), path)
 
 
@@ -175,7 +177,7 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
         raise BadRequest(f"{path} must be an object with a string 'type'", param=path)
     kind = part["type"]
     if kind in _TEXT_PARTS:
-        return counter.count(text_field(part.get("text"), f"{path}.text"))
+        return counter.count(expect_str(part.get("text"), f"{path}.text"))
     if kind == "input_image":
         url = part.get("image_url")
         return counter.image(url if isinstance(url, str) else "", part.get("detail"))
