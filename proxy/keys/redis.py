@@ -127,7 +127,7 @@ class RedisKeyStore(KeyStoreBase):
                     if kind == "key":
                         listener.evict(sha)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def _pubsub(self) -> PubSub:
         """A subscriber connection: in a cluster on the next node in turn (see above)."""

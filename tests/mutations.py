@@ -1,0 +1,324 @@
+"""Named mutations of the proxy's critical behaviours, and the command that shows the suite
+catches every one.
+
+A mutation removes one behaviour with a small textual patch (`old` → `new`, where `old` occurs
+exactly once in `file`) and names the tests that must turn red without it. The command copies
+the working tree to a temporary directory, applies one mutation there, runs its tests against
+the copy (`PYTHONPATH` points at the copy, so subprocesses that start `python -m proxy` run the
+mutated code too), and reports whether they failed (caught) or passed (survived):
+
+    python tests/mutations.py                 # every mutation, then a summary; exit 1 on a survivor
+    python tests/mutations.py --list          # names and what each removes
+    python tests/mutations.py reserve-ignores-in-flight commit-charges-estimate
+    python tests/mutations.py --baseline      # also run each mutation's tests unmutated first
+
+A mutation whose `old` text no longer occurs exactly once is reported as stale (and
+tests/test_mutations.py fails in the main suite), so the list cannot rot silently when the code
+moves. Every issue that adds a critical behaviour adds its mutations here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    removes: str = ""
+    """The behaviour the mutation removes, in a few words (defaults to the name)."""
+
+
+MUTATIONS: tuple[Mutation, ...] = (
+    # -- the reservation: atomic, all lines, in-flight calls count ---------------------------
+    Mutation(
+        name="reserve-ignores-in-flight",
+        file="proxy/ledger/lua/reserve.lua",
+        old="tonumber(f[3] or '0') - tonumber(f[1] or '0') - tonumber(f[2] or '0')",
+        new="tonumber(f[3] or '0') - tonumber(f[1] or '0')",
+        tests=("tests/test_ledger_contract.py",),
+        removes="Redis reserve counts calls still in flight against the budget",
+    ),
+    Mutation(
+        name="memory-reserve-ignores-in-flight",
+        file="proxy/ledger/memory.py",
+        old='for k in ("spent", "reserved"))',
+        new='for k in ("spent",))',
+        tests=("tests/test_ledger_contract.py",),
+        removes="memory reserve counts calls still in flight against the budget",
+    ),
+    Mutation(
+        name="commit-charges-estimate",
+        file="proxy/ledger/lua/commit.lua",
+        old="settle_lines(r.prefixes, est, act)",
+        new="settle_lines(r.prefixes, est, est)",
+        tests=("tests/test_ledger_contract.py",),
+        removes="Redis commit charges what the provider reported, not the estimate",
+    ),
+    Mutation(
+        name="memory-commit-charges-estimate",
+        file="proxy/ledger/memory.py",
+        old="t.settle_lines(r.fields, r.amounts, actual, now, s)",
+        new="t.settle_lines(r.fields, r.amounts, r.amounts, now, s)",
+        tests=("tests/test_ledger_contract.py",),
+        removes="memory commit charges what the provider reported, not the estimate",
+    ),
+    Mutation(
+        name="release-keeps-concurrency",
+        file="proxy/ledger/lua/release.lua",
+        old="free_held(r.held)",
+        new="",
+        tests=("tests/test_ledger_quotas.py",),
+        removes="Redis release frees the concurrency slots the call held",
+    ),
+    # -- expiry: a reservation nobody settled is charged, not forgotten -----------------------
+    Mutation(
+        name="expiry-releases",
+        file="proxy/ledger/lua/sweep.lua",
+        old="settle_lines(r.prefixes, est, (how ~= 'release') and est or nil)",
+        new="settle_lines(r.prefixes, est, nil)",
+        tests=("tests/test_ledger_contract.py",),
+        removes="Redis sweeper charges an expired reservation (on_expiry: charge)",
+    ),
+    Mutation(
+        name="memory-expiry-releases",
+        file="proxy/ledger/memory.py",
+        old='charge = r.amounts if self.settings.on_expiry == "charge" else None',
+        new="charge = None",
+        tests=("tests/test_ledger_contract.py",),
+        removes="memory sweeper charges an expired reservation (on_expiry: charge)",
+    ),
+    # -- what a call is charged -------------------------------------------------------------
+    Mutation(
+        name="cut-stream-charged-counted-text",
+        file="proxy/settle.py",
+        old="return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in counted.items()}",
+        new="return counted",
+        tests=("tests/test_routes_and_faults.py",),
+        removes="a stream cut before its usage report is charged at least the reservation",
+    ),
+    Mutation(
+        name="upstream-error-charged",
+        file="proxy/handlers.py",
+        old="""            await settle(rt.ledger, reservation, None, rt.fail_open.spill)
+            return _relay_body(upstream, body, verdict)""",
+        new="""            charge = reservation and reservation.amounts
+            await settle(rt.ledger, reservation, charge, rt.fail_open.spill)
+            return _relay_body(upstream, body, verdict)""",
+        tests=("tests/test_accounting.py", "tests/test_routes_and_faults.py"),
+        removes="an upstream error before any output releases the reservation",
+    ),
+    Mutation(
+        name="n-not-reserved",
+        file="proxy/call.py",
+        old="Usage(prompt, priced * self.choices)",
+        new="Usage(prompt, priced)",
+        tests=("tests/test_proxy_budget.py", "tests/test_degrade_quotas.py"),
+        removes="n choices are reserved n times",
+    ),
+    Mutation(
+        name="tokenizer-factor-ignored",
+        file="proxy/call.py",
+        old="return math.ceil(text * price.tokenizer_factor) + images",
+        new="return text + images",
+        tests=("tests/test_anthropic_api.py",),
+        removes="a Claude prompt is scaled by the model's tokenizer_factor",
+    ),
+    Mutation(
+        name="hard-bound-not-written",
+        file="proxy/call.py",
+        old="""        if limit is None and bound:
+            limit = self.plan.default_max_tokens""",
+        new="""        if False:
+            limit = self.plan.default_max_tokens""",
+        tests=("tests/test_proxy_budget.py", "tests/test_openai_sdk.py", "tests/test_streams.py"),
+        removes="bound: hard writes a completion limit when the client sent none",
+    ),
+    # -- idempotency ------------------------------------------------------------------------
+    Mutation(
+        name="idempotency-hash-ignores-body",
+        file="proxy/replay.py",
+        old="return hashlib.sha256(head + body).hexdigest()",
+        new="return hashlib.sha256(head).hexdigest()",
+        tests=("tests/test_replay.py",),
+        removes="a replay answers only the same body under the same key",
+    ),
+    # -- the boundary -----------------------------------------------------------------------
+    Mutation(
+        name="fail-closed-forwards",
+        file="proxy/handlers.py",
+        old="""    except LedgerUnavailable as exc:
+        if rt.policy.fail_mode == "closed":""",
+        new="""    except LedgerUnavailable as exc:
+        if False:""",
+        tests=("tests/test_routes_and_faults.py", "tests/test_store_safety.py"),
+        removes="fail_mode: closed answers 503 when the ledger is unreachable",
+    ),
+    Mutation(
+        name="client-headers-all-forwarded",
+        file="proxy/relay.py",
+        old="(name, value) for name, value in client.items() if name.lower() in REQUEST_HEADERS_UP",
+        new="(name, value) for name, value in client.items()",
+        tests=(
+            "tests/test_routes_and_faults.py",
+            "tests/test_gateway.py",
+            "tests/test_anthropic_api.py",
+        ),
+        removes="only allow-listed client headers go up; client credentials never do",
+    ),
+    Mutation(
+        name="dot-segments-allowed",
+        file="proxy/relay.py",
+        old='if unquote(segment) in (".", ".."):',
+        new="if False:",
+        tests=("tests/test_routes_and_faults.py", "tests/test_bad_input.py"),
+        removes="paths with dot segments are refused before routing",
+    ),
+    Mutation(
+        name="gateway-tenant-header-trusted",
+        file="proxy/identity.py",
+        old="""        named = values.setdefault(level, bound)
+        if named != bound:""",
+        new="""        named = values.setdefault(level, bound)
+        if False:""",
+        tests=("tests/test_gateway.py", "tests/test_keys.py"),
+        removes="a scope header that disagrees with the API key is 403",
+    ),
+)
+
+
+def stale(mutation: Mutation, root: Path = ROOT) -> str | None:
+    """Why `mutation` cannot be applied to the tree at `root`, or None if it can."""
+    path = root / mutation.file
+    if not path.is_file():
+        return f"{mutation.file} does not exist"
+    found = path.read_text().count(mutation.old)
+    if found != 1:
+        return f"its text occurs {found} times in {mutation.file} (must be exactly once)"
+    for test in mutation.tests:
+        module, _, name = test.partition("::")
+        if not (root / module).exists():
+            return f"{module} does not exist"
+        if name and f"def {name.split('[')[0]}(" not in (root / module).read_text():
+            return f"{module} has no test {name}"
+    return None
+
+
+def _copy_tree(destination: Path) -> None:
+    """The files git knows (tracked, or new and not ignored), as they are on disk now."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def _pytest(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+    # test_mutations.py checks the tree is unmutated: in a mutated copy it fails by design.
+    args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    args += ["--ignore", "tests/test_mutations.py", *tests]
+    try:
+        done = subprocess.run(
+            args, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return -1, f"timed out after {timeout:.0f} s"
+    return done.returncode, done.stdout + done.stderr
+
+
+def _first_failure(output: str) -> str:
+    for text in output.splitlines():
+        if text.startswith(("FAILED tests/", "ERROR tests/")):
+            return text.split(" - ")[0]
+    return output.strip().splitlines()[-1] if output.strip() else ""
+
+
+@dataclass(frozen=True)
+class Result:
+    mutation: Mutation
+    verdict: str
+    """caught | SURVIVED | stale | broken-baseline | error"""
+    detail: str
+    seconds: float
+
+
+def check(mutation: Mutation, baseline: bool, timeout: float) -> Result:
+    started = time.monotonic()
+    problem = stale(mutation)
+    if problem is not None:
+        return Result(mutation, "stale", problem, 0.0)
+    with tempfile.TemporaryDirectory(prefix="cycles-mutant-") as tmp:
+        tree = Path(tmp)
+        _copy_tree(tree)
+        if baseline:
+            code, output = _pytest(tree, mutation.tests, timeout)
+            if code != 0:
+                detail = _first_failure(output)
+                return Result(mutation, "broken-baseline", detail, time.monotonic() - started)
+        path = tree / mutation.file
+        path.write_text(path.read_text().replace(mutation.old, mutation.new))
+        code, output = _pytest(tree, mutation.tests, timeout)
+    elapsed = time.monotonic() - started
+    if code == 0:
+        return Result(mutation, "SURVIVED", "every listed test passed", elapsed)
+    if code in (1, -1):
+        return Result(mutation, "caught", _first_failure(output), elapsed)
+    # 2: interrupted or a collection error; 4: usage error; 5: no tests collected.
+    return Result(mutation, "error", f"pytest exit {code}: {_first_failure(output)}", elapsed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to check (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument(
+        "--baseline", action="store_true", help="run each mutation's tests unmutated first"
+    )
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per pytest run")
+    args = parser.parse_args(argv)
+    known = {m.name: m for m in MUTATIONS}
+    unknown = [name for name in args.names if name not in known]
+    if unknown:
+        parser.error(f"no such mutation: {', '.join(unknown)} (see --list)")
+    chosen = [known[name] for name in args.names] if args.names else list(MUTATIONS)
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:45} {m.removes or m.name}")
+        return 0
+    results = []
+    for m in chosen:
+        result = check(m, args.baseline, args.timeout)
+        results.append(result)
+        print(f"{result.verdict:16} {m.name:45} {result.seconds:6.1f} s  {result.detail}")
+        sys.stdout.flush()
+    bad = [r for r in results if r.verdict != "caught"]
+    print(f"\n{len(results)} mutations: {len(results) - len(bad)} caught, {len(bad)} not")
+    for r in bad:
+        print(f"  {r.verdict}: {r.mutation.name} ({r.detail})")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
