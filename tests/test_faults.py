@@ -255,6 +255,54 @@ async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
         await replica.close()
 
 
+async def test_a_running_replica_reclaims_a_killed_replicas_streams_by_itself(
+    tmp_path: Path, redis_proc: RedisProc
+) -> None:
+    """Nobody drives the sweep: a second proxy, running, heartbeats and sweeps on its own, finds
+    the killed replica silent and charges its open streams their reservations."""
+    body = chat(stream=True)
+    cost = mini_cost(chat_prompt_tokens(body), 100)
+    pol = policy(
+        tmp_path, "tenant: {limit: 1000, period: month}", plan="quotas: {concurrent_requests: 50}"
+    )
+    fake = FakeUpstream(settings=FakeSettings(chunk_delay=1.0, chunks=10))
+    async with (
+        proxy_in_front_of(fake, tmp_path / "policy.yaml", redis_proc.url) as (url, proc),
+        aiohttp.ClientSession() as session,
+    ):
+        responses = [
+            await session.post(url + "/v1/chat/completions", json=body, headers=ALPHA)
+            for _ in range(5)
+        ]
+        assert [r.status for r in responses] == [200] * 5
+        await asyncio.gather(*(r.content.readline() for r in responses))
+        assert await spent(redis_proc.url) == (0, 5 * cost)
+        proc.kill()
+        await proc.wait()
+        for r in responses:
+            r.close()
+    # This replica heartbeats every 0.5 s and presumes an owner dead after 3 silent intervals.
+    ledger = RedisLedger(redis_proc.url, pol.reservations, heartbeat_interval_s=0.5)
+    try:
+        async with (
+            local_stack(pol, store=redis_proc.url, ledger=ledger, sweep_every=0.5) as replica,
+            aiohttp.ClientSession() as session,
+        ):
+            deadline = time.monotonic() + 15
+            while (await spent(redis_proc.url))[1]:
+                assert time.monotonic() < deadline, (
+                    "the running replica never reclaimed the killed replica's reservations"
+                )
+                await asyncio.sleep(0.1)
+            async with session.get(replica.url + "/metrics") as r:
+                metrics = await r.text()
+        assert await spent(redis_proc.url) == (5 * cost, 0)  # on_expiry: charge, the default
+        assert (await ledger.counters("alpha")).get("q|conc|tenant|alpha", 0) == 0
+        assert "cycles_sweeper_reclaims_total 5.0" in metrics.splitlines()
+    finally:
+        await ledger.close()
+
+
 async def test_four_replicas_race_one_budget(tmp_path: Path, redis_proc: RedisProc) -> None:
     body = chat()
     cost = mini_cost(chat_prompt_tokens(body), 100)
