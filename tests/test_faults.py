@@ -29,6 +29,7 @@ from support import (
     usd,
 )
 
+from proxy import spill
 from proxy.context import RUNTIME
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.ledger import open_ledger
@@ -350,6 +351,55 @@ async def test_a_spilled_call_written_twice_is_charged_once() -> None:
         assert await spill.drain(ledger) == 1
     (row,) = await ledger.balances("alpha")
     assert (row.spent, row.reserved) == (700, 0)
+
+
+async def test_charges_still_spilled_at_shutdown_are_written_on_the_way_out(
+    tmp_path: Path, redis_proc: RedisProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls forwarded unbudgeted while Redis was down leave their charges in the spill; when
+    the proxy stops with Redis back, it writes them before it closes the ledger."""
+    monkeypatch.setattr(spill, "DRAIN_EVERY", 3600.0)  # only the shutdown can write them
+    pol = dataclasses.replace(
+        policy(tmp_path, "tenant: {limit: 1000, period: month}"), fail_mode="open"
+    )
+    async with local_stack(pol, store=redis_proc.url) as stack, aiohttp.ClientSession() as s:
+
+        async def send() -> int:
+            async with s.post(stack.url + "/v1/chat/completions", json=chat(), headers=ALPHA) as r:
+                return r.status
+
+        assert await send() == 200
+        budgeted = billed_cost(stack.fake)
+        redis_proc.kill()
+        assert [await send() for _ in range(3)] == [200] * 3
+        assert len(stack.app[RUNTIME].fail_open.spill) == 3
+        redis_proc.start()
+        assert await spent(redis_proc.url) == (budgeted, 0)
+    assert await spent(redis_proc.url) == (billed_cost(stack.fake), 0)
+    assert billed_cost(stack.fake) == 4 * budgeted
+
+
+async def test_the_spill_drops_its_oldest_entries_beyond_its_cap() -> None:
+    ledger = open_ledger("memory://", ReservationSettings())
+    capped = Spill(limit=3)
+    for i in range(1, 6):
+        request = ReserveRequest(
+            tenant="alpha",
+            reservation_id=f"spilled-{i}",
+            lines=[BudgetLine("tenant", "alpha", "USD", "month", 10**9)],
+            candidates=[Candidate({"USD": 500})],
+        )
+        capped.add(request, {"USD": 100 * i})
+    assert (len(capped), capped.dropped) == (3, 2)
+    assert await capped.drain(ledger) == 3
+    (row,) = await ledger.balances("alpha")
+    assert (row.spent, row.reserved) == (300 + 400 + 500, 0)
+
+
+async def test_a_running_proxy_spills_at_most_100_000_calls(tmp_path: Path) -> None:
+    pol = policy(tmp_path, "tenant: {limit: 1000, period: month}")
+    async with local_stack(pol, sweep_every=None) as stack:
+        assert stack.app[RUNTIME].fail_open.spill.limit == 100_000
 
 
 def test_the_local_bucket_admits_the_plan_rate_then_refills() -> None:
