@@ -33,8 +33,9 @@ class FakeSettings:
     """Tokens generated per choice when the request names no limit."""
     chunks: int = 5
     latency: float = 0.0
-    """Seconds every call waits before it answers, before any header is sent (a slow provider:
-    whole answers, streams, errors after admission, and the model list)."""
+    """Seconds a call waits before it answers, before any header is sent (a slow provider):
+    whole answers, streams and the model list. Refusals (a wrong key, `fail_status`,
+    `fail_every`) answer at once."""
     chunk_delay: float = 0.0
     """Seconds between stream chunks. The fake writes on whether or not the proxy's client is
     still there, and bills the whole generation, as a provider does."""
