@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,12 @@ class FakeSettings:
     """Tokens generated per choice when the request names no limit."""
     chunks: int = 5
     latency: float = 0.0
+    """Seconds a call waits before it answers, before any header is sent (a slow provider):
+    whole answers, streams and the model list. Refusals (a wrong key, `fail_status`,
+    `fail_every`) answer at once."""
     chunk_delay: float = 0.0
+    """Seconds between stream chunks. The fake writes on whether or not the proxy's client is
+    still there, and bills the whole generation, as a provider does."""
     fail_status: int | None = None
     """Answer every call with this error status."""
     fail_every: int = 0
@@ -58,6 +64,12 @@ class FakeSettings:
     """Azure: deployment → the model it runs (other deployments are 404)."""
     cut_after: int | None = None
     """Responses, Messages: end a stream after this many text deltas, before its usage."""
+    underreport_completion: int = 0
+    """Chat, completions: completion tokens left out of every usage report (a provider that
+    reports less than it generated); `billed` keeps what was generated."""
+    account_headers: bool = True
+    """Send the headers a real provider sends with every answer: PROVIDER_HEADERS (which
+    describe the shared account and must stay behind the proxy) and RELAYED_HEADERS."""
 
 
 @dataclass
@@ -82,7 +94,14 @@ class FakeUpstream:
                 app.router.add_post(path, self._azure)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._anything)
+        app.on_response_prepare.append(self._account_headers)
         return app
+
+    async def _account_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.settings.account_headers:
+            response.headers.update(PROVIDER_HEADERS)
+            response.headers.update(RELAYED_HEADERS)
+            response.headers["x-request-id"] = f"req_{time.monotonic_ns():x}"
 
     # -- books ---------------------------------------------------------------------------------
 
@@ -151,7 +170,7 @@ class FakeUpstream:
                 return await self._stream(request, endpoint, body, prompt, per_choice, n)
             billed = self._bill(endpoint, model, prompt, per_choice * generated)
             answer = fake_openai.whole(endpoint, model, per_choice, n)
-            answer["usage"] = fake_openai.usage(billed)
+            answer["usage"] = fake_openai.usage(self._reported(billed))
             return web.json_response(answer, dumps=fake_openai.dumps)
         finally:
             self.in_flight -= 1
@@ -196,7 +215,7 @@ class FakeUpstream:
             if with_usage:
                 final = fake_openai.chunk(endpoint, model, 0, "", False)
                 final["choices"] = []
-                final["usage"] = fake_openai.usage(billed)
+                final["usage"] = fake_openai.usage(self._reported(billed))
                 await response.write(fake_openai.event(final))
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
@@ -256,6 +275,13 @@ class FakeUpstream:
             )
         self.billed.append(billed)
         return billed
+
+    def _reported(self, billed: Billed) -> Billed:
+        """What the usage report says was billed: less, with `underreport_completion`."""
+        if not self.settings.underreport_completion:
+            return billed
+        completion = max(0, billed.completion_tokens - self.settings.underreport_completion)
+        return dataclasses.replace(billed, completion_tokens=completion)
 
     def _refuse_parameters(self, endpoint: str, body: dict[str, Any]) -> web.Response | None:
         if self.settings.reject_stream_options and "stream_options" in body:
@@ -350,6 +376,22 @@ class FakeUpstream:
         self.requests.append((request.path, dict(request.headers), {}))
         return web.json_response({"path": request.path, "method": request.method})
 
+
+PROVIDER_HEADERS = {
+    "openai-organization": "org-fake-shared-account",
+    "openai-project": "proj_fake_shared",
+    "x-ratelimit-limit-requests": "10000",
+    "x-ratelimit-limit-tokens": "30000000",
+    "x-ratelimit-remaining-requests": "9999",
+    "x-ratelimit-remaining-tokens": "29999000",
+    "x-ratelimit-reset-requests": "6ms",
+    "x-ratelimit-reset-tokens": "2ms",
+}
+"""What OpenAI says about the account every tenant shares: its organisation, project and rate
+limits. The proxy must not relay them."""
+RELAYED_HEADERS = {"openai-version": "2020-10-01", "openai-processing-ms": "42"}
+"""Headers about the answer itself, which the proxy relays (and `x-request-id: req_…`, new on
+every answer, which the proxy replaces with the call's own request id)."""
 
 _AZURE_OPERATIONS = {
     "chat/completions": "chat",

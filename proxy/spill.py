@@ -178,8 +178,12 @@ class Spill:
         return written
 
     async def drain_forever(
-        self, ledger: Ledger, every: float = DRAIN_EVERY, on_commit: OnCommit | None = None
+        self, ledger: Ledger, every: float | None = None, on_commit: OnCommit | None = None
     ) -> None:
+        """Write the spill every `every` seconds while it holds anything (default: DRAIN_EVERY
+        as it is when the loop starts, which a test may lengthen to leave the spill for the
+        flush at shutdown)."""
+        every = DRAIN_EVERY if every is None else every
         while True:
             if self._entries:
                 await self.drain(ledger, on_commit)

@@ -7,7 +7,7 @@ import os
 import sys
 import textwrap
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -154,13 +154,18 @@ async def commands_seen(commands: list[str], expected: int) -> list[str]:
 
 @asynccontextmanager
 async def proxy_in_front_of(
-    fake: FakeUpstream, policy_path: Path, store: str, drain: float = 0, *extra: str
+    fake: FakeUpstream,
+    policy_path: Path,
+    store: str,
+    drain: float = 0,
+    *extra: str,
+    log: Path | None = None,
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`fake` served here, and `cycles-proxy serve` (proxy_process) in front of it."""
     async with (
         serving(fake.app()) as fake_url,
         proxy_process(
-            policy_path, store, fake_url + "/v1", fake.settings.api_key, drain, *extra
+            policy_path, store, fake_url + "/v1", fake.settings.api_key, drain, *extra, log=log
         ) as started,
     ):
         yield started
@@ -168,19 +173,35 @@ async def proxy_in_front_of(
 
 @asynccontextmanager
 async def proxy_process(
-    policy_path: Path, store: str, upstream: str, key: str, drain: float = 0, *extra: str
+    policy_path: Path,
+    store: str,
+    upstream: str,
+    key: str,
+    drain: float = 0,
+    *extra: str,
+    log: Path | None = None,
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`cycles-proxy serve` in a subprocess on a free port, ready when /healthz answers; yields
-    (url, process). A process still running at the end is stopped (SIGTERM, then SIGKILL)."""
+    (url, process). A process still running at the end is stopped (SIGTERM, then SIGKILL).
+    With `log`, the process's log (its stderr) is written to that file."""
     from conftest import free_port
 
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": key}
     args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
     args += ["--admin-listen", "off", "--drain-timeout", str(drain), *extra]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}", env=env
-    )
+    with ExitStack() as files:
+        stderr = None if log is None else files.enter_context(log.open("wb"))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "proxy",
+            *args,
+            "--listen",
+            f"127.0.0.1:{port}",
+            env=env,
+            stderr=stderr,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:

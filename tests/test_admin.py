@@ -132,6 +132,69 @@ async def test_suspend_with_streams_in_flight_then_close_twice(
         assert status == 409 and "never reused" in error["error"]["message"]
 
 
+SIGNED_IN = [
+    ("POST", "/v1/chat/completions", "Authorization", chat()),
+    (
+        "POST",
+        "/v1/completions",
+        "Authorization",
+        {"model": "gpt-3.5-turbo-instruct", "prompt": "hi"},
+    ),
+    ("POST", "/v1/embeddings", "Authorization", {"model": "text-embedding-3-small", "input": "hi"}),
+    ("POST", "/v1/responses", "Authorization", {"model": "gpt-4o-mini", "input": "hi"}),
+    (
+        "POST",
+        "/v1/messages",
+        "x-api-key",
+        {"model": "gpt-4o-mini", "max_tokens": 5, "messages": []},
+    ),
+    ("POST", "/openai/deployments/mini/chat/completions?api-version=2024-10-21", "api-key", chat()),
+    ("GET", "/v1/models", "Authorization", None),
+    ("GET", "/v1/models/gpt-4o-mini", "Authorization", None),
+    ("GET", "/v1/cycles/balances", "Authorization", None),
+    ("POST", "/v1/cycles/reservations", "Authorization", {"amount": "1", "unit": "USD"}),
+]
+"""Every path a tenant's key opens, with the header its SDK sends the key in."""
+
+
+async def test_closing_a_tenant_revokes_its_keys_on_every_path(
+    tmp_path: Path, store_url: str
+) -> None:
+    pol = dataclasses.replace(policy(tmp_path, BUDGET), identity="api_key")
+    async with stacks(pol, store_url) as (stack, admin), aiohttp.ClientSession() as session:
+        _, created = await admin.call("POST", "/admin/v1/tenants", {"id": "gone", "plan": "test"})
+        key = created["api_key"]["key"]
+        async with session.get(
+            stack.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}
+        ) as r:
+            assert r.status == 200  # the key works until the tenant is closed
+        async with session.post(
+            stack.url + "/v1/chat/completions",
+            json=chat(),
+            headers={"Authorization": f"Bearer {key}"},
+        ) as r:
+            assert r.status == 200
+        forwarded = len(stack.fake.requests)
+        status, closed = await admin.call("POST", "/admin/v1/tenants/gone/close", {"reason": "bye"})
+        assert (status, closed["status"]) == (200, "closed")
+        _, keys = await admin.call("GET", "/admin/v1/tenants/gone/keys")
+        assert [k["state"] for k in keys["data"]] == ["revoked"]
+
+        refused = {}
+        for method, path, header, body in SIGNED_IN:
+            value = f"Bearer {key}" if header == "Authorization" else key
+            async with session.request(
+                method, stack.url + path, json=body, headers={header: value}
+            ) as r:
+                refused[path] = r.status
+        assert refused == {path: 401 for _, path, _, _ in SIGNED_IN}
+        assert len(stack.fake.requests) == forwarded
+        _, balances = await admin.call("GET", "/admin/v1/tenants/gone/balances")
+    [line] = [b for b in balances["data"] if b["level"] == "tenant"]
+    assert line["spent"]["units"] == mini_cost(chat_prompt_tokens(chat()), 100)
+    assert line["reserved"]["units"] == 0
+
+
 async def test_admin_needs_its_token_and_is_not_on_the_proxy_port(tmp_path: Path) -> None:
     async with stacks(policy(tmp_path, BUDGET), "memory://") as (stack, admin):
         assert (await admin.call("GET", "/admin/v1/tenants", token="wrong"))[0] == 401

@@ -29,6 +29,7 @@ from support import (
     usd,
 )
 
+from proxy import spill
 from proxy.context import RUNTIME
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.ledger import open_ledger
@@ -255,6 +256,54 @@ async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
         await replica.close()
 
 
+async def test_a_running_replica_reclaims_a_killed_replicas_streams_by_itself(
+    tmp_path: Path, redis_proc: RedisProc
+) -> None:
+    """Nobody drives the sweep: a second proxy, running, heartbeats and sweeps on its own, finds
+    the killed replica silent and charges its open streams their reservations."""
+    body = chat(stream=True)
+    cost = mini_cost(chat_prompt_tokens(body), 100)
+    pol = policy(
+        tmp_path, "tenant: {limit: 1000, period: month}", plan="quotas: {concurrent_requests: 50}"
+    )
+    fake = FakeUpstream(settings=FakeSettings(chunk_delay=1.0, chunks=10))
+    async with (
+        proxy_in_front_of(fake, tmp_path / "policy.yaml", redis_proc.url) as (url, proc),
+        aiohttp.ClientSession() as session,
+    ):
+        responses = [
+            await session.post(url + "/v1/chat/completions", json=body, headers=ALPHA)
+            for _ in range(5)
+        ]
+        assert [r.status for r in responses] == [200] * 5
+        await asyncio.gather(*(r.content.readline() for r in responses))
+        assert await spent(redis_proc.url) == (0, 5 * cost)
+        proc.kill()
+        await proc.wait()
+        for r in responses:
+            r.close()
+    # This replica heartbeats every 0.5 s and presumes an owner dead after 3 silent intervals.
+    ledger = RedisLedger(redis_proc.url, pol.reservations, heartbeat_interval_s=0.5)
+    try:
+        async with (
+            local_stack(pol, store=redis_proc.url, ledger=ledger, sweep_every=0.5) as replica,
+            aiohttp.ClientSession() as session,
+        ):
+            deadline = time.monotonic() + 15
+            while (await spent(redis_proc.url))[1]:
+                assert time.monotonic() < deadline, (
+                    "the running replica never reclaimed the killed replica's reservations"
+                )
+                await asyncio.sleep(0.1)
+            async with session.get(replica.url + "/metrics") as r:
+                metrics = await r.text()
+        assert await spent(redis_proc.url) == (5 * cost, 0)  # on_expiry: charge, the default
+        assert (await ledger.counters("alpha")).get("q|conc|tenant|alpha", 0) == 0
+        assert "cycles_sweeper_reclaims_total 5.0" in metrics.splitlines()
+    finally:
+        await ledger.close()
+
+
 async def test_four_replicas_race_one_budget(tmp_path: Path, redis_proc: RedisProc) -> None:
     body = chat()
     cost = mini_cost(chat_prompt_tokens(body), 100)
@@ -302,6 +351,55 @@ async def test_a_spilled_call_written_twice_is_charged_once() -> None:
         assert await spill.drain(ledger) == 1
     (row,) = await ledger.balances("alpha")
     assert (row.spent, row.reserved) == (700, 0)
+
+
+async def test_charges_still_spilled_at_shutdown_are_written_on_the_way_out(
+    tmp_path: Path, redis_proc: RedisProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls forwarded unbudgeted while Redis was down leave their charges in the spill; when
+    the proxy stops with Redis back, it writes them before it closes the ledger."""
+    monkeypatch.setattr(spill, "DRAIN_EVERY", 3600.0)  # only the shutdown can write them
+    pol = dataclasses.replace(
+        policy(tmp_path, "tenant: {limit: 1000, period: month}"), fail_mode="open"
+    )
+    async with local_stack(pol, store=redis_proc.url) as stack, aiohttp.ClientSession() as s:
+
+        async def send() -> int:
+            async with s.post(stack.url + "/v1/chat/completions", json=chat(), headers=ALPHA) as r:
+                return r.status
+
+        assert await send() == 200
+        budgeted = billed_cost(stack.fake)
+        redis_proc.kill()
+        assert [await send() for _ in range(3)] == [200] * 3
+        assert len(stack.app[RUNTIME].fail_open.spill) == 3
+        redis_proc.start()
+        assert await spent(redis_proc.url) == (budgeted, 0)
+    assert await spent(redis_proc.url) == (billed_cost(stack.fake), 0)
+    assert billed_cost(stack.fake) == 4 * budgeted
+
+
+async def test_the_spill_drops_its_oldest_entries_beyond_its_cap() -> None:
+    ledger = open_ledger("memory://", ReservationSettings())
+    capped = Spill(limit=3)
+    for i in range(1, 6):
+        request = ReserveRequest(
+            tenant="alpha",
+            reservation_id=f"spilled-{i}",
+            lines=[BudgetLine("tenant", "alpha", "USD", "month", 10**9)],
+            candidates=[Candidate({"USD": 500})],
+        )
+        capped.add(request, {"USD": 100 * i})
+    assert (len(capped), capped.dropped) == (3, 2)
+    assert await capped.drain(ledger) == 3
+    (row,) = await ledger.balances("alpha")
+    assert (row.spent, row.reserved) == (300 + 400 + 500, 0)
+
+
+async def test_a_running_proxy_spills_at_most_100_000_calls(tmp_path: Path) -> None:
+    pol = policy(tmp_path, "tenant: {limit: 1000, period: month}")
+    async with local_stack(pol, sweep_every=None) as stack:
+        assert stack.app[RUNTIME].fail_open.spill.limit == 100_000
 
 
 def test_the_local_bucket_admits_the_plan_rate_then_refills() -> None:

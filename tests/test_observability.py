@@ -19,8 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import chat, chat_prompt_tokens, mini_cost, policy, proxy_in_front_of, usd
 
 from proxy.fake_upstream import FakeUpstream
+from proxy.keys import open_key_store
+from proxy.ledger import open_ledger
 from proxy.local import Stack, local_stack
-from proxy.logs import _PATTERNS, JsonFormatter, RedactingFilter, redact
+from proxy.logs import _PATTERNS, REDACTED, JsonFormatter, RedactingFilter, redact
 from proxy.metrics import (
     DEFAULT_MAX_TENANTS,
     OTHER,
@@ -29,6 +31,7 @@ from proxy.metrics import (
     max_tenants_from_env,
     tenants_from_env,
 )
+from proxy.policy.runtime import ReservationSettings
 from proxy.settings import SettingsError
 
 Samples = list[tuple[str, dict[str, str], float]]
@@ -280,6 +283,57 @@ async def test_streamed_call_is_logged_once_with_its_charge(
     lines = call_lines(caplog)
     assert len(lines) == 1 and lines[0]["status"] == 200 and lines[0]["actual"]["USD"] > 0
     assert value(samples, "cycles_upstream_seconds_count") == 1
+
+
+async def test_a_tenant_key_in_a_logged_field_never_reaches_the_running_proxy_s_log(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A client that pastes its `ck-` key as its request id and run id has them logged in its
+    call line; the redaction filter on the proxy's log handler scrubs both."""
+    path = tmp_path / "policy.yaml"
+    policy(tmp_path, "tenant: {limit: 50, period: month}")
+    path.write_text(path.read_text().replace("identity: header", "identity: api_key"))
+    log = tmp_path / "proxy.log"
+    fake = FakeUpstream()
+    args = ("--log-format", "json")
+    async with proxy_in_front_of(fake, path, redis_url, 0, *args, log=log) as (url, _proc):
+        store = open_key_store(redis_url)
+        try:
+            key, _ = await store.create("alpha")
+        finally:
+            await store.close()
+        headers = {"Authorization": f"Bearer {key}", "X-Request-Id": key, "X-Cycles-Run": key}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url + "/v1/chat/completions", json=chat(), headers=headers) as r,
+        ):
+            assert r.status == 200
+        calls = await logged_calls(log)
+    text = log.read_text()
+    assert key not in text and key.lower() not in text
+    assert [(c["request_id"], c["scope"]) for c in calls] == [
+        (REDACTED, f"tenant=alpha/run={REDACTED}")
+    ]
+    ledger = open_ledger(redis_url, ReservationSettings())
+    try:
+        [row] = await ledger.balances("alpha")
+    finally:
+        await ledger.close()
+    assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(chat()), 100), 0)
+
+
+async def logged_calls(log: Path, within: float = 10.0) -> list[dict[str, Any]]:
+    """The call lines of a proxy's JSON log, once there is one."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not (calls := call_lines_in(log)):
+        assert asyncio.get_running_loop().time() < deadline, f"no call was logged in {within} s"
+        await asyncio.sleep(0.05)
+    return calls
+
+
+def call_lines_in(log: Path) -> list[dict[str, Any]]:
+    lines = [orjson.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "call"]
 
 
 def test_json_log_format_merges_call_lines_and_still_redacts() -> None:

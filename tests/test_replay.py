@@ -173,6 +173,34 @@ async def test_same_key_with_another_body_is_422(tmp_path: Path, store_url: str)
     assert row.spent == one_call(10)
 
 
+async def test_an_answer_is_never_replayed_into_another_workflow_or_run(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The same key and body from another workflow, or another run, is another request: refused
+    with 422 rather than handed the first scope's answer uncharged, and charged nowhere."""
+    budgets = BUDGETS + "\nworkflow: {limit: 50, period: month}\nrun: {limit: 2}"
+    elsewhere = [{**SCOPE, "X-Cycles-Workflow": "other"}, {**SCOPE, "X-Cycles-Run": "r2"}]
+    async with local_stack(policy(tmp_path, budgets), store=store_url) as stack:
+        async with sdk(stack) as client:
+            assert (await create(client, "k-scope")).status_code == 200
+        for headers in elsewhere:
+            async with openai.AsyncOpenAI(
+                base_url=stack.url + "/v1", api_key="unused", default_headers=headers, max_retries=0
+            ) as other:
+                with pytest.raises(openai.UnprocessableEntityError) as caught:
+                    await create(other, "k-scope")
+            assert caught.value.body["code"] == "idempotency_key_reused"  # type: ignore[index]
+            assert "x-cycles-replayed" not in caught.value.response.headers
+        rows = await stack.ledger.balances("alpha")
+    charged = {(r.level, r.value): (r.spent, r.reserved) for r in rows}
+    assert charged == {
+        ("tenant", "alpha"): (one_call(10), 0),
+        ("workflow", "retry"): (one_call(10), 0),
+        ("run", "r1"): (one_call(10), 0),
+    }
+    assert stack.fake.calls == 1
+
+
 async def test_stream_with_a_key_is_forwarded_and_charged_again(
     tmp_path: Path, store_url: str
 ) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import free_port
+from multidict import CIMultiDictProxy
 from support import chat, chat_prompt_tokens, line, mini_cost, policy
 
-from proxy.fake_upstream import FakeSettings, FakeUpstream
+from proxy.fake_upstream import PROVIDER_HEADERS, RELAYED_HEADERS, FakeSettings, FakeUpstream
 from proxy.local import local_stack
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy, Route
@@ -32,6 +33,38 @@ async def test_models_list_is_forwarded_with_the_provider_key(tmp_path: Path) ->
         path, headers, _ = stack.fake.requests[-1]
         assert path == "/v1/models"
         assert headers["Authorization"] == f"Bearer {stack.fake.settings.api_key}"
+
+
+async def test_provider_account_headers_stay_behind_and_answer_headers_reach_the_client(
+    tmp_path: Path,
+) -> None:
+    """OpenAI's organisation, project and rate-limit headers describe the account every tenant
+    shares: no answer relays them (whole, streamed, the model list, an error), while the headers
+    about the answer itself do; the request id is the call's own."""
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    request = {**TENANT, "X-Request-Id": "call-1"}
+    seen: list[tuple[int, CIMultiDictProxy[str]]] = []
+    async with local_stack(pol) as stack, aiohttp.ClientSession(headers=request) as session:
+        url = f"{stack.url}/v1/chat/completions"
+        for body in (chat(max_tokens=10), chat(max_tokens=10, stream=True)):
+            async with session.post(url, json=body) as r:
+                await r.read()
+                seen.append((r.status, r.headers))
+        async with session.get(f"{stack.url}/v1/models") as r:
+            seen.append((r.status, r.headers))
+        stack.fake.settings.fail_status = 429  # OpenAI's rate-limit answer, headers and all
+        async with session.post(url, json=chat(max_tokens=10)) as r:
+            seen.append((r.status, r.headers))
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert [status for status, _ in seen] == [200, 200, 200, 429]
+    for _, headers in seen:
+        names = {name.lower() for name in headers}
+        assert names.isdisjoint(PROVIDER_HEADERS), names & PROVIDER_HEADERS.keys()
+        assert not [name for name in names if name.startswith("x-ratelimit-")]
+        assert {name: headers.get(name) for name in RELAYED_HEADERS} == RELAYED_HEADERS
+        assert headers.getall("X-Request-Id") == ["call-1"]
+    # Two calls charged; the refused one released.
+    assert (row.spent, row.reserved) == (2 * mini_cost(chat_prompt_tokens(chat()), 10), 0)
 
 
 async def test_passthrough_paths_are_forwarded_only_when_listed(tmp_path: Path) -> None:
@@ -181,7 +214,7 @@ def test_upstream_timeouts_are_read_from_the_policy(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
     text = path.read_text().replace(
-        'api_key_env: OPENAI_API_KEY}', 'api_key_env: OPENAI_API_KEY, timeouts: {first_byte: 7}}'
+        "api_key_env: OPENAI_API_KEY}", "api_key_env: OPENAI_API_KEY, timeouts: {first_byte: 7}}"
     )
     path.write_text(text)
     loaded = load_policy(path)

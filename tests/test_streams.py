@@ -7,6 +7,8 @@ import dataclasses
 from pathlib import Path
 
 import aiohttp
+import openai
+import orjson
 from support import chat, chat_prompt_tokens, line, mini_cost, policy
 
 from proxy import encodings
@@ -21,9 +23,19 @@ async def settled(ledger: Ledger, tenant: str) -> BalanceRow:
     for _ in range(500):
         row = await line(ledger, tenant, "tenant")
         if row.reserved == 0:
-            break
+            return row
         await asyncio.sleep(0.02)
-    return row
+    raise AssertionError(f"{tenant}'s reservation was never settled within 10 s: {row}")
+
+
+def streamed_tokens(raw: bytes) -> int:
+    """Completion tokens in the chat chunks of a (possibly cut) SSE body."""
+    text = ""
+    for event in raw.split(b"\n\n"):
+        data = event.removeprefix(b"data: ")
+        if data.startswith(b"{"):
+            text += "".join(c["delta"].get("content") or "" for c in orjson.loads(data)["choices"])
+    return len(encodings.get_encoding("o200k_base").encode_ordinary(text))
 
 
 async def test_client_that_leaves_after_a_few_chunks_is_charged_the_whole_generation(
@@ -45,6 +57,59 @@ async def test_client_that_leaves_after_a_few_chunks_is_charged_the_whole_genera
         row = await settled(stack.ledger, "alpha")
         assert fake.billed[0].completion_tokens == 80
         assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(body), 80), 0)
+
+
+async def test_client_that_leaves_early_is_charged_the_usage_reported_after_it_left(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The proxy reads on, without relaying, to the provider's usage report: the charge is what
+    the provider billed, which is more than the client saw and less than the reservation."""
+    # 40 of the 80 reserved tokens, 2 per chunk, one chunk every 50 ms: 1 s of generation.
+    fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05, completion_fraction=0.5))
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    body = chat(max_tokens=80, stream=True)
+    async with local_stack(pol, store=store_url, fake=fake) as stack:
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(
+                f"{stack.url}/v1/chat/completions", json=body, headers={"X-Cycles-Tenant": "alpha"}
+            )
+            assert response.status == 200
+            received = b""
+            while received.count(b"\n\n") < 3:
+                received += await response.content.readany()
+            response.close()  # the client goes away after three events, 6 tokens
+        row = await settled(stack.ledger, "alpha")
+    prompt = chat_prompt_tokens(body)
+    assert [b.completion_tokens for b in fake.billed] == [40]
+    assert streamed_tokens(received) < 40
+    assert (row.spent, row.reserved) == (mini_cost(prompt, 40), 0)
+    assert row.spent < mini_cost(prompt, 80)
+
+
+async def test_usage_report_below_the_streamed_text_is_charged_the_streamed_text(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A report of 10 completion tokens beside 40 streamed ones: the text is evidence, so the
+    charge is at least the 40 streamed."""
+    fake = FakeUpstream(FakeSettings(underreport_completion=30))
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with local_stack(pol, store=store_url, fake=fake) as stack:
+        async with openai.AsyncOpenAI(
+            base_url=stack.url + "/v1",
+            api_key="unused",
+            default_headers={"X-Cycles-Tenant": "alpha"},
+        ) as client:
+            stream = await client.chat.completions.create(
+                **chat(max_tokens=40), stream=True, stream_options={"include_usage": True}
+            )
+            chunks = [chunk async for chunk in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == WORD * 40
+        usage = chunks[-1].usage
+        assert usage is not None and usage.completion_tokens == 10
+        row = await settled(stack.ledger, "alpha")
+    assert [b.completion_tokens for b in fake.billed] == [40]
+    assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(chat()), 40), 0)
 
 
 async def test_stream_without_usage_is_charged_by_counting_its_text(tmp_path: Path) -> None:
