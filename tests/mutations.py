@@ -198,6 +198,109 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/test_gateway.py", "tests/test_keys.py"),
         removes="a scope header that disagrees with the API key is 403",
     ),
+    # -- claims no test could see break before (issue 12) -------------------------------------
+    Mutation(
+        name="no-reading-on-after-client-left",
+        file="proxy/relay.py",
+        old="    drain_until = asyncio.get_running_loop().time() + timeouts.drain_after_disconnect",
+        new="    drain_until = asyncio.get_running_loop().time()",
+        tests=(
+            "tests/test_streams.py"
+            "::test_client_that_leaves_early_is_charged_the_usage_reported_after_it_left",
+        ),
+        removes="after a client leaves mid-stream the upstream is read on for its usage",
+    ),
+    Mutation(
+        name="running-proxy-never-sweeps",
+        file="proxy/app.py",
+        old='            resolved = await observe.ledger_op(metrics, "sweep", ledger.sweep_all())',
+        new="            resolved = 0",
+        tests=(
+            "tests/test_faults.py"
+            "::test_a_running_replica_reclaims_a_killed_replicas_streams_by_itself",
+        ),
+        removes="a running proxy's own sweeper reclaims a dead replica's reservations",
+    ),
+    Mutation(
+        name="response-headers-not-allow-listed",
+        file="proxy/relay.py",
+        old="for name, value in upstream if name.lower() in RESPONSE_HEADERS_DOWN",
+        new=(
+            "for name, value in upstream if name.lower() not in {'content-length', "
+            "'transfer-encoding', 'connection', 'content-encoding', 'date', 'server'}"
+        ),
+        tests=(
+            "tests/test_routes_and_faults.py"
+            "::test_provider_account_headers_stay_behind_and_answer_headers_reach_the_client",
+        ),
+        removes="the provider's account and rate-limit headers never reach the client",
+    ),
+    Mutation(
+        name="idempotency-fingerprint-without-scope",
+        file="proxy/replay.py",
+        old="{scope.path()}",
+        new="",
+        tests=(
+            "tests/test_replay.py::test_an_answer_is_never_replayed_into_another_workflow_or_run",
+        ),
+        removes="a stored answer is replayed only into the scope that paid for it",
+    ),
+    Mutation(
+        name="close-keeps-keys",
+        file="proxy/admin/api.py",
+        old="            await runtime(request).keys.revoke_all(record.id)",
+        new="            pass",
+        tests=("tests/test_admin.py::test_closing_a_tenant_revokes_its_keys_on_every_path",),
+        removes="closing a tenant revokes its API keys",
+    ),
+    Mutation(
+        name="spill-uncapped",
+        file="proxy/spill.py",
+        old="        if len(self._entries) >= self.limit:",
+        new="        if False:",
+        tests=("tests/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",),
+        removes="the spill of unbudgeted charges is bounded",
+    ),
+    Mutation(
+        name="spill-default-cap-changed",
+        file="proxy/spill.py",
+        old="SPILL_LIMIT = 100_000",
+        new="SPILL_LIMIT = 1_000_000",
+        tests=("tests/test_faults.py::test_a_running_proxy_spills_at_most_100_000_calls",),
+        removes="a running proxy spills at most 100,000 calls",
+    ),
+    Mutation(
+        name="spill-not-flushed-at-shutdown",
+        file="proxy/app.py",
+        old="            await asyncio.wait_for(spill.drain(the_ledger, on_commit), 5)",
+        new="            pass",
+        tests=(
+            "tests/test_faults.py::test_charges_still_spilled_at_shutdown_are_written_on_the_way_out",
+        ),
+        removes="charges still spilled at shutdown are written to the ledger",
+    ),
+    Mutation(
+        name="no-streamed-text-floor-beside-usage",
+        file="proxy/settle.py",
+        old="        if outcome.counted_completion > usage.completion_tokens:",
+        new="        if False:",
+        tests=(
+            "tests/test_streams.py"
+            "::test_usage_report_below_the_streamed_text_is_charged_the_streamed_text",
+        ),
+        removes="a usage report below the streamed text is charged the text",
+    ),
+    Mutation(
+        name="ck-keys-not-redacted",
+        file="proxy/logs.py",
+        old="(?:sk|ck)-",
+        new="(?:sk)-",
+        tests=(
+            "tests/test_observability.py"
+            "::test_a_tenant_key_in_a_logged_field_never_reaches_the_running_proxy_s_log",
+        ),
+        removes="tenant ck- keys are redacted from every log line",
+    ),
 )
 
 
