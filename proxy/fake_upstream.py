@@ -3,9 +3,10 @@
 It speaks the wire format of chat completions (JSON and SSE, with `stream_options.include_usage`),
 completions, embeddings (bodies in fake_openai.py), the Responses API and Anthropic's Messages
 API (fake_shapes.py), and the model list; checks the provider key; and keeps its own books: every
-call it billed, and the peak number of calls in flight. Its prompt token counts use the same
-tokenizer rules as the proxy, so with `completion_fraction=1` it bills exactly what the proxy
-reserves.
+call it billed, and the peak number of calls in flight. It counts prompt tokens by the providers'
+published rules with code of its own (fake_tokens.py), never with the proxy's estimators, so the
+tests can check the proxy against it: with `completion_fraction=1` it bills the whole completion
+limit, and the proxy's reservation must cover what it bills.
 """
 
 from __future__ import annotations

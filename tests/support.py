@@ -1,26 +1,32 @@
-"""Helpers shared by the proxy tests: policies written as operators write them, and oracles."""
+"""Helpers shared by the proxy tests: policies written as operators write them, and oracles.
+
+The oracles never ask the proxy: prompt tokens come from the fake provider's own counter
+(proxy/fake_tokens.py, the providers' published rules), costs from DESIGN.md's formula written
+here."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from proxy import encodings
-from proxy.estimate import estimate_chat
+from proxy import fake_tokens
 from proxy.fake_upstream import FakeUpstream
 from proxy.ledger.base import BalanceRow, Ledger
 from proxy.local import serving
 from proxy.policy import load_policy
-from proxy.policy.runtime import Policy
+from proxy.policy.runtime import UNITS_PER_USD, ModelPrice, Policy
+from proxy.pricing import Usage
 
 UNITS = 10**8
 # gpt-4o-mini in the test policies: USD per 1M tokens, and the same in ledger units per 1M.
@@ -95,8 +101,60 @@ def mini_cost(prompt_tokens: int, completion_tokens: int) -> int:
 
 
 def chat_prompt_tokens(body: dict[str, Any]) -> int:
-    enc = encodings.get_encoding("o200k_base")
-    return estimate_chat(body, enc, default_max_tokens=0, tokenize_max_bytes=1 << 30).prompt_tokens
+    """The prompt tokens the fake provider bills for a chat request (the OpenAI cookbook's rule,
+    counted by the fake, not by the proxy)."""
+    return fake_tokens.chat_prompt_tokens(body)
+
+
+# -- a price table and DESIGN.md's formula over ModelPrice, for the pricing and money tests ------
+
+
+def price(input: int, cached_input: int, output: int) -> ModelPrice:
+    return ModelPrice("test-model", input=input, cached_input=cached_input, output=output)
+
+
+def usd_per_million(dollars: str) -> int:
+    """A price as an operator writes it (USD per 1M tokens) in units, the way the loader must."""
+    units = Decimal(dollars) * UNITS_PER_USD
+    assert units == units.to_integral_value()
+    return int(units)
+
+
+def exact_cost(p: ModelPrice, usage: Usage) -> Fraction:
+    """DESIGN: sum(tokens_k * price_k_per_1M_in_units) / 10**6, as an exact rational."""
+    uncached = usage.prompt_tokens - usage.cached_tokens
+    per_million = (
+        uncached * p.input
+        + usage.cached_tokens * p.cached_input
+        + usage.completion_tokens * p.output
+    )
+    return Fraction(per_million, 10**6)
+
+
+def oracle(p: ModelPrice, usage: Usage) -> int:
+    """DESIGN: the exact cost rounded up, once."""
+    return math.ceil(exact_cost(p, usage))
+
+
+GPT_4O = price(usd_per_million("2.50"), usd_per_million("1.25"), usd_per_million("10.00"))
+GPT_4O_MINI = price(usd_per_million("0.15"), usd_per_million("0.075"), usd_per_million("0.60"))
+ODD = price(333, 1, 1_000_001)
+
+TABLE = [
+    # (price, prompt, cached, completion, expected units)
+    (GPT_4O, 0, 0, 0, 0),
+    (GPT_4O, 1000, 0, 500, 750_000),  # $0.0075
+    (GPT_4O, 2000, 1500, 10, 322_500),
+    (GPT_4O, 128_000, 0, 16_384, 48_384_000),
+    (GPT_4O_MINI, 1, 0, 0, 15),
+    (GPT_4O_MINI, 1, 1, 0, 8),  # 7.5 units, rounded up
+    (GPT_4O_MINI, 3, 3, 1, 83),  # 22.5 + 60 = 82.5
+    (ODD, 7, 0, 0, 1),  # 2331 / 10**6
+    (ODD, 0, 0, 999_999, 1_000_000),  # (10**6 - 1)(10**6 + 1) / 10**6
+    (ODD, 1, 1, 0, 1),
+    (price(1, 1, 1), 1, 0, 0, 1),
+    (price(10**6, 0, 0), 3, 0, 0, 3),  # divides exactly: no rounding up
+]
 
 
 def usd(units: int) -> str:

@@ -23,7 +23,6 @@ from proxy.admin.dashboard.scan import Scan, history
 from proxy.ledger.base import Ledger
 from proxy.ledger.tenancy import AuditEntry
 from proxy.local import Stack, local_stack, serving
-from proxy.pricing import format_amount
 
 ADMIN, READER = "admin-token-1", "read-token-1"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -124,6 +123,12 @@ async def seed(dash: Dash) -> None:
 async def spent(ledger: Ledger, tenant: str, unit: str = "USD") -> tuple[int, int]:
     [row] = [r for r in await ledger.balances(tenant) if r.level == "tenant" and r.unit == unit]
     return row.spent, row.reserved
+
+
+def dollars(units: int) -> str:
+    """How the dashboard shows a non-negative USD amount: six decimals, rounded down."""
+    whole, micro = divmod(units // 100, 10**6)
+    return f"{whole}.{micro:06d} USD"
 
 
 def cell(markup: str, row_attr: str, key: str) -> str:
@@ -303,7 +308,7 @@ async def test_figures_match_the_ledger_and_client_text_is_escaped(
         cookie = await dash.login()
         _, table, _ = await dash.page("/dashboard", cookie)
         usd, _ = await spent(dash.stack.ledger, "alpha")
-        assert cell(table, 'data-tenant="alpha"', "spent") == format_amount(usd, "USD")
+        assert cell(table, 'data-tenant="alpha"', "spent") == dollars(usd)
         assert cell(table, 'data-tenant="alpha"', "denials") == "2"
         assert cell(table, 'data-tenant="alpha"', "degradations") == "1"
         assert cell(table, 'data-tenant="beta"', "denials") == "0"
@@ -315,9 +320,9 @@ async def test_figures_match_the_ledger_and_client_text_is_escaped(
         assert esc(PAYLOAD) in page  # shown, as text
         [month] = re.findall(r'data-line="tenant\|alpha\|USD\|(m\d{8})"', page)
         line = f'data-line="tenant|alpha|USD|{month}"'
-        assert cell(page, line, "spent") == format_amount(usd, "USD")
+        assert cell(page, line, "spent") == dollars(usd)
         assert cell(page, line, "limit") == "50.000000 USD"
-        assert cell(page, line, "remaining") == format_amount(51 * 10**8 - usd, "USD")
+        assert cell(page, line, "remaining") == dollars(51 * 10**8 - usd)
         risk = f'data-line="tenant|alpha|RISK_POINTS|{month}"'
         assert (cell(page, risk, "spent"), cell(page, risk, "reserved")) == (
             "30 RISK_POINTS",
@@ -448,9 +453,7 @@ async def test_the_dashboard_in_headless_chromium(tmp_path: Path, redis_url: str
             await page.wait_for_url(dash.url + "/dashboard")
 
             alpha = page.locator('tr[data-tenant="alpha"]')
-            assert await alpha.locator('[data-role="spent"]').inner_text() == format_amount(
-                usd, "USD"
-            )
+            assert await alpha.locator('[data-role="spent"]').inner_text() == dollars(usd)
             assert await alpha.locator('[data-key="denials"]').inner_text() == "2"
             assert await alpha.locator('[data-key="degradations"]').inner_text() == "1"
             await page.screenshot(path=str(tmp_path / "2-tenants.png"), full_page=True)
@@ -469,9 +472,7 @@ async def test_the_dashboard_in_headless_chromium(tmp_path: Path, redis_url: str
                 "data-line"
             )
             line = page.locator(f'tr[data-line="{month}"]')
-            assert await line.locator('[data-role="spent"]').inner_text() == format_amount(
-                usd, "USD"
-            )
+            assert await line.locator('[data-role="spent"]').inner_text() == dollars(usd)
             risk = page.locator('tr[data-line^="tenant|alpha|RISK_POINTS|m"]')
             assert await risk.locator('[data-role="spent"]').inner_text() == "30 RISK_POINTS"
             assert await risk.locator('[data-role="reserved"]').inner_text() == "20 RISK_POINTS"

@@ -34,7 +34,6 @@ from support import cost, policy
 from proxy.fake_upstream import FakeUpstream
 from proxy.ledger.base import BalanceRow
 from proxy.local import Stack, local_stack
-from proxy.usage import parse_usage
 
 EXAMPLES = int(os.environ.get("CYCLES_FUZZ_EXAMPLES", "0"))
 """0: the quick CI run; otherwise examples per test (a soak run)."""
@@ -561,10 +560,21 @@ def reported_floor(case: Garbage) -> int:
             objects.append(orjson.loads(data))
     floor = 0
     for obj in objects:
-        usage = parse_usage(obj.get("usage"), "chat") if isinstance(obj, dict) else None
-        if usage is not None and usage.total_tokens < 10**9:
-            floor = cost("gpt-4o-mini", usage.prompt_tokens, usage.completion_tokens)
+        counts = reported_counts(obj.get("usage")) if isinstance(obj, dict) else None
+        if counts is not None and sum(counts) < 10**9:
+            floor = cost("gpt-4o-mini", *counts)
     return floor
+
+
+def reported_counts(usage: Any) -> tuple[int, int] | None:
+    """(prompt, completion) of a well-formed OpenAI usage report: both non-negative integers.
+    Read here, not with the proxy's parser, so a parser that dropped good reports would show."""
+    if not isinstance(usage, dict):
+        return None
+    counts = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    if all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        return counts[0], counts[1]
+    return None
 
 
 def test_upstream_garbage_never_500_and_always_settles(

@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 import pytest
 from breadth_support import HEADERS, breadth_policy, cost, sdk, settled
+from support import chat_prompt_tokens
 
 from proxy.call import ENDPOINTS, prepare
 from proxy.images import data_url_size, image_tokens, tile_tokens
@@ -89,7 +90,7 @@ def test_size_is_read_from_data_url_headers_only(url: str, size: tuple[int, int]
 def test_low_detail_is_flat_and_unknown_sizes_take_the_default() -> None:
     assert image_tokens(data_url(png(4000, 4000)), "low", 999) == 85
     assert image_tokens("https://example.com/cat.png", "high", 999) == 999
-    assert image_tokens(data_url(png(4000, 4000)), "auto", 999) == tile_tokens(4000, 4000)
+    assert image_tokens(data_url(png(4000, 4000)), "auto", 999) == 765  # 768 x 768: 4 tiles
 
 
 def body(url: str, detail: str = "high") -> dict[str, Any]:
@@ -116,11 +117,9 @@ async def test_png_data_url_is_estimated_by_its_tiles_and_charged_exactly(
     async with local_stack(breadth_policy(tmp_path), store=store_url) as stack:
         async with sdk(stack) as client:
             raw = await client.chat.completions.with_raw_response.create(**request, max_tokens=10)
-        plan = stack.policy.plans["test"]
-        text = prepare(stack.policy, plan, CHAT, orjson.dumps(text_only), shadow=False)
         prompt = stack.fake.billed[0].prompt_tokens
         # The image part: 765 tokens; its text and the part wrapper cost what plain text does.
-        assert prompt == text.asked.prompt_tokens + 765
+        assert prompt == chat_prompt_tokens(text_only) + 765
         expected = cost("gpt-4o", input=prompt, output=10)
         remaining = int(raw.headers["x-cycles-remaining"].split()[0].replace(".", ""))
         assert remaining == (50 * 10**8 - expected) // 100, "the reservation was the estimate"

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support import chat, chat_prompt_tokens, line, mini_cost, policy
-from test_pricing import TABLE, oracle
+from support import TABLE, chat, chat_prompt_tokens, line, mini_cost, oracle, policy
 
 from proxy.ledger import open_ledger
 from proxy.ledger.base import BudgetLine, Candidate, ReserveRequest

@@ -2,65 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
-from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support import GPT_4O, TABLE, exact_cost, oracle, price
 
 from proxy.estimate import Estimate
 from proxy.policy.runtime import MAX_AMOUNT, UNITS_PER_USD, ModelPrice
 from proxy.pricing import Usage, amounts, cost_units, format_amount, usage_from_estimate
-
-
-def price(input: int, cached_input: int, output: int) -> ModelPrice:
-    return ModelPrice("test-model", input=input, cached_input=cached_input, output=output)
-
-
-def usd_per_million(dollars: str) -> int:
-    """A price as an operator writes it (USD per 1M tokens) in units, the way the loader must."""
-    units = Decimal(dollars) * UNITS_PER_USD
-    assert units == units.to_integral_value()
-    return int(units)
-
-
-def exact_cost(p: ModelPrice, usage: Usage) -> Fraction:
-    """DESIGN: sum(tokens_k * price_k_per_1M_in_units) / 10**6, as an exact rational."""
-    uncached = usage.prompt_tokens - usage.cached_tokens
-    per_million = (
-        uncached * p.input
-        + usage.cached_tokens * p.cached_input
-        + usage.completion_tokens * p.output
-    )
-    return Fraction(per_million, 10**6)
-
-
-def oracle(p: ModelPrice, usage: Usage) -> int:
-    """DESIGN: the exact cost rounded up, once."""
-    return math.ceil(exact_cost(p, usage))
-
-
-GPT_4O = price(usd_per_million("2.50"), usd_per_million("1.25"), usd_per_million("10.00"))
-GPT_4O_MINI = price(usd_per_million("0.15"), usd_per_million("0.075"), usd_per_million("0.60"))
-ODD = price(333, 1, 1_000_001)
-
-TABLE = [
-    # (price, prompt, cached, completion, expected units)
-    (GPT_4O, 0, 0, 0, 0),
-    (GPT_4O, 1000, 0, 500, 750_000),  # $0.0075
-    (GPT_4O, 2000, 1500, 10, 322_500),
-    (GPT_4O, 128_000, 0, 16_384, 48_384_000),
-    (GPT_4O_MINI, 1, 0, 0, 15),
-    (GPT_4O_MINI, 1, 1, 0, 8),  # 7.5 units, rounded up
-    (GPT_4O_MINI, 3, 3, 1, 83),  # 22.5 + 60 = 82.5
-    (ODD, 7, 0, 0, 1),  # 2331 / 10**6
-    (ODD, 0, 0, 999_999, 1_000_000),  # (10**6 - 1)(10**6 + 1) / 10**6
-    (ODD, 1, 1, 0, 1),
-    (price(1, 1, 1), 1, 0, 0, 1),
-    (price(10**6, 0, 0), 3, 0, 0, 3),  # divides exactly: no rounding up
-]
 
 
 @pytest.mark.parametrize(("p", "prompt", "cached", "completion", "expected"), TABLE)

@@ -4,6 +4,8 @@ the audio prices; and `best_of` on /v1/completions, reserved and billed for ever
 
 from __future__ import annotations
 
+import base64
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,15 @@ from proxy.usage import parse_usage
 
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Think it through: 17 * 23?"}]
 AUDIO = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA="
+
+
+def wav(seconds: int, rate: int = 8000) -> str:
+    """A silent 8-bit mono WAV file, base64."""
+    data = b"\x80" * (rate * seconds)
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate, 1, 8)
+    chunks = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    chunks += b"data" + struct.pack("<I", len(data)) + data
+    return base64.b64encode(b"RIFF" + struct.pack("<I", len(chunks)) + chunks).decode()
 
 
 async def test_reasoning_tokens_are_billed_once_at_the_output_price(
@@ -72,13 +83,14 @@ async def test_cached_prompt_tokens_are_charged_at_the_cached_price(
 
 
 async def test_audio_tokens_are_charged_at_the_audio_prices(tmp_path: Path, store_url: str) -> None:
+    # Two seconds of audio: the fake bills 20 prompt tokens for them (1 per 100 ms).
     fake = FakeUpstream(FakeSettings(audio_prompt_tokens=20, audio_completion_tokens=40))
     messages = [
         {
             "role": "user",
             "content": [
                 {"type": "text", "text": "Answer aloud."},
-                {"type": "input_audio", "input_audio": {"data": AUDIO, "format": "wav"}},
+                {"type": "input_audio", "input_audio": {"data": wav(2), "format": "wav"}},
             ],
         }
     ]

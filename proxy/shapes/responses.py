@@ -3,7 +3,8 @@
 `input` is a string or a list of items: messages (`role`, and `content` as a string or a list of
 parts: input_text, input_image, input_file, output_text) and typed items (function calls and
 their outputs, reasoning, ...), which are counted by their JSON. `instructions` is a system
-message. `max_output_tokens` is the completion bound. Usage comes from the body, or from the
+message and a string `input` a user message, each counted with its role's tokens as chat counts
+a message. `max_output_tokens` is the completion bound. Usage comes from the body, or from the
 `response.completed` (or `.incomplete`, `.failed`) event of a stream; both carry
 `usage.input_tokens`, `output_tokens` and the cached and reasoning details.
 
@@ -60,7 +61,8 @@ def estimate_responses(
     prompt = REPLY_PRIMING + _input_tokens(counter, body.get("input"))
     instructions = body.get("instructions")
     if instructions is not None:
-        prompt += TOKENS_PER_MESSAGE + counter.count(expect_str(instructions, "'instructions'"))
+        said = expect_str(instructions, "'instructions'")
+        prompt += TOKENS_PER_MESSAGE + counter.count("system") + counter.count(said)
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
     text = body.get("text")
     if isinstance(text, dict) and isinstance(text.get("format"), dict):
@@ -135,7 +137,7 @@ def _detail(usage: Mapping[str, Any], details: str, field: str) -> int:
 
 def _input_tokens(counter: TextCounter, value: Any) -> int:
     if isinstance(value, str):
-        return TOKENS_PER_MESSAGE + counter.count(value)
+        return TOKENS_PER_MESSAGE + counter.count("user") + counter.count(value)
     if not isinstance(value, list) or not value:
         raise BadRequest(
             "'input' is required: a string, or a non-empty array of input items (messages with "
