@@ -30,6 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BOUNDS = (
+    "tests/test_reservation_bounds.py"
+    "::test_budget_one_unit_below_the_bill_is_refused_and_the_bill_is_charged"
+)
+"""The test that the reservation bounds what the (independent) fake provider bills."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/settle.py",
         old="return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in counted.items()}",
         new="return counted",
-        tests=("tests/test_routes_and_faults.py",),
+        tests=(
+            "tests/test_routes_and_faults.py",
+            "tests/test_responses_api.py"
+            "::test_stream_cut_before_completed_is_charged_at_least_the_reservation",
+            "tests/test_anthropic_api.py"
+            "::test_stream_cut_before_message_delta_is_charged_the_reservation",
+        ),
         removes="a stream cut before its usage report is charged at least the reservation",
     ),
     Mutation(
@@ -127,7 +138,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/call.py",
         old="Usage(prompt, priced * self.choices)",
         new="Usage(prompt, priced)",
-        tests=("tests/test_proxy_budget.py", "tests/test_degrade_quotas.py"),
+        tests=(BOUNDS,),
         removes="n choices are reserved n times",
     ),
     Mutation(
@@ -135,7 +146,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/call.py",
         old="return math.ceil(text * price.tokenizer_factor) + images",
         new="return text + images",
-        tests=("tests/test_anthropic_api.py",),
+        tests=("tests/test_anthropic_api.py", BOUNDS),
         removes="a Claude prompt is scaled by the model's tokenizer_factor",
     ),
     Mutation(
@@ -165,7 +176,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         if rt.policy.fail_mode == "closed":""",
         new="""    except LedgerUnavailable as exc:
         if False:""",
-        tests=("tests/test_routes_and_faults.py", "tests/test_store_safety.py"),
+        tests=("tests/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",),
         removes="fail_mode: closed answers 503 when the ledger is unreachable",
     ),
     Mutation(
@@ -300,6 +311,63 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_tenant_key_in_a_logged_field_never_reaches_the_running_proxy_s_log",
         ),
         removes="tenant ck- keys are redacted from every log line",
+    ),
+    # -- the estimate bounds what the provider bills (issue 12: an independent fake) ------------
+    Mutation(
+        name="responses-estimate-ignores-instructions",
+        file="proxy/shapes/responses.py",
+        old='prompt += TOKENS_PER_MESSAGE + counter.count("system") + counter.count(said)',
+        new="prompt += 0",
+        tests=(BOUNDS,),
+        removes="Responses instructions are counted in the estimate",
+    ),
+    Mutation(
+        name="responses-string-input-drops-role",
+        file="proxy/shapes/responses.py",
+        old='return TOKENS_PER_MESSAGE + counter.count("user") + counter.count(value)',
+        new="return TOKENS_PER_MESSAGE + counter.count(value)",
+        tests=(BOUNDS,),
+        removes="a Responses string input is counted as a user message",
+    ),
+    Mutation(
+        name="responses-items-content-ignored",
+        file="proxy/shapes/responses.py",
+        old='+ role + _content_tokens(counter, item.get("content"), path)',
+        new="+ role",
+        tests=(BOUNDS,),
+        removes="Responses input items are counted with their content",
+    ),
+    Mutation(
+        name="messages-estimate-ignores-system",
+        file="proxy/shapes/messages.py",
+        old='prompt = REPLY_PRIMING + _system_tokens(counter, body.get("system"))',
+        new="prompt = REPLY_PRIMING",
+        tests=(BOUNDS,),
+        removes="an Anthropic system prompt is counted in the estimate",
+    ),
+    Mutation(
+        name="messages-estimate-ignores-system-blocks",
+        file="proxy/shapes/messages.py",
+        old='return TOKENS_PER_MESSAGE + _blocks_tokens(counter, system, "system")',
+        new="return TOKENS_PER_MESSAGE",
+        tests=(BOUNDS,),
+        removes="an Anthropic system prompt given as blocks is counted",
+    ),
+    Mutation(
+        name="chat-estimate-drops-per-message-overhead",
+        file="proxy/estimate.py",
+        old='tokens = TOKENS_PER_MESSAGE + counter.count(expect_str(message.get("role")',
+        new='tokens = counter.count(expect_str(message.get("role")',
+        tests=(BOUNDS,),
+        removes="chat messages carry the cookbook's per-message overhead",
+    ),
+    Mutation(
+        name="chat-estimate-drops-name-token",
+        file="proxy/estimate.py",
+        old="tokens += TOKENS_PER_NAME + counter.count(",
+        new="tokens += counter.count(",
+        tests=(BOUNDS,),
+        removes="a chat message's name carries its extra token",
     ),
 )
 

@@ -4,8 +4,8 @@ The fake provider counts prompts by its own rules (proxy/fake_tokens.py: the pro
 rules, and documented stand-ins where none is published) and generates the whole completion
 limit. A budget one unit below what it bills for a call must refuse that call: a proxy whose
 estimate left out part of the prompt (`instructions`, `system`, a message's overhead, Claude's
-tokenizer factor) would reserve less and let it through. An admitted call is charged exactly
-what the fake billed.
+tokenizer factor) or some of the `n` choices would reserve less and let it through. An admitted
+call is charged exactly what the fake billed.
 """
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                 {"role": "assistant", "content": "One, two, three."},
                 {"role": "user", "content": "Slower."},
             ],
+        },
+    ),
+    "chat-n": (
+        "/v1/chat/completions",
+        {
+            "model": "gpt-4o-mini",
+            "max_tokens": LIMIT,
+            "n": 3,
+            "messages": [{"role": "user", "content": "Three ways to say hello."}],
         },
     ),
     "responses-instructions": (
@@ -94,9 +103,11 @@ ENDPOINTS = {
 
 
 def bill(path: str, body: dict[str, Any]) -> Billed:
-    """What the fake will bill for `body`: its own prompt count and the whole limit."""
+    """What the fake will bill for `body`: its own prompt count and the whole limit for each
+    of the `n` choices."""
     endpoint = ENDPOINTS[path]
-    return Billed(endpoint, body["model"], fake_tokens.prompt_tokens(endpoint, body), LIMIT)
+    prompt = fake_tokens.prompt_tokens(endpoint, body)
+    return Billed(endpoint, body["model"], prompt, LIMIT * body.get("n", 1))
 
 
 async def post(
