@@ -156,7 +156,10 @@ MUTATIONS: tuple[Mutation, ...] = (
             limit = self.plan.default_max_tokens""",
         new="""        if False:
             limit = self.plan.default_max_tokens""",
-        tests=("tests/test_proxy_budget.py", "tests/test_openai_sdk.py", "tests/test_streams.py"),
+        tests=(
+            "tests/test_accounting.py::test_hard_bound_writes_a_completion_limit",
+            "tests/test_model_rules.py",
+        ),
         removes="bound: hard writes a completion limit when the client sent none",
     ),
     # -- idempotency ------------------------------------------------------------------------
