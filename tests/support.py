@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import shutil
+import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiohttp
+import pytest
+import redis
+from conftest import free_port
 
 from proxy import encodings
 from proxy.estimate import estimate_chat
@@ -21,6 +28,8 @@ from proxy.ledger.base import BalanceRow, Ledger
 from proxy.local import serving
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
+
+T = TypeVar("T")
 
 UNITS = 10**8
 # gpt-4o-mini in the test policies: USD per 1M tokens, and the same in ledger units per 1M.
@@ -55,6 +64,26 @@ tenants:
   beta: {{plan: test}}
   gamma: {{plan: test, mode: shadow}}
 """
+
+
+async def eventually(
+    condition: Callable[[], T | Awaitable[T]], what: str, within: float = 10.0
+) -> T:
+    """Poll `condition` (a function, sync or async) until it returns something truthy, and
+    return that. After `within` seconds fail, saying `what` never happened and what the
+    condition returned last: a test waits for an effect this way, never by sleeping."""
+    deadline = time.monotonic() + within
+    pause = 0.005
+    while True:
+        result: Any = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return cast(T, result)
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {within:g} s (last seen: {result!r})")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def policy(tmp_path: Path, budgets: str, mode: str = "enforce", plan: str = "") -> Policy:
@@ -172,8 +201,6 @@ async def proxy_process(
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`cycles-proxy serve` in a subprocess on a free port, ready when /healthz answers; yields
     (url, process). A process still running at the end is stopped (SIGTERM, then SIGKILL)."""
-    from conftest import free_port
-
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": key}
     args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
@@ -202,3 +229,48 @@ async def proxy_process(
             except TimeoutError:
                 proc.kill()
         await proc.wait()
+
+
+class RedisProc:
+    """A redis-server this test owns: killed with SIGKILL and started again on the same port.
+    With `durable`, every write is fsynced to an append-only file, so data (and the ledger's
+    epoch) survive the restart."""
+
+    def __init__(self, workdir: Path, *, durable: bool = True) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.durable = durable
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed")
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--dir", str(self.workdir), "--maxmemory-policy", "noeviction"]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else []
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    if time.monotonic() > deadline:
+                        pytest.fail("redis-server did not start within 10 s")
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
