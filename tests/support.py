@@ -8,13 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import IO, Any, TypeVar, cast
 
 import aiohttp
 import pytest
@@ -195,40 +196,74 @@ async def proxy_in_front_of(
         yield started
 
 
+STARTUP_S = 30.0
+"""How long `proxy_process` waits for /healthz: generous, for a loaded machine."""
+
+
 @asynccontextmanager
 async def proxy_process(
     policy_path: Path, store: str, upstream: str, key: str, drain: float = 0, *extra: str
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`cycles-proxy serve` in a subprocess on a free port, ready when /healthz answers; yields
-    (url, process). A process still running at the end is stopped (SIGTERM, then SIGKILL)."""
+    (url, process). Fails, with what the process printed, if it exits or is not healthy within
+    STARTUP_S. A process still running at the end is stopped (SIGTERM, then SIGKILL); what it
+    printed goes to this test's output."""
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": key}
     args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
     args += ["--admin-listen", "off", "--drain-timeout", str(drain), *extra]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}", env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+    with tempfile.TemporaryFile() as output:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}"),
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            await _until_healthy(url, proc, output)
+            yield url, proc
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
                 try:
-                    async with session.get(url + "/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert proc.returncode is None, "proxy process exited at start"
-                await asyncio.sleep(0.05)
-        yield url, proc
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+            await proc.wait()
+            sys.stdout.write(_printed(output))
+
+
+async def _until_healthy(url: str, proc: asyncio.subprocess.Process, output: IO[bytes]) -> None:
+    async with aiohttp.ClientSession() as session:
+
+        async def healthy_or_exited() -> bool:
+            if proc.returncode is not None:
+                return True
             try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-        await proc.wait()
+                async with session.get(url + "/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        never = None
+        try:
+            await eventually(healthy_or_exited, f"/healthz on {url} answering 200", STARTUP_S)
+        except pytest.fail.Exception as exc:
+            never = str(exc)
+    if never is not None:
+        pytest.fail(f"the proxy never became healthy: {never}; it printed:\n{_printed(output)}")
+    if proc.returncode is not None:
+        pytest.fail(
+            f"the proxy exited with code {proc.returncode} before it became healthy; it printed:"
+            f"\n{_printed(output)}"
+        )
+
+
+def _printed(output: IO[bytes]) -> str:
+    """What the process wrote so far (read without moving the offset it writes at)."""
+    fd = output.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
 
 class RedisProc:
