@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,10 @@ from conftest import free_port
 from proxy import encodings
 from proxy.estimate import estimate_chat
 from proxy.fake_upstream import FakeUpstream
+from proxy.keys import Keys
+from proxy.keys.redis import EVENTS
 from proxy.ledger.base import BalanceRow, Ledger
+from proxy.ledger.clients import is_redis, open_client
 from proxy.local import serving
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
@@ -134,6 +138,40 @@ def usd(units: int) -> str:
     return str(Decimal(units) / UNITS)
 
 
+async def following_key_events(keys: Keys, store_url: str) -> None:
+    """Wait until the cache `keys`, whose watch() runs, follows the store's key events: it has
+    subscribed, and emptied itself on doing so, so what it caches from now on stays until a
+    change is announced. A probe cached here, then announced as changed, leaves the cache
+    only after the subscription's emptying (messages arrive after the subscription's
+    confirmation). memory:// has no events to follow."""
+    if not is_redis(store_url):
+        return
+    probe = secrets.token_hex(32)
+    before = len(keys)
+    assert await keys.lookup(probe) is None  # cached as unknown…
+    cached = len(keys)
+    if cached == before:
+        return  # …unless the cache was emptied (or a change announced) during the lookup
+    client = open_client(store_url)
+    try:
+        await client.publish(EVENTS, f"key {probe}")
+    finally:
+        await client.aclose()
+    await eventually(lambda: len(keys) < cached, "the key cache following key events")
+
+
+async def settled(ledger: Ledger, tenant: str = "alpha", unit: str = "USD") -> BalanceRow:
+    """The tenant's own budget line in `unit` once nothing is reserved on it (a call settles
+    after its response has gone)."""
+
+    async def settled_row() -> BalanceRow | None:
+        rows = await ledger.balances(tenant)
+        mine = [r for r in rows if r.level == "tenant" and r.unit == unit]
+        return mine[0] if mine and mine[0].reserved == 0 else None
+
+    return await eventually(settled_row, f"{tenant}'s {unit} tenant line settling")
+
+
 async def line(ledger: Ledger, tenant: str, level: str, value: str | None = None) -> BalanceRow:
     rows = [
         r
@@ -144,14 +182,26 @@ async def line(ledger: Ledger, tenant: str, level: str, value: str | None = None
     return rows[0]
 
 
-@asynccontextmanager
-async def monitor(url: str) -> AsyncIterator[list[str]]:
-    """The client commands Redis executes while the block runs, from MONITOR."""
+class Monitored(list[str]):
+    """MONITOR's lines for the client commands the Redis at `url` executed, in order."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+
+def _address(url: str) -> tuple[str, int]:
     host, port = url.removeprefix("redis://").split("/")[0].split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    return host, int(port)
+
+
+@asynccontextmanager
+async def monitor(url: str) -> AsyncIterator[Monitored]:
+    """The client commands Redis executes while the block runs, from MONITOR."""
+    reader, writer = await asyncio.open_connection(*_address(url))
     writer.write(b"MONITOR\r\n")
     assert await reader.readline() == b"+OK\r\n"
-    lines: list[str] = []
+    lines = Monitored(url)
 
     async def collect() -> None:
         while line := await reader.readline():
@@ -168,17 +218,27 @@ async def monitor(url: str) -> AsyncIterator[list[str]]:
         await writer.wait_closed()
 
 
-async def commands_seen(commands: list[str], expected: int) -> list[str]:
-    """The command names MONITOR reported, once `expected` have arrived (or 2 s passed) and a
-    little longer, so an extra command would show too. MONITOR's lines reach the reader after
-    the commands ran, so a fixed sleep is not enough on a loaded machine."""
-    for _ in range(200):
-        if len(commands) >= expected:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
-    names = [c.split('"')[1].lower() for c in commands]
-    commands.clear()
+async def commands_seen(commands: Monitored, expected: int) -> list[str]:
+    """The names of the commands MONITOR reported (and takes them off `commands`), once
+    `expected` have arrived and then a marker sent after them: an extra command that ran
+    before the marker shows too. MONITOR's lines reach the reader after the commands ran, so a
+    fixed sleep is not enough on a loaded machine."""
+    await eventually(lambda: len(commands) >= expected, f"MONITOR reporting {expected} commands")
+    marker = f"cycles-test-marker-{secrets.token_hex(8)}"
+    reader, writer = await asyncio.open_connection(*_address(commands.url))
+    try:
+        writer.write(f"*2\r\n$4\r\nECHO\r\n${len(marker)}\r\n{marker}\r\n".encode())
+        assert await reader.readline() == f"${len(marker)}\r\n".encode()
+        assert await reader.readline() == f"{marker}\r\n".encode()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    end = await eventually(
+        lambda: next((i + 1 for i, c in enumerate(commands) if marker in c), None),
+        "MONITOR reporting the marker",
+    )
+    names = [c.split('"')[1].lower() for c in commands[: end - 1]]
+    del commands[:end]
     return names
 
 
@@ -198,6 +258,7 @@ async def proxy_in_front_of(
 
 STARTUP_S = 30.0
 """How long `proxy_process` waits for /healthz: generous, for a loaded machine."""
+_OUTPUT: dict[asyncio.subprocess.Process, IO[bytes]] = {}
 
 
 @asynccontextmanager
@@ -207,7 +268,7 @@ async def proxy_process(
     """`cycles-proxy serve` in a subprocess on a free port, ready when /healthz answers; yields
     (url, process). Fails, with what the process printed, if it exits or is not healthy within
     STARTUP_S. A process still running at the end is stopped (SIGTERM, then SIGKILL); what it
-    printed goes to this test's output."""
+    printed goes to this test's output (`printed(process)` reads it while it runs)."""
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": key}
     args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
@@ -220,10 +281,12 @@ async def proxy_process(
             stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
+        _OUTPUT[proc] = output
         try:
             await _until_healthy(url, proc, output)
             yield url, proc
         finally:
+            del _OUTPUT[proc]
             if proc.returncode is None:
                 proc.terminate()
                 try:
@@ -258,6 +321,11 @@ async def _until_healthy(url: str, proc: asyncio.subprocess.Process, output: IO[
             f"the proxy exited with code {proc.returncode} before it became healthy; it printed:"
             f"\n{_printed(output)}"
         )
+
+
+def printed(proc: asyncio.subprocess.Process) -> str:
+    """What a process `proxy_process` started has printed so far (its log, on stderr)."""
+    return _printed(_OUTPUT[proc])
 
 
 def _printed(output: IO[bytes]) -> str:

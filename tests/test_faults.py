@@ -105,11 +105,11 @@ async def outage_under_load(
             server.start()
         # Traffic resumes without a proxy restart.
         back = time.monotonic()
-        deadline = back + 5
-        while not any(t > back and s == 200 for t, s, _ in results):
-            assert time.monotonic() < deadline, "traffic did not resume within 5 s"
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
+        await eventually(
+            lambda: any(t > back and s == 200 for t, s, _ in results),
+            "a call answered 200 after Redis came back",
+        )
+        await asyncio.sleep(0.3)  # and goes on a while
         stop.set()
         await asyncio.gather(*clients)
     return results
@@ -205,12 +205,14 @@ async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
     # Another replica's sweeper: it presumes the dead owner dead once its heartbeat is older
     # than 3 heartbeat intervals (0.5 s here, so 1.5 s).
     replica = RedisLedger(redis_proc.url, ReservationSettings(), heartbeat_interval_s=0.5)
+
+    async def reclaimed() -> bool:
+        await replica.heartbeat()
+        await replica.sweep_all()
+        return (await spent(redis_proc.url))[1] == 0
+
     try:
-        deadline = time.monotonic() + 10
-        while (await spent(redis_proc.url))[1] and time.monotonic() < deadline:
-            await replica.heartbeat()
-            await replica.sweep_all()
-            await asyncio.sleep(0.5)
+        await eventually(reclaimed, "another replica reclaiming the killed proxy's reservations")
         # on_expiry: charge (the default): each stream is charged its estimate.
         assert await spent(redis_proc.url) == (20 * cost, 0)
         counters = await replica.counters("alpha")

@@ -7,23 +7,12 @@ import dataclasses
 from pathlib import Path
 
 import aiohttp
-from support import chat, chat_prompt_tokens, line, mini_cost, policy
+from support import chat, chat_prompt_tokens, line, mini_cost, policy, settled
 
 from proxy import encodings
 from proxy.context import RUNTIME
 from proxy.fake_upstream import WORD, FakeSettings, FakeUpstream
-from proxy.ledger.base import BalanceRow, Ledger
 from proxy.local import local_stack
-
-
-async def settled(ledger: Ledger, tenant: str) -> BalanceRow:
-    """The tenant line once nothing is reserved any more (settlement runs after the response)."""
-    for _ in range(500):
-        row = await line(ledger, tenant, "tenant")
-        if row.reserved == 0:
-            break
-        await asyncio.sleep(0.02)
-    return row
 
 
 async def test_client_that_leaves_after_a_few_chunks_is_charged_the_whole_generation(

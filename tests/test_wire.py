@@ -47,15 +47,21 @@ async def test_error_replies_raise_and_leave_the_connection_usable(redis_url: st
 
 async def test_a_caller_that_gives_up_does_not_shift_the_replies(redis_url: str) -> None:
     wire = Wire(redis_url)
+    observer = redis.Redis.from_url(redis_url)
+
+    async def blocked() -> bool:
+        return int((await observer.info("clients"))["blocked_clients"]) == 1
+
     try:
-        slow = asyncio.ensure_future(wire.call("BLPOP", "nothing", "0.3"))
+        slow = asyncio.ensure_future(wire.call("BLPOP", "nothing", "1"))
         after = asyncio.ensure_future(wire.call("ECHO", "mine"))
-        await asyncio.sleep(0.05)
+        await eventually(blocked, "Redis blocking on the BLPOP")
         slow.cancel()
         assert await after == "mine"
         assert await wire.call("ECHO", "next") == "next"
     finally:
         await wire.close()
+        await observer.aclose()
 
 
 async def test_a_silent_server_times_out_every_waiting_command() -> None:
