@@ -14,6 +14,7 @@ import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
@@ -89,6 +90,13 @@ async def eventually(
             pytest.fail(f"{what} did not happen within {within:g} s (last seen: {result!r})")
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.1)
+
+
+def dated(before: datetime, fmt: str) -> set[str]:
+    """`fmt` (strftime, UTC) at `before` and now: what a store that dated something in between
+    (by its own clock: Redis TIME) may have written, whichever side of a day or month boundary
+    it fell. One format holding several fields (`m%Y%m01 d%Y%m%d`) keeps them of one instant."""
+    return {before.strftime(fmt), datetime.now(UTC).strftime(fmt)}
 
 
 def policy(tmp_path: Path, budgets: str, mode: str = "enforce", plan: str = "") -> Policy:
