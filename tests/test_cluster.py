@@ -106,6 +106,8 @@ async def test_every_masters_tenants_get_exactly_their_budget_under_concurrency(
             row = await line(stack.ledger, tenant, "tenant")
             assert (row.spent, row.reserved) == (10 * cost, 0)
         assert stack.fake.calls == 30
+        billed = [mini_cost(b.prompt_tokens, b.completion_tokens) for b in stack.fake.billed]
+        assert billed == [cost] * 30
 
 
 async def test_sweeper_and_tenant_listing_reach_every_master(redis_cluster_url: str) -> None:

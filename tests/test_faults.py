@@ -221,11 +221,18 @@ async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
         await replica.close()
 
 
-async def test_four_replicas_race_one_budget(tmp_path: Path, redis_proc: RedisProc) -> None:
+async def test_four_replicas_racing_one_budget_admit_exactly_what_it_fits(
+    tmp_path: Path, redis_proc: RedisProc
+) -> None:
+    """800 calls through 4 processes at once on a budget of exactly 10 calls: each reserves
+    `cost` (its prompt and the 100-token limit) and, generating the whole limit, is billed
+    exactly that; so exactly 10 are admitted and nothing is left over for an 11th."""
     body = chat()
-    cost = mini_cost(chat_prompt_tokens(body), 100)
-    policy(tmp_path, f"tenant: {{limit: {usd(10 * cost)}, period: month}}")
-    fake = FakeUpstream()
+    prompt = chat_prompt_tokens(body)
+    cost = mini_cost(prompt, 100)
+    fits = 10
+    policy(tmp_path, f"tenant: {{limit: {usd(fits * cost)}, period: month}}")
+    fake = FakeUpstream(FakeSettings(completion_fraction=1.0))
     async with serving(fake.app()) as fake_url, AsyncExitStack() as stack:
         policy_path = tmp_path / "policy.yaml"
         key = fake.settings.api_key
@@ -245,12 +252,11 @@ async def test_four_replicas_race_one_budget(tmp_path: Path, redis_proc: RedisPr
                 return r.status
 
         statuses = await asyncio.gather(*(send(url) for url in urls for _ in range(200)))
-    assert set(statuses) <= {200, 402}
-    assert billed_cost(fake) <= 10 * cost
-    assert statuses.count(200) == fake.calls
-    got, reserved = await spent(redis_proc.url)
-    assert reserved == 0
-    assert got == billed_cost(fake)
+    assert (statuses.count(200), statuses.count(402)) == (fits, 800 - fits)
+    assert fake.calls == fits
+    assert [(b.prompt_tokens, b.completion_tokens) for b in fake.billed] == [(prompt, 100)] * fits
+    assert billed_cost(fake) == fits * cost
+    assert await spent(redis_proc.url) == (billed_cost(fake), 0)
 
 
 async def test_a_spilled_call_written_twice_is_charged_once() -> None:
