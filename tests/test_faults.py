@@ -128,8 +128,8 @@ async def check_closed_outage(tmp_path: Path, server: RedisProc, outages: int, u
         expected = billed_cost(stack.fake)
         assert expected > 0
         await spent_reaches(server.url, expected)
-    # Reconnecting after the outage opened no connection that outlives the proxy (calls that
-    # lost theirs all at once once opened one each, and all but one were never closed).
+    # Reconnecting after the outage left no connection open once the proxy stopped (the calls
+    # whose connect failed together used to retry on a new connection each, never closed).
     await eventually(lambda: alone_on(server), "every connection the proxy opened to Redis closing")
 
 
