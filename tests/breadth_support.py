@@ -3,15 +3,14 @@ differ from OpenAI), an oracle for its prices, and small helpers."""
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import openai
+from support import settled as settled  # the breadth tests take it from here
 
-from proxy.ledger.base import BalanceRow, Ledger
 from proxy.local import Stack
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
@@ -113,16 +112,6 @@ def sdk(stack: Stack, **kwargs: Any) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url=stack.url + "/v1", api_key="unused", default_headers=HEADERS, **kwargs
     )
-
-
-async def settled(ledger: Ledger, unit: str = "USD") -> BalanceRow:
-    """The tenant line once nothing is reserved (settlement may end after the response)."""
-    for _ in range(500):
-        rows = [r for r in await ledger.balances("alpha") if r.level == "tenant" and r.unit == unit]
-        if rows and rows[0].reserved == 0:
-            return rows[0]
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"the tenant line never settled: {rows}")
 
 
 def sent_bodies(stack: Stack) -> list[dict[str, Any]]:

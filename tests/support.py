@@ -7,26 +7,41 @@ here."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import os
+import secrets
+import shutil
+import subprocess
 import sys
+import tempfile
 import textwrap
-from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar, cast
 
 import aiohttp
+import pytest
+import redis
+from conftest import free_port
 
 from proxy import fake_tokens
 from proxy.fake_upstream import FakeUpstream
+from proxy.keys import Keys
+from proxy.keys.redis import EVENTS
 from proxy.ledger.base import BalanceRow, Ledger
+from proxy.ledger.clients import is_redis, open_client
 from proxy.local import serving
 from proxy.policy import load_policy
 from proxy.policy.runtime import UNITS_PER_USD, ModelPrice, Policy
 from proxy.pricing import Usage
+
+T = TypeVar("T")
 
 UNITS = 10**8
 # gpt-4o-mini in the test policies: USD per 1M tokens, and the same in ledger units per 1M.
@@ -61,6 +76,33 @@ tenants:
   beta: {{plan: test}}
   gamma: {{plan: test, mode: shadow}}
 """
+
+
+async def eventually(
+    condition: Callable[[], T | Awaitable[T]], what: str, within: float = 10.0
+) -> T:
+    """Poll `condition` (a function, sync or async) until it returns something truthy, and
+    return that. After `within` seconds fail, saying `what` never happened and what the
+    condition returned last: a test waits for an effect this way, never by sleeping."""
+    deadline = time.monotonic() + within
+    pause = 0.005
+    while True:
+        result: Any = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return cast(T, result)
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {within:g} s (last seen: {result!r})")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def dated(before: datetime, fmt: str) -> set[str]:
+    """`fmt` (strftime, UTC) at `before` and now: what a store that dated something in between
+    (by its own clock: Redis TIME) may have written, whichever side of a day or month boundary
+    it fell. One format holding several fields (`m%Y%m01 d%Y%m%d`) keeps them of one instant."""
+    return {before.strftime(fmt), datetime.now(UTC).strftime(fmt)}
 
 
 def policy(tmp_path: Path, budgets: str, mode: str = "enforce", plan: str = "") -> Policy:
@@ -162,6 +204,40 @@ def usd(units: int) -> str:
     return str(Decimal(units) / UNITS)
 
 
+async def following_key_events(keys: Keys, store_url: str) -> None:
+    """Wait until the cache `keys`, whose watch() runs, follows the store's key events: it has
+    subscribed, and emptied itself on doing so, so what it caches from now on stays until a
+    change is announced. A probe cached here, then announced as changed, leaves the cache
+    only after the subscription's emptying (messages arrive after the subscription's
+    confirmation). memory:// has no events to follow."""
+    if not is_redis(store_url):
+        return
+    probe = secrets.token_hex(32)
+    before = len(keys)
+    assert await keys.lookup(probe) is None  # cached as unknown…
+    cached = len(keys)
+    if cached == before:
+        return  # …unless the cache was emptied (or a change announced) during the lookup
+    client = open_client(store_url)
+    try:
+        await client.publish(EVENTS, f"key {probe}")
+    finally:
+        await client.aclose()
+    await eventually(lambda: len(keys) < cached, "the key cache following key events")
+
+
+async def settled(ledger: Ledger, tenant: str = "alpha", unit: str = "USD") -> BalanceRow:
+    """The tenant's own budget line in `unit` once nothing is reserved on it (a call settles
+    after its response has gone)."""
+
+    async def settled_row() -> BalanceRow | None:
+        rows = await ledger.balances(tenant)
+        mine = [r for r in rows if r.level == "tenant" and r.unit == unit]
+        return mine[0] if mine and mine[0].reserved == 0 else None
+
+    return await eventually(settled_row, f"{tenant}'s {unit} tenant line settling")
+
+
 async def line(ledger: Ledger, tenant: str, level: str, value: str | None = None) -> BalanceRow:
     rows = [
         r
@@ -172,14 +248,26 @@ async def line(ledger: Ledger, tenant: str, level: str, value: str | None = None
     return rows[0]
 
 
-@asynccontextmanager
-async def monitor(url: str) -> AsyncIterator[list[str]]:
-    """The client commands Redis executes while the block runs, from MONITOR."""
+class Monitored(list[str]):
+    """MONITOR's lines for the client commands the Redis at `url` executed, in order."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+
+def _address(url: str) -> tuple[str, int]:
     host, port = url.removeprefix("redis://").split("/")[0].split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    return host, int(port)
+
+
+@asynccontextmanager
+async def monitor(url: str) -> AsyncIterator[Monitored]:
+    """The client commands Redis executes while the block runs, from MONITOR."""
+    reader, writer = await asyncio.open_connection(*_address(url))
     writer.write(b"MONITOR\r\n")
     assert await reader.readline() == b"+OK\r\n"
-    lines: list[str] = []
+    lines = Monitored(url)
 
     async def collect() -> None:
         while line := await reader.readline():
@@ -196,17 +284,27 @@ async def monitor(url: str) -> AsyncIterator[list[str]]:
         await writer.wait_closed()
 
 
-async def commands_seen(commands: list[str], expected: int) -> list[str]:
-    """The command names MONITOR reported, once `expected` have arrived (or 2 s passed) and a
-    little longer, so an extra command would show too. MONITOR's lines reach the reader after
-    the commands ran, so a fixed sleep is not enough on a loaded machine."""
-    for _ in range(200):
-        if len(commands) >= expected:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
-    names = [c.split('"')[1].lower() for c in commands]
-    commands.clear()
+async def commands_seen(commands: Monitored, expected: int) -> list[str]:
+    """The names of the commands MONITOR reported (and takes them off `commands`), once
+    `expected` have arrived and then a marker sent after them: an extra command that ran
+    before the marker shows too. MONITOR's lines reach the reader after the commands ran, so a
+    fixed sleep is not enough on a loaded machine."""
+    await eventually(lambda: len(commands) >= expected, f"MONITOR reporting {expected} commands")
+    marker = f"cycles-test-marker-{secrets.token_hex(8)}"
+    reader, writer = await asyncio.open_connection(*_address(commands.url))
+    try:
+        writer.write(f"*2\r\n$4\r\nECHO\r\n${len(marker)}\r\n{marker}\r\n".encode())
+        assert await reader.readline() == f"${len(marker)}\r\n".encode()
+        assert await reader.readline() == f"{marker}\r\n".encode()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    end = await eventually(
+        lambda: next((i + 1 for i, c in enumerate(commands) if marker in c), None),
+        "MONITOR reporting the marker",
+    )
+    names = [c.split('"')[1].lower() for c in commands[: end - 1]]
+    del commands[:end]
     return names
 
 
@@ -217,16 +315,20 @@ async def proxy_in_front_of(
     store: str,
     drain: float = 0,
     *extra: str,
-    log: Path | None = None,
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`fake` served here, and `cycles-proxy serve` (proxy_process) in front of it."""
     async with (
         serving(fake.app()) as fake_url,
         proxy_process(
-            policy_path, store, fake_url + "/v1", fake.settings.api_key, drain, *extra, log=log
+            policy_path, store, fake_url + "/v1", fake.settings.api_key, drain, *extra
         ) as started,
     ):
         yield started
+
+
+STARTUP_S = 30.0
+"""How long `proxy_process` waits for /healthz: generous, for a loaded machine."""
+_OUTPUT: dict[asyncio.subprocess.Process, IO[bytes]] = {}
 
 
 @asynccontextmanager
@@ -237,47 +339,116 @@ async def proxy_process(
     key: str,
     drain: float = 0,
     *extra: str,
-    log: Path | None = None,
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`cycles-proxy serve` in a subprocess on a free port, ready when /healthz answers; yields
-    (url, process). A process still running at the end is stopped (SIGTERM, then SIGKILL).
-    With `log`, the process's log (its stderr) is written to that file."""
-    from conftest import free_port
-
+    (url, process). Fails, with what the process printed, if it exits or is not healthy within
+    STARTUP_S. A process still running at the end is stopped (SIGTERM, then SIGKILL); what it
+    printed goes to this test's output (`printed(process)` reads it while it runs)."""
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": key}
     args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
     args += ["--admin-listen", "off", "--drain-timeout", str(drain), *extra]
-    with ExitStack() as files:
-        stderr = None if log is None else files.enter_context(log.open("wb"))
+    with tempfile.TemporaryFile() as output:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proxy",
-            *args,
-            "--listen",
-            f"127.0.0.1:{port}",
+            *(sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}"),
             env=env,
-            stderr=stderr,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+        url = f"http://127.0.0.1:{port}"
+        _OUTPUT[proc] = output
+        try:
+            await _until_healthy(url, proc, output)
+            yield url, proc
+        finally:
+            del _OUTPUT[proc]
+            if proc.returncode is None:
+                proc.terminate()
                 try:
-                    async with session.get(url + "/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert proc.returncode is None, "proxy process exited at start"
-                await asyncio.sleep(0.05)
-        yield url, proc
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+            await proc.wait()
+            sys.stdout.write(_printed(output))
+
+
+async def _until_healthy(url: str, proc: asyncio.subprocess.Process, output: IO[bytes]) -> None:
+    async with aiohttp.ClientSession() as session:
+
+        async def healthy_or_exited() -> bool:
+            if proc.returncode is not None:
+                return True
             try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-        await proc.wait()
+                async with session.get(url + "/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        never = None
+        try:
+            await eventually(healthy_or_exited, f"/healthz on {url} answering 200", STARTUP_S)
+        except pytest.fail.Exception as exc:
+            never = str(exc)
+    if never is not None:
+        pytest.fail(f"the proxy never became healthy: {never}; it printed:\n{_printed(output)}")
+    if proc.returncode is not None:
+        pytest.fail(
+            f"the proxy exited with code {proc.returncode} before it became healthy; it printed:"
+            f"\n{_printed(output)}"
+        )
+
+
+def printed(proc: asyncio.subprocess.Process) -> str:
+    """What a process `proxy_process` started has printed so far (its log, on stderr)."""
+    return _printed(_OUTPUT[proc])
+
+
+def _printed(output: IO[bytes]) -> str:
+    """What the process wrote so far (read without moving the offset it writes at)."""
+    fd = output.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+
+class RedisProc:
+    """A redis-server this test owns: killed with SIGKILL and started again on the same port.
+    With `durable`, every write is fsynced to an append-only file, so data (and the ledger's
+    epoch) survive the restart."""
+
+    def __init__(self, workdir: Path, *, durable: bool = True) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.durable = durable
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed")
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--dir", str(self.workdir), "--maxmemory-policy", "noeviction"]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else []
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    if time.monotonic() > deadline:
+                        pytest.fail("redis-server did not start within 10 s")
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None

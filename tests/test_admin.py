@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import openai
 import orjson
-from support import chat, chat_prompt_tokens, mini_cost, policy
+from support import chat, chat_prompt_tokens, eventually, mini_cost, policy
 
 from proxy.admin.app import build_admin_app
 from proxy.admin.auth import Tokens
@@ -106,10 +106,13 @@ async def test_suspend_with_streams_in_flight_then_close_twice(
         await asyncio.gather(*(r.read() for r in responses))
         for r in responses:
             r.release()
-        await asyncio.sleep(0.1)
-        _, balances = await admin.call("GET", "/admin/v1/tenants/alpha/balances")
-        [line] = [b for b in balances["data"] if b["level"] == "tenant"]
-        assert line["reserved"]["units"] == 0
+
+        async def tenant_line_settled() -> dict[str, Any] | None:
+            _, balances = await admin.call("GET", "/admin/v1/tenants/alpha/balances")
+            [line] = [b for b in balances["data"] if b["level"] == "tenant"]
+            return line if line["reserved"]["units"] == 0 else None
+
+        line = await eventually(tenant_line_settled, "the 20 streams settling (nothing reserved)")
         assert line["spent"]["units"] == 20 * mini_cost(chat_prompt_tokens(body), 20)
 
         status, closed = await admin.call(

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 import aiohttp
 import pytest
-from support import chat
+import redis.asyncio as aioredis
+from support import chat, eventually
 from test_alerts import (
     LIMIT,
     SCOPE,
@@ -26,6 +26,8 @@ from proxy import alerts
 from proxy.context import RUNTIME
 from proxy.ledger.base import BudgetLine, Candidate, ReserveRequest, SettleResult
 from proxy.ledger.base import Reservation as Held
+from proxy.ledger.keys import INSTANCES
+from proxy.ledger.redis import RedisLedger
 from proxy.local import Stack, local_stack
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy, ReservationSettings
@@ -138,12 +140,22 @@ def lost_policy(tmp_path: Path, url: str, on_store_lost: str) -> Policy:
     return load_policy(path)
 
 
-async def wait_for_loss(caplog: pytest.LogCaptureFixture) -> None:
-    for _ in range(300):
-        if "LEDGER EPOCH LOST" in caplog.text:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the epoch loss was not detected")
+async def heartbeats(stack: Stack, redis_url: str, count: int) -> None:
+    """Wait until this proxy has written `count` more heartbeats (each also checks the epoch)."""
+    assert isinstance(stack.ledger, RedisLedger)
+    owner = stack.ledger.owner
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        for n in range(count):
+            before = await client.zscore(INSTANCES, owner)
+
+            async def beat(before: float | None = before) -> bool:
+                now = await client.zscore(INSTANCES, owner)
+                return now is not None and (before is None or now > before)
+
+            await eventually(beat, f"heartbeat {n + 1} of {count} after the epoch loss")
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.parametrize("on_store_lost", ["closed", "shadow"])
@@ -160,8 +172,8 @@ async def test_a_lost_epoch_alerts_once_and_on_store_lost_decides(
             assert (await send(session, stack.url))[0] == 200
             await quiet()
             flushall(redis_url)
-            await wait_for_loss(caplog)
-            await asyncio.sleep(0.2)  # more heartbeats: still one alert
+            await eventually(lambda: "LEDGER EPOCH LOST" in caplog.text, "the epoch loss logged")
+            await heartbeats(stack, redis_url, 3)  # each sees the loss: still one alert
             calls = stack.fake.calls
             for _ in range(3):
                 status, body = await send(session, stack.url)

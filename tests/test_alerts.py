@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from support import POLICY, chat
+from support import POLICY, chat, dated
 from test_admin import stacks
 
 from proxy import alerts, tasks
@@ -245,8 +245,7 @@ def open_ledger(store_url: str, settings: ReservationSettings) -> Ledger:
     return RedisLedger(store_url, settings, "me")
 
 
-def month_field() -> str:
-    return datetime.now(UTC).strftime("tenant|acme|USD|m%Y%m01")
+MONTH_FIELD = "tenant|acme|USD|m%Y%m01"
 
 
 async def hold(ledger: Ledger, rid: str, estimate: int) -> Reservation:
@@ -261,11 +260,14 @@ async def test_a_threshold_fires_once_per_period_even_if_spent_falls_back(
     store_url: str,
 ) -> None:
     ledger = open_ledger(store_url, ReservationSettings(cap_ms=0))
+    before = datetime.now(UTC)
     try:
         expired = await hold(ledger, "b", 300)
         assert await ledger.sweep("acme") == 1  # charged its estimate: spent 300, no alert
         first = await ledger.commit(await hold(ledger, "a", 100), {"USD": 550})
-        assert first.crossed == (Crossing(month_field(), 8000, 1000, 850),)
+        [crossing] = first.crossed
+        assert crossing.field in dated(before, MONTH_FIELD)
+        assert crossing == Crossing(crossing.field, 8000, 1000, 850)
         # An expired reservation that produced nothing gives its 300 back: spent 550.
         assert (await ledger.commit(expired, {"USD": 0})).crossed == ()
         again = await ledger.commit(await hold(ledger, "c", 100), {"USD": 300})
@@ -277,11 +279,12 @@ async def test_a_threshold_fires_once_per_period_even_if_spent_falls_back(
 
 async def test_a_commit_the_store_lost_still_reports_its_crossing(store_url: str) -> None:
     ledger = open_ledger(store_url, ReservationSettings())
-    ghost = Reservation("acme", "ghost", (month_field(),), {"USD": 10}, (), (1000,), (5000, 8000))
+    month = datetime.now(UTC).strftime(MONTH_FIELD)
+    ghost = Reservation("acme", "ghost", (month,), {"USD": 10}, (), (1000,), (5000, 8000))
     try:
         settled = await ledger.commit(ghost, {"USD": 600})
         assert (settled.state, settled.charged) == ("COMMITTED", {"USD": 600})
-        assert settled.crossed == (Crossing(month_field(), 5000, 1000, 600),)
+        assert settled.crossed == (Crossing(month, 5000, 1000, 600),)
         rows = await ledger.balances("acme")
         assert [(r.spent, r.reserved) for r in rows] == [(600, 0)]
     finally:
@@ -381,8 +384,10 @@ async def test_an_expiry_charge_crossing_a_threshold_alerts_once(store_url: str)
     ledger = open_ledger(store_url, ReservationSettings(cap_ms=0, on_expiry="charge"))
     hook = Collected({"acme": AlertLimits((5000, 8000), {("tenant", "USD"): 1000})})
     ledger.expiry_alerts = hook
+    before = datetime.now(UTC)
     try:
-        await hold(ledger, "a", 300)
+        month = (await hold(ledger, "a", 300)).fields[0]
+        assert month in dated(before, MONTH_FIELD)
         assert await ledger.sweep("acme") == 1  # spent 300: below 50 %
         assert hook.crossed_by_tenant == []
         await hold(ledger, "b", 300)
@@ -392,8 +397,8 @@ async def test_an_expiry_charge_crossing_a_threshold_alerts_once(store_url: str)
             (
                 "acme",
                 [
-                    Crossing(month_field(), 5000, 1000, 600),
-                    Crossing(month_field(), 8000, 1000, 850),
+                    Crossing(month, 5000, 1000, 600),
+                    Crossing(month, 8000, 1000, 850),
                 ],
             )
         ]
@@ -403,8 +408,8 @@ async def test_an_expiry_charge_crossing_a_threshold_alerts_once(store_url: str)
     finally:
         await ledger.close()
     assert sorted(k for k in counters if k.startswith("q|alert|")) == [
-        f"q|alert|{month_field()}|5000",
-        f"q|alert|{month_field()}|8000",
+        f"q|alert|{month}|5000",
+        f"q|alert|{month}|8000",
     ]
 
 

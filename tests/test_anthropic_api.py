@@ -4,7 +4,6 @@ denials and bad input answered in Anthropic's error shape."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,26 +11,16 @@ import aiohttp
 import anthropic
 import pytest
 from shapes_support import billed_cost, shapes_policy
-from support import line
+from support import line, settled
 
 from proxy.context import RUNTIME
 from proxy.fake_upstream import WORD, FakeSettings, FakeUpstream
-from proxy.ledger.base import BalanceRow, Ledger
 from proxy.local import Stack, local_stack
 
 MODEL = "claude-sonnet-4"
 HEADERS = {"X-Cycles-Tenant": "alpha", "X-Cycles-Run": "r1"}
 MESSAGES: Any = [{"role": "user", "content": "Write a haiku about budgets."}]
 SYSTEM: Any = [{"type": "text", "text": "You are terse."}]
-
-
-async def settled(ledger: Ledger) -> BalanceRow:
-    for _ in range(500):
-        row = await line(ledger, "alpha", "tenant")
-        if row.reserved == 0:
-            break
-        await asyncio.sleep(0.02)
-    return row
 
 
 def client(stack: Stack, **kwargs: Any) -> anthropic.AsyncAnthropic:

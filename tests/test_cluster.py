@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -15,12 +15,20 @@ import pytest
 import redis
 from conftest import free_port
 from redis.cluster import RedisCluster
-from support import chat, chat_prompt_tokens, line, mini_cost, policy, usd
+from support import (
+    chat,
+    chat_prompt_tokens,
+    eventually,
+    following_key_events,
+    line,
+    mini_cost,
+    policy,
+    usd,
+)
 
 from proxy import tasks
 from proxy.errors import LedgerEpochLost, LedgerUnavailable, StoreUnsafe
 from proxy.keys import Keys, RedisKeyStore, digest
-from proxy.keys.redis import EVENTS
 from proxy.ledger import RedisLedger, keys, open_ledger
 from proxy.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
 from proxy.ledger.clients import check_url
@@ -98,6 +106,8 @@ async def test_every_masters_tenants_get_exactly_their_budget_under_concurrency(
             row = await line(stack.ledger, tenant, "tenant")
             assert (row.spent, row.reserved) == (10 * cost, 0)
         assert stack.fake.calls == 30
+        billed = [mini_cost(b.prompt_tokens, b.completion_tokens) for b in stack.fake.billed]
+        assert billed == [cost] * 30
 
 
 async def test_sweeper_and_tenant_listing_reach_every_master(redis_cluster_url: str) -> None:
@@ -199,26 +209,6 @@ async def test_scripts_flushed_on_one_master_are_loaded_again(
     assert [r.reserved for r in await ledger.balances("alpha")] == [200]
 
 
-def subscribed(url: str) -> bool:
-    """Whether any node has a subscriber to the key events (each node counts only its own)."""
-    cluster = admin(url)
-    names = [n.name for n in cluster.get_nodes()]
-    cluster.close()
-    counts = []
-    for name in names:
-        client = node_client(name)
-        counts.append(int(client.pubsub_numsub(EVENTS)[0][1]))
-        client.close()
-    return sum(counts) > 0
-
-
-async def _eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
-
-
 async def test_revocation_reaches_another_process_over_cluster_pubsub(
     redis_cluster_url: str,
 ) -> None:
@@ -227,10 +217,10 @@ async def test_revocation_reaches_another_process_over_cluster_pubsub(
     watcher = tasks.spawn(cache.watch(), name="test key events")
     try:
         plain, record = await here.create("alpha")
+        await following_key_events(cache, redis_cluster_url)
         assert await cache.lookup(digest(plain)) == record  # warm
-        await _eventually(lambda: subscribed(redis_cluster_url))
         await here.revoke("alpha", record.key_id)
-        await _eventually(lambda: len(cache) == 0)
+        await eventually(lambda: len(cache) == 0, "the revoked key leaving the other cache")
         found = await cache.lookup(digest(plain))
         assert found is not None and found.state == "revoked"
     finally:

@@ -14,7 +14,15 @@ import aiohttp
 import openai
 import pytest
 import redis.asyncio as aioredis
-from support import chat, chat_prompt_tokens, line, mini_cost, policy
+from support import (
+    chat,
+    chat_prompt_tokens,
+    eventually,
+    following_key_events,
+    line,
+    mini_cost,
+    policy,
+)
 
 from proxy.context import RUNTIME
 from proxy.errors import LedgerUnavailable
@@ -142,17 +150,16 @@ async def test_revocation_is_immediate_with_a_warm_cache(tmp_path: Path, store_u
 async def test_revocation_reaches_every_replica(tmp_path: Path, redis_url: str) -> None:
     async with proxy(tmp_path, redis_url) as first, proxy(tmp_path, redis_url) as second:
         plain, record = await keys_of(first).create("alpha")
+        await following_key_events(keys_of(second), redis_url)
         assert await get_models(first, bearer(plain)) == 200
         assert await get_models(second, bearer(plain)) == 200  # both caches warm
-        await asyncio.sleep(0.2)  # both subscribed
         await keys_of(first).revoke("alpha", record.key_id)
         assert await get_models(first, bearer(plain)) == 401
-        for _ in range(100):
-            if await get_models(second, bearer(plain)) == 401:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("the second replica still accepts a revoked key")
+
+        async def second_refuses() -> bool:
+            return await get_models(second, bearer(plain)) == 401
+
+        await eventually(second_refuses, "the second replica refusing the revoked key")
 
 
 async def test_rotated_key_works_through_its_grace_then_401(tmp_path: Path, store_url: str) -> None:
@@ -176,6 +183,8 @@ async def test_rotated_key_works_through_its_grace_then_401(tmp_path: Path, stor
 
 async def test_burst_of_unknown_keys_costs_one_lookup_each(tmp_path: Path, store_url: str) -> None:
     async with proxy(tmp_path, store_url) as stack:
+        # Subscribing to key events empties the cache: let that happen before counting.
+        await following_key_events(keys_of(stack), store_url)
         store = keys_of(stack).store
         asked: list[str] = []
         lookup = store.lookup
@@ -185,8 +194,6 @@ async def test_burst_of_unknown_keys_costs_one_lookup_each(tmp_path: Path, store
             return await lookup(sha)
 
         store.lookup = counting  # type: ignore[method-assign]
-        # (Re)subscribing to key events empties the cache; let that happen before counting.
-        await asyncio.sleep(0.2)
         unknown = [f"ck-{i:032d}" for i in range(5)]
         for _ in range(3):
             statuses = await asyncio.gather(*(post(stack, bearer(k)) for k in unknown))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from support import eventually, following_key_events
 
 from proxy import tasks
 from proxy.keys import (
@@ -205,10 +206,10 @@ async def test_revocation_reaches_another_process_through_pubsub(redis_url: str)
     watcher = tasks.spawn(keys.watch(), name="test key events")
     try:
         plain, record = await here.create("alpha")
+        await following_key_events(keys, redis_url)
         assert await keys.lookup(digest(plain)) == record  # warm
-        await asyncio.sleep(0.2)  # subscribed
         await here.revoke("alpha", record.key_id)
-        await _eventually(lambda: len(keys) == 0)
+        await eventually(lambda: len(keys) == 0, "the revoked key leaving the other cache")
         found = await keys.lookup(digest(plain))
         assert found is not None and found.state == "revoked"
     finally:
@@ -260,10 +261,3 @@ def test_failures_track_a_bounded_number_of_clients() -> None:
     for client in ("a", "b", "c"):
         failures.record(client)
     assert len(failures._clients) == 2
-
-
-async def _eventually(condition: Callable[[], bool], within: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.01)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from support import dated
 
 from proxy.errors import AmountOutOfRange
 from proxy.ledger import MemoryLedger, RedisLedger, keys
@@ -78,8 +79,7 @@ def ledger(stores: Stores) -> Ledger:
     return stores.open()
 
 
-def month() -> str:
-    return datetime.now(UTC).strftime("m%Y%m01")
+MONTH = "m%Y%m01"
 
 
 def line(
@@ -127,7 +127,10 @@ async def reserved(
 
 async def test_reserve_holds_estimate_on_every_line(ledger: Ledger) -> None:
     lines = [line(limit=1000), line("run", "r1", limit=500, period="none")]
+    before = datetime.now(UTC)
     result = await ledger.reserve(ask("a", lines, {"USD": 300}))
+    month = result.lines[0].period_id
+    assert month in dated(before, MONTH)
     assert (result.allowed, result.would_allow, result.candidate, result.denied_by) == (
         True,
         True,
@@ -135,9 +138,9 @@ async def test_reserve_holds_estimate_on_every_line(ledger: Ledger) -> None:
         None,
     )
     assert [s.remaining for s in result.lines] == [700, 200]
-    assert [s.period_id for s in result.lines] == [month(), "-"]
+    assert [s.period_id for s in result.lines] == [month, "-"]
     assert result.reservation is not None
-    assert result.reservation.fields == (f"tenant|acme|USD|{month()}", "run|r1|USD|-")
+    assert result.reservation.fields == (f"tenant|acme|USD|{month}", "run|r1|USD|-")
     assert await book(ledger) == {"tenant|acme|USD": (0, 300), "run|r1|USD": (0, 300)}
 
 
@@ -228,7 +231,7 @@ async def test_same_reservation_id_is_not_reserved_twice(ledger: Ledger) -> None
 
 
 async def test_remaining_counts_credit(stores: Stores, ledger: Ledger) -> None:
-    await stores.add_credit(ledger, f"tenant|acme|USD|{month()}", 500)
+    await stores.add_credit(ledger, f"tenant|acme|USD|{datetime.now(UTC).strftime(MONTH)}", 500)
     result = await ledger.reserve(ask("a", [line(limit=100)], {"USD": 550}))
     assert result.allowed and result.lines[0].remaining == 50
     assert (await ledger.balances("acme"))[0].credit == 500
@@ -240,13 +243,11 @@ async def test_period_ids_follow_utc_now(ledger: Ledger) -> None:
         line("agent", "bot", period="day"),
         line("run", "r1", period="none"),
     ]
+    before = datetime.now(UTC)
     result = await ledger.reserve(ask("a", lines))
-    today = datetime.now(UTC)
-    assert [s.period_id for s in result.lines] == [
-        today.strftime("m%Y%m01"),
-        today.strftime("d%Y%m%d"),
-        "-",
-    ]
+    month, day, run = (s.period_id for s in result.lines)
+    assert f"{month} {day}" in dated(before, f"{MONTH} d%Y%m%d")
+    assert run == "-"
     assert [s.field for s in result.lines] == list(result.reservation.fields)  # type: ignore[union-attr]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from support import dated
 from test_ledger_contract import (  # noqa: F401
     EXPIRE_NOW,
     Stores,
@@ -28,12 +29,17 @@ from proxy.policy.runtime import ReservationSettings
 CONC = "q|conc|tenant|acme"
 
 
-def today() -> str:
-    return datetime.now(UTC).strftime("d%Y%m%d")
+DAY = "d%Y%m%d"
 
 
-def ms_to_midnight() -> int:
-    now = datetime.now(UTC)
+def runs_day(counters: dict[str, int | str], before: datetime) -> str:
+    """The day the store dated its runs-per-day counter: one of the UTC days since `before`."""
+    [day] = [name.removeprefix("q|runs|") for name in counters if name.startswith("q|runs|")]
+    assert day in dated(before, DAY)
+    return day
+
+
+def ms_to_midnight(now: datetime) -> int:
     midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
     return int((midnight - now).total_seconds() * 1000)
 
@@ -166,26 +172,27 @@ async def test_runs_per_day_counts_each_run_once_and_refuses_the_next_new_run(
     ledger: Ledger,
 ) -> None:
     q = Quotas(runs_per_day=2)
+    before = datetime.now(UTC)
     for rid, run in (("a1", "a"), ("a2", "a"), ("b1", "b")):
         held(await call(ledger, rid, q, run=run))
     third = await call(ledger, "c1", q, run="c")
     refused(third, "runs_per_day")
-    assert abs(third.retry_after_ms - ms_to_midnight()) < 5000
+    waits = {ms_to_midnight(before), ms_to_midnight(datetime.now(UTC))}
+    assert any(abs(third.retry_after_ms - wait) < 5000 for wait in waits), (third, waits)
     held(await call(ledger, "a3", q, run="a"))
     held(await call(ledger, "no-run", q))
-    assert await ledger.counters("acme") == {
-        f"q|runs|{today()}": 2,
-        "q|run|a|day": today(),
-        "q|run|b|day": today(),
-    }
+    counters = await ledger.counters("acme")
+    day = runs_day(counters, before)
+    assert counters == {f"q|runs|{day}": 2, "q|run|a|day": day, "q|run|b|day": day}
 
 
 async def test_two_hundred_new_runs_at_once_admit_exactly_the_daily_quota(ledger: Ledger) -> None:
     q = Quotas(runs_per_day=20)
+    before = datetime.now(UTC)
     results = await asyncio.gather(*(call(ledger, f"r{i}", q, run=f"run{i}") for i in range(200)))
     assert sum(r.allowed for r in results) == 20
     counters = await ledger.counters("acme")
-    assert counters[f"q|runs|{today()}"] == 20
+    assert counters[f"q|runs|{runs_day(counters, before)}"] == 20
     assert sum(name.endswith("|day") for name in counters) == 20
 
 
@@ -212,12 +219,15 @@ async def test_a_quota_denial_counts_nothing_on_the_quotas_before_it(ledger: Led
 async def test_run_counters_expire_after_the_idle_ttl(stores: Stores) -> None:
     ledger = stores.open(ReservationSettings(run_idle_ms=0))
     q = Quotas(runs_per_day=5, steps_per_run=5)
+    before = datetime.now(UTC)
     await ledger.release(held(await call(ledger, "a", q, run="a")))
     await asyncio.sleep(0.002)
     await ledger.sweep("acme")
-    assert await ledger.counters("acme") == {f"q|runs|{today()}": 1}
+    counters = await ledger.counters("acme")
+    day = runs_day(counters, before)
+    assert counters == {f"q|runs|{day}": 1}
     held(await call(ledger, "b", q, run="a"))
-    assert (await ledger.counters("acme"))[f"q|runs|{today()}"] == 2
+    assert (await ledger.counters("acme"))[f"q|runs|{day}"] == 2
 
 
 # --- rates -----------------------------------------------------------------------------------
@@ -304,15 +314,13 @@ async def test_inactive_tenant_counts_nothing_even_in_shadow(ledger: Ledger) -> 
 
 async def test_repeated_reserve_is_counted_once(ledger: Ledger) -> None:
     q = Quotas(concurrent=[("tenant", "acme", 5)], runs_per_day=5, steps_per_run=5)
+    before = datetime.now(UTC)
     first = await call(ledger, "a", q, run="r")
     again = await call(ledger, "a", q, run="r")
     assert again.reservation == first.reservation
-    assert await ledger.counters("acme") == {
-        CONC: 1,
-        f"q|runs|{today()}": 1,
-        "q|run|r|day": today(),
-        "q|run|r|steps": 1,
-    }
+    counters = await ledger.counters("acme")
+    day = runs_day(counters, before)
+    assert counters == {CONC: 1, f"q|runs|{day}": 1, "q|run|r|day": day, "q|run|r|steps": 1}
 
 
 async def test_balances_show_budgets_and_counters_show_quotas(ledger: Ledger) -> None:

@@ -13,7 +13,7 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 from conftest import free_port
-from support import commands_seen, monitor
+from support import commands_seen, dated, monitor
 
 from proxy.errors import LedgerUnavailable
 from proxy.ledger import MemoryLedger, RedisLedger, keys, open_ledger
@@ -130,10 +130,12 @@ async def test_ledger_unavailable_when_nothing_listens() -> None:
 async def test_record_and_fields_use_the_documented_layout(
     ledger: RedisLedger, client: aioredis.Redis
 ) -> None:
+    before = datetime.now(UTC)
     result = await ledger.reserve(ask("a", usd=2**52 - 1))
     assert result.reservation is not None
     ledger_key, _, resv_key, resv_exp_key, _, _ = keys.tenant_keys("acme")
-    month = datetime.now(UTC).strftime("m%Y%m01")
+    month = result.lines[0].period_id
+    assert month in dated(before, "m%Y%m01")
     assert await client.hgetall(ledger_key) == {
         f"tenant|acme|USD|{month}|reserved": str(2**52 - 1),
         "run|r1|TOKENS|-|reserved": "10",
@@ -152,6 +154,7 @@ async def test_record_of_a_fitted_call_holding_quotas(
     ledger: RedisLedger, client: aioredis.Redis
 ) -> None:
     one = replace(QUOTAS, concurrent=[("tenant", "acme", 1), ("agent", "bot", 20)])
+    before = datetime.now(UTC)
     assert (await ledger.reserve(degrading("a", quotas=one))).allowed
     assert (await ledger.reserve(degrading("b", quotas=one))).quota == "concurrent_requests tenant"
     result = await ledger.reserve(degrading("c", shadow=True, quotas=one))
@@ -167,12 +170,13 @@ async def test_record_of_a_fitted_call_holding_quotas(
     )
     assert held == "q|conc|tenant|acme,q|conc|agent|bot"
     assert len(fields) == 2
-    day = datetime.now(UTC).strftime("d%Y%m%d")
     quota_fields = {
         k: v
         for k, v in (await client.hgetall(keys.tenant_keys("acme")[0])).items()
         if k.startswith("q|") and not k.startswith("q|agg|")  # denial counters: the audit's
     }
+    day = quota_fields["q|run|r1|day"]
+    assert day in dated(before, "d%Y%m%d")
     assert set(quota_fields) == {
         "q|conc|tenant|acme",
         "q|conc|agent|bot",

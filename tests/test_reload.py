@@ -3,15 +3,13 @@ policy and says where it is broken, and a Kubernetes-style symlink swap is picke
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
-from support import POLICY, chat, policy
+from support import POLICY, chat, eventually, policy
 
 from proxy.local import local_stack
 from proxy.policy import load_policy
@@ -28,11 +26,13 @@ async def send(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
         return r.status, r.headers.get("X-Cycles-Remaining", "")
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
-        await asyncio.sleep(EVERY)
+def rewrite(path: Path, text: str) -> None:
+    """Give `path` new content at once, as an editor or `kubectl cp` would: written to a temporary
+    file in the same directory, then renamed over it, so the watcher polling every EVERY s never
+    reads a half-written policy."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def policy_text(budgets: str) -> str:
@@ -52,19 +52,19 @@ async def test_lower_tenant_limit_applies_to_the_next_call_without_restart(
     ):
         status, remaining = await send(session, stack.url)
         assert status == 200 and remaining.startswith("9.99")
-        path.write_text(policy_text("tenant: {limit: 5, period: month}"))
+        rewrite(path, policy_text("tenant: {limit: 5, period: month}"))
 
         async def lowered() -> bool:
             status, remaining = await send(session, stack.url)
             return status == 200 and remaining.startswith("4.99")
 
-        await eventually(lowered)
-        path.write_text(policy_text("tenant: {limit: 0.000001, period: month}"))
+        await eventually(lowered, "the lowered limit applying (4.99… USD remaining)")
+        rewrite(path, policy_text("tenant: {limit: 0.000001, period: month}"))
 
         async def denied() -> bool:
             return (await send(session, stack.url))[0] == 402
 
-        await eventually(denied)
+        await eventually(denied, "a call denied under the tiny limit")
         assert stack.fake.calls >= 2
     assert "policy reloaded" in caplog.text
 
@@ -80,7 +80,7 @@ async def test_broken_edit_keeps_the_last_good_policy_and_names_file_and_line(
         local_stack(first, policy_path=str(path), reload_every=EVERY) as stack,
         aiohttp.ClientSession() as session,
     ):
-        path.write_text(broken)
+        rewrite(path, broken)
 
         async def reported() -> bool:
             return any(
@@ -88,7 +88,7 @@ async def test_broken_edit_keeps_the_last_good_policy_and_names_file_and_line(
                 for r in caplog.records
             )
 
-        await eventually(reported)
+        await eventually(reported, f"an ERROR naming {path}:{line}")
         status, remaining = await send(session, stack.url)
         assert status == 200 and remaining.startswith("9.99")
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -122,7 +122,7 @@ async def test_configmap_symlink_swap_is_picked_up(tmp_path: Path) -> None:
         async def swapped() -> bool:
             return (await send(session, stack.url))[1].startswith("2.99")
 
-        await eventually(swapped)
+        await eventually(swapped, "the swapped ConfigMap's limit applying (2.99… USD remaining)")
 
 
 async def test_identity_change_needs_a_restart(
@@ -137,7 +137,7 @@ async def test_identity_change_needs_a_restart(
 
     watcher = PolicyWatcher(Reload(str(path), EVERY), first, apply)
     await watcher.poll()
-    path.write_text(path.read_text().replace("identity: header", "identity: api_key"))
+    rewrite(path, path.read_text().replace("identity: header", "identity: api_key"))
     await watcher.poll()
     assert applied == []
     assert "identity: changed from header to api_key" in caplog.text

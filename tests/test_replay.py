@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
-from support import chat, chat_prompt_tokens, commands_seen, line, mini_cost, monitor, policy
+from support import (
+    chat,
+    chat_prompt_tokens,
+    commands_seen,
+    eventually,
+    line,
+    mini_cost,
+    monitor,
+    policy,
+)
 
 from proxy import replay, tasks
 from proxy.fake_upstream import FakeSettings, FakeUpstream
@@ -60,14 +68,6 @@ async def settled() -> None:
         await asyncio.wait(calls, timeout=10)
 
 
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    for _ in range(int(within / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not true within {within} s")
-
-
 async def test_retry_after_dropped_connection_is_replayed_and_charged_once(
     tmp_path: Path, store_url: str
 ) -> None:
@@ -80,7 +80,7 @@ async def test_retry_after_dropped_connection_is_replayed_and_charged_once(
                 await post(
                     session, stack, chat(MESSAGES[0]["content"], 10), {"Idempotency-Key": key}
                 )
-        await eventually(lambda: fake.calls == 1)
+        await eventually(lambda: fake.calls == 1, "the call reaching the provider")
         await settled()
         async with sdk(stack) as client:
             first = await create(client, key)
@@ -140,7 +140,7 @@ async def test_duplicate_while_the_first_runs_is_409_in_flight(
         sdk(stack) as client,
     ):
         first = asyncio.ensure_future(create(client, "k-3"))
-        await eventually(lambda: fake.in_flight > 0)
+        await eventually(lambda: fake.in_flight > 0, "the first call reaching the provider")
         with pytest.raises(openai.ConflictError) as caught:
             await create(client, "k-3")
         assert (await first).status_code == 200

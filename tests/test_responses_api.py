@@ -3,7 +3,6 @@ provider billed, whole or streamed; cut streams, denials, bad input and stored s
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,26 +10,15 @@ import aiohttp
 import openai
 import pytest
 from shapes_support import billed_cost, shapes_policy
-from support import line
+from support import line, settled
 
 from proxy.fake_upstream import WORD, FakeSettings, FakeUpstream
-from proxy.ledger.base import BalanceRow, Ledger
 from proxy.local import Stack, local_stack
 
 HEADERS = {"X-Cycles-Tenant": "alpha", "X-Cycles-Run": "r1"}
 INPUT: Any = [
     {"role": "user", "content": [{"type": "input_text", "text": "Write a haiku about budgets."}]}
 ]
-
-
-async def settled(ledger: Ledger) -> BalanceRow:
-    """The tenant line once nothing is reserved (settlement may run after the response)."""
-    for _ in range(500):
-        row = await line(ledger, "alpha", "tenant")
-        if row.reserved == 0:
-            break
-        await asyncio.sleep(0.02)
-    return row
 
 
 def client(stack: Stack, **kwargs: Any) -> openai.AsyncOpenAI:

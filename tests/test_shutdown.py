@@ -12,7 +12,7 @@ from unittest import mock
 import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from support import chat, line, mini_cost, policy, proxy_in_front_of
+from support import chat, eventually, line, mini_cost, policy, printed, proxy_in_front_of
 
 from proxy import handlers
 from proxy.errors import Forbidden
@@ -32,11 +32,7 @@ async def stream(session: aiohttp.ClientSession, url: str, headers: dict[str, st
 
 
 async def started(fake: FakeUpstream, count: int) -> None:
-    for _ in range(200):
-        if fake.in_flight >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"only {fake.in_flight} of {count} streams reached the upstream")
+    await eventually(lambda: fake.in_flight >= count, f"{count} streams reaching the upstream")
 
 
 async def assert_settled(store: str, fake: FakeUpstream) -> None:
@@ -118,7 +114,9 @@ async def test_a_sidecar_told_the_app_exited_stops_long_before_the_drain_timeout
         calls = [asyncio.ensure_future(stream(session, url, headers)) for _ in range(STREAMS)]
         await started(fake, STREAMS)
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.2)
+        await eventually(
+            lambda: "SIGTERM: sidecar mode" in printed(proc), "the proxy handling SIGTERM"
+        )
         assert proc.returncode is None
         async with session.post(url + "/quitquitquit") as r:
             assert (r.status, await r.json()) == (202, {"status": "stopping"})

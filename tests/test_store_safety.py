@@ -3,7 +3,6 @@ an eviction policy that could drop ledger keys is reported (or refused)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 import redis
 from conftest import free_port
 from redis import exceptions as rex
-from support import chat, policy
+from support import chat, eventually, policy
 
 from proxy.errors import StoreUnsafe
 from proxy.ledger import RedisLedger
@@ -55,10 +54,7 @@ async def test_flushed_store_fails_closed_and_never_hands_out_a_fresh_budget(
     ):
         assert (await send(session, stack.url))[0] == 200
         flushall(redis_url)
-        for _ in range(100):
-            if "LEDGER EPOCH LOST" in caplog.text:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: "LEDGER EPOCH LOST" in caplog.text, "the epoch loss logged")
         calls = stack.fake.calls
         for tenant in ("alpha", "beta"):
             status, body = await send(session, stack.url, tenant)

@@ -9,23 +9,12 @@ from pathlib import Path
 import aiohttp
 import openai
 import orjson
-from support import chat, chat_prompt_tokens, line, mini_cost, policy
+from support import chat, chat_prompt_tokens, line, mini_cost, policy, settled
 
 from proxy import encodings
 from proxy.context import RUNTIME
 from proxy.fake_upstream import WORD, FakeSettings, FakeUpstream
-from proxy.ledger.base import BalanceRow, Ledger
 from proxy.local import local_stack
-
-
-async def settled(ledger: Ledger, tenant: str) -> BalanceRow:
-    """The tenant line once nothing is reserved any more (settlement runs after the response)."""
-    for _ in range(500):
-        row = await line(ledger, tenant, "tenant")
-        if row.reserved == 0:
-            return row
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{tenant}'s reservation was never settled within 10 s: {row}")
 
 
 def streamed_tokens(raw: bytes) -> int:

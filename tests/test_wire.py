@@ -6,9 +6,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import pytest
 import redis.asyncio as redis
-from test_faults import RedisProc
+from support import RedisProc, eventually
 
 from proxy.ledger.wire import ReplyError, Wire, pack
 
@@ -46,15 +47,21 @@ async def test_error_replies_raise_and_leave_the_connection_usable(redis_url: st
 
 async def test_a_caller_that_gives_up_does_not_shift_the_replies(redis_url: str) -> None:
     wire = Wire(redis_url)
+    observer = redis.Redis.from_url(redis_url)
+
+    async def blocked() -> bool:
+        return int((await observer.info("clients"))["blocked_clients"]) == 1
+
     try:
-        slow = asyncio.ensure_future(wire.call("BLPOP", "nothing", "0.3"))
+        slow = asyncio.ensure_future(wire.call("BLPOP", "nothing", "1"))
         after = asyncio.ensure_future(wire.call("ECHO", "mine"))
-        await asyncio.sleep(0.05)
+        await eventually(blocked, "Redis blocking on the BLPOP")
         slow.cancel()
         assert await after == "mine"
         assert await wire.call("ECHO", "next") == "next"
     finally:
         await wire.close()
+        await observer.aclose()
 
 
 async def test_a_silent_server_times_out_every_waiting_command() -> None:
@@ -178,5 +185,50 @@ async def test_closing_while_connecting_leaves_no_connection_open() -> None:
         await call
     with pytest.raises(ConnectionError):
         await wire.call("PING")
+    server.close()
+    await server.wait_closed()
+
+
+async def test_callers_retrying_a_failed_connect_share_one_new_connection() -> None:
+    """Many calls wait for one connect that fails (Redis restarting) and each tries once more,
+    as the ledger does: the retries share one new connection, and closing the Wire leaves none
+    open. (They used to open one each, and every one but the last stayed open, unclosed.)"""
+    open_now: set[asyncio.StreamWriter] = set()
+    accepted = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        if accepted == 1:  # the first connect fails: closed before AUTH is answered
+            writer.close()
+            return
+        open_now.add(writer)
+        commands = hiredis.Reader()
+        try:
+            while data := await reader.read(4096):
+                commands.feed(data)
+                while commands.gets() is not False:
+                    writer.write(b"+OK\r\n")
+        finally:
+            open_now.discard(writer)
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = Wire(f"redis://:pw@127.0.0.1:{port}/0")
+
+    async def call_with_one_retry() -> Any:
+        try:
+            return await wire.call("PING")
+        except ConnectionError:
+            return await wire.call("PING")
+
+    try:
+        replies = await asyncio.gather(*(call_with_one_retry() for _ in range(8)))
+        assert replies == ["OK"] * 8
+        assert (accepted, len(open_now)) == (2, 1)
+    finally:
+        await wire.close()
+    await eventually(lambda: not open_now, "the server seeing the Wire's connection close")
     server.close()
     await server.wait_closed()

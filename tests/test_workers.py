@@ -11,7 +11,17 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as redis
-from support import chat, chat_prompt_tokens, line, mini_cost, policy, proxy_in_front_of, usd
+from support import (
+    chat,
+    chat_prompt_tokens,
+    eventually,
+    line,
+    mini_cost,
+    policy,
+    printed,
+    proxy_in_front_of,
+    usd,
+)
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.ledger import keys, open_ledger
@@ -126,7 +136,10 @@ async def test_quitquitquit_reaching_one_worker_stops_them_all(
     ):
         workers = children(proc.pid)
         proc.send_signal(signal.SIGTERM)  # identity: header, so the workers keep serving
-        await asyncio.sleep(0.3)
+        await eventually(
+            lambda: printed(proc).count("SIGTERM: sidecar mode") == 2,
+            "both workers handling SIGTERM",
+        )
         async with session.post(url + "/v1/chat/completions", json=chat(), headers=ALPHA) as r:
             assert r.status == 200
         async with session.post(url + "/quitquitquit") as r:

@@ -153,7 +153,11 @@ class Wire:
                 raise ConnectionError("the Redis connection was closed") from None
             raise
         finally:
-            if connecting.done():
+            # Only the attempt this caller waited for: when it failed, the callers that waited
+            # for it retry as they wake, and the first of them has started the next attempt,
+            # which the others must share. Forgetting that one would open a connection per
+            # caller, all but the last never closed.
+            if connecting.done() and self._connecting is connecting:
                 self._connecting = None
 
     async def _open(self) -> _Protocol:
