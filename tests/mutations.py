@@ -372,6 +372,39 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(BOUNDS,),
         removes="a chat message's name carries its extra token",
     ),
+    # -- the referee itself (issue 12: flakes and exact oracles) -------------------------------
+    Mutation(
+        name="wire-forgets-the-next-connect",
+        file="proxy/ledger/wire.py",
+        old="            if connecting.done() and self._connecting is connecting:",
+        new="            if connecting.done():",
+        tests=(
+            "tests/test_wire.py::test_callers_retrying_a_failed_connect_share_one_new_connection",
+        ),
+        removes="callers retrying a failed connect share one new connection (no leaked sockets)",
+    ),
+    Mutation(
+        name="reserve-refuses-an-exact-fit",
+        file="proxy/ledger/lua/candidates.lua",
+        old="    if (amounts[l.unit] or 0) > l.remaining then return i end",
+        new="    if (amounts[l.unit] or 0) >= l.remaining then return i end",
+        tests=(
+            "tests/test_faults.py::test_four_replicas_racing_one_budget_admit_exactly_what_it_fits",
+            "tests/test_multiprocess.py::test_two_processes_on_one_redis_forward_exactly_the_budget",
+        ),
+        removes="replicas racing one budget admit exactly the calls it fits",
+    ),
+    Mutation(
+        name="key-events-evict-nothing",
+        file="proxy/keys/redis.py",
+        old="                        listener.evict(sha)",
+        new="                        pass",
+        tests=(
+            "tests/test_keys.py::test_revocation_reaches_another_process_through_pubsub",
+            "tests/test_gateway.py::test_revocation_reaches_every_replica",
+        ),
+        removes="a revoked key is evicted from every replica's cache at once",
+    ),
 )
 
 
