@@ -125,13 +125,18 @@ def cost(model: str, prompt: int, completion: int, cached: int = 0) -> int:
     return -(-numerator // 10**6)
 
 
+MAX_AMOUNT = 2**52
+"""DESIGN.md: no amount may reach 2**52 units (Lua holds them as doubles); a larger report is
+charged just below it."""
+
+
 def billed_amounts(billed: Iterable[Billed]) -> dict[str, int]:
-    """What the fake provider billed, per budget unit."""
+    """What the fake provider billed, per budget unit, as the ledger can hold it."""
     usd = tokens = 0
     for b in billed:
         usd += cost(b.model, b.prompt_tokens, b.completion_tokens, b.cached_tokens)
         tokens += b.prompt_tokens + b.completion_tokens
-    return {"USD": usd, "TOKENS": tokens}
+    return {"USD": min(usd, MAX_AMOUNT - 1), "TOKENS": min(tokens, MAX_AMOUNT - 1)}
 
 
 # -- the ledger, read from the store --------------------------------------------------------------

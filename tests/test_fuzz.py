@@ -40,6 +40,7 @@ import pytest
 from fuzz_answers import Garbage, ScriptedUpstream, expected_charge, garbage
 from fuzz_requests import Call, calls
 from fuzz_support import (
+    EXAMPLES,
     Answer,
     Driver,
     Line,
@@ -62,6 +63,10 @@ from fuzz_support import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+
+pytestmark = pytest.mark.timeout(0 if EXAMPLES else 600)
+"""A soak runs as long as it takes; a failing quick run has time to shrink its example (each
+step replays calls through the stack, which takes minutes at worst)."""
 
 POLICY = """
 mode: enforce
@@ -161,7 +166,7 @@ def test_fuzzed_calls_are_charged_what_the_provider_billed_and_refusals_change_n
     """Per tenant and line: how far its calls' charges exceeded their reservations."""
 
     def check(driver: Driver) -> None:
-        @fuzz(quick=120, seed_value=fuzz_seed)
+        @fuzz(quick=100, seed_value=fuzz_seed)
         @given(mood=provider_moods, batch=st.lists(calls, min_size=2, max_size=10))
         def one(mood: dict[str, object], batch: list[Call]) -> None:
             fake.settings = dataclasses.replace(fake.settings, **mood)
@@ -272,7 +277,7 @@ def test_upstream_garbage_is_settled_at_exactly_what_the_answer_shows(
     fake = ScriptedUpstream()
 
     def check(driver: Driver) -> None:
-        @fuzz(quick=300, seed_value=fuzz_seed)
+        @fuzz(quick=250, seed_value=fuzz_seed)
         @given(case=garbage)
         def one(case: Garbage) -> None:
             outcomes.add(driver.run(_check_garbage(driver, fake, case, unhandled)))
