@@ -160,7 +160,8 @@ def _request_hash(request: web.Request, scope: Scope, raw: bytes) -> str:
     head = f"{request.method} {request.path}\n{scope.path()}\n".encode()
     try:
         body = orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        # Not JSON, or nested deeper than orjson writes: hashed as sent (prepare refuses it).
         body = raw
     return hashlib.sha256(head + body).hexdigest()
 

@@ -36,6 +36,9 @@ class Outcome:
     """Completion tokens counted from relayed text."""
     complete: bool = True
     """The answer arrived whole."""
+    streamed: bool = False
+    """The answer was read as an SSE stream, so `counted_completion` counts its text. A whole
+    body (even one answering a request for a stream) has none counted."""
 
 
 def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int] | None:
@@ -49,9 +52,9 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
             usage = dataclasses.replace(usage, completion_tokens=outcome.counted_completion)
         return amounts(sent.price, usage)
     counted = amounts(sent.price, Usage(sent.prompt_tokens, outcome.counted_completion))
-    if outcome.complete and sent.stream:
+    if outcome.complete and outcome.streamed:
         return counted
-    # No report and no whole answer: at least what was reserved.
+    # No report, and no finished stream whose text was counted: at least what was reserved.
     return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in counted.items()}
 
 

@@ -102,4 +102,5 @@ def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.Stream
         usage=tracker.usage,
         counted_completion=counted,
         complete=result.complete and tracker.done,
+        streamed=True,
     )

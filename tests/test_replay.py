@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import orjson
 import pytest
 from support import (
     chat,
@@ -325,3 +326,22 @@ async def test_memory_claims_and_answers_expire() -> None:
     assert await store.claim("alpha", "d", replays.Record("h2")) == answer
     now[0] += 2
     assert await store.claim("alpha", "d", replays.Record("h3")) is None
+
+
+async def test_key_on_a_body_nested_too_deep_to_hash_is_400_and_frees_the_key(
+    tmp_path: Path, store_url: str
+) -> None:
+    """orjson reads 1024 levels but writes 255: the request hash must not fail on such a body
+    (it was a 500); the proxy refuses the body, and the key serves the next request."""
+    body = chat(MESSAGES[0]["content"], max_tokens=5)
+    deep = orjson.dumps(body)[:-1] + b', "metadata": ' + b"[" * 300 + b"]" * 300 + b"}"
+    pol = policy(tmp_path, BUDGETS)
+    async with local_stack(pol, store=store_url) as stack, aiohttp.ClientSession() as session:
+        url = f"{stack.url}/v1/chat/completions"
+        headers = {**SCOPE, "Idempotency-Key": "deep", "Content-Type": "application/json"}
+        async with session.post(url, data=deep, headers=headers) as answer:
+            assert answer.status == 400, await answer.text()
+            assert (await answer.json())["error"]["code"] == "invalid_json"
+        assert stack.fake.requests == []
+        status, _, _ = await post(session, stack, body, {"Idempotency-Key": "deep"})
+        assert status == 200

@@ -9,6 +9,8 @@ from pathlib import Path
 import aiohttp
 import openai
 import orjson
+import pytest
+from aiohttp import web
 from support import chat, chat_prompt_tokens, line, mini_cost, policy, settled
 
 from proxy import encodings
@@ -115,6 +117,39 @@ async def test_stream_without_usage_is_charged_by_counting_its_text(tmp_path: Pa
         counted = len(encodings.get_encoding("o200k_base").encode_ordinary(WORD * 20))
         assert counted == 20
         assert row.spent == mini_cost(chat_prompt_tokens(body), counted)
+
+
+class IgnoresStream(FakeUpstream):
+    """A server that ignores `stream: true`: every call gets one JSON answer, with no usage."""
+
+    def app(self) -> web.Application:
+        async def answer(request: web.Request) -> web.Response:
+            self.requests.append((request.path, dict(request.headers), await request.json()))
+            message = {"role": "assistant", "content": WORD * 40}
+            choice = {"index": 0, "message": message, "finish_reason": "length"}
+            return web.json_response({"object": "chat.completion", "choices": [choice]})
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", answer)
+        return app
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_whole_answer_without_usage_is_charged_the_reservation_even_to_a_stream_request(
+    tmp_path: Path, stream: bool
+) -> None:
+    """No usage report and no stream whose text was counted: the charge is the reservation,
+    whether or not the client asked for a stream (not the prompt alone)."""
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    body = chat(max_tokens=40, stream=stream)
+    async with local_stack(pol, fake=IgnoresStream()) as stack, aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{stack.url}/v1/chat/completions", json=body, headers={"X-Cycles-Tenant": "alpha"}
+        ) as r:
+            assert r.status == 200
+            await r.read()
+        row = await settled(stack.ledger, "alpha")
+        assert row.spent == mini_cost(chat_prompt_tokens(body), 40)
 
 
 async def test_events_reach_the_client_before_the_stream_ends(tmp_path: Path) -> None:
