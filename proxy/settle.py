@@ -2,8 +2,10 @@
 
 The rule: never commit less than the evidence shows. Reported usage is charged even above the
 reservation; without a report, streamed text is counted; when the stream did not finish (the
-client left and the upstream never sent its usage, or the upstream was cut), the charge is at
-least the reservation, because the provider may have billed a generation we never saw.
+client left and the upstream never sent its usage, or the upstream was cut), or the request
+reached the provider and no answer came back (a timeout, a reset, the proxy stopping), the
+charge is at least the reservation, because the
+provider may have billed a generation we never saw.
 """
 
 from __future__ import annotations
@@ -53,6 +55,20 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
         return counted
     # No report and no whole answer: at least what was reserved.
     return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in counted.items()}
+
+
+def held_amounts(reservation: Reservation | None) -> Amounts:
+    """What a call holds: its reservation's amounts; for a call forwarded unbudgeted (the ledger
+    was down), what it would have reserved; nothing without either."""
+    if isinstance(reservation, Unbudgeted):
+        return reservation.request.candidates[0].amounts if reservation.request else {}
+    return reservation.amounts if reservation is not None else {}
+
+
+def no_answer(sent: Sent, reservation: Reservation | None) -> dict[str, int]:
+    """The charge of a call whose request may have reached the provider but whose answer never
+    came back whole: at least what it holds, which is what the provider may bill."""
+    return charge_for(sent, held_amounts(reservation), Outcome(produced=True, complete=False)) or {}
 
 
 async def settle(
