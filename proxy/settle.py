@@ -3,8 +3,8 @@
 The rule: never commit less than the evidence shows. Reported usage is charged even above the
 reservation; without a report, streamed text is counted; when the stream did not finish (the
 client left and the upstream never sent its usage, or the upstream was cut), or the request
-reached the provider and no answer came back (a timeout, a reset, the proxy stopping), the
-charge is at least the reservation, because the
+reached the provider and no answer came back (a timeout, a reset, the proxy stopping), or the
+model may reason without streaming it, the charge is at least the reservation, because the
 provider may have billed a generation we never saw.
 """
 
@@ -38,6 +38,9 @@ class Outcome:
     """Completion tokens counted from relayed text."""
     complete: bool = True
     """The answer arrived whole."""
+    hidden_reasoning: bool = False
+    """The model may bill reasoning tokens a stream never shows (model_rules.hides_reasoning),
+    so text counted without a report is no measure of the bill."""
 
 
 def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int] | None:
@@ -51,7 +54,7 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
             usage = dataclasses.replace(usage, completion_tokens=outcome.counted_completion)
         return amounts(sent.price, usage)
     counted = amounts(sent.price, Usage(sent.prompt_tokens, outcome.counted_completion))
-    if outcome.complete and sent.stream:
+    if outcome.complete and sent.stream and not outcome.hidden_reasoning:
         return counted
     # No report and no whole answer: at least what was reserved.
     return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in counted.items()}
