@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SWEEP_INTERVAL = 5.0
+SETTLE_ON_STOP = 30.0
+"""Seconds calls still in flight get to settle at shutdown, after the drain; then the proxy
+gives up on them, charging each what it holds."""
 
 
 def error_body(exc: ClientError) -> bytes:
@@ -199,7 +202,7 @@ async def _resources(
         raise
     the_keys = key_store if key_store is not None else open_key_store(store)
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        connector=relay.Connector(limit=0, ttl_dns_cache=300),
         auto_decompress=True,
     )
     store_side = cast(TenantStore, the_ledger)
@@ -304,8 +307,15 @@ async def _sweep_forever(
         await asyncio.sleep(every)
 
 
-async def _drain_settlements(limit: float = 30.0) -> None:
-    """Let in-flight calls settle before the ledger closes."""
+async def _drain_settlements(give_up: float = 5.0) -> None:
+    """Let in-flight calls settle before the ledger closes. Calls still waiting for their
+    provider after SETTLE_ON_STOP are given up: cancelled, which charges each what it holds
+    (its request may have reached the provider), within `give_up` more seconds."""
     pending = [t for t in tasks.running() if t.get_name().startswith("call ")]
-    if pending:
-        await asyncio.wait(pending, timeout=limit)
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=SETTLE_ON_STOP)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late, timeout=give_up)

@@ -7,7 +7,8 @@
     │   ├── LedgerEpochLost      the store was flushed or replaced: fail closed until restart
     │   ├── StoreUnsafe          --require-noeviction and the store may evict keys
     │   └── AmountOutOfRange     an amount would reach 2**52 units
-    ├── UpstreamError            the provider could not be reached or did not answer in time
+    ├── UpstreamError            the provider could not be reached, did not answer in time, or
+    │                            the connection broke (`delivered`: the provider may bill it)
     └── ClientError              an error answered to the client, OpenAI-shaped
         ├── BadRequest           400: malformed JSON, bad header value, wrong types
         ├── Unauthorized         401
@@ -20,7 +21,7 @@
         ├── TooManyFailedAuth    429: one address keeps sending bad API keys
         ├── PayloadTooLarge      413
         ├── RequestTimeout       408
-        ├── BadGateway           502/504: the provider failed before any output
+        ├── BadGateway           502/504: the provider failed before answering
         └── ServiceUnavailable   503: the ledger is unreachable and fail_mode is closed
 
 Foreign exceptions (aiohttp, redis, yaml, pydantic) are caught where they enter and turned into
@@ -62,7 +63,15 @@ class AmountOutOfRange(LedgerError):
 
 
 class UpstreamError(CyclesError):
-    """The provider could not be reached, or did not answer in time."""
+    """The provider could not be reached, did not answer in time, or the connection broke."""
+
+    def __init__(self, message: str, *, delivered: bool, timeout: str | None = None) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+        """The connection was established, so the request may have reached the provider, which
+        may bill it."""
+        self.timeout = timeout
+        """The timeout that fired (`first_byte`, `non_stream_answer`, ...), if one did."""
 
 
 class ClientError(CyclesError):
@@ -162,8 +171,10 @@ class BadGateway(ClientError):
     status = 502
     type = "upstream_error"
 
-    def __init__(self, message: str, *, status: int = 502) -> None:
-        super().__init__(message, code="upstream_unavailable")
+    def __init__(
+        self, message: str, *, status: int = 502, code: str = "upstream_unavailable"
+    ) -> None:
+        super().__init__(message, code=code)
         self.status = status
 
 

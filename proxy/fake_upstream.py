@@ -36,7 +36,8 @@ class FakeSettings:
     latency: float = 0.0
     """Seconds a call waits before it answers, before any header is sent (a slow provider):
     whole answers, streams and the model list. Refusals (a wrong key, `fail_status`,
-    `fail_every`) answer at once."""
+    `fail_every`) answer at once. As a provider does, it bills the whole generation when the
+    wait is over, even if the caller gave up and left during it."""
     chunk_delay: float = 0.0
     """Seconds between stream chunks. The fake writes on whether or not the proxy's client is
     still there, and bills the whole generation, as a provider does."""
@@ -68,6 +69,10 @@ class FakeSettings:
     underreport_completion: int = 0
     """Chat, completions: completion tokens left out of every usage report (a provider that
     reports less than it generated); `billed` keeps what was generated."""
+    hang_up: bool = False
+    """Every POST: read the request, wait `latency`, bill as usual, then reset the connection
+    instead of answering (a provider that crashed mid-call, or a connection cut after the
+    request was written)."""
     account_headers: bool = True
     """Send the headers a real provider sends with every answer: PROVIDER_HEADERS (which
     describe the shared account and must stay behind the proxy) and RELAYED_HEADERS."""
@@ -96,7 +101,13 @@ class FakeUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._anything)
         app.on_response_prepare.append(self._account_headers)
+        app.on_response_prepare.append(self._hang_up)
         return app
+
+    async def _hang_up(self, request: web.Request, response: web.StreamResponse) -> None:
+        """With `hang_up`, the answer is about to go out (the call is billed): reset instead."""
+        if self.settings.hang_up and request.method == "POST" and request.transport is not None:
+            request.transport.abort()
 
     async def _account_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         if self.settings.account_headers:
@@ -189,12 +200,12 @@ class FakeUpstream:
         usage_asked = bool((body.get("stream_options") or {}).get("include_usage"))
         with_usage = usage_asked and self.settings.send_usage
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
         # The provider bills the whole generation whether or not anyone is still listening.
         billed = self._bill(endpoint, model, prompt, per_choice * n)
         chunks = max(1, min(self.settings.chunks, per_choice or 1))
         so_far = 0
         try:
+            await response.prepare(request)
             for i in range(chunks):
                 tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
                 for index in range(n):
@@ -309,9 +320,9 @@ class FakeUpstream:
     ) -> web.StreamResponse:
         """Write SSE events; with `cut_after`, stop after that many deltas, usage unsent."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
         deltas = 0
         try:
+            await response.prepare(request)
             for kind, event in events:
                 if kind in fake_shapes.DELTAS:
                     deltas += 1

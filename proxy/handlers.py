@@ -31,9 +31,10 @@ from proxy.errors import (
     UpstreamError,
 )
 from proxy.ledger.base import Reservation, ReserveRequest, ReserveResult
+from proxy.pricing import format_amount
 from proxy.reserve import reserve_request
 from proxy.scopes import Scope
-from proxy.settle import charge_for, settle
+from proxy.settle import charge_for, held_amounts, no_answer, settle
 from proxy.streaming import relay_stream, usage_of_body
 
 log = logging.getLogger("cycles.calls")
@@ -190,16 +191,22 @@ async def _forward(
     verdict: decision.Decision,
     reservation: Reservation | None,
 ) -> web.StreamResponse:
-    upstream = await _send_or_release(request, rt, sent, reservation)
+    # A stream's headers come at once; a whole answer's only when its generation is done.
+    deadline = relay.Deadline.after(
+        sent.timeouts, "first_byte" if sent.stream else "non_stream_answer"
+    )
+    upstream = await _send_or_settle(request, rt, sent, reservation, deadline)
     try:
+        if sent.stream:
+            deadline = relay.Deadline.after(sent.timeouts, "stream_total")
         if upstream.status >= 400:
-            body = await _read_or_empty(upstream, sent)
+            body = await _read_or_empty(upstream, deadline)
             await settle(rt.ledger, reservation, None, rt.fail_open.spill)
             return _relay_body(upstream, body, verdict)
         if sent.stream and upstream.content_type == "text/event-stream":
             return await relay_stream(request, rt, sent, verdict, reservation, upstream)
-        body = await _read_or_empty(upstream, sent)
-        reserved = reservation.amounts if reservation is not None else {}
+        body = await _read_or_charge(rt, sent, reservation, upstream, deadline)
+        reserved = held_amounts(reservation)
         charge = charge_for(sent, reserved, usage_of_body(sent, body))
         await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
         return _relay_body(upstream, body, verdict)
@@ -207,9 +214,15 @@ async def _forward(
         upstream.release()
 
 
-async def _send_or_release(
-    request: web.Request, rt: Runtime, call: Sent, reservation: Reservation | None
+async def _send_or_settle(
+    request: web.Request,
+    rt: Runtime,
+    call: Sent,
+    reservation: Reservation | None,
+    deadline: relay.Deadline,
 ) -> aiohttp.ClientResponse:
+    """The upstream's response headers. A call that ends here is released when its request
+    never left (no connection), and otherwise charged: the provider may bill it."""
     url = relay.upstream_url(call.upstream.base_url, call.path)
     headers = relay.headers_up(
         request.headers, rt.api_keys.get(call.upstream.name), call.upstream.auth
@@ -217,17 +230,90 @@ async def _send_or_release(
     headers[observe.REQUEST_ID] = observe.request_id_of(request)
     observe.upstream_sending()
     try:
-        response = await relay.send(rt.session, "POST", url, headers, call.body, call.timeouts)
+        response = await relay.send(
+            rt.session, "POST", url, headers, call.body, call.timeouts, deadline
+        )
     except UpstreamError as exc:
-        await settle(rt.ledger, reservation, None, rt.fail_open.spill)
-        raise BadGateway(f"Upstream {call.upstream.name!r}: {exc}. Nothing was charged.") from None
+        if not exc.delivered:
+            await settle(rt.ledger, reservation, None, rt.fail_open.spill)
+            raise BadGateway(
+                f"Upstream {call.upstream.name!r}: {exc}. The call was not sent, and nothing "
+                "was charged; retry, or check the upstream's base_url."
+            ) from None
+        raise await _charged(rt, call, reservation, exc) from None
+    except asyncio.CancelledError:
+        await _given_up(rt, call, reservation)
+        raise
     observe.upstream_answered()
     return response
 
 
-async def _read_or_empty(upstream: aiohttp.ClientResponse, sent: Sent) -> bytes:
+async def _read_or_charge(
+    rt: Runtime,
+    sent: Sent,
+    reservation: Reservation | None,
+    upstream: aiohttp.ClientResponse,
+    deadline: relay.Deadline,
+) -> bytes:
+    """A 2xx answer's body; when it does not arrive whole, the call is charged and the client
+    told so."""
     try:
-        return await relay.read_body(upstream, sent.timeouts)
+        return await relay.read_body(upstream, deadline)
+    except UpstreamError as exc:
+        raise await _charged(rt, sent, reservation, exc) from None
+    except asyncio.CancelledError:
+        await _given_up(rt, sent, reservation)
+        raise
+
+
+async def _charged(
+    rt: Runtime, sent: Sent, reservation: Reservation | None, exc: UpstreamError
+) -> BadGateway:
+    """Charge a call whose request reached the provider but whose answer never came (what the
+    provider may bill: at least the reservation), and the error that tells the client so."""
+    charge = no_answer(sent, reservation)
+    await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
+    log.warning(
+        "upstream %s: %s; the request had been sent, so reservation=%s is charged %s",
+        sent.upstream.name,
+        exc,
+        reservation.id if reservation is not None else None,
+        charge,
+    )
+    amount = ", ".join(format_amount(value, unit) for unit, value in sorted(charge.items()))
+    charged = (
+        f"so this call was charged its reservation ({amount})"
+        if reservation is not None
+        else "but this call held no reservation (shadow mode), so nothing was recorded"
+    )
+    fix = (
+        f" If this model takes longer, raise timeouts.{exc.timeout} (or its route's)."
+        if exc.timeout
+        else ""
+    )
+    return BadGateway(
+        f"Upstream {sent.upstream.name!r}: {exc}. The request had reached the provider, which may "
+        f"bill it, {charged}.{fix}",
+        status=504 if exc.timeout else 502,
+        code="upstream_timeout" if exc.timeout else "upstream_unavailable",
+    )
+
+
+async def _given_up(rt: Runtime, sent: Sent, reservation: Reservation | None) -> None:
+    """The proxy stops waiting for this call (it is shutting down): the request may have
+    reached the provider, so the call is charged what it holds before the ledger closes."""
+    charge = no_answer(sent, reservation)
+    log.warning(
+        "call with reservation=%s given up before the provider answered; charged %s",
+        reservation.id if reservation is not None else None,
+        charge,
+    )
+    await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
+
+
+async def _read_or_empty(upstream: aiohttp.ClientResponse, deadline: relay.Deadline) -> bytes:
+    try:
+        return await relay.read_body(upstream, deadline)
     except UpstreamError as exc:
         log.warning("upstream body lost: %s", exc)
         return b""
@@ -294,12 +380,15 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
     headers = relay.headers_up(request.headers, rt.api_keys.get(upstream.name), upstream.auth)
     headers[observe.REQUEST_ID] = observe.request_id_of(request)
     timeouts = upstream.timeouts or rt.policy.timeouts
+    first_byte = relay.Deadline.after(timeouts, "first_byte")
     try:
-        answer = await relay.send(rt.session, request.method, url, headers, body or None, timeouts)
+        answer = await relay.send(
+            rt.session, request.method, url, headers, body or None, timeouts, first_byte
+        )
     except UpstreamError as exc:
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     try:
-        data = await relay.read_body(answer, timeouts)
+        data = await relay.read_body(answer, relay.Deadline.after(timeouts, "stream_total"))
     except UpstreamError as exc:
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     finally:

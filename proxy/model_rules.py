@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import orjson
+
 LimitField = Literal["max_tokens", "max_completion_tokens"]
 LIMIT_FIELDS: tuple[LimitField, ...] = ("max_tokens", "max_completion_tokens")
 
@@ -48,3 +50,26 @@ def chat_limit_fields(
         return ("max_tokens" if sent_old_only else "max_completion_tokens"), ()
     other = LIMIT_FIELDS[1 - LIMIT_FIELDS.index(required)]
     return required, ((other,) if other in body else ())
+
+
+def reasons_by_name(model: str) -> bool | None:
+    """Whether `model` may bill reasoning it does not stream, by its name: True for the o-series
+    and gpt-5 (the families REQUIRES_COMPLETION_FIELD names), None for the rest: only when the
+    request enables thinking (`hides_reasoning`)."""
+    return True if REQUIRES_COMPLETION_FIELD.fullmatch(model) else None
+
+
+def hides_reasoning(reasoning: bool | None, body: bytes) -> bool:
+    """Whether a call may have billed reasoning tokens that its stream never showed: the model's
+    `reasoning` flag when the policy or its name sets one, else whether the request body enables
+    thinking (Anthropic's `thinking: {type: enabled}`, which Claude bills as output whether its
+    stream shows the thinking whole, summarised or not at all)."""
+    if reasoning is not None:
+        return reasoning
+    if b'"thinking"' not in body:
+        return False
+    try:
+        thinking = orjson.loads(body).get("thinking")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled")

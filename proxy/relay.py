@@ -4,6 +4,12 @@ Headers cross in both directions through allow-lists; everything else (hop-by-ho
 client's credentials, the provider's organisation and rate-limit headers) stays on its side.
 Streams are relayed event by event as they arrive; when the client goes away the upstream is
 still read to its end (up to a deadline), because its final event carries the usage to charge.
+
+Time limits: a stream's headers come within `first_byte`, then `chunk_idle` bounds each silence
+and `stream_total` the rest; a whole answer sends nothing until its generation is done, so its
+headers and body together get `non_stream_answer`. A failure says whether the request may have
+reached the provider (`UpstreamError.delivered`: a connection was established), which decides
+whether the call is charged.
 """
 
 from __future__ import annotations
@@ -13,11 +19,16 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from multidict import CIMultiDict
 
 from proxy.errors import NotFound, UpstreamError
@@ -97,6 +108,54 @@ def headers_down(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
     )
 
 
+class Connector(aiohttp.TCPConnector):
+    """A TCPConnector that notes when a call has its connection, new or reused: from then on its
+    request may reach the provider, so a failure no longer means the call was never sent."""
+
+    async def connect(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        attempt = _ATTEMPT.get()
+        if attempt is not None:
+            attempt.connected = True
+        return connection
+
+
+@dataclass(slots=True)
+class _Attempt:
+    connected: bool
+    """A connection to the provider was established: the request may have reached it."""
+
+
+_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("cycles_upstream_attempt", default=None)
+"""The send in progress in this task, for Connector to mark connected."""
+
+TimeoutName = Literal["first_byte", "non_stream_answer", "stream_total"]
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When the provider's answer must have arrived, and the timeout that says so: a stream's
+    headers (`first_byte`), a whole answer's headers and body (`non_stream_answer`)."""
+
+    at: float
+    """Event loop time."""
+    name: TimeoutName
+    seconds: float
+
+    @classmethod
+    def after(cls, timeouts: Timeouts, name: TimeoutName) -> Deadline:
+        seconds: float = getattr(timeouts, name)
+        return cls(asyncio.get_running_loop().time() + seconds, name, seconds)
+
+    def missed(self, what: str) -> str:
+        return f"{what} within {self.seconds:g} s (timeouts.{self.name})"
+
+
 async def send(
     session: aiohttp.ClientSession,
     method: str,
@@ -104,34 +163,75 @@ async def send(
     headers: Mapping[str, str],
     body: bytes | None,
     timeouts: Timeouts,
+    deadline: Deadline,
 ) -> aiohttp.ClientResponse:
-    """Send the request and wait for the response headers. Failures become UpstreamError."""
-    timeout = _client_timeout(timeouts.connect, timeouts.chunk_idle)
+    """Send the request and wait, until `deadline`, for the response headers. Failures become
+    UpstreamError, `delivered` unless the connection was never established (a session without
+    Connector cannot tell, so its failures count as delivered)."""
+    attempt = _Attempt(connected=not isinstance(session.connector, Connector))
+    token = _ATTEMPT.set(attempt)
     try:
-        async with asyncio.timeout(timeouts.first_byte):
+        async with asyncio.timeout_at(deadline.at):
             return await session.request(
-                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=_client_timeout(timeouts.connect),
+                allow_redirects=False,
             )
-    except TimeoutError:
+    except aiohttp.ConnectionTimeoutError:
         raise UpstreamError(
-            f"the provider did not answer within {timeouts.first_byte:g} s"
+            f"the provider could not be reached within {timeouts.connect:g} s (timeouts.connect)",
+            delivered=False,
+        ) from None
+    except TimeoutError:
+        if not attempt.connected:
+            raise UpstreamError(
+                f"the provider could not be reached within {deadline.seconds:g} s "
+                f"(timeouts.{deadline.name})",
+                delivered=False,
+            ) from None
+        raise UpstreamError(
+            deadline.missed("the provider did not answer"), delivered=True, timeout=deadline.name
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamError(f"the provider could not be reached ({type(exc).__name__})") from None
+        if not attempt.connected:
+            raise UpstreamError(
+                f"the provider could not be reached ({type(exc).__name__})", delivered=False
+            ) from None
+        raise UpstreamError(
+            f"the connection was lost after the request was sent ({type(exc).__name__})",
+            delivered=True,
+        ) from None
+    finally:
+        _ATTEMPT.reset(token)
 
 
 @functools.lru_cache(maxsize=64)
-def _client_timeout(connect: float, chunk_idle: float) -> aiohttp.ClientTimeout:
-    """One ClientTimeout per distinct pair (the policy has a few), not one per call."""
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=chunk_idle)
+def _client_timeout(connect: float) -> aiohttp.ClientTimeout:
+    """One ClientTimeout per connect timeout (the policy has a few), not one per call. No
+    sock_read: aiohttp's would also bound the wait for the headers, which is the deadline's
+    (first_byte or non_stream_answer); chunk_idle is pump's."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None)
 
 
-async def read_body(response: aiohttp.ClientResponse, timeouts: Timeouts) -> bytes:
+async def read_body(response: aiohttp.ClientResponse, deadline: Deadline) -> bytes:
+    """The whole body, by `deadline`. Failures become UpstreamError (delivered: the headers
+    came)."""
     try:
-        async with asyncio.timeout(timeouts.stream_total):
+        async with asyncio.timeout_at(deadline.at):
             return await response.read()
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise UpstreamError(f"the provider's answer was cut off ({type(exc).__name__})") from None
+    except TimeoutError:
+        raise UpstreamError(
+            deadline.missed("the provider did not finish its answer"),
+            delivered=True,
+            timeout=deadline.name,
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamError(
+            f"the provider's answer was cut off ({type(exc).__name__})", delivered=True
+        ) from None
 
 
 @dataclass(slots=True)
@@ -150,35 +250,58 @@ async def pump(
     timeouts: Timeouts,
 ) -> StreamResult:
     """Relay an SSE stream event by event; `client` is None when it left before the start.
-    `on_event` sees every event and says whether the client gets it. After the client goes
-    away, keep reading (without relaying) until the upstream ends or `drain_after_disconnect`
+    `on_event` sees every event and says whether the client gets it. The upstream may be silent
+    `chunk_idle` between chunks and take `stream_total` in all. After the client goes away,
+    keep reading (without relaying) until the upstream ends or `drain_after_disconnect`
     passes: the final event carries the usage to charge."""
     result = StreamResult()
     decoder = SSEDecoder()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeouts.stream_total
     try:
-        async with asyncio.timeout(timeouts.stream_total) as deadline:
+        # One timer, moved per chunk: to the idle limit while reading, to the end while
+        # writing (a slow client is client_write's business, not the upstream's silence).
+        async with asyncio.timeout(None) as deadline:
             if client is None:
-                _client_left(result, deadline, timeouts)
-            async for chunk in upstream.content.iter_any():
+                end = _client_left(result, end, timeouts)
+            while True:
+                deadline.reschedule(min(end, loop.time() + timeouts.chunk_idle))
+                chunk = await upstream.content.readany()
+                if not chunk:
+                    break
                 out = [event.raw for event in decoder.feed(chunk) if on_event(event)]
                 if out and client is not None and not result.client_gone:
+                    deadline.reschedule(end)
                     if await _write(client, b"".join(out), timeouts):
                         result.forwarded_events += len(out)
                     else:
-                        _client_left(result, deadline, timeouts)
+                        end = _client_left(result, end, timeouts)
             for event in decoder.flush():
                 on_event(event)
             result.complete = True
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except TimeoutError:
+        if loop.time() < end:
+            log.warning(
+                "upstream stream cut: silent for %g s (timeouts.chunk_idle)", timeouts.chunk_idle
+            )
+        elif result.client_gone:
+            log.warning("upstream stream cut: no end within timeouts.drain_after_disconnect")
+        else:
+            log.warning(
+                "upstream stream cut: longer than %g s (timeouts.stream_total)",
+                timeouts.stream_total,
+            )
+    except (aiohttp.ClientError, OSError) as exc:
         log.warning("upstream stream ended early: %s", type(exc).__name__)
     return result
 
 
-def _client_left(result: StreamResult, deadline: asyncio.Timeout, timeouts: Timeouts) -> None:
+def _client_left(result: StreamResult, end: float, timeouts: Timeouts) -> float:
+    """The client went away: read on, without relaying, for `drain_after_disconnect` (never
+    past `end`); returns the new end."""
     result.client_gone = True
     drain_until = asyncio.get_running_loop().time() + timeouts.drain_after_disconnect
-    current = deadline.when()
-    deadline.reschedule(drain_until if current is None else min(current, drain_until))
+    return min(end, drain_until)
 
 
 async def _write(client: web.StreamResponse, data: bytes, timeouts: Timeouts) -> bool:

@@ -2,8 +2,10 @@
 
 The rule: never commit less than the evidence shows. Reported usage is charged even above the
 reservation; without a report, streamed text is counted; when the stream did not finish (the
-client left and the upstream never sent its usage, or the upstream was cut), the charge is at
-least the reservation, because the provider may have billed a generation we never saw.
+client left and the upstream never sent its usage, or the upstream was cut), or the request
+reached the provider and no answer came back (a timeout, a reset, the proxy stopping), or the
+model may reason without streaming it, the charge is at least the reservation, because the
+provider may have billed a generation we never saw.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class Outcome:
     streamed: bool = False
     """The answer was read as an SSE stream, so `counted_completion` counts its text. A whole
     body (even one answering a request for a stream) has none counted."""
+    hidden_reasoning: bool = False
+    """The model may bill reasoning tokens a stream never shows (model_rules.hides_reasoning),
+    so text counted without a report is no measure of the bill."""
 
 
 def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int] | None:
@@ -52,10 +57,24 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
             usage = dataclasses.replace(usage, completion_tokens=outcome.counted_completion)
         return amounts(sent.price, usage)
     counted = amounts(sent.price, Usage(sent.prompt_tokens, outcome.counted_completion))
-    if outcome.complete and outcome.streamed:
+    if outcome.complete and outcome.streamed and not outcome.hidden_reasoning:
         return counted
     # No report, and no finished stream whose text was counted: at least what was reserved.
     return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in counted.items()}
+
+
+def held_amounts(reservation: Reservation | None) -> Amounts:
+    """What a call holds: its reservation's amounts; for a call forwarded unbudgeted (the ledger
+    was down), what it would have reserved; nothing without either."""
+    if isinstance(reservation, Unbudgeted):
+        return reservation.request.candidates[0].amounts if reservation.request else {}
+    return reservation.amounts if reservation is not None else {}
+
+
+def no_answer(sent: Sent, reservation: Reservation | None) -> dict[str, int]:
+    """The charge of a call whose request may have reached the provider but whose answer never
+    came back whole: at least what it holds, which is what the provider may bill."""
+    return charge_for(sent, held_amounts(reservation), Outcome(produced=True, complete=False)) or {}
 
 
 async def settle(

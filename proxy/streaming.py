@@ -15,7 +15,8 @@ from proxy.call import Sent
 from proxy.context import Runtime
 from proxy.decision import Decision
 from proxy.ledger.base import Reservation
-from proxy.settle import Outcome, charge_for, settle
+from proxy.model_rules import hides_reasoning
+from proxy.settle import Outcome, charge_for, held_amounts, settle
 from proxy.sse import SSEEvent
 from proxy.usage import StreamUsage
 
@@ -60,7 +61,7 @@ async def relay_stream(
             upstream, response if response.prepared else None, on_event, call.timeouts
         )
     finally:
-        reserved = reservation.amounts if reservation is not None else {}
+        reserved = held_amounts(reservation)
         outcome = _outcome(call, rt, tracker, result)
         charge = charge_for(call, reserved, outcome)
         await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
@@ -97,10 +98,20 @@ def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.Stream
         # own tokenizer. Beside a report it is only a floor, and the encoding's own count is
         # the evidence.
         counted = math.ceil(counted * call.price.tokenizer_factor)
+    complete = result.complete and tracker.done
+    hidden = tracker.usage is None and hides_reasoning(call.price.reasoning, call.body)
+    if hidden and complete:
+        log.info(
+            "stream of %s ended without a usage report; the model may bill reasoning tokens it "
+            "never streams, so it is charged its reservation, not its %d counted tokens",
+            call.model,
+            counted,
+        )
     return Outcome(
         produced=tracker.events > 0,
         usage=tracker.usage,
         counted_completion=counted,
-        complete=result.complete and tracker.done,
+        complete=complete,
         streamed=True,
+        hidden_reasoning=hidden,
     )

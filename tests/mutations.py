@@ -35,6 +35,7 @@ BOUNDS = (
     "::test_budget_one_unit_below_the_bill_is_refused_and_the_bill_is_charged"
 )
 """The test that the reservation bounds what the (independent) fake provider bills."""
+ENDINGS = "tests/test_endings.py::"
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,121 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/test_model_rules.py",
         ),
         removes="bound: hard writes a completion limit when the client sent none",
+    ),
+    # -- endings: delivered means billable; hidden reasoning (issue 13) -----------------------
+    Mutation(
+        name="no-answer-after-sending-released",
+        file="proxy/handlers.py",
+        old="        if not exc.delivered:",
+        new="        if True:",
+        tests=(
+            ENDINGS + "test_a_whole_answer_later_than_non_stream_answer_is_504_and_charged_its_"
+            "reservation",
+            ENDINGS + "test_a_stream_whose_headers_come_after_first_byte_is_504_and_charged_its_"
+            "reservation",
+            ENDINGS + "test_a_connection_reset_after_the_request_was_sent_is_charged_its_"
+            "reservation",
+        ),
+        removes="a call whose request was sent and got no answer is charged, not released",
+    ),
+    Mutation(
+        name="never-sent-call-charged",
+        file="proxy/handlers.py",
+        old="        if not exc.delivered:",
+        new="        if False:",
+        tests=(ENDINGS + "test_an_upstream_that_cannot_be_reached_is_502_and_nothing_is_charged",),
+        removes="a call that never got a connection is released",
+    ),
+    Mutation(
+        name="whole-answer-waits-first-byte",
+        file="proxy/handlers.py",
+        old='"first_byte" if sent.stream else "non_stream_answer"',
+        new='"first_byte"',
+        tests=(
+            ENDINGS + "test_slow_whole_answers_are_not_cut_by_stream_timeouts_and_are_charged_"
+            "their_usage",
+        ),
+        removes="a whole answer is bounded by non_stream_answer, not first_byte",
+    ),
+    Mutation(
+        name="chunk-idle-bounds-the-wait-for-headers",
+        file="proxy/relay.py",
+        old="timeout=_client_timeout(timeouts.connect),",
+        new=(
+            "timeout=aiohttp.ClientTimeout(sock_connect=timeouts.connect, "
+            "sock_read=timeouts.chunk_idle),"
+        ),
+        tests=(
+            ENDINGS + "test_slow_whole_answers_are_not_cut_by_stream_timeouts_and_are_charged_"
+            "their_usage",
+        ),
+        removes="chunk_idle bounds only the silence between chunks, not the wait for headers",
+    ),
+    Mutation(
+        name="given-up-call-left-open",
+        file="proxy/handlers.py",
+        old="""        await _given_up(rt, call, reservation)
+        raise""",
+        new="""        raise""",
+        tests=(
+            ENDINGS + "test_a_call_the_proxy_gives_up_on_is_charged_its_reservation",
+            ENDINGS + "test_a_proxy_that_stops_charges_the_calls_it_gives_up_before_closing_the_"
+            "ledger",
+        ),
+        removes="a call the proxy gives up on is charged before the ledger closes",
+    ),
+    Mutation(
+        name="stop-waits-on-late-calls",
+        file="proxy/app.py",
+        old="""    for task in late:
+        task.cancel()""",
+        new="""    for task in late:
+        pass""",
+        tests=(
+            ENDINGS + "test_a_proxy_that_stops_charges_the_calls_it_gives_up_before_closing_the_"
+            "ledger",
+        ),
+        removes="at shutdown, calls still waiting for their provider are given up and charged",
+    ),
+    Mutation(
+        name="answer-timeout-outlives-reservation",
+        file="proxy/policy/schema.py",
+        old="    if cap <= answer:",
+        new="    if False:",
+        tests=(
+            ENDINGS + "test_check_refuses_a_non_stream_answer_the_reservation_would_not_outlive",
+            ENDINGS + "test_a_route_s_non_stream_answer_must_fit_the_reservation_too",
+        ),
+        removes="a policy whose non_stream_answer the reservation would not outlive is refused",
+    ),
+    Mutation(
+        name="hidden-reasoning-charged-counted-text",
+        file="proxy/settle.py",
+        old="if outcome.complete and outcome.streamed and not outcome.hidden_reasoning:",
+        new="if outcome.complete and outcome.streamed:",
+        tests=(
+            ENDINGS + "test_a_reasoning_model_stream_without_usage_is_charged_its_reservation",
+            ENDINGS + "test_the_policy_s_reasoning_flag_decides_a_stream_without_usage",
+        ),
+        removes="a complete stream without usage from a model that may reason: the reservation",
+    ),
+    Mutation(
+        name="o-series-not-reasoning-by-default",
+        file="proxy/model_rules.py",
+        old="return True if REQUIRES_COMPLETION_FIELD.fullmatch(model) else None",
+        new="return None",
+        tests=(ENDINGS + "test_a_reasoning_model_stream_without_usage_is_charged_its_reservation",),
+        removes="the o-series and gpt-5 may reason unless the policy says otherwise",
+    ),
+    Mutation(
+        name="reasoning-flag-ignored",
+        file="proxy/model_rules.py",
+        old="""    if reasoning is not None:
+        return reasoning""",
+        new="""    if False:
+        return reasoning""",
+        tests=(ENDINGS + "test_the_policy_s_reasoning_flag_decides_a_stream_without_usage",),
+        removes="a model's reasoning flag decides what its streams without usage are charged",
     ),
     # -- idempotency ------------------------------------------------------------------------
     Mutation(

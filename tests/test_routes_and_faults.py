@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from conftest import free_port
 from multidict import CIMultiDictProxy
-from support import chat, chat_prompt_tokens, line, mini_cost, policy
+from support import chat, chat_prompt_tokens, cost, line, mini_cost, policy
 
 from proxy.fake_upstream import PROVIDER_HEADERS, RELAYED_HEADERS, FakeSettings, FakeUpstream
 from proxy.local import local_stack
@@ -164,26 +164,34 @@ async def test_total_stream_time_is_bounded(tmp_path: Path) -> None:
         assert row.reserved == 0 and row.spent > 0
 
 
-async def test_a_route_s_own_first_byte_timeout_applies_to_its_models_only(tmp_path: Path) -> None:
-    """gpt-4o is routed with a 0.2 s first_byte: the slow upstream fails it (502, nothing
-    charged) while gpt-4o-mini, on the policy's default timeouts, is served."""
+async def test_a_route_s_own_answer_timeout_applies_to_its_models_only(tmp_path: Path) -> None:
+    """gpt-4o is routed with a 0.2 s non_stream_answer: the slow upstream misses it (504,
+    charged, since the provider bills the generation it finishes anyway) while gpt-4o-mini, on
+    the policy's default timeouts, is served."""
     fake = FakeUpstream(FakeSettings(latency=0.5))
     pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
-    impatient = dataclasses.replace(pol.timeouts, first_byte=0.2)
+    impatient = dataclasses.replace(pol.timeouts, non_stream_answer=0.2)
     routes = (Route("gpt-4o", "openai", impatient), Route("*", "openai"))
     pol = dataclasses.replace(pol, routes=routes)
     async with local_stack(pol, fake=fake) as stack, aiohttp.ClientSession() as session:
         url = f"{stack.url}/v1/chat/completions"
         async with session.post(url, json=chat(model="gpt-4o"), headers=TENANT) as r:
-            assert r.status == 502
-            assert "did not answer within 0.2 s" in (await r.json())["error"]["message"]
+            assert r.status == 504
+            message = (await r.json())["error"]["message"]
+            assert "did not answer within 0.2 s (timeouts.non_stream_answer)" in message
+        for _ in range(500):
+            if fake.billed:
+                break
+            await asyncio.sleep(0.01)
+        [billed] = fake.billed
         row = await line(stack.ledger, "alpha", "tenant")
-        assert (row.spent, row.reserved) == (0, 0)
+        assert row.reserved == 0
+        assert row.spent >= cost("gpt-4o", billed.prompt_tokens, billed.completion_tokens)
         async with session.post(url, json=chat(), headers=TENANT) as r:
             assert r.status == 200
             assert (await r.json())["model"] == "gpt-4o-mini"
         row = await line(stack.ledger, "alpha", "tenant")
-        assert row.spent > 0 and row.reserved == 0
+        assert row.reserved == 0 and len(fake.billed) == 2
 
 
 async def test_an_upstreams_own_timeouts_apply_to_its_unbudgeted_calls(tmp_path: Path) -> None:

@@ -87,7 +87,8 @@ def _upstreams(policy: Policy) -> list[str]:
             t = route.timeouts
             lines.append(
                 f"{_INDENT * 2}timeouts (s): connect {t.connect:g}, first_byte {t.first_byte:g}, "
-                f"chunk_idle {t.chunk_idle:g}, stream_total {t.stream_total:g}"
+                f"chunk_idle {t.chunk_idle:g}, stream_total {t.stream_total:g}, "
+                f"non_stream_answer {t.non_stream_answer:g}"
             )
     if not policy.routes:
         lines.append(f"{_INDENT}none: every model request is refused")
@@ -120,6 +121,8 @@ def _model_extras(price: ModelPrice) -> str:
         extras.append(f"image tokens ×{float(price.image_token_factor):g}")
     if price.limit_field is not None:
         extras.append(f"limit {price.limit_field}")
+    if price.reasoning:
+        extras.append("reasoning: a stream without usage is charged its reservation")
     return "; " + ", ".join(extras) if extras else ""
 
 
@@ -229,7 +232,8 @@ def _operations(policy: Policy) -> list[str]:
         f"Timeouts (s): read_request {t.read_request:g}, connect {t.connect:g}, "
         f"first_byte {t.first_byte:g}, chunk_idle {t.chunk_idle:g},",
         f"{_INDENT}stream_total {t.stream_total:g}, client_write {t.client_write:g}, "
-        f"drain_after_disconnect {t.drain_after_disconnect:g}",
+        f"drain_after_disconnect {t.drain_after_disconnect:g}, "
+        f"non_stream_answer {t.non_stream_answer:g}",
         f"Body limits (bytes): {limits.max_body_bytes}{overrides}; tokenized up to "
         f"{limits.tokenize_max_bytes}, byte-count bound above",
         f"Reservations (s): cap {r.cap_ms // 1000}, tombstone {r.tombstone_ms // 1000}, run idle "

@@ -157,6 +157,10 @@ class ModelPrice:
     """Generated image tokens reported apart; None: the output price."""
     limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     """The only completion limit its chat API takes; None: either (model_rules.py)."""
+    reasoning: bool | None = None
+    """The model may bill reasoning tokens it never streams, so a stream that ends without a
+    usage report is charged its reservation (model_rules.hides_reasoning). None: only when the
+    request enables thinking."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +224,15 @@ class Timeouts:
     read_request: float = 30.0
     connect: float = 10.0
     first_byte: float = 120.0
+    """A stream's response headers, from sending."""
     chunk_idle: float = 60.0
+    """Silence between two chunks of a stream, once its headers arrived."""
     stream_total: float = 900.0
     client_write: float = 30.0
     drain_after_disconnect: float = 60.0
+    non_stream_answer: float = 600.0
+    """A whole (non-stream) answer, headers and body, from sending: the provider sends nothing
+    before the whole generation is done, reasoning included."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from proxy.encodings import encoding_for_model
 from proxy.errors import PolicyError
-from proxy.model_rules import default_limit_field
+from proxy.model_rules import default_limit_field, reasons_by_name
 from proxy.policy.aliases import compile_aliases
 from proxy.policy.fields import fields_at
 from proxy.policy.plans import compile_degrade, compile_quotas
@@ -73,7 +73,6 @@ STORED_OBJECT_PATHS: tuple[str, ...] = (
 )
 """Endpoints that create, list or read objects kept at the provider under the proxy's key."""
 _SETTINGS = {"mode", "fail_mode", "on_store_lost", "identity", "bound"}
-_STREAM_TOTAL: Loc = ("timeouts", "stream_total")
 _MS_FIELDS = {
     name: name.replace("_seconds", "_ms")
     for name in (
@@ -271,6 +270,7 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         factor,
         image_token_factor=Fraction(model.image_token_factor or 1),
         limit_field=model.limit_field or default_limit_field(name),
+        reasoning=reasons_by_name(name) if model.reasoning is None else model.reasoning,
         **media,
     )
 
@@ -421,7 +421,7 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
         **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()}
     )
     cap, tombstone = settings.cap_ms // 1000, settings.tombstone_ms // 1000
-    stream_total, where = _longest_stream(spec, timeouts)
+    stream_total, where = _longest(spec, timeouts, "stream_total")
     longest = stream_total + timeouts.drain_after_disconnect
     if cap <= longest:
         at: Loc = ("reservations", "cap_seconds") if "cap_seconds" in given else where
@@ -429,6 +429,15 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
             f"reservations.cap_seconds ({cap}) must exceed {field_path(where)} + "
             f"timeouts.drain_after_disconnect ({longest:g}), or an open reservation would "
             "expire while its stream is still running"
+        )
+        out.append(Issue(at, message))
+    answer, where = _longest(spec, timeouts, "non_stream_answer")
+    if cap <= answer:
+        at = ("reservations", "cap_seconds") if "cap_seconds" in given else where
+        message = (
+            f"reservations.cap_seconds ({cap}) must exceed {field_path(where)} ({answer:g}), "
+            "or an open reservation would expire while its call still waits for the answer; "
+            "raise cap_seconds or lower the timeout"
         )
         out.append(Issue(at, message))
     if tombstone < cap:
@@ -440,14 +449,17 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
     return settings
 
 
-def _longest_stream(spec: PolicySpec, timeouts: Timeouts) -> tuple[float, Loc]:
-    """The largest stream_total any call may get (the policy's or a route's), and where it is
-    written."""
-    longest, where = timeouts.stream_total, _STREAM_TOTAL
+def _longest(
+    spec: PolicySpec, timeouts: Timeouts, name: Literal["stream_total", "non_stream_answer"]
+) -> tuple[float, Loc]:
+    """The largest value of timeout `name` any call may get (the policy's or a route's), and
+    where it is written."""
+    longest: float = getattr(timeouts, name)
+    where: Loc = ("timeouts", name)
     for index, route in enumerate(spec.routes):
-        own = route.timeouts.stream_total if route.timeouts else None
+        own = getattr(route.timeouts, name) if route.timeouts else None
         if own is not None and own > longest:
-            longest, where = own, ("routes", index, "timeouts", "stream_total")
+            longest, where = own, ("routes", index, "timeouts", name)
     return longest, where
 
 

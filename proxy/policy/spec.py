@@ -101,8 +101,6 @@ def _check_webhook_url(url: str) -> str:
     return url
 
 
-
-
 def _threshold(value: object) -> int:
     """A threshold as written, "80%", in basis points of a budget's limit (8000)."""
     bp = basis_points(value)
@@ -132,6 +130,7 @@ class RouteTimeoutsSpec(_Spec):
     first_byte: Seconds | None = None
     chunk_idle: Seconds | None = None
     stream_total: Seconds | None = None
+    non_stream_answer: Seconds | None = None
 
 
 class AliasSpec(_Spec):
@@ -203,6 +202,10 @@ class ModelSpec(_Spec):
     limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     """The completion limit its chat API takes; default: max_completion_tokens for the o-series
     and gpt-5, either for the rest (model_rules.py)."""
+    reasoning: bool | None = None
+    """It may bill reasoning tokens it does not stream: a stream without a usage report is
+    charged its reservation. Default: true for the o-series and gpt-5; otherwise only calls
+    that enable thinking in the request (Claude's `thinking`)."""
 
 
 class BudgetSpec(_Spec):
@@ -313,6 +316,8 @@ class TimeoutsSpec(_Spec):
     stream_total: Seconds | None = None
     client_write: Seconds | None = None
     drain_after_disconnect: Seconds | None = None
+    non_stream_answer: Seconds | None = None
+    """A whole (non-stream) answer, from sending to its last byte."""
 
 
 class LimitsSpec(_Spec):

@@ -72,7 +72,7 @@ def _scientific(value: Decimal) -> str:
 
 _PERCENT = re.compile(r"(\d{1,3})(?:\.(\d{1,2}))?%")
 THRESHOLD_HINT = (
-    'write a percentage of the budget\'s limit in quotes, above 0 and at most 100 with up to 2 '
+    "write a percentage of the budget's limit in quotes, above 0 and at most 100 with up to 2 "
     'decimals, e.g. "80%"'
 )
 
