@@ -131,8 +131,10 @@ def endpoint_for(
         endpoint = dataclasses.replace(
             ENDPOINTS[openai_path], deployment=deployment, api_version=query.get("api-version")
         )
+    if headers is None or "anthropic-beta" not in headers:
+        return endpoint
     # Every `anthropic-beta` line counts: all of them go upstream.
-    sent = [v for k, v in (headers or {}).items() if k.lower() == "anthropic-beta"]
+    sent = [v for k, v in headers.items() if k.lower() == "anthropic-beta"]
     betas = tuple(b.strip() for value in sent for b in value.split(",") if b.strip())
     return dataclasses.replace(endpoint, betas=betas) if betas else endpoint
 
