@@ -4,7 +4,8 @@ It speaks the wire format of chat completions (JSON and SSE, with `stream_option
 completions, embeddings (bodies in fake_openai.py), the Responses API and Anthropic's Messages
 API (fake_shapes.py), and the model list; checks the provider key; and keeps its own books: every
 call it billed, and the peak number of calls in flight. It counts prompt tokens by the providers'
-published rules with code of its own (fake_tokens.py), never with the proxy's estimators, so the
+published rules with code of its own (fake_tokens.py; what it bills beyond tokens, service tiers
+and hosted tool uses, fake_billing.py), never with the proxy's estimators or prices, so the
 tests can check the proxy against it: with `completion_fraction=1` it bills the whole completion
 limit, and the proxy's reservation must cover what it bills.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy import fake_openai, fake_shapes, fake_tokens
+from proxy import fake_billing, fake_openai, fake_shapes, fake_tokens
 from proxy.fake_openai import WORD, Billed
 
 
@@ -303,18 +303,12 @@ class FakeUpstream:
                 reasoning_tokens=s.reasoning_tokens,
                 audio_prompt_tokens=audio_in,
                 audio_completion_tokens=s.audio_completion_tokens,
-                service_tier=self._served_tier(body),
+                service_tier=fake_billing.served_tier(body, s.service_tier),
                 documents=documents,
                 long_context=prompt > s.long_context_above,
             )
         self.billed.append(billed)
         return billed
-
-    def _served_tier(self, body: dict[str, Any]) -> str:
-        asked = body.get("service_tier")
-        if asked is None or asked == "auto":
-            return self.settings.service_tier
-        return "default" if asked == "standard_only" else str(asked)
 
     def _reported(self, billed: Billed) -> Billed:
         """What the usage report says was billed: less, with `underreport_completion`."""
@@ -338,7 +332,7 @@ class FakeUpstream:
         """What a Responses or Messages call bills, and the hosted tool calls' output items."""
         s = self.settings
         documents = fake_tokens.documents(endpoint, body)
-        calls, items = self._hosted_tools(endpoint, body)
+        calls, items = fake_billing.hosted_tools(endpoint, body, s.hosted_tool_calls)
         uses = len(items) if endpoint == "responses" else sum(calls.values())
         tool_tokens = uses * s.tool_input_tokens
         if "code_interpreter" in calls:
@@ -356,7 +350,7 @@ class FakeUpstream:
             cached,
             written,
             reasoning,
-            service_tier=self._served_tier(body),
+            service_tier=fake_billing.served_tier(body, s.service_tier),
             tool_calls=calls,
             tool_input_tokens=tool_tokens,
             documents=documents,
@@ -364,27 +358,6 @@ class FakeUpstream:
         )
         self.billed.append(billed)
         return billed, items
-
-    def _hosted_tools(
-        self, endpoint: str, body: dict[str, Any]
-    ) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        """The hosted tool uses the call makes (by tool) and, on Responses, their output items."""
-        tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
-        made = self.settings.hosted_tool_calls
-        if endpoint == "messages":
-            calls = {}
-            for tool in tools:
-                kind = re.sub(r"_\d{8}$", "", str(tool.get("type")))
-                if kind in ("web_search", "web_fetch") and made:
-                    calls[kind] = min(made, tool.get("max_uses") or made)
-            return calls, []
-        hosted = [str(t.get("type")) for t in tools if t.get("type") not in _FREE_TOOLS]
-        if not hosted or not made:
-            return {}, []
-        kind = re.sub(r"_\d{4}_\d{2}_\d{2}$", "", hosted[0]).removesuffix("_preview")
-        limit = body.get("max_tool_calls")
-        n = made if limit is None else min(made, limit)
-        return ({kind: n} if n else {}), [fake_shapes.tool_item(kind, i) for i in range(n)]
 
     def _too_long(
         self, request: web.Request, endpoint: str, body: dict[str, Any]
@@ -490,11 +463,6 @@ limits. The proxy must not relay them."""
 RELAYED_HEADERS = {"openai-version": "2020-10-01", "openai-processing-ms": "42"}
 """Headers about the answer itself, which the proxy relays (and `x-request-id: req_…`, new on
 every answer, which the proxy replaces with the call's own request id)."""
-
-_FREE_TOOLS = frozenset(
-    {"function", "custom", "mcp", "computer_use_preview", "local_shell", "shell", "apply_patch"}
-)
-"""Responses tools billed by their tokens alone."""
 
 _AZURE_OPERATIONS = {
     "chat/completions": "chat",
