@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from proxy import encodings
+from proxy import billable, encodings
 from proxy.errors import BadRequest, Forbidden, NotFound
 from proxy.estimate import (
     EndpointName,
@@ -68,6 +68,8 @@ class Endpoint:
     """Set per request on an Azure deployment path: the deployment, which names the model."""
     api_version: str | None = None
     """Set per request on an Azure deployment path: its `api-version` query parameter."""
+    betas: tuple[str, ...] = ()
+    """Set per request: the `anthropic-beta` values sent (one may enable long-context prices)."""
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -114,19 +116,27 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
-def endpoint_for(path: str, query: Mapping[str, str]) -> Endpoint | None:
+def endpoint_for(
+    path: str, query: Mapping[str, str], headers: Mapping[str, str] | None = None
+) -> Endpoint | None:
     """The endpoint serving `path`: an OpenAI path, or an Azure deployment path (the endpoint
-    of its operation, carrying the deployment and api-version)."""
+    of its operation, carrying the deployment and api-version); with the `anthropic-beta`
+    values of `headers`."""
     endpoint = ENDPOINTS.get(path)
-    if endpoint is not None:
+    if endpoint is None:
+        found = azure.parse_path(path)
+        if found is None:
+            return None
+        deployment, openai_path = found
+        endpoint = dataclasses.replace(
+            ENDPOINTS[openai_path], deployment=deployment, api_version=query.get("api-version")
+        )
+    if headers is None or "anthropic-beta" not in headers:
         return endpoint
-    found = azure.parse_path(path)
-    if found is None:
-        return None
-    deployment, openai_path = found
-    return dataclasses.replace(
-        ENDPOINTS[openai_path], deployment=deployment, api_version=query.get("api-version")
-    )
+    # Every `anthropic-beta` line counts: all of them go upstream.
+    sent = [v for k, v in headers.items() if k.lower() == "anthropic-beta"]
+    betas = tuple(b.strip() for value in sent for b in value.split(",") if b.strip())
+    return dataclasses.replace(endpoint, betas=betas) if betas else endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +159,8 @@ class Variant:
     """What differs from the request as the client sent it, for X-Cycles-Caps."""
     wire_model: str = ""
     """The name the upstream knows `model` by (an alias's, an Azure deployment); "": `model`."""
+    tool_calls: tuple[tuple[str, int], ...] = ()
+    """The hosted tool calls reserved, by tool (billable.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,9 +292,16 @@ def prepare(
     stream = stream_flag(body, endpoint.name)
     rules = endpoint.gateway_rules if policy.identity == "api_key" else None
     forced = rules(body) if rules is not None else {}
-    pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name))
+    billables = billable.read(endpoint.name, body, endpoint.betas, plan.default_max_tool_calls)
+    refused = billable.refusal(model, price, billables)
+    if refused is not None:
+        raise refused
+    bound = policy.bound == "hard" and not shadow
+    if bound:
+        forced = {**forced, **billables.limits}
+    pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name), billables)
     allowed = _allowed(policy, plan, model)
-    asked = pricer.asked(model, price, bound=policy.bound == "hard" and not shadow)
+    asked = pricer.asked(model, price, bound=bound)
     degraded = [
         variant
         for rule in plan.degrade
@@ -316,7 +335,13 @@ class _Pricer:
     """Prices the forms of one request; prompt tokens are counted once per encoding."""
 
     def __init__(
-        self, policy: Policy, plan: Plan, endpoint: Endpoint, body: dict[str, Any], n: int
+        self,
+        policy: Policy,
+        plan: Plan,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        n: int,
+        billables: billable.Billables,
     ) -> None:
         self.policy, self.plan, self.endpoint, self.body, self.choices = (
             policy,
@@ -325,6 +350,7 @@ class _Pricer:
             body,
             n,
         )
+        self.billables = billables
         self._prompts: dict[str, Estimate] = {}
 
     def prompt_tokens(self, price: ModelPrice) -> int:
@@ -352,9 +378,12 @@ class _Pricer:
         limit: int | None,
         caps: tuple[tuple[str, str], ...],
     ) -> Variant:
-        prompt = self.prompt_tokens(price)
+        price, extra, calls = billable.reservation(price, self.billables)
+        prompt = self.prompt_tokens(price) + extra
         priced = self.plan.default_max_tokens if limit is None else limit
-        cost = amounts(estimate_price(price, self.body), Usage(prompt, priced * self.choices))
+        tokens = Usage(prompt, priced * self.choices)
+        usage = dataclasses.replace(tokens, tool_calls=calls)
+        cost = amounts(estimate_price(price, self.body), usage)
         if max(cost.values()) >= MAX_AMOUNT:
             raise BadRequest(
                 f"This call could cost more than any budget can hold ({cost['TOKENS']} tokens); "
@@ -365,7 +394,7 @@ class _Pricer:
         timeouts = self.policy.timeouts_for(model)
         alias = self.policy.aliases.get(model)
         wire = "" if alias is None else alias.send
-        return Variant(rule, model, price, limit, priced, prompt, cost, timeouts, caps, wire)
+        return Variant(rule, model, price, limit, priced, prompt, cost, timeouts, caps, wire, calls)
 
     def asked(self, model: str, price: ModelPrice, *, bound: bool) -> Variant:
         if self.endpoint.limit_field is None:
@@ -385,7 +414,8 @@ class _Pricer:
     ) -> Variant | None:
         """The form `rule` rewrites the call into, or None when the rule cannot apply to it: the
         asked model is outside the rule's models, a model_not_allowed rule for an allowed
-        model, or a model switch to another upstream or a model the plan does not allow."""
+        model, or a model switch to another upstream, to a model the plan does not allow, or to
+        one whose policy entry does not price what the call turns on (billable.py)."""
         if not rule.applies_to(asked.model):
             return None
         if rule.kind == "model_not_allowed" and asked_allowed:
@@ -401,6 +431,8 @@ class _Pricer:
         if self.policy.upstream_for(model) != upstream or not _allowed(
             self.policy, self.plan, model
         ):
+            return None
+        if billable.refusal(model, price, self.billables) is not None:
             return None
         caps = [("model", model)] if model != asked.model else []
         limit = asked.limit

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -34,6 +34,16 @@ class Billed:
     """Part of prompt_tokens."""
     audio_completion_tokens: int = 0
     """Part of completion_tokens."""
+    service_tier: str = "default"
+    """The tier the call was served at (OpenAI's names; Anthropic's `standard` is `default`)."""
+    tool_calls: dict[str, int] = field(default_factory=dict)
+    """Hosted tool uses billed per call, by tool (code_interpreter: containers)."""
+    tool_input_tokens: int = 0
+    """Part of prompt_tokens: what the hosted tool calls added (search results)."""
+    documents: int = 0
+    """Document inputs billed (their tokens are part of prompt_tokens)."""
+    long_context: bool = False
+    """The prompt was above the long-context threshold: every token at long-context prices."""
 
 
 def dumps(obj: Any) -> str:

@@ -45,11 +45,31 @@ def responses_usage(billed: Billed) -> dict[str, Any]:
     }
 
 
+def tool_item(tool: str, index: int) -> dict[str, Any]:
+    """The output item of a hosted tool's call, as the Responses API reports it."""
+    item: dict[str, Any] = {"type": f"{tool}_call", "id": f"{tool[:2]}_fake_{index}"}
+    item["status"] = "completed"
+    if tool == "web_search":
+        item["action"] = {"type": "search", "query": f"fake query {index}"}
+    elif tool == "code_interpreter":
+        item.update(code="print(1)", container_id="cntr_fake", outputs=None)
+    elif tool == "file_search":
+        item.update(queries=[f"fake query {index}"], results=None)
+    elif tool == "image_generation":
+        item["result"] = ""
+    return item
+
+
 def response(
-    body: dict[str, Any], text: str | None, billed: Billed | None, status: str = "completed"
+    body: dict[str, Any],
+    text: str | None,
+    billed: Billed | None,
+    status: str = "completed",
+    tools: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A response object; `text` None is the empty output of `response.created`."""
-    output = []
+    """A response object; `text` None is the empty output of `response.created`. `tools`: the
+    hosted tool calls' output items, which come before the message."""
+    output = list(tools or ())
     if text is not None:
         part = {"type": "output_text", "text": text, "annotations": []}
         output.append(_message_item(status, [part]))
@@ -69,25 +89,33 @@ def response(
         "max_output_tokens": body.get("max_output_tokens"),
         "metadata": {},
         "store": body.get("store", True),
+        "service_tier": body.get("service_tier", "auto") if billed is None else billed.service_tier,
         "usage": responses_usage(billed) if billed is not None else None,
     }
 
 
-def responses_events(body: dict[str, Any], billed: Billed, deltas: list[str]) -> Iterator[Event]:
+def responses_events(
+    body: dict[str, Any], billed: Billed, deltas: list[str], tools: list[dict[str, Any]]
+) -> Iterator[Event]:
     seq = iter(range(1 << 30))
     created = response(body, None, None, "in_progress")
     yield sse(
         "response.created",
         {"type": "response.created", "sequence_number": next(seq), "response": created},
     )
+    for index, tool in enumerate(tools):
+        for kind in ("response.output_item.added", "response.output_item.done"):
+            event = {"type": kind, "sequence_number": next(seq), "output_index": index}
+            yield sse(kind, {**event, "item": tool})
+    at = len(tools)
     item = _message_item("in_progress", [])
-    where = {"item_id": item["id"], "output_index": 0}
+    where = {"item_id": item["id"], "output_index": at}
     yield sse(
         "response.output_item.added",
         {
             "type": "response.output_item.added",
             "sequence_number": next(seq),
-            "output_index": 0,
+            "output_index": at,
             "item": item,
         },
     )
@@ -142,7 +170,7 @@ def responses_events(body: dict[str, Any], billed: Billed, deltas: list[str]) ->
         {
             "type": "response.output_item.done",
             "sequence_number": next(seq),
-            "output_index": 0,
+            "output_index": at,
             "item": _message_item("completed", [done]),
         },
     )
@@ -151,7 +179,7 @@ def responses_events(body: dict[str, Any], billed: Billed, deltas: list[str]) ->
         {
             "type": "response.completed",
             "sequence_number": next(seq),
-            "response": response(body, text, billed),
+            "response": response(body, text, billed, tools=tools),
         },
     )
 
@@ -170,18 +198,36 @@ def _message_item(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def anthropic_usage(billed: Billed, output_tokens: int | None = None) -> dict[str, Any]:
+    """The usage of a whole message; with `output_tokens`, the one `message_start` carries,
+    before any server tool ran (its results are not yet input)."""
     fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
-    return {
-        "input_tokens": fresh,
+    usage: dict[str, Any] = {
+        "input_tokens": fresh if output_tokens is None else fresh - billed.tool_input_tokens,
         "cache_creation_input_tokens": billed.cache_write_tokens,
         "cache_read_input_tokens": billed.cached_tokens,
         "output_tokens": billed.completion_tokens if output_tokens is None else output_tokens,
+        "service_tier": "standard" if billed.service_tier == "default" else billed.service_tier,
     }
+    if billed.tool_calls and output_tokens is None:
+        usage["server_tool_use"] = {f"{t}_requests": n for t, n in billed.tool_calls.items()}
+    return usage
+
+
+def _server_tool_blocks(billed: Billed) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for tool, uses in billed.tool_calls.items():
+        for i in range(uses):
+            ident = f"srvtoolu_fake_{tool}_{i}"
+            blocks.append(
+                {"type": "server_tool_use", "id": ident, "name": tool, "input": {"query": "q"}}
+            )
+            blocks.append({"type": f"{tool}_tool_result", "tool_use_id": ident, "content": []})
+    return blocks
 
 
 def message(body: dict[str, Any], text: str | None, billed: Billed) -> dict[str, Any]:
     """A message; `text` None is the empty message of `message_start`."""
-    content = [] if text is None else [{"type": "text", "text": text}]
+    content = [] if text is None else [*_server_tool_blocks(billed), {"type": "text", "text": text}]
     return {
         "id": "msg_fake",
         "type": "message",
@@ -192,6 +238,15 @@ def message(body: dict[str, Any], text: str | None, billed: Billed) -> dict[str,
         "stop_sequence": None,
         "usage": anthropic_usage(billed, 1 if text is None else None),
     }
+
+
+def _final_delta_usage(billed: Billed) -> dict[str, Any]:
+    """The usage of the last `message_delta`: the output so far and, once server tools ran,
+    the input they grew and their uses, as Anthropic sends them."""
+    if not billed.tool_calls:
+        return {"output_tokens": billed.completion_tokens}
+    whole = anthropic_usage(billed)
+    return {k: whole[k] for k in ("input_tokens", "output_tokens", "server_tool_use")}
 
 
 def messages_events(body: dict[str, Any], billed: Billed, deltas: list[str]) -> Iterator[Event]:
@@ -217,7 +272,7 @@ def messages_events(body: dict[str, Any], billed: Billed, deltas: list[str]) -> 
         {
             "type": "message_delta",
             "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
-            "usage": {"output_tokens": billed.completion_tokens},
+            "usage": _final_delta_usage(billed),
         },
     )
     yield sse("message_stop", {"type": "message_stop"})

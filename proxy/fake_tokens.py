@@ -48,6 +48,10 @@ Rules of the fake's own, where nothing is published:
   tool-use system prompt are added unscaled. Blocks other than text, images and tool results
   render as their JSON. The ratio is below the test policies' `tokenizer_factor` (1.2): a proxy
   that applies its factor covers this count, one that forgets it does not.
+- Documents (a chat `file` part, a Responses `input_file` part or stored `prompt`, an Anthropic
+  `document` block that is not inline text): their JSON as above; the pages the provider reads
+  from them are the fake upstream's to bill (`FakeSettings.document_tokens`), counted by
+  `documents`.
 """
 
 from __future__ import annotations
@@ -358,6 +362,42 @@ def _claude_image(source: Body) -> int:
     if size is None:
         return CLAUDE_IMAGE_MAX
     return min(CLAUDE_IMAGE_MAX, math.ceil(size[0] * size[1] / 750))
+
+
+def documents(endpoint: str, body: Body) -> int:
+    """How many document inputs `body` sends, wherever a provider reads one: message content,
+    tool results and function call outputs, a stored prompt."""
+    if endpoint == "chat":
+        return _count_blocks(body.get("messages"), lambda b: b.get("type") == "file")
+    if endpoint == "responses":
+        stored = 1 if _dict(body.get("prompt")).get("id") is not None else 0
+        return stored + _count_blocks(body.get("input"), lambda b: b.get("type") == "input_file")
+    if endpoint == "messages":
+        return _count_blocks(body.get("messages"), _claude_document)
+    return 0
+
+
+def _claude_document(block: Body) -> bool:
+    source = _dict(block.get("source")).get("type")
+    return block.get("type") == "document" and source not in ("text", "content")
+
+
+def _count_blocks(value: object, wanted: Callable[[Body], bool]) -> int:
+    """Blocks `wanted` picks among `value`'s items' content (or output) and one level below."""
+    found = 0
+    for item in _list(value):
+        item = _dict(item)
+        blocks = (
+            item.get("content") if isinstance(item.get("content"), list) else item.get("output")
+        )
+        for block in _list(blocks):
+            block = _dict(block)
+            found += (
+                1
+                if wanted(block)
+                else sum(1 for b in _list(block.get("content")) if wanted(_dict(b)))
+            )
+    return found
 
 
 # -- shapes of untrusted JSON --------------------------------------------------------------------

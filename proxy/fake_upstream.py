@@ -4,7 +4,8 @@ It speaks the wire format of chat completions (JSON and SSE, with `stream_option
 completions, embeddings (bodies in fake_openai.py), the Responses API and Anthropic's Messages
 API (fake_shapes.py), and the model list; checks the provider key; and keeps its own books: every
 call it billed, and the peak number of calls in flight. It counts prompt tokens by the providers'
-published rules with code of its own (fake_tokens.py), never with the proxy's estimators, so the
+published rules with code of its own (fake_tokens.py; what it bills beyond tokens, service tiers
+and hosted tool uses, fake_billing.py), never with the proxy's estimators or prices, so the
 tests can check the proxy against it: with `completion_fraction=1` it bills the whole completion
 limit, and the proxy's reservation must cover what it bills.
 """
@@ -21,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy import fake_openai, fake_shapes
+from proxy import fake_billing, fake_openai, fake_shapes, fake_tokens
 from proxy.fake_openai import WORD, Billed
 
 
@@ -76,6 +77,25 @@ class FakeSettings:
     account_headers: bool = True
     """Send the headers a real provider sends with every answer: PROVIDER_HEADERS (which
     describe the shared account and must stay behind the proxy) and RELAYED_HEADERS."""
+    service_tier: str = "default"
+    """Chat, Responses, Messages: the tier a call that asks for `auto`, or names no tier, is
+    served at (a call naming a tier is served at it). Answers say the tier served: OpenAI's
+    `service_tier` (on every chunk of a chat stream), Anthropic's `usage.service_tier`
+    (`standard` for default); `billed` keeps it."""
+    hosted_tool_calls: int = 0
+    """Responses: the built-in tool calls a response makes (at most its `max_tool_calls`), all
+    of the first hosted tool in `tools`, as `<tool>_call` output items (code_interpreter's share
+    one container, billed once). Messages: the uses of each web_search / web_fetch server tool
+    (at most its `max_uses`), reported in `usage.server_tool_use`. Each use is billed."""
+    tool_input_tokens: int = 0
+    """Input tokens each hosted tool use adds to the prompt (search results), billed. A Messages
+    stream reports them in the final `message_delta`, as Anthropic does."""
+    document_tokens: int = 0
+    """Input tokens billed for each document input (fake_tokens.documents) beyond its JSON: the
+    pages the provider reads from a file id, a URL or a PDF."""
+    long_context_above: int = 200_000
+    """A prompt above this many tokens is billed at long-context prices (`billed`). On Messages
+    such a prompt needs an `anthropic-beta: context-1m-…` header, else it is refused (400)."""
 
 
 @dataclass
@@ -180,9 +200,11 @@ class FakeUpstream:
             per_choice = self._completion_tokens(body)
             if body.get("stream"):
                 return await self._stream(request, endpoint, body, prompt, per_choice, n)
-            billed = self._bill(endpoint, model, prompt, per_choice * generated)
+            billed = self._bill(endpoint, body, prompt, per_choice * generated)
             answer = fake_openai.whole(endpoint, model, per_choice, n)
             answer["usage"] = fake_openai.usage(self._reported(billed))
+            if endpoint == "chat":
+                answer["service_tier"] = billed.service_tier
             return web.json_response(answer, dumps=fake_openai.dumps)
         finally:
             self.in_flight -= 1
@@ -201,7 +223,7 @@ class FakeUpstream:
         with_usage = usage_asked and self.settings.send_usage
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         # The provider bills the whole generation whether or not anyone is still listening.
-        billed = self._bill(endpoint, model, prompt, per_choice * n)
+        billed = self._bill(endpoint, body, prompt, per_choice * n)
         chunks = max(1, min(self.settings.chunks, per_choice or 1))
         so_far = 0
         try:
@@ -212,6 +234,8 @@ class FakeUpstream:
                     chunk = fake_openai.chunk(
                         endpoint, model, index, WORD * tokens, i == chunks - 1
                     )
+                    if endpoint == "chat":
+                        chunk["service_tier"] = billed.service_tier
                     if with_usage:
                         chunk["usage"] = None
                     if self.settings.continuous_usage:
@@ -228,6 +252,8 @@ class FakeUpstream:
                 final = fake_openai.chunk(endpoint, model, 0, "", False)
                 final["choices"] = []
                 final["usage"] = fake_openai.usage(self._reported(billed))
+                if endpoint == "chat":
+                    final["service_tier"] = billed.service_tier
                 await response.write(fake_openai.event(final))
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
@@ -239,7 +265,7 @@ class FakeUpstream:
         """/v1/responses and /v1/messages, whole or streamed."""
         endpoint = "messages" if request.path == "/v1/messages" else "responses"
         body = orjson.loads(await request.read())
-        refused = self._admit(request, body)
+        refused = self._admit(request, body) or self._too_long(request, endpoint, body)
         if refused is not None:
             return refused
         await self._enter()
@@ -247,13 +273,13 @@ class FakeUpstream:
             visible = self._completion_tokens(
                 {"max_tokens": body.get("max_output_tokens") or body.get("max_tokens")}
             )
-            billed = self._bill_shaped(endpoint, body, visible)
+            billed, items = self._bill_shaped(endpoint, body, visible)
             if body.get("stream"):
                 deltas = fake_shapes.pieces(visible, self.settings.chunks, WORD)
                 events = (
                     fake_shapes.messages_events(body, billed, deltas)
                     if endpoint == "messages"
-                    else fake_shapes.responses_events(body, billed, deltas)
+                    else fake_shapes.responses_events(body, billed, deltas, items)
                 )
                 return await self._stream_events(request, events)
             if endpoint == "messages":
@@ -261,17 +287,21 @@ class FakeUpstream:
                     fake_shapes.message(body, WORD * visible, billed), dumps=fake_openai.dumps
                 )
             return web.json_response(
-                fake_shapes.response(body, WORD * visible, billed), dumps=fake_openai.dumps
+                fake_shapes.response(body, WORD * visible, billed, tools=items),
+                dumps=fake_openai.dumps,
             )
         finally:
             self.in_flight -= 1
 
-    def _bill(self, endpoint: str, model: str, prompt: int, visible: int) -> Billed:
-        """Chat bills cached, reasoning and audio tokens as the settings say; completions only
-        what it generated."""
+    def _bill(self, endpoint: str, body: dict[str, Any], prompt: int, visible: int) -> Billed:
+        """Chat bills cached, reasoning and audio tokens, documents and the service tier as the
+        settings say; completions only what it generated."""
+        model = body["model"]
         billed = Billed(endpoint, model, prompt, visible)
         if endpoint == "chat":
             s = self.settings
+            documents = fake_tokens.documents(endpoint, body)
+            prompt += documents * s.document_tokens
             cached = min(s.cached_tokens, prompt)
             audio_in = min(s.audio_prompt_tokens, prompt - cached)
             completion = visible + s.reasoning_tokens + s.audio_completion_tokens
@@ -284,6 +314,9 @@ class FakeUpstream:
                 reasoning_tokens=s.reasoning_tokens,
                 audio_prompt_tokens=audio_in,
                 audio_completion_tokens=s.audio_completion_tokens,
+                service_tier=fake_billing.served_tier(body, s.service_tier),
+                documents=documents,
+                long_context=prompt > s.long_context_above,
             )
         self.billed.append(billed)
         return billed
@@ -304,16 +337,53 @@ class FakeUpstream:
             )
         return fake_openai.refuse_by_model(endpoint, body)
 
-    def _bill_shaped(self, endpoint: str, body: dict[str, Any], visible: int) -> Billed:
-        prompt = fake_openai.prompt_tokens(endpoint, body)
-        cached = min(self.settings.cached_tokens, prompt)
-        written = min(self.settings.cache_write_tokens, prompt - cached)
-        reasoning = self.settings.reasoning_tokens if endpoint == "responses" else 0
+    def _bill_shaped(
+        self, endpoint: str, body: dict[str, Any], visible: int
+    ) -> tuple[Billed, list[dict[str, Any]]]:
+        """What a Responses or Messages call bills, and the hosted tool calls' output items."""
+        s = self.settings
+        documents = fake_tokens.documents(endpoint, body)
+        calls, items = fake_billing.hosted_tools(endpoint, body, s.hosted_tool_calls)
+        uses = len(items) if endpoint == "responses" else sum(calls.values())
+        tool_tokens = uses * s.tool_input_tokens
+        if "code_interpreter" in calls:
+            calls["code_interpreter"] = 1  # its calls share one container, billed once
+        prompt = fake_openai.prompt_tokens(endpoint, body) + documents * s.document_tokens
+        prompt += tool_tokens
+        cached = min(s.cached_tokens, prompt)
+        written = min(s.cache_write_tokens, prompt - cached)
+        reasoning = s.reasoning_tokens if endpoint == "responses" else 0
         billed = Billed(
-            endpoint, body["model"], prompt, visible + reasoning, cached, written, reasoning
+            endpoint,
+            body["model"],
+            prompt,
+            visible + reasoning,
+            cached,
+            written,
+            reasoning,
+            service_tier=fake_billing.served_tier(body, s.service_tier),
+            tool_calls=calls,
+            tool_input_tokens=tool_tokens,
+            documents=documents,
+            long_context=prompt > s.long_context_above,
         )
         self.billed.append(billed)
-        return billed
+        return billed, items
+
+    def _too_long(
+        self, request: web.Request, endpoint: str, body: dict[str, Any]
+    ) -> web.Response | None:
+        """Anthropic refuses a prompt above the context window unless a beta widens it."""
+        if endpoint != "messages" or "context-1m" in request.headers.get("anthropic-beta", ""):
+            return None
+        prompt = fake_openai.prompt_tokens(endpoint, body)
+        if prompt <= self.settings.long_context_above:
+            return None
+        return fake_openai.invalid(
+            f"prompt is too long: {prompt} tokens > {self.settings.long_context_above} maximum",
+            "messages",
+            "invalid_request_error",
+        )
 
     async def _stream_events(
         self, request: web.Request, events: Iterator[fake_shapes.Event]

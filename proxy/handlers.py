@@ -64,7 +64,7 @@ async def _budgeted(
     claim: replay.Claim,
 ) -> web.StreamResponse:
     """Admit, decide, then forward and settle; `claim` records the answer for client retries."""
-    endpoint = endpoint_for(request.path, request.query)
+    endpoint = endpoint_for(request.path, request.query, request.headers)
     assert endpoint is not None, "app.py routes only budgeted paths here"
     call, reserve, result = await _admit(rt, tenant, scope, endpoint, raw)
     shadow = reserve.shadow

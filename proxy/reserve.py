@@ -22,7 +22,9 @@ from proxy.ledger.base import (
     ReserveRequest,
 )
 from proxy.policy.runtime import DegradeRule, Plan
+from proxy.pricing import Usage, fit_rates
 from proxy.scopes import Scope, budget_lines
+from proxy.token_kinds import estimate_price
 
 NEVER = Condition("never")
 NOT_FIT = Condition("not_fit")
@@ -88,11 +90,13 @@ def _fit(call: PreparedCall, variant: Variant) -> Fit | None:
     rule = variant.rule
     if rule is None or rule.fit_floor is None or call.choices == 0:
         return None
-    price = variant.price
+    # The prompt, the tier and tool fees, and the output price as the reservation priced them.
+    price = estimate_price(variant.price, call.body)
+    rest, output = fit_rates(price, Usage(variant.prompt_tokens, 0, tool_calls=variant.tool_calls))
     return Fit(
-        prompt_units=-(-variant.prompt_tokens * price.input // 10**6),
+        prompt_units=rest,
         prompt_tokens=variant.prompt_tokens,
-        output_per_million=price.output,
+        output_per_million=output,
         choices=call.choices,
         floor=rule.fit_floor,
         ceiling=max(variant.priced_limit, rule.fit_floor),

@@ -20,7 +20,7 @@ from proxy.call import Sent
 from proxy.errors import LedgerError, LedgerUnavailable
 from proxy.ledger.base import Amounts, Ledger, Reservation, SettleResult
 from proxy.policy.runtime import MAX_AMOUNT
-from proxy.pricing import Usage, amounts
+from proxy.pricing import Usage, amounts, settled_amounts
 from proxy.spill import Spill, Unbudgeted
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
         usage = outcome.usage
         if outcome.counted_completion > usage.completion_tokens:
             usage = dataclasses.replace(usage, completion_tokens=outcome.counted_completion)
-        return amounts(sent.price, usage)
+        return settled_amounts(sent.price, usage, reserved)
     counted = amounts(sent.price, Usage(sent.prompt_tokens, outcome.counted_completion))
     if outcome.complete and outcome.streamed and not outcome.hidden_reasoning:
         return counted

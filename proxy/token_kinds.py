@@ -44,6 +44,13 @@ def openai_usage(usage: Mapping[str, Any], prompt: int, completion: int) -> Usag
     )
 
 
+def with_service_tier(usage: Usage | None, tier: Any) -> Usage | None:
+    """`usage` with the service tier an OpenAI answer reports (its top-level `service_tier`)."""
+    if usage is None or not isinstance(tier, str):
+        return usage
+    return dataclasses.replace(usage, service_tier=tier)
+
+
 def estimate_price(price: ModelPrice, body: Mapping[str, Any]) -> ModelPrice:
     """The price an estimate of `body` is reserved at: `price`, with input and output raised to
     the media prices the request may be billed at."""

@@ -13,14 +13,14 @@ from typing import Any
 
 from proxy.estimate import EndpointName, TextCounter, Tokenizer
 from proxy.pricing import Usage
-from proxy.token_kinds import openai_usage, token_count
+from proxy.token_kinds import openai_usage, token_count, with_service_tier
 
 _DELTA_TEXT_FIELDS = frozenset(("content", "refusal", "reasoning_content", "reasoning"))
 
 
 def usage_from_body(obj: Mapping[str, Any], endpoint: EndpointName) -> Usage | None:
     """The usage a non-streamed response reports, or None if it is missing or malformed."""
-    return parse_usage(obj.get("usage"), endpoint)
+    return with_service_tier(parse_usage(obj.get("usage"), endpoint), obj.get("service_tier"))
 
 
 def parse_usage(usage: Any, endpoint: EndpointName) -> Usage | None:
@@ -46,6 +46,7 @@ class StreamUsage:
         self.events = 0
         """How many JSON events were fed."""
         self._texts: dict[tuple[int | str, ...], list[str]] = {}
+        self._tier: Any = None
 
     @staticmethod
     def is_usage_only(event: Mapping[str, Any]) -> bool:
@@ -60,9 +61,11 @@ class StreamUsage:
     def feed(self, event: Mapping[str, Any]) -> None:
         """Follow one parsed event: `choices[].delta` (chat) or `choices[].text` (completions)."""
         self.events += 1
+        # Every chunk names the service tier; the usage chunk may come without it.
+        self._tier = event.get("service_tier", self._tier)
         usage = parse_usage(event.get("usage"), "chat")
         if usage is not None:
-            self.usage = usage
+            self.usage = with_service_tier(usage, self._tier)
         choices = event.get("choices")
         if isinstance(choices, list):
             for position, choice in enumerate(choices):

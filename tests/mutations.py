@@ -36,6 +36,15 @@ BOUNDS = (
 )
 """The test that the reservation bounds what the (independent) fake provider bills."""
 ENDINGS = "tests/test_endings.py::"
+EACH = (
+    "tests/test_billable.py"
+    "::test_each_call_is_billed_at_most_what_it_is_charged_at_most_what_it_reserved"
+)
+"""billed <= charged <= reserved for each priced dimension (add `[memory-<case>]`)."""
+REFUSED = (
+    "tests/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
+)
+"""What the policy does not price is refused (add `[memory-<case>]`)."""
 
 
 @dataclass(frozen=True)
@@ -520,6 +529,231 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/test_gateway.py::test_revocation_reaches_every_replica",
         ),
         removes="a revoked key is evicted from every replica's cache at once",
+    ),
+    # -- issue 13: prices are exact; what is billed beyond tokens is priced or refused --------
+    Mutation(
+        name="prefix-pricing",
+        file="proxy/policy/runtime.py",
+        old="return None if undated is None else self.models.get(undated)",
+        new="return next((p for n, p in sorted(self.models.items(), key=lambda i: -len(i[0]))"
+        ' if model.startswith(n + "-")), None)',
+        tests=(
+            "tests/test_billable.py"
+            "::test_a_name_that_only_extends_a_priced_model_is_refused_and_reserves_nothing",
+            "tests/test_price_policy.py"
+            "::test_a_model_is_priced_by_its_exact_name_a_dated_snapshot_or_a_declared_alias",
+        ),
+        removes="a name that only extends a priced model at a '-' is not priced as it",
+    ),
+    Mutation(
+        name="dated-snapshots-unpriced",
+        file="proxy/policy/runtime.py",
+        old="undated = snapshot_of(model)",
+        new="undated = None",
+        tests=(f"{EACH}[memory-dated-snapshot]", f"{EACH}[memory-claude-dated-snapshot]"),
+        removes="a dated snapshot is priced as the entry it is a snapshot of",
+    ),
+    Mutation(
+        name="service-tier-factor-ignored",
+        file="proxy/pricing.py",
+        old="    tier = tier_factor(price, usage)\n    tokens =",
+        new="    tier = Fraction(1)\n    tokens =",
+        tests=(
+            f"{EACH}[memory-priority-chat]",
+            "tests/test_price_policy.py::test_a_call_costs_its_exact_price_rounded_up_once",
+        ),
+        removes="token prices are multiplied by the served tier's factor",
+    ),
+    Mutation(
+        name="auto-tier-reserves-standard",
+        file="proxy/billable.py",
+        old="return dearest[0] if dearest is not None and dearest[1] > 1 else None",
+        new="return None",
+        tests=(
+            f"{EACH}[memory-auto-served-priority]",
+            "tests/test_billable.py"
+            "::test_auto_reserves_the_dearest_priced_tier_and_is_charged_the_tier_served",
+        ),
+        removes="auto (or no tier) reserves the dearest tier the model prices",
+    ),
+    Mutation(
+        name="reported-tier-ignored",
+        file="proxy/token_kinds.py",
+        old="return dataclasses.replace(usage, service_tier=tier)",
+        new="return usage",
+        tests=(
+            "tests/test_billable.py"
+            "::test_auto_reserves_the_dearest_priced_tier_and_is_charged_the_tier_served",
+        ),
+        removes="a chat call is charged at the service tier its answer reports",
+    ),
+    Mutation(
+        name="unpriced-tier-forwarded",
+        file="proxy/billable.py",
+        old="if tier != AUTO and tier not in STANDARD_TIERS and tier not in price.service_tiers:",
+        new="if False:",
+        tests=(f"{REFUSED}[memory-tier-the-model-lacks]",),
+        removes="a service tier the model does not price is refused",
+    ),
+    Mutation(
+        name="unpriced-report-charged-as-reported",
+        file="proxy/pricing.py",
+        old="return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in charged.items()}",
+        new="return charged",
+        tests=(
+            "tests/test_billable.py"
+            "::test_a_served_tier_the_policy_does_not_price_charges_the_reservation_loudly",
+        ),
+        removes="an answer reporting an unpriced tier or tool is charged at least the reservation",
+    ),
+    Mutation(
+        name="tool-fees-not-charged",
+        file="proxy/pricing.py",
+        old="fees = sum(n * price.tool_calls[tool].per_call"
+        " for tool, n in _priced_tools(price, usage))",
+        new="fees = 0",
+        tests=(f"{EACH}[memory-web-search]", f"{EACH}[memory-anthropic-web-search]"),
+        removes="hosted tool calls are charged their fee per call",
+    ),
+    Mutation(
+        name="tool-calls-not-reserved",
+        file="proxy/billable.py",
+        old="calls.append((dearest, billables.pool))",
+        new="calls.append((dearest, 0))",
+        tests=(f"{EACH}[memory-web-search]", f"{EACH}[memory-file-and-web-search]"),
+        removes="Responses reserves max_tool_calls calls of the dearest hosted tool",
+    ),
+    Mutation(
+        name="tool-input-tokens-not-reserved",
+        file="proxy/billable.py",
+        old="extra += billables.pool * max(fees[tool].input_tokens for tool in billables.pooled)",
+        new="extra += 0",
+        tests=(f"{EACH}[memory-web-search-streamed]",),
+        removes="what each hosted tool call adds to the input is reserved",
+    ),
+    Mutation(
+        name="responses-tool-items-ignored",
+        file="proxy/shapes/responses.py",
+        old='tool_calls=responses_tool_calls(obj.get("output")),',
+        new="tool_calls=(),",
+        tests=(f"{EACH}[memory-web-search]", f"{EACH}[memory-web-search-streamed]"),
+        removes="hosted tool calls among a response's output items are charged",
+    ),
+    Mutation(
+        name="code-interpreter-charged-per-call",
+        file="proxy/billable.py",
+        old="if container is not None and container in containers:",
+        new="if False:",
+        tests=(f"{EACH}[memory-code-interpreter]",),
+        removes="code_interpreter is charged per container, not per call",
+    ),
+    Mutation(
+        name="server-tool-use-ignored",
+        file="proxy/shapes/messages.py",
+        old='tool_calls=anthropic_tool_calls(usage.get("server_tool_use")),',
+        new="tool_calls=(),",
+        tests=(
+            f"{EACH}[memory-anthropic-web-search]",
+            f"{EACH}[memory-anthropic-web-search-streamed]",
+        ),
+        removes="Anthropic server_tool_use.web_search_requests are charged at settlement",
+    ),
+    Mutation(
+        name="max-tool-calls-not-written",
+        file="proxy/billable.py",
+        old='limits = {"max_tool_calls": default_calls} if pooled and asked is None else {}',
+        new="limits: dict[str, int] = {}",
+        tests=(
+            "tests/test_billable.py"
+            "::test_with_a_hard_bound_the_plan_default_bounds_hosted_tool_calls_upstream",
+            f"{EACH}[memory-web-search-plan-default]",
+        ),
+        removes="with bound: hard the plan's default_max_tool_calls is sent as max_tool_calls",
+    ),
+    Mutation(
+        name="max-uses-not-written",
+        file="proxy/billable.py",
+        old='written.append({**tool, "max_uses": default_calls} if bounded else tool)',
+        new="written.append(tool)",
+        tests=(f"{EACH}[memory-anthropic-web-search-plan-default]",),
+        removes="with bound: hard an Anthropic server tool gets max_uses",
+    ),
+    Mutation(
+        name="unpriced-tool-forwarded",
+        file="proxy/billable.py",
+        old="if tool not in price.tool_calls:",
+        new="if False:",
+        tests=(
+            f"{REFUSED}[memory-hosted-tool-the-model-lacks]",
+            f"{REFUSED}[memory-anthropic-server-tool]",
+        ),
+        removes="a hosted tool the model does not price is refused",
+    ),
+    Mutation(
+        name="long-context-prices-ignored",
+        file="proxy/pricing.py",
+        old="if long is None or usage.prompt_tokens <= long.above:",
+        new="if True:",
+        tests=(f"{EACH}[memory-long-context]", f"{EACH}[memory-long-context-streamed]"),
+        removes="a prompt above the threshold is priced at the long-context prices",
+    ),
+    Mutation(
+        name="long-context-beta-forwarded",
+        file="proxy/billable.py",
+        old="if billables.long_context is not None and price.long_context is None:",
+        new="if False:",
+        tests=(
+            "tests/test_billable.py::test_a_long_context_beta_the_policy_does_not_price_is_refused",
+        ),
+        removes="an anthropic-beta context-1m header needs long-context prices",
+    ),
+    Mutation(
+        name="documents-not-reserved",
+        file="proxy/billable.py",
+        old="extra += len(billables.documents) * (price.document_tokens or 0)",
+        new="extra += 0",
+        tests=(
+            f"{EACH}[memory-document-responses]",
+            f"{EACH}[memory-stored-prompt]",
+            f"{EACH}[memory-document-messages]",
+        ),
+        removes="each document input reserves the model's documents tokens",
+    ),
+    Mutation(
+        name="unpriced-document-forwarded",
+        file="proxy/billable.py",
+        old="if billables.documents and price.document_tokens is None:",
+        new="if False:",
+        tests=(f"{REFUSED}[memory-document-file-id]", f"{REFUSED}[memory-anthropic-document]"),
+        removes="a document input the model does not price is refused",
+    ),
+    Mutation(
+        name="claude-tool-prompt-not-reserved",
+        file="proxy/billable.py",
+        old="extra += price.tool_prompt_tokens if billables.tools else 0",
+        new="extra += 0",
+        tests=(f"{BOUNDS}[memory-messages-tools-whole]", f"{EACH}[memory-claude-tool-prompt]"),
+        removes="a call with tools reserves the model's tool_prompt_tokens",
+    ),
+    Mutation(
+        name="claude-tool-prompt-default-zero",
+        file="proxy/policy/features.py",
+        old='return CLAUDE_TOOL_PROMPT_TOKENS if name.startswith("claude") else 0',
+        new="return 0",
+        tests=(f"{BOUNDS}[memory-messages-tools-whole]",),
+        removes="claude* models default to Anthropic's 346-token tool-use system prompt",
+    ),
+    Mutation(
+        name="fit-ignores-tier-and-fees",
+        file="proxy/reserve.py",
+        old="rest, output = fit_rates(price, Usage(variant.prompt_tokens, 0,"
+        " tool_calls=variant.tool_calls))",
+        new="rest, output = -(-variant.prompt_tokens * price.input // 10**6), price.output",
+        tests=(
+            "tests/test_billable.py"
+            "::test_a_completion_fitted_to_what_remains_is_priced_at_the_tier_and_tool_fees",
+        ),
+        removes="a fitted completion is priced at the tier, with the tool fees",
     ),
 )
 

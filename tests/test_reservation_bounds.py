@@ -4,8 +4,8 @@ The fake provider counts prompts by its own rules (proxy/fake_tokens.py: the pro
 rules, and documented stand-ins where none is published) and generates the whole completion
 limit. A budget one unit below what it bills for a call must refuse that call: a proxy whose
 estimate left out part of the prompt (`instructions`, `system`, a message's overhead, Claude's
-tokenizer factor) or some of the `n` choices would reserve less and let it through. An admitted
-call is charged exactly what the fake billed.
+tokenizer factor, Claude's tool-use system prompt) or some of the `n` choices would reserve less
+and let it through. An admitted call is charged exactly what the fake billed.
 """
 
 from __future__ import annotations
@@ -92,6 +92,21 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "max_tokens": LIMIT,
             "system": [{"type": "text", "text": LONG}],
             "messages": [{"role": "user", "content": [{"type": "text", "text": "Count."}]}],
+        },
+    ),
+    "messages-tools": (
+        "/v1/messages",
+        {
+            "model": "claude-sonnet-4",
+            "max_tokens": LIMIT,
+            "tools": [
+                {
+                    "name": "get_weather",
+                    "description": "Weather for a city",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                }
+            ],
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
         },
     ),
 }

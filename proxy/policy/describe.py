@@ -96,15 +96,49 @@ def _upstreams(policy: Policy) -> list[str]:
 
 
 def _models(policy: Policy) -> list[str]:
-    lines = ["Models (USD per 1M tokens: input / cached input / output)"]
+    lines = [
+        "Models (USD per 1M tokens: input / cached input / output; exact names, dated snapshots)",
+        f"{_INDENT}refused (400 unpriced_feature) unless priced below: service tiers, hosted "
+        "tools, documents, long-context betas",
+    ]
     width = max((len(name) for name in policy.models), default=0)
     for price in policy.models.values():
         lines.append(
             f"{_INDENT}{price.name:<{width}}  {usd(price.input)} / {usd(price.cached_input)} / "
             f"{usd(price.output)}  ({price.encoding}){_model_extras(price)}"
         )
+        lines += [f"{_INDENT * 3}{line}" for line in _billables(price)]
     if not policy.models:
         lines.append(f"{_INDENT}none: every request is refused, as no model has a price")
+    return lines
+
+
+def _billables(price: ModelPrice) -> list[str]:
+    """What a model prices besides its tokens, one line each."""
+    lines = []
+    if price.service_tiers:
+        tiers = ", ".join(f"{t} ×{float(f):g}" for t, f in price.service_tiers.items())
+        dearest = max(price.service_tiers.items(), key=lambda tier: tier[1])
+        auto = dearest[0] if dearest[1] > 1 else "the standard tier"
+        lines.append(f"service tiers: {tiers} (auto and no tier reserve {auto})")
+    if price.tool_calls:
+        tools = ", ".join(
+            f"{tool} {usd(fee.per_call)}"
+            + (f" + {fee.input_tokens:,} input tokens" if fee.input_tokens else "")
+            for tool, fee in price.tool_calls.items()
+        )
+        lines.append(f"hosted tools, USD per call: {tools}")
+    long = price.long_context
+    if long is not None:
+        write = "" if long.cache_write is None else f"; cache_write {usd(long.cache_write)}"
+        lines.append(
+            f"prompt above {long.above:,} tokens: {usd(long.input)} / {usd(long.cached_input)} "
+            f"/ {usd(long.output)}{write}"
+        )
+    if price.document_tokens is not None:
+        lines.append(f"documents: {price.document_tokens:,} prompt tokens reserved each")
+    if price.tool_prompt_tokens:
+        lines.append(f"tool prompt: {price.tool_prompt_tokens:,} tokens on a call with tools")
     return lines
 
 
@@ -136,7 +170,10 @@ def _plans(policy: Policy) -> list[str]:
 
 
 def _plan(plan: Plan) -> list[str]:
-    lines = [f"{_INDENT}{plan.name} (default max_tokens {plan.default_max_tokens})"]
+    lines = [
+        f"{_INDENT}{plan.name} (default max_tokens {plan.default_max_tokens}, "
+        f"hosted tool calls {plan.default_max_tool_calls})"
+    ]
     lines += [f"{_INDENT * 2}{budget.level:<9}  {_budget(budget)}" for budget in plan.budgets]
     if not plan.budgets:
         lines.append(f"{_INDENT * 2}no budgets: spending is recorded but never limited")

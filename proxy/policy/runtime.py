@@ -8,6 +8,7 @@ so the request path never parses, converts or second-guesses a policy value.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -112,6 +113,9 @@ class Plan:
     action_budgets: tuple[Budget, ...] = ()
     """What actions reserve on (ACTION_UNITS, POST /v1/cycles/reservations): at most one per
     level, in LEVELS order. A level may have a call budget and an action budget."""
+    default_max_tool_calls: int = 10
+    """Hosted tool calls reserved (and, with bound: hard, written as the limit) for a call that
+    enables hosted tools and sets no `max_tool_calls` (Responses) or `max_uses` (Anthropic)."""
 
     def budget_for(self, level: str) -> Budget | None:
         """The level's call budget."""
@@ -130,6 +134,38 @@ class ActionPrice:
     name: str
     unit: Unit
     amount: int
+
+
+STANDARD_TIERS = frozenset({"default", "standard", "standard_only"})
+"""Service tier names that mean the model's own prices (OpenAI's `default`, Anthropic's
+`standard` and `standard_only`). `auto` is not a tier: the provider picks one."""
+
+CLAUDE_TOOL_PROMPT_TOKENS = 346
+"""Anthropic's tool-use system prompt for the Claude 4 models (and 3.7 Sonnet) with tool_choice
+auto or none (313 with any or tool), billed on every call that sends `tools`: the default
+`tool_prompt_tokens` of a model whose name starts with `claude`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFee:
+    """A hosted tool's price per call: `per_call` units (a container, for code_interpreter),
+    and the input tokens each call may add to the prompt (search results, fetched pages)."""
+
+    per_call: int
+    input_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LongContext:
+    """Prices (units per 1M tokens) of every token of a call whose prompt, cache reads and
+    writes included, is above `above` tokens."""
+
+    above: int
+    input: int
+    cached_input: int
+    output: int
+    cache_write: int | None = None
+    """None: the long-context input price."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +197,36 @@ class ModelPrice:
     """The model may bill reasoning tokens it never streams, so a stream that ends without a
     usage report is charged its reservation (model_rules.hides_reasoning). None: only when the
     request enables thinking."""
+    service_tiers: Mapping[str, Fraction] = field(default_factory=dict)
+    """Service tiers the model may be served at, other than the standard one, and the factor
+    each multiplies every token price by (priority: 2, flex: 1/2)."""
+    tool_calls: Mapping[str, ToolFee] = field(default_factory=dict)
+    """Hosted tools billed per call (web_search, file_search, code_interpreter, ...)."""
+    long_context: LongContext | None = None
+    """Dearer prices above a prompt size; None: the same prices at every size."""
+    document_tokens: int | None = None
+    """Prompt tokens reserved per document input (a PDF or file by id, URL or data, a stored
+    prompt), whose content the proxy cannot count; None: documents are refused."""
+    tool_prompt_tokens: int = 0
+    """Prompt tokens the provider adds to every call that sends tools (Claude's tool-use system
+    prompt)."""
+    tier: str | None = None
+    """Set per call, never in the policy: the service tier the call was reserved at, which it is
+    charged at when the answer names none (None: standard)."""
+
+
+_DATED = re.compile(r"(.+)-(?:(\d{4})-(\d{2})-(\d{2})|(\d{4})(\d{2})(\d{2})|(\d{2})(\d{2}))")
+
+
+def snapshot_of(model: str) -> str | None:
+    """The model `model` is a dated snapshot of, or None: a name ending in a date, written
+    `-YYYY-MM-DD` (OpenAI), `-YYYYMMDD` (Anthropic) or `-MMDD` (older OpenAI snapshots), with
+    a month 01-12 and a day 01-31."""
+    found = _DATED.fullmatch(model)
+    if found is None:
+        return None
+    month, day = [int(d) for d in found.groups()[1:] if d is not None][-2:]
+    return found.group(1) if 1 <= month <= 12 and 1 <= day <= 31 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,18 +386,15 @@ class Policy:
         return None
 
     def price_for(self, model: str) -> ModelPrice | None:
-        """The price entry for `model` (an alias's model for an alias): exact name, else the
-        longest entry that is a prefix ending at a `-` boundary (so a dated snapshot like
-        gpt-4o-2024-08-06 prices as gpt-4o)."""
+        """The price entry for `model` (an alias's model for an alias): its exact name, else the
+        entry it is a dated snapshot of (gpt-4o-2024-08-06, gpt-4-0613, claude-sonnet-4-20250514).
+        Nothing is matched by prefix: o1-pro is not o1, gpt-4o-audio-preview is not gpt-4o."""
         model = self.priced_as(model)
         exact = self.models.get(model)
         if exact is not None:
             return exact
-        best: ModelPrice | None = None
-        for name, price in self.models.items():
-            if model.startswith(name + "-") and (best is None or len(name) > len(best.name)):
-                best = price
-        return best
+        undated = snapshot_of(model)
+        return None if undated is None else self.models.get(undated)
 
     def route_for(self, model: str) -> Route | None:
         """First route whose glob matches the model wins."""

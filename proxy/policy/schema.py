@@ -24,6 +24,7 @@ from proxy.encodings import encoding_for_model
 from proxy.errors import PolicyError
 from proxy.model_rules import default_limit_field, reasons_by_name
 from proxy.policy.aliases import compile_aliases
+from proxy.policy.features import compile_features
 from proxy.policy.fields import fields_at
 from proxy.policy.plans import compile_degrade, compile_quotas
 from proxy.policy.runtime import (
@@ -255,7 +256,7 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
     if model.cache_write is not None:
         cache_write = _amount(model.cache_write, USD_PLACES, (*loc, "cache_write"), what, out)
     factor = Fraction(model.tokenizer_factor or 1)
-    media = {
+    media: dict[str, Any] = {
         kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
         for kind in ("audio_input", "audio_output", "image_input", "image_output")
         if (value := getattr(model, kind)) is not None
@@ -272,6 +273,7 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         limit_field=model.limit_field or default_limit_field(name),
         reasoning=reasons_by_name(name) if model.reasoning is None else model.reasoning,
         **media,
+        **compile_features(name, model, lambda at, message: out.append(Issue(at, message))),
     )
 
 
@@ -281,7 +283,9 @@ def _plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan
         out.append(Issue(("plans", name), message))
     budgets = _budgets(("plans", name, "budgets"), plan.budgets, out)
     action_budgets = _budgets(("plans", name, "action_budgets"), plan.action_budgets, out)
-    given = plan.model_dump(include={"default_max_tokens"}, exclude_none=True)
+    given = plan.model_dump(
+        include={"default_max_tokens", "default_max_tool_calls"}, exclude_none=True
+    )
 
     def report(loc: Loc, message: str) -> None:
         out.append(Issue(loc, message))

@@ -173,6 +173,50 @@ class RouteSpec(_Spec):
     timeouts: RouteTimeoutsSpec | None = None
 
 
+Multiplier = Annotated[Decimal, BeforeValidator(_not_float), Field(gt=0, le=100)]
+FeatureName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+"""A service tier or hosted tool as the provider names it: `priority`, `web_search`."""
+Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class ToolFeeSpec(_Spec):
+    """A hosted tool's price: USD per call, and the input tokens one call may add."""
+
+    per_call: Money
+    input_tokens: Tokens = 0
+    """Input tokens one call may add to the prompt (search results, a fetched page): reserved
+    per call; the provider's usage report counts them."""
+
+
+def _fee_shorthand(value: object) -> object:
+    """`web_search: 0.01` is `web_search: {per_call: 0.01}`."""
+    return value if isinstance(value, dict | ToolFeeSpec) else {"per_call": value}
+
+
+ToolFee = Annotated[ToolFeeSpec, BeforeValidator(_fee_shorthand)]
+
+
+class LongContextSpec(_Spec):
+    """USD per 1M tokens of every token of a call whose prompt is above `above` tokens."""
+
+    above: Annotated[int, Field(gt=0)]
+    input: Money
+    cached_input: Money | None = None
+    """Default: the long-context input price."""
+    cache_write: Money | None = None
+    """Default: the long-context input price."""
+    output: Money
+
+
+class DocumentsSpec(_Spec):
+    """Prompt tokens reserved per document input: `tokens_per_file`, or `tokens_per_page` times
+    `pages` (the most pages a document may have)."""
+
+    tokens_per_file: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
+    tokens_per_page: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
+    pages: Annotated[int, Field(gt=0, le=100_000)] | None = None
+
+
 class ModelSpec(_Spec):
     """USD per 1M tokens."""
 
@@ -206,6 +250,18 @@ class ModelSpec(_Spec):
     """It may bill reasoning tokens it does not stream: a stream without a usage report is
     charged its reservation. Default: true for the o-series and gpt-5; otherwise only calls
     that enable thinking in the request (Claude's `thinking`)."""
+    service_tiers: dict[FeatureName, Multiplier] = {}
+    """Service tiers besides the standard one, each a factor on every token price
+    (`priority: 2`, `flex: 0.5`); a call asking for another tier is refused."""
+    tool_calls: dict[FeatureName, ToolFee] = {}
+    """Hosted tools, USD per call (or {per_call, input_tokens}); a call enabling another hosted
+    tool is refused."""
+    long_context: LongContextSpec | None = None
+    documents: DocumentsSpec | None = None
+    """What a document input reserves; without it, documents are refused."""
+    tool_prompt_tokens: Tokens | None = None
+    """Prompt tokens the provider adds to a call that sends tools; default 346 for `claude*`
+    models (Anthropic's tool-use system prompt), 0 otherwise."""
 
 
 class BudgetSpec(_Spec):
@@ -289,6 +345,8 @@ class AlertsSpec(_Spec):
 
 class PlanSpec(_Spec):
     default_max_tokens: Annotated[int, Field(gt=0)] | None = None
+    default_max_tool_calls: Annotated[int, Field(gt=0, le=10_000)] | None = None
+    """Hosted tool calls reserved when a call sets no max_tool_calls / max_uses (default 10)."""
     budgets: dict[str, BudgetSpec] = {}
     """What LLM calls reserve on (USD or TOKENS), by level."""
     action_budgets: dict[str, ActionBudgetSpec] = {}

@@ -5,7 +5,8 @@
 policy's `tokenizer_factor` scales the count (call.py), since Claude's tokenizer is not available
 offline. Usage: `input_tokens` excludes the cache, so the prompt is input + cache writes + cache
 reads; a stream reports input and cache tokens in `message_start` and the cumulative
-`output_tokens` in `message_delta`.
+`output_tokens` in `message_delta`. The usage also says what else was billed: the
+`service_tier` and the server tools' calls (`server_tool_use.web_search_requests`, ...).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from proxy.billable import anthropic_tool_calls
 from proxy.errors import BadRequest, ClientError
 from proxy.estimate import (
     REPLY_PRIMING,
@@ -87,7 +89,7 @@ def usage_of_message(obj: Mapping[str, Any]) -> Usage | None:
 
 def parse_usage(usage: Any) -> Usage | None:
     """An Anthropic `usage` object: cache writes and reads are prompt tokens besides
-    `input_tokens`."""
+    `input_tokens`; `service_tier` and `server_tool_use` say what else was billed."""
     if not isinstance(usage, dict):
         return None
     fresh = token_count(usage.get("input_tokens"))
@@ -96,7 +98,15 @@ def parse_usage(usage: Any) -> Usage | None:
         return None
     written = token_count(usage.get("cache_creation_input_tokens")) or 0
     read = token_count(usage.get("cache_read_input_tokens")) or 0
-    return Usage(fresh + written + read, output, read, written)
+    tier = usage.get("service_tier")
+    return Usage(
+        fresh + written + read,
+        output,
+        read,
+        written,
+        service_tier=tier if isinstance(tier, str) else None,
+        tool_calls=anthropic_tool_calls(usage.get("server_tool_use")),
+    )
 
 
 class MessagesStreamUsage(StreamUsage):

@@ -6,7 +6,9 @@ their outputs, reasoning, ...), which are counted by their JSON. `instructions` 
 message and a string `input` a user message, each counted with its role's tokens as chat counts
 a message. `max_output_tokens` is the completion bound. Usage comes from the body, or from the
 `response.completed` (or `.incomplete`, `.failed`) event of a stream; both carry
-`usage.input_tokens`, `output_tokens` and the cached and reasoning details.
+`usage.input_tokens`, `output_tokens` and the cached and reasoning details, and the response
+says what else it billed: its `service_tier`, and the hosted tool calls among its `output`
+items (billable.py).
 
 Stored state: OpenAI keeps a response (`store` defaults to true) under the provider's account.
 With `identity: api_key` every tenant shares that account, so another tenant holding a response
@@ -16,9 +18,11 @@ needs stored state (`previous_response_id`, `conversation`, `background`, `store
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from proxy.billable import responses_tool_calls
 from proxy.errors import BadRequest
 from proxy.estimate import (
     IMAGE_TOKENS,
@@ -94,8 +98,17 @@ def gateway_rules(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def usage_of_response(obj: Mapping[str, Any]) -> Usage | None:
-    """The usage of a whole response, or None if it is missing or malformed."""
-    return parse_usage(obj.get("usage"))
+    """The usage of a whole response, or None if it is missing or malformed: its tokens, the
+    service tier it reports and the hosted tool calls among its output items."""
+    usage = parse_usage(obj.get("usage"))
+    if usage is None:
+        return None
+    tier = obj.get("service_tier")
+    return dataclasses.replace(
+        usage,
+        service_tier=tier if isinstance(tier, str) else None,
+        tool_calls=responses_tool_calls(obj.get("output")),
+    )
 
 
 def parse_usage(usage: Any) -> Usage | None:
@@ -121,7 +134,7 @@ class ResponsesStreamUsage(StreamUsage):
         if kind in _TERMINAL:
             self.done = True
             response = event.get("response")
-            usage = parse_usage(response.get("usage")) if isinstance(response, dict) else None
+            usage = usage_of_response(response) if isinstance(response, dict) else None
             if usage is not None:
                 self.usage = usage
         elif kind in _STREAMED_TEXT:

@@ -1,0 +1,333 @@
+"""What a request may be billed for besides its tokens, and what its reservation holds for it.
+No I/O.
+
+The proxy can only promise "billed ≤ charged ≤ reserved" for what it prices (DESIGN, "What is
+billable: a closed world"), so every billed dimension a request can turn on is read here, and a
+model whose policy entry does not price it refuses the call with 400 `unpriced_feature`:
+
+- **Service tier** (`service_tier` on chat, Responses and Messages). `default` (Anthropic:
+  `standard_only`) is the model's own price. `auto`, and no tier at all (which both providers
+  treat as auto: the account's configured tier), reserve at the dearest tier the model prices,
+  since the provider may serve the call at it; any other tier must be priced. The call is
+  charged at the tier the answer reports (pricing.py).
+- **Hosted tools**, billed per call. Responses `tools` of type web_search (and
+  web_search_preview), file_search, code_interpreter (per container), image_generation, or any
+  type not known to be billed by tokens alone; Anthropic server tools (web_search_*,
+  web_fetch_*, code_execution_*, any typed tool not known to run on the client). Responses'
+  `max_tool_calls` bounds all built-in tool calls of a response, so that many calls of the
+  dearest tool are reserved (code_interpreter: one container besides); an Anthropic tool's
+  `max_uses` bounds its own. Without one the plan's `default_max_tool_calls` is reserved and,
+  with `bound: hard`, written into the request. Each call may add the tool's `input_tokens`.
+- **Documents**: chat `file` parts, Responses `input_file` parts and a stored `prompt`, Anthropic
+  `document` blocks that are not inline text. Their JSON (a file id, a URL) says nothing of what
+  the provider bills, so each reserves the model's `documents` tokens.
+- **Long context**: an `anthropic-beta: context-1m-…` header lets a prompt pass 200K tokens at
+  the model's long-context prices, which must be priced.
+- **Tool prompt**: a call that sends tools reserves the model's `tool_prompt_tokens` (Claude's
+  tool-use system prompt).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.errors import BadRequest
+from proxy.policy.runtime import STANDARD_TIERS, ModelPrice
+
+AUTO = "auto"
+FREE_RESPONSES_TOOLS = frozenset(
+    {"function", "custom", "custom_tool", "mcp", "computer_use_preview", "computer"}
+    | {"local_shell", "shell", "apply_patch"}
+)
+"""Responses tool types (and `<type>_call` output items) billed by tokens alone: the client's
+own functions, MCP servers, and tools the client runs (computer use, shell, patches)."""
+FREE_ANTHROPIC_TOOLS = frozenset({"custom", "bash", "text_editor", "computer", "memory"})
+"""Anthropic tool types that run on the client and are billed by tokens alone."""
+BOUNDED_BY_MAX_USES = frozenset({"web_search", "web_fetch"})
+"""Anthropic server tools that take `max_uses`."""
+PER_CONTAINER = "code_interpreter"
+"""Billed per container, not per call: one is reserved per call that enables it."""
+LONG_CONTEXT_BETA = "context-1m"
+_ANTHROPIC_DATE = re.compile(r"_\d{8}$")
+_OPENAI_DATE = re.compile(r"_\d{4}_\d{2}_\d{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Billables:
+    """What a request turns on that is billed apart from its tokens."""
+
+    tier: str = AUTO
+    """The service tier asked for (`auto` when none is)."""
+    pooled: tuple[str, ...] = ()
+    """Hosted tools whose calls share one bound (Responses' max_tool_calls)."""
+    pool: int = 0
+    """The calls that bound allows."""
+    own: tuple[tuple[str, int], ...] = ()
+    """Hosted tools with a bound of their own (Anthropic's max_uses, a code_interpreter
+    container), and that bound."""
+    documents: tuple[str, ...] = ()
+    """Where each document input is, e.g. `input[0].content[1]`."""
+    long_context: str | None = None
+    """The beta header that enables long-context prices, if sent."""
+    tools: bool = False
+    """The request sends tool definitions."""
+    limits: Mapping[str, Any] = field(default_factory=dict)
+    """Body changes that bound hosted tool calls, written with bound: hard."""
+
+
+def read(
+    endpoint: str, body: Mapping[str, Any], betas: Sequence[str], default_calls: int
+) -> Billables:
+    """What `body` (on `endpoint`, sent with the `anthropic-beta` values `betas`) turns on."""
+    if endpoint == "responses":
+        return _responses(body, default_calls)
+    if endpoint == "messages":
+        return _messages(body, betas, default_calls)
+    if endpoint == "chat":
+        return Billables(
+            tier=_tier(body),
+            documents=_parts(body.get("messages"), "messages", "content", _chat_document),
+            tools=_has_tools(body),
+        )
+    return Billables(tier="default")
+
+
+def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest | None:
+    """The 400 for the first thing `billables` turns on that `price` does not price, if any."""
+    where = f"models.{price.name}"
+    tier = billables.tier
+    if tier != AUTO and tier not in STANDARD_TIERS and tier not in price.service_tiers:
+        return _unpriced(
+            f"Model {model!r} has no price for service_tier {tier!r}. Leave service_tier out, "
+            f"or ask the operator to add `service_tiers: {{{tier}: <factor>}}` to {where}.",
+            "service_tier",
+        )
+    for tool in (*billables.pooled, *(name for name, _ in billables.own)):
+        if tool not in price.tool_calls:
+            return _unpriced(
+                f"Model {model!r} has no price for the hosted tool {tool!r}, whose calls are "
+                f"billed apart. Remove it from 'tools', or ask the operator to add "
+                f"`tool_calls: {{{tool}: <USD per call>}}` to {where}.",
+                "tools",
+            )
+    if billables.documents and price.document_tokens is None:
+        at = billables.documents[0]
+        return _unpriced(
+            f"Model {model!r} has no price for document inputs ({at}): what a file, a URL or a "
+            "stored prompt bills cannot be counted from the request. Send its text instead, or "
+            f"ask the operator to add `documents: {{tokens_per_file: <tokens>}}` to {where}.",
+            at,
+        )
+    if billables.long_context is not None and price.long_context is None:
+        return _unpriced(
+            f"The anthropic-beta {billables.long_context!r} lets model {model!r} bill long "
+            "prompts at long-context prices, which the policy does not have. Leave the beta "
+            f"out, or ask the operator to add `long_context: {{above: 200000, input: <USD>, "
+            f"output: <USD>}}` to {where}.",
+            None,
+        )
+    return None
+
+
+ToolCalls = tuple[tuple[str, int], ...]
+
+
+def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, int, ToolCalls]:
+    """What the call is reserved at on `price` (refusal found nothing): the price with the tier
+    reserved, the prompt tokens to add (documents, tool results, the tool prompt), and the
+    hosted tool calls to reserve, as `Usage.tool_calls`."""
+    fees = price.tool_calls
+    calls = list(billables.own)
+    extra = sum(n * fees[tool].input_tokens for tool, n in billables.own)
+    if billables.pooled and billables.pool:
+        dearest = max(billables.pooled, key=lambda tool: fees[tool].per_call)
+        calls.append((dearest, billables.pool))
+        extra += billables.pool * max(fees[tool].input_tokens for tool in billables.pooled)
+    extra += len(billables.documents) * (price.document_tokens or 0)
+    extra += price.tool_prompt_tokens if billables.tools else 0
+    tiered = dataclasses.replace(price, tier=_reserved_tier(price, billables.tier))
+    return tiered, extra, tuple(calls)
+
+
+def responses_tool_calls(output: Any) -> ToolCalls:
+    """Hosted tool calls in a response's `output` items (`web_search_call`, ...), by tool;
+    code_interpreter counts its distinct containers."""
+    counts: dict[str, int] = {}
+    containers: set[object] = set()
+    for item in output if isinstance(output, list) else ():
+        kind = item.get("type") if isinstance(item, dict) else None
+        if not isinstance(kind, str) or not kind.endswith("_call"):
+            continue
+        tool = _responses_tool(kind.removesuffix("_call"))
+        if tool == PER_CONTAINER:
+            container = item.get("container_id")
+            if container is not None and container in containers:
+                continue
+            containers.add(container if container is not None else object())
+        if tool is not None:
+            counts[tool] = counts.get(tool, 0) + 1
+    return tuple(sorted(counts.items()))
+
+
+def anthropic_tool_calls(server_tool_use: Any) -> ToolCalls:
+    """Server tool calls in an Anthropic usage's `server_tool_use` (`web_search_requests`...)."""
+    if not isinstance(server_tool_use, dict):
+        return ()
+    return tuple(
+        sorted(
+            (name.removesuffix("_requests"), n)
+            for name, n in server_tool_use.items()
+            if name.endswith("_requests") and _count(n) and n > 0
+        )
+    )
+
+
+# -- reading requests ----------------------------------------------------------------------------
+
+
+def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
+    hosted = [tool for kind in _tool_types(body) if (tool := _responses_tool(kind)) is not None]
+    pooled = tuple(dict.fromkeys(t for t in hosted if t != PER_CONTAINER))
+    own = ((PER_CONTAINER, 1),) if PER_CONTAINER in hosted else ()
+    asked = body.get("max_tool_calls")
+    if asked is not None and not _count(asked):
+        raise BadRequest(
+            "'max_tool_calls' must be a non-negative integer: the most built-in tool calls the "
+            "response may make",
+            param="max_tool_calls",
+        )
+    limits = {"max_tool_calls": default_calls} if pooled and asked is None else {}
+    documents = _parts(body.get("input"), "input", "content", _responses_document)
+    if isinstance(body.get("prompt"), dict) and body["prompt"].get("id") is not None:
+        documents = ("prompt", *documents)
+    return Billables(
+        tier=_tier(body),
+        pooled=pooled,
+        pool=default_calls if asked is None else asked,
+        own=own,
+        documents=documents,
+        tools=_has_tools(body),
+        limits=limits,
+    )
+
+
+def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int) -> Billables:
+    tools = body.get("tools")
+    own: list[tuple[str, int]] = []
+    written: list[Any] = []
+    for index, tool in enumerate(tools if isinstance(tools, list) else ()):
+        name = _anthropic_tool(tool)
+        uses = tool.get("max_uses") if name is not None else None
+        if uses is not None and not (_count(uses) and uses > 0):
+            raise BadRequest(
+                f"tools[{index}].max_uses must be a positive integer", param=f"tools[{index}]"
+            )
+        bounded = name in BOUNDED_BY_MAX_USES and uses is None
+        written.append({**tool, "max_uses": default_calls} if bounded else tool)
+        if name is not None:
+            own.append((name, default_calls if uses is None else uses))
+    unbounded = any(w is not t for w, t in zip(written, tools or (), strict=False))
+    beta = next((b for b in betas if b.startswith(LONG_CONTEXT_BETA)), None)
+    return Billables(
+        tier=_tier(body),
+        own=tuple(own),
+        documents=_parts(body.get("messages"), "messages", "content", _anthropic_document),
+        long_context=beta,
+        tools=_has_tools(body),
+        limits={"tools": written} if unbounded else {},
+    )
+
+
+def _tier(body: Mapping[str, Any]) -> str:
+    tier = body.get("service_tier", AUTO)
+    if not isinstance(tier, str):
+        raise BadRequest(
+            "'service_tier' must be a string such as 'default', 'auto' or 'flex'",
+            param="service_tier",
+        )
+    return tier
+
+
+def _reserved_tier(price: ModelPrice, asked: str) -> str | None:
+    if asked in STANDARD_TIERS:
+        return None
+    if asked != AUTO:
+        return asked
+    dearest = max(price.service_tiers.items(), key=lambda tier: tier[1], default=None)
+    return dearest[0] if dearest is not None and dearest[1] > 1 else None
+
+
+def _tool_types(body: Mapping[str, Any]) -> list[str]:
+    tools = body.get("tools")
+    return [
+        t["type"]
+        for t in (tools if isinstance(tools, list) else ())
+        if isinstance(t, dict) and isinstance(t.get("type"), str)
+    ]
+
+
+def _responses_tool(kind: str) -> str | None:
+    """The tool a Responses tool type (or `<type>_call` item) is priced as; None if free."""
+    name = _OPENAI_DATE.sub("", kind).removesuffix("_preview")
+    return None if name in FREE_RESPONSES_TOOLS or kind in FREE_RESPONSES_TOOLS else name
+
+
+def _anthropic_tool(tool: Any) -> str | None:
+    """The server tool an Anthropic tool definition is priced as; None for client tools."""
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if not isinstance(kind, str):
+        return None
+    name = _ANTHROPIC_DATE.sub("", kind)
+    return None if name in FREE_ANTHROPIC_TOOLS else name
+
+
+def _has_tools(body: Mapping[str, Any]) -> bool:
+    tools = body.get("tools")
+    return isinstance(tools, list) and bool(tools)
+
+
+def _parts(items: Any, path: str, key: str, is_document: Any) -> tuple[str, ...]:
+    """Where the documents are among `items[i][key][j]` (and one level of nested content:
+    tool results, function call outputs)."""
+    found: list[str] = []
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        if not isinstance(item, dict):
+            continue
+        name = key if isinstance(item.get(key), list) else "output"
+        content = item.get(name)
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            here = f"{path}[{i}].{name}[{j}]"
+            nested = part.get("content") if isinstance(part, dict) else None
+            if is_document(part):
+                found.append(here)
+            elif isinstance(nested, list):
+                found += [f"{here}.content[{k}]" for k, p in enumerate(nested) if is_document(p)]
+    return tuple(found)
+
+
+def _chat_document(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "file"
+
+
+def _responses_document(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "input_file"
+
+
+def _anthropic_document(block: Any) -> bool:
+    if not isinstance(block, dict) or block.get("type") != "document":
+        return False
+    source = block.get("source")
+    # Inline text (or content blocks) is counted like any text; a PDF, a URL or a file id is not.
+    return not (isinstance(source, dict) and source.get("type") in ("text", "content"))
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _unpriced(message: str, param: str | None) -> BadRequest:
+    return BadRequest(message, code="unpriced_feature", param=param)

@@ -1,0 +1,120 @@
+"""A model's prices beyond its tokens, as written → their runtime form: service tiers, hosted
+tools, long-context prices, documents and the tool prompt.
+
+Everything a provider may bill a call for must be priced here or the call is refused
+(proxy/billable.py), so each field checks that the reservation it leads to stays an upper bound:
+a long-context price below the normal one, or a tier named like the standard one, is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from proxy.policy.runtime import (
+    CLAUDE_TOOL_PROMPT_TOKENS,
+    STANDARD_TIERS,
+    LongContext,
+    ToolFee,
+)
+from proxy.policy.spec import DocumentsSpec, LongContextSpec, ModelSpec, ToolFeeSpec
+from proxy.policy.units import USD_PLACES, AmountError, to_units
+
+Loc = tuple[str | int, ...]
+Report = Callable[[Loc, str], None]
+
+
+def compile_features(name: str, model: ModelSpec, report: Report) -> dict[str, Any]:
+    """The `ModelPrice` fields priced apart from tokens, by name."""
+    loc: Loc = ("models", name)
+    return {
+        "service_tiers": _tiers((*loc, "service_tiers"), model.service_tiers, report),
+        "tool_calls": {
+            tool: _tool((*loc, "tool_calls", tool), fee, report)
+            for tool, fee in model.tool_calls.items()
+        },
+        "long_context": _long_context((*loc, "long_context"), model, report),
+        "document_tokens": _documents((*loc, "documents"), model.documents, report),
+        "tool_prompt_tokens": _tool_prompt(name, model),
+    }
+
+
+def _tiers(loc: Loc, tiers: dict[str, Decimal], report: Report) -> dict[str, Fraction]:
+    for tier in tiers:
+        if tier in STANDARD_TIERS or tier == "auto":
+            report(
+                (*loc, tier),
+                f"{tier!r} is not a tier to price: default/standard/standard_only are the "
+                "model's own prices, and auto reserves the dearest tier listed here",
+            )
+    return {tier: Fraction(factor) for tier, factor in tiers.items()}
+
+
+def _tool(loc: Loc, spec: ToolFeeSpec, report: Report) -> ToolFee:
+    per_call = _usd(spec.per_call, (*loc, "per_call"), ("per_call", "USD"), report)
+    return ToolFee(per_call, spec.input_tokens)
+
+
+def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | None:
+    spec: LongContextSpec | None = model.long_context
+    if spec is None:
+        return None
+    for kind, normal in (
+        ("input", model.input),
+        ("cached_input", model.cached_input),
+        ("cache_write", model.cache_write),
+        ("output", model.output),
+    ):
+        above = getattr(spec, kind)
+        if above is not None and normal is not None and above < normal:
+            report(
+                (*loc, kind),
+                f"{above} is below the model's {kind} ({normal}): long-context prices are a "
+                "premium, and the reservation of a call just above the threshold must cover "
+                "the same call priced normally",
+            )
+    what = "price", "USD per 1M tokens"
+    long_input = _usd(spec.input, (*loc, "input"), what, report)
+    cached = spec.cached_input
+    write = spec.cache_write
+    return LongContext(
+        above=spec.above,
+        input=long_input,
+        cached_input=long_input
+        if cached is None
+        else _usd(cached, (*loc, "cached_input"), what, report),
+        output=_usd(spec.output, (*loc, "output"), what, report),
+        cache_write=None if write is None else _usd(write, (*loc, "cache_write"), what, report),
+    )
+
+
+def _documents(loc: Loc, spec: DocumentsSpec | None, report: Report) -> int | None:
+    if spec is None:
+        return None
+    paged = spec.tokens_per_page is not None or spec.pages is not None
+    if spec.tokens_per_file is not None and not paged:
+        return spec.tokens_per_file
+    if spec.tokens_per_file is None and spec.tokens_per_page is not None and spec.pages is not None:
+        return spec.tokens_per_page * spec.pages
+    report(
+        loc,
+        "give either tokens_per_file, or tokens_per_page with pages (the most pages a document "
+        "may have): e.g. {tokens_per_file: 30000} or {tokens_per_page: 1500, pages: 100}",
+    )
+    return None
+
+
+def _tool_prompt(name: str, model: ModelSpec) -> int:
+    if model.tool_prompt_tokens is not None:
+        return model.tool_prompt_tokens
+    return CLAUDE_TOOL_PROMPT_TOKENS if name.startswith("claude") else 0
+
+
+def _usd(value: Decimal, loc: Loc, what: tuple[str, str], report: Report) -> int:
+    try:
+        return to_units(value, USD_PLACES, *what)
+    except AmountError as exc:
+        report(loc, str(exc))
+        return 0

@@ -1,0 +1,192 @@
+"""A policy that prices more than tokens (service tiers, hosted tools, long context, documents,
+Claude's tool prompt), the oracle for what the fake provider billed under it, and a way to see
+what one call reserved.
+
+The oracle is DESIGN.md's formula written here, apart from proxy.pricing: every token at its
+price (the long-context prices when the fake says the prompt was above the threshold), times
+the tier's factor, plus each hosted tool use at its fee, rounded up once."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from proxy.fake_openai import Billed
+from proxy.ledger.base import BalanceRow, Ledger
+from proxy.policy import load_policy
+from proxy.policy.runtime import Policy
+
+UNITS = 10**8
+HEADERS = {"X-Cycles-Tenant": "alpha"}
+LONG_ABOVE = 2000
+"""The long-context threshold of claude-sonnet-4-5 here, and of the fake in these tests."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per 1M tokens."""
+
+    input: str
+    cached: str
+    cache_write: str
+    output: str
+
+
+PRICES = {
+    "gpt-4o": Prices("2.50", "1.25", "2.50", "10"),
+    "gpt-4": Prices("30", "30", "30", "60"),
+    "gpt-5": Prices("1.25", "0.125", "1.25", "10"),
+    "gpt-4o-mini": Prices("0.15", "0.075", "0.15", "0.60"),
+    "claude-sonnet-4": Prices("3", "0.30", "3.75", "15"),
+    "claude-sonnet-4-5": Prices("3", "0.30", "3.75", "15"),
+    "claude-haiku-4": Prices("1", "0.10", "1.25", "5"),
+}
+LONG = {"claude-sonnet-4-5": Prices("6", "0.60", "7.50", "22.50")}
+TIERS = {"gpt-5": {"priority": Fraction(2), "flex": Fraction(1, 2)}, "gpt-4o-mini": {}}
+FEES = {
+    "gpt-5": {"web_search": "0.01", "file_search": "0.0025", "code_interpreter": "0.03"},
+    "claude-sonnet-4": {"web_search": "0.01"},
+}
+PRICED_AS = {"gpt-4o-2024-08-06": "gpt-4o", "gpt-4-0613": "gpt-4", "chatgpt-4o-latest": "gpt-4o"}
+PRICED_AS["claude-sonnet-4-20250514"] = "claude-sonnet-4"
+
+POLICY = f"""
+identity: header
+upstreams:
+  openai:
+    base_url: "https://api.openai.com/v1"
+    api_key_env: OPENAI_API_KEY
+    models: {{chatgpt-4o-latest: {{price: gpt-4o}}}}
+  anthropic: {{base_url: "https://api.anthropic.com/v1", api_key_env: ANTHROPIC_API_KEY,
+              auth: x-api-key}}
+routes:
+  - {{model: "claude-*", upstream: anthropic}}
+  - {{model: "*", upstream: openai}}
+models:
+  gpt-4o: {{input: 2.50, cached_input: 1.25, output: 10}}
+  gpt-4: {{input: 30, output: 60}}
+  o1: {{input: 15, cached_input: 7.50, output: 60}}
+  gpt-5:
+    input: 1.25
+    cached_input: 0.125
+    output: 10
+    service_tiers: {{priority: 2, flex: 0.5}}
+    tool_calls:
+      web_search: {{per_call: 0.01, input_tokens: 600}}
+      file_search: 0.0025
+      code_interpreter: {{per_call: 0.03, input_tokens: 600}}
+    documents: {{tokens_per_file: 3000}}
+  gpt-4o-mini: {{input: 0.15, cached_input: 0.075, output: 0.60, service_tiers: {{flex: 0.5}}}}
+  claude-sonnet-4:
+    input: 3
+    cached_input: 0.30
+    cache_write: 3.75
+    output: 15
+    tokenizer_factor: 1.2
+    tool_calls: {{web_search: {{per_call: 0.01, input_tokens: 600}}}}
+    documents: {{tokens_per_page: 1500, pages: 4}}
+  claude-sonnet-4-5:
+    input: 3
+    cached_input: 0.30
+    cache_write: 3.75
+    output: 15
+    tokenizer_factor: 1.2
+    long_context: {{above: {LONG_ABOVE}, input: 6, cached_input: 0.60, cache_write: 7.50,
+                   output: 22.50}}
+  claude-haiku-4: {{input: 1, cached_input: 0.10, cache_write: 1.25, output: 5,
+                   tokenizer_factor: 1.2}}
+plans:
+  test:
+    default_max_tokens: 100
+    default_max_tool_calls: 4
+    budgets:
+      tenant: {{limit: {{limit}}, period: month}}
+tenants:
+  alpha: {{plan: test}}
+"""
+
+
+def prices_policy(tmp_path: Path, limit: str = "50", degrade: str = "") -> Policy:
+    """The policy above with the tenant's budget at `limit` USD, and `degrade` (a YAML flow list
+    of rules) on its plan."""
+    path = tmp_path / "policy.yaml"
+    rules = f"    degrade: {degrade}\n" if degrade else ""
+    path.write_text(
+        POLICY.replace("{limit}", limit).replace("    budgets:\n", rules + "    budgets:\n")
+    )
+    return load_policy(path)
+
+
+def _per_million(usd: str) -> int:
+    return int(Decimal(usd) * UNITS)
+
+
+def billed_cost(billed: Billed) -> int:
+    """What the fake's bill costs under the policy above, by DESIGN's formula."""
+    model = PRICED_AS.get(billed.model, billed.model)
+    p = LONG[model] if billed.long_context else PRICES[model]
+    fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
+    tokens = (
+        fresh * _per_million(p.input)
+        + billed.cached_tokens * _per_million(p.cached)
+        + billed.cache_write_tokens * _per_million(p.cache_write)
+        + billed.completion_tokens * _per_million(p.output)
+    )
+    factor = Fraction(1)
+    if billed.service_tier != "default":
+        factor = TIERS[model][billed.service_tier]
+    fees = sum(n * _per_million(FEES[model][tool]) for tool, n in billed.tool_calls.items())
+    exact = Fraction(tokens) * factor / 10**6 + fees
+    return -(-exact.numerator // exact.denominator)
+
+
+async def tenant_row(ledger: Ledger) -> BalanceRow:
+    rows = [r for r in await ledger.balances("alpha") if r.level == "tenant" and r.unit == "USD"]
+    return rows[0] if rows else BalanceRow("tenant", "alpha", "USD", "", 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Measured:
+    status: int
+    answer: dict[str, Any]
+    """The JSON answer ({} for a stream)."""
+    reserved: int
+    """What the call held while it ran upstream (0 if it never got there)."""
+    charged: int
+
+
+async def measured(
+    http: aiohttp.ClientSession,
+    url: str,
+    ledger: Ledger,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Measured:
+    """One call, with what it reserved (read while the fake, told to be slow, is answering)
+    and what it was charged once settled."""
+    before = (await tenant_row(ledger)).spent
+
+    async def send() -> tuple[int, dict[str, Any]]:
+        async with http.post(url, json=body, headers={**HEADERS, **(headers or {})}) as r:
+            raw = await r.read()
+            return r.status, {} if body.get("stream") and r.ok else orjson.loads(raw)
+
+    call = asyncio.ensure_future(send())
+    reserved = 0
+    while not call.done() and not reserved:
+        reserved = (await tenant_row(ledger)).reserved
+        await asyncio.sleep(0.005)
+    status, answer = await call
+    for _ in range(500):
+        row = await tenant_row(ledger)
+        if row.reserved == 0:
+            return Measured(status, answer, reserved, row.spent - before)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the tenant line never settled: {row}")
