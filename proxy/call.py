@@ -40,6 +40,7 @@ from proxy.policy.runtime import (
 )
 from proxy.pricing import Usage, amounts
 from proxy.request_body import client_asked_usage, parse_body, require_model, stream_flag
+from proxy.request_fields import check_fields
 from proxy.shapes import azure, messages, responses
 from proxy.token_kinds import estimate_price
 from proxy.usage import StreamUsage, usage_from_body
@@ -287,6 +288,7 @@ def prepare(
     stream = stream_flag(body, endpoint.name)
     rules = endpoint.gateway_rules if policy.identity == "api_key" else None
     forced = rules(body) if rules is not None else {}
+    check_fields(body, endpoint.name, policy.request_fields)
     pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name))
     allowed = _allowed(policy, plan, model)
     asked = pricer.asked(model, price, bound=policy.bound == "hard" and not shadow)
