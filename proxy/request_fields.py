@@ -79,6 +79,9 @@ _GENERATION: dict[str, Field] = {
     "stop": _neutral("can only end the output sooner"),
     "stream": _neutral(_STREAM),
     "stream_options": _neutral(_STREAM),
+    "top_k": _neutral(f"vLLM: {_SAMPLING}"),
+    "min_p": _neutral(f"vLLM: {_SAMPLING}"),
+    "repetition_penalty": _neutral(f"vLLM: {_SAMPLING}"),
     "n": _modelled("choices: each reserves the completion limit"),
     "best_of": _modelled(
         "candidates generated and billed per prompt: choices are max(n, best_of); not with stream"

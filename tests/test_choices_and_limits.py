@@ -221,13 +221,13 @@ async def test_a_limit_field_of_another_api_is_taken_out_when_unknown_fields_are
 ) -> None:
     """`request_fields: forward` sends fields the proxy does not know, but never a second
     limit that some server might read instead of the one reserved."""
-    body = {**BODIES["chat"], "max_output_tokens": 9000, "top_k": 5}
+    body = {**BODIES["chat"], "max_output_tokens": 9000, "guided_choice": ["yes", "no"]}
     pol = fields_policy(tmp_path, top="request_fields: forward")
     async with local_stack(pol, store=store_url) as stack:
         status, answer, _ = await post(stack, CHAT, body)
         assert status == 200, answer
         up = stack.fake.requests[0][2]
-        assert up["top_k"] == 5 and "max_output_tokens" not in up
+        assert up["guided_choice"] == ["yes", "no"] and "max_output_tokens" not in up
         [call] = await books(stack)
         assert call.billed == call.charged <= call.reserved
 
