@@ -499,3 +499,13 @@ async def test_azure_deployment_paths_use_the_openai_tables(tmp_path: Path, stor
         assert stack.fake.billed[0].completion_tokens == 15
         [call] = await books(stack)
         assert call.billed == call.charged <= call.reserved
+
+
+def test_request_fields_is_strict_by_default_and_anything_else_is_a_policy_error(
+    tmp_path: Path,
+) -> None:
+    from proxy.errors import PolicyError
+
+    assert fields_policy(tmp_path).request_fields == "strict"
+    with pytest.raises(PolicyError, match="request_fields"):
+        fields_policy(tmp_path, top="request_fields: loose")
