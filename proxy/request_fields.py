@@ -235,8 +235,8 @@ API_NAMES: Mapping[EndpointName, str] = {
 
 def check_fields(body: Mapping[str, Any], endpoint: EndpointName, mode: RequestFields) -> None:
     """400 `unpriced_feature` for the first field of `body` the proxy cannot reserve for: a
-    refused one, or (with `mode` strict) one the table does not list. Pricing fields are left
-    to the pricing code."""
+    refused one, or one the table does not list; with `mode` forward, none. Fields priced by the
+    policy are left to the pricing code."""
     if mode == "forward":
         return
     table = FIELDS[endpoint]
