@@ -28,7 +28,7 @@ from proxy.estimate import (
     estimate_completions,
     estimate_embeddings,
 )
-from proxy.model_rules import chat_limit_fields
+from proxy.model_rules import chat_limit_field
 from proxy.policy.runtime import (
     MAX_AMOUNT,
     DegradeRule,
@@ -40,6 +40,7 @@ from proxy.policy.runtime import (
 )
 from proxy.pricing import Usage, amounts
 from proxy.request_body import client_asked_usage, parse_body, require_model, stream_flag
+from proxy.request_fields import check_fields
 from proxy.shapes import azure, messages, responses
 from proxy.token_kinds import estimate_price
 from proxy.usage import StreamUsage, usage_from_body
@@ -219,10 +220,10 @@ class PreparedCall:
         if wire != self.body.get("model") and ("model" in self.body or not self._azure):
             changes["model"] = wire
         limit = fitted if fitted is not None else variant.limit
-        field, refused = self._limit_fields(variant.price)
+        field, others = self._limit_fields(variant.price)
         if not rewrite or limit is None:
-            # Only a limit the client sent, moved to the field the model takes.
-            limit = completion_limit(self.body, self.endpoint.name) if refused else None
+            # The limit the client sent (the smaller of two), in the field the model takes.
+            limit = completion_limit(self.body, self.endpoint.name)
         if field is not None and limit is not None and limit != self.body.get(field):
             changes[field] = limit
         if self.hide_usage_chunk:
@@ -236,7 +237,7 @@ class PreparedCall:
             variant.model,
             variant.price,
             variant.prompt_tokens,
-            self._body(changes, refused + self._refused_options()),
+            self._body(changes, others + self._refused_options()),
             self.stream,
             self.hide_usage_chunk,
             variant.timeouts,
@@ -254,10 +255,12 @@ class PreparedCall:
         return azure.upstream_path(wire, suffix, self.api_version, self.upstream.name)
 
     def _limit_fields(self, price: ModelPrice) -> tuple[str | None, tuple[str, ...]]:
-        """The field a limit is written in, and the limit fields the model refuses."""
+        """The field a limit is written in, and the other limit fields of the body, which are
+        taken out: the one field that goes up holds the bound the call was reserved at."""
+        field = self.endpoint.limit_field
         if self.endpoint.name == "chat":
-            return chat_limit_fields(self.body, price.limit_field)
-        return self.endpoint.limit_field, ()
+            field = chat_limit_field(self.body, price.limit_field)
+        return field, tuple(f for f in ANY_LIMIT_FIELD if f != field and f in self.body)
 
     def _refused_options(self) -> tuple[str, ...]:
         """`stream_options` (the client's too) for an upstream that refuses it: its stream is
@@ -272,6 +275,11 @@ class PreparedCall:
         for name in removed:
             body.pop(name, None)
         return orjson.dumps(body)
+
+
+ANY_LIMIT_FIELD = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+"""Completion limits of every API: a server may read one its API does not list (forwarded with
+`request_fields: forward`), so only the one the proxy writes goes up."""
 
 
 def prepare(
@@ -292,6 +300,7 @@ def prepare(
     stream = stream_flag(body, endpoint.name)
     rules = endpoint.gateway_rules if policy.identity == "api_key" else None
     forced = rules(body) if rules is not None else {}
+    check_fields(body, endpoint.name, policy.request_fields)
     billables = billable.read(endpoint.name, body, endpoint.betas, plan.default_max_tool_calls)
     refused = billable.refusal(model, price, billables)
     if refused is not None:

@@ -132,7 +132,7 @@ def estimate_chat(
     )
     prompt += _definitions_tokens(counter, body)
     limit = completion_limit(body, "chat")
-    completion = (default_max_tokens if limit is None else limit) * _count(body, "n")
+    completion = (default_max_tokens if limit is None else limit) * choices(body, "chat")
     return Estimate(prompt, completion, counter.images)
 
 
@@ -144,24 +144,19 @@ def estimate_completions(
     tokenize_max_bytes: int,
     image_tokens_default: int = IMAGE_TOKENS,
 ) -> Estimate:
-    """Prompt and completion tokens of a /v1/completions request. `best_of` candidates are all
-    generated and billed, so the multiplier is max(n, best_of)."""
+    """Prompt and completion tokens of a /v1/completions request: every prompt of a batch, and
+    the completion limit for each choice (`choices`)."""
     counter = TextCounter(enc, tokenize_max_bytes)
     prompt = body.get("prompt")
     # An absent prompt means <|endoftext|>, one token.
     tokens = 1 if prompt is None else _input_tokens(counter, prompt, "prompt")
     suffix = body.get("suffix")
     if suffix is not None:
-        tokens += counter.count(expect_str(suffix, "suffix"))
+        # Each prompt of a batch is completed with the suffix after it.
+        tokens += counter.count(expect_str(suffix, "suffix")) * batch_size(prompt)
     limit = completion_limit(body, "completions")
-    n, best_of = _count(body, "n"), _count(body, "best_of")
-    if best_of > 1 and body.get("stream") is True:
-        raise BadRequest(
-            f"'best_of' ({best_of}) generates candidates server-side and returns the best: its "
-            "results cannot be streamed. Leave out 'stream' or 'best_of'.",
-            param="best_of",
-        )
-    return Estimate(tokens, (default_max_tokens if limit is None else limit) * max(n, best_of))
+    completion = (default_max_tokens if limit is None else limit) * choices(body, "completions")
+    return Estimate(tokens, completion)
 
 
 def estimate_embeddings(
@@ -183,30 +178,60 @@ def estimate_embeddings(
 
 
 def choices(body: Mapping[str, Any], endpoint: EndpointName) -> int:
-    """How many completions the provider generates and bills: `n` on chat, max(n, best_of) on
-    completions, none on embeddings, one on the Responses and Messages APIs."""
+    """How many completions the provider generates and bills. Per prompt, max(n, best_of):
+    `best_of` candidates are generated server-side and the best `n` returned (completions, and
+    chat on servers that take it, such as vLLM). On completions, a batch of prompts (a list of
+    strings or of token lists) gets that many for each prompt. None on embeddings; one on the
+    Responses and Messages APIs."""
     if endpoint == "embeddings":
         return 0
     if endpoint in ("responses", "messages"):
         return 1
-    if endpoint == "chat":
-        return _count(body, "n")
-    return max(_count(body, "n"), _count(body, "best_of"))
+    n, best_of = _count(body, "n"), _count(body, "best_of")
+    if best_of > 1 and body.get("stream") is True:
+        raise BadRequest(
+            f"'best_of' ({best_of}) generates candidates server-side and returns the best: its "
+            "results cannot be streamed. Leave out 'stream' or 'best_of'.",
+            param="best_of",
+        )
+    prompts = batch_size(body.get("prompt")) if endpoint == "completions" else 1
+    return max(n, best_of) * prompts
+
+
+def batch_size(prompt: Any) -> int:
+    """The prompts a completions `prompt` holds: a list of strings or of token lists is a batch,
+    one completion set for each; a string, or a list of token ids, is one prompt."""
+    if not isinstance(prompt, list):
+        return 1
+    if not prompt:
+        raise BadRequest(
+            "'prompt' is an empty array: send a string, or an array of at least one prompt.",
+            param="prompt",
+        )
+    return 1 if all(_is_token(item) for item in prompt) else len(prompt)
 
 
 def completion_limit(body: Mapping[str, Any], endpoint: EndpointName) -> int | None:
-    """The completion limit the client asked for, or None: `max_completion_tokens`, else
-    `max_tokens` on chat; `max_output_tokens` on responses; `max_tokens` on completions and
-    messages; never on embeddings."""
+    """The completion limit the client asked for, or None: `max_output_tokens` on responses;
+    `max_tokens` on completions and messages; on chat the smaller of `max_completion_tokens`
+    and `max_tokens` (a client that sent both allowed no more than either); never on
+    embeddings. A limit must be an integer of at least 1: 0 is no bound to an upstream that
+    reads `max_completion_tokens or max_tokens`, or its default."""
     if endpoint == "embeddings":
         return None
-    if endpoint == "responses":
-        return _int_field(body, "max_output_tokens")
-    if endpoint == "chat":
-        limit = _int_field(body, "max_completion_tokens")
-        if limit is not None:
-            return limit
-    return _int_field(body, "max_tokens")
+    names = LIMIT_FIELDS[endpoint]
+    limits = [v for v in (_int_field(body, name) for name in names) if v is not None]
+    return min(limits) if limits else None
+
+
+LIMIT_FIELDS: dict[EndpointName, tuple[str, ...]] = {
+    "chat": ("max_completion_tokens", "max_tokens"),
+    "completions": ("max_tokens",),
+    "embeddings": (),
+    "responses": ("max_output_tokens",),
+    "messages": ("max_tokens",),
+}
+"""The completion-limit fields of each endpoint's API."""
 
 
 def _message_tokens(counter: TextCounter, message: Any, path: str) -> int:
@@ -333,17 +358,17 @@ def _is_token(value: Any) -> bool:
 
 
 def _count(body: Mapping[str, Any], key: str) -> int:
-    value = _int_field(body, key, minimum=1)
+    value = _int_field(body, key)
     return 1 if value is None else value
 
 
-def _int_field(body: Mapping[str, Any], key: str, *, minimum: int = 0) -> int | None:
+def _int_field(body: Mapping[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise BadRequest(
-            f"'{key}' must be an integer of at least {minimum}, got {_describe(value)}", param=key
+            f"'{key}' must be an integer of at least 1, got {_describe(value)}", param=key
         )
     return value
 

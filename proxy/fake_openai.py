@@ -60,6 +60,16 @@ def prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
     return fake_tokens.prompt_tokens(endpoint, body)
 
 
+def prompts_in_batch(endpoint: str, body: dict[str, Any]) -> int:
+    """Completions: a `prompt` that is a list of strings or of token lists is a batch, and each
+    of its prompts gets its own choices; anything else is one prompt."""
+    prompt = body.get("prompt")
+    if endpoint != "completions" or not isinstance(prompt, list):
+        return 1
+    batch = [item for item in prompt if isinstance(item, str | list)]
+    return len(batch) or 1
+
+
 def usage(billed: Billed) -> dict[str, Any]:
     prompt, completion = billed.prompt_tokens, billed.completion_tokens
     return {

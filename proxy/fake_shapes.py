@@ -94,6 +94,27 @@ def response(
     }
 
 
+def function_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A whole response to a request with function tools calls the first one (with no
+    arguments) until the input carries a call's output: enough for an agent loop to run."""
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
+    functions = [t for t in tools if t.get("type") == "function"]
+    given = body.get("input")
+    items = given if isinstance(given, list) else []
+    if not functions or any(
+        isinstance(i, dict) and i.get("type") == "function_call_output" for i in items
+    ):
+        return None
+    return {
+        "type": "function_call",
+        "id": "fc_fake",
+        "call_id": "call_fake",
+        "name": functions[0].get("name"),
+        "arguments": "{}",
+        "status": "completed",
+    }
+
+
 def responses_events(
     body: dict[str, Any], billed: Billed, deltas: list[str], tools: list[dict[str, Any]]
 ) -> Iterator[Event]:

@@ -20,7 +20,8 @@ Published rules:
   has properties, 3, then per property 3, `name:type:description`, and with an `enum` −3 plus 3
   and the item's tokens per item; 12 once after the functions.
 - Completions and embeddings: each input's plain tokens; a token array counts its ids; a missing
-  prompt is `<|endoftext|>`, one token; a completions `suffix` counts its tokens.
+  prompt is `<|endoftext|>`, one token; a completions `suffix` counts its tokens once for each
+  prompt of a batch (a list of strings or of token lists).
 - Images (OpenAI, "Calculating costs" for vision): `detail: low` is the base; otherwise the image
   is fitted into 2048 × 2048, its short side brought down to 768, and billed the base plus a tile
   price per 512-px tile: 85 + 170 a tile, gpt-4o-mini 2833 + 5667. The fake measures PNG data
@@ -47,7 +48,8 @@ Rules of the fake's own, where nothing is published:
   cl100k_base count is scaled by CLAUDE_RATIO (11/10) and rounded up, once. Images and the
   tool-use system prompt are added unscaled. Blocks other than text, images and tool results
   render as their JSON. The ratio is below the test policies' `tokenizer_factor` (1.2): a proxy
-  that applies its factor covers this count, one that forgets it does not.
+  that applies its factor covers this count, one that forgets it does not. A structured output
+  format (`output_config.format`) renders as its JSON after the turns.
 - Documents (a chat `file` part, a Responses `input_file` part or stored `prompt`, an Anthropic
   `document` block that is not inline text): their JSON as above; the pages the provider reads
   from them are the fake upstream's to bill (`FakeSettings.document_tokens`), counted by
@@ -206,7 +208,8 @@ def _function(c: _Counter, function: Body) -> int:
 def _completions(c: _Counter, body: Body) -> int:
     prompt = body.get("prompt")
     tokens = 1 if prompt is None else _inputs(c, prompt)
-    return tokens + c.text(body.get("suffix"))
+    prompts = len([p for p in _list(prompt) if isinstance(p, str | list)]) or 1
+    return tokens + c.text(body.get("suffix")) * prompts
 
 
 def _embeddings(c: _Counter, body: Body) -> int:
@@ -327,6 +330,9 @@ def claude_prompt_tokens(body: Body) -> int:
         turn = CLAUDE_TURNS.get(role, role.capitalize())
         text += f"\n\n{turn}: " + "".join(_claude_blocks(_dict(message).get("content"), media))
     text += "\n\nAssistant:"
+    output_format = _dict(body.get("output_config")).get("format")
+    if output_format is not None:
+        text += orjson.dumps(output_format).decode()
     tools = _list(body.get("tools"))
     if tools:
         choice = _plain(_dict(body.get("tool_choice")).get("type")) or "auto"

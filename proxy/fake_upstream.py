@@ -161,6 +161,8 @@ class FakeUpstream:
         return None
 
     def _completion_tokens(self, body: dict[str, Any]) -> int:
+        """Per choice: the limit, read as vLLM and SGLang read it (`max_completion_tokens or
+        max_tokens`, so a 0 falls through to the other field), or the default without one."""
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         per_choice = (
             self.settings.default_completion
@@ -194,12 +196,14 @@ class FakeUpstream:
         try:
             model = body["model"]
             prompt = fake_openai.prompt_tokens(endpoint, body)
-            n = body.get("n") or 1
-            # best_of generates (and bills) that many candidates server-side, returns n.
-            generated = max(n, body.get("best_of") or 1)
+            # n choices for each prompt of a batch; best_of generates (and bills) that many
+            # candidates server-side and returns n (completions, and chat as vLLM takes it).
+            prompts = fake_openai.prompts_in_batch(endpoint, body)
+            n = (body.get("n") or 1) * prompts
+            generated = max(body.get("n") or 1, body.get("best_of") or 1) * prompts
             per_choice = self._completion_tokens(body)
             if body.get("stream"):
-                return await self._stream(request, endpoint, body, prompt, per_choice, n)
+                return await self._stream(request, endpoint, body, prompt, per_choice, n, generated)
             billed = self._bill(endpoint, body, prompt, per_choice * generated)
             answer = fake_openai.whole(endpoint, model, per_choice, n)
             answer["usage"] = fake_openai.usage(self._reported(billed))
@@ -217,13 +221,14 @@ class FakeUpstream:
         prompt: int,
         per_choice: int,
         n: int,
+        generated: int,
     ) -> web.StreamResponse:
         model = body["model"]
         usage_asked = bool((body.get("stream_options") or {}).get("include_usage"))
         with_usage = usage_asked and self.settings.send_usage
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         # The provider bills the whole generation whether or not anyone is still listening.
-        billed = self._bill(endpoint, body, prompt, per_choice * n)
+        billed = self._bill(endpoint, body, prompt, per_choice * generated)
         chunks = max(1, min(self.settings.chunks, per_choice or 1))
         so_far = 0
         try:
@@ -286,10 +291,12 @@ class FakeUpstream:
                 return web.json_response(
                     fake_shapes.message(body, WORD * visible, billed), dumps=fake_openai.dumps
                 )
-            return web.json_response(
-                fake_shapes.response(body, WORD * visible, billed, tools=items),
-                dumps=fake_openai.dumps,
-            )
+            answer = fake_shapes.response(body, WORD * visible, billed, tools=items)
+            call = fake_shapes.function_call(body)
+            if call is not None:
+                kept = [i for i in answer["output"] if i.get("type") != "message"]
+                answer["output"] = [*kept, call]
+            return web.json_response(answer, dumps=fake_openai.dumps)
         finally:
             self.in_flight -= 1
 

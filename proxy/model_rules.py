@@ -11,7 +11,9 @@ When the proxy writes or rewrites a limit it uses the model's field, and a clien
 field the model refuses is **moved** to the one it takes rather than refused: the number the
 client chose stays the bound (for a reasoning model it then also covers reasoning, which is what
 the provider bills, so the reservation is still an upper bound), and clients written for older
-models keep working.
+models keep working. Exactly one limit field goes up: a client that sent both gets the smaller
+in the model's field, since servers differ in which one they read (vLLM reads
+`max_completion_tokens or max_tokens`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from typing import Any, Literal
 import orjson
 
 LimitField = Literal["max_tokens", "max_completion_tokens"]
-LIMIT_FIELDS: tuple[LimitField, ...] = ("max_tokens", "max_completion_tokens")
 
 REQUIRES_COMPLETION_FIELD = re.compile(r"(o\d|gpt-5)([-.].*)?")
 """Model names that take only `max_completion_tokens` unless their price entry says otherwise:
@@ -35,21 +36,16 @@ def default_limit_field(model: str) -> LimitField | None:
     return "max_completion_tokens" if REQUIRES_COMPLETION_FIELD.fullmatch(model) else None
 
 
-def chat_limit_fields(
-    body: Mapping[str, Any], required: LimitField | None
-) -> tuple[LimitField, tuple[LimitField, ...]]:
-    """For a chat body: the field a limit is written in, and the fields to take out.
+def chat_limit_field(body: Mapping[str, Any], required: LimitField | None) -> LimitField:
+    """For a chat body: the field a limit is written in (every other limit field is taken out).
 
-    A model with a `required` field gets its limit there, and the other field is removed. A
-    model that takes either keeps the client's choice (`max_tokens` if that is all it sent);
-    a limit the proxy adds goes in `max_completion_tokens`."""
-    if required is None:
-        sent_old_only = body.get("max_tokens") is not None and (
-            body.get("max_completion_tokens") is None
-        )
-        return ("max_tokens" if sent_old_only else "max_completion_tokens"), ()
-    other = LIMIT_FIELDS[1 - LIMIT_FIELDS.index(required)]
-    return required, ((other,) if other in body else ())
+    A model with a `required` field gets its limit there. A model that takes either keeps the
+    client's choice (`max_tokens` if that is all it sent); a limit the proxy adds goes in
+    `max_completion_tokens`."""
+    if required is not None:
+        return required
+    sent_old_only = body.get("max_tokens") is not None and body.get("max_completion_tokens") is None
+    return "max_tokens" if sent_old_only else "max_completion_tokens"
 
 
 def reasons_by_name(model: str) -> bool | None:

@@ -45,6 +45,8 @@ REFUSED = (
     "tests/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
 )
 """What the policy does not price is refused (add `[memory-<case>]`)."""
+CHOICES = "tests/test_choices_and_limits.py"
+FIELDS = "tests/test_request_fields.py"
 
 
 @dataclass(frozen=True)
@@ -754,6 +756,136 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_completion_fitted_to_what_remains_is_priced_at_the_tier_and_tool_fees",
         ),
         removes="a fitted completion is priced at the tier, with the tool fees",
+    ),
+    # -- issue 13: choices, limits and the closed world of request fields --------------------
+    Mutation(
+        name="choices-ignore-batch",
+        file="proxy/estimate.py",
+        old='prompts = batch_size(body.get("prompt")) if endpoint == "completions" else 1',
+        new="prompts = 1",
+        tests=(
+            f"{CHOICES}::test_a_batch_of_200_prompts_is_refused_by_a_budget_that_covers_one",
+            f"{CHOICES}::test_a_batch_is_reserved_for_every_prompts_choices",
+            f"{CHOICES}::test_tokens_per_minute_counts_every_choice_of_a_batch",
+        ),
+        removes="a completions batch gets n choices for each of its prompts",
+    ),
+    Mutation(
+        name="chat-ignores-best-of",
+        file="proxy/estimate.py",
+        old='n, best_of = _count(body, "n"), _count(body, "best_of")',
+        new='n, best_of = _count(body, "n"), _count(body, "best_of") ** (endpoint != "chat")',
+        tests=(
+            f"{CHOICES}::test_best_of_on_chat_is_reserved_for_every_candidate",
+            f"{CHOICES}::test_best_of_on_chat_past_the_budget_is_refused",
+        ),
+        removes="best_of on chat (vLLM) reserves every candidate",
+    ),
+    Mutation(
+        name="zero-limit-accepted",
+        file="proxy/estimate.py",
+        old="if isinstance(value, bool) or not isinstance(value, int) or value < 1:",
+        new="if isinstance(value, bool) or not isinstance(value, int) or value < 0:",
+        tests=(f"{CHOICES}::test_a_limit_that_is_not_a_positive_integer_is_400",),
+        removes="a completion limit of 0 is refused, not forwarded as no limit",
+    ),
+    Mutation(
+        name="second-limit-field-kept",
+        file="proxy/call.py",
+        old="return field, tuple(f for f in ANY_LIMIT_FIELD if f != field and f in self.body)",
+        new="return field, ()",
+        tests=(
+            f"{CHOICES}::test_exactly_one_limit_field_goes_up_holding_the_reserved_bound",
+            f"{CHOICES}::test_a_limit_field_of_another_api_is_taken_out_when_unknown_fields_"
+            "are_forwarded",
+        ),
+        removes="only the limit field the proxy reserved for goes up",
+    ),
+    Mutation(
+        name="fit-ignores-choices",
+        file="proxy/reserve.py",
+        old="choices=call.choices,",
+        new="choices=1,",
+        tests=(f"{CHOICES}::test_fit_spreads_what_remains_over_every_choice_of_a_batch",),
+        removes="fit divides what remains among every choice",
+    ),
+    Mutation(
+        name="suffix-counted-once-per-batch",
+        file="proxy/estimate.py",
+        old='counter.count(expect_str(suffix, "suffix")) * batch_size(prompt)',
+        new='counter.count(expect_str(suffix, "suffix"))',
+        tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
+        removes="a completions suffix is counted after every prompt of a batch",
+    ),
+    Mutation(
+        name="messages-tool-prompt-ignored",
+        file="proxy/shapes/messages.py",
+        old="prompt += TOOL_USE_PROMPT",
+        new="prompt += 0",
+        tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
+        removes="the tool-use system prompt Anthropic adds is reserved",
+    ),
+    Mutation(
+        name="messages-output-format-ignored",
+        file="proxy/shapes/messages.py",
+        old='prompt += counter.count_json(output["format"])',
+        new="prompt += 0",
+        tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
+        removes="a structured output's schema is reserved on /v1/messages",
+    ),
+    Mutation(
+        name="unknown-fields-forwarded",
+        file="proxy/request_fields.py",
+        old="raise _unknown(name, endpoint)",
+        new="continue",
+        tests=(f"{FIELDS}::test_an_unknown_field_is_400_unpriced_feature_and_changes_nothing",),
+        removes="a field the table does not know is refused under request_fields: strict",
+    ),
+    Mutation(
+        name="refused-fields-forwarded",
+        file="proxy/request_fields.py",
+        old='if field.kind == "refused" and not _asks_nothing(field, value):',
+        new="if False:",
+        tests=(f"{FIELDS}::test_a_refused_field_is_400_unpriced_feature_and_changes_nothing",),
+        removes="a cost-bearing field nobody models is refused",
+    ),
+    Mutation(
+        name="harmless-values-refused",
+        file="proxy/request_fields.py",
+        old='if field.kind == "refused" and not _asks_nothing(field, value):',
+        new='if field.kind == "refused":',
+        tests=(f"{FIELDS}::test_a_refused_field_whose_value_asks_for_nothing_passes",),
+        removes="background: false and the like pass",
+    ),
+    Mutation(
+        name="forward-setting-ignored",
+        file="proxy/request_fields.py",
+        old='if mode == "forward":',
+        new="if False:",
+        tests=(
+            f"{FIELDS}::test_an_unknown_field_is_forwarded_and_charged_with_request_fields_forward",
+            f"{FIELDS}::test_a_refused_field_is_forwarded_when_the_policy_says_forward",
+        ),
+        removes="request_fields: forward forwards what the proxy cannot price",
+    ),
+    Mutation(
+        name="fields-never-checked",
+        file="proxy/call.py",
+        old="check_fields(body, endpoint.name, policy.request_fields)",
+        new="pass",
+        tests=(
+            f"{FIELDS}::test_an_unknown_field_is_400_unpriced_feature_and_changes_nothing",
+            f"{FIELDS}::test_azure_deployment_paths_use_the_openai_tables",
+        ),
+        removes="every budgeted request passes the field table",
+    ),
+    Mutation(
+        name="fake-ignores-batch",
+        file="proxy/fake_upstream.py",
+        old='generated = max(body.get("n") or 1, body.get("best_of") or 1) * prompts',
+        new='generated = max(body.get("n") or 1, body.get("best_of") or 1)',
+        tests=(f"{CHOICES}::test_a_batch_is_reserved_for_every_prompts_choices",),
+        removes="the fake bills every prompt of a batch, as a provider does",
     ),
 )
 

@@ -28,7 +28,7 @@ from prices_support import (
     prices_policy,
     tenant_row,
 )
-from support import usd
+from support import settled, usd
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.local import local_stack
@@ -202,12 +202,7 @@ async def test_calls_racing_for_a_tight_budget_never_spend_beyond_it(
 
         statuses = await asyncio.gather(*(send() for _ in range(6)))
         assert sorted(set(statuses)) == [200, 402]
-        row = await tenant_row(stack.ledger)
-        for _ in range(200):
-            if row.reserved == 0:
-                break
-            await asyncio.sleep(0.02)
-            row = await tenant_row(stack.ledger)
+        row = await settled(stack.ledger)
         assert row.spent == sum(billed_cost(b) for b in fake.billed)
         assert row.spent <= limit
 

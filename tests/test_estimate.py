@@ -238,15 +238,19 @@ def test_json_schema_response_format_counts_its_json() -> None:
     [
         ({}, 100),
         ({"max_tokens": 50}, 50),
-        ({"max_completion_tokens": 70, "max_tokens": 50}, 70),
+        ({"max_completion_tokens": 70, "max_tokens": 50}, 50),
+        ({"max_completion_tokens": 50, "max_tokens": 70}, 50),
         ({"max_completion_tokens": None, "max_tokens": 50}, 50),
-        ({"max_tokens": 0}, 0),
         ({"max_tokens": 50, "n": 3}, 150),
         ({"n": 2}, 200),
         ({"n": None}, 100),
+        ({"max_tokens": 10, "best_of": 20}, 200),
+        ({"max_tokens": 10, "n": 2, "best_of": 5}, 50),
     ],
 )
 def test_chat_completion_is_the_limit_times_n(fields: dict[str, Any], expected: int) -> None:
+    """The smaller of two limits; per choice, and `best_of` candidates (vLLM takes it on chat)
+    are each generated and billed."""
     assert chat({**user("hi"), **fields}).completion_tokens == expected
 
 
@@ -299,7 +303,14 @@ def test_chat_completion_is_the_limit_times_n(fields: dict[str, Any], expected: 
             "'name' and 'arguments'",
         ),
         ({**user("hi"), "tools": {"type": "function"}}, "tools", "array"),
-        ({**user("hi"), "max_tokens": -1}, "max_tokens", "at least 0, got -1"),
+        ({**user("hi"), "max_tokens": -1}, "max_tokens", "at least 1, got -1"),
+        ({**user("hi"), "max_tokens": 0}, "max_tokens", "at least 1, got 0"),
+        (
+            {**user("hi"), "max_completion_tokens": 0, "max_tokens": 5000},
+            "max_completion_tokens",
+            "at least 1, got 0",
+        ),
+        ({**user("hi"), "best_of": 2, "stream": True}, "best_of", "cannot be streamed"),
         ({**user("hi"), "max_tokens": "10"}, "max_tokens", "got a string"),
         ({**user("hi"), "max_tokens": 1.5}, "max_tokens", "got 1.5"),
         ({**user("hi"), "max_completion_tokens": True}, "max_completion_tokens", "got a boolean"),
@@ -327,7 +338,6 @@ def completions(body: dict[str, Any], enc: Any = CL100K) -> Estimate:
         (["hello", "hello world"], 3),
         ([15339, 1917, 0], 3),
         ([[15339, 1917], [1]], 3),
-        ([], 0),
     ],
 )
 def test_completions_prompt_forms(prompt: Any, expected: int) -> None:
@@ -342,6 +352,11 @@ def test_completions_suffix_is_part_of_the_prompt() -> None:
     assert completions({"prompt": "hello", "suffix": " world"}).prompt_tokens == 2
 
 
+def test_completions_suffix_follows_every_prompt_of_a_batch() -> None:
+    batch = {"prompt": ["hello", "hello", [15339]], "suffix": " world"}
+    assert completions(batch).prompt_tokens == 3 + 3 * 1
+
+
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
@@ -352,9 +367,15 @@ def test_completions_suffix_is_part_of_the_prompt() -> None:
         ({"max_tokens": 10, "best_of": 3}, 30),
         ({"max_tokens": 10, "n": 2, "best_of": 5}, 50),
         ({"max_tokens": 10, "n": 4, "best_of": 2}, 40),
+        ({"max_tokens": 10, "prompt": ["a", "b", "c"]}, 30),
+        ({"max_tokens": 10, "prompt": [[1, 2], [3]], "n": 2}, 40),
+        ({"max_tokens": 10, "prompt": ["a", "b"], "best_of": 3}, 60),
+        ({"max_tokens": 10, "prompt": [15339, 1917, 0]}, 10),
     ],
 )
 def test_completions_bill_every_generated_candidate(fields: dict[str, Any], expected: int) -> None:
+    """max(n, best_of) for each prompt of a batch (a list of strings or of token lists); a
+    list of token ids is one prompt."""
     assert completions({"prompt": "x", **fields}).completion_tokens == expected
 
 
@@ -367,6 +388,8 @@ def test_completions_bill_every_generated_candidate(fields: dict[str, Any], expe
         ({"prompt": [-1]}, "prompt[0]"),
         ({"prompt": "x", "suffix": 3}, "suffix"),
         ({"prompt": "x", "best_of": 0}, "best_of"),
+        ({"prompt": [], "max_tokens": 5}, "prompt"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
     ],
 )
 def test_malformed_completions_body_is_a_bad_request(body: dict[str, Any], param: str) -> None:

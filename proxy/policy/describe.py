@@ -55,7 +55,14 @@ def _settings(policy: Policy) -> list[str]:
         f"fail_mode: {policy.fail_mode}    bound: {policy.bound}",
         f"{_INDENT}unknown tenants: {unknown}",
         f"{_INDENT}bound {policy.bound}: {bound}",
+        f"{_INDENT}request_fields {policy.request_fields}: {_FIELDS[policy.request_fields]}",
     ]
+
+
+_FIELDS = {
+    "strict": "a field the proxy cannot price is refused (400 unpriced_feature)",
+    "forward": "fields the proxy cannot price are forwarded; such calls may exceed their estimate",
+}
 
 
 def _upstreams(policy: Policy) -> list[str]:

@@ -358,6 +358,9 @@ class Policy:
     unknown_tenant: str | None = None
     """None: unknown tenants are denied (403). Otherwise the plan they are admitted on."""
     bound: Literal["hard", "soft"] = "hard"
+    request_fields: Literal["strict", "forward"] = "strict"
+    """strict: a request field the proxy cannot price is 400 unpriced_feature; forward: forward
+    it, and the call may cost more than it reserved (request_fields.py)."""
     upstreams: Mapping[str, Upstream] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     models: Mapping[str, ModelPrice] = field(default_factory=dict)

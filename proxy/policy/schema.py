@@ -73,7 +73,8 @@ STORED_OBJECT_PATHS: tuple[str, ...] = (
     "/containers",
 )
 """Endpoints that create, list or read objects kept at the provider under the proxy's key."""
-_SETTINGS = {"mode", "fail_mode", "on_store_lost", "identity", "bound"}
+_SETTINGS = {"mode", "fail_mode", "on_store_lost", "identity", "bound", "request_fields"}
+_STREAM_TOTAL: Loc = ("timeouts", "stream_total")
 _MS_FIELDS = {
     name: name.replace("_seconds", "_ms")
     for name in (

@@ -407,6 +407,7 @@ class PolicySpec(_Spec):
     identity: Literal["header", "api_key"] | None = None
     unknown_tenant: Name = "deny"
     bound: Literal["hard", "soft"] | None = None
+    request_fields: Literal["strict", "forward"] | None = None
     upstreams: dict[str, UpstreamSpec] = {}
     routes: list[RouteSpec] = []
     models: dict[str, ModelSpec] = {}

@@ -35,6 +35,9 @@ from proxy.usage import StreamUsage
 
 IMAGE_TOKENS = 1600
 """Claude scales images to at most ~1.15 megapixels, about w * h / 750 = 1600 tokens."""
+TOOL_USE_PROMPT = 346
+"""The system prompt Anthropic adds to a request with tools, billed as input: the largest it
+publishes for the models it serves (346 with tool_choice auto or none, 313 with any or tool)."""
 
 _DELTA_TEXT = ("text", "partial_json", "thinking")
 
@@ -79,6 +82,11 @@ def estimate_messages(
     prompt = REPLY_PRIMING + _system_tokens(counter, body.get("system"))
     prompt += sum(_message_tokens(counter, m, f"messages[{i}]") for i, m in enumerate(messages))
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
+    if body.get("tools"):
+        prompt += TOOL_USE_PROMPT
+    output = body.get("output_config")
+    if isinstance(output, dict) and isinstance(output.get("format"), dict):
+        prompt += counter.count_json(output["format"])
     return Estimate(prompt, limit)
 
 

@@ -1,0 +1,151 @@
+"""A policy with a model for every budgeted endpoint, bodies that each endpoint accepts, and the
+books of a call: what the fake provider billed (priced by DESIGN.md's formula, written here),
+what the ledger reserved and what it charged (from the tenant's audit trail)."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from proxy.fake_upstream import Billed
+from proxy.local import Stack
+from proxy.policy import load_policy
+from proxy.policy.runtime import Policy
+
+UNITS = 10**8
+HEADERS = {"X-Cycles-Tenant": "alpha"}
+
+# USD per 1M tokens, as the policy below says: input, cache read, cache write, output.
+PRICES: dict[str, tuple[Decimal, Decimal, Decimal, Decimal]] = {
+    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.075"), Decimal("0.15"), Decimal("0.60")),
+    "gpt-3.5-turbo-instruct": (Decimal("1.50"), Decimal("1.50"), Decimal("1.50"), Decimal(2)),
+    "text-embedding-3-small": (Decimal("0.02"), Decimal("0.02"), Decimal("0.02"), Decimal(0)),
+    "o3-mini": (Decimal("1.10"), Decimal("0.55"), Decimal("1.10"), Decimal("4.40")),
+    "old-server-model": (Decimal(1), Decimal(1), Decimal(1), Decimal(2)),
+    "claude-sonnet-4": (Decimal(3), Decimal("0.30"), Decimal("3.75"), Decimal(15)),
+}
+
+POLICY = """
+identity: header
+{top}
+upstreams:
+  openai: {{base_url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY}}
+  anthropic:
+    base_url: "https://api.anthropic.com/v1"
+    api_key_env: ANTHROPIC_API_KEY
+    auth: x-api-key
+routes:
+  - {{model: "claude-*", upstream: anthropic}}
+  - {{model: "*", upstream: openai}}
+models:
+  gpt-4o-mini: {{input: 0.15, cached_input: 0.075, output: 0.60}}
+  gpt-3.5-turbo-instruct: {{input: 1.50, output: 2.00}}
+  text-embedding-3-small: {{input: 0.02, output: 0}}
+  o3-mini: {{input: 1.10, cached_input: 0.55, output: 4.40}}
+  old-server-model: {{input: 1, output: 2, limit_field: max_tokens}}
+  claude-sonnet-4:
+    input: 3
+    cached_input: 0.30
+    cache_write: 3.75
+    output: 15
+    tokenizer_factor: 1.2
+plans:
+  test:
+    default_max_tokens: 100
+    budgets:
+      tenant: {{limit: {limit}, period: month}}
+{plan}
+tenants:
+  alpha: {{plan: test}}
+  gamma: {{plan: test, mode: shadow}}
+"""
+
+
+def fields_policy(tmp_path: Path, *, limit: str = "50", top: str = "", plan: str = "") -> Policy:
+    """The policy above: a tenant budget of `limit` USD; `top` adds top-level settings
+    (`request_fields: forward`), `plan` more of the plan (quotas, degrade) at its indentation."""
+    extra = textwrap.indent(textwrap.dedent(plan).strip(), "    ")
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY.format(top=top, limit=limit, plan=extra))
+    return load_policy(path)
+
+
+PATHS = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+    "responses": "/v1/responses",
+    "messages": "/v1/messages",
+}
+BODIES: dict[str, dict[str, Any]] = {
+    "chat": {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Say hi"}],
+        "max_completion_tokens": 5,
+    },
+    "completions": {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "max_tokens": 5},
+    "embeddings": {"model": "text-embedding-3-small", "input": "Say hi"},
+    "responses": {"model": "gpt-4o-mini", "input": "Say hi", "max_output_tokens": 5},
+    "messages": {
+        "model": "claude-sonnet-4",
+        "messages": [{"role": "user", "content": "Say hi"}],
+        "max_tokens": 5,
+    },
+}
+"""A small valid request for each endpoint."""
+
+
+def billed_cost(billed: Billed) -> int:
+    """DESIGN.md's formula, apart from proxy.pricing: ceil(Σ tokens × price per 1M / 10**6)."""
+    fresh, cached, written, output = PRICES[billed.model]
+    uncached = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
+    numerator = (
+        uncached * int(fresh * UNITS)
+        + billed.cached_tokens * int(cached * UNITS)
+        + billed.cache_write_tokens * int(written * UNITS)
+        + billed.completion_tokens * int(output * UNITS)
+    )
+    return -(-numerator // 10**6)
+
+
+@dataclass(frozen=True)
+class Books:
+    """One call: what the fake billed, what the ledger charged and reserved (USD units)."""
+
+    billed: int
+    charged: int
+    reserved: int
+
+
+async def books(stack: Stack, tenant: str = "alpha") -> list[Books]:
+    """Every call the tenant made, once each reservation is settled: reserved and charged from
+    its audit trail, billed from the fake's books, in order."""
+    for _ in range(500):
+        trail = await stack.ledger.audit(tenant)  # type: ignore[attr-defined]
+        reserved = {
+            e.fields["reservation"]: _usd(e.fields["amounts"])
+            for e in trail
+            if e.kind == "reserve" and e.fields.get("decision") != "DENY"
+        }
+        charged = {
+            e.fields["reservation"]: _usd(e.fields["charged"])
+            for e in trail
+            if e.kind in ("commit", "release") and "charged" in e.fields
+        }
+        if len(charged) == len(reserved) == len(stack.fake.billed):
+            bills = [billed_cost(b) for b in stack.fake.billed]
+            return [
+                Books(bill, charged[r], reserved[r])
+                for bill, r in zip(bills, reserved, strict=True)
+            ]
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"calls never settled: {trail}, billed {stack.fake.billed}")
+
+
+def _usd(amounts: str) -> int:
+    found = dict(part.split("=") for part in amounts.split(","))
+    return int(found["USD"])
