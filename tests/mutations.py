@@ -755,6 +755,18 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a fitted completion is priced at the tier, with the tool fees",
     ),
+    # -- issue 13, review: what the adversarial review found --------------------------------
+    Mutation(
+        name="cut-stream-charged-its-running-report",
+        file="proxy/settle.py",
+        old="        if outcome.complete:\n            return charged\n",
+        new="        return charged\n",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_a_stream_with_running_usage_cut_early_is_charged_its_reservation",
+        ),
+        removes="a stream cut short is charged at least its reservation, report or not",
+    ),
 )
 
 
