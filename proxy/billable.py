@@ -9,7 +9,8 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   `standard_only`) is the model's own price. `auto`, and no tier at all (which both providers
   treat as auto: the account's configured tier), reserve at the dearest tier the model prices,
   since the provider may serve the call at it; any other tier must be priced. The call is
-  charged at the tier the answer reports (pricing.py).
+  charged at the tier the answer reports (pricing.py). With `bound: hard`, a call left to auto
+  on a model that prices no tier above 1× is sent `service_tier: default` (`standard_only`).
 - **Hosted tools**, billed per call. Responses `tools` of type web_search (and
   web_search_preview), file_search, code_interpreter (per container), image_generation, or any
   type not known to be billed by tokens alone; Anthropic server tools (web_search_*,
@@ -131,6 +132,16 @@ def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest |
             None,
         )
     return None
+
+
+def tier_limits(endpoint: str, price: ModelPrice, billables: Billables) -> dict[str, str]:
+    """With bound: hard, the tier to write into a call that leaves it to the account (none, or
+    `auto`) on a model that prices no tier above the standard one: the standard tier, so the
+    provider serves the call at what it was reserved at rather than at a dearer tier the account
+    may be configured for."""
+    if billables.tier != AUTO or _reserved_tier(price, AUTO) is not None:
+        return {}
+    return {"service_tier": "standard_only" if endpoint == "messages" else "default"}
 
 
 ToolCalls = tuple[tuple[str, int], ...]

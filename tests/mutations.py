@@ -767,6 +767,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a stream cut short is charged at least its reservation, report or not",
     ),
+    Mutation(
+        name="auto-tier-left-to-the-account",
+        file="proxy/call.py",
+        old="            **billable.tier_limits(endpoint.name, price, billables),\n",
+        new="",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_auto_served_at_an_unpriced_tier_is_not_billed_more_than_charged",
+        ),
+        removes="with bound: hard, auto on a model pricing no dearer tier is sent standard",
+    ),
 )
 
 

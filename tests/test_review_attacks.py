@@ -4,11 +4,12 @@ that breaks it, and fails while it is broken."""
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
 import aiohttp
-from prices_support import POLICY, billed_cost, measured
+from prices_support import POLICY, billed_cost, measured, prices_policy
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.local import local_stack
@@ -31,6 +32,41 @@ def review_policy(tmp_path: Path, models: str = "", top: str = "") -> Policy:
 
 def _ceil(value: Fraction) -> int:
     return -(-value.numerator // value.denominator)
+
+
+# -- service tiers: auto served at a tier the model does not price --------
+
+
+async def test_auto_served_at_an_unpriced_tier_is_not_billed_more_than_charged(
+    tmp_path: Path, store_url: str
+) -> None:
+    """No service_tier means auto: the account's configured tier (billable.py says so). gpt-4o
+    prices no tier, so the call is reserved at standard and forwarded; the provider serves it at
+    priority (gpt-4o: $4.25/$17 per 1M, 1.7×). settled_amounts charges max(cost at 1×,
+    reservation), well below what priority bills: billed > charged. Auto on a model that prices
+    no tier is a call the proxy cannot bound, so it must be refused, or (bound: hard) sent with
+    service_tier `default` so the provider serves it at the tier reserved."""
+    fake = FakeUpstream(FakeSettings(latency=LATENCY, service_tier="priority"))
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "Count to three."}],
+        "max_completion_tokens": 40,
+    }
+    async with (
+        local_stack(prices_policy(tmp_path), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        call = await measured(http, stack.url + PATHS["chat"], stack.ledger, body)
+    if call.status >= 400:
+        return  # refused: the promise holds
+    [billed] = fake.billed
+    standard = billed_cost(dataclasses.replace(billed, service_tier="default"))
+    factor = Fraction(17, 10) if billed.service_tier == "priority" else Fraction(1)
+    billed_at_tier = _ceil(Fraction(standard) * factor)
+    assert billed_at_tier <= call.charged <= call.reserved, (
+        f"billed {billed_at_tier} ({billed.service_tier}), charged {call.charged}, "
+        f"reserved {call.reserved}"
+    )
 
 
 # -- streams with running usage, cut before their end --------
