@@ -16,9 +16,10 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   type not known to be billed by tokens alone; Anthropic server tools (web_search_*,
   web_fetch_*, code_execution_*, any typed tool not known to run on the client). Responses'
   `max_tool_calls` bounds all built-in tool calls of a response, so that many calls of the
-  dearest tool are reserved (code_interpreter: one container besides); an Anthropic tool's
-  `max_uses` bounds its own. Without one the plan's `default_max_tool_calls` is reserved and,
-  with `bound: hard`, written into the request. Each call may add the tool's `input_tokens`.
+  dearest tool are reserved (code_interpreter: one container besides, and its calls count
+  toward the bound for the input each adds); an Anthropic tool's `max_uses` bounds its own.
+  Without one the plan's `default_max_tool_calls` is reserved and, with `bound: hard`, written
+  into the request. Each call may add the tool's `input_tokens`.
 - **Documents**: chat `file` parts, Responses `input_file` parts and a stored `prompt`, Anthropic
   `document` blocks that are not inline text. Their JSON (a file id, a URL) says nothing of what
   the provider bills, so each reserves the model's `documents` tokens.
@@ -64,7 +65,8 @@ class Billables:
     tier: str = AUTO
     """The service tier asked for (`auto` when none is)."""
     pooled: tuple[str, ...] = ()
-    """Hosted tools whose calls share one bound (Responses' max_tool_calls)."""
+    """Hosted tools whose calls share one bound (Responses' max_tool_calls); code_interpreter's
+    calls count toward it (each may add input), though its fee is per container (`own`)."""
     pool: int = 0
     """The calls that bound allows."""
     own: tuple[tuple[str, int], ...] = ()
@@ -155,8 +157,10 @@ def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, in
     calls = list(billables.own)
     extra = sum(n * fees[tool].input_tokens for tool, n in billables.own)
     if billables.pooled and billables.pool:
-        dearest = max(billables.pooled, key=lambda tool: fees[tool].per_call)
-        calls.append((dearest, billables.pool))
+        per_call = [tool for tool in billables.pooled if tool != PER_CONTAINER]
+        if per_call:
+            dearest = max(per_call, key=lambda tool: fees[tool].per_call)
+            calls.append((dearest, billables.pool))
         extra += billables.pool * max(fees[tool].input_tokens for tool in billables.pooled)
     extra += len(billables.documents) * (price.document_tokens or 0)
     extra += price.tool_prompt_tokens if billables.tools else 0
@@ -202,7 +206,7 @@ def anthropic_tool_calls(server_tool_use: Any) -> ToolCalls:
 
 def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
     hosted = [tool for kind in _tool_types(body) if (tool := _responses_tool(kind)) is not None]
-    pooled = tuple(dict.fromkeys(t for t in hosted if t != PER_CONTAINER))
+    pooled = tuple(dict.fromkeys(hosted))
     own = ((PER_CONTAINER, 1),) if PER_CONTAINER in hosted else ()
     asked = body.get("max_tool_calls")
     if asked is not None and not _count(asked):

@@ -778,6 +778,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="with bound: hard, auto on a model pricing no dearer tier is sent standard",
     ),
+    Mutation(
+        name="code-interpreter-calls-unbounded",
+        file="proxy/billable.py",
+        old="pooled = tuple(dict.fromkeys(hosted))",
+        new="pooled = tuple(dict.fromkeys(t for t in hosted if t != PER_CONTAINER))",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_code_interpreter_calls_are_bounded_by_what_was_reserved",
+        ),
+        removes="code_interpreter's calls count toward max_tool_calls for the input each adds",
+    ),
 )
 
 

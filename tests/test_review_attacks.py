@@ -69,6 +69,37 @@ async def test_auto_served_at_an_unpriced_tier_is_not_billed_more_than_charged(
     )
 
 
+# -- hosted tools: code_interpreter's calls are unbounded and each adds input --------
+
+
+async def test_code_interpreter_calls_are_bounded_by_what_was_reserved(
+    tmp_path: Path, store_url: str
+) -> None:
+    """gpt-5 prices code_interpreter at {per_call: 0.03, input_tokens: 600}. A Responses call
+    with only code_interpreter reserves one container and 600 input tokens (billable._responses:
+    PER_CONTAINER goes to `own` with 1, and nothing is pooled, so no max_tool_calls is written
+    with bound: hard). The model then runs the interpreter 8 times, each adding its output to the
+    input: charged (the exact report) > reserved."""
+    fake = FakeUpstream(FakeSettings(latency=LATENCY, hosted_tool_calls=8, tool_input_tokens=600))
+    body = {
+        "model": "gpt-5",
+        "max_output_tokens": 40,
+        "input": "Compute the first 50 primes.",
+        "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}],
+    }
+    async with (
+        local_stack(prices_policy(tmp_path), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        call = await measured(http, stack.url + PATHS["responses"], stack.ledger, body)
+    assert call.status == 200, call.answer
+    [billed] = fake.billed
+    assert billed_cost(billed) <= call.charged <= call.reserved, (
+        f"billed {billed_cost(billed)}, charged {call.charged}, reserved {call.reserved} "
+        f"(prompt billed {billed.prompt_tokens}, {billed.tool_input_tokens} from tool calls)"
+    )
+
+
 # -- streams with running usage, cut before their end --------
 
 
