@@ -25,6 +25,8 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   the provider bills, so each reserves the model's `documents` tokens.
 - **Long context**: an `anthropic-beta: context-1m-…` header lets a prompt pass 200K tokens at
   the model's long-context prices, which must be priced.
+- **Audio output**: chat `modalities` with "audio", or an `audio` parameter, needs the model's
+  `audio_output` price.
 - **Tool prompt**: a call that sends tools reserves the model's `tool_prompt_tokens` (Claude's
   tool-use system prompt).
 """
@@ -78,6 +80,8 @@ class Billables:
     """The beta header that enables long-context prices, if sent."""
     tools: bool = False
     """The request sends tool definitions."""
+    audio_output: str | None = None
+    """The parameter that asks for audio output (chat `modalities` or `audio`), if any."""
     limits: Mapping[str, Any] = field(default_factory=dict)
     """Body changes that bound hosted tool calls, written with bound: hard."""
 
@@ -95,6 +99,7 @@ def read(
             tier=_tier(body),
             documents=_parts(body.get("messages"), "messages", "content", _chat_document),
             tools=_has_tools(body),
+            audio_output=_chat_audio(body),
         )
     return Billables(tier="default")
 
@@ -124,6 +129,13 @@ def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest |
             "stored prompt bills cannot be counted from the request. Send its text instead, or "
             f"ask the operator to add `documents: {{tokens_per_file: <tokens>}}` to {where}.",
             at,
+        )
+    if billables.audio_output is not None and price.audio_output is None:
+        return _unpriced(
+            f"Model {model!r} has no price for audio output, which is billed apart from text. "
+            f"Leave out '{billables.audio_output}' (ask for text only), or ask the operator to "
+            f"add `audio_output: <USD per 1M tokens>` to {where}.",
+            billables.audio_output,
         )
     if billables.long_context is not None and price.long_context is None:
         return _unpriced(
@@ -322,6 +334,13 @@ def _parts(items: Any, path: str, key: str, is_document: Any) -> tuple[str, ...]
             elif isinstance(nested, list):
                 found += [f"{here}.content[{k}]" for k, p in enumerate(nested) if is_document(p)]
     return tuple(found)
+
+
+def _chat_audio(body: Mapping[str, Any]) -> str | None:
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and "audio" in modalities:
+        return "modalities"
+    return "audio" if body.get("audio") is not None else None
 
 
 def _chat_document(part: Any) -> bool:

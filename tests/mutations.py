@@ -789,6 +789,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="code_interpreter's calls count toward max_tool_calls for the input each adds",
     ),
+    Mutation(
+        name="audio-output-unpriced-forwarded",
+        file="proxy/billable.py",
+        old="if billables.audio_output is not None and price.audio_output is None:",
+        new="if False:",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_audio_output_on_a_model_without_an_audio_price_is_refused",
+        ),
+        removes="audio output on a model without an audio_output price is refused",
+    ),
 )
 
 

@@ -135,3 +135,39 @@ async def test_a_stream_with_running_usage_cut_early_is_charged_its_reservation(
         f"billed {billed_cost(billed)} (40 completion tokens), charged {call.charged}, "
         f"reserved {call.reserved}"
     )
+
+
+# -- audio output on a model whose entry prices no audio --------
+
+
+async def test_audio_output_on_a_model_without_an_audio_price_is_refused(
+    tmp_path: Path, store_url: str
+) -> None:
+    """gpt-4o-audio-preview bills audio output at $80 per 1M (text: $10). Its entry here prices
+    text only, as documents and tiers would be priced only when listed. A request asking for
+    audio output (`modalities: ["text", "audio"]`) is still forwarded, and its audio tokens are
+    charged at the text output price (pricing._tokens_times_million falls back to `output`;
+    token_kinds.estimate_price only raises the estimate when `audio_output` is priced): an
+    unpriced billed dimension forwarded on trust, not refused like an unpriced tier or document."""
+    models = "  gpt-4o-audio-preview: {input: 2.50, output: 10}\n"
+    fake = FakeUpstream(FakeSettings(latency=LATENCY))
+    body = {
+        "model": "gpt-4o-audio-preview",
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "wav"},
+        "messages": [{"role": "user", "content": "Read me a poem."}],
+        "max_completion_tokens": 40,
+    }
+    async with (
+        local_stack(review_policy(tmp_path, models), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(
+            stack.url + PATHS["chat"], json=body, headers={"X-Cycles-Tenant": "alpha"}
+        ) as r:
+            status = r.status
+        calls = stack.fake.calls
+    assert status >= 400 and calls == 0, (
+        f"audio output with no audio_output price was forwarded: status {status}, "
+        f"{calls} upstream call(s)"
+    )
