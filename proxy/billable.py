@@ -27,6 +27,8 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   the model's long-context prices, which must be priced.
 - **Audio output**: chat `modalities` with "audio", or an `audio` parameter, needs the model's
   `audio_output` price.
+- **Chat web search**: `web_search_options` is refused on any model: its per-search fee is not
+  modelled (the Responses `web_search` tool is).
 - **Tool prompt**: a call that sends tools reserves the model's `tool_prompt_tokens` (Claude's
   tool-use system prompt).
 """
@@ -95,6 +97,13 @@ def read(
     if endpoint == "messages":
         return _messages(body, betas, default_calls)
     if endpoint == "chat":
+        if body.get("web_search_options") is not None:
+            raise _unpriced(
+                "Chat completions' web search ('web_search_options') bills a fee per search that "
+                "the proxy does not model. Use the Responses API with the `web_search` tool, "
+                "which is priced by the model's `tool_calls`.",
+                "web_search_options",
+            )
         return Billables(
             tier=_tier(body),
             documents=_parts(body.get("messages"), "messages", "content", _chat_document),

@@ -800,6 +800,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="audio output on a model without an audio_output price is refused",
     ),
+    Mutation(
+        name="chat-web-search-forwarded",
+        file="proxy/billable.py",
+        old='if body.get("web_search_options") is not None:',
+        new="if False:",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_chat_web_search_options_is_refused_or_its_search_fee_reserved",
+        ),
+        removes="chat web_search_options, whose fee is not modelled, is refused",
+    ),
 )
 
 

@@ -34,6 +34,40 @@ def _ceil(value: Fraction) -> int:
     return -(-value.numerator // value.denominator)
 
 
+# -- chat completions: web search is billed per call, and the chat path never prices it ---------
+
+
+async def test_chat_web_search_options_is_refused_or_its_search_fee_reserved(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A search-preview chat model bills every web search ($27.50 per 1000 for
+    gpt-4o-mini-search-preview) besides tokens. The operator priced the fee in `tool_calls`, yet a
+    chat request with `web_search_options` is forwarded with no fee reserved (billable.read reads
+    no tools on the chat endpoint): the fee is neither reserved nor charged."""
+    fee = "0.0275"
+    models = (
+        "  gpt-4o-mini-search-preview: {input: 0.15, output: 0.60, "
+        f"tool_calls: {{web_search: {fee}}}}}\n"
+    )
+    fake = FakeUpstream(FakeSettings(latency=LATENCY))
+    body = {
+        "model": "gpt-4o-mini-search-preview",
+        "messages": [{"role": "user", "content": "What is in the news today?"}],
+        "max_completion_tokens": 40,
+        "web_search_options": {"search_context_size": "high"},
+    }
+    async with (
+        local_stack(review_policy(tmp_path, models), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        call = await measured(http, stack.url + PATHS["chat"], stack.ledger, body)
+    fee_units = int(Fraction(fee) * UNITS)
+    assert call.status >= 400 or call.reserved >= fee_units, (
+        f"forwarded (status {call.status}) with {call.reserved} units reserved, below one "
+        f"search's fee ({fee_units} units); charged {call.charged}"
+    )
+
+
 # -- service tiers: auto served at a tier the model does not price --------
 
 
