@@ -20,6 +20,8 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   toward the bound for the input each adds); an Anthropic tool's `max_uses` bounds its own.
   Without one the plan's `default_max_tool_calls` is reserved and, with `bound: hard`, written
   into the request. Each call may add the tool's `input_tokens`.
+- **Stored prompts**: a Responses `prompt` (by id) may bring hosted tools the request does not
+  show, so it reserves every hosted tool the model prices, pooled under `max_tool_calls`.
 - **Documents**: chat `file` parts, Responses `input_file` parts and a stored `prompt`, Anthropic
   `document` blocks that are not inline text. Their JSON (a file id, a URL) says nothing of what
   the provider bills, so each reserves the model's `documents` tokens.
@@ -82,6 +84,9 @@ class Billables:
     """The beta header that enables long-context prices, if sent."""
     tools: bool = False
     """The request sends tool definitions."""
+    stored_prompt: bool = False
+    """A stored Responses prompt is used, which may bring hosted tools of its own: every one
+    the model prices is reserved, as if enabled."""
     audio_output: str | None = None
     """The parameter that asks for audio output (chat `modalities` or `audio`), if any."""
     limits: Mapping[str, Any] = field(default_factory=dict)
@@ -175,14 +180,19 @@ def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, in
     reserved, the prompt tokens to add (documents, tool results, the tool prompt), and the
     hosted tool calls to reserve, as `Usage.tool_calls`."""
     fees = price.tool_calls
-    calls = list(billables.own)
-    extra = sum(n * fees[tool].input_tokens for tool, n in billables.own)
-    if billables.pooled and billables.pool:
-        per_call = [tool for tool in billables.pooled if tool != PER_CONTAINER]
+    pooled, own = billables.pooled, billables.own
+    if billables.stored_prompt:
+        pooled = tuple(dict.fromkeys((*pooled, *fees)))
+        if PER_CONTAINER in fees and PER_CONTAINER not in dict(own):
+            own = (*own, (PER_CONTAINER, 1))
+    calls = list(own)
+    extra = sum(n * fees[tool].input_tokens for tool, n in own)
+    if pooled and billables.pool:
+        per_call = [tool for tool in pooled if tool != PER_CONTAINER]
         if per_call:
             dearest = max(per_call, key=lambda tool: fees[tool].per_call)
             calls.append((dearest, billables.pool))
-        extra += billables.pool * max(fees[tool].input_tokens for tool in billables.pooled)
+        extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)
     extra += len(billables.documents) * (price.document_tokens or 0)
     extra += price.tool_prompt_tokens if billables.tools else 0
     tiered = dataclasses.replace(price, tier=_reserved_tier(price, billables.tier))
@@ -236,9 +246,10 @@ def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
             "response may make",
             param="max_tool_calls",
         )
-    limits = {"max_tool_calls": default_calls} if pooled and asked is None else {}
+    stored = isinstance(body.get("prompt"), dict) and body["prompt"].get("id") is not None
+    limits = {"max_tool_calls": default_calls} if (pooled or stored) and asked is None else {}
     documents = _parts(body.get("input"), "input", "content", _responses_document)
-    if isinstance(body.get("prompt"), dict) and body["prompt"].get("id") is not None:
+    if stored:
         documents = ("prompt", *documents)
     return Billables(
         tier=_tier(body),
@@ -248,6 +259,7 @@ def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
         documents=documents,
         tools=_has_tools(body),
         limits=limits,
+        stored_prompt=stored,
     )
 
 

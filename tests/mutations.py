@@ -626,7 +626,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="tool-input-tokens-not-reserved",
         file="proxy/billable.py",
-        old="extra += billables.pool * max(fees[tool].input_tokens for tool in billables.pooled)",
+        old="extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)",
         new="extra += 0",
         tests=(f"{EACH}[memory-web-search-streamed]",),
         removes="what each hosted tool call adds to the input is reserved",
@@ -661,7 +661,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="max-tool-calls-not-written",
         file="proxy/billable.py",
-        old='limits = {"max_tool_calls": default_calls} if pooled and asked is None else {}',
+        old='limits = {"max_tool_calls": default_calls} if (pooled or stored) and asked is None'
+        " else {}",
         new="limits: dict[str, int] = {}",
         tests=(
             "tests/test_billable.py"
@@ -810,6 +811,17 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_chat_web_search_options_is_refused_or_its_search_fee_reserved",
         ),
         removes="chat web_search_options, whose fee is not modelled, is refused",
+    ),
+    Mutation(
+        name="stored-prompt-tools-not-reserved",
+        file="proxy/billable.py",
+        old="pooled = tuple(dict.fromkeys((*pooled, *fees)))",
+        new="pass",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reservation",
+        ),
+        removes="a stored prompt reserves every hosted tool its model prices",
     ),
 )
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 from prices_support import POLICY, billed_cost, measured, prices_policy
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
@@ -204,4 +206,49 @@ async def test_audio_output_on_a_model_without_an_audio_price_is_refused(
     assert status >= 400 and calls == 0, (
         f"audio output with no audio_output price was forwarded: status {status}, "
         f"{calls} upstream call(s)"
+    )
+
+
+# -- a stored prompt brings its own hosted tools --------
+
+
+async def test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reservation(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Responses `prompt: {id}` is a stored template, and a template saved in the dashboard
+    carries its own `tools` (web_search here). billable._responses reads hosted tools only from
+    the request's `tools`, so the call reserves the prompt's `documents` tokens but no tool fee
+    and writes no max_tool_calls; the provider searches as often as it likes and the fees are
+    charged from the output items: charged > reserved. The fake is told to play such a template
+    (its hosted_tools sees the template's tools)."""
+    from proxy import fake_billing
+
+    original = fake_billing.hosted_tools
+
+    def with_template_tools(
+        endpoint: str, body: dict[str, Any], made: int
+    ) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        if endpoint == "responses" and isinstance(body.get("prompt"), dict):
+            body = {**body, "tools": [*(body.get("tools") or ()), {"type": "web_search"}]}
+        return original(endpoint, body, made)
+
+    monkeypatch.setattr(fake_billing, "hosted_tools", with_template_tools)
+    fake = FakeUpstream(FakeSettings(latency=LATENCY, hosted_tool_calls=6, tool_input_tokens=0))
+    body = {
+        "model": "gpt-5",
+        "max_output_tokens": 40,
+        "prompt": {"id": "pmpt_researcher"},
+        "input": "Latest news on fusion power?",
+    }
+    async with (
+        local_stack(prices_policy(tmp_path), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        call = await measured(http, stack.url + PATHS["responses"], stack.ledger, body)
+    assert call.status == 200, call.answer
+    [billed] = fake.billed
+    # The template's searches were made (as many as the max_tool_calls written allows).
+    assert set(billed.tool_calls) == {"web_search"}
+    assert billed_cost(billed) <= call.charged <= call.reserved, (
+        f"billed {billed_cost(billed)}, charged {call.charged}, reserved {call.reserved}"
     )
