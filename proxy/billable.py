@@ -9,20 +9,28 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   `standard_only`) is the model's own price. `auto`, and no tier at all (which both providers
   treat as auto: the account's configured tier), reserve at the dearest tier the model prices,
   since the provider may serve the call at it; any other tier must be priced. The call is
-  charged at the tier the answer reports (pricing.py).
+  charged at the tier the answer reports (pricing.py). With `bound: hard`, a call left to auto
+  on a model that prices no tier above 1× is sent `service_tier: default` (`standard_only`).
 - **Hosted tools**, billed per call. Responses `tools` of type web_search (and
   web_search_preview), file_search, code_interpreter (per container), image_generation, or any
   type not known to be billed by tokens alone; Anthropic server tools (web_search_*,
   web_fetch_*, code_execution_*, any typed tool not known to run on the client). Responses'
   `max_tool_calls` bounds all built-in tool calls of a response, so that many calls of the
-  dearest tool are reserved (code_interpreter: one container besides); an Anthropic tool's
-  `max_uses` bounds its own. Without one the plan's `default_max_tool_calls` is reserved and,
-  with `bound: hard`, written into the request. Each call may add the tool's `input_tokens`.
+  dearest tool are reserved (code_interpreter: one container besides, and its calls count
+  toward the bound for the input each adds); an Anthropic tool's `max_uses` bounds its own.
+  Without one the plan's `default_max_tool_calls` is reserved and, with `bound: hard`, written
+  into the request. Each call may add the tool's `input_tokens`.
+- **Stored prompts**: a Responses `prompt` (by id) may bring hosted tools the request does not
+  show, so it reserves every hosted tool the model prices, pooled under `max_tool_calls`.
 - **Documents**: chat `file` parts, Responses `input_file` parts and a stored `prompt`, Anthropic
   `document` blocks that are not inline text. Their JSON (a file id, a URL) says nothing of what
   the provider bills, so each reserves the model's `documents` tokens.
 - **Long context**: an `anthropic-beta: context-1m-…` header lets a prompt pass 200K tokens at
   the model's long-context prices, which must be priced.
+- **Audio output**: chat `modalities` with "audio", or an `audio` parameter, needs the model's
+  `audio_output` price.
+- **Chat web search**: `web_search_options` is refused on any model: its per-search fee is not
+  modelled (the Responses `web_search` tool is).
 - **Tool prompt**: a call that sends tools reserves the model's `tool_prompt_tokens` (Claude's
   tool-use system prompt).
 """
@@ -63,7 +71,8 @@ class Billables:
     tier: str = AUTO
     """The service tier asked for (`auto` when none is)."""
     pooled: tuple[str, ...] = ()
-    """Hosted tools whose calls share one bound (Responses' max_tool_calls)."""
+    """Hosted tools whose calls share one bound (Responses' max_tool_calls); code_interpreter's
+    calls count toward it (each may add input), though its fee is per container (`own`)."""
     pool: int = 0
     """The calls that bound allows."""
     own: tuple[tuple[str, int], ...] = ()
@@ -75,6 +84,11 @@ class Billables:
     """The beta header that enables long-context prices, if sent."""
     tools: bool = False
     """The request sends tool definitions."""
+    stored_prompt: bool = False
+    """A stored Responses prompt is used, which may bring hosted tools of its own: every one
+    the model prices is reserved, as if enabled."""
+    audio_output: str | None = None
+    """The parameter that asks for audio output (chat `modalities` or `audio`), if any."""
     limits: Mapping[str, Any] = field(default_factory=dict)
     """Body changes that bound hosted tool calls, written with bound: hard."""
 
@@ -88,10 +102,18 @@ def read(
     if endpoint == "messages":
         return _messages(body, betas, default_calls)
     if endpoint == "chat":
+        if body.get("web_search_options") is not None:
+            raise _unpriced(
+                "Chat completions' web search ('web_search_options') bills a fee per search that "
+                "the proxy does not model. Use the Responses API with the `web_search` tool, "
+                "which is priced by the model's `tool_calls`.",
+                "web_search_options",
+            )
         return Billables(
             tier=_tier(body),
             documents=_parts(body.get("messages"), "messages", "content", _chat_document),
             tools=_has_tools(body),
+            audio_output=_chat_audio(body),
         )
     return Billables(tier="default")
 
@@ -122,6 +144,13 @@ def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest |
             f"ask the operator to add `documents: {{tokens_per_file: <tokens>}}` to {where}.",
             at,
         )
+    if billables.audio_output is not None and price.audio_output is None:
+        return _unpriced(
+            f"Model {model!r} has no price for audio output, which is billed apart from text. "
+            f"Leave out '{billables.audio_output}' (ask for text only), or ask the operator to "
+            f"add `audio_output: <USD per 1M tokens>` to {where}.",
+            billables.audio_output,
+        )
     if billables.long_context is not None and price.long_context is None:
         return _unpriced(
             f"The anthropic-beta {billables.long_context!r} lets model {model!r} bill long "
@@ -133,6 +162,16 @@ def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest |
     return None
 
 
+def tier_limits(endpoint: str, price: ModelPrice, billables: Billables) -> dict[str, str]:
+    """With bound: hard, the tier to write into a call that leaves it to the account (none, or
+    `auto`) on a model that prices no tier above the standard one: the standard tier, so the
+    provider serves the call at what it was reserved at rather than at a dearer tier the account
+    may be configured for."""
+    if billables.tier != AUTO or _reserved_tier(price, AUTO) is not None:
+        return {}
+    return {"service_tier": "standard_only" if endpoint == "messages" else "default"}
+
+
 ToolCalls = tuple[tuple[str, int], ...]
 
 
@@ -141,12 +180,19 @@ def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, in
     reserved, the prompt tokens to add (documents, tool results, the tool prompt), and the
     hosted tool calls to reserve, as `Usage.tool_calls`."""
     fees = price.tool_calls
-    calls = list(billables.own)
-    extra = sum(n * fees[tool].input_tokens for tool, n in billables.own)
-    if billables.pooled and billables.pool:
-        dearest = max(billables.pooled, key=lambda tool: fees[tool].per_call)
-        calls.append((dearest, billables.pool))
-        extra += billables.pool * max(fees[tool].input_tokens for tool in billables.pooled)
+    pooled, own = billables.pooled, billables.own
+    if billables.stored_prompt:
+        pooled = tuple(dict.fromkeys((*pooled, *fees)))
+        if PER_CONTAINER in fees and PER_CONTAINER not in dict(own):
+            own = (*own, (PER_CONTAINER, 1))
+    calls = list(own)
+    extra = sum(n * fees[tool].input_tokens for tool, n in own)
+    if pooled and billables.pool:
+        per_call = [tool for tool in pooled if tool != PER_CONTAINER]
+        if per_call:
+            dearest = max(per_call, key=lambda tool: fees[tool].per_call)
+            calls.append((dearest, billables.pool))
+        extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)
     extra += len(billables.documents) * (price.document_tokens or 0)
     extra += price.tool_prompt_tokens if billables.tools else 0
     tiered = dataclasses.replace(price, tier=_reserved_tier(price, billables.tier))
@@ -191,7 +237,7 @@ def anthropic_tool_calls(server_tool_use: Any) -> ToolCalls:
 
 def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
     hosted = [tool for kind in _tool_types(body) if (tool := _responses_tool(kind)) is not None]
-    pooled = tuple(dict.fromkeys(t for t in hosted if t != PER_CONTAINER))
+    pooled = tuple(dict.fromkeys(hosted))
     own = ((PER_CONTAINER, 1),) if PER_CONTAINER in hosted else ()
     asked = body.get("max_tool_calls")
     if asked is not None and not _count(asked):
@@ -200,9 +246,10 @@ def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
             "response may make",
             param="max_tool_calls",
         )
-    limits = {"max_tool_calls": default_calls} if pooled and asked is None else {}
+    stored = isinstance(body.get("prompt"), dict) and body["prompt"].get("id") is not None
+    limits = {"max_tool_calls": default_calls} if (pooled or stored) and asked is None else {}
     documents = _parts(body.get("input"), "input", "content", _responses_document)
-    if isinstance(body.get("prompt"), dict) and body["prompt"].get("id") is not None:
+    if stored:
         documents = ("prompt", *documents)
     return Billables(
         tier=_tier(body),
@@ -212,6 +259,7 @@ def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
         documents=documents,
         tools=_has_tools(body),
         limits=limits,
+        stored_prompt=stored,
     )
 
 
@@ -307,6 +355,13 @@ def _parts(items: Any, path: str, key: str, is_document: Any) -> tuple[str, ...]
             elif isinstance(nested, list):
                 found += [f"{here}.content[{k}]" for k, p in enumerate(nested) if is_document(p)]
     return tuple(found)
+
+
+def _chat_audio(body: Mapping[str, Any]) -> str | None:
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and "audio" in modalities:
+        return "modalities"
+    return "audio" if body.get("audio") is not None else None
 
 
 def _chat_document(part: Any) -> bool:

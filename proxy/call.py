@@ -307,7 +307,11 @@ def prepare(
         raise refused
     bound = policy.bound == "hard" and not shadow
     if bound:
-        forced = {**forced, **billables.limits}
+        forced = {
+            **forced,
+            **billables.limits,
+            **billable.tier_limits(endpoint.name, price, billables),
+        }
     pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name), billables)
     allowed = _allowed(policy, plan, model)
     asked = pricer.asked(model, price, bound=bound)

@@ -5,7 +5,9 @@ reservation; without a report, streamed text is counted; when the stream did not
 client left and the upstream never sent its usage, or the upstream was cut), or the request
 reached the provider and no answer came back (a timeout, a reset, the proxy stopping), or the
 model may reason without streaming it, the charge is at least the reservation, because the
-provider may have billed a generation we never saw.
+provider may have billed a generation we never saw. A report from a stream that did not finish
+is only a floor: a provider that reports running usage on every chunk (vLLM) counts what it had
+sent, not what it bills for the generation it went on with.
 """
 
 from __future__ import annotations
@@ -55,7 +57,11 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
         usage = outcome.usage
         if outcome.counted_completion > usage.completion_tokens:
             usage = dataclasses.replace(usage, completion_tokens=outcome.counted_completion)
-        return settled_amounts(sent.price, usage, reserved)
+        charged = settled_amounts(sent.price, usage, reserved)
+        if outcome.complete:
+            return charged
+        # A running report from a stream cut short: the generation may have gone on unseen.
+        return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in charged.items()}
     counted = amounts(sent.price, Usage(sent.prompt_tokens, outcome.counted_completion))
     if outcome.complete and outcome.streamed and not outcome.hidden_reasoning:
         return counted

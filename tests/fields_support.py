@@ -42,7 +42,7 @@ routes:
   - {{model: "claude-*", upstream: anthropic}}
   - {{model: "*", upstream: openai}}
 models:
-  gpt-4o-mini: {{input: 0.15, cached_input: 0.075, output: 0.60}}
+  gpt-4o-mini: {{input: 0.15, cached_input: 0.075, output: 0.60, audio_output: 20.00}}
   gpt-3.5-turbo-instruct: {{input: 1.50, output: 2.00}}
   text-embedding-3-small: {{input: 0.02, output: 0}}
   o3-mini: {{input: 1.10, cached_input: 0.55, output: 4.40}}

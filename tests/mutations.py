@@ -628,7 +628,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="tool-input-tokens-not-reserved",
         file="proxy/billable.py",
-        old="extra += billables.pool * max(fees[tool].input_tokens for tool in billables.pooled)",
+        old="extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)",
         new="extra += 0",
         tests=(f"{EACH}[memory-web-search-streamed]",),
         removes="what each hosted tool call adds to the input is reserved",
@@ -663,7 +663,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="max-tool-calls-not-written",
         file="proxy/billable.py",
-        old='limits = {"max_tool_calls": default_calls} if pooled and asked is None else {}',
+        old='limits = {"max_tool_calls": default_calls} if (pooled or stored) and asked is None'
+        " else {}",
         new="limits: dict[str, int] = {}",
         tests=(
             "tests/test_billable.py"
@@ -886,6 +887,73 @@ MUTATIONS: tuple[Mutation, ...] = (
         new='generated = max(body.get("n") or 1, body.get("best_of") or 1)',
         tests=(f"{CHOICES}::test_a_batch_is_reserved_for_every_prompts_choices",),
         removes="the fake bills every prompt of a batch, as a provider does",
+    ),
+    # -- issue 13, review: what the adversarial review found --------------------------------
+    Mutation(
+        name="cut-stream-charged-its-running-report",
+        file="proxy/settle.py",
+        old="        if outcome.complete:\n            return charged\n",
+        new="        return charged\n",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_a_stream_with_running_usage_cut_early_is_charged_its_reservation",
+        ),
+        removes="a stream cut short is charged at least its reservation, report or not",
+    ),
+    Mutation(
+        name="auto-tier-left-to-the-account",
+        file="proxy/call.py",
+        old="            **billable.tier_limits(endpoint.name, price, billables),\n",
+        new="",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_auto_served_at_an_unpriced_tier_is_not_billed_more_than_charged",
+        ),
+        removes="with bound: hard, auto on a model pricing no dearer tier is sent standard",
+    ),
+    Mutation(
+        name="code-interpreter-calls-unbounded",
+        file="proxy/billable.py",
+        old="pooled = tuple(dict.fromkeys(hosted))",
+        new="pooled = tuple(dict.fromkeys(t for t in hosted if t != PER_CONTAINER))",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_code_interpreter_calls_are_bounded_by_what_was_reserved",
+        ),
+        removes="code_interpreter's calls count toward max_tool_calls for the input each adds",
+    ),
+    Mutation(
+        name="audio-output-unpriced-forwarded",
+        file="proxy/billable.py",
+        old="if billables.audio_output is not None and price.audio_output is None:",
+        new="if False:",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_audio_output_on_a_model_without_an_audio_price_is_refused",
+        ),
+        removes="audio output on a model without an audio_output price is refused",
+    ),
+    Mutation(
+        name="chat-web-search-forwarded",
+        file="proxy/billable.py",
+        old='if body.get("web_search_options") is not None:',
+        new="if False:",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_chat_web_search_options_is_refused_or_its_search_fee_reserved",
+        ),
+        removes="chat web_search_options, whose fee is not modelled, is refused",
+    ),
+    Mutation(
+        name="stored-prompt-tools-not-reserved",
+        file="proxy/billable.py",
+        old="pooled = tuple(dict.fromkeys((*pooled, *fees)))",
+        new="pass",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reservation",
+        ),
+        removes="a stored prompt reserves every hosted tool its model prices",
     ),
 )
 

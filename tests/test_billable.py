@@ -32,6 +32,7 @@ from support import settled, usd
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.local import local_stack
+from proxy.policy import load_policy
 
 LATENCY = 0.15
 """Long enough to read a call's reservation while it is upstream."""
@@ -404,12 +405,17 @@ async def test_auto_reserves_the_dearest_priced_tier_and_is_charged_the_tier_ser
 async def test_a_served_tier_the_policy_does_not_price_charges_the_reservation_loudly(
     tmp_path: Path, store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Half the completion: what the usage report prices is well below the reservation.
+    # Half the completion: what the usage report prices is well below the reservation. With
+    # bound: soft nothing pins the tier, so the account's priority tier serves the call.
     fake = FakeUpstream(
         FakeSettings(latency=LATENCY, service_tier="priority", completion_fraction=0.5)
     )
+    prices_policy(tmp_path)
+    soft = tmp_path / "policy.yaml"
+    soft.write_text(soft.read_text() + "bound: soft\n")
+    policy = load_policy(soft)
     async with (
-        local_stack(prices_policy(tmp_path), store=store_url, fake=fake) as stack,
+        local_stack(policy, store=store_url, fake=fake) as stack,
         aiohttp.ClientSession() as http,
     ):
         url = stack.url + PATHS["chat"]
