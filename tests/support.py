@@ -380,7 +380,9 @@ async def _until_healthy(url: str, proc: asyncio.subprocess.Process, output: IO[
                 return True
             try:
                 async with session.get(url + "/healthz") as r:
-                    return r.status == 200
+                    # The proxy's own answer: a port picked by free_port() can be taken by
+                    # another server before the proxy binds it (then the proxy exits).
+                    return r.status == 200 and (await r.json()).get("status") == "ok"
             except aiohttp.ClientConnectionError:
                 return False
 
