@@ -118,6 +118,12 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         listeners.append((build_admin_app(app, settings.store), settings.admin))
     if settings.metrics is not None:
         listeners.append((build_metrics_app(app), settings.metrics))
+    # Signals are handled before the port accepts: a SIGTERM that arrives as soon as the proxy
+    # answers (a worker's parent forwarding it) is never the default, fatal one.
+    loop = asyncio.get_running_loop()
+    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
     runners = []
     for listener, address in listeners:
         runner = web.AppRunner(listener, access_log=None)
@@ -134,10 +140,6 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         policy.identity,
         policy.mode,
     )
-    loop = asyncio.get_running_loop()
-    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, signals.put_nowait, signum)
     first = await signals.get()
     deadline = loop.time() + settings.drain_timeout
     if first == signal.SIGTERM and settings.serves_after_sigterm(policy):

@@ -9,8 +9,9 @@ those the expected charge is exact (`expected_charge`), from DESIGN.md's rules:
 - an error status: released, nothing charged;
 - a whole answer: its usage report; without one (or when the body is lost), the reservation;
 - a stream: its last good usage report, its completion raised to the counted text if that is
-  more; without a report, the counted text, or at least the reservation when the stream did
-  not finish (no `[DONE]`, or a reset); a stream with no JSON event at all is released.
+  more; without a report, the counted text; either way at least the reservation when the
+  stream did not finish (no `[DONE]`, or a reset); a stream with no JSON event at all is
+  released.
 
 The rest is raw garbage (bytes, cut JSON, arbitrary JSON events): only robustness is checked.
 """
@@ -103,12 +104,15 @@ def expected_charge(case: Garbage, reserved: int) -> int | None:
 def _stream_charge(case: Garbage, shows: Shows, reserved: int) -> int:
     if shows.json_events == 0:
         return 0
+    complete = shows.done and not case.script.reset
     if shows.usage is not None:
-        return _usage_charge(shows.usage, shows.words)
+        # A report is the charge of a finished stream; of a cut one only a floor under the
+        # reservation (a running report, as vLLM sends, says nothing of what came after).
+        charged = _usage_charge(shows.usage, shows.words)
+        return charged if complete else max(charged, reserved)
     # No report: the counted text at the prompt's estimate, which is the reservation less its
     # completion part (gpt-4o-mini's prices are whole units a token, so this is exact).
     counted = reserved - cost(MODEL, 0, case.max_tokens) + cost(MODEL, 0, shows.words)
-    complete = shows.done and not case.script.reset
     return counted if complete else max(counted, reserved)
 
 

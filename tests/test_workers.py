@@ -135,6 +135,9 @@ async def test_quitquitquit_reaching_one_worker_stops_them_all(
         aiohttp.ClientSession() as session,
     ):
         workers = children(proc.pid)
+        await eventually(
+            lambda: printed(proc).count("cycles-proxy listening") == 2, "both workers listening"
+        )
         proc.send_signal(signal.SIGTERM)  # identity: header, so the workers keep serving
         await eventually(
             lambda: printed(proc).count("SIGTERM: sidecar mode") == 2,
