@@ -11,6 +11,7 @@ from importlib import resources
 from typing import cast
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from conftest import free_port
 from support import commands_seen, dated, monitor
@@ -344,3 +345,49 @@ async def test_open_ledger_picks_the_store_by_scheme(redis_url: str) -> None:
     await in_cluster.close()
     with pytest.raises(ValueError, match="unknown store URL scheme 'mongodb'"):
         open_ledger("mongodb://localhost", SETTINGS)
+
+
+def masters(url: str) -> list[redis.Redis]:
+    """A client for each master of the store at `url` (one Redis, or every cluster master)."""
+    if not url.startswith("redis+cluster://"):
+        return [redis.Redis.from_url(url)]
+    seed = redis.Redis.from_url(url.replace("redis+cluster://", "redis://"))
+    nodes = seed.execute_command("CLUSTER NODES")
+    seed.close()
+    found = [name.partition("@")[0] for name, node in nodes.items() if "master" in node["flags"]]
+    return [redis.Redis(host=a.rpartition(":")[0], port=int(a.rpartition(":")[2])) for a in found]
+
+
+def command_calls(url: str, command: str) -> int:
+    """How many times the store's masters ran `command` since their statistics were reset."""
+    total = 0
+    for node in masters(url):
+        total += node.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+        node.close()
+    return total
+
+
+@pytest.mark.parametrize("store_url", ["redis", "redis+cluster"], indirect=True)
+async def test_a_burst_on_a_cold_store_reloads_the_scripts_and_registers_the_tenant_once(
+    store_url: str,
+) -> None:
+    """A flushed or failed-over store lacks every script and this process's tenants: a burst
+    of calls meeting it shares one reload and one registration instead of one per call (which
+    flooded the store and timed the burst out under load)."""
+    for node in masters(store_url):
+        node.script_flush()
+        node.config_resetstat()
+        node.close()
+    ledger = RedisLedger(store_url, SETTINGS, "web-1")
+    try:
+        results = await asyncio.gather(*(ledger.reserve(ask(f"r{i}", tokens=1)) for i in range(60)))
+        assert all(r.allowed for r in results)
+        rows = {(r.level, r.unit): (r.spent, r.reserved) for r in await ledger.balances("acme")}
+        assert (rows[("tenant", "USD")], rows[("run", "TOKENS")]) == ((0, 60 * 100), (0, 60))
+    finally:
+        await ledger.close()
+    one_reload = len(ledger._scripts) * len(masters(store_url))
+    # A cluster node may answer NOSCRIPT to a call sent before the reload reached it after the
+    # reload ended: that caller reloads once more. Per call, it would be 60.
+    assert one_reload <= command_calls(store_url, "script|load") <= 2 * one_reload
+    assert command_calls(store_url, "sadd") == 1

@@ -2,14 +2,14 @@
 same code serves one Redis and a Redis Cluster (ledger/clients.py says what differs).
 
 Scripts live in lua/*.lua; lua/common.lua and lua/audit.lua are prepended to each at load (and
-candidates.lua and quotas.lua to reserve.lua). Tenant records and the audit trail are in
-tenants_redis.py. They are called by SHA
-(`EVALSHA`, the SHA computed locally); the first time Redis answers NOSCRIPT (a fresh or
-flushed server) all of them are loaded with `SCRIPT LOAD` in one round trip and the call is
-retried once. In a cluster EVALSHA goes to the master owning the tenant's slot (its first key),
-and SCRIPT LOAD to every master, so the one that answered NOSCRIPT (a new master, a promoted
-replica) has them all for the retry. Time comes from
-Redis `TIME` inside the scripts, so instances with skewed clocks agree on periods and deadlines.
+candidates.lua and quotas.lua to reserve.lua). They are called by SHA (`EVALSHA`, the SHA
+computed locally); the first time Redis answers NOSCRIPT (a fresh or flushed server) all of them
+are loaded with `SCRIPT LOAD` in one round trip (one for a whole burst: flights.py) and the call
+is retried once. In a cluster EVALSHA goes to the master owning the tenant's slot (its first
+key), and SCRIPT LOAD to every master, so the one that answered NOSCRIPT (a new master, a
+promoted replica) has them all for the retry. Time comes from Redis `TIME` inside the scripts,
+so instances with skewed clocks agree on periods and deadlines. Tenant records and the audit
+trail are in tenants_redis.py.
 
 Redis errors stop here: connection trouble becomes `LedgerUnavailable` (the caller applies
 `fail_mode`), anything else `LedgerError`.
@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from typing import Any, cast
@@ -36,14 +36,11 @@ from proxy.ledger import keys
 from proxy.ledger.base import (
     Amounts,
     BalanceRow,
-    Candidate,
-    Crossing,
     ExpiryAlerts,
     Reservation,
     ReserveRequest,
     ReserveResult,
     SettleResult,
-    State,
     TenantStatus,
 )
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
@@ -59,7 +56,9 @@ from proxy.ledger.common import (
     instance_id,
     reserve_result,
 )
+from proxy.ledger.flights import Flights
 from proxy.ledger.reads_redis import RedisReads
+from proxy.ledger.replies import candidate_args, crossings, held_of, settled, status_of
 from proxy.ledger.safety import Epoch, check_eviction
 from proxy.ledger.tenancy import TenantRecord
 from proxy.ledger.tenants import AGGREGATE
@@ -134,6 +133,8 @@ class RedisLedger(RedisTenants, RedisReads):
             str(s.audit_retention_ms),
         )
         self._registered: set[str] = set()
+        self._reloads: Flights[str] = Flights()
+        self._registering: Flights[str] = Flights()
         self._epoch = Epoch()
         self.expiry_alerts: ExpiryAlerts | None = None
 
@@ -173,7 +174,7 @@ class RedisLedger(RedisTenants, RedisReads):
             try:
                 return await call()
             except rex.NoScriptError:
-                await self._load_scripts()
+                await self._reloads.run("scripts", self._load_scripts)
                 return await call()
 
     async def _on_wire(self, wire: Wire, command: tuple[str, ...]) -> Any:
@@ -190,7 +191,7 @@ class RedisLedger(RedisTenants, RedisReads):
                     raise LedgerError(f"the Redis ledger refused a command: {exc}") from exc
                 reloaded = True
                 with boundary():
-                    await self._load_scripts()
+                    await self._reloads.run("scripts", self._load_scripts)
             except OSError as exc:  # ConnectionError, refused, unreachable; TimeoutError
                 if reconnected or not isinstance(exc, ConnectionError):
                     raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
@@ -212,8 +213,11 @@ class RedisLedger(RedisTenants, RedisReads):
         """Put the tenant on the sweeper's list, once per tenant per process."""
         if tenant not in self._registered:
             with boundary():
-                await self._client.sadd(keys.TENANTS, tenant)
-            self._registered.add(tenant)
+                await self._registering.run(tenant, partial(self._add_tenant, tenant))
+
+    async def _add_tenant(self, tenant: str) -> None:
+        await self._client.sadd(keys.TENANTS, tenant)
+        self._registered.add(tenant)
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
         self._epoch.guard()
@@ -224,15 +228,15 @@ class RedisLedger(RedisTenants, RedisReads):
         pairs = [(reply[5 + 2 * i], int(reply[6 + 2 * i])) for i in range(n)]
         first_deny = None if reply[5 + 2 * n] == "-" else reply[5 + 2 * n]
         if outcome == "stale":
-            return reserve_result(request, _status(status), DENIED, {}, pairs, (), stale=True)
+            return reserve_result(request, status_of(status), DENIED, {}, pairs, (), stale=True)
         return reserve_result(
             request,
-            _status(status),
+            status_of(status),
             Outcome.decode(outcome),
             decode_amounts(amounts),
             pairs,
             reply[6 + 2 * n :],
-            _held(held),
+            held_of(held),
             first_deny=first_deny,
         )
 
@@ -258,7 +262,7 @@ class RedisLedger(RedisTenants, RedisReads):
         for line in request.lines:
             args += [line.level, line.value, line.unit, line.period, str(line.limit)]
         for candidate in request.candidates:
-            args += _candidate_args(candidate)
+            args += candidate_args(candidate)
         return args
 
     async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
@@ -277,7 +281,7 @@ class RedisLedger(RedisTenants, RedisReads):
             args += [field, str(bp), str(mark)]
         args += reservation.fields
         reply = await self._run("commit", reservation.tenant, args)
-        return _settled(reply, _crossings(reservation, reply[3:]))
+        return settled(reply, crossings(reservation, reply[3:]))
 
     async def release(self, reservation: Reservation) -> SettleResult:
         check_reservation(reservation)
@@ -288,7 +292,7 @@ class RedisLedger(RedisTenants, RedisReads):
             ",".join(reservation.held) or "-",
             *reservation.fields,
         ]
-        return _settled(await self._run("release", reservation.tenant, args))
+        return settled(await self._run("release", reservation.tenant, args))
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         with boundary():
@@ -357,43 +361,8 @@ class RedisLedger(RedisTenants, RedisReads):
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def close(self) -> None:
+        await self._reloads.close()
+        await self._registering.close()
         if self._wire is not None:
             await self._wire.close()
         await self._client.aclose()
-
-
-def _status(text: str) -> TenantStatus:
-    if text not in ("active", "suspended", "closed"):
-        raise LedgerError(f"tenant status {text!r} in the store is not active/suspended/closed")
-    return cast(TenantStatus, text)
-
-
-def _candidate_args(candidate: Candidate) -> list[str]:
-    """amounts, condition, fit, name: the four ARGVs of a candidate (see lua/candidates.lua); a
-    fit is its fields in declaration order."""
-    c, fit = candidate.condition, candidate.fit
-    when = f"{c.kind}:{c.line:d}:{c.amount:d}" if c.kind == "remaining_below" else c.kind
-    shape = "-" if fit is None else ",".join(f"{x:d}" for x in astuple(fit))
-    return [encode_amounts(candidate.amounts), when, shape, candidate.name]
-
-
-def _held(text: str) -> tuple[str, ...]:
-    return () if text == "-" else tuple(text.split(","))
-
-
-def _settled(reply: list[str], crossed: tuple[Crossing, ...] = ()) -> SettleResult:
-    return SettleResult(
-        state=cast(State, reply[0]),
-        first=reply[1] == "1",
-        charged=decode_amounts(reply[2]),
-        crossed=crossed,
-    )
-
-
-def _crossings(reservation: Reservation, fired: list[str]) -> tuple[Crossing, ...]:
-    """commit.lua's (prefix, basis points, spent) triples, with each field's limit."""
-    limits = dict(zip(reservation.fields, reservation.limits, strict=False))
-    return tuple(
-        Crossing(fired[i], int(fired[i + 1]), limits.get(fired[i], 0), int(fired[i + 2]))
-        for i in range(0, len(fired) - 2, 3)
-    )
