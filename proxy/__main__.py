@@ -16,7 +16,12 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the proxy")
     serve.add_argument("--policy", required=True, help="policy file or directory")
-    serve.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default %(default)s)")
+    serve.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        help="HOST:PORT (default %(default)s); port 0 here or in --admin-listen and "
+        "--metrics-listen binds any free port, named in the startup log line",
+    )
     serve.add_argument(
         "--store",
         help="memory:// (default), redis://host:port/db or redis+cluster://host:port; "

@@ -24,6 +24,7 @@ from proxy.app import build_app, build_metrics_app
 from proxy.logs import setup_logging
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
+from proxy.ports import pinned
 from proxy.settings import (
     Settings,
     parse_listen,
@@ -48,13 +49,17 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         workers=args.workers,
         allow_header_identity_on_public_address=args.allow_header_identity_on_public_address,
-        admin=None if args.admin_listen == "off" else parse_listen(args.admin_listen),
-        metrics=None if args.metrics_listen is None else parse_listen(args.metrics_listen),
+        admin=_listener(args.admin_listen, "--admin-listen"),
+        metrics=_listener(args.metrics_listen, "--metrics-listen"),
         reload_every=args.reload_every,
         drain_timeout=args.drain_timeout,
         require_noeviction=args.require_noeviction,
         sigterm=args.sigterm,
     )
+
+
+def _listener(value: str | None, flag: str) -> tuple[str, int] | None:
+    return None if value is None or value == "off" else parse_listen(value, flag)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -68,6 +73,12 @@ def serve(args: argparse.Namespace) -> int:
     if settings.workers == 1:
         _run(settings, policy)
         return 0
+    with pinned(settings) as shared:
+        return _fork(shared, policy)
+
+
+def _fork(settings: Settings, policy: Policy) -> int:
+    """Run `settings.workers` workers, passing them SIGTERM and SIGINT, until all have ended."""
     ctx = multiprocessing.get_context("fork")
     workers = [
         ctx.Process(target=_run, args=(settings, policy), name=f"worker-{i}")
@@ -131,11 +142,14 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         await runner.setup()
         site = web.TCPSite(runner, address[0], address[1], reuse_port=settings.workers > 1)
         await site.start()
+    bound = iter(_bound(runner) for runner in runners)
+    # The addresses bound, not the ones asked for: port 0 asks for any free port, and this line
+    # is where a supervisor (or a test) learns which.
     log.info(
-        "cycles-proxy listening on %s:%d, admin on %s (store %s, identity %s, mode %s)",
-        settings.host,
-        settings.port,
-        "off" if settings.admin is None else f"{settings.admin[0]}:{settings.admin[1]}",
+        "cycles-proxy listening on %s, admin on %s, metrics on %s (store %s, identity %s, mode %s)",
+        next(bound),
+        "off" if settings.admin is None else next(bound),
+        "off" if settings.metrics is None else next(bound),
         settings.store.split("@")[-1],
         policy.identity,
         policy.mode,
@@ -155,6 +169,12 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     log.info("%s: no new connections; in-flight calls have %.0f s to finish", first.name, grace)
     await _shut_down(runners, grace)
     log.info("stopped: every call settled")
+
+
+def _bound(runner: web.AppRunner) -> str:
+    """HOST:PORT of the runner's listening socket."""
+    host, port = runner.addresses[0][:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _quit(workers: int) -> None:

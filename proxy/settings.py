@@ -52,10 +52,11 @@ class Settings:
         return self.sigterm == "serve"
 
 
-def parse_listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str, flag: str = "--listen") -> tuple[str, int]:
+    """HOST:PORT; port 0 binds any free port (the startup log line names the one bound)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SettingsError(f"--listen {value!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise SettingsError(f"{flag} {value!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import math
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -329,6 +330,8 @@ async def proxy_in_front_of(
 STARTUP_S = 30.0
 """How long `proxy_process` waits for /healthz: generous, for a loaded machine."""
 _OUTPUT: dict[asyncio.subprocess.Process, IO[bytes]] = {}
+LISTENING = re.compile(r"listening on (\S+), admin on (\S+), metrics on (\S+) \(")
+"""The proxy's startup log line, naming the addresses it bound (proxy/serve.py)."""
 
 
 @asynccontextmanager
@@ -340,26 +343,26 @@ async def proxy_process(
     drain: float = 0,
     *extra: str,
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """`cycles-proxy serve` in a subprocess on a free port, ready when /healthz answers; yields
-    (url, process). Fails, with what the process printed, if it exits or is not healthy within
-    STARTUP_S. A process still running at the end is stopped (SIGTERM, then SIGKILL); what it
-    printed goes to this test's output (`printed(process)` reads it while it runs)."""
-    port = free_port()
+    """`cycles-proxy serve` in a subprocess, ready when /healthz answers; yields (url,
+    process). The proxy binds any free port (`--listen 127.0.0.1:0`; give `--admin-listen` or
+    `--metrics-listen` port 0 in `extra` too) and names it in its startup line, so no other
+    server can take a port picked for it in advance; `listening(process)` reads them all. Fails,
+    with what the process printed, if it exits or is not healthy within STARTUP_S. A process
+    still running at the end is stopped (SIGTERM, then SIGKILL); what it printed goes to this
+    test's output (`printed(process)` reads it while it runs)."""
     env = {**os.environ, "OPENAI_API_KEY": key}
     args = ["serve", "--policy", str(policy_path), "--store", store, "--upstream", upstream]
-    args += ["--admin-listen", "off", "--drain-timeout", str(drain), *extra]
+    args += ["--admin-listen", "off", "--drain-timeout", str(drain), "--listen", "127.0.0.1:0"]
     with tempfile.TemporaryFile() as output:
         proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "proxy", *args, "--listen", f"127.0.0.1:{port}"),
+            *(sys.executable, "-m", "proxy", *args, *extra),
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-        url = f"http://127.0.0.1:{port}"
         _OUTPUT[proc] = output
         try:
-            await _until_healthy(url, proc, output)
-            yield url, proc
+            yield await _until_healthy(proc, output), proc
         finally:
             del _OUTPUT[proc]
             if proc.returncode is None:
@@ -372,23 +375,43 @@ async def proxy_process(
             sys.stdout.write(_printed(output))
 
 
-async def _until_healthy(url: str, proc: asyncio.subprocess.Process, output: IO[bytes]) -> None:
+def listening(proc: asyncio.subprocess.Process) -> dict[str, str | None]:
+    """The base URLs a `proxy_process` listens on, from its startup line: `proxy`, `admin` and
+    `metrics` (None for a listener that is off)."""
+    found = LISTENING.search(printed(proc))
+    assert found is not None, f"the proxy never named its ports; it printed:\n{printed(proc)}"
+    return {
+        name: None if address == "off" else f"http://{address}"
+        for name, address in zip(("proxy", "admin", "metrics"), found.groups(), strict=True)
+    }
+
+
+async def _until_healthy(proc: asyncio.subprocess.Process, output: IO[bytes]) -> str:
+    """The proxy's URL, once it has named its port and /healthz there answers."""
+    url = ""
+
     async with aiohttp.ClientSession() as session:
 
         async def healthy_or_exited() -> bool:
+            nonlocal url
             if proc.returncode is not None:
                 return True
+            if not url:
+                found = LISTENING.search(_printed(output))
+                if found is None:
+                    return False
+                url = f"http://{found[1]}"
             try:
                 async with session.get(url + "/healthz") as r:
-                    # The proxy's own answer: a port picked by free_port() can be taken by
-                    # another server before the proxy binds it (then the proxy exits).
                     return r.status == 200 and (await r.json()).get("status") == "ok"
             except aiohttp.ClientConnectionError:
                 return False
 
         never = None
         try:
-            await eventually(healthy_or_exited, f"/healthz on {url} answering 200", STARTUP_S)
+            await eventually(
+                healthy_or_exited, "the proxy naming its port and /healthz answering", STARTUP_S
+            )
         except pytest.fail.Exception as exc:
             never = str(exc)
     if never is not None:
@@ -398,6 +421,7 @@ async def _until_healthy(url: str, proc: asyncio.subprocess.Process, output: IO[
             f"the proxy exited with code {proc.returncode} before it became healthy; it printed:"
             f"\n{_printed(output)}"
         )
+    return url
 
 
 def printed(proc: asyncio.subprocess.Process) -> str:

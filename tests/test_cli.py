@@ -49,6 +49,13 @@ def test_serve_refuses_header_identity_on_a_public_address() -> None:
     assert "identity: header" in result.stderr
 
 
+def test_serve_names_the_listen_flag_it_cannot_read() -> None:
+    args = ["--policy", str(POLICIES / "example.yaml"), "--metrics-listen", "127.0.0.1:http"]
+    result = cli("serve", *args)
+    assert result.returncode == 2
+    assert "--metrics-listen '127.0.0.1:http': use HOST:PORT" in result.stderr
+
+
 @pytest.mark.timeout(120)
 def test_demo_stops_the_runaway_tenant_and_spares_the_others() -> None:
     result = cli("demo", "--tenants", "60")

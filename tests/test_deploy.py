@@ -10,6 +10,7 @@ and of the newest the package ships.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -18,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import ROOT, free_port
+from conftest import ROOT
+from support import LISTENING, STARTUP_S, eventually
 
 from proxy.policy import load_policy
 
@@ -593,23 +594,21 @@ def exec_form(instruction: str) -> list[str]:
     return command
 
 
-def test_image_entrypoint_serves_with_no_writes_and_its_healthcheck_passes(
+async def test_image_entrypoint_serves_with_no_writes_and_its_healthcheck_passes(
     image: dict[str, Any], tmp_path: Path
 ) -> None:
-    """ENTRYPOINT + CMD as `docker run` starts them (plus a free port and a short drain), from
-    an empty working directory: the HEALTHCHECK command passes while it serves and fails once it
-    has stopped, and nothing was written to the virtualenv or the working directory."""
-    port = free_port()
+    """ENTRYPOINT + CMD as `docker run` starts them (plus any free port and a short drain),
+    from an empty working directory: the HEALTHCHECK command passes while it serves and fails
+    once it has stopped, and nothing was written to the virtualenv or the working directory."""
     home, workdir = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     workdir.mkdir()
     env = runtime_env(image, home)
-    env["CYCLES_HEALTH_URL"] = f"http://127.0.0.1:{port}/healthz"
     command = [
         arg.replace(IMAGE_POLICIES, str(image["policies"]))
         for arg in exec_form("ENTRYPOINT") + exec_form("CMD")
     ]
-    command += ["--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--drain-timeout", "1"]
+    command += ["--listen", "127.0.0.1:0", "--admin-listen", "off", "--drain-timeout", "1"]
     healthcheck = exec_form("HEALTHCHECK")
     files_before = sorted(image["venv"].rglob("*"))
 
@@ -617,19 +616,31 @@ def test_image_entrypoint_serves_with_no_writes_and_its_healthcheck_passes(
         check = subprocess.run(healthcheck, env=env, capture_output=True, timeout=10)
         return check.returncode == 0
 
-    server = subprocess.Popen(
-        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    log = tmp_path / "printed.log"
+    with log.open("wb") as printed:
+        server = await asyncio.create_subprocess_exec(
+            *command, cwd=workdir, env=env, stdout=printed, stderr=printed
+        )
     try:
-        deadline = time.monotonic() + 20
-        while not healthy():
-            assert server.poll() is None, server.communicate()[0].decode()
-            assert time.monotonic() < deadline, "the HEALTHCHECK never passed"
-            time.sleep(0.2)
+        await eventually(
+            lambda: server.returncode is not None or LISTENING.search(log.read_text()),
+            "the server naming the port it listens on",
+            STARTUP_S,
+        )
+        bound = LISTENING.search(log.read_text())
+        assert server.returncode is None and bound is not None, log.read_text()
+        env["CYCLES_HEALTH_URL"] = f"http://{bound[1]}/healthz"
+        await eventually(
+            lambda: server.returncode is not None or healthy(), "the HEALTHCHECK passing"
+        )
+        assert server.returncode is None, log.read_text()
         server.send_signal(signal.SIGTERM)
-        output = server.communicate(timeout=15)[0].decode()
+        await asyncio.wait_for(server.wait(), 15)
     finally:
-        server.kill()
+        if server.returncode is None:
+            server.kill()
+        await server.wait()
+    output = log.read_text()
     assert server.returncode == 0, output
     assert not healthy()
     assert sorted(image["venv"].rglob("*")) == files_before

@@ -20,6 +20,7 @@ from support import (
     chat,
     chat_prompt_tokens,
     eventually,
+    listening,
     mini_cost,
     policy,
     printed,
@@ -380,23 +381,18 @@ async def test_a_metrics_listener_serves_only_metrics(tmp_path: Path, redis_url:
     sidecar); it counts the proxy's calls and serves nothing else."""
     policy(tmp_path, "tenant: {limit: 50, period: month}")
     fake = FakeUpstream()
-    port = free_port()
     async with (
         proxy_in_front_of(
-            fake,
-            tmp_path / "policy.yaml",
-            redis_url,
-            0,
-            "--metrics-listen",
-            f"127.0.0.1:{port}",
-        ) as (url, _proc),
+            fake, tmp_path / "policy.yaml", redis_url, 0, "--metrics-listen", "127.0.0.1:0"
+        ) as (url, proc),
         aiohttp.ClientSession() as session,
     ):
         async with session.post(
             url + "/v1/chat/completions", json=chat(), headers={"X-Cycles-Tenant": "alpha"}
         ) as r:
             assert r.status == 200
-        metrics_url = f"http://127.0.0.1:{port}"
+        metrics_url = listening(proc)["metrics"]
+        assert metrics_url is not None and metrics_url != url
         async with session.get(metrics_url + "/metrics") as r:
             assert r.status == 200
             text = await r.text()

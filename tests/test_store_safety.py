@@ -13,7 +13,6 @@ from typing import Any, cast
 import aiohttp
 import pytest
 import redis
-from conftest import free_port
 from redis import exceptions as rex
 from support import chat, eventually, policy
 
@@ -146,7 +145,7 @@ def test_serve_refuses_an_evicting_store_with_require_noeviction(
 ) -> None:
     policy(tmp_path, "tenant: {limit: 10, period: month}")
     args = ["serve", "--policy", str(tmp_path / "policy.yaml"), "--store", evicting]
-    args += ["--admin-listen", "off", "--listen", f"127.0.0.1:{free_port()}"]
+    args += ["--admin-listen", "off", "--listen", "127.0.0.1:0"]
     args.append("--require-noeviction")
     result = subprocess.run(
         [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, timeout=60
