@@ -478,3 +478,20 @@ class RedisProc:
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+async def send(
+    session: aiohttp.ClientSession, url: str, tenant: str = "alpha"
+) -> tuple[int, dict[str, Any]]:
+    """POST `chat()` to the proxy at `url` as `tenant`: its status and JSON answer."""
+    async with session.post(
+        url + "/v1/chat/completions", json=chat(), headers={"X-Cycles-Tenant": tenant}
+    ) as r:
+        return r.status, await r.json()
+
+
+def flushall(url: str) -> None:
+    """Empty the Redis at `url`, as a flush or a failover to an empty replica would."""
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    client.close()

@@ -6,56 +6,19 @@ import asyncio
 import dataclasses
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
 import orjson
+from admin_support import ADMIN, READER, stacks
 from support import chat, chat_prompt_tokens, eventually, mini_cost, policy
 
-from proxy.admin.app import build_admin_app
-from proxy.admin.auth import Tokens
 from proxy.fake_upstream import FakeSettings, FakeUpstream
-from proxy.local import Stack, local_stack, serving
-from proxy.policy.runtime import Policy
+from proxy.local import Stack, local_stack
 
-ADMIN, READER = "admin-token-1", "read-token-1"
 BUDGET = "tenant: {limit: 50, period: month}"
-
-
-@dataclass(frozen=True)
-class Admin:
-    url: str
-    session: aiohttp.ClientSession
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        *,
-        token: str = ADMIN,
-        key: str | None = None,
-    ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"}
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        async with self.session.request(method, self.url + path, json=body, headers=headers) as r:
-            return r.status, await r.json()
-
-
-@asynccontextmanager
-async def stacks(
-    pol: Policy, store: str, fake: FakeUpstream | None = None
-) -> AsyncIterator[tuple[Stack, Admin]]:
-    async with local_stack(pol, store=store, fake=fake) as stack:
-        admin_app = build_admin_app(stack.app, store, tokens=Tokens((ADMIN,), (READER,)))
-        async with serving(admin_app) as url, aiohttp.ClientSession() as session:
-            yield stack, Admin(url, session)
 
 
 async def test_onboarding_to_spend_and_a_retried_onboarding_creates_nothing(

@@ -9,20 +9,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from support import chat, eventually
-from test_alerts import (
+from alerts_support import (  # noqa: F401  (fast_retries: an autouse fixture)
     LIMIT,
     SCOPE,
-    SECRET,
     alerting_policy,
+    fast_retries,
     open_ledger,
     quiet,
     receiver,
     verify,
 )
-from test_store_safety import flushall, send
+from support import chat, eventually, flushall, send
 
-from proxy import alerts
 from proxy.context import RUNTIME
 from proxy.ledger.base import BudgetLine, Candidate, ReserveRequest, SettleResult
 from proxy.ledger.base import Reservation as Held
@@ -32,12 +30,6 @@ from proxy.local import Stack, local_stack
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy, ReservationSettings
 from proxy.spill import Spill
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CYCLES_ALERT_SECRET", SECRET)
-    monkeypatch.setattr(alerts, "RETRY_DELAY_S", 0.01)
 
 
 async def alerts_metric(stack: Stack, kind: str) -> float:

@@ -1,4 +1,4 @@
-# The stores/ledger fixtures are imported from test_ledger_contract; tests take them as
+# The stores/ledger fixtures are imported from ledger_support; tests take them as
 # arguments, which pyflakes reads as redefining the import.
 # ruff: noqa: F811
 """The contract, continued: degrade candidates, their conditions and fits, on every store.
@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 import pytest
-from test_ledger_contract import ask, book, ledger, line, stores  # noqa: F401
+from ledger_support import ask, book, ledger, line, stores  # noqa: F401
 
 from proxy.errors import AmountOutOfRange
 from proxy.ledger.base import ALWAYS, Candidate, Condition, Fit, Ledger, Quotas

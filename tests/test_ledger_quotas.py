@@ -1,4 +1,4 @@
-# The stores/ledger fixtures are imported from test_ledger_contract; tests take them as
+# The stores/ledger fixtures are imported from ledger_support; tests take them as
 # arguments, which pyflakes reads as redefining the import.
 # ruff: noqa: F811
 """The contract, continued: quotas counted in the same atomic reserve, on every store.
@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from support import dated
-from test_ledger_contract import (  # noqa: F401
+from ledger_support import (  # noqa: F401
     EXPIRE_NOW,
     Stores,
     ask,
@@ -22,6 +21,7 @@ from test_ledger_contract import (  # noqa: F401
     line,
     stores,
 )
+from support import dated
 
 from proxy.ledger.base import Candidate, Condition, Ledger, Quotas, Reservation, ReserveResult
 from proxy.policy.runtime import ReservationSettings

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import redis
 from redis import exceptions as rex
-from support import chat, eventually, policy
+from support import eventually, flushall, policy, send
 
 from proxy.errors import StoreUnsafe
 from proxy.ledger import RedisLedger
@@ -22,21 +22,6 @@ from proxy.ledger.safety import check_eviction
 from proxy.local import local_stack
 from proxy.policy import load_policy
 from proxy.policy.runtime import ReservationSettings
-
-
-async def send(
-    session: aiohttp.ClientSession, url: str, tenant: str = "alpha"
-) -> tuple[int, dict[str, Any]]:
-    async with session.post(
-        url + "/v1/chat/completions", json=chat(), headers={"X-Cycles-Tenant": tenant}
-    ) as r:
-        return r.status, await r.json()
-
-
-def flushall(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    client.flushall()
-    client.close()
 
 
 @pytest.mark.parametrize("fail_mode", ["closed", "open"])
