@@ -1,15 +1,18 @@
-"""A policy with a model for every budgeted endpoint, bodies that each endpoint accepts, and the
-books of a call: what the fake provider billed (priced by DESIGN.md's formula, written here),
-what the ledger reserved and what it charged (from the tenant's audit trail)."""
+"""A policy with a model for every budgeted endpoint (on an OpenAI and an Anthropic upstream),
+bodies that each endpoint accepts, and the books of a call: what the fake provider billed
+(priced by DESIGN.md's formula, written here), what the ledger reserved and what it charged
+(from the tenant's audit trail)."""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import textwrap
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from support import eventually
 
 from proxy.fake_upstream import Billed
 from proxy.local import Stack
@@ -57,7 +60,7 @@ plans:
   test:
     default_max_tokens: 100
     budgets:
-      tenant: {{limit: {limit}, period: month}}
+      {budgets}
 {plan}
 tenants:
   alpha: {{plan: test}}
@@ -65,13 +68,25 @@ tenants:
 """
 
 
-def fields_policy(tmp_path: Path, *, limit: str = "50", top: str = "", plan: str = "") -> Policy:
-    """The policy above: a tenant budget of `limit` USD; `top` adds top-level settings
-    (`request_fields: forward`), `plan` more of the plan (quotas, degrade) at its indentation."""
+def fields_policy(
+    tmp_path: Path, *, limit: str = "50", top: str = "", plan: str = "", budgets: str = ""
+) -> Policy:
+    """The policy above: a tenant budget of `limit` USD, or the plan's `budgets` as written
+    (more lines at their indentation); `top` adds top-level settings (`request_fields:
+    forward`), `plan` more of the plan (quotas, degrade) at its indentation."""
     extra = textwrap.indent(textwrap.dedent(plan).strip(), "    ")
+    budgets = budgets or f"tenant: {{limit: {limit}, period: month}}"
     path = tmp_path / "policy.yaml"
-    path.write_text(POLICY.format(top=top, limit=limit, plan=extra))
+    path.write_text(POLICY.format(top=top, budgets=budgets, plan=extra))
     return load_policy(path)
+
+
+def shapes_policy(
+    tmp_path: Path, budgets: str = "tenant: {limit: 50, period: month}", gateway: bool = False
+) -> Policy:
+    """The policy above with these `budgets`, in gateway mode (identity: api_key) if asked."""
+    loaded = fields_policy(tmp_path, budgets=budgets)
+    return dataclasses.replace(loaded, identity="api_key") if gateway else loaded
 
 
 PATHS = {
@@ -124,7 +139,8 @@ class Books:
 async def books(stack: Stack, tenant: str = "alpha") -> list[Books]:
     """Every call the tenant made, once each reservation is settled: reserved and charged from
     its audit trail, billed from the fake's books, in order."""
-    for _ in range(500):
+
+    async def settled() -> tuple[list[Books]] | None:
         trail = await stack.ledger.audit(tenant)  # type: ignore[attr-defined]
         reserved = {
             e.fields["reservation"]: _usd(e.fields["amounts"])
@@ -136,14 +152,13 @@ async def books(stack: Stack, tenant: str = "alpha") -> list[Books]:
             for e in trail
             if e.kind in ("commit", "release") and "charged" in e.fields
         }
-        if len(charged) == len(reserved) == len(stack.fake.billed):
-            bills = [billed_cost(b) for b in stack.fake.billed]
-            return [
-                Books(bill, charged[r], reserved[r])
-                for bill, r in zip(bills, reserved, strict=True)
-            ]
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"calls never settled: {trail}, billed {stack.fake.billed}")
+        if not len(charged) == len(reserved) == len(stack.fake.billed):
+            return None
+        bills = [billed_cost(b) for b in stack.fake.billed]
+        return ([Books(b, charged[r], reserved[r]) for b, r in zip(bills, reserved, strict=True)],)
+
+    (found,) = await eventually(settled, f"every call of {tenant} settled and billed")
+    return found
 
 
 def _usd(amounts: str) -> int:

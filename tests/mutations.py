@@ -47,6 +47,17 @@ REFUSED = (
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/test_choices_and_limits.py"
 FIELDS = "tests/test_request_fields.py"
+CONTRACT = "tests/test_ledger_contract.py::"
+COMMIT_ABOVE_ESTIMATE = CONTRACT + "test_commit_charges_actual_even_above_estimate"
+"""A commit on two lines, checked on the book of each (add `[memory]` or `[redis]`)."""
+EXACT_FIT = CONTRACT + "test_exact_fit_is_allowed_and_one_more_unit_is_not"
+GARBAGE = "tests/test_fuzz.py::test_upstream_garbage_is_settled_at_exactly_what_the_answer_shows"
+"""The fuzzed upstream's answers, each charged exactly what it shows (add `[memory]`)."""
+FUZZED_CALLS = (
+    "tests/test_fuzz.py"
+    "::test_fuzzed_calls_are_charged_what_the_provider_billed_and_refusals_change_nothing"
+)
+"""Fuzzed calls through the stack, charged at least what the fake billed (add `[memory]`)."""
 
 
 @dataclass(frozen=True)
@@ -954,6 +965,146 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reservation",
         ),
         removes="a stored prompt reserves every hosted tool its model prices",
+    ),
+    # -- issue 12: what the fuzz suite was shown to catch ------------------------------------
+    Mutation(
+        name="memory-commit-under-records-by-one",
+        file="proxy/ledger/memory.py",
+        old="""        if r.state in ("OPEN", "MISSING"):
+            t.settle_lines(r.fields, r.amounts, actual, now, s)""",
+        new="""        if r.state in ("OPEN", "MISSING"):
+            t.settle_lines(r.fields, r.amounts, {u: a - 1 for u, a in actual.items()}, now, s)""",
+        tests=(f"{COMMIT_ABOVE_ESTIMATE}[memory]", f"{FUZZED_CALLS}[memory]"),
+        removes="a memory commit records every unit of what the provider reported",
+    ),
+    Mutation(
+        name="commit-under-records-by-one",
+        file="proxy/ledger/lua/commit.lua",
+        old="  settle_lines(r.prefixes, est, act)\n  free_held(r.held)\n",
+        new="  local less = {}\n  for unit, x in pairs(act) do less[unit] = x - 1 end\n"
+        "  settle_lines(r.prefixes, est, less)\n  free_held(r.held)\n",
+        tests=(f"{COMMIT_ABOVE_ESTIMATE}[redis]", f"{FUZZED_CALLS}[redis]"),
+        removes="a Redis commit records every unit of what the provider reported",
+    ),
+    Mutation(
+        name="commit-charges-only-the-tenant-line",
+        file="proxy/ledger/lua/commit.lua",
+        old="  settle_lines(r.prefixes, est, act)\n  free_held(r.held)\n",
+        new="  settle_lines(r.prefixes, est, nil)\n  settle_lines({ r.prefixes[1] }, nil, act)\n"
+        "  free_held(r.held)\n",
+        tests=(f"{COMMIT_ABOVE_ESTIMATE}[redis]", f"{FUZZED_CALLS}[redis]"),
+        removes="a Redis commit charges every budget line of the call, not only the tenant's",
+    ),
+    Mutation(
+        name="memory-commit-charges-only-the-tenant-line",
+        file="proxy/ledger/memory.py",
+        old="""            t.settle_lines(r.fields, r.amounts, actual, now, s)
+            quotas.free(t.counters, r.held)""",
+        new="""            t.settle_lines(r.fields, r.amounts, None, now, s)
+            t.settle_lines(r.fields[:1], None, actual, now, s)
+            quotas.free(t.counters, r.held)""",
+        tests=(f"{COMMIT_ABOVE_ESTIMATE}[memory]", f"{FUZZED_CALLS}[memory]"),
+        removes="a memory commit charges every budget line of the call, not only the tenant's",
+    ),
+    Mutation(
+        name="reserve-admits-past-the-limit",
+        file="proxy/ledger/lua/candidates.lua",
+        old="    if (amounts[l.unit] or 0) > l.remaining then return i end",
+        new="    if (amounts[l.unit] or 0) > l.remaining + 1 then return i end",
+        tests=(f"{EXACT_FIT}[redis]", f"{FUZZED_CALLS}[redis]"),
+        removes="the Redis reserve admits nothing past a line's limit, not even one unit",
+    ),
+    Mutation(
+        name="memory-reserve-admits-past-the-limit",
+        file="proxy/ledger/choose.py",
+        old="amounts.get(unit, 0) > remaining), None",
+        new="amounts.get(unit, 0) > remaining + 1), None",
+        tests=(f"{EXACT_FIT}[memory]", f"{FUZZED_CALLS}[memory]"),
+        removes="the memory reserve admits nothing past a line's limit, not even one unit",
+    ),
+    Mutation(
+        name="upstream-4xx-charged",
+        file="proxy/handlers.py",
+        old="        if upstream.status >= 400:\n",
+        new="        if upstream.status >= 500:\n",
+        tests=(f"{GARBAGE}[memory]",),
+        removes="a 4xx answer from the provider (400, 429) releases the reservation",
+    ),
+    Mutation(
+        name="cached-tokens-priced-as-input",
+        file="proxy/pricing.py",
+        old="        + usage.cached_tokens * price.cached_input\n",
+        new="        + usage.cached_tokens * price.input\n",
+        tests=(
+            "tests/test_reported_tokens.py"
+            "::test_cached_prompt_tokens_are_charged_at_the_cached_price",
+            f"{GARBAGE}[memory]",
+        ),
+        removes="cached prompt tokens are charged at the cached price",
+    ),
+    Mutation(
+        name="replay-hash-fails-on-deep-nesting",
+        file="proxy/replay.py",
+        old="    except (orjson.JSONDecodeError, orjson.JSONEncodeError):",
+        new="    except orjson.JSONDecodeError:",
+        tests=(
+            "tests/test_replay.py"
+            "::test_key_on_a_body_nested_too_deep_to_hash_is_400_and_frees_the_key",
+            f"{FUZZED_CALLS}[memory]",
+        ),
+        removes="a body nested too deep to re-serialise is hashed as sent, not a 500",
+    ),
+    Mutation(
+        name="whole-answer-to-a-stream-charged-its-prompt",
+        file="proxy/streaming.py",
+        old="    return Outcome(produced=True, usage=usage)\n",
+        new="    return Outcome(produced=True, usage=usage, streamed=call.stream)\n",
+        tests=(f"{GARBAGE}[memory]",),
+        removes="a whole answer without usage to a stream request is charged its reservation",
+    ),
+    Mutation(
+        name="stream-without-done-taken-as-finished",
+        file="proxy/streaming.py",
+        old="    complete = result.complete and tracker.done\n",
+        new="    complete = result.complete\n",
+        tests=(f"{GARBAGE}[memory]",),
+        removes="a stream that ends without [DONE] is cut, so charged at least its reservation",
+    ),
+    # -- issue 12: the referee's own flakes ----------------------------------------------------
+    Mutation(
+        name="burst-reloads-per-caller",
+        file="proxy/ledger/flights.py",
+        old="        flight = self._running.get(key)\n",
+        new="        flight = None\n",
+        tests=(
+            "tests/test_ledger_redis.py"
+            "::test_a_burst_on_a_cold_store_reloads_the_scripts_and_registers_the_tenant_once",
+        ),
+        removes="a burst on a cold store shares one script reload and one registration",
+    ),
+    Mutation(
+        name="workers-bind-port-0-each",
+        file="proxy/ports.py",
+        old="        if port != 0:\n",
+        new="        if True:\n",
+        tests=("tests/test_workers.py::test_both_workers_serve_calls",),
+        removes="with --workers, port 0 is one free port every worker serves",
+    ),
+    Mutation(
+        name="startup-line-names-the-asked-ports",
+        file="proxy/serve.py",
+        old="    bound = iter(_bound(runner) for runner in runners)\n",
+        new='    bound = iter(f"{a[0]}:{a[1]}" for _, a in listeners)\n',
+        tests=("tests/test_observability.py::test_a_metrics_listener_serves_only_metrics",),
+        removes="the startup line names the ports bound (port 0 resolved)",
+    ),
+    Mutation(
+        name="a-test-module-imports-another",
+        file="tests/test_alerts.py",
+        old="from admin_support import stacks\n",
+        new="from test_admin import stacks\n",
+        tests=("tests/test_suite_imports.py",),
+        removes="no file of the suite imports a test module",
     ),
 )
 

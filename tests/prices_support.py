@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from support import eventually
 
 from proxy.fake_openai import Billed
 from proxy.ledger.base import BalanceRow, Ledger
@@ -179,14 +180,16 @@ async def measured(
             return r.status, {} if body.get("stream") and r.ok else orjson.loads(raw)
 
     call = asyncio.ensure_future(send())
+    # Sampled while the call runs (a reservation lives only while the fake answers): no wait.
     reserved = 0
     while not call.done() and not reserved:
         reserved = (await tenant_row(ledger)).reserved
         await asyncio.sleep(0.005)
     status, answer = await call
-    for _ in range(500):
+
+    async def settled() -> BalanceRow | None:
         row = await tenant_row(ledger)
-        if row.reserved == 0:
-            return Measured(status, answer, reserved, row.spent - before)
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"the tenant line never settled: {row}")
+        return row if row.reserved == 0 else None
+
+    row = await eventually(settled, "the tenant line settling")
+    return Measured(status, answer, reserved, row.spent - before)

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import anthropic
 import pytest
-from shapes_support import billed_cost, shapes_policy
+from fields_support import billed_cost, shapes_policy
 from support import line, settled
 
 from proxy.context import RUNTIME

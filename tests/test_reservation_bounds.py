@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from breadth_support import settled
-from shapes_support import billed_cost, shapes_policy
+from fields_support import billed_cost, shapes_policy
 from support import usd
 
 from proxy import fake_tokens

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from shapes_support import billed_cost, shapes_policy
+from fields_support import billed_cost, shapes_policy
 from support import line, settled
 
 from proxy.fake_upstream import WORD, FakeSettings, FakeUpstream
