@@ -161,6 +161,14 @@ async def books(stack: Stack, tenant: str = "alpha") -> list[Books]:
     return found
 
 
+async def one_call(stack: Stack, tenant: str = "alpha") -> Books:
+    """The tenant's only call, checked: charged exactly what the fake billed, within what it
+    reserved."""
+    [call] = await books(stack, tenant)
+    assert call.billed == call.charged <= call.reserved, call
+    return call
+
+
 def _usd(amounts: str) -> int:
     found = dict(part.split("=") for part in amounts.split(","))
     return int(found["USD"])

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+from cookbook_support import COOKBOOK_MESSAGES, COOKBOOK_PROMPT_TOKENS
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,42 +26,6 @@ from proxy.estimate import (
 
 CL100K = get_encoding("cl100k_base")
 LIMITS = {"default_max_tokens": 100, "tokenize_max_bytes": 1 << 20}
-
-# The OpenAI cookbook's example ("How to count tokens with tiktoken"); the API billed 129
-# prompt tokens for it on gpt-4 (cl100k_base) and 124 on gpt-4o (o200k_base).
-COOKBOOK_MESSAGES = [
-    {
-        "role": "system",
-        "content": "You are a helpful, pattern-following assistant that "
-        "translates corporate jargon into plain English.",
-    },
-    {
-        "role": "system",
-        "name": "example_user",
-        "content": "New synergies will help drive top-line growth.",
-    },
-    {
-        "role": "system",
-        "name": "example_assistant",
-        "content": "Things working well together will increase revenue.",
-    },
-    {
-        "role": "system",
-        "name": "example_user",
-        "content": "Let's circle back when we have more "
-        "bandwidth to touch base on opportunities for increased leverage.",
-    },
-    {
-        "role": "system",
-        "name": "example_assistant",
-        "content": "Let's talk later when we're less busy about how to do better.",
-    },
-    {
-        "role": "user",
-        "content": "This late pivot means we don't have time to boil the ocean for "
-        "the client deliverable.",
-    },
-]
 
 
 class RecordingTokenizer:
@@ -86,7 +51,7 @@ def tokens(text: str) -> int:
     return len(CL100K.encode_ordinary(text))
 
 
-@pytest.mark.parametrize(("encoding", "expected"), [("cl100k_base", 129), ("o200k_base", 124)])
+@pytest.mark.parametrize(("encoding", "expected"), COOKBOOK_PROMPT_TOKENS.items())
 def test_chat_prompt_matches_cookbook_example(encoding: str, expected: int) -> None:
     estimate = chat({"messages": COOKBOOK_MESSAGES}, get_encoding(encoding))
     assert estimate.prompt_tokens == expected

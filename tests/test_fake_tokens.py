@@ -10,44 +10,10 @@ import struct
 from typing import Any
 
 import pytest
+from cookbook_support import COOKBOOK_MESSAGES, COOKBOOK_PROMPT_TOKENS
 
 from proxy.encodings import get_encoding
 from proxy.fake_tokens import chat_prompt_tokens, prompt_tokens
-
-# The cookbook's example conversation ("How to count tokens with tiktoken", section 6).
-COOKBOOK_MESSAGES: list[dict[str, Any]] = [
-    {
-        "role": "system",
-        "content": "You are a helpful, pattern-following assistant that translates corporate "
-        "jargon into plain English.",
-    },
-    {
-        "role": "system",
-        "name": "example_user",
-        "content": "New synergies will help drive top-line growth.",
-    },
-    {
-        "role": "system",
-        "name": "example_assistant",
-        "content": "Things working well together will increase revenue.",
-    },
-    {
-        "role": "system",
-        "name": "example_user",
-        "content": "Let's circle back when we have more bandwidth to touch base on opportunities "
-        "for increased leverage.",
-    },
-    {
-        "role": "system",
-        "name": "example_assistant",
-        "content": "Let's talk later when we're less busy about how to do better.",
-    },
-    {
-        "role": "user",
-        "content": "This late pivot means we don't have time to boil the ocean for the client "
-        "deliverable.",
-    },
-]
 
 # The cookbook's tools example (section 7).
 WEATHER_TOOL = {
@@ -107,7 +73,12 @@ def image_message(url: str, detail: str = "high") -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     ("model", "expected"),
-    [("gpt-3.5-turbo", 129), ("gpt-4", 129), ("gpt-4o", 124), ("gpt-4o-mini", 124)],
+    [
+        ("gpt-3.5-turbo", COOKBOOK_PROMPT_TOKENS["cl100k_base"]),
+        ("gpt-4", COOKBOOK_PROMPT_TOKENS["cl100k_base"]),
+        ("gpt-4o", COOKBOOK_PROMPT_TOKENS["o200k_base"]),
+        ("gpt-4o-mini", COOKBOOK_PROMPT_TOKENS["o200k_base"]),
+    ],
 )
 def test_chat_matches_the_cookbooks_measured_prompt(model: str, expected: int) -> None:
     assert chat_prompt_tokens({"model": model, "messages": COOKBOOK_MESSAGES}) == expected

@@ -35,7 +35,7 @@ from proxy.ledger import open_ledger
 from proxy.ledger.base import BudgetLine, Candidate, ReserveRequest
 from proxy.ledger.redis import RedisLedger
 from proxy.local import local_stack, serving
-from proxy.policy.runtime import ReservationSettings
+from proxy.policy.runtime import Policy, ReservationSettings
 from proxy.spill import Buckets, Spill
 from proxy.tasks import spawn
 
@@ -178,14 +178,17 @@ async def test_redis_outage_fail_open_rate_limits_and_spills(
         assert (await spent(redis_proc.url))[1] == 0
 
 
-async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
-    tmp_path: Path, redis_proc: RedisProc
-) -> None:
+def streaming_policy(tmp_path: Path) -> Policy:
+    """Room for many slow streams at once."""
+    budget = "tenant: {limit: 1000, period: month}"
+    return policy(tmp_path, budget, plan="quotas: {concurrent_requests: 50}")
+
+
+async def streams_of_a_killed_proxy(tmp_path: Path, redis_proc: RedisProc, streams: int) -> int:
+    """Open `streams` slow streams through a proxy (on tmp_path's policy) and kill it -9 while
+    they hold their reservations; the estimate of each."""
     body = chat(stream=True)
     cost = mini_cost(chat_prompt_tokens(body), 100)
-    policy(
-        tmp_path, "tenant: {limit: 1000, period: month}", plan="quotas: {concurrent_requests: 50}"
-    )
     fake = FakeUpstream(settings=FakeSettings(chunk_delay=1.0, chunks=10))
     async with (
         proxy_in_front_of(fake, tmp_path / "policy.yaml", redis_proc.url) as (url, proc),
@@ -193,16 +196,23 @@ async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
     ):
         responses = [
             await session.post(url + "/v1/chat/completions", json=body, headers=ALPHA)
-            for _ in range(20)
+            for _ in range(streams)
         ]
-        for r in responses:
-            assert r.status == 200
+        assert [r.status for r in responses] == [200] * streams
         await asyncio.gather(*(r.content.readline() for r in responses))
-        assert (await spent(redis_proc.url))[1] == 20 * cost
+        assert await spent(redis_proc.url) == (0, streams * cost)
         proc.kill()
         await proc.wait()
         for r in responses:
             r.close()
+    return cost
+
+
+async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
+    tmp_path: Path, redis_proc: RedisProc
+) -> None:
+    streaming_policy(tmp_path)
+    cost = await streams_of_a_killed_proxy(tmp_path, redis_proc, 20)
     # Another replica's sweeper: it presumes the dead owner dead once its heartbeat is older
     # than 3 heartbeat intervals (0.5 s here, so 1.5 s).
     replica = RedisLedger(redis_proc.url, ReservationSettings(), heartbeat_interval_s=0.5)
@@ -227,27 +237,8 @@ async def test_a_running_replica_reclaims_a_killed_replicas_streams_by_itself(
 ) -> None:
     """Nobody drives the sweep: a second proxy, running, heartbeats and sweeps on its own, finds
     the killed replica silent and charges its open streams their reservations."""
-    body = chat(stream=True)
-    cost = mini_cost(chat_prompt_tokens(body), 100)
-    pol = policy(
-        tmp_path, "tenant: {limit: 1000, period: month}", plan="quotas: {concurrent_requests: 50}"
-    )
-    fake = FakeUpstream(settings=FakeSettings(chunk_delay=1.0, chunks=10))
-    async with (
-        proxy_in_front_of(fake, tmp_path / "policy.yaml", redis_proc.url) as (url, proc),
-        aiohttp.ClientSession() as session,
-    ):
-        responses = [
-            await session.post(url + "/v1/chat/completions", json=body, headers=ALPHA)
-            for _ in range(5)
-        ]
-        assert [r.status for r in responses] == [200] * 5
-        await asyncio.gather(*(r.content.readline() for r in responses))
-        assert await spent(redis_proc.url) == (0, 5 * cost)
-        proc.kill()
-        await proc.wait()
-        for r in responses:
-            r.close()
+    pol = streaming_policy(tmp_path)
+    cost = await streams_of_a_killed_proxy(tmp_path, redis_proc, 5)
     # This replica heartbeats every 0.5 s and presumes an owner dead after 3 silent intervals.
     ledger = RedisLedger(redis_proc.url, pol.reservations, heartbeat_interval_s=0.5)
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fields_support import BODIES, HEADERS, PATHS, books, fields_policy
+from fields_support import BODIES, HEADERS, PATHS, fields_policy, one_call
 
 from proxy.errors import BadRequest
 from proxy.estimate import EndpointName
@@ -25,6 +25,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
 FUNCTION = {"name": "lookup", "description": "Look it up.", "parameters": SCHEMA}
 
+SAMPLING: dict[str, dict[str, Any]] = {
+    "temperature": {"temperature": 0.2},
+    "top_p": {"top_p": 0.9},
+    "user": {"user": "end-user-7"},
+    "frequency_penalty": {"frequency_penalty": 0.5},
+    "top_k": {"top_k": 20},
+    "min_p": {"min_p": 0.05},
+    "repetition_penalty": {"repetition_penalty": 1.1},
+    "presence_penalty": {"presence_penalty": 0.5},
+    "logit_bias": {"logit_bias": {"15339": -5}},
+    "seed": {"seed": 7},
+}
+"""Sampling fields chat and completions both take (cost-neutral), each with a sample."""
+
 SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     # -- chat ---------------------------------------------------------------------------------
     ("chat", "model"): {"model": "gpt-4o-mini"},
@@ -34,16 +48,7 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
             {"role": "user", "name": "ada", "content": [{"type": "text", "text": "Say hi"}]},
         ]
     },
-    ("chat", "temperature"): {"temperature": 0.2},
-    ("chat", "top_p"): {"top_p": 0.9},
-    ("chat", "user"): {"user": "end-user-7"},
-    ("chat", "frequency_penalty"): {"frequency_penalty": 0.5},
-    ("chat", "top_k"): {"top_k": 20},
-    ("chat", "min_p"): {"min_p": 0.05},
-    ("chat", "repetition_penalty"): {"repetition_penalty": 1.1},
-    ("chat", "presence_penalty"): {"presence_penalty": 0.5},
-    ("chat", "logit_bias"): {"logit_bias": {"15339": -5}},
-    ("chat", "seed"): {"seed": 7},
+    **{("chat", name): sample for name, sample in SAMPLING.items()},
     ("chat", "stop"): {"stop": ["\n\n"]},
     ("chat", "stream"): {"stream": True},
     ("chat", "stream_options"): {"stream": True, "stream_options": {"include_usage": True}},
@@ -88,16 +93,7 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("completions", "prompt"): {"prompt": ["Say hi", "Say bye"]},
     ("completions", "suffix"): {"prompt": ["Say hi", "Say bye"], "suffix": " and then stop."},
     ("completions", "max_tokens"): {"max_tokens": 7},
-    ("completions", "temperature"): {"temperature": 0.2},
-    ("completions", "top_p"): {"top_p": 0.9},
-    ("completions", "user"): {"user": "end-user-7"},
-    ("completions", "frequency_penalty"): {"frequency_penalty": 0.5},
-    ("completions", "top_k"): {"top_k": 20},
-    ("completions", "min_p"): {"min_p": 0.05},
-    ("completions", "repetition_penalty"): {"repetition_penalty": 1.1},
-    ("completions", "presence_penalty"): {"presence_penalty": 0.5},
-    ("completions", "logit_bias"): {"logit_bias": {"15339": -5}},
-    ("completions", "seed"): {"seed": 7},
+    **{("completions", name): sample for name, sample in SAMPLING.items()},
     ("completions", "stop"): {"stop": "\n"},
     ("completions", "stream"): {"stream": True},
     ("completions", "stream_options"): {"stream": True, "stream_options": {"include_usage": True}},
@@ -295,8 +291,7 @@ async def test_a_neutral_field_is_forwarded_as_sent_and_charged_what_was_billed(
         assert status == 200, answer
         sent = stack.fake.requests[0][2]
         assert sent[name] == body[name]
-        [call] = await books(stack)
-        assert call.billed == call.charged <= call.reserved
+        await one_call(stack)
 
 
 @pytest.mark.parametrize(("endpoint", "name"), MODELLED, ids=_ids(MODELLED))
@@ -307,8 +302,7 @@ async def test_a_modelled_field_is_reserved_for_what_the_provider_bills(
     async with local_stack(fields_policy(tmp_path)) as stack, aiohttp.ClientSession() as http:
         status, answer = await post(http, stack.url + PATHS[endpoint], body)
         assert status == 200, answer
-        [call] = await books(stack)
-        assert call.billed == call.charged <= call.reserved
+        await one_call(stack)
 
 
 # -- refused and unknown fields ----------------------------------------------------------------
@@ -365,8 +359,7 @@ async def test_a_refused_field_whose_value_asks_for_nothing_passes(
             http, stack.url + PATHS[endpoint], {**BODIES[endpoint], **fields}
         )
         assert status == 200, answer
-        [call] = await books(stack)
-        assert call.billed == call.charged <= call.reserved
+        await one_call(stack)
 
 
 @pytest.mark.parametrize("endpoint", list(PATHS))
@@ -397,8 +390,7 @@ async def test_an_unknown_field_is_forwarded_and_charged_with_request_fields_for
         status, answer = await post(http, stack.url + PATHS[endpoint], body)
         assert status == 200, answer
         assert stack.fake.requests[0][2]["turbo_mode"] == {"replicas": 8}
-        [call] = await books(stack)
-        assert call.billed == call.charged <= call.reserved
+        await one_call(stack)
 
 
 def test_a_field_of_another_api_is_unknown_here() -> None:
@@ -497,8 +489,7 @@ async def test_azure_deployment_paths_use_the_openai_tables(tmp_path: Path, stor
         status, answer = await post(http, url, batch)
         assert status == 200, answer
         assert stack.fake.billed[0].completion_tokens == 15
-        [call] = await books(stack)
-        assert call.billed == call.charged <= call.reserved
+        await one_call(stack)
 
 
 def test_request_fields_is_strict_by_default_and_anything_else_is_a_policy_error(

@@ -18,6 +18,21 @@ from proxy.context import RUNTIME
 from proxy.fake_upstream import WORD, FakeSettings, FakeUpstream
 from proxy.local import local_stack
 
+BUDGET = "tenant: {limit: 50, period: month}"
+ALPHA = {"X-Cycles-Tenant": "alpha"}
+
+
+async def leave_after_three_events(url: str, body: dict[str, object]) -> bytes:
+    """Start a stream as alpha and go away once three events have arrived; what they were."""
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"{url}/v1/chat/completions", json=body, headers=ALPHA)
+        assert response.status == 200
+        received = b""
+        while received.count(b"\n\n") < 3:
+            received += await response.content.readany()
+        response.close()
+    return received
+
 
 def streamed_tokens(raw: bytes) -> int:
     """Completion tokens in the chat chunks of a (possibly cut) SSE body."""
@@ -33,18 +48,10 @@ async def test_client_that_leaves_after_a_few_chunks_is_charged_the_whole_genera
     tmp_path: Path, store_url: str
 ) -> None:
     fake = FakeUpstream(FakeSettings(chunks=40, chunk_delay=0.01))
-    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    pol = policy(tmp_path, BUDGET)
     body = chat(max_tokens=80, stream=True)
     async with local_stack(pol, store=store_url, fake=fake) as stack:
-        async with aiohttp.ClientSession() as session:
-            response = await session.post(
-                f"{stack.url}/v1/chat/completions", json=body, headers={"X-Cycles-Tenant": "alpha"}
-            )
-            assert response.status == 200
-            received = b""
-            while received.count(b"\n\n") < 3:
-                received += await response.content.readany()
-            response.close()  # the client goes away after three events
+        await leave_after_three_events(stack.url, body)
         row = await settled(stack.ledger, "alpha")
         assert fake.billed[0].completion_tokens == 80
         assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(body), 80), 0)
@@ -57,18 +64,10 @@ async def test_client_that_leaves_early_is_charged_the_usage_reported_after_it_l
     the provider billed, which is more than the client saw and less than the reservation."""
     # 40 of the 80 reserved tokens, 2 per chunk, one chunk every 50 ms: 1 s of generation.
     fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05, completion_fraction=0.5))
-    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    pol = policy(tmp_path, BUDGET)
     body = chat(max_tokens=80, stream=True)
     async with local_stack(pol, store=store_url, fake=fake) as stack:
-        async with aiohttp.ClientSession() as session:
-            response = await session.post(
-                f"{stack.url}/v1/chat/completions", json=body, headers={"X-Cycles-Tenant": "alpha"}
-            )
-            assert response.status == 200
-            received = b""
-            while received.count(b"\n\n") < 3:
-                received += await response.content.readany()
-            response.close()  # the client goes away after three events, 6 tokens
+        received = await leave_after_three_events(stack.url, body)  # 6 tokens
         row = await settled(stack.ledger, "alpha")
     prompt = chat_prompt_tokens(body)
     assert [b.completion_tokens for b in fake.billed] == [40]
@@ -83,12 +82,12 @@ async def test_usage_report_below_the_streamed_text_is_charged_the_streamed_text
     """A report of 10 completion tokens beside 40 streamed ones: the text is evidence, so the
     charge is at least the 40 streamed."""
     fake = FakeUpstream(FakeSettings(underreport_completion=30))
-    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    pol = policy(tmp_path, BUDGET)
     async with local_stack(pol, store=store_url, fake=fake) as stack:
         async with openai.AsyncOpenAI(
             base_url=stack.url + "/v1",
             api_key="unused",
-            default_headers={"X-Cycles-Tenant": "alpha"},
+            default_headers=ALPHA,
         ) as client:
             stream = await client.chat.completions.create(
                 **chat(max_tokens=40), stream=True, stream_options={"include_usage": True}
@@ -105,12 +104,10 @@ async def test_usage_report_below_the_streamed_text_is_charged_the_streamed_text
 
 async def test_stream_without_usage_is_charged_by_counting_its_text(tmp_path: Path) -> None:
     fake = FakeUpstream(FakeSettings(send_usage=False, completion_fraction=0.5))
-    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    pol = policy(tmp_path, BUDGET)
     body = chat(max_tokens=40, stream=True)
     async with local_stack(pol, fake=fake) as stack, aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{stack.url}/v1/chat/completions", json=body, headers={"X-Cycles-Tenant": "alpha"}
-        ) as r:
+        async with session.post(f"{stack.url}/v1/chat/completions", json=body, headers=ALPHA) as r:
             raw = await r.read()
         assert b'"usage"' not in raw
         row = await settled(stack.ledger, "alpha")
@@ -140,12 +137,10 @@ async def test_whole_answer_without_usage_is_charged_the_reservation_even_to_a_s
 ) -> None:
     """No usage report and no stream whose text was counted: the charge is the reservation,
     whether or not the client asked for a stream (not the prompt alone)."""
-    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    pol = policy(tmp_path, BUDGET)
     body = chat(max_tokens=40, stream=stream)
     async with local_stack(pol, fake=IgnoresStream()) as stack, aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{stack.url}/v1/chat/completions", json=body, headers={"X-Cycles-Tenant": "alpha"}
-        ) as r:
+        async with session.post(f"{stack.url}/v1/chat/completions", json=body, headers=ALPHA) as r:
             assert r.status == 200
             await r.read()
         row = await settled(stack.ledger, "alpha")
@@ -156,14 +151,14 @@ async def test_events_reach_the_client_before_the_stream_ends(tmp_path: Path) ->
     """Relayed as they arrive, not buffered: the first event is readable while the upstream is
     still generating."""
     fake = FakeUpstream(FakeSettings(chunks=10, chunk_delay=0.2))
-    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    pol = policy(tmp_path, BUDGET)
     async with local_stack(pol, fake=fake) as stack, aiohttp.ClientSession() as session:
         loop = asyncio.get_running_loop()
         started = loop.time()
         async with session.post(
             f"{stack.url}/v1/chat/completions",
             json=chat(max_tokens=10, stream=True),
-            headers={"X-Cycles-Tenant": "alpha"},
+            headers=ALPHA,
         ) as r:
             first = await r.content.readline()
             first_at = loop.time() - started
@@ -177,7 +172,7 @@ async def test_upstream_error_releases_and_passes_the_error_through(
     tmp_path: Path, store_url: str
 ) -> None:
     fake = FakeUpstream(FakeSettings(fail_status=503))
-    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    pol = policy(tmp_path, BUDGET)
     async with (
         local_stack(pol, store=store_url, fake=fake) as stack,
         aiohttp.ClientSession() as session,
@@ -186,7 +181,7 @@ async def test_upstream_error_releases_and_passes_the_error_through(
             async with session.post(
                 f"{stack.url}/v1/chat/completions",
                 json=chat(stream=stream),
-                headers={"X-Cycles-Tenant": "alpha"},
+                headers=ALPHA,
             ) as r:
                 assert r.status == 503
                 assert (await r.json())["error"]["message"] == "The fake upstream was told to fail."
@@ -197,7 +192,7 @@ async def test_upstream_error_releases_and_passes_the_error_through(
 async def test_unreachable_upstream_is_502_and_nothing_charged(
     tmp_path: Path, store_url: str
 ) -> None:
-    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    pol = policy(tmp_path, BUDGET)
     async with local_stack(pol, store=store_url) as stack, aiohttp.ClientSession() as session:
         dead = {
             name: dataclasses.replace(upstream, base_url="http://127.0.0.1:9/v1")
@@ -206,7 +201,7 @@ async def test_unreachable_upstream_is_502_and_nothing_charged(
         rt = stack.app[RUNTIME]
         rt.policy = dataclasses.replace(rt.policy, upstreams=dead)
         async with session.post(
-            f"{stack.url}/v1/chat/completions", json=chat(), headers={"X-Cycles-Tenant": "alpha"}
+            f"{stack.url}/v1/chat/completions", json=chat(), headers=ALPHA
         ) as r:
             assert r.status == 502
             assert "could not be reached" in (await r.json())["error"]["message"]
