@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,23 @@ REFUSED = (
 CHOICES = "tests/test_choices_and_limits.py"
 FIELDS = "tests/test_request_fields.py"
 CONTRACT = "tests/test_ledger_contract.py::"
+CONTRACT_SUITE = ("tests/test_ledger_contract.py",)
+"""The whole ledger contract, on every store."""
+MODELLED = f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills"
+SLOW_WHOLE = (
+    ENDINGS + "test_slow_whole_answers_are_not_cut_by_stream_timeouts_and_are_charged_their_usage"
+)
+STOP_CHARGES_GIVEN_UP = (
+    ENDINGS + "test_a_proxy_that_stops_charges_the_calls_it_gives_up_before_closing_the_ledger"
+)
+REASONING_NO_USAGE = (
+    ENDINGS + "test_a_reasoning_model_stream_without_usage_is_charged_its_reservation"
+)
+REASONING_FLAG = ENDINGS + "test_the_policy_s_reasoning_flag_decides_a_stream_without_usage"
+AUTO_TIER = (
+    "tests/test_billable.py"
+    "::test_auto_reserves_the_dearest_priced_tier_and_is_charged_the_tier_served"
+)
 COMMIT_ABOVE_ESTIMATE = CONTRACT + "test_commit_charges_actual_even_above_estimate"
 """A commit on two lines, checked on the book of each (add `[memory]` or `[redis]`)."""
 EXACT_FIT = CONTRACT + "test_exact_fit_is_allowed_and_one_more_unit_is_not"
@@ -70,6 +88,28 @@ class Mutation:
     removes: str = ""
     """The behaviour the mutation removes, in a few words (defaults to the name)."""
 
+    @classmethod
+    def never(
+        cls, name: str, file: str, old: str, tests: tuple[str, ...], removes: str = ""
+    ) -> Mutation:
+        """The `if` that ends the first line of `old` with its condition never holds."""
+        return cls(name, file, old, _condition(old, "False"), tests, removes)
+
+    @classmethod
+    def always(
+        cls, name: str, file: str, old: str, tests: tuple[str, ...], removes: str = ""
+    ) -> Mutation:
+        """The `if` that ends the first line of `old` with its condition always holds."""
+        return cls(name, file, old, _condition(old, "True"), tests, removes)
+
+
+def _condition(old: str, value: str) -> str:
+    """`old` with the condition of the first `if` that ends a line replaced by `value`."""
+    new, found = re.subn(r"\bif [^\n]*:$", f"if {value}:", old, count=1, flags=re.M)
+    if not found:
+        raise ValueError(f"no `if ...:` ends a line of {old!r}")
+    return new
+
 
 MUTATIONS: tuple[Mutation, ...] = (
     # -- the reservation: atomic, all lines, in-flight calls count ---------------------------
@@ -78,7 +118,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/ledger/lua/reserve.lua",
         old="tonumber(f[3] or '0') - tonumber(f[1] or '0') - tonumber(f[2] or '0')",
         new="tonumber(f[3] or '0') - tonumber(f[1] or '0')",
-        tests=("tests/test_ledger_contract.py",),
+        tests=CONTRACT_SUITE,
         removes="Redis reserve counts calls still in flight against the budget",
     ),
     Mutation(
@@ -86,7 +126,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/ledger/memory.py",
         old='for k in ("spent", "reserved"))',
         new='for k in ("spent",))',
-        tests=("tests/test_ledger_contract.py",),
+        tests=CONTRACT_SUITE,
         removes="memory reserve counts calls still in flight against the budget",
     ),
     Mutation(
@@ -94,7 +134,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/ledger/lua/commit.lua",
         old="settle_lines(r.prefixes, est, act)",
         new="settle_lines(r.prefixes, est, est)",
-        tests=("tests/test_ledger_contract.py",),
+        tests=CONTRACT_SUITE,
         removes="Redis commit charges what the provider reported, not the estimate",
     ),
     Mutation(
@@ -102,7 +142,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/ledger/memory.py",
         old="t.settle_lines(r.fields, r.amounts, actual, now, s)",
         new="t.settle_lines(r.fields, r.amounts, r.amounts, now, s)",
-        tests=("tests/test_ledger_contract.py",),
+        tests=CONTRACT_SUITE,
         removes="memory commit charges what the provider reported, not the estimate",
     ),
     Mutation(
@@ -119,7 +159,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/ledger/lua/sweep.lua",
         old="settle_lines(r.prefixes, est, (how ~= 'release') and est or nil)",
         new="settle_lines(r.prefixes, est, nil)",
-        tests=("tests/test_ledger_contract.py",),
+        tests=CONTRACT_SUITE,
         removes="Redis sweeper charges an expired reservation (on_expiry: charge)",
     ),
     Mutation(
@@ -127,7 +167,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/ledger/memory.py",
         old='charge = r.amounts if self.settings.on_expiry == "charge" else None',
         new="charge = None",
-        tests=("tests/test_ledger_contract.py",),
+        tests=CONTRACT_SUITE,
         removes="memory sweeper charges an expired reservation (on_expiry: charge)",
     ),
     # -- what a call is charged -------------------------------------------------------------
@@ -172,12 +212,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/test_anthropic_api.py", BOUNDS),
         removes="a Claude prompt is scaled by the model's tokenizer_factor",
     ),
-    Mutation(
+    Mutation.never(
         name="hard-bound-not-written",
         file="proxy/call.py",
         old="""        if limit is None and bound:
-            limit = self.plan.default_max_tokens""",
-        new="""        if False:
             limit = self.plan.default_max_tokens""",
         tests=(
             "tests/test_accounting.py::test_hard_bound_writes_a_completion_limit",
@@ -186,11 +224,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="bound: hard writes a completion limit when the client sent none",
     ),
     # -- endings: delivered means billable; hidden reasoning (issue 13) -----------------------
-    Mutation(
+    Mutation.always(
         name="no-answer-after-sending-released",
         file="proxy/handlers.py",
         old="        if not exc.delivered:",
-        new="        if True:",
         tests=(
             ENDINGS + "test_a_whole_answer_later_than_non_stream_answer_is_504_and_charged_its_"
             "reservation",
@@ -201,11 +238,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a call whose request was sent and got no answer is charged, not released",
     ),
-    Mutation(
+    Mutation.never(
         name="never-sent-call-charged",
         file="proxy/handlers.py",
         old="        if not exc.delivered:",
-        new="        if False:",
         tests=(ENDINGS + "test_an_upstream_that_cannot_be_reached_is_502_and_nothing_is_charged",),
         removes="a call that never got a connection is released",
     ),
@@ -214,10 +250,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/handlers.py",
         old='"first_byte" if sent.stream else "non_stream_answer"',
         new='"first_byte"',
-        tests=(
-            ENDINGS + "test_slow_whole_answers_are_not_cut_by_stream_timeouts_and_are_charged_"
-            "their_usage",
-        ),
+        tests=(SLOW_WHOLE,),
         removes="a whole answer is bounded by non_stream_answer, not first_byte",
     ),
     Mutation(
@@ -228,10 +261,7 @@ MUTATIONS: tuple[Mutation, ...] = (
             "timeout=aiohttp.ClientTimeout(sock_connect=timeouts.connect, "
             "sock_read=timeouts.chunk_idle),"
         ),
-        tests=(
-            ENDINGS + "test_slow_whole_answers_are_not_cut_by_stream_timeouts_and_are_charged_"
-            "their_usage",
-        ),
+        tests=(SLOW_WHOLE,),
         removes="chunk_idle bounds only the silence between chunks, not the wait for headers",
     ),
     Mutation(
@@ -242,8 +272,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="""        raise""",
         tests=(
             ENDINGS + "test_a_call_the_proxy_gives_up_on_is_charged_its_reservation",
-            ENDINGS + "test_a_proxy_that_stops_charges_the_calls_it_gives_up_before_closing_the_"
-            "ledger",
+            STOP_CHARGES_GIVEN_UP,
         ),
         removes="a call the proxy gives up on is charged before the ledger closes",
     ),
@@ -254,17 +283,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         task.cancel()""",
         new="""    for task in late:
         pass""",
-        tests=(
-            ENDINGS + "test_a_proxy_that_stops_charges_the_calls_it_gives_up_before_closing_the_"
-            "ledger",
-        ),
+        tests=(STOP_CHARGES_GIVEN_UP,),
         removes="at shutdown, calls still waiting for their provider are given up and charged",
     ),
-    Mutation(
+    Mutation.never(
         name="answer-timeout-outlives-reservation",
         file="proxy/policy/schema.py",
         old="    if cap <= answer:",
-        new="    if False:",
         tests=(
             ENDINGS + "test_check_refuses_a_non_stream_answer_the_reservation_would_not_outlive",
             ENDINGS + "test_a_route_s_non_stream_answer_must_fit_the_reservation_too",
@@ -277,8 +302,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="if outcome.complete and outcome.streamed and not outcome.hidden_reasoning:",
         new="if outcome.complete and outcome.streamed:",
         tests=(
-            ENDINGS + "test_a_reasoning_model_stream_without_usage_is_charged_its_reservation",
-            ENDINGS + "test_the_policy_s_reasoning_flag_decides_a_stream_without_usage",
+            REASONING_NO_USAGE,
+            REASONING_FLAG,
         ),
         removes="a complete stream without usage from a model that may reason: the reservation",
     ),
@@ -287,17 +312,15 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/model_rules.py",
         old="return True if REQUIRES_COMPLETION_FIELD.fullmatch(model) else None",
         new="return None",
-        tests=(ENDINGS + "test_a_reasoning_model_stream_without_usage_is_charged_its_reservation",),
+        tests=(REASONING_NO_USAGE,),
         removes="the o-series and gpt-5 may reason unless the policy says otherwise",
     ),
-    Mutation(
+    Mutation.never(
         name="reasoning-flag-ignored",
         file="proxy/model_rules.py",
         old="""    if reasoning is not None:
         return reasoning""",
-        new="""    if False:
-        return reasoning""",
-        tests=(ENDINGS + "test_the_policy_s_reasoning_flag_decides_a_stream_without_usage",),
+        tests=(REASONING_FLAG,),
         removes="a model's reasoning flag decides what its streams without usage are charged",
     ),
     # -- idempotency ------------------------------------------------------------------------
@@ -310,13 +333,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="a replay answers only the same body under the same key",
     ),
     # -- the boundary -----------------------------------------------------------------------
-    Mutation(
+    Mutation.never(
         name="fail-closed-forwards",
         file="proxy/handlers.py",
         old="""    except LedgerUnavailable as exc:
         if rt.policy.fail_mode == "closed":""",
-        new="""    except LedgerUnavailable as exc:
-        if False:""",
         tests=("tests/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",),
         removes="fail_mode: closed answers 503 when the ledger is unreachable",
     ),
@@ -332,21 +353,18 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="only allow-listed client headers go up; client credentials never do",
     ),
-    Mutation(
+    Mutation.never(
         name="dot-segments-allowed",
         file="proxy/relay.py",
         old='if unquote(segment) in (".", ".."):',
-        new="if False:",
         tests=("tests/test_routes_and_faults.py", "tests/test_bad_input.py"),
         removes="paths with dot segments are refused before routing",
     ),
-    Mutation(
+    Mutation.never(
         name="gateway-tenant-header-trusted",
         file="proxy/identity.py",
         old="""        named = values.setdefault(level, bound)
         if named != bound:""",
-        new="""        named = values.setdefault(level, bound)
-        if False:""",
         tests=("tests/test_gateway.py", "tests/test_keys.py"),
         removes="a scope header that disagrees with the API key is 403",
     ),
@@ -405,11 +423,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/test_admin.py::test_closing_a_tenant_revokes_its_keys_on_every_path",),
         removes="closing a tenant revokes its API keys",
     ),
-    Mutation(
+    Mutation.never(
         name="spill-uncapped",
         file="proxy/spill.py",
         old="        if len(self._entries) >= self.limit:",
-        new="        if False:",
         tests=("tests/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",),
         removes="the spill of unbudgeted charges is bounded",
     ),
@@ -431,11 +448,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="charges still spilled at shutdown are written to the ledger",
     ),
-    Mutation(
+    Mutation.never(
         name="no-streamed-text-floor-beside-usage",
         file="proxy/settle.py",
         old="        if outcome.counted_completion > usage.completion_tokens:",
-        new="        if False:",
         tests=(
             "tests/test_streams.py"
             "::test_usage_report_below_the_streamed_text_is_charged_the_streamed_text",
@@ -584,8 +600,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="return None",
         tests=(
             f"{EACH}[memory-auto-served-priority]",
-            "tests/test_billable.py"
-            "::test_auto_reserves_the_dearest_priced_tier_and_is_charged_the_tier_served",
+            AUTO_TIER,
         ),
         removes="auto (or no tier) reserves the dearest tier the model prices",
     ),
@@ -594,17 +609,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/token_kinds.py",
         old="return dataclasses.replace(usage, service_tier=tier)",
         new="return usage",
-        tests=(
-            "tests/test_billable.py"
-            "::test_auto_reserves_the_dearest_priced_tier_and_is_charged_the_tier_served",
-        ),
+        tests=(AUTO_TIER,),
         removes="a chat call is charged at the service tier its answer reports",
     ),
-    Mutation(
+    Mutation.never(
         name="unpriced-tier-forwarded",
         file="proxy/billable.py",
         old="if tier != AUTO and tier not in STANDARD_TIERS and tier not in price.service_tiers:",
-        new="if False:",
         tests=(f"{REFUSED}[memory-tier-the-model-lacks]",),
         removes="a service tier the model does not price is refused",
     ),
@@ -652,11 +663,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{EACH}[memory-web-search]", f"{EACH}[memory-web-search-streamed]"),
         removes="hosted tool calls among a response's output items are charged",
     ),
-    Mutation(
+    Mutation.never(
         name="code-interpreter-charged-per-call",
         file="proxy/billable.py",
         old="if container is not None and container in containers:",
-        new="if False:",
         tests=(f"{EACH}[memory-code-interpreter]",),
         removes="code_interpreter is charged per container, not per call",
     ),
@@ -692,30 +702,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{EACH}[memory-anthropic-web-search-plan-default]",),
         removes="with bound: hard an Anthropic server tool gets max_uses",
     ),
-    Mutation(
+    Mutation.never(
         name="unpriced-tool-forwarded",
         file="proxy/billable.py",
         old="if tool not in price.tool_calls:",
-        new="if False:",
         tests=(
             f"{REFUSED}[memory-hosted-tool-the-model-lacks]",
             f"{REFUSED}[memory-anthropic-server-tool]",
         ),
         removes="a hosted tool the model does not price is refused",
     ),
-    Mutation(
+    Mutation.always(
         name="long-context-prices-ignored",
         file="proxy/pricing.py",
         old="if long is None or usage.prompt_tokens <= long.above:",
-        new="if True:",
         tests=(f"{EACH}[memory-long-context]", f"{EACH}[memory-long-context-streamed]"),
         removes="a prompt above the threshold is priced at the long-context prices",
     ),
-    Mutation(
+    Mutation.never(
         name="long-context-beta-forwarded",
         file="proxy/billable.py",
         old="if billables.long_context is not None and price.long_context is None:",
-        new="if False:",
         tests=(
             "tests/test_billable.py::test_a_long_context_beta_the_policy_does_not_price_is_refused",
         ),
@@ -733,11 +740,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="each document input reserves the model's documents tokens",
     ),
-    Mutation(
+    Mutation.never(
         name="unpriced-document-forwarded",
         file="proxy/billable.py",
         old="if billables.documents and price.document_tokens is None:",
-        new="if False:",
         tests=(f"{REFUSED}[memory-document-file-id]", f"{REFUSED}[memory-anthropic-document]"),
         removes="a document input the model does not price is refused",
     ),
@@ -826,7 +832,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/estimate.py",
         old='counter.count(expect_str(suffix, "suffix")) * batch_size(prompt)',
         new='counter.count(expect_str(suffix, "suffix"))',
-        tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
+        tests=(MODELLED,),
         removes="a completions suffix is counted after every prompt of a batch",
     ),
     Mutation(
@@ -834,7 +840,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/shapes/messages.py",
         old="prompt += TOOL_USE_PROMPT",
         new="prompt += 0",
-        tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
+        tests=(MODELLED,),
         removes="the tool-use system prompt Anthropic adds is reserved",
     ),
     Mutation(
@@ -842,7 +848,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/shapes/messages.py",
         old='prompt += counter.count_json(output["format"])',
         new="prompt += 0",
-        tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
+        tests=(MODELLED,),
         removes="a structured output's schema is reserved on /v1/messages",
     ),
     Mutation(
@@ -853,11 +859,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{FIELDS}::test_an_unknown_field_is_400_unpriced_feature_and_changes_nothing",),
         removes="a field the table does not know is refused under request_fields: strict",
     ),
-    Mutation(
+    Mutation.never(
         name="refused-fields-forwarded",
         file="proxy/request_fields.py",
         old='if field.kind == "refused" and not _asks_nothing(field, value):',
-        new="if False:",
         tests=(f"{FIELDS}::test_a_refused_field_is_400_unpriced_feature_and_changes_nothing",),
         removes="a cost-bearing field nobody models is refused",
     ),
@@ -869,11 +874,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{FIELDS}::test_a_refused_field_whose_value_asks_for_nothing_passes",),
         removes="background: false and the like pass",
     ),
-    Mutation(
+    Mutation.never(
         name="forward-setting-ignored",
         file="proxy/request_fields.py",
         old='if mode == "forward":',
-        new="if False:",
         tests=(
             f"{FIELDS}::test_an_unknown_field_is_forwarded_and_charged_with_request_fields_forward",
             f"{FIELDS}::test_a_refused_field_is_forwarded_when_the_policy_says_forward",
@@ -933,22 +937,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="code_interpreter's calls count toward max_tool_calls for the input each adds",
     ),
-    Mutation(
+    Mutation.never(
         name="audio-output-unpriced-forwarded",
         file="proxy/billable.py",
         old="if billables.audio_output is not None and price.audio_output is None:",
-        new="if False:",
         tests=(
             "tests/test_review_attacks.py"
             "::test_audio_output_on_a_model_without_an_audio_price_is_refused",
         ),
         removes="audio output on a model without an audio_output price is refused",
     ),
-    Mutation(
+    Mutation.never(
         name="chat-web-search-forwarded",
         file="proxy/billable.py",
         old='if body.get("web_search_options") is not None:',
-        new="if False:",
         tests=(
             "tests/test_review_attacks.py"
             "::test_chat_web_search_options_is_refused_or_its_search_fee_reserved",
@@ -1082,11 +1084,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a burst on a cold store shares one script reload and one registration",
     ),
-    Mutation(
+    Mutation.always(
         name="workers-bind-port-0-each",
         file="proxy/ports.py",
         old="        if port != 0:\n",
-        new="        if True:\n",
         tests=("tests/test_workers.py::test_both_workers_serve_calls",),
         removes="with --workers, port 0 is one free port every worker serves",
     ),
