@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -208,6 +209,27 @@ async def test_calls_racing_for_a_tight_budget_never_spend_beyond_it(
         assert row.spent <= limit
 
 
+async def refused(
+    tmp_path: Path,
+    store_url: str,
+    endpoint: str,
+    body: dict[str, Any],
+    headers: Mapping[str, str] = HEADERS,
+) -> dict[str, Any]:
+    """One call under the prices policy that must be refused (400) before anything happens: its
+    answer, once shown that the provider saw nothing and the ledger did not move."""
+    async with (
+        local_stack(prices_policy(tmp_path), store=store_url) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(stack.url + PATHS[endpoint], json=body, headers=headers) as r:
+            assert r.status == 400
+            answer: dict[str, Any] = await r.json()
+        assert stack.fake.calls == 0
+        assert all(r.spent == r.reserved == 0 for r in await stack.ledger.balances("alpha"))
+    return answer
+
+
 NOT_PRICED = ["o1-pro", "gpt-5-pro", "gpt-4o-audio-preview", "gpt-4o-unlisted-anything"]
 NOT_PRICED += ["gpt-4o-2024-08-06-preview", "gpt-4o-2024-13-01", "claude-sonnet-4-0"]
 
@@ -217,17 +239,9 @@ async def test_a_name_that_only_extends_a_priced_model_is_refused_and_reserves_n
     tmp_path: Path, store_url: str, model: str
 ) -> None:
     endpoint, body = messages(model) if model.startswith("claude") else chat(model)
-    async with (
-        local_stack(prices_policy(tmp_path), store=store_url) as stack,
-        aiohttp.ClientSession() as http,
-    ):
-        async with http.post(stack.url + PATHS[endpoint], json=body, headers=HEADERS) as r:
-            assert r.status == 400
-            answer = await r.json()
-        assert answer["error"]["code"] == "model_not_priced"
-        assert model in answer["error"]["message"]
-        assert stack.fake.calls == 0
-        assert all(r.spent == r.reserved == 0 for r in await stack.ledger.balances("alpha"))
+    answer = await refused(tmp_path, store_url, endpoint, body)
+    assert answer["error"]["code"] == "model_not_priced"
+    assert model in answer["error"]["message"]
 
 
 UNPRICED = {
@@ -272,20 +286,12 @@ async def test_a_tier_tool_or_document_the_policy_does_not_price_is_refused(
     tmp_path: Path, store_url: str, name: str
 ) -> None:
     (endpoint, body), words = UNPRICED[name]
-    async with (
-        local_stack(prices_policy(tmp_path), store=store_url) as stack,
-        aiohttp.ClientSession() as http,
-    ):
-        async with http.post(stack.url + PATHS[endpoint], json=body, headers=HEADERS) as r:
-            assert r.status == 400
-            answer = await r.json()
-        error = answer["error"]
-        assert error["code"] == "unpriced_feature"
-        assert words in error["message"] and "models." in error["message"]
-        if endpoint == "messages":
-            assert answer["type"] == "error" and error["type"] == "invalid_request_error"
-        assert stack.fake.calls == 0
-        assert all(r.spent == r.reserved == 0 for r in await stack.ledger.balances("alpha"))
+    answer = await refused(tmp_path, store_url, endpoint, body)
+    error = answer["error"]
+    assert error["code"] == "unpriced_feature"
+    assert words in error["message"] and "models." in error["message"]
+    if endpoint == "messages":
+        assert answer["type"] == "error" and error["type"] == "invalid_request_error"
 
 
 BETA_LINES = {
@@ -302,18 +308,10 @@ async def test_a_long_context_beta_the_policy_does_not_price_is_refused(
     tmp_path: Path, store_url: str, lines: str
 ) -> None:
     endpoint, body = messages("claude-haiku-4")
-    async with (
-        local_stack(prices_policy(tmp_path), store=store_url) as stack,
-        aiohttp.ClientSession() as http,
-    ):
-        headers = CIMultiDict([*HEADERS.items(), *BETA_LINES[lines]])
-        async with http.post(stack.url + PATHS[endpoint], json=body, headers=headers) as r:
-            assert r.status == 400
-            answer = await r.json()
-        assert answer["error"]["code"] == "unpriced_feature"
-        assert "long_context: {above:" in answer["error"]["message"]
-        assert stack.fake.calls == 0
-        assert all(r.spent == r.reserved == 0 for r in await stack.ledger.balances("alpha"))
+    headers = CIMultiDict([*HEADERS.items(), *BETA_LINES[lines]])
+    answer = await refused(tmp_path, store_url, endpoint, body, headers)
+    assert answer["error"]["code"] == "unpriced_feature"
+    assert "long_context: {above:" in answer["error"]["message"]
 
 
 async def test_a_short_prompt_with_the_long_context_beta_is_charged_normal_prices(
