@@ -1081,8 +1081,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(
             "tests/test_ledger_redis.py"
             "::test_a_burst_on_a_cold_store_reloads_the_scripts_and_registers_the_tenant_once",
+            "tests/test_flights.py",
         ),
         removes="a burst on a cold store shares one script reload and one registration",
+    ),
+    Mutation(
+        name="shared-reload-dies-with-a-cancelled-caller",
+        file="proxy/ledger/flights.py",
+        old="            await asyncio.shield(flight)\n",
+        new="            await flight\n",
+        tests=("tests/test_flights.py::test_a_cancelled_caller_leaves_the_run_to_the_others",),
+        removes="a caller that gives up leaves the shared reload running for the others",
     ),
     Mutation.always(
         name="workers-bind-port-0-each",

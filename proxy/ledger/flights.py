@@ -32,8 +32,15 @@ class Flights(Generic[K]):
             flight = asyncio.ensure_future(work())
             self._running[key] = flight
             flight.add_done_callback(partial(self._landed, key))
-        # A caller that is cancelled stops waiting; the run goes on for the others.
-        await asyncio.shield(flight)
+        try:
+            # A caller that is cancelled stops waiting; the run goes on for the others.
+            await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if flight.cancelled() and task is not None and not task.cancelling():
+                # close() ended the run, not this caller's cancellation: the store is gone.
+                raise ConnectionError("the store was closed during this call") from None
+            raise
 
     def _landed(self, key: K, flight: asyncio.Future[None]) -> None:
         if self._running.get(key) is flight:
