@@ -182,6 +182,7 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_stream_cut_before_completed_is_charged_at_least_the_reservation",
             "tests/test_anthropic_api.py"
             "::test_stream_cut_before_message_delta_is_charged_the_reservation",
+            f"{GARBAGE}[memory]",
         ),
         removes="a stream cut before its usage report is charged at least the reservation",
     ),
@@ -193,7 +194,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="""            charge = reservation and reservation.amounts
             await settle(rt.ledger, reservation, charge, rt.fail_open.spill)
             return _relay_body(upstream, body, verdict)""",
-        tests=("tests/test_accounting.py", "tests/test_routes_and_faults.py"),
+        tests=(
+            "tests/test_accounting.py",
+            "tests/test_routes_and_faults.py",
+            f"{GARBAGE}[memory]",
+        ),
         removes="an upstream error before any output releases the reservation",
     ),
     Mutation(
@@ -455,6 +460,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(
             "tests/test_streams.py"
             "::test_usage_report_below_the_streamed_text_is_charged_the_streamed_text",
+            f"{GARBAGE}[memory]",
         ),
         removes="a usage report below the streamed text is charged the text",
     ),
@@ -912,6 +918,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(
             "tests/test_review_attacks.py"
             "::test_a_stream_with_running_usage_cut_early_is_charged_its_reservation",
+            f"{GARBAGE}[memory]",
         ),
         removes="a stream cut short is charged at least its reservation, report or not",
     ),
