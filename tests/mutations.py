@@ -758,7 +758,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/billable.py",
         old="extra += price.tool_prompt_tokens if billables.tools else 0",
         new="extra += 0",
-        tests=(f"{BOUNDS}[memory-messages-tools-whole]", f"{EACH}[memory-claude-tool-prompt]"),
+        tests=(
+            f"{BOUNDS}[memory-messages-tools-whole]",
+            f"{EACH}[memory-claude-tool-prompt]",
+            MODELLED,
+        ),
         removes="a call with tools reserves the model's tool_prompt_tokens",
     ),
     Mutation(
@@ -840,14 +844,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         new='counter.count(expect_str(suffix, "suffix"))',
         tests=(MODELLED,),
         removes="a completions suffix is counted after every prompt of a batch",
-    ),
-    Mutation(
-        name="messages-tool-prompt-ignored",
-        file="proxy/shapes/messages.py",
-        old="prompt += TOOL_USE_PROMPT",
-        new="prompt += 0",
-        tests=(MODELLED,),
-        removes="the tool-use system prompt Anthropic adds is reserved",
     ),
     Mutation(
         name="messages-output-format-ignored",

@@ -35,9 +35,6 @@ from proxy.usage import StreamUsage
 
 IMAGE_TOKENS = 1600
 """Claude scales images to at most ~1.15 megapixels, about w * h / 750 = 1600 tokens."""
-TOOL_USE_PROMPT = 346
-"""The system prompt Anthropic adds to a request with tools, billed as input: the largest it
-publishes for the models it serves (346 with tool_choice auto or none, 313 with any or tool)."""
 
 _DELTA_TEXT = ("text", "partial_json", "thinking")
 
@@ -81,9 +78,9 @@ def estimate_messages(
         )
     prompt = REPLY_PRIMING + _system_tokens(counter, body.get("system"))
     prompt += sum(_message_tokens(counter, m, f"messages[{i}]") for i, m in enumerate(messages))
+    # The tool-use system prompt Anthropic adds is the model's `tool_prompt_tokens`, reserved
+    # beside the estimate (billable.py), where the policy can set it.
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
-    if body.get("tools"):
-        prompt += TOOL_USE_PROMPT
     output = body.get("output_config")
     if isinstance(output, dict) and isinstance(output.get("format"), dict):
         prompt += counter.count_json(output["format"])
