@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a policy and print what it enforces")
     check.add_argument("--policy", required=True, help="policy file or directory")
 
+    commands.add_parser("example-policy", help="print the commented example policy, to start from")
+
     demo = commands.add_parser("demo", help="replay the runaway-tenant story on the embedded store")
     demo.add_argument("--tenants", type=int, default=500)
 
@@ -92,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             from proxy.policy import describe, load_policy
 
             print(describe(load_policy(args.policy)))
+            return 0
+        if args.command == "example-policy":
+            from proxy.policy import EXAMPLE
+
+            sys.stdout.write(EXAMPLE.read_text())
             return 0
         if args.command == "admin":
             from proxy.admin.cli import run

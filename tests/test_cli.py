@@ -55,3 +55,12 @@ def test_demo_stops_the_runaway_tenant_and_spares_the_others() -> None:
     assert result.returncode == 0, result.stderr
     assert "customer-47 stopped at its budget:      yes" in result.stdout
     assert "other tenants all allowed, in budget:   yes" in result.stdout
+
+
+def test_example_policy_prints_the_policy_the_demo_runs_on(tmp_path: Path) -> None:
+    result = cli("example-policy")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (POLICIES / "example.yaml").read_text()
+    copy = tmp_path / "policy.yaml"
+    copy.write_text(result.stdout)
+    assert cli("check", "--policy", str(copy)).returncode == 0

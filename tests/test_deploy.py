@@ -388,7 +388,7 @@ def test_secrets_from_values_are_made_and_referenced() -> None:
 
 def test_policy_files_reach_the_config_map_exactly_as_written() -> None:
     """Prices are read as decimals from the text, so the chart must not re-serialise it."""
-    text = (ROOT / "policies" / "example.yaml").read_text()
+    text = (ROOT / "proxy" / "policy" / "example.yaml").read_text()
     docs = render(EXAMPLE_APP, {"policies": {"files": {"example.yaml": text}}})
     assert one(docs, "ConfigMap")["data"] == {"example.yaml": text}
 
@@ -558,7 +558,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # The runtime stage's policy directory, copied from the build context.
     policies = root / IMAGE_POLICIES.lstrip("/")
     policies.mkdir(parents=True)
-    shutil.copy2(context / "policies" / "example.yaml", policies)
+    shutil.copy2(context / "proxy" / "policy" / "example.yaml", policies)
     return {"root": root, "venv": venv, "policies": policies, "printed": printed}
 
 
@@ -570,6 +570,25 @@ def test_image_build_installs_the_wheel_and_checks_the_policy(image: dict[str, A
     assert not (venv / "bin" / "pip").exists()
     # `cycles-proxy check` ran from the new virtualenv and described the example policy.
     assert "customer-47" in image["printed"]
+
+
+def test_the_installed_wheel_runs_the_demo_from_an_empty_directory(
+    image: dict[str, Any], tmp_path: Path
+) -> None:
+    """The embedded default travels in the wheel: `cycles-proxy demo` and `example-policy` need
+    nothing from a source checkout."""
+    env = runtime_env(image, tmp_path)
+    binary = str(image["venv"] / "bin" / "cycles-proxy")
+    demo = subprocess.run(
+        [binary, "demo", "--tenants", "20"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "customer-47" in demo.stdout
+    example = subprocess.run(
+        [binary, "example-policy"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert example.stdout == (ROOT / "proxy" / "policy" / "example.yaml").read_text()
 
 
 def runtime_env(image: dict[str, Any], home: Path) -> dict[str, str]:
