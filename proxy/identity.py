@@ -4,8 +4,10 @@
 `identity: api_key` (gateway) maps `Authorization: Bearer ck-…` (or `x-api-key: ck-…`, the
 anthropic SDK's header) to its tenant; scope headers may
 narrow the call further but never contradict the key (403), and nothing is reserved before the
-caller is known. A client whose keys keep failing is refused for a while without any lookup, so
-guessing keys costs the guesser, not the store.
+caller is known. The key is checked first: a valid key is served whatever other clients of the
+same address did. Only a failure consults the brake (keys/failures.py): a client address
+(peers.py: the peer, or whom a trusted proxy forwarded for) or key prefix that keeps failing
+gets 429 instead of 401.
 
 Keys are never logged here; the redaction filter in proxy/logs.py is the second line.
 """
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from proxy import scopes
+from proxy import peers, scopes
 from proxy.context import Runtime
 from proxy.errors import (
     Forbidden,
@@ -49,20 +51,26 @@ async def authenticate(request: web.Request, rt: Runtime) -> KeyRecord | None:
 
 
 async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRecord:
-    client = request.remote or "unknown"
-    wait = keys.failures.blocked_for(client)
-    if wait:
-        await _rejected(rt, None, "too_many_failed_auth")
-        raise TooManyFailedAuth(wait)
     plain, reason = _credential(request.headers)
     key = None if plain is None else await _lookup(keys, plain)
     if reason is None:
         reason = _unusable(key, keys.now_ms())
-    if reason is not None or key is None:
-        keys.failures.record(client)
-        await _rejected(rt, key.tenant if key else None, reason or "unknown_api_key")
-        raise _unauthorized(reason or "unknown_api_key")
-    return key
+    if reason is None and key is not None:
+        return key
+    wait = keys.failures.failed(_client(request, rt), plain)
+    if wait:
+        await _rejected(rt, None, "too_many_failed_auth")
+        raise TooManyFailedAuth(wait)
+    reason = reason or "unknown_api_key"
+    await _rejected(rt, key.tenant if key else None, reason)
+    raise _unauthorized(reason)
+
+
+def _client(request: web.Request, rt: Runtime) -> str:
+    policy = rt.policy
+    return peers.client_address(
+        request.remote, request.headers, policy.trusted_proxies, policy.forwarded_header
+    )
 
 
 def _credential(headers: Mapping[str, str]) -> tuple[str | None, str | None]:

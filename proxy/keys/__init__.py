@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from proxy.keys.cache import Failures, Keys
+from proxy.keys.cache import Keys
+from proxy.keys.failures import Brake, Failures
 from proxy.keys.memory import MemoryKeyStore
 from proxy.keys.records import (
     PLAIN,
@@ -24,6 +25,7 @@ from proxy.ledger.clients import check_url, is_redis
 
 __all__ = [
     "PLAIN",
+    "Brake",
     "Failures",
     "KeyNotFound",
     "KeyRecord",
