@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from support import policy
 
 from proxy.admin.app import build_admin_app
@@ -45,6 +46,8 @@ class Admin:
 
     url: str
     session: aiohttp.ClientSession
+    app: web.Application
+    """The admin application (its idempotency store, for tests that read it)."""
 
     async def call(
         self,
@@ -72,7 +75,7 @@ async def with_admin(
     async with local_stack(pol, store=store, fake=fake, sweep_every=None) as stack:
         admin_app = build_admin_app(stack.app, store, tokens=Tokens((ADMIN,), (READER,)))
         async with serving(admin_app) as url, aiohttp.ClientSession() as session:
-            yield stack, Admin(url, session)
+            yield stack, Admin(url, session, admin_app)
 
 
 async def call(

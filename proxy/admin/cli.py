@@ -161,14 +161,18 @@ def render(answer: Any) -> str:
     if isinstance(answer, dict) and "data" in answer:
         return table(answer["data"])
     if isinstance(answer, dict) and "tenant" in answer and "api_key" in answer:
-        key = answer["api_key"]
-        return table([answer["tenant"]]) + f"\n\nAPI key (shown once): {key['key']}"
+        return table([answer["tenant"]]) + _shown(answer["api_key"])
     if isinstance(answer, dict) and "key" in answer:
-        return (
-            table([{k: v for k, v in answer.items() if k != "key"}])
-            + f"\n\nAPI key (shown once): {answer['key']}"
-        )
+        hidden = ("key", "shown_once", "message")
+        return table([{k: v for k, v in answer.items() if k not in hidden}]) + _shown(answer)
     return table([answer] if isinstance(answer, dict) else [])
+
+
+def _shown(key: dict[str, Any]) -> str:
+    """The new key, or, in a replayed answer (which never holds it), why not."""
+    if key.get("key") is None:
+        return f"\n\n{key.get('message', 'The API key was shown once and is not stored.')}"
+    return f"\n\nAPI key (shown once): {key['key']}"
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.admin import views
-from proxy.admin.api import idempotent, json_body, ok, record_of, runtime
+from proxy.admin.api import idempotent, issued, json_body, ok, record_of, runtime
 from proxy.errors import BadRequest, Conflict, CyclesError, NotFound
 
 
@@ -33,7 +33,7 @@ async def create_key(request: web.Request) -> web.StreamResponse:
     workspace = views.scope_value(body["workspace"], "workspace") if body.get("workspace") else None
     app = views.scope_value(body["app"], "app") if body.get("app") else None
     plain, key = await runtime(request).keys.create(record.id, workspace=workspace, app=app)
-    return ok({**key_json(key), "key": plain}, status=201)
+    return _issued(plain, key)
 
 
 async def list_keys(request: web.Request) -> web.StreamResponse:
@@ -65,4 +65,10 @@ async def rotate_key(request: web.Request) -> web.StreamResponse:
         )
     except CyclesError as exc:
         raise NotFound(str(exc), code="key_not_found") from None
-    return ok({**key_json(key), "key": plain}, status=201)
+    return _issued(plain, key)
+
+
+def _issued(plain: str, key: Any) -> web.Response:
+    """The new key, shown this once; a replay names it without the key."""
+    answer = {**key_json(key), "key": plain}
+    return issued(answer, views.shown_once(answer, key.tenant))
