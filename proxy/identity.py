@@ -132,15 +132,13 @@ def _unauthorized(reason: str) -> Unauthorized:
 
 
 async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) -> scopes.Scope:
-    """The key's tenant (and narrowing), plus whatever other scope headers the call named."""
+    """The key's tenant and pinned levels, plus whatever other scope headers the call named."""
     values: dict[str, str] = {}
     for level, header in scopes.HEADERS.items():
         raw = headers.get(header)
         if raw is not None:
             values[level] = scopes.check_value(header, raw)
-    for level, bound in (("tenant", key.tenant), ("workspace", key.workspace), ("app", key.app)):
-        if bound is None:
-            continue
+    for level, bound in {"tenant": key.tenant, **key.pins}.items():
         named = values.setdefault(level, bound)
         if named != bound:
             reason = "tenant_mismatch" if level == "tenant" else "scope_mismatch"

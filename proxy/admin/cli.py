@@ -17,6 +17,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from proxy.keys.records import PINNABLE
+
 DEFAULT_URL = "http://127.0.0.1:8081"
 
 
@@ -50,8 +52,8 @@ def add_parser(commands: Any) -> None:
     keys = sub.add_parser("keys").add_subparsers(dest="action", required=True)
     key_create = keys.add_parser("create")
     key_create.add_argument("tenant")
-    key_create.add_argument("--workspace")
-    key_create.add_argument("--app")
+    for level in PINNABLE:
+        key_create.add_argument(f"--{level}", help=f"pin the key's calls to this {level}")
     keys.add_parser("list").add_argument("tenant")
     for action in ("revoke", "rotate"):
         parser = keys.add_parser(action)
@@ -100,7 +102,7 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | No
         return "POST", f"{t}/{action}", {"reason": args.reason}
     if command == "keys":
         if action == "create":
-            return "POST", f"{t}/keys", {k: given[k] for k in ("workspace", "app") if k in given}
+            return "POST", f"{t}/keys", {k: given[k] for k in PINNABLE if k in given}
         if action == "list":
             return "GET", f"{t}/keys", None
         body = {"grace_seconds": args.grace} if action == "rotate" else {}

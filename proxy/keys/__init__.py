@@ -12,6 +12,7 @@ from proxy.keys.cache import Keys
 from proxy.keys.failures import Brake, Failures
 from proxy.keys.memory import MemoryKeyStore
 from proxy.keys.records import (
+    PINNABLE,
     PLAIN,
     KeyNotFound,
     KeyRecord,
@@ -24,6 +25,7 @@ from proxy.keys.redis import RedisKeyStore
 from proxy.ledger.clients import check_url, is_redis
 
 __all__ = [
+    "PINNABLE",
     "PLAIN",
     "Brake",
     "Failures",

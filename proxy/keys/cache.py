@@ -80,10 +80,8 @@ class Keys:
         self._generation = 0
         store.add_listener(self)
 
-    async def create(
-        self, tenant: str, *, workspace: str | None = None, app: str | None = None
-    ) -> tuple[str, KeyRecord]:
-        return await self.store.create(tenant, workspace=workspace, app=app)
+    async def create(self, tenant: str, **pins: str | None) -> tuple[str, KeyRecord]:
+        return await self.store.create(tenant, **pins)
 
     async def list(self, tenant: str) -> Records:
         return await self.store.list(tenant)
