@@ -43,13 +43,6 @@ async def identify(request: web.Request, rt: Runtime) -> scopes.Scope:
     return await _scope_for(key, request.headers, rt)
 
 
-async def authenticate(request: web.Request, rt: Runtime) -> KeyRecord | None:
-    """For unbudgeted routes: a valid key in gateway mode (its record), nothing in sidecar mode."""
-    if rt.policy.identity == "header":
-        return None
-    return await _authenticate(request, rt, rt.keys)
-
-
 async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRecord:
     plain, reason = _credential(request.headers)
     key = None if plain is None else await _lookup(keys, plain)
