@@ -36,7 +36,7 @@ SEND = "Send your cycles-proxy API key as `Authorization: Bearer ck-…`."
 
 
 async def identify(request: web.Request, rt: Runtime) -> scopes.Scope:
-    """The validated scope of a budgeted call, by the policy's identity mode."""
+    """The validated scope of a call (budgeted or not), by the policy's identity mode."""
     if rt.policy.identity == "header":
         return scopes.from_headers(request.headers)
     key = await _authenticate(request, rt, rt.keys)
