@@ -95,11 +95,12 @@ class Directory:
     async def status(self, tenant: str) -> TenantStatus | None:
         """The tenant's status as the store has it now (never cached: a suspension made on
         another replica counts at once); `active` for a tenant the policy admits without a
-        record; None for a tenant that is not admitted."""
+        record; None for a tenant that is not admitted (no record and no plan for it in the
+        policy, or a record naming a plan the policy lacks)."""
         record = await self._store.get_tenant(tenant)
         if record is None:
             return None if self.fallback(tenant) is None else "active"
-        return record.status
+        return None if self.from_record(record) is None else record.status
 
     def forget(self, tenant: str) -> None:
         self._known.pop(tenant, None)

@@ -66,12 +66,12 @@ def _trusted(address: Address, trusted: Sequence[Network]) -> bool:
 
 
 def _hops(headers: Mapping[str, str], header: ForwardedHeader) -> list[str]:
-    """Every hop of the header, nearest last (repeated headers are one list, in order)."""
+    """Every hop's address, nearest last (repeated headers are one list, in order)."""
     values = _all(headers, header)
     hops = [hop.strip() for value in values for hop in value.split(",")]
     if header == "forwarded":
         return [_forwarded_for(element) for element in hops]
-    return hops
+    return [_host(hop) for hop in hops]
 
 
 def _all(headers: Mapping[str, str], name: str) -> list[str]:
@@ -82,15 +82,19 @@ def _all(headers: Mapping[str, str], name: str) -> list[str]:
 
 
 def _forwarded_for(element: str) -> str:
-    """The `for=` of one RFC 7239 element, unquoted, without its port; "" when it has none."""
+    """The `for=` of one RFC 7239 element, unquoted; "" when it has none."""
     for pair in element.split(";"):
         name, _, value = pair.strip().partition("=")
         if name.strip().lower() == "for":
-            value = value.strip().strip('"')
-            if value.startswith("["):
-                return value[1 : value.find("]")] if "]" in value else ""
-            return value.split(":")[0] if value.count(":") == 1 else value
+            return _host(value.strip().strip('"'))
     return ""
+
+
+def _host(value: str) -> str:
+    """An address without the port some proxies add: `192.0.2.1:443`, `[2001:db8::1]:443`."""
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else ""
+    return value.split(":")[0] if value.count(":") == 1 else value
 
 
 def _address(text: str | None) -> Address | None:
