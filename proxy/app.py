@@ -147,7 +147,11 @@ def build_app(
         app.router.add_post(path, handlers.budgeted)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", observe.readyz)
-    app.router.add_get("/metrics", observe.metrics_endpoint)
+    if policy.identity == "header":
+        # Metrics name tenants and their spend. A sidecar's port is loopback only, for the app
+        # its pod trusts already; a gateway's is every tenant's, so there they are served only
+        # on the admin listener or --metrics-listen (identity cannot change on a reload).
+        app.router.add_get("/metrics", observe.metrics_endpoint)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/v1/models/{model}", handlers.models)
     if on_quit is not None:
@@ -159,7 +163,8 @@ def build_app(
 
 def build_metrics_app(proxy: web.Application) -> web.Application:
     """A listener with only /metrics (the proxy app's registry) and /healthz: for Prometheus,
-    when the proxy port itself is loopback only (a sidecar)."""
+    on an address callers cannot reach (a gateway), or when the proxy port itself is loopback
+    only (a sidecar)."""
     app = web.Application()
     app[observe.METRICS] = proxy[observe.METRICS]
     app.router.add_get("/metrics", observe.metrics_endpoint)

@@ -339,6 +339,136 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/test_gateway.py", "tests/test_keys.py"),
         removes="a scope header that disagrees with the API key is 403",
     ),
+    # -- the tenant boundary and the operator surface (issue 14) ------------------------------
+    Mutation(
+        name="valid-key-refused-after-others-fail",
+        file="proxy/identity.py",
+        old="""    if reason is None and key is not None:
+        return key
+""",
+        new="""    braked = keys.failures.addresses.blocked_for(_client(request, rt))
+    if reason is None and key is not None and not braked:
+        return key
+""",
+        tests=(
+            "tests/test_failed_auth.py"
+            "::test_two_hundred_failures_from_an_address_never_refuse_a_valid_key_from_it",
+        ),
+        removes="the key is checked first: others' failures never refuse a valid key",
+    ),
+    Mutation(
+        name="failed-auth-unlimited-per-address",
+        file="proxy/keys/failures.py",
+        old="        wait = self.addresses.blocked_for(address)",
+        new="        wait = 0",
+        tests=("tests/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",),
+        removes="an address that keeps failing to authenticate gets 429",
+    ),
+    Mutation(
+        name="failed-auth-unlimited-per-key-prefix",
+        file="proxy/keys/failures.py",
+        old="            wait = max(wait, self.prefixes.blocked_for(prefix))",
+        new="            pass",
+        tests=(
+            "tests/test_failed_auth.py"
+            "::test_one_key_failing_from_many_addresses_is_limited_by_its_prefix",
+        ),
+        removes="a key prefix that keeps failing from many addresses gets 429",
+    ),
+    Mutation(
+        name="failed-auth-table-unbounded",
+        file="proxy/keys/failures.py",
+        old="        while len(self._entries) > self._max_entries:",
+        new="        while False:",
+        tests=(
+            "tests/test_failed_auth.py"
+            "::test_the_failure_table_is_bounded_in_entries_and_in_times_per_entry",
+        ),
+        removes="the failed-authentication tables hold a bounded number of entries",
+    ),
+    Mutation(
+        name="forwarded-for-believed-from-anyone",
+        file="proxy/peers.py",
+        old="""        if not _trusted(client, trusted):
+            break""",
+        new="""        if False:
+            break""",
+        tests=(
+            "tests/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",
+            "tests/test_failed_auth.py::test_the_client_address_is_forwarded_only_by_trusted_peers",
+        ),
+        removes="a forwarded-for header is believed only from trusted_proxies",
+    ),
+    Mutation(
+        name="metrics-on-the-gateway-port",
+        file="proxy/app.py",
+        old="""    if policy.identity == "header":
+        # Metrics name""",
+        new="""    if True:
+        # Metrics name""",
+        tests=(
+            "tests/test_metrics_exposure.py::test_gateway_proxy_port_serves_no_metrics_to_anyone",
+            "tests/test_metrics_exposure.py"
+            "::test_a_gateway_process_serves_metrics_on_its_metrics_listener_only",
+        ),
+        removes="tenant-labelled metrics are never served on a gateway's proxy port",
+    ),
+    Mutation(
+        name="admin-replay-keeps-the-secret",
+        file="proxy/admin/api.py",
+        old="            kept = response.get(KEPT, answer)",
+        new="            kept = answer",
+        tests=(
+            "tests/test_admin_secrets.py"
+            "::test_a_replayed_key_issuing_call_answers_with_the_key_id_and_stores_no_secret",
+        ),
+        removes="an admin answer kept for replays never holds the API key it issued",
+    ),
+    Mutation(
+        name="passthrough-ignores-tenant-status",
+        file="proxy/handlers.py",
+        old="    await standing.check_active(rt, (await identity.identify(request, rt)).tenant)",
+        new="    await identity.identify(request, rt)",
+        tests=(
+            "tests/test_tenant_status.py"
+            "::test_an_inactive_tenant_is_refused_on_every_route_and_spends_nothing",
+        ),
+        removes="a suspended or closed tenant gets 403 on the model list and passthrough paths",
+    ),
+    Mutation(
+        name="replay-ignores-tenant-status",
+        file="proxy/handlers.py",
+        old="""        await standing.check_active(rt, scope.tenant)
+        return claim""",
+        new="""        return claim""",
+        tests=(
+            "tests/test_tenant_status.py"
+            "::test_a_suspended_tenant_gets_no_replay_of_an_answer_either",
+        ),
+        removes="a suspended tenant's retry is not answered from the idempotency record",
+    ),
+    Mutation(
+        name="pinned-level-not-enforced",
+        file="proxy/identity.py",
+        old="""    for level, bound in {"tenant": key.tenant, **key.pins}.items():""",
+        new="""    for level, bound in {"tenant": key.tenant}.items():""",
+        tests=(
+            "tests/test_key_pins.py"
+            "::test_a_header_that_disagrees_with_a_pinned_level_is_403_and_reserves_nothing",
+            "tests/test_key_pins.py::test_a_key_per_agent_spends_only_its_agents_budget",
+        ),
+        removes="a header that disagrees with a level the key pins is 403",
+    ),
+    Mutation(
+        name="later-pins-not-stored",
+        file="proxy/keys/records.py",
+        old="""    if any(value != NONE for value in later):
+        tokens += later""",
+        new="""    if False:
+        tokens += later""",
+        tests=("tests/test_key_pins.py::test_pins_are_listed_and_survive_rotation",),
+        removes="a Redis key store keeps a key's workflow, agent, toolset and run pins",
+    ),
     # -- claims no test could see break before (issue 12) -------------------------------------
     Mutation(
         name="no-reading-on-after-client-left",

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from proxy import alerts, identity, observe, replay
+from proxy import alerts, identity, observe, replay, standing
 from proxy.actions import views
 from proxy.actions.asks import MAX_BODY_BYTES, Ask, parse_ask, parse_commit, parse_release
 from proxy.actions.reserving import (
@@ -55,6 +55,8 @@ async def reserve(request: web.Request) -> web.StreamResponse:
         rt.replays, request, scope, raw, fail_open=False, key=_key(request, ask)
     )
     if isinstance(claim, web.Response):
+        # A replay reserves nothing, so no reserve script sees the tenant's status.
+        await standing.check_active(rt, scope.tenant)
         return claim
     async with claim:
         return await claim.run(_reserve(rt, scope, tenant, ask))
@@ -138,6 +140,7 @@ async def balances(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     scope = await identity.identify(request, rt)
     tenant = await _tenant(rt, scope.tenant)
+    await standing.check_active(rt, scope.tenant)
     lines = [
         *budget_lines(tenant.plan, scope, tenant.overrides),
         *action_lines(tenant.plan, scope),

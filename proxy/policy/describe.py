@@ -56,7 +56,15 @@ def _settings(policy: Policy) -> list[str]:
         f"{_INDENT}unknown tenants: {unknown}",
         f"{_INDENT}bound {policy.bound}: {bound}",
         f"{_INDENT}request_fields {policy.request_fields}: {_FIELDS[policy.request_fields]}",
+        f"{_INDENT}client address: {_client_address(policy)}",
     ]
+
+
+def _client_address(policy: Policy) -> str:
+    if not policy.trusted_proxies:
+        return "the TCP peer (no trusted_proxies)"
+    networks = ", ".join(str(network) for network in policy.trusted_proxies)
+    return f"{policy.forwarded_header} from trusted proxies {networks}, else the TCP peer"
 
 
 _FIELDS = {

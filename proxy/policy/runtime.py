@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
+from proxy.peers import ForwardedHeader, Network
+
 LEVELS: tuple[str, ...] = ("tenant", "workspace", "app", "workflow", "agent", "toolset", "run")
 """Scope levels, outermost first. `run` is keyed by (tenant, run id) and has no period."""
 
@@ -355,6 +357,10 @@ class Policy:
     """After the ledger's epoch is lost (ledger/safety.py): refuse every call (503), or forward
     unbudgeted as fail_mode open does (local rate limit; charges not written to that store)."""
     identity: Literal["header", "api_key"] = "header"
+    trusted_proxies: tuple[Network, ...] = ()
+    """Peers whose forwarded-for header names the client (proxy/peers.py); none by default."""
+    forwarded_header: ForwardedHeader = "x-forwarded-for"
+    """The header those proxies write: x-forwarded-for, or forwarded (RFC 7239)."""
     unknown_tenant: str | None = None
     """None: unknown tenants are denied (403). Otherwise the plan they are admitted on."""
     bound: Literal["hard", "soft"] = "hard"

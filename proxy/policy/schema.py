@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from proxy.encodings import encoding_for_model
 from proxy.errors import PolicyError
 from proxy.model_rules import default_limit_field, reasons_by_name
+from proxy.peers import parse_networks
 from proxy.policy.aliases import compile_aliases
 from proxy.policy.features import compile_features
 from proxy.policy.fields import fields_at
@@ -73,7 +74,15 @@ STORED_OBJECT_PATHS: tuple[str, ...] = (
     "/containers",
 )
 """Endpoints that create, list or read objects kept at the provider under the proxy's key."""
-_SETTINGS = {"mode", "fail_mode", "on_store_lost", "identity", "bound", "request_fields"}
+_SETTINGS = {
+    "mode",
+    "fail_mode",
+    "on_store_lost",
+    "identity",
+    "forwarded_header",
+    "bound",
+    "request_fields",
+}
 _STREAM_TOTAL: Loc = ("timeouts", "stream_total")
 _MS_FIELDS = {
     name: name.replace("_seconds", "_ms")
@@ -154,6 +163,7 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
     )
     return Policy(
         **settings,
+        trusted_proxies=parse_networks(spec.trusted_proxies),
         unknown_tenant=_unknown_tenant(spec, out),
         upstreams={n: _upstream(n, u, spec, timeouts, out) for n, u in spec.upstreams.items()},
         routes=_routes(spec, timeouts, out),
