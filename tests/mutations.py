@@ -106,14 +106,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="expiry-releases",
         file="proxy/ledger/lua/sweep.lua",
-        old="settle_lines(r.prefixes, est, (how ~= 'release') and est or nil)",
+        old="settle_lines(r.prefixes, est, charge)",
         new="settle_lines(r.prefixes, est, nil)",
         tests=("tests/test_ledger_contract.py",),
         removes="Redis sweeper charges an expired reservation (on_expiry: charge)",
     ),
     Mutation(
         name="memory-expiry-releases",
-        file="proxy/ledger/memory.py",
+        file="proxy/ledger/sweep_memory.py",
         old='charge = r.amounts if self.settings.on_expiry == "charge" else None',
         new="charge = None",
         tests=("tests/test_ledger_contract.py",),
