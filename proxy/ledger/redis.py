@@ -324,6 +324,15 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
         self._epoch.guard()
         return await super().get_tenant(tenant)
 
+    async def set_clock_offset(self, tenant: str, offset_ms: int) -> None:
+        """Also marks the tenant due now: its index entry is in the clock it had (the next pass
+        sweeps it and indexes it again in the new one)."""
+        await super().set_clock_offset(tenant, offset_ms)
+        due = keys.due_key(tenant, self._cluster)
+        await self._know_shard(due)
+        with boundary():
+            await self._client.zadd(due, {tenant: 0})
+
     async def heartbeat(self) -> None:
         """Also checks the store's epoch: a flushed or replaced store fails closed from here."""
         with boundary():

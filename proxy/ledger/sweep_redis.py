@@ -211,6 +211,7 @@ class RedisSweep(SweepErrors, ABC):
         resolved = 0
         while r.tenant is not None or await self._next_reclaim(r, run.now):
             assert r.tenant is not None
+            run.visited.add(r.tenant)  # its due work is done here too: once per pass
             work = self._sweep_tenant(r.tenant, dead, r.cursor, budget=run.budget)
             done = await self.isolated(r.tenant, work)
             resolved += 0 if done is None else done[0]
