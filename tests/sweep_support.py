@@ -4,7 +4,11 @@ that went silent), and read what only the store shows (its instances, its script
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any, cast
+
+import redis
 
 from proxy.ledger import MemoryLedger, RedisLedger, keys
 from proxy.ledger.base import BudgetLine, Candidate, Quotas, Reservation, ReserveRequest
@@ -34,7 +38,7 @@ def ask(
     *,
     ttl_ms: int | None = None,
     shadow: bool = False,
-    quotas: Quotas = Quotas(),
+    quotas: Quotas | None = None,
 ) -> ReserveRequest:
     """One USD line on the tenant; `ttl_ms=0` makes it due at once."""
     return ReserveRequest(
@@ -43,7 +47,7 @@ def ask(
         [tenant_line(tenant)],
         [Candidate({"USD": usd})],
         shadow=shadow,
-        quotas=quotas,
+        quotas=quotas or Quotas(),
         ttl_ms=ttl_ms,
     )
 
@@ -95,3 +99,84 @@ async def script_calls(url: str) -> int:
     stats = cast(dict[str, Any], await client.info("commandstats"))
     await client.aclose()
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+# --- the soak: a store as a large deployment leaves it ----------------------------------------
+
+HOUR_MS, DAY_MS = 3_600_000, 86_400_000
+WHALE = "whale"
+WHALE_LINE = "tenant|whale|USD|-"
+"""The whale's one budget line: a lifetime one, so nothing here depends on the calendar."""
+
+
+def redis_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def fill(port: int, tenants: int, tombstones: int, open_calls: int, dead: str) -> None:
+    """Write straight into Redis what a long-running deployment leaves: `tenants` idle tenants
+    (registered and indexed, an entry each that expires in a month), and one tenant, the whale,
+    with `tombstones` settled records (a tenth of them expired, waiting to be dropped) and
+    `open_calls` open reservations of 100 units owned by `dead`, whose heartbeat is long gone."""
+    client = redis.Redis(port=port, decode_responses=True)
+    now = redis_ms(client)
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, tenants, 1000):
+        names = [f"idle{i:06d}" for i in range(start, min(start + 1000, tenants))]
+        pipe.sadd(keys.TENANTS, *names)
+        pipe.zadd(keys.DUE, dict.fromkeys(names, now + 30 * DAY_MS))
+        for name in names:
+            ledger, ledger_exp, *_ = keys.tenant_keys(name)
+            prefix = f"tenant|{name}|USD|m20000101"
+            pipe.hset(ledger, f"{prefix}|spent", 5)
+            pipe.zadd(ledger_exp, {prefix: now + 30 * DAY_MS})
+        pipe.execute()
+    _, _, resv, resv_exp, *_ = keys.tenant_keys(WHALE)
+    settled = f"COMMITTED {now - DAY_MS} {now} live-1 0:1:-:-:0:- USD=1 USD=1 - {WHALE_LINE}"
+    for start in range(0, tombstones, 1000):
+        ids = [f"t{i:07d}" for i in range(start, min(start + 1000, tombstones))]
+        pipe.hset(resv, mapping=dict.fromkeys(ids, settled))
+        expired = tombstones // 10
+        pipe.zadd(
+            resv_exp, {rid: now - 1000 if int(rid[1:]) < expired else now + HOUR_MS for rid in ids}
+        )
+        if start % 20_000 == 0:
+            pipe.execute()
+    held = f"OPEN {now} {now + HOUR_MS} {dead} 0:1:-:-:0:- USD=100 - - {WHALE_LINE}"
+    opened = [f"o{i:07d}" for i in range(open_calls)]
+    pipe.hset(resv, mapping=dict.fromkeys(opened, held))
+    pipe.zadd(resv_exp, dict.fromkeys(opened, now + HOUR_MS))
+    pipe.hset(keys.tenant_keys(WHALE)[0], f"{WHALE_LINE}|reserved", 100 * open_calls)
+    pipe.sadd(keys.TENANTS, WHALE)
+    pipe.zadd(keys.DUE, {WHALE: now - 1000})
+    pipe.zadd(keys.INSTANCES, {dead: 0})
+    pipe.execute()
+    client.close()
+
+
+class Probe(threading.Thread):
+    """From its own thread and connection, every 10 ms: how long a PING takes, and how old
+    `owner`'s heartbeat is by the store's clock (an instance is presumed dead at 3 intervals)."""
+
+    def __init__(self, port: int, owner: str) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.Redis(port=port, decode_responses=True)
+        self.owner = owner
+        self.halt = threading.Event()
+        self.pings: list[float] = []
+        self.oldest_beat_ms = 0
+
+    def run(self) -> None:
+        while not self.halt.wait(0.01):
+            started = time.perf_counter()
+            self.client.ping()
+            self.pings.append(time.perf_counter() - started)
+            beat = self.client.zscore(keys.INSTANCES, self.owner)
+            if beat is not None:
+                self.oldest_beat_ms = max(self.oldest_beat_ms, redis_ms(self.client) - int(beat))
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join()
+        self.client.close()

@@ -10,14 +10,20 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import redis
 from conftest import STORES
-from support import eventually, policy
+from support import RedisProc, eventually, policy
 from sweep_support import (
     SAFE,
+    WHALE,
+    WHALE_LINE,
+    Probe,
     Store,
     ask,
+    fill,
     instances,
     open_store,
+    redis_ms,
     reserved,
     script_calls,
     set_sum,
@@ -232,3 +238,65 @@ async def test_the_heartbeat_goes_on_while_a_sweep_runs(tmp_path: Path, redis_ur
     finally:
         await client.aclose()
         await ledger.close()
+
+
+# --- acceptance 3: at scale, a pass never blocks Redis and the replica stays alive -----------
+
+SIZES = [
+    pytest.param(2_000, 20_000, 200, id="short"),
+    pytest.param(
+        200_000, 1_000_000, 1_000, id="soak", marks=[pytest.mark.soak, pytest.mark.timeout(3600)]
+    ),
+]
+"""Idle tenants, the whale's tombstones, and its open calls owned by a replica that died."""
+BLOCKING_US = 50_000
+
+
+@pytest.mark.parametrize(("tenants", "tombstones", "open_calls"), SIZES)
+async def test_a_sweep_never_blocks_redis_and_the_replica_stays_alive(
+    tmp_path: Path, tenants: int, tombstones: int, open_calls: int
+) -> None:
+    """A running replica reclaims a dead one's calls from a tenant with a vast record backlog,
+    drops its expired tombstones, among many idle tenants: no command runs 50 ms or more
+    (SLOWLOG), and its heartbeat is never 3 intervals old (a probe on its own connection)."""
+    server = RedisProc(tmp_path / "redis", durable=False)
+    server.start()
+    admin = redis.Redis(port=server.port, decode_responses=True)
+    try:
+        await asyncio.to_thread(fill, server.port, tenants, tombstones, open_calls, "ghost")
+        admin.config_set("slowlog-log-slower-than", BLOCKING_US)
+        admin.slowlog_reset()
+        interval = 0.5
+        ledger = RedisLedger(
+            server.url, ReservationSettings(), "live", heartbeat_interval_s=interval
+        )
+        pol = policy(tmp_path, "tenant: {limit: 1000, period: month}")
+        probe = Probe(server.port, "live")
+        probe.start()
+        try:
+            async with local_stack(pol, store=server.url, ledger=ledger, sweep_every=interval / 2):
+
+                def done() -> bool:
+                    now = redis_ms(admin)
+                    expired = admin.zcount(keys.tenant_keys(WHALE)[3], "-inf", now)
+                    reserved = admin.hget(keys.tenant_keys(WHALE)[0], f"{WHALE_LINE}|reserved")
+                    gone = admin.zscore(keys.INSTANCES, "ghost") is None
+                    return gone and expired == 0 and reserved == "0"
+
+                await eventually(done, "the dead replica's calls reclaimed", within=3000)
+        finally:
+            probe.stop()
+            await ledger.close()
+        spent = admin.hget(keys.tenant_keys(WHALE)[0], f"{WHALE_LINE}|spent")
+        assert spent == str(100 * open_calls)
+        slow = [(e["duration"], e["command"][:60]) for e in admin.slowlog_get(128)]
+        assert slow == [], f"commands that held Redis {BLOCKING_US} µs or more: {slow}"
+        assert 0 < probe.oldest_beat_ms < 3 * interval * 1000, probe.oldest_beat_ms
+        pings = sorted(probe.pings)
+        print(
+            f"{len(pings)} PINGs while sweeping: median {pings[len(pings) // 2] * 1000:.2f} ms, "
+            f"max {pings[-1] * 1000:.2f} ms; oldest heartbeat {probe.oldest_beat_ms} ms"
+        )
+    finally:
+        admin.close()
+        server.kill()

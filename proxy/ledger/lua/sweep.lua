@@ -57,8 +57,8 @@ local function expire(id, r)
     return false
   end
   local state = charge and 'EXPIRED_CHARGED' or 'EXPIRED_RELEASED'
-  free_held(r.held)
   settle_lines(r.prefixes, est, charge)
+  free_held(r.held)
   if charge then alert_on(r.prefixes, est) end
   audit('expire', { 'reservation', id, 'state', state, 'amounts', encode_amounts(est) })
   finish(id, r, state, '-')
