@@ -5,6 +5,7 @@ sweep is lua/sweep.lua's, step for step.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
@@ -77,9 +78,10 @@ class MemorySweep(SweepErrors, ABC):
             if i and not budget.left():
                 for rest in tenants[i:]:
                     self._due.touch(rest)
-                break
+                return resolved  # the dead stay listed: the next pass goes on reclaiming
             resolved += await self.isolated(tenant, self.sweep(tenant, dead)) or 0
             self._due.put(tenant, self._tenants[tenant].next_due())
+            await asyncio.sleep(0)  # calls on this event loop go on between tenants
         for owner in dead:
             del self._instances[owner]
         return resolved
