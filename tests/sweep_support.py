@@ -166,15 +166,23 @@ class Probe(threading.Thread):
         self.halt = threading.Event()
         self.pings: list[float] = []
         self.oldest_beat_ms = 0
+        self.errors: list[str] = []
+        """What Redis answered instead (BUSY: a script held it past its time limit)."""
 
     def run(self) -> None:
         while not self.halt.wait(0.01):
-            started = time.perf_counter()
-            self.client.ping()
-            self.pings.append(time.perf_counter() - started)
-            beat = self.client.zscore(keys.INSTANCES, self.owner)
-            if beat is not None:
-                self.oldest_beat_ms = max(self.oldest_beat_ms, redis_ms(self.client) - int(beat))
+            try:
+                self.look()
+            except redis.RedisError as exc:
+                self.errors.append(str(exc))
+
+    def look(self) -> None:
+        started = time.perf_counter()
+        self.client.ping()
+        self.pings.append(time.perf_counter() - started)
+        beat = self.client.zscore(keys.INSTANCES, self.owner)
+        if beat is not None:
+            self.oldest_beat_ms = max(self.oldest_beat_ms, redis_ms(self.client) - int(beat))
 
     def stop(self) -> None:
         self.halt.set()

@@ -7,6 +7,7 @@ differs) a real Redis Cluster."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -43,14 +44,10 @@ BIG = 2**52 - 1
 """The largest single amount a store accepts."""
 
 
-@pytest.fixture
-async def store(store_url: str) -> Store:
-    return open_store(store_url)
-
-
 # --- item 1: every sum stays in the safe range, refused whole before anything is written ------
 
 
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
 async def test_a_charge_past_the_safe_range_is_refused_and_writes_nothing(store_url: str) -> None:
     ledger = open_store(store_url)
     try:
@@ -68,6 +65,7 @@ async def test_a_charge_past_the_safe_range_is_refused_and_writes_nothing(store_
         await ledger.close()
 
 
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
 async def test_a_reservation_past_the_safe_range_is_refused_and_counts_nothing(
     store_url: str,
 ) -> None:
@@ -86,6 +84,7 @@ async def test_a_reservation_past_the_safe_range_is_refused_and_counts_nothing(
         await ledger.close()
 
 
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
 async def test_a_credit_past_the_safe_range_is_refused(store_url: str) -> None:
     ledger = open_store(store_url)
     try:
@@ -169,14 +168,15 @@ class Counted(MemoryLedger):
 
     visits: list[str]
 
-    async def sweep(self, tenant: str, dead_owners: object = ()) -> int:
+    async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
         self.visits.append(tenant)
-        return await super().sweep(tenant)
+        return await super().sweep(tenant, dead_owners)
 
 
 async def test_a_pass_visits_only_the_tenants_with_something_due(store_url: str) -> None:
     """300 idle tenants (settled calls: tombstones and period entries that expire later) cost
-    a pass nothing; the 3 with an expired reservation are each swept once."""
+    a pass nothing once indexed (memory:// looks at a tenant once after each operation on it);
+    the 3 with an expired reservation are each swept once."""
     ledger: Store
     if store_url == "memory://":
         ledger = Counted(ReservationSettings(), "me")
@@ -283,12 +283,14 @@ async def test_a_sweep_never_blocks_redis_and_the_replica_stays_alive(
                     gone = admin.zscore(keys.INSTANCES, "ghost") is None
                     return gone and expired == 0 and reserved == "0"
 
-                await eventually(done, "the dead replica's calls reclaimed", within=3000)
+                within = 60 + tombstones / 500  # a loaded machine sweeps ~10k records a second
+                await eventually(done, "the dead replica's calls reclaimed", within=within)
         finally:
             probe.stop()
             await ledger.close()
         spent = admin.hget(keys.tenant_keys(WHALE)[0], f"{WHALE_LINE}|spent")
         assert spent == str(100 * open_calls)
+        assert probe.errors == []
         slow = [(e["duration"], e["command"][:60]) for e in admin.slowlog_get(128)]
         assert slow == [], f"commands that held Redis {BLOCKING_US} µs or more: {slow}"
         assert 0 < probe.oldest_beat_ms < 3 * interval * 1000, probe.oldest_beat_ms

@@ -79,7 +79,9 @@ class RedisSweep(SweepErrors, ABC):
     def __init__(self) -> None:
         super().__init__()
         self._reclaim: _Reclaim | None = None
+        self._due_next = 0
         self._walk_cursor = 0
+        self._walk_pending: list[str] = []
 
     @abstractmethod
     async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
@@ -174,8 +176,12 @@ class RedisSweep(SweepErrors, ABC):
             skip += PAGE  # a page of ties at `after`'s score, all already taken
 
     async def _sweep_due(self, run: _Pass) -> int:
+        """Phase 2, key by key of the index; a pass whose budget ends in a key starts the next
+        there (a cluster has up to one a slot)."""
+        shards = await self._shards()
         resolved = 0
-        for shard in await self._shards():
+        for _ in shards:
+            shard = shards[self._due_next % len(shards)]
             after: Position | None = None
             while page := await self._page(shard, run.now, after):
                 for position in page:
@@ -183,19 +189,24 @@ class RedisSweep(SweepErrors, ABC):
                     if not run.budget.left():
                         return resolved
                 after = page[-1]
+            self._due_next += 1
+            if not run.budget.left():
+                break
         return resolved
 
     async def _walk(self, run: _Pass) -> int:
+        """Phase 3: the next tenants of the registry (what a pass leaves, the next one takes)."""
         if self.walk_per_pass <= 0:
             return 0
-        with boundary():
-            cursor, found = await self._client.sscan(
-                keys.TENANTS, self._walk_cursor, count=self.walk_per_pass
-            )
-        self._walk_cursor = int(cursor)
+        if not self._walk_pending:
+            with boundary():
+                cursor, found = await self._client.sscan(
+                    keys.TENANTS, self._walk_cursor, count=self.walk_per_pass
+                )
+            self._walk_cursor, self._walk_pending = int(cursor), cast(list[str], found)
         resolved = 0
-        for tenant in cast(list[str], found):
-            resolved += await self._visit(tenant, run)
+        while self._walk_pending:
+            resolved += await self._visit(self._walk_pending.pop(), run)
             if not run.budget.left():
                 break
         return resolved

@@ -303,7 +303,6 @@ local function drop_expired(limit)
   return #gone
 end
 
-
 -- Index the tenant (KEYS[7]) at its earliest due time: the first deadline or tombstone expiry
 -- of :resv_exp, or the first entry expiry of :ledger_exp, in Redis time (without SKEW); drop
 -- it when it has neither. Every script that adds to either calls this last, so the index is
