@@ -110,6 +110,8 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
         self.owner = check_owner(owner or instance_id())
         self.settings = settings
         self._cluster = is_cluster(url)
+        if self._cluster:
+            keys.due_key("", cluster=True)  # the slot table, built once before any call waits
         self._dead_after_ms = int(3 * heartbeat_interval_s * 1000)
         # A bounded pool: a burst waits for a free connection (up to the op timeout) instead of
         # opening one connection per concurrent call. One immediate retry covers a pooled
@@ -181,12 +183,18 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
                 return await call()
 
     async def _know_shard(self, due: str) -> None:
-        """List a cluster's index key in `cy:v1:due_shards` before a script first writes it (once
-        per key per process), so the sweeper reads every key that may hold a tenant."""
+        """List a cluster's index key in `cy:v1:due_shards` when a script first writes it (once
+        per key per process: calls racing the first do not wait for it, and the registry walk
+        covers a tenant the sweeper misses meanwhile), so the sweeper reads every key that may
+        hold a tenant."""
         if self._cluster and due not in self._shards_known:
-            with boundary():
-                await self._client.sadd(keys.DUE_SHARDS, due)
             self._shards_known.add(due)
+            try:
+                with boundary():
+                    await self._client.sadd(keys.DUE_SHARDS, due)
+            except BaseException:
+                self._shards_known.discard(due)
+                raise
 
     async def _on_wire(self, wire: Wire, command: tuple[str, ...]) -> Any:
         """One script call on the pipelined connection: scripts reloaded on NOSCRIPT (a
