@@ -227,6 +227,8 @@ async def _resources(
     unseeded = None if await _seed(store_side, policy) else policy
     background = []
     if sweep_every is not None:
+        beat = _heartbeat_forever(the_ledger, sweep_every)
+        background.append(tasks.spawn(beat, name="heartbeat"))
         sweeper = _sweep_forever(the_ledger, sweep_every, unseeded, app[observe.METRICS])
         background.append(tasks.spawn(sweeper, name="sweeper"))
     # Unbudgeted calls' charges (fail_mode: open), written once the ledger is back (spill.py).
@@ -292,16 +294,27 @@ async def _seed(store: TenantStore, policy: Policy) -> bool:
     return True
 
 
+async def _heartbeat_forever(ledger: Ledger, every: float) -> None:
+    """Tell other instances this one is alive, every `every` seconds, whatever the sweeper is
+    doing: a task of its own, so no work of this instance can make it look dead."""
+    while True:
+        try:
+            await ledger.heartbeat()
+        except LedgerError as exc:
+            log.warning("heartbeat: ledger unavailable (%s)", exc)
+        await asyncio.sleep(every)
+
+
 async def _sweep_forever(
     ledger: Ledger, every: float, unseeded: Policy | None, metrics: Metrics | None = None
 ) -> None:
-    """Heartbeat, then resolve overdue reservations (ours past the cap, dead instances' at once);
-    seed the policy's tenants if the store was unreachable at start."""
+    """Resolve overdue reservations (ours past the cap, dead instances' at once), one pass
+    every `every` seconds; seed the policy's tenants if the store was unreachable at start."""
     while True:
         if unseeded is not None and await _seed(cast(TenantStore, ledger), unseeded):
             unseeded = None
+        errors = ledger.sweep_errors
         try:
-            await ledger.heartbeat()
             resolved = await observe.ledger_op(metrics, "sweep", ledger.sweep_all())
             if metrics is not None:
                 metrics.sweeper_reclaims.inc(resolved)
@@ -309,6 +322,8 @@ async def _sweep_forever(
                 log.info("sweeper resolved %d overdue reservations", resolved)
         except LedgerError as exc:
             log.warning("sweeper: ledger unavailable (%s)", exc)
+        if metrics is not None:
+            metrics.sweeper_tenant_errors.inc(ledger.sweep_errors - errors)
         await asyncio.sleep(every)
 
 

@@ -46,6 +46,7 @@ REFUSED = (
 )
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/test_choices_and_limits.py"
+SWEEPER = "tests/test_sweeper.py::"
 FIELDS = "tests/test_request_fields.py"
 
 
@@ -106,14 +107,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="expiry-releases",
         file="proxy/ledger/lua/sweep.lua",
-        old="settle_lines(r.prefixes, est, (how ~= 'release') and est or nil)",
+        old="settle_lines(r.prefixes, est, charge)",
         new="settle_lines(r.prefixes, est, nil)",
         tests=("tests/test_ledger_contract.py",),
         removes="Redis sweeper charges an expired reservation (on_expiry: charge)",
     ),
     Mutation(
         name="memory-expiry-releases",
-        file="proxy/ledger/memory.py",
+        file="proxy/ledger/sweep_memory.py",
         old='charge = r.amounts if self.settings.on_expiry == "charge" else None',
         new="charge = None",
         tests=("tests/test_ledger_contract.py",),
@@ -1084,6 +1085,103 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reservation",
         ),
         removes="a stored prompt reserves every hosted tool its model prices",
+    ),
+    # -- issue 15: sums in the safe range, the sweeper at scale -----------------------------
+    Mutation(
+        name="sum-overflow-allowed",
+        file="proxy/ledger/lua/common.lua",
+        old="if not x or x ~= math.floor(x) or math.abs(x + d) > SAFE then return p",
+        new="if false then return p",
+        tests=(
+            SWEEPER + "test_a_charge_past_the_safe_range_is_refused_and_writes_nothing[redis]",
+            SWEEPER + "test_a_reservation_past_the_safe_range_is_refused_and_counts_nothing[redis]",
+            SWEEPER + "test_a_credit_past_the_safe_range_is_refused[redis]",
+        ),
+        removes="Redis scripts refuse, before writing, a sum that would leave the safe range",
+    ),
+    Mutation(
+        name="memory-sum-overflow-allowed",
+        file="proxy/ledger/checks.py",
+        old='if abs(ledger.get(name, 0) + delta.get(prefix.split("|")[2], 0)) > SAFE_SUM:',
+        new="if False:",
+        tests=(
+            SWEEPER + "test_a_charge_past_the_safe_range_is_refused_and_writes_nothing[memory]",
+            SWEEPER + "test_a_reservation_past_the_safe_range_is_refused_and_counts_nothing"
+            "[memory]",
+            SWEEPER + "test_a_credit_past_the_safe_range_is_refused[memory]",
+        ),
+        removes="memory:// refuses, before writing, a sum that would leave the safe range",
+    ),
+    Mutation(
+        name="sweeper-tenant-error-stops-pass",
+        file="proxy/ledger/sweeping.py",
+        old='"""`work` for one tenant; if it fails, log and count it and return None."""\n',
+        new='"""`work` for one tenant; if it fails, log and count it and return None."""\n'
+        "        return await work\n",
+        tests=(SWEEPER + "test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on",),
+        removes="one tenant's failing sweep is logged, counted and skipped; the pass goes on",
+    ),
+    Mutation(
+        name="heartbeat-waits-for-sweep",
+        file="proxy/app.py",
+        old='        background.append(tasks.spawn(beat, name="heartbeat"))\n',
+        new="",
+        tests=(SWEEPER + "test_the_heartbeat_goes_on_while_a_sweep_runs",),
+        removes="the heartbeat is a task of its own, never waiting for a sweep",
+    ),
+    Mutation(
+        name="action-commit-uncapped",
+        file="proxy/actions/reserving.py",
+        old="    if amount > reserved:",
+        new="    if False:",
+        tests=(
+            "tests/test_actions.py::test_a_commit_above_its_reservation_is_400_and_commits_nothing",
+        ),
+        removes="an action commit above its reservation is 400 and commits nothing",
+    ),
+    Mutation(
+        name="sweep-visits-idle-tenants",
+        file="proxy/ledger/sweep_redis.py",
+        old="while page := await self._page(shard, run.now, after):",
+        new="while page := await self._page(shard, 2**62, after):",
+        tests=(SWEEPER + "test_a_pass_visits_only_the_tenants_with_something_due[redis]",),
+        removes="a Redis sweep pass visits only the tenants the due index says are due",
+    ),
+    Mutation(
+        name="memory-sweep-visits-idle-tenants",
+        file="proxy/ledger/sweep_memory.py",
+        old="tenants = self._due.take(now)",
+        new="tenants = sorted(self._tenants)",
+        tests=(SWEEPER + "test_a_pass_visits_only_the_tenants_with_something_due[memory]",),
+        removes="a memory:// sweep pass visits only the tenants its due index names",
+    ),
+    Mutation(
+        name="reserve-not-indexed",
+        file="proxy/ledger/lua/reserve.lua",
+        old="  reindex()\n  local out",
+        new="  local out",
+        tests=(SWEEPER + "test_a_pass_visits_only_the_tenants_with_something_due[redis]",),
+        removes="reserve.lua puts the tenant in the due index at its earliest due time",
+    ),
+    Mutation(
+        name="dead-reclaim-ignores-budget",
+        file="proxy/ledger/sweep_redis.py",
+        old="work = self._sweep_tenant(r.tenant, dead, r.cursor, budget=run.budget)",
+        new="work = self._sweep_tenant(r.tenant, dead, r.cursor)",
+        tests=(
+            SWEEPER + "test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_done",
+        ),
+        removes="a dead replica's reclaim stops at the pass's budget and resumes next pass",
+    ),
+    Mutation(
+        name="dead-owner-scan-unlimited",
+        file="proxy/ledger/lua/sweep.lua",
+        old="redis.call('HSCAN', KEYS[3], cursor, 'COUNT', batch)",
+        new="redis.call('HSCAN', KEYS[3], cursor, 'COUNT', 100000000)",
+        tests=(
+            SWEEPER + "test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_done",
+        ),
+        removes="one sweep call scans at most a batch of a tenant's records for dead owners",
     ),
 )
 

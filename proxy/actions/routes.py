@@ -18,6 +18,7 @@ from proxy.actions.reserving import (
     check_commit,
     check_id,
     check_release,
+    commit_amount,
     lines_for,
     not_found,
     refusal,
@@ -27,7 +28,7 @@ from proxy.actions.reserving import (
 )
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig, unknown_tenant
-from proxy.errors import BadRequest, LedgerUnavailable, ServiceUnavailable
+from proxy.errors import AmountOutOfRange, BadRequest, LedgerUnavailable, ServiceUnavailable
 from proxy.handlers import read_limited
 from proxy.ledger.base import ReservationRecord, SettleResult
 from proxy.scopes import Scope, budget_lines
@@ -103,8 +104,7 @@ async def commit(request: web.Request) -> web.StreamResponse:
     check_commit(record)
     if record.state == "COMMITTED":
         return _json(views.record(record))
-    unit = unit_of(record)
-    actual = {unit: record.amounts.get(unit, 0) if amount is None else amount}
+    actual = {unit_of(record): commit_amount(record, amount)}
     reservation = reservation_of(record, tenant)
     result = await _ledger(rt, "commit", rt.ledger.commit(reservation, actual))
     if result.first:
@@ -172,11 +172,18 @@ async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
 
 
 async def _ledger(rt: Runtime, op: str, call: Awaitable[T]) -> T:
-    """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py)."""
+    """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py),
+    a sum the ledger could no longer hold exactly is 400 (nothing was written)."""
     try:
         return await observe.ledger_op(rt.metrics, op, call)
     except LedgerUnavailable:
         raise _unavailable() from None
+    except AmountOutOfRange:
+        raise BadRequest(
+            f"This {op} would take a budget line's spent, reserved or credit beyond the 2**53 - 1 "
+            "units the ledger holds exactly, so nothing was written. Use smaller amounts.",
+            code="amount_out_of_range",
+        ) from None
 
 
 def _unavailable() -> ServiceUnavailable:

@@ -12,6 +12,7 @@ from typing import cast
 from proxy.ledger import quotas
 from proxy.ledger.base import Amounts, State, TenantStatus
 from proxy.ledger.calendar import MINUTE_MS, Anchor, period_bound_ms, period_end_ms
+from proxy.ledger.checks import out_of_range, range_error
 from proxy.ledger.common import Outcome, field_expiry
 from proxy.ledger.tenants import AGGREGATE
 from proxy.policy.runtime import ReservationSettings
@@ -45,6 +46,7 @@ class Calendar:
 
 @dataclass(slots=True)
 class TenantState:
+    name: str = ""
     ledger: dict[str, int] = field(default_factory=dict)
     ledger_exp: dict[str, int] = field(default_factory=dict)
     resv: dict[str, Record] = field(default_factory=dict)
@@ -67,6 +69,18 @@ class TenantState:
     def now(self, clock_ms: int) -> int:
         """The clock this tenant's operations see (plus its test clock offset)."""
         return clock_ms + int(self.meta.get("clock_offset_ms", "0"))
+
+    def next_due(self) -> int | None:
+        """When something of this tenant next expires (a deadline, a tombstone, an entry), by
+        the store's clock (without the test clock offset); None: nothing will."""
+        times = [*self.resv_exp.values(), *self.ledger_exp.values()]
+        return min(times) - int(self.meta.get("clock_offset_ms", "0")) if times else None
+
+    def check_range(self, fields: Sequence[str], kind: str, delta: Amounts) -> None:
+        """Refuse (before anything is written) a change that takes a sum out of the safe range."""
+        name = out_of_range(self.ledger, fields, kind, delta)
+        if name is not None:
+            raise range_error(self.name, name)
 
     def add(self, key: str, amount: int) -> None:
         self.ledger[key] = self.ledger.get(key, 0) + amount
@@ -107,6 +121,9 @@ class TenantState:
         now: int,
         s: ReservationSettings,
     ) -> None:
+        """Free `free` and charge `charge` on every field, each `spent` checked first."""
+        if charge is not None:
+            self.check_range(fields, "spent", charge)
         for prefix in fields:
             unit = prefix.split("|")[2]
             if free is not None:

@@ -174,6 +174,7 @@ class MemoryTenants:
         t = self._existing(tenant)
         now, cal = self._calendar(t)
         prefix = f"{level}|{value}|{unit}|{period_id(period, now, cal.offset_min, cal.anchor)}"
+        t.check_range([prefix], "credit", {unit: amount})
         t.add(f"{prefix}|credit", amount)
         t.touch(prefix, now, self.settings, cal)
         self._admin(t, "adjust", actor, reason, f"credit {prefix} {amount:d}")
