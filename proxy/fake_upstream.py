@@ -56,7 +56,12 @@ class FakeSettings:
     cached_tokens: int = 0
     """Prompt tokens reported as read from the cache (chat, Responses, Messages)."""
     cache_write_tokens: int = 0
-    """Prompt tokens reported as written to the cache (Messages)."""
+    """Prompt tokens reported as written to the 5-minute cache (Messages), besides those of
+    `cache_control_writes`."""
+    cache_control_writes: bool = True
+    """Messages: a request's `cache_control` breakpoints write the prompt up to them to the
+    cache, as Anthropic's first call with a new prefix does (fake_tokens.claude_cache_writes),
+    billed at each breakpoint's TTL and reported in `cache_creation`."""
     reasoning_tokens: int = 0
     """Chat, Responses: output tokens spent reasoning, billed but never streamed."""
     audio_prompt_tokens: int = 0
@@ -93,6 +98,10 @@ class FakeSettings:
     document_tokens: int = 0
     """Input tokens billed for each document input (fake_tokens.documents) beyond its JSON: the
     pages the provider reads from a file id, a URL or a PDF."""
+    chat_best_of: bool = True
+    """Chat: generate (and bill) `best_of` candidates per choice set and return `n`, as vLLM
+    does; False: ignore `best_of` on chat, as a server that does not take it. Completions always
+    take it."""
     long_context_above: int = 200_000
     """A prompt above this many tokens is billed at long-context prices (`billed`). On Messages
     such a prompt needs an `anthropic-beta: context-1m-…` header, else it is refused (400)."""
@@ -164,12 +173,12 @@ class FakeUpstream:
         """Per choice: the limit, read as vLLM and SGLang read it (`max_completion_tokens or
         max_tokens`, so a 0 falls through to the other field), or the default without one."""
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        per_choice = (
-            self.settings.default_completion
-            if limit is None
-            else int(limit * self.settings.completion_fraction)
-        )
-        return per_choice
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            return self.settings.default_completion
+        return int(limit * self.settings.completion_fraction)
+
+    def _takes_best_of(self, endpoint: str) -> bool:
+        return endpoint == "completions" or self.settings.chat_best_of
 
     async def _enter(self) -> None:
         self.in_flight += 1
@@ -199,8 +208,10 @@ class FakeUpstream:
             # n choices for each prompt of a batch; best_of generates (and bills) that many
             # candidates server-side and returns n (completions, and chat as vLLM takes it).
             prompts = fake_openai.prompts_in_batch(endpoint, body)
-            n = (body.get("n") or 1) * prompts
-            generated = max(body.get("n") or 1, body.get("best_of") or 1) * prompts
+            asked = fake_openai.count(body.get("n"))
+            best_of = fake_openai.count(body.get("best_of") if self._takes_best_of(endpoint) else 1)
+            n = asked * prompts
+            generated = max(asked, best_of) * prompts
             per_choice = self._completion_tokens(body)
             if body.get("stream"):
                 return await self._stream(request, endpoint, body, prompt, per_choice, n, generated)
@@ -358,7 +369,11 @@ class FakeUpstream:
         prompt = fake_openai.prompt_tokens(endpoint, body) + documents * s.document_tokens
         prompt += tool_tokens
         cached = min(s.cached_tokens, prompt)
-        written = min(s.cache_write_tokens, prompt - cached)
+        five, hour = (0, 0)
+        if endpoint == "messages" and s.cache_control_writes:
+            five, hour = fake_tokens.claude_cache_writes(body)
+        written = min(s.cache_write_tokens + five, prompt - cached)
+        hour = min(hour, prompt - cached - written)
         reasoning = s.reasoning_tokens if endpoint == "responses" else 0
         billed = Billed(
             endpoint,
@@ -373,6 +388,7 @@ class FakeUpstream:
             tool_input_tokens=tool_tokens,
             documents=documents,
             long_context=prompt > s.long_context_above,
+            cache_write_1h_tokens=hour,
         )
         self.billed.append(billed)
         return billed, items

@@ -148,8 +148,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="n-not-reserved",
         file="proxy/call.py",
-        old="Usage(prompt, priced * self.choices)",
-        new="Usage(prompt, priced)",
+        old="            priced * self.choices,\n",
+        new="            priced,\n",
         tests=(BOUNDS,),
         removes="n choices are reserved n times",
     ),
@@ -820,9 +820,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="messages-tool-prompt-ignored",
-        file="proxy/shapes/messages.py",
-        old="prompt += TOOL_USE_PROMPT",
-        new="prompt += 0",
+        file="proxy/billable.py",
+        old="extra += price.tool_prompt_tokens if billables.tools else 0",
+        new="extra += 0",
         tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
         removes="the tool-use system prompt Anthropic adds is reserved",
     ),
@@ -883,8 +883,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="fake-ignores-batch",
         file="proxy/fake_upstream.py",
-        old='generated = max(body.get("n") or 1, body.get("best_of") or 1) * prompts',
-        new='generated = max(body.get("n") or 1, body.get("best_of") or 1)',
+        old="generated = max(asked, best_of) * prompts",
+        new="generated = max(asked, best_of)",
         tests=(f"{CHOICES}::test_a_batch_is_reserved_for_every_prompts_choices",),
         removes="the fake bills every prompt of a batch, as a provider does",
     ),
@@ -903,8 +903,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="auto-tier-left-to-the-account",
         file="proxy/call.py",
-        old="            **billable.tier_limits(endpoint.name, price, billables),\n",
-        new="",
+        old="tier = billable.tier_limits(self.endpoint.name, price, self.billables)",
+        new="tier = {}",
         tests=(
             "tests/test_review_attacks.py"
             "::test_auto_served_at_an_unpriced_tier_is_not_billed_more_than_charged",

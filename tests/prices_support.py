@@ -3,7 +3,8 @@ Claude's tool prompt), the oracle for what the fake provider billed under it, an
 what one call reserved.
 
 The oracle is DESIGN.md's formula written here, apart from proxy.pricing: every token at its
-price (the long-context prices when the fake says the prompt was above the threshold), times
+price (the long-context prices when the fake says the prompt was above the threshold; a
+one-hour cache write at twice the input price, as Anthropic lists it), times
 the tier's factor, plus each hosted tool use at its fee, rounded up once."""
 
 from __future__ import annotations
@@ -132,11 +133,13 @@ def billed_cost(billed: Billed) -> int:
     """What the fake's bill costs under the policy above, by DESIGN's formula."""
     model = PRICED_AS.get(billed.model, billed.model)
     p = LONG[model] if billed.long_context else PRICES[model]
-    fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
+    hour = billed.cache_write_1h_tokens
+    fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens - hour
     tokens = (
         fresh * _per_million(p.input)
         + billed.cached_tokens * _per_million(p.cached)
         + billed.cache_write_tokens * _per_million(p.cache_write)
+        + hour * 2 * _per_million(p.input)  # Anthropic: a one-hour cache write is 2× input
         + billed.completion_tokens * _per_million(p.output)
     )
     factor = Fraction(1)
