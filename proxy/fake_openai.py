@@ -46,6 +46,9 @@ class Billed:
     """The prompt was above the long-context threshold: every token at long-context prices."""
     cache_write_1h_tokens: int = 0
     """Part of prompt_tokens: written to a one-hour cache (Anthropic bills twice the input)."""
+    cache_split_reported: bool = True
+    """The usage report splits cache writes by TTL (`cache_creation`); False: only their total
+    (`cache_creation_input_tokens`)."""
 
 
 def dumps(obj: Any) -> str:

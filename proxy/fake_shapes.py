@@ -226,14 +226,15 @@ def anthropic_usage(billed: Billed, output_tokens: int | None = None) -> dict[st
     usage: dict[str, Any] = {
         "input_tokens": fresh if output_tokens is None else fresh - billed.tool_input_tokens,
         "cache_creation_input_tokens": written,
-        "cache_creation": {
-            "ephemeral_5m_input_tokens": billed.cache_write_tokens,
-            "ephemeral_1h_input_tokens": billed.cache_write_1h_tokens,
-        },
         "cache_read_input_tokens": billed.cached_tokens,
         "output_tokens": billed.completion_tokens if output_tokens is None else output_tokens,
         "service_tier": "standard" if billed.service_tier == "default" else billed.service_tier,
     }
+    if billed.cache_split_reported:
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": billed.cache_write_tokens,
+            "ephemeral_1h_input_tokens": billed.cache_write_1h_tokens,
+        }
     if billed.tool_calls and output_tokens is None:
         usage["server_tool_use"] = {f"{t}_requests": n for t, n in billed.tool_calls.items()}
     return usage

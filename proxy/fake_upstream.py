@@ -62,6 +62,9 @@ class FakeSettings:
     """Messages: a request's `cache_control` breakpoints write the prompt up to them to the
     cache, as Anthropic's first call with a new prefix does (fake_tokens.claude_cache_writes),
     billed at each breakpoint's TTL and reported in `cache_creation`."""
+    cache_ttl_split: bool = True
+    """Messages: report cache writes by TTL (`cache_creation`); False: only their total, as
+    servers that predate one-hour caches do."""
     reasoning_tokens: int = 0
     """Chat, Responses: output tokens spent reasoning, billed but never streamed."""
     audio_prompt_tokens: int = 0
@@ -71,7 +74,11 @@ class FakeSettings:
     deployments: dict[str, str] = field(default_factory=dict)
     """Azure: deployment → the model it runs (other deployments are 404)."""
     cut_after: int | None = None
-    """Responses, Messages: end a stream after this many text deltas, before its usage."""
+    """End a stream cleanly after this many text deltas (chat and completions: chunks), before
+    its usage and `[DONE]`; 0 sends the headers and nothing else."""
+    send_done: bool = True
+    """Chat, completions: end a stream with `data: [DONE]`; False: end it right after the usage
+    chunk (or the last chunk), as some OpenAI-compatible servers do."""
     underreport_completion: int = 0
     """Chat, completions: completion tokens left out of every usage report (a provider that
     reports less than it generated); `billed` keeps what was generated."""
@@ -241,29 +248,12 @@ class FakeUpstream:
         # The provider bills the whole generation whether or not anyone is still listening.
         billed = self._bill(endpoint, body, prompt, per_choice * generated)
         chunks = max(1, min(self.settings.chunks, per_choice or 1))
-        so_far = 0
         try:
             await response.prepare(request)
-            for i in range(chunks):
-                tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
-                for index in range(n):
-                    chunk = fake_openai.chunk(
-                        endpoint, model, index, WORD * tokens, i == chunks - 1
-                    )
-                    if endpoint == "chat":
-                        chunk["service_tier"] = billed.service_tier
-                    if with_usage:
-                        chunk["usage"] = None
-                    if self.settings.continuous_usage:
-                        so_far += tokens
-                        last = i == chunks - 1 and index == n - 1
-                        total = billed.completion_tokens if last else so_far
-                        chunk["usage"] = fake_openai.usage(
-                            dataclasses.replace(billed, completion_tokens=total)
-                        )
-                    await response.write(fake_openai.event(chunk))
-                if self.settings.chunk_delay:
-                    await asyncio.sleep(self.settings.chunk_delay)
+            texts = (endpoint, model, billed, per_choice, n, chunks, with_usage)
+            if not await self._chunks(response, *texts):
+                await response.write_eof()
+                return response
             if with_usage:
                 final = fake_openai.chunk(endpoint, model, 0, "", False)
                 final["choices"] = []
@@ -271,11 +261,49 @@ class FakeUpstream:
                 if endpoint == "chat":
                     final["service_tier"] = billed.service_tier
                 await response.write(fake_openai.event(final))
-            await response.write(b"data: [DONE]\n\n")
+            if self.settings.send_done:
+                await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except ConnectionError:
             pass
         return response
+
+    async def _chunks(
+        self,
+        response: web.StreamResponse,
+        endpoint: str,
+        model: str,
+        billed: Billed,
+        per_choice: int,
+        n: int,
+        chunks: int,
+        with_usage: bool,
+    ) -> bool:
+        """Write the text chunks (`null` usage on each when the usage chunk will follow);
+        False when `cut_after` ended the stream first."""
+        so_far = written = 0
+        for i in range(chunks):
+            tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
+            for index in range(n):
+                if self.settings.cut_after is not None and written >= self.settings.cut_after:
+                    return False
+                chunk = fake_openai.chunk(endpoint, model, index, WORD * tokens, i == chunks - 1)
+                if endpoint == "chat":
+                    chunk["service_tier"] = billed.service_tier
+                if with_usage:
+                    chunk["usage"] = None
+                if self.settings.continuous_usage:
+                    so_far += tokens
+                    last = i == chunks - 1 and index == n - 1
+                    total = billed.completion_tokens if last else so_far
+                    chunk["usage"] = fake_openai.usage(
+                        dataclasses.replace(billed, completion_tokens=total)
+                    )
+                await response.write(fake_openai.event(chunk))
+                written += 1
+            if self.settings.chunk_delay:
+                await asyncio.sleep(self.settings.chunk_delay)
+        return True
 
     async def _shaped(self, request: web.Request) -> web.StreamResponse:
         """/v1/responses and /v1/messages, whole or streamed."""
@@ -389,6 +417,7 @@ class FakeUpstream:
             documents=documents,
             long_context=prompt > s.long_context_above,
             cache_write_1h_tokens=hour,
+            cache_split_reported=s.cache_ttl_split,
         )
         self.billed.append(billed)
         return billed, items
