@@ -122,26 +122,14 @@ def _spoiled(
 
 # -- chat -------------------------------------------------------------------------------------
 
-chat_parts = st.lists(
-    st.sampled_from(
-        [
-            {"type": "text", "text": "Look at this."},
-            {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "low"}},
-            {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}},
-            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
-            {"type": "input_audio", "input_audio": {"data": WAV, "format": "wav"}},
-            {"type": "file", "file": {"file_id": "file-abc123"}},
-        ]
-    ),
-    min_size=1,
-    max_size=3,
-)
-chat_messages = st.lists(
-    st.fixed_dictionaries({"role": st.just("user"), "content": words | chat_parts})
-    | st.fixed_dictionaries({"role": st.just("system"), "content": words}),
-    min_size=1,
-    max_size=3,
-)
+CHAT_PARTS = [
+    {"type": "text", "text": "Look at this."},
+    {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "low"}},
+    {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}},
+    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+    {"type": "input_audio", "input_audio": {"data": WAV, "format": "wav"}},
+]
+FILE_PART = {"type": "file", "file": {"file_id": "file-abc123"}}
 FUNCTION = {
     "type": "function",
     "function": {
@@ -150,22 +138,36 @@ FUNCTION = {
         "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
     },
 }
-CHAT_MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-5", "gpt-5", "o1", "gpt-4", "gpt-4o-2024-08-06"]
-chat_bodies = _spoiled(
-    st.builds(
-        lambda model, messages, limit, extra: {
-            "model": model,
-            "messages": messages,
-            **limit,
-            **extra,
-        },
-        st.sampled_from(CHAT_MODELS),
-        chat_messages,
+TIERS = {"gpt-5": ["priority", "flex"], "gpt-4o-mini": ["flex"]}
+"""The tiers above the standard one each model prices."""
+
+
+def _chat_messages(model: str) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Text, images and audio; files where the model prices documents (gpt-5)."""
+    parts = st.lists(
+        st.sampled_from(CHAT_PARTS + [FILE_PART] * (model == "gpt-5")), min_size=1, max_size=3
+    )
+    return st.lists(
+        st.fixed_dictionaries({"role": st.just("user"), "content": words | parts})
+        | st.fixed_dictionaries({"role": st.just("system"), "content": words}),
+        min_size=1,
+        max_size=3,
+    )
+
+
+def _tiers(model: str) -> st.SearchStrategy[str]:
+    return st.sampled_from(["auto", "default", *TIERS.get(model, [])])
+
+
+def _chat(model: str) -> st.SearchStrategy[dict[str, Any]]:
+    return st.builds(
+        lambda messages, limit, extra: {"model": model, "messages": messages, **limit, **extra},
+        _chat_messages(model),
         _limits(("max_tokens", "max_completion_tokens")),
         _optional(
             n=good_counts,
             best_of=good_counts,
-            service_tier=st.sampled_from(["auto", "default", "priority", "flex"]),
+            service_tier=_tiers(model),
             tools=st.just([FUNCTION]),
             tool_choice=st.sampled_from(["auto", "required"]),
             stream=st.booleans(),
@@ -173,16 +175,22 @@ chat_bodies = _spoiled(
             reasoning_effort=st.sampled_from(["low", "high"]),
             temperature=st.just(0.2),
         ),
-    ),
+    )
+
+
+CHAT_MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-5", "gpt-5", "o1", "gpt-4", "gpt-4o-2024-08-06"]
+chat_bodies = _spoiled(
+    st.sampled_from(CHAT_MODELS).flatmap(_chat),
     {
         "max_tokens": odd_limits,
         "max_completion_tokens": odd_limits,
         "n": odd_counts,
         "best_of": odd_counts,
-        "service_tier": st.sampled_from(["scale", 5]),
+        "service_tier": st.sampled_from(["priority", "scale", 5]),
         "modalities": st.just(["text", "audio"]),
         "web_search_options": st.just({}),
         "prediction": st.just({"type": "content", "content": "hi"}),
+        "messages": st.just([{"role": "user", "content": [FILE_PART]}]),
         "model": st.just("gpt-5-pro"),
         "mystery": st.just(1),
     },
@@ -231,47 +239,57 @@ embedding_bodies = _spoiled(
 
 # -- the Responses API ------------------------------------------------------------------------
 
-HOSTED = [
+PRICED_HOSTED = [
     {"type": "web_search"},
     {"type": "web_search_preview"},
     {"type": "file_search", "vector_store_ids": ["vs_1"]},
     {"type": "code_interpreter", "container": {"type": "auto"}},
+]
+FREE_TOOLS = [
     {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.test"},
     {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}},
 ]
-response_parts = st.lists(
-    st.sampled_from(
-        [
-            {"type": "input_text", "text": "Read this."},
-            {"type": "input_image", "image_url": "https://x.test/a.png", "detail": "high"},
-            {"type": "input_file", "file_id": "file-abc123"},
-        ]
-    ),
-    min_size=1,
-    max_size=3,
-)
-response_inputs = words | st.lists(
-    st.fixed_dictionaries({"role": st.just("user"), "content": words | response_parts}),
-    min_size=1,
-    max_size=2,
-)
-responses_bodies = _spoiled(
-    st.builds(
-        lambda model, given, limit, extra: {"model": model, "input": given, **limit, **extra},
-        st.sampled_from(["gpt-5", "gpt-5", "gpt-4o", "gpt-4o-mini"]),
-        response_inputs,
+RESPONSE_PARTS = [
+    {"type": "input_text", "text": "Read this."},
+    {"type": "input_image", "image_url": "https://x.test/a.png", "detail": "high"},
+]
+INPUT_FILE = {"type": "input_file", "file_id": "file-abc123"}
+
+
+def _responses(model: str) -> st.SearchStrategy[dict[str, Any]]:
+    """gpt-5 prices hosted tools, documents and stored prompts; the others none of them."""
+    rich = model == "gpt-5"
+    parts = st.lists(st.sampled_from(RESPONSE_PARTS + [INPUT_FILE] * rich), min_size=1, max_size=3)
+    given = words | st.lists(
+        st.fixed_dictionaries({"role": st.just("user"), "content": words | parts}),
+        min_size=1,
+        max_size=2,
+    )
+    tools = st.lists(
+        st.sampled_from(PRICED_HOSTED * rich + FREE_TOOLS), min_size=1, max_size=3, unique_by=str
+    )
+    stored = st.sampled_from([{}, {}, {}, {"prompt": {"id": "pmpt_abc"}}] if rich else [{}])
+    return st.builds(
+        lambda given, limit, prompt, extra: (
+            {"model": model, "input": given, **limit} | prompt | extra
+        ),
+        given,
         _limits(("max_output_tokens",)),
+        stored,
         _optional(
             instructions=words,
-            tools=st.lists(st.sampled_from(HOSTED), min_size=1, max_size=3, unique_by=str),
+            tools=tools,
             max_tool_calls=st.integers(0, 5),
-            service_tier=st.sampled_from(["auto", "default", "priority", "flex"]),
+            service_tier=_tiers(model),
             reasoning=st.just({"effort": "low"}),
-            prompt=st.just({"id": "pmpt_abc"}),
             text=st.just({"format": {"type": "json_schema", "name": "a", "schema": {}}}),
             stream=st.booleans(),
         ),
-    ),
+    )
+
+
+responses_bodies = _spoiled(
+    st.sampled_from(["gpt-5", "gpt-5", "gpt-4o", "gpt-4o-mini"]).flatmap(_responses),
     {
         "max_output_tokens": odd_limits,
         "max_tool_calls": st.sampled_from([-1, "3"]),
@@ -287,84 +305,72 @@ responses_bodies = _spoiled(
 FIVE = {"type": "ephemeral"}
 HOUR = {"type": "ephemeral", "ttl": "1h"}
 breakpoints = st.sampled_from([FIVE, HOUR])
-claude_blocks = st.lists(
-    st.sampled_from(
-        [
-            {"type": "text", "text": "Review this."},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
-            {"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}},
-            {
-                "type": "document",
-                "source": {"type": "text", "media_type": "text/plain", "data": "x"},
-            },
-        ]
-    ),
-    min_size=1,
-    max_size=3,
-)
+CLAUDE_BLOCKS = [
+    {"type": "text", "text": "Review this."},
+    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}},
+]
+CLAUDE_PDF = {"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}}
+CLIENT_TOOL = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search"}
 
 
 def _cached(block: dict[str, Any], control: dict[str, str] | None) -> dict[str, Any]:
     return block if control is None else {**block, "cache_control": control}
 
 
-claude_content = words | st.builds(
-    lambda blocks, control: [*blocks[:-1], _cached(blocks[-1], control)],
-    claude_blocks,
-    st.none() | breakpoints,
-)
-claude_system = st.one_of(
-    words,
-    st.just(LONG_TEXT),
-    st.builds(
-        lambda text, control: [_cached({"type": "text", "text": text}, control)],
-        words | st.just(LONG_TEXT),
+def _messages(model: str) -> st.SearchStrategy[dict[str, Any]]:
+    """claude-sonnet-4 prices documents and web search; claude-sonnet-4-5 long prompts (with
+    the beta); each prices cache writes."""
+    rich = model == "claude-sonnet-4"
+    blocks = st.lists(st.sampled_from(CLAUDE_BLOCKS + [CLAUDE_PDF] * rich), min_size=1, max_size=3)
+    content = words | st.builds(
+        lambda blocks, control: [*blocks[:-1], _cached(blocks[-1], control)],
+        blocks,
         st.none() | breakpoints,
-    ),
-)
-CLIENT_TOOL = {
-    "name": "get_weather",
-    "description": "Weather for a city",
-    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
-}
-claude_tools = st.lists(
-    st.one_of(
-        st.builds(lambda c: _cached(CLIENT_TOOL, c), st.none() | breakpoints),
-        st.builds(
-            lambda uses: {"type": "web_search_20250305", "name": "web_search"} | uses,
-            _optional(max_uses=st.integers(1, 3)),
-        ),
-    ),
-    min_size=1,
-    max_size=2,
-    unique_by=lambda t: str(t.get("type", t.get("name"))),
-)
-messages_bodies = _spoiled(
-    st.builds(
-        lambda model, content, limit, extra: {
+    )
+    texts = st.sampled_from(["Be brief.", LONG_TEXT] if model == "claude-sonnet-4-5" else ["hi"])
+    system = texts | st.builds(
+        lambda text, control: [_cached({"type": "text", "text": text}, control)],
+        texts,
+        st.none() | breakpoints,
+    )
+    client = st.builds(lambda c: _cached(CLIENT_TOOL, c), st.none() | breakpoints)
+    search = st.builds(lambda uses: WEB_SEARCH | uses, _optional(max_uses=st.integers(1, 3)))
+    tools = st.lists(client | search if rich else client, min_size=1, max_size=2, unique_by=str)
+    return st.builds(
+        lambda content, limit, extra: {
             "model": model,
             "max_tokens": limit,
             "messages": [{"role": "user", "content": content}],
             **extra,
         },
-        st.sampled_from(["claude-sonnet-4", "claude-sonnet-4-5", "claude-haiku-4"]),
-        claude_content,
+        content,
         good_limits,
         _optional(
-            system=claude_system,
-            tools=claude_tools,
+            system=system,
+            tools=tools,
             tool_choice=st.sampled_from([{"type": "auto"}, {"type": "any"}]),
             thinking=st.just({"type": "enabled", "budget_tokens": 1024}),
             cache_control=breakpoints,
             service_tier=st.sampled_from(["auto", "standard_only"]),
             stream=st.booleans(),
         ),
-    ),
+    )
+
+
+messages_bodies = _spoiled(
+    st.sampled_from(["claude-sonnet-4", "claude-sonnet-4-5", "claude-haiku-4"]).flatmap(_messages),
     {
         "max_tokens": odd_limits,
         "model": st.just("gpt-4o"),
         "cache_control": st.sampled_from([{"type": "ephemeral", "ttl": "2h"}, {"type": "x"}]),
         "tools": st.just([{"type": "web_fetch_20250910", "name": "web_fetch"}]),
+        "messages": st.just([{"role": "user", "content": [CLAUDE_PDF]}]),
         "service_tier": st.just("priority"),
         "speed": st.just("fast"),
     },

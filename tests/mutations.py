@@ -50,6 +50,7 @@ FIELDS = "tests/test_request_fields.py"
 CACHE = "tests/test_cache_writes.py::"
 CACHE_WRITES = CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported"
 ENDS = "tests/test_answer_endings.py::"
+PROPERTY = "tests/test_cost_fields_property.py"
 
 
 @dataclass(frozen=True)
@@ -1082,6 +1083,46 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        return True",
         tests=(f"{CHOICES}::test_best_of_on_chat_is_billed_only_by_a_server_that_takes_it",),
         removes="the fake's chat best_of follows its setting (vLLM-like or not)",
+    ),
+    Mutation(
+        name="property-sees-cache-writes-reserved-at-input",
+        file="proxy/caching.py",
+        old='    return (0, prompt) if ttl == "1h" else (prompt, 0)',
+        new="    return 0, 0",
+        tests=(PROPERTY,),
+        removes="the property catches cache writes reserved at the input price",
+    ),
+    Mutation(
+        name="property-sees-documents-unreserved",
+        file="proxy/billable.py",
+        old="    extra += len(billables.documents) * (price.document_tokens or 0)",
+        new="",
+        tests=(PROPERTY,),
+        removes="the property catches documents reserved by their JSON alone",
+    ),
+    Mutation(
+        name="property-sees-tool-input-unreserved",
+        file="proxy/billable.py",
+        old="        extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)",
+        new="",
+        tests=(PROPERTY,),
+        removes="the property catches hosted tool calls' input left out of the reservation",
+    ),
+    Mutation(
+        name="property-sees-batches-unreserved",
+        file="proxy/estimate.py",
+        old="    return max(n, best_of) * prompts",
+        new="    return max(n, best_of)",
+        tests=(PROPERTY,),
+        removes="the property catches a completions batch reserved as one prompt",
+    ),
+    Mutation(
+        name="property-sees-long-context-unreserved",
+        file="proxy/pricing.py",
+        old="    if long is None or usage.prompt_tokens <= long.above:",
+        new="    if True:",
+        tests=(PROPERTY,),
+        removes="the property catches long prompts priced below their long-context prices",
     ),
 )
 
