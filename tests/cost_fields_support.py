@@ -269,16 +269,18 @@ def _responses(model: str) -> st.SearchStrategy[dict[str, Any]]:
         st.sampled_from(PRICED_HOSTED * rich + FREE_TOOLS), min_size=1, max_size=3, unique_by=str
     )
     stored = st.sampled_from([{}, {}, {}, {"prompt": {"id": "pmpt_abc"}}] if rich else [{}])
+    # gpt-5 sends tools three times in four: its hosted tools are what it bills most for.
+    with_tools = st.one_of(st.just({}), *[tools.map(lambda t: {"tools": t})] * (1 + 2 * rich))
     return st.builds(
-        lambda given, limit, prompt, extra: (
-            {"model": model, "input": given, **limit} | prompt | extra
+        lambda given, limit, prompt, tools, extra: (
+            {"model": model, "input": given, **limit} | prompt | tools | extra
         ),
         given,
         _limits(("max_output_tokens",)),
         stored,
+        with_tools,
         _optional(
             instructions=words,
-            tools=tools,
             max_tool_calls=st.integers(0, 5),
             service_tier=_tiers(model),
             reasoning=st.just({"effort": "low"}),
@@ -397,8 +399,8 @@ requests = st.one_of(
 
 provider_moods = st.fixed_dictionaries(
     {
-        "hosted_tool_calls": st.sampled_from([0, 2, 9]),
-        "tool_input_tokens": st.sampled_from([0, TOOL_INPUT_TOKENS]),
+        "hosted_tool_calls": st.sampled_from([0, 2, 9, 9]),
+        "tool_input_tokens": st.sampled_from([0, TOOL_INPUT_TOKENS, TOOL_INPUT_TOKENS]),
         "document_tokens": st.sampled_from([0, 1000, DOCUMENT_TOKENS]),
         "service_tier": st.sampled_from(["default", "priority", "flex"]),
         "cached_tokens": st.sampled_from([0, 0, 7]),
