@@ -16,6 +16,7 @@ from prices_support import HEADERS, billed_cost, measured, prices_policy, tenant
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.local import local_stack
+from proxy.policy.describe import describe
 
 LATENCY = 0.15
 """Long enough to read a call's reservation while it is upstream."""
@@ -182,3 +183,10 @@ async def test_anthropic_s_tool_prompt_is_reserved_once(
     # Same completion either way: the difference is prompt tokens at the input price.
     over = (call.reserved - call.charged) // HAIKU_INPUT_UNITS
     assert over < CLAUDE_TOOL_PROMPT, f"reserved {over} prompt tokens more than billed"
+
+
+def test_check_shows_both_cache_write_prices(tmp_path: Path) -> None:
+    """The one-hour price defaults to twice the input price (claude-sonnet-4: $3 → $6)."""
+    text = describe(prices_policy(tmp_path))
+    [sonnet] = [row for row in text.splitlines() if row.strip().startswith("claude-sonnet-4 ")]
+    assert "cache_write 3.75, cache_write_1h 6.00" in sonnet
