@@ -412,12 +412,12 @@ class _Pricer:
         price, extra, calls = billable.reservation(price, self.billables)
         prompt = self.prompt_tokens(price) + extra
         priced = self.plan.default_max_tokens if limit is None else limit
-        writes = caching.writes(self.billables.cache_ttl, prompt)
+        cached = caching.writes(self.billables.cache_ttl, prompt)
         usage = Usage(
             prompt,
             priced * self.choices,
-            cache_write_tokens=writes[0],
-            cache_write_1h_tokens=writes[1],
+            cache_write_tokens=cached[0],
+            cache_write_1h_tokens=cached[1],
             tool_calls=calls,
         )
         cost = amounts(estimate_price(price, self.body), usage)
@@ -430,11 +430,8 @@ class _Pricer:
             )
         timeouts = self.policy.timeouts_for(model)
         alias = self.policy.aliases.get(model)
-        wire = "" if alias is None else alias.send
         # The tier goes up for the model sent: a degraded model may price other tiers.
         tier = billable.tier_limits(self.endpoint.name, price, self.billables)
-        if not self.bound:
-            tier = {}
         return Variant(
             rule,
             model,
@@ -445,10 +442,10 @@ class _Pricer:
             cost,
             timeouts,
             caps,
-            wire,
-            calls,
-            tier,
-            writes,
+            wire_model="" if alias is None else alias.send,
+            tool_calls=calls,
+            writes=tier if self.bound else {},
+            cache_writes=cached,
         )
 
     def asked(self, model: str, price: ModelPrice, *, bound: bool) -> Variant:

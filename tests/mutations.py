@@ -906,8 +906,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="auto-tier-left-to-the-account",
         file="proxy/call.py",
-        old="tier = billable.tier_limits(self.endpoint.name, price, self.billables)",
-        new="tier = {}",
+        old="            writes=tier if self.bound else {},",
+        new="            writes={},",
         tests=(
             "tests/test_review_attacks.py"
             "::test_auto_served_at_an_unpriced_tier_is_not_billed_more_than_charged",
