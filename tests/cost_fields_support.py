@@ -406,6 +406,7 @@ provider_moods = st.fixed_dictionaries(
         "cached_tokens": st.sampled_from([0, 0, 7]),
         "completion_fraction": st.sampled_from([1.0, 1.0, 0.5]),
         "send_usage": st.sampled_from([True, True, False]),
+        "send_done": st.sampled_from([True, True, False]),
         "chat_best_of": st.booleans(),
         "cache_ttl_split": st.sampled_from([True, True, False]),
     }
