@@ -43,6 +43,7 @@ from fuzz_support import (
     Answer,
     Driver,
     Outcomes,
+    Sums,
     Unhandled,
     Watched,
     catching_unhandled,
@@ -128,7 +129,7 @@ async def _check(driver: Driver, call: Request, unhandled: Unhandled) -> str:
         assert after == before, (answer.status, answer.body, call)
         return f"refused {call.endpoint} {answer.status} {_reason(answer, call)}"
     line = ("tenant", tenant, "USD")
-    charged = after.get(line).spent - (before[line].spent if line in before else 0)  # type: ignore[union-attr]
+    charged = after.get(line, Sums()).spent - before.get(line, Sums()).spent
     bills = driver.fake.billed[billed:]
     if not bills:
         # The provider refused it before any output: released.
