@@ -48,6 +48,10 @@ REFUSED = (
 CHOICES = "tests/test_choices_and_limits.py"
 SWEEPER = "tests/test_sweeper.py::"
 FIELDS = "tests/test_request_fields.py"
+CACHE = "tests/test_cache_writes.py::"
+CACHE_WRITES = CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported"
+ENDS = "tests/test_answer_endings.py::"
+PROPERTY = "tests/test_cost_fields_property.py"
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="n-not-reserved",
         file="proxy/call.py",
-        old="Usage(prompt, priced * self.choices)",
-        new="Usage(prompt, priced)",
+        old="            priced * self.choices,\n",
+        new="            priced,\n",
         tests=(BOUNDS,),
         removes="n choices are reserved n times",
     ),
@@ -774,7 +778,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="code-interpreter-charged-per-call",
-        file="proxy/billable.py",
+        file="proxy/tool_uses.py",
         old="if container is not None and container in containers:",
         new="if False:",
         tests=(f"{EACH}[memory-code-interpreter]",),
@@ -880,8 +884,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="fit-ignores-tier-and-fees",
         file="proxy/reserve.py",
-        old="rest, output = fit_rates(price, Usage(variant.prompt_tokens, 0,"
-        " tool_calls=variant.tool_calls))",
+        old="rest, output = fit_rates(price, variant.usage(0))",
         new="rest, output = -(-variant.prompt_tokens * price.input // 10**6), price.output",
         tests=(
             "tests/test_billable.py"
@@ -951,9 +954,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="messages-tool-prompt-ignored",
-        file="proxy/shapes/messages.py",
-        old="prompt += TOOL_USE_PROMPT",
-        new="prompt += 0",
+        file="proxy/billable.py",
+        old="extra += price.tool_prompt_tokens if billables.tools else 0",
+        new="extra += 0",
         tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
         removes="the tool-use system prompt Anthropic adds is reserved",
     ),
@@ -1014,8 +1017,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="fake-ignores-batch",
         file="proxy/fake_upstream.py",
-        old='generated = max(body.get("n") or 1, body.get("best_of") or 1) * prompts',
-        new='generated = max(body.get("n") or 1, body.get("best_of") or 1)',
+        old="generated = max(asked, best_of) * prompts",
+        new="generated = max(asked, best_of)",
         tests=(f"{CHOICES}::test_a_batch_is_reserved_for_every_prompts_choices",),
         removes="the fake bills every prompt of a batch, as a provider does",
     ),
@@ -1034,8 +1037,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="auto-tier-left-to-the-account",
         file="proxy/call.py",
-        old="            **billable.tier_limits(endpoint.name, price, billables),\n",
-        new="",
+        old="            writes=tier if self.bound else {},",
+        new="            writes={},",
         tests=(
             "tests/test_review_attacks.py"
             "::test_auto_served_at_an_unpriced_tier_is_not_billed_more_than_charged",
@@ -1182,6 +1185,172 @@ MUTATIONS: tuple[Mutation, ...] = (
             SWEEPER + "test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_done",
         ),
         removes="one sweep call scans at most a batch of a tenant's records for dead owners",
+    ),
+    # -- issue 13, closing: the gaps left after the review ---------------------------------
+    Mutation(
+        name="claude-tool-prompt-reserved-twice",
+        file="proxy/shapes/messages.py",
+        old="    prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)\n",
+        new=(
+            "    prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)\n"
+            '    prompt += 346 if body.get("tools") else 0\n'
+        ),
+        tests=(CACHE + "test_anthropic_s_tool_prompt_is_reserved_once",),
+        removes="Anthropic's tool-use system prompt is reserved once, as tool_prompt_tokens",
+    ),
+    Mutation(
+        name="cache-writes-reserved-at-input",
+        file="proxy/caching.py",
+        old='    return (0, prompt) if ttl == "1h" else (prompt, 0)',
+        new="    return 0, 0",
+        tests=(
+            CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported",
+        ),
+        removes="a call with cache_control reserves its prompt at the cache-write price",
+    ),
+    Mutation(
+        name="one-hour-ttl-reserved-at-five-minutes",
+        file="proxy/caching.py",
+        old="    return max((ttl for _, ttl in found), key=TTLS.index), found[0][0]",
+        new='    return "5m", found[0][0]',
+        tests=(
+            CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported",
+        ),
+        removes="a one-hour cache breakpoint reserves at the one-hour write price",
+    ),
+    Mutation(
+        name="one-hour-writes-charged-at-five-minutes",
+        file="proxy/pricing.py",
+        old="        + hour * price.hour_write",
+        new="        + hour * _or(price.cache_write, price.input)",
+        tests=(
+            CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported",
+        ),
+        removes="reported one-hour cache writes are charged at the one-hour price",
+    ),
+    Mutation(
+        name="unsplit-cache-writes-charged-at-five-minutes",
+        file="proxy/pricing.py",
+        old='    if not usage.cache_ttl_reported and price.cache_ttl == "1h":',
+        new="    if False:",
+        tests=(
+            CACHE + "test_cache_writes_reported_without_their_ttl_are_charged_at_the_ttl_asked",
+        ),
+        removes="cache writes reported without their TTL are charged at the longest TTL asked",
+    ),
+    Mutation(
+        name="cache-control-unpriced-forwarded",
+        file="proxy/billable.py",
+        old="if billables.cache_ttl is not None and price.cache_write is None:",
+        new="if False:",
+        tests=(
+            CACHE + "test_a_cache_write_the_policy_cannot_price_is_refused_and_changes_nothing",
+        ),
+        removes="cache_control on a model without a cache_write price is refused",
+    ),
+    Mutation(
+        name="usage-chunk-then-eof-charged-the-reservation",
+        file="proxy/streaming.py",
+        old="    ended = tracker.done or tracker.final",
+        new="    ended = tracker.done",
+        tests=(
+            ENDS + "test_a_stream_that_ends_cleanly_after_its_usage_chunk_is_charged_its_report",
+        ),
+        removes="a stream ended cleanly after OpenAI's usage chunk is charged its report",
+    ),
+    Mutation(
+        name="eventless-stream-released",
+        file="proxy/streaming.py",
+        old="        charge = charge_for(call, reserved, outcome)",
+        new="        charge = charge_for(call, reserved, outcome) if tracker.events else None",
+        tests=(ENDS + "test_a_200_stream_without_any_event_is_charged_its_reservation",),
+        removes="a 200 stream without a JSON event is charged, not released",
+    ),
+    Mutation(
+        name="done-only-stream-charged-its-text",
+        file="proxy/streaming.py",
+        old="    complete = result.complete and ended and tracker.events > 0",
+        new="    complete = result.complete and ended",
+        tests=(ENDS + "test_a_200_stream_without_any_event_is_charged_its_reservation",),
+        removes="a stream of nothing but [DONE] is charged its reservation",
+    ),
+    Mutation(
+        name="deliberate-answer-logged-as-a-failure",
+        file="proxy/tasks.py",
+        old="    if isinstance(exc, ClientError):",
+        new="    if False:",
+        tests=(ENDS + "test_a_cut_whole_answer_is_charged_and_logged_as_one_warning_line",),
+        removes="a call's deliberate 502 is one warning line, not an ERROR with a traceback",
+    ),
+    Mutation(
+        name="stream-lifetime-ignores-first-byte",
+        file="proxy/policy/schema.py",
+        old='_STREAM_TIMEOUTS = ("first_byte", "stream_total")',
+        new='_STREAM_TIMEOUTS = ("stream_total",)',
+        tests=(
+            ENDS + "test_a_stream_s_first_byte_counts_toward_the_reservation_s_lifetime",
+            ENDS + "test_a_route_s_own_first_byte_counts_too",
+        ),
+        removes="cap_seconds must exceed first_byte + stream_total + drain_after_disconnect",
+    ),
+    Mutation(
+        name="degraded-call-sent-at-the-asked-model-s-tier",
+        file="proxy/call.py",
+        old="changes: dict[str, Any] = {**self.forced, **variant.writes}",
+        new="changes: dict[str, Any] = {**self.forced, **self.asked.writes}",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_a_degraded_call_is_sent_at_the_tier_its_own_model_was_reserved_at",
+        ),
+        removes="a degraded call is sent at the tier its own model was reserved at",
+    ),
+    Mutation(
+        name="fake-bills-chat-best-of-always",
+        file="proxy/fake_upstream.py",
+        old='        return endpoint == "completions" or self.settings.chat_best_of',
+        new="        return True",
+        tests=(f"{CHOICES}::test_best_of_on_chat_is_billed_only_by_a_server_that_takes_it",),
+        removes="the fake's chat best_of follows its setting (vLLM-like or not)",
+    ),
+    Mutation(
+        name="property-sees-cache-writes-reserved-at-input",
+        file="proxy/caching.py",
+        old='    return (0, prompt) if ttl == "1h" else (prompt, 0)',
+        new="    return 0, 0",
+        tests=(PROPERTY,),
+        removes="the property catches cache writes reserved at the input price",
+    ),
+    Mutation(
+        name="property-sees-documents-unreserved",
+        file="proxy/billable.py",
+        old="    extra += len(billables.documents) * (price.document_tokens or 0)",
+        new="",
+        tests=(PROPERTY,),
+        removes="the property catches documents reserved by their JSON alone",
+    ),
+    Mutation(
+        name="property-sees-tool-input-unreserved",
+        file="proxy/billable.py",
+        old="        extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)",
+        new="",
+        tests=(PROPERTY,),
+        removes="the property catches hosted tool calls' input left out of the reservation",
+    ),
+    Mutation(
+        name="property-sees-batches-unreserved",
+        file="proxy/estimate.py",
+        old="    return max(n, best_of) * prompts",
+        new="    return max(n, best_of)",
+        tests=(PROPERTY,),
+        removes="the property catches a completions batch reserved as one prompt",
+    ),
+    Mutation(
+        name="property-sees-long-context-unreserved",
+        file="proxy/pricing.py",
+        old="    if long is None or usage.prompt_tokens <= long.above:",
+        new="    if True:",
+        tests=(PROPERTY,),
+        removes="the property catches long prompts priced below their long-context prices",
     ),
 )
 

@@ -224,14 +224,16 @@ BROKEN = {
     ),
     "reservation cap shorter than a stream": (
         base() + "timeouts:\n  stream_total: 3600  # <-\n",
-        "timeouts.stream_total: reservations.cap_seconds (1800) must exceed timeouts.stream_total",
+        "timeouts.stream_total: reservations.cap_seconds (1800) must exceed timeouts.first_byte + "
+        "timeouts.stream_total",
     ),
     "reservation cap shorter than a route's stream": (
         base().replace(
             "upstream: openai}", "upstream: openai, timeouts: {stream_total: 3600}}  # <-"
         ),
         "routes[0].timeouts.stream_total: reservations.cap_seconds (1800) must exceed "
-        "routes[0].timeouts.stream_total + timeouts.drain_after_disconnect (3660)",
+        "timeouts.first_byte + routes[0].timeouts.stream_total + "
+        "timeouts.drain_after_disconnect (3780)",
     ),
     "a route timeout that is not the upstream's": (
         base().replace("upstream: openai}", "upstream: openai, timeouts: {read_request: 5}}  # <-"),
@@ -385,4 +387,7 @@ def test_reservation_cap_is_checked_against_the_longest_route_stream(tmp_path: P
     message, where = broken(tmp_path, text + "reservations: {cap_seconds: 1800}  # <-\n")
     assert message.startswith(where), message
     assert "reservations.cap_seconds: reservations.cap_seconds (1800) must exceed " in message
-    assert "routes[0].timeouts.stream_total + timeouts.drain_after_disconnect (1860)" in message
+    assert (
+        "timeouts.first_byte + routes[0].timeouts.stream_total + "
+        "timeouts.drain_after_disconnect (1980)" in message
+    )

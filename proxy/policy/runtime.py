@@ -168,6 +168,8 @@ class LongContext:
     output: int
     cache_write: int | None = None
     """None: the long-context input price."""
+    cache_write_1h: int | None = None
+    """None: twice the long-context input price (ModelPrice.hour_write)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +182,8 @@ class ModelPrice:
     output: int
     encoding: str = "o200k_base"
     cache_write: int | None = None
-    """Prompt tokens written to a provider's cache (Anthropic); None: the input price."""
+    """Prompt tokens written to a provider's cache (Anthropic's default 5-minute cache); None:
+    the input price, and a request asking for cache writes (`cache_control`) is refused."""
     tokenizer_factor: Fraction = Fraction(1)
     """The encoding's count is scaled by this to estimate the model's own tokens."""
     image_token_factor: Fraction = Fraction(1)
@@ -212,9 +215,24 @@ class ModelPrice:
     tool_prompt_tokens: int = 0
     """Prompt tokens the provider adds to every call that sends tools (Claude's tool-use system
     prompt)."""
+    cache_write_1h: int | None = None
+    """Prompt tokens written to a one-hour cache (Anthropic's `ttl: "1h"`); None: `hour_write`."""
     tier: str | None = None
     """Set per call, never in the policy: the service tier the call was reserved at, which it is
     charged at when the answer names none (None: standard)."""
+    cache_ttl: str | None = None
+    """Set per call, never in the policy: the longest cache TTL the request asks for (`5m`,
+    `1h`), at whose price cache writes are charged when the usage does not say their TTL
+    (None: no cache_control)."""
+
+    @property
+    def hour_write(self) -> int:
+        """The price of a one-hour cache write: `cache_write_1h`, else twice the input price
+        (Anthropic's published rule), never below the 5-minute price."""
+        if self.cache_write_1h is not None:
+            return self.cache_write_1h
+        five = self.input if self.cache_write is None else self.cache_write
+        return max(2 * self.input, five)
 
 
 _DATED = re.compile(r"(.+)-(?:(\d{4})-(\d{2})-(\d{2})|(\d{4})(\d{2})(\d{2})|(\d{2})(\d{2}))")

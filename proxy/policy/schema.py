@@ -263,9 +263,11 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         message = f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}"
         out.append(Issue((*loc, "encoding"), message))
     output = _amount(model.output, USD_PLACES, (*loc, "output"), what, out)
-    cache_write = None
-    if model.cache_write is not None:
-        cache_write = _amount(model.cache_write, USD_PLACES, (*loc, "cache_write"), what, out)
+    writes = {
+        kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
+        for kind in ("cache_write", "cache_write_1h")
+        if (value := getattr(model, kind)) is not None
+    }
     factor = Fraction(model.tokenizer_factor or 1)
     media: dict[str, Any] = {
         kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
@@ -278,11 +280,12 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         cached,
         output,
         encoding,
-        cache_write,
+        writes.get("cache_write"),
         factor,
         image_token_factor=Fraction(model.image_token_factor or 1),
         limit_field=model.limit_field or default_limit_field(name),
         reasoning=reasons_by_name(name) if model.reasoning is None else model.reasoning,
+        cache_write_1h=writes.get("cache_write_1h"),
         **media,
         **compile_features(name, model, lambda at, message: out.append(Issue(at, message))),
     )
@@ -436,12 +439,13 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
         **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()}
     )
     cap, tombstone = settings.cap_ms // 1000, settings.tombstone_ms // 1000
-    stream_total, where = _longest(spec, timeouts, "stream_total")
-    longest = stream_total + timeouts.drain_after_disconnect
+    stream, parts = _longest_stream(spec, timeouts)
+    longest = stream + timeouts.drain_after_disconnect
     if cap <= longest:
-        at: Loc = ("reservations", "cap_seconds") if "cap_seconds" in given else where
+        at: Loc = ("reservations", "cap_seconds") if "cap_seconds" in given else parts[-1]
+        fields = " + ".join(field_path(part) for part in parts)
         message = (
-            f"reservations.cap_seconds ({cap}) must exceed {field_path(where)} + "
+            f"reservations.cap_seconds ({cap}) must exceed {fields} + "
             f"timeouts.drain_after_disconnect ({longest:g}), or an open reservation would "
             "expire while its stream is still running"
         )
@@ -464,8 +468,29 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
     return settings
 
 
+_STREAM_TIMEOUTS = ("first_byte", "stream_total")
+"""What a stream may take: its headers within first_byte, then its body within stream_total."""
+
+
+def _longest_stream(spec: PolicySpec, timeouts: Timeouts) -> tuple[float, tuple[Loc, ...]]:
+    """The longest a stream may take (first_byte + stream_total, the policy's or a route's),
+    and where each of the two is written."""
+    longest = timeouts.first_byte + timeouts.stream_total
+    parts: tuple[Loc, ...] = tuple(("timeouts", name) for name in _STREAM_TIMEOUTS)
+    for index, route in enumerate(spec.routes):
+        own = route.timeouts.model_dump(exclude_none=True) if route.timeouts else {}
+        total = sum(own.get(name, getattr(timeouts, name)) for name in _STREAM_TIMEOUTS)
+        if total > longest:
+            longest = total
+            parts = tuple(
+                ("routes", index, "timeouts", name) if name in own else ("timeouts", name)
+                for name in _STREAM_TIMEOUTS
+            )
+    return longest, parts
+
+
 def _longest(
-    spec: PolicySpec, timeouts: Timeouts, name: Literal["stream_total", "non_stream_answer"]
+    spec: PolicySpec, timeouts: Timeouts, name: Literal["non_stream_answer"]
 ) -> tuple[float, Loc]:
     """The largest value of timeout `name` any call may get (the policy's or a route's), and
     where it is written."""

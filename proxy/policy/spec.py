@@ -214,6 +214,8 @@ class LongContextSpec(_Spec):
     """Default: the long-context input price."""
     cache_write: Money | None = None
     """Default: the long-context input price."""
+    cache_write_1h: Money | None = None
+    """Default: twice the long-context input price."""
     output: Money
 
 
@@ -232,6 +234,9 @@ class ModelSpec(_Spec):
     input: Money
     cached_input: Money | None = None
     cache_write: Money | None = None
+    """Anthropic's 5-minute cache writes; without it, requests with `cache_control` are refused."""
+    cache_write_1h: Money | None = None
+    """One-hour cache writes (`ttl: "1h"`); default: twice the input price."""
     output: Money
     encoding: str | None = None
     tokenizer_factor: Annotated[Decimal, BeforeValidator(_not_float), Field(gt=0, le=10)] | None = (
