@@ -141,7 +141,7 @@ async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) ->
                 f"{level} {bound!r}. Omit the header (the key decides) or send {bound!r}.",
                 type=reason,
             )
-    return scopes.Scope(tenant=key.tenant, values=values)
+    return scopes.Scope(tenant=key.tenant, values=values, pins=key.pins)
 
 
 async def _rejected(rt: Runtime, tenant: str | None, reason: str) -> None:

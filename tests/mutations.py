@@ -1085,6 +1085,63 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a stored prompt reserves every hosted tool its model prices",
     ),
+    # -- the review of issue 14's boundary (pinned keys, brakes, metrics, replays) -------------
+    Mutation(
+        name="pinned-key-settles-another-agents-reservation",
+        file="proxy/actions/routes.py",
+        old="    if record is None or not may_settle(scope, record):",
+        new="    if record is None:",
+        tests=(
+            "tests/test_key_pins.py"
+            "::test_an_agents_key_cannot_read_commit_or_release_another_agents_reservation",
+        ),
+        removes="a key pinned to an agent cannot read, commit or release another's reservation",
+    ),
+    Mutation(
+        name="pinned-key-settles-an-unscoped-reservation",
+        file="proxy/actions/reserving.py",
+        old="""    if record.scope is None:
+        return False""",
+        new="""    if record.scope is None:
+        return True""",
+        tests=(
+            "tests/test_key_pins.py"
+            "::test_a_pinned_key_cannot_settle_a_reservation_that_kept_no_scope",
+        ),
+        removes="a reservation that kept no scope fails closed for a pinned key",
+    ),
+    Mutation(
+        name="reservation-scope-not-kept",
+        file="proxy/ledger/lua/reserve.lua",
+        old="if keep_scope then redis.call('HSET', KEYS[3], id .. '|scope', path) end",
+        new="",
+        tests=(
+            "tests/test_ledger_contract.py"
+            "::test_a_kept_scope_stays_with_its_record_and_goes_with_it",
+        ),
+        removes="Redis keeps an action reservation's scope beside its record",
+    ),
+    Mutation(
+        name="reservation-scope-outlives-its-record",
+        file="proxy/ledger/lua/sweep.lua",
+        old="    redis.call('HDEL', KEYS[3], id, id .. '|scope')",
+        new="    redis.call('HDEL', KEYS[3], id)",
+        tests=(
+            "tests/test_ledger_contract.py"
+            "::test_a_kept_scope_stays_with_its_record_and_goes_with_it",
+        ),
+        removes="the sweep forgets a reservation's kept scope with its record",
+    ),
+    Mutation(
+        name="pinned-keys-share-idempotency-keys",
+        file="proxy/replay.py",
+        old="""    if not scope.pins:
+        return own""",
+        new="""    if True:
+        return own""",
+        tests=("tests/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",),
+        removes="a key pinned to an agent claims idempotency keys in a namespace of its own",
+    ),
 )
 
 

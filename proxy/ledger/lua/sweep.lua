@@ -58,7 +58,7 @@ for _, id in ipairs(due) do
   if r and r.state == 'OPEN' then
     expire(id, r)
   else
-    redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[3], id, id .. '|scope')
     redis.call('ZREM', KEYS[4], id)
   end
 end
