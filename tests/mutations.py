@@ -1142,6 +1142,19 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",),
         removes="a key pinned to an agent claims idempotency keys in a namespace of its own",
     ),
+    Mutation(
+        name="admin-replays-the-previous-releases-answers",
+        file="proxy/admin/api.py",
+        old="""            if stored.version != VERSION:
+                raise _outdated()""",
+        new="""            if False:
+                raise _outdated()""",
+        tests=(
+            "tests/test_admin_secrets.py"
+            "::test_an_answer_kept_by_the_previous_release_is_never_replayed",
+        ),
+        removes="an admin answer an earlier release kept (with its secret) is never replayed",
+    ),
 )
 
 
