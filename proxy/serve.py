@@ -23,6 +23,7 @@ from proxy.admin.app import build_admin_app
 from proxy.app import build_app, build_metrics_app
 from proxy.logs import setup_logging
 from proxy.policy import load_policy
+from proxy.policy.advice import warnings
 from proxy.policy.runtime import Policy
 from proxy.settings import (
     Settings,
@@ -62,6 +63,8 @@ def serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     policy = with_upstream_override(load_policy(settings.policy), settings.upstream)
     validate(settings, policy)
+    for text in warnings(policy):
+        log.warning("%s", text)
     # Loaded before any fork, so workers share the encoding tables' pages.
     encodings.preload(policy.used_encodings)
     _tune_gc()

@@ -1143,6 +1143,38 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="a key pinned to an agent claims idempotency keys in a namespace of its own",
     ),
     Mutation(
+        name="braked-address-lookups-unpaced",
+        file="proxy/keys/failures.py",
+        old="""        if not self.addresses.blocked_for(address):
+            return 0.0""",
+        new="""        if True:
+            return 0.0""",
+        tests=(
+            "tests/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",
+            "tests/test_failed_auth.py"
+            "::test_two_hundred_failures_from_an_address_never_refuse_a_valid_key_from_it",
+            "tests/test_failed_auth.py"
+            "::test_a_braked_address_gets_one_lookup_at_a_time_each_holding_its_slot",
+        ),
+        removes="a braked address's unknown keys are looked up one a second, the rest 429 unseen",
+    ),
+    Mutation(
+        name="braked-failure-answered-before-its-interval",
+        file="proxy/identity.py",
+        old="        await asyncio.sleep(keys.failures.lookups.left(hold))\n",
+        new="",
+        tests=("tests/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",),
+        removes="a braked address's failed lookup is answered when its slot frees, not before",
+    ),
+    Mutation(
+        name="ipv6-failures-counted-per-address",
+        file="proxy/identity.py",
+        old="    return peers.counted_as(address, policy.client_ipv6_prefix)",
+        new="    return address",
+        tests=("tests/test_failed_auth.py::test_an_ipv6_client_is_counted_by_its_network",),
+        removes="an IPv6 client's failed authentications are counted by its /64",
+    ),
+    Mutation(
         name="admin-replays-the-previous-releases-answers",
         file="proxy/admin/api.py",
         old="""            if stored.version != VERSION:
