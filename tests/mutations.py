@@ -1175,6 +1175,42 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="an IPv6 client's failed authentications are counted by its /64",
     ),
     Mutation(
+        name="metrics-listener-ignores-its-token",
+        file="proxy/app.py",
+        old="*([scrape.middleware(tokens)] if tokens else [])",
+        new="*[]",
+        tests=(
+            "tests/test_metrics_exposure.py"
+            "::test_the_metrics_listener_answers_only_a_bearer_of_the_token",
+            "tests/test_metrics_exposure.py"
+            "::test_a_gateway_process_serves_metrics_on_its_metrics_listener_only",
+        ),
+        removes="with CYCLES_METRICS_TOKEN set, the metrics listener serves only its bearer",
+    ),
+    Mutation(
+        name="gateway-metrics-off-loopback-without-a-token",
+        file="proxy/settings.py",
+        old="    _check_metrics(settings, policy)\n",
+        new="",
+        tests=(
+            "tests/test_metrics_exposure.py"
+            "::test_a_gateway_refuses_to_serve_metrics_off_loopback_without_a_token",
+            "tests/test_deploy.py::test_the_proxy_accepts_the_metrics_flags_the_chart_renders",
+        ),
+        removes="a gateway refuses to serve metrics off loopback without a token",
+    ),
+    Mutation(
+        name="chart-gateway-metrics-without-a-token",
+        file="helm/cycles-proxy/templates/deployment.yaml",
+        old="(not .Values.metrics.allowUnauthenticated) }}",
+        new="false }}",
+        tests=(
+            "tests/test_deploy.py"
+            "::test_gateway_metrics_ask_for_a_token_that_the_service_monitor_sends",
+        ),
+        removes="the chart refuses a gateway metrics port without a token or an explicit opt-out",
+    ),
+    Mutation(
         name="admin-replays-the-previous-releases-answers",
         file="proxy/admin/api.py",
         old="""            if stored.version != VERSION:
