@@ -8,7 +8,8 @@ import sys
 from proxy.errors import CyclesError
 
 
-def _parser() -> argparse.ArgumentParser:
+def command_line() -> argparse.ArgumentParser:
+    """The command line: `cycles-proxy serve|check|example-policy|demo|admin …`."""
     parser = argparse.ArgumentParser(
         prog="cycles-proxy", description="A budget authority for LLM calls."
     )
@@ -32,7 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--metrics-listen",
         help="HOST:PORT of a listener serving only /metrics and /healthz, for Prometheus: a "
-        "gateway never serves /metrics on its proxy port, and a sidecar's is loopback only",
+        "gateway never serves /metrics on its proxy port, and a sidecar's is loopback only; "
+        "with $CYCLES_METRICS_TOKEN set, /metrics there asks for it as a bearer token",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated-metrics",
+        action="store_true",
+        help="let a gateway serve --metrics-listen on a non-loopback address without "
+        "CYCLES_METRICS_TOKEN (a network policy admits only Prometheus to it)",
     )
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
@@ -84,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = command_line().parse_args(argv)
     try:
         if args.command == "serve":
             from proxy.serve import serve

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy import alerts, handlers, observe, relay, tasks
+from proxy import alerts, handlers, observe, relay, scrape, tasks
 from proxy.actions.routes import add_routes as add_action_routes
 from proxy.call import ENDPOINTS
 from proxy.context import RUNTIME, Runtime
@@ -161,11 +161,15 @@ def build_app(
     return app
 
 
-def build_metrics_app(proxy: web.Application) -> web.Application:
+def build_metrics_app(
+    proxy: web.Application, tokens: tuple[str, ...] | None = None
+) -> web.Application:
     """A listener with only /metrics (the proxy app's registry) and /healthz: for Prometheus,
     on an address callers cannot reach (a gateway), or when the proxy port itself is loopback
-    only (a sidecar)."""
-    app = web.Application()
+    only (a sidecar). With `tokens` (default: $CYCLES_METRICS_TOKEN), /metrics only for a bearer
+    of one of them (scrape.py)."""
+    tokens = scrape.tokens_from_env() if tokens is None else tokens
+    app = web.Application(middlewares=[errors, *([scrape.middleware(tokens)] if tokens else [])])
     app[observe.METRICS] = proxy[observe.METRICS]
     app.router.add_get("/metrics", observe.metrics_endpoint)
     app.router.add_get("/healthz", handlers.healthz)

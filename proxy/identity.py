@@ -5,17 +5,20 @@
 anthropic SDK's header) to its tenant; scope headers may
 narrow the call further but never contradict the key (403), and nothing is reserved before the
 caller is known. The key is checked first: a valid key is served whatever other clients of the
-same address did. Only a failure consults the brake (keys/failures.py): a client address
-(peers.py: the peer, or whom a trusted proxy forwarded for) or key prefix that keeps failing
-gets 429 instead of 401.
+same address did. A failure consults the brake (keys/failures.py): a client address (peers.py:
+the peer, or whom a trusted proxy forwarded for; an IPv6 one by its network) or key prefix that
+keeps failing gets 429 instead of 401, and a braked address's keys that the cache does not hold
+are looked up in the store at the brake's pace (one a second), the rest 429 without a lookup.
 
 Keys are never logged here; the redaction filter in proxy/logs.py is the second line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -45,25 +48,33 @@ async def identify(request: web.Request, rt: Runtime) -> scopes.Scope:
 
 async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRecord:
     plain, reason = _credential(request.headers)
-    key = None if plain is None else await _lookup(keys, plain)
+    client = _client(request, rt)
+    key, hold = (None, 0.0) if plain is None else await _lookup(rt, keys, plain, client)
     if reason is None:
         reason = _unusable(key, keys.now_ms())
     if reason is None and key is not None:
         return key
-    wait = keys.failures.failed(_client(request, rt), plain)
+    wait = keys.failures.failed(client, plain)
     if wait:
-        await _rejected(rt, None, "too_many_failed_auth")
-        raise TooManyFailedAuth(wait)
+        await asyncio.sleep(keys.failures.lookups.left(hold))
+        await _too_many(rt, wait)
     reason = reason or "unknown_api_key"
     await _rejected(rt, key.tenant if key else None, reason)
     raise _unauthorized(reason)
 
 
 def _client(request: web.Request, rt: Runtime) -> str:
+    """Whom failures are counted under: the client's address, an IPv6 one by its network."""
     policy = rt.policy
-    return peers.client_address(
+    address = peers.client_address(
         request.remote, request.headers, policy.trusted_proxies, policy.forwarded_header
     )
+    return peers.counted_as(address, policy.client_ipv6_prefix)
+
+
+async def _too_many(rt: Runtime, wait: int) -> NoReturn:
+    await _rejected(rt, None, "too_many_failed_auth")
+    raise TooManyFailedAuth(wait)
 
 
 def _credential(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -87,9 +98,20 @@ def _bearer(header: str | None) -> tuple[str | None, str | None]:
     return token, None
 
 
-async def _lookup(keys: Keys, plain: str) -> KeyRecord | None:
+async def _lookup(
+    rt: Runtime, keys: Keys, plain: str, client: str
+) -> tuple[KeyRecord | None, float]:
+    """The key's record from the cache, else from the store at the brake's pace for `client`;
+    and until when a failure must be held before it is answered (Brake.take_lookup)."""
+    sha = digest(plain)
+    hit, record = keys.cached(sha)
+    if hit:
+        return record, 0.0
+    hold = keys.failures.take_lookup(client)
+    if hold is None:
+        await _too_many(rt, keys.failures.refused(client, plain))
     try:
-        return await keys.lookup(digest(plain))
+        return await keys.lookup(sha), hold or 0.0
     except LedgerError as exc:
         log.error("key store unavailable (%s): refusing gateway calls", exc)
         raise ServiceUnavailable(
@@ -141,7 +163,7 @@ async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) ->
                 f"{level} {bound!r}. Omit the header (the key decides) or send {bound!r}.",
                 type=reason,
             )
-    return scopes.Scope(tenant=key.tenant, values=values)
+    return scopes.Scope(tenant=key.tenant, values=values, pins=key.pins)
 
 
 async def _rejected(rt: Runtime, tenant: str | None, reason: str) -> None:

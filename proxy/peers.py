@@ -9,6 +9,10 @@ believed, so a client cannot pick the address its failures are counted under. On
 the trusted proxies write is read: a client's own copy of the other one passes through them
 unchanged and would be a forgery. An entry that is not an address (`unknown`, an obfuscated
 `_hidden`, garbage) ends the walk at the proxy that wrote it.
+
+Failures are counted per client (`counted_as`): an IPv4 address, or an IPv6 client's network of
+the policy's `client_ipv6_prefix` bits (64 by default), since a host given a /64 could otherwise
+take a fresh address for every guess.
 """
 
 from __future__ import annotations
@@ -59,6 +63,18 @@ def client_address(
             break
         client = forwarded
     return str(client)
+
+
+def counted_as(address: str, ipv6_prefix: int) -> str:
+    """What a client's failures are counted under: its IPv4 address, or the IPv6 network of
+    `ipv6_prefix` bits holding it (a host is routinely given a whole /64, and could otherwise
+    try from a new address each time)."""
+    parsed = _address(address)
+    if parsed is None:
+        return address
+    if parsed.version == 4:
+        return str(parsed)
+    return str(ipaddress.ip_network(f"{parsed}/{ipv6_prefix}", strict=False))
 
 
 def _trusted(address: Address, trusted: Sequence[Network]) -> bool:

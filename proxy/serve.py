@@ -23,7 +23,9 @@ from proxy.admin.app import build_admin_app
 from proxy.app import build_app, build_metrics_app
 from proxy.logs import setup_logging
 from proxy.policy import load_policy
+from proxy.policy.advice import warnings
 from proxy.policy.runtime import Policy
+from proxy.scrape import tokens_from_env
 from proxy.settings import (
     Settings,
     parse_listen,
@@ -48,6 +50,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         workers=args.workers,
         allow_header_identity_on_public_address=args.allow_header_identity_on_public_address,
+        metrics_tokens=tokens_from_env(),
+        allow_unauthenticated_metrics=args.allow_unauthenticated_metrics,
         admin=None if args.admin_listen == "off" else parse_listen(args.admin_listen),
         metrics=None if args.metrics_listen is None else parse_listen(args.metrics_listen),
         reload_every=args.reload_every,
@@ -62,6 +66,8 @@ def serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     policy = with_upstream_override(load_policy(settings.policy), settings.upstream)
     validate(settings, policy)
+    for text in warnings(policy):
+        log.warning("%s", text)
     # Loaded before any fork, so workers share the encoding tables' pages.
     encodings.preload(policy.used_encodings)
     _tune_gc()
@@ -117,7 +123,7 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     if settings.admin is not None:
         listeners.append((build_admin_app(app, settings.store), settings.admin))
     if settings.metrics is not None:
-        listeners.append((build_metrics_app(app), settings.metrics))
+        listeners.append((build_metrics_app(app, settings.metrics_tokens), settings.metrics))
     # Signals are handled before the port accepts: a SIGTERM that arrives as soon as the proxy
     # answers (a worker's parent forwarding it) is never the default, fatal one.
     loop = asyncio.get_running_loop()

@@ -29,6 +29,10 @@ class Settings:
     """text or json; None: $CYCLES_LOG_FORMAT, else text."""
     workers: int = 1
     allow_header_identity_on_public_address: bool = False
+    metrics_tokens: tuple[str, ...] = ()
+    """$CYCLES_METRICS_TOKEN: what the metrics listener's /metrics asks for (scrape.py)."""
+    allow_unauthenticated_metrics: bool = False
+    """Let a gateway serve metrics on a non-loopback address without a token."""
     admin: tuple[str, int] | None = ("127.0.0.1", 8081)
     """The admin API's listener; None: no admin API in this process."""
     metrics: tuple[str, int] | None = None
@@ -87,6 +91,25 @@ def validate(settings: Settings, policy: Policy) -> None:
             f"listens on a loopback address (not {settings.host}). Use identity: api_key for "
             "a shared gateway, or pass --allow-header-identity-on-public-address if a "
             "network policy already restricts who can connect."
+        )
+    _check_metrics(settings, policy)
+
+
+def _check_metrics(settings: Settings, policy: Policy) -> None:
+    """A gateway's metrics name every tenant: off loopback, only for a bearer of the token."""
+    if (
+        policy.identity == "api_key"
+        and settings.metrics is not None
+        and not _loopback(settings.metrics[0])
+        and not settings.metrics_tokens
+        and not settings.allow_unauthenticated_metrics
+    ):
+        host, port = settings.metrics
+        raise SettingsError(
+            f"--metrics-listen {host}:{port} would serve every tenant's spend to whoever can "
+            "connect to it. Set CYCLES_METRICS_TOKEN (Prometheus sends it as a bearer token), "
+            "listen on a loopback address, or pass --allow-unauthenticated-metrics if a network "
+            "policy already admits only Prometheus to that port."
         )
 
 

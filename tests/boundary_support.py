@@ -24,17 +24,18 @@ ADMIN, READER = "admin-token-b", "read-token-b"
 BUDGET = "tenant: {limit: 50, period: month}"
 
 
-def gateway(tmp_path: Path, extra: str = "", budgets: str = BUDGET) -> Policy:
-    """The test policy (support.policy) in gateway mode, with `extra` top-level YAML."""
-    return with_top_level(tmp_path, budgets, f"identity: api_key\n{extra}")
+def gateway(tmp_path: Path, extra: str = "", budgets: str = BUDGET, plan: str = "") -> Policy:
+    """The test policy (support.policy) in gateway mode, with `extra` top-level YAML and `plan`
+    more of plan `test` (action_budgets, quotas)."""
+    return with_top_level(tmp_path, budgets, f"identity: api_key\n{extra}", plan)
 
 
 def sidecar(tmp_path: Path, extra: str = "", budgets: str = BUDGET) -> Policy:
     return with_top_level(tmp_path, budgets, f"identity: header\n{extra}")
 
 
-def with_top_level(tmp_path: Path, budgets: str, settings: str) -> Policy:
-    policy(tmp_path, budgets)
+def with_top_level(tmp_path: Path, budgets: str, settings: str, plan: str = "") -> Policy:
+    policy(tmp_path, budgets, plan=plan)
     path = tmp_path / "policy.yaml"
     path.write_text(path.read_text().replace("identity: header\n", settings))
     return load_policy(path)

@@ -1352,6 +1352,144 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(PROPERTY,),
         removes="the property catches long prompts priced below their long-context prices",
     ),
+    # -- the review of issue 14's boundary (pinned keys, brakes, metrics, replays) -------------
+    Mutation(
+        name="pinned-key-settles-another-agents-reservation",
+        file="proxy/actions/routes.py",
+        old="    if record is None or not may_settle(scope, record):",
+        new="    if record is None:",
+        tests=(
+            "tests/test_key_pins.py"
+            "::test_an_agents_key_cannot_read_commit_or_release_another_agents_reservation",
+        ),
+        removes="a key pinned to an agent cannot read, commit or release another's reservation",
+    ),
+    Mutation(
+        name="pinned-key-settles-an-unscoped-reservation",
+        file="proxy/actions/reserving.py",
+        old="""    if record.scope is None:
+        return False""",
+        new="""    if record.scope is None:
+        return True""",
+        tests=(
+            "tests/test_key_pins.py"
+            "::test_a_pinned_key_cannot_settle_a_reservation_that_kept_no_scope",
+        ),
+        removes="a reservation that kept no scope fails closed for a pinned key",
+    ),
+    Mutation(
+        name="reservation-scope-not-kept",
+        file="proxy/ledger/lua/reserve.lua",
+        old="if keep_scope then redis.call('HSET', KEYS[3], id .. '|scope', path) end",
+        new="",
+        tests=(
+            "tests/test_ledger_contract.py"
+            "::test_a_kept_scope_stays_with_its_record_and_goes_with_it",
+        ),
+        removes="Redis keeps an action reservation's scope beside its record",
+    ),
+    Mutation(
+        name="reservation-scope-outlives-its-record",
+        file="proxy/ledger/lua/sweep.lua",
+        old="    redis.call('HDEL', KEYS[3], id, id .. '|scope')",
+        new="    redis.call('HDEL', KEYS[3], id)",
+        tests=(
+            "tests/test_ledger_contract.py"
+            "::test_a_kept_scope_stays_with_its_record_and_goes_with_it",
+        ),
+        removes="the sweep forgets a reservation's kept scope with its record",
+    ),
+    Mutation(
+        name="pinned-keys-share-idempotency-keys",
+        file="proxy/replay.py",
+        old="""    if not scope.pins:
+        return own""",
+        new="""    if True:
+        return own""",
+        tests=("tests/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",),
+        removes="a key pinned to an agent claims idempotency keys in a namespace of its own",
+    ),
+    Mutation(
+        name="braked-address-lookups-unpaced",
+        file="proxy/keys/failures.py",
+        old="""        if not self.addresses.blocked_for(address):
+            return 0.0""",
+        new="""        if True:
+            return 0.0""",
+        tests=(
+            "tests/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",
+            "tests/test_failed_auth.py"
+            "::test_two_hundred_failures_from_an_address_never_refuse_a_valid_key_from_it",
+            "tests/test_failed_auth.py"
+            "::test_a_braked_address_gets_one_lookup_at_a_time_each_holding_its_slot",
+        ),
+        removes="a braked address's unknown keys are looked up one a second, the rest 429 unseen",
+    ),
+    Mutation(
+        name="braked-failure-answered-before-its-interval",
+        file="proxy/identity.py",
+        old="        await asyncio.sleep(keys.failures.lookups.left(hold))\n",
+        new="",
+        tests=("tests/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",),
+        removes="a braked address's failed lookup is answered when its slot frees, not before",
+    ),
+    Mutation(
+        name="ipv6-failures-counted-per-address",
+        file="proxy/identity.py",
+        old="    return peers.counted_as(address, policy.client_ipv6_prefix)",
+        new="    return address",
+        tests=("tests/test_failed_auth.py::test_an_ipv6_client_is_counted_by_its_network",),
+        removes="an IPv6 client's failed authentications are counted by its /64",
+    ),
+    Mutation(
+        name="metrics-listener-ignores-its-token",
+        file="proxy/app.py",
+        old="*([scrape.middleware(tokens)] if tokens else [])",
+        new="*[]",
+        tests=(
+            "tests/test_metrics_exposure.py"
+            "::test_the_metrics_listener_answers_only_a_bearer_of_the_token",
+            "tests/test_metrics_exposure.py"
+            "::test_a_gateway_process_serves_metrics_on_its_metrics_listener_only",
+        ),
+        removes="with CYCLES_METRICS_TOKEN set, the metrics listener serves only its bearer",
+    ),
+    Mutation(
+        name="gateway-metrics-off-loopback-without-a-token",
+        file="proxy/settings.py",
+        old="    _check_metrics(settings, policy)\n",
+        new="",
+        tests=(
+            "tests/test_metrics_exposure.py"
+            "::test_a_gateway_refuses_to_serve_metrics_off_loopback_without_a_token",
+            "tests/test_deploy.py::test_the_proxy_accepts_the_metrics_flags_the_chart_renders",
+        ),
+        removes="a gateway refuses to serve metrics off loopback without a token",
+    ),
+    Mutation(
+        name="chart-gateway-metrics-without-a-token",
+        file="helm/cycles-proxy/templates/deployment.yaml",
+        old="(not .Values.metrics.allowUnauthenticated) }}",
+        new="false }}",
+        tests=(
+            "tests/test_deploy.py"
+            "::test_gateway_metrics_ask_for_a_token_that_the_service_monitor_sends",
+        ),
+        removes="the chart refuses a gateway metrics port without a token or an explicit opt-out",
+    ),
+    Mutation(
+        name="admin-replays-the-previous-releases-answers",
+        file="proxy/admin/api.py",
+        old="""            if stored.version != VERSION:
+                raise _outdated()""",
+        new="""            if False:
+                raise _outdated()""",
+        tests=(
+            "tests/test_admin_secrets.py"
+            "::test_an_answer_kept_by_the_previous_release_is_never_replayed",
+        ),
+        removes="an admin answer an earlier release kept (with its secret) is never replayed",
+    ),
 )
 
 

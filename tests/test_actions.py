@@ -364,6 +364,8 @@ async def test_malformed_json_and_commit_amounts_are_400(tmp_path: Path, store_u
 async def test_suspended_and_closed_tenants_are_refused_but_settle_what_they_hold(
     tmp_path: Path, store_url: str
 ) -> None:
+    """New reservations and balances are refused; what the tenant held before is still read
+    (to decide between commit and release) and settled, so its real spend is recorded."""
     async with proxy(tmp_path, store_url) as stack:
         held = await reserve(stack, {"action": "send_email"})
         for status_now in ("suspended", "closed"):
@@ -371,6 +373,10 @@ async def test_suspended_and_closed_tenants_are_refused_but_settle_what_they_hol
             stack.app[RUNTIME].forget_tenant("acme")
             status, _, error = await call(stack, "POST", RESERVATIONS, {"action": "send_email"})
             assert (status, error["error"]["type"]) == (403, f"tenant_{status_now}")
+            status, _, error = await call(stack, "GET", "/v1/cycles/balances")
+            assert (status, error["error"]["type"]) == (403, f"tenant_{status_now}")
+            status, _, seen = await call(stack, "GET", f"{RESERVATIONS}/{held['id']}")
+            assert (status, seen["status"]) == (200, "OPEN")
         assert (await settle(stack, held["id"], "commit"))[0] == 200
         assert await book(stack) == {"tenant|acme": (50, 0)}
 

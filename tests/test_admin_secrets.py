@@ -4,15 +4,19 @@ shown once; the answer kept for replays (in Redis, or in the process on memory:/
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from boundary_support import Admin, bearer, call, gateway, with_admin
 from support import chat, chat_prompt_tokens, line, mini_cost
 
 from proxy.admin.api import IDEMPOTENCY
+from proxy.admin.idempotency import PREFIX, slot
 from proxy.keys import PLAIN
 from proxy.ledger.clients import is_redis
 
@@ -94,3 +98,38 @@ async def test_answers_without_a_secret_are_replayed_whole(tmp_path: Path, store
         _, _, balances = await admin.call("GET", f"{T}/acme/balances")
         [line] = [b for b in balances["data"] if b["level"] == "tenant"]
         assert line["credit"]["units"] == 5 * 10**8  # credited once
+
+
+async def test_an_answer_kept_by_the_previous_release_is_never_replayed(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The previous release kept admin answers verbatim, an issued key included, under the same
+    Redis keys. A retry that meets such a record is 409 `idempotency_key_outdated`: the old
+    answer is not replayed (its secret stays in the store until it expires) and the call is not
+    run again; what this release keeps carries its version, and no secret."""
+    secret = "ck-" + "S" * 32
+    body = {"id": "acme", "plan": "test"}
+    raw = json.dumps(body).encode()  # what the admin client sends (aiohttp's json=)
+    old = {
+        "h": hashlib.sha256(raw).hexdigest(),
+        "s": 201,
+        "a": orjson.dumps({"tenant": body, "api_key": {"id": "key_x", "key": secret}}).decode(),
+    }
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await client.set(PREFIX + slot("POST", T, "onboard-1"), orjson.dumps(old))
+        async with with_admin(gateway(tmp_path), redis_url) as (_, admin):
+            status, headers, answer = await admin.call("POST", T, body, idempotency_key="onboard-1")
+            assert status == 409 and answer["error"]["code"] == "idempotency_key_outdated"
+            assert "X-Cycles-Replayed" not in headers and secret not in str(answer)
+            assert (await admin.call("GET", f"{T}/acme"))[0] == 404  # not run again either
+
+            status, _, first = await admin.call("POST", T, body, idempotency_key="onboard-2")
+            assert status == 201
+            kept = orjson.loads(await client.get(PREFIX + slot("POST", T, "onboard-2")))
+            # The fields the previous release reads keep their meaning: it replays this one.
+            assert kept["v"] == 2 and (kept["h"], kept["s"]) == (old["h"], 201)
+            assert first["api_key"]["key"] not in kept["a"]
+            assert orjson.loads(kept["a"])["api_key"]["id"] == first["api_key"]["id"]
+    finally:
+        await client.aclose()

@@ -29,7 +29,10 @@ import pytest
 import yaml
 from conftest import ROOT, free_port
 
+from proxy.__main__ import command_line
 from proxy.policy import load_policy
+from proxy.serve import settings_from
+from proxy.settings import SettingsError, validate
 
 CHART = ROOT / "helm" / "cycles-proxy"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -38,7 +41,9 @@ KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 # Custom resources have no schema in kubernetes-validate; their fields are asserted instead.
 CUSTOM_RESOURCES = {"monitoring.coreos.com/v1": {"ServiceMonitor"}}
 REDIS = {"store": {"url": "redis://redis.cache:6379/0"}}
-GATEWAY = {"mode": "gateway", **REDIS}
+METRICS_TOKEN = {"metrics": {"token": {"existingSecret": "metrics-token"}}}
+GATEWAY = {"mode": "gateway", **REDIS, **METRICS_TOKEN}
+BARE_GATEWAY = {"mode": "gateway", **REDIS}
 EXAMPLE_APP = {"sidecar": {"exampleApp": {"enabled": True}}}
 
 helm.disable_logging()
@@ -115,7 +120,12 @@ SCENARIOS = {
         {
             "admin": {"token": "adm", "readToken": "ro", "service": {"enabled": True}},
             "providerKeys": {"values": {"OPENAI_API_KEY": "sk-test"}},
-            "metrics": {"serviceMonitor": {"enabled": True}, "tenants": ["acme"]},
+            "metrics": {
+                "serviceMonitor": {"enabled": True},
+                "tenants": ["acme"],
+                "token": {"existingSecret": "", "value": "scrape-token"},
+                "networkPolicy": {"enabled": True},
+            },
             "gateway": {"autoscaling": {"enabled": False}, "replicaCount": 3},
         },
     ),
@@ -227,6 +237,7 @@ def test_one_replica_on_memory_and_many_on_redis_render() -> None:
     one_gateway = {
         "mode": "gateway",
         "gateway": {"autoscaling": {"enabled": False}, "replicaCount": 1},
+        **METRICS_TOKEN,
     }
     assert one(render(one_gateway), "Deployment")["spec"]["replicas"] == 1
     docs = render(EXAMPLE_APP, REDIS, {"sidecar": {"exampleApp": {"replicas": 4}}})
@@ -310,8 +321,9 @@ def test_service_monitor_is_a_toggle() -> None:
     docs = render(GATEWAY, {"metrics": {"serviceMonitor": {"enabled": True, "interval": "15s"}}})
     monitor = one(docs, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    bearer = {"type": "Bearer", "credentials": {"name": "metrics-token", "key": "token"}}
     assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "authorization": bearer}
     ]
     selector = monitor["spec"]["selector"]["matchLabels"]
     metrics = one(docs, "Service", "demo-cycles-proxy-metrics")
@@ -336,6 +348,88 @@ def test_gateway_metrics_are_never_scraped_from_the_callers_port() -> None:
     assert not [a for a in proxy["args"] if a.startswith("--metrics-listen")]
     assert [p["name"] for p in proxy["ports"]] == ["http"]
     assert "prometheus.io/port" not in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_gateway_metrics_ask_for_a_token_that_the_service_monitor_sends() -> None:
+    """The metrics listener is on the pod IP, which every pod reaches: rendering refuses it
+    without a token (or an explicit opt-out), and the token reaches the proxy and Prometheus."""
+    message = render_error(BARE_GATEWAY)
+    assert "metrics.token.existingSecret" in message and "allowUnauthenticated" in message
+    made = "demo-cycles-proxy-metrics-token"
+    docs = render(
+        BARE_GATEWAY,
+        {"metrics": {"token": {"value": "scrape-1"}, "serviceMonitor": {"enabled": True}}},
+    )
+    assert one(docs, "Secret", made)["stringData"] == {"token": "scrape-1"}
+    proxy = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+    reference = {"secretKeyRef": {"name": made, "key": "token"}}
+    assert env_of(proxy)["CYCLES_METRICS_TOKEN"] == reference
+    assert "--allow-unauthenticated-metrics" not in proxy["args"]
+    [endpoint] = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": made, "key": "token"},
+    }
+
+    existing = {"metrics": {"token": {"existingSecret": "scrape", "key": "t"}}}
+    docs = render(BARE_GATEWAY, existing)
+    assert "Secret" not in kinds(docs)
+    proxy = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+    assert env_of(proxy)["CYCLES_METRICS_TOKEN"] == {"secretKeyRef": {"name": "scrape", "key": "t"}}
+
+    docs = render(BARE_GATEWAY, {"metrics": {"allowUnauthenticated": True}})
+    proxy = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+    assert "--allow-unauthenticated-metrics" in proxy["args"]
+    assert "CYCLES_METRICS_TOKEN" not in env_of(proxy)
+    render(BARE_GATEWAY, {"metrics": {"gatewayPort": None, "podAnnotations": False}})
+
+
+@pytest.mark.parametrize(
+    ("values", "env"),
+    [
+        (GATEWAY, {"CYCLES_METRICS_TOKEN": "scrape-1"}),
+        (merged(BARE_GATEWAY, {"metrics": {"allowUnauthenticated": True}}), {}),
+    ],
+    ids=["token", "opted-out"],
+)
+def test_the_proxy_accepts_the_metrics_flags_the_chart_renders(
+    values: dict[str, Any], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart and `serve` agree: what the gateway pod runs passes serve's checks (and the
+    same flags without the token's environment do not)."""
+    proxy = proxy_container(one(render(values), "Deployment")["spec"]["template"]["spec"])
+    monkeypatch.delenv("CYCLES_METRICS_TOKEN", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = command_line().parse_args(proxy["args"])  # the container's args start with `serve`
+    policy = load_policy(CHART / "files" / "policy-gateway.yaml")
+    validate(settings_from(args), policy)
+    if env:
+        monkeypatch.delenv("CYCLES_METRICS_TOKEN")
+        with pytest.raises(SettingsError, match="CYCLES_METRICS_TOKEN"):
+            validate(settings_from(args), policy)
+
+
+def test_network_policy_admits_only_the_named_peers_to_the_metrics_port() -> None:
+    assert "NetworkPolicy" not in kinds(render(GATEWAY))
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "obs"}}}]
+    fenced = {"metrics": {"networkPolicy": {"enabled": True, "from": peers}}}
+    docs = render(GATEWAY, fenced)
+    policy = one(docs, "NetworkPolicy")
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    callers = {"ports": [{"port": "http", "protocol": "TCP"}]}
+    scrapers = {"from": peers, "ports": [{"port": "metrics", "protocol": "TCP"}]}
+    assert policy["spec"]["ingress"] == [callers, scrapers]
+    admin = one(render(GATEWAY, fenced, {"admin": {"service": {"enabled": True}}}), "NetworkPolicy")
+    assert admin["spec"]["ingress"] == [
+        callers,
+        {"ports": [{"port": "admin", "protocol": "TCP"}]},
+        scrapers,
+    ]
+    nobody = {"metrics": {"networkPolicy": {"enabled": True, "from": []}}}
+    assert "every source" in render_error(GATEWAY, nobody)
 
 
 # --- both modes ------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """A key may pin any scope level below the tenant (workspace, app, workflow, agent, toolset, run),
 so an operator can issue a key per agent: the pinned level is the key's whatever headers the
-caller sends, and a header that disagrees with a pin is 403 with nothing reserved."""
+caller sends, and a header that disagrees with a pin is 403 with nothing reserved. What else a
+pinned key reaches is bounded by its pins too: only action reservations it could have made, and
+idempotency keys of its own."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from support import chat, chat_prompt_tokens, line, mini_cost
 from proxy.context import RUNTIME
 from proxy.keys import KeyRecord
 from proxy.keys.records import decode, encode
+from proxy.ledger.base import BudgetLine, Candidate, ReserveRequest
+from proxy.local import Stack
 
 LEVELS = ("workflow", "agent", "toolset", "run")
 BUDGETS = """
@@ -28,6 +32,19 @@ run: {limit: 10}
 """
 HEADER = {level: f"X-Cycles-{level.capitalize()}" for level in LEVELS}
 T = "/admin/v1/tenants/alpha"
+ACTION_BUDGETS = """
+action_budgets:
+  tenant: {limit: 1000, period: month}
+  agent: {limit: 200, period: month}
+"""
+RESERVATIONS = "/v1/cycles/reservations"
+RISK = "RISK_POINTS"
+
+
+async def points(stack: Stack) -> dict[str, tuple[int, int]]:
+    """`<level>|<value>` → (spent, reserved) of alpha's RISK_POINTS lines."""
+    rows = await stack.ledger.balances("alpha")
+    return {f"{r.level}|{r.value}": (r.spent, r.reserved) for r in rows if r.unit == RISK}
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -97,6 +114,106 @@ async def test_pins_are_listed_and_survive_rotation(tmp_path: Path, store_url: s
             0
         ] == 200
         assert (await line(stack.ledger, "alpha", "run", "r-1")).spent > 0
+
+
+async def test_an_agents_key_cannot_read_commit_or_release_another_agents_reservation(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A key reaches only the action reservations it could have made itself: another agent's id
+    is 404 to read, commit and release, as an unknown id is, and nothing is charged or freed.
+    The agent that made it settles it (naming levels its key leaves open, or not), and so may a
+    key of the whole tenant."""
+    pol = gateway(tmp_path, budgets=BUDGETS, plan=ACTION_BUDGETS)
+    async with with_admin(pol, store_url) as (stack, admin):
+        _, _, a = await admin.call("POST", f"{T}/keys", {"agent": "a"})
+        _, _, b = await admin.call("POST", f"{T}/keys", {"agent": "b"})
+        whole, _ = await stack.app[RUNTIME].keys.create("alpha")
+        ask = {"unit": RISK, "amount": 50}
+        code, held = await call(stack, "POST", RESERVATIONS, bearer(b["key"]), ask)
+        assert code == 201, held
+        path = f"{RESERVATIONS}/{held['id']}"
+        for method, tail, body in (
+            ("GET", "", None),
+            ("POST", "/commit", {"amount": 5000}),
+            ("POST", "/release", None),
+        ):
+            code, answer = await call(stack, method, path + tail, bearer(a["key"]), body)
+            assert code == 404 and answer["error"]["code"] == "reservation_not_found", answer
+        assert await points(stack) == {"tenant|alpha": (0, 50), "agent|b": (0, 50)}
+
+        code, seen = await call(stack, "GET", path, bearer(whole))
+        assert code == 200 and seen["status"] == "OPEN"
+        own = bearer(b["key"], **{"X-Cycles-Workflow": "refunds"})
+        code, done = await call(stack, "POST", path + "/commit", own, {"amount": 30})
+        assert code == 200 and done["status"] == "COMMITTED", done
+        assert await points(stack) == {"tenant|alpha": (30, 0), "agent|b": (30, 0)}
+
+
+async def test_a_pinned_key_cannot_settle_a_reservation_that_kept_no_scope(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A reservation whose record kept no scope (one the previous release made) fails closed for
+    a pinned key; a key of the whole tenant settles it as before."""
+    pol = gateway(tmp_path, budgets=BUDGETS, plan=ACTION_BUDGETS)
+    async with with_admin(pol, store_url) as (stack, admin):
+        _, _, bot = await admin.call("POST", f"{T}/keys", {"agent": "bot"})
+        whole, _ = await stack.app[RUNTIME].keys.create("alpha")
+        rid = "act_" + "0" * 32
+        lines = [BudgetLine("tenant", "alpha", RISK, "month", 1000)]
+        made = await stack.ledger.reserve(
+            ReserveRequest("alpha", rid, lines, [Candidate({RISK: 50})], scope="tenant=alpha")
+        )
+        assert made.allowed
+        path = f"{RESERVATIONS}/{rid}"
+        code, answer = await call(stack, "POST", path + "/release", bearer(bot["key"]))
+        assert code == 404 and answer["error"]["code"] == "reservation_not_found"
+        assert await points(stack) == {"tenant|alpha": (0, 50)}
+        code, done = await call(stack, "POST", path + "/release", bearer(whole))
+        assert code == 200 and done["status"] == "RELEASED"
+        assert await points(stack) == {"tenant|alpha": (0, 0)}
+
+
+async def test_pinned_keys_keep_idempotency_keys_of_their_own(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Two agents' keys may send the same Idempotency-Key: neither is refused nor answered from
+    the other's record, and each call is charged to its own agent. Keys pinned alike (a key and
+    its rotation) share one, so a retry across them is replayed and charged once; a key of the
+    whole tenant naming the same agent is another caller, and runs (and pays) again."""
+    pol = gateway(tmp_path, budgets=BUDGETS, plan=ACTION_BUDGETS)
+    async with with_admin(pol, store_url) as (stack, admin):
+        _, _, a = await admin.call("POST", f"{T}/keys", {"agent": "a"})
+        _, _, again = await admin.call("POST", f"{T}/keys/{a['id']}/rotate", {"grace_seconds": 60})
+        _, _, b = await admin.call("POST", f"{T}/keys", {"agent": "b"})
+        whole, _ = await stack.app[RUNTIME].keys.create("alpha")
+        retry = {"Idempotency-Key": "job-42.step-1"}
+        callers = (
+            bearer(a["key"], **retry),
+            bearer(b["key"], **retry),
+            bearer(again["key"], **retry),
+            bearer(whole, **retry, **{"X-Cycles-Agent": "a"}),
+        )
+        for headers in callers:
+            code, answer = await call(stack, "POST", "/v1/chat/completions", headers, chat())
+            assert code == 200, answer
+        one = mini_cost(chat_prompt_tokens(chat()), 100)
+        assert stack.fake.calls == 3
+        assert (await line(stack.ledger, "alpha", "agent", "a")).spent == 2 * one
+        assert (await line(stack.ledger, "alpha", "agent", "b")).spent == one
+        assert (await line(stack.ledger, "alpha", "tenant")).spent == 3 * one
+
+        ask = {"unit": RISK, "amount": 50, "idempotency_key": "refund-7"}
+        made = []
+        for key in (a["key"], b["key"], again["key"]):
+            code, held = await call(stack, "POST", RESERVATIONS, bearer(key), ask)
+            assert code == 201, held
+            made.append(held["id"])
+        assert made[0] == made[2] != made[1]
+        assert await points(stack) == {
+            "tenant|alpha": (0, 100),
+            "agent|a": (0, 50),
+            "agent|b": (0, 50),
+        }
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +59,16 @@ class Stores:
         client = open_client(self.url)
         await client.hset(keys.tenant_keys("acme")[0], f"{prefix}|credit", str(amount))
         await client.aclose()
+
+    async def resv_entries(self, ledger: Ledger) -> int:
+        """How many entries the tenant's reservation records take in the store."""
+        if isinstance(ledger, MemoryLedger):
+            return len(ledger._tenant("acme").resv)
+        client = open_client(self.url)
+        try:
+            return int(await client.hlen(keys.tenant_keys("acme")[2]))
+        finally:
+            await client.aclose()
 
 
 STORE_URLS = {"redis": "redis_url", "redis+cluster": "redis_cluster_url"}
@@ -403,6 +413,27 @@ async def test_expired_tombstone_is_forgotten(stores: Stores) -> None:
     await asyncio.sleep(0.002)
     assert await ledger.sweep("acme") == 0
     assert (await ledger.commit(resv, {"USD": 100})).first  # no record left to say otherwise
+
+
+async def test_a_kept_scope_stays_with_its_record_and_goes_with_it(stores: Stores) -> None:
+    """An action's reservation keeps the scope path it was made with (for whoever settles it
+    later), a call's does not; the scope is forgotten with its record's tombstone."""
+    ledger = stores.open(ReservationSettings(tombstone_ms=0))
+    path = "tenant=acme/agent=bot"
+    kept = replace(ask("a", [line()], {"USD": 100}), scope=path, keep_scope=True)
+    results = [await ledger.reserve(kept), await ledger.reserve(ask("b", [line()], {"USD": 1}))]
+    record, call = await ledger.reservation("acme", "a"), await ledger.reservation("acme", "b")
+    assert record is not None and record.scope == path
+    assert call is not None and call.scope is None
+    for result in results:
+        assert result.reservation is not None
+        await ledger.commit(result.reservation, {"USD": 1})
+    settled = await ledger.reservation("acme", "a")
+    assert settled is not None and (settled.state, settled.scope) == ("COMMITTED", path)
+    await asyncio.sleep(0.002)
+    await ledger.sweep("acme")
+    assert await ledger.reservation("acme", "a") is None
+    assert await stores.resv_entries(ledger) == 0
 
 
 async def test_run_entries_expire_after_idle_ttl(stores: Stores) -> None:

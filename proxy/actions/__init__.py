@@ -18,7 +18,10 @@ call never reserves on an action budget, nor an action on a call budget.
 
 Ids are `act_` + 128 random bits. The store's record of a reservation lives under the tenant's
 keys, so commit and release look it up there with the caller's tenant (any replica can settle
-it, and another tenant's id is simply not found) and settle exactly what was reserved.
+it, and another tenant's id is simply not found) and settle exactly what was reserved. The
+record keeps the scope path it was reserved with, and a caller whose API key pins a level
+(a key per agent) reaches only reservations made with the same value of it: another agent's
+id is not found either (reserving.may_settle).
 
     commit   OPEN → COMMITTED (the given amount, default the reserved one)
              COMMITTED → the same answer again

@@ -23,7 +23,7 @@ from proxy.ledger.base import (
 )
 from proxy.policy.runtime import ACTION_UNITS, Plan, Unit
 from proxy.pricing import format_amount
-from proxy.scopes import Scope
+from proxy.scopes import Scope, parse_path
 
 ID = re.compile(r"act_[0-9a-f]{32}")
 """`act_` and 128 random bits: an id is unguessable, and only ever looked up under the caller's
@@ -43,8 +43,9 @@ def check_id(text: str) -> str:
 
 def not_found(rid: str) -> NotFound:
     return NotFound(
-        f"No reservation {rid!r} for this tenant: it was never made, was made by another "
-        "tenant, or was settled longer ago than reservations.tombstone_seconds.",
+        f"No reservation {rid!r} for this caller: it was never made, was made by another "
+        "tenant or under a scope this API key's pinned levels exclude, or was settled longer "
+        "ago than reservations.tombstone_seconds.",
         code="reservation_not_found",
     )
 
@@ -91,9 +92,24 @@ def reserve_request(tenant: TenantConfig, scope: Scope, ask: Ask) -> ReserveRequ
         version=tenant.version,
         utc_offset_min=tenant.utc_offset_min(),
         scope=scope.path(),
+        keep_scope=True,
         alerts=tenant.alerts,
         ttl_ms=ask.ttl_ms,
     )
+
+
+def may_settle(scope: Scope, record: ReservationRecord) -> bool:
+    """Whether this caller may read, commit or release the reservation: its key could have made
+    it, i.e. every level the key pins has the same value in the scope it was reserved with. A
+    key that pins nothing (and sidecar mode, where the app names every level) reaches all of its
+    tenant's. A record that kept no scope (one an earlier release made) is refused to a pinned
+    key: it fails closed."""
+    if not scope.pins:
+        return True
+    if record.scope is None:
+        return False
+    reserved_by = parse_path(record.scope)
+    return all(reserved_by.get(level) == value for level, value in scope.pins.items())
 
 
 def refusal(result: ReserveResult, ask: Ask) -> Forbidden | BudgetExceeded | None:

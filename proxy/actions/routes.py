@@ -20,6 +20,7 @@ from proxy.actions.reserving import (
     check_release,
     commit_amount,
     lines_for,
+    may_settle,
     not_found,
     refusal,
     reservation_of,
@@ -150,13 +151,15 @@ async def balances(request: web.Request) -> web.StreamResponse:
 
 
 async def _record(request: web.Request) -> tuple[Runtime, TenantConfig, ReservationRecord]:
-    """The caller's tenant and the reservation the path names, looked up under that tenant."""
+    """The caller's tenant and the reservation the path names, looked up under that tenant; one
+    its key could not have made (another agent's, for a key pinned to an agent) is not found
+    either."""
     rt = request.app[RUNTIME]
     scope = await identity.identify(request, rt)
     rid = check_id(request.match_info["id"])
     tenant = await _tenant(rt, scope.tenant)
     record = await _ledger(rt, "lookup", rt.ledger.reservation(scope.tenant, rid))
-    if record is None:
+    if record is None or not may_settle(scope, record):
         raise not_found(rid)
     return rt, tenant, record
 

@@ -4,7 +4,8 @@ Every mutating call accepts an `Idempotency-Key` header (see idempotency.py). Am
 decimal strings in the unit of the budget they touch, and come out as
 `{"units": 123, "unit": "USD", "text": "0.000001 USD"}`. An answer that shows a new API key
 (onboarding, key creation, rotation) shows it once: what is kept for a replay is the same answer
-without the key (`issued`), so no key is ever stored in plain, not even for 24 hours.
+without the key (`issued`), so no key is ever stored in plain, not even for 24 hours. An answer
+an earlier release kept (verbatim) is never replayed: 409 `idempotency_key_outdated`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from proxy.admin import views
-from proxy.admin.idempotency import IdempotencyStore, Stored, slot
+from proxy.admin.idempotency import VERSION, IdempotencyStore, Stored, slot
 from proxy.context import RUNTIME, Runtime
 from proxy.errors import BadRequest, Conflict, IdempotencyKeyReused, NotFound
 from proxy.ledger.base import TenantStatus
@@ -84,6 +85,8 @@ def idempotent(handler: Handler) -> Handler:
         body_hash = hashlib.sha256(await request.read()).hexdigest()
         stored = await keys.begin(where, body_hash)
         if stored is not None:
+            if stored.version != VERSION:
+                raise _outdated()
             if stored.body_hash != body_hash:
                 raise IdempotencyKeyReused("This Idempotency-Key was used with a different body.")
             if stored.answer is None:
@@ -106,6 +109,18 @@ def idempotent(handler: Handler) -> Handler:
         return response
 
     return wrapped
+
+
+def _outdated() -> Conflict:
+    """A key an earlier release stored the answer for: that answer may hold an API key, so it is
+    not replayed, and the call is not run again either (it may have taken effect)."""
+    return Conflict(
+        "This Idempotency-Key was first used before cycles-proxy was upgraded, and that "
+        "release's kept answer is not replayed (it may hold an API key). Check whether the "
+        "first call took effect (GET the tenant or its keys), then retry with a new "
+        "Idempotency-Key if it did not.",
+        code="idempotency_key_outdated",
+    )
 
 
 async def record_of(request: web.Request) -> TenantRecord:

@@ -3,6 +3,11 @@
 The first call with a key runs and its answer is stored (24 h); a repeat with the same key and
 the same body gets the stored answer; the same key with another body is 422; a repeat while the
 first is still running is 409. Keys are scoped by method and path.
+
+What is stored is versioned (`"v": VERSION` in the JSON). Releases before it stored the answer
+verbatim, an issued API key included; such a record is never replayed (`Stored.version` says
+which it is, and the API answers 409), while a replica of that release still reads this one's
+records (it ignores the field), whose answers hold no secret.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from proxy.ledger.clients import Client, is_redis, open_client
 TTL_S = 24 * 3600
 PENDING_S = 60
 PREFIX = "cy:v1:idem:"
+VERSION = 2
+"""The stored form: 2 keeps no secret (api.issued); a record without a version is a release's
+before it, whose answer may hold an API key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,8 @@ class Stored:
     status: int
     answer: bytes | None
     """None while the first call is still running."""
+    version: int = VERSION
+    """Of the release that stored it: anything but VERSION is never replayed."""
 
 
 class IdempotencyStore(Protocol):
@@ -53,13 +63,15 @@ def _encode(stored: Stored) -> bytes:
             "h": stored.body_hash,
             "s": stored.status,
             "a": None if stored.answer is None else stored.answer.decode(),
+            "v": VERSION,
         }
     )
 
 
 def _decode(raw: bytes) -> Stored:
     data = orjson.loads(raw)
-    return Stored(data["h"], data["s"], None if data["a"] is None else data["a"].encode())
+    answer = None if data["a"] is None else data["a"].encode()
+    return Stored(data["h"], data["s"], answer, data.get("v", 1))
 
 
 class MemoryIdempotency:

@@ -99,13 +99,21 @@ class Keys:
         """The store's clock, which also dates rotations' grace periods."""
         return self.store.now_ms()
 
-    async def lookup(self, sha: str) -> KeyRecord | None:
-        """The record for this SHA-256 (any state), or None for an unknown key."""
+    def cached(self, sha: str) -> tuple[bool, KeyRecord | None]:
+        """(True, what the cache holds: the record, or None for a key known to be unknown), or
+        (False, None) when the cache has no answer and only the store does."""
         now = self._clock()
         for lru in (self._positive, self._negative):
             hit, record = lru.get(sha, now)
             if hit:
-                return record
+                return True, record
+        return False, None
+
+    async def lookup(self, sha: str) -> KeyRecord | None:
+        """The record for this SHA-256 (any state), or None for an unknown key."""
+        hit, record = self.cached(sha)
+        if hit:
+            return record
         fetch = self._inflight.get(sha)
         if fetch is None:
             # A task of its own, so a caller that goes away does not cancel the others' answer.

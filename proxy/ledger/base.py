@@ -163,6 +163,9 @@ class ReserveRequest:
     that its commit reports the thresholds it crosses (see SettleResult.crossed)."""
     scope: str = ""
     """The scope path as named (`tenant=acme/workflow=triage/run=r-7`), for the audit entry."""
+    keep_scope: bool = False
+    """Keep `scope` with the reservation's record (ReservationRecord.scope), for whoever settles
+    it later to be checked against (an action's reservation: actions/reserving.may_settle)."""
     ttl_ms: int | None = None
     """How long the reservation stays OPEN before the sweeper resolves it per `on_expiry`;
     None (and anything longer) is the store's `cap_ms`. Actions choose theirs; calls never do."""
@@ -217,6 +220,9 @@ class ReservationRecord:
     held: tuple[str, ...] = ()
     actual: Amounts | None = None
     """What its commit charged; None until committed."""
+    scope: str | None = None
+    """The scope path it was reserved with, when the reserve asked to keep it
+    (ReserveRequest.keep_scope); None otherwise, and for a record an earlier release wrote."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,15 +7,19 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          and the quota counters `q|…` (see ledger/quotas.py)
     cy:v1:{t:<tenant>}:ledger_exp  zset  `<level>|<value>|<unit>|<period id>` or a `q|…` field
                                          -> expiry (ms)
-    cy:v1:{t:<tenant>}:resv        hash  reservation id -> record (see lua/reserve.lua)
+    cy:v1:{t:<tenant>}:resv        hash  reservation id -> record (see lua/reserve.lua), and for
+                                         an action's, `<id>|scope` -> the scope path it was
+                                         reserved with (deleted with the record)
     cy:v1:{t:<tenant>}:resv_exp    zset  reservation id -> deadline, or tombstone expiry (ms)
     cy:v1:{t:<tenant>}:meta        hash  the tenant record: status, plan, mode, anchor, time
                                          zone, overrides, version (see ledger/tenants.py)
     cy:v1:{t:<tenant>}:audit       stream  the audit trail (see lua/audit.lua), trimmed to the
                                          retention by every append
-    cy:v1:{t:<tenant>}:idem:<sha>  string  a client idempotency key (sha256 of the key) -> the
-                                         call's claim or stored answer (see proxy/replay.py);
-                                         plain SET commands, never touched by a script
+    cy:v1:{t:<tenant>}:idem:<sha>  string  a client idempotency key (sha256 of the key, after
+                                         `<sha256 of the caller's key pins>.` for a pinned
+                                         API key) -> the call's claim or stored answer (see
+                                         proxy/replay.py); plain SET commands, never touched
+                                         by a script
 
 Tenant ids and scope values match `^[a-z0-9_.-]{1,128}$` after lowercasing: they can contain
 neither `:` nor `|` nor braces, so no key or field can collide with another. No budget level is
@@ -75,8 +79,14 @@ def epoch_candidates(limit: int = 1 << 20) -> Iterator[str]:
 
 
 def idempotency_key(tenant: str, digest: str) -> str:
-    """Where a tenant's client idempotency key `digest` (hex sha256) is recorded."""
+    """Where a tenant's client idempotency key `digest` (replay.py: hex sha256, or two) is
+    recorded."""
     return f"{PREFIX}:{{t:{tenant}}}:idem:{digest}"
+
+
+def scope_field(reservation_id: str) -> str:
+    """The `:resv` field beside a reservation's record that holds its scope path."""
+    return f"{reservation_id}|scope"
 
 
 def tenant_keys(tenant: str) -> list[str]:

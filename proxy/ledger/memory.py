@@ -133,6 +133,7 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         self._allow(t, request, choice, record, _why(outcome, lines), now)
         ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
         record.deadline = now + min(ttl, self.settings.cap_ms)
+        record.scope = request.scope if request.keep_scope else None
         self._hold(t, request.reservation_id, record, lines, now, cal)
         return _result(request, t.status, record, lines)
 
@@ -259,7 +260,7 @@ class MemoryLedger(MemoryTenants, MemorySweep):
             return None
         actual = None if r.actual is None else dict(r.actual)
         return ReservationRecord(
-            reservation_id, r.state, r.deadline, dict(r.amounts), r.fields, r.held, actual
+            reservation_id, r.state, r.deadline, dict(r.amounts), r.fields, r.held, actual, r.scope
         )
 
     async def counters(self, tenant: str) -> dict[str, int | str]:

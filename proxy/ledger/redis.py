@@ -269,6 +269,7 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
             "-" if request.version is None else str(request.version),
             str(request.utc_offset_min),
             request.scope,
+            "1" if request.keep_scope else "0",
             *("-" if limit is None else str(limit) for limit in limits),
             str(len(q.concurrent)),
         ]

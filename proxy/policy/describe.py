@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from proxy.policy.advice import warnings
 from proxy.policy.runtime import (
     UNITS_PER_USD,
     Budget,
@@ -21,6 +22,7 @@ _INDENT = "  "
 def describe(policy: Policy) -> str:
     """A human-readable summary of everything `policy` would enforce."""
     sections = [
+        *([[f"WARNING: {text}" for text in warnings(policy)]] if warnings(policy) else []),
         _settings(policy),
         _upstreams(policy),
         _models(policy),
@@ -61,10 +63,11 @@ def _settings(policy: Policy) -> list[str]:
 
 
 def _client_address(policy: Policy) -> str:
+    ipv6 = f"; IPv6 clients counted by /{policy.client_ipv6_prefix}"
     if not policy.trusted_proxies:
-        return "the TCP peer (no trusted_proxies)"
+        return f"the TCP peer (no trusted_proxies){ipv6}"
     networks = ", ".join(str(network) for network in policy.trusted_proxies)
-    return f"{policy.forwarded_header} from trusted proxies {networks}, else the TCP peer"
+    return f"{policy.forwarded_header} from trusted proxies {networks}, else the TCP peer{ipv6}"
 
 
 _FIELDS = {

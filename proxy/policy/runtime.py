@@ -379,6 +379,8 @@ class Policy:
     """Peers whose forwarded-for header names the client (proxy/peers.py); none by default."""
     forwarded_header: ForwardedHeader = "x-forwarded-for"
     """The header those proxies write: x-forwarded-for, or forwarded (RFC 7239)."""
+    client_ipv6_prefix: int = 64
+    """An IPv6 client's failed authentications are counted by its network of this many bits."""
     unknown_tenant: str | None = None
     """None: unknown tenants are denied (403). Otherwise the plan they are admitted on."""
     bound: Literal["hard", "soft"] = "hard"

@@ -80,6 +80,7 @@ _SETTINGS = {
     "on_store_lost",
     "identity",
     "forwarded_header",
+    "client_ipv6_prefix",
     "bound",
     "request_fields",
 }

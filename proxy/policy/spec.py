@@ -421,6 +421,7 @@ class PolicySpec(_Spec):
     identity: Literal["header", "api_key"] | None = None
     trusted_proxies: list[Annotated[str, AfterValidator(_check_network)]] = []
     forwarded_header: Literal["x-forwarded-for", "forwarded"] | None = None
+    client_ipv6_prefix: Annotated[int, Field(ge=16, le=128)] | None = None
     unknown_tenant: Name = "deny"
     bound: Literal["hard", "soft"] | None = None
     request_fields: Literal["strict", "forward"] | None = None

@@ -73,7 +73,7 @@ for _, id in ipairs(due) do
   if r and r.state == 'OPEN' then
     if not expire(id, r) then break end
   else
-    redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[3], id, id .. '|scope')
     redis.call('ZREM', KEYS[4], id)
   end
 end
