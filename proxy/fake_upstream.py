@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,13 +102,15 @@ class FakeSettings:
 class FakeUpstream:
     settings: FakeSettings = field(default_factory=FakeSettings)
     requests: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    raw_paths: list[str] = field(default_factory=list)
+    """Every request's path and query as they arrived, still percent-encoded."""
     billed: list[Billed] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
     calls: int = 0
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._note_raw_path])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -123,6 +125,13 @@ class FakeUpstream:
         app.on_response_prepare.append(self._account_headers)
         app.on_response_prepare.append(self._hang_up)
         return app
+
+    @web.middleware
+    async def _note_raw_path(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.raw_paths.append(request.raw_path)
+        return await handler(request)
 
     async def _hang_up(self, request: web.Request, response: web.StreamResponse) -> None:
         """With `hang_up`, the answer is about to go out (the call is billed): reset instead."""

@@ -364,7 +364,7 @@ async def models(request: web.Request) -> web.StreamResponse:
     upstream = rt.policy.upstream_for(model or "*") or rt.default_upstream()
     if upstream is None:
         raise NotFound("No upstream is configured.")
-    suffix = "/models" if model is None else f"/models/{model}"
+    suffix = "/models" if model is None else f"/models/{relay.path_segment(model)}"
     return await passthrough(request, upstream.name, suffix)
 
 
@@ -374,8 +374,8 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
     await identity.authenticate(request, rt)
     upstream = rt.policy.upstreams[upstream_name]
     url = relay.upstream_url(upstream.base_url, suffix)
-    if request.query_string:
-        url += "?" + request.query_string
+    if request.rel_url.raw_query_string:
+        url += "?" + request.rel_url.raw_query_string
     body = await read_limited(request, rt.policy.limits.body_limit(request.path), rt)
     headers = relay.headers_up(request.headers, rt.api_keys.get(upstream.name), upstream.auth)
     headers[observe.REQUEST_ID] = observe.request_id_of(request)
