@@ -35,6 +35,7 @@ from proxy.pricing import format_amount
 from proxy.reserve import reserve_request
 from proxy.scopes import Scope
 from proxy.settle import charge_for, held_amounts, no_answer, settle
+from proxy.shapes import azure
 from proxy.streaming import relay_stream, usage_of_body
 
 log = logging.getLogger("cycles.calls")
@@ -65,7 +66,8 @@ async def _budgeted(
 ) -> web.StreamResponse:
     """Admit, decide, then forward and settle; `claim` records the answer for client retries."""
     endpoint = endpoint_for(request.path, request.query, request.headers)
-    assert endpoint is not None, "app.py routes only budgeted paths here"
+    if endpoint is None:  # app.py routes only budgeted paths here: a malformed deployment
+        raise azure.not_a_deployment(request.path)
     call, reserve, result = await _admit(rt, tenant, scope, endpoint, raw)
     shadow = reserve.shadow
     try:
