@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from proxy import alerts, decision, identity, observe, relay, replay, tasks
+from proxy import alerts, decision, identity, observe, provider_errors, relay, replay, tasks
 from proxy.call import Endpoint, PreparedCall, Sent, endpoint_for, prepare
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig, unknown_tenant
@@ -204,7 +204,10 @@ async def _forward(
         if upstream.status >= 400:
             body = await _read_or_empty(upstream, deadline)
             await settle(rt.ledger, reservation, None, rt.fail_open.spill)
-            return _relay_body(upstream, body, verdict)
+            anthropic = sent.endpoint.name == "messages"
+            return provider_errors.error_response(
+                upstream, body, anthropic=anthropic, headers=verdict.headers
+            )
         if sent.stream and upstream.content_type == "text/event-stream":
             return await relay_stream(request, rt, sent, verdict, reservation, upstream)
         body = await _read_or_charge(rt, sent, reservation, upstream, deadline)
@@ -395,6 +398,8 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     finally:
         answer.release()
+    if answer.status >= 400:
+        return provider_errors.error_response(answer, data, anthropic=False)
     return web.Response(
         body=data, status=answer.status, headers=relay.headers_down(answer.headers.items())
     )
