@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
         help="HOST:PORT of a listener serving only /metrics and /healthz (a sidecar's proxy "
         "port is loopback only; this one can face Prometheus)",
     )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=1024,
+        help="open connections each listener holds at most; beyond, a new one is answered 503 "
+        "(per process; default %(default)s)",
+    )
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
         "--log-format", choices=["text", "json"], help="default: $CYCLES_LOG_FORMAT, else text"

@@ -10,6 +10,7 @@ from typing import Literal
 
 from proxy.errors import CyclesError
 from proxy.ledger.clients import check_url
+from proxy.listen import MAX_CONNECTIONS
 from proxy.policy.runtime import Policy
 
 
@@ -34,6 +35,8 @@ class Settings:
     metrics: tuple[str, int] | None = None
     """A listener serving only /metrics (and /healthz), e.g. on the pod IP for a sidecar whose
     proxy port is loopback only; None: /metrics is on the proxy port alone."""
+    max_connections: int = MAX_CONNECTIONS
+    """Open connections each listener holds at most (listen.py); beyond, a new one gets 503."""
     reload_every: float = 2.0
     """Seconds between checks of the policy's files for a change; 0: never reload."""
     drain_timeout: float = 30.0
@@ -67,6 +70,8 @@ def validate(settings: Settings, policy: Policy) -> None:
     """Refuse combinations that would silently break the budget guarantee."""
     if settings.reload_every < 0 or settings.drain_timeout < 0:
         raise SettingsError("--reload-every and --drain-timeout are seconds, 0 or more")
+    if settings.max_connections < 1:
+        raise SettingsError("--max-connections is a number of connections, 1 or more")
     try:
         check_url(settings.store)
     except ValueError as exc:
