@@ -20,6 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import policy
 
+from proxy.admin.idempotency import MemoryIdempotency, Stored
+
 BUDGETS = """
 tenant: {limit: 50, period: month}
 workflow: {limit: 20, period: month}
@@ -127,6 +129,24 @@ async def test_a_closed_tenants_ledger_cannot_be_adjusted_or_reset(
         assert await stack.ledger.balances("alpha") == []
         assert await admin.send("GET", "/admin/v1/tenants/alpha/audit") == audit
     assert not unhandled.records
+
+
+async def test_admin_idempotency_keys_in_memory_are_bounded() -> None:
+    """Issue 14, item 5: on memory:// every keyed admin answer was kept for 24 h. At most
+    `max_entries` keys (and `max_bytes` of answers) are, the oldest dropped: a retry of a call
+    whose key was dropped runs again."""
+    keys = MemoryIdempotency(max_entries=3, max_bytes=100_000)
+    for i in range(5):
+        assert await keys.begin(f"k{i}", "h") is None
+        await keys.finish(f"k{i}", Stored("h", 201, b"x" * 1000))
+    assert len(keys) == 3
+    assert await keys.begin("k4", "h") == Stored("h", 201, b"x" * 1000)
+    assert await keys.begin("k0", "h") is None
+    small = MemoryIdempotency(max_entries=100, max_bytes=5_000)
+    for i in range(10):
+        await small.begin(f"k{i}", "h")
+        await small.finish(f"k{i}", Stored("h", 201, b"x" * 1000))
+    assert len(small) <= 5
 
 
 # -- the fuzz ------------------------------------------------------------------------------------
