@@ -42,6 +42,13 @@ def command_line() -> argparse.ArgumentParser:
         help="let a gateway serve --metrics-listen on a non-loopback address without "
         "CYCLES_METRICS_TOKEN (a network policy admits only Prometheus to it)",
     )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=1024,
+        help="open connections each listener holds at most; beyond, a new one is answered 503 "
+        "(per process; default %(default)s)",
+    )
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
         "--log-format", choices=["text", "json"], help="default: $CYCLES_LOG_FORMAT, else text"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,11 @@ class FakeSettings:
     """Seconds between stream chunks. The fake writes on whether or not the proxy's client is
     still there, and bills the whole generation, as a provider does."""
     fail_status: int | None = None
-    """Answer every call with this error status."""
+    """Answer every call (the model list too) with this error status."""
+    fail_error: dict[str, Any] | str | None = None
+    """The error object those answers carry, OpenAI's shape (`message`, `type`, `param`,
+    `code`; on /v1/messages Anthropic's: `type`, `message`), e.g. ACCOUNT_RATE_LIMIT; a string:
+    an HTML page instead (a load balancer's); None: a plain server error."""
     fail_every: int = 0
     """Every k-th budgeted call answers 500 (0: never)."""
     send_usage: bool = True
@@ -118,13 +122,15 @@ class FakeSettings:
 class FakeUpstream:
     settings: FakeSettings = field(default_factory=FakeSettings)
     requests: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    raw_paths: list[str] = field(default_factory=list)
+    """Every request's path and query as they arrived, still percent-encoded."""
     billed: list[Billed] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
     calls: int = 0
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._note_raw_path])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -139,6 +145,13 @@ class FakeUpstream:
         app.on_response_prepare.append(self._account_headers)
         app.on_response_prepare.append(self._hang_up)
         return app
+
+    @web.middleware
+    async def _note_raw_path(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.raw_paths.append(request.raw_path)
+        return await handler(request)
 
     async def _hang_up(self, request: web.Request, response: web.StreamResponse) -> None:
         """With `hang_up`, the answer is about to go out (the call is billed): reset instead."""
@@ -167,14 +180,23 @@ class FakeUpstream:
             return fake_openai.error(401, "Incorrect API key provided.", "invalid_api_key")
         self.calls += 1
         if self.settings.fail_status is not None:
-            return fake_openai.error(
-                self.settings.fail_status, "The fake upstream was told to fail.", None
-            )
+            return self._failure(request.path, self.settings.fail_status)
         if self.settings.fail_every and self.calls % self.settings.fail_every == 0:
             return fake_openai.error(
                 500, "The server had an error while processing your request.", None
             )
         return None
+
+    def _failure(self, path: str, status: int) -> web.Response:
+        """`fail_error` (or a plain server error) in the shape of the path's API."""
+        error = self.settings.fail_error
+        if error is None:
+            return fake_openai.error(status, "The fake upstream was told to fail.", None)
+        if isinstance(error, str):
+            return web.Response(status=status, text=error, content_type="text/html")
+        if path == "/v1/messages":
+            return web.json_response({"type": "error", "error": error}, status=status)
+        return web.json_response({"error": error}, status=status)
 
     def _completion_tokens(self, body: dict[str, Any]) -> int:
         """Per choice: the limit, read as vLLM and SGLang read it (`max_completion_tokens or
@@ -498,6 +520,8 @@ class FakeUpstream:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, dict(request.headers), {}))
+        if self.settings.fail_status is not None:
+            return self._failure(request.path, self.settings.fail_status)
         if self.settings.latency:
             await asyncio.sleep(self.settings.latency)
         data = [
@@ -510,6 +534,24 @@ class FakeUpstream:
         self.requests.append((request.path, dict(request.headers), {}))
         return web.json_response({"path": request.path, "method": request.method})
 
+
+ACCOUNT_RATE_LIMIT = {
+    "message": "Rate limit reached for gpt-4o in organization org-fake-shared-account on tokens "
+    "per min (TPM): Limit 30000, Used 29000, Requested 2000. Please try again in 2s. Visit "
+    "https://platform.openai.com/account/rate-limits to learn more.",
+    "type": "tokens",
+    "param": None,
+    "code": "rate_limit_exceeded",
+}
+"""OpenAI's 429 for the account's own limit (a `fail_error`): it names the organisation every
+tenant shares and that account's limit and usage, which must stay behind the proxy."""
+ANTHROPIC_RATE_LIMIT = {
+    "type": "rate_limit_error",
+    "message": "This request would exceed the rate limit for your organization "
+    "(5d2c1a7e-0b9f-4c3e-9d1a-fake00shared) of 40,000 input tokens per minute. For details, "
+    "refer to: https://docs.claude.com/en/api/rate-limits.",
+}
+"""Anthropic's 429 for the account's limit, as a `fail_error` on /v1/messages."""
 
 PROVIDER_HEADERS = {
     "openai-organization": "org-fake-shared-account",

@@ -11,7 +11,17 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from proxy import alerts, decision, identity, observe, relay, replay, standing, tasks
+from proxy import (
+    alerts,
+    decision,
+    identity,
+    observe,
+    provider_errors,
+    relay,
+    replay,
+    standing,
+    tasks,
+)
 from proxy.call import Endpoint, PreparedCall, Sent, endpoint_for, prepare
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig, unknown_tenant
@@ -35,6 +45,7 @@ from proxy.pricing import format_amount
 from proxy.reserve import reserve_request
 from proxy.scopes import Scope
 from proxy.settle import charge_for, held_amounts, no_answer, settle
+from proxy.shapes import azure
 from proxy.streaming import relay_stream, usage_of_body
 
 log = logging.getLogger("cycles.calls")
@@ -67,7 +78,8 @@ async def _budgeted(
 ) -> web.StreamResponse:
     """Admit, decide, then forward and settle; `claim` records the answer for client retries."""
     endpoint = endpoint_for(request.path, request.query, request.headers)
-    assert endpoint is not None, "app.py routes only budgeted paths here"
+    if endpoint is None:  # app.py routes only budgeted paths here: a malformed deployment
+        raise azure.not_a_deployment(request.path)
     call, reserve, result = await _admit(rt, tenant, scope, endpoint, raw)
     shadow = reserve.shadow
     try:
@@ -204,7 +216,10 @@ async def _forward(
         if upstream.status >= 400:
             body = await _read_or_empty(upstream, deadline)
             await settle(rt.ledger, reservation, None, rt.fail_open.spill)
-            return _relay_body(upstream, body, verdict)
+            anthropic = sent.endpoint.name == "messages"
+            return provider_errors.error_response(
+                upstream, body, anthropic=anthropic, headers=verdict.headers
+            )
         if sent.stream and upstream.content_type == "text/event-stream":
             return await relay_stream(request, rt, sent, verdict, reservation, upstream)
         body = await _read_or_charge(rt, sent, reservation, upstream, deadline)
@@ -366,7 +381,7 @@ async def models(request: web.Request) -> web.StreamResponse:
     upstream = rt.policy.upstream_for(model or "*") or rt.default_upstream()
     if upstream is None:
         raise NotFound("No upstream is configured.")
-    suffix = "/models" if model is None else f"/models/{model}"
+    suffix = "/models" if model is None else f"/models/{relay.path_segment(model)}"
     return await passthrough(request, upstream.name, suffix)
 
 
@@ -376,8 +391,8 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
     await standing.check_active(rt, (await identity.identify(request, rt)).tenant)
     upstream = rt.policy.upstreams[upstream_name]
     url = relay.upstream_url(upstream.base_url, suffix)
-    if request.query_string:
-        url += "?" + request.query_string
+    if request.rel_url.raw_query_string:
+        url += "?" + request.rel_url.raw_query_string
     body = await read_limited(request, rt.policy.limits.body_limit(request.path), rt)
     headers = relay.headers_up(request.headers, rt.api_keys.get(upstream.name), upstream.auth)
     headers[observe.REQUEST_ID] = observe.request_id_of(request)
@@ -395,6 +410,8 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     finally:
         answer.release()
+    if answer.status >= 400:
+        return provider_errors.error_response(answer, data, anthropic=False)
     return web.Response(
         body=data, status=answer.status, headers=relay.headers_down(answer.headers.items())
     )

@@ -18,11 +18,12 @@ import asyncio
 import functools
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import aiohttp
 from aiohttp import web
@@ -31,7 +32,7 @@ from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 from multidict import CIMultiDict
 
-from proxy.errors import NotFound, UpstreamError
+from proxy.errors import BadRequest, NotFound, UpstreamError
 from proxy.policy.runtime import Timeouts
 from proxy.sse import SSEDecoder, SSEEvent
 
@@ -68,16 +69,51 @@ RESPONSE_HEADERS_DOWN = frozenset(
 shared provider account, so they stay here."""
 
 _BAD_SEGMENT = re.compile(r"(?i)%2f|%5c|\\")
+_REFUSED_CHARACTERS = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Unicode categories never part of an id: controls (NUL, CR, LF, DEL), format characters
+(bidirectional overrides and isolates, zero-width ones), surrogates, line and paragraph
+separators. They can only confuse a log, a terminal or the upstream's own parser."""
+_PCHAR_SAFE = "!$&'()*+,;=:@"
+"""What RFC 3986 lets a path segment hold unquoted besides letters, digits and -._~"""
 
 
 def check_path(raw_path: str) -> None:
-    """Refuse dot segments and encoded slashes anywhere in a path, before any routing."""
+    """Refuse, before any routing: dot segments and encoded slashes anywhere in a path (404),
+    and characters no id holds once percent-decoded (400 `invalid_path`)."""
     path = raw_path.split("?", 1)[0]
     if _BAD_SEGMENT.search(path):
         raise NotFound(f"No such route: {path!r} (encoded slashes are not allowed in paths).")
     for segment in path.split("/"):
-        if unquote(segment) in (".", ".."):
+        if _decoded(segment, path) in (".", ".."):
             raise NotFound(f"No such route: {path!r} (dot segments are not allowed in paths).")
+
+
+def _decoded(segment: str, path: str) -> str:
+    """`segment` percent-decoded, refusing bytes that are not UTF-8 and _REFUSED_CHARACTERS."""
+    try:
+        text = unquote(segment, errors="strict") if "%" in segment else segment
+    except UnicodeDecodeError:
+        raise BadRequest(
+            f"The path {path!r} is not UTF-8 once percent-decoded; quote each byte of an id's "
+            "UTF-8 encoding.",
+            code="invalid_path",
+        ) from None
+    if not text.isprintable():
+        odd = next((c for c in text if unicodedata.category(c) in _REFUSED_CHARACTERS), None)
+        if odd is not None:
+            raise BadRequest(
+                f"The path {path!r} holds U+{ord(odd):04X} "
+                f"({unicodedata.name(odd, unicodedata.category(odd))}); control, format "
+                "(bidirectional) and separator characters are not allowed in paths.",
+                code="invalid_path",
+            )
+    return text
+
+
+def path_segment(value: str) -> str:
+    """A path parameter as one segment of an upstream URL: quoted, so a `?`, `#` or `%` in an
+    id stays part of it instead of starting a query or an escape upstream."""
+    return quote(value, safe=_PCHAR_SAFE)
 
 
 def upstream_url(base_url: str, suffix: str) -> str:

@@ -18,7 +18,7 @@ from types import FrameType
 
 from aiohttp import web
 
-from proxy import encodings
+from proxy import encodings, listen
 from proxy.admin.app import build_admin_app
 from proxy.app import build_app, build_metrics_app
 from proxy.logs import setup_logging
@@ -54,6 +54,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allow_unauthenticated_metrics=args.allow_unauthenticated_metrics,
         admin=None if args.admin_listen == "off" else parse_listen(args.admin_listen),
         metrics=None if args.metrics_listen is None else parse_listen(args.metrics_listen),
+        max_connections=args.max_connections,
         reload_every=args.reload_every,
         drain_timeout=args.drain_timeout,
         require_noeviction=args.require_noeviction,
@@ -132,10 +133,17 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     runners = []
     for listener, address in listeners:
-        runner = web.AppRunner(listener, access_log=None)
+        # Request headers within read_request (read at start), and a bound on connections.
+        runner = listen.runner(listener, policy.timeouts.read_request)
         runners.append(runner)
         await runner.setup()
-        site = web.TCPSite(runner, address[0], address[1], reuse_port=settings.workers > 1)
+        site = listen.BoundedSite(
+            runner,
+            address[0],
+            address[1],
+            max_connections=settings.max_connections,
+            reuse_port=settings.workers > 1,
+        )
         await site.start()
     log.info(
         "cycles-proxy listening on %s:%d, admin on %s (store %s, identity %s, mode %s)",

@@ -10,6 +10,7 @@ from typing import Literal
 
 from proxy.errors import CyclesError
 from proxy.ledger.clients import check_url
+from proxy.listen import MAX_CONNECTIONS
 from proxy.policy.runtime import Policy
 
 
@@ -39,6 +40,8 @@ class Settings:
     """A listener serving only /metrics (and /healthz), for Prometheus: a gateway never serves
     them on its proxy port, a sidecar's is loopback only. None: no such listener (/metrics is
     then on the admin listener, and in sidecar mode on the proxy port)."""
+    max_connections: int = MAX_CONNECTIONS
+    """Open connections each listener holds at most (listen.py); beyond, a new one gets 503."""
     reload_every: float = 2.0
     """Seconds between checks of the policy's files for a change; 0: never reload."""
     drain_timeout: float = 30.0
@@ -72,6 +75,8 @@ def validate(settings: Settings, policy: Policy) -> None:
     """Refuse combinations that would silently break the budget guarantee."""
     if settings.reload_every < 0 or settings.drain_timeout < 0:
         raise SettingsError("--reload-every and --drain-timeout are seconds, 0 or more")
+    if settings.max_connections < 1:
+        raise SettingsError("--max-connections is a number of connections, 1 or more")
     try:
         check_url(settings.store)
     except ValueError as exc:

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from proxy.bounded import Bounded
 from proxy.errors import LedgerEpochLost, LedgerError, LedgerUnavailable
 from proxy.ledger.base import (
     Candidate,
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PER_MINUTE = 60
 """A tenant's local rate while the ledger is down, when its plan sets no requests_per_minute."""
+MAX_BUCKETS = 10_000
+"""Tenants' local buckets kept at most, the ones used last."""
 SPILL_LIMIT = 100_000
 """Spilled calls kept at most; beyond, the oldest are dropped (and logged)."""
 OnCommit = Callable[[Reservation, SettleResult], None]
@@ -53,24 +56,30 @@ DRAIN_EVERY = 1.0
 
 
 class Buckets:
-    """Per-tenant token buckets, used only while the ledger is unreachable."""
+    """Per-tenant token buckets, used only while the ledger is unreachable; the `max_tenants`
+    used last are kept (a tenant whose bucket was dropped starts again from a full one)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_tenants: int = MAX_BUCKETS
+    ) -> None:
         self._clock = clock
-        self._state: dict[str, tuple[float, float]] = {}
+        self._state: Bounded[str, tuple[float, float]] = Bounded(max_tenants)
         """tenant -> (tokens, when last refilled)."""
+
+    def __len__(self) -> int:
+        return len(self._state)
 
     def take(self, tenant: str, per_minute: int | None) -> float:
         """Take one token: 0.0 when admitted, else the seconds until one is available."""
         capacity = float(per_minute or DEFAULT_PER_MINUTE)
         rate = capacity / 60.0
         now = self._clock()
-        tokens, then = self._state.get(tenant, (capacity, now))
+        tokens, then = self._state.get(tenant) or (capacity, now)
         tokens = min(capacity, tokens + (now - then) * rate)
         if tokens >= 1.0:
-            self._state[tenant] = (tokens - 1.0, now)
+            self._state.put(tenant, (tokens - 1.0, now))
             return 0.0
-        self._state[tenant] = (tokens, now)
+        self._state.put(tenant, (tokens, now))
         return (1.0 - tokens) / rate
 
 

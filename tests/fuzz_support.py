@@ -100,9 +100,20 @@ PRICES: dict[str, tuple[str, str, str]] = {
 }
 
 
+IMAGE_TOKEN_FACTORS = {"gpt-4o-mini": "33.34"}
+"""As policies/example.yaml declares them: gpt-4o-mini bills an image at 2833 + 5667 a tile,
+33.34 times gpt-4o's rule (fake_tokens.py). Without it a stream that reports no usage could
+only be charged the image at gpt-4o's size: less than the provider billed."""
+
+
 def models_yaml() -> str:
     return "\n".join(
-        f"  {name}: {{input: {i}, cached_input: {c}, output: {o}}}"
+        f"  {name}: {{input: {i}, cached_input: {c}, output: {o}"
+        + (
+            f", image_token_factor: {IMAGE_TOKEN_FACTORS[name]}}}"
+            if name in IMAGE_TOKEN_FACTORS
+            else "}"
+        )
         for name, (i, c, o) in PRICES.items()
     )
 

@@ -47,6 +47,10 @@ REFUSED = (
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/test_choices_and_limits.py"
 SWEEPER = "tests/test_sweeper.py::"
+REPLAY = "tests/test_replay.py"
+ADMIN_INPUTS = "tests/test_admin_inputs.py"
+PROVIDER_ERRORS = "tests/test_provider_errors.py"
+ROUTES = "tests/test_routes_and_faults.py"
 FIELDS = "tests/test_request_fields.py"
 CACHE = "tests/test_cache_writes.py::"
 CACHE_WRITES = CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported"
@@ -143,10 +147,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="upstream-error-charged",
         file="proxy/handlers.py",
         old="""            await settle(rt.ledger, reservation, None, rt.fail_open.spill)
-            return _relay_body(upstream, body, verdict)""",
+            anthropic = sent.endpoint.name""",
         new="""            charge = reservation and reservation.amounts
             await settle(rt.ledger, reservation, charge, rt.fail_open.spill)
-            return _relay_body(upstream, body, verdict)""",
+            anthropic = sent.endpoint.name""",
         tests=("tests/test_accounting.py", "tests/test_routes_and_faults.py"),
         removes="an upstream error before any output releases the reservation",
     ),
@@ -329,8 +333,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="dot-segments-allowed",
         file="proxy/relay.py",
-        old='if unquote(segment) in (".", ".."):',
-        new="if False:",
+        old='if _decoded(segment, path) in (".", ".."):',
+        new="if _decoded(segment, path) in ():",
         tests=("tests/test_routes_and_faults.py", "tests/test_bad_input.py"),
         removes="paths with dot segments are refused before routing",
     ),
@@ -1489,6 +1493,170 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_an_answer_kept_by_the_previous_release_is_never_replayed",
         ),
         removes="an admin answer an earlier release kept (with its secret) is never replayed",
+    ),
+    # -- issue 14: bounds, odd input, paths up, error bodies, slow clients --------------------
+    Mutation(
+        name="replay-store-unbounded",
+        file="proxy/ledger/replays.py",
+        old="""            MAX_ENTRIES if max_entries is None else max_entries,
+            MAX_BYTES if max_bytes is None else max_bytes,""",
+        new="""            2**62,
+            None,""",
+        tests=(
+            f"{REPLAY}::test_memory_answer_store_keeps_the_newest_within_its_entries_and_bytes",
+            f"{REPLAY}::test_an_answer_dropped_from_the_memory_store_runs_and_is_charged_again",
+        ),
+        removes="memory:// idempotency answers are bounded in entries and bytes",
+    ),
+    Mutation(
+        name="bounded-table-never-drops",
+        file="proxy/bounded.py",
+        old="            self._drop(next(iter(self._entries)))",
+        new="            break",
+        tests=(
+            f"{REPLAY}::test_memory_answer_store_keeps_the_newest_within_its_entries_and_bytes",
+            "tests/test_faults.py::test_local_buckets_keep_only_the_tenants_used_last",
+            f"{ADMIN_INPUTS}::test_admin_idempotency_keys_in_memory_are_bounded",
+        ),
+        removes="a bounded table drops its oldest entries beyond its bound",
+    ),
+    Mutation(
+        name="admin-idempotency-unbounded",
+        file="proxy/admin/idempotency.py",
+        old="""        self._entries: Bounded[str, tuple[float, Stored]] = Bounded(
+            max_entries,""",
+        new="""        self._entries: Bounded[str, tuple[float, Stored]] = Bounded(
+            2**62,""",
+        tests=(f"{ADMIN_INPUTS}::test_admin_idempotency_keys_in_memory_are_bounded",),
+        removes="memory:// admin idempotency answers are bounded",
+    ),
+    Mutation(
+        name="alert-deliveries-unbounded",
+        file="proxy/alerts.py",
+        old="        if _pending() >= MAX_PENDING:",
+        new="        if False:",
+        tests=("tests/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",),
+        removes="webhook deliveries in flight are bounded",
+    ),
+    Mutation(
+        name="path-params-not-quoted",
+        file="proxy/handlers.py",
+        old='f"/models/{relay.path_segment(model)}"',
+        new='f"/models/{model}"',
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="a path parameter is quoted when the upstream URL is built",
+    ),
+    Mutation(
+        name="query-string-decoded-on-the-way-up",
+        file="proxy/handlers.py",
+        old="""    if request.rel_url.raw_query_string:
+        url += "?" + request.rel_url.raw_query_string""",
+        new="""    if request.query_string:
+        url += "?" + request.query_string""",
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="the query string goes up as the client quoted it",
+    ),
+    Mutation(
+        name="control-characters-in-paths-allowed",
+        file="proxy/relay.py",
+        old="        if odd is not None:",
+        new="        if False:",
+        tests=(
+            f"{ROUTES}::test_control_bidi_and_broken_characters_in_a_path_are_400_and_go_nowhere",
+        ),
+        removes="control, bidi and separator characters in a path are refused",
+    ),
+    Mutation(
+        name="malformed-deployment-asserts",
+        file="proxy/handlers.py",
+        old="        raise azure.not_a_deployment(request.path)",
+        new='        raise AssertionError("app.py routes only budgeted paths here")',
+        tests=(
+            "tests/test_azure.py"
+            "::test_a_deployment_name_no_upstream_could_list_is_404_and_nothing_reserved",
+        ),
+        removes="a deployment name no upstream could list is 404, not an assertion",
+    ),
+    Mutation(
+        name="non-finite-admin-amounts-accepted",
+        file="proxy/admin/views.py",
+        old="not amount.is_finite() or not -MAX_EXPONENT <= amount.adjusted() <= MAX_EXPONENT:",
+        new="False:",
+        tests=(
+            f"{ADMIN_INPUTS}"
+            "::test_an_override_or_adjustment_that_is_not_a_finite_amount_is_400_and_changes_nothing",
+        ),
+        removes="NaN, Infinity and huge exponents are refused as admin amounts",
+    ),
+    Mutation(
+        name="audit-times-unchecked",
+        file="proxy/admin/views.py",
+        old="    if not _MILLIS.fullmatch(raw) or int(raw) > MAX_MILLIS:",
+        new='    if not raw.lstrip("-").isdigit():',
+        tests=(f"{ADMIN_INPUTS}::test_audit_times_that_are_not_milliseconds_are_400",),
+        removes="audit since/until are milliseconds from 0 to 2**63 - 1",
+    ),
+    Mutation(
+        name="closed-tenant-adjustment-500",
+        file="proxy/admin/api.py",
+        old="""    except TenantClosed:
+        raise Conflict(f"Tenant {record.id!r} is closed; its ledger cannot change.") from None
+    return ok(views.balance_json(row, record, plan))""",
+        new="""    finally:
+        pass
+    return ok(views.balance_json(row, record, plan))""",
+        tests=(f"{ADMIN_INPUTS}::test_a_closed_tenants_ledger_cannot_be_adjusted_or_reset",),
+        removes="adjusting a closed tenant's ledger is 409, not 500",
+    ),
+    Mutation(
+        name="provider-error-relayed-verbatim",
+        file="proxy/handlers.py",
+        old="""            return provider_errors.error_response(
+                upstream, body, anthropic=anthropic, headers=verdict.headers
+            )""",
+        new="""            return _relay_body(upstream, body, verdict)""",
+        tests=(PROVIDER_ERRORS,),
+        removes="a budgeted call's error body is rewritten, not relayed as the provider sent it",
+    ),
+    Mutation(
+        name="provider-account-detail-kept",
+        file="proxy/provider_errors.py",
+        old="if not isinstance(message, str) or not message or ACCOUNT_DETAIL.search(message):",
+        new="if not isinstance(message, str) or not message:",
+        tests=(PROVIDER_ERRORS,),
+        removes="an error message naming the shared account is replaced",
+    ),
+    Mutation(
+        name="passthrough-error-relayed-verbatim",
+        file="proxy/handlers.py",
+        old="""    if answer.status >= 400:
+        return provider_errors.error_response(answer, data, anthropic=False)""",
+        new="",
+        tests=(f"{PROVIDER_ERRORS}::test_an_account_answer_on_an_unbudgeted_path_is_scrubbed_too",),
+        removes="an unbudgeted path's error body is rewritten too",
+    ),
+    Mutation(
+        name="header-timeout-unbounded",
+        file="proxy/listen.py",
+        old="return web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout)",
+        new="return web.AppRunner(app, access_log=None)",
+        tests=(
+            "tests/test_listen.py::test_a_connection_trickling_its_headers_is_closed_after_read_request",
+            "tests/test_listen.py"
+            "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
+        ),
+        removes="a connection must send its request headers within timeouts.read_request",
+    ),
+    Mutation(
+        name="connections-unbounded",
+        file="proxy/listen.py",
+        old="        if self.open < self.limit:",
+        new="        if True:",
+        tests=(
+            "tests/test_listen.py"
+            "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
+        ),
+        removes="a listener holds at most --max-connections connections",
     ),
 )
 

@@ -386,3 +386,17 @@ def test_the_local_bucket_admits_the_plan_rate_then_refills() -> None:
     assert buckets.take("beta", None) == 0.0
     now[0] += 20.0
     assert buckets.take("alpha", 3) == 0.0
+
+
+def test_local_buckets_keep_only_the_tenants_used_last() -> None:
+    """Issue 14, item 5: a bucket per tenant ever seen while the ledger was down grew without
+    end (with `unknown_tenant`, any header value is a tenant). The oldest are dropped; a
+    dropped tenant starts again from a full bucket."""
+    now = [0.0]
+    buckets = Buckets(clock=lambda: now[0], max_tenants=3)
+    for tenant in ("a", "b", "c", "d", "e"):
+        assert buckets.take(tenant, 1) == 0.0
+        assert buckets.take(tenant, 1) > 0
+    assert len(buckets) == 3
+    assert buckets.take("e", 1) > 0  # kept: still empty
+    assert buckets.take("a", 1) == 0.0  # dropped: full again

@@ -346,3 +346,54 @@ async def test_key_on_a_body_nested_too_deep_to_hash_is_400_and_frees_the_key(
         assert stack.fake.requests == []
         status, _, _ = await post(session, stack, body, {"Idempotency-Key": "deep"})
         assert status == 200
+
+
+async def test_memory_answer_store_keeps_the_newest_within_its_entries_and_bytes() -> None:
+    """Issue 14, item 5: memory:// held every keyed answer for 24 h (1,500 calls, 1,500
+    answers). It keeps at most `max_entries` entries and `max_bytes` bytes, dropping the oldest;
+    an answer larger than the whole store is not kept (its key is freed: a repeat runs again)."""
+    store = replays.MemoryReplays(max_entries=3, max_bytes=10_000)
+    answers = {}
+    for i in range(5):
+        digest = f"d{i}"
+        assert await store.claim("alpha", digest, replays.Record(f"h{i}")) is None
+        answers[digest] = replays.Record(f"h{i}", 200, (), b"x" * 1000)
+        await store.keep("alpha", digest, answers[digest])
+    assert len(store) == 3 and store.bytes <= 10_000
+    for i in range(2, 5):
+        assert await store.claim("alpha", f"d{i}", replays.Record(f"h{i}")) == answers[f"d{i}"]
+    for i in range(2):  # the oldest two are gone: their keys run again
+        assert await store.claim("alpha", f"d{i}", replays.Record(f"h{i}")) is None
+        await store.release("alpha", f"d{i}")
+
+    for i in range(5, 12):  # 4 KB answers: the bytes bind before the entries do
+        await store.claim("alpha", f"d{i}", replays.Record(f"h{i}"))
+        await store.keep("alpha", f"d{i}", replays.Record(f"h{i}", 200, (), b"y" * 4000))
+        assert store.bytes <= 10_000
+    assert len(store) == 2
+
+    assert await store.claim("alpha", "huge", replays.Record("hh")) is None
+    await store.keep("alpha", "huge", replays.Record("hh", 200, (), b"z" * 20_000))
+    assert store.bytes <= 10_000
+    assert await store.claim("alpha", "huge", replays.Record("hh")) is None
+
+
+async def test_an_answer_dropped_from_the_memory_store_runs_and_is_charged_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its bound the memory store forgets the oldest answers: a retry of one of those is
+    forwarded and charged again, a retry of a recent one is still replayed and charged nothing."""
+    monkeypatch.setattr(replays, "MAX_ENTRIES", 3)
+    async with local_stack(policy(tmp_path, BUDGETS)) as stack, sdk(stack) as client:
+        for i in range(5):
+            await create(client, f"k-{i}")
+        row = await line(stack.ledger, "alpha", "tenant")
+        assert (row.spent, row.reserved) == (5 * one_call(10), 0)
+        recent = await create(client, "k-4")
+        assert recent.headers["x-cycles-replayed"] == "true"
+        assert await line(stack.ledger, "alpha", "tenant") == row
+        oldest = await create(client, "k-0")
+        assert "x-cycles-replayed" not in oldest.headers
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert stack.fake.calls == 6
+    assert (row.spent, row.reserved) == (6 * one_call(10), 0)

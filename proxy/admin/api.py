@@ -303,16 +303,19 @@ async def adjust(request: web.Request) -> web.StreamResponse:
     reason = views.text(body, "reason")
     if not reason:
         raise BadRequest("Say why: 'reason' is required for an adjustment.", param="reason")
-    row = await store(request).adjust(
-        record.id,
-        level=level,
-        value=value,
-        unit=budget.unit,
-        period=budget.period,
-        amount=amount,
-        actor=ACTOR,
-        reason=reason,
-    )
+    try:
+        row = await store(request).adjust(
+            record.id,
+            level=level,
+            value=value,
+            unit=budget.unit,
+            period=budget.period,
+            amount=amount,
+            actor=ACTOR,
+            reason=reason,
+        )
+    except TenantClosed:
+        raise Conflict(f"Tenant {record.id!r} is closed; its ledger cannot change.") from None
     return ok(views.balance_json(row, record, plan))
 
 
@@ -325,9 +328,12 @@ async def reset(request: web.Request) -> web.StreamResponse:
     reason = views.text(body, "reason")
     if not reason:
         raise BadRequest("Say why: 'reason' is required for a reset.", param="reason")
-    rows = await store(request).reset(
-        record.id, level=level, value=value, actor=ACTOR, reason=reason
-    )
+    try:
+        rows = await store(request).reset(
+            record.id, level=level, value=value, actor=ACTOR, reason=reason
+        )
+    except TenantClosed:
+        raise Conflict(f"Tenant {record.id!r} is closed; its ledger cannot change.") from None
     plan = runtime(request).policy.plans.get(record.plan)
     return ok({"tenant": record.id, "data": [views.balance_json(r, record, plan) for r in rows]})
 
@@ -335,12 +341,11 @@ async def reset(request: web.Request) -> web.StreamResponse:
 async def audit(request: web.Request) -> web.StreamResponse:
     record = await record_of(request)
     query = request.query
+    since, until = views.millis(query, "since"), views.millis(query, "until")
     try:
-        since = int(query["since"]) if "since" in query else None
-        until = int(query["until"]) if "until" in query else None
         limit = min(max(int(query.get("limit", "1000")), 1), 10000)
     except ValueError:
-        raise BadRequest("'since', 'until' (ms) and 'limit' must be numbers.") from None
+        raise BadRequest("'limit' must be a number.", param="limit") from None
     entries = await store(request).audit(
         record.id,
         since_ms=since,

@@ -9,6 +9,7 @@ one key, on the tenant's master).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +17,22 @@ from typing import Protocol
 
 import orjson
 
+from proxy.bounded import Bounded
 from proxy.errors import LedgerUnavailable
 from proxy.ledger.clients import ERRORS, Client, is_redis, open_client
 from proxy.ledger.keys import idempotency_key
 
+log = logging.getLogger(__name__)
+
 WINDOW_S = 24 * 3600
 """How long an answer is replayed."""
+MAX_ENTRIES = 10_000
+"""memory://: keys (claims and answers) held at most; beyond, the oldest are dropped."""
+MAX_BYTES = 32 * 1024 * 1024
+"""memory://: bytes of answers held at most (bodies, headers and a fixed cost per entry);
+beyond, the oldest are dropped. A key whose answer was dropped runs (and is charged) again."""
+ENTRY_BYTES = 256
+"""What an entry costs besides its body and headers (key, hash, bookkeeping), roughly."""
 IN_FLIGHT_S = 20 * 60
 """The claim's default life; the app passes `reservations.cap_ms`, which the policy check keeps
 longer than any call's longest stream (every route's) plus draining."""
@@ -67,35 +78,60 @@ class ReplayStore(Protocol):
 
 
 class MemoryReplays:
-    """One process's keys, in a dict purged of expired entries at most once a minute."""
+    """One process's keys, in a table bounded in entries and bytes (MAX_ENTRIES, MAX_BYTES:
+    the oldest dropped first), purged of expired entries at most once a minute. Dropping an
+    answer early only costs its key's retry a second run; dropping a claim (more keyed calls
+    in flight than MAX_ENTRIES) lets a concurrent retry of that call run too."""
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, claim_ms: int = IN_FLIGHT_S * 1000
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        claim_ms: int = IN_FLIGHT_S * 1000,
+        *,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self._clock = clock
         self._claim_s = claim_ms / 1000
-        self._entries: dict[tuple[str, str], tuple[float, Record]] = {}
+        self._entries: Bounded[tuple[str, str], tuple[float, Record]] = Bounded(
+            MAX_ENTRIES if max_entries is None else max_entries,
+            MAX_BYTES if max_bytes is None else max_bytes,
+            size=lambda entry: _size(entry[1]),
+        )
         self._next_purge = 0.0
 
     async def claim(self, tenant: str, digest: str, record: Record) -> Record | None:
         now = self._clock()
         if now >= self._next_purge:
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            self._entries.drop_if(lambda entry: entry[0] <= now)
             self._next_purge = now + 60
         held = self._entries.get((tenant, digest))
         if held is not None and held[0] > now:
             return held[1]
-        self._entries[(tenant, digest)] = (now + self._claim_s, record)
+        self._entries.put((tenant, digest), (now + self._claim_s, record))
         return None
 
     async def keep(self, tenant: str, digest: str, record: Record) -> None:
-        self._entries[(tenant, digest)] = (self._clock() + WINDOW_S, record)
+        if not self._entries.put((tenant, digest), (self._clock() + WINDOW_S, record)):
+            log.info("answer of %d bytes is larger than the replay store; not kept", _size(record))
 
     async def release(self, tenant: str, digest: str) -> None:
-        self._entries.pop((tenant, digest), None)
+        self._entries.pop((tenant, digest))
 
     async def close(self) -> None:
         return None
+
+    @property
+    def bytes(self) -> int:
+        return self._entries.bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _size(record: Record) -> int:
+    headers = sum(len(name) + len(value) for name, value in record.headers)
+    return ENTRY_BYTES + len(record.request_hash) + headers + len(record.body)
 
 
 class RedisReplays:

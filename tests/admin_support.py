@@ -1,0 +1,54 @@
+"""The admin listener beside an in-process proxy, and a client for it, for the tests of what
+operators send (tests/test_admin_inputs.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from proxy.admin.app import build_admin_app
+from proxy.admin.auth import Tokens
+from proxy.local import Stack, local_stack, serving
+from proxy.policy.runtime import Policy
+
+ADMIN, READER = "admin-token-1", "read-token-1"
+TRACEBACK_MARKS = (b"Traceback", b'File "', b"The proxy failed to handle")
+"""What an answer showing the proxy's own failure (a stack trace, the 500 body) contains."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Admin:
+    url: str
+    session: aiohttp.ClientSession
+
+    async def send(
+        self,
+        method: str,
+        raw_path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """`raw_path` (with its query) exactly as written, percent-encoding included."""
+        sent = {"Authorization": f"Bearer {ADMIN}", **(headers or {})}
+        url = URL(self.url + raw_path, encoded=True)
+        async with self.session.request(method, url, data=body, headers=sent) as r:
+            return Answer(r.status, await r.read())
+
+
+@asynccontextmanager
+async def admin_stack(pol: Policy, store: str) -> AsyncIterator[tuple[Stack, Admin]]:
+    """A proxy on `store` (its fake provider too) and its admin listener."""
+    async with local_stack(pol, store=store, sweep_every=None) as stack:
+        app = build_admin_app(stack.app, store, tokens=Tokens((ADMIN,), (READER,)))
+        async with serving(app) as url, aiohttp.ClientSession() as session:
+            yield stack, Admin(url, session)
