@@ -26,7 +26,8 @@ T = "/admin/v1/tenants"
 async def kept_answers(admin: Admin, store_url: str) -> str:
     """Everything the admin idempotency store holds, as text."""
     if not is_redis(store_url):
-        return repr(vars(admin.app[IDEMPOTENCY]))
+        entries = admin.app[IDEMPOTENCY]._entries
+        return repr({key: entries.get(key) for key in entries})
     client = aioredis.Redis.from_url(store_url, decode_responses=True)
     try:
         keys = [key async for key in client.scan_iter("cy:v1:idem:*")]
