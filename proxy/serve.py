@@ -118,7 +118,8 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         settings.store,
         reload=reload,
         require_noeviction=settings.require_noeviction,
-        on_quit=partial(_quit, settings.workers),
+        # Only a sidecar's app may say it has exited; a gateway has no app beside it.
+        on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,
     )
     listeners = [(app, (settings.host, settings.port))]
     if settings.admin is not None:
