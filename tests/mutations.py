@@ -1658,6 +1658,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a listener holds at most --max-connections connections",
     ),
+    Mutation(
+        name="gateway-takes-quitquitquit",
+        file="proxy/serve.py",
+        old='on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,',
+        new="on_quit=partial(_quit, settings.workers),",
+        tests=("tests/test_shutdown.py::test_a_gateway_has_no_quitquitquit",),
+        removes="only a sidecar's app may stop the proxy with POST /quitquitquit",
+    ),
 )
 
 
