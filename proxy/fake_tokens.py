@@ -47,19 +47,23 @@ Rules of the fake's own, where nothing is published:
   "\\n\\nHuman: …" or "\\n\\nAssistant: …" per message, ending "\\n\\nAssistant:" — and its
   cl100k_base count is scaled by CLAUDE_RATIO (11/10) and rounded up, once. Images and the
   tool-use system prompt are added unscaled. Blocks other than text, images and tool results
-  render as their JSON. The ratio is below the test policies' `tokenizer_factor` (1.2): a proxy
+  render as their JSON, and each image inside one (a document whose source is content blocks)
+  is billed as an image, at whatever depth. The ratio is below the test policies'
+  `tokenizer_factor` (1.2): a proxy
   that applies its factor covers this count, one that forgets it does not. A structured output
   format (`output_config.format`) renders as its JSON after the turns.
 - Claude cache writes: a `cache_control` breakpoint writes the prompt up to it, in Anthropic's
   cache order (tools, system, messages; a top-level `cache_control` marks the last message).
-  The prefix renders as the prompt does, tools as their JSON with the tool-use system prompt
-  before them, and counts the same way (× CLAUDE_RATIO, media unscaled), at most the whole
-  prompt. The prefix up to the last one-hour breakpoint is written for an hour, the rest up to
-  the last breakpoint for five minutes.
+  A breakpoint anywhere inside a system or message block (in a tool result, a search result,
+  a document's content, a web fetch result; never in a tool call's `input`) writes the prompt
+  up to the end of that top-level block. The prefix renders as the prompt does, tools as their
+  JSON with the tool-use system prompt before them, and counts the same way (× CLAUDE_RATIO,
+  media unscaled), at most the whole prompt. The prefix up to the last one-hour breakpoint is
+  written for an hour, the rest up to the last breakpoint for five minutes.
 - Documents (a chat `file` part, a Responses `input_file` part or stored `prompt`, an Anthropic
-  `document` block that is not inline text): their JSON as above; the pages the provider reads
-  from them are the fake upstream's to bill (`FakeSettings.document_tokens`), counted by
-  `documents`.
+  `document` block that is not inline text, at any depth of a message): their JSON as above;
+  the pages the provider reads from them are the fake upstream's to bill
+  (`FakeSettings.document_tokens`), counted by `documents`.
 """
 
 from __future__ import annotations
@@ -362,16 +366,16 @@ def claude_cache_writes(body: Body) -> tuple[int, int]:
     system = body.get("system")
     for block in [system] if isinstance(system, str) else _list(system):
         text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
-        marks += _mark(_dict(block), text, media)
+        for holder in _inside(block):
+            marks += _mark(holder, text, media)
     for message in _list(body.get("messages")):
         role = _plain(_dict(message).get("role"))
         text += f"\n\n{CLAUDE_TURNS.get(role, role.capitalize())}: "
         content = _dict(message).get("content")
         for block in [content] if isinstance(content, str) else _list(content):
             text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
-            marks += _mark(_dict(block), text, media)
-            for inner in _list(_dict(block).get("content")):
-                marks += _mark(_dict(inner), text, media)
+            for holder in _inside(block):
+                marks += _mark(holder, text, media)
     marks += _mark(body, text, media)
     if not marks:
         return 0, 0
@@ -388,6 +392,17 @@ def _mark(holder: Body, text: str, media: list[int]) -> list[tuple[str, str, lis
     if not isinstance(control, dict):
         return []
     return [(str(control.get("ttl", "5m")), text, list(media))]
+
+
+def _inside(value: object) -> list[Body]:
+    """`value` if it is an object, and every object nested in it, but for a tool call's
+    arguments (`input`, the model's own JSON)."""
+    if isinstance(value, list):
+        return [found for item in value for found in _inside(item)]
+    if not isinstance(value, dict):
+        return []
+    nested = [found for key, item in value.items() if key != "input" for found in _inside(item)]
+    return [value, *nested]
 
 
 def _claude_count(text: str, media: list[int]) -> int:
@@ -411,6 +426,8 @@ def _claude_blocks(content: object, media: list[int]) -> list[str]:
             texts += _claude_blocks(block.get("content"), media)
         else:
             texts.append(orjson.dumps(block).decode())
+            images = [_dict(b.get("source")) for b in _inside(block) if b.get("type") == "image"]
+            media += [_claude_image(source) for source in images]
     return texts
 
 
@@ -432,7 +449,7 @@ def documents(endpoint: str, body: Body) -> int:
         stored = 1 if _dict(body.get("prompt")).get("id") is not None else 0
         return stored + _count_blocks(body.get("input"), lambda b: b.get("type") == "input_file")
     if endpoint == "messages":
-        return _count_blocks(body.get("messages"), _claude_document)
+        return sum(1 for block in _inside(body.get("messages")) if _claude_document(block))
     return 0
 
 
