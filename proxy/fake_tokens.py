@@ -30,7 +30,9 @@ Published rules:
   from a WAV header; audio it cannot read it bills nothing for.
 - Claude images: (width × height) / 750 tokens, at most 1600 (Anthropic's vision guide); an image
   the fake cannot measure is 1600. Claude tools: Anthropic's tool-use system prompt, 346 tokens
-  with `tool_choice` auto or none, 313 with any or tool (the Claude 4 models), plus the tools.
+  with `tool_choice` auto or none, 313 with any or tool (the Claude 4 models), plus the tools;
+  Anthropic's client tools add what its tool docs list besides their JSON: bash 245 tokens, the
+  text editor 700, computer use 735 and its own system prompt (466 to 499; the fake bills 499).
 
 Rules of the fake's own, where nothing is published:
 
@@ -70,6 +72,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -89,6 +92,7 @@ REPLY_PRIMING = 3
 FUNCTION_END = 12
 CLAUDE_RATIO = Fraction(11, 10)
 CLAUDE_TOOL_PROMPT = {"auto": 346, "none": 346, "any": 313, "tool": 313}
+CLAUDE_CLIENT_TOOLS = {"bash": 245, "text_editor": 700, "computer": 735 + 499}
 CLAUDE_IMAGE_MAX = 1600
 CLAUDE_TURNS = {"user": "Human", "assistant": "Assistant"}
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -348,6 +352,7 @@ def claude_prompt_tokens(body: Body) -> int:
         choice = _plain(_dict(body.get("tool_choice")).get("type")) or "auto"
         media.append(CLAUDE_TOOL_PROMPT.get(choice, CLAUDE_TOOL_PROMPT["auto"]))
         text += "".join(orjson.dumps(tool).decode() for tool in tools)
+        media += [_client_tool(tool) for tool in tools]
     counted = len(encodings.get_encoding("cl100k_base").encode_ordinary(text))
     return math.ceil(counted * CLAUDE_RATIO) + sum(media)
 
@@ -362,6 +367,7 @@ def claude_cache_writes(body: Body) -> tuple[int, int]:
         media.append(CLAUDE_TOOL_PROMPT.get(choice, CLAUDE_TOOL_PROMPT["auto"]))
     for tool in tools:
         text += orjson.dumps(tool).decode()
+        media.append(_client_tool(tool))
         marks += _mark(_dict(tool), text, media)
     system = body.get("system")
     for block in [system] if isinstance(system, str) else _list(system):
@@ -384,6 +390,12 @@ def claude_cache_writes(body: Body) -> tuple[int, int]:
     total = max(tokens for _, tokens in written)
     hour = max((tokens for ttl, tokens in written if ttl == "1h"), default=0)
     return total - hour, hour
+
+
+def _client_tool(tool: object) -> int:
+    """What an Anthropic client tool adds to the prompt besides its JSON (0 for others)."""
+    kind = _plain(_dict(tool).get("type"))
+    return CLAUDE_CLIENT_TOOLS.get(re.sub(r"_\d{8}$", "", kind), 0)
 
 
 def _mark(holder: Body, text: str, media: list[int]) -> list[tuple[str, str, list[int]]]:

@@ -6,9 +6,9 @@ their outputs, reasoning, ...), which are counted by their JSON. `instructions` 
 message and a string `input` a user message, each counted with its role's tokens as chat counts
 a message. `max_output_tokens` is the completion bound. Usage comes from the body, or from the
 `response.completed` (or `.incomplete`, `.failed`) event of a stream; both carry
-`usage.input_tokens`, `output_tokens` and the cached, cache-write and reasoning details, and the response
-says what else it billed: its `service_tier`, and the hosted tool calls among its `output`
-items (billable.py).
+`usage.input_tokens`, `output_tokens` and the cached, cache-write and reasoning details, and the
+response says what else it billed: its `service_tier`, and the hosted tool calls among its
+`output` items (billable.py).
 
 Stored state: OpenAI keeps a response (`store` defaults to true) under the provider's account.
 With `identity: api_key` every tenant shares that account, so another tenant holding a response
