@@ -1398,6 +1398,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="a client tool type without listed tokens is refused",
     ),
     Mutation(
+        name="server-tool-refusal-names-no-type",
+        file="proxy/billable.py",
+        old='            sent = "" if kind == tool else f" (type {kind!r})"',
+        new='            sent = ""',
+        tests=(CLIENT_TOOLS + "test_a_dated_tool_type_nobody_prices_is_refused_naming_the_type",),
+        removes="a typed tool nobody prices is refused naming the type sent",
+    ),
+    Mutation(
         name="openai-chat-cache-writes-dropped",
         file="proxy/token_kinds.py",
         old='    written = min(_count(asked, "cache_write_tokens"), prompt - cached)',

@@ -109,3 +109,23 @@ async def test_the_policy_can_list_a_client_tool_type_and_its_tokens_are_reserve
         assert call.status == 200, call.answer
         reserved.append(call.reserved)
     assert reserved[0] - reserved[1] == 900 * HAIKU_INPUT_UNITS
+
+
+async def test_a_dated_tool_type_nobody_prices_is_refused_naming_the_type(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A typed tool that is no client tool is a server tool billed per call: one the model does
+    not price (here a type no provider has) is refused, and the message names the type sent."""
+    tool = {"type": "web_scrape_20990101", "name": "scrape"}
+    async with (
+        local_stack(prices_policy(tmp_path), store=store_url) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(stack.url + MESSAGES, json=claude([tool]), headers=HEADERS) as r:
+            assert r.status == 400
+            answer = await r.json()
+        assert answer["error"]["code"] == "unpriced_feature", answer
+        assert "'web_scrape_20990101'" in answer["error"]["message"], answer
+        assert stack.fake.calls == 0
+        row = await tenant_row(stack.ledger)
+        assert (row.spent, row.reserved) == (0, 0)
