@@ -1,7 +1,8 @@
 """Anthropic prompt caching: the cache writes a Messages request asks for. No I/O.
 
-A `cache_control` breakpoint (at the top level, on a tool, a system block, a message's content
-block, or a block inside a tool result) asks Anthropic to write the prompt up to it (tools, then
+A `cache_control` breakpoint (at the top level, on a tool, or on any block of the system prompt
+or of a message, however deep: inside a tool result, a search result, a document's content, a
+web fetch result; shapes/blocks.py) asks Anthropic to write the prompt up to it (tools, then
 system, then messages) to a cache, billed above the input price: the model's `cache_write` for
 the default 5-minute TTL, its one-hour price for `ttl: "1h"`. Which tokens form that prefix
 depends on Claude's own tokenizer, so the reservation holds the whole prompt at the price of
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.errors import BadRequest
+from proxy.shapes import blocks
 
 TTLS = ("5m", "1h")
 """Anthropic's cache lifetimes, cheapest first."""
@@ -37,28 +39,19 @@ def writes(ttl: str | None, prompt: int) -> tuple[int, int]:
 
 
 def _cache_controls(body: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """Every `cache_control` a Messages request sets, with where: top level, tools, system
-    blocks, and message content blocks (and the blocks inside a tool result)."""
+    """Every `cache_control` a Messages request sets, with where: top level, each tool, and
+    every block of the system prompt and the messages at any depth."""
     found = [("cache_control", body.get("cache_control"))]
-    for name in ("tools", "system"):
-        found += _blocks_cache(body.get(name), name)
-    messages = body.get("messages")
-    for i, message in enumerate(messages if isinstance(messages, list) else ()):
-        content = message.get("content") if isinstance(message, dict) else None
-        found += _blocks_cache(content, f"messages[{i}].content")
+    tools = body.get("tools")
+    for index, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if isinstance(tool, dict):
+            found.append((f"tools[{index}].cache_control", tool.get("cache_control")))
+    for name in ("system", "messages"):
+        found += [
+            (f"{path}.cache_control", block.get("cache_control"))
+            for path, block in blocks.objects(body.get(name), name)
+        ]
     return [(path, value) for path, value in found if value is not None]
-
-
-def _blocks_cache(blocks: Any, path: str, *, outer: bool = True) -> list[tuple[str, Any]]:
-    """The breakpoints of `blocks`, and of the blocks one level inside them (a tool result's
-    content; blocks nest no deeper)."""
-    found: list[tuple[str, Any]] = []
-    for j, block in enumerate(blocks if isinstance(blocks, list) else ()):
-        if isinstance(block, dict):
-            found.append((f"{path}[{j}].cache_control", block.get("cache_control")))
-            if outer and isinstance(block.get("content"), list):
-                found += _blocks_cache(block["content"], f"{path}[{j}].content", outer=False)
-    return found
 
 
 def _ttl(cache_control: Any, path: str) -> str:

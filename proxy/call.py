@@ -420,7 +420,7 @@ class _Pricer:
             cache_write_1h_tokens=cached[1],
             tool_calls=calls,
         )
-        cost = amounts(estimate_price(price, self.body), usage)
+        cost = amounts(estimate_price(price, self.body, self.endpoint.name), usage)
         if max(cost.values()) >= MAX_AMOUNT:
             raise BadRequest(
                 f"This call could cost more than any budget can hold ({cost['TOKENS']} tokens); "

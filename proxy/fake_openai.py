@@ -27,7 +27,7 @@ class Billed:
     cached_tokens: int = 0
     """Part of prompt_tokens."""
     cache_write_tokens: int = 0
-    """Part of prompt_tokens: written to a 5-minute cache."""
+    """Part of prompt_tokens: written to a 5-minute cache (OpenAI's writes too)."""
     reasoning_tokens: int = 0
     """Part of completion_tokens."""
     audio_prompt_tokens: int = 0
@@ -49,6 +49,10 @@ class Billed:
     cache_split_reported: bool = True
     """The usage report splits cache writes by TTL (`cache_creation`); False: only their total
     (`cache_creation_input_tokens`)."""
+    cache_split_zeroed: bool = False
+    """The report's split says 0/0 while its total holds the writes."""
+    cache_writes_late: bool = False
+    """A stream reports the writes only in its final `message_delta`, without the split."""
 
 
 def dumps(obj: Any) -> str:
@@ -92,12 +96,18 @@ def usage(billed: Billed) -> dict[str, Any]:
         "prompt_tokens_details": {
             "cached_tokens": billed.cached_tokens,
             "audio_tokens": billed.audio_prompt_tokens,
+            **written(billed),
         },
         "completion_tokens_details": {
             "reasoning_tokens": billed.reasoning_tokens,
             "audio_tokens": billed.audio_completion_tokens,
         },
     }
+
+
+def written(billed: Billed) -> dict[str, int]:
+    """`cache_write_tokens`, the detail OpenAI's newer models add, when the call wrote any."""
+    return {"cache_write_tokens": billed.cache_write_tokens} if billed.cache_write_tokens else {}
 
 
 def whole(endpoint: str, model: str, per_choice: int, n: int) -> dict[str, Any]:

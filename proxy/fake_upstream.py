@@ -69,6 +69,16 @@ class FakeSettings:
     cache_ttl_split: bool = True
     """Messages: report cache writes by TTL (`cache_creation`); False: only their total, as
     servers that predate one-hour caches do."""
+    cache_split_zeroed: bool = False
+    """Messages: report the `cache_creation` split as 0/0 while `cache_creation_input_tokens`
+    holds every write, as Anthropic has on web search turns."""
+    cache_writes_late: bool = False
+    """Messages streams: `message_start` reports no cache writes; the final `message_delta`
+    reports them in `cache_creation_input_tokens`, without resending `cache_creation`."""
+    openai_cache_write_tokens: int = 0
+    """Chat, Responses: prompt tokens written to the prompt cache, billed at the model's write
+    price and reported as `cache_write_tokens` (`prompt_tokens_details`, Responses'
+    `input_tokens_details`), as OpenAI's newer models do; at most the uncached prompt."""
     reasoning_tokens: int = 0
     """Chat, Responses: output tokens spent reasoning, billed but never streamed."""
     audio_prompt_tokens: int = 0
@@ -371,7 +381,8 @@ class FakeUpstream:
             documents = fake_tokens.documents(endpoint, body)
             prompt += documents * s.document_tokens
             cached = min(s.cached_tokens, prompt)
-            audio_in = min(s.audio_prompt_tokens, prompt - cached)
+            written = min(s.openai_cache_write_tokens, prompt - cached)
+            audio_in = min(s.audio_prompt_tokens, prompt - cached - written)
             completion = visible + s.reasoning_tokens + s.audio_completion_tokens
             billed = Billed(
                 endpoint,
@@ -379,6 +390,7 @@ class FakeUpstream:
                 prompt,
                 completion,
                 cached,
+                written,
                 reasoning_tokens=s.reasoning_tokens,
                 audio_prompt_tokens=audio_in,
                 audio_completion_tokens=s.audio_completion_tokens,
@@ -422,6 +434,8 @@ class FakeUpstream:
         five, hour = (0, 0)
         if endpoint == "messages" and s.cache_control_writes:
             five, hour = fake_tokens.claude_cache_writes(body)
+        elif endpoint == "responses":
+            five = s.openai_cache_write_tokens
         written = min(s.cache_write_tokens + five, prompt - cached)
         hour = min(hour, prompt - cached - written)
         reasoning = s.reasoning_tokens if endpoint == "responses" else 0
@@ -440,6 +454,8 @@ class FakeUpstream:
             long_context=prompt > s.long_context_above,
             cache_write_1h_tokens=hour,
             cache_split_reported=s.cache_ttl_split,
+            cache_split_zeroed=s.cache_split_zeroed,
+            cache_writes_late=s.cache_writes_late,
         )
         self.billed.append(billed)
         return billed, items

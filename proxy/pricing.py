@@ -33,6 +33,7 @@ _COUNTS = (
     "image_prompt_tokens",
     "image_completion_tokens",
     "cache_write_1h_tokens",
+    "cache_write_unsplit_tokens",
 )
 
 log = logging.getLogger("cycles.pricing")
@@ -42,7 +43,8 @@ log = logging.getLogger("cycles.pricing")
 class Usage:
     """Tokens a call used (or may use). `cached_tokens` (read from a cache),
     `cache_write_tokens` and `cache_write_1h_tokens` (written to a 5-minute and a one-hour
-    cache, Anthropic), `audio_prompt_tokens` and `image_prompt_tokens` are parts of
+    cache, Anthropic; OpenAI's writes are 5-minute ones), `cache_write_unsplit_tokens`,
+    `audio_prompt_tokens` and `image_prompt_tokens` are parts of
     `prompt_tokens`; `audio_completion_tokens` and
     `image_completion_tokens` are parts of `completion_tokens`, as are reasoning tokens (priced
     as output, so not kept apart). Each part is priced once, at its own price; the rest of each
@@ -57,9 +59,9 @@ class Usage:
     image_prompt_tokens: int = 0
     image_completion_tokens: int = 0
     cache_write_1h_tokens: int = 0
-    cache_ttl_reported: bool = True
-    """The usage says which cache writes are one-hour ones; False: it gave only their total
-    (`cache_write_tokens`), charged at the longest TTL the call asked for."""
+    cache_write_unsplit_tokens: int = 0
+    """Cache writes whose TTL the usage does not say (it gave only their total, or a total above
+    its split by TTL), charged at the longest TTL the call asked for."""
     service_tier: str | None = None
     """The service tier the provider says it served the call at; None: it did not say (the call
     is charged at the tier it was reserved at)."""
@@ -78,7 +80,9 @@ class Usage:
 
     @property
     def cache_writes(self) -> int:
-        return self.cache_write_tokens + self.cache_write_1h_tokens
+        return (
+            self.cache_write_tokens + self.cache_write_1h_tokens + self.cache_write_unsplit_tokens
+        )
 
     @property
     def _prompt_media(self) -> int:
@@ -104,14 +108,16 @@ def _tokens_times_million(price: ModelPrice, usage: Usage) -> int:
     text_in = usage.prompt_tokens - usage.cached_tokens - usage.cache_writes
     text_in -= usage.audio_prompt_tokens + usage.image_prompt_tokens
     five, hour = usage.cache_write_tokens, usage.cache_write_1h_tokens
-    if not usage.cache_ttl_reported and price.cache_ttl == "1h":
-        five, hour = 0, five + hour
+    if price.cache_ttl == "1h":
+        hour += usage.cache_write_unsplit_tokens
+    else:
+        five += usage.cache_write_unsplit_tokens
     text_out = usage.completion_tokens - usage.audio_completion_tokens
     text_out -= usage.image_completion_tokens
     return (
         text_in * price.input
         + usage.cached_tokens * price.cached_input
-        + five * _or(price.cache_write, price.input)
+        + five * price.five_write
         + hour * price.hour_write
         + usage.audio_prompt_tokens * _or(price.audio_input, price.input)
         + usage.image_prompt_tokens * _or(price.image_input, price.input)
@@ -132,7 +138,7 @@ def _rates(price: ModelPrice, usage: Usage) -> ModelPrice:
         long.input,
         long.cached_input,
         long.output,
-        cache_write=_or(long.cache_write, long.input),
+        cache_write=long.cache_write,
         cache_write_1h=long.cache_write_1h,
         cache_ttl=price.cache_ttl,
         audio_input=price.audio_input,
@@ -174,8 +180,18 @@ def unpriced(price: ModelPrice, usage: Usage) -> list[str]:
 def settled_amounts(price: ModelPrice, usage: Usage, reserved: Mapping[str, int]) -> dict[str, int]:
     """What a call whose provider reported `usage` is charged: its cost, or at least what was
     reserved when the report holds a billed dimension the policy does not price (logged at
-    ERROR: the policy needs that price)."""
+    ERROR: the policy needs that price). Cache writes on a model without `cache_write` are
+    charged at the provider's usual multiples of the input price, and logged."""
     charged = amounts(price, usage)
+    if usage.cache_writes and price.cache_write is None:
+        log.warning(
+            "DEFAULTED CACHE WRITE PRICE: model %s reported %d cache write tokens, which the "
+            "policy does not price; charged at 1.25x input (5 minutes) and 2x (one hour). Add "
+            "cache_write to models.%s.",
+            price.name,
+            usage.cache_writes,
+            price.name,
+        )
     missing = unpriced(price, usage)
     if not missing:
         return charged

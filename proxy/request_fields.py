@@ -60,7 +60,7 @@ def _refused(note: str, *asks_nothing: object) -> Field:
 
 _SAMPLING = "sampling only; the completion limit still bounds the output"
 _ID = "an identifier the provider keeps; billed nothing"
-_CACHE = "caching changes only the share of the prompt billed at cached_input, read from usage"
+_CACHE = "caching changes only the prompt's split into cache reads and writes, read from usage"
 _STREAM = "how the answer comes; a stream is settled on its usage report or counted text"
 _LIMIT = "the completion bound per choice: the proxy writes exactly one limit field, this bound"
 
@@ -196,12 +196,14 @@ RESPONSES: dict[str, Field] = {
 MESSAGES: dict[str, Field] = {
     "model": _modelled("the model's price entry; the prompt × its tokenizer_factor"),
     "messages": _modelled(
-        "the prompt: text, images, tool use and results; documents and cache_control see pricing"
+        "the prompt: text, images (at any depth), tool use and results; documents and "
+        "cache_control (at any depth) see pricing"
     ),
     "system": _modelled("the prompt: a system turn; its cache_control see pricing"),
     "tools": _modelled(
-        "the prompt: definitions by their JSON, and the model's tool_prompt_tokens once; server "
-        "tools see pricing"
+        "the prompt: definitions by their JSON, the model's tool_prompt_tokens once, and each "
+        "client tool's client_tool_tokens (a type without them is refused); server tools see "
+        "pricing"
     ),
     "tool_choice": _modelled("the prompt: a named tool by its JSON"),
     "output_config": _modelled("the prompt: a format's schema by its JSON; effort stays in limit"),
@@ -219,8 +221,8 @@ MESSAGES: dict[str, Field] = {
     "fallback_credit_token": _neutral("can only lower the price of cache writes"),
     "service_tier": _pricing("see pricing: the tier's price, or refused"),
     "cache_control": _pricing(
-        "see pricing: the prompt at the write price of the longest TTL asked (cache_write, or "
-        "the one-hour price for ttl 1h); refused without cache_write"
+        "see pricing: the prompt at the write price of the longest TTL asked anywhere in the "
+        "body (cache_write, or the one-hour price for ttl 1h); refused without cache_write"
     ),
     "inference_geo": _refused("US-only inference is billed at a premium", "global"),
     "speed": _refused("fast mode is billed at a premium", "standard"),

@@ -91,7 +91,7 @@ def _fit(call: PreparedCall, variant: Variant) -> Fit | None:
     if rule is None or rule.fit_floor is None or call.choices == 0:
         return None
     # The prompt, the tier and tool fees, and the output price as the reservation priced them.
-    price = estimate_price(variant.price, call.body)
+    price = estimate_price(variant.price, call.body, call.endpoint.name)
     rest, output = fit_rates(price, variant.usage(0))
     return Fit(
         prompt_units=rest,

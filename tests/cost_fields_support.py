@@ -2,7 +2,9 @@
 in tests/test_cost_fields_property.py: valid values, and the odd ones a client may send (limits
 of 0, negative or not integers, conflicting limit pairs, counts as strings, tiers and tools the
 policy does not price, malformed cache breakpoints), on chat, completions, embeddings, the
-Responses API and Anthropic's Messages API.
+Responses API and Anthropic's Messages API. Messages bodies nest blocks (breakpoints, images and
+PDFs inside documents, search results, tool and web fetch results) and send Anthropic's client
+tools.
 
 The policy is tests/prices_support.py's, where every tool fee declares the input its calls may
 add and gpt-4o-mini's images are billed at its own rate, so what the fake provider bills within
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
-from prices_support import POLICY
+from prices_support import POLICY, PRICES
 
 CHAT, COMPLETIONS, EMBEDDINGS = "/v1/chat/completions", "/v1/completions", "/v1/embeddings"
 RESPONSES, MESSAGES = "/v1/responses", "/v1/messages"
@@ -46,9 +48,19 @@ def property_policy(tmp_path: Path) -> Path:
         "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60,",
         "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60, image_token_factor: 33.34,",
     )
+    # Every OpenAI chat model here prices cache writes (the fake may report them on any call),
+    # at what prices_support bills them: gpt-5 above its input price, the rest at it.
+    for model in OPENAI_CHAT_MODELS:
+        write = PRICES[model].cache_write
+        text = text.replace(f"  {model}: {{input: ", f"  {model}: {{cache_write: {write}, input: ")
+        text = text.replace(f"  {model}:\n", f"  {model}:\n    cache_write: {write}\n")
     path = tmp_path / "policy.yaml"
     path.write_text(text)
     return path
+
+
+OPENAI_CHAT_MODELS = ("gpt-4o", "gpt-4", "o1", "gpt-5", "gpt-4o-mini")
+"""The OpenAI chat models the property's policy prices cache writes for."""
 
 
 @dataclass(frozen=True)
@@ -313,6 +325,20 @@ CLAUDE_BLOCKS = [
     {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}},
 ]
 CLAUDE_PDF = {"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}}
+CLAUDE_TEXT = {"type": "text", "text": "The refund policy: thirty days, receipt required. " * 8}
+CLAUDE_URL_IMAGE = {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}}
+CLAUDE_TEXT_DOCUMENT = {"type": "document", "source": {"type": "text", "data": "Terms. " * 60}}
+CLIENT_TOOLS = [
+    {"type": "bash_20250124", "name": "bash"},
+    {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
+    {
+        "type": "computer_20250124",
+        "name": "computer",
+        "display_width_px": 1024,
+        "display_height_px": 768,
+    },
+]
+"""Anthropic's client tools, each adding tokens its JSON does not show."""
 CLIENT_TOOL = {
     "name": "get_weather",
     "description": "Weather for a city",
@@ -325,11 +351,62 @@ def _cached(block: dict[str, Any], control: dict[str, str] | None) -> dict[str, 
     return block if control is None else {**block, "cache_control": control}
 
 
+def _nested(rich: bool) -> st.SearchStrategy[dict[str, Any]]:
+    """Blocks holding blocks, a breakpoint (or none) deep inside: a document of content blocks
+    (text and an image), a search result in a tool result, a web fetch result's document (a
+    PDF where the model prices documents)."""
+    control = st.none() | breakpoints
+    fetched = st.sampled_from(
+        [CLAUDE_TEXT_DOCUMENT, CLAUDE_PDF] if rich else [CLAUDE_TEXT_DOCUMENT]
+    )
+    return st.one_of(
+        st.builds(
+            lambda c: {
+                "type": "document",
+                "source": {
+                    "type": "content",
+                    "content": [_cached(CLAUDE_TEXT, c), CLAUDE_URL_IMAGE],
+                },
+            },
+            control,
+        ),
+        st.builds(
+            lambda c: {
+                "type": "tool_result",
+                "tool_use_id": "toolu_1",
+                "content": [
+                    {
+                        "type": "search_result",
+                        "source": "https://x.test",
+                        "title": "rules",
+                        "content": [_cached(CLAUDE_TEXT, c)],
+                    }
+                ],
+            },
+            control,
+        ),
+        st.builds(
+            lambda document, c: {
+                "type": "web_fetch_tool_result",
+                "tool_use_id": "srvtoolu_1",
+                "content": {
+                    "type": "web_fetch_result",
+                    "url": "https://x.test/a",
+                    "content": _cached(document, c),
+                },
+            },
+            fetched,
+            control,
+        ),
+    )
+
+
 def _messages(model: str) -> st.SearchStrategy[dict[str, Any]]:
     """claude-sonnet-4 prices documents and web search; claude-sonnet-4-5 long prompts (with
     the beta); each prices cache writes."""
     rich = model == "claude-sonnet-4"
-    blocks = st.lists(st.sampled_from(CLAUDE_BLOCKS + [CLAUDE_PDF] * rich), min_size=1, max_size=3)
+    flat = st.sampled_from(CLAUDE_BLOCKS + [CLAUDE_PDF] * rich)
+    blocks = st.lists(flat | _nested(rich), min_size=1, max_size=3)
     content = words | st.builds(
         lambda blocks, control: [*blocks[:-1], _cached(blocks[-1], control)],
         blocks,
@@ -343,7 +420,8 @@ def _messages(model: str) -> st.SearchStrategy[dict[str, Any]]:
     )
     client = st.builds(lambda c: _cached(CLIENT_TOOL, c), st.none() | breakpoints)
     search = st.builds(lambda uses: WEB_SEARCH | uses, _optional(max_uses=st.integers(1, 3)))
-    tools = st.lists(client | search if rich else client, min_size=1, max_size=2, unique_by=str)
+    defined = st.one_of(client, st.sampled_from(CLIENT_TOOLS), *[search] * rich)
+    tools = st.lists(defined, min_size=1, max_size=2, unique_by=str)
     return st.builds(
         lambda content, limit, extra: {
             "model": model,
@@ -371,7 +449,13 @@ messages_bodies = _spoiled(
         "max_tokens": odd_limits,
         "model": st.just("gpt-4o"),
         "cache_control": st.sampled_from([{"type": "ephemeral", "ttl": "2h"}, {"type": "x"}]),
-        "tools": st.just([{"type": "web_fetch_20250910", "name": "web_fetch"}]),
+        "tools": st.sampled_from(
+            [
+                [{"type": "web_fetch_20250910", "name": "web_fetch"}],
+                [{"type": "bash_20990101", "name": "bash"}],
+                [{"type": "memory_20250818", "name": "memory"}],
+            ]
+        ),
         "messages": st.just([{"role": "user", "content": [CLAUDE_PDF]}]),
         "service_tier": st.just("priority"),
         "speed": st.just("fast"),
@@ -409,6 +493,9 @@ provider_moods = st.fixed_dictionaries(
         "send_done": st.sampled_from([True, True, False]),
         "chat_best_of": st.booleans(),
         "cache_ttl_split": st.sampled_from([True, True, False]),
+        "cache_split_zeroed": st.sampled_from([False, False, True]),
+        "cache_writes_late": st.sampled_from([False, False, True]),
+        "openai_cache_write_tokens": st.sampled_from([0, 0, 40, 10**6]),
     }
 )
 """How the fake provider bills for one example, always within what the policy declares."""

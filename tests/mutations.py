@@ -56,6 +56,13 @@ CACHE = "tests/test_cache_writes.py::"
 CACHE_WRITES = CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported"
 ENDS = "tests/test_answer_endings.py::"
 PROPERTY = "tests/test_cost_fields_property.py"
+NESTED = "tests/test_nested_blocks.py::"
+UNEXPLAINED = "test_writes_the_ttl_split_leaves_unexplained_are_charged_at_the_longest_ttl_asked"
+CLIENT_TOOLS = "tests/test_client_tools.py::"
+OPENAI_WRITES = "tests/test_openai_cache_writes.py::"
+OPENAI_WRITE_PRICE = (
+    OPENAI_WRITES + "test_cache_writes_are_reserved_and_charged_at_the_model_s_write_price"
+)
 
 
 @dataclass(frozen=True)
@@ -1235,10 +1242,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="unsplit-cache-writes-charged-at-five-minutes",
         file="proxy/pricing.py",
-        old='    if not usage.cache_ttl_reported and price.cache_ttl == "1h":',
+        old='    if price.cache_ttl == "1h":',
         new="    if False:",
         tests=(
             CACHE + "test_cache_writes_reported_without_their_ttl_are_charged_at_the_ttl_asked",
+            CACHE + UNEXPLAINED,
         ),
         removes="cache writes reported without their TTL are charged at the longest TTL asked",
     ),
@@ -1315,6 +1323,142 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        return True",
         tests=(f"{CHOICES}::test_best_of_on_chat_is_billed_only_by_a_server_that_takes_it",),
         removes="the fake's chat best_of follows its setting (vLLM-like or not)",
+    ),
+    # -- issue 13, second review: what hides deeper, what is reported unpriced ------------------
+    Mutation(
+        name="nested-breakpoints-unseen",
+        file="proxy/caching.py",
+        old="            for path, block in blocks.objects(body.get(name), name)\n",
+        new=(
+            "            for path, block in blocks.objects(body.get(name), name)\n"
+            '            if path.count(".") < 3\n'
+        ),
+        tests=(
+            NESTED
+            + "test_a_nested_breakpoint_is_reserved_at_its_write_price_and_charged_as_billed",
+            NESTED + "test_a_nested_breakpoint_on_a_model_without_cache_write_is_refused_naming_it",
+        ),
+        removes="a cache breakpoint deeper than a tool result's blocks is reserved and refused",
+    ),
+    Mutation(
+        name="nested-documents-unseen",
+        file="proxy/billable.py",
+        old='.get("type") in INLINE)',
+        new='.get("type") in INLINE) and path.count(".") < 3',
+        tests=(
+            NESTED + "test_a_pdf_in_a_web_fetch_result_is_refused_without_a_documents_price",
+            NESTED + "test_a_pdf_in_a_web_fetch_result_reserves_the_model_s_document_tokens",
+        ),
+        removes="a PDF inside a web fetch result is priced as a document, or refused",
+    ),
+    Mutation(
+        name="nested-images-counted-as-json",
+        file="proxy/shapes/messages.py",
+        old="    return counter.count_json(block) + IMAGE_TOKENS * len(images)",
+        new="    return counter.count_json(block)",
+        tests=(NESTED + "test_images_inside_a_document_of_content_blocks_are_reserved_as_images",),
+        removes="images inside a document of content blocks are reserved as images",
+    ),
+    Mutation(
+        name="unpriced-cache-writes-charged-as-input",
+        file="proxy/pricing.py",
+        old="        + five * price.five_write",
+        new="        + five * (price.cache_write or price.input)",
+        tests=(
+            CACHE + "test_cache_writes_on_a_model_without_a_write_price_are_charged_at_1_25x_input",
+            OPENAI_WRITES
+            + "test_cache_writes_on_a_model_without_a_write_price_are_charged_at_1_25x_input",
+        ),
+        removes="cache writes on a model without cache_write are charged at 1.25x input",
+    ),
+    Mutation(
+        name="unexplained-cache-writes-charged-at-five-minutes",
+        file="proxy/shapes/messages.py",
+        old="    return five, hour, max(0, total - five - hour)",
+        new="    return five + max(0, total - five - hour), hour, 0",
+        tests=(CACHE + UNEXPLAINED,),
+        removes="writes a cache_creation split leaves out are charged at the longest TTL asked",
+    ),
+    Mutation(
+        name="client-tool-tokens-unreserved",
+        file="proxy/billable.py",
+        old="    extra += sum(price.client_tool_tokens",
+        new="    extra += 0 * sum(price.client_tool_tokens",
+        tests=(
+            CLIENT_TOOLS + "test_client_tools_are_reserved_at_the_tokens_anthropic_lists_for_them",
+            CLIENT_TOOLS
+            + "test_the_policy_can_list_a_client_tool_type_and_its_tokens_are_reserved",
+        ),
+        removes="each Anthropic client tool reserves its type's published prompt tokens",
+    ),
+    Mutation(
+        name="unlisted-client-tool-forwarded",
+        file="proxy/billable.py",
+        old="if kind not in price.client_tool_tokens]",
+        new="if kind not in price.client_tool_tokens and False]",
+        tests=(
+            CLIENT_TOOLS + "test_a_client_tool_type_without_listed_tokens_is_refused_naming_it",
+        ),
+        removes="a client tool type without listed tokens is refused",
+    ),
+    Mutation(
+        name="server-tool-refusal-names-no-type",
+        file="proxy/billable.py",
+        old='            sent = "" if kind == tool else f" (type {kind!r})"',
+        new='            sent = ""',
+        tests=(CLIENT_TOOLS + "test_a_dated_tool_type_nobody_prices_is_refused_naming_the_type",),
+        removes="a typed tool nobody prices is refused naming the type sent",
+    ),
+    Mutation(
+        name="openai-chat-cache-writes-dropped",
+        file="proxy/token_kinds.py",
+        old='    written = min(_count(asked, "cache_write_tokens"), prompt - cached)',
+        new="    written = 0",
+        tests=(OPENAI_WRITE_PRICE,),
+        removes="chat prompt_tokens_details.cache_write_tokens are charged at the write price",
+    ),
+    Mutation(
+        name="openai-responses-cache-writes-dropped",
+        file="proxy/shapes/responses.py",
+        old='"cache_write_tokens"), prompt - cached)',
+        new='"cache_write_tokens"), 0)',
+        tests=(OPENAI_WRITE_PRICE,),
+        removes="Responses input_tokens_details.cache_write_tokens are charged at the write price",
+    ),
+    Mutation(
+        name="openai-prompt-reserved-below-write-price",
+        file="proxy/token_kinds.py",
+        old="        price = _with_writes(price, price.cache_write)",
+        new="        pass",
+        tests=(OPENAI_WRITE_PRICE,),
+        removes="an OpenAI prompt reserves at the dearer of input and cache_write",
+    ),
+    Mutation(
+        name="property-sees-nested-breakpoints-unseen",
+        file="proxy/caching.py",
+        old="            for path, block in blocks.objects(body.get(name), name)\n",
+        new=(
+            "            for path, block in blocks.objects(body.get(name), name)\n"
+            '            if path.count(".") < 3\n'
+        ),
+        tests=(PROPERTY,),
+        removes="the property catches nested cache breakpoints reserved at the input price",
+    ),
+    Mutation(
+        name="property-sees-client-tools-unreserved",
+        file="proxy/billable.py",
+        old="    extra += sum(price.client_tool_tokens",
+        new="    extra += 0 * sum(price.client_tool_tokens",
+        tests=(PROPERTY,),
+        removes="the property catches client tools reserved by their JSON alone",
+    ),
+    Mutation(
+        name="property-sees-openai-writes-unreserved",
+        file="proxy/token_kinds.py",
+        old="        price = _with_writes(price, price.cache_write)",
+        new="        pass",
+        tests=(PROPERTY,),
+        removes="the property catches OpenAI prompts reserved below the write price",
     ),
     Mutation(
         name="property-sees-cache-writes-reserved-at-input",

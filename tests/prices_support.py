@@ -44,7 +44,7 @@ PRICES = {
     "gpt-4o": Prices("2.50", "1.25", "2.50", "10"),
     "gpt-4": Prices("30", "30", "30", "60"),
     "o1": Prices("15", "7.50", "15", "60"),
-    "gpt-5": Prices("1.25", "0.125", "1.25", "10"),
+    "gpt-5": Prices("1.25", "0.125", "1.5625", "10"),
     "gpt-4o-mini": Prices("0.15", "0.075", "0.15", "0.60"),
     "claude-sonnet-4": Prices("3", "0.30", "3.75", "15"),
     "claude-sonnet-4-5": Prices("3", "0.30", "3.75", "15"),
@@ -130,6 +130,15 @@ def prices_policy(tmp_path: Path, limit: str = "50", degrade: str = "") -> Polic
     path.write_text(
         POLICY.replace("{limit}", limit).replace("    budgets:\n", rules + "    budgets:\n")
     )
+    return load_policy(path)
+
+
+def edited_policy(tmp_path: Path, old: str, new: str) -> Policy:
+    """The policy above ($50 budget) with `old` (which must occur once) replaced by `new`."""
+    text = POLICY.replace("{limit}", "50")
+    assert text.count(old) == 1, old
+    path = tmp_path / "policy.yaml"
+    path.write_text(text.replace(old, new))
     return load_policy(path)
 
 

@@ -3,7 +3,8 @@ system prompt (the model's `tool_prompt_tokens`, never twice), and prompt cachin
 cost more than input (a 5-minute write the model's `cache_write`, a one-hour write, `ttl: "1h"`,
 twice the input price). The fake provider writes the prompt up to each `cache_control`
 breakpoint and reports the writes by TTL (`usage.cache_creation`), or, like older servers, only
-their total; the tests price its bill with their own formula (tests/prices_support.py)."""
+their total, or a split that leaves some out; the tests price its bill with their own formula
+(tests/prices_support.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from prices_support import HEADERS, billed_cost, measured, prices_policy, tenant_row
+from prices_support import (
+    HEADERS,
+    billed_cost,
+    edited_policy,
+    measured,
+    prices_policy,
+    tenant_row,
+)
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.local import local_stack
@@ -104,6 +112,59 @@ async def test_cache_writes_reported_without_their_ttl_are_charged_at_the_ttl_as
     [billed] = fake.billed
     assert billed.cache_write_1h_tokens > 1000
     assert billed_cost(billed) == call.charged <= call.reserved
+
+
+UNEXPLAINED = {
+    "0/0 split, whole": (FakeSettings(latency=LATENCY, cache_split_zeroed=True), False),
+    "0/0 split, stream": (FakeSettings(latency=LATENCY, cache_split_zeroed=True), True),
+    "total raised in message_delta": (FakeSettings(latency=LATENCY, cache_writes_late=True), True),
+}
+"""Usage reports whose `cache_creation` split does not account for every write."""
+
+
+@pytest.mark.parametrize("name", UNEXPLAINED)
+async def test_writes_the_ttl_split_leaves_unexplained_are_charged_at_the_longest_ttl_asked(
+    tmp_path: Path, store_url: str, name: str
+) -> None:
+    """Anthropic has reported `cache_creation_input_tokens` with a 0/0 split on web search turns,
+    and a stream's `message_delta` may raise the total without resending the split: the writes
+    the split leaves out are charged at the one-hour price the call asked for, as billed."""
+    settings, stream = UNEXPLAINED[name]
+    fake = FakeUpstream(settings)
+    async with (
+        local_stack(prices_policy(tmp_path), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        body = {**claude(system_block(HOUR)), "stream": stream}
+        call = await measured(http, stack.url + MESSAGES, stack.ledger, body)
+    assert call.status == 200, call.answer
+    [billed] = fake.billed
+    assert billed.cache_write_1h_tokens > 1000, billed
+    assert billed_cost(billed) == call.charged <= call.reserved, (billed, call)
+
+
+async def test_cache_writes_on_a_model_without_a_write_price_are_charged_at_1_25x_input(
+    tmp_path: Path, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider may report cache writes the request did not ask for (Anthropic's automatic
+    caching, an account-level setting): on a model the policy prices without `cache_write` they
+    are charged at Anthropic's published 1.25 times the input price, never as plain input, and
+    the operator is told to add the price."""
+    policy = edited_policy(tmp_path, "cache_write: 1.25, output: 5", "output: 5")
+    fake = FakeUpstream(FakeSettings(latency=LATENCY, cache_write_tokens=1000))
+    body = {**claude(PREFIX), "model": "claude-haiku-4"}
+    async with (
+        local_stack(policy, store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        call = await measured(http, stack.url + MESSAGES, stack.ledger, body)
+    assert call.status == 200, call.answer
+    [billed] = fake.billed
+    assert billed.cache_write_tokens == 1000, billed
+    # billed_cost prices claude-haiku-4's writes at $1.25 per 1M: 1.25 × its $1 input.
+    assert billed_cost(billed) == call.charged, (billed, call)
+    assert "DEFAULTED CACHE WRITE PRICE" in caplog.text
+    assert "models.claude-haiku-4" in caplog.text
 
 
 REFUSED = {

@@ -12,9 +12,11 @@ completions, embeddings, the Responses API and Anthropic's Messages API, and on 
 The bodies (tests/cost_fields_support.py) mix limits (0, negative, not integers, conflicting
 pairs), n and best_of, completions batches of strings and token lists, tools with hosted tools
 and max_tool_calls, images, audio, files and documents, service tiers, reasoning settings,
-Anthropic system prompts, server tools, thinking and cache breakpoints, and long prompts with
-and without the long-context beta. The fake bills hosted tool calls, documents, tiers, cache
-reads and writes as the providers do, within what the policy declares.
+Anthropic system prompts, server and client tools, thinking and cache breakpoints (at any
+depth of a block), and long prompts with and without the long-context beta. The fake bills
+hosted tool calls, documents, tiers, cache reads and writes (OpenAI's too, and Anthropic's
+reported with a split that leaves some out) as the providers do, within what the policy
+declares.
 
 The default run is short and seeded (fuzz_support.FIXED_SEED); a failure names its seed. Longer:
 
@@ -62,6 +64,7 @@ from proxy.fake_openai import Billed
 
 pytestmark = pytest.mark.timeout(0 if EXAMPLES else 600)
 DIMENSIONS = {"stream", "web_search", "cache-5m", "cache-1h", "long-context", "documents"}
+DIMENSIONS |= {"nested-cache", "client-tool", "openai-cache-write"}
 """What a run of at least the default size must have seen billed, each at least once, on each
 store (and some tier above or below the standard one)."""
 QUICK = 600
@@ -141,7 +144,7 @@ async def _check(driver: Driver, call: Request, unhandled: Unhandled) -> str:
     assert cost <= charged <= reserved, (
         f"billed {cost}, charged {charged}, reserved {reserved}: {bills} for {call}"
     )
-    shown = " ".join(["stream"] * call.stream + _dimensions(bills))
+    shown = " ".join(["stream"] * call.stream + _dimensions(bills) + _asked(call))
     return f"billed {call.endpoint} {answer.status} {shown}".rstrip()
 
 
@@ -150,7 +153,9 @@ def _dimensions(bills: list[Billed]) -> list[str]:
     found = set()
     for bill in bills:
         found |= {tool for tool, n in bill.tool_calls.items() if n}
-        if bill.cache_write_tokens or bill.cache_write_1h_tokens:
+        if bill.endpoint != "messages" and bill.cache_write_tokens:
+            found.add("openai-cache-write")
+        elif bill.cache_write_tokens or bill.cache_write_1h_tokens:
             found.add("cache-1h" if bill.cache_write_1h_tokens else "cache-5m")
         if bill.long_context:
             found.add("long-context")
@@ -159,6 +164,39 @@ def _dimensions(bills: list[Billed]) -> list[str]:
         if bill.service_tier != "default":
             found.add(bill.service_tier)
     return sorted(found)
+
+
+def _asked(call: Request) -> list[str]:
+    """What a Messages request turned on that its bill does not name: a breakpoint nested
+    inside a block, an Anthropic client tool."""
+    if call.path != MESSAGES:
+        return []
+    found = []
+    messages = call.body.get("messages")
+    turns = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    blocks = [b for m in turns if isinstance(m.get("content"), list) for b in m["content"]]
+    if any(_breakpoint_inside(block, top=True) for block in blocks):
+        found.append("nested-cache")
+    tools = call.body.get("tools")
+    kinds = (
+        [str(t.get("type")) for t in tools if isinstance(t, dict)]
+        if isinstance(tools, list)
+        else []
+    )
+    if any(kind.startswith(("bash_", "text_editor_", "computer_")) for kind in kinds):
+        found.append("client-tool")
+    return found
+
+
+def _breakpoint_inside(value: object, top: bool = False) -> bool:
+    """A `cache_control` set somewhere below `value` (its own, when `top`, does not count)."""
+    if isinstance(value, list):
+        return any(_breakpoint_inside(item) for item in value)
+    if not isinstance(value, dict):
+        return False
+    if not top and value.get("cache_control") is not None:
+        return True
+    return any(_breakpoint_inside(v) for k, v in value.items() if k != "cache_control")
 
 
 def _reason(answer: Answer, call: Request) -> str:

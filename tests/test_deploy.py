@@ -703,7 +703,11 @@ def test_the_installed_wheel_runs_the_demo_from_an_empty_directory(
     binary = str(image["venv"] / "bin" / "cycles-proxy")
     demo = subprocess.run(
         [binary, "demo", "--tenants", "20"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "customer-47" in demo.stdout

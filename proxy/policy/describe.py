@@ -159,6 +159,9 @@ def _billables(price: ModelPrice) -> list[str]:
         lines.append(f"documents: {price.document_tokens:,} prompt tokens reserved each")
     if price.tool_prompt_tokens:
         lines.append(f"tool prompt: {price.tool_prompt_tokens:,} tokens on a call with tools")
+    if price.client_tool_tokens:
+        tools = ", ".join(f"{kind} {n:,}" for kind, n in sorted(price.client_tool_tokens.items()))
+        lines.append(f"client tools, prompt tokens each: {tools}")
     return lines
 
 

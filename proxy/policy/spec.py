@@ -213,7 +213,7 @@ class LongContextSpec(_Spec):
     cached_input: Money | None = None
     """Default: the long-context input price."""
     cache_write: Money | None = None
-    """Default: the long-context input price."""
+    """Default: 1.25 times the long-context input price."""
     cache_write_1h: Money | None = None
     """Default: twice the long-context input price."""
     output: Money
@@ -234,7 +234,9 @@ class ModelSpec(_Spec):
     input: Money
     cached_input: Money | None = None
     cache_write: Money | None = None
-    """Anthropic's 5-minute cache writes; without it, requests with `cache_control` are refused."""
+    """Cache writes: Anthropic's 5-minute ones, OpenAI's `cache_write_tokens`; without it,
+    requests with `cache_control` are refused, and writes reported anyway are charged at 1.25
+    times the input price."""
     cache_write_1h: Money | None = None
     """One-hour cache writes (`ttl: "1h"`); default: twice the input price."""
     output: Money
@@ -276,6 +278,10 @@ class ModelSpec(_Spec):
     tool_prompt_tokens: Tokens | None = None
     """Prompt tokens the provider adds to a call that sends tools; default 346 for `claude*`
     models (Anthropic's tool-use system prompt), 0 otherwise."""
+    client_tool_tokens: dict[FeatureName, Tokens] = {}
+    """Anthropic's client tools by type (`bash_20250124: 245`): the prompt tokens each adds;
+    added to (or overriding) the published ones for `claude*` models. A call sending another
+    client tool type (bash, text_editor, computer, memory) is refused."""
 
 
 class BudgetSpec(_Spec):
