@@ -114,13 +114,14 @@ class MemoryLedger(MemoryTenants):
                 prefix = lines[outcome.denied_by].prefix
                 first = prefix if t.first_deny(prefix, now, self.settings) else None
             return _result(request, t.status, None, lines, outcome, first)
-        quotas.count(t.counters, gate, now, self.settings)
+        ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
+        hold = min(ttl, self.settings.cap_ms)
+        quotas.count(t.counters, gate, now, self.settings, hold)
         amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
         prefixes = tuple(ln.prefix for ln in lines)
         record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
         self._allow(t, request, choice, record, _why(outcome, lines), now)
-        ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
-        record.deadline = now + min(ttl, self.settings.cap_ms)
+        record.deadline = now + hold
         self._hold(t, request.reservation_id, record, lines, now, cal)
         return _result(request, t.status, record, lines)
 
@@ -175,7 +176,7 @@ class MemoryLedger(MemoryTenants):
         for ln in lines:
             amount = record.amounts.get(ln.line.unit, 0)
             t.add(f"{ln.prefix}|reserved", amount)
-            t.touch(ln.prefix, now, self.settings, cal)
+            t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)
             ln.remaining -= amount
         t.resv[rid] = record
         t.resv_exp[rid] = record.deadline
@@ -262,15 +263,19 @@ class MemoryLedger(MemoryTenants):
         t, dead = self._tenant(tenant), set(dead_owners)
         now = t.now(self._clock())
         resolved, crossed = 0, list[Crossing]()
-        for rid, at in sorted(t.resv_exp.items(), key=lambda item: (item[1], item[0])):
+        for _, rid in t.resv_exp.pop_due(now):
             r = t.resv.get(rid)
-            is_open = r is not None and r.state == "OPEN"
-            if r is not None and is_open and (at <= now or r.owner in dead):
+            if r is not None and r.state == "OPEN":
                 crossed += self._expire(t, rid, r, now, alerts)
                 resolved += 1
-            elif at <= now:
+            else:
                 t.resv.pop(rid, None)
-                del t.resv_exp[rid]
+        # Only when an owner is dead (never in one process on its own): its open calls, at once.
+        if dead:
+            for rid, r in [(rid, r) for rid, r in t.resv.items() if r.owner in dead]:
+                if r.state == "OPEN":
+                    crossed += self._expire(t, rid, r, now, alerts)
+                    resolved += 1
         t.drop_expired(now, None)
         if crossed and self.expiry_alerts is not None:
             self.expiry_alerts.crossed(tenant, crossed)

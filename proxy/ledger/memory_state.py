@@ -13,6 +13,7 @@ from proxy.ledger import quotas
 from proxy.ledger.base import Amounts, State, TenantStatus
 from proxy.ledger.calendar import MINUTE_MS, Anchor, period_bound_ms, period_end_ms
 from proxy.ledger.common import Outcome, field_expiry
+from proxy.ledger.expiry import ExpiryIndex
 from proxy.ledger.tenants import AGGREGATE
 from proxy.policy.runtime import ReservationSettings
 
@@ -46,9 +47,9 @@ class Calendar:
 @dataclass(slots=True)
 class TenantState:
     ledger: dict[str, int] = field(default_factory=dict)
-    ledger_exp: dict[str, int] = field(default_factory=dict)
+    ledger_exp: ExpiryIndex = field(default_factory=ExpiryIndex)
     resv: dict[str, Record] = field(default_factory=dict)
-    resv_exp: dict[str, int] = field(default_factory=dict)
+    resv_exp: ExpiryIndex = field(default_factory=ExpiryIndex)
     meta: dict[str, str] = field(default_factory=dict)
     audit: deque[tuple[str, dict[str, str]]] = field(
         default_factory=lambda: deque(maxlen=AUDIT_MAX_ENTRIES)
@@ -71,8 +72,16 @@ class TenantState:
     def add(self, key: str, amount: int) -> None:
         self.ledger[key] = self.ledger.get(key, 0) + amount
 
-    def touch(self, prefix: str, now: int, s: ReservationSettings, cal: Calendar | None) -> None:
-        """Keep an entry: see common.lua's touch (exact with a calendar, else a safe bound)."""
+    def touch(
+        self,
+        prefix: str,
+        now: int,
+        s: ReservationSettings,
+        cal: Calendar | None,
+        hold_ms: int = 0,
+    ) -> None:
+        """Keep an entry: see common.lua's touch (exact with a calendar, else a safe bound; a
+        run entry for `hold_ms`, how long the call reserving may stay open, + the idle TTL)."""
         pid = prefix.split("|")[-1]
         if pid != "-" and cal is not None:
             self.keep(
@@ -81,7 +90,7 @@ class TenantState:
         elif pid != "-":
             self.ledger_exp.setdefault(prefix, period_bound_ms(pid) + s.period_grace_ms)
         else:
-            at = field_expiry(prefix, now, s.run_idle_ms)
+            at = field_expiry(prefix, now + hold_ms, s.run_idle_ms)
             if at is not None:
                 self.keep(prefix, at)
 
@@ -90,14 +99,12 @@ class TenantState:
 
     def drop_expired(self, now: int, limit: int | None) -> None:
         """Drop expired entries: a budget prefix's three fields, or one quota field."""
-        due = sorted((at, p) for p, at in self.ledger_exp.items() if at <= now)[:limit]
-        for _, name in due:
+        for _, name in self.ledger_exp.pop_due(now, limit):
             if name.startswith("q|"):
                 self.counters.drop(name)
             else:
                 for kind in ("spent", "reserved", "credit"):
                     self.ledger.pop(f"{name}|{kind}", None)
-            del self.ledger_exp[name]
 
     def settle_lines(
         self,

@@ -9,12 +9,14 @@ Fields (in Redis they share the tenant's ledger hash, under `q|`, which no budge
     q|run|<run>|steps        admitted calls of the run
     q|rpm|tat, q|tpm|tat     GCRA theoretical arrival time, integer µs; kept 2 minutes
 
-`q|run|…` fields expire `run_idle_ms` after the run's last admitted call. Checks are read-only;
+`q|run|…` fields expire `run_idle_ms` after the run's last admitted call could still be open
+(its hold: the reservation cap, or an action's shorter ttl). Checks are read-only;
 `count` writes only once the call is admitted, so a denied call counts nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from proxy.ledger.base import ReserveRequest
@@ -36,7 +38,7 @@ class Counters:
     """One tenant's quota fields. `expiry` is the tenant's ledger expiry map (shared with the
     budget entries, as Redis shares its `ledger_exp` zset)."""
 
-    expiry: dict[str, int]
+    expiry: MutableMapping[str, int]
     values: dict[str, int] = field(default_factory=dict)
     seen: dict[str, str] = field(default_factory=dict)
 
@@ -148,8 +150,11 @@ def rate(c: Counters, gate: Gate, quota: str, limit: int, cost: int, now_ms: int
         gate.rates[name] = new_tat
 
 
-def count(c: Counters, gate: Gate, now_ms: int, settings: ReservationSettings) -> None:
-    """Count an admitted call against every quota it was checked against."""
+def count(
+    c: Counters, gate: Gate, now_ms: int, settings: ReservationSettings, hold_ms: int
+) -> None:
+    """Count an admitted call against every quota it was checked against. The run's fields
+    outlive the call (open for up to `hold_ms`) by the idle TTL."""
     for name in gate.held:
         c.values[name] = c.values.get(name, 0) + 1
     if gate.new_run is not None:
@@ -161,7 +166,7 @@ def count(c: Counters, gate: Gate, now_ms: int, settings: ReservationSettings) -
     for name in gate.run_fields:
         if name.endswith("|steps"):
             c.values[name] = c.values.get(name, 0) + 1
-        _keep(c, name, now_ms + settings.run_idle_ms)
+        _keep(c, name, now_ms + hold_ms + settings.run_idle_ms)
     for name, tat in gate.rates.items():
         c.values[name] = tat
         _keep(c, name, now_ms + RATE_KEEP_MS)

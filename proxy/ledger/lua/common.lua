@@ -125,15 +125,17 @@ end
 
 -- Period entries live until period end + grace, run entries for an idle TTL after their last
 -- write, other entries without a period (lifetime budgets) for ever. Without EXACT a period
--- entry keeps the expiry it has, or gets a safe bound if it has none.
-local function touch(prefix)
+-- entry keeps the expiry it has, or gets a safe bound if it has none. `hold` (ms, reserve
+-- only) is how long the call being reserved may stay open: a run entry outlives it by the
+-- idle TTL, so it cannot expire under an open call whatever run_idle_ms is.
+local function touch(prefix, hold)
   local pid = string.match(prefix, '[^|]*$')
   if pid ~= '-' and EXACT then
     keep(prefix, period_end(pid) + GRACE)
   elseif pid ~= '-' then
     redis.call('ZADD', KEYS[2], 'NX', fmt(period_bound(pid) + GRACE), prefix)
   elseif string.match(prefix, '^[^|]*') == 'run' then
-    keep(prefix, NOW + IDLE)
+    keep(prefix, NOW + (hold or 0) + IDLE)
   end
 end
 

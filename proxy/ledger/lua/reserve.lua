@@ -159,7 +159,7 @@ if q.tpm then
   rate(gate, 'tokens_per_minute', q.tpm, (index and amounts or cands[1].amounts).TOKENS)
   if gate.quota and not shadow then return deny(gate) end
 end
-count_quotas(gate)
+count_quotas(gate, cap)
 
 local text
 if shadow then
@@ -173,7 +173,7 @@ local prefixes = {}
 for i, l in ipairs(lines) do
   local amount = amounts[l.unit] or 0
   redis.call('HINCRBY', KEYS[1], l.prefix .. '|reserved', fmt(amount))
-  touch(l.prefix)
+  touch(l.prefix, cap)
   l.remaining = l.remaining - amount
   prefixes[i] = l.prefix
 end
