@@ -29,7 +29,7 @@ from proxy.ledger.base import (
     State,
     TenantStatus,
 )
-from proxy.ledger.calendar import period_id
+from proxy.ledger.calendar import Calendar
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
 from proxy.ledger.choose import Choice, choose
 from proxy.ledger.common import (
@@ -43,8 +43,14 @@ from proxy.ledger.common import (
     reserve_result,
     wall_clock_ms,
 )
-from proxy.ledger.memory_state import TOMBSTONES_MAX, Calendar, Record, TenantState
-from proxy.ledger.tenants import AGGREGATE, anchor_at, decode_overrides, sorted_amounts
+from proxy.ledger.memory_state import TOMBSTONES_MAX, Record, TenantState
+from proxy.ledger.tenants import (
+    AGGREGATE,
+    GENERATION,
+    calendar_at,
+    decode_overrides,
+    sorted_amounts,
+)
 from proxy.ledger.tenants_memory import MemoryTenants
 from proxy.policy.runtime import ReservationSettings
 
@@ -81,7 +87,7 @@ class MemoryLedger(MemoryTenants):
         """Nothing to check: this store lives and dies with the process."""
 
     def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
-        pid = period_id(line.period, now, cal.offset_min, cal.anchor)
+        pid = cal.period_id(line.period, now)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
         used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
         limit = limit_in_force(line, decode_overrides(t.meta.get("overrides", "-")))
@@ -92,7 +98,7 @@ class MemoryLedger(MemoryTenants):
         check_request(request)
         t = self._tenant(request.tenant)
         now = t.now(self._clock())
-        cal = Calendar(request.utc_offset_min, anchor_at(t.meta, now))
+        cal = calendar_at(t.meta, now, request.utc_offset_min)
         t.drop_expired(now, 8)
         lines = [self._read_line(t, line, now, cal) for line in request.lines]
         existing = t.resv.get(request.reservation_id)
@@ -106,7 +112,7 @@ class MemoryLedger(MemoryTenants):
             self._deny(t, request, reason, "-", now)
             return _result(request, t.status, None, lines)
         choice = choose(request.candidates, [(ln.line.unit, ln.remaining) for ln in lines])
-        outcome, gate = quotas.decide(t.counters, request, choice, now)
+        outcome, gate = quotas.decide(t.counters, request, choice, now, cal)
         if outcome.candidate < 0:
             self._deny(t, request, *_why(outcome, lines), now)
             first = None
@@ -190,18 +196,19 @@ class MemoryLedger(MemoryTenants):
         if r.state == "COMMITTED":
             return SettleResult("COMMITTED", False, dict(r.actual or {}))
         charged = dict(actual)
+        per_line: dict[str, int] = charged
         if r.state in ("OPEN", "MISSING"):
             t.settle_lines(r.fields, r.amounts, actual, now, s)
             quotas.free(t.counters, r.held)
         elif r.state == "EXPIRED_CHARGED":
-            charged = {u: actual.get(u, 0) - r.amounts.get(u, 0) for u in {*actual, *r.amounts}}
-            t.settle_lines(r.fields, None, charged, now, s)
+            added, charged = t.late_charge(reservation.id, r.fields, r.amounts, actual, now, s)
+            per_line = {**charged, **added}
         else:  # RELEASED, EXPIRED_RELEASED: nothing is reserved any more; never under-record.
             t.settle_lines(r.fields, None, actual, now, s)
         limits = dict(zip(reservation.fields, reservation.limits, strict=False))
         crossed = tuple(
             Crossing(field, bp, limits.get(field, 0), spent)
-            for field, bp, spent in t.cross(alert_marks(reservation), charged, now, s)
+            for field, bp, spent in t.cross(alert_marks(reservation), per_line, now, s)
         )
         fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
@@ -231,7 +238,7 @@ class MemoryLedger(MemoryTenants):
     ) -> list[LineBalance]:
         t = self._tenants.get(tenant) or TenantState()  # a read creates nothing
         now = t.now(self._clock())
-        cal = Calendar(utc_offset_min, anchor_at(t.meta, now))
+        cal = calendar_at(t.meta, now, utc_offset_min)
         overrides = decode_overrides(t.meta.get("overrides", "-"))
         out = []
         for line in lines:
@@ -253,7 +260,7 @@ class MemoryLedger(MemoryTenants):
 
     async def counters(self, tenant: str) -> dict[str, int | str]:
         snapshot = self._tenant(tenant).counters.snapshot()
-        return {k: v for k, v in snapshot.items() if not k.startswith(AGGREGATE)}
+        return {k: v for k, v in snapshot.items() if not k.startswith((AGGREGATE, GENERATION))}
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:
         self._tenant(tenant).meta["status"] = status
@@ -316,6 +323,8 @@ class MemoryLedger(MemoryTenants):
         state: State = "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED"
         t.settle_lines(r.fields, r.amounts, charge, now, self.settings)
         quotas.free(t.counters, r.held)
+        if charge is not None:
+            t.mark_expiry(rid, now, self.settings)
         fields = {"reservation": rid, "state": state, "amounts": sorted_amounts(r.amounts)}
         t.append("expire", fields, now, self.settings.audit_retention_ms)
         self._finish(t, rid, r, state, now)

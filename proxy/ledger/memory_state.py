@@ -11,10 +11,10 @@ from typing import cast
 
 from proxy.ledger import quotas
 from proxy.ledger.base import Amounts, State, TenantStatus
-from proxy.ledger.calendar import MINUTE_MS, Anchor, period_bound_ms, period_end_ms
+from proxy.ledger.calendar import MINUTE_MS, Calendar, period_bound_ms
 from proxy.ledger.common import Outcome, field_expiry
 from proxy.ledger.expiry import ExpiryIndex
-from proxy.ledger.tenants import AGGREGATE
+from proxy.ledger.tenants import AGGREGATE, GENERATION
 from proxy.policy.runtime import ReservationSettings
 
 TOMBSTONES_MAX = 20_000
@@ -34,14 +34,6 @@ class Record:
     actual: dict[str, int] | None = None
     deadline: int = 0
     """When it expires if still OPEN (kept after it is settled, as the Redis record keeps it)."""
-
-
-@dataclass(slots=True)
-class Calendar:
-    """What a script that knows the tenant's calendar (reserve, adjust, reset) computes with."""
-
-    offset_min: int
-    anchor: Anchor
 
 
 @dataclass(slots=True)
@@ -84,9 +76,7 @@ class TenantState:
         run entry for `hold_ms`, how long the call reserving may stay open, + the idle TTL)."""
         pid = prefix.split("|")[-1]
         if pid != "-" and cal is not None:
-            self.keep(
-                prefix, period_end_ms(pid, cal.offset_min, cal.anchor.day) + s.period_grace_ms
-            )
+            self.keep(prefix, cal.period_end(pid) + s.period_grace_ms)
         elif pid != "-":
             self.ledger_exp.setdefault(prefix, period_bound_ms(pid) + s.period_grace_ms)
         else:
@@ -124,6 +114,54 @@ class TenantState:
                 self.add(f"{prefix}|spent", charge.get(unit, 0))
             self.touch(prefix, now, s, None)
 
+    def generation(self, name: str) -> int:
+        """A RESET_SPENT generation (common.lua generation): `resets`, `reset|<prefix>`,
+        `exp|<reservation>`; 0 when absent."""
+        return self.counters.values.get(GENERATION + name, 0)
+
+    def mark_reset(self, prefixes: Sequence[str], now: int, s: ReservationSettings) -> None:
+        """tenant_ledger.lua's reset: a new generation, recorded on every line it reset."""
+        if not prefixes:
+            return
+        gen = self.generation("resets") + 1
+        self.counters.values[GENERATION + "resets"] = gen
+        for prefix in prefixes:
+            self.counters.values[f"{GENERATION}reset|{prefix}"] = gen
+            self.keep(f"{GENERATION}reset|{prefix}", now + s.tombstone_ms)
+
+    def mark_expiry(self, rid: str, now: int, s: ReservationSettings) -> None:
+        """sweep.lua's expire(): the generation an expiry charge belongs to (when not 0)."""
+        gen = self.generation("resets")
+        if gen:
+            self.counters.values[f"{GENERATION}exp|{rid}"] = gen
+            self.keep(f"{GENERATION}exp|{rid}", now + s.tombstone_ms)
+
+    def late_charge(
+        self,
+        rid: str,
+        fields: Sequence[str],
+        estimate: Amounts,
+        actual: Amounts,
+        now: int,
+        s: ReservationSettings,
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """common.lua's late_charge(): a commit after EXPIRED_CHARGED. Returns what was added
+        per prefix, and per unit actual - estimate or, where a line got more, the most added."""
+        since, added = self.generation(f"exp|{rid}"), {}
+        units = {*actual, *estimate}
+        by_unit = {u: actual.get(u, 0) - estimate.get(u, 0) for u in units}
+        for prefix in fields:
+            unit = prefix.split("|")[2]
+            d = actual.get(unit, 0) - estimate.get(unit, 0)
+            if self.generation(f"reset|{prefix}") > since:
+                d = max(d, 0)  # a reset since the expiry charge wiped it
+            d = max(d, -self.ledger.get(f"{prefix}|spent", 0))
+            self.add(f"{prefix}|spent", d)
+            self.touch(prefix, now, s, None)
+            added[prefix] = d
+            by_unit[unit] = max(by_unit.get(unit, 0), d)
+        return added, by_unit
+
     def cross(
         self,
         marks: Sequence[tuple[str, int, int]],
@@ -132,11 +170,12 @@ class TenantState:
         s: ReservationSettings,
     ) -> list[tuple[str, int, int]]:
         """common.lua's cross_marks(): of the (field, basis points, mark) triples, those this
-        charge reached first in their period, as (field, basis points, spent after)."""
+        charge (by unit, or by field where lines differ) reached first in their period, as
+        (field, basis points, spent after)."""
         out = []
         for prefix, bp, mark in marks:
             after = self.ledger.get(f"{prefix}|spent", 0)
-            before = after - charged.get(prefix.split("|")[2], 0)
+            before = after - charged.get(prefix, charged.get(prefix.split("|")[2], 0))
             name = f"q|alert|{prefix}|{bp}"
             if before < mark <= after and name not in self.counters.values:
                 self.counters.values[name] = now

@@ -20,7 +20,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from proxy.ledger.base import ReserveRequest
-from proxy.ledger.calendar import period_end_ms, period_id
+from proxy.ledger.calendar import Calendar
 from proxy.ledger.choose import Choice
 from proxy.ledger.common import Outcome
 from proxy.policy.runtime import ReservationSettings
@@ -83,11 +83,12 @@ def gcra(tat: int, now_us: int, limit: int, cost: int) -> tuple[int | None, int]
 
 
 def decide(
-    c: Counters, request: ReserveRequest, choice: Choice, now_ms: int
+    c: Counters, request: ReserveRequest, choice: Choice, now_ms: int, cal: Calendar
 ) -> tuple[Outcome, Gate]:
     """Quotas first, then budgets (`choice`), then the chosen candidate's token rate.
-    Enforcement stops at the first that denies; shadow reports it and goes on."""
-    gate, enforce = check(c, request, now_ms), not request.shadow
+    Enforcement stops at the first that denies; shadow reports it and goes on. `cal` is the
+    tenant's calendar (runs_per_day counts its days)."""
+    gate, enforce = check(c, request, now_ms, cal), not request.shadow
     if enforce and (gate.quota is not None or choice.index is None):
         return _denied(choice, gate), gate
     tpm = request.quotas.tokens_per_minute
@@ -106,7 +107,7 @@ def _denied(choice: Choice, gate: Gate) -> Outcome:
     return Outcome(-1, False, choice.denied_by, None, gate.retry_after_ms, gate.quota)
 
 
-def check(c: Counters, request: ReserveRequest, now_ms: int) -> Gate:
+def check(c: Counters, request: ReserveRequest, now_ms: int, cal: Calendar) -> Gate:
     """Every quota but tokens_per_minute, in order: concurrency, runs per day, steps per run,
     requests per minute."""
     gate, q, run = Gate(), request.quotas, request.run
@@ -118,7 +119,7 @@ def check(c: Counters, request: ReserveRequest, now_ms: int) -> Gate:
             gate.refuse(f"concurrent_requests {level}", CONCURRENCY_RETRY_MS)
     gate.held = tuple(held)
     if run is not None and q.runs_per_day is not None:
-        _check_run(c, gate, run, q.runs_per_day, now_ms, request.utc_offset_min)
+        _check_run(c, gate, run, q.runs_per_day, now_ms, cal)
     if run is not None and q.steps_per_run is not None:
         steps = f"q|run|{run}|steps"
         gate.run_fields += (steps,)
@@ -129,13 +130,13 @@ def check(c: Counters, request: ReserveRequest, now_ms: int) -> Gate:
     return gate
 
 
-def _check_run(c: Counters, gate: Gate, run: str, limit: int, now_ms: int, offset_min: int) -> None:
+def _check_run(c: Counters, gate: Gate, run: str, limit: int, now_ms: int, cal: Calendar) -> None:
     marker = f"q|run|{run}|day"
     gate.run_fields += (marker,)
     if marker in c.seen:
         return
-    today = period_id("day", now_ms, offset_min)
-    end = period_end_ms(today, offset_min)
+    today = cal.period_id("day", now_ms)
+    end = cal.period_end(today)
     gate.new_run = (marker, today, end)
     if c.values.get(f"q|runs|{today}", 0) >= limit:
         gate.refuse("runs_per_day", end - now_ms)

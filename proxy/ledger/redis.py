@@ -62,7 +62,7 @@ from proxy.ledger.common import (
 from proxy.ledger.reads_redis import RedisReads
 from proxy.ledger.safety import Epoch, check_eviction
 from proxy.ledger.tenancy import TenantRecord
-from proxy.ledger.tenants import AGGREGATE
+from proxy.ledger.tenants import AGGREGATE, GENERATION
 from proxy.ledger.tenants_redis import RedisTenants
 from proxy.ledger.wire import ReplyError, Wire
 from proxy.policy.runtime import ReservationSettings
@@ -301,7 +301,7 @@ class RedisLedger(RedisTenants, RedisReads):
         return {
             name: value if name.startswith("q|run|") and name.endswith("|day") else int(value)
             for name, value in entries.items()
-            if name.startswith("q|") and not name.startswith(AGGREGATE)
+            if name.startswith("q|") and not name.startswith((AGGREGATE, GENERATION))
         }
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:

@@ -9,7 +9,8 @@
 --       store lost the record).
 --
 -- Returns: state after ('COMMITTED'), first ('1' | '0'), charged (amounts form, may be
--- negative after EXPIRED_CHARGED: only actual - estimate is added then), then per alert
+-- negative after EXPIRED_CHARGED: only actual - estimate is added then, see late_charge in
+-- common.lua; per unit the most added to any line), then per alert
 -- threshold this commit crossed first in its period: field prefix, basis points, spent after.
 --
 -- A threshold is crossed when spent before < mark <= spent after (common.lua cross_marks).
@@ -37,11 +38,9 @@ if r.state == 'OPEN' or r.state == 'MISSING' then
   settle_lines(r.prefixes, est, act)
   free_held(r.held)
 elseif r.state == 'EXPIRED_CHARGED' then
-  local delta = {}
-  for unit, x in pairs(act) do delta[unit] = x end
-  for unit, x in pairs(est) do delta[unit] = (delta[unit] or 0) - x end
-  settle_lines(r.prefixes, nil, delta)
-  charged, added = encode_amounts(delta), delta
+  local by_unit
+  added, by_unit = late_charge(id, r.prefixes, est, act)
+  charged = encode_amounts(by_unit)
 else
   -- RELEASED, EXPIRED_RELEASED: nothing is reserved any more, but never under-record.
   settle_lines(r.prefixes, nil, act)

@@ -45,7 +45,15 @@ local function expire(id, r)
   local state = (how == 'release') and 'EXPIRED_RELEASED' or 'EXPIRED_CHARGED'
   free_held(r.held)
   settle_lines(r.prefixes, est, (how ~= 'release') and est or nil)
-  if how ~= 'release' then alert_on(r.prefixes, est) end
+  if how ~= 'release' then
+    alert_on(r.prefixes, est)
+    -- Which RESET_SPENT generation this charge belongs to (a late commit's refund needs it).
+    local gen = generation('resets')
+    if gen > 0 then
+      redis.call('HSET', KEYS[1], GEN .. 'exp|' .. id, fmt(gen))
+      keep(GEN .. 'exp|' .. id, NOW + TOMB)
+    end
+  end
   audit('expire', { 'reservation', id, 'state', state, 'amounts', encode_amounts(est) })
   finish(id, r, state, '-')
   resolved = resolved + 1
