@@ -66,7 +66,11 @@ async def _reserve(rt: Runtime, scope: Scope, tenant: TenantConfig, ask: Ask) ->
     for attempt in range(2):
         request = reserve_request(tenant, scope, ask)
         started_ms = time.time_ns() // 1_000_000
-        result = await _ledger(rt, "reserve", rt.ledger.reserve(request))
+        try:
+            result = await observe.ledger_op(rt.metrics, "reserve", rt.ledger.reserve(request))
+        except LedgerUnavailable:
+            rt.fail_open.spill.add_abandoned(request)  # it may have run all the same
+            raise _unavailable() from None
         if not result.stale or attempt:
             break
         rt.forget_tenant(scope.tenant)

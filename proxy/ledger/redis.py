@@ -96,7 +96,9 @@ class RedisLedger(RedisTenants, RedisReads):
     """`Ledger` on one Redis or a Redis Cluster (>= 7.0), by the URL's scheme. `owner` names
     this instance in reservations and heartbeats; an owner silent for 3 * `heartbeat_interval_s`
     is presumed dead. At most `max_connections` commands are in flight (per node, in a
-    cluster); more wait for a free connection."""
+    cluster); more wait for a free connection. A command Redis has not answered within
+    `timeout_s` fails as unavailable (it may still run: a reserve is then released by id,
+    spill.py)."""
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class RedisLedger(RedisTenants, RedisReads):
         *,
         heartbeat_interval_s: float = 5.0,
         max_connections: int = 64,
+        timeout_s: float = 5.0,
     ) -> None:
         self.owner = check_owner(owner or instance_id())
         self.settings = settings
@@ -119,13 +122,13 @@ class RedisLedger(RedisTenants, RedisReads):
             retry=Retry(NoBackoff(), 1, (rex.ConnectionError,)),
             decode_responses=True,
             socket_connect_timeout=2,
-            socket_timeout=5,
+            socket_timeout=timeout_s,
             health_check_interval=30,
         )
         self._scripts = {name: _Script.load(parts) for name, parts in SCRIPTS.items()}
         # The scripts' own round trips go over one pipelined connection (wire.py); the cluster
         # client routes them by slot instead. Everything else uses redis-py.
-        self._wire = None if is_cluster(url) else Wire(url)
+        self._wire = None if is_cluster(url) else Wire(url, timeout=timeout_s)
         s = settings
         self._common = (
             str(s.run_idle_ms),
