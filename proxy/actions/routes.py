@@ -3,6 +3,7 @@ identify, parse, one ledger call (a commit or release: a lookup, then the settle
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from proxy.actions.reserving import (
     check_commit,
     check_id,
     check_release,
+    check_scope,
     lines_for,
     not_found,
     refusal,
@@ -108,7 +110,9 @@ async def commit(request: web.Request) -> web.StreamResponse:
     unit = unit_of(record)
     actual = {unit: record.amounts.get(unit, 0) if amount is None else amount}
     reservation = reservation_of(record, tenant)
-    result = await _ledger(rt, "commit", rt.ledger.commit(reservation, actual))
+    settling = rt.ledger.commit(reservation, actual, final_release=True)
+    result = await _ledger(rt, "commit", settling)
+    check_commit(dataclasses.replace(record, state=result.state))  # a release won the race
     if result.first:
         alerts.notifier(rt)(reservation, result)
         _count(rt, tenant.id, result)
@@ -159,6 +163,7 @@ async def _record(request: web.Request) -> tuple[Runtime, TenantConfig, Reservat
     record = await _ledger(rt, "lookup", rt.ledger.reservation(scope.tenant, rid))
     if record is None:
         raise not_found(rid)
+    check_scope(scope, record)
     return rt, tenant, record
 
 

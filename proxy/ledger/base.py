@@ -356,8 +356,12 @@ class Ledger(Protocol):
         on all of them, atomically, or nothing."""
         ...
 
-    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
-        """Charge what the provider reported (even above the estimate) and free the reservation."""
+    async def commit(
+        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+    ) -> SettleResult:
+        """Charge what the provider reported (even above the estimate) and free the reservation.
+        With `final_release`, a reservation already RELEASED is not charged: nothing changes and
+        the result says RELEASED (an action's release, once answered, is final)."""
         ...
 
     async def release(self, reservation: Reservation) -> SettleResult:

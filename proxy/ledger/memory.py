@@ -187,7 +187,9 @@ class MemoryLedger(MemoryTenants):
         t.resv[rid] = record
         t.resv_exp[rid] = record.deadline
 
-    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
+    async def commit(
+        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+    ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
         t = self._tenant(reservation.tenant)
@@ -195,6 +197,8 @@ class MemoryLedger(MemoryTenants):
         r = t.resv.get(reservation.id) or self._missing(reservation)
         if r.state == "COMMITTED":
             return SettleResult("COMMITTED", False, dict(r.actual or {}))
+        if r.state == "RELEASED" and final_release:
+            return SettleResult("RELEASED", False, {})
         charged = dict(actual)
         per_line: dict[str, int] = charged
         if r.state in ("OPEN", "MISSING"):

@@ -264,7 +264,9 @@ class RedisLedger(RedisTenants, RedisReads):
             args += _candidate_args(candidate)
         return args
 
-    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
+    async def commit(
+        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+    ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
         args = [
@@ -273,6 +275,7 @@ class RedisLedger(RedisTenants, RedisReads):
             encode_amounts(reservation.amounts),
             encode_amounts(actual),
             ",".join(reservation.held) or "-",
+            "1" if final_release else "0",
         ]
         marks = alert_marks(reservation)
         args.append(str(len(marks)))
