@@ -1,4 +1,5 @@
-"""A reserve the proxy gave up on (issue 15, item 4), on a real redis-server that stalls.
+"""A reserve the proxy gave up on (issue 15, item 4), on a real redis-server that stalls: an LLM
+call's (through the openai SDK) and an action's (the reservation API).
 
 `DEBUG SLEEP` blocks Redis while the proxy's reserve waits in its socket. The ledger's time-out
 passes, the client gets 503 and nothing is forwarded; when Redis wakes it still runs the reserve
@@ -12,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 import redis.asyncio as aioredis
@@ -23,6 +25,7 @@ from proxy.local import local_stack
 from proxy.tasks import spawn
 
 ALPHA = {"X-Cycles-Tenant": "alpha"}
+RESERVATIONS = "/v1/cycles/reservations"
 STALL_S = 2
 """How long Redis sleeps: well past the ledger's time-out (TIMEOUT_S)."""
 TIMEOUT_S = 0.5
@@ -97,6 +100,48 @@ async def test_a_reserve_that_timed_out_is_released_by_id_never_charged(
             row = await settled(ledger)
             billed = [mini_cost(b.prompt_tokens, b.completion_tokens) for b in stack.fake.billed]
             assert (row.spent, row.reserved, len(billed)) == (sum(billed), 0, 2)
+    finally:
+        await sleeper.aclose()
+        await ledger.close()
+
+
+async def test_an_action_reserve_that_timed_out_is_released_by_id(
+    tmp_path: Path, stalling_redis: RedisProc
+) -> None:
+    pol = policy(
+        tmp_path,
+        "tenant: {limit: 1000, period: month}",
+        plan="action_budgets: {tenant: {limit: 500, period: month}}",
+    )
+    ledger = RedisLedger(stalling_redis.url, pol.reservations, timeout_s=TIMEOUT_S)
+    sleeper = aioredis.Redis(port=stalling_redis.port)
+    ask = {"unit": "RISK_POINTS", "amount": 30}
+    try:
+        async with (
+            local_stack(pol, store=stalling_redis.url, ledger=ledger) as stack,
+            aiohttp.ClientSession(headers=ALPHA) as http,
+        ):
+            async with http.post(stack.url + RESERVATIONS, json=ask) as first:
+                assert first.status == 201
+            stall = spawn(sleeper.execute_command("DEBUG", "SLEEP", str(STALL_S)), name="stall")
+            await eventually(lambda: asleep(stalling_redis.port), "Redis stalling")
+            async with http.post(stack.url + RESERVATIONS, json=ask) as refused:
+                assert refused.status == 503
+                assert (await refused.json())["error"]["type"] == "service_unavailable"
+            await stall
+
+            async def late_reserve_released() -> dict[str, str] | None:
+                states = await reservations(ledger)
+                return (
+                    states
+                    if len(states) == 2 and list(states.values()).count("OPEN") == 1
+                    else None
+                )
+
+            states = await eventually(late_reserve_released, "the timed-out reserve released")
+            assert sorted(states.values()) == ["OPEN", "RELEASED"]
+            points = [r for r in await ledger.balances("alpha") if r.unit == "RISK_POINTS"]
+            assert [(r.spent, r.reserved) for r in points] == [(0, 30)]
     finally:
         await sleeper.aclose()
         await ledger.close()
