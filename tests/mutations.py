@@ -46,6 +46,11 @@ REFUSED = (
 )
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/test_choices_and_limits.py"
+TIMEOUT = "tests/test_reserve_timeout.py"
+LIFECYCLE = "tests/test_lifecycle.py"
+MACHINE = "tests/test_lifecycle_machine.py"
+ACTIONS = "tests/test_actions.py"
+POLICY = "tests/test_policy.py::test_broken_policy_names_file_line_and_field"
 FIELDS = "tests/test_request_fields.py"
 
 
@@ -251,8 +256,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="answer-timeout-outlives-reservation",
-        file="proxy/policy/schema.py",
-        old="    if cap <= answer:",
+        file="proxy/policy/lifetimes.py",
+        old="    if cap <= answer.total:",
         new="    if False:",
         tests=(
             ENDINGS + "test_check_refuses_a_non_stream_answer_the_reservation_would_not_outlive",
@@ -954,6 +959,203 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reservation",
         ),
         removes="a stored prompt reserves every hosted tool its model prices",
+    ),
+    # -- issue 15: the reservation lifecycle (time-outs, resets, runs, zones, actions, memory) --
+    Mutation(
+        name="reserve-timeout-not-released",
+        file="proxy/handlers.py",
+        old=(
+            "            rt.fail_open.spill.add_abandoned(reserve)"
+            "  # the reserve may have run all the same\n"
+        ),
+        new="",
+        tests=(f"{TIMEOUT}::test_a_reserve_that_timed_out_is_released_by_id_never_charged",),
+        removes="a call's reserve that timed out (503) is released by its id",
+    ),
+    Mutation(
+        name="action-reserve-timeout-not-released",
+        file="proxy/actions/routes.py",
+        old=(
+            "            rt.fail_open.spill.add_abandoned(request)"
+            "  # it may have run all the same\n"
+        ),
+        new="",
+        tests=(f"{TIMEOUT}::test_an_action_reserve_that_timed_out_is_released_by_id",),
+        removes="an action's reserve that timed out (503) is released by its id",
+    ),
+    Mutation(
+        name="late-commit-refunds-a-wiped-charge",
+        file="proxy/ledger/lua/common.lua",
+        old="    if generation('reset|' .. p) > since then d = math.max(d, 0) end\n",
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_never_refunds_an_expiry_charge_a_reset_wiped",),
+        removes="Redis: a late commit never refunds an expiry charge a RESET_SPENT wiped",
+    ),
+    Mutation(
+        name="memory-late-commit-refunds-a-wiped-charge",
+        file="proxy/ledger/memory_state.py",
+        old='            if self.generation(f"reset|{prefix}") > since:\n',
+        new="            if False:\n",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_never_refunds_an_expiry_charge_a_reset_wiped",),
+        removes="memory: a late commit never refunds an expiry charge a RESET_SPENT wiped",
+    ),
+    Mutation(
+        name="expiry-forgets-its-reset-generation",
+        file="proxy/ledger/lua/sweep.lua",
+        old="      redis.call('HSET', KEYS[1], GEN .. 'exp|' .. id, fmt(gen))\n",
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_refunds_an_expiry_charge_made_after_the_reset",),
+        removes="Redis: an expiry charge made after a reset is refunded by the late commit",
+    ),
+    Mutation(
+        name="late-commit-takes-a-line-below-zero",
+        file="proxy/ledger/lua/common.lua",
+        old="    d = math.max(d, -spent)\n",
+        new="",
+        tests=(
+            f"{LIFECYCLE}::test_a_late_commit_to_a_line_already_dropped_never_takes_it_below_zero",
+        ),
+        removes="Redis: a late commit's refund never takes a line below zero",
+    ),
+    Mutation(
+        name="memory-late-commit-takes-a-line-below-zero",
+        file="proxy/ledger/memory_state.py",
+        old='            d = max(d, -self.ledger.get(f"{prefix}|spent", 0))\n',
+        new="",
+        tests=(
+            f"{LIFECYCLE}::test_a_late_commit_to_a_line_already_dropped_never_takes_it_below_zero",
+        ),
+        removes="memory: a late commit's refund never takes a line below zero",
+    ),
+    Mutation(
+        name="lifecycle-machine-late-commit-rule",
+        file="proxy/ledger/lua/common.lua",
+        old="    if generation('reset|' .. p) > since then d = math.max(d, 0) end\n    local spent",
+        new="    local spent",
+        tests=(f"{MACHINE}::test_ledger_invariants_hold_under_any_lifecycle[redis]",),
+        removes="the state machine finds a late commit that refunds a wiped charge (Redis)",
+    ),
+    Mutation(
+        name="run-entry-expires-under-an-open-call",
+        file="proxy/ledger/lua/common.lua",
+        old="    keep(prefix, NOW + (hold or 0) + IDLE)",
+        new="    keep(prefix, NOW + IDLE)",
+        tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
+        removes="Redis: a run's budget entry outlives its open calls",
+    ),
+    Mutation(
+        name="run-counters-expire-under-an-open-call",
+        file="proxy/ledger/lua/quotas.lua",
+        old="    keep(name, NOW + hold + IDLE)",
+        new="    keep(name, NOW + IDLE)",
+        tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
+        removes="Redis: a run's step and day counters outlive its open calls",
+    ),
+    Mutation(
+        name="memory-run-entry-expires-under-an-open-call",
+        file="proxy/ledger/memory.py",
+        old="            t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)",
+        new="            t.touch(ln.prefix, now, self.settings, cal)",
+        tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
+        removes="memory: a run's budget entry outlives its open calls",
+    ),
+    Mutation(
+        name="check-allows-run-idle-below-the-cap",
+        file="proxy/policy/lifetimes.py",
+        old="    if idle <= cap:",
+        new="    if idle < 0:",
+        tests=(f"{POLICY}[run entries that would expire under an open call]",),
+        removes="cycles-proxy check refuses run_idle_seconds <= cap_seconds",
+    ),
+    Mutation(
+        name="check-cap-leaves-out-connect-and-first-byte",
+        file="proxy/policy/lifetimes.py",
+        old='    names = ("connect", "first_byte", last) if stream else ("connect", last)',
+        new='    names = (last,) if stream else ("connect", last)',
+        tests=(
+            f"{POLICY}[reservation cap shorter than connecting, the first byte, the stream and the"
+            " drain]",
+        ),
+        removes="cycles-proxy check counts connect and first_byte in the stream a cap must outlive",
+    ),
+    Mutation(
+        name="zone-change-applies-at-once",
+        file="proxy/ledger/lua/tenant.lua",
+        old=(
+            "      redis.call('HSET', KEYS[5], 'hold_' .. kind, pid .. ':' .. "
+            "fmt(period_end(pid)))\n"
+        ),
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_east_does_not_hand_out_a_fresh_day",),
+        removes="Redis: a time-zone change holds the current day and month until they end",
+    ),
+    Mutation(
+        name="memory-zone-change-applies-at-once",
+        file="proxy/ledger/tenants_memory.py",
+        old="            t.meta |= hold_fields(cal, now)",
+        new="            pass",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_east_does_not_hand_out_a_fresh_day",),
+        removes="memory: a time-zone change holds the current day and month until they end",
+    ),
+    Mutation(
+        name="zone-change-west-restarts-an-old-day",
+        file="proxy/ledger/lua/common.lua",
+        old="  if held and pid < held.pid then return held.pid end\n",
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_west_carries_the_day_on_until_it_ends_there",),
+        removes="Redis: after a change west, no period id earlier than the held one",
+    ),
+    Mutation(
+        name="memory-zone-change-west-restarts-an-old-day",
+        file="proxy/ledger/calendar.py",
+        old="        return held.pid if held is not None and pid < held.pid else pid",
+        new="        return pid",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_west_carries_the_day_on_until_it_ends_there",),
+        removes="memory: after a change west, no period id earlier than the held one",
+    ),
+    Mutation(
+        name="action-commit-charged-after-its-release",
+        file="proxy/ledger/lua/commit.lua",
+        old=(
+            "if r.state == 'RELEASED' and ARGV[10] == '1' then "
+            "return { 'RELEASED', '0', '-' } end\n"
+        ),
+        new="",
+        tests=(
+            f"{ACTIONS}::test_a_commit_racing_a_release_is_refused_once_the_release_was_answered",
+        ),
+        removes="Redis: an action's release, once answered, is final",
+    ),
+    Mutation(
+        name="memory-action-commit-charged-after-its-release",
+        file="proxy/ledger/memory.py",
+        old='        if r.state == "RELEASED" and final_release:',
+        new="        if False:",
+        tests=(
+            f"{ACTIONS}::test_a_commit_racing_a_release_is_refused_once_the_release_was_answered",
+        ),
+        removes="memory: an action's release, once answered, is final",
+    ),
+    Mutation(
+        name="action-settled-from-any-scope",
+        file="proxy/actions/routes.py",
+        old="    check_scope(scope, record)\n",
+        new="",
+        tests=(
+            f"{ACTIONS}::test_another_scope_of_the_tenant_can_neither_read_nor_settle_a_reservation",
+        ),
+        removes="only the scope that reserved an action reads or settles it",
+    ),
+    Mutation(
+        name="memory-reserve-scans-the-expiry-table",
+        file="proxy/ledger/memory_state.py",
+        old="        for _, name in self.ledger_exp.pop_due(now, limit):",
+        new=(
+            "        for _, name in self.ledger_exp.pop_due(now, limit) "
+            "if sorted(self.ledger_exp.items()) else []:"
+        ),
+        tests=(f"{LIFECYCLE}::test_memory_reserve_time_does_not_grow_with_the_runs_of_a_tenant",),
+        removes="memory: a reserve does not scan the tenant's whole expiry table",
     ),
 )
 

@@ -87,6 +87,25 @@ async def test_a_reset_of_one_line_keeps_the_refund_on_the_others(short_cap: Sto
     }
 
 
+async def test_a_late_commit_to_a_line_already_dropped_never_takes_it_below_zero(
+    store_url: str,
+) -> None:
+    ledger = open_store(store_url, ReservationSettings(cap_ms=60_000, period_grace_ms=0))
+    try:
+        await create(ledger)
+        await at(ledger, "2026-11-20T23:59:30")
+        held = (await ledger.reserve(ask("late", (DAILY,), 500))).reservation
+        assert held is not None
+        await at(ledger, "2026-11-21T00:01:00")
+        assert await ledger.sweep("acme") == 1  # charged, then its day's entries dropped
+        assert await usd_rows(ledger) == {}
+        settled = await ledger.commit(held, {"USD": 110})
+        assert settled.charged == {"USD": 0}
+        assert await usd_rows(ledger) == {"tenant|acme|d20261120": (0, 0)}
+    finally:
+        await ledger.close()
+
+
 # --- run entries and open calls --------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ The main suite runs a short, derandomized version (the same examples every run, 
 A long run on fresh examples (`CYCLES_LIFECYCLE_STEPS` sets the steps per example, 40 by
 default):
 
-    CYCLES_LIFECYCLE_SEED=random CYCLES_LIFECYCLE_EXAMPLES=2000 pytest -q tests/test_lifecycle_machine.py
+    CYCLES_LIFECYCLE_SEED=random CYCLES_LIFECYCLE_EXAMPLES=2000 \\
+        pytest -q tests/test_lifecycle_machine.py
 """
 
 from __future__ import annotations

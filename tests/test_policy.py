@@ -245,6 +245,19 @@ BROKEN = {
         base().replace("upstream: openai}", "upstream: openai, timeouts: {first_byte: 0}}  # <-"),
         "routes[0].timeouts.first_byte: Input should be greater than 0",
     ),
+    "reservation cap shorter than connecting, the first byte, the stream and the drain": (
+        base() + "timeouts:\n  stream_total: 1700  # <-\n",
+        "timeouts.stream_total: reservations.cap_seconds (1800) must exceed timeouts.connect + "
+        "timeouts.first_byte + timeouts.stream_total + timeouts.drain_after_disconnect "
+        "(10 + 120 + 1700 + 60 = 1890), or an open reservation would expire while its stream "
+        "is still running",
+    ),
+    "run entries that would expire under an open call": (
+        base() + "reservations: {run_idle_seconds: 60}  # <-\n",
+        "reservations.run_idle_seconds: reservations.run_idle_seconds (60) must exceed "
+        "cap_seconds (1800), or a run's budget and counters could expire while one of its calls "
+        "is still open",
+    ),
     "tombstone shorter than the cap": (
         base() + "reservations: {tombstone_seconds: 600}  # <-\n",
         "reservations.tombstone_seconds: reservations.tombstone_seconds (600) must be at least",
