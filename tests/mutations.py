@@ -1008,6 +1008,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="Redis: an expiry charge made after a reset is refunded by the late commit",
     ),
     Mutation(
+        name="memory-expiry-forgets-its-reset-generation",
+        file="proxy/ledger/memory_state.py",
+        old="        if gen:\n",
+        new="        if False:\n",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_refunds_an_expiry_charge_made_after_the_reset",),
+        removes="memory: an expiry charge made after a reset is refunded by the late commit",
+    ),
+    Mutation(
         name="late-commit-takes-a-line-below-zero",
         file="proxy/ledger/lua/common.lua",
         old="    d = math.max(d, -spent)\n",

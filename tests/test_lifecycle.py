@@ -66,9 +66,13 @@ async def test_a_late_commit_never_refunds_an_expiry_charge_a_reset_wiped(
 async def test_a_late_commit_refunds_an_expiry_charge_made_after_the_reset(
     short_cap: Store,
 ) -> None:
+    done = (await short_cap.reserve(ask("done", usd=100))).reservation
+    assert done is not None
+    await short_cap.commit(done, {"USD": 100})
     held = (await short_cap.reserve(ask("late", usd=500))).reservation
     assert held is not None
     await short_cap.reset("acme", level=None, value=None, actor="ops", reason="goodwill")
+    assert await usd_rows(short_cap) == {"tenant|acme|m20261101": (0, 500)}
     await at(short_cap, "2026-11-20T12:02:00")
     assert await short_cap.sweep("acme") == 1
     settled = await short_cap.commit(held, {"USD": 110})
