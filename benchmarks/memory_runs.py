@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import statistics
 import subprocess
@@ -91,7 +92,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, str]) -> str:
         "|--:|--:|--:|",
         *(f"| {r['runs']:,} | {r['median_us']} µs | {r['p99_us']} µs |" for r in rows),
         "",
-        f"Median at {rows[-1]['runs']:,} runs ÷ median at {rows[0]['runs']:,}: {flat:.2f}.",
+        f"Median at {rows[-1]['runs']:,} runs ÷ median at {rows[0]['runs']:,}: {flat:.2f}. "
+        f"Load average at the end of the run: {meta['load']} (on a shared machine the p99 is "
+        "mostly other processes' time slices).",
         "",
     ]
     return "\n".join(lines)
@@ -107,7 +110,11 @@ def main() -> int:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
     ).stdout.strip()
-    meta = {"commit": commit or "unknown", "python": platform.python_version()}
+    meta = {
+        "commit": commit or "unknown",
+        "python": platform.python_version(),
+        "load": f"{os.getloadavg()[0]:.1f}",
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "memory_runs.json").write_bytes(
         orjson.dumps({"meta": meta, "rows": rows}, option=orjson.OPT_INDENT_2) + b"\n"
