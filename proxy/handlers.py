@@ -156,7 +156,8 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
         return None
     except LedgerUnavailable as exc:
         if rt.policy.fail_mode == "closed":
-            rt.fail_open.spill.add_abandoned(reserve)  # the reserve may have run all the same
+            if exc.maybe_ran:
+                rt.fail_open.spill.add_abandoned(reserve)  # the reserve may have run all the same
             raise ServiceUnavailable(
                 "The budget ledger is unreachable, so the call was not forwarded. Retry shortly.",
                 retry_after=2,
@@ -170,7 +171,7 @@ def _unbudgeted(rt: Runtime, reserve: ReserveRequest, exc: Exception) -> None:
     empty: then 429 ledger_down_rate (and the reserve, which may have run, is released)."""
     wait = rt.fail_open.buckets.take(reserve.tenant, reserve.quotas.requests_per_minute)
     if wait:
-        if isinstance(exc, LedgerUnavailable):
+        if isinstance(exc, LedgerUnavailable) and exc.maybe_ran:
             rt.fail_open.spill.add_abandoned(reserve)
         raise QuotaExceeded(
             "The budget ledger is unreachable; this tenant's calls are rate limited locally "

@@ -14,7 +14,8 @@ partial failure never charges twice. The period charged is the one current when 
 written. A commit or release of a real reservation that fails because the ledger is unreachable is
 spilled too, and retried the same way (one round trip, idempotent by the reservation id).
 A reserve the proxy gave up on (no answer in time) may still have run, or run later, in the
-store: a call refused for it (503, or 429 `ledger_down_rate`) spills a release of its id, and a
+store: a call refused for it (503, or 429 `ledger_down_rate`) spills a release of its id (unless
+the reserve surely never reached the store: LedgerUnavailable.maybe_ran), and a
 call forwarded unbudgeted reconciles by its id when its charge is written (the shadow reserve
 finds the record and the commit settles it) or, when it ends without a charge, by a release of
 its id. Either way the reservation never stays open, is never charged, and frees its

@@ -973,6 +973,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="a call's reserve that timed out (503) is released by its id",
     ),
     Mutation(
+        name="refused-reserve-spills-a-release",
+        file="proxy/handlers.py",
+        old="            if exc.maybe_ran:\n",
+        new="            if True:\n",
+        tests=(f"{TIMEOUT}::test_a_reserve_that_never_reached_redis_spills_no_release",),
+        removes="a reserve that never reached Redis queues no release (the spill keeps its room)",
+    ),
+    Mutation(
         name="action-reserve-timeout-not-released",
         file="proxy/actions/routes.py",
         old=(

@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 from support import RedisProc, eventually, mini_cost, policy, settled
 
+from proxy.context import RUNTIME
 from proxy.ledger import RedisLedger
 from proxy.ledger.base import Ledger
 from proxy.local import local_stack
@@ -102,6 +103,31 @@ async def test_a_reserve_that_timed_out_is_released_by_id_never_charged(
             assert (row.spent, row.reserved, len(billed)) == (sum(billed), 0, 2)
     finally:
         await sleeper.aclose()
+        await ledger.close()
+
+
+async def test_a_reserve_that_never_reached_redis_spills_no_release(
+    tmp_path: Path, stalling_redis: RedisProc
+) -> None:
+    """Redis down (connection refused): the reserve surely did not run, so nothing is queued
+    to release (an outage must not fill the spill, whose room is for charges)."""
+    pol = policy(tmp_path, "tenant: {limit: 1000, period: month}")
+    ledger = RedisLedger(stalling_redis.url, pol.reservations, timeout_s=TIMEOUT_S)
+    try:
+        async with (
+            local_stack(pol, store=stalling_redis.url, ledger=ledger) as stack,
+            openai.AsyncOpenAI(
+                base_url=stack.url + "/v1", api_key="unused", default_headers=ALPHA, max_retries=0
+            ) as client,
+        ):
+            await call(client)
+            stalling_redis.kill()
+            for _ in range(3):
+                with pytest.raises(openai.APIStatusError) as refused:
+                    await call(client)
+                assert refused.value.status_code == 503
+            assert len(stack.app[RUNTIME].fail_open.spill) == 0
+    finally:
         await ledger.close()
 
 

@@ -70,8 +70,9 @@ async def _reserve(rt: Runtime, scope: Scope, tenant: TenantConfig, ask: Ask) ->
         started_ms = time.time_ns() // 1_000_000
         try:
             result = await observe.ledger_op(rt.metrics, "reserve", rt.ledger.reserve(request))
-        except LedgerUnavailable:
-            rt.fail_open.spill.add_abandoned(request)  # it may have run all the same
+        except LedgerUnavailable as exc:
+            if exc.maybe_ran:
+                rt.fail_open.spill.add_abandoned(request)  # it may have run all the same
             raise _unavailable() from None
         if not result.stale or attempt:
             break

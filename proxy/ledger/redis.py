@@ -64,7 +64,7 @@ from proxy.ledger.safety import Epoch, check_eviction
 from proxy.ledger.tenancy import TenantRecord
 from proxy.ledger.tenants import AGGREGATE, GENERATION
 from proxy.ledger.tenants_redis import RedisTenants
-from proxy.ledger.wire import ReplyError, Wire
+from proxy.ledger.wire import ConnectTimeout, NotSent, ReplyError, Wire
 from proxy.policy.runtime import ReservationSettings
 
 SCRIPTS = {
@@ -184,7 +184,7 @@ class RedisLedger(RedisTenants, RedisReads):
         restarted or flushed server), and one more try after a lost connection (every script
         is safe to repeat: idempotent by reservation id), as the redis-py pool does. Both can
         happen to one call: the connection is lost, and the server it reconnects to is new."""
-        reconnected = reloaded = False
+        reconnected = reloaded = maybe_ran = False
         while True:
             try:
                 return await wire.call(*command)
@@ -195,8 +195,10 @@ class RedisLedger(RedisTenants, RedisReads):
                 with boundary():
                     await self._load_scripts()
             except OSError as exc:  # ConnectionError, refused, unreachable; TimeoutError
+                maybe_ran = maybe_ran or not isinstance(exc, (NotSent, ConnectTimeout))
                 if reconnected or not isinstance(exc, ConnectionError):
-                    raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
+                    message = f"the Redis ledger is unreachable: {exc}"
+                    raise LedgerUnavailable(message, maybe_ran=maybe_ran) from exc
                 reconnected = True
 
     async def _load_scripts(self) -> None:
