@@ -3,16 +3,15 @@ same code serves one Redis and a Redis Cluster (ledger/clients.py says what diff
 
 Scripts live in lua/*.lua; lua/common.lua and lua/audit.lua are prepended to each at load (and
 candidates.lua and quotas.lua to reserve.lua). Tenant records and the audit trail are in
-tenants_redis.py. They are called by SHA
-(`EVALSHA`, the SHA computed locally); the first time Redis answers NOSCRIPT (a fresh or
-flushed server) all of them are loaded with `SCRIPT LOAD` in one round trip and the call is
-retried once. In a cluster EVALSHA goes to the master owning the tenant's slot (its first key),
-and SCRIPT LOAD to every master, so the one that answered NOSCRIPT (a new master, a promoted
-replica) has them all for the retry. Time comes from
-Redis `TIME` inside the scripts, so instances with skewed clocks agree on periods and deadlines.
+tenants_redis.py. They are called by SHA (`EVALSHA`, the SHA computed locally); the first time
+Redis answers NOSCRIPT (a fresh or flushed server) all of them are loaded with `SCRIPT LOAD` in
+one round trip and the call is retried once. In a cluster EVALSHA goes to the master owning the
+tenant's slot (its first key), and SCRIPT LOAD to every master, so the one that answered
+NOSCRIPT (a new master, a promoted replica) has them all for the retry. Time comes from Redis
+`TIME` inside the scripts, so instances with skewed clocks agree on periods and deadlines.
 
 Redis errors stop here: connection trouble becomes `LedgerUnavailable` (the caller applies
-`fail_mode`), anything else `LedgerError`.
+`fail_mode`; `maybe_ran` says whether the command may have run), anything else `LedgerError`.
 """
 
 from __future__ import annotations
@@ -96,9 +95,7 @@ class RedisLedger(RedisTenants, RedisReads):
     """`Ledger` on one Redis or a Redis Cluster (>= 7.0), by the URL's scheme. `owner` names
     this instance in reservations and heartbeats; an owner silent for 3 * `heartbeat_interval_s`
     is presumed dead. At most `max_connections` commands are in flight (per node, in a
-    cluster); more wait for a free connection. A command Redis has not answered within
-    `timeout_s` fails as unavailable (it may still run: a reserve is then released by id,
-    spill.py)."""
+    cluster); more wait for a free connection, and one unanswered after `timeout_s` fails."""
 
     def __init__(
         self,
@@ -271,16 +268,10 @@ class RedisLedger(RedisTenants, RedisReads):
     ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
-        args = [
-            reservation.id,
-            self.owner,
-            encode_amounts(reservation.amounts),
-            encode_amounts(actual),
-            ",".join(reservation.held) or "-",
-            "1" if final_release else "0",
-        ]
         marks = alert_marks(reservation)
-        args.append(str(len(marks)))
+        args = [reservation.id, self.owner, encode_amounts(reservation.amounts)]
+        args += [encode_amounts(actual), ",".join(reservation.held) or "-"]
+        args += ["1" if final_release else "0", str(len(marks))]
         for field, bp, mark in marks:
             args += [field, str(bp), str(mark)]
         args += reservation.fields
