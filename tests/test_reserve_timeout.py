@@ -41,12 +41,13 @@ async def stalling_redis(tmp_path: Path) -> AsyncIterator[RedisProc]:
 
 
 async def asleep(port: int) -> bool:
-    """Whether Redis is stalled: a PING on a fresh connection gets no answer within 50 ms."""
+    """Whether Redis is stalled: a PING on a fresh connection gets no answer within 200 ms (an
+    awake Redis answers far sooner, even on a loaded machine)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(b"PING\r\n")
         await writer.drain()
-        await asyncio.wait_for(reader.readline(), 0.05)
+        await asyncio.wait_for(reader.readline(), 0.2)
         return False
     except TimeoutError:
         return True
