@@ -31,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--metrics-listen",
-        help="HOST:PORT of a listener serving only /metrics and /healthz (a sidecar's proxy "
-        "port is loopback only; this one can face Prometheus)",
+        help="HOST:PORT of a listener serving only /metrics and /healthz, for Prometheus: a "
+        "gateway never serves /metrics on its proxy port, and a sidecar's is loopback only",
     )
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(

@@ -32,7 +32,9 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
 - **Chat web search**: `web_search_options` is refused on any model: its per-search fee is not
   modelled (the Responses `web_search` tool is).
 - **Tool prompt**: a call that sends tools reserves the model's `tool_prompt_tokens` (Claude's
-  tool-use system prompt).
+  tool-use system prompt), once.
+- **Cache writes**: Anthropic `cache_control` breakpoints (caching.py) need the model's
+  `cache_write`; the prompt is reserved at the longest TTL's write price.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy import caching
 from proxy.errors import BadRequest
 from proxy.policy.runtime import STANDARD_TIERS, ModelPrice
 
@@ -89,6 +92,10 @@ class Billables:
     the model prices is reserved, as if enabled."""
     audio_output: str | None = None
     """The parameter that asks for audio output (chat `modalities` or `audio`), if any."""
+    cache_ttl: str | None = None
+    """The longest cache TTL a `cache_control` breakpoint asks for (CACHE_TTLS), if any."""
+    cache_at: str = ""
+    """Where the first `cache_control` breakpoint is, e.g. `system[0].cache_control`."""
     limits: Mapping[str, Any] = field(default_factory=dict)
     """Body changes that bound hosted tool calls, written with bound: hard."""
 
@@ -151,6 +158,13 @@ def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest |
             f"add `audio_output: <USD per 1M tokens>` to {where}.",
             billables.audio_output,
         )
+    if billables.cache_ttl is not None and price.cache_write is None:
+        return _unpriced(
+            f"Model {model!r} has no price for cache writes, which '{billables.cache_at}' asks "
+            "for. Leave out cache_control, or ask the operator to add `cache_write: <USD per 1M "
+            f"tokens>` (and, for one-hour caches, `cache_write_1h`) to {where}.",
+            billables.cache_at,
+        )
     if billables.long_context is not None and price.long_context is None:
         return _unpriced(
             f"The anthropic-beta {billables.long_context!r} lets model {model!r} bill long "
@@ -195,52 +209,20 @@ def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, in
         extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)
     extra += len(billables.documents) * (price.document_tokens or 0)
     extra += price.tool_prompt_tokens if billables.tools else 0
-    tiered = dataclasses.replace(price, tier=_reserved_tier(price, billables.tier))
+    tier = _reserved_tier(price, billables.tier)
+    tiered = dataclasses.replace(price, tier=tier, cache_ttl=billables.cache_ttl)
     return tiered, extra, tuple(calls)
-
-
-def responses_tool_calls(output: Any) -> ToolCalls:
-    """Hosted tool calls in a response's `output` items (`web_search_call`, ...), by tool;
-    code_interpreter counts its distinct containers."""
-    counts: dict[str, int] = {}
-    containers: set[object] = set()
-    for item in output if isinstance(output, list) else ():
-        kind = item.get("type") if isinstance(item, dict) else None
-        if not isinstance(kind, str) or not kind.endswith("_call"):
-            continue
-        tool = _responses_tool(kind.removesuffix("_call"))
-        if tool == PER_CONTAINER:
-            container = item.get("container_id")
-            if container is not None and container in containers:
-                continue
-            containers.add(container if container is not None else object())
-        if tool is not None:
-            counts[tool] = counts.get(tool, 0) + 1
-    return tuple(sorted(counts.items()))
-
-
-def anthropic_tool_calls(server_tool_use: Any) -> ToolCalls:
-    """Server tool calls in an Anthropic usage's `server_tool_use` (`web_search_requests`...)."""
-    if not isinstance(server_tool_use, dict):
-        return ()
-    return tuple(
-        sorted(
-            (name.removesuffix("_requests"), n)
-            for name, n in server_tool_use.items()
-            if name.endswith("_requests") and _count(n) and n > 0
-        )
-    )
 
 
 # -- reading requests ----------------------------------------------------------------------------
 
 
 def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
-    hosted = [tool for kind in _tool_types(body) if (tool := _responses_tool(kind)) is not None]
+    hosted = [tool for kind in _tool_types(body) if (tool := responses_tool(kind)) is not None]
     pooled = tuple(dict.fromkeys(hosted))
     own = ((PER_CONTAINER, 1),) if PER_CONTAINER in hosted else ()
     asked = body.get("max_tool_calls")
-    if asked is not None and not _count(asked):
+    if asked is not None and not is_count(asked):
         raise BadRequest(
             "'max_tool_calls' must be a non-negative integer: the most built-in tool calls the "
             "response may make",
@@ -270,7 +252,7 @@ def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int)
     for index, tool in enumerate(tools if isinstance(tools, list) else ()):
         name = _anthropic_tool(tool)
         uses = tool.get("max_uses") if name is not None else None
-        if uses is not None and not (_count(uses) and uses > 0):
+        if uses is not None and not (is_count(uses) and uses > 0):
             raise BadRequest(
                 f"tools[{index}].max_uses must be a positive integer", param=f"tools[{index}]"
             )
@@ -280,6 +262,7 @@ def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int)
             own.append((name, default_calls if uses is None else uses))
     unbounded = any(w is not t for w, t in zip(written, tools or (), strict=False))
     beta = next((b for b in betas if b.startswith(LONG_CONTEXT_BETA)), None)
+    ttl, at = caching.longest_ttl(body)
     return Billables(
         tier=_tier(body),
         own=tuple(own),
@@ -287,6 +270,8 @@ def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int)
         long_context=beta,
         tools=_has_tools(body),
         limits={"tools": written} if unbounded else {},
+        cache_ttl=ttl,
+        cache_at=at,
     )
 
 
@@ -318,7 +303,7 @@ def _tool_types(body: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _responses_tool(kind: str) -> str | None:
+def responses_tool(kind: str) -> str | None:
     """The tool a Responses tool type (or `<type>_call` item) is priced as; None if free."""
     name = _OPENAI_DATE.sub("", kind).removesuffix("_preview")
     return None if name in FREE_RESPONSES_TOOLS or kind in FREE_RESPONSES_TOOLS else name
@@ -380,7 +365,7 @@ def _anthropic_document(block: Any) -> bool:
     return not (isinstance(source, dict) and source.get("type") in ("text", "content"))
 
 
-def _count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 

@@ -27,7 +27,7 @@ class Billed:
     cached_tokens: int = 0
     """Part of prompt_tokens."""
     cache_write_tokens: int = 0
-    """Part of prompt_tokens."""
+    """Part of prompt_tokens: written to a 5-minute cache."""
     reasoning_tokens: int = 0
     """Part of completion_tokens."""
     audio_prompt_tokens: int = 0
@@ -44,6 +44,11 @@ class Billed:
     """Document inputs billed (their tokens are part of prompt_tokens)."""
     long_context: bool = False
     """The prompt was above the long-context threshold: every token at long-context prices."""
+    cache_write_1h_tokens: int = 0
+    """Part of prompt_tokens: written to a one-hour cache (Anthropic bills twice the input)."""
+    cache_split_reported: bool = True
+    """The usage report splits cache writes by TTL (`cache_creation`); False: only their total
+    (`cache_creation_input_tokens`)."""
 
 
 def dumps(obj: Any) -> str:
@@ -68,6 +73,14 @@ def prompts_in_batch(endpoint: str, body: dict[str, Any]) -> int:
         return 1
     batch = [item for item in prompt if isinstance(item, str | list)]
     return len(batch) or 1
+
+
+def count(value: Any) -> int:
+    """A choice count as a server reads it: a positive integer, else 1 (a server refuses the
+    rest; the proxy refuses them before they get here)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return 1
 
 
 def usage(billed: Billed) -> dict[str, Any]:

@@ -221,14 +221,20 @@ def _message_item(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
 def anthropic_usage(billed: Billed, output_tokens: int | None = None) -> dict[str, Any]:
     """The usage of a whole message; with `output_tokens`, the one `message_start` carries,
     before any server tool ran (its results are not yet input)."""
-    fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
+    written = billed.cache_write_tokens + billed.cache_write_1h_tokens
+    fresh = billed.prompt_tokens - billed.cached_tokens - written
     usage: dict[str, Any] = {
         "input_tokens": fresh if output_tokens is None else fresh - billed.tool_input_tokens,
-        "cache_creation_input_tokens": billed.cache_write_tokens,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": billed.cached_tokens,
         "output_tokens": billed.completion_tokens if output_tokens is None else output_tokens,
         "service_tier": "standard" if billed.service_tier == "default" else billed.service_tier,
     }
+    if billed.cache_split_reported:
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": billed.cache_write_tokens,
+            "ephemeral_1h_input_tokens": billed.cache_write_1h_tokens,
+        }
     if billed.tool_calls and output_tokens is None:
         usage["server_tool_use"] = {f"{t}_requests": n for t, n in billed.tool_calls.items()}
     return usage

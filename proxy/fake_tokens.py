@@ -50,6 +50,12 @@ Rules of the fake's own, where nothing is published:
   render as their JSON. The ratio is below the test policies' `tokenizer_factor` (1.2): a proxy
   that applies its factor covers this count, one that forgets it does not. A structured output
   format (`output_config.format`) renders as its JSON after the turns.
+- Claude cache writes: a `cache_control` breakpoint writes the prompt up to it, in Anthropic's
+  cache order (tools, system, messages; a top-level `cache_control` marks the last message).
+  The prefix renders as the prompt does, tools as their JSON with the tool-use system prompt
+  before them, and counts the same way (× CLAUDE_RATIO, media unscaled), at most the whole
+  prompt. The prefix up to the last one-hour breakpoint is written for an hour, the rest up to
+  the last breakpoint for five minutes.
 - Documents (a chat `file` part, a Responses `input_file` part or stored `prompt`, an Anthropic
   `document` block that is not inline text): their JSON as above; the pages the provider reads
   from them are the fake upstream's to bill (`FakeSettings.document_tokens`), counted by
@@ -338,6 +344,53 @@ def claude_prompt_tokens(body: Body) -> int:
         choice = _plain(_dict(body.get("tool_choice")).get("type")) or "auto"
         media.append(CLAUDE_TOOL_PROMPT.get(choice, CLAUDE_TOOL_PROMPT["auto"]))
         text += "".join(orjson.dumps(tool).decode() for tool in tools)
+    counted = len(encodings.get_encoding("cl100k_base").encode_ordinary(text))
+    return math.ceil(counted * CLAUDE_RATIO) + sum(media)
+
+
+def claude_cache_writes(body: Body) -> tuple[int, int]:
+    """The prompt tokens Claude's cache breakpoints write: (five-minute, one-hour)."""
+    marks: list[tuple[str, str, list[int]]] = []
+    text, media = "", []
+    tools = _list(body.get("tools"))
+    if tools:
+        choice = _plain(_dict(body.get("tool_choice")).get("type")) or "auto"
+        media.append(CLAUDE_TOOL_PROMPT.get(choice, CLAUDE_TOOL_PROMPT["auto"]))
+    for tool in tools:
+        text += orjson.dumps(tool).decode()
+        marks += _mark(_dict(tool), text, media)
+    system = body.get("system")
+    for block in [system] if isinstance(system, str) else _list(system):
+        text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
+        marks += _mark(_dict(block), text, media)
+    for message in _list(body.get("messages")):
+        role = _plain(_dict(message).get("role"))
+        text += f"\n\n{CLAUDE_TURNS.get(role, role.capitalize())}: "
+        content = _dict(message).get("content")
+        for block in [content] if isinstance(content, str) else _list(content):
+            text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
+            marks += _mark(_dict(block), text, media)
+            for inner in _list(_dict(block).get("content")):
+                marks += _mark(_dict(inner), text, media)
+    marks += _mark(body, text, media)
+    if not marks:
+        return 0, 0
+    whole = claude_prompt_tokens(body)
+    written = [(ttl, min(whole, _claude_count(upto, seen))) for ttl, upto, seen in marks]
+    total = max(tokens for _, tokens in written)
+    hour = max((tokens for ttl, tokens in written if ttl == "1h"), default=0)
+    return total - hour, hour
+
+
+def _mark(holder: Body, text: str, media: list[int]) -> list[tuple[str, str, list[int]]]:
+    """A breakpoint where `holder` has a cache_control: its TTL and the prefix so far."""
+    control = holder.get("cache_control")
+    if not isinstance(control, dict):
+        return []
+    return [(str(control.get("ttl", "5m")), text, list(media))]
+
+
+def _claude_count(text: str, media: list[int]) -> int:
     counted = len(encodings.get_encoding("cl100k_base").encode_ordinary(text))
     return math.ceil(counted * CLAUDE_RATIO) + sum(media)
 

@@ -56,7 +56,15 @@ class FakeSettings:
     cached_tokens: int = 0
     """Prompt tokens reported as read from the cache (chat, Responses, Messages)."""
     cache_write_tokens: int = 0
-    """Prompt tokens reported as written to the cache (Messages)."""
+    """Prompt tokens reported as written to the 5-minute cache (Messages), besides those of
+    `cache_control_writes`."""
+    cache_control_writes: bool = True
+    """Messages: a request's `cache_control` breakpoints write the prompt up to them to the
+    cache, as Anthropic's first call with a new prefix does (fake_tokens.claude_cache_writes),
+    billed at each breakpoint's TTL and reported in `cache_creation`."""
+    cache_ttl_split: bool = True
+    """Messages: report cache writes by TTL (`cache_creation`); False: only their total, as
+    servers that predate one-hour caches do."""
     reasoning_tokens: int = 0
     """Chat, Responses: output tokens spent reasoning, billed but never streamed."""
     audio_prompt_tokens: int = 0
@@ -66,7 +74,11 @@ class FakeSettings:
     deployments: dict[str, str] = field(default_factory=dict)
     """Azure: deployment → the model it runs (other deployments are 404)."""
     cut_after: int | None = None
-    """Responses, Messages: end a stream after this many text deltas, before its usage."""
+    """End a stream cleanly after this many text deltas (chat and completions: chunks), before
+    its usage and `[DONE]`; 0 sends the headers and nothing else."""
+    send_done: bool = True
+    """Chat, completions: end a stream with `data: [DONE]`; False: end it right after the usage
+    chunk (or the last chunk), as some OpenAI-compatible servers do."""
     underreport_completion: int = 0
     """Chat, completions: completion tokens left out of every usage report (a provider that
     reports less than it generated); `billed` keeps what was generated."""
@@ -93,6 +105,10 @@ class FakeSettings:
     document_tokens: int = 0
     """Input tokens billed for each document input (fake_tokens.documents) beyond its JSON: the
     pages the provider reads from a file id, a URL or a PDF."""
+    chat_best_of: bool = True
+    """Chat: generate (and bill) `best_of` candidates per choice set and return `n`, as vLLM
+    does; False: ignore `best_of` on chat, as a server that does not take it. Completions always
+    take it."""
     long_context_above: int = 200_000
     """A prompt above this many tokens is billed at long-context prices (`billed`). On Messages
     such a prompt needs an `anthropic-beta: context-1m-…` header, else it is refused (400)."""
@@ -164,12 +180,12 @@ class FakeUpstream:
         """Per choice: the limit, read as vLLM and SGLang read it (`max_completion_tokens or
         max_tokens`, so a 0 falls through to the other field), or the default without one."""
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        per_choice = (
-            self.settings.default_completion
-            if limit is None
-            else int(limit * self.settings.completion_fraction)
-        )
-        return per_choice
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            return self.settings.default_completion
+        return int(limit * self.settings.completion_fraction)
+
+    def _takes_best_of(self, endpoint: str) -> bool:
+        return endpoint == "completions" or self.settings.chat_best_of
 
     async def _enter(self) -> None:
         self.in_flight += 1
@@ -199,8 +215,10 @@ class FakeUpstream:
             # n choices for each prompt of a batch; best_of generates (and bills) that many
             # candidates server-side and returns n (completions, and chat as vLLM takes it).
             prompts = fake_openai.prompts_in_batch(endpoint, body)
-            n = (body.get("n") or 1) * prompts
-            generated = max(body.get("n") or 1, body.get("best_of") or 1) * prompts
+            asked = fake_openai.count(body.get("n"))
+            best_of = fake_openai.count(body.get("best_of") if self._takes_best_of(endpoint) else 1)
+            n = asked * prompts
+            generated = max(asked, best_of) * prompts
             per_choice = self._completion_tokens(body)
             if body.get("stream"):
                 return await self._stream(request, endpoint, body, prompt, per_choice, n, generated)
@@ -230,29 +248,12 @@ class FakeUpstream:
         # The provider bills the whole generation whether or not anyone is still listening.
         billed = self._bill(endpoint, body, prompt, per_choice * generated)
         chunks = max(1, min(self.settings.chunks, per_choice or 1))
-        so_far = 0
         try:
             await response.prepare(request)
-            for i in range(chunks):
-                tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
-                for index in range(n):
-                    chunk = fake_openai.chunk(
-                        endpoint, model, index, WORD * tokens, i == chunks - 1
-                    )
-                    if endpoint == "chat":
-                        chunk["service_tier"] = billed.service_tier
-                    if with_usage:
-                        chunk["usage"] = None
-                    if self.settings.continuous_usage:
-                        so_far += tokens
-                        last = i == chunks - 1 and index == n - 1
-                        total = billed.completion_tokens if last else so_far
-                        chunk["usage"] = fake_openai.usage(
-                            dataclasses.replace(billed, completion_tokens=total)
-                        )
-                    await response.write(fake_openai.event(chunk))
-                if self.settings.chunk_delay:
-                    await asyncio.sleep(self.settings.chunk_delay)
+            texts = (endpoint, model, billed, per_choice, n, chunks, with_usage)
+            if not await self._chunks(response, *texts):
+                await response.write_eof()
+                return response
             if with_usage:
                 final = fake_openai.chunk(endpoint, model, 0, "", False)
                 final["choices"] = []
@@ -260,11 +261,49 @@ class FakeUpstream:
                 if endpoint == "chat":
                     final["service_tier"] = billed.service_tier
                 await response.write(fake_openai.event(final))
-            await response.write(b"data: [DONE]\n\n")
+            if self.settings.send_done:
+                await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except ConnectionError:
             pass
         return response
+
+    async def _chunks(
+        self,
+        response: web.StreamResponse,
+        endpoint: str,
+        model: str,
+        billed: Billed,
+        per_choice: int,
+        n: int,
+        chunks: int,
+        with_usage: bool,
+    ) -> bool:
+        """Write the text chunks (`null` usage on each when the usage chunk will follow);
+        False when `cut_after` ended the stream first."""
+        so_far = written = 0
+        for i in range(chunks):
+            tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
+            for index in range(n):
+                if self.settings.cut_after is not None and written >= self.settings.cut_after:
+                    return False
+                chunk = fake_openai.chunk(endpoint, model, index, WORD * tokens, i == chunks - 1)
+                if endpoint == "chat":
+                    chunk["service_tier"] = billed.service_tier
+                if with_usage:
+                    chunk["usage"] = None
+                if self.settings.continuous_usage:
+                    so_far += tokens
+                    last = i == chunks - 1 and index == n - 1
+                    total = billed.completion_tokens if last else so_far
+                    chunk["usage"] = fake_openai.usage(
+                        dataclasses.replace(billed, completion_tokens=total)
+                    )
+                await response.write(fake_openai.event(chunk))
+                written += 1
+            if self.settings.chunk_delay:
+                await asyncio.sleep(self.settings.chunk_delay)
+        return True
 
     async def _shaped(self, request: web.Request) -> web.StreamResponse:
         """/v1/responses and /v1/messages, whole or streamed."""
@@ -358,7 +397,11 @@ class FakeUpstream:
         prompt = fake_openai.prompt_tokens(endpoint, body) + documents * s.document_tokens
         prompt += tool_tokens
         cached = min(s.cached_tokens, prompt)
-        written = min(s.cache_write_tokens, prompt - cached)
+        five, hour = (0, 0)
+        if endpoint == "messages" and s.cache_control_writes:
+            five, hour = fake_tokens.claude_cache_writes(body)
+        written = min(s.cache_write_tokens + five, prompt - cached)
+        hour = min(hour, prompt - cached - written)
         reasoning = s.reasoning_tokens if endpoint == "responses" else 0
         billed = Billed(
             endpoint,
@@ -373,6 +416,8 @@ class FakeUpstream:
             tool_input_tokens=tool_tokens,
             documents=documents,
             long_context=prompt > s.long_context_above,
+            cache_write_1h_tokens=hour,
+            cache_split_reported=s.cache_ttl_split,
         )
         self.billed.append(billed)
         return billed, items

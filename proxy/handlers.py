@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from proxy import alerts, decision, identity, observe, relay, replay, tasks
+from proxy import alerts, decision, identity, observe, relay, replay, standing, tasks
 from proxy.call import Endpoint, PreparedCall, Sent, endpoint_for, prepare
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig, unknown_tenant
@@ -50,6 +50,8 @@ async def budgeted(request: web.Request) -> web.StreamResponse:
         rt.replays, request, scope, raw, fail_open=rt.policy.fail_mode == "open"
     )
     if isinstance(claim, web.Response):
+        # A replay reserves nothing, so no reserve script sees the tenant's status.
+        await standing.check_active(rt, scope.tenant)
         return claim
     async with claim:
         return await _budgeted(request, rt, scope, tenant, raw, claim)
@@ -373,9 +375,9 @@ async def models(request: web.Request) -> web.StreamResponse:
 
 
 async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> web.StreamResponse:
-    """Forward an unbudgeted call as is, through the header allow-lists."""
+    """Forward an unbudgeted call as is, through the header allow-lists, for an active tenant."""
     rt = request.app[RUNTIME]
-    await identity.authenticate(request, rt)
+    await standing.check_active(rt, (await identity.identify(request, rt)).tenant)
     upstream = rt.policy.upstreams[upstream_name]
     url = relay.upstream_url(upstream.base_url, suffix)
     if request.query_string:

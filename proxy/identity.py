@@ -4,8 +4,10 @@
 `identity: api_key` (gateway) maps `Authorization: Bearer ck-…` (or `x-api-key: ck-…`, the
 anthropic SDK's header) to its tenant; scope headers may
 narrow the call further but never contradict the key (403), and nothing is reserved before the
-caller is known. A client whose keys keep failing is refused for a while without any lookup, so
-guessing keys costs the guesser, not the store.
+caller is known. The key is checked first: a valid key is served whatever other clients of the
+same address did. Only a failure consults the brake (keys/failures.py): a client address
+(peers.py: the peer, or whom a trusted proxy forwarded for) or key prefix that keeps failing
+gets 429 instead of 401.
 
 Keys are never logged here; the redaction filter in proxy/logs.py is the second line.
 """
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from proxy import scopes
+from proxy import peers, scopes
 from proxy.context import Runtime
 from proxy.errors import (
     Forbidden,
@@ -34,35 +36,34 @@ SEND = "Send your cycles-proxy API key as `Authorization: Bearer ck-…`."
 
 
 async def identify(request: web.Request, rt: Runtime) -> scopes.Scope:
-    """The validated scope of a budgeted call, by the policy's identity mode."""
+    """The validated scope of a call (budgeted or not), by the policy's identity mode."""
     if rt.policy.identity == "header":
         return scopes.from_headers(request.headers)
     key = await _authenticate(request, rt, rt.keys)
     return await _scope_for(key, request.headers, rt)
 
 
-async def authenticate(request: web.Request, rt: Runtime) -> KeyRecord | None:
-    """For unbudgeted routes: a valid key in gateway mode (its record), nothing in sidecar mode."""
-    if rt.policy.identity == "header":
-        return None
-    return await _authenticate(request, rt, rt.keys)
-
-
 async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRecord:
-    client = request.remote or "unknown"
-    wait = keys.failures.blocked_for(client)
-    if wait:
-        await _rejected(rt, None, "too_many_failed_auth")
-        raise TooManyFailedAuth(wait)
     plain, reason = _credential(request.headers)
     key = None if plain is None else await _lookup(keys, plain)
     if reason is None:
         reason = _unusable(key, keys.now_ms())
-    if reason is not None or key is None:
-        keys.failures.record(client)
-        await _rejected(rt, key.tenant if key else None, reason or "unknown_api_key")
-        raise _unauthorized(reason or "unknown_api_key")
-    return key
+    if reason is None and key is not None:
+        return key
+    wait = keys.failures.failed(_client(request, rt), plain)
+    if wait:
+        await _rejected(rt, None, "too_many_failed_auth")
+        raise TooManyFailedAuth(wait)
+    reason = reason or "unknown_api_key"
+    await _rejected(rt, key.tenant if key else None, reason)
+    raise _unauthorized(reason)
+
+
+def _client(request: web.Request, rt: Runtime) -> str:
+    policy = rt.policy
+    return peers.client_address(
+        request.remote, request.headers, policy.trusted_proxies, policy.forwarded_header
+    )
 
 
 def _credential(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -124,15 +125,13 @@ def _unauthorized(reason: str) -> Unauthorized:
 
 
 async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) -> scopes.Scope:
-    """The key's tenant (and narrowing), plus whatever other scope headers the call named."""
+    """The key's tenant and pinned levels, plus whatever other scope headers the call named."""
     values: dict[str, str] = {}
     for level, header in scopes.HEADERS.items():
         raw = headers.get(header)
         if raw is not None:
             values[level] = scopes.check_value(header, raw)
-    for level, bound in (("tenant", key.tenant), ("workspace", key.workspace), ("app", key.app)):
-        if bound is None:
-            continue
+    for level, bound in {"tenant": key.tenant, **key.pins}.items():
         named = values.setdefault(level, bound)
         if named != bound:
             reason = "tenant_mismatch" if level == "tenant" else "scope_mismatch"

@@ -32,6 +32,7 @@ _COUNTS = (
     "audio_completion_tokens",
     "image_prompt_tokens",
     "image_completion_tokens",
+    "cache_write_1h_tokens",
 )
 
 log = logging.getLogger("cycles.pricing")
@@ -40,8 +41,9 @@ log = logging.getLogger("cycles.pricing")
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens a call used (or may use). `cached_tokens` (read from a cache),
-    `cache_write_tokens` (written to one, Anthropic), `audio_prompt_tokens` and
-    `image_prompt_tokens` are parts of `prompt_tokens`; `audio_completion_tokens` and
+    `cache_write_tokens` and `cache_write_1h_tokens` (written to a 5-minute and a one-hour
+    cache, Anthropic), `audio_prompt_tokens` and `image_prompt_tokens` are parts of
+    `prompt_tokens`; `audio_completion_tokens` and
     `image_completion_tokens` are parts of `completion_tokens`, as are reasoning tokens (priced
     as output, so not kept apart). Each part is priced once, at its own price; the rest of each
     side is text."""
@@ -54,6 +56,10 @@ class Usage:
     audio_completion_tokens: int = 0
     image_prompt_tokens: int = 0
     image_completion_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    cache_ttl_reported: bool = True
+    """The usage says which cache writes are one-hour ones; False: it gave only their total
+    (`cache_write_tokens`), charged at the longest TTL the call asked for."""
     service_tier: str | None = None
     """The service tier the provider says it served the call at; None: it did not say (the call
     is charged at the tier it was reserved at)."""
@@ -65,10 +71,14 @@ class Usage:
         counts = [getattr(self, name) for name in _COUNTS] + [n for _, n in self.tool_calls]
         if min(counts) < 0:
             raise ValueError(f"token counts cannot be negative: {self}")
-        if self.prompt_tokens < self.cached_tokens + self.cache_write_tokens + self._prompt_media:
+        if self.prompt_tokens < self.cached_tokens + self.cache_writes + self._prompt_media:
             raise ValueError(f"cached and media tokens are parts of prompt tokens: {self}")
         if self.completion_tokens < self.audio_completion_tokens + self.image_completion_tokens:
             raise ValueError(f"media tokens are parts of completion tokens: {self}")
+
+    @property
+    def cache_writes(self) -> int:
+        return self.cache_write_tokens + self.cache_write_1h_tokens
 
     @property
     def _prompt_media(self) -> int:
@@ -91,14 +101,18 @@ def cost_units(price: ModelPrice, usage: Usage) -> int:
 
 
 def _tokens_times_million(price: ModelPrice, usage: Usage) -> int:
-    text_in = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+    text_in = usage.prompt_tokens - usage.cached_tokens - usage.cache_writes
     text_in -= usage.audio_prompt_tokens + usage.image_prompt_tokens
+    five, hour = usage.cache_write_tokens, usage.cache_write_1h_tokens
+    if not usage.cache_ttl_reported and price.cache_ttl == "1h":
+        five, hour = 0, five + hour
     text_out = usage.completion_tokens - usage.audio_completion_tokens
     text_out -= usage.image_completion_tokens
     return (
         text_in * price.input
         + usage.cached_tokens * price.cached_input
-        + usage.cache_write_tokens * _or(price.cache_write, price.input)
+        + five * _or(price.cache_write, price.input)
+        + hour * price.hour_write
         + usage.audio_prompt_tokens * _or(price.audio_input, price.input)
         + usage.image_prompt_tokens * _or(price.image_input, price.input)
         + text_out * price.output
@@ -119,6 +133,8 @@ def _rates(price: ModelPrice, usage: Usage) -> ModelPrice:
         long.cached_input,
         long.output,
         cache_write=_or(long.cache_write, long.input),
+        cache_write_1h=long.cache_write_1h,
+        cache_ttl=price.cache_ttl,
         audio_input=price.audio_input,
         audio_output=price.audio_output,
         image_input=price.image_input,

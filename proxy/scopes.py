@@ -62,7 +62,7 @@ def from_headers(headers: Mapping[str, str]) -> Scope:
             values[level] = check_value(header, raw)
     if "tenant" not in values:
         raise BadRequest(
-            "Missing X-Cycles-Tenant header: every budgeted call must name its tenant.",
+            "Missing X-Cycles-Tenant header: every call must name its tenant.",
             code="missing_tenant",
             param="X-Cycles-Tenant",
         )

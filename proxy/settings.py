@@ -32,8 +32,9 @@ class Settings:
     admin: tuple[str, int] | None = ("127.0.0.1", 8081)
     """The admin API's listener; None: no admin API in this process."""
     metrics: tuple[str, int] | None = None
-    """A listener serving only /metrics (and /healthz), e.g. on the pod IP for a sidecar whose
-    proxy port is loopback only; None: /metrics is on the proxy port alone."""
+    """A listener serving only /metrics (and /healthz), for Prometheus: a gateway never serves
+    them on its proxy port, a sidecar's is loopback only. None: no such listener (/metrics is
+    then on the admin listener, and in sidecar mode on the proxy port)."""
     reload_every: float = 2.0
     """Seconds between checks of the policy's files for a change; 0: never reload."""
     drain_timeout: float = 30.0

@@ -29,9 +29,9 @@ def usage_of_body(call: Sent, body: bytes) -> Outcome:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         log.warning("upstream answered %s with a body that is not JSON", call.endpoint.suffix)
-        return Outcome(produced=True)
+        return Outcome()
     usage = call.endpoint.usage(obj) if isinstance(obj, dict) else None
-    return Outcome(produced=True, usage=usage)
+    return Outcome(usage=usage)
 
 
 async def relay_stream(
@@ -98,7 +98,9 @@ def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.Stream
         # own tokenizer. Beside a report it is only a floor, and the encoding's own count is
         # the evidence.
         counted = math.ceil(counted * call.price.tokenizer_factor)
-    complete = result.complete and tracker.done
+    # A stream with no JSON event at all is no answer: the provider said 200 and may bill it.
+    ended = tracker.done or tracker.final
+    complete = result.complete and ended and tracker.events > 0
     hidden = tracker.usage is None and hides_reasoning(call.price.reasoning, call.body)
     if hidden and complete:
         log.info(
@@ -108,7 +110,6 @@ def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.Stream
             counted,
         )
     return Outcome(
-        produced=tracker.events > 0,
         usage=tracker.usage,
         counted_completion=counted,
         complete=complete,

@@ -59,11 +59,13 @@ def billed_cost(billed: Billed) -> int:
     """DESIGN.md's formula, written apart from proxy.pricing: cache reads at the cached-input
     price, cache writes at the cache-write price, the rest of the prompt at the input price."""
     fresh, cached, written, output = PRICES[billed.model]
-    uncached = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
+    hour = billed.cache_write_1h_tokens
+    uncached = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens - hour
     numerator = (
         uncached * int(fresh * UNITS)
         + billed.cached_tokens * int(cached * UNITS)
         + billed.cache_write_tokens * int(written * UNITS)
+        + hour * 2 * int(fresh * UNITS)  # Anthropic: a one-hour cache write is 2× input
         + billed.completion_tokens * int(output * UNITS)
     )
     return -(-numerator // 10**6)

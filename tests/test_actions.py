@@ -289,6 +289,43 @@ async def test_get_shows_the_reservation_as_the_store_keeps_it(
         assert (got["status"], got["amount"], got["committed"]) == ("COMMITTED", 45, 45)
 
 
+async def test_a_commit_above_its_reservation_is_400_and_commits_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The caller states what an action cost: never more than it reserved (the README's rule),
+    however large the number it sends."""
+    async with proxy(tmp_path, store_url) as stack:
+        held = await reserve(stack, {"unit": RISK, "amount": 1})
+        for amount in (2, 2**52 - 1):
+            status, error = await settle(stack, held["id"], "commit", {"amount": amount})
+            assert status == 400, error
+            assert (error["error"]["code"], error["error"]["param"]) == (
+                "amount_above_reservation",
+                "amount",
+            )
+            assert "at most 1" in error["error"]["message"]
+        assert await book(stack) == {"tenant|acme": (0, 1)}
+        _, _, got = await call(stack, "GET", f"{RESERVATIONS}/{held['id']}")
+        assert got["status"] == "OPEN"
+        status, done = await settle(stack, held["id"], "commit", {"amount": 1})
+        assert (status, done["status"], done["amount"]) == (200, "COMMITTED", 1)
+        assert await book(stack) == {"tenant|acme": (1, 0)}
+
+
+async def test_a_reservation_past_what_the_ledger_holds_exactly_is_400_and_reserves_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A shadow tenant's reservations are never denied: only the ledger's safe range (2**53 - 1
+    units per sum) stops them growing, with a 400 that writes nothing."""
+    async with proxy(tmp_path, store_url) as stack:
+        huge = {"unit": RISK, "amount": 2**52 - 1}
+        for _ in range(2):
+            await reserve(stack, huge, scope("shady"))
+        status, _, error = await call(stack, "POST", RESERVATIONS, huge, scope("shady"))
+        assert (status, error["error"]["code"]) == (400, "amount_out_of_range"), error
+        assert await book(stack, "shady") == {"tenant|shady": (0, 2 * (2**52 - 1))}
+
+
 # --- expiry ----------------------------------------------------------------------------------
 
 

@@ -272,10 +272,16 @@ def test_gateway_renders_deployment_service_autoscaler_and_disruption_budget() -
     assert env_of(proxy)["CYCLES_STORE"] == "redis://redis.cache:6379/0"
     assert proxy["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert [p["containerPort"] for p in proxy["ports"]] == [8080]
+    # The metrics name every tenant: a listener of their own, which the callers' Service lacks.
+    assert [(p["name"], p["containerPort"]) for p in proxy["ports"]] == [
+        ("http", 8080),
+        ("metrics", 9090),
+    ]
+    assert flag(proxy, "metrics-listen") == "0.0.0.0:9090"
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "8080"
+    assert annotations["prometheus.io/port"] == "9090"
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
@@ -293,7 +299,7 @@ def test_admin_port_gets_its_own_service_only_when_enabled() -> None:
     ]
     proxy = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
     assert flag(proxy, "admin-listen") == "0.0.0.0:8081"
-    assert {p["name"] for p in proxy["ports"]} == {"http", "admin"}
+    assert {p["name"] for p in proxy["ports"]} == {"http", "admin", "metrics"}
     docs = render(GATEWAY, {"admin": {"enabled": False}})
     off = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
     assert flag(off, "admin-listen") == "off"
@@ -304,10 +310,32 @@ def test_service_monitor_is_a_toggle() -> None:
     docs = render(GATEWAY, {"metrics": {"serviceMonitor": {"enabled": True, "interval": "15s"}}})
     monitor = one(docs, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
-    service = one(docs, "Service")
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+    ]
     selector = monitor["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= service["metadata"]["labels"].items()
+    metrics = one(docs, "Service", "demo-cycles-proxy-metrics")
+    assert selector.items() <= metrics["metadata"]["labels"].items()
+    assert metrics["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    callers = one(docs, "Service", "demo-cycles-proxy")
+    assert not selector.items() <= callers["metadata"]["labels"].items()
+
+
+def test_gateway_metrics_are_never_scraped_from_the_callers_port() -> None:
+    no_listener = {"metrics": {"gatewayPort": None}}
+    assert "metrics.podAnnotations needs metrics.gatewayPort" in render_error(GATEWAY, no_listener)
+    monitor = {"metrics": {"gatewayPort": None, "podAnnotations": False}}
+    message = render_error(
+        GATEWAY, merged(monitor, {"metrics": {"serviceMonitor": {"enabled": True}}})
+    )
+    assert "metrics.serviceMonitor needs metrics.gatewayPort" in message
+    deployment = one(render(GATEWAY, monitor), "Deployment")
+    proxy = proxy_container(deployment["spec"]["template"]["spec"])
+    assert not [a for a in proxy["args"] if a.startswith("--metrics-listen")]
+    assert [p["name"] for p in proxy["ports"]] == ["http"]
+    assert "prometheus.io/port" not in deployment["spec"]["template"]["metadata"]["annotations"]
 
 
 # --- both modes ------------------------------------------------------------------------------

@@ -262,11 +262,14 @@ async def test_a_running_replica_reclaims_a_killed_replicas_streams_by_itself(
             await eventually(
                 reclaimed, "the running replica reclaiming the killed replica's reservations", 15
             )
-            async with session.get(replica.url + "/metrics") as r:
-                metrics = await r.text()
+
+            async def counted() -> bool:  # once the pass that reclaimed them has ended
+                async with session.get(replica.url + "/metrics") as r:
+                    return "cycles_sweeper_reclaims_total 5.0" in (await r.text()).splitlines()
+
+            await eventually(counted, "the sweeper's metric counting the 5 reclaims")
         assert await spent(redis_proc.url) == (5 * cost, 0)  # on_expiry: charge, the default
         assert (await ledger.counters("alpha")).get("q|conc|tenant|alpha", 0) == 0
-        assert "cycles_sweeper_reclaims_total 5.0" in metrics.splitlines()
     finally:
         await ledger.close()
 

@@ -26,7 +26,7 @@ def with_timeouts(pol: Policy, **seconds: float) -> Policy:
 
 async def test_models_list_is_forwarded_with_the_provider_key(tmp_path: Path) -> None:
     pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
-    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+    async with local_stack(pol) as stack, aiohttp.ClientSession(headers=TENANT) as session:
         async with session.get(f"{stack.url}/v1/models") as r:
             assert r.status == 200
             assert [m["id"] for m in (await r.json())["data"]] == ["gpt-4o", "gpt-4o-mini"]
@@ -74,7 +74,7 @@ async def test_passthrough_paths_are_forwarded_only_when_listed(tmp_path: Path) 
         for name, upstream in pol.upstreams.items()
     }
     pol = dataclasses.replace(pol, upstreams=upstreams)
-    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+    async with local_stack(pol) as stack, aiohttp.ClientSession(headers=TENANT) as session:
         async with session.post(f"{stack.url}/v1/audio/speech", json={"input": "hi"}) as r:
             assert r.status == 200
             assert (await r.json()) == {"path": "/v1/audio/speech", "method": "POST"}

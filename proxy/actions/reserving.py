@@ -175,6 +175,26 @@ def check_commit(record: ReservationRecord) -> None:
         )
 
 
+def commit_amount(record: ReservationRecord, amount: int | None) -> int:
+    """What a commit charges: the amount the caller states, at most what it reserved (an action
+    priced up front cannot cost more than its reservation, unlike an LLM call, whose provider
+    bills what it bills), or the reserved amount when it states none. Above is 400, before
+    anything is written."""
+    reserved = record.amounts.get(unit_of(record), 0)
+    if amount is None:
+        return reserved
+    if amount > reserved:
+        unit = unit_of(record)
+        raise BadRequest(
+            f"'amount' {format_amount(amount, unit)} is above the "
+            f"{format_amount(reserved, unit)} reservation {record.id!r} holds, so nothing was "
+            f"committed. Commit at most {reserved:d}, and reserve anything beyond it separately.",
+            code="amount_above_reservation",
+            param="amount",
+        )
+    return amount
+
+
 def check_release(record: ReservationRecord) -> None:
     if record.state in ("COMMITTED", "EXPIRED_CHARGED"):
         how = "committed" if record.state == "COMMITTED" else "charged when it expired"

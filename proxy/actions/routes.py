@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from proxy import alerts, identity, observe, replay
+from proxy import alerts, identity, observe, replay, standing
 from proxy.actions import views
 from proxy.actions.asks import MAX_BODY_BYTES, Ask, parse_ask, parse_commit, parse_release
 from proxy.actions.reserving import (
@@ -20,6 +20,7 @@ from proxy.actions.reserving import (
     check_id,
     check_release,
     check_scope,
+    commit_amount,
     lines_for,
     not_found,
     refusal,
@@ -29,9 +30,9 @@ from proxy.actions.reserving import (
 )
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig, unknown_tenant
-from proxy.errors import BadRequest, LedgerUnavailable, ServiceUnavailable
+from proxy.errors import AmountOutOfRange, BadRequest, LedgerUnavailable, ServiceUnavailable
 from proxy.handlers import read_limited
-from proxy.ledger.base import ReservationRecord, SettleResult
+from proxy.ledger.base import ReservationRecord, ReserveRequest, SettleResult
 from proxy.scopes import Scope, budget_lines
 
 T = TypeVar("T")
@@ -57,6 +58,8 @@ async def reserve(request: web.Request) -> web.StreamResponse:
         rt.replays, request, scope, raw, fail_open=False, key=_key(request, ask)
     )
     if isinstance(claim, web.Response):
+        # A replay reserves nothing, so no reserve script sees the tenant's status.
+        await standing.check_active(rt, scope.tenant)
         return claim
     async with claim:
         return await claim.run(_reserve(rt, scope, tenant, ask))
@@ -68,12 +71,7 @@ async def _reserve(rt: Runtime, scope: Scope, tenant: TenantConfig, ask: Ask) ->
     for attempt in range(2):
         request = reserve_request(tenant, scope, ask)
         started_ms = time.time_ns() // 1_000_000
-        try:
-            result = await observe.ledger_op(rt.metrics, "reserve", rt.ledger.reserve(request))
-        except LedgerUnavailable as exc:
-            if exc.maybe_ran:
-                rt.fail_open.spill.add_abandoned(request)  # it may have run all the same
-            raise _unavailable() from None
+        result = await _ledger(rt, "reserve", rt.ledger.reserve(request), abandoned=request)
         if not result.stale or attempt:
             break
         rt.forget_tenant(scope.tenant)
@@ -108,8 +106,7 @@ async def commit(request: web.Request) -> web.StreamResponse:
     check_commit(record)
     if record.state == "COMMITTED":
         return _json(views.record(record))
-    unit = unit_of(record)
-    actual = {unit: record.amounts.get(unit, 0) if amount is None else amount}
+    actual = {unit_of(record): commit_amount(record, amount)}
     reservation = reservation_of(record, tenant)
     settling = rt.ledger.commit(reservation, actual, final_release=True)
     result = await _ledger(rt, "commit", settling)
@@ -147,6 +144,7 @@ async def balances(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     scope = await identity.identify(request, rt)
     tenant = await _tenant(rt, scope.tenant)
+    await standing.check_active(rt, scope.tenant)
     lines = [
         *budget_lines(tenant.plan, scope, tenant.overrides),
         *action_lines(tenant.plan, scope),
@@ -178,12 +176,24 @@ async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
     return config
 
 
-async def _ledger(rt: Runtime, op: str, call: Awaitable[T]) -> T:
-    """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py)."""
+async def _ledger(
+    rt: Runtime, op: str, call: Awaitable[T], *, abandoned: ReserveRequest | None = None
+) -> T:
+    """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py),
+    a sum the ledger could no longer hold exactly is 400 (nothing was written). A reserve
+    (`abandoned`) that may have run all the same is released by its id later (spill.py)."""
     try:
         return await observe.ledger_op(rt.metrics, op, call)
-    except LedgerUnavailable:
+    except LedgerUnavailable as exc:
+        if abandoned is not None and exc.maybe_ran:
+            rt.fail_open.spill.add_abandoned(abandoned)
         raise _unavailable() from None
+    except AmountOutOfRange:
+        raise BadRequest(
+            f"This {op} would take a budget line's spent, reserved or credit beyond the 2**53 - 1 "
+            "units the ledger holds exactly, so nothing was written. Use smaller amounts.",
+            code="amount_out_of_range",
+        ) from None
 
 
 def _unavailable() -> ServiceUnavailable:

@@ -2,7 +2,9 @@
 
 Every mutating call accepts an `Idempotency-Key` header (see idempotency.py). Amounts go in as
 decimal strings in the unit of the budget they touch, and come out as
-`{"units": 123, "unit": "USD", "text": "0.000001 USD"}`.
+`{"units": 123, "unit": "USD", "text": "0.000001 USD"}`. An answer that shows a new API key
+(onboarding, key creation, rotation) shows it once: what is kept for a replay is the same answer
+without the key (`issued`), so no key is ever stored in plain, not even for 24 hours.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROXY = web.AppKey("proxy", web.Application)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 ACTOR = "admin-api"
+KEPT = web.ResponseKey("kept", bytes)
+"""The body a replay of this answer gets, when it is not the body itself (a secret left out)."""
+REPLAYED = "X-Cycles-Replayed"
 
 
 def runtime(request: web.Request) -> Runtime:
@@ -59,6 +64,14 @@ def ok(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+def issued(data: Any, replayed: Any) -> web.Response:
+    """201 with `data`, which shows a new key; a replay of the call gets `replayed`, the same
+    answer without the key (views.shown_once), which is all that is kept."""
+    response = ok(data, status=201)
+    response[KEPT] = orjson.dumps(replayed)
+    return response
+
+
 def idempotent(handler: Handler) -> Handler:
     """Replay the stored answer for a repeated Idempotency-Key instead of acting twice."""
 
@@ -76,7 +89,10 @@ def idempotent(handler: Handler) -> Handler:
             if stored.answer is None:
                 raise Conflict("A call with this Idempotency-Key is still running; retry.")
             return web.Response(
-                body=stored.answer, status=stored.status, content_type="application/json"
+                body=stored.answer,
+                status=stored.status,
+                content_type="application/json",
+                headers={REPLAYED: "true"},
             )
         try:
             response = await handler(request)
@@ -85,7 +101,8 @@ def idempotent(handler: Handler) -> Handler:
             raise
         answer = response.body if isinstance(response, web.Response) else None
         if isinstance(answer, bytes):
-            await keys.finish(where, Stored(body_hash, response.status, answer))
+            kept = response.get(KEPT, answer)
+            await keys.finish(where, Stored(body_hash, response.status, kept))
         return response
 
     return wrapped
@@ -164,11 +181,12 @@ async def create_tenant(request: web.Request) -> web.StreamResponse:
         ) from None
     plain, key = await runtime(request).keys.create(tenant)
     runtime(request).forget_tenant(tenant)
-    answer = {
-        "tenant": views.tenant_json(created, runtime(request).policy),
-        "api_key": {"id": key.key_id, "key": plain, "prefix": key.prefix},
-    }
-    return ok(answer, status=201)
+    tenant_json = views.tenant_json(created, runtime(request).policy)
+    api_key = {"id": key.key_id, "key": plain, "prefix": key.prefix}
+    return issued(
+        {"tenant": tenant_json, "api_key": api_key},
+        {"tenant": tenant_json, "api_key": views.shown_once(api_key, tenant)},
+    )
 
 
 async def get_tenant(request: web.Request) -> web.StreamResponse:

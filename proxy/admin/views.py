@@ -75,6 +75,17 @@ def balance_json(row: BalanceRow, record: TenantRecord | None, plan: Plan | None
     return out
 
 
+def shown_once(key: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """A new key's answer as a replay gives it: the key itself left out (it was shown once, to
+    the first call, and only its hash is stored), saying so and how to get another."""
+    rotate = f"POST /admin/v1/tenants/{tenant}/keys/{key['id']}/rotate"
+    message = (
+        f"API key {key['id']} was shown once, in the first answer to this Idempotency-Key, and "
+        f"is not stored. If it was lost, rotate it ({rotate})."
+    )
+    return {**key, "key": None, "shown_once": True, "message": message}
+
+
 def audit_json(entry: AuditEntry) -> dict[str, Any]:
     return {"id": entry.id, "at_ms": entry.at_ms, "kind": entry.kind, **entry.fields}
 

@@ -362,6 +362,9 @@ class BalanceRow:
 class Ledger(Protocol):
     expiry_alerts: ExpiryAlerts | None
     """Set by the app: charges the sweep makes for expired reservations alert like commits."""
+    sweep_errors: int
+    """Tenants a sweep skipped because their sweep failed, since the ledger was opened (each is
+    logged; the app exports the count as cycles_sweeper_tenant_errors_total)."""
 
     async def connect(self, *, require_noeviction: bool = False) -> None:
         """Check, once at start, that the store is safe to keep a ledger in (Redis: its
@@ -416,16 +419,22 @@ class Ledger(Protocol):
 
     async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
         """Resolve the tenant's overdue reservations (past the absolute cap, or owned by a dead
-        instance) per policy, drop expired tombstones and entries. Returns how many it resolved."""
+        instance) per policy, drop expired tombstones and entries. Returns how many it resolved.
+        Raises AmountOutOfRange when charging an expired reservation would take a sum out of
+        the safe range (it stays OPEN; the ones before it were resolved)."""
         ...
 
     async def heartbeat(self) -> None:
-        """Record that this instance (`owner`) is alive."""
+        """Record that this instance (`owner`) is alive. Independent of sweeping: the app
+        writes it from a task of its own."""
         ...
 
     async def sweep_all(self) -> int:
-        """Sweep every tenant the store knows, treating instances without a recent heartbeat as
-        dead. Returns how many reservations it resolved."""
+        """One pass of the sweeper (ledger/sweeping.py): the tenants with something due, and the
+        open reservations of instances without a recent heartbeat (dead), with bounded work per
+        step and a time budget per pass; what is left is resumed by the next pass. A tenant
+        whose sweep fails is logged, counted in `sweep_errors` and skipped. Returns how many
+        reservations it resolved."""
         ...
 
     async def close(self) -> None: ...

@@ -44,6 +44,13 @@ class ExpiryIndex(MutableMapping[str, int]):
     def __len__(self) -> int:
         return len(self._at)
 
+    def earliest(self) -> int | None:
+        """The earliest expiry (None: empty), as ZRANGE 0 0 WITHSCORES reads it; stale heap
+        entries on top are dropped on the way."""
+        while self._heap and self._at.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
     def pop_due(self, now: int, limit: int | None = None) -> list[tuple[int, str]]:
         """Remove and return up to `limit` (None: all) names expiring at or before `now`, as
         (expiry, name) in (expiry, name) order."""

@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 from proxy.ledger import quotas
 from proxy.ledger.base import (
-    AlertLimits,
     Amounts,
     BalanceRow,
     BudgetLine,
@@ -37,13 +36,14 @@ from proxy.ledger.common import (
     Outcome,
     alert_marks,
     balance_rows,
-    expiry_limits,
     instance_id,
     limit_in_force,
     reserve_result,
     wall_clock_ms,
 )
+from proxy.ledger.memory_due import DueIndex
 from proxy.ledger.memory_state import TOMBSTONES_MAX, Record, TenantState
+from proxy.ledger.sweep_memory import MemorySweep
 from proxy.ledger.tenants import (
     AGGREGATE,
     GENERATION,
@@ -63,8 +63,9 @@ class _Line:
     remaining: int
 
 
-class MemoryLedger(MemoryTenants):
-    """`Ledger` in this process. `clock` returns the time in milliseconds (tests move it)."""
+class MemoryLedger(MemoryTenants, MemorySweep):
+    """`Ledger` in this process. `clock` returns the time in milliseconds (tests move it). The
+    sweeper is in sweep_memory.py."""
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class MemoryLedger(MemoryTenants):
         clock: Callable[[], int] = wall_clock_ms,
         heartbeat_interval_s: float = 5.0,
     ) -> None:
+        super().__init__()
         self.owner = check_owner(owner or instance_id())
         self.settings = settings
         self._clock = clock
@@ -81,10 +83,19 @@ class MemoryLedger(MemoryTenants):
         self._tenants: dict[str, TenantState] = {}
         self._instances: dict[str, int] = {}
         self._settled: deque[tuple[TenantState, str]] = deque()
+        self._due = DueIndex()
         self.expiry_alerts: ExpiryAlerts | None = None
 
     async def connect(self, *, require_noeviction: bool = False) -> None:
         """Nothing to check: this store lives and dies with the process."""
+
+    def _tenant(self, tenant: str) -> TenantState:
+        """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
+        self._due.touch(tenant)
+        t = self._tenants.get(tenant)
+        if t is None:
+            t = self._tenants[tenant] = TenantState(tenant)
+        return t
 
     def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
         pid = cal.period_id(line.period, now)
@@ -120,11 +131,12 @@ class MemoryLedger(MemoryTenants):
                 prefix = lines[outcome.denied_by].prefix
                 first = prefix if t.first_deny(prefix, now, self.settings) else None
             return _result(request, t.status, None, lines, outcome, first)
+        amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
+        prefixes = tuple(ln.prefix for ln in lines)
+        t.check_range(prefixes, "reserved", amounts)
         ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
         hold = min(ttl, self.settings.cap_ms)
         quotas.count(t.counters, gate, now, self.settings, hold)
-        amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
-        prefixes = tuple(ln.prefix for ln in lines)
         record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
         self._allow(t, request, choice, record, _why(outcome, lines), now)
         record.deadline = now + hold
@@ -269,42 +281,6 @@ class MemoryLedger(MemoryTenants):
     async def set_status(self, tenant: str, status: TenantStatus) -> None:
         self._tenant(tenant).meta["status"] = status
 
-    async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
-        alerts = await expiry_limits(self.expiry_alerts, self.settings, tenant)
-        t, dead = self._tenant(tenant), set(dead_owners)
-        now = t.now(self._clock())
-        resolved, crossed = 0, list[Crossing]()
-        for _, rid in t.resv_exp.pop_due(now):
-            r = t.resv.get(rid)
-            if r is not None and r.state == "OPEN":
-                crossed += self._expire(t, rid, r, now, alerts)
-                resolved += 1
-            else:
-                t.resv.pop(rid, None)
-        # Only when an owner is dead (never in one process on its own): its open calls, at once.
-        if dead:
-            for rid, r in [(rid, r) for rid, r in t.resv.items() if r.owner in dead]:
-                if r.state == "OPEN":
-                    crossed += self._expire(t, rid, r, now, alerts)
-                    resolved += 1
-        t.drop_expired(now, None)
-        if crossed and self.expiry_alerts is not None:
-            self.expiry_alerts.crossed(tenant, crossed)
-        return resolved
-
-    async def heartbeat(self) -> None:
-        self._instances[self.owner] = self._clock()
-
-    async def sweep_all(self) -> int:
-        cutoff = self._clock() - self._dead_after_ms
-        dead = [o for o, at in self._instances.items() if at <= cutoff and o != self.owner]
-        resolved = 0
-        for tenant in sorted(self._tenants):
-            resolved += await self.sweep(tenant, dead)
-        for owner in dead:
-            del self._instances[owner]
-        return resolved
-
     async def close(self) -> None:
         """Nothing to release: the state lives and dies with the process."""
 
@@ -317,32 +293,6 @@ class MemoryLedger(MemoryTenants):
             dict(reservation.amounts),
             reservation.fields,
             reservation.held,
-        )
-
-    def _expire(
-        self, t: TenantState, rid: str, r: Record, now: int, alerts: AlertLimits
-    ) -> tuple[Crossing, ...]:
-        """sweep.lua's expire(); returns the alert thresholds its charge crossed."""
-        charge = r.amounts if self.settings.on_expiry == "charge" else None
-        state: State = "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED"
-        t.settle_lines(r.fields, r.amounts, charge, now, self.settings)
-        quotas.free(t.counters, r.held)
-        if charge is not None:
-            t.mark_expiry(rid, now, self.settings)
-        fields = {"reservation": rid, "state": state, "amounts": sorted_amounts(r.amounts)}
-        t.append("expire", fields, now, self.settings.audit_retention_ms)
-        self._finish(t, rid, r, state, now)
-        if charge is None:
-            return ()
-        marks = [
-            (field, bp, mark)
-            for field in r.fields
-            for level, unit, bp, mark in alerts.marks()
-            if field.split("|")[0] == level and field.split("|")[2] == unit
-        ]
-        return tuple(
-            alerts.crossing(field, bp, spent)
-            for field, bp, spent in t.cross(marks, charge, now, self.settings)
         )
 
     def _finish(

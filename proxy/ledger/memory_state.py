@@ -12,6 +12,7 @@ from typing import cast
 from proxy.ledger import quotas
 from proxy.ledger.base import Amounts, State, TenantStatus
 from proxy.ledger.calendar import MINUTE_MS, Calendar, period_bound_ms
+from proxy.ledger.checks import out_of_range, range_error
 from proxy.ledger.common import Outcome, field_expiry
 from proxy.ledger.expiry import ExpiryIndex
 from proxy.ledger.tenants import AGGREGATE, GENERATION
@@ -38,6 +39,7 @@ class Record:
 
 @dataclass(slots=True)
 class TenantState:
+    name: str = ""
     ledger: dict[str, int] = field(default_factory=dict)
     ledger_exp: ExpiryIndex = field(default_factory=ExpiryIndex)
     resv: dict[str, Record] = field(default_factory=dict)
@@ -60,6 +62,19 @@ class TenantState:
     def now(self, clock_ms: int) -> int:
         """The clock this tenant's operations see (plus its test clock offset)."""
         return clock_ms + int(self.meta.get("clock_offset_ms", "0"))
+
+    def next_due(self) -> int | None:
+        """When something of this tenant next expires (a deadline, a tombstone, an entry), by
+        the store's clock (without the test clock offset); None: nothing will."""
+        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest())
+        times = [at for at in earliest if at is not None]
+        return min(times) - int(self.meta.get("clock_offset_ms", "0")) if times else None
+
+    def check_range(self, fields: Sequence[str], kind: str, delta: Amounts) -> None:
+        """Refuse (before anything is written) a change that takes a sum out of the safe range."""
+        name = out_of_range(self.ledger, fields, kind, delta)
+        if name is not None:
+            raise range_error(self.name, name)
 
     def add(self, key: str, amount: int) -> None:
         self.ledger[key] = self.ledger.get(key, 0) + amount
@@ -104,6 +119,9 @@ class TenantState:
         now: int,
         s: ReservationSettings,
     ) -> None:
+        """Free `free` and charge `charge` on every field, each `spent` checked first."""
+        if charge is not None:
+            self.check_range(fields, "spent", charge)
         for prefix in fields:
             unit = prefix.split("|")[2]
             if free is not None:
@@ -145,9 +163,10 @@ class TenantState:
         now: int,
         s: ReservationSettings,
     ) -> tuple[dict[str, int], dict[str, int]]:
-        """common.lua's late_charge(): a commit after EXPIRED_CHARGED. Returns what was added
-        per prefix, and per unit actual - estimate or, where a line got more, the most added."""
-        since, added = self.generation(f"exp|{rid}"), {}
+        """common.lua's late_charge(): a commit after EXPIRED_CHARGED, every line's sum checked
+        before the first write. Returns what was added per prefix, and per unit actual -
+        estimate or, where a line got more, the most added."""
+        since, added = self.generation(f"exp|{rid}"), dict[str, int]()
         units = {*actual, *estimate}
         by_unit = {u: actual.get(u, 0) - estimate.get(u, 0) for u in units}
         for prefix in fields:
@@ -156,10 +175,12 @@ class TenantState:
             if self.generation(f"reset|{prefix}") > since:
                 d = max(d, 0)  # a reset since the expiry charge wiped it
             d = max(d, -self.ledger.get(f"{prefix}|spent", 0))
-            self.add(f"{prefix}|spent", d)
-            self.touch(prefix, now, s, None)
             added[prefix] = d
             by_unit[unit] = max(by_unit.get(unit, 0), d)
+        self.check_range(fields, "spent", added)
+        for prefix in fields:
+            self.add(f"{prefix}|spent", added[prefix])
+            self.touch(prefix, now, s, None)
         return added, by_unit
 
     def cross(

@@ -49,7 +49,7 @@ class MemoryTenants:
             raise TenantNotFound(f"tenant {tenant!r} does not exist")
         if open_only and t.status == "closed":
             raise TenantClosed(f"tenant {tenant!r} is closed; a closed tenant cannot be changed")
-        return t
+        return self._tenant(tenant)  # as reindex() in the scripts: the next sweep looks at it
 
     def _changed(
         self, tenant: str, t: TenantState, action: str, actor: str, reason: str, changes: str
@@ -179,6 +179,7 @@ class MemoryTenants:
         t = self._existing(tenant)
         now, cal = self._calendar(t)
         prefix = f"{level}|{value}|{unit}|{cal.period_id(period, now)}"
+        t.check_range([prefix], "credit", {unit: amount})
         t.add(f"{prefix}|credit", amount)
         t.touch(prefix, now, self.settings, cal)
         self._admin(t, "adjust", actor, reason, f"credit {prefix} {amount:d}")

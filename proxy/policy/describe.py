@@ -56,7 +56,15 @@ def _settings(policy: Policy) -> list[str]:
         f"{_INDENT}unknown tenants: {unknown}",
         f"{_INDENT}bound {policy.bound}: {bound}",
         f"{_INDENT}request_fields {policy.request_fields}: {_FIELDS[policy.request_fields]}",
+        f"{_INDENT}client address: {_client_address(policy)}",
     ]
+
+
+def _client_address(policy: Policy) -> str:
+    if not policy.trusted_proxies:
+        return "the TCP peer (no trusted_proxies)"
+    networks = ", ".join(str(network) for network in policy.trusted_proxies)
+    return f"{policy.forwarded_header} from trusted proxies {networks}, else the TCP peer"
 
 
 _FIELDS = {
@@ -138,6 +146,8 @@ def _billables(price: ModelPrice) -> list[str]:
     long = price.long_context
     if long is not None:
         write = "" if long.cache_write is None else f"; cache_write {usd(long.cache_write)}"
+        if long.cache_write_1h is not None:
+            write += f"; cache_write_1h {usd(long.cache_write_1h)}"
         lines.append(
             f"prompt above {long.above:,} tokens: {usd(long.input)} / {usd(long.cached_input)} "
             f"/ {usd(long.output)}{write}"
@@ -156,6 +166,8 @@ def _model_extras(price: ModelPrice) -> str:
         value = getattr(price, kind)
         if value is not None:
             extras.append(f"{kind} {usd(value)}")
+        if kind == "cache_write" and value is not None:
+            extras.append(f"cache_write_1h {usd(price.hour_write)}")
     if price.tokenizer_factor != 1:
         extras.append(f"tokenizer ×{float(price.tokenizer_factor):g}")
     if price.image_token_factor != 1:

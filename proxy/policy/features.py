@@ -65,6 +65,7 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
         ("input", model.input),
         ("cached_input", model.cached_input),
         ("cache_write", model.cache_write),
+        ("cache_write_1h", model.cache_write_1h),
         ("output", model.output),
     ):
         above = getattr(spec, kind)
@@ -79,6 +80,7 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
     long_input = _usd(spec.input, (*loc, "input"), what, report)
     cached = spec.cached_input
     write = spec.cache_write
+    hour = spec.cache_write_1h
     return LongContext(
         above=spec.above,
         input=long_input,
@@ -87,6 +89,7 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
         else _usd(cached, (*loc, "cached_input"), what, report),
         output=_usd(spec.output, (*loc, "output"), what, report),
         cache_write=None if write is None else _usd(write, (*loc, "cache_write"), what, report),
+        cache_write_1h=None if hour is None else _usd(hour, (*loc, "cache_write_1h"), what, report),
     )
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
+from proxy.peers import ForwardedHeader, Network
+
 LEVELS: tuple[str, ...] = ("tenant", "workspace", "app", "workflow", "agent", "toolset", "run")
 """Scope levels, outermost first. `run` is keyed by (tenant, run id) and has no period."""
 
@@ -166,6 +168,8 @@ class LongContext:
     output: int
     cache_write: int | None = None
     """None: the long-context input price."""
+    cache_write_1h: int | None = None
+    """None: twice the long-context input price (ModelPrice.hour_write)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +182,8 @@ class ModelPrice:
     output: int
     encoding: str = "o200k_base"
     cache_write: int | None = None
-    """Prompt tokens written to a provider's cache (Anthropic); None: the input price."""
+    """Prompt tokens written to a provider's cache (Anthropic's default 5-minute cache); None:
+    the input price, and a request asking for cache writes (`cache_control`) is refused."""
     tokenizer_factor: Fraction = Fraction(1)
     """The encoding's count is scaled by this to estimate the model's own tokens."""
     image_token_factor: Fraction = Fraction(1)
@@ -210,9 +215,24 @@ class ModelPrice:
     tool_prompt_tokens: int = 0
     """Prompt tokens the provider adds to every call that sends tools (Claude's tool-use system
     prompt)."""
+    cache_write_1h: int | None = None
+    """Prompt tokens written to a one-hour cache (Anthropic's `ttl: "1h"`); None: `hour_write`."""
     tier: str | None = None
     """Set per call, never in the policy: the service tier the call was reserved at, which it is
     charged at when the answer names none (None: standard)."""
+    cache_ttl: str | None = None
+    """Set per call, never in the policy: the longest cache TTL the request asks for (`5m`,
+    `1h`), at whose price cache writes are charged when the usage does not say their TTL
+    (None: no cache_control)."""
+
+    @property
+    def hour_write(self) -> int:
+        """The price of a one-hour cache write: `cache_write_1h`, else twice the input price
+        (Anthropic's published rule), never below the 5-minute price."""
+        if self.cache_write_1h is not None:
+            return self.cache_write_1h
+        five = self.input if self.cache_write is None else self.cache_write
+        return max(2 * self.input, five)
 
 
 _DATED = re.compile(r"(.+)-(?:(\d{4})-(\d{2})-(\d{2})|(\d{4})(\d{2})(\d{2})|(\d{2})(\d{2}))")
@@ -355,6 +375,10 @@ class Policy:
     """After the ledger's epoch is lost (ledger/safety.py): refuse every call (503), or forward
     unbudgeted as fail_mode open does (local rate limit; charges not written to that store)."""
     identity: Literal["header", "api_key"] = "header"
+    trusted_proxies: tuple[Network, ...] = ()
+    """Peers whose forwarded-for header names the client (proxy/peers.py); none by default."""
+    forwarded_header: ForwardedHeader = "x-forwarded-for"
+    """The header those proxies write: x-forwarded-for, or forwarded (RFC 7239)."""
     unknown_tenant: str | None = None
     """None: unknown tenants are denied (403). Otherwise the plan they are admitted on."""
     bound: Literal["hard", "soft"] = "hard"

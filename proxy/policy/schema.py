@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from proxy.encodings import encoding_for_model
 from proxy.errors import PolicyError
 from proxy.model_rules import default_limit_field, reasons_by_name
+from proxy.peers import parse_networks
 from proxy.policy import lifetimes
 from proxy.policy.aliases import compile_aliases
 from proxy.policy.features import compile_features
@@ -74,7 +75,15 @@ STORED_OBJECT_PATHS: tuple[str, ...] = (
     "/containers",
 )
 """Endpoints that create, list or read objects kept at the provider under the proxy's key."""
-_SETTINGS = {"mode", "fail_mode", "on_store_lost", "identity", "bound", "request_fields"}
+_SETTINGS = {
+    "mode",
+    "fail_mode",
+    "on_store_lost",
+    "identity",
+    "forwarded_header",
+    "bound",
+    "request_fields",
+}
 _MS_FIELDS = {
     name: name.replace("_seconds", "_ms")
     for name in (
@@ -154,6 +163,7 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
     )
     return Policy(
         **settings,
+        trusted_proxies=parse_networks(spec.trusted_proxies),
         unknown_tenant=_unknown_tenant(spec, out),
         upstreams={n: _upstream(n, u, spec, timeouts, out) for n, u in spec.upstreams.items()},
         routes=_routes(spec, timeouts, out),
@@ -253,9 +263,11 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         message = f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}"
         out.append(Issue((*loc, "encoding"), message))
     output = _amount(model.output, USD_PLACES, (*loc, "output"), what, out)
-    cache_write = None
-    if model.cache_write is not None:
-        cache_write = _amount(model.cache_write, USD_PLACES, (*loc, "cache_write"), what, out)
+    writes = {
+        kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
+        for kind in ("cache_write", "cache_write_1h")
+        if (value := getattr(model, kind)) is not None
+    }
     factor = Fraction(model.tokenizer_factor or 1)
     media: dict[str, Any] = {
         kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
@@ -268,11 +280,12 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         cached,
         output,
         encoding,
-        cache_write,
+        writes.get("cache_write"),
         factor,
         image_token_factor=Fraction(model.image_token_factor or 1),
         limit_field=model.limit_field or default_limit_field(name),
         reasoning=reasons_by_name(name) if model.reasoning is None else model.reasoning,
+        cache_write_1h=writes.get("cache_write_1h"),
         **media,
         **compile_features(name, model, lambda at, message: out.append(Issue(at, message))),
     )

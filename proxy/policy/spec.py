@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from proxy.peers import parse_networks
 from proxy.policy.units import THRESHOLD_HINT, basis_points
 
 BUDGETED_PATHS: tuple[str, ...] = (
@@ -52,6 +53,14 @@ def _check_base_url(url: str) -> str:
             "base_url must not carry credentials; name an environment variable in api_key_env"
         )
     return url.rstrip("/")
+
+
+def _check_network(text: str) -> str:
+    try:
+        parse_networks([text])
+    except ValueError as exc:
+        raise _problem(str(exc)) from None
+    return text
 
 
 def _check_passthrough(path: str) -> str:
@@ -205,6 +214,8 @@ class LongContextSpec(_Spec):
     """Default: the long-context input price."""
     cache_write: Money | None = None
     """Default: the long-context input price."""
+    cache_write_1h: Money | None = None
+    """Default: twice the long-context input price."""
     output: Money
 
 
@@ -223,6 +234,9 @@ class ModelSpec(_Spec):
     input: Money
     cached_input: Money | None = None
     cache_write: Money | None = None
+    """Anthropic's 5-minute cache writes; without it, requests with `cache_control` are refused."""
+    cache_write_1h: Money | None = None
+    """One-hour cache writes (`ttl: "1h"`); default: twice the input price."""
     output: Money
     encoding: str | None = None
     tokenizer_factor: Annotated[Decimal, BeforeValidator(_not_float), Field(gt=0, le=10)] | None = (
@@ -405,6 +419,8 @@ class PolicySpec(_Spec):
     fail_mode: Literal["closed", "open"] | None = None
     on_store_lost: Literal["closed", "shadow"] | None = None
     identity: Literal["header", "api_key"] | None = None
+    trusted_proxies: list[Annotated[str, AfterValidator(_check_network)]] = []
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] | None = None
     unknown_tenant: Name = "deny"
     bound: Literal["hard", "soft"] | None = None
     request_fields: Literal["strict", "forward"] | None = None

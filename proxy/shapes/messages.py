@@ -5,8 +5,10 @@
 policy's `tokenizer_factor` scales the count (call.py), since Claude's tokenizer is not available
 offline. Usage: `input_tokens` excludes the cache, so the prompt is input + cache writes + cache
 reads; a stream reports input and cache tokens in `message_start` and the cumulative
-`output_tokens` in `message_delta`. The usage also says what else was billed: the
-`service_tier` and the server tools' calls (`server_tool_use.web_search_requests`, ...).
+`output_tokens` in `message_delta`. Cache writes are split by TTL in `cache_creation`
+(`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`), each priced at its own rate. The
+usage also says what else was billed: the `service_tier` and the server tools' calls
+(`server_tool_use.web_search_requests`, ...).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Any
 
 import orjson
 
-from proxy.billable import anthropic_tool_calls
 from proxy.errors import BadRequest, ClientError
 from proxy.estimate import (
     REPLY_PRIMING,
@@ -31,13 +32,11 @@ from proxy.estimate import (
 from proxy.pricing import Usage
 from proxy.shapes import definitions_tokens
 from proxy.token_kinds import token_count
+from proxy.tool_uses import anthropic_tool_calls
 from proxy.usage import StreamUsage
 
 IMAGE_TOKENS = 1600
 """Claude scales images to at most ~1.15 megapixels, about w * h / 750 = 1600 tokens."""
-TOOL_USE_PROMPT = 346
-"""The system prompt Anthropic adds to a request with tools, billed as input: the largest it
-publishes for the models it serves (346 with tool_choice auto or none, 313 with any or tool)."""
 
 _DELTA_TEXT = ("text", "partial_json", "thinking")
 
@@ -81,9 +80,9 @@ def estimate_messages(
         )
     prompt = REPLY_PRIMING + _system_tokens(counter, body.get("system"))
     prompt += sum(_message_tokens(counter, m, f"messages[{i}]") for i, m in enumerate(messages))
+    # The tool-use system prompt Anthropic adds is the model's `tool_prompt_tokens`, which the
+    # reservation adds once, unscaled (billable.reservation): it is not counted here.
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
-    if body.get("tools"):
-        prompt += TOOL_USE_PROMPT
     output = body.get("output_config")
     if isinstance(output, dict) and isinstance(output.get("format"), dict):
         prompt += counter.count_json(output["format"])
@@ -104,17 +103,32 @@ def parse_usage(usage: Any) -> Usage | None:
     output = token_count(usage.get("output_tokens"))
     if fresh is None or output is None:
         return None
-    written = token_count(usage.get("cache_creation_input_tokens")) or 0
+    five, hour, split = _cache_writes(usage)
     read = token_count(usage.get("cache_read_input_tokens")) or 0
     tier = usage.get("service_tier")
     return Usage(
-        fresh + written + read,
+        fresh + five + hour + read,
         output,
         read,
-        written,
+        five,
+        cache_write_1h_tokens=hour,
+        cache_ttl_reported=split,
         service_tier=tier if isinstance(tier, str) else None,
         tool_calls=anthropic_tool_calls(usage.get("server_tool_use")),
     )
+
+
+def _cache_writes(usage: Mapping[str, Any]) -> tuple[int, int, bool]:
+    """Cache writes at the 5-minute and the one-hour TTL, and whether the usage split them
+    (`cache_creation`); without a split they are all in the first, at the TTL asked for."""
+    total = token_count(usage.get("cache_creation_input_tokens")) or 0
+    split = usage.get("cache_creation")
+    if not isinstance(split, dict):
+        return total, 0, total == 0
+    five = token_count(split.get("ephemeral_5m_input_tokens")) or 0
+    hour = token_count(split.get("ephemeral_1h_input_tokens")) or 0
+    total = max(total, five + hour)
+    return total - hour, hour, True
 
 
 class MessagesStreamUsage(StreamUsage):

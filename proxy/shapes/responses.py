@@ -22,7 +22,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.billable import responses_tool_calls
 from proxy.errors import BadRequest
 from proxy.estimate import (
     IMAGE_TOKENS,
@@ -38,6 +37,7 @@ from proxy.estimate import (
 from proxy.pricing import Usage
 from proxy.shapes import definitions_tokens
 from proxy.token_kinds import token_count
+from proxy.tool_uses import responses_tool_calls
 from proxy.usage import StreamUsage
 
 _TEXT_PARTS = ("input_text", "output_text", "text")

@@ -124,6 +124,9 @@ Takes (dict "ctx" <context> "sidecar" <bool>).
     {{- if $v.metrics.sidecarPort }}
     - --metrics-listen=0.0.0.0:{{ $v.metrics.sidecarPort }}
     {{- end }}
+    {{- else if $v.metrics.gatewayPort }}
+    # The metrics name tenants: a listener of their own, never the callers' port.
+    - --metrics-listen=0.0.0.0:{{ $v.metrics.gatewayPort }}
     {{- end }}
     - --reload-every={{ $v.policies.reloadEvery }}
     - --log-level={{ $v.logLevel }}
@@ -211,6 +214,11 @@ Takes (dict "ctx" <context> "sidecar" <bool>).
     {{- if $adminExposed }}
     - name: admin
       containerPort: {{ $v.admin.port }}
+      protocol: TCP
+    {{- end }}
+    {{- with $v.metrics.gatewayPort }}
+    - name: metrics
+      containerPort: {{ . }}
       protocol: TCP
     {{- end }}
   livenessProbe:

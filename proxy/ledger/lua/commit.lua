@@ -1,6 +1,6 @@
 -- commit.lua: charge what the provider reported and free the reservation, per its state.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
 -- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 actual (same form),
 --       9 held concurrency fields 'q|conc|tenant|acme,…' ('-' for none), 10 '1' when a
@@ -52,6 +52,7 @@ local fired = cross_marks(marks, added)
 audit('commit', { 'reservation', id, 'from', r.state, 'state', 'COMMITTED',
   'actual', encode_amounts(act), 'charged', encode_amounts(parse_amounts(charged)) })
 finish(id, r, 'COMMITTED', actual)
+reindex()
 local reply = { 'COMMITTED', '1', charged }
 for _, x in ipairs(fired) do reply[#reply + 1] = x end
 return reply

@@ -1,6 +1,7 @@
 -- common.lua: helpers prepended (by redis.py, at load time) to every per-tenant script.
 --
--- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit (keys.py)
+-- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due
+-- (the due index: tenant -> earliest due time, in the tenant's slot; keys.py)
 -- ARGV (every script): 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms;
 -- the rest per script.
 --
@@ -10,7 +11,10 @@
 -- they keep a period entry they create until a safe bound (see calendar.py period_bound_ms).
 --
 -- Amounts are integers below 2^52 held in Lua doubles. They are only ever formatted with
--- fmt() (string.format '%d'): tostring, `..` on a number and cjson could print 1e+15.
+-- fmt() (string.format '%d'): tostring, `..` on a number and cjson could print 1e+15. The sums
+-- kept in :ledger (spent, reserved, credit) stay within [-SAFE, SAFE]: a script checks every
+-- sum it will change (guard) before it writes anything, and refuses the whole call otherwise
+-- (error OUT_OF_RANGE). Counters that step by one (q|…) cannot get there.
 
 local IDLE, GRACE, TOMB = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local RETAIN = tonumber(ARGV[4])
@@ -19,17 +23,20 @@ local OFFSET, ANCHOR, EXACT = 0, { day = 1, since = 0 }, false
 -- Periods held across a time-zone change, by kind ('day', 'month'): { pid, till } (calendar.py
 -- Hold), loaded with the anchor.
 local HOLD = {}
+local SAFE = 9007199254740991 -- 2^53 - 1
+local TENANT = string.match(KEYS[1], '{t:([^}]*)}')
 
 local function fmt(x)
   return string.format('%d', x)
 end
 
 -- Now, in ms and (for the rate quotas) in µs; both stay exact in doubles until the year 2112.
-local NOW, NOW_US = (function()
+-- SKEW: the tenant's clock offset (the due index is kept in Redis time, without it).
+local NOW, NOW_US, SKEW = (function()
   local t = redis.call('TIME')
   local s, us = tonumber(t[1]), tonumber(t[2])
   local skew = tonumber(redis.call('HGET', KEYS[5], 'clock_offset_ms') or '0')
-  return s * 1000 + math.floor(us / 1000) + skew, s * 1000000 + us + skew * 1000
+  return s * 1000 + math.floor(us / 1000) + skew, s * 1000000 + us + skew * 1000, skew
 end)()
 
 -- Days since 1970-01-01 <-> proleptic Gregorian (y, m, d), after H. Hinnant's algorithms.
@@ -248,8 +255,29 @@ local function finish(id, r, state, actual)
   redis.call('ZADD', KEYS[4], fmt(NOW + TOMB), id)
 end
 
+-- The first '<prefix>|<kind>' of `prefixes` whose value plus delta[prefix] (where lines
+-- differ) or delta[unit] would leave [-SAFE, SAFE] (or that holds no integer), else nil.
+local function out_of_range(prefixes, kind, delta)
+  for _, p in ipairs(prefixes) do
+    local d = delta[p] or delta[unit_of(p)] or 0
+    local x = tonumber(redis.call('HGET', KEYS[1], p .. '|' .. kind) or '0')
+    if not x or x ~= math.floor(x) or math.abs(x + d) > SAFE then return p .. '|' .. kind end
+  end
+  return nil
+end
+
+-- Refuse the call, before it writes anything, if a sum would leave the safe range.
+local function guard(prefixes, kind, delta)
+  local field = out_of_range(prefixes, kind, delta)
+  if field then
+    error({ err = 'OUT_OF_RANGE ' .. TENANT .. ' ' .. field .. ' would leave the safe range' })
+  end
+end
+
 -- For each prefix: reserved -= free[unit] (clamped at 0), spent += charge[unit] (signed).
+-- Every spent is checked before the first write.
 local function settle_lines(prefixes, free, charge)
+  if charge then guard(prefixes, 'spent', charge) end
   for _, p in ipairs(prefixes) do
     local unit = unit_of(p)
     if free then
@@ -300,8 +328,9 @@ end
 
 -- A commit after EXPIRED_CHARGED: each line gets actual - estimate, except that a line reset
 -- since the expiry charge no longer holds that charge (only what exceeds the estimate is
--- added), and no line goes below zero (one dropped and written again since). Returns what was
--- added per prefix, and per unit actual - estimate or, where a line got more, the most added.
+-- added), and no line goes below zero (one dropped and written again since). Every line's sum
+-- is computed and checked (guard) before the first write. Returns what was added per prefix,
+-- and per unit actual - estimate or, where a line got more, the most added.
 local function late_charge(id, prefixes, est, act)
   local since, added, by_unit = generation('exp|' .. id), {}, {}
   for unit, x in pairs(act) do by_unit[unit] = x end
@@ -311,11 +340,14 @@ local function late_charge(id, prefixes, est, act)
     local d = (act[unit] or 0) - (est[unit] or 0)
     if generation('reset|' .. p) > since then d = math.max(d, 0) end
     local spent = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
-    d = math.max(d, -spent)
-    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(d))
-    touch(p)
+    if spent then d = math.max(d, -spent) end
     added[p] = d
     by_unit[unit] = math.max(by_unit[unit] or 0, d)
+  end
+  guard(prefixes, 'spent', added)
+  for _, p in ipairs(prefixes) do
+    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))
+    touch(p)
   end
   return added, by_unit
 end
@@ -335,3 +367,18 @@ local function drop_expired(limit)
   return #gone
 end
 
+-- Index the tenant (KEYS[7]) at its earliest due time: the first deadline or tombstone expiry
+-- of :resv_exp, or the first entry expiry of :ledger_exp, in Redis time (without SKEW); drop
+-- it when it has neither. Every script that adds to either calls this last, so the index is
+-- never later than the tenant's earliest due (the sweeper visits only tenants due by it).
+local function reindex()
+  local r = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  local l = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local due = r[2] and tonumber(r[2])
+  if l[2] and (not due or tonumber(l[2]) < due) then due = tonumber(l[2]) end
+  if due then
+    redis.call('ZADD', KEYS[7], fmt(due - SKEW), TENANT)
+  else
+    redis.call('ZREM', KEYS[7], TENANT)
+  end
+end

@@ -2,7 +2,7 @@
 -- all lines and count the call against every quota, or do nothing. Idempotent by reservation
 -- id. Loaded as common.lua + audit.lua + candidates.lua + quotas.lua + this file.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
 -- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 reservation id, 6 owner, 7 how long it stays open (ms: the cap, or an action's
 --       shorter ttl), 8 shadow ('1' | '0'), 9 run id ('' for none),
@@ -73,6 +73,7 @@ for i = 1, n do
 end
 
 local function reply(outcome, amounts, held, prefixes, first_deny)
+  reindex()
   local out = { status, outcome, amounts, held, fmt(n) }
   for _, l in ipairs(lines) do
     out[#out + 1] = l.pid
@@ -159,8 +160,6 @@ if q.tpm then
   rate(gate, 'tokens_per_minute', q.tpm, (index and amounts or cands[1].amounts).TOKENS)
   if gate.quota and not shadow then return deny(gate) end
 end
-count_quotas(gate, cap)
-
 local text
 if shadow then
   amounts, text = cands[1].amounts, cands[1].text
@@ -170,12 +169,14 @@ else
   text = cands[index + 1].text
 end
 local prefixes = {}
+for i, l in ipairs(lines) do prefixes[i] = l.prefix end
+guard(prefixes, 'reserved', amounts)
+count_quotas(gate, cap)
 for i, l in ipairs(lines) do
   local amount = amounts[l.unit] or 0
   redis.call('HINCRBY', KEYS[1], l.prefix .. '|reserved', fmt(amount))
   touch(l.prefix, cap)
   l.remaining = l.remaining - amount
-  prefixes[i] = l.prefix
 end
 local would_allow = index ~= nil and not gate.quota
 local decided = outcome(index or 0, would_allow, fitted, gate)
