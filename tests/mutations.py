@@ -1401,6 +1401,71 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="one sweep call scans at most a batch of a tenant's records for dead owners",
     ),
+    # -- the merge of issue 15's two halves: generations within the safe range and the index --
+    Mutation(
+        name="late-commit-sum-overflow-allowed",
+        file="proxy/ledger/lua/common.lua",
+        old="  guard(prefixes, 'spent', added)\n",
+        new="",
+        tests=(
+            SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
+        ),
+        removes="Redis: a late commit's sums are refused whole out of the safe range",
+    ),
+    Mutation(
+        name="late-commit-checked-while-writing",
+        file="proxy/ledger/lua/common.lua",
+        old=(
+            "  guard(prefixes, 'spent', added)\n  for _, p in ipairs(prefixes) do\n"
+            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+        ),
+        new=(
+            "  for _, p in ipairs(prefixes) do\n  guard({ p }, 'spent', added)\n"
+            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+        ),
+        tests=(
+            SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
+        ),
+        removes="Redis: a late commit checks every line before it writes the first",
+    ),
+    Mutation(
+        name="memory-late-commit-sum-overflow-allowed",
+        file="proxy/ledger/memory_state.py",
+        old='        self.check_range(fields, "spent", added)\n',
+        new="",
+        tests=(
+            SWEEPER
+            + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[memory]",
+        ),
+        removes="memory: a late commit's sums are refused whole out of the safe range",
+    ),
+    Mutation(
+        name="memory-refused-expiry-no-longer-due",
+        file="proxy/ledger/sweep_memory.py",
+        old="t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due\n",
+        new="pass\n",
+        tests=(
+            SWEEPER + "test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on"
+            "[memory]",
+        ),
+        removes="memory: an expiry refused out of the safe range stays due for the next pass",
+    ),
+    Mutation(
+        name="reset-not-indexed",
+        file="proxy/ledger/lua/tenant_ledger.lua",
+        old="    keep(GEN .. 'reset|' .. p, NOW + TOMB)\n  end\n  reindex()\n",
+        new="    keep(GEN .. 'reset|' .. p, NOW + TOMB)\n  end\n",
+        tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[redis]",),
+        removes="tenant_ledger.lua's reset puts the tenant in the due index",
+    ),
+    Mutation(
+        name="memory-admin-write-not-indexed",
+        file="proxy/ledger/tenants_memory.py",
+        old="return self._tenant(tenant)  # as reindex() in the scripts",
+        new="return t  # as reindex() in the scripts",
+        tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[memory]",),
+        removes="memory: an admin write (reset, credit) marks the tenant for the next sweep",
+    ),
     # -- issue 13, closing: the gaps left after the review ---------------------------------
     Mutation(
         name="claude-tool-prompt-reserved-twice",
