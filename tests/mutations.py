@@ -1117,7 +1117,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="action-reserve-timeout-not-released",
         file="proxy/actions/routes.py",
-        old="            rt.fail_open.spill.add_abandoned(abandoned)\n",
+        old=(
+            "        if abandoned is not None and exc.maybe_ran:\n"
+            "            rt.fail_open.spill.add_abandoned(abandoned)\n"
+        ),
         new="",
         tests=(f"{TIMEOUT}::test_an_action_reserve_that_timed_out_is_released_by_id",),
         removes="an action's reserve that timed out (503) is released by its id",

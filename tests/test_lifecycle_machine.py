@@ -190,11 +190,28 @@ class Lifecycle(RuleBasedStateMachine):
         held.state = "COMMITTED"
 
     @precondition(lambda self: any(h.state == "EXPIRED_CHARGED" for h in self.model.held))
-    @rule(pick=st.integers(0, 10**6), share=st.integers(0, 200))
-    def late_commit(self, pick: int, share: int) -> None:
-        """The commit of a call the sweeper already charged (its reply came after the cap)."""
+    @rule(
+        pick=st.integers(0, 10**6),
+        share=st.integers(0, 200),
+        reset_first=st.booleans(),
+        busy=st.integers(0, 1600),
+    )
+    def late_commit(self, pick: int, share: int, reset_first: bool, busy: int) -> None:
+        """The commit of a call the sweeper already charged (its reply came after the cap).
+        Before it, maybe a RESET_SPENT of every current line (`reset_first`) and another call
+        of the run on the same levels, charged `busy` (0: none): a line reset since the expiry
+        then holds what a wrongly refunded expiry charge would take from it."""
         late = [i for i, h in enumerate(self.model.held) if h.state == "EXPIRED_CHARGED"]
         held = self.model.held[late[pick % len(late)]]
+        if reset_first:
+            self.reset(None)
+        if busy:
+            levels = {tuple(field.split("|")[:2]) for field in held.reservation.fields}
+            which = [(line.level, line.value) in levels for line in self.lines[1:]]
+            before = len(self.model.held)
+            self.reserve(busy, which)
+            if len(self.model.held) > before:
+                self.commit(before, 100)
         self.commit(self.model.held.index(held), share)
 
     @precondition(lambda self: self.model.held)
