@@ -44,7 +44,13 @@ class LedgerError(CyclesError):
 
 
 class LedgerUnavailable(LedgerError):
-    """The store cannot be reached; the caller applies `fail_mode`."""
+    """The store cannot be reached; the caller applies `fail_mode`. `maybe_ran` is False only
+    when the command surely never reached the store (no connection could be made): otherwise it
+    may have run, or may still run, after the caller gave up."""
+
+    def __init__(self, message: str, *, maybe_ran: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_ran = maybe_ran
 
 
 class LedgerEpochLost(LedgerError):

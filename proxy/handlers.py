@@ -170,6 +170,8 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
         return None
     except LedgerUnavailable as exc:
         if rt.policy.fail_mode == "closed":
+            if exc.maybe_ran:
+                rt.fail_open.spill.add_abandoned(reserve)  # the reserve may have run all the same
             raise ServiceUnavailable(
                 "The budget ledger is unreachable, so the call was not forwarded. Retry shortly.",
                 retry_after=2,
@@ -180,9 +182,11 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
 
 def _unbudgeted(rt: Runtime, reserve: ReserveRequest, exc: Exception) -> None:
     """Forward unbudgeted (the ledger is down or lost), unless the tenant's local bucket is
-    empty: then 429 ledger_down_rate."""
+    empty: then 429 ledger_down_rate (and the reserve, which may have run, is released)."""
     wait = rt.fail_open.buckets.take(reserve.tenant, reserve.quotas.requests_per_minute)
     if wait:
+        if isinstance(exc, LedgerUnavailable) and exc.maybe_ran:
+            rt.fail_open.spill.add_abandoned(reserve)
         raise QuotaExceeded(
             "The budget ledger is unreachable; this tenant's calls are rate limited locally "
             "until it is back. Retry shortly.",

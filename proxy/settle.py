@@ -102,9 +102,13 @@ async def settle(
     if reservation is None:
         return
     if isinstance(reservation, Unbudgeted):
-        # Forwarded while the ledger was down (fail_mode: open): the charge waits in the spill.
-        if charge is not None and reservation.spill is not None and reservation.request:
-            reservation.spill.add(reservation.request, charge)
+        # Forwarded while the ledger was down (fail_mode: open): the charge waits in the spill;
+        # without one, a release of the id (its reserve may have run after all: spill.py).
+        if reservation.spill is not None and reservation.request:
+            if charge is not None:
+                reservation.spill.add(reservation.request, charge)
+            else:
+                reservation.spill.add_abandoned(reservation.request)
         return
     try:
         if charge is None:

@@ -13,7 +13,13 @@ commit of the charge (two round trips). Both are idempotent by that id, so a ret
 partial failure never charges twice. The period charged is the one current when the spill is
 written. A commit or release of a real reservation that fails because the ledger is unreachable is
 spilled too, and retried the same way (one round trip, idempotent by the reservation id).
-The spill lives in memory only: it is lost if the process dies before it drains.
+A reserve the proxy gave up on (no answer in time) may still have run, or run later, in the
+store: a call refused for it (503, or 429 `ledger_down_rate`) spills a release of its id (unless
+the reserve surely never reached the store: LedgerUnavailable.maybe_ran), and a
+call forwarded unbudgeted reconciles by its id when its charge is written (the shadow reserve
+finds the record and the commit settles it) or, when it ends without a charge, by a release of
+its id. Either way the reservation never stays open, is never charged, and frees its
+concurrency. The spill lives in memory only: it is lost if the process dies before it drains.
 
 Spilled commits announce the thresholds they cross (`on_commit`: alerts.notifier). When the
 ledger's epoch is lost (`store_lost`; also how `on_store_lost: shadow` forwards), nothing is ever
@@ -83,6 +89,12 @@ class Buckets:
         return (1.0 - tokens) / rate
 
 
+def abandoned(tenant: str, reservation_id: str) -> Reservation:
+    """A release by id alone: the ledger settles a record it has from the record (its amounts,
+    lines and concurrency), and one it does not have by these (nothing), leaving a tombstone."""
+    return Reservation(tenant, reservation_id, (), {})
+
+
 @dataclass(frozen=True, slots=True)
 class Unbudgeted(Reservation):
     """Stands in for the reservation a call forwarded unbudgeted did not get: settling it
@@ -119,6 +131,13 @@ class Spill:
     def add_settle(self, reservation: Reservation, charge: Mapping[str, int] | None) -> None:
         """A commit (or, with None, a release) the ledger could not take."""
         self._append(reservation, charge)
+
+    def add_abandoned(self, request: ReserveRequest) -> None:
+        """A reserve the proxy gave up on (the ledger did not answer in time; its script may
+        have run, or may still run) for a call that is not forwarded: a release of its id, which
+        frees whatever the store holds under it (the record's own amounts and concurrency) or,
+        when the reserve has not run yet, leaves a tombstone that makes it reserve nothing."""
+        self._append(abandoned(request.tenant, request.reservation_id), None)
 
     def store_lost(self) -> None:
         """The ledger's store was flushed or replaced: its epoch will never come back in this

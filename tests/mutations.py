@@ -46,6 +46,11 @@ REFUSED = (
 )
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/test_choices_and_limits.py"
+TIMEOUT = "tests/test_reserve_timeout.py"
+LIFECYCLE = "tests/test_lifecycle.py"
+MACHINE = "tests/test_lifecycle_machine.py"
+ACTIONS = "tests/test_actions.py"
+POLICY = "tests/test_policy.py::test_broken_policy_names_file_line_and_field"
 SWEEPER = "tests/test_sweeper.py::"
 REPLAY = "tests/test_replay.py"
 ADMIN_INPUTS = "tests/test_admin_inputs.py"
@@ -267,8 +272,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="answer-timeout-outlives-reservation",
-        file="proxy/policy/schema.py",
-        old="    if cap <= answer:",
+        file="proxy/policy/lifetimes.py",
+        old="    if cap <= answer.total:",
         new="    if False:",
         tests=(
             ENDINGS + "test_check_refuses_a_non_stream_answer_the_reservation_would_not_outlive",
@@ -1100,6 +1105,219 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a stored prompt reserves every hosted tool its model prices",
     ),
+    # -- issue 15: the reservation lifecycle (time-outs, resets, runs, zones, actions, memory) --
+    Mutation(
+        name="reserve-timeout-not-released",
+        file="proxy/handlers.py",
+        old=(
+            "            rt.fail_open.spill.add_abandoned(reserve)"
+            "  # the reserve may have run all the same\n"
+        ),
+        new="",
+        tests=(f"{TIMEOUT}::test_a_reserve_that_timed_out_is_released_by_id_never_charged",),
+        removes="a call's reserve that timed out (503) is released by its id",
+    ),
+    Mutation(
+        name="refused-reserve-spills-a-release",
+        file="proxy/handlers.py",
+        old="            if exc.maybe_ran:\n",
+        new="            if True:\n",
+        tests=(f"{TIMEOUT}::test_a_reserve_that_never_reached_redis_spills_no_release",),
+        removes="a reserve that never reached Redis queues no release (the spill keeps its room)",
+    ),
+    Mutation(
+        name="action-reserve-timeout-not-released",
+        file="proxy/actions/routes.py",
+        old=(
+            "        if abandoned is not None and exc.maybe_ran:\n"
+            "            rt.fail_open.spill.add_abandoned(abandoned)\n"
+        ),
+        new="",
+        tests=(f"{TIMEOUT}::test_an_action_reserve_that_timed_out_is_released_by_id",),
+        removes="an action's reserve that timed out (503) is released by its id",
+    ),
+    Mutation(
+        name="late-commit-refunds-a-wiped-charge",
+        file="proxy/ledger/lua/common.lua",
+        old="    if generation('reset|' .. p) > since then d = math.max(d, 0) end\n",
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_never_refunds_an_expiry_charge_a_reset_wiped",),
+        removes="Redis: a late commit never refunds an expiry charge a RESET_SPENT wiped",
+    ),
+    Mutation(
+        name="memory-late-commit-refunds-a-wiped-charge",
+        file="proxy/ledger/memory_state.py",
+        old='            if self.generation(f"reset|{prefix}") > since:\n',
+        new="            if False:\n",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_never_refunds_an_expiry_charge_a_reset_wiped",),
+        removes="memory: a late commit never refunds an expiry charge a RESET_SPENT wiped",
+    ),
+    Mutation(
+        name="expiry-forgets-its-reset-generation",
+        file="proxy/ledger/lua/sweep.lua",
+        old="      redis.call('HSET', KEYS[1], GEN .. 'exp|' .. id, fmt(gen))\n",
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_refunds_an_expiry_charge_made_after_the_reset",),
+        removes="Redis: an expiry charge made after a reset is refunded by the late commit",
+    ),
+    Mutation(
+        name="memory-expiry-forgets-its-reset-generation",
+        file="proxy/ledger/memory_state.py",
+        old="        if gen:\n",
+        new="        if False:\n",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_refunds_an_expiry_charge_made_after_the_reset",),
+        removes="memory: an expiry charge made after a reset is refunded by the late commit",
+    ),
+    Mutation(
+        name="late-commit-takes-a-line-below-zero",
+        file="proxy/ledger/lua/common.lua",
+        old="    if spent then d = math.max(d, -spent) end\n",
+        new="",
+        tests=(
+            f"{LIFECYCLE}::test_a_late_commit_to_a_line_already_dropped_never_takes_it_below_zero",
+        ),
+        removes="Redis: a late commit's refund never takes a line below zero",
+    ),
+    Mutation(
+        name="memory-late-commit-takes-a-line-below-zero",
+        file="proxy/ledger/memory_state.py",
+        old='            d = max(d, -self.ledger.get(f"{prefix}|spent", 0))\n',
+        new="",
+        tests=(
+            f"{LIFECYCLE}::test_a_late_commit_to_a_line_already_dropped_never_takes_it_below_zero",
+        ),
+        removes="memory: a late commit's refund never takes a line below zero",
+    ),
+    Mutation(
+        name="lifecycle-machine-late-commit-rule",
+        file="proxy/ledger/lua/common.lua",
+        old="    if generation('reset|' .. p) > since then d = math.max(d, 0) end\n    local spent",
+        new="    local spent",
+        tests=(f"{MACHINE}::test_ledger_invariants_hold_under_any_lifecycle[redis]",),
+        removes="the state machine finds a late commit that refunds a wiped charge (Redis)",
+    ),
+    Mutation(
+        name="run-entry-expires-under-an-open-call",
+        file="proxy/ledger/lua/common.lua",
+        old="    keep(prefix, NOW + (hold or 0) + IDLE)",
+        new="    keep(prefix, NOW + IDLE)",
+        tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
+        removes="Redis: a run's budget entry outlives its open calls",
+    ),
+    Mutation(
+        name="run-counters-expire-under-an-open-call",
+        file="proxy/ledger/lua/quotas.lua",
+        old="    keep(name, NOW + hold + IDLE)",
+        new="    keep(name, NOW + IDLE)",
+        tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
+        removes="Redis: a run's step and day counters outlive its open calls",
+    ),
+    Mutation(
+        name="memory-run-entry-expires-under-an-open-call",
+        file="proxy/ledger/memory.py",
+        old="            t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)",
+        new="            t.touch(ln.prefix, now, self.settings, cal)",
+        tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
+        removes="memory: a run's budget entry outlives its open calls",
+    ),
+    Mutation(
+        name="check-allows-run-idle-below-the-cap",
+        file="proxy/policy/lifetimes.py",
+        old="    if idle <= cap:",
+        new="    if idle < 0:",
+        tests=(f"{POLICY}[run entries that would expire under an open call]",),
+        removes="cycles-proxy check refuses run_idle_seconds <= cap_seconds",
+    ),
+    Mutation(
+        name="check-cap-leaves-out-connect-and-first-byte",
+        file="proxy/policy/lifetimes.py",
+        old='    names = ("connect", "first_byte", last) if stream else ("connect", last)',
+        new='    names = (last,) if stream else ("connect", last)',
+        tests=(
+            f"{POLICY}[reservation cap shorter than connecting, the first byte, the stream and the"
+            " drain]",
+        ),
+        removes="cycles-proxy check counts connect and first_byte in the stream a cap must outlive",
+    ),
+    Mutation(
+        name="zone-change-applies-at-once",
+        file="proxy/ledger/lua/tenant.lua",
+        old=(
+            "      redis.call('HSET', KEYS[5], 'hold_' .. kind, pid .. ':' .. "
+            "fmt(period_end(pid)))\n"
+        ),
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_east_does_not_hand_out_a_fresh_day",),
+        removes="Redis: a time-zone change holds the current day and month until they end",
+    ),
+    Mutation(
+        name="memory-zone-change-applies-at-once",
+        file="proxy/ledger/tenants_memory.py",
+        old="            t.meta |= hold_fields(cal, now)",
+        new="            pass",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_east_does_not_hand_out_a_fresh_day",),
+        removes="memory: a time-zone change holds the current day and month until they end",
+    ),
+    Mutation(
+        name="zone-change-west-restarts-an-old-day",
+        file="proxy/ledger/lua/common.lua",
+        old="  if held and pid < held.pid then return held.pid end\n",
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_west_carries_the_day_on_until_it_ends_there",),
+        removes="Redis: after a change west, no period id earlier than the held one",
+    ),
+    Mutation(
+        name="memory-zone-change-west-restarts-an-old-day",
+        file="proxy/ledger/calendar.py",
+        old="        return held.pid if held is not None and pid < held.pid else pid",
+        new="        return pid",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_west_carries_the_day_on_until_it_ends_there",),
+        removes="memory: after a change west, no period id earlier than the held one",
+    ),
+    Mutation(
+        name="action-commit-charged-after-its-release",
+        file="proxy/ledger/lua/commit.lua",
+        old=(
+            "if r.state == 'RELEASED' and ARGV[10] == '1' then "
+            "return { 'RELEASED', '0', '-' } end\n"
+        ),
+        new="",
+        tests=(
+            f"{ACTIONS}::test_a_commit_racing_a_release_is_refused_once_the_release_was_answered",
+        ),
+        removes="Redis: an action's release, once answered, is final",
+    ),
+    Mutation(
+        name="memory-action-commit-charged-after-its-release",
+        file="proxy/ledger/memory.py",
+        old='        if r.state == "RELEASED" and final_release:',
+        new="        if False:",
+        tests=(
+            f"{ACTIONS}::test_a_commit_racing_a_release_is_refused_once_the_release_was_answered",
+        ),
+        removes="memory: an action's release, once answered, is final",
+    ),
+    Mutation(
+        name="action-settled-from-any-scope",
+        file="proxy/actions/routes.py",
+        old="    check_scope(scope, record)\n",
+        new="",
+        tests=(
+            f"{ACTIONS}::test_another_scope_of_the_tenant_can_neither_read_nor_settle_a_reservation",
+        ),
+        removes="only the scope that reserved an action reads or settles it",
+    ),
+    Mutation(
+        name="memory-reserve-scans-the-expiry-table",
+        file="proxy/ledger/memory_state.py",
+        old="        for _, name in self.ledger_exp.pop_due(now, limit):",
+        new=(
+            "        for _, name in self.ledger_exp.pop_due(now, limit) "
+            "if sorted(self.ledger_exp.items()) else []:"
+        ),
+        tests=(f"{LIFECYCLE}::test_memory_reserve_time_does_not_grow_with_the_runs_of_a_tenant",),
+        removes="memory: a reserve does not scan the tenant's whole expiry table",
+    ),
     # -- issue 15: sums in the safe range, the sweeper at scale -----------------------------
     Mutation(
         name="sum-overflow-allowed",
@@ -1116,7 +1334,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-sum-overflow-allowed",
         file="proxy/ledger/checks.py",
-        old='if abs(ledger.get(name, 0) + delta.get(prefix.split("|")[2], 0)) > SAFE_SUM:',
+        old="if abs(ledger.get(name, 0) + d) > SAFE_SUM:",
         new="if False:",
         tests=(
             SWEEPER + "test_a_charge_past_the_safe_range_is_refused_and_writes_nothing[memory]",
@@ -1196,6 +1414,71 @@ MUTATIONS: tuple[Mutation, ...] = (
             SWEEPER + "test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_done",
         ),
         removes="one sweep call scans at most a batch of a tenant's records for dead owners",
+    ),
+    # -- the merge of issue 15's two halves: generations within the safe range and the index --
+    Mutation(
+        name="late-commit-sum-overflow-allowed",
+        file="proxy/ledger/lua/common.lua",
+        old="  guard(prefixes, 'spent', added)\n",
+        new="",
+        tests=(
+            SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
+        ),
+        removes="Redis: a late commit's sums are refused whole out of the safe range",
+    ),
+    Mutation(
+        name="late-commit-checked-while-writing",
+        file="proxy/ledger/lua/common.lua",
+        old=(
+            "  guard(prefixes, 'spent', added)\n  for _, p in ipairs(prefixes) do\n"
+            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+        ),
+        new=(
+            "  for _, p in ipairs(prefixes) do\n  guard({ p }, 'spent', added)\n"
+            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+        ),
+        tests=(
+            SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
+        ),
+        removes="Redis: a late commit checks every line before it writes the first",
+    ),
+    Mutation(
+        name="memory-late-commit-sum-overflow-allowed",
+        file="proxy/ledger/memory_state.py",
+        old='        self.check_range(fields, "spent", added)\n',
+        new="",
+        tests=(
+            SWEEPER
+            + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[memory]",
+        ),
+        removes="memory: a late commit's sums are refused whole out of the safe range",
+    ),
+    Mutation(
+        name="memory-refused-expiry-no-longer-due",
+        file="proxy/ledger/sweep_memory.py",
+        old="t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due\n",
+        new="pass\n",
+        tests=(
+            SWEEPER + "test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on"
+            "[memory]",
+        ),
+        removes="memory: an expiry refused out of the safe range stays due for the next pass",
+    ),
+    Mutation(
+        name="reset-not-indexed",
+        file="proxy/ledger/lua/tenant_ledger.lua",
+        old="    keep(GEN .. 'reset|' .. p, NOW + TOMB)\n  end\n  reindex()\n",
+        new="    keep(GEN .. 'reset|' .. p, NOW + TOMB)\n  end\n",
+        tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[redis]",),
+        removes="tenant_ledger.lua's reset puts the tenant in the due index",
+    ),
+    Mutation(
+        name="memory-admin-write-not-indexed",
+        file="proxy/ledger/tenants_memory.py",
+        old="return self._tenant(tenant)  # as reindex() in the scripts",
+        new="return t  # as reindex() in the scripts",
+        tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[memory]",),
+        removes="memory: an admin write (reset, credit) marks the tenant for the next sweep",
     ),
     # -- issue 13, closing: the gaps left after the review ---------------------------------
     Mutation(
@@ -1296,9 +1579,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="stream-lifetime-ignores-first-byte",
-        file="proxy/policy/schema.py",
-        old='_STREAM_TIMEOUTS = ("first_byte", "stream_total")',
-        new='_STREAM_TIMEOUTS = ("stream_total",)',
+        file="proxy/policy/lifetimes.py",
+        old='    names = ("connect", "first_byte", last) if stream else ("connect", last)',
+        new='    names = ("connect", last) if stream else ("connect", last)',
         tests=(
             ENDS + "test_a_stream_s_first_byte_counts_toward_the_reservation_s_lifetime",
             ENDS + "test_a_route_s_own_first_byte_counts_too",

@@ -13,6 +13,7 @@ import redis
 from proxy.ledger import MemoryLedger, RedisLedger, keys
 from proxy.ledger.base import BudgetLine, Candidate, Quotas, Reservation, ReserveRequest
 from proxy.ledger.clients import open_client
+from proxy.ledger.tenants import GENERATION
 from proxy.policy.runtime import ReservationSettings
 
 Store = MemoryLedger | RedisLedger
@@ -91,6 +92,19 @@ async def instances(ledger: Store, url: str) -> set[str]:
     found = cast(list[str], await client.zrange(keys.INSTANCES, 0, -1))
     await client.aclose()
     return set(found)
+
+
+async def generation_fields(ledger: Store, url: str, tenant: str) -> list[str]:
+    """The tenant's RESET_SPENT generation entries that expire (`q|gen|reset|…`, `q|gen|exp|…`;
+    not the tenant's count of resets), which counters() leaves out."""
+    if isinstance(ledger, MemoryLedger):
+        names = list(ledger._tenants[tenant].counters.values)
+    else:
+        client = open_client(url, decode_responses=True)
+        names = cast(list[str], await client.hkeys(keys.tenant_keys(tenant)[0]))
+        await client.aclose()
+    expiring = (GENERATION + "reset|", GENERATION + "exp|")
+    return sorted(n for n in names if n.startswith(expiring))
 
 
 async def script_calls(url: str) -> int:

@@ -19,7 +19,7 @@ from support import chat
 from proxy.client import BudgetDenied, Cycles, CyclesAPIError
 from proxy.context import RUNTIME
 from proxy.errors import PolicyError
-from proxy.ledger import open_ledger
+from proxy.ledger import MemoryLedger, RedisLedger, open_ledger
 from proxy.ledger.base import BudgetLine, Candidate, ReservationRecord, ReserveRequest
 from proxy.ledger.common import wall_clock_ms
 from proxy.ledger.tenancy import TenantLedger
@@ -27,6 +27,7 @@ from proxy.local import Stack, local_stack
 from proxy.policy import load_policy
 from proxy.policy.describe import describe
 from proxy.policy.runtime import Policy, ReservationSettings
+from proxy.tasks import spawn
 
 POLICY = """
 identity: header
@@ -169,13 +170,14 @@ async def test_release_frees_it_and_contradicting_settles_are_409(
     tmp_path: Path, store_url: str
 ) -> None:
     async with proxy(tmp_path, store_url) as stack:
-        held = await reserve(stack, {"action": "send_email"}, scope(agent="support-bot"))
+        bot = scope(agent="support-bot")
+        held = await reserve(stack, {"action": "send_email"}, bot)
         assert await book(stack) == {"tenant|acme": (0, 50), "agent|support-bot": (0, 50)}
-        status, released = await settle(stack, held["id"], "release")
+        status, released = await settle(stack, held["id"], "release", headers=bot)
         assert (status, released["status"]) == (200, "RELEASED")
         assert await book(stack) == {"tenant|acme": (0, 0), "agent|support-bot": (0, 0)}
-        assert await settle(stack, held["id"], "release") == (200, released)
-        status, error = await settle(stack, held["id"], "commit")
+        assert await settle(stack, held["id"], "release", headers=bot) == (200, released)
+        status, error = await settle(stack, held["id"], "commit", headers=bot)
         assert (status, error["error"]["code"]) == (409, "reservation_released")
         done = await reserve(stack, {"action": "send_email"})
         assert (await settle(stack, done["id"], "commit"))[0] == 200
@@ -201,6 +203,76 @@ async def test_unknown_ids_and_other_tenants_reservations_are_404(
             assert status == 404
         assert await book(stack) == {"tenant|acme": (0, 50)}
         assert await book(stack, "beta") == {}
+
+
+async def test_another_scope_of_the_tenant_can_neither_read_nor_settle_a_reservation(
+    tmp_path: Path, store_url: str
+) -> None:
+    async with proxy(tmp_path, store_url) as stack:
+        bot = scope(agent="support-bot")
+        held = await reserve(stack, {"action": "send_email"}, bot)
+        for other in (scope(agent="sales-bot"), scope()):
+            for how in ("commit", "release"):
+                status, error = await settle(stack, held["id"], how, headers=other)
+                assert (status, error["error"]["code"]) == (404, "reservation_not_found"), other
+            status, _, _ = await call(stack, "GET", f"{RESERVATIONS}/{held['id']}", headers=other)
+            assert status == 404
+        assert await book(stack) == {"tenant|acme": (0, 50), "agent|support-bot": (0, 50)}
+        status, done = await settle(stack, held["id"], "commit", {"amount": 20}, headers=bot)
+        assert (status, done["status"]) == (200, "COMMITTED")
+        assert await book(stack) == {"tenant|acme": (20, 0), "agent|support-bot": (20, 0)}
+
+
+class Gate:
+    """Holds the next reservation lookup, once armed, after it has read the record and until
+    opened: a commit's, so that a release is answered between its check and its ledger call."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.reached = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    async def passing(self) -> None:
+        if self.armed:
+            self.armed = False
+            self.reached.set()
+            await self.opened.wait()
+
+
+def gated_ledger(store_url: str, settings: ReservationSettings, gate: Gate) -> Any:
+    """The store for `store_url`, its reservation lookups going through `gate`."""
+    kind: Any = MemoryLedger if store_url == "memory://" else RedisLedger
+
+    class Gated(kind):  # type: ignore[misc,valid-type]
+        async def reservation(self, tenant: str, rid: str) -> ReservationRecord | None:
+            record = await super().reservation(tenant, rid)
+            await gate.passing()
+            return cast(ReservationRecord | None, record)
+
+    return Gated(settings, "me") if kind is MemoryLedger else Gated(store_url, settings, "me")
+
+
+async def test_a_commit_racing_a_release_is_refused_once_the_release_was_answered(
+    tmp_path: Path, store_url: str
+) -> None:
+    policy, gate = make_policy(tmp_path), Gate()
+    ledger = gated_ledger(store_url, policy.reservations, gate)
+    try:
+        async with local_stack(policy, store=store_url, ledger=ledger, sweep_every=None) as stack:
+            held = await reserve(stack, {"action": "send_email"})
+            gate.armed = True
+            committing = spawn(settle(stack, held["id"], "commit"), name="racing commit")
+            await asyncio.wait_for(gate.reached.wait(), 10)  # it saw the reservation OPEN
+            status, released = await settle(stack, held["id"], "release")
+            assert (status, released["status"]) == (200, "RELEASED")
+            gate.opened.set()
+            status, error = await committing
+            assert (status, error["error"]["code"]) == (409, "reservation_released")
+            assert await book(stack) == {"tenant|acme": (0, 0)}
+            record = await stack.ledger.reservation("acme", held["id"])
+            assert record is not None and record.state == "RELEASED"
+    finally:
+        await ledger.close()
 
 
 async def test_get_shows_the_reservation_as_the_store_keeps_it(

@@ -173,14 +173,15 @@ def stream_policy(tmp_path: Path, top: str = "", route: str = "") -> Path:
 
 
 def test_a_stream_s_first_byte_counts_toward_the_reservation_s_lifetime(tmp_path: Path) -> None:
-    """first_byte 900 + stream_total 900 + drain_after_disconnect 60 > cap_seconds 1800: a
-    stream could still be running when its reservation is swept."""
+    """connect 10 + first_byte 900 + stream_total 900 + drain_after_disconnect 60 > cap_seconds
+    1800: a stream could still be running when its reservation is swept."""
     path = stream_policy(tmp_path, "timeouts: {first_byte: 900, stream_total: 900}\n")
     with pytest.raises(PolicyError) as refused:
         load_policy(path)
     assert (
-        "reservations.cap_seconds (1800) must exceed timeouts.first_byte + timeouts.stream_total "
-        "+ timeouts.drain_after_disconnect (1860)" in str(refused.value)
+        "reservations.cap_seconds (1800) must exceed timeouts.connect + timeouts.first_byte + "
+        "timeouts.stream_total + timeouts.drain_after_disconnect (10 + 900 + 900 + 60 = 1870)"
+        in str(refused.value)
     )
     result = subprocess.run(
         [sys.executable, "-m", "proxy", "check", "--policy", str(path)],
@@ -200,8 +201,9 @@ def test_a_route_s_own_first_byte_counts_too(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as refused:
         load_policy(path)
     assert (
-        "must exceed routes[0].timeouts.first_byte + routes[0].timeouts.stream_total + "
-        "timeouts.drain_after_disconnect (1860)" in str(refused.value)
+        "must exceed timeouts.connect + routes[0].timeouts.first_byte + "
+        "routes[0].timeouts.stream_total + timeouts.drain_after_disconnect "
+        "(10 + 1000 + 800 + 60 = 1870)" in str(refused.value)
     )
-    path.write_text(path.read_text() + "reservations: {cap_seconds: 1861}\n")
+    path.write_text(path.read_text() + "reservations: {cap_seconds: 1871}\n")
     assert load_policy(path).timeouts_for("claude-sonnet-4").first_byte == 1000

@@ -437,7 +437,8 @@ async def test_a_kept_scope_stays_with_its_record_and_goes_with_it(stores: Store
 
 
 async def test_run_entries_expire_after_idle_ttl(stores: Stores) -> None:
-    ledger = stores.open(ReservationSettings(run_idle_ms=0))
+    # Idle from the moment the call could no longer be open (cap 0: at once).
+    ledger = stores.open(ReservationSettings(run_idle_ms=0, cap_ms=0))
     resv = await reserved(ledger, "a", [line(), line("run", "r1", period="none")], {"USD": 5})
     await ledger.commit(resv, {"USD": 5})
     await asyncio.sleep(0.002)

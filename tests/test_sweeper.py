@@ -7,6 +7,7 @@ differs) a real Redis Cluster."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from sweep_support import (
     Store,
     ask,
     fill,
+    generation_fields,
     instances,
     open_store,
     redis_ms,
@@ -34,7 +36,7 @@ from sweep_support import (
 
 from proxy.errors import AmountOutOfRange
 from proxy.ledger import MemoryLedger, RedisLedger, keys
-from proxy.ledger.base import Quotas
+from proxy.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
 from proxy.ledger.clients import open_client
 from proxy.ledger.tenancy import TenantRecord
 from proxy.local import local_stack
@@ -101,6 +103,36 @@ async def test_a_credit_past_the_safe_range_is_refused(store_url: str) -> None:
 
 
 @pytest.mark.parametrize("store_url", STORES, indirect=True)
+async def test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing(
+    store_url: str,
+) -> None:
+    """A commit after an expiry charge adds actual - estimate to each line (late_charge, with
+    its reset generations): every line is checked before the first is written, so one line at
+    the edge refuses the whole commit, the line before it keeps its sum and the record stays
+    EXPIRED_CHARGED; the same commit within the range then goes through."""
+    ledger = open_store(store_url)
+    workflow = BudgetLine("workflow", "w1", "USD", "month", 10**9)
+    request = ask("acme", "r1", 100, ttl_ms=0)
+    request = dataclasses.replace(request, lines=[*request.lines, workflow])
+    try:
+        held = await reserved(ledger, request)
+        assert await ledger.sweep("acme") == 1  # charged its estimate on both lines
+        await set_sum(ledger, store_url, "acme", f"{held.fields[1]}|spent", SAFE - 50)
+        with pytest.raises(AmountOutOfRange, match="workflow"):
+            await ledger.commit(held, {"USD": 200})  # + 100 on each line
+        spent = {row.level: row.spent for row in await ledger.balances("acme")}
+        assert spent == {"tenant": 100, "workflow": SAFE - 50}
+        record = await ledger.reservation("acme", "r1")
+        assert record is not None and record.state == "EXPIRED_CHARGED"
+        settled = await ledger.commit(held, {"USD": 150})  # + 50: up to SAFE itself is fine
+        assert (settled.state, settled.charged) == ("COMMITTED", {"USD": 50})
+        spent = {row.level: row.spent for row in await ledger.balances("acme")}
+        assert spent == {"tenant": 150, "workflow": SAFE}
+    finally:
+        await ledger.close()
+
+
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
 async def test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on(
     store_url: str,
 ) -> None:
@@ -122,6 +154,10 @@ async def test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on
         assert record is not None and record.state == "OPEN"
         assert ledger.sweep_errors == 1
         assert "ghost" not in await instances(ledger, store_url)
+        # Still due: once its sum is back in range, the next pass charges it.
+        await set_sum(ledger, store_url, "b", f"{held['b'].fields[0]}|spent", 0)
+        assert await ledger.sweep_all() == 1
+        assert await sums(ledger, "b") == (100, 0)
     finally:
         await ledger.close()
 
@@ -201,6 +237,38 @@ async def test_a_pass_visits_only_the_tenants_with_something_due(store_url: str)
             assert await script_calls(store_url) - calls == 3
         assert await sums(ledger, "due2") == (100, 0)
         assert await sums(ledger, "idle7") == (5, 0)
+    finally:
+        await ledger.close()
+
+
+async def test_a_resets_generation_entries_are_swept_when_they_expire(store_url: str) -> None:
+    """RESET_SPENT records its generation on each line it reset in an entry that lives a
+    tombstone's lifetime (`q|gen|reset|…`, for late commits): the reset puts the tenant in the
+    due index, so a pass drops those entries when they expire even when nothing else of the
+    tenant is due (a lifetime line, its tombstone gone)."""
+    ledger = open_store(store_url, ReservationSettings(tombstone_ms=200))
+    if isinstance(ledger, RedisLedger):
+        ledger.walk_per_pass = 0  # only the due index leads a pass to the tenant
+    lifetime = BudgetLine("tenant", "acme", "USD", "none", 10**9)
+    try:
+        await ledger.create_tenant(TenantRecord("acme", "pro"), actor="test")
+        request = ReserveRequest("acme", "r1", [lifetime], [Candidate({"USD": 5})])
+        await ledger.commit(await reserved(ledger, request), {"USD": 5})
+
+        async def forgotten() -> bool:
+            await ledger.sweep_all()
+            return await ledger.reservation("acme", "r1") is None
+
+        await eventually(forgotten, "the commit's tombstone dropped (nothing of acme left due)")
+        await ledger.reset("acme", level=None, value=None, actor="ops", reason="new quarter")
+        assert await generation_fields(ledger, store_url, "acme")
+
+        async def dropped() -> bool:
+            await ledger.sweep_all()
+            return not await generation_fields(ledger, store_url, "acme")
+
+        await eventually(dropped, "the reset's generation entries dropped once they expired")
+        assert await sums(ledger, "acme") == (0, 0)
     finally:
         await ledger.close()
 

@@ -44,10 +44,21 @@ def check_id(text: str) -> str:
 def not_found(rid: str) -> NotFound:
     return NotFound(
         f"No reservation {rid!r} for this caller: it was never made, was made by another "
-        "tenant or under a scope this API key's pinned levels exclude, or was settled longer "
-        "ago than reservations.tombstone_seconds.",
+        "tenant or another scope of this one (settle it with the scope headers that reserved "
+        "it, with a key whose pinned levels allow it), or was settled longer ago than "
+        "reservations.tombstone_seconds.",
         code="reservation_not_found",
     )
+
+
+def check_scope(scope: Scope, record: ReservationRecord) -> None:
+    """404 unless the caller names every budget level the reservation holds, with the same
+    value: only the scope that reserved it reads or settles it (no other agent or workflow of
+    the tenant can spend or free its budget)."""
+    for field in record.fields:
+        level, value, _unit, _period = field.split("|")
+        if scope.values.get(level) != value:
+            raise not_found(record.id)
 
 
 def action_lines(plan: Plan, scope: Scope, unit: Unit | None = None) -> list[BudgetLine]:
@@ -170,6 +181,8 @@ def unit_of(record: ReservationRecord) -> str:
 
 
 def check_commit(record: ReservationRecord) -> None:
+    """409 for a released reservation: a release, once answered, is final (the ledger's commit
+    refuses it too, atomically, when a release lands between this check and the commit)."""
     if record.state == "RELEASED":
         raise Conflict(
             f"Reservation {record.id!r} was released: the action was reported as not done. "

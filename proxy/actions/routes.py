@@ -3,6 +3,7 @@ identify, parse, one ledger call (a commit or release: a lookup, then the settle
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from proxy.actions.reserving import (
     check_commit,
     check_id,
     check_release,
+    check_scope,
     commit_amount,
     lines_for,
     may_settle,
@@ -31,7 +33,7 @@ from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig, unknown_tenant
 from proxy.errors import AmountOutOfRange, BadRequest, LedgerUnavailable, ServiceUnavailable
 from proxy.handlers import read_limited
-from proxy.ledger.base import ReservationRecord, SettleResult
+from proxy.ledger.base import ReservationRecord, ReserveRequest, SettleResult
 from proxy.scopes import Scope, budget_lines
 
 T = TypeVar("T")
@@ -70,7 +72,7 @@ async def _reserve(rt: Runtime, scope: Scope, tenant: TenantConfig, ask: Ask) ->
     for attempt in range(2):
         request = reserve_request(tenant, scope, ask)
         started_ms = time.time_ns() // 1_000_000
-        result = await _ledger(rt, "reserve", rt.ledger.reserve(request))
+        result = await _ledger(rt, "reserve", rt.ledger.reserve(request), abandoned=request)
         if not result.stale or attempt:
             break
         rt.forget_tenant(scope.tenant)
@@ -107,7 +109,9 @@ async def commit(request: web.Request) -> web.StreamResponse:
         return _json(views.record(record))
     actual = {unit_of(record): commit_amount(record, amount)}
     reservation = reservation_of(record, tenant)
-    result = await _ledger(rt, "commit", rt.ledger.commit(reservation, actual))
+    settling = rt.ledger.commit(reservation, actual, final_release=True)
+    result = await _ledger(rt, "commit", settling)
+    check_commit(dataclasses.replace(record, state=result.state))  # a release won the race
     if result.first:
         alerts.notifier(rt)(reservation, result)
         _count(rt, tenant.id, result)
@@ -161,6 +165,7 @@ async def _record(request: web.Request) -> tuple[Runtime, TenantConfig, Reservat
     record = await _ledger(rt, "lookup", rt.ledger.reservation(scope.tenant, rid))
     if record is None or not may_settle(scope, record):
         raise not_found(rid)
+    check_scope(scope, record)
     return rt, tenant, record
 
 
@@ -174,12 +179,17 @@ async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
     return config
 
 
-async def _ledger(rt: Runtime, op: str, call: Awaitable[T]) -> T:
+async def _ledger(
+    rt: Runtime, op: str, call: Awaitable[T], *, abandoned: ReserveRequest | None = None
+) -> T:
     """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py),
-    a sum the ledger could no longer hold exactly is 400 (nothing was written)."""
+    a sum the ledger could no longer hold exactly is 400 (nothing was written). A reserve
+    (`abandoned`) that may have run all the same is released by its id later (spill.py)."""
     try:
         return await observe.ledger_op(rt.metrics, op, call)
-    except LedgerUnavailable:
+    except LedgerUnavailable as exc:
+        if abandoned is not None and exc.maybe_ran:
+            rt.fail_open.spill.add_abandoned(abandoned)
         raise _unavailable() from None
     except AmountOutOfRange:
         raise BadRequest(

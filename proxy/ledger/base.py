@@ -10,8 +10,26 @@ Per scope line and period the store keeps `spent`, `reserved` and `credit`;
 A reservation is OPEN until it becomes COMMITTED, RELEASED, EXPIRED_CHARGED or
 EXPIRED_RELEASED. Its record holds the resolved lines with their period ids, so a call reserved
 on 30 November commits to November. Settling twice is idempotent (the second call returns the
-first outcome); a commit after EXPIRED_CHARGED applies only `actual - estimate`; a commit for a
-reservation the store no longer has still charges `spent`, clamping `reserved` at 0.
+first outcome); a commit after EXPIRED_CHARGED applies only `actual - estimate` to each line
+that still holds the expiry charge (a line reset since gets only what exceeds the estimate); a
+commit for a reservation the store no longer has still charges `spent`, clamping `reserved` at
+0. Reserving is idempotent by reservation id, and a release of an id alone (no lines, no
+amounts) frees what the store holds under it, or leaves a tombstone that makes a reserve of that
+id arriving later reserve nothing: how a reserve the caller gave up on is undone (spill.py).
+
+Invariants every store keeps on every line, after any sequence of reserve, commit, release,
+expiry, sweep, RESET_SPENT, credit, debit, time-zone and anchor changes and clock jumps
+(tests/test_lifecycle_machine.py checks them after every step, on both stores):
+
+    0 <= spent                  no refund takes a line below zero
+    0 <= reserved = the sum of the OPEN reservations' estimates on the line
+    remaining <= limit + credit (follows: nothing is handed out beyond the limit)
+    spent = what was charged since the line's last RESET_SPENT: each commit its actual amount,
+            each expiry charge its estimate, a commit after an expiry charge the difference --
+            or, when a reset came between them (it wiped the estimate), only what exceeds it
+
+A reset is recorded as a generation (`q|gen|…`, lua/common.lua late_charge), so a late commit
+knows whether its expiry charge is still on each line; ids and clocks play no part in that.
 
 Quota counters (concurrency, runs per day, steps per run, request and token rates) live beside
 the budget entries under `q|…` fields; `counters()` shows them, `balances()` does not.
@@ -365,8 +383,12 @@ class Ledger(Protocol):
         on all of them, atomically, or nothing."""
         ...
 
-    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
-        """Charge what the provider reported (even above the estimate) and free the reservation."""
+    async def commit(
+        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+    ) -> SettleResult:
+        """Charge what the provider reported (even above the estimate) and free the reservation.
+        With `final_release`, a reservation already RELEASED is not charged: nothing changes and
+        the result says RELEASED (an action's release, once answered, is final)."""
         ...
 
     async def release(self, reservation: Reservation) -> SettleResult:

@@ -47,11 +47,13 @@ def check_amounts(what: str, amounts: Amounts) -> None:
 def out_of_range(
     ledger: Mapping[str, int], prefixes: Iterable[str], kind: str, delta: Amounts
 ) -> str | None:
-    """The first `<prefix>|<kind>` whose sum plus delta[its unit] would leave
-    [-SAFE_SUM, SAFE_SUM], else None (lua/common.lua out_of_range)."""
+    """The first `<prefix>|<kind>` whose sum plus delta[prefix] (where lines differ) or
+    delta[its unit] would leave [-SAFE_SUM, SAFE_SUM], else None (lua/common.lua
+    out_of_range)."""
     for prefix in prefixes:
         name = f"{prefix}|{kind}"
-        if abs(ledger.get(name, 0) + delta.get(prefix.split("|")[2], 0)) > SAFE_SUM:
+        d = delta.get(prefix, delta.get(prefix.split("|")[2], 0))
+        if abs(ledger.get(name, 0) + d) > SAFE_SUM:
             return name
     return None
 

@@ -28,7 +28,7 @@ from proxy.ledger.base import (
     State,
     TenantStatus,
 )
-from proxy.ledger.calendar import period_id
+from proxy.ledger.calendar import Calendar
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
 from proxy.ledger.choose import Choice, choose
 from proxy.ledger.common import (
@@ -42,9 +42,15 @@ from proxy.ledger.common import (
     wall_clock_ms,
 )
 from proxy.ledger.memory_due import DueIndex
-from proxy.ledger.memory_state import TOMBSTONES_MAX, Calendar, Record, TenantState
+from proxy.ledger.memory_state import TOMBSTONES_MAX, Record, TenantState
 from proxy.ledger.sweep_memory import MemorySweep
-from proxy.ledger.tenants import AGGREGATE, anchor_at, decode_overrides, sorted_amounts
+from proxy.ledger.tenants import (
+    AGGREGATE,
+    GENERATION,
+    calendar_at,
+    decode_overrides,
+    sorted_amounts,
+)
 from proxy.ledger.tenants_memory import MemoryTenants
 from proxy.policy.runtime import ReservationSettings
 
@@ -92,7 +98,7 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         return t
 
     def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
-        pid = period_id(line.period, now, cal.offset_min, cal.anchor)
+        pid = cal.period_id(line.period, now)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
         used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
         limit = limit_in_force(line, decode_overrides(t.meta.get("overrides", "-")))
@@ -103,7 +109,7 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         check_request(request)
         t = self._tenant(request.tenant)
         now = t.now(self._clock())
-        cal = Calendar(request.utc_offset_min, anchor_at(t.meta, now))
+        cal = calendar_at(t.meta, now, request.utc_offset_min)
         t.drop_expired(now, 8)
         lines = [self._read_line(t, line, now, cal) for line in request.lines]
         existing = t.resv.get(request.reservation_id)
@@ -117,7 +123,7 @@ class MemoryLedger(MemoryTenants, MemorySweep):
             self._deny(t, request, reason, "-", now)
             return _result(request, t.status, None, lines)
         choice = choose(request.candidates, [(ln.line.unit, ln.remaining) for ln in lines])
-        outcome, gate = quotas.decide(t.counters, request, choice, now)
+        outcome, gate = quotas.decide(t.counters, request, choice, now, cal)
         if outcome.candidate < 0:
             self._deny(t, request, *_why(outcome, lines), now)
             first = None
@@ -128,11 +134,12 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
         prefixes = tuple(ln.prefix for ln in lines)
         t.check_range(prefixes, "reserved", amounts)
-        quotas.count(t.counters, gate, now, self.settings)
+        ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
+        hold = min(ttl, self.settings.cap_ms)
+        quotas.count(t.counters, gate, now, self.settings, hold)
         record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
         self._allow(t, request, choice, record, _why(outcome, lines), now)
-        ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
-        record.deadline = now + min(ttl, self.settings.cap_ms)
+        record.deadline = now + hold
         record.scope = request.scope if request.keep_scope else None
         self._hold(t, request.reservation_id, record, lines, now, cal)
         return _result(request, t.status, record, lines)
@@ -188,12 +195,14 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         for ln in lines:
             amount = record.amounts.get(ln.line.unit, 0)
             t.add(f"{ln.prefix}|reserved", amount)
-            t.touch(ln.prefix, now, self.settings, cal)
+            t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)
             ln.remaining -= amount
         t.resv[rid] = record
         t.resv_exp[rid] = record.deadline
 
-    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
+    async def commit(
+        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+    ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
         t = self._tenant(reservation.tenant)
@@ -201,19 +210,22 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         r = t.resv.get(reservation.id) or self._missing(reservation)
         if r.state == "COMMITTED":
             return SettleResult("COMMITTED", False, dict(r.actual or {}))
+        if r.state == "RELEASED" and final_release:
+            return SettleResult("RELEASED", False, {})
         charged = dict(actual)
+        per_line: dict[str, int] = charged
         if r.state in ("OPEN", "MISSING"):
             t.settle_lines(r.fields, r.amounts, actual, now, s)
             quotas.free(t.counters, r.held)
         elif r.state == "EXPIRED_CHARGED":
-            charged = {u: actual.get(u, 0) - r.amounts.get(u, 0) for u in {*actual, *r.amounts}}
-            t.settle_lines(r.fields, None, charged, now, s)
+            added, charged = t.late_charge(reservation.id, r.fields, r.amounts, actual, now, s)
+            per_line = {**charged, **added}
         else:  # RELEASED, EXPIRED_RELEASED: nothing is reserved any more; never under-record.
             t.settle_lines(r.fields, None, actual, now, s)
         limits = dict(zip(reservation.fields, reservation.limits, strict=False))
         crossed = tuple(
             Crossing(field, bp, limits.get(field, 0), spent)
-            for field, bp, spent in t.cross(alert_marks(reservation), charged, now, s)
+            for field, bp, spent in t.cross(alert_marks(reservation), per_line, now, s)
         )
         fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
@@ -243,7 +255,7 @@ class MemoryLedger(MemoryTenants, MemorySweep):
     ) -> list[LineBalance]:
         t = self._tenants.get(tenant) or TenantState()  # a read creates nothing
         now = t.now(self._clock())
-        cal = Calendar(utc_offset_min, anchor_at(t.meta, now))
+        cal = calendar_at(t.meta, now, utc_offset_min)
         overrides = decode_overrides(t.meta.get("overrides", "-"))
         out = []
         for line in lines:
@@ -265,7 +277,7 @@ class MemoryLedger(MemoryTenants, MemorySweep):
 
     async def counters(self, tenant: str) -> dict[str, int | str]:
         snapshot = self._tenant(tenant).counters.snapshot()
-        return {k: v for k, v in snapshot.items() if not k.startswith(AGGREGATE)}
+        return {k: v for k, v in snapshot.items() if not k.startswith((AGGREGATE, GENERATION))}
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:
         self._tenant(tenant).meta["status"] = status

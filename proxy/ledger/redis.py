@@ -3,16 +3,15 @@ same code serves one Redis and a Redis Cluster (ledger/clients.py says what diff
 
 Scripts live in lua/*.lua; lua/common.lua and lua/audit.lua are prepended to each at load (and
 candidates.lua and quotas.lua to reserve.lua). Tenant records and the audit trail are in
-tenants_redis.py. They are called by SHA
-(`EVALSHA`, the SHA computed locally); the first time Redis answers NOSCRIPT (a fresh or
-flushed server) all of them are loaded with `SCRIPT LOAD` in one round trip and the call is
-retried once. In a cluster EVALSHA goes to the master owning the tenant's slot (its first key),
-and SCRIPT LOAD to every master, so the one that answered NOSCRIPT (a new master, a promoted
-replica) has them all for the retry. Time comes from
-Redis `TIME` inside the scripts, so instances with skewed clocks agree on periods and deadlines.
+tenants_redis.py. They are called by SHA (`EVALSHA`, the SHA computed locally); the first time
+Redis answers NOSCRIPT (a fresh or flushed server) all of them are loaded with `SCRIPT LOAD` in
+one round trip and the call is retried once. In a cluster EVALSHA goes to the master owning the
+tenant's slot (its first key), and SCRIPT LOAD to every master, so the one that answered
+NOSCRIPT (a new master, a promoted replica) has them all for the retry. Time comes from Redis
+`TIME` inside the scripts, so instances with skewed clocks agree on periods and deadlines.
 
 Redis errors stop here: connection trouble becomes `LedgerUnavailable` (the caller applies
-`fail_mode`), anything else `LedgerError`.
+`fail_mode`; `maybe_ran` says whether the command may have run), anything else `LedgerError`.
 """
 
 from __future__ import annotations
@@ -62,9 +61,9 @@ from proxy.ledger.reads_redis import RedisReads
 from proxy.ledger.safety import Epoch, check_eviction
 from proxy.ledger.sweep_redis import RedisSweep
 from proxy.ledger.tenancy import TenantRecord
-from proxy.ledger.tenants import AGGREGATE
+from proxy.ledger.tenants import AGGREGATE, GENERATION
 from proxy.ledger.tenants_redis import RedisTenants
-from proxy.ledger.wire import ReplyError, Wire
+from proxy.ledger.wire import ConnectTimeout, NotSent, ReplyError, Wire
 from proxy.policy.runtime import ReservationSettings
 
 SCRIPTS = {
@@ -95,7 +94,8 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
     """`Ledger` on one Redis or a Redis Cluster (>= 7.0), by the URL's scheme. `owner` names
     this instance in reservations and heartbeats; an owner silent for 3 * `heartbeat_interval_s`
     is presumed dead. At most `max_connections` commands are in flight (per node, in a
-    cluster); more wait for a free connection. The sweeper's pass is in sweep_redis.py."""
+    cluster); more wait for a free connection, and one unanswered after `timeout_s` fails. The
+    sweeper's pass is in sweep_redis.py."""
 
     def __init__(
         self,
@@ -105,6 +105,7 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
         *,
         heartbeat_interval_s: float = 5.0,
         max_connections: int = 64,
+        timeout_s: float = 5.0,
     ) -> None:
         super().__init__()
         self.owner = check_owner(owner or instance_id())
@@ -122,13 +123,13 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
             retry=Retry(NoBackoff(), 1, (rex.ConnectionError,)),
             decode_responses=True,
             socket_connect_timeout=2,
-            socket_timeout=5,
+            socket_timeout=timeout_s,
             health_check_interval=30,
         )
         self._scripts = {name: _Script.load(parts) for name, parts in SCRIPTS.items()}
         # The scripts' own round trips go over one pipelined connection (wire.py); the cluster
         # client routes them by slot instead. Everything else uses redis-py.
-        self._wire = None if is_cluster(url) else Wire(url)
+        self._wire = None if is_cluster(url) else Wire(url, timeout=timeout_s)
         s = settings
         self._common = (
             str(s.run_idle_ms),
@@ -201,7 +202,7 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
         restarted or flushed server), and one more try after a lost connection (every script
         is safe to repeat: idempotent by reservation id), as the redis-py pool does. Both can
         happen to one call: the connection is lost, and the server it reconnects to is new."""
-        reconnected = reloaded = False
+        reconnected = reloaded = maybe_ran = False
         while True:
             try:
                 return await wire.call(*command)
@@ -212,8 +213,10 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
                 with boundary():
                     await self._load_scripts()
             except OSError as exc:  # ConnectionError, refused, unreachable; TimeoutError
+                maybe_ran = maybe_ran or not isinstance(exc, (NotSent, ConnectTimeout))
                 if reconnected or not isinstance(exc, ConnectionError):
-                    raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
+                    message = f"the Redis ledger is unreachable: {exc}"
+                    raise LedgerUnavailable(message, maybe_ran=maybe_ran) from exc
                 reconnected = True
 
     async def _load_scripts(self) -> None:
@@ -282,18 +285,15 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
             args += _candidate_args(candidate)
         return args
 
-    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
+    async def commit(
+        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+    ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
-        args = [
-            reservation.id,
-            self.owner,
-            encode_amounts(reservation.amounts),
-            encode_amounts(actual),
-            ",".join(reservation.held) or "-",
-        ]
         marks = alert_marks(reservation)
-        args.append(str(len(marks)))
+        args = [reservation.id, self.owner, encode_amounts(reservation.amounts)]
+        args += [encode_amounts(actual), ",".join(reservation.held) or "-"]
+        args += ["1" if final_release else "0", str(len(marks))]
         for field, bp, mark in marks:
             args += [field, str(bp), str(mark)]
         args += reservation.fields
@@ -322,7 +322,7 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
         return {
             name: value if name.startswith("q|run|") and name.endswith("|day") else int(value)
             for name, value in entries.items()
-            if name.startswith("q|") and not name.startswith(AGGREGATE)
+            if name.startswith("q|") and not name.startswith((AGGREGATE, GENERATION))
         }
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:

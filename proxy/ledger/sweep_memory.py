@@ -46,15 +46,25 @@ class MemorySweep(SweepErrors, ABC):
         now = t.now(self._clock())
         resolved, crossed = 0, list[Crossing]()
         try:
-            for rid, at in sorted(t.resv_exp.items(), key=lambda item: (item[1], item[0])):
+            # What is due, from the expiry heap (expiry.py), never a walk of every record.
+            while due := t.resv_exp.pop_due(now, 1):
+                ((at, rid),) = due
                 r = t.resv.get(rid)
-                is_open = r is not None and r.state == "OPEN"
-                if r is not None and is_open and (at <= now or r.owner in dead):
-                    crossed += self._expire(t, rid, r, now, alerts)
-                    resolved += 1
-                elif at <= now:
+                if r is None or r.state != "OPEN":
                     t.resv.pop(rid, None)
-                    del t.resv_exp[rid]
+                    continue
+                try:
+                    crossed += self._expire(t, rid, r, now, alerts)
+                except BaseException:
+                    t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due
+                    raise
+                resolved += 1
+            # Only when an owner is dead (never in one process on its own): its open calls.
+            if dead:
+                for rid, r in [(rid, r) for rid, r in t.resv.items() if r.owner in dead]:
+                    if r.state == "OPEN":
+                        crossed += self._expire(t, rid, r, now, alerts)
+                        resolved += 1
             t.drop_expired(now, None)
         finally:
             if crossed and self.expiry_alerts is not None:
@@ -96,6 +106,8 @@ class MemorySweep(SweepErrors, ABC):
         state: State = "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED"
         t.settle_lines(r.fields, r.amounts, charge, now, self.settings)
         quotas.free(t.counters, r.held)
+        if charge is not None:
+            t.mark_expiry(rid, now, self.settings)
         fields = {"reservation": rid, "state": state, "amounts": sorted_amounts(r.amounts)}
         t.append("expire", fields, now, self.settings.audit_retention_ms)
         self._finish(t, rid, r, state, now)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -24,6 +24,7 @@ from proxy.encodings import encoding_for_model
 from proxy.errors import PolicyError
 from proxy.model_rules import default_limit_field, reasons_by_name
 from proxy.peers import parse_networks
+from proxy.policy import lifetimes
 from proxy.policy.aliases import compile_aliases
 from proxy.policy.features import compile_features
 from proxy.policy.fields import fields_at
@@ -84,7 +85,6 @@ _SETTINGS = {
     "bound",
     "request_fields",
 }
-_STREAM_TOTAL: Loc = ("timeouts", "stream_total")
 _MS_FIELDS = {
     name: name.replace("_seconds", "_ms")
     for name in (
@@ -439,69 +439,9 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
     settings = ReservationSettings(
         **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()}
     )
-    cap, tombstone = settings.cap_ms // 1000, settings.tombstone_ms // 1000
-    stream, parts = _longest_stream(spec, timeouts)
-    longest = stream + timeouts.drain_after_disconnect
-    if cap <= longest:
-        at: Loc = ("reservations", "cap_seconds") if "cap_seconds" in given else parts[-1]
-        fields = " + ".join(field_path(part) for part in parts)
-        message = (
-            f"reservations.cap_seconds ({cap}) must exceed {fields} + "
-            f"timeouts.drain_after_disconnect ({longest:g}), or an open reservation would "
-            "expire while its stream is still running"
-        )
-        out.append(Issue(at, message))
-    answer, where = _longest(spec, timeouts, "non_stream_answer")
-    if cap <= answer:
-        at = ("reservations", "cap_seconds") if "cap_seconds" in given else where
-        message = (
-            f"reservations.cap_seconds ({cap}) must exceed {field_path(where)} ({answer:g}), "
-            "or an open reservation would expire while its call still waits for the answer; "
-            "raise cap_seconds or lower the timeout"
-        )
-        out.append(Issue(at, message))
-    if tombstone < cap:
-        message = (
-            f"reservations.tombstone_seconds ({tombstone}) must be at least cap_seconds ({cap}), "
-            "so a late or repeated settle is recognised"
-        )
-        out.append(Issue(("reservations", "tombstone_seconds"), message))
+    issues = lifetimes.check(spec, timeouts, settings, given)
+    out.extend(Issue(loc, message) for loc, message in issues)
     return settings
-
-
-_STREAM_TIMEOUTS = ("first_byte", "stream_total")
-"""What a stream may take: its headers within first_byte, then its body within stream_total."""
-
-
-def _longest_stream(spec: PolicySpec, timeouts: Timeouts) -> tuple[float, tuple[Loc, ...]]:
-    """The longest a stream may take (first_byte + stream_total, the policy's or a route's),
-    and where each of the two is written."""
-    longest = timeouts.first_byte + timeouts.stream_total
-    parts: tuple[Loc, ...] = tuple(("timeouts", name) for name in _STREAM_TIMEOUTS)
-    for index, route in enumerate(spec.routes):
-        own = route.timeouts.model_dump(exclude_none=True) if route.timeouts else {}
-        total = sum(own.get(name, getattr(timeouts, name)) for name in _STREAM_TIMEOUTS)
-        if total > longest:
-            longest = total
-            parts = tuple(
-                ("routes", index, "timeouts", name) if name in own else ("timeouts", name)
-                for name in _STREAM_TIMEOUTS
-            )
-    return longest, parts
-
-
-def _longest(
-    spec: PolicySpec, timeouts: Timeouts, name: Literal["non_stream_answer"]
-) -> tuple[float, Loc]:
-    """The largest value of timeout `name` any call may get (the policy's or a route's), and
-    where it is written."""
-    longest: float = getattr(timeouts, name)
-    where: Loc = ("timeouts", name)
-    for index, route in enumerate(spec.routes):
-        own = getattr(route.timeouts, name) if route.timeouts else None
-        if own is not None and own > longest:
-            longest, where = own, ("routes", index, "timeouts", name)
-    return longest, where
 
 
 def _amount(value: Decimal, places: int, loc: Loc, what: tuple[str, str], out: list[Issue]) -> int:

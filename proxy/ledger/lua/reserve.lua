@@ -175,11 +175,11 @@ end
 local prefixes = {}
 for i, l in ipairs(lines) do prefixes[i] = l.prefix end
 guard(prefixes, 'reserved', amounts)
-count_quotas(gate)
+count_quotas(gate, cap)
 for i, l in ipairs(lines) do
   local amount = amounts[l.unit] or 0
   redis.call('HINCRBY', KEYS[1], l.prefix .. '|reserved', fmt(amount))
-  touch(l.prefix)
+  touch(l.prefix, cap)
   l.remaining = l.remaining - amount
 end
 local would_allow = index ~= nil and not gate.quota

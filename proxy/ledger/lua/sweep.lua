@@ -59,7 +59,15 @@ local function expire(id, r)
   local state = charge and 'EXPIRED_CHARGED' or 'EXPIRED_RELEASED'
   settle_lines(r.prefixes, est, charge)
   free_held(r.held)
-  if charge then alert_on(r.prefixes, est) end
+  if charge then
+    alert_on(r.prefixes, est)
+    -- Which RESET_SPENT generation this charge belongs to (a late commit's refund needs it).
+    local gen = generation('resets')
+    if gen > 0 then
+      redis.call('HSET', KEYS[1], GEN .. 'exp|' .. id, fmt(gen))
+      keep(GEN .. 'exp|' .. id, NOW + TOMB)
+    end
+  end
   audit('expire', { 'reservation', id, 'state', state, 'amounts', encode_amounts(est) })
   finish(id, r, state, '-')
   resolved = resolved + 1

@@ -57,6 +57,15 @@ for i = 1, #entries, 2 do
     end
   end
 end
+if #prefixes > 0 then
+  -- A new generation: expiry charges made before it are no longer on these lines.
+  local gen = redis.call('HINCRBY', KEYS[1], GEN .. 'resets', 1)
+  for _, p in ipairs(prefixes) do
+    redis.call('HSET', KEYS[1], GEN .. 'reset|' .. p, fmt(gen))
+    keep(GEN .. 'reset|' .. p, NOW + TOMB)
+  end
+  reindex()
+end
 table.sort(prefixes)
 table.sort(zeroed)
 admin((#zeroed > 0) and table.concat(zeroed, ' ') or '-')
