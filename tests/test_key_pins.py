@@ -122,7 +122,7 @@ async def test_an_agents_key_cannot_read_commit_or_release_another_agents_reserv
     """A key reaches only the action reservations it could have made itself: another agent's id
     is 404 to read, commit and release, as an unknown id is, and nothing is charged or freed.
     The agent that made it settles it (naming levels its key leaves open, or not), and so may a
-    key of the whole tenant."""
+    key of the whole tenant that names the agent (the reserving scope's levels must be named)."""
     pol = gateway(tmp_path, budgets=BUDGETS, plan=ACTION_BUDGETS)
     async with with_admin(pol, store_url) as (stack, admin):
         _, _, a = await admin.call("POST", f"{T}/keys", {"agent": "a"})
@@ -141,7 +141,8 @@ async def test_an_agents_key_cannot_read_commit_or_release_another_agents_reserv
             assert code == 404 and answer["error"]["code"] == "reservation_not_found", answer
         assert await points(stack) == {"tenant|alpha": (0, 50), "agent|b": (0, 50)}
 
-        code, seen = await call(stack, "GET", path, bearer(whole))
+        assert (await call(stack, "GET", path, bearer(whole)))[0] == 404
+        code, seen = await call(stack, "GET", path, bearer(whole, **{"X-Cycles-Agent": "b"}))
         assert code == 200 and seen["status"] == "OPEN"
         own = bearer(b["key"], **{"X-Cycles-Workflow": "refunds"})
         code, done = await call(stack, "POST", path + "/commit", own, {"amount": 30})

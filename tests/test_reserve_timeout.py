@@ -111,7 +111,9 @@ async def test_a_reserve_that_never_reached_redis_spills_no_release(
     tmp_path: Path, stalling_redis: RedisProc
 ) -> None:
     """Redis down (connection refused): the reserve surely did not run, so nothing is queued
-    to release (an outage must not fill the spill, whose room is for charges)."""
+    to release (an outage must not fill the spill, whose room is for charges). Only the call that
+    meets the connection as it is lost may have had its command written (a reset, not a
+    refusal): that one release may be queued, never one per refused call."""
     pol = policy(tmp_path, "tenant: {limit: 1000, period: month}")
     ledger = RedisLedger(stalling_redis.url, pol.reservations, timeout_s=TIMEOUT_S)
     try:
@@ -123,11 +125,11 @@ async def test_a_reserve_that_never_reached_redis_spills_no_release(
         ):
             await call(client)
             stalling_redis.kill()
-            for _ in range(3):
+            for _ in range(5):
                 with pytest.raises(openai.APIStatusError) as refused:
                     await call(client)
                 assert refused.value.status_code == 503
-            assert len(stack.app[RUNTIME].fail_open.spill) == 0
+            assert len(stack.app[RUNTIME].fail_open.spill) <= 1
     finally:
         await ledger.close()
 
