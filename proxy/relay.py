@@ -282,11 +282,12 @@ class StreamResult:
 async def pump(
     upstream: aiohttp.ClientResponse,
     client: web.StreamResponse | None,
-    on_event: Callable[[SSEEvent], bool],
+    on_event: Callable[[SSEEvent], bytes | None],
     timeouts: Timeouts,
 ) -> StreamResult:
     """Relay an SSE stream event by event; `client` is None when it left before the start.
-    `on_event` sees every event and says whether the client gets it. The upstream may be silent
+    `on_event` sees every event and says what the client gets of it: its bytes (the event's
+    `raw`, or a rewrite), or None. The upstream may be silent
     `chunk_idle` between chunks and take `stream_total` in all. After the client goes away,
     keep reading (without relaying) until the upstream ends or `drain_after_disconnect`
     passes: the final event carries the usage to charge."""
@@ -305,7 +306,7 @@ async def pump(
                 chunk = await upstream.content.readany()
                 if not chunk:
                     break
-                out = [event.raw for event in decoder.feed(chunk) if on_event(event)]
+                out = [raw for event in decoder.feed(chunk) if (raw := on_event(event))]
                 if out and client is not None and not result.client_gone:
                     deadline.reschedule(end)
                     if await _write(client, b"".join(out), timeouts):

@@ -50,6 +50,7 @@ SWEEPER = "tests/test_sweeper.py::"
 REPLAY = "tests/test_replay.py"
 ADMIN_INPUTS = "tests/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/test_provider_errors.py"
+STREAM_ERRORS = "tests/test_stream_errors.py"
 ROUTES = "tests/test_routes_and_faults.py"
 FIELDS = "tests/test_request_fields.py"
 CACHE = "tests/test_cache_writes.py::"
@@ -1657,6 +1658,17 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
         ),
         removes="a listener holds at most --max-connections connections",
+    ),
+    # -- the review of issue 14's bounds -----------------------------------------------------
+    Mutation(
+        name="stream-error-event-relayed-verbatim",
+        file="proxy/streaming.py",
+        old="""    if stream_errors.is_error(event, obj):
+        return obj
+""",
+        new="",
+        tests=(STREAM_ERRORS,),
+        removes="an error event in the middle of a stream is scrubbed before it is relayed",
     ),
 )
 
