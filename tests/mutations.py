@@ -1622,8 +1622,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="provider-account-detail-kept",
         file="proxy/provider_errors.py",
-        old="if not isinstance(message, str) or not message or ACCOUNT_DETAIL.search(message):",
-        new="if not isinstance(message, str) or not message:",
+        old="""    if ACCOUNT_DETAIL.search(message):
+        return _said(status)""",
+        new="",
         tests=(PROVIDER_ERRORS,),
         removes="an error message naming the shared account is replaced",
     ),
@@ -1669,6 +1670,37 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="",
         tests=(STREAM_ERRORS,),
         removes="an error event in the middle of a stream is scrubbed before it is relayed",
+    ),
+    Mutation(
+        name="provider-message-kept-past-request-errors",
+        file="proxy/provider_errors.py",
+        old="    if status not in REQUEST_ERRORS or not isinstance(message, str) or not message:",
+        new="    if not isinstance(message, str) or not message:",
+        tests=(
+            f"{PROVIDER_ERRORS}::test_past_a_request_error_the_message_is_always_the_proxys_own",
+        ),
+        removes="a 401, 402, 403, 429 or 5xx from the provider gets the proxy's own message",
+    ),
+    Mutation(
+        name="provider-type-and-code-not-allow-listed",
+        file="proxy/provider_errors.py",
+        old="""    kind = _known(error.get("type"), KNOWN_TYPES)
+    code = _known(error.get("code"), KNOWN_CODES) or GENERIC_CODE""",
+        new="""    kind = _token(error.get("type"))
+    code = _token(error.get("code"))""",
+        tests=(
+            f"{PROVIDER_ERRORS}"
+            "::test_an_error_about_the_account_keeps_its_status_but_not_its_words_type_or_code",
+        ),
+        removes="only known error types and codes are relayed (insufficient_quota is not)",
+    ),
+    Mutation(
+        name="provider-param-not-checked-for-account",
+        file="proxy/provider_errors.py",
+        old="    return None if ACCOUNT_DETAIL.search(value) else value",
+        new="    return value",
+        tests=(f"{PROVIDER_ERRORS}::test_a_param_naming_the_account_is_left_out",),
+        removes="a param naming the shared account is left out",
     ),
 )
 
