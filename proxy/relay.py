@@ -31,6 +31,7 @@ from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 from multidict import CIMultiDict
+from yarl import URL
 
 from proxy.errors import BadRequest, NotFound, UpstreamError
 from proxy.policy.runtime import Timeouts
@@ -73,8 +74,10 @@ _REFUSED_CHARACTERS = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 """Unicode categories never part of an id: controls (NUL, CR, LF, DEL), format characters
 (bidirectional overrides and isolates, zero-width ones), surrogates, line and paragraph
 separators. They can only confuse a log, a terminal or the upstream's own parser."""
-_PCHAR_SAFE = "!$&'()*+,;=:@"
-"""What RFC 3986 lets a path segment hold unquoted besides letters, digits and -._~"""
+_PCHAR_SAFE = "!$&'()*+,=:@"
+"""What RFC 3986 lets a path segment hold unquoted besides letters, digits and -._~, but `;`:
+servers that read path parameters (`..;` on Tomcat and the proxies in front of it) would see a
+dot segment or a parameter where the client sent an id."""
 
 
 def check_path(raw_path: str) -> None:
@@ -201,7 +204,8 @@ async def send(
     timeouts: Timeouts,
     deadline: Deadline,
 ) -> aiohttp.ClientResponse:
-    """Send the request and wait, until `deadline`, for the response headers. Failures become
+    """Send the request and wait, until `deadline`, for the response headers. `url` goes as it
+    is, already quoted (yarl would otherwise unquote `%3B` to `;`). Failures become
     UpstreamError, `delivered` unless the connection was never established (a session without
     Connector cannot tell, so its failures count as delivered)."""
     attempt = _Attempt(connected=not isinstance(session.connector, Connector))
@@ -210,7 +214,7 @@ async def send(
         async with asyncio.timeout_at(deadline.at):
             return await session.request(
                 method,
-                url,
+                URL(url, encoded=True),
                 data=body,
                 headers=headers,
                 timeout=_client_timeout(timeouts.connect),

@@ -1702,6 +1702,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{PROVIDER_ERRORS}::test_a_param_naming_the_account_is_left_out",),
         removes="a param naming the shared account is left out",
     ),
+    Mutation(
+        name="semicolon-unquoted-in-path-params",
+        file="proxy/relay.py",
+        old='''_PCHAR_SAFE = "!$&'()*+,=:@"''',
+        new='''_PCHAR_SAFE = "!$&'()*+,;=:@"''',
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="a `;` in a path parameter goes up quoted (`..%3B` never reaches it as `..;`)",
+    ),
+    Mutation(
+        name="upstream-url-requoted",
+        file="proxy/relay.py",
+        old="                URL(url, encoded=True),",
+        new="                url,",
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="the upstream URL goes as the proxy quoted it, not requoted by yarl",
+    ),
 )
 
 

@@ -95,6 +95,8 @@ async def test_passthrough_paths_are_forwarded_only_when_listed(tmp_path: Path) 
         "/v1/models/caf%C3%A9",
         "/v1/models/50%25",
         "/v1/models?after=a%23b%26limit%3D1",
+        "/v1/models/..%3B",
+        "/v1/models/x%3Bjsessionid=1",
     ],
 )
 async def test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it(
