@@ -51,6 +51,7 @@ REPLAY = "tests/test_replay.py"
 ADMIN_INPUTS = "tests/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/test_provider_errors.py"
 STREAM_ERRORS = "tests/test_stream_errors.py"
+LISTEN = "tests/test_listen.py::"
 ROUTES = "tests/test_routes_and_faults.py"
 FIELDS = "tests/test_request_fields.py"
 CACHE = "tests/test_cache_writes.py::"
@@ -1652,8 +1653,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="connections-unbounded",
         file="proxy/listen.py",
-        old="        if self.open < self.limit:",
-        new="        if True:",
+        old="        if self.open >= self.limit and not self._evict_idle():",
+        new="        if False:",
         tests=(
             "tests/test_listen.py"
             "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
@@ -1717,6 +1718,53 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="                url,",
         tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
         removes="the upstream URL goes as the proxy quoted it, not requoted by yarl",
+    ),
+    Mutation(
+        name="idle-connections-never-evicted",
+        file="proxy/listen.py",
+        old="        if self.open >= self.limit and not self._evict_idle():",
+        new="        if self.open >= self.limit:",
+        tests=(f"{LISTEN}test_idle_keep_alive_connections_give_their_place_to_a_new_client",),
+        removes="at the bound, the least recently active idle connection gives up its place",
+    ),
+    Mutation(
+        name="idle-keep-alive-kept-until-read-request",
+        file="proxy/connection.py",
+        old="        if quiet and self.idle() and self._transport is not None:",
+        new="        if False:",
+        tests=(
+            f"{LISTEN}test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout",
+        ),
+        removes="an idle keep-alive connection is closed after --keep-alive-timeout",
+    ),
+    Mutation(
+        name="connections-per-peer-unbounded",
+        file="proxy/connection.py",
+        old="        if key is not None and self._gate.peers[key] >= self._gate.limits.per_peer:",
+        new="        if False:",
+        tests=(f"{LISTEN}test_one_address_holds_at_most_its_share_of_connections",),
+        removes="one client address holds at most --max-connections-per-peer connections",
+    ),
+    Mutation(
+        name="trusted-proxy-counted-per-peer",
+        file="proxy/peers.py",
+        old="""        if parsed is not None and _trusted(parsed, trusted):
+            return None
+""",
+        new="",
+        tests=(f"{LISTEN}test_one_address_holds_at_most_its_share_of_connections",),
+        removes="a trusted proxy's connections are not bounded per address",
+    ),
+    Mutation(
+        name="place-freed-while-call-runs",
+        file="proxy/connection.py",
+        old="""        if not self._busy:
+            self._release()
+        self.handler.connection_lost(exc)""",
+        new="""        self._release()
+        self.handler.connection_lost(exc)""",
+        tests=(f"{LISTEN}test_calls_whose_clients_left_still_hold_their_place_until_they_end",),
+        removes="a closed connection's place is held until its running call ends",
     ),
 )
 
