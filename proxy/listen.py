@@ -181,4 +181,3 @@ class Gate:
                 self.open,
                 self.limit,
             )
-

@@ -77,9 +77,7 @@ def counted_as(address: str, ipv6_prefix: int) -> str:
     return str(ipaddress.ip_network(f"{parsed}/{ipv6_prefix}", strict=False))
 
 
-def connection_key(
-    trusted: Sequence[Network], ipv6_prefix: int
-) -> Callable[[str], str | None]:
+def connection_key(trusted: Sequence[Network], ipv6_prefix: int) -> Callable[[str], str | None]:
     """What a connection from a peer address is counted under (listen.py's bound per client):
     `counted_as`, or None for a trusted proxy, whose clients are known only per request."""
 

@@ -106,6 +106,9 @@ GENERIC_CODE = "provider_error"
 _TOKEN = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
 MAX_MESSAGE = 1000
 """A kept message is cut to this many characters."""
+MAX_ERROR_BODY = 64 * 1024
+"""An error body is read up to this many bytes; a larger one is replaced as a body that is not
+the API's error is."""
 _LOGGED = 2000
 """Bytes of the original body written to the log."""
 

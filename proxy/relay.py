@@ -256,12 +256,12 @@ def _client_timeout(connect: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None)
 
 
-async def read_body(response: aiohttp.ClientResponse, deadline: Deadline) -> bytes:
-    """The whole body, by `deadline`. Failures become UpstreamError (delivered: the headers
-    came)."""
+async def read_body(response: aiohttp.ClientResponse, deadline: Deadline, limit: int) -> bytes:
+    """The whole body, by `deadline`, at most `limit` bytes (limits.max_answer_bytes). Failures
+    and a larger body become UpstreamError (delivered: the headers came)."""
     try:
         async with asyncio.timeout_at(deadline.at):
-            return await response.read()
+            return await _read_at_most(response, limit)
     except TimeoutError:
         raise UpstreamError(
             deadline.missed("the provider did not finish its answer"),
@@ -272,6 +272,21 @@ async def read_body(response: aiohttp.ClientResponse, deadline: Deadline) -> byt
         raise UpstreamError(
             f"the provider's answer was cut off ({type(exc).__name__})", delivered=True
         ) from None
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    data = bytearray()
+    too_large = UpstreamError(
+        f"the provider's answer is larger than {limit} bytes (limits.max_answer_bytes)",
+        delivered=True,
+    )
+    if response.content_length is not None and response.content_length > limit:
+        raise too_large
+    async for chunk in response.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            raise too_large
+    return bytes(data)
 
 
 @dataclass(slots=True)

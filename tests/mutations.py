@@ -1766,6 +1766,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{LISTEN}test_calls_whose_clients_left_still_hold_their_place_until_they_end",),
         removes="a closed connection's place is held until its running call ends",
     ),
+    Mutation(
+        name="whole-answers-unbounded",
+        file="proxy/relay.py",
+        old="            return await _read_at_most(response, limit)",
+        new="            return await response.read()",
+        tests=(
+            f"{ROUTES}::test_a_whole_answer_larger_than_max_answer_bytes_is_502_and_charged",
+            f"{ROUTES}::test_a_passthrough_answer_larger_than_max_answer_bytes_is_502",
+        ),
+        removes="a whole answer is read up to limits.max_answer_bytes, beyond it 502 and charged",
+    ),
 )
 
 
