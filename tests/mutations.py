@@ -1777,6 +1777,30 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a whole answer is read up to limits.max_answer_bytes, beyond it 502 and charged",
     ),
+    Mutation(
+        name="replay-answers-bounded-only-globally",
+        file="proxy/ledger/replays.py",
+        old="        for old in self._tenants.room_for(tenant, size):",
+        new="        for old in ():",
+        tests=(
+            f"{REPLAY}::test_one_tenants_answers_never_push_out_another_tenants_answer_or_claim",
+        ),
+        removes="memory:// idempotency answers are bounded per tenant: one pushes out only its own",
+    ),
+    Mutation(
+        name="replay-claims-unbounded",
+        file="proxy/ledger/replays.py",
+        old=(
+            "        if len(self._claims) >= self._max_claims"
+            " or self._claimed[tenant] >= self._tenant_claims:"
+        ),
+        new="        if False:",
+        tests=(
+            f"{REPLAY}::test_claims_are_never_dropped_and_a_key_past_the_bound_is_refused",
+            f"{REPLAY}::test_a_key_past_the_tenants_claims_is_503_and_reserves_nothing",
+        ),
+        removes="memory:// claims are bounded (a new key refused with 503), never dropped",
+    ),
 )
 
 
