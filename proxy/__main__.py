@@ -54,7 +54,7 @@ def command_line() -> argparse.ArgumentParser:
         "--max-connections-per-peer",
         type=int,
         default=64,
-        help="open connections one client address (an IPv6 client: its client_ipv6_prefix "
+        help="gateway: open connections one client address (an IPv6 client: its client_ipv6_prefix "
         "network) holds at most on each listener; beyond, 429; trusted_proxies are not "
         "counted (per process; default %(default)s)",
     )

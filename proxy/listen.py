@@ -14,11 +14,12 @@ opens; it gives it back when it closes, or, when a request's handler is still ru
 work in flight together. At the bound, a new connection takes the place of the idle
 keep-alive connection that was least recently active, which is closed; with none idle, it is
 answered at once, 503 `too_many_connections` with `Retry-After: 1` (the openai SDK retries
-it), and closed. A client address (an IPv6 client: its /`client_ipv6_prefix` network) holds
-at most `max_per_peer` connections; beyond, 429 `too_many_connections_from_peer` the same
-way. A trusted proxy (`trusted_proxies`) is not counted per address: its clients' addresses
-are known only from the headers of each request, after the connection is taken, and the
-proxy in front bounds its own connections. Each process (each `--workers` worker) counts its
+it), and closed. In a gateway, a client address (an IPv6 client: its /`client_ipv6_prefix`
+network) holds at most `max_per_peer` connections; beyond, 429
+`too_many_connections_from_peer` the same way. A trusted proxy (`trusted_proxies`) is not
+counted per address: its clients' addresses are known only from the headers of each request,
+after the connection is taken, and the proxy in front bounds its own connections. Nor is a
+sidecar's one client, the app in its pod. Each process (each `--workers` worker) counts its
 own.
 """
 

@@ -77,13 +77,17 @@ def counted_as(address: str, ipv6_prefix: int) -> str:
     return str(ipaddress.ip_network(f"{parsed}/{ipv6_prefix}", strict=False))
 
 
-def connection_key(trusted: Sequence[Network], ipv6_prefix: int) -> Callable[[str], str | None]:
+def connection_key(
+    trusted: Sequence[Network], ipv6_prefix: int, *, gateway: bool
+) -> Callable[[str], str | None]:
     """What a connection from a peer address is counted under (listen.py's bound per client):
-    `counted_as`, or None for a trusted proxy, whose clients are known only per request."""
+    `counted_as`, or None, not counted: a trusted proxy, whose clients are known only per
+    request, and every peer of a sidecar (`gateway` False), whose one client, the app in its
+    pod, connects from loopback with all its concurrency."""
 
     def key(peer: str) -> str | None:
         parsed = _address(peer)
-        if parsed is not None and _trusted(parsed, trusted):
+        if not gateway or (parsed is not None and _trusted(parsed, trusted)):
             return None
         return counted_as(peer, ipv6_prefix)
 

@@ -135,7 +135,9 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     runners = []
     # Who a connection is counted under: the policy at start (as read_request).
-    peer_key = peers.connection_key(policy.trusted_proxies, policy.client_ipv6_prefix)
+    peer_key = peers.connection_key(
+        policy.trusted_proxies, policy.client_ipv6_prefix, gateway=policy.identity == "api_key"
+    )
     for listener, address in listeners:
         # Request headers within read_request (read at start), and a bound on connections.
         runner = listen.runner(listener, policy.timeouts.read_request)

@@ -38,7 +38,9 @@ STATUS_OF_TYPE = {
 
 def is_error(event: SSEEvent, obj: dict[str, Any]) -> bool:
     """Whether `event` (whose data parsed as `obj`) is an error event of any provider's API."""
-    return event.event == "error" or obj.get("type") == "error" or "error" in obj
+    return (
+        event.event == "error" or obj.get("type") == "error" or isinstance(obj.get("error"), dict)
+    )
 
 
 def scrubbed(event: SSEEvent, obj: dict[str, Any], *, endpoint: str, upstream: str) -> bytes:

@@ -1748,12 +1748,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="trusted-proxy-counted-per-peer",
         file="proxy/peers.py",
-        old="""        if parsed is not None and _trusted(parsed, trusted):
-            return None
-""",
-        new="",
+        old="        if not gateway or (parsed is not None and _trusted(parsed, trusted)):",
+        new="        if not gateway:",
         tests=(f"{LISTEN}test_one_address_holds_at_most_its_share_of_connections",),
-        removes="a trusted proxy's connections are not bounded per address",
+        removes="a trusted proxy's connections (and a sidecar's) are not bounded per address",
     ),
     Mutation(
         name="place-freed-while-call-runs",

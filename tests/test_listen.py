@@ -179,16 +179,20 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("trusted", [False, True], ids=["client", "trusted proxy"])
+@pytest.mark.parametrize("peer", ["gateway client", "trusted proxy", "sidecar app"])
 async def test_one_address_holds_at_most_its_share_of_connections(
-    tmp_path: Path, redis_url: str, trusted: bool
+    tmp_path: Path, redis_url: str, peer: str
 ) -> None:
-    """With --max-connections-per-peer 3, a fourth connection from one address is told 429
-    `too_many_connections_from_peer` at once, and served again once one of its three closes. A
-    trusted proxy's connections carry many clients: only --max-connections bounds them."""
+    """In a gateway, with --max-connections-per-peer 3, a fourth connection from one address is
+    told 429 `too_many_connections_from_peer` at once, and served again once one of its three
+    closes. A trusted proxy's connections carry many clients, and a sidecar's one client is
+    the app in its pod: only --max-connections bounds them."""
     path = policy_file(tmp_path)
-    if trusted:
+    if peer != "sidecar app":
+        path.write_text(path.read_text().replace("identity: header", "identity: api_key"))
+    if peer == "trusted proxy":
         path.write_text(path.read_text() + 'trusted_proxies: ["127.0.0.1/32"]\n')
+    counted = peer == "gateway client"
     bound = ("--max-connections-per-peer", "3")
     async with proxy_in_front_of(FakeUpstream(), path, redis_url, 0, *bound) as (url, _):
         held = [await asyncio.open_connection(*address(url)) for _ in range(3)]
@@ -196,7 +200,7 @@ async def test_one_address_holds_at_most_its_share_of_connections(
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n")
             assert (await read_answer(reader)).startswith(b"HTTP/1.1 200")
         fourth = await raw_get(url)
-        if trusted:
+        if not counted:
             assert fourth.startswith(b"HTTP/1.1 200"), fourth
         else:
             head, _, body = fourth.partition(b"\r\n\r\n")
