@@ -46,8 +46,24 @@ def command_line() -> argparse.ArgumentParser:
         "--max-connections",
         type=int,
         default=1024,
-        help="open connections each listener holds at most; beyond, a new one is answered 503 "
-        "(per process; default %(default)s)",
+        help="places each listener holds at most: open connections, and calls still running "
+        "for closed ones; at the bound an idle keep-alive connection is closed for a new one, "
+        "else it is answered 503 (per process; default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-connections-per-peer",
+        type=int,
+        default=64,
+        help="gateway: open connections one client address (an IPv6 client: its client_ipv6_prefix "
+        "network) holds at most on each listener; beyond, 429; trusted_proxies are not "
+        "counted (per process; default %(default)s)",
+    )
+    serve.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=10.0,
+        help="seconds an idle keep-alive connection is kept open after its last answer "
+        "(default %(default)s; timeouts.read_request bounds a request's headers)",
     )
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(

@@ -90,6 +90,11 @@ class FakeSettings:
     cut_after: int | None = None
     """End a stream cleanly after this many text deltas (chat and completions: chunks), before
     its usage and `[DONE]`; 0 sends the headers and nothing else."""
+    stream_error: dict[str, Any] | None = None
+    """With `cut_after`: the error a provider sends in the middle of a stream, written as its
+    API writes one where the stream is cut (chat: `data: {"error": ...}`; Messages: `event:
+    error` with `{"type": "error", "error": ...}`; Responses: `event: error` with the fields at
+    the top), e.g. ACCOUNT_RATE_LIMIT."""
     send_done: bool = True
     """Chat, completions: end a stream with `data: [DONE]`; False: end it right after the usage
     chunk (or the last chunk), as some OpenAI-compatible servers do."""
@@ -284,6 +289,8 @@ class FakeUpstream:
             await response.prepare(request)
             texts = (endpoint, model, billed, per_choice, n, chunks, with_usage)
             if not await self._chunks(response, *texts):
+                if self.settings.stream_error is not None:
+                    await response.write(fake_openai.event({"error": self.settings.stream_error}))
                 await response.write_eof()
                 return response
             if with_usage:
@@ -357,7 +364,7 @@ class FakeUpstream:
                     if endpoint == "messages"
                     else fake_shapes.responses_events(body, billed, deltas, items)
                 )
-                return await self._stream_events(request, events)
+                return await self._stream_events(request, events, endpoint)
             if endpoint == "messages":
                 return web.json_response(
                     fake_shapes.message(body, WORD * visible, billed), dumps=fake_openai.dumps
@@ -476,9 +483,10 @@ class FakeUpstream:
         )
 
     async def _stream_events(
-        self, request: web.Request, events: Iterator[fake_shapes.Event]
+        self, request: web.Request, events: Iterator[fake_shapes.Event], endpoint: str
     ) -> web.StreamResponse:
-        """Write SSE events; with `cut_after`, stop after that many deltas, usage unsent."""
+        """Write SSE events; with `cut_after`, stop after that many deltas, usage unsent (and
+        `stream_error` sent)."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         deltas = 0
         try:
@@ -487,6 +495,7 @@ class FakeUpstream:
                 if kind in fake_shapes.DELTAS:
                     deltas += 1
                     if self.settings.cut_after is not None and deltas > self.settings.cut_after:
+                        await self._stream_error(response, endpoint)
                         break
                     if self.settings.chunk_delay:
                         await asyncio.sleep(self.settings.chunk_delay)
@@ -495,6 +504,15 @@ class FakeUpstream:
         except ConnectionError:
             pass
         return response
+
+    async def _stream_error(self, response: web.StreamResponse, endpoint: str) -> None:
+        error = self.settings.stream_error
+        if error is None:
+            return
+        if endpoint == "messages":
+            await response.write(fake_shapes.sse("error", {"type": "error", "error": error})[1])
+        else:
+            await response.write(fake_shapes.sse("error", {"type": "error", **error})[1])
 
     async def _azure(self, request: web.Request) -> web.StreamResponse:
         """Azure OpenAI: the deployment in the path names the model; api-version is required."""

@@ -279,7 +279,7 @@ async def _read_or_charge(
     """A 2xx answer's body; when it does not arrive whole, the call is charged and the client
     told so."""
     try:
-        return await relay.read_body(upstream, deadline)
+        return await relay.read_body(upstream, deadline, rt.policy.limits.max_answer_bytes)
     except UpstreamError as exc:
         raise await _charged(rt, sent, reservation, exc) from None
     except asyncio.CancelledError:
@@ -333,8 +333,9 @@ async def _given_up(rt: Runtime, sent: Sent, reservation: Reservation | None) ->
 
 
 async def _read_or_empty(upstream: aiohttp.ClientResponse, deadline: relay.Deadline) -> bytes:
+    """An error answer's body, at most provider_errors.MAX_ERROR_BODY bytes (b"" if more)."""
     try:
-        return await relay.read_body(upstream, deadline)
+        return await relay.read_body(upstream, deadline, provider_errors.MAX_ERROR_BODY)
     except UpstreamError as exc:
         log.warning("upstream body lost: %s", exc)
         return b""
@@ -409,7 +410,8 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
     except UpstreamError as exc:
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     try:
-        data = await relay.read_body(answer, relay.Deadline.after(timeouts, "stream_total"))
+        limit = rt.policy.limits.max_answer_bytes
+        data = await relay.read_body(answer, relay.Deadline.after(timeouts, "stream_total"), limit)
     except UpstreamError as exc:
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     finally:

@@ -18,7 +18,7 @@ take a fresh address for every guess.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -75,6 +75,23 @@ def counted_as(address: str, ipv6_prefix: int) -> str:
     if parsed.version == 4:
         return str(parsed)
     return str(ipaddress.ip_network(f"{parsed}/{ipv6_prefix}", strict=False))
+
+
+def connection_key(
+    trusted: Sequence[Network], ipv6_prefix: int, *, gateway: bool
+) -> Callable[[str], str | None]:
+    """What a connection from a peer address is counted under (listen.py's bound per client):
+    `counted_as`, or None, not counted: a trusted proxy, whose clients are known only per
+    request, and every peer of a sidecar (`gateway` False), whose one client, the app in its
+    pod, connects from loopback with all its concurrency."""
+
+    def key(peer: str) -> str | None:
+        parsed = _address(peer)
+        if not gateway or (parsed is not None and _trusted(parsed, trusted)):
+            return None
+        return counted_as(peer, ipv6_prefix)
+
+    return key
 
 
 def _trusted(address: Address, trusted: Sequence[Network]) -> bool:

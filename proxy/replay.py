@@ -38,7 +38,7 @@ from proxy.errors import (
     LedgerUnavailable,
     ServiceUnavailable,
 )
-from proxy.ledger.replays import Record, ReplayStore
+from proxy.ledger.replays import Record, ReplaysFull, ReplayStore
 from proxy.scopes import Scope, path_of
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,14 @@ async def begin(
     request_hash = _request_hash(request, scope, raw)
     try:
         held = await store.claim(scope.tenant, digest, Record(request_hash))
+    except ReplaysFull:
+        raise ServiceUnavailable(
+            "Calls in flight hold as many idempotency keys as this proxy keeps for them (this "
+            "tenant's, or every tenant's; memory:// store); nothing was forwarded or charged. "
+            "Retry once some have finished, or send fewer keyed calls at once.",
+            retry_after=1,
+            code="idempotency_store_full",
+        ) from None
     except LedgerUnavailable as exc:
         if not fail_open:
             raise ServiceUnavailable(

@@ -18,7 +18,7 @@ from types import FrameType
 
 from aiohttp import web
 
-from proxy import encodings, listen
+from proxy import encodings, listen, peers
 from proxy.admin.app import build_admin_app
 from proxy.app import build_app, build_metrics_app
 from proxy.logs import setup_logging
@@ -55,6 +55,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admin=None if args.admin_listen == "off" else parse_listen(args.admin_listen),
         metrics=None if args.metrics_listen is None else parse_listen(args.metrics_listen),
         max_connections=args.max_connections,
+        max_connections_per_peer=args.max_connections_per_peer,
+        keep_alive=args.keep_alive_timeout,
         reload_every=args.reload_every,
         drain_timeout=args.drain_timeout,
         require_noeviction=args.require_noeviction,
@@ -133,6 +135,10 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     runners = []
+    # Who a connection is counted under: the policy at start (as read_request).
+    peer_key = peers.connection_key(
+        policy.trusted_proxies, policy.client_ipv6_prefix, gateway=policy.identity == "api_key"
+    )
     for listener, address in listeners:
         # Request headers within read_request (read at start), and a bound on connections.
         runner = listen.runner(listener, policy.timeouts.read_request)
@@ -143,6 +149,9 @@ async def _serve(settings: Settings, policy: Policy) -> None:
             address[0],
             address[1],
             max_connections=settings.max_connections,
+            max_per_peer=settings.max_connections_per_peer,
+            keep_alive=settings.keep_alive,
+            peer_key=peer_key,
             reuse_port=settings.workers > 1,
         )
         await site.start()

@@ -10,7 +10,7 @@ from typing import Literal
 
 from proxy.errors import CyclesError
 from proxy.ledger.clients import check_url
-from proxy.listen import MAX_CONNECTIONS
+from proxy.listen import KEEP_ALIVE_S, MAX_CONNECTIONS, MAX_PER_PEER
 from proxy.policy.runtime import Policy
 
 
@@ -41,7 +41,12 @@ class Settings:
     them on its proxy port, a sidecar's is loopback only. None: no such listener (/metrics is
     then on the admin listener, and in sidecar mode on the proxy port)."""
     max_connections: int = MAX_CONNECTIONS
-    """Open connections each listener holds at most (listen.py); beyond, a new one gets 503."""
+    """Places each listener holds at most (listen.py): connections, and calls still running for
+    closed ones."""
+    max_connections_per_peer: int = MAX_PER_PEER
+    """Connections one client address holds at most on each listener (listen.py)."""
+    keep_alive: float = KEEP_ALIVE_S
+    """Seconds an idle keep-alive connection stays open after its last answer."""
     reload_every: float = 2.0
     """Seconds between checks of the policy's files for a change; 0: never reload."""
     drain_timeout: float = 30.0
@@ -77,6 +82,10 @@ def validate(settings: Settings, policy: Policy) -> None:
         raise SettingsError("--reload-every and --drain-timeout are seconds, 0 or more")
     if settings.max_connections < 1:
         raise SettingsError("--max-connections is a number of connections, 1 or more")
+    if settings.max_connections_per_peer < 1:
+        raise SettingsError("--max-connections-per-peer is a number of connections, 1 or more")
+    if not settings.keep_alive > 0:
+        raise SettingsError("--keep-alive-timeout is a number of seconds, more than 0")
     try:
         check_url(settings.store)
     except ValueError as exc:

@@ -55,6 +55,8 @@ SWEEPER = "tests/test_sweeper.py::"
 REPLAY = "tests/test_replay.py"
 ADMIN_INPUTS = "tests/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/test_provider_errors.py"
+STREAM_ERRORS = "tests/test_stream_errors.py"
+LISTEN = "tests/test_listen.py::"
 ROUTES = "tests/test_routes_and_faults.py"
 FIELDS = "tests/test_request_fields.py"
 CACHE = "tests/test_cache_writes.py::"
@@ -2048,8 +2050,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="provider-account-detail-kept",
         file="proxy/provider_errors.py",
-        old="if not isinstance(message, str) or not message or ACCOUNT_DETAIL.search(message):",
-        new="if not isinstance(message, str) or not message:",
+        old="""    if ACCOUNT_DETAIL.search(message):
+        return _said(status)""",
+        new="",
         tests=(PROVIDER_ERRORS,),
         removes="an error message naming the shared account is replaced",
     ),
@@ -2077,8 +2080,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="connections-unbounded",
         file="proxy/listen.py",
-        old="        if self.open < self.limit:",
-        new="        if True:",
+        old="        if self.open >= self.limit and not self._evict_idle():",
+        new="        if False:",
         tests=(
             "tests/test_listen.py"
             "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
@@ -2092,6 +2095,144 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="on_quit=partial(_quit, settings.workers),",
         tests=("tests/test_shutdown.py::test_a_gateway_has_no_quitquitquit",),
         removes="only a sidecar's app may stop the proxy with POST /quitquitquit",
+    ),
+    # -- the review of issue 14's bounds -----------------------------------------------------
+    Mutation(
+        name="stream-error-event-relayed-verbatim",
+        file="proxy/streaming.py",
+        old="""    if stream_errors.is_error(event, obj):
+        return obj
+""",
+        new="",
+        tests=(STREAM_ERRORS,),
+        removes="an error event in the middle of a stream is scrubbed before it is relayed",
+    ),
+    Mutation(
+        name="provider-message-kept-past-request-errors",
+        file="proxy/provider_errors.py",
+        old="    if status not in REQUEST_ERRORS or not isinstance(message, str) or not message:",
+        new="    if not isinstance(message, str) or not message:",
+        tests=(
+            f"{PROVIDER_ERRORS}::test_past_a_request_error_the_message_is_always_the_proxys_own",
+        ),
+        removes="a 401, 402, 403, 429 or 5xx from the provider gets the proxy's own message",
+    ),
+    Mutation(
+        name="provider-type-and-code-not-allow-listed",
+        file="proxy/provider_errors.py",
+        old="""    kind = _known(error.get("type"), KNOWN_TYPES)
+    code = _known(error.get("code"), KNOWN_CODES) or GENERIC_CODE""",
+        new="""    kind = _token(error.get("type"))
+    code = _token(error.get("code"))""",
+        tests=(
+            f"{PROVIDER_ERRORS}"
+            "::test_an_error_about_the_account_keeps_its_status_but_not_its_words_type_or_code",
+        ),
+        removes="only known error types and codes are relayed (insufficient_quota is not)",
+    ),
+    Mutation(
+        name="provider-param-not-checked-for-account",
+        file="proxy/provider_errors.py",
+        old="    return None if ACCOUNT_DETAIL.search(value) else value",
+        new="    return value",
+        tests=(f"{PROVIDER_ERRORS}::test_a_param_naming_the_account_is_left_out",),
+        removes="a param naming the shared account is left out",
+    ),
+    Mutation(
+        name="semicolon-unquoted-in-path-params",
+        file="proxy/relay.py",
+        old='''_PCHAR_SAFE = "!$&'()*+,=:@"''',
+        new='''_PCHAR_SAFE = "!$&'()*+,;=:@"''',
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="a `;` in a path parameter goes up quoted (`..%3B` never reaches it as `..;`)",
+    ),
+    Mutation(
+        name="upstream-url-requoted",
+        file="proxy/relay.py",
+        old="                URL(url, encoded=True),",
+        new="                url,",
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="the upstream URL goes as the proxy quoted it, not requoted by yarl",
+    ),
+    Mutation(
+        name="idle-connections-never-evicted",
+        file="proxy/listen.py",
+        old="        if self.open >= self.limit and not self._evict_idle():",
+        new="        if self.open >= self.limit:",
+        tests=(f"{LISTEN}test_idle_keep_alive_connections_give_their_place_to_a_new_client",),
+        removes="at the bound, the least recently active idle connection gives up its place",
+    ),
+    Mutation(
+        name="idle-keep-alive-kept-until-read-request",
+        file="proxy/connection.py",
+        old="        if quiet and self.idle() and self._transport is not None:",
+        new="        if False:",
+        tests=(
+            f"{LISTEN}test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout",
+        ),
+        removes="an idle keep-alive connection is closed after --keep-alive-timeout",
+    ),
+    Mutation(
+        name="connections-per-peer-unbounded",
+        file="proxy/connection.py",
+        old="        if key is not None and self._gate.peers[key] >= self._gate.limits.per_peer:",
+        new="        if False:",
+        tests=(f"{LISTEN}test_one_address_holds_at_most_its_share_of_connections",),
+        removes="one client address holds at most --max-connections-per-peer connections",
+    ),
+    Mutation(
+        name="trusted-proxy-counted-per-peer",
+        file="proxy/peers.py",
+        old="        if not gateway or (parsed is not None and _trusted(parsed, trusted)):",
+        new="        if not gateway:",
+        tests=(f"{LISTEN}test_one_address_holds_at_most_its_share_of_connections",),
+        removes="a trusted proxy's connections (and a sidecar's) are not bounded per address",
+    ),
+    Mutation(
+        name="place-freed-while-call-runs",
+        file="proxy/connection.py",
+        old="""        if not self._busy:
+            self._release()
+        self.handler.connection_lost(exc)""",
+        new="""        self._release()
+        self.handler.connection_lost(exc)""",
+        tests=(f"{LISTEN}test_calls_whose_clients_left_still_hold_their_place_until_they_end",),
+        removes="a closed connection's place is held until its running call ends",
+    ),
+    Mutation(
+        name="whole-answers-unbounded",
+        file="proxy/relay.py",
+        old="            return await _read_at_most(response, limit)",
+        new="            return await response.read()",
+        tests=(
+            f"{ROUTES}::test_a_whole_answer_larger_than_max_answer_bytes_is_502_and_charged",
+            f"{ROUTES}::test_a_passthrough_answer_larger_than_max_answer_bytes_is_502",
+        ),
+        removes="a whole answer is read up to limits.max_answer_bytes, beyond it 502 and charged",
+    ),
+    Mutation(
+        name="replay-answers-bounded-only-globally",
+        file="proxy/ledger/replays.py",
+        old="        for old in self._tenants.room_for(tenant, size):",
+        new="        for old in ():",
+        tests=(
+            f"{REPLAY}::test_one_tenants_answers_never_push_out_another_tenants_answer_or_claim",
+        ),
+        removes="memory:// idempotency answers are bounded per tenant: one pushes out only its own",
+    ),
+    Mutation(
+        name="replay-claims-unbounded",
+        file="proxy/ledger/replays.py",
+        old=(
+            "        if len(self._claims) >= self._max_claims"
+            " or self._claimed[tenant] >= self._tenant_claims:"
+        ),
+        new="        if False:",
+        tests=(
+            f"{REPLAY}::test_claims_are_never_dropped_and_a_key_past_the_bound_is_refused",
+            f"{REPLAY}::test_a_key_past_the_tenants_claims_is_503_and_reserves_nothing",
+        ),
+        removes="memory:// claims are bounded (a new key refused with 503), never dropped",
     ),
 )
 

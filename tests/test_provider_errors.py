@@ -136,41 +136,108 @@ async def test_an_error_about_the_call_itself_is_relayed_as_the_provider_wrote_i
 
 
 @pytest.mark.parametrize(
-    "error",
+    ("status", "error", "kept"),
     [
-        {
-            "message": "You exceeded your current quota, please check your plan and billing "
-            "details.",
-            "type": "insufficient_quota",
-            "param": None,
-            "code": "insufficient_quota",
-        },
-        {
-            "message": "Incorrect API key provided: sk-fake-u*****************6789. You can find "
-            "your API key at https://platform.openai.com/account/api-keys.",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "invalid_api_key",
-        },
-        {
-            "message": "Your organization org-abc123 must be verified to use the model `o3`.",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": None,
-        },
-        {
-            "message": "Project proj_AbC123 does not have access to model `gpt-4o`",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "model_not_found",
-        },
+        (
+            429,
+            {
+                "message": "You exceeded your current quota, please check your plan and billing "
+                "details.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            },
+            ("invalid_request_error", "provider_error"),
+        ),
+        (
+            401,
+            {
+                "message": "Incorrect API key provided: sk-fake-u*****************6789. You can "
+                "find your API key at https://platform.openai.com/account/api-keys.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            },
+            ("invalid_request_error", "provider_error"),
+        ),
+        (
+            403,
+            {
+                "message": "Your organization org-abc123 must be verified to use the model `o3`.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            },
+            ("invalid_request_error", "provider_error"),
+        ),
+        (
+            404,
+            {
+                "message": "Project proj_AbC123 does not have access to model `gpt-4o`",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "model_not_found",
+            },
+            ("invalid_request_error", "model_not_found"),
+        ),
+        (
+            402,
+            {
+                "message": "This request requires more credits, or fewer max_tokens. You "
+                "requested up to 4096 tokens, but can only afford 1234. To increase, visit "
+                "https://openrouter.ai/settings/credits",
+                "code": 402,
+            },
+            ("invalid_request_error", "provider_error"),
+        ),
+        (
+            400,
+            {
+                "message": "You've reached the monthly spend limit of $120.00 for this account.",
+                "type": "invalid_request_error",
+            },
+            ("invalid_request_error", "provider_error"),
+        ),
+        (
+            400,
+            {
+                "message": "This key is associated with a deactivated account.",
+                "type": "invalid_request_error",
+                "code": "account_deactivated",
+            },
+            ("invalid_request_error", "provider_error"),
+        ),
+        (
+            400,
+            {
+                "message": "Insufficient Balance",
+                "type": "unknown_error",
+                "code": "invalid_request_error",
+            },
+            ("invalid_request_error", "provider_error"),
+        ),
     ],
-    ids=["quota", "provider key", "organization", "project"],
+    ids=[
+        "quota",
+        "provider key",
+        "organization",
+        "project",
+        "credit left",
+        "spend limit",
+        "deactivated",
+        "balance",
+    ],
 )
-async def test_an_error_about_the_account_keeps_its_status_and_code_but_not_its_words(
-    tmp_path: Path, error: dict[str, Any], caplog: pytest.LogCaptureFixture
+async def test_an_error_about_the_account_keeps_its_status_but_not_its_words_type_or_code(
+    tmp_path: Path,
+    status: int,
+    error: dict[str, Any],
+    kept: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fake = FakeUpstream(FakeSettings(fail_status=403, fail_error=error))
+    """Only a known type and code are relayed (an account's state, `insufficient_quota`, is
+    not); a message only for an error about the request, and only without account detail."""
+    fake = FakeUpstream(FakeSettings(fail_status=status, fail_error=error))
     caplog.set_level(logging.INFO)
     async with (
         local_stack(shapes_policy(tmp_path), fake=fake) as stack,
@@ -178,13 +245,103 @@ async def test_an_error_about_the_account_keeps_its_status_and_code_but_not_its_
     ):
         url = stack.url + "/v1/chat/completions"
         async with session.post(url, json=chat(max_tokens=5), headers=HEADERS) as r:
-            assert r.status == 403
-            relayed = (await r.json())["error"]
-    assert relayed["code"] == error["code"] and relayed["type"] == error["type"]
+            assert r.status == status
+            text = await r.text()
+        row = await line(stack.ledger, "alpha", "tenant")
+    relayed = orjson.loads(text)["error"]
+    assert (relayed["type"], relayed["code"]) == kept
     assert relayed["message"] != error["message"] and "provider" in relayed["message"]
-    for word in ("billing", "sk-fake", "org-abc123", "proj_AbC123", "api-keys"):
-        assert word not in relayed["message"]
+    assert relayed["param"] is None
+    for word in ACCOUNT_STATE_WORDS:
+        assert word not in text, text
     assert error["message"][:40] in caplog.text
+    assert (row.spent, row.reserved) == (0, 0)
+
+
+async def test_a_param_naming_the_account_is_left_out(tmp_path: Path) -> None:
+    error = {
+        "message": "Invalid value for 'temperature'.",
+        "type": "invalid_request_error",
+        "param": "org-abc123",
+        "code": "invalid_value",
+    }
+    fake = FakeUpstream(FakeSettings(fail_status=400, fail_error=error))
+    async with (
+        local_stack(shapes_policy(tmp_path), fake=fake) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        url = stack.url + "/v1/chat/completions"
+        async with session.post(url, json=chat(max_tokens=5), headers=HEADERS) as r:
+            assert r.status == 400
+            relayed = (await r.json())["error"]
+    assert relayed == {**error, "param": None}
+
+
+ACCOUNT_STATE_WORDS = (
+    "billing",
+    "sk-fake",
+    "org-abc123",
+    "proj_AbC123",
+    "api-keys",
+    "quota",
+    "afford",
+    "1234",
+    "spend limit",
+    "$120",
+    "deactivated",
+    "Balance",
+    "credits",
+)
+
+
+@pytest.mark.parametrize("status", [401, 402, 403, 429, 500, 503])
+async def test_past_a_request_error_the_message_is_always_the_proxys_own(
+    tmp_path: Path, status: int
+) -> None:
+    """401, 402, 403, 429 and 5xx say something about the account or the provider, whatever
+    their words: the tenant reads the class of problem in the proxy's words."""
+    error = {"message": "Please slow down.", "type": "invalid_request_error", "code": None}
+    fake = FakeUpstream(FakeSettings(fail_status=status, fail_error=error))
+    async with (
+        local_stack(shapes_policy(tmp_path), fake=fake) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        url = stack.url + "/v1/chat/completions"
+        async with session.post(url, json=chat(max_tokens=5), headers=HEADERS) as r:
+            assert r.status == status
+            relayed = (await r.json())["error"]
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert "slow down" not in relayed["message"]
+    assert "provider" in relayed["message"] and str(status) in relayed["message"]
+    assert (row.spent, row.reserved) == (0, 0)
+
+
+async def test_anthropics_spend_cap_is_not_relayed_to_the_tenant(tmp_path: Path) -> None:
+    """Anthropic answers a reached spend cap 400 invalid_request_error: the tenant gets the
+    400 and its type through the anthropic SDK, not the cap or when it lifts."""
+    cap = {
+        "type": "invalid_request_error",
+        "message": "You have reached your specified API usage limits. You will regain access "
+        "on 2025-11-01 at 00:00 UTC.",
+    }
+    fake = FakeUpstream(FakeSettings(fail_status=400, fail_error=cap))
+    async with local_stack(shapes_policy(tmp_path), fake=fake) as stack:
+        sdk = anthropic.AsyncAnthropic(
+            base_url=stack.url, api_key="unused", default_headers=HEADERS, max_retries=0
+        )
+        async with sdk:
+            with pytest.raises(anthropic.BadRequestError) as raised:
+                await sdk.messages.create(
+                    model="claude-sonnet-4",
+                    max_tokens=20,
+                    messages=[{"role": "user", "content": "hi"}],
+                )
+        row = await line(stack.ledger, "alpha", "tenant")
+    text = raised.value.response.text
+    assert "usage limits" not in text and "regain access" not in text and "2025" not in text
+    body = raised.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
+    assert (row.spent, row.reserved) == (0, 0)
 
 
 async def test_an_error_page_that_is_not_json_becomes_a_json_error(tmp_path: Path) -> None:

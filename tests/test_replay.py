@@ -397,3 +397,69 @@ async def test_an_answer_dropped_from_the_memory_store_runs_and_is_charged_again
         row = await line(stack.ledger, "alpha", "tenant")
     assert stack.fake.calls == 6
     assert (row.spent, row.reserved) == (6 * one_call(10), 0)
+
+
+async def test_one_tenants_answers_never_push_out_another_tenants_answer_or_claim() -> None:
+    """The memory store's bound was global: one tenant's 33 answers of 1 MiB dropped every
+    other tenant's answers and its calls' claims (a retry then ran, and was charged, again).
+    Each tenant's answers now push out only its own, and a claim is never dropped."""
+    store = replays.MemoryReplays()
+    done = replays.Record("h1", 200, (), b'{"ok":1}')
+    assert await store.claim("alpha", "k-done", replays.Record("h1")) is None
+    await store.keep("alpha", "k-done", done)
+    assert await store.claim("alpha", "k-running", replays.Record("h2")) is None
+    big = b"x" * (replay.MAX_STORED_BYTES - 4096)
+    for i in range(33):
+        assert await store.claim("mallory", f"m{i}", replays.Record("hm")) is None
+        await store.keep("mallory", f"m{i}", replays.Record("hm", 200, (), big))
+    assert await store.claim("alpha", "k-done", replays.Record("h1")) == done
+    assert await store.claim("alpha", "k-running", replays.Record("h2")) == replays.Record("h2")
+    assert await store.claim("mallory", "m32", replays.Record("hm")) is not None
+    assert await store.claim("mallory", "m0", replays.Record("hm")) is None  # its own: dropped
+    assert store.bytes <= replays.TENANT_BYTES + 4096
+
+
+async def test_claims_are_never_dropped_and_a_key_past_the_bound_is_refused() -> None:
+    """Claims (calls in flight) beyond the bound are not made room for by dropping another
+    call's claim: the new key is refused, per tenant and in all."""
+    store = replays.MemoryReplays(max_entries=2, max_claims=3, tenant_claims=2)
+    for i in range(2):
+        assert await store.claim("alpha", f"a{i}", replays.Record("h")) is None
+    with pytest.raises(replays.ReplaysFull):
+        await store.claim("alpha", "a2", replays.Record("h"))
+    assert await store.claim("beta", "b0", replays.Record("h")) is None
+    with pytest.raises(replays.ReplaysFull):
+        await store.claim("gamma", "g0", replays.Record("h"))
+    for i in range(3):  # answers past the answers' bound drop answers, never claims
+        await store.claim("beta", "b0", replays.Record("h"))
+        await store.keep("beta", f"b{i}", replays.Record("h", 200, (), b"{}"))
+    for i in range(2):
+        assert await store.claim("alpha", f"a{i}", replays.Record("h")) == replays.Record("h")
+    await store.release("alpha", "a0")
+    assert await store.claim("alpha", "a2", replays.Record("h")) is None
+
+
+async def test_a_key_past_the_tenants_claims_is_503_and_reserves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With its calls in flight holding every claim the memory store keeps for the tenant, a
+    call with a new key is 503 `idempotency_store_full` before anything is reserved or sent;
+    once the call in flight ends, the key is served."""
+    monkeypatch.setattr(replays, "TENANT_CLAIMS", 1)
+    fake = FakeUpstream(FakeSettings(latency=1.0))
+    async with local_stack(policy(tmp_path, BUDGETS), fake=fake) as stack, sdk(stack) as client:
+        first = asyncio.ensure_future(create(client, "k-1"))
+        await eventually(lambda: fake.in_flight == 1, "the first call reaching the provider")
+        before = await line(stack.ledger, "alpha", "tenant")
+        with pytest.raises(openai.InternalServerError) as refused:
+            await create(client, "k-2")
+        assert await line(stack.ledger, "alpha", "tenant") == before
+        assert fake.calls == 1
+        await first
+        await create(client, "k-2")
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert refused.value.status_code == 503
+    body = refused.value.body
+    assert isinstance(body, dict) and body["code"] == "idempotency_store_full"
+    assert fake.calls == 2
+    assert (row.spent, row.reserved) == (2 * one_call(10), 0)

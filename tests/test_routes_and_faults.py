@@ -95,6 +95,8 @@ async def test_passthrough_paths_are_forwarded_only_when_listed(tmp_path: Path) 
         "/v1/models/caf%C3%A9",
         "/v1/models/50%25",
         "/v1/models?after=a%23b%26limit%3D1",
+        "/v1/models/..%3B",
+        "/v1/models/x%3Bjsessionid=1",
     ],
 )
 async def test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it(
@@ -281,3 +283,44 @@ def test_upstream_timeouts_are_read_from_the_policy(tmp_path: Path) -> None:
     loaded = load_policy(path)
     assert loaded.upstreams["openai"].timeouts == dataclasses.replace(pol.timeouts, first_byte=7)
     assert pol.upstreams["openai"].timeouts is None
+
+
+def with_answer_limit(pol: Policy, limit: int) -> Policy:
+    return dataclasses.replace(pol, limits=dataclasses.replace(pol.limits, max_answer_bytes=limit))
+
+
+async def test_a_whole_answer_larger_than_max_answer_bytes_is_502_and_charged(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A whole answer was read into memory however large. Beyond limits.max_answer_bytes the
+    call is 502, and, having reached the provider, charged its reservation (never less than
+    the provider billed); a smaller one is served as usual."""
+    pol = with_answer_limit(policy(tmp_path, "tenant: {limit: 50, period: month}"), 2000)
+    fake = FakeUpstream(FakeSettings(completion_fraction=1.0))
+    async with local_stack(pol, store=store_url, fake=fake) as stack:
+        async with aiohttp.ClientSession(headers=TENANT) as session:
+            async with session.post(
+                f"{stack.url}/v1/chat/completions", json=chat(max_tokens=5)
+            ) as r:
+                assert r.status == 200, await r.text()
+            small = await line(stack.ledger, "alpha", "tenant")
+            async with session.post(
+                f"{stack.url}/v1/chat/completions", json=chat(max_tokens=1000)
+            ) as r:
+                assert r.status == 502
+                error = (await r.json())["error"]
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert "limits.max_answer_bytes" in error["message"] and "charged" in error["message"]
+    assert row.reserved == 0
+    assert row.spent - small.spent >= mini_cost(chat_prompt_tokens(chat()), 1000)
+    assert len(fake.billed) == 2
+
+
+async def test_a_passthrough_answer_larger_than_max_answer_bytes_is_502(tmp_path: Path) -> None:
+    pol = with_answer_limit(policy(tmp_path, "tenant: {limit: 50, period: month}"), 20)
+    async with local_stack(pol) as stack, aiohttp.ClientSession(headers=TENANT) as session:
+        async with session.get(f"{stack.url}/v1/models") as r:
+            assert r.status == 502
+            error = (await r.json())["error"]
+        assert await stack.ledger.balances("alpha") == []
+    assert "limits.max_answer_bytes" in error["message"]

@@ -297,7 +297,8 @@ def _operations(policy: Policy) -> list[str]:
         f"drain_after_disconnect {t.drain_after_disconnect:g}, "
         f"non_stream_answer {t.non_stream_answer:g}",
         f"Body limits (bytes): {limits.max_body_bytes}{overrides}; tokenized up to "
-        f"{limits.tokenize_max_bytes}, byte-count bound above",
+        f"{limits.tokenize_max_bytes}, byte-count bound above; whole answers up to "
+        f"{limits.max_answer_bytes}",
         f"Reservations (s): cap {r.cap_ms // 1000}, tombstone {r.tombstone_ms // 1000}, run idle "
         f"{r.run_idle_ms // 1000}, period grace {r.period_grace_ms // 1000}; "
         f"on expiry: {r.on_expiry}",

@@ -378,6 +378,10 @@ class Limits:
     """Prompt tokens of an image whose size is unknown; the default is the tile rule's worst
     case (estimate.IMAGE_TOKENS), so the reservation stays an upper bound."""
 
+    max_answer_bytes: int = 64 * 1024 * 1024
+    """A whole answer from the provider (not a stream) is read into memory up to this many
+    bytes; a larger one is 502 (and a budgeted call charged: it was delivered)."""
+
     def body_limit(self, path: str) -> int:
         return self.route_body_bytes.get(path, self.max_body_bytes)
 

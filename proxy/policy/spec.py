@@ -402,6 +402,7 @@ class LimitsSpec(_Spec):
     max_body_bytes: Bytes | None = None
     route_body_bytes: dict[Annotated[str, AfterValidator(_check_route_path)], Bytes] | None = None
     tokenize_max_bytes: Bytes | None = None
+    max_answer_bytes: Bytes | None = None
     image_tokens_default: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     """Prompt tokens of an image whose size cannot be read (a URL, an unknown format)."""
 
