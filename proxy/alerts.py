@@ -5,7 +5,8 @@ The store decides, inside the commit's own atomic step, which thresholds were cr
 (commit.lua; no extra round trip), so two instances never both fire. The sweeper's charge for
 an expired reservation is checked the same way inside its sweep step (ExpiryNotifier). Here each
 crossing is written as one JSON log line (`"event": "alert"`) and POSTed to every webhook in a
-background task, retried with exponential backoff; the response never waits for it.
+background task, retried with exponential backoff; the response never waits for it. At most
+MAX_PENDING deliveries are in flight; an alert beyond them is only logged.
 
 A webhook receives `{"type": "budget.threshold", "id", "tenant", "level", "value", "unit",
 "period", "threshold": "80%", "limit", "spent", "at_ms"}` (amounts in the line's integer unit:
@@ -46,7 +47,7 @@ from proxy.ledger.base import (
 )
 from proxy.policy.runtime import Webhook
 from proxy.policy.units import percent
-from proxy.tasks import spawn
+from proxy.tasks import running, spawn
 
 log = logging.getLogger("cycles.alerts")
 
@@ -54,6 +55,10 @@ ATTEMPTS = 5
 RETRY_DELAY_S = 0.5
 """Before the second attempt; doubled before each later one."""
 TIMEOUT_S = 10.0
+MAX_PENDING = 1000
+"""Webhook deliveries in flight at most; an alert beyond them is logged, not sent."""
+DELIVERY = "alert "
+"""The name of a delivery's task starts with this."""
 SIGNATURE = "X-Cycles-Signature"
 TIMESTAMP = "X-Cycles-Timestamp"
 
@@ -101,7 +106,21 @@ def fire(rt: Runtime, event: dict[str, object]) -> None:
         rt.metrics.alerts.labels(str(event["type"])).inc()
     body = orjson.dumps(event)
     for hook in rt.policy.alerts.webhooks:
-        spawn(deliver(hook, body), name=f"alert {event['id']}")
+        if _pending() >= MAX_PENDING:
+            log.error(
+                "alert %s not sent to %s: %d deliveries are still pending (slow or failing "
+                "webhooks); it is only in this log",
+                event["id"],
+                hook.url,
+                MAX_PENDING,
+            )
+            continue
+        spawn(deliver(hook, body), name=f"{DELIVERY}{event['id']}")
+
+
+def _pending() -> int:
+    """Deliveries in flight (each retries for up to a minute)."""
+    return sum(1 for task in running() if task.get_name().startswith(DELIVERY))
 
 
 def first_deny(rt: Runtime, result: ReserveResult, tenant: str) -> None:

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy import alerts, handlers, observe, relay, tasks
+from proxy import alerts, handlers, observe, relay, scrape, tasks
 from proxy.actions.routes import add_routes as add_action_routes
 from proxy.call import ENDPOINTS
 from proxy.context import RUNTIME, Runtime
@@ -147,7 +147,11 @@ def build_app(
         app.router.add_post(path, handlers.budgeted)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", observe.readyz)
-    app.router.add_get("/metrics", observe.metrics_endpoint)
+    if policy.identity == "header":
+        # Metrics name tenants and their spend. A sidecar's port is loopback only, for the app
+        # its pod trusts already; a gateway's is every tenant's, so there they are served only
+        # on the admin listener or --metrics-listen (identity cannot change on a reload).
+        app.router.add_get("/metrics", observe.metrics_endpoint)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/v1/models/{model}", handlers.models)
     if on_quit is not None:
@@ -157,10 +161,15 @@ def build_app(
     return app
 
 
-def build_metrics_app(proxy: web.Application) -> web.Application:
+def build_metrics_app(
+    proxy: web.Application, tokens: tuple[str, ...] | None = None
+) -> web.Application:
     """A listener with only /metrics (the proxy app's registry) and /healthz: for Prometheus,
-    when the proxy port itself is loopback only (a sidecar)."""
-    app = web.Application()
+    on an address callers cannot reach (a gateway), or when the proxy port itself is loopback
+    only (a sidecar). With `tokens` (default: $CYCLES_METRICS_TOKEN), /metrics only for a bearer
+    of one of them (scrape.py)."""
+    tokens = scrape.tokens_from_env() if tokens is None else tokens
+    app = web.Application(middlewares=[errors, *([scrape.middleware(tokens)] if tokens else [])])
     app[observe.METRICS] = proxy[observe.METRICS]
     app.router.add_get("/metrics", observe.metrics_endpoint)
     app.router.add_get("/healthz", handlers.healthz)
@@ -222,6 +231,8 @@ async def _resources(
     unseeded = None if await _seed(store_side, policy) else policy
     background = []
     if sweep_every is not None:
+        beat = _heartbeat_forever(the_ledger, sweep_every)
+        background.append(tasks.spawn(beat, name="heartbeat"))
         sweeper = _sweep_forever(the_ledger, sweep_every, unseeded, app[observe.METRICS])
         background.append(tasks.spawn(sweeper, name="sweeper"))
     # Unbudgeted calls' charges (fail_mode: open), written once the ledger is back (spill.py).
@@ -287,16 +298,27 @@ async def _seed(store: TenantStore, policy: Policy) -> bool:
     return True
 
 
+async def _heartbeat_forever(ledger: Ledger, every: float) -> None:
+    """Tell other instances this one is alive, every `every` seconds, whatever the sweeper is
+    doing: a task of its own, so no work of this instance can make it look dead."""
+    while True:
+        try:
+            await ledger.heartbeat()
+        except LedgerError as exc:
+            log.warning("heartbeat: ledger unavailable (%s)", exc)
+        await asyncio.sleep(every)
+
+
 async def _sweep_forever(
     ledger: Ledger, every: float, unseeded: Policy | None, metrics: Metrics | None = None
 ) -> None:
-    """Heartbeat, then resolve overdue reservations (ours past the cap, dead instances' at once);
-    seed the policy's tenants if the store was unreachable at start."""
+    """Resolve overdue reservations (ours past the cap, dead instances' at once), one pass
+    every `every` seconds; seed the policy's tenants if the store was unreachable at start."""
     while True:
         if unseeded is not None and await _seed(cast(TenantStore, ledger), unseeded):
             unseeded = None
+        errors = ledger.sweep_errors
         try:
-            await ledger.heartbeat()
             resolved = await observe.ledger_op(metrics, "sweep", ledger.sweep_all())
             if metrics is not None:
                 metrics.sweeper_reclaims.inc(resolved)
@@ -304,6 +326,8 @@ async def _sweep_forever(
                 log.info("sweeper resolved %d overdue reservations", resolved)
         except LedgerError as exc:
             log.warning("sweeper: ledger unavailable (%s)", exc)
+        if metrics is not None:
+            metrics.sweeper_tenant_errors.inc(ledger.sweep_errors - errors)
         await asyncio.sleep(every)
 
 

@@ -23,8 +23,9 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
 - **Stored prompts**: a Responses `prompt` (by id) may bring hosted tools the request does not
   show, so it reserves every hosted tool the model prices, pooled under `max_tool_calls`.
 - **Documents**: chat `file` parts, Responses `input_file` parts and a stored `prompt`, Anthropic
-  `document` blocks that are not inline text. Their JSON (a file id, a URL) says nothing of what
-  the provider bills, so each reserves the model's `documents` tokens.
+  `document` blocks that are not inline text, at any depth (inside a tool result or a web fetch
+  result too). Their JSON (a file id, a URL) says nothing of what the provider bills, so each
+  reserves the model's `documents` tokens.
 - **Long context**: an `anthropic-beta: context-1m-…` header lets a prompt pass 200K tokens at
   the model's long-context prices, which must be priced.
 - **Audio output**: chat `modalities` with "audio", or an `audio` parameter, needs the model's
@@ -32,7 +33,12 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
 - **Chat web search**: `web_search_options` is refused on any model: its per-search fee is not
   modelled (the Responses `web_search` tool is).
 - **Tool prompt**: a call that sends tools reserves the model's `tool_prompt_tokens` (Claude's
-  tool-use system prompt).
+  tool-use system prompt), once.
+- **Client tools**: each Anthropic client tool (bash_*, text_editor_*, computer_*, memory_*)
+  adds prompt tokens its JSON does not show (its schema, computer use's own system prompt):
+  the model's `client_tool_tokens` for its type, reserved per tool; a type not listed is refused.
+- **Cache writes**: Anthropic `cache_control` breakpoints (caching.py) need the model's
+  `cache_write`; the prompt is reserved at the longest TTL's write price.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy import caching
 from proxy.errors import BadRequest
 from proxy.policy.runtime import STANDARD_TIERS, ModelPrice
+from proxy.shapes import blocks
 
 AUTO = "auto"
 FREE_RESPONSES_TOOLS = frozenset(
@@ -53,13 +61,17 @@ FREE_RESPONSES_TOOLS = frozenset(
 )
 """Responses tool types (and `<type>_call` output items) billed by tokens alone: the client's
 own functions, MCP servers, and tools the client runs (computer use, shell, patches)."""
-FREE_ANTHROPIC_TOOLS = frozenset({"custom", "bash", "text_editor", "computer", "memory"})
-"""Anthropic tool types that run on the client and are billed by tokens alone."""
+CLIENT_ANTHROPIC_TOOLS = frozenset({"bash", "text_editor", "computer", "memory"})
+"""Anthropic-defined tools that run on the client, billed by tokens alone: their JSON, and the
+prompt tokens each type adds (the model's `client_tool_tokens`; a type it does not list is
+refused). `custom` (and an untyped tool) is the client's own, billed by its JSON."""
 BOUNDED_BY_MAX_USES = frozenset({"web_search", "web_fetch"})
 """Anthropic server tools that take `max_uses`."""
 PER_CONTAINER = "code_interpreter"
 """Billed per container, not per call: one is reserved per call that enables it."""
 LONG_CONTEXT_BETA = "context-1m"
+INLINE = ("text", "content")
+"""Anthropic document sources counted as the text they hold."""
 _ANTHROPIC_DATE = re.compile(r"_\d{8}$")
 _OPENAI_DATE = re.compile(r"_\d{4}_\d{2}_\d{2}$")
 
@@ -84,11 +96,19 @@ class Billables:
     """The beta header that enables long-context prices, if sent."""
     tools: bool = False
     """The request sends tool definitions."""
+    client_tools: tuple[str, ...] = ()
+    """The types of the Anthropic client tools sent (`bash_20250124`, ...)."""
+    tool_types: Mapping[str, str] = field(default_factory=dict)
+    """The type each Anthropic server tool was sent as (`web_search` → `web_search_20250305`)."""
     stored_prompt: bool = False
     """A stored Responses prompt is used, which may bring hosted tools of its own: every one
     the model prices is reserved, as if enabled."""
     audio_output: str | None = None
     """The parameter that asks for audio output (chat `modalities` or `audio`), if any."""
+    cache_ttl: str | None = None
+    """The longest cache TTL a `cache_control` breakpoint asks for (CACHE_TTLS), if any."""
+    cache_at: str = ""
+    """Where the first `cache_control` breakpoint is, e.g. `system[0].cache_control`."""
     limits: Mapping[str, Any] = field(default_factory=dict)
     """Body changes that bound hosted tool calls, written with bound: hard."""
 
@@ -130,12 +150,23 @@ def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest |
         )
     for tool in (*billables.pooled, *(name for name, _ in billables.own)):
         if tool not in price.tool_calls:
+            kind = billables.tool_types.get(tool, tool)
+            sent = "" if kind == tool else f" (type {kind!r})"
             return _unpriced(
-                f"Model {model!r} has no price for the hosted tool {tool!r}, whose calls are "
+                f"Model {model!r} has no price for the hosted tool {tool!r}{sent}, whose calls are "
                 f"billed apart. Remove it from 'tools', or ask the operator to add "
                 f"`tool_calls: {{{tool}: <USD per call>}}` to {where}.",
                 "tools",
             )
+    unknown = [kind for kind in billables.client_tools if kind not in price.client_tool_tokens]
+    if unknown:
+        return _unpriced(
+            f"Model {model!r} has no price for the client tool type {unknown[0]!r}, whose "
+            "definition adds prompt tokens its JSON does not show. Use a tool version the "
+            f"operator lists, or ask the operator to add `client_tool_tokens: {{{unknown[0]}: "
+            f"<tokens>}}` to {where}.",
+            "tools",
+        )
     if billables.documents and price.document_tokens is None:
         at = billables.documents[0]
         return _unpriced(
@@ -150,6 +181,13 @@ def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest |
             f"Leave out '{billables.audio_output}' (ask for text only), or ask the operator to "
             f"add `audio_output: <USD per 1M tokens>` to {where}.",
             billables.audio_output,
+        )
+    if billables.cache_ttl is not None and price.cache_write is None:
+        return _unpriced(
+            f"Model {model!r} has no price for cache writes, which '{billables.cache_at}' asks "
+            "for. Leave out cache_control, or ask the operator to add `cache_write: <USD per 1M "
+            f"tokens>` (and, for one-hour caches, `cache_write_1h`) to {where}.",
+            billables.cache_at,
         )
     if billables.long_context is not None and price.long_context is None:
         return _unpriced(
@@ -195,52 +233,21 @@ def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, in
         extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)
     extra += len(billables.documents) * (price.document_tokens or 0)
     extra += price.tool_prompt_tokens if billables.tools else 0
-    tiered = dataclasses.replace(price, tier=_reserved_tier(price, billables.tier))
+    extra += sum(price.client_tool_tokens.get(kind, 0) for kind in billables.client_tools)
+    tier = _reserved_tier(price, billables.tier)
+    tiered = dataclasses.replace(price, tier=tier, cache_ttl=billables.cache_ttl)
     return tiered, extra, tuple(calls)
-
-
-def responses_tool_calls(output: Any) -> ToolCalls:
-    """Hosted tool calls in a response's `output` items (`web_search_call`, ...), by tool;
-    code_interpreter counts its distinct containers."""
-    counts: dict[str, int] = {}
-    containers: set[object] = set()
-    for item in output if isinstance(output, list) else ():
-        kind = item.get("type") if isinstance(item, dict) else None
-        if not isinstance(kind, str) or not kind.endswith("_call"):
-            continue
-        tool = _responses_tool(kind.removesuffix("_call"))
-        if tool == PER_CONTAINER:
-            container = item.get("container_id")
-            if container is not None and container in containers:
-                continue
-            containers.add(container if container is not None else object())
-        if tool is not None:
-            counts[tool] = counts.get(tool, 0) + 1
-    return tuple(sorted(counts.items()))
-
-
-def anthropic_tool_calls(server_tool_use: Any) -> ToolCalls:
-    """Server tool calls in an Anthropic usage's `server_tool_use` (`web_search_requests`...)."""
-    if not isinstance(server_tool_use, dict):
-        return ()
-    return tuple(
-        sorted(
-            (name.removesuffix("_requests"), n)
-            for name, n in server_tool_use.items()
-            if name.endswith("_requests") and _count(n) and n > 0
-        )
-    )
 
 
 # -- reading requests ----------------------------------------------------------------------------
 
 
 def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
-    hosted = [tool for kind in _tool_types(body) if (tool := _responses_tool(kind)) is not None]
+    hosted = [tool for kind in _tool_types(body) if (tool := responses_tool(kind)) is not None]
     pooled = tuple(dict.fromkeys(hosted))
     own = ((PER_CONTAINER, 1),) if PER_CONTAINER in hosted else ()
     asked = body.get("max_tool_calls")
-    if asked is not None and not _count(asked):
+    if asked is not None and not is_count(asked):
         raise BadRequest(
             "'max_tool_calls' must be a non-negative integer: the most built-in tool calls the "
             "response may make",
@@ -267,10 +274,12 @@ def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int)
     tools = body.get("tools")
     own: list[tuple[str, int]] = []
     written: list[Any] = []
-    for index, tool in enumerate(tools if isinstance(tools, list) else ()):
+    types: dict[str, str] = {}
+    listed = tools if isinstance(tools, list) else []
+    for index, tool in enumerate(listed):
         name = _anthropic_tool(tool)
         uses = tool.get("max_uses") if name is not None else None
-        if uses is not None and not (_count(uses) and uses > 0):
+        if uses is not None and not (is_count(uses) and uses > 0):
             raise BadRequest(
                 f"tools[{index}].max_uses must be a positive integer", param=f"tools[{index}]"
             )
@@ -278,15 +287,21 @@ def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int)
         written.append({**tool, "max_uses": default_calls} if bounded else tool)
         if name is not None:
             own.append((name, default_calls if uses is None else uses))
+            types[name] = tool["type"]
     unbounded = any(w is not t for w, t in zip(written, tools or (), strict=False))
     beta = next((b for b in betas if b.startswith(LONG_CONTEXT_BETA)), None)
+    ttl, at = caching.longest_ttl(body)
     return Billables(
         tier=_tier(body),
         own=tuple(own),
-        documents=_parts(body.get("messages"), "messages", "content", _anthropic_document),
+        documents=_anthropic_documents(body.get("messages")),
         long_context=beta,
         tools=_has_tools(body),
+        client_tools=tuple(kind for tool in listed if (kind := _client_tool(tool)) is not None),
+        tool_types=types,
         limits={"tools": written} if unbounded else {},
+        cache_ttl=ttl,
+        cache_at=at,
     )
 
 
@@ -318,7 +333,7 @@ def _tool_types(body: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _responses_tool(kind: str) -> str | None:
+def responses_tool(kind: str) -> str | None:
     """The tool a Responses tool type (or `<type>_call` item) is priced as; None if free."""
     name = _OPENAI_DATE.sub("", kind).removesuffix("_preview")
     return None if name in FREE_RESPONSES_TOOLS or kind in FREE_RESPONSES_TOOLS else name
@@ -327,10 +342,18 @@ def _responses_tool(kind: str) -> str | None:
 def _anthropic_tool(tool: Any) -> str | None:
     """The server tool an Anthropic tool definition is priced as; None for client tools."""
     kind = tool.get("type") if isinstance(tool, dict) else None
-    if not isinstance(kind, str):
+    if not isinstance(kind, str) or kind == "custom":
         return None
     name = _ANTHROPIC_DATE.sub("", kind)
-    return None if name in FREE_ANTHROPIC_TOOLS else name
+    return None if name in CLIENT_ANTHROPIC_TOOLS else name
+
+
+def _client_tool(tool: Any) -> str | None:
+    """The type of an Anthropic client tool definition (`bash_20250124`); None for others."""
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if not isinstance(kind, str) or _ANTHROPIC_DATE.sub("", kind) not in CLIENT_ANTHROPIC_TOOLS:
+        return None
+    return kind
 
 
 def _has_tools(body: Mapping[str, Any]) -> bool:
@@ -372,15 +395,18 @@ def _responses_document(part: Any) -> bool:
     return isinstance(part, dict) and part.get("type") == "input_file"
 
 
-def _anthropic_document(block: Any) -> bool:
-    if not isinstance(block, dict) or block.get("type") != "document":
-        return False
-    source = block.get("source")
-    # Inline text (or content blocks) is counted like any text; a PDF, a URL or a file id is not.
-    return not (isinstance(source, dict) and source.get("type") in ("text", "content"))
+def _anthropic_documents(messages: Any) -> tuple[str, ...]:
+    """Where the documents are among the messages' blocks, at any depth (a PDF inside a web
+    fetch result too). Inline text (or content blocks) is counted like any text; a PDF, a URL or
+    a file id is not."""
+    return tuple(
+        path
+        for path, block in blocks.of_type(messages, "messages", "document")
+        if not (isinstance(block.get("source"), dict) and block["source"].get("type") in INLINE)
+    )
 
 
-def _count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from proxy import billable, encodings
+from proxy import billable, caching, encodings
 from proxy.errors import BadRequest, Forbidden, NotFound
 from proxy.estimate import (
     EndpointName,
@@ -162,6 +162,23 @@ class Variant:
     """The name the upstream knows `model` by (an alias's, an Azure deployment); "": `model`."""
     tool_calls: tuple[tuple[str, int], ...] = ()
     """The hosted tool calls reserved, by tool (billable.py)."""
+    writes: Mapping[str, Any] = field(default_factory=dict)
+    """Body changes this form needs for its model with bound: hard (the service tier it was
+    reserved at, billable.tier_limits)."""
+    cache_writes: tuple[int, int] = (0, 0)
+    """Prompt tokens reserved as 5-minute and one-hour cache writes (caching.py)."""
+
+    def usage(self, completion: int) -> Usage:
+        """What this form reserves with `completion` tokens: its prompt (cache writes apart),
+        the completion, and its hosted tool calls."""
+        five, hour = self.cache_writes
+        return Usage(
+            self.prompt_tokens,
+            completion,
+            cache_write_tokens=five,
+            cache_write_1h_tokens=hour,
+            tool_calls=self.tool_calls,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +231,7 @@ class PreparedCall:
         and to follow the model's request rules (model_rules.py)."""
         if not rewrite:
             variant = self.asked
-        changes: dict[str, Any] = dict(self.forced)
+        changes: dict[str, Any] = {**self.forced, **variant.writes}
         wire = variant.wire_model or variant.model
         # Azure reads the model from the path; a body that names none keeps naming none.
         if wire != self.body.get("model") and ("model" in self.body or not self._azure):
@@ -307,12 +324,10 @@ def prepare(
         raise refused
     bound = policy.bound == "hard" and not shadow
     if bound:
-        forced = {
-            **forced,
-            **billables.limits,
-            **billable.tier_limits(endpoint.name, price, billables),
-        }
-    pricer = _Pricer(policy, plan, endpoint, body, choices(body, endpoint.name), billables)
+        forced = {**forced, **billables.limits}
+    pricer = _Pricer(
+        policy, plan, endpoint, body, choices(body, endpoint.name), billables, bound=bound
+    )
     allowed = _allowed(policy, plan, model)
     asked = pricer.asked(model, price, bound=bound)
     degraded = [
@@ -355,6 +370,8 @@ class _Pricer:
         body: dict[str, Any],
         n: int,
         billables: billable.Billables,
+        *,
+        bound: bool,
     ) -> None:
         self.policy, self.plan, self.endpoint, self.body, self.choices = (
             policy,
@@ -364,6 +381,7 @@ class _Pricer:
             n,
         )
         self.billables = billables
+        self.bound = bound
         self._prompts: dict[str, Estimate] = {}
 
     def prompt_tokens(self, price: ModelPrice) -> int:
@@ -394,9 +412,15 @@ class _Pricer:
         price, extra, calls = billable.reservation(price, self.billables)
         prompt = self.prompt_tokens(price) + extra
         priced = self.plan.default_max_tokens if limit is None else limit
-        tokens = Usage(prompt, priced * self.choices)
-        usage = dataclasses.replace(tokens, tool_calls=calls)
-        cost = amounts(estimate_price(price, self.body), usage)
+        cached = caching.writes(self.billables.cache_ttl, prompt)
+        usage = Usage(
+            prompt,
+            priced * self.choices,
+            cache_write_tokens=cached[0],
+            cache_write_1h_tokens=cached[1],
+            tool_calls=calls,
+        )
+        cost = amounts(estimate_price(price, self.body, self.endpoint.name), usage)
         if max(cost.values()) >= MAX_AMOUNT:
             raise BadRequest(
                 f"This call could cost more than any budget can hold ({cost['TOKENS']} tokens); "
@@ -406,8 +430,23 @@ class _Pricer:
             )
         timeouts = self.policy.timeouts_for(model)
         alias = self.policy.aliases.get(model)
-        wire = "" if alias is None else alias.send
-        return Variant(rule, model, price, limit, priced, prompt, cost, timeouts, caps, wire, calls)
+        # The tier goes up for the model sent: a degraded model may price other tiers.
+        tier = billable.tier_limits(self.endpoint.name, price, self.billables)
+        return Variant(
+            rule,
+            model,
+            price,
+            limit,
+            priced,
+            prompt,
+            cost,
+            timeouts,
+            caps,
+            wire_model="" if alias is None else alias.send,
+            tool_calls=calls,
+            writes=tier if self.bound else {},
+            cache_writes=cached,
+        )
 
     def asked(self, model: str, price: ModelPrice, *, bound: bool) -> Variant:
         if self.endpoint.limit_field is None:

@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxy.call import PreparedCall, Variant
-from proxy.errors import BudgetExceeded, Forbidden, QuotaExceeded
+from proxy.directory import inactive_tenant
+from proxy.errors import BudgetExceeded, QuotaExceeded
 from proxy.ledger.base import LineState, ReserveRequest, ReserveResult
 from proxy.pricing import format_amount
 
@@ -82,11 +83,7 @@ def decide(
 ) -> Decision:
     """Turn the ledger's answer into the client's, raising the error a denial answers with."""
     if result.status != "active":
-        raise Forbidden(
-            f"Tenant is {result.status}: no new calls are admitted. Ask the operator to "
-            "reactivate it.",
-            type=f"tenant_{result.status}",
-        )
+        raise inactive_tenant(result.status)
     would_be = _would_be(result, call)
     remaining = remaining_header(result.lines)
     if shadow:

@@ -17,11 +17,10 @@ import aiohttp
 
 from proxy.fake_upstream import FakeSettings, FakeUpstream
 from proxy.local import Stack, local_stack
-from proxy.policy import load_policy
+from proxy.policy import EXAMPLE, load_policy
 from proxy.policy.runtime import Policy, TenantSeed
 from proxy.pricing import format_amount
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "policies" / "example.yaml"
 RUNAWAY = "customer-47"
 RUNAWAY_CALLS = 6000
 RUNAWAY_CONCURRENCY = 20

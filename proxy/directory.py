@@ -18,6 +18,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from proxy.errors import Forbidden
+from proxy.ledger.base import TenantStatus
 from proxy.ledger.tenancy import TenantRecord, TenantStore
 from proxy.policy.runtime import Mode, Plan, Policy
 
@@ -54,6 +55,14 @@ def unknown_tenant(tenant: str) -> Forbidden:
     )
 
 
+def inactive_tenant(status: str) -> Forbidden:
+    """The refusal of a suspended or closed tenant (`tenant_suspended`, `tenant_closed`)."""
+    return Forbidden(
+        f"Tenant is {status}: no new calls are admitted. Ask the operator to reactivate it.",
+        type=f"tenant_{status}",
+    )
+
+
 class Directory:
     def __init__(self, store: TenantStore, policy: Callable[[], Policy], size: int = 100_000):
         self._store = store
@@ -82,6 +91,16 @@ class Directory:
             if len(self._known) > self._size:
                 self._known.popitem(last=False)
         return config
+
+    async def status(self, tenant: str) -> TenantStatus | None:
+        """The tenant's status as the store has it now (never cached: a suspension made on
+        another replica counts at once); `active` for a tenant the policy admits without a
+        record; None for a tenant that is not admitted (no record and no plan for it in the
+        policy, or a record naming a plan the policy lacks)."""
+        record = await self._store.get_tenant(tenant)
+        if record is None:
+            return None if self.fallback(tenant) is None else "active"
+        return None if self.from_record(record) is None else record.status
 
     def forget(self, tenant: str) -> None:
         self._known.pop(tenant, None)

@@ -18,7 +18,7 @@
         ├── IdempotencyKeyReused 422: an idempotency key sent again with another request
         ├── BudgetExceeded       402: a budget on the scope path cannot cover the call
         ├── QuotaExceeded        429: a plan quota (runs, steps, concurrency, rate) is used up
-        ├── TooManyFailedAuth    429: one address keeps sending bad API keys
+        ├── TooManyFailedAuth    429: an address (or a key) keeps failing to authenticate
         ├── PayloadTooLarge      413
         ├── RequestTimeout       408
         ├── BadGateway           502/504: the provider failed before answering
@@ -44,7 +44,13 @@ class LedgerError(CyclesError):
 
 
 class LedgerUnavailable(LedgerError):
-    """The store cannot be reached; the caller applies `fail_mode`."""
+    """The store cannot be reached; the caller applies `fail_mode`. `maybe_ran` is False only
+    when the command surely never reached the store (no connection could be made): otherwise it
+    may have run, or may still run, after the caller gave up."""
+
+    def __init__(self, message: str, *, maybe_ran: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_ran = maybe_ran
 
 
 class LedgerEpochLost(LedgerError):
@@ -150,8 +156,8 @@ class TooManyFailedAuth(ClientError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
-            f"Too many failed authentications from this address; retry in {retry_after} s "
-            "with a valid API key.",
+            f"Too many failed authentications from this address or with this key; retry in "
+            f"{retry_after} s with a valid API key.",
             code="too_many_failed_auth",
         )
         self.headers = {"Retry-After": str(retry_after)}

@@ -27,7 +27,7 @@ class Billed:
     cached_tokens: int = 0
     """Part of prompt_tokens."""
     cache_write_tokens: int = 0
-    """Part of prompt_tokens."""
+    """Part of prompt_tokens: written to a 5-minute cache (OpenAI's writes too)."""
     reasoning_tokens: int = 0
     """Part of completion_tokens."""
     audio_prompt_tokens: int = 0
@@ -44,6 +44,15 @@ class Billed:
     """Document inputs billed (their tokens are part of prompt_tokens)."""
     long_context: bool = False
     """The prompt was above the long-context threshold: every token at long-context prices."""
+    cache_write_1h_tokens: int = 0
+    """Part of prompt_tokens: written to a one-hour cache (Anthropic bills twice the input)."""
+    cache_split_reported: bool = True
+    """The usage report splits cache writes by TTL (`cache_creation`); False: only their total
+    (`cache_creation_input_tokens`)."""
+    cache_split_zeroed: bool = False
+    """The report's split says 0/0 while its total holds the writes."""
+    cache_writes_late: bool = False
+    """A stream reports the writes only in its final `message_delta`, without the split."""
 
 
 def dumps(obj: Any) -> str:
@@ -70,6 +79,14 @@ def prompts_in_batch(endpoint: str, body: dict[str, Any]) -> int:
     return len(batch) or 1
 
 
+def count(value: Any) -> int:
+    """A choice count as a server reads it: a positive integer, else 1 (a server refuses the
+    rest; the proxy refuses them before they get here)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return 1
+
+
 def usage(billed: Billed) -> dict[str, Any]:
     prompt, completion = billed.prompt_tokens, billed.completion_tokens
     return {
@@ -79,12 +96,18 @@ def usage(billed: Billed) -> dict[str, Any]:
         "prompt_tokens_details": {
             "cached_tokens": billed.cached_tokens,
             "audio_tokens": billed.audio_prompt_tokens,
+            **written(billed),
         },
         "completion_tokens_details": {
             "reasoning_tokens": billed.reasoning_tokens,
             "audio_tokens": billed.audio_completion_tokens,
         },
     }
+
+
+def written(billed: Billed) -> dict[str, int]:
+    """`cache_write_tokens`, the detail OpenAI's newer models add, when the call wrote any."""
+    return {"cache_write_tokens": billed.cache_write_tokens} if billed.cache_write_tokens else {}
 
 
 def whole(endpoint: str, model: str, per_choice: int, n: int) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from proxy.fake_openai import written
+
 if TYPE_CHECKING:
     from proxy.fake_openai import Billed
 
@@ -38,7 +40,7 @@ def sse(kind: str, data: dict[str, Any]) -> Event:
 def responses_usage(billed: Billed) -> dict[str, Any]:
     return {
         "input_tokens": billed.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": billed.cached_tokens},
+        "input_tokens_details": {"cached_tokens": billed.cached_tokens, **written(billed)},
         "output_tokens": billed.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": billed.reasoning_tokens},
         "total_tokens": billed.prompt_tokens + billed.completion_tokens,
@@ -220,15 +222,24 @@ def _message_item(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
 
 def anthropic_usage(billed: Billed, output_tokens: int | None = None) -> dict[str, Any]:
     """The usage of a whole message; with `output_tokens`, the one `message_start` carries,
-    before any server tool ran (its results are not yet input)."""
-    fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
+    before any server tool ran (its results are not yet input), and, with `cache_writes_late`,
+    before its cache writes were counted."""
+    written = billed.cache_write_tokens + billed.cache_write_1h_tokens
+    fresh = billed.prompt_tokens - billed.cached_tokens - written
+    late = billed.cache_writes_late and output_tokens is not None
     usage: dict[str, Any] = {
         "input_tokens": fresh if output_tokens is None else fresh - billed.tool_input_tokens,
-        "cache_creation_input_tokens": billed.cache_write_tokens,
+        "cache_creation_input_tokens": 0 if late else written,
         "cache_read_input_tokens": billed.cached_tokens,
         "output_tokens": billed.completion_tokens if output_tokens is None else output_tokens,
         "service_tier": "standard" if billed.service_tier == "default" else billed.service_tier,
     }
+    if billed.cache_split_reported:
+        unsplit = late or billed.cache_split_zeroed
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": 0 if unsplit else billed.cache_write_tokens,
+            "ephemeral_1h_input_tokens": 0 if unsplit else billed.cache_write_1h_tokens,
+        }
     if billed.tool_calls and output_tokens is None:
         usage["server_tool_use"] = {f"{t}_requests": n for t, n in billed.tool_calls.items()}
     return usage
@@ -263,11 +274,15 @@ def message(body: dict[str, Any], text: str | None, billed: Billed) -> dict[str,
 
 def _final_delta_usage(billed: Billed) -> dict[str, Any]:
     """The usage of the last `message_delta`: the output so far and, once server tools ran,
-    the input they grew and their uses, as Anthropic sends them."""
-    if not billed.tool_calls:
-        return {"output_tokens": billed.completion_tokens}
+    the input they grew and their uses, as Anthropic sends them; with `cache_writes_late`, the
+    cache writes' total (and no split)."""
     whole = anthropic_usage(billed)
-    return {k: whole[k] for k in ("input_tokens", "output_tokens", "server_tool_use")}
+    sent = ["output_tokens"]
+    if billed.tool_calls:
+        sent += ["input_tokens", "server_tool_use"]
+    if billed.cache_writes_late:
+        sent.append("cache_creation_input_tokens")
+    return {k: whole[k] for k in sent}
 
 
 def messages_events(body: dict[str, Any], billed: Billed, deltas: list[str]) -> Iterator[Event]:

@@ -30,7 +30,9 @@ Published rules:
   from a WAV header; audio it cannot read it bills nothing for.
 - Claude images: (width × height) / 750 tokens, at most 1600 (Anthropic's vision guide); an image
   the fake cannot measure is 1600. Claude tools: Anthropic's tool-use system prompt, 346 tokens
-  with `tool_choice` auto or none, 313 with any or tool (the Claude 4 models), plus the tools.
+  with `tool_choice` auto or none, 313 with any or tool (the Claude 4 models), plus the tools;
+  Anthropic's client tools add what its tool docs list besides their JSON: bash 245 tokens, the
+  text editor 700, computer use 735 and its own system prompt (466 to 499; the fake bills 499).
 
 Rules of the fake's own, where nothing is published:
 
@@ -47,19 +49,30 @@ Rules of the fake's own, where nothing is published:
   "\\n\\nHuman: …" or "\\n\\nAssistant: …" per message, ending "\\n\\nAssistant:" — and its
   cl100k_base count is scaled by CLAUDE_RATIO (11/10) and rounded up, once. Images and the
   tool-use system prompt are added unscaled. Blocks other than text, images and tool results
-  render as their JSON. The ratio is below the test policies' `tokenizer_factor` (1.2): a proxy
+  render as their JSON, and each image inside one (a document whose source is content blocks)
+  is billed as an image, at whatever depth. The ratio is below the test policies'
+  `tokenizer_factor` (1.2): a proxy
   that applies its factor covers this count, one that forgets it does not. A structured output
   format (`output_config.format`) renders as its JSON after the turns.
+- Claude cache writes: a `cache_control` breakpoint writes the prompt up to it, in Anthropic's
+  cache order (tools, system, messages; a top-level `cache_control` marks the last message).
+  A breakpoint anywhere inside a system or message block (in a tool result, a search result,
+  a document's content, a web fetch result; never in a tool call's `input`) writes the prompt
+  up to the end of that top-level block. The prefix renders as the prompt does, tools as their
+  JSON with the tool-use system prompt before them, and counts the same way (× CLAUDE_RATIO,
+  media unscaled), at most the whole prompt. The prefix up to the last one-hour breakpoint is
+  written for an hour, the rest up to the last breakpoint for five minutes.
 - Documents (a chat `file` part, a Responses `input_file` part or stored `prompt`, an Anthropic
-  `document` block that is not inline text): their JSON as above; the pages the provider reads
-  from them are the fake upstream's to bill (`FakeSettings.document_tokens`), counted by
-  `documents`.
+  `document` block that is not inline text, at any depth of a message): their JSON as above;
+  the pages the provider reads from them are the fake upstream's to bill
+  (`FakeSettings.document_tokens`), counted by `documents`.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -79,6 +92,7 @@ REPLY_PRIMING = 3
 FUNCTION_END = 12
 CLAUDE_RATIO = Fraction(11, 10)
 CLAUDE_TOOL_PROMPT = {"auto": 346, "none": 346, "any": 313, "tool": 313}
+CLAUDE_CLIENT_TOOLS = {"bash": 245, "text_editor": 700, "computer": 735 + 499}
 CLAUDE_IMAGE_MAX = 1600
 CLAUDE_TURNS = {"user": "Human", "assistant": "Assistant"}
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -338,6 +352,72 @@ def claude_prompt_tokens(body: Body) -> int:
         choice = _plain(_dict(body.get("tool_choice")).get("type")) or "auto"
         media.append(CLAUDE_TOOL_PROMPT.get(choice, CLAUDE_TOOL_PROMPT["auto"]))
         text += "".join(orjson.dumps(tool).decode() for tool in tools)
+        media += [_client_tool(tool) for tool in tools]
+    counted = len(encodings.get_encoding("cl100k_base").encode_ordinary(text))
+    return math.ceil(counted * CLAUDE_RATIO) + sum(media)
+
+
+def claude_cache_writes(body: Body) -> tuple[int, int]:
+    """The prompt tokens Claude's cache breakpoints write: (five-minute, one-hour)."""
+    marks: list[tuple[str, str, list[int]]] = []
+    text, media = "", []
+    tools = _list(body.get("tools"))
+    if tools:
+        choice = _plain(_dict(body.get("tool_choice")).get("type")) or "auto"
+        media.append(CLAUDE_TOOL_PROMPT.get(choice, CLAUDE_TOOL_PROMPT["auto"]))
+    for tool in tools:
+        text += orjson.dumps(tool).decode()
+        media.append(_client_tool(tool))
+        marks += _mark(_dict(tool), text, media)
+    system = body.get("system")
+    for block in [system] if isinstance(system, str) else _list(system):
+        text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
+        for holder in _inside(block):
+            marks += _mark(holder, text, media)
+    for message in _list(body.get("messages")):
+        role = _plain(_dict(message).get("role"))
+        text += f"\n\n{CLAUDE_TURNS.get(role, role.capitalize())}: "
+        content = _dict(message).get("content")
+        for block in [content] if isinstance(content, str) else _list(content):
+            text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
+            for holder in _inside(block):
+                marks += _mark(holder, text, media)
+    marks += _mark(body, text, media)
+    if not marks:
+        return 0, 0
+    whole = claude_prompt_tokens(body)
+    written = [(ttl, min(whole, _claude_count(upto, seen))) for ttl, upto, seen in marks]
+    total = max(tokens for _, tokens in written)
+    hour = max((tokens for ttl, tokens in written if ttl == "1h"), default=0)
+    return total - hour, hour
+
+
+def _client_tool(tool: object) -> int:
+    """What an Anthropic client tool adds to the prompt besides its JSON (0 for others)."""
+    kind = _plain(_dict(tool).get("type"))
+    return CLAUDE_CLIENT_TOOLS.get(re.sub(r"_\d{8}$", "", kind), 0)
+
+
+def _mark(holder: Body, text: str, media: list[int]) -> list[tuple[str, str, list[int]]]:
+    """A breakpoint where `holder` has a cache_control: its TTL and the prefix so far."""
+    control = holder.get("cache_control")
+    if not isinstance(control, dict):
+        return []
+    return [(str(control.get("ttl", "5m")), text, list(media))]
+
+
+def _inside(value: object) -> list[Body]:
+    """`value` if it is an object, and every object nested in it, but for a tool call's
+    arguments (`input`, the model's own JSON)."""
+    if isinstance(value, list):
+        return [found for item in value for found in _inside(item)]
+    if not isinstance(value, dict):
+        return []
+    nested = [found for key, item in value.items() if key != "input" for found in _inside(item)]
+    return [value, *nested]
+
+
+def _claude_count(text: str, media: list[int]) -> int:
     counted = len(encodings.get_encoding("cl100k_base").encode_ordinary(text))
     return math.ceil(counted * CLAUDE_RATIO) + sum(media)
 
@@ -358,6 +438,8 @@ def _claude_blocks(content: object, media: list[int]) -> list[str]:
             texts += _claude_blocks(block.get("content"), media)
         else:
             texts.append(orjson.dumps(block).decode())
+            images = [_dict(b.get("source")) for b in _inside(block) if b.get("type") == "image"]
+            media += [_claude_image(source) for source in images]
     return texts
 
 
@@ -379,7 +461,7 @@ def documents(endpoint: str, body: Body) -> int:
         stored = 1 if _dict(body.get("prompt")).get("id") is not None else 0
         return stored + _count_blocks(body.get("input"), lambda b: b.get("type") == "input_file")
     if endpoint == "messages":
-        return _count_blocks(body.get("messages"), _claude_document)
+        return sum(1 for block in _inside(body.get("messages")) if _claude_document(block))
     return 0
 
 

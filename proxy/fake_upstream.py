@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,11 @@ class FakeSettings:
     """Seconds between stream chunks. The fake writes on whether or not the proxy's client is
     still there, and bills the whole generation, as a provider does."""
     fail_status: int | None = None
-    """Answer every call with this error status."""
+    """Answer every call (the model list too) with this error status."""
+    fail_error: dict[str, Any] | str | None = None
+    """The error object those answers carry, OpenAI's shape (`message`, `type`, `param`,
+    `code`; on /v1/messages Anthropic's: `type`, `message`), e.g. ACCOUNT_RATE_LIMIT; a string:
+    an HTML page instead (a load balancer's); None: a plain server error."""
     fail_every: int = 0
     """Every k-th budgeted call answers 500 (0: never)."""
     send_usage: bool = True
@@ -56,7 +60,25 @@ class FakeSettings:
     cached_tokens: int = 0
     """Prompt tokens reported as read from the cache (chat, Responses, Messages)."""
     cache_write_tokens: int = 0
-    """Prompt tokens reported as written to the cache (Messages)."""
+    """Prompt tokens reported as written to the 5-minute cache (Messages), besides those of
+    `cache_control_writes`."""
+    cache_control_writes: bool = True
+    """Messages: a request's `cache_control` breakpoints write the prompt up to them to the
+    cache, as Anthropic's first call with a new prefix does (fake_tokens.claude_cache_writes),
+    billed at each breakpoint's TTL and reported in `cache_creation`."""
+    cache_ttl_split: bool = True
+    """Messages: report cache writes by TTL (`cache_creation`); False: only their total, as
+    servers that predate one-hour caches do."""
+    cache_split_zeroed: bool = False
+    """Messages: report the `cache_creation` split as 0/0 while `cache_creation_input_tokens`
+    holds every write, as Anthropic has on web search turns."""
+    cache_writes_late: bool = False
+    """Messages streams: `message_start` reports no cache writes; the final `message_delta`
+    reports them in `cache_creation_input_tokens`, without resending `cache_creation`."""
+    openai_cache_write_tokens: int = 0
+    """Chat, Responses: prompt tokens written to the prompt cache, billed at the model's write
+    price and reported as `cache_write_tokens` (`prompt_tokens_details`, Responses'
+    `input_tokens_details`), as OpenAI's newer models do; at most the uncached prompt."""
     reasoning_tokens: int = 0
     """Chat, Responses: output tokens spent reasoning, billed but never streamed."""
     audio_prompt_tokens: int = 0
@@ -66,7 +88,16 @@ class FakeSettings:
     deployments: dict[str, str] = field(default_factory=dict)
     """Azure: deployment → the model it runs (other deployments are 404)."""
     cut_after: int | None = None
-    """Responses, Messages: end a stream after this many text deltas, before its usage."""
+    """End a stream cleanly after this many text deltas (chat and completions: chunks), before
+    its usage and `[DONE]`; 0 sends the headers and nothing else."""
+    stream_error: dict[str, Any] | None = None
+    """With `cut_after`: the error a provider sends in the middle of a stream, written as its
+    API writes one where the stream is cut (chat: `data: {"error": ...}`; Messages: `event:
+    error` with `{"type": "error", "error": ...}`; Responses: `event: error` with the fields at
+    the top), e.g. ACCOUNT_RATE_LIMIT."""
+    send_done: bool = True
+    """Chat, completions: end a stream with `data: [DONE]`; False: end it right after the usage
+    chunk (or the last chunk), as some OpenAI-compatible servers do."""
     underreport_completion: int = 0
     """Chat, completions: completion tokens left out of every usage report (a provider that
     reports less than it generated); `billed` keeps what was generated."""
@@ -93,6 +124,10 @@ class FakeSettings:
     document_tokens: int = 0
     """Input tokens billed for each document input (fake_tokens.documents) beyond its JSON: the
     pages the provider reads from a file id, a URL or a PDF."""
+    chat_best_of: bool = True
+    """Chat: generate (and bill) `best_of` candidates per choice set and return `n`, as vLLM
+    does; False: ignore `best_of` on chat, as a server that does not take it. Completions always
+    take it."""
     long_context_above: int = 200_000
     """A prompt above this many tokens is billed at long-context prices (`billed`). On Messages
     such a prompt needs an `anthropic-beta: context-1m-…` header, else it is refused (400)."""
@@ -102,13 +137,15 @@ class FakeSettings:
 class FakeUpstream:
     settings: FakeSettings = field(default_factory=FakeSettings)
     requests: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    raw_paths: list[str] = field(default_factory=list)
+    """Every request's path and query as they arrived, still percent-encoded."""
     billed: list[Billed] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
     calls: int = 0
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._note_raw_path])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -123,6 +160,13 @@ class FakeUpstream:
         app.on_response_prepare.append(self._account_headers)
         app.on_response_prepare.append(self._hang_up)
         return app
+
+    @web.middleware
+    async def _note_raw_path(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.raw_paths.append(request.raw_path)
+        return await handler(request)
 
     async def _hang_up(self, request: web.Request, response: web.StreamResponse) -> None:
         """With `hang_up`, the answer is about to go out (the call is billed): reset instead."""
@@ -151,25 +195,34 @@ class FakeUpstream:
             return fake_openai.error(401, "Incorrect API key provided.", "invalid_api_key")
         self.calls += 1
         if self.settings.fail_status is not None:
-            return fake_openai.error(
-                self.settings.fail_status, "The fake upstream was told to fail.", None
-            )
+            return self._failure(request.path, self.settings.fail_status)
         if self.settings.fail_every and self.calls % self.settings.fail_every == 0:
             return fake_openai.error(
                 500, "The server had an error while processing your request.", None
             )
         return None
 
+    def _failure(self, path: str, status: int) -> web.Response:
+        """`fail_error` (or a plain server error) in the shape of the path's API."""
+        error = self.settings.fail_error
+        if error is None:
+            return fake_openai.error(status, "The fake upstream was told to fail.", None)
+        if isinstance(error, str):
+            return web.Response(status=status, text=error, content_type="text/html")
+        if path == "/v1/messages":
+            return web.json_response({"type": "error", "error": error}, status=status)
+        return web.json_response({"error": error}, status=status)
+
     def _completion_tokens(self, body: dict[str, Any]) -> int:
         """Per choice: the limit, read as vLLM and SGLang read it (`max_completion_tokens or
         max_tokens`, so a 0 falls through to the other field), or the default without one."""
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        per_choice = (
-            self.settings.default_completion
-            if limit is None
-            else int(limit * self.settings.completion_fraction)
-        )
-        return per_choice
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            return self.settings.default_completion
+        return int(limit * self.settings.completion_fraction)
+
+    def _takes_best_of(self, endpoint: str) -> bool:
+        return endpoint == "completions" or self.settings.chat_best_of
 
     async def _enter(self) -> None:
         self.in_flight += 1
@@ -199,8 +252,10 @@ class FakeUpstream:
             # n choices for each prompt of a batch; best_of generates (and bills) that many
             # candidates server-side and returns n (completions, and chat as vLLM takes it).
             prompts = fake_openai.prompts_in_batch(endpoint, body)
-            n = (body.get("n") or 1) * prompts
-            generated = max(body.get("n") or 1, body.get("best_of") or 1) * prompts
+            asked = fake_openai.count(body.get("n"))
+            best_of = fake_openai.count(body.get("best_of") if self._takes_best_of(endpoint) else 1)
+            n = asked * prompts
+            generated = max(asked, best_of) * prompts
             per_choice = self._completion_tokens(body)
             if body.get("stream"):
                 return await self._stream(request, endpoint, body, prompt, per_choice, n, generated)
@@ -230,29 +285,14 @@ class FakeUpstream:
         # The provider bills the whole generation whether or not anyone is still listening.
         billed = self._bill(endpoint, body, prompt, per_choice * generated)
         chunks = max(1, min(self.settings.chunks, per_choice or 1))
-        so_far = 0
         try:
             await response.prepare(request)
-            for i in range(chunks):
-                tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
-                for index in range(n):
-                    chunk = fake_openai.chunk(
-                        endpoint, model, index, WORD * tokens, i == chunks - 1
-                    )
-                    if endpoint == "chat":
-                        chunk["service_tier"] = billed.service_tier
-                    if with_usage:
-                        chunk["usage"] = None
-                    if self.settings.continuous_usage:
-                        so_far += tokens
-                        last = i == chunks - 1 and index == n - 1
-                        total = billed.completion_tokens if last else so_far
-                        chunk["usage"] = fake_openai.usage(
-                            dataclasses.replace(billed, completion_tokens=total)
-                        )
-                    await response.write(fake_openai.event(chunk))
-                if self.settings.chunk_delay:
-                    await asyncio.sleep(self.settings.chunk_delay)
+            texts = (endpoint, model, billed, per_choice, n, chunks, with_usage)
+            if not await self._chunks(response, *texts):
+                if self.settings.stream_error is not None:
+                    await response.write(fake_openai.event({"error": self.settings.stream_error}))
+                await response.write_eof()
+                return response
             if with_usage:
                 final = fake_openai.chunk(endpoint, model, 0, "", False)
                 final["choices"] = []
@@ -260,11 +300,49 @@ class FakeUpstream:
                 if endpoint == "chat":
                     final["service_tier"] = billed.service_tier
                 await response.write(fake_openai.event(final))
-            await response.write(b"data: [DONE]\n\n")
+            if self.settings.send_done:
+                await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except ConnectionError:
             pass
         return response
+
+    async def _chunks(
+        self,
+        response: web.StreamResponse,
+        endpoint: str,
+        model: str,
+        billed: Billed,
+        per_choice: int,
+        n: int,
+        chunks: int,
+        with_usage: bool,
+    ) -> bool:
+        """Write the text chunks (`null` usage on each when the usage chunk will follow);
+        False when `cut_after` ended the stream first."""
+        so_far = written = 0
+        for i in range(chunks):
+            tokens = per_choice // chunks + (1 if i < per_choice % chunks else 0)
+            for index in range(n):
+                if self.settings.cut_after is not None and written >= self.settings.cut_after:
+                    return False
+                chunk = fake_openai.chunk(endpoint, model, index, WORD * tokens, i == chunks - 1)
+                if endpoint == "chat":
+                    chunk["service_tier"] = billed.service_tier
+                if with_usage:
+                    chunk["usage"] = None
+                if self.settings.continuous_usage:
+                    so_far += tokens
+                    last = i == chunks - 1 and index == n - 1
+                    total = billed.completion_tokens if last else so_far
+                    chunk["usage"] = fake_openai.usage(
+                        dataclasses.replace(billed, completion_tokens=total)
+                    )
+                await response.write(fake_openai.event(chunk))
+                written += 1
+            if self.settings.chunk_delay:
+                await asyncio.sleep(self.settings.chunk_delay)
+        return True
 
     async def _shaped(self, request: web.Request) -> web.StreamResponse:
         """/v1/responses and /v1/messages, whole or streamed."""
@@ -286,7 +364,7 @@ class FakeUpstream:
                     if endpoint == "messages"
                     else fake_shapes.responses_events(body, billed, deltas, items)
                 )
-                return await self._stream_events(request, events)
+                return await self._stream_events(request, events, endpoint)
             if endpoint == "messages":
                 return web.json_response(
                     fake_shapes.message(body, WORD * visible, billed), dumps=fake_openai.dumps
@@ -310,7 +388,8 @@ class FakeUpstream:
             documents = fake_tokens.documents(endpoint, body)
             prompt += documents * s.document_tokens
             cached = min(s.cached_tokens, prompt)
-            audio_in = min(s.audio_prompt_tokens, prompt - cached)
+            written = min(s.openai_cache_write_tokens, prompt - cached)
+            audio_in = min(s.audio_prompt_tokens, prompt - cached - written)
             completion = visible + s.reasoning_tokens + s.audio_completion_tokens
             billed = Billed(
                 endpoint,
@@ -318,6 +397,7 @@ class FakeUpstream:
                 prompt,
                 completion,
                 cached,
+                written,
                 reasoning_tokens=s.reasoning_tokens,
                 audio_prompt_tokens=audio_in,
                 audio_completion_tokens=s.audio_completion_tokens,
@@ -358,7 +438,13 @@ class FakeUpstream:
         prompt = fake_openai.prompt_tokens(endpoint, body) + documents * s.document_tokens
         prompt += tool_tokens
         cached = min(s.cached_tokens, prompt)
-        written = min(s.cache_write_tokens, prompt - cached)
+        five, hour = (0, 0)
+        if endpoint == "messages" and s.cache_control_writes:
+            five, hour = fake_tokens.claude_cache_writes(body)
+        elif endpoint == "responses":
+            five = s.openai_cache_write_tokens
+        written = min(s.cache_write_tokens + five, prompt - cached)
+        hour = min(hour, prompt - cached - written)
         reasoning = s.reasoning_tokens if endpoint == "responses" else 0
         billed = Billed(
             endpoint,
@@ -373,6 +459,10 @@ class FakeUpstream:
             tool_input_tokens=tool_tokens,
             documents=documents,
             long_context=prompt > s.long_context_above,
+            cache_write_1h_tokens=hour,
+            cache_split_reported=s.cache_ttl_split,
+            cache_split_zeroed=s.cache_split_zeroed,
+            cache_writes_late=s.cache_writes_late,
         )
         self.billed.append(billed)
         return billed, items
@@ -393,9 +483,10 @@ class FakeUpstream:
         )
 
     async def _stream_events(
-        self, request: web.Request, events: Iterator[fake_shapes.Event]
+        self, request: web.Request, events: Iterator[fake_shapes.Event], endpoint: str
     ) -> web.StreamResponse:
-        """Write SSE events; with `cut_after`, stop after that many deltas, usage unsent."""
+        """Write SSE events; with `cut_after`, stop after that many deltas, usage unsent (and
+        `stream_error` sent)."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         deltas = 0
         try:
@@ -404,6 +495,7 @@ class FakeUpstream:
                 if kind in fake_shapes.DELTAS:
                     deltas += 1
                     if self.settings.cut_after is not None and deltas > self.settings.cut_after:
+                        await self._stream_error(response, endpoint)
                         break
                     if self.settings.chunk_delay:
                         await asyncio.sleep(self.settings.chunk_delay)
@@ -412,6 +504,15 @@ class FakeUpstream:
         except ConnectionError:
             pass
         return response
+
+    async def _stream_error(self, response: web.StreamResponse, endpoint: str) -> None:
+        error = self.settings.stream_error
+        if error is None:
+            return
+        if endpoint == "messages":
+            await response.write(fake_shapes.sse("error", {"type": "error", "error": error})[1])
+        else:
+            await response.write(fake_shapes.sse("error", {"type": "error", **error})[1])
 
     async def _azure(self, request: web.Request) -> web.StreamResponse:
         """Azure OpenAI: the deployment in the path names the model; api-version is required."""
@@ -453,6 +554,8 @@ class FakeUpstream:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, dict(request.headers), {}))
+        if self.settings.fail_status is not None:
+            return self._failure(request.path, self.settings.fail_status)
         if self.settings.latency:
             await asyncio.sleep(self.settings.latency)
         data = [
@@ -465,6 +568,24 @@ class FakeUpstream:
         self.requests.append((request.path, dict(request.headers), {}))
         return web.json_response({"path": request.path, "method": request.method})
 
+
+ACCOUNT_RATE_LIMIT = {
+    "message": "Rate limit reached for gpt-4o in organization org-fake-shared-account on tokens "
+    "per min (TPM): Limit 30000, Used 29000, Requested 2000. Please try again in 2s. Visit "
+    "https://platform.openai.com/account/rate-limits to learn more.",
+    "type": "tokens",
+    "param": None,
+    "code": "rate_limit_exceeded",
+}
+"""OpenAI's 429 for the account's own limit (a `fail_error`): it names the organisation every
+tenant shares and that account's limit and usage, which must stay behind the proxy."""
+ANTHROPIC_RATE_LIMIT = {
+    "type": "rate_limit_error",
+    "message": "This request would exceed the rate limit for your organization "
+    "(5d2c1a7e-0b9f-4c3e-9d1a-fake00shared) of 40,000 input tokens per minute. For details, "
+    "refer to: https://docs.claude.com/en/api/rate-limits.",
+}
+"""Anthropic's 429 for the account's limit, as a `fail_error` on /v1/messages."""
 
 PROVIDER_HEADERS = {
     "openai-organization": "org-fake-shared-account",

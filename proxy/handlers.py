@@ -11,7 +11,17 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from proxy import alerts, decision, identity, observe, relay, replay, tasks
+from proxy import (
+    alerts,
+    decision,
+    identity,
+    observe,
+    provider_errors,
+    relay,
+    replay,
+    standing,
+    tasks,
+)
 from proxy.call import Endpoint, PreparedCall, Sent, endpoint_for, prepare
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig, unknown_tenant
@@ -35,6 +45,7 @@ from proxy.pricing import format_amount
 from proxy.reserve import reserve_request
 from proxy.scopes import Scope
 from proxy.settle import charge_for, held_amounts, no_answer, settle
+from proxy.shapes import azure
 from proxy.streaming import relay_stream, usage_of_body
 
 log = logging.getLogger("cycles.calls")
@@ -50,6 +61,8 @@ async def budgeted(request: web.Request) -> web.StreamResponse:
         rt.replays, request, scope, raw, fail_open=rt.policy.fail_mode == "open"
     )
     if isinstance(claim, web.Response):
+        # A replay reserves nothing, so no reserve script sees the tenant's status.
+        await standing.check_active(rt, scope.tenant)
         return claim
     async with claim:
         return await _budgeted(request, rt, scope, tenant, raw, claim)
@@ -65,7 +78,8 @@ async def _budgeted(
 ) -> web.StreamResponse:
     """Admit, decide, then forward and settle; `claim` records the answer for client retries."""
     endpoint = endpoint_for(request.path, request.query, request.headers)
-    assert endpoint is not None, "app.py routes only budgeted paths here"
+    if endpoint is None:  # app.py routes only budgeted paths here: a malformed deployment
+        raise azure.not_a_deployment(request.path)
     call, reserve, result = await _admit(rt, tenant, scope, endpoint, raw)
     shadow = reserve.shadow
     try:
@@ -156,6 +170,8 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
         return None
     except LedgerUnavailable as exc:
         if rt.policy.fail_mode == "closed":
+            if exc.maybe_ran:
+                rt.fail_open.spill.add_abandoned(reserve)  # the reserve may have run all the same
             raise ServiceUnavailable(
                 "The budget ledger is unreachable, so the call was not forwarded. Retry shortly.",
                 retry_after=2,
@@ -166,9 +182,11 @@ async def _reserve(rt: Runtime, reserve: ReserveRequest) -> ReserveResult | None
 
 def _unbudgeted(rt: Runtime, reserve: ReserveRequest, exc: Exception) -> None:
     """Forward unbudgeted (the ledger is down or lost), unless the tenant's local bucket is
-    empty: then 429 ledger_down_rate."""
+    empty: then 429 ledger_down_rate (and the reserve, which may have run, is released)."""
     wait = rt.fail_open.buckets.take(reserve.tenant, reserve.quotas.requests_per_minute)
     if wait:
+        if isinstance(exc, LedgerUnavailable) and exc.maybe_ran:
+            rt.fail_open.spill.add_abandoned(reserve)
         raise QuotaExceeded(
             "The budget ledger is unreachable; this tenant's calls are rate limited locally "
             "until it is back. Retry shortly.",
@@ -202,7 +220,10 @@ async def _forward(
         if upstream.status >= 400:
             body = await _read_or_empty(upstream, deadline)
             await settle(rt.ledger, reservation, None, rt.fail_open.spill)
-            return _relay_body(upstream, body, verdict)
+            anthropic = sent.endpoint.name == "messages"
+            return provider_errors.error_response(
+                upstream, body, anthropic=anthropic, headers=verdict.headers
+            )
         if sent.stream and upstream.content_type == "text/event-stream":
             return await relay_stream(request, rt, sent, verdict, reservation, upstream)
         body = await _read_or_charge(rt, sent, reservation, upstream, deadline)
@@ -258,7 +279,7 @@ async def _read_or_charge(
     """A 2xx answer's body; when it does not arrive whole, the call is charged and the client
     told so."""
     try:
-        return await relay.read_body(upstream, deadline)
+        return await relay.read_body(upstream, deadline, rt.policy.limits.max_answer_bytes)
     except UpstreamError as exc:
         raise await _charged(rt, sent, reservation, exc) from None
     except asyncio.CancelledError:
@@ -312,8 +333,9 @@ async def _given_up(rt: Runtime, sent: Sent, reservation: Reservation | None) ->
 
 
 async def _read_or_empty(upstream: aiohttp.ClientResponse, deadline: relay.Deadline) -> bytes:
+    """An error answer's body, at most provider_errors.MAX_ERROR_BODY bytes (b"" if more)."""
     try:
-        return await relay.read_body(upstream, deadline)
+        return await relay.read_body(upstream, deadline, provider_errors.MAX_ERROR_BODY)
     except UpstreamError as exc:
         log.warning("upstream body lost: %s", exc)
         return b""
@@ -364,18 +386,18 @@ async def models(request: web.Request) -> web.StreamResponse:
     upstream = rt.policy.upstream_for(model or "*") or rt.default_upstream()
     if upstream is None:
         raise NotFound("No upstream is configured.")
-    suffix = "/models" if model is None else f"/models/{model}"
+    suffix = "/models" if model is None else f"/models/{relay.path_segment(model)}"
     return await passthrough(request, upstream.name, suffix)
 
 
 async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> web.StreamResponse:
-    """Forward an unbudgeted call as is, through the header allow-lists."""
+    """Forward an unbudgeted call as is, through the header allow-lists, for an active tenant."""
     rt = request.app[RUNTIME]
-    await identity.authenticate(request, rt)
+    await standing.check_active(rt, (await identity.identify(request, rt)).tenant)
     upstream = rt.policy.upstreams[upstream_name]
     url = relay.upstream_url(upstream.base_url, suffix)
-    if request.query_string:
-        url += "?" + request.query_string
+    if request.rel_url.raw_query_string:
+        url += "?" + request.rel_url.raw_query_string
     body = await read_limited(request, rt.policy.limits.body_limit(request.path), rt)
     headers = relay.headers_up(request.headers, rt.api_keys.get(upstream.name), upstream.auth)
     headers[observe.REQUEST_ID] = observe.request_id_of(request)
@@ -388,11 +410,14 @@ async def passthrough(request: web.Request, upstream_name: str, suffix: str) -> 
     except UpstreamError as exc:
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     try:
-        data = await relay.read_body(answer, relay.Deadline.after(timeouts, "stream_total"))
+        limit = rt.policy.limits.max_answer_bytes
+        data = await relay.read_body(answer, relay.Deadline.after(timeouts, "stream_total"), limit)
     except UpstreamError as exc:
         raise BadGateway(f"Upstream {upstream.name!r}: {exc}.") from None
     finally:
         answer.release()
+    if answer.status >= 400:
+        return provider_errors.error_response(answer, data, anthropic=False)
     return web.Response(
         body=data, status=answer.status, headers=relay.headers_down(answer.headers.items())
     )

@@ -4,20 +4,25 @@
 `identity: api_key` (gateway) maps `Authorization: Bearer ck-…` (or `x-api-key: ck-…`, the
 anthropic SDK's header) to its tenant; scope headers may
 narrow the call further but never contradict the key (403), and nothing is reserved before the
-caller is known. A client whose keys keep failing is refused for a while without any lookup, so
-guessing keys costs the guesser, not the store.
+caller is known. The key is checked first: a valid key is served whatever other clients of the
+same address did. A failure consults the brake (keys/failures.py): a client address (peers.py:
+the peer, or whom a trusted proxy forwarded for; an IPv6 one by its network) or key prefix that
+keeps failing gets 429 instead of 401, and a braked address's keys that the cache does not hold
+are looked up in the store at the brake's pace (one a second), the rest 429 without a lookup.
 
 Keys are never logged here; the redaction filter in proxy/logs.py is the second line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
+from typing import NoReturn
 
 from aiohttp import web
 
-from proxy import scopes
+from proxy import peers, scopes
 from proxy.context import Runtime
 from proxy.errors import (
     Forbidden,
@@ -34,35 +39,42 @@ SEND = "Send your cycles-proxy API key as `Authorization: Bearer ck-…`."
 
 
 async def identify(request: web.Request, rt: Runtime) -> scopes.Scope:
-    """The validated scope of a budgeted call, by the policy's identity mode."""
+    """The validated scope of a call (budgeted or not), by the policy's identity mode."""
     if rt.policy.identity == "header":
         return scopes.from_headers(request.headers)
     key = await _authenticate(request, rt, rt.keys)
     return await _scope_for(key, request.headers, rt)
 
 
-async def authenticate(request: web.Request, rt: Runtime) -> KeyRecord | None:
-    """For unbudgeted routes: a valid key in gateway mode (its record), nothing in sidecar mode."""
-    if rt.policy.identity == "header":
-        return None
-    return await _authenticate(request, rt, rt.keys)
-
-
 async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRecord:
-    client = request.remote or "unknown"
-    wait = keys.failures.blocked_for(client)
-    if wait:
-        await _rejected(rt, None, "too_many_failed_auth")
-        raise TooManyFailedAuth(wait)
     plain, reason = _credential(request.headers)
-    key = None if plain is None else await _lookup(keys, plain)
+    client = _client(request, rt)
+    key, hold = (None, 0.0) if plain is None else await _lookup(rt, keys, plain, client)
     if reason is None:
         reason = _unusable(key, keys.now_ms())
-    if reason is not None or key is None:
-        keys.failures.record(client)
-        await _rejected(rt, key.tenant if key else None, reason or "unknown_api_key")
-        raise _unauthorized(reason or "unknown_api_key")
-    return key
+    if reason is None and key is not None:
+        return key
+    wait = keys.failures.failed(client, plain)
+    if wait:
+        await asyncio.sleep(keys.failures.lookups.left(hold))
+        await _too_many(rt, wait)
+    reason = reason or "unknown_api_key"
+    await _rejected(rt, key.tenant if key else None, reason)
+    raise _unauthorized(reason)
+
+
+def _client(request: web.Request, rt: Runtime) -> str:
+    """Whom failures are counted under: the client's address, an IPv6 one by its network."""
+    policy = rt.policy
+    address = peers.client_address(
+        request.remote, request.headers, policy.trusted_proxies, policy.forwarded_header
+    )
+    return peers.counted_as(address, policy.client_ipv6_prefix)
+
+
+async def _too_many(rt: Runtime, wait: int) -> NoReturn:
+    await _rejected(rt, None, "too_many_failed_auth")
+    raise TooManyFailedAuth(wait)
 
 
 def _credential(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -86,9 +98,20 @@ def _bearer(header: str | None) -> tuple[str | None, str | None]:
     return token, None
 
 
-async def _lookup(keys: Keys, plain: str) -> KeyRecord | None:
+async def _lookup(
+    rt: Runtime, keys: Keys, plain: str, client: str
+) -> tuple[KeyRecord | None, float]:
+    """The key's record from the cache, else from the store at the brake's pace for `client`;
+    and until when a failure must be held before it is answered (Brake.take_lookup)."""
+    sha = digest(plain)
+    hit, record = keys.cached(sha)
+    if hit:
+        return record, 0.0
+    hold = keys.failures.take_lookup(client)
+    if hold is None:
+        await _too_many(rt, keys.failures.refused(client, plain))
     try:
-        return await keys.lookup(digest(plain))
+        return await keys.lookup(sha), hold or 0.0
     except LedgerError as exc:
         log.error("key store unavailable (%s): refusing gateway calls", exc)
         raise ServiceUnavailable(
@@ -124,15 +147,13 @@ def _unauthorized(reason: str) -> Unauthorized:
 
 
 async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) -> scopes.Scope:
-    """The key's tenant (and narrowing), plus whatever other scope headers the call named."""
+    """The key's tenant and pinned levels, plus whatever other scope headers the call named."""
     values: dict[str, str] = {}
     for level, header in scopes.HEADERS.items():
         raw = headers.get(header)
         if raw is not None:
             values[level] = scopes.check_value(header, raw)
-    for level, bound in (("tenant", key.tenant), ("workspace", key.workspace), ("app", key.app)):
-        if bound is None:
-            continue
+    for level, bound in {"tenant": key.tenant, **key.pins}.items():
         named = values.setdefault(level, bound)
         if named != bound:
             reason = "tenant_mismatch" if level == "tenant" else "scope_mismatch"
@@ -142,7 +163,7 @@ async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) ->
                 f"{level} {bound!r}. Omit the header (the key decides) or send {bound!r}.",
                 type=reason,
             )
-    return scopes.Scope(tenant=key.tenant, values=values)
+    return scopes.Scope(tenant=key.tenant, values=values, pins=key.pins)
 
 
 async def _rejected(rt: Runtime, tenant: str | None, reason: str) -> None:

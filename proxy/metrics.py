@@ -208,6 +208,11 @@ class Metrics:
             "Overdue reservations the sweeper resolved (expired: charged or released).",
             registry=r,
         )
+        self.sweeper_tenant_errors = Counter(
+            "cycles_sweeper_tenant_errors",
+            "Tenants a sweeper pass skipped because their sweep failed (each one logged).",
+            registry=r,
+        )
         self.alerts = Children(
             Counter(
                 "cycles_alerts",

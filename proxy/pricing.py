@@ -32,6 +32,8 @@ _COUNTS = (
     "audio_completion_tokens",
     "image_prompt_tokens",
     "image_completion_tokens",
+    "cache_write_1h_tokens",
+    "cache_write_unsplit_tokens",
 )
 
 log = logging.getLogger("cycles.pricing")
@@ -40,8 +42,10 @@ log = logging.getLogger("cycles.pricing")
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens a call used (or may use). `cached_tokens` (read from a cache),
-    `cache_write_tokens` (written to one, Anthropic), `audio_prompt_tokens` and
-    `image_prompt_tokens` are parts of `prompt_tokens`; `audio_completion_tokens` and
+    `cache_write_tokens` and `cache_write_1h_tokens` (written to a 5-minute and a one-hour
+    cache, Anthropic; OpenAI's writes are 5-minute ones), `cache_write_unsplit_tokens`,
+    `audio_prompt_tokens` and `image_prompt_tokens` are parts of
+    `prompt_tokens`; `audio_completion_tokens` and
     `image_completion_tokens` are parts of `completion_tokens`, as are reasoning tokens (priced
     as output, so not kept apart). Each part is priced once, at its own price; the rest of each
     side is text."""
@@ -54,6 +58,10 @@ class Usage:
     audio_completion_tokens: int = 0
     image_prompt_tokens: int = 0
     image_completion_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    cache_write_unsplit_tokens: int = 0
+    """Cache writes whose TTL the usage does not say (it gave only their total, or a total above
+    its split by TTL), charged at the longest TTL the call asked for."""
     service_tier: str | None = None
     """The service tier the provider says it served the call at; None: it did not say (the call
     is charged at the tier it was reserved at)."""
@@ -65,10 +73,16 @@ class Usage:
         counts = [getattr(self, name) for name in _COUNTS] + [n for _, n in self.tool_calls]
         if min(counts) < 0:
             raise ValueError(f"token counts cannot be negative: {self}")
-        if self.prompt_tokens < self.cached_tokens + self.cache_write_tokens + self._prompt_media:
+        if self.prompt_tokens < self.cached_tokens + self.cache_writes + self._prompt_media:
             raise ValueError(f"cached and media tokens are parts of prompt tokens: {self}")
         if self.completion_tokens < self.audio_completion_tokens + self.image_completion_tokens:
             raise ValueError(f"media tokens are parts of completion tokens: {self}")
+
+    @property
+    def cache_writes(self) -> int:
+        return (
+            self.cache_write_tokens + self.cache_write_1h_tokens + self.cache_write_unsplit_tokens
+        )
 
     @property
     def _prompt_media(self) -> int:
@@ -91,14 +105,20 @@ def cost_units(price: ModelPrice, usage: Usage) -> int:
 
 
 def _tokens_times_million(price: ModelPrice, usage: Usage) -> int:
-    text_in = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+    text_in = usage.prompt_tokens - usage.cached_tokens - usage.cache_writes
     text_in -= usage.audio_prompt_tokens + usage.image_prompt_tokens
+    five, hour = usage.cache_write_tokens, usage.cache_write_1h_tokens
+    if price.cache_ttl == "1h":
+        hour += usage.cache_write_unsplit_tokens
+    else:
+        five += usage.cache_write_unsplit_tokens
     text_out = usage.completion_tokens - usage.audio_completion_tokens
     text_out -= usage.image_completion_tokens
     return (
         text_in * price.input
         + usage.cached_tokens * price.cached_input
-        + usage.cache_write_tokens * _or(price.cache_write, price.input)
+        + five * price.five_write
+        + hour * price.hour_write
         + usage.audio_prompt_tokens * _or(price.audio_input, price.input)
         + usage.image_prompt_tokens * _or(price.image_input, price.input)
         + text_out * price.output
@@ -118,7 +138,9 @@ def _rates(price: ModelPrice, usage: Usage) -> ModelPrice:
         long.input,
         long.cached_input,
         long.output,
-        cache_write=_or(long.cache_write, long.input),
+        cache_write=long.cache_write,
+        cache_write_1h=long.cache_write_1h,
+        cache_ttl=price.cache_ttl,
         audio_input=price.audio_input,
         audio_output=price.audio_output,
         image_input=price.image_input,
@@ -158,8 +180,18 @@ def unpriced(price: ModelPrice, usage: Usage) -> list[str]:
 def settled_amounts(price: ModelPrice, usage: Usage, reserved: Mapping[str, int]) -> dict[str, int]:
     """What a call whose provider reported `usage` is charged: its cost, or at least what was
     reserved when the report holds a billed dimension the policy does not price (logged at
-    ERROR: the policy needs that price)."""
+    ERROR: the policy needs that price). Cache writes on a model without `cache_write` are
+    charged at the provider's usual multiples of the input price, and logged."""
     charged = amounts(price, usage)
+    if usage.cache_writes and price.cache_write is None:
+        log.warning(
+            "DEFAULTED CACHE WRITE PRICE: model %s reported %d cache write tokens, which the "
+            "policy does not price; charged at 1.25x input (5 minutes) and 2x (one hour). Add "
+            "cache_write to models.%s.",
+            price.name,
+            usage.cache_writes,
+            price.name,
+        )
     missing = unpriced(price, usage)
     if not missing:
         return charged

@@ -18,11 +18,12 @@ import asyncio
 import functools
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import aiohttp
 from aiohttp import web
@@ -30,8 +31,9 @@ from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 from multidict import CIMultiDict
+from yarl import URL
 
-from proxy.errors import NotFound, UpstreamError
+from proxy.errors import BadRequest, NotFound, UpstreamError
 from proxy.policy.runtime import Timeouts
 from proxy.sse import SSEDecoder, SSEEvent
 
@@ -68,16 +70,53 @@ RESPONSE_HEADERS_DOWN = frozenset(
 shared provider account, so they stay here."""
 
 _BAD_SEGMENT = re.compile(r"(?i)%2f|%5c|\\")
+_REFUSED_CHARACTERS = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Unicode categories never part of an id: controls (NUL, CR, LF, DEL), format characters
+(bidirectional overrides and isolates, zero-width ones), surrogates, line and paragraph
+separators. They can only confuse a log, a terminal or the upstream's own parser."""
+_PCHAR_SAFE = "!$&'()*+,=:@"
+"""What RFC 3986 lets a path segment hold unquoted besides letters, digits and -._~, but `;`:
+servers that read path parameters (`..;` on Tomcat and the proxies in front of it) would see a
+dot segment or a parameter where the client sent an id."""
 
 
 def check_path(raw_path: str) -> None:
-    """Refuse dot segments and encoded slashes anywhere in a path, before any routing."""
+    """Refuse, before any routing: dot segments and encoded slashes anywhere in a path (404),
+    and characters no id holds once percent-decoded (400 `invalid_path`)."""
     path = raw_path.split("?", 1)[0]
     if _BAD_SEGMENT.search(path):
         raise NotFound(f"No such route: {path!r} (encoded slashes are not allowed in paths).")
     for segment in path.split("/"):
-        if unquote(segment) in (".", ".."):
+        if _decoded(segment, path) in (".", ".."):
             raise NotFound(f"No such route: {path!r} (dot segments are not allowed in paths).")
+
+
+def _decoded(segment: str, path: str) -> str:
+    """`segment` percent-decoded, refusing bytes that are not UTF-8 and _REFUSED_CHARACTERS."""
+    try:
+        text = unquote(segment, errors="strict") if "%" in segment else segment
+    except UnicodeDecodeError:
+        raise BadRequest(
+            f"The path {path!r} is not UTF-8 once percent-decoded; quote each byte of an id's "
+            "UTF-8 encoding.",
+            code="invalid_path",
+        ) from None
+    if not text.isprintable():
+        odd = next((c for c in text if unicodedata.category(c) in _REFUSED_CHARACTERS), None)
+        if odd is not None:
+            raise BadRequest(
+                f"The path {path!r} holds U+{ord(odd):04X} "
+                f"({unicodedata.name(odd, unicodedata.category(odd))}); control, format "
+                "(bidirectional) and separator characters are not allowed in paths.",
+                code="invalid_path",
+            )
+    return text
+
+
+def path_segment(value: str) -> str:
+    """A path parameter as one segment of an upstream URL: quoted, so a `?`, `#` or `%` in an
+    id stays part of it instead of starting a query or an escape upstream."""
+    return quote(value, safe=_PCHAR_SAFE)
 
 
 def upstream_url(base_url: str, suffix: str) -> str:
@@ -165,7 +204,8 @@ async def send(
     timeouts: Timeouts,
     deadline: Deadline,
 ) -> aiohttp.ClientResponse:
-    """Send the request and wait, until `deadline`, for the response headers. Failures become
+    """Send the request and wait, until `deadline`, for the response headers. `url` goes as it
+    is, already quoted (yarl would otherwise unquote `%3B` to `;`). Failures become
     UpstreamError, `delivered` unless the connection was never established (a session without
     Connector cannot tell, so its failures count as delivered)."""
     attempt = _Attempt(connected=not isinstance(session.connector, Connector))
@@ -174,7 +214,7 @@ async def send(
         async with asyncio.timeout_at(deadline.at):
             return await session.request(
                 method,
-                url,
+                URL(url, encoded=True),
                 data=body,
                 headers=headers,
                 timeout=_client_timeout(timeouts.connect),
@@ -216,12 +256,12 @@ def _client_timeout(connect: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=None)
 
 
-async def read_body(response: aiohttp.ClientResponse, deadline: Deadline) -> bytes:
-    """The whole body, by `deadline`. Failures become UpstreamError (delivered: the headers
-    came)."""
+async def read_body(response: aiohttp.ClientResponse, deadline: Deadline, limit: int) -> bytes:
+    """The whole body, by `deadline`, at most `limit` bytes (limits.max_answer_bytes). Failures
+    and a larger body become UpstreamError (delivered: the headers came)."""
     try:
         async with asyncio.timeout_at(deadline.at):
-            return await response.read()
+            return await _read_at_most(response, limit)
     except TimeoutError:
         raise UpstreamError(
             deadline.missed("the provider did not finish its answer"),
@@ -232,6 +272,21 @@ async def read_body(response: aiohttp.ClientResponse, deadline: Deadline) -> byt
         raise UpstreamError(
             f"the provider's answer was cut off ({type(exc).__name__})", delivered=True
         ) from None
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    data = bytearray()
+    too_large = UpstreamError(
+        f"the provider's answer is larger than {limit} bytes (limits.max_answer_bytes)",
+        delivered=True,
+    )
+    if response.content_length is not None and response.content_length > limit:
+        raise too_large
+    async for chunk in response.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            raise too_large
+    return bytes(data)
 
 
 @dataclass(slots=True)
@@ -246,11 +301,12 @@ class StreamResult:
 async def pump(
     upstream: aiohttp.ClientResponse,
     client: web.StreamResponse | None,
-    on_event: Callable[[SSEEvent], bool],
+    on_event: Callable[[SSEEvent], bytes | None],
     timeouts: Timeouts,
 ) -> StreamResult:
     """Relay an SSE stream event by event; `client` is None when it left before the start.
-    `on_event` sees every event and says whether the client gets it. The upstream may be silent
+    `on_event` sees every event and says what the client gets of it: its bytes (the event's
+    `raw`, or a rewrite), or None. The upstream may be silent
     `chunk_idle` between chunks and take `stream_total` in all. After the client goes away,
     keep reading (without relaying) until the upstream ends or `drain_after_disconnect`
     passes: the final event carries the usage to charge."""
@@ -269,7 +325,7 @@ async def pump(
                 chunk = await upstream.content.readany()
                 if not chunk:
                     break
-                out = [event.raw for event in decoder.feed(chunk) if on_event(event)]
+                out = [raw for event in decoder.feed(chunk) if (raw := on_event(event))]
                 if out and client is not None and not result.client_gone:
                     deadline.reschedule(end)
                     if await _write(client, b"".join(out), timeouts):

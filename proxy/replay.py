@@ -1,7 +1,9 @@
 """Client retries: a budgeted call that carries an idempotency key runs, and is charged, once.
 
 A call with `Idempotency-Key` (or `X-Cycles-Idempotency-Key`) claims (tenant, sha256(key)) after
-identification and before anything is reserved. What a later call with the same key gets:
+identification and before anything is reserved; a caller whose API key pins levels (a key per
+agent) claims in a namespace of those pins, (tenant, pins, sha256(key)), so one agent's keys can
+neither block another's nor be answered from them. What a later call with the same key gets:
 
     the first call is still running          409 conflict / idempotency_in_flight, Retry-After
     the first call answered 2xx in one body  that answer again (status, body, relayed headers,
@@ -36,8 +38,8 @@ from proxy.errors import (
     LedgerUnavailable,
     ServiceUnavailable,
 )
-from proxy.ledger.replays import Record, ReplayStore
-from proxy.scopes import Scope
+from proxy.ledger.replays import Record, ReplaysFull, ReplayStore
+from proxy.scopes import Scope, path_of
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +119,18 @@ async def begin(
     key = key if key is not None else key_of(request.headers)
     if key is None:
         return Claim(None, scope.tenant, "", "")
-    digest = hashlib.sha256(key.encode()).hexdigest()
+    digest = _digest(key, scope)
     request_hash = _request_hash(request, scope, raw)
     try:
         held = await store.claim(scope.tenant, digest, Record(request_hash))
+    except ReplaysFull:
+        raise ServiceUnavailable(
+            "Calls in flight hold as many idempotency keys as this proxy keeps for them (this "
+            "tenant's, or every tenant's; memory:// store); nothing was forwarded or charged. "
+            "Retry once some have finished, or send fewer keyed calls at once.",
+            retry_after=1,
+            code="idempotency_store_full",
+        ) from None
     except LedgerUnavailable as exc:
         if not fail_open:
             raise ServiceUnavailable(
@@ -152,6 +162,15 @@ def key_of(headers: Mapping[str, str]) -> str | None:
             code="invalid_idempotency_key",
         )
     return key
+
+
+def _digest(key: str, scope: Scope) -> str:
+    """Where the key is claimed in the tenant's store: the key's sha256, after the sha256 of the
+    caller's pinned levels when its API key pins any (the two forms cannot meet)."""
+    own = hashlib.sha256(key.encode()).hexdigest()
+    if not scope.pins:
+        return own
+    return f"{hashlib.sha256(path_of(scope.pins).encode()).hexdigest()}.{own}"
 
 
 def _request_hash(request: web.Request, scope: Scope, raw: bytes) -> str:

@@ -60,7 +60,7 @@ def _refused(note: str, *asks_nothing: object) -> Field:
 
 _SAMPLING = "sampling only; the completion limit still bounds the output"
 _ID = "an identifier the provider keeps; billed nothing"
-_CACHE = "caching changes only the share of the prompt billed at cached_input, read from usage"
+_CACHE = "caching changes only the prompt's split into cache reads and writes, read from usage"
 _STREAM = "how the answer comes; a stream is settled on its usage report or counted text"
 _LIMIT = "the completion bound per choice: the proxy writes exactly one limit field, this bound"
 
@@ -98,7 +98,9 @@ _CACHING: dict[str, Field] = {
 CHAT: dict[str, Field] = {
     **_GENERATION,
     **_CACHING,
-    "messages": _modelled("the prompt: text, names, tool calls; images by the tile rule, audio"),
+    "messages": _modelled(
+        "the prompt: text, names, tool calls; images by the tile rule, audio; files see pricing"
+    ),
     "tools": _modelled("the prompt: definitions by their JSON"),
     "tool_choice": _modelled("the prompt: a named tool by its JSON"),
     "functions": _modelled("the prompt: definitions by their JSON"),
@@ -106,7 +108,9 @@ CHAT: dict[str, Field] = {
     "response_format": _modelled("the prompt: a json_schema by its JSON"),
     "max_completion_tokens": _modelled(_LIMIT),
     "max_tokens": _modelled(_LIMIT),
-    "modalities": _modelled("audio output is reserved at the model's audio_output price"),
+    "modalities": _modelled(
+        "audio output is reserved at the model's audio_output price, or refused without one"
+    ),
     "audio": _modelled("voice and format of audio output (see modalities)"),
     "logprobs": _neutral("returns more detail about the same tokens"),
     "top_logprobs": _neutral("returns more detail about the same tokens"),
@@ -116,7 +120,9 @@ CHAT: dict[str, Field] = {
     "store": _neutral("stored completions are not billed"),
     "user_security_context": _neutral("Azure: identifies the end user to Defender; billed nothing"),
     "service_tier": _pricing("see pricing: the tier's price, or refused"),
-    "web_search_options": _pricing("see pricing: the search's fee, or refused"),
+    "web_search_options": _pricing(
+        "see pricing: refused, its per-search fee is not modelled on chat (use Responses)"
+    ),
     "prediction": _refused(
         "rejected prediction tokens are billed as output the completion limit does not bound"
     ),
@@ -131,7 +137,7 @@ COMPLETIONS: dict[str, Field] = {
     "prompt": _modelled(
         "the prompt; a batch (strings or token lists) multiplies the choices by its length"
     ),
-    "suffix": _modelled("the prompt: its tokens"),
+    "suffix": _modelled("the prompt: its tokens, after every prompt of a batch"),
     "max_tokens": _modelled(_LIMIT),
     "echo": _neutral("returns the prompt it already billed"),
     "logprobs": _neutral("returns more detail about the same tokens"),
@@ -147,7 +153,9 @@ EMBEDDINGS: dict[str, Field] = {
 RESPONSES: dict[str, Field] = {
     **_OPENAI_COMMON,
     **_CACHING,
-    "input": _modelled("the prompt: messages, images by the tile rule, items by their JSON"),
+    "input": _modelled(
+        "the prompt: messages, images by the tile rule, items by their JSON; files see pricing"
+    ),
     "instructions": _modelled("the prompt: a system message"),
     "tools": _modelled("the prompt: definitions by their JSON; hosted tools see pricing"),
     "tool_choice": _modelled("the prompt: a named tool by its JSON"),
@@ -187,9 +195,16 @@ RESPONSES: dict[str, Field] = {
 
 MESSAGES: dict[str, Field] = {
     "model": _modelled("the model's price entry; the prompt × its tokenizer_factor"),
-    "messages": _modelled("the prompt: text, images, tool use and results, documents"),
-    "system": _modelled("the prompt: a system turn"),
-    "tools": _modelled("the prompt: definitions by their JSON; server tools see pricing"),
+    "messages": _modelled(
+        "the prompt: text, images (at any depth), tool use and results; documents and "
+        "cache_control (at any depth) see pricing"
+    ),
+    "system": _modelled("the prompt: a system turn; its cache_control see pricing"),
+    "tools": _modelled(
+        "the prompt: definitions by their JSON, the model's tool_prompt_tokens once, and each "
+        "client tool's client_tool_tokens (a type without them is refused); server tools see "
+        "pricing"
+    ),
     "tool_choice": _modelled("the prompt: a named tool by its JSON"),
     "output_config": _modelled("the prompt: a format's schema by its JSON; effort stays in limit"),
     "max_tokens": _modelled(_LIMIT),
@@ -205,7 +220,10 @@ MESSAGES: dict[str, Field] = {
     "billing_policy": _neutral("can only move the bill off the provider account"),
     "fallback_credit_token": _neutral("can only lower the price of cache writes"),
     "service_tier": _pricing("see pricing: the tier's price, or refused"),
-    "cache_control": _pricing("see pricing: cache writes at the model's cache_write"),
+    "cache_control": _pricing(
+        "see pricing: the prompt at the write price of the longest TTL asked anywhere in the "
+        "body (cache_write, or the one-hour price for ttl 1h); refused without cache_write"
+    ),
     "inference_geo": _refused("US-only inference is billed at a premium", "global"),
     "speed": _refused("fast mode is billed at a premium", "standard"),
     "mcp_servers": _refused("remote MCP tools call the model again, past what max_tokens bounds"),

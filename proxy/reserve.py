@@ -22,7 +22,7 @@ from proxy.ledger.base import (
     ReserveRequest,
 )
 from proxy.policy.runtime import DegradeRule, Plan
-from proxy.pricing import Usage, fit_rates
+from proxy.pricing import fit_rates
 from proxy.scopes import Scope, budget_lines
 from proxy.token_kinds import estimate_price
 
@@ -91,8 +91,8 @@ def _fit(call: PreparedCall, variant: Variant) -> Fit | None:
     if rule is None or rule.fit_floor is None or call.choices == 0:
         return None
     # The prompt, the tier and tool fees, and the output price as the reservation priced them.
-    price = estimate_price(variant.price, call.body)
-    rest, output = fit_rates(price, Usage(variant.prompt_tokens, 0, tool_calls=variant.tool_calls))
+    price = estimate_price(variant.price, call.body, call.endpoint.name)
+    rest, output = fit_rates(price, variant.usage(0))
     return Fit(
         prompt_units=rest,
         prompt_tokens=variant.prompt_tokens,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxy.errors import BadRequest
 from proxy.ledger.base import BudgetLine
@@ -31,6 +31,11 @@ class Scope:
     tenant: str
     values: Mapping[str, str]
     """Level → lowercased value, for every level the call named (tenant and run included)."""
+    pins: Mapping[str, str] = field(default_factory=dict)
+    """Level → value of every level below the tenant that the caller's API key pins (gateway
+    mode); empty for a key that pins none and in sidecar mode. The caller cannot name another
+    value for these: what it may reach is bounded by them (actions/reserving.py may_settle,
+    replay.py's idempotency namespace)."""
 
     @property
     def run(self) -> str | None:
@@ -38,7 +43,17 @@ class Scope:
 
     def path(self) -> str:
         """`tenant/workspace/…` as named, for logs."""
-        return "/".join(f"{level}={self.values[level]}" for level in LEVELS if level in self.values)
+        return path_of(self.values)
+
+
+def path_of(values: Mapping[str, str]) -> str:
+    """`tenant=acme/agent=bot`: the levels in `values`, outermost first."""
+    return "/".join(f"{level}={values[level]}" for level in LEVELS if level in values)
+
+
+def parse_path(path: str) -> dict[str, str]:
+    """The levels of a path that `path_of` wrote (values never contain `/` or `=`)."""
+    return dict(part.split("=", 1) for part in path.split("/") if "=" in part)
 
 
 def check_value(header: str, raw: str) -> str:
@@ -62,7 +77,7 @@ def from_headers(headers: Mapping[str, str]) -> Scope:
             values[level] = check_value(header, raw)
     if "tenant" not in values:
         raise BadRequest(
-            "Missing X-Cycles-Tenant header: every budgeted call must name its tenant.",
+            "Missing X-Cycles-Tenant header: every call must name its tenant.",
             code="missing_tenant",
             param="X-Cycles-Tenant",
         )

@@ -18,13 +18,15 @@ from types import FrameType
 
 from aiohttp import web
 
-from proxy import encodings
+from proxy import encodings, listen, peers
 from proxy.admin.app import build_admin_app
 from proxy.app import build_app, build_metrics_app
 from proxy.logs import setup_logging
 from proxy.policy import load_policy
+from proxy.policy.advice import warnings
 from proxy.policy.runtime import Policy
 from proxy.ports import pinned
+from proxy.scrape import tokens_from_env
 from proxy.settings import (
     Settings,
     parse_listen,
@@ -49,8 +51,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         workers=args.workers,
         allow_header_identity_on_public_address=args.allow_header_identity_on_public_address,
+        metrics_tokens=tokens_from_env(),
+        allow_unauthenticated_metrics=args.allow_unauthenticated_metrics,
         admin=_listener(args.admin_listen, "--admin-listen"),
         metrics=_listener(args.metrics_listen, "--metrics-listen"),
+        max_connections=args.max_connections,
+        max_connections_per_peer=args.max_connections_per_peer,
+        keep_alive=args.keep_alive_timeout,
         reload_every=args.reload_every,
         drain_timeout=args.drain_timeout,
         require_noeviction=args.require_noeviction,
@@ -67,6 +74,8 @@ def serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     policy = with_upstream_override(load_policy(settings.policy), settings.upstream)
     validate(settings, policy)
+    for text in warnings(policy):
+        log.warning("%s", text)
     # Loaded before any fork, so workers share the encoding tables' pages.
     encodings.preload(policy.used_encodings)
     _tune_gc()
@@ -122,13 +131,14 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         settings.store,
         reload=reload,
         require_noeviction=settings.require_noeviction,
-        on_quit=partial(_quit, settings.workers),
+        # Only a sidecar's app may say it has exited; a gateway has no app beside it.
+        on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,
     )
     listeners = [(app, (settings.host, settings.port))]
     if settings.admin is not None:
         listeners.append((build_admin_app(app, settings.store), settings.admin))
     if settings.metrics is not None:
-        listeners.append((build_metrics_app(app), settings.metrics))
+        listeners.append((build_metrics_app(app, settings.metrics_tokens), settings.metrics))
     # Signals are handled before the port accepts: a SIGTERM that arrives as soon as the proxy
     # answers (a worker's parent forwarding it) is never the default, fatal one.
     loop = asyncio.get_running_loop()
@@ -136,11 +146,25 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     runners = []
+    # Who a connection is counted under: the policy at start (as read_request).
+    peer_key = peers.connection_key(
+        policy.trusted_proxies, policy.client_ipv6_prefix, gateway=policy.identity == "api_key"
+    )
     for listener, address in listeners:
-        runner = web.AppRunner(listener, access_log=None)
+        # Request headers within read_request (read at start), and a bound on connections.
+        runner = listen.runner(listener, policy.timeouts.read_request)
         runners.append(runner)
         await runner.setup()
-        site = web.TCPSite(runner, address[0], address[1], reuse_port=settings.workers > 1)
+        site = listen.BoundedSite(
+            runner,
+            address[0],
+            address[1],
+            max_connections=settings.max_connections,
+            max_per_peer=settings.max_connections_per_peer,
+            keep_alive=settings.keep_alive,
+            peer_key=peer_key,
+            reuse_port=settings.workers > 1,
+        )
         await site.start()
     bound = iter(_bound(runner) for runner in runners)
     # The addresses bound, not the ones asked for: port 0 asks for any free port, and this line

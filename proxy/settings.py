@@ -10,6 +10,7 @@ from typing import Literal
 
 from proxy.errors import CyclesError
 from proxy.ledger.clients import check_url
+from proxy.listen import KEEP_ALIVE_S, MAX_CONNECTIONS, MAX_PER_PEER
 from proxy.policy.runtime import Policy
 
 
@@ -29,11 +30,23 @@ class Settings:
     """text or json; None: $CYCLES_LOG_FORMAT, else text."""
     workers: int = 1
     allow_header_identity_on_public_address: bool = False
+    metrics_tokens: tuple[str, ...] = ()
+    """$CYCLES_METRICS_TOKEN: what the metrics listener's /metrics asks for (scrape.py)."""
+    allow_unauthenticated_metrics: bool = False
+    """Let a gateway serve metrics on a non-loopback address without a token."""
     admin: tuple[str, int] | None = ("127.0.0.1", 8081)
     """The admin API's listener; None: no admin API in this process."""
     metrics: tuple[str, int] | None = None
-    """A listener serving only /metrics (and /healthz), e.g. on the pod IP for a sidecar whose
-    proxy port is loopback only; None: /metrics is on the proxy port alone."""
+    """A listener serving only /metrics (and /healthz), for Prometheus: a gateway never serves
+    them on its proxy port, a sidecar's is loopback only. None: no such listener (/metrics is
+    then on the admin listener, and in sidecar mode on the proxy port)."""
+    max_connections: int = MAX_CONNECTIONS
+    """Places each listener holds at most (listen.py): connections, and calls still running for
+    closed ones."""
+    max_connections_per_peer: int = MAX_PER_PEER
+    """Connections one client address holds at most on each listener (listen.py)."""
+    keep_alive: float = KEEP_ALIVE_S
+    """Seconds an idle keep-alive connection stays open after its last answer."""
     reload_every: float = 2.0
     """Seconds between checks of the policy's files for a change; 0: never reload."""
     drain_timeout: float = 30.0
@@ -68,6 +81,12 @@ def validate(settings: Settings, policy: Policy) -> None:
     """Refuse combinations that would silently break the budget guarantee."""
     if settings.reload_every < 0 or settings.drain_timeout < 0:
         raise SettingsError("--reload-every and --drain-timeout are seconds, 0 or more")
+    if settings.max_connections < 1:
+        raise SettingsError("--max-connections is a number of connections, 1 or more")
+    if settings.max_connections_per_peer < 1:
+        raise SettingsError("--max-connections-per-peer is a number of connections, 1 or more")
+    if not settings.keep_alive > 0:
+        raise SettingsError("--keep-alive-timeout is a number of seconds, more than 0")
     try:
         check_url(settings.store)
     except ValueError as exc:
@@ -87,6 +106,25 @@ def validate(settings: Settings, policy: Policy) -> None:
             f"listens on a loopback address (not {settings.host}). Use identity: api_key for "
             "a shared gateway, or pass --allow-header-identity-on-public-address if a "
             "network policy already restricts who can connect."
+        )
+    _check_metrics(settings, policy)
+
+
+def _check_metrics(settings: Settings, policy: Policy) -> None:
+    """A gateway's metrics name every tenant: off loopback, only for a bearer of the token."""
+    if (
+        policy.identity == "api_key"
+        and settings.metrics is not None
+        and not _loopback(settings.metrics[0])
+        and not settings.metrics_tokens
+        and not settings.allow_unauthenticated_metrics
+    ):
+        host, port = settings.metrics
+        raise SettingsError(
+            f"--metrics-listen {host}:{port} would serve every tenant's spend to whoever can "
+            "connect to it. Set CYCLES_METRICS_TOKEN (Prometheus sends it as a bearer token), "
+            "listen on a loopback address, or pass --allow-unauthenticated-metrics if a network "
+            "policy already admits only Prometheus to that port."
         )
 
 

@@ -7,7 +7,9 @@ reached the provider and no answer came back (a timeout, a reset, the proxy stop
 model may reason without streaming it, the charge is at least the reservation, because the
 provider may have billed a generation we never saw. A report from a stream that did not finish
 is only a floor: a provider that reports running usage on every chunk (vLLM) counts what it had
-sent, not what it bills for the generation it went on with.
+sent, not what it bills for the generation it went on with. A stream "finished" when its
+`[DONE]` came, or when it ended cleanly right after OpenAI's usage chunk, which is sent last.
+A 2xx stream without a single JSON event did not finish: the provider answered, and may bill.
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened upstream, as far as charging is concerned."""
+    """What happened upstream, as far as charging is concerned: a 2xx answer, whole or
+    streamed (an error status before any output is released without one)."""
 
-    produced: bool
-    """The provider produced output (a 2xx answer, or at least one streamed event)."""
     usage: Usage | None = None
     """What the provider reported, if it did."""
     counted_completion: int = 0
@@ -48,11 +49,9 @@ class Outcome:
     so text counted without a report is no measure of the bill."""
 
 
-def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int] | None:
-    """Amounts to commit per unit, or None to release. `reserved` is what the reservation
-    holds (empty when the call went unbudgeted)."""
-    if not outcome.produced:
-        return None
+def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int]:
+    """Amounts to commit per unit. `reserved` is what the reservation holds (empty when the
+    call went unbudgeted)."""
     if outcome.usage is not None:
         usage = outcome.usage
         if outcome.counted_completion > usage.completion_tokens:
@@ -80,7 +79,7 @@ def held_amounts(reservation: Reservation | None) -> Amounts:
 def no_answer(sent: Sent, reservation: Reservation | None) -> dict[str, int]:
     """The charge of a call whose request may have reached the provider but whose answer never
     came back whole: at least what it holds, which is what the provider may bill."""
-    return charge_for(sent, held_amounts(reservation), Outcome(produced=True, complete=False)) or {}
+    return charge_for(sent, held_amounts(reservation), Outcome(complete=False))
 
 
 async def settle(
@@ -103,9 +102,13 @@ async def settle(
     if reservation is None:
         return
     if isinstance(reservation, Unbudgeted):
-        # Forwarded while the ledger was down (fail_mode: open): the charge waits in the spill.
-        if charge is not None and reservation.spill is not None and reservation.request:
-            reservation.spill.add(reservation.request, charge)
+        # Forwarded while the ledger was down (fail_mode: open): the charge waits in the spill;
+        # without one, a release of the id (its reserve may have run after all: spill.py).
+        if reservation.spill is not None and reservation.request:
+            if charge is not None:
+                reservation.spill.add(reservation.request, charge)
+            else:
+                reservation.spill.add_abandoned(reservation.request)
         return
     try:
         if charge is None:

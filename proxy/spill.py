@@ -13,7 +13,13 @@ commit of the charge (two round trips). Both are idempotent by that id, so a ret
 partial failure never charges twice. The period charged is the one current when the spill is
 written. A commit or release of a real reservation that fails because the ledger is unreachable is
 spilled too, and retried the same way (one round trip, idempotent by the reservation id).
-The spill lives in memory only: it is lost if the process dies before it drains.
+A reserve the proxy gave up on (no answer in time) may still have run, or run later, in the
+store: a call refused for it (503, or 429 `ledger_down_rate`) spills a release of its id (unless
+the reserve surely never reached the store: LedgerUnavailable.maybe_ran), and a
+call forwarded unbudgeted reconciles by its id when its charge is written (the shadow reserve
+finds the record and the commit settles it) or, when it ends without a charge, by a release of
+its id. Either way the reservation never stays open, is never charged, and frees its
+concurrency. The spill lives in memory only: it is lost if the process dies before it drains.
 
 Spilled commits announce the thresholds they cross (`on_commit`: alerts.notifier). When the
 ledger's epoch is lost (`store_lost`; also how `on_store_lost: shadow` forwards), nothing is ever
@@ -29,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from proxy.bounded import Bounded
 from proxy.errors import LedgerEpochLost, LedgerError, LedgerUnavailable
 from proxy.ledger.base import (
     Candidate,
@@ -44,6 +51,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PER_MINUTE = 60
 """A tenant's local rate while the ledger is down, when its plan sets no requests_per_minute."""
+MAX_BUCKETS = 10_000
+"""Tenants' local buckets kept at most, the ones used last."""
 SPILL_LIMIT = 100_000
 """Spilled calls kept at most; beyond, the oldest are dropped (and logged)."""
 OnCommit = Callable[[Reservation, SettleResult], None]
@@ -53,25 +62,37 @@ DRAIN_EVERY = 1.0
 
 
 class Buckets:
-    """Per-tenant token buckets, used only while the ledger is unreachable."""
+    """Per-tenant token buckets, used only while the ledger is unreachable; the `max_tenants`
+    used last are kept (a tenant whose bucket was dropped starts again from a full one)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_tenants: int = MAX_BUCKETS
+    ) -> None:
         self._clock = clock
-        self._state: dict[str, tuple[float, float]] = {}
+        self._state: Bounded[str, tuple[float, float]] = Bounded(max_tenants)
         """tenant -> (tokens, when last refilled)."""
+
+    def __len__(self) -> int:
+        return len(self._state)
 
     def take(self, tenant: str, per_minute: int | None) -> float:
         """Take one token: 0.0 when admitted, else the seconds until one is available."""
         capacity = float(per_minute or DEFAULT_PER_MINUTE)
         rate = capacity / 60.0
         now = self._clock()
-        tokens, then = self._state.get(tenant, (capacity, now))
+        tokens, then = self._state.get(tenant) or (capacity, now)
         tokens = min(capacity, tokens + (now - then) * rate)
         if tokens >= 1.0:
-            self._state[tenant] = (tokens - 1.0, now)
+            self._state.put(tenant, (tokens - 1.0, now))
             return 0.0
-        self._state[tenant] = (tokens, now)
+        self._state.put(tenant, (tokens, now))
         return (1.0 - tokens) / rate
+
+
+def abandoned(tenant: str, reservation_id: str) -> Reservation:
+    """A release by id alone: the ledger settles a record it has from the record (its amounts,
+    lines and concurrency), and one it does not have by these (nothing), leaving a tombstone."""
+    return Reservation(tenant, reservation_id, (), {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +131,13 @@ class Spill:
     def add_settle(self, reservation: Reservation, charge: Mapping[str, int] | None) -> None:
         """A commit (or, with None, a release) the ledger could not take."""
         self._append(reservation, charge)
+
+    def add_abandoned(self, request: ReserveRequest) -> None:
+        """A reserve the proxy gave up on (the ledger did not answer in time; its script may
+        have run, or may still run) for a call that is not forwarded: a release of its id, which
+        frees whatever the store holds under it (the record's own amounts and concurrency) or,
+        when the reserve has not run yet, leaves a tombstone that makes it reserve nothing."""
+        self._append(abandoned(request.tenant, request.reservation_id), None)
 
     def store_lost(self) -> None:
         """The ledger's store was flushed or replaced: its epoch will never come back in this

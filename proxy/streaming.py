@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import suppress
+from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy import alerts, encodings, relay
+from proxy import alerts, encodings, relay, stream_errors
 from proxy.call import Sent
 from proxy.context import Runtime
 from proxy.decision import Decision
@@ -29,9 +30,9 @@ def usage_of_body(call: Sent, body: bytes) -> Outcome:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         log.warning("upstream answered %s with a body that is not JSON", call.endpoint.suffix)
-        return Outcome(produced=True)
+        return Outcome()
     usage = call.endpoint.usage(obj) if isinstance(obj, dict) else None
-    return Outcome(produced=True, usage=usage)
+    return Outcome(usage=usage)
 
 
 async def relay_stream(
@@ -47,9 +48,13 @@ async def relay_stream(
     headers.update(verdict.headers)
     response = web.StreamResponse(status=upstream.status, headers=headers)
     tracker = call.endpoint.tracker()
+    endpoint, url = call.endpoint.name, str(upstream.url)
 
-    def on_event(event: SSEEvent) -> bool:
-        return _observe(tracker, event, hide_usage=call.hide_usage_chunk)
+    def on_event(event: SSEEvent) -> bytes | None:
+        shown = _observe(tracker, event, hide_usage=call.hide_usage_chunk)
+        if not isinstance(shown, dict):
+            return event.raw if shown else None
+        return stream_errors.scrubbed(event, shown, endpoint=endpoint, upstream=url)
 
     result = relay.StreamResult(client_gone=True)
     try:
@@ -71,9 +76,9 @@ async def relay_stream(
     return response
 
 
-def _observe(tracker: StreamUsage, event: SSEEvent, *, hide_usage: bool) -> bool:
+def _observe(tracker: StreamUsage, event: SSEEvent, *, hide_usage: bool) -> bool | dict[str, Any]:
     """Feed one event to the usage tracker; False for the usage chunk the client did not ask
-    for."""
+    for, the event's object for a provider's error event (which the client gets scrubbed)."""
     data = event.data
     if not data:
         return True
@@ -87,6 +92,8 @@ def _observe(tracker: StreamUsage, event: SSEEvent, *, hide_usage: bool) -> bool
     if not isinstance(obj, dict):
         return True
     tracker.feed(obj)
+    if stream_errors.is_error(event, obj):
+        return obj
     return not (hide_usage and tracker.is_usage_only(obj))
 
 
@@ -98,7 +105,9 @@ def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.Stream
         # own tokenizer. Beside a report it is only a floor, and the encoding's own count is
         # the evidence.
         counted = math.ceil(counted * call.price.tokenizer_factor)
-    complete = result.complete and tracker.done
+    # A stream with no JSON event at all is no answer: the provider said 200 and may bill it.
+    ended = tracker.done or tracker.final
+    complete = result.complete and ended and tracker.events > 0
     hidden = tracker.usage is None and hides_reasoning(call.price.reasoning, call.body)
     if hidden and complete:
         log.info(
@@ -108,7 +117,6 @@ def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.Stream
             counted,
         )
     return Outcome(
-        produced=tracker.events > 0,
         usage=tracker.usage,
         counted_completion=counted,
         complete=complete,

@@ -1,4 +1,9 @@
-"""Every background task is created here: named, strongly referenced, and its failure logged."""
+"""Every background task is created here: named, strongly referenced, and its failure logged.
+
+A task that ends with a `ClientError` did what it was for: that error is the answer its caller
+gives the client (a call's forward-and-settle task raises BadGateway when the provider's answer
+was cut), so it is one warning line, not an ERROR with a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from proxy.errors import ClientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -24,8 +31,13 @@ def spawn(coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
 
 def _finished(task: asyncio.Task[Any]) -> None:
     _running.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if isinstance(exc, ClientError):
+        log.warning("task %s answered %d: %s", task.get_name(), exc.status, exc.message)
+    elif exc is not None:
+        log.error("background task %s failed", task.get_name(), exc_info=exc)
 
 
 async def stop(task: asyncio.Task[Any]) -> None:

@@ -1,7 +1,8 @@
-"""Kinds of tokens a provider reports apart and prices apart: cached, audio and image tokens.
-No I/O.
+"""Kinds of tokens a provider reports apart and prices apart: cached, cache-write, audio and
+image tokens. No I/O.
 
 OpenAI's `usage` breaks its totals down: `prompt_tokens_details` has `cached_tokens`,
+`cache_write_tokens` (newer models, which bill prompt-cache writes at the model's write price),
 `audio_tokens` (and, on some servers, `image_tokens`); `completion_tokens_details` has
 `reasoning_tokens`, `audio_tokens` (and `image_tokens`). Every detail is a *part* of its total.
 Reasoning tokens are billed at the output price like the visible text, so they stay inside
@@ -9,8 +10,10 @@ Reasoning tokens are billed at the output price like the visible text, so they s
 `audio_*` / `image_*` prices (pricing.py), the text part being the total minus them.
 
 An estimate cannot know how a prompt splits, so a call that carries audio or images, or asks for
-audio back, is priced at the dearer of the text and media prices (`estimate_price`): the
-reservation stays an upper bound on what the provider can bill.
+audio back, is priced at the dearer of the text and media prices, and an OpenAI prompt on a
+model whose policy prices cache writes (any prompt may be written to the cache) at the dearer of
+the input and write prices (`estimate_price`): the reservation stays an upper bound on what the
+provider can bill.
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ def openai_usage(usage: Mapping[str, Any], prompt: int, completion: int) -> Usag
     asked = _details(usage, "prompt_tokens_details")
     made = _details(usage, "completion_tokens_details")
     cached = min(_count(asked, "cached_tokens"), prompt)
-    audio_in = min(_count(asked, "audio_tokens"), prompt - cached)
-    image_in = min(_count(asked, "image_tokens"), prompt - cached - audio_in)
+    written = min(_count(asked, "cache_write_tokens"), prompt - cached)
+    audio_in = min(_count(asked, "audio_tokens"), prompt - cached - written)
+    image_in = min(_count(asked, "image_tokens"), prompt - cached - written - audio_in)
     audio_out = min(_count(made, "audio_tokens"), completion)
     image_out = min(_count(made, "image_tokens"), completion - audio_out)
     return Usage(
         prompt,
         completion,
         cached,
+        written,
         audio_prompt_tokens=audio_in,
         audio_completion_tokens=audio_out,
         image_prompt_tokens=image_in,
@@ -51,9 +56,15 @@ def with_service_tier(usage: Usage | None, tier: Any) -> Usage | None:
     return dataclasses.replace(usage, service_tier=tier)
 
 
-def estimate_price(price: ModelPrice, body: Mapping[str, Any]) -> ModelPrice:
-    """The price an estimate of `body` is reserved at: `price`, with input and output raised to
-    the media prices the request may be billed at."""
+WRITES_CACHE = frozenset({"chat", "responses"})
+"""Endpoints whose provider may write any prompt to its cache and bill it (OpenAI's)."""
+
+
+def estimate_price(price: ModelPrice, body: Mapping[str, Any], endpoint: str) -> ModelPrice:
+    """The price an estimate of `body` (on `endpoint`) is reserved at: `price`, with input and
+    output raised to the media and cache-write prices the request may be billed at."""
+    if endpoint in WRITES_CACHE and price.cache_write is not None:
+        price = _with_writes(price, price.cache_write)
     if _no_media_prices(price):
         return price
     parts = _part_types(body)
@@ -69,6 +80,15 @@ def estimate_price(price: ModelPrice, body: Mapping[str, Any]) -> ModelPrice:
     if price.image_output is not None:
         dearer_out.append(price.image_output)
     return dataclasses.replace(price, input=max(dearer_in), output=max(dearer_out))
+
+
+def _with_writes(price: ModelPrice, write: int) -> ModelPrice:
+    """`price` with every prompt token at least at the cache-write price (and above the
+    long-context threshold, at least at the long-context write price)."""
+    long = price.long_context
+    if long is not None:
+        long = dataclasses.replace(long, input=max(long.input, long.five_write))
+    return dataclasses.replace(price, input=max(price.input, write), long_context=long)
 
 
 def _no_media_prices(price: ModelPrice) -> bool:

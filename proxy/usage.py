@@ -43,6 +43,10 @@ class StreamUsage:
         """The last usage report seen, if any."""
         self.done = False
         """Whether the `[DONE]` marker arrived."""
+        self.final = False
+        """Whether the last JSON event was the `include_usage` chunk with a good report: OpenAI
+        sends it last, after every choice has finished, so its report is the whole call's
+        even when no `[DONE]` follows."""
         self.events = 0
         """How many JSON events were fed."""
         self._texts: dict[tuple[int | str, ...], list[str]] = {}
@@ -66,6 +70,7 @@ class StreamUsage:
         usage = parse_usage(event.get("usage"), "chat")
         if usage is not None:
             self.usage = with_service_tier(usage, self._tier)
+        self.final = usage is not None and self.is_usage_only(event)
         choices = event.get("choices")
         if isinstance(choices, list):
             for position, choice in enumerate(choices):

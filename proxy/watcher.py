@@ -18,6 +18,7 @@ from pathlib import Path
 
 from proxy.errors import PolicyError
 from proxy.policy import load_policy
+from proxy.policy.advice import warnings
 from proxy.policy.loader import policy_files
 from proxy.policy.runtime import Policy
 from proxy.settings import with_upstream_override
@@ -88,6 +89,8 @@ class PolicyWatcher:
         await self._apply(policy)
         self._current = policy
         log.info("policy reloaded from %s", self._reload.path)
+        for text in warnings(policy):
+            log.warning("%s", text)
 
     def _fingerprint(self) -> str | None:
         try:

@@ -15,7 +15,8 @@ import redis
 from redis.cluster import RedisCluster
 
 ROOT = Path(__file__).resolve().parent.parent
-POLICIES = ROOT / "policies"
+POLICIES = ROOT / "proxy" / "policy"
+"""The directory that holds the example policy the package ships (`example.yaml`, its only YAML)."""
 
 
 def free_port() -> int:

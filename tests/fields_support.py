@@ -117,11 +117,13 @@ BODIES: dict[str, dict[str, Any]] = {
 def billed_cost(billed: Billed) -> int:
     """DESIGN.md's formula, apart from proxy.pricing: ceil(Σ tokens × price per 1M / 10**6)."""
     fresh, cached, written, output = PRICES[billed.model]
-    uncached = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
+    hour = billed.cache_write_1h_tokens
+    uncached = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens - hour
     numerator = (
         uncached * int(fresh * UNITS)
         + billed.cached_tokens * int(cached * UNITS)
         + billed.cache_write_tokens * int(written * UNITS)
+        + hour * 2 * int(fresh * UNITS)  # Anthropic: a one-hour cache write is 2× input
         + billed.completion_tokens * int(output * UNITS)
     )
     return -(-numerator // 10**6)

@@ -10,8 +10,9 @@ those the expected charge is exact (`expected_charge`), from DESIGN.md's rules:
 - a whole answer: its usage report; without one (or when the body is lost), the reservation;
 - a stream: its last good usage report, its completion raised to the counted text if that is
   more; without a report, the counted text; either way at least the reservation when the
-  stream did not finish (no `[DONE]`, or a reset); a stream with no JSON event at all is
-  released.
+  stream did not finish (a reset, or neither `[DONE]` nor a clean end right after a good
+  usage-only chunk); a stream with no JSON event at all is charged its reservation (the
+  provider answered 200, and may bill).
 
 The rest is raw garbage (bytes, cut JSON, arbitrary JSON events): only robustness is checked.
 """
@@ -54,6 +55,8 @@ class Shows:
     words: int = 0
     """Tokens of streamed text (choices' content, text, tool-call arguments)."""
     done: bool = False
+    final: bool = False
+    """The last JSON event was a good usage-only report (OpenAI's include_usage chunk)."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,8 @@ def expected_charge(case: Garbage, reserved: int) -> int | None:
 
 def _stream_charge(case: Garbage, shows: Shows, reserved: int) -> int:
     if shows.json_events == 0:
-        return 0
-    complete = shows.done and not case.script.reset
+        return reserved
+    complete = (shows.done or shows.final) and not case.script.reset
     if shows.usage is not None:
         # A report is the charge of a finished stream; of a cut one only a floor under the
         # reservation (a running report, as vLLM sends, says nothing of what came after).
@@ -226,12 +229,14 @@ text_events = st.builds(
     st.sampled_from(["content", "text", "tool_call"]),
     st.none() | bad_usage | good_usage,
 )
-usage_events = st.builds(
-    lambda usage: _json_event(
-        {"choices": [], "usage": usage}, Shows(1, _good_usage({"usage": usage}))
-    ),
-    good_usage | bad_usage,
-)
+
+
+def _usage_event(usage: Any) -> Event:
+    report = _good_usage({"usage": usage})
+    return _json_event({"choices": [], "usage": usage}, Shows(1, report, final=report is not None))
+
+
+usage_events = st.builds(_usage_event, good_usage | bad_usage)
 DONE = Event(b"[DONE]", Shows(done=True))
 quiet_events = st.sampled_from(
     [
@@ -268,6 +273,7 @@ def _stream(
             event.shows.usage if event.shows.usage is not None else shows.usage,
             shows.words + event.shows.words,
             shows.done or event.shows.done,
+            event.shows.final if event.shows.json_events else shows.final,
         )
     return Script(content_type="text/event-stream", chunks=_split(data, cuts)), shows
 

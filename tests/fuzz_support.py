@@ -100,15 +100,20 @@ PRICES: dict[str, tuple[str, str, str]] = {
 }
 
 
-EXTRAS = {"gpt-4o-mini": ", image_token_factor: 33.34"}
-"""What else the policy says of a model: gpt-4o-mini bills an image 2833 + 5667 a tile, 33.34
-times the tile rule (without it, the estimate of a streamed call with an image and no usage
-report falls below the bill)."""
+IMAGE_TOKEN_FACTORS = {"gpt-4o-mini": "33.34"}
+"""As policies/example.yaml declares them: gpt-4o-mini bills an image at 2833 + 5667 a tile,
+33.34 times gpt-4o's rule (fake_tokens.py). Without it a stream that reports no usage could
+only be charged the image at gpt-4o's size: less than the provider billed."""
 
 
 def models_yaml() -> str:
     return "\n".join(
-        f"  {name}: {{input: {i}, cached_input: {c}, output: {o}{EXTRAS.get(name, '')}}}"
+        f"  {name}: {{input: {i}, cached_input: {c}, output: {o}"
+        + (
+            f", image_token_factor: {IMAGE_TOKEN_FACTORS[name]}}}"
+            if name in IMAGE_TOKEN_FACTORS
+            else "}"
+        )
         for name, (i, c, o) in PRICES.items()
     )
 

@@ -47,6 +47,16 @@ class Stores:
         await client.hset(keys.tenant_keys("acme")[0], f"{prefix}|credit", str(amount))
         await client.aclose()
 
+    async def resv_entries(self, ledger: Ledger) -> int:
+        """How many entries the tenant's reservation records take in the store."""
+        if isinstance(ledger, MemoryLedger):
+            return len(ledger._tenant("acme").resv)
+        client = open_client(self.url)
+        try:
+            return int(await client.hlen(keys.tenant_keys("acme")[2]))
+        finally:
+            await client.aclose()
+
 
 STORE_URLS = {"redis": "redis_url", "redis+cluster": "redis_cluster_url"}
 

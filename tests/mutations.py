@@ -47,6 +47,18 @@ REFUSED = (
 )
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/test_choices_and_limits.py"
+TIMEOUT = "tests/test_reserve_timeout.py"
+LIFECYCLE = "tests/test_lifecycle.py"
+MACHINE = "tests/test_lifecycle_machine.py"
+ACTIONS = "tests/test_actions.py"
+POLICY = "tests/test_policy.py::test_broken_policy_names_file_line_and_field"
+SWEEPER = "tests/test_sweeper.py::"
+REPLAY = "tests/test_replay.py"
+ADMIN_INPUTS = "tests/test_admin_inputs.py"
+PROVIDER_ERRORS = "tests/test_provider_errors.py"
+STREAM_ERRORS = "tests/test_stream_errors.py"
+LISTEN = "tests/test_listen.py::"
+ROUTES = "tests/test_routes_and_faults.py"
 FIELDS = "tests/test_request_fields.py"
 CONTRACT = "tests/test_ledger_contract.py::"
 CONTRACT_SUITE = ("tests/test_ledger_contract.py",)
@@ -76,6 +88,17 @@ FUZZED_CALLS = (
     "::test_fuzzed_calls_are_charged_what_the_provider_billed_and_refusals_change_nothing"
 )
 """Fuzzed calls through the stack, charged at least what the fake billed (add `[memory]`)."""
+CACHE = "tests/test_cache_writes.py::"
+CACHE_WRITES = CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported"
+ENDS = "tests/test_answer_endings.py::"
+PROPERTY = "tests/test_cost_fields_property.py"
+NESTED = "tests/test_nested_blocks.py::"
+UNEXPLAINED = "test_writes_the_ttl_split_leaves_unexplained_are_charged_at_the_longest_ttl_asked"
+CLIENT_TOOLS = "tests/test_client_tools.py::"
+OPENAI_WRITES = "tests/test_openai_cache_writes.py::"
+OPENAI_WRITE_PRICE = (
+    OPENAI_WRITES + "test_cache_writes_are_reserved_and_charged_at_the_model_s_write_price"
+)
 
 
 @dataclass(frozen=True)
@@ -157,14 +180,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="expiry-releases",
         file="proxy/ledger/lua/sweep.lua",
-        old="settle_lines(r.prefixes, est, (how ~= 'release') and est or nil)",
+        old="settle_lines(r.prefixes, est, charge)",
         new="settle_lines(r.prefixes, est, nil)",
         tests=CONTRACT_SUITE,
         removes="Redis sweeper charges an expired reservation (on_expiry: charge)",
     ),
     Mutation(
         name="memory-expiry-releases",
-        file="proxy/ledger/memory.py",
+        file="proxy/ledger/sweep_memory.py",
         old='charge = r.amounts if self.settings.on_expiry == "charge" else None',
         new="charge = None",
         tests=CONTRACT_SUITE,
@@ -190,10 +213,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="upstream-error-charged",
         file="proxy/handlers.py",
         old="""            await settle(rt.ledger, reservation, None, rt.fail_open.spill)
-            return _relay_body(upstream, body, verdict)""",
+            anthropic = sent.endpoint.name""",
         new="""            charge = reservation and reservation.amounts
             await settle(rt.ledger, reservation, charge, rt.fail_open.spill)
-            return _relay_body(upstream, body, verdict)""",
+            anthropic = sent.endpoint.name""",
         tests=(
             "tests/test_accounting.py",
             "tests/test_routes_and_faults.py",
@@ -204,8 +227,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="n-not-reserved",
         file="proxy/call.py",
-        old="Usage(prompt, priced * self.choices)",
-        new="Usage(prompt, priced)",
+        old="            priced * self.choices,\n",
+        new="            priced,\n",
         tests=(BOUNDS,),
         removes="n choices are reserved n times",
     ),
@@ -293,8 +316,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="answer-timeout-outlives-reservation",
-        file="proxy/policy/schema.py",
-        old="    if cap <= answer:",
+        file="proxy/policy/lifetimes.py",
+        old="    if cap <= answer.total:",
         tests=(
             ENDINGS + "test_check_refuses_a_non_stream_answer_the_reservation_would_not_outlive",
             ENDINGS + "test_a_route_s_non_stream_answer_must_fit_the_reservation_too",
@@ -361,7 +384,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation.never(
         name="dot-segments-allowed",
         file="proxy/relay.py",
-        old='if unquote(segment) in (".", ".."):',
+        old='if _decoded(segment, path) in (".", ".."):',
         tests=("tests/test_routes_and_faults.py", "tests/test_bad_input.py"),
         removes="paths with dot segments are refused before routing",
     ),
@@ -372,6 +395,136 @@ MUTATIONS: tuple[Mutation, ...] = (
         if named != bound:""",
         tests=("tests/test_gateway.py", "tests/test_keys.py"),
         removes="a scope header that disagrees with the API key is 403",
+    ),
+    # -- the tenant boundary and the operator surface (issue 14) ------------------------------
+    Mutation(
+        name="valid-key-refused-after-others-fail",
+        file="proxy/identity.py",
+        old="""    if reason is None and key is not None:
+        return key
+""",
+        new="""    braked = keys.failures.addresses.blocked_for(_client(request, rt))
+    if reason is None and key is not None and not braked:
+        return key
+""",
+        tests=(
+            "tests/test_failed_auth.py"
+            "::test_two_hundred_failures_from_an_address_never_refuse_a_valid_key_from_it",
+        ),
+        removes="the key is checked first: others' failures never refuse a valid key",
+    ),
+    Mutation(
+        name="failed-auth-unlimited-per-address",
+        file="proxy/keys/failures.py",
+        old="        wait = self.addresses.blocked_for(address)",
+        new="        wait = 0",
+        tests=("tests/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",),
+        removes="an address that keeps failing to authenticate gets 429",
+    ),
+    Mutation(
+        name="failed-auth-unlimited-per-key-prefix",
+        file="proxy/keys/failures.py",
+        old="            wait = max(wait, self.prefixes.blocked_for(prefix))",
+        new="            pass",
+        tests=(
+            "tests/test_failed_auth.py"
+            "::test_one_key_failing_from_many_addresses_is_limited_by_its_prefix",
+        ),
+        removes="a key prefix that keeps failing from many addresses gets 429",
+    ),
+    Mutation(
+        name="failed-auth-table-unbounded",
+        file="proxy/keys/failures.py",
+        old="        while len(self._entries) > self._max_entries:",
+        new="        while False:",
+        tests=(
+            "tests/test_failed_auth.py"
+            "::test_the_failure_table_is_bounded_in_entries_and_in_times_per_entry",
+        ),
+        removes="the failed-authentication tables hold a bounded number of entries",
+    ),
+    Mutation(
+        name="forwarded-for-believed-from-anyone",
+        file="proxy/peers.py",
+        old="""        if not _trusted(client, trusted):
+            break""",
+        new="""        if False:
+            break""",
+        tests=(
+            "tests/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",
+            "tests/test_failed_auth.py::test_the_client_address_is_forwarded_only_by_trusted_peers",
+        ),
+        removes="a forwarded-for header is believed only from trusted_proxies",
+    ),
+    Mutation(
+        name="metrics-on-the-gateway-port",
+        file="proxy/app.py",
+        old="""    if policy.identity == "header":
+        # Metrics name""",
+        new="""    if True:
+        # Metrics name""",
+        tests=(
+            "tests/test_metrics_exposure.py::test_gateway_proxy_port_serves_no_metrics_to_anyone",
+            "tests/test_metrics_exposure.py"
+            "::test_a_gateway_process_serves_metrics_on_its_metrics_listener_only",
+        ),
+        removes="tenant-labelled metrics are never served on a gateway's proxy port",
+    ),
+    Mutation(
+        name="admin-replay-keeps-the-secret",
+        file="proxy/admin/api.py",
+        old="            kept = response.get(KEPT, answer)",
+        new="            kept = answer",
+        tests=(
+            "tests/test_admin_secrets.py"
+            "::test_a_replayed_key_issuing_call_answers_with_the_key_id_and_stores_no_secret",
+        ),
+        removes="an admin answer kept for replays never holds the API key it issued",
+    ),
+    Mutation(
+        name="passthrough-ignores-tenant-status",
+        file="proxy/handlers.py",
+        old="    await standing.check_active(rt, (await identity.identify(request, rt)).tenant)",
+        new="    await identity.identify(request, rt)",
+        tests=(
+            "tests/test_tenant_status.py"
+            "::test_an_inactive_tenant_is_refused_on_every_route_and_spends_nothing",
+        ),
+        removes="a suspended or closed tenant gets 403 on the model list and passthrough paths",
+    ),
+    Mutation(
+        name="replay-ignores-tenant-status",
+        file="proxy/handlers.py",
+        old="""        await standing.check_active(rt, scope.tenant)
+        return claim""",
+        new="""        return claim""",
+        tests=(
+            "tests/test_tenant_status.py"
+            "::test_a_suspended_tenant_gets_no_replay_of_an_answer_either",
+        ),
+        removes="a suspended tenant's retry is not answered from the idempotency record",
+    ),
+    Mutation(
+        name="pinned-level-not-enforced",
+        file="proxy/identity.py",
+        old="""    for level, bound in {"tenant": key.tenant, **key.pins}.items():""",
+        new="""    for level, bound in {"tenant": key.tenant}.items():""",
+        tests=(
+            "tests/test_key_pins.py"
+            "::test_a_header_that_disagrees_with_a_pinned_level_is_403_and_reserves_nothing",
+            "tests/test_key_pins.py::test_a_key_per_agent_spends_only_its_agents_budget",
+        ),
+        removes="a header that disagrees with a level the key pins is 403",
+    ),
+    Mutation(
+        name="later-pins-not-stored",
+        file="proxy/keys/records.py",
+        old="""    if any(value != NONE for value in later):
+        tokens += later""",
+        new="""    if False:
+        tokens += later""",
+        tests=("tests/test_key_pins.py::test_pins_are_listed_and_survive_rotation",),
+        removes="a Redis key store keeps a key's workflow, agent, toolset and run pins",
     ),
     # -- claims no test could see break before (issue 12) -------------------------------------
     Mutation(
@@ -671,7 +824,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="code-interpreter-charged-per-call",
-        file="proxy/billable.py",
+        file="proxy/tool_uses.py",
         old="if container is not None and container in containers:",
         tests=(f"{EACH}[memory-code-interpreter]",),
         removes="code_interpreter is charged per container, not per call",
@@ -776,8 +929,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="fit-ignores-tier-and-fees",
         file="proxy/reserve.py",
-        old="rest, output = fit_rates(price, Usage(variant.prompt_tokens, 0,"
-        " tool_calls=variant.tool_calls))",
+        old="rest, output = fit_rates(price, variant.usage(0))",
         new="rest, output = -(-variant.prompt_tokens * price.input // 10**6), price.output",
         tests=(
             "tests/test_billable.py"
@@ -846,6 +998,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="a completions suffix is counted after every prompt of a batch",
     ),
     Mutation(
+        name="messages-tool-prompt-ignored",
+        file="proxy/billable.py",
+        old="extra += price.tool_prompt_tokens if billables.tools else 0",
+        new="extra += 0",
+        tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
+        removes="the tool-use system prompt Anthropic adds is reserved",
+    ),
+    Mutation(
         name="messages-output-format-ignored",
         file="proxy/shapes/messages.py",
         old='prompt += counter.count_json(output["format"])',
@@ -900,8 +1060,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="fake-ignores-batch",
         file="proxy/fake_upstream.py",
-        old='generated = max(body.get("n") or 1, body.get("best_of") or 1) * prompts',
-        new='generated = max(body.get("n") or 1, body.get("best_of") or 1)',
+        old="generated = max(asked, best_of) * prompts",
+        new="generated = max(asked, best_of)",
         tests=(f"{CHOICES}::test_a_batch_is_reserved_for_every_prompts_choices",),
         removes="the fake bills every prompt of a batch, as a provider does",
     ),
@@ -921,8 +1081,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="auto-tier-left-to-the-account",
         file="proxy/call.py",
-        old="            **billable.tier_limits(endpoint.name, price, billables),\n",
-        new="",
+        old="            writes=tier if self.bound else {},",
+        new="            writes={},",
         tests=(
             "tests/test_review_attacks.py"
             "::test_auto_served_at_an_unpriced_tier_is_not_billed_more_than_charged",
@@ -1062,16 +1222,16 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="whole-answer-to-a-stream-charged-its-prompt",
         file="proxy/streaming.py",
-        old="    return Outcome(produced=True, usage=usage)\n",
-        new="    return Outcome(produced=True, usage=usage, streamed=call.stream)\n",
+        old="    return Outcome(usage=usage)\n",
+        new="    return Outcome(usage=usage, streamed=call.stream)\n",
         tests=(f"{GARBAGE}[memory]",),
         removes="a whole answer without usage to a stream request is charged its reservation",
     ),
     Mutation(
         name="stream-without-done-taken-as-finished",
         file="proxy/streaming.py",
-        old="    complete = result.complete and tracker.done\n",
-        new="    complete = result.complete\n",
+        old="    complete = result.complete and ended and tracker.events > 0\n",
+        new="    complete = result.complete and tracker.events > 0\n",
         tests=(f"{GARBAGE}[memory]",),
         removes="a stream that ends without [DONE] is cut, so charged at least its reservation",
     ),
@@ -1118,6 +1278,1133 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="from test_admin import stacks\n",
         tests=("tests/test_suite_imports.py",),
         removes="no file of the suite imports a test module",
+    ),
+    # -- issue 15: the reservation lifecycle (time-outs, resets, runs, zones, actions, memory) --
+    Mutation(
+        name="reserve-timeout-not-released",
+        file="proxy/handlers.py",
+        old=(
+            "            rt.fail_open.spill.add_abandoned(reserve)"
+            "  # the reserve may have run all the same\n"
+        ),
+        new="",
+        tests=(f"{TIMEOUT}::test_a_reserve_that_timed_out_is_released_by_id_never_charged",),
+        removes="a call's reserve that timed out (503) is released by its id",
+    ),
+    Mutation(
+        name="refused-reserve-spills-a-release",
+        file="proxy/handlers.py",
+        old="            if exc.maybe_ran:\n",
+        new="            if True:\n",
+        tests=(f"{TIMEOUT}::test_a_reserve_that_never_reached_redis_spills_no_release",),
+        removes="a reserve that never reached Redis queues no release (the spill keeps its room)",
+    ),
+    Mutation(
+        name="action-reserve-timeout-not-released",
+        file="proxy/actions/routes.py",
+        old=(
+            "        if abandoned is not None and exc.maybe_ran:\n"
+            "            rt.fail_open.spill.add_abandoned(abandoned)\n"
+        ),
+        new="",
+        tests=(f"{TIMEOUT}::test_an_action_reserve_that_timed_out_is_released_by_id",),
+        removes="an action's reserve that timed out (503) is released by its id",
+    ),
+    Mutation(
+        name="late-commit-refunds-a-wiped-charge",
+        file="proxy/ledger/lua/common.lua",
+        old="    if generation('reset|' .. p) > since then d = math.max(d, 0) end\n",
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_never_refunds_an_expiry_charge_a_reset_wiped",),
+        removes="Redis: a late commit never refunds an expiry charge a RESET_SPENT wiped",
+    ),
+    Mutation(
+        name="memory-late-commit-refunds-a-wiped-charge",
+        file="proxy/ledger/memory_state.py",
+        old='            if self.generation(f"reset|{prefix}") > since:\n',
+        new="            if False:\n",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_never_refunds_an_expiry_charge_a_reset_wiped",),
+        removes="memory: a late commit never refunds an expiry charge a RESET_SPENT wiped",
+    ),
+    Mutation(
+        name="expiry-forgets-its-reset-generation",
+        file="proxy/ledger/lua/sweep.lua",
+        old="      redis.call('HSET', KEYS[1], GEN .. 'exp|' .. id, fmt(gen))\n",
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_refunds_an_expiry_charge_made_after_the_reset",),
+        removes="Redis: an expiry charge made after a reset is refunded by the late commit",
+    ),
+    Mutation(
+        name="memory-expiry-forgets-its-reset-generation",
+        file="proxy/ledger/memory_state.py",
+        old="        if gen:\n",
+        new="        if False:\n",
+        tests=(f"{LIFECYCLE}::test_a_late_commit_refunds_an_expiry_charge_made_after_the_reset",),
+        removes="memory: an expiry charge made after a reset is refunded by the late commit",
+    ),
+    Mutation(
+        name="late-commit-takes-a-line-below-zero",
+        file="proxy/ledger/lua/common.lua",
+        old="    if spent then d = math.max(d, -spent) end\n",
+        new="",
+        tests=(
+            f"{LIFECYCLE}::test_a_late_commit_to_a_line_already_dropped_never_takes_it_below_zero",
+        ),
+        removes="Redis: a late commit's refund never takes a line below zero",
+    ),
+    Mutation(
+        name="memory-late-commit-takes-a-line-below-zero",
+        file="proxy/ledger/memory_state.py",
+        old='            d = max(d, -self.ledger.get(f"{prefix}|spent", 0))\n',
+        new="",
+        tests=(
+            f"{LIFECYCLE}::test_a_late_commit_to_a_line_already_dropped_never_takes_it_below_zero",
+        ),
+        removes="memory: a late commit's refund never takes a line below zero",
+    ),
+    Mutation(
+        name="lifecycle-machine-late-commit-rule",
+        file="proxy/ledger/lua/common.lua",
+        old="    if generation('reset|' .. p) > since then d = math.max(d, 0) end\n    local spent",
+        new="    local spent",
+        tests=(f"{MACHINE}::test_ledger_invariants_hold_under_any_lifecycle[redis]",),
+        removes="the state machine finds a late commit that refunds a wiped charge (Redis)",
+    ),
+    Mutation(
+        name="run-entry-expires-under-an-open-call",
+        file="proxy/ledger/lua/common.lua",
+        old="    keep(prefix, NOW + (hold or 0) + IDLE)",
+        new="    keep(prefix, NOW + IDLE)",
+        tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
+        removes="Redis: a run's budget entry outlives its open calls",
+    ),
+    Mutation(
+        name="run-counters-expire-under-an-open-call",
+        file="proxy/ledger/lua/quotas.lua",
+        old="    keep(name, NOW + hold + IDLE)",
+        new="    keep(name, NOW + IDLE)",
+        tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
+        removes="Redis: a run's step and day counters outlive its open calls",
+    ),
+    Mutation(
+        name="memory-run-entry-expires-under-an-open-call",
+        file="proxy/ledger/memory.py",
+        old="            t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)",
+        new="            t.touch(ln.prefix, now, self.settings, cal)",
+        tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
+        removes="memory: a run's budget entry outlives its open calls",
+    ),
+    Mutation(
+        name="check-allows-run-idle-below-the-cap",
+        file="proxy/policy/lifetimes.py",
+        old="    if idle <= cap:",
+        new="    if idle < 0:",
+        tests=(f"{POLICY}[run entries that would expire under an open call]",),
+        removes="cycles-proxy check refuses run_idle_seconds <= cap_seconds",
+    ),
+    Mutation(
+        name="check-cap-leaves-out-connect-and-first-byte",
+        file="proxy/policy/lifetimes.py",
+        old='    names = ("connect", "first_byte", last) if stream else ("connect", last)',
+        new='    names = (last,) if stream else ("connect", last)',
+        tests=(
+            f"{POLICY}[reservation cap shorter than connecting, the first byte, the stream and the"
+            " drain]",
+        ),
+        removes="cycles-proxy check counts connect and first_byte in the stream a cap must outlive",
+    ),
+    Mutation(
+        name="zone-change-applies-at-once",
+        file="proxy/ledger/lua/tenant.lua",
+        old=(
+            "      redis.call('HSET', KEYS[5], 'hold_' .. kind, pid .. ':' .. "
+            "fmt(period_end(pid)))\n"
+        ),
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_east_does_not_hand_out_a_fresh_day",),
+        removes="Redis: a time-zone change holds the current day and month until they end",
+    ),
+    Mutation(
+        name="memory-zone-change-applies-at-once",
+        file="proxy/ledger/tenants_memory.py",
+        old="            t.meta |= hold_fields(cal, now)",
+        new="            pass",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_east_does_not_hand_out_a_fresh_day",),
+        removes="memory: a time-zone change holds the current day and month until they end",
+    ),
+    Mutation(
+        name="zone-change-west-restarts-an-old-day",
+        file="proxy/ledger/lua/common.lua",
+        old="  if held and pid < held.pid then return held.pid end\n",
+        new="",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_west_carries_the_day_on_until_it_ends_there",),
+        removes="Redis: after a change west, no period id earlier than the held one",
+    ),
+    Mutation(
+        name="memory-zone-change-west-restarts-an-old-day",
+        file="proxy/ledger/calendar.py",
+        old="        return held.pid if held is not None and pid < held.pid else pid",
+        new="        return pid",
+        tests=(f"{LIFECYCLE}::test_a_zone_change_west_carries_the_day_on_until_it_ends_there",),
+        removes="memory: after a change west, no period id earlier than the held one",
+    ),
+    Mutation(
+        name="action-commit-charged-after-its-release",
+        file="proxy/ledger/lua/commit.lua",
+        old=(
+            "if r.state == 'RELEASED' and ARGV[10] == '1' then "
+            "return { 'RELEASED', '0', '-' } end\n"
+        ),
+        new="",
+        tests=(
+            f"{ACTIONS}::test_a_commit_racing_a_release_is_refused_once_the_release_was_answered",
+        ),
+        removes="Redis: an action's release, once answered, is final",
+    ),
+    Mutation(
+        name="memory-action-commit-charged-after-its-release",
+        file="proxy/ledger/memory.py",
+        old='        if r.state == "RELEASED" and final_release:',
+        new="        if False:",
+        tests=(
+            f"{ACTIONS}::test_a_commit_racing_a_release_is_refused_once_the_release_was_answered",
+        ),
+        removes="memory: an action's release, once answered, is final",
+    ),
+    Mutation(
+        name="action-settled-from-any-scope",
+        file="proxy/actions/routes.py",
+        old="    check_scope(scope, record)\n",
+        new="",
+        tests=(
+            f"{ACTIONS}::test_another_scope_of_the_tenant_can_neither_read_nor_settle_a_reservation",
+        ),
+        removes="only the scope that reserved an action reads or settles it",
+    ),
+    Mutation(
+        name="memory-reserve-scans-the-expiry-table",
+        file="proxy/ledger/memory_state.py",
+        old="        for _, name in self.ledger_exp.pop_due(now, limit):",
+        new=(
+            "        for _, name in self.ledger_exp.pop_due(now, limit) "
+            "if sorted(self.ledger_exp.items()) else []:"
+        ),
+        tests=(f"{LIFECYCLE}::test_memory_reserve_time_does_not_grow_with_the_runs_of_a_tenant",),
+        removes="memory: a reserve does not scan the tenant's whole expiry table",
+    ),
+    # -- issue 15: sums in the safe range, the sweeper at scale -----------------------------
+    Mutation(
+        name="sum-overflow-allowed",
+        file="proxy/ledger/lua/common.lua",
+        old="if not x or x ~= math.floor(x) or math.abs(x + d) > SAFE then return p",
+        new="if false then return p",
+        tests=(
+            SWEEPER + "test_a_charge_past_the_safe_range_is_refused_and_writes_nothing[redis]",
+            SWEEPER + "test_a_reservation_past_the_safe_range_is_refused_and_counts_nothing[redis]",
+            SWEEPER + "test_a_credit_past_the_safe_range_is_refused[redis]",
+        ),
+        removes="Redis scripts refuse, before writing, a sum that would leave the safe range",
+    ),
+    Mutation(
+        name="memory-sum-overflow-allowed",
+        file="proxy/ledger/checks.py",
+        old="if abs(ledger.get(name, 0) + d) > SAFE_SUM:",
+        new="if False:",
+        tests=(
+            SWEEPER + "test_a_charge_past_the_safe_range_is_refused_and_writes_nothing[memory]",
+            SWEEPER + "test_a_reservation_past_the_safe_range_is_refused_and_counts_nothing"
+            "[memory]",
+            SWEEPER + "test_a_credit_past_the_safe_range_is_refused[memory]",
+        ),
+        removes="memory:// refuses, before writing, a sum that would leave the safe range",
+    ),
+    Mutation(
+        name="sweeper-tenant-error-stops-pass",
+        file="proxy/ledger/sweeping.py",
+        old='"""`work` for one tenant; if it fails, log and count it and return None."""\n',
+        new='"""`work` for one tenant; if it fails, log and count it and return None."""\n'
+        "        return await work\n",
+        tests=(SWEEPER + "test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on",),
+        removes="one tenant's failing sweep is logged, counted and skipped; the pass goes on",
+    ),
+    Mutation(
+        name="heartbeat-waits-for-sweep",
+        file="proxy/app.py",
+        old='        background.append(tasks.spawn(beat, name="heartbeat"))\n',
+        new="",
+        tests=(SWEEPER + "test_the_heartbeat_goes_on_while_a_sweep_runs",),
+        removes="the heartbeat is a task of its own, never waiting for a sweep",
+    ),
+    Mutation(
+        name="action-commit-uncapped",
+        file="proxy/actions/reserving.py",
+        old="    if amount > reserved:",
+        new="    if False:",
+        tests=(
+            "tests/test_actions.py::test_a_commit_above_its_reservation_is_400_and_commits_nothing",
+        ),
+        removes="an action commit above its reservation is 400 and commits nothing",
+    ),
+    Mutation(
+        name="sweep-visits-idle-tenants",
+        file="proxy/ledger/sweep_redis.py",
+        old="while page := await self._page(shard, run.now, after):",
+        new="while page := await self._page(shard, 2**62, after):",
+        tests=(SWEEPER + "test_a_pass_visits_only_the_tenants_with_something_due[redis]",),
+        removes="a Redis sweep pass visits only the tenants the due index says are due",
+    ),
+    Mutation(
+        name="memory-sweep-visits-idle-tenants",
+        file="proxy/ledger/sweep_memory.py",
+        old="tenants = self._due.take(now)",
+        new="tenants = sorted(self._tenants)",
+        tests=(SWEEPER + "test_a_pass_visits_only_the_tenants_with_something_due[memory]",),
+        removes="a memory:// sweep pass visits only the tenants its due index names",
+    ),
+    Mutation(
+        name="reserve-not-indexed",
+        file="proxy/ledger/lua/reserve.lua",
+        old="  reindex()\n  local out",
+        new="  local out",
+        tests=(SWEEPER + "test_a_pass_visits_only_the_tenants_with_something_due[redis]",),
+        removes="reserve.lua puts the tenant in the due index at its earliest due time",
+    ),
+    Mutation(
+        name="dead-reclaim-ignores-budget",
+        file="proxy/ledger/sweep_redis.py",
+        old="work = self._sweep_tenant(r.tenant, dead, r.cursor, budget=run.budget)",
+        new="work = self._sweep_tenant(r.tenant, dead, r.cursor)",
+        tests=(
+            SWEEPER + "test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_done",
+        ),
+        removes="a dead replica's reclaim stops at the pass's budget and resumes next pass",
+    ),
+    Mutation(
+        name="dead-owner-scan-unlimited",
+        file="proxy/ledger/lua/sweep.lua",
+        old="redis.call('HSCAN', KEYS[3], cursor, 'COUNT', batch)",
+        new="redis.call('HSCAN', KEYS[3], cursor, 'COUNT', 100000000)",
+        tests=(
+            SWEEPER + "test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_done",
+        ),
+        removes="one sweep call scans at most a batch of a tenant's records for dead owners",
+    ),
+    # -- the merge of issue 15's two halves: generations within the safe range and the index --
+    Mutation(
+        name="late-commit-sum-overflow-allowed",
+        file="proxy/ledger/lua/common.lua",
+        old="  guard(prefixes, 'spent', added)\n",
+        new="",
+        tests=(
+            SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
+        ),
+        removes="Redis: a late commit's sums are refused whole out of the safe range",
+    ),
+    Mutation(
+        name="late-commit-checked-while-writing",
+        file="proxy/ledger/lua/common.lua",
+        old=(
+            "  guard(prefixes, 'spent', added)\n  for _, p in ipairs(prefixes) do\n"
+            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+        ),
+        new=(
+            "  for _, p in ipairs(prefixes) do\n  guard({ p }, 'spent', added)\n"
+            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+        ),
+        tests=(
+            SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
+        ),
+        removes="Redis: a late commit checks every line before it writes the first",
+    ),
+    Mutation(
+        name="memory-late-commit-sum-overflow-allowed",
+        file="proxy/ledger/memory_state.py",
+        old='        self.check_range(fields, "spent", added)\n',
+        new="",
+        tests=(
+            SWEEPER
+            + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[memory]",
+        ),
+        removes="memory: a late commit's sums are refused whole out of the safe range",
+    ),
+    Mutation(
+        name="memory-refused-expiry-no-longer-due",
+        file="proxy/ledger/sweep_memory.py",
+        old="t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due\n",
+        new="pass\n",
+        tests=(
+            SWEEPER + "test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on"
+            "[memory]",
+        ),
+        removes="memory: an expiry refused out of the safe range stays due for the next pass",
+    ),
+    Mutation(
+        name="reset-not-indexed",
+        file="proxy/ledger/lua/tenant_ledger.lua",
+        old="    keep(GEN .. 'reset|' .. p, NOW + TOMB)\n  end\n  reindex()\n",
+        new="    keep(GEN .. 'reset|' .. p, NOW + TOMB)\n  end\n",
+        tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[redis]",),
+        removes="tenant_ledger.lua's reset puts the tenant in the due index",
+    ),
+    Mutation(
+        name="memory-admin-write-not-indexed",
+        file="proxy/ledger/tenants_memory.py",
+        old="return self._tenant(tenant)  # as reindex() in the scripts",
+        new="return t  # as reindex() in the scripts",
+        tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[memory]",),
+        removes="memory: an admin write (reset, credit) marks the tenant for the next sweep",
+    ),
+    # -- issue 13, closing: the gaps left after the review ---------------------------------
+    Mutation(
+        name="claude-tool-prompt-reserved-twice",
+        file="proxy/shapes/messages.py",
+        old="    prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)\n",
+        new=(
+            "    prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)\n"
+            '    prompt += 346 if body.get("tools") else 0\n'
+        ),
+        tests=(CACHE + "test_anthropic_s_tool_prompt_is_reserved_once",),
+        removes="Anthropic's tool-use system prompt is reserved once, as tool_prompt_tokens",
+    ),
+    Mutation(
+        name="cache-writes-reserved-at-input",
+        file="proxy/caching.py",
+        old='    return (0, prompt) if ttl == "1h" else (prompt, 0)',
+        new="    return 0, 0",
+        tests=(
+            CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported",
+        ),
+        removes="a call with cache_control reserves its prompt at the cache-write price",
+    ),
+    Mutation(
+        name="one-hour-ttl-reserved-at-five-minutes",
+        file="proxy/caching.py",
+        old="    return max((ttl for _, ttl in found), key=TTLS.index), found[0][0]",
+        new='    return "5m", found[0][0]',
+        tests=(
+            CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported",
+        ),
+        removes="a one-hour cache breakpoint reserves at the one-hour write price",
+    ),
+    Mutation(
+        name="one-hour-writes-charged-at-five-minutes",
+        file="proxy/pricing.py",
+        old="        + hour * price.hour_write",
+        new="        + hour * _or(price.cache_write, price.input)",
+        tests=(
+            CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported",
+        ),
+        removes="reported one-hour cache writes are charged at the one-hour price",
+    ),
+    Mutation(
+        name="unsplit-cache-writes-charged-at-five-minutes",
+        file="proxy/pricing.py",
+        old='    if price.cache_ttl == "1h":',
+        new="    if False:",
+        tests=(
+            CACHE + "test_cache_writes_reported_without_their_ttl_are_charged_at_the_ttl_asked",
+            CACHE + UNEXPLAINED,
+        ),
+        removes="cache writes reported without their TTL are charged at the longest TTL asked",
+    ),
+    Mutation(
+        name="cache-control-unpriced-forwarded",
+        file="proxy/billable.py",
+        old="if billables.cache_ttl is not None and price.cache_write is None:",
+        new="if False:",
+        tests=(
+            CACHE + "test_a_cache_write_the_policy_cannot_price_is_refused_and_changes_nothing",
+        ),
+        removes="cache_control on a model without a cache_write price is refused",
+    ),
+    Mutation(
+        name="usage-chunk-then-eof-charged-the-reservation",
+        file="proxy/streaming.py",
+        old="    ended = tracker.done or tracker.final",
+        new="    ended = tracker.done",
+        tests=(
+            ENDS + "test_a_stream_that_ends_cleanly_after_its_usage_chunk_is_charged_its_report",
+        ),
+        removes="a stream ended cleanly after OpenAI's usage chunk is charged its report",
+    ),
+    Mutation(
+        name="eventless-stream-released",
+        file="proxy/streaming.py",
+        old="        charge = charge_for(call, reserved, outcome)",
+        new="        charge = charge_for(call, reserved, outcome) if tracker.events else None",
+        tests=(ENDS + "test_a_200_stream_without_any_event_is_charged_its_reservation",),
+        removes="a 200 stream without a JSON event is charged, not released",
+    ),
+    Mutation(
+        name="done-only-stream-charged-its-text",
+        file="proxy/streaming.py",
+        old="    complete = result.complete and ended and tracker.events > 0",
+        new="    complete = result.complete and ended",
+        tests=(ENDS + "test_a_200_stream_without_any_event_is_charged_its_reservation",),
+        removes="a stream of nothing but [DONE] is charged its reservation",
+    ),
+    Mutation(
+        name="deliberate-answer-logged-as-a-failure",
+        file="proxy/tasks.py",
+        old="    if isinstance(exc, ClientError):",
+        new="    if False:",
+        tests=(ENDS + "test_a_cut_whole_answer_is_charged_and_logged_as_one_warning_line",),
+        removes="a call's deliberate 502 is one warning line, not an ERROR with a traceback",
+    ),
+    Mutation(
+        name="stream-lifetime-ignores-first-byte",
+        file="proxy/policy/lifetimes.py",
+        old='    names = ("connect", "first_byte", last) if stream else ("connect", last)',
+        new='    names = ("connect", last) if stream else ("connect", last)',
+        tests=(
+            ENDS + "test_a_stream_s_first_byte_counts_toward_the_reservation_s_lifetime",
+            ENDS + "test_a_route_s_own_first_byte_counts_too",
+        ),
+        removes="cap_seconds must exceed first_byte + stream_total + drain_after_disconnect",
+    ),
+    Mutation(
+        name="degraded-call-sent-at-the-asked-model-s-tier",
+        file="proxy/call.py",
+        old="changes: dict[str, Any] = {**self.forced, **variant.writes}",
+        new="changes: dict[str, Any] = {**self.forced, **self.asked.writes}",
+        tests=(
+            "tests/test_review_attacks.py"
+            "::test_a_degraded_call_is_sent_at_the_tier_its_own_model_was_reserved_at",
+        ),
+        removes="a degraded call is sent at the tier its own model was reserved at",
+    ),
+    Mutation(
+        name="fake-bills-chat-best-of-always",
+        file="proxy/fake_upstream.py",
+        old='        return endpoint == "completions" or self.settings.chat_best_of',
+        new="        return True",
+        tests=(f"{CHOICES}::test_best_of_on_chat_is_billed_only_by_a_server_that_takes_it",),
+        removes="the fake's chat best_of follows its setting (vLLM-like or not)",
+    ),
+    # -- issue 13, second review: what hides deeper, what is reported unpriced ------------------
+    Mutation(
+        name="nested-breakpoints-unseen",
+        file="proxy/caching.py",
+        old="            for path, block in blocks.objects(body.get(name), name)\n",
+        new=(
+            "            for path, block in blocks.objects(body.get(name), name)\n"
+            '            if path.count(".") < 3\n'
+        ),
+        tests=(
+            NESTED
+            + "test_a_nested_breakpoint_is_reserved_at_its_write_price_and_charged_as_billed",
+            NESTED + "test_a_nested_breakpoint_on_a_model_without_cache_write_is_refused_naming_it",
+        ),
+        removes="a cache breakpoint deeper than a tool result's blocks is reserved and refused",
+    ),
+    Mutation(
+        name="nested-documents-unseen",
+        file="proxy/billable.py",
+        old='.get("type") in INLINE)',
+        new='.get("type") in INLINE) and path.count(".") < 3',
+        tests=(
+            NESTED + "test_a_pdf_in_a_web_fetch_result_is_refused_without_a_documents_price",
+            NESTED + "test_a_pdf_in_a_web_fetch_result_reserves_the_model_s_document_tokens",
+        ),
+        removes="a PDF inside a web fetch result is priced as a document, or refused",
+    ),
+    Mutation(
+        name="nested-images-counted-as-json",
+        file="proxy/shapes/messages.py",
+        old="    return counter.count_json(block) + IMAGE_TOKENS * len(images)",
+        new="    return counter.count_json(block)",
+        tests=(NESTED + "test_images_inside_a_document_of_content_blocks_are_reserved_as_images",),
+        removes="images inside a document of content blocks are reserved as images",
+    ),
+    Mutation(
+        name="unpriced-cache-writes-charged-as-input",
+        file="proxy/pricing.py",
+        old="        + five * price.five_write",
+        new="        + five * (price.cache_write or price.input)",
+        tests=(
+            CACHE + "test_cache_writes_on_a_model_without_a_write_price_are_charged_at_1_25x_input",
+            OPENAI_WRITES
+            + "test_cache_writes_on_a_model_without_a_write_price_are_charged_at_1_25x_input",
+        ),
+        removes="cache writes on a model without cache_write are charged at 1.25x input",
+    ),
+    Mutation(
+        name="unexplained-cache-writes-charged-at-five-minutes",
+        file="proxy/shapes/messages.py",
+        old="    return five, hour, max(0, total - five - hour)",
+        new="    return five + max(0, total - five - hour), hour, 0",
+        tests=(CACHE + UNEXPLAINED,),
+        removes="writes a cache_creation split leaves out are charged at the longest TTL asked",
+    ),
+    Mutation(
+        name="client-tool-tokens-unreserved",
+        file="proxy/billable.py",
+        old="    extra += sum(price.client_tool_tokens",
+        new="    extra += 0 * sum(price.client_tool_tokens",
+        tests=(
+            CLIENT_TOOLS + "test_client_tools_are_reserved_at_the_tokens_anthropic_lists_for_them",
+            CLIENT_TOOLS
+            + "test_the_policy_can_list_a_client_tool_type_and_its_tokens_are_reserved",
+        ),
+        removes="each Anthropic client tool reserves its type's published prompt tokens",
+    ),
+    Mutation(
+        name="unlisted-client-tool-forwarded",
+        file="proxy/billable.py",
+        old="if kind not in price.client_tool_tokens]",
+        new="if kind not in price.client_tool_tokens and False]",
+        tests=(
+            CLIENT_TOOLS + "test_a_client_tool_type_without_listed_tokens_is_refused_naming_it",
+        ),
+        removes="a client tool type without listed tokens is refused",
+    ),
+    Mutation(
+        name="server-tool-refusal-names-no-type",
+        file="proxy/billable.py",
+        old='            sent = "" if kind == tool else f" (type {kind!r})"',
+        new='            sent = ""',
+        tests=(CLIENT_TOOLS + "test_a_dated_tool_type_nobody_prices_is_refused_naming_the_type",),
+        removes="a typed tool nobody prices is refused naming the type sent",
+    ),
+    Mutation(
+        name="openai-chat-cache-writes-dropped",
+        file="proxy/token_kinds.py",
+        old='    written = min(_count(asked, "cache_write_tokens"), prompt - cached)',
+        new="    written = 0",
+        tests=(OPENAI_WRITE_PRICE,),
+        removes="chat prompt_tokens_details.cache_write_tokens are charged at the write price",
+    ),
+    Mutation(
+        name="openai-responses-cache-writes-dropped",
+        file="proxy/shapes/responses.py",
+        old='"cache_write_tokens"), prompt - cached)',
+        new='"cache_write_tokens"), 0)',
+        tests=(OPENAI_WRITE_PRICE,),
+        removes="Responses input_tokens_details.cache_write_tokens are charged at the write price",
+    ),
+    Mutation(
+        name="openai-prompt-reserved-below-write-price",
+        file="proxy/token_kinds.py",
+        old="        price = _with_writes(price, price.cache_write)",
+        new="        pass",
+        tests=(OPENAI_WRITE_PRICE,),
+        removes="an OpenAI prompt reserves at the dearer of input and cache_write",
+    ),
+    Mutation(
+        name="property-sees-nested-breakpoints-unseen",
+        file="proxy/caching.py",
+        old="            for path, block in blocks.objects(body.get(name), name)\n",
+        new=(
+            "            for path, block in blocks.objects(body.get(name), name)\n"
+            '            if path.count(".") < 3\n'
+        ),
+        tests=(PROPERTY,),
+        removes="the property catches nested cache breakpoints reserved at the input price",
+    ),
+    Mutation(
+        name="property-sees-client-tools-unreserved",
+        file="proxy/billable.py",
+        old="    extra += sum(price.client_tool_tokens",
+        new="    extra += 0 * sum(price.client_tool_tokens",
+        tests=(PROPERTY,),
+        removes="the property catches client tools reserved by their JSON alone",
+    ),
+    Mutation(
+        name="property-sees-openai-writes-unreserved",
+        file="proxy/token_kinds.py",
+        old="        price = _with_writes(price, price.cache_write)",
+        new="        pass",
+        tests=(PROPERTY,),
+        removes="the property catches OpenAI prompts reserved below the write price",
+    ),
+    Mutation(
+        name="property-sees-cache-writes-reserved-at-input",
+        file="proxy/caching.py",
+        old='    return (0, prompt) if ttl == "1h" else (prompt, 0)',
+        new="    return 0, 0",
+        tests=(PROPERTY,),
+        removes="the property catches cache writes reserved at the input price",
+    ),
+    Mutation(
+        name="property-sees-documents-unreserved",
+        file="proxy/billable.py",
+        old="    extra += len(billables.documents) * (price.document_tokens or 0)",
+        new="",
+        tests=(PROPERTY,),
+        removes="the property catches documents reserved by their JSON alone",
+    ),
+    Mutation(
+        name="property-sees-tool-input-unreserved",
+        file="proxy/billable.py",
+        old="        extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)",
+        new="",
+        tests=(PROPERTY,),
+        removes="the property catches hosted tool calls' input left out of the reservation",
+    ),
+    Mutation(
+        name="property-sees-batches-unreserved",
+        file="proxy/estimate.py",
+        old="    return max(n, best_of) * prompts",
+        new="    return max(n, best_of)",
+        tests=(PROPERTY,),
+        removes="the property catches a completions batch reserved as one prompt",
+    ),
+    Mutation(
+        name="property-sees-long-context-unreserved",
+        file="proxy/pricing.py",
+        old="    if long is None or usage.prompt_tokens <= long.above:",
+        new="    if True:",
+        tests=(PROPERTY,),
+        removes="the property catches long prompts priced below their long-context prices",
+    ),
+    # -- the review of issue 14's boundary (pinned keys, brakes, metrics, replays) -------------
+    Mutation(
+        name="pinned-key-settles-another-agents-reservation",
+        file="proxy/actions/routes.py",
+        old="    if record is None or not may_settle(scope, record):",
+        new="    if record is None:",
+        tests=(
+            "tests/test_key_pins.py"
+            "::test_an_agents_key_cannot_read_commit_or_release_another_agents_reservation",
+        ),
+        removes="a key pinned to an agent cannot read, commit or release another's reservation",
+    ),
+    Mutation(
+        name="pinned-key-settles-an-unscoped-reservation",
+        file="proxy/actions/reserving.py",
+        old="""    if record.scope is None:
+        return False""",
+        new="""    if record.scope is None:
+        return True""",
+        tests=(
+            "tests/test_key_pins.py"
+            "::test_a_pinned_key_cannot_settle_a_reservation_that_kept_no_scope",
+        ),
+        removes="a reservation that kept no scope fails closed for a pinned key",
+    ),
+    Mutation(
+        name="reservation-scope-not-kept",
+        file="proxy/ledger/lua/reserve.lua",
+        old="if keep_scope then redis.call('HSET', KEYS[3], id .. '|scope', path) end",
+        new="",
+        tests=(
+            "tests/test_ledger_contract.py"
+            "::test_a_kept_scope_stays_with_its_record_and_goes_with_it",
+        ),
+        removes="Redis keeps an action reservation's scope beside its record",
+    ),
+    Mutation(
+        name="reservation-scope-outlives-its-record",
+        file="proxy/ledger/lua/sweep.lua",
+        old="    redis.call('HDEL', KEYS[3], id, id .. '|scope')",
+        new="    redis.call('HDEL', KEYS[3], id)",
+        tests=(
+            "tests/test_ledger_contract.py"
+            "::test_a_kept_scope_stays_with_its_record_and_goes_with_it",
+        ),
+        removes="the sweep forgets a reservation's kept scope with its record",
+    ),
+    Mutation(
+        name="pinned-keys-share-idempotency-keys",
+        file="proxy/replay.py",
+        old="""    if not scope.pins:
+        return own""",
+        new="""    if True:
+        return own""",
+        tests=("tests/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",),
+        removes="a key pinned to an agent claims idempotency keys in a namespace of its own",
+    ),
+    Mutation(
+        name="braked-address-lookups-unpaced",
+        file="proxy/keys/failures.py",
+        old="""        if not self.addresses.blocked_for(address):
+            return 0.0""",
+        new="""        if True:
+            return 0.0""",
+        tests=(
+            "tests/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",
+            "tests/test_failed_auth.py"
+            "::test_two_hundred_failures_from_an_address_never_refuse_a_valid_key_from_it",
+            "tests/test_failed_auth.py"
+            "::test_a_braked_address_gets_one_lookup_at_a_time_each_holding_its_slot",
+        ),
+        removes="a braked address's unknown keys are looked up one a second, the rest 429 unseen",
+    ),
+    Mutation(
+        name="braked-failure-answered-before-its-interval",
+        file="proxy/identity.py",
+        old="        await asyncio.sleep(keys.failures.lookups.left(hold))\n",
+        new="",
+        tests=("tests/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",),
+        removes="a braked address's failed lookup is answered when its slot frees, not before",
+    ),
+    Mutation(
+        name="ipv6-failures-counted-per-address",
+        file="proxy/identity.py",
+        old="    return peers.counted_as(address, policy.client_ipv6_prefix)",
+        new="    return address",
+        tests=("tests/test_failed_auth.py::test_an_ipv6_client_is_counted_by_its_network",),
+        removes="an IPv6 client's failed authentications are counted by its /64",
+    ),
+    Mutation(
+        name="metrics-listener-ignores-its-token",
+        file="proxy/app.py",
+        old="*([scrape.middleware(tokens)] if tokens else [])",
+        new="*[]",
+        tests=(
+            "tests/test_metrics_exposure.py"
+            "::test_the_metrics_listener_answers_only_a_bearer_of_the_token",
+            "tests/test_metrics_exposure.py"
+            "::test_a_gateway_process_serves_metrics_on_its_metrics_listener_only",
+        ),
+        removes="with CYCLES_METRICS_TOKEN set, the metrics listener serves only its bearer",
+    ),
+    Mutation(
+        name="gateway-metrics-off-loopback-without-a-token",
+        file="proxy/settings.py",
+        old="    _check_metrics(settings, policy)\n",
+        new="",
+        tests=(
+            "tests/test_metrics_exposure.py"
+            "::test_a_gateway_refuses_to_serve_metrics_off_loopback_without_a_token",
+            "tests/test_deploy.py::test_the_proxy_accepts_the_metrics_flags_the_chart_renders",
+        ),
+        removes="a gateway refuses to serve metrics off loopback without a token",
+    ),
+    Mutation(
+        name="chart-gateway-metrics-without-a-token",
+        file="helm/cycles-proxy/templates/deployment.yaml",
+        old="(not .Values.metrics.allowUnauthenticated) }}",
+        new="false }}",
+        tests=(
+            "tests/test_deploy.py"
+            "::test_gateway_metrics_ask_for_a_token_that_the_service_monitor_sends",
+        ),
+        removes="the chart refuses a gateway metrics port without a token or an explicit opt-out",
+    ),
+    Mutation(
+        name="admin-replays-the-previous-releases-answers",
+        file="proxy/admin/api.py",
+        old="""            if stored.version != VERSION:
+                raise _outdated()""",
+        new="""            if False:
+                raise _outdated()""",
+        tests=(
+            "tests/test_admin_secrets.py"
+            "::test_an_answer_kept_by_the_previous_release_is_never_replayed",
+        ),
+        removes="an admin answer an earlier release kept (with its secret) is never replayed",
+    ),
+    # -- issue 14: bounds, odd input, paths up, error bodies, slow clients --------------------
+    Mutation(
+        name="replay-store-unbounded",
+        file="proxy/ledger/replays.py",
+        old="""            MAX_ENTRIES if max_entries is None else max_entries,
+            MAX_BYTES if max_bytes is None else max_bytes,""",
+        new="""            2**62,
+            None,""",
+        tests=(
+            f"{REPLAY}::test_memory_answer_store_keeps_the_newest_within_its_entries_and_bytes",
+            f"{REPLAY}::test_an_answer_dropped_from_the_memory_store_runs_and_is_charged_again",
+        ),
+        removes="memory:// idempotency answers are bounded in entries and bytes",
+    ),
+    Mutation(
+        name="bounded-table-never-drops",
+        file="proxy/bounded.py",
+        old="            self._drop(next(iter(self._entries)))",
+        new="            break",
+        tests=(
+            f"{REPLAY}::test_memory_answer_store_keeps_the_newest_within_its_entries_and_bytes",
+            "tests/test_faults.py::test_local_buckets_keep_only_the_tenants_used_last",
+            f"{ADMIN_INPUTS}::test_admin_idempotency_keys_in_memory_are_bounded",
+        ),
+        removes="a bounded table drops its oldest entries beyond its bound",
+    ),
+    Mutation(
+        name="admin-idempotency-unbounded",
+        file="proxy/admin/idempotency.py",
+        old="""        self._entries: Bounded[str, tuple[float, Stored]] = Bounded(
+            max_entries,""",
+        new="""        self._entries: Bounded[str, tuple[float, Stored]] = Bounded(
+            2**62,""",
+        tests=(f"{ADMIN_INPUTS}::test_admin_idempotency_keys_in_memory_are_bounded",),
+        removes="memory:// admin idempotency answers are bounded",
+    ),
+    Mutation(
+        name="alert-deliveries-unbounded",
+        file="proxy/alerts.py",
+        old="        if _pending() >= MAX_PENDING:",
+        new="        if False:",
+        tests=("tests/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",),
+        removes="webhook deliveries in flight are bounded",
+    ),
+    Mutation(
+        name="path-params-not-quoted",
+        file="proxy/handlers.py",
+        old='f"/models/{relay.path_segment(model)}"',
+        new='f"/models/{model}"',
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="a path parameter is quoted when the upstream URL is built",
+    ),
+    Mutation(
+        name="query-string-decoded-on-the-way-up",
+        file="proxy/handlers.py",
+        old="""    if request.rel_url.raw_query_string:
+        url += "?" + request.rel_url.raw_query_string""",
+        new="""    if request.query_string:
+        url += "?" + request.query_string""",
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="the query string goes up as the client quoted it",
+    ),
+    Mutation(
+        name="control-characters-in-paths-allowed",
+        file="proxy/relay.py",
+        old="        if odd is not None:",
+        new="        if False:",
+        tests=(
+            f"{ROUTES}::test_control_bidi_and_broken_characters_in_a_path_are_400_and_go_nowhere",
+        ),
+        removes="control, bidi and separator characters in a path are refused",
+    ),
+    Mutation(
+        name="malformed-deployment-asserts",
+        file="proxy/handlers.py",
+        old="        raise azure.not_a_deployment(request.path)",
+        new='        raise AssertionError("app.py routes only budgeted paths here")',
+        tests=(
+            "tests/test_azure.py"
+            "::test_a_deployment_name_no_upstream_could_list_is_404_and_nothing_reserved",
+        ),
+        removes="a deployment name no upstream could list is 404, not an assertion",
+    ),
+    Mutation(
+        name="non-finite-admin-amounts-accepted",
+        file="proxy/admin/views.py",
+        old="not amount.is_finite() or not -MAX_EXPONENT <= amount.adjusted() <= MAX_EXPONENT:",
+        new="False:",
+        tests=(
+            f"{ADMIN_INPUTS}"
+            "::test_an_override_or_adjustment_that_is_not_a_finite_amount_is_400_and_changes_nothing",
+        ),
+        removes="NaN, Infinity and huge exponents are refused as admin amounts",
+    ),
+    Mutation(
+        name="audit-times-unchecked",
+        file="proxy/admin/views.py",
+        old="    if not _MILLIS.fullmatch(raw) or int(raw) > MAX_MILLIS:",
+        new='    if not raw.lstrip("-").isdigit():',
+        tests=(f"{ADMIN_INPUTS}::test_audit_times_that_are_not_milliseconds_are_400",),
+        removes="audit since/until are milliseconds from 0 to 2**63 - 1",
+    ),
+    Mutation(
+        name="closed-tenant-adjustment-500",
+        file="proxy/admin/api.py",
+        old="""    except TenantClosed:
+        raise Conflict(f"Tenant {record.id!r} is closed; its ledger cannot change.") from None
+    return ok(views.balance_json(row, record, plan))""",
+        new="""    finally:
+        pass
+    return ok(views.balance_json(row, record, plan))""",
+        tests=(f"{ADMIN_INPUTS}::test_a_closed_tenants_ledger_cannot_be_adjusted_or_reset",),
+        removes="adjusting a closed tenant's ledger is 409, not 500",
+    ),
+    Mutation(
+        name="provider-error-relayed-verbatim",
+        file="proxy/handlers.py",
+        old="""            return provider_errors.error_response(
+                upstream, body, anthropic=anthropic, headers=verdict.headers
+            )""",
+        new="""            return _relay_body(upstream, body, verdict)""",
+        tests=(PROVIDER_ERRORS,),
+        removes="a budgeted call's error body is rewritten, not relayed as the provider sent it",
+    ),
+    Mutation(
+        name="provider-account-detail-kept",
+        file="proxy/provider_errors.py",
+        old="""    if ACCOUNT_DETAIL.search(message):
+        return _said(status)""",
+        new="",
+        tests=(PROVIDER_ERRORS,),
+        removes="an error message naming the shared account is replaced",
+    ),
+    Mutation(
+        name="passthrough-error-relayed-verbatim",
+        file="proxy/handlers.py",
+        old="""    if answer.status >= 400:
+        return provider_errors.error_response(answer, data, anthropic=False)""",
+        new="",
+        tests=(f"{PROVIDER_ERRORS}::test_an_account_answer_on_an_unbudgeted_path_is_scrubbed_too",),
+        removes="an unbudgeted path's error body is rewritten too",
+    ),
+    Mutation(
+        name="header-timeout-unbounded",
+        file="proxy/listen.py",
+        old="return web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout)",
+        new="return web.AppRunner(app, access_log=None)",
+        tests=(
+            "tests/test_listen.py::test_a_connection_trickling_its_headers_is_closed_after_read_request",
+            "tests/test_listen.py"
+            "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
+        ),
+        removes="a connection must send its request headers within timeouts.read_request",
+    ),
+    Mutation(
+        name="connections-unbounded",
+        file="proxy/listen.py",
+        old="        if self.open >= self.limit and not self._evict_idle():",
+        new="        if False:",
+        tests=(
+            "tests/test_listen.py"
+            "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
+        ),
+        removes="a listener holds at most --max-connections connections",
+    ),
+    Mutation(
+        name="gateway-takes-quitquitquit",
+        file="proxy/serve.py",
+        old='on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,',
+        new="on_quit=partial(_quit, settings.workers),",
+        tests=("tests/test_shutdown.py::test_a_gateway_has_no_quitquitquit",),
+        removes="only a sidecar's app may stop the proxy with POST /quitquitquit",
+    ),
+    # -- the review of issue 14's bounds -----------------------------------------------------
+    Mutation(
+        name="stream-error-event-relayed-verbatim",
+        file="proxy/streaming.py",
+        old="""    if stream_errors.is_error(event, obj):
+        return obj
+""",
+        new="",
+        tests=(STREAM_ERRORS,),
+        removes="an error event in the middle of a stream is scrubbed before it is relayed",
+    ),
+    Mutation(
+        name="provider-message-kept-past-request-errors",
+        file="proxy/provider_errors.py",
+        old="    if status not in REQUEST_ERRORS or not isinstance(message, str) or not message:",
+        new="    if not isinstance(message, str) or not message:",
+        tests=(
+            f"{PROVIDER_ERRORS}::test_past_a_request_error_the_message_is_always_the_proxys_own",
+        ),
+        removes="a 401, 402, 403, 429 or 5xx from the provider gets the proxy's own message",
+    ),
+    Mutation(
+        name="provider-type-and-code-not-allow-listed",
+        file="proxy/provider_errors.py",
+        old="""    kind = _known(error.get("type"), KNOWN_TYPES)
+    code = _known(error.get("code"), KNOWN_CODES) or GENERIC_CODE""",
+        new="""    kind = _token(error.get("type"))
+    code = _token(error.get("code"))""",
+        tests=(
+            f"{PROVIDER_ERRORS}"
+            "::test_an_error_about_the_account_keeps_its_status_but_not_its_words_type_or_code",
+        ),
+        removes="only known error types and codes are relayed (insufficient_quota is not)",
+    ),
+    Mutation(
+        name="provider-param-not-checked-for-account",
+        file="proxy/provider_errors.py",
+        old="    return None if ACCOUNT_DETAIL.search(value) else value",
+        new="    return value",
+        tests=(f"{PROVIDER_ERRORS}::test_a_param_naming_the_account_is_left_out",),
+        removes="a param naming the shared account is left out",
+    ),
+    Mutation(
+        name="semicolon-unquoted-in-path-params",
+        file="proxy/relay.py",
+        old='''_PCHAR_SAFE = "!$&'()*+,=:@"''',
+        new='''_PCHAR_SAFE = "!$&'()*+,;=:@"''',
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="a `;` in a path parameter goes up quoted (`..%3B` never reaches it as `..;`)",
+    ),
+    Mutation(
+        name="upstream-url-requoted",
+        file="proxy/relay.py",
+        old="                URL(url, encoded=True),",
+        new="                url,",
+        tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
+        removes="the upstream URL goes as the proxy quoted it, not requoted by yarl",
+    ),
+    Mutation(
+        name="idle-connections-never-evicted",
+        file="proxy/listen.py",
+        old="        if self.open >= self.limit and not self._evict_idle():",
+        new="        if self.open >= self.limit:",
+        tests=(f"{LISTEN}test_idle_keep_alive_connections_give_their_place_to_a_new_client",),
+        removes="at the bound, the least recently active idle connection gives up its place",
+    ),
+    Mutation(
+        name="idle-keep-alive-kept-until-read-request",
+        file="proxy/connection.py",
+        old="        if quiet and self.idle() and self._transport is not None:",
+        new="        if False:",
+        tests=(
+            f"{LISTEN}test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout",
+        ),
+        removes="an idle keep-alive connection is closed after --keep-alive-timeout",
+    ),
+    Mutation(
+        name="connections-per-peer-unbounded",
+        file="proxy/connection.py",
+        old="        if key is not None and self._gate.peers[key] >= self._gate.limits.per_peer:",
+        new="        if False:",
+        tests=(f"{LISTEN}test_one_address_holds_at_most_its_share_of_connections",),
+        removes="one client address holds at most --max-connections-per-peer connections",
+    ),
+    Mutation(
+        name="trusted-proxy-counted-per-peer",
+        file="proxy/peers.py",
+        old="        if not gateway or (parsed is not None and _trusted(parsed, trusted)):",
+        new="        if not gateway:",
+        tests=(f"{LISTEN}test_one_address_holds_at_most_its_share_of_connections",),
+        removes="a trusted proxy's connections (and a sidecar's) are not bounded per address",
+    ),
+    Mutation(
+        name="place-freed-while-call-runs",
+        file="proxy/connection.py",
+        old="""        if not self._busy:
+            self._release()
+        self.handler.connection_lost(exc)""",
+        new="""        self._release()
+        self.handler.connection_lost(exc)""",
+        tests=(f"{LISTEN}test_calls_whose_clients_left_still_hold_their_place_until_they_end",),
+        removes="a closed connection's place is held until its running call ends",
+    ),
+    Mutation(
+        name="whole-answers-unbounded",
+        file="proxy/relay.py",
+        old="            return await _read_at_most(response, limit)",
+        new="            return await response.read()",
+        tests=(
+            f"{ROUTES}::test_a_whole_answer_larger_than_max_answer_bytes_is_502_and_charged",
+            f"{ROUTES}::test_a_passthrough_answer_larger_than_max_answer_bytes_is_502",
+        ),
+        removes="a whole answer is read up to limits.max_answer_bytes, beyond it 502 and charged",
+    ),
+    Mutation(
+        name="replay-answers-bounded-only-globally",
+        file="proxy/ledger/replays.py",
+        old="        for old in self._tenants.room_for(tenant, size):",
+        new="        for old in ():",
+        tests=(
+            f"{REPLAY}::test_one_tenants_answers_never_push_out_another_tenants_answer_or_claim",
+        ),
+        removes="memory:// idempotency answers are bounded per tenant: one pushes out only its own",
+    ),
+    Mutation(
+        name="replay-claims-unbounded",
+        file="proxy/ledger/replays.py",
+        old=(
+            "        if len(self._claims) >= self._max_claims"
+            " or self._claimed[tenant] >= self._tenant_claims:"
+        ),
+        new="        if False:",
+        tests=(
+            f"{REPLAY}::test_claims_are_never_dropped_and_a_key_past_the_bound_is_refused",
+            f"{REPLAY}::test_a_key_past_the_tenants_claims_is_503_and_reserves_nothing",
+        ),
+        removes="memory:// claims are bounded (a new key refused with 503), never dropped",
     ),
 )
 

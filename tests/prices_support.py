@@ -3,7 +3,8 @@ Claude's tool prompt), the oracle for what the fake provider billed under it, an
 what one call reserved.
 
 The oracle is DESIGN.md's formula written here, apart from proxy.pricing: every token at its
-price (the long-context prices when the fake says the prompt was above the threshold), times
+price (the long-context prices when the fake says the prompt was above the threshold; a
+one-hour cache write at twice the input price, as Anthropic lists it), times
 the tier's factor, plus each hosted tool use at its fee, rounded up once."""
 
 from __future__ import annotations
@@ -43,14 +44,20 @@ class Prices:
 PRICES = {
     "gpt-4o": Prices("2.50", "1.25", "2.50", "10"),
     "gpt-4": Prices("30", "30", "30", "60"),
-    "gpt-5": Prices("1.25", "0.125", "1.25", "10"),
+    "o1": Prices("15", "7.50", "15", "60"),
+    "gpt-5": Prices("1.25", "0.125", "1.5625", "10"),
     "gpt-4o-mini": Prices("0.15", "0.075", "0.15", "0.60"),
     "claude-sonnet-4": Prices("3", "0.30", "3.75", "15"),
     "claude-sonnet-4-5": Prices("3", "0.30", "3.75", "15"),
     "claude-haiku-4": Prices("1", "0.10", "1.25", "5"),
+    "gpt-3.5-turbo-instruct": Prices("1.50", "1.50", "1.50", "2"),
+    "text-embedding-3-small": Prices("0.02", "0.02", "0.02", "0"),
 }
 LONG = {"claude-sonnet-4-5": Prices("6", "0.60", "7.50", "22.50")}
-TIERS = {"gpt-5": {"priority": Fraction(2), "flex": Fraction(1, 2)}, "gpt-4o-mini": {}}
+TIERS = {
+    "gpt-5": {"priority": Fraction(2), "flex": Fraction(1, 2)},
+    "gpt-4o-mini": {"flex": Fraction(1, 2)},
+}
 FEES = {
     "gpt-5": {"web_search": "0.01", "file_search": "0.0025", "code_interpreter": "0.03"},
     "claude-sonnet-4": {"web_search": "0.01"},
@@ -103,6 +110,8 @@ models:
                    output: 22.50}}
   claude-haiku-4: {{input: 1, cached_input: 0.10, cache_write: 1.25, output: 5,
                    tokenizer_factor: 1.2}}
+  gpt-3.5-turbo-instruct: {{input: 1.50, output: 2}}
+  text-embedding-3-small: {{input: 0.02, output: 0}}
 plans:
   test:
     default_max_tokens: 100
@@ -125,6 +134,15 @@ def prices_policy(tmp_path: Path, limit: str = "50", degrade: str = "") -> Polic
     return load_policy(path)
 
 
+def edited_policy(tmp_path: Path, old: str, new: str) -> Policy:
+    """The policy above ($50 budget) with `old` (which must occur once) replaced by `new`."""
+    text = POLICY.replace("{limit}", "50")
+    assert text.count(old) == 1, old
+    path = tmp_path / "policy.yaml"
+    path.write_text(text.replace(old, new))
+    return load_policy(path)
+
+
 def _per_million(usd: str) -> int:
     return int(Decimal(usd) * UNITS)
 
@@ -132,12 +150,15 @@ def _per_million(usd: str) -> int:
 def billed_cost(billed: Billed) -> int:
     """What the fake's bill costs under the policy above, by DESIGN's formula."""
     model = PRICED_AS.get(billed.model, billed.model)
-    p = LONG[model] if billed.long_context else PRICES[model]
-    fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens
+    # A model without long-context prices bills every prompt size alike.
+    p = LONG.get(model, PRICES[model]) if billed.long_context else PRICES[model]
+    hour = billed.cache_write_1h_tokens
+    fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens - hour
     tokens = (
         fresh * _per_million(p.input)
         + billed.cached_tokens * _per_million(p.cached)
         + billed.cache_write_tokens * _per_million(p.cache_write)
+        + hour * 2 * _per_million(p.input)  # Anthropic: a one-hour cache write is 2× input
         + billed.completion_tokens * _per_million(p.output)
     )
     factor = Fraction(1)

@@ -440,10 +440,11 @@ class RedisProc:
     With `durable`, every write is fsynced to an append-only file, so data (and the ledger's
     epoch) survive the restart."""
 
-    def __init__(self, workdir: Path, *, durable: bool = True) -> None:
+    def __init__(self, workdir: Path, *, durable: bool = True, args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.durable = durable
+        self.args = args  # more server arguments: `--enable-debug-command yes` for DEBUG SLEEP
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -458,6 +459,7 @@ class RedisProc:
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--dir", str(self.workdir), "--maxmemory-policy", "noeviction"]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else []
+        args += self.args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10

@@ -19,7 +19,7 @@ from support import chat
 from proxy.client import BudgetDenied, Cycles, CyclesAPIError
 from proxy.context import RUNTIME
 from proxy.errors import PolicyError
-from proxy.ledger import open_ledger
+from proxy.ledger import MemoryLedger, RedisLedger, open_ledger
 from proxy.ledger.base import BudgetLine, Candidate, ReservationRecord, ReserveRequest
 from proxy.ledger.common import wall_clock_ms
 from proxy.ledger.tenancy import TenantLedger
@@ -27,6 +27,7 @@ from proxy.local import Stack, local_stack
 from proxy.policy import load_policy
 from proxy.policy.describe import describe
 from proxy.policy.runtime import Policy, ReservationSettings
+from proxy.tasks import spawn
 
 POLICY = """
 identity: header
@@ -169,13 +170,14 @@ async def test_release_frees_it_and_contradicting_settles_are_409(
     tmp_path: Path, store_url: str
 ) -> None:
     async with proxy(tmp_path, store_url) as stack:
-        held = await reserve(stack, {"action": "send_email"}, scope(agent="support-bot"))
+        bot = scope(agent="support-bot")
+        held = await reserve(stack, {"action": "send_email"}, bot)
         assert await book(stack) == {"tenant|acme": (0, 50), "agent|support-bot": (0, 50)}
-        status, released = await settle(stack, held["id"], "release")
+        status, released = await settle(stack, held["id"], "release", headers=bot)
         assert (status, released["status"]) == (200, "RELEASED")
         assert await book(stack) == {"tenant|acme": (0, 0), "agent|support-bot": (0, 0)}
-        assert await settle(stack, held["id"], "release") == (200, released)
-        status, error = await settle(stack, held["id"], "commit")
+        assert await settle(stack, held["id"], "release", headers=bot) == (200, released)
+        status, error = await settle(stack, held["id"], "commit", headers=bot)
         assert (status, error["error"]["code"]) == (409, "reservation_released")
         done = await reserve(stack, {"action": "send_email"})
         assert (await settle(stack, done["id"], "commit"))[0] == 200
@@ -203,6 +205,76 @@ async def test_unknown_ids_and_other_tenants_reservations_are_404(
         assert await book(stack, "beta") == {}
 
 
+async def test_another_scope_of_the_tenant_can_neither_read_nor_settle_a_reservation(
+    tmp_path: Path, store_url: str
+) -> None:
+    async with proxy(tmp_path, store_url) as stack:
+        bot = scope(agent="support-bot")
+        held = await reserve(stack, {"action": "send_email"}, bot)
+        for other in (scope(agent="sales-bot"), scope()):
+            for how in ("commit", "release"):
+                status, error = await settle(stack, held["id"], how, headers=other)
+                assert (status, error["error"]["code"]) == (404, "reservation_not_found"), other
+            status, _, _ = await call(stack, "GET", f"{RESERVATIONS}/{held['id']}", headers=other)
+            assert status == 404
+        assert await book(stack) == {"tenant|acme": (0, 50), "agent|support-bot": (0, 50)}
+        status, done = await settle(stack, held["id"], "commit", {"amount": 20}, headers=bot)
+        assert (status, done["status"]) == (200, "COMMITTED")
+        assert await book(stack) == {"tenant|acme": (20, 0), "agent|support-bot": (20, 0)}
+
+
+class Gate:
+    """Holds the next reservation lookup, once armed, after it has read the record and until
+    opened: a commit's, so that a release is answered between its check and its ledger call."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.reached = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    async def passing(self) -> None:
+        if self.armed:
+            self.armed = False
+            self.reached.set()
+            await self.opened.wait()
+
+
+def gated_ledger(store_url: str, settings: ReservationSettings, gate: Gate) -> Any:
+    """The store for `store_url`, its reservation lookups going through `gate`."""
+    kind: Any = MemoryLedger if store_url == "memory://" else RedisLedger
+
+    class Gated(kind):  # type: ignore[misc,valid-type]
+        async def reservation(self, tenant: str, rid: str) -> ReservationRecord | None:
+            record = await super().reservation(tenant, rid)
+            await gate.passing()
+            return cast(ReservationRecord | None, record)
+
+    return Gated(settings, "me") if kind is MemoryLedger else Gated(store_url, settings, "me")
+
+
+async def test_a_commit_racing_a_release_is_refused_once_the_release_was_answered(
+    tmp_path: Path, store_url: str
+) -> None:
+    policy, gate = make_policy(tmp_path), Gate()
+    ledger = gated_ledger(store_url, policy.reservations, gate)
+    try:
+        async with local_stack(policy, store=store_url, ledger=ledger, sweep_every=None) as stack:
+            held = await reserve(stack, {"action": "send_email"})
+            gate.armed = True
+            committing = spawn(settle(stack, held["id"], "commit"), name="racing commit")
+            await asyncio.wait_for(gate.reached.wait(), 10)  # it saw the reservation OPEN
+            status, released = await settle(stack, held["id"], "release")
+            assert (status, released["status"]) == (200, "RELEASED")
+            gate.opened.set()
+            status, error = await committing
+            assert (status, error["error"]["code"]) == (409, "reservation_released")
+            assert await book(stack) == {"tenant|acme": (0, 0)}
+            record = await stack.ledger.reservation("acme", held["id"])
+            assert record is not None and record.state == "RELEASED"
+    finally:
+        await ledger.close()
+
+
 async def test_get_shows_the_reservation_as_the_store_keeps_it(
     tmp_path: Path, store_url: str
 ) -> None:
@@ -215,6 +287,43 @@ async def test_get_shows_the_reservation_as_the_store_keeps_it(
         await settle(stack, held["id"], "commit", {"amount": 45})
         _, _, got = await call(stack, "GET", f"{RESERVATIONS}/{held['id']}")
         assert (got["status"], got["amount"], got["committed"]) == ("COMMITTED", 45, 45)
+
+
+async def test_a_commit_above_its_reservation_is_400_and_commits_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The caller states what an action cost: never more than it reserved (the README's rule),
+    however large the number it sends."""
+    async with proxy(tmp_path, store_url) as stack:
+        held = await reserve(stack, {"unit": RISK, "amount": 1})
+        for amount in (2, 2**52 - 1):
+            status, error = await settle(stack, held["id"], "commit", {"amount": amount})
+            assert status == 400, error
+            assert (error["error"]["code"], error["error"]["param"]) == (
+                "amount_above_reservation",
+                "amount",
+            )
+            assert "at most 1" in error["error"]["message"]
+        assert await book(stack) == {"tenant|acme": (0, 1)}
+        _, _, got = await call(stack, "GET", f"{RESERVATIONS}/{held['id']}")
+        assert got["status"] == "OPEN"
+        status, done = await settle(stack, held["id"], "commit", {"amount": 1})
+        assert (status, done["status"], done["amount"]) == (200, "COMMITTED", 1)
+        assert await book(stack) == {"tenant|acme": (1, 0)}
+
+
+async def test_a_reservation_past_what_the_ledger_holds_exactly_is_400_and_reserves_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A shadow tenant's reservations are never denied: only the ledger's safe range (2**53 - 1
+    units per sum) stops them growing, with a 400 that writes nothing."""
+    async with proxy(tmp_path, store_url) as stack:
+        huge = {"unit": RISK, "amount": 2**52 - 1}
+        for _ in range(2):
+            await reserve(stack, huge, scope("shady"))
+        status, _, error = await call(stack, "POST", RESERVATIONS, huge, scope("shady"))
+        assert (status, error["error"]["code"]) == (400, "amount_out_of_range"), error
+        assert await book(stack, "shady") == {"tenant|shady": (0, 2 * (2**52 - 1))}
 
 
 # --- expiry ----------------------------------------------------------------------------------
@@ -327,6 +436,8 @@ async def test_malformed_json_and_commit_amounts_are_400(tmp_path: Path, store_u
 async def test_suspended_and_closed_tenants_are_refused_but_settle_what_they_hold(
     tmp_path: Path, store_url: str
 ) -> None:
+    """New reservations and balances are refused; what the tenant held before is still read
+    (to decide between commit and release) and settled, so its real spend is recorded."""
     async with proxy(tmp_path, store_url) as stack:
         held = await reserve(stack, {"action": "send_email"})
         for status_now in ("suspended", "closed"):
@@ -334,6 +445,10 @@ async def test_suspended_and_closed_tenants_are_refused_but_settle_what_they_hol
             stack.app[RUNTIME].forget_tenant("acme")
             status, _, error = await call(stack, "POST", RESERVATIONS, {"action": "send_email"})
             assert (status, error["error"]["type"]) == (403, f"tenant_{status_now}")
+            status, _, error = await call(stack, "GET", "/v1/cycles/balances")
+            assert (status, error["error"]["type"]) == (403, f"tenant_{status_now}")
+            status, _, seen = await call(stack, "GET", f"{RESERVATIONS}/{held['id']}")
+            assert (status, seen["status"]) == (200, "OPEN")
         assert (await settle(stack, held["id"], "commit"))[0] == 200
         assert await book(stack) == {"tenant|acme": (50, 0)}
 

@@ -3,6 +3,7 @@ and scope, to a signed webhook (retried) and the log."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -14,6 +15,7 @@ import aiohttp
 import orjson
 import pytest
 from admin_support import stacks
+from aiohttp import web
 from alerts_support import (  # noqa: F401  (fast_retries: an autouse fixture)
     LIMIT,
     SCOPE,
@@ -26,7 +28,8 @@ from alerts_support import (  # noqa: F401  (fast_retries: an autouse fixture)
 )
 from support import POLICY, chat, dated
 
-from proxy import alerts
+from proxy import alerts, tasks
+from proxy.context import RUNTIME
 from proxy.errors import PolicyError
 from proxy.ledger.base import (
     AlertLimits,
@@ -37,7 +40,7 @@ from proxy.ledger.base import (
     Reservation,
     ReserveRequest,
 )
-from proxy.local import Stack, local_stack
+from proxy.local import Stack, local_stack, serving
 from proxy.policy import load_policy
 from proxy.policy.runtime import ReservationSettings
 
@@ -378,3 +381,30 @@ async def test_the_apps_expiry_notifier_uses_the_tenants_limits_and_thresholds(
     assert [(e["tenant"], e["threshold"], e["spent"]) for e in hook.accepted] == [
         ("alpha", "80%", 333)
     ]
+
+
+async def test_deliveries_waiting_on_a_silent_webhook_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14, item 5: every alert started a delivery that retries for up to a minute, so a
+    webhook that never answers held one task per alert. At most MAX_PENDING are in flight; an
+    alert beyond them is logged (it is in the log either way) and not sent."""
+    monkeypatch.setattr(alerts, "MAX_PENDING", 3)
+    monkeypatch.setattr(alerts, "TIMEOUT_S", 30.0)
+    answer = asyncio.Event()
+
+    async def silent(request: web.Request) -> web.Response:
+        await answer.wait()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", silent)
+    async with serving(app) as url, stack_for(tmp_path, url + "/hook") as stack:
+        rt = stack.app[RUNTIME]
+        for i in range(5):
+            alerts.fire(rt, {"type": "budget.threshold", "id": f"alpha/e{i}"})
+        pending = [t for t in tasks.running() if t.get_name().startswith("alert ")]
+        assert len(pending) == 3
+        assert caplog.text.count("deliveries are still pending") == 2
+        answer.set()
+        await quiet()

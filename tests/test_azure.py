@@ -12,6 +12,7 @@ import aiohttp
 import openai
 import pytest
 from breadth_support import HEADERS, breadth_policy, cost, settled
+from yarl import URL
 
 from proxy.context import RUNTIME
 from proxy.fake_upstream import WORD, FakeSettings, FakeUpstream
@@ -163,6 +164,27 @@ async def test_unknown_deployment_is_404_and_nothing_reserved(tmp_path: Path) ->
         body = raised.value.body
         assert isinstance(body, dict) and body["code"] == "deployment_not_found"
         assert stack.fake.requests == [] and await stack.ledger.balances("alpha") == []
+
+
+@pytest.mark.parametrize("deployment", ["my%20mini", "-x", ".hidden", "x" * 129])
+async def test_a_deployment_name_no_upstream_could_list_is_404_and_nothing_reserved(
+    tmp_path: Path, deployment: str
+) -> None:
+    """Issue 14, item 6: names the router took but the deployment shape refuses (a space, a
+    leading '-' or '.', too long) hit an assertion: a 500. They name no deployment: 404 saying
+    what a deployment name is, nothing sent, nothing reserved."""
+    async with (
+        local_stack(azure_policy(tmp_path), fake=fake()) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        url = f"{stack.url}/openai/deployments/{deployment}/chat/completions?api-version={VERSION}"
+        body = {"messages": MESSAGES, "max_tokens": 3}
+        async with http.post(URL(url, encoded=True), json=body, headers=HEADERS) as r:
+            assert r.status == 404, await r.text()
+            error = (await r.json())["error"]
+    assert error["code"] == "deployment_not_found"
+    assert "A-Z a-z 0-9 _ . -" in error["message"], error
+    assert stack.fake.requests == [] and await stack.ledger.balances("alpha") == []
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fields_support import BODIES, HEADERS, UNITS, fields_policy, one_call
+from fields_support import BODIES, HEADERS, UNITS, books, fields_policy, one_call
 
-from proxy.local import Stack, local_stack
+from proxy.fake_upstream import FakeSettings, FakeUpstream
+from proxy.local import Stack, local_stack, serving
 
 COMPLETIONS = "/v1/completions"
 CHAT = "/v1/chat/completions"
@@ -258,3 +259,41 @@ async def test_best_of_on_a_chat_stream_is_400(tmp_path: Path) -> None:
         status, answer, _ = await post(stack, CHAT, body)
         assert status == 400 and answer["error"]["param"] == "best_of"
         await assert_refused_and_nothing_changed(stack)
+
+
+@pytest.mark.parametrize("takes", [True, False], ids=["vllm-like", "ignores-best-of"])
+async def test_best_of_on_chat_is_billed_only_by_a_server_that_takes_it(
+    tmp_path: Path, store_url: str, takes: bool
+) -> None:
+    """The fake takes best_of on chat as vLLM does, or ignores it as OpenAI's chat API has no
+    such field: the reservation covers both, and the charge is what was billed."""
+    body = {**BODIES["chat"], "max_completion_tokens": 10, "best_of": 4}
+    fake = FakeUpstream(FakeSettings(chat_best_of=takes))
+    async with local_stack(fields_policy(tmp_path), store=store_url, fake=fake) as stack:
+        status, answer, _ = await post(stack, CHAT, body)
+        assert status == 200, answer
+        assert fake.billed[0].completion_tokens == (40 if takes else 10)
+        [call] = await books(stack)
+        assert call.billed == call.charged <= call.reserved
+
+
+@pytest.mark.parametrize("best_of", ["3", 2.5, True, -1, [3]])
+async def test_a_best_of_that_is_not_a_positive_integer_is_400_and_the_fake_survives_it(
+    tmp_path: Path, best_of: Any
+) -> None:
+    """The proxy refuses it before anything is reserved; the fake, sent it directly, bills one
+    candidate rather than failing (a server refuses or ignores what it cannot read)."""
+    body = {**BODIES["chat"], "max_completion_tokens": 10, "best_of": best_of}
+    async with local_stack(fields_policy(tmp_path)) as stack:
+        status, answer, _ = await post(stack, CHAT, body)
+        assert status == 400 and answer["error"]["param"] == "best_of", answer
+        await assert_refused_and_nothing_changed(stack)
+    fake = FakeUpstream()
+    key = {"Authorization": f"Bearer {fake.settings.api_key}"}
+    async with (
+        serving(fake.app()) as url,
+        aiohttp.ClientSession() as http,
+        http.post(url + CHAT, json=body, headers=key) as direct,
+    ):
+        assert direct.status == 200, await direct.text()
+    assert fake.billed[0].completion_tokens == 10

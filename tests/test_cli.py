@@ -37,6 +37,24 @@ def test_check_names_file_line_and_field_of_a_broken_policy(tmp_path: Path) -> N
     assert "limitt" in result.stderr
 
 
+def test_check_warns_of_trusted_proxy_ranges_wider_than_a_sites_proxies(tmp_path: Path) -> None:
+    """A trusted range wider than /16 (IPv4) or /48 (IPv6) lets the callers inside it name the
+    address they are counted under: check says so, naming each such range, and still passes."""
+    text = (POLICIES / "example.yaml").read_text()
+    wide = '["10.0.0.0/8", "10.1.2.0/24", "2001:db8::/32", "2001:db8:1::/48"]'
+    assert text.count("trusted_proxies: []") == 1
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text.replace("trusted_proxies: []", f"trusted_proxies: {wide}"))
+    result = cli("check", "--policy", str(policy))
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stdout.splitlines() if line.startswith("WARNING")]
+    assert len(warned) == 2, result.stdout
+    assert "10.0.0.0/8 is wider than /16" in warned[0]
+    assert "2001:db8::/32 is wider than /48" in warned[1]
+    assert "ingress" in warned[0]
+    assert "WARNING" not in cli("check", "--policy", str(POLICIES / "example.yaml")).stdout
+
+
 def test_serve_refuses_memory_store_with_several_workers() -> None:
     result = cli("serve", "--policy", str(POLICIES / "example.yaml"), "--workers", "2")
     assert result.returncode == 2
@@ -62,3 +80,12 @@ def test_demo_stops_the_runaway_tenant_and_spares_the_others() -> None:
     assert result.returncode == 0, result.stderr
     assert "customer-47 stopped at its budget:      yes" in result.stdout
     assert "other tenants all allowed, in budget:   yes" in result.stdout
+
+
+def test_example_policy_prints_the_policy_the_demo_runs_on(tmp_path: Path) -> None:
+    result = cli("example-policy")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (POLICIES / "example.yaml").read_text()
+    copy = tmp_path / "policy.yaml"
+    copy.write_text(result.stdout)
+    assert cli("check", "--policy", str(copy)).returncode == 0

@@ -30,7 +30,10 @@ import yaml
 from conftest import ROOT
 from support import LISTENING, STARTUP_S, eventually
 
+from proxy.__main__ import command_line
 from proxy.policy import load_policy
+from proxy.serve import settings_from
+from proxy.settings import SettingsError, validate
 
 CHART = ROOT / "helm" / "cycles-proxy"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -39,7 +42,9 @@ KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 # Custom resources have no schema in kubernetes-validate; their fields are asserted instead.
 CUSTOM_RESOURCES = {"monitoring.coreos.com/v1": {"ServiceMonitor"}}
 REDIS = {"store": {"url": "redis://redis.cache:6379/0"}}
-GATEWAY = {"mode": "gateway", **REDIS}
+METRICS_TOKEN = {"metrics": {"token": {"existingSecret": "metrics-token"}}}
+GATEWAY = {"mode": "gateway", **REDIS, **METRICS_TOKEN}
+BARE_GATEWAY = {"mode": "gateway", **REDIS}
 EXAMPLE_APP = {"sidecar": {"exampleApp": {"enabled": True}}}
 
 helm.disable_logging()
@@ -116,7 +121,12 @@ SCENARIOS = {
         {
             "admin": {"token": "adm", "readToken": "ro", "service": {"enabled": True}},
             "providerKeys": {"values": {"OPENAI_API_KEY": "sk-test"}},
-            "metrics": {"serviceMonitor": {"enabled": True}, "tenants": ["acme"]},
+            "metrics": {
+                "serviceMonitor": {"enabled": True},
+                "tenants": ["acme"],
+                "token": {"existingSecret": "", "value": "scrape-token"},
+                "networkPolicy": {"enabled": True},
+            },
             "gateway": {"autoscaling": {"enabled": False}, "replicaCount": 3},
         },
     ),
@@ -228,6 +238,7 @@ def test_one_replica_on_memory_and_many_on_redis_render() -> None:
     one_gateway = {
         "mode": "gateway",
         "gateway": {"autoscaling": {"enabled": False}, "replicaCount": 1},
+        **METRICS_TOKEN,
     }
     assert one(render(one_gateway), "Deployment")["spec"]["replicas"] == 1
     docs = render(EXAMPLE_APP, REDIS, {"sidecar": {"exampleApp": {"replicas": 4}}})
@@ -273,10 +284,16 @@ def test_gateway_renders_deployment_service_autoscaler_and_disruption_budget() -
     assert env_of(proxy)["CYCLES_STORE"] == "redis://redis.cache:6379/0"
     assert proxy["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert [p["containerPort"] for p in proxy["ports"]] == [8080]
+    # The metrics name every tenant: a listener of their own, which the callers' Service lacks.
+    assert [(p["name"], p["containerPort"]) for p in proxy["ports"]] == [
+        ("http", 8080),
+        ("metrics", 9090),
+    ]
+    assert flag(proxy, "metrics-listen") == "0.0.0.0:9090"
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "8080"
+    assert annotations["prometheus.io/port"] == "9090"
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
@@ -294,7 +311,7 @@ def test_admin_port_gets_its_own_service_only_when_enabled() -> None:
     ]
     proxy = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
     assert flag(proxy, "admin-listen") == "0.0.0.0:8081"
-    assert {p["name"] for p in proxy["ports"]} == {"http", "admin"}
+    assert {p["name"] for p in proxy["ports"]} == {"http", "admin", "metrics"}
     docs = render(GATEWAY, {"admin": {"enabled": False}})
     off = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
     assert flag(off, "admin-listen") == "off"
@@ -305,10 +322,115 @@ def test_service_monitor_is_a_toggle() -> None:
     docs = render(GATEWAY, {"metrics": {"serviceMonitor": {"enabled": True, "interval": "15s"}}})
     monitor = one(docs, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
-    service = one(docs, "Service")
+    bearer = {"type": "Bearer", "credentials": {"name": "metrics-token", "key": "token"}}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "authorization": bearer}
+    ]
     selector = monitor["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= service["metadata"]["labels"].items()
+    metrics = one(docs, "Service", "demo-cycles-proxy-metrics")
+    assert selector.items() <= metrics["metadata"]["labels"].items()
+    assert metrics["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    callers = one(docs, "Service", "demo-cycles-proxy")
+    assert not selector.items() <= callers["metadata"]["labels"].items()
+
+
+def test_gateway_metrics_are_never_scraped_from_the_callers_port() -> None:
+    no_listener = {"metrics": {"gatewayPort": None}}
+    assert "metrics.podAnnotations needs metrics.gatewayPort" in render_error(GATEWAY, no_listener)
+    monitor = {"metrics": {"gatewayPort": None, "podAnnotations": False}}
+    message = render_error(
+        GATEWAY, merged(monitor, {"metrics": {"serviceMonitor": {"enabled": True}}})
+    )
+    assert "metrics.serviceMonitor needs metrics.gatewayPort" in message
+    deployment = one(render(GATEWAY, monitor), "Deployment")
+    proxy = proxy_container(deployment["spec"]["template"]["spec"])
+    assert not [a for a in proxy["args"] if a.startswith("--metrics-listen")]
+    assert [p["name"] for p in proxy["ports"]] == ["http"]
+    assert "prometheus.io/port" not in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_gateway_metrics_ask_for_a_token_that_the_service_monitor_sends() -> None:
+    """The metrics listener is on the pod IP, which every pod reaches: rendering refuses it
+    without a token (or an explicit opt-out), and the token reaches the proxy and Prometheus."""
+    message = render_error(BARE_GATEWAY)
+    assert "metrics.token.existingSecret" in message and "allowUnauthenticated" in message
+    made = "demo-cycles-proxy-metrics-token"
+    docs = render(
+        BARE_GATEWAY,
+        {"metrics": {"token": {"value": "scrape-1"}, "serviceMonitor": {"enabled": True}}},
+    )
+    assert one(docs, "Secret", made)["stringData"] == {"token": "scrape-1"}
+    proxy = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+    reference = {"secretKeyRef": {"name": made, "key": "token"}}
+    assert env_of(proxy)["CYCLES_METRICS_TOKEN"] == reference
+    assert "--allow-unauthenticated-metrics" not in proxy["args"]
+    [endpoint] = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": made, "key": "token"},
+    }
+
+    existing = {"metrics": {"token": {"existingSecret": "scrape", "key": "t"}}}
+    docs = render(BARE_GATEWAY, existing)
+    assert "Secret" not in kinds(docs)
+    proxy = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+    assert env_of(proxy)["CYCLES_METRICS_TOKEN"] == {"secretKeyRef": {"name": "scrape", "key": "t"}}
+
+    docs = render(BARE_GATEWAY, {"metrics": {"allowUnauthenticated": True}})
+    proxy = proxy_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+    assert "--allow-unauthenticated-metrics" in proxy["args"]
+    assert "CYCLES_METRICS_TOKEN" not in env_of(proxy)
+    render(BARE_GATEWAY, {"metrics": {"gatewayPort": None, "podAnnotations": False}})
+
+
+@pytest.mark.parametrize(
+    ("values", "env"),
+    [
+        (GATEWAY, {"CYCLES_METRICS_TOKEN": "scrape-1"}),
+        (merged(BARE_GATEWAY, {"metrics": {"allowUnauthenticated": True}}), {}),
+    ],
+    ids=["token", "opted-out"],
+)
+def test_the_proxy_accepts_the_metrics_flags_the_chart_renders(
+    values: dict[str, Any], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart and `serve` agree: what the gateway pod runs passes serve's checks (and the
+    same flags without the token's environment do not)."""
+    proxy = proxy_container(one(render(values), "Deployment")["spec"]["template"]["spec"])
+    monkeypatch.delenv("CYCLES_METRICS_TOKEN", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = command_line().parse_args(proxy["args"])  # the container's args start with `serve`
+    policy = load_policy(CHART / "files" / "policy-gateway.yaml")
+    validate(settings_from(args), policy)
+    if env:
+        monkeypatch.delenv("CYCLES_METRICS_TOKEN")
+        with pytest.raises(SettingsError, match="CYCLES_METRICS_TOKEN"):
+            validate(settings_from(args), policy)
+
+
+def test_network_policy_admits_only_the_named_peers_to_the_metrics_port() -> None:
+    assert "NetworkPolicy" not in kinds(render(GATEWAY))
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "obs"}}}]
+    fenced = {"metrics": {"networkPolicy": {"enabled": True, "from": peers}}}
+    docs = render(GATEWAY, fenced)
+    policy = one(docs, "NetworkPolicy")
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    callers = {"ports": [{"port": "http", "protocol": "TCP"}]}
+    scrapers = {"from": peers, "ports": [{"port": "metrics", "protocol": "TCP"}]}
+    assert policy["spec"]["ingress"] == [callers, scrapers]
+    admin = one(render(GATEWAY, fenced, {"admin": {"service": {"enabled": True}}}), "NetworkPolicy")
+    assert admin["spec"]["ingress"] == [
+        callers,
+        {"ports": [{"port": "admin", "protocol": "TCP"}]},
+        scrapers,
+    ]
+    nobody = {"metrics": {"networkPolicy": {"enabled": True, "from": []}}}
+    assert "every source" in render_error(GATEWAY, nobody)
 
 
 # --- both modes ------------------------------------------------------------------------------
@@ -389,7 +511,7 @@ def test_secrets_from_values_are_made_and_referenced() -> None:
 
 def test_policy_files_reach_the_config_map_exactly_as_written() -> None:
     """Prices are read as decimals from the text, so the chart must not re-serialise it."""
-    text = (ROOT / "policies" / "example.yaml").read_text()
+    text = (ROOT / "proxy" / "policy" / "example.yaml").read_text()
     docs = render(EXAMPLE_APP, {"policies": {"files": {"example.yaml": text}}})
     assert one(docs, "ConfigMap")["data"] == {"example.yaml": text}
 
@@ -559,7 +681,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # The runtime stage's policy directory, copied from the build context.
     policies = root / IMAGE_POLICIES.lstrip("/")
     policies.mkdir(parents=True)
-    shutil.copy2(context / "policies" / "example.yaml", policies)
+    shutil.copy2(context / "proxy" / "policy" / "example.yaml", policies)
     return {"root": root, "venv": venv, "policies": policies, "printed": printed}
 
 
@@ -571,6 +693,29 @@ def test_image_build_installs_the_wheel_and_checks_the_policy(image: dict[str, A
     assert not (venv / "bin" / "pip").exists()
     # `cycles-proxy check` ran from the new virtualenv and described the example policy.
     assert "customer-47" in image["printed"]
+
+
+def test_the_installed_wheel_runs_the_demo_from_an_empty_directory(
+    image: dict[str, Any], tmp_path: Path
+) -> None:
+    """The embedded default travels in the wheel: `cycles-proxy demo` and `example-policy` need
+    nothing from a source checkout."""
+    env = runtime_env(image, tmp_path)
+    binary = str(image["venv"] / "bin" / "cycles-proxy")
+    demo = subprocess.run(
+        [binary, "demo", "--tenants", "20"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "customer-47" in demo.stdout
+    example = subprocess.run(
+        [binary, "example-policy"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert example.stdout == (ROOT / "proxy" / "policy" / "example.yaml").read_text()
 
 
 def runtime_env(image: dict[str, Any], home: Path) -> dict[str, str]:

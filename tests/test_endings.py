@@ -400,7 +400,9 @@ def test_check_refuses_a_non_stream_answer_the_reservation_would_not_outlive(
     assert result.returncode == 2
     expected = f"slow.yaml:{line_no}: reservations.cap_seconds: reservations.cap_seconds (1800) "
     assert expected in result.stderr
-    assert "must exceed timeouts.non_stream_answer (1800)" in result.stderr
+    assert "must exceed timeouts.connect + timeouts.non_stream_answer (10 + 1800 = 1810)" in (
+        result.stderr
+    )
     assert "raise cap_seconds or lower the timeout" in result.stderr
 
 
@@ -416,7 +418,7 @@ def test_a_route_s_non_stream_answer_must_fit_the_reservation_too(tmp_path: Path
     assert "routes[0].timeouts.non_stream_answer: reservations.cap_seconds (1800) must exceed " in (
         str(refused.value)
     )
-    path.write_text(text + "reservations: {cap_seconds: 2401, tombstone_seconds: 7200}\n")
+    path.write_text(text + "reservations: {cap_seconds: 2411, tombstone_seconds: 7200}\n")
     slow = load_policy(path).timeouts_for("gpt-4o")
     assert (slow.non_stream_answer, slow.first_byte) == (2400, 120)
 

@@ -257,7 +257,7 @@ def test_failures_block_a_client_after_twenty_in_a_minute() -> None:
 
 
 def test_failures_track_a_bounded_number_of_clients() -> None:
-    failures = Failures(max_clients=2)
+    failures = Failures(max_entries=2)
     for client in ("a", "b", "c"):
         failures.record(client)
-    assert len(failures._clients) == 2
+    assert len(failures) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -330,8 +331,30 @@ async def test_expired_tombstone_is_forgotten(stores: Stores) -> None:
     assert (await ledger.commit(resv, {"USD": 100})).first  # no record left to say otherwise
 
 
+async def test_a_kept_scope_stays_with_its_record_and_goes_with_it(stores: Stores) -> None:
+    """An action's reservation keeps the scope path it was made with (for whoever settles it
+    later), a call's does not; the scope is forgotten with its record's tombstone."""
+    ledger = stores.open(ReservationSettings(tombstone_ms=0))
+    path = "tenant=acme/agent=bot"
+    kept = replace(ask("a", [line()], {"USD": 100}), scope=path, keep_scope=True)
+    results = [await ledger.reserve(kept), await ledger.reserve(ask("b", [line()], {"USD": 1}))]
+    record, call = await ledger.reservation("acme", "a"), await ledger.reservation("acme", "b")
+    assert record is not None and record.scope == path
+    assert call is not None and call.scope is None
+    for result in results:
+        assert result.reservation is not None
+        await ledger.commit(result.reservation, {"USD": 1})
+    settled = await ledger.reservation("acme", "a")
+    assert settled is not None and (settled.state, settled.scope) == ("COMMITTED", path)
+    await asyncio.sleep(0.002)
+    await ledger.sweep("acme")
+    assert await ledger.reservation("acme", "a") is None
+    assert await stores.resv_entries(ledger) == 0
+
+
 async def test_run_entries_expire_after_idle_ttl(stores: Stores) -> None:
-    ledger = stores.open(ReservationSettings(run_idle_ms=0))
+    # Idle from the moment the call could no longer be open (cap 0: at once).
+    ledger = stores.open(ReservationSettings(run_idle_ms=0, cap_ms=0))
     resv = await reserved(ledger, "a", [line(), line("run", "r1", period="none")], {"USD": 5})
     await ledger.commit(resv, {"USD": 5})
     await asyncio.sleep(0.002)

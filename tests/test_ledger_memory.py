@@ -116,13 +116,13 @@ async def test_open_reservation_expires_exactly_at_its_cap() -> None:
 
 async def test_reserve_cleans_up_at_most_eight_expired_entries() -> None:
     clock = Clock("2026-11-23T10:00:00")
-    ledger = MemoryLedger(ReservationSettings(run_idle_ms=HOUR), clock=clock)
+    ledger = MemoryLedger(ReservationSettings(run_idle_ms=HOUR, cap_ms=1), clock=clock)
     for i in range(10):
         run = BudgetLine("run", f"r{i}", "USD", "none", 1000)
         held = (await ledger.reserve(ask(f"a{i}", run))).reservation
         assert held is not None
         await ledger.release(held)
-    clock.now += HOUR
+    clock.now += HOUR + 1  # the idle TTL counts from when the call could no longer be open
     await ledger.reserve(ask("b", MONTHLY))
     assert len(await ledger.balances("acme")) == 3
     await ledger.sweep("acme")

@@ -217,7 +217,7 @@ async def test_a_quota_denial_counts_nothing_on_the_quotas_before_it(ledger: Led
 
 
 async def test_run_counters_expire_after_the_idle_ttl(stores: Stores) -> None:
-    ledger = stores.open(ReservationSettings(run_idle_ms=0))
+    ledger = stores.open(ReservationSettings(run_idle_ms=0, cap_ms=0))
     q = Quotas(runs_per_day=5, steps_per_run=5)
     before = datetime.now(UTC)
     await ledger.release(held(await call(ledger, "a", q, run="a")))

@@ -224,14 +224,17 @@ BROKEN = {
     ),
     "reservation cap shorter than a stream": (
         base() + "timeouts:\n  stream_total: 3600  # <-\n",
-        "timeouts.stream_total: reservations.cap_seconds (1800) must exceed timeouts.stream_total",
+        "timeouts.stream_total: reservations.cap_seconds (1800) must exceed timeouts.connect + "
+        "timeouts.first_byte + timeouts.stream_total + timeouts.drain_after_disconnect "
+        "(10 + 120 + 3600 + 60 = 3790)",
     ),
     "reservation cap shorter than a route's stream": (
         base().replace(
             "upstream: openai}", "upstream: openai, timeouts: {stream_total: 3600}}  # <-"
         ),
         "routes[0].timeouts.stream_total: reservations.cap_seconds (1800) must exceed "
-        "routes[0].timeouts.stream_total + timeouts.drain_after_disconnect (3660)",
+        "timeouts.connect + timeouts.first_byte + routes[0].timeouts.stream_total + "
+        "timeouts.drain_after_disconnect (10 + 120 + 3600 + 60 = 3790)",
     ),
     "a route timeout that is not the upstream's": (
         base().replace("upstream: openai}", "upstream: openai, timeouts: {read_request: 5}}  # <-"),
@@ -241,6 +244,19 @@ BROKEN = {
     "a route timeout that is not positive": (
         base().replace("upstream: openai}", "upstream: openai, timeouts: {first_byte: 0}}  # <-"),
         "routes[0].timeouts.first_byte: Input should be greater than 0",
+    ),
+    "reservation cap shorter than connecting, the first byte, the stream and the drain": (
+        base() + "timeouts:\n  stream_total: 1700  # <-\n",
+        "timeouts.stream_total: reservations.cap_seconds (1800) must exceed timeouts.connect + "
+        "timeouts.first_byte + timeouts.stream_total + timeouts.drain_after_disconnect "
+        "(10 + 120 + 1700 + 60 = 1890), or an open reservation would expire while its stream "
+        "is still running",
+    ),
+    "run entries that would expire under an open call": (
+        base() + "reservations: {run_idle_seconds: 60}  # <-\n",
+        "reservations.run_idle_seconds: reservations.run_idle_seconds (60) must exceed "
+        "cap_seconds (1800), or a run's budget and counters could expire while one of its calls "
+        "is still open",
     ),
     "tombstone shorter than the cap": (
         base() + "reservations: {tombstone_seconds: 600}  # <-\n",
@@ -385,4 +401,7 @@ def test_reservation_cap_is_checked_against_the_longest_route_stream(tmp_path: P
     message, where = broken(tmp_path, text + "reservations: {cap_seconds: 1800}  # <-\n")
     assert message.startswith(where), message
     assert "reservations.cap_seconds: reservations.cap_seconds (1800) must exceed " in message
-    assert "routes[0].timeouts.stream_total + timeouts.drain_after_disconnect (1860)" in message
+    assert (
+        "timeouts.connect + timeouts.first_byte + routes[0].timeouts.stream_total + "
+        "timeouts.drain_after_disconnect (10 + 120 + 1800 + 60 = 1990)" in message
+    )

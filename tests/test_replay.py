@@ -126,10 +126,11 @@ async def test_keyed_call_costs_one_set_more_and_an_unkeyed_one_nothing(
             await settled()
             keyed = await commands_seen(commands, 4)
             status, headers, _ = await post(session, stack, body, {"Idempotency-Key": "k-2"})
-            replayed = await commands_seen(commands, 1)
+            replayed = await commands_seen(commands, 2)
     assert unkeyed == ["evalsha", "evalsha"]
     assert keyed == ["set", "evalsha", "evalsha", "set"]
-    assert (status, headers["X-Cycles-Replayed"], replayed) == (200, "true", ["set"])
+    # A replay: the record, then the tenant's status (no reserve script sees it).
+    assert (status, headers["X-Cycles-Replayed"], replayed) == (200, "true", ["set", "hgetall"])
 
 
 async def test_duplicate_while_the_first_runs_is_409_in_flight(
@@ -345,3 +346,120 @@ async def test_key_on_a_body_nested_too_deep_to_hash_is_400_and_frees_the_key(
         assert stack.fake.requests == []
         status, _, _ = await post(session, stack, body, {"Idempotency-Key": "deep"})
         assert status == 200
+
+
+async def test_memory_answer_store_keeps_the_newest_within_its_entries_and_bytes() -> None:
+    """Issue 14, item 5: memory:// held every keyed answer for 24 h (1,500 calls, 1,500
+    answers). It keeps at most `max_entries` entries and `max_bytes` bytes, dropping the oldest;
+    an answer larger than the whole store is not kept (its key is freed: a repeat runs again)."""
+    store = replays.MemoryReplays(max_entries=3, max_bytes=10_000)
+    answers = {}
+    for i in range(5):
+        digest = f"d{i}"
+        assert await store.claim("alpha", digest, replays.Record(f"h{i}")) is None
+        answers[digest] = replays.Record(f"h{i}", 200, (), b"x" * 1000)
+        await store.keep("alpha", digest, answers[digest])
+    assert len(store) == 3 and store.bytes <= 10_000
+    for i in range(2, 5):
+        assert await store.claim("alpha", f"d{i}", replays.Record(f"h{i}")) == answers[f"d{i}"]
+    for i in range(2):  # the oldest two are gone: their keys run again
+        assert await store.claim("alpha", f"d{i}", replays.Record(f"h{i}")) is None
+        await store.release("alpha", f"d{i}")
+
+    for i in range(5, 12):  # 4 KB answers: the bytes bind before the entries do
+        await store.claim("alpha", f"d{i}", replays.Record(f"h{i}"))
+        await store.keep("alpha", f"d{i}", replays.Record(f"h{i}", 200, (), b"y" * 4000))
+        assert store.bytes <= 10_000
+    assert len(store) == 2
+
+    assert await store.claim("alpha", "huge", replays.Record("hh")) is None
+    await store.keep("alpha", "huge", replays.Record("hh", 200, (), b"z" * 20_000))
+    assert store.bytes <= 10_000
+    assert await store.claim("alpha", "huge", replays.Record("hh")) is None
+
+
+async def test_an_answer_dropped_from_the_memory_store_runs_and_is_charged_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its bound the memory store forgets the oldest answers: a retry of one of those is
+    forwarded and charged again, a retry of a recent one is still replayed and charged nothing."""
+    monkeypatch.setattr(replays, "MAX_ENTRIES", 3)
+    async with local_stack(policy(tmp_path, BUDGETS)) as stack, sdk(stack) as client:
+        for i in range(5):
+            await create(client, f"k-{i}")
+        row = await line(stack.ledger, "alpha", "tenant")
+        assert (row.spent, row.reserved) == (5 * one_call(10), 0)
+        recent = await create(client, "k-4")
+        assert recent.headers["x-cycles-replayed"] == "true"
+        assert await line(stack.ledger, "alpha", "tenant") == row
+        oldest = await create(client, "k-0")
+        assert "x-cycles-replayed" not in oldest.headers
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert stack.fake.calls == 6
+    assert (row.spent, row.reserved) == (6 * one_call(10), 0)
+
+
+async def test_one_tenants_answers_never_push_out_another_tenants_answer_or_claim() -> None:
+    """The memory store's bound was global: one tenant's 33 answers of 1 MiB dropped every
+    other tenant's answers and its calls' claims (a retry then ran, and was charged, again).
+    Each tenant's answers now push out only its own, and a claim is never dropped."""
+    store = replays.MemoryReplays()
+    done = replays.Record("h1", 200, (), b'{"ok":1}')
+    assert await store.claim("alpha", "k-done", replays.Record("h1")) is None
+    await store.keep("alpha", "k-done", done)
+    assert await store.claim("alpha", "k-running", replays.Record("h2")) is None
+    big = b"x" * (replay.MAX_STORED_BYTES - 4096)
+    for i in range(33):
+        assert await store.claim("mallory", f"m{i}", replays.Record("hm")) is None
+        await store.keep("mallory", f"m{i}", replays.Record("hm", 200, (), big))
+    assert await store.claim("alpha", "k-done", replays.Record("h1")) == done
+    assert await store.claim("alpha", "k-running", replays.Record("h2")) == replays.Record("h2")
+    assert await store.claim("mallory", "m32", replays.Record("hm")) is not None
+    assert await store.claim("mallory", "m0", replays.Record("hm")) is None  # its own: dropped
+    assert store.bytes <= replays.TENANT_BYTES + 4096
+
+
+async def test_claims_are_never_dropped_and_a_key_past_the_bound_is_refused() -> None:
+    """Claims (calls in flight) beyond the bound are not made room for by dropping another
+    call's claim: the new key is refused, per tenant and in all."""
+    store = replays.MemoryReplays(max_entries=2, max_claims=3, tenant_claims=2)
+    for i in range(2):
+        assert await store.claim("alpha", f"a{i}", replays.Record("h")) is None
+    with pytest.raises(replays.ReplaysFull):
+        await store.claim("alpha", "a2", replays.Record("h"))
+    assert await store.claim("beta", "b0", replays.Record("h")) is None
+    with pytest.raises(replays.ReplaysFull):
+        await store.claim("gamma", "g0", replays.Record("h"))
+    for i in range(3):  # answers past the answers' bound drop answers, never claims
+        await store.claim("beta", "b0", replays.Record("h"))
+        await store.keep("beta", f"b{i}", replays.Record("h", 200, (), b"{}"))
+    for i in range(2):
+        assert await store.claim("alpha", f"a{i}", replays.Record("h")) == replays.Record("h")
+    await store.release("alpha", "a0")
+    assert await store.claim("alpha", "a2", replays.Record("h")) is None
+
+
+async def test_a_key_past_the_tenants_claims_is_503_and_reserves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With its calls in flight holding every claim the memory store keeps for the tenant, a
+    call with a new key is 503 `idempotency_store_full` before anything is reserved or sent;
+    once the call in flight ends, the key is served."""
+    monkeypatch.setattr(replays, "TENANT_CLAIMS", 1)
+    fake = FakeUpstream(FakeSettings(latency=1.0))
+    async with local_stack(policy(tmp_path, BUDGETS), fake=fake) as stack, sdk(stack) as client:
+        first = asyncio.ensure_future(create(client, "k-1"))
+        await eventually(lambda: fake.in_flight == 1, "the first call reaching the provider")
+        before = await line(stack.ledger, "alpha", "tenant")
+        with pytest.raises(openai.InternalServerError) as refused:
+            await create(client, "k-2")
+        assert await line(stack.ledger, "alpha", "tenant") == before
+        assert fake.calls == 1
+        await first
+        await create(client, "k-2")
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert refused.value.status_code == 503
+    body = refused.value.body
+    assert isinstance(body, dict) and body["code"] == "idempotency_store_full"
+    assert fake.calls == 2
+    assert (row.spent, row.reserved) == (2 * one_call(10), 0)

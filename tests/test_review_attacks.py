@@ -252,3 +252,33 @@ async def test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reser
     assert billed_cost(billed) <= call.charged <= call.reserved, (
         f"billed {billed_cost(billed)}, charged {call.charged}, reserved {call.reserved}"
     )
+
+
+# -- a degraded call's service tier is its own model's --------
+
+
+async def test_a_degraded_call_is_sent_at_the_tier_its_own_model_was_reserved_at(
+    tmp_path: Path, store_url: str
+) -> None:
+    """gpt-5 prices priority (×2), so a call that names no tier is reserved at priority and sent
+    as it is. It does not fit; the plan degrades it to gpt-4o-mini, which prices no tier above
+    the standard one: reserved at standard, it must be sent `service_tier: default`, or the
+    account's configured tier (priority) serves it at a price nobody reserved."""
+    fake = FakeUpstream(FakeSettings(latency=LATENCY, service_tier="priority"))
+    body = {
+        "model": "gpt-5",
+        "messages": [{"role": "user", "content": "Count to three."}],
+        "max_completion_tokens": 2000,
+    }
+    degrade = "[{when: {does_not_fit: true}, set: {model: gpt-4o-mini}}]"
+    async with (
+        local_stack(prices_policy(tmp_path, "0.01", degrade), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        call = await measured(http, stack.url + PATHS["chat"], stack.ledger, body)
+    assert call.status == 200, call.answer
+    [(_, _, sent)] = fake.requests
+    [billed] = fake.billed
+    assert (sent["model"], sent.get("service_tier")) == ("gpt-4o-mini", "default")
+    assert billed.service_tier == "default"
+    assert billed_cost(billed) == call.charged <= call.reserved

@@ -11,6 +11,7 @@ import pytest
 from conftest import free_port
 from multidict import CIMultiDictProxy
 from support import chat, chat_prompt_tokens, cost, line, mini_cost, policy
+from yarl import URL
 
 from proxy.fake_upstream import PROVIDER_HEADERS, RELAYED_HEADERS, FakeSettings, FakeUpstream
 from proxy.local import local_stack
@@ -26,7 +27,7 @@ def with_timeouts(pol: Policy, **seconds: float) -> Policy:
 
 async def test_models_list_is_forwarded_with_the_provider_key(tmp_path: Path) -> None:
     pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
-    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+    async with local_stack(pol) as stack, aiohttp.ClientSession(headers=TENANT) as session:
         async with session.get(f"{stack.url}/v1/models") as r:
             assert r.status == 200
             assert [m["id"] for m in (await r.json())["data"]] == ["gpt-4o", "gpt-4o-mini"]
@@ -74,13 +75,67 @@ async def test_passthrough_paths_are_forwarded_only_when_listed(tmp_path: Path) 
         for name, upstream in pol.upstreams.items()
     }
     pol = dataclasses.replace(pol, upstreams=upstreams)
-    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+    async with local_stack(pol) as stack, aiohttp.ClientSession(headers=TENANT) as session:
         async with session.post(f"{stack.url}/v1/audio/speech", json={"input": "hi"}) as r:
             assert r.status == 200
             assert (await r.json()) == {"path": "/v1/audio/speech", "method": "POST"}
         async with session.post(f"{stack.url}/v1/audio/transcriptions", json={}) as r:
             assert r.status == 404
         assert [p for p, _, _ in stack.fake.requests] == ["/v1/audio/speech"]
+        assert await stack.ledger.balances("alpha") == []
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "/v1/models/x%3Fy=1",
+        "/v1/models/%3F",
+        "/v1/models/x%23frag",
+        "/v1/models/a%20b",
+        "/v1/models/caf%C3%A9",
+        "/v1/models/50%25",
+        "/v1/models?after=a%23b%26limit%3D1",
+        "/v1/models/..%3B",
+        "/v1/models/x%3Bjsessionid=1",
+    ],
+)
+async def test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it(
+    tmp_path: Path, sent: str
+) -> None:
+    """Issue 14, item 7: `x%3Fy=1` reached the upstream as `x?y=1` (a query), `%3F` as nothing:
+    what the client quoted stays quoted on the way up, in the path and in the query."""
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+        async with session.get(URL(stack.url + sent, encoded=True), headers=TENANT) as r:
+            assert r.status == 200, await r.text()
+        assert stack.fake.raw_paths == [sent]
+        assert await stack.ledger.balances("alpha") == []
+
+
+@pytest.mark.parametrize(
+    ("sent", "named"),
+    [
+        ("/v1/models/x%00y", "U+0000"),
+        ("/v1/models/x%0D%0AX-Injected:%201", "U+000D"),
+        ("/v1/models/x%7F", "U+007F"),
+        ("/v1/models/gpt%E2%80%AE4o", "U+202E"),
+        ("/v1/models/gpt%E2%81%A6", "U+2066"),
+        ("/v1/models/x%E2%80%A8", "U+2028"),
+        ("/v1/models/x%FF", "UTF-8"),
+    ],
+)
+async def test_control_bidi_and_broken_characters_in_a_path_are_400_and_go_nowhere(
+    tmp_path: Path, sent: str, named: str
+) -> None:
+    """A NUL, a line break, a bidirectional override or bytes that are not UTF-8 are never part
+    of an id: refused before routing, saying which character, and nothing goes up."""
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
+        async with session.get(URL(stack.url + sent, encoded=True), headers=TENANT) as r:
+            assert r.status == 400
+            error = (await r.json())["error"]
+        assert error["code"] == "invalid_path" and named in error["message"], error
+        assert stack.fake.raw_paths == []
         assert await stack.ledger.balances("alpha") == []
 
 
@@ -228,3 +283,44 @@ def test_upstream_timeouts_are_read_from_the_policy(tmp_path: Path) -> None:
     loaded = load_policy(path)
     assert loaded.upstreams["openai"].timeouts == dataclasses.replace(pol.timeouts, first_byte=7)
     assert pol.upstreams["openai"].timeouts is None
+
+
+def with_answer_limit(pol: Policy, limit: int) -> Policy:
+    return dataclasses.replace(pol, limits=dataclasses.replace(pol.limits, max_answer_bytes=limit))
+
+
+async def test_a_whole_answer_larger_than_max_answer_bytes_is_502_and_charged(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A whole answer was read into memory however large. Beyond limits.max_answer_bytes the
+    call is 502, and, having reached the provider, charged its reservation (never less than
+    the provider billed); a smaller one is served as usual."""
+    pol = with_answer_limit(policy(tmp_path, "tenant: {limit: 50, period: month}"), 2000)
+    fake = FakeUpstream(FakeSettings(completion_fraction=1.0))
+    async with local_stack(pol, store=store_url, fake=fake) as stack:
+        async with aiohttp.ClientSession(headers=TENANT) as session:
+            async with session.post(
+                f"{stack.url}/v1/chat/completions", json=chat(max_tokens=5)
+            ) as r:
+                assert r.status == 200, await r.text()
+            small = await line(stack.ledger, "alpha", "tenant")
+            async with session.post(
+                f"{stack.url}/v1/chat/completions", json=chat(max_tokens=1000)
+            ) as r:
+                assert r.status == 502
+                error = (await r.json())["error"]
+        row = await line(stack.ledger, "alpha", "tenant")
+    assert "limits.max_answer_bytes" in error["message"] and "charged" in error["message"]
+    assert row.reserved == 0
+    assert row.spent - small.spent >= mini_cost(chat_prompt_tokens(chat()), 1000)
+    assert len(fake.billed) == 2
+
+
+async def test_a_passthrough_answer_larger_than_max_answer_bytes_is_502(tmp_path: Path) -> None:
+    pol = with_answer_limit(policy(tmp_path, "tenant: {limit: 50, period: month}"), 20)
+    async with local_stack(pol) as stack, aiohttp.ClientSession(headers=TENANT) as session:
+        async with session.get(f"{stack.url}/v1/models") as r:
+            assert r.status == 502
+            error = (await r.json())["error"]
+        assert await stack.ledger.balances("alpha") == []
+    assert "limits.max_answer_bytes" in error["message"]

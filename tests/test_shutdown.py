@@ -75,6 +75,24 @@ async def test_gateway_sigterm_finishes_streams_in_flight_refuses_new_ones_and_e
 
 
 @pytest.mark.timeout(60)
+async def test_a_gateway_has_no_quitquitquit(tmp_path: Path, redis_url: str) -> None:
+    """Only a sidecar has an app next to it whose exit ends the proxy: in a gateway, whatever
+    reaches it from loopback (a mesh's own proxy, say) cannot stop the replica."""
+    policy(tmp_path, "tenant: {limit: 50, period: month}")
+    path = tmp_path / "policy.yaml"
+    path.write_text(path.read_text().replace("identity: header", "identity: api_key"))
+    async with (
+        proxy_in_front_of(FakeUpstream(FakeSettings()), path, redis_url, 30) as (url, proc),
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.post(url + "/quitquitquit") as r:
+            assert r.status == 404
+        async with session.get(url + "/healthz") as r:
+            assert r.status == 200
+        assert proc.returncode is None
+
+
+@pytest.mark.timeout(60)
 async def test_sidecar_sigterm_keeps_serving_until_the_drain_timeout_then_exits_0(
     tmp_path: Path, redis_url: str
 ) -> None:

@@ -18,13 +18,19 @@ call never reserves on an action budget, nor an action on a call budget.
 
 Ids are `act_` + 128 random bits. The store's record of a reservation lives under the tenant's
 keys, so commit and release look it up there with the caller's tenant (any replica can settle
-it, and another tenant's id is simply not found) and settle exactly what was reserved.
+it, and another tenant's id is simply not found) and settle exactly what was reserved. Only the
+scope that reserved it reads or settles it: the caller must name every budget level it holds,
+with the same value, or it is not found either (another agent of the tenant cannot spend or free
+its budget). The record also keeps the scope path it was reserved with, and a caller whose API
+key pins a level (a key per agent) reaches only reservations made with the same value of it
+(reserving.may_settle).
 
     commit   OPEN → COMMITTED (the given amount, default the reserved one)
              COMMITTED → the same answer again
              EXPIRED_CHARGED / EXPIRED_RELEASED → COMMITTED, charging what the ledger charges
                         for a late commit (the difference, or the whole amount)
-             RELEASED → 409: the caller said the action did not happen
+             RELEASED → 409: the caller said the action did not happen (final: a commit
+                        racing a release that was answered first is refused by the ledger too)
     release  OPEN → RELEASED; RELEASED / EXPIRED_RELEASED → the same answer again
              COMMITTED / EXPIRED_CHARGED → 409: a release cannot undo a charge
 

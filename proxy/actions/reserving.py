@@ -23,7 +23,7 @@ from proxy.ledger.base import (
 )
 from proxy.policy.runtime import ACTION_UNITS, Plan, Unit
 from proxy.pricing import format_amount
-from proxy.scopes import Scope
+from proxy.scopes import Scope, parse_path
 
 ID = re.compile(r"act_[0-9a-f]{32}")
 """`act_` and 128 random bits: an id is unguessable, and only ever looked up under the caller's
@@ -43,10 +43,22 @@ def check_id(text: str) -> str:
 
 def not_found(rid: str) -> NotFound:
     return NotFound(
-        f"No reservation {rid!r} for this tenant: it was never made, was made by another "
-        "tenant, or was settled longer ago than reservations.tombstone_seconds.",
+        f"No reservation {rid!r} for this caller: it was never made, was made by another "
+        "tenant or another scope of this one (settle it with the scope headers that reserved "
+        "it, with a key whose pinned levels allow it), or was settled longer ago than "
+        "reservations.tombstone_seconds.",
         code="reservation_not_found",
     )
+
+
+def check_scope(scope: Scope, record: ReservationRecord) -> None:
+    """404 unless the caller names every budget level the reservation holds, with the same
+    value: only the scope that reserved it reads or settles it (no other agent or workflow of
+    the tenant can spend or free its budget)."""
+    for field in record.fields:
+        level, value, _unit, _period = field.split("|")
+        if scope.values.get(level) != value:
+            raise not_found(record.id)
 
 
 def action_lines(plan: Plan, scope: Scope, unit: Unit | None = None) -> list[BudgetLine]:
@@ -91,9 +103,24 @@ def reserve_request(tenant: TenantConfig, scope: Scope, ask: Ask) -> ReserveRequ
         version=tenant.version,
         utc_offset_min=tenant.utc_offset_min(),
         scope=scope.path(),
+        keep_scope=True,
         alerts=tenant.alerts,
         ttl_ms=ask.ttl_ms,
     )
+
+
+def may_settle(scope: Scope, record: ReservationRecord) -> bool:
+    """Whether this caller may read, commit or release the reservation: its key could have made
+    it, i.e. every level the key pins has the same value in the scope it was reserved with. A
+    key that pins nothing (and sidecar mode, where the app names every level) reaches all of its
+    tenant's. A record that kept no scope (one an earlier release made) is refused to a pinned
+    key: it fails closed."""
+    if not scope.pins:
+        return True
+    if record.scope is None:
+        return False
+    reserved_by = parse_path(record.scope)
+    return all(reserved_by.get(level) == value for level, value in scope.pins.items())
 
 
 def refusal(result: ReserveResult, ask: Ask) -> Forbidden | BudgetExceeded | None:
@@ -154,12 +181,34 @@ def unit_of(record: ReservationRecord) -> str:
 
 
 def check_commit(record: ReservationRecord) -> None:
+    """409 for a released reservation: a release, once answered, is final (the ledger's commit
+    refuses it too, atomically, when a release lands between this check and the commit)."""
     if record.state == "RELEASED":
         raise Conflict(
             f"Reservation {record.id!r} was released: the action was reported as not done. "
             "Reserve again for a new attempt.",
             code="reservation_released",
         )
+
+
+def commit_amount(record: ReservationRecord, amount: int | None) -> int:
+    """What a commit charges: the amount the caller states, at most what it reserved (an action
+    priced up front cannot cost more than its reservation, unlike an LLM call, whose provider
+    bills what it bills), or the reserved amount when it states none. Above is 400, before
+    anything is written."""
+    reserved = record.amounts.get(unit_of(record), 0)
+    if amount is None:
+        return reserved
+    if amount > reserved:
+        unit = unit_of(record)
+        raise BadRequest(
+            f"'amount' {format_amount(amount, unit)} is above the "
+            f"{format_amount(reserved, unit)} reservation {record.id!r} holds, so nothing was "
+            f"committed. Commit at most {reserved:d}, and reserve anything beyond it separately.",
+            code="amount_above_reservation",
+            param="amount",
+        )
+    return amount
 
 
 def check_release(record: ReservationRecord) -> None:

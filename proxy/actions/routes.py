@@ -3,6 +3,7 @@ identify, parse, one ledger call (a commit or release: a lookup, then the settle
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from proxy import alerts, identity, observe, replay
+from proxy import alerts, identity, observe, replay, standing
 from proxy.actions import views
 from proxy.actions.asks import MAX_BODY_BYTES, Ask, parse_ask, parse_commit, parse_release
 from proxy.actions.reserving import (
@@ -18,7 +19,10 @@ from proxy.actions.reserving import (
     check_commit,
     check_id,
     check_release,
+    check_scope,
+    commit_amount,
     lines_for,
+    may_settle,
     not_found,
     refusal,
     reservation_of,
@@ -27,9 +31,9 @@ from proxy.actions.reserving import (
 )
 from proxy.context import RUNTIME, Runtime
 from proxy.directory import TenantConfig, unknown_tenant
-from proxy.errors import BadRequest, LedgerUnavailable, ServiceUnavailable
+from proxy.errors import AmountOutOfRange, BadRequest, LedgerUnavailable, ServiceUnavailable
 from proxy.handlers import read_limited
-from proxy.ledger.base import ReservationRecord, SettleResult
+from proxy.ledger.base import ReservationRecord, ReserveRequest, SettleResult
 from proxy.scopes import Scope, budget_lines
 
 T = TypeVar("T")
@@ -55,6 +59,8 @@ async def reserve(request: web.Request) -> web.StreamResponse:
         rt.replays, request, scope, raw, fail_open=False, key=_key(request, ask)
     )
     if isinstance(claim, web.Response):
+        # A replay reserves nothing, so no reserve script sees the tenant's status.
+        await standing.check_active(rt, scope.tenant)
         return claim
     async with claim:
         return await claim.run(_reserve(rt, scope, tenant, ask))
@@ -66,7 +72,7 @@ async def _reserve(rt: Runtime, scope: Scope, tenant: TenantConfig, ask: Ask) ->
     for attempt in range(2):
         request = reserve_request(tenant, scope, ask)
         started_ms = time.time_ns() // 1_000_000
-        result = await _ledger(rt, "reserve", rt.ledger.reserve(request))
+        result = await _ledger(rt, "reserve", rt.ledger.reserve(request), abandoned=request)
         if not result.stale or attempt:
             break
         rt.forget_tenant(scope.tenant)
@@ -101,10 +107,11 @@ async def commit(request: web.Request) -> web.StreamResponse:
     check_commit(record)
     if record.state == "COMMITTED":
         return _json(views.record(record))
-    unit = unit_of(record)
-    actual = {unit: record.amounts.get(unit, 0) if amount is None else amount}
+    actual = {unit_of(record): commit_amount(record, amount)}
     reservation = reservation_of(record, tenant)
-    result = await _ledger(rt, "commit", rt.ledger.commit(reservation, actual))
+    settling = rt.ledger.commit(reservation, actual, final_release=True)
+    result = await _ledger(rt, "commit", settling)
+    check_commit(dataclasses.replace(record, state=result.state))  # a release won the race
     if result.first:
         alerts.notifier(rt)(reservation, result)
         _count(rt, tenant.id, result)
@@ -138,6 +145,7 @@ async def balances(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     scope = await identity.identify(request, rt)
     tenant = await _tenant(rt, scope.tenant)
+    await standing.check_active(rt, scope.tenant)
     lines = [
         *budget_lines(tenant.plan, scope, tenant.overrides),
         *action_lines(tenant.plan, scope),
@@ -147,14 +155,17 @@ async def balances(request: web.Request) -> web.StreamResponse:
 
 
 async def _record(request: web.Request) -> tuple[Runtime, TenantConfig, ReservationRecord]:
-    """The caller's tenant and the reservation the path names, looked up under that tenant."""
+    """The caller's tenant and the reservation the path names, looked up under that tenant; one
+    its key could not have made (another agent's, for a key pinned to an agent) is not found
+    either."""
     rt = request.app[RUNTIME]
     scope = await identity.identify(request, rt)
     rid = check_id(request.match_info["id"])
     tenant = await _tenant(rt, scope.tenant)
     record = await _ledger(rt, "lookup", rt.ledger.reservation(scope.tenant, rid))
-    if record is None:
+    if record is None or not may_settle(scope, record):
         raise not_found(rid)
+    check_scope(scope, record)
     return rt, tenant, record
 
 
@@ -168,12 +179,24 @@ async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
     return config
 
 
-async def _ledger(rt: Runtime, op: str, call: Awaitable[T]) -> T:
-    """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py)."""
+async def _ledger(
+    rt: Runtime, op: str, call: Awaitable[T], *, abandoned: ReserveRequest | None = None
+) -> T:
+    """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py),
+    a sum the ledger could no longer hold exactly is 400 (nothing was written). A reserve
+    (`abandoned`) that may have run all the same is released by its id later (spill.py)."""
     try:
         return await observe.ledger_op(rt.metrics, op, call)
-    except LedgerUnavailable:
+    except LedgerUnavailable as exc:
+        if abandoned is not None and exc.maybe_ran:
+            rt.fail_open.spill.add_abandoned(abandoned)
         raise _unavailable() from None
+    except AmountOutOfRange:
+        raise BadRequest(
+            f"This {op} would take a budget line's spent, reserved or credit beyond the 2**53 - 1 "
+            "units the ledger holds exactly, so nothing was written. Use smaller amounts.",
+            code="amount_out_of_range",
+        ) from None
 
 
 def _unavailable() -> ServiceUnavailable:

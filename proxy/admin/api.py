@@ -2,7 +2,10 @@
 
 Every mutating call accepts an `Idempotency-Key` header (see idempotency.py). Amounts go in as
 decimal strings in the unit of the budget they touch, and come out as
-`{"units": 123, "unit": "USD", "text": "0.000001 USD"}`.
+`{"units": 123, "unit": "USD", "text": "0.000001 USD"}`. An answer that shows a new API key
+(onboarding, key creation, rotation) shows it once: what is kept for a replay is the same answer
+without the key (`issued`), so no key is ever stored in plain, not even for 24 hours. An answer
+an earlier release kept (verbatim) is never replayed: 409 `idempotency_key_outdated`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from proxy.admin import views
-from proxy.admin.idempotency import IdempotencyStore, Stored, slot
+from proxy.admin.idempotency import VERSION, IdempotencyStore, Stored, slot
 from proxy.context import RUNTIME, Runtime
 from proxy.errors import BadRequest, Conflict, IdempotencyKeyReused, NotFound
 from proxy.ledger.base import TenantStatus
@@ -32,6 +35,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROXY = web.AppKey("proxy", web.Application)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 ACTOR = "admin-api"
+KEPT = web.ResponseKey("kept", bytes)
+"""The body a replay of this answer gets, when it is not the body itself (a secret left out)."""
+REPLAYED = "X-Cycles-Replayed"
 
 
 def runtime(request: web.Request) -> Runtime:
@@ -59,6 +65,14 @@ def ok(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+def issued(data: Any, replayed: Any) -> web.Response:
+    """201 with `data`, which shows a new key; a replay of the call gets `replayed`, the same
+    answer without the key (views.shown_once), which is all that is kept."""
+    response = ok(data, status=201)
+    response[KEPT] = orjson.dumps(replayed)
+    return response
+
+
 def idempotent(handler: Handler) -> Handler:
     """Replay the stored answer for a repeated Idempotency-Key instead of acting twice."""
 
@@ -71,12 +85,17 @@ def idempotent(handler: Handler) -> Handler:
         body_hash = hashlib.sha256(await request.read()).hexdigest()
         stored = await keys.begin(where, body_hash)
         if stored is not None:
+            if stored.version != VERSION:
+                raise _outdated()
             if stored.body_hash != body_hash:
                 raise IdempotencyKeyReused("This Idempotency-Key was used with a different body.")
             if stored.answer is None:
                 raise Conflict("A call with this Idempotency-Key is still running; retry.")
             return web.Response(
-                body=stored.answer, status=stored.status, content_type="application/json"
+                body=stored.answer,
+                status=stored.status,
+                content_type="application/json",
+                headers={REPLAYED: "true"},
             )
         try:
             response = await handler(request)
@@ -85,10 +104,23 @@ def idempotent(handler: Handler) -> Handler:
             raise
         answer = response.body if isinstance(response, web.Response) else None
         if isinstance(answer, bytes):
-            await keys.finish(where, Stored(body_hash, response.status, answer))
+            kept = response.get(KEPT, answer)
+            await keys.finish(where, Stored(body_hash, response.status, kept))
         return response
 
     return wrapped
+
+
+def _outdated() -> Conflict:
+    """A key an earlier release stored the answer for: that answer may hold an API key, so it is
+    not replayed, and the call is not run again either (it may have taken effect)."""
+    return Conflict(
+        "This Idempotency-Key was first used before cycles-proxy was upgraded, and that "
+        "release's kept answer is not replayed (it may hold an API key). Check whether the "
+        "first call took effect (GET the tenant or its keys), then retry with a new "
+        "Idempotency-Key if it did not.",
+        code="idempotency_key_outdated",
+    )
 
 
 async def record_of(request: web.Request) -> TenantRecord:
@@ -164,11 +196,12 @@ async def create_tenant(request: web.Request) -> web.StreamResponse:
         ) from None
     plain, key = await runtime(request).keys.create(tenant)
     runtime(request).forget_tenant(tenant)
-    answer = {
-        "tenant": views.tenant_json(created, runtime(request).policy),
-        "api_key": {"id": key.key_id, "key": plain, "prefix": key.prefix},
-    }
-    return ok(answer, status=201)
+    tenant_json = views.tenant_json(created, runtime(request).policy)
+    api_key = {"id": key.key_id, "key": plain, "prefix": key.prefix}
+    return issued(
+        {"tenant": tenant_json, "api_key": api_key},
+        {"tenant": tenant_json, "api_key": views.shown_once(api_key, tenant)},
+    )
 
 
 async def get_tenant(request: web.Request) -> web.StreamResponse:
@@ -270,16 +303,19 @@ async def adjust(request: web.Request) -> web.StreamResponse:
     reason = views.text(body, "reason")
     if not reason:
         raise BadRequest("Say why: 'reason' is required for an adjustment.", param="reason")
-    row = await store(request).adjust(
-        record.id,
-        level=level,
-        value=value,
-        unit=budget.unit,
-        period=budget.period,
-        amount=amount,
-        actor=ACTOR,
-        reason=reason,
-    )
+    try:
+        row = await store(request).adjust(
+            record.id,
+            level=level,
+            value=value,
+            unit=budget.unit,
+            period=budget.period,
+            amount=amount,
+            actor=ACTOR,
+            reason=reason,
+        )
+    except TenantClosed:
+        raise Conflict(f"Tenant {record.id!r} is closed; its ledger cannot change.") from None
     return ok(views.balance_json(row, record, plan))
 
 
@@ -292,9 +328,12 @@ async def reset(request: web.Request) -> web.StreamResponse:
     reason = views.text(body, "reason")
     if not reason:
         raise BadRequest("Say why: 'reason' is required for a reset.", param="reason")
-    rows = await store(request).reset(
-        record.id, level=level, value=value, actor=ACTOR, reason=reason
-    )
+    try:
+        rows = await store(request).reset(
+            record.id, level=level, value=value, actor=ACTOR, reason=reason
+        )
+    except TenantClosed:
+        raise Conflict(f"Tenant {record.id!r} is closed; its ledger cannot change.") from None
     plan = runtime(request).policy.plans.get(record.plan)
     return ok({"tenant": record.id, "data": [views.balance_json(r, record, plan) for r in rows]})
 
@@ -302,12 +341,11 @@ async def reset(request: web.Request) -> web.StreamResponse:
 async def audit(request: web.Request) -> web.StreamResponse:
     record = await record_of(request)
     query = request.query
+    since, until = views.millis(query, "since"), views.millis(query, "until")
     try:
-        since = int(query["since"]) if "since" in query else None
-        until = int(query["until"]) if "until" in query else None
         limit = min(max(int(query.get("limit", "1000")), 1), 10000)
     except ValueError:
-        raise BadRequest("'since', 'until' (ms) and 'limit' must be numbers.") from None
+        raise BadRequest("'limit' must be a number.", param="limit") from None
     entries = await store(request).audit(
         record.id,
         since_ms=since,

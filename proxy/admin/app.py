@@ -1,7 +1,9 @@
 """The admin application, served on its own listener (default 127.0.0.1:8081).
 
 It shares the proxy application's resources (ledger, key store, policy) but none of its routes:
-the admin API is not reachable through the proxy port, and the proxy port not through it.
+the admin API is not reachable through the proxy port, and the proxy port not through it. The
+one thing both serve is /metrics: here with an admin or read token, there only in sidecar mode
+(app.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from proxy import observe
 from proxy.admin import api, dashboard, key_routes
 from proxy.admin.auth import Tokens
 from proxy.admin.idempotency import open_idempotency
@@ -22,6 +25,7 @@ def build_admin_app(
     tokens = tokens or Tokens.from_env()
     app = web.Application(middlewares=[errors, dashboard.authenticate(tokens)])
     app[api.PROXY] = proxy
+    app[observe.METRICS] = proxy[observe.METRICS]
 
     async def idempotency(app: web.Application) -> AsyncIterator[None]:
         app[api.IDEMPOTENCY] = open_idempotency(store_url)
@@ -45,6 +49,8 @@ def build_admin_app(
         web.get("/admin/v1/tenants/{tenant}/keys", key_routes.list_keys),
         web.post("/admin/v1/tenants/{tenant}/keys/{key}/revoke", key_routes.revoke_key),
         web.post("/admin/v1/tenants/{tenant}/keys/{key}/rotate", key_routes.rotate_key),
+        # The proxy's metrics, for an admin or read token (they name every tenant).
+        web.get("/metrics", observe.metrics_endpoint),
     ]
     app.add_routes(routes)
     dashboard.add_routes(app, tokens)

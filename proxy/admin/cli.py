@@ -17,6 +17,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from proxy.keys.records import PINNABLE
+
 DEFAULT_URL = "http://127.0.0.1:8081"
 
 
@@ -50,8 +52,8 @@ def add_parser(commands: Any) -> None:
     keys = sub.add_parser("keys").add_subparsers(dest="action", required=True)
     key_create = keys.add_parser("create")
     key_create.add_argument("tenant")
-    key_create.add_argument("--workspace")
-    key_create.add_argument("--app")
+    for level in PINNABLE:
+        key_create.add_argument(f"--{level}", help=f"pin the key's calls to this {level}")
     keys.add_parser("list").add_argument("tenant")
     for action in ("revoke", "rotate"):
         parser = keys.add_parser(action)
@@ -100,7 +102,7 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | No
         return "POST", f"{t}/{action}", {"reason": args.reason}
     if command == "keys":
         if action == "create":
-            return "POST", f"{t}/keys", {k: given[k] for k in ("workspace", "app") if k in given}
+            return "POST", f"{t}/keys", {k: given[k] for k in PINNABLE if k in given}
         if action == "list":
             return "GET", f"{t}/keys", None
         body = {"grace_seconds": args.grace} if action == "rotate" else {}
@@ -161,14 +163,18 @@ def render(answer: Any) -> str:
     if isinstance(answer, dict) and "data" in answer:
         return table(answer["data"])
     if isinstance(answer, dict) and "tenant" in answer and "api_key" in answer:
-        key = answer["api_key"]
-        return table([answer["tenant"]]) + f"\n\nAPI key (shown once): {key['key']}"
+        return table([answer["tenant"]]) + _shown(answer["api_key"])
     if isinstance(answer, dict) and "key" in answer:
-        return (
-            table([{k: v for k, v in answer.items() if k != "key"}])
-            + f"\n\nAPI key (shown once): {answer['key']}"
-        )
+        hidden = ("key", "shown_once", "message")
+        return table([{k: v for k, v in answer.items() if k not in hidden}]) + _shown(answer)
     return table([answer] if isinstance(answer, dict) else [])
+
+
+def _shown(key: dict[str, Any]) -> str:
+    """The new key, or, in a replayed answer (which never holds it), why not."""
+    if key.get("key") is None:
+        return f"\n\n{key.get('message', 'The API key was shown once and is not stored.')}"
+    return f"\n\nAPI key (shown once): {key['key']}"
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:

@@ -3,6 +3,11 @@
 The first call with a key runs and its answer is stored (24 h); a repeat with the same key and
 the same body gets the stored answer; the same key with another body is 422; a repeat while the
 first is still running is 409. Keys are scoped by method and path.
+
+What is stored is versioned (`"v": VERSION` in the JSON). Releases before it stored the answer
+verbatim, an issued API key included; such a record is never replayed (`Stored.version` says
+which it is, and the API answers 409), while a replica of that release still reads this one's
+records (it ignores the field), whose answers hold no secret.
 """
 
 from __future__ import annotations
@@ -14,11 +19,21 @@ from typing import Protocol
 
 import orjson
 
+from proxy.bounded import Bounded
 from proxy.ledger.clients import Client, is_redis, open_client
 
 TTL_S = 24 * 3600
 PENDING_S = 60
+MAX_ENTRIES = 10_000
+"""memory://: keys held at most (the oldest dropped first)."""
+MAX_BYTES = 16 * 1024 * 1024
+"""memory://: bytes of answers held at most."""
+ENTRY_BYTES = 256
+"""What an entry costs besides its answer, roughly."""
 PREFIX = "cy:v1:idem:"
+VERSION = 2
+"""The stored form: 2 keeps no secret (api.issued); a record without a version is a release's
+before it, whose answer may hold an API key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +42,8 @@ class Stored:
     status: int
     answer: bytes | None
     """None while the first call is still running."""
+    version: int = VERSION
+    """Of the release that stored it: anything but VERSION is never replayed."""
 
 
 class IdempotencyStore(Protocol):
@@ -53,32 +70,43 @@ def _encode(stored: Stored) -> bytes:
             "h": stored.body_hash,
             "s": stored.status,
             "a": None if stored.answer is None else stored.answer.decode(),
+            "v": VERSION,
         }
     )
 
 
 def _decode(raw: bytes) -> Stored:
     data = orjson.loads(raw)
-    return Stored(data["h"], data["s"], None if data["a"] is None else data["a"].encode())
+    answer = None if data["a"] is None else data["a"].encode()
+    return Stored(data["h"], data["s"], answer, data.get("v", 1))
 
 
 class MemoryIdempotency:
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, Stored]] = {}
+    """One process's keys, at most MAX_ENTRIES of them holding MAX_BYTES, the oldest dropped
+    first (a retry of a call whose key was dropped runs again)."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+        self._entries: Bounded[str, tuple[float, Stored]] = Bounded(
+            max_entries, max_bytes, size=lambda entry: ENTRY_BYTES + len(entry[1].answer or b"")
+        )
 
     async def begin(self, key: str, body_hash: str) -> Stored | None:
         now = time.monotonic()
-        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-        if key in self._entries:
-            return self._entries[key][1]
-        self._entries[key] = (now + PENDING_S, Stored(body_hash, 0, None))
+        self._entries.drop_if(lambda entry: entry[0] <= now)
+        held = self._entries.get(key)
+        if held is not None:
+            return held[1]
+        self._entries.put(key, (now + PENDING_S, Stored(body_hash, 0, None)))
         return None
 
     async def finish(self, key: str, stored: Stored) -> None:
-        self._entries[key] = (time.monotonic() + TTL_S, stored)
+        self._entries.put(key, (time.monotonic() + TTL_S, stored))
 
     async def abandon(self, key: str) -> None:
-        self._entries.pop(key, None)
+        self._entries.pop(key)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     async def close(self) -> None:
         return None

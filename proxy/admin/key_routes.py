@@ -1,4 +1,5 @@
-"""Admin endpoints for API keys: create (shown once), list (prefix only), revoke, rotate."""
+"""Admin endpoints for API keys: create (shown once; optionally pinning levels, keys/records.py),
+list (prefix only), revoke, rotate."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ from typing import Any
 from aiohttp import web
 
 from proxy.admin import views
-from proxy.admin.api import idempotent, json_body, ok, record_of, runtime
+from proxy.admin.api import idempotent, issued, json_body, ok, record_of, runtime
 from proxy.errors import BadRequest, Conflict, CyclesError, NotFound
+from proxy.keys import PINNABLE, KeyRecord
 
 
-def key_json(key: Any) -> dict[str, Any]:
+def key_json(key: KeyRecord) -> dict[str, Any]:
     return {
         "id": key.key_id,
         "prefix": key.prefix,
         "tenant": key.tenant,
-        "workspace": key.workspace,
-        "app": key.app,
+        **{level: getattr(key, level) for level in PINNABLE},
         "state": key.state,
         "expires_ms": key.expires_ms or None,
         "created_ms": key.created_ms,
@@ -29,11 +30,24 @@ async def create_key(request: web.Request) -> web.StreamResponse:
     record = await record_of(request)
     if record.status == "closed":
         raise Conflict(f"Tenant {record.id!r} is closed.")
-    body = await json_body(request)
-    workspace = views.scope_value(body["workspace"], "workspace") if body.get("workspace") else None
-    app = views.scope_value(body["app"], "app") if body.get("app") else None
-    plain, key = await runtime(request).keys.create(record.id, workspace=workspace, app=app)
-    return ok({**key_json(key), "key": plain}, status=201)
+    pins = _pins(await json_body(request))
+    plain, key = await runtime(request).keys.create(record.id, **pins)
+    return _issued(plain, key)
+
+
+def _pins(body: dict[str, Any]) -> dict[str, str | None]:
+    """The levels the new key pins; any other field is refused, since a misspelt level would
+    otherwise issue a key that pins nothing."""
+    unknown = sorted(set(body) - set(PINNABLE))
+    if unknown:
+        raise BadRequest(
+            f"Unknown field {unknown[0]!r}: a key may pin {', '.join(PINNABLE)} (its tenant is "
+            "the one in the path).",
+            param=unknown[0],
+        )
+    return {
+        level: views.scope_value(value, level) for level, value in body.items() if value is not None
+    }
 
 
 async def list_keys(request: web.Request) -> web.StreamResponse:
@@ -65,4 +79,10 @@ async def rotate_key(request: web.Request) -> web.StreamResponse:
         )
     except CyclesError as exc:
         raise NotFound(str(exc), code="key_not_found") from None
-    return ok({**key_json(key), "key": plain}, status=201)
+    return _issued(plain, key)
+
+
+def _issued(plain: str, key: KeyRecord) -> web.Response:
+    """The new key, shown this once; a replay names it without the key."""
+    answer = {**key_json(key), "key": plain}
+    return issued(answer, views.shown_once(answer, key.tenant))

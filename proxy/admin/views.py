@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -75,6 +77,17 @@ def balance_json(row: BalanceRow, record: TenantRecord | None, plan: Plan | None
     return out
 
 
+def shown_once(key: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """A new key's answer as a replay gives it: the key itself left out (it was shown once, to
+    the first call, and only its hash is stored), saying so and how to get another."""
+    rotate = f"POST /admin/v1/tenants/{tenant}/keys/{key['id']}/rotate"
+    message = (
+        f"API key {key['id']} was shown once, in the first answer to this Idempotency-Key, and "
+        f"is not stored. If it was lost, rotate it ({rotate})."
+    )
+    return {**key, "key": None, "shown_once": True, "message": message}
+
+
 def audit_json(entry: AuditEntry) -> dict[str, Any]:
     return {"id": entry.id, "at_ms": entry.at_ms, "kind": entry.kind, **entry.fields}
 
@@ -98,10 +111,33 @@ def scope_value(value: Any, name: str) -> str:
     return value.lower()
 
 
+_MILLIS = re.compile(r"\d{1,19}")
+MAX_MILLIS = 2**63 - 1
+
+
+def millis(query: Mapping[str, str], name: str) -> int | None:
+    """A time in a query, in milliseconds since 1970 (an audit entry's id is one), if given."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if not _MILLIS.fullmatch(raw) or int(raw) > MAX_MILLIS:
+        raise BadRequest(
+            f"{name!r} is a time in milliseconds since 1970, written in digits: 0 to "
+            f"{MAX_MILLIS}; not {raw[:40]!r}.",
+            param=name,
+        )
+    return int(raw)
+
+
 def level(value: Any, name: str = "level") -> str:
     if value not in LEVELS:
         raise BadRequest(f"{name!r} must be one of {', '.join(LEVELS)}.", param=name)
     return str(value)
+
+
+MAX_EXPONENT = 40
+"""An amount's decimal exponent is refused beyond this before any arithmetic: far past what
+units hold either way (2**52 units; 8 decimal places), and a huge one would be worked out."""
 
 
 def units(value: Any, unit: str, name: str, *, signed: bool = False) -> int:
@@ -111,8 +147,14 @@ def units(value: Any, unit: str, name: str, *, signed: bool = False) -> int:
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise BadRequest(f"{name!r} is not a number: {value!r}.", param=name) from None
-    negative = amount < 0
+        raise BadRequest(f"{name!r} is not a number: {str(value)[:40]!r}.", param=name) from None
+    if not amount.is_finite() or not -MAX_EXPONENT <= amount.adjusted() <= MAX_EXPONENT:
+        raise BadRequest(
+            f'{name!r} must be a finite decimal number such as "12.50", below 2**52 units; '
+            f"not {str(value)[:40]!r}.",
+            param=name,
+        )
+    negative = amount.is_signed()
     if negative and not signed:
         raise BadRequest(f"{name!r} must not be negative.", param=name)
     try:

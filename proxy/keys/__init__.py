@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from proxy.keys.cache import Failures, Keys
+from proxy.keys.cache import Keys
+from proxy.keys.failures import Brake, Failures
 from proxy.keys.memory import MemoryKeyStore
 from proxy.keys.records import (
+    PINNABLE,
     PLAIN,
     KeyNotFound,
     KeyRecord,
@@ -23,7 +25,9 @@ from proxy.keys.redis import RedisKeyStore
 from proxy.ledger.clients import check_url, is_redis
 
 __all__ = [
+    "PINNABLE",
     "PLAIN",
+    "Brake",
     "Failures",
     "KeyNotFound",
     "KeyRecord",

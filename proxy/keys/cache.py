@@ -1,4 +1,4 @@
-"""Key lookups without a store round trip per request, and a brake on key guessing.
+"""Key lookups without a store round trip per request.
 
 `Keys.lookup` answers from a bounded LRU: a known key for 60 s, an unknown one for 10 s (so a burst
 of bad keys costs at most one store lookup per key per 10 s). Concurrent misses for one key share
@@ -10,12 +10,12 @@ decided at every request (`KeyRecord.usable`), so a rotated key's grace ends on 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 
 from proxy import tasks
+from proxy.keys.failures import Brake
 from proxy.keys.records import KeyRecord, KeyStore, Records
 
 POSITIVE_TTL_S = 60.0
@@ -56,43 +56,6 @@ class _Lru:
         return len(self._entries)
 
 
-class Failures:
-    """Failed authentications per client over a sliding window; bounded in clients tracked."""
-
-    def __init__(
-        self,
-        limit: int = 20,
-        window_s: float = 60.0,
-        max_clients: int = MAX_ENTRIES,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._max_clients, self._clock = max_clients, clock
-        self._clients: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def blocked_for(self, client: str) -> int:
-        """Whole seconds until `client` may try again; 0 when it may now."""
-        times = self._recent(client)
-        if len(times) < self.limit:
-            return 0
-        unblocks_at = times[len(times) - self.limit] + self.window_s
-        return max(1, math.ceil(unblocks_at - self._clock()))
-
-    def record(self, client: str) -> None:
-        times = self._clients.setdefault(client, deque())
-        times.append(self._clock())
-        self._clients.move_to_end(client)
-        while len(self._clients) > self._max_clients:
-            self._clients.popitem(last=False)
-
-    def _recent(self, client: str) -> deque[float]:
-        times = self._clients.get(client, deque())
-        cutoff = self._clock() - self.window_s
-        while times and times[0] <= cutoff:
-            times.popleft()
-        return times
-
-
 class Keys:
     """A key store behind a cache, with the same operations: lookups are cached, changes go
     straight to the store (which evicts them here at once). What `Runtime.keys` holds."""
@@ -105,10 +68,11 @@ class Keys:
         negative_ttl_s: float = NEGATIVE_TTL_S,
         max_entries: int = MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
-        failures: Failures | None = None,
+        failures: Brake | None = None,
     ) -> None:
         self.store = store
-        self.failures = failures or Failures()
+        self.failures = failures or Brake()
+        """Failed authentications by address and key prefix (keys/failures.py)."""
         self._ttl = {True: positive_ttl_s, False: negative_ttl_s}
         self._positive, self._negative = _Lru(max_entries), _Lru(max_entries)
         self._clock = clock
@@ -116,10 +80,8 @@ class Keys:
         self._generation = 0
         store.add_listener(self)
 
-    async def create(
-        self, tenant: str, *, workspace: str | None = None, app: str | None = None
-    ) -> tuple[str, KeyRecord]:
-        return await self.store.create(tenant, workspace=workspace, app=app)
+    async def create(self, tenant: str, **pins: str | None) -> tuple[str, KeyRecord]:
+        return await self.store.create(tenant, **pins)
 
     async def list(self, tenant: str) -> Records:
         return await self.store.list(tenant)
@@ -137,13 +99,21 @@ class Keys:
         """The store's clock, which also dates rotations' grace periods."""
         return self.store.now_ms()
 
-    async def lookup(self, sha: str) -> KeyRecord | None:
-        """The record for this SHA-256 (any state), or None for an unknown key."""
+    def cached(self, sha: str) -> tuple[bool, KeyRecord | None]:
+        """(True, what the cache holds: the record, or None for a key known to be unknown), or
+        (False, None) when the cache has no answer and only the store does."""
         now = self._clock()
         for lru in (self._positive, self._negative):
             hit, record = lru.get(sha, now)
             if hit:
-                return record
+                return True, record
+        return False, None
+
+    async def lookup(self, sha: str) -> KeyRecord | None:
+        """The record for this SHA-256 (any state), or None for an unknown key."""
+        hit, record = self.cached(sha)
+        if hit:
+            return record
         fetch = self._inflight.get(sha)
         if fetch is None:
             # A task of its own, so a caller that goes away does not cancel the others' answer.

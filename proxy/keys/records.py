@@ -7,6 +7,10 @@ to protect against guessing, while every cache miss would pay for one, and an un
 what lets a request's key be looked up by its hash.
 
 A record never carries the hash or the key: `list` hands records to an operator as they are.
+
+A key may pin any scope level below its tenant (`PINNABLE`): calls made with it are that
+workspace, app, workflow, agent, toolset or run, whatever the caller's headers say (identity.py
+refuses a header that disagrees). An operator can so issue a key per agent.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import secrets
 import string
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
@@ -31,6 +35,10 @@ KEY_CHARS = 32
 SHOWN_CHARS = 6
 PLAIN = re.compile(r"ck-[A-Za-z0-9]{32}")
 NONE = "-"
+PINNABLE: tuple[str, ...] = ("workspace", "app", "workflow", "agent", "toolset", "run")
+"""Scope levels a key may pin, outermost first (the tenant it is bound to always)."""
+LATER_PINS: tuple[str, ...] = PINNABLE[2:]
+"""Pins a record of the first layout (workspace and app only) has no field for."""
 
 State = Literal["active", "revoked"]
 
@@ -53,9 +61,19 @@ class KeyRecord:
     created_ms: int
     prefix: str
     """The first characters after `ck-`, so an operator can tell keys apart in a listing."""
+    workflow: str | None = None
+    agent: str | None = None
+    toolset: str | None = None
+    run: str | None = None
 
     def usable(self, now_ms: int) -> bool:
         return self.state == "active" and (self.expires_ms == 0 or now_ms < self.expires_ms)
+
+    @property
+    def pins(self) -> dict[str, str]:
+        """Level → value of every level this key pins (below its tenant), outermost first."""
+        values = (getattr(self, level) for level in PINNABLE)
+        return {level: value for level, value in zip(PINNABLE, values, strict=True) if value}
 
 
 Records = list[KeyRecord]
@@ -77,20 +95,31 @@ def digest(plain: str) -> str:
 
 
 def new_record(
-    tenant: str, workspace: str | None, app: str | None, created_ms: int
+    tenant: str, pins: Mapping[str, str | None], created_ms: int
 ) -> tuple[str, str, KeyRecord]:
-    """(plain key, sha, record) of a fresh active key; validates the scope values."""
+    """(plain key, sha, record) of a fresh active key; validates the scope values, and refuses a
+    level no key can pin."""
+    unknown = sorted(set(pins) - set(PINNABLE))
+    if unknown:
+        raise ValueError(
+            f"a key cannot pin {', '.join(map(repr, unknown))}; it may pin {', '.join(PINNABLE)}"
+        )
     plain = new_plain()
     key_id = "key_" + "".join(secrets.choice(ID_ALPHABET) for _ in range(12))
+    pinned = {level: _scope_value(level, value) for level, value in pins.items() if value}
     record = KeyRecord(
         key_id=key_id,
         tenant=_scope_value("tenant", tenant),
-        workspace=None if workspace is None else _scope_value("workspace", workspace),
-        app=None if app is None else _scope_value("app", app),
+        workspace=pinned.get("workspace"),
+        app=pinned.get("app"),
         state="active",
         expires_ms=0,
         created_ms=created_ms,
         prefix=plain[len(PREFIX) : len(PREFIX) + SHOWN_CHARS],
+        workflow=pinned.get("workflow"),
+        agent=pinned.get("agent"),
+        toolset=pinned.get("toolset"),
+        run=pinned.get("run"),
     )
     return plain, digest(plain), record
 
@@ -116,9 +145,14 @@ def expiring(record: KeyRecord, at_ms: int) -> KeyRecord:
 
 
 def encode(sha: str, record: KeyRecord) -> str:
-    """`sha key_id tenant workspace app state expires_ms created_ms prefix`, '-' for none.
-    No token can contain a space: scope values, ids and prefixes are all [a-z0-9_.-]."""
-    tokens = (
+    """`sha key_id tenant workspace app state expires_ms created_ms prefix`, '-' for none, then
+    `workflow agent toolset run` only when the key pins one of them. No token can contain a
+    space: scope values, ids and prefixes are all [a-z0-9_.-].
+
+    A key without the later pins is written exactly as the first layout was, so a replica of a
+    release before them reads it. One with them is longer, which such a replica fails to read
+    (its call is a 500) instead of accepting the key without its pins: it fails closed."""
+    tokens = [
         sha,
         record.key_id,
         record.tenant,
@@ -128,25 +162,40 @@ def encode(sha: str, record: KeyRecord) -> str:
         str(record.expires_ms),
         str(record.created_ms),
         record.prefix,
-    )
+    ]
+    later = [getattr(record, level) or NONE for level in LATER_PINS]
+    if any(value != NONE for value in later):
+        tokens += later
     return " ".join(tokens)
 
 
 def decode(text: str) -> Row:
-    sha, key_id, tenant, workspace, app, state, expires, created, prefix = text.split(" ")
+    tokens = text.split(" ")
+    if len(tokens) not in (9, 9 + len(LATER_PINS)):
+        raise ValueError(f"a key record has {len(tokens)} fields, not 9 or {9 + len(LATER_PINS)}")
+    sha, key_id, tenant, workspace, app, state, expires, created, prefix = tokens[:9]
     if state not in ("active", "revoked"):
         raise ValueError(f"key record {key_id} has an unknown state {state!r}")
+    workflow, agent, toolset, run = (_none(t) for t in tokens[9:] or [NONE] * len(LATER_PINS))
     record = KeyRecord(
         key_id=key_id,
         tenant=tenant,
-        workspace=None if workspace == NONE else workspace,
-        app=None if app == NONE else app,
+        workspace=_none(workspace),
+        app=_none(app),
         state="active" if state == "active" else "revoked",
         expires_ms=int(expires),
         created_ms=int(created),
         prefix=prefix,
+        workflow=workflow,
+        agent=agent,
+        toolset=toolset,
+        run=run,
     )
     return sha, record
+
+
+def _none(token: str) -> str | None:
+    return None if token == NONE else token
 
 
 class Listener(Protocol):
@@ -161,10 +210,9 @@ class Listener(Protocol):
 class KeyStore(Protocol):
     """Tenants' API keys. `memory://` (this process) or Redis, chosen by the store URL."""
 
-    async def create(
-        self, tenant: str, *, workspace: str | None = None, app: str | None = None
-    ) -> tuple[str, KeyRecord]:
-        """A new active key: (the plain key, shown this once, and its record)."""
+    async def create(self, tenant: str, **pins: str | None) -> tuple[str, KeyRecord]:
+        """A new active key: (the plain key, shown this once, and its record), pinning the
+        levels given (`PINNABLE`; None: not pinned)."""
 
     async def lookup(self, sha: str) -> KeyRecord | None:
         """The record of the key with this SHA-256, whatever its state; None if unknown."""
@@ -176,7 +224,7 @@ class KeyStore(Protocol):
         """Stop the key at once; idempotent. KeyNotFound if the tenant has no such key."""
 
     async def rotate(self, tenant: str, key_id: str, grace_ms: int) -> tuple[str, KeyRecord]:
-        """A new key with the same narrowing; the old one keeps working `grace_ms` longer."""
+        """A new key with the same pins; the old one keeps working `grace_ms` longer."""
 
     async def revoke_all(self, tenant: str) -> int:
         """Revoke every key of the tenant (closing it); returns how many were active."""
@@ -211,10 +259,8 @@ class KeyStoreBase(ABC):
     def now_ms(self) -> int:
         return self._clock()
 
-    async def create(
-        self, tenant: str, *, workspace: str | None = None, app: str | None = None
-    ) -> tuple[str, KeyRecord]:
-        plain, sha, record = new_record(tenant, workspace, app, self.now_ms())
+    async def create(self, tenant: str, **pins: str | None) -> tuple[str, KeyRecord]:
+        plain, sha, record = new_record(tenant, pins, self.now_ms())
         await self._put([(sha, record)])
         return plain, record
 
@@ -234,7 +280,7 @@ class KeyStoreBase(ABC):
         now = self.now_ms()
         if not old.usable(now):
             raise KeyNotFound(f"key {key_id} of tenant {tenant!r} is revoked or expired")
-        plain, sha, record = new_record(old.tenant, old.workspace, old.app, now)
+        plain, sha, record = new_record(old.tenant, old.pins, now)
         # The new key first: whatever happens next, the tenant is never left without one.
         await self._put([(sha, record)])
         await self._put([(old_sha, expiring(old, now + grace_ms))])

@@ -10,8 +10,26 @@ Per scope line and period the store keeps `spent`, `reserved` and `credit`;
 A reservation is OPEN until it becomes COMMITTED, RELEASED, EXPIRED_CHARGED or
 EXPIRED_RELEASED. Its record holds the resolved lines with their period ids, so a call reserved
 on 30 November commits to November. Settling twice is idempotent (the second call returns the
-first outcome); a commit after EXPIRED_CHARGED applies only `actual - estimate`; a commit for a
-reservation the store no longer has still charges `spent`, clamping `reserved` at 0.
+first outcome); a commit after EXPIRED_CHARGED applies only `actual - estimate` to each line
+that still holds the expiry charge (a line reset since gets only what exceeds the estimate); a
+commit for a reservation the store no longer has still charges `spent`, clamping `reserved` at
+0. Reserving is idempotent by reservation id, and a release of an id alone (no lines, no
+amounts) frees what the store holds under it, or leaves a tombstone that makes a reserve of that
+id arriving later reserve nothing: how a reserve the caller gave up on is undone (spill.py).
+
+Invariants every store keeps on every line, after any sequence of reserve, commit, release,
+expiry, sweep, RESET_SPENT, credit, debit, time-zone and anchor changes and clock jumps
+(tests/test_lifecycle_machine.py checks them after every step, on both stores):
+
+    0 <= spent                  no refund takes a line below zero
+    0 <= reserved = the sum of the OPEN reservations' estimates on the line
+    remaining <= limit + credit (follows: nothing is handed out beyond the limit)
+    spent = what was charged since the line's last RESET_SPENT: each commit its actual amount,
+            each expiry charge its estimate, a commit after an expiry charge the difference --
+            or, when a reset came between them (it wiped the estimate), only what exceeds it
+
+A reset is recorded as a generation (`q|gen|…`, lua/common.lua late_charge), so a late commit
+knows whether its expiry charge is still on each line; ids and clocks play no part in that.
 
 Quota counters (concurrency, runs per day, steps per run, request and token rates) live beside
 the budget entries under `q|…` fields; `counters()` shows them, `balances()` does not.
@@ -163,6 +181,9 @@ class ReserveRequest:
     that its commit reports the thresholds it crosses (see SettleResult.crossed)."""
     scope: str = ""
     """The scope path as named (`tenant=acme/workflow=triage/run=r-7`), for the audit entry."""
+    keep_scope: bool = False
+    """Keep `scope` with the reservation's record (ReservationRecord.scope), for whoever settles
+    it later to be checked against (an action's reservation: actions/reserving.may_settle)."""
     ttl_ms: int | None = None
     """How long the reservation stays OPEN before the sweeper resolves it per `on_expiry`;
     None (and anything longer) is the store's `cap_ms`. Actions choose theirs; calls never do."""
@@ -217,6 +238,9 @@ class ReservationRecord:
     held: tuple[str, ...] = ()
     actual: Amounts | None = None
     """What its commit charged; None until committed."""
+    scope: str | None = None
+    """The scope path it was reserved with, when the reserve asked to keep it
+    (ReserveRequest.keep_scope); None otherwise, and for a record an earlier release wrote."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +368,9 @@ class BalanceRow:
 class Ledger(Protocol):
     expiry_alerts: ExpiryAlerts | None
     """Set by the app: charges the sweep makes for expired reservations alert like commits."""
+    sweep_errors: int
+    """Tenants a sweep skipped because their sweep failed, since the ledger was opened (each is
+    logged; the app exports the count as cycles_sweeper_tenant_errors_total)."""
 
     async def connect(self, *, require_noeviction: bool = False) -> None:
         """Check, once at start, that the store is safe to keep a ledger in (Redis: its
@@ -356,8 +383,12 @@ class Ledger(Protocol):
         on all of them, atomically, or nothing."""
         ...
 
-    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
-        """Charge what the provider reported (even above the estimate) and free the reservation."""
+    async def commit(
+        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+    ) -> SettleResult:
+        """Charge what the provider reported (even above the estimate) and free the reservation.
+        With `final_release`, a reservation already RELEASED is not charged: nothing changes and
+        the result says RELEASED (an action's release, once answered, is final)."""
         ...
 
     async def release(self, reservation: Reservation) -> SettleResult:
@@ -394,16 +425,22 @@ class Ledger(Protocol):
 
     async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
         """Resolve the tenant's overdue reservations (past the absolute cap, or owned by a dead
-        instance) per policy, drop expired tombstones and entries. Returns how many it resolved."""
+        instance) per policy, drop expired tombstones and entries. Returns how many it resolved.
+        Raises AmountOutOfRange when charging an expired reservation would take a sum out of
+        the safe range (it stays OPEN; the ones before it were resolved)."""
         ...
 
     async def heartbeat(self) -> None:
-        """Record that this instance (`owner`) is alive."""
+        """Record that this instance (`owner`) is alive. Independent of sweeping: the app
+        writes it from a task of its own."""
         ...
 
     async def sweep_all(self) -> int:
-        """Sweep every tenant the store knows, treating instances without a recent heartbeat as
-        dead. Returns how many reservations it resolved."""
+        """One pass of the sweeper (ledger/sweeping.py): the tenants with something due, and the
+        open reservations of instances without a recent heartbeat (dead), with bounded work per
+        step and a time budget per pass; what is left is resumed by the next pass. A tenant
+        whose sweep fails is logged, counted in `sweep_errors` and skipped. Returns how many
+        reservations it resolved."""
         ...
 
     async def close(self) -> None: ...

@@ -11,8 +11,16 @@ D >= clamp(anchor), else on that of the previous month, with clamp = min(anchor,
 month). It ends where the next one starts (the next anchor day after its start), at local
 midnight, converted back to UTC milliseconds.
 
-An anchor change never hands out a fresh budget mid-period: the new anchor applies from the end
-of the current period (`Anchor.since_ms`), and the first period under it starts there.
+One rule for every change of calendar: a change never shortens or restarts the current period.
+
+- An anchor change applies from the end of the current period (`Anchor.since_ms`); the first
+  period under the new anchor starts there.
+- A time-zone change applies from the end of the current period of each kind: the day and the
+  month current when it was made are held (`Hold`) until they end in the old zone. After that
+  the new zone's calendar applies, except that it never goes back to an earlier period id than
+  the held one: when the new zone is further west, its calendar reaches the held period's date
+  again, and that period simply goes on until it ends in the new zone (a longer period, never a
+  fresh one).
 """
 
 from __future__ import annotations
@@ -35,6 +43,54 @@ class Anchor:
 
 
 UTC_ANCHOR = Anchor()
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A period kept across a time-zone change: `pid` is current until `until_ms` (its end in
+    the zone it started in), and no later call gets an earlier id of its kind."""
+
+    pid: str
+    until_ms: int
+
+    def encode(self) -> str:
+        """The `:meta` form, `<pid>:<until ms>` (tenants.py `hold_day`, `hold_month`)."""
+        return f"{self.pid}:{self.until_ms:d}"
+
+    @classmethod
+    def decode(cls, text: str) -> Hold | None:
+        if not text:
+            return None
+        pid, until = text.split(":")
+        return cls(pid, int(until))
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """A tenant's calendar as the scripts compute it: UTC + `offset_min`, the anchor in effect,
+    and the periods held across a time-zone change (by kind: `day`, `month`)."""
+
+    offset_min: int = 0
+    anchor: Anchor = UTC_ANCHOR
+    holds: tuple[tuple[str, Hold], ...] = ()
+
+    def hold(self, period: str) -> Hold | None:
+        return next((h for kind, h in self.holds if kind == period), None)
+
+    def period_id(self, period: str, now_ms: int) -> str:
+        """The period current at `now_ms` (lua/common.lua period_id)."""
+        held = self.hold(period)
+        if held is not None and now_ms < held.until_ms:
+            return held.pid
+        pid = period_id(period, now_ms, self.offset_min, self.anchor)
+        return held.pid if held is not None and pid < held.pid else pid
+
+    def period_end(self, pid: str) -> int:
+        """When the period `pid` ends (lua/common.lua period_end): a held period at the later
+        of its end in the old zone and in this one."""
+        end = period_end_ms(pid, self.offset_min, self.anchor.day)
+        held = self.hold("day" if pid[0] == "d" else "month")
+        return max(end, held.until_ms) if held is not None and held.pid == pid else end
 
 
 def local_date(ms: int, offset_min: int) -> date:

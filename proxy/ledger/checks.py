@@ -2,17 +2,23 @@
 
 Lua numbers are doubles, so every amount, limit and intermediate product the scripts form must
 stay an exact integer: amounts and limits below 2**52, a fit's `output_per_million * choices`
-and the rate quotas below 2**43 (their long division multiplies remainders by 1000).
+and the rate quotas below 2**43 (their long division multiplies remainders by 1000). The sums a
+store keeps (spent, reserved, credit) stay within [-SAFE_SUM, SAFE_SUM]: both stores check each
+sum an operation would change before it writes anything (`out_of_range` here for memory://,
+`guard` in lua/common.lua for Redis) and refuse the whole operation with `range_error`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 
 from proxy.errors import AmountOutOfRange
 from proxy.ledger.base import Amounts, Candidate, Fit, Quotas, Reservation, ReserveRequest
 from proxy.policy.runtime import MAX_AMOUNT
 
+SAFE_SUM = 2**53 - 1
+"""The largest magnitude a ledger sum may reach: every integer up to it is exact in a double."""
 MAX_FIT_DIVISOR = 2**43
 MAX_RATE = 2**43
 _TOKEN = re.compile(r"^[^|\s]+$")
@@ -36,6 +42,28 @@ def check_amount(what: str, amount: object, low: int = 0) -> None:
 def check_amounts(what: str, amounts: Amounts) -> None:
     for unit, amount in amounts.items():
         check_amount(f"{what} {unit}", amount)
+
+
+def out_of_range(
+    ledger: Mapping[str, int], prefixes: Iterable[str], kind: str, delta: Amounts
+) -> str | None:
+    """The first `<prefix>|<kind>` whose sum plus delta[prefix] (where lines differ) or
+    delta[its unit] would leave [-SAFE_SUM, SAFE_SUM], else None (lua/common.lua
+    out_of_range)."""
+    for prefix in prefixes:
+        name = f"{prefix}|{kind}"
+        d = delta.get(prefix, delta.get(prefix.split("|")[2], 0))
+        if abs(ledger.get(name, 0) + d) > SAFE_SUM:
+            return name
+    return None
+
+
+def range_error(tenant: str, field: str) -> AmountOutOfRange:
+    """What refusing an operation that would take `field` out of the safe range raises."""
+    return AmountOutOfRange(
+        f"tenant {tenant!r}: {field} would leave the ledger's safe range (magnitude up to "
+        "2**53 - 1 units); nothing was written"
+    )
 
 
 def check_request(request: ReserveRequest) -> None:

@@ -29,6 +29,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 
 from proxy.errors import LedgerError, LedgerUnavailable
+from proxy.ledger.checks import range_error
 
 Client = Redis | RedisCluster
 
@@ -60,7 +61,20 @@ def boundary(store: str = "the Redis ledger") -> Iterator[None]:
     except UNAVAILABLE as exc:
         raise LedgerUnavailable(f"{store} is unreachable: {exc}") from exc
     except ERRORS as exc:
-        raise LedgerError(f"{store} refused a command: {exc}") from exc
+        raise refusal(str(exc), store) from exc
+
+
+OUT_OF_RANGE = "OUT_OF_RANGE "
+"""How a script refuses a sum out of the safe range (lua/common.lua guard)."""
+
+
+def refusal(text: str, store: str = "the Redis ledger") -> LedgerError:
+    """A command `store` refused: a script's `OUT_OF_RANGE <tenant> <field> …` is
+    AmountOutOfRange, anything else LedgerError."""
+    if text.startswith(OUT_OF_RANGE):
+        _, tenant, field, *_ = text.split(" ")
+        return range_error(tenant, field)
+    return LedgerError(f"{store} refused a command: {text}")
 
 
 def is_redis(url: str) -> bool:

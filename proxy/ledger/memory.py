@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 from proxy.ledger import quotas
 from proxy.ledger.base import (
-    AlertLimits,
     Amounts,
     BalanceRow,
     BudgetLine,
@@ -29,7 +28,7 @@ from proxy.ledger.base import (
     State,
     TenantStatus,
 )
-from proxy.ledger.calendar import period_id
+from proxy.ledger.calendar import Calendar
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
 from proxy.ledger.choose import Choice, choose
 from proxy.ledger.common import (
@@ -37,14 +36,21 @@ from proxy.ledger.common import (
     Outcome,
     alert_marks,
     balance_rows,
-    expiry_limits,
     instance_id,
     limit_in_force,
     reserve_result,
     wall_clock_ms,
 )
-from proxy.ledger.memory_state import TOMBSTONES_MAX, Calendar, Record, TenantState
-from proxy.ledger.tenants import AGGREGATE, anchor_at, decode_overrides, sorted_amounts
+from proxy.ledger.memory_due import DueIndex
+from proxy.ledger.memory_state import TOMBSTONES_MAX, Record, TenantState
+from proxy.ledger.sweep_memory import MemorySweep
+from proxy.ledger.tenants import (
+    AGGREGATE,
+    GENERATION,
+    calendar_at,
+    decode_overrides,
+    sorted_amounts,
+)
 from proxy.ledger.tenants_memory import MemoryTenants
 from proxy.policy.runtime import ReservationSettings
 
@@ -57,8 +63,9 @@ class _Line:
     remaining: int
 
 
-class MemoryLedger(MemoryTenants):
-    """`Ledger` in this process. `clock` returns the time in milliseconds (tests move it)."""
+class MemoryLedger(MemoryTenants, MemorySweep):
+    """`Ledger` in this process. `clock` returns the time in milliseconds (tests move it). The
+    sweeper is in sweep_memory.py."""
 
     def __init__(
         self,
@@ -68,6 +75,7 @@ class MemoryLedger(MemoryTenants):
         clock: Callable[[], int] = wall_clock_ms,
         heartbeat_interval_s: float = 5.0,
     ) -> None:
+        super().__init__()
         self.owner = check_owner(owner or instance_id())
         self.settings = settings
         self._clock = clock
@@ -75,13 +83,22 @@ class MemoryLedger(MemoryTenants):
         self._tenants: dict[str, TenantState] = {}
         self._instances: dict[str, int] = {}
         self._settled: deque[tuple[TenantState, str]] = deque()
+        self._due = DueIndex()
         self.expiry_alerts: ExpiryAlerts | None = None
 
     async def connect(self, *, require_noeviction: bool = False) -> None:
         """Nothing to check: this store lives and dies with the process."""
 
+    def _tenant(self, tenant: str) -> TenantState:
+        """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
+        self._due.touch(tenant)
+        t = self._tenants.get(tenant)
+        if t is None:
+            t = self._tenants[tenant] = TenantState(tenant)
+        return t
+
     def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
-        pid = period_id(line.period, now, cal.offset_min, cal.anchor)
+        pid = cal.period_id(line.period, now)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
         used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
         limit = limit_in_force(line, decode_overrides(t.meta.get("overrides", "-")))
@@ -92,7 +109,7 @@ class MemoryLedger(MemoryTenants):
         check_request(request)
         t = self._tenant(request.tenant)
         now = t.now(self._clock())
-        cal = Calendar(request.utc_offset_min, anchor_at(t.meta, now))
+        cal = calendar_at(t.meta, now, request.utc_offset_min)
         t.drop_expired(now, 8)
         lines = [self._read_line(t, line, now, cal) for line in request.lines]
         existing = t.resv.get(request.reservation_id)
@@ -106,7 +123,7 @@ class MemoryLedger(MemoryTenants):
             self._deny(t, request, reason, "-", now)
             return _result(request, t.status, None, lines)
         choice = choose(request.candidates, [(ln.line.unit, ln.remaining) for ln in lines])
-        outcome, gate = quotas.decide(t.counters, request, choice, now)
+        outcome, gate = quotas.decide(t.counters, request, choice, now, cal)
         if outcome.candidate < 0:
             self._deny(t, request, *_why(outcome, lines), now)
             first = None
@@ -114,13 +131,16 @@ class MemoryLedger(MemoryTenants):
                 prefix = lines[outcome.denied_by].prefix
                 first = prefix if t.first_deny(prefix, now, self.settings) else None
             return _result(request, t.status, None, lines, outcome, first)
-        quotas.count(t.counters, gate, now, self.settings)
         amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
         prefixes = tuple(ln.prefix for ln in lines)
+        t.check_range(prefixes, "reserved", amounts)
+        ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
+        hold = min(ttl, self.settings.cap_ms)
+        quotas.count(t.counters, gate, now, self.settings, hold)
         record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
         self._allow(t, request, choice, record, _why(outcome, lines), now)
-        ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
-        record.deadline = now + min(ttl, self.settings.cap_ms)
+        record.deadline = now + hold
+        record.scope = request.scope if request.keep_scope else None
         self._hold(t, request.reservation_id, record, lines, now, cal)
         return _result(request, t.status, record, lines)
 
@@ -175,12 +195,14 @@ class MemoryLedger(MemoryTenants):
         for ln in lines:
             amount = record.amounts.get(ln.line.unit, 0)
             t.add(f"{ln.prefix}|reserved", amount)
-            t.touch(ln.prefix, now, self.settings, cal)
+            t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)
             ln.remaining -= amount
         t.resv[rid] = record
         t.resv_exp[rid] = record.deadline
 
-    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
+    async def commit(
+        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+    ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
         t = self._tenant(reservation.tenant)
@@ -188,19 +210,22 @@ class MemoryLedger(MemoryTenants):
         r = t.resv.get(reservation.id) or self._missing(reservation)
         if r.state == "COMMITTED":
             return SettleResult("COMMITTED", False, dict(r.actual or {}))
+        if r.state == "RELEASED" and final_release:
+            return SettleResult("RELEASED", False, {})
         charged = dict(actual)
+        per_line: dict[str, int] = charged
         if r.state in ("OPEN", "MISSING"):
             t.settle_lines(r.fields, r.amounts, actual, now, s)
             quotas.free(t.counters, r.held)
         elif r.state == "EXPIRED_CHARGED":
-            charged = {u: actual.get(u, 0) - r.amounts.get(u, 0) for u in {*actual, *r.amounts}}
-            t.settle_lines(r.fields, None, charged, now, s)
+            added, charged = t.late_charge(reservation.id, r.fields, r.amounts, actual, now, s)
+            per_line = {**charged, **added}
         else:  # RELEASED, EXPIRED_RELEASED: nothing is reserved any more; never under-record.
             t.settle_lines(r.fields, None, actual, now, s)
         limits = dict(zip(reservation.fields, reservation.limits, strict=False))
         crossed = tuple(
             Crossing(field, bp, limits.get(field, 0), spent)
-            for field, bp, spent in t.cross(alert_marks(reservation), charged, now, s)
+            for field, bp, spent in t.cross(alert_marks(reservation), per_line, now, s)
         )
         fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
@@ -230,7 +255,7 @@ class MemoryLedger(MemoryTenants):
     ) -> list[LineBalance]:
         t = self._tenants.get(tenant) or TenantState()  # a read creates nothing
         now = t.now(self._clock())
-        cal = Calendar(utc_offset_min, anchor_at(t.meta, now))
+        cal = calendar_at(t.meta, now, utc_offset_min)
         overrides = decode_overrides(t.meta.get("overrides", "-"))
         out = []
         for line in lines:
@@ -247,47 +272,15 @@ class MemoryLedger(MemoryTenants):
             return None
         actual = None if r.actual is None else dict(r.actual)
         return ReservationRecord(
-            reservation_id, r.state, r.deadline, dict(r.amounts), r.fields, r.held, actual
+            reservation_id, r.state, r.deadline, dict(r.amounts), r.fields, r.held, actual, r.scope
         )
 
     async def counters(self, tenant: str) -> dict[str, int | str]:
         snapshot = self._tenant(tenant).counters.snapshot()
-        return {k: v for k, v in snapshot.items() if not k.startswith(AGGREGATE)}
+        return {k: v for k, v in snapshot.items() if not k.startswith((AGGREGATE, GENERATION))}
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:
         self._tenant(tenant).meta["status"] = status
-
-    async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
-        alerts = await expiry_limits(self.expiry_alerts, self.settings, tenant)
-        t, dead = self._tenant(tenant), set(dead_owners)
-        now = t.now(self._clock())
-        resolved, crossed = 0, list[Crossing]()
-        for rid, at in sorted(t.resv_exp.items(), key=lambda item: (item[1], item[0])):
-            r = t.resv.get(rid)
-            is_open = r is not None and r.state == "OPEN"
-            if r is not None and is_open and (at <= now or r.owner in dead):
-                crossed += self._expire(t, rid, r, now, alerts)
-                resolved += 1
-            elif at <= now:
-                t.resv.pop(rid, None)
-                del t.resv_exp[rid]
-        t.drop_expired(now, None)
-        if crossed and self.expiry_alerts is not None:
-            self.expiry_alerts.crossed(tenant, crossed)
-        return resolved
-
-    async def heartbeat(self) -> None:
-        self._instances[self.owner] = self._clock()
-
-    async def sweep_all(self) -> int:
-        cutoff = self._clock() - self._dead_after_ms
-        dead = [o for o, at in self._instances.items() if at <= cutoff and o != self.owner]
-        resolved = 0
-        for tenant in sorted(self._tenants):
-            resolved += await self.sweep(tenant, dead)
-        for owner in dead:
-            del self._instances[owner]
-        return resolved
 
     async def close(self) -> None:
         """Nothing to release: the state lives and dies with the process."""
@@ -301,30 +294,6 @@ class MemoryLedger(MemoryTenants):
             dict(reservation.amounts),
             reservation.fields,
             reservation.held,
-        )
-
-    def _expire(
-        self, t: TenantState, rid: str, r: Record, now: int, alerts: AlertLimits
-    ) -> tuple[Crossing, ...]:
-        """sweep.lua's expire(); returns the alert thresholds its charge crossed."""
-        charge = r.amounts if self.settings.on_expiry == "charge" else None
-        state: State = "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED"
-        t.settle_lines(r.fields, r.amounts, charge, now, self.settings)
-        quotas.free(t.counters, r.held)
-        fields = {"reservation": rid, "state": state, "amounts": sorted_amounts(r.amounts)}
-        t.append("expire", fields, now, self.settings.audit_retention_ms)
-        self._finish(t, rid, r, state, now)
-        if charge is None:
-            return ()
-        marks = [
-            (field, bp, mark)
-            for field in r.fields
-            for level, unit, bp, mark in alerts.marks()
-            if field.split("|")[0] == level and field.split("|")[2] == unit
-        ]
-        return tuple(
-            alerts.crossing(field, bp, spent)
-            for field, bp, spent in t.cross(marks, charge, now, self.settings)
         )
 
     def _finish(

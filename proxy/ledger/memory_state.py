@@ -11,9 +11,11 @@ from typing import cast
 
 from proxy.ledger import quotas
 from proxy.ledger.base import Amounts, State, TenantStatus
-from proxy.ledger.calendar import MINUTE_MS, Anchor, period_bound_ms, period_end_ms
+from proxy.ledger.calendar import MINUTE_MS, Calendar, period_bound_ms
+from proxy.ledger.checks import out_of_range, range_error
 from proxy.ledger.common import Outcome, field_expiry
-from proxy.ledger.tenants import AGGREGATE
+from proxy.ledger.expiry import ExpiryIndex
+from proxy.ledger.tenants import AGGREGATE, GENERATION
 from proxy.policy.runtime import ReservationSettings
 
 TOMBSTONES_MAX = 20_000
@@ -33,22 +35,17 @@ class Record:
     actual: dict[str, int] | None = None
     deadline: int = 0
     """When it expires if still OPEN (kept after it is settled, as the Redis record keeps it)."""
-
-
-@dataclass(slots=True)
-class Calendar:
-    """What a script that knows the tenant's calendar (reserve, adjust, reset) computes with."""
-
-    offset_min: int
-    anchor: Anchor
+    scope: str | None = None
+    """The scope path, when the reserve asked to keep it (ReserveRequest.keep_scope)."""
 
 
 @dataclass(slots=True)
 class TenantState:
+    name: str = ""
     ledger: dict[str, int] = field(default_factory=dict)
-    ledger_exp: dict[str, int] = field(default_factory=dict)
+    ledger_exp: ExpiryIndex = field(default_factory=ExpiryIndex)
     resv: dict[str, Record] = field(default_factory=dict)
-    resv_exp: dict[str, int] = field(default_factory=dict)
+    resv_exp: ExpiryIndex = field(default_factory=ExpiryIndex)
     meta: dict[str, str] = field(default_factory=dict)
     audit: deque[tuple[str, dict[str, str]]] = field(
         default_factory=lambda: deque(maxlen=AUDIT_MAX_ENTRIES)
@@ -68,20 +65,39 @@ class TenantState:
         """The clock this tenant's operations see (plus its test clock offset)."""
         return clock_ms + int(self.meta.get("clock_offset_ms", "0"))
 
+    def next_due(self) -> int | None:
+        """When something of this tenant next expires (a deadline, a tombstone, an entry), by
+        the store's clock (without the test clock offset); None: nothing will."""
+        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest())
+        times = [at for at in earliest if at is not None]
+        return min(times) - int(self.meta.get("clock_offset_ms", "0")) if times else None
+
+    def check_range(self, fields: Sequence[str], kind: str, delta: Amounts) -> None:
+        """Refuse (before anything is written) a change that takes a sum out of the safe range."""
+        name = out_of_range(self.ledger, fields, kind, delta)
+        if name is not None:
+            raise range_error(self.name, name)
+
     def add(self, key: str, amount: int) -> None:
         self.ledger[key] = self.ledger.get(key, 0) + amount
 
-    def touch(self, prefix: str, now: int, s: ReservationSettings, cal: Calendar | None) -> None:
-        """Keep an entry: see common.lua's touch (exact with a calendar, else a safe bound)."""
+    def touch(
+        self,
+        prefix: str,
+        now: int,
+        s: ReservationSettings,
+        cal: Calendar | None,
+        hold_ms: int = 0,
+    ) -> None:
+        """Keep an entry: see common.lua's touch (exact with a calendar, else a safe bound; a
+        run entry for `hold_ms`, how long the call reserving may stay open, + the idle TTL)."""
         pid = prefix.split("|")[-1]
         if pid != "-" and cal is not None:
-            self.keep(
-                prefix, period_end_ms(pid, cal.offset_min, cal.anchor.day) + s.period_grace_ms
-            )
+            self.keep(prefix, cal.period_end(pid) + s.period_grace_ms)
         elif pid != "-":
             self.ledger_exp.setdefault(prefix, period_bound_ms(pid) + s.period_grace_ms)
         else:
-            at = field_expiry(prefix, now, s.run_idle_ms)
+            at = field_expiry(prefix, now + hold_ms, s.run_idle_ms)
             if at is not None:
                 self.keep(prefix, at)
 
@@ -90,14 +106,12 @@ class TenantState:
 
     def drop_expired(self, now: int, limit: int | None) -> None:
         """Drop expired entries: a budget prefix's three fields, or one quota field."""
-        due = sorted((at, p) for p, at in self.ledger_exp.items() if at <= now)[:limit]
-        for _, name in due:
+        for _, name in self.ledger_exp.pop_due(now, limit):
             if name.startswith("q|"):
                 self.counters.drop(name)
             else:
                 for kind in ("spent", "reserved", "credit"):
                     self.ledger.pop(f"{name}|{kind}", None)
-            del self.ledger_exp[name]
 
     def settle_lines(
         self,
@@ -107,6 +121,9 @@ class TenantState:
         now: int,
         s: ReservationSettings,
     ) -> None:
+        """Free `free` and charge `charge` on every field, each `spent` checked first."""
+        if charge is not None:
+            self.check_range(fields, "spent", charge)
         for prefix in fields:
             unit = prefix.split("|")[2]
             if free is not None:
@@ -117,6 +134,57 @@ class TenantState:
                 self.add(f"{prefix}|spent", charge.get(unit, 0))
             self.touch(prefix, now, s, None)
 
+    def generation(self, name: str) -> int:
+        """A RESET_SPENT generation (common.lua generation): `resets`, `reset|<prefix>`,
+        `exp|<reservation>`; 0 when absent."""
+        return self.counters.values.get(GENERATION + name, 0)
+
+    def mark_reset(self, prefixes: Sequence[str], now: int, s: ReservationSettings) -> None:
+        """tenant_ledger.lua's reset: a new generation, recorded on every line it reset."""
+        if not prefixes:
+            return
+        gen = self.generation("resets") + 1
+        self.counters.values[GENERATION + "resets"] = gen
+        for prefix in prefixes:
+            self.counters.values[f"{GENERATION}reset|{prefix}"] = gen
+            self.keep(f"{GENERATION}reset|{prefix}", now + s.tombstone_ms)
+
+    def mark_expiry(self, rid: str, now: int, s: ReservationSettings) -> None:
+        """sweep.lua's expire(): the generation an expiry charge belongs to (when not 0)."""
+        gen = self.generation("resets")
+        if gen:
+            self.counters.values[f"{GENERATION}exp|{rid}"] = gen
+            self.keep(f"{GENERATION}exp|{rid}", now + s.tombstone_ms)
+
+    def late_charge(
+        self,
+        rid: str,
+        fields: Sequence[str],
+        estimate: Amounts,
+        actual: Amounts,
+        now: int,
+        s: ReservationSettings,
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """common.lua's late_charge(): a commit after EXPIRED_CHARGED, every line's sum checked
+        before the first write. Returns what was added per prefix, and per unit actual -
+        estimate or, where a line got more, the most added."""
+        since, added = self.generation(f"exp|{rid}"), dict[str, int]()
+        units = {*actual, *estimate}
+        by_unit = {u: actual.get(u, 0) - estimate.get(u, 0) for u in units}
+        for prefix in fields:
+            unit = prefix.split("|")[2]
+            d = actual.get(unit, 0) - estimate.get(unit, 0)
+            if self.generation(f"reset|{prefix}") > since:
+                d = max(d, 0)  # a reset since the expiry charge wiped it
+            d = max(d, -self.ledger.get(f"{prefix}|spent", 0))
+            added[prefix] = d
+            by_unit[unit] = max(by_unit.get(unit, 0), d)
+        self.check_range(fields, "spent", added)
+        for prefix in fields:
+            self.add(f"{prefix}|spent", added[prefix])
+            self.touch(prefix, now, s, None)
+        return added, by_unit
+
     def cross(
         self,
         marks: Sequence[tuple[str, int, int]],
@@ -125,11 +193,12 @@ class TenantState:
         s: ReservationSettings,
     ) -> list[tuple[str, int, int]]:
         """common.lua's cross_marks(): of the (field, basis points, mark) triples, those this
-        charge reached first in their period, as (field, basis points, spent after)."""
+        charge (by unit, or by field where lines differ) reached first in their period, as
+        (field, basis points, spent after)."""
         out = []
         for prefix, bp, mark in marks:
             after = self.ledger.get(f"{prefix}|spent", 0)
-            before = after - charged.get(prefix.split("|")[2], 0)
+            before = after - charged.get(prefix, charged.get(prefix.split("|")[2], 0))
             name = f"q|alert|{prefix}|{bp}"
             if before < mark <= after and name not in self.counters.values:
                 self.counters.values[name] = now

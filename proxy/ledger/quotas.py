@@ -9,16 +9,18 @@ Fields (in Redis they share the tenant's ledger hash, under `q|`, which no budge
     q|run|<run>|steps        admitted calls of the run
     q|rpm|tat, q|tpm|tat     GCRA theoretical arrival time, integer µs; kept 2 minutes
 
-`q|run|…` fields expire `run_idle_ms` after the run's last admitted call. Checks are read-only;
+`q|run|…` fields expire `run_idle_ms` after the run's last admitted call could still be open
+(its hold: the reservation cap, or an action's shorter ttl). Checks are read-only;
 `count` writes only once the call is admitted, so a denied call counts nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from proxy.ledger.base import ReserveRequest
-from proxy.ledger.calendar import period_end_ms, period_id
+from proxy.ledger.calendar import Calendar
 from proxy.ledger.choose import Choice
 from proxy.ledger.common import Outcome
 from proxy.policy.runtime import ReservationSettings
@@ -36,7 +38,7 @@ class Counters:
     """One tenant's quota fields. `expiry` is the tenant's ledger expiry map (shared with the
     budget entries, as Redis shares its `ledger_exp` zset)."""
 
-    expiry: dict[str, int]
+    expiry: MutableMapping[str, int]
     values: dict[str, int] = field(default_factory=dict)
     seen: dict[str, str] = field(default_factory=dict)
 
@@ -81,11 +83,12 @@ def gcra(tat: int, now_us: int, limit: int, cost: int) -> tuple[int | None, int]
 
 
 def decide(
-    c: Counters, request: ReserveRequest, choice: Choice, now_ms: int
+    c: Counters, request: ReserveRequest, choice: Choice, now_ms: int, cal: Calendar
 ) -> tuple[Outcome, Gate]:
     """Quotas first, then budgets (`choice`), then the chosen candidate's token rate.
-    Enforcement stops at the first that denies; shadow reports it and goes on."""
-    gate, enforce = check(c, request, now_ms), not request.shadow
+    Enforcement stops at the first that denies; shadow reports it and goes on. `cal` is the
+    tenant's calendar (runs_per_day counts its days)."""
+    gate, enforce = check(c, request, now_ms, cal), not request.shadow
     if enforce and (gate.quota is not None or choice.index is None):
         return _denied(choice, gate), gate
     tpm = request.quotas.tokens_per_minute
@@ -104,7 +107,7 @@ def _denied(choice: Choice, gate: Gate) -> Outcome:
     return Outcome(-1, False, choice.denied_by, None, gate.retry_after_ms, gate.quota)
 
 
-def check(c: Counters, request: ReserveRequest, now_ms: int) -> Gate:
+def check(c: Counters, request: ReserveRequest, now_ms: int, cal: Calendar) -> Gate:
     """Every quota but tokens_per_minute, in order: concurrency, runs per day, steps per run,
     requests per minute."""
     gate, q, run = Gate(), request.quotas, request.run
@@ -116,7 +119,7 @@ def check(c: Counters, request: ReserveRequest, now_ms: int) -> Gate:
             gate.refuse(f"concurrent_requests {level}", CONCURRENCY_RETRY_MS)
     gate.held = tuple(held)
     if run is not None and q.runs_per_day is not None:
-        _check_run(c, gate, run, q.runs_per_day, now_ms, request.utc_offset_min)
+        _check_run(c, gate, run, q.runs_per_day, now_ms, cal)
     if run is not None and q.steps_per_run is not None:
         steps = f"q|run|{run}|steps"
         gate.run_fields += (steps,)
@@ -127,13 +130,13 @@ def check(c: Counters, request: ReserveRequest, now_ms: int) -> Gate:
     return gate
 
 
-def _check_run(c: Counters, gate: Gate, run: str, limit: int, now_ms: int, offset_min: int) -> None:
+def _check_run(c: Counters, gate: Gate, run: str, limit: int, now_ms: int, cal: Calendar) -> None:
     marker = f"q|run|{run}|day"
     gate.run_fields += (marker,)
     if marker in c.seen:
         return
-    today = period_id("day", now_ms, offset_min)
-    end = period_end_ms(today, offset_min)
+    today = cal.period_id("day", now_ms)
+    end = cal.period_end(today)
     gate.new_run = (marker, today, end)
     if c.values.get(f"q|runs|{today}", 0) >= limit:
         gate.refuse("runs_per_day", end - now_ms)
@@ -148,8 +151,11 @@ def rate(c: Counters, gate: Gate, quota: str, limit: int, cost: int, now_ms: int
         gate.rates[name] = new_tat
 
 
-def count(c: Counters, gate: Gate, now_ms: int, settings: ReservationSettings) -> None:
-    """Count an admitted call against every quota it was checked against."""
+def count(
+    c: Counters, gate: Gate, now_ms: int, settings: ReservationSettings, hold_ms: int
+) -> None:
+    """Count an admitted call against every quota it was checked against. The run's fields
+    outlive the call (open for up to `hold_ms`) by the idle TTL."""
     for name in gate.held:
         c.values[name] = c.values.get(name, 0) + 1
     if gate.new_run is not None:
@@ -161,7 +167,7 @@ def count(c: Counters, gate: Gate, now_ms: int, settings: ReservationSettings) -
     for name in gate.run_fields:
         if name.endswith("|steps"):
             c.values[name] = c.values.get(name, 0) + 1
-        _keep(c, name, now_ms + settings.run_idle_ms)
+        _keep(c, name, now_ms + hold_ms + settings.run_idle_ms)
     for name, tat in gate.rates.items():
         c.values[name] = tat
         _keep(c, name, now_ms + RATE_KEEP_MS)

@@ -1,16 +1,18 @@
 """The reads half of RedisLedger that settling from another instance needs: a reservation's
 record, and where budget lines stand now. Neither writes anything.
 
-`reservation` is one HGET on the tenant's `:resv` hash: the record reserve.lua wrote (state,
+`reservation` is one HMGET on the tenant's `:resv` hash: the record reserve.lua wrote (state,
 deadline, amounts, held counters, field prefixes), so an instance that did not make a
-reservation can still settle it exactly. `lines` runs lua/lines.lua, which computes period ids
-and the limit in force with the same code the reserve script uses.
+reservation can still settle it exactly, and the scope path kept beside it (an action's).
+`lines` runs lua/lines.lua, which computes period ids and the limit in force with the same code
+the reserve script uses.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -37,12 +39,13 @@ class RedisReads(ABC):
 
     async def reservation(self, tenant: str, reservation_id: str) -> ReservationRecord | None:
         self._epoch.guard()
+        fields = [reservation_id, keys.scope_field(reservation_id)]
         with boundary():
-            raw = await self._client.hget(keys.tenant_keys(tenant)[2], reservation_id)
+            raw, scope = await self._client.hmget(keys.tenant_keys(tenant)[2], fields)
         if raw is None:
             return None
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        return decode_record(reservation_id, text)
+        record = decode_record(reservation_id, _text(raw))
+        return record if scope is None else replace(record, scope=_text(scope))
 
     async def lines(
         self, tenant: str, lines: Sequence[BudgetLine], utc_offset_min: int = 0
@@ -58,6 +61,10 @@ class RedisReads(ABC):
             kept = BudgetLine(line.level, line.value, line.unit, line.period, int(limit))
             out.append(LineBalance(kept, pid, int(spent), int(reserved), int(credit)))
         return out
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def decode_record(reservation_id: str, text: str) -> ReservationRecord:

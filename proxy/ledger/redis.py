@@ -2,17 +2,17 @@
 same code serves one Redis and a Redis Cluster (ledger/clients.py says what differs).
 
 Scripts live in lua/*.lua; lua/common.lua and lua/audit.lua are prepended to each at load (and
-candidates.lua and quotas.lua to reserve.lua). They are called by SHA (`EVALSHA`, the SHA
-computed locally); the first time Redis answers NOSCRIPT (a fresh or flushed server) all of them
-are loaded with `SCRIPT LOAD` in one round trip (one for a whole burst: flights.py) and the call
-is retried once. In a cluster EVALSHA goes to the master owning the tenant's slot (its first
-key), and SCRIPT LOAD to every master, so the one that answered NOSCRIPT (a new master, a
-promoted replica) has them all for the retry. Time comes from Redis `TIME` inside the scripts,
-so instances with skewed clocks agree on periods and deadlines. Tenant records and the audit
-trail are in tenants_redis.py.
+candidates.lua and quotas.lua to reserve.lua). Tenant records and the audit trail are in
+tenants_redis.py. They are called by SHA (`EVALSHA`, the SHA computed locally); the first time
+Redis answers NOSCRIPT (a fresh or flushed server) all of them are loaded with `SCRIPT LOAD` in
+one round trip (one for a whole burst: flights.py) and the call is retried once. In a cluster
+EVALSHA goes to the master owning the tenant's slot (its first key), and SCRIPT LOAD to every
+master, so the one that answered NOSCRIPT (a new master, a promoted replica) has them all for
+the retry. Time comes from Redis `TIME` inside the scripts, so instances with skewed clocks
+agree on periods and deadlines.
 
 Redis errors stop here: connection trouble becomes `LedgerUnavailable` (the caller applies
-`fail_mode`), anything else `LedgerError`.
+`fail_mode`; `maybe_ran` says whether the command may have run), anything else `LedgerError`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from proxy.errors import LedgerError, LedgerUnavailable, StoreUnsafe
+from proxy.errors import LedgerUnavailable, StoreUnsafe
 from proxy.ledger import keys
 from proxy.ledger.base import (
     Amounts,
@@ -44,7 +44,7 @@ from proxy.ledger.base import (
     TenantStatus,
 )
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
-from proxy.ledger.clients import boundary, is_cluster, open_client
+from proxy.ledger.clients import boundary, is_cluster, open_client, refusal
 from proxy.ledger.common import (
     DENIED,
     Outcome,
@@ -52,7 +52,6 @@ from proxy.ledger.common import (
     balance_rows,
     decode_amounts,
     encode_amounts,
-    expiry_limits,
     instance_id,
     reserve_result,
 )
@@ -60,10 +59,11 @@ from proxy.ledger.flights import Flights
 from proxy.ledger.reads_redis import RedisReads
 from proxy.ledger.replies import candidate_args, crossings, held_of, settled, status_of
 from proxy.ledger.safety import Epoch, check_eviction
+from proxy.ledger.sweep_redis import RedisSweep
 from proxy.ledger.tenancy import TenantRecord
-from proxy.ledger.tenants import AGGREGATE
+from proxy.ledger.tenants import AGGREGATE, GENERATION
 from proxy.ledger.tenants_redis import RedisTenants
-from proxy.ledger.wire import ReplyError, Wire
+from proxy.ledger.wire import ConnectTimeout, NotSent, ReplyError, Wire
 from proxy.policy.runtime import ReservationSettings
 
 SCRIPTS = {
@@ -76,7 +76,6 @@ SCRIPTS = {
     "lines": ("common", "lines"),
 }
 log = logging.getLogger(__name__)
-SWEEP_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +90,12 @@ class _Script:
         return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
 
-class RedisLedger(RedisTenants, RedisReads):
+class RedisLedger(RedisTenants, RedisReads, RedisSweep):
     """`Ledger` on one Redis or a Redis Cluster (>= 7.0), by the URL's scheme. `owner` names
     this instance in reservations and heartbeats; an owner silent for 3 * `heartbeat_interval_s`
     is presumed dead. At most `max_connections` commands are in flight (per node, in a
-    cluster); more wait for a free connection."""
+    cluster); more wait for a free connection, and one unanswered after `timeout_s` fails. The
+    sweeper's pass is in sweep_redis.py."""
 
     def __init__(
         self,
@@ -105,9 +105,14 @@ class RedisLedger(RedisTenants, RedisReads):
         *,
         heartbeat_interval_s: float = 5.0,
         max_connections: int = 64,
+        timeout_s: float = 5.0,
     ) -> None:
+        super().__init__()
         self.owner = check_owner(owner or instance_id())
         self.settings = settings
+        self._cluster = is_cluster(url)
+        if self._cluster:
+            keys.due_key("", cluster=True)  # the slot table, built once before any call waits
         self._dead_after_ms = int(3 * heartbeat_interval_s * 1000)
         # A bounded pool: a burst waits for a free connection (up to the op timeout) instead of
         # opening one connection per concurrent call. One immediate retry covers a pooled
@@ -118,13 +123,13 @@ class RedisLedger(RedisTenants, RedisReads):
             retry=Retry(NoBackoff(), 1, (rex.ConnectionError,)),
             decode_responses=True,
             socket_connect_timeout=2,
-            socket_timeout=5,
+            socket_timeout=timeout_s,
             health_check_interval=30,
         )
         self._scripts = {name: _Script.load(parts) for name, parts in SCRIPTS.items()}
         # The scripts' own round trips go over one pipelined connection (wire.py); the cluster
         # client routes them by slot instead. Everything else uses redis-py.
-        self._wire = None if is_cluster(url) else Wire(url)
+        self._wire = None if is_cluster(url) else Wire(url, timeout=timeout_s)
         s = settings
         self._common = (
             str(s.run_idle_ms),
@@ -135,6 +140,7 @@ class RedisLedger(RedisTenants, RedisReads):
         self._registered: set[str] = set()
         self._reloads: Flights[str] = Flights()
         self._registering: Flights[str] = Flights()
+        self._shards_known: set[str] = set()
         self._epoch = Epoch()
         self.expiry_alerts: ExpiryAlerts | None = None
 
@@ -158,10 +164,12 @@ class RedisLedger(RedisTenants, RedisReads):
         self._epoch.on_lost = hook
 
     async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
-        script, tenant_keys = self._scripts[name], keys.tenant_keys(tenant)
+        script, due = self._scripts[name], keys.due_key(tenant, self._cluster)
+        tenant_keys = [*keys.tenant_keys(tenant), due]
         if self._wire is not None:
-            command = ("EVALSHA", script.sha, "6", *tenant_keys, *self._common, *args)
+            command = ("EVALSHA", script.sha, "7", *tenant_keys, *self._common, *args)
             return await self._on_wire(self._wire, command)
+        await self._know_shard(due)
         call = partial(
             self._client.evalsha,
             script.sha,
@@ -177,24 +185,40 @@ class RedisLedger(RedisTenants, RedisReads):
                 await self._reloads.run("scripts", self._load_scripts)
                 return await call()
 
+    async def _know_shard(self, due: str) -> None:
+        """List a cluster's index key in `cy:v1:due_shards` when a script first writes it (once
+        per key per process: calls racing the first do not wait for it, and the registry walk
+        covers a tenant the sweeper misses meanwhile), so the sweeper reads every key that may
+        hold a tenant."""
+        if self._cluster and due not in self._shards_known:
+            self._shards_known.add(due)
+            try:
+                with boundary():
+                    await self._client.sadd(keys.DUE_SHARDS, due)
+            except BaseException:
+                self._shards_known.discard(due)
+                raise
+
     async def _on_wire(self, wire: Wire, command: tuple[str, ...]) -> Any:
         """One script call on the pipelined connection: scripts reloaded on NOSCRIPT (a
         restarted or flushed server), and one more try after a lost connection (every script
         is safe to repeat: idempotent by reservation id), as the redis-py pool does. Both can
         happen to one call: the connection is lost, and the server it reconnects to is new."""
-        reconnected = reloaded = False
+        reconnected = reloaded = maybe_ran = False
         while True:
             try:
                 return await wire.call(*command)
             except ReplyError as exc:
                 if reloaded or not str(exc).startswith("NOSCRIPT"):
-                    raise LedgerError(f"the Redis ledger refused a command: {exc}") from exc
+                    raise refusal(str(exc)) from exc
                 reloaded = True
                 with boundary():
                     await self._reloads.run("scripts", self._load_scripts)
             except OSError as exc:  # ConnectionError, refused, unreachable; TimeoutError
+                maybe_ran = maybe_ran or not isinstance(exc, (NotSent, ConnectTimeout))
                 if reconnected or not isinstance(exc, ConnectionError):
-                    raise LedgerUnavailable(f"the Redis ledger is unreachable: {exc}") from exc
+                    message = f"the Redis ledger is unreachable: {exc}"
+                    raise LedgerUnavailable(message, maybe_ran=maybe_ran) from exc
                 reconnected = True
 
     async def _load_scripts(self) -> None:
@@ -253,6 +277,7 @@ class RedisLedger(RedisTenants, RedisReads):
             "-" if request.version is None else str(request.version),
             str(request.utc_offset_min),
             request.scope,
+            "1" if request.keep_scope else "0",
             *("-" if limit is None else str(limit) for limit in limits),
             str(len(q.concurrent)),
         ]
@@ -265,18 +290,15 @@ class RedisLedger(RedisTenants, RedisReads):
             args += candidate_args(candidate)
         return args
 
-    async def commit(self, reservation: Reservation, actual: Amounts) -> SettleResult:
+    async def commit(
+        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+    ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
-        args = [
-            reservation.id,
-            self.owner,
-            encode_amounts(reservation.amounts),
-            encode_amounts(actual),
-            ",".join(reservation.held) or "-",
-        ]
         marks = alert_marks(reservation)
-        args.append(str(len(marks)))
+        args = [reservation.id, self.owner, encode_amounts(reservation.amounts)]
+        args += [encode_amounts(actual), ",".join(reservation.held) or "-"]
+        args += ["1" if final_release else "0", str(len(marks))]
         for field, bp, mark in marks:
             args += [field, str(bp), str(mark)]
         args += reservation.fields
@@ -305,56 +327,31 @@ class RedisLedger(RedisTenants, RedisReads):
         return {
             name: value if name.startswith("q|run|") and name.endswith("|day") else int(value)
             for name, value in entries.items()
-            if name.startswith("q|") and not name.startswith(AGGREGATE)
+            if name.startswith("q|") and not name.startswith((AGGREGATE, GENERATION))
         }
 
     async def set_status(self, tenant: str, status: TenantStatus) -> None:
         with boundary():
             await self._client.hset(keys.tenant_keys(tenant)[4], "status", status)
 
-    async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
-        alerts = await expiry_limits(self.expiry_alerts, self.settings, tenant)
-        marks = ",".join(f"{lv}|{unit}|{bp:d}|{mark:d}" for lv, unit, bp, mark in alerts.marks())
-        resolved, dead, crossed = 0, list(dead_owners), []
-        while True:
-            args = [self.settings.on_expiry, str(SWEEP_BATCH), marks or "-", *dead]
-            done, more, *fired = await self._run("sweep", tenant, args)
-            resolved, dead = resolved + int(done), []
-            crossed += [
-                alerts.crossing(fired[i], int(fired[i + 1]), int(fired[i + 2]))
-                for i in range(0, len(fired) - 2, 3)
-            ]
-            if more == "0":
-                break
-        if crossed and self.expiry_alerts is not None:
-            self.expiry_alerts.crossed(tenant, crossed)
-        return resolved
-
     async def get_tenant(self, tenant: str) -> TenantRecord | None:
         self._epoch.guard()
         return await super().get_tenant(tenant)
+
+    async def set_clock_offset(self, tenant: str, offset_ms: int) -> None:
+        """Also marks the tenant due now: its index entry is in the clock it had (the next pass
+        sweeps it and indexes it again in the new one)."""
+        await super().set_clock_offset(tenant, offset_ms)
+        due = keys.due_key(tenant, self._cluster)
+        await self._know_shard(due)
+        with boundary():
+            await self._client.zadd(due, {tenant: 0})
 
     async def heartbeat(self) -> None:
         """Also checks the store's epoch: a flushed or replaced store fails closed from here."""
         with boundary():
             await self._client.zadd(keys.INSTANCES, {self.owner: await self._now_ms()})
         await self._epoch.check(self._client)
-
-    async def sweep_all(self) -> int:
-        """Sweep every known tenant; owners found dead are reclaimed, then forgotten (one that
-        comes back simply heartbeats again, and its late commits charge the difference)."""
-        with boundary():
-            cutoff = await self._now_ms() - self._dead_after_ms
-            stale = await self._client.zrangebyscore(keys.INSTANCES, "-inf", cutoff)
-            dead = [o for o in cast(list[str], stale) if o != self.owner]
-            tenants = sorted(cast(set[str], await self._client.smembers(keys.TENANTS)))
-        resolved = 0
-        for tenant in tenants:
-            resolved += await self.sweep(tenant, dead)
-        if dead:
-            with boundary():
-                await self._client.zrem(keys.INSTANCES, *dead)
-        return resolved
 
     async def _now_ms(self) -> int:
         seconds, micros = await self._client.time()

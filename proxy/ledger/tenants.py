@@ -9,6 +9,10 @@
     pending_anchor  a new anchor day ('' for none), in effect from `pending_from_ms` (the end of
                     the period current when it was set)
     timezone        IANA name
+    hold_day        across a time-zone change, the day and month periods current when it was
+    hold_month      made, `<period id>:<ms>`: current until then (their end in the old zone),
+                    and no later period of that kind has an earlier id (calendar.py); '' or
+                    absent: none
     alerts          alert thresholds in basis points replacing the plan's, `5000,8000`; 'none'
                     for no threshold alerts; '' or absent: inherit
     overrides       `tenant=5000000000,run=200000000` or '-'
@@ -31,7 +35,7 @@ from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 from proxy.ledger.base import TenantStatus
-from proxy.ledger.calendar import Anchor
+from proxy.ledger.calendar import Anchor, Calendar, Hold
 from proxy.ledger.checks import check_amount
 from proxy.ledger.tenancy import AuditEntry, AuditKind, TenantRecord
 from proxy.policy.runtime import Mode
@@ -39,6 +43,9 @@ from proxy.policy.runtime import Mode
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 AGGREGATE = "q|agg|"
 """Ledger field prefix of the per-minute denial counters (`q|agg|<minute>|<reason>|<scope>`)."""
+GENERATION = "q|gen|"
+"""Ledger field prefix of the RESET_SPENT generations (`q|gen|resets`, `q|gen|reset|<prefix>`,
+`q|gen|exp|<reservation>`; lua/common.lua late_charge): bookkeeping, not quota counters."""
 
 
 def encode_overrides(overrides: Mapping[str, int]) -> str:
@@ -103,6 +110,27 @@ def decode_record(tenant: str, meta: Mapping[str, str]) -> TenantRecord | None:
         version=int(meta.get("version", "0")),
         created_ms=int(meta["created_ms"]),
     )
+
+
+def calendar_at(meta: Mapping[str, str], now_ms: int, offset_min: int) -> Calendar:
+    """The tenant's calendar at `now_ms` in a zone `offset_min` from UTC: its anchor then, and
+    the periods held across a time-zone change (`hold_day`, `hold_month`)."""
+    holds = tuple(
+        (kind, hold)
+        for kind in ("day", "month")
+        if (hold := Hold.decode(meta.get(f"hold_{kind}", ""))) is not None
+    )
+    return Calendar(offset_min, anchor_at(meta, now_ms), holds)
+
+
+def hold_fields(cal: Calendar, now_ms: int) -> dict[str, str]:
+    """The `:meta` fields a time-zone change writes: the day and the month current now (in the
+    old zone, `cal`) are held until they end there (calendar.py)."""
+    out = {}
+    for kind in ("day", "month"):
+        pid = cal.period_id(kind, now_ms)
+        out[f"hold_{kind}"] = Hold(pid, cal.period_end(pid)).encode()
+    return out
 
 
 def anchor_at(meta: Mapping[str, str], now_ms: int) -> Anchor:

@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 from proxy.ledger.base import BalanceRow, TenantStatus
-from proxy.ledger.calendar import period_end_ms, period_id
+from proxy.ledger.calendar import Calendar
 from proxy.ledger.checks import check_amount
 from proxy.ledger.common import balance_rows
-from proxy.ledger.memory_state import Calendar, TenantState
+from proxy.ledger.memory_state import TenantState
 from proxy.ledger.tenancy import (
     AuditEntry,
     TenantClosed,
@@ -20,11 +20,12 @@ from proxy.ledger.tenancy import (
 )
 from proxy.ledger.tenants import (
     AGGREGATE,
-    anchor_at,
+    calendar_at,
     check_record,
     counted,
     decode_record,
     encode_record,
+    hold_fields,
     select,
     update_fields,
     utc_offset_min,
@@ -48,7 +49,7 @@ class MemoryTenants:
             raise TenantNotFound(f"tenant {tenant!r} does not exist")
         if open_only and t.status == "closed":
             raise TenantClosed(f"tenant {tenant!r} is closed; a closed tenant cannot be changed")
-        return t
+        return self._tenant(tenant)  # as reindex() in the scripts: the next sweep looks at it
 
     def _changed(
         self, tenant: str, t: TenantState, action: str, actor: str, reason: str, changes: str
@@ -100,6 +101,9 @@ class MemoryTenants:
     ) -> TenantRecord:
         pairs = update_fields(plan, mode, overrides, anchor_day, timezone, alerts)
         t = self._existing(tenant)
+        now, cal = self._calendar(t)  # in the zone in effect before this change
+        if timezone is not None and timezone != t.meta.get("timezone", "UTC"):
+            t.meta |= hold_fields(cal, now)
         changes = []
         for name, value in pairs:
             old = t.meta.get(name, "")
@@ -107,13 +111,14 @@ class MemoryTenants:
                 t.meta[name] = value
                 changes.append(f"{name}={old}->{value}")
         if anchor_day is not None:
-            changes += self._set_anchor(t, str(anchor_day))
+            changes += self._set_anchor(t, str(anchor_day), cal.offset_min)
         if not changes:
             return self._record(tenant, t)
         return self._changed(tenant, t, "update", actor, reason, " ".join(changes))
 
-    def _set_anchor(self, t: TenantState, anchor: str) -> list[str]:
-        """tenant.lua's anchor change: pending from the end of the current period."""
+    def _set_anchor(self, t: TenantState, anchor: str, offset: int) -> list[str]:
+        """tenant.lua's anchor change: pending from the end of the current period (in the zone
+        in effect before the update, `offset`)."""
         now, meta = t.now(self._clock()), t.meta
         if meta["pending_anchor"] and now >= int(meta["pending_from_ms"]):
             meta["anchor_day"], meta["anchor_from_ms"] = (
@@ -127,8 +132,8 @@ class MemoryTenants:
         if anchor == meta["anchor_day"]:
             meta["pending_anchor"], meta["pending_from_ms"] = "", "0"
         else:
-            offset, current = utc_offset_min(meta["timezone"]), anchor_at(meta, now)
-            switch = period_end_ms(period_id("month", now, offset, current), offset, current.day)
+            cal = calendar_at(meta, now, offset)
+            switch = cal.period_end(cal.period_id("month", now))
             meta["pending_anchor"], meta["pending_from_ms"] = anchor, str(switch)
         return [f"anchor_day={configured}->{anchor}"]
 
@@ -152,7 +157,7 @@ class MemoryTenants:
 
     def _calendar(self, t: TenantState) -> tuple[int, Calendar]:
         now = t.now(self._clock())
-        return now, Calendar(utc_offset_min(t.meta["timezone"]), anchor_at(t.meta, now))
+        return now, calendar_at(t.meta, now, utc_offset_min(t.meta.get("timezone", "UTC")))
 
     def _admin(self, t: TenantState, action: str, actor: str, reason: str, changes: str) -> None:
         fields = {"actor": actor, "reason": reason, "action": action, "changes": changes}
@@ -173,7 +178,8 @@ class MemoryTenants:
         check_amount("adjustment", amount, low=-(2**52) + 1)
         t = self._existing(tenant)
         now, cal = self._calendar(t)
-        prefix = f"{level}|{value}|{unit}|{period_id(period, now, cal.offset_min, cal.anchor)}"
+        prefix = f"{level}|{value}|{unit}|{cal.period_id(period, now)}"
+        t.check_range([prefix], "credit", {unit: amount})
         t.add(f"{prefix}|credit", amount)
         t.touch(prefix, now, self.settings, cal)
         self._admin(t, "adjust", actor, reason, f"credit {prefix} {amount:d}")
@@ -184,7 +190,7 @@ class MemoryTenants:
     ) -> list[BalanceRow]:
         t = self._existing(tenant)
         now, cal = self._calendar(t)
-        current = {"-"} | {period_id(p, now, cal.offset_min, cal.anchor) for p in ("month", "day")}
+        current = {"-"} | {cal.period_id(p, now) for p in ("month", "day")}
         prefixes, zeroed = [], []
         for name, amount in list(t.ledger.items()):
             parts = name.split("|")
@@ -196,6 +202,7 @@ class MemoryTenants:
                 if amount != 0:
                     zeroed.append(f"{prefix}={amount:d}")
                     t.ledger[name] = 0
+        t.mark_reset(prefixes, now, self.settings)
         self._admin(t, "reset", actor, reason, " ".join(sorted(zeroed)) or "-")
         return self._rows(t, sorted(prefixes))
 

@@ -31,6 +31,14 @@ class ReplyError(Exception):
     """Redis answered with an error (`-ERR …`, `-NOSCRIPT …`)."""
 
 
+class NotSent(ConnectionError):
+    """The command was never written: no connection to Redis could be made (so it cannot run)."""
+
+
+class ConnectTimeout(TimeoutError):
+    """The command was never written: connecting to Redis took longer than CONNECT_TIMEOUT_S."""
+
+
 def pack(args: tuple[str, ...]) -> bytes:
     """The RESP array of bulk strings for one command."""
     out = [f"*{len(args)}\r\n"]
@@ -57,7 +65,7 @@ class _Protocol(asyncio.Protocol):
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         if self.lost or self._transport is None:
-            raise ConnectionError("the Redis connection is closed")
+            raise NotSent("the Redis connection is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending.append((future, self._loop.time()))
         if not self._out:
@@ -133,12 +141,18 @@ class Wire:
 
     async def call(self, *args: str) -> Any:
         """Send one command and return its reply; ReplyError for an error reply,
-        ConnectionError or TimeoutError when Redis cannot be reached or does not answer."""
+        ConnectionError or TimeoutError when Redis cannot be reached or does not answer (NotSent
+        or ConnectTimeout when the command was never written)."""
         protocol = self._protocol
         if protocol is None or protocol.lost:
             if self._closed:
-                raise ConnectionError("the Redis connection was closed")
-            protocol = await self._connect()
+                raise NotSent("the Redis connection was closed")
+            try:
+                protocol = await self._connect()
+            except TimeoutError as exc:
+                raise ConnectTimeout(f"cannot connect to Redis: {exc}") from exc
+            except OSError as exc:  # refused, unreachable, closed
+                raise NotSent(f"cannot connect to Redis: {exc}") from exc
         return await protocol.send(pack(args))
 
     async def _connect(self) -> _Protocol:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from proxy.policy.advice import warnings
 from proxy.policy.runtime import (
     UNITS_PER_USD,
     Budget,
@@ -21,6 +22,7 @@ _INDENT = "  "
 def describe(policy: Policy) -> str:
     """A human-readable summary of everything `policy` would enforce."""
     sections = [
+        *([[f"WARNING: {text}" for text in warnings(policy)]] if warnings(policy) else []),
         _settings(policy),
         _upstreams(policy),
         _models(policy),
@@ -56,7 +58,16 @@ def _settings(policy: Policy) -> list[str]:
         f"{_INDENT}unknown tenants: {unknown}",
         f"{_INDENT}bound {policy.bound}: {bound}",
         f"{_INDENT}request_fields {policy.request_fields}: {_FIELDS[policy.request_fields]}",
+        f"{_INDENT}client address: {_client_address(policy)}",
     ]
+
+
+def _client_address(policy: Policy) -> str:
+    ipv6 = f"; IPv6 clients counted by /{policy.client_ipv6_prefix}"
+    if not policy.trusted_proxies:
+        return f"the TCP peer (no trusted_proxies){ipv6}"
+    networks = ", ".join(str(network) for network in policy.trusted_proxies)
+    return f"{policy.forwarded_header} from trusted proxies {networks}, else the TCP peer{ipv6}"
 
 
 _FIELDS = {
@@ -138,6 +149,8 @@ def _billables(price: ModelPrice) -> list[str]:
     long = price.long_context
     if long is not None:
         write = "" if long.cache_write is None else f"; cache_write {usd(long.cache_write)}"
+        if long.cache_write_1h is not None:
+            write += f"; cache_write_1h {usd(long.cache_write_1h)}"
         lines.append(
             f"prompt above {long.above:,} tokens: {usd(long.input)} / {usd(long.cached_input)} "
             f"/ {usd(long.output)}{write}"
@@ -146,6 +159,9 @@ def _billables(price: ModelPrice) -> list[str]:
         lines.append(f"documents: {price.document_tokens:,} prompt tokens reserved each")
     if price.tool_prompt_tokens:
         lines.append(f"tool prompt: {price.tool_prompt_tokens:,} tokens on a call with tools")
+    if price.client_tool_tokens:
+        tools = ", ".join(f"{kind} {n:,}" for kind, n in sorted(price.client_tool_tokens.items()))
+        lines.append(f"client tools, prompt tokens each: {tools}")
     return lines
 
 
@@ -156,6 +172,8 @@ def _model_extras(price: ModelPrice) -> str:
         value = getattr(price, kind)
         if value is not None:
             extras.append(f"{kind} {usd(value)}")
+        if kind == "cache_write" and value is not None:
+            extras.append(f"cache_write_1h {usd(price.hour_write)}")
     if price.tokenizer_factor != 1:
         extras.append(f"tokenizer ×{float(price.tokenizer_factor):g}")
     if price.image_token_factor != 1:
@@ -279,7 +297,8 @@ def _operations(policy: Policy) -> list[str]:
         f"drain_after_disconnect {t.drain_after_disconnect:g}, "
         f"non_stream_answer {t.non_stream_answer:g}",
         f"Body limits (bytes): {limits.max_body_bytes}{overrides}; tokenized up to "
-        f"{limits.tokenize_max_bytes}, byte-count bound above",
+        f"{limits.tokenize_max_bytes}, byte-count bound above; whole answers up to "
+        f"{limits.max_answer_bytes}",
         f"Reservations (s): cap {r.cap_ms // 1000}, tombstone {r.tombstone_ms // 1000}, run idle "
         f"{r.run_idle_ms // 1000}, period grace {r.period_grace_ms // 1000}; "
         f"on expiry: {r.on_expiry}",

@@ -1,5 +1,5 @@
 """A model's prices beyond its tokens, as written → their runtime form: service tiers, hosted
-tools, long-context prices, documents and the tool prompt.
+tools, long-context prices, documents, the tool prompt and Anthropic's client tools.
 
 Everything a provider may bill a call for must be priced here or the call is refused
 (proxy/billable.py), so each field checks that the reservation it leads to stays an upper bound:
@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from proxy.policy.runtime import (
+    CLAUDE_CLIENT_TOOL_TOKENS,
     CLAUDE_TOOL_PROMPT_TOKENS,
     STANDARD_TIERS,
     LongContext,
@@ -38,6 +39,7 @@ def compile_features(name: str, model: ModelSpec, report: Report) -> dict[str, A
         "long_context": _long_context((*loc, "long_context"), model, report),
         "document_tokens": _documents((*loc, "documents"), model.documents, report),
         "tool_prompt_tokens": _tool_prompt(name, model),
+        "client_tool_tokens": _client_tools(name, model),
     }
 
 
@@ -65,6 +67,7 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
         ("input", model.input),
         ("cached_input", model.cached_input),
         ("cache_write", model.cache_write),
+        ("cache_write_1h", model.cache_write_1h),
         ("output", model.output),
     ):
         above = getattr(spec, kind)
@@ -79,6 +82,7 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
     long_input = _usd(spec.input, (*loc, "input"), what, report)
     cached = spec.cached_input
     write = spec.cache_write
+    hour = spec.cache_write_1h
     return LongContext(
         above=spec.above,
         input=long_input,
@@ -87,6 +91,7 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
         else _usd(cached, (*loc, "cached_input"), what, report),
         output=_usd(spec.output, (*loc, "output"), what, report),
         cache_write=None if write is None else _usd(write, (*loc, "cache_write"), what, report),
+        cache_write_1h=None if hour is None else _usd(hour, (*loc, "cache_write_1h"), what, report),
     )
 
 
@@ -110,6 +115,11 @@ def _tool_prompt(name: str, model: ModelSpec) -> int:
     if model.tool_prompt_tokens is not None:
         return model.tool_prompt_tokens
     return CLAUDE_TOOL_PROMPT_TOKENS if name.startswith("claude") else 0
+
+
+def _client_tools(name: str, model: ModelSpec) -> dict[str, int]:
+    published = CLAUDE_CLIENT_TOOL_TOKENS if name.startswith("claude") else {}
+    return {**published, **model.client_tool_tokens}
 
 
 def _usd(value: Decimal, loc: Loc, what: tuple[str, str], report: Report) -> int:

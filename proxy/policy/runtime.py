@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
+from proxy.peers import ForwardedHeader, Network
+
 LEVELS: tuple[str, ...] = ("tenant", "workspace", "app", "workflow", "agent", "toolset", "run")
 """Scope levels, outermost first. `run` is keyed by (tenant, run id) and has no period."""
 
@@ -140,10 +142,41 @@ STANDARD_TIERS = frozenset({"default", "standard", "standard_only"})
 """Service tier names that mean the model's own prices (OpenAI's `default`, Anthropic's
 `standard` and `standard_only`). `auto` is not a tier: the provider picks one."""
 
+FIVE_MINUTE_WRITE = Fraction(5, 4)
+"""A cache write's price over the input price where the policy names none (Anthropic's 5-minute
+writes; a one-hour write is twice the input)."""
+
+
+def default_write(input_price: int) -> int:
+    """The price of a cache write the policy does not price: FIVE_MINUTE_WRITE times the input
+    price, rounded up."""
+    return -(-input_price * FIVE_MINUTE_WRITE.numerator // FIVE_MINUTE_WRITE.denominator)
+
+
 CLAUDE_TOOL_PROMPT_TOKENS = 346
 """Anthropic's tool-use system prompt for the Claude 4 models (and 3.7 Sonnet) with tool_choice
 auto or none (313 with any or tool), billed on every call that sends `tools`: the default
 `tool_prompt_tokens` of a model whose name starts with `claude`."""
+
+_BASH, _EDITOR = 245, 700
+_COMPUTER = 735 + 499
+CLAUDE_CLIENT_TOOL_TOKENS: Mapping[str, int] = {
+    **dict.fromkeys(("bash_20241022", "bash_20250124"), _BASH),
+    **dict.fromkeys(
+        (
+            "text_editor_20241022",
+            "text_editor_20250124",
+            "text_editor_20250429",
+            "text_editor_20250728",
+        ),
+        _EDITOR,
+    ),
+    **dict.fromkeys(("computer_20241022", "computer_20250124", "computer_20251124"), _COMPUTER),
+}
+"""The input tokens Anthropic documents for its client tools, by type, besides the tool-use system
+prompt: the bash tool 245, the text editor 700, computer use 735 plus its own system prompt
+(466 to 499; the most is reserved). The default `client_tool_tokens` of a `claude*` model; the
+memory tool's are not published, so it is refused unless the policy gives them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +198,14 @@ class LongContext:
     cached_input: int
     output: int
     cache_write: int | None = None
-    """None: the long-context input price."""
+    """None: 1.25 times the long-context input price (ModelPrice.five_write)."""
+    cache_write_1h: int | None = None
+    """None: twice the long-context input price (ModelPrice.hour_write)."""
+
+    @property
+    def five_write(self) -> int:
+        """The long-context price of a 5-minute (or untimed) cache write."""
+        return default_write(self.input) if self.cache_write is None else self.cache_write
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +218,9 @@ class ModelPrice:
     output: int
     encoding: str = "o200k_base"
     cache_write: int | None = None
-    """Prompt tokens written to a provider's cache (Anthropic); None: the input price."""
+    """Prompt tokens written to a provider's cache (Anthropic's default 5-minute cache, OpenAI's
+    `cache_write_tokens`); None: a request asking for cache writes (`cache_control`) is refused,
+    and writes a usage reports anyway are charged at `five_write`."""
     tokenizer_factor: Fraction = Fraction(1)
     """The encoding's count is scaled by this to estimate the model's own tokens."""
     image_token_factor: Fraction = Fraction(1)
@@ -210,9 +252,33 @@ class ModelPrice:
     tool_prompt_tokens: int = 0
     """Prompt tokens the provider adds to every call that sends tools (Claude's tool-use system
     prompt)."""
+    client_tool_tokens: Mapping[str, int] = field(default_factory=dict)
+    """Anthropic's client tools by type (`bash_20250124`, ...): the prompt tokens each adds
+    besides its JSON. A call sending a client tool type not listed is refused."""
+    cache_write_1h: int | None = None
+    """Prompt tokens written to a one-hour cache (Anthropic's `ttl: "1h"`); None: `hour_write`."""
     tier: str | None = None
     """Set per call, never in the policy: the service tier the call was reserved at, which it is
     charged at when the answer names none (None: standard)."""
+    cache_ttl: str | None = None
+    """Set per call, never in the policy: the longest cache TTL the request asks for (`5m`,
+    `1h`), at whose price cache writes are charged when the usage does not say their TTL
+    (None: no cache_control)."""
+
+    @property
+    def five_write(self) -> int:
+        """The price of a 5-minute (or untimed) cache write: `cache_write`, else 1.25 times the
+        input price, rounded up (Anthropic's published rule, and OpenAI's for the models that
+        bill writes): a write the policy did not price is never charged as plain input."""
+        return default_write(self.input) if self.cache_write is None else self.cache_write
+
+    @property
+    def hour_write(self) -> int:
+        """The price of a one-hour cache write: `cache_write_1h`, else twice the input price
+        (Anthropic's published rule), never below the 5-minute price."""
+        if self.cache_write_1h is not None:
+            return self.cache_write_1h
+        return max(2 * self.input, self.five_write)
 
 
 _DATED = re.compile(r"(.+)-(?:(\d{4})-(\d{2})-(\d{2})|(\d{4})(\d{2})(\d{2})|(\d{2})(\d{2}))")
@@ -312,6 +378,10 @@ class Limits:
     """Prompt tokens of an image whose size is unknown; the default is the tile rule's worst
     case (estimate.IMAGE_TOKENS), so the reservation stays an upper bound."""
 
+    max_answer_bytes: int = 64 * 1024 * 1024
+    """A whole answer from the provider (not a stream) is read into memory up to this many
+    bytes; a larger one is 502 (and a budgeted call charged: it was delivered)."""
+
     def body_limit(self, path: str) -> int:
         return self.route_body_bytes.get(path, self.max_body_bytes)
 
@@ -355,6 +425,12 @@ class Policy:
     """After the ledger's epoch is lost (ledger/safety.py): refuse every call (503), or forward
     unbudgeted as fail_mode open does (local rate limit; charges not written to that store)."""
     identity: Literal["header", "api_key"] = "header"
+    trusted_proxies: tuple[Network, ...] = ()
+    """Peers whose forwarded-for header names the client (proxy/peers.py); none by default."""
+    forwarded_header: ForwardedHeader = "x-forwarded-for"
+    """The header those proxies write: x-forwarded-for, or forwarded (RFC 7239)."""
+    client_ipv6_prefix: int = 64
+    """An IPv6 client's failed authentications are counted by its network of this many bits."""
     unknown_tenant: str | None = None
     """None: unknown tenants are denied (403). Otherwise the plan they are admitted on."""
     bound: Literal["hard", "soft"] = "hard"

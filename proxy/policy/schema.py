@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -23,6 +23,8 @@ from pydantic_core import ErrorDetails
 from proxy.encodings import encoding_for_model
 from proxy.errors import PolicyError
 from proxy.model_rules import default_limit_field, reasons_by_name
+from proxy.peers import parse_networks
+from proxy.policy import lifetimes
 from proxy.policy.aliases import compile_aliases
 from proxy.policy.features import compile_features
 from proxy.policy.fields import fields_at
@@ -73,8 +75,16 @@ STORED_OBJECT_PATHS: tuple[str, ...] = (
     "/containers",
 )
 """Endpoints that create, list or read objects kept at the provider under the proxy's key."""
-_SETTINGS = {"mode", "fail_mode", "on_store_lost", "identity", "bound", "request_fields"}
-_STREAM_TOTAL: Loc = ("timeouts", "stream_total")
+_SETTINGS = {
+    "mode",
+    "fail_mode",
+    "on_store_lost",
+    "identity",
+    "forwarded_header",
+    "client_ipv6_prefix",
+    "bound",
+    "request_fields",
+}
 _MS_FIELDS = {
     name: name.replace("_seconds", "_ms")
     for name in (
@@ -154,6 +164,7 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
     )
     return Policy(
         **settings,
+        trusted_proxies=parse_networks(spec.trusted_proxies),
         unknown_tenant=_unknown_tenant(spec, out),
         upstreams={n: _upstream(n, u, spec, timeouts, out) for n, u in spec.upstreams.items()},
         routes=_routes(spec, timeouts, out),
@@ -253,9 +264,11 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         message = f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}"
         out.append(Issue((*loc, "encoding"), message))
     output = _amount(model.output, USD_PLACES, (*loc, "output"), what, out)
-    cache_write = None
-    if model.cache_write is not None:
-        cache_write = _amount(model.cache_write, USD_PLACES, (*loc, "cache_write"), what, out)
+    writes = {
+        kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
+        for kind in ("cache_write", "cache_write_1h")
+        if (value := getattr(model, kind)) is not None
+    }
     factor = Fraction(model.tokenizer_factor or 1)
     media: dict[str, Any] = {
         kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
@@ -268,11 +281,12 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         cached,
         output,
         encoding,
-        cache_write,
+        writes.get("cache_write"),
         factor,
         image_token_factor=Fraction(model.image_token_factor or 1),
         limit_field=model.limit_field or default_limit_field(name),
         reasoning=reasons_by_name(name) if model.reasoning is None else model.reasoning,
+        cache_write_1h=writes.get("cache_write_1h"),
         **media,
         **compile_features(name, model, lambda at, message: out.append(Issue(at, message))),
     )
@@ -425,47 +439,9 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
     settings = ReservationSettings(
         **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()}
     )
-    cap, tombstone = settings.cap_ms // 1000, settings.tombstone_ms // 1000
-    stream_total, where = _longest(spec, timeouts, "stream_total")
-    longest = stream_total + timeouts.drain_after_disconnect
-    if cap <= longest:
-        at: Loc = ("reservations", "cap_seconds") if "cap_seconds" in given else where
-        message = (
-            f"reservations.cap_seconds ({cap}) must exceed {field_path(where)} + "
-            f"timeouts.drain_after_disconnect ({longest:g}), or an open reservation would "
-            "expire while its stream is still running"
-        )
-        out.append(Issue(at, message))
-    answer, where = _longest(spec, timeouts, "non_stream_answer")
-    if cap <= answer:
-        at = ("reservations", "cap_seconds") if "cap_seconds" in given else where
-        message = (
-            f"reservations.cap_seconds ({cap}) must exceed {field_path(where)} ({answer:g}), "
-            "or an open reservation would expire while its call still waits for the answer; "
-            "raise cap_seconds or lower the timeout"
-        )
-        out.append(Issue(at, message))
-    if tombstone < cap:
-        message = (
-            f"reservations.tombstone_seconds ({tombstone}) must be at least cap_seconds ({cap}), "
-            "so a late or repeated settle is recognised"
-        )
-        out.append(Issue(("reservations", "tombstone_seconds"), message))
+    issues = lifetimes.check(spec, timeouts, settings, given)
+    out.extend(Issue(loc, message) for loc, message in issues)
     return settings
-
-
-def _longest(
-    spec: PolicySpec, timeouts: Timeouts, name: Literal["stream_total", "non_stream_answer"]
-) -> tuple[float, Loc]:
-    """The largest value of timeout `name` any call may get (the policy's or a route's), and
-    where it is written."""
-    longest: float = getattr(timeouts, name)
-    where: Loc = ("timeouts", name)
-    for index, route in enumerate(spec.routes):
-        own = getattr(route.timeouts, name) if route.timeouts else None
-        if own is not None and own > longest:
-            longest, where = own, ("routes", index, "timeouts", name)
-    return longest, where
 
 
 def _amount(value: Decimal, places: int, loc: Loc, what: tuple[str, str], out: list[Issue]) -> int:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from proxy.peers import parse_networks
 from proxy.policy.units import THRESHOLD_HINT, basis_points
 
 BUDGETED_PATHS: tuple[str, ...] = (
@@ -52,6 +53,14 @@ def _check_base_url(url: str) -> str:
             "base_url must not carry credentials; name an environment variable in api_key_env"
         )
     return url.rstrip("/")
+
+
+def _check_network(text: str) -> str:
+    try:
+        parse_networks([text])
+    except ValueError as exc:
+        raise _problem(str(exc)) from None
+    return text
 
 
 def _check_passthrough(path: str) -> str:
@@ -204,7 +213,9 @@ class LongContextSpec(_Spec):
     cached_input: Money | None = None
     """Default: the long-context input price."""
     cache_write: Money | None = None
-    """Default: the long-context input price."""
+    """Default: 1.25 times the long-context input price."""
+    cache_write_1h: Money | None = None
+    """Default: twice the long-context input price."""
     output: Money
 
 
@@ -223,6 +234,11 @@ class ModelSpec(_Spec):
     input: Money
     cached_input: Money | None = None
     cache_write: Money | None = None
+    """Cache writes: Anthropic's 5-minute ones, OpenAI's `cache_write_tokens`; without it,
+    requests with `cache_control` are refused, and writes reported anyway are charged at 1.25
+    times the input price."""
+    cache_write_1h: Money | None = None
+    """One-hour cache writes (`ttl: "1h"`); default: twice the input price."""
     output: Money
     encoding: str | None = None
     tokenizer_factor: Annotated[Decimal, BeforeValidator(_not_float), Field(gt=0, le=10)] | None = (
@@ -262,6 +278,10 @@ class ModelSpec(_Spec):
     tool_prompt_tokens: Tokens | None = None
     """Prompt tokens the provider adds to a call that sends tools; default 346 for `claude*`
     models (Anthropic's tool-use system prompt), 0 otherwise."""
+    client_tool_tokens: dict[FeatureName, Tokens] = {}
+    """Anthropic's client tools by type (`bash_20250124: 245`): the prompt tokens each adds;
+    added to (or overriding) the published ones for `claude*` models. A call sending another
+    client tool type (bash, text_editor, computer, memory) is refused."""
 
 
 class BudgetSpec(_Spec):
@@ -382,6 +402,7 @@ class LimitsSpec(_Spec):
     max_body_bytes: Bytes | None = None
     route_body_bytes: dict[Annotated[str, AfterValidator(_check_route_path)], Bytes] | None = None
     tokenize_max_bytes: Bytes | None = None
+    max_answer_bytes: Bytes | None = None
     image_tokens_default: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     """Prompt tokens of an image whose size cannot be read (a URL, an unknown format)."""
 
@@ -405,6 +426,9 @@ class PolicySpec(_Spec):
     fail_mode: Literal["closed", "open"] | None = None
     on_store_lost: Literal["closed", "shadow"] | None = None
     identity: Literal["header", "api_key"] | None = None
+    trusted_proxies: list[Annotated[str, AfterValidator(_check_network)]] = []
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] | None = None
+    client_ipv6_prefix: Annotated[int, Field(ge=16, le=128)] | None = None
     unknown_tenant: Name = "deny"
     bound: Literal["hard", "soft"] | None = None
     request_fields: Literal["strict", "forward"] | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from proxy.errors import BadRequest
+from proxy.errors import BadRequest, NotFound
 
 PREFIX = "/openai/deployments/"
 OPERATIONS: dict[str, str] = {
@@ -37,6 +37,18 @@ def parse_path(path: str) -> tuple[str, str] | None:
     if operation not in OPERATIONS or not DEPLOYMENT.fullmatch(deployment):
         return None
     return deployment, OPERATIONS[operation]
+
+
+def not_a_deployment(path: str) -> NotFound:
+    """The refusal of a deployment path whose name no upstream could list (the router takes
+    any segment; the policy's `deployments:` only names DEPLOYMENT)."""
+    deployment = path[len(PREFIX) :].partition("/")[0]
+    return NotFound(
+        f"No deployment {deployment[:130]!r}: a deployment name is 1 to 128 characters of "
+        "A-Z a-z 0-9 _ . - and starts with a letter, a digit or _. Check the deployment in the "
+        "URL (the client's `model`).",
+        code="deployment_not_found",
+    )
 
 
 def upstream_path(deployment: str, suffix: str, api_version: str | None, upstream: str) -> str:

@@ -5,8 +5,11 @@
 policy's `tokenizer_factor` scales the count (call.py), since Claude's tokenizer is not available
 offline. Usage: `input_tokens` excludes the cache, so the prompt is input + cache writes + cache
 reads; a stream reports input and cache tokens in `message_start` and the cumulative
-`output_tokens` in `message_delta`. The usage also says what else was billed: the
-`service_tier` and the server tools' calls (`server_tool_use.web_search_requests`, ...).
+`output_tokens` in `message_delta`. Cache writes are split by TTL in `cache_creation`
+(`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`), each priced at its own rate; writes
+the split does not account for are priced at the longest TTL the call asked for. The usage also
+says what else was billed: the `service_tier` and the server tools' calls
+(`server_tool_use.web_search_requests`, ...).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from typing import Any
 
 import orjson
 
-from proxy.billable import anthropic_tool_calls
 from proxy.errors import BadRequest, ClientError
 from proxy.estimate import (
     REPLY_PRIMING,
@@ -29,8 +31,9 @@ from proxy.estimate import (
     expect_str,
 )
 from proxy.pricing import Usage
-from proxy.shapes import definitions_tokens
+from proxy.shapes import blocks, definitions_tokens
 from proxy.token_kinds import token_count
+from proxy.tool_uses import anthropic_tool_calls
 from proxy.usage import StreamUsage
 
 IMAGE_TOKENS = 1600
@@ -78,8 +81,8 @@ def estimate_messages(
         )
     prompt = REPLY_PRIMING + _system_tokens(counter, body.get("system"))
     prompt += sum(_message_tokens(counter, m, f"messages[{i}]") for i, m in enumerate(messages))
-    # The tool-use system prompt Anthropic adds is the model's `tool_prompt_tokens`, reserved
-    # beside the estimate (billable.py), where the policy can set it.
+    # The tool-use system prompt Anthropic adds is the model's `tool_prompt_tokens`, which the
+    # reservation adds once, unscaled (billable.reservation): it is not counted here.
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
     output = body.get("output_config")
     if isinstance(output, dict) and isinstance(output.get("format"), dict):
@@ -101,17 +104,34 @@ def parse_usage(usage: Any) -> Usage | None:
     output = token_count(usage.get("output_tokens"))
     if fresh is None or output is None:
         return None
-    written = token_count(usage.get("cache_creation_input_tokens")) or 0
+    five, hour, unsplit = _cache_writes(usage)
     read = token_count(usage.get("cache_read_input_tokens")) or 0
     tier = usage.get("service_tier")
     return Usage(
-        fresh + written + read,
+        fresh + five + hour + unsplit + read,
         output,
         read,
-        written,
+        five,
+        cache_write_1h_tokens=hour,
+        cache_write_unsplit_tokens=unsplit,
         service_tier=tier if isinstance(tier, str) else None,
         tool_calls=anthropic_tool_calls(usage.get("server_tool_use")),
     )
+
+
+def _cache_writes(usage: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Cache writes at the 5-minute and the one-hour TTL (`cache_creation`), and those whose TTL
+    the usage does not say: all of `cache_creation_input_tokens` without a split, what it holds
+    beyond the split with one (Anthropic has answered 0/0 splits of a total on web search turns;
+    a stream's `message_delta` may raise the total without resending the split). Those are
+    charged at the longest TTL the call asked for, never assumed to be 5-minute ones."""
+    total = token_count(usage.get("cache_creation_input_tokens")) or 0
+    split = usage.get("cache_creation")
+    if not isinstance(split, dict):
+        return 0, 0, total
+    five = token_count(split.get("ephemeral_5m_input_tokens")) or 0
+    hour = token_count(split.get("ephemeral_1h_input_tokens")) or 0
+    return five, hour, max(0, total - five - hour)
 
 
 class MessagesStreamUsage(StreamUsage):
@@ -190,5 +210,7 @@ def _block_tokens(counter: TextCounter, block: Any, path: str) -> int:
         return IMAGE_TOKENS
     if kind == "tool_result" and isinstance(block.get("content"), list):
         return _blocks_tokens(counter, block["content"], f"{path}.content")
-    # Tool calls and results, documents, thinking: their JSON bounds them.
-    return counter.count_json(block)
+    # Tool calls and results, documents, thinking: their JSON bounds them, but for the images
+    # they hold (a document of content blocks), which are billed by their pixels.
+    images = blocks.of_type(block, path, "image")
+    return counter.count_json(block) + IMAGE_TOKENS * len(images)

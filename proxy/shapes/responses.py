@@ -6,9 +6,9 @@ their outputs, reasoning, ...), which are counted by their JSON. `instructions` 
 message and a string `input` a user message, each counted with its role's tokens as chat counts
 a message. `max_output_tokens` is the completion bound. Usage comes from the body, or from the
 `response.completed` (or `.incomplete`, `.failed`) event of a stream; both carry
-`usage.input_tokens`, `output_tokens` and the cached and reasoning details, and the response
-says what else it billed: its `service_tier`, and the hosted tool calls among its `output`
-items (billable.py).
+`usage.input_tokens`, `output_tokens` and the cached, cache-write and reasoning details, and the
+response says what else it billed: its `service_tier`, and the hosted tool calls among its
+`output` items (billable.py).
 
 Stored state: OpenAI keeps a response (`store` defaults to true) under the provider's account.
 With `identity: api_key` every tenant shares that account, so another tenant holding a response
@@ -22,7 +22,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.billable import responses_tool_calls
 from proxy.errors import BadRequest
 from proxy.estimate import (
     IMAGE_TOKENS,
@@ -38,6 +37,7 @@ from proxy.estimate import (
 from proxy.pricing import Usage
 from proxy.shapes import definitions_tokens
 from proxy.token_kinds import token_count
+from proxy.tool_uses import responses_tool_calls
 from proxy.usage import StreamUsage
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
@@ -112,17 +112,18 @@ def usage_of_response(obj: Mapping[str, Any]) -> Usage | None:
 
 
 def parse_usage(usage: Any) -> Usage | None:
-    """A Responses `usage` object as a Usage: cached tokens are part of `input_tokens`,
-    reasoning tokens part of `output_tokens` (never counted below them)."""
+    """A Responses `usage` object as a Usage: cached and cache-write tokens are parts of
+    `input_tokens`, reasoning tokens part of `output_tokens` (never counted below them)."""
     if not isinstance(usage, dict):
         return None
     prompt = token_count(usage.get("input_tokens"))
     completion = token_count(usage.get("output_tokens"))
     if prompt is None or completion is None:
         return None
-    cached = _detail(usage, "input_tokens_details", "cached_tokens")
+    cached = min(_detail(usage, "input_tokens_details", "cached_tokens"), prompt)
+    written = min(_detail(usage, "input_tokens_details", "cache_write_tokens"), prompt - cached)
     reasoning = _detail(usage, "output_tokens_details", "reasoning_tokens")
-    return Usage(prompt, max(completion, reasoning), min(cached, prompt))
+    return Usage(prompt, max(completion, reasoning), cached, written)
 
 
 class ResponsesStreamUsage(StreamUsage):

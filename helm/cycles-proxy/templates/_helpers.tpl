@@ -56,6 +56,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* The metrics-token Secret, or nothing when no token is configured. */}}
+{{- define "cycles-proxy.metricsSecret" -}}
+{{- if .Values.metrics.token.existingSecret -}}
+{{- .Values.metrics.token.existingSecret -}}
+{{- else if .Values.metrics.token.value -}}
+{{- printf "%s-metrics-token" (include "cycles-proxy.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "cycles-proxy.hasSharedStore" -}}
 {{- if or .Values.store.url .Values.store.existingSecret -}}true{{- end -}}
 {{- end -}}
@@ -98,6 +107,7 @@ Takes (dict "ctx" <context> "sidecar" <bool>).
 {{- $adminExposed := and (not $sidecar) $v.admin.enabled $v.admin.service.enabled -}}
 {{- $providerKeys := include "cycles-proxy.providerKeysSecret" .ctx -}}
 {{- $adminSecret := include "cycles-proxy.adminSecret" .ctx -}}
+{{- $metricsSecret := include "cycles-proxy.metricsSecret" .ctx -}}
 - name: cycles-proxy
   image: {{ printf "%s:%s" $v.image.repository $v.image.tag | quote }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
@@ -123,6 +133,12 @@ Takes (dict "ctx" <context> "sidecar" <bool>).
     - --sigterm=drain
     {{- if $v.metrics.sidecarPort }}
     - --metrics-listen=0.0.0.0:{{ $v.metrics.sidecarPort }}
+    {{- end }}
+    {{- else if $v.metrics.gatewayPort }}
+    # The metrics name tenants: a listener of their own, never the callers' port.
+    - --metrics-listen=0.0.0.0:{{ $v.metrics.gatewayPort }}
+    {{- if and $v.metrics.allowUnauthenticated (not $metricsSecret) }}
+    - --allow-unauthenticated-metrics
     {{- end }}
     {{- end }}
     - --reload-every={{ $v.policies.reloadEvery }}
@@ -161,6 +177,13 @@ Takes (dict "ctx" <context> "sidecar" <bool>).
           name: {{ $adminSecret }}
           key: {{ $v.admin.readTokenKey }}
           optional: true
+    {{- end }}
+    {{- if $metricsSecret }}
+    - name: CYCLES_METRICS_TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: {{ $metricsSecret }}
+          key: {{ $v.metrics.token.key }}
     {{- end }}
     {{- with $v.metrics.tenants }}
     - name: CYCLES_METRICS_TENANTS
@@ -211,6 +234,11 @@ Takes (dict "ctx" <context> "sidecar" <bool>).
     {{- if $adminExposed }}
     - name: admin
       containerPort: {{ $v.admin.port }}
+      protocol: TCP
+    {{- end }}
+    {{- with $v.metrics.gatewayPort }}
+    - name: metrics
+      containerPort: {{ . }}
       protocol: TCP
     {{- end }}
   livenessProbe:

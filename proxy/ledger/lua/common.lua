@@ -1,6 +1,7 @@
 -- common.lua: helpers prepended (by redis.py, at load time) to every per-tenant script.
 --
--- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit (keys.py)
+-- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due
+-- (the due index: tenant -> earliest due time, in the tenant's slot; keys.py)
 -- ARGV (every script): 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms;
 -- the rest per script.
 --
@@ -10,23 +11,32 @@
 -- they keep a period entry they create until a safe bound (see calendar.py period_bound_ms).
 --
 -- Amounts are integers below 2^52 held in Lua doubles. They are only ever formatted with
--- fmt() (string.format '%d'): tostring, `..` on a number and cjson could print 1e+15.
+-- fmt() (string.format '%d'): tostring, `..` on a number and cjson could print 1e+15. The sums
+-- kept in :ledger (spent, reserved, credit) stay within [-SAFE, SAFE]: a script checks every
+-- sum it will change (guard) before it writes anything, and refuses the whole call otherwise
+-- (error OUT_OF_RANGE). Counters that step by one (q|…) cannot get there.
 
 local IDLE, GRACE, TOMB = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local RETAIN = tonumber(ARGV[4])
 local DAY, MINUTE = 86400000, 60000
 local OFFSET, ANCHOR, EXACT = 0, { day = 1, since = 0 }, false
+-- Periods held across a time-zone change, by kind ('day', 'month'): { pid, till } (calendar.py
+-- Hold), loaded with the anchor.
+local HOLD = {}
+local SAFE = 9007199254740991 -- 2^53 - 1
+local TENANT = string.match(KEYS[1], '{t:([^}]*)}')
 
 local function fmt(x)
   return string.format('%d', x)
 end
 
 -- Now, in ms and (for the rate quotas) in µs; both stay exact in doubles until the year 2112.
-local NOW, NOW_US = (function()
+-- SKEW: the tenant's clock offset (the due index is kept in Redis time, without it).
+local NOW, NOW_US, SKEW = (function()
   local t = redis.call('TIME')
   local s, us = tonumber(t[1]), tonumber(t[2])
   local skew = tonumber(redis.call('HGET', KEYS[5], 'clock_offset_ms') or '0')
-  return s * 1000 + math.floor(us / 1000) + skew, s * 1000000 + us + skew * 1000
+  return s * 1000 + math.floor(us / 1000) + skew, s * 1000000 + us + skew * 1000, skew
 end)()
 
 -- Days since 1970-01-01 <-> proleptic Gregorian (y, m, d), after H. Hinnant's algorithms.
@@ -61,20 +71,25 @@ local function local_civil(ms)
   return civil(math.floor((ms + OFFSET * MINUTE) / DAY))
 end
 
--- The anchor in effect at NOW, from :meta (a pending one once its switch time has come).
+-- The anchor in effect at NOW, from :meta (a pending one once its switch time has come), and
+-- the periods held across a time-zone change ('hold_day', 'hold_month': '<pid>:<ms>').
 local function load_anchor()
   local a = redis.call('HMGET', KEYS[5], 'anchor_day', 'anchor_from_ms', 'pending_anchor',
-    'pending_from_ms')
+    'pending_from_ms', 'hold_day', 'hold_month')
   if a[3] and a[3] ~= '' and NOW >= tonumber(a[4]) then
     ANCHOR = { day = tonumber(a[3]), since = tonumber(a[4]) }
   else
     ANCHOR = { day = tonumber(a[1] or '1'), since = tonumber(a[2] or '0') }
   end
+  HOLD = {}
+  for i, kind in ipairs({ 'day', 'month' }) do
+    local pid, till = string.match(a[4 + i] or '', '^([^:]+):(%d+)$')
+    if pid then HOLD[kind] = { pid = pid, till = tonumber(till) } end
+  end
 end
 
--- 'm20261101', 'd20261123' (local dates; see calendar.py) or '-'.
-local function period_id(period)
-  if period == 'none' then return '-' end
+-- The id in the calendar of OFFSET and ANCHOR, without holds.
+local function calendar_id(period)
   local y, m, d = local_civil(NOW)
   if period == 'day' then return string.format('d%04d%02d%02d', y, m, d) end
   if period ~= 'month' then return error('unknown budget period ' .. period) end
@@ -91,13 +106,24 @@ local function period_id(period)
   return string.format('m%04d%02d%02d', y, m, d)
 end
 
+-- 'm20261101', 'd20261123' (local dates; see calendar.py) or '-'. A period held across a
+-- time-zone change stays current until its end, and no later id of its kind is earlier.
+local function period_id(period)
+  if period == 'none' then return '-' end
+  local held = HOLD[period]
+  if held and NOW < held.till then return held.pid end
+  local pid = calendar_id(period)
+  if held and pid < held.pid then return held.pid end
+  return pid
+end
+
 local function pid_date(pid)
   return tonumber(string.sub(pid, 2, 5)), tonumber(string.sub(pid, 6, 7)),
     tonumber(string.sub(pid, 8, 9))
 end
 
--- First millisecond after a period id (month ids under ANCHOR.day).
-local function period_end(pid)
+-- First millisecond after a period id (month ids under ANCHOR.day) in the calendar of OFFSET.
+local function calendar_end(pid)
   local y, m, d = pid_date(pid)
   if string.sub(pid, 1, 1) == 'd' then
     return (days_from_civil(y, m, d) + 1) * DAY - OFFSET * MINUTE
@@ -108,6 +134,13 @@ local function period_end(pid)
     c = math.min(ANCHOR.day, days_in(y, m))
   end
   return days_from_civil(y, m, c) * DAY - OFFSET * MINUTE
+end
+
+-- When a period ends: a held one at the later of its end in the old zone and in this one.
+local function period_end(pid)
+  local held = HOLD[(string.sub(pid, 1, 1) == 'd') and 'day' or 'month']
+  if held and held.pid == pid then return math.max(held.till, calendar_end(pid)) end
+  return calendar_end(pid)
 end
 
 -- Surely after the period ends, whatever its offset and anchor (calendar.period_bound_ms).
@@ -125,15 +158,17 @@ end
 
 -- Period entries live until period end + grace, run entries for an idle TTL after their last
 -- write, other entries without a period (lifetime budgets) for ever. Without EXACT a period
--- entry keeps the expiry it has, or gets a safe bound if it has none.
-local function touch(prefix)
+-- entry keeps the expiry it has, or gets a safe bound if it has none. `hold` (ms, reserve
+-- only) is how long the call being reserved may stay open: a run entry outlives it by the
+-- idle TTL, so it cannot expire under an open call whatever run_idle_ms is.
+local function touch(prefix, hold)
   local pid = string.match(prefix, '[^|]*$')
   if pid ~= '-' and EXACT then
     keep(prefix, period_end(pid) + GRACE)
   elseif pid ~= '-' then
     redis.call('ZADD', KEYS[2], 'NX', fmt(period_bound(pid) + GRACE), prefix)
   elseif string.match(prefix, '^[^|]*') == 'run' then
-    keep(prefix, NOW + IDLE)
+    keep(prefix, NOW + (hold or 0) + IDLE)
   end
 end
 
@@ -220,8 +255,29 @@ local function finish(id, r, state, actual)
   redis.call('ZADD', KEYS[4], fmt(NOW + TOMB), id)
 end
 
+-- The first '<prefix>|<kind>' of `prefixes` whose value plus delta[prefix] (where lines
+-- differ) or delta[unit] would leave [-SAFE, SAFE] (or that holds no integer), else nil.
+local function out_of_range(prefixes, kind, delta)
+  for _, p in ipairs(prefixes) do
+    local d = delta[p] or delta[unit_of(p)] or 0
+    local x = tonumber(redis.call('HGET', KEYS[1], p .. '|' .. kind) or '0')
+    if not x or x ~= math.floor(x) or math.abs(x + d) > SAFE then return p .. '|' .. kind end
+  end
+  return nil
+end
+
+-- Refuse the call, before it writes anything, if a sum would leave the safe range.
+local function guard(prefixes, kind, delta)
+  local field = out_of_range(prefixes, kind, delta)
+  if field then
+    error({ err = 'OUT_OF_RANGE ' .. TENANT .. ' ' .. field .. ' would leave the safe range' })
+  end
+end
+
 -- For each prefix: reserved -= free[unit] (clamped at 0), spent += charge[unit] (signed).
+-- Every spent is checked before the first write.
 local function settle_lines(prefixes, free, charge)
+  if charge then guard(prefixes, 'spent', charge) end
   for _, p in ipairs(prefixes) do
     local unit = unit_of(p)
     if free then
@@ -234,8 +290,8 @@ local function settle_lines(prefixes, free, charge)
 end
 
 -- Alert marks {prefix, basis points, the `spent` that reaches it} this charge (unit → amount
--- added to each prefix's spent) crossed first in their period: spent before < mark <= spent
--- after. `q|alert|<prefix>|<basis points>` remembers a mark fired (HSETNX: once per period and
+-- added to each prefix's spent, or prefix → amount where lines differ) crossed first in their
+-- period: spent before < mark <= spent after. `q|alert|<prefix>|<basis points>` remembers a mark fired (HSETNX: once per period and
 -- scope, however many instances settle) and expires with the period's entries. Returns the
 -- crossed marks as flat triples (prefix, basis points, spent after).
 local function cross_marks(marks, charge)
@@ -243,7 +299,7 @@ local function cross_marks(marks, charge)
   for _, m in ipairs(marks) do
     local p, bp, mark = m[1], m[2], m[3]
     local after = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
-    local before = after - (charge[unit_of(p)] or 0)
+    local before = after - (charge[p] or charge[unit_of(p)] or 0)
     local name = 'q|alert|' .. p .. '|' .. bp
     if before < mark and mark <= after and redis.call('HSETNX', KEYS[1], name, fmt(NOW)) == 1 then
       local pid = string.match(p, '[^|]*$')
@@ -258,6 +314,42 @@ local function cross_marks(marks, charge)
     end
   end
   return out
+end
+
+-- RESET_SPENT generations (see base.py's invariants): 'q|gen|resets' counts the tenant's resets;
+-- 'q|gen|reset|<prefix>' is the count at the line's last reset and 'q|gen|exp|<id>' the count
+-- when reservation <id> was charged at expiry (absent: 0). Both live a tombstone's lifetime,
+-- as long as a late commit can come.
+local GEN = 'q|gen|'
+
+local function generation(name)
+  return tonumber(redis.call('HGET', KEYS[1], GEN .. name) or '0')
+end
+
+-- A commit after EXPIRED_CHARGED: each line gets actual - estimate, except that a line reset
+-- since the expiry charge no longer holds that charge (only what exceeds the estimate is
+-- added), and no line goes below zero (one dropped and written again since). Every line's sum
+-- is computed and checked (guard) before the first write. Returns what was added per prefix,
+-- and per unit actual - estimate or, where a line got more, the most added.
+local function late_charge(id, prefixes, est, act)
+  local since, added, by_unit = generation('exp|' .. id), {}, {}
+  for unit, x in pairs(act) do by_unit[unit] = x end
+  for unit, x in pairs(est) do by_unit[unit] = (by_unit[unit] or 0) - x end
+  for _, p in ipairs(prefixes) do
+    local unit = unit_of(p)
+    local d = (act[unit] or 0) - (est[unit] or 0)
+    if generation('reset|' .. p) > since then d = math.max(d, 0) end
+    local spent = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
+    if spent then d = math.max(d, -spent) end
+    added[p] = d
+    by_unit[unit] = math.max(by_unit[unit] or 0, d)
+  end
+  guard(prefixes, 'spent', added)
+  for _, p in ipairs(prefixes) do
+    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))
+    touch(p)
+  end
+  return added, by_unit
 end
 
 -- Drop up to `limit` ledger entries whose expiry has passed (a budget prefix's three fields,
@@ -275,3 +367,18 @@ local function drop_expired(limit)
   return #gone
 end
 
+-- Index the tenant (KEYS[7]) at its earliest due time: the first deadline or tombstone expiry
+-- of :resv_exp, or the first entry expiry of :ledger_exp, in Redis time (without SKEW); drop
+-- it when it has neither. Every script that adds to either calls this last, so the index is
+-- never later than the tenant's earliest due (the sweeper visits only tenants due by it).
+local function reindex()
+  local r = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  local l = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local due = r[2] and tonumber(r[2])
+  if l[2] and (not due or tonumber(l[2]) < due) then due = tonumber(l[2]) end
+  if due then
+    redis.call('ZADD', KEYS[7], fmt(due - SKEW), TENANT)
+  else
+    redis.call('ZREM', KEYS[7], TENANT)
+  end
+end

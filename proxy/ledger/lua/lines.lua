@@ -1,7 +1,7 @@
 -- lines.lua: where budget lines stand in their current period, read only (what a caller sees
 -- at GET /v1/cycles/balances). Loaded as common.lua + this file.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
 -- ARGV: 1-4 (common.lua), 5 utc offset in minutes, then n × (level, value, unit, period, limit)
 --
 -- Returns: n × (period id, limit, spent, reserved, credit): the period current at NOW in the

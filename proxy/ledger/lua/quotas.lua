@@ -66,8 +66,9 @@ local function check_quotas(q, run)
   return gate
 end
 
--- Count an admitted call against every quota it was checked against.
-local function count_quotas(gate)
+-- Count an admitted call against every quota it was checked against. The run's fields outlive
+-- the call (open for up to `hold` ms) by the idle TTL.
+local function count_quotas(gate, hold)
   for _, name in ipairs(gate.held) do redis.call('HINCRBY', KEYS[1], name, 1) end
   if gate.new_run then
     local marker, today = gate.new_run[1], gate.new_run[2]
@@ -78,7 +79,7 @@ local function count_quotas(gate)
   end
   for _, name in ipairs(gate.run_fields) do
     if string.sub(name, -6) == '|steps' then redis.call('HINCRBY', KEYS[1], name, 1) end
-    keep(name, NOW + IDLE)
+    keep(name, NOW + hold + IDLE)
   end
   for _, r in ipairs(gate.rates) do
     redis.call('HSET', KEYS[1], r[1], fmt(r[2]))

@@ -2,13 +2,14 @@
 -- all lines and count the call against every quota, or do nothing. Idempotent by reservation
 -- id. Loaded as common.lua + audit.lua + candidates.lua + quotas.lua + this file.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
 -- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 reservation id, 6 owner, 7 how long it stays open (ms: the cap, or an action's
 --       shorter ttl), 8 shadow ('1' | '0'), 9 run id ('' for none),
 --       10 tenant version the request was built from ('-': not checked), 11 utc offset in
---       minutes, 12 scope path (for the audit), 13 runs_per_day, 14 steps_per_run,
---       15 requests_per_minute, 16 tokens_per_minute ('-' for none), 17 m = number of
+--       minutes, 12 scope path (for the audit), 13 keep the scope path with the record ('1',
+--       an action's reservation, see below | '0'), 14 runs_per_day, 15 steps_per_run,
+--       16 requests_per_minute, 17 tokens_per_minute ('-' for none), 18 m = number of
 --       concurrency quotas, then m × (level, value, limit), then n = number of lines, then
 --       n × (level, value, unit, period, limit), then four ARGVs per candidate (see
 --       candidates.lua).
@@ -34,23 +35,26 @@
 -- reserved estimate, actual what a commit charged ('-' until then); held as in the reply;
 -- prefixes are '<level>|<value>|<unit>|<period id>' (they never contain spaces). Settled
 -- records keep their :resv_exp score at the tombstone expiry, open ones at their deadline.
+-- With ARGV[13] '1' the scope path is kept beside the record, under '<id>|scope' in :resv (no
+-- id contains '|', and :resv is only ever read by id), and goes with it (sweep.lua): whoever
+-- settles the reservation later is checked against it. Older releases never read that field.
 
 local id, owner, cap, shadow = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8] == '1'
 local run = (ARGV[9] ~= '') and ARGV[9] or nil
-local version, path = ARGV[10], ARGV[12]
+local version, path, keep_scope = ARGV[10], ARGV[12], ARGV[13] == '1'
 OFFSET, EXACT = tonumber(ARGV[11]), true
 local function limit_at(i)
   if ARGV[i] == '-' then return nil end
   return tonumber(ARGV[i])
 end
-local q = { runs_per_day = limit_at(13), steps_per_run = limit_at(14), rpm = limit_at(15),
-            tpm = limit_at(16), conc = {} }
-local m = tonumber(ARGV[17])
+local q = { runs_per_day = limit_at(14), steps_per_run = limit_at(15), rpm = limit_at(16),
+            tpm = limit_at(17), conc = {} }
+local m = tonumber(ARGV[18])
 for i = 1, m do
-  local b = 17 + (i - 1) * 3
+  local b = 18 + (i - 1) * 3
   q.conc[i] = { level = ARGV[b + 1], value = ARGV[b + 2], limit = tonumber(ARGV[b + 3]) }
 end
-local at_n = 18 + 3 * m
+local at_n = 19 + 3 * m
 local n = tonumber(ARGV[at_n])
 local meta = redis.call('HMGET', KEYS[5], 'status', 'version', 'overrides')
 local status = meta[1] or 'active'
@@ -73,6 +77,7 @@ for i = 1, n do
 end
 
 local function reply(outcome, amounts, held, prefixes, first_deny)
+  reindex()
   local out = { status, outcome, amounts, held, fmt(n) }
   for _, l in ipairs(lines) do
     out[#out + 1] = l.pid
@@ -159,8 +164,6 @@ if q.tpm then
   rate(gate, 'tokens_per_minute', q.tpm, (index and amounts or cands[1].amounts).TOKENS)
   if gate.quota and not shadow then return deny(gate) end
 end
-count_quotas(gate)
-
 local text
 if shadow then
   amounts, text = cands[1].amounts, cands[1].text
@@ -170,12 +173,14 @@ else
   text = cands[index + 1].text
 end
 local prefixes = {}
+for i, l in ipairs(lines) do prefixes[i] = l.prefix end
+guard(prefixes, 'reserved', amounts)
+count_quotas(gate, cap)
 for i, l in ipairs(lines) do
   local amount = amounts[l.unit] or 0
   redis.call('HINCRBY', KEYS[1], l.prefix .. '|reserved', fmt(amount))
-  touch(l.prefix)
+  touch(l.prefix, cap)
   l.remaining = l.remaining - amount
-  prefixes[i] = l.prefix
 end
 local would_allow = index ~= nil and not gate.quota
 local decided = outcome(index or 0, would_allow, fitted, gate)
@@ -197,5 +202,6 @@ end
 audit('reserve', f)
 save_record(id, { state = 'OPEN', created = fmt(NOW), deadline = fmt(NOW + cap), owner = owner,
   outcome = decided, amounts = text, actual = '-', held = held, prefixes = prefixes })
+if keep_scope then redis.call('HSET', KEYS[3], id .. '|scope', path) end
 redis.call('ZADD', KEYS[4], fmt(NOW + cap), id)
 return reply(decided, text, held, prefixes)

@@ -1,23 +1,30 @@
--- sweep.lua: resolve overdue reservations, forget expired tombstones and ledger entries.
+-- sweep.lua: resolve overdue reservations, forget expired tombstones and ledger entries, and
+-- reclaim dead owners' open reservations; a bounded amount of each per call.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
 -- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
---       5 on_expiry ('charge' | 'release'), 6 batch (max due reservations and max expired
---       entries handled by this call), 7 the tenant's alert marks by level and unit,
---       'level|unit|basis points|spent that reaches it,…' ('-' for none), 8.. owners known
---       dead: their open reservations are resolved at once, whatever their deadline.
+--       5 on_expiry ('charge' | 'release'), 6 batch (max due reservations, max :resv records
+--       scanned for dead owners and max expired entries handled by this call), 7 the tenant's
+--       alert marks by level and unit, 'level|unit|basis points|spent that reaches it,…' ('-'
+--       for none), 8 the HSCAN cursor of :resv where the pass over dead owners' reservations
+--       resumes ('0' starts it; '-': no such pass), 9.. owners known dead: their open
+--       reservations are resolved whatever their deadline.
 --
 -- Returns: resolved (reservations moved out of OPEN), more ('1' when a batch was full: call
--- again), then per alert threshold an expiry charge crossed first in its period: field prefix,
--- basis points, spent after (as commit.lua: a charge made here alerts like a commit).
+-- again), the next dead-owner cursor ('0' when that pass is complete, '-' when none was asked),
+-- stuck ('-', or '<reservation id> <field>': charging that expired reservation would take the
+-- field out of the safe range, so it was left OPEN and this call stopped there), then per alert
+-- threshold an expiry charge crossed first in its period: field prefix, basis points, spent
+-- after (as commit.lua: a charge made here alerts like a commit).
 --
--- The dead-owner pass reads every record not yet due (open reservations and live
--- tombstones); the caller passes dead owners only until they have been reclaimed once.
+-- Each reservation's expiry is checked before it writes anything, so a call that stops has
+-- written only complete expiries. HSCAN returns every record present for the whole pass at
+-- least once; one seen twice is no longer OPEN and is skipped.
 
-local how, batch = ARGV[5], tonumber(ARGV[6])
+local how, batch, cursor = ARGV[5], tonumber(ARGV[6]), ARGV[8]
 local dead = {}
-for i = 8, #ARGV do dead[ARGV[i]] = true end
-local resolved, fired = 0, {}
+for i = 9, #ARGV do dead[ARGV[i]] = true end
+local resolved, fired, stuck = 0, {}, nil
 
 -- 'level|unit' -> { {basis points, mark}, … }
 local marks_of = {}
@@ -40,15 +47,31 @@ local function alert_on(prefixes, charge)
   for _, x in ipairs(cross_marks(marks, charge)) do fired[#fired + 1] = x end
 end
 
+-- Expire one OPEN record; false (and `stuck` set) when its charge would leave the safe range.
 local function expire(id, r)
   local est = parse_amounts(r.amounts)
-  local state = (how == 'release') and 'EXPIRED_RELEASED' or 'EXPIRED_CHARGED'
+  local charge = (how ~= 'release') and est or nil
+  local field = charge and out_of_range(r.prefixes, 'spent', charge)
+  if field then
+    stuck = id .. ' ' .. field
+    return false
+  end
+  local state = charge and 'EXPIRED_CHARGED' or 'EXPIRED_RELEASED'
+  settle_lines(r.prefixes, est, charge)
   free_held(r.held)
-  settle_lines(r.prefixes, est, (how ~= 'release') and est or nil)
-  if how ~= 'release' then alert_on(r.prefixes, est) end
+  if charge then
+    alert_on(r.prefixes, est)
+    -- Which RESET_SPENT generation this charge belongs to (a late commit's refund needs it).
+    local gen = generation('resets')
+    if gen > 0 then
+      redis.call('HSET', KEYS[1], GEN .. 'exp|' .. id, fmt(gen))
+      keep(GEN .. 'exp|' .. id, NOW + TOMB)
+    end
+  end
   audit('expire', { 'reservation', id, 'state', state, 'amounts', encode_amounts(est) })
   finish(id, r, state, '-')
   resolved = resolved + 1
+  return true
 end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', fmt(NOW), 'LIMIT', 0, batch)
@@ -56,22 +79,26 @@ for _, id in ipairs(due) do
   local raw = redis.call('HGET', KEYS[3], id)
   local r = raw and parse_record(raw)
   if r and r.state == 'OPEN' then
-    expire(id, r)
+    if not expire(id, r) then break end
   else
-    redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[3], id, id .. '|scope')
     redis.call('ZREM', KEYS[4], id)
   end
 end
 
-if next(dead) then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. fmt(NOW), '+inf')) do
-    local raw = redis.call('HGET', KEYS[3], id)
-    local r = raw and parse_record(raw)
-    if r and r.state == 'OPEN' and dead[r.owner] then expire(id, r) end
+if cursor ~= '-' and not stuck then
+  local page = redis.call('HSCAN', KEYS[3], cursor, 'COUNT', batch)
+  cursor = page[1]
+  local records = page[2]
+  for i = 1, #records, 2 do
+    local r = parse_record(records[i + 1])
+    if r.state == 'OPEN' and dead[r.owner] and not expire(records[i], r) then break end
   end
 end
 
 local dropped = drop_expired(batch)
-local reply = { fmt(resolved), (#due == batch or dropped == batch) and '1' or '0' }
+reindex()
+local more = not stuck and (#due == batch or dropped == batch)
+local reply = { fmt(resolved), more and '1' or '0', cursor, stuck or '-' }
 for _, x in ipairs(fired) do reply[#reply + 1] = x end
 return reply

@@ -1,9 +1,10 @@
 -- tenant.lua: create a tenant, change its record or its status, in one script with its audit
 -- entry. Loaded as common.lua + audit.lua + this file.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
 -- ARGV: 1-4 (common.lua), 5 op ('create' | 'update' | 'status' | 'note'), 6 actor, 7 reason,
---       8 utc offset in minutes (of the tenant's time zone, for an anchor change), then
+--       8 utc offset in minutes (of the tenant's time zone before this change, for an anchor or
+--       time-zone change), then
 --       create: 9.. field, value pairs (status, plan, mode, anchor_day, timezone, overrides)
 --       update: 9 anchor day ('-': unchanged), 10.. field, value pairs to set
 --       status: 9 the new status
@@ -14,7 +15,8 @@
 --
 -- An anchor change is stored as pending_anchor, in effect from pending_from_ms = the end of the
 -- period current under the anchor in effect now (a pending anchor whose time has come is made
--- the anchor first); setting the anchor in effect again drops a pending one.
+-- the anchor first); setting the anchor in effect again drops a pending one. A time-zone change
+-- writes hold_day and hold_month (the periods current now, until they end in the old zone).
 
 local op, actor, reason = ARGV[5], ARGV[6], ARGV[7]
 OFFSET = tonumber(ARGV[8])
@@ -62,6 +64,18 @@ if op == 'status' then
 end
 
 if status == 'closed' then return { 'closed' } end
+-- A time-zone change holds the day and month current now (OFFSET: the old zone) until they
+-- end in it (calendar.py): it never shortens or restarts a period.
+for i = 10, #ARGV, 2 do
+  local zone = redis.call('HGET', KEYS[5], 'timezone') or 'UTC'
+  if ARGV[i] == 'timezone' and zone ~= ARGV[i + 1] then
+    load_anchor()
+    for _, kind in ipairs({ 'day', 'month' }) do
+      local pid = period_id(kind)
+      redis.call('HSET', KEYS[5], 'hold_' .. kind, pid .. ':' .. fmt(period_end(pid)))
+    end
+  end
+end
 local changes = {}
 for i = 10, #ARGV, 2 do
   local old = redis.call('HGET', KEYS[5], ARGV[i]) or ''

@@ -1,7 +1,7 @@
 -- tenant_ledger.lua: an admin adjustment (credit) or RESET_SPENT on the tenant's current
 -- period, with its audit entry. Loaded as common.lua + audit.lua + this file.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
 -- ARGV: 1-4 (common.lua), 5 op ('adjust' | 'reset'), 6 actor, 7 reason, 8 utc offset in
 --       minutes (of the tenant's time zone), then
 --       adjust: 9 level, 10 value, 11 unit, 12 period, 13 signed amount added to credit
@@ -34,8 +34,10 @@ end
 if op == 'adjust' then
   local amount = tonumber(ARGV[13])
   local prefix = ARGV[9] .. '|' .. ARGV[10] .. '|' .. ARGV[11] .. '|' .. period_id(ARGV[12])
+  guard({ prefix }, 'credit', { [ARGV[11]] = amount })
   redis.call('HINCRBY', KEYS[1], prefix .. '|credit', fmt(amount))
   touch(prefix)
+  reindex()
   admin('credit ' .. prefix .. ' ' .. fmt(amount))
   return rows({ prefix })
 end
@@ -54,6 +56,15 @@ for i = 1, #entries, 2 do
       redis.call('HSET', KEYS[1], entries[i], '0')
     end
   end
+end
+if #prefixes > 0 then
+  -- A new generation: expiry charges made before it are no longer on these lines.
+  local gen = redis.call('HINCRBY', KEYS[1], GEN .. 'resets', 1)
+  for _, p in ipairs(prefixes) do
+    redis.call('HSET', KEYS[1], GEN .. 'reset|' .. p, fmt(gen))
+    keep(GEN .. 'reset|' .. p, NOW + TOMB)
+  end
+  reindex()
 end
 table.sort(prefixes)
 table.sort(zeroed)

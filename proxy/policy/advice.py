@@ -1,0 +1,26 @@
+"""What a valid policy allows that an operator most likely did not mean: warnings that
+`cycles-proxy check` prints and `serve` logs at every load and reload. Nothing here refuses a
+policy (the loader refuses what cannot be meant at all, such as a trusted range holding every
+address).
+"""
+
+from __future__ import annotations
+
+from proxy.policy.runtime import Policy
+
+WIDEST_TRUSTED = {4: 16, 6: 48}
+"""Prefix lengths past which a trusted_proxies range is more than one site's proxies: a range
+that wide (a /8 of a cluster network, say) holds callers too."""
+
+
+def warnings(policy: Policy) -> list[str]:
+    """One sentence per thing to look at, naming the field and what to write instead."""
+    return [
+        f"trusted_proxies: {network} is wider than /{WIDEST_TRUSTED[network.version]}. Every "
+        f"address in it may name, in {policy.forwarded_header}, the client its failed "
+        "authentications are counted under, so a caller inside it (a pod reaching the "
+        "gateway's Service directly) escapes the per-address limit. List only the addresses "
+        "of your ingress or load balancer."
+        for network in policy.trusted_proxies
+        if network.prefixlen < WIDEST_TRUSTED[network.version]
+    ]

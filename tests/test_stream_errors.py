@@ -1,0 +1,89 @@
+"""An error the provider sends in the middle of a stream (OpenAI's `data: {"error": ...}`,
+Anthropic's and the Responses API's `event: error`) reaches the tenant in its own shape but
+scrubbed as an error answer is: nothing of the shared account (its organisation, limits and
+usage), the original in the operator's log. The stream is charged as it would be without the
+error event."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from fields_support import shapes_policy
+from support import chat, line
+
+from proxy.fake_upstream import ACCOUNT_RATE_LIMIT, ANTHROPIC_RATE_LIMIT, FakeSettings, FakeUpstream
+from proxy.local import local_stack
+
+HEADERS = {"X-Cycles-Tenant": "alpha"}
+ACCOUNT_WORDS = ("org-", "organization", "30000", "29000", "TPM", "40,000", "5d2c1a7e")
+CALLS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "chat": ("/v1/chat/completions", chat(max_tokens=40, stream=True), ACCOUNT_RATE_LIMIT),
+    "messages": (
+        "/v1/messages",
+        {
+            "model": "claude-sonnet-4",
+            "max_tokens": 40,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        ANTHROPIC_RATE_LIMIT,
+    ),
+    "responses": (
+        "/v1/responses",
+        {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 40, "stream": True},
+        ACCOUNT_RATE_LIMIT,
+    ),
+}
+
+
+def error_events(text: str) -> list[dict[str, Any]]:
+    """The data of every error event in an SSE body, whichever API's shape it has."""
+    found = []
+    for block in text.split("\n\n"):
+        named = "event: error" in block
+        for row in block.split("\n"):
+            if row.startswith("data: {"):
+                data = orjson.loads(row[6:])
+                if named or "error" in data:
+                    found.append(data)
+    return found
+
+
+@pytest.mark.parametrize("endpoint", list(CALLS))
+async def test_an_error_event_mid_stream_reaches_the_tenant_scrubbed_and_charged_as_before(
+    tmp_path: Path, store_url: str, endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, body, error = CALLS[endpoint]
+    fake = FakeUpstream(FakeSettings(chunks=4, cut_after=1, stream_error=error))
+    caplog.set_level(logging.INFO)
+    async with (
+        local_stack(shapes_policy(tmp_path), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.post(stack.url + path, json=body, headers=HEADERS) as r:
+            assert r.status == 200
+            text = await r.text()
+        with_error = await line(stack.ledger, "alpha", "tenant")
+        fake.settings.stream_error = None
+        async with session.post(stack.url + path, json=body, headers=HEADERS) as r:
+            assert r.status == 200
+            await r.read()
+        both = await line(stack.ledger, "alpha", "tenant")
+    assert not [word for word in ACCOUNT_WORDS if word in text], text
+    [event] = error_events(text)
+    inner = event.get("error", event)
+    assert "provider" in inner["message"] and "rate limit" in inner["message"]
+    if endpoint == "messages":
+        assert event["type"] == "error" and inner["type"] == "rate_limit_error"
+    elif endpoint == "responses":
+        assert event["type"] == "error" and event["code"] == "rate_limit_exceeded"
+    else:
+        assert inner["code"] == "rate_limit_exceeded"
+    assert error["message"][:40] in caplog.text
+    assert with_error.reserved == 0 and with_error.spent > 0
+    assert both.spent == 2 * with_error.spent, "the error event changed what the stream cost"
