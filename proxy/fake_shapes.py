@@ -207,6 +207,18 @@ def responses_events(
     )
 
 
+def failing(events: Iterator[Event], error: dict[str, Any]) -> Iterator[Event]:
+    """A Responses stream that fails: its `response.completed` becomes `response.failed`, the
+    response's status `failed` and its `error` set (usage stays: the provider bills it)."""
+    for kind, event in events:
+        if kind != "response.completed":
+            yield kind, event
+            continue
+        data = orjson.loads(event.split(b"data: ", 1)[1])
+        data["response"].update(status="failed", error=error)
+        yield sse("response.failed", {**data, "type": "response.failed"})
+
+
 def _message_item(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": "msg_fake",

@@ -95,6 +95,10 @@ class FakeSettings:
     API writes one where the stream is cut (chat: `data: {"error": ...}`; Messages: `event:
     error` with `{"type": "error", "error": ...}`; Responses: `event: error` with the fields at
     the top), e.g. ACCOUNT_RATE_LIMIT."""
+    response_error: dict[str, Any] | None = None
+    """Responses: every response fails with this `error` object (`code`, `message`), billed and
+    reporting its usage as usual: a whole answer is a 200 with `status: failed` and the error, a
+    stream ends with `response.failed` in place of `response.completed`."""
     send_done: bool = True
     """Chat, completions: end a stream with `data: [DONE]`; False: end it right after the usage
     chunk (or the last chunk), as some OpenAI-compatible servers do."""
@@ -364,12 +368,16 @@ class FakeUpstream:
                     if endpoint == "messages"
                     else fake_shapes.responses_events(body, billed, deltas, items)
                 )
+                if self.settings.response_error is not None:
+                    events = fake_shapes.failing(events, self.settings.response_error)
                 return await self._stream_events(request, events, endpoint)
             if endpoint == "messages":
                 return web.json_response(
                     fake_shapes.message(body, WORD * visible, billed), dumps=fake_openai.dumps
                 )
             answer = fake_shapes.response(body, WORD * visible, billed, tools=items)
+            if self.settings.response_error is not None:
+                answer.update(status="failed", error=self.settings.response_error)
             call = fake_shapes.function_call(body)
             if call is not None:
                 kept = [i for i in answer["output"] if i.get("type") != "message"]

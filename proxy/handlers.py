@@ -20,6 +20,7 @@ from proxy import (
     relay,
     replay,
     standing,
+    stream_errors,
     tasks,
 )
 from proxy.call import Endpoint, PreparedCall, Sent, endpoint_for, prepare
@@ -230,7 +231,8 @@ async def _forward(
         reserved = held_amounts(reservation)
         charge = charge_for(sent, reserved, usage_of_body(sent, body))
         await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
-        return _relay_body(upstream, body, verdict)
+        shown = stream_errors.scrubbed_answer(sent.endpoint.name, body, upstream=str(upstream.url))
+        return _relay_body(upstream, shown, verdict)
     finally:
         upstream.release()
 

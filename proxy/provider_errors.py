@@ -98,10 +98,31 @@ KNOWN_CODES = frozenset(
         "content_policy_violation",
         "rate_limit_exceeded",
         "server_error",
+        "vector_store_timeout",
+    }
+    | {
+        "invalid_base64_image",
+        "image_too_small",
+        "image_parse_error",
+        "image_content_policy_violation",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
     }
 )
 """Error codes relayed as the provider wrote them: what the call asked for, or a class of
-failure an SDK acts on (`rate_limit_exceeded`). Any other code becomes GENERIC_CODE."""
+failure an SDK acts on (`rate_limit_exceeded`); the second set are the Responses API's codes of
+a failed response. Any other code becomes GENERIC_CODE."""
+REQUEST_CODES = frozenset(
+    code
+    for code in KNOWN_CODES
+    if code not in ("rate_limit_exceeded", "server_error", "vector_store_timeout")
+)
+"""The codes of an error about the request itself (an error event or a failed response has no
+status of its own: these count as a 400, whose message may be kept)."""
 GENERIC_CODE = "provider_error"
 _TOKEN = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
 MAX_MESSAGE = 1000

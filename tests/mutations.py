@@ -2406,6 +2406,38 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="memory:// claims are bounded (a new key refused with 503), never dropped",
     ),
+    Mutation(
+        name="failed-response-event-unscrubbed",
+        file="proxy/stream_errors.py",
+        old="""        or _failed(obj.get("response"))
+""",
+        new="",
+        tests=(
+            f"{STREAM_ERRORS}"
+            "::test_a_failed_response_reaches_the_tenant_scrubbed_and_charged_what_was_billed",
+        ),
+        removes="a stream's `response.failed` reaches the tenant with its error scrubbed",
+    ),
+    Mutation(
+        name="failed-response-answer-unscrubbed",
+        file="proxy/handlers.py",
+        old="        shown = stream_errors.scrubbed_answer(",
+        new="        shown = body or stream_errors.scrubbed_answer(",
+        tests=(
+            f"{STREAM_ERRORS}"
+            "::test_a_failed_response_reaches_the_tenant_scrubbed_and_charged_what_was_billed",
+        ),
+        removes="a whole Responses answer with `status: failed` has its error scrubbed",
+    ),
+    Mutation(
+        name="failed-response-request-error-counted-as-5xx",
+        file="proxy/stream_errors.py",
+        old="""    **dict.fromkeys(provider_errors.REQUEST_CODES, 400),
+""",
+        new="",
+        tests=(f"{STREAM_ERRORS}::test_a_failed_response_about_the_request_keeps_its_message",),
+        removes="a failed response about the request itself (`invalid_prompt`) keeps its words",
+    ),
 )
 
 

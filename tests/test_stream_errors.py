@@ -1,8 +1,8 @@
 """An error the provider sends in the middle of a stream (OpenAI's `data: {"error": ...}`,
-Anthropic's and the Responses API's `event: error`) reaches the tenant in its own shape but
+Anthropic's and the Responses API's `event: error`), or inside a 200 (a Responses answer whose
+status is `failed`, streamed as `response.failed`), reaches the tenant in its own shape but
 scrubbed as an error answer is: nothing of the shared account (its organisation, limits and
-usage), the original in the operator's log. The stream is charged as it would be without the
-error event."""
+usage), the original in the operator's log. The call is charged as it would be without it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 import pytest
-from fields_support import shapes_policy
-from support import chat, line
+from fields_support import billed_cost, shapes_policy
+from support import chat, line, settled
 
 from proxy.fake_upstream import ACCOUNT_RATE_LIMIT, ANTHROPIC_RATE_LIMIT, FakeSettings, FakeUpstream
 from proxy.local import local_stack
@@ -87,3 +88,66 @@ async def test_an_error_event_mid_stream_reaches_the_tenant_scrubbed_and_charged
     assert error["message"][:40] in caplog.text
     assert with_error.reserved == 0 and with_error.spent > 0
     assert both.spent == 2 * with_error.spent, "the error event changed what the stream cost"
+
+
+FAILED = {
+    "code": "rate_limit_exceeded",
+    "message": ACCOUNT_RATE_LIMIT["message"] + " Key: sk-proj-fakeSharedKey0123456789.",
+}
+"""A Responses failure that names the shared account, its limit and usage, and its key."""
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+async def test_a_failed_response_reaches_the_tenant_scrubbed_and_charged_what_was_billed(
+    tmp_path: Path, store_url: str, stream: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Responses answer can fail inside a 200: `status: failed` with an `error` object in the
+    whole answer, `event: response.failed` ending a stream. The openai SDK hands the tenant that
+    response (a stream still ends with its `response.failed` event), its error scrubbed and its
+    code kept; the log has the original without the key; the usage it reports is charged."""
+    fake = FakeUpstream(FakeSettings(response_error=FAILED))
+    caplog.set_level(logging.INFO)
+    async with (
+        local_stack(shapes_policy(tmp_path), store=store_url, fake=fake) as stack,
+        openai.AsyncOpenAI(
+            base_url=stack.url + "/v1", api_key="unused", default_headers=HEADERS, max_retries=0
+        ) as sdk,
+    ):
+        asked: dict[str, Any] = {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 20}
+        if stream:
+            events = [event async for event in await sdk.responses.create(**asked, stream=True)]
+            assert events[-1].type == "response.failed"
+            answer = events[-1].response
+            seen = "".join(event.model_dump_json() for event in events)
+        else:
+            answer = await sdk.responses.create(**asked)
+            seen = answer.model_dump_json()
+        row = await settled(stack.ledger)
+    assert not [word for word in (*ACCOUNT_WORDS, "sk-proj") if word in seen], seen
+    assert answer.status == "failed" and answer.error is not None
+    assert answer.error.code == "rate_limit_exceeded"
+    assert "provider" in answer.error.message and "rate limit" in answer.error.message
+    assert FAILED["message"][:60] in caplog.text and "sk-proj-fake" not in caplog.text
+    [billed] = fake.billed
+    assert (row.spent, row.reserved) == (billed_cost(billed), 0)
+
+
+async def test_a_failed_response_about_the_request_keeps_its_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure about the call itself (`invalid_prompt`) keeps the provider's words, as a 400
+    error answer does: they say what to change."""
+    said = "Invalid prompt: your prompt was flagged as potentially violating our usage policy."
+    fake = FakeUpstream(FakeSettings(response_error={"code": "invalid_prompt", "message": said}))
+    async with (
+        local_stack(shapes_policy(tmp_path), fake=fake) as stack,
+        openai.AsyncOpenAI(
+            base_url=stack.url + "/v1", api_key="unused", default_headers=HEADERS, max_retries=0
+        ) as sdk,
+    ):
+        stream = await sdk.responses.create(
+            model="gpt-4o-mini", input="hi", max_output_tokens=20, stream=True
+        )
+        events = [event async for event in stream]
+    error = events[-1].response.error
+    assert error is not None and (error.code, error.message) == ("invalid_prompt", said)
