@@ -5,8 +5,14 @@ Headers: aiohttp closes a connection that waits for a request longer than its ke
 timeout, counted from when the connection opened or its previous answer went out, and that
 wait includes a request whose headers are still arriving. `runner` sets that timeout to the
 header limit (`timeouts.read_request`), so a client trickling its headers is cut when it runs
-out. The body has its own limit (handlers.read_limited). An idle keep-alive connection (its
-last answer sent, nothing more received) is closed sooner, after `--keep-alive-timeout`.
+out. The body has its own limit, on every listener (handlers.read_limited: within
+`read_request` more, else 408). After an answer to a request whose body was not read to its end
+(a 401, 408 or 413), what the client still sends is read and dropped for at most the runner's
+`lingering` seconds, then the connection is closed (closing at once, with data unread, would
+reset it, and the client could lose the answer): aiohttp's 10 s on the proxy port, whose bodies
+are large, ADMIN_LINGER_S on the admin listener, whose bodies are small. An idle keep-alive
+connection (its last answer sent, nothing more received) is closed sooner, after
+`--keep-alive-timeout`.
 
 Places: `BoundedSite` holds at most `max_connections` places. A connection takes one when it
 opens; it gives it back when it closes, or, when a request's handler is still running then
@@ -45,6 +51,11 @@ KEEP_ALIVE_S = 10.0
 """`--keep-alive-timeout`' default: longer than the 5 s after which httpx (the openai SDK)
 drops an idle connection itself, so a client rarely reuses one the proxy is closing."""
 WARN_EVERY_S = 60.0
+LINGER_S = 10.0
+"""aiohttp's lingering close: enough for a client sending a body of megabytes to read the
+answer that refused it."""
+ADMIN_LINGER_S = 2.0
+"""The admin listener's: its bodies are at most 64 KiB (admin.api.MAX_BODY_BYTES)."""
 
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 PeerKey = Callable[[str], "str | None"]
@@ -52,10 +63,15 @@ PeerKey = Callable[[str], "str | None"]
 proxy)."""
 
 
-def runner(app: web.Application, header_timeout: float) -> web.AppRunner:
+def runner(
+    app: web.Application, header_timeout: float, lingering: float = LINGER_S
+) -> web.AppRunner:
     """An AppRunner whose connections must send a request's headers within `header_timeout`
-    seconds of opening or of their previous answer (aiohttp's keep-alive timeout)."""
-    return web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout)
+    seconds of opening or of their previous answer (aiohttp's keep-alive timeout), and are
+    closed at most `lingering` seconds after an answer that left a body unread."""
+    return web.AppRunner(
+        app, access_log=None, keepalive_timeout=header_timeout, lingering_time=lingering
+    )
 
 
 class BoundedSite(web.BaseSite):

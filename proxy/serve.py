@@ -134,11 +134,13 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         # Only a sidecar's app may say it has exited; a gateway has no app beside it.
         on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,
     )
-    listeners = [(app, (settings.host, settings.port))]
+    listeners = [(app, (settings.host, settings.port), listen.LINGER_S)]
     if settings.admin is not None:
-        listeners.append((build_admin_app(app, settings.store), settings.admin))
+        admin = build_admin_app(app, settings.store)
+        listeners.append((admin, settings.admin, listen.ADMIN_LINGER_S))
     if settings.metrics is not None:
-        listeners.append((build_metrics_app(app, settings.metrics_tokens), settings.metrics))
+        metrics = build_metrics_app(app, settings.metrics_tokens)
+        listeners.append((metrics, settings.metrics, listen.LINGER_S))
     # Signals are handled before the port accepts: a SIGTERM that arrives as soon as the proxy
     # answers (a worker's parent forwarding it) is never the default, fatal one.
     loop = asyncio.get_running_loop()
@@ -150,9 +152,9 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     peer_key = peers.connection_key(
         policy.trusted_proxies, policy.client_ipv6_prefix, gateway=policy.identity == "api_key"
     )
-    for listener, address in listeners:
+    for listener, address, lingering in listeners:
         # Request headers within read_request (read at start), and a bound on connections.
-        runner = listen.runner(listener, policy.timeouts.read_request)
+        runner = listen.runner(listener, policy.timeouts.read_request, lingering)
         runners.append(runner)
         await runner.setup()
         site = listen.BoundedSite(

@@ -1,10 +1,11 @@
 """Raw clients for the listener tests: a keep-alive client that pings, one that sends a call
-and leaves, and a bare connection."""
+and leaves, one that trickles a body, and a bare connection."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import orjson
 
@@ -87,3 +88,45 @@ async def call_and_leave(url: str, body: dict[str, object], fake: FakeUpstream) 
     finally:
         answer.cancel()
         writer.close()
+
+
+@dataclass
+class Trickled:
+    """What a client trickling a request body saw: the answer (b"" if none), when it came and
+    when the server closed the connection, in seconds after the headers went (None: not within
+    the client's patience)."""
+
+    answer: bytes = b""
+    answered_after: float | None = None
+    closed_after: float | None = None
+
+
+async def trickle_body(
+    url: str, head: bytes, body: bytes, every: float = 1.0, *, until_closed: bool = True
+) -> Trickled:
+    """Send `head` (a request line and headers, without the blank line ending them) announcing
+    `body`, then `body` one byte every `every` seconds until the server answers (or all of it
+    is sent); then (`until_closed`) wait, at most 15 s, for the server to close the
+    connection."""
+    reader, writer = await asyncio.open_connection(*address(url))
+    writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode())
+    started, seen = time.monotonic(), Trickled()
+    answer = asyncio.ensure_future(read_answer(reader))
+    try:
+        for i in range(len(body)):
+            done, _ = await asyncio.wait([answer], timeout=every)
+            if done:
+                break
+            writer.write(body[i : i + 1])
+        seen.answer = await asyncio.wait_for(answer, 15)
+        seen.answered_after = time.monotonic() - started
+        if until_closed and await asyncio.wait_for(reader.read(), 15) == b"":
+            seen.closed_after = time.monotonic() - started
+    except (ConnectionError, asyncio.IncompleteReadError):
+        seen.closed_after = time.monotonic() - started
+    except TimeoutError:
+        pass
+    finally:
+        answer.cancel()
+        writer.close()
+    return seen

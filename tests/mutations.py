@@ -58,6 +58,10 @@ ADMIN_INPUTS = "tests/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/test_provider_errors.py"
 STREAM_ERRORS = "tests/test_stream_errors.py"
 LISTEN = "tests/test_listen.py::"
+ADMIN_BOUNDS = "tests/test_admin_bounds.py"
+ADMIN_LISTENER = (
+    "test_the_admin_listener_cuts_slow_headers_and_slow_bodies_and_refuses_before_reading"
+)
 ROUTES = "tests/test_routes_and_faults.py"
 FIELDS = "tests/test_request_fields.py"
 CONTRACT = "tests/test_ledger_contract.py::"
@@ -2240,12 +2244,13 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="header-timeout-unbounded",
         file="proxy/listen.py",
-        old="return web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout)",
-        new="return web.AppRunner(app, access_log=None)",
+        old="app, access_log=None, keepalive_timeout=header_timeout, lingering_time=lingering",
+        new="app, access_log=None, lingering_time=lingering",
         tests=(
             "tests/test_listen.py::test_a_connection_trickling_its_headers_is_closed_after_read_request",
             "tests/test_listen.py"
             "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
+            f"{ADMIN_BOUNDS}::{ADMIN_LISTENER}",
         ),
         removes="a connection must send its request headers within timeouts.read_request",
     ),
@@ -2437,6 +2442,67 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="",
         tests=(f"{STREAM_ERRORS}::test_a_failed_response_about_the_request_keeps_its_message",),
         removes="a failed response about the request itself (`invalid_prompt`) keeps its words",
+    ),
+    Mutation(
+        name="admin-body-without-deadline",
+        file="proxy/admin/api.py",
+        old="        request[BODY] = await read_limited(request, MAX_BODY_BYTES, runtime(request))",
+        new="        request[BODY] = await request.read()",
+        tests=(
+            f"{ADMIN_BOUNDS}::test_a_body_trickled_past_read_request_is_408_and_changes_nothing"
+            "[memory]",
+            f"{ADMIN_BOUNDS}::test_an_admin_body_over_its_cap_is_413_and_changes_nothing[memory]",
+        ),
+        removes="an admin body arrives within read_request (else 408), read as the proxy's is",
+    ),
+    Mutation(
+        name="admin-body-uncapped",
+        file="proxy/admin/api.py",
+        old="MAX_BODY_BYTES = 64 * 1024\n",
+        new="MAX_BODY_BYTES = 64 * 1024 * 1024\n",
+        tests=(
+            f"{ADMIN_BOUNDS}::test_an_admin_body_over_its_cap_is_413_and_changes_nothing[memory]",
+        ),
+        removes="an admin body is at most 64 KiB (else 413)",
+    ),
+    Mutation(
+        name="login-form-read-whole",
+        file="proxy/admin/dashboard/routes.py",
+        old="    raw = await read_limited(request, LOGIN_MAX_BYTES, api.runtime(request))",
+        new="    raw = await request.read()",
+        tests=(
+            f"{ADMIN_BOUNDS}::test_a_body_trickled_past_read_request_is_408_and_changes_nothing"
+            "[memory]",
+            f"{ADMIN_BOUNDS}::test_a_login_form_over_its_cap_is_413_and_counts_as_no_failed_login",
+        ),
+        removes="the login form, read before its token is checked, is small and within a deadline",
+    ),
+    Mutation(
+        name="dashboard-body-errors-keep-connection",
+        file="proxy/admin/dashboard/routes.py",
+        old="        if exc.close_connection:",
+        new="        if False:",
+        tests=(
+            f"{ADMIN_BOUNDS}::test_a_body_trickled_past_read_request_is_408_and_changes_nothing"
+            "[memory]",
+        ),
+        removes="a dashboard 408 or 413 closes the connection, as the API's does",
+    ),
+    Mutation(
+        name="admin-listener-lingers-long",
+        file="proxy/serve.py",
+        old="        listeners.append((admin, settings.admin, listen.ADMIN_LINGER_S))",
+        new="        listeners.append((admin, settings.admin, listen.LINGER_S))",
+        tests=(f"{ADMIN_BOUNDS}::{ADMIN_LISTENER}",),
+        removes="the admin listener closes a connection whose body it refused within 2 s",
+    ),
+    Mutation(
+        name="admin-body-read-before-token",
+        file="proxy/admin/dashboard/routes.py",
+        old="        return await bearer(request, handler)",
+        new="        await request.read()\n        return await bearer(request, handler)",
+        tests=(f"{ADMIN_BOUNDS}::{ADMIN_LISTENER}",),
+        removes="an admin call without a valid bearer token is refused before its body is read",
     ),
 )
 

@@ -1,5 +1,10 @@
 """Admin endpoints: one function each; thin: parse → store → JSON.
 
+A call's body is read only by its handler, so after the bearer check (auth.py): a call
+without a valid token is refused before a byte of its body is read. The handler reads it as the
+proxy port reads one (handlers.read_limited): at most MAX_BODY_BYTES (else 413), within
+`timeouts.read_request` (else 408), so a client trickling a body holds no handler for longer.
+
 Every mutating call accepts an `Idempotency-Key` header (see idempotency.py). Amounts go in as
 decimal strings in the unit of the budget they touch, and come out as
 `{"units": 123, "unit": "USD", "text": "0.000001 USD"}`. An answer that shows a new API key
@@ -22,6 +27,7 @@ from proxy.admin import views
 from proxy.admin.idempotency import VERSION, IdempotencyStore, Stored, slot
 from proxy.context import RUNTIME, Runtime
 from proxy.errors import BadRequest, Conflict, IdempotencyKeyReused, NotFound
+from proxy.handlers import read_limited
 from proxy.ledger.base import TenantStatus
 from proxy.ledger.tenancy import (
     TenantClosed,
@@ -38,6 +44,10 @@ ACTOR = "admin-api"
 KEPT = web.ResponseKey("kept", bytes)
 """The body a replay of this answer gets, when it is not the body itself (a secret left out)."""
 REPLAYED = "X-Cycles-Replayed"
+MAX_BODY_BYTES = 64 * 1024
+"""An admin call's body at most: a tenant's settings, a key's pins or an adjustment take a few
+hundred bytes."""
+BODY = web.RequestKey("admin_body", bytes)
 
 
 def runtime(request: web.Request) -> Runtime:
@@ -48,8 +58,15 @@ def store(request: web.Request) -> TenantLedger:
     return cast(TenantLedger, runtime(request).ledger)
 
 
+async def raw_body(request: web.Request) -> bytes:
+    """The call's body (module docstring), read once for the handler and its Idempotency-Key."""
+    if BODY not in request:
+        request[BODY] = await read_limited(request, MAX_BODY_BYTES, runtime(request))
+    return request[BODY]
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    raw = await raw_body(request)
     if not raw:
         return {}
     try:
@@ -82,7 +99,7 @@ def idempotent(handler: Handler) -> Handler:
             return await handler(request)
         keys = request.app[IDEMPOTENCY]
         where = slot(request.method, request.path, key)
-        body_hash = hashlib.sha256(await request.read()).hexdigest()
+        body_hash = hashlib.sha256(await raw_body(request)).hexdigest()
         stored = await keys.begin(where, body_hash)
         if stored is not None:
             if stored.version != VERSION:

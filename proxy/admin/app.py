@@ -23,7 +23,9 @@ def build_admin_app(
     proxy: web.Application, store_url: str, *, tokens: Tokens | None = None
 ) -> web.Application:
     tokens = tokens or Tokens.from_env()
-    app = web.Application(middlewares=[errors, dashboard.authenticate(tokens)])
+    app = web.Application(
+        middlewares=[errors, dashboard.authenticate(tokens)], client_max_size=api.MAX_BODY_BYTES
+    )
     app[api.PROXY] = proxy
     app[observe.METRICS] = proxy[observe.METRICS]
 

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -23,7 +24,8 @@ from proxy.admin.auth import Handler, Tokens, middleware
 from proxy.admin.dashboard import figures, pages, session
 from proxy.admin.dashboard.markup import Html, new_nonce, page, redirect, respond, secure
 from proxy.admin.dashboard.tenant_page import tenant
-from proxy.errors import ClientError, LedgerError
+from proxy.errors import BadRequest, ClientError, LedgerError
+from proxy.handlers import read_limited
 from proxy.ledger.tenancy import TenantLedger, TenantRecord
 from proxy.scopes import VALUE
 
@@ -33,6 +35,8 @@ PREFIX = "dashboard."
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
 SEARCH_SCAN = 5000
 """A search looks through at most this many tenant records for one page of matches."""
+LOGIN_MAX_BYTES = 4096
+"""The login form's body at most: one token field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,10 @@ async def _guarded(
     try:
         return await handler(request, ctx)
     except ClientError as exc:
-        return html(ctx, "Error", pages.failure(exc.status, str(exc)), exc.status)
+        response = html(ctx, "Error", pages.failure(exc.status, str(exc)), exc.status)
+        if exc.close_connection:  # a body too slow or too large: not read to its end
+            response.force_close()
+        return response
     except LedgerError as exc:
         log.warning("dashboard: the store failed: %s", exc)
         message = "The ledger cannot be read right now; try again shortly."
@@ -127,8 +134,7 @@ async def login(request: web.Request, ctx: Context) -> web.StreamResponse:
     if ctx.gate.throttle.blocked(address, now):
         body = pages.login("Too many failed logins from this address; wait a minute.")
         return html(ctx, "Log in", body, 429)
-    form = await request.post()
-    token = form.get("token")
+    token = await _form_token(request)
     cookie = ctx.gate.sessions.issue(token.strip()) if isinstance(token, str) else None
     if cookie is None:
         ctx.gate.throttle.failed(address, now)
@@ -137,6 +143,17 @@ async def login(request: web.Request, ctx: Context) -> web.StreamResponse:
     response = redirect("/dashboard")
     session.set_cookie(response, request, cookie, ctx.gate.sessions.lifetime_s)
     return response
+
+
+async def _form_token(request: web.Request) -> str | None:
+    """The login form's `token`. The form is read before the token can be checked, so it is
+    small (LOGIN_MAX_BYTES, else 413) and read as the proxy port reads a body (within
+    `timeouts.read_request`, else 408); browsers send it urlencoded, anything else is 400."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise BadRequest("Send the login form as application/x-www-form-urlencoded.")
+    raw = await read_limited(request, LOGIN_MAX_BYTES, api.runtime(request))
+    fields = dict(parse_qsl(raw.decode(errors="replace")))
+    return fields.get("token")
 
 
 async def logout(request: web.Request, ctx: Context) -> web.StreamResponse:
