@@ -12,10 +12,13 @@ EXPIRED_RELEASED. Its record holds the resolved lines with their period ids, so 
 on 30 November commits to November. Settling twice is idempotent (the second call returns the
 first outcome); a commit after EXPIRED_CHARGED applies only `actual - estimate` to each line
 that still holds the expiry charge (a line reset since gets only what exceeds the estimate); a
-commit for a reservation the store no longer has still charges `spent`, clamping `reserved` at
-0. Reserving is idempotent by reservation id, and a release of an id alone (no lines, no
-amounts) frees what the store holds under it, or leaves a tombstone that makes a reserve of that
-id arriving later reserve nothing: how a reserve the caller gave up on is undone (spill.py).
+commit for a reservation the store no longer has (MISSING: its tombstone expired, or the store
+lost it) charges its actual amount and frees nothing: what it reserved and the concurrency it
+held were settled at its expiry or lost with the store, and may be other calls' now (an expiry
+charge may so be recorded twice: over, never under). Reserving is idempotent by reservation id,
+and a release of an id alone (no lines, no amounts) frees what the store holds under it, or
+leaves a tombstone that makes a reserve of that id arriving later reserve nothing: how a reserve
+the caller gave up on is undone (spill.py).
 
 Invariants every store keeps on every line, after any sequence of reserve, commit, release,
 expiry, sweep, RESET_SPENT, credit, debit, time-zone and anchor changes and clock jumps
@@ -384,15 +387,25 @@ class Ledger(Protocol):
         ...
 
     async def commit(
-        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+        self,
+        reservation: Reservation,
+        actual: Amounts,
+        *,
+        final_release: bool = False,
+        known_only: bool = False,
     ) -> SettleResult:
         """Charge what the provider reported (even above the estimate) and free the reservation.
-        With `final_release`, a reservation already RELEASED is not charged: nothing changes and
-        the result says RELEASED (an action's release, once answered, is final)."""
+        With `final_release`, a reservation already RELEASED or EXPIRED_RELEASED is not charged:
+        nothing changes and the result says so (an action's release, once answered, is final,
+        and so is its release at expiry). A reservation the store does not have (MISSING) is
+        charged `actual` and nothing else is freed; with `known_only` nothing is written and the
+        result says MISSING (the actions API: an id the store does not know is not found)."""
         ...
 
-    async def release(self, reservation: Reservation) -> SettleResult:
-        """Free the reservation without charging (the call never produced output)."""
+    async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
+        """Free the reservation without charging (the call never produced output). One the store
+        does not have frees nothing and leaves a RELEASED tombstone; with `known_only` nothing
+        is written and the result says MISSING."""
         ...
 
     async def balances(self, tenant: str) -> list[BalanceRow]:

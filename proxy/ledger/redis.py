@@ -57,7 +57,14 @@ from proxy.ledger.common import (
 )
 from proxy.ledger.flights import Flights
 from proxy.ledger.reads_redis import RedisReads
-from proxy.ledger.replies import candidate_args, crossings, held_of, settled, status_of
+from proxy.ledger.replies import (
+    candidate_args,
+    crossings,
+    held_of,
+    settle_flags,
+    settled,
+    status_of,
+)
 from proxy.ledger.safety import Epoch, check_eviction
 from proxy.ledger.sweep_redis import RedisSweep
 from proxy.ledger.tenancy import TenantRecord
@@ -291,27 +298,31 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
         return args
 
     async def commit(
-        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+        self,
+        reservation: Reservation,
+        actual: Amounts,
+        *,
+        final_release: bool = False,
+        known_only: bool = False,
     ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
         marks = alert_marks(reservation)
         args = [reservation.id, self.owner, encode_amounts(reservation.amounts)]
-        args += [encode_amounts(actual), ",".join(reservation.held) or "-"]
-        args += ["1" if final_release else "0", str(len(marks))]
+        args += [encode_amounts(actual), settle_flags(final_release, known_only), str(len(marks))]
         for field, bp, mark in marks:
             args += [field, str(bp), str(mark)]
         args += reservation.fields
         reply = await self._run("commit", reservation.tenant, args)
         return settled(reply, crossings(reservation, reply[3:]))
 
-    async def release(self, reservation: Reservation) -> SettleResult:
+    async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
         check_reservation(reservation)
         args = [
             reservation.id,
             self.owner,
             encode_amounts(reservation.amounts),
-            ",".join(reservation.held) or "-",
+            settle_flags(False, known_only),
             *reservation.fields,
         ]
         return settled(await self._run("release", reservation.tenant, args))

@@ -1,0 +1,141 @@
+"""What the review of issue 15 found at the edges of the reservation lifecycle, on `memory://`
+and a real Redis: a settle of a record the store no longer has frees nothing other calls hold;
+an action's commit after its release at expiry, or of an id the store does not know, changes
+nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from settle_support import (
+    actions,
+    actions_policy,
+    forget,
+    hooked,
+    points,
+    post,
+)
+from sweep_support import ask as usd
+from sweep_support import (
+    open_store,
+    reserved,
+    sums,
+)
+
+from proxy.ledger.base import Quotas, Reservation
+from proxy.policy.runtime import ReservationSettings
+
+SLOT = "q|conc|tenant|acme"
+ONE_OF_FIVE = Quotas(concurrent=[("tenant", "acme", 5)])
+
+# --- a record the store no longer has --------------------------------------------------------
+
+
+async def test_a_late_commit_after_its_tombstone_is_gone_frees_nothing_others_hold(
+    store_url: str,
+) -> None:
+    """Charged its estimate at expiry, its tombstone then gone: the late commit charges its
+    actual (the estimate is so recorded twice: over, never under) and leaves the reservation
+    and the slot another call holds alone."""
+    ledger = open_store(store_url)
+    try:
+        other = await reserved(ledger, usd("acme", "other", 100, quotas=ONE_OF_FIVE))
+        late = await reserved(ledger, usd("acme", "late", 200, ttl_ms=0, quotas=ONE_OF_FIVE))
+        assert await ledger.sweep("acme") == 1
+        assert await sums(ledger, "acme") == (200, 100)
+        await forget(ledger, store_url, "acme", "late")
+        settled = await ledger.commit(late, {"USD": 150})
+        assert (settled.state, settled.first, settled.charged) == ("COMMITTED", True, {"USD": 150})
+        assert await sums(ledger, "acme") == (350, 100)
+        assert await ledger.counters("acme") == {SLOT: 1}
+        assert (await ledger.commit(other, {"USD": 100})).first
+        assert await sums(ledger, "acme") == (450, 0)
+        assert await ledger.counters("acme") == {}
+    finally:
+        await ledger.close()
+
+
+async def test_a_settle_that_asks_for_a_known_record_writes_nothing_for_an_unknown_id(
+    store_url: str,
+) -> None:
+    ledger = open_store(store_url)
+    try:
+        other = await reserved(ledger, usd("acme", "other", 100, quotas=ONE_OF_FIVE))
+        ghost = Reservation("acme", "ghost", other.fields, {"USD": 300}, other.held)
+        committed = await ledger.commit(ghost, {"USD": 50}, final_release=True, known_only=True)
+        released = await ledger.release(ghost, known_only=True)
+        for result in (committed, released):
+            assert (result.state, result.first, result.charged) == ("MISSING", False, {})
+        assert await sums(ledger, "acme") == (0, 100)
+        assert await ledger.counters("acme") == {SLOT: 1}
+        assert await ledger.reservation("acme", "ghost") is None
+    finally:
+        await ledger.close()
+
+
+# --- a release at expiry is final for an action ----------------------------------------------
+
+
+async def test_a_final_commit_after_a_release_at_expiry_charges_nothing(store_url: str) -> None:
+    ledger = open_store(store_url, ReservationSettings(on_expiry="release"))
+    try:
+        held = await reserved(ledger, usd("acme", "r1", 100, ttl_ms=0))
+        assert await ledger.sweep("acme") == 1
+        refused = await ledger.commit(held, {"USD": 80}, final_release=True)
+        assert (refused.state, refused.first, refused.charged) == ("EXPIRED_RELEASED", False, {})
+        assert await sums(ledger, "acme") == (0, 0)
+        record = await ledger.reservation("acme", "r1")
+        assert record is not None and record.state == "EXPIRED_RELEASED"
+        # An LLM call's commit is not final: what the provider billed is charged.
+        assert (await ledger.commit(held, {"USD": 80})).charged == {"USD": 80}
+        assert await sums(ledger, "acme") == (80, 0)
+    finally:
+        await ledger.close()
+
+
+# --- the actions API -------------------------------------------------------------------------
+
+
+async def test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The record is looked up, then gone (its tombstone expired, the store lost it) when the
+    settle runs: 404, as for any id the store does not know, and nothing is written."""
+    policy, hooks = actions_policy(tmp_path), []
+    ledger = hooked(store_url, policy.reservations, hooks)
+    async with actions(store_url, policy, ledger) as stack:
+        await post(stack, "", {"unit": "RISK_POINTS", "amount": 50})
+        for how in ("commit", "release"):
+            _, gone = await post(stack, "", {"unit": "RISK_POINTS", "amount": 30})
+            before = await points(ledger)
+
+            async def lose(rid: str = gone["id"]) -> None:
+                await forget(ledger, store_url, "acme", rid)
+
+            hooks.append(lose)
+            status, error = await post(stack, f"/{gone['id']}/{how}", {})
+            assert (status, error["error"]["code"]) == (404, "reservation_not_found"), error
+            assert await points(ledger) == before, how  # no record says whose the 30 is
+            assert await ledger.reservation("acme", gone["id"]) is None
+
+
+async def test_an_action_commit_racing_its_release_at_expiry_is_409_and_charges_nothing(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The commit looked the reservation up OPEN; the sweeper released it at its ttl before the
+    commit ran (`on_expiry: release`): the commit script refuses it, as after a release."""
+    policy, hooks = actions_policy(tmp_path, on_expiry="release"), []
+    ledger = hooked(store_url, policy.reservations, hooks)
+    async with actions(store_url, policy, ledger) as stack:
+        _, held = await post(stack, "", {"unit": "RISK_POINTS", "amount": 50, "ttl": 1})
+
+        async def expire() -> None:
+            await ledger.set_clock_offset("acme", 2_000)
+            assert await ledger.sweep_all() == 1
+
+        hooks.append(expire)
+        status, error = await post(stack, f"/{held['id']}/commit", {"amount": 40})
+        assert (status, error["error"]["code"]) == (409, "reservation_released"), error
+        assert await points(ledger) == (0, 0)
+        record = await ledger.reservation("acme", held["id"])
+        assert record is not None and record.state == "EXPIRED_RELEASED"
