@@ -1628,8 +1628,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-refused-expiry-no-longer-due",
         file="proxy/ledger/sweep_memory.py",
-        old="t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due\n",
-        new="pass\n",
+        old="                t.resv_exp[rid] = now + self.stuck_retry_ms\n",
+        new="                pass\n",
         tests=(
             SWEEPER + "test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on"
             "[memory]",
@@ -2548,6 +2548,62 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="    if False:\n",
         tests=(f"{ACTIONS}::test_abandoned_reservation_is_released_when_the_policy_says_so",),
         removes="an action commit after its release at expiry is 409",
+    ),
+    Mutation(
+        name="stuck-expiry-stops-the-tenants-sweep",
+        file="proxy/ledger/lua/sweep.lua",
+        old="if not expire(id, r) then redis.call('ZADD', KEYS[4], fmt(NOW + retry), id) end",
+        new="if not expire(id, r) then break end",
+        tests=(f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[redis]",),
+        removes="Redis: one stuck expiry never holds back the tenant's other expiries",
+    ),
+    Mutation(
+        name="stuck-expiry-stays-first-in-line",
+        file="proxy/ledger/lua/sweep.lua",
+        old="if not expire(id, r) then redis.call('ZADD', KEYS[4], fmt(NOW + retry), id) end",
+        new="expire(id, r)",
+        tests=(f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[redis]",),
+        removes="Redis: a stuck expiry is due again later, not at once (it would fill batches)",
+    ),
+    Mutation(
+        name="memory-stuck-expiry-stops-the-tenants-sweep",
+        file="proxy/ledger/sweep_memory.py",
+        old="                    retry.append(rid)  # nothing was written: it stays OPEN, "
+        "due again later\n                    continue\n",
+        new="                    t.resv_exp[rid] = at\n                    raise\n",
+        tests=(
+            f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[memory]",
+        ),
+        removes="memory: one stuck expiry never holds back the tenant's other expiries",
+    ),
+    Mutation(
+        name="stuck-expiry-not-reported",
+        file="proxy/ledger/sweep_redis.py",
+        old="        self.stuck(tenant, swept.stuck)\n        return swept.resolved\n",
+        new="        return swept.resolved\n",
+        tests=(f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[redis]",),
+        removes="Redis: a stuck expiry is logged and counted each time it is tried",
+    ),
+    Mutation(
+        name="memory-stuck-expiry-not-reported",
+        file="proxy/ledger/sweep_memory.py",
+        old="                self.stuck(tenant, swept[1])\n",
+        new="",
+        tests=(
+            f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[memory]",
+        ),
+        removes="memory: a stuck expiry is logged and counted each time it is tried",
+    ),
+    Mutation(
+        name="memory-failed-expiry-no-longer-due",
+        file="proxy/ledger/sweep_memory.py",
+        old="t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due\n",
+        new="pass\n",
+        tests=(
+            SWEEPER + "test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on"
+            "[memory]",
+        ),
+        removes="memory: an expiry that failed (a damaged store) stays due for the next pass",
     ),
 )
 

@@ -1,12 +1,14 @@
 """What the review of issue 15 found at the edges of the reservation lifecycle, on `memory://`
 and a real Redis: a settle of a record the store no longer has frees nothing other calls hold;
 an action's commit after its release at expiry, or of an id the store does not know, changes
-nothing."""
+nothing; one stuck expiry never holds back its tenant's others."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pytest
 from settle_support import (
     actions,
     actions_policy,
@@ -15,14 +17,19 @@ from settle_support import (
     points,
     post,
 )
-from sweep_support import ask as usd
 from sweep_support import (
+    SAFE,
+    Store,
     open_store,
     reserved,
+    set_sum,
     sums,
+    tenant_line,
 )
+from sweep_support import ask as usd
 
-from proxy.ledger.base import Quotas, Reservation
+from proxy.errors import AmountOutOfRange
+from proxy.ledger.base import BudgetLine, Quotas, Reservation
 from proxy.policy.runtime import ReservationSettings
 
 SLOT = "q|conc|tenant|acme"
@@ -139,3 +146,57 @@ async def test_an_action_commit_racing_its_release_at_expiry_is_409_and_charges_
         assert await points(ledger) == (0, 0)
         record = await ledger.reservation("acme", held["id"])
         assert record is not None and record.state == "EXPIRED_RELEASED"
+
+
+# --- a stuck expiry --------------------------------------------------------------------------
+
+
+async def test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries(
+    store_url: str,
+) -> None:
+    """The first reservation due also holds a workflow line at the edge of the safe range, so
+    its expiry charge is refused. The five due after it on the tenant line expire all the same,
+    pass after pass; the stuck one stays OPEN, is reported (logged, counted) each time it is
+    tried, and is tried again once its retry time has come."""
+    ledger = open_store(store_url)
+    workflow = BudgetLine("workflow", "w1", "USD", "month", 10**9)
+    edge = dataclasses.replace(
+        usd("acme", "a-stuck", 100, ttl_ms=0), lines=[tenant_line("acme"), workflow]
+    )
+    try:
+        stuck = await reserved(ledger, edge)
+        for i in range(5):
+            await reserved(ledger, usd("acme", f"b{i}", 10, ttl_ms=0))
+        await set_sum(ledger, store_url, "acme", f"{stuck.fields[1]}|spent", SAFE - 50)
+        assert await ledger.sweep_all() == 5
+        assert ledger.sweep_errors == 1
+        states = {rid: await ledger.reservation("acme", rid) for rid in ("a-stuck", "b0", "b4")}
+        assert {rid: r.state for rid, r in states.items() if r} == {
+            "a-stuck": "OPEN",
+            "b0": "EXPIRED_CHARGED",
+            "b4": "EXPIRED_CHARGED",
+        }
+        assert await tenant_usd(ledger) == (50, 100)
+        # Before its retry time it is not tried again, and what else comes due expires.
+        await reserved(ledger, usd("acme", "c", 10, ttl_ms=0))
+        assert await ledger.sweep_all() == 1
+        assert ledger.sweep_errors == 1
+        # Then it is tried (and reported) again, and one sweep of the tenant says so too.
+        await ledger.set_clock_offset("acme", ledger.stuck_retry_ms + 1000)
+        await reserved(ledger, usd("acme", "d", 10, ttl_ms=0))
+        with pytest.raises(AmountOutOfRange, match="workflow"):
+            await ledger.sweep("acme")
+        assert await tenant_usd(ledger) == (70, 100)
+        await set_sum(ledger, store_url, "acme", f"{stuck.fields[1]}|spent", 0)
+        await ledger.set_clock_offset("acme", 2 * (ledger.stuck_retry_ms + 1000))
+        assert await ledger.sweep_all() == 1
+        assert await tenant_usd(ledger) == (170, 0)
+    finally:
+        await ledger.close()
+
+
+async def tenant_usd(ledger: Store) -> tuple[int, int]:
+    """(spent, reserved) of acme's tenant USD line (it has a workflow line too)."""
+    rows = await ledger.balances("acme")
+    (row,) = [r for r in rows if r.level == "tenant"]
+    return row.spent, row.reserved

@@ -440,7 +440,8 @@ class Ledger(Protocol):
         """Resolve the tenant's overdue reservations (past the absolute cap, or owned by a dead
         instance) per policy, drop expired tombstones and entries. Returns how many it resolved.
         Raises AmountOutOfRange when charging an expired reservation would take a sum out of
-        the safe range (it stays OPEN; the ones before it were resolved)."""
+        the safe range, after resolving the others: it stays OPEN, due again a while later
+        (sweeping.STUCK_RETRY_MS)."""
         ...
 
     async def heartbeat(self) -> None:

@@ -25,12 +25,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from proxy.errors import AmountOutOfRange
 from proxy.ledger import keys
 from proxy.ledger.base import Crossing, ExpiryAlerts
 from proxy.ledger.checks import range_error
 from proxy.ledger.clients import Client, boundary
 from proxy.ledger.common import expiry_limits
-from proxy.ledger.sweeping import BATCH, SWEEP_BUDGET_S, TENANT_ROUNDS, Budget, SweepErrors
+from proxy.ledger.sweeping import (
+    BATCH,
+    STUCK_RETRY_MS,
+    SWEEP_BUDGET_S,
+    TENANT_ROUNDS,
+    Budget,
+    SweepErrors,
+)
 from proxy.policy.runtime import ReservationSettings
 
 PAGE = 100
@@ -57,6 +65,16 @@ class _Reclaim:
     """lua/sweep.lua's HSCAN cursor in `tenant`'s records."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Swept:
+    """What sweeping one tenant did: reservations resolved, where its dead-owner scan stopped
+    ('-': complete), and the first expiry it had to leave open (`stuck`), if any."""
+
+    resolved: int
+    cursor: str
+    stuck: AmountOutOfRange | None = None
+
+
 @dataclass(slots=True)
 class _Pass:
     budget: Budget
@@ -75,6 +93,7 @@ class RedisSweep(SweepErrors, ABC):
     _cluster: bool
     sweep_budget_s: float = SWEEP_BUDGET_S
     walk_per_pass: int = WALK
+    stuck_retry_ms: int = STUCK_RETRY_MS
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,8 +112,10 @@ class RedisSweep(SweepErrors, ABC):
 
     async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
         cursor = "0" if dead_owners else "-"
-        resolved, _ = await self._sweep_tenant(tenant, tuple(dead_owners), cursor)
-        return resolved
+        swept = await self._sweep_tenant(tenant, tuple(dead_owners), cursor)
+        if swept.stuck is not None:
+            raise swept.stuck
+        return swept.resolved
 
     async def sweep_all(self) -> int:
         """One pass: reclaim the dead's reservations, sweep the due tenants, walk a slice of the
@@ -117,30 +138,33 @@ class RedisSweep(SweepErrors, ABC):
         *,
         rounds: int | None = None,
         budget: Budget | None = None,
-    ) -> tuple[int, str]:
+    ) -> _Swept:
         """Call lua/sweep.lua until `tenant` has nothing due and the dead-owner scan from
-        `cursor` is complete, or `rounds` calls or `budget` are spent. Returns what it resolved
-        and the scan's cursor ('-': complete). Raises AmountOutOfRange for an expiry it had to
-        leave open (after announcing the alerts of those it made)."""
+        `cursor` is complete, or `rounds` calls or `budget` are spent (then the scan's cursor
+        says where to resume). An expiry that would leave the safe range is left open and the
+        others go on (lua/sweep.lua); the result names the first. The alerts of the charges
+        made are announced."""
         alerts = await expiry_limits(self.expiry_alerts, self.settings, tenant)
         marks = ",".join(f"{lv}|{unit}|{bp:d}|{mark:d}" for lv, unit, bp, mark in alerts.marks())
         resolved, calls, crossed = 0, 0, list[Crossing]()
+        stuck: AmountOutOfRange | None = None
         try:
             while True:
                 args = [self.settings.on_expiry, str(BATCH), marks or "-", cursor]
-                done, more, cursor, stuck, *fired = await self._run("sweep", tenant, [*args, *dead])
+                args += [str(self.stuck_retry_ms), *dead]
+                done, more, cursor, found, *fired = await self._run("sweep", tenant, args)
                 resolved, calls = resolved + int(done), calls + 1
                 crossed += [
                     alerts.crossing(fired[i], int(fired[i + 1]), int(fired[i + 2]))
                     for i in range(0, len(fired) - 2, 3)
                 ]
-                if stuck != "-":
-                    raise range_error(tenant, stuck.split(" ")[1]) from None
+                if found != "-" and stuck is None:
+                    stuck = range_error(tenant, found.split(" ")[1])
                 cursor = "-" if cursor == "0" else cursor
                 if more == "0" and cursor == "-":
-                    return resolved, cursor
+                    return _Swept(resolved, cursor, stuck)
                 if calls == rounds or (budget is not None and not budget.left()):
-                    return resolved, cursor
+                    return _Swept(resolved, cursor, stuck)
         finally:
             if crossed and self.expiry_alerts is not None:
                 self.expiry_alerts.crossed(tenant, crossed)
@@ -151,8 +175,11 @@ class RedisSweep(SweepErrors, ABC):
             return 0
         run.visited.add(tenant)
         work = self._sweep_tenant(tenant, rounds=TENANT_ROUNDS, budget=run.budget)
-        done = await self.isolated(tenant, work)
-        return 0 if done is None else done[0]
+        swept = await self.isolated(tenant, work)
+        if swept is None:
+            return 0
+        self.stuck(tenant, swept.stuck)
+        return swept.resolved
 
     async def _shards(self) -> list[str]:
         if not self._cluster:
@@ -224,11 +251,13 @@ class RedisSweep(SweepErrors, ABC):
             assert r.tenant is not None
             run.visited.add(r.tenant)  # its due work is done here too: once per pass
             work = self._sweep_tenant(r.tenant, dead, r.cursor, budget=run.budget)
-            done = await self.isolated(r.tenant, work)
-            resolved += 0 if done is None else done[0]
-            if done is not None and done[1] != "-":
-                r.cursor = done[1]
-                return resolved  # the budget ran out inside this tenant: resume here
+            swept = await self.isolated(r.tenant, work)
+            if swept is not None:
+                self.stuck(r.tenant, swept.stuck)
+                resolved += swept.resolved
+                if swept.cursor != "-":
+                    r.cursor = swept.cursor
+                    return resolved  # the budget ran out inside this tenant: resume here
             r.tenant = None
             if not run.budget.left():
                 return resolved
