@@ -1570,8 +1570,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="dead-reclaim-ignores-budget",
         file="proxy/ledger/sweep_redis.py",
-        old="work = self._sweep_tenant(r.tenant, dead, r.cursor, budget=run.budget)",
-        new="work = self._sweep_tenant(r.tenant, dead, r.cursor)",
+        old="work = self._sweep_tenant(r.tenant, r.dead, r.cursor, budget=run.budget)",
+        new="work = self._sweep_tenant(r.tenant, r.dead, r.cursor)",
         tests=(
             SWEEPER + "test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_done",
         ),
@@ -2593,6 +2593,15 @@ MUTATIONS: tuple[Mutation, ...] = (
             f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[memory]",
         ),
         removes="memory: a stuck expiry is logged and counted each time it is tried",
+    ),
+    Mutation(
+        name="reclaim-restarts-when-the-dead-change",
+        file="proxy/ledger/sweep_redis.py",
+        old="            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left "
+        "alone\n            if not r.dead:\n",
+        new="            if r.dead != dead:\n",
+        tests=(f"{EDGES}test_a_dead_replicas_reclaim_finishes_while_other_replicas_keep_dying",),
+        removes="a dead replica's reclaim goes on when another replica dies, never restarts",
     ),
     Mutation(
         name="memory-failed-expiry-no-longer-due",

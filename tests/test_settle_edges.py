@@ -1,7 +1,8 @@
 """What the review of issue 15 found at the edges of the reservation lifecycle, on `memory://`
 and a real Redis: a settle of a record the store no longer has frees nothing other calls hold;
 an action's commit after its release at expiry, or of an id the store does not know, changes
-nothing; one stuck expiry never holds back its tenant's others."""
+nothing; one stuck expiry never holds back its tenant's others; a dead replica's reclaim
+finishes while others keep dying."""
 
 from __future__ import annotations
 
@@ -20,15 +21,18 @@ from settle_support import (
 from sweep_support import (
     SAFE,
     Store,
+    instances,
     open_store,
     reserved,
     set_sum,
+    silent_instance,
     sums,
     tenant_line,
 )
 from sweep_support import ask as usd
 
 from proxy.errors import AmountOutOfRange
+from proxy.ledger import RedisLedger
 from proxy.ledger.base import BudgetLine, Quotas, Reservation
 from proxy.policy.runtime import ReservationSettings
 
@@ -200,3 +204,35 @@ async def tenant_usd(ledger: Store) -> tuple[int, int]:
     rows = await ledger.balances("acme")
     (row,) = [r for r in rows if r.level == "tenant"]
     return row.spent, row.reserved
+
+
+# --- a reclaim while replicas churn ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("store_url", ["redis"], indirect=True)
+async def test_a_dead_replicas_reclaim_finishes_while_other_replicas_keep_dying(
+    store_url: str,
+) -> None:
+    """One step of the reclaim a pass (its time budget spent at once: a few hundred records
+    scanned), and another replica dies before every pass: the reclaim in progress goes on from
+    where it stopped in the tenant's records rather than starting over, so the dead replica's
+    reservations are all charged and it is forgotten."""
+    dead = RedisLedger(store_url, ReservationSettings(), "ghost")
+    ledger = open_store(store_url)
+    assert isinstance(ledger, RedisLedger)
+    try:
+        for i in range(800):
+            await reserved(dead, usd("whale", f"open{i}", 1))
+        await reserved(dead, usd("minnow", "open", 1))
+        await silent_instance(ledger, store_url, "ghost")
+        ledger.sweep_budget_s = 0.0
+        passes = 0
+        while "ghost" in await instances(ledger, store_url):
+            await silent_instance(ledger, store_url, f"churn{passes}")
+            await ledger.sweep_all()
+            passes += 1
+            assert passes <= 20, "the reclaim never finishes"
+        assert [await sums(ledger, t) for t in ("whale", "minnow")] == [(800, 0), (1, 0)]
+    finally:
+        await dead.close()
+        await ledger.close()

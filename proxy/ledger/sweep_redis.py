@@ -5,8 +5,9 @@ sequence of short commands, none of which holds Redis for long:
    reservations are reclaimed tenant by tenant, over the tenants the due index says may hold an
    open reservation (due within `cap_ms`: an open reservation's deadline is at most that far),
    each with lua/sweep.lua's HSCAN of `:resv` (`BATCH` records a call). Where it is, tenant and
-   cursor, survives the pass; once every such tenant was visited the dead are forgotten (a
-   tenant that failed is logged and counted, and does not keep them listed).
+   cursor, survives the pass, and a change in the dead does not restart it (an owner that dies
+   meanwhile waits for the next reclaim); once every such tenant was visited the reclaim's dead
+   are forgotten (a tenant that failed is logged and counted, and does not keep them listed).
 2. **Due tenants.** The due index (`cy:v1:due`, keys.py) holds each tenant at its earliest due
    time, written by every script; a pass reads it in pages up to now, so idle tenants cost
    nothing, and sweeps each one for at most `TENANT_ROUNDS` calls.
@@ -239,18 +240,24 @@ class RedisSweep(SweepErrors, ABC):
         return resolved
 
     async def _reclaim_dead(self, dead: tuple[str, ...], run: _Pass) -> int:
-        """Phase 1: go on with the reclaim in progress (a new one when the dead changed)."""
-        if not dead:
-            self._reclaim = None
-            return 0
+        """Phase 1: go on with the reclaim in progress, for those of its owners still dead; a
+        new one, of every dead owner, when none is. An owner that dies meanwhile waits for the
+        next reclaim: starting over whenever the dead change would never finish while replicas
+        come and go (one dying every pass)."""
         r = self._reclaim
-        if r is None or r.dead != dead:
+        if r is not None:
+            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left alone
+            if not r.dead:
+                r = self._reclaim = None
+        if not dead:
+            return 0
+        if r is None:
             r = self._reclaim = _Reclaim(dead, await self._shards())
         resolved = 0
         while r.tenant is not None or await self._next_reclaim(r, run.now):
             assert r.tenant is not None
             run.visited.add(r.tenant)  # its due work is done here too: once per pass
-            work = self._sweep_tenant(r.tenant, dead, r.cursor, budget=run.budget)
+            work = self._sweep_tenant(r.tenant, r.dead, r.cursor, budget=run.budget)
             swept = await self.isolated(r.tenant, work)
             if swept is not None:
                 self.stuck(r.tenant, swept.stuck)
@@ -262,7 +269,7 @@ class RedisSweep(SweepErrors, ABC):
             if not run.budget.left():
                 return resolved
         with boundary():
-            await self._client.zrem(keys.INSTANCES, *dead)
+            await self._client.zrem(keys.INSTANCES, *r.dead)
         self._reclaim = None
         return resolved
 
