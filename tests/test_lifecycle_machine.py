@@ -243,6 +243,18 @@ class Lifecycle(RuleBasedStateMachine):
         assert (result.state, result.charged) == ("COMMITTED", {"USD": actual})
         self.model.charge(lost.fields, actual)
 
+    @precondition(lambda self: self.model.held)
+    @rule(pick=st.integers(0, 10**6))
+    def repeat_reserve(self, pick: int) -> None:
+        """A reserve repeated under a reservation's id reserves nothing, and is allowed only
+        while the reservation is held (OPEN)."""
+        held = self.model.held[pick % len(self.model.held)]
+        r = held.reservation
+        again = ReserveRequest(self.tenant, r.id, self.lines[:1], [Candidate(dict(r.amounts))])
+        result = self.run(self.store.reserve(again))
+        assert result.allowed == (held.state == "OPEN"), (held.state, result)
+        assert result.settled == (None if held.state == "OPEN" else held.state)
+
     # --- time and the sweeper ----------------------------------------------------------------
 
     @rule(

@@ -2,7 +2,7 @@
 and a real Redis: a settle of a record the store no longer has frees nothing other calls hold;
 an action's commit after its release at expiry, or of an id the store does not know, changes
 nothing; one stuck expiry never holds back its tenant's others; a dead replica's reclaim
-finishes while others keep dying."""
+finishes while others keep dying; a repeat of a settled reservation is not allowed."""
 
 from __future__ import annotations
 
@@ -235,4 +235,29 @@ async def test_a_dead_replicas_reclaim_finishes_while_other_replicas_keep_dying(
         assert [await sums(ledger, t) for t in ("whale", "minnow")] == [(800, 0), (1, 0)]
     finally:
         await dead.close()
+        await ledger.close()
+
+
+# --- a repeat of a settled reservation -------------------------------------------------------
+
+
+async def test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed(store_url: str) -> None:
+    """Reserving is idempotent by id: a repeat finds the record. Once it is settled nothing is
+    held for it, so the repeat is not allowed (it says what the record became) and reserves
+    nothing; it still says what the id reserved, for a settle by id (a spilled call's)."""
+    ledger = open_store(store_url)
+    try:
+        released = await reserved(ledger, usd("acme", "r1", 100))
+        await ledger.release(released)
+        expired = await reserved(ledger, usd("acme", "r2", 100, ttl_ms=0))
+        assert await ledger.sweep("acme") == 1
+        for held, state in ((released, "RELEASED"), (expired, "EXPIRED_CHARGED")):
+            again = await ledger.reserve(usd("acme", held.id, 100))
+            assert (again.allowed, again.settled, again.reservation) == (False, state, held)
+        assert await sums(ledger, "acme") == (100, 0)
+        still = await ledger.reserve(usd("acme", "r3", 100))
+        again = await ledger.reserve(usd("acme", "r3", 100))
+        assert (again.allowed, again.settled, again.reservation) == (True, None, still.reservation)
+        assert await sums(ledger, "acme") == (100, 100)
+    finally:
         await ledger.close()

@@ -15,10 +15,11 @@ that still holds the expiry charge (a line reset since gets only what exceeds th
 commit for a reservation the store no longer has (MISSING: its tombstone expired, or the store
 lost it) charges its actual amount and frees nothing: what it reserved and the concurrency it
 held were settled at its expiry or lost with the store, and may be other calls' now (an expiry
-charge may so be recorded twice: over, never under). Reserving is idempotent by reservation id,
-and a release of an id alone (no lines, no amounts) frees what the store holds under it, or
-leaves a tombstone that makes a reserve of that id arriving later reserve nothing: how a reserve
-the caller gave up on is undone (spill.py).
+charge may so be recorded twice: over, never under). Reserving is idempotent by reservation id:
+a repeat that finds the reservation settled says so (`ReserveResult.settled`) and is not
+allowed, since nothing is held for it now. A release of an id alone (no lines, no amounts) frees
+what the store holds under it, or leaves a tombstone that makes a reserve of that id arriving
+later reserve nothing: how a reserve the caller gave up on is undone (spill.py).
 
 Invariants every store keeps on every line, after any sequence of reserve, commit, release,
 expiry, sweep, RESET_SPENT, credit, debit, time-zone and anchor changes and clock jumps
@@ -265,7 +266,8 @@ class LineBalance:
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
     allowed: bool
-    """Whether the call may proceed. In shadow mode always True."""
+    """Whether the call may proceed: a reservation is held for it now. In shadow mode True,
+    except for a repeat that found the reservation settled (`settled`)."""
     would_allow: bool
     """What enforcement would have decided (equals `allowed` when not in shadow mode)."""
     candidate: int
@@ -278,7 +280,9 @@ class ReserveResult:
     lines: tuple[LineState, ...]
     status: TenantStatus
     reservation: Reservation | None
-    """None when nothing was reserved (denied, or the tenant is not active)."""
+    """None when nothing was reserved (denied, or the tenant is not active). For a repeat that
+    found the reservation settled, what it reserved then: a settle of that id (a spilled
+    call's commit, spill.py) goes by it."""
     fitted: int | None = None
     """Completion tokens per choice when the chosen candidate is a `fit` (the caller caps the
     request's completion limit at this)."""
@@ -295,6 +299,10 @@ class ReserveResult:
     its period: the line's field prefix `<level>|<value>|<unit>|<period id>`. The store keeps
     `q|alert|<prefix>|deny` (HSETNX, expiring with the period), so it is reported once per
     period and scope however many instances deny (alerts: budget.first_deny)."""
+    settled: State | None = None
+    """A repeat of a reservation id whose record is no longer OPEN (committed, released or
+    expired: a tombstone): its state. Nothing was reserved now and nothing is held, so the
+    repeat is not `allowed`, whatever the record's first answer was."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -355,6 +355,14 @@ def _result(
     pairs = [(ln.pid, ln.remaining) for ln in lines]
     if record is None:
         return reserve_result(request, status, outcome, {}, pairs, (), first_deny=first_deny)
+    settled = None if record.state == "OPEN" else record.state
     return reserve_result(
-        request, status, record.outcome, record.amounts, pairs, record.fields, record.held
+        request,
+        status,
+        record.outcome,
+        record.amounts,
+        pairs,
+        record.fields,
+        record.held,
+        settled=settled,
     )

@@ -41,6 +41,7 @@ from proxy.ledger.base import (
     ReserveRequest,
     ReserveResult,
     SettleResult,
+    State,
     TenantStatus,
 )
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
@@ -258,6 +259,7 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
         status, outcome, amounts, held, n = *reply[:4], int(reply[4])
         pairs = [(reply[5 + 2 * i], int(reply[6 + 2 * i])) for i in range(n)]
         first_deny = None if reply[5 + 2 * n] == "-" else reply[5 + 2 * n]
+        settled = None if reply[6 + 2 * n] == "-" else cast(State, reply[6 + 2 * n])
         if outcome == "stale":
             return reserve_result(request, status_of(status), DENIED, {}, pairs, (), stale=True)
         return reserve_result(
@@ -266,9 +268,10 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
             Outcome.decode(outcome),
             decode_amounts(amounts),
             pairs,
-            reply[6 + 2 * n :],
+            reply[7 + 2 * n :],
             held_of(held),
             first_deny=first_deny,
+            settled=settled,
         )
 
     def _reserve_args(self, request: ReserveRequest) -> list[str]:
