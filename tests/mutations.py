@@ -66,6 +66,7 @@ ROUTES = "tests/test_routes_and_faults.py"
 FIELDS = "tests/test_request_fields.py"
 CONTRACT = "tests/test_ledger_contract.py::"
 CONTRACT_SUITE = ("tests/test_ledger_contract.py",)
+EDGES = "tests/test_settle_edges.py::"
 """The whole ledger contract, on every store."""
 MODELLED = f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills"
 SLOW_WHOLE = (
@@ -1139,9 +1140,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-commit-under-records-by-one",
         file="proxy/ledger/memory.py",
-        old="""        if r.state in ("OPEN", "MISSING"):
+        old="""        if r.state == "OPEN":
             t.settle_lines(r.fields, r.amounts, actual, now, s)""",
-        new="""        if r.state in ("OPEN", "MISSING"):
+        new="""        if r.state == "OPEN":
             t.settle_lines(r.fields, r.amounts, {u: a - 1 for u, a in actual.items()}, now, s)""",
         tests=(f"{COMMIT_ABOVE_ESTIMATE}[memory]", f"{FUZZED_CALLS}[memory]"),
         removes="a memory commit records every unit of what the provider reported",
@@ -1455,10 +1456,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="action-commit-charged-after-its-release",
         file="proxy/ledger/lua/commit.lua",
-        old=(
-            "if r.state == 'RELEASED' and ARGV[10] == '1' then "
-            "return { 'RELEASED', '0', '-' } end\n"
-        ),
+        old="if released and has_flag(flags, 'f') then return { r.state, '0', '-' } end\n",
         new="",
         tests=(
             f"{ACTIONS}::test_a_commit_racing_a_release_is_refused_once_the_release_was_answered",
@@ -1468,7 +1466,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-action-commit-charged-after-its-release",
         file="proxy/ledger/memory.py",
-        old='        if r.state == "RELEASED" and final_release:',
+        old='        if r.state in ("RELEASED", "EXPIRED_RELEASED") and final_release:',
         new="        if False:",
         tests=(
             f"{ACTIONS}::test_a_commit_racing_a_release_is_refused_once_the_release_was_answered",
@@ -1576,8 +1574,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="dead-reclaim-ignores-budget",
         file="proxy/ledger/sweep_redis.py",
-        old="work = self._sweep_tenant(r.tenant, dead, r.cursor, budget=run.budget)",
-        new="work = self._sweep_tenant(r.tenant, dead, r.cursor)",
+        old="work = self._sweep_tenant(r.tenant, r.dead, r.cursor, budget=run.budget)",
+        new="work = self._sweep_tenant(r.tenant, r.dead, r.cursor)",
         tests=(
             SWEEPER + "test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_done",
         ),
@@ -1634,8 +1632,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-refused-expiry-no-longer-due",
         file="proxy/ledger/sweep_memory.py",
-        old="t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due\n",
-        new="pass\n",
+        old="                t.resv_exp[rid] = now + self.stuck_retry_ms\n",
+        new="                pass\n",
         tests=(
             SWEEPER + "test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on"
             "[memory]",
@@ -2503,6 +2501,240 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        await request.read()\n        return await bearer(request, handler)",
         tests=(f"{ADMIN_BOUNDS}::{ADMIN_LISTENER}",),
         removes="an admin call without a valid bearer token is refused before its body is read",
+    ),
+    # -- what the review of issue 15's reservation lifecycle found ---------------------------
+    Mutation(
+        name="lost-record-commit-frees-others-reservations",
+        file="proxy/ledger/lua/commit.lua",
+        old="if r.state == 'OPEN' then\n  settle_lines(r.prefixes, est, act)\n",
+        new="if r.state == 'OPEN' or r.state == 'MISSING' then\n"
+        "  settle_lines(r.prefixes, est, act)\n",
+        tests=(
+            f"{CONTRACT}test_commit_without_record_charges_its_actual_and_frees_nothing[redis]",
+            f"{EDGES}test_a_late_commit_after_its_tombstone_is_gone_frees_nothing_others_hold"
+            "[redis]",
+        ),
+        removes="Redis: a commit of a record the store lost charges its actual and frees nothing",
+    ),
+    Mutation(
+        name="memory-lost-record-commit-frees-others-reservations",
+        file="proxy/ledger/memory.py",
+        old="""        if r.state == "OPEN":
+            t.settle_lines(r.fields, r.amounts, actual, now, s)""",
+        new="""        if r.state in ("OPEN", "MISSING"):
+            t.settle_lines(r.fields, r.amounts, actual, now, s)""",
+        tests=(
+            f"{CONTRACT}test_commit_without_record_charges_its_actual_and_frees_nothing[memory]",
+            f"{EDGES}test_a_late_commit_after_its_tombstone_is_gone_frees_nothing_others_hold"
+            "[memory]",
+        ),
+        removes="memory: a commit of a record the store lost charges its actual, frees nothing",
+    ),
+    Mutation(
+        name="lost-record-release-frees-others-reservations",
+        file="proxy/ledger/lua/release.lua",
+        old="  r = missing_record(owner, estimate, 9)\n",
+        new="  r = missing_record(owner, estimate, 9)\n"
+        "  settle_lines(r.prefixes, parse_amounts(r.amounts), nil)\n",
+        tests=(
+            f"{CONTRACT}test_release_without_record_frees_nothing_and_leaves_a_tombstone[redis]",
+        ),
+        removes="Redis: a release of a record the store lost changes no sum",
+    ),
+    Mutation(
+        name="memory-lost-record-release-frees-others-reservations",
+        file="proxy/ledger/memory.py",
+        old="            r = self._missing(reservation)\n",
+        new="            r = self._missing(reservation)\n"
+        "            t.settle_lines(r.fields, r.amounts, None, now, self.settings)\n",
+        tests=(
+            f"{CONTRACT}test_release_without_record_frees_nothing_and_leaves_a_tombstone[memory]",
+        ),
+        removes="memory: a release of a record the store lost changes no sum",
+    ),
+    Mutation(
+        name="known-only-commit-settles-an-unknown-id",
+        file="proxy/ledger/lua/commit.lua",
+        old="elseif has_flag(flags, 'k') then\n  return { 'MISSING', '0', '-' }\n",
+        new="",
+        tests=(
+            f"{EDGES}test_a_settle_that_asks_for_a_known_record_writes_nothing_for_an_unknown_id"
+            "[redis]",
+            f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
+            "_nothing[redis]",
+        ),
+        removes="Redis: a commit told to settle only a known record writes nothing for another",
+    ),
+    Mutation(
+        name="memory-known-only-commit-settles-an-unknown-id",
+        file="proxy/ledger/memory.py",
+        old="""        r = t.resv.get(reservation.id)
+        if r is None and known_only:
+            return SettleResult("MISSING", False, {})
+        r = r or self._missing(reservation)""",
+        new="""        r = t.resv.get(reservation.id)
+        r = r or self._missing(reservation)""",
+        tests=(
+            f"{EDGES}test_a_settle_that_asks_for_a_known_record_writes_nothing_for_an_unknown_id"
+            "[memory]",
+            f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
+            "_nothing[memory]",
+        ),
+        removes="memory: a commit told to settle only a known record writes nothing for another",
+    ),
+    Mutation(
+        name="known-only-release-tombstones-an-unknown-id",
+        file="proxy/ledger/lua/release.lua",
+        old="elseif has_flag(flags, 'k') then\n  return { 'MISSING', '0', '-' }\n",
+        new="",
+        tests=(
+            f"{EDGES}test_a_settle_that_asks_for_a_known_record_writes_nothing_for_an_unknown_id"
+            "[redis]",
+        ),
+        removes="Redis: a release told to settle only a known record writes nothing for another",
+    ),
+    Mutation(
+        name="action-commit-of-a-lost-record-charged",
+        file="proxy/actions/routes.py",
+        old="rt.ledger.commit(reservation, actual, final_release=True, known_only=True)",
+        new="rt.ledger.commit(reservation, actual, final_release=True)",
+        tests=(
+            f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
+            "_nothing",
+        ),
+        removes="an action commit of a record gone since its lookup is 404 and writes nothing",
+    ),
+    Mutation(
+        name="action-release-of-a-lost-record-written",
+        file="proxy/actions/routes.py",
+        old="rt.ledger.release(reservation_of(record, tenant), known_only=True)",
+        new="rt.ledger.release(reservation_of(record, tenant))",
+        tests=(
+            f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
+            "_nothing",
+        ),
+        removes="an action release of a record gone since its lookup is 404 and writes nothing",
+    ),
+    Mutation(
+        name="action-commit-charged-after-its-expiry-release",
+        file="proxy/ledger/lua/commit.lua",
+        old="local released = r.state == 'RELEASED' or r.state == 'EXPIRED_RELEASED'\n",
+        new="local released = r.state == 'RELEASED'\n",
+        tests=(
+            f"{EDGES}test_a_final_commit_after_a_release_at_expiry_charges_nothing[redis]",
+            f"{EDGES}test_an_action_commit_racing_its_release_at_expiry_is_409_and_charges"
+            "_nothing[redis]",
+        ),
+        removes="Redis: an action's release at expiry is final, as its release is",
+    ),
+    Mutation(
+        name="memory-action-commit-charged-after-its-expiry-release",
+        file="proxy/ledger/memory.py",
+        old='        if r.state in ("RELEASED", "EXPIRED_RELEASED") and final_release:',
+        new='        if r.state == "RELEASED" and final_release:',
+        tests=(
+            f"{EDGES}test_a_final_commit_after_a_release_at_expiry_charges_nothing[memory]",
+            f"{EDGES}test_an_action_commit_racing_its_release_at_expiry_is_409_and_charges"
+            "_nothing[memory]",
+        ),
+        removes="memory: an action's release at expiry is final, as its release is",
+    ),
+    Mutation(
+        name="action-commit-after-its-expiry-release-answered",
+        file="proxy/actions/reserving.py",
+        old='    if record.state == "EXPIRED_RELEASED":\n',
+        new="    if False:\n",
+        tests=(f"{ACTIONS}::test_abandoned_reservation_is_released_when_the_policy_says_so",),
+        removes="an action commit after its release at expiry is 409",
+    ),
+    Mutation(
+        name="stuck-expiry-stops-the-tenants-sweep",
+        file="proxy/ledger/lua/sweep.lua",
+        old="if not expire(id, r) then redis.call('ZADD', KEYS[4], fmt(NOW + retry), id) end",
+        new="if not expire(id, r) then break end",
+        tests=(f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[redis]",),
+        removes="Redis: one stuck expiry never holds back the tenant's other expiries",
+    ),
+    Mutation(
+        name="stuck-expiry-stays-first-in-line",
+        file="proxy/ledger/lua/sweep.lua",
+        old="if not expire(id, r) then redis.call('ZADD', KEYS[4], fmt(NOW + retry), id) end",
+        new="expire(id, r)",
+        tests=(f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[redis]",),
+        removes="Redis: a stuck expiry is due again later, not at once (it would fill batches)",
+    ),
+    Mutation(
+        name="memory-stuck-expiry-stops-the-tenants-sweep",
+        file="proxy/ledger/sweep_memory.py",
+        old="                    retry.append(rid)  # nothing was written: it stays OPEN, "
+        "due again later\n                    continue\n",
+        new="                    t.resv_exp[rid] = at\n                    raise\n",
+        tests=(
+            f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[memory]",
+        ),
+        removes="memory: one stuck expiry never holds back the tenant's other expiries",
+    ),
+    Mutation(
+        name="stuck-expiry-not-reported",
+        file="proxy/ledger/sweep_redis.py",
+        old="        self.stuck(tenant, swept.stuck)\n        return swept.resolved\n",
+        new="        return swept.resolved\n",
+        tests=(f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[redis]",),
+        removes="Redis: a stuck expiry is logged and counted each time it is tried",
+    ),
+    Mutation(
+        name="memory-stuck-expiry-not-reported",
+        file="proxy/ledger/sweep_memory.py",
+        old="                self.stuck(tenant, swept[1])\n",
+        new="",
+        tests=(
+            f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[memory]",
+        ),
+        removes="memory: a stuck expiry is logged and counted each time it is tried",
+    ),
+    Mutation(
+        name="reclaim-restarts-when-the-dead-change",
+        file="proxy/ledger/sweep_redis.py",
+        old="            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left "
+        "alone\n            if not r.dead:\n",
+        new="            if r.dead != dead:\n",
+        tests=(f"{EDGES}test_a_dead_replicas_reclaim_finishes_while_other_replicas_keep_dying",),
+        removes="a dead replica's reclaim goes on when another replica dies, never restarts",
+    ),
+    Mutation(
+        name="repeat-of-a-settled-reservation-allowed",
+        file="proxy/ledger/common.py",
+        old="        allowed=reservation is not None and settled is None,\n",
+        new="        allowed=reservation is not None,\n",
+        tests=(f"{EDGES}test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed",),
+        removes="a reserve repeated under a settled reservation's id is not allowed",
+    ),
+    Mutation(
+        name="repeat-of-a-settled-reservation-not-told",
+        file="proxy/ledger/lua/reserve.lua",
+        old="  local settled = (r.state ~= 'OPEN') and r.state or nil\n",
+        new="  local settled = nil\n",
+        tests=(f"{EDGES}test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed[redis]",),
+        removes="Redis: a repeat of a settled reservation says what it became",
+    ),
+    Mutation(
+        name="memory-repeat-of-a-settled-reservation-not-told",
+        file="proxy/ledger/memory.py",
+        old='    settled = None if record.state == "OPEN" else record.state\n',
+        new="    settled = None\n",
+        tests=(f"{EDGES}test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed[memory]",),
+        removes="memory: a repeat of a settled reservation says what it became",
+    ),
+    Mutation(
+        name="memory-failed-expiry-no-longer-due",
+        file="proxy/ledger/sweep_memory.py",
+        old="t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due\n",
+        new="pass\n",
+        tests=(
+            SWEEPER + "test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on"
+            "[memory]",
+        ),
+        removes="memory: an expiry that failed (a damaged store) stays due for the next pass",
     ),
 )
 

@@ -357,9 +357,11 @@ async def test_abandoned_reservation_is_released_when_the_policy_says_so(
         assert await book(stack) == {"tenant|acme": (0, 0)}
         status, again = await settle(stack, held["id"], "release")
         assert (status, again["status"]) == (200, "EXPIRED_RELEASED")
+        # Released at expiry is released: a commit after it is refused, as after a release.
         status, late = await settle(stack, held["id"], "commit")
-        assert (status, late["status"]) == (200, "COMMITTED")
-        assert await book(stack) == {"tenant|acme": (50, 0)}
+        assert (status, late["error"]["code"]) == (409, "reservation_released")
+        assert "expired and was released" in late["error"]["message"]
+        assert await book(stack) == {"tenant|acme": (0, 0)}
 
 
 # --- idempotency, bad input, lifecycle ---------------------------------------------------------

@@ -255,22 +255,28 @@ async def test_release_after_commit_changes_nothing(ledger: Ledger) -> None:
     assert await book(ledger) == {"tenant|acme|USD": (60, 0)}
 
 
-async def test_commit_without_record_charges_and_clamps_reserved(ledger: Ledger) -> None:
+async def test_commit_without_record_charges_its_actual_and_frees_nothing(ledger: Ledger) -> None:
+    """A record the store no longer has: what it reserved was settled at its expiry or lost
+    with the store, so the 100 still reserved is another call's and stays."""
     held = await reserved(ledger, "a", [line()], {"USD": 100})
     ghost = Reservation("acme", "lost", held.fields, {"USD": 300})
     settled = await ledger.commit(ghost, {"USD": 50})
     assert (settled.state, settled.first, settled.charged) == ("COMMITTED", True, {"USD": 50})
-    assert await book(ledger) == {"tenant|acme|USD": (50, 0)}
+    assert await book(ledger) == {"tenant|acme|USD": (50, 100)}
     assert not (await ledger.commit(ghost, {"USD": 50})).first
 
 
-async def test_release_without_record_clamps_reserved(ledger: Ledger) -> None:
+async def test_release_without_record_frees_nothing_and_leaves_a_tombstone(
+    ledger: Ledger,
+) -> None:
     held = await reserved(ledger, "a", [line()], {"USD": 100})
     ghost = Reservation("acme", "lost", held.fields, {"USD": 30})
     settled = await ledger.release(ghost)
     assert (settled.state, settled.first) == ("RELEASED", True)
-    assert await book(ledger) == {"tenant|acme|USD": (0, 70)}
+    assert await book(ledger) == {"tenant|acme|USD": (0, 100)}
     assert not (await ledger.release(ghost)).first
+    record = await ledger.reservation("acme", "lost")
+    assert record is not None and record.state == "RELEASED"
 
 
 # --- expiry and the sweeper ------------------------------------------------------------------

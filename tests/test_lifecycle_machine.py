@@ -22,6 +22,7 @@ default):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 from collections.abc import Coroutine
@@ -223,6 +224,36 @@ class Lifecycle(RuleBasedStateMachine):
         if held.state == "OPEN":
             held.state = "RELEASED"
         assert result.state == held.state
+
+    @precondition(lambda self: self.model.held)
+    @rule(pick=st.integers(0, 10**6), share=st.integers(0, 200), release=st.booleans())
+    def settle_lost(self, pick: int, share: int, release: bool) -> None:
+        """A settle of a reservation the store no longer has (its tombstone expired, or the
+        store lost it), on lines another reservation holds: a commit charges its actual amount
+        and frees nothing (what it reserved was settled, or lost, before), a release changes
+        no sum."""
+        like = self.model.held[pick % len(self.model.held)]
+        lost = dataclasses.replace(like.reservation, id=f"lost{next(self.ids)}")
+        actual = like.estimate * share // 100
+        if release:
+            result = self.run(self.store.release(lost))
+            assert (result.state, result.first) == ("RELEASED", True)
+            return
+        result = self.run(self.store.commit(lost, {"USD": actual}))
+        assert (result.state, result.charged) == ("COMMITTED", {"USD": actual})
+        self.model.charge(lost.fields, actual)
+
+    @precondition(lambda self: self.model.held)
+    @rule(pick=st.integers(0, 10**6))
+    def repeat_reserve(self, pick: int) -> None:
+        """A reserve repeated under a reservation's id reserves nothing, and is allowed only
+        while the reservation is held (OPEN)."""
+        held = self.model.held[pick % len(self.model.held)]
+        r = held.reservation
+        again = ReserveRequest(self.tenant, r.id, self.lines[:1], [Candidate(dict(r.amounts))])
+        result = self.run(self.store.reserve(again))
+        assert result.allowed == (held.state == "OPEN"), (held.state, result)
+        assert result.settled == (None if held.state == "OPEN" else held.state)
 
     # --- time and the sweeper ----------------------------------------------------------------
 

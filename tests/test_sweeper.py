@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -137,12 +136,17 @@ async def test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on
     store_url: str,
 ) -> None:
     """Tenant b's spent is where past commits could once take it (2**63 - 5): charging its
-    expired reservation would overflow. b is left exactly as it was, a and c (either side of b
-    in every order) are swept, the error is counted, and the dead replica is still forgotten."""
+    expired reservation would overflow. Tenant bb's sweep fails outright: its `reserved` holds
+    no integer (a store damaged by hand). b and bb are left exactly as they were, a and c
+    (either side of them in every order) are swept, both errors are counted, and the dead
+    replica is still forgotten."""
     ledger = open_store(store_url)
+    tenants = ("a", "b", "bb", "c")
     try:
-        held = {t: await reserved(ledger, ask(t, "r1", 100, ttl_ms=0)) for t in ("a", "b", "c")}
+        held = {t: await reserved(ledger, ask(t, "r1", 100, ttl_ms=0)) for t in tenants}
         await set_sum(ledger, store_url, "b", f"{held['b'].fields[0]}|spent", 2**63 - 5)
+        damaged = f"{held['bb'].fields[0]}|reserved"
+        await set_sum(ledger, store_url, "bb", damaged, "1e3")  # type: ignore[arg-type]
         await silent_instance(ledger, store_url, "ghost")
         assert await ledger.sweep_all() == 2
         assert [await sums(ledger, t) for t in ("a", "b", "c")] == [
@@ -150,14 +154,18 @@ async def test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on
             (2**63 - 5, 100),
             (100, 0),
         ]
-        record = await ledger.reservation("b", "r1")
-        assert record is not None and record.state == "OPEN"
-        assert ledger.sweep_errors == 1
+        for tenant in ("b", "bb"):
+            record = await ledger.reservation(tenant, "r1")
+            assert record is not None and record.state == "OPEN"
+        assert ledger.sweep_errors == 2
         assert "ghost" not in await instances(ledger, store_url)
-        # Still due: once its sum is back in range, the next pass charges it.
+        # Still due, b tried again a while later (sweeping.STUCK_RETRY_MS): once their sums are
+        # back in range, the pass after that charges both.
         await set_sum(ledger, store_url, "b", f"{held['b'].fields[0]}|spent", 0)
-        assert await ledger.sweep_all() == 1
-        assert await sums(ledger, "b") == (100, 0)
+        await set_sum(ledger, store_url, "bb", damaged, 100)
+        await ledger.set_clock_offset("b", ledger.stuck_retry_ms + 1000)
+        assert await ledger.sweep_all() == 2
+        assert [await sums(ledger, t) for t in ("b", "bb")] == [(100, 0), (100, 0)]
     finally:
         await ledger.close()
 
@@ -204,9 +212,11 @@ class Counted(MemoryLedger):
 
     visits: list[str]
 
-    async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
+    async def _sweep_tenant(
+        self, tenant: str, dead: set[str]
+    ) -> tuple[int, AmountOutOfRange | None]:
         self.visits.append(tenant)
-        return await super().sweep(tenant, dead_owners)
+        return await super()._sweep_tenant(tenant, dead)
 
 
 async def test_a_pass_visits_only_the_tenants_with_something_due(store_url: str) -> None:

@@ -27,12 +27,14 @@ key pins a level (a key per agent) reaches only reservations made with the same 
 
     commit   OPEN → COMMITTED (the given amount, default the reserved one)
              COMMITTED → the same answer again
-             EXPIRED_CHARGED / EXPIRED_RELEASED → COMMITTED, charging what the ledger charges
-                        for a late commit (the difference, or the whole amount)
-             RELEASED → 409: the caller said the action did not happen (final: a commit
-                        racing a release that was answered first is refused by the ledger too)
+             EXPIRED_CHARGED → COMMITTED, charging the difference from the expiry charge
+             RELEASED / EXPIRED_RELEASED → 409: the caller said the action did not happen, or
+                        its reservation was released at expiry (final: a commit racing either
+                        is refused by the ledger too, final_release)
     release  OPEN → RELEASED; RELEASED / EXPIRED_RELEASED → the same answer again
              COMMITTED / EXPIRED_CHARGED → 409: a release cannot undo a charge
+    either   no record when the script runs (gone since the lookup) → 404, nothing written
+             (known_only: only a settle of an LLM call charges a record the store lost)
 
 The ledger is never bypassed: an unreachable ledger is 503 whatever `fail_mode` says, because
 an action reserved without a ledger could never be settled. `idempotency_key` (or the

@@ -181,12 +181,22 @@ def unit_of(record: ReservationRecord) -> str:
 
 
 def check_commit(record: ReservationRecord) -> None:
-    """409 for a released reservation: a release, once answered, is final (the ledger's commit
-    refuses it too, atomically, when a release lands between this check and the commit)."""
+    """409 for a released reservation: a release, once answered, is final, and so is the
+    sweeper's release of one that expired (`on_expiry: release`); the ledger's commit refuses
+    both too, atomically, when one lands between this check and the commit. 404 for a record the
+    store no longer had when the commit ran (its tombstone expired meanwhile)."""
+    if record.state == "MISSING":
+        raise not_found(record.id)
     if record.state == "RELEASED":
         raise Conflict(
             f"Reservation {record.id!r} was released: the action was reported as not done. "
             "Reserve again for a new attempt.",
+            code="reservation_released",
+        )
+    if record.state == "EXPIRED_RELEASED":
+        raise Conflict(
+            f"Reservation {record.id!r} expired and was released (reservations.on_expiry: "
+            "release): it holds nothing any more. Reserve again for a new attempt.",
             code="reservation_released",
         )
 
@@ -212,6 +222,10 @@ def commit_amount(record: ReservationRecord, amount: int | None) -> int:
 
 
 def check_release(record: ReservationRecord) -> None:
+    """409 for a charged reservation; 404 for a record the store no longer had when the release
+    ran (its tombstone expired meanwhile)."""
+    if record.state == "MISSING":
+        raise not_found(record.id)
     if record.state in ("COMMITTED", "EXPIRED_CHARGED"):
         how = "committed" if record.state == "COMMITTED" else "charged when it expired"
         raise Conflict(

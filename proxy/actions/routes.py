@@ -109,9 +109,10 @@ async def commit(request: web.Request) -> web.StreamResponse:
         return _json(views.record(record))
     actual = {unit_of(record): commit_amount(record, amount)}
     reservation = reservation_of(record, tenant)
-    settling = rt.ledger.commit(reservation, actual, final_release=True)
+    settling = rt.ledger.commit(reservation, actual, final_release=True, known_only=True)
     result = await _ledger(rt, "commit", settling)
-    check_commit(dataclasses.replace(record, state=result.state))  # a release won the race
+    # A release (or an expiry) won the race, or the record is gone since the lookup.
+    check_commit(dataclasses.replace(record, state=result.state))
     if result.first:
         alerts.notifier(rt)(reservation, result)
         _count(rt, tenant.id, result)
@@ -130,11 +131,12 @@ async def release(request: web.Request) -> web.StreamResponse:
     check_release(record)
     if record.state != "OPEN":
         return _json(views.record(record))
-    result = await _ledger(rt, "release", rt.ledger.release(reservation_of(record, tenant)))
+    releasing = rt.ledger.release(reservation_of(record, tenant), known_only=True)
+    result = await _ledger(rt, "release", releasing)
     done = ReservationRecord(
         record.id, result.state, record.deadline_ms, record.amounts, record.fields
     )
-    check_release(done)  # a commit racing this release won
+    check_release(done)  # a commit racing this release won, or the record is gone since
     views.log_settle("release", tenant.id, done)
     return _json(views.record(done))
 

@@ -12,10 +12,14 @@ EXPIRED_RELEASED. Its record holds the resolved lines with their period ids, so 
 on 30 November commits to November. Settling twice is idempotent (the second call returns the
 first outcome); a commit after EXPIRED_CHARGED applies only `actual - estimate` to each line
 that still holds the expiry charge (a line reset since gets only what exceeds the estimate); a
-commit for a reservation the store no longer has still charges `spent`, clamping `reserved` at
-0. Reserving is idempotent by reservation id, and a release of an id alone (no lines, no
-amounts) frees what the store holds under it, or leaves a tombstone that makes a reserve of that
-id arriving later reserve nothing: how a reserve the caller gave up on is undone (spill.py).
+commit for a reservation the store no longer has (MISSING: its tombstone expired, or the store
+lost it) charges its actual amount and frees nothing: what it reserved and the concurrency it
+held were settled at its expiry or lost with the store, and may be other calls' now (an expiry
+charge may so be recorded twice: over, never under). Reserving is idempotent by reservation id:
+a repeat that finds the reservation settled says so (`ReserveResult.settled`) and is not
+allowed, since nothing is held for it now. A release of an id alone (no lines, no amounts) frees
+what the store holds under it, or leaves a tombstone that makes a reserve of that id arriving
+later reserve nothing: how a reserve the caller gave up on is undone (spill.py).
 
 Invariants every store keeps on every line, after any sequence of reserve, commit, release,
 expiry, sweep, RESET_SPENT, credit, debit, time-zone and anchor changes and clock jumps
@@ -262,7 +266,8 @@ class LineBalance:
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
     allowed: bool
-    """Whether the call may proceed. In shadow mode always True."""
+    """Whether the call may proceed: a reservation is held for it now. In shadow mode True,
+    except for a repeat that found the reservation settled (`settled`)."""
     would_allow: bool
     """What enforcement would have decided (equals `allowed` when not in shadow mode)."""
     candidate: int
@@ -275,7 +280,9 @@ class ReserveResult:
     lines: tuple[LineState, ...]
     status: TenantStatus
     reservation: Reservation | None
-    """None when nothing was reserved (denied, or the tenant is not active)."""
+    """None when nothing was reserved (denied, or the tenant is not active). For a repeat that
+    found the reservation settled, what it reserved then: a settle of that id (a spilled
+    call's commit, spill.py) goes by it."""
     fitted: int | None = None
     """Completion tokens per choice when the chosen candidate is a `fit` (the caller caps the
     request's completion limit at this)."""
@@ -292,6 +299,10 @@ class ReserveResult:
     its period: the line's field prefix `<level>|<value>|<unit>|<period id>`. The store keeps
     `q|alert|<prefix>|deny` (HSETNX, expiring with the period), so it is reported once per
     period and scope however many instances deny (alerts: budget.first_deny)."""
+    settled: State | None = None
+    """A repeat of a reservation id whose record is no longer OPEN (committed, released or
+    expired: a tombstone): its state. Nothing was reserved now and nothing is held, so the
+    repeat is not `allowed`, whatever the record's first answer was."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,15 +395,25 @@ class Ledger(Protocol):
         ...
 
     async def commit(
-        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+        self,
+        reservation: Reservation,
+        actual: Amounts,
+        *,
+        final_release: bool = False,
+        known_only: bool = False,
     ) -> SettleResult:
         """Charge what the provider reported (even above the estimate) and free the reservation.
-        With `final_release`, a reservation already RELEASED is not charged: nothing changes and
-        the result says RELEASED (an action's release, once answered, is final)."""
+        With `final_release`, a reservation already RELEASED or EXPIRED_RELEASED is not charged:
+        nothing changes and the result says so (an action's release, once answered, is final,
+        and so is its release at expiry). A reservation the store does not have (MISSING) is
+        charged `actual` and nothing else is freed; with `known_only` nothing is written and the
+        result says MISSING (the actions API: an id the store does not know is not found)."""
         ...
 
-    async def release(self, reservation: Reservation) -> SettleResult:
-        """Free the reservation without charging (the call never produced output)."""
+    async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
+        """Free the reservation without charging (the call never produced output). One the store
+        does not have frees nothing and leaves a RELEASED tombstone; with `known_only` nothing
+        is written and the result says MISSING."""
         ...
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
@@ -427,7 +448,8 @@ class Ledger(Protocol):
         """Resolve the tenant's overdue reservations (past the absolute cap, or owned by a dead
         instance) per policy, drop expired tombstones and entries. Returns how many it resolved.
         Raises AmountOutOfRange when charging an expired reservation would take a sum out of
-        the safe range (it stays OPEN; the ones before it were resolved)."""
+        the safe range, after resolving the others: it stays OPEN, due again a while later
+        (sweeping.STUCK_RETRY_MS)."""
         ...
 
     async def heartbeat(self) -> None:

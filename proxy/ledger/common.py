@@ -26,6 +26,7 @@ from proxy.ledger.base import (
     Reservation,
     ReserveRequest,
     ReserveResult,
+    State,
     TenantStatus,
 )
 from proxy.ledger.calendar import DAY_MS, period_end_ms, period_id
@@ -111,9 +112,11 @@ def reserve_result(
     *,
     stale: bool = False,
     first_deny: str | None = None,
+    settled: State | None = None,
 ) -> ReserveResult:
     """Assemble a result from what a store decided: the outcome, the reserved amounts,
-    (period id, remaining) per request line, the reserved field prefixes and held counters."""
+    (period id, remaining) per request line, the reserved field prefixes and held counters;
+    `settled`: the state of the settled record a repeat of the reservation found."""
     reservation = None
     if outcome.candidate >= 0:
         alerting = bool(request.alerts) and len(fields) == len(request.lines)
@@ -127,7 +130,7 @@ def reserve_result(
             tuple(request.alerts) if alerting else (),
         )
     return ReserveResult(
-        allowed=reservation is not None,
+        allowed=reservation is not None and settled is None,
         would_allow=outcome.would_allow,
         candidate=outcome.candidate,
         denied_by=outcome.denied_by,
@@ -142,6 +145,7 @@ def reserve_result(
         stale=stale,
         retry_after_ms=outcome.retry_after_ms,
         first_deny=first_deny,
+        settled=settled,
     )
 
 

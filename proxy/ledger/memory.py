@@ -201,26 +201,35 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         t.resv_exp[rid] = record.deadline
 
     async def commit(
-        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+        self,
+        reservation: Reservation,
+        actual: Amounts,
+        *,
+        final_release: bool = False,
+        known_only: bool = False,
     ) -> SettleResult:
+        """commit.lua's states, step for step (its header says what each does)."""
         check_reservation(reservation)
         check_amounts("actual", actual)
         t = self._tenant(reservation.tenant)
         now, s = t.now(self._clock()), self.settings
-        r = t.resv.get(reservation.id) or self._missing(reservation)
+        r = t.resv.get(reservation.id)
+        if r is None and known_only:
+            return SettleResult("MISSING", False, {})
+        r = r or self._missing(reservation)
         if r.state == "COMMITTED":
             return SettleResult("COMMITTED", False, dict(r.actual or {}))
-        if r.state == "RELEASED" and final_release:
-            return SettleResult("RELEASED", False, {})
+        if r.state in ("RELEASED", "EXPIRED_RELEASED") and final_release:
+            return SettleResult(r.state, False, {})
         charged = dict(actual)
         per_line: dict[str, int] = charged
-        if r.state in ("OPEN", "MISSING"):
+        if r.state == "OPEN":
             t.settle_lines(r.fields, r.amounts, actual, now, s)
             quotas.free(t.counters, r.held)
         elif r.state == "EXPIRED_CHARGED":
             added, charged = t.late_charge(reservation.id, r.fields, r.amounts, actual, now, s)
             per_line = {**charged, **added}
-        else:  # RELEASED, EXPIRED_RELEASED: nothing is reserved any more; never under-record.
+        else:  # MISSING, RELEASED, EXPIRED_RELEASED: nothing is reserved or held any more.
             t.settle_lines(r.fields, None, actual, now, s)
         limits = dict(zip(reservation.fields, reservation.limits, strict=False))
         crossed = tuple(
@@ -233,15 +242,22 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         self._finish(t, reservation.id, r, "COMMITTED", now, dict(actual))
         return SettleResult("COMMITTED", True, charged, crossed)
 
-    async def release(self, reservation: Reservation) -> SettleResult:
+    async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
+        """release.lua's: an OPEN record is freed; one the store lacks frees nothing and leaves
+        a tombstone (with `known_only`, nothing)."""
         check_reservation(reservation)
         t = self._tenant(reservation.tenant)
         now = t.now(self._clock())
-        r = t.resv.get(reservation.id) or self._missing(reservation)
-        if r.state not in ("OPEN", "MISSING"):
+        r = t.resv.get(reservation.id)
+        if r is None and known_only:
+            return SettleResult("MISSING", False, {})
+        if r is None:
+            r = self._missing(reservation)
+        elif r.state != "OPEN":
             return SettleResult(r.state, False, {})
-        t.settle_lines(r.fields, r.amounts, None, now, self.settings)
-        quotas.free(t.counters, r.held)
+        else:
+            t.settle_lines(r.fields, r.amounts, None, now, self.settings)
+            quotas.free(t.counters, r.held)
         fields = {"reservation": reservation.id, "state": "RELEASED"}
         t.append("release", fields, now, self.settings.audit_retention_ms)
         self._finish(t, reservation.id, r, "RELEASED", now)
@@ -286,14 +302,11 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         """Nothing to release: the state lives and dies with the process."""
 
     def _missing(self, reservation: Reservation) -> Record:
-        """Stand-in for a record the store no longer has: settle from what the caller holds."""
+        """Stand-in for a record the store no longer has, from what the caller holds: only its
+        tombstone is written from it. It holds no concurrency: what the reservation reserved
+        and held was settled at its expiry or lost with the store (common.lua missing_record)."""
         return Record(
-            "MISSING",
-            self.owner,
-            Outcome(0, True),
-            dict(reservation.amounts),
-            reservation.fields,
-            reservation.held,
+            "MISSING", self.owner, Outcome(0, True), dict(reservation.amounts), reservation.fields
         )
 
     def _finish(
@@ -342,6 +355,14 @@ def _result(
     pairs = [(ln.pid, ln.remaining) for ln in lines]
     if record is None:
         return reserve_result(request, status, outcome, {}, pairs, (), first_deny=first_deny)
+    settled = None if record.state == "OPEN" else record.state
     return reserve_result(
-        request, status, record.outcome, record.amounts, pairs, record.fields, record.held
+        request,
+        status,
+        record.outcome,
+        record.amounts,
+        pairs,
+        record.fields,
+        record.held,
+        settled=settled,
     )

@@ -41,6 +41,7 @@ from proxy.ledger.base import (
     ReserveRequest,
     ReserveResult,
     SettleResult,
+    State,
     TenantStatus,
 )
 from proxy.ledger.checks import check_amounts, check_owner, check_request, check_reservation
@@ -57,7 +58,14 @@ from proxy.ledger.common import (
 )
 from proxy.ledger.flights import Flights
 from proxy.ledger.reads_redis import RedisReads
-from proxy.ledger.replies import candidate_args, crossings, held_of, settled, status_of
+from proxy.ledger.replies import (
+    candidate_args,
+    crossings,
+    held_of,
+    settle_flags,
+    settled,
+    status_of,
+)
 from proxy.ledger.safety import Epoch, check_eviction
 from proxy.ledger.sweep_redis import RedisSweep
 from proxy.ledger.tenancy import TenantRecord
@@ -251,6 +259,7 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
         status, outcome, amounts, held, n = *reply[:4], int(reply[4])
         pairs = [(reply[5 + 2 * i], int(reply[6 + 2 * i])) for i in range(n)]
         first_deny = None if reply[5 + 2 * n] == "-" else reply[5 + 2 * n]
+        settled = None if reply[6 + 2 * n] == "-" else cast(State, reply[6 + 2 * n])
         if outcome == "stale":
             return reserve_result(request, status_of(status), DENIED, {}, pairs, (), stale=True)
         return reserve_result(
@@ -259,9 +268,10 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
             Outcome.decode(outcome),
             decode_amounts(amounts),
             pairs,
-            reply[6 + 2 * n :],
+            reply[7 + 2 * n :],
             held_of(held),
             first_deny=first_deny,
+            settled=settled,
         )
 
     def _reserve_args(self, request: ReserveRequest) -> list[str]:
@@ -291,27 +301,31 @@ class RedisLedger(RedisTenants, RedisReads, RedisSweep):
         return args
 
     async def commit(
-        self, reservation: Reservation, actual: Amounts, *, final_release: bool = False
+        self,
+        reservation: Reservation,
+        actual: Amounts,
+        *,
+        final_release: bool = False,
+        known_only: bool = False,
     ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
         marks = alert_marks(reservation)
         args = [reservation.id, self.owner, encode_amounts(reservation.amounts)]
-        args += [encode_amounts(actual), ",".join(reservation.held) or "-"]
-        args += ["1" if final_release else "0", str(len(marks))]
+        args += [encode_amounts(actual), settle_flags(final_release, known_only), str(len(marks))]
         for field, bp, mark in marks:
             args += [field, str(bp), str(mark)]
         args += reservation.fields
         reply = await self._run("commit", reservation.tenant, args)
         return settled(reply, crossings(reservation, reply[3:]))
 
-    async def release(self, reservation: Reservation) -> SettleResult:
+    async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
         check_reservation(reservation)
         args = [
             reservation.id,
             self.owner,
             encode_amounts(reservation.amounts),
-            ",".join(reservation.held) or "-",
+            settle_flags(False, known_only),
             *reservation.fields,
         ]
         return settled(await self._run("release", reservation.tenant, args))

@@ -30,6 +30,11 @@ def held_of(text: str) -> tuple[str, ...]:
     return () if text == "-" else tuple(text.split(","))
 
 
+def settle_flags(final_release: bool, known_only: bool) -> str:
+    """commit.lua's and release.lua's flags (common.lua has_flag)."""
+    return ("f" if final_release else "") + ("k" if known_only else "") or "-"
+
+
 def settled(reply: list[str], crossed: tuple[Crossing, ...] = ()) -> SettleResult:
     return SettleResult(
         state=cast(State, reply[0]),

@@ -9,12 +9,13 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
+from proxy.errors import AmountOutOfRange
 from proxy.ledger import quotas
 from proxy.ledger.base import AlertLimits, Crossing, ExpiryAlerts, State
 from proxy.ledger.common import expiry_limits
 from proxy.ledger.memory_due import DueIndex
 from proxy.ledger.memory_state import Record, TenantState
-from proxy.ledger.sweeping import SWEEP_BUDGET_S, Budget, SweepErrors
+from proxy.ledger.sweeping import STUCK_RETRY_MS, SWEEP_BUDGET_S, Budget, SweepErrors
 from proxy.ledger.tenants import sorted_amounts
 from proxy.policy.runtime import ReservationSettings
 
@@ -31,6 +32,7 @@ class MemorySweep(SweepErrors, ABC):
     _instances: dict[str, int]
     _due: DueIndex
     sweep_budget_s: float = SWEEP_BUDGET_S
+    stuck_retry_ms: int = STUCK_RETRY_MS
 
     @abstractmethod
     def _tenant(self, tenant: str) -> TenantState:
@@ -41,10 +43,23 @@ class MemorySweep(SweepErrors, ABC):
         """Settle the record: it becomes a tombstone."""
 
     async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
+        resolved, stuck = await self._sweep_tenant(tenant, set(dead_owners))
+        if stuck is not None:
+            raise stuck
+        return resolved
+
+    async def _sweep_tenant(
+        self, tenant: str, dead: set[str]
+    ) -> tuple[int, AmountOutOfRange | None]:
+        """lua/sweep.lua's, step for step: what it resolved, and the first expiry it had to
+        leave open (its charge would leave the safe range: nothing written, due again
+        `stuck_retry_ms` later) while it went on with the others."""
         alerts = await expiry_limits(self.expiry_alerts, self.settings, tenant)
-        t, dead = self._tenant(tenant), set(dead_owners)
+        t = self._tenant(tenant)
         now = t.now(self._clock())
         resolved, crossed = 0, list[Crossing]()
+        stuck: AmountOutOfRange | None = None
+        retry: list[str] = []
         try:
             # What is due, from the expiry heap (expiry.py), never a walk of every record.
             while due := t.resv_exp.pop_due(now, 1):
@@ -55,21 +70,30 @@ class MemorySweep(SweepErrors, ABC):
                     continue
                 try:
                     crossed += self._expire(t, rid, r, now, alerts)
+                except AmountOutOfRange as exc:
+                    stuck = stuck or exc
+                    retry.append(rid)  # nothing was written: it stays OPEN, due again later
+                    continue
                 except BaseException:
                     t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due
                     raise
                 resolved += 1
             # Only when an owner is dead (never in one process on its own): its open calls.
-            if dead:
-                for rid, r in [(rid, r) for rid, r in t.resv.items() if r.owner in dead]:
-                    if r.state == "OPEN":
+            for rid, r in [(rid, r) for rid, r in t.resv.items() if r.owner in dead]:
+                if r.state == "OPEN":
+                    try:
                         crossed += self._expire(t, rid, r, now, alerts)
-                        resolved += 1
+                    except AmountOutOfRange as exc:
+                        stuck = stuck or exc  # it stays OPEN until its deadline
+                        continue
+                    resolved += 1
             t.drop_expired(now, None)
         finally:
+            for rid in retry:
+                t.resv_exp[rid] = now + self.stuck_retry_ms
             if crossed and self.expiry_alerts is not None:
                 self.expiry_alerts.crossed(tenant, crossed)
-        return resolved
+        return resolved, stuck
 
     async def heartbeat(self) -> None:
         self._instances[self.owner] = self._clock()
@@ -89,7 +113,10 @@ class MemorySweep(SweepErrors, ABC):
                 for rest in tenants[i:]:
                     self._due.touch(rest)
                 return resolved  # the dead stay listed: the next pass goes on reclaiming
-            resolved += await self.isolated(tenant, self.sweep(tenant, dead)) or 0
+            swept = await self.isolated(tenant, self._sweep_tenant(tenant, set(dead)))
+            if swept is not None:
+                resolved += swept[0]
+                self.stuck(tenant, swept[1])
             self._due.put(tenant, self._tenants[tenant].next_due())
             await asyncio.sleep(0)  # calls on this event loop go on between tenants
         for owner in dead:
@@ -101,7 +128,7 @@ class MemorySweep(SweepErrors, ABC):
     ) -> tuple[Crossing, ...]:
         """sweep.lua's expire(); returns the alert thresholds its charge crossed. Raises
         AmountOutOfRange (having written nothing) when the charge would leave the safe range:
-        the reservation stays OPEN and the sweep stops there."""
+        the reservation stays OPEN."""
         charge = r.amounts if self.settings.on_expiry == "charge" else None
         state: State = "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED"
         t.settle_lines(r.fields, r.amounts, charge, now, self.settings)

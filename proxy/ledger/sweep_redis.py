@@ -5,8 +5,9 @@ sequence of short commands, none of which holds Redis for long:
    reservations are reclaimed tenant by tenant, over the tenants the due index says may hold an
    open reservation (due within `cap_ms`: an open reservation's deadline is at most that far),
    each with lua/sweep.lua's HSCAN of `:resv` (`BATCH` records a call). Where it is, tenant and
-   cursor, survives the pass; once every such tenant was visited the dead are forgotten (a
-   tenant that failed is logged and counted, and does not keep them listed).
+   cursor, survives the pass, and a change in the dead does not restart it (an owner that dies
+   meanwhile waits for the next reclaim); once every such tenant was visited the reclaim's dead
+   are forgotten (a tenant that failed is logged and counted, and does not keep them listed).
 2. **Due tenants.** The due index (`cy:v1:due`, keys.py) holds each tenant at its earliest due
    time, written by every script; a pass reads it in pages up to now, so idle tenants cost
    nothing, and sweeps each one for at most `TENANT_ROUNDS` calls.
@@ -25,12 +26,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from proxy.errors import AmountOutOfRange
 from proxy.ledger import keys
 from proxy.ledger.base import Crossing, ExpiryAlerts
 from proxy.ledger.checks import range_error
 from proxy.ledger.clients import Client, boundary
 from proxy.ledger.common import expiry_limits
-from proxy.ledger.sweeping import BATCH, SWEEP_BUDGET_S, TENANT_ROUNDS, Budget, SweepErrors
+from proxy.ledger.sweeping import (
+    BATCH,
+    STUCK_RETRY_MS,
+    SWEEP_BUDGET_S,
+    TENANT_ROUNDS,
+    Budget,
+    SweepErrors,
+)
 from proxy.policy.runtime import ReservationSettings
 
 PAGE = 100
@@ -57,6 +66,16 @@ class _Reclaim:
     """lua/sweep.lua's HSCAN cursor in `tenant`'s records."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Swept:
+    """What sweeping one tenant did: reservations resolved, where its dead-owner scan stopped
+    ('-': complete), and the first expiry it had to leave open (`stuck`), if any."""
+
+    resolved: int
+    cursor: str
+    stuck: AmountOutOfRange | None = None
+
+
 @dataclass(slots=True)
 class _Pass:
     budget: Budget
@@ -75,6 +94,7 @@ class RedisSweep(SweepErrors, ABC):
     _cluster: bool
     sweep_budget_s: float = SWEEP_BUDGET_S
     walk_per_pass: int = WALK
+    stuck_retry_ms: int = STUCK_RETRY_MS
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,8 +113,10 @@ class RedisSweep(SweepErrors, ABC):
 
     async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
         cursor = "0" if dead_owners else "-"
-        resolved, _ = await self._sweep_tenant(tenant, tuple(dead_owners), cursor)
-        return resolved
+        swept = await self._sweep_tenant(tenant, tuple(dead_owners), cursor)
+        if swept.stuck is not None:
+            raise swept.stuck
+        return swept.resolved
 
     async def sweep_all(self) -> int:
         """One pass: reclaim the dead's reservations, sweep the due tenants, walk a slice of the
@@ -117,30 +139,33 @@ class RedisSweep(SweepErrors, ABC):
         *,
         rounds: int | None = None,
         budget: Budget | None = None,
-    ) -> tuple[int, str]:
+    ) -> _Swept:
         """Call lua/sweep.lua until `tenant` has nothing due and the dead-owner scan from
-        `cursor` is complete, or `rounds` calls or `budget` are spent. Returns what it resolved
-        and the scan's cursor ('-': complete). Raises AmountOutOfRange for an expiry it had to
-        leave open (after announcing the alerts of those it made)."""
+        `cursor` is complete, or `rounds` calls or `budget` are spent (then the scan's cursor
+        says where to resume). An expiry that would leave the safe range is left open and the
+        others go on (lua/sweep.lua); the result names the first. The alerts of the charges
+        made are announced."""
         alerts = await expiry_limits(self.expiry_alerts, self.settings, tenant)
         marks = ",".join(f"{lv}|{unit}|{bp:d}|{mark:d}" for lv, unit, bp, mark in alerts.marks())
         resolved, calls, crossed = 0, 0, list[Crossing]()
+        stuck: AmountOutOfRange | None = None
         try:
             while True:
                 args = [self.settings.on_expiry, str(BATCH), marks or "-", cursor]
-                done, more, cursor, stuck, *fired = await self._run("sweep", tenant, [*args, *dead])
+                args += [str(self.stuck_retry_ms), *dead]
+                done, more, cursor, found, *fired = await self._run("sweep", tenant, args)
                 resolved, calls = resolved + int(done), calls + 1
                 crossed += [
                     alerts.crossing(fired[i], int(fired[i + 1]), int(fired[i + 2]))
                     for i in range(0, len(fired) - 2, 3)
                 ]
-                if stuck != "-":
-                    raise range_error(tenant, stuck.split(" ")[1]) from None
+                if found != "-" and stuck is None:
+                    stuck = range_error(tenant, found.split(" ")[1])
                 cursor = "-" if cursor == "0" else cursor
                 if more == "0" and cursor == "-":
-                    return resolved, cursor
+                    return _Swept(resolved, cursor, stuck)
                 if calls == rounds or (budget is not None and not budget.left()):
-                    return resolved, cursor
+                    return _Swept(resolved, cursor, stuck)
         finally:
             if crossed and self.expiry_alerts is not None:
                 self.expiry_alerts.crossed(tenant, crossed)
@@ -151,8 +176,11 @@ class RedisSweep(SweepErrors, ABC):
             return 0
         run.visited.add(tenant)
         work = self._sweep_tenant(tenant, rounds=TENANT_ROUNDS, budget=run.budget)
-        done = await self.isolated(tenant, work)
-        return 0 if done is None else done[0]
+        swept = await self.isolated(tenant, work)
+        if swept is None:
+            return 0
+        self.stuck(tenant, swept.stuck)
+        return swept.resolved
 
     async def _shards(self) -> list[str]:
         if not self._cluster:
@@ -212,28 +240,36 @@ class RedisSweep(SweepErrors, ABC):
         return resolved
 
     async def _reclaim_dead(self, dead: tuple[str, ...], run: _Pass) -> int:
-        """Phase 1: go on with the reclaim in progress (a new one when the dead changed)."""
-        if not dead:
-            self._reclaim = None
-            return 0
+        """Phase 1: go on with the reclaim in progress, for those of its owners still dead; a
+        new one, of every dead owner, when none is. An owner that dies meanwhile waits for the
+        next reclaim: starting over whenever the dead change would never finish while replicas
+        come and go (one dying every pass)."""
         r = self._reclaim
-        if r is None or r.dead != dead:
+        if r is not None:
+            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left alone
+            if not r.dead:
+                r = self._reclaim = None
+        if not dead:
+            return 0
+        if r is None:
             r = self._reclaim = _Reclaim(dead, await self._shards())
         resolved = 0
         while r.tenant is not None or await self._next_reclaim(r, run.now):
             assert r.tenant is not None
             run.visited.add(r.tenant)  # its due work is done here too: once per pass
-            work = self._sweep_tenant(r.tenant, dead, r.cursor, budget=run.budget)
-            done = await self.isolated(r.tenant, work)
-            resolved += 0 if done is None else done[0]
-            if done is not None and done[1] != "-":
-                r.cursor = done[1]
-                return resolved  # the budget ran out inside this tenant: resume here
+            work = self._sweep_tenant(r.tenant, r.dead, r.cursor, budget=run.budget)
+            swept = await self.isolated(r.tenant, work)
+            if swept is not None:
+                self.stuck(r.tenant, swept.stuck)
+                resolved += swept.resolved
+                if swept.cursor != "-":
+                    r.cursor = swept.cursor
+                    return resolved  # the budget ran out inside this tenant: resume here
             r.tenant = None
             if not run.budget.left():
                 return resolved
         with boundary():
-            await self._client.zrem(keys.INSTANCES, *dead)
+            await self._client.zrem(keys.INSTANCES, *r.dead)
         self._reclaim = None
         return resolved
 

@@ -7,7 +7,9 @@ tenant whose sweep fails, for whatever reason (a record the store cannot parse, 
 would take a sum out of the safe range, a node of a cluster that does not answer), is logged,
 counted in the ledger's `sweep_errors` (the app exports it as a metric) and skipped: the pass
 goes on with the next tenant, and dead instances are still forgotten once their reservations
-were reclaimed everywhere else.
+were reclaimed everywhere else. Within a tenant, one reservation whose expiry charge would leave
+the safe range is left OPEN (nothing written), logged and counted the same way, and tried again
+`STUCK_RETRY_MS` later; the tenant's other expiries go on.
 
 The heartbeat is not part of a pass: the app writes it from a task of its own (app.py), so no
 sweep, however long, makes a live instance look dead.
@@ -21,7 +23,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from proxy.errors import CyclesError
+from proxy.errors import AmountOutOfRange, CyclesError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,6 +35,9 @@ BATCH = 200
 50 ms of Redis time."""
 TENANT_ROUNDS = 16
 """Script calls one tenant gets per pass; a tenant with more to do stays due for the next."""
+STUCK_RETRY_MS = 60_000
+"""How long a due reservation whose expiry charge would leave the safe range (it is left OPEN,
+nothing written) waits before it is tried again; the tenant's other expiries go on meanwhile."""
 
 
 @dataclass(slots=True)
@@ -67,3 +72,15 @@ class SweepErrors:
             self.sweep_errors += 1
             log.exception("sweeper: skipped tenant %s this pass", tenant)
         return None
+
+    def stuck(self, tenant: str, error: AmountOutOfRange | None) -> None:
+        """A sweep of `tenant` left an expired reservation OPEN (`error`: its charge would take
+        a sum out of the safe range) and went on with the rest: logged and counted like a
+        failed tenant, each time it is tried."""
+        if error is not None:
+            self.sweep_errors += 1
+            log.error(
+                "sweeper: tenant %s: an expired reservation stays open, tried again later: %s",
+                tenant,
+                error,
+            )

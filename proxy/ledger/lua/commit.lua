@@ -3,41 +3,56 @@
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
 -- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 actual (same form),
---       9 held concurrency fields 'q|conc|tenant|acme,…' ('-' for none), 10 '1' when a
---       release is final (actions: a RELEASED reservation is not charged), else '0',
---       11 n alert marks, 12.. n triples (field prefix, basis points, the `spent` that reaches
---       the threshold), then 12 + 3n.. the reservation's field prefixes (9 and those are used
---       only when the store lost the record).
+--       9 flags (common.lua has_flag: 'f' a release is final, as an action's is; 'k' only a
+--       record the store knows is settled; '-' for neither), 10 n alert marks, 11.. n triples
+--       (field prefix, basis points, the `spent` that reaches the threshold), then 11 + 3n..
+--       the reservation's field prefixes (7 and those are used only when the store lost the
+--       record).
 --
--- Returns: state after ('COMMITTED', or 'RELEASED' when the release is final: nothing done),
--- first ('1' | '0'), charged (amounts form, may be
--- negative after EXPIRED_CHARGED: only actual - estimate is added then, see late_charge in
--- common.lua; per unit the most added to any line), then per alert
--- threshold this commit crossed first in its period: field prefix, basis points, spent after.
+-- By state:
+--   OPEN             free the estimate and the held concurrency, charge the actual;
+--   EXPIRED_CHARGED  add actual - estimate (late_charge in common.lua);
+--   RELEASED, EXPIRED_RELEASED  charge the actual (nothing is reserved any more, and the
+--                    ledger never under-records), or with 'f' do nothing: a release, once
+--                    answered, is final (and an action's expiry under on_expiry: release too);
+--   MISSING (no record: its tombstone expired, or the store lost it)  charge the actual on the
+--                    caller's prefixes and nothing else: what it reserved and held was settled
+--                    at its expiry or lost with the store, and freeing it again would free
+--                    other calls' reservations and slots (an expiry charge may so be recorded
+--                    twice: over, never under); with 'k' do nothing and write nothing.
+--
+-- Returns: state after ('COMMITTED'; the state found when nothing was done: 'RELEASED' or
+-- 'EXPIRED_RELEASED' under 'f', 'MISSING' under 'k'), first ('1' | '0'), charged (amounts
+-- form, may be negative after EXPIRED_CHARGED: only actual - estimate is added then, see
+-- late_charge in common.lua; per unit the most added to any line), then per alert threshold
+-- this commit crossed first in its period: field prefix, basis points, spent after.
 --
 -- A threshold is crossed when spent before < mark <= spent after (common.lua cross_marks).
 
-local id, owner, estimate, actual = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local MARKS = tonumber(ARGV[11])
+local id, owner, estimate, actual, flags = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local MARKS = tonumber(ARGV[10])
 local marks = {}
 for i = 0, MARKS - 1 do
-  marks[#marks + 1] = { ARGV[12 + 3 * i], ARGV[13 + 3 * i], tonumber(ARGV[14 + 3 * i]) }
+  marks[#marks + 1] = { ARGV[11 + 3 * i], ARGV[12 + 3 * i], tonumber(ARGV[13 + 3 * i]) }
 end
 
 local raw = redis.call('HGET', KEYS[3], id)
 local r
 if raw then
   r = parse_record(raw)
+elseif has_flag(flags, 'k') then
+  return { 'MISSING', '0', '-' }
 else
-  r = missing_record(owner, estimate, ARGV[9], 12 + 3 * MARKS)
+  r = missing_record(owner, estimate, 11 + 3 * MARKS)
 end
 
 if r.state == 'COMMITTED' then return { 'COMMITTED', '0', r.actual } end
-if r.state == 'RELEASED' and ARGV[10] == '1' then return { 'RELEASED', '0', '-' } end
+local released = r.state == 'RELEASED' or r.state == 'EXPIRED_RELEASED'
+if released and has_flag(flags, 'f') then return { r.state, '0', '-' } end
 
 local est, act = parse_amounts(r.amounts), parse_amounts(actual)
 local charged, added = actual, act
-if r.state == 'OPEN' or r.state == 'MISSING' then
+if r.state == 'OPEN' then
   settle_lines(r.prefixes, est, act)
   free_held(r.held)
 elseif r.state == 'EXPIRED_CHARGED' then
@@ -45,7 +60,7 @@ elseif r.state == 'EXPIRED_CHARGED' then
   added, by_unit = late_charge(id, r.prefixes, est, act)
   charged = encode_amounts(by_unit)
 else
-  -- RELEASED, EXPIRED_RELEASED: nothing is reserved any more, but never under-record.
+  -- MISSING, RELEASED, EXPIRED_RELEASED: nothing of it is reserved or held any more.
   settle_lines(r.prefixes, nil, act)
 end
 local fired = cross_marks(marks, added)

@@ -231,13 +231,25 @@ local function save_record(id, r)
   redis.call('HSET', KEYS[3], id, table.concat(tok, ' '))
 end
 
--- A record for a reservation the store no longer has, from what the caller still holds.
-local function missing_record(owner, estimate, held, first_prefix)
+-- A record for a reservation the store no longer has (its tombstone expired, or the store lost
+-- it), from what the caller still holds: only the tombstone a settle of it leaves is written
+-- from it. Whatever it reserved and the concurrency it held were settled at its expiry or lost
+-- with the store, so a settle never frees them again (they may be other calls' now): a commit
+-- charges its actual amount (an expiry charge may be recorded twice then: over, never under),
+-- a release changes no sum (the README's *Resets, credits and late commits compose*).
+local function missing_record(owner, estimate, first_prefix)
   local prefixes = {}
   for i = first_prefix, #ARGV do prefixes[#prefixes + 1] = ARGV[i] end
   return { state = 'MISSING', created = fmt(NOW), deadline = fmt(NOW), owner = owner,
-           outcome = '0:1:-:-:0:-', amounts = estimate, actual = '-', held = held,
+           outcome = '0:1:-:-:0:-', amounts = estimate, actual = '-', held = '-',
            prefixes = prefixes }
+end
+
+-- Settle flags (commit.lua, release.lua): 'f' a release is final (a RELEASED or
+-- EXPIRED_RELEASED reservation is not charged), 'k' only a record the store knows is settled
+-- (nothing is written for an unknown id); '-' for neither.
+local function has_flag(flags, flag)
+  return string.find(flags, flag, 1, true) ~= nil
 end
 
 -- A call that held concurrency ended: one less in flight per field, never below 0 (a field

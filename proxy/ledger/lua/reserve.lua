@@ -15,9 +15,12 @@
 --       candidates.lua).
 --
 -- Returns: status, outcome, amounts, held, n, then n × (period id, remaining), then first_deny,
--- then the reserved field prefixes. first_deny is the denying line's field prefix when an
--- enforced denial by a budget line is that line's first in its period ('q|alert|<prefix>|deny',
--- HSETNX, expiring with the period), else '-'. outcome is 'stale' when the version differs (nothing was written),
+-- then settled, then the reserved field prefixes. first_deny is the denying line's field prefix
+-- when an enforced denial by a budget line is that line's first in its period
+-- ('q|alert|<prefix>|deny', HSETNX, expiring with the period), else '-'. settled is '-' unless
+-- this is a repeat of a reservation whose record is no longer OPEN: then its state (nothing is
+-- held for it now, whatever its first outcome, which is returned with its amounts and
+-- prefixes for a settle by id). outcome is 'stale' when the version differs (nothing was written),
 -- else
 --   '<candidate>:<would_allow 1|0>:<denied_by>:<fitted>:<retry_after_ms>:<quota>'
 -- with 0-based indices (candidate -1: nothing reserved), '-' for none, and '/' for the space
@@ -76,7 +79,7 @@ for i = 1, n do
                scope = ARGV[b + 1] .. '|' .. ARGV[b + 2] }
 end
 
-local function reply(outcome, amounts, held, prefixes, first_deny)
+local function reply(outcome, amounts, held, prefixes, first_deny, settled)
   reindex()
   local out = { status, outcome, amounts, held, fmt(n) }
   for _, l in ipairs(lines) do
@@ -84,6 +87,7 @@ local function reply(outcome, amounts, held, prefixes, first_deny)
     out[#out + 1] = fmt(l.remaining)
   end
   out[#out + 1] = first_deny or '-'
+  out[#out + 1] = settled or '-'
   for _, p in ipairs(prefixes) do out[#out + 1] = p end
   return out
 end
@@ -91,7 +95,8 @@ end
 local existing = redis.call('HGET', KEYS[3], id)
 if existing then
   local r = parse_record(existing)
-  return reply(r.outcome, r.amounts, r.held, r.prefixes)
+  local settled = (r.state ~= 'OPEN') and r.state or nil
+  return reply(r.outcome, r.amounts, r.held, r.prefixes, nil, settled)
 end
 if version ~= '-' and version ~= (meta[2] or '0') then return reply('stale', '-', '-', {}) end
 

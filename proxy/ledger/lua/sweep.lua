@@ -7,23 +7,27 @@
 --       scanned for dead owners and max expired entries handled by this call), 7 the tenant's
 --       alert marks by level and unit, 'level|unit|basis points|spent that reaches it,…' ('-'
 --       for none), 8 the HSCAN cursor of :resv where the pass over dead owners' reservations
---       resumes ('0' starts it; '-': no such pass), 9.. owners known dead: their open
---       reservations are resolved whatever their deadline.
+--       resumes ('0' starts it; '-': no such pass), 9 how long (ms) a stuck expiry waits
+--       before it is tried again, 10.. owners known dead: their open reservations are resolved
+--       whatever their deadline.
 --
 -- Returns: resolved (reservations moved out of OPEN), more ('1' when a batch was full: call
 -- again), the next dead-owner cursor ('0' when that pass is complete, '-' when none was asked),
--- stuck ('-', or '<reservation id> <field>': charging that expired reservation would take the
--- field out of the safe range, so it was left OPEN and this call stopped there), then per alert
--- threshold an expiry charge crossed first in its period: field prefix, basis points, spent
--- after (as commit.lua: a charge made here alerts like a commit).
+-- stuck ('-', or '<reservation id> <field>' of the first stuck expiry: charging that reservation
+-- would take the field out of the safe range), then per alert threshold an expiry charge
+-- crossed first in its period: field prefix, basis points, spent after (as commit.lua: a
+-- charge made here alerts like a commit).
 --
--- Each reservation's expiry is checked before it writes anything, so a call that stops has
--- written only complete expiries. HSCAN returns every record present for the whole pass at
--- least once; one seen twice is no longer OPEN and is skipped.
+-- Each reservation's expiry is checked before it writes anything. A stuck one is left OPEN,
+-- written nothing, and the call goes on with the others: one stuck reservation never holds
+-- back the rest of its tenant's expiries. Where it was due, it is due again ARGV[9] ms later
+-- (first in the due order otherwise, it would fill every batch), and reported each time it is
+-- tried. HSCAN returns every record present for the whole pass at least once; one seen twice
+-- is no longer OPEN and is skipped.
 
-local how, batch, cursor = ARGV[5], tonumber(ARGV[6]), ARGV[8]
+local how, batch, cursor, retry = ARGV[5], tonumber(ARGV[6]), ARGV[8], tonumber(ARGV[9])
 local dead = {}
-for i = 9, #ARGV do dead[ARGV[i]] = true end
+for i = 10, #ARGV do dead[ARGV[i]] = true end
 local resolved, fired, stuck = 0, {}, nil
 
 -- 'level|unit' -> { {basis points, mark}, … }
@@ -47,13 +51,14 @@ local function alert_on(prefixes, charge)
   for _, x in ipairs(cross_marks(marks, charge)) do fired[#fired + 1] = x end
 end
 
--- Expire one OPEN record; false (and `stuck` set) when its charge would leave the safe range.
+-- Expire one OPEN record; false (and `stuck` set, if it is the first) when its charge would
+-- leave the safe range: then nothing is written.
 local function expire(id, r)
   local est = parse_amounts(r.amounts)
   local charge = (how ~= 'release') and est or nil
   local field = charge and out_of_range(r.prefixes, 'spent', charge)
   if field then
-    stuck = id .. ' ' .. field
+    stuck = stuck or (id .. ' ' .. field)
     return false
   end
   local state = charge and 'EXPIRED_CHARGED' or 'EXPIRED_RELEASED'
@@ -79,26 +84,27 @@ for _, id in ipairs(due) do
   local raw = redis.call('HGET', KEYS[3], id)
   local r = raw and parse_record(raw)
   if r and r.state == 'OPEN' then
-    if not expire(id, r) then break end
+    if not expire(id, r) then redis.call('ZADD', KEYS[4], fmt(NOW + retry), id) end
   else
     redis.call('HDEL', KEYS[3], id, id .. '|scope')
     redis.call('ZREM', KEYS[4], id)
   end
 end
 
-if cursor ~= '-' and not stuck then
+if cursor ~= '-' then
   local page = redis.call('HSCAN', KEYS[3], cursor, 'COUNT', batch)
   cursor = page[1]
   local records = page[2]
   for i = 1, #records, 2 do
     local r = parse_record(records[i + 1])
-    if r.state == 'OPEN' and dead[r.owner] and not expire(records[i], r) then break end
+    -- A stuck one stays OPEN until its deadline, when the due part above tries it again.
+    if r.state == 'OPEN' and dead[r.owner] then expire(records[i], r) end
   end
 end
 
 local dropped = drop_expired(batch)
 reindex()
-local more = not stuck and (#due == batch or dropped == batch)
+local more = #due == batch or dropped == batch
 local reply = { fmt(resolved), more and '1' or '0', cursor, stuck or '-' }
 for _, x in ipairs(fired) do reply[#reply + 1] = x end
 return reply
