@@ -4,7 +4,7 @@
 #   docker build -t cycles-proxy .
 #   docker run --rm cycles-proxy check --policy /etc/cycles/policies
 #
-# tests/test_deploy.py runs this file's build-stage RUN lines in a fresh virtualenv (with the two
+# tests/deploy/test_deploy.py runs this file's build-stage RUN lines in a fresh virtualenv (with the two
 # absolute paths below swapped for temporary ones) and lints it with hadolint, so keep every
 # build step in a RUN line of the build stage and every path under /opt/cycles-proxy or
 # /tmp/wheels.
@@ -27,7 +27,7 @@ RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
 # Fail the build, not the first request, if the policy schema or a bundled vocabulary is broken:
 # preloading checks each vocabulary against the SHA-256 tiktoken itself expects.
 RUN /opt/cycles-proxy/bin/cycles-proxy check --policy proxy/policy/example.yaml \
-    && /opt/cycles-proxy/bin/python -c "from proxy import encodings; encodings.preload(encodings.BUNDLED)"
+    && /opt/cycles-proxy/bin/python -c "from proxy.core import encodings; encodings.preload(encodings.BUNDLED)"
 
 
 FROM ${PYTHON_IMAGE} AS runtime

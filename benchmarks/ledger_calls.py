@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from proxy.ledger import keys
-from proxy.ledger.redis import SCRIPTS
+from proxy.store.ledger.redis import SCRIPTS
+from proxy.store.redis import layout as keys
 
 BACKGROUND_KEYS = frozenset({keys.INSTANCES, keys.TENANTS, keys.EPOCH})
 BACKGROUND_SCRIPTS = frozenset({"evalsha sweep"})
@@ -27,7 +27,7 @@ _ARGUMENT = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 def script_names() -> dict[str, str]:
     """SHA → script name, computed as the Redis ledger computes them."""
-    lua = resources.files("proxy.ledger").joinpath("lua")
+    lua = resources.files("proxy.store.ledger").joinpath("lua")
     names = {}
     for name, parts in SCRIPTS.items():
         source = "".join(lua.joinpath(f"{part}.lua").read_text() for part in parts)

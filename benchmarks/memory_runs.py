@@ -28,9 +28,9 @@ from typing import Any
 
 import orjson
 
-from proxy.ledger import MemoryLedger
-from proxy.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
-from proxy.policy.runtime import ReservationSettings
+from proxy.core.types import ReservationSettings
+from proxy.store.ledger import MemoryLedger
+from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
 
 HERE = Path(__file__).resolve().parent
 SIZES = (1_000, 10_000, 100_000)

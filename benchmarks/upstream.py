@@ -1,8 +1,8 @@
 """A lean, deterministic OpenAI-compatible provider for the benchmarks.
 
-`proxy/fake_upstream.py` tokenizes every prompt and keeps a list of every call it billed, which
-is right for tests and wrong for a benchmark: its CPU would share core 1 with the load generator
-and its memory would grow with the run. This one answers from bytes built once per model:
+`proxy/testing/fake_upstream.py` tokenizes every prompt and keeps a list of every call it billed,
+which is right for tests and wrong for a benchmark: its CPU would share core 1 with the load
+generator and its memory would grow with the run. This one answers from bytes built once per model:
 
     POST /v1/chat/completions            a chat completion with `usage` (40 completion tokens)
     ... with "stream": true              20 SSE chunks (each its own write), then a usage chunk

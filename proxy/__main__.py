@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from proxy.errors import CyclesError
+from proxy.core.errors import CyclesError
 
 
 def command_line() -> argparse.ArgumentParser:
@@ -113,7 +113,7 @@ def command_line() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="replay the runaway-tenant story on the embedded store")
     demo.add_argument("--tenants", type=int, default=500)
 
-    from proxy.admin.cli import add_parser
+    from proxy.cli.admin import add_parser
 
     add_parser(commands)
     return parser
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = command_line().parse_args(argv)
     try:
         if args.command == "serve":
-            from proxy.serve import serve
+            from proxy.cli.serve import serve
 
             return serve(args)
         if args.command == "check":
@@ -137,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(EXAMPLE.read_text())
             return 0
         if args.command == "admin":
-            from proxy.admin.cli import run
+            from proxy.cli.admin import run
 
             return run(args)
-        from proxy.demo import run_demo
+        from proxy.cli.demo import run_demo
 
         return run_demo(tenants=args.tenants)
     except CyclesError as exc:

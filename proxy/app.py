@@ -13,12 +13,11 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy import alerts, handlers, observe, relay, scrape, tasks
 from proxy.actions.routes import add_routes as add_action_routes
-from proxy.call import ENDPOINTS
-from proxy.context import RUNTIME, Runtime
-from proxy.directory import Directory
-from proxy.errors import (
+from proxy.budget.call import ENDPOINTS
+from proxy.budget.directory import Directory
+from proxy.core import tasks
+from proxy.core.errors import (
     ClientError,
     LedgerEpochLost,
     LedgerError,
@@ -26,15 +25,17 @@ from proxy.errors import (
     ServiceUnavailable,
     StoreUnsafe,
 )
-from proxy.keys import Keys, KeyStore, open_key_store
-from proxy.ledger import RedisLedger, open_ledger
-from proxy.ledger.base import Ledger, Reservation, SettleResult
-from proxy.ledger.replays import open_replays
-from proxy.ledger.tenancy import TenantRecord, TenantStore
-from proxy.metrics import Metrics
+from proxy.gateway import alerts, handlers, observe, relay, scrape
+from proxy.gateway.context import RUNTIME, Runtime
+from proxy.gateway.metrics import Metrics
+from proxy.metering.shapes import azure, messages
 from proxy.policy.runtime import Policy
-from proxy.shapes import azure, messages
-from proxy.watcher import PolicyWatcher, Reload
+from proxy.policy.watcher import PolicyWatcher, Reload
+from proxy.store.api_keys import Keys, KeyStore, open_key_store
+from proxy.store.ledger import RedisLedger, open_ledger
+from proxy.store.ledger.base import Ledger, Reservation, SettleResult
+from proxy.store.ledger.tenancy import TenantRecord, TenantStore
+from proxy.store.replays import open_replays
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,9 @@ def build_app(
     the app), `keys` the provider keys from the environment (the demo and tests pass their own);
     `sweep_every=None` runs no heartbeat or sweeper (a test that counts store commands).
     `reload` watches the policy's files and swaps in a change that checks clean;
-    `require_noeviction` refuses a Redis store that may evict keys (ledger/safety.py);
+    `require_noeviction` refuses a Redis store that may evict keys (store/redis/safety.py);
     `on_quit` serves `POST /quitquitquit` (loopback callers only): the app in the pod has
-    exited, stop serving (serve.py)."""
+    exited, stop serving (cli/serve.py)."""
     largest = max([policy.limits.max_body_bytes, *policy.limits.route_body_bytes.values()])
     app = web.Application(middlewares=[observe.middleware, errors], client_max_size=largest)
     app[observe.METRICS] = Metrics()
@@ -167,7 +168,7 @@ def build_metrics_app(
     """A listener with only /metrics (the proxy app's registry) and /healthz: for Prometheus,
     on an address callers cannot reach (a gateway), or when the proxy port itself is loopback
     only (a sidecar). With `tokens` (default: $CYCLES_METRICS_TOKEN), /metrics only for a bearer
-    of one of them (scrape.py)."""
+    of one of them (gateway/scrape.py)."""
     tokens = scrape.tokens_from_env() if tokens is None else tokens
     app = web.Application(middlewares=[errors, *([scrape.middleware(tokens)] if tokens else [])])
     app[observe.METRICS] = proxy[observe.METRICS]
@@ -235,7 +236,8 @@ async def _resources(
         background.append(tasks.spawn(beat, name="heartbeat"))
         sweeper = _sweep_forever(the_ledger, sweep_every, unseeded, app[observe.METRICS])
         background.append(tasks.spawn(sweeper, name="sweeper"))
-    # Unbudgeted calls' charges (fail_mode: open), written once the ledger is back (spill.py).
+    # Unbudgeted calls' charges (fail_mode: open), written once the ledger is back
+    # (gateway/spill.py).
     # Their commits announce the thresholds they cross. A lost epoch drops the spill instead.
     spill = app[RUNTIME].fail_open.spill
     on_commit = _spill_alerts(app)

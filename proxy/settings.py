@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 from dataclasses import dataclass
 from typing import Literal
 
-from proxy.errors import CyclesError
-from proxy.ledger.clients import check_url
-from proxy.listen import KEEP_ALIVE_S, MAX_CONNECTIONS, MAX_PER_PEER
+from proxy.core.errors import SettingsError
+from proxy.gateway.listen import KEEP_ALIVE_S, MAX_CONNECTIONS, MAX_PER_PEER
 from proxy.policy.runtime import Policy
-
-
-class SettingsError(CyclesError):
-    """A flag or environment value that cannot work; the message says what to change."""
+from proxy.store.redis.clients import check_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +26,7 @@ class Settings:
     workers: int = 1
     allow_header_identity_on_public_address: bool = False
     metrics_tokens: tuple[str, ...] = ()
-    """$CYCLES_METRICS_TOKEN: what the metrics listener's /metrics asks for (scrape.py)."""
+    """$CYCLES_METRICS_TOKEN: what the metrics listener's /metrics asks for (gateway/scrape.py)."""
     allow_unauthenticated_metrics: bool = False
     """Let a gateway serve metrics on a non-loopback address without a token."""
     admin: tuple[str, int] | None = ("127.0.0.1", 8081)
@@ -41,10 +36,10 @@ class Settings:
     them on its proxy port, a sidecar's is loopback only. None: no such listener (/metrics is
     then on the admin listener, and in sidecar mode on the proxy port)."""
     max_connections: int = MAX_CONNECTIONS
-    """Places each listener holds at most (listen.py): connections, and calls still running for
-    closed ones."""
+    """Places each listener holds at most (gateway/listen.py): connections, and calls still running
+    for closed ones."""
     max_connections_per_peer: int = MAX_PER_PEER
-    """Connections one client address holds at most on each listener (listen.py)."""
+    """Connections one client address holds at most on each listener (gateway/listen.py)."""
     keep_alive: float = KEEP_ALIVE_S
     """Seconds an idle keep-alive connection stays open after its last answer."""
     reload_every: float = 2.0
@@ -135,15 +130,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def with_upstream_override(policy: Policy, url: str | None) -> Policy:
-    """`--upstream URL` points every upstream at one base URL (local fakes, staging)."""
-    if url is None:
-        return policy
-    base = url.rstrip("/")
-    upstreams = {
-        name: dataclasses.replace(upstream, base_url=base)
-        for name, upstream in policy.upstreams.items()
-    }
-    return dataclasses.replace(policy, upstreams=upstreams)

@@ -1,6 +1,6 @@
 """The admin API served beside an in-process stack, and a client for it: `stacks` for
 test_admin and test_alerts, `admin_stack` for the tests of what operators send
-(tests/test_admin_inputs.py)."""
+(tests/admin/test_admin_inputs.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from yarl import URL
 
 from proxy.admin.app import build_admin_app
 from proxy.admin.auth import Tokens
-from proxy.fake_upstream import FakeUpstream
-from proxy.local import Stack, local_stack, serving
 from proxy.policy.runtime import Policy
+from proxy.testing.fake_upstream import FakeUpstream
+from proxy.testing.local import Stack, local_stack, serving
 
 ADMIN, READER = "admin-token-1", "read-token-1"
 TRACEBACK_MARKS = (b"Traceback", b'File "', b"The proxy failed to handle")

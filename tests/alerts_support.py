@@ -17,12 +17,14 @@ import pytest
 from aiohttp import web
 from support import POLICY
 
-from proxy import alerts, tasks
-from proxy.ledger import MemoryLedger, RedisLedger
-from proxy.ledger.base import Ledger
-from proxy.local import serving
+from proxy.core import tasks
+from proxy.core.types import ReservationSettings
+from proxy.gateway import alerts
 from proxy.policy import load_policy
-from proxy.policy.runtime import Policy, ReservationSettings
+from proxy.policy.runtime import Policy
+from proxy.store.ledger import MemoryLedger, RedisLedger
+from proxy.store.ledger.base import Ledger
+from proxy.testing.local import serving
 
 SECRET = "alert-secret-for-tests"
 SCOPE = {"X-Cycles-Tenant": "alpha", "X-Cycles-Workflow": "w", "X-Cycles-Run": "r1"}
@@ -85,7 +87,7 @@ async def quiet() -> None:
 
 
 def verify(headers: dict[str, str], body: bytes) -> bool:
-    """A receiver's check, written from the documented scheme (not from proxy.alerts)."""
+    """A receiver's check, written from the documented scheme (not from proxy.gateway.alerts)."""
     timestamp = headers["X-Cycles-Timestamp"]
     mac = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return hmac.compare_digest(headers["X-Cycles-Signature"], "sha256=" + mac.hexdigest())

@@ -15,10 +15,10 @@ from support import policy
 
 from proxy.admin.app import build_admin_app
 from proxy.admin.auth import Tokens
-from proxy.fake_upstream import FakeUpstream
-from proxy.local import Stack, local_stack, serving
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
+from proxy.testing.fake_upstream import FakeUpstream
+from proxy.testing.local import Stack, local_stack, serving
 
 ADMIN, READER = "admin-token-b", "read-token-b"
 BUDGET = "tenant: {limit: 50, period: month}"

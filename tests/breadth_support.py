@@ -11,9 +11,9 @@ from typing import Any
 import openai
 from support import settled as settled  # the breadth tests take it from here
 
-from proxy.local import Stack
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
+from proxy.testing.local import Stack
 
 UNITS = 10**8
 HEADERS = {"X-Cycles-Tenant": "alpha", "X-Cycles-Run": "r1"}
@@ -101,8 +101,8 @@ def breadth_policy(
 
 
 def cost(model: str, **tokens: int) -> int:
-    """DESIGN.md's formula, written apart from proxy.pricing. `tokens` by price name: input,
-    cached, output, audio_input, audio_output (each kind priced once, at its own price)."""
+    """DESIGN.md's formula, written apart from proxy.metering.pricing. `tokens` by price name:
+    input, cached, output, audio_input, audio_output (each kind priced once, at its own price)."""
     prices = PRICES[model]
     numerator = sum(count * int(prices[kind] * UNITS) for kind, count in tokens.items())
     return -(-numerator // 10**6)

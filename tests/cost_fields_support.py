@@ -1,7 +1,7 @@
 """Request bodies that mix every cost-bearing field of every budgeted endpoint, for the property
-in tests/test_cost_fields_property.py: valid values, and the odd ones a client may send (limits
-of 0, negative or not integers, conflicting limit pairs, counts as strings, tiers and tools the
-policy does not price, malformed cache breakpoints), on chat, completions, embeddings, the
+in tests/gateway/test_cost_fields_property.py: valid values, and the odd ones a client may send
+(limits of 0, negative or not integers, conflicting limit pairs, counts as strings, tiers and tools
+the policy does not price, malformed cache breakpoints), on chat, completions, embeddings, the
 Responses API and Anthropic's Messages API. Messages bodies nest blocks (breakpoints, images and
 PDFs inside documents, search results, tool and web fetch results) and send Anthropic's client
 tools.

@@ -14,10 +14,10 @@ from typing import Any
 
 from support import eventually
 
-from proxy.fake_upstream import Billed
-from proxy.local import Stack
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
+from proxy.testing.fake_upstream import Billed
+from proxy.testing.local import Stack
 
 UNITS = 10**8
 HEADERS = {"X-Cycles-Tenant": "alpha"}
@@ -115,7 +115,8 @@ BODIES: dict[str, dict[str, Any]] = {
 
 
 def billed_cost(billed: Billed) -> int:
-    """DESIGN.md's formula, apart from proxy.pricing: ceil(Σ tokens × price per 1M / 10**6)."""
+    """DESIGN.md's formula, apart from proxy.metering.pricing: ceil(Σ tokens × price per 1M /
+    10**6)."""
     fresh, cached, written, output = PRICES[billed.model]
     hour = billed.cache_write_1h_tokens
     uncached = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens - hour

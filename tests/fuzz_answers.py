@@ -1,4 +1,5 @@
-"""What a fuzzed upstream answers (tests/test_fuzz.py), and what each answer must be charged.
+"""What a fuzzed upstream answers (tests/gateway/test_fuzz.py), and what each answer must be
+charged.
 
 Most answers are built from parts whose meaning is known by construction: a status; a whole
 JSON body with a well-formed usage report, a malformed one or none; or SSE events (text deltas

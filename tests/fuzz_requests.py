@@ -1,5 +1,5 @@
-"""What fuzzed clients send (tests/test_fuzz.py): mostly valid calls that reach the budget path
-(varied models, messages, tools, limits, choices, streams, scope headers, idempotency keys),
+"""What fuzzed clients send (tests/gateway/test_fuzz.py): mostly valid calls that reach the budget
+path (varied models, messages, tools, limits, choices, streams, scope headers, idempotency keys),
 and a smaller share of malformed bodies and headers.
 
 A call's headers name the tenant as TENANT; the test puts the example's tenant there.

@@ -1,5 +1,5 @@
 """Running hypothesis against one in-process stack, on either store, and the oracles the fuzz
-tests (tests/test_fuzz.py) check the ledger with.
+tests (tests/gateway/test_fuzz.py) check the ledger with.
 
 Seeds. Every fuzz test runs under hypothesis's `@seed`, with one seed per pytest run:
 `--hypothesis-seed=N` if given, else `CYCLES_FUZZ_SEED` (a number, or `random` for a fresh one),
@@ -30,12 +30,12 @@ from aiohttp import web
 from hypothesis import HealthCheck, seed, settings
 from multidict import CIMultiDictProxy
 
-from proxy import tasks
-from proxy.fake_openai import Billed
-from proxy.fake_upstream import FakeUpstream
-from proxy.ledger.base import BalanceRow
-from proxy.local import Stack, local_stack
+from proxy.core import tasks
 from proxy.policy import load_policy
+from proxy.store.ledger.base import BalanceRow
+from proxy.testing.fake_openai import Billed
+from proxy.testing.fake_upstream import FakeUpstream
+from proxy.testing.local import Stack, local_stack
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ PRICES: dict[str, tuple[str, str, str]] = {
 
 IMAGE_TOKEN_FACTORS = {"gpt-4o-mini": "33.34"}
 """As policies/example.yaml declares them: gpt-4o-mini bills an image at 2833 + 5667 a tile,
-33.34 times gpt-4o's rule (fake_tokens.py). Without it a stream that reports no usage could
+33.34 times gpt-4o's rule (testing/fake_tokens.py). Without it a stream that reports no usage could
 only be charged the image at gpt-4o's size: less than the provider billed."""
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from proxy.ledger import MemoryLedger, RedisLedger, keys
-from proxy.ledger.base import BudgetLine, Candidate, Ledger, Quotas, ReserveRequest
-from proxy.ledger.clients import open_client
-from proxy.policy.runtime import ReservationSettings
+from proxy.core.types import ReservationSettings
+from proxy.store.ledger import MemoryLedger, RedisLedger
+from proxy.store.ledger.base import BudgetLine, Candidate, Ledger, Quotas, ReserveRequest
+from proxy.store.redis import layout as keys
+from proxy.store.redis.clients import open_client
 
 EXPIRE_NOW = ReservationSettings(cap_ms=0)
 NO_QUOTAS = Quotas()

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from proxy.ledger import MemoryLedger, RedisLedger
-from proxy.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
-from proxy.ledger.common import wall_clock_ms
-from proxy.ledger.tenancy import TenantRecord
-from proxy.policy.runtime import ReservationSettings
+from proxy.core.types import ReservationSettings
+from proxy.store.ledger import MemoryLedger, RedisLedger
+from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
+from proxy.store.ledger.common import wall_clock_ms
+from proxy.store.ledger.tenancy import TenantRecord
 
 Store = MemoryLedger | RedisLedger
 MONTHLY = BudgetLine("tenant", "acme", "USD", "month", 1000)

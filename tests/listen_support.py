@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from proxy.fake_upstream import FakeUpstream
+from proxy.testing.fake_upstream import FakeUpstream
 
 
 def address(url: str) -> tuple[str, int]:

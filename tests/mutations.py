@@ -32,41 +32,41 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUNDS = (
-    "tests/test_reservation_bounds.py"
+    "tests/gateway/test_reservation_bounds.py"
     "::test_budget_one_unit_below_the_bill_is_refused_and_the_bill_is_charged"
 )
 """The test that the reservation bounds what the (independent) fake provider bills."""
-ENDINGS = "tests/test_endings.py::"
+ENDINGS = "tests/gateway/test_endings.py::"
 EACH = (
-    "tests/test_billable.py"
+    "tests/gateway/test_billable.py"
     "::test_each_call_is_billed_at_most_what_it_is_charged_at_most_what_it_reserved"
 )
 """billed <= charged <= reserved for each priced dimension (add `[memory-<case>]`)."""
 REFUSED = (
-    "tests/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
+    "tests/gateway/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
 )
 """What the policy does not price is refused (add `[memory-<case>]`)."""
-CHOICES = "tests/test_choices_and_limits.py"
-TIMEOUT = "tests/test_reserve_timeout.py"
-LIFECYCLE = "tests/test_lifecycle.py"
-MACHINE = "tests/test_lifecycle_machine.py"
-ACTIONS = "tests/test_actions.py"
-POLICY = "tests/test_policy.py::test_broken_policy_names_file_line_and_field"
-SWEEPER = "tests/test_sweeper.py::"
-REPLAY = "tests/test_replay.py"
-ADMIN_INPUTS = "tests/test_admin_inputs.py"
-PROVIDER_ERRORS = "tests/test_provider_errors.py"
-STREAM_ERRORS = "tests/test_stream_errors.py"
-LISTEN = "tests/test_listen.py::"
-ADMIN_BOUNDS = "tests/test_admin_bounds.py"
+CHOICES = "tests/gateway/test_choices_and_limits.py"
+TIMEOUT = "tests/gateway/test_reserve_timeout.py"
+LIFECYCLE = "tests/store/test_lifecycle.py"
+MACHINE = "tests/store/test_lifecycle_machine.py"
+ACTIONS = "tests/actions/test_actions.py"
+POLICY = "tests/policy/test_policy.py::test_broken_policy_names_file_line_and_field"
+SWEEPER = "tests/store/test_sweeper.py::"
+REPLAY = "tests/gateway/test_replay.py"
+ADMIN_INPUTS = "tests/admin/test_admin_inputs.py"
+PROVIDER_ERRORS = "tests/gateway/test_provider_errors.py"
+STREAM_ERRORS = "tests/gateway/test_stream_errors.py"
+LISTEN = "tests/processes/test_listen.py::"
+ADMIN_BOUNDS = "tests/admin/test_admin_bounds.py"
 ADMIN_LISTENER = (
     "test_the_admin_listener_cuts_slow_headers_and_slow_bodies_and_refuses_before_reading"
 )
-ROUTES = "tests/test_routes_and_faults.py"
-FIELDS = "tests/test_request_fields.py"
-CONTRACT = "tests/test_ledger_contract.py::"
-CONTRACT_SUITE = ("tests/test_ledger_contract.py",)
-EDGES = "tests/test_settle_edges.py::"
+ROUTES = "tests/gateway/test_routes_and_faults.py"
+FIELDS = "tests/metering/test_request_fields.py"
+CONTRACT = "tests/store/test_ledger_contract.py::"
+CONTRACT_SUITE = ("tests/store/test_ledger_contract.py",)
+EDGES = "tests/store/test_settle_edges.py::"
 """The whole ledger contract, on every store."""
 MODELLED = f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills"
 SLOW_WHOLE = (
@@ -80,27 +80,29 @@ REASONING_NO_USAGE = (
 )
 REASONING_FLAG = ENDINGS + "test_the_policy_s_reasoning_flag_decides_a_stream_without_usage"
 AUTO_TIER = (
-    "tests/test_billable.py"
+    "tests/gateway/test_billable.py"
     "::test_auto_reserves_the_dearest_priced_tier_and_is_charged_the_tier_served"
 )
 COMMIT_ABOVE_ESTIMATE = CONTRACT + "test_commit_charges_actual_even_above_estimate"
 """A commit on two lines, checked on the book of each (add `[memory]` or `[redis]`)."""
 EXACT_FIT = CONTRACT + "test_exact_fit_is_allowed_and_one_more_unit_is_not"
-GARBAGE = "tests/test_fuzz.py::test_upstream_garbage_is_settled_at_exactly_what_the_answer_shows"
+GARBAGE = (
+    "tests/gateway/test_fuzz.py::test_upstream_garbage_is_settled_at_exactly_what_the_answer_shows"
+)
 """The fuzzed upstream's answers, each charged exactly what it shows (add `[memory]`)."""
 FUZZED_CALLS = (
-    "tests/test_fuzz.py"
+    "tests/gateway/test_fuzz.py"
     "::test_fuzzed_calls_are_charged_what_the_provider_billed_and_refusals_change_nothing"
 )
 """Fuzzed calls through the stack, charged at least what the fake billed (add `[memory]`)."""
-CACHE = "tests/test_cache_writes.py::"
+CACHE = "tests/gateway/test_cache_writes.py::"
 CACHE_WRITES = CACHE + "test_cache_writes_are_reserved_at_their_ttl_price_and_charged_as_reported"
-ENDS = "tests/test_answer_endings.py::"
-PROPERTY = "tests/test_cost_fields_property.py"
-NESTED = "tests/test_nested_blocks.py::"
+ENDS = "tests/gateway/test_answer_endings.py::"
+PROPERTY = "tests/gateway/test_cost_fields_property.py"
+NESTED = "tests/gateway/test_nested_blocks.py::"
 UNEXPLAINED = "test_writes_the_ttl_split_leaves_unexplained_are_charged_at_the_longest_ttl_asked"
-CLIENT_TOOLS = "tests/test_client_tools.py::"
-OPENAI_WRITES = "tests/test_openai_cache_writes.py::"
+CLIENT_TOOLS = "tests/gateway/test_client_tools.py::"
+OPENAI_WRITES = "tests/gateway/test_openai_cache_writes.py::"
 OPENAI_WRITE_PRICE = (
     OPENAI_WRITES + "test_cache_writes_are_reserved_and_charged_at_the_model_s_write_price"
 )
@@ -143,7 +145,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- the reservation: atomic, all lines, in-flight calls count ---------------------------
     Mutation(
         name="reserve-ignores-in-flight",
-        file="proxy/ledger/lua/reserve.lua",
+        file="proxy/store/ledger/lua/reserve.lua",
         old="tonumber(f[3] or '0') - tonumber(f[1] or '0') - tonumber(f[2] or '0')",
         new="tonumber(f[3] or '0') - tonumber(f[1] or '0')",
         tests=CONTRACT_SUITE,
@@ -151,7 +153,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-reserve-ignores-in-flight",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old='for k in ("spent", "reserved"))',
         new='for k in ("spent",))',
         tests=CONTRACT_SUITE,
@@ -159,7 +161,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="commit-charges-estimate",
-        file="proxy/ledger/lua/commit.lua",
+        file="proxy/store/ledger/lua/commit.lua",
         old="settle_lines(r.prefixes, est, act)",
         new="settle_lines(r.prefixes, est, est)",
         tests=CONTRACT_SUITE,
@@ -167,7 +169,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-commit-charges-estimate",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old="t.settle_lines(r.fields, r.amounts, actual, now, s)",
         new="t.settle_lines(r.fields, r.amounts, r.amounts, now, s)",
         tests=CONTRACT_SUITE,
@@ -175,16 +177,16 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="release-keeps-concurrency",
-        file="proxy/ledger/lua/release.lua",
+        file="proxy/store/ledger/lua/release.lua",
         old="free_held(r.held)",
         new="",
-        tests=("tests/test_ledger_quotas.py",),
+        tests=("tests/store/test_ledger_quotas.py",),
         removes="Redis release frees the concurrency slots the call held",
     ),
     # -- expiry: a reservation nobody settled is charged, not forgotten -----------------------
     Mutation(
         name="expiry-releases",
-        file="proxy/ledger/lua/sweep.lua",
+        file="proxy/store/ledger/lua/sweep.lua",
         old="settle_lines(r.prefixes, est, charge)",
         new="settle_lines(r.prefixes, est, nil)",
         tests=CONTRACT_SUITE,
@@ -192,7 +194,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-expiry-releases",
-        file="proxy/ledger/sweep_memory.py",
+        file="proxy/store/ledger/sweep_memory.py",
         old='charge = r.amounts if self.settings.on_expiry == "charge" else None',
         new="charge = None",
         tests=CONTRACT_SUITE,
@@ -201,14 +203,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- what a call is charged -------------------------------------------------------------
     Mutation(
         name="cut-stream-charged-counted-text",
-        file="proxy/settle.py",
+        file="proxy/gateway/settle.py",
         old="return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in counted.items()}",
         new="return counted",
         tests=(
-            "tests/test_routes_and_faults.py",
-            "tests/test_responses_api.py"
+            "tests/gateway/test_routes_and_faults.py",
+            "tests/gateway/test_responses_api.py"
             "::test_stream_cut_before_completed_is_charged_at_least_the_reservation",
-            "tests/test_anthropic_api.py"
+            "tests/gateway/test_anthropic_api.py"
             "::test_stream_cut_before_message_delta_is_charged_the_reservation",
             f"{GARBAGE}[memory]",
         ),
@@ -216,22 +218,22 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="upstream-error-charged",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="""            await settle(rt.ledger, reservation, None, rt.fail_open.spill)
             anthropic = sent.endpoint.name""",
         new="""            charge = reservation and reservation.amounts
             await settle(rt.ledger, reservation, charge, rt.fail_open.spill)
             anthropic = sent.endpoint.name""",
         tests=(
-            "tests/test_accounting.py",
-            "tests/test_routes_and_faults.py",
+            "tests/gateway/test_accounting.py",
+            "tests/gateway/test_routes_and_faults.py",
             f"{GARBAGE}[memory]",
         ),
         removes="an upstream error before any output releases the reservation",
     ),
     Mutation(
         name="n-not-reserved",
-        file="proxy/call.py",
+        file="proxy/budget/call.py",
         old="            priced * self.choices,\n",
         new="            priced,\n",
         tests=(BOUNDS,),
@@ -239,27 +241,27 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="tokenizer-factor-ignored",
-        file="proxy/call.py",
+        file="proxy/budget/call.py",
         old="return math.ceil(text * price.tokenizer_factor) + images",
         new="return text + images",
-        tests=("tests/test_anthropic_api.py", BOUNDS),
+        tests=("tests/gateway/test_anthropic_api.py", BOUNDS),
         removes="a Claude prompt is scaled by the model's tokenizer_factor",
     ),
     Mutation.never(
         name="hard-bound-not-written",
-        file="proxy/call.py",
+        file="proxy/budget/call.py",
         old="""        if limit is None and bound:
             limit = self.plan.default_max_tokens""",
         tests=(
-            "tests/test_accounting.py::test_hard_bound_writes_a_completion_limit",
-            "tests/test_model_rules.py",
+            "tests/gateway/test_accounting.py::test_hard_bound_writes_a_completion_limit",
+            "tests/gateway/test_model_rules.py",
         ),
         removes="bound: hard writes a completion limit when the client sent none",
     ),
     # -- endings: delivered means billable; hidden reasoning (issue 13) -----------------------
     Mutation.always(
         name="no-answer-after-sending-released",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="        if not exc.delivered:",
         tests=(
             ENDINGS + "test_a_whole_answer_later_than_non_stream_answer_is_504_and_charged_its_"
@@ -273,14 +275,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="never-sent-call-charged",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="        if not exc.delivered:",
         tests=(ENDINGS + "test_an_upstream_that_cannot_be_reached_is_502_and_nothing_is_charged",),
         removes="a call that never got a connection is released",
     ),
     Mutation(
         name="whole-answer-waits-first-byte",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old='"first_byte" if sent.stream else "non_stream_answer"',
         new='"first_byte"',
         tests=(SLOW_WHOLE,),
@@ -288,7 +290,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="chunk-idle-bounds-the-wait-for-headers",
-        file="proxy/relay.py",
+        file="proxy/gateway/relay.py",
         old="timeout=_client_timeout(timeouts.connect),",
         new=(
             "timeout=aiohttp.ClientTimeout(sock_connect=timeouts.connect, "
@@ -299,7 +301,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="given-up-call-left-open",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="""        await _given_up(rt, call, reservation)
         raise""",
         new="""        raise""",
@@ -331,7 +333,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="hidden-reasoning-charged-counted-text",
-        file="proxy/settle.py",
+        file="proxy/gateway/settle.py",
         old="if outcome.complete and outcome.streamed and not outcome.hidden_reasoning:",
         new="if outcome.complete and outcome.streamed:",
         tests=(
@@ -342,7 +344,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="o-series-not-reasoning-by-default",
-        file="proxy/model_rules.py",
+        file="proxy/policy/model_rules.py",
         old="return True if REQUIRES_COMPLETION_FIELD.fullmatch(model) else None",
         new="return None",
         tests=(REASONING_NO_USAGE,),
@@ -350,7 +352,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="reasoning-flag-ignored",
-        file="proxy/model_rules.py",
+        file="proxy/policy/model_rules.py",
         old="""    if reasoning is not None:
         return reasoning""",
         tests=(REASONING_FLAG,),
@@ -359,52 +361,52 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- idempotency ------------------------------------------------------------------------
     Mutation(
         name="idempotency-hash-ignores-body",
-        file="proxy/replay.py",
+        file="proxy/gateway/replay.py",
         old="return hashlib.sha256(head + body).hexdigest()",
         new="return hashlib.sha256(head).hexdigest()",
-        tests=("tests/test_replay.py",),
+        tests=("tests/gateway/test_replay.py",),
         removes="a replay answers only the same body under the same key",
     ),
     # -- the boundary -----------------------------------------------------------------------
     Mutation.never(
         name="fail-closed-forwards",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="""    except LedgerUnavailable as exc:
         if rt.policy.fail_mode == "closed":""",
-        tests=("tests/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",),
+        tests=("tests/processes/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",),
         removes="fail_mode: closed answers 503 when the ledger is unreachable",
     ),
     Mutation(
         name="client-headers-all-forwarded",
-        file="proxy/relay.py",
+        file="proxy/gateway/relay.py",
         old="(name, value) for name, value in client.items() if name.lower() in REQUEST_HEADERS_UP",
         new="(name, value) for name, value in client.items()",
         tests=(
-            "tests/test_routes_and_faults.py",
-            "tests/test_gateway.py",
-            "tests/test_anthropic_api.py",
+            "tests/gateway/test_routes_and_faults.py",
+            "tests/gateway/test_gateway.py",
+            "tests/gateway/test_anthropic_api.py",
         ),
         removes="only allow-listed client headers go up; client credentials never do",
     ),
     Mutation.never(
         name="dot-segments-allowed",
-        file="proxy/relay.py",
+        file="proxy/gateway/relay.py",
         old='if _decoded(segment, path) in (".", ".."):',
-        tests=("tests/test_routes_and_faults.py", "tests/test_bad_input.py"),
+        tests=("tests/gateway/test_routes_and_faults.py", "tests/gateway/test_bad_input.py"),
         removes="paths with dot segments are refused before routing",
     ),
     Mutation.never(
         name="gateway-tenant-header-trusted",
-        file="proxy/identity.py",
+        file="proxy/gateway/identity.py",
         old="""        named = values.setdefault(level, bound)
         if named != bound:""",
-        tests=("tests/test_gateway.py", "tests/test_keys.py"),
+        tests=("tests/gateway/test_gateway.py", "tests/store/test_keys.py"),
         removes="a scope header that disagrees with the API key is 403",
     ),
     # -- the tenant boundary and the operator surface (issue 14) ------------------------------
     Mutation(
         name="valid-key-refused-after-others-fail",
-        file="proxy/identity.py",
+        file="proxy/gateway/identity.py",
         old="""    if reason is None and key is not None:
         return key
 """,
@@ -413,51 +415,51 @@ MUTATIONS: tuple[Mutation, ...] = (
         return key
 """,
         tests=(
-            "tests/test_failed_auth.py"
+            "tests/gateway/test_failed_auth.py"
             "::test_two_hundred_failures_from_an_address_never_refuse_a_valid_key_from_it",
         ),
         removes="the key is checked first: others' failures never refuse a valid key",
     ),
     Mutation(
         name="failed-auth-unlimited-per-address",
-        file="proxy/keys/failures.py",
+        file="proxy/store/api_keys/failures.py",
         old="        wait = self.addresses.blocked_for(address)",
         new="        wait = 0",
-        tests=("tests/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",),
+        tests=("tests/gateway/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",),
         removes="an address that keeps failing to authenticate gets 429",
     ),
     Mutation(
         name="failed-auth-unlimited-per-key-prefix",
-        file="proxy/keys/failures.py",
+        file="proxy/store/api_keys/failures.py",
         old="            wait = max(wait, self.prefixes.blocked_for(prefix))",
         new="            pass",
         tests=(
-            "tests/test_failed_auth.py"
+            "tests/gateway/test_failed_auth.py"
             "::test_one_key_failing_from_many_addresses_is_limited_by_its_prefix",
         ),
         removes="a key prefix that keeps failing from many addresses gets 429",
     ),
     Mutation(
         name="failed-auth-table-unbounded",
-        file="proxy/keys/failures.py",
+        file="proxy/store/api_keys/failures.py",
         old="        while len(self._entries) > self._max_entries:",
         new="        while False:",
         tests=(
-            "tests/test_failed_auth.py"
+            "tests/gateway/test_failed_auth.py"
             "::test_the_failure_table_is_bounded_in_entries_and_in_times_per_entry",
         ),
         removes="the failed-authentication tables hold a bounded number of entries",
     ),
     Mutation(
         name="forwarded-for-believed-from-anyone",
-        file="proxy/peers.py",
+        file="proxy/core/peers.py",
         old="""        if not _trusted(client, trusted):
             break""",
         new="""        if False:
             break""",
         tests=(
-            "tests/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",
-            "tests/test_failed_auth.py::test_the_client_address_is_forwarded_only_by_trusted_peers",
+            "tests/gateway/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",
+            "tests/gateway/test_failed_auth.py::test_the_client_address_is_forwarded_only_by_trusted_peers",
         ),
         removes="a forwarded-for header is believed only from trusted_proxies",
     ),
@@ -469,8 +471,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="""    if True:
         # Metrics name""",
         tests=(
-            "tests/test_metrics_exposure.py::test_gateway_proxy_port_serves_no_metrics_to_anyone",
-            "tests/test_metrics_exposure.py"
+            "tests/processes/test_metrics_exposure.py::test_gateway_proxy_port_serves_no_metrics_to_anyone",
+            "tests/processes/test_metrics_exposure.py"
             "::test_a_gateway_process_serves_metrics_on_its_metrics_listener_only",
         ),
         removes="tenant-labelled metrics are never served on a gateway's proxy port",
@@ -481,64 +483,64 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="            kept = response.get(KEPT, answer)",
         new="            kept = answer",
         tests=(
-            "tests/test_admin_secrets.py"
+            "tests/admin/test_admin_secrets.py"
             "::test_a_replayed_key_issuing_call_answers_with_the_key_id_and_stores_no_secret",
         ),
         removes="an admin answer kept for replays never holds the API key it issued",
     ),
     Mutation(
         name="passthrough-ignores-tenant-status",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="    await standing.check_active(rt, (await identity.identify(request, rt)).tenant)",
         new="    await identity.identify(request, rt)",
         tests=(
-            "tests/test_tenant_status.py"
+            "tests/gateway/test_tenant_status.py"
             "::test_an_inactive_tenant_is_refused_on_every_route_and_spends_nothing",
         ),
         removes="a suspended or closed tenant gets 403 on the model list and passthrough paths",
     ),
     Mutation(
         name="replay-ignores-tenant-status",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="""        await standing.check_active(rt, scope.tenant)
         return claim""",
         new="""        return claim""",
         tests=(
-            "tests/test_tenant_status.py"
+            "tests/gateway/test_tenant_status.py"
             "::test_a_suspended_tenant_gets_no_replay_of_an_answer_either",
         ),
         removes="a suspended tenant's retry is not answered from the idempotency record",
     ),
     Mutation(
         name="pinned-level-not-enforced",
-        file="proxy/identity.py",
+        file="proxy/gateway/identity.py",
         old="""    for level, bound in {"tenant": key.tenant, **key.pins}.items():""",
         new="""    for level, bound in {"tenant": key.tenant}.items():""",
         tests=(
-            "tests/test_key_pins.py"
+            "tests/gateway/test_key_pins.py"
             "::test_a_header_that_disagrees_with_a_pinned_level_is_403_and_reserves_nothing",
-            "tests/test_key_pins.py::test_a_key_per_agent_spends_only_its_agents_budget",
+            "tests/gateway/test_key_pins.py::test_a_key_per_agent_spends_only_its_agents_budget",
         ),
         removes="a header that disagrees with a level the key pins is 403",
     ),
     Mutation(
         name="later-pins-not-stored",
-        file="proxy/keys/records.py",
+        file="proxy/store/api_keys/records.py",
         old="""    if any(value != NONE for value in later):
         tokens += later""",
         new="""    if False:
         tokens += later""",
-        tests=("tests/test_key_pins.py::test_pins_are_listed_and_survive_rotation",),
+        tests=("tests/gateway/test_key_pins.py::test_pins_are_listed_and_survive_rotation",),
         removes="a Redis key store keeps a key's workflow, agent, toolset and run pins",
     ),
     # -- claims no test could see break before (issue 12) -------------------------------------
     Mutation(
         name="no-reading-on-after-client-left",
-        file="proxy/relay.py",
+        file="proxy/gateway/relay.py",
         old="    drain_until = asyncio.get_running_loop().time() + timeouts.drain_after_disconnect",
         new="    drain_until = asyncio.get_running_loop().time()",
         tests=(
-            "tests/test_streams.py"
+            "tests/gateway/test_streams.py"
             "::test_client_that_leaves_early_is_charged_the_usage_reported_after_it_left",
         ),
         removes="after a client leaves mid-stream the upstream is read on for its usage",
@@ -549,32 +551,32 @@ MUTATIONS: tuple[Mutation, ...] = (
         old='            resolved = await observe.ledger_op(metrics, "sweep", ledger.sweep_all())',
         new="            resolved = 0",
         tests=(
-            "tests/test_faults.py"
+            "tests/processes/test_faults.py"
             "::test_a_running_replica_reclaims_a_killed_replicas_streams_by_itself",
         ),
         removes="a running proxy's own sweeper reclaims a dead replica's reservations",
     ),
     Mutation(
         name="response-headers-not-allow-listed",
-        file="proxy/relay.py",
+        file="proxy/gateway/relay.py",
         old="for name, value in upstream if name.lower() in RESPONSE_HEADERS_DOWN",
         new=(
             "for name, value in upstream if name.lower() not in {'content-length', "
             "'transfer-encoding', 'connection', 'content-encoding', 'date', 'server'}"
         ),
         tests=(
-            "tests/test_routes_and_faults.py"
+            "tests/gateway/test_routes_and_faults.py"
             "::test_provider_account_headers_stay_behind_and_answer_headers_reach_the_client",
         ),
         removes="the provider's account and rate-limit headers never reach the client",
     ),
     Mutation(
         name="idempotency-fingerprint-without-scope",
-        file="proxy/replay.py",
+        file="proxy/gateway/replay.py",
         old="{scope.path()}",
         new="",
         tests=(
-            "tests/test_replay.py::test_an_answer_is_never_replayed_into_another_workflow_or_run",
+            "tests/gateway/test_replay.py::test_an_answer_is_never_replayed_into_another_workflow_or_run",
         ),
         removes="a stored answer is replayed only into the scope that paid for it",
     ),
@@ -583,22 +585,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/admin/api.py",
         old="            await runtime(request).keys.revoke_all(record.id)",
         new="            pass",
-        tests=("tests/test_admin.py::test_closing_a_tenant_revokes_its_keys_on_every_path",),
+        tests=("tests/admin/test_admin.py::test_closing_a_tenant_revokes_its_keys_on_every_path",),
         removes="closing a tenant revokes its API keys",
     ),
     Mutation.never(
         name="spill-uncapped",
-        file="proxy/spill.py",
+        file="proxy/gateway/spill.py",
         old="        if len(self._entries) >= self.limit:",
-        tests=("tests/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",),
+        tests=("tests/processes/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",),
         removes="the spill of unbudgeted charges is bounded",
     ),
     Mutation(
         name="spill-default-cap-changed",
-        file="proxy/spill.py",
+        file="proxy/gateway/spill.py",
         old="SPILL_LIMIT = 100_000",
         new="SPILL_LIMIT = 1_000_000",
-        tests=("tests/test_faults.py::test_a_running_proxy_spills_at_most_100_000_calls",),
+        tests=("tests/processes/test_faults.py::test_a_running_proxy_spills_at_most_100_000_calls",),
         removes="a running proxy spills at most 100,000 calls",
     ),
     Mutation(
@@ -607,16 +609,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="            await asyncio.wait_for(spill.drain(the_ledger, on_commit), 5)",
         new="            pass",
         tests=(
-            "tests/test_faults.py::test_charges_still_spilled_at_shutdown_are_written_on_the_way_out",
+            "tests/processes/test_faults.py::test_charges_still_spilled_at_shutdown_are_written_on_the_way_out",
         ),
         removes="charges still spilled at shutdown are written to the ledger",
     ),
     Mutation.never(
         name="no-streamed-text-floor-beside-usage",
-        file="proxy/settle.py",
+        file="proxy/gateway/settle.py",
         old="        if outcome.counted_completion > usage.completion_tokens:",
         tests=(
-            "tests/test_streams.py"
+            "tests/gateway/test_streams.py"
             "::test_usage_report_below_the_streamed_text_is_charged_the_streamed_text",
             f"{GARBAGE}[memory]",
         ),
@@ -624,11 +626,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="ck-keys-not-redacted",
-        file="proxy/logs.py",
+        file="proxy/gateway/logs.py",
         old="(?:sk|ck)-",
         new="(?:sk)-",
         tests=(
-            "tests/test_observability.py"
+            "tests/gateway/test_observability.py"
             "::test_a_tenant_key_in_a_logged_field_never_reaches_the_running_proxy_s_log",
         ),
         removes="tenant ck- keys are redacted from every log line",
@@ -636,7 +638,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- the estimate bounds what the provider bills (issue 12: an independent fake) ------------
     Mutation(
         name="responses-estimate-ignores-instructions",
-        file="proxy/shapes/responses.py",
+        file="proxy/metering/shapes/responses.py",
         old='prompt += TOKENS_PER_MESSAGE + counter.count("system") + counter.count(said)',
         new="prompt += 0",
         tests=(BOUNDS,),
@@ -644,7 +646,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="responses-string-input-drops-role",
-        file="proxy/shapes/responses.py",
+        file="proxy/metering/shapes/responses.py",
         old='return TOKENS_PER_MESSAGE + counter.count("user") + counter.count(value)',
         new="return TOKENS_PER_MESSAGE + counter.count(value)",
         tests=(BOUNDS,),
@@ -652,7 +654,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="responses-items-content-ignored",
-        file="proxy/shapes/responses.py",
+        file="proxy/metering/shapes/responses.py",
         old='+ role + _content_tokens(counter, item.get("content"), path)',
         new="+ role",
         tests=(BOUNDS,),
@@ -660,7 +662,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="messages-estimate-ignores-system",
-        file="proxy/shapes/messages.py",
+        file="proxy/metering/shapes/messages.py",
         old='prompt = REPLY_PRIMING + _system_tokens(counter, body.get("system"))',
         new="prompt = REPLY_PRIMING",
         tests=(BOUNDS,),
@@ -668,7 +670,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="messages-estimate-ignores-system-blocks",
-        file="proxy/shapes/messages.py",
+        file="proxy/metering/shapes/messages.py",
         old='return TOKENS_PER_MESSAGE + _blocks_tokens(counter, system, "system")',
         new="return TOKENS_PER_MESSAGE",
         tests=(BOUNDS,),
@@ -676,7 +678,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="chat-estimate-drops-per-message-overhead",
-        file="proxy/estimate.py",
+        file="proxy/metering/estimate.py",
         old='tokens = TOKENS_PER_MESSAGE + counter.count(expect_str(message.get("role")',
         new='tokens = counter.count(expect_str(message.get("role")',
         tests=(BOUNDS,),
@@ -684,7 +686,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="chat-estimate-drops-name-token",
-        file="proxy/estimate.py",
+        file="proxy/metering/estimate.py",
         old="tokens += TOKENS_PER_NAME + counter.count(",
         new="tokens += counter.count(",
         tests=(BOUNDS,),
@@ -693,33 +695,33 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- the referee itself (issue 12: flakes and exact oracles) -------------------------------
     Mutation(
         name="wire-forgets-the-next-connect",
-        file="proxy/ledger/wire.py",
+        file="proxy/store/redis/wire.py",
         old="            if connecting.done() and self._connecting is connecting:",
         new="            if connecting.done():",
         tests=(
-            "tests/test_wire.py::test_callers_retrying_a_failed_connect_share_one_new_connection",
+            "tests/store/test_wire.py::test_callers_retrying_a_failed_connect_share_one_new_connection",
         ),
         removes="callers retrying a failed connect share one new connection (no leaked sockets)",
     ),
     Mutation(
         name="reserve-refuses-an-exact-fit",
-        file="proxy/ledger/lua/candidates.lua",
+        file="proxy/store/ledger/lua/candidates.lua",
         old="    if (amounts[l.unit] or 0) > l.remaining then return i end",
         new="    if (amounts[l.unit] or 0) >= l.remaining then return i end",
         tests=(
-            "tests/test_faults.py::test_four_replicas_racing_one_budget_admit_exactly_what_it_fits",
-            "tests/test_multiprocess.py::test_two_processes_on_one_redis_forward_exactly_the_budget",
+            "tests/processes/test_faults.py::test_four_replicas_racing_one_budget_admit_exactly_what_it_fits",
+            "tests/processes/test_multiprocess.py::test_two_processes_on_one_redis_forward_exactly_the_budget",
         ),
         removes="replicas racing one budget admit exactly the calls it fits",
     ),
     Mutation(
         name="key-events-evict-nothing",
-        file="proxy/keys/redis.py",
+        file="proxy/store/api_keys/redis.py",
         old="                        listener.evict(sha)",
         new="                        pass",
         tests=(
-            "tests/test_keys.py::test_revocation_reaches_another_process_through_pubsub",
-            "tests/test_gateway.py::test_revocation_reaches_every_replica",
+            "tests/store/test_keys.py::test_revocation_reaches_another_process_through_pubsub",
+            "tests/gateway/test_gateway.py::test_revocation_reaches_every_replica",
         ),
         removes="a revoked key is evicted from every replica's cache at once",
     ),
@@ -731,9 +733,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="return next((p for n, p in sorted(self.models.items(), key=lambda i: -len(i[0]))"
         ' if model.startswith(n + "-")), None)',
         tests=(
-            "tests/test_billable.py"
+            "tests/gateway/test_billable.py"
             "::test_a_name_that_only_extends_a_priced_model_is_refused_and_reserves_nothing",
-            "tests/test_price_policy.py"
+            "tests/policy/test_price_policy.py"
             "::test_a_model_is_priced_by_its_exact_name_a_dated_snapshot_or_a_declared_alias",
         ),
         removes="a name that only extends a priced model at a '-' is not priced as it",
@@ -748,18 +750,18 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="service-tier-factor-ignored",
-        file="proxy/pricing.py",
+        file="proxy/metering/pricing.py",
         old="    tier = tier_factor(price, usage)\n    tokens =",
         new="    tier = Fraction(1)\n    tokens =",
         tests=(
             f"{EACH}[memory-priority-chat]",
-            "tests/test_price_policy.py::test_a_call_costs_its_exact_price_rounded_up_once",
+            "tests/policy/test_price_policy.py::test_a_call_costs_its_exact_price_rounded_up_once",
         ),
         removes="token prices are multiplied by the served tier's factor",
     ),
     Mutation(
         name="auto-tier-reserves-standard",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="return dearest[0] if dearest is not None and dearest[1] > 1 else None",
         new="return None",
         tests=(
@@ -770,7 +772,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="reported-tier-ignored",
-        file="proxy/token_kinds.py",
+        file="proxy/metering/token_kinds.py",
         old="return dataclasses.replace(usage, service_tier=tier)",
         new="return usage",
         tests=(AUTO_TIER,),
@@ -778,25 +780,25 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="unpriced-tier-forwarded",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="if tier != AUTO and tier not in STANDARD_TIERS and tier not in price.service_tiers:",
         tests=(f"{REFUSED}[memory-tier-the-model-lacks]",),
         removes="a service tier the model does not price is refused",
     ),
     Mutation(
         name="unpriced-report-charged-as-reported",
-        file="proxy/pricing.py",
+        file="proxy/metering/pricing.py",
         old="return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in charged.items()}",
         new="return charged",
         tests=(
-            "tests/test_billable.py"
+            "tests/gateway/test_billable.py"
             "::test_a_served_tier_the_policy_does_not_price_charges_the_reservation_loudly",
         ),
         removes="an answer reporting an unpriced tier or tool is charged at least the reservation",
     ),
     Mutation(
         name="tool-fees-not-charged",
-        file="proxy/pricing.py",
+        file="proxy/metering/pricing.py",
         old="fees = sum(n * price.tool_calls[tool].per_call"
         " for tool, n in _priced_tools(price, usage))",
         new="fees = 0",
@@ -805,7 +807,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="tool-calls-not-reserved",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="calls.append((dearest, billables.pool))",
         new="calls.append((dearest, 0))",
         tests=(f"{EACH}[memory-web-search]", f"{EACH}[memory-file-and-web-search]"),
@@ -813,7 +815,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="tool-input-tokens-not-reserved",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)",
         new="extra += 0",
         tests=(f"{EACH}[memory-web-search-streamed]",),
@@ -821,7 +823,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="responses-tool-items-ignored",
-        file="proxy/shapes/responses.py",
+        file="proxy/metering/shapes/responses.py",
         old='tool_calls=responses_tool_calls(obj.get("output")),',
         new="tool_calls=(),",
         tests=(f"{EACH}[memory-web-search]", f"{EACH}[memory-web-search-streamed]"),
@@ -829,14 +831,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="code-interpreter-charged-per-call",
-        file="proxy/tool_uses.py",
+        file="proxy/metering/tool_uses.py",
         old="if container is not None and container in containers:",
         tests=(f"{EACH}[memory-code-interpreter]",),
         removes="code_interpreter is charged per container, not per call",
     ),
     Mutation(
         name="server-tool-use-ignored",
-        file="proxy/shapes/messages.py",
+        file="proxy/metering/shapes/messages.py",
         old='tool_calls=anthropic_tool_calls(usage.get("server_tool_use")),',
         new="tool_calls=(),",
         tests=(
@@ -847,12 +849,12 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="max-tool-calls-not-written",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old='limits = {"max_tool_calls": default_calls} if (pooled or stored) and asked is None'
         " else {}",
         new="limits: dict[str, int] = {}",
         tests=(
-            "tests/test_billable.py"
+            "tests/gateway/test_billable.py"
             "::test_with_a_hard_bound_the_plan_default_bounds_hosted_tool_calls_upstream",
             f"{EACH}[memory-web-search-plan-default]",
         ),
@@ -860,7 +862,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="max-uses-not-written",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old='written.append({**tool, "max_uses": default_calls} if bounded else tool)',
         new="written.append(tool)",
         tests=(f"{EACH}[memory-anthropic-web-search-plan-default]",),
@@ -868,7 +870,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="unpriced-tool-forwarded",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="if tool not in price.tool_calls:",
         tests=(
             f"{REFUSED}[memory-hosted-tool-the-model-lacks]",
@@ -878,23 +880,23 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.always(
         name="long-context-prices-ignored",
-        file="proxy/pricing.py",
+        file="proxy/metering/pricing.py",
         old="if long is None or usage.prompt_tokens <= long.above:",
         tests=(f"{EACH}[memory-long-context]", f"{EACH}[memory-long-context-streamed]"),
         removes="a prompt above the threshold is priced at the long-context prices",
     ),
     Mutation.never(
         name="long-context-beta-forwarded",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="if billables.long_context is not None and price.long_context is None:",
         tests=(
-            "tests/test_billable.py::test_a_long_context_beta_the_policy_does_not_price_is_refused",
+            "tests/gateway/test_billable.py::test_a_long_context_beta_the_policy_does_not_price_is_refused",
         ),
         removes="an anthropic-beta context-1m header needs long-context prices",
     ),
     Mutation(
         name="documents-not-reserved",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="extra += len(billables.documents) * (price.document_tokens or 0)",
         new="extra += 0",
         tests=(
@@ -906,14 +908,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="unpriced-document-forwarded",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="if billables.documents and price.document_tokens is None:",
         tests=(f"{REFUSED}[memory-document-file-id]", f"{REFUSED}[memory-anthropic-document]"),
         removes="a document input the model does not price is refused",
     ),
     Mutation(
         name="claude-tool-prompt-not-reserved",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="extra += price.tool_prompt_tokens if billables.tools else 0",
         new="extra += 0",
         tests=(
@@ -933,11 +935,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="fit-ignores-tier-and-fees",
-        file="proxy/reserve.py",
+        file="proxy/budget/reserve.py",
         old="rest, output = fit_rates(price, variant.usage(0))",
         new="rest, output = -(-variant.prompt_tokens * price.input // 10**6), price.output",
         tests=(
-            "tests/test_billable.py"
+            "tests/gateway/test_billable.py"
             "::test_a_completion_fitted_to_what_remains_is_priced_at_the_tier_and_tool_fees",
         ),
         removes="a fitted completion is priced at the tier, with the tool fees",
@@ -945,7 +947,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 13: choices, limits and the closed world of request fields --------------------
     Mutation(
         name="choices-ignore-batch",
-        file="proxy/estimate.py",
+        file="proxy/metering/estimate.py",
         old='prompts = batch_size(body.get("prompt")) if endpoint == "completions" else 1',
         new="prompts = 1",
         tests=(
@@ -957,7 +959,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="chat-ignores-best-of",
-        file="proxy/estimate.py",
+        file="proxy/metering/estimate.py",
         old='n, best_of = _count(body, "n"), _count(body, "best_of")',
         new='n, best_of = _count(body, "n"), _count(body, "best_of") ** (endpoint != "chat")',
         tests=(
@@ -968,7 +970,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="zero-limit-accepted",
-        file="proxy/estimate.py",
+        file="proxy/metering/estimate.py",
         old="if isinstance(value, bool) or not isinstance(value, int) or value < 1:",
         new="if isinstance(value, bool) or not isinstance(value, int) or value < 0:",
         tests=(f"{CHOICES}::test_a_limit_that_is_not_a_positive_integer_is_400",),
@@ -976,7 +978,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="second-limit-field-kept",
-        file="proxy/call.py",
+        file="proxy/budget/call.py",
         old="return field, tuple(f for f in ANY_LIMIT_FIELD if f != field and f in self.body)",
         new="return field, ()",
         tests=(
@@ -988,7 +990,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="fit-ignores-choices",
-        file="proxy/reserve.py",
+        file="proxy/budget/reserve.py",
         old="choices=call.choices,",
         new="choices=1,",
         tests=(f"{CHOICES}::test_fit_spreads_what_remains_over_every_choice_of_a_batch",),
@@ -996,7 +998,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="suffix-counted-once-per-batch",
-        file="proxy/estimate.py",
+        file="proxy/metering/estimate.py",
         old='counter.count(expect_str(suffix, "suffix")) * batch_size(prompt)',
         new='counter.count(expect_str(suffix, "suffix"))',
         tests=(MODELLED,),
@@ -1004,7 +1006,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="messages-tool-prompt-ignored",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="extra += price.tool_prompt_tokens if billables.tools else 0",
         new="extra += 0",
         tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
@@ -1012,7 +1014,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="messages-output-format-ignored",
-        file="proxy/shapes/messages.py",
+        file="proxy/metering/shapes/messages.py",
         old='prompt += counter.count_json(output["format"])',
         new="prompt += 0",
         tests=(MODELLED,),
@@ -1020,7 +1022,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="unknown-fields-forwarded",
-        file="proxy/request_fields.py",
+        file="proxy/metering/request_fields.py",
         old="raise _unknown(name, endpoint)",
         new="continue",
         tests=(f"{FIELDS}::test_an_unknown_field_is_400_unpriced_feature_and_changes_nothing",),
@@ -1028,14 +1030,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="refused-fields-forwarded",
-        file="proxy/request_fields.py",
+        file="proxy/metering/request_fields.py",
         old='if field.kind == "refused" and not _asks_nothing(field, value):',
         tests=(f"{FIELDS}::test_a_refused_field_is_400_unpriced_feature_and_changes_nothing",),
         removes="a cost-bearing field nobody models is refused",
     ),
     Mutation(
         name="harmless-values-refused",
-        file="proxy/request_fields.py",
+        file="proxy/metering/request_fields.py",
         old='if field.kind == "refused" and not _asks_nothing(field, value):',
         new='if field.kind == "refused":',
         tests=(f"{FIELDS}::test_a_refused_field_whose_value_asks_for_nothing_passes",),
@@ -1043,7 +1045,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="forward-setting-ignored",
-        file="proxy/request_fields.py",
+        file="proxy/metering/request_fields.py",
         old='if mode == "forward":',
         tests=(
             f"{FIELDS}::test_an_unknown_field_is_forwarded_and_charged_with_request_fields_forward",
@@ -1053,7 +1055,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="fields-never-checked",
-        file="proxy/call.py",
+        file="proxy/budget/call.py",
         old="check_fields(body, endpoint.name, policy.request_fields)",
         new="pass",
         tests=(
@@ -1064,7 +1066,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="fake-ignores-batch",
-        file="proxy/fake_upstream.py",
+        file="proxy/testing/fake_upstream.py",
         old="generated = max(asked, best_of) * prompts",
         new="generated = max(asked, best_of)",
         tests=(f"{CHOICES}::test_a_batch_is_reserved_for_every_prompts_choices",),
@@ -1073,11 +1075,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 13, review: what the adversarial review found --------------------------------
     Mutation(
         name="cut-stream-charged-its-running-report",
-        file="proxy/settle.py",
+        file="proxy/gateway/settle.py",
         old="        if outcome.complete:\n            return charged\n",
         new="        return charged\n",
         tests=(
-            "tests/test_review_attacks.py"
+            "tests/gateway/test_review_attacks.py"
             "::test_a_stream_with_running_usage_cut_early_is_charged_its_reservation",
             f"{GARBAGE}[memory]",
         ),
@@ -1085,53 +1087,53 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="auto-tier-left-to-the-account",
-        file="proxy/call.py",
+        file="proxy/budget/call.py",
         old="            writes=tier if self.bound else {},",
         new="            writes={},",
         tests=(
-            "tests/test_review_attacks.py"
+            "tests/gateway/test_review_attacks.py"
             "::test_auto_served_at_an_unpriced_tier_is_not_billed_more_than_charged",
         ),
         removes="with bound: hard, auto on a model pricing no dearer tier is sent standard",
     ),
     Mutation(
         name="code-interpreter-calls-unbounded",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="pooled = tuple(dict.fromkeys(hosted))",
         new="pooled = tuple(dict.fromkeys(t for t in hosted if t != PER_CONTAINER))",
         tests=(
-            "tests/test_review_attacks.py"
+            "tests/gateway/test_review_attacks.py"
             "::test_code_interpreter_calls_are_bounded_by_what_was_reserved",
         ),
         removes="code_interpreter's calls count toward max_tool_calls for the input each adds",
     ),
     Mutation.never(
         name="audio-output-unpriced-forwarded",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="if billables.audio_output is not None and price.audio_output is None:",
         tests=(
-            "tests/test_review_attacks.py"
+            "tests/gateway/test_review_attacks.py"
             "::test_audio_output_on_a_model_without_an_audio_price_is_refused",
         ),
         removes="audio output on a model without an audio_output price is refused",
     ),
     Mutation.never(
         name="chat-web-search-forwarded",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old='if body.get("web_search_options") is not None:',
         tests=(
-            "tests/test_review_attacks.py"
+            "tests/gateway/test_review_attacks.py"
             "::test_chat_web_search_options_is_refused_or_its_search_fee_reserved",
         ),
         removes="chat web_search_options, whose fee is not modelled, is refused",
     ),
     Mutation(
         name="stored-prompt-tools-not-reserved",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="pooled = tuple(dict.fromkeys((*pooled, *fees)))",
         new="pass",
         tests=(
-            "tests/test_review_attacks.py"
+            "tests/gateway/test_review_attacks.py"
             "::test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reservation",
         ),
         removes="a stored prompt reserves every hosted tool its model prices",
@@ -1139,7 +1141,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 12: what the fuzz suite was shown to catch ------------------------------------
     Mutation(
         name="memory-commit-under-records-by-one",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old="""        if r.state == "OPEN":
             t.settle_lines(r.fields, r.amounts, actual, now, s)""",
         new="""        if r.state == "OPEN":
@@ -1149,7 +1151,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="commit-under-records-by-one",
-        file="proxy/ledger/lua/commit.lua",
+        file="proxy/store/ledger/lua/commit.lua",
         old="  settle_lines(r.prefixes, est, act)\n  free_held(r.held)\n",
         new="  local less = {}\n  for unit, x in pairs(act) do less[unit] = x - 1 end\n"
         "  settle_lines(r.prefixes, est, less)\n  free_held(r.held)\n",
@@ -1158,7 +1160,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="commit-charges-only-the-tenant-line",
-        file="proxy/ledger/lua/commit.lua",
+        file="proxy/store/ledger/lua/commit.lua",
         old="  settle_lines(r.prefixes, est, act)\n  free_held(r.held)\n",
         new="  settle_lines(r.prefixes, est, nil)\n  settle_lines({ r.prefixes[1] }, nil, act)\n"
         "  free_held(r.held)\n",
@@ -1167,7 +1169,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-commit-charges-only-the-tenant-line",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old="""            t.settle_lines(r.fields, r.amounts, actual, now, s)
             quotas.free(t.counters, r.held)""",
         new="""            t.settle_lines(r.fields, r.amounts, None, now, s)
@@ -1178,7 +1180,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="reserve-admits-past-the-limit",
-        file="proxy/ledger/lua/candidates.lua",
+        file="proxy/store/ledger/lua/candidates.lua",
         old="    if (amounts[l.unit] or 0) > l.remaining then return i end",
         new="    if (amounts[l.unit] or 0) > l.remaining + 1 then return i end",
         tests=(f"{EXACT_FIT}[redis]",),
@@ -1186,7 +1188,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-reserve-admits-past-the-limit",
-        file="proxy/ledger/choose.py",
+        file="proxy/store/ledger/choose.py",
         old="amounts.get(unit, 0) > remaining), None",
         new="amounts.get(unit, 0) > remaining + 1), None",
         tests=(f"{EXACT_FIT}[memory]",),
@@ -1194,7 +1196,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="upstream-4xx-charged",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="        if upstream.status >= 400:\n",
         new="        if upstream.status >= 500:\n",
         tests=(f"{GARBAGE}[memory]",),
@@ -1202,11 +1204,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="cached-tokens-priced-as-input",
-        file="proxy/pricing.py",
+        file="proxy/metering/pricing.py",
         old="        + usage.cached_tokens * price.cached_input\n",
         new="        + usage.cached_tokens * price.input\n",
         tests=(
-            "tests/test_reported_tokens.py"
+            "tests/gateway/test_reported_tokens.py"
             "::test_cached_prompt_tokens_are_charged_at_the_cached_price",
             f"{GARBAGE}[memory]",
         ),
@@ -1214,11 +1216,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="replay-hash-fails-on-deep-nesting",
-        file="proxy/replay.py",
+        file="proxy/gateway/replay.py",
         old="    except (orjson.JSONDecodeError, orjson.JSONEncodeError):",
         new="    except orjson.JSONDecodeError:",
         tests=(
-            "tests/test_replay.py"
+            "tests/gateway/test_replay.py"
             "::test_key_on_a_body_nested_too_deep_to_hash_is_400_and_frees_the_key",
             f"{FUZZED_CALLS}[memory]",
         ),
@@ -1226,7 +1228,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="whole-answer-to-a-stream-charged-its-prompt",
-        file="proxy/streaming.py",
+        file="proxy/gateway/streaming.py",
         old="    return Outcome(usage=usage)\n",
         new="    return Outcome(usage=usage, streamed=call.stream)\n",
         tests=(f"{GARBAGE}[memory]",),
@@ -1234,7 +1236,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="stream-without-done-taken-as-finished",
-        file="proxy/streaming.py",
+        file="proxy/gateway/streaming.py",
         old="    complete = result.complete and ended and tracker.events > 0\n",
         new="    complete = result.complete and tracker.events > 0\n",
         tests=(f"{GARBAGE}[memory]",),
@@ -1243,42 +1245,42 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 12: the referee's own flakes ----------------------------------------------------
     Mutation(
         name="burst-reloads-per-caller",
-        file="proxy/ledger/flights.py",
+        file="proxy/store/redis/flights.py",
         old="        flight = self._running.get(key)\n",
         new="        flight = None\n",
         tests=(
-            "tests/test_ledger_redis.py"
+            "tests/store/test_ledger_redis.py"
             "::test_a_burst_on_a_cold_store_reloads_the_scripts_and_registers_the_tenant_once",
-            "tests/test_flights.py",
+            "tests/store/test_flights.py",
         ),
         removes="a burst on a cold store shares one script reload and one registration",
     ),
     Mutation(
         name="shared-reload-dies-with-a-cancelled-caller",
-        file="proxy/ledger/flights.py",
+        file="proxy/store/redis/flights.py",
         old="            await asyncio.shield(flight)\n",
         new="            await flight\n",
-        tests=("tests/test_flights.py::test_a_cancelled_caller_leaves_the_run_to_the_others",),
+        tests=("tests/store/test_flights.py::test_a_cancelled_caller_leaves_the_run_to_the_others",),
         removes="a caller that gives up leaves the shared reload running for the others",
     ),
     Mutation.always(
         name="workers-bind-port-0-each",
-        file="proxy/ports.py",
+        file="proxy/cli/ports.py",
         old="        if port != 0:\n",
-        tests=("tests/test_workers.py::test_both_workers_serve_calls",),
+        tests=("tests/processes/test_workers.py::test_both_workers_serve_calls",),
         removes="with --workers, port 0 is one free port every worker serves",
     ),
     Mutation(
         name="startup-line-names-the-asked-ports",
-        file="proxy/serve.py",
+        file="proxy/cli/serve.py",
         old="    bound = iter(_bound(runner) for runner in runners)\n",
         new='    bound = iter(f"{a[0]}:{a[1]}" for _, a in listeners)\n',
-        tests=("tests/test_observability.py::test_a_metrics_listener_serves_only_metrics",),
+        tests=("tests/gateway/test_observability.py::test_a_metrics_listener_serves_only_metrics",),
         removes="the startup line names the ports bound (port 0 resolved)",
     ),
     Mutation(
         name="a-test-module-imports-another",
-        file="tests/test_alerts.py",
+        file="tests/gateway/test_alerts.py",
         old="from admin_support import stacks\n",
         new="from test_admin import stacks\n",
         tests=("tests/test_suite_imports.py",),
@@ -1287,7 +1289,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 15: the reservation lifecycle (time-outs, resets, runs, zones, actions, memory) --
     Mutation(
         name="reserve-timeout-not-released",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old=(
             "            rt.fail_open.spill.add_abandoned(reserve)"
             "  # the reserve may have run all the same\n"
@@ -1298,7 +1300,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="refused-reserve-spills-a-release",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="            if exc.maybe_ran:\n",
         new="            if True:\n",
         tests=(f"{TIMEOUT}::test_a_reserve_that_never_reached_redis_spills_no_release",),
@@ -1317,7 +1319,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="late-commit-refunds-a-wiped-charge",
-        file="proxy/ledger/lua/common.lua",
+        file="proxy/store/ledger/lua/common.lua",
         old="    if generation('reset|' .. p) > since then d = math.max(d, 0) end\n",
         new="",
         tests=(f"{LIFECYCLE}::test_a_late_commit_never_refunds_an_expiry_charge_a_reset_wiped",),
@@ -1325,7 +1327,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-late-commit-refunds-a-wiped-charge",
-        file="proxy/ledger/memory_state.py",
+        file="proxy/store/ledger/memory_state.py",
         old='            if self.generation(f"reset|{prefix}") > since:\n',
         new="            if False:\n",
         tests=(f"{LIFECYCLE}::test_a_late_commit_never_refunds_an_expiry_charge_a_reset_wiped",),
@@ -1333,7 +1335,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="expiry-forgets-its-reset-generation",
-        file="proxy/ledger/lua/sweep.lua",
+        file="proxy/store/ledger/lua/sweep.lua",
         old="      redis.call('HSET', KEYS[1], GEN .. 'exp|' .. id, fmt(gen))\n",
         new="",
         tests=(f"{LIFECYCLE}::test_a_late_commit_refunds_an_expiry_charge_made_after_the_reset",),
@@ -1341,7 +1343,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-expiry-forgets-its-reset-generation",
-        file="proxy/ledger/memory_state.py",
+        file="proxy/store/ledger/memory_state.py",
         old="        if gen:\n",
         new="        if False:\n",
         tests=(f"{LIFECYCLE}::test_a_late_commit_refunds_an_expiry_charge_made_after_the_reset",),
@@ -1349,7 +1351,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="late-commit-takes-a-line-below-zero",
-        file="proxy/ledger/lua/common.lua",
+        file="proxy/store/ledger/lua/common.lua",
         old="    if spent then d = math.max(d, -spent) end\n",
         new="",
         tests=(
@@ -1359,7 +1361,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-late-commit-takes-a-line-below-zero",
-        file="proxy/ledger/memory_state.py",
+        file="proxy/store/ledger/memory_state.py",
         old='            d = max(d, -self.ledger.get(f"{prefix}|spent", 0))\n',
         new="",
         tests=(
@@ -1369,7 +1371,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="lifecycle-machine-late-commit-rule",
-        file="proxy/ledger/lua/common.lua",
+        file="proxy/store/ledger/lua/common.lua",
         old="    if generation('reset|' .. p) > since then d = math.max(d, 0) end\n    local spent",
         new="    local spent",
         tests=(f"{MACHINE}::test_ledger_invariants_hold_under_any_lifecycle[redis]",),
@@ -1377,7 +1379,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="run-entry-expires-under-an-open-call",
-        file="proxy/ledger/lua/common.lua",
+        file="proxy/store/ledger/lua/common.lua",
         old="    keep(prefix, NOW + (hold or 0) + IDLE)",
         new="    keep(prefix, NOW + IDLE)",
         tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
@@ -1385,7 +1387,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="run-counters-expire-under-an-open-call",
-        file="proxy/ledger/lua/quotas.lua",
+        file="proxy/store/ledger/lua/quotas.lua",
         old="    keep(name, NOW + hold + IDLE)",
         new="    keep(name, NOW + IDLE)",
         tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
@@ -1393,7 +1395,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-run-entry-expires-under-an-open-call",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old="            t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)",
         new="            t.touch(ln.prefix, now, self.settings, cal)",
         tests=(f"{LIFECYCLE}::test_run_entries_outlive_their_open_calls_whatever_the_idle_ttl",),
@@ -1420,7 +1422,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="zone-change-applies-at-once",
-        file="proxy/ledger/lua/tenant.lua",
+        file="proxy/store/ledger/lua/tenant.lua",
         old=(
             "      redis.call('HSET', KEYS[5], 'hold_' .. kind, pid .. ':' .. "
             "fmt(period_end(pid)))\n"
@@ -1431,7 +1433,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-zone-change-applies-at-once",
-        file="proxy/ledger/tenants_memory.py",
+        file="proxy/store/ledger/tenants_memory.py",
         old="            t.meta |= hold_fields(cal, now)",
         new="            pass",
         tests=(f"{LIFECYCLE}::test_a_zone_change_east_does_not_hand_out_a_fresh_day",),
@@ -1439,7 +1441,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="zone-change-west-restarts-an-old-day",
-        file="proxy/ledger/lua/common.lua",
+        file="proxy/store/ledger/lua/common.lua",
         old="  if held and pid < held.pid then return held.pid end\n",
         new="",
         tests=(f"{LIFECYCLE}::test_a_zone_change_west_carries_the_day_on_until_it_ends_there",),
@@ -1447,7 +1449,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-zone-change-west-restarts-an-old-day",
-        file="proxy/ledger/calendar.py",
+        file="proxy/store/ledger/calendar.py",
         old="        return held.pid if held is not None and pid < held.pid else pid",
         new="        return pid",
         tests=(f"{LIFECYCLE}::test_a_zone_change_west_carries_the_day_on_until_it_ends_there",),
@@ -1455,7 +1457,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="action-commit-charged-after-its-release",
-        file="proxy/ledger/lua/commit.lua",
+        file="proxy/store/ledger/lua/commit.lua",
         old="if released and has_flag(flags, 'f') then return { r.state, '0', '-' } end\n",
         new="",
         tests=(
@@ -1465,7 +1467,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-action-commit-charged-after-its-release",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old='        if r.state in ("RELEASED", "EXPIRED_RELEASED") and final_release:',
         new="        if False:",
         tests=(
@@ -1485,7 +1487,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-reserve-scans-the-expiry-table",
-        file="proxy/ledger/memory_state.py",
+        file="proxy/store/ledger/memory_state.py",
         old="        for _, name in self.ledger_exp.pop_due(now, limit):",
         new=(
             "        for _, name in self.ledger_exp.pop_due(now, limit) "
@@ -1497,7 +1499,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 15: sums in the safe range, the sweeper at scale -----------------------------
     Mutation(
         name="sum-overflow-allowed",
-        file="proxy/ledger/lua/common.lua",
+        file="proxy/store/ledger/lua/common.lua",
         old="if not x or x ~= math.floor(x) or math.abs(x + d) > SAFE then return p",
         new="if false then return p",
         tests=(
@@ -1509,7 +1511,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-sum-overflow-allowed",
-        file="proxy/ledger/checks.py",
+        file="proxy/store/ledger/checks.py",
         old="if abs(ledger.get(name, 0) + d) > SAFE_SUM:",
         new="if False:",
         tests=(
@@ -1522,7 +1524,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="sweeper-tenant-error-stops-pass",
-        file="proxy/ledger/sweeping.py",
+        file="proxy/store/ledger/sweeping.py",
         old='"""`work` for one tenant; if it fails, log and count it and return None."""\n',
         new='"""`work` for one tenant; if it fails, log and count it and return None."""\n'
         "        return await work\n",
@@ -1543,13 +1545,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="    if amount > reserved:",
         new="    if False:",
         tests=(
-            "tests/test_actions.py::test_a_commit_above_its_reservation_is_400_and_commits_nothing",
+            "tests/actions/test_actions.py::test_a_commit_above_its_reservation_is_400_and_commits_nothing",
         ),
         removes="an action commit above its reservation is 400 and commits nothing",
     ),
     Mutation(
         name="sweep-visits-idle-tenants",
-        file="proxy/ledger/sweep_redis.py",
+        file="proxy/store/ledger/sweep_redis.py",
         old="while page := await self._page(shard, run.now, after):",
         new="while page := await self._page(shard, 2**62, after):",
         tests=(SWEEPER + "test_a_pass_visits_only_the_tenants_with_something_due[redis]",),
@@ -1557,7 +1559,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-sweep-visits-idle-tenants",
-        file="proxy/ledger/sweep_memory.py",
+        file="proxy/store/ledger/sweep_memory.py",
         old="tenants = self._due.take(now)",
         new="tenants = sorted(self._tenants)",
         tests=(SWEEPER + "test_a_pass_visits_only_the_tenants_with_something_due[memory]",),
@@ -1565,7 +1567,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="reserve-not-indexed",
-        file="proxy/ledger/lua/reserve.lua",
+        file="proxy/store/ledger/lua/reserve.lua",
         old="  reindex()\n  local out",
         new="  local out",
         tests=(SWEEPER + "test_a_pass_visits_only_the_tenants_with_something_due[redis]",),
@@ -1573,7 +1575,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="dead-reclaim-ignores-budget",
-        file="proxy/ledger/sweep_redis.py",
+        file="proxy/store/ledger/sweep_redis.py",
         old="work = self._sweep_tenant(r.tenant, r.dead, r.cursor, budget=run.budget)",
         new="work = self._sweep_tenant(r.tenant, r.dead, r.cursor)",
         tests=(
@@ -1583,7 +1585,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="dead-owner-scan-unlimited",
-        file="proxy/ledger/lua/sweep.lua",
+        file="proxy/store/ledger/lua/sweep.lua",
         old="redis.call('HSCAN', KEYS[3], cursor, 'COUNT', batch)",
         new="redis.call('HSCAN', KEYS[3], cursor, 'COUNT', 100000000)",
         tests=(
@@ -1594,7 +1596,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- the merge of issue 15's two halves: generations within the safe range and the index --
     Mutation(
         name="late-commit-sum-overflow-allowed",
-        file="proxy/ledger/lua/common.lua",
+        file="proxy/store/ledger/lua/common.lua",
         old="  guard(prefixes, 'spent', added)\n",
         new="",
         tests=(
@@ -1604,7 +1606,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="late-commit-checked-while-writing",
-        file="proxy/ledger/lua/common.lua",
+        file="proxy/store/ledger/lua/common.lua",
         old=(
             "  guard(prefixes, 'spent', added)\n  for _, p in ipairs(prefixes) do\n"
             "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
@@ -1620,7 +1622,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-late-commit-sum-overflow-allowed",
-        file="proxy/ledger/memory_state.py",
+        file="proxy/store/ledger/memory_state.py",
         old='        self.check_range(fields, "spent", added)\n',
         new="",
         tests=(
@@ -1631,7 +1633,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-refused-expiry-no-longer-due",
-        file="proxy/ledger/sweep_memory.py",
+        file="proxy/store/ledger/sweep_memory.py",
         old="                t.resv_exp[rid] = now + self.stuck_retry_ms\n",
         new="                pass\n",
         tests=(
@@ -1642,7 +1644,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="reset-not-indexed",
-        file="proxy/ledger/lua/tenant_ledger.lua",
+        file="proxy/store/ledger/lua/tenant_ledger.lua",
         old="    keep(GEN .. 'reset|' .. p, NOW + TOMB)\n  end\n  reindex()\n",
         new="    keep(GEN .. 'reset|' .. p, NOW + TOMB)\n  end\n",
         tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[redis]",),
@@ -1650,7 +1652,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-admin-write-not-indexed",
-        file="proxy/ledger/tenants_memory.py",
+        file="proxy/store/ledger/tenants_memory.py",
         old="return self._tenant(tenant)  # as reindex() in the scripts",
         new="return t  # as reindex() in the scripts",
         tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[memory]",),
@@ -1659,7 +1661,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 13, closing: the gaps left after the review ---------------------------------
     Mutation(
         name="claude-tool-prompt-reserved-twice",
-        file="proxy/shapes/messages.py",
+        file="proxy/metering/shapes/messages.py",
         old="    prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)\n",
         new=(
             "    prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)\n"
@@ -1670,7 +1672,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="cache-writes-reserved-at-input",
-        file="proxy/caching.py",
+        file="proxy/metering/caching.py",
         old='    return (0, prompt) if ttl == "1h" else (prompt, 0)',
         new="    return 0, 0",
         tests=(
@@ -1680,7 +1682,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="one-hour-ttl-reserved-at-five-minutes",
-        file="proxy/caching.py",
+        file="proxy/metering/caching.py",
         old="    return max((ttl for _, ttl in found), key=TTLS.index), found[0][0]",
         new='    return "5m", found[0][0]',
         tests=(
@@ -1690,7 +1692,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="one-hour-writes-charged-at-five-minutes",
-        file="proxy/pricing.py",
+        file="proxy/metering/pricing.py",
         old="        + hour * price.hour_write",
         new="        + hour * _or(price.cache_write, price.input)",
         tests=(
@@ -1700,7 +1702,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="unsplit-cache-writes-charged-at-five-minutes",
-        file="proxy/pricing.py",
+        file="proxy/metering/pricing.py",
         old='    if price.cache_ttl == "1h":',
         new="    if False:",
         tests=(
@@ -1711,7 +1713,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="cache-control-unpriced-forwarded",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="if billables.cache_ttl is not None and price.cache_write is None:",
         new="if False:",
         tests=(
@@ -1721,7 +1723,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="usage-chunk-then-eof-charged-the-reservation",
-        file="proxy/streaming.py",
+        file="proxy/gateway/streaming.py",
         old="    ended = tracker.done or tracker.final",
         new="    ended = tracker.done",
         tests=(
@@ -1731,7 +1733,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="eventless-stream-released",
-        file="proxy/streaming.py",
+        file="proxy/gateway/streaming.py",
         old="        charge = charge_for(call, reserved, outcome)",
         new="        charge = charge_for(call, reserved, outcome) if tracker.events else None",
         tests=(ENDS + "test_a_200_stream_without_any_event_is_charged_its_reservation",),
@@ -1739,7 +1741,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="done-only-stream-charged-its-text",
-        file="proxy/streaming.py",
+        file="proxy/gateway/streaming.py",
         old="    complete = result.complete and ended and tracker.events > 0",
         new="    complete = result.complete and ended",
         tests=(ENDS + "test_a_200_stream_without_any_event_is_charged_its_reservation",),
@@ -1747,7 +1749,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="deliberate-answer-logged-as-a-failure",
-        file="proxy/tasks.py",
+        file="proxy/core/tasks.py",
         old="    if isinstance(exc, ClientError):",
         new="    if False:",
         tests=(ENDS + "test_a_cut_whole_answer_is_charged_and_logged_as_one_warning_line",),
@@ -1766,18 +1768,18 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="degraded-call-sent-at-the-asked-model-s-tier",
-        file="proxy/call.py",
+        file="proxy/budget/call.py",
         old="changes: dict[str, Any] = {**self.forced, **variant.writes}",
         new="changes: dict[str, Any] = {**self.forced, **self.asked.writes}",
         tests=(
-            "tests/test_review_attacks.py"
+            "tests/gateway/test_review_attacks.py"
             "::test_a_degraded_call_is_sent_at_the_tier_its_own_model_was_reserved_at",
         ),
         removes="a degraded call is sent at the tier its own model was reserved at",
     ),
     Mutation(
         name="fake-bills-chat-best-of-always",
-        file="proxy/fake_upstream.py",
+        file="proxy/testing/fake_upstream.py",
         old='        return endpoint == "completions" or self.settings.chat_best_of',
         new="        return True",
         tests=(f"{CHOICES}::test_best_of_on_chat_is_billed_only_by_a_server_that_takes_it",),
@@ -1786,7 +1788,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 13, second review: what hides deeper, what is reported unpriced ------------------
     Mutation(
         name="nested-breakpoints-unseen",
-        file="proxy/caching.py",
+        file="proxy/metering/caching.py",
         old="            for path, block in blocks.objects(body.get(name), name)\n",
         new=(
             "            for path, block in blocks.objects(body.get(name), name)\n"
@@ -1801,7 +1803,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="nested-documents-unseen",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old='.get("type") in INLINE)',
         new='.get("type") in INLINE) and path.count(".") < 3',
         tests=(
@@ -1812,7 +1814,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="nested-images-counted-as-json",
-        file="proxy/shapes/messages.py",
+        file="proxy/metering/shapes/messages.py",
         old="    return counter.count_json(block) + IMAGE_TOKENS * len(images)",
         new="    return counter.count_json(block)",
         tests=(NESTED + "test_images_inside_a_document_of_content_blocks_are_reserved_as_images",),
@@ -1820,7 +1822,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="unpriced-cache-writes-charged-as-input",
-        file="proxy/pricing.py",
+        file="proxy/metering/pricing.py",
         old="        + five * price.five_write",
         new="        + five * (price.cache_write or price.input)",
         tests=(
@@ -1832,7 +1834,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="unexplained-cache-writes-charged-at-five-minutes",
-        file="proxy/shapes/messages.py",
+        file="proxy/metering/shapes/messages.py",
         old="    return five, hour, max(0, total - five - hour)",
         new="    return five + max(0, total - five - hour), hour, 0",
         tests=(CACHE + UNEXPLAINED,),
@@ -1840,7 +1842,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="client-tool-tokens-unreserved",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="    extra += sum(price.client_tool_tokens",
         new="    extra += 0 * sum(price.client_tool_tokens",
         tests=(
@@ -1852,7 +1854,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="unlisted-client-tool-forwarded",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="if kind not in price.client_tool_tokens]",
         new="if kind not in price.client_tool_tokens and False]",
         tests=(
@@ -1862,7 +1864,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="server-tool-refusal-names-no-type",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old='            sent = "" if kind == tool else f" (type {kind!r})"',
         new='            sent = ""',
         tests=(CLIENT_TOOLS + "test_a_dated_tool_type_nobody_prices_is_refused_naming_the_type",),
@@ -1870,7 +1872,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="openai-chat-cache-writes-dropped",
-        file="proxy/token_kinds.py",
+        file="proxy/metering/token_kinds.py",
         old='    written = min(_count(asked, "cache_write_tokens"), prompt - cached)',
         new="    written = 0",
         tests=(OPENAI_WRITE_PRICE,),
@@ -1878,7 +1880,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="openai-responses-cache-writes-dropped",
-        file="proxy/shapes/responses.py",
+        file="proxy/metering/shapes/responses.py",
         old='"cache_write_tokens"), prompt - cached)',
         new='"cache_write_tokens"), 0)',
         tests=(OPENAI_WRITE_PRICE,),
@@ -1886,7 +1888,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="openai-prompt-reserved-below-write-price",
-        file="proxy/token_kinds.py",
+        file="proxy/metering/token_kinds.py",
         old="        price = _with_writes(price, price.cache_write)",
         new="        pass",
         tests=(OPENAI_WRITE_PRICE,),
@@ -1894,7 +1896,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-nested-breakpoints-unseen",
-        file="proxy/caching.py",
+        file="proxy/metering/caching.py",
         old="            for path, block in blocks.objects(body.get(name), name)\n",
         new=(
             "            for path, block in blocks.objects(body.get(name), name)\n"
@@ -1905,7 +1907,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-client-tools-unreserved",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="    extra += sum(price.client_tool_tokens",
         new="    extra += 0 * sum(price.client_tool_tokens",
         tests=(PROPERTY,),
@@ -1913,7 +1915,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-openai-writes-unreserved",
-        file="proxy/token_kinds.py",
+        file="proxy/metering/token_kinds.py",
         old="        price = _with_writes(price, price.cache_write)",
         new="        pass",
         tests=(PROPERTY,),
@@ -1921,7 +1923,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-cache-writes-reserved-at-input",
-        file="proxy/caching.py",
+        file="proxy/metering/caching.py",
         old='    return (0, prompt) if ttl == "1h" else (prompt, 0)',
         new="    return 0, 0",
         tests=(PROPERTY,),
@@ -1929,7 +1931,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-documents-unreserved",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="    extra += len(billables.documents) * (price.document_tokens or 0)",
         new="",
         tests=(PROPERTY,),
@@ -1937,7 +1939,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-tool-input-unreserved",
-        file="proxy/billable.py",
+        file="proxy/metering/billable.py",
         old="        extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)",
         new="",
         tests=(PROPERTY,),
@@ -1945,7 +1947,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-batches-unreserved",
-        file="proxy/estimate.py",
+        file="proxy/metering/estimate.py",
         old="    return max(n, best_of) * prompts",
         new="    return max(n, best_of)",
         tests=(PROPERTY,),
@@ -1953,7 +1955,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-long-context-unreserved",
-        file="proxy/pricing.py",
+        file="proxy/metering/pricing.py",
         old="    if long is None or usage.prompt_tokens <= long.above:",
         new="    if True:",
         tests=(PROPERTY,),
@@ -1966,7 +1968,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="    if record is None or not may_settle(scope, record):",
         new="    if record is None:",
         tests=(
-            "tests/test_key_pins.py"
+            "tests/gateway/test_key_pins.py"
             "::test_an_agents_key_cannot_read_commit_or_release_another_agents_reservation",
         ),
         removes="a key pinned to an agent cannot read, commit or release another's reservation",
@@ -1979,73 +1981,73 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="""    if record.scope is None:
         return True""",
         tests=(
-            "tests/test_key_pins.py"
+            "tests/gateway/test_key_pins.py"
             "::test_a_pinned_key_cannot_settle_a_reservation_that_kept_no_scope",
         ),
         removes="a reservation that kept no scope fails closed for a pinned key",
     ),
     Mutation(
         name="reservation-scope-not-kept",
-        file="proxy/ledger/lua/reserve.lua",
+        file="proxy/store/ledger/lua/reserve.lua",
         old="if keep_scope then redis.call('HSET', KEYS[3], id .. '|scope', path) end",
         new="",
         tests=(
-            "tests/test_ledger_contract.py"
+            "tests/store/test_ledger_contract.py"
             "::test_a_kept_scope_stays_with_its_record_and_goes_with_it",
         ),
         removes="Redis keeps an action reservation's scope beside its record",
     ),
     Mutation(
         name="reservation-scope-outlives-its-record",
-        file="proxy/ledger/lua/sweep.lua",
+        file="proxy/store/ledger/lua/sweep.lua",
         old="    redis.call('HDEL', KEYS[3], id, id .. '|scope')",
         new="    redis.call('HDEL', KEYS[3], id)",
         tests=(
-            "tests/test_ledger_contract.py"
+            "tests/store/test_ledger_contract.py"
             "::test_a_kept_scope_stays_with_its_record_and_goes_with_it",
         ),
         removes="the sweep forgets a reservation's kept scope with its record",
     ),
     Mutation(
         name="pinned-keys-share-idempotency-keys",
-        file="proxy/replay.py",
+        file="proxy/gateway/replay.py",
         old="""    if not scope.pins:
         return own""",
         new="""    if True:
         return own""",
-        tests=("tests/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",),
+        tests=("tests/gateway/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",),
         removes="a key pinned to an agent claims idempotency keys in a namespace of its own",
     ),
     Mutation(
         name="braked-address-lookups-unpaced",
-        file="proxy/keys/failures.py",
+        file="proxy/store/api_keys/failures.py",
         old="""        if not self.addresses.blocked_for(address):
             return 0.0""",
         new="""        if True:
             return 0.0""",
         tests=(
-            "tests/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",
-            "tests/test_failed_auth.py"
+            "tests/gateway/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",
+            "tests/gateway/test_failed_auth.py"
             "::test_two_hundred_failures_from_an_address_never_refuse_a_valid_key_from_it",
-            "tests/test_failed_auth.py"
+            "tests/gateway/test_failed_auth.py"
             "::test_a_braked_address_gets_one_lookup_at_a_time_each_holding_its_slot",
         ),
         removes="a braked address's unknown keys are looked up one a second, the rest 429 unseen",
     ),
     Mutation(
         name="braked-failure-answered-before-its-interval",
-        file="proxy/identity.py",
+        file="proxy/gateway/identity.py",
         old="        await asyncio.sleep(keys.failures.lookups.left(hold))\n",
         new="",
-        tests=("tests/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",),
+        tests=("tests/gateway/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",),
         removes="a braked address's failed lookup is answered when its slot frees, not before",
     ),
     Mutation(
         name="ipv6-failures-counted-per-address",
-        file="proxy/identity.py",
+        file="proxy/gateway/identity.py",
         old="    return peers.counted_as(address, policy.client_ipv6_prefix)",
         new="    return address",
-        tests=("tests/test_failed_auth.py::test_an_ipv6_client_is_counted_by_its_network",),
+        tests=("tests/gateway/test_failed_auth.py::test_an_ipv6_client_is_counted_by_its_network",),
         removes="an IPv6 client's failed authentications are counted by its /64",
     ),
     Mutation(
@@ -2054,9 +2056,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="*([scrape.middleware(tokens)] if tokens else [])",
         new="*[]",
         tests=(
-            "tests/test_metrics_exposure.py"
+            "tests/processes/test_metrics_exposure.py"
             "::test_the_metrics_listener_answers_only_a_bearer_of_the_token",
-            "tests/test_metrics_exposure.py"
+            "tests/processes/test_metrics_exposure.py"
             "::test_a_gateway_process_serves_metrics_on_its_metrics_listener_only",
         ),
         removes="with CYCLES_METRICS_TOKEN set, the metrics listener serves only its bearer",
@@ -2067,9 +2069,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="    _check_metrics(settings, policy)\n",
         new="",
         tests=(
-            "tests/test_metrics_exposure.py"
+            "tests/processes/test_metrics_exposure.py"
             "::test_a_gateway_refuses_to_serve_metrics_off_loopback_without_a_token",
-            "tests/test_deploy.py::test_the_proxy_accepts_the_metrics_flags_the_chart_renders",
+            "tests/deploy/test_deploy.py::test_the_proxy_accepts_the_metrics_flags_the_chart_renders",
         ),
         removes="a gateway refuses to serve metrics off loopback without a token",
     ),
@@ -2079,7 +2081,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="(not .Values.metrics.allowUnauthenticated) }}",
         new="false }}",
         tests=(
-            "tests/test_deploy.py"
+            "tests/deploy/test_deploy.py"
             "::test_gateway_metrics_ask_for_a_token_that_the_service_monitor_sends",
         ),
         removes="the chart refuses a gateway metrics port without a token or an explicit opt-out",
@@ -2092,7 +2094,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="""            if False:
                 raise _outdated()""",
         tests=(
-            "tests/test_admin_secrets.py"
+            "tests/admin/test_admin_secrets.py"
             "::test_an_answer_kept_by_the_previous_release_is_never_replayed",
         ),
         removes="an admin answer an earlier release kept (with its secret) is never replayed",
@@ -2100,7 +2102,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 14: bounds, odd input, paths up, error bodies, slow clients --------------------
     Mutation(
         name="replay-store-unbounded",
-        file="proxy/ledger/replays.py",
+        file="proxy/store/replays.py",
         old="""            MAX_ENTRIES if max_entries is None else max_entries,
             MAX_BYTES if max_bytes is None else max_bytes,""",
         new="""            2**62,
@@ -2113,12 +2115,12 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="bounded-table-never-drops",
-        file="proxy/bounded.py",
+        file="proxy/core/bounded.py",
         old="            self._drop(next(iter(self._entries)))",
         new="            break",
         tests=(
             f"{REPLAY}::test_memory_answer_store_keeps_the_newest_within_its_entries_and_bytes",
-            "tests/test_faults.py::test_local_buckets_keep_only_the_tenants_used_last",
+            "tests/processes/test_faults.py::test_local_buckets_keep_only_the_tenants_used_last",
             f"{ADMIN_INPUTS}::test_admin_idempotency_keys_in_memory_are_bounded",
         ),
         removes="a bounded table drops its oldest entries beyond its bound",
@@ -2135,15 +2137,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="alert-deliveries-unbounded",
-        file="proxy/alerts.py",
+        file="proxy/gateway/alerts.py",
         old="        if _pending() >= MAX_PENDING:",
         new="        if False:",
-        tests=("tests/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",),
+        tests=("tests/gateway/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",),
         removes="webhook deliveries in flight are bounded",
     ),
     Mutation(
         name="path-params-not-quoted",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old='f"/models/{relay.path_segment(model)}"',
         new='f"/models/{model}"',
         tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
@@ -2151,7 +2153,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="query-string-decoded-on-the-way-up",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="""    if request.rel_url.raw_query_string:
         url += "?" + request.rel_url.raw_query_string""",
         new="""    if request.query_string:
@@ -2161,7 +2163,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="control-characters-in-paths-allowed",
-        file="proxy/relay.py",
+        file="proxy/gateway/relay.py",
         old="        if odd is not None:",
         new="        if False:",
         tests=(
@@ -2171,11 +2173,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="malformed-deployment-asserts",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="        raise azure.not_a_deployment(request.path)",
         new='        raise AssertionError("app.py routes only budgeted paths here")',
         tests=(
-            "tests/test_azure.py"
+            "tests/gateway/test_azure.py"
             "::test_a_deployment_name_no_upstream_could_list_is_404_and_nothing_reserved",
         ),
         removes="a deployment name no upstream could list is 404, not an assertion",
@@ -2213,7 +2215,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="provider-error-relayed-verbatim",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="""            return provider_errors.error_response(
                 upstream, body, anthropic=anthropic, headers=verdict.headers
             )""",
@@ -2223,7 +2225,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="provider-account-detail-kept",
-        file="proxy/provider_errors.py",
+        file="proxy/gateway/provider_errors.py",
         old="""    if ACCOUNT_DETAIL.search(message):
         return _said(status)""",
         new="",
@@ -2232,7 +2234,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="passthrough-error-relayed-verbatim",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="""    if answer.status >= 400:
         return provider_errors.error_response(answer, data, anthropic=False)""",
         new="",
@@ -2241,12 +2243,12 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="header-timeout-unbounded",
-        file="proxy/listen.py",
+        file="proxy/gateway/listen.py",
         old="app, access_log=None, keepalive_timeout=header_timeout, lingering_time=lingering",
         new="app, access_log=None, lingering_time=lingering",
         tests=(
-            "tests/test_listen.py::test_a_connection_trickling_its_headers_is_closed_after_read_request",
-            "tests/test_listen.py"
+            "tests/processes/test_listen.py::test_a_connection_trickling_its_headers_is_closed_after_read_request",
+            "tests/processes/test_listen.py"
             "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
             f"{ADMIN_BOUNDS}::{ADMIN_LISTENER}",
         ),
@@ -2254,27 +2256,27 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="connections-unbounded",
-        file="proxy/listen.py",
+        file="proxy/gateway/listen.py",
         old="        if self.open >= self.limit and not self._evict_idle():",
         new="        if False:",
         tests=(
-            "tests/test_listen.py"
+            "tests/processes/test_listen.py"
             "::test_connections_past_the_bound_are_refused_and_clients_are_served_again",
         ),
         removes="a listener holds at most --max-connections connections",
     ),
     Mutation(
         name="gateway-takes-quitquitquit",
-        file="proxy/serve.py",
+        file="proxy/cli/serve.py",
         old='on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,',
         new="on_quit=partial(_quit, settings.workers),",
-        tests=("tests/test_shutdown.py::test_a_gateway_has_no_quitquitquit",),
+        tests=("tests/processes/test_shutdown.py::test_a_gateway_has_no_quitquitquit",),
         removes="only a sidecar's app may stop the proxy with POST /quitquitquit",
     ),
     # -- the review of issue 14's bounds -----------------------------------------------------
     Mutation(
         name="stream-error-event-relayed-verbatim",
-        file="proxy/streaming.py",
+        file="proxy/gateway/streaming.py",
         old="""    if stream_errors.is_error(event, obj):
         return obj
 """,
@@ -2284,7 +2286,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="provider-message-kept-past-request-errors",
-        file="proxy/provider_errors.py",
+        file="proxy/gateway/provider_errors.py",
         old="    if status not in REQUEST_ERRORS or not isinstance(message, str) or not message:",
         new="    if not isinstance(message, str) or not message:",
         tests=(
@@ -2294,7 +2296,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="provider-type-and-code-not-allow-listed",
-        file="proxy/provider_errors.py",
+        file="proxy/gateway/provider_errors.py",
         old="""    kind = _known(error.get("type"), KNOWN_TYPES)
     code = _known(error.get("code"), KNOWN_CODES) or GENERIC_CODE""",
         new="""    kind = _token(error.get("type"))
@@ -2307,7 +2309,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="provider-param-not-checked-for-account",
-        file="proxy/provider_errors.py",
+        file="proxy/gateway/provider_errors.py",
         old="    return None if ACCOUNT_DETAIL.search(value) else value",
         new="    return value",
         tests=(f"{PROVIDER_ERRORS}::test_a_param_naming_the_account_is_left_out",),
@@ -2315,7 +2317,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="semicolon-unquoted-in-path-params",
-        file="proxy/relay.py",
+        file="proxy/gateway/relay.py",
         old='''_PCHAR_SAFE = "!$&'()*+,=:@"''',
         new='''_PCHAR_SAFE = "!$&'()*+,;=:@"''',
         tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
@@ -2323,7 +2325,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="upstream-url-requoted",
-        file="proxy/relay.py",
+        file="proxy/gateway/relay.py",
         old="                URL(url, encoded=True),",
         new="                url,",
         tests=(f"{ROUTES}::test_a_path_parameter_reaches_the_upstream_as_the_client_quoted_it",),
@@ -2331,7 +2333,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="idle-connections-never-evicted",
-        file="proxy/listen.py",
+        file="proxy/gateway/listen.py",
         old="        if self.open >= self.limit and not self._evict_idle():",
         new="        if self.open >= self.limit:",
         tests=(f"{LISTEN}test_idle_keep_alive_connections_give_their_place_to_a_new_client",),
@@ -2339,7 +2341,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="idle-keep-alive-kept-until-read-request",
-        file="proxy/connection.py",
+        file="proxy/gateway/connection.py",
         old="        if quiet and self.idle() and self._transport is not None:",
         new="        if False:",
         tests=(
@@ -2349,7 +2351,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="connections-per-peer-unbounded",
-        file="proxy/connection.py",
+        file="proxy/gateway/connection.py",
         old="        if key is not None and self._gate.peers[key] >= self._gate.limits.per_peer:",
         new="        if False:",
         tests=(f"{LISTEN}test_one_address_holds_at_most_its_share_of_connections",),
@@ -2357,7 +2359,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="trusted-proxy-counted-per-peer",
-        file="proxy/peers.py",
+        file="proxy/core/peers.py",
         old="        if not gateway or (parsed is not None and _trusted(parsed, trusted)):",
         new="        if not gateway:",
         tests=(f"{LISTEN}test_one_address_holds_at_most_its_share_of_connections",),
@@ -2365,7 +2367,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="place-freed-while-call-runs",
-        file="proxy/connection.py",
+        file="proxy/gateway/connection.py",
         old="""        if not self._busy:
             self._release()
         self.handler.connection_lost(exc)""",
@@ -2376,7 +2378,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="whole-answers-unbounded",
-        file="proxy/relay.py",
+        file="proxy/gateway/relay.py",
         old="            return await _read_at_most(response, limit)",
         new="            return await response.read()",
         tests=(
@@ -2387,7 +2389,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="replay-answers-bounded-only-globally",
-        file="proxy/ledger/replays.py",
+        file="proxy/store/replays.py",
         old="        for old in self._tenants.room_for(tenant, size):",
         new="        for old in ():",
         tests=(
@@ -2397,7 +2399,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="replay-claims-unbounded",
-        file="proxy/ledger/replays.py",
+        file="proxy/store/replays.py",
         old=(
             "        if len(self._claims) >= self._max_claims"
             " or self._claimed[tenant] >= self._tenant_claims:"
@@ -2411,7 +2413,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="failed-response-event-unscrubbed",
-        file="proxy/stream_errors.py",
+        file="proxy/gateway/stream_errors.py",
         old="""        or _failed(obj.get("response"))
 """,
         new="",
@@ -2423,7 +2425,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="failed-response-answer-unscrubbed",
-        file="proxy/handlers.py",
+        file="proxy/gateway/handlers.py",
         old="        shown = stream_errors.scrubbed_answer(",
         new="        shown = body or stream_errors.scrubbed_answer(",
         tests=(
@@ -2434,7 +2436,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="failed-response-request-error-counted-as-5xx",
-        file="proxy/stream_errors.py",
+        file="proxy/gateway/stream_errors.py",
         old="""    **dict.fromkeys(provider_errors.REQUEST_CODES, 400),
 """,
         new="",
@@ -2488,7 +2490,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="admin-listener-lingers-long",
-        file="proxy/serve.py",
+        file="proxy/cli/serve.py",
         old="        listeners.append((admin, settings.admin, listen.ADMIN_LINGER_S))",
         new="        listeners.append((admin, settings.admin, listen.LINGER_S))",
         tests=(f"{ADMIN_BOUNDS}::{ADMIN_LISTENER}",),
@@ -2505,7 +2507,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- what the review of issue 15's reservation lifecycle found ---------------------------
     Mutation(
         name="lost-record-commit-frees-others-reservations",
-        file="proxy/ledger/lua/commit.lua",
+        file="proxy/store/ledger/lua/commit.lua",
         old="if r.state == 'OPEN' then\n  settle_lines(r.prefixes, est, act)\n",
         new="if r.state == 'OPEN' or r.state == 'MISSING' then\n"
         "  settle_lines(r.prefixes, est, act)\n",
@@ -2518,7 +2520,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-lost-record-commit-frees-others-reservations",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old="""        if r.state == "OPEN":
             t.settle_lines(r.fields, r.amounts, actual, now, s)""",
         new="""        if r.state in ("OPEN", "MISSING"):
@@ -2532,7 +2534,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="lost-record-release-frees-others-reservations",
-        file="proxy/ledger/lua/release.lua",
+        file="proxy/store/ledger/lua/release.lua",
         old="  r = missing_record(owner, estimate, 9)\n",
         new="  r = missing_record(owner, estimate, 9)\n"
         "  settle_lines(r.prefixes, parse_amounts(r.amounts), nil)\n",
@@ -2543,7 +2545,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-lost-record-release-frees-others-reservations",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old="            r = self._missing(reservation)\n",
         new="            r = self._missing(reservation)\n"
         "            t.settle_lines(r.fields, r.amounts, None, now, self.settings)\n",
@@ -2554,7 +2556,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="known-only-commit-settles-an-unknown-id",
-        file="proxy/ledger/lua/commit.lua",
+        file="proxy/store/ledger/lua/commit.lua",
         old="elseif has_flag(flags, 'k') then\n  return { 'MISSING', '0', '-' }\n",
         new="",
         tests=(
@@ -2567,7 +2569,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-known-only-commit-settles-an-unknown-id",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old="""        r = t.resv.get(reservation.id)
         if r is None and known_only:
             return SettleResult("MISSING", False, {})
@@ -2584,7 +2586,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="known-only-release-tombstones-an-unknown-id",
-        file="proxy/ledger/lua/release.lua",
+        file="proxy/store/ledger/lua/release.lua",
         old="elseif has_flag(flags, 'k') then\n  return { 'MISSING', '0', '-' }\n",
         new="",
         tests=(
@@ -2617,7 +2619,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="action-commit-charged-after-its-expiry-release",
-        file="proxy/ledger/lua/commit.lua",
+        file="proxy/store/ledger/lua/commit.lua",
         old="local released = r.state == 'RELEASED' or r.state == 'EXPIRED_RELEASED'\n",
         new="local released = r.state == 'RELEASED'\n",
         tests=(
@@ -2629,7 +2631,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-action-commit-charged-after-its-expiry-release",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old='        if r.state in ("RELEASED", "EXPIRED_RELEASED") and final_release:',
         new='        if r.state == "RELEASED" and final_release:',
         tests=(
@@ -2649,7 +2651,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="stuck-expiry-stops-the-tenants-sweep",
-        file="proxy/ledger/lua/sweep.lua",
+        file="proxy/store/ledger/lua/sweep.lua",
         old="if not expire(id, r) then redis.call('ZADD', KEYS[4], fmt(NOW + retry), id) end",
         new="if not expire(id, r) then break end",
         tests=(f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[redis]",),
@@ -2657,7 +2659,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="stuck-expiry-stays-first-in-line",
-        file="proxy/ledger/lua/sweep.lua",
+        file="proxy/store/ledger/lua/sweep.lua",
         old="if not expire(id, r) then redis.call('ZADD', KEYS[4], fmt(NOW + retry), id) end",
         new="expire(id, r)",
         tests=(f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[redis]",),
@@ -2665,7 +2667,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-stuck-expiry-stops-the-tenants-sweep",
-        file="proxy/ledger/sweep_memory.py",
+        file="proxy/store/ledger/sweep_memory.py",
         old="                    retry.append(rid)  # nothing was written: it stays OPEN, "
         "due again later\n                    continue\n",
         new="                    t.resv_exp[rid] = at\n                    raise\n",
@@ -2676,7 +2678,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="stuck-expiry-not-reported",
-        file="proxy/ledger/sweep_redis.py",
+        file="proxy/store/ledger/sweep_redis.py",
         old="        self.stuck(tenant, swept.stuck)\n        return swept.resolved\n",
         new="        return swept.resolved\n",
         tests=(f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[redis]",),
@@ -2684,7 +2686,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-stuck-expiry-not-reported",
-        file="proxy/ledger/sweep_memory.py",
+        file="proxy/store/ledger/sweep_memory.py",
         old="                self.stuck(tenant, swept[1])\n",
         new="",
         tests=(
@@ -2694,7 +2696,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="reclaim-restarts-when-the-dead-change",
-        file="proxy/ledger/sweep_redis.py",
+        file="proxy/store/ledger/sweep_redis.py",
         old="            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left "
         "alone\n            if not r.dead:\n",
         new="            if r.dead != dead:\n",
@@ -2703,7 +2705,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="repeat-of-a-settled-reservation-allowed",
-        file="proxy/ledger/common.py",
+        file="proxy/store/ledger/common.py",
         old="        allowed=reservation is not None and settled is None,\n",
         new="        allowed=reservation is not None,\n",
         tests=(f"{EDGES}test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed",),
@@ -2711,7 +2713,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="repeat-of-a-settled-reservation-not-told",
-        file="proxy/ledger/lua/reserve.lua",
+        file="proxy/store/ledger/lua/reserve.lua",
         old="  local settled = (r.state ~= 'OPEN') and r.state or nil\n",
         new="  local settled = nil\n",
         tests=(f"{EDGES}test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed[redis]",),
@@ -2719,7 +2721,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-repeat-of-a-settled-reservation-not-told",
-        file="proxy/ledger/memory.py",
+        file="proxy/store/ledger/memory.py",
         old='    settled = None if record.state == "OPEN" else record.state\n',
         new="    settled = None\n",
         tests=(f"{EDGES}test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed[memory]",),
@@ -2727,7 +2729,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-failed-expiry-no-longer-due",
-        file="proxy/ledger/sweep_memory.py",
+        file="proxy/store/ledger/sweep_memory.py",
         old="t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due\n",
         new="pass\n",
         tests=(
@@ -2735,6 +2737,15 @@ MUTATIONS: tuple[Mutation, ...] = (
             "[memory]",
         ),
         removes="memory: an expiry that failed (a damaged store) stays due for the next pass",
+    ),
+    # -- the package's import direction (issue 16) ------------------------------------------
+    Mutation(
+        name="store-may-import-the-policy",
+        file="pyproject.toml",
+        old='source_modules = ["proxy.store"]',
+        new='source_modules = ["proxy.client"]',
+        tests=("tests/test_import_layers.py",),
+        removes="lint-imports refuses a store module that imports anything but core",
     ),
 )
 

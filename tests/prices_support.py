@@ -2,8 +2,8 @@
 Claude's tool prompt), the oracle for what the fake provider billed under it, and a way to see
 what one call reserved.
 
-The oracle is DESIGN.md's formula written here, apart from proxy.pricing: every token at its
-price (the long-context prices when the fake says the prompt was above the threshold; a
+The oracle is DESIGN.md's formula written here, apart from proxy.metering.pricing: every token at
+its price (the long-context prices when the fake says the prompt was above the threshold; a
 one-hour cache write at twice the input price, as Anthropic lists it), times
 the tier's factor, plus each hosted tool use at its fee, rounded up once."""
 
@@ -20,10 +20,10 @@ import aiohttp
 import orjson
 from support import eventually
 
-from proxy.fake_openai import Billed
-from proxy.ledger.base import BalanceRow, Ledger
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
+from proxy.store.ledger.base import BalanceRow, Ledger
+from proxy.testing.fake_openai import Billed
 
 UNITS = 10**8
 HEADERS = {"X-Cycles-Tenant": "alpha"}

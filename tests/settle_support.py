@@ -1,4 +1,4 @@
-"""Helpers for the tests of what the review of issue 15 found (tests/test_settle_edges.py): a
+"""Helpers for the tests of what the review of issue 15 found (tests/store/test_settle_edges.py): a
 store that loses a record, a ledger that runs something between a settle's lookup and its
 script, and a small actions deployment."""
 
@@ -12,12 +12,14 @@ from typing import Any, cast
 import aiohttp
 import orjson
 
-from proxy.ledger import MemoryLedger, RedisLedger, keys
-from proxy.ledger.base import ReservationRecord
-from proxy.ledger.clients import open_client
-from proxy.local import Stack, local_stack
+from proxy.core.types import ReservationSettings
 from proxy.policy import load_policy
-from proxy.policy.runtime import Policy, ReservationSettings
+from proxy.policy.runtime import Policy
+from proxy.store.ledger import MemoryLedger, RedisLedger
+from proxy.store.ledger.base import ReservationRecord
+from proxy.store.redis import layout as keys
+from proxy.store.redis.clients import open_client
+from proxy.testing.local import Stack, local_stack
 
 Store = MemoryLedger | RedisLedger
 Hook = Callable[[], Awaitable[None]]

@@ -1,8 +1,8 @@
 """Helpers shared by the proxy tests: policies written as operators write them, and oracles.
 
 The oracles never ask the proxy: prompt tokens come from the fake provider's own counter
-(proxy/fake_tokens.py, the providers' published rules), costs from DESIGN.md's formula written
-here."""
+(proxy/testing/fake_tokens.py, the providers' published rules), costs from DESIGN.md's formula
+written here."""
 
 from __future__ import annotations
 
@@ -31,16 +31,17 @@ import pytest
 import redis
 from conftest import free_port
 
-from proxy import fake_tokens
-from proxy.fake_upstream import FakeUpstream
-from proxy.keys import Keys
-from proxy.keys.redis import EVENTS
-from proxy.ledger.base import BalanceRow, Ledger
-from proxy.ledger.clients import is_redis, open_client
-from proxy.local import serving
+from proxy.core.types import UNITS_PER_USD
+from proxy.metering.pricing import Usage
 from proxy.policy import load_policy
-from proxy.policy.runtime import UNITS_PER_USD, ModelPrice, Policy
-from proxy.pricing import Usage
+from proxy.policy.runtime import ModelPrice, Policy
+from proxy.store.api_keys import Keys
+from proxy.store.api_keys.redis import EVENTS
+from proxy.store.ledger.base import BalanceRow, Ledger
+from proxy.store.redis.clients import is_redis, open_client
+from proxy.testing import fake_tokens
+from proxy.testing.fake_upstream import FakeUpstream
+from proxy.testing.local import serving
 
 T = TypeVar("T")
 
@@ -135,7 +136,7 @@ def cost(model: str, prompt_tokens: int, completion_tokens: int) -> int:
 
 
 def mini_cost(prompt_tokens: int, completion_tokens: int) -> int:
-    """DESIGN.md's formula, written independently of proxy.pricing:
+    """DESIGN.md's formula, written independently of proxy.metering.pricing:
     ceil(Σ tokens × price_per_1M_in_units / 10**6)."""
     numerator = prompt_tokens * int(MINI_INPUT * UNITS) + completion_tokens * int(
         MINI_OUTPUT * UNITS
@@ -331,7 +332,7 @@ STARTUP_S = 30.0
 """How long `proxy_process` waits for /healthz: generous, for a loaded machine."""
 _OUTPUT: dict[asyncio.subprocess.Process, IO[bytes]] = {}
 LISTENING = re.compile(r"listening on (\S+), admin on (\S+), metrics on (\S+) \(")
-"""The proxy's startup log line, naming the addresses it bound (proxy/serve.py)."""
+"""The proxy's startup log line, naming the addresses it bound (proxy/cli/serve.py)."""
 
 
 @asynccontextmanager

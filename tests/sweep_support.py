@@ -10,11 +10,12 @@ from typing import Any, cast
 
 import redis
 
-from proxy.ledger import MemoryLedger, RedisLedger, keys
-from proxy.ledger.base import BudgetLine, Candidate, Quotas, Reservation, ReserveRequest
-from proxy.ledger.clients import open_client
-from proxy.ledger.tenants import GENERATION
-from proxy.policy.runtime import ReservationSettings
+from proxy.core.types import ReservationSettings
+from proxy.store.ledger import MemoryLedger, RedisLedger
+from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, Reservation, ReserveRequest
+from proxy.store.ledger.tenants import GENERATION
+from proxy.store.redis import layout as keys
+from proxy.store.redis.clients import open_client
 
 Store = MemoryLedger | RedisLedger
 SAFE = 2**53 - 1

@@ -21,10 +21,10 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_no_file_of_the_suite_imports_a_test_module() -> None:
-    test_modules = {path.stem for path in TESTS.glob("test_*.py")}
+    test_modules = {path.stem for path in TESTS.rglob("test_*.py")}
     found = {
         f"{path.name} imports {', '.join(sorted(imported_modules(path) & test_modules))}"
-        for path in sorted(TESTS.glob("*.py"))
+        for path in sorted(TESTS.rglob("*.py"))
         if imported_modules(path) & test_modules
     }
     assert not found, "move what they share into a tests/*_support.py module: " + "; ".join(

@@ -38,7 +38,7 @@ key pins a level (a key per agent) reaches only reservations made with the same 
 
 The ledger is never bypassed: an unreachable ledger is 503 whatever `fail_mode` says, because
 an action reserved without a ledger could never be settled. `idempotency_key` (or the
-`Idempotency-Key` header) works as for LLM calls (replay.py): a retry gets the first answer,
+`Idempotency-Key` header) works as for LLM calls (gateway/replay.py): a retry gets the first answer,
 reserving nothing.
 
     asks.py       the request bodies, checked (400s)

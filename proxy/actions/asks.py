@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 
-from proxy.errors import BadRequest
-from proxy.policy.runtime import ACTION_UNITS, MAX_AMOUNT, Policy, Unit
+from proxy.core.errors import BadRequest
+from proxy.core.types import ACTION_UNITS, MAX_AMOUNT, Unit
+from proxy.policy.runtime import Policy
 
 MAX_BODY_BYTES = 16 * 1024
 """Action bodies are small JSON objects."""

@@ -8,10 +8,14 @@ import re
 import secrets
 
 from proxy.actions.asks import Ask
-from proxy.decision import DECISION, REMAINING
-from proxy.directory import TenantConfig
-from proxy.errors import BadRequest, BudgetExceeded, Conflict, Forbidden, NotFound
-from proxy.ledger.base import (
+from proxy.budget.decision import DECISION, REMAINING
+from proxy.budget.directory import TenantConfig
+from proxy.budget.scopes import Scope, parse_path
+from proxy.core.errors import BadRequest, BudgetExceeded, Conflict, Forbidden, NotFound
+from proxy.core.types import ACTION_UNITS, Unit
+from proxy.metering.pricing import format_amount
+from proxy.policy.runtime import Plan
+from proxy.store.ledger.base import (
     BudgetLine,
     Candidate,
     LineState,
@@ -21,9 +25,6 @@ from proxy.ledger.base import (
     ReserveRequest,
     ReserveResult,
 )
-from proxy.policy.runtime import ACTION_UNITS, Plan, Unit
-from proxy.pricing import format_amount
-from proxy.scopes import Scope, parse_path
 
 ID = re.compile(r"act_[0-9a-f]{32}")
 """`act_` and 128 random bits: an id is unguessable, and only ever looked up under the caller's

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from proxy import alerts, identity, observe, replay, standing
 from proxy.actions import views
 from proxy.actions.asks import MAX_BODY_BYTES, Ask, parse_ask, parse_commit, parse_release
 from proxy.actions.reserving import (
@@ -29,12 +28,13 @@ from proxy.actions.reserving import (
     reserve_request,
     unit_of,
 )
-from proxy.context import RUNTIME, Runtime
-from proxy.directory import TenantConfig, unknown_tenant
-from proxy.errors import AmountOutOfRange, BadRequest, LedgerUnavailable, ServiceUnavailable
-from proxy.handlers import read_limited
-from proxy.ledger.base import ReservationRecord, ReserveRequest, SettleResult
-from proxy.scopes import Scope, budget_lines
+from proxy.budget.directory import TenantConfig, unknown_tenant
+from proxy.budget.scopes import Scope, budget_lines
+from proxy.core.errors import AmountOutOfRange, BadRequest, LedgerUnavailable, ServiceUnavailable
+from proxy.gateway import alerts, identity, observe, replay, standing
+from proxy.gateway.body import read_limited
+from proxy.gateway.context import RUNTIME, Runtime
+from proxy.store.ledger.base import ReservationRecord, ReserveRequest, SettleResult
 
 T = TypeVar("T")
 RESERVATIONS = "/v1/cycles/reservations"
@@ -186,7 +186,7 @@ async def _ledger(
 ) -> T:
     """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py),
     a sum the ledger could no longer hold exactly is 400 (nothing was written). A reserve
-    (`abandoned`) that may have run all the same is released by its id later (spill.py)."""
+    (`abandoned`) that may have run all the same is released by its id later (gateway/spill.py)."""
     try:
         return await observe.ledger_op(rt.metrics, op, call)
     except LedgerUnavailable as exc:

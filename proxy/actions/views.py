@@ -10,10 +10,10 @@ import orjson
 
 from proxy.actions.asks import Ask
 from proxy.actions.reserving import remaining_text, unit_of
-from proxy.decision import DECISION, REMAINING, SHADOW, tightest
-from proxy.ledger.base import LineBalance, ReservationRecord, ReserveResult
-from proxy.pricing import format_amount
-from proxy.scopes import Scope
+from proxy.budget.decision import DECISION, REMAINING, SHADOW, tightest
+from proxy.budget.scopes import Scope
+from proxy.metering.pricing import format_amount
+from proxy.store.ledger.base import LineBalance, ReservationRecord, ReserveResult
 
 log = logging.getLogger("cycles.actions")
 

@@ -2,7 +2,7 @@
 
 A call's body is read only by its handler, so after the bearer check (auth.py): a call
 without a valid token is refused before a byte of its body is read. The handler reads it as the
-proxy port reads one (handlers.read_limited): at most MAX_BODY_BYTES (else 413), within
+proxy port reads one (gateway.body.read_limited): at most MAX_BODY_BYTES (else 413), within
 `timeouts.read_request` (else 408), so a client trickling a body holds no handler for longer.
 
 Every mutating call accepts an `Idempotency-Key` header (see idempotency.py). Amounts go in as
@@ -25,17 +25,12 @@ from aiohttp import web
 
 from proxy.admin import views
 from proxy.admin.idempotency import VERSION, IdempotencyStore, Stored, slot
-from proxy.context import RUNTIME, Runtime
-from proxy.errors import BadRequest, Conflict, IdempotencyKeyReused, NotFound
-from proxy.handlers import read_limited
-from proxy.ledger.base import TenantStatus
-from proxy.ledger.tenancy import (
-    TenantClosed,
-    TenantExists,
-    TenantLedger,
-    TenantRecord,
-)
+from proxy.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NotFound
+from proxy.gateway.body import read_limited
+from proxy.gateway.context import RUNTIME, Runtime
 from proxy.policy.runtime import Plan
+from proxy.store.ledger.base import TenantStatus
+from proxy.store.ledger.tenancy import TenantClosed, TenantExists, TenantLedger, TenantRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROXY = web.AppKey("proxy", web.Application)

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from proxy import observe
 from proxy.admin import api, dashboard, key_routes
 from proxy.admin.auth import Tokens
 from proxy.admin.idempotency import open_idempotency
 from proxy.app import errors
+from proxy.gateway import observe
 
 
 def build_admin_app(

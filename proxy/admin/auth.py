@@ -16,7 +16,7 @@ from typing import Literal
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from proxy.errors import Forbidden, Unauthorized
+from proxy.core.errors import Forbidden, Unauthorized
 
 Access = Literal["admin", "read"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import orjson
 
-from proxy.bounded import Bounded
-from proxy.ledger.clients import Client, is_redis, open_client
+from proxy.core.bounded import Bounded
+from proxy.store.redis.clients import Client, is_redis, open_client
 
 TTL_S = 24 * 3600
 PENDING_S = 60

@@ -1,5 +1,5 @@
-"""Admin endpoints for API keys: create (shown once; optionally pinning levels, keys/records.py),
-list (prefix only), revoke, rotate."""
+"""Admin endpoints for API keys: create (shown once; optionally pinning levels,
+store/api_keys/records.py), list (prefix only), revoke, rotate."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from aiohttp import web
 
 from proxy.admin import views
 from proxy.admin.api import idempotent, issued, json_body, ok, record_of, runtime
-from proxy.errors import BadRequest, Conflict, CyclesError, NotFound
-from proxy.keys import PINNABLE, KeyRecord
+from proxy.core.errors import BadRequest, Conflict, CyclesError, NotFound
+from proxy.store.api_keys import PINNABLE, KeyRecord
 
 
 def key_json(key: KeyRecord) -> dict[str, Any]:

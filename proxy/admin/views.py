@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from proxy.errors import BadRequest
-from proxy.ledger.base import BalanceRow
-from proxy.ledger.tenancy import AuditEntry, TenantRecord
+from proxy.core.errors import BadRequest
+from proxy.core.types import SCOPE_VALUE as VALUE
+from proxy.metering.pricing import format_amount
 from proxy.policy.runtime import LEVELS, Plan, Policy
 from proxy.policy.units import (
     THRESHOLD_HINT,
@@ -19,8 +19,8 @@ from proxy.policy.units import (
     percent,
     to_units,
 )
-from proxy.pricing import format_amount
-from proxy.scopes import VALUE
+from proxy.store.ledger.base import BalanceRow
+from proxy.store.ledger.tenancy import AuditEntry, TenantRecord
 
 
 def tenant_json(record: TenantRecord, policy: Policy) -> dict[str, Any]:

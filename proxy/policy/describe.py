@@ -5,16 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from proxy.core.types import UNITS_PER_USD
 from proxy.policy.advice import warnings
-from proxy.policy.runtime import (
-    UNITS_PER_USD,
-    Budget,
-    DegradeRule,
-    ModelPrice,
-    Plan,
-    PlanQuotas,
-    Policy,
-)
+from proxy.policy.runtime import Budget, DegradeRule, ModelPrice, Plan, PlanQuotas, Policy
 
 _INDENT = "  "
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from proxy.policy.runtime import ReservationSettings, Timeouts
+from proxy.core.types import ReservationSettings
+from proxy.policy.runtime import Timeouts
 from proxy.policy.spec import PolicySpec
 
 Loc = tuple[str | int, ...]

@@ -9,10 +9,11 @@ appear in one file only.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from proxy.errors import PolicyError
+from proxy.core.errors import PolicyError
 from proxy.policy.runtime import Policy
 from proxy.policy.schema import Issue, Loc, PolicyIssues, compile_policy, field_path
 from proxy.policy.yamlfile import Document, line_of, read
@@ -131,3 +132,15 @@ class _Merged:
             text = f"{document.shown}:{line}: {field_path(issue.loc)}: {issue.message}"
             lines.append((order, text))
         return "\n".join(text for _, text in sorted(lines, key=lambda pair: pair[0]))
+
+
+def with_upstream_override(policy: Policy, url: str | None) -> Policy:
+    """`--upstream URL` points every upstream at one base URL (local fakes, staging)."""
+    if url is None:
+        return policy
+    base = url.rstrip("/")
+    upstreams = {
+        name: dataclasses.replace(upstream, base_url=base)
+        for name, upstream in policy.upstreams.items()
+    }
+    return dataclasses.replace(policy, upstreams=upstreams)

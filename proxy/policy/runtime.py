@@ -14,27 +14,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
-from proxy.peers import ForwardedHeader, Network
+from proxy.core.peers import ForwardedHeader, Network
+from proxy.core.types import CALL_UNITS, Mode, Period, ReservationSettings, Unit
 
 LEVELS: tuple[str, ...] = ("tenant", "workspace", "app", "workflow", "agent", "toolset", "run")
 """Scope levels, outermost first. `run` is keyed by (tenant, run id) and has no period."""
 
-Unit = Literal["USD", "TOKENS", "RISK_POINTS"]
-Period = Literal["day", "month", "none"]
-Mode = Literal["enforce", "shadow"]
-
-UNITS_PER_USD = 10**8
-"""USD is stored in micro-cents: 1 USD = 10**8 units."""
-
-MAX_AMOUNT = 2**52
-"""No amount may reach this: Lua numbers are doubles and must stay exact."""
 
 ENCODINGS: tuple[str, ...] = ("o200k_base", "cl100k_base")
-
-CALL_UNITS: tuple[Unit, ...] = ("USD", "TOKENS")
-"""What LLM calls are priced and budgeted in (a plan's `budgets:`)."""
-ACTION_UNITS: tuple[Unit, ...] = ("RISK_POINTS",)
-"""What actions are priced and budgeted in (`actions:`, a plan's `action_budgets:`); counts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +36,7 @@ class Budget:
     def limit_with(self, overrides: Mapping[str, int]) -> int:
         """The limit in force for a tenant: its override for the level replaces the limit of a
         call budget (overrides are written in the level's call unit); an action budget keeps the
-        plan's. The ledger applies the same rule (ledger/common.py, lua/common.lua)."""
+        plan's. The ledger applies the same rule (store/ledger/common.py, lua/common.lua)."""
         if self.unit in CALL_UNITS:
             return overrides.get(self.level, self.limit)
         return self.limit
@@ -224,7 +211,7 @@ class ModelPrice:
     tokenizer_factor: Fraction = Fraction(1)
     """The encoding's count is scaled by this to estimate the model's own tokens."""
     image_token_factor: Fraction = Fraction(1)
-    """Image inputs count the tile rule's tokens times this (images.py)."""
+    """Image inputs count the tile rule's tokens times this (metering/images.py)."""
     audio_input: int | None = None
     """Prompt audio tokens; None: the input price."""
     audio_output: int | None = None
@@ -313,7 +300,8 @@ class Upstream:
     """Streams may ask for `stream_options.include_usage`; False: the upstream refuses any
     `stream_options`, so none is sent."""
     kind: Literal["openai", "azure"] = "openai"
-    """azure: calls go to /deployments/{deployment}/… with an api-version (shapes/azure.py)."""
+    """azure: calls go to /deployments/{deployment}/… with an api-version
+    (metering/shapes/azure.py)."""
     api_version: str | None = None
     """kind azure: the api-version of calls whose client named none."""
 
@@ -387,23 +375,6 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
-class ReservationSettings:
-    """How long reservations and ledger entries live, in milliseconds."""
-
-    cap_ms: int = 30 * 60 * 1000
-    """Absolute lifetime of an open reservation; longer than the longest allowed stream."""
-    tombstone_ms: int = 2 * 60 * 60 * 1000
-    """How long a settled reservation is remembered, so a late or repeated settle is idempotent."""
-    run_idle_ms: int = 7 * 24 * 60 * 60 * 1000
-    """A run's entries expire this long after they were last touched."""
-    period_grace_ms: int = 7 * 24 * 60 * 60 * 1000
-    """Period entries are kept until the period ends plus this, for late commits."""
-    on_expiry: Literal["charge", "release"] = "charge"
-    audit_retention_ms: int = 30 * 24 * 60 * 60 * 1000
-    """Audit entries older than this are trimmed from a tenant's trail."""
-
-
-@dataclass(frozen=True, slots=True)
 class Webhook:
     url: str
     secret_env: str | None = None
@@ -422,11 +393,11 @@ class Policy:
     mode: Mode = "enforce"
     fail_mode: Literal["closed", "open"] = "closed"
     on_store_lost: Literal["closed", "shadow"] = "closed"
-    """After the ledger's epoch is lost (ledger/safety.py): refuse every call (503), or forward
+    """After the ledger's epoch is lost (store/redis/safety.py): refuse every call (503), or forward
     unbudgeted as fail_mode open does (local rate limit; charges not written to that store)."""
     identity: Literal["header", "api_key"] = "header"
     trusted_proxies: tuple[Network, ...] = ()
-    """Peers whose forwarded-for header names the client (proxy/peers.py); none by default."""
+    """Peers whose forwarded-for header names the client (proxy/core/peers.py); none by default."""
     forwarded_header: ForwardedHeader = "x-forwarded-for"
     """The header those proxies write: x-forwarded-for, or forwarded (RFC 7239)."""
     client_ipv6_prefix: int = 64
@@ -436,7 +407,7 @@ class Policy:
     bound: Literal["hard", "soft"] = "hard"
     request_fields: Literal["strict", "forward"] = "strict"
     """strict: a request field the proxy cannot price is 400 unpriced_feature; forward: forward
-    it, and the call may cost more than it reserved (request_fields.py)."""
+    it, and the call may cost more than it reserved (metering/request_fields.py)."""
     upstreams: Mapping[str, Upstream] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     models: Mapping[str, ModelPrice] = field(default_factory=dict)

@@ -20,17 +20,17 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from proxy.encodings import encoding_for_model
-from proxy.errors import PolicyError
-from proxy.model_rules import default_limit_field, reasons_by_name
-from proxy.peers import parse_networks
+from proxy.core.encodings import encoding_for_model
+from proxy.core.errors import PolicyError
+from proxy.core.peers import parse_networks
+from proxy.core.types import ACTION_UNITS, ReservationSettings
 from proxy.policy import lifetimes
 from proxy.policy.aliases import compile_aliases
 from proxy.policy.features import compile_features
 from proxy.policy.fields import fields_at
+from proxy.policy.model_rules import default_limit_field, reasons_by_name
 from proxy.policy.plans import compile_degrade, compile_quotas
 from proxy.policy.runtime import (
-    ACTION_UNITS,
     ENCODINGS,
     LEVELS,
     ActionPrice,
@@ -40,7 +40,6 @@ from proxy.policy.runtime import (
     ModelPrice,
     Plan,
     Policy,
-    ReservationSettings,
     Route,
     TenantSeed,
     Timeouts,

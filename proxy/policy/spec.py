@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from proxy.peers import parse_networks
+from proxy.core.peers import parse_networks
 from proxy.policy.units import THRESHOLD_HINT, basis_points
 
 BUDGETED_PATHS: tuple[str, ...] = (
@@ -408,7 +408,7 @@ class LimitsSpec(_Spec):
 
 
 class ReservationsSpec(_Spec):
-    """Seconds here; milliseconds in `runtime.ReservationSettings`."""
+    """Seconds here; milliseconds in `core.types.ReservationSettings`."""
 
     cap_seconds: WholeSeconds | None = None
     tombstone_seconds: WholeSeconds | None = None

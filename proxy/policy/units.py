@@ -1,6 +1,6 @@
 """Decimal amounts as written → exact integer units, refusing anything the ledger cannot hold.
 
-USD is counted in units of 1e-8 (`runtime.UNITS_PER_USD`), so a price or limit may have at most
+USD is counted in units of 1e-8 (`core.types.UNITS_PER_USD`), so a price or limit may have at most
 eight decimal places; tokens are counted whole. No amount may reach 2**52 units: the ledger's Lua
 scripts hold numbers as doubles, which are exact only below that.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from proxy.policy.runtime import MAX_AMOUNT, UNITS_PER_USD
+from proxy.core.types import MAX_AMOUNT, UNITS_PER_USD
 
 USD_PLACES = len(str(UNITS_PER_USD)) - 1
 """Decimal places of a USD amount that units can hold: 8."""

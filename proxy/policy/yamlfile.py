@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
-from proxy.errors import PolicyError
+from proxy.core.errors import PolicyError
 
 _MERGE = "tag:yaml.org,2002:merge"
 _SPECIAL_FLOATS = {".inf": "Infinity", "+.inf": "Infinity", "-.inf": "-Infinity", ".nan": "NaN"}

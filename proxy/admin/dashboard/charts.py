@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from proxy.admin.dashboard.figures import Point, Standing
 from proxy.admin.dashboard.markup import Html, join, render
-from proxy.pricing import format_amount
+from proxy.metering.pricing import format_amount
 
 _BAR = """<svg class="bar{state}" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" \
 aria-label="{label}"><title>{label}</title><rect class="track" width="100" height="10"/>\

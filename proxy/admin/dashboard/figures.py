@@ -21,11 +21,11 @@ from datetime import date, timedelta
 from typing import Literal
 
 from proxy.admin.dashboard.scan import DayCounts, History, Scan, history, today
-from proxy.ledger.base import BalanceRow, BudgetLine, LineBalance
-from proxy.ledger.calendar import DAY_MS, Anchor, period_end_ms, period_id, utc_ms
-from proxy.ledger.tenancy import TenantLedger, TenantRecord
-from proxy.ledger.tenants import utc_offset_min
 from proxy.policy.runtime import LEVELS, Budget, Plan, Policy
+from proxy.store.ledger.base import BalanceRow, BudgetLine, LineBalance
+from proxy.store.ledger.calendar import DAY_MS, Anchor, period_end_ms, period_id, utc_ms
+from proxy.store.ledger.tenancy import TenantLedger, TenantRecord
+from proxy.store.ledger.tenants import utc_offset_min
 
 DAYS = 31
 MONTHS = 3

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from proxy.admin.dashboard.charts import bar
 from proxy.admin.dashboard.figures import Standing, TenantRow
 from proxy.admin.dashboard.markup import Html, href, join, render
-from proxy.pricing import format_amount
+from proxy.metering.pricing import format_amount
 
 _LOGIN = """<div class="login card">
 <h1>Dashboard login</h1>

@@ -24,10 +24,10 @@ from proxy.admin.auth import Handler, Tokens, middleware
 from proxy.admin.dashboard import figures, pages, session
 from proxy.admin.dashboard.markup import Html, new_nonce, page, redirect, respond, secure
 from proxy.admin.dashboard.tenant_page import tenant
-from proxy.errors import BadRequest, ClientError, LedgerError
-from proxy.handlers import read_limited
-from proxy.ledger.tenancy import TenantLedger, TenantRecord
-from proxy.scopes import VALUE
+from proxy.core.errors import BadRequest, ClientError, LedgerError
+from proxy.core.types import SCOPE_VALUE as VALUE
+from proxy.gateway.body import read_limited
+from proxy.store.ledger.tenancy import TenantLedger, TenantRecord
 
 log = logging.getLogger("cycles.dashboard")
 

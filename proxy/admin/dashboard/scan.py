@@ -23,9 +23,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from proxy.ledger.calendar import MINUTE_MS, local_date
-from proxy.ledger.tenancy import AuditEntry, TenantStore
-from proxy.ledger.tenants import decode_overrides
+from proxy.store.ledger.calendar import MINUTE_MS, local_date
+from proxy.store.ledger.tenancy import AuditEntry, TenantStore
+from proxy.store.ledger.tenants import decode_overrides
 
 PAGE = 1000
 TODAY_LIMIT = 5000

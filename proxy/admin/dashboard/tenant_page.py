@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from proxy.admin.dashboard.charts import bar, chart
 from proxy.admin.dashboard.figures import Series, Standing, TenantView
 from proxy.admin.dashboard.markup import Html, join, render
-from proxy.ledger.tenancy import AuditEntry
+from proxy.metering.pricing import format_amount
 from proxy.policy.runtime import DegradeRule, Plan
-from proxy.pricing import format_amount
+from proxy.store.ledger.tenancy import AuditEntry
 
 _RULE = re.compile(r"^degrade\[(\d+)\]$")
 

@@ -1,0 +1,1 @@
+"""The `cycles-proxy` commands: serve, demo and the admin commands."""

@@ -1,0 +1,166 @@
+"""`cycles-proxy demo`: the runaway-tenant story, on the embedded store, with no network.
+
+500 customers share one provider account. customer-47's agent loops: thousands of calls, twenty
+at a time. Without a per-tenant budget, the provider's org-wide cap would stop all 500; here only
+customer-47 is stopped, at its $50, and the other 499 never notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+
+from proxy.metering.pricing import format_amount
+from proxy.policy import EXAMPLE, load_policy
+from proxy.policy.runtime import Policy, TenantSeed
+from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
+from proxy.testing.local import Stack, local_stack
+
+RUNAWAY = "customer-47"
+RUNAWAY_CALLS = 6000
+RUNAWAY_CONCURRENCY = 20
+CALLS_PER_RUN = 25
+NORMAL_CALLS = 4
+WORKFLOWS = ("triage", "summarise", "reply")
+PROMPT = "Summarise the attached support ticket and propose a reply. " * 20
+
+
+def demo_policy(tenants: int, path: Path = EXAMPLE) -> Policy:
+    """The example policy with `tenants` customers on the pro plan, customer-47 among them."""
+    policy = load_policy(path)
+    seeds = {f"customer-{i}": TenantSeed(f"customer-{i}", "pro") for i in range(1, tenants + 1)}
+    return dataclasses.replace(policy, tenants=seeds, mode="enforce")
+
+
+async def _call(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    tenant: str,
+    scope: tuple[str, str],
+    outcomes: Counter[str],
+) -> None:
+    workflow, run = scope
+    headers = {"X-Cycles-Tenant": tenant, "X-Cycles-Workflow": workflow, "X-Cycles-Run": run}
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": PROMPT}]}
+    async with session.post(f"{stack.url}/v1/chat/completions", json=body, headers=headers) as r:
+        answer = await r.json()
+        outcomes[f"{tenant}:{r.status}"] += 1
+        if r.headers.get("X-Cycles-Decision") == "ALLOW_WITH_CAPS":
+            outcomes[f"{tenant}:caps:{r.headers['X-Cycles-Caps']}"] += 1
+        if r.status == 402:
+            # "Budget exceeded on workflow 'triage': ..." → which level stopped the call
+            level = answer["error"]["message"].split()[3].rstrip(":")
+            outcomes[f"{tenant}:402:{level}"] += 1
+
+
+async def _runaway(session: aiohttp.ClientSession, stack: Stack, outcomes: Counter[str]) -> None:
+    queue = iter(range(RUNAWAY_CALLS))
+
+    async def worker() -> None:
+        for i in queue:
+            run = i // CALLS_PER_RUN
+            workflow = WORKFLOWS[run % len(WORKFLOWS)]
+            await _call(session, stack, RUNAWAY, (workflow, f"loop-{run}"), outcomes)
+
+    await asyncio.gather(*(worker() for _ in range(RUNAWAY_CONCURRENCY)))
+
+
+async def _others(
+    session: aiohttp.ClientSession, stack: Stack, tenants: list[str], outcomes: Counter[str]
+) -> None:
+    queue = iter([(t, i) for t in tenants for i in range(NORMAL_CALLS)])
+
+    async def worker() -> None:
+        for tenant, i in queue:
+            await _call(
+                session, stack, tenant, (WORKFLOWS[i % len(WORKFLOWS)], f"run-{i}"), outcomes
+            )
+
+    await asyncio.gather(*(worker() for _ in range(30)))
+
+
+async def _tenant_spent(stack: Stack, tenant: str) -> int:
+    rows = await stack.ledger.balances(tenant)
+    return sum(r.spent for r in rows if r.level == "tenant" and r.unit == "USD")
+
+
+async def _demo(tenants: int) -> int:
+    policy = demo_policy(tenants)
+    fake = FakeUpstream(FakeSettings(completion_fraction=0.6, chunks=1))
+    started = time.monotonic()
+    outcomes: Counter[str] = Counter()
+    async with local_stack(policy, fake=fake) as stack, aiohttp.ClientSession() as session:
+        others = [t for t in policy.tenants if t != RUNAWAY]
+        await asyncio.gather(
+            _runaway(session, stack, outcomes), _others(session, stack, others, outcomes)
+        )
+        runaway_spent = await _tenant_spent(stack, RUNAWAY)
+        others_spent = [await _tenant_spent(stack, t) for t in others]
+    limit = next(b.limit for b in policy.plans["pro"].budgets if b.level == "tenant")
+    _report(tenants, outcomes, others, runaway_spent, others_spent, limit, fake)
+    print(f"\nfinished in {time.monotonic() - started:.1f} s (embedded store, fake provider)")
+    return 0
+
+
+def _report(
+    tenants: int,
+    outcomes: Counter[str],
+    others: list[str],
+    runaway_spent: int,
+    others_spent: list[int],
+    limit: int,
+    fake: FakeUpstream,
+) -> None:
+    def usd(units: int) -> str:
+        return format_amount(units, "USD")
+
+    allowed = outcomes[f"{RUNAWAY}:200"]
+    denied = outcomes[f"{RUNAWAY}:402"]
+    others_calls = sum(
+        n for k, n in outcomes.items() if k.count(":") == 1 and not k.startswith(RUNAWAY + ":")
+    )
+    others_ok = sum(outcomes[f"{t}:200"] for t in others)
+    by_level = ", ".join(
+        f"{k.rsplit(':', 1)[1]} {n}"
+        for k, n in sorted(outcomes.items())
+        if k.startswith(f"{RUNAWAY}:402:")
+    )
+    print(f"cycles-proxy demo: {tenants} tenants on the pro plan, {usd(limit)} a month each\n")
+    print(f"{'tenant':<16}{'calls':>7}{'allowed':>9}{'denied':>8}{'spent':>17}  budget")
+    print(
+        f"{RUNAWAY:<16}{allowed + denied:>7}{allowed:>9}{denied:>8}{usd(runaway_spent):>17}"
+        f"  {usd(limit)}"
+    )
+    print(
+        f"{f'{len(others)} others':<16}{others_calls:>7}{others_ok:>9}"
+        f"{others_calls - others_ok:>8}{usd(sum(others_spent)):>17}  {usd(limit)} each"
+    )
+    print(f"\ncustomer-47's denials (402) by the scope that stopped them: {by_level or 'none'}")
+    degraded = sum(n for k, n in outcomes.items() if k.startswith(f"{RUNAWAY}:caps:"))
+    kinds = sorted(
+        {k.split(":", 2)[2].split("=")[0] for k in outcomes if k.startswith(f"{RUNAWAY}:caps:")}
+    )
+    print(
+        f"customer-47's calls degraded before the wall (ALLOW_WITH_CAPS): {degraded}"
+        + (f" ({', '.join(kinds)})" if kinds else "")
+    )
+    within = all(s <= limit for s in others_spent)
+    verdict = "yes" if runaway_spent <= limit else "NO"
+    print(
+        f"customer-47 stopped at its budget:      {verdict} ({usd(runaway_spent)} of {usd(limit)})"
+    )
+    fine = "yes" if others_ok == others_calls and within else "NO"
+    print(
+        f"other tenants all allowed, in budget:   {fine} "
+        f"(largest spend {usd(max(others_spent, default=0))})"
+    )
+    print(f"calls the provider answered:            {len(fake.billed)}")
+
+
+def run_demo(tenants: int = 500) -> int:
+    return asyncio.run(_demo(tenants))

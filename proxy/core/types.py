@@ -1,0 +1,48 @@
+"""What every layer shares about amounts: the units a budget is kept in, periods, modes,
+the bound on any amount, and how long reservations and ledger entries live.
+
+The policy compiles into these and the store keeps them, so they sit below both.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Unit = Literal["USD", "TOKENS", "RISK_POINTS"]
+Period = Literal["day", "month", "none"]
+Mode = Literal["enforce", "shadow"]
+
+UNITS_PER_USD = 10**8
+"""USD is stored in micro-cents: 1 USD = 10**8 units."""
+
+MAX_AMOUNT = 2**52
+"""No amount may reach this: Lua numbers are doubles and must stay exact."""
+
+
+CALL_UNITS: tuple[Unit, ...] = ("USD", "TOKENS")
+"""What LLM calls are priced and budgeted in (a plan's `budgets:`)."""
+ACTION_UNITS: tuple[Unit, ...] = ("RISK_POINTS",)
+"""What actions are priced and budgeted in (`actions:`, a plan's `action_budgets:`); counts."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationSettings:
+    """How long reservations and ledger entries live, in milliseconds."""
+
+    cap_ms: int = 30 * 60 * 1000
+    """Absolute lifetime of an open reservation; longer than the longest allowed stream."""
+    tombstone_ms: int = 2 * 60 * 60 * 1000
+    """How long a settled reservation is remembered, so a late or repeated settle is idempotent."""
+    run_idle_ms: int = 7 * 24 * 60 * 60 * 1000
+    """A run's entries expire this long after they were last touched."""
+    period_grace_ms: int = 7 * 24 * 60 * 60 * 1000
+    """Period entries are kept until the period ends plus this, for late commits."""
+    on_expiry: Literal["charge", "release"] = "charge"
+    audit_retention_ms: int = 30 * 24 * 60 * 60 * 1000
+    """Audit entries older than this are trimmed from a tenant's trail."""
+
+
+SCOPE_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+"""What a scope value may be, in a header or pinned by an API key."""

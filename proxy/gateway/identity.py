@@ -1,0 +1,178 @@
+"""Who is calling: the first step of every request.
+
+`identity: header` (sidecar) trusts `X-Cycles-Tenant` from the app in the same pod.
+`identity: api_key` (gateway) maps `Authorization: Bearer ck-…` (or `x-api-key: ck-…`, the
+anthropic SDK's header) to its tenant; scope headers may
+narrow the call further but never contradict the key (403), and nothing is reserved before the
+caller is known. The key is checked first: a valid key is served whatever other clients of the
+same address did. A failure consults the brake (store/api_keys/failures.py): a client address
+(core/peers.py: the peer, or whom a trusted proxy forwarded for; an IPv6 one by its network) or key
+prefix that keeps failing gets 429 instead of 401, and a braked address's keys that the cache does
+not hold are looked up in the store at the brake's pace (one a second), the rest 429 without a
+lookup.
+
+Keys are never logged here; the redaction filter in proxy/gateway/logs.py is the second line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import NoReturn
+
+from aiohttp import web
+
+from proxy.budget import scopes
+from proxy.core import peers
+from proxy.core.errors import (
+    Forbidden,
+    LedgerError,
+    ServiceUnavailable,
+    TooManyFailedAuth,
+    Unauthorized,
+)
+from proxy.gateway.context import Runtime
+from proxy.store.api_keys import PLAIN, KeyRecord, Keys, digest
+
+log = logging.getLogger(__name__)
+
+SEND = "Send your cycles-proxy API key as `Authorization: Bearer ck-…`."
+
+
+async def identify(request: web.Request, rt: Runtime) -> scopes.Scope:
+    """The validated scope of a call (budgeted or not), by the policy's identity mode."""
+    if rt.policy.identity == "header":
+        return scopes.from_headers(request.headers)
+    key = await _authenticate(request, rt, rt.keys)
+    return await _scope_for(key, request.headers, rt)
+
+
+async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRecord:
+    plain, reason = _credential(request.headers)
+    client = _client(request, rt)
+    key, hold = (None, 0.0) if plain is None else await _lookup(rt, keys, plain, client)
+    if reason is None:
+        reason = _unusable(key, keys.now_ms())
+    if reason is None and key is not None:
+        return key
+    wait = keys.failures.failed(client, plain)
+    if wait:
+        await asyncio.sleep(keys.failures.lookups.left(hold))
+        await _too_many(rt, wait)
+    reason = reason or "unknown_api_key"
+    await _rejected(rt, key.tenant if key else None, reason)
+    raise _unauthorized(reason)
+
+
+def _client(request: web.Request, rt: Runtime) -> str:
+    """Whom failures are counted under: the client's address, an IPv6 one by its network."""
+    policy = rt.policy
+    address = peers.client_address(
+        request.remote, request.headers, policy.trusted_proxies, policy.forwarded_header
+    )
+    return peers.counted_as(address, policy.client_ipv6_prefix)
+
+
+async def _too_many(rt: Runtime, wait: int) -> NoReturn:
+    await _rejected(rt, None, "too_many_failed_auth")
+    raise TooManyFailedAuth(wait)
+
+
+def _credential(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """`Authorization: Bearer ck-…`, or `x-api-key: ck-…` as the anthropic SDK sends it, or
+    `api-key: ck-…` as the Azure OpenAI client does."""
+    header = next((h for h in ("x-api-key", "api-key") if h in headers), None)
+    if "Authorization" not in headers and header is not None:
+        token = headers[header].strip()
+        return (token, None) if PLAIN.fullmatch(token) else (None, "malformed_api_key")
+    return _bearer(headers.get("Authorization"))
+
+
+def _bearer(header: str | None) -> tuple[str | None, str | None]:
+    """(the key, None) or (None, why not)."""
+    if header is None:
+        return None, "missing_api_key"
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not PLAIN.fullmatch(token):
+        return None, "malformed_api_key"
+    return token, None
+
+
+async def _lookup(
+    rt: Runtime, keys: Keys, plain: str, client: str
+) -> tuple[KeyRecord | None, float]:
+    """The key's record from the cache, else from the store at the brake's pace for `client`;
+    and until when a failure must be held before it is answered (Brake.take_lookup)."""
+    sha = digest(plain)
+    hit, record = keys.cached(sha)
+    if hit:
+        return record, 0.0
+    hold = keys.failures.take_lookup(client)
+    if hold is None:
+        await _too_many(rt, keys.failures.refused(client, plain))
+    try:
+        return await keys.lookup(sha), hold or 0.0
+    except LedgerError as exc:
+        log.error("key store unavailable (%s): refusing gateway calls", exc)
+        raise ServiceUnavailable(
+            "The key store is unreachable, so the caller could not be identified. Retry shortly.",
+            retry_after=2,
+            code="key_store_unavailable",
+        ) from None
+
+
+def _unusable(key: KeyRecord | None, now_ms: int) -> str | None:
+    if key is None:
+        return "unknown_api_key"
+    if key.state == "revoked":
+        return "revoked_api_key"
+    if not key.usable(now_ms):
+        return "expired_api_key"
+    return None
+
+
+def _unauthorized(reason: str) -> Unauthorized:
+    if reason == "missing_api_key":
+        message = f"No API key was sent. {SEND}"
+    elif reason == "malformed_api_key":
+        message = f"The Authorization header does not carry a cycles-proxy API key. {SEND}"
+    else:
+        message = (
+            "The API key is unknown, revoked or expired. Ask your operator for a valid key, "
+            "and send it as `Authorization: Bearer ck-…`."
+        )
+    error = Unauthorized(message, code="invalid_api_key")
+    error.headers = {"WWW-Authenticate": 'Bearer realm="cycles-proxy"'}
+    return error
+
+
+async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) -> scopes.Scope:
+    """The key's tenant and pinned levels, plus whatever other scope headers the call named."""
+    values: dict[str, str] = {}
+    for level, header in scopes.HEADERS.items():
+        raw = headers.get(header)
+        if raw is not None:
+            values[level] = scopes.check_value(header, raw)
+    for level, bound in {"tenant": key.tenant, **key.pins}.items():
+        named = values.setdefault(level, bound)
+        if named != bound:
+            reason = "tenant_mismatch" if level == "tenant" else "scope_mismatch"
+            await _rejected(rt, key.tenant, reason)
+            raise Forbidden(
+                f"Header {scopes.HEADERS[level]} says {named!r} but this API key is for "
+                f"{level} {bound!r}. Omit the header (the key decides) or send {bound!r}.",
+                type=reason,
+            )
+    return scopes.Scope(tenant=key.tenant, values=values, pins=key.pins)
+
+
+async def _rejected(rt: Runtime, tenant: str | None, reason: str) -> None:
+    """Tell the audit hook, if any; its failure never changes the answer."""
+    if rt.on_rejected is None:
+        return
+    try:
+        await rt.on_rejected(tenant, reason)
+    except Exception:
+        log.exception("on_rejected hook failed (tenant=%s reason=%s)", tenant, reason)

@@ -1,0 +1,228 @@
+"""The proxy's Prometheus metrics, in a registry of its own per application.
+
+Each application gets its own `CollectorRegistry` (never the process-global one), so several
+applications in one process (tests, the demo) do not collide and `/metrics` shows only its own.
+
+Label values that come from clients are bounded: a tenant gets its own series only if it is on
+the allow-list (CYCLES_METRICS_TENANTS) or among the first `max_tenants` other tenants this process
+has seen; every later tenant is counted under `tenant="other"`. Models are bounded the same way
+(the policy names them, but a client may ask for anything).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Generic, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from proxy.core.errors import SettingsError
+
+M = TypeVar("M", Counter, Histogram)
+
+OTHER = "other"
+DEFAULT_MAX_TENANTS = 100
+MAX_MODELS = 64
+MAX_TENANTS_ENV = "CYCLES_METRICS_MAX_TENANTS"
+TENANTS_ENV = "CYCLES_METRICS_TENANTS"
+_TENANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_LEDGER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class FirstSeen:
+    """Maps a label value to itself if it is in `always`, or among the first `limit` distinct
+    other values; every other value to `other`."""
+
+    def __init__(self, limit: int, always: Iterable[str] = ()) -> None:
+        self.limit = limit
+        self.always = frozenset(always)
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen or value in self.always:
+            return value
+        if len(self._seen) < self.limit:
+            self._seen.add(value)
+            return value
+        return OTHER
+
+
+def max_tenants_from_env(environ: Mapping[str, str] = os.environ) -> int:
+    """N, the number of tenants with series of their own: CYCLES_METRICS_MAX_TENANTS or 100."""
+    raw = environ.get(MAX_TENANTS_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_MAX_TENANTS
+    if not raw.isdigit():
+        raise SettingsError(
+            f"{MAX_TENANTS_ENV}={raw!r}: use a whole number of tenants (0 aggregates them all "
+            f'under tenant="{OTHER}").'
+        )
+    return int(raw)
+
+
+def tenants_from_env(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
+    """The tenants that always get series of their own: CYCLES_METRICS_TENANTS, comma-separated
+    ids (lowercased, as tenant ids are case-insensitive)."""
+    ids = [t.strip() for t in environ.get(TENANTS_ENV, "").split(",") if t.strip()]
+    bad = [t for t in ids if not _TENANT_ID.fullmatch(t)]
+    if bad:
+        raise SettingsError(
+            f"{TENANTS_ENV}: {', '.join(map(repr, bad))} is not a tenant id; list tenant ids "
+            "separated by commas, e.g. acme,initech"
+        )
+    return frozenset(t.lower() for t in ids)
+
+
+class Children(Generic[M]):
+    """`metric.labels(*values)`, remembered. prometheus-client validates and looks up a label
+    set under a lock on every call (a few µs, several times per request); the label sets here
+    are bounded (tenants and models are capped by FirstSeen), so each is resolved once."""
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
+class Metrics:
+    """Every metric the proxy exports, registered in `self.registry`."""
+
+    def __init__(
+        self, max_tenants: int | None = None, tenants: Iterable[str] | None = None
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.tenant = FirstSeen(
+            max_tenants_from_env() if max_tenants is None else max_tenants,
+            tenants_from_env() if tenants is None else tenants,
+        )
+        self.model = FirstSeen(MAX_MODELS)
+        r = self.registry
+        self.requests = Children(
+            Counter(
+                "cycles_requests",
+                "Budgeted calls by decision, endpoint, asked model and HTTP status returned.",
+                ["decision", "endpoint", "model", "status"],
+                registry=r,
+            )
+        )
+        self.tenant_requests = Children(
+            Counter(
+                "cycles_tenant_requests",
+                "Budgeted calls per tenant (allow-listed and first N tenants seen; the rest under "
+                "tenant=other).",
+                ["tenant", "decision"],
+                registry=r,
+            )
+        )
+        self.committed = Children(
+            Counter(
+                "cycles_committed_units",
+                "Units committed (spent) by settled calls, by unit (USD in 10**-8 dollars, "
+                "TOKENS).",
+                ["unit"],
+                registry=r,
+            )
+        )
+        self.tenant_committed = Children(
+            Counter(
+                "cycles_tenant_committed_units",
+                "Units committed per tenant (allow-listed and first N tenants seen; the rest under "
+                "tenant=other).",
+                ["tenant", "unit"],
+                registry=r,
+            )
+        )
+        self.reserved = Children(
+            Counter(
+                "cycles_reserved_units",
+                "Units reserved at admission, by unit.",
+                ["unit"],
+                registry=r,
+            )
+        )
+        self.degradations = Children(
+            Counter(
+                "cycles_degradations",
+                "Calls served by a degrade rule, by rule.",
+                ["rule"],
+                registry=r,
+            )
+        )
+        self.quota_denials = Children(
+            Counter(
+                "cycles_quota_denials", "Calls denied by a quota, by quota.", ["quota"], registry=r
+            )
+        )
+        self.ledger_latency = Children(
+            Histogram(
+                "cycles_ledger_seconds",
+                "Ledger round trips by operation.",
+                ["op"],
+                buckets=_LEDGER_BUCKETS,
+                registry=r,
+            )
+        )
+        self.ledger_errors = Children(
+            Counter(
+                "cycles_ledger_errors",
+                "Ledger operations that failed, by operation.",
+                ["op"],
+                registry=r,
+            )
+        )
+        self.upstream_latency = Children(
+            Histogram(
+                "cycles_upstream_seconds",
+                "From sending a budgeted call upstream to its answer fully read (streams: last "
+                "event).",
+                ["endpoint"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            )
+        )
+        self.upstream_ttfb = Children(
+            Histogram(
+                "cycles_upstream_first_byte_seconds",
+                "From sending a budgeted call upstream to the upstream's response headers.",
+                ["endpoint"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            )
+        )
+        self.in_flight = Gauge(
+            "cycles_in_flight", "Budgeted calls admitted and not yet settled.", registry=r
+        )
+        self.sweeper_reclaims = Counter(
+            "cycles_sweeper_reclaims",
+            "Overdue reservations the sweeper resolved (expired: charged or released).",
+            registry=r,
+        )
+        self.sweeper_tenant_errors = Counter(
+            "cycles_sweeper_tenant_errors",
+            "Tenants a sweeper pass skipped because their sweep failed (each one logged).",
+            registry=r,
+        )
+        self.alerts = Children(
+            Counter(
+                "cycles_alerts",
+                "Alerts fired by this process, by type: budget.threshold, budget.first_deny, "
+                "ledger.epoch_lost.",
+                ["type"],
+                registry=r,
+            )
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

@@ -1,0 +1,414 @@
+"""What a request may be billed for besides its tokens, and what its reservation holds for it.
+No I/O.
+
+The proxy can only promise "billed ≤ charged ≤ reserved" for what it prices (DESIGN, "What is
+billable: a closed world"), so every billed dimension a request can turn on is read here, and a
+model whose policy entry does not price it refuses the call with 400 `unpriced_feature`:
+
+- **Service tier** (`service_tier` on chat, Responses and Messages). `default` (Anthropic:
+  `standard_only`) is the model's own price. `auto`, and no tier at all (which both providers
+  treat as auto: the account's configured tier), reserve at the dearest tier the model prices,
+  since the provider may serve the call at it; any other tier must be priced. The call is
+  charged at the tier the answer reports (pricing.py). With `bound: hard`, a call left to auto
+  on a model that prices no tier above 1× is sent `service_tier: default` (`standard_only`).
+- **Hosted tools**, billed per call. Responses `tools` of type web_search (and
+  web_search_preview), file_search, code_interpreter (per container), image_generation, or any
+  type not known to be billed by tokens alone; Anthropic server tools (web_search_*,
+  web_fetch_*, code_execution_*, any typed tool not known to run on the client). Responses'
+  `max_tool_calls` bounds all built-in tool calls of a response, so that many calls of the
+  dearest tool are reserved (code_interpreter: one container besides, and its calls count
+  toward the bound for the input each adds); an Anthropic tool's `max_uses` bounds its own.
+  Without one the plan's `default_max_tool_calls` is reserved and, with `bound: hard`, written
+  into the request. Each call may add the tool's `input_tokens`.
+- **Stored prompts**: a Responses `prompt` (by id) may bring hosted tools the request does not
+  show, so it reserves every hosted tool the model prices, pooled under `max_tool_calls`.
+- **Documents**: chat `file` parts, Responses `input_file` parts and a stored `prompt`, Anthropic
+  `document` blocks that are not inline text, at any depth (inside a tool result or a web fetch
+  result too). Their JSON (a file id, a URL) says nothing of what the provider bills, so each
+  reserves the model's `documents` tokens.
+- **Long context**: an `anthropic-beta: context-1m-…` header lets a prompt pass 200K tokens at
+  the model's long-context prices, which must be priced.
+- **Audio output**: chat `modalities` with "audio", or an `audio` parameter, needs the model's
+  `audio_output` price.
+- **Chat web search**: `web_search_options` is refused on any model: its per-search fee is not
+  modelled (the Responses `web_search` tool is).
+- **Tool prompt**: a call that sends tools reserves the model's `tool_prompt_tokens` (Claude's
+  tool-use system prompt), once.
+- **Client tools**: each Anthropic client tool (bash_*, text_editor_*, computer_*, memory_*)
+  adds prompt tokens its JSON does not show (its schema, computer use's own system prompt):
+  the model's `client_tool_tokens` for its type, reserved per tool; a type not listed is refused.
+- **Cache writes**: Anthropic `cache_control` breakpoints (caching.py) need the model's
+  `cache_write`; the prompt is reserved at the longest TTL's write price.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.core.errors import BadRequest
+from proxy.metering import caching
+from proxy.metering.shapes import blocks
+from proxy.policy.runtime import STANDARD_TIERS, ModelPrice
+
+AUTO = "auto"
+FREE_RESPONSES_TOOLS = frozenset(
+    {"function", "custom", "custom_tool", "mcp", "computer_use_preview", "computer"}
+    | {"local_shell", "shell", "apply_patch"}
+)
+"""Responses tool types (and `<type>_call` output items) billed by tokens alone: the client's
+own functions, MCP servers, and tools the client runs (computer use, shell, patches)."""
+CLIENT_ANTHROPIC_TOOLS = frozenset({"bash", "text_editor", "computer", "memory"})
+"""Anthropic-defined tools that run on the client, billed by tokens alone: their JSON, and the
+prompt tokens each type adds (the model's `client_tool_tokens`; a type it does not list is
+refused). `custom` (and an untyped tool) is the client's own, billed by its JSON."""
+BOUNDED_BY_MAX_USES = frozenset({"web_search", "web_fetch"})
+"""Anthropic server tools that take `max_uses`."""
+PER_CONTAINER = "code_interpreter"
+"""Billed per container, not per call: one is reserved per call that enables it."""
+LONG_CONTEXT_BETA = "context-1m"
+INLINE = ("text", "content")
+"""Anthropic document sources counted as the text they hold."""
+_ANTHROPIC_DATE = re.compile(r"_\d{8}$")
+_OPENAI_DATE = re.compile(r"_\d{4}_\d{2}_\d{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Billables:
+    """What a request turns on that is billed apart from its tokens."""
+
+    tier: str = AUTO
+    """The service tier asked for (`auto` when none is)."""
+    pooled: tuple[str, ...] = ()
+    """Hosted tools whose calls share one bound (Responses' max_tool_calls); code_interpreter's
+    calls count toward it (each may add input), though its fee is per container (`own`)."""
+    pool: int = 0
+    """The calls that bound allows."""
+    own: tuple[tuple[str, int], ...] = ()
+    """Hosted tools with a bound of their own (Anthropic's max_uses, a code_interpreter
+    container), and that bound."""
+    documents: tuple[str, ...] = ()
+    """Where each document input is, e.g. `input[0].content[1]`."""
+    long_context: str | None = None
+    """The beta header that enables long-context prices, if sent."""
+    tools: bool = False
+    """The request sends tool definitions."""
+    client_tools: tuple[str, ...] = ()
+    """The types of the Anthropic client tools sent (`bash_20250124`, ...)."""
+    tool_types: Mapping[str, str] = field(default_factory=dict)
+    """The type each Anthropic server tool was sent as (`web_search` → `web_search_20250305`)."""
+    stored_prompt: bool = False
+    """A stored Responses prompt is used, which may bring hosted tools of its own: every one
+    the model prices is reserved, as if enabled."""
+    audio_output: str | None = None
+    """The parameter that asks for audio output (chat `modalities` or `audio`), if any."""
+    cache_ttl: str | None = None
+    """The longest cache TTL a `cache_control` breakpoint asks for (CACHE_TTLS), if any."""
+    cache_at: str = ""
+    """Where the first `cache_control` breakpoint is, e.g. `system[0].cache_control`."""
+    limits: Mapping[str, Any] = field(default_factory=dict)
+    """Body changes that bound hosted tool calls, written with bound: hard."""
+
+
+def read(
+    endpoint: str, body: Mapping[str, Any], betas: Sequence[str], default_calls: int
+) -> Billables:
+    """What `body` (on `endpoint`, sent with the `anthropic-beta` values `betas`) turns on."""
+    if endpoint == "responses":
+        return _responses(body, default_calls)
+    if endpoint == "messages":
+        return _messages(body, betas, default_calls)
+    if endpoint == "chat":
+        if body.get("web_search_options") is not None:
+            raise _unpriced(
+                "Chat completions' web search ('web_search_options') bills a fee per search that "
+                "the proxy does not model. Use the Responses API with the `web_search` tool, "
+                "which is priced by the model's `tool_calls`.",
+                "web_search_options",
+            )
+        return Billables(
+            tier=_tier(body),
+            documents=_parts(body.get("messages"), "messages", "content", _chat_document),
+            tools=_has_tools(body),
+            audio_output=_chat_audio(body),
+        )
+    return Billables(tier="default")
+
+
+def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest | None:
+    """The 400 for the first thing `billables` turns on that `price` does not price, if any."""
+    where = f"models.{price.name}"
+    tier = billables.tier
+    if tier != AUTO and tier not in STANDARD_TIERS and tier not in price.service_tiers:
+        return _unpriced(
+            f"Model {model!r} has no price for service_tier {tier!r}. Leave service_tier out, "
+            f"or ask the operator to add `service_tiers: {{{tier}: <factor>}}` to {where}.",
+            "service_tier",
+        )
+    for tool in (*billables.pooled, *(name for name, _ in billables.own)):
+        if tool not in price.tool_calls:
+            kind = billables.tool_types.get(tool, tool)
+            sent = "" if kind == tool else f" (type {kind!r})"
+            return _unpriced(
+                f"Model {model!r} has no price for the hosted tool {tool!r}{sent}, whose calls are "
+                f"billed apart. Remove it from 'tools', or ask the operator to add "
+                f"`tool_calls: {{{tool}: <USD per call>}}` to {where}.",
+                "tools",
+            )
+    unknown = [kind for kind in billables.client_tools if kind not in price.client_tool_tokens]
+    if unknown:
+        return _unpriced(
+            f"Model {model!r} has no price for the client tool type {unknown[0]!r}, whose "
+            "definition adds prompt tokens its JSON does not show. Use a tool version the "
+            f"operator lists, or ask the operator to add `client_tool_tokens: {{{unknown[0]}: "
+            f"<tokens>}}` to {where}.",
+            "tools",
+        )
+    if billables.documents and price.document_tokens is None:
+        at = billables.documents[0]
+        return _unpriced(
+            f"Model {model!r} has no price for document inputs ({at}): what a file, a URL or a "
+            "stored prompt bills cannot be counted from the request. Send its text instead, or "
+            f"ask the operator to add `documents: {{tokens_per_file: <tokens>}}` to {where}.",
+            at,
+        )
+    if billables.audio_output is not None and price.audio_output is None:
+        return _unpriced(
+            f"Model {model!r} has no price for audio output, which is billed apart from text. "
+            f"Leave out '{billables.audio_output}' (ask for text only), or ask the operator to "
+            f"add `audio_output: <USD per 1M tokens>` to {where}.",
+            billables.audio_output,
+        )
+    if billables.cache_ttl is not None and price.cache_write is None:
+        return _unpriced(
+            f"Model {model!r} has no price for cache writes, which '{billables.cache_at}' asks "
+            "for. Leave out cache_control, or ask the operator to add `cache_write: <USD per 1M "
+            f"tokens>` (and, for one-hour caches, `cache_write_1h`) to {where}.",
+            billables.cache_at,
+        )
+    if billables.long_context is not None and price.long_context is None:
+        return _unpriced(
+            f"The anthropic-beta {billables.long_context!r} lets model {model!r} bill long "
+            "prompts at long-context prices, which the policy does not have. Leave the beta "
+            f"out, or ask the operator to add `long_context: {{above: 200000, input: <USD>, "
+            f"output: <USD>}}` to {where}.",
+            None,
+        )
+    return None
+
+
+def tier_limits(endpoint: str, price: ModelPrice, billables: Billables) -> dict[str, str]:
+    """With bound: hard, the tier to write into a call that leaves it to the account (none, or
+    `auto`) on a model that prices no tier above the standard one: the standard tier, so the
+    provider serves the call at what it was reserved at rather than at a dearer tier the account
+    may be configured for."""
+    if billables.tier != AUTO or _reserved_tier(price, AUTO) is not None:
+        return {}
+    return {"service_tier": "standard_only" if endpoint == "messages" else "default"}
+
+
+ToolCalls = tuple[tuple[str, int], ...]
+
+
+def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, int, ToolCalls]:
+    """What the call is reserved at on `price` (refusal found nothing): the price with the tier
+    reserved, the prompt tokens to add (documents, tool results, the tool prompt), and the
+    hosted tool calls to reserve, as `Usage.tool_calls`."""
+    fees = price.tool_calls
+    pooled, own = billables.pooled, billables.own
+    if billables.stored_prompt:
+        pooled = tuple(dict.fromkeys((*pooled, *fees)))
+        if PER_CONTAINER in fees and PER_CONTAINER not in dict(own):
+            own = (*own, (PER_CONTAINER, 1))
+    calls = list(own)
+    extra = sum(n * fees[tool].input_tokens for tool, n in own)
+    if pooled and billables.pool:
+        per_call = [tool for tool in pooled if tool != PER_CONTAINER]
+        if per_call:
+            dearest = max(per_call, key=lambda tool: fees[tool].per_call)
+            calls.append((dearest, billables.pool))
+        extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)
+    extra += len(billables.documents) * (price.document_tokens or 0)
+    extra += price.tool_prompt_tokens if billables.tools else 0
+    extra += sum(price.client_tool_tokens.get(kind, 0) for kind in billables.client_tools)
+    tier = _reserved_tier(price, billables.tier)
+    tiered = dataclasses.replace(price, tier=tier, cache_ttl=billables.cache_ttl)
+    return tiered, extra, tuple(calls)
+
+
+# -- reading requests ----------------------------------------------------------------------------
+
+
+def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
+    hosted = [tool for kind in _tool_types(body) if (tool := responses_tool(kind)) is not None]
+    pooled = tuple(dict.fromkeys(hosted))
+    own = ((PER_CONTAINER, 1),) if PER_CONTAINER in hosted else ()
+    asked = body.get("max_tool_calls")
+    if asked is not None and not is_count(asked):
+        raise BadRequest(
+            "'max_tool_calls' must be a non-negative integer: the most built-in tool calls the "
+            "response may make",
+            param="max_tool_calls",
+        )
+    stored = isinstance(body.get("prompt"), dict) and body["prompt"].get("id") is not None
+    limits = {"max_tool_calls": default_calls} if (pooled or stored) and asked is None else {}
+    documents = _parts(body.get("input"), "input", "content", _responses_document)
+    if stored:
+        documents = ("prompt", *documents)
+    return Billables(
+        tier=_tier(body),
+        pooled=pooled,
+        pool=default_calls if asked is None else asked,
+        own=own,
+        documents=documents,
+        tools=_has_tools(body),
+        limits=limits,
+        stored_prompt=stored,
+    )
+
+
+def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int) -> Billables:
+    tools = body.get("tools")
+    own: list[tuple[str, int]] = []
+    written: list[Any] = []
+    types: dict[str, str] = {}
+    listed = tools if isinstance(tools, list) else []
+    for index, tool in enumerate(listed):
+        name = _anthropic_tool(tool)
+        uses = tool.get("max_uses") if name is not None else None
+        if uses is not None and not (is_count(uses) and uses > 0):
+            raise BadRequest(
+                f"tools[{index}].max_uses must be a positive integer", param=f"tools[{index}]"
+            )
+        bounded = name in BOUNDED_BY_MAX_USES and uses is None
+        written.append({**tool, "max_uses": default_calls} if bounded else tool)
+        if name is not None:
+            own.append((name, default_calls if uses is None else uses))
+            types[name] = tool["type"]
+    unbounded = any(w is not t for w, t in zip(written, tools or (), strict=False))
+    beta = next((b for b in betas if b.startswith(LONG_CONTEXT_BETA)), None)
+    ttl, at = caching.longest_ttl(body)
+    return Billables(
+        tier=_tier(body),
+        own=tuple(own),
+        documents=_anthropic_documents(body.get("messages")),
+        long_context=beta,
+        tools=_has_tools(body),
+        client_tools=tuple(kind for tool in listed if (kind := _client_tool(tool)) is not None),
+        tool_types=types,
+        limits={"tools": written} if unbounded else {},
+        cache_ttl=ttl,
+        cache_at=at,
+    )
+
+
+def _tier(body: Mapping[str, Any]) -> str:
+    tier = body.get("service_tier", AUTO)
+    if not isinstance(tier, str):
+        raise BadRequest(
+            "'service_tier' must be a string such as 'default', 'auto' or 'flex'",
+            param="service_tier",
+        )
+    return tier
+
+
+def _reserved_tier(price: ModelPrice, asked: str) -> str | None:
+    if asked in STANDARD_TIERS:
+        return None
+    if asked != AUTO:
+        return asked
+    dearest = max(price.service_tiers.items(), key=lambda tier: tier[1], default=None)
+    return dearest[0] if dearest is not None and dearest[1] > 1 else None
+
+
+def _tool_types(body: Mapping[str, Any]) -> list[str]:
+    tools = body.get("tools")
+    return [
+        t["type"]
+        for t in (tools if isinstance(tools, list) else ())
+        if isinstance(t, dict) and isinstance(t.get("type"), str)
+    ]
+
+
+def responses_tool(kind: str) -> str | None:
+    """The tool a Responses tool type (or `<type>_call` item) is priced as; None if free."""
+    name = _OPENAI_DATE.sub("", kind).removesuffix("_preview")
+    return None if name in FREE_RESPONSES_TOOLS or kind in FREE_RESPONSES_TOOLS else name
+
+
+def _anthropic_tool(tool: Any) -> str | None:
+    """The server tool an Anthropic tool definition is priced as; None for client tools."""
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if not isinstance(kind, str) or kind == "custom":
+        return None
+    name = _ANTHROPIC_DATE.sub("", kind)
+    return None if name in CLIENT_ANTHROPIC_TOOLS else name
+
+
+def _client_tool(tool: Any) -> str | None:
+    """The type of an Anthropic client tool definition (`bash_20250124`); None for others."""
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if not isinstance(kind, str) or _ANTHROPIC_DATE.sub("", kind) not in CLIENT_ANTHROPIC_TOOLS:
+        return None
+    return kind
+
+
+def _has_tools(body: Mapping[str, Any]) -> bool:
+    tools = body.get("tools")
+    return isinstance(tools, list) and bool(tools)
+
+
+def _parts(items: Any, path: str, key: str, is_document: Any) -> tuple[str, ...]:
+    """Where the documents are among `items[i][key][j]` (and one level of nested content:
+    tool results, function call outputs)."""
+    found: list[str] = []
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        if not isinstance(item, dict):
+            continue
+        name = key if isinstance(item.get(key), list) else "output"
+        content = item.get(name)
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            here = f"{path}[{i}].{name}[{j}]"
+            nested = part.get("content") if isinstance(part, dict) else None
+            if is_document(part):
+                found.append(here)
+            elif isinstance(nested, list):
+                found += [f"{here}.content[{k}]" for k, p in enumerate(nested) if is_document(p)]
+    return tuple(found)
+
+
+def _chat_audio(body: Mapping[str, Any]) -> str | None:
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and "audio" in modalities:
+        return "modalities"
+    return "audio" if body.get("audio") is not None else None
+
+
+def _chat_document(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "file"
+
+
+def _responses_document(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "input_file"
+
+
+def _anthropic_documents(messages: Any) -> tuple[str, ...]:
+    """Where the documents are among the messages' blocks, at any depth (a PDF inside a web
+    fetch result too). Inline text (or content blocks) is counted like any text; a PDF, a URL or
+    a file id is not."""
+    return tuple(
+        path
+        for path, block in blocks.of_type(messages, "messages", "document")
+        if not (isinstance(block.get("source"), dict) and block["source"].get("type") in INLINE)
+    )
+
+
+def is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _unpriced(message: str, param: str | None) -> BadRequest:
+    return BadRequest(message, code="unpriced_feature", param=param)

@@ -1,0 +1,403 @@
+"""Tokens in and out of a request, estimated before it is forwarded. Pure: no I/O.
+
+Prompt tokens follow the OpenAI cookbook's chat formula (3 per message, 1 more for a `name`, 3 to
+prime the reply) plus rules for what tiktoken cannot see: images and audio are priced by rule,
+tool and schema definitions by their JSON. Completion tokens are what the client allows the
+provider to produce: the requested limit, or the plan's default, times the number of choices.
+
+Tokenising runs on the event loop, so it is bounded: each request may tokenise at most
+`tokenize_max_bytes` of text in total. Past that, and always for base64 media, a string counts as
+its UTF-8 byte count, an upper bound because every byte-level BPE token is at least one byte.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from proxy.core.errors import BadRequest
+from proxy.metering.images import image_tokens
+
+EndpointName = Literal["chat", "completions", "embeddings", "responses", "messages"]
+
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+IMAGE_TOKENS = 1445
+"""Worst case of the 512-px tile rule (gpt-4o, detail high or auto): the image is fitted into
+2048 x 2048, its short side scaled to 768, so at most 2 x 4 tiles: 85 + 8 * 170. The default
+for an image whose size cannot be read from its data: URL header (images.py); never fetched."""
+IMAGE_TOKENS_LOW = 85
+"""detail: low is a flat 85 tokens whatever the size."""
+TOOLS_OVERHEAD = 19
+"""The preamble OpenAI wraps around function definitions (the cookbook measures 7 + 12)."""
+TOKENS_PER_TOOL_CALL = 3
+"""Separators around each call's name and arguments in the rendered prompt."""
+
+
+class Tokenizer(Protocol):
+    def encode_ordinary(self, text: str) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    prompt_tokens: int
+    completion_tokens: int
+    image_tokens: int = 0
+    """Of `prompt_tokens`, those counted for image inputs by the tile rule (each model scales
+    them by its own image_token_factor)."""
+
+
+class _CountCache:
+    """Token counts of texts already tokenised, newest kept. Agents resend their whole
+    conversation on every step, so most of a prompt's messages were counted a call ago; a hit
+    costs a dict lookup instead of tokenising again. Bounded in characters held."""
+
+    def __init__(self, max_chars: int) -> None:
+        self._max = max_chars
+        self._chars = 0
+        self._counts: OrderedDict[tuple[Tokenizer, str], int] = OrderedDict()
+
+    def count(self, enc: Tokenizer, text: str) -> int:
+        key = (enc, text)
+        found = self._counts.get(key)
+        if found is not None:
+            self._counts.move_to_end(key)
+            return found
+        tokens = len(enc.encode_ordinary(text))
+        if len(text) <= self._max // 4:
+            self._counts[key] = tokens
+            self._chars += len(text)
+            while self._chars > self._max:
+                (_, old), _ = self._counts.popitem(last=False)
+                self._chars -= len(old)
+        return tokens
+
+
+_COUNTS = _CountCache(max_chars=16 * 1024 * 1024)
+"""Keyed by the encoding object itself (held, so never confused with a later one)."""
+
+
+class TextCounter:
+    """Counts tokens of strings, tokenising at most `max_bytes` of UTF-8 over its lifetime
+    (the same texts count the same whether or not they were counted before). `image_tokens`
+    counts an image whose size is unknown (images.py)."""
+
+    def __init__(self, enc: Tokenizer, max_bytes: int, image_tokens: int = IMAGE_TOKENS) -> None:
+        self._enc = enc
+        self._budget = max_bytes
+        self.image_tokens = image_tokens
+        self.images = 0
+        """Tokens counted for images so far."""
+
+    def image(self, url: str, detail: object) -> int:
+        """An image input's tokens by the tile rule (images.py), remembered in `images`."""
+        tokens = image_tokens(url, detail, self.image_tokens)
+        self.images += tokens
+        return tokens
+
+    def count(self, text: str) -> int:
+        size = utf8_len(text)
+        if size > self._budget or _is_base64_data_url(text):
+            return size
+        self._budget -= size
+        return _COUNTS.count(self._enc, text)
+
+    def count_json(self, value: Any) -> int:
+        return self.count(orjson.dumps(value).decode())
+
+
+def estimate_chat(
+    body: Mapping[str, Any],
+    enc: Tokenizer,
+    *,
+    default_max_tokens: int,
+    tokenize_max_bytes: int,
+    image_tokens_default: int = IMAGE_TOKENS,
+) -> Estimate:
+    """Prompt and completion tokens of a /v1/chat/completions request; an image whose size
+    cannot be read counts `image_tokens_default`."""
+    counter = TextCounter(enc, tokenize_max_bytes, image_tokens_default)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest(
+            "'messages' must be a non-empty array of message objects", param="messages"
+        )
+    prompt = REPLY_PRIMING + sum(
+        _message_tokens(counter, message, f"messages[{i}]") for i, message in enumerate(messages)
+    )
+    prompt += _definitions_tokens(counter, body)
+    limit = completion_limit(body, "chat")
+    completion = (default_max_tokens if limit is None else limit) * choices(body, "chat")
+    return Estimate(prompt, completion, counter.images)
+
+
+def estimate_completions(
+    body: Mapping[str, Any],
+    enc: Tokenizer,
+    *,
+    default_max_tokens: int,
+    tokenize_max_bytes: int,
+    image_tokens_default: int = IMAGE_TOKENS,
+) -> Estimate:
+    """Prompt and completion tokens of a /v1/completions request: every prompt of a batch, and
+    the completion limit for each choice (`choices`)."""
+    counter = TextCounter(enc, tokenize_max_bytes)
+    prompt = body.get("prompt")
+    # An absent prompt means <|endoftext|>, one token.
+    tokens = 1 if prompt is None else _input_tokens(counter, prompt, "prompt")
+    suffix = body.get("suffix")
+    if suffix is not None:
+        # Each prompt of a batch is completed with the suffix after it.
+        tokens += counter.count(expect_str(suffix, "suffix")) * batch_size(prompt)
+    limit = completion_limit(body, "completions")
+    completion = (default_max_tokens if limit is None else limit) * choices(body, "completions")
+    return Estimate(tokens, completion)
+
+
+def estimate_embeddings(
+    body: Mapping[str, Any],
+    enc: Tokenizer,
+    *,
+    default_max_tokens: int,
+    tokenize_max_bytes: int,
+    image_tokens_default: int = IMAGE_TOKENS,
+) -> Estimate:
+    """Input tokens of a /v1/embeddings request; embeddings produce no completion tokens.
+    `default_max_tokens` is accepted so every endpoint has the same signature."""
+    if body.get("input") is None:
+        raise BadRequest(
+            "'input' is required: a string, or an array of strings or tokens", param="input"
+        )
+    counter = TextCounter(enc, tokenize_max_bytes)
+    return Estimate(_input_tokens(counter, body["input"], "input"), 0)
+
+
+def choices(body: Mapping[str, Any], endpoint: EndpointName) -> int:
+    """How many completions the provider generates and bills. Per prompt, max(n, best_of):
+    `best_of` candidates are generated server-side and the best `n` returned (completions, and
+    chat on servers that take it, such as vLLM). On completions, a batch of prompts (a list of
+    strings or of token lists) gets that many for each prompt. None on embeddings; one on the
+    Responses and Messages APIs."""
+    if endpoint == "embeddings":
+        return 0
+    if endpoint in ("responses", "messages"):
+        return 1
+    n, best_of = _count(body, "n"), _count(body, "best_of")
+    if best_of > 1 and body.get("stream") is True:
+        raise BadRequest(
+            f"'best_of' ({best_of}) generates candidates server-side and returns the best: its "
+            "results cannot be streamed. Leave out 'stream' or 'best_of'.",
+            param="best_of",
+        )
+    prompts = batch_size(body.get("prompt")) if endpoint == "completions" else 1
+    return max(n, best_of) * prompts
+
+
+def batch_size(prompt: Any) -> int:
+    """The prompts a completions `prompt` holds: a list of strings or of token lists is a batch,
+    one completion set for each; a string, or a list of token ids, is one prompt."""
+    if not isinstance(prompt, list):
+        return 1
+    if not prompt:
+        raise BadRequest(
+            "'prompt' is an empty array: send a string, or an array of at least one prompt.",
+            param="prompt",
+        )
+    return 1 if all(_is_token(item) for item in prompt) else len(prompt)
+
+
+def completion_limit(body: Mapping[str, Any], endpoint: EndpointName) -> int | None:
+    """The completion limit the client asked for, or None: `max_output_tokens` on responses;
+    `max_tokens` on completions and messages; on chat the smaller of `max_completion_tokens`
+    and `max_tokens` (a client that sent both allowed no more than either); never on
+    embeddings. A limit must be an integer of at least 1: 0 is no bound to an upstream that
+    reads `max_completion_tokens or max_tokens`, or its default."""
+    if endpoint == "embeddings":
+        return None
+    names = LIMIT_FIELDS[endpoint]
+    limits = [v for v in (_int_field(body, name) for name in names) if v is not None]
+    return min(limits) if limits else None
+
+
+LIMIT_FIELDS: dict[EndpointName, tuple[str, ...]] = {
+    "chat": ("max_completion_tokens", "max_tokens"),
+    "completions": ("max_tokens",),
+    "embeddings": (),
+    "responses": ("max_output_tokens",),
+    "messages": ("max_tokens",),
+}
+"""The completion-limit fields of each endpoint's API."""
+
+
+def _message_tokens(counter: TextCounter, message: Any, path: str) -> int:
+    if not isinstance(message, dict):
+        raise BadRequest(f"{path} must be an object with 'role' and 'content'", param=path)
+    tokens = TOKENS_PER_MESSAGE + counter.count(expect_str(message.get("role"), f"{path}.role"))
+    tokens += _content_tokens(counter, message.get("content"), f"{path}.content")
+    if message.get("name") is not None:
+        tokens += TOKENS_PER_NAME + counter.count(expect_str(message["name"], f"{path}.name"))
+    if message.get("tool_call_id") is not None:
+        tokens += counter.count(expect_str(message["tool_call_id"], f"{path}.tool_call_id"))
+    if message.get("tool_calls") is not None:
+        tokens += _tool_calls_tokens(counter, message["tool_calls"], f"{path}.tool_calls")
+    if message.get("function_call") is not None:
+        tokens += _function_call_tokens(counter, message["function_call"], f"{path}.function_call")
+    return tokens
+
+
+def _tool_calls_tokens(counter: TextCounter, tool_calls: Any, path: str) -> int:
+    if not isinstance(tool_calls, list):
+        raise BadRequest(f"{path} must be an array of tool calls", param=path)
+    tokens = 0
+    for i, call in enumerate(tool_calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        tokens += _function_call_tokens(counter, function, f"{path}[{i}].function")
+    return tokens
+
+
+def _function_call_tokens(counter: TextCounter, function: Any, path: str) -> int:
+    if not isinstance(function, dict):
+        raise BadRequest(f"{path} must be an object with 'name' and 'arguments'", param=path)
+    name = expect_str(function.get("name"), f"{path}.name")
+    arguments = expect_str(function.get("arguments", ""), f"{path}.arguments")
+    return TOKENS_PER_TOOL_CALL + counter.count(name) + counter.count(arguments)
+
+
+def _content_tokens(counter: TextCounter, content: Any, path: str) -> int:
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return counter.count(content)
+    if not isinstance(content, list):
+        raise BadRequest(f"{path} must be a string or an array of content parts", param=path)
+    return sum(_part_tokens(counter, part, f"{path}[{i}]") for i, part in enumerate(content))
+
+
+def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise BadRequest(f"{path} must be an object with a string 'type'", param=path)
+    kind = part["type"]
+    if kind == "text":
+        return counter.count(expect_str(part.get("text"), f"{path}.text"))
+    if kind == "image_url":
+        return _image_tokens(counter, part.get("image_url"), f"{path}.image_url")
+    if kind == "input_audio":
+        audio = part.get("input_audio")
+        data = audio.get("data") if isinstance(audio, dict) else None
+        return utf8_len(expect_str(data, f"{path}.input_audio.data"))
+    # Other parts (file, refusal, ...) carry their payload inline: their JSON bounds them.
+    return counter.count_json(part)
+
+
+def _image_tokens(counter: TextCounter, image: Any, path: str) -> int:
+    if isinstance(image, str):
+        return counter.image(image, "auto")
+    if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+        raise BadRequest(f"{path} must be an object with a string 'url'", param=path)
+    detail = image.get("detail", "auto")
+    if detail not in ("low", "high", "auto"):
+        raise BadRequest(
+            f"{path}.detail must be 'low', 'high' or 'auto', got {_describe(detail)}",
+            param=f"{path}.detail",
+        )
+    return counter.image(image["url"], detail)
+
+
+def _definitions_tokens(counter: TextCounter, body: Mapping[str, Any]) -> int:
+    """Tool and function definitions, a named tool choice, a JSON schema: all by their JSON,
+    which is longer than the TypeScript-like form the model is shown."""
+    tokens = sum(_tool_list_tokens(counter, body, key) for key in ("tools", "functions"))
+    for key in ("tool_choice", "function_call"):
+        if isinstance(body.get(key), dict):
+            tokens += counter.count_json(body[key])
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        tokens += counter.count_json(response_format)
+    return tokens
+
+
+def _tool_list_tokens(counter: TextCounter, body: Mapping[str, Any], key: str) -> int:
+    definitions = body.get(key)
+    if definitions is None:
+        return 0
+    if not isinstance(definitions, list):
+        raise BadRequest(f"'{key}' must be an array of definitions", param=key)
+    return TOOLS_OVERHEAD + counter.count_json(definitions) if definitions else 0
+
+
+def _input_tokens(counter: TextCounter, value: Any, param: str) -> int:
+    """A str, list[str], list[int] or list[list[int]]: token arrays count one per element."""
+    if isinstance(value, str):
+        return counter.count(value)
+    if not isinstance(value, list):
+        raise BadRequest(
+            f"'{param}' must be a string, or an array of strings or token ids", param=param
+        )
+    return sum(_input_item_tokens(counter, item, f"{param}[{i}]") for i, item in enumerate(value))
+
+
+def _input_item_tokens(counter: TextCounter, item: Any, path: str) -> int:
+    if isinstance(item, str):
+        return counter.count(item)
+    if _is_token(item):
+        return 1
+    if isinstance(item, list) and all(_is_token(token) for token in item):
+        return len(item)
+    raise BadRequest(
+        f"{path} must be a string, a token id, or an array of token ids (integers)", param=path
+    )
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _count(body: Mapping[str, Any], key: str) -> int:
+    value = _int_field(body, key)
+    return 1 if value is None else value
+
+
+def _int_field(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadRequest(
+            f"'{key}' must be an integer of at least 1, got {_describe(value)}", param=key
+        )
+    return value
+
+
+def expect_str(value: Any, path: str) -> str:
+    """`value` if it is a string; otherwise a 400 naming `path` and what was sent."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{path} must be a string, got {_describe(value)}", param=path)
+    return value
+
+
+def utf8_len(text: str) -> int:
+    """Bytes of `text` in UTF-8: an upper bound on its tokens (lone surrogates count 3)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _is_base64_data_url(text: str) -> bool:
+    return text.startswith("data:") and ";base64," in text[:256]
+
+
+def _describe(value: Any) -> str:
+    """What the client sent, for an error message: small numbers as themselves, else the type."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)
+    names = {
+        type(None): "null",
+        bool: "a boolean",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }
+    return names.get(type(value), type(value).__name__)

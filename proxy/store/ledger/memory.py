@@ -1,0 +1,368 @@
+"""The in-process ledger (`memory://`): one process only, same semantics as the Redis store.
+
+Each method runs to completion without awaiting, so on one event loop it is as atomic as a
+script. The structures mirror the Redis keys (memory_state.py) and each step below mirrors the
+matching step in lua/*.lua, so that the one contract suite holds for both. Tenant records and
+the audit trail: tenants_memory.py.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from proxy.core.types import ReservationSettings
+from proxy.store.ledger import quotas
+from proxy.store.ledger.base import (
+    Amounts,
+    BalanceRow,
+    BudgetLine,
+    Crossing,
+    ExpiryAlerts,
+    LineBalance,
+    Reservation,
+    ReservationRecord,
+    ReserveRequest,
+    ReserveResult,
+    SettleResult,
+    State,
+    TenantStatus,
+)
+from proxy.store.ledger.calendar import Calendar
+from proxy.store.ledger.checks import check_amounts, check_owner, check_request, check_reservation
+from proxy.store.ledger.choose import Choice, choose
+from proxy.store.ledger.common import (
+    DENIED,
+    Outcome,
+    alert_marks,
+    balance_rows,
+    instance_id,
+    limit_in_force,
+    reserve_result,
+    wall_clock_ms,
+)
+from proxy.store.ledger.memory_due import DueIndex
+from proxy.store.ledger.memory_state import TOMBSTONES_MAX, Record, TenantState
+from proxy.store.ledger.sweep_memory import MemorySweep
+from proxy.store.ledger.tenants import (
+    AGGREGATE,
+    GENERATION,
+    calendar_at,
+    decode_overrides,
+    sorted_amounts,
+)
+from proxy.store.ledger.tenants_memory import MemoryTenants
+
+
+@dataclass(slots=True)
+class _Line:
+    line: BudgetLine
+    pid: str
+    prefix: str
+    remaining: int
+
+
+class MemoryLedger(MemoryTenants, MemorySweep):
+    """`Ledger` in this process. `clock` returns the time in milliseconds (tests move it). The
+    sweeper is in sweep_memory.py."""
+
+    def __init__(
+        self,
+        settings: ReservationSettings,
+        owner: str | None = None,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+        heartbeat_interval_s: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.owner = check_owner(owner or instance_id())
+        self.settings = settings
+        self._clock = clock
+        self._dead_after_ms = int(3 * heartbeat_interval_s * 1000)
+        self._tenants: dict[str, TenantState] = {}
+        self._instances: dict[str, int] = {}
+        self._settled: deque[tuple[TenantState, str]] = deque()
+        self._due = DueIndex()
+        self.expiry_alerts: ExpiryAlerts | None = None
+
+    async def connect(self, *, require_noeviction: bool = False) -> None:
+        """Nothing to check: this store lives and dies with the process."""
+
+    def _tenant(self, tenant: str) -> TenantState:
+        """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
+        self._due.touch(tenant)
+        t = self._tenants.get(tenant)
+        if t is None:
+            t = self._tenants[tenant] = TenantState(tenant)
+        return t
+
+    def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
+        pid = cal.period_id(line.period, now)
+        prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
+        used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
+        limit = limit_in_force(line, decode_overrides(t.meta.get("overrides", "-")))
+        remaining = limit + t.ledger.get(f"{prefix}|credit", 0) - used
+        return _Line(line, pid, prefix, remaining)
+
+    async def reserve(self, request: ReserveRequest) -> ReserveResult:
+        check_request(request)
+        t = self._tenant(request.tenant)
+        now = t.now(self._clock())
+        cal = calendar_at(t.meta, now, request.utc_offset_min)
+        t.drop_expired(now, 8)
+        lines = [self._read_line(t, line, now, cal) for line in request.lines]
+        existing = t.resv.get(request.reservation_id)
+        if existing is not None:
+            return _result(request, t.status, existing, lines)
+        if request.version is not None and str(request.version) != t.meta.get("version", "0"):
+            pairs = [(ln.pid, ln.remaining) for ln in lines]
+            return reserve_result(request, t.status, DENIED, {}, pairs, (), stale=True)
+        if t.status != "active":
+            reason = f"tenant_{t.status}"
+            self._deny(t, request, reason, "-", now)
+            return _result(request, t.status, None, lines)
+        choice = choose(request.candidates, [(ln.line.unit, ln.remaining) for ln in lines])
+        outcome, gate = quotas.decide(t.counters, request, choice, now, cal)
+        if outcome.candidate < 0:
+            self._deny(t, request, *_why(outcome, lines), now)
+            first = None
+            if outcome.quota is None and outcome.denied_by is not None:
+                prefix = lines[outcome.denied_by].prefix
+                first = prefix if t.first_deny(prefix, now, self.settings) else None
+            return _result(request, t.status, None, lines, outcome, first)
+        amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
+        prefixes = tuple(ln.prefix for ln in lines)
+        t.check_range(prefixes, "reserved", amounts)
+        ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
+        hold = min(ttl, self.settings.cap_ms)
+        quotas.count(t.counters, gate, now, self.settings, hold)
+        record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
+        self._allow(t, request, choice, record, _why(outcome, lines), now)
+        record.deadline = now + hold
+        record.scope = request.scope if request.keep_scope else None
+        self._hold(t, request.reservation_id, record, lines, now, cal)
+        return _result(request, t.status, record, lines)
+
+    def _fields(self, request: ReserveRequest, decision: str, amounts: Amounts) -> dict[str, str]:
+        fields = {
+            "decision": decision,
+            "reservation": request.reservation_id,
+            "path": request.scope,
+            "amounts": sorted_amounts(amounts),
+        }
+        if request.run is not None:
+            fields["run"] = request.run
+        return fields
+
+    def _deny(
+        self, t: TenantState, request: ReserveRequest, reason: str, scope: str, now: int
+    ) -> None:
+        fields = self._fields(request, "DENY", request.candidates[0].amounts)
+        fields |= {"reason": reason, "scope": scope}
+        t.deny(reason, scope, fields, now, self.settings.audit_retention_ms)
+
+    def _allow(
+        self,
+        t: TenantState,
+        request: ReserveRequest,
+        choice: Choice,
+        record: Record,
+        why: tuple[str, str],
+        now: int,
+    ) -> None:
+        capped = choice.index is not None and choice.index > 0
+        verdict = "ALLOW_WITH_CAPS" if capped else "ALLOW"
+        fields = self._fields(request, "ALLOW" if request.shadow else verdict, record.amounts)
+        if capped:
+            fields["rule"] = request.candidates[record.outcome.candidate].name
+        if request.shadow:
+            fields["would"] = verdict if record.outcome.would_allow else "DENY"
+            if not record.outcome.would_allow:
+                fields |= {"reason": why[0], "scope": why[1]}
+        t.append("reserve", fields, now, self.settings.audit_retention_ms)
+
+    def _hold(
+        self,
+        t: TenantState,
+        rid: str,
+        record: Record,
+        lines: Sequence[_Line],
+        now: int,
+        cal: Calendar,
+    ) -> None:
+        """Reserve the record's amounts on every line and keep it OPEN until its deadline."""
+        for ln in lines:
+            amount = record.amounts.get(ln.line.unit, 0)
+            t.add(f"{ln.prefix}|reserved", amount)
+            t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)
+            ln.remaining -= amount
+        t.resv[rid] = record
+        t.resv_exp[rid] = record.deadline
+
+    async def commit(
+        self,
+        reservation: Reservation,
+        actual: Amounts,
+        *,
+        final_release: bool = False,
+        known_only: bool = False,
+    ) -> SettleResult:
+        """commit.lua's states, step for step (its header says what each does)."""
+        check_reservation(reservation)
+        check_amounts("actual", actual)
+        t = self._tenant(reservation.tenant)
+        now, s = t.now(self._clock()), self.settings
+        r = t.resv.get(reservation.id)
+        if r is None and known_only:
+            return SettleResult("MISSING", False, {})
+        r = r or self._missing(reservation)
+        if r.state == "COMMITTED":
+            return SettleResult("COMMITTED", False, dict(r.actual or {}))
+        if r.state in ("RELEASED", "EXPIRED_RELEASED") and final_release:
+            return SettleResult(r.state, False, {})
+        charged = dict(actual)
+        per_line: dict[str, int] = charged
+        if r.state == "OPEN":
+            t.settle_lines(r.fields, r.amounts, actual, now, s)
+            quotas.free(t.counters, r.held)
+        elif r.state == "EXPIRED_CHARGED":
+            added, charged = t.late_charge(reservation.id, r.fields, r.amounts, actual, now, s)
+            per_line = {**charged, **added}
+        else:  # MISSING, RELEASED, EXPIRED_RELEASED: nothing is reserved or held any more.
+            t.settle_lines(r.fields, None, actual, now, s)
+        limits = dict(zip(reservation.fields, reservation.limits, strict=False))
+        crossed = tuple(
+            Crossing(field, bp, limits.get(field, 0), spent)
+            for field, bp, spent in t.cross(alert_marks(reservation), per_line, now, s)
+        )
+        fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
+        fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
+        t.append("commit", fields, now, s.audit_retention_ms)
+        self._finish(t, reservation.id, r, "COMMITTED", now, dict(actual))
+        return SettleResult("COMMITTED", True, charged, crossed)
+
+    async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
+        """release.lua's: an OPEN record is freed; one the store lacks frees nothing and leaves
+        a tombstone (with `known_only`, nothing)."""
+        check_reservation(reservation)
+        t = self._tenant(reservation.tenant)
+        now = t.now(self._clock())
+        r = t.resv.get(reservation.id)
+        if r is None and known_only:
+            return SettleResult("MISSING", False, {})
+        if r is None:
+            r = self._missing(reservation)
+        elif r.state != "OPEN":
+            return SettleResult(r.state, False, {})
+        else:
+            t.settle_lines(r.fields, r.amounts, None, now, self.settings)
+            quotas.free(t.counters, r.held)
+        fields = {"reservation": reservation.id, "state": "RELEASED"}
+        t.append("release", fields, now, self.settings.audit_retention_ms)
+        self._finish(t, reservation.id, r, "RELEASED", now)
+        return SettleResult("RELEASED", True, {})
+
+    async def balances(self, tenant: str) -> list[BalanceRow]:
+        return balance_rows(self._tenant(tenant).ledger)
+
+    async def lines(
+        self, tenant: str, lines: Sequence[BudgetLine], utc_offset_min: int = 0
+    ) -> list[LineBalance]:
+        t = self._tenants.get(tenant) or TenantState()  # a read creates nothing
+        now = t.now(self._clock())
+        cal = calendar_at(t.meta, now, utc_offset_min)
+        overrides = decode_overrides(t.meta.get("overrides", "-"))
+        out = []
+        for line in lines:
+            read = self._read_line(t, line, now, cal)
+            kept = replace(line, limit=limit_in_force(line, overrides))
+            sums = [t.ledger.get(f"{read.prefix}|{k}", 0) for k in ("spent", "reserved", "credit")]
+            out.append(LineBalance(kept, read.pid, *sums))
+        return out
+
+    async def reservation(self, tenant: str, reservation_id: str) -> ReservationRecord | None:
+        t = self._tenants.get(tenant)
+        r = None if t is None else t.resv.get(reservation_id)
+        if r is None:
+            return None
+        actual = None if r.actual is None else dict(r.actual)
+        return ReservationRecord(
+            reservation_id, r.state, r.deadline, dict(r.amounts), r.fields, r.held, actual, r.scope
+        )
+
+    async def counters(self, tenant: str) -> dict[str, int | str]:
+        snapshot = self._tenant(tenant).counters.snapshot()
+        return {k: v for k, v in snapshot.items() if not k.startswith((AGGREGATE, GENERATION))}
+
+    async def set_status(self, tenant: str, status: TenantStatus) -> None:
+        self._tenant(tenant).meta["status"] = status
+
+    async def close(self) -> None:
+        """Nothing to release: the state lives and dies with the process."""
+
+    def _missing(self, reservation: Reservation) -> Record:
+        """Stand-in for a record the store no longer has, from what the caller holds: only its
+        tombstone is written from it. It holds no concurrency: what the reservation reserved
+        and held was settled at its expiry or lost with the store (common.lua missing_record)."""
+        return Record(
+            "MISSING", self.owner, Outcome(0, True), dict(reservation.amounts), reservation.fields
+        )
+
+    def _finish(
+        self,
+        t: TenantState,
+        rid: str,
+        r: Record,
+        state: State,
+        now: int,
+        actual: dict[str, int] | None = None,
+    ) -> None:
+        r.state, r.actual = state, actual
+        t.resv[rid] = r
+        t.resv_exp[rid] = now + self.settings.tombstone_ms
+        self._settled.append((t, rid))
+        # The newest TOMBSTONES_MAX settled records of the store are kept (each is about 1 KiB
+        # of the proxy's own memory); an older one that is settled again is charged as a record
+        # the store lost (never less than the report).
+        while len(self._settled) > TOMBSTONES_MAX:
+            owner, old = self._settled.popleft()
+            record = owner.resv.get(old)
+            if record is not None and record.state != "OPEN":
+                del owner.resv[old]
+                owner.resv_exp.pop(old, None)
+
+
+def _why(outcome: Outcome, lines: Sequence[_Line]) -> tuple[str, str]:
+    """Why enforcement denies (or would): the quota, else the budget line (reserve.lua why)."""
+    if outcome.quota is not None:
+        return "quota", outcome.quota
+    if outcome.denied_by is None:
+        return "budget", "-"
+    line = lines[outcome.denied_by].line
+    return "budget", f"{line.level}|{line.value}"
+
+
+def _result(
+    request: ReserveRequest,
+    status: TenantStatus,
+    record: Record | None,
+    lines: Sequence[_Line],
+    outcome: Outcome = DENIED,
+    first_deny: str | None = None,
+) -> ReserveResult:
+    """The result for a record (reserved now or before), or for `outcome` without one."""
+    pairs = [(ln.pid, ln.remaining) for ln in lines]
+    if record is None:
+        return reserve_result(request, status, outcome, {}, pairs, (), first_deny=first_deny)
+    settled = None if record.state == "OPEN" else record.state
+    return reserve_result(
+        request,
+        status,
+        record.outcome,
+        record.amounts,
+        pairs,
+        record.fields,
+        record.held,
+        settled=settled,
+    )

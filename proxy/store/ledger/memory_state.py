@@ -1,0 +1,252 @@
+"""The memory store's per-tenant state, mirroring the Redis keys step for step (see
+store/redis/layout.py): the ledger hash and its expiry set, the reservation records, `:meta` and the
+audit stream.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from proxy.core.errors import range_error
+from proxy.core.types import ReservationSettings
+from proxy.store.ledger import quotas
+from proxy.store.ledger.base import Amounts, State, TenantStatus
+from proxy.store.ledger.calendar import MINUTE_MS, Calendar, period_bound_ms
+from proxy.store.ledger.checks import out_of_range
+from proxy.store.ledger.common import Outcome, field_expiry
+from proxy.store.ledger.expiry import ExpiryIndex
+from proxy.store.ledger.tenants import AGGREGATE, GENERATION
+
+TOMBSTONES_MAX = 20_000
+"""Settled reservation records the memory store keeps (all tenants), besides their time limit."""
+AUDIT_MAX_ENTRIES = 2_000
+"""Per tenant, on the memory store (the Redis store keeps the full retention, in Redis)."""
+
+
+@dataclass(slots=True)
+class Record:
+    state: State
+    owner: str
+    outcome: Outcome
+    amounts: dict[str, int]
+    fields: tuple[str, ...]
+    held: tuple[str, ...] = ()
+    actual: dict[str, int] | None = None
+    deadline: int = 0
+    """When it expires if still OPEN (kept after it is settled, as the Redis record keeps it)."""
+    scope: str | None = None
+    """The scope path, when the reserve asked to keep it (ReserveRequest.keep_scope)."""
+
+
+@dataclass(slots=True)
+class TenantState:
+    name: str = ""
+    ledger: dict[str, int] = field(default_factory=dict)
+    ledger_exp: ExpiryIndex = field(default_factory=ExpiryIndex)
+    resv: dict[str, Record] = field(default_factory=dict)
+    resv_exp: ExpiryIndex = field(default_factory=ExpiryIndex)
+    meta: dict[str, str] = field(default_factory=dict)
+    audit: deque[tuple[str, dict[str, str]]] = field(
+        default_factory=lambda: deque(maxlen=AUDIT_MAX_ENTRIES)
+    )
+    """The newest AUDIT_MAX_ENTRIES entries within the retention: this store lives in the
+    proxy's own memory, which must stay flat however many calls it serves."""
+    counters: quotas.Counters = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counters = quotas.Counters(self.ledger_exp)
+
+    @property
+    def status(self) -> TenantStatus:
+        return cast(TenantStatus, self.meta.get("status", "active"))
+
+    def now(self, clock_ms: int) -> int:
+        """The clock this tenant's operations see (plus its test clock offset)."""
+        return clock_ms + int(self.meta.get("clock_offset_ms", "0"))
+
+    def next_due(self) -> int | None:
+        """When something of this tenant next expires (a deadline, a tombstone, an entry), by
+        the store's clock (without the test clock offset); None: nothing will."""
+        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest())
+        times = [at for at in earliest if at is not None]
+        return min(times) - int(self.meta.get("clock_offset_ms", "0")) if times else None
+
+    def check_range(self, fields: Sequence[str], kind: str, delta: Amounts) -> None:
+        """Refuse (before anything is written) a change that takes a sum out of the safe range."""
+        name = out_of_range(self.ledger, fields, kind, delta)
+        if name is not None:
+            raise range_error(self.name, name)
+
+    def add(self, key: str, amount: int) -> None:
+        self.ledger[key] = self.ledger.get(key, 0) + amount
+
+    def touch(
+        self,
+        prefix: str,
+        now: int,
+        s: ReservationSettings,
+        cal: Calendar | None,
+        hold_ms: int = 0,
+    ) -> None:
+        """Keep an entry: see common.lua's touch (exact with a calendar, else a safe bound; a
+        run entry for `hold_ms`, how long the call reserving may stay open, + the idle TTL)."""
+        pid = prefix.split("|")[-1]
+        if pid != "-" and cal is not None:
+            self.keep(prefix, cal.period_end(pid) + s.period_grace_ms)
+        elif pid != "-":
+            self.ledger_exp.setdefault(prefix, period_bound_ms(pid) + s.period_grace_ms)
+        else:
+            at = field_expiry(prefix, now + hold_ms, s.run_idle_ms)
+            if at is not None:
+                self.keep(prefix, at)
+
+    def keep(self, name: str, at: int) -> None:
+        self.ledger_exp[name] = max(at, self.ledger_exp.get(name, at))
+
+    def drop_expired(self, now: int, limit: int | None) -> None:
+        """Drop expired entries: a budget prefix's three fields, or one quota field."""
+        for _, name in self.ledger_exp.pop_due(now, limit):
+            if name.startswith("q|"):
+                self.counters.drop(name)
+            else:
+                for kind in ("spent", "reserved", "credit"):
+                    self.ledger.pop(f"{name}|{kind}", None)
+
+    def settle_lines(
+        self,
+        fields: Sequence[str],
+        free: Amounts | None,
+        charge: Amounts | None,
+        now: int,
+        s: ReservationSettings,
+    ) -> None:
+        """Free `free` and charge `charge` on every field, each `spent` checked first."""
+        if charge is not None:
+            self.check_range(fields, "spent", charge)
+        for prefix in fields:
+            unit = prefix.split("|")[2]
+            if free is not None:
+                key = f"{prefix}|reserved"
+                self.add(key, -free.get(unit, 0))
+                self.ledger[key] = max(self.ledger[key], 0)
+            if charge is not None:
+                self.add(f"{prefix}|spent", charge.get(unit, 0))
+            self.touch(prefix, now, s, None)
+
+    def generation(self, name: str) -> int:
+        """A RESET_SPENT generation (common.lua generation): `resets`, `reset|<prefix>`,
+        `exp|<reservation>`; 0 when absent."""
+        return self.counters.values.get(GENERATION + name, 0)
+
+    def mark_reset(self, prefixes: Sequence[str], now: int, s: ReservationSettings) -> None:
+        """tenant_ledger.lua's reset: a new generation, recorded on every line it reset."""
+        if not prefixes:
+            return
+        gen = self.generation("resets") + 1
+        self.counters.values[GENERATION + "resets"] = gen
+        for prefix in prefixes:
+            self.counters.values[f"{GENERATION}reset|{prefix}"] = gen
+            self.keep(f"{GENERATION}reset|{prefix}", now + s.tombstone_ms)
+
+    def mark_expiry(self, rid: str, now: int, s: ReservationSettings) -> None:
+        """sweep.lua's expire(): the generation an expiry charge belongs to (when not 0)."""
+        gen = self.generation("resets")
+        if gen:
+            self.counters.values[f"{GENERATION}exp|{rid}"] = gen
+            self.keep(f"{GENERATION}exp|{rid}", now + s.tombstone_ms)
+
+    def late_charge(
+        self,
+        rid: str,
+        fields: Sequence[str],
+        estimate: Amounts,
+        actual: Amounts,
+        now: int,
+        s: ReservationSettings,
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """common.lua's late_charge(): a commit after EXPIRED_CHARGED, every line's sum checked
+        before the first write. Returns what was added per prefix, and per unit actual -
+        estimate or, where a line got more, the most added."""
+        since, added = self.generation(f"exp|{rid}"), dict[str, int]()
+        units = {*actual, *estimate}
+        by_unit = {u: actual.get(u, 0) - estimate.get(u, 0) for u in units}
+        for prefix in fields:
+            unit = prefix.split("|")[2]
+            d = actual.get(unit, 0) - estimate.get(unit, 0)
+            if self.generation(f"reset|{prefix}") > since:
+                d = max(d, 0)  # a reset since the expiry charge wiped it
+            d = max(d, -self.ledger.get(f"{prefix}|spent", 0))
+            added[prefix] = d
+            by_unit[unit] = max(by_unit.get(unit, 0), d)
+        self.check_range(fields, "spent", added)
+        for prefix in fields:
+            self.add(f"{prefix}|spent", added[prefix])
+            self.touch(prefix, now, s, None)
+        return added, by_unit
+
+    def cross(
+        self,
+        marks: Sequence[tuple[str, int, int]],
+        charged: Amounts,
+        now: int,
+        s: ReservationSettings,
+    ) -> list[tuple[str, int, int]]:
+        """common.lua's cross_marks(): of the (field, basis points, mark) triples, those this
+        charge (by unit, or by field where lines differ) reached first in their period, as
+        (field, basis points, spent after)."""
+        out = []
+        for prefix, bp, mark in marks:
+            after = self.ledger.get(f"{prefix}|spent", 0)
+            before = after - charged.get(prefix, charged.get(prefix.split("|")[2], 0))
+            name = f"q|alert|{prefix}|{bp}"
+            if before < mark <= after and name not in self.counters.values:
+                self.counters.values[name] = now
+                self._keep_alert(name, prefix, now, s)
+                out.append((prefix, bp, after))
+        return out
+
+    def first_deny(self, prefix: str, now: int, s: ReservationSettings) -> bool:
+        """reserve.lua's first_deny(): True for the first budget denial on `prefix` in its
+        period (`q|alert|<prefix>|deny`, kept until the period's entries expire)."""
+        name = f"q|alert|{prefix}|deny"
+        if name in self.counters.values:
+            return False
+        self.counters.values[name] = now
+        self._keep_alert(name, prefix, now, s)
+        return True
+
+    def _keep_alert(self, name: str, prefix: str, now: int, s: ReservationSettings) -> None:
+        pid = prefix.split("|")[-1]
+        if pid != "-":
+            self.ledger_exp.setdefault(name, period_bound_ms(pid) + s.period_grace_ms)
+        elif prefix.startswith("run|"):
+            self.keep(name, now + s.run_idle_ms)
+
+    def append(self, kind: str, fields: dict[str, str], now: int, retention_ms: int) -> None:
+        """audit.lua's audit(): id `<max(now, last ms)>-<seq>`, then trim to the retention."""
+        last_ms, last_seq = (-1, -1)
+        if self.audit:
+            last_ms, last_seq = map(int, self.audit[-1][0].split("-"))
+        ms = max(now, last_ms)
+        seq = last_seq + 1 if ms == last_ms else 0
+        self.audit.append((f"{ms}-{seq}", {"kind": kind, **fields}))
+        # Ids only grow, so what is past the retention is at the front (XADD MINID = ...).
+        cutoff = now - retention_ms
+        while self.audit and int(self.audit[0][0].split("-", 1)[0]) < cutoff:
+            self.audit.popleft()
+
+    def deny(
+        self, reason: str, scope: str, fields: dict[str, str], now: int, retention: int
+    ) -> None:
+        """audit.lua's audit_denial(): one entry per minute, reason and scope; the rest count."""
+        minute = now // MINUTE_MS
+        key = f"{minute}|{reason}|{scope}"
+        name = AGGREGATE + key
+        self.counters.values[name] = self.counters.values.get(name, 0) + 1
+        if self.counters.values[name] > 1:
+            return
+        self.keep(name, (minute + 1) * MINUTE_MS + retention)
+        self.append("reserve", {**fields, "agg": key}, now, retention)

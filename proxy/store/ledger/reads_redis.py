@@ -1,0 +1,84 @@
+"""The reads half of RedisLedger that settling from another instance needs: a reservation's
+record, and where budget lines stand now. Neither writes anything.
+
+`reservation` is one HMGET on the tenant's `:resv` hash: the record reserve.lua wrote (state,
+deadline, amounts, held counters, field prefixes), so an instance that did not make a
+reservation can still settle it exactly, and the scope path kept beside it (an action's).
+`lines` runs lua/lines.lua, which computes period ids and the limit in force with the same code
+the reserve script uses.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from proxy.store.ledger.base import BudgetLine, LineBalance, ReservationRecord, State
+from proxy.store.ledger.common import decode_amounts
+from proxy.store.redis import layout as keys
+from proxy.store.redis.clients import boundary
+from proxy.store.redis.safety import Epoch
+
+STATES = ("OPEN", "COMMITTED", "RELEASED", "EXPIRED_CHARGED", "EXPIRED_RELEASED")
+
+
+class RedisReads(ABC):
+    """Mixed into RedisLedger, which provides `_client`, `_epoch` and `_run`."""
+
+    _client: Redis | RedisCluster
+    _epoch: Epoch
+
+    @abstractmethod
+    async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
+        """Run script `name` for `tenant` with these ARGV (after the common ones)."""
+
+    async def reservation(self, tenant: str, reservation_id: str) -> ReservationRecord | None:
+        self._epoch.guard()
+        fields = [reservation_id, keys.scope_field(reservation_id)]
+        with boundary():
+            raw, scope = await self._client.hmget(keys.tenant_keys(tenant)[2], fields)
+        if raw is None:
+            return None
+        record = decode_record(reservation_id, _text(raw))
+        return record if scope is None else replace(record, scope=_text(scope))
+
+    async def lines(
+        self, tenant: str, lines: Sequence[BudgetLine], utc_offset_min: int = 0
+    ) -> list[LineBalance]:
+        self._epoch.guard()
+        args = [str(utc_offset_min)]
+        for line in lines:
+            args += [line.level, line.value, line.unit, line.period, str(line.limit)]
+        reply: list[str] = await self._run("lines", tenant, args)
+        out = []
+        for i, line in enumerate(lines):
+            pid, limit, spent, reserved, credit = reply[5 * i : 5 * i + 5]
+            kept = BudgetLine(line.level, line.value, line.unit, line.period, int(limit))
+            out.append(LineBalance(kept, pid, int(spent), int(reserved), int(credit)))
+        return out
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def decode_record(reservation_id: str, text: str) -> ReservationRecord:
+    """A `:resv` value, `STATE created_ms deadline_ms owner outcome amounts actual held
+    prefix…` (lua/reserve.lua documents it)."""
+    state, _created, deadline, _owner, _outcome, amounts, actual, held, *fields = text.split(" ")
+    if state not in STATES:
+        raise ValueError(f"reservation {reservation_id!r} has unknown state {state!r}")
+    return ReservationRecord(
+        id=reservation_id,
+        state=cast(State, state),
+        deadline_ms=int(deadline),
+        amounts=decode_amounts(amounts),
+        fields=tuple(fields),
+        held=() if held == "-" else tuple(held.split(",")),
+        actual=None if actual == "-" else decode_amounts(actual),
+    )

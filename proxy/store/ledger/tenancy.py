@@ -1,0 +1,171 @@
+"""Tenants as runtime state: the store side of onboarding, lifecycle, adjustments and the audit.
+
+A tenant's record lives in its `:meta` hash, under the tenant's hash tag, so every change to it
+is one script that also appends to the tenant's `:audit` stream and bumps `version`. The reserve
+script reads the same hash (status, version, anchor, clock offset), so a request racing a
+suspension or a plan change cannot slip through: it is ordered before or after it.
+
+The store's record wins over the policy's `tenants:` section, which only seeds tenants the store
+does not have. A closed tenant's record is kept for ever: its id is never reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from proxy.core.types import Mode, Period, Unit
+from proxy.store.ledger.base import BalanceRow, Ledger, TenantStatus
+
+AuditKind = Literal["reserve", "commit", "release", "expire", "admin", "reject"]
+
+
+class TenantExists(Exception):
+    """create_tenant for an id the store already has (active, suspended or closed)."""
+
+
+class TenantNotFound(Exception):
+    """An operation on a tenant the store does not have."""
+
+
+class TenantClosed(Exception):
+    """A change to a closed tenant other than closing it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: str
+    plan: str
+    status: TenantStatus = "active"
+    mode: Mode | None = None
+    """None: the policy's global mode."""
+    anchor_day: int = 1
+    """Monthly periods start on this day of the month (29-31 clamp to the month's last day)."""
+    timezone: str = "UTC"
+    """IANA name; periods (day, month, runs_per_day) follow the tenant's local calendar."""
+    overrides: Mapping[str, int] = field(default_factory=dict)
+    """Scope level → limit in units, replacing the plan's limit on that level."""
+    alerts: tuple[int, ...] | None = None
+    """Alert thresholds in basis points replacing the plan's (and the policy's entry for the
+    tenant); None: inherit them, (): no threshold alerts for this tenant."""
+    version: int = 0
+    """Bumped by every change; the reserve request names the version it was built from."""
+    created_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: str
+    """The stream id (`<ms>-<seq>`): entries are totally ordered per tenant."""
+    at_ms: int
+    kind: AuditKind
+    fields: Mapping[str, str]
+    """What happened, e.g. decision=DENY reason=budget scope=run|r-7 reservation=… run=…;
+    for aggregated denials, `count` is how many identical denials that minute held."""
+
+
+class TenantStore(Protocol):
+    async def create_tenant(self, record: TenantRecord, *, actor: str) -> TenantRecord:
+        """Store a new tenant (version 1). TenantExists if the id was ever used."""
+        ...
+
+    async def get_tenant(self, tenant: str) -> TenantRecord | None: ...
+
+    async def list_tenants(self, *, after: str | None, limit: int) -> list[TenantRecord]:
+        """Tenants in id order, starting after `after` (a cursor), at most `limit`."""
+        ...
+
+    async def update_tenant(
+        self,
+        tenant: str,
+        *,
+        actor: str,
+        reason: str,
+        plan: str | None = None,
+        mode: Mode | Literal["inherit"] | None = None,
+        overrides: Mapping[str, int] | None = None,
+        anchor_day: int | None = None,
+        timezone: str | None = None,
+        alerts: Sequence[int] | Literal["inherit"] | None = None,
+    ) -> TenantRecord:
+        """Change what is given (None: unchanged). A new anchor day applies from the next
+        period, never handing out a fresh budget mid-period."""
+        ...
+
+    async def change_status(
+        self, tenant: str, status: TenantStatus, *, actor: str, reason: str
+    ) -> tuple[TenantRecord, bool]:
+        """Suspend, reactivate or close. Returns the record and whether anything changed
+        (closing a closed tenant, or suspending a suspended one, changes nothing). A closed
+        tenant cannot be reactivated (TenantClosed)."""
+        ...
+
+    async def adjust(
+        self,
+        tenant: str,
+        *,
+        level: str,
+        value: str,
+        unit: Unit,
+        period: Period,
+        amount: int,
+        actor: str,
+        reason: str,
+    ) -> BalanceRow:
+        """Add `amount` (negative: a debit) to the line's `credit` in the current period."""
+        ...
+
+    async def reset(
+        self, tenant: str, *, level: str | None, value: str | None, actor: str, reason: str
+    ) -> list[BalanceRow]:
+        """RESET_SPENT: zero `spent` of the current period's lines (all, or one level/value),
+        never `reserved`; the audit keeps what was zeroed."""
+        ...
+
+    async def audit(
+        self,
+        tenant: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        run: str | None = None,
+        decision: str | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        """Entries oldest first, filtered."""
+        ...
+
+    async def note_rejection(self, tenant: str, reason: str) -> None:
+        """Record a call refused before it reached the ledger (e.g. a key used with another
+        tenant's header). Nothing for a tenant the store does not have."""
+        ...
+
+    async def set_clock_offset(self, tenant: str, offset_ms: int) -> None:
+        """For tests: shift the clock the tenant's scripts see (periods, deadlines, audit)."""
+        ...
+
+    async def seed(self, records: list[TenantRecord]) -> int:
+        """Create the policy's seed tenants the store does not have; returns how many."""
+        ...
+
+
+class TenantLedger(Ledger, TenantStore, Protocol):
+    """A store that is both: what the admin API works with."""
+
+
+def balance_key(row: BalanceRow) -> str:
+    return f"{row.level}|{row.value}|{row.unit}|{row.period_id}"
+
+
+__all__ = [
+    "AuditEntry",
+    "AuditKind",
+    "TenantClosed",
+    "TenantExists",
+    "TenantLedger",
+    "TenantNotFound",
+    "TenantRecord",
+    "TenantStore",
+    "balance_key",
+]

@@ -1,0 +1,115 @@
+"""Redis key layout.
+
+Everything one script touches for a tenant shares the hash tag `{t:<tenant>}`, so a tenant's keys
+live in one Redis Cluster slot and a single script can read and write them atomically:
+
+    cy:v1:{t:<tenant>}:ledger      hash  `<level>|<value>|<unit>|<period id>|spent|reserved|credit`,
+                                         and the quota counters `q|…` (see store/ledger/quotas.py)
+    cy:v1:{t:<tenant>}:ledger_exp  zset  `<level>|<value>|<unit>|<period id>` or a `q|…` field
+                                         -> expiry (ms)
+    cy:v1:{t:<tenant>}:resv        hash  reservation id -> record (see
+                                         store/ledger/lua/reserve.lua), and for an action's,
+                                         `<id>|scope` -> the scope path it was reserved with
+                                         (deleted with the record)
+    cy:v1:{t:<tenant>}:resv_exp    zset  reservation id -> deadline, or tombstone expiry (ms)
+    cy:v1:{t:<tenant>}:meta        hash  the tenant record: status, plan, mode, anchor, time
+                                         zone, overrides, version (see store/ledger/tenants.py)
+    cy:v1:{t:<tenant>}:audit       stream  the audit trail (see store/ledger/lua/audit.lua), trimmed
+                                         to the retention by every append
+    cy:v1:{t:<tenant>}:idem:<sha>  string  a client idempotency key (sha256 of the key, after
+                                         `<sha256 of the caller's key pins>.` for a pinned
+                                         API key) -> the call's claim or stored answer (see
+                                         proxy/gateway/replay.py); plain SET commands, never touched
+                                         by a script
+
+Tenant ids and scope values match `^[a-z0-9_.-]{1,128}$` after lowercasing: they can contain
+neither `:` nor `|` nor braces, so no key or field can collide with another. No budget level is
+`q`, so budget entries and quota counters cannot collide either.
+
+Keys that cannot carry a tenant tag are outside every script and written in a fixed order (the
+due index, below, is the one exception: on one Redis it is a plain key every script may touch,
+in a cluster it is one key per slot):
+
+    cy:v1:tenants      set   every tenant that has ever reserved or been created (the
+                             sweeper's work list)
+    cy:v1:tenant_index zset  every created tenant id, score 0 (listed in id order by ZRANGE
+                             BYLEX); written after the tenant's create script
+    cy:v1:instances    zset  instance id -> last heartbeat (ms)
+    cy:v1:due          zset  tenant -> its earliest due time (ms, Redis time): the first
+                             deadline or tombstone expiry of its `:resv_exp`, or entry expiry of
+                             its `:ledger_exp`. Written by every script that adds to either
+                             (store/ledger/lua/common.lua reindex), so it is passed to every script
+                             as its seventh key; the sweeper visits only the tenants it says are
+                             due.
+    cy:v1:due:{<n>}    zset  Redis Cluster only: the same, one per slot, since a script may
+                             only touch keys of its tenant's slot: `<n>` is the first number
+                             whose key falls in that slot (due_key)
+    cy:v1:due_shards   set   Redis Cluster only: the `cy:v1:due:{<n>}` keys that may hold
+                             tenants, each added before its first script runs
+    cy:v1:epoch        string  written once when the store is initialised
+    cy:v1:epoch:{<n>}  string  Redis Cluster only: the same, so that every master holds one
+                             (the first of cy:v1:epoch, cy:v1:epoch:{0}, … in its slots; see
+                             safety.py)
+
+`v1` versions the schema: a rolling upgrade that changes it runs old and new side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+PREFIX = "cy:v1"
+TENANT_KEYS = ("ledger", "ledger_exp", "resv", "resv_exp", "meta", "audit")
+
+TENANTS = f"{PREFIX}:tenants"
+TENANT_INDEX = f"{PREFIX}:tenant_index"
+INSTANCES = f"{PREFIX}:instances"
+DUE = f"{PREFIX}:due"
+DUE_SHARDS = f"{PREFIX}:due_shards"
+EPOCH = f"{PREFIX}:epoch"
+
+
+def epoch_candidates(limit: int = 1 << 20) -> Iterator[str]:
+    """`cy:v1:epoch`, then `cy:v1:epoch:{0}`, `cy:v1:epoch:{1}`, …: one in each slot long before
+    `limit`, so every master of a cluster finds one of its own (safety.py)."""
+    yield EPOCH
+    for n in range(limit):
+        yield f"{EPOCH}:{{{n}}}"
+
+
+def idempotency_key(tenant: str, digest: str) -> str:
+    """Where a tenant's client idempotency key `digest` (gateway/replay.py: hex sha256, or two) is
+    recorded."""
+    return f"{PREFIX}:{{t:{tenant}}}:idem:{digest}"
+
+
+def scope_field(reservation_id: str) -> str:
+    """The `:resv` field beside a reservation's record that holds its scope path."""
+    return f"{reservation_id}|scope"
+
+
+def tenant_keys(tenant: str) -> list[str]:
+    """The KEYS of every per-tenant script, in TENANT_KEYS order."""
+    tag = f"{PREFIX}:{{t:{tenant}}}"
+    return [f"{tag}:{name}" for name in TENANT_KEYS]
+
+
+def due_key(tenant: str, cluster: bool) -> str:
+    """The due index that holds `tenant`: `cy:v1:due`, or in a cluster the one in its slot."""
+    if not cluster:
+        return DUE
+    return f"{DUE}:{{{_slot_tags()[key_slot(f't:{tenant}'.encode())]:d}}}"
+
+
+@cache
+def _slot_tags() -> dict[int, int]:
+    """Slot -> the first n whose `cy:v1:due:{n}` falls in it (about 110k CRCs, once)."""
+    tags: dict[int, int] = {}
+    n = 0
+    while len(tags) < REDIS_CLUSTER_HASH_SLOTS:
+        tags.setdefault(key_slot(f"{DUE}:{{{n}}}".encode()), n)
+        n += 1
+    return tags

@@ -1,0 +1,53 @@
+"""What the fake provider bills beyond tokens, by the providers' published rules, in code of the
+fake's own (never the proxy's metering/billable.py): the service tier a call is served at, and the
+hosted tool uses a call makes.
+
+- Service tier (OpenAI, Anthropic): a call naming a tier is served at it (`standard_only` is the
+  standard tier); `auto`, or no tier, gets the account's configured tier.
+- Hosted tools, Responses: every built-in tool call of a response counts against its
+  `max_tool_calls`; each is an output item `<tool>_call`, billed per call (web_search_preview as
+  web_search), code_interpreter's per container. Tools billed by tokens alone make no such call.
+- Server tools, Anthropic: web_search and web_fetch uses, each at most the tool's `max_uses`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from proxy.testing import fake_shapes
+
+FREE_TOOLS = frozenset(
+    {"function", "custom", "mcp", "computer_use_preview", "local_shell", "shell", "apply_patch"}
+)
+"""Responses tools billed by their tokens alone."""
+
+
+def served_tier(body: dict[str, Any], configured: str) -> str:
+    """The tier a call is served at, in OpenAI's names (`default` for the standard one)."""
+    asked = body.get("service_tier")
+    if asked is None or asked == "auto":
+        return configured
+    return "default" if asked == "standard_only" else str(asked)
+
+
+def hosted_tools(
+    endpoint: str, body: dict[str, Any], made: int
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """The hosted tool uses a call makes, by tool, when each tool would use `made` if allowed;
+    on Responses, their output items too (all of the first hosted tool in `tools`)."""
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
+    if endpoint == "messages":
+        calls = {}
+        for tool in tools:
+            kind = re.sub(r"_\d{8}$", "", str(tool.get("type")))
+            if kind in ("web_search", "web_fetch") and made:
+                calls[kind] = min(made, tool.get("max_uses") or made)
+        return calls, []
+    hosted = [str(t.get("type")) for t in tools if t.get("type") not in FREE_TOOLS]
+    if not hosted or not made:
+        return {}, []
+    kind = re.sub(r"_\d{4}_\d{2}_\d{2}$", "", hosted[0]).removesuffix("_preview")
+    limit = body.get("max_tool_calls")
+    n = made if limit is None else min(made, limit)
+    return ({kind: n} if n else {}), [fake_shapes.tool_item(kind, i) for i in range(n)]
