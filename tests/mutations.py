@@ -99,6 +99,7 @@ OPENAI_WRITES = "tests/test_openai_cache_writes.py::"
 OPENAI_WRITE_PRICE = (
     OPENAI_WRITES + "test_cache_writes_are_reserved_and_charged_at_the_model_s_write_price"
 )
+LONG_MEDIA = "tests/test_long_context_media.py"
 
 
 @dataclass(frozen=True)
@@ -2405,6 +2406,14 @@ MUTATIONS: tuple[Mutation, ...] = (
             f"{REPLAY}::test_a_key_past_the_tenants_claims_is_503_and_reserves_nothing",
         ),
         removes="memory:// claims are bounded (a new key refused with 503), never dropped",
+    ),
+    Mutation(
+        name="long-context-drops-media-raise",
+        file="proxy/token_kinds.py",
+        old="        long = dataclasses.replace(long, input=long_input, output=long_output)",
+        new="        pass",
+        tests=(LONG_MEDIA,),
+        removes="a long prompt with media reserves its long-context rates raised to media prices",
     ),
 )
 
