@@ -10,9 +10,9 @@ Reasoning tokens are billed at the output price like the visible text, so they s
 `audio_*` / `image_*` prices (pricing.py), the text part being the total minus them.
 
 An estimate cannot know how a prompt splits, so a call that carries audio or images, or asks for
-audio back, is priced at the dearer of the text and media prices, and an OpenAI prompt on a
-model whose policy prices cache writes (any prompt may be written to the cache) at the dearer of
-the input and write prices (`estimate_price`). Media
+audio back, is priced at the dearer of the text and media prices, and an OpenAI prompt (any
+prompt may be written to the cache) at the dearer of the input and write prices: the policy's
+`cache_write`, or the default a write is charged at without one (`estimate_price`). Media
 tokens keep their own price above a long-context threshold too, so the long-context input and
 output prices are raised alike: the reservation stays an upper bound on what the provider can
 bill at any prompt size.
@@ -65,8 +65,10 @@ WRITES_CACHE = frozenset({"chat", "responses"})
 def estimate_price(price: ModelPrice, body: Mapping[str, Any], endpoint: str) -> ModelPrice:
     """The price an estimate of `body` (on `endpoint`) is reserved at: `price`, with input and
     output raised to the media and cache-write prices the request may be billed at."""
-    if endpoint in WRITES_CACHE and price.cache_write is not None:
-        price = _with_writes(price, price.cache_write)
+    if endpoint in WRITES_CACHE:
+        # Any prompt may be written and billed; without a cache_write in the policy the writes
+        # are charged at the default (ModelPrice.five_write), so they are reserved at it too.
+        price = _with_writes(price, price.five_write)
     if _no_media_prices(price):
         return price
     parts = _part_types(body)
