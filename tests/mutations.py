@@ -2416,6 +2416,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="a long prompt with media reserves its long-context rates raised to media prices",
     ),
     Mutation(
+        name="property-sees-long-context-media-unraised",
+        file="proxy/token_kinds.py",
+        old="        long = dataclasses.replace(long, input=long_input, output=long_output)",
+        new="        pass",
+        tests=(PROPERTY,),
+        removes="the property catches long prompts with media reserved at long-context rates",
+    ),
+    Mutation(
         name="unpriced-openai-writes-unreserved",
         file="proxy/token_kinds.py",
         old="    if endpoint in WRITES_CACHE:\n",
@@ -2427,6 +2435,14 @@ MUTATIONS: tuple[Mutation, ...] = (
             + "test_cache_writes_on_a_model_without_a_write_price_are_charged_at_1_25x_input",
         ),
         removes="an OpenAI prompt without a cache_write price reserves at the default write price",
+    ),
+    Mutation(
+        name="property-sees-unpriced-openai-writes-unreserved",
+        file="proxy/token_kinds.py",
+        old="    if endpoint in WRITES_CACHE:\n",
+        new="    if endpoint in WRITES_CACHE and price.cache_write is not None:\n",
+        tests=(PROPERTY,),
+        removes="the property catches writes on a model without cache_write reserved at input",
     ),
     Mutation(
         name="unreported-prompt-charged-at-plain-input",
