@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from support import OPENAI_WRITE_FACTOR
 from support import settled as settled  # the breadth tests take it from here
 
 from proxy.policy import load_policy
@@ -102,8 +103,9 @@ def breadth_policy(
 
 def cost(model: str, **tokens: int) -> int:
     """DESIGN.md's formula, written apart from proxy.metering.pricing. `tokens` by price name:
-    input, cached, output, audio_input, audio_output (each kind priced once, at its own price)."""
-    prices = PRICES[model]
+    input, cached, output, audio_input, audio_output, cache_write (each kind priced once, at its
+    own price; no model here prices cache writes, so a write is OpenAI's 1.25 times input)."""
+    prices = {**PRICES[model], "cache_write": PRICES[model]["input"] * OPENAI_WRITE_FACTOR}
     numerator = sum(count * int(prices[kind] * UNITS) for kind, count in tokens.items())
     return -(-numerator // 10**6)
 

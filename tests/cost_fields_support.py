@@ -9,7 +9,10 @@ tools.
 The policy is tests/prices_support.py's, where every tool fee declares the input its calls may
 add and gpt-4o-mini's images are billed at its own rate, so what the fake provider bills within
 those declarations is what the proxy must reserve; an unknown tenant gets its plan, so each
-example starts on a fresh ledger."""
+example starts on a fresh ledger. Some OpenAI chat models price cache writes and some do not
+(the writes the fake reports on those are charged at the default), and gpt-audio-long's long
+prompts carry images and audio and ask for audio back, media priced above its long-context
+rates."""
 
 from __future__ import annotations
 
@@ -48,9 +51,9 @@ def property_policy(tmp_path: Path) -> Path:
         "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60,",
         "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60, image_token_factor: 33.34,",
     )
-    # Every OpenAI chat model here prices cache writes (the fake may report them on any call),
-    # at what prices_support bills them: gpt-5 above its input price, the rest at it.
-    for model in OPENAI_CHAT_MODELS:
+    # The fake may report cache writes on any OpenAI call: these models price them, at what
+    # prices_support bills them; the others (UNPRICED_WRITES) leave them to the default.
+    for model in WRITE_PRICED:
         write = PRICES[model].cache_write
         text = text.replace(f"  {model}: {{input: ", f"  {model}: {{cache_write: {write}, input: ")
         text = text.replace(f"  {model}:\n", f"  {model}:\n    cache_write: {write}\n")
@@ -59,8 +62,12 @@ def property_policy(tmp_path: Path) -> Path:
     return path
 
 
-OPENAI_CHAT_MODELS = ("gpt-4o", "gpt-4", "o1", "gpt-5", "gpt-4o-mini")
+WRITE_PRICED = ("gpt-4o", "o1", "gpt-5")
 """The OpenAI chat models the property's policy prices cache writes for."""
+UNPRICED_WRITES = ("gpt-4", "gpt-4o-mini", "gpt-audio-long")
+"""The OpenAI chat models it does not: writes reported on them are charged at the default."""
+LONG_MEDIA = "gpt-audio-long"
+"""Long-context prices below its audio and image ones."""
 
 
 @dataclass(frozen=True)
@@ -155,16 +162,29 @@ TIERS = {"gpt-5": ["priority", "flex"], "gpt-4o-mini": ["flex"]}
 
 
 def _chat_messages(model: str) -> st.SearchStrategy[list[dict[str, Any]]]:
-    """Text, images and audio; files where the model prices documents (gpt-5)."""
+    """Text, images and audio; files where the model prices documents (gpt-5); on LONG_MEDIA,
+    after a system prompt past its long-context threshold two times in three."""
     parts = st.lists(
         st.sampled_from(CHAT_PARTS + [FILE_PART] * (model == "gpt-5")), min_size=1, max_size=3
     )
-    return st.lists(
+    turns = st.lists(
         st.fixed_dictionaries({"role": st.just("user"), "content": words | parts})
         | st.fixed_dictionaries({"role": st.just("system"), "content": words}),
         min_size=1,
         max_size=3,
     )
+    if model != LONG_MEDIA:
+        return turns
+    long = {"role": "system", "content": LONG_TEXT}
+    return st.builds(lambda first, rest: first + rest, st.sampled_from([[], [long], [long]]), turns)
+
+
+def _voiced(model: str) -> st.SearchStrategy[dict[str, Any]]:
+    """LONG_MEDIA asks for audio back three times in four (the fake voices half the answer)."""
+    if model != LONG_MEDIA:
+        return st.just({})
+    asks = {"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}
+    return st.sampled_from([asks, asks, asks, {}])
 
 
 def _tiers(model: str) -> st.SearchStrategy[str]:
@@ -173,8 +193,15 @@ def _tiers(model: str) -> st.SearchStrategy[str]:
 
 def _chat(model: str) -> st.SearchStrategy[dict[str, Any]]:
     return st.builds(
-        lambda messages, limit, extra: {"model": model, "messages": messages, **limit, **extra},
+        lambda messages, voiced, limit, extra: {
+            "model": model,
+            "messages": messages,
+            **voiced,
+            **limit,
+            **extra,
+        },
         _chat_messages(model),
+        _voiced(model),
         _limits(("max_tokens", "max_completion_tokens")),
         _optional(
             n=good_counts,
@@ -191,6 +218,7 @@ def _chat(model: str) -> st.SearchStrategy[dict[str, Any]]:
 
 
 CHAT_MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-5", "gpt-5", "o1", "gpt-4", "gpt-4o-2024-08-06"]
+CHAT_MODELS += [LONG_MEDIA] * 3
 chat_bodies = _spoiled(
     st.sampled_from(CHAT_MODELS).flatmap(_chat),
     {

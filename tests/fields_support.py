@@ -31,6 +31,9 @@ PRICES: dict[str, tuple[Decimal, Decimal, Decimal, Decimal]] = {
     "old-server-model": (Decimal(1), Decimal(1), Decimal(1), Decimal(2)),
     "claude-sonnet-4": (Decimal(3), Decimal("0.30"), Decimal("3.75"), Decimal(15)),
 }
+AUDIO_OUTPUT = {"gpt-4o-mini": Decimal(20)}
+"""USD per 1M completion tokens of audio (the fake voices half of an answer asked in audio);
+a model not listed bills them at its output price."""
 
 POLICY = """
 identity: header
@@ -118,14 +121,17 @@ def billed_cost(billed: Billed) -> int:
     """DESIGN.md's formula, apart from proxy.metering.pricing: ceil(Σ tokens × price per 1M /
     10**6)."""
     fresh, cached, written, output = PRICES[billed.model]
+    voiced = AUDIO_OUTPUT.get(billed.model, output)
     hour = billed.cache_write_1h_tokens
     uncached = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens - hour
+    text_out = billed.completion_tokens - billed.audio_completion_tokens
     numerator = (
         uncached * int(fresh * UNITS)
         + billed.cached_tokens * int(cached * UNITS)
         + billed.cache_write_tokens * int(written * UNITS)
         + hour * 2 * int(fresh * UNITS)  # Anthropic: a one-hour cache write is 2× input
-        + billed.completion_tokens * int(output * UNITS)
+        + text_out * int(output * UNITS)
+        + billed.audio_completion_tokens * int(voiced * UNITS)
     )
     return -(-numerator // 10**6)
 

@@ -106,6 +106,7 @@ OPENAI_WRITES = "tests/gateway/test_openai_cache_writes.py::"
 OPENAI_WRITE_PRICE = (
     OPENAI_WRITES + "test_cache_writes_are_reserved_and_charged_at_the_model_s_write_price"
 )
+LONG_MEDIA = "tests/gateway/test_long_context_media.py"
 
 
 @dataclass(frozen=True)
@@ -1889,7 +1890,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="openai-prompt-reserved-below-write-price",
         file="proxy/metering/token_kinds.py",
-        old="        price = _with_writes(price, price.cache_write)",
+        old="        price = _with_writes(price, price.five_write)",
         new="        pass",
         tests=(OPENAI_WRITE_PRICE,),
         removes="an OpenAI prompt reserves at the dearer of input and cache_write",
@@ -1916,7 +1917,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="property-sees-openai-writes-unreserved",
         file="proxy/metering/token_kinds.py",
-        old="        price = _with_writes(price, price.cache_write)",
+        old="        price = _with_writes(price, price.five_write)",
         new="        pass",
         tests=(PROPERTY,),
         removes="the property catches OpenAI prompts reserved below the write price",
@@ -2746,6 +2747,53 @@ MUTATIONS: tuple[Mutation, ...] = (
         new='source_modules = ["proxy.client"]',
         tests=("tests/test_import_layers.py",),
         removes="lint-imports refuses a store module that imports anything but core",
+    ),
+    Mutation(
+        name="long-context-drops-media-raise",
+        file="proxy/metering/token_kinds.py",
+        old="        long = dataclasses.replace(long, input=long_input, output=long_output)",
+        new="        pass",
+        tests=(LONG_MEDIA,),
+        removes="a long prompt with media reserves its long-context rates raised to media prices",
+    ),
+    Mutation(
+        name="property-sees-long-context-media-unraised",
+        file="proxy/metering/token_kinds.py",
+        old="        long = dataclasses.replace(long, input=long_input, output=long_output)",
+        new="        pass",
+        tests=(PROPERTY,),
+        removes="the property catches long prompts with media reserved at long-context rates",
+    ),
+    Mutation(
+        name="unpriced-openai-writes-unreserved",
+        file="proxy/metering/token_kinds.py",
+        old="    if endpoint in WRITES_CACHE:\n",
+        new="    if endpoint in WRITES_CACHE and price.cache_write is not None:\n",
+        tests=(
+            OPENAI_WRITES
+            + "test_an_openai_prompt_on_a_model_without_a_write_price_is_reserved_at_1_25x_input",
+            OPENAI_WRITES
+            + "test_cache_writes_on_a_model_without_a_write_price_are_charged_at_1_25x_input",
+        ),
+        removes="an OpenAI prompt without a cache_write price reserves at the default write price",
+    ),
+    Mutation(
+        name="property-sees-unpriced-openai-writes-unreserved",
+        file="proxy/metering/token_kinds.py",
+        old="    if endpoint in WRITES_CACHE:\n",
+        new="    if endpoint in WRITES_CACHE and price.cache_write is not None:\n",
+        tests=(PROPERTY,),
+        removes="the property catches writes on a model without cache_write reserved at input",
+    ),
+    Mutation(
+        name="unreported-prompt-charged-at-plain-input",
+        file="proxy/gateway/settle.py",
+        old="    counted = amounts(sent.reserved_price, Usage(",
+        new="    counted = amounts(sent.price, Usage(",
+        tests=(
+            OPENAI_WRITES + "test_a_stream_without_usage_is_charged_its_prompt_at_the_write_price",
+        ),
+        removes="a stream without a usage report is charged its prompt at the price it reserved",
     ),
 )
 

@@ -3,18 +3,20 @@ Claude's tool prompt), the oracle for what the fake provider billed under it, an
 what one call reserved.
 
 The oracle is DESIGN.md's formula written here, apart from proxy.metering.pricing: every token at
-its price (the long-context prices when the fake says the prompt was above the threshold; a
-one-hour cache write at twice the input price, as Anthropic lists it), times
-the tier's factor, plus each hosted tool use at its fee, rounded up once."""
+its price (the long-context prices when the fake says the prompt was above the threshold, but for
+audio tokens, which keep their own price at any size; a one-hour cache write at twice the input
+price, as Anthropic lists it), times the tier's factor, plus each hosted tool use at its fee,
+rounded up once."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -25,6 +27,7 @@ from proxy.policy.runtime import Policy
 from proxy.store.ledger.base import BalanceRow, Ledger
 from proxy.testing.fake_openai import Billed
 
+T = TypeVar("T")
 UNITS = 10**8
 HEADERS = {"X-Cycles-Tenant": "alpha"}
 LONG_ABOVE = 2000
@@ -33,27 +36,36 @@ LONG_ABOVE = 2000
 
 @dataclass(frozen=True)
 class Prices:
-    """USD per 1M tokens."""
+    """USD per 1M tokens. `cache_write` is what the provider bills a (5-minute) cache write:
+    Anthropic's listed price, and for OpenAI's chat models 1.25 times input, its rule for the
+    models that bill writes (the completions and embeddings models never write)."""
 
     input: str
     cached: str
     cache_write: str
     output: str
+    audio_input: str | None = None
+    """None: audio tokens at the text input price."""
+    audio_output: str | None = None
 
 
 PRICES = {
-    "gpt-4o": Prices("2.50", "1.25", "2.50", "10"),
-    "gpt-4": Prices("30", "30", "30", "60"),
-    "o1": Prices("15", "7.50", "15", "60"),
+    "gpt-4o": Prices("2.50", "1.25", "3.125", "10"),
+    "gpt-4": Prices("30", "30", "37.50", "60"),
+    "o1": Prices("15", "7.50", "18.75", "60"),
     "gpt-5": Prices("1.25", "0.125", "1.5625", "10"),
-    "gpt-4o-mini": Prices("0.15", "0.075", "0.15", "0.60"),
+    "gpt-4o-mini": Prices("0.15", "0.075", "0.1875", "0.60"),
+    "gpt-audio-long": Prices("2.50", "1.25", "3.125", "10", audio_input="40", audio_output="80"),
     "claude-sonnet-4": Prices("3", "0.30", "3.75", "15"),
     "claude-sonnet-4-5": Prices("3", "0.30", "3.75", "15"),
     "claude-haiku-4": Prices("1", "0.10", "1.25", "5"),
     "gpt-3.5-turbo-instruct": Prices("1.50", "1.50", "1.50", "2"),
     "text-embedding-3-small": Prices("0.02", "0.02", "0.02", "0"),
 }
-LONG = {"claude-sonnet-4-5": Prices("6", "0.60", "7.50", "22.50")}
+LONG = {
+    "claude-sonnet-4-5": Prices("6", "0.60", "7.50", "22.50"),
+    "gpt-audio-long": Prices("5", "2.50", "6.25", "15"),
+}
 TIERS = {
     "gpt-5": {"priority": Fraction(2), "flex": Fraction(1, 2)},
     "gpt-4o-mini": {"flex": Fraction(1, 2)},
@@ -92,6 +104,14 @@ models:
       code_interpreter: {{per_call: 0.03, input_tokens: 600}}
     documents: {{tokens_per_file: 3000}}
   gpt-4o-mini: {{input: 0.15, cached_input: 0.075, output: 0.60, service_tiers: {{flex: 0.5}}}}
+  gpt-audio-long:
+    input: 2.50
+    cached_input: 1.25
+    output: 10
+    audio_input: 40
+    audio_output: 80
+    image_input: 20
+    long_context: {{above: {LONG_ABOVE}, input: 5, cached_input: 2.50, output: 15}}
   claude-sonnet-4:
     input: 3
     cached_input: 0.30
@@ -152,14 +172,21 @@ def billed_cost(billed: Billed) -> int:
     model = PRICED_AS.get(billed.model, billed.model)
     # A model without long-context prices bills every prompt size alike.
     p = LONG.get(model, PRICES[model]) if billed.long_context else PRICES[model]
+    # Audio keeps the model's own audio price at any prompt size (none: the text price).
+    audio_in = PRICES[model].audio_input or p.input
+    audio_out = PRICES[model].audio_output or p.output
     hour = billed.cache_write_1h_tokens
     fresh = billed.prompt_tokens - billed.cached_tokens - billed.cache_write_tokens - hour
+    fresh -= billed.audio_prompt_tokens
+    text_out = billed.completion_tokens - billed.audio_completion_tokens
     tokens = (
         fresh * _per_million(p.input)
         + billed.cached_tokens * _per_million(p.cached)
         + billed.cache_write_tokens * _per_million(p.cache_write)
         + hour * 2 * _per_million(p.input)  # Anthropic: a one-hour cache write is 2× input
-        + billed.completion_tokens * _per_million(p.output)
+        + billed.audio_prompt_tokens * _per_million(audio_in)
+        + text_out * _per_million(p.output)
+        + billed.audio_completion_tokens * _per_million(audio_out)
     )
     factor = Fraction(1)
     if billed.service_tier != "default":
@@ -193,24 +220,32 @@ async def measured(
 ) -> Measured:
     """One call, with what it reserved (read while the fake, told to be slow, is answering)
     and what it was charged once settled."""
-    before = (await tenant_row(ledger)).spent
 
     async def send() -> tuple[int, dict[str, Any]]:
         async with http.post(url, json=body, headers={**HEADERS, **(headers or {})}) as r:
             raw = await r.read()
             return r.status, {} if body.get("stream") and r.ok else orjson.loads(raw)
 
-    call = asyncio.ensure_future(send())
+    (status, answer), reserved, charged = await measured_call(ledger, send())
+    return Measured(status, answer, reserved, charged)
+
+
+async def measured_call(ledger: Ledger, call: Awaitable[T]) -> tuple[T, int, int]:
+    """What `call` (made by any client: aiohttp, the openai SDK, ...) returned, what the tenant
+    line held while it ran upstream (the fake must be slow: 0 if it never got there), and what
+    it was charged once settled."""
+    before = (await tenant_row(ledger)).spent
+    running = asyncio.ensure_future(call)
     # Sampled while the call runs (a reservation lives only while the fake answers): no wait.
     reserved = 0
-    while not call.done() and not reserved:
+    while not running.done() and not reserved:
         reserved = (await tenant_row(ledger)).reserved
         await asyncio.sleep(0.005)
-    status, answer = await call
+    result = await running
 
     async def settled() -> BalanceRow | None:
         row = await tenant_row(ledger)
         return row if row.reserved == 0 else None
 
     row = await eventually(settled, "the tenant line settling")
-    return Measured(status, answer, reserved, row.spent - before)
+    return result, reserved, row.spent - before

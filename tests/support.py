@@ -144,6 +144,28 @@ def mini_cost(prompt_tokens: int, completion_tokens: int) -> int:
     return -(-numerator // 10**6)
 
 
+OPENAI_WRITE_FACTOR = Decimal("1.25")
+"""OpenAI may write any chat or Responses prompt to its cache and bill the writes at 1.25 times
+the input price (its rule for the models that bill writes): on a model whose policy gives no
+`cache_write`, such a prompt is reserved at that price."""
+
+
+def mini_reserved(prompt_tokens: int, completion_tokens: int) -> int:
+    """What a gpt-4o-mini chat (or Responses) call reserves: DESIGN.md's formula with every
+    prompt token at the write price OpenAI may bill it at (the test policy prices no
+    cache_write), written independently of proxy.metering.pricing. `mini_cost` is what it is charged
+    when the provider reports no writes."""
+    write = int(MINI_INPUT * OPENAI_WRITE_FACTOR * UNITS)
+    numerator = prompt_tokens * write + completion_tokens * int(MINI_OUTPUT * UNITS)
+    return -(-numerator // 10**6)
+
+
+def admits_exactly(calls: int, reserved: int, charged: int) -> bool:
+    """Whether a budget of `calls` reservations of `reserved` admits exactly `calls` calls each
+    charged `charged`: what they leave unspent of their reservations holds no other call."""
+    return calls * (reserved - charged) < reserved
+
+
 def chat_prompt_tokens(body: dict[str, Any]) -> int:
     """The prompt tokens the fake provider bills for a chat request (the OpenAI cookbook's rule,
     counted by the fake, not by the proxy)."""

@@ -183,6 +183,10 @@ class Sent:
     upstream: Upstream
     model: str
     price: ModelPrice
+    reserved_price: ModelPrice
+    """`price` raised to the media and cache-write prices the call may be billed at
+    (token_kinds.estimate_price), as it was reserved: what a call without a usage report is
+    charged at, since nothing says which of them the provider billed."""
     prompt_tokens: int
     body: bytes
     stream: bool
@@ -247,6 +251,7 @@ class PreparedCall:
             self.upstream,
             variant.model,
             variant.price,
+            estimate_price(variant.price, self.body, self.endpoint.name),
             variant.prompt_tokens,
             self._body(changes, others + self._refused_options()),
             self.stream,

@@ -1,7 +1,8 @@
 """What a finished call is charged, and the ledger call that records it.
 
 The rule: never commit less than the evidence shows. Reported usage is charged even above the
-reservation; without a report, streamed text is counted; when the stream did not finish (the
+reservation; without a report, streamed text is counted (with the prompt priced as reserved,
+at the dearest price it may have been billed at); when the stream did not finish (the
 client left and the upstream never sent its usage, or the upstream was cut), or the request
 reached the provider and no answer came back (a timeout, a reset, the proxy stopping), or the
 model may reason without streaming it, the charge is at least the reservation, because the
@@ -61,7 +62,9 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
             return charged
         # A running report from a stream cut short: the generation may have gone on unseen.
         return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in charged.items()}
-    counted = amounts(sent.price, Usage(sent.prompt_tokens, outcome.counted_completion))
+    # No report says how the prompt split (cache writes, audio, images): it is charged at the
+    # dearest price it may have been billed at, as it was reserved.
+    counted = amounts(sent.reserved_price, Usage(sent.prompt_tokens, outcome.counted_completion))
     if outcome.complete and outcome.streamed and not outcome.hidden_reasoning:
         return counted
     # No report, and no finished stream whose text was counted: at least what was reserved.

@@ -10,10 +10,12 @@ Reasoning tokens are billed at the output price like the visible text, so they s
 `audio_*` / `image_*` prices (pricing.py), the text part being the total minus them.
 
 An estimate cannot know how a prompt splits, so a call that carries audio or images, or asks for
-audio back, is priced at the dearer of the text and media prices, and an OpenAI prompt on a
-model whose policy prices cache writes (any prompt may be written to the cache) at the dearer of
-the input and write prices (`estimate_price`): the reservation stays an upper bound on what the
-provider can bill.
+audio back, is priced at the dearer of the text and media prices, and an OpenAI prompt (any
+prompt may be written to the cache) at the dearer of the input and write prices: the policy's
+`cache_write`, or the default a write is charged at without one (`estimate_price`). Media
+tokens keep their own price above a long-context threshold too, so the long-context input and
+output prices are raised alike: the reservation stays an upper bound on what the provider can
+bill at any prompt size.
 """
 
 from __future__ import annotations
@@ -63,23 +65,25 @@ WRITES_CACHE = frozenset({"chat", "responses"})
 def estimate_price(price: ModelPrice, body: Mapping[str, Any], endpoint: str) -> ModelPrice:
     """The price an estimate of `body` (on `endpoint`) is reserved at: `price`, with input and
     output raised to the media and cache-write prices the request may be billed at."""
-    if endpoint in WRITES_CACHE and price.cache_write is not None:
-        price = _with_writes(price, price.cache_write)
+    if endpoint in WRITES_CACHE:
+        # Any prompt may be written and billed; without a cache_write in the policy the writes
+        # are charged at the default (ModelPrice.five_write), so they are reserved at it too.
+        price = _with_writes(price, price.five_write)
     if _no_media_prices(price):
         return price
     parts = _part_types(body)
-    dearer_in = [price.input]
+    dearer_in = []
     if "input_audio" in parts and price.audio_input is not None:
         dearer_in.append(price.audio_input)
     if "image_url" in parts and price.image_input is not None:
         dearer_in.append(price.image_input)
-    dearer_out = [price.output]
+    dearer_out = []
     modalities = body.get("modalities")
     if isinstance(modalities, list) and "audio" in modalities and price.audio_output is not None:
         dearer_out.append(price.audio_output)
     if price.image_output is not None:
         dearer_out.append(price.image_output)
-    return dataclasses.replace(price, input=max(dearer_in), output=max(dearer_out))
+    return _with_media(price, dearer_in, dearer_out)
 
 
 def _with_writes(price: ModelPrice, write: int) -> ModelPrice:
@@ -89,6 +93,23 @@ def _with_writes(price: ModelPrice, write: int) -> ModelPrice:
     if long is not None:
         long = dataclasses.replace(long, input=max(long.input, long.five_write))
     return dataclasses.replace(price, input=max(price.input, write), long_context=long)
+
+
+def _with_media(price: ModelPrice, inputs: list[int], outputs: list[int]) -> ModelPrice:
+    """`price` with every prompt token at least at each of the media prices `inputs` and every
+    completion token at least at each of `outputs`, at any prompt size: media tokens keep their
+    own price above the long-context threshold (pricing._rates), so the long-context input and
+    output are raised as well."""
+    long = price.long_context
+    if long is not None:
+        long_input, long_output = max([long.input, *inputs]), max([long.output, *outputs])
+        long = dataclasses.replace(long, input=long_input, output=long_output)
+    return dataclasses.replace(
+        price,
+        input=max([price.input, *inputs]),
+        output=max([price.output, *outputs]),
+        long_context=long,
+    )
 
 
 def _no_media_prices(price: ModelPrice) -> bool:

@@ -235,8 +235,8 @@ class ModelSpec(_Spec):
     cached_input: Money | None = None
     cache_write: Money | None = None
     """Cache writes: Anthropic's 5-minute ones, OpenAI's `cache_write_tokens`; without it,
-    requests with `cache_control` are refused, and writes reported anyway are charged at 1.25
-    times the input price."""
+    requests with `cache_control` are refused, and writes reported anyway are charged (and an
+    OpenAI chat or Responses prompt reserved) at 1.25 times the input price."""
     cache_write_1h: Money | None = None
     """One-hour cache writes (`ttl: "1h"`); default: twice the input price."""
     output: Money

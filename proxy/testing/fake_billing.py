@@ -1,6 +1,6 @@
 """What the fake provider bills beyond tokens, by the providers' published rules, in code of the
-fake's own (never the proxy's metering/billable.py): the service tier a call is served at, and the
-hosted tool uses a call makes.
+fake's own (never the proxy's metering/billable.py): the service tier a call is served at, the
+hosted tool uses a call makes, and the prompt tokens it reports as audio.
 
 - Service tier (OpenAI, Anthropic): a call naming a tier is served at it (`standard_only` is the
   standard tier); `auto`, or no tier, gets the account's configured tier.
@@ -8,6 +8,11 @@ hosted tool uses a call makes.
   `max_tool_calls`; each is an output item `<tool>_call`, billed per call (web_search_preview as
   web_search), code_interpreter's per container. Tools billed by tokens alone make no such call.
 - Server tools, Anthropic: web_search and web_fetch uses, each at most the tool's `max_uses`.
+- Audio, OpenAI chat: the tokens of the `input_audio` parts (fake_tokens' rule) are reported
+  apart (`prompt_tokens_details.audio_tokens`); a call asking for audio back (`modalities`)
+  gets a voice answer, half of its completion audio (`completion_tokens_details.audio_tokens`),
+  its transcript the text. Audio tokens are billed at the audio prices at any prompt size: a
+  long-context rate applies to the text, media tokens keep their own price.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from proxy.testing import fake_shapes
+from proxy.testing import fake_shapes, fake_tokens
 
 FREE_TOOLS = frozenset(
     {"function", "custom", "mcp", "computer_use_preview", "local_shell", "shell", "apply_patch"}
@@ -51,3 +56,27 @@ def hosted_tools(
     limit = body.get("max_tool_calls")
     n = made if limit is None else min(made, limit)
     return ({kind: n} if n else {}), [fake_shapes.tool_item(kind, i) for i in range(n)]
+
+
+def audio_prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
+    """Chat: the prompt tokens of the request's `input_audio` parts, which OpenAI reports as
+    audio; nothing on other endpoints."""
+    messages = body.get("messages") if endpoint == "chat" else None
+    tokens = 0
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and part.get("type") == "input_audio":
+                audio = part.get("input_audio")
+                tokens += fake_tokens.audio_tokens(
+                    audio.get("data") if isinstance(audio, dict) else None
+                )
+    return tokens
+
+
+def audio_completion_tokens(endpoint: str, body: dict[str, Any], generated: int) -> int:
+    """Chat: of the `generated` completion tokens of a call asking for audio back, the half
+    (rounded down) that is audio; nothing for other calls."""
+    modalities = body.get("modalities") if endpoint == "chat" else None
+    asks = isinstance(modalities, list) and "audio" in modalities
+    return generated // 2 if asks else 0

@@ -43,7 +43,8 @@ class Billed:
     documents: int = 0
     """Document inputs billed (their tokens are part of prompt_tokens)."""
     long_context: bool = False
-    """The prompt was above the long-context threshold: every token at long-context prices."""
+    """The prompt was above the long-context threshold: every token at long-context prices but
+    audio ones, which keep their own price (fake_billing.py)."""
     cache_write_1h_tokens: int = 0
     """Part of prompt_tokens: written to a one-hour cache (Anthropic bills twice the input)."""
     cache_split_reported: bool = True

@@ -184,7 +184,7 @@ def _part(c: _Counter, part: object) -> int:
     if kind == "input_image":
         return _image(c, part.get("image_url"), part.get("detail"))
     if kind == "input_audio":
-        return _audio_tokens(_dict(part.get("input_audio")).get("data"))
+        return audio_tokens(_dict(part.get("input_audio")).get("data"))
     return c.json(part)
 
 
@@ -310,7 +310,7 @@ def _png_size(url: object) -> tuple[int, int] | None:
     return (width, height) if width and height else None
 
 
-def _audio_tokens(data: object) -> int:
+def audio_tokens(data: object) -> int:
     """1 token per 100 ms of a base64 WAV file (data chunk size over the byte rate)."""
     if not isinstance(data, str):
         return 0

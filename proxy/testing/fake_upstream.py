@@ -81,10 +81,13 @@ class FakeSettings:
     `input_tokens_details`), as OpenAI's newer models do; at most the uncached prompt."""
     reasoning_tokens: int = 0
     """Chat, Responses: output tokens spent reasoning, billed but never streamed."""
-    audio_prompt_tokens: int = 0
-    """Chat: prompt tokens reported as audio (`prompt_tokens_details.audio_tokens`)."""
-    audio_completion_tokens: int = 0
-    """Chat: completion tokens reported as audio, billed on top of the text."""
+    audio_prompt_tokens: int | None = None
+    """Chat: prompt tokens reported as audio (`prompt_tokens_details.audio_tokens`); None: those
+    of the request's `input_audio` parts (fake_billing.audio_prompt_tokens), as OpenAI does."""
+    audio_completion_tokens: int | None = None
+    """Chat: completion tokens reported as audio, billed on top of the text; None: when the
+    request asks for audio (`modalities`), half of what it generates is audio, within the
+    completion (fake_billing.audio_completion_tokens), else none."""
     deployments: dict[str, str] = field(default_factory=dict)
     """Azure: deployment → the model it runs (other deployments are 404)."""
     cut_after: int | None = None
@@ -397,8 +400,14 @@ class FakeUpstream:
             prompt += documents * s.document_tokens
             cached = min(s.cached_tokens, prompt)
             written = min(s.openai_cache_write_tokens, prompt - cached)
-            audio_in = min(s.audio_prompt_tokens, prompt - cached - written)
-            completion = visible + s.reasoning_tokens + s.audio_completion_tokens
+            audio = s.audio_prompt_tokens
+            if audio is None:
+                audio = fake_billing.audio_prompt_tokens(endpoint, body)
+            audio_in = min(audio, prompt - cached - written)
+            audio_out = s.audio_completion_tokens
+            completion = visible + s.reasoning_tokens + (audio_out or 0)
+            if audio_out is None:
+                audio_out = fake_billing.audio_completion_tokens(endpoint, body, visible)
             billed = Billed(
                 endpoint,
                 model,
@@ -408,7 +417,7 @@ class FakeUpstream:
                 written,
                 reasoning_tokens=s.reasoning_tokens,
                 audio_prompt_tokens=audio_in,
-                audio_completion_tokens=s.audio_completion_tokens,
+                audio_completion_tokens=audio_out,
                 service_tier=fake_billing.served_tier(body, s.service_tier),
                 documents=documents,
                 long_context=prompt > s.long_context_above,

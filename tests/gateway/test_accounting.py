@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-from support import chat, chat_prompt_tokens, line, mini_cost, policy, usd
+from support import chat, chat_prompt_tokens, line, mini_cost, mini_reserved, policy, usd
 
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import local_stack
@@ -50,7 +50,9 @@ async def test_shadow_tenant_over_budget_is_served_and_its_real_spend_recorded(
 ) -> None:
     body = chat()
     cost = mini_cost(chat_prompt_tokens(body), 100)
-    pol = policy(tmp_path, f"tenant: {{limit: {usd(cost)}, period: month}}")
+    # The limit holds one reservation: the first call fits, its charge leaves less than another.
+    reserved = mini_reserved(chat_prompt_tokens(body), 100)
+    pol = policy(tmp_path, f"tenant: {{limit: {usd(reserved)}, period: month}}")
     async with local_stack(pol, store=store_url) as stack, aiohttp.ClientSession() as session:
         shadow = []
         for _ in range(3):
@@ -64,7 +66,7 @@ async def test_shadow_tenant_over_budget_is_served_and_its_real_spend_recorded(
         assert stack.fake.calls == 3
         tenant = await line(stack.ledger, "gamma", "tenant")
         assert (tenant.spent, tenant.reserved) == (3 * cost, 0)
-        assert tenant.spent > cost  # past the limit: the balance shows real usage
+        assert tenant.spent > reserved  # past the limit: the balance shows real usage
 
 
 async def test_global_shadow_mode_rewrites_nothing(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ pairs), n and best_of, completions batches of strings and token lists, tools wit
 and max_tool_calls, images, audio, files and documents, service tiers, reasoning settings,
 Anthropic system prompts, server and client tools, thinking and cache breakpoints (at any
 depth of a block), and long prompts with and without the long-context beta. The fake bills
-hosted tool calls, documents, tiers, cache reads and writes (OpenAI's too, and Anthropic's
-reported with a split that leaves some out) as the providers do, within what the policy
-declares.
+hosted tool calls, documents, tiers, cache reads and writes (OpenAI's too, on models that price
+them and on models that leave them to the default, and Anthropic's reported with a split that
+leaves some out), and audio in and out of long prompts at the audio prices, as the providers
+do, within what the policy declares.
 
 The default run is short and seeded (fuzz_support.FIXED_SEED); a failure names its seed. Longer:
 
@@ -35,6 +36,7 @@ import pytest
 from cost_fields_support import (
     ENDPOINTS,
     MESSAGES,
+    UNPRICED_WRITES,
     Request,
     property_policy,
     provider_moods,
@@ -64,7 +66,8 @@ from proxy.testing.fake_openai import Billed
 
 pytestmark = pytest.mark.timeout(0 if EXAMPLES else 600)
 DIMENSIONS = {"stream", "web_search", "cache-5m", "cache-1h", "long-context", "documents"}
-DIMENSIONS |= {"nested-cache", "client-tool", "openai-cache-write"}
+DIMENSIONS |= {"nested-cache", "client-tool", "openai-cache-write", "unpriced-cache-write"}
+DIMENSIONS |= {"long-context-media"}
 """What a run of at least the default size must have seen billed, each at least once, on each
 store (and some tier above or below the standard one)."""
 QUICK = 600
@@ -144,21 +147,29 @@ async def _check(driver: Driver, call: Request, unhandled: Unhandled) -> str:
     assert cost <= charged <= reserved, (
         f"billed {cost}, charged {charged}, reserved {reserved}: {bills} for {call}"
     )
-    shown = " ".join(["stream"] * call.stream + _dimensions(bills) + _asked(call))
+    unreported = call.stream and not driver.fake.settings.send_usage
+    shown = " ".join(["stream"] * call.stream + _dimensions(bills, unreported) + _asked(call))
     return f"billed {call.endpoint} {answer.status} {shown}".rstrip()
 
 
-def _dimensions(bills: list[Billed]) -> list[str]:
-    """What the provider billed beyond plain tokens, for the report."""
+def _dimensions(bills: list[Billed], unreported: bool) -> list[str]:
+    """What the provider billed beyond plain tokens, for the report; `unreported`: in a stream
+    that carried no usage report."""
     found = set()
     for bill in bills:
         found |= {tool for tool, n in bill.tool_calls.items() if n}
         if bill.endpoint != "messages" and bill.cache_write_tokens:
             found.add("openai-cache-write")
+            if unreported and bill.endpoint == "chat":
+                found.add("unreported-write")  # rare: test_openai_cache_writes.py has it
+            if bill.model in UNPRICED_WRITES:
+                found.add("unpriced-cache-write")
         elif bill.cache_write_tokens or bill.cache_write_1h_tokens:
             found.add("cache-1h" if bill.cache_write_1h_tokens else "cache-5m")
         if bill.long_context:
             found.add("long-context")
+            if bill.audio_prompt_tokens or bill.audio_completion_tokens:
+                found.add("long-context-media")
         if bill.documents:
             found.add("documents")
         if bill.service_tier != "default":

@@ -354,7 +354,8 @@ async def test_the_policy_s_reasoning_flag_decides_a_stream_without_usage(
     tmp_path: Path, store_url: str, reasoning: bool
 ) -> None:
     """A self-hosted model marked `reasoning: true` is charged its reservation; marked false
-    (it streams all its reasoning), the counted text."""
+    (it streams all its reasoning), the counted text (and its prompt as reserved, at the price
+    of a cache write: no report says the prompt was not written)."""
     flag = "true" if reasoning else "false"
     models = f"llama-3.1-8b: {{input: 0.10, output: 0.20, reasoning: {flag}}}"
     fake = FakeUpstream(FakeSettings(completion_fraction=0.25))
@@ -372,7 +373,11 @@ async def test_the_policy_s_reasoning_flag_decides_a_stream_without_usage(
         billed = breadth_billed(fake, "llama-3.1-8b")
         assert_bounded(billed, [record])
         assert record.actual is not None
-        assert record.actual["USD"] == (record.amounts["USD"] if reasoning else billed[0])
+        [bill] = fake.billed
+        counted = breadth_cost(
+            "llama-3.1-8b", cache_write=bill.prompt_tokens, output=bill.completion_tokens
+        )
+        assert record.actual["USD"] == (record.amounts["USD"] if reasoning else counted)
 
 
 # -- the policy: the reservation outlives the wait; which models reason ----------------------------

@@ -22,6 +22,7 @@ from support import (
     eventually,
     listening,
     mini_cost,
+    mini_reserved,
     policy,
     printed,
     proxy_in_front_of,
@@ -94,10 +95,10 @@ def call_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 
 
 def budget_for(calls: int) -> str:
-    body = chat()
-    return (
-        f"tenant: {{limit: {usd(calls * mini_cost(chat_prompt_tokens(body), 100))}, period: month}}"
-    )
+    """A tenant budget that admits `calls` calls of chat(), one after another, and no more:
+    `calls` reservations (what those calls leave unspent of them holds no other)."""
+    reserved = mini_reserved(chat_prompt_tokens(chat()), 100)
+    return f"tenant: {{limit: {usd(calls * reserved)}, period: month}}"
 
 
 async def test_metrics_count_allowed_and_denied_calls_and_spend(tmp_path: Path) -> None:

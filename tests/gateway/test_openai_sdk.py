@@ -7,7 +7,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from support import chat_prompt_tokens, line, mini_cost, policy, usd
+from support import chat_prompt_tokens, line, mini_cost, mini_reserved, policy, usd
 
 from proxy.testing.local import local_stack
 
@@ -21,6 +21,11 @@ def headers(tenant: str = "alpha", run: str = "r1") -> dict[str, str]:
 def expected_cost(max_tokens: int) -> int:
     body = {"model": "gpt-4o-mini", "messages": MESSAGES}
     return mini_cost(chat_prompt_tokens(body), max_tokens)
+
+
+def expected_reservation(max_tokens: int) -> int:
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES}
+    return mini_reserved(chat_prompt_tokens(body), max_tokens)
 
 
 async def test_sync_client_call_is_charged_exactly(tmp_path: Path, store_url: str) -> None:
@@ -102,8 +107,8 @@ async def test_stream_keeps_the_usage_chunk_when_the_client_asked(tmp_path: Path
 
 
 async def test_denial_raises_402_and_is_not_retried(tmp_path: Path) -> None:
-    cost = expected_cost(20)
-    pol = policy(tmp_path, f"run: {{limit: {usd(cost)}}}")
+    # Room for one reservation: the call's charge leaves too little for a second.
+    pol = policy(tmp_path, f"run: {{limit: {usd(expected_reservation(20))}}}")
     sent: list[object] = []
 
     async def count(request: object) -> None:
@@ -129,4 +134,4 @@ async def test_denial_raises_402_and_is_not_retried(tmp_path: Path) -> None:
         assert isinstance(body, dict) and body["type"] == "budget_exceeded"
         assert len(sent) == 2, "the SDK retried a 402"
         assert stack.fake.calls == 1
-        assert (await line(stack.ledger, "alpha", "run", "r1")).spent == cost
+        assert (await line(stack.ledger, "alpha", "run", "r1")).spent == expected_cost(20)

@@ -10,7 +10,16 @@ import aiohttp
 import orjson
 import pytest
 from conftest import STORES
-from support import chat, chat_prompt_tokens, line, mini_cost, policy, usd
+from support import (
+    admits_exactly,
+    chat,
+    chat_prompt_tokens,
+    line,
+    mini_cost,
+    mini_reserved,
+    policy,
+    usd,
+)
 
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import Stack, local_stack
@@ -25,6 +34,12 @@ async def post(
 
 
 def estimate_units(body: dict[str, Any]) -> int:
+    """What a call reserves (its prompt at the cache-write price OpenAI may bill it at)."""
+    return mini_reserved(chat_prompt_tokens(body), body["max_tokens"])
+
+
+def charged_units(body: dict[str, Any]) -> int:
+    """What a call the fake bills in full, without cache writes, is charged."""
     return mini_cost(chat_prompt_tokens(body), body["max_tokens"])
 
 
@@ -33,8 +48,9 @@ async def test_exactly_ten_of_200_concurrent_calls_are_forwarded(
     tmp_path: Path, store_url: str
 ) -> None:
     body = chat()
-    cost = estimate_units(body)
-    pol = policy(tmp_path, f"tenant: {{limit: {usd(10 * cost)}, period: month}}")
+    cost, reserved = charged_units(body), estimate_units(body)
+    assert admits_exactly(10, reserved, cost)
+    pol = policy(tmp_path, f"tenant: {{limit: {usd(10 * reserved)}, period: month}}")
     async with local_stack(pol, store=store_url) as stack, aiohttp.ClientSession() as session:
         results = await asyncio.gather(
             *(post(session, stack, body, tenant="alpha") for _ in range(200))
@@ -53,8 +69,9 @@ async def test_other_tenants_unaffected_while_one_is_exhausted(
     tmp_path: Path, store_url: str
 ) -> None:
     body = chat()
-    cost = estimate_units(body)
-    pol = policy(tmp_path, f"tenant: {{limit: {usd(3 * cost)}, period: month}}")
+    cost, reserved = charged_units(body), estimate_units(body)
+    assert admits_exactly(3, reserved, cost)
+    pol = policy(tmp_path, f"tenant: {{limit: {usd(3 * reserved)}, period: month}}")
     async with local_stack(pol, store=store_url) as stack, aiohttp.ClientSession() as session:
         for _ in range(3):
             assert (await post(session, stack, body, tenant="alpha"))[0] == 200
@@ -71,11 +88,12 @@ async def test_run_budget_denies_while_tenant_and_workflow_have_room(
     tmp_path: Path, store_url: str
 ) -> None:
     body = chat()
-    cost = estimate_units(body)
+    cost, reserved = charged_units(body), estimate_units(body)
+    assert admits_exactly(2, reserved, cost)
     budgets = f"""
 tenant: {{limit: 50, period: month}}
 workflow: {{limit: 20, period: month}}
-run: {{limit: {usd(2 * cost)}}}
+run: {{limit: {usd(2 * reserved)}}}
 """
     pol = policy(tmp_path, budgets)
     async with local_stack(pol, store=store_url) as stack, aiohttp.ClientSession() as session:
@@ -97,8 +115,9 @@ run: {{limit: {usd(2 * cost)}}}
 
 async def test_workflow_budget_is_shared_whatever_agent_is_named(tmp_path: Path) -> None:
     body = chat()
-    cost = estimate_units(body)
-    pol = policy(tmp_path, f"workflow: {{limit: {usd(2 * cost)}, period: month}}")
+    cost, reserved = charged_units(body), estimate_units(body)
+    assert admits_exactly(2, reserved, cost)
+    pol = policy(tmp_path, f"workflow: {{limit: {usd(2 * reserved)}, period: month}}")
     async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
         assert (await post(session, stack, body, tenant="alpha", workflow="triage", agent="a"))[
             0
@@ -111,19 +130,18 @@ async def test_workflow_budget_is_shared_whatever_agent_is_named(tmp_path: Path)
 
 async def test_allow_carries_decision_and_tightest_remaining(tmp_path: Path) -> None:
     body = chat()
-    cost = estimate_units(body)
+    reserved = estimate_units(body)
     budgets = f"""
 tenant: {{limit: 50, period: month}}
-run: {{limit: {usd(3 * cost)}}}
+run: {{limit: {usd(3 * reserved)}}}
 """
     pol = policy(tmp_path, budgets)
     async with local_stack(pol) as stack, aiohttp.ClientSession() as session:
         status, headers, _ = await post(session, stack, body, tenant="alpha", run="r1")
         assert status == 200
         assert headers["X-Cycles-Decision"] == "ALLOW"
-        # After the call settles at exactly its estimate, the run has 2 calls' worth left; the
-        # header shows the tightest scope right after the reservation.
-        expected = f"{(2 * cost) // 100 / 10**6:.6f} USD"
+        # The header shows the tightest scope right after the reservation: 2 reservations left.
+        expected = f"{(2 * reserved) // 100 / 10**6:.6f} USD"
         assert headers["X-Cycles-Remaining"] == expected
 
 

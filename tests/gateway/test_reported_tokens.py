@@ -139,8 +139,9 @@ def test_audio_calls_are_reserved_at_the_dearer_audio_prices(tmp_path: Path) -> 
     plain = prepare(
         pol, plan, ENDPOINTS["/v1/chat/completions"], orjson.dumps(text_only), shadow=False
     )
+    # Text alone: at the price of the cache write OpenAI may bill for it (above input).
     assert plain.asked.amounts["USD"] == cost(
-        "gpt-4o-audio-preview", input=plain.asked.prompt_tokens, output=60
+        "gpt-4o-audio-preview", cache_write=plain.asked.prompt_tokens, output=60
     )
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from conftest import free_port
 from multidict import CIMultiDictProxy
-from support import chat, chat_prompt_tokens, cost, line, mini_cost, policy
+from support import chat, chat_prompt_tokens, cost, line, mini_cost, mini_reserved, policy
 from yarl import URL
 
 from proxy.policy import load_policy
@@ -203,7 +203,7 @@ async def test_stalled_stream_is_cut_and_charged_at_least_the_reservation(
             raw = await r.read()
         assert raw.count(b"data: ") == 1  # one chunk arrived before the stall
         row = await line(stack.ledger, "alpha", "tenant")
-        assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(body), 40), 0)
+        assert (row.spent, row.reserved) == (mini_reserved(chat_prompt_tokens(body), 40), 0)
 
 
 async def test_total_stream_time_is_bounded(tmp_path: Path) -> None:

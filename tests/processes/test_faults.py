@@ -17,11 +17,13 @@ import pytest
 import redis.asyncio as aioredis
 from support import (
     RedisProc,
+    admits_exactly,
     chat,
     chat_prompt_tokens,
     eventually,
     line,
     mini_cost,
+    mini_reserved,
     policy,
     proxy_in_front_of,
     proxy_process,
@@ -189,7 +191,7 @@ async def streams_of_a_killed_proxy(tmp_path: Path, redis_proc: RedisProc, strea
     """Open `streams` slow streams through a proxy (on tmp_path's policy) and kill it -9 while
     they hold their reservations; the estimate of each."""
     body = chat(stream=True)
-    cost = mini_cost(chat_prompt_tokens(body), 100)
+    reserved = mini_reserved(chat_prompt_tokens(body), 100)
     fake = FakeUpstream(settings=FakeSettings(chunk_delay=1.0, chunks=10))
     async with (
         proxy_in_front_of(fake, tmp_path / "policy.yaml", redis_proc.url) as (url, proc),
@@ -201,12 +203,12 @@ async def streams_of_a_killed_proxy(tmp_path: Path, redis_proc: RedisProc, strea
         ]
         assert [r.status for r in responses] == [200] * streams
         await asyncio.gather(*(r.content.readline() for r in responses))
-        assert await spent(redis_proc.url) == (0, streams * cost)
+        assert await spent(redis_proc.url) == (0, streams * reserved)
         proc.kill()
         await proc.wait()
         for r in responses:
             r.close()
-    return cost
+    return reserved
 
 
 async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
@@ -269,14 +271,16 @@ async def test_a_running_replica_reclaims_a_killed_replicas_streams_by_itself(
 async def test_four_replicas_racing_one_budget_admit_exactly_what_it_fits(
     tmp_path: Path, redis_proc: RedisProc
 ) -> None:
-    """800 calls through 4 processes at once on a budget of exactly 10 calls: each reserves
-    `cost` (its prompt and the 100-token limit) and, generating the whole limit, is billed
-    exactly that; so exactly 10 are admitted and nothing is left over for an 11th."""
+    """800 calls through 4 processes at once on a budget of exactly 10 reservations: each
+    reserves its prompt (at the cache-write price OpenAI may bill it at) and the 100-token
+    limit and, generating the whole limit without cache writes, is billed `cost`; so exactly 10
+    are admitted and what they leave unspent is not enough for an 11th."""
     body = chat()
     prompt = chat_prompt_tokens(body)
-    cost = mini_cost(prompt, 100)
+    cost, reserved = mini_cost(prompt, 100), mini_reserved(prompt, 100)
     fits = 10
-    policy(tmp_path, f"tenant: {{limit: {usd(fits * cost)}, period: month}}")
+    assert admits_exactly(fits, reserved, cost)
+    policy(tmp_path, f"tenant: {{limit: {usd(fits * reserved)}, period: month}}")
     fake = FakeUpstream(FakeSettings(completion_fraction=1.0))
     async with serving(fake.app()) as fake_url, AsyncExitStack() as stack:
         policy_path = tmp_path / "policy.yaml"

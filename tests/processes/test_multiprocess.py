@@ -6,7 +6,17 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-from support import chat, chat_prompt_tokens, line, mini_cost, policy, proxy_process, usd
+from support import (
+    admits_exactly,
+    chat,
+    chat_prompt_tokens,
+    line,
+    mini_cost,
+    mini_reserved,
+    policy,
+    proxy_process,
+    usd,
+)
 
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger import open_ledger
@@ -18,8 +28,10 @@ async def test_two_processes_on_one_redis_forward_exactly_the_budget(
     tmp_path: Path, redis_url: str
 ) -> None:
     body = chat()
-    cost = mini_cost(chat_prompt_tokens(body), 100)
-    policy(tmp_path, f"tenant: {{limit: {usd(10 * cost)}, period: month}}")
+    prompt = chat_prompt_tokens(body)
+    cost, reserved = mini_cost(prompt, 100), mini_reserved(prompt, 100)
+    assert admits_exactly(10, reserved, cost)
+    policy(tmp_path, f"tenant: {{limit: {usd(10 * reserved)}, period: month}}")
     fake = FakeUpstream()
     async with serving(fake.app()) as fake_url:
         upstream = fake_url + "/v1"

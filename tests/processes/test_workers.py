@@ -12,11 +12,13 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 from support import (
+    admits_exactly,
     chat,
     chat_prompt_tokens,
     eventually,
     line,
     mini_cost,
+    mini_reserved,
     policy,
     printed,
     proxy_in_front_of,
@@ -60,8 +62,10 @@ async def owners_of_settled_calls(redis_url: str) -> set[int]:
 @pytest.mark.timeout(90)
 async def test_two_workers_share_the_port_and_one_budget(tmp_path: Path, redis_url: str) -> None:
     body = chat()
-    cost = mini_cost(chat_prompt_tokens(body), 100)
-    policy(tmp_path, f"tenant: {{limit: {usd(10 * cost)}, period: month}}")
+    prompt = chat_prompt_tokens(body)
+    cost, reserved = mini_cost(prompt, 100), mini_reserved(prompt, 100)
+    assert admits_exactly(10, reserved, cost)
+    policy(tmp_path, f"tenant: {{limit: {usd(10 * reserved)}, period: month}}")
     fake = FakeUpstream()
     async with (
         proxy_in_front_of(

@@ -16,12 +16,14 @@ import redis
 from conftest import free_port
 from redis.cluster import RedisCluster
 from support import (
+    admits_exactly,
     chat,
     chat_prompt_tokens,
     eventually,
     following_key_events,
     line,
     mini_cost,
+    mini_reserved,
     policy,
     usd,
 )
@@ -85,8 +87,10 @@ async def test_every_masters_tenants_get_exactly_their_budget_under_concurrency(
 ) -> None:
     body = chat()
     cost = mini_cost(chat_prompt_tokens(body), body["max_tokens"])
+    reserved = mini_reserved(chat_prompt_tokens(body), body["max_tokens"])
+    assert admits_exactly(10, reserved, cost)
     path = tmp_path / "policy.yaml"
-    policy(tmp_path, f"tenant: {{limit: {usd(10 * cost)}, period: month}}")
+    policy(tmp_path, f"tenant: {{limit: {usd(10 * reserved)}, period: month}}")
     path.write_text(path.read_text() + "  delta: {plan: test}\n  initech: {plan: test}\n")
 
     async def post(session: aiohttp.ClientSession, url: str, tenant: str) -> int:
