@@ -57,6 +57,7 @@ REPLAY = "tests/test_replay.py"
 ADMIN_INPUTS = "tests/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/test_provider_errors.py"
 STREAM_ERRORS = "tests/test_stream_errors.py"
+WHOLE_200 = "test_an_error_at_the_top_of_a_whole_200_reaches_the_tenant_scrubbed_and_charged"
 LISTEN = "tests/test_listen.py::"
 ADMIN_BOUNDS = "tests/test_admin_bounds.py"
 ADMIN_LISTENER = (
@@ -2503,6 +2504,52 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        await request.read()\n        return await bearer(request, handler)",
         tests=(f"{ADMIN_BOUNDS}::{ADMIN_LISTENER}",),
         removes="an admin call without a valid bearer token is refused before its body is read",
+    ),
+    Mutation(
+        name="whole-200-error-unscrubbed",
+        file="proxy/stream_errors.py",
+        old="""    if b'"error"' not in body:
+""",
+        new="""    if endpoint != "responses" or b'"failed"' not in body:
+""",
+        tests=(
+            f"{STREAM_ERRORS}::{WHOLE_200}[memory-chat]",
+            f"{STREAM_ERRORS}::{WHOLE_200}[memory-responses]",
+        ),
+        removes="a whole 200 with an `error` at its top (any endpoint, any status) is scrubbed",
+    ),
+    Mutation(
+        name="whole-200-unreadable-error-relayed",
+        file="proxy/stream_errors.py",
+        old="        return provider_errors.rewrite(502, body,",
+        new="        return body or provider_errors.rewrite(502, body,",
+        tests=(
+            f"{STREAM_ERRORS}::test_a_whole_200_naming_an_error_that_is_not_json_fails_closed"
+            "[memory]",
+        ),
+        removes="a whole 200 naming an error that is not a JSON object is replaced (fail closed)",
+    ),
+    Mutation(
+        name="rewritten-answer-keeps-provider-type",
+        file="proxy/handlers.py",
+        old="    if rewritten:",
+        new="    if False:",
+        tests=(
+            f"{STREAM_ERRORS}::test_a_whole_200_naming_an_error_that_is_not_json_fails_closed"
+            "[memory]",
+        ),
+        removes="a whole answer the proxy rewrote is typed application/json",
+    ),
+    Mutation(
+        name="failed-response-event-error-beside-unscrubbed",
+        file="proxy/stream_errors.py",
+        old='        if obj.get("error") is not None:  # an error beside',
+        new="        if False:  # an error beside",
+        tests=(
+            f"{STREAM_ERRORS}"
+            "::test_a_failed_response_event_with_an_error_beside_it_has_both_scrubbed",
+        ),
+        removes="a `response.failed` event's own top-level `error` is scrubbed with the response's",
     ),
 )
 
