@@ -60,6 +60,8 @@ STREAM_ERRORS = "tests/test_stream_errors.py"
 WHOLE_200 = "test_an_error_at_the_top_of_a_whole_200_reaches_the_tenant_scrubbed_and_charged"
 LISTEN = "tests/test_listen.py::"
 ADMIN_BOUNDS = "tests/test_admin_bounds.py"
+AT_ONCE = "test_a_body_sent_at_once_and_refused_unread_closes_the_connection_unread"
+EXPECT = "test_expect_100_continue_invites_only_a_body_that_will_be_read"
 ADMIN_LISTENER = (
     "test_the_admin_listener_cuts_slow_headers_and_slow_bodies_and_refuses_before_reading"
 )
@@ -2550,6 +2552,57 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_failed_response_event_with_an_error_beside_it_has_both_scrubbed",
         ),
         removes="a `response.failed` event's own top-level `error` is scrubbed with the response's",
+    ),
+    Mutation(
+        name="admin-refusal-keeps-connection",
+        file="proxy/admin/auth.py",
+        old="        return await closed_after(request, response) if request.can_read_body",
+        new="        return response if True",
+        tests=(f"{ADMIN_BOUNDS}::{AT_ONCE}[no-token]", f"{ADMIN_BOUNDS}::{AT_ONCE}[read-token]"),
+        removes="a bearer refusal with its body unread closes the connection, the body unread",
+    ),
+    Mutation(
+        name="refusal-lingers-reading-body",
+        file="proxy/admin/auth.py",
+        old="    request.protocol.force_close()  # the transport sends",
+        new="    pass  # the transport sends",
+        tests=(f"{ADMIN_BOUNDS}::{AT_ONCE}[no-token]", f"{ADMIN_BOUNDS}::{AT_ONCE}[logout]"),
+        removes="a refusal closes at once, not after reading and dropping the body (lingering)",
+    ),
+    Mutation(
+        name="dashboard-unread-body-keeps-connection",
+        file="proxy/admin/dashboard/routes.py",
+        old="        if request.can_read_body:  # only the login form's",
+        new="        if False:  # only the login form's",
+        tests=(
+            f"{ADMIN_BOUNDS}::{AT_ONCE}[logout]",
+            f"{ADMIN_BOUNDS}::{AT_ONCE}[login-cross-origin]",
+        ),
+        removes="a dashboard answer leaving the body unread closes the connection, the body unread",
+    ),
+    Mutation(
+        name="admin-expect-invites-any-body",
+        file="proxy/admin/app.py",
+        old="    app.add_routes(auth.expecting(routes, expect))",
+        new="    app.add_routes(routes)",
+        tests=(f"{ADMIN_BOUNDS}::{EXPECT}[no-token]", f"{ADMIN_BOUNDS}::{EXPECT}[over-the-cap]"),
+        removes="`Expect: 100-continue` is answered 100 only for an admitted call within the cap",
+    ),
+    Mutation(
+        name="admin-no-route-expect-invites-any-body",
+        file="proxy/admin/app.py",
+        old='    app.router.add_route("*", "/{tail:.*}", no_route, expect_handler=expect)',
+        new="",
+        tests=(f"{ADMIN_BOUNDS}::{EXPECT}[no-route]",),
+        removes="`Expect: 100-continue` to no admin route gets the token check too (not aiohttp's)",
+    ),
+    Mutation(
+        name="dashboard-expect-invites-any-body",
+        file="proxy/admin/dashboard/routes.py",
+        old="name=PREFIX + name, expect_handler=_expect(public)",
+        new="name=PREFIX + name",
+        tests=(f"{ADMIN_BOUNDS}::{EXPECT}[login-over-its-cap]",),
+        removes="`Expect: 100-continue` on the dashboard invites only a login form within 4 KiB",
     ),
 )
 
