@@ -4,12 +4,13 @@ within `timeouts.read_request`, a body within `read_request` more (else 408) and
 checked; a call whose token comes in a header is refused before its body is read (or, with
 `Expect: 100-continue`, sent), and a request refused with its body unread has its connection
 closed at once. A refused body changes nothing: no tenant, no session, no Idempotency-Key taken,
-no failed login counted."""
+no failed login counted; concurrent logins get no guess past the throttle."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -306,3 +307,32 @@ async def test_expect_100_continue_invites_only_a_body_that_will_be_read(
         assert then.startswith(b"HTTP/1.1 303 ") and session.COOKIE.encode() in then
     else:
         assert b"connection: close" in first.lower() and created == 404
+
+
+async def test_concurrent_logins_from_one_address_get_no_guess_past_its_limit(
+    tmp_path: Path,
+) -> None:
+    """The login throttle (ten failed logins a minute per address) was checked before the form
+    was read: 64 logins from one address, all waiting for their forms at once, each passed it
+    and had its token checked, 64 guesses. It is checked again once the form is in: ten wrong
+    tokens are checked (401), the other 54 are refused (429)."""
+    wrong = b"token=not-the-token"
+    async with admin_stack(short_deadline(tmp_path), "memory://") as (_, admin):
+        connections = [await asyncio.open_connection(*address(admin.url)) for _ in range(64)]
+        try:
+            announced = head(
+                admin.url, "/dashboard/login", SAME_ORIGIN, FORM, f"Content-Length: {len(wrong)}"
+            )
+            for _, writer in connections:
+                writer.write(announced + b"\r\n")
+            await asyncio.sleep(1.0)  # every login is waiting for its form
+            for _, writer in connections:
+                writer.write(wrong)
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(read_answer(reader) for reader, _ in connections)), 10
+            )
+        finally:
+            for _, writer in connections:
+                writer.close()
+    statuses = Counter(int(answer.split(b" ", 2)[1]) for answer in answers)
+    assert statuses == {401: 10, 429: 54}, statuses

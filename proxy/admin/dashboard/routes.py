@@ -187,7 +187,12 @@ async def login(request: web.Request, ctx: Context) -> web.StreamResponse:
     if ctx.gate.throttle.blocked(address, time.monotonic()):
         return _throttled(ctx)
     token = await _form_token(request)
+    # Again once the form is in: logins from one address that all waited for their forms
+    # passed the check above together. Nothing awaits from here to a failure being counted,
+    # so each login sees those before it, and an address gets no guess past its limit.
     now = time.monotonic()
+    if ctx.gate.throttle.blocked(address, now):
+        return _throttled(ctx)
     cookie = ctx.gate.sessions.issue(token.strip()) if isinstance(token, str) else None
     if cookie is None:
         ctx.gate.throttle.failed(address, now)
