@@ -2483,13 +2483,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="dashboard-body-errors-keep-connection",
         file="proxy/admin/dashboard/routes.py",
-        old="        if exc.close_connection:",
-        new="        if False:",
+        old="        if request.can_read_body:  # only the login form's",
+        new="        if False:  # only the login form's",
         tests=(
             f"{ADMIN_BOUNDS}::test_a_body_trickled_past_read_request_is_408_and_changes_nothing"
             "[memory]",
+            f"{ADMIN_BOUNDS}::{AT_ONCE}[logout]",
+            f"{ADMIN_BOUNDS}::{AT_ONCE}[login-cross-origin]",
         ),
-        removes="a dashboard 408 or 413 closes the connection, as the API's does",
+        removes="a dashboard answer leaving its body unread (a 408, 413, 403, logout) closes",
     ),
     Mutation(
         name="admin-listener-lingers-long",
@@ -2568,17 +2570,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="    pass  # the transport sends",
         tests=(f"{ADMIN_BOUNDS}::{AT_ONCE}[no-token]", f"{ADMIN_BOUNDS}::{AT_ONCE}[logout]"),
         removes="a refusal closes at once, not after reading and dropping the body (lingering)",
-    ),
-    Mutation(
-        name="dashboard-unread-body-keeps-connection",
-        file="proxy/admin/dashboard/routes.py",
-        old="        if request.can_read_body:  # only the login form's",
-        new="        if False:  # only the login form's",
-        tests=(
-            f"{ADMIN_BOUNDS}::{AT_ONCE}[logout]",
-            f"{ADMIN_BOUNDS}::{AT_ONCE}[login-cross-origin]",
-        ),
-        removes="a dashboard answer leaving the body unread closes the connection, the body unread",
     ),
     Mutation(
         name="admin-expect-invites-any-body",

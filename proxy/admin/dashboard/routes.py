@@ -153,11 +153,8 @@ async def _guarded(
         return refused
     try:
         return await handler(request, ctx)
-    except ClientError as exc:
-        response = html(ctx, "Error", pages.failure(exc.status, str(exc)), exc.status)
-        if exc.close_connection:  # a body too slow or too large: not read to its end
-            response.force_close()
-        return response
+    except ClientError as exc:  # a 408 or 413 leaves the body unread: `_page` closes
+        return html(ctx, "Error", pages.failure(exc.status, str(exc)), exc.status)
     except LedgerError as exc:
         log.warning("dashboard: the store failed: %s", exc)
         message = "The ledger cannot be read right now; try again shortly."
