@@ -1,10 +1,13 @@
 """Raw clients for the listener tests: a keep-alive client that pings, one that sends a call
-and leaves, one that trickles a body, and a bare connection."""
+and leaves, one that trickles a body, one that sends a request whole at once, and a bare
+connection."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 
 import orjson
@@ -130,3 +133,39 @@ async def trickle_body(
         answer.cancel()
         writer.close()
     return seen
+
+
+@dataclass
+class AtOnce:
+    """What a client that sent its whole request at once saw: how many bytes the server took
+    (all of them, unless it closed the connection first), what it read (until the server closed
+    the connection, or its patience ran out), and whether the server closed the connection."""
+
+    sent: int
+    answer: bytes
+    closed: bool
+
+
+async def send_at_once(url: str, request: bytes, patience: float = 5.0) -> AtOnce:
+    """Send `request` (head and body) on a new connection in one go, as fast as the server takes
+    it, then read until the server closes the connection or `patience` seconds pass. A blocking
+    socket in a thread: what the server answered before closing (with a reset, when it closes
+    with the body unread) is still read, whatever the event loop's order."""
+    return await asyncio.to_thread(_send_at_once, address(url), request, patience)
+
+
+def _send_at_once(where: tuple[str, int], request: bytes, patience: float) -> AtOnce:
+    with socket.create_connection(where, timeout=patience) as sock:
+        sent, data = 0, memoryview(request)
+        with suppress(ConnectionError, TimeoutError):
+            while sent < len(data):
+                sent += sock.send(data[sent:])
+        answer = bytearray()
+        try:
+            while chunk := sock.recv(1 << 16):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            return AtOnce(sent, bytes(answer), closed=False)
+        return AtOnce(sent, bytes(answer), closed=True)

@@ -57,8 +57,11 @@ REPLAY = "tests/gateway/test_replay.py"
 ADMIN_INPUTS = "tests/admin/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/gateway/test_provider_errors.py"
 STREAM_ERRORS = "tests/gateway/test_stream_errors.py"
+WHOLE_200 = "test_an_error_at_the_top_of_a_whole_200_reaches_the_tenant_scrubbed_and_charged"
 LISTEN = "tests/processes/test_listen.py::"
 ADMIN_BOUNDS = "tests/admin/test_admin_bounds.py"
+AT_ONCE = "test_a_body_sent_at_once_and_refused_unread_closes_the_connection_unread"
+EXPECT = "test_expect_100_continue_invites_only_a_body_that_will_be_read"
 ADMIN_LISTENER = (
     "test_the_admin_listener_cuts_slow_headers_and_slow_bodies_and_refuses_before_reading"
 )
@@ -2481,13 +2484,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="dashboard-body-errors-keep-connection",
         file="proxy/admin/dashboard/routes.py",
-        old="        if exc.close_connection:",
-        new="        if False:",
+        old="        if request.can_read_body:  # only the login form's",
+        new="        if False:  # only the login form's",
         tests=(
             f"{ADMIN_BOUNDS}::test_a_body_trickled_past_read_request_is_408_and_changes_nothing"
             "[memory]",
+            f"{ADMIN_BOUNDS}::{AT_ONCE}[logout]",
+            f"{ADMIN_BOUNDS}::{AT_ONCE}[login-cross-origin]",
         ),
-        removes="a dashboard 408 or 413 closes the connection, as the API's does",
+        removes="a dashboard answer leaving its body unread (a 408, 413, 403, logout) closes",
     ),
     Mutation(
         name="admin-listener-lingers-long",
@@ -2794,6 +2799,106 @@ MUTATIONS: tuple[Mutation, ...] = (
             OPENAI_WRITES + "test_a_stream_without_usage_is_charged_its_prompt_at_the_write_price",
         ),
         removes="a stream without a usage report is charged its prompt at the price it reserved",
+    ),
+    Mutation(
+        name="whole-200-error-unscrubbed",
+        file="proxy/gateway/stream_errors.py",
+        old="""    if b'"error"' not in body:
+""",
+        new="""    if endpoint != "responses" or b'"failed"' not in body:
+""",
+        tests=(
+            f"{STREAM_ERRORS}::{WHOLE_200}[memory-chat]",
+            f"{STREAM_ERRORS}::{WHOLE_200}[memory-responses]",
+        ),
+        removes="a whole 200 with an `error` at its top (any endpoint, any status) is scrubbed",
+    ),
+    Mutation(
+        name="whole-200-unreadable-error-relayed",
+        file="proxy/gateway/stream_errors.py",
+        old="        return provider_errors.rewrite(502, body,",
+        new="        return body or provider_errors.rewrite(502, body,",
+        tests=(
+            f"{STREAM_ERRORS}::test_a_whole_200_naming_an_error_that_is_not_json_fails_closed"
+            "[memory]",
+        ),
+        removes="a whole 200 naming an error that is not a JSON object is replaced (fail closed)",
+    ),
+    Mutation(
+        name="rewritten-answer-keeps-provider-type",
+        file="proxy/gateway/handlers.py",
+        old="    if rewritten:",
+        new="    if False:",
+        tests=(
+            f"{STREAM_ERRORS}::test_a_whole_200_naming_an_error_that_is_not_json_fails_closed"
+            "[memory]",
+        ),
+        removes="a whole answer the proxy rewrote is typed application/json",
+    ),
+    Mutation(
+        name="failed-response-event-error-beside-unscrubbed",
+        file="proxy/gateway/stream_errors.py",
+        old='        if obj.get("error") is not None:  # an error beside',
+        new="        if False:  # an error beside",
+        tests=(
+            f"{STREAM_ERRORS}"
+            "::test_a_failed_response_event_with_an_error_beside_it_has_both_scrubbed",
+        ),
+        removes="a `response.failed` event's own top-level `error` is scrubbed with the response's",
+    ),
+    Mutation(
+        name="admin-refusal-keeps-connection",
+        file="proxy/admin/auth.py",
+        old="        return await closed_after(request, response) if request.can_read_body",
+        new="        return response if True",
+        tests=(f"{ADMIN_BOUNDS}::{AT_ONCE}[no-token]", f"{ADMIN_BOUNDS}::{AT_ONCE}[read-token]"),
+        removes="a bearer refusal with its body unread closes the connection, the body unread",
+    ),
+    Mutation(
+        name="refusal-lingers-reading-body",
+        file="proxy/admin/auth.py",
+        old="    request.protocol.force_close()  # the transport sends",
+        new="    pass  # the transport sends",
+        tests=(f"{ADMIN_BOUNDS}::{AT_ONCE}[no-token]", f"{ADMIN_BOUNDS}::{AT_ONCE}[logout]"),
+        removes="a refusal closes at once, not after reading and dropping the body (lingering)",
+    ),
+    Mutation(
+        name="admin-expect-invites-any-body",
+        file="proxy/admin/app.py",
+        old="    app.add_routes(auth.expecting(routes, expect))",
+        new="    app.add_routes(routes)",
+        tests=(f"{ADMIN_BOUNDS}::{EXPECT}[no-token]", f"{ADMIN_BOUNDS}::{EXPECT}[over-the-cap]"),
+        removes="`Expect: 100-continue` is answered 100 only for an admitted call within the cap",
+    ),
+    Mutation(
+        name="admin-no-route-expect-invites-any-body",
+        file="proxy/admin/app.py",
+        old='    app.router.add_route("*", "/{tail:.*}", no_route, expect_handler=expect)',
+        new="",
+        tests=(f"{ADMIN_BOUNDS}::{EXPECT}[no-route]",),
+        removes="`Expect: 100-continue` to no admin route gets the token check too (not aiohttp's)",
+    ),
+    Mutation(
+        name="dashboard-expect-invites-any-body",
+        file="proxy/admin/dashboard/routes.py",
+        old="name=PREFIX + name, expect_handler=_expect(public)",
+        new="name=PREFIX + name",
+        tests=(f"{ADMIN_BOUNDS}::{EXPECT}[login-over-its-cap]",),
+        removes="`Expect: 100-continue` on the dashboard invites only a login form within 4 KiB",
+    ),
+    Mutation(
+        name="login-throttle-checked-before-form-only",
+        file="proxy/admin/dashboard/routes.py",
+        old="""    now = time.monotonic()
+    if ctx.gate.throttle.blocked(address, now):
+        return _throttled(ctx)
+""",
+        new="""    now = time.monotonic()
+""",
+        tests=(
+            f"{ADMIN_BOUNDS}::test_concurrent_logins_from_one_address_get_no_guess_past_its_limit",
+        ),
+        removes="concurrent logins from one address get no guess past the login throttle",
     ),
 )
 

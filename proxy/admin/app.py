@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from proxy.admin import api, dashboard, key_routes
+from proxy.admin import api, auth, dashboard, key_routes
 from proxy.admin.auth import Tokens
 from proxy.admin.idempotency import open_idempotency
 from proxy.app import errors
@@ -54,6 +54,15 @@ def build_admin_app(
         # The proxy's metrics, for an admin or read token (they name every tenant).
         web.get("/metrics", observe.metrics_endpoint),
     ]
-    app.add_routes(routes)
+    expect = auth.expect_handler(tokens, api.MAX_BODY_BYTES)
+    app.add_routes(auth.expecting(routes, expect))
     dashboard.add_routes(app, tokens)
+    # Last, so it matches only what nothing else does: aiohttp's own 404 and 405 would answer
+    # `Expect: 100-continue` without the token check.
+    app.router.add_route("*", "/{tail:.*}", no_route, expect_handler=expect)
     return app
+
+
+async def no_route(request: web.Request) -> web.StreamResponse:
+    """No admin route has this path and method (the `errors` middleware answers 404)."""
+    raise web.HTTPNotFound()

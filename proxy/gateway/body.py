@@ -15,14 +15,14 @@ from proxy.gateway.context import Runtime
 async def read_limited(request: web.Request, limit: int, rt: Runtime) -> bytes:
     """The request body, refusing more than `limit` bytes and a client too slow to send it."""
     if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     data = bytearray()
     try:
         async with asyncio.timeout(rt.policy.timeouts.read_request):
             async for chunk in request.content.iter_any():
                 data += chunk
                 if len(data) > limit:
-                    raise _too_large(limit)
+                    raise too_large(limit)
     except TimeoutError:
         raise RequestTimeout(
             f"The request body did not arrive within {rt.policy.timeouts.read_request:g} s."
@@ -30,7 +30,8 @@ async def read_limited(request: web.Request, limit: int, rt: Runtime) -> bytes:
     return bytes(data)
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
+def too_large(limit: int) -> PayloadTooLarge:
+    """413 for a body over this route's `limit`."""
     return PayloadTooLarge(
         f"The request body is larger than this route's limit of {limit} bytes.",
         code="body_too_large",

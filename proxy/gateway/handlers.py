@@ -230,8 +230,9 @@ async def _forward(
         reserved = held_amounts(reservation)
         charge = charge_for(sent, reserved, usage_of_body(sent, body))
         await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
+        # The charge above read the original; the client reads its error scrubbed.
         shown = stream_errors.scrubbed_answer(sent.endpoint.name, body, upstream=str(upstream.url))
-        return _relay_body(upstream, shown, verdict)
+        return _relay_body(upstream, shown, verdict, rewritten=shown is not body)
     finally:
         upstream.release()
 
@@ -343,10 +344,18 @@ async def _read_or_empty(upstream: aiohttp.ClientResponse, deadline: relay.Deadl
 
 
 def _relay_body(
-    upstream: aiohttp.ClientResponse, body: bytes, verdict: decision.Decision
+    upstream: aiohttp.ClientResponse,
+    body: bytes,
+    verdict: decision.Decision,
+    *,
+    rewritten: bool,
 ) -> web.Response:
+    """The whole answer `body` with the upstream's status and allow-listed headers; typed JSON
+    when the proxy has `rewritten` it, whatever the provider's body was."""
     headers = relay.headers_down(upstream.headers.items())
     headers.update(verdict.headers)
+    if rewritten:
+        headers["Content-Type"] = "application/json"
     return web.Response(body=body, status=upstream.status, headers=headers)
 
 

@@ -10,7 +10,8 @@ out. The body has its own limit, on every listener (gateway.body.read_limited: w
 (a 401, 408 or 413), what the client still sends is read and dropped for at most the runner's
 `lingering` seconds, then the connection is closed (closing at once, with data unread, would
 reset it, and the client could lose the answer): aiohttp's 10 s on the proxy port, whose bodies
-are large, ADMIN_LINGER_S on the admin listener, whose bodies are small. An idle keep-alive
+are large, ADMIN_LINGER_S on the admin listener, whose bodies are small (its refusals of a
+caller it has not admitted close at once instead: admin.auth.closed_after). An idle keep-alive
 connection (its last answer sent, nothing more received) is closed sooner, after
 `--keep-alive-timeout`.
 

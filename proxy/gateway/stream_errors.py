@@ -5,14 +5,17 @@ completions write `data: {"error": {...}}`, Anthropic `event: error` with `{"typ
 "error": {...}}`, the Responses API `event: error` with the error's fields at the top. The
 Responses API also fails a response inside a 200: `event: response.failed` ends a stream, and a
 whole answer comes with `status: failed`, each with the response's `error` (`code`, `message`)
-filled in. Any of these can name the shared account as an error answer can (an account rate
-limit met mid-call), so it goes through the same scrubbing (provider_errors.rewrite, which logs
-the original) and reaches the client in the same shape, rewritten: a failed response keeps its
-event type, status and code, so SDKs still see it fail. (`incomplete_details` holds only a
-reason token, never the provider's words.) An error has no status of its own: the one its type
-or code stands for decides how it is treated (`STATUS_OF_TYPE`; anything else counts as a
-server error). Only what the client reads changes: the usage tracker and the charge see the
-original.
+filled in. Other servers put an `error` object at the top of a whole 200 answer (OpenRouter:
+choices ending in `finish_reason: error`, the error beside the usage; a Responses answer
+`incomplete` with its error). Any of these can name the shared account as an error answer can
+(an account rate limit met mid-call), so it goes through the same scrubbing
+(provider_errors.rewrite, which logs the original) and reaches the client in the same shape,
+rewritten: a failed response keeps its event type, status and code, so SDKs still see it fail.
+A whole answer that names an error but is not a JSON object cannot be scrubbed field by field:
+it is replaced by a generic error (fail closed). (`incomplete_details` holds only a reason
+token, never the provider's words.) An error has no status of its own: the one its type or code
+stands for decides how it is treated (`STATUS_OF_TYPE`; anything else counts as a server
+error). Only what the client reads changes: the usage tracker and the charge see the original.
 """
 
 from __future__ import annotations
@@ -60,36 +63,53 @@ def scrubbed(event: SSEEvent, obj: dict[str, Any], *, endpoint: str, upstream: s
     response = obj.get("response")
     if isinstance(response, dict) and _failed(response):
         shown = {**obj, "response": failed_response(response, upstream=upstream)}
+        if obj.get("error") is not None:  # an error beside the response's: as scrubbed
+            shown["error"] = scrubbed_error(obj["error"], anthropic=False, upstream=upstream)
         return name + b"data: " + orjson.dumps(shown) + b"\n\n"
     return name + b"data: " + _error_event(obj, endpoint=endpoint, upstream=upstream) + b"\n\n"
 
 
 def scrubbed_answer(endpoint: str, body: bytes, *, upstream: str) -> bytes:
-    """A whole 2xx answer as the client gets it: a failed Responses answer with its error
-    scrubbed, anything else as it is."""
-    if endpoint != "responses" or b'"failed"' not in body:
-        return body  # cheap: a failed response says so in its status
+    """A whole 2xx answer as the client gets it: its top-level `error` scrubbed (every other
+    field as it was); a body that names an error but is not a JSON object, a generic error; any
+    other body itself (the same object: the caller tells a rewrite by identity)."""
+    if b'"error"' not in body:
+        return body  # cheap: an answer without the word has no error to scrub
+    anthropic = endpoint == "messages"
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        # Not an object whose fields can be kept: fail closed, the original goes to the log.
+        return provider_errors.rewrite(502, body, anthropic=anthropic, upstream=upstream)
+    if answer.get("error") is None:
         return body
-    if not _failed(answer):
-        return body
-    return orjson.dumps(failed_response(answer, upstream=upstream))
+    error = scrubbed_error(answer["error"], anthropic=anthropic, upstream=upstream)
+    return orjson.dumps({**answer, "error": error})
 
 
 def failed_response(response: dict[str, Any], *, upstream: str) -> dict[str, Any]:
-    """A Responses `response` object whose `error` the provider filled in, that error scrubbed
-    and in its own shape (`code`, `message`, and `type`, `param` where it had them); every
-    other field as it was."""
-    error = response["error"]
-    status = _status(error)
+    """A Responses `response` object whose `error` the provider filled in, that error scrubbed;
+    every other field as it was."""
+    return {
+        **response,
+        "error": scrubbed_error(response["error"], anthropic=False, upstream=upstream),
+    }
+
+
+def scrubbed_error(error: object, *, anthropic: bool, upstream: str) -> dict[str, Any]:
+    """An `error` object inside a 200, scrubbed, in its own shape: `code` and `message`
+    (Anthropic's: `type` and `message`), and `type`, `code`, `param` where it had them; what
+    else it carried (OpenRouter's `metadata`, the upstream's raw answer) is dropped. An error
+    that is not an object gets the generic words of its status."""
+    given = error if isinstance(error, dict) else {}
     body = provider_errors.rewrite(
-        status, orjson.dumps({"error": error}), anthropic=False, upstream=upstream
+        _status(given), orjson.dumps({"error": error}), anthropic=anthropic, upstream=upstream
     )
-    fields = orjson.loads(body)["error"]
-    kept = ("code", "message", *(key for key in ("type", "param") if key in error))
-    return {**response, "error": {key: fields[key] for key in kept}}
+    fields: dict[str, Any] = orjson.loads(body)["error"]
+    always = ("type", "message") if anthropic else ("code", "message")
+    return {key: value for key, value in fields.items() if key in always or key in given}
 
 
 def _failed(response: object) -> bool:

@@ -139,6 +139,13 @@ def whole(endpoint: str, model: str, per_choice: int, n: int) -> dict[str, Any]:
     }
 
 
+def failed(answer: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
+    """A whole chat or completions answer that failed inside a 200, as OpenRouter writes one:
+    its choices end in `finish_reason: error`, `error` beside its usage."""
+    choices = [{**choice, "finish_reason": "error"} for choice in answer["choices"]]
+    return {**answer, "choices": choices, "error": error}
+
+
 def chunk(endpoint: str, model: str, index: int, text: str, last: bool) -> dict[str, Any]:
     finish = "length" if last else None
     if endpoint == "chat":

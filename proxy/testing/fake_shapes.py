@@ -207,16 +207,22 @@ def responses_events(
     )
 
 
-def failing(events: Iterator[Event], error: dict[str, Any]) -> Iterator[Event]:
-    """A Responses stream that fails: its `response.completed` becomes `response.failed`, the
-    response's status `failed` and its `error` set (usage stays: the provider bills it)."""
+def failing(
+    events: Iterator[Event], error: dict[str, Any], status: str = "failed", *, beside: bool = False
+) -> Iterator[Event]:
+    """A Responses stream that fails: its `response.completed` becomes `response.<status>`, the
+    response's status `status` and its `error` set (usage stays: the provider bills it); with
+    `beside`, the event has the error at its top too."""
     for kind, event in events:
         if kind != "response.completed":
             yield kind, event
             continue
         data = orjson.loads(event.split(b"data: ", 1)[1])
-        data["response"].update(status="failed", error=error)
-        yield sse("response.failed", {**data, "type": "response.failed"})
+        data["response"].update(status=status, error=error)
+        data["type"] = f"response.{status}"
+        if beside:
+            data["error"] = error
+        yield sse(data["type"], data)
 
 
 def _message_item(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:

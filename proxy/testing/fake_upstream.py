@@ -98,10 +98,19 @@ class FakeSettings:
     API writes one where the stream is cut (chat: `data: {"error": ...}`; Messages: `event:
     error` with `{"type": "error", "error": ...}`; Responses: `event: error` with the fields at
     the top), e.g. ACCOUNT_RATE_LIMIT."""
-    response_error: dict[str, Any] | None = None
-    """Responses: every response fails with this `error` object (`code`, `message`), billed and
-    reporting its usage as usual: a whole answer is a 200 with `status: failed` and the error, a
-    stream ends with `response.failed` in place of `response.completed`."""
+    response_error: dict[str, Any] | str | None = None
+    """Every answer fails inside a 200 with this `error` object, billed and reporting its usage
+    as usual. Responses: a whole answer has `status: failed` (`response_error_status`) and the
+    error, a stream ends with `response.failed` in place of `response.completed`. Chat and
+    completions, whole answers: choices ending in `finish_reason: error`, the error at the top
+    beside the usage (as OpenRouter answers). A string: every whole answer is this text, not JSON
+    (chat, completions, Responses)."""
+    response_error_status: str = "failed"
+    """Responses: the status of a response with `response_error` (a stream's last event is
+    `response.<status>`); some compatible servers fill `error` on an `incomplete` one."""
+    response_error_beside: bool = False
+    """Responses streams: the failing event also carries `response_error` at its top, beside
+    the response's."""
     send_done: bool = True
     """Chat, completions: end a stream with `data: [DONE]`; False: end it right after the usage
     chunk (or the last chunk), as some OpenAI-compatible servers do."""
@@ -271,7 +280,7 @@ class FakeUpstream:
             answer["usage"] = fake_openai.usage(self._reported(billed))
             if endpoint == "chat":
                 answer["service_tier"] = billed.service_tier
-            return web.json_response(answer, dumps=fake_openai.dumps)
+            return self._whole(answer, failed=fake_openai.failed)
         finally:
             self.in_flight -= 1
 
@@ -371,23 +380,43 @@ class FakeUpstream:
                     if endpoint == "messages"
                     else fake_shapes.responses_events(body, billed, deltas, items)
                 )
-                if self.settings.response_error is not None:
-                    events = fake_shapes.failing(events, self.settings.response_error)
+                if isinstance(self.settings.response_error, dict):
+                    events = fake_shapes.failing(
+                        events,
+                        self.settings.response_error,
+                        self.settings.response_error_status,
+                        beside=self.settings.response_error_beside,
+                    )
                 return await self._stream_events(request, events, endpoint)
             if endpoint == "messages":
                 return web.json_response(
                     fake_shapes.message(body, WORD * visible, billed), dumps=fake_openai.dumps
                 )
             answer = fake_shapes.response(body, WORD * visible, billed, tools=items)
-            if self.settings.response_error is not None:
-                answer.update(status="failed", error=self.settings.response_error)
             call = fake_shapes.function_call(body)
             if call is not None:
                 kept = [i for i in answer["output"] if i.get("type") != "message"]
                 answer["output"] = [*kept, call]
-            return web.json_response(answer, dumps=fake_openai.dumps)
+            status = self.settings.response_error_status
+            return self._whole(
+                answer, failed=lambda answer, error: {**answer, "status": status, "error": error}
+            )
         finally:
             self.in_flight -= 1
+
+    def _whole(
+        self,
+        answer: dict[str, Any],
+        failed: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+    ) -> web.Response:
+        """A whole answer, or with `response_error` the answer `failed` makes of it (or that
+        error's text)."""
+        error = self.settings.response_error
+        if isinstance(error, str):
+            return web.Response(text=error, content_type="text/plain")
+        if error is not None:
+            answer = failed(answer, error)
+        return web.json_response(answer, dumps=fake_openai.dumps)
 
     def _bill(self, endpoint: str, body: dict[str, Any], prompt: int, visible: int) -> Billed:
         """Chat bills cached, reasoning and audio tokens, documents and the service tier as the

@@ -1,8 +1,9 @@
 """An error the provider sends in the middle of a stream (OpenAI's `data: {"error": ...}`,
 Anthropic's and the Responses API's `event: error`), or inside a 200 (a Responses answer whose
-status is `failed`, streamed as `response.failed`), reaches the tenant in its own shape but
-scrubbed as an error answer is: nothing of the shared account (its organisation, limits and
-usage), the original in the operator's log. The call is charged as it would be without it."""
+status is `failed`, streamed as `response.failed`; an `error` at the top of any whole answer),
+reaches the tenant in its own shape but scrubbed as an error answer is: nothing of the shared
+account (its organisation, limits and usage), the original in the operator's log. The call is
+charged as it would be without it."""
 
 from __future__ import annotations
 
@@ -156,3 +157,101 @@ async def test_a_failed_response_about_the_request_keeps_its_message(
         events = [event async for event in stream]
     error = events[-1].response.error
     assert error is not None and (error.code, error.message) == ("invalid_prompt", said)
+
+
+IN_A_200 = {
+    **FAILED,
+    "type": "tokens",
+    "metadata": {"provider_name": "OpenAI", "raw": "organization org-fake-shared-account"},
+}
+"""An error inside a 200 as OpenRouter passes one on: the provider's, with its raw answer."""
+WHOLE: dict[str, tuple[str, dict[str, Any]]] = {
+    "chat": ("/v1/chat/completions", chat(max_tokens=20)),
+    "completions": ("/v1/completions", {"model": "gpt-4o-mini", "prompt": "hi", "max_tokens": 20}),
+    "responses": (
+        "/v1/responses",
+        {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 20},
+    ),
+}
+
+
+@pytest.mark.parametrize("endpoint", list(WHOLE))
+async def test_an_error_at_the_top_of_a_whole_200_reaches_the_tenant_scrubbed_and_charged(
+    tmp_path: Path, store_url: str, endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A whole 200 answer with an `error` object at its top (OpenRouter's choices ending in
+    `finish_reason: error`; a Responses answer `incomplete`, not `failed`, with its error): the
+    tenant gets that answer with the error scrubbed and nothing else of it changed; the charge
+    is what the provider billed, read from the original."""
+    path, body = WHOLE[endpoint]
+    settings = FakeSettings(response_error=IN_A_200, response_error_status="incomplete")
+    fake = FakeUpstream(settings)
+    caplog.set_level(logging.INFO)
+    async with (
+        local_stack(shapes_policy(tmp_path), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.post(stack.url + path, json=body, headers=HEADERS) as r:
+            assert (r.status, r.content_type) == (200, "application/json")
+            text = await r.text()
+        row = await settled(stack.ledger)
+    assert not [word for word in (*ACCOUNT_WORDS, "sk-proj") if word in text], text
+    answer = orjson.loads(text)
+    error = answer["error"]
+    assert set(error) == {"code", "message", "type"}, "metadata is dropped"
+    assert error["code"] == "rate_limit_exceeded"
+    assert "provider" in error["message"] and "rate limit" in error["message"]
+    if endpoint == "responses":
+        assert answer["status"] == "incomplete" and answer["output"]
+    else:
+        assert [c["finish_reason"] for c in answer["choices"]] == ["error"]
+    assert answer["usage"]["completion_tokens" if endpoint != "responses" else "output_tokens"]
+    assert FAILED["message"][:60] in caplog.text and "sk-proj-fake" not in caplog.text
+    [billed] = fake.billed
+    assert (row.spent, row.reserved) == (billed_cost(billed), 0)
+
+
+async def test_a_whole_200_naming_an_error_that_is_not_json_fails_closed(
+    tmp_path: Path, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 200 that names an error but is no JSON object cannot be scrubbed field by field: the
+    tenant gets a generic error in the API's shape, never the provider's text; the log has it;
+    the call is charged its reservation (no usage to read), as any unreadable answer is."""
+    said = 'upstream "error": rate limit for organization org-fake-shared-account (TPM 30000)'
+    fake = FakeUpstream(FakeSettings(response_error=said))
+    caplog.set_level(logging.INFO)
+    async with (
+        local_stack(shapes_policy(tmp_path), store=store_url, fake=fake) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        path, body = WHOLE["chat"]
+        async with session.post(stack.url + path, json=body, headers=HEADERS) as r:
+            assert (r.status, r.content_type) == (200, "application/json")
+            text = await r.text()
+        row = await settled(stack.ledger)
+    assert not [word for word in ACCOUNT_WORDS if word in text], text
+    error = orjson.loads(text)["error"]
+    assert error["code"] == "provider_error" and "provider" in error["message"]
+    assert said in caplog.text
+    assert row.reserved == 0 and row.spent > 0
+
+
+async def test_a_failed_response_event_with_an_error_beside_it_has_both_scrubbed(
+    tmp_path: Path,
+) -> None:
+    """A `response.failed` event that also carries the error at its top: both are scrubbed."""
+    settings = FakeSettings(response_error=IN_A_200, response_error_beside=True)
+    async with (
+        local_stack(shapes_policy(tmp_path), fake=FakeUpstream(settings)) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        path, body = WHOLE["responses"]
+        async with session.post(
+            stack.url + path, json={**body, "stream": True}, headers=HEADERS
+        ) as r:
+            text = await r.text()
+    assert not [word for word in (*ACCOUNT_WORDS, "sk-proj") if word in text], text
+    last = orjson.loads(text.rstrip().rsplit("data: ", 1)[1])
+    assert last["type"] == "response.failed"
+    for error in (last["error"], last["response"]["error"]):
+        assert error["code"] == "rate_limit_exceeded" and "provider" in error["message"]

@@ -18,9 +18,18 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aiohttp.web import RouteDef
 
 from proxy.admin import api
-from proxy.admin.auth import Handler, Tokens, middleware
+from proxy.admin.auth import (
+    ExpectHandler,
+    Handler,
+    Tokens,
+    closed_after,
+    continue_body,
+    declared_too_large,
+    middleware,
+)
 from proxy.admin.dashboard import figures, pages, session
 from proxy.admin.dashboard.markup import Html, new_nonce, page, redirect, respond, secure
 from proxy.admin.dashboard.tenant_page import tenant
@@ -76,35 +85,76 @@ def authenticate(tokens: Tokens) -> Middleware:
     return route
 
 
-def _page(handler: Page, *, public: bool = False) -> Handler:
+def _route(method: str, path: str, handler: Page, name: str, *, public: bool = False) -> RouteDef:
+    """A dashboard route named `dashboard.<name>`: `handler` as a page (`_page`), an `Expect:
+    100-continue` answered by `_expect`."""
+    return web.route(
+        method, path, _page(handler, public), name=PREFIX + name, expect_handler=_expect(public)
+    )
+
+
+def _context(request: web.Request) -> Context:
+    gate = request.app[GATE]
+    cookie = request.cookies.get(session.COOKIE)
+    return Context(gate, gate.sessions.verify(cookie) if cookie else None, new_nonce())
+
+
+def _page(handler: Page, public: bool) -> Handler:
     """A dashboard route: its session (required unless `public`), HTML errors, and the
     security headers with this response's nonce."""
 
     async def run(request: web.Request) -> web.StreamResponse:
-        gate = request.app[GATE]
-        cookie = request.cookies.get(session.COOKIE)
-        ctx = Context(gate, gate.sessions.verify(cookie) if cookie else None, new_nonce())
+        ctx = _context(request)
         response = await _guarded(request, handler, ctx, public)
         secure(response, ctx.nonce)
+        if request.can_read_body:  # only the login form's body is read, and not always
+            return await closed_after(request, response)
         return response
 
     return run
 
 
+def _expect(public: bool) -> ExpectHandler:
+    """A dashboard route's answer to `Expect: 100-continue`. aiohttp's own comes before any
+    handler, inviting the body of any caller; this invites it only when the page would run (a
+    session, unless `public`) and its Content-Length is within LOGIN_MAX_BYTES (the only body
+    the dashboard reads is the login form), and otherwise answers the refusal at once and
+    closes the connection, the body never sent, nor read."""
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        ctx = _context(request)
+        refused = _unauthenticated(request, ctx, public)
+        too_large = declared_too_large(request, LOGIN_MAX_BYTES)
+        if refused is None and too_large is not None:
+            refused = html(ctx, "Refused", pages.failure(413, too_large.message), 413)
+        if refused is None:
+            await continue_body(request)
+            return None
+        secure(refused, ctx.nonce)
+        return await closed_after(request, refused)
+
+    return expect
+
+
+def _unauthenticated(request: web.Request, ctx: Context, public: bool) -> web.Response | None:
+    """The answer to a request for a page that needs a session it does not have, else None."""
+    if ctx.session is not None or public:
+        return None
+    if request.method in ("GET", "HEAD"):
+        return redirect("/dashboard/login")
+    return html(ctx, "Log in", pages.failure(401, "Log in first."), 401)
+
+
 async def _guarded(
     request: web.Request, handler: Page, ctx: Context, public: bool
 ) -> web.StreamResponse:
-    if ctx.session is None and not public:
-        if request.method in ("GET", "HEAD"):
-            return redirect("/dashboard/login")
-        return html(ctx, "Log in", pages.failure(401, "Log in first."), 401)
+    refused = _unauthenticated(request, ctx, public)
+    if refused is not None:
+        return refused
     try:
         return await handler(request, ctx)
-    except ClientError as exc:
-        response = html(ctx, "Error", pages.failure(exc.status, str(exc)), exc.status)
-        if exc.close_connection:  # a body too slow or too large: not read to its end
-            response.force_close()
-        return response
+    except ClientError as exc:  # a 408 or 413 leaves the body unread: `_page` closes
+        return html(ctx, "Error", pages.failure(exc.status, str(exc)), exc.status)
     except LedgerError as exc:
         log.warning("dashboard: the store failed: %s", exc)
         message = "The ledger cannot be read right now; try again shortly."
@@ -130,11 +180,16 @@ async def login_form(request: web.Request, ctx: Context) -> web.StreamResponse:
 async def login(request: web.Request, ctx: Context) -> web.StreamResponse:
     if (problem := session.origin_problem(request)) is not None:
         return _refused(ctx, problem)
-    address, now = request.remote or "-", time.monotonic()
-    if ctx.gate.throttle.blocked(address, now):
-        body = pages.login("Too many failed logins from this address; wait a minute.")
-        return html(ctx, "Log in", body, 429)
+    address = request.remote or "-"
+    if ctx.gate.throttle.blocked(address, time.monotonic()):
+        return _throttled(ctx)
     token = await _form_token(request)
+    # Again once the form is in: logins from one address that all waited for their forms
+    # passed the check above together. Nothing awaits from here to a failure being counted,
+    # so each login sees those before it, and an address gets no guess past its limit.
+    now = time.monotonic()
+    if ctx.gate.throttle.blocked(address, now):
+        return _throttled(ctx)
     cookie = ctx.gate.sessions.issue(token.strip()) if isinstance(token, str) else None
     if cookie is None:
         ctx.gate.throttle.failed(address, now)
@@ -143,6 +198,11 @@ async def login(request: web.Request, ctx: Context) -> web.StreamResponse:
     response = redirect("/dashboard")
     session.set_cookie(response, request, cookie, ctx.gate.sessions.lifetime_s)
     return response
+
+
+def _throttled(ctx: Context) -> web.Response:
+    body = pages.login("Too many failed logins from this address; wait a minute.")
+    return html(ctx, "Log in", body, 429)
 
 
 async def _form_token(request: web.Request) -> str | None:
@@ -237,11 +297,11 @@ def add_routes(app: web.Application, tokens: Tokens) -> None:
     app[GATE] = Gate(session.Sessions(tokens), session.LoginThrottle())
     app.add_routes(
         [
-            web.get("/dashboard", _page(index), name="dashboard.index"),
-            web.get("/dashboard/login", _page(login_form, public=True), name="dashboard.form"),
-            web.post("/dashboard/login", _page(login, public=True), name="dashboard.login"),
-            web.post("/dashboard/logout", _page(logout, public=True), name="dashboard.logout"),
-            web.get("/dashboard/tenants/{tenant}", _page(tenant_detail), name="dashboard.tenant"),
-            web.get("/dashboard/{tail:.*}", _page(not_found), name="dashboard.not_found"),
+            _route("GET", "/dashboard", index, "index"),
+            _route("GET", "/dashboard/login", login_form, "form", public=True),
+            _route("POST", "/dashboard/login", login, "login", public=True),
+            _route("POST", "/dashboard/logout", logout, "logout", public=True),
+            _route("GET", "/dashboard/tenants/{tenant}", tenant_detail, "tenant"),
+            _route("GET", "/dashboard/{tail:.*}", not_found, "not_found"),
         ]
     )
