@@ -1973,7 +1973,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="    if record is None:",
         tests=(
             "tests/gateway/test_key_pins.py"
-            "::test_an_agents_key_cannot_read_commit_or_release_another_agents_reservation",
+            "::test_a_pinned_key_cannot_reach_another_agents_reservation_held_only_by_the_tenant",
         ),
         removes="a key pinned to an agent cannot read, commit or release another's reservation",
     ),

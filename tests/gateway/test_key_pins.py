@@ -150,6 +150,35 @@ async def test_an_agents_key_cannot_read_commit_or_release_another_agents_reserv
         assert await points(stack) == {"tenant|alpha": (30, 0), "agent|b": (30, 0)}
 
 
+async def test_a_pinned_key_cannot_reach_another_agents_reservation_held_only_by_the_tenant(
+    tmp_path: Path, store_url: str
+) -> None:
+    """When the plan budgets actions on the tenant alone, another agent's reservation holds no
+    line of its agent, so only the scope it was reserved with can tell it apart: an agent's key
+    still gets 404 on it, as for an unknown id, and nothing is charged or freed."""
+    tenant_only = "action_budgets:\n  tenant: {limit: 1000, period: month}\n"
+    pol = gateway(tmp_path, budgets=BUDGETS, plan=tenant_only)
+    async with with_admin(pol, store_url) as (stack, admin):
+        _, _, a = await admin.call("POST", f"{T}/keys", {"agent": "a"})
+        _, _, b = await admin.call("POST", f"{T}/keys", {"agent": "b"})
+        code, held = await call(
+            stack, "POST", RESERVATIONS, bearer(b["key"]), {"unit": RISK, "amount": 50}
+        )
+        assert code == 201, held
+        path = f"{RESERVATIONS}/{held['id']}"
+        for method, tail, body in (
+            ("GET", "", None),
+            ("POST", "/commit", {"amount": 900}),
+            ("POST", "/release", None),
+        ):
+            code, answer = await call(stack, method, path + tail, bearer(a["key"]), body)
+            assert code == 404 and answer["error"]["code"] == "reservation_not_found", answer
+        assert await points(stack) == {"tenant|alpha": (0, 50)}
+        code, done = await call(stack, "POST", path + "/commit", bearer(b["key"]), {"amount": 30})
+        assert code == 200 and done["status"] == "COMMITTED", done
+        assert await points(stack) == {"tenant|alpha": (30, 0)}
+
+
 async def test_a_pinned_key_cannot_settle_a_reservation_that_kept_no_scope(
     tmp_path: Path, store_url: str
 ) -> None:
