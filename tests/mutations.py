@@ -2688,7 +2688,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-stuck-expiry-not-reported",
         file="proxy/store/ledger/sweep_memory.py",
-        old="                self.stuck(tenant, swept[1])\n",
+        old="            self.stuck(tenant, swept[1])\n",
         new="",
         tests=(
             f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[memory]",
@@ -2794,6 +2794,42 @@ MUTATIONS: tuple[Mutation, ...] = (
             OPENAI_WRITES + "test_a_stream_without_usage_is_charged_its_prompt_at_the_write_price",
         ),
         removes="a stream without a usage report is charged its prompt at the price it reserved",
+    ),
+    # -- a dead replica's reclaim (issue 15, review) -----------------------------------------
+    Mutation(
+        name="reclaim-goes-on-for-a-replica-alive-again",
+        file="proxy/store/ledger/sweep_redis.py",
+        old="            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left "
+        "alone\n",
+        new="            pass\n",
+        tests=(
+            f"{EDGES}test_a_replica_alive_again_keeps_its_calls_though_its_reclaim_had_begun"
+            "[redis]",
+        ),
+        removes="Redis: a reclaim in progress leaves alone a replica that heartbeats again",
+    ),
+    Mutation(
+        name="memory-reclaim-goes-on-for-a-replica-alive-again",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left "
+        "alone\n",
+        new="            pass\n",
+        tests=(
+            f"{EDGES}test_a_replica_alive_again_keeps_its_calls_though_its_reclaim_had_begun"
+            "[memory]",
+        ),
+        removes="memory: a reclaim in progress leaves alone a replica that heartbeats again",
+    ),
+    Mutation(
+        name="memory-reclaim-restarts-every-pass",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="        r = self._reclaim\n",
+        new="        r = self._reclaim = None\n",
+        tests=(
+            "tests/store/test_reclaim.py::test_a_reclaim_out_of_time_resumes_where_it_stopped"
+            "[memory]",
+        ),
+        removes="memory: a dead replica's reclaim out of time resumes where it stopped",
     ),
 )
 
