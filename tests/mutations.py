@@ -2831,6 +2831,29 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="memory: a dead replica's reclaim out of time resumes where it stopped",
     ),
+    Mutation(
+        name="dead-owners-stuck-call-skips-the-rest",
+        file="proxy/store/ledger/lua/sweep.lua",
+        old="if r.state == 'OPEN' and dead[r.owner] then expire(records[i], r) end",
+        new="if r.state == 'OPEN' and dead[r.owner] and not expire(records[i], r) then break end",
+        tests=(
+            "tests/store/test_reclaim.py::"
+            "test_a_dead_replicas_stuck_call_holds_back_none_of_its_others[redis]",
+        ),
+        removes="Redis: a dead replica's call it cannot charge holds back none of its others",
+    ),
+    Mutation(
+        name="memory-dead-owners-stuck-call-skips-the-rest",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="                        stuck = stuck or exc  # it stays OPEN until its deadline\n"
+        "                        continue\n",
+        new="                        stuck = stuck or exc\n                        break\n",
+        tests=(
+            "tests/store/test_reclaim.py::"
+            "test_a_dead_replicas_stuck_call_holds_back_none_of_its_others[memory]",
+        ),
+        removes="memory: a dead replica's call it cannot charge holds back none of its others",
+    ),
 )
 
 

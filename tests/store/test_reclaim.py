@@ -1,11 +1,60 @@
 """A dead replica's reclaim (issue 15, the review of its sweeper), on `memory://` and a real
-Redis: a reclaim whose pass runs out of time resumes where it stopped."""
+Redis: a call of the dead replica that cannot be charged holds back none of its others; a
+reclaim whose pass runs out of time resumes where it stopped."""
 
 from __future__ import annotations
 
-from settle_support import replica
+import dataclasses
+
+from settle_support import replica, tenant_usd
+from sweep_support import (
+    SAFE,
+    instances,
+    open_store,
+    reserved,
+    set_sum,
+    silent_instance,
+    sums,
+    tenant_line,
+)
 from sweep_support import ask as usd
-from sweep_support import instances, open_store, reserved, silent_instance, sums
+
+from proxy.store.ledger.base import BudgetLine
+
+MINUTE_MS = 60_000
+
+
+async def test_a_dead_replicas_stuck_call_holds_back_none_of_its_others(store_url: str) -> None:
+    """The first of a dead replica's open calls its reclaim finds also holds a workflow line at
+    the edge of the safe range, so its charge is refused: the five found after it are charged
+    all the same, and it stays OPEN (nothing written; reported). The replica is forgotten
+    nonetheless, which loses nothing: the stuck call keeps its own deadline, and the sweep
+    charges it there, as any call's, once its line is back in range."""
+    ledger = open_store(store_url)
+    workflow = BudgetLine("workflow", "w1", "USD", "month", 10**9)
+    edge = dataclasses.replace(usd("acme", "a-stuck", 100), lines=[tenant_line("acme"), workflow])
+    try:
+        async with replica(ledger, store_url, "ghost") as ghost:
+            stuck = await reserved(ghost, edge)
+            for i in range(5):
+                await reserved(ghost, usd("acme", f"b{i}", 10))
+        await set_sum(ledger, store_url, "acme", f"{stuck.fields[1]}|spent", SAFE - 50)
+        await silent_instance(ledger, store_url, "ghost")
+        assert await ledger.sweep_all() == 5
+        assert ledger.sweep_errors == 1
+        record = await ledger.reservation("acme", "a-stuck")
+        assert record is not None and record.state == "OPEN"
+        assert await tenant_usd(ledger) == (50, 100)
+        assert "ghost" not in await instances(ledger, store_url)
+        # Its deadline come, the due part of a sweep charges it (its line back in range).
+        await set_sum(ledger, store_url, "acme", f"{stuck.fields[1]}|spent", 0)
+        await ledger.set_clock_offset("acme", ledger.settings.cap_ms + MINUTE_MS)
+        assert await ledger.sweep_all() == 1
+        record = await ledger.reservation("acme", "a-stuck")
+        assert record is not None and record.state == "EXPIRED_CHARGED"
+        assert await tenant_usd(ledger) == (150, 0)
+    finally:
+        await ledger.close()
 
 
 async def test_a_reclaim_out_of_time_resumes_where_it_stopped(store_url: str) -> None:
