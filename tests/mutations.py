@@ -2693,7 +2693,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-stuck-expiry-not-reported",
         file="proxy/store/ledger/sweep_memory.py",
-        old="                self.stuck(tenant, swept[1])\n",
+        old="            self.stuck(tenant, swept[1])\n",
         new="",
         tests=(
             f"{EDGES}test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries[memory]",
@@ -2899,6 +2899,97 @@ MUTATIONS: tuple[Mutation, ...] = (
             f"{ADMIN_BOUNDS}::test_concurrent_logins_from_one_address_get_no_guess_past_its_limit",
         ),
         removes="concurrent logins from one address get no guess past the login throttle",
+    ),
+    # -- a dead replica's reclaim (issue 15, review) -----------------------------------------
+    Mutation(
+        name="reclaim-goes-on-for-a-replica-alive-again",
+        file="proxy/store/ledger/sweep_redis.py",
+        old="            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left "
+        "alone\n",
+        new="            pass\n",
+        tests=(
+            f"{EDGES}test_a_replica_alive_again_keeps_its_calls_though_its_reclaim_had_begun"
+            "[redis]",
+        ),
+        removes="Redis: a reclaim in progress leaves alone a replica that heartbeats again",
+    ),
+    Mutation(
+        name="memory-reclaim-goes-on-for-a-replica-alive-again",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left "
+        "alone\n",
+        new="            pass\n",
+        tests=(
+            f"{EDGES}test_a_replica_alive_again_keeps_its_calls_though_its_reclaim_had_begun"
+            "[memory]",
+        ),
+        removes="memory: a reclaim in progress leaves alone a replica that heartbeats again",
+    ),
+    Mutation(
+        name="memory-reclaim-restarts-every-pass",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="        r = self._reclaim\n",
+        new="        r = self._reclaim = None\n",
+        tests=(
+            "tests/store/test_reclaim.py::test_a_reclaim_out_of_time_resumes_where_it_stopped"
+            "[memory]",
+        ),
+        removes="memory: a dead replica's reclaim out of time resumes where it stopped",
+    ),
+    Mutation(
+        name="dead-owners-stuck-call-skips-the-rest",
+        file="proxy/store/ledger/lua/sweep.lua",
+        old="if r.state == 'OPEN' and dead[r.owner] then expire(records[i], r) end",
+        new="if r.state == 'OPEN' and dead[r.owner] and not expire(records[i], r) then break end",
+        tests=(
+            "tests/store/test_reclaim.py::"
+            "test_a_dead_replicas_stuck_call_holds_back_none_of_its_others[redis]",
+        ),
+        removes="Redis: a dead replica's call it cannot charge holds back none of its others",
+    ),
+    Mutation(
+        name="memory-dead-owners-stuck-call-skips-the-rest",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="                        stuck = stuck or exc  # it stays OPEN until its deadline\n"
+        "                        continue\n",
+        new="                        stuck = stuck or exc\n                        break\n",
+        tests=(
+            "tests/store/test_reclaim.py::"
+            "test_a_dead_replicas_stuck_call_holds_back_none_of_its_others[memory]",
+        ),
+        removes="memory: a dead replica's call it cannot charge holds back none of its others",
+    ),
+    Mutation(
+        name="reclaim-walks-the-index-by-due-time",
+        file="proxy/store/ledger/sweep_redis.py",
+        old="""        with boundary():
+            found, rows = await self._client.zscan(shard, cursor, count=self.reclaim_scan)
+        due = [str(t) for t, score in cast(list[tuple[str, float]], rows) if score <= upto]
+        return int(found), due
+""",
+        new="""        with boundary():
+            rows = await self._client.zrangebyscore(
+                shard, cursor or "-inf", upto, start=0, num=self.reclaim_scan, withscores=True
+            )
+        found = int(rows[-1][1]) + 1 if len(rows) == self.reclaim_scan else 0
+        return found, [str(t) for t, _ in rows]
+""",
+        tests=(
+            "tests/store/test_reclaim.py::"
+            "test_a_tenant_whose_due_time_moves_during_a_reclaim_is_still_reclaimed[redis]",
+        ),
+        removes="Redis: a tenant whose due time moves behind a reclaim's position is reclaimed",
+    ),
+    Mutation(
+        name="reclaim-forgets-the-dead-before-reading-the-whole-index",
+        file="proxy/store/ledger/sweep_redis.py",
+        old="        if not r.finished():\n",
+        new="        if False:\n",
+        tests=(
+            "tests/store/test_reclaim.py::"
+            "test_a_reclaim_out_of_time_while_reading_the_index_resumes_there",
+        ),
+        removes="Redis: a reclaim out of time while reading the index resumes there",
     ),
 )
 

@@ -1,6 +1,7 @@
-"""Helpers for the tests of what the review of issue 15 found (tests/store/test_settle_edges.py): a
-store that loses a record, a ledger that runs something between a settle's lookup and its
-script, and a small actions deployment."""
+"""Helpers for the tests of what the review of issue 15 found (tests/store/test_settle_edges.py,
+tests/store/test_reclaim.py): a store that loses a record, a ledger that runs something between a
+settle's lookup and its script, another replica on the same store, and a small actions
+deployment."""
 
 from __future__ import annotations
 
@@ -43,6 +44,32 @@ tenants:
   acme: {{plan: ops}}
 reservations: {{on_expiry: {on_expiry}}}
 """
+
+
+@asynccontextmanager
+async def replica(ledger: Store, url: str, owner: str) -> AsyncIterator[Store]:
+    """Another replica, `owner`, on `ledger`'s store: what it reserves is its own, and its
+    heartbeat says it is alive. On Redis a ledger of its own; memory:// lives in one process, so
+    `ledger` itself acts under that name until the block ends."""
+    if isinstance(ledger, MemoryLedger):
+        mine, ledger.owner = ledger.owner, owner
+        try:
+            yield ledger
+        finally:
+            ledger.owner = mine
+        return
+    other = RedisLedger(url, ledger.settings, owner)
+    try:
+        yield other
+    finally:
+        await other.close()
+
+
+async def tenant_usd(ledger: Store, tenant: str = "acme") -> tuple[int, int]:
+    """(spent, reserved) of the tenant's tenant-level USD line (it may have a workflow line)."""
+    rows = await ledger.balances(tenant)
+    (row,) = [r for r in rows if r.level == "tenant" and r.unit == "USD"]
+    return row.spent, row.reserved
 
 
 async def forget(store: Store, url: str, tenant: str, rid: str) -> None:

@@ -2,7 +2,8 @@
 and a real Redis: a settle of a record the store no longer has frees nothing other calls hold;
 an action's commit after its release at expiry, or of an id the store does not know, changes
 nothing; one stuck expiry never holds back its tenant's others; a dead replica's reclaim
-finishes while others keep dying; a repeat of a settled reservation is not allowed."""
+finishes while others keep dying, and stops for one that heartbeats again; a repeat of a settled
+reservation is not allowed."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from settle_support import (
     hooked,
     points,
     post,
+    replica,
+    tenant_usd,
 )
 from sweep_support import (
     SAFE,
-    Store,
     instances,
     open_store,
     reserved,
@@ -199,13 +201,6 @@ async def test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries(
         await ledger.close()
 
 
-async def tenant_usd(ledger: Store) -> tuple[int, int]:
-    """(spent, reserved) of acme's tenant USD line (it has a workflow line too)."""
-    rows = await ledger.balances("acme")
-    (row,) = [r for r in rows if r.level == "tenant"]
-    return row.spent, row.reserved
-
-
 # --- a reclaim while replicas churn ----------------------------------------------------------
 
 
@@ -235,6 +230,37 @@ async def test_a_dead_replicas_reclaim_finishes_while_other_replicas_keep_dying(
         assert [await sums(ledger, t) for t in ("whale", "minnow")] == [(800, 0), (1, 0)]
     finally:
         await dead.close()
+        await ledger.close()
+
+
+async def test_a_replica_alive_again_keeps_its_calls_though_its_reclaim_had_begun(
+    store_url: str,
+) -> None:
+    """A replica presumed dead (its heartbeat silent) whose reclaim has begun, one tenant a
+    pass, heartbeats again: it was only paused, and its calls in the tenant not yet reclaimed
+    are still in flight. Though another replica dies meanwhile, they stay held, with their
+    concurrency slots (a third call is refused), and it stays listed."""
+    ledger = open_store(store_url)
+    two = Quotas(concurrent=[("tenant", "bbb", 2)])
+    try:
+        async with replica(ledger, store_url, "ghost") as ghost:
+            await reserved(ghost, usd("aaa", "a1", 1))
+            await reserved(ghost, usd("bbb", "b1", 1, quotas=two))
+            await reserved(ghost, usd("bbb", "b2", 1, quotas=two))
+        await silent_instance(ledger, store_url, "ghost")
+        ledger.sweep_budget_s = 0.0
+        assert await ledger.sweep_all() == 1  # the reclaim's first step: aaa
+        assert await sums(ledger, "aaa") == (1, 0)
+        async with replica(ledger, store_url, "ghost") as ghost:
+            await ghost.heartbeat()
+        await silent_instance(ledger, store_url, "churn")
+        for _ in range(3):
+            await ledger.sweep_all()
+        assert await sums(ledger, "bbb") == (0, 2)
+        assert await ledger.counters("bbb") == {"q|conc|tenant|bbb": 2}
+        assert not (await ledger.reserve(usd("bbb", "b3", 1, quotas=two))).allowed
+        assert await instances(ledger, store_url) == {"ghost"}
+    finally:
         await ledger.close()
 
 

@@ -1,6 +1,13 @@
 """The sweeper on memory:// (sweeping.py says what both stores share): a pass visits the tenants
 the due index names (memory_due.py), each isolated, within the pass's time budget; each tenant's
 sweep is lua/sweep.lua's, step for step.
+
+A dead owner's reclaim (sweep_redis.py's phase 1) visits every tenant the store held when it
+began (one holding a dead owner's call did: the dead reserve nothing), in name order; one whose
+pass runs out of time is resumed by the next from the tenant it reached, with those of its dead
+still dead, and forgets them once every tenant was visited. As on Redis, a call it cannot charge
+(the safe range) stays open until its deadline, when the due part resolves it whoever owns it:
+it does not keep its owner listed.
 """
 
 from __future__ import annotations
@@ -8,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from proxy.core.errors import AmountOutOfRange
 from proxy.core.types import ReservationSettings
@@ -18,6 +26,15 @@ from proxy.store.ledger.memory_due import DueIndex
 from proxy.store.ledger.memory_state import Record, TenantState
 from proxy.store.ledger.sweeping import STUCK_RETRY_MS, SWEEP_BUDGET_S, Budget, SweepErrors
 from proxy.store.ledger.tenants import sorted_amounts
+
+
+@dataclass(slots=True)
+class _Reclaim:
+    """A reclaim of dead owners' reservations in progress."""
+
+    dead: tuple[str, ...]
+    left: list[str]
+    """The tenants still to visit, the next last."""
 
 
 class MemorySweep(SweepErrors, ABC):
@@ -33,6 +50,10 @@ class MemorySweep(SweepErrors, ABC):
     _due: DueIndex
     sweep_budget_s: float = SWEEP_BUDGET_S
     stuck_retry_ms: int = STUCK_RETRY_MS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._reclaim: _Reclaim | None = None
 
     @abstractmethod
     def _tenant(self, tenant: str) -> TenantState:
@@ -99,28 +120,64 @@ class MemorySweep(SweepErrors, ABC):
         self._instances[self.owner] = self._clock()
 
     async def sweep_all(self) -> int:
-        """Sweep the tenants the due index names (every tenant while an owner is dead), each
-        isolated, until the pass's budget is spent; the rest stay due for the next pass."""
+        """Reclaim dead owners' reservations (the module docstring), then sweep the tenants the
+        due index names; each tenant isolated, until the pass's budget is spent (each phase
+        visits one tenant at least); what is left the next pass resumes."""
         now, budget = self._clock(), Budget.of(self.sweep_budget_s)
         cutoff = now - self._dead_after_ms
-        dead = [o for o, at in self._instances.items() if at <= cutoff and o != self.owner]
+        stale = (o for o, at in self._instances.items() if at <= cutoff and o != self.owner)
+        visited: set[str] = set()
+        resolved = await self._reclaim_dead(tuple(sorted(stale)), budget, visited)
+        return resolved + await self._sweep_due(now, budget, visited)
+
+    async def _reclaim_dead(self, dead: tuple[str, ...], budget: Budget, visited: set[str]) -> int:
+        """Go on with the reclaim in progress, for those of its owners still dead; a new one, of
+        every dead owner, when none is (an owner that dies meanwhile waits for the next)."""
+        r = self._reclaim
+        if r is not None:
+            r.dead = tuple(o for o in r.dead if o in dead)  # one alive again is left alone
+            if not r.dead:
+                r = self._reclaim = None
+        if not dead:
+            return 0
+        if r is None:
+            r = self._reclaim = _Reclaim(dead, sorted(self._tenants, reverse=True))
+        resolved = 0
+        while r.left:
+            tenant = r.left.pop()
+            visited.add(tenant)
+            resolved += await self._visit(tenant, set(r.dead))
+            if r.left and not budget.left():
+                return resolved  # the dead stay listed: the next pass goes on from here
+        for owner in r.dead:
+            self._instances.pop(owner, None)
+        self._reclaim = None
+        return resolved
+
+    async def _sweep_due(self, now: int, budget: Budget, visited: set[str]) -> int:
+        """The tenants the due index names, but those the reclaim visited in this pass."""
         tenants = self._due.take(now)
-        if dead:
-            tenants = sorted({*tenants, *self._tenants})
+        for tenant in visited.intersection(tenants):  # swept already: back in the index
+            self._due.put(tenant, self._tenants[tenant].next_due())
+        tenants = [t for t in tenants if t not in visited]
         resolved = 0
         for i, tenant in enumerate(tenants):
             if i and not budget.left():
                 for rest in tenants[i:]:
                     self._due.touch(rest)
-                return resolved  # the dead stay listed: the next pass goes on reclaiming
-            swept = await self.isolated(tenant, self._sweep_tenant(tenant, set(dead)))
-            if swept is not None:
-                resolved += swept[0]
-                self.stuck(tenant, swept[1])
-            self._due.put(tenant, self._tenants[tenant].next_due())
-            await asyncio.sleep(0)  # calls on this event loop go on between tenants
-        for owner in dead:
-            del self._instances[owner]
+                return resolved
+            resolved += await self._visit(tenant, set())
+        return resolved
+
+    async def _visit(self, tenant: str, dead: set[str]) -> int:
+        """Sweep one tenant, isolated; index it at its next due time."""
+        resolved = 0
+        swept = await self.isolated(tenant, self._sweep_tenant(tenant, dead))
+        if swept is not None:
+            resolved = swept[0]
+            self.stuck(tenant, swept[1])
+        self._due.put(tenant, self._tenants[tenant].next_due())
+        await asyncio.sleep(0)  # calls on this event loop go on between tenants
         return resolved
 
     def _expire(

@@ -4,10 +4,18 @@ sequence of short commands, none of which holds Redis for long:
 1. **Dead owners.** Instances whose heartbeat is older than 3 intervals are dead. Their open
    reservations are reclaimed tenant by tenant, over the tenants the due index says may hold an
    open reservation (due within `cap_ms`: an open reservation's deadline is at most that far),
-   each with lua/sweep.lua's HSCAN of `:resv` (`BATCH` records a call). Where it is, tenant and
-   cursor, survives the pass, and a change in the dead does not restart it (an owner that dies
-   meanwhile waits for the next reclaim); once every such tenant was visited the reclaim's dead
-   are forgotten (a tenant that failed is logged and counted, and does not keep them listed).
+   each with lua/sweep.lua's HSCAN of `:resv` (`BATCH` records a call). The index is read with
+   ZSCAN, not by due time: a tenant's due time moves while a reclaim runs (a new call with a
+   short deadline moves it to the front), and a walk by due time from where it stopped would
+   pass such a tenant by, while ZSCAN returns every member present throughout at least once (a
+   tenant holding an open reservation is, at a due time within the cap). Where it is, index
+   cursor, tenant and record cursor, survives the pass, and a change in the dead does not
+   restart it (an owner that dies meanwhile waits for the next reclaim; one alive again is left
+   alone); once every such tenant was visited the reclaim's dead are forgotten. Neither a
+   tenant that failed (logged and counted) nor a call whose charge would leave the safe range
+   (left open, reported) keeps them listed: every open reservation keeps its deadline, and the
+   due part of a sweep resolves it there whoever owns it, so forgetting an owner loses nothing;
+   the reclaim only comes early.
 2. **Due tenants.** The due index (`cy:v1:due`, store/redis/layout.py) holds each tenant at its
    earliest due time, written by every script; a pass reads it in pages up to now, so idle tenants
    cost nothing, and sweeps each one for at most `TENANT_ROUNDS` calls.
@@ -43,6 +51,8 @@ from proxy.store.redis.clients import Client, boundary
 
 PAGE = 100
 """Tenants read from the due index per command."""
+SCAN = 1000
+"""Tenants of the due index a reclaim reads per ZSCAN (about a millisecond of Redis time)."""
 WALK = 100
 """Tenants of the registry swept per pass (phase 3)."""
 
@@ -57,12 +67,17 @@ class _Reclaim:
     dead: tuple[str, ...]
     shards: list[str]
     shard: int = 0
-    after: Position | None = None
-    pending: list[Position] = field(default_factory=list)
-    """The rest of the page `after` was taken from."""
+    scan: int = 0
+    """The ZSCAN cursor in `shards[shard]`."""
+    pending: list[str] = field(default_factory=list)
+    """The rest of the tenants the last ZSCAN found."""
     tenant: str | None = None
     cursor: str = "0"
     """lua/sweep.lua's HSCAN cursor in `tenant`'s records."""
+
+    def finished(self) -> bool:
+        """Every tenant of the index was visited."""
+        return self.tenant is None and not self.pending and self.shard >= len(self.shards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +108,7 @@ class RedisSweep(SweepErrors, ABC):
     _cluster: bool
     sweep_budget_s: float = SWEEP_BUDGET_S
     walk_per_pass: int = WALK
+    reclaim_scan: int = SCAN
     stuck_retry_ms: int = STUCK_RETRY_MS
 
     def __init__(self) -> None:
@@ -253,7 +269,7 @@ class RedisSweep(SweepErrors, ABC):
         if r is None:
             r = self._reclaim = _Reclaim(dead, await self._shards())
         resolved = 0
-        while r.tenant is not None or await self._next_reclaim(r, run.now):
+        while r.tenant is not None or await self._next_reclaim(r, run):
             assert r.tenant is not None
             run.visited.add(r.tenant)  # its due work is done here too: once per pass
             work = self._sweep_tenant(r.tenant, r.dead, r.cursor, budget=run.budget)
@@ -267,20 +283,32 @@ class RedisSweep(SweepErrors, ABC):
             r.tenant = None
             if not run.budget.left():
                 return resolved
+        if not r.finished():
+            return resolved  # the budget ran out reading the index: resume there
         with boundary():
             await self._client.zrem(keys.INSTANCES, *r.dead)
         self._reclaim = None
         return resolved
 
-    async def _next_reclaim(self, r: _Reclaim, now: int) -> bool:
+    async def _next_reclaim(self, r: _Reclaim, run: _Pass) -> bool:
         """Move `r` to the next tenant that may hold an open reservation; False when none is
-        left."""
+        left, or when the pass's budget ran out first (then `r` is not finished)."""
+        upto = run.now + self.settings.cap_ms
         while not r.pending and r.shard < len(r.shards):
-            r.pending = await self._page(r.shards[r.shard], now + self.settings.cap_ms, r.after)
-            if not r.pending:
-                r.shard, r.after = r.shard + 1, None
+            r.scan, r.pending = await self._scan_index(r.shards[r.shard], r.scan, upto)
+            if r.scan == 0:
+                r.shard += 1
+            if not r.pending and not run.budget.left():
+                return False
         if not r.pending:
             return False
-        r.after = r.pending.pop(0)
-        r.tenant, r.cursor = r.after[1], "0"
+        r.tenant, r.cursor = r.pending.pop(0), "0"
         return True
+
+    async def _scan_index(self, shard: str, cursor: int, upto: int) -> tuple[int, list[str]]:
+        """One ZSCAN step over an index key: the next cursor (0: done) and the tenants it found
+        due by `upto` (the module docstring says why ZSCAN)."""
+        with boundary():
+            found, rows = await self._client.zscan(shard, cursor, count=self.reclaim_scan)
+        due = [str(t) for t, score in cast(list[tuple[str, float]], rows) if score <= upto]
+        return int(found), due

@@ -9,7 +9,9 @@ counted in the ledger's `sweep_errors` (the app exports it as a metric) and skip
 goes on with the next tenant, and dead instances are still forgotten once their reservations
 were reclaimed everywhere else. Within a tenant, one reservation whose expiry charge would leave
 the safe range is left OPEN (nothing written), logged and counted the same way, and tried again
-`STUCK_RETRY_MS` later; the tenant's other expiries go on.
+`STUCK_RETRY_MS` later; the tenant's other expiries go on. A dead owner's call stuck so is left
+to its deadline the same way, and the owner is forgotten all the same: every open reservation
+has a deadline, where a sweep resolves it whoever owns it, so a reclaim only comes early.
 
 The heartbeat is not part of a pass: the app writes it from a task of its own (app.py), so no
 sweep, however long, makes a live instance look dead.

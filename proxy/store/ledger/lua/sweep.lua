@@ -97,7 +97,9 @@ if cursor ~= '-' then
   local records = page[2]
   for i = 1, #records, 2 do
     local r = parse_record(records[i + 1])
-    -- A stuck one stays OPEN until its deadline, when the due part above tries it again.
+    -- A stuck one stays OPEN until its deadline, when the due part above tries it again
+    -- whoever owns it, and the rest of the page goes on: a stuck record never keeps the
+    -- reclaim from the others (nor its owner listed: its deadline is what resolves it).
     if r.state == 'OPEN' and dead[r.owner] then expire(records[i], r) end
   end
 end
