@@ -234,7 +234,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="n-not-reserved",
-        file="proxy/budget/call.py",
+        file="proxy/budget/variants.py",
         old="            priced * self.choices,\n",
         new="            priced,\n",
         tests=(BOUNDS,),
@@ -242,7 +242,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="tokenizer-factor-ignored",
-        file="proxy/budget/call.py",
+        file="proxy/budget/variants.py",
         old="return math.ceil(text * price.tokenizer_factor) + images",
         new="return text + images",
         tests=("tests/gateway/test_anthropic_api.py", BOUNDS),
@@ -250,7 +250,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="hard-bound-not-written",
-        file="proxy/budget/call.py",
+        file="proxy/budget/variants.py",
         old="""        if limit is None and bound:
             limit = self.plan.default_max_tokens""",
         tests=(
@@ -1088,7 +1088,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="auto-tier-left-to-the-account",
-        file="proxy/budget/call.py",
+        file="proxy/budget/variants.py",
         old="            writes=tier if self.bound else {},",
         new="            writes={},",
         tests=(
