@@ -762,7 +762,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="auto-tier-reserves-standard",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="return dearest[0] if dearest is not None and dearest[1] > 1 else None",
         new="return None",
         tests=(
@@ -781,7 +781,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="unpriced-tier-forwarded",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="if tier != AUTO and tier not in STANDARD_TIERS and tier not in price.service_tiers:",
         tests=(f"{REFUSED}[memory-tier-the-model-lacks]",),
         removes="a service tier the model does not price is refused",
@@ -808,7 +808,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="tool-calls-not-reserved",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="calls.append((dearest, billables.pool))",
         new="calls.append((dearest, 0))",
         tests=(f"{EACH}[memory-web-search]", f"{EACH}[memory-file-and-web-search]"),
@@ -816,7 +816,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="tool-input-tokens-not-reserved",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)",
         new="extra += 0",
         tests=(f"{EACH}[memory-web-search-streamed]",),
@@ -871,7 +871,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="unpriced-tool-forwarded",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="if tool not in price.tool_calls:",
         tests=(
             f"{REFUSED}[memory-hosted-tool-the-model-lacks]",
@@ -888,7 +888,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="long-context-beta-forwarded",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="if billables.long_context is not None and price.long_context is None:",
         tests=(
             "tests/gateway/test_billable.py::test_a_long_context_beta_the_policy_does_not_price_is_refused",
@@ -897,7 +897,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="documents-not-reserved",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="extra += len(billables.documents) * (price.document_tokens or 0)",
         new="extra += 0",
         tests=(
@@ -909,14 +909,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="unpriced-document-forwarded",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="if billables.documents and price.document_tokens is None:",
         tests=(f"{REFUSED}[memory-document-file-id]", f"{REFUSED}[memory-anthropic-document]"),
         removes="a document input the model does not price is refused",
     ),
     Mutation(
         name="claude-tool-prompt-not-reserved",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="extra += price.tool_prompt_tokens if billables.tools else 0",
         new="extra += 0",
         tests=(
@@ -1007,7 +1007,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="messages-tool-prompt-ignored",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="extra += price.tool_prompt_tokens if billables.tools else 0",
         new="extra += 0",
         tests=(f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills",),
@@ -1110,7 +1110,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="audio-output-unpriced-forwarded",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="if billables.audio_output is not None and price.audio_output is None:",
         tests=(
             "tests/gateway/test_review_attacks.py"
@@ -1130,7 +1130,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="stored-prompt-tools-not-reserved",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="pooled = tuple(dict.fromkeys((*pooled, *fees)))",
         new="pass",
         tests=(
@@ -1714,7 +1714,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="cache-control-unpriced-forwarded",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="if billables.cache_ttl is not None and price.cache_write is None:",
         new="if False:",
         tests=(
@@ -1843,7 +1843,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="client-tool-tokens-unreserved",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="    extra += sum(price.client_tool_tokens",
         new="    extra += 0 * sum(price.client_tool_tokens",
         tests=(
@@ -1855,7 +1855,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="unlisted-client-tool-forwarded",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="if kind not in price.client_tool_tokens]",
         new="if kind not in price.client_tool_tokens and False]",
         tests=(
@@ -1865,7 +1865,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="server-tool-refusal-names-no-type",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old='            sent = "" if kind == tool else f" (type {kind!r})"',
         new='            sent = ""',
         tests=(CLIENT_TOOLS + "test_a_dated_tool_type_nobody_prices_is_refused_naming_the_type",),
@@ -1908,7 +1908,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-client-tools-unreserved",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="    extra += sum(price.client_tool_tokens",
         new="    extra += 0 * sum(price.client_tool_tokens",
         tests=(PROPERTY,),
@@ -1932,7 +1932,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-documents-unreserved",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="    extra += len(billables.documents) * (price.document_tokens or 0)",
         new="",
         tests=(PROPERTY,),
@@ -1940,7 +1940,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="property-sees-tool-input-unreserved",
-        file="proxy/metering/billable.py",
+        file="proxy/metering/billable_reserve.py",
         old="        extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)",
         new="",
         tests=(PROPERTY,),

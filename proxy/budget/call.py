@@ -20,7 +20,7 @@ from proxy.budget.endpoints import Endpoint as Endpoint
 from proxy.budget.endpoints import endpoint_for as endpoint_for
 from proxy.budget.variants import Pricer, Variant, plan_allows, price_of
 from proxy.core.errors import BadRequest, Forbidden, NotFound
-from proxy.metering import billable
+from proxy.metering import billable, billable_reserve
 from proxy.metering.estimate import choices, completion_limit
 from proxy.metering.request_body import client_asked_usage, parse_body, require_model, stream_flag
 from proxy.metering.request_fields import check_fields
@@ -166,7 +166,7 @@ def prepare(
     forced = rules(body) if rules is not None else {}
     check_fields(body, endpoint.name, policy.request_fields)
     billables = billable.read(endpoint.name, body, endpoint.betas, plan.default_max_tool_calls)
-    refused = billable.refusal(model, price, billables)
+    refused = billable_reserve.refusal(model, price, billables)
     if refused is not None:
         raise refused
     bound = policy.bound == "hard" and not shadow

@@ -14,7 +14,7 @@ from proxy.budget.endpoints import Endpoint
 from proxy.core import encodings
 from proxy.core.errors import BadRequest
 from proxy.core.types import MAX_AMOUNT
-from proxy.metering import billable, caching
+from proxy.metering import billable, billable_reserve, caching
 from proxy.metering.estimate import Estimate, completion_limit
 from proxy.metering.pricing import Usage, amounts
 from proxy.metering.token_kinds import estimate_price
@@ -42,10 +42,10 @@ class Variant:
     wire_model: str = ""
     """The name the upstream knows `model` by (an alias's, an Azure deployment); "": `model`."""
     tool_calls: tuple[tuple[str, int], ...] = ()
-    """The hosted tool calls reserved, by tool (metering/billable.py)."""
+    """The hosted tool calls reserved, by tool (metering/billable_reserve.py)."""
     writes: Mapping[str, Any] = field(default_factory=dict)
     """Body changes this form needs for its model with bound: hard (the service tier it was
-    reserved at, billable.tier_limits)."""
+    reserved at, billable_reserve.tier_limits)."""
     cache_writes: tuple[int, int] = (0, 0)
     """Prompt tokens reserved as 5-minute and one-hour cache writes (metering/caching.py)."""
 
@@ -112,7 +112,7 @@ class Pricer:
         limit: int | None,
         caps: tuple[tuple[str, str], ...],
     ) -> Variant:
-        price, extra, calls = billable.reservation(price, self.billables)
+        price, extra, calls = billable_reserve.reservation(price, self.billables)
         prompt = self.prompt_tokens(price) + extra
         priced = self.plan.default_max_tokens if limit is None else limit
         cached = caching.writes(self.billables.cache_ttl, prompt)
@@ -134,7 +134,7 @@ class Pricer:
         timeouts = self.policy.timeouts_for(model)
         alias = self.policy.aliases.get(model)
         # The tier goes up for the model sent: a degraded model may price other tiers.
-        tier = billable.tier_limits(self.endpoint.name, price, self.billables)
+        tier = billable_reserve.tier_limits(self.endpoint.name, price, self.billables)
         return Variant(
             rule,
             model,
@@ -170,7 +170,8 @@ class Pricer:
         """The form `rule` rewrites the call into, or None when the rule cannot apply to it: the
         asked model is outside the rule's models, a model_not_allowed rule for an allowed
         model, or a model switch to another upstream, to a model the plan does not allow, or to
-        one whose policy entry does not price what the call turns on (metering/billable.py)."""
+        one whose policy entry does not price what the call turns on
+        (metering/billable_reserve.py)."""
         if not rule.applies_to(asked.model):
             return None
         if rule.kind == "model_not_allowed" and asked_allowed:
@@ -187,7 +188,7 @@ class Pricer:
             self.policy, self.plan, model
         ):
             return None
-        if billable.refusal(model, price, self.billables) is not None:
+        if billable_reserve.refusal(model, price, self.billables) is not None:
             return None
         caps = [("model", model)] if model != asked.model else []
         limit = asked.limit

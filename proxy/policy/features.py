@@ -2,9 +2,9 @@
 tools, long-context prices, documents, the tool prompt and Anthropic's client tools.
 
 Everything a provider may bill a call for must be priced here or the call is refused
-(proxy/metering/billable.py), so each field checks that the reservation it leads to stays an upper
-bound: a long-context price below the normal one, or a tier named like the standard one, is an
-error.
+(proxy/metering/billable_reserve.py), so each field checks that the reservation it leads to stays an
+upper bound: a long-context price below the normal one, or a tier named like the standard one, is
+an error.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def estimate_messages(
     prompt = REPLY_PRIMING + _system_tokens(counter, body.get("system"))
     prompt += sum(_message_tokens(counter, m, f"messages[{i}]") for i, m in enumerate(messages))
     # The tool-use system prompt Anthropic adds is the model's `tool_prompt_tokens`, which the
-    # reservation adds once, unscaled (billable.reservation): it is not counted here.
+    # reservation adds once, unscaled (billable_reserve.reservation): it is not counted here.
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
     output = body.get("output_config")
     if isinstance(output, dict) and isinstance(output.get("format"), dict):
