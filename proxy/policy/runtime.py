@@ -364,7 +364,7 @@ class Limits:
     """Above this many bytes of text, the UTF-8 byte count bounds the token count instead."""
     image_tokens_default: int = 1445
     """Prompt tokens of an image whose size is unknown; the default is the tile rule's worst
-    case (estimate.IMAGE_TOKENS), so the reservation stays an upper bound."""
+    case (images.IMAGE_TOKENS), so the reservation stays an upper bound."""
 
     max_answer_bytes: int = 64 * 1024 * 1024
     """A whole answer from the provider (not a stream) is read into memory up to this many

@@ -25,13 +25,12 @@ from proxy.metering.estimate import (
     TOKENS_PER_MESSAGE,
     TOOLS_OVERHEAD,
     Estimate,
-    TextCounter,
-    Tokenizer,
     completion_limit,
-    expect_str,
 )
 from proxy.metering.pricing import Usage
+from proxy.metering.request_body import expect_str
 from proxy.metering.shapes import blocks, definitions_tokens
+from proxy.metering.text_counter import TextCounter, Tokenizer
 from proxy.metering.token_kinds import token_count
 from proxy.metering.tool_uses import anthropic_tool_calls
 from proxy.metering.usage import StreamUsage
