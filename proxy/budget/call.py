@@ -27,7 +27,9 @@ from proxy.metering.request_fields import check_fields
 from proxy.metering.shapes import azure
 from proxy.metering.token_kinds import estimate_price
 from proxy.policy.model_rules import chat_limit_field
-from proxy.policy.runtime import ModelPrice, Plan, Policy, Timeouts, Upstream
+from proxy.policy.prices import ModelPrice
+from proxy.policy.runtime import Plan, Policy
+from proxy.policy.upstreams import Timeouts, Upstream
 
 
 @dataclass(frozen=True, slots=True)

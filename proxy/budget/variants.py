@@ -18,7 +18,9 @@ from proxy.metering import billable, billable_reserve, caching
 from proxy.metering.estimate import Estimate, completion_limit
 from proxy.metering.pricing import Usage, amounts
 from proxy.metering.token_kinds import estimate_price
-from proxy.policy.runtime import DegradeRule, ModelPrice, Plan, Policy, Timeouts, Upstream
+from proxy.policy.prices import ModelPrice
+from proxy.policy.runtime import DegradeRule, Plan, Policy
+from proxy.policy.upstreams import Timeouts, Upstream
 
 
 @dataclass(frozen=True, slots=True)

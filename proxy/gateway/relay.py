@@ -35,7 +35,7 @@ from yarl import URL
 
 from proxy.core.errors import BadRequest, NotFound, UpstreamError
 from proxy.gateway.sse import SSEDecoder, SSEEvent
-from proxy.policy.runtime import Timeouts
+from proxy.policy.upstreams import Timeouts
 
 log = logging.getLogger(__name__)
 

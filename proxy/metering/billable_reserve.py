@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from proxy.core.errors import BadRequest
 from proxy.metering.billable import AUTO, PER_CONTAINER, Billables, ToolCalls, unpriced
-from proxy.policy.runtime import STANDARD_TIERS, ModelPrice
+from proxy.policy.prices import STANDARD_TIERS, ModelPrice
 
 Check = Callable[[str, ModelPrice, Billables, str], BadRequest | None]
 """One dimension's check: (model, price, billables, where the price is in the policy)."""

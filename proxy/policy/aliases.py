@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from proxy.policy.runtime import Alias, ModelPrice
+from proxy.policy.prices import ModelPrice
 from proxy.policy.spec import AliasSpec, PolicySpec
+from proxy.policy.upstreams import Alias
 
 Loc = tuple[str | int, ...]
 Report = Callable[[Loc, str], None]

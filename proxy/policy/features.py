@@ -14,7 +14,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from proxy.policy.runtime import (
+from proxy.policy.prices import (
     CLAUDE_CLIENT_TOOL_TOKENS,
     CLAUDE_TOOL_PROMPT_TOKENS,
     STANDARD_TIERS,

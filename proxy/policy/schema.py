@@ -30,6 +30,7 @@ from proxy.policy.features import compile_features
 from proxy.policy.fields import fields_at
 from proxy.policy.model_rules import default_limit_field, reasons_by_name
 from proxy.policy.plans import compile_degrade, compile_quotas
+from proxy.policy.prices import ModelPrice
 from proxy.policy.runtime import (
     ENCODINGS,
     LEVELS,
@@ -37,13 +38,9 @@ from proxy.policy.runtime import (
     Alerts,
     Budget,
     Limits,
-    ModelPrice,
     Plan,
     Policy,
-    Route,
     TenantSeed,
-    Timeouts,
-    Upstream,
     Webhook,
 )
 from proxy.policy.spec import (
@@ -55,6 +52,7 @@ from proxy.policy.spec import (
     UpstreamSpec,
 )
 from proxy.policy.units import USD_PLACES, AmountError, to_units
+from proxy.policy.upstreams import Route, Timeouts, Upstream
 
 Loc = tuple[str | int, ...]
 

@@ -385,7 +385,7 @@ class TenantSpec(_Spec):
 
 
 class TimeoutsSpec(_Spec):
-    """Seconds. Fields left out take the defaults of `runtime.Timeouts`."""
+    """Seconds. Fields left out take the defaults of `upstreams.Timeouts`."""
 
     read_request: Seconds | None = None
     connect: Seconds | None = None

@@ -14,7 +14,8 @@ from support import chat, chat_prompt_tokens, cost, line, mini_cost, mini_reserv
 from yarl import URL
 
 from proxy.policy import load_policy
-from proxy.policy.runtime import Policy, Route
+from proxy.policy.runtime import Policy
+from proxy.policy.upstreams import Route
 from proxy.testing.fake_upstream import (
     PROVIDER_HEADERS,
     RELAYED_HEADERS,
