@@ -21,7 +21,7 @@ from proxy.policy.prices import (
     LongContext,
     ToolFee,
 )
-from proxy.policy.spec import DocumentsSpec, LongContextSpec, ModelSpec, ToolFeeSpec
+from proxy.policy.spec_models import DocumentsSpec, LongContextSpec, ModelSpec, ToolFeeSpec
 from proxy.policy.units import USD_PLACES, AmountError, to_units
 
 Loc = tuple[str | int, ...]

@@ -38,11 +38,9 @@ from proxy.policy.runtime import (
     TenantSeed,
     Webhook,
 )
-from proxy.policy.spec import (
-    ModelSpec,
-    PolicySpec,
-    UpstreamSpec,
-)
+from proxy.policy.spec import PolicySpec
+from proxy.policy.spec_models import ModelSpec
+from proxy.policy.spec_upstreams import UpstreamSpec
 from proxy.policy.units import USD_PLACES
 from proxy.policy.upstreams import Route, Timeouts, Upstream
 
