@@ -18,7 +18,8 @@ import aiohttp
 from proxy.metering.pricing import format_amount
 from proxy.policy import EXAMPLE, load_policy
 from proxy.policy.runtime import Policy, TenantSeed
-from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
+from proxy.testing.fake_settings import FakeSettings
+from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.local import Stack, local_stack
 
 RUNAWAY = "customer-47"
