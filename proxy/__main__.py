@@ -16,6 +16,26 @@ def command_line() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the proxy")
+    _where_options(serve)
+    _connection_options(serve)
+    _process_options(serve)
+
+    check = commands.add_parser("check", help="validate a policy and print what it enforces")
+    check.add_argument("--policy", required=True, help="policy file or directory")
+
+    commands.add_parser("example-policy", help="print the commented example policy, to start from")
+
+    demo = commands.add_parser("demo", help="replay the runaway-tenant story on the embedded store")
+    demo.add_argument("--tenants", type=int, default=500)
+
+    from proxy.cli.admin import add_parser
+
+    add_parser(commands)
+    return parser
+
+
+def _where_options(serve: argparse.ArgumentParser) -> None:
+    """`serve`: the policy, the store, the upstream, and where each listener listens."""
     serve.add_argument("--policy", required=True, help="policy file or directory")
     serve.add_argument(
         "--listen",
@@ -47,6 +67,10 @@ def command_line() -> argparse.ArgumentParser:
         help="let a gateway serve --metrics-listen on a non-loopback address without "
         "CYCLES_METRICS_TOKEN (a network policy admits only Prometheus to it)",
     )
+
+
+def _connection_options(serve: argparse.ArgumentParser) -> None:
+    """`serve`: what each listener's connections may hold."""
     serve.add_argument(
         "--max-connections",
         type=int,
@@ -70,6 +94,10 @@ def command_line() -> argparse.ArgumentParser:
         help="seconds an idle keep-alive connection is kept open after its last answer "
         "(default %(default)s; timeouts.read_request bounds a request's headers)",
     )
+
+
+def _process_options(serve: argparse.ArgumentParser) -> None:
+    """`serve`: logs, policy reloads, shutdown, and the safety checks at startup."""
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
         "--log-format", choices=["text", "json"], help="default: $CYCLES_LOG_FORMAT, else text"
@@ -104,19 +132,6 @@ def command_line() -> argparse.ArgumentParser:
         action="store_true",
         help="let identity: header listen on a non-loopback address",
     )
-
-    check = commands.add_parser("check", help="validate a policy and print what it enforces")
-    check.add_argument("--policy", required=True, help="policy file or directory")
-
-    commands.add_parser("example-policy", help="print the commented example policy, to start from")
-
-    demo = commands.add_parser("demo", help="replay the runaway-tenant story on the embedded store")
-    demo.add_argument("--tenants", type=int, default=500)
-
-    from proxy.cli.admin import add_parser
-
-    add_parser(commands)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,8 @@ from conftest import free_port
 from proxy.core.types import UNITS_PER_USD
 from proxy.metering.pricing import Usage
 from proxy.policy import load_policy
-from proxy.policy.runtime import ModelPrice, Policy
+from proxy.policy.prices import ModelPrice
+from proxy.policy.runtime import Policy
 from proxy.store.api_keys import Keys
 from proxy.store.api_keys.redis import EVENTS
 from proxy.store.ledger.base import BalanceRow, Ledger

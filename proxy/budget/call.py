@@ -2,177 +2,34 @@
 
 A call has one or more variants: the call as asked (capped by `max_tokens_per_request`, and
 bounded by `bound: hard`), then one per degrade rule of the plan that could apply to it (a
-cheaper model, a smaller completion, or a completion fitted to what remains). Each is priced here;
-the ledger's reserve script picks the first that applies and fits, atomically. `Sent` is what
-finally goes upstream.
+cheaper model, a smaller completion, or a completion fitted to what remains). Each is priced in
+budget/variants.py; the ledger's reserve script picks the first that applies and fits,
+atomically. `Sent` is what finally goes upstream. The endpoints live in budget/endpoints.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from proxy.core import encodings
+# Re-exported: gateway modules import the endpoints from here.
+from proxy.budget.endpoints import ENDPOINTS as ENDPOINTS
+from proxy.budget.endpoints import Endpoint as Endpoint
+from proxy.budget.endpoints import endpoint_for as endpoint_for
+from proxy.budget.variants import Pricer, Variant, plan_allows, price_of
 from proxy.core.errors import BadRequest, Forbidden, NotFound
-from proxy.core.types import MAX_AMOUNT
-from proxy.metering import billable, caching
-from proxy.metering.estimate import (
-    EndpointName,
-    Estimate,
-    choices,
-    completion_limit,
-    estimate_chat,
-    estimate_completions,
-    estimate_embeddings,
-)
-from proxy.metering.pricing import Usage, amounts
+from proxy.metering import billable, billable_reserve
+from proxy.metering.estimate import choices, completion_limit
 from proxy.metering.request_body import client_asked_usage, parse_body, require_model, stream_flag
 from proxy.metering.request_fields import check_fields
-from proxy.metering.shapes import azure, messages, responses
+from proxy.metering.shapes import azure
 from proxy.metering.token_kinds import estimate_price
-from proxy.metering.usage import StreamUsage, usage_from_body
 from proxy.policy.model_rules import chat_limit_field
-from proxy.policy.runtime import DegradeRule, ModelPrice, Plan, Policy, Timeouts, Upstream
-
-Estimator = Callable[..., Estimate]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    name: EndpointName
-    suffix: str
-    """Path below the upstream's base URL."""
-    estimator: Estimator
-    limit_field: str | None
-    """The field a bound or cap writes when the client sent no completion limit."""
-    usage: Callable[[Mapping[str, Any]], Usage | None]
-    """The usage a whole (non-streamed) answer reports."""
-    tracker: Callable[[], StreamUsage] = StreamUsage
-    """Follows a stream of this endpoint for its usage and text."""
-    asks_usage: bool = True
-    """Streams report usage only when asked (`stream_options.include_usage`)."""
-    gateway_rules: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
-    """With identity: api_key, what the body must change (or a 400) for tenants that share
-    one provider account."""
-    deployment: str | None = None
-    """Set per request on an Azure deployment path: the deployment, which names the model."""
-    api_version: str | None = None
-    """Set per request on an Azure deployment path: its `api-version` query parameter."""
-    betas: tuple[str, ...] = ()
-    """Set per request: the `anthropic-beta` values sent (one may enable long-context prices)."""
-
-
-ENDPOINTS: dict[str, Endpoint] = {
-    "/v1/chat/completions": Endpoint(
-        "chat",
-        "/chat/completions",
-        estimate_chat,
-        "max_completion_tokens",
-        lambda obj: usage_from_body(obj, "chat"),
-    ),
-    "/v1/completions": Endpoint(
-        "completions",
-        "/completions",
-        estimate_completions,
-        "max_tokens",
-        lambda obj: usage_from_body(obj, "completions"),
-    ),
-    "/v1/embeddings": Endpoint(
-        "embeddings",
-        "/embeddings",
-        estimate_embeddings,
-        None,
-        lambda obj: usage_from_body(obj, "embeddings"),
-    ),
-    "/v1/responses": Endpoint(
-        "responses",
-        "/responses",
-        responses.estimate_responses,
-        "max_output_tokens",
-        responses.usage_of_response,
-        responses.ResponsesStreamUsage,
-        asks_usage=False,
-        gateway_rules=responses.gateway_rules,
-    ),
-    "/v1/messages": Endpoint(
-        "messages",
-        "/messages",
-        messages.estimate_messages,
-        "max_tokens",
-        messages.usage_of_message,
-        messages.MessagesStreamUsage,
-        asks_usage=False,
-    ),
-}
-
-
-def endpoint_for(
-    path: str, query: Mapping[str, str], headers: Mapping[str, str] | None = None
-) -> Endpoint | None:
-    """The endpoint serving `path`: an OpenAI path, or an Azure deployment path (the endpoint
-    of its operation, carrying the deployment and api-version); with the `anthropic-beta`
-    values of `headers`."""
-    endpoint = ENDPOINTS.get(path)
-    if endpoint is None:
-        found = azure.parse_path(path)
-        if found is None:
-            return None
-        deployment, openai_path = found
-        endpoint = dataclasses.replace(
-            ENDPOINTS[openai_path], deployment=deployment, api_version=query.get("api-version")
-        )
-    if headers is None or "anthropic-beta" not in headers:
-        return endpoint
-    # Every `anthropic-beta` line counts: all of them go upstream.
-    sent = [v for k, v in headers.items() if k.lower() == "anthropic-beta"]
-    betas = tuple(b.strip() for value in sent for b in value.split(",") if b.strip())
-    return dataclasses.replace(endpoint, betas=betas) if betas else endpoint
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    """One form of the call: as asked (`rule` None) or rewritten by a degrade rule."""
-
-    rule: DegradeRule | None
-    model: str
-    price: ModelPrice
-    limit: int | None
-    """Completion tokens per choice to send; None leaves the client's (absent) limit alone."""
-    priced_limit: int
-    """Completion tokens per choice it is priced at: `limit`, or default_max_tokens."""
-    prompt_tokens: int
-    amounts: dict[str, int]
-    """What the form costs at `priced_limit`."""
-    timeouts: Timeouts
-    """The upstream timeouts of the model's route."""
-    caps: tuple[tuple[str, str], ...] = ()
-    """What differs from the request as the client sent it, for X-Cycles-Caps."""
-    wire_model: str = ""
-    """The name the upstream knows `model` by (an alias's, an Azure deployment); "": `model`."""
-    tool_calls: tuple[tuple[str, int], ...] = ()
-    """The hosted tool calls reserved, by tool (metering/billable.py)."""
-    writes: Mapping[str, Any] = field(default_factory=dict)
-    """Body changes this form needs for its model with bound: hard (the service tier it was
-    reserved at, billable.tier_limits)."""
-    cache_writes: tuple[int, int] = (0, 0)
-    """Prompt tokens reserved as 5-minute and one-hour cache writes (metering/caching.py)."""
-
-    def usage(self, completion: int) -> Usage:
-        """What this form reserves with `completion` tokens: its prompt (cache writes apart),
-        the completion, and its hosted tool calls."""
-        five, hour = self.cache_writes
-        return Usage(
-            self.prompt_tokens,
-            completion,
-            cache_write_tokens=five,
-            cache_write_1h_tokens=hour,
-            tool_calls=self.tool_calls,
-        )
+from proxy.policy.prices import ModelPrice
+from proxy.policy.runtime import Plan, Policy
+from proxy.policy.upstreams import Timeouts, Upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,42 +161,24 @@ def prepare(
     """Validate the request and price every form it could be served in."""
     body = parse_body(raw)
     model = _deployment(policy, endpoint) if endpoint.deployment else require_model(body)
-    price = _price(policy, model)
-    upstream = policy.upstream_for(model)
-    if upstream is None:
-        raise BadRequest(
-            f"No route in the policy serves model {model!r}.", code="no_route", param="model"
-        )
-    api_version = endpoint.api_version or upstream.api_version
-    if upstream.kind == "azure":
-        azure.upstream_path(model, endpoint.suffix, api_version, upstream.name)  # 400 if bad
+    price = price_of(policy, model)
+    upstream, api_version = _route(policy, endpoint, model)
     stream = stream_flag(body, endpoint.name)
     rules = endpoint.gateway_rules if policy.identity == "api_key" else None
     forced = rules(body) if rules is not None else {}
     check_fields(body, endpoint.name, policy.request_fields)
     billables = billable.read(endpoint.name, body, endpoint.betas, plan.default_max_tool_calls)
-    refused = billable.refusal(model, price, billables)
+    refused = billable_reserve.refusal(model, price, billables)
     if refused is not None:
         raise refused
     bound = policy.bound == "hard" and not shadow
     if bound:
         forced = {**forced, **billables.limits}
-    pricer = _Pricer(
+    pricer = Pricer(
         policy, plan, endpoint, body, choices(body, endpoint.name), billables, bound=bound
     )
-    allowed = _allowed(policy, plan, model)
-    asked = pricer.asked(model, price, bound=bound)
-    degraded = [
-        variant
-        for rule in plan.degrade
-        if (variant := pricer.degraded(rule, asked, upstream, asked_allowed=allowed)) is not None
-    ]
-    if not allowed and not degraded:
-        raise Forbidden(
-            f"Model {model!r} is not allowed on plan {plan.name!r}; allowed: "
-            f"{', '.join(plan.quotas.models or ())}.",
-            type="model_not_allowed",
-        )
+    allowed = plan_allows(policy, plan, model)
+    variants = _variants(pricer, plan, upstream, model, price, allowed=allowed, bound=bound)
     return PreparedCall(
         endpoint=endpoint,
         upstream=upstream,
@@ -352,149 +191,51 @@ def prepare(
         and not client_asked_usage(body),
         choices=pricer.choices,
         asked_allowed=allowed,
-        variants=(asked, *degraded),
+        variants=variants,
         forced=forced,
         api_version=api_version,
     )
 
 
-class _Pricer:
-    """Prices the forms of one request; prompt tokens are counted once per encoding."""
-
-    def __init__(
-        self,
-        policy: Policy,
-        plan: Plan,
-        endpoint: Endpoint,
-        body: dict[str, Any],
-        n: int,
-        billables: billable.Billables,
-        *,
-        bound: bool,
-    ) -> None:
-        self.policy, self.plan, self.endpoint, self.body, self.choices = (
-            policy,
-            plan,
-            endpoint,
-            body,
-            n,
+def _route(policy: Policy, endpoint: Endpoint, model: str) -> tuple[Upstream, str | None]:
+    """The upstream serving `model` and the api-version sent to it (an Azure path's, else the
+    upstream's); a 400 when no route serves the model or its Azure path cannot be built."""
+    upstream = policy.upstream_for(model)
+    if upstream is None:
+        raise BadRequest(
+            f"No route in the policy serves model {model!r}.", code="no_route", param="model"
         )
-        self.billables = billables
-        self.bound = bound
-        self._prompts: dict[str, Estimate] = {}
+    api_version = endpoint.api_version or upstream.api_version
+    if upstream.kind == "azure":
+        azure.upstream_path(model, endpoint.suffix, api_version, upstream.name)  # 400 if bad
+    return upstream, api_version
 
-    def prompt_tokens(self, price: ModelPrice) -> int:
-        """The encoding's count, its text scaled by the model's tokenizer_factor and its images
-        by its image_token_factor (each rounded up)."""
-        if price.encoding not in self._prompts:
-            estimate = self.endpoint.estimator(
-                self.body,
-                encodings.get_encoding(price.encoding),
-                default_max_tokens=self.plan.default_max_tokens,
-                tokenize_max_bytes=self.policy.limits.tokenize_max_bytes,
-                image_tokens_default=self.policy.limits.image_tokens_default,
-            )
-            self._prompts[price.encoding] = estimate
-        counted = self._prompts[price.encoding]
-        text = counted.prompt_tokens - counted.image_tokens
-        images = math.ceil(counted.image_tokens * price.image_token_factor)
-        return math.ceil(text * price.tokenizer_factor) + images
 
-    def variant(
-        self,
-        rule: DegradeRule | None,
-        model: str,
-        price: ModelPrice,
-        limit: int | None,
-        caps: tuple[tuple[str, str], ...],
-    ) -> Variant:
-        price, extra, calls = billable.reservation(price, self.billables)
-        prompt = self.prompt_tokens(price) + extra
-        priced = self.plan.default_max_tokens if limit is None else limit
-        cached = caching.writes(self.billables.cache_ttl, prompt)
-        usage = Usage(
-            prompt,
-            priced * self.choices,
-            cache_write_tokens=cached[0],
-            cache_write_1h_tokens=cached[1],
-            tool_calls=calls,
+def _variants(
+    pricer: Pricer,
+    plan: Plan,
+    upstream: Upstream,
+    model: str,
+    price: ModelPrice,
+    *,
+    allowed: bool,
+    bound: bool,
+) -> tuple[Variant, ...]:
+    """The call as asked, then the form of each degrade rule that applies to it; a 403 when
+    the plan does not allow the asked model and no rule serves it."""
+    asked = pricer.asked(model, price, bound=bound)
+    degraded = [
+        variant
+        for rule in plan.degrade
+        if (variant := pricer.degraded(rule, asked, upstream, asked_allowed=allowed)) is not None
+    ]
+    if not allowed and not degraded:
+        raise Forbidden(
+            f"Model {model!r} is not allowed on plan {plan.name!r}; allowed: "
+            f"{', '.join(plan.quotas.models or ())}.",
+            type="model_not_allowed",
         )
-        cost = amounts(estimate_price(price, self.body, self.endpoint.name), usage)
-        if max(cost.values()) >= MAX_AMOUNT:
-            raise BadRequest(
-                f"This call could cost more than any budget can hold ({cost['TOKENS']} tokens); "
-                "lower max_tokens, n or the prompt.",
-                code="call_too_large",
-                param=self.endpoint.limit_field,
-            )
-        timeouts = self.policy.timeouts_for(model)
-        alias = self.policy.aliases.get(model)
-        # The tier goes up for the model sent: a degraded model may price other tiers.
-        tier = billable.tier_limits(self.endpoint.name, price, self.billables)
-        return Variant(
-            rule,
-            model,
-            price,
-            limit,
-            priced,
-            prompt,
-            cost,
-            timeouts,
-            caps,
-            wire_model="" if alias is None else alias.send,
-            tool_calls=calls,
-            writes=tier if self.bound else {},
-            cache_writes=cached,
-        )
-
-    def asked(self, model: str, price: ModelPrice, *, bound: bool) -> Variant:
-        if self.endpoint.limit_field is None:
-            return self.variant(None, model, price, None, ())
-        limit = completion_limit(self.body, self.endpoint.name)
-        if limit is None and bound:
-            limit = self.plan.default_max_tokens
-        cap = self.plan.quotas.max_tokens_per_request
-        effective = self.plan.default_max_tokens if limit is None else limit
-        caps: tuple[tuple[str, str], ...] = ()
-        if cap is not None and effective > cap:
-            limit, caps = cap, (("max_tokens", str(cap)),)
-        return self.variant(None, model, price, limit, caps)
-
-    def degraded(
-        self, rule: DegradeRule, asked: Variant, upstream: Upstream, *, asked_allowed: bool
-    ) -> Variant | None:
-        """The form `rule` rewrites the call into, or None when the rule cannot apply to it: the
-        asked model is outside the rule's models, a model_not_allowed rule for an allowed
-        model, or a model switch to another upstream, to a model the plan does not allow, or to
-        one whose policy entry does not price what the call turns on (metering/billable.py)."""
-        if not rule.applies_to(asked.model):
-            return None
-        if rule.kind == "model_not_allowed" and asked_allowed:
-            return None
-        model = rule.model or asked.model
-        if rule.model is not None and upstream.kind == "azure":
-            # A deployment of that model on the same Azure resource, or the rule cannot apply.
-            found = self.policy.deployment_for(upstream, rule.model)
-            if found is None:
-                return None
-            model = found
-        price = _price(self.policy, model)
-        if self.policy.upstream_for(model) != upstream or not _allowed(
-            self.policy, self.plan, model
-        ):
-            return None
-        if billable.refusal(model, price, self.billables) is not None:
-            return None
-        caps = [("model", model)] if model != asked.model else []
-        limit = asked.limit
-        if rule.max_tokens is not None and self.endpoint.limit_field is not None:
-            current = self.plan.default_max_tokens if limit is None else limit
-            if rule.max_tokens < current:
-                limit = rule.max_tokens
-                caps.append(("max_tokens", str(limit)))
-        else:
-            caps += [c for c in asked.caps if c[0] == "max_tokens"]
-        return self.variant(rule, model, price, limit, tuple(caps))
+    return (asked, *degraded)
 
 
 def _deployment(policy: Policy, endpoint: Endpoint) -> str:
@@ -508,21 +249,3 @@ def _deployment(policy: Policy, endpoint: Endpoint) -> str:
             code="deployment_not_found",
         )
     return deployment
-
-
-def _allowed(policy: Policy, plan: Plan, model: str) -> bool:
-    """The plan's `models` quota allows the name asked or the model it is priced as."""
-    quotas = plan.quotas
-    return quotas.model_allowed(model) or quotas.model_allowed(policy.priced_as(model))
-
-
-def _price(policy: Policy, model: str) -> ModelPrice:
-    price = policy.price_for(model)
-    if price is None:
-        raise BadRequest(
-            f"Model {model!r} has no price in the policy, so its calls cannot be budgeted. "
-            "Use a priced model or ask the operator to add it under `models:`.",
-            code="model_not_priced",
-            param="model",
-        )
-    return price

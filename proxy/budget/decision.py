@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from proxy.budget.call import PreparedCall, Variant
+from proxy.budget.call import PreparedCall
 from proxy.budget.directory import inactive_tenant
+from proxy.budget.variants import Variant
 from proxy.core.errors import BudgetExceeded, QuotaExceeded
 from proxy.metering.pricing import format_amount
 from proxy.store.ledger.base import LineState, ReserveRequest, ReserveResult

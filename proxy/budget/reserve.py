@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from proxy.budget.call import PreparedCall, Variant
+from proxy.budget.call import PreparedCall
 from proxy.budget.directory import TenantConfig
 from proxy.budget.scopes import Scope, budget_lines
+from proxy.budget.variants import Variant
 from proxy.core.ids import new_id
 from proxy.metering.pricing import fit_rates
 from proxy.metering.token_kinds import estimate_price

@@ -28,7 +28,13 @@ def add_parser(commands: Any) -> None:
     admin.add_argument("--token", default=None, help="default: $CYCLES_ADMIN_TOKEN")
     admin.add_argument("--json", action="store_true", help="print the API's JSON")
     sub = admin.add_subparsers(dest="admin_command", required=True)
+    _tenant_commands(sub)
+    _key_commands(sub)
+    _balance_commands(sub)
 
+
+def _tenant_commands(sub: Any) -> None:
+    """`admin tenants create|list|get|suspend|reactivate|close|update`."""
     tenants = sub.add_parser("tenants").add_subparsers(dest="action", required=True)
     create = tenants.add_parser("create")
     create.add_argument("tenant")
@@ -49,6 +55,9 @@ def add_parser(commands: Any) -> None:
     update.add_argument("--timezone")
     update.add_argument("--reason", default="")
 
+
+def _key_commands(sub: Any) -> None:
+    """`admin keys create|list|revoke|rotate`."""
     keys = sub.add_parser("keys").add_subparsers(dest="action", required=True)
     key_create = keys.add_parser("create")
     key_create.add_argument("tenant")
@@ -61,6 +70,9 @@ def add_parser(commands: Any) -> None:
         parser.add_argument("key")
     keys.choices["rotate"].add_argument("--grace", type=int, default=3600, help="seconds")
 
+
+def _balance_commands(sub: Any) -> None:
+    """`admin balances|credit|reset|audit`."""
     sub.add_parser("balances").add_argument("tenant")
     credit = sub.add_parser("credit", help="credit (or, with a negative amount, debit) a budget")
     credit.add_argument("tenant")

@@ -18,7 +18,8 @@ import aiohttp
 from proxy.metering.pricing import format_amount
 from proxy.policy import EXAMPLE, load_policy
 from proxy.policy.runtime import Policy, TenantSeed
-from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
+from proxy.testing.fake_settings import FakeSettings
+from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.local import Stack, local_stack
 
 RUNAWAY = "customer-47"
@@ -107,6 +108,10 @@ async def _demo(tenants: int) -> int:
     return 0
 
 
+def _usd(units: int) -> str:
+    return format_amount(units, "USD")
+
+
 def _report(
     tenants: int,
     outcomes: Counter[str],
@@ -116,29 +121,34 @@ def _report(
     limit: int,
     fake: FakeUpstream,
 ) -> None:
-    def usd(units: int) -> str:
-        return format_amount(units, "USD")
-
     allowed = outcomes[f"{RUNAWAY}:200"]
     denied = outcomes[f"{RUNAWAY}:402"]
     others_calls = sum(
         n for k, n in outcomes.items() if k.count(":") == 1 and not k.startswith(RUNAWAY + ":")
     )
     others_ok = sum(outcomes[f"{t}:200"] for t in others)
+    print(f"cycles-proxy demo: {tenants} tenants on the pro plan, {_usd(limit)} a month each\n")
+    print(f"{'tenant':<16}{'calls':>7}{'allowed':>9}{'denied':>8}{'spent':>17}  budget")
+    print(
+        f"{RUNAWAY:<16}{allowed + denied:>7}{allowed:>9}{denied:>8}{_usd(runaway_spent):>17}"
+        f"  {_usd(limit)}"
+    )
+    print(
+        f"{f'{len(others)} others':<16}{others_calls:>7}{others_ok:>9}"
+        f"{others_calls - others_ok:>8}{_usd(sum(others_spent)):>17}  {_usd(limit)} each"
+    )
+    _runaway_story(outcomes)
+    within = all(s <= limit for s in others_spent)
+    _verdicts(runaway_spent, limit, others_ok == others_calls and within, others_spent)
+    print(f"calls the provider answered:            {len(fake.billed)}")
+
+
+def _runaway_story(outcomes: Counter[str]) -> None:
+    """How customer-47 was stopped: its denials by scope, and its calls degraded before."""
     by_level = ", ".join(
         f"{k.rsplit(':', 1)[1]} {n}"
         for k, n in sorted(outcomes.items())
         if k.startswith(f"{RUNAWAY}:402:")
-    )
-    print(f"cycles-proxy demo: {tenants} tenants on the pro plan, {usd(limit)} a month each\n")
-    print(f"{'tenant':<16}{'calls':>7}{'allowed':>9}{'denied':>8}{'spent':>17}  budget")
-    print(
-        f"{RUNAWAY:<16}{allowed + denied:>7}{allowed:>9}{denied:>8}{usd(runaway_spent):>17}"
-        f"  {usd(limit)}"
-    )
-    print(
-        f"{f'{len(others)} others':<16}{others_calls:>7}{others_ok:>9}"
-        f"{others_calls - others_ok:>8}{usd(sum(others_spent)):>17}  {usd(limit)} each"
     )
     print(f"\ncustomer-47's denials (402) by the scope that stopped them: {by_level or 'none'}")
     degraded = sum(n for k, n in outcomes.items() if k.startswith(f"{RUNAWAY}:caps:"))
@@ -149,17 +159,20 @@ def _report(
         f"customer-47's calls degraded before the wall (ALLOW_WITH_CAPS): {degraded}"
         + (f" ({', '.join(kinds)})" if kinds else "")
     )
-    within = all(s <= limit for s in others_spent)
+
+
+def _verdicts(runaway_spent: int, limit: int, others_fine: bool, others_spent: list[int]) -> None:
+    """Whether the runaway stopped at its budget and every other tenant was served within its."""
     verdict = "yes" if runaway_spent <= limit else "NO"
     print(
-        f"customer-47 stopped at its budget:      {verdict} ({usd(runaway_spent)} of {usd(limit)})"
+        f"customer-47 stopped at its budget:      {verdict} "
+        f"({_usd(runaway_spent)} of {_usd(limit)})"
     )
-    fine = "yes" if others_ok == others_calls and within else "NO"
+    fine = "yes" if others_fine else "NO"
     print(
         f"other tenants all allowed, in budget:   {fine} "
-        f"(largest spend {usd(max(others_spent, default=0))})"
+        f"(largest spend {_usd(max(others_spent, default=0))})"
     )
-    print(f"calls the provider answered:            {len(fake.billed)}")
 
 
 def run_demo(tenants: int = 500) -> int:

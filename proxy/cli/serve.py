@@ -117,8 +117,40 @@ def _run(settings: Settings, policy: Policy) -> None:
     asyncio.run(_serve(settings, policy))
 
 
+Listener = tuple[web.Application, tuple[str, int], float]
+"""An app, the address it listens on, and how long a closed connection may linger."""
+
+
 async def _serve(settings: Settings, policy: Policy) -> None:
     """The proxy listener and, on its own address, the admin listener; until SIGTERM/SIGINT."""
+    listeners = _listeners(settings, policy)
+    # Signals are handled before the port accepts: a SIGTERM that arrives as soon as the proxy
+    # answers (a worker's parent forwarding it) is never the default, fatal one.
+    loop = asyncio.get_running_loop()
+    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
+    runners = await _start(listeners, settings, policy)
+    _log_listening(runners, settings, policy)
+    first = await signals.get()
+    deadline = loop.time() + settings.drain_timeout
+    if first == signal.SIGTERM and settings.serves_after_sigterm(policy):
+        log.info(
+            "SIGTERM: sidecar mode, still serving the app in this pod for up to %.0f s "
+            "(POST /quitquitquit or SIGINT stops now)",
+            settings.drain_timeout,
+        )
+        with suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await _until_sigint(signals)
+    grace = max(0.0, deadline - loop.time())
+    log.info("%s: no new connections; in-flight calls have %.0f s to finish", first.name, grace)
+    await _shut_down(runners, grace)
+    log.info("stopped: every call settled")
+
+
+def _listeners(settings: Settings, policy: Policy) -> list[Listener]:
+    """The proxy app, then the admin and metrics apps where the settings ask for them."""
     reload = None
     if settings.reload_every > 0:
         reload = Reload(settings.policy, settings.reload_every, settings.upstream)
@@ -130,19 +162,20 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         # Only a sidecar's app may say it has exited; a gateway has no app beside it.
         on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,
     )
-    listeners = [(app, (settings.host, settings.port), listen.LINGER_S)]
+    listeners: list[Listener] = [(app, (settings.host, settings.port), listen.LINGER_S)]
     if settings.admin is not None:
         admin = build_admin_app(app, settings.store)
         listeners.append((admin, settings.admin, listen.ADMIN_LINGER_S))
     if settings.metrics is not None:
         metrics = build_metrics_app(app, settings.metrics_tokens)
         listeners.append((metrics, settings.metrics, listen.LINGER_S))
-    # Signals are handled before the port accepts: a SIGTERM that arrives as soon as the proxy
-    # answers (a worker's parent forwarding it) is never the default, fatal one.
-    loop = asyncio.get_running_loop()
-    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, signals.put_nowait, signum)
+    return listeners
+
+
+async def _start(
+    listeners: list[Listener], settings: Settings, policy: Policy
+) -> list[web.AppRunner]:
+    """Each listener's runner, set up and accepting."""
     runners = []
     # Who a connection is counted under: the policy at start (as read_request).
     peer_key = peers.connection_key(
@@ -164,6 +197,11 @@ async def _serve(settings: Settings, policy: Policy) -> None:
             reuse_port=settings.workers > 1,
         )
         await site.start()
+    return runners
+
+
+def _log_listening(runners: list[web.AppRunner], settings: Settings, policy: Policy) -> None:
+    """The startup line."""
     bound = iter(_bound(runner) for runner in runners)
     # The addresses bound, not the ones asked for: port 0 asks for any free port, and this line
     # is where a supervisor (or a test) learns which.
@@ -176,21 +214,6 @@ async def _serve(settings: Settings, policy: Policy) -> None:
         policy.identity,
         policy.mode,
     )
-    first = await signals.get()
-    deadline = loop.time() + settings.drain_timeout
-    if first == signal.SIGTERM and settings.serves_after_sigterm(policy):
-        log.info(
-            "SIGTERM: sidecar mode, still serving the app in this pod for up to %.0f s "
-            "(POST /quitquitquit or SIGINT stops now)",
-            settings.drain_timeout,
-        )
-        with suppress(TimeoutError):
-            async with asyncio.timeout_at(deadline):
-                await _until_sigint(signals)
-    grace = max(0.0, deadline - loop.time())
-    log.info("%s: no new connections; in-flight calls have %.0f s to finish", first.name, grace)
-    await _shut_down(runners, grace)
-    log.info("stopped: every call settled")
 
 
 def _bound(runner: web.AppRunner) -> str:

@@ -11,7 +11,8 @@ from aiohttp import web
 from proxy.budget.directory import Directory
 from proxy.gateway.metrics import Metrics
 from proxy.gateway.spill import FailOpen
-from proxy.policy.runtime import Policy, Upstream
+from proxy.policy.runtime import Policy
+from proxy.policy.upstreams import Upstream
 from proxy.store.api_keys import Keys
 from proxy.store.ledger.base import Ledger
 from proxy.store.replays import MemoryReplays, ReplayStore

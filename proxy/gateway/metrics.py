@@ -95,8 +95,38 @@ class Children(Generic[M]):
         return child
 
 
+HELP: Mapping[str, str] = {
+    "cycles_requests": "Budgeted calls by decision, endpoint, asked model and HTTP status "
+    "returned.",
+    "cycles_tenant_requests": "Budgeted calls per tenant (allow-listed and first N tenants seen; "
+    "the rest under tenant=other).",
+    "cycles_committed_units": "Units committed (spent) by settled calls, by unit (USD in 10**-8 "
+    "dollars, TOKENS).",
+    "cycles_tenant_committed_units": "Units committed per tenant (allow-listed and first N tenants "
+    "seen; the rest under tenant=other).",
+    "cycles_reserved_units": "Units reserved at admission, by unit.",
+    "cycles_degradations": "Calls served by a degrade rule, by rule.",
+    "cycles_quota_denials": "Calls denied by a quota, by quota.",
+    "cycles_ledger_seconds": "Ledger round trips by operation.",
+    "cycles_ledger_errors": "Ledger operations that failed, by operation.",
+    "cycles_upstream_seconds": "From sending a budgeted call upstream to its answer fully read "
+    "(streams: last event).",
+    "cycles_upstream_first_byte_seconds": "From sending a budgeted call upstream to the upstream's "
+    "response headers.",
+    "cycles_in_flight": "Budgeted calls admitted and not yet settled.",
+    "cycles_sweeper_reclaims": "Overdue reservations the sweeper resolved (expired: charged or "
+    "released).",
+    "cycles_sweeper_tenant_errors": "Tenants a sweeper pass skipped because their sweep failed "
+    "(each one logged).",
+    "cycles_alerts": "Alerts fired by this process, by type: budget.threshold, "
+    "budget.first_deny, ledger.epoch_lost.",
+}
+"""Each metric's help text, by its name."""
+
+
 class Metrics:
-    """Every metric the proxy exports, registered in `self.registry`."""
+    """Every metric the proxy exports, registered in `self.registry` (in this order, which is
+    the order `/metrics` shows them in)."""
 
     def __init__(
         self, max_tenants: int | None = None, tenants: Iterable[str] | None = None
@@ -107,120 +137,38 @@ class Metrics:
             tenants_from_env() if tenants is None else tenants,
         )
         self.model = FirstSeen(MAX_MODELS)
-        r = self.registry
-        self.requests = Children(
-            Counter(
-                "cycles_requests",
-                "Budgeted calls by decision, endpoint, asked model and HTTP status returned.",
-                ["decision", "endpoint", "model", "status"],
-                registry=r,
-            )
+        self.requests = self._counter("cycles_requests", "decision", "endpoint", "model", "status")
+        self.tenant_requests = self._counter("cycles_tenant_requests", "tenant", "decision")
+        self.committed = self._counter("cycles_committed_units", "unit")
+        self.tenant_committed = self._counter("cycles_tenant_committed_units", "tenant", "unit")
+        self.reserved = self._counter("cycles_reserved_units", "unit")
+        self.degradations = self._counter("cycles_degradations", "rule")
+        self.quota_denials = self._counter("cycles_quota_denials", "quota")
+        self.ledger_latency = self._histogram("cycles_ledger_seconds", _LEDGER_BUCKETS, "op")
+        self.ledger_errors = self._counter("cycles_ledger_errors", "op")
+        self.upstream_latency = self._histogram(
+            "cycles_upstream_seconds", _LATENCY_BUCKETS, "endpoint"
         )
-        self.tenant_requests = Children(
-            Counter(
-                "cycles_tenant_requests",
-                "Budgeted calls per tenant (allow-listed and first N tenants seen; the rest under "
-                "tenant=other).",
-                ["tenant", "decision"],
-                registry=r,
-            )
+        self.upstream_ttfb = self._histogram(
+            "cycles_upstream_first_byte_seconds", _LATENCY_BUCKETS, "endpoint"
         )
-        self.committed = Children(
-            Counter(
-                "cycles_committed_units",
-                "Units committed (spent) by settled calls, by unit (USD in 10**-8 dollars, "
-                "TOKENS).",
-                ["unit"],
-                registry=r,
-            )
-        )
-        self.tenant_committed = Children(
-            Counter(
-                "cycles_tenant_committed_units",
-                "Units committed per tenant (allow-listed and first N tenants seen; the rest under "
-                "tenant=other).",
-                ["tenant", "unit"],
-                registry=r,
-            )
-        )
-        self.reserved = Children(
-            Counter(
-                "cycles_reserved_units",
-                "Units reserved at admission, by unit.",
-                ["unit"],
-                registry=r,
-            )
-        )
-        self.degradations = Children(
-            Counter(
-                "cycles_degradations",
-                "Calls served by a degrade rule, by rule.",
-                ["rule"],
-                registry=r,
-            )
-        )
-        self.quota_denials = Children(
-            Counter(
-                "cycles_quota_denials", "Calls denied by a quota, by quota.", ["quota"], registry=r
-            )
-        )
-        self.ledger_latency = Children(
-            Histogram(
-                "cycles_ledger_seconds",
-                "Ledger round trips by operation.",
-                ["op"],
-                buckets=_LEDGER_BUCKETS,
-                registry=r,
-            )
-        )
-        self.ledger_errors = Children(
-            Counter(
-                "cycles_ledger_errors",
-                "Ledger operations that failed, by operation.",
-                ["op"],
-                registry=r,
-            )
-        )
-        self.upstream_latency = Children(
-            Histogram(
-                "cycles_upstream_seconds",
-                "From sending a budgeted call upstream to its answer fully read (streams: last "
-                "event).",
-                ["endpoint"],
-                buckets=_LATENCY_BUCKETS,
-                registry=r,
-            )
-        )
-        self.upstream_ttfb = Children(
-            Histogram(
-                "cycles_upstream_first_byte_seconds",
-                "From sending a budgeted call upstream to the upstream's response headers.",
-                ["endpoint"],
-                buckets=_LATENCY_BUCKETS,
-                registry=r,
-            )
-        )
-        self.in_flight = Gauge(
-            "cycles_in_flight", "Budgeted calls admitted and not yet settled.", registry=r
-        )
-        self.sweeper_reclaims = Counter(
-            "cycles_sweeper_reclaims",
-            "Overdue reservations the sweeper resolved (expired: charged or released).",
-            registry=r,
-        )
-        self.sweeper_tenant_errors = Counter(
-            "cycles_sweeper_tenant_errors",
-            "Tenants a sweeper pass skipped because their sweep failed (each one logged).",
-            registry=r,
-        )
-        self.alerts = Children(
-            Counter(
-                "cycles_alerts",
-                "Alerts fired by this process, by type: budget.threshold, budget.first_deny, "
-                "ledger.epoch_lost.",
-                ["type"],
-                registry=r,
-            )
+        self.in_flight = Gauge("cycles_in_flight", HELP["cycles_in_flight"], registry=self.registry)
+        self.sweeper_reclaims = self._plain_counter("cycles_sweeper_reclaims")
+        self.sweeper_tenant_errors = self._plain_counter("cycles_sweeper_tenant_errors")
+        self.alerts = self._counter("cycles_alerts", "type")
+
+    def _counter(self, name: str, *labels: str) -> Children[Counter]:
+        return Children(Counter(name, HELP[name], list(labels), registry=self.registry))
+
+    def _plain_counter(self, name: str) -> Counter:
+        """A counter without labels."""
+        return Counter(name, HELP[name], registry=self.registry)
+
+    def _histogram(
+        self, name: str, buckets: tuple[float, ...], *labels: str
+    ) -> Children[Histogram]:
+        return Children(
+            Histogram(name, HELP[name], list(labels), buckets=buckets, registry=self.registry)
         )
 
     def render(self) -> bytes:

@@ -35,7 +35,7 @@ from yarl import URL
 
 from proxy.core.errors import BadRequest, NotFound, UpstreamError
 from proxy.gateway.sse import SSEDecoder, SSEEvent
-from proxy.policy.runtime import Timeouts
+from proxy.policy.upstreams import Timeouts
 
 log = logging.getLogger(__name__)
 
@@ -220,32 +220,41 @@ async def send(
                 timeout=_client_timeout(timeouts.connect),
                 allow_redirects=False,
             )
-    except aiohttp.ConnectionTimeoutError:
-        raise UpstreamError(
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _send_failed(exc, attempt.connected, timeouts, deadline) from None
+    finally:
+        _ATTEMPT.reset(token)
+
+
+def _send_failed(
+    exc: Exception, connected: bool, timeouts: Timeouts, deadline: Deadline
+) -> UpstreamError:
+    """What a failed send tells the client: `delivered` once a connection was established (the
+    provider may have the request), whether the connection timed out, the answer did, or the
+    connection failed."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamError(
             f"the provider could not be reached within {timeouts.connect:g} s (timeouts.connect)",
             delivered=False,
-        ) from None
-    except TimeoutError:
-        if not attempt.connected:
-            raise UpstreamError(
+        )
+    if isinstance(exc, TimeoutError):
+        if not connected:
+            return UpstreamError(
                 f"the provider could not be reached within {deadline.seconds:g} s "
                 f"(timeouts.{deadline.name})",
                 delivered=False,
-            ) from None
-        raise UpstreamError(
+            )
+        return UpstreamError(
             deadline.missed("the provider did not answer"), delivered=True, timeout=deadline.name
-        ) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        if not attempt.connected:
-            raise UpstreamError(
-                f"the provider could not be reached ({type(exc).__name__})", delivered=False
-            ) from None
-        raise UpstreamError(
-            f"the connection was lost after the request was sent ({type(exc).__name__})",
-            delivered=True,
-        ) from None
-    finally:
-        _ATTEMPT.reset(token)
+        )
+    if not connected:
+        return UpstreamError(
+            f"the provider could not be reached ({type(exc).__name__})", delivered=False
+        )
+    return UpstreamError(
+        f"the connection was lost after the request was sent ({type(exc).__name__})",
+        delivered=True,
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -336,20 +345,26 @@ async def pump(
                 on_event(event)
             result.complete = True
     except TimeoutError:
-        if loop.time() < end:
-            log.warning(
-                "upstream stream cut: silent for %g s (timeouts.chunk_idle)", timeouts.chunk_idle
-            )
-        elif result.client_gone:
-            log.warning("upstream stream cut: no end within timeouts.drain_after_disconnect")
-        else:
-            log.warning(
-                "upstream stream cut: longer than %g s (timeouts.stream_total)",
-                timeouts.stream_total,
-            )
+        _log_cut(result, timeouts, silent=loop.time() < end)
     except (aiohttp.ClientError, OSError) as exc:
         log.warning("upstream stream ended early: %s", type(exc).__name__)
     return result
+
+
+def _log_cut(result: StreamResult, timeouts: Timeouts, *, silent: bool) -> None:
+    """Which timeout cut the upstream stream: its silence, the drain after the client left, or
+    its total length."""
+    if silent:
+        log.warning(
+            "upstream stream cut: silent for %g s (timeouts.chunk_idle)", timeouts.chunk_idle
+        )
+    elif result.client_gone:
+        log.warning("upstream stream cut: no end within timeouts.drain_after_disconnect")
+    else:
+        log.warning(
+            "upstream stream cut: longer than %g s (timeouts.stream_total)",
+            timeouts.stream_total,
+        )
 
 
 def _client_left(result: StreamResult, end: float, timeouts: Timeouts) -> float:

@@ -1,5 +1,5 @@
-"""What a request may be billed for besides its tokens, and what its reservation holds for it.
-No I/O.
+"""What a request may be billed for besides its tokens, read from its body. No I/O. What the
+reservation holds for it, and what is refused, is billable_reserve.py.
 
 The proxy can only promise "billed ≤ charged ≤ reserved" for what it prices (DESIGN, "What is
 billable: a closed world"), so every billed dimension a request can turn on is read here, and a
@@ -43,7 +43,6 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +51,6 @@ from typing import Any
 from proxy.core.errors import BadRequest
 from proxy.metering import caching
 from proxy.metering.shapes import blocks
-from proxy.policy.runtime import STANDARD_TIERS, ModelPrice
 
 AUTO = "auto"
 FREE_RESPONSES_TOOLS = frozenset(
@@ -123,7 +121,7 @@ def read(
         return _messages(body, betas, default_calls)
     if endpoint == "chat":
         if body.get("web_search_options") is not None:
-            raise _unpriced(
+            raise unpriced(
                 "Chat completions' web search ('web_search_options') bills a fee per search that "
                 "the proxy does not model. Use the Responses API with the `web_search` tool, "
                 "which is priced by the model's `tool_calls`.",
@@ -138,105 +136,7 @@ def read(
     return Billables(tier="default")
 
 
-def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest | None:
-    """The 400 for the first thing `billables` turns on that `price` does not price, if any."""
-    where = f"models.{price.name}"
-    tier = billables.tier
-    if tier != AUTO and tier not in STANDARD_TIERS and tier not in price.service_tiers:
-        return _unpriced(
-            f"Model {model!r} has no price for service_tier {tier!r}. Leave service_tier out, "
-            f"or ask the operator to add `service_tiers: {{{tier}: <factor>}}` to {where}.",
-            "service_tier",
-        )
-    for tool in (*billables.pooled, *(name for name, _ in billables.own)):
-        if tool not in price.tool_calls:
-            kind = billables.tool_types.get(tool, tool)
-            sent = "" if kind == tool else f" (type {kind!r})"
-            return _unpriced(
-                f"Model {model!r} has no price for the hosted tool {tool!r}{sent}, whose calls are "
-                f"billed apart. Remove it from 'tools', or ask the operator to add "
-                f"`tool_calls: {{{tool}: <USD per call>}}` to {where}.",
-                "tools",
-            )
-    unknown = [kind for kind in billables.client_tools if kind not in price.client_tool_tokens]
-    if unknown:
-        return _unpriced(
-            f"Model {model!r} has no price for the client tool type {unknown[0]!r}, whose "
-            "definition adds prompt tokens its JSON does not show. Use a tool version the "
-            f"operator lists, or ask the operator to add `client_tool_tokens: {{{unknown[0]}: "
-            f"<tokens>}}` to {where}.",
-            "tools",
-        )
-    if billables.documents and price.document_tokens is None:
-        at = billables.documents[0]
-        return _unpriced(
-            f"Model {model!r} has no price for document inputs ({at}): what a file, a URL or a "
-            "stored prompt bills cannot be counted from the request. Send its text instead, or "
-            f"ask the operator to add `documents: {{tokens_per_file: <tokens>}}` to {where}.",
-            at,
-        )
-    if billables.audio_output is not None and price.audio_output is None:
-        return _unpriced(
-            f"Model {model!r} has no price for audio output, which is billed apart from text. "
-            f"Leave out '{billables.audio_output}' (ask for text only), or ask the operator to "
-            f"add `audio_output: <USD per 1M tokens>` to {where}.",
-            billables.audio_output,
-        )
-    if billables.cache_ttl is not None and price.cache_write is None:
-        return _unpriced(
-            f"Model {model!r} has no price for cache writes, which '{billables.cache_at}' asks "
-            "for. Leave out cache_control, or ask the operator to add `cache_write: <USD per 1M "
-            f"tokens>` (and, for one-hour caches, `cache_write_1h`) to {where}.",
-            billables.cache_at,
-        )
-    if billables.long_context is not None and price.long_context is None:
-        return _unpriced(
-            f"The anthropic-beta {billables.long_context!r} lets model {model!r} bill long "
-            "prompts at long-context prices, which the policy does not have. Leave the beta "
-            f"out, or ask the operator to add `long_context: {{above: 200000, input: <USD>, "
-            f"output: <USD>}}` to {where}.",
-            None,
-        )
-    return None
-
-
-def tier_limits(endpoint: str, price: ModelPrice, billables: Billables) -> dict[str, str]:
-    """With bound: hard, the tier to write into a call that leaves it to the account (none, or
-    `auto`) on a model that prices no tier above the standard one: the standard tier, so the
-    provider serves the call at what it was reserved at rather than at a dearer tier the account
-    may be configured for."""
-    if billables.tier != AUTO or _reserved_tier(price, AUTO) is not None:
-        return {}
-    return {"service_tier": "standard_only" if endpoint == "messages" else "default"}
-
-
 ToolCalls = tuple[tuple[str, int], ...]
-
-
-def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, int, ToolCalls]:
-    """What the call is reserved at on `price` (refusal found nothing): the price with the tier
-    reserved, the prompt tokens to add (documents, tool results, the tool prompt), and the
-    hosted tool calls to reserve, as `Usage.tool_calls`."""
-    fees = price.tool_calls
-    pooled, own = billables.pooled, billables.own
-    if billables.stored_prompt:
-        pooled = tuple(dict.fromkeys((*pooled, *fees)))
-        if PER_CONTAINER in fees and PER_CONTAINER not in dict(own):
-            own = (*own, (PER_CONTAINER, 1))
-    calls = list(own)
-    extra = sum(n * fees[tool].input_tokens for tool, n in own)
-    if pooled and billables.pool:
-        per_call = [tool for tool in pooled if tool != PER_CONTAINER]
-        if per_call:
-            dearest = max(per_call, key=lambda tool: fees[tool].per_call)
-            calls.append((dearest, billables.pool))
-        extra += billables.pool * max(fees[tool].input_tokens for tool in pooled)
-    extra += len(billables.documents) * (price.document_tokens or 0)
-    extra += price.tool_prompt_tokens if billables.tools else 0
-    extra += sum(price.client_tool_tokens.get(kind, 0) for kind in billables.client_tools)
-    tier = _reserved_tier(price, billables.tier)
-    tiered = dataclasses.replace(price, tier=tier, cache_ttl=billables.cache_ttl)
-    return tiered, extra, tuple(calls)
 
 
 # -- reading requests ----------------------------------------------------------------------------
@@ -313,15 +213,6 @@ def _tier(body: Mapping[str, Any]) -> str:
             param="service_tier",
         )
     return tier
-
-
-def _reserved_tier(price: ModelPrice, asked: str) -> str | None:
-    if asked in STANDARD_TIERS:
-        return None
-    if asked != AUTO:
-        return asked
-    dearest = max(price.service_tiers.items(), key=lambda tier: tier[1], default=None)
-    return dearest[0] if dearest is not None and dearest[1] > 1 else None
 
 
 def _tool_types(body: Mapping[str, Any]) -> list[str]:
@@ -410,5 +301,6 @@ def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _unpriced(message: str, param: str | None) -> BadRequest:
+def unpriced(message: str, param: str | None) -> BadRequest:
+    """The 400 for a billed dimension the policy does not price."""
     return BadRequest(message, code="unpriced_feature", param=param)

@@ -5,42 +5,30 @@ prime the reply) plus rules for what tiktoken cannot see: images and audio are p
 tool and schema definitions by their JSON. Completion tokens are what the client allows the
 provider to produce: the requested limit, or the plan's default, times the number of choices.
 
-Tokenising runs on the event loop, so it is bounded: each request may tokenise at most
-`tokenize_max_bytes` of text in total. Past that, and always for base64 media, a string counts as
-its UTF-8 byte count, an upper bound because every byte-level BPE token is at least one byte.
+Tokenising runs on the event loop, so it is bounded (text_counter.py): each request may
+tokenise at most `tokenize_max_bytes` of text in total.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
-
-import orjson
+from typing import Any, Literal
 
 from proxy.core.errors import BadRequest
-from proxy.metering.images import image_tokens
+from proxy.metering.images import IMAGE_TOKENS
+from proxy.metering.request_body import describe, expect_str
+from proxy.metering.text_counter import TextCounter, Tokenizer, utf8_len
 
 EndpointName = Literal["chat", "completions", "embeddings", "responses", "messages"]
 
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
-IMAGE_TOKENS = 1445
-"""Worst case of the 512-px tile rule (gpt-4o, detail high or auto): the image is fitted into
-2048 x 2048, its short side scaled to 768, so at most 2 x 4 tiles: 85 + 8 * 170. The default
-for an image whose size cannot be read from its data: URL header (images.py); never fetched."""
-IMAGE_TOKENS_LOW = 85
-"""detail: low is a flat 85 tokens whatever the size."""
 TOOLS_OVERHEAD = 19
 """The preamble OpenAI wraps around function definitions (the cookbook measures 7 + 12)."""
 TOKENS_PER_TOOL_CALL = 3
 """Separators around each call's name and arguments in the rendered prompt."""
-
-
-class Tokenizer(Protocol):
-    def encode_ordinary(self, text: str) -> list[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,65 +38,6 @@ class Estimate:
     image_tokens: int = 0
     """Of `prompt_tokens`, those counted for image inputs by the tile rule (each model scales
     them by its own image_token_factor)."""
-
-
-class _CountCache:
-    """Token counts of texts already tokenised, newest kept. Agents resend their whole
-    conversation on every step, so most of a prompt's messages were counted a call ago; a hit
-    costs a dict lookup instead of tokenising again. Bounded in characters held."""
-
-    def __init__(self, max_chars: int) -> None:
-        self._max = max_chars
-        self._chars = 0
-        self._counts: OrderedDict[tuple[Tokenizer, str], int] = OrderedDict()
-
-    def count(self, enc: Tokenizer, text: str) -> int:
-        key = (enc, text)
-        found = self._counts.get(key)
-        if found is not None:
-            self._counts.move_to_end(key)
-            return found
-        tokens = len(enc.encode_ordinary(text))
-        if len(text) <= self._max // 4:
-            self._counts[key] = tokens
-            self._chars += len(text)
-            while self._chars > self._max:
-                (_, old), _ = self._counts.popitem(last=False)
-                self._chars -= len(old)
-        return tokens
-
-
-_COUNTS = _CountCache(max_chars=16 * 1024 * 1024)
-"""Keyed by the encoding object itself (held, so never confused with a later one)."""
-
-
-class TextCounter:
-    """Counts tokens of strings, tokenising at most `max_bytes` of UTF-8 over its lifetime
-    (the same texts count the same whether or not they were counted before). `image_tokens`
-    counts an image whose size is unknown (images.py)."""
-
-    def __init__(self, enc: Tokenizer, max_bytes: int, image_tokens: int = IMAGE_TOKENS) -> None:
-        self._enc = enc
-        self._budget = max_bytes
-        self.image_tokens = image_tokens
-        self.images = 0
-        """Tokens counted for images so far."""
-
-    def image(self, url: str, detail: object) -> int:
-        """An image input's tokens by the tile rule (images.py), remembered in `images`."""
-        tokens = image_tokens(url, detail, self.image_tokens)
-        self.images += tokens
-        return tokens
-
-    def count(self, text: str) -> int:
-        size = utf8_len(text)
-        if size > self._budget or _is_base64_data_url(text):
-            return size
-        self._budget -= size
-        return _COUNTS.count(self._enc, text)
-
-    def count_json(self, value: Any) -> int:
-        return self.count(orjson.dumps(value).decode())
 
 
 def estimate_chat(
@@ -302,7 +231,7 @@ def _image_tokens(counter: TextCounter, image: Any, path: str) -> int:
     detail = image.get("detail", "auto")
     if detail not in ("low", "high", "auto"):
         raise BadRequest(
-            f"{path}.detail must be 'low', 'high' or 'auto', got {_describe(detail)}",
+            f"{path}.detail must be 'low', 'high' or 'auto', got {describe(detail)}",
             param=f"{path}.detail",
         )
     return counter.image(image["url"], detail)
@@ -368,36 +297,6 @@ def _int_field(body: Mapping[str, Any], key: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise BadRequest(
-            f"'{key}' must be an integer of at least 1, got {_describe(value)}", param=key
+            f"'{key}' must be an integer of at least 1, got {describe(value)}", param=key
         )
     return value
-
-
-def expect_str(value: Any, path: str) -> str:
-    """`value` if it is a string; otherwise a 400 naming `path` and what was sent."""
-    if not isinstance(value, str):
-        raise BadRequest(f"{path} must be a string, got {_describe(value)}", param=path)
-    return value
-
-
-def utf8_len(text: str) -> int:
-    """Bytes of `text` in UTF-8: an upper bound on its tokens (lone surrogates count 3)."""
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _is_base64_data_url(text: str) -> bool:
-    return text.startswith("data:") and ";base64," in text[:256]
-
-
-def _describe(value: Any) -> str:
-    """What the client sent, for an error message: small numbers as themselves, else the type."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return repr(value)
-    names = {
-        type(None): "null",
-        bool: "a boolean",
-        str: "a string",
-        list: "an array",
-        dict: "an object",
-    }
-    return names.get(type(value), type(value).__name__)

@@ -26,6 +26,12 @@ _HEAD_CHARS = 64 * 1024
 _MAX_SIDE = 1 << 16
 _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _NO_LENGTH = frozenset({0x01, *range(0xD0, 0xDA)})
+IMAGE_TOKENS = 1445
+"""Worst case of the 512-px tile rule (gpt-4o, detail high or auto): the image is fitted into
+2048 x 2048, its short side scaled to 768, so at most 2 x 4 tiles: 85 + 8 * 170. The default
+for an image whose size cannot be read from its data: URL header (images.py); never fetched."""
+IMAGE_TOKENS_LOW = 85
+"""detail: low is a flat 85 tokens whatever the size."""
 
 
 def image_tokens(url: str, detail: object, default: int) -> int:

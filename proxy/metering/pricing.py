@@ -18,7 +18,7 @@ from fractions import Fraction
 
 from proxy.core.types import UNITS_PER_USD
 from proxy.metering.estimate import Estimate
-from proxy.policy.runtime import STANDARD_TIERS, ModelPrice
+from proxy.policy.prices import STANDARD_TIERS, ModelPrice
 
 TOKENS_PER_PRICE = 10**6
 """Prices are quoted per this many tokens."""

@@ -68,3 +68,24 @@ def client_asked_usage(body: dict[str, Any]) -> bool:
             "'stream_options' must be an object.", code="invalid_type", param="stream_options"
         )
     return options.get("include_usage") is True
+
+
+def expect_str(value: Any, path: str) -> str:
+    """`value` if it is a string; otherwise a 400 naming `path` and what was sent."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{path} must be a string, got {describe(value)}", param=path)
+    return value
+
+
+def describe(value: Any) -> str:
+    """What the client sent, for an error message: small numbers as themselves, else the type."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)
+    names = {
+        type(None): "null",
+        bool: "a boolean",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }
+    return names.get(type(value), type(value).__name__)

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.metering.pricing import Usage
-from proxy.policy.runtime import ModelPrice
+from proxy.policy.prices import ModelPrice
 
 
 def openai_usage(usage: Mapping[str, Any], prompt: int, completion: int) -> Usage:

@@ -1,5 +1,5 @@
-"""The hosted tool calls an answer says it made, which are billed per call (billable.py prices
-them). No I/O."""
+"""The hosted tool calls an answer says it made, which are billed per call (billable_reserve.py
+prices them). No I/O."""
 
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.metering.estimate import EndpointName, TextCounter, Tokenizer
+from proxy.metering.estimate import EndpointName
 from proxy.metering.pricing import Usage
+from proxy.metering.text_counter import TextCounter, Tokenizer
 from proxy.metering.token_kinds import openai_usage, token_count, with_service_tier
 
 _DELTA_TEXT_FIELDS = frozenset(("content", "refusal", "reasoning_content", "reasoning"))

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from proxy.policy.runtime import Alias, ModelPrice
-from proxy.policy.spec import AliasSpec, PolicySpec
+from proxy.policy.prices import ModelPrice
+from proxy.policy.spec import PolicySpec
+from proxy.policy.spec_upstreams import AliasSpec
+from proxy.policy.upstreams import Alias
 
 Loc = tuple[str | int, ...]
 Report = Callable[[Loc, str], None]

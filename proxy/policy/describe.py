@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from proxy.core.types import UNITS_PER_USD
 from proxy.policy.advice import warnings
-from proxy.policy.runtime import Budget, DegradeRule, ModelPrice, Plan, PlanQuotas, Policy
+from proxy.policy.prices import ModelPrice
+from proxy.policy.runtime import Budget, DegradeRule, Plan, PlanQuotas, Policy
 
 _INDENT = "  "
 

@@ -2,9 +2,9 @@
 tools, long-context prices, documents, the tool prompt and Anthropic's client tools.
 
 Everything a provider may bill a call for must be priced here or the call is refused
-(proxy/metering/billable.py), so each field checks that the reservation it leads to stays an upper
-bound: a long-context price below the normal one, or a tier named like the standard one, is an
-error.
+(proxy/metering/billable_reserve.py), so each field checks that the reservation it leads to stays an
+upper bound: a long-context price below the normal one, or a tier named like the standard one, is
+an error.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from proxy.policy.runtime import (
+from proxy.policy.prices import (
     CLAUDE_CLIENT_TOOL_TOKENS,
     CLAUDE_TOOL_PROMPT_TOKENS,
     STANDARD_TIERS,
     LongContext,
     ToolFee,
 )
-from proxy.policy.spec import DocumentsSpec, LongContextSpec, ModelSpec, ToolFeeSpec
+from proxy.policy.spec_models import DocumentsSpec, LongContextSpec, ModelSpec, ToolFeeSpec
 from proxy.policy.units import USD_PLACES, AmountError, to_units
 
 Loc = tuple[str | int, ...]

@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from proxy.core.types import ReservationSettings
-from proxy.policy.runtime import Timeouts
 from proxy.policy.spec import PolicySpec
+from proxy.policy.upstreams import Timeouts
 
 Loc = tuple[str | int, ...]
 CAP: Loc = ("reservations", "cap_seconds")

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from proxy.core.errors import PolicyError
+from proxy.policy.issues import Issue, Loc, PolicyIssues, field_path
 from proxy.policy.runtime import Policy
-from proxy.policy.schema import Issue, Loc, PolicyIssues, compile_policy, field_path
+from proxy.policy.schema import compile_policy
 from proxy.policy.yamlfile import Document, line_of, read
 
 NAMED_SECTIONS: tuple[str, ...] = ("upstreams", "models", "plans", "tenants", "actions")

@@ -4,16 +4,15 @@
 route's upstream, a tenant's plan, stored-object passthrough in gateway mode), converts every price
 and limit from the Decimal the operator wrote into integer units, and returns a frozen
 `runtime.Policy`. Every problem is collected with the field path at fault, so the loader can name
-the file and line of each; nothing here reads files.
+the file and line of each; nothing here reads files. A plan's budgets and the actions' prices are
+compiled in budgets.py; the issues are issues.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -21,45 +20,31 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from proxy.core.encodings import encoding_for_model
-from proxy.core.errors import PolicyError
 from proxy.core.peers import parse_networks
-from proxy.core.types import ACTION_UNITS, ReservationSettings
+from proxy.core.types import ReservationSettings
 from proxy.policy import lifetimes
 from proxy.policy.aliases import compile_aliases
+from proxy.policy.budgets import compile_actions, compile_plan, thresholds
 from proxy.policy.features import compile_features
 from proxy.policy.fields import fields_at
+from proxy.policy.issues import Issue, Loc, PolicyIssues, units_or_issue
 from proxy.policy.model_rules import default_limit_field, reasons_by_name
-from proxy.policy.plans import compile_degrade, compile_quotas
+from proxy.policy.prices import ModelPrice
 from proxy.policy.runtime import (
     ENCODINGS,
-    LEVELS,
-    ActionPrice,
     Alerts,
-    Budget,
     Limits,
-    ModelPrice,
-    Plan,
     Policy,
-    Route,
     TenantSeed,
-    Timeouts,
-    Upstream,
     Webhook,
 )
-from proxy.policy.spec import (
-    ActionBudgetSpec,
-    BudgetSpec,
-    ModelSpec,
-    PlanSpec,
-    PolicySpec,
-    UpstreamSpec,
-)
-from proxy.policy.units import USD_PLACES, AmountError, to_units
-
-Loc = tuple[str | int, ...]
+from proxy.policy.spec import PolicySpec
+from proxy.policy.spec_models import ModelSpec
+from proxy.policy.spec_upstreams import UpstreamSpec
+from proxy.policy.units import USD_PLACES
+from proxy.policy.upstreams import Route, Timeouts, Upstream
 
 TENANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-ACTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 STORED_OBJECT_PATHS: tuple[str, ...] = (
     "/files",
     "/uploads",
@@ -94,32 +79,6 @@ _MS_FIELDS = {
         "audit_retention_seconds",
     )
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    loc: Loc
-    """The field path at fault, as pydantic writes it: ("plans", "pro", "budgets", …)."""
-    message: str
-
-
-def field_path(loc: Loc) -> str:
-    """`plans.pro.budgets.tenant.limit`, `routes[0].upstream`."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part != "[key]":
-            text += f".{part}" if text else part
-    return text or "(top level)"
-
-
-class PolicyIssues(PolicyError):
-    """`compile_policy` found problems, each with its field path (the loader adds file and line)."""
-
-    def __init__(self, issues: Sequence[Issue]) -> None:
-        self.issues = tuple(issues)
-        super().__init__("\n".join(f"{field_path(i.loc)}: {i.message}" for i in self.issues))
 
 
 def compile_policy(raw: Mapping[str, Any], *, source: str = "<memory>") -> Policy:
@@ -168,16 +127,16 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
         upstreams={n: _upstream(n, u, spec, timeouts, out) for n, u in spec.upstreams.items()},
         routes=_routes(spec, timeouts, out),
         models=models,
-        plans={n: _plan(n, p, spec, out) for n, p in spec.plans.items()},
+        plans={n: compile_plan(n, p, spec, out) for n, p in spec.plans.items()},
         tenants=_tenants(spec, out),
         timeouts=timeouts,
         limits=Limits(**spec.limits.model_dump(exclude_none=True)),
         reservations=_reservations(spec, timeouts, out),
         alerts=Alerts(
-            _thresholds(spec.alerts.thresholds),
+            thresholds(spec.alerts.thresholds),
             tuple(Webhook(w.url, w.secret_env) for w in spec.alerts.webhooks),
         ),
-        actions=_actions(spec, out),
+        actions=compile_actions(spec, out),
         source=source,
         aliases=aliases,
     )
@@ -248,10 +207,10 @@ def _routes(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> tuple[Rou
 def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
     loc: Loc = ("models", name)
     what = "price", "USD per 1M tokens"
-    unit_input = _amount(model.input, USD_PLACES, (*loc, "input"), what, out)
+    unit_input = units_or_issue(model.input, USD_PLACES, (*loc, "input"), what, out)
     cached = unit_input
     if model.cached_input is not None:
-        cached = _amount(model.cached_input, USD_PLACES, (*loc, "cached_input"), what, out)
+        cached = units_or_issue(model.cached_input, USD_PLACES, (*loc, "cached_input"), what, out)
         if model.cached_input > model.input:
             message = (
                 f"cached_input ({model.cached_input}) is more than input ({model.input}); "
@@ -262,15 +221,15 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
     if encoding not in ENCODINGS:
         message = f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}"
         out.append(Issue((*loc, "encoding"), message))
-    output = _amount(model.output, USD_PLACES, (*loc, "output"), what, out)
+    output = units_or_issue(model.output, USD_PLACES, (*loc, "output"), what, out)
     writes = {
-        kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
+        kind: units_or_issue(value, USD_PLACES, (*loc, kind), what, out)
         for kind in ("cache_write", "cache_write_1h")
         if (value := getattr(model, kind)) is not None
     }
     factor = Fraction(model.tokenizer_factor or 1)
     media: dict[str, Any] = {
-        kind: _amount(value, USD_PLACES, (*loc, kind), what, out)
+        kind: units_or_issue(value, USD_PLACES, (*loc, kind), what, out)
         for kind in ("audio_input", "audio_output", "image_input", "image_output")
         if (value := getattr(model, kind)) is not None
     }
@@ -291,118 +250,6 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
     )
 
 
-def _plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan:
-    if name == "deny":
-        message = "a plan cannot be called 'deny': unknown_tenant: deny refuses unknown tenants"
-        out.append(Issue(("plans", name), message))
-    budgets = _budgets(("plans", name, "budgets"), plan.budgets, out)
-    action_budgets = _budgets(("plans", name, "action_budgets"), plan.action_budgets, out)
-    given = plan.model_dump(
-        include={"default_max_tokens", "default_max_tool_calls"}, exclude_none=True
-    )
-
-    def report(loc: Loc, message: str) -> None:
-        out.append(Issue(loc, message))
-
-    here: Loc = ("plans", name)
-    quotas = compile_quotas((*here, "quotas"), plan.quotas, spec.models, report)
-    degrade = compile_degrade(
-        (*here, "degrade"), plan.degrade, tuple(budgets), quotas, spec.models, report
-    )
-    alerts = _thresholds((plan.alerts or spec.alerts).thresholds)
-    return Plan(
-        name,
-        budgets,
-        quotas=quotas,
-        degrade=degrade,
-        alerts=alerts,
-        action_budgets=action_budgets,
-        **given,
-    )
-
-
-def _budgets(
-    loc: Loc, written: Mapping[str, BudgetSpec | ActionBudgetSpec], out: list[Issue]
-) -> tuple[Budget, ...]:
-    """One section of a plan's budgets (`budgets` or `action_budgets`), in LEVELS order."""
-    budgets = [
-        budget
-        for level, spec in written.items()
-        if (budget := _budget((*loc, level), level, spec, out)) is not None
-    ]
-    return tuple(sorted(budgets, key=lambda budget: LEVELS.index(budget.level)))
-
-
-def _thresholds(written: Sequence[int]) -> tuple[int, ...]:
-    return tuple(sorted(set(written)))
-
-
-def _budget(
-    loc: Loc, level: str, spec: BudgetSpec | ActionBudgetSpec, out: list[Issue]
-) -> Budget | None:
-    if isinstance(spec, BudgetSpec) and spec.unit in ACTION_UNITS:
-        message = (
-            f"{spec.unit} budgets are for actions, not LLM calls: move this budget to the "
-            f"plan's action_budgets (a level may have a budget in each)"
-        )
-        out.append(Issue((*loc, "unit"), message))
-    if level not in LEVELS:
-        out.append(Issue(loc, f"unknown level {level!r}; levels are {', '.join(LEVELS)}"))
-        return None
-    period = spec.period or ("none" if level == "run" else "month")
-    if level == "run" and period != "none":
-        message = (
-            f"a run budget has no period (got {period!r}): it lasts for the run, whose "
-            "entries expire after reservations.run_idle_seconds. Remove 'period'"
-        )
-        out.append(Issue((*loc, "period"), message))
-    places = USD_PLACES if spec.unit == "USD" else 0
-    limit = _amount(spec.limit, places, (*loc, "limit"), ("limit", spec.unit), out)
-    return Budget(level, limit, spec.unit, period)
-
-
-def _actions(spec: PolicySpec, out: list[Issue]) -> dict[str, ActionPrice]:
-    """`send_email: {RISK_POINTS: 50}`: each action is priced in exactly one action unit."""
-    actions: dict[str, ActionPrice] = {}
-    for name, prices in spec.actions.items():
-        loc: Loc = ("actions", name)
-        if not ACTION_NAME.fullmatch(name):
-            message = (
-                f"action name {name!r} is invalid: use 1 to 128 characters from "
-                "A-Z, a-z, 0-9, '_', '.' and '-'"
-            )
-            out.append(Issue(loc, message))
-        if len(prices) != 1:
-            message = f"price the action in exactly one unit, e.g. {{{ACTION_UNITS[0]}: 50}}"
-            out.append(Issue(loc, message))
-        for unit, amount in prices.items():
-            price = _action_price(name, unit, amount, (*loc, unit), out)
-            if price is not None:
-                actions[name] = price
-    return actions
-
-
-def _action_price(
-    name: str, unit: str, amount: Decimal, loc: Loc, out: list[Issue]
-) -> ActionPrice | None:
-    if unit not in ACTION_UNITS:
-        message = (
-            f"{unit!r} is not an action unit; actions are priced in {', '.join(ACTION_UNITS)} "
-            "(LLM calls are priced by models:)"
-        )
-        out.append(Issue(loc, message))
-        return None
-    try:
-        units = to_units(amount, 0, "price", unit)
-    except AmountError as exc:
-        out.append(Issue(loc, str(exc)))
-        return None
-    if units == 0:
-        out.append(Issue(loc, "an action must cost at least 1; a free action needs no budget"))
-        return None
-    return ActionPrice(name, unit, units)
-
-
 def _tenants(spec: PolicySpec, out: list[Issue]) -> dict[str, TenantSeed]:
     seeds: dict[str, TenantSeed] = {}
     for written, tenant in spec.tenants.items():
@@ -414,7 +261,7 @@ def _tenants(spec: PolicySpec, out: list[Issue]) -> dict[str, TenantSeed]:
             defined = _defined("plans", spec.plans)
             message = f"plan {tenant.plan!r} is not defined; {defined}"
             out.append(Issue((*loc, "plan"), message))
-        alerts = None if tenant.alerts is None else _thresholds(tenant.alerts.thresholds)
+        alerts = None if tenant.alerts is None else thresholds(tenant.alerts.thresholds)
         seeds[written.lower()] = TenantSeed(written.lower(), tenant.plan, tenant.mode, alerts)
     return seeds
 
@@ -441,12 +288,3 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
     issues = lifetimes.check(spec, timeouts, settings, given)
     out.extend(Issue(loc, message) for loc, message in issues)
     return settings
-
-
-def _amount(value: Decimal, places: int, loc: Loc, what: tuple[str, str], out: list[Issue]) -> int:
-    """`value` in integer units, or an issue (and 0)."""
-    try:
-        return to_units(value, places, *what)
-    except AmountError as exc:
-        out.append(Issue(loc, str(exc)))
-        return 0

@@ -4,109 +4,58 @@ These check shape and the rules that need only one value (a URL's form, a path's
 sign); unknown fields are errors everywhere. `schema.compile_policy` then checks what spans
 sections and turns a `PolicySpec` into the frozen `runtime.Policy`. Amounts stay `Decimal` here,
 exactly as written; they become integer units only in `schema.py`. Nothing here reads files.
+Upstreams and routes are spec_upstreams.py's, models spec_models.py's, and the pieces they share
+spec_types.py's.
 """
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic_core import PydanticCustomError
 
 from proxy.core.peers import parse_networks
+from proxy.policy.spec_models import ModelSpec
+from proxy.policy.spec_types import (
+    SPEC_CONFIG,
+    Bytes,
+    Mode,
+    Money,
+    Name,
+    Seconds,
+    WholeSeconds,
+    check_env_name,
+    problem,
+)
+from proxy.policy.spec_upstreams import RouteSpec, UpstreamSpec
 from proxy.policy.units import THRESHOLD_HINT, basis_points
 
-BUDGETED_PATHS: tuple[str, ...] = (
-    "/chat/completions",
-    "/completions",
-    "/embeddings",
-    "/responses",
-    "/messages",
-)
-"""Endpoints the proxy budgets itself (relative to an upstream's base_url, which ends in /v1)."""
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]+")
-
-
-def _problem(message: str) -> PydanticCustomError:
-    return PydanticCustomError("policy", message)
-
-
-def _not_float(value: object) -> object:
-    # The YAML loader never produces floats; this keeps programmatic callers honest too.
-    if isinstance(value, float):
-        raise _problem("amounts must not be floats (floats are inexact): pass text or a Decimal")
-    return value
-
-
-def _check_base_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _problem(f"{url!r} is not an http(s) URL; write e.g. https://api.openai.com/v1")
-    if "?" in url or "#" in url:
-        raise _problem("base_url must not have a query or a fragment")
-    if parts.username is not None or parts.password is not None:
-        raise _problem(
-            "base_url must not carry credentials; name an environment variable in api_key_env"
-        )
-    return url.rstrip("/")
+class _Spec(BaseModel):
+    model_config = SPEC_CONFIG
 
 
 def _check_network(text: str) -> str:
     try:
         parse_networks([text])
     except ValueError as exc:
-        raise _problem(str(exc)) from None
+        raise problem(str(exc)) from None
     return text
-
-
-def _check_passthrough(path: str) -> str:
-    segments = path.split("/")
-    if (
-        segments[0] != ""
-        or not all(_SEGMENT.fullmatch(s) for s in segments[1:])
-        or any(s in (".", "..") for s in segments)
-    ):
-        raise _problem(
-            f"{path!r} is not a plain path like '/audio/speech': it must start with '/' and use "
-            "only A-Z a-z 0-9 _ . ~ - in each segment, with no empty, '.' or '..' segments, "
-            "percent-encoding, query or fragment"
-        )
-    if path == "/v1" or path.startswith("/v1/"):
-        raise _problem(
-            f"passthrough paths are relative to the upstream's base_url (which ends in /v1): "
-            f"write {path.removeprefix('/v1') or '/'!r}"
-        )
-    for budgeted in BUDGETED_PATHS:
-        if budgeted == path or budgeted.startswith(path + "/"):
-            raise _problem(
-                f"{path!r} would forward the budgeted endpoint {budgeted} without a budget; "
-                "budgeted endpoints are always served by the proxy itself"
-            )
-    return path
 
 
 def _check_route_path(path: str) -> str:
     if not path.startswith("/v1/"):
-        raise _problem(f"{path!r} is not a request path; write the full path, e.g. /v1/embeddings")
+        raise problem(f"{path!r} is not a request path; write the full path, e.g. /v1/embeddings")
     return path
-
-
-def _check_env_name(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise _problem(f"{name!r} is not an environment variable name; write e.g. OPENAI_API_KEY")
-    return name
 
 
 def _check_webhook_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _problem(f"{url!r} is not an http(s) URL; write e.g. https://hooks.example.com/x")
+        raise problem(f"{url!r} is not an http(s) URL; write e.g. https://hooks.example.com/x")
     if parts.username is not None or parts.password is not None:
-        raise _problem("a webhook url must not carry credentials; sign with secret_env instead")
+        raise problem("a webhook url must not carry credentials; sign with secret_env instead")
     return url
 
 
@@ -114,174 +63,8 @@ def _threshold(value: object) -> int:
     """A threshold as written, "80%", in basis points of a budget's limit (8000)."""
     bp = basis_points(value)
     if bp is None:
-        raise _problem(f"{value!r} is not an alert threshold; {THRESHOLD_HINT}")
+        raise problem(f"{value!r} is not an alert threshold; {THRESHOLD_HINT}")
     return bp
-
-
-Money = Annotated[Decimal, BeforeValidator(_not_float), Field(ge=0)]
-"""A price or limit exactly as written (never through float)."""
-Seconds = Annotated[float, Field(gt=0)]
-Bytes = Annotated[int, Field(gt=0)]
-WholeSeconds = Annotated[int, Field(gt=0)]
-Name = Annotated[str, Field(min_length=1)]
-Mode = Literal["enforce", "shadow"]
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RouteTimeoutsSpec(_Spec):
-    """Seconds. Override the policy's `timeouts:` for the calls this route (or, on an upstream,
-    its unbudgeted calls: model lists and `passthrough:` paths) sends upstream."""
-
-    connect: Seconds | None = None
-    first_byte: Seconds | None = None
-    chunk_idle: Seconds | None = None
-    stream_total: Seconds | None = None
-    non_stream_answer: Seconds | None = None
-
-
-class AliasSpec(_Spec):
-    """A model name clients use: what the upstream calls it, and what it is priced as."""
-
-    send: Name | None = None
-    """The upstream's own name for it; default: the name the client used."""
-    price: Name | None = None
-    """The `models:` entry it is priced as; default: the name the client used."""
-
-
-DeploymentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
-
-
-class UpstreamSpec(_Spec):
-    base_url: Annotated[str, AfterValidator(_check_base_url)]
-    api_key_env: Annotated[str, AfterValidator(_check_env_name)] | None = None
-    kind: Literal["openai", "azure"] = "openai"
-    """openai: OpenAI's paths (and OpenAI-compatible servers: vLLM, Ollama, ...); azure: Azure
-    OpenAI's deployment paths, base_url ending in /openai."""
-    auth: Literal["bearer", "x-api-key", "api-key"] | None = None
-    """Default: api-key on kind azure, bearer otherwise."""
-    models: dict[Name, Name | AliasSpec] = {}
-    """Names clients use for models this upstream serves: the upstream's own name (a string),
-    or {send, price}. Each name is routed here, before `routes:`."""
-    deployments: dict[DeploymentName, Name] = {}
-    """kind azure: deployment → the model it runs (priced by `models:`)."""
-    api_version: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
-    """kind azure: the api-version for calls that name none (OpenAI-path calls)."""
-    passthrough: list[Annotated[str, AfterValidator(_check_passthrough)]] = []
-    timeouts: RouteTimeoutsSpec | None = None
-    include_usage: bool = True
-    """false: the upstream refuses `stream_options` (older vLLM, some Azure API versions), so
-    none is sent; streams settle on usage it reports by itself, else on the counted text."""
-
-
-class RouteSpec(_Spec):
-    model: Name
-    upstream: Name
-    timeouts: RouteTimeoutsSpec | None = None
-
-
-Multiplier = Annotated[Decimal, BeforeValidator(_not_float), Field(gt=0, le=100)]
-FeatureName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-"""A service tier or hosted tool as the provider names it: `priority`, `web_search`."""
-Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
-
-
-class ToolFeeSpec(_Spec):
-    """A hosted tool's price: USD per call, and the input tokens one call may add."""
-
-    per_call: Money
-    input_tokens: Tokens = 0
-    """Input tokens one call may add to the prompt (search results, a fetched page): reserved
-    per call; the provider's usage report counts them."""
-
-
-def _fee_shorthand(value: object) -> object:
-    """`web_search: 0.01` is `web_search: {per_call: 0.01}`."""
-    return value if isinstance(value, dict | ToolFeeSpec) else {"per_call": value}
-
-
-ToolFee = Annotated[ToolFeeSpec, BeforeValidator(_fee_shorthand)]
-
-
-class LongContextSpec(_Spec):
-    """USD per 1M tokens of every token of a call whose prompt is above `above` tokens."""
-
-    above: Annotated[int, Field(gt=0)]
-    input: Money
-    cached_input: Money | None = None
-    """Default: the long-context input price."""
-    cache_write: Money | None = None
-    """Default: 1.25 times the long-context input price."""
-    cache_write_1h: Money | None = None
-    """Default: twice the long-context input price."""
-    output: Money
-
-
-class DocumentsSpec(_Spec):
-    """Prompt tokens reserved per document input: `tokens_per_file`, or `tokens_per_page` times
-    `pages` (the most pages a document may have)."""
-
-    tokens_per_file: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
-    tokens_per_page: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
-    pages: Annotated[int, Field(gt=0, le=100_000)] | None = None
-
-
-class ModelSpec(_Spec):
-    """USD per 1M tokens."""
-
-    input: Money
-    cached_input: Money | None = None
-    cache_write: Money | None = None
-    """Cache writes: Anthropic's 5-minute ones, OpenAI's `cache_write_tokens`; without it,
-    requests with `cache_control` are refused, and writes reported anyway are charged (and an
-    OpenAI chat or Responses prompt reserved) at 1.25 times the input price."""
-    cache_write_1h: Money | None = None
-    """One-hour cache writes (`ttl: "1h"`); default: twice the input price."""
-    output: Money
-    encoding: str | None = None
-    tokenizer_factor: Annotated[Decimal, BeforeValidator(_not_float), Field(gt=0, le=10)] | None = (
-        None
-    )
-    """Prompt tokens are the encoding's count times this (rounded up): for models whose own
-    tokenizer is not available offline (Claude), so estimates stay above what is billed."""
-    audio_input: Money | None = None
-    """Prompt audio tokens (`prompt_tokens_details.audio_tokens`); default: input."""
-    audio_output: Money | None = None
-    """Completion audio tokens (`completion_tokens_details.audio_tokens`); default: output."""
-    image_input: Money | None = None
-    """Prompt image tokens, where the provider reports them apart; default: input."""
-    image_output: Money | None = None
-    """Generated image tokens, where the provider reports them apart; default: output."""
-    image_token_factor: (
-        Annotated[Decimal, BeforeValidator(_not_float), Field(gt=0, le=100)] | None
-    ) = None
-    """Image inputs count the 512-px tile rule's tokens (gpt-4o's: 85 + 170 a tile) times this,
-    rounded up: e.g. 33.34 for gpt-4o-mini, which bills 2833 + 5667 a tile."""
-    limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
-    """The completion limit its chat API takes; default: max_completion_tokens for the o-series
-    and gpt-5, either for the rest (model_rules.py)."""
-    reasoning: bool | None = None
-    """It may bill reasoning tokens it does not stream: a stream without a usage report is
-    charged its reservation. Default: true for the o-series and gpt-5; otherwise only calls
-    that enable thinking in the request (Claude's `thinking`)."""
-    service_tiers: dict[FeatureName, Multiplier] = {}
-    """Service tiers besides the standard one, each a factor on every token price
-    (`priority: 2`, `flex: 0.5`); a call asking for another tier is refused."""
-    tool_calls: dict[FeatureName, ToolFee] = {}
-    """Hosted tools, USD per call (or {per_call, input_tokens}); a call enabling another hosted
-    tool is refused."""
-    long_context: LongContextSpec | None = None
-    documents: DocumentsSpec | None = None
-    """What a document input reserves; without it, documents are refused."""
-    tool_prompt_tokens: Tokens | None = None
-    """Prompt tokens the provider adds to a call that sends tools; default 346 for `claude*`
-    models (Anthropic's tool-use system prompt), 0 otherwise."""
-    client_tool_tokens: dict[FeatureName, Tokens] = {}
-    """Anthropic's client tools by type (`bash_20250124: 245`): the prompt tokens each adds;
-    added to (or overriding) the published ones for `claude*` models. A call sending another
-    client tool type (bash, text_editor, computer, memory) is refused."""
 
 
 class BudgetSpec(_Spec):
@@ -349,7 +132,7 @@ Threshold = Annotated[int, BeforeValidator(_threshold)]
 
 class WebhookSpec(_Spec):
     url: Annotated[str, AfterValidator(_check_webhook_url)]
-    secret_env: Annotated[str, AfterValidator(_check_env_name)] | None = None
+    secret_env: Annotated[str, AfterValidator(check_env_name)] | None = None
     """The environment variable holding the HMAC secret; without it events go unsigned."""
 
 
@@ -385,7 +168,7 @@ class TenantSpec(_Spec):
 
 
 class TimeoutsSpec(_Spec):
-    """Seconds. Fields left out take the defaults of `runtime.Timeouts`."""
+    """Seconds. Fields left out take the defaults of `upstreams.Timeouts`."""
 
     read_request: Seconds | None = None
     connect: Seconds | None = None

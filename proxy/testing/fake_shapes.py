@@ -122,89 +122,42 @@ def responses_events(
 ) -> Iterator[Event]:
     seq = iter(range(1 << 30))
     created = response(body, None, None, "in_progress")
-    yield sse(
-        "response.created",
-        {"type": "response.created", "sequence_number": next(seq), "response": created},
-    )
+    yield _event("response.created", seq, response=created)
     for index, tool in enumerate(tools):
         for kind in ("response.output_item.added", "response.output_item.done"):
-            event = {"type": kind, "sequence_number": next(seq), "output_index": index}
-            yield sse(kind, {**event, "item": tool})
-    at = len(tools)
+            yield _event(kind, seq, output_index=index, item=tool)
+    yield from _message_events(seq, len(tools), deltas)
+    text = "".join(deltas)
+    yield _event("response.completed", seq, response=response(body, text, billed, tools=tools))
+
+
+def _message_events(seq: Iterator[int], at: int, deltas: list[str]) -> Iterator[Event]:
+    """The message output item at `at`: added, its text part and the part's deltas, done."""
     item = _message_item("in_progress", [])
     where = {"item_id": item["id"], "output_index": at}
-    yield sse(
-        "response.output_item.added",
-        {
-            "type": "response.output_item.added",
-            "sequence_number": next(seq),
-            "output_index": at,
-            "item": item,
-        },
-    )
+    yield _event("response.output_item.added", seq, output_index=at, item=item)
     empty = {"type": "output_text", "text": "", "annotations": []}
-    yield sse(
-        "response.content_part.added",
-        {
-            "type": "response.content_part.added",
-            "sequence_number": next(seq),
-            **where,
-            "content_index": 0,
-            "part": empty,
-        },
-    )
+    yield _event("response.content_part.added", seq, **where, content_index=0, part=empty)
     for delta in deltas:
-        yield sse(
+        yield _event(
             "response.output_text.delta",
-            {
-                "type": "response.output_text.delta",
-                "sequence_number": next(seq),
-                **where,
-                "content_index": 0,
-                "delta": delta,
-                "logprobs": [],
-            },
+            seq,
+            **where,
+            content_index=0,
+            delta=delta,
+            logprobs=[],
         )
     text = "".join(deltas)
-    yield sse(
-        "response.output_text.done",
-        {
-            "type": "response.output_text.done",
-            "sequence_number": next(seq),
-            **where,
-            "content_index": 0,
-            "text": text,
-            "logprobs": [],
-        },
-    )
+    yield _event("response.output_text.done", seq, **where, content_index=0, text=text, logprobs=[])
     done = {"type": "output_text", "text": text, "annotations": []}
-    yield sse(
-        "response.content_part.done",
-        {
-            "type": "response.content_part.done",
-            "sequence_number": next(seq),
-            **where,
-            "content_index": 0,
-            "part": done,
-        },
-    )
-    yield sse(
-        "response.output_item.done",
-        {
-            "type": "response.output_item.done",
-            "sequence_number": next(seq),
-            "output_index": at,
-            "item": _message_item("completed", [done]),
-        },
-    )
-    yield sse(
-        "response.completed",
-        {
-            "type": "response.completed",
-            "sequence_number": next(seq),
-            "response": response(body, text, billed, tools=tools),
-        },
-    )
+    yield _event("response.content_part.done", seq, **where, content_index=0, part=done)
+    completed = _message_item("completed", [done])
+    yield _event("response.output_item.done", seq, output_index=at, item=completed)
+
+
+def _event(kind: str, seq: Iterator[int], **fields: Any) -> Event:
+    """A Responses stream event: its type, its sequence number, then `fields`, in that order."""
+    return sse(kind, {"type": kind, "sequence_number": next(seq), **fields})
 
 
 def failing(

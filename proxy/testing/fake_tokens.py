@@ -1,5 +1,5 @@
 """What the fake provider bills for a prompt: the providers' published counting rules, in code of
-the fake's own.
+the fake's own. Claude's are in fake_claude_tokens.py.
 
 The fake is the tests' referee, so it must not agree with the proxy by construction: nothing here
 imports the proxy's estimators, prices or charge code (`proxy.core.encodings` only loads tiktoken's
@@ -28,11 +28,6 @@ Published rules:
   URLs; any other image it bills as the largest the rule allows, 768 × 2048 (8 tiles).
 - Audio input: 1 token per 100 ms (OpenAI's Realtime cost guide for user audio), the duration read
   from a WAV header; audio it cannot read it bills nothing for.
-- Claude images: (width × height) / 750 tokens, at most 1600 (Anthropic's vision guide); an image
-  the fake cannot measure is 1600. Claude tools: Anthropic's tool-use system prompt, 346 tokens
-  with `tool_choice` auto or none, 313 with any or tool (the Claude 4 models), plus the tools;
-  Anthropic's client tools add what its tool docs list besides their JSON: bash 245 tokens, the
-  text editor 700, computer use 735 and its own system prompt (466 to 499; the fake bills 499).
 
 Rules of the fake's own, where nothing is published:
 
@@ -44,24 +39,6 @@ Rules of the fake's own, where nothing is published:
   `function_call` item 3 + its name and arguments, a `function_call_output` 3 + its output,
   any other item 3 + its JSON; 3 prime the reply. Function tools by the cookbook rule, other
   tools by their JSON; a `text.format` by its schema's JSON.
-- Anthropic Messages (Claude's tokenizer is not published): the prompt is rendered in the turn
-  format Anthropic documented for its Text Completions API — the system text, then
-  "\\n\\nHuman: …" or "\\n\\nAssistant: …" per message, ending "\\n\\nAssistant:" — and its
-  cl100k_base count is scaled by CLAUDE_RATIO (11/10) and rounded up, once. Images and the
-  tool-use system prompt are added unscaled. Blocks other than text, images and tool results
-  render as their JSON, and each image inside one (a document whose source is content blocks)
-  is billed as an image, at whatever depth. The ratio is below the test policies'
-  `tokenizer_factor` (1.2): a proxy
-  that applies its factor covers this count, one that forgets it does not. A structured output
-  format (`output_config.format`) renders as its JSON after the turns.
-- Claude cache writes: a `cache_control` breakpoint writes the prompt up to it, in Anthropic's
-  cache order (tools, system, messages; a top-level `cache_control` marks the last message).
-  A breakpoint anywhere inside a system or message block (in a tool result, a search result,
-  a document's content, a web fetch result; never in a tool call's `input`) writes the prompt
-  up to the end of that top-level block. The prefix renders as the prompt does, tools as their
-  JSON with the tool-use system prompt before them, and counts the same way (× CLAUDE_RATIO,
-  media unscaled), at most the whole prompt. The prefix up to the last one-hour breakpoint is
-  written for an hour, the rest up to the last breakpoint for five minutes.
 - Documents (a chat `file` part, a Responses `input_file` part or stored `prompt`, an Anthropic
   `document` block that is not inline text, at any depth of a message): their JSON as above;
   the pages the provider reads from them are the fake upstream's to bill
@@ -72,9 +49,7 @@ from __future__ import annotations
 
 import base64
 import math
-import re
-import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -83,19 +58,13 @@ import orjson
 import tiktoken.model
 
 from proxy.core import encodings
-
-Body = Mapping[str, Any]
+from proxy.testing.fake_claude_tokens import claude_prompt_tokens
+from proxy.testing.fake_json import Body, as_dict, as_list, inside, plain, png_size
 
 PER_MESSAGE = 3
 PER_NAME = 1
 REPLY_PRIMING = 3
 FUNCTION_END = 12
-CLAUDE_RATIO = Fraction(11, 10)
-CLAUDE_TOOL_PROMPT = {"auto": 346, "none": 346, "any": 313, "tool": 313}
-CLAUDE_CLIENT_TOOLS = {"bash": 245, "text_editor": 700, "computer": 735 + 499}
-CLAUDE_IMAGE_MAX = 1600
-CLAUDE_TURNS = {"user": "Human", "assistant": "Assistant"}
-_PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -137,14 +106,14 @@ def chat_prompt_tokens(body: Body) -> int:
 
 
 def _chat(c: _Counter, body: Body) -> int:
-    messages = [m for m in _list(body.get("messages")) if isinstance(m, dict)]
+    messages = [m for m in as_list(body.get("messages")) if isinstance(m, dict)]
     tokens = REPLY_PRIMING + sum(_chat_message(c, m) for m in messages)
-    tokens += _tools(c, _list(body.get("tools")), lambda t: _dict(t.get("function")))
-    tokens += _tools(c, _list(body.get("functions")), lambda f: f)
+    tokens += _tools(c, as_list(body.get("tools")), lambda t: as_dict(t.get("function")))
+    tokens += _tools(c, as_list(body.get("functions")), lambda f: f)
     for key in ("tool_choice", "function_call"):
-        choice = _dict(body.get(key))
-        tokens += c.text(_dict(choice.get("function")).get("name") or choice.get("name"))
-    response_format = _dict(body.get("response_format"))
+        choice = as_dict(body.get(key))
+        tokens += c.text(as_dict(choice.get("function")).get("name") or choice.get("name"))
+    response_format = as_dict(body.get("response_format"))
     if response_format.get("type") == "json_schema":
         tokens += c.json(response_format.get("json_schema"))
     return tokens
@@ -156,21 +125,21 @@ def _chat_message(c: _Counter, message: Body) -> int:
         if isinstance(value, str):
             tokens += c.text(value) + (PER_NAME if key == "name" else 0)
         elif key == "content":
-            tokens += sum(_part(c, part) for part in _list(value))
+            tokens += sum(_part(c, part) for part in as_list(value))
         elif key == "tool_calls":
-            tokens += sum(_call(c, _dict(call).get("function")) for call in _list(value))
+            tokens += sum(_call(c, as_dict(call).get("function")) for call in as_list(value))
         elif key == "function_call":
             tokens += _call(c, value)
     return tokens
 
 
 def _call(c: _Counter, function: object) -> int:
-    function = _dict(function)
+    function = as_dict(function)
     return c.text(function.get("name")) + c.text(function.get("arguments"))
 
 
 def _part(c: _Counter, part: object) -> int:
-    part = _dict(part)
+    part = as_dict(part)
     kind = part.get("type")
     if kind in ("text", "input_text", "output_text"):
         return c.text(part.get("text"))
@@ -180,11 +149,11 @@ def _part(c: _Counter, part: object) -> int:
         image = part.get("image_url")
         if isinstance(image, str):
             return _image(c, image, "auto")
-        return _image(c, _dict(image).get("url"), _dict(image).get("detail"))
+        return _image(c, as_dict(image).get("url"), as_dict(image).get("detail"))
     if kind == "input_image":
         return _image(c, part.get("image_url"), part.get("detail"))
     if kind == "input_audio":
-        return audio_tokens(_dict(part.get("input_audio")).get("data"))
+        return audio_tokens(as_dict(part.get("input_audio")).get("data"))
     return c.json(part)
 
 
@@ -192,7 +161,7 @@ def _tools(c: _Counter, tools: list[Any], function_of: Callable[[Body], Body]) -
     """The cookbook's rule for function definitions; any other definition bills its JSON."""
     tokens, functions = 0, 0
     for tool in tools:
-        function = function_of(_dict(tool))
+        function = function_of(as_dict(tool))
         if isinstance(function.get("name"), str):
             tokens += _function(c, function)
             functions += 1
@@ -203,18 +172,18 @@ def _tools(c: _Counter, tools: list[Any], function_of: Callable[[Body], Body]) -
 
 def _function(c: _Counter, function: Body) -> int:
     first = 7 if c.enc.name == "o200k_base" else 10
-    description = _plain(function.get("description")).removesuffix(".")
+    description = plain(function.get("description")).removesuffix(".")
     tokens = first + c.text(f"{function['name']}:{description}")
-    properties = _dict(_dict(function.get("parameters")).get("properties"))
+    properties = as_dict(as_dict(function.get("parameters")).get("properties"))
     if properties:
         tokens += 3
     for name, schema in properties.items():
-        schema = _dict(schema)
+        schema = as_dict(schema)
         tokens += 3
         if "enum" in schema:
-            tokens += -3 + sum(3 + c.text(_plain(item)) for item in _list(schema["enum"]))
-        kind = _plain(schema.get("type"))
-        described = _plain(schema.get("description")).removesuffix(".")
+            tokens += -3 + sum(3 + c.text(plain(item)) for item in as_list(schema["enum"]))
+        kind = plain(schema.get("type"))
+        described = plain(schema.get("description")).removesuffix(".")
         tokens += c.text(f"{name}:{kind}:{described}")
     return tokens
 
@@ -222,7 +191,7 @@ def _function(c: _Counter, function: Body) -> int:
 def _completions(c: _Counter, body: Body) -> int:
     prompt = body.get("prompt")
     tokens = 1 if prompt is None else _inputs(c, prompt)
-    prompts = len([p for p in _list(prompt) if isinstance(p, str | list)]) or 1
+    prompts = len([p for p in as_list(prompt) if isinstance(p, str | list)]) or 1
     return tokens + c.text(body.get("suffix")) * prompts
 
 
@@ -233,7 +202,7 @@ def _embeddings(c: _Counter, body: Body) -> int:
 def _inputs(c: _Counter, value: object) -> int:
     if isinstance(value, str):
         return c.text(value)
-    return sum(_input(c, item) for item in _list(value))
+    return sum(_input(c, item) for item in as_list(value))
 
 
 def _input(c: _Counter, item: object) -> int:
@@ -251,9 +220,9 @@ def _responses(c: _Counter, body: Body) -> int:
     given = body.get("input")
     if isinstance(given, str):
         tokens += PER_MESSAGE + c.text("user") + c.text(given)
-    tokens += sum(_item(c, _dict(item)) for item in _list(given))
-    tokens += _tools(c, _list(body.get("tools")), _flat_function)
-    text_format = _dict(_dict(body.get("text")).get("format"))
+    tokens += sum(_item(c, as_dict(item)) for item in as_list(given))
+    tokens += _tools(c, as_list(body.get("tools")), _flat_function)
+    text_format = as_dict(as_dict(body.get("text")).get("format"))
     if "schema" in text_format:
         tokens += c.json(text_format["schema"])
     return tokens
@@ -268,7 +237,7 @@ def _item(c: _Counter, item: Body) -> int:
     kind = item.get("type", "message")
     if kind == "message":
         content = item.get("content")
-        parts = c.text(content) + sum(_part(c, part) for part in _list(content))
+        parts = c.text(content) + sum(_part(c, part) for part in as_list(content))
         return PER_MESSAGE + c.text(item.get("role")) + parts
     if kind == "function_call":
         return PER_MESSAGE + _call(c, item)
@@ -290,24 +259,10 @@ def _image(c: _Counter, url: object, detail: object) -> int:
     base, tile = (2833, 5667) if c.model.startswith("gpt-4o-mini") else (85, 170)
     if detail == "low":
         return base
-    width, height = _png_size(url) or (768, 2048)
+    width, height = png_size(url) or (768, 2048)
     scale = min(Fraction(1), Fraction(2048, max(width, height)))
     scale *= min(Fraction(1), 768 / (min(width, height) * scale))
     return base + tile * math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
-
-
-def _png_size(url: object) -> tuple[int, int] | None:
-    """The size a PNG data: URL's header declares."""
-    if not isinstance(url, str) or not url.startswith("data:image/png;base64,"):
-        return None
-    try:
-        head = base64.b64decode(url.split(",", 1)[1][:32])
-    except ValueError:
-        return None
-    if head[:8] != _PNG or head[12:16] != b"IHDR" or len(head) < 24:
-        return None
-    width, height = struct.unpack(">II", head[16:24])
-    return (width, height) if width and height else None
 
 
 def audio_tokens(data: object) -> int:
@@ -331,177 +286,37 @@ def audio_tokens(data: object) -> int:
     return -(-size * 10 // byte_rate) if byte_rate else 0
 
 
-# -- Anthropic -----------------------------------------------------------------------------------
-
-
-def claude_prompt_tokens(body: Body) -> int:
-    """The fake's Claude count: the rendered prompt's cl100k_base tokens × CLAUDE_RATIO, rounded
-    up, plus images and the tool-use system prompt."""
-    media: list[int] = []
-    text = "".join(_claude_blocks(body.get("system"), media))
-    for message in _list(body.get("messages")):
-        role = _plain(_dict(message).get("role"))
-        turn = CLAUDE_TURNS.get(role, role.capitalize())
-        text += f"\n\n{turn}: " + "".join(_claude_blocks(_dict(message).get("content"), media))
-    text += "\n\nAssistant:"
-    output_format = _dict(body.get("output_config")).get("format")
-    if output_format is not None:
-        text += orjson.dumps(output_format).decode()
-    tools = _list(body.get("tools"))
-    if tools:
-        choice = _plain(_dict(body.get("tool_choice")).get("type")) or "auto"
-        media.append(CLAUDE_TOOL_PROMPT.get(choice, CLAUDE_TOOL_PROMPT["auto"]))
-        text += "".join(orjson.dumps(tool).decode() for tool in tools)
-        media += [_client_tool(tool) for tool in tools]
-    counted = len(encodings.get_encoding("cl100k_base").encode_ordinary(text))
-    return math.ceil(counted * CLAUDE_RATIO) + sum(media)
-
-
-def claude_cache_writes(body: Body) -> tuple[int, int]:
-    """The prompt tokens Claude's cache breakpoints write: (five-minute, one-hour)."""
-    marks: list[tuple[str, str, list[int]]] = []
-    text, media = "", []
-    tools = _list(body.get("tools"))
-    if tools:
-        choice = _plain(_dict(body.get("tool_choice")).get("type")) or "auto"
-        media.append(CLAUDE_TOOL_PROMPT.get(choice, CLAUDE_TOOL_PROMPT["auto"]))
-    for tool in tools:
-        text += orjson.dumps(tool).decode()
-        media.append(_client_tool(tool))
-        marks += _mark(_dict(tool), text, media)
-    system = body.get("system")
-    for block in [system] if isinstance(system, str) else _list(system):
-        text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
-        for holder in _inside(block):
-            marks += _mark(holder, text, media)
-    for message in _list(body.get("messages")):
-        role = _plain(_dict(message).get("role"))
-        text += f"\n\n{CLAUDE_TURNS.get(role, role.capitalize())}: "
-        content = _dict(message).get("content")
-        for block in [content] if isinstance(content, str) else _list(content):
-            text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
-            for holder in _inside(block):
-                marks += _mark(holder, text, media)
-    marks += _mark(body, text, media)
-    if not marks:
-        return 0, 0
-    whole = claude_prompt_tokens(body)
-    written = [(ttl, min(whole, _claude_count(upto, seen))) for ttl, upto, seen in marks]
-    total = max(tokens for _, tokens in written)
-    hour = max((tokens for ttl, tokens in written if ttl == "1h"), default=0)
-    return total - hour, hour
-
-
-def _client_tool(tool: object) -> int:
-    """What an Anthropic client tool adds to the prompt besides its JSON (0 for others)."""
-    kind = _plain(_dict(tool).get("type"))
-    return CLAUDE_CLIENT_TOOLS.get(re.sub(r"_\d{8}$", "", kind), 0)
-
-
-def _mark(holder: Body, text: str, media: list[int]) -> list[tuple[str, str, list[int]]]:
-    """A breakpoint where `holder` has a cache_control: its TTL and the prefix so far."""
-    control = holder.get("cache_control")
-    if not isinstance(control, dict):
-        return []
-    return [(str(control.get("ttl", "5m")), text, list(media))]
-
-
-def _inside(value: object) -> list[Body]:
-    """`value` if it is an object, and every object nested in it, but for a tool call's
-    arguments (`input`, the model's own JSON)."""
-    if isinstance(value, list):
-        return [found for item in value for found in _inside(item)]
-    if not isinstance(value, dict):
-        return []
-    nested = [found for key, item in value.items() if key != "input" for found in _inside(item)]
-    return [value, *nested]
-
-
-def _claude_count(text: str, media: list[int]) -> int:
-    counted = len(encodings.get_encoding("cl100k_base").encode_ordinary(text))
-    return math.ceil(counted * CLAUDE_RATIO) + sum(media)
-
-
-def _claude_blocks(content: object, media: list[int]) -> list[str]:
-    """The text `content` (a string or blocks) renders as; images are added to `media`."""
-    if isinstance(content, str):
-        return [content]
-    texts: list[str] = []
-    for block in _list(content):
-        block = _dict(block)
-        kind = block.get("type")
-        if kind == "text":
-            texts.append(_plain(block.get("text")))
-        elif kind == "image":
-            media.append(_claude_image(_dict(block.get("source"))))
-        elif kind == "tool_result":
-            texts += _claude_blocks(block.get("content"), media)
-        else:
-            texts.append(orjson.dumps(block).decode())
-            images = [_dict(b.get("source")) for b in _inside(block) if b.get("type") == "image"]
-            media += [_claude_image(source) for source in images]
-    return texts
-
-
-def _claude_image(source: Body) -> int:
-    size = None
-    if source.get("type") == "base64" and source.get("media_type") == "image/png":
-        size = _png_size(f"data:image/png;base64,{_plain(source.get('data'))}")
-    if size is None:
-        return CLAUDE_IMAGE_MAX
-    return min(CLAUDE_IMAGE_MAX, math.ceil(size[0] * size[1] / 750))
-
-
 def documents(endpoint: str, body: Body) -> int:
     """How many document inputs `body` sends, wherever a provider reads one: message content,
     tool results and function call outputs, a stored prompt."""
     if endpoint == "chat":
         return _count_blocks(body.get("messages"), lambda b: b.get("type") == "file")
     if endpoint == "responses":
-        stored = 1 if _dict(body.get("prompt")).get("id") is not None else 0
+        stored = 1 if as_dict(body.get("prompt")).get("id") is not None else 0
         return stored + _count_blocks(body.get("input"), lambda b: b.get("type") == "input_file")
     if endpoint == "messages":
-        return sum(1 for block in _inside(body.get("messages")) if _claude_document(block))
+        return sum(1 for block in inside(body.get("messages")) if _claude_document(block))
     return 0
 
 
 def _claude_document(block: Body) -> bool:
-    source = _dict(block.get("source")).get("type")
+    source = as_dict(block.get("source")).get("type")
     return block.get("type") == "document" and source not in ("text", "content")
 
 
 def _count_blocks(value: object, wanted: Callable[[Body], bool]) -> int:
     """Blocks `wanted` picks among `value`'s items' content (or output) and one level below."""
     found = 0
-    for item in _list(value):
-        item = _dict(item)
+    for item in as_list(value):
+        item = as_dict(item)
         blocks = (
             item.get("content") if isinstance(item.get("content"), list) else item.get("output")
         )
-        for block in _list(blocks):
-            block = _dict(block)
+        for block in as_list(blocks):
+            block = as_dict(block)
             found += (
                 1
                 if wanted(block)
-                else sum(1 for b in _list(block.get("content")) if wanted(_dict(b)))
+                else sum(1 for b in as_list(block.get("content")) if wanted(as_dict(b)))
             )
     return found
-
-
-# -- shapes of untrusted JSON --------------------------------------------------------------------
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _plain(value: object) -> str:
-    """A string as itself; None as ""; anything else as its JSON (how the cookbook's f-strings
-    would show a schema's list of types)."""
-    if isinstance(value, str):
-        return value
-    return "" if value is None else orjson.dumps(value).decode()

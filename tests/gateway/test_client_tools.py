@@ -1,9 +1,9 @@
 """Anthropic's client tools (bash, the text editor, computer use) run on the client, but each adds
 input tokens its few bytes of JSON do not show: Anthropic's tool docs list 245 for bash, 700
 for the text editor, 735 for computer use plus its own system prompt (466 to 499 tokens). The
-fake provider bills those (proxy/testing/fake_tokens.py); the proxy reserves each tool type's tokens
-from the model's `client_tool_tokens` (the published ones for `claude*` models, which a policy
-may extend), and refuses a client tool type it has no number for."""
+fake provider bills those (proxy/testing/fake_claude_tokens.py); the proxy reserves each tool
+type's tokens from the model's `client_tool_tokens` (the published ones for `claude*` models,
+which a policy may extend), and refuses a client tool type it has no number for."""
 
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ from prices_support import (
     prices_policy,
 )
 
-from proxy.budget.call import ENDPOINTS, prepare
+from proxy.budget.call import prepare
+from proxy.budget.endpoints import ENDPOINTS
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import local_stack
 

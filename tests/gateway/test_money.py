@@ -12,7 +12,7 @@ from support import TABLE, chat, chat_prompt_tokens, line, mini_cost, oracle, po
 
 from proxy.core.types import MAX_AMOUNT, ReservationSettings
 from proxy.metering.pricing import Usage, amounts
-from proxy.policy.runtime import ModelPrice
+from proxy.policy.prices import ModelPrice
 from proxy.store.ledger import open_ledger
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
 from proxy.testing.local import local_stack

@@ -2,8 +2,8 @@
 in a Messages body: a cache breakpoint on a text block inside a document's content, inside a
 search result inside a tool result, or on the document of a web fetch result; a PDF inside a web
 fetch result; images inside a document of content blocks. The fake provider finds each of them
-with a walk of its own (proxy/testing/fake_tokens.py) and bills it; a model whose policy cannot
-price one refuses the call before anything is reserved."""
+with a walk of its own (proxy/testing/fake_claude_tokens.py) and bills it; a model whose policy
+cannot price one refuses the call before anything is reserved."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ import orjson
 import pytest
 from prices_support import UNITS, billed_cost, edited_policy, measured, prices_policy
 
-from proxy.budget.call import ENDPOINTS, prepare
+from proxy.budget.call import prepare
+from proxy.budget.endpoints import ENDPOINTS
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import local_stack
 

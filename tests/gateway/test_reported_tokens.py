@@ -14,10 +14,11 @@ import orjson
 import pytest
 from breadth_support import HEADERS, breadth_policy, cost, sdk, sent_bodies, settled
 
-from proxy.budget.call import ENDPOINTS, prepare
+from proxy.budget.call import prepare
+from proxy.budget.endpoints import ENDPOINTS
 from proxy.metering.pricing import cost_units
 from proxy.metering.usage import parse_usage
-from proxy.policy.runtime import ModelPrice
+from proxy.policy.prices import ModelPrice
 from proxy.testing.fake_upstream import WORD, FakeSettings, FakeUpstream
 from proxy.testing.local import local_stack
 

@@ -14,13 +14,10 @@ from support import chat, chat_prompt_tokens, cost, line, mini_cost, mini_reserv
 from yarl import URL
 
 from proxy.policy import load_policy
-from proxy.policy.runtime import Policy, Route
-from proxy.testing.fake_upstream import (
-    PROVIDER_HEADERS,
-    RELAYED_HEADERS,
-    FakeSettings,
-    FakeUpstream,
-)
+from proxy.policy.runtime import Policy
+from proxy.policy.upstreams import Route
+from proxy.testing.fake_settings import PROVIDER_HEADERS, RELAYED_HEADERS
+from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import local_stack
 
 TENANT = {"X-Cycles-Tenant": "alpha"}

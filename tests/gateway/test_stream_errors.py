@@ -18,12 +18,8 @@ import pytest
 from fields_support import billed_cost, shapes_policy
 from support import chat, line, settled
 
-from proxy.testing.fake_upstream import (
-    ACCOUNT_RATE_LIMIT,
-    ANTHROPIC_RATE_LIMIT,
-    FakeSettings,
-    FakeUpstream,
-)
+from proxy.testing.fake_settings import ACCOUNT_RATE_LIMIT, ANTHROPIC_RATE_LIMIT
+from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import local_stack
 
 HEADERS = {"X-Cycles-Tenant": "alpha"}

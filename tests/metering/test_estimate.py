@@ -13,16 +13,15 @@ from hypothesis import strategies as st
 from proxy.core.encodings import get_encoding
 from proxy.core.errors import BadRequest
 from proxy.metering.estimate import (
-    IMAGE_TOKENS,
-    IMAGE_TOKENS_LOW,
     TOOLS_OVERHEAD,
     Estimate,
-    TextCounter,
     completion_limit,
     estimate_chat,
     estimate_completions,
     estimate_embeddings,
 )
+from proxy.metering.images import IMAGE_TOKENS, IMAGE_TOKENS_LOW
+from proxy.metering.text_counter import TextCounter
 
 CL100K = get_encoding("cl100k_base")
 LIMITS = {"default_max_tokens": 100, "tokenize_max_bytes": 1 << 20}
@@ -411,7 +410,7 @@ def test_completion_limit_is_what_the_client_asked_for(
 
 def test_the_count_cache_answers_what_tokenising_would_and_stays_bounded() -> None:
     from proxy.core.encodings import get_encoding
-    from proxy.metering.estimate import _CountCache
+    from proxy.metering.text_counter import _CountCache
 
     enc = get_encoding("o200k_base")
     cache = _CountCache(max_chars=1000)

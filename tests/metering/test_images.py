@@ -16,7 +16,8 @@ import pytest
 from breadth_support import HEADERS, breadth_policy, cost, sdk, settled
 from support import chat_prompt_tokens
 
-from proxy.budget.call import ENDPOINTS, prepare
+from proxy.budget.call import prepare
+from proxy.budget.endpoints import ENDPOINTS
 from proxy.metering.images import data_url_size, image_tokens, tile_tokens
 from proxy.testing.local import local_stack
 

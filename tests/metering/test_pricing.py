@@ -12,7 +12,7 @@ from support import GPT_4O, TABLE, exact_cost, oracle, price
 from proxy.core.types import MAX_AMOUNT, UNITS_PER_USD
 from proxy.metering.estimate import Estimate
 from proxy.metering.pricing import Usage, amounts, cost_units, format_amount, usage_from_estimate
-from proxy.policy.runtime import ModelPrice
+from proxy.policy.prices import ModelPrice
 
 
 @pytest.mark.parametrize(("p", "prompt", "cached", "completion", "expected"), TABLE)

@@ -14,11 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prices_support import prices_policy
 
-from proxy.budget.call import ENDPOINTS, prepare
+from proxy.budget.call import prepare
+from proxy.budget.endpoints import ENDPOINTS
 from proxy.core.errors import BadRequest, PolicyError
 from proxy.metering.pricing import Usage, cost_units, fit_rates
 from proxy.policy import describe, load_policy
-from proxy.policy.runtime import LongContext, ModelPrice, ToolFee
+from proxy.policy.prices import LongContext, ModelPrice, ToolFee
 
 LOOKUPS = {
     "gpt-4o": "gpt-4o",

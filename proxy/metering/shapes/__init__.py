@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.core.errors import BadRequest
-from proxy.metering.estimate import TextCounter
+from proxy.metering.text_counter import TextCounter
 
 
 def definitions_tokens(counter: TextCounter, body: dict[str, Any], overhead: int) -> int:

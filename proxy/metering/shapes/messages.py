@@ -25,13 +25,12 @@ from proxy.metering.estimate import (
     TOKENS_PER_MESSAGE,
     TOOLS_OVERHEAD,
     Estimate,
-    TextCounter,
-    Tokenizer,
     completion_limit,
-    expect_str,
 )
 from proxy.metering.pricing import Usage
+from proxy.metering.request_body import expect_str
 from proxy.metering.shapes import blocks, definitions_tokens
+from proxy.metering.text_counter import TextCounter, Tokenizer
 from proxy.metering.token_kinds import token_count
 from proxy.metering.tool_uses import anthropic_tool_calls
 from proxy.metering.usage import StreamUsage
@@ -82,7 +81,7 @@ def estimate_messages(
     prompt = REPLY_PRIMING + _system_tokens(counter, body.get("system"))
     prompt += sum(_message_tokens(counter, m, f"messages[{i}]") for i, m in enumerate(messages))
     # The tool-use system prompt Anthropic adds is the model's `tool_prompt_tokens`, which the
-    # reservation adds once, unscaled (billable.reservation): it is not counted here.
+    # reservation adds once, unscaled (billable_reserve.reservation): it is not counted here.
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
     output = body.get("output_config")
     if isinstance(output, dict) and isinstance(output.get("format"), dict):

@@ -24,18 +24,17 @@ from typing import Any
 
 from proxy.core.errors import BadRequest
 from proxy.metering.estimate import (
-    IMAGE_TOKENS,
     REPLY_PRIMING,
     TOKENS_PER_MESSAGE,
     TOOLS_OVERHEAD,
     Estimate,
-    TextCounter,
-    Tokenizer,
     completion_limit,
-    expect_str,
 )
+from proxy.metering.images import IMAGE_TOKENS
 from proxy.metering.pricing import Usage
+from proxy.metering.request_body import expect_str
 from proxy.metering.shapes import definitions_tokens
+from proxy.metering.text_counter import TextCounter, Tokenizer
 from proxy.metering.token_kinds import token_count
 from proxy.metering.tool_uses import responses_tool_calls
 from proxy.metering.usage import StreamUsage
