@@ -30,6 +30,7 @@ from proxy.metering.estimate import (
     estimate_completions,
     estimate_embeddings,
 )
+from proxy.metering.message_fields import check_entries
 from proxy.metering.pricing import Usage, amounts
 from proxy.metering.request_body import client_asked_usage, parse_body, require_model, stream_flag
 from proxy.metering.request_fields import check_fields
@@ -317,6 +318,7 @@ def prepare(
     rules = endpoint.gateway_rules if policy.identity == "api_key" else None
     forced = rules(body) if rules is not None else {}
     check_fields(body, endpoint.name, policy.request_fields)
+    check_entries(body, endpoint.name, policy.request_fields)
     billables = billable.read(endpoint.name, body, endpoint.betas, plan.default_max_tool_calls)
     refused = billable.refusal(model, price, billables)
     if refused is not None:

@@ -33,6 +33,7 @@ from proxy.metering.estimate import (
     Tokenizer,
     completion_limit,
     expect_str,
+    other_fields,
 )
 from proxy.metering.pricing import Usage
 from proxy.metering.shapes import definitions_tokens
@@ -50,6 +51,8 @@ _STREAMED_TEXT = (
     "response.reasoning_text.delta",
 )
 _STATEFUL = ("previous_response_id", "conversation")
+_MESSAGE_FIELDS = frozenset({"type", "role", "content", "id", "status", "phase"})
+"""A message item's fields the estimate counts by shape, or that are billed nothing."""
 
 
 def estimate_responses(
@@ -171,7 +174,8 @@ def _item_tokens(counter: TextCounter, item: Any, path: str) -> int:
         # Function calls and outputs, reasoning, references: their JSON bounds them.
         return TOKENS_PER_MESSAGE + counter.count_json(item)
     role = counter.count(expect_str(item.get("role"), f"{path}.role"))
-    return TOKENS_PER_MESSAGE + role + _content_tokens(counter, item.get("content"), path)
+    tokens = TOKENS_PER_MESSAGE + role + _content_tokens(counter, item.get("content"), path)
+    return tokens + other_fields(counter, item, _MESSAGE_FIELDS)
 
 
 def _content_tokens(counter: TextCounter, content: Any, path: str) -> int:
