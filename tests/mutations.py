@@ -2788,8 +2788,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="unreported-prompt-charged-at-plain-input",
         file="proxy/gateway/settle.py",
-        old="    counted = amounts(sent.reserved_price, Usage(",
-        new="    counted = amounts(sent.price, Usage(",
+        old="    counted = amounts(sent.reserved_price, sent.unreported_usage(",
+        new="    counted = amounts(sent.price, sent.unreported_usage(",
         tests=(
             OPENAI_WRITES + "test_a_stream_without_usage_is_charged_its_prompt_at_the_write_price",
         ),

@@ -196,6 +196,31 @@ class Sent:
     """Those of the sent model's route (the policy's, unless the route overrides them)."""
     path: str = ""
     """Below the upstream's base URL: the endpoint's suffix, or an Azure deployment path."""
+    tool_calls: tuple[tuple[str, int], ...] = ()
+    """The hosted tool calls reserved, by tool (Variant.tool_calls)."""
+    cache_writes: tuple[int, int] = (0, 0)
+    """Prompt tokens reserved as 5-minute and one-hour cache writes (Variant.cache_writes)."""
+    completion_bound: int | None = None
+    """The most completion tokens the provider may bill: the limit sent times the choices;
+    None when no limit goes up."""
+
+    def unreported_usage(self, completion: int) -> Usage:
+        """What a call the provider sent no usage report for is charged for, with `completion`
+        tokens counted from its text (at most the bound sent: a count scaled to the model's
+        tokenizer may pass it, the provider's own count cannot): the prompt, its cache writes
+        and its hosted tool calls as reserved. Nothing in an answer without a report says how
+        many tool calls ran or what the cache wrote, and the provider may bill up to what was
+        reserved for them."""
+        five, hour = self.cache_writes
+        if self.completion_bound is not None:
+            completion = min(completion, self.completion_bound)
+        return Usage(
+            self.prompt_tokens,
+            completion,
+            cache_write_tokens=five,
+            cache_write_1h_tokens=hour,
+            tool_calls=self.tool_calls,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +267,7 @@ class PreparedCall:
             limit = completion_limit(self.body, self.endpoint.name)
         if field is not None and limit is not None and limit != self.body.get(field):
             changes[field] = limit
+        bound = None if field is None or limit is None else limit * self.choices
         if self.hide_usage_chunk:
             changes["stream_options"] = {
                 **(self.body.get("stream_options") or {}),
@@ -259,6 +285,9 @@ class PreparedCall:
             self.hide_usage_chunk,
             variant.timeouts,
             self._path(wire),
+            variant.tool_calls,
+            variant.cache_writes,
+            bound,
         )
 
     @property
