@@ -17,6 +17,7 @@ from typing import Any
 from proxy.policy.runtime import (
     CLAUDE_CLIENT_TOOL_TOKENS,
     CLAUDE_TOOL_PROMPT_TOKENS,
+    FIVE_MINUTE_WRITE,
     STANDARD_TIERS,
     LongContext,
     ToolFee,
@@ -64,21 +65,20 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
     spec: LongContextSpec | None = model.long_context
     if spec is None:
         return None
-    for kind, normal in (
-        ("input", model.input),
-        ("cached_input", model.cached_input),
-        ("cache_write", model.cache_write),
-        ("cache_write_1h", model.cache_write_1h),
-        ("output", model.output),
-    ):
-        above = getattr(spec, kind)
-        if above is not None and normal is not None and above < normal:
-            report(
-                (*loc, kind),
-                f"{above} is below the model's {kind} ({normal}): long-context prices are a "
-                "premium, and the reservation of a call just above the threshold must cover "
-                "the same call priced normally",
-            )
+    normal = _effective(model.input, model.cached_input, model.cache_write, model.cache_write_1h)
+    long = _effective(spec.input, spec.cached_input, spec.cache_write, spec.cache_write_1h)
+    for kind, (above, given) in {**long, "output": (spec.output, True)}.items():
+        below = normal[kind][0] if kind in normal else model.output
+        if above >= below:
+            continue
+        said = f"{above} is" if given else f"not given, and its default ({above}) is"
+        fix = "" if given else f" Write it out, at least {below}."
+        report(
+            (*loc, kind),
+            f"{said} below the model's {kind} ({below}): long-context prices are a premium, and "
+            "the reservation of a call just above the threshold must cover the same call priced "
+            f"normally.{fix}",
+        )
     what = "price", "USD per 1M tokens"
     long_input = _usd(spec.input, (*loc, "input"), what, report)
     cached = spec.cached_input
@@ -94,6 +94,22 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
         cache_write=None if write is None else _usd(write, (*loc, "cache_write"), what, report),
         cache_write_1h=None if hour is None else _usd(hour, (*loc, "cache_write_1h"), what, report),
     )
+
+
+def _effective(
+    input_price: Decimal, cached: Decimal | None, write: Decimal | None, hour: Decimal | None
+) -> dict[str, tuple[Decimal, bool]]:
+    """The prices a model (or its long-context tier) charges, each with whether it was written
+    out: defaults as ModelPrice applies them (cached reads at the input price, a 5-minute write
+    at 1.25 times it, a one-hour write at twice it and never below the 5-minute one)."""
+    five = input_price * Decimal(FIVE_MINUTE_WRITE.numerator) / FIVE_MINUTE_WRITE.denominator
+    five = five if write is None else write
+    return {
+        "input": (input_price, True),
+        "cached_input": (input_price if cached is None else cached, cached is not None),
+        "cache_write": (five, write is not None),
+        "cache_write_1h": (max(2 * input_price, five) if hour is None else hour, hour is not None),
+    }
 
 
 def _documents(loc: Loc, spec: DocumentsSpec | None, report: Report) -> int | None:
