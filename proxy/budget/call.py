@@ -204,16 +204,22 @@ class Sent:
     """The most completion tokens the provider may bill: the limit sent times the choices;
     None when no limit goes up."""
 
+    def scaled_count(self, counted: int) -> int:
+        """Completion tokens counted in the encoding, scaled to the model's own tokenizer (as
+        the estimate is), for a call without a usage report. The scaling is an estimate, and
+        never carries the count past the bound sent, which the provider's own count cannot
+        pass; text counted past it unscaled (an upstream that ignored the limit) still is."""
+        scaled = math.ceil(counted * self.price.tokenizer_factor)
+        if self.completion_bound is None:
+            return scaled
+        return max(counted, min(scaled, self.completion_bound))
+
     def unreported_usage(self, completion: int) -> Usage:
         """What a call the provider sent no usage report for is charged for, with `completion`
-        tokens counted from its text (at most the bound sent: a count scaled to the model's
-        tokenizer may pass it, the provider's own count cannot): the prompt, its cache writes
-        and its hosted tool calls as reserved. Nothing in an answer without a report says how
-        many tool calls ran or what the cache wrote, and the provider may bill up to what was
-        reserved for them."""
+        tokens counted from its text: the prompt, its cache writes and its hosted tool calls as
+        reserved. Nothing in an answer without a report says how many tool calls ran or what
+        the cache wrote, and the provider may bill up to what was reserved for them."""
         five, hour = self.cache_writes
-        if self.completion_bound is not None:
-            completion = min(completion, self.completion_bound)
         return Usage(
             self.prompt_tokens,
             completion,
