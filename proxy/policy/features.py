@@ -21,6 +21,7 @@ from proxy.policy.runtime import (
     STANDARD_TIERS,
     LongContext,
     ToolFee,
+    snapshot_of,
 )
 from proxy.policy.spec import DocumentsSpec, LongContextSpec, ModelSpec, ToolFeeSpec
 from proxy.policy.units import USD_PLACES, AmountError, to_units
@@ -41,6 +42,7 @@ def compile_features(name: str, model: ModelSpec, report: Report) -> dict[str, A
         "long_context": _long_context((*loc, "long_context"), model, report),
         "document_tokens": _documents((*loc, "documents"), model.documents, report),
         "tool_prompt_tokens": _tool_prompt(name, model),
+        "image_token_factor": image_factor(name, model),
         "client_tool_tokens": _client_tools(name, model),
     }
 
@@ -132,6 +134,30 @@ def _tool_prompt(name: str, model: ModelSpec) -> int:
     if model.tool_prompt_tokens is not None:
         return model.tool_prompt_tokens
     return CLAUDE_TOOL_PROMPT_TOKENS if name.startswith("claude") else 0
+
+
+PUBLISHED_IMAGE_FACTORS: dict[str, Fraction] = {
+    # OpenAI's "Calculating costs" for vision: 85 + 170 a 512-px tile, the rule itself.
+    **dict.fromkeys(
+        ("gpt-4o", "chatgpt-4o-latest", "gpt-4.1", "gpt-4.5-preview", "gpt-4-turbo"), Fraction(1)
+    ),
+    # 70 + 140 (gpt-5), 75 + 150 (o1, o3), 65 + 129 (computer use): within the rule.
+    **dict.fromkeys(
+        ("gpt-5", "gpt-5-chat-latest", "o1", "o1-pro", "o3", "computer-use-preview"), Fraction(1)
+    ),
+    # 2833 + 5667 a tile: 5667 / 170 times the rule bounds both.
+    "gpt-4o-mini": Fraction(5667, 170),
+}
+"""The image factor of the models whose image rule OpenAI publishes as tiles, by their names (or
+the name a dated snapshot extends). Others (patch-priced models such as gpt-4.1-mini, any
+self-hosted one) have none: the policy must say, or their image inputs are refused."""
+
+
+def image_factor(name: str, model: ModelSpec) -> Fraction | None:
+    """The model's `image_token_factor`, else its published one, else None (images refused)."""
+    if model.image_token_factor is not None:
+        return Fraction(model.image_token_factor)
+    return PUBLISHED_IMAGE_FACTORS.get(snapshot_of(name) or name)
 
 
 def _client_tools(name: str, model: ModelSpec) -> dict[str, int]:
