@@ -100,10 +100,12 @@ PRICES: dict[str, tuple[str, str, str]] = {
 }
 
 
-IMAGE_TOKEN_FACTORS = {"gpt-4o-mini": "33.34"}
+IMAGE_TOKEN_FACTORS = {"gpt-4o-mini": "33.34", "o3-mini": "1", "gpt-4.1-mini": "1"}
 """As policies/example.yaml declares them: gpt-4o-mini bills an image at 2833 + 5667 a tile,
 33.34 times gpt-4o's rule (testing/fake_tokens.py). Without it a stream that reports no usage could
-only be charged the image at gpt-4o's size: less than the provider billed."""
+only be charged the image at gpt-4o's size: less than the provider billed. o3-mini and
+gpt-4.1-mini have no published tile rule, so images on them are refused without a factor; the
+fake bills them by gpt-4o's."""
 
 
 def models_yaml() -> str:

@@ -110,6 +110,12 @@ OPENAI_WRITE_PRICE = (
     OPENAI_WRITES + "test_cache_writes_are_reserved_and_charged_at_the_model_s_write_price"
 )
 LONG_MEDIA = "tests/gateway/test_long_context_media.py"
+MESSAGE_COSTS = "tests/gateway/test_message_field_costs.py::"
+MESSAGE_REFUSED = (
+    "test_a_message_field_or_item_the_proxy_cannot_price_is_refused_and_changes_nothing"
+)
+UNREPORTED = "tests/gateway/test_unreported_extras.py::"
+IMAGES = "tests/gateway/test_image_rules.py::"
 
 
 @dataclass(frozen=True)
@@ -2793,8 +2799,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="unreported-prompt-charged-at-plain-input",
         file="proxy/gateway/settle.py",
-        old="    counted = amounts(sent.reserved_price, Usage(",
-        new="    counted = amounts(sent.price, Usage(",
+        old="    counted = amounts(sent.reserved_price, sent.unreported_usage(",
+        new="    counted = amounts(sent.price, sent.unreported_usage(",
         tests=(
             OPENAI_WRITES + "test_a_stream_without_usage_is_charged_its_prompt_at_the_write_price",
         ),
@@ -3007,6 +3013,100 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="    return str(ttl)\n" + "# padding\n" * 400,
         tests=("tests/test_layout.py::test_no_module_is_over_400_lines",),
         removes="the layout test refuses a module over 400 lines",
+    ),
+    # -- message fields, report-less streams, long-context defaults, images (issue 13) --------
+    Mutation(
+        name="message-refusal-field-unreserved",
+        file="proxy/metering/estimate.py",
+        old="    return tokens + other_fields(counter, message, _SHAPED_FIELDS)\n",
+        new="    return tokens\n",
+        tests=(
+            MESSAGE_COSTS + "test_a_refusal_sent_back_is_reserved_and_charged_what_was_billed",
+            MESSAGE_COSTS + "test_a_refusal_cannot_carry_a_tenant_past_its_limit",
+        ),
+        removes="a chat message's fields besides its content (an assistant's refusal) are reserved",
+    ),
+    Mutation(
+        name="message-fields-unchecked",
+        file="proxy/budget/call.py",
+        old="    check_entries(body, endpoint.name, policy.request_fields)\n",
+        new="",
+        tests=(MESSAGE_COSTS + MESSAGE_REFUSED,),
+        removes="a message field or input item the proxy cannot price is 400 unpriced_feature",
+    ),
+    Mutation(
+        name="message-audio-reference-forwarded",
+        file="proxy/metering/message_fields.py",
+        old='    "audio": _refused(\n',
+        new='    "audio": _modelled(\n',
+        tests=(MESSAGE_COSTS + MESSAGE_REFUSED,),
+        removes="an assistant message's audio reference (billed as unseen input) is refused",
+    ),
+    Mutation(
+        name="responses-item-reference-forwarded",
+        file="proxy/metering/message_fields.py",
+        old='    "item_reference": _refused(_STORED),\n',
+        new='    "item_reference": _modelled(_STORED),\n',
+        tests=(MESSAGE_COSTS + MESSAGE_REFUSED,),
+        removes="a Responses item_reference (a stored item the proxy cannot see) is refused",
+    ),
+    Mutation(
+        name="unreported-stream-drops-reserved-extras",
+        file="proxy/gateway/settle.py",
+        old="sent.unreported_usage(outcome.counted_completion))",
+        new="Usage(sent.prompt_tokens, outcome.counted_completion))",
+        tests=(UNREPORTED.removesuffix("::"),),
+        removes="a stream without usage is charged the tool calls and cache writes it reserved",
+    ),
+    Mutation(
+        name="report-less-count-scaled-past-the-limit",
+        file="proxy/budget/call.py",
+        old="        return max(counted, min(scaled, self.completion_bound))\n",
+        new="        return scaled\n",
+        tests=(UNREPORTED + "test_counted_text_past_the_limit_is_charged_at_most_the_limit",),
+        removes="a report-less count scaled to the tokenizer stops at the limit sent",
+    ),
+    Mutation(
+        name="long-context-defaults-unchecked",
+        file="proxy/policy/features.py",
+        old="        if above >= below:\n",
+        new="        if above >= below or not given:\n",
+        tests=(
+            "tests/policy/test_price_policy.py::test_a_broken_price_field_names_its_line_and_"
+            "what_to_write",
+        ),
+        removes="a long-context price left at its default may not be below the model's own",
+    ),
+    Mutation(
+        name="gpt-4o-mini-images-at-gpt-4o-rule",
+        file="proxy/policy/features.py",
+        old='    "gpt-4o-mini": Fraction(5667, 170),\n',
+        new='    "gpt-4o-mini": Fraction(1),\n',
+        tests=(
+            IMAGES
+            + "test_an_image_on_gpt_4o_mini_is_reserved_at_its_published_rule_without_a_factor",
+        ),
+        removes="gpt-4o-mini's images are reserved at its published rule without a factor",
+    ),
+    Mutation.never(
+        name="images-without-a-rule-forwarded",
+        file="proxy/metering/billable_reserve.py",
+        old="    if billables.images and price.image_token_factor is None:\n",
+        tests=(
+            IMAGES + "test_an_image_on_a_model_without_an_image_rule_is_refused_and_changes_"
+            "nothing",
+        ),
+        removes="an image on a model whose image rule the proxy does not know is refused",
+    ),
+    Mutation.never(
+        name="image-factor-below-the-rule-unwarned",
+        file="proxy/policy/advice.py",
+        old="        if published is not None and factor is not None and factor < published:\n",
+        tests=(
+            "tests/policy/test_image_factors.py::test_check_shows_which_models_refuse_images_and_"
+            "warns_of_a_factor_below_the_rule",
+        ),
+        removes="check warns of an image_token_factor written below the published rule",
     ),
 )
 

@@ -111,6 +111,7 @@ models:
     audio_input: 40
     audio_output: 80
     image_input: 20
+    image_token_factor: 1
     long_context: {{above: {LONG_ABOVE}, input: 5, cached_input: 2.50, output: 15}}
   claude-sonnet-4:
     input: 3

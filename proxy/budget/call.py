@@ -9,6 +9,7 @@ atomically. `Sent` is what finally goes upstream. The endpoints live in budget/e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from proxy.budget.variants import Pricer, Variant, plan_allows, price_of
 from proxy.core.errors import BadRequest, Forbidden, NotFound
 from proxy.metering import billable, billable_reserve
 from proxy.metering.estimate import choices, completion_limit
+from proxy.metering.message_fields import check_entries
+from proxy.metering.pricing import Usage
 from proxy.metering.request_body import client_asked_usage, parse_body, require_model, stream_flag
 from proxy.metering.request_fields import check_fields
 from proxy.metering.shapes import azure
@@ -52,6 +55,37 @@ class Sent:
     """Those of the sent model's route (the policy's, unless the route overrides them)."""
     path: str = ""
     """Below the upstream's base URL: the endpoint's suffix, or an Azure deployment path."""
+    tool_calls: tuple[tuple[str, int], ...] = ()
+    """The hosted tool calls reserved, by tool (Variant.tool_calls)."""
+    cache_writes: tuple[int, int] = (0, 0)
+    """Prompt tokens reserved as 5-minute and one-hour cache writes (Variant.cache_writes)."""
+    completion_bound: int | None = None
+    """The most completion tokens the provider may bill: the limit sent times the choices;
+    None when no limit goes up."""
+
+    def scaled_count(self, counted: int) -> int:
+        """Completion tokens counted in the encoding, scaled to the model's own tokenizer (as
+        the estimate is), for a call without a usage report. The scaling is an estimate, and
+        never carries the count past the bound sent, which the provider's own count cannot
+        pass; text counted past it unscaled (an upstream that ignored the limit) still is."""
+        scaled = math.ceil(counted * self.price.tokenizer_factor)
+        if self.completion_bound is None:
+            return scaled
+        return max(counted, min(scaled, self.completion_bound))
+
+    def unreported_usage(self, completion: int) -> Usage:
+        """What a call the provider sent no usage report for is charged for, with `completion`
+        tokens counted from its text: the prompt, its cache writes and its hosted tool calls as
+        reserved. Nothing in an answer without a report says how many tool calls ran or what
+        the cache wrote, and the provider may bill up to what was reserved for them."""
+        five, hour = self.cache_writes
+        return Usage(
+            self.prompt_tokens,
+            completion,
+            cache_write_tokens=five,
+            cache_write_1h_tokens=hour,
+            tool_calls=self.tool_calls,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +132,7 @@ class PreparedCall:
             limit = completion_limit(self.body, self.endpoint.name)
         if field is not None and limit is not None and limit != self.body.get(field):
             changes[field] = limit
+        bound = None if field is None or limit is None else limit * self.choices
         if self.hide_usage_chunk:
             changes["stream_options"] = {
                 **(self.body.get("stream_options") or {}),
@@ -115,6 +150,9 @@ class PreparedCall:
             self.hide_usage_chunk,
             variant.timeouts,
             self._path(wire),
+            variant.tool_calls,
+            variant.cache_writes,
+            bound,
         )
 
     @property
@@ -167,6 +205,7 @@ def prepare(
     rules = endpoint.gateway_rules if policy.identity == "api_key" else None
     forced = rules(body) if rules is not None else {}
     check_fields(body, endpoint.name, policy.request_fields)
+    check_entries(body, endpoint.name, policy.request_fields)
     billables = billable.read(endpoint.name, body, endpoint.betas, plan.default_max_tool_calls)
     refused = billable_reserve.refusal(model, price, billables)
     if refused is not None:

@@ -103,7 +103,8 @@ class Pricer:
             self._prompts[price.encoding] = estimate
         counted = self._prompts[price.encoding]
         text = counted.prompt_tokens - counted.image_tokens
-        images = math.ceil(counted.image_tokens * price.image_token_factor)
+        # No factor: images are refused (billable.refusal), none are counted here.
+        images = math.ceil(counted.image_tokens * (price.image_token_factor or 1))
         return math.ceil(text * price.tokenizer_factor) + images
 
     def variant(

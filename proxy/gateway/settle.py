@@ -2,7 +2,8 @@
 
 The rule: never commit less than the evidence shows. Reported usage is charged even above the
 reservation; without a report, streamed text is counted (with the prompt priced as reserved,
-at the dearest price it may have been billed at); when the stream did not finish (the
+at the dearest price it may have been billed at, and its hosted tool calls and cache writes
+charged as reserved: nothing else says how many ran); when the stream did not finish (the
 client left and the upstream never sent its usage, or the upstream was cut), or the request
 reached the provider and no answer came back (a timeout, a reset, the proxy stopping), or the
 model may reason without streaming it, the charge is at least the reservation, because the
@@ -63,8 +64,9 @@ def charge_for(sent: Sent, reserved: Amounts, outcome: Outcome) -> dict[str, int
         # A running report from a stream cut short: the generation may have gone on unseen.
         return {unit: max(amount, reserved.get(unit, 0)) for unit, amount in charged.items()}
     # No report says how the prompt split (cache writes, audio, images): it is charged at the
-    # dearest price it may have been billed at, as it was reserved.
-    counted = amounts(sent.reserved_price, Usage(sent.prompt_tokens, outcome.counted_completion))
+    # dearest price it may have been billed at, as it was reserved; nor what else was billed
+    # (hosted tool calls, Anthropic cache writes): those are charged as reserved.
+    counted = amounts(sent.reserved_price, sent.unreported_usage(outcome.counted_completion))
     if outcome.complete and outcome.streamed and not outcome.hidden_reasoning:
         return counted
     # No report, and no finished stream whose text was counted: at least what was reserved.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import suppress
 from typing import Any
 
@@ -105,7 +104,7 @@ def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.Stream
         # Without a report the count is the charge: scaled, like the estimate, to the model's
         # own tokenizer. Beside a report it is only a floor, and the encoding's own count is
         # the evidence.
-        counted = math.ceil(counted * call.price.tokenizer_factor)
+        counted = call.scaled_count(counted)
     # A stream with no JSON event at all is no answer: the provider said 200 and may bill it.
     ended = tracker.done or tracker.final
     complete = result.complete and ended and tracker.events > 0

@@ -39,12 +39,16 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   the model's `client_tool_tokens` for its type, reserved per tool; a type not listed is refused.
 - **Cache writes**: Anthropic `cache_control` breakpoints (caching.py) need the model's
   `cache_write`; the prompt is reserved at the longest TTL's write price.
+- **Images**: chat `image_url` and Responses `input_image` parts are counted by gpt-4o's tile
+  rule times the model's `image_token_factor` (its policy entry's, or the one OpenAI publishes
+  for its name); a model with neither bills images by a rule the proxy does not know, so they
+  are refused. (Claude's images on the Messages API are counted by Claude's own rule.)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +113,8 @@ class Billables:
     """Where the first `cache_control` breakpoint is, e.g. `system[0].cache_control`."""
     limits: Mapping[str, Any] = field(default_factory=dict)
     """Body changes that bound hosted tool calls, written with bound: hard."""
+    images: tuple[str, ...] = ()
+    """Where each image input counted by the tile rule is, e.g. `messages[1].content[0]`."""
 
 
 def read(
@@ -132,6 +138,7 @@ def read(
             documents=_parts(body.get("messages"), "messages", "content", _chat_document),
             tools=_has_tools(body),
             audio_output=_chat_audio(body),
+            images=_parts(body.get("messages"), "messages", "content", _of_type("image_url")),
         )
     return Billables(tier="default")
 
@@ -167,6 +174,7 @@ def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
         tools=_has_tools(body),
         limits=limits,
         stored_prompt=stored,
+        images=_parts(body.get("input"), "input", "content", _of_type("input_image")),
     )
 
 
@@ -276,6 +284,11 @@ def _chat_audio(body: Mapping[str, Any]) -> str | None:
     if isinstance(modalities, list) and "audio" in modalities:
         return "modalities"
     return "audio" if body.get("audio") is not None else None
+
+
+def _of_type(kind: str) -> Callable[[Any], bool]:
+    """A test for content parts of type `kind`."""
+    return lambda part: isinstance(part, dict) and part.get("type") == kind
 
 
 def _chat_document(part: Any) -> bool:

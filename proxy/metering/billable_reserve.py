@@ -86,6 +86,21 @@ def _unpriced_document(
     return None
 
 
+def _unpriced_image(
+    model: str, price: ModelPrice, billables: Billables, where: str
+) -> BadRequest | None:
+    if billables.images and price.image_token_factor is None:
+        at = billables.images[0]
+        return unpriced(
+            f"Model {model!r} has no image rule the proxy knows ({at}): what it bills for an "
+            "image cannot be bounded. Leave the image out, or ask the operator to add "
+            "`image_token_factor: <the most it bills for an image, over gpt-4o's tile count>` "
+            f"to {where}.",
+            at,
+        )
+    return None
+
+
 def _unpriced_audio(
     model: str, price: ModelPrice, billables: Billables, where: str
 ) -> BadRequest | None:
@@ -131,6 +146,7 @@ _CHECKS: tuple[Check, ...] = (
     _unpriced_tool,
     _unpriced_client_tool,
     _unpriced_document,
+    _unpriced_image,
     _unpriced_audio,
     _unpriced_cache_write,
     _unpriced_long_context,

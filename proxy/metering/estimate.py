@@ -163,6 +163,12 @@ LIMIT_FIELDS: dict[EndpointName, tuple[str, ...]] = {
 """The completion-limit fields of each endpoint's API."""
 
 
+_SHAPED_FIELDS = frozenset(
+    {"role", "content", "name", "tool_call_id", "tool_calls", "function_call"}
+)
+"""The chat message fields counted by their shape; any other is counted by `other_fields`."""
+
+
 def _message_tokens(counter: TextCounter, message: Any, path: str) -> int:
     if not isinstance(message, dict):
         raise BadRequest(f"{path} must be an object with 'role' and 'content'", param=path)
@@ -176,6 +182,19 @@ def _message_tokens(counter: TextCounter, message: Any, path: str) -> int:
         tokens += _tool_calls_tokens(counter, message["tool_calls"], f"{path}.tool_calls")
     if message.get("function_call") is not None:
         tokens += _function_call_tokens(counter, message["function_call"], f"{path}.function_call")
+    return tokens + other_fields(counter, message, _SHAPED_FIELDS)
+
+
+def other_fields(counter: TextCounter, entry: Mapping[str, Any], shaped: frozenset[str]) -> int:
+    """The tokens of `entry`'s fields outside `shaped`: a string by its tokens (an assistant
+    turn's `refusal`: the provider counts every string field of a message), anything else by
+    its JSON (a field forwarded with `request_fields: forward`; message_fields.py refuses the
+    ones it does not know otherwise)."""
+    tokens = 0
+    for key, value in entry.items():
+        if key in shaped or value is None:
+            continue
+        tokens += counter.count(value) if isinstance(value, str) else counter.count_json(value)
     return tokens
 
 

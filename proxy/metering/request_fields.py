@@ -265,7 +265,7 @@ def check_fields(body: Mapping[str, Any], endpoint: EndpointName, mode: RequestF
         if field is None:
             raise _unknown(name, endpoint)
         if field.kind == "refused" and not _asks_nothing(field, value):
-            raise _refused_error(name, field)
+            raise refused_error(name, field)
 
 
 def _asks_nothing(field: Field, value: object) -> bool:
@@ -284,11 +284,13 @@ def _unknown(name: str, endpoint: EndpointName) -> BadRequest:
     )
 
 
-def _refused_error(name: str, field: Field) -> BadRequest:
+def refused_error(name: str, field: Field, what: str = "") -> BadRequest:
+    """The 400 for the refused field `name` (a path below the request for a message's field or
+    an input item, which `what` may describe)."""
     return BadRequest(
-        f"'{name}' is billed in a way this proxy cannot reserve for ({field.note}). Leave it "
-        "out, or ask the operator to set `request_fields: forward` in the policy to forward it "
-        "unbudgeted.",
+        f"'{name}'{what} is billed in a way this proxy cannot reserve for ({field.note}). Leave "
+        "it out, or ask the operator to set `request_fields: forward` in the policy to forward "
+        "it unbudgeted.",
         code="unpriced_feature",
         param=name,
     )

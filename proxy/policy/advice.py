@@ -6,6 +6,8 @@ address).
 
 from __future__ import annotations
 
+from proxy.policy.features import PUBLISHED_IMAGE_FACTORS
+from proxy.policy.prices import snapshot_of
 from proxy.policy.runtime import Policy
 
 WIDEST_TRUSTED = {4: 16, 6: 48}
@@ -15,6 +17,27 @@ that wide (a /8 of a cluster network, say) holds callers too."""
 
 def warnings(policy: Policy) -> list[str]:
     """One sentence per thing to look at, naming the field and what to write instead."""
+    return _trusted_proxies(policy) + _image_factors(policy)
+
+
+def _image_factors(policy: Policy) -> list[str]:
+    """A written `image_token_factor` below the one OpenAI publishes for the model: its image
+    inputs would be reserved below what the provider bills for them."""
+    found = []
+    for price in policy.models.values():
+        published = PUBLISHED_IMAGE_FACTORS.get(snapshot_of(price.name) or price.name)
+        factor = price.image_token_factor
+        if published is not None and factor is not None and factor < published:
+            found.append(
+                f"models.{price.name}.image_token_factor: {float(factor):g} is below the "
+                f"{float(published):.4g} OpenAI's image rule for {price.name} bills, so its image "
+                f"inputs are reserved below their cost. Write at least {float(published):.4g}, or "
+                "leave it out for the published one."
+            )
+    return found
+
+
+def _trusted_proxies(policy: Policy) -> list[str]:
     return [
         f"trusted_proxies: {network} is wider than /{WIDEST_TRUSTED[network.version]}. Every "
         f"address in it may name, in {policy.forwarded_header}, the client its failed "

@@ -170,7 +170,9 @@ def _model_extras(price: ModelPrice) -> str:
             extras.append(f"cache_write_1h {usd(price.hour_write)}")
     if price.tokenizer_factor != 1:
         extras.append(f"tokenizer ×{float(price.tokenizer_factor):g}")
-    if price.image_token_factor != 1:
+    if price.image_token_factor is None:
+        extras.append("chat and Responses images refused (no image_token_factor)")
+    elif price.image_token_factor != 1:
         extras.append(f"image tokens ×{float(price.image_token_factor):g}")
     if price.limit_field is not None:
         extras.append(f"limit {price.limit_field}")

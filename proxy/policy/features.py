@@ -17,9 +17,11 @@ from typing import Any
 from proxy.policy.prices import (
     CLAUDE_CLIENT_TOOL_TOKENS,
     CLAUDE_TOOL_PROMPT_TOKENS,
+    FIVE_MINUTE_WRITE,
     STANDARD_TIERS,
     LongContext,
     ToolFee,
+    snapshot_of,
 )
 from proxy.policy.spec_models import DocumentsSpec, LongContextSpec, ModelSpec, ToolFeeSpec
 from proxy.policy.units import USD_PLACES, AmountError, to_units
@@ -40,6 +42,7 @@ def compile_features(name: str, model: ModelSpec, report: Report) -> dict[str, A
         "long_context": _long_context((*loc, "long_context"), model, report),
         "document_tokens": _documents((*loc, "documents"), model.documents, report),
         "tool_prompt_tokens": _tool_prompt(name, model),
+        "image_token_factor": image_factor(name, model),
         "client_tool_tokens": _client_tools(name, model),
     }
 
@@ -64,21 +67,20 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
     spec: LongContextSpec | None = model.long_context
     if spec is None:
         return None
-    for kind, normal in (
-        ("input", model.input),
-        ("cached_input", model.cached_input),
-        ("cache_write", model.cache_write),
-        ("cache_write_1h", model.cache_write_1h),
-        ("output", model.output),
-    ):
-        above = getattr(spec, kind)
-        if above is not None and normal is not None and above < normal:
-            report(
-                (*loc, kind),
-                f"{above} is below the model's {kind} ({normal}): long-context prices are a "
-                "premium, and the reservation of a call just above the threshold must cover "
-                "the same call priced normally",
-            )
+    normal = _effective(model.input, model.cached_input, model.cache_write, model.cache_write_1h)
+    long = _effective(spec.input, spec.cached_input, spec.cache_write, spec.cache_write_1h)
+    for kind, (above, given) in {**long, "output": (spec.output, True)}.items():
+        below = normal[kind][0] if kind in normal else model.output
+        if above >= below:
+            continue
+        said = f"{above} is" if given else f"not given, and its default ({above}) is"
+        fix = "" if given else f" Write it out, at least {below}."
+        report(
+            (*loc, kind),
+            f"{said} below the model's {kind} ({below}): long-context prices are a premium, and "
+            "the reservation of a call just above the threshold must cover the same call priced "
+            f"normally.{fix}",
+        )
     what = "price", "USD per 1M tokens"
     long_input = _usd(spec.input, (*loc, "input"), what, report)
     cached = spec.cached_input
@@ -94,6 +96,22 @@ def _long_context(loc: Loc, model: ModelSpec, report: Report) -> LongContext | N
         cache_write=None if write is None else _usd(write, (*loc, "cache_write"), what, report),
         cache_write_1h=None if hour is None else _usd(hour, (*loc, "cache_write_1h"), what, report),
     )
+
+
+def _effective(
+    input_price: Decimal, cached: Decimal | None, write: Decimal | None, hour: Decimal | None
+) -> dict[str, tuple[Decimal, bool]]:
+    """The prices a model (or its long-context tier) charges, each with whether it was written
+    out: defaults as ModelPrice applies them (cached reads at the input price, a 5-minute write
+    at 1.25 times it, a one-hour write at twice it and never below the 5-minute one)."""
+    five = input_price * Decimal(FIVE_MINUTE_WRITE.numerator) / FIVE_MINUTE_WRITE.denominator
+    five = five if write is None else write
+    return {
+        "input": (input_price, True),
+        "cached_input": (input_price if cached is None else cached, cached is not None),
+        "cache_write": (five, write is not None),
+        "cache_write_1h": (max(2 * input_price, five) if hour is None else hour, hour is not None),
+    }
 
 
 def _documents(loc: Loc, spec: DocumentsSpec | None, report: Report) -> int | None:
@@ -116,6 +134,30 @@ def _tool_prompt(name: str, model: ModelSpec) -> int:
     if model.tool_prompt_tokens is not None:
         return model.tool_prompt_tokens
     return CLAUDE_TOOL_PROMPT_TOKENS if name.startswith("claude") else 0
+
+
+PUBLISHED_IMAGE_FACTORS: dict[str, Fraction] = {
+    # OpenAI's "Calculating costs" for vision: 85 + 170 a 512-px tile, the rule itself.
+    **dict.fromkeys(
+        ("gpt-4o", "chatgpt-4o-latest", "gpt-4.1", "gpt-4.5-preview", "gpt-4-turbo"), Fraction(1)
+    ),
+    # 70 + 140 (gpt-5), 75 + 150 (o1, o3), 65 + 129 (computer use): within the rule.
+    **dict.fromkeys(
+        ("gpt-5", "gpt-5-chat-latest", "o1", "o1-pro", "o3", "computer-use-preview"), Fraction(1)
+    ),
+    # 2833 + 5667 a tile: 5667 / 170 times the rule bounds both.
+    "gpt-4o-mini": Fraction(5667, 170),
+}
+"""The image factor of the models whose image rule OpenAI publishes as tiles, by their names (or
+the name a dated snapshot extends). Others (patch-priced models such as gpt-4.1-mini, any
+self-hosted one) have none: the policy must say, or their image inputs are refused."""
+
+
+def image_factor(name: str, model: ModelSpec) -> Fraction | None:
+    """The model's `image_token_factor`, else its published one, else None (images refused)."""
+    if model.image_token_factor is not None:
+        return Fraction(model.image_token_factor)
+    return PUBLISHED_IMAGE_FACTORS.get(snapshot_of(name) or name)
 
 
 def _client_tools(name: str, model: ModelSpec) -> dict[str, int]:

@@ -98,8 +98,9 @@ class ModelPrice:
     and writes a usage reports anyway are charged at `five_write`."""
     tokenizer_factor: Fraction = Fraction(1)
     """The encoding's count is scaled by this to estimate the model's own tokens."""
-    image_token_factor: Fraction = Fraction(1)
-    """Image inputs count the tile rule's tokens times this (metering/images.py)."""
+    image_token_factor: Fraction | None = None
+    """Image inputs count the tile rule's tokens times this (metering/images.py); None: the
+    proxy knows no image rule for the model, and a call with image inputs is refused."""
     audio_input: int | None = None
     """Prompt audio tokens; None: the input price."""
     audio_output: int | None = None

@@ -241,7 +241,6 @@ def _model(name: str, model: ModelSpec, out: list[Issue]) -> ModelPrice:
         encoding,
         writes.get("cache_write"),
         factor,
-        image_token_factor=Fraction(model.image_token_factor or 1),
         limit_field=model.limit_field or default_limit_field(name),
         reasoning=reasons_by_name(name) if model.reasoning is None else model.reasoning,
         cache_write_1h=writes.get("cache_write_1h"),

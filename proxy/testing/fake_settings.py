@@ -34,7 +34,8 @@ class FakeSettings:
     fail_every: int = 0
     """Every k-th budgeted call answers 500 (0: never)."""
     send_usage: bool = True
-    """Honour stream_options.include_usage (older vLLM and some Azure versions do not)."""
+    """Honour stream_options.include_usage (older vLLM and some Azure versions do not); False
+    also leaves the usage out of Responses and Messages streams (compatible servers)."""
     reject_stream_options: bool = False
     """Answer 400 to any `stream_options`, as older vLLM and Azure API versions do."""
     continuous_usage: bool = False

@@ -178,6 +178,17 @@ def failing(
         yield sse(data["type"], data)
 
 
+def without_usage(events: Iterator[Event]) -> Iterator[Event]:
+    """A Responses or Messages stream with no usage report in any event, as some compatible
+    servers send them (the provider still bills the call)."""
+    for kind, event in events:
+        data = orjson.loads(event.split(b"data: ", 1)[1])
+        held = data.get("response") or data.get("message") or {}
+        for holder in (data, held):
+            holder.pop("usage", None)
+        yield sse(kind, data)
+
+
 def _message_item(status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": "msg_fake",

@@ -205,6 +205,8 @@ class FakeUpstream:
                         self.settings.response_error_status,
                         beside=self.settings.response_error_beside,
                     )
+                if not self.settings.send_usage:
+                    events = fake_shapes.without_usage(events)
                 return await fake_streams.shaped_stream(request, self.settings, events, endpoint)
             if endpoint == "messages":
                 return web.json_response(

@@ -80,6 +80,16 @@ BROKEN = {
         "long_context: {above: 1000, input: 1, output: 16}",
         "models.m.long_context.input: 1 is below the model's input (2)",
     ),
+    "long context write defaulted below the model's": (
+        "cache_write: 10, long_context: {above: 1000, input: 4, output: 16}",
+        "models.m.long_context.cache_write: not given, and its default (5) is below the model's "
+        "cache_write (10)",
+    ),
+    "long context one-hour write defaulted below the model's": (
+        "cache_write_1h: 20, long_context: {above: 1000, input: 4, output: 16}",
+        "models.m.long_context.cache_write_1h: not given, and its default (8) is below the "
+        "model's cache_write_1h (20)",
+    ),
     "long context without output": (
         "long_context: {above: 1000, input: 4}",
         "models.m.long_context.output: required field is missing",

@@ -26,6 +26,7 @@ from proxy.metering.estimate import (
     TOOLS_OVERHEAD,
     Estimate,
     completion_limit,
+    other_fields,
 )
 from proxy.metering.pricing import Usage
 from proxy.metering.request_body import expect_str
@@ -39,6 +40,7 @@ IMAGE_TOKENS = 1600
 """Claude scales images to at most ~1.15 megapixels, about w * h / 750 = 1600 tokens."""
 
 _DELTA_TEXT = ("text", "partial_json", "thinking")
+_MESSAGE_FIELDS = frozenset({"role", "content"})
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -183,16 +185,18 @@ def _system_tokens(counter: TextCounter, system: Any) -> int:
 def _message_tokens(counter: TextCounter, message: Any, path: str) -> int:
     if not isinstance(message, dict):
         raise BadRequest(f"{path} must be an object with 'role' and 'content'", param=path)
-    role = counter.count(expect_str(message.get("role"), f"{path}.role"))
+    head = TOKENS_PER_MESSAGE + counter.count(expect_str(message.get("role"), f"{path}.role"))
+    # Fields besides role and content (forwarded with request_fields: forward): their JSON.
+    head += other_fields(counter, message, _MESSAGE_FIELDS)
     content = message.get("content")
     if isinstance(content, str):
-        return TOKENS_PER_MESSAGE + role + counter.count(content)
+        return head + counter.count(content)
     if not isinstance(content, list):
         raise BadRequest(
             f"{path}.content must be a string or an array of content blocks",
             param=f"{path}.content",
         )
-    return TOKENS_PER_MESSAGE + role + _blocks_tokens(counter, content, f"{path}.content")
+    return head + _blocks_tokens(counter, content, f"{path}.content")
 
 
 def _blocks_tokens(counter: TextCounter, blocks: list[Any], path: str) -> int:

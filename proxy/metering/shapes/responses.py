@@ -29,6 +29,7 @@ from proxy.metering.estimate import (
     TOOLS_OVERHEAD,
     Estimate,
     completion_limit,
+    other_fields,
 )
 from proxy.metering.images import IMAGE_TOKENS
 from proxy.metering.pricing import Usage
@@ -49,6 +50,8 @@ _STREAMED_TEXT = (
     "response.reasoning_text.delta",
 )
 _STATEFUL = ("previous_response_id", "conversation")
+_MESSAGE_FIELDS = frozenset({"type", "role", "content", "id", "status", "phase"})
+"""A message item's fields the estimate counts by shape, or that are billed nothing."""
 
 
 def estimate_responses(
@@ -170,7 +173,8 @@ def _item_tokens(counter: TextCounter, item: Any, path: str) -> int:
         # Function calls and outputs, reasoning, references: their JSON bounds them.
         return TOKENS_PER_MESSAGE + counter.count_json(item)
     role = counter.count(expect_str(item.get("role"), f"{path}.role"))
-    return TOKENS_PER_MESSAGE + role + _content_tokens(counter, item.get("content"), path)
+    tokens = TOKENS_PER_MESSAGE + role + _content_tokens(counter, item.get("content"), path)
+    return tokens + other_fields(counter, item, _MESSAGE_FIELDS)
 
 
 def _content_tokens(counter: TextCounter, content: Any, path: str) -> int:
