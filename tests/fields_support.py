@@ -72,23 +72,39 @@ tenants:
 
 
 def fields_policy(
-    tmp_path: Path, *, limit: str = "50", top: str = "", plan: str = "", budgets: str = ""
+    tmp_path: Path,
+    *,
+    limit: str = "50",
+    top: str = "",
+    plan: str = "",
+    budgets: str = "",
+    writes_at_input: bool = False,
 ) -> Policy:
     """The policy above: a tenant budget of `limit` USD, or the plan's `budgets` as written
     (more lines at their indentation); `top` adds top-level settings (`request_fields:
-    forward`), `plan` more of the plan (quotas, degrade) at its indentation."""
+    forward`), `plan` more of the plan (quotas, degrade) at its indentation. `writes_at_input`
+    prices gpt-4o-mini's cache writes at its input price (as PRICES does), so its chat and
+    Responses prompts are reserved at input, not at the default write price (1.25 × input)."""
     extra = textwrap.indent(textwrap.dedent(plan).strip(), "    ")
     budgets = budgets or f"tenant: {{limit: {limit}, period: month}}"
+    text = POLICY.format(top=top, budgets=budgets, plan=extra)
+    if writes_at_input:
+        mini = "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60"
+        assert text.count(mini) == 1
+        text = text.replace(mini, f"{mini}, cache_write: 0.15")
     path = tmp_path / "policy.yaml"
-    path.write_text(POLICY.format(top=top, budgets=budgets, plan=extra))
+    path.write_text(text)
     return load_policy(path)
 
 
 def shapes_policy(
-    tmp_path: Path, budgets: str = "tenant: {limit: 50, period: month}", gateway: bool = False
+    tmp_path: Path,
+    budgets: str = "tenant: {limit: 50, period: month}",
+    gateway: bool = False,
+    writes_at_input: bool = False,
 ) -> Policy:
     """The policy above with these `budgets`, in gateway mode (identity: api_key) if asked."""
-    loaded = fields_policy(tmp_path, budgets=budgets)
+    loaded = fields_policy(tmp_path, budgets=budgets, writes_at_input=writes_at_input)
     return dataclasses.replace(loaded, identity="api_key") if gateway else loaded
 
 

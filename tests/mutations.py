@@ -720,7 +720,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="    if (amounts[l.unit] or 0) >= l.remaining then return i end",
         tests=(
             "tests/processes/test_faults.py::test_four_replicas_racing_one_budget_admit_exactly_what_it_fits",
-            "tests/processes/test_multiprocess.py::test_two_processes_on_one_redis_forward_exactly_the_budget",
+            "tests/processes/test_multiprocess.py"
+            "::test_two_processes_on_one_redis_forward_exactly_the_budget[exact-fit]",
         ),
         removes="replicas racing one budget admit exactly the calls it fits",
     ),

@@ -108,13 +108,29 @@ def dated(before: datetime, fmt: str) -> set[str]:
     return {before.strftime(fmt), datetime.now(UTC).strftime(fmt)}
 
 
-def policy(tmp_path: Path, budgets: str, mode: str = "enforce", plan: str = "") -> Policy:
+def policy(
+    tmp_path: Path,
+    budgets: str,
+    mode: str = "enforce",
+    plan: str = "",
+    *,
+    writes_at_input: bool = False,
+) -> Policy:
     """The test policy with these budgets on plan `test`; `plan` adds more of the plan
-    (quotas, degrade) as YAML written at the plan's indentation."""
+    (quotas, degrade) as YAML written at the plan's indentation. `writes_at_input` prices
+    gpt-4o-mini's cache writes at its input price (`cache_write: 0.15`, as an operator whose
+    provider never bills writes above input writes it): its chat calls then reserve exactly
+    what the fake bills for the whole limit (`mini_cost`), so a budget of k calls is an exact
+    fit for the k-th whatever order they settle in."""
     indented = "\n".join("      " + line for line in budgets.strip().splitlines())
     extra = "\n".join("    " + line for line in textwrap.dedent(plan).strip().splitlines())
+    text = POLICY.format(budgets=indented, mode=mode, extra=extra)
+    if writes_at_input:
+        mini = "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60"
+        assert text.count(mini) == 1
+        text = text.replace(mini, f"{mini}, cache_write: {MINI_INPUT}")
     path = tmp_path / "policy.yaml"
-    path.write_text(POLICY.format(budgets=indented, mode=mode, extra=extra))
+    path.write_text(text)
     return load_policy(path)
 
 

@@ -5,7 +5,9 @@ published rules, and documented stand-ins where none is published) and generates
 completion limit. A budget one unit below what it bills for a call must refuse that call: a proxy
 whose estimate left out part of the prompt (`instructions`, `system`, a message's overhead, Claude's
 tokenizer factor, Claude's tool-use system prompt) or some of the `n` choices would reserve less
-and let it through. An admitted call is charged exactly what the fake billed.
+and let it through. An admitted call is charged exactly what the fake billed. The policy prices
+OpenAI cache writes at input, so a reservation holds no write slack (the default write price,
+1.25 × input, would cover a token or two left out of an OpenAI estimate).
 """
 
 from __future__ import annotations
@@ -146,8 +148,11 @@ async def test_budget_one_unit_below_the_bill_is_refused_and_the_bill_is_charged
         f"      workflow: {{limit: {usd(cost - 1)}, period: month}}"
     )
     fake = FakeUpstream()
+    # Cache writes priced at input: an OpenAI prompt is then reserved at the price it is billed
+    # at (not at the default write price, whose slack would hide a token left out).
+    exact = shapes_policy(tmp_path, budgets, writes_at_input=True)
     async with (
-        local_stack(shapes_policy(tmp_path, budgets), store=store_url, fake=fake) as stack,
+        local_stack(exact, store=store_url, fake=fake) as stack,
         aiohttp.ClientSession() as http,
     ):
         status, answer = await post(http, stack.url + path, body, TIGHT)

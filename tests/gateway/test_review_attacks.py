@@ -220,7 +220,9 @@ async def test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reser
     the request's `tools`, so the call reserves the prompt's `documents` tokens but no tool fee
     and writes no max_tool_calls; the provider searches as often as it likes and the fees are
     charged from the output items: charged > reserved. The fake is told to play such a template
-    (its hosted_tools sees the template's tools)."""
+    (its hosted_tools sees the template's tools), and bills the template as the document it is
+    and each search's results as the input they add, as the policy says (3,000 and 600 tokens):
+    the call's only slack is then its tier and write prices, no match for the searches' fees."""
     from proxy.testing import fake_billing
 
     original = fake_billing.hosted_tools
@@ -233,7 +235,10 @@ async def test_a_stored_prompt_with_hosted_tools_is_not_charged_beyond_its_reser
         return original(endpoint, body, made)
 
     monkeypatch.setattr(fake_billing, "hosted_tools", with_template_tools)
-    fake = FakeUpstream(FakeSettings(latency=LATENCY, hosted_tool_calls=6, tool_input_tokens=0))
+    settings = FakeSettings(
+        latency=LATENCY, hosted_tool_calls=6, tool_input_tokens=600, document_tokens=3000
+    )
+    fake = FakeUpstream(settings)
     body = {
         "model": "gpt-5",
         "max_output_tokens": 40,

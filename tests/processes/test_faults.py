@@ -17,7 +17,6 @@ import pytest
 import redis.asyncio as aioredis
 from support import (
     RedisProc,
-    admits_exactly,
     chat,
     chat_prompt_tokens,
     eventually,
@@ -271,16 +270,16 @@ async def test_a_running_replica_reclaims_a_killed_replicas_streams_by_itself(
 async def test_four_replicas_racing_one_budget_admit_exactly_what_it_fits(
     tmp_path: Path, redis_proc: RedisProc
 ) -> None:
-    """800 calls through 4 processes at once on a budget of exactly 10 reservations: each
-    reserves its prompt (at the cache-write price OpenAI may bill it at) and the 100-token
-    limit and, generating the whole limit without cache writes, is billed `cost`; so exactly 10
-    are admitted and what they leave unspent is not enough for an 11th."""
+    """800 calls through 4 processes at once on a budget of exactly 10 calls: on a model that
+    prices cache writes at its input price, each reserves its prompt and the 100-token limit
+    and, generating the whole limit, is billed exactly that (`cost`); so exactly 10 are
+    admitted, the 10th an exact fit whatever the others have settled by then (nothing they
+    leave unspent can make room), and nothing is left over for an 11th."""
     body = chat()
     prompt = chat_prompt_tokens(body)
-    cost, reserved = mini_cost(prompt, 100), mini_reserved(prompt, 100)
+    cost = mini_cost(prompt, 100)
     fits = 10
-    assert admits_exactly(fits, reserved, cost)
-    policy(tmp_path, f"tenant: {{limit: {usd(fits * reserved)}, period: month}}")
+    policy(tmp_path, f"tenant: {{limit: {usd(fits * cost)}, period: month}}", writes_at_input=True)
     fake = FakeUpstream(FakeSettings(completion_fraction=1.0))
     async with serving(fake.app()) as fake_url, AsyncExitStack() as stack:
         policy_path = tmp_path / "policy.yaml"

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+import pytest
 from support import (
     admits_exactly,
     chat,
@@ -24,14 +25,21 @@ from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.local import serving
 
 
+@pytest.mark.parametrize("writes_at_input", [True, False], ids=["exact-fit", "default-writes"])
 async def test_two_processes_on_one_redis_forward_exactly_the_budget(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, writes_at_input: bool
 ) -> None:
+    """200 calls through 2 processes on a budget of 10 reservations admit exactly 10. With
+    cache writes priced at input a call reserves exactly what it is billed, so the 10th is an
+    exact fit whatever the others have settled; at the default write price (1.25 × input) each
+    leaves some of its reservation unspent, never enough for an 11th."""
     body = chat()
     prompt = chat_prompt_tokens(body)
-    cost, reserved = mini_cost(prompt, 100), mini_reserved(prompt, 100)
+    cost = mini_cost(prompt, 100)
+    reserved = cost if writes_at_input else mini_reserved(prompt, 100)
     assert admits_exactly(10, reserved, cost)
-    policy(tmp_path, f"tenant: {{limit: {usd(10 * reserved)}, period: month}}")
+    budget = f"tenant: {{limit: {usd(10 * reserved)}, period: month}}"
+    policy(tmp_path, budget, writes_at_input=writes_at_input)
     fake = FakeUpstream()
     async with serving(fake.app()) as fake_url:
         upstream = fake_url + "/v1"
