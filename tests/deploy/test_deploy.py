@@ -699,8 +699,8 @@ def test_image_build_installs_the_wheel_and_checks_the_policy(image: dict[str, A
 def test_the_installed_wheel_runs_the_demo_from_an_empty_directory(
     image: dict[str, Any], tmp_path: Path
 ) -> None:
-    """The embedded default travels in the wheel: `cycles-proxy demo` and `example-policy` need
-    nothing from a source checkout."""
+    """The embedded default travels in the wheel: `cycles-proxy demo`, `example-policy` and
+    `check` of the example it prints need nothing from a source checkout."""
     env = runtime_env(image, tmp_path)
     binary = str(image["venv"] / "bin" / "cycles-proxy")
     demo = subprocess.run(
@@ -717,6 +717,17 @@ def test_the_installed_wheel_runs_the_demo_from_an_empty_directory(
         [binary, "example-policy"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert example.stdout == (ROOT / "proxy" / "policy" / "example.yaml").read_text()
+    (tmp_path / "policy.yaml").write_text(example.stdout)
+    check = subprocess.run(
+        [binary, "check", "--policy", "policy.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "customer-47" in check.stdout
 
 
 def runtime_env(image: dict[str, Any], home: Path) -> dict[str, str]:
