@@ -1434,7 +1434,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-zone-change-applies-at-once",
-        file="proxy/store/ledger/tenants_memory.py",
+        file="proxy/store/tenants/memory.py",
         old="            t.meta |= hold_fields(cal, now)",
         new="            pass",
         tests=(f"{LIFECYCLE}::test_a_zone_change_east_does_not_hand_out_a_fresh_day",),
@@ -1653,7 +1653,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-admin-write-not-indexed",
-        file="proxy/store/ledger/tenants_memory.py",
+        file="proxy/store/tenants/memory.py",
         old="return self._tenant(tenant)  # as reindex() in the scripts",
         new="return t  # as reindex() in the scripts",
         tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[memory]",),
@@ -2128,7 +2128,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="admin-idempotency-unbounded",
-        file="proxy/admin/idempotency.py",
+        file="proxy/store/idempotency.py",
         old="""        self._entries: Bounded[str, tuple[float, Stored]] = Bounded(
             max_entries,""",
         new="""        self._entries: Bounded[str, tuple[float, Stored]] = Bounded(

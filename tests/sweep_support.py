@@ -1,6 +1,6 @@
-"""Helpers for the sweeper's and the ledger bounds' tests: open a ledger on a store URL, reach
-into a store to set up what no API call makes (a sum at the edge of the safe range, an instance
-that went silent), and read what only the store shows (its instances, its script calls)."""
+"""Helpers for the sweeper's and the ledger bounds' tests: reach into a store to set up what no
+API call makes (a sum at the edge of the safe range, an instance that went silent), and read what
+only the store shows (its instances, its script calls)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,15 @@ from typing import Any, cast
 
 import redis
 
-from proxy.core.types import ReservationSettings
 from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, Reservation, ReserveRequest
-from proxy.store.ledger.tenants import GENERATION
+from proxy.store.ledger.meta import GENERATION
 from proxy.store.redis import layout as keys
 from proxy.store.redis.clients import open_client
 
 Store = MemoryLedger | RedisLedger
 SAFE = 2**53 - 1
 """The largest magnitude the README lets a ledger sum reach."""
-
-
-def open_store(url: str, settings: ReservationSettings | None = None, **kwargs: Any) -> Store:
-    settings = settings or ReservationSettings()
-    if url == "memory://":
-        return MemoryLedger(settings, "me", **kwargs)
-    return RedisLedger(url, settings, "me", **kwargs)
 
 
 def tenant_line(tenant: str, limit: int = 10**9) -> BudgetLine:

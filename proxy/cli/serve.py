@@ -132,7 +132,7 @@ async def _serve(settings: Settings, policy: Policy) -> None:
     )
     listeners = [(app, (settings.host, settings.port), listen.LINGER_S)]
     if settings.admin is not None:
-        admin = build_admin_app(app, settings.store)
+        admin = build_admin_app(app)
         listeners.append((admin, settings.admin, listen.ADMIN_LINGER_S))
     if settings.metrics is not None:
         metrics = build_metrics_app(app, settings.metrics_tokens)

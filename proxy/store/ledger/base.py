@@ -36,15 +36,17 @@ A reset is recorded as a generation (`q|gen|…`, lua/common.lua late_charge), s
 knows whether its expiry charge is still on each line; ids and clocks play no part in that.
 
 Quota counters (concurrency, runs per day, steps per run, request and token rates) live beside
-the budget entries under `q|…` fields; `counters()` shows them, `balances()` does not.
+the budget entries under `q|…` fields; `balances()` does not show them.
 
 The types the interface takes and gives are in request.py (what a reserve asks) and results.py
-(what the ledger answers and keeps); this module re-exports them with the interface.
+(what the ledger answers and keeps); this module re-exports them with the interface. What only
+tests do to a store (set a tenant's status or clock, sweep one tenant, read raw counters) is not
+part of it: tests/hooks_support.py reaches the stores' internals for that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from proxy.store.ledger.request import (
@@ -154,25 +156,6 @@ class Ledger(Protocol):
         reserved by this tenant, or settled longer ago than the tombstone lasts)."""
         ...
 
-    async def counters(self, tenant: str) -> dict[str, int | str]:
-        """The tenant's raw quota fields, by name: `q|conc|<level>|<value>` (calls in flight),
-        `q|runs|<day id>` (runs first seen that day), `q|run|<run>|steps`, `q|run|<run>|day`
-        (the day id the run was first seen: the one value that is a string), `q|rpm|tat` and
-        `q|tpm|tat` (theoretical arrival times, in µs)."""
-        ...
-
-    async def set_status(self, tenant: str, status: TenantStatus) -> None:
-        """Set the tenant's lifecycle status in `:meta`; reserve checks it atomically."""
-        ...
-
-    async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
-        """Resolve the tenant's overdue reservations (past the absolute cap, or owned by a dead
-        instance) per policy, drop expired tombstones and entries. Returns how many it resolved.
-        Raises AmountOutOfRange when charging an expired reservation would take a sum out of
-        the safe range, after resolving the others: it stays OPEN, due again a while later
-        (sweeping.STUCK_RETRY_MS)."""
-        ...
-
     async def heartbeat(self) -> None:
         """Record that this instance (`owner`) is alive. Independent of sweeping: the app
         writes it from a task of its own."""
@@ -184,6 +167,12 @@ class Ledger(Protocol):
         step and a time budget per pass; what is left is resumed by the next pass. A tenant
         whose sweep fails is logged, counted in `sweep_errors` and skipped. Returns how many
         reservations it resolved."""
+        ...
+
+    def on_epoch_lost(self, hook: Callable[[str | None, str | None], None]) -> None:
+        """Call `hook(expected, found)` once when the store is found flushed or replaced since
+        this process started (store/redis/safety.py); the memory store lives and dies with the
+        process, so it never calls it."""
         ...
 
     async def close(self) -> None: ...
