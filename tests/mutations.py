@@ -2795,6 +2795,51 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a stream without a usage report is charged its prompt at the price it reserved",
     ),
+    Mutation(
+        name="store-boundary-not-applied",
+        file="proxy/store/boundary.py",
+        old="        if not cls.boundary.rules:\n            return\n",
+        new="        if True:\n            return\n",
+        tests=(
+            "tests/store/test_boundary.py",
+            "tests/store/test_ledger_redis.py::test_ledger_unavailable_when_nothing_listens",
+        ),
+        removes="every Redis store maps redis-py's exceptions to ours at its public methods",
+    ),
+    Mutation(
+        name="key-store-opens-a-client-of-its-own",
+        file="proxy/store/open.py",
+        old="        api_keys = RedisKeyStore(url, clock, client=client)\n",
+        new="        api_keys = RedisKeyStore(url, clock)\n",
+        tests=(
+            "tests/store/test_open.py"
+            "::test_the_stores_on_one_redis_share_one_client_beside_the_scripts_wire",
+        ),
+        removes="the stores on one Redis share one client",
+    ),
+    Mutation(
+        name="memory-tenants-apart-from-the-ledger",
+        file="proxy/store/open.py",
+        old="        tenants=MemoryTenants(ledger.state),\n",
+        new="        tenants=MemoryTenants(MemoryLedger(settings).state),\n",
+        tests=(
+            "tests/store/test_open.py::test_what_the_tenant_store_writes_the_ledger_reserves_by"
+            "[memory]",
+        ),
+        removes="memory://'s tenant store works on the ledger's state",
+    ),
+    Mutation(
+        name="replay-claim-decodes-the-kept-answer",
+        file="proxy/store/replays.py",
+        old="            **{NEVER_DECODE: []},\n",
+        new="",
+        tests=(
+            "tests/store/test_open.py"
+            "::test_the_stores_on_one_redis_share_one_client_beside_the_scripts_wire",
+        ),
+        removes="a kept answer is read back as the bytes it was, on the shared decoding client",
+    ),
+
 )
 
 
