@@ -8,10 +8,11 @@ into our error (LedgerUnavailable: the store cannot be reached now, the caller a
 public coroutine method of the class (its interface), so nothing above the store ever sees
 redis-py's exceptions, and no method writes its own `try`/`except` for them.
 
-Inside a store, code that must act on our error before its public method returns (connect's
-tolerance of an unreachable store, the sweeper's per-tenant isolation, which goes through the
-script runner) enters the same table with `mapped()`. The memory stores declare no table: they
-have no foreign exceptions to map, and pay nothing for the mechanism.
+Code that must act on our error before a public method returns enters the same table itself:
+`mapped()` inside a store (connect tolerates an unreachable store), `REDIS.around(store)` in the
+Redis scripts' runner (store/ledger/scripts.py), whose errors the sweeper isolates per tenant.
+The memory stores declare no table: they have no foreign exceptions to map, and pay nothing
+for the mechanism.
 """
 
 from __future__ import annotations

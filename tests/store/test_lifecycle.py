@@ -1,6 +1,6 @@
-"""The reservation lifecycle around reserve and commit (issue 15), on `memory://` and a real
-Redis: resets and late commits, run entries under open calls, time-zone changes, a release by
-id alone, and the memory store's cost per reserve as runs grow."""
+"""The reservation lifecycle around reserve and commit (issue 15), on every store
+(conftest.ALL_STORES): resets and late commits, run entries under open calls, time-zone
+changes, a release by id alone, and the memory store's cost per reserve as runs grow."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The ledger's invariants under any sequence of lifecycle operations (issue 15, acceptance 2):
 a hypothesis state machine over reserve, commit, release, expiry, sweep, RESET_SPENT, credit,
-debit, time-zone and anchor changes and clock jumps (forward and back), on `memory://` and a
-real Redis.
+debit, time-zone and anchor changes and clock jumps (forward and back), on every store
+(conftest.ALL_STORES).
 
 After every step, on every budget line the store holds: 0 <= spent, 0 <= reserved, reserved =
 the sum of the open reservations on it, remaining <= limit + credit, credit = the sum of the

@@ -1,7 +1,7 @@
-"""What the review of issue 15 found at the edges of the reservation lifecycle, on `memory://`
-and a real Redis: a settle of a record the store no longer has frees nothing other calls hold;
-an action's commit after its release at expiry, or of an id the store does not know, changes
-nothing; one stuck expiry never holds back its tenant's others; a dead replica's reclaim
+"""What the review of issue 15 found at the edges of the reservation lifecycle, on every store
+(conftest.ALL_STORES): a settle of a record the store no longer has frees nothing other calls
+hold; an action's commit after its release at expiry, or of an id the store does not know,
+changes nothing; one stuck expiry never holds back its tenant's others; a dead replica's reclaim
 finishes while others keep dying; a repeat of a settled reservation is not allowed."""
 
 from __future__ import annotations

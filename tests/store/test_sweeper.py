@@ -1,8 +1,8 @@
 """The reservation lifecycle at scale (issue 15, items 1-3): sums that would leave the safe
 range are refused whole; one tenant's failing sweep never stops the pass; a dead replica's
 reclaim is bounded work, resumed pass after pass; a pass visits only tenants with something due;
-the heartbeat never waits for a sweep. On `memory://`, a real Redis and (where a store's layout
-differs) a real Redis Cluster."""
+the heartbeat never waits for a sweep. On every store (conftest.ALL_STORES), but where a test
+reads what only one Redis shows."""
 
 from __future__ import annotations
 

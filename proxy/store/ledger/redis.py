@@ -95,6 +95,7 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep):
             client = store_client(url, max_connections=max_connections, timeout_s=timeout_s)
         self.scripts = Scripts(url, client, settings, timeout_s=timeout_s)
         """Shared with the tenant store on this ledger (store/tenants/redis.py)."""
+        # What the reads and the sweeper (reads_redis.py, sweep_redis.py) work with.
         self._client = client
         self._cluster = self.scripts.cluster
         self._epoch = self.scripts.epoch
