@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from proxy.store.ledger.redis import SCRIPTS
+from proxy.store.ledger.scripts import SCRIPTS
 from proxy.store.redis import layout as keys
 
 BACKGROUND_KEYS = frozenset({keys.INSTANCES, keys.TENANTS, keys.EPOCH})

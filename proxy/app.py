@@ -7,7 +7,6 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
-from typing import cast
 
 import aiohttp
 import orjson
@@ -31,15 +30,16 @@ from proxy.gateway.metrics import Metrics
 from proxy.metering.shapes import azure, messages
 from proxy.policy.runtime import Policy
 from proxy.policy.watcher import PolicyWatcher, Reload
-from proxy.store.api_keys import Keys, KeyStore, open_key_store
-from proxy.store.ledger import RedisLedger, open_ledger
+from proxy.store.api_keys import Keys, KeyStore
 from proxy.store.ledger.base import Ledger, Reservation, SettleResult
-from proxy.store.ledger.tenancy import TenantRecord, TenantStore
-from proxy.store.replays import open_replays
+from proxy.store.open import Stores, open_store
+from proxy.store.tenants import TenantRecord, TenantStore
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STORES = web.AppKey("stores", Stores)
+"""Every store behind the store URL (the admin app reads its tenants and idempotency keys)."""
 SWEEP_INTERVAL = 5.0
 SETTLE_ON_STOP = 30.0
 """Seconds calls still in flight get to settle at shutdown, after the drain; then the proxy
@@ -202,30 +202,27 @@ async def _resources(
     explicit_keys: Mapping[str, str | None] | None = None,
     require_noeviction: bool = False,
 ) -> AsyncIterator[None]:
-    own_ledger = ledger is None
-    the_ledger = ledger if ledger is not None else open_ledger(store, policy.reservations)
+    stores = open_store(store, policy.reservations, ledger=ledger, api_keys=key_store)
+    the_ledger, store_side = stores.ledger, stores.tenants
     try:
         await the_ledger.connect(require_noeviction=require_noeviction)
     except StoreUnsafe:
-        if own_ledger:
-            await the_ledger.close()
+        await stores.close()
         raise
-    the_keys = key_store if key_store is not None else open_key_store(store)
+    app[STORES] = stores
     session = aiohttp.ClientSession(
         connector=relay.Connector(limit=0, ttl_dns_cache=300),
         auto_decompress=True,
     )
-    store_side = cast(TenantStore, the_ledger)
-    replays = open_replays(store, policy.reservations.cap_ms)
     app[RUNTIME] = Runtime(
         policy=policy,
         ledger=the_ledger,
         session=session,
         api_keys=keys,
-        keys=Keys(the_keys),
+        keys=Keys(stores.api_keys),
         directory=Directory(store_side, lambda: app[RUNTIME].policy),
         on_rejected=lambda tenant, reason: _note_rejection(store_side, tenant, reason),
-        replays=replays,
+        replays=stores.replays,
         metrics=app[observe.METRICS],
     )
     the_ledger.expiry_alerts = alerts.ExpiryNotifier(lambda: app[RUNTIME])
@@ -234,7 +231,9 @@ async def _resources(
     if sweep_every is not None:
         beat = _heartbeat_forever(the_ledger, sweep_every)
         background.append(tasks.spawn(beat, name="heartbeat"))
-        sweeper = _sweep_forever(the_ledger, sweep_every, unseeded, app[observe.METRICS])
+        sweeper = _sweep_forever(
+            the_ledger, store_side, sweep_every, unseeded, app[observe.METRICS]
+        )
         background.append(tasks.spawn(sweeper, name="sweeper"))
     # Unbudgeted calls' charges (fail_mode: open), written once the ledger is back
     # (gateway/spill.py).
@@ -243,8 +242,7 @@ async def _resources(
     on_commit = _spill_alerts(app)
     drain = spill.drain_forever(the_ledger, on_commit=on_commit)
     background.append(tasks.spawn(drain, name="spill"))
-    if isinstance(the_ledger, RedisLedger):
-        the_ledger.on_epoch_lost(lambda expected, found: _store_lost(app, expected, found))
+    the_ledger.on_epoch_lost(lambda expected, found: _store_lost(app, expected, found))
     if policy.identity == "api_key":
         # Other replicas' key changes evict this one's cache as they happen.
         background.append(tasks.spawn(app[RUNTIME].keys.watch(), name="key events"))
@@ -261,11 +259,7 @@ async def _resources(
         with suppress(TimeoutError):
             await asyncio.wait_for(spill.drain(the_ledger, on_commit), 5)
     await session.close()
-    await replays.close()
-    if own_ledger:
-        await the_ledger.close()
-    if key_store is None:
-        await the_keys.close()
+    await stores.close()
 
 
 async def _reloaded(
@@ -312,12 +306,16 @@ async def _heartbeat_forever(ledger: Ledger, every: float) -> None:
 
 
 async def _sweep_forever(
-    ledger: Ledger, every: float, unseeded: Policy | None, metrics: Metrics | None = None
+    ledger: Ledger,
+    tenants: TenantStore,
+    every: float,
+    unseeded: Policy | None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Resolve overdue reservations (ours past the cap, dead instances' at once), one pass
     every `every` seconds; seed the policy's tenants if the store was unreachable at start."""
     while True:
-        if unseeded is not None and await _seed(cast(TenantStore, ledger), unseeded):
+        if unseeded is not None and await _seed(tenants, unseeded):
             unseeded = None
         errors = ledger.sweep_errors
         try:

@@ -18,12 +18,9 @@ from aiohttp import web
 from support import POLICY
 
 from proxy.core import tasks
-from proxy.core.types import ReservationSettings
 from proxy.gateway import alerts
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
-from proxy.store.ledger import MemoryLedger, RedisLedger
-from proxy.store.ledger.base import Ledger
 from proxy.testing.local import serving
 
 SECRET = "alert-secret-for-tests"
@@ -97,9 +94,3 @@ def verify(headers: dict[str, str], body: bytes) -> bool:
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CYCLES_ALERT_SECRET", SECRET)
     monkeypatch.setattr(alerts, "RETRY_DELAY_S", 0.01)
-
-
-def open_ledger(store_url: str, settings: ReservationSettings) -> Ledger:
-    if store_url == "memory://":
-        return MemoryLedger(settings, "me")
-    return RedisLedger(store_url, settings, "me")

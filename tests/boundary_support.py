@@ -74,7 +74,7 @@ async def with_admin(
 ) -> AsyncIterator[tuple[Stack, Admin]]:
     """The proxy (sweeper off) and its admin listener, both on loopback ports."""
     async with local_stack(pol, store=store, fake=fake, sweep_every=None) as stack:
-        admin_app = build_admin_app(stack.app, store, tokens=Tokens((ADMIN,), (READER,)))
+        admin_app = build_admin_app(stack.app, tokens=Tokens((ADMIN,), (READER,)))
         async with serving(admin_app) as url, aiohttp.ClientSession() as session:
             yield stack, Admin(url, session, admin_app)
 

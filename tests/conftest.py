@@ -1,5 +1,6 @@
 """Shared fixtures: a real redis-server on a free port, and a real three-master Redis Cluster,
-each started once per test session (the cluster only if a test asks for it)."""
+each started once per test session (the cluster only if a test asks for it); ALL_STORES, every
+store declared once, and `store_url` and `opener` on them."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
 from redis.cluster import RedisCluster
+
+from proxy.core.types import ReservationSettings
+from proxy.store.open import Stores, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "proxy" / "policy"
@@ -171,17 +176,47 @@ def write_policy(directory: Path, text: str, name: str = "policy.yaml") -> Path:
     return path
 
 
-STORES = ("memory", "redis", "redis+cluster")
-"""Every store; `@pytest.mark.parametrize("store_url", STORES, indirect=True)` runs a test on
-the cluster too."""
+MEMORY = pytest.param("memory", id="memory")
+REDIS = pytest.param("redis", id="redis")
+CLUSTER = pytest.param("redis+cluster", id="redis+cluster")
+ALL_STORES = (MEMORY, REDIS, CLUSTER)
+"""Every store, declared once (as limits' ALL_STORAGES). A test that holds for each store takes
+`@pytest.mark.parametrize("store_url", ALL_STORES, indirect=True)` (EVERY_STORE): every test of
+tests/store/ that is not about one backend does. Without it `store_url` runs a test on memory://
+and one Redis; a test that only some stores can run names them (`[REDIS, CLUSTER]`)."""
+URL_FIXTURES = {"redis": "redis_url", "redis+cluster": "redis_cluster_url"}
+EVERY_STORE = pytest.mark.parametrize("store_url", ALL_STORES, indirect=True)
+"""The mark, for a test or a module's `pytestmark`."""
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=(MEMORY, REDIS))
 def store_url(request: pytest.FixtureRequest) -> str:
-    """Each test using this runs once on the embedded store and once on a real redis-server
-    (and on the Redis Cluster, when the test asks for STORES)."""
+    """The URL of a store of ALL_STORES (a Redis emptied first): each test using this runs once
+    on the embedded store and once on a real redis-server, or on each of ALL_STORES when it asks
+    for them."""
     if request.param == "memory":
         return "memory://"
-    if request.param == "redis+cluster":
-        return str(request.getfixturevalue("redis_cluster_url"))
-    return str(request.getfixturevalue("redis_url"))
+    return str(request.getfixturevalue(URL_FIXTURES[request.param]))
+
+
+@dataclass
+class Opener:
+    """Opens every store on one URL (proxy.store.open.open_store), as often as a test asks, each
+    with its own settings and owner; closes them all after the test."""
+
+    url: str
+    opened: list[Stores] = field(default_factory=list)
+
+    def open(self, settings: ReservationSettings | None = None, owner: str = "me") -> Stores:
+        stores = open_store(self.url, settings or ReservationSettings(), owner=owner)
+        self.opened.append(stores)
+        return stores
+
+
+@pytest.fixture
+async def opener(store_url: str) -> AsyncIterator[Opener]:
+    """Stores on `store_url`, opened as the test asks."""
+    opened = Opener(store_url)
+    yield opened
+    for stores in opened.opened:
+        await stores.close()

@@ -166,7 +166,7 @@ async def books(stack: Stack, tenant: str = "alpha") -> list[Books]:
     its audit trail, billed from the fake's books, in order."""
 
     async def settled() -> tuple[list[Books]] | None:
-        trail = await stack.ledger.audit(tenant)  # type: ignore[attr-defined]
+        trail = await stack.stores.tenants.audit(tenant)
         reserved = {
             e.fields["reservation"]: _usd(e.fields["amounts"])
             for e in trail

@@ -1444,7 +1444,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-zone-change-applies-at-once",
-        file="proxy/store/ledger/tenants_memory.py",
+        file="proxy/store/tenants/memory.py",
         old="            t.meta |= hold_fields(cal, now)",
         new="            pass",
         tests=(f"{LIFECYCLE}::test_a_zone_change_east_does_not_hand_out_a_fresh_day",),
@@ -1663,7 +1663,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-admin-write-not-indexed",
-        file="proxy/store/ledger/tenants_memory.py",
+        file="proxy/store/tenants/memory.py",
         old="return self._tenant(tenant)  # as reindex() in the scripts",
         new="return t  # as reindex() in the scripts",
         tests=(SWEEPER + "test_a_resets_generation_entries_are_swept_when_they_expire[memory]",),
@@ -2138,7 +2138,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="admin-idempotency-unbounded",
-        file="proxy/admin/idempotency.py",
+        file="proxy/store/idempotency.py",
         old="""        self._entries: Bounded[str, tuple[float, Stored]] = Bounded(
             max_entries,""",
         new="""        self._entries: Bounded[str, tuple[float, Stored]] = Bounded(
@@ -2969,15 +2969,16 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="reclaim-walks-the-index-by-due-time",
         file="proxy/store/ledger/sweep_redis.py",
-        old="""        with boundary():
-            found, rows = await self._client.zscan(shard, cursor, count=self.reclaim_scan)
-        due = [str(t) for t, score in cast(list[tuple[str, float]], rows) if score <= upto]
-        return int(found), due
-""",
-        new="""        with boundary():
-            rows = await self._client.zrangebyscore(
-                shard, cursor or "-inf", upto, start=0, num=self.reclaim_scan, withscores=True
-            )
+        old=(
+            "        found, rows = await self._client.zscan("
+            "shard, cursor, count=self.reclaim_scan)\n"
+            "        due = [str(t) for t, score in cast(list[tuple[str, float]], rows)"
+            " if score <= upto]\n"
+            "        return int(found), due\n"
+        ),
+        new="""        rows = await self._client.zrangebyscore(
+            shard, cursor or "-inf", upto, start=0, num=self.reclaim_scan, withscores=True
+        )
         found = int(rows[-1][1]) + 1 if len(rows) == self.reclaim_scan else 0
         return found, [str(t) for t, _ in rows]
 """,
@@ -3109,6 +3110,51 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="check warns of an image_token_factor written below the published rule",
     ),
+    Mutation(
+        name="store-boundary-not-applied",
+        file="proxy/store/boundary.py",
+        old="        if not cls.boundary.rules:\n            return\n",
+        new="        if True:\n            return\n",
+        tests=(
+            "tests/store/test_boundary.py",
+            "tests/store/test_ledger_redis.py::test_ledger_unavailable_when_nothing_listens",
+        ),
+        removes="every Redis store maps redis-py's exceptions to ours at its public methods",
+    ),
+    Mutation(
+        name="key-store-opens-a-client-of-its-own",
+        file="proxy/store/open.py",
+        old="        api_keys = RedisKeyStore(url, clock, client=client)\n",
+        new="        api_keys = RedisKeyStore(url, clock)\n",
+        tests=(
+            "tests/store/test_open.py"
+            "::test_the_stores_on_one_redis_share_one_client_beside_the_scripts_wire",
+        ),
+        removes="the stores on one Redis share one client",
+    ),
+    Mutation(
+        name="memory-tenants-apart-from-the-ledger",
+        file="proxy/store/open.py",
+        old="        tenants=MemoryTenants(ledger.state),\n",
+        new="        tenants=MemoryTenants(MemoryLedger(settings).state),\n",
+        tests=(
+            "tests/store/test_open.py::test_what_the_tenant_store_writes_the_ledger_reserves_by"
+            "[memory]",
+        ),
+        removes="memory://'s tenant store works on the ledger's state",
+    ),
+    Mutation(
+        name="replay-claim-decodes-the-kept-answer",
+        file="proxy/store/replays.py",
+        old="            **{NEVER_DECODE: []},\n",
+        new="",
+        tests=(
+            "tests/store/test_open.py"
+            "::test_the_stores_on_one_redis_share_one_client_beside_the_scripts_wire",
+        ),
+        removes="a kept answer is read back as the bytes it was, on the shared decoding client",
+    ),
+
 )
 
 

@@ -1,6 +1,6 @@
-"""Helpers for the sweeper's and the ledger bounds' tests: open a ledger on a store URL, reach
-into a store to set up what no API call makes (a sum at the edge of the safe range, an instance
-that went silent), and read what only the store shows (its instances, its script calls)."""
+"""Helpers for the sweeper's and the ledger bounds' tests: reach into a store to set up what no
+API call makes (a sum at the edge of the safe range, an instance that went silent), and read what
+only the store shows (its instances, its script calls)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import redis
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, Reservation, ReserveRequest
-from proxy.store.ledger.tenants import GENERATION
+from proxy.store.ledger.meta import GENERATION
 from proxy.store.redis import layout as keys
 from proxy.store.redis.clients import open_client
 
@@ -22,7 +22,9 @@ SAFE = 2**53 - 1
 """The largest magnitude the README lets a ledger sum reach."""
 
 
-def open_store(url: str, settings: ReservationSettings | None = None, **kwargs: Any) -> Store:
+def ledger_alone(url: str, settings: ReservationSettings | None = None, **kwargs: Any) -> Store:
+    """A ledger on `url` with nothing else of the store around it (the reclaim tests drive one
+    ledger by hand, as a replica's sweeper does)."""
     settings = settings or ReservationSettings()
     if url == "memory://":
         return MemoryLedger(settings, "me", **kwargs)

@@ -47,6 +47,7 @@ def test_the_package_keeps_every_import_contract(tmp_path: Path) -> None:
         ("store/ledger/base.py", "import proxy.policy.runtime", "The store imports only core"),
         ("metering/pricing.py", "import proxy.store.ledger.base", "never reach the store"),
         ("store/redis/wire.py", "import proxy.store.ledger", "Redis plumbing knows no store"),
+        ("store/ledger/memory.py", "import proxy.store.tenants.memory", "knows no tenant store"),
     ],
 )
 def test_one_reverse_import_breaks_its_contract(

@@ -5,7 +5,7 @@ without a valid token is refused before a byte of its body is read. The handler 
 proxy port reads one (gateway.body.read_limited): at most MAX_BODY_BYTES (else 413), within
 `timeouts.read_request` (else 408), so a client trickling a body holds no handler for longer.
 
-Every mutating call accepts an `Idempotency-Key` header (see idempotency.py). Amounts go in as
+Every mutating call accepts an `Idempotency-Key` header (see store/idempotency.py). Amounts go in as
 decimal strings in the unit of the budget they touch, and come out as
 `{"units": 123, "unit": "USD", "text": "0.000001 USD"}`. An answer that shows a new API key
 (onboarding, key creation, rotation) shows it once: what is kept for a replay is the same answer
@@ -17,24 +17,25 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from aiohttp import web
 
 from proxy.admin import views
-from proxy.admin.idempotency import VERSION, IdempotencyStore, Stored, slot
+from proxy.app import STORES
 from proxy.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NotFound
 from proxy.gateway.body import read_limited
 from proxy.gateway.context import RUNTIME, Runtime
 from proxy.policy.runtime import Plan
-from proxy.store.ledger.base import TenantStatus
-from proxy.store.ledger.tenancy import TenantClosed, TenantExists, TenantLedger, TenantRecord
+from proxy.store.idempotency import VERSION, IdempotencyStore, Stored, slot
+from proxy.store.ledger.base import Ledger, TenantStatus
+from proxy.store.open import Stores
+from proxy.store.tenants import TenantClosed, TenantExists, TenantRecord, TenantStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROXY = web.AppKey("proxy", web.Application)
-IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 ACTOR = "admin-api"
 KEPT = web.ResponseKey("kept", bytes)
 """The body a replay of this answer gets, when it is not the body itself (a secret left out)."""
@@ -49,8 +50,21 @@ def runtime(request: web.Request) -> Runtime:
     return request.app[PROXY][RUNTIME]
 
 
-def store(request: web.Request) -> TenantLedger:
-    return cast(TenantLedger, runtime(request).ledger)
+def stores(request: web.Request) -> Stores:
+    """The proxy app's stores (app.STORES): the admin API opens none of its own."""
+    return request.app[PROXY][STORES]
+
+
+def tenants(request: web.Request) -> TenantStore:
+    return stores(request).tenants
+
+
+def ledger(request: web.Request) -> Ledger:
+    return stores(request).ledger
+
+
+def idempotency(request: web.Request) -> IdempotencyStore:
+    return stores(request).idempotency
 
 
 async def raw_body(request: web.Request) -> bytes:
@@ -92,7 +106,7 @@ def idempotent(handler: Handler) -> Handler:
         key = request.headers.get("Idempotency-Key")
         if key is None:
             return await handler(request)
-        keys = request.app[IDEMPOTENCY]
+        keys = idempotency(request)
         where = slot(request.method, request.path, key)
         body_hash = hashlib.sha256(await raw_body(request)).hexdigest()
         stored = await keys.begin(where, body_hash)
@@ -137,7 +151,7 @@ def _outdated() -> Conflict:
 
 async def record_of(request: web.Request) -> TenantRecord:
     tenant = views.scope_value(request.match_info["tenant"], "tenant")
-    record = await store(request).get_tenant(tenant)
+    record = await tenants(request).get_tenant(tenant)
     if record is None:
         raise NotFound(f"No tenant {tenant!r} in the store.", code="tenant_not_found")
     return record
@@ -201,7 +215,7 @@ async def create_tenant(request: web.Request) -> web.StreamResponse:
         alerts=_record_alerts(body.get("alerts", "inherit")),
     )
     try:
-        created = await store(request).create_tenant(record, actor=ACTOR)
+        created = await tenants(request).create_tenant(record, actor=ACTOR)
     except TenantExists:
         raise Conflict(
             f"Tenant {tenant!r} already exists (or existed: closed ids are never reused)."
@@ -226,7 +240,7 @@ async def list_tenants(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise BadRequest("'limit' must be a number.", param="limit") from None
     after = request.query.get("after")
-    records = await store(request).list_tenants(after=after, limit=limit)
+    records = await tenants(request).list_tenants(after=after, limit=limit)
     policy = runtime(request).policy
     cursor = records[-1].id if len(records) == limit else None
     return ok({"data": [views.tenant_json(r, policy) for r in records], "next": cursor})
@@ -252,7 +266,7 @@ async def update_tenant(request: web.Request) -> web.StreamResponse:
         changes["alerts"] = views.alerts(body["alerts"])
     reason = views.text(body, "reason", default="") or ""
     try:
-        updated = await store(request).update_tenant(
+        updated = await tenants(request).update_tenant(
             record.id, actor=ACTOR, reason=reason, **changes
         )
     except TenantClosed:
@@ -267,7 +281,7 @@ def _status_change(status: TenantStatus) -> Handler:
         body = await json_body(request)
         reason = views.text(body, "reason", default="") or ""
         try:
-            updated, changed = await store(request).change_status(
+            updated, changed = await tenants(request).change_status(
                 record.id,
                 status,
                 actor=ACTOR,
@@ -294,7 +308,7 @@ close = _status_change("closed")
 
 async def balances(request: web.Request) -> web.StreamResponse:
     record = await record_of(request)
-    rows = await store(request).balances(record.id)
+    rows = await ledger(request).balances(record.id)
     plan = runtime(request).policy.plans.get(record.plan)
     return ok({"tenant": record.id, "data": [views.balance_json(r, record, plan) for r in rows]})
 
@@ -316,7 +330,7 @@ async def adjust(request: web.Request) -> web.StreamResponse:
     if not reason:
         raise BadRequest("Say why: 'reason' is required for an adjustment.", param="reason")
     try:
-        row = await store(request).adjust(
+        row = await tenants(request).adjust(
             record.id,
             level=level,
             value=value,
@@ -341,7 +355,7 @@ async def reset(request: web.Request) -> web.StreamResponse:
     if not reason:
         raise BadRequest("Say why: 'reason' is required for a reset.", param="reason")
     try:
-        rows = await store(request).reset(
+        rows = await tenants(request).reset(
             record.id, level=level, value=value, actor=ACTOR, reason=reason
         )
     except TenantClosed:
@@ -358,7 +372,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
         limit = min(max(int(query.get("limit", "1000")), 1), 10000)
     except ValueError:
         raise BadRequest("'limit' must be a number.", param="limit") from None
-    entries = await store(request).audit(
+    entries = await tenants(request).audit(
         record.id,
         since_ms=since,
         until_ms=until,

@@ -1,6 +1,6 @@
 """The admin application, served on its own listener (default 127.0.0.1:8081).
 
-It shares the proxy application's resources (ledger, key store, policy) but none of its routes:
+It shares the proxy application's resources (its stores, policy) but none of its routes:
 the admin API is not reachable through the proxy port, and the proxy port not through it. The
 one thing both serve is /metrics: here with an admin or read token, there only in sidecar mode
 (app.py).
@@ -8,33 +8,22 @@ one thing both serve is /metrics: here with an admin or read token, there only i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
 from proxy.admin import api, auth, dashboard, key_routes
 from proxy.admin.auth import Tokens
-from proxy.admin.idempotency import open_idempotency
 from proxy.app import errors
 from proxy.gateway import observe
 
 
-def build_admin_app(
-    proxy: web.Application, store_url: str, *, tokens: Tokens | None = None
-) -> web.Application:
+def build_admin_app(proxy: web.Application, *, tokens: Tokens | None = None) -> web.Application:
+    """The admin API and dashboard on `proxy`'s stores (app.STORES) and policy."""
     tokens = tokens or Tokens.from_env()
     app = web.Application(
         middlewares=[errors, dashboard.authenticate(tokens)], client_max_size=api.MAX_BODY_BYTES
     )
     app[api.PROXY] = proxy
     app[observe.METRICS] = proxy[observe.METRICS]
-
-    async def idempotency(app: web.Application) -> AsyncIterator[None]:
-        app[api.IDEMPOTENCY] = open_idempotency(store_url)
-        yield
-        await app[api.IDEMPOTENCY].close()
-
-    app.cleanup_ctx.append(idempotency)
     routes = [
         web.post("/admin/v1/tenants", api.create_tenant),
         web.get("/admin/v1/tenants", api.list_tenants),

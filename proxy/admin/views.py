@@ -20,7 +20,7 @@ from proxy.policy.units import (
     to_units,
 )
 from proxy.store.ledger.base import BalanceRow
-from proxy.store.ledger.tenancy import AuditEntry, TenantRecord
+from proxy.store.tenants import AuditEntry, TenantRecord
 
 
 def tenant_json(record: TenantRecord, policy: Policy) -> dict[str, Any]:

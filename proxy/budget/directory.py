@@ -21,7 +21,7 @@ from proxy.core.errors import Forbidden
 from proxy.core.types import Mode
 from proxy.policy.runtime import Plan, Policy
 from proxy.store.ledger.base import TenantStatus
-from proxy.store.ledger.tenancy import TenantRecord, TenantStore
+from proxy.store.tenants import TenantRecord, TenantStore
 
 UNKNOWN_TTL_S = 5.0
 """How long "no such tenant" is remembered: a newly created tenant is served within this."""

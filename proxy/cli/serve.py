@@ -164,7 +164,7 @@ def _listeners(settings: Settings, policy: Policy) -> list[Listener]:
     )
     listeners: list[Listener] = [(app, (settings.host, settings.port), listen.LINGER_S)]
     if settings.admin is not None:
-        admin = build_admin_app(app, settings.store)
+        admin = build_admin_app(app)
         listeners.append((admin, settings.admin, listen.ADMIN_LINGER_S))
     if settings.metrics is not None:
         metrics = build_metrics_app(app, settings.metrics_tokens)

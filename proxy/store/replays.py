@@ -4,7 +4,8 @@ A key holds a `Record`: the request's hash while the first call runs, then also 
 `claim` holds a free key or returns what it holds, in one operation; `keep` stores the answer
 for WINDOW_S; `release` frees the key. The memory store serves one process; the Redis store uses
 plain commands (no script) under the tenant's hash tag, see redis/layout.py (on a cluster, too: each
-is one key, on the tenant's master).
+is one key, on the tenant's master). Any Redis error there is LedgerUnavailable (its boundary,
+redis/errors.REPLAYS): the caller forwards or refuses by `fail_mode`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
+from redis.client import NEVER_DECODE
 
 from proxy.core.bounded import Bounded
-from proxy.core.errors import LedgerUnavailable
-from proxy.store.redis.clients import ERRORS, Client, is_redis, open_client
+from proxy.store.boundary import GuardedStore
+from proxy.store.redis.clients import Client, store_client
+from proxy.store.redis.errors import REPLAYS
 from proxy.store.redis.layout import idempotency_key
 
 log = logging.getLogger(__name__)
@@ -242,48 +245,43 @@ def _size(record: Record) -> int:
     return ENTRY_BYTES + len(record.request_hash) + headers + len(record.body)
 
 
-class RedisReplays:
+class RedisReplays(GuardedStore):
     """Plain commands under the tenant's hash tag: one `SET NX PX GET` claims the key and reads
-    what it holds in one round trip; `SET PX` keeps the answer, `DEL` releases it."""
+    what it holds in one round trip; `SET PX` keeps the answer, `DEL` releases it. On the
+    store's shared `client` (store/open.py), or on one of its own, closed with it."""
 
-    def __init__(self, url: str, claim_ms: int = IN_FLIGHT_S * 1000) -> None:
-        self._client: Client = open_client(url, socket_connect_timeout=2, socket_timeout=5)
+    boundary = REPLAYS
+    store_name = "idempotency store"
+
+    def __init__(
+        self, url: str, claim_ms: int = IN_FLIGHT_S * 1000, *, client: Client | None = None
+    ) -> None:
+        self._owns_client = client is None
+        self._client: Client = store_client(url) if client is None else client
         self._claim_ms = claim_ms
 
     async def claim(self, tenant: str, digest: str, record: Record) -> Record | None:
-        try:
-            held = await self._client.set(
-                idempotency_key(tenant, digest),
-                encode(record),
-                nx=True,
-                px=self._claim_ms,
-                get=True,
-            )
-        except ERRORS as exc:
-            raise LedgerUnavailable(f"idempotency store: {exc}") from None
+        # The client decodes replies; what a key holds is bytes (a body may be any), so this
+        # reply is read undecoded (NEVER_DECODE), as the SET with GET that it is (`get`).
+        held = await self._client.execute_command(
+            "SET",
+            idempotency_key(tenant, digest),
+            encode(record),
+            "NX",
+            "PX",
+            self._claim_ms,
+            "GET",
+            get=True,
+            **{NEVER_DECODE: []},
+        )
         return decode(held) if isinstance(held, bytes) else None
 
     async def keep(self, tenant: str, digest: str, record: Record) -> None:
-        try:
-            await self._client.set(
-                idempotency_key(tenant, digest), encode(record), px=WINDOW_S * 1000
-            )
-        except ERRORS as exc:
-            raise LedgerUnavailable(f"idempotency store: {exc}") from None
+        await self._client.set(idempotency_key(tenant, digest), encode(record), px=WINDOW_S * 1000)
 
     async def release(self, tenant: str, digest: str) -> None:
-        try:
-            await self._client.delete(idempotency_key(tenant, digest))
-        except ERRORS as exc:
-            raise LedgerUnavailable(f"idempotency store: {exc}") from None
+        await self._client.delete(idempotency_key(tenant, digest))
 
     async def close(self) -> None:
-        await self._client.aclose()
-
-
-def open_replays(url: str, claim_ms: int = IN_FLIGHT_S * 1000) -> ReplayStore:
-    """The store beside the ledger: Redis for a Redis store URL (cluster too), else this process.
-    A claim lives `claim_ms` (the reservation cap: no call outlives it)."""
-    if is_redis(url):
-        return RedisReplays(url, claim_ms)
-    return MemoryReplays(claim_ms=claim_ms)
+        if self._owns_client:
+            await self._client.aclose()

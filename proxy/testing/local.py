@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.app import SWEEP_INTERVAL, build_app
+from proxy.app import STORES, SWEEP_INTERVAL, build_app
 from proxy.gateway.context import RUNTIME
 from proxy.policy.loader import with_upstream_override
 from proxy.policy.runtime import Policy
 from proxy.policy.watcher import RELOAD_INTERVAL, Reload
 from proxy.store.api_keys import KeyStore
 from proxy.store.ledger.base import Ledger
+from proxy.store.open import Stores
 from proxy.testing.fake_upstream import FakeUpstream
 
 
@@ -41,6 +42,8 @@ class Stack:
     ledger: Ledger
     policy: Policy
     app: web.Application
+    stores: Stores
+    """Every store of the proxy (`ledger` is `stores.ledger`)."""
 
 
 @asynccontextmanager
@@ -74,4 +77,4 @@ async def local_stack(
             reload=reload,
         )
         async with serving(app) as url:
-            yield Stack(url, fake, app[RUNTIME].ledger, policy, app)
+            yield Stack(url, fake, app[RUNTIME].ledger, policy, app, app[STORES])

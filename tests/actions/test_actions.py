@@ -14,6 +14,7 @@ from typing import Any, cast
 import aiohttp
 import orjson
 import pytest
+from hooks_support import set_clock_offset
 from support import chat
 
 from proxy.client import BudgetDenied, Cycles, CyclesAPIError
@@ -24,10 +25,11 @@ from proxy.gateway.context import RUNTIME
 from proxy.policy import load_policy
 from proxy.policy.describe import describe
 from proxy.policy.runtime import Policy
-from proxy.store.ledger import MemoryLedger, RedisLedger, open_ledger
+from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import BudgetLine, Candidate, ReservationRecord, ReserveRequest
 from proxy.store.ledger.common import wall_clock_ms
-from proxy.store.ledger.tenancy import TenantLedger
+from proxy.store.open import open_store
+from proxy.store.tenants import TenantStore
 from proxy.testing.local import Stack, local_stack
 
 POLICY = """
@@ -76,8 +78,8 @@ async def proxy(tmp_path: Path, store_url: str, **kwargs: Any) -> AsyncIterator[
         yield s
 
 
-def store(stack: Stack) -> TenantLedger:
-    return cast(TenantLedger, stack.ledger)
+def store(stack: Stack) -> TenantStore:
+    return stack.stores.tenants
 
 
 def scope(tenant: str = "acme", **levels: str) -> dict[str, str]:
@@ -336,7 +338,7 @@ async def test_abandoned_reservation_is_charged_at_its_ttl_and_a_late_commit_cor
     async with proxy(tmp_path, store_url) as stack:
         short = await reserve(stack, {"action": "send_email", "ttl": 1})
         long = await reserve(stack, {"action": "send_email"})
-        await store(stack).set_clock_offset("acme", 2_000)
+        await set_clock_offset(stack.ledger, "acme", 2_000)
         assert await stack.ledger.sweep_all() == 1
         assert await book(stack) == {"tenant|acme": (50, 50)}
         _, _, got = await call(stack, "GET", f"{RESERVATIONS}/{short['id']}")
@@ -353,7 +355,7 @@ async def test_abandoned_reservation_is_released_when_the_policy_says_so(
 ) -> None:
     async with proxy(tmp_path, store_url, on_expiry="release") as stack:
         held = await reserve(stack, {"action": "send_email", "ttl": 1})
-        await store(stack).set_clock_offset("acme", 2_000)
+        await set_clock_offset(stack.ledger, "acme", 2_000)
         assert await stack.ledger.sweep_all() == 1
         assert await book(stack) == {"tenant|acme": (0, 0)}
         status, again = await settle(stack, held["id"], "release")
@@ -576,7 +578,8 @@ async def test_gateway_keys_reserve_for_their_tenant_only(tmp_path: Path, store_
 
 
 async def test_the_store_keeps_what_settling_from_another_instance_needs(store_url: str) -> None:
-    ledger = open_ledger(store_url, ReservationSettings(cap_ms=60_000))
+    stores = open_store(store_url, ReservationSettings(cap_ms=60_000))
+    ledger = stores.ledger
     lines = [
         BudgetLine("tenant", "acme", RISK, "month", 500),
         BudgetLine("agent", "bot", RISK, "none", 200),
@@ -606,7 +609,7 @@ async def test_the_store_keeps_what_settling_from_another_instance_needs(store_u
         settled = await ledger.reservation("acme", "act_a")
         assert settled is not None and (settled.state, settled.actual) == ("COMMITTED", {RISK: 20})
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 # --- the client ------------------------------------------------------------------------------

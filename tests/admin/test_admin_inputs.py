@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import policy
 
-from proxy.admin.idempotency import MemoryIdempotency, Stored
+from proxy.store.idempotency import MemoryIdempotency, Stored
 
 BUDGETS = """
 tenant: {limit: 50, period: month}

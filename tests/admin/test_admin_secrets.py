@@ -15,9 +15,10 @@ import redis.asyncio as aioredis
 from boundary_support import Admin, bearer, call, gateway, with_admin
 from support import chat, chat_prompt_tokens, line, mini_cost
 
-from proxy.admin.api import IDEMPOTENCY
-from proxy.admin.idempotency import PREFIX, slot
+from proxy.admin.api import PROXY
+from proxy.app import STORES
 from proxy.store.api_keys import PLAIN
+from proxy.store.idempotency import PREFIX, MemoryIdempotency, slot
 from proxy.store.redis.clients import is_redis
 
 T = "/admin/v1/tenants"
@@ -26,7 +27,9 @@ T = "/admin/v1/tenants"
 async def kept_answers(admin: Admin, store_url: str) -> str:
     """Everything the admin idempotency store holds, as text."""
     if not is_redis(store_url):
-        entries = admin.app[IDEMPOTENCY]._entries
+        idempotency = admin.app[PROXY][STORES].idempotency
+        assert isinstance(idempotency, MemoryIdempotency)
+        entries = idempotency._entries
         return repr({key: entries.get(key) for key in entries})
     client = aioredis.Redis.from_url(store_url, decode_responses=True)
     try:

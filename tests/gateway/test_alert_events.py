@@ -14,11 +14,11 @@ from alerts_support import (  # noqa: F401  (fast_retries: an autouse fixture)
     SCOPE,
     alerting_policy,
     fast_retries,
-    open_ledger,
     quiet,
     receiver,
     verify,
 )
+from hooks_support import quota_counters
 from support import chat, eventually, flushall, send
 
 from proxy.core.types import ReservationSettings
@@ -29,6 +29,7 @@ from proxy.policy.runtime import Policy
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest, SettleResult
 from proxy.store.ledger.base import Reservation as Held
 from proxy.store.ledger.redis import RedisLedger
+from proxy.store.open import open_store
 from proxy.store.redis.layout import INSTANCES
 from proxy.testing.local import Stack, local_stack
 
@@ -46,7 +47,8 @@ async def alerts_metric(stack: Stack, kind: str) -> float:
 
 
 async def test_the_store_reports_only_the_first_budget_denial_of_a_period(store_url: str) -> None:
-    ledger = open_ledger(store_url, ReservationSettings())
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     line = BudgetLine("tenant", "acme", "USD", "month", 100)
     try:
         firsts = []
@@ -63,9 +65,9 @@ async def test_the_store_reports_only_the_first_budget_denial_of_a_period(store_
         assert allowed.allowed and allowed.first_deny is None
         shadow = ReserveRequest("acme", "s", [line], [Candidate({"USD": 500})], shadow=True)
         assert (await ledger.reserve(shadow)).first_deny is None
-        assert f"q|alert|{prefix}|deny" in await ledger.counters("acme")
+        assert f"q|alert|{prefix}|deny" in await quota_counters(ledger, "acme")
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 async def test_five_denied_calls_fire_one_first_deny_event(tmp_path: Path, store_url: str) -> None:
@@ -95,7 +97,8 @@ async def test_five_denied_calls_fire_one_first_deny_event(tmp_path: Path, store
 
 
 async def test_a_spilled_commit_that_crosses_a_threshold_is_announced() -> None:
-    ledger = open_ledger("memory://", ReservationSettings())
+    stores = open_store("memory://", ReservationSettings())
+    ledger = stores.ledger
     line = BudgetLine("tenant", "acme", "USD", "month", 1000)
     request = ReserveRequest("acme", "spilled", [line], [Candidate({"USD": 10})], alerts=(8000,))
     spill = Spill()

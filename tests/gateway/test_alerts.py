@@ -21,11 +21,11 @@ from alerts_support import (  # noqa: F401  (fast_retries: an autouse fixture)
     SCOPE,
     alerting_policy,
     fast_retries,
-    open_ledger,
     quiet,
     receiver,
     verify,
 )
+from hooks_support import quota_counters, sweep_tenant
 from support import POLICY, chat, dated
 
 from proxy.core import tasks
@@ -43,6 +43,7 @@ from proxy.store.ledger.base import (
     Reservation,
     ReserveRequest,
 )
+from proxy.store.open import open_store
 from proxy.testing.local import Stack, local_stack, serving
 
 
@@ -84,7 +85,7 @@ async def test_crossing_80_percent_fires_one_signed_event_per_period(
             await call(stack, 20)  # still above 80 %, below 100 %: nothing new
             await call(stack, 20)
             assert await spent(stack.ledger) < LIMIT
-            counters = await stack.ledger.counters("alpha")
+            counters = await quota_counters(stack.ledger, "alpha")
     assert hook.thresholds() == ["50%", "80%"]
     assert len(hook.received) == 2
     for headers, body in hook.received:
@@ -189,11 +190,12 @@ async def hold(ledger: Ledger, rid: str, estimate: int) -> Reservation:
 async def test_a_threshold_fires_once_per_period_even_if_spent_falls_back(
     store_url: str,
 ) -> None:
-    ledger = open_ledger(store_url, ReservationSettings(cap_ms=0))
+    stores = open_store(store_url, ReservationSettings(cap_ms=0))
+    ledger = stores.ledger
     before = datetime.now(UTC)
     try:
         expired = await hold(ledger, "b", 300)
-        assert await ledger.sweep("acme") == 1  # charged its estimate: spent 300, no alert
+        assert await sweep_tenant(ledger, "acme") == 1  # charged its estimate: spent 300, no alert
         first = await ledger.commit(await hold(ledger, "a", 100), {"USD": 550})
         [crossing] = first.crossed
         assert crossing.field in dated(before, MONTH_FIELD)
@@ -204,11 +206,12 @@ async def test_a_threshold_fires_once_per_period_even_if_spent_falls_back(
         assert (again.charged, again.crossed) == ({"USD": 300}, ())
         assert (await ledger.commit(await hold(ledger, "d", 100), {"USD": 100})).crossed == ()
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 async def test_a_commit_the_store_lost_still_reports_its_crossing(store_url: str) -> None:
-    ledger = open_ledger(store_url, ReservationSettings())
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     month = datetime.now(UTC).strftime(MONTH_FIELD)
     ghost = Reservation("acme", "ghost", (month,), {"USD": 10}, (), (1000,), (5000, 8000))
     try:
@@ -218,7 +221,7 @@ async def test_a_commit_the_store_lost_still_reports_its_crossing(store_url: str
         rows = await ledger.balances("acme")
         assert [(r.spent, r.reserved) for r in rows] == [(600, 0)]
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 # --- per tenant: the policy's entry for the tenant, then the store's record ---------------------
@@ -260,8 +263,8 @@ async def test_an_admin_change_of_a_tenants_thresholds_applies_to_the_next_call(
             )
             assert body["alerts"] == {"thresholds": ["50%", "80%", "100%"], "source": "policy"}
             await call(stack, 400)  # past 50 % under the policy's thresholds again
-            record = await stack.ledger.get_tenant("alpha")  # type: ignore[attr-defined]
-            audit = await stack.ledger.audit("alpha")  # type: ignore[attr-defined]
+            record = await stack.stores.tenants.get_tenant("alpha")
+            audit = await stack.stores.tenants.audit("alpha")
     assert hook.thresholds() == ["15%", "50%"]
     assert record.alerts is None
     changes = [e.fields["changes"] for e in audit if e.kind == "admin"]
@@ -285,9 +288,9 @@ async def test_bad_tenant_thresholds_are_refused_and_change_nothing(
         receiver() as (_hook, url),
         stacks(alerting_policy(tmp_path, url), "memory://") as (stack, admin),
     ):
-        before = await stack.ledger.get_tenant("alpha")  # type: ignore[attr-defined]
+        before = await stack.stores.tenants.get_tenant("alpha")
         status, body = await admin.call("PATCH", "/admin/v1/tenants/alpha", {"alerts": alerts_body})
-        after = await stack.ledger.get_tenant("alpha")  # type: ignore[attr-defined]
+        after = await stack.stores.tenants.get_tenant("alpha")
     assert status == 400
     assert body["error"]["param"] == param and "alerts" in body["error"]["message"]
     assert after == before
@@ -311,18 +314,19 @@ class Collected:
 
 
 async def test_an_expiry_charge_crossing_a_threshold_alerts_once(store_url: str) -> None:
-    ledger = open_ledger(store_url, ReservationSettings(cap_ms=0, on_expiry="charge"))
+    stores = open_store(store_url, ReservationSettings(cap_ms=0, on_expiry="charge"))
+    ledger = stores.ledger
     hook = Collected({"acme": AlertLimits((5000, 8000), {("tenant", "USD"): 1000})})
     ledger.expiry_alerts = hook
     before = datetime.now(UTC)
     try:
         month = (await hold(ledger, "a", 300)).fields[0]
         assert month in dated(before, MONTH_FIELD)
-        assert await ledger.sweep("acme") == 1  # spent 300: below 50 %
+        assert await sweep_tenant(ledger, "acme") == 1  # spent 300: below 50 %
         assert hook.crossed_by_tenant == []
         await hold(ledger, "b", 300)
         await hold(ledger, "c", 250)
-        assert await ledger.sweep("acme") == 2  # spent 850: both marks, in one sweep
+        assert await sweep_tenant(ledger, "acme") == 2  # spent 850: both marks, in one sweep
         assert hook.crossed_by_tenant == [
             (
                 "acme",
@@ -334,9 +338,9 @@ async def test_an_expiry_charge_crossing_a_threshold_alerts_once(store_url: str)
         ]
         # A later commit cannot fire them again: the sweep recorded them in the store.
         assert (await ledger.commit(await hold(ledger, "d", 10), {"USD": 10})).crossed == ()
-        counters = await ledger.counters("acme")
+        counters = await quota_counters(ledger, "acme")
     finally:
-        await ledger.close()
+        await stores.close()
     assert sorted(k for k in counters if k.startswith("q|alert|")) == [
         f"q|alert|{month}|5000",
         f"q|alert|{month}|8000",
@@ -349,15 +353,16 @@ class NeverAsked(Collected):
 
 
 async def test_expiries_that_release_never_ask_for_limits(store_url: str) -> None:
-    ledger = open_ledger(store_url, ReservationSettings(cap_ms=0, on_expiry="release"))
+    stores = open_store(store_url, ReservationSettings(cap_ms=0, on_expiry="release"))
+    ledger = stores.ledger
     hook = NeverAsked({})
     ledger.expiry_alerts = hook
     try:
         await hold(ledger, "a", 900)
-        assert await ledger.sweep("acme") == 1
+        assert await sweep_tenant(ledger, "acme") == 1
         assert [r.spent for r in await ledger.balances("acme")] == [0]
     finally:
-        await ledger.close()
+        await stores.close()
     assert hook.crossed_by_tenant == []
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import pytest
@@ -29,17 +29,15 @@ from conftest import POLICIES, free_port
 from support import chat, line, mini_cost, policy
 
 from proxy import app as app_module
-from proxy.app import build_app
+from proxy.app import STORES, build_app
 from proxy.core import tasks
 from proxy.core.errors import PolicyError
 from proxy.core.types import ReservationSettings
-from proxy.gateway.context import RUNTIME
 from proxy.policy import load_policy
 from proxy.policy.loader import with_upstream_override
 from proxy.policy.runtime import Policy
-from proxy.store.ledger import open_ledger
 from proxy.store.ledger.base import Ledger, ReservationRecord
-from proxy.store.ledger.tenancy import TenantStore
+from proxy.store.open import Stores, open_store
 from proxy.testing.fake_openai import Billed
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import local_stack, serving
@@ -73,23 +71,23 @@ async def until(condition: Callable[[], Awaitable[bool] | bool], what: str) -> N
         await asyncio.sleep(0.02)
 
 
-async def reservations(ledger: Ledger, tenant: str = "alpha") -> list[ReservationRecord]:
+async def reservations(stores: Stores, tenant: str = "alpha") -> list[ReservationRecord]:
     """Every reservation the tenant's audit trail names, as the ledger keeps it: what it
     reserved (`amounts`), its state, and what its commit charged (`actual`)."""
-    trail = await cast(TenantStore, ledger).audit(tenant)
+    trail = await stores.tenants.audit(tenant)
     ids = [
         e.fields["reservation"] for e in trail if e.kind == "reserve" and "reservation" in e.fields
     ]
-    records = [await ledger.reservation(tenant, rid) for rid in ids]
+    records = [await stores.ledger.reservation(tenant, rid) for rid in ids]
     return [r for r in records if r is not None]
 
 
-async def settled_records(ledger: Ledger, calls: int) -> list[ReservationRecord]:
+async def settled_records(stores: Stores, calls: int) -> list[ReservationRecord]:
     """The `calls` reservations, once none is open any more."""
     found: list[ReservationRecord] = []
 
     async def all_settled() -> bool:
-        found[:] = await reservations(ledger)
+        found[:] = await reservations(stores)
         return len(found) == calls and all(r.state != "OPEN" for r in found)
 
     await until(all_settled, f"{calls} settled reservations")
@@ -149,7 +147,7 @@ async def test_slow_whole_answers_are_not_cut_by_stream_timeouts_and_are_charged
     async with local_stack(pol, store=store_url, fake=fake) as stack:
         answers = await post_all(stack.url, [chat(max_tokens=4000)] * 3)
         assert [status for status, _ in answers] == [200] * 3, answers
-        records = await settled_records(stack.ledger, 3)
+        records = await settled_records(stack.stores, 3)
         assert [b.completion_tokens for b in fake.billed] == [4000] * 3
         assert_bounded(mini_billed(fake), records)
         row = await line(stack.ledger, "alpha", "tenant")
@@ -175,7 +173,7 @@ async def test_a_whole_answer_later_than_non_stream_answer_is_504_and_charged_it
             assert "charged its reservation" in error["message"]
             assert "Nothing was charged" not in error["message"]
         await until(lambda: len(fake.billed) == 3, "the provider billing the three generations")
-        records = await settled_records(stack.ledger, 3)
+        records = await settled_records(stack.stores, 3)
         assert all(r.actual == r.amounts for r in records)
         assert_bounded(mini_billed(fake), records)
         await assert_within_limit(stack.ledger)
@@ -193,7 +191,7 @@ async def test_a_stream_whose_headers_come_after_first_byte_is_504_and_charged_i
             assert isinstance(answer, dict)
             assert "within 1 s (timeouts.first_byte)" in answer["error"]["message"]
         await until(lambda: len(fake.billed) == 2, "the provider billing both streams")
-        records = await settled_records(stack.ledger, 2)
+        records = await settled_records(stack.stores, 2)
         assert all(r.actual == r.amounts for r in records)
         assert_bounded(mini_billed(fake), records)
         await assert_within_limit(stack.ledger)
@@ -217,7 +215,7 @@ async def test_a_connection_reset_after_the_request_was_sent_is_charged_its_rese
             message = answer["error"]["message"]
             assert "the connection was lost after the request was sent" in message
             assert "charged its reservation" in message
-        records = await settled_records(stack.ledger, 2)
+        records = await settled_records(stack.stores, 2)
         assert len(fake.billed) == 2
         assert all(r.actual == r.amounts for r in records)
         assert_bounded(mini_billed(fake), records)
@@ -233,9 +231,8 @@ async def test_an_upstream_that_cannot_be_reached_is_502_and_nothing_is_charged(
     app = build_app(pol, store_url, keys={"openai": "sk-unused"})
     async with serving(app) as url:
         answers = await post_all(url, [chat(max_tokens=4000)])
-        ledger = app[RUNTIME].ledger
-        records = await reservations(ledger)
-        row = await line(ledger, "alpha", "tenant")
+        records = await reservations(app[STORES])
+        row = await line(app[STORES].ledger, "alpha", "tenant")
     [(status, answer)] = answers
     assert status == 502
     assert isinstance(answer, dict)
@@ -257,7 +254,7 @@ async def test_a_call_the_proxy_gives_up_on_is_charged_its_reservation(
         [forward] = [t for t in tasks.running() if t.get_name().startswith("call ")]
         forward.cancel()
         await asyncio.wait([forward])
-        [record] = await settled_records(stack.ledger, 1)
+        [record] = await settled_records(stack.stores, 1)
         assert record.actual == record.amounts
         await until(lambda: len(fake.billed) == 1, "the provider billing the generation")
         assert_bounded(mini_billed(fake), [record])
@@ -285,19 +282,19 @@ async def test_a_proxy_that_stops_charges_the_calls_it_gives_up_before_closing_t
         host, port = runner.addresses[0][:2]
         call = asyncio.ensure_future(post_all(f"http://{host}:{port}", [chat(max_tokens=4000)]))
         await until(lambda: fake.in_flight == 1, "the call reaching the provider")
-        stopped = app[RUNTIME].ledger
+        stopped = app[STORES]
         await runner.cleanup()
         await asyncio.gather(call, return_exceptions=True)
-        ledger = stopped if store_url == "memory://" else open_ledger(store_url, SETTINGS)
+        stores = stopped if store_url == "memory://" else open_store(store_url, SETTINGS)
         try:
-            [record] = await reservations(ledger)
+            [record] = await reservations(stores)
             assert record.state == "COMMITTED" and record.actual == record.amounts
             await until(lambda: len(fake.billed) == 1, "the provider billing the generation")
             assert_bounded(mini_billed(fake), [record])
-            await assert_within_limit(ledger)
+            await assert_within_limit(stores.ledger)
         finally:
-            if ledger is not stopped:
-                await ledger.close()
+            if stores is not stopped:
+                await stores.close()
 
 
 # -- hidden reasoning -----------------------------------------------------------------------------
@@ -343,7 +340,7 @@ async def test_a_reasoning_model_stream_without_usage_is_charged_its_reservation
         [billed] = fake.billed
         assert (billed.prompt_tokens, billed.completion_tokens) == (8, 4000)
         assert billed.reasoning_tokens == 3000
-        [record] = await settled_records(stack.ledger, 1)
+        [record] = await settled_records(stack.stores, 1)
         assert record.actual == record.amounts
         assert_bounded(breadth_billed(fake, "o3-mini"), [record])
         await assert_within_limit(stack.ledger)
@@ -369,7 +366,7 @@ async def test_the_policy_s_reasoning_flag_decides_a_stream_without_usage(
     async with local_stack(pol, store=store_url, fake=fake) as stack:
         [(status, _)] = await post_all(stack.url, [body])
         assert status == 200
-        [record] = await settled_records(stack.ledger, 1)
+        [record] = await settled_records(stack.stores, 1)
         billed = breadth_billed(fake, "llama-3.1-8b")
         assert_bounded(billed, [record])
         assert record.actual is not None

@@ -25,9 +25,11 @@ from support import (
 )
 
 from proxy.core.errors import LedgerUnavailable
+from proxy.core.types import ReservationSettings
 from proxy.gateway.context import RUNTIME
 from proxy.policy.runtime import Policy
-from proxy.store.api_keys import Keys, open_key_store
+from proxy.store.api_keys import Keys
+from proxy.store.open import open_store
 from proxy.testing.local import Stack, local_stack
 
 MESSAGES = [{"role": "user", "content": "Write a haiku about budgets."}]
@@ -164,9 +166,9 @@ async def test_revocation_reaches_every_replica(tmp_path: Path, redis_url: str) 
 
 async def test_rotated_key_works_through_its_grace_then_401(tmp_path: Path, store_url: str) -> None:
     now = [1_700_000_000_000]
-    store = open_key_store(store_url, clock=lambda: now[0])
+    stores = open_store(store_url, ReservationSettings(), clock=lambda: now[0])
     try:
-        async with proxy(tmp_path, store_url, key_store=store) as stack:
+        async with proxy(tmp_path, store_url, key_store=stores.api_keys) as stack:
             old, record = await keys_of(stack).create("alpha")
             assert (await post(stack, bearer(old)))[0] == 200  # cached from here on
             new, _ = await keys_of(stack).rotate("alpha", record.key_id, grace_ms=60_000)
@@ -178,7 +180,7 @@ async def test_rotated_key_works_through_its_grace_then_401(tmp_path: Path, stor
             assert (await post(stack, bearer(new)))[0] == 200
             assert stack.fake.calls == 4
     finally:
-        await store.close()
+        await stores.close()
 
 
 async def test_burst_of_unknown_keys_costs_one_lookup_each(tmp_path: Path, store_url: str) -> None:

@@ -13,8 +13,8 @@ from support import TABLE, chat, chat_prompt_tokens, line, mini_cost, oracle, po
 from proxy.core.types import MAX_AMOUNT, ReservationSettings
 from proxy.metering.pricing import Usage, amounts
 from proxy.policy.prices import ModelPrice
-from proxy.store.ledger import open_ledger
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
+from proxy.store.open import open_store
 from proxy.testing.local import local_stack
 
 BIG_LIMIT = MAX_AMOUNT - 1
@@ -27,7 +27,8 @@ async def test_committed_cost_equals_the_formula_on_each_store(
     usage = Usage(prompt, completion, cached)
     charge = amounts(p, usage)
     assert charge["USD"] == oracle(p, usage) == expected
-    ledger = open_ledger(store_url, ReservationSettings())
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         line_ = BudgetLine("tenant", "acme", "USD", "month", BIG_LIMIT)
         result = await ledger.reserve(
@@ -39,11 +40,12 @@ async def test_committed_cost_equals_the_formula_on_each_store(
         assert (row.spent, row.reserved) == (expected, 0)
         assert result.lines[0].remaining == BIG_LIMIT
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 async def test_amounts_just_below_2_pow_52_add_up_exactly(store_url: str) -> None:
-    ledger = open_ledger(store_url, ReservationSettings())
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         line_ = BudgetLine("tenant", "acme", "USD", "month", BIG_LIMIT)
         half = (MAX_AMOUNT - 2) // 2
@@ -58,7 +60,7 @@ async def test_amounts_just_below_2_pow_52_add_up_exactly(store_url: str) -> Non
         denied = await ledger.reserve(ReserveRequest("acme", "c", [line_], [Candidate({"USD": 2})]))
         assert not denied.allowed and denied.lines[0].remaining == 1
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 async def test_unknown_tenant_is_admitted_on_the_unknown_tenant_plan(tmp_path: Path) -> None:

@@ -40,8 +40,8 @@ from proxy.gateway.metrics import (
     max_tenants_from_env,
     tenants_from_env,
 )
-from proxy.store.api_keys import open_key_store
-from proxy.store.ledger import open_ledger
+from proxy.store.api_keys import RedisKeyStore
+from proxy.store.open import open_store
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.local import Stack, local_stack
 
@@ -307,7 +307,7 @@ async def test_a_tenant_key_in_a_logged_field_never_reaches_the_running_proxy_s_
     fake = FakeUpstream()
     args = ("--log-format", "json")
     async with proxy_in_front_of(fake, path, redis_url, 0, *args) as (url, proc):
-        store = open_key_store(redis_url)
+        store = RedisKeyStore(redis_url)
         try:
             key, _ = await store.create("alpha")
         finally:
@@ -325,11 +325,12 @@ async def test_a_tenant_key_in_a_logged_field_never_reaches_the_running_proxy_s_
     assert [(c["request_id"], c["scope"]) for c in calls] == [
         (REDACTED, f"tenant=alpha/run={REDACTED}")
     ]
-    ledger = open_ledger(redis_url, ReservationSettings())
+    stores = open_store(redis_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         [row] = await ledger.balances("alpha")
     finally:
-        await ledger.close()
+        await stores.close()
     assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(chat()), 100), 0)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from conftest import STORES
+from conftest import ALL_STORES
 from support import (
     admits_exactly,
     chat,
@@ -43,7 +43,7 @@ def charged_units(body: dict[str, Any]) -> int:
     return mini_cost(chat_prompt_tokens(body), body["max_tokens"])
 
 
-@pytest.mark.parametrize("store_url", STORES, indirect=True)
+@pytest.mark.parametrize("store_url", ALL_STORES, indirect=True)
 async def test_exactly_ten_of_200_concurrent_calls_are_forwarded(
     tmp_path: Path, store_url: str
 ) -> None:

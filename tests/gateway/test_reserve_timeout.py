@@ -17,13 +17,13 @@ import aiohttp
 import openai
 import pytest
 import redis.asyncio as aioredis
+from hooks_support import quota_counters
 from support import RedisProc, eventually, mini_cost, policy, settled
 
 from proxy.core.tasks import spawn
 from proxy.gateway.context import RUNTIME
 from proxy.store.ledger import RedisLedger
-from proxy.store.ledger.base import Ledger
-from proxy.testing.local import local_stack
+from proxy.testing.local import Stack, local_stack
 
 ALPHA = {"X-Cycles-Tenant": "alpha"}
 RESERVATIONS = "/v1/cycles/reservations"
@@ -56,11 +56,11 @@ async def asleep(port: int) -> bool:
         await writer.wait_closed()
 
 
-async def reservations(ledger: Ledger) -> dict[str, str]:
+async def reservations(stack: Stack) -> dict[str, str]:
     """Reservation id -> state, for every reservation the audit shows admitted."""
-    entries = await ledger.audit("alpha")  # type: ignore[attr-defined]
+    entries = await stack.stores.tenants.audit("alpha")
     ids = [e.fields["reservation"] for e in entries if e.fields.get("decision") == "ALLOW"]
-    records = [await ledger.reservation("alpha", rid) for rid in ids]
+    records = [await stack.ledger.reservation("alpha", rid) for rid in ids]
     return {rid: r.state if r else "MISSING" for rid, r in zip(ids, records, strict=True)}
 
 
@@ -91,12 +91,12 @@ async def test_a_reserve_that_timed_out_is_released_by_id_never_charged(
             await stall
 
             async def late_reserve_released() -> dict[str, str] | None:
-                states = await reservations(ledger)
+                states = await reservations(stack)
                 return states if len(states) == 2 and "OPEN" not in states.values() else None
 
             states = await eventually(late_reserve_released, "the timed-out reserve released")
             assert sorted(states.values()) == ["COMMITTED", "RELEASED"]
-            assert "q|conc|tenant|alpha" not in await ledger.counters("alpha")
+            assert "q|conc|tenant|alpha" not in await quota_counters(ledger, "alpha")
             # The slot is free again (limit 1), and only what was billed is charged.
             await call(client)
             row = await settled(ledger)
@@ -160,7 +160,7 @@ async def test_an_action_reserve_that_timed_out_is_released_by_id(
             await stall
 
             async def late_reserve_released() -> dict[str, str] | None:
-                states = await reservations(ledger)
+                states = await reservations(stack)
                 return (
                     states
                     if len(states) == 2 and list(states.values()).count("OPEN") == 1

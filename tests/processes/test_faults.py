@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from hooks_support import quota_counters
 from support import (
     RedisProc,
     chat,
@@ -35,9 +36,9 @@ from proxy.gateway import spill
 from proxy.gateway.context import RUNTIME
 from proxy.gateway.spill import Buckets, Spill
 from proxy.policy.runtime import Policy
-from proxy.store.ledger import open_ledger
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
 from proxy.store.ledger.redis import RedisLedger
+from proxy.store.open import open_store
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import local_stack, serving
 
@@ -57,12 +58,13 @@ def billed_cost(fake: FakeUpstream) -> int:
 
 
 async def spent(url: str, tenant: str = "alpha") -> tuple[int, int]:
-    ledger = open_ledger(url, ReservationSettings())
+    stores = open_store(url, ReservationSettings())
+    ledger = stores.ledger
     try:
         row = await line(ledger, tenant, "tenant")
         return row.spent, row.reserved
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 async def spent_reaches(url: str, expected: int) -> None:
@@ -228,7 +230,7 @@ async def test_killed_proxy_streams_are_reclaimed_by_another_replica(
         await eventually(reclaimed, "another replica reclaiming the killed proxy's reservations")
         # on_expiry: charge (the default): each stream is charged its estimate.
         assert await spent(redis_proc.url) == (20 * cost, 0)
-        counters = await replica.counters("alpha")
+        counters = await quota_counters(replica, "alpha")
         assert counters.get("q|conc|tenant|alpha", 0) == 0
     finally:
         await replica.close()
@@ -262,7 +264,7 @@ async def test_a_running_replica_reclaims_a_killed_replicas_streams_by_itself(
 
             await eventually(counted, "the sweeper's metric counting the 5 reclaims")
         assert await spent(redis_proc.url) == (5 * cost, 0)  # on_expiry: charge, the default
-        assert (await ledger.counters("alpha")).get("q|conc|tenant|alpha", 0) == 0
+        assert (await quota_counters(ledger, "alpha")).get("q|conc|tenant|alpha", 0) == 0
     finally:
         await ledger.close()
 
@@ -308,7 +310,8 @@ async def test_four_replicas_racing_one_budget_admit_exactly_what_it_fits(
 
 
 async def test_a_spilled_call_written_twice_is_charged_once() -> None:
-    ledger = open_ledger("memory://", ReservationSettings())
+    stores = open_store("memory://", ReservationSettings())
+    ledger = stores.ledger
     request = ReserveRequest(
         tenant="alpha",
         reservation_id="spilled-1",
@@ -351,7 +354,8 @@ async def test_charges_still_spilled_at_shutdown_are_written_on_the_way_out(
 
 
 async def test_the_spill_drops_its_oldest_entries_beyond_its_cap() -> None:
-    ledger = open_ledger("memory://", ReservationSettings())
+    stores = open_store("memory://", ReservationSettings())
+    ledger = stores.ledger
     capped = Spill(limit=3)
     for i in range(1, 6):
         request = ReserveRequest(

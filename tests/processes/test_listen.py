@@ -16,8 +16,8 @@ from listen_support import Pinger, address, call_and_leave, read_answer
 from support import chat, chat_prompt_tokens, eventually, line, mini_cost, policy, proxy_in_front_of
 
 from proxy.core.types import ReservationSettings
-from proxy.store.ledger import open_ledger
 from proxy.store.ledger.base import BalanceRow, Ledger
+from proxy.store.open import open_store
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 
 HEADER_LIMIT = 2.0
@@ -117,11 +117,12 @@ async def test_connections_past_the_bound_are_refused_and_clients_are_served_aga
         async with sdk:
             answer = await sdk.chat.completions.create(**chat(max_tokens=10))
         assert answer.choices[0].message.content
-    ledger = open_ledger(redis_url, ReservationSettings())
+    stores = open_store(redis_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         row = await line(ledger, "alpha", "tenant")
     finally:
-        await ledger.close()
+        await stores.close()
     assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(chat()), 10), 0)
     assert fake.calls == 1
 
@@ -153,11 +154,12 @@ async def test_idle_keep_alive_connections_give_their_place_to_a_new_client(
         for p in pingers:
             p.stop.set()
         await asyncio.gather(*pinging)
-    ledger = open_ledger(redis_url, ReservationSettings())
+    stores = open_store(redis_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         row = await line(ledger, "alpha", "tenant")
     finally:
-        await ledger.close()
+        await stores.close()
     assert (row.spent, row.reserved) == (mini_cost(chat_prompt_tokens(chat()), 10), 0)
 
 
@@ -230,11 +232,12 @@ async def test_calls_whose_clients_left_still_hold_their_place_until_they_end(
     async with proxy_in_front_of(fake, policy_file(tmp_path), redis_url, 0, *bound) as (url, _):
         answers = [await call_and_leave(url, body, fake) for _ in range(12)]
         await eventually(lambda: fake.in_flight == 0 and fake.calls >= 4, "the calls ending")
-        ledger = open_ledger(redis_url, ReservationSettings())
+        stores = open_store(redis_url, ReservationSettings())
+        ledger = stores.ledger
         try:
             row = await eventually(lambda: _settled_line(ledger), "every call that went up settled")
         finally:
-            await ledger.close()
+            await stores.close()
     assert fake.peak_in_flight <= 4, fake.peak_in_flight
     assert sum(a.startswith(b"HTTP/1.1 503") for a in answers) >= 12 - fake.calls
     assert row.spent == fake.calls * mini_cost(chat_prompt_tokens(body), 5)

@@ -22,7 +22,7 @@ from proxy.gateway import scrape
 from proxy.gateway.context import RUNTIME
 from proxy.policy import load_policy
 from proxy.settings import Settings, validate
-from proxy.store.api_keys import open_key_store
+from proxy.store.api_keys import RedisKeyStore
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.local import serving
 
@@ -79,7 +79,7 @@ async def test_a_gateway_process_serves_metrics_on_its_metrics_listener_only(
     """`cycles-proxy serve` in gateway mode with --metrics-listen on every interface and
     CYCLES_METRICS_TOKEN: what the chart runs. /metrics is there, for the token only."""
     gateway(tmp_path)
-    keys = open_key_store(redis_url)
+    keys = RedisKeyStore(redis_url)
     try:
         key, _ = await keys.create("alpha")
     finally:

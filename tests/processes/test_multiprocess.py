@@ -20,7 +20,7 @@ from support import (
 )
 
 from proxy.core.types import ReservationSettings
-from proxy.store.ledger import open_ledger
+from proxy.store.open import open_store
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.local import serving
 
@@ -61,12 +61,13 @@ async def test_two_processes_on_one_redis_forward_exactly_the_budget(
     assert statuses.count(200) == 10 and statuses.count(402) == 190
     assert fake.calls == 10
     assert sum(mini_cost(b.prompt_tokens, b.completion_tokens) for b in fake.billed) == 10 * cost
-    ledger = open_ledger(redis_url, ReservationSettings())
+    stores = open_store(redis_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         tenant = await line(ledger, "alpha", "tenant")
         assert (tenant.spent, tenant.reserved) == (10 * cost, 0)
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 async def test_runs_per_day_holds_across_two_processes(tmp_path: Path, redis_url: str) -> None:

@@ -17,8 +17,8 @@ from support import chat, eventually, line, mini_cost, policy, printed, proxy_in
 from proxy.core.errors import Forbidden
 from proxy.core.types import ReservationSettings
 from proxy.gateway import handlers
-from proxy.store.api_keys import open_key_store
-from proxy.store.ledger import open_ledger
+from proxy.store.api_keys import RedisKeyStore
+from proxy.store.open import open_store
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 
 STREAMS = 20
@@ -36,13 +36,14 @@ async def started(fake: FakeUpstream, count: int) -> None:
 
 
 async def assert_settled(store: str, fake: FakeUpstream) -> None:
-    ledger = open_ledger(store, ReservationSettings())
+    stores = open_store(store, ReservationSettings())
+    ledger = stores.ledger
     try:
         tenant = await line(ledger, "alpha", "tenant")
         billed = sum(mini_cost(b.prompt_tokens, b.completion_tokens) for b in fake.billed)
         assert (tenant.spent, tenant.reserved) == (billed, 0)
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 @pytest.mark.timeout(60)
@@ -52,7 +53,7 @@ async def test_gateway_sigterm_finishes_streams_in_flight_refuses_new_ones_and_e
     policy(tmp_path, "tenant: {limit: 50, period: month}")
     path = tmp_path / "policy.yaml"
     path.write_text(path.read_text().replace("identity: header", "identity: api_key"))
-    keys = open_key_store(redis_url)
+    keys = RedisKeyStore(redis_url)
     plain, _ = await keys.create("alpha")
     await keys.close()
     fake = FakeUpstream(FakeSettings(chunks=20, chunk_delay=0.05))

@@ -26,7 +26,7 @@ from support import (
 )
 
 from proxy.core.types import ReservationSettings
-from proxy.store.ledger import open_ledger
+from proxy.store.open import open_store
 from proxy.store.redis import layout as keys
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 
@@ -89,12 +89,13 @@ async def test_two_workers_share_the_port_and_one_budget(tmp_path: Path, redis_u
     assert statuses.count(200) == 10 and statuses.count(402) == 190
     assert fake.calls == 10
     assert owners <= workers
-    ledger = open_ledger(redis_url, ReservationSettings())
+    stores = open_store(redis_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         tenant = await line(ledger, "alpha", "tenant")
         assert (tenant.spent, tenant.reserved) == (10 * cost, 0)
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 @pytest.mark.timeout(90)

@@ -34,12 +34,13 @@ from proxy.core.types import ReservationSettings
 from proxy.policy import load_policy
 from proxy.settings import Settings, validate
 from proxy.store.api_keys import Keys, RedisKeyStore, digest
-from proxy.store.ledger import RedisLedger, open_ledger
+from proxy.store.ledger import RedisLedger
 from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
-from proxy.store.ledger.tenancy import TenantRecord
+from proxy.store.open import open_store
 from proxy.store.redis import layout as keys
 from proxy.store.redis.clients import check_url
 from proxy.store.replays import Record, RedisReplays
+from proxy.store.tenants import TenantRecord
 from proxy.testing.local import local_stack
 
 SPREAD = ("alpha", "delta", "initech")
@@ -116,20 +117,21 @@ async def test_every_masters_tenants_get_exactly_their_budget_under_concurrency(
 
 
 async def test_sweeper_and_tenant_listing_reach_every_master(redis_cluster_url: str) -> None:
-    ledger = RedisLedger(redis_cluster_url, ReservationSettings(cap_ms=0), "me")
+    stores = open_store(redis_cluster_url, ReservationSettings(cap_ms=0), owner="me")
+    ledger = stores.ledger
     try:
         for tenant in SPREAD:
-            await ledger.create_tenant(TenantRecord(tenant, "pro"), actor="test")
+            await stores.tenants.create_tenant(TenantRecord(tenant, "pro"), actor="test")
             assert (await ledger.reserve(ask(tenant, "r1"))).allowed
         await ledger.heartbeat()
         assert await ledger.sweep_all() == 3
         for tenant in SPREAD:
             rows = await ledger.balances(tenant)
             assert [(r.spent, r.reserved) for r in rows] == [(100, 0)]
-        listed = await ledger.list_tenants(after=None, limit=10)
+        listed = await stores.tenants.list_tenants(after=None, limit=10)
         assert [r.id for r in listed] == sorted(SPREAD)
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 async def test_each_master_holds_an_epoch_key_and_a_second_process_shares_them(
@@ -249,20 +251,22 @@ async def test_client_retries_are_recorded_on_the_tenants_master(redis_cluster_u
 
 async def test_seed_list_finds_the_cluster_past_a_dead_seed(redis_cluster_url: str) -> None:
     url = redis_cluster_url.replace("://", f"://127.0.0.1:{free_port()},")
-    ledger = open_ledger(url, ReservationSettings(), "me")
+    stores = open_store(url, ReservationSettings(), owner="me")
+    ledger = stores.ledger
     try:
         assert (await ledger.reserve(ask("delta", "r1"))).allowed
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 async def test_an_unreachable_cluster_is_unavailable_not_an_error() -> None:
-    ledger = open_ledger(f"redis+cluster://127.0.0.1:{free_port()}", ReservationSettings())
+    stores = open_store(f"redis+cluster://127.0.0.1:{free_port()}", ReservationSettings())
+    ledger = stores.ledger
     try:
         with pytest.raises(LedgerUnavailable):
             await ledger.reserve(ask("alpha", "r1"))
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Key stores (memory and Redis, one suite) and the cache in front of them."""
+"""Key stores (every store of conftest.ALL_STORES, one suite) and the cache in front of them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from conftest import EVERY_STORE
 from support import eventually, following_key_events
 
 from proxy.core import tasks
+from proxy.core.types import ReservationSettings
 from proxy.store.api_keys import (
     PLAIN,
     Failures,
@@ -18,9 +20,9 @@ from proxy.store.api_keys import (
     KeyStore,
     RedisKeyStore,
     digest,
-    open_key_store,
 )
 from proxy.store.api_keys.redis import EVENTS, GLOBAL, tenant_keys
+from proxy.store.open import open_store
 
 T0 = 1_700_000_000_000
 
@@ -45,9 +47,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def store(store_url: str, clock: Clock) -> AsyncIterator[KeyStore]:
-    the_store = open_key_store(store_url, clock=clock.ms)
-    yield the_store
-    await the_store.close()
+    stores = open_store(store_url, ReservationSettings(), clock=clock.ms)
+    yield stores.api_keys
+    await stores.close()
 
 
 def count_lookups(store: KeyStore) -> list[str]:
@@ -63,6 +65,7 @@ def count_lookups(store: KeyStore) -> list[str]:
     return asked
 
 
+@EVERY_STORE
 async def test_created_key_is_shown_once_and_found_by_its_hash(store: KeyStore) -> None:
     plain, record = await store.create("Alpha", workspace="W1")
     assert PLAIN.fullmatch(plain)
@@ -73,6 +76,7 @@ async def test_created_key_is_shown_once_and_found_by_its_hash(store: KeyStore) 
     assert await store.lookup(digest(plain + "x")) is None
 
 
+@EVERY_STORE
 async def test_listing_never_carries_the_key_or_its_hash(store: KeyStore) -> None:
     plain, first = await store.create("alpha")
     _, second = await store.create("alpha", app="bot")
@@ -82,6 +86,7 @@ async def test_listing_never_carries_the_key_or_its_hash(store: KeyStore) -> Non
     assert plain not in repr(listed) and digest(plain) not in repr(listed)
 
 
+@EVERY_STORE
 async def test_revoked_key_is_found_revoked_and_unknown_ids_are_refused(store: KeyStore) -> None:
     plain, record = await store.create("alpha")
     await store.revoke("alpha", record.key_id)
@@ -94,6 +99,7 @@ async def test_revoked_key_is_found_revoked_and_unknown_ids_are_refused(store: K
         await store.revoke("alpha", "key_nosuchkey000")
 
 
+@EVERY_STORE
 async def test_rotated_key_works_until_its_grace_ends(store: KeyStore, clock: Clock) -> None:
     old_plain, old = await store.create("alpha", workspace="w1")
     new_plain, new = await store.rotate("alpha", old.key_id, grace_ms=5_000)
@@ -108,6 +114,7 @@ async def test_rotated_key_works_until_its_grace_ends(store: KeyStore, clock: Cl
         await store.rotate("alpha", old.key_id, grace_ms=5_000)
 
 
+@EVERY_STORE
 async def test_revoke_all_closes_every_key_of_the_tenant(store: KeyStore) -> None:
     keys = [await store.create("alpha") for _ in range(3)]
     _, other = await store.create("beta")
@@ -121,6 +128,7 @@ async def test_revoke_all_closes_every_key_of_the_tenant(store: KeyStore) -> Non
     assert other.state == "active"
 
 
+@EVERY_STORE
 async def test_invalid_scope_values_are_refused(store: KeyStore) -> None:
     with pytest.raises(ValueError, match="tenant"):
         await store.create("al:pha")
@@ -128,6 +136,7 @@ async def test_invalid_scope_values_are_refused(store: KeyStore) -> None:
         await store.create("alpha", workspace="a/b")
 
 
+@EVERY_STORE
 async def test_unknown_key_costs_one_lookup_per_negative_ttl(store: KeyStore) -> None:
     asked = count_lookups(store)
     now = Clock(100.0)
@@ -145,6 +154,7 @@ async def test_unknown_key_costs_one_lookup_per_negative_ttl(store: KeyStore) ->
     assert len(asked) == 6
 
 
+@EVERY_STORE
 async def test_known_key_is_cached_for_a_minute(store: KeyStore) -> None:
     plain, record = await store.create("alpha")
     asked = count_lookups(store)
@@ -160,6 +170,7 @@ async def test_known_key_is_cached_for_a_minute(store: KeyStore) -> None:
     assert len(asked) == 2
 
 
+@EVERY_STORE
 async def test_a_change_through_the_store_evicts_at_once(store: KeyStore) -> None:
     plain, record = await store.create("alpha")
     keys = Keys(store)
@@ -169,6 +180,7 @@ async def test_a_change_through_the_store_evicts_at_once(store: KeyStore) -> Non
     assert found is not None and found.state == "revoked"
 
 
+@EVERY_STORE
 async def test_cache_is_bounded(store: KeyStore) -> None:
     keys = Keys(store, max_entries=3)
     for i in range(10):
@@ -177,6 +189,7 @@ async def test_cache_is_bounded(store: KeyStore) -> None:
     assert len(keys) <= 6  # at most max_entries positive + max_entries negative
 
 
+@EVERY_STORE
 async def test_lookup_racing_a_revocation_is_not_cached(store: KeyStore) -> None:
     plain, record = await store.create("alpha")
     keys = Keys(store)

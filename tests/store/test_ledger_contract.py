@@ -1,5 +1,5 @@
-# The stores/ledger fixtures are imported from ledger_support; tests take them as arguments,
-# which pyflakes reads as redefining the import.
+# The ledger fixture is imported from ledger_support (on conftest's `opener`: every store);
+# tests take it as an argument, which pyflakes reads as redefining the import.
 # ruff: noqa: F811
 """One contract for every ledger store: each test runs against `memory://`, a real Redis and a
 real three-master Redis Cluster."""
@@ -13,20 +13,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from conftest import EVERY_STORE, Opener
+from hooks_support import set_status, sweep_tenant
 from ledger_support import (  # noqa: F401
     EXPIRE_NOW,
-    Stores,
+    add_credit,
     ask,
     book,
     ledger,
     line,
-    stores,
+    resv_entries,
 )
 from support import dated
 
 from proxy.core.errors import AmountOutOfRange
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger.base import BudgetLine, Candidate, Condition, Ledger, Reservation
+
+pytestmark = EVERY_STORE
 
 BIG = 2**52 - 1
 
@@ -124,13 +128,13 @@ async def test_shadow_reports_the_fitting_candidate_but_reserves_the_call_as_ask
 
 @pytest.mark.parametrize("status", ["suspended", "closed"])
 async def test_inactive_tenant_is_refused_even_in_shadow(ledger: Ledger, status: Any) -> None:
-    await ledger.set_status("acme", status)
+    await set_status(ledger, "acme", status)
     for shadow in (False, True):
         result = await ledger.reserve(ask(f"a{shadow}", [line()], shadow=shadow))
         assert (result.allowed, result.would_allow, result.candidate) == (False, False, -1)
         assert result.status == status and result.reservation is None
     assert await ledger.balances("acme") == []
-    await ledger.set_status("acme", "active")
+    await set_status(ledger, "acme", "active")
     assert (await ledger.reserve(ask("b", [line()]))).status == "active"
 
 
@@ -150,8 +154,8 @@ async def test_same_reservation_id_is_not_reserved_twice(ledger: Ledger) -> None
     assert await book(ledger) == {"tenant|acme|USD": (0, 900)}
 
 
-async def test_remaining_counts_credit(stores: Stores, ledger: Ledger) -> None:
-    await stores.add_credit(ledger, f"tenant|acme|USD|{datetime.now(UTC).strftime(MONTH)}", 500)
+async def test_remaining_counts_credit(ledger: Ledger) -> None:
+    await add_credit(ledger, f"tenant|acme|USD|{datetime.now(UTC).strftime(MONTH)}", 500)
     result = await ledger.reserve(ask("a", [line(limit=100)], {"USD": 550}))
     assert result.allowed and result.lines[0].remaining == 50
     assert (await ledger.balances("acme"))[0].credit == 500
@@ -278,24 +282,24 @@ async def test_release_without_record_frees_nothing_and_leaves_a_tombstone(
 
 async def test_sweep_leaves_live_reservations_alone(ledger: Ledger) -> None:
     await reserved(ledger, "a", [line()], {"USD": 100})
-    assert await ledger.sweep("acme") == 0
+    assert await sweep_tenant(ledger, "acme") == 0
     assert await ledger.sweep_all() == 0
     assert await book(ledger) == {"tenant|acme|USD": (0, 100)}
 
 
-async def test_expired_reservation_is_charged_its_estimate(stores: Stores) -> None:
-    ledger = stores.open(EXPIRE_NOW)
+async def test_expired_reservation_is_charged_its_estimate(opener: Opener) -> None:
+    ledger = opener.open(EXPIRE_NOW).ledger
     await reserved(ledger, "a", [line()], {"USD": 100})
-    assert await ledger.sweep("acme") == 1
+    assert await sweep_tenant(ledger, "acme") == 1
     assert await book(ledger) == {"tenant|acme|USD": (100, 0)}
-    assert await ledger.sweep("acme") == 0
+    assert await sweep_tenant(ledger, "acme") == 0
 
 
-async def test_commit_after_expiry_charges_only_difference(stores: Stores) -> None:
-    ledger = stores.open(EXPIRE_NOW)
+async def test_commit_after_expiry_charges_only_difference(opener: Opener) -> None:
+    ledger = opener.open(EXPIRE_NOW).ledger
     over = await reserved(ledger, "a", [line()], {"USD": 100, "TOKENS": 10})
     under = await reserved(ledger, "b", [line()], {"USD": 100})
-    assert await ledger.sweep("acme") == 2
+    assert await sweep_tenant(ledger, "acme") == 2
     settled = await ledger.commit(over, {"USD": 130, "TOKENS": 12})
     assert (settled.state, settled.first, settled.charged) == (
         "COMMITTED",
@@ -306,8 +310,8 @@ async def test_commit_after_expiry_charges_only_difference(stores: Stores) -> No
     assert await book(ledger) == {"tenant|acme|USD": (200, 0)}
 
 
-async def test_expiry_releases_when_policy_says_release(stores: Stores) -> None:
-    ledger = stores.open(ReservationSettings(cap_ms=0, on_expiry="release"))
+async def test_expiry_releases_when_policy_says_release(opener: Opener) -> None:
+    ledger = opener.open(ReservationSettings(cap_ms=0, on_expiry="release")).ledger
     resv = await reserved(ledger, "a", [line()], {"USD": 100})
     assert await ledger.sweep_all() == 1
     assert await book(ledger) == {"tenant|acme|USD": (0, 0)}
@@ -317,24 +321,24 @@ async def test_expiry_releases_when_policy_says_release(stores: Stores) -> None:
 
 async def test_dead_owners_reservations_are_reclaimed_at_once(ledger: Ledger) -> None:
     await reserved(ledger, "a", [line()], {"USD": 100})
-    assert await ledger.sweep("acme", dead_owners=["someone-else"]) == 0
-    assert await ledger.sweep("acme", dead_owners=["me"]) == 1
+    assert await sweep_tenant(ledger, "acme", dead_owners=["someone-else"]) == 0
+    assert await sweep_tenant(ledger, "acme", dead_owners=["me"]) == 1
     assert await book(ledger) == {"tenant|acme|USD": (100, 0)}
 
 
-async def test_expired_tombstone_is_forgotten(stores: Stores) -> None:
-    ledger = stores.open(ReservationSettings(tombstone_ms=0))
+async def test_expired_tombstone_is_forgotten(opener: Opener) -> None:
+    ledger = opener.open(ReservationSettings(tombstone_ms=0)).ledger
     resv = await reserved(ledger, "a", [line()], {"USD": 100})
     await ledger.commit(resv, {"USD": 100})
     await asyncio.sleep(0.002)
-    assert await ledger.sweep("acme") == 0
+    assert await sweep_tenant(ledger, "acme") == 0
     assert (await ledger.commit(resv, {"USD": 100})).first  # no record left to say otherwise
 
 
-async def test_a_kept_scope_stays_with_its_record_and_goes_with_it(stores: Stores) -> None:
+async def test_a_kept_scope_stays_with_its_record_and_goes_with_it(opener: Opener) -> None:
     """An action's reservation keeps the scope path it was made with (for whoever settles it
     later), a call's does not; the scope is forgotten with its record's tombstone."""
-    ledger = stores.open(ReservationSettings(tombstone_ms=0))
+    ledger = opener.open(ReservationSettings(tombstone_ms=0)).ledger
     path = "tenant=acme/agent=bot"
     kept = replace(ask("a", [line()], {"USD": 100}), scope=path, keep_scope=True)
     results = [await ledger.reserve(kept), await ledger.reserve(ask("b", [line()], {"USD": 1}))]
@@ -347,23 +351,23 @@ async def test_a_kept_scope_stays_with_its_record_and_goes_with_it(stores: Store
     settled = await ledger.reservation("acme", "a")
     assert settled is not None and (settled.state, settled.scope) == ("COMMITTED", path)
     await asyncio.sleep(0.002)
-    await ledger.sweep("acme")
+    await sweep_tenant(ledger, "acme")
     assert await ledger.reservation("acme", "a") is None
-    assert await stores.resv_entries(ledger) == 0
+    assert await resv_entries(ledger) == 0
 
 
-async def test_run_entries_expire_after_idle_ttl(stores: Stores) -> None:
+async def test_run_entries_expire_after_idle_ttl(opener: Opener) -> None:
     # Idle from the moment the call could no longer be open (cap 0: at once).
-    ledger = stores.open(ReservationSettings(run_idle_ms=0, cap_ms=0))
+    ledger = opener.open(ReservationSettings(run_idle_ms=0, cap_ms=0)).ledger
     resv = await reserved(ledger, "a", [line(), line("run", "r1", period="none")], {"USD": 5})
     await ledger.commit(resv, {"USD": 5})
     await asyncio.sleep(0.002)
-    await ledger.sweep("acme")
+    await sweep_tenant(ledger, "acme")
     assert await book(ledger) == {"tenant|acme|USD": (5, 0)}
 
 
-async def test_sweep_all_covers_every_tenant_that_reserved(stores: Stores) -> None:
-    ledger = stores.open(EXPIRE_NOW)
+async def test_sweep_all_covers_every_tenant_that_reserved(opener: Opener) -> None:
+    ledger = opener.open(EXPIRE_NOW).ledger
     for tenant in ("acme", "globex"):
         await ledger.reserve(ask("a", [line(value=tenant)], tenant=tenant))
     await ledger.heartbeat()

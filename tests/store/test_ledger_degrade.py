@@ -1,5 +1,5 @@
-# The stores/ledger fixtures are imported from ledger_support; tests take them as
-# arguments, which pyflakes reads as redefining the import.
+# The ledger fixture is imported from ledger_support (on conftest's `opener`: every store);
+# tests take it as an argument, which pyflakes reads as redefining the import.
 # ruff: noqa: F811
 """The contract, continued: degrade candidates, their conditions and fits, on every store.
 
@@ -12,10 +12,14 @@ import random
 from typing import Any
 
 import pytest
-from ledger_support import ask, book, ledger, line, stores  # noqa: F401
+from conftest import EVERY_STORE
+from hooks_support import quota_counters
+from ledger_support import ask, book, ledger, line  # noqa: F401
 
 from proxy.core.errors import AmountOutOfRange
 from proxy.store.ledger.base import ALWAYS, Candidate, Condition, Fit, Ledger, Quotas
+
+pytestmark = EVERY_STORE
 
 NEVER = Condition("never")
 NOT_FIT = Condition("not_fit")
@@ -374,7 +378,7 @@ async def test_bad_quotas_are_refused_before_the_store(
 ) -> None:
     with pytest.raises((ValueError, AmountOutOfRange), match=match):
         await ledger.reserve(ask("a", [line()], run=run, quotas=quotas))
-    assert await ledger.counters("acme") == {}
+    assert await quota_counters(ledger, "acme") == {}
 
 
 async def test_scope_level_q_is_reserved_for_quota_counters(ledger: Ledger) -> None:

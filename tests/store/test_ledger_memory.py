@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hooks_support import quota_counters, sweep_tenant
 
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger import MemoryLedger
@@ -76,10 +77,10 @@ async def test_period_entries_are_kept_until_period_end_plus_grace() -> None:
     assert held is not None
     await ledger.commit(held, {"USD": 100})
     clock.now = ms("2027-01-02T00:00:00") - 1
-    await ledger.sweep("acme")
+    await sweep_tenant(ledger, "acme")
     assert await rows(ledger) == {"tenant|m20261201": (100, 0)}
     clock.now += 1
-    await ledger.sweep("acme")
+    await sweep_tenant(ledger, "acme")
     assert await rows(ledger) == {}
 
 
@@ -91,10 +92,10 @@ async def test_run_entry_idle_ttl_restarts_on_every_write() -> None:
     clock.now += 50 * 60_000
     await ledger.commit(held, {"USD": 70})
     clock.now += 50 * 60_000
-    await ledger.sweep("acme")
+    await sweep_tenant(ledger, "acme")
     assert await rows(ledger) == {"run|-": (70, 0)}
     clock.now += 10 * 60_000
-    await ledger.sweep("acme")
+    await sweep_tenant(ledger, "acme")
     assert await rows(ledger) == {}
 
 
@@ -109,7 +110,7 @@ async def test_open_reservation_expires_exactly_at_its_cap() -> None:
     assert await ledger.sweep_all() == 1
     assert await rows(ledger) == {"tenant|m20261101": (100, 0)}
     clock.now += HOUR - 1
-    await ledger.sweep("acme")
+    await sweep_tenant(ledger, "acme")
     assert (await ledger.commit(held, {"USD": 60})).charged == {"USD": -40}
     assert await rows(ledger) == {"tenant|m20261101": (60, 0)}
 
@@ -125,7 +126,7 @@ async def test_reserve_cleans_up_at_most_eight_expired_entries() -> None:
     clock.now += HOUR + 1  # the idle TTL counts from when the call could no longer be open
     await ledger.reserve(ask("b", MONTHLY))
     assert len(await ledger.balances("acme")) == 3
-    await ledger.sweep("acme")
+    await sweep_tenant(ledger, "acme")
     assert await rows(ledger) == {"tenant|m20261101": (0, 100)}
 
 
@@ -176,11 +177,11 @@ async def test_rate_fields_are_dropped_two_minutes_after_the_last_call() -> None
     ledger = MemoryLedger(ReservationSettings(), clock=clock)
     await ledger.reserve(call("a", Quotas(requests_per_minute=10, tokens_per_minute=10)))
     clock.now += 120_000 - 1
-    await ledger.sweep("acme")
-    assert set(await ledger.counters("acme")) == {"q|rpm|tat", "q|tpm|tat"}
+    await sweep_tenant(ledger, "acme")
+    assert set(await quota_counters(ledger, "acme")) == {"q|rpm|tat", "q|tpm|tat"}
     clock.now += 1
-    await ledger.sweep("acme")
-    assert await ledger.counters("acme") == {}
+    await sweep_tenant(ledger, "acme")
+    assert await quota_counters(ledger, "acme") == {}
 
 
 async def test_runs_per_day_frees_at_utc_midnight_and_the_day_counter_expires() -> None:
@@ -193,15 +194,15 @@ async def test_runs_per_day_frees_at_utc_midnight_and_the_day_counter_expires() 
     clock.now += 60_000
     assert (await ledger.reserve(call("c", q, run="r2"))).allowed
     assert (await ledger.reserve(call("d", q, run="r1"))).allowed  # counted on the 23rd
-    assert await ledger.counters("acme") == {
+    assert await quota_counters(ledger, "acme") == {
         "q|runs|d20261123": 1,
         "q|runs|d20261124": 1,
         "q|run|r1|day": "d20261123",
         "q|run|r2|day": "d20261124",
     }
     clock.now = ms("2026-11-24T01:00:00")
-    await ledger.sweep("acme")
-    assert "q|runs|d20261123" not in await ledger.counters("acme")
+    await sweep_tenant(ledger, "acme")
+    assert "q|runs|d20261123" not in await quota_counters(ledger, "acme")
 
 
 async def test_concurrency_counters_never_expire_while_held() -> None:
@@ -210,10 +211,10 @@ async def test_concurrency_counters_never_expire_while_held() -> None:
     held = (await ledger.reserve(call("a", Quotas(concurrent=[("tenant", "acme", 1)])))).reservation
     assert held is not None
     clock.now += 20 * DAY
-    await ledger.sweep("acme")
-    assert await ledger.counters("acme") == {"q|conc|tenant|acme": 1}
+    await sweep_tenant(ledger, "acme")
+    assert await quota_counters(ledger, "acme") == {"q|conc|tenant|acme": 1}
     await ledger.release(held)
-    assert await ledger.counters("acme") == {}
+    assert await quota_counters(ledger, "acme") == {}
 
 
 def test_the_memory_store_keeps_the_newest_audit_entries_up_to_its_cap() -> None:

@@ -1,5 +1,5 @@
-# The stores/ledger fixtures are imported from ledger_support; tests take them as
-# arguments, which pyflakes reads as redefining the import.
+# The ledger fixture is imported from ledger_support (on conftest's `opener`: every store);
+# tests take it as an argument, which pyflakes reads as redefining the import.
 # ruff: noqa: F811
 """The contract, continued: quotas counted in the same atomic reserve, on every store.
 
@@ -12,19 +12,21 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from conftest import EVERY_STORE, Opener
+from hooks_support import quota_counters, set_status, sweep_tenant
 from ledger_support import (  # noqa: F401
     EXPIRE_NOW,
-    Stores,
     ask,
     book,
     ledger,
     line,
-    stores,
 )
 from support import dated
 
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger.base import Candidate, Condition, Ledger, Quotas, Reservation, ReserveResult
+
+pytestmark = EVERY_STORE
 
 CONC = "q|conc|tenant|acme"
 
@@ -83,7 +85,7 @@ async def test_concurrency_admits_the_limit_then_refuses_and_counts_nothing(
     fourth = await call(ledger, "a3", q)
     refused(fourth, "concurrent_requests tenant")
     assert fourth.retry_after_ms == 1000
-    assert await ledger.counters("acme") == {CONC: 3}
+    assert await quota_counters(ledger, "acme") == {CONC: 3}
     assert await book(ledger) == {"tenant|acme|USD": (0, 3)}
 
 
@@ -95,7 +97,7 @@ async def test_each_concurrency_scope_is_counted_and_named(ledger: Ledger) -> No
         await call(ledger, f"bot{i}", q("bot"))
     refused(await call(ledger, "bot2", q("bot")), "concurrent_requests agent")
     assert held(await call(ledger, "other", q("other"))).held == (CONC, "q|conc|agent|other")
-    assert await ledger.counters("acme") == {
+    assert await quota_counters(ledger, "acme") == {
         CONC: 3,
         "q|conc|agent|bot": 2,
         "q|conc|agent|other": 1,
@@ -103,22 +105,22 @@ async def test_each_concurrency_scope_is_counted_and_named(ledger: Ledger) -> No
 
 
 async def test_concurrency_is_freed_by_commit_release_and_expiry_once_each(
-    stores: Stores,
+    opener: Opener,
 ) -> None:
-    ledger, q = stores.open(EXPIRE_NOW), concurrent(3)
+    ledger, q = opener.open(EXPIRE_NOW).ledger, concurrent(3)
     a, b = held(await call(ledger, "a", q)), held(await call(ledger, "b", q))
     held(await call(ledger, "c", q))
     refused(await call(ledger, "d", q), "concurrent_requests tenant")
     await ledger.commit(a, {"USD": 1})
     await ledger.commit(a, {"USD": 1})
     await ledger.release(a)
-    assert await ledger.counters("acme") == {CONC: 2}
+    assert await quota_counters(ledger, "acme") == {CONC: 2}
     await ledger.release(b)
     await ledger.release(b)
     await ledger.commit(b, {"USD": 1})
-    assert await ledger.counters("acme") == {CONC: 1}
-    assert await ledger.sweep("acme") == 1
-    assert await ledger.counters("acme") == {}
+    assert await quota_counters(ledger, "acme") == {CONC: 1}
+    assert await sweep_tenant(ledger, "acme") == 1
+    assert await quota_counters(ledger, "acme") == {}
     assert held(await call(ledger, "e", q)).held == (CONC,)
 
 
@@ -128,20 +130,20 @@ async def test_settling_a_lost_record_frees_no_slot_another_call_holds(ledger: L
     real = held(await call(ledger, "a", concurrent(5)))
     ghost = Reservation("acme", "lost", real.fields, {"USD": 1}, real.held)
     assert (await ledger.release(ghost)).first
-    assert await ledger.counters("acme") == {CONC: 1}
+    assert await quota_counters(ledger, "acme") == {CONC: 1}
     other = Reservation("acme", "lost2", real.fields, {"USD": 1}, real.held)
     assert (await ledger.commit(other, {"USD": 1})).first
-    assert await ledger.counters("acme") == {CONC: 1}
+    assert await quota_counters(ledger, "acme") == {CONC: 1}
     assert not (await ledger.commit(other, {"USD": 1})).first
     assert (await ledger.release(real)).first
-    assert await ledger.counters("acme") == {}
+    assert await quota_counters(ledger, "acme") == {}
 
 
 async def test_fifty_concurrent_reserves_against_a_limit_of_five(ledger: Ledger) -> None:
     results = await asyncio.gather(*(call(ledger, f"r{i}", concurrent(5)) for i in range(50)))
     assert sum(r.allowed for r in results) == 5
     assert {r.quota for r in results if not r.allowed} == {"concurrent_requests tenant"}
-    assert await ledger.counters("acme") == {CONC: 5}
+    assert await quota_counters(ledger, "acme") == {CONC: 5}
     assert await book(ledger) == {"tenant|acme|USD": (0, 5)}
 
 
@@ -154,7 +156,7 @@ async def test_concurrency_never_exceeds_its_limit_while_calls_come_and_go(
         admitted = 0
         for attempt in range(4):
             result = await call(ledger, f"w{i}-{attempt}", concurrent(5))
-            seen.append(int((await ledger.counters("acme")).get(CONC, 0)))
+            seen.append(int((await quota_counters(ledger, "acme")).get(CONC, 0)))
             if result.reservation is not None:
                 admitted += 1
                 await asyncio.sleep(0)
@@ -163,7 +165,7 @@ async def test_concurrency_never_exceeds_its_limit_while_calls_come_and_go(
 
     admitted = await asyncio.gather(*(worker(i) for i in range(50)))
     assert sum(admitted) >= 5 and max(seen) <= 5
-    assert await ledger.counters("acme") == {}
+    assert await quota_counters(ledger, "acme") == {}
 
 
 # --- runs per day and steps per run ----------------------------------------------------------
@@ -182,7 +184,7 @@ async def test_runs_per_day_counts_each_run_once_and_refuses_the_next_new_run(
     assert any(abs(third.retry_after_ms - wait) < 5000 for wait in waits), (third, waits)
     held(await call(ledger, "a3", q, run="a"))
     held(await call(ledger, "no-run", q))
-    counters = await ledger.counters("acme")
+    counters = await quota_counters(ledger, "acme")
     day = runs_day(counters, before)
     assert counters == {f"q|runs|{day}": 2, "q|run|a|day": day, "q|run|b|day": day}
 
@@ -192,7 +194,7 @@ async def test_two_hundred_new_runs_at_once_admit_exactly_the_daily_quota(ledger
     before = datetime.now(UTC)
     results = await asyncio.gather(*(call(ledger, f"r{i}", q, run=f"run{i}") for i in range(200)))
     assert sum(r.allowed for r in results) == 20
-    counters = await ledger.counters("acme")
+    counters = await quota_counters(ledger, "acme")
     assert counters[f"q|runs|{runs_day(counters, before)}"] == 20
     assert sum(name.endswith("|day") for name in counters) == 20
 
@@ -205,30 +207,30 @@ async def test_steps_per_run_admits_the_limit_per_run(ledger: Ledger) -> None:
     refused(third, "steps_per_run")
     assert third.retry_after_ms == 0
     held(await call(ledger, "b0", q, run="b"))
-    assert await ledger.counters("acme") == {"q|run|a|steps": 2, "q|run|b|steps": 1}
+    assert await quota_counters(ledger, "acme") == {"q|run|a|steps": 2, "q|run|b|steps": 1}
 
 
 async def test_a_quota_denial_counts_nothing_on_the_quotas_before_it(ledger: Ledger) -> None:
     q = Quotas(concurrent=[("tenant", "acme", 10)], runs_per_day=5, steps_per_run=1)
     held(await call(ledger, "a", q, run="a"))
-    before = await ledger.counters("acme")
+    before = await quota_counters(ledger, "acme")
     refused(await call(ledger, "b", q, run="a"), "steps_per_run")
-    assert await ledger.counters("acme") == before
+    assert await quota_counters(ledger, "acme") == before
     assert await book(ledger) == {"tenant|acme|USD": (0, 1)}
 
 
-async def test_run_counters_expire_after_the_idle_ttl(stores: Stores) -> None:
-    ledger = stores.open(ReservationSettings(run_idle_ms=0, cap_ms=0))
+async def test_run_counters_expire_after_the_idle_ttl(opener: Opener) -> None:
+    ledger = opener.open(ReservationSettings(run_idle_ms=0, cap_ms=0)).ledger
     q = Quotas(runs_per_day=5, steps_per_run=5)
     before = datetime.now(UTC)
     await ledger.release(held(await call(ledger, "a", q, run="a")))
     await asyncio.sleep(0.002)
-    await ledger.sweep("acme")
-    counters = await ledger.counters("acme")
+    await sweep_tenant(ledger, "acme")
+    counters = await quota_counters(ledger, "acme")
     day = runs_day(counters, before)
     assert counters == {f"q|runs|{day}": 1}
     held(await call(ledger, "b", q, run="a"))
-    assert (await ledger.counters("acme"))[f"q|runs|{day}"] == 2
+    assert (await quota_counters(ledger, "acme"))[f"q|runs|{day}"] == 2
 
 
 # --- rates -----------------------------------------------------------------------------------
@@ -241,7 +243,7 @@ async def test_requests_per_minute_admits_a_minute_burst_then_refuses(ledger: Le
     fourth = await call(ledger, "a3", q)
     refused(fourth, "requests_per_minute")
     assert 19_000 < fourth.retry_after_ms <= 20_000
-    assert set(await ledger.counters("acme")) == {"q|rpm|tat"}
+    assert set(await quota_counters(ledger, "acme")) == {"q|rpm|tat"}
 
 
 async def test_tokens_per_minute_admits_up_to_the_limit_exactly(ledger: Ledger) -> None:
@@ -269,9 +271,9 @@ async def test_tokens_per_minute_counts_the_chosen_candidate(ledger: Ledger) -> 
 async def test_a_token_rate_denial_counts_nothing(ledger: Ledger) -> None:
     q = Quotas(concurrent=[("tenant", "acme", 5)], requests_per_minute=10, tokens_per_minute=100)
     held(await call(ledger, "a", q, tokens=100))
-    before = await ledger.counters("acme")
+    before = await quota_counters(ledger, "acme")
     refused(await call(ledger, "b", q, tokens=1), "tokens_per_minute")
-    assert await ledger.counters("acme") == before
+    assert await quota_counters(ledger, "acme") == before
 
 
 # --- shadow, status, repeats ------------------------------------------------------------------
@@ -282,16 +284,16 @@ async def test_shadow_admits_and_counts_but_names_the_quota_that_would_deny(
 ) -> None:
     q = Quotas(concurrent=[("tenant", "acme", 1)], steps_per_run=1, requests_per_minute=1)
     held(await call(ledger, "a", q, run="a", shadow=True))
-    tat = (await ledger.counters("acme"))["q|rpm|tat"]
+    tat = (await quota_counters(ledger, "acme"))["q|rpm|tat"]
     second = await call(ledger, "b", q, run="a", shadow=True)
     assert (second.allowed, second.would_allow, second.candidate) == (True, False, 0)
     assert second.quota == "concurrent_requests tenant" and second.retry_after_ms == 1000
     assert second.reservation is not None and second.reservation.held == (CONC,)
-    counters = await ledger.counters("acme")
+    counters = await quota_counters(ledger, "acme")
     assert (counters[CONC], counters["q|run|a|steps"]) == (2, 2)
     assert counters["q|rpm|tat"] == tat  # a rate that would deny is not advanced
     await ledger.release(second.reservation)
-    assert (await ledger.counters("acme"))[CONC] == 1
+    assert (await quota_counters(ledger, "acme"))[CONC] == 1
 
 
 async def test_shadow_reports_a_token_rate_it_would_deny(ledger: Ledger) -> None:
@@ -305,12 +307,12 @@ async def test_shadow_reports_a_token_rate_it_would_deny(ledger: Ledger) -> None
 
 
 async def test_inactive_tenant_counts_nothing_even_in_shadow(ledger: Ledger) -> None:
-    await ledger.set_status("acme", "suspended")
+    await set_status(ledger, "acme", "suspended")
     q = Quotas(concurrent=[("tenant", "acme", 5)], runs_per_day=5, requests_per_minute=5)
     for shadow in (False, True):
         result = await call(ledger, f"a{shadow}", q, run="r", shadow=shadow)
         assert (result.allowed, result.quota, result.status) == (False, None, "suspended")
-    assert await ledger.counters("acme") == {}
+    assert await quota_counters(ledger, "acme") == {}
 
 
 async def test_repeated_reserve_is_counted_once(ledger: Ledger) -> None:
@@ -319,7 +321,7 @@ async def test_repeated_reserve_is_counted_once(ledger: Ledger) -> None:
     first = await call(ledger, "a", q, run="r")
     again = await call(ledger, "a", q, run="r")
     assert again.reservation == first.reservation
-    counters = await ledger.counters("acme")
+    counters = await quota_counters(ledger, "acme")
     day = runs_day(counters, before)
     assert counters == {CONC: 1, f"q|runs|{day}": 1, "q|run|r|day": day, "q|run|r|steps": 1}
 
@@ -328,4 +330,4 @@ async def test_balances_show_budgets_and_counters_show_quotas(ledger: Ledger) ->
     q = Quotas(concurrent=[("tenant", "acme", 5)], steps_per_run=5, tokens_per_minute=10**6)
     await call(ledger, "a", q, run="r")
     assert [(r.level, r.reserved) for r in await ledger.balances("acme")] == [("tenant", 1)]
-    assert set(await ledger.counters("acme")) == {CONC, "q|run|r|steps", "q|tpm|tat"}
+    assert set(await quota_counters(ledger, "acme")) == {CONC, "q|run|r|steps", "q|tpm|tat"}

@@ -13,12 +13,12 @@ from typing import cast
 import pytest
 import redis
 import redis.asyncio as aioredis
-from conftest import free_port
+from conftest import CLUSTER, REDIS, free_port
 from support import commands_seen, dated, monitor
 
 from proxy.core.errors import LedgerUnavailable
 from proxy.core.types import ReservationSettings
-from proxy.store.ledger import MemoryLedger, RedisLedger, open_ledger
+from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import (
     ALWAYS,
     BudgetLine,
@@ -30,7 +30,9 @@ from proxy.store.ledger.base import (
 )
 from proxy.store.ledger.calendar import Anchor, period_end_ms, period_id
 from proxy.store.ledger.quotas import gcra
+from proxy.store.open import open_store
 from proxy.store.redis import layout as keys
+from proxy.store.tenants.redis import RedisTenants
 
 SETTINGS = ReservationSettings()
 DAY = 86_400_000
@@ -90,19 +92,16 @@ async def ledger(redis_url: str) -> AsyncIterator[RedisLedger]:
 async def test_scripts_reload_transparently_after_script_flush(
     ledger: RedisLedger, client: aioredis.Redis
 ) -> None:
+    shas = [s.sha for s in ledger.scripts.by_name.values()]
     assert (await ledger.reserve(ask("a"))).allowed
     await client.script_flush()
-    assert await client.script_exists(*(s.sha for s in ledger._scripts.values())) == [False] * len(
-        ledger._scripts
-    )
+    assert await client.script_exists(*shas) == [False] * len(shas)
     assert (await ledger.reserve(ask("b"))).allowed
     result = await ledger.reserve(ask("c"))
     assert result.reservation is not None
     await client.script_flush()
     assert (await ledger.commit(result.reservation, {"USD": 5, "TOKENS": 1})).first
-    assert await client.script_exists(*(s.sha for s in ledger._scripts.values())) == [True] * len(
-        ledger._scripts
-    )
+    assert await client.script_exists(*shas) == [True] * len(shas)
 
 
 async def test_reserve_and_settle_are_one_command_each(ledger: RedisLedger, redis_url: str) -> None:
@@ -119,6 +118,7 @@ async def test_reserve_and_settle_are_one_command_each(ledger: RedisLedger, redi
 
 async def test_ledger_unavailable_when_nothing_listens() -> None:
     ledger = RedisLedger(f"redis://127.0.0.1:{free_port()}/0", SETTINGS, "web-1")
+    tenants = RedisTenants(ledger.scripts)
     held = await MemoryLedger(SETTINGS).reserve(ask("a"))
     assert held.reservation is not None
     calls = [
@@ -126,8 +126,9 @@ async def test_ledger_unavailable_when_nothing_listens() -> None:
         ledger.commit(held.reservation, {"USD": 1}),
         ledger.release(held.reservation),
         ledger.balances("acme"),
-        ledger.set_status("acme", "suspended"),
-        ledger.sweep("acme"),
+        ledger.reservation("acme", "a"),
+        tenants.change_status("acme", "suspended", actor="ops", reason="test"),
+        tenants.get_tenant("acme"),
         ledger.heartbeat(),
         ledger.sweep_all(),
     ]
@@ -344,16 +345,16 @@ return out
         assert reply == (f"deny {retry}" if new_tat is None else str(new_tat)), (tat, now, limit)
 
 
-async def test_open_ledger_picks_the_store_by_scheme(redis_url: str) -> None:
-    assert isinstance(open_ledger("memory://", SETTINGS), MemoryLedger)
-    in_redis = open_ledger(redis_url, SETTINGS, "web-1")
-    assert isinstance(in_redis, RedisLedger) and in_redis.owner == "web-1"
+async def test_open_store_picks_the_store_by_scheme(redis_url: str) -> None:
+    assert isinstance(open_store("memory://", SETTINGS).ledger, MemoryLedger)
+    in_redis = open_store(redis_url, SETTINGS, owner="web-1")
+    assert isinstance(in_redis.ledger, RedisLedger) and in_redis.ledger.owner == "web-1"
     await in_redis.close()
-    in_cluster = open_ledger("redis+cluster://127.0.0.1:7000", SETTINGS)
-    assert isinstance(in_cluster, RedisLedger)  # nothing connects until the first call
+    in_cluster = open_store("redis+cluster://127.0.0.1:7000", SETTINGS)
+    assert isinstance(in_cluster.ledger, RedisLedger)  # nothing connects until the first call
     await in_cluster.close()
     with pytest.raises(ValueError, match="unknown store URL scheme 'mongodb'"):
-        open_ledger("mongodb://localhost", SETTINGS)
+        open_store("mongodb://localhost", SETTINGS)
 
 
 def masters(url: str) -> list[redis.Redis]:
@@ -376,7 +377,7 @@ def command_calls(url: str, command: str) -> int:
     return total
 
 
-@pytest.mark.parametrize("store_url", ["redis", "redis+cluster"], indirect=True)
+@pytest.mark.parametrize("store_url", [REDIS, CLUSTER], indirect=True)
 async def test_a_burst_on_a_cold_store_reloads_the_scripts_and_registers_the_tenant_once(
     store_url: str,
 ) -> None:
@@ -395,7 +396,7 @@ async def test_a_burst_on_a_cold_store_reloads_the_scripts_and_registers_the_ten
         assert (rows[("tenant", "USD")], rows[("run", "TOKENS")]) == ((0, 60 * 100), (0, 60))
     finally:
         await ledger.close()
-    one_reload = len(ledger._scripts) * len(masters(store_url))
+    one_reload = len(ledger.scripts.by_name) * len(masters(store_url))
     # A cluster node may answer NOSCRIPT to a call sent before the reload reached it after the
     # reload ended: that caller reloads once more. Per call, it would be 60.
     assert one_reload <= command_calls(store_url, "script|load") <= 2 * one_reload

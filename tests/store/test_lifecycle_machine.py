@@ -1,7 +1,7 @@
 """The ledger's invariants under any sequence of lifecycle operations (issue 15, acceptance 2):
 a hypothesis state machine over reserve, commit, release, expiry, sweep, RESET_SPENT, credit,
-debit, time-zone and anchor changes and clock jumps (forward and back), on `memory://` and a
-real Redis.
+debit, time-zone and anchor changes and clock jumps (forward and back), on every store
+(conftest.ALL_STORES).
 
 After every step, on every budget line the store holds: 0 <= spent, 0 <= reserved, reserved =
 the sum of the open reservations on it, remaining <= limit + credit, credit = the sum of the
@@ -29,7 +29,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import pytest
+from conftest import EVERY_STORE
+from hooks_support import sweep_tenant
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -40,11 +41,12 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from lifecycle_support import Store, at, ms, open_store
+from lifecycle_support import Store, at, ms
 
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger.base import BudgetLine, Candidate, Reservation, ReserveRequest
-from proxy.store.ledger.tenancy import TenantRecord
+from proxy.store.open import open_store
+from proxy.store.tenants import TenantRecord
 
 T = TypeVar("T")
 EXAMPLES = int(os.environ.get("CYCLES_LIFECYCLE_EXAMPLES", "100"))
@@ -137,7 +139,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     @initialize()
     def create(self) -> None:
-        self.run(self.store.create_tenant(TenantRecord(self.tenant, "p"), actor="test"))
+        self.run(self.store.tenants.create_tenant(TenantRecord(self.tenant, "p"), actor="test"))
         self.run(at(self.store, self.now, self.tenant))
 
     def move(self, by_ms: int) -> None:
@@ -163,7 +165,7 @@ class Lifecycle(RuleBasedStateMachine):
             run="r1",
             utc_offset_min=ZONES[self.zone],
         )
-        result = self.run(self.store.reserve(request))
+        result = self.run(self.store.ledger.reserve(request))
         if result.reservation is None:
             # Denied only when some line cannot hold it.
             assert any(state.remaining < usd for state in result.lines), result
@@ -177,7 +179,7 @@ class Lifecycle(RuleBasedStateMachine):
     def commit(self, pick: int, share: int) -> None:
         held = self.model.held[pick % len(self.model.held)]
         actual = held.estimate * share // 100
-        result = self.run(self.store.commit(held.reservation, {"USD": actual}))
+        result = self.run(self.store.ledger.commit(held.reservation, {"USD": actual}))
         assert result.state == "COMMITTED"
         if held.state == "COMMITTED":
             assert not result.first
@@ -219,7 +221,7 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 10**6))
     def release(self, pick: int) -> None:
         held = self.model.held[pick % len(self.model.held)]
-        result = self.run(self.store.release(held.reservation))
+        result = self.run(self.store.ledger.release(held.reservation))
         assert result.first == (held.state == "OPEN")
         if held.state == "OPEN":
             held.state = "RELEASED"
@@ -236,10 +238,10 @@ class Lifecycle(RuleBasedStateMachine):
         lost = dataclasses.replace(like.reservation, id=f"lost{next(self.ids)}")
         actual = like.estimate * share // 100
         if release:
-            result = self.run(self.store.release(lost))
+            result = self.run(self.store.ledger.release(lost))
             assert (result.state, result.first) == ("RELEASED", True)
             return
-        result = self.run(self.store.commit(lost, {"USD": actual}))
+        result = self.run(self.store.ledger.commit(lost, {"USD": actual}))
         assert (result.state, result.charged) == ("COMMITTED", {"USD": actual})
         self.model.charge(lost.fields, actual)
 
@@ -251,7 +253,7 @@ class Lifecycle(RuleBasedStateMachine):
         held = self.model.held[pick % len(self.model.held)]
         r = held.reservation
         again = ReserveRequest(self.tenant, r.id, self.lines[:1], [Candidate(dict(r.amounts))])
-        result = self.run(self.store.reserve(again))
+        result = self.run(self.store.ledger.reserve(again))
         assert result.allowed == (held.state == "OPEN"), (held.state, result)
         assert result.settled == (None if held.state == "OPEN" else held.state)
 
@@ -267,11 +269,11 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule()
     def sweep(self) -> None:
-        self.run(self.store.sweep(self.tenant))
+        self.run(sweep_tenant(self.store, self.tenant))
         for held in self.model.held:
             if held.state != "OPEN":
                 continue
-            record = self.run(self.store.reservation(self.tenant, held.reservation.id))
+            record = self.run(self.store.ledger.reservation(self.tenant, held.reservation.id))
             assert record is not None
             if record.state == "EXPIRED_CHARGED":
                 held.state, held.generation = record.state, self.model.generation
@@ -291,7 +293,9 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(level=st.sampled_from([None, "tenant", "workflow", "run"]))
     def reset(self, level: str | None) -> None:
         rows = self.run(
-            self.store.reset(self.tenant, level=level, value=None, actor="test", reason="reset")
+            self.store.tenants.reset(
+                self.tenant, level=level, value=None, actor="test", reason="reset"
+            )
         )
         if rows:
             self.model.generation += 1
@@ -306,7 +310,7 @@ class Lifecycle(RuleBasedStateMachine):
         """A credit (amount > 0) or a debit (< 0) on the line's current period."""
         line = self.lines[index]
         row = self.run(
-            self.store.adjust(
+            self.store.tenants.adjust(
                 self.tenant,
                 level=line.level,
                 value=line.value,
@@ -322,18 +326,22 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule(zone=st.sampled_from(sorted(ZONES)))
     def change_zone(self, zone: str) -> None:
-        self.run(self.store.update_tenant(self.tenant, actor="test", reason="tz", timezone=zone))
+        self.run(
+            self.store.tenants.update_tenant(self.tenant, actor="test", reason="tz", timezone=zone)
+        )
         self.zone = zone
 
     @rule(day=st.integers(1, 31))
     def change_anchor(self, day: int) -> None:
-        self.run(self.store.update_tenant(self.tenant, actor="test", reason="a", anchor_day=day))
+        self.run(
+            self.store.tenants.update_tenant(self.tenant, actor="test", reason="a", anchor_day=day)
+        )
 
     # --- what must hold after every step -----------------------------------------------------
 
     @invariant()
     def every_line_balances(self) -> None:
-        rows = self.run(self.store.balances(self.tenant))
+        rows = self.run(self.store.ledger.balances(self.tenant))
         seen = set()
         for row in rows:
             prefix = f"{row.level}|{row.value}|{row.unit}|{row.period_id}"
@@ -346,17 +354,15 @@ class Lifecycle(RuleBasedStateMachine):
 
     @invariant()
     def remaining_never_exceeds_limit_plus_credit(self) -> None:
-        now = self.run(self.store.lines(self.tenant, self.lines, ZONES[self.zone]))
+        now = self.run(self.store.ledger.lines(self.tenant, self.lines, ZONES[self.zone]))
         for balance in now:
             assert balance.remaining <= balance.line.limit + balance.credit, balance
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
-def test_ledger_invariants_hold_under_any_lifecycle(
-    kind: str, request: pytest.FixtureRequest
-) -> None:
-    url = "memory://" if kind == "memory" else str(request.getfixturevalue("redis_url"))
-    machine = type(f"Lifecycle_{kind}", (Lifecycle,), {"store_url": url})
+@EVERY_STORE
+def test_ledger_invariants_hold_under_any_lifecycle(store_url: str) -> None:
+    kind = store_url.split(":")[0].replace("+", "_")
+    machine = type(f"Lifecycle_{kind}", (Lifecycle,), {"store_url": store_url})
     run_state_machine_as_test(
         machine,
         settings=settings(

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import STORES
+from conftest import EVERY_STORE
+from hooks_support import set_clock_offset
 from settle_support import replica, tenant_usd
 from sweep_support import (
     SAFE,
     instances,
-    open_store,
+    ledger_alone,
     reserved,
     set_sum,
     silent_instance,
@@ -35,7 +36,7 @@ async def test_a_dead_replicas_stuck_call_holds_back_none_of_its_others(store_ur
     all the same, and it stays OPEN (nothing written; reported). The replica is forgotten
     nonetheless, which loses nothing: the stuck call keeps its own deadline, and the sweep
     charges it there, as any call's, once its line is back in range."""
-    ledger = open_store(store_url)
+    ledger = ledger_alone(store_url)
     workflow = BudgetLine("workflow", "w1", "USD", "month", 10**9)
     edge = dataclasses.replace(usd("acme", "a-stuck", 100), lines=[tenant_line("acme"), workflow])
     try:
@@ -53,7 +54,7 @@ async def test_a_dead_replicas_stuck_call_holds_back_none_of_its_others(store_ur
         assert "ghost" not in await instances(ledger, store_url)
         # Its deadline come, the due part of a sweep charges it (its line back in range).
         await set_sum(ledger, store_url, "acme", f"{stuck.fields[1]}|spent", 0)
-        await ledger.set_clock_offset("acme", ledger.settings.cap_ms + MINUTE_MS)
+        await set_clock_offset(ledger, "acme", ledger.settings.cap_ms + MINUTE_MS)
         assert await ledger.sweep_all() == 1
         record = await ledger.reservation("acme", "a-stuck")
         assert record is not None and record.state == "EXPIRED_CHARGED"
@@ -62,7 +63,7 @@ async def test_a_dead_replicas_stuck_call_holds_back_none_of_its_others(store_ur
         await ledger.close()
 
 
-@pytest.mark.parametrize("store_url", STORES, indirect=True)
+@EVERY_STORE
 async def test_a_tenant_whose_due_time_moves_during_a_reclaim_is_still_reclaimed(
     store_url: str,
 ) -> None:
@@ -72,7 +73,7 @@ async def test_a_tenant_whose_due_time_moves_during_a_reclaim_is_still_reclaimed
     the front of the index, behind where the reclaim is. The reclaim still charges the dead
     replica's call there before it forgets the replica (else the call would hold its budget
     until its deadline)."""
-    ledger = open_store(store_url)
+    ledger = ledger_alone(store_url)
     if isinstance(ledger, RedisLedger):
         ledger.reclaim_scan = 50  # the index read in steps of about 50 tenants
     try:
@@ -100,7 +101,7 @@ async def test_a_reclaim_out_of_time_resumes_where_it_stopped(store_url: str) ->
     """A pass whose time budget is spent at once reclaims one tenant of a dead replica's; the
     next pass goes on with the next tenant rather than starting over, so the replica's calls in
     all three tenants are charged and it is forgotten within a few passes."""
-    ledger = open_store(store_url)
+    ledger = ledger_alone(store_url)
     tenants = ("a", "b", "c")
     try:
         async with replica(ledger, store_url, "ghost") as ghost:
@@ -128,7 +129,7 @@ async def test_a_reclaim_out_of_time_while_reading_the_index_resumes_there(
     step, one step a pass when nothing it reads is due within the cap: a pass that runs out of
     time there goes on from that step next time, rather than taking the index for read and
     forgetting the replica before its calls were found."""
-    ledger = open_store(store_url)
+    ledger = ledger_alone(store_url)
     assert isinstance(ledger, RedisLedger)
     ledger.reclaim_scan = 20
     tenants = ("held-a", "held-b", "held-c")

@@ -1,7 +1,7 @@
-"""What the review of issue 15 found at the edges of the reservation lifecycle, on `memory://`
-and a real Redis: a settle of a record the store no longer has frees nothing other calls hold;
-an action's commit after its release at expiry, or of an id the store does not know, changes
-nothing; one stuck expiry never holds back its tenant's others; a dead replica's reclaim
+"""What the review of issue 15 found at the edges of the reservation lifecycle, on every store
+(conftest.ALL_STORES): a settle of a record the store no longer has frees nothing other calls
+hold; an action's commit after its release at expiry, or of an id the store does not know,
+changes nothing; one stuck expiry never holds back its tenant's others; a dead replica's reclaim
 finishes while others keep dying, and stops for one that heartbeats again; a repeat of a settled
 reservation is not allowed."""
 
@@ -11,6 +11,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from conftest import EVERY_STORE, REDIS
+from hooks_support import quota_counters, set_clock_offset, sweep_tenant
 from settle_support import (
     actions,
     actions_policy,
@@ -24,7 +26,6 @@ from settle_support import (
 from sweep_support import (
     SAFE,
     instances,
-    open_store,
     reserved,
     set_sum,
     silent_instance,
@@ -37,6 +38,7 @@ from proxy.core.errors import AmountOutOfRange
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger import RedisLedger
 from proxy.store.ledger.base import BudgetLine, Quotas, Reservation
+from proxy.store.open import open_store
 
 SLOT = "q|conc|tenant|acme"
 ONE_OF_FIVE = Quotas(concurrent=[("tenant", "acme", 5)])
@@ -44,34 +46,38 @@ ONE_OF_FIVE = Quotas(concurrent=[("tenant", "acme", 5)])
 # --- a record the store no longer has --------------------------------------------------------
 
 
+@EVERY_STORE
 async def test_a_late_commit_after_its_tombstone_is_gone_frees_nothing_others_hold(
     store_url: str,
 ) -> None:
     """Charged its estimate at expiry, its tombstone then gone: the late commit charges its
     actual (the estimate is so recorded twice: over, never under) and leaves the reservation
     and the slot another call holds alone."""
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         other = await reserved(ledger, usd("acme", "other", 100, quotas=ONE_OF_FIVE))
         late = await reserved(ledger, usd("acme", "late", 200, ttl_ms=0, quotas=ONE_OF_FIVE))
-        assert await ledger.sweep("acme") == 1
+        assert await sweep_tenant(ledger, "acme") == 1
         assert await sums(ledger, "acme") == (200, 100)
         await forget(ledger, store_url, "acme", "late")
         settled = await ledger.commit(late, {"USD": 150})
         assert (settled.state, settled.first, settled.charged) == ("COMMITTED", True, {"USD": 150})
         assert await sums(ledger, "acme") == (350, 100)
-        assert await ledger.counters("acme") == {SLOT: 1}
+        assert await quota_counters(ledger, "acme") == {SLOT: 1}
         assert (await ledger.commit(other, {"USD": 100})).first
         assert await sums(ledger, "acme") == (450, 0)
-        assert await ledger.counters("acme") == {}
+        assert await quota_counters(ledger, "acme") == {}
     finally:
-        await ledger.close()
+        await stores.close()
 
 
+@EVERY_STORE
 async def test_a_settle_that_asks_for_a_known_record_writes_nothing_for_an_unknown_id(
     store_url: str,
 ) -> None:
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         other = await reserved(ledger, usd("acme", "other", 100, quotas=ONE_OF_FIVE))
         ghost = Reservation("acme", "ghost", other.fields, {"USD": 300}, other.held)
@@ -80,20 +86,22 @@ async def test_a_settle_that_asks_for_a_known_record_writes_nothing_for_an_unkno
         for result in (committed, released):
             assert (result.state, result.first, result.charged) == ("MISSING", False, {})
         assert await sums(ledger, "acme") == (0, 100)
-        assert await ledger.counters("acme") == {SLOT: 1}
+        assert await quota_counters(ledger, "acme") == {SLOT: 1}
         assert await ledger.reservation("acme", "ghost") is None
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 # --- a release at expiry is final for an action ----------------------------------------------
 
 
+@EVERY_STORE
 async def test_a_final_commit_after_a_release_at_expiry_charges_nothing(store_url: str) -> None:
-    ledger = open_store(store_url, ReservationSettings(on_expiry="release"))
+    stores = open_store(store_url, ReservationSettings(on_expiry="release"))
+    ledger = stores.ledger
     try:
         held = await reserved(ledger, usd("acme", "r1", 100, ttl_ms=0))
-        assert await ledger.sweep("acme") == 1
+        assert await sweep_tenant(ledger, "acme") == 1
         refused = await ledger.commit(held, {"USD": 80}, final_release=True)
         assert (refused.state, refused.first, refused.charged) == ("EXPIRED_RELEASED", False, {})
         assert await sums(ledger, "acme") == (0, 0)
@@ -103,12 +111,13 @@ async def test_a_final_commit_after_a_release_at_expiry_charges_nothing(store_ur
         assert (await ledger.commit(held, {"USD": 80})).charged == {"USD": 80}
         assert await sums(ledger, "acme") == (80, 0)
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 # --- the actions API -------------------------------------------------------------------------
 
 
+@EVERY_STORE
 async def test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes_nothing(
     tmp_path: Path, store_url: str
 ) -> None:
@@ -132,6 +141,7 @@ async def test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_cha
             assert await ledger.reservation("acme", gone["id"]) is None
 
 
+@EVERY_STORE
 async def test_an_action_commit_racing_its_release_at_expiry_is_409_and_charges_nothing(
     tmp_path: Path, store_url: str
 ) -> None:
@@ -143,7 +153,7 @@ async def test_an_action_commit_racing_its_release_at_expiry_is_409_and_charges_
         _, held = await post(stack, "", {"unit": "RISK_POINTS", "amount": 50, "ttl": 1})
 
         async def expire() -> None:
-            await ledger.set_clock_offset("acme", 2_000)
+            await set_clock_offset(ledger, "acme", 2_000)
             assert await ledger.sweep_all() == 1
 
         hooks.append(expire)
@@ -157,6 +167,7 @@ async def test_an_action_commit_racing_its_release_at_expiry_is_409_and_charges_
 # --- a stuck expiry --------------------------------------------------------------------------
 
 
+@EVERY_STORE
 async def test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries(
     store_url: str,
 ) -> None:
@@ -164,7 +175,8 @@ async def test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries(
     its expiry charge is refused. The five due after it on the tenant line expire all the same,
     pass after pass; the stuck one stays OPEN, is reported (logged, counted) each time it is
     tried, and is tried again once its retry time has come."""
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     workflow = BudgetLine("workflow", "w1", "USD", "month", 10**9)
     edge = dataclasses.replace(
         usd("acme", "a-stuck", 100, ttl_ms=0), lines=[tenant_line("acme"), workflow]
@@ -188,23 +200,23 @@ async def test_a_stuck_expiry_does_not_hold_back_the_tenants_other_expiries(
         assert await ledger.sweep_all() == 1
         assert ledger.sweep_errors == 1
         # Then it is tried (and reported) again, and one sweep of the tenant says so too.
-        await ledger.set_clock_offset("acme", ledger.stuck_retry_ms + 1000)
+        await set_clock_offset(ledger, "acme", ledger.stuck_retry_ms + 1000)
         await reserved(ledger, usd("acme", "d", 10, ttl_ms=0))
         with pytest.raises(AmountOutOfRange, match="workflow"):
-            await ledger.sweep("acme")
+            await sweep_tenant(ledger, "acme")
         assert await tenant_usd(ledger) == (70, 100)
         await set_sum(ledger, store_url, "acme", f"{stuck.fields[1]}|spent", 0)
-        await ledger.set_clock_offset("acme", 2 * (ledger.stuck_retry_ms + 1000))
+        await set_clock_offset(ledger, "acme", 2 * (ledger.stuck_retry_ms + 1000))
         assert await ledger.sweep_all() == 1
         assert await tenant_usd(ledger) == (170, 0)
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 # --- a reclaim while replicas churn ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("store_url", ["redis"], indirect=True)
+@pytest.mark.parametrize("store_url", [REDIS], indirect=True)
 async def test_a_dead_replicas_reclaim_finishes_while_other_replicas_keep_dying(
     store_url: str,
 ) -> None:
@@ -213,7 +225,8 @@ async def test_a_dead_replicas_reclaim_finishes_while_other_replicas_keep_dying(
     where it stopped in the tenant's records rather than starting over, so the dead replica's
     reservations are all charged and it is forgotten."""
     dead = RedisLedger(store_url, ReservationSettings(), "ghost")
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     assert isinstance(ledger, RedisLedger)
     try:
         for i in range(800):
@@ -230,7 +243,7 @@ async def test_a_dead_replicas_reclaim_finishes_while_other_replicas_keep_dying(
         assert [await sums(ledger, t) for t in ("whale", "minnow")] == [(800, 0), (1, 0)]
     finally:
         await dead.close()
-        await ledger.close()
+        await stores.close()
 
 
 async def test_a_replica_alive_again_keeps_its_calls_though_its_reclaim_had_begun(
@@ -240,7 +253,8 @@ async def test_a_replica_alive_again_keeps_its_calls_though_its_reclaim_had_begu
     pass, heartbeats again: it was only paused, and its calls in the tenant not yet reclaimed
     are still in flight. Though another replica dies meanwhile, they stay held, with their
     concurrency slots (a third call is refused), and it stays listed."""
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     two = Quotas(concurrent=[("tenant", "bbb", 2)])
     try:
         async with replica(ledger, store_url, "ghost") as ghost:
@@ -257,26 +271,28 @@ async def test_a_replica_alive_again_keeps_its_calls_though_its_reclaim_had_begu
         for _ in range(3):
             await ledger.sweep_all()
         assert await sums(ledger, "bbb") == (0, 2)
-        assert await ledger.counters("bbb") == {"q|conc|tenant|bbb": 2}
+        assert await quota_counters(ledger, "bbb") == {"q|conc|tenant|bbb": 2}
         assert not (await ledger.reserve(usd("bbb", "b3", 1, quotas=two))).allowed
         assert await instances(ledger, store_url) == {"ghost"}
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 # --- a repeat of a settled reservation -------------------------------------------------------
 
 
+@EVERY_STORE
 async def test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed(store_url: str) -> None:
     """Reserving is idempotent by id: a repeat finds the record. Once it is settled nothing is
     held for it, so the repeat is not allowed (it says what the record became) and reserves
     nothing; it still says what the id reserved, for a settle by id (a spilled call's)."""
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         released = await reserved(ledger, usd("acme", "r1", 100))
         await ledger.release(released)
         expired = await reserved(ledger, usd("acme", "r2", 100, ttl_ms=0))
-        assert await ledger.sweep("acme") == 1
+        assert await sweep_tenant(ledger, "acme") == 1
         for held, state in ((released, "RELEASED"), (expired, "EXPIRED_CHARGED")):
             again = await ledger.reserve(usd("acme", held.id, 100))
             assert (again.allowed, again.settled, again.reservation) == (False, state, held)
@@ -286,4 +302,4 @@ async def test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed(store_
         assert (again.allowed, again.settled, again.reservation) == (True, None, still.reservation)
         assert await sums(ledger, "acme") == (100, 100)
     finally:
-        await ledger.close()
+        await stores.close()

@@ -1,8 +1,8 @@
 """The reservation lifecycle at scale (issue 15, items 1-3): sums that would leave the safe
 range are refused whole; one tenant's failing sweep never stops the pass; a dead replica's
 reclaim is bounded work, resumed pass after pass; a pass visits only tenants with something due;
-the heartbeat never waits for a sweep. On `memory://`, a real Redis and (where a store's layout
-differs) a real Redis Cluster."""
+the heartbeat never waits for a sweep. On every store (conftest.ALL_STORES), but where a test
+reads what only one Redis shows."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import STORES
+from conftest import CLUSTER, EVERY_STORE, MEMORY, REDIS
+from hooks_support import quota_counters, set_clock_offset, sweep_tenant
 from support import RedisProc, eventually, policy
 from sweep_support import (
     SAFE,
@@ -24,7 +25,6 @@ from sweep_support import (
     fill,
     generation_fields,
     instances,
-    open_store,
     redis_ms,
     reserved,
     script_calls,
@@ -37,9 +37,10 @@ from proxy.core.errors import AmountOutOfRange
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
-from proxy.store.ledger.tenancy import TenantRecord
+from proxy.store.open import open_store
 from proxy.store.redis import layout as keys
 from proxy.store.redis.clients import open_client
+from proxy.store.tenants import TenantRecord
 from proxy.testing.local import local_stack
 
 BIG = 2**52 - 1
@@ -49,9 +50,10 @@ BIG = 2**52 - 1
 # --- item 1: every sum stays in the safe range, refused whole before anything is written ------
 
 
-@pytest.mark.parametrize("store_url", STORES, indirect=True)
+@EVERY_STORE
 async def test_a_charge_past_the_safe_range_is_refused_and_writes_nothing(store_url: str) -> None:
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     try:
         held = await reserved(ledger, ask("acme", "r1", 100))
         await set_sum(ledger, store_url, "acme", f"{held.fields[0]}|spent", SAFE - 50)
@@ -64,15 +66,16 @@ async def test_a_charge_past_the_safe_range_is_refused_and_writes_nothing(store_
         assert (settled.state, settled.charged) == ("COMMITTED", {"USD": 50})
         assert await sums(ledger, "acme") == (SAFE, 0)
     finally:
-        await ledger.close()
+        await stores.close()
 
 
-@pytest.mark.parametrize("store_url", STORES, indirect=True)
+@EVERY_STORE
 async def test_a_reservation_past_the_safe_range_is_refused_and_counts_nothing(
     store_url: str,
 ) -> None:
     """Shadow mode reserves whatever a call asks, so only the safe range bounds `reserved`."""
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     quotas = Quotas(concurrent=[("tenant", "acme", 10)])
     try:
         for rid in ("r1", "r2"):
@@ -81,28 +84,29 @@ async def test_a_reservation_past_the_safe_range_is_refused_and_counts_nothing(
             await ledger.reserve(ask("acme", "r3", BIG, shadow=True, quotas=quotas))
         assert await sums(ledger, "acme") == (0, 2 * BIG)
         assert await ledger.reservation("acme", "r3") is None
-        assert (await ledger.counters("acme"))["q|conc|tenant|acme"] == 2
+        assert (await quota_counters(ledger, "acme"))["q|conc|tenant|acme"] == 2
     finally:
-        await ledger.close()
+        await stores.close()
 
 
-@pytest.mark.parametrize("store_url", STORES, indirect=True)
+@EVERY_STORE
 async def test_a_credit_past_the_safe_range_is_refused(store_url: str) -> None:
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     try:
-        await ledger.create_tenant(TenantRecord("acme", "pro"), actor="test")
+        await stores.tenants.create_tenant(TenantRecord("acme", "pro"), actor="test")
         credit = dict(level="tenant", value="acme", unit="USD", period="month", amount=BIG)
         for _ in range(2):
-            await ledger.adjust("acme", **credit, actor="ops", reason="top-up")  # type: ignore[arg-type]
+            await stores.tenants.adjust("acme", **credit, actor="ops", reason="top-up")  # type: ignore[arg-type]
         with pytest.raises(AmountOutOfRange, match="credit"):
-            await ledger.adjust("acme", **credit, actor="ops", reason="top-up")  # type: ignore[arg-type]
+            await stores.tenants.adjust("acme", **credit, actor="ops", reason="top-up")  # type: ignore[arg-type]
         (row,) = await ledger.balances("acme")
         assert row.credit == 2 * BIG
     finally:
-        await ledger.close()
+        await stores.close()
 
 
-@pytest.mark.parametrize("store_url", STORES, indirect=True)
+@EVERY_STORE
 async def test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing(
     store_url: str,
 ) -> None:
@@ -110,13 +114,14 @@ async def test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing(
     its reset generations): every line is checked before the first is written, so one line at
     the edge refuses the whole commit, the line before it keeps its sum and the record stays
     EXPIRED_CHARGED; the same commit within the range then goes through."""
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     workflow = BudgetLine("workflow", "w1", "USD", "month", 10**9)
     request = ask("acme", "r1", 100, ttl_ms=0)
     request = dataclasses.replace(request, lines=[*request.lines, workflow])
     try:
         held = await reserved(ledger, request)
-        assert await ledger.sweep("acme") == 1  # charged its estimate on both lines
+        assert await sweep_tenant(ledger, "acme") == 1  # charged its estimate on both lines
         await set_sum(ledger, store_url, "acme", f"{held.fields[1]}|spent", SAFE - 50)
         with pytest.raises(AmountOutOfRange, match="workflow"):
             await ledger.commit(held, {"USD": 200})  # + 100 on each line
@@ -129,10 +134,10 @@ async def test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing(
         spent = {row.level: row.spent for row in await ledger.balances("acme")}
         assert spent == {"tenant": 150, "workflow": SAFE}
     finally:
-        await ledger.close()
+        await stores.close()
 
 
-@pytest.mark.parametrize("store_url", STORES, indirect=True)
+@EVERY_STORE
 async def test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on(
     store_url: str,
 ) -> None:
@@ -141,7 +146,8 @@ async def test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on
     no integer (a store damaged by hand). b and bb are left exactly as they were, a and c
     (either side of them in every order) are swept, both errors are counted, and the dead
     replica is still forgotten."""
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     tenants = ("a", "b", "bb", "c")
     try:
         held = {t: await reserved(ledger, ask(t, "r1", 100, ttl_ms=0)) for t in tenants}
@@ -164,17 +170,17 @@ async def test_one_tenants_failing_sweep_is_skipped_counted_and_the_pass_goes_on
         # back in range, the pass after that charges both.
         await set_sum(ledger, store_url, "b", f"{held['b'].fields[0]}|spent", 0)
         await set_sum(ledger, store_url, "bb", damaged, 100)
-        await ledger.set_clock_offset("b", ledger.stuck_retry_ms + 1000)
+        await set_clock_offset(ledger, "b", ledger.stuck_retry_ms + 1000)
         assert await ledger.sweep_all() == 2
         assert [await sums(ledger, t) for t in ("b", "bb")] == [(100, 0), (100, 0)]
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 # --- item 2: a dead replica's reclaim is bounded work, resumed pass after pass ----------------
 
 
-@pytest.mark.parametrize("store_url", ["redis", "redis+cluster"], indirect=True)
+@pytest.mark.parametrize("store_url", [REDIS, CLUSTER], indirect=True)
 async def test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_done(
     store_url: str,
 ) -> None:
@@ -182,7 +188,8 @@ async def test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_don
     budget is spent stops after one bounded step, the next picks up where it stopped, each
     reservation is charged exactly once, and the replica is forgotten only when all are."""
     dead = RedisLedger(store_url, ReservationSettings(), "ghost")
-    ledger = open_store(store_url)
+    stores = open_store(store_url, ReservationSettings())
+    ledger = stores.ledger
     assert isinstance(ledger, RedisLedger)
     try:
         for i in range(500):
@@ -202,7 +209,7 @@ async def test_a_dead_replicas_reclaim_is_bounded_per_pass_and_resumed_until_don
         assert await sums(ledger, "whale") == (500 + 700 * 100, 0)
     finally:
         await dead.close()
-        await ledger.close()
+        await stores.close()
 
 
 # --- item 3: a pass visits only tenants with something due; the heartbeat never waits ---------
@@ -220,6 +227,8 @@ class Counted(MemoryLedger):
         return await super()._sweep_tenant(tenant, dead)
 
 
+# Not on a cluster: script_calls reads the commandstats of one Redis.
+@pytest.mark.parametrize("store_url", [MEMORY, REDIS], indirect=True)
 async def test_a_pass_visits_only_the_tenants_with_something_due(store_url: str) -> None:
     """300 idle tenants (settled calls: tombstones and period entries that expire later) cost
     a pass nothing once indexed (memory:// looks at a tenant once after each operation on it);
@@ -229,7 +238,7 @@ async def test_a_pass_visits_only_the_tenants_with_something_due(store_url: str)
         ledger = Counted(ReservationSettings(), "me")
         ledger.visits = []
     else:
-        ledger = open_store(store_url)
+        ledger = RedisLedger(store_url, ReservationSettings(), "me")
         ledger.walk_per_pass = 0  # the registry walk visits a fixed number of any tenants
     try:
         for i in range(300):
@@ -252,17 +261,19 @@ async def test_a_pass_visits_only_the_tenants_with_something_due(store_url: str)
         await ledger.close()
 
 
+@EVERY_STORE
 async def test_a_resets_generation_entries_are_swept_when_they_expire(store_url: str) -> None:
     """RESET_SPENT records its generation on each line it reset in an entry that lives a
     tombstone's lifetime (`q|gen|reset|…`, for late commits): the reset puts the tenant in the
     due index, so a pass drops those entries when they expire even when nothing else of the
     tenant is due (a lifetime line, its tombstone gone)."""
-    ledger = open_store(store_url, ReservationSettings(tombstone_ms=200))
+    stores = open_store(store_url, ReservationSettings(tombstone_ms=200))
+    ledger = stores.ledger
     if isinstance(ledger, RedisLedger):
         ledger.walk_per_pass = 0  # only the due index leads a pass to the tenant
     lifetime = BudgetLine("tenant", "acme", "USD", "none", 10**9)
     try:
-        await ledger.create_tenant(TenantRecord("acme", "pro"), actor="test")
+        await stores.tenants.create_tenant(TenantRecord("acme", "pro"), actor="test")
         request = ReserveRequest("acme", "r1", [lifetime], [Candidate({"USD": 5})])
         await ledger.commit(await reserved(ledger, request), {"USD": 5})
 
@@ -271,7 +282,9 @@ async def test_a_resets_generation_entries_are_swept_when_they_expire(store_url:
             return await ledger.reservation("acme", "r1") is None
 
         await eventually(forgotten, "the commit's tombstone dropped (nothing of acme left due)")
-        await ledger.reset("acme", level=None, value=None, actor="ops", reason="new quarter")
+        await stores.tenants.reset(
+            "acme", level=None, value=None, actor="ops", reason="new quarter"
+        )
         assert await generation_fields(ledger, store_url, "acme")
 
         async def dropped() -> bool:
@@ -281,7 +294,7 @@ async def test_a_resets_generation_entries_are_swept_when_they_expire(store_url:
         await eventually(dropped, "the reset's generation entries dropped once they expired")
         assert await sums(ledger, "acme") == (0, 0)
     finally:
-        await ledger.close()
+        await stores.close()
 
 
 class StuckSweep(RedisLedger):

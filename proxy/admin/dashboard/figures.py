@@ -22,10 +22,11 @@ from typing import Literal
 
 from proxy.admin.dashboard.scan import DayCounts, History, Scan, history, today
 from proxy.policy.runtime import LEVELS, Budget, Plan, Policy
-from proxy.store.ledger.base import BalanceRow, BudgetLine, LineBalance
+from proxy.store.ledger.base import BalanceRow, BudgetLine, Ledger, LineBalance
 from proxy.store.ledger.calendar import DAY_MS, Anchor, period_end_ms, period_id, utc_ms
-from proxy.store.ledger.tenancy import TenantLedger, TenantRecord
-from proxy.store.ledger.tenants import utc_offset_min
+from proxy.store.open import Stores
+from proxy.store.tenants import TenantRecord
+from proxy.store.tenants.records import utc_offset_min
 
 DAYS = 31
 MONTHS = 3
@@ -90,7 +91,7 @@ def _tenant_budgets(plan: Plan | None) -> list[Budget]:
 
 
 async def _read(
-    ledger: TenantLedger, record: TenantRecord, budgets: Sequence[Budget]
+    ledger: Ledger, record: TenantRecord, budgets: Sequence[Budget]
 ) -> tuple[Clock, list[LineBalance]]:
     """The tenant's budgets in their current periods, and its clock, in one read."""
     offset = utc_offset_min(record.timezone)
@@ -108,8 +109,9 @@ class TenantRow:
     today: DayCounts
 
 
-async def tenant_row(ledger: TenantLedger, policy: Policy, record: TenantRecord) -> TenantRow:
-    clock, lines = await _read(ledger, record, _tenant_budgets(policy.plans.get(record.plan)))
+async def tenant_row(stores: Stores, policy: Policy, record: TenantRecord) -> TenantRow:
+    budgets = _tenant_budgets(policy.plans.get(record.plan))
+    clock, lines = await _read(stores.ledger, record, budgets)
     standings = tuple(
         Standing(
             "tenant",
@@ -123,18 +125,18 @@ async def tenant_row(ledger: TenantLedger, policy: Policy, record: TenantRecord)
         )
         for b in lines
     )
-    counts = await today(ledger, record.id, clock.day_start_ms)
+    counts = await today(stores.tenants, record.id, clock.day_start_ms)
     return TenantRow(record, standings, counts)
 
 
 async def tenant_rows(
-    ledger: TenantLedger, policy: Policy, records: Iterable[TenantRecord]
+    stores: Stores, policy: Policy, records: Iterable[TenantRecord]
 ) -> list[TenantRow]:
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def one(record: TenantRecord) -> TenantRow:
         async with gate:
-            return await tenant_row(ledger, policy, record)
+            return await tenant_row(stores, policy, record)
 
     return list(await asyncio.gather(*(one(r) for r in records)))
 
@@ -202,11 +204,11 @@ def month_periods(clock: Clock, anchor_day: int, count: int = MONTHS) -> list[st
 
 
 async def tenant_view(
-    ledger: TenantLedger, policy: Policy, record: TenantRecord, now_ms: int
+    stores: Stores, policy: Policy, record: TenantRecord, now_ms: int
 ) -> TenantView:
     plan = policy.plans.get(record.plan)
-    clock, current = await _read(ledger, record, _tenant_budgets(plan))
-    rows = await ledger.balances(record.id)
+    clock, current = await _read(stores.ledger, record, _tenant_budgets(plan))
+    rows = await stores.ledger.balances(record.id)
     lines = [standing(r, record, plan, clock) for r in rows]
     # A tenant-level budget not used yet this period has no ledger entry: show it at zero.
     have = {(s.unit, s.period_id) for s in lines if s.level == "tenant"}
@@ -222,7 +224,8 @@ async def tenant_view(
         utc_ms(first_day, clock.offset_min), utc_ms(parse_pid(months[0]), clock.offset_min)
     )
     floor = max(now_ms - policy.reservations.audit_retention_ms, oldest)
-    found = await history(Scan(ledger, record.id, now_ms=now_ms, floor_ms=floor), clock.offset_min)
+    scan = Scan(stores.tenants, record.id, now_ms=now_ms, floor_ms=floor)
+    found = await history(scan, clock.offset_min)
     units = _units(plan, found)
     known = _Known(found, record, rows, clock)
     series = tuple(

@@ -36,7 +36,7 @@ from proxy.admin.dashboard.tenant_page import tenant
 from proxy.core.errors import BadRequest, ClientError, LedgerError
 from proxy.core.types import SCOPE_VALUE as VALUE
 from proxy.gateway.body import read_limited
-from proxy.store.ledger.tenancy import TenantLedger, TenantRecord
+from proxy.store.tenants import TenantRecord, TenantStore
 
 log = logging.getLogger("cycles.dashboard")
 
@@ -245,16 +245,16 @@ def _listing_query(request: web.Request) -> tuple[str, str, str, str | None, int
 
 async def index(request: web.Request, ctx: Context) -> web.StreamResponse:
     q, sort, direction, after, limit = _listing_query(request)
-    records, cursor = await find_tenants(api.store(request), q, after, limit)
+    records, cursor = await find_tenants(api.tenants(request), q, after, limit)
     rt = api.runtime(request)
-    rows = await figures.tenant_rows(api.store(request), rt.policy, records)
+    rows = await figures.tenant_rows(api.stores(request), rt.policy, records)
     ask = pages.Listing(q, sort, direction, after, limit, cursor)
     body = pages.tenants(pages.sort_rows(rows, sort, direction), ask)
     return html(ctx, "Tenants", body)
 
 
 async def find_tenants(
-    store: TenantLedger, q: str, after: str | None, limit: int
+    store: TenantStore, q: str, after: str | None, limit: int
 ) -> tuple[list[TenantRecord], str | None]:
     """Up to `limit` tenants after the cursor whose id, plan or status contains `q`, and the
     cursor of the next page (None at the end). A search reads at most SEARCH_SCAN records."""
@@ -278,12 +278,12 @@ async def tenant_detail(request: web.Request, ctx: Context) -> web.StreamRespons
     tenant_id = request.match_info["tenant"].lower()
     if not VALUE.fullmatch(tenant_id):
         return html(ctx, "Not found", pages.failure(404, "No such tenant."), 404)
-    record = await api.store(request).get_tenant(tenant_id)
+    record = await api.tenants(request).get_tenant(tenant_id)
     if record is None:
         message = f"No tenant {tenant_id!r} in the store."
         return html(ctx, "Not found", pages.failure(404, message), 404)
     view = await figures.tenant_view(
-        api.store(request), api.runtime(request).policy, record, int(time.time() * 1000)
+        api.stores(request), api.runtime(request).policy, record, int(time.time() * 1000)
     )
     return html(ctx, record.id, tenant(view))
 

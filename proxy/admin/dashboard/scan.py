@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from proxy.store.ledger.calendar import MINUTE_MS, local_date
-from proxy.store.ledger.tenancy import AuditEntry, TenantStore
-from proxy.store.ledger.tenants import decode_overrides
+from proxy.store.ledger.meta import decode_overrides
+from proxy.store.tenants import AuditEntry, TenantStore
 
 PAGE = 1000
 TODAY_LIMIT = 5000

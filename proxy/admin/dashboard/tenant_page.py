@@ -13,7 +13,7 @@ from proxy.admin.dashboard.figures import Series, Standing, TenantView
 from proxy.admin.dashboard.markup import Html, join, render
 from proxy.metering.pricing import format_amount
 from proxy.policy.runtime import DegradeRule, Plan
-from proxy.store.ledger.tenancy import AuditEntry
+from proxy.store.tenants import AuditEntry
 
 _RULE = re.compile(r"^degrade\[(\d+)\]$")
 

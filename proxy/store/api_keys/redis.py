@@ -32,7 +32,6 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis import exceptions as rex
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
@@ -45,7 +44,9 @@ from proxy.store.api_keys.records import (
     encode,
     now_ms,
 )
-from proxy.store.redis.clients import boundary, open_client
+from proxy.store.boundary import GuardedStore
+from proxy.store.redis.clients import Client, store_client
+from proxy.store.redis.errors import REDIS
 from proxy.store.redis.layout import PREFIX
 
 log = logging.getLogger(__name__)
@@ -59,33 +60,33 @@ def tenant_keys(tenant: str) -> str:
     return f"{PREFIX}:{{t:{tenant}}}:keys"
 
 
-class RedisKeyStore(KeyStoreBase):
-    def __init__(self, url: str, clock: Callable[[], int] = now_ms) -> None:
+class RedisKeyStore(KeyStoreBase, GuardedStore):
+    """On the store's shared `client` (store/open.py), or on one of its own, closed with it."""
+
+    boundary = REDIS
+    store_name = "the Redis key store"
+
+    def __init__(
+        self, url: str, clock: Callable[[], int] = now_ms, *, client: Client | None = None
+    ) -> None:
         super().__init__(clock)
-        self._client = open_client(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=30,
-        )
+        self._owns_client = client is None
+        self._client: Client = store_client(url) if client is None else client
         self._subscriptions = 0
 
     async def lookup(self, sha: str) -> KeyRecord | None:
-        with boundary("the Redis key store"):
-            indexed = await self._client.hget(GLOBAL, sha)
-            if indexed is None:
-                return None
-            _, record = decode(str(indexed))
-            truth = await self._client.hget(tenant_keys(record.tenant), record.key_id)
+        indexed = await self._client.hget(GLOBAL, sha)
+        if indexed is None:
+            return None
+        _, record = decode(str(indexed))
+        truth = await self._client.hget(tenant_keys(record.tenant), record.key_id)
         if truth is None:
             return None
         true_sha, true_record = decode(str(truth))
         return true_record if true_sha == sha else None
 
     async def _rows(self, tenant: str) -> dict[str, Row]:
-        with boundary("the Redis key store"):
-            raw = await self._client.hgetall(tenant_keys(tenant))
+        raw = await self._client.hgetall(tenant_keys(tenant))
         return {str(key_id): decode(str(text)) for key_id, text in raw.items()}
 
     async def _put(self, rows: Sequence[Row]) -> None:
@@ -94,21 +95,20 @@ class RedisKeyStore(KeyStoreBase):
         by_tenant: dict[str, dict[Any, Any]] = {}
         for sha, record in rows:
             by_tenant.setdefault(record.tenant, {})[record.key_id] = encode(sha, record)
-        with boundary("the Redis key store"):
-            for tenant, fields in by_tenant.items():
-                await self._client.hset(tenant_keys(tenant), mapping=fields)
-            index: dict[Any, Any] = {sha: encode(sha, record) for sha, record in rows}
-            if isinstance(self._client, RedisCluster):
-                await self._client.hset(GLOBAL, mapping=index)
+        for tenant, fields in by_tenant.items():
+            await self._client.hset(tenant_keys(tenant), mapping=fields)
+        index: dict[Any, Any] = {sha: encode(sha, record) for sha, record in rows}
+        if isinstance(self._client, RedisCluster):
+            await self._client.hset(GLOBAL, mapping=index)
+            for sha, _ in rows:
+                await self._client.publish(EVENTS, f"key {sha}")
+        else:
+            # One round trip, executed in order: the index, then the announcements.
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hset(GLOBAL, mapping=index)
                 for sha, _ in rows:
-                    await self._client.publish(EVENTS, f"key {sha}")
-            else:
-                # One round trip, executed in order: the index, then the announcements.
-                async with self._client.pipeline(transaction=False) as pipe:
-                    pipe.hset(GLOBAL, mapping=index)
-                    for sha, _ in rows:
-                        pipe.publish(EVENTS, f"key {sha}")
-                    await pipe.execute()
+                    pipe.publish(EVENTS, f"key {sha}")
+                await pipe.execute()
         self._changed([sha for sha, _ in rows])
 
     async def follow(self, listener: Listener) -> None:
@@ -116,7 +116,7 @@ class RedisKeyStore(KeyStoreBase):
         while True:
             try:
                 await self._listen(listener)
-            except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+            except self.boundary.foreign as exc:
                 log.warning("key events: subscription lost (%s); resubscribing", exc)
             listener.clear()
             await asyncio.sleep(RESUBSCRIBE_AFTER_S)
@@ -148,4 +148,5 @@ class RedisKeyStore(KeyStoreBase):
         return self._client.pubsub(node=nodes[self._subscriptions % len(nodes)])
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()

@@ -3,7 +3,7 @@
 Each method runs to completion without awaiting, so on one event loop it is as atomic as a
 script. The structures mirror the Redis keys (memory_state.py) and each step below mirrors the
 matching step in lua/*.lua, so that the one contract suite holds for both. Tenant records and
-the audit trail: tenants_memory.py.
+the audit trail are the tenant store's (store/tenants/memory.py), on this ledger's `state`.
 """
 
 from __future__ import annotations
@@ -42,17 +42,9 @@ from proxy.store.ledger.common import (
     reserve_result,
     wall_clock_ms,
 )
-from proxy.store.ledger.memory_due import DueIndex
-from proxy.store.ledger.memory_state import TOMBSTONES_MAX, Record, TenantState
+from proxy.store.ledger.memory_state import TOMBSTONES_MAX, MemoryState, Record, TenantState
+from proxy.store.ledger.meta import calendar_at, decode_overrides, sorted_amounts
 from proxy.store.ledger.sweep_memory import MemorySweep
-from proxy.store.ledger.tenants import (
-    AGGREGATE,
-    GENERATION,
-    calendar_at,
-    decode_overrides,
-    sorted_amounts,
-)
-from proxy.store.ledger.tenants_memory import MemoryTenants
 
 
 @dataclass(slots=True)
@@ -63,9 +55,10 @@ class _Line:
     remaining: int
 
 
-class MemoryLedger(MemoryTenants, MemorySweep):
+class MemoryLedger(MemorySweep):
     """`Ledger` in this process. `clock` returns the time in milliseconds (tests move it). The
-    sweeper is in sweep_memory.py."""
+    sweeper is in sweep_memory.py. Its `state` is what a tenant store on it
+    (store/tenants/memory.py) works on."""
 
     def __init__(
         self,
@@ -78,12 +71,13 @@ class MemoryLedger(MemoryTenants, MemorySweep):
         super().__init__()
         self.owner = check_owner(owner or instance_id())
         self.settings = settings
+        self.state = MemoryState(settings, clock)
         self._clock = clock
         self._dead_after_ms = int(3 * heartbeat_interval_s * 1000)
-        self._tenants: dict[str, TenantState] = {}
+        self._tenants = self.state.tenants
         self._instances: dict[str, int] = {}
         self._settled: deque[tuple[TenantState, str]] = deque()
-        self._due = DueIndex()
+        self._due = self.state.due
         self.expiry_alerts: ExpiryAlerts | None = None
 
     async def connect(self, *, require_noeviction: bool = False) -> None:
@@ -91,11 +85,7 @@ class MemoryLedger(MemoryTenants, MemorySweep):
 
     def _tenant(self, tenant: str) -> TenantState:
         """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
-        self._due.touch(tenant)
-        t = self._tenants.get(tenant)
-        if t is None:
-            t = self._tenants[tenant] = TenantState(tenant)
-        return t
+        return self.state.tenant(tenant)
 
     def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
         pid = cal.period_id(line.period, now)
@@ -291,12 +281,8 @@ class MemoryLedger(MemoryTenants, MemorySweep):
             reservation_id, r.state, r.deadline, dict(r.amounts), r.fields, r.held, actual, r.scope
         )
 
-    async def counters(self, tenant: str) -> dict[str, int | str]:
-        snapshot = self._tenant(tenant).counters.snapshot()
-        return {k: v for k, v in snapshot.items() if not k.startswith((AGGREGATE, GENERATION))}
-
-    async def set_status(self, tenant: str, status: TenantStatus) -> None:
-        self._tenant(tenant).meta["status"] = status
+    def on_epoch_lost(self, hook: Callable[[str | None, str | None], None]) -> None:
+        """Never called: this store lives and dies with the process, so it cannot be lost."""
 
     async def close(self) -> None:
         """Nothing to release: the state lives and dies with the process."""

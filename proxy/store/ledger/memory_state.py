@@ -1,12 +1,13 @@
 """The memory store's per-tenant state, mirroring the Redis keys step for step (see
 store/redis/layout.py): the ledger hash and its expiry set, the reservation records, `:meta` and the
-audit stream.
+audit stream; and `MemoryState`, all tenants' together, which the memory ledger and the memory
+tenant store share as the Redis ones share the keys.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -18,7 +19,8 @@ from proxy.store.ledger.calendar import MINUTE_MS, Calendar, period_bound_ms
 from proxy.store.ledger.checks import out_of_range
 from proxy.store.ledger.common import Outcome, field_expiry
 from proxy.store.ledger.expiry import ExpiryIndex
-from proxy.store.ledger.tenants import AGGREGATE, GENERATION
+from proxy.store.ledger.memory_due import DueIndex
+from proxy.store.ledger.meta import AGGREGATE, GENERATION
 
 TOMBSTONES_MAX = 20_000
 """Settled reservation records the memory store keeps (all tenants), besides their time limit."""
@@ -250,3 +252,23 @@ class TenantState:
             return
         self.keep(name, (minute + 1) * MINUTE_MS + retention)
         self.append("reserve", {**fields, "agg": key}, now, retention)
+
+
+class MemoryState:
+    """What memory:// keeps: every tenant's state, the due index (memory_due.py), the settings
+    and the clock (ms; tests move it). The ledger (memory.py) and the tenant store
+    (store/tenants/memory.py) work on one."""
+
+    def __init__(self, settings: ReservationSettings, clock: Callable[[], int]) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.tenants: dict[str, TenantState] = {}
+        self.due = DueIndex()
+
+    def tenant(self, tenant: str) -> TenantState:
+        """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
+        self.due.touch(tenant)
+        t = self.tenants.get(tenant)
+        if t is None:
+            t = self.tenants[tenant] = TenantState(tenant)
+        return t

@@ -10,8 +10,7 @@ the reserve script uses.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
@@ -21,27 +20,22 @@ from redis.asyncio.cluster import RedisCluster
 from proxy.store.ledger.base import BudgetLine, LineBalance, ReservationRecord, State
 from proxy.store.ledger.common import decode_amounts
 from proxy.store.redis import layout as keys
-from proxy.store.redis.clients import boundary
 from proxy.store.redis.safety import Epoch
 
 STATES = ("OPEN", "COMMITTED", "RELEASED", "EXPIRED_CHARGED", "EXPIRED_RELEASED")
 
 
-class RedisReads(ABC):
-    """Mixed into RedisLedger, which provides `_client`, `_epoch` and `_run`."""
+class RedisReads:
+    """Mixed into RedisLedger, which provides `_client`, `_epoch` and `_run` (scripts.py)."""
 
     _client: Redis | RedisCluster
     _epoch: Epoch
-
-    @abstractmethod
-    async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
-        """Run script `name` for `tenant` with these ARGV (after the common ones)."""
+    _run: Callable[[str, str, Sequence[str]], Awaitable[Any]]
 
     async def reservation(self, tenant: str, reservation_id: str) -> ReservationRecord | None:
         self._epoch.guard()
         fields = [reservation_id, keys.scope_field(reservation_id)]
-        with boundary():
-            raw, scope = await self._client.hmget(keys.tenant_keys(tenant)[2], fields)
+        raw, scope = await self._client.hmget(keys.tenant_keys(tenant)[2], fields)
         if raw is None:
             return None
         record = decode_record(reservation_id, _text(raw))

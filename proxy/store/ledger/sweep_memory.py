@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.core.errors import AmountOutOfRange
@@ -24,8 +24,8 @@ from proxy.store.ledger.base import AlertLimits, Crossing, ExpiryAlerts, State
 from proxy.store.ledger.common import expiry_limits
 from proxy.store.ledger.memory_due import DueIndex
 from proxy.store.ledger.memory_state import Record, TenantState
+from proxy.store.ledger.meta import sorted_amounts
 from proxy.store.ledger.sweeping import STUCK_RETRY_MS, SWEEP_BUDGET_S, Budget, SweepErrors
-from proxy.store.ledger.tenants import sorted_amounts
 
 
 @dataclass(slots=True)
@@ -62,12 +62,6 @@ class MemorySweep(SweepErrors, ABC):
     @abstractmethod
     def _finish(self, t: TenantState, rid: str, r: Record, state: State, now: int) -> None:
         """Settle the record: it becomes a tombstone."""
-
-    async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
-        resolved, stuck = await self._sweep_tenant(tenant, set(dead_owners))
-        if stuck is not None:
-            raise stuck
-        return resolved
 
     async def _sweep_tenant(
         self, tenant: str, dead: set[str]

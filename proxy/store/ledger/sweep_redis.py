@@ -29,8 +29,7 @@ In a Redis Cluster the index is one key per slot (`cy:v1:due:{<n>}`); the pass r
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -47,7 +46,7 @@ from proxy.store.ledger.sweeping import (
     SweepErrors,
 )
 from proxy.store.redis import layout as keys
-from proxy.store.redis.clients import Client, boundary
+from proxy.store.redis.clients import Client
 
 PAGE = 100
 """Tenants read from the due index per command."""
@@ -97,8 +96,8 @@ class _Pass:
     visited: set[str] = field(default_factory=set)
 
 
-class RedisSweep(SweepErrors, ABC):
-    """Mixed into RedisLedger, which provides these."""
+class RedisSweep(SweepErrors):
+    """Mixed into RedisLedger, which provides these (`_run`: scripts.py)."""
 
     _client: Client
     settings: ReservationSettings
@@ -106,6 +105,7 @@ class RedisSweep(SweepErrors, ABC):
     expiry_alerts: ExpiryAlerts | None
     _dead_after_ms: int
     _cluster: bool
+    _run: Callable[[str, str, Sequence[str]], Awaitable[Any]]
     sweep_budget_s: float = SWEEP_BUDGET_S
     walk_per_pass: int = WALK
     reclaim_scan: int = SCAN
@@ -118,28 +118,17 @@ class RedisSweep(SweepErrors, ABC):
         self._walk_cursor = 0
         self._walk_pending: list[str] = []
 
-    @abstractmethod
-    async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
-        """Run script `name` for `tenant` with these ARGV (after the common ones)."""
-
-    @abstractmethod
     async def _now_ms(self) -> int:
-        """The store's clock."""
-
-    async def sweep(self, tenant: str, dead_owners: Sequence[str] = ()) -> int:
-        cursor = "0" if dead_owners else "-"
-        swept = await self._sweep_tenant(tenant, tuple(dead_owners), cursor)
-        if swept.stuck is not None:
-            raise swept.stuck
-        return swept.resolved
+        """The store's clock (Redis TIME), in milliseconds."""
+        seconds, micros = await self._client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def sweep_all(self) -> int:
         """One pass: reclaim the dead's reservations, sweep the due tenants, walk a slice of the
         registry (the module docstring); each phase does at least one step."""
-        with boundary():
-            now = await self._now_ms()
-            cutoff = now - self._dead_after_ms
-            stale = await self._client.zrangebyscore(keys.INSTANCES, "-inf", cutoff)
+        now = await self._now_ms()
+        cutoff = now - self._dead_after_ms
+        stale = await self._client.zrangebyscore(keys.INSTANCES, "-inf", cutoff)
         dead = tuple(sorted(o for o in cast(list[str], stale) if o != self.owner))
         run = _Pass(Budget.of(self.sweep_budget_s), now)
         resolved = await self._reclaim_dead(dead, run)
@@ -200,18 +189,16 @@ class RedisSweep(SweepErrors, ABC):
     async def _shards(self) -> list[str]:
         if not self._cluster:
             return [keys.DUE]
-        with boundary():
-            return sorted(cast(set[str], await self._client.smembers(keys.DUE_SHARDS)))
+        return sorted(cast(set[str], await self._client.smembers(keys.DUE_SHARDS)))
 
     async def _page(self, shard: str, upto: int, after: Position | None) -> list[Position]:
         """The next tenants of one index key due by `upto`, after `after`: (score, tenant)."""
         low: float | str = "-inf" if after is None else after[0]
         skip = 0
         while True:
-            with boundary():
-                rows = await self._client.zrangebyscore(
-                    shard, low, upto, start=skip, num=PAGE, withscores=True
-                )
+            rows = await self._client.zrangebyscore(
+                shard, low, upto, start=skip, num=PAGE, withscores=True
+            )
             page = [(float(s), str(t)) for t, s in cast(list[tuple[str, float]], rows)]
             fresh = [p for p in page if after is None or p > after]
             if fresh or len(page) < PAGE:
@@ -242,10 +229,9 @@ class RedisSweep(SweepErrors, ABC):
         if self.walk_per_pass <= 0:
             return 0
         if not self._walk_pending:
-            with boundary():
-                cursor, found = await self._client.sscan(
-                    keys.TENANTS, self._walk_cursor, count=self.walk_per_pass
-                )
+            cursor, found = await self._client.sscan(
+                keys.TENANTS, self._walk_cursor, count=self.walk_per_pass
+            )
             self._walk_cursor, self._walk_pending = int(cursor), cast(list[str], found)
         resolved = 0
         while self._walk_pending:
@@ -285,8 +271,7 @@ class RedisSweep(SweepErrors, ABC):
                 return resolved
         if not r.finished():
             return resolved  # the budget ran out reading the index: resume there
-        with boundary():
-            await self._client.zrem(keys.INSTANCES, *r.dead)
+        await self._client.zrem(keys.INSTANCES, *r.dead)
         self._reclaim = None
         return resolved
 
@@ -308,7 +293,6 @@ class RedisSweep(SweepErrors, ABC):
     async def _scan_index(self, shard: str, cursor: int, upto: int) -> tuple[int, list[str]]:
         """One ZSCAN step over an index key: the next cursor (0: done) and the tenants it found
         due by `upto` (the module docstring says why ZSCAN)."""
-        with boundary():
-            found, rows = await self._client.zscan(shard, cursor, count=self.reclaim_scan)
+        found, rows = await self._client.zscan(shard, cursor, count=self.reclaim_scan)
         due = [str(t) for t, score in cast(list[tuple[str, float]], rows) if score <= upto]
         return int(found), due

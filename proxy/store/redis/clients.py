@@ -19,16 +19,16 @@ up to WAIT_S, like the BlockingConnectionPool of the standalone ledger.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import exceptions as rex
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
-
-from proxy.core.errors import LedgerError, LedgerUnavailable, range_error
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 Client = Redis | RedisCluster
 
@@ -36,44 +36,8 @@ STANDALONE = ("redis", "rediss")
 CLUSTER = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 WAIT_S = 5.0
 """How long a command waits for a free connection before the store counts as unavailable."""
-
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    rex.ConnectionError,
-    rex.TimeoutError,
-    rex.ReadOnlyError,
-    rex.ClusterError,  # CLUSTERDOWN, MASTERDOWN, redirections exhausted
-    rex.TryAgainError,  # a slot in migration
-    rex.RedisClusterException,  # no node reachable, slots not covered
-    OSError,
-)
-"""redis-py's errors that mean the store cannot be reached now (the caller applies fail_mode)."""
-ERRORS: tuple[type[BaseException], ...] = (rex.RedisError, rex.RedisClusterException)
-"""Every error redis-py raises (RedisClusterException is not a RedisError)."""
-
-
-@contextmanager
-def boundary(store: str = "the Redis ledger") -> Iterator[None]:
-    """redis-py's exceptions become ours: LedgerUnavailable when `store` cannot be reached now
-    (the caller applies fail_mode), LedgerError when it refused a command."""
-    try:
-        yield
-    except UNAVAILABLE as exc:
-        raise LedgerUnavailable(f"{store} is unreachable: {exc}") from exc
-    except ERRORS as exc:
-        raise refusal(str(exc), store) from exc
-
-
-OUT_OF_RANGE = "OUT_OF_RANGE "
-"""How a script refuses a sum out of the safe range (store/ledger/lua/common.lua guard)."""
-
-
-def refusal(text: str, store: str = "the Redis ledger") -> LedgerError:
-    """A command `store` refused: a script's `OUT_OF_RANGE <tenant> <field> …` is
-    AmountOutOfRange, anything else LedgerError."""
-    if text.startswith(OUT_OF_RANGE):
-        _, tenant, field, *_ = text.split(" ")
-        return range_error(tenant, field)
-    return LedgerError(f"{store} refused a command: {text}")
+SUBSCRIBERS = 1
+"""Connections per cluster node beyond the command permits, for subscriptions (BoundedCluster)."""
 
 
 def is_redis(url: str) -> bool:
@@ -125,6 +89,26 @@ def open_client(url: str, *, max_connections: int | None = None, **options: Any)
     return Redis.from_pool(pool)
 
 
+def store_client(url: str, *, max_connections: int = 64, timeout_s: float = 5.0) -> Client:
+    """The one redis-py client a process keeps for a Redis store: every store on the URL shares
+    it (store/open.py), for everything but the hot path's scripts on one Redis (the wire).
+
+    A bounded pool: a burst waits for a free connection (up to WAIT_S) instead of opening one
+    connection per concurrent call, and a command unanswered after `timeout_s` fails. One
+    immediate retry covers a pooled connection the server has closed (every script is safe to
+    repeat: idempotent by id). Replies are decoded; a store that keeps bytes reads them with
+    redis-py's NEVER_DECODE option."""
+    return open_client(
+        url,
+        max_connections=max_connections,
+        retry=Retry(NoBackoff(), 1, (rex.ConnectionError,)),
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=timeout_s,
+        health_check_interval=30,
+    )
+
+
 async def nodes(client: RedisCluster) -> list[ClusterNode]:
     """Every node of the cluster (masters and replicas), as the client last saw the slot map."""
     await client.initialize()
@@ -143,10 +127,12 @@ def owner(client: RedisCluster, key: str) -> str:
 class BoundedCluster(RedisCluster):
     """A RedisCluster whose commands and pipelines wait (up to WAIT_S) for one of
     `max_connections` permits, so no node's pool is ever asked for more connections than it may
-    open. A command sent to several nodes holds one permit and one connection per node."""
+    open. A command sent to several nodes holds one permit and one connection per node. Each
+    node's pool has SUBSCRIBERS connections more than the permits: the key store's subscription
+    (store/api_keys/redis.py) holds one, for as long as it listens, without a permit."""
 
     def __init__(self, max_connections: int = 100, **kwargs: Any) -> None:
-        super().__init__(max_connections=max_connections, **kwargs)
+        super().__init__(max_connections=max_connections + SUBSCRIBERS, **kwargs)
         self._permits = asyncio.Semaphore(max_connections)
 
     @asynccontextmanager

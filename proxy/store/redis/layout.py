@@ -13,7 +13,7 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          (deleted with the record)
     cy:v1:{t:<tenant>}:resv_exp    zset  reservation id -> deadline, or tombstone expiry (ms)
     cy:v1:{t:<tenant>}:meta        hash  the tenant record: status, plan, mode, anchor, time
-                                         zone, overrides, version (see store/ledger/tenants.py)
+                                         zone, overrides, version (see store/ledger/meta.py)
     cy:v1:{t:<tenant>}:audit       stream  the audit trail (see store/ledger/lua/audit.lua), trimmed
                                          to the retention by every append
     cy:v1:{t:<tenant>}:idem:<sha>  string  a client idempotency key (sha256 of the key, after

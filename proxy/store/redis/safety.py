@@ -8,6 +8,8 @@ by every process at start; the sweeper reads it each round (outside the hot path
 or different, the data this process trusted is gone (FLUSHALL, failover to an empty replica), and
 a fresh store would hand every tenant a full budget: the process fails closed, whatever
 `fail_mode` says, and stays closed until an operator has looked at the store and restarted it.
+These checks raise redis-py's errors as they come: the ledger that calls them maps them
+(store/redis/errors.py).
 
 In a Redis Cluster one key lives on one master, and a flush of (or failover to an empty replica
 of) any other master would go unnoticed. So there each master that owns slots gets an epoch key
@@ -31,7 +33,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from proxy.core.errors import LedgerEpochLost, StoreUnsafe
 from proxy.store.redis import layout as keys
-from proxy.store.redis.clients import Client, boundary, nodes, owner
+from proxy.store.redis.clients import Client, nodes, owner
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +44,22 @@ async def check_eviction(client: Client, *, require: bool) -> None:
     if not isinstance(client, RedisCluster):
         await _check_policy(client.config_get("maxmemory-policy"), "Redis store", require)
         return
-    with boundary():
-        every = await nodes(client)
+    every = await nodes(client)
     for node in every:
         reply = client.config_get("maxmemory-policy", target_nodes=node)
         await _check_policy(reply, f"Redis Cluster node {node.name}", require)
 
 
 async def _check_policy(reply: Awaitable[Any], store: str, require: bool) -> None:
-    with boundary():
-        try:
-            policies = cast(dict[str, str], await reply)
-        except rex.ResponseError as exc:
-            problem = (
-                f"could not check the {store}'s maxmemory-policy (CONFIG GET refused: {exc}; "
-                "managed Redis often disables it). Make sure it is noeviction"
-            )
-            _unsafe(problem, require)
-            return
+    try:
+        policies = cast(dict[str, str], await reply)
+    except rex.ResponseError as exc:
+        problem = (
+            f"could not check the {store}'s maxmemory-policy (CONFIG GET refused: {exc}; "
+            "managed Redis often disables it). Make sure it is noeviction"
+        )
+        _unsafe(problem, require)
+        return
     policy = policies.get("maxmemory-policy", "")
     if policy != "noeviction":
         _unsafe(
@@ -107,11 +107,10 @@ class Epoch:
         that, compare. A lost epoch is logged at CRITICAL once and never recovers."""
         if self.lost:
             return
-        with boundary():
-            new = [name for name in await _epoch_keys(client) if name not in self.recorded]
-            await asyncio.gather(*(client.set(name, self._mine, nx=True) for name in new))
-            names = [*self.recorded, *new]
-            found = dict(zip(names, await asyncio.gather(*map(client.get, names)), strict=True))
+        new = [name for name in await _epoch_keys(client) if name not in self.recorded]
+        await asyncio.gather(*(client.set(name, self._mine, nx=True) for name in new))
+        names = [*self.recorded, *new]
+        found = dict(zip(names, await asyncio.gather(*map(client.get, names)), strict=True))
         for name, expected in self.recorded.items():
             if found[name] != expected:
                 self._lose(client, name, expected, cast(str | None, found[name]))

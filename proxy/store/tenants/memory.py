@@ -1,27 +1,29 @@
 """`TenantStore` in the memory store: step for step what lua/tenant.lua and
-lua/tenant_ledger.lua do in Redis (the listing index is the sorted set of created tenants)."""
+lua/tenant_ledger.lua do in Redis (the listing index is the sorted set of created tenants).
+
+It works on the memory ledger's state (store/ledger/memory_state.MemoryState), as the Redis
+tenant store works on the ledger's keys: the reserve reads the `:meta` this writes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from proxy.core.types import Mode, Period, ReservationSettings, Unit
+from proxy.core.types import Mode, Period, Unit
 from proxy.store.ledger.base import BalanceRow, TenantStatus
 from proxy.store.ledger.calendar import Calendar
 from proxy.store.ledger.checks import check_amount
 from proxy.store.ledger.common import balance_rows
-from proxy.store.ledger.memory_state import TenantState
-from proxy.store.ledger.tenancy import (
+from proxy.store.ledger.memory_state import MemoryState, TenantState
+from proxy.store.ledger.meta import AGGREGATE, calendar_at
+from proxy.store.tenants.base import (
     AuditEntry,
     TenantClosed,
     TenantExists,
     TenantNotFound,
     TenantRecord,
 )
-from proxy.store.ledger.tenants import (
-    AGGREGATE,
-    calendar_at,
+from proxy.store.tenants.records import (
     check_record,
     counted,
     decode_record,
@@ -34,14 +36,14 @@ from proxy.store.ledger.tenants import (
 
 
 class MemoryTenants:
-    """The TenantStore half of MemoryLedger."""
+    """`TenantStore` on a memory ledger's `state` (MemoryLedger.state)."""
 
-    settings: ReservationSettings
-    _clock: Callable[[], int]
-    _tenants: dict[str, TenantState]
-
-    def _tenant(self, tenant: str) -> TenantState:
-        return self._tenants.setdefault(tenant, TenantState())
+    def __init__(self, state: MemoryState) -> None:
+        self.settings = state.settings
+        self._clock = state.clock
+        self._tenants = state.tenants
+        self._tenant = state.tenant
+        """The tenant's state, created empty; the next sweep looks at it."""
 
     def _existing(self, tenant: str, *, open_only: bool = True) -> TenantState:
         t = self._tenants.get(tenant)
@@ -229,9 +231,6 @@ class MemoryTenants:
         chosen = select(ranged, run=run, decision=decision, limit=limit)
         counts = t.counters.values
         return [counted(i, f, counts.get(f"{AGGREGATE}{f.get('agg')}")) for i, f in chosen]
-
-    async def set_clock_offset(self, tenant: str, offset_ms: int) -> None:
-        self._tenant(tenant).meta["clock_offset_ms"] = str(offset_ms)
 
     async def seed(self, records: list[TenantRecord]) -> int:
         created = 0

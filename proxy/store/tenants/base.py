@@ -2,8 +2,10 @@
 
 A tenant's record lives in its `:meta` hash, under the tenant's hash tag, so every change to it
 is one script that also appends to the tenant's `:audit` stream and bumps `version`. The reserve
-script reads the same hash (status, version, anchor, clock offset), so a request racing a
-suspension or a plan change cannot slip through: it is ordered before or after it.
+script reads the same hash (status, version, anchor; store/ledger/meta.py), so a request racing
+a suspension or a plan change cannot slip through: it is ordered before or after it. That is why
+a tenant store is built on a ledger's state (memory.py) or its scripts (redis.py), and why the
+ledger never needs the tenant store: it reads `:meta` itself.
 
 The store's record wins over the policy's `tenants:` section, which only seeds tenants the store
 does not have. A closed tenant's record is kept for ever: its id is never reused.
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from proxy.core.types import Mode, Period, Unit
-from proxy.store.ledger.base import BalanceRow, Ledger, TenantStatus
+from proxy.store.ledger.base import BalanceRow, TenantStatus
 
 AuditKind = Literal["reserve", "commit", "release", "expire", "admin", "reject"]
 
@@ -141,21 +143,9 @@ class TenantStore(Protocol):
         tenant's header). Nothing for a tenant the store does not have."""
         ...
 
-    async def set_clock_offset(self, tenant: str, offset_ms: int) -> None:
-        """For tests: shift the clock the tenant's scripts see (periods, deadlines, audit)."""
-        ...
-
     async def seed(self, records: list[TenantRecord]) -> int:
         """Create the policy's seed tenants the store does not have; returns how many."""
         ...
-
-
-class TenantLedger(Ledger, TenantStore, Protocol):
-    """A store that is both: what the admin API works with."""
-
-
-def balance_key(row: BalanceRow) -> str:
-    return f"{row.level}|{row.value}|{row.unit}|{row.period_id}"
 
 
 __all__ = [
@@ -163,9 +153,7 @@ __all__ = [
     "AuditKind",
     "TenantClosed",
     "TenantExists",
-    "TenantLedger",
     "TenantNotFound",
     "TenantRecord",
     "TenantStore",
-    "balance_key",
 ]

@@ -1,4 +1,5 @@
-"""Idempotency keys for mutating admin calls: a retried onboarding creates nothing new.
+"""Idempotency keys for mutating admin calls (proxy/admin/api.py): a retried onboarding creates
+nothing new.
 
 The first call with a key runs and its answer is stored (24 h); a repeat with the same key and
 the same body gets the stored answer; the same key with another body is 422; a repeat while the
@@ -20,7 +21,9 @@ from typing import Protocol
 import orjson
 
 from proxy.core.bounded import Bounded
-from proxy.store.redis.clients import Client, is_redis, open_client
+from proxy.store.boundary import GuardedStore
+from proxy.store.redis.clients import Client, store_client
+from proxy.store.redis.errors import REDIS
 
 TTL_S = 24 * 3600
 PENDING_S = 60
@@ -112,9 +115,15 @@ class MemoryIdempotency:
         return None
 
 
-class RedisIdempotency:
-    def __init__(self, url: str) -> None:
-        self._client: Client = open_client(url, socket_connect_timeout=2, socket_timeout=5)
+class RedisIdempotency(GuardedStore):
+    """On the store's shared `client` (store/open.py), or on one of its own, closed with it."""
+
+    boundary = REDIS
+    store_name = "the Redis idempotency store"
+
+    def __init__(self, url: str, *, client: Client | None = None) -> None:
+        self._owns_client = client is None
+        self._client: Client = store_client(url) if client is None else client
 
     async def begin(self, key: str, body_hash: str) -> Stored | None:
         claim = _encode(Stored(body_hash, 0, None))
@@ -130,10 +139,5 @@ class RedisIdempotency:
         await self._client.delete(PREFIX + key)
 
     async def close(self) -> None:
-        await self._client.aclose()
-
-
-def open_idempotency(url: str) -> IdempotencyStore:
-    if is_redis(url):
-        return RedisIdempotency(url)
-    return MemoryIdempotency()
+        if self._owns_client:
+            await self._client.aclose()

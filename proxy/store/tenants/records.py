@@ -1,29 +1,7 @@
-"""The tenant record and the audit trail as both stores keep them (pure; no I/O).
-
-`:meta` fields (all strings):
-
-    status          active | suspended | closed
-    plan            the assigned plan
-    mode            enforce | shadow, or '' (inherit the policy's)
-    anchor_day      the anchor in effect (1-31) and `anchor_from_ms`, when it took effect
-    pending_anchor  a new anchor day ('' for none), in effect from `pending_from_ms` (the end of
-                    the period current when it was set)
-    timezone        IANA name
-    hold_day        across a time-zone change, the day and month periods current when it was
-    hold_month      made, `<period id>:<ms>`: current until then (their end in the old zone),
-                    and no later period of that kind has an earlier id (calendar.py); '' or
-                    absent: none
-    alerts          alert thresholds in basis points replacing the plan's, `5000,8000`; 'none'
-                    for no threshold alerts; '' or absent: inherit
-    overrides       `tenant=5000000000,run=200000000` or '-'
-    version         bumped by every change to the record
-    created_ms      when it was created; a meta without it is not a tenant (only a status or a
-                    clock offset written by tests or the legacy set_status)
-    clock_offset_ms added to the clock every script of this tenant sees (tests only)
-
-Audit entries are string fields with `kind` (reserve | commit | release | expire | admin |
-reject);
-see `proxy/store/ledger/lua/audit.lua` for what each kind records.
+"""The tenant record and the audit trail as both stores keep them (pure; no I/O): a record is
+its `:meta` hash (store/ledger/meta.py lists the fields), an audit entry the string fields of one
+`:audit` stream entry, with `kind` (reserve | commit | release | expire | admin | reject); see
+`proxy/store/ledger/lua/audit.lua` for what each kind records.
 """
 
 from __future__ import annotations
@@ -36,26 +14,12 @@ from zoneinfo import ZoneInfo
 
 from proxy.core.types import Mode
 from proxy.store.ledger.base import TenantStatus
-from proxy.store.ledger.calendar import Anchor, Calendar, Hold
+from proxy.store.ledger.calendar import Calendar, Hold
 from proxy.store.ledger.checks import check_amount
-from proxy.store.ledger.tenancy import AuditEntry, AuditKind, TenantRecord
+from proxy.store.ledger.meta import decode_overrides, encode_overrides
+from proxy.store.tenants.base import AuditEntry, AuditKind, TenantRecord
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-AGGREGATE = "q|agg|"
-"""Ledger field prefix of the per-minute denial counters (`q|agg|<minute>|<reason>|<scope>`)."""
-GENERATION = "q|gen|"
-"""Ledger field prefix of the RESET_SPENT generations (`q|gen|resets`, `q|gen|reset|<prefix>`,
-`q|gen|exp|<reservation>`; lua/common.lua late_charge): bookkeeping, not quota counters."""
-
-
-def encode_overrides(overrides: Mapping[str, int]) -> str:
-    return ",".join(f"{level}={limit:d}" for level, limit in sorted(overrides.items())) or "-"
-
-
-def decode_overrides(text: str) -> dict[str, int]:
-    if text in ("-", ""):
-        return {}
-    return {level: int(limit) for level, limit in (p.split("=") for p in text.split(","))}
 
 
 def encode_alerts(alerts: Sequence[int] | None) -> str:
@@ -74,11 +38,6 @@ def check_alerts(alerts: Sequence[int]) -> None:
     for bp in alerts:
         if not 0 < bp <= 10_000:
             raise ValueError(f"alert threshold {bp} basis points is not in 1..10000 (0.01-100 %)")
-
-
-def sorted_amounts(amounts: Mapping[str, int]) -> str:
-    """Amounts as the audit records them (units sorted, like lua's encode_amounts)."""
-    return encode_overrides(amounts)
 
 
 def encode_record(record: TenantRecord) -> dict[str, str]:
@@ -112,17 +71,6 @@ def decode_record(tenant: str, meta: Mapping[str, str]) -> TenantRecord | None:
     )
 
 
-def calendar_at(meta: Mapping[str, str], now_ms: int, offset_min: int) -> Calendar:
-    """The tenant's calendar at `now_ms` in a zone `offset_min` from UTC: its anchor then, and
-    the periods held across a time-zone change (`hold_day`, `hold_month`)."""
-    holds = tuple(
-        (kind, hold)
-        for kind in ("day", "month")
-        if (hold := Hold.decode(meta.get(f"hold_{kind}", ""))) is not None
-    )
-    return Calendar(offset_min, anchor_at(meta, now_ms), holds)
-
-
 def hold_fields(cal: Calendar, now_ms: int) -> dict[str, str]:
     """The `:meta` fields a time-zone change writes: the day and the month current now (in the
     old zone, `cal`) are held until they end there (calendar.py)."""
@@ -131,14 +79,6 @@ def hold_fields(cal: Calendar, now_ms: int) -> dict[str, str]:
         pid = cal.period_id(kind, now_ms)
         out[f"hold_{kind}"] = Hold(pid, cal.period_end(pid)).encode()
     return out
-
-
-def anchor_at(meta: Mapping[str, str], now_ms: int) -> Anchor:
-    """The anchor in effect at `now_ms` (a pending one once its switch time has come)."""
-    pending = meta.get("pending_anchor", "")
-    if pending and now_ms >= int(meta["pending_from_ms"]):
-        return Anchor(int(pending), int(meta["pending_from_ms"]))
-    return Anchor(int(meta.get("anchor_day", "1")), int(meta.get("anchor_from_ms", "0")))
 
 
 def utc_offset_min(timezone: str, at_ms: int | None = None) -> int:

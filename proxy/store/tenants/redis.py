@@ -1,26 +1,33 @@
 """`TenantStore` on Redis: each change is one script (lua/tenant.lua, lua/tenant_ledger.lua)
 that writes `:meta` or the ledger and appends its audit entry atomically. The listing index and
 the sweeper's set are not tenant-tagged, so they are written after the script, in that order.
+
+It runs on a Redis ledger's `scripts` (store/ledger/scripts.py): the same keys, client and epoch.
+The scripts stay with the ledger's (store/ledger/lua/): each is prepended with common.lua, and a
+fresh server gets all of them in one SCRIPT LOAD.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from proxy.core.types import Mode, Period, Unit
+from proxy.store.boundary import GuardedStore
 from proxy.store.ledger.base import BalanceRow, TenantStatus
 from proxy.store.ledger.checks import check_amount
 from proxy.store.ledger.common import balance_rows
-from proxy.store.ledger.tenancy import (
+from proxy.store.ledger.scripts import STORE, Scripts
+from proxy.store.redis import layout as keys
+from proxy.store.redis.errors import REDIS
+from proxy.store.tenants.base import (
     AuditEntry,
     TenantClosed,
     TenantExists,
     TenantNotFound,
     TenantRecord,
 )
-from proxy.store.ledger.tenants import (
+from proxy.store.tenants.records import (
     check_record,
     counted,
     decode_record,
@@ -29,8 +36,6 @@ from proxy.store.ledger.tenants import (
     update_fields,
     utc_offset_min,
 )
-from proxy.store.redis import layout as keys
-from proxy.store.redis.clients import Client, boundary
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
@@ -46,14 +51,16 @@ def _raise(tenant: str, outcome: str) -> None:
         raise TenantExists(f"tenant {tenant!r} already exists (ids are never reused)")
 
 
-class RedisTenants(ABC):
-    """The TenantStore half of RedisLedger (which provides `_client` and `_run`)."""
+class RedisTenants(GuardedStore):
+    """`TenantStore` on a Redis ledger's `scripts` (RedisLedger.scripts)."""
 
-    _client: Client
+    boundary = REDIS
+    store_name = STORE
 
-    @abstractmethod
-    async def _run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
-        """Run script `name` for `tenant` with these ARGV (after the common ones)."""
+    def __init__(self, scripts: Scripts) -> None:
+        self._client = scripts.client
+        self._run = scripts.run
+        self._epoch = scripts.epoch
 
     async def _admin(self, tenant: str, op: str, args: Sequence[str]) -> tuple[str, TenantRecord]:
         reply: list[str] = await self._run("tenant", tenant, [op, *args])
@@ -72,29 +79,27 @@ class RedisTenants(ABC):
         check_record(record)
         fields = [x for pair in encode_record(record).items() for x in pair]
         _, created = await self._admin(record.id, "create", [actor, "create", "0", *fields])
-        with boundary():
-            await self._client.zadd(keys.TENANT_INDEX, {record.id: 0})
-            await self._client.sadd(keys.TENANTS, record.id)
+        await self._client.zadd(keys.TENANT_INDEX, {record.id: 0})
+        await self._client.sadd(keys.TENANTS, record.id)
         return created
 
     async def get_tenant(self, tenant: str) -> TenantRecord | None:
-        with boundary():
-            meta = await self._client.hgetall(keys.tenant_keys(tenant)[4])
+        self._epoch.guard()
+        meta = await self._client.hgetall(keys.tenant_keys(tenant)[4])
         return decode_record(tenant, cast(dict[str, str], meta))
 
     async def list_tenants(self, *, after: str | None, limit: int) -> list[TenantRecord]:
         start = "-" if after is None else f"({after}"
-        with boundary():
-            ids = cast(
-                list[str],
-                await self._client.zrange(
-                    keys.TENANT_INDEX, start, "+", bylex=True, offset=0, num=limit
-                ),
-            )
-            async with self._client.pipeline(transaction=False) as pipe:
-                for tenant in ids:
-                    pipe.hgetall(keys.tenant_keys(tenant)[4])
-                metas = await pipe.execute()
+        ids = cast(
+            list[str],
+            await self._client.zrange(
+                keys.TENANT_INDEX, start, "+", bylex=True, offset=0, num=limit
+            ),
+        )
+        async with self._client.pipeline(transaction=False) as pipe:
+            for tenant in ids:
+                pipe.hgetall(keys.tenant_keys(tenant)[4])
+            metas = await pipe.execute()
         found = (decode_record(t, m) for t, m in zip(ids, metas, strict=True))
         return [r for r in found if r is not None]
 
@@ -175,22 +180,15 @@ class RedisTenants(ABC):
         high = "+" if until_ms is None else str(until_ms)
         # Unfiltered, the first `limit` entries are all that is kept: Redis stops there.
         count = limit if run is None and decision is None else None
-        with boundary():
-            raw = cast(
-                list[tuple[str, dict[str, str]]],
-                await self._client.xrange(audit, low, high, count=count),
-            )
-            chosen = select(raw, run=run, decision=decision, limit=limit)
-            names = [f"q|agg|{fields['agg']}" for _, fields in chosen if "agg" in fields]
-            counts = cast(
-                list[str | None], await self._client.hmget(ledger, names) if names else []
-            )
+        raw = cast(
+            list[tuple[str, dict[str, str]]],
+            await self._client.xrange(audit, low, high, count=count),
+        )
+        chosen = select(raw, run=run, decision=decision, limit=limit)
+        names = [f"q|agg|{fields['agg']}" for _, fields in chosen if "agg" in fields]
+        counts = cast(list[str | None], await self._client.hmget(ledger, names) if names else [])
         by_name = dict(zip(names, counts, strict=True))
         return [counted(i, f, _count(by_name.get(f"q|agg|{f.get('agg')}"))) for i, f in chosen]
-
-    async def set_clock_offset(self, tenant: str, offset_ms: int) -> None:
-        with boundary():
-            await self._client.hset(keys.tenant_keys(tenant)[4], "clock_offset_ms", offset_ms)
 
     async def seed(self, records: list[TenantRecord]) -> int:
         created = 0
