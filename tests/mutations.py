@@ -116,6 +116,8 @@ MESSAGE_REFUSED = (
 )
 UNREPORTED = "tests/gateway/test_unreported_extras.py::"
 IMAGES = "tests/gateway/test_image_rules.py::"
+ITEM_IMAGES = "tests/gateway/test_item_images.py::"
+ITEM_MEDIA = "tests/metering/test_item_media.py::"
 
 
 @dataclass(frozen=True)
@@ -3154,7 +3156,53 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a kept answer is read back as the bytes it was, on the shared decoding client",
     ),
-
+    Mutation(
+        name="item-images-counted-by-their-json",
+        file="proxy/metering/shapes/responses.py",
+        old="        return TOKENS_PER_MESSAGE + _media_tokens(counter, item, path)\n",
+        new="        return TOKENS_PER_MESSAGE + counter.count_json(item)\n",
+        tests=(
+            ITEM_IMAGES + "test_images_in_tool_outputs_and_screenshots_are_reserved_as_images",
+            ITEM_MEDIA + "test_a_screenshot_is_counted_by_the_tile_rule_not_as_its_base64",
+        ),
+        removes="images in Responses items other than messages are reserved by the tile rule",
+    ),
+    Mutation(
+        name="screenshot-not-an-image",
+        file="proxy/metering/shapes/item_media.py",
+        old='IMAGE_TYPES = frozenset({"input_image", "computer_screenshot", "image"})\n',
+        new='IMAGE_TYPES = frozenset({"input_image", "image"})\n',
+        tests=(
+            ITEM_IMAGES + "test_an_item_s_image_on_a_model_without_an_image_rule_is_refused_"
+            "naming_it[memory-computer_call_output]",
+            ITEM_IMAGES
+            + "test_images_in_tool_outputs_and_screenshots_are_reserved_as_images[memory-whole]",
+        ),
+        removes="a computer_call_output screenshot is an image: tile rule, refused without one",
+    ),
+    Mutation(
+        name="stored-prompt-variables-unpriced",
+        file="proxy/metering/billable.py",
+        old='    places = (("input", body.get("input")), ("prompt", body.get("prompt")))\n',
+        new='    places = (("input", body.get("input")),)\n',
+        tests=(ITEM_IMAGES + "test_a_stored_prompt_s_image_and_file_variables_are_reserved",),
+        removes="a stored prompt's file variables reserve document tokens",
+    ),
+    Mutation.never(
+        name="stored-prompt-variables-uncounted",
+        file="proxy/metering/shapes/responses.py",
+        old='    if body.get("prompt") is not None:\n',
+        tests=(ITEM_IMAGES + "test_a_stored_prompt_s_image_and_file_variables_are_reserved",),
+        removes="a stored prompt's variables count as the prompt, an image one by the tile rule",
+    ),
+    Mutation(
+        name="item-image-payload-counted-as-text",
+        file="proxy/metering/shapes/item_media.py",
+        old='        return {"type": value["type"]}\n',
+        new="        return value\n",
+        tests=(ITEM_MEDIA + "test_a_screenshot_is_counted_by_the_tile_rule_not_as_its_base64",),
+        removes="an item's image is counted by the tile rule, its base64 not also as text",
+    ),
 )
 
 

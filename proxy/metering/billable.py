@@ -22,7 +22,8 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   into the request. Each call may add the tool's `input_tokens`.
 - **Stored prompts**: a Responses `prompt` (by id) may bring hosted tools the request does not
   show, so it reserves every hosted tool the model prices, pooled under `max_tool_calls`.
-- **Documents**: chat `file` parts, Responses `input_file` parts and a stored `prompt`, Anthropic
+- **Documents**: chat `file` parts, Responses `input_file` parts (in a message, a function's
+  output, any input item, a stored prompt's variables) and a stored `prompt`, Anthropic
   `document` blocks that are not inline text, at any depth (inside a tool result or a web fetch
   result too). Their JSON (a file id, a URL) says nothing of what the provider bills, so each
   reserves the model's `documents` tokens.
@@ -39,7 +40,9 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   the model's `client_tool_tokens` for its type, reserved per tool; a type not listed is refused.
 - **Cache writes**: Anthropic `cache_control` breakpoints (caching.py) need the model's
   `cache_write`; the prompt is reserved at the longest TTL's write price.
-- **Images**: chat `image_url` and Responses `input_image` parts are counted by gpt-4o's tile
+- **Images**: chat `image_url` and Responses `input_image` parts, and the images other
+  Responses items carry (a computer-use screenshot, a function's image output, a code
+  interpreter's, a generated image sent back: shapes/item_media.py), are counted by gpt-4o's tile
   rule times the model's `image_token_factor` (its policy entry's, or the one OpenAI publishes
   for its name); a model with neither bills images by a rule the proxy does not know, so they
   are refused. (Claude's images on the Messages API are counted by Claude's own rule.)
@@ -54,7 +57,7 @@ from typing import Any
 
 from proxy.core.errors import BadRequest
 from proxy.metering import caching
-from proxy.metering.shapes import blocks
+from proxy.metering.shapes import blocks, item_media
 
 AUTO = "auto"
 FREE_RESPONSES_TOOLS = frozenset(
@@ -162,7 +165,7 @@ def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
         )
     stored = isinstance(body.get("prompt"), dict) and body["prompt"].get("id") is not None
     limits = {"max_tool_calls": default_calls} if (pooled or stored) and asked is None else {}
-    documents = _parts(body.get("input"), "input", "content", _responses_document)
+    documents, images = _responses_media(body)
     if stored:
         documents = ("prompt", *documents)
     return Billables(
@@ -174,8 +177,17 @@ def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
         tools=_has_tools(body),
         limits=limits,
         stored_prompt=stored,
-        images=_parts(body.get("input"), "input", "content", _of_type("input_image")),
+        images=images,
     )
+
+
+def _responses_media(body: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Where the files and the images are: messages' parts, what other input items carry
+    (function outputs, screenshots: item_media.py), a stored prompt's variables."""
+    places = (("input", body.get("input")), ("prompt", body.get("prompt")))
+    files = tuple(at for path, value in places for at in item_media.files(value, path))
+    images = tuple(i.path for path, value in places for i in item_media.images(value, path))
+    return files, images
 
 
 def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int) -> Billables:
@@ -293,10 +305,6 @@ def _of_type(kind: str) -> Callable[[Any], bool]:
 
 def _chat_document(part: Any) -> bool:
     return isinstance(part, dict) and part.get("type") == "file"
-
-
-def _responses_document(part: Any) -> bool:
-    return isinstance(part, dict) and part.get("type") == "input_file"
 
 
 def _anthropic_documents(messages: Any) -> tuple[str, ...]:

@@ -35,7 +35,9 @@ def _refused(note: str) -> Field:
 
 
 _TEXT = "its tokens"
-_ITEM_JSON = "the prompt: the item by its JSON"
+_ITEM_JSON = (
+    "the prompt: each by its JSON, but the images in it by the tile rule; files see pricing"
+)
 _STORED = "the provider adds a stored item the proxy cannot see to the prompt; send the item itself"
 
 CHAT_MESSAGE: dict[str, Field] = {

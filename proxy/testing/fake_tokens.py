@@ -36,12 +36,15 @@ Rules of the fake's own, where nothing is published:
   `json_schema` response format: the tokens of its `json_schema` object's JSON.
 - Responses API: rendered as chat is. `instructions` is a developer message (3 + the role + the
   text), a string `input` a user message, a message item 3 + its role + its content; a
-  `function_call` item 3 + its name and arguments, a `function_call_output` 3 + its output,
-  any other item 3 + its JSON; 3 prime the reply. Function tools by the cookbook rule, other
-  tools by their JSON; a `text.format` by its schema's JSON.
-- Documents (a chat `file` part, a Responses `input_file` part or stored `prompt`, an Anthropic
-  `document` block that is not inline text, at any depth of a message): their JSON as above;
-  the pages the provider reads from them are the fake upstream's to bill
+  `function_call` item 3 + its name and arguments, a `function_call_output` (or
+  `custom_tool_call_output`) 3 + its output, a text or its parts as a message's are; a
+  `computer_call_output` 3 + its JSON without the screenshot, the screenshot an image (above);
+  any other item 3 + its JSON; a stored prompt's variables as parts (a string as text); 3 prime
+  the reply. Function tools by the cookbook rule, other tools by their JSON; a `text.format` by
+  its schema's JSON.
+- Documents (a chat `file` part, a Responses `input_file` part or variable, a stored `prompt`,
+  an Anthropic `document` block that is not inline text, at any depth of a message): their JSON
+  as above; the pages the provider reads from them are the fake upstream's to bill
   (`FakeSettings.document_tokens`), counted by `documents`.
 """
 
@@ -221,6 +224,8 @@ def _responses(c: _Counter, body: Body) -> int:
     if isinstance(given, str):
         tokens += PER_MESSAGE + c.text("user") + c.text(given)
     tokens += sum(_item(c, as_dict(item)) for item in as_list(given))
+    for value in as_dict(as_dict(body.get("prompt")).get("variables")).values():
+        tokens += c.text(value) if isinstance(value, str) else _part(c, value)
     tokens += _tools(c, as_list(body.get("tools")), _flat_function)
     text_format = as_dict(as_dict(body.get("text")).get("format"))
     if "schema" in text_format:
@@ -241,9 +246,13 @@ def _item(c: _Counter, item: Body) -> int:
         return PER_MESSAGE + c.text(item.get("role")) + parts
     if kind == "function_call":
         return PER_MESSAGE + _call(c, item)
-    if kind == "function_call_output":
+    if kind in ("function_call_output", "custom_tool_call_output"):
         output = item.get("output")
-        return PER_MESSAGE + (c.text(output) if isinstance(output, str) else c.json(output))
+        return PER_MESSAGE + c.text(output) + sum(_part(c, part) for part in as_list(output))
+    if kind == "computer_call_output":
+        shot = as_dict(item.get("output"))
+        rest = {key: value for key, value in item.items() if key != "output"}
+        return PER_MESSAGE + c.json(rest) + _image(c, shot.get("image_url"), None)
     return PER_MESSAGE + c.json(item)
 
 
@@ -292,7 +301,10 @@ def documents(endpoint: str, body: Body) -> int:
     if endpoint == "chat":
         return _count_blocks(body.get("messages"), lambda b: b.get("type") == "file")
     if endpoint == "responses":
-        stored = 1 if as_dict(body.get("prompt")).get("id") is not None else 0
+        prompt = as_dict(body.get("prompt"))
+        stored = 1 if prompt.get("id") is not None else 0
+        variables = as_dict(prompt.get("variables")).values()
+        stored += sum(1 for value in variables if as_dict(value).get("type") == "input_file")
         return stored + _count_blocks(body.get("input"), lambda b: b.get("type") == "input_file")
     if endpoint == "messages":
         return sum(1 for block in inside(body.get("messages")) if _claude_document(block))

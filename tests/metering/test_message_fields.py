@@ -135,12 +135,13 @@ def readme_tables() -> str:
             out += ["**`/v1/responses`: types of the items of `input`**", ""]
             out += ["| type | class | what is reserved, or why not |", "|---|---|---|"]
             modelled = [k for k, f in entries.types.items() if f.kind == "modelled"]
-            json_counted = [k for k in modelled if entries.types[k].note.endswith("by its JSON")]
+            json_counted = [k for k in modelled if k != "message"]
+            [note] = {entries.types[k].note for k in json_counted}
             out.append(
                 f"| `message` | {CLASS_NAMES['modelled']} | {entries.types['message'].note} |"
             )
             listed = ", ".join(f"`{k}`" for k in json_counted)
-            out.append(f"| {listed} | {CLASS_NAMES['modelled']} | the prompt: each by its JSON |")
+            out.append(f"| {listed} | {CLASS_NAMES['modelled']} | {note} |")
             out += [
                 f"| `{k}` | {CLASS_NAMES[f.kind]} | {f.note} |"
                 for k, f in entries.types.items()

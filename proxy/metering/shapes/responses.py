@@ -2,7 +2,9 @@
 
 `input` is a string or a list of items: messages (`role`, and `content` as a string or a list of
 parts: input_text, input_image, input_file, output_text) and typed items (function calls and
-their outputs, reasoning, ...), which are counted by their JSON. `instructions` is a system
+their outputs, reasoning, ...), which are counted by their JSON but for the images they carry
+(a screenshot, a function's image output: item_media.py), counted as a message's are; a stored
+`prompt` (its variables) likewise. `instructions` is a system
 message and a string `input` a user message, each counted with its role's tokens as chat counts
 a message. `max_output_tokens` is the completion bound. Usage comes from the body, or from the
 `response.completed` (or `.incomplete`, `.failed`) event of a stream; both carry
@@ -34,7 +36,7 @@ from proxy.metering.estimate import (
 from proxy.metering.images import IMAGE_TOKENS
 from proxy.metering.pricing import Usage
 from proxy.metering.request_body import expect_str
-from proxy.metering.shapes import definitions_tokens
+from proxy.metering.shapes import definitions_tokens, item_media
 from proxy.metering.text_counter import TextCounter, Tokenizer
 from proxy.metering.token_kinds import token_count
 from proxy.metering.tool_uses import responses_tool_calls
@@ -69,6 +71,9 @@ def estimate_responses(
     if instructions is not None:
         said = expect_str(instructions, "'instructions'")
         prompt += TOKENS_PER_MESSAGE + counter.count("system") + counter.count(said)
+    if body.get("prompt") is not None:
+        # A stored prompt's variables are text, images and files: counted as a typed item is.
+        prompt += _media_tokens(counter, body["prompt"], "prompt")
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
     text = body.get("text")
     if isinstance(text, dict) and isinstance(text.get("format"), dict):
@@ -170,11 +175,20 @@ def _item_tokens(counter: TextCounter, item: Any, path: str) -> int:
             param=path,
         )
     if item.get("type", "message") != "message":
-        # Function calls and outputs, reasoning, references: their JSON bounds them.
-        return TOKENS_PER_MESSAGE + counter.count_json(item)
+        # Function calls and outputs, reasoning, screenshots: their JSON bounds them, but for
+        # the images they carry, which are billed as images wherever they are.
+        return TOKENS_PER_MESSAGE + _media_tokens(counter, item, path)
     role = counter.count(expect_str(item.get("role"), f"{path}.role"))
     tokens = TOKENS_PER_MESSAGE + role + _content_tokens(counter, item.get("content"), path)
     return tokens + other_fields(counter, item, _MESSAGE_FIELDS)
+
+
+def _media_tokens(counter: TextCounter, value: Any, path: str) -> int:
+    """`value` by its JSON, but each image in it (item_media.py) by the tile rule, its payload
+    (a URL, a screenshot's base64) left out of the JSON."""
+    found = item_media.images(value, path)
+    tiles = sum(counter.image(image.url, image.detail) for image in found)
+    return tiles + counter.count_json(item_media.without_images(value))
 
 
 def _content_tokens(counter: TextCounter, content: Any, path: str) -> int:

@@ -1,0 +1,87 @@
+"""The images and files a Responses request carries outside the parts of its messages, wherever
+they sit. No I/O.
+
+A message carries them as content parts, and so do other `input` items: a `function_call_output`
+or `custom_tool_call_output` whose `output` is a list of parts (input_text, input_image,
+input_file), a `computer_call_output` whose `output` is a `computer_screenshot`, a
+`code_interpreter_call` whose `outputs` hold images, an `image_generation_call` whose `result`
+is the image it made; a stored prompt's `variables` may be images or files too. The provider
+bills an image by its image rule and a file as a document, not by the few bytes of a URL or a
+file id (nor a screenshot's base64 as text), so they are found by one walk over everything
+below a point of the request rather than at the places today's API allows: each image is
+counted by the tile rule (and refused on a model without one, billable.py), each file as a
+document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+IMAGE_TYPES = frozenset({"input_image", "computer_screenshot", "image"})
+"""Objects that are an image: a content part, a computer-use screenshot, a code interpreter's
+image output."""
+FILE_TYPES = frozenset({"input_file"})
+GENERATED = "image_generation_call"
+"""An item whose `result` is an image in base64. What the provider bills for an image it made
+and is sent back is not published: its JSON is counted as text and the image by the tile rule."""
+_HEAD = 64 * 1024
+"""Enough of a generated image's base64 for its size to be read (images.py reads no more)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """One image found, e.g. at `input[2].output`."""
+
+    path: str
+    url: str
+    """Its URL, "" for a file id: a base64 data: URL is measured, any other costs the most."""
+    detail: object
+
+
+def images(value: Any, path: str) -> list[Image]:
+    """Every image in `value` (at `path` of the request), at any depth."""
+    found: list[Image] = []
+    for where, obj in _objects(value, path):
+        if obj.get("type") in IMAGE_TYPES:
+            found.append(Image(where, _url(obj), obj.get("detail")))
+        elif obj.get("type") == GENERATED and isinstance(obj.get("result"), str):
+            url = "data:image/png;base64," + obj["result"][:_HEAD]
+            found.append(Image(f"{where}.result", url, None))
+    return found
+
+
+def files(value: Any, path: str) -> list[str]:
+    """Where the file inputs in `value` are, at any depth."""
+    return [where for where, obj in _objects(value, path) if obj.get("type") in FILE_TYPES]
+
+
+def without_images(value: Any) -> Any:
+    """`value` with each image object cut down to its type: what is left is counted by its JSON,
+    the images by the tile rule. (A generated image's `result` stays, see GENERATED.)"""
+    if isinstance(value, list):
+        return [without_images(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if value.get("type") in IMAGE_TYPES:
+        return {"type": value["type"]}
+    return {key: without_images(item) for key, item in value.items()}
+
+
+def _objects(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every JSON object in `value` (itself included), with its path. Nothing is skipped, as
+    nothing is in without_images: what one finds, the other cuts."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _objects(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        yield path, value
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                yield from _objects(item, f"{path}.{key}")
+
+
+def _url(image: dict[str, Any]) -> str:
+    url = image.get("image_url", image.get("url"))
+    return url if isinstance(url, str) else ""
