@@ -35,8 +35,10 @@ ENDPOINTS = {
     MESSAGES: "messages",
 }
 LONG_BETA = {"anthropic-beta": "context-1m-2025-08-07"}
-TOOL_INPUT_TOKENS = 600
-"""What every priced hosted tool declares one call may add to the input (the fake's most)."""
+TOOL_INPUT_TOKENS = 20_000
+"""What every priced hosted tool declares one call may add to the input here (the fake's most):
+search results as long as a few pages, so that one call's input outweighs what a reservation
+holds besides (a tool fee, a container, half an answer), and a reservation without it shows."""
 DOCUMENT_TOKENS = 3000
 """The least any model here reserves for a document (the fake bills at most this)."""
 
@@ -46,7 +48,9 @@ def property_policy(tmp_path: Path) -> Path:
     $50 hold any call here but those asking for a billion tokens, which are 402."""
     text = POLICY.replace("{limit}", "50")
     text = text.replace("identity: header\n", "identity: header\nunknown_tenant: test\n", 1)
+    # Every priced hosted tool may add TOOL_INPUT_TOKENS a call (file_search too).
     text = text.replace("file_search: 0.0025", "file_search: {per_call: 0.0025, input_tokens: 600}")
+    text = text.replace("input_tokens: 600}", f"input_tokens: {TOOL_INPUT_TOKENS}}}")
     text = text.replace(
         "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60,",
         "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60, image_token_factor: 33.34,",
@@ -330,8 +334,34 @@ def _responses(model: str) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def _tool_heavy() -> st.SearchStrategy[dict[str, Any]]:
+    """gpt-5 Responses calls that are mostly their hosted tools' calls: a priced hosted tool
+    first (the one the fake calls), the tier named (`auto` reserves the dearest, twice what
+    most are served at), no stored prompt or file. Their reservations are close enough to the
+    bill that the tools' input, left out, would show."""
+    tools = st.builds(
+        lambda first, rest: [first, *(tool for tool in rest if tool != first)],
+        st.sampled_from(PRICED_HOSTED),
+        st.lists(st.sampled_from(PRICED_HOSTED + FREE_TOOLS), max_size=2, unique_by=str),
+    )
+    return st.builds(
+        lambda given, tools, tier, extra: (
+            {"model": "gpt-5", "input": given, "tools": tools, "service_tier": tier} | extra
+        ),
+        words,
+        tools,
+        st.sampled_from(["default", "priority", "flex"]),
+        _optional(
+            max_output_tokens=good_limits,
+            max_tool_calls=st.integers(1, 5),
+            stream=st.booleans(),
+        ),
+    )
+
+
 responses_bodies = _spoiled(
-    st.sampled_from(["gpt-5", "gpt-5", "gpt-4o", "gpt-4o-mini"]).flatmap(_responses),
+    st.sampled_from(["gpt-5", "gpt-5", "gpt-4o", "gpt-4o-mini"]).flatmap(_responses)
+    | _tool_heavy(),
     {
         "max_output_tokens": odd_limits,
         "max_tool_calls": st.sampled_from([-1, "3"]),

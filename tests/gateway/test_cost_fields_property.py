@@ -14,10 +14,10 @@ pairs), n and best_of, completions batches of strings and token lists, tools wit
 and max_tool_calls, images, audio, files and documents, service tiers, reasoning settings,
 Anthropic system prompts, server and client tools, thinking and cache breakpoints (at any
 depth of a block), and long prompts with and without the long-context beta. The fake bills
-hosted tool calls, documents, tiers, cache reads and writes (OpenAI's too, on models that price
-them and on models that leave them to the default, and Anthropic's reported with a split that
-leaves some out), and audio in and out of long prompts at the audio prices, as the providers
-do, within what the policy declares.
+hosted tool calls and the input they add, documents, tiers, cache reads and writes (OpenAI's
+too, on models that price them and on models that leave them to the default, and Anthropic's
+reported with a split that leaves some out), and audio in and out of long prompts at the
+audio prices, as the providers do, within what the policy declares.
 
 The default run is short and seeded (fuzz_support.FIXED_SEED); a failure names its seed. Longer:
 
@@ -67,9 +67,10 @@ from proxy.testing.fake_openai import Billed
 pytestmark = pytest.mark.timeout(0 if EXAMPLES else 600)
 DIMENSIONS = {"stream", "web_search", "cache-5m", "cache-1h", "long-context", "documents"}
 DIMENSIONS |= {"nested-cache", "client-tool", "openai-cache-write", "unpriced-cache-write"}
-DIMENSIONS |= {"long-context-media"}
+DIMENSIONS |= {"long-context-media", "tool-input"}
 """What a run of at least the default size must have seen billed, each at least once, on each
-store (and some tier above or below the standard one)."""
+store (and some tier above or below the standard one). "tool-input": a Responses call that
+only reserving its hosted tools' input kept within its reservation (_tool_input_needed)."""
 QUICK = 600
 """Examples per store in the default run (each sends one to three calls)."""
 
@@ -148,7 +149,8 @@ async def _check(driver: Driver, call: Request, unhandled: Unhandled) -> str:
         f"billed {cost}, charged {charged}, reserved {reserved}: {bills} for {call}"
     )
     unreported = call.stream and not driver.fake.settings.send_usage
-    shown = " ".join(["stream"] * call.stream + _dimensions(bills, unreported) + _asked(call))
+    found = _dimensions(bills, unreported) + _tool_input_needed(call, bills, reserved - cost)
+    shown = " ".join(["stream"] * call.stream + found + _asked(call))
     return f"billed {call.endpoint} {answer.status} {shown}".rstrip()
 
 
@@ -175,6 +177,34 @@ def _dimensions(bills: list[Billed], unreported: bool) -> list[str]:
         if bill.service_tier != "default":
             found.add(bill.service_tier)
     return sorted(found)
+
+
+def _tool_input_needed(call: Request, bills: list[Billed], spare: int) -> list[str]:
+    """The label "tool-input" when a Responses call's hosted tools added input that cost more
+    than its reservation had to `spare`: reserved without that input (max_tool_calls of them),
+    the call would have been billed above its reservation."""
+    if call.endpoint != "responses":
+        return []  # Anthropic's server tools are bounded each by its own max_uses
+    added = sum(billed_cost(bill) - billed_cost(_without_tool_input(bill)) for bill in bills)
+    return ["tool-input"] if spare < added else []
+
+
+def _without_tool_input(bill: Billed) -> Billed:
+    """`bill` as if its hosted tool calls had added no input: their tokens come off the
+    prompt's uncached part first, then off what it wrote to the cache (the fake may write a
+    whole prompt), then off what it read from it."""
+    left = bill.tool_input_tokens
+    fresh = bill.prompt_tokens - bill.cached_tokens - bill.cache_write_tokens
+    fresh -= bill.cache_write_1h_tokens + bill.audio_prompt_tokens
+    left -= min(left, fresh)
+    written = min(left, bill.cache_write_tokens)
+    return dataclasses.replace(
+        bill,
+        prompt_tokens=bill.prompt_tokens - bill.tool_input_tokens,
+        cache_write_tokens=bill.cache_write_tokens - written,
+        cached_tokens=bill.cached_tokens - (left - written),
+        tool_input_tokens=0,
+    )
 
 
 def _asked(call: Request) -> list[str]:
