@@ -1287,7 +1287,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="startup-line-names-the-asked-ports",
         file="proxy/cli/serve.py",
         old="    bound = iter(_bound(runner) for runner in runners)\n",
-        new='    bound = iter(f"{a[0]}:{a[1]}" for _, a in listeners)\n',
+        new="    asked = [(settings.host, settings.port), settings.admin, settings.metrics]\n"
+        '    bound = iter(f"{a[0]}:{a[1]}" for a in asked if a)\n',
         tests=("tests/gateway/test_observability.py::test_a_metrics_listener_serves_only_metrics",),
         removes="the startup line names the ports bound (port 0 resolved)",
     ),
@@ -2506,8 +2507,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="admin-listener-lingers-long",
         file="proxy/cli/serve.py",
-        old="        listeners.append((admin, settings.admin, listen.ADMIN_LINGER_S))",
-        new="        listeners.append((admin, settings.admin, listen.LINGER_S))",
+        old="settings.admin, listen.ADMIN_LINGER_S, ADMIN_FLAG",
+        new="settings.admin, listen.LINGER_S, ADMIN_FLAG",
         tests=(f"{ADMIN_BOUNDS}::{ADMIN_LISTENER}",),
         removes="the admin listener closes a connection whose body it refused within 2 s",
     ),
@@ -3202,6 +3203,43 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        return value\n",
         tests=(ITEM_MEDIA + "test_a_screenshot_is_counted_by_the_tile_rule_not_as_its_base64",),
         removes="an item's image is counted by the tile rule, its base64 not also as text",
+    ),
+    # -- issue 16: a port already in use is one line and exit 2 --------------------------------
+    Mutation(
+        name="port-in-use-is-a-traceback",
+        file="proxy/cli/serve.py",
+        old="        if is_in_use(exc):\n"
+        "            raise in_use(*listener.address, listener.flag) from None\n",
+        new="",
+        tests=(
+            "tests/processes/test_ports.py::test_a_second_serve_on_a_taken_admin_port_says_so_in"
+            "_one_line_and_exits_2",
+            "tests/processes/test_ports.py::test_a_second_serve_on_a_taken_proxy_port_says_so_in"
+            "_one_line_and_exits_2",
+        ),
+        removes="a listener whose port another process holds says so in one line, exit 2",
+    ),
+    Mutation(
+        name="workers-port-in-use-is-a-traceback",
+        file="proxy/cli/ports.py",
+        old="            if is_in_use(exc):\n"
+        "                raise in_use(host, port, flag) from None\n",
+        new="",
+        tests=(
+            "tests/processes/test_ports.py::test_workers_on_a_taken_port_say_so_once_and_exit_2",
+        ),
+        removes="under --workers the parent finds a taken port once, before any worker starts",
+    ),
+    Mutation(
+        name="log-filter-assumes-an-exc-info-tuple",
+        file="proxy/gateway/logs.py",
+        old="if isinstance(record.exc_info, tuple) and record.exc_info[0] is not None:",
+        new="if record.exc_info is not None:",
+        tests=(
+            "tests/gateway/test_observability.py::test_a_record_logged_with_exc_info_false_is"
+            "_written_not_a_crash",
+        ),
+        removes="the redaction filter writes a record logged with exc_info=False",
     ),
 )
 
