@@ -20,7 +20,7 @@ from typing import NamedTuple
 from aiohttp import web
 
 from proxy.admin.app import build_admin_app
-from proxy.app import build_app, build_metrics_app
+from proxy.app import AppConfig, StoreConfig, build_app, build_metrics_app, shared
 from proxy.cli.ports import (
     ADMIN_FLAG,
     METRICS_FLAG,
@@ -179,23 +179,24 @@ def _listeners(settings: Settings, policy: Policy) -> list[Listener]:
     reload = None
     if settings.reload_every > 0:
         reload = Reload(settings.policy, settings.reload_every, settings.upstream)
-    app = build_app(
-        policy,
-        settings.store,
-        reload=reload,
-        require_noeviction=settings.require_noeviction,
-        # Only a sidecar's app may say it has exited; a gateway has no app beside it.
-        on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,
-    )
+    stores = StoreConfig(settings.store, require_noeviction=settings.require_noeviction)
+    # Only a sidecar's app may say it has exited; a gateway has no app beside it.
+    on_quit = partial(_quit, settings.workers) if policy.identity == "header" else None
+    app = build_app(AppConfig(policy, stores, reload=reload, on_quit=on_quit))
     address = (settings.host, settings.port)
     listeners = [Listener(lambda: app, address, listen.LINGER_S, PROXY_FLAG)]
     if settings.admin is not None:
-        admin = build_admin_app(app)
-        listeners.append(Listener(lambda: admin, settings.admin, listen.ADMIN_LINGER_S, ADMIN_FLAG))
+        # Built once the proxy app has started: it is handed what the proxy app opened.
+        admin = partial(_admin_app, app)
+        listeners.append(Listener(admin, settings.admin, listen.ADMIN_LINGER_S, ADMIN_FLAG))
     if settings.metrics is not None:
         metrics = build_metrics_app(app, settings.metrics_tokens)
         listeners.append(Listener(lambda: metrics, settings.metrics, listen.LINGER_S, METRICS_FLAG))
     return listeners
+
+
+def _admin_app(proxy: web.Application) -> web.Application:
+    return build_admin_app(shared(proxy))
 
 
 async def _start(
