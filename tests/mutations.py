@@ -3245,6 +3245,60 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="the redaction filter writes a record logged with exc_info=False",
     ),
+    # -- issue 16: the pipeline's events ---------------------------------------------------------
+    Mutation(
+        name="failing-subscriber-fails-the-call",
+        file="proxy/gateway/events.py",
+        old="""            try:
+                subscriber(event)
+            except Exception:
+                log.exception("a subscriber to %s failed", type(event).__name__)""",
+        new="""            subscriber(event)""",
+        tests=(
+            "tests/gateway/test_events.py"
+            "::test_a_failing_subscriber_never_changes_the_answer_or_the_charge",
+        ),
+        removes="a subscriber that fails never changes a call's answer or its charge",
+    ),
+    Mutation(
+        name="settled-call-not-told",
+        file="proxy/gateway/settle.py",
+        old="self.events.emit(CallSettled(flight.request, tenant, charge, result, timings))",
+        new="None",
+        tests=(
+            "tests/gateway/test_events.py"
+            "::test_a_call_is_told_to_subscribers_decided_then_settled_at_what_the_ledger_charged",
+            "tests/gateway/test_observability.py",
+        ),
+        removes="a settled call is told to the subscribers (its log line, metrics, alerts)",
+    ),
+    Mutation(
+        name="decided-call-not-told",
+        file="proxy/gateway/pipeline.py",
+        old=(
+            "events.emit(CallDecided(request, scope.tenant, reserved, "
+            "Routed(asked, sent, verdict)))"
+        ),
+        new="None",
+        tests=(
+            "tests/gateway/test_events.py"
+            "::test_a_call_is_told_to_subscribers_decided_then_settled_at_what_the_ledger_charged",
+            "tests/gateway/test_observability.py",
+        ),
+        removes="a decided call is told to the subscribers (its log line, metrics)",
+    ),
+    Mutation(
+        name="denied-call-not-told",
+        file="proxy/gateway/pipeline.py",
+        old="        events.emit(CallDenied(request, scope.tenant, denial, result, asked))\n",
+        new="",
+        tests=(
+            "tests/gateway/test_events.py"
+            "::test_a_call_its_budget_cannot_cover_is_told_denied_and_never_settled",
+            "tests/gateway/test_alerts.py",
+        ),
+        removes="a denied call is told to the subscribers (log line, metrics, first-deny alert)",
+    ),
 )
 
 
