@@ -1,4 +1,22 @@
-"""Builds the aiohttp application: routes, error rendering, and the resources it owns."""
+"""The composition root: the proxy application, built from an `AppConfig`.
+
+Its resources are opened and closed in cleanup contexts, one per resource, each stored under a
+typed `AppKey` (aiohttp's background_tasks example). aiohttp runs them in this order at start and
+in reverse at stop:
+
+    _stores          every store behind the store URL (store/open.py)     STORES, LEDGER, …
+    _session         the upstream connection pool                              SESSION
+    _runtime         the policy in force, its provider keys, the tenants'      RUNTIME, SEEDER
+                     cache; the policy's tenants seeded into the store
+    _alerts          alerts, subscribed to the pipeline's events               ALERTS
+    _fail_open       local buckets and the spill, drained into the ledger      FAIL_OPEN
+                     (and once more on the way out, after calls settled)
+    _pipeline        admission and the pipeline, from the resources above      ADMISSION, PIPELINE
+    _calls           at stop: calls in flight settle before anything closes
+    _heartbeat, _sweeper, _key_events, _policy_watcher: background tasks, stopped first
+
+`shared` hands the admin listener what it uses of these, explicitly.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +25,8 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass, field
+from functools import partial
 
 import aiohttp
 import orjson
@@ -16,34 +36,70 @@ from proxy.actions.routes import add_routes as add_action_routes
 from proxy.budget.call import ENDPOINTS
 from proxy.budget.directory import Directory
 from proxy.core import tasks
-from proxy.core.errors import (
-    ClientError,
-    LedgerEpochLost,
-    LedgerError,
-    NotFound,
-    ServiceUnavailable,
-    StoreUnsafe,
-)
-from proxy.gateway import alerts, handlers, observe, relay, scrape
-from proxy.gateway.context import RUNTIME, Runtime
-from proxy.gateway.metrics import Metrics
+from proxy.core.errors import ClientError, LedgerEpochLost, LedgerError, NotFound, StoreUnsafe
+from proxy.gateway import admission, handlers, metrics, observe, relay, scrape, upkeep
+from proxy.gateway.admission import ADMISSION, Admission
+from proxy.gateway.alerts import ALERTS, Alerts, ExpiryNotifier
+from proxy.gateway.context import API_KEYS, FAIL_OPEN, LEDGER, REPLAYS, RUNTIME, SESSION, Runtime
+from proxy.gateway.events import EVENTS, Events
+from proxy.gateway.identity import Callers
+from proxy.gateway.metrics import METRICS, Metrics
+from proxy.gateway.pipeline import PIPELINE, Pipeline
+from proxy.gateway.settle import Settler
+from proxy.gateway.spill import FailOpen
 from proxy.metering.shapes import azure, messages
 from proxy.policy.runtime import Policy
 from proxy.policy.watcher import PolicyWatcher, Reload
 from proxy.store.api_keys import Keys, KeyStore
-from proxy.store.ledger.base import Ledger, Reservation, SettleResult
+from proxy.store.ledger.base import Ledger
 from proxy.store.open import Stores, open_store
-from proxy.store.tenants import TenantRecord, TenantStore
+from proxy.store.tenants import TenantStore
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SWEEP_INTERVAL = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where the stores are. `ledger` and `key_store`, when given (tests), are used as they are
+    and not closed with the app."""
+
+    url: str = "memory://"
+    require_noeviction: bool = False
+    """Refuse a Redis store that may evict keys (store/redis/safety.py)."""
+    ledger: Ledger | None = None
+    key_store: KeyStore | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """What the proxy application is built from (cli/serve.py, testing/local.py, tests)."""
+
+    policy: Policy
+    store: StoreConfig = field(default_factory=StoreConfig)
+    provider_keys: Mapping[str, str | None] | None = None
+    """Upstream name → key; None reads each upstream's `api_key_env` (the demo and tests pass
+    their own, which win over the environment on a reload too)."""
+    sweep_every: float | None = SWEEP_INTERVAL
+    """Seconds between heartbeats and sweeps; None runs neither (a test that counts store
+    commands)."""
+    reload: Reload | None = None
+    """Watch the policy's files and swap in a change that checks clean."""
+    on_quit: Callable[[], None] | None = None
+    """Serve `POST /quitquitquit` (loopback callers only): the app in the pod has exited, stop
+    serving (cli/serve.py)."""
+
+
+CONFIG = web.AppKey("config", AppConfig)
 STORES = web.AppKey("stores", Stores)
 """Every store behind the store URL (the admin app reads its tenants and idempotency keys)."""
-SWEEP_INTERVAL = 5.0
-SETTLE_ON_STOP = 30.0
-"""Seconds calls still in flight get to settle at shutdown, after the drain; then the proxy
-gives up on them, charging each what it holds."""
+SEEDER = web.AppKey("seeder", upkeep.Seeder)
+HEARTBEAT = web.AppKey("heartbeat", asyncio.Task[None])
+SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
+KEY_EVENTS = web.AppKey("key_events", asyncio.Task[None])
+WATCHER = web.AppKey("policy_watcher", asyncio.Task[None])
 
 
 def error_body(exc: ClientError) -> bytes:
@@ -77,8 +133,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(exc, request.path)
     except LedgerEpochLost as exc:
         # Not LedgerUnavailable: fail_mode open must not forward on a store that lost its data.
-        lost = ServiceUnavailable(str(exc), retry_after=30, code="ledger_epoch_lost")
-        return error_response(lost, request.path)
+        return error_response(admission.lost(exc), request.path)
     except web.HTTPException as exc:
         if exc.status in (404, 405):
             return error_response(
@@ -93,7 +148,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(failure, request.path)
 
 
-def api_keys(policy: Policy) -> dict[str, str | None]:
+def provider_keys(policy: Policy) -> dict[str, str | None]:
     """Provider keys from the environment, by upstream name."""
     keys: dict[str, str | None] = {}
     for upstream in policy.upstreams.values():
@@ -107,59 +162,40 @@ def api_keys(policy: Policy) -> dict[str, str | None]:
     return keys
 
 
-def build_app(
-    policy: Policy,
-    store: str = "memory://",
-    *,
-    ledger: Ledger | None = None,
-    keys: Mapping[str, str | None] | None = None,
-    sweep_every: float | None = SWEEP_INTERVAL,
-    key_store: KeyStore | None = None,
-    reload: Reload | None = None,
-    require_noeviction: bool = False,
-    on_quit: Callable[[], None] | None = None,
-) -> web.Application:
-    """The proxy application. `ledger` and `key_store` override `store` (and are not closed with
-    the app), `keys` the provider keys from the environment (the demo and tests pass their own);
-    `sweep_every=None` runs no heartbeat or sweeper (a test that counts store commands).
-    `reload` watches the policy's files and swaps in a change that checks clean;
-    `require_noeviction` refuses a Redis store that may evict keys (store/redis/safety.py);
-    `on_quit` serves `POST /quitquitquit` (loopback callers only): the app in the pod has
-    exited, stop serving (cli/serve.py)."""
-    largest = max([policy.limits.max_body_bytes, *policy.limits.route_body_bytes.values()])
+def build_app(config: AppConfig) -> web.Application:
+    """The proxy application: its routes, and its resources in cleanup contexts (module
+    docstring)."""
+    limits = config.policy.limits
+    largest = max([limits.max_body_bytes, *limits.route_body_bytes.values()])
     app = web.Application(middlewares=[observe.middleware, errors], client_max_size=largest)
-    app[observe.METRICS] = Metrics()
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[EVENTS] = Events()
+    # The call's log line and the metrics hear of every call; alerts subscribe once they exist.
+    observe.subscribe(app[EVENTS])
+    metrics.subscribe(app[METRICS], app[EVENTS])
     app.on_response_prepare.append(observe.on_prepare)
-    app.cleanup_ctx.append(
-        lambda app: _resources(
-            app,
-            policy,
-            store,
-            ledger,
-            api_keys(policy) if keys is None else keys,
-            sweep_every,
-            key_store,
-            reload=reload,
-            explicit_keys=keys,
-            require_noeviction=require_noeviction,
-        )
-    )
+    app.cleanup_ctx.extend(_RESOURCES)
+    _add_routes(app.router, config)
+    return app
+
+
+def _add_routes(router: web.UrlDispatcher, config: AppConfig) -> None:
     for path in (*ENDPOINTS, *azure.ROUTES):
-        app.router.add_post(path, handlers.budgeted)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", observe.readyz)
-    if policy.identity == "header":
+        router.add_post(path, handlers.budgeted)
+    router.add_get("/healthz", handlers.healthz)
+    router.add_get("/readyz", observe.readyz)
+    if config.policy.identity == "header":
         # Metrics name tenants and their spend. A sidecar's port is loopback only, for the app
         # its pod trusts already; a gateway's is every tenant's, so there they are served only
         # on the admin listener or --metrics-listen (identity cannot change on a reload).
-        app.router.add_get("/metrics", observe.metrics_endpoint)
-    app.router.add_get("/v1/models", handlers.models)
-    app.router.add_get("/v1/models/{model}", handlers.models)
-    if on_quit is not None:
-        app.router.add_post("/quitquitquit", handlers.quitter(on_quit))
-    add_action_routes(app.router)
-    app.router.add_route("*", "/{tail:.*}", handlers.fallback)
-    return app
+        router.add_get("/metrics", metrics.metrics_endpoint)
+    router.add_get("/v1/models", handlers.models)
+    router.add_get("/v1/models/{model}", handlers.models)
+    if config.on_quit is not None:
+        router.add_post("/quitquitquit", handlers.quitter(config.on_quit))
+    add_action_routes(router)
+    router.add_route("*", "/{tail:.*}", handlers.fallback)
 
 
 def build_metrics_app(
@@ -171,104 +207,167 @@ def build_metrics_app(
     of one of them (gateway/scrape.py)."""
     tokens = scrape.tokens_from_env() if tokens is None else tokens
     app = web.Application(middlewares=[errors, *([scrape.middleware(tokens)] if tokens else [])])
-    app[observe.METRICS] = proxy[observe.METRICS]
-    app.router.add_get("/metrics", observe.metrics_endpoint)
+    app[METRICS] = proxy[METRICS]
+    app.router.add_get("/metrics", metrics.metrics_endpoint)
     app.router.add_get("/healthz", handlers.healthz)
     return app
 
 
-def _spill_alerts(app: web.Application) -> Callable[[Reservation, SettleResult], None]:
-    """alerts.notifier for the runtime current when a spilled commit lands (policy reloads)."""
-    return lambda reservation, result: alerts.notifier(app[RUNTIME])(reservation, result)
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the admin listener uses of the proxy app's resources, handed over explicitly once
+    the proxy app has started (`shared`)."""
+
+    stores: Stores
+    """The tenants' records and audit, the ledger, the admin calls' idempotency keys."""
+    keys: Keys
+    runtime: Runtime
+    """The policy in force, and the tenants' cache to forget a changed tenant in."""
+    metrics: Metrics
+
+
+def shared(proxy: web.Application) -> Shared:
+    """What the proxy app shares with the admin listener; after its startup has run."""
+    return Shared(proxy[STORES], proxy[API_KEYS], proxy[RUNTIME], proxy[METRICS])
+
+
+# -- the resources, one cleanup context each (in build_app's order) ---------------------------
+
+
+async def _stores(app: web.Application) -> AsyncIterator[None]:
+    """Every store behind the store URL (store/open.py)."""
+    given, policy = app[CONFIG].store, app[CONFIG].policy
+    stores = open_store(
+        given.url, policy.reservations, ledger=given.ledger, api_keys=given.key_store
+    )
+    try:
+        await stores.ledger.connect(require_noeviction=given.require_noeviction)
+    except StoreUnsafe:
+        await stores.close()
+        raise
+    app[STORES], app[LEDGER], app[REPLAYS] = stores, stores.ledger, stores.replays
+    app[API_KEYS] = Keys(stores.api_keys)
+    yield
+    await stores.close()
+
+
+async def _session(app: web.Application) -> AsyncIterator[None]:
+    connector = relay.Connector(limit=0, ttl_dns_cache=300)
+    app[SESSION] = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+    yield
+    await app[SESSION].close()
+
+
+async def _runtime(app: web.Application) -> AsyncIterator[None]:
+    """The policy in force and its provider keys, the tenants' cache on the store; the policy's
+    tenants seeded into the store (again by the sweeper, if it cannot be reached yet)."""
+    config, tenants = app[CONFIG], app[STORES].tenants
+    keys = provider_keys(config.policy) if config.provider_keys is None else config.provider_keys
+    runtime = Runtime(config.policy, keys, Directory(tenants, lambda: runtime.policy))
+    app[RUNTIME] = runtime
+    app[SEEDER] = upkeep.Seeder(tenants, config.policy)
+    await app[SEEDER].seed()
+    yield
+
+
+async def _alerts(app: web.Application) -> AsyncIterator[None]:
+    """Alerts hear of denials and commits from the pipeline's events, and of expiries the
+    sweeper charges."""
+    app[ALERTS] = Alerts(app[RUNTIME], app[METRICS])
+    app[ALERTS].subscribe(app[EVENTS])
+    app[LEDGER].expiry_alerts = ExpiryNotifier(app[ALERTS])
+    yield
+
+
+async def _fail_open(app: web.Application) -> AsyncIterator[None]:
+    """Unbudgeted calls' charges (fail_mode: open) wait in the spill, written once the ledger
+    is back (gateway/spill.py); their commits announce the thresholds they cross. A lost epoch
+    drops the spill instead."""
+    fail_open = app[FAIL_OPEN] = FailOpen()
+    spill, ledger, on_commit = fail_open.spill, app[LEDGER], app[ALERTS].on_commit
+    ledger.on_epoch_lost(partial(_store_lost, app))
+    drain = tasks.spawn(spill.drain_forever(ledger, on_commit=on_commit), name="spill")
+    yield
+    await tasks.stop(drain)
+    if len(spill):  # calls settled meanwhile (_calls): their last charges
+        with suppress(TimeoutError):
+            await asyncio.wait_for(spill.drain(ledger, on_commit), 5)
 
 
 def _store_lost(app: web.Application, expected: str | None, found: str | None) -> None:
     """The ledger's epoch is lost: alert once, and never write the spill into that store."""
-    rt = app[RUNTIME]
-    rt.fail_open.spill.store_lost()
-    alerts.epoch_lost(rt, expected, found)
+    app[FAIL_OPEN].spill.store_lost()
+    app[ALERTS].epoch_lost(expected, found)
 
 
-async def _resources(
-    app: web.Application,
-    policy: Policy,
-    store: str,
-    ledger: Ledger | None,
-    keys: Mapping[str, str | None],
-    sweep_every: float | None,
-    key_store: KeyStore | None,
-    *,
-    reload: Reload | None = None,
-    explicit_keys: Mapping[str, str | None] | None = None,
-    require_noeviction: bool = False,
-) -> AsyncIterator[None]:
-    stores = open_store(store, policy.reservations, ledger=ledger, api_keys=key_store)
-    the_ledger, store_side = stores.ledger, stores.tenants
-    try:
-        await the_ledger.connect(require_noeviction=require_noeviction)
-    except StoreUnsafe:
-        await stores.close()
-        raise
-    app[STORES] = stores
-    session = aiohttp.ClientSession(
-        connector=relay.Connector(limit=0, ttl_dns_cache=300),
-        auto_decompress=True,
-    )
-    app[RUNTIME] = Runtime(
-        policy=policy,
-        ledger=the_ledger,
-        session=session,
-        api_keys=keys,
-        keys=Keys(stores.api_keys),
-        directory=Directory(store_side, lambda: app[RUNTIME].policy),
-        on_rejected=lambda tenant, reason: _note_rejection(store_side, tenant, reason),
-        replays=stores.replays,
-        metrics=app[observe.METRICS],
-    )
-    the_ledger.expiry_alerts = alerts.ExpiryNotifier(lambda: app[RUNTIME])
-    unseeded = None if await _seed(store_side, policy) else policy
-    background = []
-    if sweep_every is not None:
-        beat = _heartbeat_forever(the_ledger, sweep_every)
-        background.append(tasks.spawn(beat, name="heartbeat"))
-        sweeper = _sweep_forever(
-            the_ledger, store_side, sweep_every, unseeded, app[observe.METRICS]
-        )
-        background.append(tasks.spawn(sweeper, name="sweeper"))
-    # Unbudgeted calls' charges (fail_mode: open), written once the ledger is back
-    # (gateway/spill.py).
-    # Their commits announce the thresholds they cross. A lost epoch drops the spill instead.
-    spill = app[RUNTIME].fail_open.spill
-    on_commit = _spill_alerts(app)
-    drain = spill.drain_forever(the_ledger, on_commit=on_commit)
-    background.append(tasks.spawn(drain, name="spill"))
-    the_ledger.on_epoch_lost(lambda expected, found: _store_lost(app, expected, found))
-    if policy.identity == "api_key":
-        # Other replicas' key changes evict this one's cache as they happen.
-        background.append(tasks.spawn(app[RUNTIME].keys.watch(), name="key events"))
-    if reload is not None:
-        watcher = PolicyWatcher(
-            reload, policy, lambda new: _reloaded(app[RUNTIME], store_side, new, explicit_keys)
-        )
-        background.append(tasks.spawn(watcher.run(), name="policy watcher"))
+async def _pipeline(app: web.Application) -> AsyncIterator[None]:
+    """Admission and the pipeline, assembled from the resources above."""
+    runtime, ledger, fail_open = app[RUNTIME], app[LEDGER], app[FAIL_OPEN]
+    callers = Callers(app[API_KEYS], partial(_note_rejection, app[STORES].tenants))
+    app[ADMISSION] = Admission(runtime, ledger, callers, app[REPLAYS], fail_open, app[METRICS])
+    settler = Settler(ledger, fail_open.spill, app[EVENTS], app[METRICS])
+    app[PIPELINE] = Pipeline(runtime, app[ADMISSION], app[SESSION], fail_open, settler, app[EVENTS])
     yield
-    for task in background:
-        await tasks.stop(task)
-    await _drain_settlements()
-    if len(spill):
-        with suppress(TimeoutError):
-            await asyncio.wait_for(spill.drain(the_ledger, on_commit), 5)
-    await session.close()
-    await stores.close()
 
 
-async def _reloaded(
-    rt: Runtime, store: TenantStore, policy: Policy, explicit_keys: Mapping[str, str | None] | None
-) -> None:
-    """Swap in a reloaded policy (provider keys given to build_app still win) and seed the
+async def _calls(app: web.Application) -> AsyncIterator[None]:
+    """At stop, calls still in flight settle before the spill's last drain and the ledger
+    closes."""
+    yield
+    await upkeep.drain_settlements()
+
+
+async def _heartbeat(app: web.Application) -> AsyncIterator[None]:
+    every = app[CONFIG].sweep_every
+    if every is not None:
+        app[HEARTBEAT] = tasks.spawn(upkeep.heartbeat_forever(app[LEDGER], every), name="heartbeat")
+    yield
+    await _stop(app, HEARTBEAT)
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    every = app[CONFIG].sweep_every
+    if every is not None:
+        sweeping = upkeep.sweep_forever(app[LEDGER], every, app[SEEDER], app[METRICS])
+        app[SWEEPER] = tasks.spawn(sweeping, name="sweeper")
+    yield
+    await _stop(app, SWEEPER)
+
+
+async def _key_events(app: web.Application) -> AsyncIterator[None]:
+    """Other replicas' key changes evict this one's cache as they happen (gateway mode)."""
+    if app[CONFIG].policy.identity == "api_key":
+        app[KEY_EVENTS] = tasks.spawn(app[API_KEYS].watch(), name="key events")
+    yield
+    await _stop(app, KEY_EVENTS)
+
+
+async def _policy_watcher(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if config.reload is not None:
+        watcher = PolicyWatcher(config.reload, config.policy, partial(_reloaded, app))
+        app[WATCHER] = tasks.spawn(watcher.run(), name="policy watcher")
+    yield
+    await _stop(app, WATCHER)
+
+
+_RESOURCES = (
+    *(_stores, _session, _runtime, _alerts, _fail_open, _pipeline, _calls),
+    *(_heartbeat, _sweeper, _key_events, _policy_watcher),
+)
+
+
+async def _stop(app: web.Application, key: web.AppKey[asyncio.Task[None]]) -> None:
+    if key in app:
+        await tasks.stop(app[key])
+
+
+async def _reloaded(app: web.Application, policy: Policy) -> None:
+    """Swap in a reloaded policy (provider keys given in the config still win) and seed the
     tenants it adds."""
-    rt.swap_policy(policy, {**api_keys(policy), **(explicit_keys or {})})
-    await _seed(store, policy)
+    given = app[CONFIG].provider_keys or {}
+    app[RUNTIME].swap_policy(policy, {**provider_keys(policy), **given})
+    await upkeep.seed(app[STORES].tenants, policy)
 
 
 async def _note_rejection(store: TenantStore, tenant: str | None, reason: str) -> None:
@@ -279,67 +378,3 @@ async def _note_rejection(store: TenantStore, tenant: str | None, reason: str) -
         await store.note_rejection(tenant, reason)
     except LedgerError as exc:
         log.warning("could not audit a rejected call for tenant=%s (%s)", tenant, exc)
-
-
-async def _seed(store: TenantStore, policy: Policy) -> bool:
-    """Create the policy's tenants the store does not have (the store's records win)."""
-    seeds = [TenantRecord(seed.id, seed.plan, mode=seed.mode) for seed in policy.tenants.values()]
-    try:
-        created = await store.seed(seeds)
-    except LedgerError as exc:
-        log.warning("could not seed the policy's tenants into the store yet (%s)", exc)
-        return False
-    if created:
-        log.info("seeded %d tenants from the policy into the store", created)
-    return True
-
-
-async def _heartbeat_forever(ledger: Ledger, every: float) -> None:
-    """Tell other instances this one is alive, every `every` seconds, whatever the sweeper is
-    doing: a task of its own, so no work of this instance can make it look dead."""
-    while True:
-        try:
-            await ledger.heartbeat()
-        except LedgerError as exc:
-            log.warning("heartbeat: ledger unavailable (%s)", exc)
-        await asyncio.sleep(every)
-
-
-async def _sweep_forever(
-    ledger: Ledger,
-    tenants: TenantStore,
-    every: float,
-    unseeded: Policy | None,
-    metrics: Metrics | None = None,
-) -> None:
-    """Resolve overdue reservations (ours past the cap, dead instances' at once), one pass
-    every `every` seconds; seed the policy's tenants if the store was unreachable at start."""
-    while True:
-        if unseeded is not None and await _seed(tenants, unseeded):
-            unseeded = None
-        errors = ledger.sweep_errors
-        try:
-            resolved = await observe.ledger_op(metrics, "sweep", ledger.sweep_all())
-            if metrics is not None:
-                metrics.sweeper_reclaims.inc(resolved)
-            if resolved:
-                log.info("sweeper resolved %d overdue reservations", resolved)
-        except LedgerError as exc:
-            log.warning("sweeper: ledger unavailable (%s)", exc)
-        if metrics is not None:
-            metrics.sweeper_tenant_errors.inc(ledger.sweep_errors - errors)
-        await asyncio.sleep(every)
-
-
-async def _drain_settlements(give_up: float = 5.0) -> None:
-    """Let in-flight calls settle before the ledger closes. Calls still waiting for their
-    provider after SETTLE_ON_STOP are given up: cancelled, which charges each what it holds
-    (its request may have reached the provider), within `give_up` more seconds."""
-    pending = [t for t in tasks.running() if t.get_name().startswith("call ")]
-    if not pending:
-        return
-    _, late = await asyncio.wait(pending, timeout=SETTLE_ON_STOP)
-    for task in late:
-        task.cancel()
-    if late:
-        await asyncio.wait(late, timeout=give_up)

@@ -14,6 +14,7 @@ from yarl import URL
 
 from proxy.admin.app import build_admin_app
 from proxy.admin.auth import Tokens
+from proxy.app import shared
 from proxy.policy.runtime import Policy
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.local import Stack, local_stack, serving
@@ -68,7 +69,7 @@ async def stacks(
     pol: Policy, store: str, fake: FakeUpstream | None = None
 ) -> AsyncIterator[tuple[Stack, Admin]]:
     async with local_stack(pol, store=store, fake=fake) as stack:
-        admin_app = build_admin_app(stack.app, tokens=Tokens((ADMIN,), (READER,)))
+        admin_app = build_admin_app(shared(stack.app), tokens=Tokens((ADMIN,), (READER,)))
         async with serving(admin_app) as url, aiohttp.ClientSession() as session:
             yield stack, Admin(url, session)
 
@@ -77,6 +78,6 @@ async def stacks(
 async def admin_stack(pol: Policy, store: str) -> AsyncIterator[tuple[Stack, Admin]]:
     """A proxy on `store` (its fake provider too) and its admin listener."""
     async with local_stack(pol, store=store, sweep_every=None) as stack:
-        app = build_admin_app(stack.app, tokens=Tokens((ADMIN,), (READER,)))
+        app = build_admin_app(shared(stack.app), tokens=Tokens((ADMIN,), (READER,)))
         async with serving(app) as url, aiohttp.ClientSession() as session:
             yield stack, Admin(url, session)

@@ -15,6 +15,7 @@ from support import policy
 
 from proxy.admin.app import build_admin_app
 from proxy.admin.auth import Tokens
+from proxy.app import shared
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
 from proxy.testing.fake_upstream import FakeUpstream
@@ -74,7 +75,7 @@ async def with_admin(
 ) -> AsyncIterator[tuple[Stack, Admin]]:
     """The proxy (sweeper off) and its admin listener, both on loopback ports."""
     async with local_stack(pol, store=store, fake=fake, sweep_every=None) as stack:
-        admin_app = build_admin_app(stack.app, tokens=Tokens((ADMIN,), (READER,)))
+        admin_app = build_admin_app(shared(stack.app), tokens=Tokens((ADMIN,), (READER,)))
         async with serving(admin_app) as url, aiohttp.ClientSession() as session:
             yield stack, Admin(url, session, admin_app)
 

@@ -230,11 +230,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="upstream-error-charged",
-        file="proxy/gateway/handlers.py",
-        old="""            await settle(rt.ledger, reservation, None, rt.fail_open.spill)
+        file="proxy/gateway/pipeline.py",
+        old="""            await flight.release()
             anthropic = sent.endpoint.name""",
-        new="""            charge = reservation and reservation.amounts
-            await settle(rt.ledger, reservation, charge, rt.fail_open.spill)
+        new="""            await flight.settle(Outcome(complete=False))
             anthropic = sent.endpoint.name""",
         tests=(
             "tests/gateway/test_accounting.py",
@@ -273,7 +272,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- endings: delivered means billable; hidden reasoning (issue 13) -----------------------
     Mutation.always(
         name="no-answer-after-sending-released",
-        file="proxy/gateway/handlers.py",
+        file="proxy/gateway/pipeline.py",
         old="        if not exc.delivered:",
         tests=(
             ENDINGS + "test_a_whole_answer_later_than_non_stream_answer_is_504_and_charged_its_"
@@ -287,14 +286,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation.never(
         name="never-sent-call-charged",
-        file="proxy/gateway/handlers.py",
+        file="proxy/gateway/pipeline.py",
         old="        if not exc.delivered:",
         tests=(ENDINGS + "test_an_upstream_that_cannot_be_reached_is_502_and_nothing_is_charged",),
         removes="a call that never got a connection is released",
     ),
     Mutation(
         name="whole-answer-waits-first-byte",
-        file="proxy/gateway/handlers.py",
+        file="proxy/gateway/pipeline.py",
         old='"first_byte" if sent.stream else "non_stream_answer"',
         new='"first_byte"',
         tests=(SLOW_WHOLE,),
@@ -313,10 +312,12 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="given-up-call-left-open",
-        file="proxy/gateway/handlers.py",
-        old="""        await _given_up(rt, call, reservation)
-        raise""",
-        new="""        raise""",
+        file="proxy/gateway/pipeline.py",
+        old="""        await _given_up(flight)
+        raise
+    flight.answered()""",
+        new="""        raise
+    flight.answered()""",
         tests=(
             ENDINGS + "test_a_call_the_proxy_gives_up_on_is_charged_its_reservation",
             STOP_CHARGES_GIVEN_UP,
@@ -325,7 +326,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="stop-waits-on-late-calls",
-        file="proxy/app.py",
+        file="proxy/gateway/upkeep.py",
         old="""    for task in late:
         task.cancel()""",
         new="""    for task in late:
@@ -380,11 +381,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="a replay answers only the same body under the same key",
     ),
     # -- the boundary -----------------------------------------------------------------------
-    Mutation.never(
+    Mutation(
         name="fail-closed-forwards",
-        file="proxy/gateway/handlers.py",
-        old="""    except LedgerUnavailable as exc:
-        if rt.policy.fail_mode == "closed":""",
+        file="proxy/gateway/admission.py",
+        old='    return policy.fail_mode == "open"',
+        new="    return True",
         tests=("tests/processes/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",),
         removes="fail_mode: closed answers 503 when the ledger is unreachable",
     ),
@@ -422,7 +423,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="""    if reason is None and key is not None:
         return key
 """,
-        new="""    braked = keys.failures.addresses.blocked_for(_client(request, rt))
+        new="""    braked = keys.failures.addresses.blocked_for(_client(request, policy))
     if reason is None and key is not None and not braked:
         return key
 """,
@@ -478,7 +479,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="metrics-on-the-gateway-port",
         file="proxy/app.py",
-        old="""    if policy.identity == "header":
+        old="""    if config.policy.identity == "header":
         # Metrics name""",
         new="""    if True:
         # Metrics name""",
@@ -503,8 +504,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="passthrough-ignores-tenant-status",
         file="proxy/gateway/handlers.py",
-        old="    await standing.check_active(rt, (await identity.identify(request, rt)).tenant)",
-        new="    await identity.identify(request, rt)",
+        old="    await admission.check_active((await admission.identify(request)).tenant)",
+        new="    await admission.identify(request)",
         tests=(
             "tests/gateway/test_tenant_status.py"
             "::test_an_inactive_tenant_is_refused_on_every_route_and_spends_nothing",
@@ -514,7 +515,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="replay-ignores-tenant-status",
         file="proxy/gateway/handlers.py",
-        old="""        await standing.check_active(rt, scope.tenant)
+        old="""        await admission.check_active(scope.tenant)
         return claim""",
         new="""        return claim""",
         tests=(
@@ -559,8 +560,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="running-proxy-never-sweeps",
-        file="proxy/app.py",
-        old='            resolved = await observe.ledger_op(metrics, "sweep", ledger.sweep_all())',
+        file="proxy/gateway/upkeep.py",
+        old='            resolved = await timed(metrics, "sweep", ledger.sweep_all())',
         new="            resolved = 0",
         tests=(
             "tests/processes/test_faults.py"
@@ -595,7 +596,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="close-keeps-keys",
         file="proxy/admin/api.py",
-        old="            await runtime(request).keys.revoke_all(record.id)",
+        old="            await keys(request).revoke_all(record.id)",
         new="            pass",
         tests=("tests/admin/test_admin.py::test_closing_a_tenant_revokes_its_keys_on_every_path",),
         removes="closing a tenant revokes its API keys",
@@ -618,7 +619,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="spill-not-flushed-at-shutdown",
         file="proxy/app.py",
-        old="            await asyncio.wait_for(spill.drain(the_ledger, on_commit), 5)",
+        old="            await asyncio.wait_for(spill.drain(ledger, on_commit), 5)",
         new="            pass",
         tests=(
             "tests/processes/test_faults.py::test_charges_still_spilled_at_shutdown_are_written_on_the_way_out",
@@ -1209,7 +1210,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="upstream-4xx-charged",
-        file="proxy/gateway/handlers.py",
+        file="proxy/gateway/pipeline.py",
         old="        if upstream.status >= 400:\n",
         new="        if upstream.status >= 500:\n",
         tests=(f"{GARBAGE}[memory]",),
@@ -1287,7 +1288,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="startup-line-names-the-asked-ports",
         file="proxy/cli/serve.py",
         old="    bound = iter(_bound(runner) for runner in runners)\n",
-        new='    bound = iter(f"{a[0]}:{a[1]}" for _, a in listeners)\n',
+        new="    asked = [(settings.host, settings.port), settings.admin, settings.metrics]\n"
+        '    bound = iter(f"{a[0]}:{a[1]}" for a in asked if a)\n',
         tests=("tests/gateway/test_observability.py::test_a_metrics_listener_serves_only_metrics",),
         removes="the startup line names the ports bound (port 0 resolved)",
     ),
@@ -1302,10 +1304,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- issue 15: the reservation lifecycle (time-outs, resets, runs, zones, actions, memory) --
     Mutation(
         name="reserve-timeout-not-released",
-        file="proxy/gateway/handlers.py",
+        file="proxy/gateway/admission.py",
         old=(
-            "            rt.fail_open.spill.add_abandoned(reserve)"
-            "  # the reserve may have run all the same\n"
+            "            if isinstance(exc, LedgerUnavailable) and exc.maybe_ran:\n"
+            "                self._fail_open.spill.add_abandoned(request)\n"
         ),
         new="",
         tests=(f"{TIMEOUT}::test_a_reserve_that_timed_out_is_released_by_id_never_charged",),
@@ -1313,18 +1315,19 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="refused-reserve-spills-a-release",
-        file="proxy/gateway/handlers.py",
-        old="            if exc.maybe_ran:\n",
+        file="proxy/gateway/admission.py",
+        old="            if isinstance(exc, LedgerUnavailable) and exc.maybe_ran:\n",
         new="            if True:\n",
         tests=(f"{TIMEOUT}::test_a_reserve_that_never_reached_redis_spills_no_release",),
         removes="a reserve that never reached Redis queues no release (the spill keeps its room)",
     ),
     Mutation(
         name="action-reserve-timeout-not-released",
-        file="proxy/actions/routes.py",
+        file="proxy/gateway/admission.py",
         old=(
-            "        if abandoned is not None and exc.maybe_ran:\n"
-            "            rt.fail_open.spill.add_abandoned(abandoned)\n"
+            "            if abandoned is not None and isinstance(exc, LedgerUnavailable) and "
+            "exc.maybe_ran:\n"
+            "                self._fail_open.spill.add_abandoned(abandoned)\n"
         ),
         new="",
         tests=(f"{TIMEOUT}::test_an_action_reserve_that_timed_out_is_released_by_id",),
@@ -1547,7 +1550,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="heartbeat-waits-for-sweep",
         file="proxy/app.py",
-        old='        background.append(tasks.spawn(beat, name="heartbeat"))\n',
+        old="    if every is not None:\n"
+        "        app[HEARTBEAT] = tasks.spawn(upkeep.heartbeat_forever(app[LEDGER], every), "
+        'name="heartbeat")\n',
         new="",
         tests=(SWEEPER + "test_the_heartbeat_goes_on_while_a_sweep_runs",),
         removes="the heartbeat is a task of its own, never waiting for a sweep",
@@ -1747,8 +1752,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="eventless-stream-released",
         file="proxy/gateway/streaming.py",
-        old="        charge = charge_for(call, reserved, outcome)",
-        new="        charge = charge_for(call, reserved, outcome) if tracker.events else None",
+        old="        await flight.settle(outcome)",
+        new="        await (flight.settle(outcome) if tracker.events else flight.release())",
         tests=(ENDS + "test_a_200_stream_without_any_event_is_charged_its_reservation",),
         removes="a 200 stream without a JSON event is charged, not released",
     ),
@@ -2186,7 +2191,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="malformed-deployment-asserts",
-        file="proxy/gateway/handlers.py",
+        file="proxy/gateway/pipeline.py",
         old="        raise azure.not_a_deployment(request.path)",
         new='        raise AssertionError("app.py routes only budgeted paths here")',
         tests=(
@@ -2228,11 +2233,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="provider-error-relayed-verbatim",
-        file="proxy/gateway/handlers.py",
+        file="proxy/gateway/pipeline.py",
         old="""            return provider_errors.error_response(
-                upstream, body, anthropic=anthropic, headers=verdict.headers
+                upstream, body, anthropic=anthropic, headers=flight.verdict.headers
             )""",
-        new="""            return _relay_body(upstream, body, verdict)""",
+        new="""            return _relay_body(upstream, body, flight.verdict)""",
         tests=(PROVIDER_ERRORS,),
         removes="a budgeted call's error body is rewritten, not relayed as the provider sent it",
     ),
@@ -2281,8 +2286,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="gateway-takes-quitquitquit",
         file="proxy/cli/serve.py",
-        old='on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,',
-        new="on_quit=partial(_quit, settings.workers),",
+        old='on_quit = partial(_quit, settings.workers) if policy.identity == "header" else None',
+        new="on_quit = partial(_quit, settings.workers)",
         tests=("tests/processes/test_shutdown.py::test_a_gateway_has_no_quitquitquit",),
         removes="only a sidecar's app may stop the proxy with POST /quitquitquit",
     ),
@@ -2438,7 +2443,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="failed-response-answer-unscrubbed",
-        file="proxy/gateway/handlers.py",
+        file="proxy/gateway/pipeline.py",
         old="        shown = stream_errors.scrubbed_answer(",
         new="        shown = body or stream_errors.scrubbed_answer(",
         tests=(
@@ -2459,7 +2464,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="admin-body-without-deadline",
         file="proxy/admin/api.py",
-        old="        request[BODY] = await read_limited(request, MAX_BODY_BYTES, runtime(request))",
+        old="        request[BODY] = await read_body(request, MAX_BODY_BYTES)",
         new="        request[BODY] = await request.read()",
         tests=(
             f"{ADMIN_BOUNDS}::test_a_body_trickled_past_read_request_is_408_and_changes_nothing"
@@ -2481,7 +2486,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="login-form-read-whole",
         file="proxy/admin/dashboard/routes.py",
-        old="    raw = await read_limited(request, LOGIN_MAX_BYTES, api.runtime(request))",
+        old="    raw = await shared.read_body(request, LOGIN_MAX_BYTES)",
         new="    raw = await request.read()",
         tests=(
             f"{ADMIN_BOUNDS}::test_a_body_trickled_past_read_request_is_408_and_changes_nothing"
@@ -2506,8 +2511,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="admin-listener-lingers-long",
         file="proxy/cli/serve.py",
-        old="        listeners.append((admin, settings.admin, listen.ADMIN_LINGER_S))",
-        new="        listeners.append((admin, settings.admin, listen.LINGER_S))",
+        old="settings.admin, listen.ADMIN_LINGER_S, ADMIN_FLAG",
+        new="settings.admin, listen.LINGER_S, ADMIN_FLAG",
         tests=(f"{ADMIN_BOUNDS}::{ADMIN_LISTENER}",),
         removes="the admin listener closes a connection whose body it refused within 2 s",
     ),
@@ -2613,8 +2618,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="action-commit-of-a-lost-record-charged",
         file="proxy/actions/routes.py",
-        old="rt.ledger.commit(reservation, actual, final_release=True, known_only=True)",
-        new="rt.ledger.commit(reservation, actual, final_release=True)",
+        old="admission.ledger.commit(reservation, actual, final_release=True, known_only=True)",
+        new="admission.ledger.commit(reservation, actual, final_release=True)",
         tests=(
             f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
             "_nothing",
@@ -2624,8 +2629,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="action-release-of-a-lost-record-written",
         file="proxy/actions/routes.py",
-        old="rt.ledger.release(reservation_of(record, tenant), known_only=True)",
-        new="rt.ledger.release(reservation_of(record, tenant))",
+        old="admission.ledger.release(reservation_of(record, tenant), known_only=True)",
+        new="admission.ledger.release(reservation_of(record, tenant))",
         tests=(
             f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
             "_nothing",
@@ -2835,7 +2840,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="rewritten-answer-keeps-provider-type",
-        file="proxy/gateway/handlers.py",
+        file="proxy/gateway/pipeline.py",
         old="    if rewritten:",
         new="    if False:",
         tests=(
@@ -3202,6 +3207,97 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        return value\n",
         tests=(ITEM_MEDIA + "test_a_screenshot_is_counted_by_the_tile_rule_not_as_its_base64",),
         removes="an item's image is counted by the tile rule, its base64 not also as text",
+    ),
+    # -- issue 16: a port already in use is one line and exit 2 --------------------------------
+    Mutation(
+        name="port-in-use-is-a-traceback",
+        file="proxy/cli/serve.py",
+        old="        if is_in_use(exc):\n"
+        "            raise in_use(*listener.address, listener.flag) from None\n",
+        new="",
+        tests=(
+            "tests/processes/test_ports.py::test_a_second_serve_on_a_taken_admin_port_says_so_in"
+            "_one_line_and_exits_2",
+            "tests/processes/test_ports.py::test_a_second_serve_on_a_taken_proxy_port_says_so_in"
+            "_one_line_and_exits_2",
+        ),
+        removes="a listener whose port another process holds says so in one line, exit 2",
+    ),
+    Mutation(
+        name="workers-port-in-use-is-a-traceback",
+        file="proxy/cli/ports.py",
+        old="            if is_in_use(exc):\n"
+        "                raise in_use(host, port, flag) from None\n",
+        new="",
+        tests=(
+            "tests/processes/test_ports.py::test_workers_on_a_taken_port_say_so_once_and_exit_2",
+        ),
+        removes="under --workers the parent finds a taken port once, before any worker starts",
+    ),
+    Mutation(
+        name="log-filter-assumes-an-exc-info-tuple",
+        file="proxy/gateway/logs.py",
+        old="if isinstance(record.exc_info, tuple) and record.exc_info[0] is not None:",
+        new="if record.exc_info is not None:",
+        tests=(
+            "tests/gateway/test_observability.py::test_a_record_logged_with_exc_info_false_is"
+            "_written_not_a_crash",
+        ),
+        removes="the redaction filter writes a record logged with exc_info=False",
+    ),
+    # -- issue 16: the pipeline's events ---------------------------------------------------------
+    Mutation(
+        name="failing-subscriber-fails-the-call",
+        file="proxy/gateway/events.py",
+        old="""            try:
+                subscriber(event)
+            except Exception:
+                log.exception("a subscriber to %s failed", type(event).__name__)""",
+        new="""            subscriber(event)""",
+        tests=(
+            "tests/gateway/test_events.py"
+            "::test_a_failing_subscriber_never_changes_the_answer_or_the_charge",
+        ),
+        removes="a subscriber that fails never changes a call's answer or its charge",
+    ),
+    Mutation(
+        name="settled-call-not-told",
+        file="proxy/gateway/settle.py",
+        old="self.events.emit(CallSettled(flight.request, tenant, charge, result, timings))",
+        new="None",
+        tests=(
+            "tests/gateway/test_events.py"
+            "::test_a_call_is_told_to_subscribers_decided_then_settled_at_what_the_ledger_charged",
+            "tests/gateway/test_observability.py",
+        ),
+        removes="a settled call is told to the subscribers (its log line, metrics, alerts)",
+    ),
+    Mutation(
+        name="decided-call-not-told",
+        file="proxy/gateway/pipeline.py",
+        old=(
+            "events.emit(CallDecided(request, scope.tenant, reserved, "
+            "Routed(asked, sent, verdict)))"
+        ),
+        new="None",
+        tests=(
+            "tests/gateway/test_events.py"
+            "::test_a_call_is_told_to_subscribers_decided_then_settled_at_what_the_ledger_charged",
+            "tests/gateway/test_observability.py",
+        ),
+        removes="a decided call is told to the subscribers (its log line, metrics)",
+    ),
+    Mutation(
+        name="denied-call-not-told",
+        file="proxy/gateway/pipeline.py",
+        old="        events.emit(CallDenied(request, scope.tenant, denial, result, asked))\n",
+        new="",
+        tests=(
+            "tests/gateway/test_events.py"
+            "::test_a_call_its_budget_cannot_cover_is_told_denied_and_never_settled",
+            "tests/gateway/test_alerts.py",
+        ),
+        removes="a denied call is told to the subscribers (log line, metrics, first-deny alert)",
     ),
 )
 

@@ -2,8 +2,9 @@
 
 pyproject.toml's [tool.importlinter] contracts say imports point down the story of a request
 (core ← policy ← metering ← budget ← gateway ← actions ← app ← admin ← settings ← testing ← cli)
-and that the store stands on core alone; `.ci/run` runs `lint-imports`. These tests run it on a
-copy of the package, clean and then with one import that points the wrong way.
+and that the store stands on core alone; that actions and admin use the gateway's admission and
+events, never its internals; `.ci/run` runs `lint-imports`. These tests run it on a copy of the
+package, clean and then with one import that points the wrong way.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def test_the_package_keeps_every_import_contract(tmp_path: Path) -> None:
         ("metering/pricing.py", "import proxy.store.ledger.base", "never reach the store"),
         ("store/redis/wire.py", "import proxy.store.ledger", "Redis plumbing knows no store"),
         ("store/ledger/memory.py", "import proxy.store.tenants.memory", "knows no tenant store"),
+        ("actions/routes.py", "import proxy.gateway.alerts", "never its internals"),
+        ("admin/api.py", "import proxy.gateway.handlers", "never its internals"),
     ],
 )
 def test_one_reverse_import_breaks_its_contract(

@@ -17,12 +17,6 @@ MAX_TOP_MODULES = 10
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 50
 
-# Modules other engineers are restructuring right now (issue 16); each still breaks the limit it
-# is listed under. When its restructuring lands it leaves its list (until it does, the test that
-# every allowance is still needed fails), and these lists go away with their last entry.
-LONG_MODULES_ALLOWED = frozenset({"proxy/gateway/handlers.py"})
-LONG_FUNCTIONS_ALLOWED = frozenset({"proxy/app.py"})
-
 
 def top_modules(package: Path) -> list[str]:
     """The modules directly under `package` (not those of its subpackages)."""
@@ -59,21 +53,13 @@ def test_at_most_ten_modules_sit_directly_under_proxy() -> None:
 
 
 def test_no_module_is_over_400_lines() -> None:
-    found = {m: n for m, n in long_modules(PACKAGE).items() if m not in LONG_MODULES_ALLOWED}
+    found = long_modules(PACKAGE)
     assert not found, f"split these into modules of one idea each (lines): {found}"
 
 
 def test_no_function_is_over_50_lines() -> None:
-    found = {m: f for m, f in long_functions(PACKAGE).items() if m not in LONG_FUNCTIONS_ALLOWED}
+    found = long_functions(PACKAGE)
     assert not found, f"split these into well-named helpers: {found}"
-
-
-def test_every_allowance_is_still_needed() -> None:
-    """An allow-listed module that keeps the limits now must leave the allow-list."""
-    kept = (LONG_MODULES_ALLOWED - long_modules(PACKAGE).keys()) | (
-        LONG_FUNCTIONS_ALLOWED - long_functions(PACKAGE).keys()
-    )
-    assert not kept, f"within the limits now, remove from the allow-lists: {sorted(kept)}"
 
 
 def test_the_checks_catch_a_401_line_module_and_a_51_line_function(tmp_path: Path) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -28,15 +27,12 @@ from proxy.actions.reserving import (
     reserve_request,
     unit_of,
 )
-from proxy.budget.directory import TenantConfig, unknown_tenant
+from proxy.budget.directory import TenantConfig
 from proxy.budget.scopes import Scope, budget_lines
-from proxy.core.errors import AmountOutOfRange, BadRequest, LedgerUnavailable, ServiceUnavailable
-from proxy.gateway import alerts, identity, observe, replay, standing
-from proxy.gateway.body import read_limited
-from proxy.gateway.context import RUNTIME, Runtime
-from proxy.store.ledger.base import ReservationRecord, ReserveRequest, SettleResult
+from proxy.gateway.admission import ACTION, ACTION_REPLAY, ADMISSION, Admission
+from proxy.gateway.events import EVENTS, CallDecided, CallDenied, CallSettled
+from proxy.store.ledger.base import ReservationRecord, ReserveRequest, ReserveResult
 
-T = TypeVar("T")
 RESERVATIONS = "/v1/cycles/reservations"
 
 
@@ -49,49 +45,57 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 
 async def reserve(request: web.Request) -> web.StreamResponse:
-    rt = request.app[RUNTIME]
-    scope = await identity.identify(request, rt)
-    raw = await read_limited(request, MAX_BODY_BYTES, rt)
-    ask = parse_ask(raw, rt.policy)
-    tenant = await _tenant(rt, scope.tenant)
+    admission = request.app[ADMISSION]
+    scope = await admission.identify(request)
+    raw = await admission.body(request, MAX_BODY_BYTES)
+    ask = parse_ask(raw, admission.policy)
+    tenant = await admission.tenant(scope.tenant, ACTION)
     lines_for(tenant.plan, scope, ask.unit)  # a 400 before any store is written
-    claim = await replay.begin(
-        rt.replays, request, scope, raw, fail_open=False, key=_key(request, ask)
+    claim = await admission.claim(
+        request, scope, raw, step=ACTION_REPLAY, body_key=ask.idempotency_key
     )
     if isinstance(claim, web.Response):
         # A replay reserves nothing, so no reserve script sees the tenant's status.
-        await standing.check_active(rt, scope.tenant)
+        await admission.check_active(scope.tenant)
         return claim
     async with claim:
-        return await claim.run(_reserve(rt, scope, tenant, ask))
+        return await claim.run(_reserve(request, admission, scope, tenant, ask))
 
 
-async def _reserve(rt: Runtime, scope: Scope, tenant: TenantConfig, ask: Ask) -> web.Response:
-    """Reserve; when the tenant's record changed since it was cached, reload it and redo it once
-    (as an LLM call does)."""
-    for attempt in range(2):
-        request = reserve_request(tenant, scope, ask)
+class Made(NamedTuple):
+    """A reserve sent to the ledger, when, and its result."""
+
+    request: ReserveRequest
+    started_ms: int
+    result: ReserveResult
+
+
+async def _reserve(
+    request: web.Request, admission: Admission, scope: Scope, tenant: TenantConfig, ask: Ask
+) -> web.Response:
+    """Reserve, with the tenant's settings fresh (as an LLM call: admission.fresh)."""
+
+    async def attempt(config: TenantConfig) -> Made:
+        made = reserve_request(config, scope, ask)
         started_ms = time.time_ns() // 1_000_000
-        result = await _ledger(rt, "reserve", rt.ledger.reserve(request), abandoned=request)
-        if not result.stale or attempt:
-            break
-        rt.forget_tenant(scope.tenant)
-        tenant = await _tenant(rt, scope.tenant)
-    if result.stale:
-        raise ServiceUnavailable(
-            "The tenant's settings changed twice while this reservation was made; retry.",
-            retry_after=1,
-            code="tenant_changing",
+        reserving = admission.ledger.reserve(made)
+        return Made(
+            made, started_ms, await admission.store_op("reserve", reserving, abandoned=made)
         )
+
+    what = "this reservation was made"
+    made = await admission.fresh(
+        scope.tenant, tenant, attempt, lambda made: made.result.stale, step=ACTION, what=what
+    )
+    result, events = made.result, request.app[EVENTS]
     refused = refusal(result, ask)
-    views.log_reserve(scope.tenant, None if refused else request.reservation_id, ask, result)
+    views.log_reserve(scope.tenant, None if refused else made.request.reservation_id, ask, result)
     if refused is not None:
-        alerts.first_deny(rt, result, scope.tenant)
+        events.emit(CallDenied(request, scope.tenant, refused, result))
         raise refused
-    if rt.metrics is not None:
-        rt.metrics.reserved.labels(ask.unit).inc(ask.amount)
+    events.emit(CallDecided(request, scope.tenant, {ask.unit: ask.amount}))
     # By this process's clock; the store's decides (GET shows it).
-    expires = started_ms + (ask.ttl_ms or rt.policy.reservations.cap_ms)
+    expires = made.started_ms + (ask.ttl_ms or admission.policy.reservations.cap_ms)
     body, headers = views.reserved(result, ask, expires)
     return _json(body, status=201, headers=headers)
 
@@ -102,20 +106,19 @@ async def get(request: web.Request) -> web.StreamResponse:
 
 
 async def commit(request: web.Request) -> web.StreamResponse:
-    rt, tenant, record = await _record(request)
-    amount = parse_commit(await read_limited(request, MAX_BODY_BYTES, rt))
+    admission, tenant, record = await _record(request)
+    amount = parse_commit(await admission.body(request, MAX_BODY_BYTES))
     check_commit(record)
     if record.state == "COMMITTED":
         return _json(views.record(record))
     actual = {unit_of(record): commit_amount(record, amount)}
     reservation = reservation_of(record, tenant)
-    settling = rt.ledger.commit(reservation, actual, final_release=True, known_only=True)
-    result = await _ledger(rt, "commit", settling)
+    settling = admission.ledger.commit(reservation, actual, final_release=True, known_only=True)
+    result = await admission.store_op("commit", settling)
     # A release (or an expiry) won the race, or the record is gone since the lookup.
     check_commit(dataclasses.replace(record, state=result.state))
     if result.first:
-        alerts.notifier(rt)(reservation, result)
-        _count(rt, tenant.id, result)
+        request.app[EVENTS].emit(CallSettled(request, tenant.id, result.charged, result))
     else:
         actual = dict(result.charged)  # a commit racing this one won: its amount stands
     done = ReservationRecord(
@@ -126,13 +129,13 @@ async def commit(request: web.Request) -> web.StreamResponse:
 
 
 async def release(request: web.Request) -> web.StreamResponse:
-    rt, tenant, record = await _record(request)
-    parse_release(await read_limited(request, MAX_BODY_BYTES, rt))
+    admission, tenant, record = await _record(request)
+    parse_release(await admission.body(request, MAX_BODY_BYTES))
     check_release(record)
     if record.state != "OPEN":
         return _json(views.record(record))
-    releasing = rt.ledger.release(reservation_of(record, tenant), known_only=True)
-    result = await _ledger(rt, "release", releasing)
+    releasing = admission.ledger.release(reservation_of(record, tenant), known_only=True)
+    result = await admission.store_op("release", releasing)
     done = ReservationRecord(
         record.id, result.state, record.deadline_ms, record.amounts, record.fields
     )
@@ -144,89 +147,32 @@ async def release(request: web.Request) -> web.StreamResponse:
 async def balances(request: web.Request) -> web.StreamResponse:
     """Every budget line of the caller's scope path (LLM calls' and actions') in its current
     period, and per unit the least remaining on the path: what the caller can still spend."""
-    rt = request.app[RUNTIME]
-    scope = await identity.identify(request, rt)
-    tenant = await _tenant(rt, scope.tenant)
-    await standing.check_active(rt, scope.tenant)
+    admission = request.app[ADMISSION]
+    scope = await admission.identify(request)
+    tenant = await admission.tenant(scope.tenant, ACTION)
+    await admission.check_active(scope.tenant)
     lines = [
         *budget_lines(tenant.plan, scope, tenant.overrides),
         *action_lines(tenant.plan, scope),
     ]
-    now = await _ledger(rt, "lines", rt.ledger.lines(scope.tenant, lines, tenant.utc_offset_min()))
-    return _json(views.balances(scope, now))
+    reading = admission.ledger.lines(scope.tenant, lines, tenant.utc_offset_min())
+    return _json(views.balances(scope, await admission.store_op("lines", reading)))
 
 
-async def _record(request: web.Request) -> tuple[Runtime, TenantConfig, ReservationRecord]:
+async def _record(request: web.Request) -> tuple[Admission, TenantConfig, ReservationRecord]:
     """The caller's tenant and the reservation the path names, looked up under that tenant; one
     its key could not have made (another agent's, for a key pinned to an agent) is not found
     either."""
-    rt = request.app[RUNTIME]
-    scope = await identity.identify(request, rt)
+    admission = request.app[ADMISSION]
+    scope = await admission.identify(request)
     rid = check_id(request.match_info["id"])
-    tenant = await _tenant(rt, scope.tenant)
-    record = await _ledger(rt, "lookup", rt.ledger.reservation(scope.tenant, rid))
+    tenant = await admission.tenant(scope.tenant, ACTION)
+    looking = admission.ledger.reservation(scope.tenant, rid)
+    record = await admission.store_op("lookup", looking)
     if record is None or not may_settle(scope, record):
         raise not_found(rid)
     check_scope(scope, record)
-    return rt, tenant, record
-
-
-async def _tenant(rt: Runtime, tenant: str) -> TenantConfig:
-    try:
-        config = await rt.directory.get(tenant)
-    except LedgerUnavailable:
-        raise _unavailable() from None
-    if config is None:
-        raise unknown_tenant(tenant)
-    return config
-
-
-async def _ledger(
-    rt: Runtime, op: str, call: Awaitable[T], *, abandoned: ReserveRequest | None = None
-) -> T:
-    """One store operation, timed; an unreachable store is 503 (a lost one is 503 too, app.py),
-    a sum the ledger could no longer hold exactly is 400 (nothing was written). A reserve
-    (`abandoned`) that may have run all the same is released by its id later (gateway/spill.py)."""
-    try:
-        return await observe.ledger_op(rt.metrics, op, call)
-    except LedgerUnavailable as exc:
-        if abandoned is not None and exc.maybe_ran:
-            rt.fail_open.spill.add_abandoned(abandoned)
-        raise _unavailable() from None
-    except AmountOutOfRange:
-        raise BadRequest(
-            f"This {op} would take a budget line's spent, reserved or credit beyond the 2**53 - 1 "
-            "units the ledger holds exactly, so nothing was written. Use smaller amounts.",
-            code="amount_out_of_range",
-        ) from None
-
-
-def _unavailable() -> ServiceUnavailable:
-    return ServiceUnavailable(
-        "The budget ledger is unreachable, so nothing was reserved or settled. Retry shortly.",
-        retry_after=2,
-    )
-
-
-def _key(request: web.Request, ask: Ask) -> str | None:
-    """The idempotency key: the body's, or the header's (they must agree)."""
-    header = replay.key_of(request.headers)
-    if header is not None and ask.idempotency_key is not None and header != ask.idempotency_key:
-        raise BadRequest(
-            "The Idempotency-Key header and the body's idempotency_key differ; send one.",
-            code="invalid_idempotency_key",
-        )
-    return ask.idempotency_key or header
-
-
-def _count(rt: Runtime, tenant: str, result: SettleResult) -> None:
-    """What a commit added to `spent`, in the committed-units metrics."""
-    if rt.metrics is None:
-        return
-    m = rt.metrics
-    for unit, amount in result.charged.items():
-        m.committed.labels(unit).inc(max(amount, 0))
-        m.tenant_committed.labels(m.tenant(tenant), unit).inc(max(amount, 0))
+    return admission, tenant, record
 
 
 def _json(

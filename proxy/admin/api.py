@@ -24,18 +24,14 @@ import orjson
 from aiohttp import web
 
 from proxy.admin import views
-from proxy.app import STORES
+from proxy.admin.shared import idempotency, keys, ledger, read_body, runtime, tenants
 from proxy.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NotFound
-from proxy.gateway.body import read_limited
-from proxy.gateway.context import RUNTIME, Runtime
 from proxy.policy.runtime import Plan
-from proxy.store.idempotency import VERSION, IdempotencyStore, Stored, slot
-from proxy.store.ledger.base import Ledger, TenantStatus
-from proxy.store.open import Stores
-from proxy.store.tenants import TenantClosed, TenantExists, TenantRecord, TenantStore
+from proxy.store.idempotency import VERSION, Stored, slot
+from proxy.store.ledger.base import TenantStatus
+from proxy.store.tenants import TenantClosed, TenantExists, TenantRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PROXY = web.AppKey("proxy", web.Application)
 ACTOR = "admin-api"
 KEPT = web.ResponseKey("kept", bytes)
 """The body a replay of this answer gets, when it is not the body itself (a secret left out)."""
@@ -46,31 +42,10 @@ hundred bytes."""
 BODY = web.RequestKey("admin_body", bytes)
 
 
-def runtime(request: web.Request) -> Runtime:
-    return request.app[PROXY][RUNTIME]
-
-
-def stores(request: web.Request) -> Stores:
-    """The proxy app's stores (app.STORES): the admin API opens none of its own."""
-    return request.app[PROXY][STORES]
-
-
-def tenants(request: web.Request) -> TenantStore:
-    return stores(request).tenants
-
-
-def ledger(request: web.Request) -> Ledger:
-    return stores(request).ledger
-
-
-def idempotency(request: web.Request) -> IdempotencyStore:
-    return stores(request).idempotency
-
-
 async def raw_body(request: web.Request) -> bytes:
     """The call's body (module docstring), read once for the handler and its Idempotency-Key."""
     if BODY not in request:
-        request[BODY] = await read_limited(request, MAX_BODY_BYTES, runtime(request))
+        request[BODY] = await read_body(request, MAX_BODY_BYTES)
     return request[BODY]
 
 
@@ -220,7 +195,7 @@ async def create_tenant(request: web.Request) -> web.StreamResponse:
         raise Conflict(
             f"Tenant {tenant!r} already exists (or existed: closed ids are never reused)."
         ) from None
-    plain, key = await runtime(request).keys.create(tenant)
+    plain, key = await keys(request).create(tenant)
     runtime(request).forget_tenant(tenant)
     tenant_json = views.tenant_json(created, runtime(request).policy)
     api_key = {"id": key.key_id, "key": plain, "prefix": key.prefix}
@@ -290,7 +265,7 @@ def _status_change(status: TenantStatus) -> Handler:
         except TenantClosed:
             raise Conflict(f"Tenant {record.id!r} is closed; it cannot be reactivated.") from None
         if status == "closed" and changed:
-            await runtime(request).keys.revoke_all(record.id)
+            await keys(request).revoke_all(record.id)
         response = await _changed(request, updated)
         response.headers["X-Cycles-Changed"] = "true" if changed else "false"
         return response

@@ -1,9 +1,10 @@
 """The admin application, served on its own listener (default 127.0.0.1:8081).
 
-It shares the proxy application's resources (its stores, policy) but none of its routes:
-the admin API is not reachable through the proxy port, and the proxy port not through it. The
-one thing both serve is /metrics: here with an admin or read token, there only in sidecar mode
-(app.py).
+It uses the proxy application's resources (its stores, the tenants' API keys, the policy in
+force, the metrics), handed over explicitly as `app.Shared` once the proxy app has started, but
+none of its routes: the admin API is not reachable through the proxy port, and the proxy port
+not through it. The one thing both serve is /metrics: here with an admin or read token, there
+only in sidecar mode (app.py).
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from aiohttp import web
 
 from proxy.admin import api, auth, dashboard, key_routes
 from proxy.admin.auth import Tokens
-from proxy.app import errors
-from proxy.gateway import observe
+from proxy.admin.shared import SHARED
+from proxy.app import Shared, errors
+from proxy.gateway.metrics import METRICS, metrics_endpoint
 
 
-def build_admin_app(proxy: web.Application, *, tokens: Tokens | None = None) -> web.Application:
-    """The admin API and dashboard on `proxy`'s stores (app.STORES) and policy."""
+def build_admin_app(shared: Shared, *, tokens: Tokens | None = None) -> web.Application:
+    """The admin API and dashboard on what the proxy app shares (`app.shared(proxy_app)`): its
+    stores, API keys, policy and metrics."""
     tokens = tokens or Tokens.from_env()
     app = web.Application(
         middlewares=[errors, dashboard.authenticate(tokens)], client_max_size=api.MAX_BODY_BYTES
     )
-    app[api.PROXY] = proxy
-    app[observe.METRICS] = proxy[observe.METRICS]
+    app[SHARED] = shared
+    app[METRICS] = shared.metrics
     routes = [
         web.post("/admin/v1/tenants", api.create_tenant),
         web.get("/admin/v1/tenants", api.list_tenants),
@@ -41,7 +44,7 @@ def build_admin_app(proxy: web.Application, *, tokens: Tokens | None = None) -> 
         web.post("/admin/v1/tenants/{tenant}/keys/{key}/revoke", key_routes.revoke_key),
         web.post("/admin/v1/tenants/{tenant}/keys/{key}/rotate", key_routes.rotate_key),
         # The proxy's metrics, for an admin or read token (they name every tenant).
-        web.get("/metrics", observe.metrics_endpoint),
+        web.get("/metrics", metrics_endpoint),
     ]
     expect = auth.expect_handler(tokens, api.MAX_BODY_BYTES)
     app.add_routes(auth.expecting(routes, expect))

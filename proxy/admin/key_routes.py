@@ -8,7 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from proxy.admin import views
-from proxy.admin.api import idempotent, issued, json_body, ok, record_of, runtime
+from proxy.admin.api import idempotent, issued, json_body, ok, record_of
+from proxy.admin.shared import keys
 from proxy.core.errors import BadRequest, Conflict, CyclesError, NotFound
 from proxy.store.api_keys import PINNABLE, KeyRecord
 
@@ -31,7 +32,7 @@ async def create_key(request: web.Request) -> web.StreamResponse:
     if record.status == "closed":
         raise Conflict(f"Tenant {record.id!r} is closed.")
     pins = _pins(await json_body(request))
-    plain, key = await runtime(request).keys.create(record.id, **pins)
+    plain, key = await keys(request).create(record.id, **pins)
     return _issued(plain, key)
 
 
@@ -52,15 +53,15 @@ def _pins(body: dict[str, Any]) -> dict[str, str | None]:
 
 async def list_keys(request: web.Request) -> web.StreamResponse:
     record = await record_of(request)
-    keys = await runtime(request).keys.list(record.id)
-    return ok({"tenant": record.id, "data": [key_json(k) for k in keys]})
+    listed = await keys(request).list(record.id)
+    return ok({"tenant": record.id, "data": [key_json(k) for k in listed]})
 
 
 @idempotent
 async def revoke_key(request: web.Request) -> web.StreamResponse:
     record = await record_of(request)
     try:
-        await runtime(request).keys.revoke(record.id, request.match_info["key"])
+        await keys(request).revoke(record.id, request.match_info["key"])
     except CyclesError as exc:
         raise NotFound(str(exc), code="key_not_found") from None
     return ok({"revoked": request.match_info["key"]})
@@ -74,9 +75,7 @@ async def rotate_key(request: web.Request) -> web.StreamResponse:
     if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
         raise BadRequest("'grace_seconds' must be 0 to 2592000.", param="grace_seconds")
     try:
-        plain, key = await runtime(request).keys.rotate(
-            record.id, request.match_info["key"], grace * 1000
-        )
+        plain, key = await keys(request).rotate(record.id, request.match_info["key"], grace * 1000)
     except CyclesError as exc:
         raise NotFound(str(exc), code="key_not_found") from None
     return _issued(plain, key)

@@ -10,18 +10,27 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import NamedTuple
 
 from aiohttp import web
 
 from proxy.admin.app import build_admin_app
-from proxy.app import build_app, build_metrics_app
-from proxy.cli.ports import pinned
+from proxy.app import AppConfig, StoreConfig, build_app, build_metrics_app, shared
+from proxy.cli.ports import (
+    ADMIN_FLAG,
+    METRICS_FLAG,
+    PROXY_FLAG,
+    in_use,
+    is_in_use,
+    pinned,
+)
 from proxy.core import encodings, peers
+from proxy.core.errors import CyclesError
 from proxy.gateway import listen
 from proxy.gateway.logs import setup_logging
 from proxy.gateway.scrape import tokens_from_env
@@ -86,7 +95,7 @@ def _fork(settings: Settings, policy: Policy) -> int:
     """Run `settings.workers` workers, passing them SIGTERM and SIGINT, until all have ended."""
     ctx = multiprocessing.get_context("fork")
     workers = [
-        ctx.Process(target=_run, args=(settings, policy), name=f"worker-{i}")
+        ctx.Process(target=_worker, args=(settings, policy), name=f"worker-{i}")
         for i in range(settings.workers)
     ]
     for worker in workers:
@@ -117,8 +126,24 @@ def _run(settings: Settings, policy: Policy) -> None:
     asyncio.run(_serve(settings, policy))
 
 
-Listener = tuple[web.Application, tuple[str, int], float]
-"""An app, the address it listens on, and how long a closed connection may linger."""
+def _worker(settings: Settings, policy: Policy) -> None:
+    """One of `--workers` processes: a refusal is its one line and exit status 2, as in the
+    parent (`cycles-proxy: …`), not a traceback."""
+    try:
+        _run(settings, policy)
+    except CyclesError as exc:
+        print(f"cycles-proxy: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+class Listener(NamedTuple):
+    """One listener: its app (built when its turn to start comes), the address it listens on,
+    how long a closed connection may linger, and the flag that sets its address."""
+
+    build: Callable[[], web.Application]
+    address: tuple[str, int]
+    lingering: float
+    flag: str
 
 
 async def _serve(settings: Settings, policy: Policy) -> None:
@@ -154,50 +179,66 @@ def _listeners(settings: Settings, policy: Policy) -> list[Listener]:
     reload = None
     if settings.reload_every > 0:
         reload = Reload(settings.policy, settings.reload_every, settings.upstream)
-    app = build_app(
-        policy,
-        settings.store,
-        reload=reload,
-        require_noeviction=settings.require_noeviction,
-        # Only a sidecar's app may say it has exited; a gateway has no app beside it.
-        on_quit=partial(_quit, settings.workers) if policy.identity == "header" else None,
-    )
-    listeners: list[Listener] = [(app, (settings.host, settings.port), listen.LINGER_S)]
+    stores = StoreConfig(settings.store, require_noeviction=settings.require_noeviction)
+    # Only a sidecar's app may say it has exited; a gateway has no app beside it.
+    on_quit = partial(_quit, settings.workers) if policy.identity == "header" else None
+    app = build_app(AppConfig(policy, stores, reload=reload, on_quit=on_quit))
+    address = (settings.host, settings.port)
+    listeners = [Listener(lambda: app, address, listen.LINGER_S, PROXY_FLAG)]
     if settings.admin is not None:
-        admin = build_admin_app(app)
-        listeners.append((admin, settings.admin, listen.ADMIN_LINGER_S))
+        # Built once the proxy app has started: it is handed what the proxy app opened.
+        admin = partial(_admin_app, app)
+        listeners.append(Listener(admin, settings.admin, listen.ADMIN_LINGER_S, ADMIN_FLAG))
     if settings.metrics is not None:
         metrics = build_metrics_app(app, settings.metrics_tokens)
-        listeners.append((metrics, settings.metrics, listen.LINGER_S))
+        listeners.append(Listener(lambda: metrics, settings.metrics, listen.LINGER_S, METRICS_FLAG))
     return listeners
+
+
+def _admin_app(proxy: web.Application) -> web.Application:
+    return build_admin_app(shared(proxy))
 
 
 async def _start(
     listeners: list[Listener], settings: Settings, policy: Policy
 ) -> list[web.AppRunner]:
-    """Each listener's runner, set up and accepting."""
-    runners = []
-    # Who a connection is counted under: the policy at start (as read_request).
-    peer_key = peers.connection_key(
-        policy.trusted_proxies, policy.client_ipv6_prefix, gateway=policy.identity == "api_key"
-    )
-    for listener, address, lingering in listeners:
-        # Request headers within read_request (read at start), and a bound on connections.
-        runner = listen.runner(listener, policy.timeouts.read_request, lingering)
-        runners.append(runner)
-        await runner.setup()
-        site = listen.BoundedSite(
-            runner,
-            address[0],
-            address[1],
-            max_connections=settings.max_connections,
-            max_per_peer=settings.max_connections_per_peer,
-            keep_alive=settings.keep_alive,
-            peer_key=peer_key,
-            reuse_port=settings.workers > 1,
-        )
-        await site.start()
+    """Each listener's runner, set up and accepting. When one cannot listen (its port is
+    taken), those started are stopped and it is raised: one line, exit 2 (cli/ports.py)."""
+    runners: list[web.AppRunner] = []
+    try:
+        for listener in listeners:
+            runners.append(await _listening(listener, settings, policy))
+    except BaseException:
+        await _shut_down(runners, 0)
+        raise
     return runners
+
+
+async def _listening(listener: Listener, settings: Settings, policy: Policy) -> web.AppRunner:
+    """The listener's runner, set up, and its site accepting."""
+    # Request headers within read_request (read at start), and a bound on connections.
+    runner = listen.runner(listener.build(), policy.timeouts.read_request, listener.lingering)
+    await runner.setup()
+    site = listen.BoundedSite(
+        runner,
+        *listener.address,
+        max_connections=settings.max_connections,
+        max_per_peer=settings.max_connections_per_peer,
+        keep_alive=settings.keep_alive,
+        # Who a connection is counted under: the policy at start (as read_request).
+        peer_key=peers.connection_key(
+            policy.trusted_proxies, policy.client_ipv6_prefix, gateway=policy.identity == "api_key"
+        ),
+        reuse_port=settings.workers > 1,
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if is_in_use(exc):
+            raise in_use(*listener.address, listener.flag) from None
+        raise
+    return runner
 
 
 def _log_listening(runners: list[web.AppRunner], settings: Settings, policy: Policy) -> None:

@@ -2,8 +2,10 @@
 policy, e.g. 80 % of the line's limit) is told to operators once per period and scope.
 
 The store decides, inside the commit's own atomic step, which thresholds were crossed first
-(commit.lua; no extra round trip), so two instances never both fire. The sweeper's charge for
-an expired reservation is checked the same way inside its sweep step (ExpiryNotifier). Here each
+(commit.lua; no extra round trip), so two instances never both fire. `Alerts` hears of commits
+from the pipeline's events (CallSettled; `subscribe`, at startup) and from the spill's drain
+(`on_commit`). The sweeper's charge for an expired reservation is checked the same way inside
+its sweep step (ExpiryNotifier). Here each
 crossing is written as one JSON log line (`"event": "alert"`) and POSTed to every webhook in a
 background task, retried with exponential backoff; the response never waits for it. At most
 MAX_PENDING deliveries are in flight; an alert beyond them is only logged.
@@ -14,8 +16,8 @@ USD in 10**-8 dollars, TOKENS as counts; `period` is the period id, e.g. "m20261
 is the same on every retry and names the threshold, scope and period: receivers dedupe by it.
 
 Also `budget.first_deny` (the first reserve of a period a budget line denies; the reserve script
-decides it, ReserveResult.first_deny) and `ledger.epoch_lost` (store/redis/safety.py, once per
-process). Every alert fired counts in `cycles_alerts_total{type}`.
+decides it, ReserveResult.first_deny; heard of as CallDenied) and `ledger.epoch_lost`
+(store/redis/safety.py, once per process). Every alert fired counts in `cycles_alerts_total{type}`.
 
 Signature, when the webhook names `secret_env`: headers `X-Cycles-Timestamp: <unix seconds>`
 and `X-Cycles-Signature: sha256=<hex>`, where hex is HMAC-SHA256 with the secret as key over
@@ -31,13 +33,16 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import aiohttp
 import orjson
+from aiohttp import web
 
 from proxy.core.tasks import running, spawn
 from proxy.gateway.context import Runtime
+from proxy.gateway.events import CallDenied, CallSettled, Events
+from proxy.gateway.metrics import Metrics
 from proxy.policy.runtime import Webhook
 from proxy.policy.units import percent
 from proxy.store.ledger.base import (
@@ -63,27 +68,91 @@ SIGNATURE = "X-Cycles-Signature"
 TIMESTAMP = "X-Cycles-Timestamp"
 
 
-def notifier(rt: Runtime) -> Callable[[Reservation, SettleResult], None]:
-    """What `settle()` (and the spill's drain) calls after a commit: announce the thresholds it
-    crossed."""
+class Alerts:
+    """Fires the policy's alerts: logged, counted, and POSTed to its webhooks. `runtime` holds
+    the policy in force (a reload may change the webhooks and thresholds)."""
 
-    def announce(reservation: Reservation, result: SettleResult) -> None:
+    def __init__(self, runtime: Runtime, metrics: Metrics | None = None) -> None:
+        self.runtime = runtime
+        self._metrics = metrics
+
+    def subscribe(self, events: Events) -> None:
+        """Hear of denials and commits from the pipeline's events."""
+        events.subscribe(CallDenied, self._denied)
+        events.subscribe(CallSettled, self._settled)
+
+    def _denied(self, event: CallDenied) -> None:
+        if event.result is not None:
+            self.first_deny(event.result, event.tenant)
+
+    def _settled(self, event: CallSettled) -> None:
+        if event.result is not None and event.tenant is not None:
+            self.committed(event.tenant, event.result)
+
+    def on_commit(self, reservation: Reservation, result: SettleResult) -> None:
+        """The spill's OnCommit: a spilled charge written once the ledger answered again."""
+        self.committed(reservation.tenant, result)
+
+    def committed(self, tenant: str, result: SettleResult) -> None:
+        """Announce the thresholds a commit crossed."""
         for crossing in result.crossed:
-            fire(rt, alert_event(reservation.tenant, crossing, _now_ms()))
+            self.fire(alert_event(tenant, crossing, _now_ms()))
 
-    return announce
+    def first_deny(self, result: ReserveResult, tenant: str) -> None:
+        """A reserve denied by a budget line for the first time in its period (the store
+        decided, ReserveResult.first_deny): announce it once."""
+        if result.first_deny is None:
+            return
+        self.fire(first_deny_event(tenant, result.first_deny, result.lines, _now_ms()))
+
+    def epoch_lost(self, expected: str | None, found: str | None) -> None:
+        """The ledger's store was flushed or replaced (store/redis/safety.py; called once per
+        process)."""
+        self.fire(
+            {
+                "type": "ledger.epoch_lost",
+                "id": f"epoch/{expected}",
+                "expected": expected,
+                "found": found,
+                "on_store_lost": self.runtime.policy.on_store_lost,
+                "at_ms": _now_ms(),
+            }
+        )
+
+    def fire(self, event: dict[str, object]) -> None:
+        """Log `event`, count it (`cycles_alerts_total{type}`) and POST it to every webhook in
+        the background."""
+        log.info(orjson.dumps({"event": "alert", **event}).decode())
+        if self._metrics is not None:
+            self._metrics.alerts.labels(str(event["type"])).inc()
+        body = orjson.dumps(event)
+        for hook in self.runtime.policy.alerts.webhooks:
+            if _pending() >= MAX_PENDING:
+                log.error(
+                    "alert %s not sent to %s: %d deliveries are still pending (slow or failing "
+                    "webhooks); it is only in this log",
+                    event["id"],
+                    hook.url,
+                    MAX_PENDING,
+                )
+                continue
+            spawn(deliver(hook, body), name=f"{DELIVERY}{event['id']}")
+
+
+ALERTS = web.AppKey("alerts", Alerts)
 
 
 class ExpiryNotifier:
     """The sweep's side of threshold alerts (ledger.base.ExpiryAlerts): an expired reservation
-    charged its estimate, and that charge crossed a threshold, so it alerts like a commit.
-    `runtime` is a getter: the policy (plans, thresholds) may be reloaded between sweeps."""
+    charged its estimate, and that charge crossed a threshold, so it alerts like a commit. The
+    tenant's limits are read through the runtime: the policy (plans, thresholds) may be reloaded
+    between sweeps."""
 
-    def __init__(self, runtime: Callable[[], Runtime]) -> None:
-        self._runtime = runtime
+    def __init__(self, alerts: Alerts) -> None:
+        self._alerts = alerts
 
     async def limits(self, tenant: str) -> AlertLimits | None:
-        config = await self._runtime().directory.get(tenant)
+        config = await self._alerts.runtime.directory.get(tenant)
         if config is None or not config.alerts:
             return None
         plan = config.plan
@@ -95,40 +164,12 @@ class ExpiryNotifier:
 
     def crossed(self, tenant: str, crossings: Sequence[Crossing]) -> None:
         for crossing in crossings:
-            fire(self._runtime(), alert_event(tenant, crossing, _now_ms()))
-
-
-def fire(rt: Runtime, event: dict[str, object]) -> None:
-    """Log `event`, count it (`cycles_alerts_total{type}`) and POST it to every webhook in the
-    background."""
-    log.info(orjson.dumps({"event": "alert", **event}).decode())
-    if rt.metrics is not None:
-        rt.metrics.alerts.labels(str(event["type"])).inc()
-    body = orjson.dumps(event)
-    for hook in rt.policy.alerts.webhooks:
-        if _pending() >= MAX_PENDING:
-            log.error(
-                "alert %s not sent to %s: %d deliveries are still pending (slow or failing "
-                "webhooks); it is only in this log",
-                event["id"],
-                hook.url,
-                MAX_PENDING,
-            )
-            continue
-        spawn(deliver(hook, body), name=f"{DELIVERY}{event['id']}")
+            self._alerts.fire(alert_event(tenant, crossing, _now_ms()))
 
 
 def _pending() -> int:
     """Deliveries in flight (each retries for up to a minute)."""
     return sum(1 for task in running() if task.get_name().startswith(DELIVERY))
-
-
-def first_deny(rt: Runtime, result: ReserveResult, tenant: str) -> None:
-    """A reserve denied by a budget line for the first time in its period (the store decided,
-    ReserveResult.first_deny): announce it once."""
-    if result.first_deny is None:
-        return
-    fire(rt, first_deny_event(tenant, result.first_deny, result.lines, _now_ms()))
 
 
 def first_deny_event(
@@ -147,22 +188,6 @@ def first_deny_event(
         "limit": limit,
         "at_ms": at_ms,
     }
-
-
-def epoch_lost(rt: Runtime, expected: str | None, found: str | None) -> None:
-    """The ledger's store was flushed or replaced (store/redis/safety.py; called once per
-    process)."""
-    fire(
-        rt,
-        {
-            "type": "ledger.epoch_lost",
-            "id": f"epoch/{expected}",
-            "expected": expected,
-            "found": found,
-            "on_store_lost": rt.policy.on_store_lost,
-            "at_ms": _now_ms(),
-        },
-    )
 
 
 def _now_ms() -> int:

@@ -1,5 +1,6 @@
 """Reading a request body under this route's limits: its size, and how long the client
-may take to send it (handlers and the actions' routes read bodies the same way).
+may take to send it (the proxy port, the actions' routes and the admin listener read bodies the
+same way).
 """
 
 from __future__ import annotations
@@ -9,24 +10,22 @@ import asyncio
 from aiohttp import web
 
 from proxy.core.errors import PayloadTooLarge, RequestTimeout
-from proxy.gateway.context import Runtime
 
 
-async def read_limited(request: web.Request, limit: int, rt: Runtime) -> bytes:
-    """The request body, refusing more than `limit` bytes and a client too slow to send it."""
+async def read_limited(request: web.Request, limit: int, seconds: float) -> bytes:
+    """The request body, refusing more than `limit` bytes and a client that takes more than
+    `seconds` (the policy's `timeouts.read_request`) to send it."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     data = bytearray()
     try:
-        async with asyncio.timeout(rt.policy.timeouts.read_request):
+        async with asyncio.timeout(seconds):
             async for chunk in request.content.iter_any():
                 data += chunk
                 if len(data) > limit:
                     raise too_large(limit)
     except TimeoutError:
-        raise RequestTimeout(
-            f"The request body did not arrive within {rt.policy.timeouts.read_request:g} s."
-        ) from None
+        raise RequestTimeout(f"The request body did not arrive within {seconds:g} s.") from None
     return bytes(data)
 
 

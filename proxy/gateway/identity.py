@@ -11,47 +11,56 @@ prefix that keeps failing gets 429 instead of 401, and a braked address's keys t
 not hold are looked up in the store at the brake's pace (one a second), the rest 429 without a
 lookup.
 
-Keys are never logged here; the redaction filter in proxy/gateway/logs.py is the second line.
+Keys are never logged here; the redaction filter in proxy/gateway/logs.py is the second line. A
+key store that cannot answer is admission's to decide (admission.py: 503, whatever fail_mode).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import NoReturn
 
 from aiohttp import web
 
 from proxy.budget import scopes
 from proxy.core import peers
-from proxy.core.errors import (
-    Forbidden,
-    LedgerError,
-    ServiceUnavailable,
-    TooManyFailedAuth,
-    Unauthorized,
-)
-from proxy.gateway.context import Runtime
+from proxy.core.errors import Forbidden, TooManyFailedAuth, Unauthorized
+from proxy.policy.runtime import Policy
 from proxy.store.api_keys import PLAIN, KeyRecord, Keys, digest
 
 log = logging.getLogger(__name__)
 
 SEND = "Send your cycles-proxy API key as `Authorization: Bearer ck-…`."
 
+RejectHook = Callable[[str | None, str], Awaitable[None]]
+"""Called with (tenant if known, reason) when identification refuses a call."""
 
-async def identify(request: web.Request, rt: Runtime) -> scopes.Scope:
+
+@dataclass(slots=True)
+class Callers:
+    """What identification needs besides the policy: the tenants' API keys (gateway mode) and
+    the hook that audits a refusal."""
+
+    keys: Keys
+    on_rejected: RejectHook | None = None
+
+
+async def identify(request: web.Request, policy: Policy, callers: Callers) -> scopes.Scope:
     """The validated scope of a call (budgeted or not), by the policy's identity mode."""
-    if rt.policy.identity == "header":
+    if policy.identity == "header":
         return scopes.from_headers(request.headers)
-    key = await _authenticate(request, rt, rt.keys)
-    return await _scope_for(key, request.headers, rt)
+    key = await _authenticate(request, policy, callers)
+    return await _scope_for(key, request.headers, callers)
 
 
-async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRecord:
+async def _authenticate(request: web.Request, policy: Policy, callers: Callers) -> KeyRecord:
+    keys = callers.keys
     plain, reason = _credential(request.headers)
-    client = _client(request, rt)
-    key, hold = (None, 0.0) if plain is None else await _lookup(rt, keys, plain, client)
+    client = _client(request, policy)
+    key, hold = (None, 0.0) if plain is None else await _lookup(callers, plain, client)
     if reason is None:
         reason = _unusable(key, keys.now_ms())
     if reason is None and key is not None:
@@ -59,23 +68,22 @@ async def _authenticate(request: web.Request, rt: Runtime, keys: Keys) -> KeyRec
     wait = keys.failures.failed(client, plain)
     if wait:
         await asyncio.sleep(keys.failures.lookups.left(hold))
-        await _too_many(rt, wait)
+        await _too_many(callers, wait)
     reason = reason or "unknown_api_key"
-    await _rejected(rt, key.tenant if key else None, reason)
+    await _rejected(callers, key.tenant if key else None, reason)
     raise _unauthorized(reason)
 
 
-def _client(request: web.Request, rt: Runtime) -> str:
+def _client(request: web.Request, policy: Policy) -> str:
     """Whom failures are counted under: the client's address, an IPv6 one by its network."""
-    policy = rt.policy
     address = peers.client_address(
         request.remote, request.headers, policy.trusted_proxies, policy.forwarded_header
     )
     return peers.counted_as(address, policy.client_ipv6_prefix)
 
 
-async def _too_many(rt: Runtime, wait: int) -> NoReturn:
-    await _rejected(rt, None, "too_many_failed_auth")
+async def _too_many(callers: Callers, wait: int) -> NoReturn:
+    await _rejected(callers, None, "too_many_failed_auth")
     raise TooManyFailedAuth(wait)
 
 
@@ -100,27 +108,18 @@ def _bearer(header: str | None) -> tuple[str | None, str | None]:
     return token, None
 
 
-async def _lookup(
-    rt: Runtime, keys: Keys, plain: str, client: str
-) -> tuple[KeyRecord | None, float]:
+async def _lookup(callers: Callers, plain: str, client: str) -> tuple[KeyRecord | None, float]:
     """The key's record from the cache, else from the store at the brake's pace for `client`;
     and until when a failure must be held before it is answered (Brake.take_lookup)."""
+    keys = callers.keys
     sha = digest(plain)
     hit, record = keys.cached(sha)
     if hit:
         return record, 0.0
     hold = keys.failures.take_lookup(client)
     if hold is None:
-        await _too_many(rt, keys.failures.refused(client, plain))
-    try:
-        return await keys.lookup(sha), hold or 0.0
-    except LedgerError as exc:
-        log.error("key store unavailable (%s): refusing gateway calls", exc)
-        raise ServiceUnavailable(
-            "The key store is unreachable, so the caller could not be identified. Retry shortly.",
-            retry_after=2,
-            code="key_store_unavailable",
-        ) from None
+        await _too_many(callers, keys.failures.refused(client, plain))
+    return await keys.lookup(sha), hold or 0.0
 
 
 def _unusable(key: KeyRecord | None, now_ms: int) -> str | None:
@@ -148,7 +147,7 @@ def _unauthorized(reason: str) -> Unauthorized:
     return error
 
 
-async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) -> scopes.Scope:
+async def _scope_for(key: KeyRecord, headers: Mapping[str, str], callers: Callers) -> scopes.Scope:
     """The key's tenant and pinned levels, plus whatever other scope headers the call named."""
     values: dict[str, str] = {}
     for level, header in scopes.HEADERS.items():
@@ -159,7 +158,7 @@ async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) ->
         named = values.setdefault(level, bound)
         if named != bound:
             reason = "tenant_mismatch" if level == "tenant" else "scope_mismatch"
-            await _rejected(rt, key.tenant, reason)
+            await _rejected(callers, key.tenant, reason)
             raise Forbidden(
                 f"Header {scopes.HEADERS[level]} says {named!r} but this API key is for "
                 f"{level} {bound!r}. Omit the header (the key decides) or send {bound!r}.",
@@ -168,11 +167,11 @@ async def _scope_for(key: KeyRecord, headers: Mapping[str, str], rt: Runtime) ->
     return scopes.Scope(tenant=key.tenant, values=values, pins=key.pins)
 
 
-async def _rejected(rt: Runtime, tenant: str | None, reason: str) -> None:
+async def _rejected(callers: Callers, tenant: str | None, reason: str) -> None:
     """Tell the audit hook, if any; its failure never changes the answer."""
-    if rt.on_rejected is None:
+    if callers.on_rejected is None:
         return
     try:
-        await rt.on_rejected(tenant, reason)
+        await callers.on_rejected(tenant, reason)
     except Exception:
         log.exception("on_rejected hook failed (tenant=%s reason=%s)", tenant, reason)

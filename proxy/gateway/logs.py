@@ -55,9 +55,11 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
         record.args = None
-        if record.exc_info is not None:
+        # Not always a tuple: a caller that logs with `exc_info=False` (uvloop's default
+        # exception handler does) leaves False here, which logging itself treats as "none".
+        if isinstance(record.exc_info, tuple) and record.exc_info[0] is not None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
+        record.exc_info = None
         return True
 
 

@@ -7,21 +7,28 @@ Label values that come from clients are bounded: a tenant gets its own series on
 the allow-list (CYCLES_METRICS_TENANTS) or among the first `max_tenants` other tenants this process
 has seen; every later tenant is counted under `tenant="other"`. Models are bounded the same way
 (the policy names them, but a client may ask for anything).
+
+The metrics of calls are counted from the pipeline's events (`subscribe`, at startup; events.py),
+those of ledger round trips by `timed`, around each.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Generic, TypeVar
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from proxy.core.errors import SettingsError
+from proxy.core.errors import LedgerError, QuotaExceeded, SettingsError
+from proxy.gateway.events import CallDecided, CallDenied, CallSettled, Events
 
 M = TypeVar("M", Counter, Histogram)
+T = TypeVar("T")
 
 OTHER = "other"
 DEFAULT_MAX_TENANTS = 100
@@ -174,3 +181,60 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def subscribe(metrics: Metrics, events: Events) -> None:
+    """Count calls from the pipeline's events."""
+    events.subscribe(CallDecided, lambda event: _decided(metrics, event))
+    events.subscribe(CallDenied, lambda event: _denied(metrics, event))
+    events.subscribe(CallSettled, lambda event: _settled(metrics, event))
+
+
+def _decided(m: Metrics, event: CallDecided) -> None:
+    verdict = event.routed.verdict if event.routed is not None else None
+    if verdict is not None and verdict.rule is not None and verdict.rewrite:
+        m.degradations.labels(verdict.rule).inc()
+    for unit, amount in event.reserved.items():
+        m.reserved.labels(unit).inc(amount)
+
+
+def _denied(m: Metrics, event: CallDenied) -> None:
+    if isinstance(event.denial, QuotaExceeded) and event.denial.code is not None:
+        m.quota_denials.labels(event.denial.code).inc()
+
+
+def _settled(m: Metrics, event: CallSettled) -> None:
+    if (
+        event.tenant is not None
+    ):  # None: the call went unbudgeted (fail_mode: open), nothing recorded
+        for unit, amount in (event.charge or {}).items():
+            m.committed.labels(unit).inc(max(amount, 0))
+            m.tenant_committed.labels(m.tenant(event.tenant), unit).inc(max(amount, 0))
+    timings = event.timings
+    if timings is not None:
+        m.upstream_latency.labels(timings.endpoint).observe(timings.total)
+        if timings.first_byte is not None:
+            m.upstream_ttfb.labels(timings.endpoint).observe(timings.first_byte)
+
+
+async def timed(metrics: Metrics | None, op: str, call: Awaitable[T]) -> T:
+    """Await a ledger operation, timing it into `metrics` and counting a LedgerError."""
+    if metrics is None:
+        return await call
+    started = time.monotonic()
+    try:
+        return await call
+    except LedgerError:
+        metrics.ledger_errors.labels(op).inc()
+        raise
+    finally:
+        metrics.ledger_latency.labels(op).observe(time.monotonic() - started)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format, of the application's METRICS."""
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

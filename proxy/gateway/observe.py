@@ -1,10 +1,10 @@
-"""What the proxy tells operators: request ids, one JSON log line per budgeted call, metrics.
+"""What the proxy tells operators: request ids, and one JSON log line per budgeted call.
 
-A budgeted call gets a `CallRecord` in a context variable when it arrives (the `observe`
-middleware). The handler fills in the decision, `settle()` the charge; the record is written as
-one JSON line on the `cycles.calls` logger and counted in the metrics when both the response is
-done and the call is settled (a call whose client left is logged when its settlement runs,
-with status 499).
+A budgeted call gets a `CallRecord` on its request when it arrives (the `observe` middleware).
+The pipeline's events fill it in (`subscribe`, at startup: the decision from CallDecided or
+CallDenied, the charge from CallSettled); the record is written as one JSON line on the
+`cycles.calls` logger and counted in the metrics when both the response is done and the call
+is settled (a call whose client left is logged when its settlement runs, with status 499).
 
 Request ids: a client's `X-Request-Id` is kept if it is sane (at most 128 of
 [A-Za-z0-9_.-]); otherwise one is generated. It is sent upstream and returned on every response,
@@ -18,33 +18,26 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import orjson
 from aiohttp import web
 
-from proxy.budget.call import PreparedCall, Sent, endpoint_for
-from proxy.budget.decision import Decision
-from proxy.budget.scopes import Scope
-from proxy.core.errors import ClientError, LedgerError, QuotaExceeded
+from proxy.budget.call import endpoint_for
+from proxy.core.errors import QuotaExceeded
 from proxy.core.ids import new_id
 from proxy.gateway.context import RUNTIME
-from proxy.gateway.metrics import CONTENT_TYPE, Metrics
-from proxy.store.ledger.base import ReserveResult
+from proxy.gateway.events import Asked, CallDecided, CallDenied, CallSettled, Events
+from proxy.gateway.metrics import METRICS, Metrics
 
 log = logging.getLogger("cycles.calls")
 
 REQUEST_ID = "X-Request-Id"
-METRICS = web.AppKey("metrics", Metrics)
 CLIENT_CLOSED = 499
 """Status logged for a call whose client left before its answer (nginx's convention)."""
 
 _SANE_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _ID_KEY = web.RequestKey("request_id", str)
-
-T = TypeVar("T")
 
 
 def request_id(headers: Mapping[str, str]) -> str:
@@ -73,7 +66,6 @@ class CallRecord:
     estimate: dict[str, int] | None = None
     actual: dict[str, int] | None = None
     status: int | None = None
-    upstream_started: float | None = None
     forwarded: bool = False
     settled: bool = False
     responded: bool = False
@@ -111,7 +103,7 @@ class CallRecord:
         log.info("%s", orjson.dumps(self.line()).decode())
 
 
-CURRENT: ContextVar[CallRecord | None] = ContextVar("cycles_call", default=None)
+_RECORD = web.RequestKey("call_record", CallRecord)
 
 
 @web.middleware
@@ -123,9 +115,8 @@ async def middleware(
     endpoint = endpoint_for(request.path, request.query)
     if endpoint is None or request.method != "POST":
         return await handler(request)
-    record = CallRecord(request.app[METRICS], rid, endpoint.name)
+    record = request[_RECORD] = CallRecord(request.app[METRICS], rid, endpoint.name)
     record.metrics.in_flight.inc()
-    token = CURRENT.set(record)
     try:
         response = await handler(request)
         record.status = response.status
@@ -137,7 +128,6 @@ async def middleware(
         record.status = exc.status
         raise
     finally:
-        CURRENT.reset(token)
         record.responded = True
         # A call whose client left still settles in its shielded task; that writes the line.
         if record.settled or not record.forwarded or record.status != CLIENT_CLOSED:
@@ -156,110 +146,57 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
         response.headers[REQUEST_ID] = rid
 
 
-def denied(scope: Scope, call: PreparedCall, denial: ClientError) -> None:
-    """The handler's decision was DENY (budget, quota, tenant status)."""
-    record = CURRENT.get()
-    if record is None:
+def subscribe(events: Events) -> None:
+    """Fill in each budgeted call's record from the pipeline's events."""
+    events.subscribe(CallDecided, _decided)
+    events.subscribe(CallDenied, _denied)
+    events.subscribe(CallSettled, _settled)
+
+
+def _denied(event: CallDenied) -> None:
+    """The call's decision was DENY (budget, quota, tenant status)."""
+    record = event.request.get(_RECORD)
+    if record is None or event.asked is None:
         return
-    _describe(record, scope, call)
+    _describe(record, event.asked)
     record.decision = "DENY"
+    denial = event.denial
     if isinstance(denial, QuotaExceeded) and denial.code is not None:
         record.would_be = f"DENY quota {denial.code}"
-        record.metrics.quota_denials.labels(denial.code).inc()
     else:
         record.would_be = f"DENY {denial.type}"
 
 
-def decided(
-    scope: Scope, call: PreparedCall, sent: Sent, verdict: Decision, result: ReserveResult | None
-) -> None:
-    """The call is about to go upstream as `sent`."""
-    record = CURRENT.get()
-    if record is None:
+def _decided(event: CallDecided) -> None:
+    """The call is about to go upstream."""
+    record = event.request.get(_RECORD)
+    if record is None or event.routed is None:
         return
-    _describe(record, scope, call)
-    record.sent = sent.model
-    record.decision = verdict.kind
-    record.would_be = verdict.would_be
-    record.rule = verdict.rule
+    routed = event.routed
+    _describe(record, routed.asked)
+    record.sent = routed.sent.model
+    record.decision = routed.verdict.kind
+    record.would_be = routed.verdict.would_be
+    record.rule = routed.verdict.rule
     record.forwarded = True
-    m = record.metrics
-    if verdict.rule is not None and verdict.rewrite:
-        m.degradations.labels(verdict.rule).inc()
-    if result is not None and result.reservation is not None:
-        for unit, amount in result.reservation.amounts.items():
-            m.reserved.labels(unit).inc(amount)
 
 
-def _describe(record: CallRecord, scope: Scope, call: PreparedCall) -> None:
-    record.tenant = scope.tenant
-    record.scope = scope.path()
-    record.model = call.model
-    record.estimate = dict(call.asked.amounts)
+def _describe(record: CallRecord, asked: Asked) -> None:
+    record.tenant = asked.scope.tenant
+    record.scope = asked.scope.path()
+    record.model = asked.call.model
+    record.estimate = dict(asked.call.asked.amounts)
 
 
-def settled(tenant: str | None, charge: Mapping[str, int] | None) -> None:
-    """The call's charge is known (None: released, nothing charged). `tenant` is the
-    reservation's, None when nothing was reserved."""
-    record = CURRENT.get()
+def _settled(event: CallSettled) -> None:
+    """The call's charge is known (None: released, nothing charged)."""
+    record = event.request.get(_RECORD)
     if record is None:
         return
-    record.actual = dict(charge) if charge is not None else {}
+    record.actual = dict(event.charge) if event.charge is not None else {}
     record.settled = True
-    m = record.metrics
-    if tenant is not None:  # None: the call went unbudgeted (fail_mode: open), nothing recorded
-        for unit, amount in (charge or {}).items():
-            m.committed.labels(unit).inc(max(amount, 0))
-            m.tenant_committed.labels(m.tenant(tenant), unit).inc(max(amount, 0))
-    if record.upstream_started is not None:
-        m.upstream_latency.labels(record.endpoint).observe(
-            time.monotonic() - record.upstream_started
-        )
     if record.responded:
         record.finish()
-
-
-async def timed(op: str, call: Awaitable[T]) -> T:
-    """Await a ledger operation, timing it and counting its failure, in the current call's
-    metrics (no-op outside a budgeted call)."""
-    record = CURRENT.get()
-    return await ledger_op(record.metrics if record else None, op, call)
-
-
-async def ledger_op(metrics: Metrics | None, op: str, call: Awaitable[T]) -> T:
-    """Await a ledger operation, timing it into `metrics` and counting a LedgerError."""
-    if metrics is None:
-        return await call
-    started = time.monotonic()
-    try:
-        return await call
-    except LedgerError:
-        metrics.ledger_errors.labels(op).inc()
-        raise
-    finally:
-        metrics.ledger_latency.labels(op).observe(time.monotonic() - started)
-
-
-def upstream_sending() -> None:
-    """A budgeted call is about to be sent upstream (the start of its upstream latency)."""
-    record = CURRENT.get()
-    if record is not None:
-        record.upstream_started = time.monotonic()
-
-
-def upstream_answered() -> None:
-    """The upstream's response headers arrived: time to first byte. (Timed here rather than
-    with an aiohttp TraceConfig, whose hooks cost every request several awaits.)"""
-    record = CURRENT.get()
-    if record is not None and record.upstream_started is not None:
-        elapsed = time.monotonic() - record.upstream_started
-        record.metrics.upstream_ttfb.labels(record.endpoint).observe(elapsed)
-
-
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    """GET /metrics: Prometheus text format."""
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -16,7 +16,8 @@ neither block another's nor be answered from them. What a later call with the sa
 "Another request" means another path, scope path or JSON body (compared by hash, key order and
 spacing ignored). Answers are kept for WINDOW_S and a claim expires with the reservation cap (see
 store/replays.py), so an instance that dies mid-call holds a key no longer than that. A call
-without a key touches no store at all.
+without a key touches no store at all. A store that cannot be reached is admission's to decide
+(admission.py): 503, or under `fail_mode: open` the call goes on `unprotected`.
 """
 
 from __future__ import annotations
@@ -111,14 +112,14 @@ async def begin(
     scope: Scope,
     raw: bytes,
     *,
-    fail_open: bool,
-    key: str | None = None,
+    body_key: str | None = None,
 ) -> Claim | web.Response:
-    """Claim the call's idempotency key (`key`, else the one its headers carry), or answer from
-    what the key holds."""
-    key = key if key is not None else key_of(request.headers)
+    """Claim the call's idempotency key (`body_key`, its body's, or the one its headers carry:
+    they must agree), or answer from what the key holds. LedgerUnavailable: the store cannot be
+    reached (admission decides)."""
+    key = _key(request.headers, body_key)
     if key is None:
-        return Claim(None, scope.tenant, "", "")
+        return unprotected(scope)
     digest = _digest(key, scope)
     request_hash = _request_hash(request, scope, raw)
     try:
@@ -131,18 +132,25 @@ async def begin(
             retry_after=1,
             code="idempotency_store_full",
         ) from None
-    except LedgerUnavailable as exc:
-        if not fail_open:
-            raise ServiceUnavailable(
-                "The idempotency store is unreachable, so the call was not forwarded. Retry "
-                "shortly.",
-                retry_after=2,
-            ) from None
-        log.error("IDEMPOTENCY STORE UNAVAILABLE (%s): forwarding without replay protection", exc)
-        return Claim(None, scope.tenant, "", "")
     if held is None:
         return Claim(store, scope.tenant, digest, request_hash)
     return _answer(held, request_hash, scope.tenant)
+
+
+def unprotected(scope: Scope) -> Claim:
+    """The claim of a call without a key, or one that goes on without the store."""
+    return Claim(None, scope.tenant, "", "")
+
+
+def _key(headers: Mapping[str, str], body_key: str | None) -> str | None:
+    """The idempotency key: the body's, or the headers' (they must agree)."""
+    header = key_of(headers)
+    if header is not None and body_key is not None and header != body_key:
+        raise BadRequest(
+            "The Idempotency-Key header and the body's idempotency_key differ; send one.",
+            code="invalid_idempotency_key",
+        )
+    return body_key or header
 
 
 def key_of(headers: Mapping[str, str]) -> str | None:

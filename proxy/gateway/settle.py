@@ -12,21 +12,32 @@ is only a floor: a provider that reports running usage on every chunk (vLLM) cou
 sent, not what it bills for the generation it went on with. A stream "finished" when its
 `[DONE]` came, or when it ended cleanly right after OpenAI's usage chunk, which is sent last.
 A 2xx stream without a single JSON event did not finish: the provider answered, and may bill.
+
+Every call settles the same way, whatever ended it (a whole answer, a stream, an error status,
+no answer): `Flight.settle` works out the charge, `Settler` writes it (or spills it, or
+releases the reservation) and then emits CallSettled (events.py) for the log line, the metrics
+and the alerts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from proxy.budget.call import Sent
+from proxy.budget.decision import Decision
 from proxy.core.errors import LedgerError, LedgerUnavailable
 from proxy.core.types import MAX_AMOUNT
-from proxy.gateway import observe
+from proxy.gateway.events import CallSettled, Events, Timings
+from proxy.gateway.metrics import Metrics, timed
 from proxy.gateway.spill import Spill, Unbudgeted
 from proxy.metering.pricing import Usage, amounts, settled_amounts
+from proxy.policy.runtime import Policy
 from proxy.store.ledger.base import Amounts, Ledger, Reservation, SettleResult
 
 log = logging.getLogger(__name__)
@@ -81,31 +92,86 @@ def held_amounts(reservation: Reservation | None) -> Amounts:
     return reservation.amounts if reservation is not None else {}
 
 
-def no_answer(sent: Sent, reservation: Reservation | None) -> dict[str, int]:
-    """The charge of a call whose request may have reached the provider but whose answer never
-    came back whole: at least what it holds, which is what the provider may bill."""
-    return charge_for(sent, held_amounts(reservation), Outcome(complete=False))
+@dataclass(frozen=True, slots=True)
+class Settler:
+    """Writes a call's charge, then tells the subscribers (CallSettled)."""
+
+    ledger: Ledger
+    spill: Spill
+    events: Events
+    metrics: Metrics | None = None
+
+    async def settle(self, flight: Flight, charge: Mapping[str, int] | None) -> None:
+        """Commit `charge` (None: release). A ledger failure here is logged with the amounts,
+        never raised: the client already has its answer."""
+        if charge is not None:
+            # A usage report no ledger can hold (2**52 units and up) is charged the most one
+            # can, rather than refused and the reservation left held until the sweeper (nor
+            # logged as a number the call line cannot write).
+            charge = {unit: min(amount, MAX_AMOUNT - 1) for unit, amount in charge.items()}
+        reservation = flight.reservation
+        budgeted = reservation is not None and not isinstance(reservation, Unbudgeted)
+        timings = flight.timings()
+        result = None
+        try:
+            result = await write(self.ledger, reservation, charge, self.spill, self.metrics)
+        finally:
+            tenant = reservation.tenant if budgeted and reservation else None
+            self.events.emit(CallSettled(flight.request, tenant, charge, result, timings))
 
 
-async def settle(
+@dataclass(slots=True)
+class Flight:
+    """One admitted call on its way upstream: what it sent and holds, and the one way it
+    settles."""
+
+    request: web.Request
+    sent: Sent
+    verdict: Decision
+    reservation: Reservation | None
+    """None: shadow mode held nothing; Unbudgeted: forwarded while the ledger was down."""
+    policy: Policy
+    """The policy it was admitted under."""
+    settler: Settler
+    sent_at: float | None = None
+    answered_at: float | None = None
+
+    def sending(self) -> None:
+        """The call goes upstream now (the start of its upstream latency)."""
+        self.sent_at = time.monotonic()
+
+    def answered(self) -> None:
+        """The upstream's response headers arrived (time to first byte)."""
+        self.answered_at = time.monotonic()
+
+    def timings(self) -> Timings | None:
+        if self.sent_at is None:
+            return None
+        first = None if self.answered_at is None else self.answered_at - self.sent_at
+        return Timings(self.sent.endpoint.name, first, time.monotonic() - self.sent_at)
+
+    async def settle(self, outcome: Outcome) -> dict[str, int]:
+        """Charge what `outcome` shows the call cost; the charge."""
+        charge = charge_for(self.sent, held_amounts(self.reservation), outcome)
+        await self.settler.settle(self, charge)
+        return charge
+
+    async def release(self) -> None:
+        """Release the call's reservation: the provider refused the call, or never got it."""
+        await self.settler.settle(self, None)
+
+
+async def write(
     ledger: Ledger,
     reservation: Reservation | None,
     charge: Mapping[str, int] | None,
-    spill: Spill | None = None,
-    on_commit: Callable[[Reservation, SettleResult], None] | None = None,
-) -> None:
-    """Commit or release. A ledger failure here is logged with the amounts, never raised: the
-    client already has its answer. An unreachable ledger leaves it to `spill`, when given.
-    `on_commit` sees each commit's result (alerts.notifier announces the thresholds crossed)."""
-    budgeted = reservation is not None and not isinstance(reservation, Unbudgeted)
-    if charge is not None:
-        # A usage report no ledger can hold (2**52 units and up) is charged the most one can,
-        # rather than refused and the reservation left held until the sweeper (nor logged as a
-        # number the call line cannot write).
-        charge = {unit: min(amount, MAX_AMOUNT - 1) for unit, amount in charge.items()}
-    observe.settled(reservation.tenant if budgeted and reservation else None, charge)
+    spill: Spill,
+    metrics: Metrics | None = None,
+) -> SettleResult | None:
+    """Commit or release; the commit's result. A ledger failure here is logged with the
+    amounts, never raised; an unreachable ledger leaves it to `spill`."""
     if reservation is None:
-        return
+        return None
     if isinstance(reservation, Unbudgeted):
         # Forwarded while the ledger was down (fail_mode: open): the charge waits in the spill;
         # without one, a release of the id (its reserve may have run after all: spill.py).
@@ -114,19 +180,17 @@ async def settle(
                 reservation.spill.add(reservation.request, charge)
             else:
                 reservation.spill.add_abandoned(reservation.request)
-        return
+        return None
     try:
         if charge is None:
-            await observe.timed("release", ledger.release(reservation))
-        else:
-            result = await observe.timed("commit", ledger.commit(reservation, charge))
-            if on_commit is not None:
-                on_commit(reservation, result)
+            await timed(metrics, "release", ledger.release(reservation))
+            return None
+        return await timed(metrics, "commit", ledger.commit(reservation, charge))
     except LedgerError as exc:
-        if spill is not None and isinstance(exc, LedgerUnavailable):
+        if isinstance(exc, LedgerUnavailable):
             spill.add_settle(reservation, charge)
             log.warning("settle of reservation=%s spilled: %s", reservation.id, exc)
-            return
+            return None
         log.error(
             "settle failed for tenant=%s reservation=%s charge=%s: %s",
             reservation.tenant,
@@ -134,3 +198,4 @@ async def settle(
             dict(charge) if charge is not None else "release",
             exc,
         )
+        return None

@@ -21,7 +21,7 @@ finds the record and the commit settles it) or, when it ends without a charge, b
 its id. Either way the reservation never stays open, is never charged, and frees its
 concurrency. The spill lives in memory only: it is lost if the process dies before it drains.
 
-Spilled commits announce the thresholds they cross (`on_commit`: alerts.notifier). When the
+Spilled commits announce the thresholds they cross (`on_commit`: Alerts.on_commit). When the
 ledger's epoch is lost (`store_lost`; also how `on_store_lost: shadow` forwards), nothing is ever
 written to that store: the spill and every later spilled charge are dropped, each logged at ERROR.
 """
@@ -56,7 +56,7 @@ MAX_BUCKETS = 10_000
 SPILL_LIMIT = 100_000
 """Spilled calls kept at most; beyond, the oldest are dropped (and logged)."""
 OnCommit = Callable[[Reservation, SettleResult], None]
-"""What sees each spilled commit's result (alerts.notifier)."""
+"""What sees each spilled commit's result (Alerts.on_commit)."""
 DRAIN_EVERY = 1.0
 """Seconds between attempts to write the spill while it is not empty."""
 
@@ -170,7 +170,7 @@ class Spill:
 
     async def drain(self, ledger: Ledger, on_commit: OnCommit | None = None) -> int:
         """Write spilled calls, oldest first, until done or the ledger fails; how many went.
-        `on_commit` sees each commit's result (alerts.notifier: thresholds crossed)."""
+        `on_commit` sees each commit's result (Alerts.on_commit: thresholds crossed)."""
         written = 0
         while self._entries and not self.lost:
             request, charge = self._entries[0]

@@ -11,15 +11,12 @@ import orjson
 from aiohttp import web
 
 from proxy.budget.call import Sent
-from proxy.budget.decision import Decision
 from proxy.core import encodings
-from proxy.gateway import alerts, relay, stream_errors
-from proxy.gateway.context import Runtime
-from proxy.gateway.settle import Outcome, charge_for, held_amounts, settle
+from proxy.gateway import relay, stream_errors
+from proxy.gateway.settle import Flight, Outcome
 from proxy.gateway.sse import SSEEvent
 from proxy.metering.usage import StreamUsage
 from proxy.policy.model_rules import hides_reasoning
-from proxy.store.ledger.base import Reservation
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +32,11 @@ def usage_of_body(call: Sent, body: bytes) -> Outcome:
     return Outcome(usage=usage)
 
 
-async def relay_stream(
-    request: web.Request,
-    rt: Runtime,
-    call: Sent,
-    verdict: Decision,
-    reservation: Reservation | None,
-    upstream: aiohttp.ClientResponse,
-) -> web.StreamResponse:
+async def relay_stream(flight: Flight, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
     """Relay the SSE stream event by event, then settle from its final usage event."""
+    call = flight.sent
     headers = relay.headers_down(upstream.headers.items())
-    headers.update(verdict.headers)
+    headers.update(flight.verdict.headers)
     response = web.StreamResponse(status=upstream.status, headers=headers)
     tracker = call.endpoint.tracker()
     endpoint, url = call.endpoint.name, str(upstream.url)
@@ -59,17 +50,15 @@ async def relay_stream(
     result = relay.StreamResult(client_gone=True)
     try:
         try:
-            await response.prepare(request)
+            await response.prepare(flight.request)
         except (ConnectionError, aiohttp.ClientConnectionResetError):
             log.info("client left before the stream started; draining for usage")
         result = await relay.pump(
             upstream, response if response.prepared else None, on_event, call.timeouts
         )
     finally:
-        reserved = held_amounts(reservation)
-        outcome = _outcome(call, rt, tracker, result)
-        charge = charge_for(call, reserved, outcome)
-        await settle(rt.ledger, reservation, charge, rt.fail_open.spill, alerts.notifier(rt))
+        outcome = _outcome(call, flight.policy.limits.tokenize_max_bytes, tracker, result)
+        await flight.settle(outcome)
     if not result.client_gone:
         with suppress(ConnectionError, aiohttp.ClientConnectionResetError):
             await response.write_eof()
@@ -97,9 +86,11 @@ def _observe(tracker: StreamUsage, event: SSEEvent, *, hide_usage: bool) -> bool
     return not (hide_usage and tracker.is_usage_only(obj))
 
 
-def _outcome(call: Sent, rt: Runtime, tracker: StreamUsage, result: relay.StreamResult) -> Outcome:
+def _outcome(
+    call: Sent, tokenize_max_bytes: int, tracker: StreamUsage, result: relay.StreamResult
+) -> Outcome:
     enc = encodings.get_encoding(call.price.encoding)
-    counted = tracker.counted_completion_tokens(enc, rt.policy.limits.tokenize_max_bytes)
+    counted = tracker.counted_completion_tokens(enc, tokenize_max_bytes)
     if tracker.usage is None:
         # Without a report the count is the charge: scaled, like the estimate, to the model's
         # own tokenizer. Beside a report it is only a floor, and the encoding's own count is

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.app import STORES, SWEEP_INTERVAL, build_app
-from proxy.gateway.context import RUNTIME
+from proxy.app import STORES, SWEEP_INTERVAL, AppConfig, StoreConfig, build_app
+from proxy.gateway.context import LEDGER
 from proxy.policy.loader import with_upstream_override
 from proxy.policy.runtime import Policy
 from proxy.policy.watcher import RELOAD_INTERVAL, Reload
@@ -67,14 +67,10 @@ async def local_stack(
         reload = None
         if policy_path is not None:
             reload = Reload(policy_path, reload_every, upstream=fake_url + "/v1")
-        app = build_app(
-            policy,
-            store,
-            ledger=ledger,
-            keys=keys,
-            sweep_every=sweep_every,
-            key_store=key_store,
-            reload=reload,
+        stores = StoreConfig(store, ledger=ledger, key_store=key_store)
+        config = AppConfig(
+            policy, stores, provider_keys=keys, sweep_every=sweep_every, reload=reload
         )
+        app = build_app(config)
         async with serving(app) as url:
-            yield Stack(url, fake, app[RUNTIME].ledger, policy, app, app[STORES])
+            yield Stack(url, fake, app[LEDGER], policy, app, app[STORES])

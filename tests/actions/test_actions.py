@@ -21,7 +21,7 @@ from proxy.client import BudgetDenied, Cycles, CyclesAPIError
 from proxy.core.errors import PolicyError
 from proxy.core.tasks import spawn
 from proxy.core.types import ReservationSettings
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.context import API_KEYS, RUNTIME
 from proxy.policy import load_policy
 from proxy.policy.describe import describe
 from proxy.policy.runtime import Policy
@@ -564,7 +564,7 @@ async def test_a_reservation_made_on_one_replica_is_settled_on_another(
 async def test_gateway_keys_reserve_for_their_tenant_only(tmp_path: Path, store_url: str) -> None:
     gateway = dataclasses.replace(make_policy(tmp_path), identity="api_key")
     async with local_stack(gateway, store=store_url, sweep_every=None) as stack:
-        keys = stack.app[RUNTIME].keys
+        keys = stack.app[API_KEYS]
         acme, _ = await keys.create("acme")
         beta, _ = await keys.create("beta")
         held = await reserve(stack, {"action": "send_email"}, {"Authorization": f"Bearer {acme}"})

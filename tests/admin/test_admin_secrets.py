@@ -15,8 +15,7 @@ import redis.asyncio as aioredis
 from boundary_support import Admin, bearer, call, gateway, with_admin
 from support import chat, chat_prompt_tokens, line, mini_cost
 
-from proxy.admin.api import PROXY
-from proxy.app import STORES
+from proxy.admin.shared import SHARED
 from proxy.store.api_keys import PLAIN
 from proxy.store.idempotency import PREFIX, MemoryIdempotency, slot
 from proxy.store.redis.clients import is_redis
@@ -27,7 +26,7 @@ T = "/admin/v1/tenants"
 async def kept_answers(admin: Admin, store_url: str) -> str:
     """Everything the admin idempotency store holds, as text."""
     if not is_redis(store_url):
-        idempotency = admin.app[PROXY][STORES].idempotency
+        idempotency = admin.app[SHARED].stores.idempotency
         assert isinstance(idempotency, MemoryIdempotency)
         entries = idempotency._entries
         return repr({key: entries.get(key) for key in entries})

@@ -20,6 +20,7 @@ from proxy.admin.auth import Tokens
 from proxy.admin.dashboard import session
 from proxy.admin.dashboard.markup import esc, render
 from proxy.admin.dashboard.scan import Scan, history
+from proxy.app import shared
 from proxy.store.ledger.base import Ledger
 from proxy.store.tenants import AuditEntry
 from proxy.testing.local import Stack, local_stack, serving
@@ -99,7 +100,7 @@ class Dash:
 async def dashboard(tmp_path: Path, store: str) -> AsyncIterator[Dash]:
     pol = policy(tmp_path, BUDGETS, plan=PLAN)
     async with local_stack(pol, store=store) as stack:
-        admin_app = build_admin_app(stack.app, tokens=Tokens((ADMIN,), (READER,)))
+        admin_app = build_admin_app(shared(stack.app), tokens=Tokens((ADMIN,), (READER,)))
         async with serving(admin_app) as url, aiohttp.ClientSession() as client:
             yield Dash(url, stack, client)
 

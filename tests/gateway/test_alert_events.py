@@ -22,7 +22,7 @@ from hooks_support import quota_counters
 from support import chat, eventually, flushall, send
 
 from proxy.core.types import ReservationSettings
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.context import FAIL_OPEN
 from proxy.gateway.spill import Spill
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
@@ -181,7 +181,7 @@ async def test_a_lost_epoch_alerts_once_and_on_store_lost_decides(
             forwarded = stack.fake.calls - calls
             assert forwarded == (0 if on_store_lost == "closed" else 3)
             assert await stack.ledger.balances("alpha") == [], "nothing written to the new store"
-            spill = stack.app[RUNTIME].fail_open.spill
+            spill = stack.app[FAIL_OPEN].spill
             assert len(spill) == 0 and spill.lost
             assert spill.dropped == (0 if on_store_lost == "closed" else 3)
             assert await alerts_metric(stack, "ledger.epoch_lost") == 1

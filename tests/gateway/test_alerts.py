@@ -32,7 +32,6 @@ from proxy.core import tasks
 from proxy.core.errors import PolicyError
 from proxy.core.types import ReservationSettings
 from proxy.gateway import alerts
-from proxy.gateway.context import RUNTIME
 from proxy.policy import load_policy
 from proxy.store.ledger.base import (
     AlertLimits,
@@ -406,9 +405,9 @@ async def test_deliveries_waiting_on_a_silent_webhook_are_bounded(
     app = web.Application()
     app.router.add_post("/hook", silent)
     async with serving(app) as url, stack_for(tmp_path, url + "/hook") as stack:
-        rt = stack.app[RUNTIME]
+        fired = stack.app[alerts.ALERTS]
         for i in range(5):
-            alerts.fire(rt, {"type": "budget.threshold", "id": f"alpha/e{i}"})
+            fired.fire({"type": "budget.threshold", "id": f"alpha/e{i}"})
         pending = [t for t in tasks.running() if t.get_name().startswith("alert ")]
         assert len(pending) == 3
         assert caplog.text.count("deliveries are still pending") == 2

@@ -13,7 +13,7 @@ import pytest
 from fields_support import billed_cost, shapes_policy
 from support import line, settled
 
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.context import API_KEYS
 from proxy.testing.fake_upstream import WORD, FakeSettings, FakeUpstream
 from proxy.testing.local import Stack, local_stack
 
@@ -139,7 +139,7 @@ async def test_bad_input_is_400_in_anthropic_shape_and_nothing_reserved(
 
 async def test_gateway_takes_the_tenant_key_from_x_api_key(tmp_path: Path) -> None:
     async with local_stack(shapes_policy(tmp_path, gateway=True), sweep_every=None) as stack:
-        plain, _ = await stack.app[RUNTIME].keys.create("alpha")
+        plain, _ = await stack.app[API_KEYS].create("alpha")
         async with anthropic.AsyncAnthropic(base_url=stack.url, api_key=plain) as sdk:
             answer = await sdk.messages.create(model=MODEL, max_tokens=4, messages=MESSAGES)
             assert answer.usage.output_tokens == 4

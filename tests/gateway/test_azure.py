@@ -14,7 +14,7 @@ import pytest
 from breadth_support import HEADERS, breadth_policy, cost, settled
 from yarl import URL
 
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.context import API_KEYS
 from proxy.policy.runtime import Policy
 from proxy.testing.fake_upstream import WORD, FakeSettings, FakeUpstream
 from proxy.testing.local import Stack, local_stack
@@ -211,7 +211,7 @@ async def test_bad_api_version_is_400_and_nothing_reserved(
 async def test_gateway_key_is_read_from_the_api_key_header(tmp_path: Path) -> None:
     pol = dataclasses.replace(azure_policy(tmp_path), identity="api_key")
     async with local_stack(pol, fake=fake(), sweep_every=None) as stack:
-        plain, _ = await stack.app[RUNTIME].keys.create("alpha")
+        plain, _ = await stack.app[API_KEYS].create("alpha")
         async with openai.AsyncAzureOpenAI(
             azure_endpoint=stack.url, api_key=plain, api_version=VERSION
         ) as azure:

@@ -28,11 +28,11 @@ from breadth_support import cost as breadth_cost
 from conftest import POLICIES, free_port
 from support import chat, line, mini_cost, policy
 
-from proxy import app as app_module
-from proxy.app import STORES, build_app
+from proxy.app import STORES, AppConfig, StoreConfig, build_app
 from proxy.core import tasks
 from proxy.core.errors import PolicyError
 from proxy.core.types import ReservationSettings
+from proxy.gateway import upkeep
 from proxy.policy import load_policy
 from proxy.policy.loader import with_upstream_override
 from proxy.policy.runtime import Policy
@@ -228,7 +228,7 @@ async def test_an_upstream_that_cannot_be_reached_is_502_and_nothing_is_charged(
     """No connection, so the request never left: the reservation is released."""
     dead = f"http://127.0.0.1:{free_port()}/v1"
     pol = with_upstream_override(mini_policy(tmp_path), dead)
-    app = build_app(pol, store_url, keys={"openai": "sk-unused"})
+    app = build_app(AppConfig(pol, StoreConfig(store_url), provider_keys={"openai": "sk-unused"}))
     async with serving(app) as url:
         answers = await post_all(url, [chat(max_tokens=4000)])
         records = await reservations(app[STORES])
@@ -268,12 +268,13 @@ async def test_a_proxy_that_stops_charges_the_calls_it_gives_up_before_closing_t
 ) -> None:
     """At shutdown, calls still waiting for their provider once the drain is over are given up,
     and charged their reservation before the ledger closes, never left open or released."""
-    monkeypatch.setattr(app_module, "SETTLE_ON_STOP", 0.2)
+    monkeypatch.setattr(upkeep, "SETTLE_ON_STOP", 0.2)
     # Half the limit generated: a call that ran to its answer would be charged less than held.
     fake = FakeUpstream(FakeSettings(latency=1.5, completion_fraction=0.5))
     async with serving(fake.app()) as fake_url:  # the provider outlives the proxy
         pol = with_upstream_override(mini_policy(tmp_path), fake_url + "/v1")
-        app = build_app(pol, store_url, keys={"openai": fake.settings.api_key})
+        keys = {"openai": fake.settings.api_key}
+        app = build_app(AppConfig(pol, StoreConfig(store_url), provider_keys=keys))
         # As `serve` stops: requests in flight get a short drain, then the app's cleanup runs.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()

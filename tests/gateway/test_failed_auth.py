@@ -18,7 +18,7 @@ from support import chat, chat_prompt_tokens, eventually, line, mini_cost, polic
 
 from proxy.core.errors import PolicyError
 from proxy.core.peers import client_address, counted_as, parse_networks
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.context import API_KEYS
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
 from proxy.store.api_keys import Brake, Failures, KeyRecord, digest
@@ -68,7 +68,7 @@ def failing(i: int) -> dict[str, str]:
 
 def count_lookups(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The key digests the key store is asked for from now on, in order."""
-    store = stack.app[RUNTIME].keys.store
+    store = stack.app[API_KEYS].store
     asked: list[str] = []
     real = store.lookup
 
@@ -95,7 +95,7 @@ async def test_two_hundred_failures_from_an_address_never_refuse_a_valid_key_fro
     guesses costs the store at most one lookup a second; the valid key that follows is looked
     up, and served."""
     async with proxy(gateway(tmp_path), store_url) as stack:
-        good, _ = await stack.app[RUNTIME].keys.create("alpha")
+        good, _ = await stack.app[API_KEYS].create("alpha")
         looked_up = count_lookups(stack, monkeypatch)
         statuses = [(await post(stack, failing(i)))[0] for i in range(LIMIT)]
         assert statuses == [401] * LIMIT
@@ -123,7 +123,7 @@ async def test_a_braked_address_learns_nothing_beyond_its_pace(
     200 tells the guesser nothing more. A key in use (in the cache) is still served, and the
     valid key is served once the slot is free."""
     async with proxy(gateway(tmp_path), store_url) as stack:
-        keys = stack.app[RUNTIME].keys
+        keys = stack.app[API_KEYS]
         keys.failures = Brake(lookup_interval_s=3.0)  # room for the steps below on a slow box
         in_use, _ = await keys.create("alpha")
         fresh, _ = await keys.create("alpha")
@@ -218,7 +218,7 @@ async def test_one_key_failing_from_many_addresses_is_limited_by_its_prefix(
     limited too, while other keys are not."""
     pol = gateway(tmp_path, 'trusted_proxies: ["127.0.0.0/8"]')
     async with proxy(pol, store_url) as stack:
-        keys = stack.app[RUNTIME].keys
+        keys = stack.app[API_KEYS]
         revoked, record = await keys.create("alpha")
         await keys.revoke("alpha", record.key_id)
         for i in range(LIMIT):

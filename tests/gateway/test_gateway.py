@@ -26,7 +26,8 @@ from support import (
 
 from proxy.core.errors import LedgerUnavailable
 from proxy.core.types import ReservationSettings
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.admission import ADMISSION
+from proxy.gateway.context import API_KEYS
 from proxy.policy.runtime import Policy
 from proxy.store.api_keys import Keys
 from proxy.store.open import open_store
@@ -44,7 +45,7 @@ def gateway(tmp_path: Path) -> Policy:
 
 
 def keys_of(stack: Stack) -> Keys:
-    return stack.app[RUNTIME].keys
+    return stack.app[API_KEYS]
 
 
 def bearer(key: str, **headers: str) -> dict[str, str]:
@@ -227,7 +228,7 @@ async def test_rejections_reach_the_hook(tmp_path: Path) -> None:
         async def hook(tenant: str | None, reason: str) -> None:
             seen.append((tenant, reason))
 
-        stack.app[RUNTIME].on_rejected = hook
+        stack.app[ADMISSION].callers.on_rejected = hook
         plain, record = await keys_of(stack).create("alpha")
         await post(stack, bearer(plain, **{"X-Cycles-Tenant": "beta"}))
         await post(stack, bearer("ck-" + "B" * 32))

@@ -16,7 +16,7 @@ import pytest
 from boundary_support import ADMIN, Admin, bearer, call, gateway, with_admin
 from support import chat, chat_prompt_tokens, line, mini_cost
 
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.context import API_KEYS
 from proxy.store.api_keys import KeyRecord
 from proxy.store.api_keys.records import decode, encode
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
@@ -127,7 +127,7 @@ async def test_an_agents_key_cannot_read_commit_or_release_another_agents_reserv
     async with with_admin(pol, store_url) as (stack, admin):
         _, _, a = await admin.call("POST", f"{T}/keys", {"agent": "a"})
         _, _, b = await admin.call("POST", f"{T}/keys", {"agent": "b"})
-        whole, _ = await stack.app[RUNTIME].keys.create("alpha")
+        whole, _ = await stack.app[API_KEYS].create("alpha")
         ask = {"unit": RISK, "amount": 50}
         code, held = await call(stack, "POST", RESERVATIONS, bearer(b["key"]), ask)
         assert code == 201, held
@@ -187,7 +187,7 @@ async def test_a_pinned_key_cannot_settle_a_reservation_that_kept_no_scope(
     pol = gateway(tmp_path, budgets=BUDGETS, plan=ACTION_BUDGETS)
     async with with_admin(pol, store_url) as (stack, admin):
         _, _, bot = await admin.call("POST", f"{T}/keys", {"agent": "bot"})
-        whole, _ = await stack.app[RUNTIME].keys.create("alpha")
+        whole, _ = await stack.app[API_KEYS].create("alpha")
         rid = "act_" + "0" * 32
         lines = [BudgetLine("tenant", "alpha", RISK, "month", 1000)]
         made = await stack.ledger.reserve(
@@ -215,7 +215,7 @@ async def test_pinned_keys_keep_idempotency_keys_of_their_own(
         _, _, a = await admin.call("POST", f"{T}/keys", {"agent": "a"})
         _, _, again = await admin.call("POST", f"{T}/keys/{a['id']}/rotate", {"grace_seconds": 60})
         _, _, b = await admin.call("POST", f"{T}/keys", {"agent": "b"})
-        whole, _ = await stack.app[RUNTIME].keys.create("alpha")
+        whole, _ = await stack.app[API_KEYS].create("alpha")
         retry = {"Idempotency-Key": "job-42.step-1"}
         callers = (
             bearer(a["key"], **retry),
@@ -283,7 +283,7 @@ async def test_the_cli_creates_a_key_per_agent(tmp_path: Path) -> None:
         assert code == 0, out
         key = orjson.loads(out)
         assert key["agent"] == "bot" and key["key"].startswith("ck-")
-        [record] = await stack.app[RUNTIME].keys.list("alpha")
+        [record] = await stack.app[API_KEYS].list("alpha")
         assert (record.key_id, record.agent) == (key["id"], "bot")
 
 

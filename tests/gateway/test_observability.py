@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -355,6 +356,23 @@ def test_json_log_format_merges_call_lines_and_still_redacts() -> None:
     assert (merged["event"], merged["logger"], merged["level"]) == ("call", "cycles.calls", "INFO")
     text = handler.format(leak)
     assert key not in text and orjson.loads(text)["message"] == "key [REDACTED]"
+
+
+def test_a_record_logged_with_exc_info_false_is_written_not_a_crash() -> None:
+    """uvloop's default exception handler logs with `exc_info=False` (an unclosed session at
+    exit, say): the filter wrote that as a traceback of its own instead of the line (issue 16).
+    A real exception is still written, redacted."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
+    record = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "Unclosed", (), False)
+    assert handler.filter(record)
+    assert handler.format(record) == "Unclosed" and not record.exc_text
+    try:
+        raise RuntimeError("token sk-live-abcdefghijklmnop")
+    except RuntimeError:
+        failed = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    assert handler.filter(failed)
+    assert "RuntimeError: token [REDACTED]" in handler.format(failed)
 
 
 async def test_ledger_outage_under_fail_open_counts_an_error_and_no_spend(

@@ -21,7 +21,7 @@ from hooks_support import quota_counters
 from support import RedisProc, eventually, mini_cost, policy, settled
 
 from proxy.core.tasks import spawn
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.context import FAIL_OPEN
 from proxy.store.ledger import RedisLedger
 from proxy.testing.local import Stack, local_stack
 
@@ -129,7 +129,7 @@ async def test_a_reserve_that_never_reached_redis_spills_no_release(
                 with pytest.raises(openai.APIStatusError) as refused:
                     await call(client)
                 assert refused.value.status_code == 503
-            assert len(stack.app[RUNTIME].fail_open.spill) <= 1
+            assert len(stack.app[FAIL_OPEN].spill) <= 1
     finally:
         await ledger.close()
 

@@ -136,9 +136,9 @@ async def test_gateway_sends_store_false_and_refuses_stored_state(
     """Every tenant shares the provider account: no response is stored, none can be resumed."""
     pol = shapes_policy(tmp_path, gateway=True)
     async with local_stack(pol, store=store_url, sweep_every=None) as stack:
-        from proxy.gateway.context import RUNTIME
+        from proxy.gateway.context import API_KEYS
 
-        plain, _ = await stack.app[RUNTIME].keys.create("alpha")
+        plain, _ = await stack.app[API_KEYS].create("alpha")
         async with openai.AsyncOpenAI(base_url=stack.url + "/v1", api_key=plain) as sdk:
             answer = await sdk.responses.create(
                 model="gpt-4o-mini", input="hi", max_output_tokens=4

@@ -33,7 +33,7 @@ from support import (
 from proxy.core.tasks import spawn
 from proxy.core.types import ReservationSettings
 from proxy.gateway import spill
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.context import FAIL_OPEN
 from proxy.gateway.spill import Buckets, Spill
 from proxy.policy.runtime import Policy
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
@@ -175,10 +175,10 @@ async def test_redis_outage_fail_open_rate_limits_and_spills(
         assert answers.count((200, "")) == 30
         assert answers.count((429, "ledger_down_rate")) == 20
         assert stack.fake.calls == 31
-        assert len(stack.app[RUNTIME].fail_open.spill) == 30
+        assert len(stack.app[FAIL_OPEN].spill) == 30
         redis_proc.start()
         await spent_reaches(redis_proc.url, billed_cost(stack.fake))
-        assert len(stack.app[RUNTIME].fail_open.spill) == 0
+        assert len(stack.app[FAIL_OPEN].spill) == 0
         assert (await spent(redis_proc.url))[1] == 0
 
 
@@ -346,7 +346,7 @@ async def test_charges_still_spilled_at_shutdown_are_written_on_the_way_out(
         budgeted = billed_cost(stack.fake)
         redis_proc.kill()
         assert [await send() for _ in range(3)] == [200] * 3
-        assert len(stack.app[RUNTIME].fail_open.spill) == 3
+        assert len(stack.app[FAIL_OPEN].spill) == 3
         redis_proc.start()
         assert await spent(redis_proc.url) == (budgeted, 0)
     assert await spent(redis_proc.url) == (billed_cost(stack.fake), 0)
@@ -374,7 +374,7 @@ async def test_the_spill_drops_its_oldest_entries_beyond_its_cap() -> None:
 async def test_a_running_proxy_spills_at_most_100_000_calls(tmp_path: Path) -> None:
     pol = policy(tmp_path, "tenant: {limit: 1000, period: month}")
     async with local_stack(pol, sweep_every=None) as stack:
-        assert stack.app[RUNTIME].fail_open.spill.limit == 100_000
+        assert stack.app[FAIL_OPEN].spill.limit == 100_000
 
 
 def test_the_local_bucket_admits_the_plan_rate_then_refills() -> None:

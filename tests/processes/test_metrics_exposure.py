@@ -19,7 +19,7 @@ from support import chat, chat_prompt_tokens, line, mini_cost, proxy_in_front_of
 
 from proxy.app import build_metrics_app
 from proxy.gateway import scrape
-from proxy.gateway.context import RUNTIME
+from proxy.gateway.context import API_KEYS
 from proxy.policy import load_policy
 from proxy.settings import Settings, validate
 from proxy.store.api_keys import RedisKeyStore
@@ -39,7 +39,7 @@ def tenants_in(text: str) -> set[str]:
 
 async def test_gateway_proxy_port_serves_no_metrics_to_anyone(tmp_path: Path) -> None:
     async with with_admin(gateway(tmp_path), "memory://") as (stack, _):
-        key, _ = await stack.app[RUNTIME].keys.create("alpha")
+        key, _ = await stack.app[API_KEYS].create("alpha")
         status, _ = await call(stack, "POST", "/v1/chat/completions", bearer(key), chat())
         assert status == 200
         row = await line(stack.ledger, "alpha", "tenant")
@@ -52,7 +52,7 @@ async def test_gateway_proxy_port_serves_no_metrics_to_anyone(tmp_path: Path) ->
 
 async def test_the_admin_listener_serves_metrics_to_admin_and_read_tokens(tmp_path: Path) -> None:
     async with with_admin(gateway(tmp_path), "memory://") as (stack, admin):
-        key, _ = await stack.app[RUNTIME].keys.create("alpha")
+        key, _ = await stack.app[API_KEYS].create("alpha")
         assert (await call(stack, "POST", "/v1/chat/completions", bearer(key), chat()))[0] == 200
         for token in (None, "wrong", key):
             status, _, answer = await admin.call("GET", "/metrics", token=token)
@@ -111,7 +111,7 @@ async def test_the_metrics_listener_answers_only_a_bearer_of_the_token(tmp_path:
     """Either of two tokens (while rotating) is served; no token, another one or a tenant's API
     key gets a 401 that says what to send, and nothing about any tenant. /healthz stays open."""
     async with with_admin(gateway(tmp_path), "memory://") as (stack, _):
-        key, _ = await stack.app[RUNTIME].keys.create("alpha")
+        key, _ = await stack.app[API_KEYS].create("alpha")
         assert (await call(stack, "POST", "/v1/chat/completions", bearer(key), chat()))[0] == 200
         listener = build_metrics_app(stack.app, ("scrape-new", "scrape-old"))
         async with serving(listener) as url, aiohttp.ClientSession() as http:

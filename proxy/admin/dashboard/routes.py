@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from aiohttp.web import RouteDef
 
-from proxy.admin import api
+from proxy.admin import shared
 from proxy.admin.auth import (
     ExpectHandler,
     Handler,
@@ -35,7 +35,6 @@ from proxy.admin.dashboard.markup import Html, new_nonce, page, redirect, respon
 from proxy.admin.dashboard.tenant_page import tenant
 from proxy.core.errors import BadRequest, ClientError, LedgerError
 from proxy.core.types import SCOPE_VALUE as VALUE
-from proxy.gateway.body import read_limited
 from proxy.store.tenants import TenantRecord, TenantStore
 
 log = logging.getLogger("cycles.dashboard")
@@ -211,7 +210,7 @@ async def _form_token(request: web.Request) -> str | None:
     `timeouts.read_request`, else 408); browsers send it urlencoded, anything else is 400."""
     if request.content_type != "application/x-www-form-urlencoded":
         raise BadRequest("Send the login form as application/x-www-form-urlencoded.")
-    raw = await read_limited(request, LOGIN_MAX_BYTES, api.runtime(request))
+    raw = await shared.read_body(request, LOGIN_MAX_BYTES)
     fields = dict(parse_qsl(raw.decode(errors="replace")))
     return fields.get("token")
 
@@ -245,9 +244,9 @@ def _listing_query(request: web.Request) -> tuple[str, str, str, str | None, int
 
 async def index(request: web.Request, ctx: Context) -> web.StreamResponse:
     q, sort, direction, after, limit = _listing_query(request)
-    records, cursor = await find_tenants(api.tenants(request), q, after, limit)
-    rt = api.runtime(request)
-    rows = await figures.tenant_rows(api.stores(request), rt.policy, records)
+    records, cursor = await find_tenants(shared.tenants(request), q, after, limit)
+    rt = shared.runtime(request)
+    rows = await figures.tenant_rows(shared.stores(request), rt.policy, records)
     ask = pages.Listing(q, sort, direction, after, limit, cursor)
     body = pages.tenants(pages.sort_rows(rows, sort, direction), ask)
     return html(ctx, "Tenants", body)
@@ -278,12 +277,12 @@ async def tenant_detail(request: web.Request, ctx: Context) -> web.StreamRespons
     tenant_id = request.match_info["tenant"].lower()
     if not VALUE.fullmatch(tenant_id):
         return html(ctx, "Not found", pages.failure(404, "No such tenant."), 404)
-    record = await api.tenants(request).get_tenant(tenant_id)
+    record = await shared.tenants(request).get_tenant(tenant_id)
     if record is None:
         message = f"No tenant {tenant_id!r} in the store."
         return html(ctx, "Not found", pages.failure(404, message), 404)
     view = await figures.tenant_view(
-        api.stores(request), api.runtime(request).policy, record, int(time.time() * 1000)
+        shared.stores(request), shared.runtime(request).policy, record, int(time.time() * 1000)
     )
     return html(ctx, record.id, tenant(view))
 
