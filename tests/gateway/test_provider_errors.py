@@ -38,6 +38,30 @@ ACCOUNT_WORDS = (
 def assert_no_account_detail(text: str) -> None:
     assert not [word for word in ACCOUNT_WORDS if word in text], text
 
+async def anthropic_refusal(
+    tmp_path: Path,
+    status: int,
+    error: dict[str, Any],
+    expected: type[anthropic.APIStatusError],
+) -> tuple[anthropic.APIStatusError, Any]:
+    """What the anthropic SDK raises (`expected`) for one call whose provider answered `status`
+    with `error`, and alpha's tenant line after it."""
+    fake = FakeUpstream(FakeSettings(fail_status=status, fail_error=error))
+    async with local_stack(shapes_policy(tmp_path), fake=fake) as stack:
+        sdk = anthropic.AsyncAnthropic(
+            base_url=stack.url, api_key="unused", default_headers=HEADERS, max_retries=0
+        )
+        async with sdk:
+            with pytest.raises(expected) as raised:
+                await sdk.messages.create(
+                    model="claude-sonnet-4",
+                    max_tokens=20,
+                    messages=[{"role": "user", "content": "hi"}],
+                )
+        row = await line(stack.ledger, "alpha", "tenant")
+    return raised.value, row
+
+
 
 async def test_an_account_rate_limit_on_openai_reaches_the_tenant_without_the_account(
     tmp_path: Path, store_url: str, caplog: pytest.LogCaptureFixture
@@ -67,21 +91,11 @@ async def test_an_account_rate_limit_on_openai_reaches_the_tenant_without_the_ac
 
 
 async def test_an_account_rate_limit_on_anthropic_keeps_anthropics_shape(tmp_path: Path) -> None:
-    fake = FakeUpstream(FakeSettings(fail_status=429, fail_error=ANTHROPIC_RATE_LIMIT))
-    async with local_stack(shapes_policy(tmp_path), fake=fake) as stack:
-        sdk = anthropic.AsyncAnthropic(
-            base_url=stack.url, api_key="unused", default_headers=HEADERS, max_retries=0
-        )
-        async with sdk:
-            with pytest.raises(anthropic.RateLimitError) as raised:
-                await sdk.messages.create(
-                    model="claude-sonnet-4",
-                    max_tokens=20,
-                    messages=[{"role": "user", "content": "hi"}],
-                )
-        row = await line(stack.ledger, "alpha", "tenant")
-    assert_no_account_detail(raised.value.response.text)
-    body = raised.value.body
+    error, row = await anthropic_refusal(
+        tmp_path, 429, ANTHROPIC_RATE_LIMIT, anthropic.RateLimitError
+    )
+    assert_no_account_detail(error.response.text)
+    body = error.body
     assert isinstance(body, dict) and body["type"] == "error"
     assert body["error"]["type"] == "rate_limit_error"
     assert "provider" in body["error"]["message"]
@@ -325,22 +339,10 @@ async def test_anthropics_spend_cap_is_not_relayed_to_the_tenant(tmp_path: Path)
         "message": "You have reached your specified API usage limits. You will regain access "
         "on 2025-11-01 at 00:00 UTC.",
     }
-    fake = FakeUpstream(FakeSettings(fail_status=400, fail_error=cap))
-    async with local_stack(shapes_policy(tmp_path), fake=fake) as stack:
-        sdk = anthropic.AsyncAnthropic(
-            base_url=stack.url, api_key="unused", default_headers=HEADERS, max_retries=0
-        )
-        async with sdk:
-            with pytest.raises(anthropic.BadRequestError) as raised:
-                await sdk.messages.create(
-                    model="claude-sonnet-4",
-                    max_tokens=20,
-                    messages=[{"role": "user", "content": "hi"}],
-                )
-        row = await line(stack.ledger, "alpha", "tenant")
-    text = raised.value.response.text
+    error, row = await anthropic_refusal(tmp_path, 400, cap, anthropic.BadRequestError)
+    text = error.response.text
     assert "usage limits" not in text and "regain access" not in text and "2025" not in text
-    body = raised.value.body
+    body = error.body
     assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
     assert (row.spent, row.reserved) == (0, 0)
 
