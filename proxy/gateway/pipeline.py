@@ -32,7 +32,7 @@ from proxy.gateway.context import Runtime
 from proxy.gateway.events import Asked, CallDecided, CallDenied, Events, Routed
 from proxy.gateway.settle import Flight, Outcome, Settler
 from proxy.gateway.spill import FailOpen
-from proxy.gateway.streaming import relay_stream, usage_of_body
+from proxy.gateway.streaming import parsed_answer, relay_stream, usage_of_answer
 from proxy.metering.pricing import format_amount
 from proxy.metering.shapes import azure
 from proxy.store.ledger.base import ReserveRequest, ReserveResult
@@ -155,9 +155,12 @@ async def _forward(flight: Flight, pipe: Pipeline) -> web.StreamResponse:
         if sent.stream and upstream.content_type == "text/event-stream":
             return await relay_stream(flight, upstream)
         body = await _read_or_charge(flight, upstream, deadline)
-        await flight.settle(usage_of_body(sent, body))
+        answer = parsed_answer(sent, body)
+        await flight.settle(usage_of_answer(sent, answer))
         # The charge above read the original; the client reads its error scrubbed.
-        shown = stream_errors.scrubbed_answer(sent.endpoint.name, body, upstream=str(upstream.url))
+        shown = stream_errors.scrubbed_answer(
+            sent.endpoint.name, body, answer, upstream=str(upstream.url)
+        )
         return _relay_body(upstream, shown, flight.verdict, rewritten=shown is not body)
     finally:
         upstream.release()

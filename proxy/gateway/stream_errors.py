@@ -69,17 +69,14 @@ def scrubbed(event: SSEEvent, obj: dict[str, Any], *, endpoint: str, upstream: s
     return name + b"data: " + _error_event(obj, endpoint=endpoint, upstream=upstream) + b"\n\n"
 
 
-def scrubbed_answer(endpoint: str, body: bytes, *, upstream: str) -> bytes:
-    """A whole 2xx answer as the client gets it: its top-level `error` scrubbed (every other
-    field as it was); a body that names an error but is not a JSON object, a generic error; any
-    other body itself (the same object: the caller tells a rewrite by identity)."""
+def scrubbed_answer(endpoint: str, body: bytes, answer: object, *, upstream: str) -> bytes:
+    """A whole 2xx answer as the client gets it, from its bytes and what they parsed to (None:
+    not JSON): its top-level `error` scrubbed (every other field as it was); a body that names
+    an error but is not a JSON object, a generic error; any other body itself (the same object:
+    the caller tells a rewrite by identity)."""
     if b'"error"' not in body:
         return body  # cheap: an answer without the word has no error to scrub
     anthropic = endpoint == "messages"
-    try:
-        answer = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        answer = None
     if not isinstance(answer, dict):
         # Not an object whose fields can be kept: fail closed, the original goes to the log.
         return provider_errors.rewrite(502, body, anthropic=anthropic, upstream=upstream)

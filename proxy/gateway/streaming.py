@@ -21,14 +21,20 @@ from proxy.policy.model_rules import hides_reasoning
 log = logging.getLogger(__name__)
 
 
-def usage_of_body(call: Sent, body: bytes) -> Outcome:
-    """A whole 2xx answer: its `usage`, or no report (charged at the reservation)."""
+def parsed_answer(call: Sent, body: bytes) -> object:
+    """A whole 2xx answer, parsed once for its charge and its scrubbing; None when it is not
+    JSON (logged)."""
     try:
-        obj = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         log.warning("upstream answered %s with a body that is not JSON", call.endpoint.suffix)
-        return Outcome()
-    usage = call.endpoint.usage(obj) if isinstance(obj, dict) else None
+        return None
+
+
+def usage_of_answer(call: Sent, answer: object) -> Outcome:
+    """A whole 2xx answer (parsed_answer): its `usage`, or no report (charged at the
+    reservation)."""
+    usage = call.endpoint.usage(answer) if isinstance(answer, dict) else None
     return Outcome(usage=usage)
 
 
