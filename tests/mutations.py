@@ -3299,6 +3299,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a denied call is told to the subscribers (log line, metrics, first-deny alert)",
     ),
+    Mutation(
+        name="item-type-looked-up-unchecked",
+        file="proxy/metering/shapes/item_media.py",
+        old="    return kind if isinstance(kind, str) else None\n",
+        new="    return kind  # type: ignore[no-any-return]\n",
+        tests=(
+            "tests/metering/test_item_media.py"
+            "::test_a_type_that_is_not_a_string_is_no_kind_and_no_error",
+        ),
+        removes="a Responses object whose type is not a string is no kind, never a 500",
+    ),
 )
 
 

@@ -62,3 +62,18 @@ def test_images_are_found_wherever_an_item_carries_them() -> None:
     # case, the generated one by the size its base64 says (on top of its JSON, see GENERATED).
     _, images = prompt_of(given[1:4])
     assert images == 2 * IMAGE_TOKENS + tile_tokens(512, 512)
+
+
+def test_a_type_that_is_not_a_string_is_no_kind_and_no_error() -> None:
+    """`type` may hold any JSON value in what a client sends: a list or an object there is
+    counted by its JSON like any unknown object, never an error (it was a 500: an unhashable
+    value looked up in a set)."""
+    odd: list[Any] = [
+        {"type": []},
+        {"type": {}},
+        {"type": "message", "role": "user", "content": [{"type": ["input_image"]}]},
+        {"type": "function_call_output", "call_id": "c", "output": [{"type": {"x": 1}}]},
+    ]
+    assert item_media.images(odd, "input") == []
+    assert item_media.files(odd, "input") == []
+    assert item_media.without_images(odd) == odd

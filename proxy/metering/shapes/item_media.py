@@ -44,9 +44,9 @@ def images(value: Any, path: str) -> list[Image]:
     """Every image in `value` (at `path` of the request), at any depth."""
     found: list[Image] = []
     for where, obj in _objects(value, path):
-        if obj.get("type") in IMAGE_TYPES:
+        if _kind(obj) in IMAGE_TYPES:
             found.append(Image(where, _url(obj), obj.get("detail")))
-        elif obj.get("type") == GENERATED and isinstance(obj.get("result"), str):
+        elif _kind(obj) == GENERATED and isinstance(obj.get("result"), str):
             url = "data:image/png;base64," + obj["result"][:_HEAD]
             found.append(Image(f"{where}.result", url, None))
     return found
@@ -54,7 +54,7 @@ def images(value: Any, path: str) -> list[Image]:
 
 def files(value: Any, path: str) -> list[str]:
     """Where the file inputs in `value` are, at any depth."""
-    return [where for where, obj in _objects(value, path) if obj.get("type") in FILE_TYPES]
+    return [where for where, obj in _objects(value, path) if _kind(obj) in FILE_TYPES]
 
 
 def without_images(value: Any) -> Any:
@@ -64,9 +64,16 @@ def without_images(value: Any) -> Any:
         return [without_images(item) for item in value]
     if not isinstance(value, dict):
         return value
-    if value.get("type") in IMAGE_TYPES:
+    if _kind(value) in IMAGE_TYPES:
         return {"type": value["type"]}
     return {key: without_images(item) for key, item in value.items()}
+
+
+def _kind(obj: dict[str, Any]) -> str | None:
+    """An object's `type` when it is a string (any other value names no kind the proxy
+    knows, and cannot be looked up in a set)."""
+    kind = obj.get("type")
+    return kind if isinstance(kind, str) else None
 
 
 def _objects(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
