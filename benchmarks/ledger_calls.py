@@ -18,9 +18,9 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 from proxy.store.ledger.scripts import SCRIPTS
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 
-BACKGROUND_KEYS = frozenset({keys.INSTANCES, keys.TENANTS, keys.EPOCH})
+BACKGROUND_KEYS = frozenset({layout.INSTANCES, layout.TENANTS, layout.EPOCH})
 BACKGROUND_SCRIPTS = frozenset({"evalsha sweep"})
 _ARGUMENT = re.compile(r'"((?:[^"\\]|\\.)*)"')
 

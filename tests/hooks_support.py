@@ -13,7 +13,7 @@ from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import Ledger, TenantStatus
 from proxy.store.ledger.meta import AGGREGATE, GENERATION
 from proxy.store.open import Stores
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 
 Hooked = Ledger | Stores
 
@@ -31,7 +31,7 @@ async def set_status(ledger: Hooked, tenant: str, status: TenantStatus) -> None:
     if isinstance(store, MemoryLedger):
         store.state.tenant(tenant).meta["status"] = status
         return
-    await store.scripts.client.hset(keys.tenant_keys(tenant)[4], "status", status)
+    await store.scripts.client.hset(layout.tenant_keys(tenant)[4], "status", status)
 
 
 async def set_clock_offset(ledger: Hooked, tenant: str, offset_ms: int) -> None:
@@ -43,8 +43,8 @@ async def set_clock_offset(ledger: Hooked, tenant: str, offset_ms: int) -> None:
         store.state.tenant(tenant).meta["clock_offset_ms"] = str(offset_ms)
         return
     scripts = store.scripts
-    await scripts.client.hset(keys.tenant_keys(tenant)[4], "clock_offset_ms", offset_ms)
-    due = keys.due_key(tenant, scripts.cluster)
+    await scripts.client.hset(layout.tenant_keys(tenant)[4], "clock_offset_ms", offset_ms)
+    due = layout.due_key(tenant, scripts.cluster)
     await scripts.know_shard(due)
     await scripts.client.zadd(due, {tenant: 0})
 
@@ -77,7 +77,7 @@ async def quota_counters(ledger: Hooked, tenant: str) -> dict[str, int | str]:
     if isinstance(store, MemoryLedger):
         entries: dict[str, int | str] = dict(store.state.tenant(tenant).counters.snapshot())
     else:
-        raw = await store.scripts.client.hgetall(keys.tenant_keys(tenant)[0])
+        raw = await store.scripts.client.hgetall(layout.tenant_keys(tenant)[0])
         entries = {
             name: value if name.startswith("q|run|") and name.endswith("|day") else int(value)
             for name, value in cast(dict[str, str], raw).items()

@@ -12,7 +12,7 @@ from conftest import Opener
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import BudgetLine, Candidate, Ledger, Quotas, ReserveRequest
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 
 EXPIRE_NOW = ReservationSettings(cap_ms=0)
 NO_QUOTAS = Quotas()
@@ -30,7 +30,7 @@ async def add_credit(ledger: Ledger, prefix: str, amount: int) -> None:
         ledger._tenant("acme").ledger[f"{prefix}|credit"] = amount
         return
     assert isinstance(ledger, RedisLedger)
-    await ledger.scripts.client.hset(keys.tenant_keys("acme")[0], f"{prefix}|credit", str(amount))
+    await ledger.scripts.client.hset(layout.tenant_keys("acme")[0], f"{prefix}|credit", str(amount))
 
 
 async def resv_entries(ledger: Ledger) -> int:
@@ -38,7 +38,7 @@ async def resv_entries(ledger: Ledger) -> int:
     if isinstance(ledger, MemoryLedger):
         return len(ledger._tenant("acme").resv)
     assert isinstance(ledger, RedisLedger)
-    return int(await ledger.scripts.client.hlen(keys.tenant_keys("acme")[2]))
+    return int(await ledger.scripts.client.hlen(layout.tenant_keys("acme")[2]))
 
 
 def line(

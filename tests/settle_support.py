@@ -18,7 +18,7 @@ from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
 from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import ReservationRecord
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.clients import open_client
 from proxy.testing.local import Stack, local_stack
 
@@ -80,7 +80,7 @@ async def forget(store: Store, url: str, tenant: str, rid: str) -> None:
         del t.resv[rid]
         t.resv_exp.pop(rid, None)
         return
-    _, _, resv, resv_exp, *_ = keys.tenant_keys(tenant)
+    _, _, resv, resv_exp, *_ = layout.tenant_keys(tenant)
     client = open_client(url, decode_responses=True)
     await client.hdel(resv, rid, f"{rid}|scope")
     await client.zrem(resv_exp, rid)

@@ -14,7 +14,7 @@ from proxy.core.types import ReservationSettings
 from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, Reservation, ReserveRequest
 from proxy.store.ledger.meta import GENERATION
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.clients import open_client
 
 Store = MemoryLedger | RedisLedger
@@ -68,7 +68,7 @@ async def set_sum(ledger: Store, url: str, tenant: str, field: str, value: int) 
         ledger._tenants[tenant].ledger[field] = value
         return
     client = open_client(url, decode_responses=True)
-    await client.hset(keys.tenant_keys(tenant)[0], field, str(value))
+    await client.hset(layout.tenant_keys(tenant)[0], field, str(value))
     await client.aclose()
 
 
@@ -84,7 +84,7 @@ async def silent_instance(ledger: Store, url: str, owner: str) -> None:
         ledger._instances[owner] = 0
         return
     client = open_client(url, decode_responses=True)
-    await client.zadd(keys.INSTANCES, {owner: 0})
+    await client.zadd(layout.INSTANCES, {owner: 0})
     await client.aclose()
 
 
@@ -92,7 +92,7 @@ async def instances(ledger: Store, url: str) -> set[str]:
     if isinstance(ledger, MemoryLedger):
         return set(ledger._instances)
     client = open_client(url, decode_responses=True)
-    found = cast(list[str], await client.zrange(keys.INSTANCES, 0, -1))
+    found = cast(list[str], await client.zrange(layout.INSTANCES, 0, -1))
     await client.aclose()
     return set(found)
 
@@ -104,7 +104,7 @@ async def generation_fields(ledger: Store, url: str, tenant: str) -> list[str]:
         names = list(ledger._tenants[tenant].counters.values)
     else:
         client = open_client(url, decode_responses=True)
-        names = cast(list[str], await client.hkeys(keys.tenant_keys(tenant)[0]))
+        names = cast(list[str], await client.hkeys(layout.tenant_keys(tenant)[0]))
         await client.aclose()
     expiring = (GENERATION + "reset|", GENERATION + "exp|")
     return sorted(n for n in names if n.startswith(expiring))
@@ -141,15 +141,15 @@ def fill(port: int, tenants: int, tombstones: int, open_calls: int, dead: str) -
     pipe = client.pipeline(transaction=False)
     for start in range(0, tenants, 1000):
         names = [f"idle{i:06d}" for i in range(start, min(start + 1000, tenants))]
-        pipe.sadd(keys.TENANTS, *names)
-        pipe.zadd(keys.DUE, dict.fromkeys(names, now + 30 * DAY_MS))
+        pipe.sadd(layout.TENANTS, *names)
+        pipe.zadd(layout.DUE, dict.fromkeys(names, now + 30 * DAY_MS))
         for name in names:
-            ledger, ledger_exp, *_ = keys.tenant_keys(name)
+            ledger, ledger_exp, *_ = layout.tenant_keys(name)
             prefix = f"tenant|{name}|USD|m20000101"
             pipe.hset(ledger, f"{prefix}|spent", 5)
             pipe.zadd(ledger_exp, {prefix: now + 30 * DAY_MS})
         pipe.execute()
-    _, _, resv, resv_exp, *_ = keys.tenant_keys(WHALE)
+    _, _, resv, resv_exp, *_ = layout.tenant_keys(WHALE)
     settled = f"COMMITTED {now - DAY_MS} {now} live-1 0:1:-:-:0:- USD=1 USD=1 - {WHALE_LINE}"
     for start in range(0, tombstones, 1000):
         ids = [f"t{i:07d}" for i in range(start, min(start + 1000, tombstones))]
@@ -164,10 +164,10 @@ def fill(port: int, tenants: int, tombstones: int, open_calls: int, dead: str) -
     opened = [f"o{i:07d}" for i in range(open_calls)]
     pipe.hset(resv, mapping=dict.fromkeys(opened, held))
     pipe.zadd(resv_exp, dict.fromkeys(opened, now + HOUR_MS))
-    pipe.hset(keys.tenant_keys(WHALE)[0], f"{WHALE_LINE}|reserved", 100 * open_calls)
-    pipe.sadd(keys.TENANTS, WHALE)
-    pipe.zadd(keys.DUE, {WHALE: now - 1000})
-    pipe.zadd(keys.INSTANCES, {dead: 0})
+    pipe.hset(layout.tenant_keys(WHALE)[0], f"{WHALE_LINE}|reserved", 100 * open_calls)
+    pipe.sadd(layout.TENANTS, WHALE)
+    pipe.zadd(layout.DUE, {WHALE: now - 1000})
+    pipe.zadd(layout.INSTANCES, {dead: 0})
     pipe.execute()
     client.close()
 
@@ -197,7 +197,7 @@ class Probe(threading.Thread):
         started = time.perf_counter()
         self.client.ping()
         self.pings.append(time.perf_counter() - started)
-        beat = self.client.zscore(keys.INSTANCES, self.owner)
+        beat = self.client.zscore(layout.INSTANCES, self.owner)
         if beat is not None:
             self.oldest_beat_ms = max(self.oldest_beat_ms, redis_ms(self.client) - int(beat))
 

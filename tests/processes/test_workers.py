@@ -27,7 +27,7 @@ from support import (
 
 from proxy.core.types import ReservationSettings
 from proxy.store.open import open_store
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 
 ALPHA = {"X-Cycles-Tenant": "alpha"}
@@ -53,7 +53,7 @@ async def owners_of_settled_calls(redis_url: str) -> set[int]:
     `<host>-<pid>-<hex>`; settled records stay as tombstones)."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        records = await client.hvals(keys.tenant_keys("alpha")[2])
+        records = await client.hvals(layout.tenant_keys("alpha")[2])
     finally:
         await client.aclose()
     return {int(record.split()[3].rsplit("-", 2)[1]) for record in records}

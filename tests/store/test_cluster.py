@@ -37,7 +37,7 @@ from proxy.store.api_keys import Keys, RedisKeyStore, digest
 from proxy.store.ledger import RedisLedger
 from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
 from proxy.store.open import open_store
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.clients import check_url
 from proxy.store.replays import Record, RedisReplays
 from proxy.store.tenants import TenantRecord
@@ -79,7 +79,7 @@ async def ledger(redis_cluster_url: str) -> AsyncIterator[RedisLedger]:
 
 
 def test_the_tenants_used_here_land_on_all_three_masters(redis_cluster_url: str) -> None:
-    owners = {node_of(redis_cluster_url, keys.tenant_keys(t)[0]) for t in SPREAD}
+    owners = {node_of(redis_cluster_url, layout.tenant_keys(t)[0]) for t in SPREAD}
     assert len(owners) == 3
 
 
@@ -138,7 +138,7 @@ async def test_each_master_holds_an_epoch_key_and_a_second_process_shares_them(
     redis_cluster_url: str, ledger: RedisLedger
 ) -> None:
     recorded = ledger._epoch.recorded
-    assert keys.EPOCH in recorded
+    assert layout.EPOCH in recorded
     assert len({node_of(redis_cluster_url, name) for name in recorded}) == 3
     other = RedisLedger(redis_cluster_url, ReservationSettings(), "other")
     try:
@@ -157,7 +157,7 @@ async def test_flushing_one_master_that_holds_no_first_epoch_key_is_detected(
     lost: list[tuple[str | None, str | None]] = []
     ledger.on_epoch_lost(lambda expected, found: lost.append((expected, found)))
     assert (await ledger.reserve(ask("alpha", "r1"))).allowed
-    first = node_of(redis_cluster_url, keys.EPOCH)
+    first = node_of(redis_cluster_url, layout.EPOCH)
     victim = next(
         node_of(redis_cluster_url, name)
         for name in ledger._epoch.recorded
@@ -178,7 +178,7 @@ async def test_flushing_one_master_that_holds_no_first_epoch_key_is_detected(
 @pytest.fixture
 def evicting_node(redis_cluster_url: str) -> Iterator[str]:
     """A master that does not hold `cy:v1:epoch`, set to allkeys-lru, restored afterwards."""
-    first = node_of(redis_cluster_url, keys.EPOCH)
+    first = node_of(redis_cluster_url, layout.EPOCH)
     client = admin(redis_cluster_url)
     name = next(n.name for n in client.get_primaries() if n.name != first)
     client.close()
@@ -209,7 +209,7 @@ async def test_scripts_flushed_on_one_master_are_loaded_again(
     redis_cluster_url: str, ledger: RedisLedger
 ) -> None:
     assert (await ledger.reserve(ask("alpha", "r1"))).allowed
-    client = node_client(node_of(redis_cluster_url, keys.tenant_keys("alpha")[0]))
+    client = node_client(node_of(redis_cluster_url, layout.tenant_keys("alpha")[0]))
     client.script_flush()
     client.close()
     assert (await ledger.reserve(ask("alpha", "r2"))).allowed

@@ -31,7 +31,7 @@ from proxy.store.ledger.base import (
 from proxy.store.ledger.calendar import Anchor, period_end_ms, period_id
 from proxy.store.ledger.quotas import gcra
 from proxy.store.open import open_store
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.tenants.redis import RedisTenants
 
 SETTINGS = ReservationSettings()
@@ -144,7 +144,7 @@ async def test_record_and_fields_use_the_documented_layout(
     before = datetime.now(UTC)
     result = await ledger.reserve(ask("a", usd=2**52 - 1))
     assert result.reservation is not None
-    ledger_key, _, resv_key, resv_exp_key, _, _ = keys.tenant_keys("acme")
+    ledger_key, _, resv_key, resv_exp_key, _, _ = layout.tenant_keys("acme")
     month = result.lines[0].period_id
     assert month in dated(before, "m%Y%m01")
     assert await client.hgetall(ledger_key) == {
@@ -158,7 +158,7 @@ async def test_record_and_fields_use_the_documented_layout(
     assert fields == [f"tenant|acme|USD|{month}", "run|r1|TOKENS|-"]
     assert int(deadline) - int(created) == SETTINGS.cap_ms
     assert await client.zscore(resv_exp_key, "a") == int(deadline)
-    assert await client.smembers(keys.TENANTS) == {"acme"}
+    assert await client.smembers(layout.TENANTS) == {"acme"}
 
 
 async def test_record_of_a_fitted_call_holding_quotas(
@@ -170,7 +170,7 @@ async def test_record_of_a_fitted_call_holding_quotas(
     assert (await ledger.reserve(degrading("b", quotas=one))).quota == "concurrent_requests tenant"
     result = await ledger.reserve(degrading("c", shadow=True, quotas=one))
     assert result.quota == "concurrent_requests tenant"
-    record = cast(str, await client.hget(keys.tenant_keys("acme")[2], "c"))
+    record = cast(str, await client.hget(layout.tenant_keys("acme")[2], "c"))
     _, _, _, _, outcome, amounts, actual, held, *fields = record.split(" ")
     # would-be candidate 1, fitted to the run's 95 TOKENS left after "a" (5 of them prompt),
     # refused by concurrency; the call as asked is what shadow reserves
@@ -183,7 +183,7 @@ async def test_record_of_a_fitted_call_holding_quotas(
     assert len(fields) == 2
     quota_fields = {
         k: v
-        for k, v in (await client.hgetall(keys.tenant_keys("acme")[0])).items()
+        for k, v in (await client.hgetall(layout.tenant_keys("acme")[0])).items()
         if k.startswith("q|") and not k.startswith("q|agg|")  # denial counters: the audit's
     }
     day = quota_fields["q|run|r1|day"]
@@ -199,7 +199,7 @@ async def test_record_of_a_fitted_call_holding_quotas(
     }
     assert quota_fields["q|run|r1|day"] == day
     assert quota_fields["q|tpm|tat"].isdigit()  # integer µs, never 1.7e+15
-    expiring = await client.zrange(keys.tenant_keys("acme")[1], 0, -1)
+    expiring = await client.zrange(layout.tenant_keys("acme")[1], 0, -1)
     assert {"q|runs|" + day, "q|run|r1|day", "q|run|r1|steps", "q|rpm|tat", "q|tpm|tat"} <= set(
         expiring
     )
@@ -216,7 +216,7 @@ async def test_silent_instance_is_reclaimed_then_forgotten(redis_url: str) -> No
     await alive.heartbeat()
     assert await alive.sweep_all() == 1
     assert [(r.spent, r.reserved) for r in await alive.balances("acme")] == [(10, 0), (100, 0)]
-    assert await alive._client.zrange(keys.INSTANCES, 0, -1) == ["alive"]
+    assert await alive._client.zrange(layout.INSTANCES, 0, -1) == ["alive"]
     late = await gone.commit(result.reservation, {"USD": 150, "TOKENS": 10})
     assert late.charged == {"USD": 50, "TOKENS": 0}
     for opened in (gone, alive):
@@ -276,7 +276,7 @@ return out
         anchor = Anchor(pick.choice([1, 15, 28, 29, 30, 31]), pick.choice([0, instant - DAY]))
         cases.append((instant, offset, anchor))
     args = [str(x) for c in cases for x in (c[0], c[1], c[2].day, c[2].since_ms)]
-    got = await client.eval(probe, 6, *keys.tenant_keys("probe"), "0", "0", "0", "0", *args)
+    got = await client.eval(probe, 6, *layout.tenant_keys("probe"), "0", "0", "0", "0", *args)
     for (instant, offset, anchor), line in zip(cases, got, strict=True):
         m, d = period_id("month", instant, offset, anchor), period_id("day", instant, offset)
         ends = f"{period_end_ms(m, offset, anchor.day)} {period_end_ms(d, offset)}"
@@ -307,7 +307,7 @@ return out
         p = rng.randrange(0, (2**51 * 10**6) // max(n, 1) + 1)
         cases.append((max(x, 0), d, rng.randrange(0, 2**52), n, p))
     args = [str(v) for case in cases for v in case]
-    got = await client.eval(probe, 6, *keys.tenant_keys("probe"), "0", "0", "0", "0", *args)
+    got = await client.eval(probe, 6, *layout.tenant_keys("probe"), "0", "0", "0", "0", *args)
     for (x, d, cap, n, p), reply in zip(cases, got, strict=True):
         expected = f"{min(cap, x * 10**6 // d)} {-(-n * p // 10**6)} {x // d}"
         assert reply == expected, (x, d, cap, n, p)
@@ -339,7 +339,7 @@ return out
         tat = rng.choice([0, now + rng.randrange(-(10**8), 6 * 10**7)])
         cases.append((tat, now, limit, cost))
     args = [str(v) for case in cases for v in case]
-    got = await client.eval(probe, 6, *keys.tenant_keys("probe"), "0", "0", "0", "0", *args)
+    got = await client.eval(probe, 6, *layout.tenant_keys("probe"), "0", "0", "0", "0", *args)
     for (tat, now, limit, cost), reply in zip(cases, got, strict=True):
         new_tat, retry = gcra(tat, now, limit, cost)
         assert reply == (f"deny {retry}" if new_tat is None else str(new_tat)), (tat, now, limit)

@@ -38,7 +38,7 @@ from proxy.core.types import ReservationSettings
 from proxy.store.ledger import MemoryLedger, RedisLedger
 from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
 from proxy.store.open import open_store
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.clients import open_client
 from proxy.store.tenants import TenantRecord
 from proxy.testing.local import local_stack
@@ -323,7 +323,7 @@ async def test_the_heartbeat_goes_on_while_a_sweep_runs(tmp_path: Path, redis_ur
             since = int(seconds) * 1000 + int(micros) // 1000
 
             async def beating() -> bool:
-                last = await client.zscore(keys.INSTANCES, "busy")
+                last = await client.zscore(layout.INSTANCES, "busy")
                 return last is not None and last > since + 3 * interval * 1000
 
             await eventually(beating, "a heartbeat 3 intervals into a sweep that has not ended")
@@ -370,9 +370,9 @@ async def test_a_sweep_never_blocks_redis_and_the_replica_stays_alive(
 
                 def done() -> bool:
                     now = redis_ms(admin)
-                    expired = admin.zcount(keys.tenant_keys(WHALE)[3], "-inf", now)
-                    reserved = admin.hget(keys.tenant_keys(WHALE)[0], f"{WHALE_LINE}|reserved")
-                    gone = admin.zscore(keys.INSTANCES, "ghost") is None
+                    expired = admin.zcount(layout.tenant_keys(WHALE)[3], "-inf", now)
+                    reserved = admin.hget(layout.tenant_keys(WHALE)[0], f"{WHALE_LINE}|reserved")
+                    gone = admin.zscore(layout.INSTANCES, "ghost") is None
                     return gone and expired == 0 and reserved == "0"
 
                 within = 60 + tombstones / 500  # a loaded machine sweeps ~10k records a second
@@ -380,7 +380,7 @@ async def test_a_sweep_never_blocks_redis_and_the_replica_stays_alive(
         finally:
             probe.stop()
             await ledger.close()
-        spent = admin.hget(keys.tenant_keys(WHALE)[0], f"{WHALE_LINE}|spent")
+        spent = admin.hget(layout.tenant_keys(WHALE)[0], f"{WHALE_LINE}|spent")
         assert spent == str(100 * open_calls)
         assert probe.errors == []
         slow = [(e["duration"], e["command"][:60]) for e in admin.slowlog_get(128)]

@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from proxy.store.ledger.base import BudgetLine, LineBalance, ReservationRecord, State
 from proxy.store.ledger.common import decode_amounts
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.safety import Epoch
 
 STATES = ("OPEN", "COMMITTED", "RELEASED", "EXPIRED_CHARGED", "EXPIRED_RELEASED")
@@ -34,8 +34,8 @@ class RedisReads:
 
     async def reservation(self, tenant: str, reservation_id: str) -> ReservationRecord | None:
         self._epoch.guard()
-        fields = [reservation_id, keys.scope_field(reservation_id)]
-        raw, scope = await self._client.hmget(keys.tenant_keys(tenant)[2], fields)
+        fields = [reservation_id, layout.scope_field(reservation_id)]
+        raw, scope = await self._client.hmget(layout.tenant_keys(tenant)[2], fields)
         if raw is None:
             return None
         record = decode_record(reservation_id, _text(raw))

@@ -53,7 +53,7 @@ from proxy.store.ledger.replies import (
 )
 from proxy.store.ledger.scripts import STORE, Scripts
 from proxy.store.ledger.sweep_redis import RedisSweep
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.clients import Client, store_client
 from proxy.store.redis.errors import REDIS
 from proxy.store.redis.flights import Flights
@@ -131,7 +131,7 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep):
             await self._registering.run(tenant, partial(self._add_tenant, tenant))
 
     async def _add_tenant(self, tenant: str) -> None:
-        await self._client.sadd(keys.TENANTS, tenant)
+        await self._client.sadd(layout.TENANTS, tenant)
         self._registered.add(tenant)
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
@@ -214,12 +214,12 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep):
         return settled(await self._run("release", reservation.tenant, args))
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
-        entries = await self._client.hgetall(keys.tenant_keys(tenant)[0])
+        entries = await self._client.hgetall(layout.tenant_keys(tenant)[0])
         return balance_rows(cast(dict[str, str], entries))
 
     async def heartbeat(self) -> None:
         """Also checks the store's epoch: a flushed or replaced store fails closed from here."""
-        await self._client.zadd(keys.INSTANCES, {self.owner: await self._now_ms()})
+        await self._client.zadd(layout.INSTANCES, {self.owner: await self._now_ms()})
         await self._epoch.check(self._client)
 
     async def close(self) -> None:

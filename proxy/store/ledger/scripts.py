@@ -33,7 +33,7 @@ from redis import exceptions as rex
 from redis.asyncio.cluster import RedisCluster
 
 from proxy.core.types import ReservationSettings
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.clients import Client, is_cluster
 from proxy.store.redis.errors import NOT_SENT, REDIS
 from proxy.store.redis.flights import Flights
@@ -75,7 +75,7 @@ class Scripts:
         self.client = client
         self.cluster = is_cluster(url)
         if self.cluster:
-            keys.due_key("", cluster=True)  # the slot table, built once before any call waits
+            layout.due_key("", cluster=True)  # the slot table, built once before any call waits
         self.by_name = {name: Script.load(parts) for name, parts in SCRIPTS.items()}
         self.wire = None if self.cluster else Wire(url, timeout=timeout_s)
         self.epoch = Epoch()
@@ -92,8 +92,8 @@ class Scripts:
 
     async def run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
         """Run script `name` for `tenant` with these ARGV (after the common ones)."""
-        script, due = self.by_name[name], keys.due_key(tenant, self.cluster)
-        tenant_keys = [*keys.tenant_keys(tenant), due]
+        script, due = self.by_name[name], layout.due_key(tenant, self.cluster)
+        tenant_keys = [*layout.tenant_keys(tenant), due]
         with self._mapped:
             if self.wire is not None:
                 command = ("EVALSHA", script.sha, "7", *tenant_keys, *self._common, *args)
@@ -121,7 +121,7 @@ class Scripts:
         if self.cluster and due not in self._shards_known:
             self._shards_known.add(due)
             try:
-                await self.client.sadd(keys.DUE_SHARDS, due)
+                await self.client.sadd(layout.DUE_SHARDS, due)
             except BaseException:
                 self._shards_known.discard(due)
                 raise

@@ -45,7 +45,7 @@ from proxy.store.ledger.sweeping import (
     Budget,
     SweepErrors,
 )
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.clients import Client
 
 PAGE = 100
@@ -128,7 +128,7 @@ class RedisSweep(SweepErrors):
         registry (the module docstring); each phase does at least one step."""
         now = await self._now_ms()
         cutoff = now - self._dead_after_ms
-        stale = await self._client.zrangebyscore(keys.INSTANCES, "-inf", cutoff)
+        stale = await self._client.zrangebyscore(layout.INSTANCES, "-inf", cutoff)
         dead = tuple(sorted(o for o in cast(list[str], stale) if o != self.owner))
         run = _Pass(Budget.of(self.sweep_budget_s), now)
         resolved = await self._reclaim_dead(dead, run)
@@ -188,8 +188,8 @@ class RedisSweep(SweepErrors):
 
     async def _shards(self) -> list[str]:
         if not self._cluster:
-            return [keys.DUE]
-        return sorted(cast(set[str], await self._client.smembers(keys.DUE_SHARDS)))
+            return [layout.DUE]
+        return sorted(cast(set[str], await self._client.smembers(layout.DUE_SHARDS)))
 
     async def _page(self, shard: str, upto: int, after: Position | None) -> list[Position]:
         """The next tenants of one index key due by `upto`, after `after`: (score, tenant)."""
@@ -230,7 +230,7 @@ class RedisSweep(SweepErrors):
             return 0
         if not self._walk_pending:
             cursor, found = await self._client.sscan(
-                keys.TENANTS, self._walk_cursor, count=self.walk_per_pass
+                layout.TENANTS, self._walk_cursor, count=self.walk_per_pass
             )
             self._walk_cursor, self._walk_pending = int(cursor), cast(list[str], found)
         resolved = 0
@@ -271,7 +271,7 @@ class RedisSweep(SweepErrors):
                 return resolved
         if not r.finished():
             return resolved  # the budget ran out reading the index: resume there
-        await self._client.zrem(keys.INSTANCES, *r.dead)
+        await self._client.zrem(layout.INSTANCES, *r.dead)
         self._reclaim = None
         return resolved
 

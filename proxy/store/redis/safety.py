@@ -32,7 +32,7 @@ from redis import exceptions as rex
 from redis.asyncio.cluster import RedisCluster
 
 from proxy.core.errors import LedgerEpochLost, StoreUnsafe
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.clients import Client, nodes, owner
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class Epoch:
     @property
     def expected(self) -> str | None:
         """The epoch this process trusts: `cy:v1:epoch`'s value as first read (None before)."""
-        return self.recorded.get(keys.EPOCH)
+        return self.recorded.get(layout.EPOCH)
 
     def guard(self) -> None:
         """Raise LedgerEpochLost once the epoch is lost (no I/O: safe on the hot path)."""
@@ -141,13 +141,13 @@ class Epoch:
 
 async def _epoch_keys(client: Client) -> list[str]:
     """The epoch keys to hold: `cy:v1:epoch` on one Redis; in a cluster, for each master that
-    owns slots, the first candidate (keys.epoch_candidates) in a slot it owns."""
+    owns slots, the first candidate (layout.epoch_candidates) in a slot it owns."""
     if not isinstance(client, RedisCluster):
-        return [keys.EPOCH]
+        return [layout.EPOCH]
     await client.initialize()
     masters = {n[0].name for n in client.nodes_manager.slots_cache.values() if n}
     chosen: dict[str, str] = {}
-    for name in keys.epoch_candidates():
+    for name in layout.epoch_candidates():
         chosen.setdefault(owner(client, name), name)
         if len(chosen) == len(masters):
             break

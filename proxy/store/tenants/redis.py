@@ -18,7 +18,7 @@ from proxy.store.ledger.base import BalanceRow, TenantStatus
 from proxy.store.ledger.checks import check_amount
 from proxy.store.ledger.common import balance_rows
 from proxy.store.ledger.scripts import STORE, Scripts
-from proxy.store.redis import layout as keys
+from proxy.store.redis import layout
 from proxy.store.redis.errors import REDIS
 from proxy.store.tenants.base import (
     AuditEntry,
@@ -79,13 +79,13 @@ class RedisTenants(GuardedStore):
         check_record(record)
         fields = [x for pair in encode_record(record).items() for x in pair]
         _, created = await self._admin(record.id, "create", [actor, "create", "0", *fields])
-        await self._client.zadd(keys.TENANT_INDEX, {record.id: 0})
-        await self._client.sadd(keys.TENANTS, record.id)
+        await self._client.zadd(layout.TENANT_INDEX, {record.id: 0})
+        await self._client.sadd(layout.TENANTS, record.id)
         return created
 
     async def get_tenant(self, tenant: str) -> TenantRecord | None:
         self._epoch.guard()
-        meta = await self._client.hgetall(keys.tenant_keys(tenant)[4])
+        meta = await self._client.hgetall(layout.tenant_keys(tenant)[4])
         return decode_record(tenant, cast(dict[str, str], meta))
 
     async def list_tenants(self, *, after: str | None, limit: int) -> list[TenantRecord]:
@@ -93,12 +93,12 @@ class RedisTenants(GuardedStore):
         ids = cast(
             list[str],
             await self._client.zrange(
-                keys.TENANT_INDEX, start, "+", bylex=True, offset=0, num=limit
+                layout.TENANT_INDEX, start, "+", bylex=True, offset=0, num=limit
             ),
         )
         async with self._client.pipeline(transaction=False) as pipe:
             for tenant in ids:
-                pipe.hgetall(keys.tenant_keys(tenant)[4])
+                pipe.hgetall(layout.tenant_keys(tenant)[4])
             metas = await pipe.execute()
         found = (decode_record(t, m) for t, m in zip(ids, metas, strict=True))
         return [r for r in found if r is not None]
@@ -175,7 +175,7 @@ class RedisTenants(GuardedStore):
         decision: str | None = None,
         limit: int = 1000,
     ) -> list[AuditEntry]:
-        ledger, audit = keys.tenant_keys(tenant)[0], keys.tenant_keys(tenant)[5]
+        ledger, audit = layout.tenant_keys(tenant)[0], layout.tenant_keys(tenant)[5]
         low = "-" if since_ms is None else str(since_ms)
         high = "+" if until_ms is None else str(until_ms)
         # Unfiltered, the first `limit` entries are all that is kept: Redis stops there.
