@@ -33,8 +33,8 @@ import orjson
 from aiohttp import web
 
 from proxy.actions.routes import add_routes as add_action_routes
-from proxy.budget.call import ENDPOINTS
 from proxy.budget.directory import Directory
+from proxy.budget.endpoints import ENDPOINTS
 from proxy.core import tasks
 from proxy.core.errors import ClientError, LedgerEpochLost, LedgerError, NotFound, StoreUnsafe
 from proxy.gateway import admission, handlers, metrics, observe, relay, scrape, upkeep

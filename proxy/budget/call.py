@@ -15,10 +15,7 @@ from typing import Any
 
 import orjson
 
-# Re-exported: gateway modules import the endpoints from here.
-from proxy.budget.endpoints import ENDPOINTS as ENDPOINTS
-from proxy.budget.endpoints import Endpoint as Endpoint
-from proxy.budget.endpoints import endpoint_for as endpoint_for
+from proxy.budget.endpoints import Endpoint
 from proxy.budget.variants import Pricer, Variant, plan_allows, price_of
 from proxy.core.errors import BadRequest, Forbidden, NotFound
 from proxy.metering import billable, billable_reserve

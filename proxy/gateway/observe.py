@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
-from proxy.budget.call import endpoint_for
+from proxy.budget.endpoints import endpoint_for
 from proxy.core.errors import QuotaExceeded
 from proxy.core.ids import new_id
 from proxy.gateway.context import RUNTIME

@@ -20,8 +20,9 @@ import aiohttp
 from aiohttp import web
 
 from proxy.budget import decision
-from proxy.budget.call import Endpoint, PreparedCall, Sent, endpoint_for, prepare
+from proxy.budget.call import PreparedCall, Sent, prepare
 from proxy.budget.directory import TenantConfig
+from proxy.budget.endpoints import Endpoint, endpoint_for
 from proxy.budget.reserve import reserve_request
 from proxy.budget.scopes import Scope
 from proxy.core import tasks
