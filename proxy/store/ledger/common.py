@@ -1,5 +1,5 @@
 """What both stores share: the wire form of amounts and outcomes, results (period arithmetic
-is in calendar.py, re-exported here).
+is in calendar.py).
 
 Everything here is pure (no I/O). `memory.py` uses the period functions directly; `redis.py`
 leaves periods to the scripts (lua/common.lua), which compute exactly the same ids and ends.
@@ -30,9 +30,6 @@ from proxy.store.ledger.base import (
     State,
     TenantStatus,
 )
-from proxy.store.ledger.calendar import DAY_MS, period_end_ms, period_id
-
-__all__ = ["DAY_MS", "period_end_ms", "period_id"]
 
 
 def wall_clock_ms() -> int:
