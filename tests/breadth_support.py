@@ -10,7 +10,6 @@ from typing import Any
 
 import openai
 from support import OPENAI_WRITE_FACTOR
-from support import settled as settled  # the breadth tests take it from here
 
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy

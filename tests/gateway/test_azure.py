@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from breadth_support import HEADERS, breadth_policy, cost, settled
+from breadth_support import HEADERS, breadth_policy, cost
+from support import settled
 from yarl import URL
 
 from proxy.gateway.context import API_KEYS

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from breadth_support import HEADERS, breadth_policy, cost, sdk, sent_bodies, settled
+from breadth_support import HEADERS, breadth_policy, cost, sdk, sent_bodies
+from support import settled
 
 from proxy.core.errors import PolicyError
 from proxy.policy.model_rules import default_limit_field

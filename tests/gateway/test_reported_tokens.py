@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from breadth_support import HEADERS, breadth_policy, cost, sdk, sent_bodies, settled
+from breadth_support import HEADERS, breadth_policy, cost, sdk, sent_bodies
+from support import settled
 
 from proxy.budget.call import prepare
 from proxy.budget.endpoints import ENDPOINTS

@@ -17,9 +17,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from breadth_support import settled
 from fields_support import billed_cost, shapes_policy
-from support import usd
+from support import settled, usd
 
 from proxy.testing import fake_tokens
 from proxy.testing.fake_upstream import Billed, FakeUpstream

@@ -9,7 +9,8 @@ from typing import Any
 
 import openai
 import pytest
-from breadth_support import breadth_policy, sdk, sent_bodies, settled
+from breadth_support import breadth_policy, sdk, sent_bodies
+from support import settled
 
 from proxy.core.errors import PolicyError
 from proxy.policy.runtime import Policy

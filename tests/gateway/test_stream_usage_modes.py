@@ -9,7 +9,8 @@ from pathlib import Path
 
 import openai
 import pytest
-from breadth_support import VLLM, breadth_policy, cost, sdk, sent_bodies, settled
+from breadth_support import VLLM, breadth_policy, cost, sdk, sent_bodies
+from support import settled
 
 from proxy.policy.runtime import Policy
 from proxy.testing.fake_upstream import WORD, FakeSettings, FakeUpstream

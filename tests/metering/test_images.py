@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from breadth_support import HEADERS, breadth_policy, cost, sdk, settled
-from support import chat_prompt_tokens
+from breadth_support import HEADERS, breadth_policy, cost, sdk
+from support import chat_prompt_tokens, settled
 
 from proxy.budget.call import prepare
 from proxy.budget.endpoints import ENDPOINTS
