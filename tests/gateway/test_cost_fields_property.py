@@ -9,15 +9,16 @@ completions, embeddings, the Responses API and Anthropic's Messages API, and on 
   "reserved" what the tenant's line held while the call was at the provider. A provider that
   refused the call before any output billed nothing, and the call was charged nothing.
 
-The bodies (tests/cost_fields_support.py) mix limits (0, negative, not integers, conflicting
-pairs), n and best_of, completions batches of strings and token lists, tools with hosted tools
-and max_tool_calls, images, audio, files and documents, service tiers, reasoning settings,
-Anthropic system prompts, server and client tools, thinking and cache breakpoints (at any
-depth of a block), and long prompts with and without the long-context beta. The fake bills
-hosted tool calls and the input they add, documents, tiers, cache reads and writes (OpenAI's
-too, on models that price them and on models that leave them to the default, and Anthropic's
-reported with a split that leaves some out), and audio in and out of long prompts at the
-audio prices, as the providers do, within what the policy declares.
+The bodies (tests/openai_bodies_support.py, claude_bodies_support.py, on the values and policy
+of cost_fields_support.py) mix limits (0, negative, not integers, conflicting pairs), n and
+best_of, completions batches of strings and token lists, tools with hosted tools and
+max_tool_calls, images, audio, files and documents, service tiers, reasoning settings, Anthropic
+system prompts, server and client tools, thinking and cache breakpoints (at any depth of a
+block), and long prompts with and without the long-context beta. The fake bills hosted tool
+calls and the input they add, documents, tiers, cache reads and writes (OpenAI's too, on models
+that price them and on models that leave them to the default, and Anthropic's reported with a
+split that leaves some out), and audio in and out of long prompts at the audio prices, as the
+providers do, within what the policy declares.
 
 The default run is short and seeded (fuzz_support.FIXED_SEED); a failure names its seed. Longer:
 
@@ -33,14 +34,18 @@ from pathlib import Path
 
 import orjson
 import pytest
+from claude_bodies_support import messages_bodies, with_beta
 from cost_fields_support import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
     ENDPOINTS,
     MESSAGES,
+    RESPONSES,
     UNPRICED_WRITES,
     Request,
     property_policy,
     provider_moods,
-    requests,
 )
 from fuzz_support import (
     EXAMPLES,
@@ -60,6 +65,7 @@ from fuzz_support import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from openai_bodies_support import chat_bodies, completion_bodies, embedding_bodies, responses_bodies
 from prices_support import billed_cost
 
 from proxy.testing.fake_openai import Billed
@@ -73,6 +79,16 @@ store (and some tier above or below the standard one). "tool-input": a Responses
 only reserving its hosted tools' input kept within its reservation (_tool_input_needed)."""
 QUICK = 600
 """Examples per store in the default run (each sends one to three calls)."""
+
+requests = st.one_of(
+    st.builds(Request, st.just(CHAT), chat_bodies, st.just({})),
+    st.builds(Request, st.just(COMPLETIONS), completion_bodies, st.just({})),
+    st.builds(Request, st.just(EMBEDDINGS), embedding_bodies, st.just({})),
+    st.builds(Request, st.just(RESPONSES), responses_bodies, st.just({})),
+    messages_bodies.flatmap(with_beta),
+    messages_bodies.flatmap(with_beta),
+)
+"""Every endpoint, Anthropic's twice (it has the most cost-bearing fields)."""
 
 
 @pytest.fixture
