@@ -36,7 +36,7 @@ from proxy.actions.routes import add_routes as add_action_routes
 from proxy.budget.directory import Directory
 from proxy.budget.endpoints import ENDPOINTS
 from proxy.core import tasks
-from proxy.core.errors import ClientError, LedgerEpochLost, LedgerError, NotFound, StoreUnsafe
+from proxy.core.errors import ClientError, LedgerEpochLost, LedgerError, NotFound
 from proxy.gateway import admission, handlers, metrics, observe, relay, scrape, upkeep
 from proxy.gateway.admission import ADMISSION, Admission
 from proxy.gateway.alerts import ALERTS, Alerts, ExpiryNotifier
@@ -235,20 +235,19 @@ def shared(proxy: web.Application) -> Shared:
 
 
 async def _stores(app: web.Application) -> AsyncIterator[None]:
-    """Every store behind the store URL (store/open.py)."""
+    """Every store behind the store URL (store/open.py); closed however the start ends (a
+    store unsafe to keep a ledger in, or one that refuses a command, is closed as it fails)."""
     given, policy = app[CONFIG].store, app[CONFIG].policy
     stores = open_store(
         given.url, policy.reservations, ledger=given.ledger, api_keys=given.key_store
     )
     try:
         await stores.ledger.connect(require_noeviction=given.require_noeviction)
-    except StoreUnsafe:
+        app[STORES], app[LEDGER], app[REPLAYS] = stores, stores.ledger, stores.replays
+        app[API_KEYS] = Keys(stores.api_keys)
+        yield
+    finally:
         await stores.close()
-        raise
-    app[STORES], app[LEDGER], app[REPLAYS] = stores, stores.ledger, stores.replays
-    app[API_KEYS] = Keys(stores.api_keys)
-    yield
-    await stores.close()
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:

@@ -3212,7 +3212,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="port-in-use-is-a-traceback",
         file="proxy/cli/serve.py",
-        old="        if is_in_use(exc):\n"
+        old="        if isinstance(exc, OSError) and is_in_use(exc):\n"
         "            raise in_use(*listener.address, listener.flag) from None\n",
         new="",
         tests=(
@@ -3309,6 +3309,40 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_type_that_is_not_a_string_is_no_kind_and_no_error",
         ),
         removes="a Responses object whose type is not a string is no kind, never a 500",
+    ),
+    # -- issue 16: a startup that fails partway closes what it opened ---------------------------
+    Mutation(
+        name="store-refusing-at-start-left-open",
+        file="proxy/app.py",
+        old="        yield\n    finally:\n        await stores.close()\n",
+        new="        yield\n    finally:\n        pass\n    await stores.close()\n",
+        tests=(
+            "tests/processes/test_startup_failures.py"
+            "::test_a_store_that_refuses_a_command_at_start_leaves_no_connection_open",
+        ),
+        removes="a store that fails as it connects at start is closed",
+    ),
+    Mutation(
+        name="failed-app-startup-left-open",
+        file="proxy/cli/serve.py",
+        old="    try:\n        await runner.setup()\n",
+        new="    await runner.setup()\n    try:\n",
+        tests=(
+            "tests/processes/test_startup_failures.py"
+            "::test_a_resource_that_cannot_open_after_the_stores_leaves_them_closed",
+        ),
+        removes="an app whose startup fails partway closes what its startup had opened",
+    ),
+    Mutation(
+        name="started-listeners-left-open-when-a-later-one-fails",
+        file="proxy/cli/serve.py",
+        old="    except BaseException:\n        await _shut_down(runners, 0)\n        raise\n",
+        new="    except BaseException:\n        raise\n",
+        tests=(
+            "tests/processes/test_startup_failures.py"
+            "::test_a_port_taken_after_the_store_opened_leaves_no_connection_open",
+        ),
+        removes="the listeners started before one that cannot listen are stopped, stores closed",
     ),
 )
 

@@ -215,11 +215,27 @@ async def _start(
 
 
 async def _listening(listener: Listener, settings: Settings, policy: Policy) -> web.AppRunner:
-    """The listener's runner, set up, and its site accepting."""
+    """The listener's runner, set up, and its site accepting. When it cannot be, the runner is
+    cleaned up: what its app's startup had opened (the stores, when a later resource fails)
+    is closed, and its site stopped."""
     # Request headers within read_request (read at start), and a bound on connections.
     runner = listen.runner(listener.build(), policy.timeouts.read_request, listener.lingering)
-    await runner.setup()
-    site = listen.BoundedSite(
+    try:
+        await runner.setup()
+        await _site(runner, listener, settings, policy).start()
+    except BaseException as exc:
+        await runner.cleanup()
+        if isinstance(exc, OSError) and is_in_use(exc):
+            raise in_use(*listener.address, listener.flag) from None
+        raise
+    return runner
+
+
+def _site(
+    runner: web.AppRunner, listener: Listener, settings: Settings, policy: Policy
+) -> listen.BoundedSite:
+    """The listener's site, holding at most the settings' connections (gateway/listen.py)."""
+    return listen.BoundedSite(
         runner,
         *listener.address,
         max_connections=settings.max_connections,
@@ -231,14 +247,6 @@ async def _listening(listener: Listener, settings: Settings, policy: Policy) -> 
         ),
         reuse_port=settings.workers > 1,
     )
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        if is_in_use(exc):
-            raise in_use(*listener.address, listener.flag) from None
-        raise
-    return runner
 
 
 def _log_listening(runners: list[web.AppRunner], settings: Settings, policy: Policy) -> None:
