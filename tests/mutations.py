@@ -1833,7 +1833,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="nested-images-counted-as-json",
         file="proxy/metering/shapes/messages.py",
-        old="    return counter.count_json(block) + IMAGE_TOKENS * len(images)",
+        old=(
+            "    return counter.count_json(block)"
+            " + sum(counter.flat_image(IMAGE_TOKENS) for _ in images)"
+        ),
         new="    return counter.count_json(block)",
         tests=(NESTED + "test_images_inside_a_document_of_content_blocks_are_reserved_as_images",),
         removes="images inside a document of content blocks are reserved as images",
@@ -3357,6 +3360,42 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_an_image_in_an_item_is_reserved_as_one_whatever_it_says",
         ),
         removes="a screenshot is one full image whatever its object's type or detail says",
+    ),
+    Mutation(
+        name="claude-images-not-scaled-by-the-image-factor",
+        file="proxy/metering/shapes/messages.py",
+        old="    return Estimate(prompt, limit, counter.images)\n",
+        new="    return Estimate(prompt, limit)\n",
+        tests=(
+            "tests/gateway/test_claude_images.py"
+            "::test_opus_4_7_images_are_reserved_at_its_larger_rule",
+        ),
+        removes="Claude's images are reserved times the model's image factor (Opus 4.7: 4784)",
+    ),
+    Mutation(
+        name="claude-images-on-an-unknown-model-allowed",
+        file="proxy/metering/billable.py",
+        old=(
+            "        images=tuple(at for at, _ in blocks.of_type(body.get(\"messages\"), "
+            "\"messages\", \"image\")),\n"
+        ),
+        new="",
+        tests=(
+            "tests/gateway/test_claude_images.py"
+            "::test_a_claude_model_without_a_known_image_rule_refuses_images",
+        ),
+        removes="images on a Claude model whose image rule the proxy does not know are refused",
+    ),
+    Mutation(
+        name="opus-4-7-image-factor-unpublished",
+        file="proxy/policy/features.py",
+        old='    "claude-opus-4-7": Fraction(4784, 1600),\n',
+        new='    "claude-opus-4-7": Fraction(1),\n',
+        tests=(
+            "tests/gateway/test_claude_images.py"
+            "::test_opus_4_7_images_are_reserved_at_its_larger_rule",
+        ),
+        removes="Claude Opus 4.7's published image factor covers its 4,784-token images",
     ),
 )
 

@@ -215,6 +215,7 @@ def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int)
         tier=_tier(body),
         own=tuple(own),
         documents=_anthropic_documents(body.get("messages")),
+        images=tuple(at for at, _ in blocks.of_type(body.get("messages"), "messages", "image")),
         long_context=beta,
         tools=_has_tools(body),
         client_tools=tuple(kind for tool in listed if (kind := _client_tool(tool)) is not None),
