@@ -1833,7 +1833,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="nested-images-counted-as-json",
         file="proxy/metering/shapes/messages.py",
-        old="    return counter.count_json(block) + IMAGE_TOKENS * len(images)",
+        old=(
+            "    return counter.count_json(block)"
+            " + sum(counter.flat_image(IMAGE_TOKENS) for _ in images)"
+        ),
         new="    return counter.count_json(block)",
         tests=(NESTED + "test_images_inside_a_document_of_content_blocks_are_reserved_as_images",),
         removes="images inside a document of content blocks are reserved as images",
@@ -3164,7 +3167,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="item-images-counted-by-their-json",
         file="proxy/metering/shapes/responses.py",
-        old="        return TOKENS_PER_MESSAGE + _media_tokens(counter, item, path)\n",
+        old="        return TOKENS_PER_MESSAGE + item_media.media_tokens(counter, item, path)\n",
         new="        return TOKENS_PER_MESSAGE + counter.count_json(item)\n",
         tests=(
             ITEM_IMAGES + "test_images_in_tool_outputs_and_screenshots_are_reserved_as_images",
@@ -3175,8 +3178,12 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="screenshot-not-an-image",
         file="proxy/metering/shapes/item_media.py",
-        old='IMAGE_TYPES = frozenset({"input_image", "computer_screenshot", "image"})\n',
-        new='IMAGE_TYPES = frozenset({"input_image", "image"})\n',
+        old=(
+            "        if id(obj) in screenshots:\n"
+            "            found.append(Image(where, _url(obj), None))\n"
+            "        elif kind in IMAGE_TYPES:\n"
+        ),
+        new='        if kind in IMAGE_TYPES and kind != "computer_screenshot":\n',
         tests=(
             ITEM_IMAGES + "test_an_item_s_image_on_a_model_without_an_image_rule_is_refused_"
             "naming_it[memory-computer_call_output]",
@@ -3343,6 +3350,86 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_port_taken_after_the_store_opened_leaves_no_connection_open",
         ),
         removes="the listeners started before one that cannot listen are stopped, stores closed",
+    ),
+    Mutation(
+        name="content-part-types-unchecked",
+        file="proxy/metering/message_fields.py",
+        old="        _check_parts(entry[\"content\"], f\"{path}.content\", entries, endpoint)\n",
+        new="        pass\n",
+        tests=(
+            "tests/gateway/test_foreign_images.py"
+            "::test_a_part_of_another_api_s_type_is_refused_naming_where_it_is",
+        ),
+        removes="a content part of another API's type (input_image in chat) is refused",
+    ),
+    Mutation(
+        name="foreign-part-forwarded-by-its-json",
+        file="proxy/metering/estimate.py",
+        old="    return media_tokens(counter, part, path)\n",
+        new="    return counter.count_json(part)\n",
+        tests=(
+            "tests/gateway/test_foreign_images.py"
+            "::test_forwarded_it_is_reserved_as_the_image_it_is",
+        ),
+        removes="a forwarded chat part of another API's image type is reserved as an image",
+    ),
+    Mutation(
+        name="image-url-in-an-item-by-its-json",
+        file="proxy/metering/shapes/item_media.py",
+        old='IMAGE_TYPES = frozenset({"input_image", "image_url", "computer_screenshot", "image"})',
+        new='IMAGE_TYPES = frozenset({"input_image", "computer_screenshot", "image"})',
+        tests=(
+            "tests/gateway/test_foreign_images.py"
+            "::test_an_image_in_an_item_is_reserved_as_one_whatever_it_says",
+        ),
+        removes="an image_url part in a function's output is reserved as an image",
+    ),
+    Mutation(
+        name="screenshot-by-what-it-says",
+        file="proxy/metering/shapes/item_media.py",
+        old="            screenshots.add(id(obj[\"output\"]))\n",
+        new="            pass\n",
+        tests=(
+            "tests/gateway/test_foreign_images.py"
+            "::test_an_image_in_an_item_is_reserved_as_one_whatever_it_says",
+        ),
+        removes="a screenshot is one full image whatever its object's type or detail says",
+    ),
+    Mutation(
+        name="claude-images-not-scaled-by-the-image-factor",
+        file="proxy/metering/shapes/messages.py",
+        old="    return Estimate(prompt, limit, counter.images)\n",
+        new="    return Estimate(prompt, limit)\n",
+        tests=(
+            "tests/gateway/test_claude_images.py"
+            "::test_opus_4_7_images_are_reserved_at_its_larger_rule",
+        ),
+        removes="Claude's images are reserved times the model's image factor (Opus 4.7: 4784)",
+    ),
+    Mutation(
+        name="claude-images-on-an-unknown-model-allowed",
+        file="proxy/metering/billable.py",
+        old=(
+            "        images=tuple(at for at, _ in blocks.of_type(body.get(\"messages\"), "
+            "\"messages\", \"image\")),\n"
+        ),
+        new="",
+        tests=(
+            "tests/gateway/test_claude_images.py"
+            "::test_a_claude_model_without_a_known_image_rule_refuses_images",
+        ),
+        removes="images on a Claude model whose image rule the proxy does not know are refused",
+    ),
+    Mutation(
+        name="opus-4-7-image-factor-unpublished",
+        file="proxy/policy/features.py",
+        old='    "claude-opus-4-7": Fraction(4784, 1600),\n',
+        new='    "claude-opus-4-7": Fraction(1),\n',
+        tests=(
+            "tests/gateway/test_claude_images.py"
+            "::test_opus_4_7_images_are_reserved_at_its_larger_rule",
+        ),
+        removes="Claude Opus 4.7's published image factor covers its 4,784-token images",
     ),
 )
 

@@ -59,6 +59,7 @@ PRICES = {
     "claude-sonnet-4": Prices("3", "0.30", "3.75", "15"),
     "claude-sonnet-4-5": Prices("3", "0.30", "3.75", "15"),
     "claude-haiku-4": Prices("1", "0.10", "1.25", "5"),
+    "claude-opus-4-7": Prices("5", "0.50", "6.25", "25"),
     "gpt-3.5-turbo-instruct": Prices("1.50", "1.50", "1.50", "2"),
     "text-embedding-3-small": Prices("0.02", "0.02", "0.02", "0"),
 }
@@ -131,6 +132,8 @@ models:
                    output: 22.50}}
   claude-haiku-4: {{input: 1, cached_input: 0.10, cache_write: 1.25, output: 5,
                    tokenizer_factor: 1.2}}
+  claude-opus-4-7: {{input: 5, cached_input: 0.50, cache_write: 6.25, output: 25,
+                    tokenizer_factor: 1.2}}
   gpt-3.5-turbo-instruct: {{input: 1.50, output: 2}}
   text-embedding-3-small: {{input: 0.02, output: 0}}
 plans:

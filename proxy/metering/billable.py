@@ -51,7 +51,7 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +141,7 @@ def read(
             documents=_parts(body.get("messages"), "messages", "content", _chat_document),
             tools=_has_tools(body),
             audio_output=_chat_audio(body),
-            images=_parts(body.get("messages"), "messages", "content", _of_type("image_url")),
+            images=tuple(i.path for i in item_media.images(body.get("messages"), "messages")),
         )
     return Billables(tier="default")
 
@@ -215,6 +215,7 @@ def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int)
         tier=_tier(body),
         own=tuple(own),
         documents=_anthropic_documents(body.get("messages")),
+        images=tuple(at for at, _ in blocks.of_type(body.get("messages"), "messages", "image")),
         long_context=beta,
         tools=_has_tools(body),
         client_tools=tuple(kind for tool in listed if (kind := _client_tool(tool)) is not None),
@@ -296,11 +297,6 @@ def _chat_audio(body: Mapping[str, Any]) -> str | None:
     if isinstance(modalities, list) and "audio" in modalities:
         return "modalities"
     return "audio" if body.get("audio") is not None else None
-
-
-def _of_type(kind: str) -> Callable[[Any], bool]:
-    """A test for content parts of type `kind`."""
-    return lambda part: isinstance(part, dict) and part.get("type") == kind
 
 
 def _chat_document(part: Any) -> bool:

@@ -94,8 +94,8 @@ def _unpriced_image(
         return unpriced(
             f"Model {model!r} has no image rule the proxy knows ({at}): what it bills for an "
             "image cannot be bounded. Leave the image out, or ask the operator to add "
-            "`image_token_factor: <the most it bills for an image, over gpt-4o's tile count>` "
-            f"to {where}.",
+            "`image_token_factor: <the most it bills for an image, over the proxy's rule: gpt-4o's "
+            f"tile count, or 1,600 tokens on the Messages API>` to {where}.",
             at,
         )
     return None

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from proxy.core.errors import BadRequest
 from proxy.metering.images import IMAGE_TOKENS
 from proxy.metering.request_body import describe, expect_str
+from proxy.metering.shapes.item_media import media_tokens
 from proxy.metering.text_counter import TextCounter, Tokenizer, utf8_len
 
 EndpointName = Literal["chat", "completions", "embeddings", "responses", "messages"]
@@ -238,8 +239,9 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
         audio = part.get("input_audio")
         data = audio.get("data") if isinstance(audio, dict) else None
         return utf8_len(expect_str(data, f"{path}.input_audio.data"))
-    # Other parts (file, refusal, ...) carry their payload inline: their JSON bounds them.
-    return counter.count_json(part)
+    # Other parts (file, refusal, ...) carry their payload inline: their JSON bounds them. A part
+    # of another API's image type (forwarded with `request_fields: forward`) is still an image.
+    return media_tokens(counter, part, path)
 
 
 def _image_tokens(counter: TextCounter, image: Any, path: str) -> int:

@@ -115,21 +115,71 @@ ANTHROPIC_MESSAGE: dict[str, Field] = {
 }
 """Fields of a Messages API message."""
 
+_JSON = "its JSON"
+_DOCUMENT = "a document: see pricing (`documents`)"
+
+CHAT_PARTS: dict[str, Field] = {
+    "text": _modelled(_TEXT),
+    "image_url": _modelled("the tile rule times the model's image factor"),
+    "input_audio": _modelled("its length"),
+    "file": _modelled(_DOCUMENT),
+    "refusal": _modelled(f"an earlier refusal: {_JSON}"),
+}
+"""Types of the parts of a chat message's `content`."""
+
+RESPONSES_PARTS: dict[str, Field] = {
+    "input_text": _modelled(_TEXT),
+    "output_text": _modelled(f"an earlier answer: {_TEXT}"),
+    "input_image": _modelled("the tile rule times the model's image factor"),
+    "input_file": _modelled(_DOCUMENT),
+    "refusal": _modelled(f"an earlier refusal: {_JSON}"),
+}
+"""Types of the parts of a Responses message's `content`."""
+
+ANTHROPIC_PARTS: dict[str, Field] = {
+    "text": _modelled(_TEXT),
+    "image": _modelled("Claude's image rule"),
+    "document": _modelled(_DOCUMENT),
+    "search_result": _modelled(f"{_JSON}, the images and documents in it by their rules"),
+    "tool_use": _modelled(_JSON),
+    "tool_result": _modelled(f"{_JSON}, the images and documents in it by their rules"),
+    **{
+        kind: _modelled(f"an earlier turn's block: {_JSON}")
+        for kind in (
+            "thinking",
+            "redacted_thinking",
+            "server_tool_use",
+            "web_search_tool_result",
+            "web_fetch_tool_result",
+            "code_execution_tool_result",
+            "bash_code_execution_tool_result",
+            "text_editor_code_execution_tool_result",
+            "tool_search_tool_result",
+            "container_upload",
+        )
+    },
+}
+"""Types of the content blocks of a Messages API message."""
+
 
 @dataclass(frozen=True, slots=True)
 class Entries:
     """The entries of a list field of the request: objects whose fields `fields` lists, or
-    (with `types`) objects whose `type` it lists, those of type message having `fields`."""
+    (with `types`) objects whose `type` it lists, those of type message having `fields`; the
+    parts of a message's `content` list have a type `parts` lists. (A part of a type the API
+    does not have may still be one the upstream bills: an `input_image` in a chat message is
+    an image, not the few tokens of its JSON.)"""
 
     name: str
     fields: Mapping[str, Field]
+    parts: Mapping[str, Field]
     types: Mapping[str, Field] | None = None
 
 
 ENTRIES: Mapping[EndpointName, Entries] = {
-    "chat": Entries("messages", CHAT_MESSAGE),
-    "responses": Entries("input", RESPONSES_MESSAGE, RESPONSES_ITEMS),
-    "messages": Entries("messages", ANTHROPIC_MESSAGE),
+    "chat": Entries("messages", CHAT_MESSAGE, CHAT_PARTS),
+    "responses": Entries("input", RESPONSES_MESSAGE, RESPONSES_PARTS, RESPONSES_ITEMS),
+    "messages": Entries("messages", ANTHROPIC_MESSAGE, ANTHROPIC_PARTS),
 }
 """The list fields whose entries are checked, per endpoint."""
 
@@ -141,9 +191,9 @@ ENTRY_NAMES: Mapping[EndpointName, str] = {
 
 
 def check_entries(body: Mapping[str, Any], endpoint: EndpointName, mode: RequestFields) -> None:
-    """400 `unpriced_feature` for the first message field or input item type of `body` the
-    proxy cannot reserve for: a refused one, or one the tables do not list; with `mode`
-    forward, none. Entries of the wrong shape are the estimate's to refuse."""
+    """400 `unpriced_feature` for the first message field, content part type or input item
+    type of `body` the proxy cannot reserve for: a refused one, or one the tables do not list;
+    with `mode` forward, none. Entries of the wrong shape are the estimate's to refuse."""
     entries = ENTRIES.get(endpoint)
     listed = body.get(entries.name) if entries is not None and mode == "strict" else None
     if entries is None or not isinstance(listed, list):
@@ -173,6 +223,20 @@ def _check_entry(
             raise _unknown_field(f"{path}.{name}", endpoint)
         if field.kind == "refused":
             raise refused_error(f"{path}.{name}", field)
+    if isinstance(entry.get("content"), list):
+        _check_parts(entry["content"], f"{path}.content", entries, endpoint)
+
+
+def _check_parts(parts: list[Any], path: str, entries: Entries, endpoint: EndpointName) -> None:
+    for index, part in enumerate(parts):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str):
+            continue  # the estimate refuses a part without a type
+        found = entries.parts.get(kind)
+        if found is None:
+            raise _unknown_part(f"{path}[{index}]", kind, endpoint)
+        if found.kind == "refused":
+            raise refused_error(f"{path}[{index}]", found, f" (a content part of type {kind})")
 
 
 def _unknown_field(path: str, endpoint: EndpointName) -> BadRequest:
@@ -180,6 +244,18 @@ def _unknown_field(path: str, endpoint: EndpointName) -> BadRequest:
         f"'{path}' is not a field of a {ENTRY_NAMES[endpoint]} that this proxy knows, so it "
         "cannot tell what the call would cost. Leave it out, or ask the operator to set "
         "`request_fields: forward` in the policy to forward fields it does not know.",
+        code="unpriced_feature",
+        param=path,
+    )
+
+
+def _unknown_part(path: str, kind: str, endpoint: EndpointName) -> BadRequest:
+    return BadRequest(
+        f"{path} has type {kind!r}, not a content part of a {ENTRY_NAMES[endpoint]} that this "
+        "proxy knows, so it cannot tell what the call would cost (a part of another API's "
+        "type, such as an image, may still be billed as one). Use the part types of the "
+        f"{API_NAMES[endpoint]} API, or ask the operator to set `request_fields: forward` in "
+        "the policy to forward parts it does not know.",
         code="unpriced_feature",
         param=path,
     )

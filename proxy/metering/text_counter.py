@@ -68,6 +68,12 @@ class TextCounter:
         self.images += tokens
         return tokens
 
+    def flat_image(self, tokens: int) -> int:
+        """An image input counted by a flat rule (Claude's: shapes/messages.py), remembered in
+        `images` so the model's image_token_factor scales it."""
+        self.images += tokens
+        return tokens
+
     def count(self, text: str) -> int:
         size = utf8_len(text)
         if size > self._budget or _is_base64_data_url(text):

@@ -171,7 +171,7 @@ def _model_extras(price: ModelPrice) -> str:
     if price.tokenizer_factor != 1:
         extras.append(f"tokenizer ×{float(price.tokenizer_factor):g}")
     if price.image_token_factor is None:
-        extras.append("chat and Responses images refused (no image_token_factor)")
+        extras.append("images refused (no image_token_factor)")
     elif price.image_token_factor != 1:
         extras.append(f"image tokens ×{float(price.image_token_factor):g}")
     if price.limit_field is not None:

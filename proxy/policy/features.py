@@ -147,10 +147,27 @@ PUBLISHED_IMAGE_FACTORS: dict[str, Fraction] = {
     ),
     # 2833 + 5667 a tile: 5667 / 170 times the rule bounds both.
     "gpt-4o-mini": Fraction(5667, 170),
+    # Anthropic's vision guide: w × h / 750 tokens, images scaled to at most ~1.15 megapixels,
+    # so at most 1,600 an image (the Messages API's rule, shapes/messages.py) up to Claude 4.6.
+    **dict.fromkeys(
+        (
+            *("claude-3-haiku", "claude-3-sonnet", "claude-3-opus", "claude-3-opus-latest"),
+            *("claude-3-5-sonnet", "claude-3-5-sonnet-latest", "claude-3-5-haiku"),
+            *("claude-3-5-haiku-latest", "claude-3-7-sonnet", "claude-3-7-sonnet-latest"),
+            *("claude-sonnet-4", "claude-sonnet-4-0", "claude-opus-4", "claude-opus-4-0"),
+            *("claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5"),
+            *("claude-sonnet-4-6", "claude-opus-4-6"),
+        ),
+        Fraction(1),
+    ),
+    # Claude Opus 4.7 reads images up to 2576 px on the long edge (~3.75 megapixels): ⌈w/28⌉ ×
+    # ⌈h/28⌉ tokens, at most 92 × 52 = 4,784 an image.
+    "claude-opus-4-7": Fraction(4784, 1600),
 }
-"""The image factor of the models whose image rule OpenAI publishes as tiles, by their names (or
-the name a dated snapshot extends). Others (patch-priced models such as gpt-4.1-mini, any
-self-hosted one) have none: the policy must say, or their image inputs are refused."""
+"""The image factor of the models whose image rule is published, by their names (or the name a
+dated snapshot extends): OpenAI's over gpt-4o's tiles, Claude's over 1,600 tokens an image.
+Others (patch-priced models such as gpt-4.1-mini, any self-hosted one, a Claude model released
+after this table) have none: the policy must say, or their image inputs are refused."""
 
 
 def image_factor(name: str, model: ModelSpec) -> Fraction | None:

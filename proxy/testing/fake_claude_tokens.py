@@ -4,10 +4,12 @@ fake's own; fake_tokens.py says why the fake must not share the proxy's code, an
 Published rules:
 
 - Claude images: (width × height) / 750 tokens, at most 1600 (Anthropic's vision guide); an image
-  the fake cannot measure is 1600. Claude tools: Anthropic's tool-use system prompt, 346 tokens
-  with `tool_choice` auto or none, 313 with any or tool (the Claude 4 models), plus the tools;
-  Anthropic's client tools add what its tool docs list besides their JSON: bash 245 tokens, the
-  text editor 700, computer use 735 and its own system prompt (466 to 499; the fake bills 499).
+  the fake cannot measure is 1600. Claude Opus 4.7 reads larger images: fitted into 2576 px on
+  the long edge, ⌈w/28⌉ × ⌈h/28⌉ tokens, at most 92 × 52 = 4784 (what it cannot measure).
+  Claude tools: Anthropic's tool-use system prompt, 346 tokens with `tool_choice` auto or none,
+  313 with any or tool (the Claude 4 models), plus the tools; Anthropic's client tools add what
+  its tool docs list besides their JSON: bash 245 tokens, the text editor 700, computer use 735
+  and its own system prompt (466 to 499; the fake bills 499).
 
 Rules of the fake's own, where nothing is published:
 
@@ -52,6 +54,8 @@ CLAUDE_CLIENT_TOOLS = {"bash": 245, "text_editor": 700, "computer": 735 + 499}
 
 
 CLAUDE_IMAGE_MAX = 1600
+HIGH_RES_MODELS = ("claude-opus-4-7",)
+HIGH_RES_EDGE, HIGH_RES_PATCH, HIGH_RES_MAX = 2576, 28, 92 * 52
 
 
 CLAUDE_TURNS = {"user": "Human", "assistant": "Assistant"}
@@ -61,11 +65,14 @@ def claude_prompt_tokens(body: Body) -> int:
     """The fake's Claude count: the rendered prompt's cl100k_base tokens × CLAUDE_RATIO, rounded
     up, plus images and the tool-use system prompt."""
     media: list[int] = []
-    text = "".join(_claude_blocks(body.get("system"), media))
+    model = plain(body.get("model"))
+    text = "".join(_claude_blocks(body.get("system"), media, model))
     for message in as_list(body.get("messages")):
         role = plain(as_dict(message).get("role"))
         turn = CLAUDE_TURNS.get(role, role.capitalize())
-        text += f"\n\n{turn}: " + "".join(_claude_blocks(as_dict(message).get("content"), media))
+        text += f"\n\n{turn}: " + "".join(
+            _claude_blocks(as_dict(message).get("content"), media, model)
+        )
     text += "\n\nAssistant:"
     output_format = as_dict(body.get("output_config")).get("format")
     if output_format is not None:
@@ -84,6 +91,7 @@ def claude_cache_writes(body: Body) -> tuple[int, int]:
     """The prompt tokens Claude's cache breakpoints write: (five-minute, one-hour)."""
     marks: list[tuple[str, str, list[int]]] = []
     text, media = "", []
+    model = plain(body.get("model"))
     tools = as_list(body.get("tools"))
     if tools:
         choice = plain(as_dict(body.get("tool_choice")).get("type")) or "auto"
@@ -94,7 +102,7 @@ def claude_cache_writes(body: Body) -> tuple[int, int]:
         marks += _mark(as_dict(tool), text, media)
     system = body.get("system")
     for block in [system] if isinstance(system, str) else as_list(system):
-        text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
+        text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media, model))
         for holder in inside(block):
             marks += _mark(holder, text, media)
     for message in as_list(body.get("messages")):
@@ -102,7 +110,9 @@ def claude_cache_writes(body: Body) -> tuple[int, int]:
         text += f"\n\n{CLAUDE_TURNS.get(role, role.capitalize())}: "
         content = as_dict(message).get("content")
         for block in [content] if isinstance(content, str) else as_list(content):
-            text += "".join(_claude_blocks(block if isinstance(block, str) else [block], media))
+            text += "".join(
+                _claude_blocks(block if isinstance(block, str) else [block], media, model)
+            )
             for holder in inside(block):
                 marks += _mark(holder, text, media)
     marks += _mark(body, text, media)
@@ -134,7 +144,7 @@ def _claude_count(text: str, media: list[int]) -> int:
     return math.ceil(counted * CLAUDE_RATIO) + sum(media)
 
 
-def _claude_blocks(content: object, media: list[int]) -> list[str]:
+def _claude_blocks(content: object, media: list[int], model: str) -> list[str]:
     """The text `content` (a string or blocks) renders as; images are added to `media`."""
     if isinstance(content, str):
         return [content]
@@ -145,20 +155,26 @@ def _claude_blocks(content: object, media: list[int]) -> list[str]:
         if kind == "text":
             texts.append(plain(block.get("text")))
         elif kind == "image":
-            media.append(_claude_image(as_dict(block.get("source"))))
+            media.append(_claude_image(as_dict(block.get("source")), model))
         elif kind == "tool_result":
-            texts += _claude_blocks(block.get("content"), media)
+            texts += _claude_blocks(block.get("content"), media, model)
         else:
             texts.append(orjson.dumps(block).decode())
             images = [as_dict(b.get("source")) for b in inside(block) if b.get("type") == "image"]
-            media += [_claude_image(source) for source in images]
+            media += [_claude_image(source, model) for source in images]
     return texts
 
 
-def _claude_image(source: Body) -> int:
+def _claude_image(source: Body, model: str) -> int:
     size = None
     if source.get("type") == "base64" and source.get("media_type") == "image/png":
         size = png_size(f"data:image/png;base64,{plain(source.get('data'))}")
+    if model.startswith(HIGH_RES_MODELS):
+        if size is None:
+            return HIGH_RES_MAX
+        scale = min(Fraction(1), Fraction(HIGH_RES_EDGE, max(size)))
+        patches = [math.ceil(side * scale / HIGH_RES_PATCH) for side in size]
+        return min(HIGH_RES_MAX, patches[0] * patches[1])
     if size is None:
         return CLAUDE_IMAGE_MAX
     return min(CLAUDE_IMAGE_MAX, math.ceil(size[0] * size[1] / 750))

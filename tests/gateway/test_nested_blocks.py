@@ -146,8 +146,8 @@ async def test_a_pdf_in_a_web_fetch_result_reserves_the_model_s_document_tokens(
 async def test_images_inside_a_document_of_content_blocks_are_reserved_as_images(
     tmp_path: Path, store_url: str
 ) -> None:
-    """Claude bills an image by its pixels wherever it is (the fake: 1,600 tokens for one it
-    cannot measure), not by the few tokens of its URL."""
+    """Claude bills an image by its pixels wherever it is (the fake, as Claude Opus 4.7: 4,784
+    tokens for one it cannot measure), not by the few tokens of its URL."""
     document = {"type": "document", "source": {"type": "content", "content": [IMAGE] * 6}}
     said = [{"role": "user", "content": [document, {"type": "text", "text": "Describe them."}]}]
     fake = FakeUpstream(FakeSettings(latency=LATENCY))
@@ -155,10 +155,11 @@ async def test_images_inside_a_document_of_content_blocks_are_reserved_as_images
         local_stack(prices_policy(tmp_path), store=store_url, fake=fake) as stack,
         aiohttp.ClientSession() as http,
     ):
-        call = await measured(http, stack.url + MESSAGES, stack.ledger, claude(said))
+        body = claude(said, model="claude-opus-4-7")
+        call = await measured(http, stack.url + MESSAGES, stack.ledger, body)
     assert call.status == 200, call.answer
     [billed] = fake.billed
-    assert billed.prompt_tokens > 6 * 1600, billed
+    assert billed.prompt_tokens > 6 * 4_784, billed
     assert billed_cost(billed) == call.charged <= call.reserved, (billed, call)
 
 

@@ -28,6 +28,12 @@ HEADINGS: dict[EndpointName, str] = {
     "messages": "`/v1/messages`: fields of each of `messages`",
 }
 
+PART_HEADINGS: dict[EndpointName, str] = {
+    "chat": "`/v1/chat/completions`: types of the parts of a message's `content`",
+    "responses": "`/v1/responses`: types of the parts of a message's `content`",
+    "messages": "`/v1/messages`: types of the blocks of a message's `content`",
+}
+
 
 def _typed_dict_keys(params: Any) -> set[str]:
     """Every key of a TypedDict, or of each TypedDict of a Union of them."""
@@ -73,6 +79,28 @@ def test_the_tables_cover_every_message_field_and_item_type_the_sdks_send() -> N
     assert anthropic == set(ENTRIES["messages"].fields)
 
 
+def test_the_part_tables_are_the_sdks_part_types() -> None:
+    """Every content part type the SDKs send is classified, and none besides: a part of another
+    API's type (an `input_image` in a chat message) is one the upstream may bill as an image."""
+    from anthropic.types import ContentBlockParam
+    from openai.types.chat import ChatCompletionContentPartParam
+    from openai.types.chat.chat_completion_assistant_message_param import (
+        ContentArrayOfContentPart,
+    )
+    from openai.types.responses.response_input_message_content_list_param import (
+        ResponseInputContentParam,
+    )
+    from openai.types.responses.response_output_message_param import Content
+
+    chat = _literal_types(ChatCompletionContentPartParam) | _literal_types(
+        ContentArrayOfContentPart
+    )
+    responses = _literal_types(ResponseInputContentParam) | _literal_types(Content)
+    assert set(ENTRIES["chat"].parts) == chat
+    assert set(ENTRIES["responses"].parts) == responses
+    assert set(ENTRIES["messages"].parts) == _literal_types(ContentBlockParam)
+
+
 HI = {"role": "user", "content": "hi"}
 REFUSED_ENTRIES: list[tuple[EndpointName, dict[str, Any], str]] = [
     ("chat", {"messages": [{**HI, "turbo": 1}]}, "messages[0].turbo"),
@@ -81,8 +109,24 @@ REFUSED_ENTRIES: list[tuple[EndpointName, dict[str, Any], str]] = [
     ("responses", {"input": [{"type": "teleport", "to": "x"}]}, "input[0]"),
     ("responses", {"input": [{**HI, "extra": "x"}]}, "input[0].extra"),
     ("messages", {"messages": [{**HI, "cache": True}]}, "messages[0].cache"),
+    (
+        "chat",
+        {"messages": [{**HI, "content": [{"type": "input_image"}]}]},
+        "messages[0].content[0]",
+    ),
+    (
+        "responses",
+        {"input": [HI, {**HI, "content": [{"type": "input_text"}, {"type": "image_url"}]}]},
+        "input[1].content[1]",
+    ),
+    (
+        "messages",
+        {"messages": [{**HI, "content": [{"type": "image_url"}]}]},
+        "messages[0].content[0]",
+    ),
 ]
-"""A message field or input item type each table refuses or does not list, and where it is."""
+"""A message field, content part type or input item type each table refuses or does not list,
+and where it is."""
 
 
 @pytest.mark.parametrize(("endpoint", "body", "param"), REFUSED_ENTRIES)
@@ -130,6 +174,10 @@ def readme_tables() -> str:
         out += [
             f"| `{name}` | {CLASS_NAMES[f.kind]} | {f.note} |" for name, f in entries.fields.items()
         ]
+        out.append("")
+        out += [f"**{PART_HEADINGS[endpoint]}**", "", "| type | class | what is reserved |"]
+        out.append("|---|---|---|")
+        out += [f"| `{k}` | {CLASS_NAMES[f.kind]} | {f.note} |" for k, f in entries.parts.items()]
         out.append("")
         if entries.types is not None:
             out += ["**`/v1/responses`: types of the items of `input`**", ""]

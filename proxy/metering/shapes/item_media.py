@@ -1,9 +1,9 @@
-"""The images and files a Responses request carries outside the parts of its messages, wherever
-they sit. No I/O.
+"""The images and files a request carries, wherever they sit: in the parts of a message, or
+outside them. No I/O.
 
 A message carries them as content parts, and so do other `input` items: a `function_call_output`
 or `custom_tool_call_output` whose `output` is a list of parts (input_text, input_image,
-input_file), a `computer_call_output` whose `output` is a `computer_screenshot`, a
+input_file), a `computer_call_output` whose `output` is a screenshot (whatever type it says), a
 `code_interpreter_call` whose `outputs` hold images, an `image_generation_call` whose `result`
 is the image it made; a stored prompt's `variables` may be images or files too. The provider
 bills an image by its image rule and a file as a document, not by the few bytes of a URL or a
@@ -19,9 +19,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-IMAGE_TYPES = frozenset({"input_image", "computer_screenshot", "image"})
-"""Objects that are an image: a content part, a computer-use screenshot, a code interpreter's
-image output."""
+from proxy.metering.text_counter import TextCounter
+
+IMAGE_TYPES = frozenset({"input_image", "image_url", "computer_screenshot", "image"})
+"""Objects that are an image: a content part (of either OpenAI API: a part of the other API's
+type in a tool's output is still billed as an image), a computer-use screenshot, a code
+interpreter's image output."""
+DETAILED = frozenset({"input_image", "image_url"})
+"""The image types that have a `detail`: a screenshot or an image output has none, so a `detail:
+low` written on one is not honoured by the provider, nor by the reservation."""
+SCREENSHOT_ITEM = "computer_call_output"
+"""An item whose `output` is a screenshot: billed as an image whatever type the object says."""
 FILE_TYPES = frozenset({"input_file"})
 GENERATED = "image_generation_call"
 """An item whose `result` is an image in base64. What the provider bills for an image it made
@@ -40,15 +48,29 @@ class Image:
     detail: object
 
 
+def media_tokens(counter: TextCounter, value: Any, path: str) -> int:
+    """`value` by its JSON, but each image in it by the tile rule, its payload (a URL, a
+    screenshot's base64) left out of the JSON."""
+    tiles = sum(counter.image(image.url, image.detail) for image in images(value, path))
+    return tiles + counter.count_json(without_images(value))
+
+
 def images(value: Any, path: str) -> list[Image]:
     """Every image in `value` (at `path` of the request), at any depth."""
     found: list[Image] = []
+    screenshots: set[int] = set()
+    """The `output` objects of screenshot items met so far (the walk meets an item first)."""
     for where, obj in _objects(value, path):
-        if _kind(obj) in IMAGE_TYPES:
-            found.append(Image(where, _url(obj), obj.get("detail")))
-        elif _kind(obj) == GENERATED and isinstance(obj.get("result"), str):
+        kind = _kind(obj)
+        if id(obj) in screenshots:
+            found.append(Image(where, _url(obj), None))
+        elif kind in IMAGE_TYPES:
+            found.append(Image(where, _url(obj), _detail(obj) if kind in DETAILED else None))
+        elif kind == GENERATED and isinstance(obj.get("result"), str):
             url = "data:image/png;base64," + obj["result"][:_HEAD]
             found.append(Image(f"{where}.result", url, None))
+        if kind == SCREENSHOT_ITEM and isinstance(obj.get("output"), dict):
+            screenshots.add(id(obj["output"]))
     return found
 
 
@@ -66,7 +88,10 @@ def without_images(value: Any) -> Any:
         return value
     if _kind(value) in IMAGE_TYPES:
         return {"type": value["type"]}
-    return {key: without_images(item) for key, item in value.items()}
+    kept = {key: without_images(item) for key, item in value.items()}
+    if _kind(value) == SCREENSHOT_ITEM and isinstance(value.get("output"), dict):
+        kept["output"] = {"type": _kind(value["output"])}
+    return kept
 
 
 def _kind(obj: dict[str, Any]) -> str | None:
@@ -91,4 +116,11 @@ def _objects(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _url(image: dict[str, Any]) -> str:
     url = image.get("image_url", image.get("url"))
+    if isinstance(url, dict):  # a chat part: {"image_url": {"url": ..., "detail": ...}}
+        url = url.get("url")
     return url if isinstance(url, str) else ""
+
+
+def _detail(image: dict[str, Any]) -> object:
+    nested = image.get("image_url")
+    return nested.get("detail") if isinstance(nested, dict) else image.get("detail")

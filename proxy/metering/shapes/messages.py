@@ -37,7 +37,11 @@ from proxy.metering.tool_uses import anthropic_tool_calls
 from proxy.metering.usage import StreamUsage
 
 IMAGE_TOKENS = 1600
-"""Claude scales images to at most ~1.15 megapixels, about w * h / 750 = 1600 tokens."""
+"""Claude scales images to at most ~1.15 megapixels, about w * h / 750 = 1600 tokens: the most
+an image costs on the Claude models up to 4.6. Later ones read larger images (Claude Opus 4.7:
+up to 2576 px on the long edge, 4,784 tokens), so each image counts this times the model's
+`image_token_factor` (published for the models the proxy knows, policy/features.py), and is
+refused on a model with none."""
 
 _DELTA_TEXT = ("text", "partial_json", "thinking")
 _MESSAGE_FIELDS = frozenset({"role", "content"})
@@ -88,7 +92,7 @@ def estimate_messages(
     output = body.get("output_config")
     if isinstance(output, dict) and isinstance(output.get("format"), dict):
         prompt += counter.count_json(output["format"])
-    return Estimate(prompt, limit)
+    return Estimate(prompt, limit, counter.images)
 
 
 def usage_of_message(obj: Mapping[str, Any]) -> Usage | None:
@@ -210,10 +214,10 @@ def _block_tokens(counter: TextCounter, block: Any, path: str) -> int:
     if kind == "text":
         return counter.count(expect_str(block.get("text"), f"{path}.text"))
     if kind == "image":
-        return IMAGE_TOKENS
+        return counter.flat_image(IMAGE_TOKENS)
     if kind == "tool_result" and isinstance(block.get("content"), list):
         return _blocks_tokens(counter, block["content"], f"{path}.content")
     # Tool calls and results, documents, thinking: their JSON bounds them, but for the images
     # they hold (a document of content blocks), which are billed by their pixels.
     images = blocks.of_type(block, path, "image")
-    return counter.count_json(block) + IMAGE_TOKENS * len(images)
+    return counter.count_json(block) + sum(counter.flat_image(IMAGE_TOKENS) for _ in images)

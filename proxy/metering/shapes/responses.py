@@ -73,7 +73,7 @@ def estimate_responses(
         prompt += TOKENS_PER_MESSAGE + counter.count("system") + counter.count(said)
     if body.get("prompt") is not None:
         # A stored prompt's variables are text, images and files: counted as a typed item is.
-        prompt += _media_tokens(counter, body["prompt"], "prompt")
+        prompt += item_media.media_tokens(counter, body["prompt"], "prompt")
     prompt += definitions_tokens(counter, dict(body), TOOLS_OVERHEAD)
     text = body.get("text")
     if isinstance(text, dict) and isinstance(text.get("format"), dict):
@@ -177,18 +177,10 @@ def _item_tokens(counter: TextCounter, item: Any, path: str) -> int:
     if item.get("type", "message") != "message":
         # Function calls and outputs, reasoning, screenshots: their JSON bounds them, but for
         # the images they carry, which are billed as images wherever they are.
-        return TOKENS_PER_MESSAGE + _media_tokens(counter, item, path)
+        return TOKENS_PER_MESSAGE + item_media.media_tokens(counter, item, path)
     role = counter.count(expect_str(item.get("role"), f"{path}.role"))
     tokens = TOKENS_PER_MESSAGE + role + _content_tokens(counter, item.get("content"), path)
     return tokens + other_fields(counter, item, _MESSAGE_FIELDS)
-
-
-def _media_tokens(counter: TextCounter, value: Any, path: str) -> int:
-    """`value` by its JSON, but each image in it (item_media.py) by the tile rule, its payload
-    (a URL, a screenshot's base64) left out of the JSON."""
-    found = item_media.images(value, path)
-    tiles = sum(counter.image(image.url, image.detail) for image in found)
-    return tiles + counter.count_json(item_media.without_images(value))
 
 
 def _content_tokens(counter: TextCounter, content: Any, path: str) -> int:
@@ -214,5 +206,6 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
     if kind == "input_image":
         url = part.get("image_url")
         return counter.image(url if isinstance(url, str) else "", part.get("detail"))
-    # Files, audio, refusals carry their payload inline: their JSON bounds them.
-    return counter.count_json(part)
+    # Files, refusals carry their payload inline: their JSON bounds them. A part of another
+    # API's image type (forwarded with `request_fields: forward`) is still an image.
+    return item_media.media_tokens(counter, part, path)
