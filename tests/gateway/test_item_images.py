@@ -83,11 +83,13 @@ def client(stack: Stack) -> openai.AsyncOpenAI:
     )
 
 
-async def respond(stack: Stack, model: str, given: list[Any], **extra: Any) -> None:
+async def respond(stack: Stack, model: str, given: list[Any] | None, **extra: Any) -> None:
     async with client(stack) as sdk:
         stream = extra.pop("stream", False)
+        if given is not None:
+            extra["input"] = given
         answer = await sdk.responses.create(
-            model=model, input=given, max_output_tokens=20, stream=stream, **extra
+            model=model, max_output_tokens=20, stream=stream, **extra
         )
         if stream:
             _ = [event async for event in answer]  # type: ignore[union-attr]
@@ -110,12 +112,13 @@ async def test_images_in_tool_outputs_and_screenshots_are_reserved_as_images(
     assert billed_cost(billed) <= charged <= reserved, (billed, charged, reserved)
 
 
+@pytest.mark.parametrize("given", [[ASK], None], ids=["with-input", "prompt-alone"])
 async def test_a_stored_prompt_s_image_and_file_variables_are_reserved(
-    tmp_path: Path, store_url: str
+    tmp_path: Path, store_url: str, given: list[Any] | None
 ) -> None:
     """The stored prompt is a document; its variables bring an image and one more document
     (long ones: more than the 25 % by which the reservation's cache-write price exceeds the
-    input price)."""
+    input price). The prompt may be the whole input."""
     mini = "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60, "
     policy = edited_policy(tmp_path, mini, mini + "documents: {tokens_per_file: 50000}, ")
     variables = {
@@ -127,7 +130,7 @@ async def test_a_stored_prompt_s_image_and_file_variables_are_reserved(
     async with local_stack(policy, store=store_url, fake=fake) as stack:
         prompt = {"id": "pmpt_analyst", "variables": variables}
         _, reserved, charged = await measured_call(
-            stack.ledger, respond(stack, "gpt-4o-mini", [ASK], prompt=prompt)
+            stack.ledger, respond(stack, "gpt-4o-mini", given, prompt=prompt)
         )
     [billed] = fake.billed
     assert billed.documents == 2 and billed.prompt_tokens > 48_169 + 100_000, billed

@@ -66,7 +66,10 @@ def estimate_responses(
 ) -> Estimate:
     """Prompt and completion tokens of a /v1/responses request."""
     counter = TextCounter(enc, tokenize_max_bytes, image_tokens_default)
-    prompt = REPLY_PRIMING + _input_tokens(counter, body.get("input"))
+    given = body.get("input")
+    # A stored prompt may be the whole input: its template is reserved as a document.
+    alone = given is None and body.get("prompt") is not None
+    prompt = REPLY_PRIMING + (0 if alone else _input_tokens(counter, given))
     instructions = body.get("instructions")
     if instructions is not None:
         said = expect_str(instructions, "'instructions'")
@@ -161,8 +164,8 @@ def _input_tokens(counter: TextCounter, value: Any) -> int:
         return TOKENS_PER_MESSAGE + counter.count("user") + counter.count(value)
     if not isinstance(value, list) or not value:
         raise BadRequest(
-            "'input' is required: a string, or a non-empty array of input items (messages with "
-            "'role' and 'content', function call outputs, ...)",
+            "'input' is required without a stored 'prompt': a string, or a non-empty array of "
+            "input items (messages with 'role' and 'content', function call outputs, ...)",
             param="input",
         )
     return sum(_item_tokens(counter, item, f"input[{i}]") for i, item in enumerate(value))
