@@ -3404,6 +3404,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a stored prompt on a model pricing mcp reserves one server's tool list",
     ),
+    Mutation(
+        name="container-skills-neutral",
+        file="proxy/metering/request_fields.py",
+        old='    "container": Field("neutral", _CONTAINER["id"].note, inner=_CONTAINER),\n',
+        new='    "container": Field("neutral", _CONTAINER["id"].note),\n',
+        tests=(
+            "tests/gateway/test_agent_skills.py"
+            "::test_a_container_with_skills_is_refused_naming_container_skills",
+        ),
+        removes="Messages container.skills (Agent Skills) is refused",
+    ),
+    Mutation(
+        name="container-object-fields-unchecked",
+        file="proxy/metering/request_fields.py",
+        old='            raise _unknown(f"{name}.{key}", endpoint)\n',
+        new="            continue\n",
+        tests=(
+            "tests/metering/test_request_fields.py"
+            "::test_a_container_field_that_adds_cost_or_is_unknown_is_refused",
+        ),
+        removes="a container object's field the table does not list is refused",
+    ),
 )
 
 
