@@ -47,8 +47,13 @@ def property_policy(tmp_path: Path) -> Path:
     $50 hold any call here but those asking for a billion tokens, which are 402."""
     text = POLICY.replace("{limit}", "50")
     text = text.replace("identity: header\n", "identity: header\nunknown_tenant: test\n", 1)
-    # Every priced hosted tool may add TOOL_INPUT_TOKENS a call (file_search too).
-    text = text.replace("file_search: 0.0025", "file_search: {per_call: 0.0025, input_tokens: 600}")
+    # Every priced hosted tool may add TOOL_INPUT_TOKENS a call (file_search too), and a remote
+    # MCP server as much for its tool list; MCP calls bear no fee.
+    text = text.replace(
+        "      file_search: 0.0025\n",
+        "      file_search: {per_call: 0.0025, input_tokens: 600}\n"
+        "      mcp: {per_call: 0, input_tokens: 600}\n",
+    )
     text = text.replace("input_tokens: 600}", f"input_tokens: {TOOL_INPUT_TOKENS}}}")
     text = text.replace(
         "gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.60,",

@@ -3431,6 +3431,74 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="Claude Opus 4.7's published image factor covers its 4,784-token images",
     ),
+    Mutation(
+        name="mcp-billed-by-tokens-alone",
+        file="proxy/metering/billable.py",
+        old='"custom_tool", "computer_use_preview"',
+        new='"custom_tool", "mcp", "computer_use_preview"',
+        tests=(
+            "tests/gateway/test_remote_mcp.py"
+            "::test_mcp_on_a_model_that_does_not_price_it_is_refused_naming_it",
+            "tests/metering/test_usage.py"
+            "::test_a_response_counts_its_mcp_calls_but_not_its_tool_lists_or_approval_requests",
+        ),
+        removes="a Responses mcp tool is a hosted tool: priced, or refused, and its calls counted",
+    ),
+    Mutation(
+        name="mcp-tool-list-not-reserved",
+        file="proxy/metering/billable.py",
+        old="        own.append((LISTED, hosted.count(LISTED)))\n",
+        new="        pass\n",
+        tests=(
+            "tests/gateway/test_remote_mcp.py"
+            "::test_mcp_calls_and_tool_lists_are_reserved_and_charged_as_billed",
+        ),
+        removes="each mcp entry reserves its server's tool list",
+    ),
+    Mutation(
+        name="mcp-tool-list-once-per-call",
+        file="proxy/metering/billable.py",
+        old="        own.append((LISTED, hosted.count(LISTED)))\n",
+        new="        own.append((LISTED, 1))\n",
+        tests=(
+            "tests/gateway/test_remote_mcp.py"
+            "::test_mcp_calls_and_tool_lists_are_reserved_and_charged_as_billed",
+        ),
+        removes="each mcp entry reserves a tool list of its own (two servers, two lists)",
+    ),
+    Mutation(
+        name="stored-prompt-mcp-list-not-reserved",
+        file="proxy/metering/billable_reserve.py",
+        old="        counts[LISTED] = counts.get(LISTED, 0) + 1\n",
+        new="        pass\n",
+        tests=(
+            "tests/gateway/test_remote_mcp.py"
+            "::test_a_stored_prompt_s_mcp_server_lists_its_tools_within_the_reservation",
+        ),
+        removes="a stored prompt on a model pricing mcp reserves one server's tool list",
+    ),
+    Mutation(
+        name="container-skills-neutral",
+        file="proxy/metering/request_fields.py",
+        old='    "container": Field("neutral", _CONTAINER["id"].note, inner=_CONTAINER),\n',
+        new='    "container": Field("neutral", _CONTAINER["id"].note),\n',
+        tests=(
+            "tests/gateway/test_agent_skills.py"
+            "::test_a_container_with_skills_is_refused_naming_container_skills",
+        ),
+        removes="Messages container.skills (Agent Skills) is refused",
+    ),
+    Mutation(
+        name="container-object-fields-unchecked",
+        file="proxy/metering/request_fields.py",
+        old='            raise _unknown(f"{name}.{key}", endpoint)\n',
+        new="            continue\n",
+        tests=(
+            "tests/metering/test_request_fields.py"
+            "::test_a_container_field_that_adds_cost_or_is_unknown_is_refused",
+        ),
+        removes="a container object's field the table does not list is refused",
+    ),
 )
 
 

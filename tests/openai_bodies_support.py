@@ -170,9 +170,9 @@ PRICED_HOSTED = [
     {"type": "web_search_preview"},
     {"type": "file_search", "vector_store_ids": ["vs_1"]},
     {"type": "code_interpreter", "container": {"type": "auto"}},
+    {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.test"},
 ]
 FREE_TOOLS = [
-    {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.test"},
     {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}},
 ]
 RESPONSE_PARTS = [

@@ -72,7 +72,12 @@ TIERS = {
     "gpt-4o-mini": {"flex": Fraction(1, 2)},
 }
 FEES = {
-    "gpt-5": {"web_search": "0.01", "file_search": "0.0025", "code_interpreter": "0.03"},
+    "gpt-5": {
+        "web_search": "0.01",
+        "file_search": "0.0025",
+        "code_interpreter": "0.03",
+        "mcp": "0",  # OpenAI bills a remote MCP server's calls by the tokens they add alone
+    },
     "claude-sonnet-4": {"web_search": "0.01"},
 }
 PRICED_AS = {"gpt-4o-2024-08-06": "gpt-4o", "gpt-4-0613": "gpt-4", "chatgpt-4o-latest": "gpt-4o"}

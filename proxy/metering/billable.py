@@ -12,14 +12,16 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
   charged at the tier the answer reports (pricing.py). With `bound: hard`, a call left to auto
   on a model that prices no tier above 1× is sent `service_tier: default` (`standard_only`).
 - **Hosted tools**, billed per call. Responses `tools` of type web_search (and
-  web_search_preview), file_search, code_interpreter (per container), image_generation, or any
+  web_search_preview), file_search, code_interpreter (per container), image_generation, mcp (a
+  remote MCP server or connector: no fee, but its calls' output is billed as input), or any
   type not known to be billed by tokens alone; Anthropic server tools (web_search_*,
   web_fetch_*, code_execution_*, any typed tool not known to run on the client). Responses'
   `max_tool_calls` bounds all built-in tool calls of a response, so that many calls of the
   dearest tool are reserved (code_interpreter: one container besides, and its calls count
   toward the bound for the input each adds); an Anthropic tool's `max_uses` bounds its own.
   Without one the plan's `default_max_tool_calls` is reserved and, with `bound: hard`, written
-  into the request. Each call may add the tool's `input_tokens`.
+  into the request. Each call may add the tool's `input_tokens`; each `mcp` entry one more, for
+  the server's tool list the provider imports into the prompt.
 - **Stored prompts**: a Responses `prompt` (by id) may bring hosted tools the request does not
   show, so it reserves every hosted tool the model prices, pooled under `max_tool_calls`.
 - **Documents**: chat `file` parts, Responses `input_file` parts (in a message, a function's
@@ -61,11 +63,16 @@ from proxy.metering.shapes import blocks, item_media
 
 AUTO = "auto"
 FREE_RESPONSES_TOOLS = frozenset(
-    {"function", "custom", "custom_tool", "mcp", "computer_use_preview", "computer"}
+    {"function", "custom", "custom_tool", "computer_use_preview", "computer"}
     | {"local_shell", "shell", "apply_patch"}
 )
 """Responses tool types (and `<type>_call` output items) billed by tokens alone: the client's
-own functions, MCP servers, and tools the client runs (computer use, shell, patches)."""
+own functions, and tools the client runs (computer use, shell, patches). Not `mcp`: the
+provider runs its calls, each adding its output to the prompt (LISTED)."""
+LISTED = "mcp"
+"""A hosted tool that imports its server's tool list into the prompt (an `mcp_list_tools` item),
+once per tool entry, besides what each of its calls (`mcp_call` items) adds: each entry is one
+more `input_tokens` of its price, in `own`."""
 CLIENT_ANTHROPIC_TOOLS = frozenset({"bash", "text_editor", "computer", "memory"})
 """Anthropic-defined tools that run on the client, billed by tokens alone: their JSON, and the
 prompt tokens each type adds (the model's `client_tool_tokens`; a type it does not list is
@@ -94,7 +101,7 @@ class Billables:
     """The calls that bound allows."""
     own: tuple[tuple[str, int], ...] = ()
     """Hosted tools with a bound of their own (Anthropic's max_uses, a code_interpreter
-    container), and that bound."""
+    container, the tool lists of `mcp` entries: LISTED), and that bound."""
     documents: tuple[str, ...] = ()
     """Where each document input is, e.g. `input[0].content[1]`."""
     long_context: str | None = None
@@ -155,7 +162,9 @@ ToolCalls = tuple[tuple[str, int], ...]
 def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
     hosted = [tool for kind in _tool_types(body) if (tool := responses_tool(kind)) is not None]
     pooled = tuple(dict.fromkeys(hosted))
-    own = ((PER_CONTAINER, 1),) if PER_CONTAINER in hosted else ()
+    own = [(PER_CONTAINER, 1)] if PER_CONTAINER in hosted else []
+    if LISTED in hosted:
+        own.append((LISTED, hosted.count(LISTED)))
     asked = body.get("max_tool_calls")
     if asked is not None and not is_count(asked):
         raise BadRequest(
@@ -172,7 +181,7 @@ def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
         tier=_tier(body),
         pooled=pooled,
         pool=default_calls if asked is None else asked,
-        own=own,
+        own=tuple(own),
         documents=documents,
         tools=_has_tools(body),
         limits=limits,

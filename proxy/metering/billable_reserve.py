@@ -8,14 +8,26 @@ dimension.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from proxy.core.errors import BadRequest
-from proxy.metering.billable import AUTO, PER_CONTAINER, Billables, ToolCalls, unpriced
+from proxy.metering.billable import (
+    AUTO,
+    LISTED,
+    PER_CONTAINER,
+    Billables,
+    ToolCalls,
+    unpriced,
+)
 from proxy.policy.prices import STANDARD_TIERS, ModelPrice
 
 Check = Callable[[str, ModelPrice, Billables, str], BadRequest | None]
 """One dimension's check: (model, price, billables, where the price is in the policy)."""
+PRICE_HINTS = {
+    LISTED: "{per_call: 0, input_tokens: <the most tokens one call's output, or the server's "
+    "tool list, adds to the prompt>}"
+}
+"""How to price a tool billed by what it adds to the prompt rather than by a fee."""
 
 
 def refusal(model: str, price: ModelPrice, billables: Billables) -> BadRequest | None:
@@ -51,7 +63,7 @@ def _unpriced_tool(
             return unpriced(
                 f"Model {model!r} has no price for the hosted tool {tool!r}{sent}, whose calls are "
                 f"billed apart. Remove it from 'tools', or ask the operator to add "
-                f"`tool_calls: {{{tool}: <USD per call>}}` to {where}.",
+                f"`tool_calls: {{{tool}: {PRICE_HINTS.get(tool, '<USD per call>')}}}` to {where}.",
                 "tools",
             )
     return None
@@ -172,8 +184,7 @@ def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, in
     pooled, own = billables.pooled, billables.own
     if billables.stored_prompt:
         pooled = tuple(dict.fromkeys((*pooled, *fees)))
-        if PER_CONTAINER in fees and PER_CONTAINER not in dict(own):
-            own = (*own, (PER_CONTAINER, 1))
+        own = _with_stored_prompt(own, fees)
     calls = list(own)
     extra = sum(n * fees[tool].input_tokens for tool, n in own)
     if pooled and billables.pool:
@@ -188,6 +199,18 @@ def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, in
     tier = _reserved_tier(price, billables.tier)
     tiered = dataclasses.replace(price, tier=tier, cache_ttl=billables.cache_ttl)
     return tiered, extra, tuple(calls)
+
+
+def _with_stored_prompt(own: ToolCalls, fees: Mapping[str, object]) -> ToolCalls:
+    """`own`, and what a stored prompt's tools may add if the model prices them: a
+    code_interpreter container (one per call, unless the request enables one already) and an
+    MCP server's tool list (one more, besides those of the request's `mcp` entries)."""
+    counts = dict(own)
+    if PER_CONTAINER in fees:
+        counts[PER_CONTAINER] = 1
+    if LISTED in fees:
+        counts[LISTED] = counts.get(LISTED, 0) + 1
+    return tuple(counts.items())
 
 
 def _reserved_tier(price: ModelPrice, asked: str) -> str | None:

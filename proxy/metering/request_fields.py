@@ -12,12 +12,16 @@ one table, and the class says what the proxy does with it. No I/O.
   field, unless its value asks for nothing (`background: false`) or the policy says
   `request_fields: forward`.
 
-A field the table does not list for the endpoint is refused the same way (with `request_fields:
-strict`, the default), since nobody can say what it costs; `forward` forwards it, and then the
-promise "billed ≤ charged ≤ reserved" holds only for calls without such fields. A field sent
-as JSON `null` asks for nothing and is never refused. Azure deployment paths use the table of
-the OpenAI operation they serve. The README's table "What is reserved and what is charged" is
-this one, kept equal by tests/metering/test_request_fields.py.
+A field the table does not list for the endpoint is refused like a refused one (with
+`request_fields: strict`, the default), since nobody can say what it costs; `forward` forwards
+it, and then the promise "billed ≤ charged ≤ reserved" holds only for calls without such
+fields. A field sent as JSON `null` asks for nothing and is never refused. Azure deployment
+paths use the table of the OpenAI operation they serve. The README's table "What is reserved
+and what is charged" is this one, kept equal by tests/metering/test_request_fields.py.
+
+A field whose value may be an object has a table of that object's fields, checked the same way
+(one it does not list is refused too): Messages' `container` is neutral as an id (a string, or
+`{id}`), but its `skills` (Agent Skills) are refused, named `container.skills`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ class Field:
     """Why it is neutral, how it is reserved, or why it is refused: one line."""
     asks_nothing: tuple[object, ...] = ()
     """Refused fields: values that ask for nothing billable (`False`, `"standard"`)."""
+    inner: Mapping[str, Field] | None = None
+    """A field whose value may be an object: the class of each of that object's fields, checked
+    like the request's (one not listed, or refused, is refused naming `container.skills`). A
+    value that is not an object (an id) is the field's own class."""
 
 
 def _neutral(note: str) -> Field:
@@ -193,6 +201,16 @@ RESPONSES: dict[str, Field] = {
     ),
 }
 
+_CONTAINER: dict[str, Field] = {
+    "id": _neutral("reuses the code execution tool's container, which tools prices"),
+    "skills": _refused(
+        "Agent Skills add each skill's description to the system prompt and load its files as "
+        "code execution input the proxy cannot see",
+        [],
+    ),
+}
+"""Fields of a Messages `container` object (a container id may also be sent as a string)."""
+
 MESSAGES: dict[str, Field] = {
     "model": _modelled("the model's price entry; the prompt × its tokenizer_factor"),
     "messages": _modelled(
@@ -216,7 +234,7 @@ MESSAGES: dict[str, Field] = {
     "top_p": _neutral(_SAMPLING),
     "thinking": _neutral("thinking tokens count toward max_tokens"),
     "diagnostics": _neutral("returns more detail about the same call"),
-    "container": _neutral("reuses the code execution tool's container, which tools prices"),
+    "container": Field("neutral", _CONTAINER["id"].note, inner=_CONTAINER),
     "billing_policy": _neutral("can only move the bill off the provider account"),
     "fallback_credit_token": _neutral("can only lower the price of cache writes"),
     "service_tier": _pricing("see pricing: the tier's price, or refused"),
@@ -264,8 +282,21 @@ def check_fields(body: Mapping[str, Any], endpoint: EndpointName, mode: RequestF
         field = table.get(name)
         if field is None:
             raise _unknown(name, endpoint)
-        if field.kind == "refused" and not _asks_nothing(field, value):
-            raise refused_error(name, field)
+        _check_field(name, field, value, endpoint)
+
+
+def _check_field(name: str, field: Field, value: object, endpoint: EndpointName) -> None:
+    if field.kind == "refused" and not _asks_nothing(field, value):
+        raise refused_error(name, field)
+    if field.inner is None or not isinstance(value, dict):
+        return
+    for key, inner_value in value.items():
+        inner = field.inner.get(key)
+        if inner_value is None:
+            continue
+        if inner is None:
+            raise _unknown(f"{name}.{key}", endpoint)
+        _check_field(f"{name}.{key}", inner, inner_value, endpoint)
 
 
 def _asks_nothing(field: Field, value: object) -> bool:

@@ -6,7 +6,9 @@ hosted tool uses a call makes, and the prompt tokens it reports as audio.
   standard tier); `auto`, or no tier, gets the account's configured tier.
 - Hosted tools, Responses: every built-in tool call of a response counts against its
   `max_tool_calls`; each is an output item `<tool>_call`, billed per call (web_search_preview as
-  web_search), code_interpreter's per container. Tools billed by tokens alone make no such call.
+  web_search), code_interpreter's per container, an `mcp` server's at no fee. Tools billed by
+  tokens alone make no such call. Each `mcp` tool entry also imports its server's tool list (an
+  `mcp_list_tools` item, no call) into the prompt, as OpenAI's remote MCP guide describes.
 - Server tools, Anthropic: web_search and web_fetch uses, each at most the tool's `max_uses`.
 - Audio, OpenAI chat: the tokens of the `input_audio` parts (fake_tokens' rule) are reported
   apart (`prompt_tokens_details.audio_tokens`); a call asking for audio back (`modalities`)
@@ -23,9 +25,9 @@ from typing import Any
 from proxy.testing import fake_shapes, fake_tokens
 
 FREE_TOOLS = frozenset(
-    {"function", "custom", "mcp", "computer_use_preview", "local_shell", "shell", "apply_patch"}
+    {"function", "custom", "computer_use_preview", "local_shell", "shell", "apply_patch"}
 )
-"""Responses tools billed by their tokens alone."""
+"""Responses tools billed by their tokens alone (the client runs them)."""
 
 
 def served_tier(body: dict[str, Any], configured: str) -> str:
@@ -40,7 +42,8 @@ def hosted_tools(
     endpoint: str, body: dict[str, Any], made: int
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """The hosted tool uses a call makes, by tool, when each tool would use `made` if allowed;
-    on Responses, their output items too (all of the first hosted tool in `tools`)."""
+    on Responses, their output items too (all of the first hosted tool in `tools`), after the
+    tool list of each `mcp` entry. Each item, a call or a tool list, adds to the prompt."""
     tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
     if endpoint == "messages":
         calls = {}
@@ -49,13 +52,15 @@ def hosted_tools(
             if kind in ("web_search", "web_fetch") and made:
                 calls[kind] = min(made, tool.get("max_uses") or made)
         return calls, []
+    servers = [t for t in tools if t.get("type") == "mcp"]
+    listed = [fake_shapes.mcp_list_tools(t, i) for i, t in enumerate(servers)]
     hosted = [str(t.get("type")) for t in tools if t.get("type") not in FREE_TOOLS]
     if not hosted or not made:
-        return {}, []
+        return {}, listed
     kind = re.sub(r"_\d{4}_\d{2}_\d{2}$", "", hosted[0]).removesuffix("_preview")
     limit = body.get("max_tool_calls")
     n = made if limit is None else min(made, limit)
-    return ({kind: n} if n else {}), [fake_shapes.tool_item(kind, i) for i in range(n)]
+    return ({kind: n} if n else {}), listed + [fake_shapes.tool_item(kind, i) for i in range(n)]
 
 
 def audio_prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:

@@ -61,6 +61,7 @@ def bill_shaped(
     s = settings
     documents = fake_tokens.documents(endpoint, body)
     calls, items = fake_billing.hosted_tools(endpoint, body, s.hosted_tool_calls)
+    # Responses: each item (a call, an MCP server's tool list) adds to the prompt.
     uses = len(items) if endpoint == "responses" else sum(calls.values())
     tool_tokens = uses * s.tool_input_tokens
     if "code_interpreter" in calls:

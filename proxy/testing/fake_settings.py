@@ -119,8 +119,10 @@ class FakeSettings:
     one container, billed once). Messages: the uses of each web_search / web_fetch server tool
     (at most its `max_uses`), reported in `usage.server_tool_use`. Each use is billed."""
     tool_input_tokens: int = 0
-    """Input tokens each hosted tool use adds to the prompt (search results), billed. A Messages
-    stream reports them in the final `message_delta`, as Anthropic does."""
+    """Input tokens each hosted tool use adds to the prompt (search results, an MCP call's
+    output), billed; on Responses, so does each `mcp` entry's tool list (its `mcp_list_tools`
+    item), made or not. A Messages stream reports them in the final `message_delta`, as
+    Anthropic does."""
     document_tokens: int = 0
     """Input tokens billed for each document input (fake_tokens.documents) beyond its JSON: the
     pages the provider reads from a file id, a URL or a PDF."""

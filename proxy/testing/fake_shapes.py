@@ -59,7 +59,22 @@ def tool_item(tool: str, index: int) -> dict[str, Any]:
         item.update(queries=[f"fake query {index}"], results=None)
     elif tool == "image_generation":
         item["result"] = ""
+    elif tool == "mcp":
+        item.update(server_label="fake", name="lookup", arguments="{}", output="fake", error=None)
     return item
+
+
+def mcp_list_tools(tool: dict[str, Any], index: int) -> dict[str, Any]:
+    """The output item of the tool list an `mcp` tool's server gives (imported into the
+    prompt before the model runs)."""
+    listed = {"name": "lookup", "input_schema": {"type": "object"}, "description": "Look it up."}
+    return {
+        "type": "mcp_list_tools",
+        "id": f"mcpl_fake_{index}",
+        "server_label": tool.get("server_label", "fake"),
+        "tools": [listed],
+        "error": None,
+    }
 
 
 def response(

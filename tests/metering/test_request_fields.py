@@ -9,6 +9,7 @@ its fields is tried against the fake provider here with a value it could carry."
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from fields_support import BODIES, HEADERS, PATHS, fields_policy, one_call
 
 from proxy.core.errors import BadRequest
 from proxy.metering.estimate import EndpointName
-from proxy.metering.request_fields import FIELDS, check_fields
+from proxy.metering.request_fields import FIELDS, Field, check_fields
 from proxy.testing.local import local_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -394,6 +395,49 @@ async def test_an_unknown_field_is_forwarded_and_charged_with_request_fields_for
         await one_call(stack)
 
 
+SKILL = {"type": "anthropic", "skill_id": "pptx", "version": "latest"}
+
+
+@pytest.mark.parametrize(
+    "container",
+    ["container_abc", {"id": "container_abc"}, {"skills": []}, {"id": "c", "skills": None}],
+)
+def test_a_container_id_is_neutral(container: Any) -> None:
+    check_fields({**BODIES["messages"], "container": container}, "messages", "strict")
+
+
+@pytest.mark.parametrize(
+    ("container", "where"),
+    [
+        ({"skills": [SKILL]}, "container.skills"),
+        ({"id": "container_abc", "skills": [SKILL]}, "container.skills"),
+        ({"id": "container_abc", "replicas": 8}, "container.replicas"),
+    ],
+)
+def test_a_container_field_that_adds_cost_or_is_unknown_is_refused(
+    container: dict[str, Any], where: str
+) -> None:
+    """Agent Skills add their descriptions and files to the prompt; a field of the container
+    object the table does not list is refused like an unknown field of the request."""
+    body = {**BODIES["messages"], "container": container}
+    with pytest.raises(BadRequest) as raised:
+        check_fields(body, "messages", "strict")
+    assert raised.value.param == where and raised.value.code == "unpriced_feature"
+    assert f"'{where}'" in str(raised.value) and "request_fields: forward" in str(raised.value)
+    check_fields(body, "messages", "forward")
+
+
+def test_the_container_table_covers_every_field_the_sdk_sends() -> None:
+    from anthropic.types.beta.beta_container_params import BetaContainerParams
+    from anthropic.types.container_params import ContainerParams
+
+    inner = FIELDS["messages"]["container"].inner
+    assert inner is not None
+    assert set(ContainerParams.__annotations__) | set(BetaContainerParams.__annotations__) <= set(
+        inner
+    )
+
+
 def test_a_field_of_another_api_is_unknown_here() -> None:
     """`messages` belongs to chat, not to completions; `n` to OpenAI, not to Messages."""
     with pytest.raises(BadRequest) as raised:
@@ -429,12 +473,21 @@ def readme_table() -> str:
         for kind in ("modelled", "pricing", "refused"):
             out += [
                 f"| `{name}` | {CLASS_NAMES[kind]} | {f.note} |"
-                for name, f in table.items()
+                for name, f in _with_inner(table)
                 if f.kind == kind
             ]
         neutral = ", ".join(f"`{n}`" for n, f in table.items() if f.kind == "neutral")
         out += [f"| {neutral or '—'} | cost-neutral | forwarded as sent; nothing reserved |", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _with_inner(table: Mapping[str, Field]) -> list[tuple[str, Field]]:
+    """Each field, then the fields of its object (`container.skills`) if it has a table of them."""
+    rows: list[tuple[str, Field]] = []
+    for name, f in table.items():
+        rows.append((name, f))
+        rows += [(f"{name}.{key}", g) for key, g in (f.inner or {}).items()]
+    return rows
 
 
 def test_the_readme_table_is_the_code_table() -> None:

@@ -10,6 +10,7 @@ import pytest
 from proxy.core.encodings import get_encoding
 from proxy.gateway.sse import SSEDecoder
 from proxy.metering.pricing import Usage
+from proxy.metering.shapes.responses import usage_of_response
 from proxy.metering.usage import StreamUsage, usage_from_body
 
 CL100K = get_encoding("cl100k_base")
@@ -73,6 +74,23 @@ def test_cached_tokens_above_prompt_are_clamped() -> None:
 )
 def test_missing_or_malformed_usage_is_none(usage: Any) -> None:
     assert usage_from_body({"usage": usage}, "chat") is None
+
+
+def test_a_response_counts_its_mcp_calls_but_not_its_tool_lists_or_approval_requests() -> None:
+    """An `mcp` server's calls are hosted tool calls (priced by the model's `tool_calls`); the
+    tool list it imports and an approval it asks for are not calls."""
+    server = {"server_label": "docs"}
+    output = [
+        {"type": "mcp_list_tools", "id": "mcpl_1", "tools": [], **server},
+        {"type": "mcp_approval_request", "id": "mcpr_1", "name": "a", "arguments": "{}", **server},
+        {"type": "mcp_call", "id": "mcp_1", "name": "a", "arguments": "{}", **server},
+        {"type": "mcp_call", "id": "mcp_2", "name": "b", "arguments": "{}", **server},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed"},
+        {"type": "function_call", "id": "fc_1", "call_id": "c", "name": "f", "arguments": "{}"},
+    ]
+    body = {"output": output, "usage": {"input_tokens": 50, "output_tokens": 5}}
+    usage = usage_of_response(body)
+    assert usage is not None and usage.tool_calls == (("mcp", 2), ("web_search", 1))
 
 
 def test_body_without_usage_is_none() -> None:
