@@ -3358,6 +3358,71 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a screenshot is one full image whatever its object's type or detail says",
     ),
+    # -- issue 13, review: audio by its duration, image details, tool types ------------------
+    Mutation(
+        name="input-audio-by-its-base64-length",
+        file="proxy/metering/estimate.py",
+        old=(
+            '        return input_audio_tokens(expect_str(data, f"{path}.input_audio.data"), '
+            "path)\n"
+        ),
+        new='        return len(expect_str(data, f"{path}.input_audio.data"))\n',
+        tests=(
+            "tests/gateway/test_audio_duration.py"
+            "::test_a_low_rate_wav_is_reserved_for_the_duration_it_is_billed",
+        ),
+        removes="a low-rate WAV is reserved by the duration the provider bills",
+    ),
+    Mutation(
+        name="wav-timed-by-its-byte-rate",
+        file="proxy/metering/audio.py",
+        old="    return min(rates)\n",
+        new="    return rates[0]\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_s_duration_is_bounded_whatever_its_header_claims",
+        ),
+        removes="a WAV is timed by its sample rate, whatever its byte rate field claims",
+    ),
+    Mutation(
+        name="wav-data-by-its-first-chunk",
+        file="proxy/metering/audio.py",
+        old="    present = max(0, len(data) * 3 // 4 - start)\n",
+        new=(
+            "    present = min(max(0, len(data) * 3 // 4 - start),"
+            " int.from_bytes(raw[start - 4 : start], 'little'))\n"
+        ),
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_s_duration_is_bounded_whatever_its_header_claims",
+        ),
+        removes="every byte after a WAV's first data header counts, whatever its size says",
+    ),
+    Mutation(
+        name="unbounded-wav-by-its-length",
+        file="proxy/metering/audio.py",
+        old="    if start is None or rate is None:\n        raise BadRequest(\n",
+        new=(
+            "    if start is None or rate is None:\n        return utf8_len(data)\n"
+            "    if False:\n        raise BadRequest(\n"
+        ),
+        tests=(
+            "tests/gateway/test_audio_duration.py"
+            "::test_a_wav_whose_header_bounds_no_duration_is_refused",
+        ),
+        removes="a WAV whose header bounds no duration is refused",
+    ),
+    Mutation(
+        name="wav-padding-cut",
+        file="proxy/metering/audio.py",
+        old='        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)\n',
+        new="        return base64.b64decode(text[: len(text) // 4 * 4], validate=True)\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_whose_base64_ends_in_padding_is_read_to_its_last_byte",
+        ),
+        removes="a WAV's base64 is read to its last byte, its padded last group too",
+    ),
 )
 
 

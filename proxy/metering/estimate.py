@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from proxy.core.errors import BadRequest
+from proxy.metering.audio import input_audio_tokens
 from proxy.metering.images import IMAGE_TOKENS
 from proxy.metering.request_body import describe, expect_str
 from proxy.metering.shapes.item_media import media_tokens
-from proxy.metering.text_counter import TextCounter, Tokenizer, utf8_len
+from proxy.metering.text_counter import TextCounter, Tokenizer
 
 EndpointName = Literal["chat", "completions", "embeddings", "responses", "messages"]
 
@@ -238,7 +239,7 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
     if kind == "input_audio":
         audio = part.get("input_audio")
         data = audio.get("data") if isinstance(audio, dict) else None
-        return utf8_len(expect_str(data, f"{path}.input_audio.data"))
+        return input_audio_tokens(expect_str(data, f"{path}.input_audio.data"), path)
     # Other parts (file, refusal, ...) carry their payload inline: their JSON bounds them. A part
     # of another API's image type (forwarded with `request_fields: forward`) is still an image.
     return media_tokens(counter, part, path)
