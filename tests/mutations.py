@@ -3177,6 +3177,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/metering/shapes/item_media.py",
         old=(
             "        if id(obj) in screenshots:\n"
+            "            _detail(obj, where)\n"
             "            found.append(Image(where, _url(obj), None))\n"
             "        elif kind in IMAGE_TYPES:\n"
         ),
@@ -3422,6 +3423,58 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_wav_whose_base64_ends_in_padding_is_read_to_its_last_byte",
         ),
         removes="a WAV's base64 is read to its last byte, its padded last group too",
+    ),
+    Mutation(
+        name="image-detail-any-string",
+        file="proxy/metering/images.py",
+        old="    if detail is None or detail in DETAILS:\n",
+        new="    if detail is None or isinstance(detail, str):\n",
+        tests=(
+            "tests/gateway/test_image_detail.py"
+            "::test_a_detail_the_tile_rule_does_not_price_is_refused_naming_where_it_is",
+        ),
+        removes="an image detail other than low, high or auto is refused",
+    ),
+    Mutation(
+        name="image-without-detail-refused",
+        file="proxy/metering/images.py",
+        old="    if detail is None or detail in DETAILS:\n",
+        new="    if detail in DETAILS:\n",
+        tests=("tests/gateway/test_image_detail.py::test_an_image_without_a_detail_is_reserved_as_auto",),
+        removes="an image without a detail is auto",
+    ),
+    Mutation(
+        name="item-image-detail-unchecked",
+        file="proxy/metering/shapes/item_media.py",
+        old="    check_detail(detail, where)\n",
+        new="",
+        tests=(
+            "tests/gateway/test_image_detail.py"
+            "::test_a_detail_the_tile_rule_does_not_price_is_refused_naming_where_it_is",
+        ),
+        removes="an image's detail is checked wherever an item carries it",
+    ),
+    Mutation(
+        name="responses-part-detail-unchecked",
+        file="proxy/metering/shapes/responses.py",
+        old='        check_detail(part.get("detail"), f"{path}.detail")\n',
+        new="",
+        tests=(
+            "tests/metering/test_item_media.py"
+            "::test_a_detail_the_tile_rule_does_not_price_is_refused_where_it_is",
+        ),
+        removes="the Responses estimate refuses a detail the tile rule does not price",
+    ),
+    Mutation(
+        name="chat-part-detail-unchecked",
+        file="proxy/metering/estimate.py",
+        old='    check_detail(image.get("detail"), f"{path}.detail")\n',
+        new="",
+        tests=(
+            "tests/metering/test_estimate.py"
+            "::test_malformed_chat_body_is_a_bad_request_naming_the_field",
+        ),
+        removes="the chat estimate refuses a detail the tile rule does not price",
     ),
 )
 
