@@ -3476,6 +3476,39 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="the chat estimate refuses a detail the tile rule does not price",
     ),
+    Mutation(
+        name="tool-types-unchecked",
+        file="proxy/metering/billable.py",
+        old='        check_tools(body.get("tools"), typed=endpoint == "responses")\n',
+        new="        pass\n",
+        tests=(
+            "tests/gateway/test_tool_types.py"
+            "::test_a_tool_whose_type_is_not_a_string_is_refused_before_anything_is_reserved",
+        ),
+        removes="a tool that is not an object, or whose type is not a string, is refused",
+    ),
+    Mutation(
+        name="tool-not-an-object-passes",
+        file="proxy/metering/billable.py",
+        old="        if not isinstance(tool, dict):\n            raise BadRequest(\n",
+        new=(
+            "        if not isinstance(tool, dict):\n            continue\n"
+            "            raise BadRequest(\n"
+        ),
+        tests=(
+            "tests/gateway/test_tool_types.py"
+            "::test_a_tool_whose_type_is_not_a_string_is_refused_before_anything_is_reserved",
+        ),
+        removes="a tool definition that is not an object is refused",
+    ),
+    Mutation(
+        name="untyped-anthropic-tool-refused",
+        file="proxy/metering/billable.py",
+        old='        check_tools(body.get("tools"), typed=endpoint == "responses")\n',
+        new='        check_tools(body.get("tools"), typed=True)\n',
+        tests=("tests/gateway/test_tool_types.py::test_an_untyped_anthropic_tool_is_a_custom_tool",),
+        removes="an untyped Anthropic tool is a custom tool",
+    ),
 )
 
 
