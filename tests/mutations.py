@@ -3180,6 +3180,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/metering/shapes/item_media.py",
         old=(
             "        if id(obj) in screenshots:\n"
+            "            _detail(obj, where)\n"
             "            found.append(Image(where, _url(obj), None))\n"
             "        elif kind in IMAGE_TYPES:\n"
         ),
@@ -3498,6 +3499,156 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_container_field_that_adds_cost_or_is_unknown_is_refused",
         ),
         removes="a container object's field the table does not list is refused",
+    ),
+    # -- issue 13, review: audio by its duration, image details, tool types ------------------
+    Mutation(
+        name="input-audio-by-its-base64-length",
+        file="proxy/metering/estimate.py",
+        old=(
+            '        return input_audio_tokens(expect_str(data, f"{path}.input_audio.data"), '
+            "path)\n"
+        ),
+        new='        return len(expect_str(data, f"{path}.input_audio.data"))\n',
+        tests=(
+            "tests/gateway/test_audio_duration.py"
+            "::test_a_low_rate_wav_is_reserved_for_the_duration_it_is_billed",
+        ),
+        removes="a low-rate WAV is reserved by the duration the provider bills",
+    ),
+    Mutation(
+        name="wav-timed-by-its-byte-rate",
+        file="proxy/metering/audio.py",
+        old="    return min(rates)\n",
+        new="    return rates[0]\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_s_duration_is_bounded_whatever_its_header_claims",
+        ),
+        removes="a WAV is timed by its sample rate, whatever its byte rate field claims",
+    ),
+    Mutation(
+        name="wav-data-by-its-first-chunk",
+        file="proxy/metering/audio.py",
+        old="    present = max(0, len(data) * 3 // 4 - start)\n",
+        new=(
+            "    present = min(max(0, len(data) * 3 // 4 - start),"
+            " int.from_bytes(raw[start - 4 : start], 'little'))\n"
+        ),
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_s_duration_is_bounded_whatever_its_header_claims",
+        ),
+        removes="every byte after a WAV's first data header counts, whatever its size says",
+    ),
+    Mutation(
+        name="unbounded-wav-by-its-length",
+        file="proxy/metering/audio.py",
+        old="    if start is None or rate is None:\n        raise BadRequest(\n",
+        new=(
+            "    if start is None or rate is None:\n        return utf8_len(data)\n"
+            "    if False:\n        raise BadRequest(\n"
+        ),
+        tests=(
+            "tests/gateway/test_audio_duration.py"
+            "::test_a_wav_whose_header_bounds_no_duration_is_refused",
+        ),
+        removes="a WAV whose header bounds no duration is refused",
+    ),
+    Mutation(
+        name="wav-padding-cut",
+        file="proxy/metering/audio.py",
+        old='        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)\n',
+        new="        return base64.b64decode(text[: len(text) // 4 * 4], validate=True)\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_whose_base64_ends_in_padding_is_read_to_its_last_byte",
+        ),
+        removes="a WAV's base64 is read to its last byte, its padded last group too",
+    ),
+    Mutation(
+        name="image-detail-any-string",
+        file="proxy/metering/images.py",
+        old="    if detail is None or detail in DETAILS:\n",
+        new="    if detail is None or isinstance(detail, str):\n",
+        tests=(
+            "tests/gateway/test_image_detail.py"
+            "::test_a_detail_the_tile_rule_does_not_price_is_refused_naming_where_it_is",
+        ),
+        removes="an image detail other than low, high or auto is refused",
+    ),
+    Mutation(
+        name="image-without-detail-refused",
+        file="proxy/metering/images.py",
+        old="    if detail is None or detail in DETAILS:\n",
+        new="    if detail in DETAILS:\n",
+        tests=("tests/gateway/test_image_detail.py::test_an_image_without_a_detail_is_reserved_as_auto",),
+        removes="an image without a detail is auto",
+    ),
+    Mutation(
+        name="item-image-detail-unchecked",
+        file="proxy/metering/shapes/item_media.py",
+        old="    check_detail(detail, where)\n",
+        new="",
+        tests=(
+            "tests/gateway/test_image_detail.py"
+            "::test_a_detail_the_tile_rule_does_not_price_is_refused_naming_where_it_is",
+        ),
+        removes="an image's detail is checked wherever an item carries it",
+    ),
+    Mutation(
+        name="responses-part-detail-unchecked",
+        file="proxy/metering/shapes/responses.py",
+        old='        check_detail(part.get("detail"), f"{path}.detail")\n',
+        new="",
+        tests=(
+            "tests/metering/test_item_media.py"
+            "::test_a_detail_the_tile_rule_does_not_price_is_refused_where_it_is",
+        ),
+        removes="the Responses estimate refuses a detail the tile rule does not price",
+    ),
+    Mutation(
+        name="chat-part-detail-unchecked",
+        file="proxy/metering/estimate.py",
+        old='    check_detail(image.get("detail"), f"{path}.detail")\n',
+        new="",
+        tests=(
+            "tests/metering/test_estimate.py"
+            "::test_malformed_chat_body_is_a_bad_request_naming_the_field",
+        ),
+        removes="the chat estimate refuses a detail the tile rule does not price",
+    ),
+    Mutation(
+        name="tool-types-unchecked",
+        file="proxy/metering/billable.py",
+        old='        check_tools(body.get("tools"), typed=endpoint == "responses")\n',
+        new="        pass\n",
+        tests=(
+            "tests/gateway/test_tool_types.py"
+            "::test_a_tool_whose_type_is_not_a_string_is_refused_before_anything_is_reserved",
+        ),
+        removes="a tool that is not an object, or whose type is not a string, is refused",
+    ),
+    Mutation(
+        name="tool-not-an-object-passes",
+        file="proxy/metering/billable.py",
+        old="        if not isinstance(tool, dict):\n            raise BadRequest(\n",
+        new=(
+            "        if not isinstance(tool, dict):\n            continue\n"
+            "            raise BadRequest(\n"
+        ),
+        tests=(
+            "tests/gateway/test_tool_types.py"
+            "::test_a_tool_whose_type_is_not_a_string_is_refused_before_anything_is_reserved",
+        ),
+        removes="a tool definition that is not an object is refused",
+    ),
+    Mutation(
+        name="untyped-anthropic-tool-refused",
+        file="proxy/metering/billable.py",
+        old='        check_tools(body.get("tools"), typed=endpoint == "responses")\n',
+        new='        check_tools(body.get("tools"), typed=True)\n',
+        tests=("tests/gateway/test_tool_types.py::test_an_untyped_anthropic_tool_is_a_custom_tool",),
+        removes="an untyped Anthropic tool is a custom tool",
     ),
 )
 

@@ -59,6 +59,7 @@ from typing import Any
 
 from proxy.core.errors import BadRequest
 from proxy.metering import caching
+from proxy.metering.request_body import describe
 from proxy.metering.shapes import blocks, item_media
 
 AUTO = "auto"
@@ -131,6 +132,8 @@ def read(
     endpoint: str, body: Mapping[str, Any], betas: Sequence[str], default_calls: int
 ) -> Billables:
     """What `body` (on `endpoint`, sent with the `anthropic-beta` values `betas`) turns on."""
+    if endpoint in ("chat", "responses", "messages"):
+        check_tools(body.get("tools"), typed=endpoint == "responses")
     if endpoint == "responses":
         return _responses(body, default_calls)
     if endpoint == "messages":
@@ -233,6 +236,27 @@ def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int)
         cache_ttl=ttl,
         cache_at=at,
     )
+
+
+def check_tools(tools: Any, *, typed: bool) -> None:
+    """400 for a tool definition that is not an object, or whose `type` is not a string (with
+    `typed`, a Responses tool's, one without a type too): its type is what prices a tool, so a
+    tool of a type the proxy cannot read is one it cannot price. An untyped chat tool is a
+    function to servers that default it; an untyped Anthropic tool is a custom one."""
+    for index, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if not isinstance(tool, dict):
+            raise BadRequest(
+                f"tools[{index}] must be an object: a tool definition with a string 'type', got "
+                f"{describe(tool)}",
+                param=f"tools[{index}]",
+            )
+        kind = tool.get("type")
+        if not isinstance(kind, str) and (typed or kind is not None):
+            raise BadRequest(
+                f"tools[{index}].type must be a string naming the tool's type ('function', "
+                f"'web_search', ...), got {describe(kind)}",
+                param=f"tools[{index}].type",
+            )
 
 
 def _tier(body: Mapping[str, Any]) -> str:

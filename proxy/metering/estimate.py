@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from proxy.core.errors import BadRequest
-from proxy.metering.images import IMAGE_TOKENS
+from proxy.metering.audio import input_audio_tokens
+from proxy.metering.images import IMAGE_TOKENS, check_detail
 from proxy.metering.request_body import describe, expect_str
 from proxy.metering.shapes.item_media import media_tokens
-from proxy.metering.text_counter import TextCounter, Tokenizer, utf8_len
+from proxy.metering.text_counter import TextCounter, Tokenizer
 
 EndpointName = Literal["chat", "completions", "embeddings", "responses", "messages"]
 
@@ -238,7 +239,7 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
     if kind == "input_audio":
         audio = part.get("input_audio")
         data = audio.get("data") if isinstance(audio, dict) else None
-        return utf8_len(expect_str(data, f"{path}.input_audio.data"))
+        return input_audio_tokens(expect_str(data, f"{path}.input_audio.data"), path)
     # Other parts (file, refusal, ...) carry their payload inline: their JSON bounds them. A part
     # of another API's image type (forwarded with `request_fields: forward`) is still an image.
     return media_tokens(counter, part, path)
@@ -249,13 +250,8 @@ def _image_tokens(counter: TextCounter, image: Any, path: str) -> int:
         return counter.image(image, "auto")
     if not isinstance(image, dict) or not isinstance(image.get("url"), str):
         raise BadRequest(f"{path} must be an object with a string 'url'", param=path)
-    detail = image.get("detail", "auto")
-    if detail not in ("low", "high", "auto"):
-        raise BadRequest(
-            f"{path}.detail must be 'low', 'high' or 'auto', got {describe(detail)}",
-            param=f"{path}.detail",
-        )
-    return counter.image(image["url"], detail)
+    check_detail(image.get("detail"), f"{path}.detail")
+    return counter.image(image["url"], image.get("detail"))
 
 
 def _definitions_tokens(counter: TextCounter, body: Mapping[str, Any]) -> int:

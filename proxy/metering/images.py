@@ -5,7 +5,9 @@
 tile plus 85. The size is known only for `data:` URLs whose header we can read cheaply: PNG
 (IHDR), GIF (logical screen), WebP (VP8, VP8L, VP8X) and JPEG (the first SOF marker within the
 first 48 KiB). Only that prefix of the base64 is decoded; a URL is never fetched. An image whose
-size is unknown counts the policy's `limits.image_tokens_default`.
+size is unknown counts the policy's `limits.image_tokens_default`. A `detail` other than low, high
+or auto (none is auto) is refused: `original` sends the image at its own size, which the rule
+does not bound.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import binascii
 import math
 import struct
 from fractions import Fraction
+
+from proxy.core.errors import BadRequest
+from proxy.metering.request_body import describe
 
 LOW_DETAIL_TOKENS = 85
 BASE_TOKENS = 85
@@ -32,6 +37,22 @@ IMAGE_TOKENS = 1445
 for an image whose size cannot be read from its data: URL header (images.py); never fetched."""
 IMAGE_TOKENS_LOW = 85
 """detail: low is a flat 85 tokens whatever the size."""
+DETAILS = ("low", "high", "auto")
+"""The details the tile rule prices."""
+
+
+def check_detail(detail: object, path: str) -> None:
+    """400 `unpriced_feature` unless `detail` (at `path`) is one the tile rule prices, or None."""
+    if detail is None or detail in DETAILS:
+        return
+    sent = repr(detail) if isinstance(detail, str) and len(detail) <= 40 else describe(detail)
+    raise BadRequest(
+        f"{path} must be 'low', 'high' or 'auto', got {sent}: the proxy prices an image by the "
+        "512-px tile rule, which bounds no other detail ('original' sends the image at its own "
+        "size). Use low, high or auto, or leave detail out (auto).",
+        code="unpriced_feature",
+        param=path,
+    )
 
 
 def image_tokens(url: str, detail: object, default: int) -> int:

@@ -42,7 +42,7 @@ _STORED = "the provider adds a stored item the proxy cannot see to the prompt; s
 
 CHAT_MESSAGE: dict[str, Field] = {
     "role": _modelled("its tokens, and the 3 tokens every message costs"),
-    "content": _modelled("text; images by the tile rule; audio by its length; files see pricing"),
+    "content": _modelled("text; images by the tile rule; audio by its duration; files see pricing"),
     "name": _modelled("its tokens and 1 more"),
     "tool_call_id": _modelled(_TEXT),
     "tool_calls": _modelled("each call's name and arguments"),
@@ -121,7 +121,10 @@ _DOCUMENT = "a document: see pricing (`documents`)"
 CHAT_PARTS: dict[str, Field] = {
     "text": _modelled(_TEXT),
     "image_url": _modelled("the tile rule times the model's image factor"),
-    "input_audio": _modelled("its length"),
+    "input_audio": _modelled(
+        "its base64 length, or a WAV's duration (10 tokens a second) if more; a WAV whose "
+        "header gives none is refused"
+    ),
     "file": _modelled(_DOCUMENT),
     "refusal": _modelled(f"an earlier refusal: {_JSON}"),
 }

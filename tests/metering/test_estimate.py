@@ -239,6 +239,11 @@ def test_chat_completion_is_the_limit_times_n(fields: dict[str, Any], expected: 
             "string 'url'",
         ),
         (
+            user([{"type": "image_url", "image_url": {"url": "u", "detail": "original"}}]),
+            "messages[0].content[0].image_url.detail",
+            "Use low, high or auto",
+        ),
+        (
             user([{"type": "input_audio", "input_audio": {}}]),
             "messages[0].content[0].input_audio.data",
             "must be a string",

@@ -8,7 +8,10 @@ import base64
 import struct
 from typing import Any
 
+import pytest
+
 from proxy.core.encodings import get_encoding
+from proxy.core.errors import BadRequest
 from proxy.metering.images import IMAGE_TOKENS, tile_tokens
 from proxy.metering.shapes import item_media
 from proxy.metering.shapes.responses import estimate_responses
@@ -77,3 +80,41 @@ def test_a_type_that_is_not_a_string_is_no_kind_and_no_error() -> None:
     assert item_media.images(odd, "input") == []
     assert item_media.files(odd, "input") == []
     assert item_media.without_images(odd) == odd
+
+
+ORIGINAL = {"type": "input_image", "image_url": "https://x.test/a", "detail": "original"}
+
+
+@pytest.mark.parametrize(
+    ("given", "where"),
+    [
+        ([{"role": "user", "content": [ORIGINAL]}], "input[0].content[0].detail"),
+        (
+            [{"type": "function_call_output", "call_id": "c", "output": [ORIGINAL]}],
+            "input[0].output[0].detail",
+        ),
+        (
+            [{"type": "computer_call_output", "call_id": "c", "output": ORIGINAL}],
+            "input[0].output.detail",
+        ),
+        (
+            [
+                {
+                    "type": "custom_tool_call_output",
+                    "output": [{"type": "image_url", "image_url": {"url": "u", "detail": 1}}],
+                }
+            ],
+            "input[0].output[0].image_url.detail",
+        ),
+    ],
+)
+def test_a_detail_the_tile_rule_does_not_price_is_refused_where_it_is(
+    given: list[Any], where: str
+) -> None:
+    """`original` sends the image at its own size: no tile count bounds it. Refused by the walk
+    over the request (billable.py) and by the estimate alike."""
+    for count in (lambda: item_media.images(given, "input"), lambda: prompt_of(given)):
+        with pytest.raises(BadRequest) as refused:
+            count()
+        assert refused.value.code == "unpriced_feature" and refused.value.param == where
+        assert "Use low, high or auto" in refused.value.message

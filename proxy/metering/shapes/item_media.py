@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.metering.images import check_detail
 from proxy.metering.text_counter import TextCounter
 
 IMAGE_TYPES = frozenset({"input_image", "image_url", "computer_screenshot", "image"})
@@ -63,9 +64,11 @@ def images(value: Any, path: str) -> list[Image]:
     for where, obj in _objects(value, path):
         kind = _kind(obj)
         if id(obj) in screenshots:
+            _detail(obj, where)
             found.append(Image(where, _url(obj), None))
         elif kind in IMAGE_TYPES:
-            found.append(Image(where, _url(obj), _detail(obj) if kind in DETAILED else None))
+            detail = _detail(obj, where)
+            found.append(Image(where, _url(obj), detail if kind in DETAILED else None))
         elif kind == GENERATED and isinstance(obj.get("result"), str):
             url = "data:image/png;base64," + obj["result"][:_HEAD]
             found.append(Image(f"{where}.result", url, None))
@@ -121,6 +124,13 @@ def _url(image: dict[str, Any]) -> str:
     return url if isinstance(url, str) else ""
 
 
-def _detail(image: dict[str, Any]) -> object:
+def _detail(image: dict[str, Any], where: str) -> object:
+    """An image's `detail` (None without one); 400 for one the tile rule does not bound, on
+    any image, one whose detail the provider ignores included."""
     nested = image.get("image_url")
-    return nested.get("detail") if isinstance(nested, dict) else image.get("detail")
+    if isinstance(nested, dict):  # a chat part: {"image_url": {"url": ..., "detail": ...}}
+        detail, where = nested.get("detail"), f"{where}.image_url.detail"
+    else:
+        detail, where = image.get("detail"), f"{where}.detail"
+    check_detail(detail, where)
+    return detail

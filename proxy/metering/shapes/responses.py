@@ -33,7 +33,7 @@ from proxy.metering.estimate import (
     completion_limit,
     other_fields,
 )
-from proxy.metering.images import IMAGE_TOKENS
+from proxy.metering.images import IMAGE_TOKENS, check_detail
 from proxy.metering.pricing import Usage
 from proxy.metering.request_body import expect_str
 from proxy.metering.shapes import definitions_tokens, item_media
@@ -208,6 +208,7 @@ def _part_tokens(counter: TextCounter, part: Any, path: str) -> int:
         return counter.count(expect_str(part.get("text"), f"{path}.text"))
     if kind == "input_image":
         url = part.get("image_url")
+        check_detail(part.get("detail"), f"{path}.detail")
         return counter.image(url if isinstance(url, str) else "", part.get("detail"))
     # Files, refusals carry their payload inline: their JSON bounds them. A part of another
     # API's image type (forwarded with `request_fields: forward`) is still an image.
