@@ -19,6 +19,7 @@ from proxy.metering.billable import (
     ToolCalls,
     unpriced,
 )
+from proxy.metering.token_kinds import derived
 from proxy.policy.prices import STANDARD_TIERS, ModelPrice
 
 Check = Callable[[str, ModelPrice, Billables, str], BadRequest | None]
@@ -197,7 +198,10 @@ def reservation(price: ModelPrice, billables: Billables) -> tuple[ModelPrice, in
     extra += price.tool_prompt_tokens if billables.tools else 0
     extra += sum(price.client_tool_tokens.get(kind, 0) for kind in billables.client_tools)
     tier = _reserved_tier(price, billables.tier)
-    tiered = dataclasses.replace(price, tier=tier, cache_ttl=billables.cache_ttl)
+    ttl = billables.cache_ttl
+    tiered = derived(
+        price, ("tier", tier, ttl), lambda: dataclasses.replace(price, tier=tier, cache_ttl=ttl)
+    )
     return tiered, extra, tuple(calls)
 
 

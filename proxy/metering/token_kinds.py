@@ -21,11 +21,30 @@ bill at any prompt size.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from proxy.metering.pricing import Usage
 from proxy.policy.prices import ModelPrice
+
+_DERIVED: dict[tuple[int, Hashable], tuple[ModelPrice, ModelPrice]] = {}
+_DERIVED_MAX = 4096
+
+
+def derived(price: ModelPrice, key: Hashable, make: Callable[[], ModelPrice]) -> ModelPrice:
+    """`make()`, a price derived from `price` (which policy prices are: built once per policy
+    version), remembered by `price`'s identity and `key`: a call would otherwise copy the
+    policy's 20-field price once or twice to reserve. The cache holds `price` itself, so its
+    id is not reused while remembered; it is emptied past `_DERIVED_MAX` entries (each policy
+    version adds a few per model)."""
+    found = _DERIVED.get((id(price), key))
+    if found is not None:
+        return found[1]
+    if len(_DERIVED) >= _DERIVED_MAX:
+        _DERIVED.clear()
+    made = make()
+    _DERIVED[(id(price), key)] = (price, made)
+    return made
 
 
 def openai_usage(usage: Mapping[str, Any], prompt: int, completion: int) -> Usage:
@@ -68,7 +87,7 @@ def estimate_price(price: ModelPrice, body: Mapping[str, Any], endpoint: str) ->
     if endpoint in WRITES_CACHE:
         # Any prompt may be written and billed; without a cache_write in the policy the writes
         # are charged at the default (ModelPrice.five_write), so they are reserved at it too.
-        price = _with_writes(price, price.five_write)
+        price = derived(price, "writes", lambda: _with_writes(price, price.five_write))
     if _no_media_prices(price):
         return price
     parts = _part_types(body)
@@ -83,7 +102,8 @@ def estimate_price(price: ModelPrice, body: Mapping[str, Any], endpoint: str) ->
         dearer_out.append(price.audio_output)
     if price.image_output is not None:
         dearer_out.append(price.image_output)
-    return _with_media(price, dearer_in, dearer_out)
+    media = (tuple(dearer_in), tuple(dearer_out))
+    return derived(price, media, lambda: _with_media(price, dearer_in, dearer_out))
 
 
 def _with_writes(price: ModelPrice, write: int) -> ModelPrice:
