@@ -232,9 +232,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="upstream-error-charged",
         file="proxy/gateway/pipeline.py",
         old="""            await flight.release()
-            anthropic = sent.endpoint.name""",
+            body = await _read_or_empty(upstream, deadline)""",
         new="""            await flight.settle(Outcome(complete=False))
-            anthropic = sent.endpoint.name""",
+            body = await _read_or_empty(upstream, deadline)""",
         tests=(
             "tests/gateway/test_accounting.py",
             "tests/gateway/test_routes_and_faults.py",
@@ -1910,7 +1910,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="openai-prompt-reserved-below-write-price",
         file="proxy/metering/token_kinds.py",
-        old="        price = _with_writes(price, price.five_write)",
+        old=(
+            '        price = derived(price, "writes", '
+            "lambda: _with_writes(price, price.five_write))"
+        ),
         new="        pass",
         tests=(OPENAI_WRITE_PRICE,),
         removes="an OpenAI prompt reserves at the dearer of input and cache_write",
@@ -1937,7 +1940,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="property-sees-openai-writes-unreserved",
         file="proxy/metering/token_kinds.py",
-        old="        price = _with_writes(price, price.five_write)",
+        old=(
+            '        price = derived(price, "writes", '
+            "lambda: _with_writes(price, price.five_write))"
+        ),
         new="        pass",
         tests=(PROPERTY,),
         removes="the property catches OpenAI prompts reserved below the write price",
@@ -3649,6 +3655,23 @@ MUTATIONS: tuple[Mutation, ...] = (
         new='        check_tools(body.get("tools"), typed=True)\n',
         tests=("tests/gateway/test_tool_types.py::test_an_untyped_anthropic_tool_is_a_custom_tool",),
         removes="an untyped Anthropic tool is a custom tool",
+    ),
+    Mutation(
+        name="error-body-read-before-release",
+        file="proxy/gateway/pipeline.py",
+        old=(
+            "            await flight.release()\n"
+            "            body = await _read_or_empty(upstream, deadline)\n"
+        ),
+        new=(
+            "            body = await _read_or_empty(upstream, deadline)\n"
+            "            await flight.release()\n"
+        ),
+        tests=(
+            "tests/gateway/test_endings.py"
+            "::test_an_error_answer_whose_body_is_cut_by_a_stop_is_released",
+        ),
+        removes="an error status is released before its body is read (a stop cannot leave it held)",
     ),
 )
 

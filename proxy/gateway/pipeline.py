@@ -147,8 +147,10 @@ async def _forward(flight: Flight, pipe: Pipeline) -> web.StreamResponse:
         if sent.stream:
             deadline = relay.Deadline.after(sent.timeouts, "stream_total")
         if upstream.status >= 400:
-            body = await _read_or_empty(upstream, deadline)
+            # Not billed, whatever becomes of the body: released before it is read, so a stop
+            # or a give-up while it comes cannot leave the call held.
             await flight.release()
+            body = await _read_or_empty(upstream, deadline)
             anthropic = sent.endpoint.name == "messages"
             return provider_errors.error_response(
                 upstream, body, anthropic=anthropic, headers=flight.verdict.headers

@@ -298,6 +298,49 @@ async def test_a_proxy_that_stops_charges_the_calls_it_gives_up_before_closing_t
                 await stores.close()
 
 
+async def test_an_error_answer_whose_body_is_cut_by_a_stop_is_released(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider's error status is not billed, whatever becomes of its body: a proxy that
+    stops while the body is still coming releases the call, never leaves it held (to be
+    charged at expiry) or charged."""
+    monkeypatch.setattr(upkeep, "SETTLE_ON_STOP", 0.2)
+    answered = asyncio.Event()
+
+    async def overloaded(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=529, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"error": {"message": "overloaded", ')
+        answered.set()
+        await asyncio.sleep(2)
+        return response
+
+    slow = web.Application()
+    slow.router.add_post("/v1/chat/completions", overloaded)
+    async with serving(slow) as slow_url:
+        pol = with_upstream_override(mini_policy(tmp_path), slow_url + "/v1")
+        app = build_app(AppConfig(pol, StoreConfig(store_url), provider_keys={"openai": "k"}))
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        call = asyncio.ensure_future(post_all(f"http://{host}:{port}", [chat(max_tokens=4000)]))
+        await asyncio.wait_for(answered.wait(), 10)
+        stopped = app[STORES]
+        await runner.cleanup()
+        await asyncio.gather(call, return_exceptions=True)
+        stores = stopped if store_url == "memory://" else open_store(store_url, SETTINGS)
+        try:
+            [record] = await reservations(stores)
+            assert record.state == "RELEASED", record
+            [row] = await stores.ledger.balances("alpha")
+            assert (row.spent, row.reserved) == (0, 0), row
+        finally:
+            if stores is not stopped:
+                await stores.close()
+
+
 # -- hidden reasoning -----------------------------------------------------------------------------
 
 NO_USAGE = "vllm: {base_url: 'http://vllm.internal:8000/v1', include_usage: false}"
