@@ -3673,6 +3673,43 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="an error status is released before its body is read (a stop cannot leave it held)",
     ),
+    Mutation(
+        name="alias-images-at-the-price-entry-s-factor",
+        file="proxy/policy/aliases.py",
+        old="            aliases[name] = Alias(upstream_name, send, price, _served(send, entry))\n",
+        new="            aliases[name] = Alias(upstream_name, send, price)\n",
+        tests=(
+            "tests/gateway/test_alias_images.py"
+            "::test_an_opus_4_7_alias_priced_as_opus_4_6_reserves_opus_4_7_images",
+            "tests/gateway/test_alias_images.py"
+            "::test_an_alias_sent_as_gpt_4o_mini_reserves_its_tiles_though_priced_as_gpt_4o",
+            "tests/policy/test_image_factors.py"
+            "::test_an_alias_reserves_images_at_least_at_the_factor_published_for_the_model_sent",
+        ),
+        removes="an alias's images are reserved at least at the served model's published factor",
+    ),
+    Mutation(
+        name="alias-served-price-unused",
+        file="proxy/policy/runtime.py",
+        old="            if alias.served is not None:\n",
+        new="            if False:\n",
+        tests=(
+            "tests/gateway/test_alias_images.py"
+            "::test_an_opus_4_7_alias_priced_as_opus_4_6_reserves_opus_4_7_images",
+        ),
+        removes="a call for an alias is priced at the alias's derived price",
+    ),
+    Mutation(
+        name="alias-image-factor-unshown",
+        file="proxy/policy/describe.py",
+        old="    if factor is not None:\n        priced += (\n",
+        new="    if False:\n        priced += (\n",
+        tests=(
+            "tests/gateway/test_alias_images.py"
+            "::test_check_shows_the_factor_an_alias_is_reserved_at",
+        ),
+        removes="check shows the image factor an alias is reserved at",
+    ),
 )
 
 

@@ -6,8 +6,7 @@ address).
 
 from __future__ import annotations
 
-from proxy.policy.features import PUBLISHED_IMAGE_FACTORS
-from proxy.policy.prices import snapshot_of
+from proxy.policy.features import published_image_factor
 from proxy.policy.runtime import Policy
 
 WIDEST_TRUSTED = {4: 16, 6: 48}
@@ -21,18 +20,20 @@ def warnings(policy: Policy) -> list[str]:
 
 
 def _image_factors(policy: Policy) -> list[str]:
-    """A written `image_token_factor` below the one OpenAI publishes for the model: its image
-    inputs would be reserved below what the provider bills for them."""
+    """A written `image_token_factor` below the one published for the model (OpenAI's tile
+    rule, Claude's): its image inputs would be reserved below what the provider bills for them.
+    (An alias sent as a model whose published factor is higher is reserved at that one:
+    aliases.py; `check` shows it on the alias's line.)"""
     found = []
     for price in policy.models.values():
-        published = PUBLISHED_IMAGE_FACTORS.get(snapshot_of(price.name) or price.name)
+        published = published_image_factor(price.name)
         factor = price.image_token_factor
         if published is not None and factor is not None and factor < published:
             found.append(
                 f"models.{price.name}.image_token_factor: {float(factor):g} is below the "
-                f"{float(published):.4g} OpenAI's image rule for {price.name} bills, so its image "
-                f"inputs are reserved below their cost. Write at least {float(published):.4g}, or "
-                "leave it out for the published one."
+                f"{float(published):.4g} the published image rule for {price.name} bills, so its "
+                f"image inputs are reserved below their cost. Write at least "
+                f"{float(published):.4g}, or leave it out for the published one."
             )
     return found
 

@@ -1,11 +1,17 @@
 """Model names upstreams list (`models:` of an OpenAI-compatible upstream, `deployments:` of an
 Azure one) → `runtime.Alias` by the name clients use, with the checks that span sections: each
-name on one upstream only, each priced, each section on the kind of upstream it belongs to."""
+name on one upstream only, each priced, each section on the kind of upstream it belongs to.
+
+An alias is priced by its `price:` entry, but the provider counts its images by the rule of the
+model it is sent as: where that model's published image factor is higher than the entry's, the
+alias gets a price of its own with that factor (`Alias.served`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
+from proxy.policy.features import published_image_factor
 from proxy.policy.prices import ModelPrice
 from proxy.policy.spec import PolicySpec
 from proxy.policy.spec_upstreams import AliasSpec
@@ -33,10 +39,25 @@ def compile_aliases(
                 report(loc, f"{name!r} is already a model name of upstream {taken.upstream!r}")
                 continue
             send, price = _resolved(name, alias)
-            if price_for(price) is None:
+            entry = price_for(price)
+            if entry is None:
                 report(loc, f"{name!r} is priced as {price!r}, which `models:` does not list")
-            aliases[name] = Alias(upstream_name, send, price)
+            aliases[name] = Alias(upstream_name, send, price, _served(send, entry))
     return aliases
+
+
+def _served(send: str, entry: ModelPrice | None) -> ModelPrice | None:
+    """The price of calls sent as `send` when it is not `entry` as written: the provider counts
+    images by the rule of the model it serves, so an alias whose served model publishes a
+    higher image factor than its price entry gives (Claude Opus 4.7 priced as Opus 4.6) is
+    reserved at the served model's. Derived once here, not per call."""
+    published = published_image_factor(send)
+    if entry is None or published is None:
+        return None
+    factor = entry.image_token_factor
+    if factor is not None and factor >= published:
+        return None
+    return dataclasses.replace(entry, image_token_factor=published)
 
 
 def _written(

@@ -9,6 +9,7 @@ from proxy.core.types import UNITS_PER_USD
 from proxy.policy.advice import warnings
 from proxy.policy.prices import ModelPrice
 from proxy.policy.runtime import Budget, DegradeRule, Plan, PlanQuotas, Policy
+from proxy.policy.upstreams import Alias
 
 _INDENT = "  "
 
@@ -86,10 +87,11 @@ def _upstreams(policy: Policy) -> list[str]:
                 f"{_INDENT * 2}no stream_options sent: streams settle on self-reported or "
                 "counted usage"
             )
-        for name, alias in sorted(policy.aliases.items()):
-            if alias.upstream == upstream.name:
-                priced = "" if alias.price == name else f", priced as {alias.price}"
-                lines.append(f"{_INDENT * 2}{name} → sent as {alias.send}{priced}")
+        lines += [
+            f"{_INDENT * 2}{_alias(name, alias)}"
+            for name, alias in sorted(policy.aliases.items())
+            if alias.upstream == upstream.name
+        ]
         if upstream.passthrough:
             lines.append(f"{_INDENT * 2}passthrough, unbudgeted: {', '.join(upstream.passthrough)}")
     lines.append("Routes (first match wins)")
@@ -105,6 +107,17 @@ def _upstreams(policy: Policy) -> list[str]:
     if not policy.routes:
         lines.append(f"{_INDENT}none: every model request is refused")
     return lines
+
+
+def _alias(name: str, alias: Alias) -> str:
+    priced = "" if alias.price == name else f", priced as {alias.price}"
+    factor = None if alias.served is None else alias.served.image_token_factor
+    if factor is not None:
+        priced += (
+            f"; image tokens ×{float(factor):.4g}, the rule published for {alias.send}, "
+            f"not {alias.price}'s"
+        )
+    return f"{name} → sent as {alias.send}{priced}"
 
 
 def _models(policy: Policy) -> list[str]:

@@ -170,11 +170,17 @@ Others (patch-priced models such as gpt-4.1-mini, any self-hosted one, a Claude 
 after this table) have none: the policy must say, or their image inputs are refused."""
 
 
+def published_image_factor(name: str) -> Fraction | None:
+    """The image factor published for the model `name` (or the model its dated snapshot
+    extends), if any."""
+    return PUBLISHED_IMAGE_FACTORS.get(snapshot_of(name) or name)
+
+
 def image_factor(name: str, model: ModelSpec) -> Fraction | None:
     """The model's `image_token_factor`, else its published one, else None (images refused)."""
     if model.image_token_factor is not None:
         return Fraction(model.image_token_factor)
-    return PUBLISHED_IMAGE_FACTORS.get(snapshot_of(name) or name)
+    return published_image_factor(name)
 
 
 def _client_tools(name: str, model: ModelSpec) -> dict[str, int]:

@@ -220,8 +220,13 @@ class Policy:
     def price_for(self, model: str) -> ModelPrice | None:
         """The price entry for `model` (an alias's model for an alias): its exact name, else the
         entry it is a dated snapshot of (gpt-4o-2024-08-06, gpt-4-0613, claude-sonnet-4-20250514).
-        Nothing is matched by prefix: o1-pro is not o1, gpt-4o-audio-preview is not gpt-4o."""
-        model = self.priced_as(model)
+        Nothing is matched by prefix: o1-pro is not o1, gpt-4o-audio-preview is not gpt-4o.
+        An alias whose served model publishes a higher image factor has a price of its own."""
+        alias = self.aliases.get(model)
+        if alias is not None:
+            if alias.served is not None:
+                return alias.served
+            model = alias.price
         exact = self.models.get(model)
         if exact is not None:
             return exact

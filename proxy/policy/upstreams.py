@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from proxy.policy.prices import ModelPrice
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
@@ -59,6 +61,10 @@ class Alias:
     upstream: str
     send: str
     price: str
+    served: ModelPrice | None = None
+    """What its calls are priced at when that is not `price`'s entry as written: the entry with
+    the image factor published for the model `send` names, where that is higher (aliases.py).
+    None: `price`'s entry."""
 
 
 @dataclass(frozen=True, slots=True)

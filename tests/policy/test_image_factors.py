@@ -67,3 +67,76 @@ def test_check_shows_which_models_refuse_images_and_warns_of_a_factor_below_the_
     assert "images refused (no image_token_factor)" in line
     unwarned = policy(tmp_path, "  gpt-4o-mini: {input: 0.15, output: 0.60}")
     assert warnings(unwarned) == [] and "image tokens ×33.3353" in describe(unwarned)
+
+
+ALIASED = """
+identity: header
+upstreams:
+  anthropic:
+    base_url: "https://api.anthropic.com/v1"
+    models: {{claude-opus-4-7: {{price: claude-opus-4-6}}, opus: {{send: {send}, price: {price}}}}}
+  openai:
+    base_url: "https://api.openai.com/v1"
+    models: {{mini: {{send: gpt-4o-mini-2024-07-18, price: gpt-4o}}, big: {{send: gpt-4o,
+             price: gpt-4o-mini}}, llava: {{send: llava-1.6, price: gpt-4o-mini}}}}
+routes: [{{model: "*", upstream: openai}}]
+models:
+  claude-opus-4-6: {{input: 5, output: 25{written}}}
+  gpt-4o: {{input: 2.50, output: 10}}
+  gpt-4o-mini: {{input: 0.15, output: 0.60}}
+  in-house: {{input: 1, output: 2}}
+plans: {{test: {{budgets: {{tenant: {{limit: 5, period: month}}}}}}}}
+"""
+
+
+def aliased(tmp_path: Path, *, written: str = "", send: str = "x", price: str = "gpt-4o") -> Policy:
+    path = tmp_path / "policy.yaml"
+    path.write_text(ALIASED.format(written=written, send=send, price=price))
+    return load_policy(path)
+
+
+@pytest.mark.parametrize(
+    ("written", "alias", "factor"),
+    [
+        ("", "claude-opus-4-7", Fraction(4784, 1600)),
+        (", image_token_factor: 1.5", "claude-opus-4-7", Fraction(4784, 1600)),
+        (", image_token_factor: 4", "claude-opus-4-7", Fraction(4)),
+        ("", "mini", Fraction(5667, 170)),
+        ("", "big", Fraction(5667, 170)),
+        ("", "llava", Fraction(5667, 170)),
+    ],
+)
+def test_an_alias_reserves_images_at_least_at_the_factor_published_for_the_model_sent(
+    tmp_path: Path, written: str, alias: str, factor: Fraction
+) -> None:
+    """The served model's published factor, or the entry's if higher; a served model with no
+    published factor (llava) keeps its entry's; the entry itself is unchanged."""
+    pol = aliased(tmp_path, written=written)
+    price = pol.price_for(alias)
+    assert price is not None and price.image_token_factor == factor
+    assert price.name == pol.aliases[alias].price
+    entry = pol.models[pol.aliases[alias].price]
+    assert (price is entry) == (entry.image_token_factor == factor)
+    assert pol.price_for(alias) is price  # derived at load, not per call
+
+
+def test_an_alias_of_an_entry_without_an_image_rule_takes_the_served_model_s(
+    tmp_path: Path,
+) -> None:
+    """Sent as a dated Opus 4.7 snapshot, priced as an entry with no image rule: Opus 4.7's."""
+    pol = aliased(tmp_path, send="claude-opus-4-7-20260416", price="in-house")
+    assert pol.models["in-house"].image_token_factor is None
+    price = pol.price_for("opus")
+    assert price is not None and price.image_token_factor == Fraction(4784, 1600)
+    unknown = aliased(tmp_path, send="in-house-v2", price="in-house")
+    assert unknown.price_for("opus") is unknown.models["in-house"]
+
+
+def test_check_warns_of_a_claude_factor_below_its_published_rule_as_published_not_openai_s(
+    tmp_path: Path,
+) -> None:
+    pol = policy(tmp_path, "  claude-opus-4-7: {input: 5, output: 25, image_token_factor: 1}")
+    [warned] = warnings(pol)
+    assert warned.startswith("models.claude-opus-4-7.image_token_factor: 1 is below the 2.99")
+    assert "the published image rule for claude-opus-4-7" in warned and "OpenAI" not in warned
+    assert warnings(aliased(tmp_path, written=", image_token_factor: 1")) == []
