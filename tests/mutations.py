@@ -3710,6 +3710,88 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="check shows the image factor an alias is reserved at",
     ),
+    Mutation(
+        name="namespace-a-hosted-tool",
+        file="proxy/metering/shapes/tool_lists.py",
+        old="        if kind == NAMESPACE:\n",
+        new="        if False:\n",
+        tests=(
+            "tests/gateway/test_tool_namespaces.py::test_an_agent_with_a_tool_namespace_and_a_client_tool_search_runs_within_budget",
+            "tests/metering/test_tool_lists.py::test_the_hosted_tools_a_request_enables_wherever_it_declares_them",
+        ),
+        removes="a Responses namespace is billed by its tokens alone (openai-agents' namespaces)",
+    ),
+    Mutation(
+        name="namespace-tools-unpriced",
+        file="proxy/metering/shapes/tool_lists.py",
+        old='            kinds += tool_types(tool.get("tools"))\n',
+        new="            pass\n",
+        tests=(
+            "tests/gateway/test_tool_namespaces.py::test_a_hosted_tool_a_namespace_or_a_search_holds_is_reserved_at_its_fee",
+            "tests/gateway/test_tool_namespaces.py::test_what_a_namespace_or_a_search_holds_is_priced_or_refused_before_anything_is_sent",
+        ),
+        removes="a hosted tool inside a namespace is priced, or refused, as one in tools",
+    ),
+    Mutation(
+        name="client-tool-search-a-hosted-tool",
+        file="proxy/metering/shapes/tool_lists.py",
+        old=(
+            "        elif isinstance(kind, str)"
+            " and not (kind == TOOL_SEARCH and runs_on_client(tool)):\n"
+        ),
+        new="        elif isinstance(kind, str):\n",
+        tests=(
+            "tests/gateway/test_tool_namespaces.py::test_tools_billed_by_their_tokens_alone_are_charged_what_was_billed",
+            "tests/gateway/test_tool_namespaces.py::test_an_agent_with_a_tool_namespace_and_a_client_tool_search_runs_within_budget",
+        ),
+        removes="a tool search the client runs is billed by its tokens alone",
+    ),
+    Mutation(
+        name="server-tool-search-free",
+        file="proxy/metering/shapes/tool_lists.py",
+        old='    return item.get("execution") == "client"\n',
+        new="    return True\n",
+        tests=(
+            "tests/gateway/test_tool_namespaces.py::test_what_a_namespace_or_a_search_holds_is_priced_or_refused_before_anything_is_sent",
+        ),
+        removes="a tool search the provider runs is a hosted tool, priced or refused",
+    ),
+    Mutation(
+        name="client-tool-search-call-charged-a-fee",
+        file="proxy/metering/tool_uses.py",
+        old=(
+            '        if not isinstance(kind, str) or not kind.endswith("_call")'
+            " or runs_on_client(item):\n"
+        ),
+        new='        if not isinstance(kind, str) or not kind.endswith("_call"):\n',
+        tests=(
+            "tests/gateway/test_tool_namespaces.py::test_tools_billed_by_their_tokens_alone_are_charged_what_was_billed",
+            "tests/metering/test_tool_lists.py::test_a_client_tool_search_call_is_no_hosted_call_and_a_server_one_is",
+        ),
+        removes="a client tool search's tool_search_call items are not charged as hosted calls",
+    ),
+    Mutation(
+        name="tools-loaded-by-a-search-unpriced",
+        file="proxy/metering/billable.py",
+        old='    declared = [body.get("tools"), *(tools for _, tools in loaded)]\n',
+        new='    declared = [body.get("tools")]\n',
+        tests=(
+            "tests/gateway/test_tool_namespaces.py::test_a_hosted_tool_a_namespace_or_a_search_holds_is_reserved_at_its_fee",
+            "tests/gateway/test_tool_namespaces.py::test_what_a_namespace_or_a_search_holds_is_priced_or_refused_before_anything_is_sent",
+        ),
+        removes="a hosted tool a tool_search_output input item loads is priced or refused",
+    ),
+    Mutation(
+        name="namespace-tools-unchecked",
+        file="proxy/metering/billable.py",
+        old="        if typed and kind == NAMESPACE:\n",
+        new="        if False:\n",
+        tests=(
+            "tests/gateway/test_tool_namespaces.py::test_what_a_namespace_or_a_search_holds_is_priced_or_refused_before_anything_is_sent",
+            "tests/metering/test_tool_lists.py::test_a_tool_in_a_namespace_or_loaded_by_a_search_is_checked_as_tools_are",
+        ),
+        removes="a namespace's tools are checked as tools are (objects with a string type)",
+    ),
 )
 
 

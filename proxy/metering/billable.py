@@ -14,14 +14,16 @@ model whose policy entry does not price it refuses the call with 400 `unpriced_f
 - **Hosted tools**, billed per call. Responses `tools` of type web_search (and
   web_search_preview), file_search, code_interpreter (per container), image_generation, mcp (a
   remote MCP server or connector: no fee, but its calls' output is billed as input), or any
-  type not known to be billed by tokens alone; Anthropic server tools (web_search_*,
-  web_fetch_*, code_execution_*, any typed tool not known to run on the client). Responses'
-  `max_tool_calls` bounds all built-in tool calls of a response, so that many calls of the
-  dearest tool are reserved (code_interpreter: one container besides, and its calls count
-  toward the bound for the input each adds); an Anthropic tool's `max_uses` bounds its own.
-  Without one the plan's `default_max_tool_calls` is reserved and, with `bound: hard`, written
-  into the request. Each call may add the tool's `input_tokens`; each `mcp` entry one more, for
-  the server's tool list the provider imports into the prompt.
+  type not known to be billed by tokens alone, wherever declared (in `tools`, inside a
+  `namespace`, loaded by a `tool_search_output` input item: shapes/tool_lists.py; a namespace
+  and a tool search the client runs are billed by tokens alone); Anthropic server tools
+  (web_search_*, web_fetch_*, code_execution_*, any typed tool not known to run on the
+  client). Responses' `max_tool_calls` bounds all built-in tool calls of a response, so that
+  many calls of the dearest tool are reserved (code_interpreter: one container besides, and
+  its calls count toward the bound for the input each adds); an Anthropic tool's `max_uses`
+  bounds its own. Without one the plan's `default_max_tool_calls` is reserved and, with
+  `bound: hard`, written into the request. Each call may add the tool's `input_tokens`; each
+  `mcp` entry one more, for the server's tool list the provider imports into the prompt.
 - **Stored prompts**: a Responses `prompt` (by id) may bring hosted tools the request does not
   show, so it reserves every hosted tool the model prices, pooled under `max_tool_calls`.
 - **Documents**: chat `file` parts, Responses `input_file` parts (in a message, a function's
@@ -61,6 +63,7 @@ from proxy.core.errors import BadRequest
 from proxy.metering import caching
 from proxy.metering.request_body import describe
 from proxy.metering.shapes import blocks, item_media
+from proxy.metering.shapes.tool_lists import NAMESPACE, loaded_tools, tool_types
 
 AUTO = "auto"
 FREE_RESPONSES_TOOLS = frozenset(
@@ -163,7 +166,12 @@ ToolCalls = tuple[tuple[str, int], ...]
 
 
 def _responses(body: Mapping[str, Any], default_calls: int) -> Billables:
-    hosted = [tool for kind in _tool_types(body) if (tool := responses_tool(kind)) is not None]
+    loaded = loaded_tools(body.get("input"))
+    for path, tools in loaded:
+        check_tools(tools, typed=True, path=path)
+    declared = [body.get("tools"), *(tools for _, tools in loaded)]
+    kinds = [kind for tools in declared for kind in tool_types(tools)]
+    hosted = [tool for kind in kinds if (tool := responses_tool(kind)) is not None]
     pooled = tuple(dict.fromkeys(hosted))
     own = [(PER_CONTAINER, 1)] if PER_CONTAINER in hosted else []
     if LISTED in hosted:
@@ -238,25 +246,38 @@ def _messages(body: Mapping[str, Any], betas: Sequence[str], default_calls: int)
     )
 
 
-def check_tools(tools: Any, *, typed: bool) -> None:
+def check_tools(tools: Any, *, typed: bool, path: str = "tools") -> None:
     """400 for a tool definition that is not an object, or whose `type` is not a string (with
     `typed`, a Responses tool's, one without a type too): its type is what prices a tool, so a
     tool of a type the proxy cannot read is one it cannot price. An untyped chat tool is a
-    function to servers that default it; an untyped Anthropic tool is a custom one."""
+    function to servers that default it; an untyped Anthropic tool is a custom one. With
+    `typed`, the tools of a namespace are checked alike, and its `tools` must be a list."""
     for index, tool in enumerate(tools if isinstance(tools, list) else ()):
+        here = f"{path}[{index}]"
         if not isinstance(tool, dict):
             raise BadRequest(
-                f"tools[{index}] must be an object: a tool definition with a string 'type', got "
+                f"{here} must be an object: a tool definition with a string 'type', got "
                 f"{describe(tool)}",
-                param=f"tools[{index}]",
+                param=here,
             )
         kind = tool.get("type")
         if not isinstance(kind, str) and (typed or kind is not None):
             raise BadRequest(
-                f"tools[{index}].type must be a string naming the tool's type ('function', "
+                f"{here}.type must be a string naming the tool's type ('function', "
                 f"'web_search', ...), got {describe(kind)}",
-                param=f"tools[{index}].type",
+                param=f"{here}.type",
             )
+        if typed and kind == NAMESPACE:
+            _check_namespace(tool.get("tools"), f"{here}.tools")
+
+
+def _check_namespace(tools: Any, path: str) -> None:
+    if not isinstance(tools, list):
+        raise BadRequest(
+            f"{path} must be an array of the namespace's tool definitions, got {describe(tools)}",
+            param=path,
+        )
+    check_tools(tools, typed=True, path=path)
 
 
 def _tier(body: Mapping[str, Any]) -> str:
@@ -267,15 +288,6 @@ def _tier(body: Mapping[str, Any]) -> str:
             param="service_tier",
         )
     return tier
-
-
-def _tool_types(body: Mapping[str, Any]) -> list[str]:
-    tools = body.get("tools")
-    return [
-        t["type"]
-        for t in (tools if isinstance(tools, list) else ())
-        if isinstance(t, dict) and isinstance(t.get("type"), str)
-    ]
 
 
 def responses_tool(kind: str) -> str | None:

@@ -6,16 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.metering.billable import PER_CONTAINER, ToolCalls, is_count, responses_tool
+from proxy.metering.shapes.tool_lists import runs_on_client
 
 
 def responses_tool_calls(output: Any) -> ToolCalls:
     """Hosted tool calls in a response's `output` items (`web_search_call`, ...), by tool;
-    code_interpreter counts its distinct containers."""
+    code_interpreter counts its distinct containers. A call the client runs (a client tool
+    search's `tool_search_call`, `execution: client`) is billed by its tokens alone."""
     counts: dict[str, int] = {}
     containers: set[object] = set()
     for item in output if isinstance(output, list) else ():
         kind = item.get("type") if isinstance(item, dict) else None
-        if not isinstance(kind, str) or not kind.endswith("_call"):
+        if not isinstance(kind, str) or not kind.endswith("_call") or runs_on_client(item):
             continue
         tool = responses_tool(kind.removesuffix("_call"))
         if tool == PER_CONTAINER:

@@ -61,8 +61,10 @@ def bill_shaped(
     s = settings
     documents = fake_tokens.documents(endpoint, body)
     calls, items = fake_billing.hosted_tools(endpoint, body, s.hosted_tool_calls)
-    # Responses: each item (a call, an MCP server's tool list) adds to the prompt.
-    uses = len(items) if endpoint == "responses" else sum(calls.values())
+    # Responses: each item (a call, an MCP server's tool list) adds to the prompt, but for a
+    # call the client runs: it answers it in the next request.
+    ran = [item for item in items if item.get("execution") != "client"]
+    uses = len(ran) if endpoint == "responses" else sum(calls.values())
     tool_tokens = uses * s.tool_input_tokens
     if "code_interpreter" in calls:
         calls["code_interpreter"] = 1  # its calls share one container, billed once

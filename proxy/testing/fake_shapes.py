@@ -64,6 +64,19 @@ def tool_item(tool: str, index: int) -> dict[str, Any]:
     return item
 
 
+def client_search_call() -> dict[str, Any]:
+    """The output item of a tool search the client is to run (`execution: client`): the client
+    answers it with a `tool_search_output` item, the provider bills it no fee."""
+    return {
+        "type": "tool_search_call",
+        "id": "ts_fake",
+        "call_id": "call_ts_fake",
+        "execution": "client",
+        "arguments": {"query": "fake query"},
+        "status": "completed",
+    }
+
+
 def mcp_list_tools(tool: dict[str, Any], index: int) -> dict[str, Any]:
     """The output item of the tool list an `mcp` tool's server gives (imported into the
     prompt before the model runs)."""
@@ -112,24 +125,38 @@ def response(
 
 
 def function_call(body: dict[str, Any]) -> dict[str, Any] | None:
-    """A whole response to a request with function tools calls the first one (with no
-    arguments) until the input carries a call's output: enough for an agent loop to run."""
-    tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
-    functions = [t for t in tools if t.get("type") == "function"]
+    """A whole response to a request with function tools (in `tools`, or in a namespace there)
+    calls the first one (with no arguments) until the input carries a call's output: enough for
+    an agent loop to run."""
+    functions = _functions(body.get("tools"), None)
     given = body.get("input")
     items = given if isinstance(given, list) else []
     if not functions or any(
         isinstance(i, dict) and i.get("type") == "function_call_output" for i in items
     ):
         return None
-    return {
+    function, namespace = functions[0]
+    call = {
         "type": "function_call",
         "id": "fc_fake",
         "call_id": "call_fake",
-        "name": functions[0].get("name"),
+        "name": function.get("name"),
         "arguments": "{}",
         "status": "completed",
     }
+    return call if namespace is None else {**call, "namespace": namespace}
+
+
+def _functions(tools: Any, namespace: Any) -> list[tuple[dict[str, Any], Any]]:
+    """The function tools of `tools`, each with the name of the namespace it is in (None)."""
+    found: list[tuple[dict[str, Any], Any]] = []
+    for tool in tools if isinstance(tools, list) else ():
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind == "function":
+            found.append((tool, namespace))
+        elif kind == "namespace":
+            found += _functions(tool.get("tools"), tool.get("name"))
+    return found
 
 
 def responses_events(
