@@ -26,6 +26,7 @@ One rule for every change of calendar: a change never shortens or restarts the c
 from __future__ import annotations
 
 import calendar
+import functools
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -134,7 +135,14 @@ def period_id(period: str, now_ms: int, offset_min: int = 0, anchor: Anchor = UT
     """`m20261101`, `d20261123` or `-`; the same ids lua/common.lua computes."""
     if period == "none":
         return "-"
-    today = local_date(now_ms, offset_min)
+    return _period_on(period, (now_ms + offset_min * MINUTE_MS) // DAY_MS, offset_min, anchor)
+
+
+@functools.lru_cache(maxsize=4096)
+def _period_on(period: str, local_day: int, offset_min: int, anchor: Anchor) -> str:
+    """period_id on the local day `local_day` (days since 1970-01-01): the same all day long,
+    so computed once a day per calendar, not on every reserve and settle."""
+    today = _EPOCH + timedelta(days=local_day)
     if period == "day":
         return _text("d", today)
     if period != "month":
@@ -145,6 +153,7 @@ def period_id(period: str, now_ms: int, offset_min: int = 0, anchor: Anchor = UT
     return _text("m", start)
 
 
+@functools.lru_cache(maxsize=4096)
 def period_end_ms(pid: str, offset_min: int = 0, anchor_day: int = 1) -> int:
     """First millisecond after the period `pid` (`m…` under `anchor_day`, or `d…`)."""
     start = _parse(pid)
@@ -153,6 +162,7 @@ def period_end_ms(pid: str, offset_min: int = 0, anchor_day: int = 1) -> int:
     return utc_ms(_next_anchor(start, anchor_day), offset_min)
 
 
+@functools.lru_cache(maxsize=4096)
 def period_bound_ms(pid: str) -> int:
     """A time surely after the period `pid` ends, whatever its offset and anchor (no period
     lasts over 31 days, no offset exceeds a day): what settling, which knows neither, keeps a
