@@ -3673,6 +3673,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="an error status is released before its body is read (a stop cannot leave it held)",
     ),
+    # -- issue 13, second review: GIF size, closed-world audio -----------------------------------
+    Mutation(
+        name="gif-sized-by-its-screen",
+        file="proxy/metering/images.py",
+        old="    size = _png(raw) or _webp(raw) or _jpeg(raw)\n",
+        new=(
+            '    gif = struct.unpack("<HH", raw[6:10]) if raw[:6] == b"GIF89a" else None\n'
+            "    size = _png(raw) or gif or _webp(raw) or _jpeg(raw)\n"
+        ),
+        tests=(
+            "tests/gateway/test_gif_images.py"
+            "::test_a_gif_is_reserved_as_the_largest_image_it_can_be_billed_as",
+        ),
+        removes="a GIF counts the default image tokens, not the size its logical screen says",
+    ),
 )
 
 
