@@ -3538,7 +3538,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="    present = max(0, len(data) * 3 // 4 - start)\n",
         new=(
             "    present = min(max(0, len(data) * 3 // 4 - start),"
-            " int.from_bytes(raw[start - 4 : start], 'little'))\n"
+            " int.from_bytes(audio.read(start - 4, 4), 'little'))\n"
         ),
         tests=(
             "tests/metering/test_audio.py"
@@ -3791,6 +3791,152 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/metering/test_tool_lists.py::test_a_tool_in_a_namespace_or_loaded_by_a_search_is_checked_as_tools_are",
         ),
         removes="a namespace's tools are checked as tools are (objects with a string type)",
+    ),
+    # -- issue 13, second review: GIF size, closed-world audio -----------------------------------
+    Mutation(
+        name="gif-sized-by-its-screen",
+        file="proxy/metering/images.py",
+        old="    size = _png(raw) or _webp(raw) or _jpeg(raw)\n",
+        new=(
+            '    gif = struct.unpack("<HH", raw[6:10]) if raw[:6] == b"GIF89a" else None\n'
+            "    size = _png(raw) or gif or _webp(raw) or _jpeg(raw)\n"
+        ),
+        tests=(
+            "tests/gateway/test_gif_images.py"
+            "::test_a_gif_is_reserved_as_the_largest_image_it_can_be_billed_as",
+        ),
+        removes="a GIF counts the default image tokens, not the size its logical screen says",
+    ),    Mutation.never(
+        name="wav-of-any-codec-timed",
+        file="proxy/metering/audio.py",
+        old="    if tag not in (_PCM, _FLOAT):\n",
+        tests=(
+            "tests/gateway/test_audio_formats.py"
+            "::test_audio_the_proxy_cannot_time_is_refused_naming_the_part",
+            "tests/metering/test_audio.py::test_a_wav_of_a_codec_other_than_pcm_is_refused",
+        ),
+        removes="a WAV of a codec other than PCM or float is refused",
+    ),
+    Mutation.never(
+        name="wav-second-fmt-passes",
+        file="proxy/metering/audio.py",
+        old="            if fmts > 1:\n",
+        tests=(
+            "tests/gateway/test_audio_formats.py"
+            "::test_audio_the_proxy_cannot_time_is_refused_naming_the_part",
+            "tests/metering/test_audio.py"
+            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+        ),
+        removes="a WAV of more than one fmt chunk is refused",
+    ),
+    Mutation(
+        name="wav-chunks-read-in-the-head-only",
+        file="proxy/metering/audio.py",
+        old="        if at + count <= len(self.head) or len(self._data) <= _HEAD_CHARS:\n",
+        new="        if True:\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py::test_an_mp3_is_counted_by_its_base64_length",
+        ),
+        removes="a WAV's chunks and an mp3's frame past the first 48 KiB are read",
+    ),
+    Mutation(
+        name="wav-head-only-refuses-past-it",
+        file="proxy/metering/audio.py",
+        old="        text = self._whole()\n        return _decode(",
+        new="        raise ValueError\n        return _decode(",
+        tests=("tests/metering/test_audio.py::test_chunks_past_the_first_48_kib_are_read",),
+        removes="a WAV with a chunk past the first 48 KiB is read, not refused",
+    ),
+    Mutation(
+        name="wav-rf64-data-by-its-literal-size",
+        file="proxy/metering/audio.py",
+        old='        elif kind == b"ds64" and length >= 16:\n',
+        new="        elif False:\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+        ),
+        removes="an RF64's chunks after its data are found by the size its ds64 chunk gives",
+    ),
+    Mutation(
+        name="wav-silence-walked-chunk-by-chunk",
+        file="proxy/metering/audio.py",
+        old="        elif header == bytes(8):\n",
+        new="        elif False:\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_s_duration_is_bounded_whatever_its_header_claims",
+        ),
+        removes="silence after a data chunk of size 0 is skipped whole, not refused as chunks",
+    ),
+    Mutation(
+        name="wav-chunks-unbounded",
+        file="proxy/metering/audio.py",
+        old="_MAX_CHUNKS = 4096\n",
+        new="_MAX_CHUNKS = 1 << 20\n",
+        tests=("tests/metering/test_audio.py::test_a_wav_of_too_many_chunks_is_refused",),
+        removes="a WAV of more chunks than a reader needs is refused (the event loop is not held)",
+    ),
+    Mutation(
+        name="wav-extensible-valid-bits-ignored",
+        file="proxy/metering/audio.py",
+        old="    for sample_bits in (bits, valid_bits) if valid_bits else (bits,):\n",
+        new="    for sample_bits in (bits,):\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_a_wav_s_duration_is_bounded_whatever_its_header_claims",
+        ),
+        removes="an extensible WAV is timed by its valid bits too",
+    ),
+    Mutation(
+        name="audio-of-any-container-by-its-length",
+        file="proxy/metering/audio.py",
+        old="    if _is_mp3(audio):\n",
+        new="    if True:\n",
+        tests=(
+            "tests/gateway/test_audio_formats.py"
+            "::test_audio_the_proxy_cannot_time_is_refused_naming_the_part",
+            "tests/metering/test_audio.py::test_audio_neither_mp3_nor_a_wav_is_refused",
+        ),
+        removes="audio that is neither an mp3 nor a RIFF WAV is refused",
+    ),
+    Mutation.never(
+        name="mp3-refused",
+        file="proxy/metering/audio.py",
+        old="    if _is_mp3(audio):\n",
+        tests=(
+            "tests/gateway/test_audio_formats.py"
+            "::test_audio_the_proxy_can_time_is_reserved_for_what_is_billed",
+        ),
+        removes="an mp3 passes, reserved as its base64 length",
+    ),
+    Mutation.never(
+        name="mp3-id3-tag-not-skipped",
+        file="proxy/metering/audio.py",
+        old=(
+            '    if tag[:3] == b"ID3" and len(tag) == 10'
+            " and not any(byte & 0x80 for byte in tag[6:10]):\n"
+        ),
+        tests=(
+            "tests/gateway/test_audio_formats.py"
+            "::test_audio_the_proxy_can_time_is_reserved_for_what_is_billed",
+            "tests/metering/test_audio.py::test_an_mp3_is_counted_by_its_base64_length",
+        ),
+        removes="an mp3 after an ID3v2 tag passes",
+    ),
+    Mutation(
+        name="fake-bills-a-wav-s-declared-size",
+        file="proxy/testing/fake_tokens.py",
+        old="            size += min(length, len(raw) - at - 8)\n",
+        new="            size += length\n",
+        tests=(
+            "tests/gateway/test_audio_formats.py"
+            "::test_audio_the_proxy_can_time_is_reserved_for_what_is_billed",
+            "tests/testing/test_fake_tokens.py::test_audio_is_billed_for_the_bytes_a_wav_holds",
+        ),
+        removes="the fake bills the audio bytes a WAV holds, not the size its header claims",
     ),
 )
 

@@ -1,22 +1,34 @@
 """Prompt tokens of an audio input (a chat `input_audio` part's base64 `data`). Pure: no I/O.
 
-OpenAI bills input audio by its duration, 1 token per 100 ms. The reservation counts the larger
-of two bounds on it:
+OpenAI bills input audio by its duration, 1 token per 100 ms. The proxy reserves only audio whose
+duration it can bound, whatever the part's `format` says (a provider may sniff the content), and
+refuses any other with 400 `unpriced_feature` naming the part:
 
-- The length of the base64. It bounds compressed audio: mp3's lowest bitrate is 8 kbps, about
-  1,333 base64 characters a second, far above the 10 tokens a second billed.
-- For a WAV (RIFF, or its 64-bit forms RF64 and BW64), ten tokens a second of the duration its
-  header gives. Uncompressed audio at a low sample rate takes few bytes a second (1 Hz, 8-bit
-  mono: one byte, billed 10 tokens), so its length alone bounds nothing.
+- An mp3: data that begins with an MPEG audio frame sync (0xFF, then a byte whose top 3 bits are
+  set), or with an ID3v2 tag followed by one. It is reserved as the length of its base64: mp3's
+  lowest bitrate is 8 kbps, about 1,333 base64 characters a second, far above the 10 tokens a
+  second billed.
+- A PCM WAV (RIFF, or its 64-bit forms RF64 and BW64) of format 1 (PCM), 3 (IEEE float) or
+  0xFFFE (extensible) with a PCM or float subformat. Uncompressed audio at a low sample rate takes
+  few bytes a second (1 Hz, 8-bit mono: one byte, billed 10 tokens), so its length alone bounds
+  nothing: it is reserved ten tokens a second of the duration its header gives, if that is more.
+
+Anything else is refused: a big-endian RIFX WAV, a WAV after an ID3 tag, a WAV of another codec
+(GSM 6.10 holds 320 samples in a 65-byte block, which no field of its header times), other
+containers. A provider that decodes with ffmpeg plays them all, at durations the proxy does not
+read.
 
 A WAV's duration is taken as every byte after its first `data` chunk's header, whatever that
 chunk's size says (decoders read a size of 0 or 0xFFFFFFFF to the end of the file, and go on
-into a later `data` chunk), over the lowest rate its `fmt` chunks give: the byte rate, the sample
-rate times the block size, or times the channels' sample bytes (a PCM decoder times the audio by
-the latter, whatever the byte rate says). The bytes are counted from the base64's length, so only
-its first 64 KiB are decoded, as images.py does. A WAV whose `fmt` chunk does not come before its
-`data` chunk within that prefix, or gives a rate of 0, has no duration the proxy can bound: it is
-refused with 400 `unpriced_feature`.
+into a later `data` chunk), over the lowest rate its `fmt ` chunk gives: the byte rate, the
+sample rate times the block size, or times the channels' sample bytes (a PCM decoder times the
+audio by the latter, whatever the byte rate says; an extensible format's valid bits too). The
+bytes are counted from the base64's length. Its chunks are read to the end of the file, by
+random access into the base64 (only its first 64 KiB are decoded, as images.py does, unless a
+chunk lies beyond them), and it must have exactly one `fmt ` chunk, before its first `data`
+chunk, giving no rate of 0: readers disagree on which of two times the audio (ffmpeg takes the
+first, a reader that keeps what it read last the last), and without one there is no duration to
+bound.
 """
 
 from __future__ import annotations
@@ -32,24 +44,47 @@ from proxy.metering.text_counter import utf8_len
 
 TOKENS_PER_SECOND = 10
 _HEAD_CHARS = 64 * 1024
-"""Base64 characters decoded at most (48 KiB of audio)."""
+"""Base64 characters decoded at first (48 KiB of audio)."""
 _RIFF = frozenset({b"RIFF", b"RF64", b"BW64"})
-_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
-_URL_SAFE = str.maketrans("-_", "+/")
+_MAX_CHUNKS = 4096
+"""Chunk headers read at most; a WAV holds a handful (runs of silence after a `data` chunk of
+size 0, read as chunks of size 0 too, are skipped at once)."""
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(_ALPHABET) - set(b"-_")))
+_URL_SAFE = bytes.maketrans(b"-_", b"+/")
+_NOT_ZERO = re.compile("[^A]")
+_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+_SUBFORMAT_TAIL = bytes.fromhex("000000001000800000aa00389b71")
+"""The KSDATAFORMAT_SUBTYPE GUID after its format tag (WAVEFORMATEXTENSIBLE.SubFormat)."""
+_SEND_INSTEAD = (
+    "Send the audio as mp3, or as a WAV of PCM or float samples (RIFF, RF64 or BW64) with one "
+    "`fmt ` chunk."
+)
 
 
 def input_audio_tokens(data: str, path: str) -> int:
     """The most the provider can bill for the audio `data` (base64) of the part at `path`."""
-    raw = _head(data)
-    if raw[:4] not in _RIFF or raw[8:12] != b"WAVE":
+    audio = _Base64(data)
+    if audio.head[:4] in _RIFF and audio.head[8:12] == b"WAVE":
+        return _wav_tokens(audio, data, path)
+    if _is_mp3(audio):
         return utf8_len(data)
-    start, rate = _wav_layout(raw)
+    raise _refused(
+        path,
+        "is neither an mp3 nor a PCM WAV, whatever its `format` says: the proxy cannot bound the "
+        f"duration the provider bills for it ({TOKENS_PER_SECOND} tokens a second; RIFX, a WAV "
+        "after an ID3 tag and other containers are not read)",
+    )
+
+
+def _wav_tokens(audio: _Base64, data: str, path: str) -> int:
+    start, rate = _wav_layout(audio, path)
     if start is None or rate is None:
         raise BadRequest(
             f"{path} is a WAV whose header does not bound its duration, which the provider bills "
             f"({TOKENS_PER_SECOND} tokens a second): its `fmt ` chunk, with a sample rate, "
-            "channel count, block size and byte rate above 0, must come before its `data` "
-            "chunk, within the first 48 KiB. Fix the WAV header, or send the audio as mp3.",
+            "channel count, block size, bits per sample and byte rate above 0, must come before "
+            "its `data` chunk. Fix the WAV header, or send the audio as mp3.",
             code="unpriced_feature",
             param=path,
         )
@@ -58,43 +93,129 @@ def input_audio_tokens(data: str, path: str) -> int:
     return max(utf8_len(data), math.ceil(present * TOKENS_PER_SECOND / rate))
 
 
-def _head(data: str) -> bytes:
-    """The bytes of the base64 `data`'s first characters, decoded as leniently as a provider
-    may (whitespace and URL-safe characters allowed)."""
-    text = _NOT_BASE64.sub("", data[:_HEAD_CHARS].translate(_URL_SAFE))
+def _refused(path: str, what: str) -> BadRequest:
+    return BadRequest(f"{path} {what}. {_SEND_INSTEAD}", code="unpriced_feature", param=path)
+
+
+def _is_mp3(audio: _Base64) -> bool:
+    """Whether the audio begins with an MPEG audio frame sync, after an ID3v2 tag if it has one
+    (as ffmpeg reads a tag: "ID3", a version, flags, then a size of four 7-bit bytes)."""
+    at, tag = 0, audio.read(0, 10)
+    if tag[:3] == b"ID3" and len(tag) == 10 and not any(byte & 0x80 for byte in tag[6:10]):
+        size = (tag[6] << 21) | (tag[7] << 14) | (tag[8] << 7) | tag[9]
+        at = 10 + size + (10 if tag[5] & 0x10 else 0)  # a footer repeats the header
+    sync = audio.read(at, 2)
+    return len(sync) == 2 and sync[0] == 0xFF and sync[1] & 0xE0 == 0xE0
+
+
+def _wav_layout(audio: _Base64, path: str) -> tuple[int | None, Fraction | None]:
+    """Where the first `data` chunk's audio starts in a WAV, and the rate of its `fmt ` chunk if
+    that comes before it (None if there is none, or it gives a rate of 0). Every chunk is read,
+    as a reader that skips each by its size meets them (an RF64's `data` chunk by the size its
+    `ds64` chunk gives): more than one `fmt ` chunk, or one of a codec other than PCM, is
+    refused."""
+    at, start, rate, fmts, ds64 = 12, None, None, 0, None
+    for _ in range(_MAX_CHUNKS):
+        header = audio.read(at, 8)
+        if len(header) < 8:
+            return start, rate
+        kind, length = header[:4], int.from_bytes(header[4:], "little")
+        if kind == b"fmt ":
+            fmts += 1
+            if fmts > 1:
+                raise _refused(
+                    path,
+                    "is a WAV of more than one `fmt ` chunk: decoders differ on which one times "
+                    "it, so the proxy cannot bound the duration the provider bills",
+                )
+            if start is None:
+                rate = _rate(audio.read(at + 8, min(length, 40)), path)
+        elif kind == b"ds64" and length >= 16:
+            ds64 = int.from_bytes(audio.read(at + 16, 8), "little")
+        elif kind == b"data":
+            start = at + 8 if start is None else start
+            length = ds64 if length == 0xFFFFFFFF and ds64 is not None else length
+        elif header == bytes(8):
+            # Silence after a `data` chunk of size 0 reads as chunks of size 0: skip it whole.
+            length = max(0, audio.zeros(at) // 8 * 8 - 8)
+        at += 8 + length + (length & 1)
+    raise _refused(path, f"is a WAV of more than {_MAX_CHUNKS} chunks")
+
+
+def _rate(fmt: bytes, path: str) -> Fraction | None:
+    """The lowest bytes a second a `fmt ` chunk's fields give; None if one of them is 0 or cut
+    short. 400 unless its format is PCM or float."""
+    if len(fmt) < 16:
+        return None
+    tag = int.from_bytes(fmt[0:2], "little")
+    valid_bits = int.from_bytes(fmt[18:20], "little") if tag == _EXTENSIBLE else 0
+    if tag == _EXTENSIBLE and (len(fmt) < 40 or fmt[26:40] != _SUBFORMAT_TAIL):
+        tag = -1  # cut short, or not a KSDATAFORMAT_SUBTYPE GUID
+    elif tag == _EXTENSIBLE:
+        tag = int.from_bytes(fmt[24:26], "little")
+    if tag not in (_PCM, _FLOAT):
+        raise _refused(
+            path,
+            f"is a WAV of codec {int.from_bytes(fmt[0:2], 'little'):#06x}, whose duration (which "
+            "the provider bills) its header does not give: the proxy times PCM (1), float (3) "
+            "and extensible (0xfffe) PCM or float",
+        )
+    channels, sample_rate = int.from_bytes(fmt[2:4], "little"), int.from_bytes(fmt[4:8], "little")
+    byte_rate, block = int.from_bytes(fmt[8:12], "little"), int.from_bytes(fmt[12:14], "little")
+    bits = int.from_bytes(fmt[14:16], "little")
+    if not (channels and sample_rate and byte_rate and block and bits):
+        return None
+    rates = [Fraction(byte_rate), Fraction(sample_rate * block)]
+    for sample_bits in (bits, valid_bits) if valid_bits else (bits,):
+        rates.append(Fraction(sample_rate * channels * sample_bits, 8))
+    return min(rates)
+
+
+class _Base64:
+    """The bytes a base64 string decodes to, decoded as leniently as a provider may (whitespace
+    and URL-safe characters allowed). Only its first characters are decoded (`head`) until a
+    byte beyond them is read: then the whole string is cleaned once, and read where asked."""
+
+    def __init__(self, data: str) -> None:
+        self._data = data
+        self._text: str | None = None
+        self.head = _decode(_clean(data[:_HEAD_CHARS]))
+        # At most the bytes it decodes to (exactly, but for characters that are not base64).
+        self._bound = (len(data) - data.endswith("=") - data.endswith("==")) * 3 // 4
+
+    def read(self, at: int, count: int) -> bytes:
+        """Up to `count` bytes from byte `at` (fewer at the end)."""
+        if at + count <= len(self.head) or len(self._data) <= _HEAD_CHARS:
+            return self.head[at : at + count]
+        if at >= self._bound:
+            return b""
+        text = self._whole()
+        return _decode(text[at // 3 * 4 : (at + count + 2) // 3 * 4])[at % 3 :][:count]
+
+    def zeros(self, at: int) -> int:
+        """How many bytes from byte `at` on are surely zero (base64 'A's)."""
+        if len(self._data) <= _HEAD_CHARS:
+            return len(self.head[at:]) - len(self.head[at:].lstrip(b"\0"))
+        text = self._whole()
+        found = _NOT_ZERO.search(text, at // 3 * 4)
+        return max(0, (found.start() if found else len(text)) * 6 // 8 - at)
+
+    def _whole(self) -> str:
+        if self._text is None:
+            self._text = _clean(self._data)
+        return self._text
+
+
+def _clean(data: str) -> str:
+    """The base64 characters of `data`, URL-safe ones as standard ones."""
+    return data.encode("ascii", "ignore").translate(_URL_SAFE, _NOT_BASE64).decode("ascii")
+
+
+def _decode(text: str) -> bytes:
+    """The bytes of base64 `text` (its characters all base64), its last group too."""
     # A last group of 2 or 3 characters holds 1 or 2 whole bytes (one of 1 holds none).
     text = text[: len(text) - (len(text) % 4 == 1)]
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         return b""
-
-
-def _wav_layout(raw: bytes) -> tuple[int | None, Fraction | None]:
-    """Where the first `data` chunk's audio starts in a WAV, and the lowest byte rate its `fmt `
-    chunks before it give (None if there is none, or one gives a rate of 0)."""
-    at, rates = 12, list[Fraction]()
-    while at + 8 <= len(raw):
-        kind, length = raw[at : at + 4], int.from_bytes(raw[at + 4 : at + 8], "little")
-        if kind == b"data":
-            return at + 8, (min(rates) if rates and all(rates) else None)
-        if kind == b"fmt ":
-            rates.append(_rate(raw[at + 8 : at + 8 + min(length, 16)]))
-        at += 8 + length + (length & 1)
-    return None, None
-
-
-def _rate(fmt: bytes) -> Fraction:
-    """The lowest bytes a second a `fmt ` chunk's fields give; 0 if one of them is 0 or cut
-    short."""
-    if len(fmt) < 16:
-        return Fraction(0)
-    channels, sample_rate = int.from_bytes(fmt[2:4], "little"), int.from_bytes(fmt[4:8], "little")
-    byte_rate, block = int.from_bytes(fmt[8:12], "little"), int.from_bytes(fmt[12:14], "little")
-    bits = int.from_bytes(fmt[14:16], "little")
-    if not (channels and sample_rate and byte_rate and block):
-        return Fraction(0)
-    rates = [Fraction(byte_rate), Fraction(sample_rate * block)]
-    if bits:  # 0 in a compressed format's header (mp3 in a WAV), whose frames time it
-        rates.append(Fraction(sample_rate * channels * bits, 8))
-    return min(rates)

@@ -3,11 +3,17 @@
 `detail: low` is a flat 85 tokens. Otherwise (high, auto) the image is scaled down to fit in
 2048 x 2048, then down so its shortest side is at most 768 px, and costs 170 tokens per 512-px
 tile plus 85. The size is known only for `data:` URLs whose header we can read cheaply: PNG
-(IHDR), GIF (logical screen), WebP (VP8, VP8L, VP8X) and JPEG (the first SOF marker within the
-first 48 KiB). Only that prefix of the base64 is decoded; a URL is never fetched. An image whose
-size is unknown counts the policy's `limits.image_tokens_default`. A `detail` other than low, high
-or auto (none is auto) is refused: `original` sends the image at its own size, which the rule
-does not bound.
+(IHDR), WebP (VP8, VP8L, VP8X) and JPEG (the first SOF marker within the first 48 KiB). Only that
+prefix of the base64 is decoded; a URL is never fetched. An image whose size is unknown counts the
+policy's `limits.image_tokens_default`. A `detail` other than low, high or auto (none is auto) is
+refused: `original` sends the image at its own size, which the rule does not bound.
+
+A GIF's size is not read: its header's logical screen does not bound it. Decoders size a GIF by
+its frames too (Pillow grows the image to hold a first frame that reaches past the screen), so a
+GIF whose screen says 1 x 1 can be billed as a 768 x 2048 frame, eight tiles. Bounding it by its
+frames would mean walking every frame descriptor, past color tables, extensions and image data,
+to the end of the file, which the 48 KiB prefix does not hold; so a GIF counts the default, the
+rule's worst case unless the policy lowers it.
 """
 
 from __future__ import annotations
@@ -82,7 +88,7 @@ def data_url_size(url: str) -> tuple[int, int] | None:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         return None
-    size = _png(raw) or _gif(raw) or _webp(raw) or _jpeg(raw)
+    size = _png(raw) or _webp(raw) or _jpeg(raw)
     if size is None or not all(0 < side < _MAX_SIDE for side in size):
         return None
     return size
@@ -92,13 +98,6 @@ def _png(raw: bytes) -> tuple[int, int] | None:
     if raw[:8] != b"\x89PNG\r\n\x1a\n" or raw[12:16] != b"IHDR" or len(raw) < 24:
         return None
     width, height = struct.unpack(">II", raw[16:24])
-    return width, height
-
-
-def _gif(raw: bytes) -> tuple[int, int] | None:
-    if raw[:6] not in (b"GIF87a", b"GIF89a") or len(raw) < 10:
-        return None
-    width, height = struct.unpack("<HH", raw[6:10])
     return width, height
 
 

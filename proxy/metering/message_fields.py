@@ -122,8 +122,8 @@ CHAT_PARTS: dict[str, Field] = {
     "text": _modelled(_TEXT),
     "image_url": _modelled("the tile rule times the model's image factor"),
     "input_audio": _modelled(
-        "its base64 length, or a WAV's duration (10 tokens a second) if more; a WAV whose "
-        "header gives none is refused"
+        "an mp3: its base64 length; a PCM WAV: its duration (10 tokens a second) if more; any "
+        "other audio, or a WAV whose header gives no duration, is refused"
     ),
     "file": _modelled(_DOCUMENT),
     "refusal": _modelled(f"an earlier refusal: {_JSON}"),

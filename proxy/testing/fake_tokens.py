@@ -26,8 +26,9 @@ Published rules:
   is fitted into 2048 × 2048, its short side brought down to 768, and billed the base plus a tile
   price per 512-px tile: 85 + 170 a tile, gpt-4o-mini 2833 + 5667. The fake measures PNG data
   URLs; any other image it bills as the largest the rule allows, 768 × 2048 (8 tiles).
-- Audio input: 1 token per 100 ms (OpenAI's Realtime cost guide for user audio), the duration read
-  from a WAV header; audio it cannot read it bills nothing for.
+- Audio input: 1 token per 100 ms (OpenAI's Realtime cost guide for user audio), the duration of
+  the audio bytes a WAV holds at the byte rate its header gives; audio it cannot read it bills
+  nothing for.
 
 Rules of the fake's own, where nothing is published:
 
@@ -275,22 +276,28 @@ def _image(c: _Counter, url: object, detail: object) -> int:
 
 
 def audio_tokens(data: object) -> int:
-    """1 token per 100 ms of a base64 WAV file (data chunk size over the byte rate)."""
+    """1 token per 100 ms of a base64 WAV file (RIFF, RF64 or BW64): the audio bytes its `data`
+    chunks hold over the byte rate of its last `fmt ` chunk. A chunk holds what is there up to
+    the size it declares; a size of 0 or 0xFFFFFFFF reads to the end of the file, as ffmpeg
+    does."""
     if not isinstance(data, str):
         return 0
     try:
         raw = base64.b64decode(data, validate=True)
     except ValueError:
         return 0
-    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+    if raw[:4] not in (b"RIFF", b"RF64", b"BW64") or raw[8:12] != b"WAVE":
         return 0
     byte_rate, size, at = 0, 0, 12
     while at + 8 <= len(raw):
         kind, length = raw[at : at + 4], int.from_bytes(raw[at + 4 : at + 8], "little")
         if kind == b"fmt " and at + 20 <= len(raw):
             byte_rate = int.from_bytes(raw[at + 16 : at + 20], "little")
+        elif kind == b"data" and length in (0, 0xFFFFFFFF):
+            size += len(raw) - at - 8
+            break
         elif kind == b"data":
-            size = length
+            size += min(length, len(raw) - at - 8)
         at += 8 + length + (length & 1)
     return -(-size * 10 // byte_rate) if byte_rate else 0
 

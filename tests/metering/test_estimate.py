@@ -93,8 +93,9 @@ def test_base64_image_is_never_tokenised() -> None:
     assert all(len(text) < 100 for text in enc.seen)
 
 
-def test_input_audio_is_bounded_by_its_base64_length() -> None:
-    part = {"type": "input_audio", "input_audio": {"data": "UklGR" * 200, "format": "wav"}}
+def test_input_mp3_is_bounded_by_its_base64_length() -> None:
+    mp3 = "//uQZA" + "A" * 994  # an MPEG-1 layer III frame header, then silence
+    part = {"type": "input_audio", "input_audio": {"data": mp3, "format": "mp3"}}
     assert chat(user([part])).prompt_tokens == 3 + 1 + 1000 + 3
 
 

@@ -1,5 +1,6 @@
 """Image inputs: OpenAI's 512-px tile rule when the size can be read from a data: URL's header
-(PNG, GIF, WebP, JPEG), the policy's per-image default otherwise; through the openai SDK with a
+(PNG, WebP, JPEG), the policy's per-image default otherwise (a GIF's too: its header's logical
+screen does not bound the frames a decoder sizes it by); through the openai SDK with a
 generated PNG, the ledger exact."""
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ JPEG = (
     + b"\x01\x11\x00"
 )
 GIF = b"GIF89a" + struct.pack("<HH", 320, 200) + b"\0" * 8
+TALL_GIF = (
+    b"GIF89a"
+    + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0)
+    + b"\0\0\0\xff\xff\xff"
+    + b","
+    + struct.pack("<HHHHB", 0, 0, 768, 2048, 0)
+)
+"""A GIF whose logical screen says 1 x 1 and whose first frame is 768 x 2048 (its image data
+left out: the header is all that is read)."""
 WEBP = b"RIFF" + b"\0" * 4 + b"WEBPVP8X" + b"\0" * 8 + (999).to_bytes(3, "little") * 2
 
 
@@ -76,7 +86,7 @@ def test_tile_rule(size: tuple[int, int], tokens: int) -> None:
     [
         (data_url(png(1024, 768)), (1024, 768)),
         (data_url(JPEG, "jpeg"), (800, 600)),
-        (data_url(GIF, "gif"), (320, 200)),
+        (data_url(GIF, "gif"), None),
         (data_url(WEBP, "webp"), (1000, 1000)),
         ("https://example.com/cat.png", None),
         ("data:image/png;base64,not base64!", None),
@@ -92,6 +102,12 @@ def test_low_detail_is_flat_and_unknown_sizes_take_the_default() -> None:
     assert image_tokens(data_url(png(4000, 4000)), "low", 999) == 85
     assert image_tokens("https://example.com/cat.png", "high", 999) == 999
     assert image_tokens(data_url(png(4000, 4000)), "auto", 999) == 765  # 768 x 768: 4 tiles
+
+
+def test_a_gif_counts_the_default_whatever_its_screen_says() -> None:
+    """Pillow sizes this GIF 768 x 2048, eight tiles, by its frame."""
+    assert image_tokens(data_url(TALL_GIF, "gif"), "high", 1445) == 1445
+    assert image_tokens(data_url(TALL_GIF, "gif"), "low", 1445) == 85
 
 
 def body(url: str, detail: str = "high") -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 from cookbook_support import COOKBOOK_MESSAGES, COOKBOOK_PROMPT_TOKENS
 
 from proxy.core.encodings import get_encoding
-from proxy.testing.fake_tokens import chat_prompt_tokens, prompt_tokens
+from proxy.testing.fake_tokens import audio_tokens, chat_prompt_tokens, prompt_tokens
 
 # The cookbook's tools example (section 7).
 WEATHER_TOOL = {
@@ -123,6 +123,32 @@ def test_audio_is_a_token_per_100_ms() -> None:
     part = {"type": "input_audio", "input_audio": {"data": wav(2.5), "format": "wav"}}
     body = {"model": "gpt-4o-audio-preview", "messages": [{"role": "user", "content": [part]}]}
     assert chat_prompt_tokens(body) == 3 + 1 + 25 + 3
+
+
+def riff_wav(*data: tuple[bytes, int], riff: bytes = b"RIFF") -> str:
+    """An 8 kHz 8-bit mono WAV of one `data` chunk per (audio, the size its header says)."""
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 8000, 1, 8)
+    chunks = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    chunks += b"".join(b"data" + struct.pack("<I", size) + audio for audio, size in data)
+    return base64.b64encode(riff + struct.pack("<I", len(chunks)) + chunks).decode()
+
+
+SECOND = b"\x80" * 8000
+
+
+@pytest.mark.parametrize(
+    ("audio", "billed"),
+    [
+        pytest.param(riff_wav((SECOND * 2, 3600 * 8000)), 20, id="size-past-the-end"),
+        pytest.param(riff_wav((SECOND * 2, 0)), 20, id="size-0-to-the-end"),
+        pytest.param(riff_wav((SECOND * 2, 0xFFFFFFFF)), 20, id="size-unknown-to-the-end"),
+        pytest.param(riff_wav((SECOND, 8000), (SECOND * 2, 16_000)), 30, id="two-data-chunks"),
+        pytest.param(riff_wav((SECOND * 2, 0xFFFFFFFF), riff=b"RF64"), 20, id="rf64"),
+    ],
+)
+def test_audio_is_billed_for_the_bytes_a_wav_holds(audio: str, billed: int) -> None:
+    """As a decoder plays it: what its `data` chunks hold, never the size a header claims."""
+    assert audio_tokens(audio) == billed
 
 
 @pytest.mark.parametrize(
