@@ -36,6 +36,16 @@ class SSEEvent:
     """This block's `id:`, if it had one."""
 
 
+def _data_only(raw: bytes) -> SSEEvent | None:
+    """The event of a block that is one `data:` line (nearly every event any provider sends),
+    read without the general field parser; None for any other block. Called by the whole-event
+    path only, where no field of an earlier event is pending."""
+    if not raw.startswith(b"data:") or raw.find(b"\n", 5, len(raw) - 2) >= 0:
+        return None
+    value = raw[6:-2] if raw[5:6] == b" " else raw[5:-2]
+    return SSEEvent(raw=raw, data=value.decode("utf-8", "replace"))
+
+
 class SSEDecoder:
     """Turns chunks of an SSE byte stream into events. Call `flush` once the stream ends."""
 
@@ -91,7 +101,8 @@ class SSEDecoder:
             end = tail.find(b"\n\n", max(start, searched))
             if end < 0:
                 break
-            events.append(self._parse_block(bytes(tail[start:end]), bytes(tail[start : end + 2])))
+            raw = bytes(tail[start : end + 2])
+            events.append(_data_only(raw) or self._parse_block(raw[:-2], raw))
             start = end + 2
         del tail[:start]
         return events

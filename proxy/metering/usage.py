@@ -68,7 +68,9 @@ class StreamUsage:
         self.events += 1
         # Every chunk names the service tier; the usage chunk may come without it.
         self._tier = event.get("service_tier", self._tier)
-        usage = parse_usage(event.get("usage"), "chat")
+        reported = event.get("usage")
+        # Most chunks carry "usage": null (or none): nothing to parse.
+        usage = None if reported is None else parse_usage(reported, "chat")
         if usage is not None:
             self.usage = with_service_tier(usage, self._tier)
         self.final = usage is not None and self.is_usage_only(event)
