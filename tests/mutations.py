@@ -3938,6 +3938,25 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="the fake bills the audio bytes a WAV holds, not the size its header claims",
     ),
+    Mutation(
+        name="sse-first-chunk-line-by-line",
+        file="proxy/gateway/sse.py",
+        old="            if not fresh or chunk[:1] in (b\"\", _BOM_FIRST_BYTE):\n",
+        new="            if True:\n",
+        tests=(
+            "tests/gateway/test_sse.py"
+            "::test_a_first_chunk_without_a_bom_takes_the_whole_event_path",
+        ),
+        removes="a stream's first chunk is cut into whole events when it holds no BOM",
+    ),
+    Mutation(
+        name="sse-first-chunk-bom-on-the-fast-path",
+        file="proxy/gateway/sse.py",
+        old="            if not fresh or chunk[:1] in (b\"\", _BOM_FIRST_BYTE):\n",
+        new="            if not fresh or chunk[:1] == b\"\":\n",
+        tests=("tests/gateway/test_sse.py::test_leading_bom_is_ignored",),
+        removes="a stream beginning with a BOM takes the line path, which drops the BOM",
+    ),
 )
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = "\ufeff"
+_BOM_FIRST_BYTE = b"\xef"
+"""The first byte of a UTF-8 BOM: a stream that begins with it takes the line path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +74,18 @@ class SSEDecoder:
 
     def _fast(self, chunk: bytes) -> bool:
         """Whether `chunk` can take the whole-event path: no CR anywhere, and past the first
-        event (whose first line may carry a BOM). An event the line path has begun moves over:
-        its bytes so far become the tail and are parsed again with the rest."""
-        if not self._dispatched or self._cr_pending or b"\r" in chunk or b"\r" in self._raw:
+        event (whose first line may carry a BOM), or the stream's very first bytes when they
+        do not begin one (a provider's first chunk often holds most of a short answer). An
+        event the line path has begun moves over: its bytes so far become the tail and are
+        parsed again with the rest."""
+        if self._cr_pending or b"\r" in chunk or b"\r" in self._raw:
             return False
+        if not self._dispatched:
+            fresh = not (self._started or self._raw or self._line or self._tail)
+            if not fresh or chunk[:1] in (b"", _BOM_FIRST_BYTE):
+                return False
+            self._started = self._dispatched = True
+            return True
         if self._raw or self._line:
             self._tail += self._raw
             self._tail += self._line

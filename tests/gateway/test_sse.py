@@ -195,3 +195,19 @@ def test_a_long_event_after_the_first_is_searched_once() -> None:
     [event] = decoder.feed(b"\n\n")
     assert len(event.raw) == 4096 * 1024 + 8 and event.data == "x" * 4096 * 1024
     assert CountingTail.scanned <= 2 * len(event.raw)
+
+
+def test_a_first_chunk_without_a_bom_takes_the_whole_event_path() -> None:
+    """A provider's first chunk often holds most of a short answer: its events are cut whole,
+    not line by line (which only a stream beginning with a BOM, or holding a CR, needs)."""
+    lines: list[bytes] = []
+
+    class Watched(SSEDecoder):
+        def _end_line(self, terminator: bytes, events: list[SSEEvent]) -> None:
+            lines.append(terminator)
+            super()._end_line(terminator, events)
+
+    events = Watched().feed(b'data: {"a": 1}\n\n' * 19 + b"data: [DONE]\n\n")
+    assert [e.data for e in events] == ['{"a": 1}'] * 19 + ["[DONE]"]
+    assert lines == []
+    assert [e.data for e in Watched().feed(b"\xef\xbb\xbfdata: x\n\n")] == ["x"]
