@@ -1984,7 +1984,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="property-sees-long-context-unreserved",
         file="proxy/metering/pricing.py",
         old="    if long is None or usage.prompt_tokens <= long.above:",
-        new="    if True:",
+        new="if True:",
         tests=(PROPERTY,),
         removes="the property catches long prompts priced below their long-context prices",
     ),
@@ -3676,7 +3676,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="alias-images-at-the-price-entry-s-factor",
         file="proxy/policy/aliases.py",
-        old="            aliases[name] = Alias(upstream_name, send, price, _served(send, entry))\n",
+        old="            aliases[name] = Alias(upstream_name, send, price, served)\n",
         new="            aliases[name] = Alias(upstream_name, send, price)\n",
         tests=(
             "tests/gateway/test_alias_images.py"
@@ -3937,6 +3937,41 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/testing/test_fake_tokens.py::test_audio_is_billed_for_the_bytes_a_wav_holds",
         ),
         removes="the fake bills the audio bytes a WAV holds, not the size its header claims",
+    ),
+    Mutation(
+        name="alias-to-another-model-keeps-the-entry-s-factor",
+        file="proxy/policy/aliases.py",
+        old="if same or (snapshot_of(send) or send) == (snapshot_of(entry.name) or entry.name):",
+        new="if True:",
+        tests=(
+            "tests/gateway/test_alias_images.py"
+            "::test_an_alias_sent_as_a_model_with_no_published_image_rule_refuses_its_images",
+            "tests/policy/test_image_factors.py"
+            "::test_an_alias_sent_as_a_model_with_no_published_rule_takes_only_a_written_factor",
+        ),
+        removes="an alias served as another model does not take its entry's published image factor",
+    ),
+    Mutation(
+        name="alias-written-image-factor-ignored",
+        file="proxy/policy/aliases.py",
+        old="    if published is None:\n        return written\n",
+        new="    if published is None:\n        return None\n",
+        tests=(
+            "tests/gateway/test_alias_images.py"
+            "::test_an_alias_sent_as_a_model_with_no_published_image_rule_takes_the_written_factor",
+        ),
+        removes="an alias served as a model with no published image rule takes the written factor",
+    ),
+    Mutation(
+        name="alias-images-refused-unshown",
+        file="proxy/policy/describe.py",
+        old="    elif served is not None:\n",
+        new="    elif False:\n",
+        tests=(
+            "tests/policy/test_image_factors.py"
+            "::test_check_says_an_alias_s_images_are_refused_and_what_to_write",
+        ),
+        removes="check says an alias's images are refused and what to write",
     ),
 )
 
