@@ -3973,6 +3973,52 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="check says an alias's images are refused and what to write",
     ),
+    Mutation(
+        name="mp3-frames-not-chained-to-the-end",
+        file="proxy/metering/audio.py",
+        old="    return at > start and (at + 4 > len(raw) or _tags_start(raw, at) == at)\n",
+        new="    return at > start\n",
+        tests=(
+            "tests/gateway/test_audio_formats.py"
+            "::test_audio_the_proxy_cannot_time_is_refused_naming_the_part",
+            "tests/metering/test_audio.py"
+            "::test_data_that_only_begins_with_a_frame_sync_is_not_an_mp3",
+        ),
+        removes="an mp3's frames must follow one another to its end (or its tags)",
+    ),
+    Mutation(
+        name="mp3-free-format-frames-accepted",
+        file="proxy/metering/audio.py",
+        old="        if version == 1 or layer != 1 or bitrate in (0, 15) or rate == 3:\n",
+        new="        if version == 1 or layer != 1 or bitrate == 15 or rate == 3:\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_data_that_only_begins_with_a_frame_sync_is_not_an_mp3",
+        ),
+        removes="a free-format frame header does not make an mp3",
+    ),
+    Mutation(
+        name="mp3-layer-ii-frames-accepted",
+        file="proxy/metering/audio.py",
+        old="        if version == 1 or layer != 1 or bitrate in (0, 15) or rate == 3:\n",
+        new="        if version == 1 or layer == 0 or bitrate in (0, 15) or rate == 3:\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_data_that_only_begins_with_a_frame_sync_is_not_an_mp3",
+        ),
+        removes="only layer III frames make an mp3",
+    ),
+    Mutation(
+        name="mp3-apev2-tag-not-skipped",
+        file="proxy/metering/audio.py",
+        old="            end = begins\n",
+        new="            pass\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_an_mp3_s_frames_follow_one_another_to_its_end_or_its_tags",
+        ),
+        removes="an mp3's frames may end at an APEv2 tag",
+    ),
 )
 
 
