@@ -1984,7 +1984,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="property-sees-long-context-unreserved",
         file="proxy/metering/pricing.py",
         old="    if long is None or usage.prompt_tokens <= long.above:",
-        new="    if True:",
+        new="if True:",
         tests=(PROPERTY,),
         removes="the property catches long prompts priced below their long-context prices",
     ),
@@ -3676,7 +3676,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="alias-images-at-the-price-entry-s-factor",
         file="proxy/policy/aliases.py",
-        old="            aliases[name] = Alias(upstream_name, send, price, _served(send, entry))\n",
+        old="            aliases[name] = Alias(upstream_name, send, price, served)\n",
         new="            aliases[name] = Alias(upstream_name, send, price)\n",
         tests=(
             "tests/gateway/test_alias_images.py"
@@ -3956,6 +3956,87 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="            if not fresh or chunk[:1] == b\"\":\n",
         tests=("tests/gateway/test_sse.py::test_leading_bom_is_ignored",),
         removes="a stream beginning with a BOM takes the line path, which drops the BOM",
+    ),
+    Mutation(
+        name="alias-to-another-model-keeps-the-entry-s-factor",
+        file="proxy/policy/aliases.py",
+        old="if same or (snapshot_of(send) or send) == (snapshot_of(entry.name) or entry.name):",
+        new="if True:",
+        tests=(
+            "tests/gateway/test_alias_images.py"
+            "::test_an_alias_sent_as_a_model_with_no_published_image_rule_refuses_its_images",
+            "tests/policy/test_image_factors.py"
+            "::test_an_alias_sent_as_a_model_with_no_published_rule_takes_only_a_written_factor",
+        ),
+        removes="an alias served as another model does not take its entry's published image factor",
+    ),
+    Mutation(
+        name="alias-written-image-factor-ignored",
+        file="proxy/policy/aliases.py",
+        old="    if published is None:\n        return written\n",
+        new="    if published is None:\n        return None\n",
+        tests=(
+            "tests/gateway/test_alias_images.py"
+            "::test_an_alias_sent_as_a_model_with_no_published_image_rule_takes_the_written_factor",
+        ),
+        removes="an alias served as a model with no published image rule takes the written factor",
+    ),
+    Mutation(
+        name="alias-images-refused-unshown",
+        file="proxy/policy/describe.py",
+        old="    elif served is not None:\n",
+        new="    elif False:\n",
+        tests=(
+            "tests/policy/test_image_factors.py"
+            "::test_check_says_an_alias_s_images_are_refused_and_what_to_write",
+        ),
+        removes="check says an alias's images are refused and what to write",
+    ),
+    Mutation(
+        name="mp3-frames-not-chained-to-the-end",
+        file="proxy/metering/audio.py",
+        old="    return at > start and (at + 4 > len(raw) or _tags_start(raw, at) == at)\n",
+        new="    return at > start\n",
+        tests=(
+            "tests/gateway/test_audio_formats.py"
+            "::test_audio_the_proxy_cannot_time_is_refused_naming_the_part",
+            "tests/metering/test_audio.py"
+            "::test_data_that_only_begins_with_a_frame_sync_is_not_an_mp3",
+        ),
+        removes="an mp3's frames must follow one another to its end (or its tags)",
+    ),
+    Mutation(
+        name="mp3-free-format-frames-accepted",
+        file="proxy/metering/audio.py",
+        old="        if version == 1 or layer != 1 or bitrate in (0, 15) or rate == 3:\n",
+        new="        if version == 1 or layer != 1 or bitrate == 15 or rate == 3:\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_data_that_only_begins_with_a_frame_sync_is_not_an_mp3",
+        ),
+        removes="a free-format frame header does not make an mp3",
+    ),
+    Mutation(
+        name="mp3-layer-ii-frames-accepted",
+        file="proxy/metering/audio.py",
+        old="        if version == 1 or layer != 1 or bitrate in (0, 15) or rate == 3:\n",
+        new="        if version == 1 or layer == 0 or bitrate in (0, 15) or rate == 3:\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_data_that_only_begins_with_a_frame_sync_is_not_an_mp3",
+        ),
+        removes="only layer III frames make an mp3",
+    ),
+    Mutation(
+        name="mp3-apev2-tag-not-skipped",
+        file="proxy/metering/audio.py",
+        old="            end = begins\n",
+        new="            pass\n",
+        tests=(
+            "tests/metering/test_audio.py"
+            "::test_an_mp3_s_frames_follow_one_another_to_its_end_or_its_tags",
+        ),
+        removes="an mp3's frames may end at an APEv2 tag",
     ),
 )
 

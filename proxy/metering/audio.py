@@ -4,10 +4,18 @@ OpenAI bills input audio by its duration, 1 token per 100 ms. The proxy reserves
 duration it can bound, whatever the part's `format` says (a provider may sniff the content), and
 refuses any other with 400 `unpriced_feature` naming the part:
 
-- An mp3: data that begins with an MPEG audio frame sync (0xFF, then a byte whose top 3 bits are
-  set), or with an ID3v2 tag followed by one. It is reserved as the length of its base64: mp3's
-  lowest bitrate is 8 kbps, about 1,333 base64 characters a second, far above the 10 tokens a
-  second billed.
+- An mp3: MPEG-1, 2 or 2.5 layer III frames after an optional ID3v2 tag, each frame header
+  valid (a bitrate index of 1 to 14, so neither free format nor the bad index 15; a sample rate
+  index of 0 to 2) and each next header where the last frame ends (its length, with its padding
+  byte), to the end of the data: only an ID3v1 tag (`TAG` and 125 bytes) and/or an APEv2 tag
+  may follow, and the last frame may be cut short. Data that only begins with a frame sync may
+  be another format a decoder plays for hours (a ProTracker module's free title can begin with
+  one). Layers I and II (mp2, not what `mp3` names) are refused: their frames are longer (up to
+  2,880 bytes), room for more of another format's structures inside one. An mp3 is reserved as
+  the length of its base64: the lowest layer III bitrate is 8 kbps, about 1,333 base64
+  characters a second, far above the 10 tokens a second billed, and each frame of a chain holds
+  its duration at its bitrate. The data is decoded once and its frames walked by a table lookup
+  each: linear, a few ms for a 1 MB mp3.
 - A PCM WAV (RIFF, or its 64-bit forms RF64 and BW64) of format 1 (PCM), 3 (IEEE float) or
   0xFFFE (extensible) with a PCM or float subformat. Uncompressed audio at a low sample rate takes
   few bytes a second (1 Hz, 8-bit mono: one byte, billed 10 tokens), so its length alone bounds
@@ -72,7 +80,8 @@ def input_audio_tokens(data: str, path: str) -> int:
     raise _refused(
         path,
         "is neither an mp3 nor a PCM WAV, whatever its `format` says: the proxy cannot bound the "
-        f"duration the provider bills for it ({TOKENS_PER_SECOND} tokens a second; RIFX, a WAV "
+        f"duration the provider bills for it ({TOKENS_PER_SECOND} tokens a second; an mp3 is "
+        "MPEG layer III frames, each where the last ends, to the end of the data; RIFX, a WAV "
         "after an ID3 tag and other containers are not read)",
     )
 
@@ -98,14 +107,66 @@ def _refused(path: str, what: str) -> BadRequest:
 
 
 def _is_mp3(audio: _Base64) -> bool:
-    """Whether the audio begins with an MPEG audio frame sync, after an ID3v2 tag if it has one
-    (as ffmpeg reads a tag: "ID3", a version, flags, then a size of four 7-bit bytes)."""
+    """Whether the audio is MPEG audio frames that chain to its end, after an ID3v2 tag if it
+    has one (as ffmpeg reads a tag: "ID3", a version, flags, then a size of four 7-bit bytes)."""
     at, tag = 0, audio.read(0, 10)
     if tag[:3] == b"ID3" and len(tag) == 10 and not any(byte & 0x80 for byte in tag[6:10]):
         size = (tag[6] << 21) | (tag[7] << 14) | (tag[8] << 7) | tag[9]
         at = 10 + size + (10 if tag[5] & 0x10 else 0)  # a footer repeats the header
     sync = audio.read(at, 2)
-    return len(sync) == 2 and sync[0] == 0xFF and sync[1] & 0xE0 == 0xE0
+    if len(sync) < 2 or sync[0] != 0xFF or sync[1] & 0xE0 != 0xE0:
+        return False
+    raw = audio.whole()
+    start = at
+    while at + 4 <= len(raw):
+        length = _FRAME_LENGTHS[(raw[at + 1] & 0x1F) << 8 | raw[at + 2]]
+        if raw[at] != 0xFF or raw[at + 1] & 0xE0 != 0xE0 or not length:
+            break
+        at += length
+    # The frames run to the end (the last may be cut short, or leave less than a header), or
+    # tags take up exactly the rest.
+    return at > start and (at + 4 > len(raw) or _tags_start(raw, at) == at)
+
+
+def _tags_start(raw: bytes, at: int) -> int:
+    """Where the tags at the end of an mp3 whose frames end at `at` begin: an ID3v1 tag last,
+    an APEv2 tag before it. The APEv2 tag must have its header, where its footer's size puts
+    it: a lone footer could claim any bytes before it as its items."""
+    end = len(raw)
+    if end - at >= 128 and raw[end - 128 : end - 125] == b"TAG":
+        end -= 128
+    footer = raw[end - 32 : end] if end - at >= 64 else b""
+    if footer[:8] == b"APETAGEX" and int.from_bytes(footer[20:24], "little") >> 31:
+        begins = end - int.from_bytes(footer[12:16], "little") - 32
+        if at <= begins <= end - 64 and raw[begins : begins + 8] == b"APETAGEX":
+            end = begins
+    return end
+
+
+def _frame_lengths() -> list[int]:
+    """A layer III frame's length in bytes by the low 5 bits of its header's second byte
+    (version, layer, protection) and its third (bitrate, sample rate, padding, private); 0 for
+    any other header: a reserved version or sample rate, free format, bitrate index 15, or a
+    layer other than III."""
+    kbps = {
+        3: (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+        2: (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    }
+    rates = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+    lengths = [0] * 8192
+    for key in range(8192):
+        version, layer = key >> 11 & 3, key >> 9 & 3
+        bitrate, rate, padding = key >> 4 & 15, key >> 2 & 3, key >> 1 & 1
+        if version == 1 or layer != 1 or bitrate in (0, 15) or rate == 3:
+            continue
+        # 1152 samples a frame in MPEG-1, 576 in MPEG-2 and 2.5: 144 or 72 bytes per bit/s/Hz.
+        per = 144 if version == 3 else 72
+        bps = kbps[3 if version == 3 else 2][bitrate - 1] * 1000
+        lengths[key] = per * bps // rates[version][rate] + padding
+    return lengths
+
+
+_FRAME_LENGTHS = _frame_lengths()
 
 
 def _wav_layout(audio: _Base64, path: str) -> tuple[int | None, Fraction | None]:
@@ -199,6 +260,12 @@ class _Base64:
         text = self._whole()
         found = _NOT_ZERO.search(text, at // 3 * 4)
         return max(0, (found.start() if found else len(text)) * 6 // 8 - at)
+
+    def whole(self) -> bytes:
+        """Every byte, decoded once."""
+        if len(self._data) <= _HEAD_CHARS:
+            return self.head
+        return _decode(self._whole())
 
     def _whole(self) -> str:
         if self._text is None:

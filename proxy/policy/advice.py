@@ -22,8 +22,8 @@ def warnings(policy: Policy) -> list[str]:
 def _image_factors(policy: Policy) -> list[str]:
     """A written `image_token_factor` below the one published for the model (OpenAI's tile
     rule, Claude's): its image inputs would be reserved below what the provider bills for them.
-    (An alias sent as a model whose published factor is higher is reserved at that one:
-    aliases.py; `check` shows it on the alias's line.)"""
+    (An alias is reserved by the image rule of the model it is sent as: aliases.py; `check`
+    shows it on the alias's line.)"""
     found = []
     for price in policy.models.values():
         published = published_image_factor(price.name)

@@ -111,11 +111,17 @@ def _upstreams(policy: Policy) -> list[str]:
 
 def _alias(name: str, alias: Alias) -> str:
     priced = "" if alias.price == name else f", priced as {alias.price}"
-    factor = None if alias.served is None else alias.served.image_token_factor
+    served = alias.served
+    factor = None if served is None else served.image_token_factor
     if factor is not None:
         priced += (
             f"; image tokens ×{float(factor):.4g}, the rule published for {alias.send}, "
             f"not {alias.price}'s"
+        )
+    elif served is not None:
+        priced += (
+            f"; images refused: no image rule known for {alias.send}; write image_token_factor "
+            f"on models.{served.name} (the most {alias.send} bills an image, over the proxy's rule)"
         )
     return f"{name} → sent as {alias.send}{priced}"
 

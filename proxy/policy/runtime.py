@@ -221,7 +221,7 @@ class Policy:
         """The price entry for `model` (an alias's model for an alias): its exact name, else the
         entry it is a dated snapshot of (gpt-4o-2024-08-06, gpt-4-0613, claude-sonnet-4-20250514).
         Nothing is matched by prefix: o1-pro is not o1, gpt-4o-audio-preview is not gpt-4o.
-        An alias whose served model publishes a higher image factor has a price of its own."""
+        An alias whose served model counts images by another factor has a price of its own."""
         alias = self.aliases.get(model)
         if alias is not None:
             if alias.served is not None:

@@ -63,8 +63,8 @@ class Alias:
     price: str
     served: ModelPrice | None = None
     """What its calls are priced at when that is not `price`'s entry as written: the entry with
-    the image factor published for the model `send` names, where that is higher (aliases.py).
-    None: `price`'s entry."""
+    the image factor of the model served (aliases.py: the one published for `send`, else one
+    written on the entry, else none and its images are refused). None: `price`'s entry."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import struct
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -24,6 +25,7 @@ from prices_support import HEADERS, POLICY, billed_cost, measured_call
 
 from proxy.policy import describe, load_policy
 from proxy.policy.runtime import Policy
+from proxy.testing import fake_claude_tokens
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import Stack, local_stack
 
@@ -59,12 +61,12 @@ def opus_aliased(tmp_path: Path, factor: str) -> Policy:
     )
 
 
-async def compare(stack: Stack) -> None:
+async def compare(stack: Stack, model: str = "claude-opus-4-7") -> None:
     async with anthropic.AsyncAnthropic(
         base_url=stack.url, api_key="unused", default_headers=HEADERS, max_retries=0
     ) as sdk:
         await sdk.messages.create(
-            model="claude-opus-4-7",
+            model=model,
             max_tokens=20,
             messages=[
                 {
@@ -85,6 +87,55 @@ async def test_an_opus_4_7_alias_priced_as_opus_4_6_reserves_opus_4_7_images(
     [billed] = fake.billed
     assert billed.model == "claude-opus-4-7" and billed.prompt_tokens > IMAGES * 4_784, billed
     assert billed_cost(billed) <= charged <= reserved, (billed_cost(billed), charged, reserved)
+
+
+NEW = "claude-opus-5"
+"""A Claude model released after the proxy's table of published image rules."""
+
+
+def new_aliased(tmp_path: Path, factor: str) -> Policy:
+    """claude-opus-5 declared an alias priced as Opus 4.6 (Opus 4.7's entry renamed), `factor`
+    written on the entry."""
+    written = "" if not factor else f", image_token_factor: {factor}"
+    return edited(
+        tmp_path,
+        (OPUS_47, "claude-opus-4-6: {input: 5"),
+        ("output: 25,\n", f"output: 25{written},\n"),
+        (ANTHROPIC, f"auth: x-api-key, models: {{{NEW}: {{price: claude-opus-4-6}}}}}}"),
+    )
+
+
+async def test_an_alias_sent_as_a_model_with_no_published_image_rule_refuses_its_images(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Opus 4.6's 1,600 tokens an image is Opus 4.6's rule, not the new model's: without a
+    factor written on the entry, the images are refused before anything is reserved or sent."""
+    fake = FakeUpstream(FakeSettings(latency=LATENCY))
+    async with local_stack(new_aliased(tmp_path, ""), store=store_url, fake=fake) as stack:
+        with pytest.raises(anthropic.BadRequestError) as raised:
+            await compare(stack, NEW)
+        balances = await stack.ledger.balances("alpha")
+    body: Any = raised.value.body
+    error = body["error"]
+    assert error["code"] == "unpriced_feature" and "image_token_factor" in error["message"], body
+    assert "models.claude-opus-4-6" in error["message"], body
+    assert fake.requests == [] and fake.billed == []
+    assert all(r.spent == r.reserved == 0 for r in balances)
+
+
+async def test_an_alias_sent_as_a_model_with_no_published_image_rule_takes_the_written_factor(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator writes the new model's most an image (3 × 1,600 ≥ 4,784): the fake bills
+    it as a high-resolution model, and the reservation covers that."""
+    monkeypatch.setattr(fake_claude_tokens, "HIGH_RES_MODELS", ("claude-opus-4-7", NEW))
+    fake = FakeUpstream(FakeSettings(latency=LATENCY))
+    async with local_stack(new_aliased(tmp_path, "3"), store=store_url, fake=fake) as stack:
+        _, reserved, charged = await measured_call(stack.ledger, compare(stack, NEW))
+    [billed] = fake.billed
+    assert billed.model == NEW and billed.prompt_tokens > IMAGES * 4_784, billed
+    cost = billed_cost(dataclasses.replace(billed, model="claude-opus-4-7"))  # Opus 4.6's prices
+    assert cost <= charged <= reserved, (cost, charged, reserved)
 
 
 def png(width: int, height: int) -> str:

@@ -61,8 +61,22 @@ GSM = riff(
     b"fact" + struct.pack("<II", 4, 320 * GSM_BLOCKS),
     data(bytes(65 * GSM_BLOCKS)),
 )
+MP3 = b"\xff\xfb\x90\x64" + bytes(413)
+"""An MPEG-1 layer III frame, 128 kbps: 26 ms."""
+
+
+def module() -> bytes:
+    """A ProTracker module (magic `M.K.` at byte 1080) whose free title begins with an MPEG
+    frame header: a decoder with libopenmpt plays it for hours, at its slowest speed."""
+    title = MP3[:4] + b"tune".ljust(16, b"\0")
+    row = bytes([0, 0, 0x0F, 0x1F, 0, 0, 0x0F, 0x20, 0, 0, 0x0E, 0xEF, 0, 0, 0, 0])
+    return title + bytes(31 * 30) + bytes([128, 127]) + bytes(128) + b"M.K." + row * 64
+
+
 REFUSED = {
     "rifx": (rifx(), "is neither an mp3 nor a PCM WAV"),
+    "module-behind-a-frame-sync": (module(), "is neither an mp3 nor a PCM WAV"),
+    "frames-then-zeros": (MP3 * 3 + bytes(1000), "is neither an mp3 nor a PCM WAV"),
     "id3-then-riff": (b"ID3\x04" + bytes(6) + riff(fmt(1), data(SILENCE)), "is neither an mp3"),
     "gsm-in-wav": (GSM, "is a WAV of codec 0x0031"),
     "second-fmt": (
@@ -70,8 +84,6 @@ REFUSED = {
         "is a WAV of more than one `fmt ` chunk",
     ),
 }
-MP3 = b"\xff\xfb\x90\x64" + bytes(413)
-"""An MPEG-1 layer III frame, 128 kbps: 26 ms."""
 
 
 async def transcribe(stack: Stack, audio: bytes, audio_format: Format = "wav") -> Any:
@@ -121,6 +133,9 @@ async def test_audio_the_proxy_cannot_time_is_refused_naming_the_part(
         pytest.param(MP3 * 40, "mp3", id="mp3"),
         pytest.param(b"ID3\x04" + bytes(6) + MP3 * 40, "mp3", id="mp3-after-an-id3-tag"),
         pytest.param(MP3 * 40, "wav", id="mp3-said-to-be-wav"),
+        pytest.param(
+            MP3 * 40 + MP3[:100] + b"TAG" + bytes(125), "mp3", id="mp3-cut-short-then-an-id3v1-tag"
+        ),
         pytest.param(riff(fmt(1), data(SILENCE[:10], size=HOUR)), "wav", id="wav-said-an-hour"),
         pytest.param(riff(fmt(1), data(SILENCE[:10], size=0)), "wav", id="wav-of-size-0"),
     ],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 
 import pytest
 
@@ -235,7 +236,7 @@ def test_data_that_is_not_base64_is_refused() -> None:
     "raw",
     [
         pytest.param(MP3_FRAME, id="frame"),
-        pytest.param(b"\xff\xe3\x18\xc4" + bytes(100), id="mpeg-2.5-8-kbps"),
+        pytest.param((b"\xff\xe3\x18\xc4" + bytes(68)) * 2, id="mpeg-2.5-8-kbps"),
         pytest.param(ID3 + MP3_FRAME, id="id3-then-frame"),
         pytest.param(b"ID3\x04\x00\x10\x00\x00\x00\x02??" + bytes(10) + MP3_FRAME, id="footer"),
         pytest.param(
@@ -249,6 +250,82 @@ def test_an_mp3_is_counted_by_its_base64_length(raw: bytes) -> None:
     tokens a second billed."""
     mp3 = base64.b64encode(raw).decode()
     assert input_audio_tokens(mp3, PART) == len(mp3)
+
+
+def apev2(items: bytes, *, header: bool) -> bytes:
+    """An APEv2 tag: an optional header, `items`, its footer (its size counts items + footer)."""
+    size, flags = len(items) + 32, 0x8000_0000 if header else 0
+    footer = b"APETAGEX" + struct.pack("<IIII", 2000, size, 1, flags) + bytes(8)
+    head = b"APETAGEX" + struct.pack("<IIII", 2000, size, 1, flags | 0x2000_0000) + bytes(8)
+    return (head if header else b"") + items + footer
+
+
+ID3V1 = b"TAG" + b"title".ljust(125, b"\0")
+APE = apev2(b"\x05\0\0\0\0\0\0\0Title\0tune!", header=True)
+PADDED = b"\xff\xfb\x92\x64" + bytes(414)
+"""An MPEG-1 layer III frame, 128 kbps at 44.1 kHz with its padding byte: 418 bytes."""
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(MP3_FRAME * 3 + MP3_FRAME[:200], id="last-frame-cut-short"),
+        pytest.param(MP3_FRAME * 3 + MP3_FRAME[:2], id="last-header-cut-short"),
+        pytest.param(MP3_FRAME + PADDED + MP3_FRAME, id="padded"),
+        pytest.param((b"\xff\xf3\xe4\xc4" + bytes(476)) * 3, id="mpeg-2-160-kbps-24-khz"),
+        pytest.param(MP3_FRAME * 3 + ID3V1, id="id3v1"),
+        pytest.param(MP3_FRAME * 3 + APE, id="apev2"),
+        pytest.param(MP3_FRAME * 3 + apev2(b"", header=True) + ID3V1, id="apev2-then-id3v1"),
+        pytest.param(ID3 + MP3_FRAME * 2 + APE + ID3V1, id="all-three-tags"),
+    ],
+)
+def test_an_mp3_s_frames_follow_one_another_to_its_end_or_its_tags(raw: bytes) -> None:
+    mp3 = base64.b64encode(raw).decode()
+    assert input_audio_tokens(mp3, PART) == len(mp3)
+
+
+def module_behind_a_frame_sync() -> bytes:
+    """A ProTracker module (magic `M.K.` at byte 1080) whose free 20-byte title begins with a
+    valid MPEG-1 layer III frame header: a decoder with libopenmpt plays it for hours."""
+    title = b"\xff\xfb\x90\x64" + b"tune".ljust(16, b"\0")
+    orders = bytes([128, 127]) + bytes(128)
+    row = bytes([0, 0, 0x0F, 0x1F, 0, 0, 0x0F, 0x20, 0, 0, 0x0E, 0xEF, 0, 0, 0, 0])  # slowest
+    module = title + bytes(31 * 30) + orders + b"M.K." + row * 64
+    assert module[1080:1084] == b"M.K."
+    return module
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(module_behind_a_frame_sync(), id="module-behind-a-frame-sync"),
+        pytest.param(MP3_FRAME + bytes(500), id="a-frame-then-no-header"),
+        pytest.param(MP3_FRAME * 3 + b"OggS\0\x02" + bytes(400), id="frames-then-another-format"),
+        pytest.param((b"\xff\xfb\x00\x64" + bytes(413)) * 2, id="free-format"),
+        pytest.param((b"\xff\xfb\xf0\x64" + bytes(413)) * 2, id="bitrate-index-15"),
+        pytest.param((b"\xff\xfb\x9c\x64" + bytes(413)) * 2, id="sample-rate-index-3"),
+        pytest.param((b"\xff\xeb\x90\x64" + bytes(413)) * 2, id="reserved-version"),
+        pytest.param((b"\xff\xfd\x90\x64" + bytes(413)) * 2, id="layer-ii"),
+        pytest.param(MP3_FRAME * 3 + ID3V1 + MP3_FRAME, id="after-an-id3v1-tag"),
+        pytest.param(MP3_FRAME + apev2(bytes(600), header=True)[40:], id="ape-tag-cut-short"),
+        pytest.param(
+            MP3_FRAME + apev2(module_behind_a_frame_sync(), header=False),
+            id="ape-footer-claiming-the-rest-without-its-header",
+        ),
+    ],
+)
+def test_data_that_only_begins_with_a_frame_sync_is_not_an_mp3(raw: bytes) -> None:
+    message = refusal(base64.b64encode(raw).decode())
+    assert "is neither an mp3 nor a PCM WAV" in message, message
+    assert "MPEG layer III frames, each where the last ends" in message, message
+
+
+def test_a_megabyte_of_mp3_is_walked_in_linear_time() -> None:
+    """Its smallest frames (MPEG-2 layer III, 8 kbps at 24 kHz: 24 bytes), 43,690 of them."""
+    mp3 = base64.b64encode((b"\xff\xf3\x14\xc4" + bytes(20)) * (2**20 // 24)).decode()
+    started = time.perf_counter()
+    assert input_audio_tokens(mp3, PART) == len(mp3)
+    assert time.perf_counter() - started < 1.0
 
 
 def test_chunks_past_the_first_48_kib_are_read() -> None:

@@ -94,9 +94,10 @@ def test_base64_image_is_never_tokenised() -> None:
 
 
 def test_input_mp3_is_bounded_by_its_base64_length() -> None:
-    mp3 = "//uQZA" + "A" * 994  # an MPEG-1 layer III frame header, then silence
+    frame = "//uQZA" + "A" * 550  # an MPEG-1 layer III frame of 417 bytes (128 kbps), silent
+    mp3 = frame * 3
     part = {"type": "input_audio", "input_audio": {"data": mp3, "format": "mp3"}}
-    assert chat(user([part])).prompt_tokens == 3 + 1 + 1000 + 3
+    assert chat(user([part])).prompt_tokens == 3 + 1 + len(mp3) + 3
 
 
 def test_base64_data_url_in_text_counts_its_bytes_untokenised() -> None:

@@ -102,15 +102,17 @@ def aliased(tmp_path: Path, *, written: str = "", send: str = "x", price: str = 
         (", image_token_factor: 1.5", "claude-opus-4-7", Fraction(4784, 1600)),
         (", image_token_factor: 4", "claude-opus-4-7", Fraction(4)),
         ("", "mini", Fraction(5667, 170)),
-        ("", "big", Fraction(5667, 170)),
-        ("", "llava", Fraction(5667, 170)),
+        ("", "big", Fraction(1)),
+        ("", "llava", None),
     ],
 )
 def test_an_alias_reserves_images_at_least_at_the_factor_published_for_the_model_sent(
-    tmp_path: Path, written: str, alias: str, factor: Fraction
+    tmp_path: Path, written: str, alias: str, factor: Fraction | None
 ) -> None:
-    """The served model's published factor, or the entry's if higher; a served model with no
-    published factor (llava) keeps its entry's; the entry itself is unchanged."""
+    """The served model's published factor, or a factor written on the entry if higher; the
+    entry's published factor is its own model's rule, so gpt-4o priced as gpt-4o-mini (big) is
+    reserved at gpt-4o's, and a served model with none (llava) has none: its images are
+    refused. The entry itself is unchanged."""
     pol = aliased(tmp_path, written=written)
     price = pol.price_for(alias)
     assert price is not None and price.image_token_factor == factor
@@ -130,6 +132,77 @@ def test_an_alias_of_an_entry_without_an_image_rule_takes_the_served_model_s(
     assert price is not None and price.image_token_factor == Fraction(4784, 1600)
     unknown = aliased(tmp_path, send="in-house-v2", price="in-house")
     assert unknown.price_for("opus") is unknown.models["in-house"]
+
+
+NEW = """
+identity: header
+upstreams:
+  anthropic:
+    base_url: "https://api.anthropic.com/v1"
+    models: {{{alias}}}
+  azure:
+    kind: azure
+    base_url: "https://x.openai.azure.com/openai"
+    deployments: {{prod: gpt-4o-mini}}
+routes: [{{model: "*", upstream: anthropic}}]
+models:
+  claude-opus-4-6: {{input: 5, output: 25{written}}}
+  gpt-4o-mini: {{input: 0.15, output: 0.60}}
+plans: {{test: {{budgets: {{tenant: {{limit: 5, period: month}}}}}}}}
+"""
+
+
+def new_model(tmp_path: Path, alias: str, written: str = "") -> Policy:
+    path = tmp_path / "policy.yaml"
+    path.write_text(NEW.format(alias=alias, written=written))
+    return load_policy(path)
+
+
+@pytest.mark.parametrize(
+    ("alias", "written", "factor"),
+    [
+        ("claude-opus-5: {price: claude-opus-4-6}", "", None),
+        ("opus: {send: claude-opus-5-20270101, price: claude-opus-4-6}", "", None),
+        ("claude-opus-5: {price: claude-opus-4-6}", ", image_token_factor: 3", Fraction(3)),
+        ("claude-opus-5: {price: claude-opus-4-6}", ", image_token_factor: 0.5", Fraction(1, 2)),
+        ("opus: {send: claude-opus-4-6-20260205, price: claude-opus-4-6}", "", Fraction(1)),
+        ("opus: {send: claude-opus-4-6, price: claude-opus-4-6}", ", image_token_factor: 2", 2),
+    ],
+)
+def test_an_alias_sent_as_a_model_with_no_published_rule_takes_only_a_written_factor(
+    tmp_path: Path, alias: str, written: str, factor: Fraction | None
+) -> None:
+    """A model released after the published table, priced as its predecessor: the entry's
+    published factor (Opus 4.6's 1,600 an image) is not the new model's rule, so only a factor
+    the policy writes on the entry applies, else its images are refused. A dated snapshot of
+    the entry's own model is that model."""
+    pol = new_model(tmp_path, alias, written)
+    name = alias.split(":")[0]
+    price = pol.price_for(name)
+    assert price is not None and price.name == "claude-opus-4-6"
+    assert price.image_token_factor == factor
+    entry = pol.models["claude-opus-4-6"]
+    assert (price is entry) == (entry.image_token_factor == factor)
+
+
+def test_an_azure_deployment_serves_its_entry_s_model_whatever_its_name(tmp_path: Path) -> None:
+    pol = new_model(tmp_path, "claude-opus-5: {price: claude-opus-4-6}")
+    price = pol.price_for("prod")
+    assert price is pol.models["gpt-4o-mini"] and price.image_token_factor == Fraction(5667, 170)
+
+
+def test_check_says_an_alias_s_images_are_refused_and_what_to_write(tmp_path: Path) -> None:
+    text = describe(new_model(tmp_path, "claude-opus-5: {price: claude-opus-4-6}"))
+    [line] = [line for line in text.splitlines() if line.strip().startswith("claude-opus-5 →")]
+    assert "images refused: no image rule known for claude-opus-5; write image_token_factor" in (
+        line
+    ), line
+    assert "models.claude-opus-4-6" in line, line
+    written = new_model(
+        tmp_path, "claude-opus-5: {price: claude-opus-4-6}", ", image_token_factor: 3"
+    )
+    [line] = [line for line in describe(written).splitlines() if "claude-opus-5 →" in line]
+    assert "refused" not in line, line
 
 
 def test_check_warns_of_a_claude_factor_below_its_published_rule_as_published_not_openai_s(
