@@ -143,6 +143,13 @@ class Ledger(Protocol):
         """Every ledger entry the tenant has (all levels, values, units and live periods)."""
         ...
 
+    async def top_spenders(
+        self, tenant: str, level: str, unit: str, period_id: str, limit: int
+    ) -> list[BalanceRow]:
+        """The `limit` entries of `level` in `unit` and period `period_id` with the most spent,
+        most first (spenders.py): a tenant's top end users. Reads only, a batch at a time."""
+        ...
+
     async def lines(
         self, tenant: str, lines: Sequence[BudgetLine], utc_offset_min: int = 0
     ) -> list[LineBalance]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from proxy.core.types import ReservationSettings
-from proxy.store.ledger import quotas
+from proxy.store.ledger import quotas, spenders
 from proxy.store.ledger.base import (
     Amounts,
     BalanceRow,
@@ -36,6 +36,7 @@ from proxy.store.ledger.common import (
     DENIED,
     Outcome,
     alert_marks,
+    balance_row,
     balance_rows,
     instance_id,
     limit_in_force,
@@ -255,6 +256,17 @@ class MemoryLedger(MemorySweep):
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         return balance_rows(self._tenant(tenant).ledger)
+
+    async def top_spenders(
+        self, tenant: str, level: str, unit: str, period_id: str, limit: int
+    ) -> list[BalanceRow]:
+        t = self._tenants.get(tenant) or TenantState()  # a read creates nothing
+        best = spenders.Best(limit)
+        best.add((k, v) for k, v in t.ledger.items() if spenders.matches(k, level, unit, period_id))
+        return [
+            balance_row(p, spent, t.ledger.get(f"{p}|reserved", 0), t.ledger.get(f"{p}|credit", 0))
+            for p, spent in best.prefixes()
+        ]
 
     async def lines(
         self, tenant: str, lines: Sequence[BudgetLine], utc_offset_min: int = 0

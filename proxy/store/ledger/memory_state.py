@@ -17,7 +17,7 @@ from proxy.store.ledger import quotas
 from proxy.store.ledger.base import Amounts, State, TenantStatus
 from proxy.store.ledger.calendar import MINUTE_MS, Calendar, period_bound_ms
 from proxy.store.ledger.checks import out_of_range
-from proxy.store.ledger.common import Outcome, field_expiry
+from proxy.store.ledger.common import Outcome, alerted, end_users, field_expiry, user_expiry
 from proxy.store.ledger.expiry import ExpiryIndex
 from proxy.store.ledger.memory_due import DueIndex
 from proxy.store.ledger.meta import AGGREGATE, GENERATION
@@ -94,9 +94,13 @@ class TenantState:
         hold_ms: int = 0,
     ) -> None:
         """Keep an entry: see common.lua's touch (exact with a calendar, else a safe bound; a
-        run entry for `hold_ms`, how long the call reserving may stay open, + the idle TTL)."""
+        run entry for `hold_ms`, how long the call reserving may stay open, + the idle TTL; an
+        end user's by user_expiry)."""
         pid = prefix.split("|")[-1]
-        if pid != "-" and cal is not None:
+        if end_users(prefix) and (cal is not None or pid == "-"):
+            end = None if pid == "-" or cal is None else cal.period_end(pid)
+            self.keep(prefix, user_expiry(now + hold_ms, s, end))
+        elif pid != "-" and cal is not None:
             self.keep(prefix, cal.period_end(pid) + s.period_grace_ms)
         elif pid != "-":
             self.ledger_exp.setdefault(prefix, period_bound_ms(pid) + s.period_grace_ms)
@@ -212,9 +216,10 @@ class TenantState:
 
     def first_deny(self, prefix: str, now: int, s: ReservationSettings) -> bool:
         """reserve.lua's first_deny(): True for the first budget denial on `prefix` in its
-        period (`q|alert|<prefix>|deny`, kept until the period's entries expire)."""
+        period (`q|alert|<prefix>|deny`, kept until the period's entries expire); never on an
+        end user's line."""
         name = f"q|alert|{prefix}|deny"
-        if name in self.counters.values:
+        if name in self.counters.values or not alerted(prefix):
             return False
         self.counters.values[name] = now
         self._keep_alert(name, prefix, now, s)

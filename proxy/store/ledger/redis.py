@@ -172,10 +172,11 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep):
             request.scope,
             "1" if request.keep_scope else "0",
             *("-" if limit is None else str(limit) for limit in limits),
-            str(len(q.concurrent)),
         ]
-        for level, value, limit in q.concurrent:
-            args += [level, value, str(limit)]
+        for scoped in (q.concurrent, q.rates):
+            args.append(str(len(scoped)))
+            for level, value, limit in scoped:
+                args += [level, value, str(limit)]
         args.append(str(len(request.lines)))
         for line in request.lines:
             args += [line.level, line.value, line.unit, line.period, str(line.limit)]

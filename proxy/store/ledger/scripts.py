@@ -81,7 +81,7 @@ class Scripts:
         self.epoch = Epoch()
         s = settings
         self._common = (
-            str(s.run_idle_ms),
+            f"{s.run_idle_ms}:{s.user_idle_ms}",
             str(s.period_grace_ms),
             str(s.tombstone_ms),
             str(s.audit_retention_ms),

@@ -2,8 +2,8 @@
 --
 -- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due
 -- (the due index: tenant -> earliest due time, in the tenant's slot; keys.py)
--- ARGV (every script): 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms;
--- the rest per script.
+-- ARGV (every script): 1 idle TTLs '<run_idle_ms>:<user_idle_ms>', 2 period_grace_ms,
+-- 3 tombstone_ms, 4 audit_retention_ms; the rest per script.
 --
 -- NOW is Redis TIME plus the tenant's `clock_offset_ms` (tests only), so deadlines, periods and
 -- audit ids agree. The calendar is UTC + OFFSET and month periods follow ANCHOR: a script that
@@ -16,7 +16,11 @@
 -- sum it will change (guard) before it writes anything, and refuses the whole call otherwise
 -- (error OUT_OF_RANGE). Counters that step by one (q|…) cannot get there.
 
-local IDLE, GRACE, TOMB = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local IDLE, UIDLE = (function()
+  local run, user = string.match(ARGV[1], '^(%d+):(%d+)$')
+  return tonumber(run), tonumber(user)
+end)()
+local GRACE, TOMB = tonumber(ARGV[2]), tonumber(ARGV[3])
 local RETAIN = tonumber(ARGV[4])
 local DAY, MINUTE = 86400000, 60000
 local OFFSET, ANCHOR, EXACT = 0, { day = 1, since = 0 }, false
@@ -156,18 +160,32 @@ local function keep(name, at)
   redis.call('ZADD', KEYS[2], 'GT', fmt(at), name)
 end
 
+-- An end user's entry (store/ledger/common.py user_expiry): UIDLE after the call that touched
+-- it can no longer be open, but never before its period ends (the user would be handed the
+-- period's budget again) and never later than any period entry (its end + grace).
+local function user_expiry(pid, hold)
+  local idle = NOW + (hold or 0) + UIDLE
+  if pid == '-' then return idle end
+  local stop = period_end(pid)
+  return math.min(stop + GRACE, math.max(stop, idle))
+end
+
 -- Period entries live until period end + grace, run entries for an idle TTL after their last
--- write, other entries without a period (lifetime budgets) for ever. Without EXACT a period
--- entry keeps the expiry it has, or gets a safe bound if it has none. `hold` (ms, reserve
--- only) is how long the call being reserved may stay open: a run entry outlives it by the
--- idle TTL, so it cannot expire under an open call whatever run_idle_ms is.
+-- write, an end user's as user_expiry says, other entries without a period (lifetime budgets)
+-- for ever. Without EXACT a period entry keeps the expiry it has, or gets a safe bound if it
+-- has none. `hold` (ms, reserve only) is how long the call being reserved may stay open: a run
+-- or user entry outlives it by the idle TTL, so it cannot expire under an open call whatever
+-- the idle TTL is.
 local function touch(prefix, hold)
   local pid = string.match(prefix, '[^|]*$')
-  if pid ~= '-' and EXACT then
+  local level = string.match(prefix, '^[^|]*')
+  if level == 'user' and (EXACT or pid == '-') then
+    keep(prefix, user_expiry(pid, hold))
+  elseif pid ~= '-' and EXACT then
     keep(prefix, period_end(pid) + GRACE)
   elseif pid ~= '-' then
     redis.call('ZADD', KEYS[2], 'NX', fmt(period_bound(pid) + GRACE), prefix)
-  elseif string.match(prefix, '^[^|]*') == 'run' then
+  elseif level == 'run' then
     keep(prefix, NOW + (hold or 0) + IDLE)
   end
 end

@@ -17,12 +17,11 @@ local function refuse(gate, quota, retry)
   if not gate.quota then gate.quota, gate.retry = quota, retry end
 end
 
--- GCRA in integer µs, as quotas.gcra: a call moves the arrival time by
+-- GCRA in integer µs, as quotas.gcra: a call moves the arrival time (field `name`) by
 -- floor(60e6 * cost / limit), split as whole minutes of the rate plus
 -- floor((cost mod limit) * 60 * 10^6 / limit) (limit < 2^43, checked before the store). A rate
 -- that denies is not advanced.
-local function rate(gate, quota, limit, cost)
-  local name = (quota == 'requests_per_minute') and 'q|rpm|tat' or 'q|tpm|tat'
+local function rate(gate, quota, name, limit, cost)
   local minutes = idiv(cost, limit)
   local part = per_million_floor(60 * (cost - minutes * limit), limit, WINDOW_US)
   local step = math.min(minutes, MAX_STEP_MINUTES) * WINDOW_US + part
@@ -36,7 +35,7 @@ local function rate(gate, quota, limit, cost)
 end
 
 -- Every quota but tokens_per_minute, in order: concurrency, runs per day, steps per run,
--- requests per minute.
+-- requests per minute (the tenant's, then each level's: 'q|rpm|<level>|<value>|tat').
 local function check_quotas(q, run)
   local gate = { held = {}, run_fields = {}, rates = {} }
   for _, c in ipairs(q.conc) do
@@ -62,7 +61,11 @@ local function check_quotas(q, run)
     gate.run_fields[#gate.run_fields + 1] = steps
     if counter(steps) >= q.steps_per_run then refuse(gate, 'steps_per_run', 0) end
   end
-  if q.rpm then rate(gate, 'requests_per_minute', q.rpm, 1) end
+  if q.rpm then rate(gate, 'requests_per_minute', 'q|rpm|tat', q.rpm, 1) end
+  for _, r in ipairs(q.rates) do
+    local name = 'q|rpm|' .. r.level .. '|' .. r.value .. '|tat'
+    rate(gate, 'requests_per_minute ' .. r.level, name, r.limit, 1)
+  end
   return gate
 end
 
