@@ -165,7 +165,9 @@ def provider_keys(policy: Policy) -> dict[str, str | None]:
 
 def build_app(config: AppConfig) -> web.Application:
     """The proxy application: its routes, and its resources in cleanup contexts (module
-    docstring)."""
+    docstring). PolicyError, before anything is opened, for a policy that hashes end-user ids
+    without their secret."""
+    end_users.from_environment(config.policy, os.environ)
     limits = config.policy.limits
     largest = max([limits.max_body_bytes, *limits.route_body_bytes.values()])
     app = web.Application(middlewares=[observe.middleware, errors], client_max_size=largest)

@@ -80,14 +80,14 @@ def check(
                 f"({cap}), so a late or repeated settle is recognised"
             ),
         )
-    for name, whose in (("run_idle", "run's"), ("user_idle", "end user's")):
+    for name, whose in (("run_idle", "a run's"), ("user_idle", "an end user's")):
         idle = getattr(settings, f"{name}_ms") // 1000
         if idle <= cap:
             at = f"{name}_seconds" if f"{name}_seconds" in given else "cap_seconds"
             yield (
                 ("reservations", at),
                 (
-                    f"reservations.{name}_seconds ({idle}) must exceed cap_seconds ({cap}), or a "
+                    f"reservations.{name}_seconds ({idle}) must exceed cap_seconds ({cap}), or "
                     f"{whose} budget and counters could expire while one of its calls is still "
                     "open"
                 ),
