@@ -1,0 +1,155 @@
+"""How an end user's id is kept (issue 18): with `user_ids: hash` the ledger, the audit trail and
+the call log keep only a keyed hash, mixed with the tenant, while the body goes upstream as sent;
+without its secret such a policy neither starts nor reloads; under `plain` an id that cannot be
+kept is refused where the plan keeps anything per user, and passed over where it keeps nothing;
+and in gateway mode a key may pin the user."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from boundary_support import bearer, call, gateway, sidecar, with_admin
+from support import chat, eventually
+
+from proxy.core.errors import PolicyError
+from proxy.gateway.context import RUNTIME
+from proxy.testing.local import local_stack
+
+SECRET = "s3cret-for-the-tests-0123456789"
+BUDGETS = "tenant: {limit: 50, period: month}\nuser: {limit: 1, period: day}"
+T = "/admin/v1/tenants/alpha"
+CHAT = "/v1/chat/completions"
+
+
+def kept(tenant: str, user: str) -> str:
+    """The id as kept, by the rule the README states, computed apart from the proxy."""
+    message = f"{tenant}\n{user.lower()}".encode()
+    return hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def headers(tenant: str = "alpha", **more: str) -> dict[str, str]:
+    return {"X-Cycles-Tenant": tenant, **more}
+
+
+async def user_rows(stack: Any, tenant: str = "alpha") -> dict[str, int]:
+    rows = await stack.ledger.balances(tenant)
+    return {r.value: r.spent for r in rows if r.level == "user"}
+
+
+async def test_hashed_ids_are_all_the_ledger_audit_and_log_keep(
+    tmp_path: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("CYCLES_USER_ID_SECRET", SECRET)
+    caplog.set_level(logging.INFO, logger="cycles.calls")
+    pol = sidecar(tmp_path, "user_ids: hash\n", budgets=BUDGETS)
+    async with local_stack(pol, store=store_url) as stack:
+        email = "Alice@Example.com"
+        for tenant, body in (("alpha", chat(user=email)), ("beta", chat(user=email))):
+            assert (await call(stack, "POST", CHAT, headers(tenant), body))[0] == 200
+        same = headers(**{"X-Cycles-User": "Bob-1"})
+        assert (await call(stack, "POST", CHAT, same, chat(user="ignored")))[0] == 200
+        assert (await call(stack, "POST", CHAT, headers(), chat(user="bob-1")))[0] == 200
+        await eventually(lambda: len(caplog.records) >= 4, "the calls' log lines")
+        alpha, beta = await user_rows(stack), await user_rows(stack, "beta")
+        assert set(alpha) == {kept("alpha", email), kept("alpha", "bob-1")}
+        assert alpha[kept("alpha", "bob-1")] == 2 * alpha[kept("alpha", email)] > 0
+        assert set(beta) == {kept("beta", email)} != {kept("alpha", email)}
+        assert [body["user"] for _, _, body in stack.fake.requests][:2] == [email, email]
+        trail = await stack.stores.tenants.audit("alpha")
+        logged = [r.getMessage() for r in caplog.records if r.name == "cycles.calls"]
+        kept_text = orjson.dumps([e.fields for e in trail]).decode() + " ".join(logged)
+        assert f"user={kept('alpha', email)}" in kept_text
+        assert "alice" not in kept_text.lower() and "bob-1" not in kept_text
+
+
+async def test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("CYCLES_USER_ID_SECRET", raising=False)
+    hashing = sidecar(tmp_path, "user_ids: hash\n", budgets=BUDGETS)
+    with pytest.raises(PolicyError, match="CYCLES_USER_ID_SECRET"):
+        async with local_stack(hashing):
+            pass
+    monkeypatch.setenv("CYCLES_USER_ID_SECRET", "too-short")
+    with pytest.raises(PolicyError, match="at least 16 characters"):
+        async with local_stack(hashing):
+            pass
+    monkeypatch.delenv("CYCLES_USER_ID_SECRET")
+    path = tmp_path / "policy.yaml"
+    hashed_text = path.read_text()
+    plain = sidecar(tmp_path, "", budgets=BUDGETS)
+    async with local_stack(plain, policy_path=str(path), reload_every=0.02) as stack:
+        _rewrite(path, hashed_text)
+        await eventually(lambda: "CYCLES_USER_ID_SECRET" in caplog.text, "the refusal logged")
+        assert stack.app[RUNTIME].policy.user_ids == "plain"
+        assert (await call(stack, "POST", CHAT, headers(), chat(user="carol")))[0] == 200
+        assert await user_rows(stack) == {"carol": await _one(stack, "carol")}
+        monkeypatch.setenv("CYCLES_USER_ID_SECRET", SECRET)
+        _rewrite(path, hashed_text + "\n# now with its secret\n")
+        await eventually(lambda: stack.app[RUNTIME].policy.user_ids == "hash", "the reload")
+        assert (await call(stack, "POST", CHAT, headers(), chat(user="carol")))[0] == 200
+        assert kept("alpha", "carol") in await user_rows(stack)
+
+
+def _rewrite(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+async def _one(stack: Any, user: str) -> int:
+    return (await user_rows(stack))[user]
+
+
+@pytest.mark.parametrize("budgets", [BUDGETS, "tenant: {limit: 50, period: month}"])
+async def test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept(
+    tmp_path: Path, store_url: str, budgets: str
+) -> None:
+    async with local_stack(sidecar(tmp_path, budgets=budgets), store=store_url) as stack:
+        status, answer = await call(stack, "POST", CHAT, headers(), chat(user="a@b.c"))
+        if "user:" in budgets:
+            assert status == 400 and answer["error"]["code"] == "invalid_user"
+            assert answer["error"]["param"] == "user" and "user_ids: hash" in str(answer)
+            assert await stack.ledger.balances("alpha") == [] and stack.fake.calls == 0
+        else:
+            assert status == 200 and await user_rows(stack) == {}
+        bad_header = headers(**{"X-Cycles-User": "a@b.c"})
+        status, answer = await call(stack, "POST", CHAT, bad_header, chat())
+        assert (status, answer["error"]["param"]) == (400, "X-Cycles-User")
+
+
+@pytest.mark.parametrize("ids", ["plain", "hash"])
+async def test_a_key_may_pin_the_user(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, ids: str
+) -> None:
+    monkeypatch.setenv("CYCLES_USER_ID_SECRET", SECRET)
+    pol = gateway(tmp_path, f"user_ids: {ids}\n", budgets=BUDGETS)
+    async with with_admin(pol, store_url) as (stack, admin):
+        status, _, key = await admin.call("POST", f"{T}/keys", {"user": "U-7"})
+        assert status == 201 and key["user"] == "u-7"
+        plain = key["key"]
+        for refused in (
+            bearer(plain, **{"X-Cycles-User": "u-8"}),
+            {"body": "u-8", **bearer(plain)},
+        ):
+            body = chat(user=refused.pop("body")) if "body" in refused else chat()
+            code, answer = await call(stack, "POST", CHAT, refused, body)
+            assert code == 403 and answer["error"]["type"] == "scope_mismatch"
+        assert await stack.ledger.balances("alpha") == [] and stack.fake.calls == 0
+        for body in (chat(), chat(user="U-7"), chat(safety_identifier="u-7")):
+            assert (await call(stack, "POST", CHAT, bearer(plain), body))[0] == 200
+        value = "u-7" if ids == "plain" else kept("alpha", "u-7")
+        spent = await user_rows(stack)
+        assert list(spent) == [value] and spent[value] > 0
+        _, _, listed = await admin.call("GET", f"{T}/keys")
+        assert [k["user"] for k in listed["data"] if k["id"] == key["id"]] == ["u-7"]
