@@ -15,7 +15,9 @@ from admin_support import ADMIN, Admin, admin_stack
 from boundary_support import with_top_level
 from support import chat, eventually
 
+from proxy.__main__ import command_line
 from proxy.admin.dashboard import session
+from proxy.cli import admin as cli
 from proxy.policy.runtime import Policy
 from proxy.store.ledger.base import BalanceRow, Ledger
 from proxy.testing.local import Stack
@@ -27,6 +29,10 @@ T = "/admin/v1/tenants/alpha"
 
 def hashing(tmp_path: Path, ids: str) -> Policy:
     return with_top_level(tmp_path, BUDGETS, f"identity: header\nuser_ids: {ids}\n")
+
+
+def parse(command: list[str]) -> Any:
+    return command_line().parse_args(command)
 
 
 def kept(user: str) -> str:
@@ -97,6 +103,8 @@ async def test_one_users_lines_by_the_id_its_clients_send(
         row = (await user_rows(stack.ledger))[value]
         status, one = await get(admin, f"{T}/users/{sent}")
         assert status == 200 and one["user"] == value
+        command = ["admin", "users", "alpha", "--user", sent]
+        assert await cli.call(admin.url, ADMIN, *cli.request_for(parse(command))) == (200, one)
         [line] = one["data"]
         assert (line["value"], line["spent"]["units"], line["period"]) == (
             value,
