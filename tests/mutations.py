@@ -75,6 +75,7 @@ END_USER_IDS = "tests/gateway/test_end_user_ids.py"
 END_USER_SCOPES = "tests/budget/test_end_user_scopes.py"
 END_USER_EXPIRY = "tests/store/test_end_user_expiry.py"
 LEDGER_END_USERS = "tests/store/test_ledger_end_users.py"
+MANY_USERS = "tests/store/test_many_end_users.py"
 ADMIN_END_USERS = "tests/admin/test_admin_end_users.py"
 FROM_HEADER_ELSE_BODY = "test_the_user_comes_from_the_header_else_the_body_which_goes_up_unchanged"
 """The whole ledger contract, on every store."""
@@ -1634,11 +1635,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/common.lua",
         old=(
             "  guard(prefixes, 'spent', added)\n  for _, p in ipairs(prefixes) do\n"
-            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+            "    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))\n"
         ),
         new=(
             "  for _, p in ipairs(prefixes) do\n  guard({ p }, 'spent', added)\n"
-            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+            "    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))\n"
         ),
         tests=(
             SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
@@ -3656,9 +3657,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="balances-list-every-end-user",
-        file="proxy/admin/api.py",
-        old="if r.level != END_USER]\n",
-        new="]\n",
+        file="proxy/store/ledger/memory.py",
+        old="balance_rows(self._tenant(tenant).ledger.own)",
+        new="balance_rows(self._tenant(tenant).ledger)",
         tests=(f"{ADMIN_END_USERS}::test_the_top_end_users_most_spent_first_and_balances_leave_them_out",),
         removes="/balances leaves out the end users (there may be millions)",
     ),
@@ -3671,6 +3672,58 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="the admin API finds a user by the id its clients send, hashed first",
     ),
 
+    Mutation(
+        name="end-users-in-the-tenants-hash",
+        file="proxy/store/ledger/lua/common.lua",
+        old="if string.sub(field, 1, #head) == head then return KEYS[8] end",
+        new="if string.sub(field, 1, #head) == head then return KEYS[1] end",
+        tests=(
+            f"{MANY_USERS}::test_balances_read_the_tenants_own_lines_only[redis]",
+            f"{MANY_USERS}::test_a_reset_without_a_level_leaves_end_users_alone[redis]",
+        ),
+        removes="Redis keeps end users' entries apart from the tenant's own (:users)",
+    ),
+    Mutation(
+        name="reset-without-level-resets-end-users",
+        file="proxy/store/tenants/memory.py",
+        old="        return list(t.ledger.own.items())\n",
+        new="        return list(t.ledger.items())\n",
+        tests=(f"{MANY_USERS}::test_a_reset_without_a_level_leaves_end_users_alone[memory]",),
+        removes="a reset without a level leaves the end users alone",
+    ),
+    Mutation(
+        name="reset-of-one-user-walks-every-user-memory",
+        file="proxy/store/tenants/memory.py",
+        old=(
+            "    return [(name, t.ledger.users[name])"
+            " for name in names if name in t.ledger.users]\n"
+        ),
+        new=(
+            "    return [(n, x) for n, x in t.ledger.users.items()"
+            " if n.startswith(f'user|{value}|')]\n"
+        ),
+        tests=(f"{MANY_USERS}::test_a_reset_of_one_user_reads_that_users_fields_only[memory]",),
+        removes="a reset of one end user reads that user's fields only (memory://)",
+    ),
+    Mutation(
+        name="reset-of-one-user-walks-every-user-redis",
+        file="proxy/store/ledger/lua/tenant_ledger.lua",
+        old="  if ARGV[9] ~= 'user' then return redis.call('HGETALL', KEYS[1]) end\n",
+        new=(
+            "  if true then return redis.call('HGETALL',"
+            " ARGV[9] == 'user' and KEYS[8] or KEYS[1]) end\n"
+        ),
+        tests=(f"{MANY_USERS}::test_a_reset_of_one_user_reads_that_users_fields_only[redis]",),
+        removes="a reset of one end user reads that user's fields only (Redis)",
+    ),
+    Mutation(
+        name="reset-level-user-without-value",
+        file="proxy/admin/api.py",
+        old="    if level == END_USER and value is None:\n",
+        new="    if False:\n",
+        tests=(f"{ADMIN_END_USERS}::test_a_reset_of_level_user_names_one_user",),
+        removes="a reset of level user must name the user",
+    ),
 )
 
 

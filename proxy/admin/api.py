@@ -283,9 +283,10 @@ close = _status_change("closed")
 
 
 async def balances(request: web.Request) -> web.StreamResponse:
-    """Every line but the end users' (there may be millions: user_routes.py shows them)."""
+    """Every line but the end users' (there may be millions: the ledger keeps them apart and
+    `balances` leaves them out; user_routes.py shows them)."""
     record = await record_of(request)
-    rows = [r for r in await ledger(request).balances(record.id) if r.level != END_USER]
+    rows = await ledger(request).balances(record.id)
     plan = runtime(request).policy.plans.get(record.plan)
     return ok({"tenant": record.id, "data": [views.balance_json(r, record, plan) for r in rows]})
 
@@ -339,6 +340,12 @@ async def reset(request: web.Request) -> web.StreamResponse:
     level = views.level(body["level"]) if body.get("level") is not None else None
     given = body.get("value")
     value = None if given is None else _value(request, record.id, level or "", given)
+    if level == END_USER and value is None:
+        raise BadRequest(
+            "Name the end user: a reset of level 'user' needs its 'value' (end users are reset "
+            "one at a time; a reset without 'level' resets the tenant's own scopes only).",
+            param="value",
+        )
     reason = views.text(body, "reason")
     if not reason:
         raise BadRequest("Say why: 'reason' is required for a reset.", param="reason")

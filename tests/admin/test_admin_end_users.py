@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from admin_support import ADMIN, Admin, admin_stack
 from boundary_support import with_top_level
+from ledger_support import every_row
 from support import chat, eventually
 
 from proxy.__main__ import command_line
@@ -54,7 +55,7 @@ async def spend(stack: Stack, user: str, calls: int, header: bool = True) -> Non
 
 async def user_rows(ledger: Ledger) -> dict[str, BalanceRow]:
     async def settled() -> dict[str, BalanceRow] | None:
-        rows = {r.value: r for r in await ledger.balances("alpha") if r.level == "user"}
+        rows = {r.value: r for r in await every_row(ledger, "alpha") if r.level == "user"}
         return None if any(r.reserved for r in rows.values()) else rows
 
     return await eventually(settled, "alpha's end users settling")
@@ -89,6 +90,26 @@ async def test_the_top_end_users_most_spent_first_and_balances_leave_them_out(
         assert (status, bad["error"]["param"]) == (400, "limit")
         _, balances = await get(admin, f"{T}/balances")
         assert {r["level"] for r in balances["data"]} == {"tenant"}
+
+
+async def test_a_reset_of_level_user_names_one_user(tmp_path: Path, store_url: str) -> None:
+    """End users are reset one at a time (the ledger reads that user's fields only); a reset
+    without a level resets the tenant's own scopes and leaves every end user alone."""
+    async with admin_stack(hashing(tmp_path, "plain"), store_url) as (stack, admin):
+        for user in ("u1", "u2"):
+            await spend(stack, user, 1)
+        before = await user_rows(stack.ledger)
+        everyone = {"level": "user", "reason": "start over"}
+        status, refused = await admin.call("POST", f"{T}/reset", everyone)
+        assert (status, refused["error"]["param"]) == (400, "value"), refused
+        assert "one at a time" in refused["error"]["message"]
+        status, reset = await admin.call("POST", f"{T}/reset", {"reason": "new month"})
+        assert status == 200 and {r["level"] for r in reset["data"]} == {"tenant"}
+        one = {"level": "user", "value": "U1", "reason": "goodwill"}
+        status, reset = await admin.call("POST", f"{T}/reset", one)
+        assert status == 200 and [r["value"] for r in reset["data"]] == ["u1"]
+        after = await user_rows(stack.ledger)
+        assert (after["u1"].spent, after["u2"].spent) == (0, before["u2"].spent) != (0, 0)
 
 
 @pytest.mark.parametrize("ids", ["plain", "hash"])

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from boundary_support import bearer, call, gateway, sidecar, with_admin
+from ledger_support import every_row
 from support import chat, eventually
 
 from proxy.core.errors import PolicyError
@@ -39,7 +40,7 @@ def headers(tenant: str = "alpha", **more: str) -> dict[str, str]:
 
 
 async def user_rows(stack: Any, tenant: str = "alpha") -> dict[str, int]:
-    rows = await stack.ledger.balances(tenant)
+    rows = await every_row(stack.ledger, tenant)
     return {r.value: r.spent for r in rows if r.level == "user"}
 
 
@@ -120,7 +121,7 @@ async def test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept(
         if "user:" in budgets:
             assert status == 400 and answer["error"]["code"] == "invalid_user"
             assert answer["error"]["param"] == "user" and "user_ids: hash" in str(answer)
-            assert await stack.ledger.balances("alpha") == [] and stack.fake.calls == 0
+            assert await every_row(stack.ledger, "alpha") == [] and stack.fake.calls == 0
         else:
             assert status == 200 and await user_rows(stack) == {}
         bad_header = headers(**{"X-Cycles-User": "a@b.c"})
@@ -145,7 +146,7 @@ async def test_a_key_may_pin_the_user(
             body = chat(user=refused.pop("body")) if "body" in refused else chat()
             code, answer = await call(stack, "POST", CHAT, refused, body)
             assert code == 403 and answer["error"]["type"] == "scope_mismatch"
-        assert await stack.ledger.balances("alpha") == [] and stack.fake.calls == 0
+        assert await every_row(stack.ledger, "alpha") == [] and stack.fake.calls == 0
         for body in (chat(), chat(user="U-7"), chat(safety_identifier="u-7")):
             assert (await call(stack, "POST", CHAT, bearer(plain), body))[0] == 200
         value = "u-7" if ids == "plain" else kept("alpha", "u-7")

@@ -14,6 +14,7 @@ import anthropic
 import openai
 import pytest
 from fields_support import shapes_policy
+from ledger_support import every_row
 from support import chat_prompt_tokens, eventually, mini_cost, policy, usd
 
 from proxy.store.ledger.base import BalanceRow, Ledger
@@ -45,7 +46,7 @@ async def users(ledger: Ledger, tenant: str = "alpha") -> dict[str, tuple[int, i
     """value -> (spent, reserved) of the tenant's end users' USD lines, once none is reserved."""
 
     async def settled() -> dict[str, tuple[int, int]] | None:
-        rows: list[BalanceRow] = await ledger.balances(tenant)
+        rows: list[BalanceRow] = await every_row(ledger, tenant)
         mine = {r.value: (r.spent, r.reserved) for r in rows if r.level == "user"}
         return None if any(reserved for _, reserved in mine.values()) else mine
 

@@ -113,4 +113,5 @@ async def ledger_entries(store: Store) -> tuple[int, int]:
     assert isinstance(ledger, RedisLedger)
     keys = layout.tenant_keys("acme")
     client = ledger.scripts.client
-    return int(await client.hlen(keys[0])), int(await client.zcard(keys[1]))
+    fields = int(await client.hlen(keys[0])) + int(await client.hlen(layout.users_key("acme")))
+    return fields, int(await client.zcard(keys[1]))

@@ -24,7 +24,6 @@ from typing import Literal
 
 from proxy.admin.dashboard.scan import DayCounts, History, Scan, history, today
 from proxy.admin.user_routes import top_users
-from proxy.core.types import END_USER
 from proxy.policy.runtime import LEVELS, Budget, Plan, Policy
 from proxy.store.ledger.base import BalanceRow, BudgetLine, Ledger, LineBalance
 from proxy.store.ledger.calendar import DAY_MS, Anchor, period_end_ms, period_id, utc_ms
@@ -216,7 +215,7 @@ async def tenant_view(
 ) -> TenantView:
     plan = policy.plans.get(record.plan)
     clock, current = await _read(stores.ledger, record, _tenant_budgets(plan))
-    rows = [r for r in await stores.ledger.balances(record.id) if r.level != END_USER]
+    rows = await stores.ledger.balances(record.id)  # never the end users (base.py)
     lines = [standing(r, record, plan, clock) for r in rows]
     # A tenant-level budget not used yet this period has no ledger entry: show it at zero.
     have = {(s.unit, s.period_id) for s in lines if s.level == "tenant"}

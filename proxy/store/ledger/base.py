@@ -140,7 +140,10 @@ class Ledger(Protocol):
         ...
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
-        """Every ledger entry the tenant has (all levels, values, units and live periods)."""
+        """Every ledger entry of the tenant's own scopes (all levels but its end users', values,
+        units and live periods). End users' entries are kept apart (store/redis/layout.py
+        `:users`) and never read here, however many there are: `top_spenders` and `lines`
+        read them."""
         ...
 
     async def top_spenders(

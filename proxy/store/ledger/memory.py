@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from proxy.core.types import ReservationSettings
+from proxy.core.types import END_USER, ReservationSettings
 from proxy.store.ledger import quotas, spenders
 from proxy.store.ledger.base import (
     Amounts,
@@ -255,14 +255,15 @@ class MemoryLedger(MemorySweep):
         return SettleResult("RELEASED", True, {})
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
-        return balance_rows(self._tenant(tenant).ledger)
+        return balance_rows(self._tenant(tenant).ledger.own)
 
     async def top_spenders(
         self, tenant: str, level: str, unit: str, period_id: str, limit: int
     ) -> list[BalanceRow]:
         t = self._tenants.get(tenant) or TenantState()  # a read creates nothing
         best = spenders.Best(limit)
-        best.add((k, v) for k, v in t.ledger.items() if spenders.matches(k, level, unit, period_id))
+        lines = t.ledger.users if level == END_USER else t.ledger.own
+        best.add((k, v) for k, v in lines.items() if spenders.matches(k, level, unit, period_id))
         return [
             balance_row(p, spent, t.ledger.get(f"{p}|reserved", 0), t.ledger.get(f"{p}|credit", 0))
             for p, spent in best.prefixes()

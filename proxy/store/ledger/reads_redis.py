@@ -17,6 +17,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from proxy.core.types import END_USER
 from proxy.store.ledger import spenders
 from proxy.store.ledger.base import BalanceRow, BudgetLine, LineBalance, ReservationRecord, State
 from proxy.store.ledger.common import balance_row, decode_amounts
@@ -48,7 +49,7 @@ class RedisReads:
         self, tenant: str, level: str, unit: str, period_id: str, limit: int
     ) -> list[BalanceRow]:
         self._epoch.guard()
-        key = layout.tenant_keys(tenant)[0]
+        key = layout.users_key(tenant) if level == END_USER else layout.tenant_keys(tenant)[0]
         best, cursor = spenders.Best(limit), 0
         match = spenders.pattern(level, unit, period_id)
         while True:

@@ -93,10 +93,10 @@ class Scripts:
     async def run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
         """Run script `name` for `tenant` with these ARGV (after the common ones)."""
         script, due = self.by_name[name], layout.due_key(tenant, self.cluster)
-        tenant_keys = [*layout.tenant_keys(tenant), due]
+        tenant_keys = [*layout.tenant_keys(tenant), due, layout.users_key(tenant)]
         with self._mapped:
             if self.wire is not None:
-                command = ("EVALSHA", script.sha, "7", *tenant_keys, *self._common, *args)
+                command = ("EVALSHA", script.sha, "8", *tenant_keys, *self._common, *args)
                 return await self._on_wire(self.wire, command)
             await self.know_shard(due)
             call = partial(

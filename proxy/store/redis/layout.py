@@ -4,7 +4,13 @@ Everything one script touches for a tenant shares the hash tag `{t:<tenant>}`, s
 live in one Redis Cluster slot and a single script can read and write them atomically:
 
     cy:v1:{t:<tenant>}:ledger      hash  `<level>|<value>|<unit>|<period id>|spent|reserved|credit`,
-                                         and the quota counters `q|…` (see store/ledger/quotas.py)
+                                         and the quota counters `q|…` (see store/ledger/quotas.py),
+                                         except end users'
+    cy:v1:{t:<tenant>}:users       hash  the end users' entries (level `user`): their lines'
+                                         fields, `q|conc|user|…`, `q|rpm|user|…`,
+                                         `q|gen|reset|user|…` (lua/common.lua hkey): kept apart
+                                         so that reads of the tenant's own lines (/balances, a
+                                         reset) never walk millions of users
     cy:v1:{t:<tenant>}:ledger_exp  zset  `<level>|<value>|<unit>|<period id>` or a `q|…` field
                                          -> expiry (ms)
     cy:v1:{t:<tenant>}:resv        hash  reservation id -> record (see
@@ -39,8 +45,8 @@ in a cluster it is one key per slot):
                              deadline or tombstone expiry of its `:resv_exp`, or entry expiry of
                              its `:ledger_exp`. Written by every script that adds to either
                              (store/ledger/lua/common.lua reindex), so it is passed to every script
-                             as its seventh key; the sweeper visits only the tenants it says are
-                             due.
+                             as its seventh key (`:users` is the eighth); the sweeper
+                             visits only the tenants it says are due.
     cy:v1:due:{<n>}    zset  Redis Cluster only: the same, one per slot, since a script may
                              only touch keys of its tenant's slot: `<n>` is the first number
                              whose key falls in that slot (due_key)
@@ -95,6 +101,11 @@ def tenant_keys(tenant: str) -> list[str]:
     """The KEYS of every per-tenant script, in TENANT_KEYS order."""
     tag = f"{PREFIX}:{{t:{tenant}}}"
     return [f"{tag}:{name}" for name in TENANT_KEYS]
+
+
+def users_key(tenant: str) -> str:
+    """The hash of a tenant's end users' entries (KEYS[8] of every per-tenant script)."""
+    return f"{PREFIX}:{{t:{tenant}}}:users"
 
 
 def due_key(tenant: str, cluster: bool) -> str:

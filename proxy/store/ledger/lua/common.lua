@@ -34,6 +34,17 @@ local function fmt(x)
   return string.format('%d', x)
 end
 
+-- The hash that holds a ledger field: an end user's entries (their lines, and their
+-- concurrency, request rate and reset generation fields) are in :users (KEYS[8]), so that the
+-- tenant's own lines (:ledger, KEYS[1]) are read without walking them (store/redis/layout.py).
+local USER_FIELDS = { 'user|', 'q|conc|user|', 'q|rpm|user|', 'q|gen|reset|user|' }
+local function hkey(field)
+  for _, head in ipairs(USER_FIELDS) do
+    if string.sub(field, 1, #head) == head then return KEYS[8] end
+  end
+  return KEYS[1]
+end
+
 -- Now, in ms and (for the rate quotas) in µs; both stay exact in doubles until the year 2112.
 -- SKEW: the tenant's clock offset (the due index is kept in Redis time, without it).
 local NOW, NOW_US, SKEW = (function()
@@ -274,7 +285,7 @@ end
 -- back at 0 is deleted).
 local function free_held(held)
   for _, f in ipairs(split_list(held)) do
-    if redis.call('HINCRBY', KEYS[1], f, -1) <= 0 then redis.call('HDEL', KEYS[1], f) end
+    if redis.call('HINCRBY', hkey(f), f, -1) <= 0 then redis.call('HDEL', hkey(f), f) end
   end
 end
 
@@ -290,7 +301,7 @@ end
 local function out_of_range(prefixes, kind, delta)
   for _, p in ipairs(prefixes) do
     local d = delta[p] or delta[unit_of(p)] or 0
-    local x = tonumber(redis.call('HGET', KEYS[1], p .. '|' .. kind) or '0')
+    local x = tonumber(redis.call('HGET', hkey(p), p .. '|' .. kind) or '0')
     if not x or x ~= math.floor(x) or math.abs(x + d) > SAFE then return p .. '|' .. kind end
   end
   return nil
@@ -311,10 +322,10 @@ local function settle_lines(prefixes, free, charge)
   for _, p in ipairs(prefixes) do
     local unit = unit_of(p)
     if free then
-      local left = redis.call('HINCRBY', KEYS[1], p .. '|reserved', fmt(-(free[unit] or 0)))
-      if left < 0 then redis.call('HSET', KEYS[1], p .. '|reserved', '0') end
+      local left = redis.call('HINCRBY', hkey(p), p .. '|reserved', fmt(-(free[unit] or 0)))
+      if left < 0 then redis.call('HSET', hkey(p), p .. '|reserved', '0') end
     end
-    if charge then redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(charge[unit] or 0)) end
+    if charge then redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(charge[unit] or 0)) end
     touch(p)
   end
 end
@@ -328,7 +339,7 @@ local function cross_marks(marks, charge)
   local out = {}
   for _, m in ipairs(marks) do
     local p, bp, mark = m[1], m[2], m[3]
-    local after = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
+    local after = tonumber(redis.call('HGET', hkey(p), p .. '|spent') or '0')
     local before = after - (charge[p] or charge[unit_of(p)] or 0)
     local name = 'q|alert|' .. p .. '|' .. bp
     if before < mark and mark <= after and redis.call('HSETNX', KEYS[1], name, fmt(NOW)) == 1 then
@@ -353,7 +364,7 @@ end
 local GEN = 'q|gen|'
 
 local function generation(name)
-  return tonumber(redis.call('HGET', KEYS[1], GEN .. name) or '0')
+  return tonumber(redis.call('HGET', hkey(GEN .. name), GEN .. name) or '0')
 end
 
 -- A commit after EXPIRED_CHARGED: each line gets actual - estimate, except that a line reset
@@ -369,14 +380,14 @@ local function late_charge(id, prefixes, est, act)
     local unit = unit_of(p)
     local d = (act[unit] or 0) - (est[unit] or 0)
     if generation('reset|' .. p) > since then d = math.max(d, 0) end
-    local spent = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
+    local spent = tonumber(redis.call('HGET', hkey(p), p .. '|spent') or '0')
     if spent then d = math.max(d, -spent) end
     added[p] = d
     by_unit[unit] = math.max(by_unit[unit] or 0, d)
   end
   guard(prefixes, 'spent', added)
   for _, p in ipairs(prefixes) do
-    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))
+    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))
     touch(p)
   end
   return added, by_unit
@@ -388,9 +399,9 @@ local function drop_expired(limit)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', fmt(NOW), 'LIMIT', 0, limit)
   for _, p in ipairs(gone) do
     if string.sub(p, 1, 2) == 'q|' then
-      redis.call('HDEL', KEYS[1], p)
+      redis.call('HDEL', hkey(p), p)
     else
-      redis.call('HDEL', KEYS[1], p .. '|spent', p .. '|reserved', p .. '|credit')
+      redis.call('HDEL', hkey(p), p .. '|spent', p .. '|reserved', p .. '|credit')
     end
     redis.call('ZREM', KEYS[2], p)
   end

@@ -10,7 +10,7 @@ local WINDOW_US, RATE_KEEP_MS, CONCURRENCY_RETRY_MS = 60000000, 120000, 1000
 local MAX_STEP_MINUTES = 10000000
 
 local function counter(name)
-  return tonumber(redis.call('HGET', KEYS[1], name) or '0')
+  return tonumber(redis.call('HGET', hkey(name), name) or '0')
 end
 
 local function refuse(gate, quota, retry)
@@ -72,7 +72,7 @@ end
 -- Count an admitted call against every quota it was checked against. The run's fields outlive
 -- the call (open for up to `hold` ms) by the idle TTL.
 local function count_quotas(gate, hold)
-  for _, name in ipairs(gate.held) do redis.call('HINCRBY', KEYS[1], name, 1) end
+  for _, name in ipairs(gate.held) do redis.call('HINCRBY', hkey(name), name, 1) end
   if gate.new_run then
     local marker, today = gate.new_run[1], gate.new_run[2]
     local runs = 'q|runs|' .. today
@@ -81,11 +81,11 @@ local function count_quotas(gate, hold)
     keep(runs, period_end(today) + GRACE)
   end
   for _, name in ipairs(gate.run_fields) do
-    if string.sub(name, -6) == '|steps' then redis.call('HINCRBY', KEYS[1], name, 1) end
+    if string.sub(name, -6) == '|steps' then redis.call('HINCRBY', hkey(name), name, 1) end
     keep(name, NOW + hold + IDLE)
   end
   for _, r in ipairs(gate.rates) do
-    redis.call('HSET', KEYS[1], r[1], fmt(r[2]))
+    redis.call('HSET', hkey(r[1]), r[1], fmt(r[2]))
     keep(r[1], NOW + RATE_KEEP_MS)
   end
 end

@@ -2,7 +2,7 @@
 -- all lines and count the call against every quota, or do nothing. Idempotent by reservation
 -- id. Loaded as common.lua + audit.lua + candidates.lua + quotas.lua + this file.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
 -- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 reservation id, 6 owner, 7 how long it stays open (ms: the cap, or an action's
 --       shorter ttl), 8 shadow ('1' | '0'), 9 run id ('' for none),
@@ -75,7 +75,7 @@ for i = 1, n do
   local b = at_n + (i - 1) * 5
   local pid = period_id(ARGV[b + 4])
   local prefix = ARGV[b + 1] .. '|' .. ARGV[b + 2] .. '|' .. ARGV[b + 3] .. '|' .. pid
-  local f = redis.call('HMGET', KEYS[1], prefix .. '|spent', prefix .. '|reserved',
+  local f = redis.call('HMGET', hkey(prefix), prefix .. '|spent', prefix .. '|reserved',
     prefix .. '|credit')
   local limit = line_limit(overrides, ARGV[b + 1], ARGV[b + 3], tonumber(ARGV[b + 5]))
   local remaining = limit + tonumber(f[3] or '0') - tonumber(f[1] or '0') - tonumber(f[2] or '0')
@@ -190,7 +190,7 @@ guard(prefixes, 'reserved', amounts)
 count_quotas(gate, cap)
 for i, l in ipairs(lines) do
   local amount = amounts[l.unit] or 0
-  redis.call('HINCRBY', KEYS[1], l.prefix .. '|reserved', fmt(amount))
+  redis.call('HINCRBY', hkey(l.prefix), l.prefix .. '|reserved', fmt(amount))
   touch(l.prefix, cap)
   l.remaining = l.remaining - amount
 end
