@@ -245,7 +245,10 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         given.url, policy.reservations, ledger=given.ledger, api_keys=given.key_store
     )
     try:
-        await stores.ledger.connect(require_noeviction=given.require_noeviction)
+        users = end_users.from_environment(policy, os.environ)
+        await stores.ledger.connect(
+            require_noeviction=given.require_noeviction, user_ids=users.fingerprint()
+        )
         app[STORES], app[LEDGER], app[REPLAYS] = stores, stores.ledger, stores.replays
         app[API_KEYS] = Keys(stores.api_keys)
         yield
@@ -371,6 +374,7 @@ async def _reloaded(app: web.Application, policy: Policy) -> None:
     ids and their secret is not set."""
     given = app[CONFIG].provider_keys or {}
     users = end_users.from_environment(policy, os.environ)
+    end_users.check_reload(app[RUNTIME].users, users)
     app[RUNTIME].swap_policy(policy, {**provider_keys(policy), **given}, users)
     await upkeep.seed(app[STORES].tenants, policy)
 

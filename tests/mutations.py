@@ -3724,6 +3724,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{ADMIN_END_USERS}::test_a_reset_of_level_user_names_one_user",),
         removes="a reset of level user must name the user",
     ),
+    Mutation(
+        name="user-ids-secret-not-checked-against-the-store",
+        file="proxy/app.py",
+        old="user_ids=users.fingerprint()",
+        new="user_ids=None",
+        tests=(f"{END_USER_IDS}::test_replicas_with_different_secrets_cannot_share_a_store",),
+        removes="a replica whose user-id secret is not the store's refuses to start",
+    ),
+    Mutation.never(
+        name="reload-changes-the-user-ids-secret",
+        file="proxy/budget/end_users.py",
+        old="    if new.fingerprint() != current.fingerprint():\n",
+        tests=(f"{END_USER_IDS}::test_a_reload_never_changes_how_ids_are_kept",),
+        removes="a reload cannot change the secret end-user ids are hashed with",
+    ),
+    Mutation.never(
+        name="reload-switches-user-ids-plain-and-hash",
+        file="proxy/budget/end_users.py",
+        old="    if new.hashed != current.hashed:\n",
+        tests=(f"{END_USER_IDS}::test_a_reload_never_changes_how_ids_are_kept",),
+        removes="a reload cannot switch user_ids between plain and hash",
+    ),
 )
 
 

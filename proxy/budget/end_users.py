@@ -43,6 +43,7 @@ MAX_HASHED_CHARS = 256
 """The longest id `user_ids: hash` accepts (OpenAI's `user` and `safety_identifier` are shorter)."""
 HASH_DIGITS = 32
 MIN_SECRET_CHARS = 16
+FINGERPRINT = b"cycles-proxy: the secret of user_ids: hash"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,14 @@ class UserIds:
             )
         return raw.lower()
 
+    def fingerprint(self) -> str | None:
+        """Under `hash`, an HMAC of a constant with the secret (it tells secrets apart and
+        reveals none), which the store records so replicas with different secrets cannot share
+        it; None when ids are kept as sent."""
+        if not self.hashed:
+            return None
+        return hmac.new(self.secret, FINGERPRINT, hashlib.sha256).hexdigest()[:HASH_DIGITS]
+
     def in_scope(self, scope: Scope) -> Scope:
         """The scope with the user it names (from X-Cycles-User or the key's pin) as kept."""
         if END_USER not in scope.values or not self.hashed:
@@ -94,6 +103,27 @@ def from_environment(policy: Policy, environ: Mapping[str, str]) -> UserIds:
             "replica; it is not set" + (" long enough" if secret else "")
         )
     return UserIds(hashed=True, secret=secret.encode())
+
+
+def check_reload(current: UserIds, new: UserIds) -> None:
+    """PolicyError unless a reloaded policy keeps ids as the one in force does: switching
+    `user_ids` between plain and hash, or the secret, would give every end user a second id
+    (and budget) beside the first, so either takes a restart (the store then checks the secret
+    against every replica's)."""
+    if new.hashed != current.hashed:
+        raise PolicyError(
+            f"user_ids: changed from {_mode(current)} to {_mode(new)}; end users would get new "
+            "ids (and budgets) beside their old ones, so it changes only with a restart"
+        )
+    if new.fingerprint() != current.fingerprint():
+        raise PolicyError(
+            "user_ids: hash: the secret changed; every end user would get a second id (and "
+            "budget), so it changes only with a restart of every replica"
+        )
+
+
+def _mode(ids: UserIds) -> str:
+    return "hash" if ids.hashed else "plain"
 
 
 def for_call(

@@ -6,20 +6,25 @@ and in gateway mode a key may pin the user."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import os
+import subprocess
+import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from boundary_support import bearer, call, gateway, sidecar, with_admin
+from conftest import REDIS, free_port
 from ledger_support import every_row
 from support import chat, eventually
 
-from proxy.core.errors import PolicyError
+from proxy.core.errors import PolicyError, StoreUnsafe
 from proxy.gateway.context import RUNTIME
 from proxy.testing.local import local_stack
 
@@ -96,10 +101,80 @@ async def test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads(
         assert (await call(stack, "POST", CHAT, headers(), chat(user="carol")))[0] == 200
         assert await user_rows(stack) == {"carol": await _one(stack, "carol")}
         monkeypatch.setenv("CYCLES_USER_ID_SECRET", SECRET)
+        caplog.clear()
         _rewrite(path, hashed_text + "\n# now with its secret\n")
-        await eventually(lambda: stack.app[RUNTIME].policy.user_ids == "hash", "the reload")
+        await eventually(lambda: "only with a restart" in caplog.text, "the refusal logged")
+        assert "user_ids: changed from plain to hash" in caplog.text
+        assert stack.app[RUNTIME].policy.user_ids == "plain"
+        assert (await call(stack, "POST", CHAT, headers(), chat(user="carol")))[0] == 200
+        assert await user_rows(stack) == {"carol": await _one(stack, "carol")}
+
+
+async def test_a_reload_never_changes_how_ids_are_kept(
+    tmp_path: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """plain <-> hash, or another secret, would give every user a second id and budget: a
+    restart-only change, refused on reload whatever the store."""
+    monkeypatch.setenv("CYCLES_USER_ID_SECRET", SECRET)
+    monkeypatch.setenv("ANOTHER_SECRET", "another-secret-0123456789")
+    path = tmp_path / "policy.yaml"
+    refused = []
+    for extra, says in (
+        ("user_ids: hash\nuser_id_secret_env: ANOTHER_SECRET\n", "the secret changed"),
+        ("", "user_ids: changed from hash to plain"),
+    ):
+        sidecar(tmp_path, extra, budgets=BUDGETS)
+        refused.append((path.read_text(), says))
+    hashing = sidecar(tmp_path, "user_ids: hash\n", budgets=BUDGETS)
+    hashed_text = path.read_text()
+    caplog.set_level(logging.INFO, logger="proxy.policy.watcher")
+    reloading = local_stack(hashing, store=store_url, policy_path=str(path), reload_every=0.02)
+    async with reloading as stack:
+        for text, says in refused:
+            caplog.clear()
+            _rewrite(path, text)
+            await eventually(partial(_said, caplog, says), f"the refusal: {says}")
+            assert stack.app[RUNTIME].policy.user_ids == "hash"
+            assert stack.app[RUNTIME].users.secret == SECRET.encode()
+        _rewrite(path, hashed_text + "\n# the same ids\n")
+        await eventually(partial(_said, caplog, "policy reloaded"), "a reload keeping the ids")
         assert (await call(stack, "POST", CHAT, headers(), chat(user="carol")))[0] == 200
         assert kept("alpha", "carol") in await user_rows(stack)
+
+
+def _said(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return text in caplog.text
+
+
+@pytest.mark.parametrize("store_url", [REDIS], indirect=True)
+async def test_replicas_with_different_secrets_cannot_share_a_store(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each replica would keep one user under its own id, with its own budget: the store
+    records the first secret's fingerprint, and a proxy with another refuses to start (one
+    line, exit 2)."""
+    pol = sidecar(tmp_path, "user_ids: hash\n", budgets=BUDGETS)
+    monkeypatch.setenv("CYCLES_USER_ID_SECRET", SECRET)
+    async with local_stack(pol, store=store_url) as one:
+        assert (await call(one, "POST", CHAT, headers(), chat(user="alice")))[0] == 200
+        monkeypatch.setenv("CYCLES_USER_ID_SECRET", "replica-two-secret-0123456789")
+        with pytest.raises(StoreUnsafe, match="not the one this store"):
+            async with local_stack(pol, store=store_url):
+                pass
+        argv = [sys.executable, "-m", "proxy", "serve", "--policy", str(tmp_path / "policy.yaml")]
+        argv += ["--store", store_url, "--listen", f"127.0.0.1:{free_port()}"]
+        argv += ["--admin-listen", "off"]
+        run = partial(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+        result = await asyncio.to_thread(run)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert "not the one this store" in result.stderr, result.stderr
+        monkeypatch.setenv("CYCLES_USER_ID_SECRET", SECRET)
+        async with local_stack(pol, store=store_url) as again:  # the same secret: welcome
+            assert (await call(again, "POST", CHAT, headers(), chat(user="alice")))[0] == 200
 
 
 def _rewrite(path: Path, text: str) -> None:

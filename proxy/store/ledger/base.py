@@ -106,10 +106,15 @@ class Ledger(Protocol):
     """Tenants a sweep skipped because their sweep failed, since the ledger was opened (each is
     logged; the app exports the count as cycles_sweeper_tenant_errors_total)."""
 
-    async def connect(self, *, require_noeviction: bool = False) -> None:
+    async def connect(
+        self, *, require_noeviction: bool = False, user_ids: str | None = None
+    ) -> None:
         """Check, once at start, that the store is safe to keep a ledger in (Redis: its
         eviction policy; its epoch, which `heartbeat` then watches). Raises StoreUnsafe when
-        `require_noeviction` and the store may evict keys."""
+        `require_noeviction` and the store may evict keys, or when `user_ids` (the fingerprint
+        of the secret end-user ids are hashed with, budget/end_users.py) differs from the one
+        the store recorded first: replicas hashing with different secrets would keep one user
+        under two ids, each with its own budget."""
         ...
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:

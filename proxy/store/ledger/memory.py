@@ -81,8 +81,11 @@ class MemoryLedger(MemorySweep):
         self._due = self.state.due
         self.expiry_alerts: ExpiryAlerts | None = None
 
-    async def connect(self, *, require_noeviction: bool = False) -> None:
-        """Nothing to check: this store lives and dies with the process."""
+    async def connect(
+        self, *, require_noeviction: bool = False, user_ids: str | None = None
+    ) -> None:
+        """Nothing to check: this store lives and dies with the process (no replica shares
+        it, so no other secret can hash its end users' ids)."""
 
     def _tenant(self, tenant: str) -> TenantState:
         """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
