@@ -3746,6 +3746,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{END_USER_IDS}::test_a_reload_never_changes_how_ids_are_kept",),
         removes="a reload cannot switch user_ids between plain and hash",
     ),
+    Mutation(
+        name="top-spenders-list-a-user-twice",
+        file="proxy/store/ledger/spenders.py",
+        old=(
+            "        merged = dict(self._kept)\n        for name, spent in fields:\n"
+            "            merged[name.removesuffix(SPENT)] = spent\n"
+            "        self._kept = heapq.nsmallest(self.limit, merged.items(), key=_rank)\n"
+        ),
+        new=(
+            "        offered = [(name.removesuffix(SPENT), spent) for name, spent in fields]\n"
+            "        self._kept = heapq.nsmallest(self.limit, [*self._kept, *offered], key=_rank)\n"
+        ),
+        tests=(f"{LEDGER_END_USERS}::test_a_line_the_walk_meets_twice_is_listed_once",),
+        removes="a line HSCAN returns twice is listed once among the top spenders",
+    ),
 )
 
 

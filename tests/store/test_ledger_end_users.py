@@ -9,11 +9,14 @@ lines raise no alerts, and the top spenders are read a batch at a time."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from conftest import EVERY_STORE
 from hooks_support import quota_counters
 from ledger_support import ask, book, ledger, line  # noqa: F401
 
+from proxy.store.ledger import RedisLedger, spenders
 from proxy.store.ledger.base import Candidate, Ledger, Quotas, ReserveRequest
 
 pytestmark = EVERY_STORE
@@ -115,3 +118,35 @@ async def test_the_top_spenders_of_a_level_most_first_in_one_unit_and_period(
     assert await ledger.top_spenders("acme", "user", "USD", "d19990101", 3) == []
     assert await ledger.top_spenders("globex", "user", "USD", pid, 3) == []
     assert len(await ledger.top_spenders("acme", "user", "USD", pid, 100)) == 5
+
+
+async def test_a_line_the_walk_meets_twice_is_listed_once(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HSCAN may return a field more than once (SCAN's contract: the hash resized between two
+    pages, as when the sweeper drops idle users meanwhile); memory:// is made to offer each
+    batch twice. A user is still listed once, and does not push another out."""
+    spends = {"big": 900, "second": 800, "third": 700}
+    for user, usd in spends.items():
+        lines = [line(limit=10**9), line("user", user, limit=10**9, period="day")]
+        result = await ledger.reserve(ask(f"r-{user}", lines, {"USD": usd}))
+        assert result.reservation is not None
+        await ledger.commit(result.reservation, {"USD": usd})
+    pid = result.lines[1].period_id
+    if isinstance(ledger, RedisLedger):
+        client: Any = ledger.scripts.client
+        real = client.hscan
+
+        async def again(name: str, cursor: int = 0, **kw: Any) -> Any:
+            """Every page, then the whole hash once more, as a resize may make HSCAN do."""
+            if cursor == -1:
+                return 0, (await real(name, 0, **kw))[1]
+            nxt, page = await real(name, cursor, **kw)
+            return (-1 if nxt == 0 else nxt), page
+
+        monkeypatch.setattr(client, "hscan", again)
+    else:
+        offer = spenders.Best.add
+        monkeypatch.setattr(spenders.Best, "add", lambda best, fields: offer(best, [*fields] * 2))
+    top = await ledger.top_spenders("acme", "user", "USD", pid, 3)
+    assert [(r.value, r.spent) for r in top] == [("big", 900), ("second", 800), ("third", 700)]

@@ -34,9 +34,12 @@ class Best:
         self._kept: list[tuple[str, int]] = []
 
     def add(self, fields: Iterable[tuple[str, int]]) -> None:
-        """Offer a batch of (`…|spent` field, spent) pairs."""
-        offered = ((name.removesuffix(SPENT), spent) for name, spent in fields)
-        self._kept = heapq.nsmallest(self.limit, [*self._kept, *offered], key=_rank)
+        """Offer a batch of (`…|spent` field, spent) pairs. A field offered again (HSCAN may
+        return one more than once) replaces what it was, so no line is listed twice."""
+        merged = dict(self._kept)
+        for name, spent in fields:
+            merged[name.removesuffix(SPENT)] = spent
+        self._kept = heapq.nsmallest(self.limit, merged.items(), key=_rank)
 
     def prefixes(self) -> list[tuple[str, int]]:
         """The best, most spent first (ties: the smaller value first)."""
