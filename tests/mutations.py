@@ -3761,6 +3761,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{LEDGER_END_USERS}::test_a_line_the_walk_meets_twice_is_listed_once",),
         removes="a line HSCAN returns twice is listed once among the top spenders",
     ),
+    Mutation(
+        name="lone-dash-is-a-scope-value",
+        file="proxy/core/types.py",
+        old='SCOPE_VALUE = re.compile(r"(?!-\\Z)[A-Za-z0-9_.-]{1,128}")',
+        new='SCOPE_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,128}")',
+        tests=(f"{END_USER_IDS}::test_a_lone_dash_is_no_scope_value",),
+        removes="no user, header or admin value is '-', which the scripts read as every value",
+    ),
 )
 
 

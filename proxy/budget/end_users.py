@@ -64,9 +64,9 @@ class UserIds:
         if not isinstance(raw, str) or not SCOPE_VALUE.fullmatch(raw):
             raise _invalid(
                 where,
-                "1 to 128 characters from A-Z, a-z, 0-9, '_', '.' and '-' (this proxy keeps "
-                "end-user ids as sent; the operator can set `user_ids: hash` to accept any id "
-                "and keep only its keyed hash)",
+                "1 to 128 characters from A-Z, a-z, 0-9, '_', '.' and '-', not '-' alone (this "
+                "proxy keeps end-user ids as sent; the operator can set `user_ids: hash` to "
+                "accept any id and keep only its keyed hash)",
             )
         return raw.lower()
 

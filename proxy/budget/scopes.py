@@ -62,7 +62,7 @@ def check_value(header: str, raw: str) -> str:
     if not SCOPE_VALUE.fullmatch(raw):
         raise BadRequest(
             f"Header {header} has an invalid value: use 1 to 128 characters from "
-            "A-Z, a-z, 0-9, '_', '.' and '-'.",
+            "A-Z, a-z, 0-9, '_', '.' and '-' (not '-' alone).",
             code="invalid_scope_header",
             param=header,
         )

@@ -52,5 +52,6 @@ END_USER = "user"
 run id). There may be millions: its entries expire when idle (ReservationSettings.user_idle_ms)
 and its lines raise no alerts (store/ledger/common.py)."""
 
-SCOPE_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-"""What a scope value may be, in a header or pinned by an API key."""
+SCOPE_VALUE = re.compile(r"(?!-\Z)[A-Za-z0-9_.-]{1,128}")
+"""What a scope value may be, in a header or pinned by an API key: never `-` alone, which the
+ledger's scripts read as "every value" (lua/tenant_ledger.lua) or "no period"."""

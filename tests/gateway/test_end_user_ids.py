@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+from admin_support import admin_stack
 from boundary_support import bearer, call, gateway, sidecar, with_admin
 from conftest import REDIS, free_port
 from ledger_support import every_row
@@ -202,6 +203,28 @@ async def test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept(
         bad_header = headers(**{"X-Cycles-User": "a@b.c"})
         status, answer = await call(stack, "POST", CHAT, bad_header, chat())
         assert (status, answer["error"]["param"]) == (400, "X-Cycles-User")
+
+
+async def test_a_lone_dash_is_no_scope_value(tmp_path: Path, store_url: str) -> None:
+    """The ledger's scripts read `-` as "every value" (a reset) or "no period": no user, header
+    or admin value may be one, so `-` cannot stand for every end user."""
+    async with admin_stack(sidecar(tmp_path, budgets=BUDGETS), store_url) as (stack, admin):
+        status, answer = await call(stack, "POST", CHAT, headers(), chat(user="-"))
+        assert (status, answer["error"]["code"], answer["error"]["param"]) == (
+            400,
+            "invalid_user",
+            "user",
+        )
+        assert "not '-' alone" in answer["error"]["message"]
+        for header in ("X-Cycles-User", "X-Cycles-Run"):
+            status, answer = await call(stack, "POST", CHAT, headers(**{header: "-"}), chat())
+            assert (status, answer["error"]["param"]) == (400, header), answer
+        assert await every_row(stack.ledger, "alpha") == [] and stack.fake.calls == 0
+        assert (await call(stack, "POST", CHAT, headers(), chat(user="bob")))[0] == 200
+        reset = {"level": "user", "value": "-", "reason": "everyone?"}
+        status, answer = await admin.call("POST", f"{T}/reset", reset)
+        assert (status, answer["error"]["param"]) == (400, "value"), answer
+        assert "bob" in await user_rows(stack)
 
 
 @pytest.mark.parametrize("ids", ["plain", "hash"])

@@ -135,7 +135,7 @@ def _scope_value(level: str, value: str) -> str:
     if not VALUE.fullmatch(value):
         raise ValueError(
             f"{level} {value!r} is not a valid scope value: use 1 to 128 characters from "
-            "A-Z, a-z, 0-9, '_', '.' and '-'"
+            "A-Z, a-z, 0-9, '_', '.' and '-' (not '-' alone)"
         )
     return value.lower()
 
