@@ -6,8 +6,8 @@ in reverse at stop:
 
     _stores          every store behind the store URL (store/open.py)     STORES, LEDGER, …
     _session         the upstream connection pool                              SESSION
-    _runtime         the policy in force, its provider keys, the tenants'      RUNTIME, SEEDER
-                     cache; the policy's tenants seeded into the store
+    _runtime         the policy in force, its provider keys and end-user id     RUNTIME, SEEDER
+                     secret, the tenants' cache; the policy's tenants seeded
     _alerts          alerts, subscribed to the pipeline's events               ALERTS
     _fail_open       local buckets and the spill, drained into the ledger      FAIL_OPEN
                      (and once more on the way out, after calls settled)
@@ -33,6 +33,7 @@ import orjson
 from aiohttp import web
 
 from proxy.actions.routes import add_routes as add_action_routes
+from proxy.budget import end_users
 from proxy.budget.directory import Directory
 from proxy.budget.endpoints import ENDPOINTS
 from proxy.core import tasks
@@ -164,7 +165,9 @@ def provider_keys(policy: Policy) -> dict[str, str | None]:
 
 def build_app(config: AppConfig) -> web.Application:
     """The proxy application: its routes, and its resources in cleanup contexts (module
-    docstring)."""
+    docstring). PolicyError, before anything is opened, for a policy that hashes end-user ids
+    without their secret."""
+    end_users.from_environment(config.policy, os.environ)
     limits = config.policy.limits
     largest = max([limits.max_body_bytes, *limits.route_body_bytes.values()])
     app = web.Application(middlewares=[observe.middleware, errors], client_max_size=largest)
@@ -242,7 +245,10 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         given.url, policy.reservations, ledger=given.ledger, api_keys=given.key_store
     )
     try:
-        await stores.ledger.connect(require_noeviction=given.require_noeviction)
+        users = end_users.from_environment(policy, os.environ)
+        await stores.ledger.connect(
+            require_noeviction=given.require_noeviction, user_ids=users.fingerprint()
+        )
         app[STORES], app[LEDGER], app[REPLAYS] = stores, stores.ledger, stores.replays
         app[API_KEYS] = Keys(stores.api_keys)
         yield
@@ -262,7 +268,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     tenants seeded into the store (again by the sweeper, if it cannot be reached yet)."""
     config, tenants = app[CONFIG], app[STORES].tenants
     keys = provider_keys(config.policy) if config.provider_keys is None else config.provider_keys
-    runtime = Runtime(config.policy, keys, Directory(tenants, lambda: runtime.policy))
+    users = end_users.from_environment(config.policy, os.environ)
+    runtime = Runtime(config.policy, keys, Directory(tenants, lambda: runtime.policy), users)
     app[RUNTIME] = runtime
     app[SEEDER] = upkeep.Seeder(tenants, config.policy)
     await app[SEEDER].seed()
@@ -363,9 +370,12 @@ async def _stop(app: web.Application, key: web.AppKey[asyncio.Task[None]]) -> No
 
 async def _reloaded(app: web.Application, policy: Policy) -> None:
     """Swap in a reloaded policy (provider keys given in the config still win) and seed the
-    tenants it adds."""
+    tenants it adds. PolicyError (the watcher keeps the policy in force) when it hashes end-user
+    ids and their secret is not set."""
     given = app[CONFIG].provider_keys or {}
-    app[RUNTIME].swap_policy(policy, {**provider_keys(policy), **given})
+    users = end_users.from_environment(policy, os.environ)
+    end_users.check_reload(app[RUNTIME].users, users)
+    app[RUNTIME].swap_policy(policy, {**provider_keys(policy), **given}, users)
     await upkeep.seed(app[STORES].tenants, policy)
 
 

@@ -37,6 +37,7 @@ SCOPE_HEADERS = {
     "agent": "X-Cycles-Agent",
     "toolset": "X-Cycles-Toolset",
     "run": "X-Cycles-Run",
+    "user": "X-Cycles-User",
 }
 
 
@@ -135,6 +136,7 @@ class Cycles:
         agent: str | None = None,
         toolset: str | None = None,
         run: str | None = None,
+        user: str | None = None,
         api_key: str | None = None,
         session: aiohttp.ClientSession | None = None,
         timeout_s: float = 30.0,
@@ -148,6 +150,7 @@ class Cycles:
             "agent": agent,
             "toolset": toolset,
             "run": run,
+            "user": user,
         }
         self.headers = {SCOPE_HEADERS[k]: v for k, v in given.items() if v is not None}
         if api_key is not None:

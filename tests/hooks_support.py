@@ -77,7 +77,9 @@ async def quota_counters(ledger: Hooked, tenant: str) -> dict[str, int | str]:
     if isinstance(store, MemoryLedger):
         entries: dict[str, int | str] = dict(store.state.tenant(tenant).counters.snapshot())
     else:
-        raw = await store.scripts.client.hgetall(layout.tenant_keys(tenant)[0])
+        client = store.scripts.client
+        raw = await client.hgetall(layout.tenant_keys(tenant)[0])
+        raw |= await client.hgetall(layout.users_key(tenant))  # end users' (lua/common.lua hkey)
         entries = {
             name: value if name.startswith("q|run|") and name.endswith("|day") else int(value)
             for name, value in cast(dict[str, str], raw).items()

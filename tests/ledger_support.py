@@ -11,7 +11,15 @@ from conftest import Opener
 
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger import MemoryLedger, RedisLedger
-from proxy.store.ledger.base import BudgetLine, Candidate, Ledger, Quotas, ReserveRequest
+from proxy.store.ledger.base import (
+    BalanceRow,
+    BudgetLine,
+    Candidate,
+    Ledger,
+    Quotas,
+    ReserveRequest,
+)
+from proxy.store.ledger.common import balance_rows
 from proxy.store.redis import layout
 
 EXPIRE_NOW = ReservationSettings(cap_ms=0)
@@ -69,5 +77,15 @@ def ask(
 
 async def book(ledger: Ledger, tenant: str = "acme") -> dict[str, tuple[int, int]]:
     """(spent, reserved) per `<level>|<value>|<unit>` entry."""
-    rows = await ledger.balances(tenant)
+    rows = await every_row(ledger, tenant)
     return {f"{r.level}|{r.value}|{r.unit}": (r.spent, r.reserved) for r in rows}
+
+
+async def every_row(ledger: Ledger, tenant: str = "acme") -> list[BalanceRow]:
+    """The tenant's lines and its end users' (`balances` leaves end users out), read raw."""
+    if isinstance(ledger, MemoryLedger):
+        users = dict(ledger._tenants[tenant].ledger.users) if tenant in ledger._tenants else {}
+    else:
+        assert isinstance(ledger, RedisLedger)
+        users = await ledger.scripts.client.hgetall(layout.users_key(tenant))
+    return [*await ledger.balances(tenant), *balance_rows(users)]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from hooks_support import set_clock_offset
+from ledger_support import every_row
 
 from proxy.store.ledger.base import BudgetLine, Candidate, Quotas, ReserveRequest
 from proxy.store.ledger.common import wall_clock_ms
@@ -56,6 +57,6 @@ async def usd_rows(store: Store, tenant: str = "acme") -> dict[str, tuple[int, i
     """`<level>|<value>|<period id>` -> (spent, reserved) of the tenant's USD lines."""
     return {
         f"{r.level}|{r.value}|{r.period_id}": (r.spent, r.reserved)
-        for r in await store.ledger.balances(tenant)
+        for r in await every_row(store.ledger, tenant)
         if r.unit == "USD"
     }

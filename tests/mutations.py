@@ -70,6 +70,14 @@ FIELDS = "tests/metering/test_request_fields.py"
 CONTRACT = "tests/store/test_ledger_contract.py::"
 CONTRACT_SUITE = ("tests/store/test_ledger_contract.py",)
 EDGES = "tests/store/test_settle_edges.py::"
+END_USERS = "tests/gateway/test_end_users.py"
+END_USER_IDS = "tests/gateway/test_end_user_ids.py"
+END_USER_SCOPES = "tests/budget/test_end_user_scopes.py"
+END_USER_EXPIRY = "tests/store/test_end_user_expiry.py"
+LEDGER_END_USERS = "tests/store/test_ledger_end_users.py"
+MANY_USERS = "tests/store/test_many_end_users.py"
+ADMIN_END_USERS = "tests/admin/test_admin_end_users.py"
+FROM_HEADER_ELSE_BODY = "test_the_user_comes_from_the_header_else_the_body_which_goes_up_unchanged"
 """The whole ledger contract, on every store."""
 MODELLED = f"{FIELDS}::test_a_modelled_field_is_reserved_for_what_the_provider_bills"
 SLOW_WHOLE = (
@@ -1627,11 +1635,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/common.lua",
         old=(
             "  guard(prefixes, 'spent', added)\n  for _, p in ipairs(prefixes) do\n"
-            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+            "    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))\n"
         ),
         new=(
             "  for _, p in ipairs(prefixes) do\n  guard({ p }, 'spent', added)\n"
-            "    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))\n"
+            "    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))\n"
         ),
         tests=(
             SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
@@ -4037,6 +4045,336 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_an_mp3_s_frames_follow_one_another_to_its_end_or_its_tags",
         ),
         removes="an mp3's frames may end at an APEv2 tag",
+    ),
+    # -- end users (issue 18) ----------------------------------------------------------------
+    Mutation(
+        name="end-user-not-read-from-the-body",
+        file="proxy/budget/end_users.py",
+        old="    found = _in_body(body, endpoint)\n",
+        new="    found = None\n",
+        tests=(
+            f"{END_USERS}::test_200_concurrent_first_calls_of_a_new_user_get_exactly_the_5_that_fit",
+            f"{END_USERS}::test_the_anthropic_sdks_metadata_user_id_is_the_user",
+        ),
+        removes="a new user's burst of first calls is held to its budget (the body's user)",
+    ),
+    Mutation(
+        name="end-user-header-not-read",
+        file="proxy/budget/scopes.py",
+        old='    "user": "X-Cycles-User",\n',
+        new="",
+        tests=(f"{END_USERS}::{FROM_HEADER_ELSE_BODY}",),
+        removes="X-Cycles-User names the end user, before the body",
+    ),
+    Mutation(
+        name="safety-identifier-not-read",
+        file="proxy/budget/end_users.py",
+        old='    for name in ("user", "safety_identifier"):\n',
+        new='    for name in ("user",):\n',
+        tests=(f"{END_USERS}::{FROM_HEADER_ELSE_BODY}",),
+        removes="an OpenAI body's safety_identifier names the end user when it has no user",
+    ),
+    Mutation.never(
+        name="anthropic-metadata-user-not-read",
+        file="proxy/budget/end_users.py",
+        old='    if endpoint == "messages":\n',
+        tests=(f"{END_USERS}::test_the_anthropic_sdks_metadata_user_id_is_the_user",),
+        removes="Anthropic's metadata.user_id names the end user",
+    ),
+    Mutation(
+        name="hashed-end-user-ids-kept-plain",
+        file="proxy/budget/end_users.py",
+        old="            return hmac.new(",
+        new="            return raw.lower() or hmac.new(",
+        tests=(f"{END_USER_IDS}::test_hashed_ids_are_all_the_ledger_audit_and_log_keep",),
+        removes="under user_ids: hash only a keyed hash of an id is kept",
+    ),
+    Mutation(
+        name="end-user-hash-not-keyed",
+        file="proxy/budget/end_users.py",
+        old="hmac.new(self.secret, message, hashlib.sha256)",
+        new='hmac.new(b"", message, hashlib.sha256)',
+        tests=(
+            f"{END_USER_SCOPES}::test_hashed_ids_are_keyed_mixed_with_the_tenant_and_accept_any_string",
+            f"{END_USER_IDS}::test_hashed_ids_are_all_the_ledger_audit_and_log_keep",
+        ),
+        removes="the end-user hash is keyed by the proxy's secret",
+    ),
+    Mutation(
+        name="end-user-hash-not-mixed-with-the-tenant",
+        file="proxy/budget/end_users.py",
+        old='            message = f"{tenant}\\n{raw.lower()}".encode()\n',
+        new="            message = raw.lower().encode()\n",
+        tests=(
+            f"{END_USER_SCOPES}::test_hashed_ids_are_keyed_mixed_with_the_tenant_and_accept_any_string",
+            f"{END_USER_IDS}::test_hashed_ids_are_all_the_ledger_audit_and_log_keep",
+        ),
+        removes="one person known to two tenants gets unrelated kept ids",
+    ),
+    Mutation(
+        name="end-user-header-not-hashed",
+        file="proxy/gateway/admission.py",
+        old="        return self.runtime.users.in_scope(scope)\n",
+        new="        return scope\n",
+        tests=(f"{END_USER_IDS}::test_hashed_ids_are_all_the_ledger_audit_and_log_keep",),
+        removes="an end user named by X-Cycles-User is hashed too",
+    ),
+    Mutation.never(
+        name="end-user-hash-starts-without-its-secret",
+        file="proxy/budget/end_users.py",
+        old="    if len(secret) < MIN_SECRET_CHARS:\n",
+        tests=(f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",),
+        removes="a policy that hashes end-user ids does not start or reload without its secret",
+    ),
+    Mutation(
+        name="end-user-reload-without-its-secret-crashes-the-watcher",
+        file="proxy/policy/watcher.py",
+        old=(
+            "            _check_compatible(self._current, policy)\n"
+            "            await self._apply(policy)\n"
+            "        except PolicyError as exc:\n"
+            '            log.error("policy NOT reloaded, keeping the last good one:\\n%s", exc)\n'
+            "            return\n"
+        ),
+        new=(
+            "            _check_compatible(self._current, policy)\n"
+            "        except PolicyError as exc:\n"
+            '            log.error("policy NOT reloaded, keeping the last good one:\\n%s", exc)\n'
+            "            return\n"
+            "        await self._apply(policy)\n"
+        ),
+        tests=(f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",),
+        removes="a reload the proxy refuses (a missing secret) keeps the policy in force",
+    ),
+    Mutation.never(
+        name="pinned-end-user-body-ignored",
+        file="proxy/budget/end_users.py",
+        old="    if pinned is not None and kept != pinned:\n",
+        tests=(f"{END_USER_IDS}::test_a_key_may_pin_the_user",),
+        removes="a body naming another user than the key pins is 403",
+    ),
+    Mutation(
+        name="end-user-not-pinnable",
+        file="proxy/store/api_keys/records.py",
+        old='"agent", "toolset", "run", "user")',
+        new='"agent", "toolset", "run")',
+        tests=(f"{END_USER_IDS}::test_a_key_may_pin_the_user",),
+        removes="a key may pin the end user",
+    ),
+    Mutation.never(
+        name="plain-end-user-id-not-checked",
+        file="proxy/budget/end_users.py",
+        old="        if not isinstance(raw, str) or not SCOPE_VALUE.fullmatch(raw):\n",
+        tests=(f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",),
+        removes="under user_ids: plain an id that is not a scope value is refused",
+    ),
+    Mutation.never(
+        name="bad-end-user-id-refused-where-nothing-is-kept",
+        file="proxy/budget/end_users.py",
+        old="    if pinned is None and not plan.limits_level(END_USER):\n",
+        tests=(f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",),
+        removes="clients that always sent `user` keep working where the plan keeps no users",
+    ),
+    Mutation(
+        name="end-user-entries-expire-as-other-levels",
+        file="proxy/store/ledger/lua/common.lua",
+        old="  if level == 'user' and (EXACT or pid == '-') then\n",
+        new="  if false then\n",
+        tests=(END_USER_EXPIRY,),
+        removes="Redis: an idle end user's entries go once its period has ended",
+    ),
+    Mutation.never(
+        name="memory-end-user-entries-expire-as-other-levels",
+        file="proxy/store/ledger/memory_state.py",
+        old='        if end_users(prefix) and (cal is not None or pid == "-"):\n',
+        tests=(END_USER_EXPIRY,),
+        removes="memory://: an idle end user's entries go once its period has ended",
+    ),
+    Mutation(
+        name="end-user-entry-dropped-before-its-period-ends",
+        file="proxy/store/ledger/lua/common.lua",
+        old="  return math.min(stop + GRACE, math.max(stop, idle))\n",
+        new="  return math.min(stop + GRACE, idle)\n",
+        tests=(f"{END_USER_EXPIRY}::test_an_idle_users_day_is_kept_until_it_ends_then_dropped",),
+        removes="Redis: an idle user's day is kept until it ends (else its budget comes back)",
+    ),
+    Mutation(
+        name="memory-end-user-entry-dropped-before-its-period-ends",
+        file="proxy/store/ledger/common.py",
+        old="    return min(period_end + settings.period_grace_ms, max(period_end, idle))\n",
+        new="    return min(period_end + settings.period_grace_ms, idle)\n",
+        tests=(f"{END_USER_EXPIRY}::test_an_idle_users_day_is_kept_until_it_ends_then_dropped",),
+        removes="memory://: an idle user's day is kept until it ends",
+    ),
+    Mutation(
+        name="end-user-rate-not-checked",
+        file="proxy/store/ledger/lua/quotas.lua",
+        old="  for _, r in ipairs(q.rates) do\n",
+        new="  for _, r in ipairs({}) do\n",
+        tests=(f"{LEDGER_END_USERS}::test_each_user_has_its_own_request_rate",),
+        removes="Redis: each end user's request rate is checked",
+    ),
+    Mutation(
+        name="memory-end-user-rate-not-checked",
+        file="proxy/store/ledger/quotas.py",
+        old="    for level, value, limit in q.rates:\n",
+        new="    for level, value, limit in ():\n",
+        tests=(f"{LEDGER_END_USERS}::test_each_user_has_its_own_request_rate",),
+        removes="memory://: each end user's request rate is checked",
+    ),
+    Mutation(
+        name="end-user-rates-not-asked",
+        file="proxy/budget/reserve.py",
+        old="            for level, limit in q.level_requests_per_minute\n",
+        new="            for level, limit in ()\n",
+        tests=(f"{END_USERS}::test_each_user_has_its_own_request_rate",),
+        removes="a plan's requests_per_minute by level reaches the ledger",
+    ),
+    Mutation(
+        name="end-user-first-deny-alerts",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="  if string.match(prefix, '^[^|]*') == 'user' then return nil end\n",
+        new="",
+        tests=(f"{LEDGER_END_USERS}::test_a_users_lines_raise_no_alerts_while_the_tenants_do",),
+        removes="Redis: an end user's line raises no first-denial alert",
+    ),
+    Mutation(
+        name="memory-end-user-first-deny-alerts",
+        file="proxy/store/ledger/memory_state.py",
+        old="        if name in self.counters.values or not alerted(prefix):\n",
+        new="        if name in self.counters.values:\n",
+        tests=(f"{LEDGER_END_USERS}::test_a_users_lines_raise_no_alerts_while_the_tenants_do",),
+        removes="memory://: an end user's line raises no first-denial alert",
+    ),
+    Mutation(
+        name="end-user-threshold-alerts",
+        file="proxy/store/ledger/common.py",
+        old="        if limit > 0 and alerted(field)\n",
+        new="        if limit > 0\n",
+        tests=(f"{LEDGER_END_USERS}::test_a_users_lines_raise_no_alerts_while_the_tenants_do",),
+        removes="an end user's line crosses no alert threshold",
+    ),
+    Mutation(
+        name="top-spenders-least-first",
+        file="proxy/store/ledger/spenders.py",
+        old="    return -spent, prefix\n",
+        new="    return spent, prefix\n",
+        tests=(f"{LEDGER_END_USERS}::test_the_top_spenders_of_a_level_most_first_in_one_unit_and_period",),
+        removes="the top spenders are the most spent",
+    ),
+    Mutation(
+        name="balances-list-every-end-user",
+        file="proxy/store/ledger/memory.py",
+        old="balance_rows(self._tenant(tenant).ledger.own)",
+        new="balance_rows(self._tenant(tenant).ledger)",
+        tests=(f"{ADMIN_END_USERS}::test_the_top_end_users_most_spent_first_and_balances_leave_them_out",),
+        removes="/balances leaves out the end users (there may be millions)",
+    ),
+    Mutation(
+        name="admin-end-user-id-not-hashed",
+        file="proxy/admin/user_routes.py",
+        old='runtime(request).users.kept(record.id, request.match_info["user"], "user")',
+        new='request.match_info["user"].lower()',
+        tests=(f"{ADMIN_END_USERS}::test_one_users_lines_by_the_id_its_clients_send",),
+        removes="the admin API finds a user by the id its clients send, hashed first",
+    ),
+
+    Mutation(
+        name="end-users-in-the-tenants-hash",
+        file="proxy/store/ledger/lua/common.lua",
+        old="if string.sub(field, 1, #head) == head then return KEYS[8] end",
+        new="if string.sub(field, 1, #head) == head then return KEYS[1] end",
+        tests=(
+            f"{MANY_USERS}::test_balances_read_the_tenants_own_lines_only[redis]",
+            f"{MANY_USERS}::test_a_reset_without_a_level_leaves_end_users_alone[redis]",
+        ),
+        removes="Redis keeps end users' entries apart from the tenant's own (:users)",
+    ),
+    Mutation(
+        name="reset-without-level-resets-end-users",
+        file="proxy/store/tenants/memory.py",
+        old="        return list(t.ledger.own.items())\n",
+        new="        return list(t.ledger.items())\n",
+        tests=(f"{MANY_USERS}::test_a_reset_without_a_level_leaves_end_users_alone[memory]",),
+        removes="a reset without a level leaves the end users alone",
+    ),
+    Mutation(
+        name="reset-of-one-user-walks-every-user-memory",
+        file="proxy/store/tenants/memory.py",
+        old=(
+            "    return [(name, t.ledger.users[name])"
+            " for name in names if name in t.ledger.users]\n"
+        ),
+        new=(
+            "    return [(n, x) for n, x in t.ledger.users.items()"
+            " if n.startswith(f'user|{value}|')]\n"
+        ),
+        tests=(f"{MANY_USERS}::test_a_reset_of_one_user_reads_that_users_fields_only[memory]",),
+        removes="a reset of one end user reads that user's fields only (memory://)",
+    ),
+    Mutation(
+        name="reset-of-one-user-walks-every-user-redis",
+        file="proxy/store/ledger/lua/tenant_ledger.lua",
+        old="  if ARGV[9] ~= 'user' then return redis.call('HGETALL', KEYS[1]) end\n",
+        new=(
+            "  if true then return redis.call('HGETALL',"
+            " ARGV[9] == 'user' and KEYS[8] or KEYS[1]) end\n"
+        ),
+        tests=(f"{MANY_USERS}::test_a_reset_of_one_user_reads_that_users_fields_only[redis]",),
+        removes="a reset of one end user reads that user's fields only (Redis)",
+    ),
+    Mutation(
+        name="reset-level-user-without-value",
+        file="proxy/admin/api.py",
+        old="    if level == END_USER and value is None:\n",
+        new="    if False:\n",
+        tests=(f"{ADMIN_END_USERS}::test_a_reset_of_level_user_names_one_user",),
+        removes="a reset of level user must name the user",
+    ),
+    Mutation(
+        name="user-ids-secret-not-checked-against-the-store",
+        file="proxy/app.py",
+        old="user_ids=users.fingerprint()",
+        new="user_ids=None",
+        tests=(f"{END_USER_IDS}::test_replicas_with_different_secrets_cannot_share_a_store",),
+        removes="a replica whose user-id secret is not the store's refuses to start",
+    ),
+    Mutation.never(
+        name="reload-changes-the-user-ids-secret",
+        file="proxy/budget/end_users.py",
+        old="    if new.fingerprint() != current.fingerprint():\n",
+        tests=(f"{END_USER_IDS}::test_a_reload_never_changes_how_ids_are_kept",),
+        removes="a reload cannot change the secret end-user ids are hashed with",
+    ),
+    Mutation.never(
+        name="reload-switches-user-ids-plain-and-hash",
+        file="proxy/budget/end_users.py",
+        old="    if new.hashed != current.hashed:\n",
+        tests=(f"{END_USER_IDS}::test_a_reload_never_changes_how_ids_are_kept",),
+        removes="a reload cannot switch user_ids between plain and hash",
+    ),
+    Mutation(
+        name="top-spenders-list-a-user-twice",
+        file="proxy/store/ledger/spenders.py",
+        old=(
+            "        merged = dict(self._kept)\n        for name, spent in fields:\n"
+            "            merged[name.removesuffix(SPENT)] = spent\n"
+            "        self._kept = heapq.nsmallest(self.limit, merged.items(), key=_rank)\n"
+        ),
+        new=(
+            "        offered = [(name.removesuffix(SPENT), spent) for name, spent in fields]\n"
+            "        self._kept = heapq.nsmallest(self.limit, [*self._kept, *offered], key=_rank)\n"
+        ),
+        tests=(f"{LEDGER_END_USERS}::test_a_line_the_walk_meets_twice_is_listed_once",),
+        removes="a line HSCAN returns twice is listed once among the top spenders",
+    ),
+    Mutation(
+        name="lone-dash-is-a-scope-value",
+        file="proxy/core/types.py",
+        old='SCOPE_VALUE = re.compile(r"(?!-\\Z)[A-Za-z0-9_.-]{1,128}")',
+        new='SCOPE_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,128}")',
+        tests=(f"{END_USER_IDS}::test_a_lone_dash_is_no_scope_value",),
+        removes="no user, header or admin value is '-', which the scripts read as every value",
     ),
 )
 

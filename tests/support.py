@@ -30,6 +30,7 @@ import aiohttp
 import pytest
 import redis
 from conftest import free_port
+from ledger_support import every_row
 
 from proxy.core.types import UNITS_PER_USD
 from proxy.metering.pricing import Usage
@@ -272,7 +273,7 @@ async def settled(ledger: Ledger, tenant: str = "alpha", unit: str = "USD") -> B
     after its response has gone)."""
 
     async def settled_row() -> BalanceRow | None:
-        rows = await ledger.balances(tenant)
+        rows = await every_row(ledger, tenant)
         mine = [r for r in rows if r.level == "tenant" and r.unit == unit]
         return mine[0] if mine and mine[0].reserved == 0 else None
 
@@ -282,7 +283,7 @@ async def settled(ledger: Ledger, tenant: str = "alpha", unit: str = "USD") -> B
 async def line(ledger: Ledger, tenant: str, level: str, value: str | None = None) -> BalanceRow:
     rows = [
         r
-        for r in await ledger.balances(tenant)
+        for r in await every_row(ledger, tenant)
         if r.level == level and (value is None or r.value == value) and r.unit == "USD"
     ]
     assert len(rows) == 1, rows

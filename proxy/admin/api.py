@@ -26,6 +26,7 @@ from aiohttp import web
 from proxy.admin import views
 from proxy.admin.shared import idempotency, keys, ledger, read_body, runtime, tenants
 from proxy.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NotFound
+from proxy.core.types import END_USER
 from proxy.policy.runtime import Plan
 from proxy.store.idempotency import VERSION, Stored, slot
 from proxy.store.ledger.base import TenantStatus
@@ -282,10 +283,20 @@ close = _status_change("closed")
 
 
 async def balances(request: web.Request) -> web.StreamResponse:
+    """Every line but the end users' (there may be millions: the ledger keeps them apart and
+    `balances` leaves them out; user_routes.py shows them)."""
     record = await record_of(request)
     rows = await ledger(request).balances(record.id)
     plan = runtime(request).policy.plans.get(record.plan)
     return ok({"tenant": record.id, "data": [views.balance_json(r, record, plan) for r in rows]})
+
+
+def _value(request: web.Request, tenant: str, level: str, raw: Any) -> str:
+    """A level's value as the ledger keeps it: an end user's as clients send it, kept as the
+    policy's `user_ids` says (budget/end_users.py)."""
+    if level == END_USER:
+        return runtime(request).users.kept(tenant, raw, "value")
+    return views.scope_value(raw, "value")
 
 
 @idempotent
@@ -298,7 +309,9 @@ async def adjust(request: web.Request) -> web.StreamResponse:
     if budget is None:
         raise BadRequest(f"Plan {plan.name!r} has no budget on {level!r}.", param="level")
     value = (
-        record.id if level == "tenant" else views.scope_value(views.require(body, "value"), "value")
+        record.id
+        if level == "tenant"
+        else _value(request, record.id, level, views.require(body, "value"))
     )
     amount = views.units(views.require(body, "amount"), budget.unit, "amount", signed=True)
     reason = views.text(body, "reason")
@@ -325,7 +338,14 @@ async def reset(request: web.Request) -> web.StreamResponse:
     record = await record_of(request)
     body = await json_body(request)
     level = views.level(body["level"]) if body.get("level") is not None else None
-    value = views.scope_value(body["value"], "value") if body.get("value") is not None else None
+    given = body.get("value")
+    value = None if given is None else _value(request, record.id, level or "", given)
+    if level == END_USER and value is None:
+        raise BadRequest(
+            "Name the end user: a reset of level 'user' needs its 'value' (end users are reset "
+            "one at a time; a reset without 'level' resets the tenant's own scopes only).",
+            param="value",
+        )
     reason = views.text(body, "reason")
     if not reason:
         raise BadRequest("Say why: 'reason' is required for a reset.", param="reason")

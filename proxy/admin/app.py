@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.admin import api, auth, dashboard, key_routes
+from proxy.admin import api, auth, dashboard, key_routes, user_routes
 from proxy.admin.auth import Tokens
 from proxy.admin.shared import SHARED
 from proxy.app import Shared, errors
@@ -39,6 +39,8 @@ def build_admin_app(shared: Shared, *, tokens: Tokens | None = None) -> web.Appl
         web.post("/admin/v1/tenants/{tenant}/adjustments", api.adjust),
         web.post("/admin/v1/tenants/{tenant}/reset", api.reset),
         web.get("/admin/v1/tenants/{tenant}/audit", api.audit),
+        web.get("/admin/v1/tenants/{tenant}/users", user_routes.list_users),
+        web.get("/admin/v1/tenants/{tenant}/users/{user}", user_routes.get_user),
         web.post("/admin/v1/tenants/{tenant}/keys", key_routes.create_key),
         web.get("/admin/v1/tenants/{tenant}/keys", key_routes.list_keys),
         web.post("/admin/v1/tenants/{tenant}/keys/{key}/revoke", key_routes.revoke_key),

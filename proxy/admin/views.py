@@ -107,7 +107,10 @@ def text(body: dict[str, Any], name: str, *, default: str | None = None) -> str 
 
 def scope_value(value: Any, name: str) -> str:
     if not isinstance(value, str) or not VALUE.fullmatch(value):
-        raise BadRequest(f"{name!r} must be 1 to 128 characters from A-Z a-z 0-9 _ . -", param=name)
+        raise BadRequest(
+            f"{name!r} must be 1 to 128 characters from A-Z a-z 0-9 _ . - (not '-' alone)",
+            param=name,
+        )
     return value.lower()
 
 

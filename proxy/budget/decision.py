@@ -147,7 +147,8 @@ def quota_exceeded(result: ReserveResult, request: ReserveRequest) -> QuotaExcee
             "(steps_per_run); start a new run."
         ),
         "requests_per_minute": lambda: (
-            f"More than {request.quotas.requests_per_minute} calls a minute "
+            f"More than {_rate(request, level)} calls a minute"
+            f"{f' on {level} {_value(request, level, rate=True)!r}' if level else ''} "
             "(requests_per_minute); slow down."
         ),
         "tokens_per_minute": lambda: (
@@ -163,8 +164,15 @@ def quota_exceeded(result: ReserveResult, request: ReserveRequest) -> QuotaExcee
     return QuotaExceeded(message, quota=name, headers=headers)
 
 
-def _value(request: ReserveRequest, level: str) -> str:
-    return next((v for lvl, v, _ in request.quotas.concurrent if lvl == level), "")
+def _value(request: ReserveRequest, level: str, *, rate: bool = False) -> str:
+    scoped = request.quotas.rates if rate else request.quotas.concurrent
+    return next((v for lvl, v, _ in scoped if lvl == level), "")
+
+
+def _rate(request: ReserveRequest, level: str) -> int | None:
+    if not level:
+        return request.quotas.requests_per_minute
+    return next((n for lvl, _, n in request.quotas.rates if lvl == level), 0)
 
 
 def _concurrent(request: ReserveRequest, level: str) -> int:

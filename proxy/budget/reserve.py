@@ -60,6 +60,11 @@ def quotas(plan: Plan, scope: Scope) -> Quotas:
         steps_per_run=q.steps_per_run,
         requests_per_minute=q.requests_per_minute,
         tokens_per_minute=q.tokens_per_minute,
+        rates=[
+            (level, scope.values[level], limit)
+            for level, limit in q.level_requests_per_minute
+            if level in scope.values
+        ],
     )
 
 

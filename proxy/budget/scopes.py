@@ -1,7 +1,8 @@
 """Request headers → a validated scope path.
 
 Budgets key every level by (tenant, level, value), not by the full path: workflow `triage` is one
-budget whether or not the call also named an agent. The run is keyed by (tenant, run id) alone.
+budget whether or not the call also named an agent. The run is keyed by (tenant, run id) alone,
+and so is the end user (tenant, user id): budget/end_users.py says where its id comes from.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ HEADERS: Mapping[str, str] = {
     "agent": "X-Cycles-Agent",
     "toolset": "X-Cycles-Toolset",
     "run": "X-Cycles-Run",
+    "user": "X-Cycles-User",
 }
 
 
@@ -60,7 +62,7 @@ def check_value(header: str, raw: str) -> str:
     if not SCOPE_VALUE.fullmatch(raw):
         raise BadRequest(
             f"Header {header} has an invalid value: use 1 to 128 characters from "
-            "A-Z, a-z, 0-9, '_', '.' and '-'.",
+            "A-Z, a-z, 0-9, '_', '.' and '-' (not '-' alone).",
             code="invalid_scope_header",
             param=header,
         )

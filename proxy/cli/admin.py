@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -85,6 +86,10 @@ def _balance_commands(sub: Any) -> None:
     reset.add_argument("--level")
     reset.add_argument("--value")
     reset.add_argument("--reason", required=True)
+    users = sub.add_parser("users", help="a tenant's top end users by spend, or one user's lines")
+    users.add_argument("tenant")
+    users.add_argument("--user", help="the end user's id, as its clients send it")
+    users.add_argument("--limit", type=int, default=20, help="how many top spenders")
     audit = sub.add_parser("audit")
     audit.add_argument("tenant")
     audit.add_argument("--run")
@@ -121,6 +126,9 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | No
         return "POST", f"{t}/keys/{args.key}/{action}", body
     if command == "balances":
         return "GET", f"{t}/balances", None
+    if command == "users":
+        one = f"/users/{quote(args.user, safe='')}" if args.user else f"/users?limit={args.limit}"
+        return "GET", t + one, None
     if command == "credit":
         body = {"level": args.level, "amount": args.amount, "reason": args.reason}
         return "POST", f"{t}/adjustments", body | ({"value": args.value} if args.value else {})

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from proxy.admin.app import build_admin_app
 from proxy.app import AppConfig, StoreConfig, build_app, build_metrics_app, shared
+from proxy.budget import end_users
 from proxy.cli.ports import (
     ADMIN_FLAG,
     METRICS_FLAG,
@@ -79,6 +80,7 @@ def serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     policy = with_upstream_override(load_policy(settings.policy), settings.upstream)
     validate(settings, policy)
+    end_users.from_environment(policy, os.environ)  # its secret, before anything listens
     for text in warnings(policy):
         log.warning("%s", text)
     # Loaded before any fork, so workers share the encoding tables' pages.

@@ -37,6 +37,9 @@ class ReservationSettings:
     """How long a settled reservation is remembered, so a late or repeated settle is idempotent."""
     run_idle_ms: int = 7 * 24 * 60 * 60 * 1000
     """A run's entries expire this long after they were last touched."""
+    user_idle_ms: int = 7 * 24 * 60 * 60 * 1000
+    """An end user's entries expire this long after they were last touched, never before their
+    period ends (store/ledger/common.py user_expiry), and never later than any period entry."""
     period_grace_ms: int = 7 * 24 * 60 * 60 * 1000
     """Period entries are kept until the period ends plus this, for late commits."""
     on_expiry: Literal["charge", "release"] = "charge"
@@ -44,5 +47,11 @@ class ReservationSettings:
     """Audit entries older than this are trimmed from a tenant's trail."""
 
 
-SCOPE_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-"""What a scope value may be, in a header or pinned by an API key."""
+END_USER = "user"
+"""The scope level of a tenant's end users, keyed by (tenant, user id) as the run is by (tenant,
+run id). There may be millions: its entries expire when idle (ReservationSettings.user_idle_ms)
+and its lines raise no alerts (store/ledger/common.py)."""
+
+SCOPE_VALUE = re.compile(r"(?!-\Z)[A-Za-z0-9_.-]{1,128}")
+"""What a scope value may be, in a header or pinned by an API key: never `-` alone, which the
+ledger's scripts read as "every value" (lua/tenant_ledger.lua) or "no period"."""

@@ -188,12 +188,14 @@ class Admission:
         return self.runtime.policy
 
     async def identify(self, request: web.Request) -> Scope:
-        """Who calls (identity.py); 503 when the key store cannot say."""
+        """Who calls (identity.py), its end user's id as kept (budget/end_users.py); 503 when
+        the key store cannot say."""
         try:
-            return await identity.identify(request, self.policy, self.callers)
+            scope = await identity.identify(request, self.policy, self.callers)
         except LedgerError as exc:
             log.error("key store unavailable (%s): refusing gateway calls", exc)
             raise refusal(exc, self.policy, KEY_LOOKUP) from None
+        return self.runtime.users.in_scope(scope)
 
     async def body(self, request: web.Request, limit: int) -> bytes:
         """The request body: at most `limit` bytes, within `timeouts.read_request`."""

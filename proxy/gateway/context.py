@@ -7,12 +7,13 @@ pipeline.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
 from proxy.budget.directory import Directory
+from proxy.budget.end_users import UserIds
 from proxy.gateway.spill import FailOpen
 from proxy.policy.runtime import Policy
 from proxy.policy.upstreams import Upstream
@@ -23,8 +24,8 @@ from proxy.store.replays import ReplayStore
 
 @dataclass(slots=True)
 class Runtime:
-    """What a reload swaps, together: the policy, the provider keys read for it, and the tenants'
-    settings cached from it."""
+    """What a reload swaps, together: the policy, the provider keys and the end-user id secret
+    read for it, and the tenants' settings cached from it."""
 
     policy: Policy
     """Swapped whole when a reloaded policy checks clean; never mutated in place."""
@@ -32,15 +33,20 @@ class Runtime:
     """Upstream name → provider key, read from the environment at load. Never logged."""
     directory: Directory
     """Tenants' plan, mode and calendar, cached; reloaded when the store says stale."""
+    users: UserIds = field(default_factory=UserIds)
+    """How end-user ids are kept (the policy's `user_ids`, with its secret). Never logged."""
 
     def forget_tenant(self, tenant: str) -> None:
         """The tenant's record changed: the next call reloads it."""
         self.directory.forget(tenant)
 
-    def swap_policy(self, policy: Policy, provider_keys: Mapping[str, str | None]) -> None:
+    def swap_policy(
+        self, policy: Policy, provider_keys: Mapping[str, str | None], users: UserIds
+    ) -> None:
         """A reloaded policy: the next call uses it, with tenants' plans read from it afresh."""
         self.policy = policy
         self.provider_keys = provider_keys
+        self.users = users
         self.directory.clear()
 
     def default_upstream(self) -> Upstream | None:

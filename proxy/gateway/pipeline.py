@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from proxy.budget import decision
+from proxy.budget import decision, end_users
 from proxy.budget.call import PreparedCall, Sent, prepare
 from proxy.budget.directory import TenantConfig
 from proxy.budget.endpoints import Endpoint, endpoint_for
@@ -58,9 +58,11 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """A call prepared and reserved (`result` None: it goes unbudgeted)."""
+    """A call prepared and reserved (`result` None: it goes unbudgeted), with its scope, which
+    names the end user its body names (end_users.for_call)."""
 
     call: PreparedCall
+    scope: Scope
     reserve: ReserveRequest
     result: ReserveResult | None
 
@@ -78,7 +80,7 @@ async def run(
     if endpoint is None:  # app.py routes only budgeted paths here: a malformed deployment
         raise azure.not_a_deployment(request.path)
     admitted = await _admit(pipe.admission, tenant, scope, endpoint, raw)
-    sent, verdict = _decide(request, pipe.events, scope, admitted)
+    sent, verdict = _decide(request, pipe.events, admitted.scope, admitted)
     result = admitted.result
     spill = pipe.fail_open.spill
     held = result.reservation if result is not None else spill.stand_in(admitted.reserve)
@@ -98,8 +100,10 @@ async def _admit(
     async def attempt(config: TenantConfig) -> Admitted:
         shadow = config.mode == "shadow"
         call = prepare(admission.policy, config.plan, endpoint, raw, shadow=shadow)
-        reserve = reserve_request(config, scope, call)
-        return Admitted(call, reserve, await admission.reserve(reserve))
+        users = admission.runtime.users
+        whose = end_users.for_call(scope, call.body, endpoint.name, users, config.plan)
+        reserve = reserve_request(config, whose, call)
+        return Admitted(call, whose, reserve, await admission.reserve(reserve))
 
     def stale(admitted: Admitted) -> bool:
         return admitted.result is not None and admitted.result.stale

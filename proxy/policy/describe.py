@@ -54,7 +54,17 @@ def _settings(policy: Policy) -> list[str]:
         f"{_INDENT}bound {policy.bound}: {bound}",
         f"{_INDENT}request_fields {policy.request_fields}: {_FIELDS[policy.request_fields]}",
         f"{_INDENT}client address: {_client_address(policy)}",
+        f"{_INDENT}end user ids: {_user_ids(policy)}",
     ]
+
+
+def _user_ids(policy: Policy) -> str:
+    if policy.user_ids == "plain":
+        return "kept as sent (user_ids: plain)"
+    return (
+        f"kept as an HMAC-SHA256 keyed by ${policy.user_id_secret_env} (user_ids: hash); the "
+        "proxy refuses to start without it"
+    )
 
 
 def _client_address(policy: Policy) -> str:
@@ -233,6 +243,9 @@ def _quotas(q: PlanQuotas) -> list[str]:
         if (value := getattr(q, name)) is not None
     ]
     counts += [f"{limit} concurrent per {level}" for level, limit in q.concurrent_requests]
+    counts += [
+        f"{limit:,} requests a minute per {level}" for level, limit in q.level_requests_per_minute
+    ]
     if q.max_tokens_per_request is not None:
         counts.append(f"max_tokens capped at {q.max_tokens_per_request:,}")
     lines = [f"quotas: {'; '.join(counts)}"] if counts else []
@@ -276,9 +289,12 @@ def _amount(units: int, unit: str) -> str:
 
 def _budget(budget: Budget) -> str:
     amount = _amount(budget.limit, budget.unit)
+    each = " for each end user" if budget.level == "user" else ""
     if budget.period != "none":
-        return f"{amount} per {budget.period}"
-    return f"{amount} per run" if budget.level == "run" else f"{amount} in total (no period)"
+        return f"{amount} per {budget.period}{each}"
+    if budget.level == "run":
+        return f"{amount} per run"
+    return f"{amount} in total{each} (no period)"
 
 
 def _actions(policy: Policy) -> list[str]:
@@ -315,6 +331,7 @@ def _operations(policy: Policy) -> list[str]:
         f"{limits.tokenize_max_bytes}, byte-count bound above; whole answers up to "
         f"{limits.max_answer_bytes}",
         f"Reservations (s): cap {r.cap_ms // 1000}, tombstone {r.tombstone_ms // 1000}, run idle "
-        f"{r.run_idle_ms // 1000}, period grace {r.period_grace_ms // 1000}; "
+        f"{r.run_idle_ms // 1000}, user idle {r.user_idle_ms // 1000}, period grace "
+        f"{r.period_grace_ms // 1000}; "
         f"on expiry: {r.on_expiry}",
     ]

@@ -5,13 +5,14 @@
     cap_seconds > connect + non_stream_answer
     tombstone_seconds >= cap_seconds
     run_idle_seconds > cap_seconds
+    user_idle_seconds > cap_seconds
 
 An open reservation must outlive the longest call the proxy lets run, from opening the
 connection to the end of the drain after a client left (for the policy's timeouts and for every
 route's own), or the sweeper would resolve it while its call is still running. A settled one is
 remembered at least as long, so a late or repeated settle is recognised. A run's entries (its
 budget, its step and day counters) must outlive any call of the run still open, or they would
-expire under it and the run would start again from nothing.
+expire under it and the run would start again from nothing; an end user's likewise.
 """
 
 from __future__ import annotations
@@ -79,16 +80,18 @@ def check(
                 f"({cap}), so a late or repeated settle is recognised"
             ),
         )
-    idle = settings.run_idle_ms // 1000
-    if idle <= cap:
-        at = "run_idle_seconds" if "run_idle_seconds" in given else "cap_seconds"
-        yield (
-            ("reservations", at),
-            (
-                f"reservations.run_idle_seconds ({idle}) must exceed cap_seconds ({cap}), or a "
-                "run's budget and counters could expire while one of its calls is still open"
-            ),
-        )
+    for name, whose in (("run_idle", "a run's"), ("user_idle", "an end user's")):
+        idle = getattr(settings, f"{name}_ms") // 1000
+        if idle <= cap:
+            at = f"{name}_seconds" if f"{name}_seconds" in given else "cap_seconds"
+            yield (
+                ("reservations", at),
+                (
+                    f"reservations.{name}_seconds ({idle}) must exceed cap_seconds ({cap}), or "
+                    f"{whose} budget and counters could expire while one of its calls is still "
+                    "open"
+                ),
+            )
 
 
 def _spans(spec: PolicySpec, timeouts: Timeouts, last: str) -> Iterator[_Span]:

@@ -23,23 +23,30 @@ Report = Callable[[Loc, str], None]
 def compile_quotas(
     loc: Loc, spec: QuotasSpec, models: Mapping[str, object], report: Report
 ) -> PlanQuotas:
-    concurrent = spec.concurrent_requests
-    pairs = {"tenant": concurrent} if isinstance(concurrent, int) else dict(concurrent or {})
-    for level in pairs:
-        if level not in LEVELS:
-            report((*loc, "concurrent_requests", level), _unknown_level(level))
+    pairs = _by_level((*loc, "concurrent_requests"), spec.concurrent_requests, report)
+    rates = _by_level((*loc, "requests_per_minute"), spec.requests_per_minute, report)
     for index, glob in enumerate(spec.models or ()):
         if not any(fnmatch.fnmatchcase(name, glob) for name in models):
             report((*loc, "models", index), f"{glob!r} matches no model listed under models:")
     return PlanQuotas(
         runs_per_day=spec.runs_per_day,
         steps_per_run=spec.steps_per_run,
-        requests_per_minute=spec.requests_per_minute,
+        requests_per_minute=rates.pop("tenant", None),
         tokens_per_minute=spec.tokens_per_minute,
         concurrent_requests=tuple((level, pairs[level]) for level in LEVELS if level in pairs),
+        level_requests_per_minute=tuple((lv, rates[lv]) for lv in LEVELS if lv in rates),
         max_tokens_per_request=spec.max_tokens_per_request,
         models=None if spec.models is None else tuple(spec.models),
     )
+
+
+def _by_level(loc: Loc, written: int | dict[str, int] | None, report: Report) -> dict[str, int]:
+    """A quota written as a number (the tenant's) or by level: level → limit, known levels only."""
+    pairs = {"tenant": written} if isinstance(written, int) else dict(written or {})
+    for level in [level for level in pairs if level not in LEVELS]:
+        report((*loc, level), _unknown_level(level))
+        del pairs[level]
+    return pairs
 
 
 def compile_degrade(

@@ -18,8 +18,18 @@ from proxy.core.types import CALL_UNITS, Mode, Period, ReservationSettings, Unit
 from proxy.policy.prices import ModelPrice, snapshot_of
 from proxy.policy.upstreams import Alias, Route, Timeouts, Upstream
 
-LEVELS: tuple[str, ...] = ("tenant", "workspace", "app", "workflow", "agent", "toolset", "run")
-"""Scope levels, outermost first. `run` is keyed by (tenant, run id) and has no period."""
+LEVELS: tuple[str, ...] = (
+    "tenant",
+    "workspace",
+    "app",
+    "workflow",
+    "agent",
+    "toolset",
+    "run",
+    "user",
+)
+"""Scope levels, outermost first. `run` is keyed by (tenant, run id) and has no period; `user`,
+the tenant's end user, is keyed by (tenant, user id) and has any period."""
 
 
 ENCODINGS: tuple[str, ...] = ("o200k_base", "cl100k_base")
@@ -50,9 +60,13 @@ class PlanQuotas:
     runs_per_day: int | None = None
     steps_per_run: int | None = None
     requests_per_minute: int | None = None
+    """The tenant's."""
     tokens_per_minute: int | None = None
     concurrent_requests: tuple[tuple[str, int], ...] = ()
     """(level, limit) pairs, in LEVELS order."""
+    level_requests_per_minute: tuple[tuple[str, int], ...] = ()
+    """(level, limit) pairs for levels below the tenant, in LEVELS order: each value of the
+    level (each end user, say) gets its own rate."""
     max_tokens_per_request: int | None = None
     models: tuple[str, ...] | None = None
     """Globs of the models the plan may use; None allows every priced model."""
@@ -110,6 +124,15 @@ class Plan:
     def budget_for(self, level: str) -> Budget | None:
         """The level's call budget."""
         return next((b for b in self.budgets if b.level == level), None)
+
+    def limits_level(self, level: str) -> bool:
+        """Whether anything of the plan is kept per value of `level`: a budget (call or
+        action), a concurrency quota or a request rate."""
+        q = self.quotas
+        per_level = (*q.concurrent_requests, *q.level_requests_per_minute)
+        return any(b.level == level for b in (*self.budgets, *self.action_budgets)) or any(
+            named == level for named, _ in per_level
+        )
 
     def budget_of(self, level: str, unit: str) -> Budget | None:
         """The budget on `level` kept in `unit`, call or action."""
@@ -190,6 +213,11 @@ class Policy:
     request_fields: Literal["strict", "forward"] = "strict"
     """strict: a request field the proxy cannot price is 400 unpriced_feature; forward: forward
     it, and the call may cost more than it reserved (metering/request_fields.py)."""
+    user_ids: Literal["plain", "hash"] = "plain"
+    """How an end user's id is kept in the ledger, the audit and the logs: as sent, or as a
+    keyed hash (budget/end_users.py)."""
+    user_id_secret_env: str = "CYCLES_USER_ID_SECRET"
+    """The environment variable holding the key of that hash (read at load, never logged)."""
     upstreams: Mapping[str, Upstream] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     models: Mapping[str, ModelPrice] = field(default_factory=dict)

@@ -68,6 +68,8 @@ _SETTINGS = {
     "client_ipv6_prefix",
     "bound",
     "request_fields",
+    "user_ids",
+    "user_id_secret_env",
 }
 _MS_FIELDS = {
     name: name.replace("_seconds", "_ms")
@@ -75,6 +77,7 @@ _MS_FIELDS = {
         "cap_seconds",
         "tombstone_seconds",
         "run_idle_seconds",
+        "user_idle_seconds",
         "period_grace_seconds",
         "audit_retention_seconds",
     )

@@ -86,11 +86,12 @@ Count = Annotated[int, Field(gt=0)]
 
 
 class QuotasSpec(_Spec):
-    """A number applies to the tenant; `concurrent_requests` may name levels instead."""
+    """A number applies to the tenant; `concurrent_requests` and `requests_per_minute` may name
+    levels instead."""
 
     runs_per_day: Count | None = None
     steps_per_run: Count | None = None
-    requests_per_minute: Count | None = None
+    requests_per_minute: Count | dict[str, Count] | None = None
     tokens_per_minute: Count | None = None
     concurrent_requests: Count | dict[str, Count] | None = None
     max_tokens_per_request: Count | None = None
@@ -196,6 +197,7 @@ class ReservationsSpec(_Spec):
     cap_seconds: WholeSeconds | None = None
     tombstone_seconds: WholeSeconds | None = None
     run_idle_seconds: WholeSeconds | None = None
+    user_idle_seconds: WholeSeconds | None = None
     period_grace_seconds: WholeSeconds | None = None
     on_expiry: Literal["charge", "release"] | None = None
     audit_retention_seconds: WholeSeconds | None = None
@@ -215,6 +217,8 @@ class PolicySpec(_Spec):
     unknown_tenant: Name = "deny"
     bound: Literal["hard", "soft"] | None = None
     request_fields: Literal["strict", "forward"] | None = None
+    user_ids: Literal["plain", "hash"] | None = None
+    user_id_secret_env: Annotated[str, AfterValidator(check_env_name)] | None = None
     upstreams: dict[str, UpstreamSpec] = {}
     routes: list[RouteSpec] = []
     models: dict[str, ModelSpec] = {}

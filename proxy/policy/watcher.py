@@ -53,7 +53,9 @@ def fingerprint(path: str | Path) -> str:
 
 
 class PolicyWatcher:
-    """Reads the policy again whenever its fingerprint changes; hands a valid one to `apply`.
+    """Reads the policy again whenever its fingerprint changes; hands a valid one to `apply`,
+    which may still refuse it with PolicyError (what it needs from the environment is missing):
+    the policy in force then stays.
 
     `current` is the policy in force, checked against a reloaded one for settings that only a
     restart can change."""
@@ -82,10 +84,10 @@ class PolicyWatcher:
         try:
             policy = with_upstream_override(load_policy(self._reload.path), self._reload.upstream)
             _check_compatible(self._current, policy)
+            await self._apply(policy)
         except PolicyError as exc:
             log.error("policy NOT reloaded, keeping the last good one:\n%s", exc)
             return
-        await self._apply(policy)
         self._current = policy
         log.info("policy reloaded from %s", self._reload.path)
         for text in warnings(policy):

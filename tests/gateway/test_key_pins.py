@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 from boundary_support import ADMIN, Admin, bearer, call, gateway, with_admin
+from ledger_support import every_row
 from support import chat, chat_prompt_tokens, line, mini_cost
 
 from proxy.gateway.context import API_KEYS
@@ -43,7 +44,7 @@ RISK = "RISK_POINTS"
 
 async def points(stack: Stack) -> dict[str, tuple[int, int]]:
     """`<level>|<value>` → (spent, reserved) of alpha's RISK_POINTS lines."""
-    rows = await stack.ledger.balances("alpha")
+    rows = await every_row(stack.ledger, "alpha")
     return {f"{r.level}|{r.value}": (r.spent, r.reserved) for r in rows if r.unit == RISK}
 
 
@@ -60,7 +61,7 @@ async def test_a_header_that_disagrees_with_a_pinned_level_is_403_and_reserves_n
         )
         assert code == 403 and answer["error"]["type"] == "scope_mismatch"
         assert HEADER[level] in answer["error"]["message"] and "bot-1" in answer["error"]["message"]
-        assert await stack.ledger.balances("alpha") == [] and stack.fake.calls == 0
+        assert await every_row(stack.ledger, "alpha") == [] and stack.fake.calls == 0
 
         # No header: the key decides; the same value in another case is the same value.
         for headers in (bearer(plain), bearer(plain, **{HEADER[level]: "BOT-1"})):

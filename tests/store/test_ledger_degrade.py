@@ -370,6 +370,8 @@ async def test_bad_candidates_are_refused_before_the_store(
         (Quotas(tokens_per_minute=0), None, "tokens_per_minute"),
         (Quotas(requests_per_minute=2**43), None, "2\\*\\*43"),
         (Quotas(tokens_per_minute=10), None, "TOKENS amount on candidate 0"),
+        (Quotas(rates=[("user", "a|b", 1)]), None, "rate scope"),
+        (Quotas(rates=[("user", "u1", 0)]), None, "requests_per_minute of user u1"),
         (Quotas(), "run 1", "run id"),
     ],
 )

@@ -276,7 +276,7 @@ return out
         anchor = Anchor(pick.choice([1, 15, 28, 29, 30, 31]), pick.choice([0, instant - DAY]))
         cases.append((instant, offset, anchor))
     args = [str(x) for c in cases for x in (c[0], c[1], c[2].day, c[2].since_ms)]
-    got = await client.eval(probe, 6, *layout.tenant_keys("probe"), "0", "0", "0", "0", *args)
+    got = await client.eval(probe, 6, *layout.tenant_keys("probe"), "0:0", "0", "0", "0", *args)
     for (instant, offset, anchor), line in zip(cases, got, strict=True):
         m, d = period_id("month", instant, offset, anchor), period_id("day", instant, offset)
         ends = f"{period_end_ms(m, offset, anchor.day)} {period_end_ms(d, offset)}"
@@ -307,7 +307,7 @@ return out
         p = rng.randrange(0, (2**51 * 10**6) // max(n, 1) + 1)
         cases.append((max(x, 0), d, rng.randrange(0, 2**52), n, p))
     args = [str(v) for case in cases for v in case]
-    got = await client.eval(probe, 6, *layout.tenant_keys("probe"), "0", "0", "0", "0", *args)
+    got = await client.eval(probe, 6, *layout.tenant_keys("probe"), "0:0", "0", "0", "0", *args)
     for (x, d, cap, n, p), reply in zip(cases, got, strict=True):
         expected = f"{min(cap, x * 10**6 // d)} {-(-n * p // 10**6)} {x // d}"
         assert reply == expected, (x, d, cap, n, p)
@@ -323,7 +323,7 @@ for i = 5, #ARGV, 4 do
   redis.call('HSET', KEYS[1], 'q|rpm|tat', ARGV[i])
   NOW_US = tonumber(ARGV[i + 1])
   local gate = { rates = {} }
-  rate(gate, 'requests_per_minute', tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+  rate(gate, 'requests_per_minute', 'q|rpm|tat', tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
   if gate.quota then out[#out + 1] = 'deny ' .. fmt(gate.retry)
   else out[#out + 1] = fmt(gate.rates[1][2]) end
 end
@@ -339,7 +339,7 @@ return out
         tat = rng.choice([0, now + rng.randrange(-(10**8), 6 * 10**7)])
         cases.append((tat, now, limit, cost))
     args = [str(v) for case in cases for v in case]
-    got = await client.eval(probe, 6, *layout.tenant_keys("probe"), "0", "0", "0", "0", *args)
+    got = await client.eval(probe, 6, *layout.tenant_keys("probe"), "0:0", "0", "0", "0", *args)
     for (tat, now, limit, cost), reply in zip(cases, got, strict=True):
         new_tat, retry = gcra(tat, now, limit, cost)
         assert reply == (f"deny {retry}" if new_tat is None else str(new_tat)), (tat, now, limit)

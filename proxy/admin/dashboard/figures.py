@@ -3,8 +3,10 @@ only that replica's calls).
 
 - Spend against budget: the ledger. `Ledger.lines` gives a tenant-level line in the period
   current now (the tenant's time zone and anchor, as a reserve would use) with the limit in
-  force (overrides applied); `Ledger.balances` gives every line the tenant has, as the admin
-  API's /balances does. Amounts stay integers in their unit until they are formatted.
+  force (overrides applied); `Ledger.balances` gives every line the tenant has but its end
+  users', as the admin API's /balances does, and the top end users are read as its /users
+  reads them (admin/user_routes.py). Amounts stay integers in their unit until they are
+  formatted.
 - Denials, degradations and spend per day: the audit trail (scan.py), bounded.
 - Day and month series: the ledger's own period lines where it still has them (`d…` and `m…`
   lines of a tenant-level budget, kept until their period ends plus the grace), else the sums of
@@ -21,6 +23,7 @@ from datetime import date, timedelta
 from typing import Literal
 
 from proxy.admin.dashboard.scan import DayCounts, History, Scan, history, today
+from proxy.admin.user_routes import top_users
 from proxy.policy.runtime import LEVELS, Budget, Plan, Policy
 from proxy.store.ledger.base import BalanceRow, BudgetLine, Ledger, LineBalance
 from proxy.store.ledger.calendar import DAY_MS, Anchor, period_end_ms, period_id, utc_ms
@@ -29,6 +32,8 @@ from proxy.store.tenants import TenantRecord
 from proxy.store.tenants.records import utc_offset_min
 
 DAYS = 31
+TOP_USERS = 10
+"""End users shown on a tenant's page, per end-user budget."""
 MONTHS = 3
 CONCURRENCY = 8
 Source = Literal["ledger", "audit", "partial", "unknown"]
@@ -162,9 +167,11 @@ class TenantView:
     plan: Plan | None
     clock: Clock
     lines: tuple[Standing, ...]
-    """Every line the ledger has for the tenant, in scope order."""
+    """Every line the ledger has for the tenant but its end users', in scope order."""
     history: History
     series: tuple[Series, ...]
+    users: tuple[Standing, ...] = ()
+    """The end users who spent most in the current period of each end-user budget."""
 
 
 def _order(s: Standing) -> tuple[int, int, str, str, str]:
@@ -208,7 +215,7 @@ async def tenant_view(
 ) -> TenantView:
     plan = policy.plans.get(record.plan)
     clock, current = await _read(stores.ledger, record, _tenant_budgets(plan))
-    rows = await stores.ledger.balances(record.id)
+    rows = await stores.ledger.balances(record.id)  # never the end users (base.py)
     lines = [standing(r, record, plan, clock) for r in rows]
     # A tenant-level budget not used yet this period has no ledger entry: show it at zero.
     have = {(s.unit, s.period_id) for s in lines if s.level == "tenant"}
@@ -232,7 +239,9 @@ async def tenant_view(
         Series(u, known.days(u, first_day), known.months(u, months, record.anchor_day))
         for u in units
     )
-    return TenantView(record, plan, clock, tuple(lines), found, series)
+    top = await top_users(stores.ledger, record, plan, TOP_USERS)
+    users = tuple(standing(r, record, plan, clock) for r in top)
+    return TenantView(record, plan, clock, tuple(lines), found, series, users)
 
 
 def _units(plan: Plan | None, found: History) -> list[str]:

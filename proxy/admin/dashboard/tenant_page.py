@@ -9,7 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from proxy.admin.dashboard.charts import bar, chart
-from proxy.admin.dashboard.figures import Series, Standing, TenantView
+from proxy.admin.dashboard.figures import TOP_USERS, Series, Standing, TenantView
 from proxy.admin.dashboard.markup import Html, join, render
 from proxy.metering.pricing import format_amount
 from proxy.policy.runtime import DegradeRule, Plan
@@ -173,6 +173,9 @@ _PAGE = """<p><a href="/dashboard">← Tenants</a></p>
 {calls}
 <h2>Action budgets (RISK_POINTS)</h2>
 {actions}
+<h2>Top end users</h2>
+<p class="hint">The end users who spent most this period, per end-user budget ({top} at most).</p>
+{users}
 <h2>Spend over time</h2>
 <p class="hint">Dark columns come from the ledger's own period lines, blue ones from what
 commits charged in the audit trail, light ones are lower bounds (the trail starts inside
@@ -207,6 +210,8 @@ def tenant(view: TenantView) -> Html:
         version=r.version,
         calls=scope_tree(calls, "No budget lines in the ledger yet."),
         actions=scope_tree(actions, "No action budget lines in the ledger yet."),
+        top=TOP_USERS,
+        users=scope_tree(view.users, "No end user has spent anything this period."),
         reach=reach,
         series=join(_series(s) for s in view.series)
         or Html('<p class="hint">The plan has no budgets.</p>'),

@@ -9,8 +9,10 @@ what lets a request's key be looked up by its hash.
 A record never carries the hash or the key: `list` hands records to an operator as they are.
 
 A key may pin any scope level below its tenant (`PINNABLE`): calls made with it are that
-workspace, app, workflow, agent, toolset or run, whatever the caller's headers say
-(gateway/identity.py refuses a header that disagrees). An operator can so issue a key per agent.
+workspace, app, workflow, agent, toolset, run or end user, whatever the caller's headers say
+(gateway/identity.py refuses a header that disagrees, budget/end_users.py a body). An operator
+can so issue a key per agent, or per end user. A pinned user is kept as given (under `user_ids:
+hash` the ledger keeps its hash, the key record the id).
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ KEY_CHARS = 32
 SHOWN_CHARS = 6
 PLAIN = re.compile(r"ck-[A-Za-z0-9]{32}")
 NONE = "-"
-PINNABLE: tuple[str, ...] = ("workspace", "app", "workflow", "agent", "toolset", "run")
+PINNABLE: tuple[str, ...] = ("workspace", "app", "workflow", "agent", "toolset", "run", "user")
 """Scope levels a key may pin, outermost first (the tenant it is bound to always)."""
 LATER_PINS: tuple[str, ...] = PINNABLE[2:]
 """Pins a record of the first layout (workspace and app only) has no field for."""
+LAYOUTS: tuple[int, ...] = (9, 13, 14)
+"""The tokens of each layout: workspace and app pins; then workflow, agent, toolset and run;
+then the end user."""
 
 State = Literal["active", "revoked"]
 
@@ -65,6 +70,7 @@ class KeyRecord:
     agent: str | None = None
     toolset: str | None = None
     run: str | None = None
+    user: str | None = None
 
     def usable(self, now_ms: int) -> bool:
         return self.state == "active" and (self.expires_ms == 0 or now_ms < self.expires_ms)
@@ -120,6 +126,7 @@ def new_record(
         agent=pinned.get("agent"),
         toolset=pinned.get("toolset"),
         run=pinned.get("run"),
+        user=pinned.get("user"),
     )
     return plain, digest(plain), record
 
@@ -128,7 +135,7 @@ def _scope_value(level: str, value: str) -> str:
     if not VALUE.fullmatch(value):
         raise ValueError(
             f"{level} {value!r} is not a valid scope value: use 1 to 128 characters from "
-            "A-Z, a-z, 0-9, '_', '.' and '-'"
+            "A-Z, a-z, 0-9, '_', '.' and '-' (not '-' alone)"
         )
     return value.lower()
 
@@ -146,12 +153,14 @@ def expiring(record: KeyRecord, at_ms: int) -> KeyRecord:
 
 def encode(sha: str, record: KeyRecord) -> str:
     """`sha key_id tenant workspace app state expires_ms created_ms prefix`, '-' for none, then
-    `workflow agent toolset run` only when the key pins one of them. No token can contain a
-    space: scope values, ids and prefixes are all [a-z0-9_.-].
+    `workflow agent toolset run` only when the key pins one of them or the user, then `user`
+    only when it pins one. No token can contain a space: scope values, ids and prefixes are all
+    [a-z0-9_.-].
 
-    A key without the later pins is written exactly as the first layout was, so a replica of a
-    release before them reads it. One with them is longer, which such a replica fails to read
-    (its call is a 500) instead of accepting the key without its pins: it fails closed."""
+    A key is written in the shortest layout (LAYOUTS) that holds its pins, so a replica of a
+    release before the later pins reads it as it always did. One with pins it does not know is
+    longer, which such a replica fails to read (its call is a 500) instead of accepting the key
+    without its pins: it fails closed."""
     tokens = [
         sha,
         record.key_id,
@@ -164,6 +173,8 @@ def encode(sha: str, record: KeyRecord) -> str:
         record.prefix,
     ]
     later = [getattr(record, level) or NONE for level in LATER_PINS]
+    if later[-1] == NONE:
+        later.pop()  # no end user: the second layout, or the first
     if any(value != NONE for value in later):
         tokens += later
     return " ".join(tokens)
@@ -171,12 +182,13 @@ def encode(sha: str, record: KeyRecord) -> str:
 
 def decode(text: str) -> Row:
     tokens = text.split(" ")
-    if len(tokens) not in (9, 9 + len(LATER_PINS)):
-        raise ValueError(f"a key record has {len(tokens)} fields, not 9 or {9 + len(LATER_PINS)}")
+    if len(tokens) not in LAYOUTS:
+        raise ValueError(f"a key record has {len(tokens)} fields, not one of {LAYOUTS}")
     sha, key_id, tenant, workspace, app, state, expires, created, prefix = tokens[:9]
     if state not in ("active", "revoked"):
         raise ValueError(f"key record {key_id} has an unknown state {state!r}")
-    workflow, agent, toolset, run = (_none(t) for t in tokens[9:] or [NONE] * len(LATER_PINS))
+    later = [*tokens[9:], *[NONE] * (LAYOUTS[-1] - len(tokens))]
+    workflow, agent, toolset, run, user = (_none(t) for t in later)
     record = KeyRecord(
         key_id=key_id,
         tenant=tenant,
@@ -190,6 +202,7 @@ def decode(text: str) -> Row:
         agent=agent,
         toolset=toolset,
         run=run,
+        user=user,
     )
     return sha, record
 

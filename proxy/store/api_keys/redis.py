@@ -8,13 +8,13 @@ Layout (beside the ledger's keys, see proxy/store/redis/layout.py):
 
 A record is `sha key_id tenant workspace app state expires_ms created_ms prefix` (records.encode),
 '-' for a missing workspace or app, then `workflow agent toolset run` for a key that pins one of
-those (records.encode says why only then). The global index cannot carry a tenant's hash tag, so in
-Redis Cluster the two hashes live in different slots and no script can write both: every change
-writes the tenant side first, then the global index, then publishes. `lookup` reads the global index
-and confirms against the tenant side, so if a process dies between the two writes the tenant side
-wins: a half-created key does not authenticate and a half-revoked key is already revoked (and
-re-running the revoke repairs the index). A cache miss therefore costs two round trips; a negative
-answer one.
+those, then `user` for one that pins an end user (records.encode says why only then). The global
+index cannot carry a tenant's hash tag, so in Redis Cluster the two hashes live in different slots
+and no script can write both: every change writes the tenant side first, then the global index, then
+publishes. `lookup` reads the global index and confirms against the tenant side, so if a process
+dies between the two writes the tenant side wins: a half-created key does not authenticate and a
+half-revoked key is already revoked (and re-running the revoke repairs the index). A cache miss
+therefore costs two round trips; a negative answer one.
 
 Every replica's cache subscribes to `cy:v1:events` and drops the key named in each message; on
 (re)subscribing it drops everything, since messages sent while it was away are lost.

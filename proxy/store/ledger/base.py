@@ -106,10 +106,15 @@ class Ledger(Protocol):
     """Tenants a sweep skipped because their sweep failed, since the ledger was opened (each is
     logged; the app exports the count as cycles_sweeper_tenant_errors_total)."""
 
-    async def connect(self, *, require_noeviction: bool = False) -> None:
+    async def connect(
+        self, *, require_noeviction: bool = False, user_ids: str | None = None
+    ) -> None:
         """Check, once at start, that the store is safe to keep a ledger in (Redis: its
         eviction policy; its epoch, which `heartbeat` then watches). Raises StoreUnsafe when
-        `require_noeviction` and the store may evict keys."""
+        `require_noeviction` and the store may evict keys, or when `user_ids` (the fingerprint
+        of the secret end-user ids are hashed with, budget/end_users.py) differs from the one
+        the store recorded first: replicas hashing with different secrets would keep one user
+        under two ids, each with its own budget."""
         ...
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
@@ -140,7 +145,17 @@ class Ledger(Protocol):
         ...
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
-        """Every ledger entry the tenant has (all levels, values, units and live periods)."""
+        """Every ledger entry of the tenant's own scopes (all levels but its end users', values,
+        units and live periods). End users' entries are kept apart (store/redis/layout.py
+        `:users`) and never read here, however many there are: `top_spenders` and `lines`
+        read them."""
+        ...
+
+    async def top_spenders(
+        self, tenant: str, level: str, unit: str, period_id: str, limit: int
+    ) -> list[BalanceRow]:
+        """The `limit` entries of `level` in `unit` and period `period_id` with the most spent,
+        most first (spenders.py): a tenant's top end users. Reads only, a batch at a time."""
         ...
 
     async def lines(

@@ -116,12 +116,19 @@ def _check_fit(what: str, fit: Fit) -> None:
 
 
 def _check_quotas(request: ReserveRequest, quotas: Quotas) -> None:
-    for level, value, limit in quotas.concurrent:
+    scoped = [("concurrency", *q) for q in quotas.concurrent]
+    scoped += [("rate", *q) for q in quotas.rates]
+    for kind, level, value, _limit in scoped:
         if not (_NAME.match(level) and _NAME.match(value)):
-            raise ValueError(
-                f"concurrency scope {level}={value!r} must match [A-Za-z0-9_.-]{{1,128}}"
-            )
+            raise ValueError(f"{kind} scope {level}={value!r} must match [A-Za-z0-9_.-]{{1,128}}")
+    for level, value, limit in quotas.concurrent:
         check_amount(f"concurrent_requests limit of {level} {value}", limit)
+    for level, value, limit in quotas.rates:
+        if type(limit) is not int or not 1 <= limit < MAX_RATE:
+            raise AmountOutOfRange(
+                f"requests_per_minute of {level} {value} must be an integer in [1, 2**43), "
+                f"got {limit!r}"
+            )
     for name in ("runs_per_day", "steps_per_run"):
         limit = getattr(quotas, name)
         if limit is not None:

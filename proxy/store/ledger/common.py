@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from proxy.core.types import CALL_UNITS, ReservationSettings, Unit
+from proxy.core.types import CALL_UNITS, END_USER, ReservationSettings, Unit
 from proxy.store.ledger.base import (
     AlertLimits,
     Amounts,
@@ -64,8 +64,31 @@ def limit_in_force(line: BudgetLine, overrides: Mapping[str, int]) -> int:
 
 def field_expiry(prefix: str, now_ms: int, run_idle_ms: int) -> int | None:
     """When an entry without a period may be dropped: a run's after an idle TTL, one of
-    another level (a lifetime budget) never. Period entries: see calendar.py."""
+    another level (a lifetime budget) never. Period entries: see calendar.py; an end user's:
+    `user_expiry`."""
     return now_ms + run_idle_ms if prefix.split("|")[0] == "run" else None
+
+
+def user_expiry(idle_from_ms: int, settings: ReservationSettings, period_end: int | None) -> int:
+    """When an end user's entry may be dropped (lua/common.lua user_expiry): `user_idle_ms`
+    after the call that touched it can no longer be open (`idle_from_ms`), but never before its
+    period ends (`period_end`; None: the line has no period), or the user would be handed the
+    period's budget again; and never later than any period entry, its end + grace."""
+    idle = idle_from_ms + settings.user_idle_ms
+    if period_end is None:
+        return idle
+    return min(period_end + settings.period_grace_ms, max(period_end, idle))
+
+
+def end_users(field: str) -> bool:
+    """Whether a field (`<level>|…`) is an end user's."""
+    return field.split("|", 1)[0] == END_USER
+
+
+def alerted(field: str) -> bool:
+    """Whether a line's thresholds and first denial alert: not an end user's (there may be
+    millions of them; their denials are in the audit trail and the metrics)."""
+    return not end_users(field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +184,12 @@ async def expiry_limits(
 
 def alert_marks(reservation: Reservation) -> list[tuple[str, int, int]]:
     """(field, basis points, the `spent` that reaches it) for every alert threshold of every
-    field of the reservation; a zero limit has no thresholds (there is nothing to be a share of)."""
+    alerted field of the reservation; a zero limit has no thresholds (there is nothing to be a
+    share of)."""
     return [
         (field, bp, -(-limit * bp // 10_000))
         for field, limit in zip(reservation.fields, reservation.limits, strict=False)
-        if limit > 0
+        if limit > 0 and alerted(field)
         for bp in reservation.alerts
     ]
 
@@ -179,17 +203,13 @@ def balance_rows(entries: Mapping[str, int | str]) -> list[BalanceRow]:
             continue
         prefix, kind = name.rsplit("|", 1)
         rows.setdefault(prefix, {})[kind] = int(value)
-    return [_row(prefix, sums) for prefix, sums in sorted(rows.items())]
+    return [
+        balance_row(prefix, *(sums.get(kind, 0) for kind in ("spent", "reserved", "credit")))
+        for prefix, sums in sorted(rows.items())
+    ]
 
 
-def _row(prefix: str, sums: dict[str, int]) -> BalanceRow:
+def balance_row(prefix: str, spent: int, reserved: int, credit: int) -> BalanceRow:
+    """The row of the entry `<level>|<value>|<unit>|<period id>`."""
     level, value, unit, pid = prefix.split("|")
-    return BalanceRow(
-        level,
-        value,
-        cast(Unit, unit),
-        pid,
-        sums.get("spent", 0),
-        sums.get("reserved", 0),
-        sums.get("credit", 0),
-    )
+    return BalanceRow(level, value, cast(Unit, unit), pid, spent, reserved, credit)

@@ -12,8 +12,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from proxy.core.types import ReservationSettings
-from proxy.store.ledger import quotas
+from proxy.core.types import END_USER, ReservationSettings
+from proxy.store.ledger import quotas, spenders
 from proxy.store.ledger.base import (
     Amounts,
     BalanceRow,
@@ -36,6 +36,7 @@ from proxy.store.ledger.common import (
     DENIED,
     Outcome,
     alert_marks,
+    balance_row,
     balance_rows,
     instance_id,
     limit_in_force,
@@ -80,8 +81,11 @@ class MemoryLedger(MemorySweep):
         self._due = self.state.due
         self.expiry_alerts: ExpiryAlerts | None = None
 
-    async def connect(self, *, require_noeviction: bool = False) -> None:
-        """Nothing to check: this store lives and dies with the process."""
+    async def connect(
+        self, *, require_noeviction: bool = False, user_ids: str | None = None
+    ) -> None:
+        """Nothing to check: this store lives and dies with the process (no replica shares
+        it, so no other secret can hash its end users' ids)."""
 
     def _tenant(self, tenant: str) -> TenantState:
         """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
@@ -254,7 +258,19 @@ class MemoryLedger(MemorySweep):
         return SettleResult("RELEASED", True, {})
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
-        return balance_rows(self._tenant(tenant).ledger)
+        return balance_rows(self._tenant(tenant).ledger.own)
+
+    async def top_spenders(
+        self, tenant: str, level: str, unit: str, period_id: str, limit: int
+    ) -> list[BalanceRow]:
+        t = self._tenants.get(tenant) or TenantState()  # a read creates nothing
+        best = spenders.Best(limit)
+        lines = t.ledger.users if level == END_USER else t.ledger.own
+        best.add((k, v) for k, v in lines.items() if spenders.matches(k, level, unit, period_id))
+        return [
+            balance_row(p, spent, t.ledger.get(f"{p}|reserved", 0), t.ledger.get(f"{p}|credit", 0))
+            for p, spent in best.prefixes()
+        ]
 
     async def lines(
         self, tenant: str, lines: Sequence[BudgetLine], utc_offset_min: int = 0

@@ -7,17 +7,17 @@ tenant store share as the Redis ones share the keys.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
 from proxy.core.errors import range_error
-from proxy.core.types import ReservationSettings
+from proxy.core.types import END_USER, ReservationSettings
 from proxy.store.ledger import quotas
 from proxy.store.ledger.base import Amounts, State, TenantStatus
 from proxy.store.ledger.calendar import MINUTE_MS, Calendar, period_bound_ms
 from proxy.store.ledger.checks import out_of_range
-from proxy.store.ledger.common import Outcome, field_expiry
+from proxy.store.ledger.common import Outcome, alerted, end_users, field_expiry, user_expiry
 from proxy.store.ledger.expiry import ExpiryIndex
 from proxy.store.ledger.memory_due import DueIndex
 from proxy.store.ledger.meta import AGGREGATE, GENERATION
@@ -26,6 +26,43 @@ TOMBSTONES_MAX = 20_000
 """Settled reservation records the memory store keeps (all tenants), besides their time limit."""
 AUDIT_MAX_ENTRIES = 2_000
 """Per tenant, on the memory store (the Redis store keeps the full retention, in Redis)."""
+
+
+USER_HEAD = END_USER + "|"
+
+
+class Lines(MutableMapping[str, int]):
+    """A tenant's ledger fields as Redis splits them (store/redis/layout.py): end users' in
+    `users` (`:users`), the tenant's own in `own` (`:ledger`), so a read of the tenant's lines
+    never walks its end users."""
+
+    __slots__ = ("own", "users")
+
+    def __init__(self) -> None:
+        self.own: dict[str, int] = {}
+        self.users: dict[str, int] = {}
+
+    def _of(self, name: str) -> dict[str, int]:
+        return self.users if name.startswith(USER_HEAD) else self.own
+
+    def __getitem__(self, name: str) -> int:
+        return self._of(name)[name]
+
+    def get(self, name: str, default: int = 0) -> int:  # type: ignore[override]
+        return self._of(name).get(name, default)
+
+    def __setitem__(self, name: str, value: int) -> None:
+        self._of(name)[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._of(name)[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self.own)
+        yield from list(self.users)
+
+    def __len__(self) -> int:
+        return len(self.own) + len(self.users)
 
 
 @dataclass(slots=True)
@@ -46,7 +83,7 @@ class Record:
 @dataclass(slots=True)
 class TenantState:
     name: str = ""
-    ledger: dict[str, int] = field(default_factory=dict)
+    ledger: Lines = field(default_factory=Lines)
     ledger_exp: ExpiryIndex = field(default_factory=ExpiryIndex)
     resv: dict[str, Record] = field(default_factory=dict)
     resv_exp: ExpiryIndex = field(default_factory=ExpiryIndex)
@@ -94,9 +131,13 @@ class TenantState:
         hold_ms: int = 0,
     ) -> None:
         """Keep an entry: see common.lua's touch (exact with a calendar, else a safe bound; a
-        run entry for `hold_ms`, how long the call reserving may stay open, + the idle TTL)."""
+        run entry for `hold_ms`, how long the call reserving may stay open, + the idle TTL; an
+        end user's by user_expiry)."""
         pid = prefix.split("|")[-1]
-        if pid != "-" and cal is not None:
+        if end_users(prefix) and (cal is not None or pid == "-"):
+            end = None if pid == "-" or cal is None else cal.period_end(pid)
+            self.keep(prefix, user_expiry(now + hold_ms, s, end))
+        elif pid != "-" and cal is not None:
             self.keep(prefix, cal.period_end(pid) + s.period_grace_ms)
         elif pid != "-":
             self.ledger_exp.setdefault(prefix, period_bound_ms(pid) + s.period_grace_ms)
@@ -212,9 +253,10 @@ class TenantState:
 
     def first_deny(self, prefix: str, now: int, s: ReservationSettings) -> bool:
         """reserve.lua's first_deny(): True for the first budget denial on `prefix` in its
-        period (`q|alert|<prefix>|deny`, kept until the period's entries expire)."""
+        period (`q|alert|<prefix>|deny`, kept until the period's entries expire); never on an
+        end user's line."""
         name = f"q|alert|{prefix}|deny"
-        if name in self.counters.values:
+        if name in self.counters.values or not alerted(prefix):
             return False
         self.counters.values[name] = now
         self._keep_alert(name, prefix, now, s)

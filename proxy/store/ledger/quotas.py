@@ -8,6 +8,7 @@ Fields (in Redis they share the tenant's ledger hash, under `q|`, which no budge
     q|run|<run>|day          the day id the run was first seen (a string)
     q|run|<run>|steps        admitted calls of the run
     q|rpm|tat, q|tpm|tat     GCRA theoretical arrival time, integer µs; kept 2 minutes
+    q|rpm|<level>|<value>|tat   the same for a level's request rate (each end user's, say)
 
 `q|run|…` fields expire `run_idle_ms` after the run's last admitted call could still be open
 (its hold: the reservation cap, or an action's shorter ttl). Checks are read-only;
@@ -94,7 +95,7 @@ def decide(
     tpm = request.quotas.tokens_per_minute
     if tpm is not None:
         cost = (choice.amounts or request.candidates[0].amounts)["TOKENS"]
-        rate(c, gate, "tokens_per_minute", tpm, cost, now_ms)
+        rate(c, gate, "tokens_per_minute", "q|tpm|tat", tpm, cost, now_ms)
         if enforce and gate.quota is not None:
             return _denied(choice, gate), gate
     index = 0 if choice.index is None else choice.index
@@ -109,7 +110,7 @@ def _denied(choice: Choice, gate: Gate) -> Outcome:
 
 def check(c: Counters, request: ReserveRequest, now_ms: int, cal: Calendar) -> Gate:
     """Every quota but tokens_per_minute, in order: concurrency, runs per day, steps per run,
-    requests per minute."""
+    requests per minute (the tenant's, then each level's)."""
     gate, q, run = Gate(), request.quotas, request.run
     held = []
     for level, value, limit in q.concurrent:
@@ -126,7 +127,10 @@ def check(c: Counters, request: ReserveRequest, now_ms: int, cal: Calendar) -> G
         if c.values.get(steps, 0) >= q.steps_per_run:
             gate.refuse("steps_per_run", 0)
     if q.requests_per_minute is not None:
-        rate(c, gate, "requests_per_minute", q.requests_per_minute, 1, now_ms)
+        rate(c, gate, "requests_per_minute", "q|rpm|tat", q.requests_per_minute, 1, now_ms)
+    for level, value, limit in q.rates:
+        name = f"q|rpm|{level}|{value}|tat"
+        rate(c, gate, f"requests_per_minute {level}", name, limit, 1, now_ms)
     return gate
 
 
@@ -142,8 +146,10 @@ def _check_run(c: Counters, gate: Gate, run: str, limit: int, now_ms: int, cal: 
         gate.refuse("runs_per_day", end - now_ms)
 
 
-def rate(c: Counters, gate: Gate, quota: str, limit: int, cost: int, now_ms: int) -> None:
-    name = "q|rpm|tat" if quota == "requests_per_minute" else "q|tpm|tat"
+def rate(
+    c: Counters, gate: Gate, quota: str, name: str, limit: int, cost: int, now_ms: int
+) -> None:
+    """GCRA on the arrival time in field `name`; a rate that denies is not advanced."""
     new_tat, retry = gcra(c.values.get(name, 0), now_ms * 1000, limit, cost)
     if new_tat is None:
         gate.refuse(quota, retry)

@@ -5,7 +5,7 @@ record, and where budget lines stand now. Neither writes anything.
 deadline, amounts, held counters, field prefixes), so an instance that did not make a
 reservation can still settle it exactly, and the scope path kept beside it (an action's).
 `lines` runs lua/lines.lua, which computes period ids and the limit in force with the same code
-the reserve script uses.
+the reserve script uses. `top_spenders` walks the tenant's ledger with HSCAN (spenders.py).
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from proxy.store.ledger.base import BudgetLine, LineBalance, ReservationRecord, State
-from proxy.store.ledger.common import decode_amounts
+from proxy.core.types import END_USER
+from proxy.store.ledger import spenders
+from proxy.store.ledger.base import BalanceRow, BudgetLine, LineBalance, ReservationRecord, State
+from proxy.store.ledger.common import balance_row, decode_amounts
 from proxy.store.redis import layout
 from proxy.store.redis.safety import Epoch
 
+SCAN_BATCH = 1000
+"""Fields HSCAN looks at per round trip when walking a tenant's ledger."""
 STATES = ("OPEN", "COMMITTED", "RELEASED", "EXPIRED_CHARGED", "EXPIRED_RELEASED")
 
 
@@ -40,6 +44,27 @@ class RedisReads:
             return None
         record = decode_record(reservation_id, _text(raw))
         return record if scope is None else replace(record, scope=_text(scope))
+
+    async def top_spenders(
+        self, tenant: str, level: str, unit: str, period_id: str, limit: int
+    ) -> list[BalanceRow]:
+        self._epoch.guard()
+        key = layout.users_key(tenant) if level == END_USER else layout.tenant_keys(tenant)[0]
+        best, cursor = spenders.Best(limit), 0
+        match = spenders.pattern(level, unit, period_id)
+        while True:
+            cursor, batch = await self._client.hscan(key, cursor, match=match, count=SCAN_BATCH)
+            fields = cast(dict[str | bytes, str | bytes], batch)
+            best.add((_text(name), int(spent)) for name, spent in fields.items())
+            if cursor == 0:
+                break
+        found = best.prefixes()
+        names = [f"{p}|{kind}" for p, _ in found for kind in ("reserved", "credit")]
+        sums = await self._client.hmget(key, names) if names else []
+        return [
+            balance_row(p, spent, int(sums[2 * i] or 0), int(sums[2 * i + 1] or 0))
+            for i, (p, spent) in enumerate(found)
+        ]
 
     async def lines(
         self, tenant: str, lines: Sequence[BudgetLine], utc_offset_min: int = 0

@@ -57,7 +57,7 @@ from proxy.store.redis import layout
 from proxy.store.redis.clients import Client, store_client
 from proxy.store.redis.errors import REDIS
 from proxy.store.redis.flights import Flights
-from proxy.store.redis.safety import check_eviction
+from proxy.store.redis.safety import check_eviction, check_user_ids
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep):
         self._registering: Flights[str] = Flights()
         self.expiry_alerts: ExpiryAlerts | None = None
 
-    async def connect(self, *, require_noeviction: bool = False) -> None:
+    async def connect(
+        self, *, require_noeviction: bool = False, user_ids: str | None = None
+    ) -> None:
         """Check the store is safe to keep a ledger in, and record its epoch
         (store/redis/safety.py). A store unreachable now is not fatal (the epoch is recorded on the
         first heartbeat that reaches it) unless `require_noeviction` asks for a check that cannot be
@@ -113,6 +115,8 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep):
             with self.mapped():
                 await check_eviction(self._client, require=require_noeviction)
                 await self._epoch.check(self._client)
+                if user_ids is not None:
+                    await check_user_ids(self._client, user_ids)
         except LedgerUnavailable as exc:
             if require_noeviction:
                 raise StoreUnsafe(
@@ -172,10 +176,11 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep):
             request.scope,
             "1" if request.keep_scope else "0",
             *("-" if limit is None else str(limit) for limit in limits),
-            str(len(q.concurrent)),
         ]
-        for level, value, limit in q.concurrent:
-            args += [level, value, str(limit)]
+        for scoped in (q.concurrent, q.rates):
+            args.append(str(len(scoped)))
+            for level, value, limit in scoped:
+                args += [level, value, str(limit)]
         args.append(str(len(request.lines)))
         for line in request.lines:
             args += [line.level, line.value, line.unit, line.period, str(line.limit)]

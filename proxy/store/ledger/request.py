@@ -101,6 +101,9 @@ class Quotas:
     """Admitted calls per run id."""
     requests_per_minute: int | None = None
     """Per tenant, GCRA with a burst of one minute's worth (in [1, 2**43))."""
+    rates: Sequence[tuple[str, str, int]] = ()
+    """(level, value, limit): requests per minute on that scope (each end user its own), GCRA
+    as the tenant's; checked after it, and denied as `requests_per_minute <level>`."""
     tokens_per_minute: int | None = None
     """Per tenant, GCRA on the chosen candidate's TOKENS amount (in [1, 2**43); every candidate
     must name a TOKENS amount). Checked after the candidate is chosen.

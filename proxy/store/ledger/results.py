@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from proxy.core.types import Unit
+from proxy.core.types import END_USER, Unit
 from proxy.store.ledger.request import Amounts, BudgetLine
 
 State = Literal["OPEN", "COMMITTED", "RELEASED", "EXPIRED_CHARGED", "EXPIRED_RELEASED", "MISSING"]
@@ -161,11 +161,12 @@ class AlertLimits:
     limits: Mapping[tuple[str, str], int]
 
     def marks(self) -> list[tuple[str, str, int, int]]:
-        """(level, unit, basis points, the `spent` that reaches it); none for a zero limit."""
+        """(level, unit, basis points, the `spent` that reaches it); none for a zero limit, nor
+        for an end user's lines (common.alerted)."""
         return [
             (level, unit, bp, -(-limit * bp // 10_000))
             for (level, unit), limit in sorted(self.limits.items())
-            if limit > 0
+            if limit > 0 and level != END_USER
             for bp in self.thresholds
         ]
 

@@ -81,7 +81,7 @@ class Scripts:
         self.epoch = Epoch()
         s = settings
         self._common = (
-            str(s.run_idle_ms),
+            f"{s.run_idle_ms}:{s.user_idle_ms}",
             str(s.period_grace_ms),
             str(s.tombstone_ms),
             str(s.audit_retention_ms),
@@ -93,10 +93,10 @@ class Scripts:
     async def run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
         """Run script `name` for `tenant` with these ARGV (after the common ones)."""
         script, due = self.by_name[name], layout.due_key(tenant, self.cluster)
-        tenant_keys = [*layout.tenant_keys(tenant), due]
+        tenant_keys = [*layout.tenant_keys(tenant), due, layout.users_key(tenant)]
         with self._mapped:
             if self.wire is not None:
-                command = ("EVALSHA", script.sha, "7", *tenant_keys, *self._common, *args)
+                command = ("EVALSHA", script.sha, "8", *tenant_keys, *self._common, *args)
                 return await self._on_wire(self.wire, command)
             await self.know_shard(due)
             call = partial(

@@ -4,7 +4,13 @@ Everything one script touches for a tenant shares the hash tag `{t:<tenant>}`, s
 live in one Redis Cluster slot and a single script can read and write them atomically:
 
     cy:v1:{t:<tenant>}:ledger      hash  `<level>|<value>|<unit>|<period id>|spent|reserved|credit`,
-                                         and the quota counters `q|…` (see store/ledger/quotas.py)
+                                         and the quota counters `q|…` (see store/ledger/quotas.py),
+                                         except end users'
+    cy:v1:{t:<tenant>}:users       hash  the end users' entries (level `user`): their lines'
+                                         fields, `q|conc|user|…`, `q|rpm|user|…`,
+                                         `q|gen|reset|user|…` (lua/common.lua hkey): kept apart
+                                         so that reads of the tenant's own lines (/balances, a
+                                         reset) never walk millions of users
     cy:v1:{t:<tenant>}:ledger_exp  zset  `<level>|<value>|<unit>|<period id>` or a `q|…` field
                                          -> expiry (ms)
     cy:v1:{t:<tenant>}:resv        hash  reservation id -> record (see
@@ -39,14 +45,17 @@ in a cluster it is one key per slot):
                              deadline or tombstone expiry of its `:resv_exp`, or entry expiry of
                              its `:ledger_exp`. Written by every script that adds to either
                              (store/ledger/lua/common.lua reindex), so it is passed to every script
-                             as its seventh key; the sweeper visits only the tenants it says are
-                             due.
+                             as its seventh key (`:users` is the eighth); the sweeper
+                             visits only the tenants it says are due.
     cy:v1:due:{<n>}    zset  Redis Cluster only: the same, one per slot, since a script may
                              only touch keys of its tenant's slot: `<n>` is the first number
                              whose key falls in that slot (due_key)
     cy:v1:due_shards   set   Redis Cluster only: the `cy:v1:due:{<n>}` keys that may hold
                              tenants, each added before its first script runs
     cy:v1:epoch        string  written once when the store is initialised
+    cy:v1:user_ids     string  under `user_ids: hash`, the fingerprint of the secret end-user
+                             ids are hashed with (budget/end_users.py), written by the first
+                             proxy (SET NX); one with another secret refuses to start
     cy:v1:epoch:{<n>}  string  Redis Cluster only: the same, so that every master holds one
                              (the first of cy:v1:epoch, cy:v1:epoch:{0}, … in its slots; see
                              safety.py)
@@ -70,6 +79,7 @@ INSTANCES = f"{PREFIX}:instances"
 DUE = f"{PREFIX}:due"
 DUE_SHARDS = f"{PREFIX}:due_shards"
 EPOCH = f"{PREFIX}:epoch"
+USER_IDS = f"{PREFIX}:user_ids"
 
 
 def epoch_candidates(limit: int = 1 << 20) -> Iterator[str]:
@@ -95,6 +105,11 @@ def tenant_keys(tenant: str) -> list[str]:
     """The KEYS of every per-tenant script, in TENANT_KEYS order."""
     tag = f"{PREFIX}:{{t:{tenant}}}"
     return [f"{tag}:{name}" for name in TENANT_KEYS]
+
+
+def users_key(tenant: str) -> str:
+    """The hash of a tenant's end users' entries (KEYS[8] of every per-tenant script)."""
+    return f"{PREFIX}:{{t:{tenant}}}:users"
 
 
 def due_key(tenant: str, cluster: bool) -> str:

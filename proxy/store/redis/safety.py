@@ -76,6 +76,22 @@ def _unsafe(problem: str, require: bool) -> None:
     log.warning("%s.", problem)
 
 
+async def check_user_ids(client: Client, fingerprint: str) -> None:
+    """Record the fingerprint of the secret end-user ids are hashed with (SET NX), or raise
+    StoreUnsafe when the store holds another: replicas hashing with different secrets would keep
+    one user under two ids, each with a budget of its own."""
+    await client.set(layout.USER_IDS, fingerprint, nx=True)
+    found = await client.get(layout.USER_IDS)
+    found = found.decode() if isinstance(found, bytes) else found
+    if found != fingerprint:
+        raise StoreUnsafe(
+            "user_ids: hash: this proxy's secret is not the one this store's end-user ids were "
+            "hashed with (another replica uses another secret; every replica needs the same). "
+            f"To change the secret on purpose, stop every replica, delete {layout.USER_IDS} "
+            "and start them with the new one (each end user then starts afresh)"
+        )
+
+
 class Epoch:
     """The store's epoch as this process first saw it, and whether it has since been lost."""
 

@@ -122,7 +122,9 @@ class TenantStore(Protocol):
         self, tenant: str, *, level: str | None, value: str | None, actor: str, reason: str
     ) -> list[BalanceRow]:
         """RESET_SPENT: zero `spent` of the current period's lines (all, or one level/value),
-        never `reserved`; the audit keeps what was zeroed."""
+        never `reserved`; the audit keeps what was zeroed. Without a level only the tenant's own
+        scopes are reset, never its end users; end users are reset one at a time (level `user`
+        and its value), which reads that user's fields only."""
         ...
 
     async def audit(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from proxy.core.types import Mode, Period, Unit
+from proxy.core.types import ACTION_UNITS, CALL_UNITS, END_USER, Mode, Period, Unit
 from proxy.store.ledger.base import BalanceRow, TenantStatus
 from proxy.store.ledger.calendar import Calendar
 from proxy.store.ledger.checks import check_amount
@@ -194,7 +194,7 @@ class MemoryTenants:
         now, cal = self._calendar(t)
         current = {"-"} | {cal.period_id(p, now) for p in ("month", "day")}
         prefixes, zeroed = [], []
-        for name, amount in list(t.ledger.items()):
+        for name, amount in _candidates(t, level, value, current):
             parts = name.split("|")
             if name.startswith("q|") or len(parts) != 5 or parts[4] != "spent":
                 continue
@@ -241,3 +241,15 @@ class MemoryTenants:
                 continue
             created += 1
         return created
+
+
+def _candidates(
+    t: TenantState, level: str | None, value: str | None, current: set[str]
+) -> list[tuple[str, int]]:
+    """The fields a reset may zero (tenant_ledger.lua candidates): one end user's own, or the
+    tenant's own lines, never every end user's."""
+    if level != END_USER:
+        return list(t.ledger.own.items())
+    units = (*CALL_UNITS, *ACTION_UNITS)
+    names = (f"{END_USER}|{value}|{unit}|{pid}|spent" for unit in units for pid in current)
+    return [(name, t.ledger.users[name]) for name in names if name in t.ledger.users]

@@ -1,7 +1,7 @@
 -- commit.lua: charge what the provider reported and free the reservation, per its state.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
--- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
+-- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 actual (same form),
 --       9 flags (common.lua has_flag: 'f' a release is final, as an action's is; 'k' only a
 --       record the store knows is settled; '-' for neither), 10 n alert marks, 11.. n triples

@@ -2,8 +2,8 @@
 --
 -- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due
 -- (the due index: tenant -> earliest due time, in the tenant's slot; keys.py)
--- ARGV (every script): 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms;
--- the rest per script.
+-- ARGV (every script): 1 idle TTLs '<run_idle_ms>:<user_idle_ms>', 2 period_grace_ms,
+-- 3 tombstone_ms, 4 audit_retention_ms; the rest per script.
 --
 -- NOW is Redis TIME plus the tenant's `clock_offset_ms` (tests only), so deadlines, periods and
 -- audit ids agree. The calendar is UTC + OFFSET and month periods follow ANCHOR: a script that
@@ -16,7 +16,11 @@
 -- sum it will change (guard) before it writes anything, and refuses the whole call otherwise
 -- (error OUT_OF_RANGE). Counters that step by one (q|…) cannot get there.
 
-local IDLE, GRACE, TOMB = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local IDLE, UIDLE = (function()
+  local run, user = string.match(ARGV[1], '^(%d+):(%d+)$')
+  return tonumber(run), tonumber(user)
+end)()
+local GRACE, TOMB = tonumber(ARGV[2]), tonumber(ARGV[3])
 local RETAIN = tonumber(ARGV[4])
 local DAY, MINUTE = 86400000, 60000
 local OFFSET, ANCHOR, EXACT = 0, { day = 1, since = 0 }, false
@@ -28,6 +32,17 @@ local TENANT = string.match(KEYS[1], '{t:([^}]*)}')
 
 local function fmt(x)
   return string.format('%d', x)
+end
+
+-- The hash that holds a ledger field: an end user's entries (their lines, and their
+-- concurrency, request rate and reset generation fields) are in :users (KEYS[8]), so that the
+-- tenant's own lines (:ledger, KEYS[1]) are read without walking them (store/redis/layout.py).
+local USER_FIELDS = { 'user|', 'q|conc|user|', 'q|rpm|user|', 'q|gen|reset|user|' }
+local function hkey(field)
+  for _, head in ipairs(USER_FIELDS) do
+    if string.sub(field, 1, #head) == head then return KEYS[8] end
+  end
+  return KEYS[1]
 end
 
 -- Now, in ms and (for the rate quotas) in µs; both stay exact in doubles until the year 2112.
@@ -156,18 +171,32 @@ local function keep(name, at)
   redis.call('ZADD', KEYS[2], 'GT', fmt(at), name)
 end
 
+-- An end user's entry (store/ledger/common.py user_expiry): UIDLE after the call that touched
+-- it can no longer be open, but never before its period ends (the user would be handed the
+-- period's budget again) and never later than any period entry (its end + grace).
+local function user_expiry(pid, hold)
+  local idle = NOW + (hold or 0) + UIDLE
+  if pid == '-' then return idle end
+  local stop = period_end(pid)
+  return math.min(stop + GRACE, math.max(stop, idle))
+end
+
 -- Period entries live until period end + grace, run entries for an idle TTL after their last
--- write, other entries without a period (lifetime budgets) for ever. Without EXACT a period
--- entry keeps the expiry it has, or gets a safe bound if it has none. `hold` (ms, reserve
--- only) is how long the call being reserved may stay open: a run entry outlives it by the
--- idle TTL, so it cannot expire under an open call whatever run_idle_ms is.
+-- write, an end user's as user_expiry says, other entries without a period (lifetime budgets)
+-- for ever. Without EXACT a period entry keeps the expiry it has, or gets a safe bound if it
+-- has none. `hold` (ms, reserve only) is how long the call being reserved may stay open: a run
+-- or user entry outlives it by the idle TTL, so it cannot expire under an open call whatever
+-- the idle TTL is.
 local function touch(prefix, hold)
   local pid = string.match(prefix, '[^|]*$')
-  if pid ~= '-' and EXACT then
+  local level = string.match(prefix, '^[^|]*')
+  if level == 'user' and (EXACT or pid == '-') then
+    keep(prefix, user_expiry(pid, hold))
+  elseif pid ~= '-' and EXACT then
     keep(prefix, period_end(pid) + GRACE)
   elseif pid ~= '-' then
     redis.call('ZADD', KEYS[2], 'NX', fmt(period_bound(pid) + GRACE), prefix)
-  elseif string.match(prefix, '^[^|]*') == 'run' then
+  elseif level == 'run' then
     keep(prefix, NOW + (hold or 0) + IDLE)
   end
 end
@@ -256,7 +285,7 @@ end
 -- back at 0 is deleted).
 local function free_held(held)
   for _, f in ipairs(split_list(held)) do
-    if redis.call('HINCRBY', KEYS[1], f, -1) <= 0 then redis.call('HDEL', KEYS[1], f) end
+    if redis.call('HINCRBY', hkey(f), f, -1) <= 0 then redis.call('HDEL', hkey(f), f) end
   end
 end
 
@@ -272,7 +301,7 @@ end
 local function out_of_range(prefixes, kind, delta)
   for _, p in ipairs(prefixes) do
     local d = delta[p] or delta[unit_of(p)] or 0
-    local x = tonumber(redis.call('HGET', KEYS[1], p .. '|' .. kind) or '0')
+    local x = tonumber(redis.call('HGET', hkey(p), p .. '|' .. kind) or '0')
     if not x or x ~= math.floor(x) or math.abs(x + d) > SAFE then return p .. '|' .. kind end
   end
   return nil
@@ -293,10 +322,10 @@ local function settle_lines(prefixes, free, charge)
   for _, p in ipairs(prefixes) do
     local unit = unit_of(p)
     if free then
-      local left = redis.call('HINCRBY', KEYS[1], p .. '|reserved', fmt(-(free[unit] or 0)))
-      if left < 0 then redis.call('HSET', KEYS[1], p .. '|reserved', '0') end
+      local left = redis.call('HINCRBY', hkey(p), p .. '|reserved', fmt(-(free[unit] or 0)))
+      if left < 0 then redis.call('HSET', hkey(p), p .. '|reserved', '0') end
     end
-    if charge then redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(charge[unit] or 0)) end
+    if charge then redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(charge[unit] or 0)) end
     touch(p)
   end
 end
@@ -310,7 +339,7 @@ local function cross_marks(marks, charge)
   local out = {}
   for _, m in ipairs(marks) do
     local p, bp, mark = m[1], m[2], m[3]
-    local after = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
+    local after = tonumber(redis.call('HGET', hkey(p), p .. '|spent') or '0')
     local before = after - (charge[p] or charge[unit_of(p)] or 0)
     local name = 'q|alert|' .. p .. '|' .. bp
     if before < mark and mark <= after and redis.call('HSETNX', KEYS[1], name, fmt(NOW)) == 1 then
@@ -335,7 +364,7 @@ end
 local GEN = 'q|gen|'
 
 local function generation(name)
-  return tonumber(redis.call('HGET', KEYS[1], GEN .. name) or '0')
+  return tonumber(redis.call('HGET', hkey(GEN .. name), GEN .. name) or '0')
 end
 
 -- A commit after EXPIRED_CHARGED: each line gets actual - estimate, except that a line reset
@@ -351,14 +380,14 @@ local function late_charge(id, prefixes, est, act)
     local unit = unit_of(p)
     local d = (act[unit] or 0) - (est[unit] or 0)
     if generation('reset|' .. p) > since then d = math.max(d, 0) end
-    local spent = tonumber(redis.call('HGET', KEYS[1], p .. '|spent') or '0')
+    local spent = tonumber(redis.call('HGET', hkey(p), p .. '|spent') or '0')
     if spent then d = math.max(d, -spent) end
     added[p] = d
     by_unit[unit] = math.max(by_unit[unit] or 0, d)
   end
   guard(prefixes, 'spent', added)
   for _, p in ipairs(prefixes) do
-    redis.call('HINCRBY', KEYS[1], p .. '|spent', fmt(added[p]))
+    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))
     touch(p)
   end
   return added, by_unit
@@ -370,9 +399,9 @@ local function drop_expired(limit)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', fmt(NOW), 'LIMIT', 0, limit)
   for _, p in ipairs(gone) do
     if string.sub(p, 1, 2) == 'q|' then
-      redis.call('HDEL', KEYS[1], p)
+      redis.call('HDEL', hkey(p), p)
     else
-      redis.call('HDEL', KEYS[1], p .. '|spent', p .. '|reserved', p .. '|credit')
+      redis.call('HDEL', hkey(p), p .. '|spent', p .. '|reserved', p .. '|credit')
     end
     redis.call('ZREM', KEYS[2], p)
   end

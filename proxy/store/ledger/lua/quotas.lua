@@ -10,19 +10,18 @@ local WINDOW_US, RATE_KEEP_MS, CONCURRENCY_RETRY_MS = 60000000, 120000, 1000
 local MAX_STEP_MINUTES = 10000000
 
 local function counter(name)
-  return tonumber(redis.call('HGET', KEYS[1], name) or '0')
+  return tonumber(redis.call('HGET', hkey(name), name) or '0')
 end
 
 local function refuse(gate, quota, retry)
   if not gate.quota then gate.quota, gate.retry = quota, retry end
 end
 
--- GCRA in integer µs, as quotas.gcra: a call moves the arrival time by
+-- GCRA in integer µs, as quotas.gcra: a call moves the arrival time (field `name`) by
 -- floor(60e6 * cost / limit), split as whole minutes of the rate plus
 -- floor((cost mod limit) * 60 * 10^6 / limit) (limit < 2^43, checked before the store). A rate
 -- that denies is not advanced.
-local function rate(gate, quota, limit, cost)
-  local name = (quota == 'requests_per_minute') and 'q|rpm|tat' or 'q|tpm|tat'
+local function rate(gate, quota, name, limit, cost)
   local minutes = idiv(cost, limit)
   local part = per_million_floor(60 * (cost - minutes * limit), limit, WINDOW_US)
   local step = math.min(minutes, MAX_STEP_MINUTES) * WINDOW_US + part
@@ -36,7 +35,7 @@ local function rate(gate, quota, limit, cost)
 end
 
 -- Every quota but tokens_per_minute, in order: concurrency, runs per day, steps per run,
--- requests per minute.
+-- requests per minute (the tenant's, then each level's: 'q|rpm|<level>|<value>|tat').
 local function check_quotas(q, run)
   local gate = { held = {}, run_fields = {}, rates = {} }
   for _, c in ipairs(q.conc) do
@@ -62,14 +61,18 @@ local function check_quotas(q, run)
     gate.run_fields[#gate.run_fields + 1] = steps
     if counter(steps) >= q.steps_per_run then refuse(gate, 'steps_per_run', 0) end
   end
-  if q.rpm then rate(gate, 'requests_per_minute', q.rpm, 1) end
+  if q.rpm then rate(gate, 'requests_per_minute', 'q|rpm|tat', q.rpm, 1) end
+  for _, r in ipairs(q.rates) do
+    local name = 'q|rpm|' .. r.level .. '|' .. r.value .. '|tat'
+    rate(gate, 'requests_per_minute ' .. r.level, name, r.limit, 1)
+  end
   return gate
 end
 
 -- Count an admitted call against every quota it was checked against. The run's fields outlive
 -- the call (open for up to `hold` ms) by the idle TTL.
 local function count_quotas(gate, hold)
-  for _, name in ipairs(gate.held) do redis.call('HINCRBY', KEYS[1], name, 1) end
+  for _, name in ipairs(gate.held) do redis.call('HINCRBY', hkey(name), name, 1) end
   if gate.new_run then
     local marker, today = gate.new_run[1], gate.new_run[2]
     local runs = 'q|runs|' .. today
@@ -78,11 +81,11 @@ local function count_quotas(gate, hold)
     keep(runs, period_end(today) + GRACE)
   end
   for _, name in ipairs(gate.run_fields) do
-    if string.sub(name, -6) == '|steps' then redis.call('HINCRBY', KEYS[1], name, 1) end
+    if string.sub(name, -6) == '|steps' then redis.call('HINCRBY', hkey(name), name, 1) end
     keep(name, NOW + hold + IDLE)
   end
   for _, r in ipairs(gate.rates) do
-    redis.call('HSET', KEYS[1], r[1], fmt(r[2]))
+    redis.call('HSET', hkey(r[1]), r[1], fmt(r[2]))
     keep(r[1], NOW + RATE_KEEP_MS)
   end
 end

@@ -2,15 +2,16 @@
 -- all lines and count the call against every quota, or do nothing. Idempotent by reservation
 -- id. Loaded as common.lua + audit.lua + candidates.lua + quotas.lua + this file.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
--- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
+-- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 reservation id, 6 owner, 7 how long it stays open (ms: the cap, or an action's
 --       shorter ttl), 8 shadow ('1' | '0'), 9 run id ('' for none),
 --       10 tenant version the request was built from ('-': not checked), 11 utc offset in
 --       minutes, 12 scope path (for the audit), 13 keep the scope path with the record ('1',
 --       an action's reservation, see below | '0'), 14 runs_per_day, 15 steps_per_run,
 --       16 requests_per_minute, 17 tokens_per_minute ('-' for none), 18 m = number of
---       concurrency quotas, then m × (level, value, limit), then n = number of lines, then
+--       concurrency quotas, then m × (level, value, limit), then r = number of level request
+--       rates, then r × (level, value, limit), then n = number of lines, then
 --       n × (level, value, unit, period, limit), then four ARGVs per candidate (see
 --       candidates.lua).
 --
@@ -51,13 +52,16 @@ local function limit_at(i)
   return tonumber(ARGV[i])
 end
 local q = { runs_per_day = limit_at(14), steps_per_run = limit_at(15), rpm = limit_at(16),
-            tpm = limit_at(17), conc = {} }
-local m = tonumber(ARGV[18])
-for i = 1, m do
-  local b = 18 + (i - 1) * 3
-  q.conc[i] = { level = ARGV[b + 1], value = ARGV[b + 2], limit = tonumber(ARGV[b + 3]) }
+            tpm = limit_at(17), conc = {}, rates = {} }
+-- A count at ARGV[at], then that many (level, value, limit): the next free index after them.
+local function scoped(at, into)
+  for i = 1, tonumber(ARGV[at]) do
+    local b = at + (i - 1) * 3
+    into[i] = { level = ARGV[b + 1], value = ARGV[b + 2], limit = tonumber(ARGV[b + 3]) }
+  end
+  return at + 1 + 3 * #into
 end
-local at_n = 19 + 3 * m
+local at_n = scoped(scoped(18, q.conc), q.rates)
 local n = tonumber(ARGV[at_n])
 local meta = redis.call('HMGET', KEYS[5], 'status', 'version', 'overrides')
 local status = meta[1] or 'active'
@@ -71,7 +75,7 @@ for i = 1, n do
   local b = at_n + (i - 1) * 5
   local pid = period_id(ARGV[b + 4])
   local prefix = ARGV[b + 1] .. '|' .. ARGV[b + 2] .. '|' .. ARGV[b + 3] .. '|' .. pid
-  local f = redis.call('HMGET', KEYS[1], prefix .. '|spent', prefix .. '|reserved',
+  local f = redis.call('HMGET', hkey(prefix), prefix .. '|spent', prefix .. '|reserved',
     prefix .. '|credit')
   local limit = line_limit(overrides, ARGV[b + 1], ARGV[b + 3], tonumber(ARGV[b + 5]))
   local remaining = limit + tonumber(f[3] or '0') - tonumber(f[1] or '0') - tonumber(f[2] or '0')
@@ -139,10 +143,12 @@ local function why(gate)
   return 'budget', denied and lines[denied + 1].scope or '-'
 end
 
--- The first denial by a budget line in its period (commit.lua's keep_alert for the expiry).
+-- The first denial by a budget line in its period (commit.lua's keep_alert for the expiry); an
+-- end user's line raises no alert (there may be millions of them).
 local function first_deny(gate)
   if gate.quota or not denied then return nil end
   local prefix = lines[denied + 1].prefix
+  if string.match(prefix, '^[^|]*') == 'user' then return nil end
   local name = 'q|alert|' .. prefix .. '|deny'
   if redis.call('HSETNX', KEYS[1], name, fmt(NOW)) == 0 then return nil end
   if lines[denied + 1].pid ~= '-' then
@@ -166,7 +172,8 @@ end
 local gate = check_quotas(q, run)
 if (gate.quota or not index) and not shadow then return deny(gate) end
 if q.tpm then
-  rate(gate, 'tokens_per_minute', q.tpm, (index and amounts or cands[1].amounts).TOKENS)
+  rate(gate, 'tokens_per_minute', 'q|tpm|tat', q.tpm,
+    (index and amounts or cands[1].amounts).TOKENS)
   if gate.quota and not shadow then return deny(gate) end
 end
 local text
@@ -183,7 +190,7 @@ guard(prefixes, 'reserved', amounts)
 count_quotas(gate, cap)
 for i, l in ipairs(lines) do
   local amount = amounts[l.unit] or 0
-  redis.call('HINCRBY', KEYS[1], l.prefix .. '|reserved', fmt(amount))
+  redis.call('HINCRBY', hkey(l.prefix), l.prefix .. '|reserved', fmt(amount))
   touch(l.prefix, cap)
   l.remaining = l.remaining - amount
 end

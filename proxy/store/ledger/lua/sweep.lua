@@ -1,8 +1,8 @@
 -- sweep.lua: resolve overdue reservations, forget expired tombstones and ledger entries, and
 -- reclaim dead owners' open reservations; a bounded amount of each per call.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
--- ARGV: 1 run_idle_ms, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
+-- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
 --       5 on_expiry ('charge' | 'release'), 6 batch (max due reservations, max :resv records
 --       scanned for dead owners and max expired entries handled by this call), 7 the tenant's
 --       alert marks by level and unit, 'level|unit|basis points|spent that reaches it,…' ('-'

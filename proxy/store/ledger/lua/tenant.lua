@@ -1,7 +1,7 @@
 -- tenant.lua: create a tenant, change its record or its status, in one script with its audit
 -- entry. Loaded as common.lua + audit.lua + this file.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due (common.lua)
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
 -- ARGV: 1-4 (common.lua), 5 op ('create' | 'update' | 'status' | 'note'), 6 actor, 7 reason,
 --       8 utc offset in minutes (of the tenant's time zone before this change, for an anchor or
 --       time-zone change), then
