@@ -4376,6 +4376,25 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{END_USER_IDS}::test_a_lone_dash_is_no_scope_value",),
         removes="no user, header or admin value is '-', which the scripts read as every value",
     ),
+    Mutation(
+        name="end-user-denial-counts-in-the-tenants-ledger",
+        file="proxy/store/ledger/lua/common.lua",
+        old="  if string.match(field, '^q|agg|%d+|[^|]*|user|') then return KEYS[8] end\n",
+        new="",
+        tests=(
+            f"{MANY_USERS}::test_denied_end_users_are_counted_beside_their_entries[redis]",
+            f"{MANY_USERS}::test_denied_end_users_are_counted_beside_their_entries[redis+cluster]",
+        ),
+        removes="an end user's per-minute denial count is kept in :users, not :ledger",
+    ),
+    Mutation(
+        name="audit-reads-end-user-denial-counts-from-the-ledger",
+        file="proxy/store/tenants/redis.py",
+        old="            wanted = [n for n in names if (key != ledger) == layout.user_field(n)]\n",
+        new="            wanted = names if key == ledger else []\n",
+        tests=(f"{MANY_USERS}::test_denied_end_users_are_counted_beside_their_entries[redis]",),
+        removes="the audit trail reads an end user's denial count from :users",
+    ),
 )
 
 

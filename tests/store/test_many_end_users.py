@@ -76,6 +76,39 @@ async def test_a_reset_of_one_user_reads_that_users_fields_only(crowd: Stores) -
     }
 
 
+DENIED = 50
+
+
+async def test_denied_end_users_are_counted_beside_their_entries(opener: Opener) -> None:
+    """Identical denials within a minute make one audit entry and a counter of the rest: an end
+    user's counter is kept with their entries (`:users` on Redis), so that denying many users
+    leaves the tenant's `:ledger` as it was, and the audit trail still counts each one's
+    denials (and the tenant's own, kept in `:ledger`)."""
+    store = opener.open()
+    await store.tenants.create_tenant(TenantRecord("acme", "pro"), actor="test")
+    assert (await store.ledger.reserve(ask("warm", [line(limit=10**9)], {"USD": 1}))).allowed
+    for again in range(3):
+        result = await store.ledger.reserve(ask(f"t{again}", [line(limit=1)], {"USD": 5}))
+        assert not result.allowed and result.denied_by == 0
+    size = await _ledger_fields(store)
+    for i in range(DENIED):
+        for again in range(2):
+            lines = [line(limit=10**9), line("user", f"u{i}", limit=1, period="day")]
+            result = await store.ledger.reserve(ask(f"d{i}-{again}", lines, {"USD": 5}))
+            assert not result.allowed and result.denied_by == 1
+    assert await _ledger_fields(store) == size
+    denials = [e.fields for e in await store.tenants.audit("acme") if "agg" in e.fields]
+    counts = {f["scope"]: f["count"] for f in denials}
+    assert counts == {"tenant|acme": "3", **{f"user|u{i}": "2" for i in range(DENIED)}}
+
+
+async def _ledger_fields(store: Stores) -> int | None:
+    """HLEN of acme's `:ledger` on Redis (None on memory://, which keeps counters apart)."""
+    if not isinstance(store.ledger, RedisLedger):
+        return None
+    return int(await store.ledger.scripts.client.hlen(layout.tenant_keys("acme")[0]))
+
+
 class _reads:
     """Fails a test if the store walks acme's end users: on memory:// any iteration of their
     dict; on Redis any command that reads more than named fields (HGETALL, HSCAN, HKEYS, …)

@@ -8,7 +8,8 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          except end users'
     cy:v1:{t:<tenant>}:users       hash  the end users' entries (level `user`): their lines'
                                          fields, `q|conc|user|…`, `q|rpm|user|…`,
-                                         `q|gen|reset|user|…` (lua/common.lua hkey): kept apart
+                                         `q|gen|reset|user|…`, `q|agg|<minute>|<reason>|user|…`
+                                         (lua/common.lua hkey, user_field): kept apart
                                          so that reads of the tenant's own lines (/balances, a
                                          reset) never walk millions of users
     cy:v1:{t:<tenant>}:ledger_exp  zset  `<level>|<value>|<unit>|<period id>` or a `q|…` field
@@ -65,6 +66,7 @@ in a cluster it is one key per slot):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import cache
 
@@ -110,6 +112,15 @@ def tenant_keys(tenant: str) -> list[str]:
 def users_key(tenant: str) -> str:
     """The hash of a tenant's end users' entries (KEYS[8] of every per-tenant script)."""
     return f"{PREFIX}:{{t:{tenant}}}:users"
+
+
+USER_FIELDS = re.compile(r"(user|q\|(conc|rpm|gen\|reset)\|user|q\|agg\|[0-9]+\|[^|]*\|user)\|")
+"""The ledger fields kept in `:users`: lua/common.lua hkey's rule."""
+
+
+def user_field(field: str) -> bool:
+    """Whether `field` is an end user's, kept in `:users` rather than `:ledger` (as hkey)."""
+    return USER_FIELDS.match(field) is not None
 
 
 def due_key(tenant: str, cluster: bool) -> str:

@@ -186,8 +186,11 @@ class RedisTenants(GuardedStore):
         )
         chosen = select(raw, run=run, decision=decision, limit=limit)
         names = [f"q|agg|{fields['agg']}" for _, fields in chosen if "agg" in fields]
-        counts = cast(list[str | None], await self._client.hmget(ledger, names) if names else [])
-        by_name = dict(zip(names, counts, strict=True))
+        by_name: dict[str, str | None] = {}
+        for key in (ledger, layout.users_key(tenant)):  # each name from the hash hkey picks
+            wanted = [n for n in names if (key != ledger) == layout.user_field(n)]
+            counts = cast(list[str | None], await self._client.hmget(key, wanted) if wanted else [])
+            by_name.update(zip(wanted, counts, strict=True))
         return [counted(i, f, _count(by_name.get(f"q|agg|{f.get('agg')}"))) for i, f in chosen]
 
     async def seed(self, records: list[TenantRecord]) -> int:

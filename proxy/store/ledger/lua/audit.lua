@@ -33,11 +33,12 @@ end
 
 -- Identical denials (reason and scope) within one minute of NOW make one entry: the first
 -- appends it, the rest count in the ledger field 'q|agg|<minute>|<reason>|<scope>' (kept for
--- the retention), which audit() reads back as the entry's `count`.
+-- the retention; an end user's in :users, see hkey), which audit() reads back as the entry's
+-- `count`.
 local function audit_denial(reason, scope, fields)
   local minute = math.floor(NOW / MINUTE)
   local key = fmt(minute) .. '|' .. reason .. '|' .. scope
-  if redis.call('HINCRBY', KEYS[1], 'q|agg|' .. key, 1) > 1 then return end
+  if redis.call('HINCRBY', hkey('q|agg|' .. key), 'q|agg|' .. key, 1) > 1 then return end
   keep('q|agg|' .. key, (minute + 1) * MINUTE + RETAIN)
   fields[#fields + 1] = 'agg'
   fields[#fields + 1] = key

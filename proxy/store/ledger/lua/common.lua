@@ -34,14 +34,17 @@ local function fmt(x)
   return string.format('%d', x)
 end
 
--- The hash that holds a ledger field: an end user's entries (their lines, and their
--- concurrency, request rate and reset generation fields) are in :users (KEYS[8]), so that the
--- tenant's own lines (:ledger, KEYS[1]) are read without walking them (store/redis/layout.py).
+-- The hash that holds a ledger field: an end user's entries (their lines, their concurrency,
+-- request rate and reset generation fields, and the per-minute counts of their budget denials,
+-- 'q|agg|<minute>|<reason>|user|<value>') are in :users (KEYS[8]), so that the tenant's own
+-- lines (:ledger, KEYS[1]) are read without walking them (store/redis/layout.py user_field,
+-- which says the same for Python).
 local USER_FIELDS = { 'user|', 'q|conc|user|', 'q|rpm|user|', 'q|gen|reset|user|' }
 local function hkey(field)
   for _, head in ipairs(USER_FIELDS) do
     if string.sub(field, 1, #head) == head then return KEYS[8] end
   end
+  if string.match(field, '^q|agg|%d+|[^|]*|user|') then return KEYS[8] end
   return KEYS[1]
 end
 
