@@ -4395,6 +4395,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{MANY_USERS}::test_denied_end_users_are_counted_beside_their_entries[redis]",),
         removes="the audit trail reads an end user's denial count from :users",
     ),
+    Mutation(
+        name="plain-user-ids-not-recorded-in-the-store",
+        file="proxy/budget/end_users.py",
+        old="            return PLAIN\n",
+        new="            return None  # type: ignore[return-value]\n",
+        tests=(f"{END_USER_IDS}::test_plain_and_hashing_replicas_cannot_share_a_store",),
+        removes="a plain replica and a hashing one cannot share a store",
+    ),
 )
 
 

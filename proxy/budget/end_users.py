@@ -44,6 +44,8 @@ MAX_HASHED_CHARS = 256
 HASH_DIGITS = 32
 MIN_SECRET_CHARS = 16
 FINGERPRINT = b"cycles-proxy: the secret of user_ids: hash"
+PLAIN = "plain"
+"""The fingerprint of `user_ids: plain` (a hashing one is hex digits, never this)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +72,12 @@ class UserIds:
             )
         return raw.lower()
 
-    def fingerprint(self) -> str | None:
-        """Under `hash`, an HMAC of a constant with the secret (it tells secrets apart and
-        reveals none), which the store records so replicas with different secrets cannot share
-        it; None when ids are kept as sent."""
+    def fingerprint(self) -> str:
+        """What the store records (store/redis/safety.py check_user_ids) so that replicas keeping
+        ids differently cannot share it: `plain` when ids are kept as sent, under `hash` an HMAC
+        of a constant with the secret (hex: it tells secrets apart and reveals none)."""
         if not self.hashed:
-            return None
+            return PLAIN
         return hmac.new(self.secret, FINGERPRINT, hashlib.sha256).hexdigest()[:HASH_DIGITS]
 
     def in_scope(self, scope: Scope) -> Scope:

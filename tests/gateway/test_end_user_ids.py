@@ -178,6 +178,42 @@ async def test_replicas_with_different_secrets_cannot_share_a_store(
             assert (await call(again, "POST", CHAT, headers(), chat(user="alice")))[0] == 200
 
 
+@pytest.mark.parametrize("store_url", [REDIS], indirect=True)
+async def test_plain_and_hashing_replicas_cannot_share_a_store(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica keeping ids as sent beside one hashing them would keep one user under two ids,
+    each with a budget: the store records `plain` too, and a replica keeping ids otherwise than
+    it says refuses to start (one line, exit 2). A store without the record (from before it was
+    kept) takes the first replica's."""
+    monkeypatch.setenv("CYCLES_USER_ID_SECRET", SECRET)
+    (tmp_path / "h").mkdir()
+    (tmp_path / "p").mkdir()
+    hashed = sidecar(tmp_path / "h", "user_ids: hash\n", budgets=BUDGETS)
+    plain = sidecar(tmp_path / "p", budgets=BUDGETS)
+    async with local_stack(plain, store=store_url) as one:
+        assert (await call(one, "POST", CHAT, headers(), chat(user="alice")))[0] == 200
+        client = one.ledger.scripts.client
+        assert await client.get("cy:v1:user_ids") in ("plain", b"plain")
+        with pytest.raises(StoreUnsafe, match=r"user_ids: hash: .* kept under user_ids: plain"):
+            async with local_stack(hashed, store=store_url):
+                pass
+        argv = [sys.executable, "-m", "proxy", "serve", "--policy", str(tmp_path / "h/policy.yaml")]
+        argv += ["--store", store_url, "--listen", f"127.0.0.1:{free_port()}"]
+        argv += ["--admin-listen", "off"]
+        run = partial(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+        result = await asyncio.to_thread(run)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert "kept under user_ids: plain" in result.stderr, result.stderr
+        await client.delete("cy:v1:user_ids")  # a store from before the mode was recorded
+        async with local_stack(hashed, store=store_url) as two:
+            assert (await call(two, "POST", CHAT, headers(), chat(user="alice")))[0] == 200
+            with pytest.raises(StoreUnsafe, match=r"user_ids: plain: .* kept under user_ids: hash"):
+                async with local_stack(plain, store=store_url):
+                    pass
+
+
 def _rewrite(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text)

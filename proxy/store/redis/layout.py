@@ -54,9 +54,10 @@ in a cluster it is one key per slot):
     cy:v1:due_shards   set   Redis Cluster only: the `cy:v1:due:{<n>}` keys that may hold
                              tenants, each added before its first script runs
     cy:v1:epoch        string  written once when the store is initialised
-    cy:v1:user_ids     string  under `user_ids: hash`, the fingerprint of the secret end-user
-                             ids are hashed with (budget/end_users.py), written by the first
-                             proxy (SET NX); one with another secret refuses to start
+    cy:v1:user_ids     string  how end-user ids are kept: `plain`, or under `user_ids: hash` the
+                             fingerprint of the secret they are hashed with
+                             (budget/end_users.py), written by the first proxy (SET NX); one
+                             that keeps them otherwise refuses to start
     cy:v1:epoch:{<n>}  string  Redis Cluster only: the same, so that every master holds one
                              (the first of cy:v1:epoch, cy:v1:epoch:{0}, … in its slots; see
                              safety.py)

@@ -76,20 +76,37 @@ def _unsafe(problem: str, require: bool) -> None:
     log.warning("%s.", problem)
 
 
+PLAIN = "plain"
+"""What `cy:v1:user_ids` holds under `user_ids: plain` (budget/end_users.py PLAIN)."""
+
+
 async def check_user_ids(client: Client, fingerprint: str) -> None:
-    """Record the fingerprint of the secret end-user ids are hashed with (SET NX), or raise
-    StoreUnsafe when the store holds another: replicas hashing with different secrets would keep
-    one user under two ids, each with a budget of its own."""
+    """Record how end-user ids are kept, `plain` or the fingerprint of the secret they are hashed
+    with (budget/end_users.py), unless the store holds it already (SET NX: the first proxy on a
+    store, or on one from before it was recorded, writes it), and raise StoreUnsafe when it holds
+    another: replicas keeping ids differently would keep one user under two ids, each with a
+    budget of its own."""
     await client.set(layout.USER_IDS, fingerprint, nx=True)
     found = await client.get(layout.USER_IDS)
     found = found.decode() if isinstance(found, bytes) else found
-    if found != fingerprint:
+    if found == fingerprint:
+        return
+    fix = (
+        f"stop every replica, delete {layout.USER_IDS} and start them with the new one (each "
+        "end user then starts afresh)"
+    )
+    if PLAIN not in (found, fingerprint):
         raise StoreUnsafe(
             "user_ids: hash: this proxy's secret is not the one this store's end-user ids were "
             "hashed with (another replica uses another secret; every replica needs the same). "
-            f"To change the secret on purpose, stop every replica, delete {layout.USER_IDS} "
-            "and start them with the new one (each end user then starts afresh)"
+            f"To change the secret on purpose, {fix}"
         )
+    mine, theirs = ("plain", "hash") if fingerprint == PLAIN else ("hash", "plain")
+    raise StoreUnsafe(
+        f"user_ids: {mine}: this store's end-user ids are kept under user_ids: {theirs} (another "
+        "replica keeps them so; every replica needs the same user_ids). To switch on purpose, "
+        + fix.replace("new one", "new setting")
+    )
 
 
 class Epoch:
