@@ -34,11 +34,26 @@ def prompt_of(given: list[Any]) -> tuple[int, int]:
     return counted.prompt_tokens, counted.image_tokens
 
 
-def test_a_screenshot_is_counted_by_the_tile_rule_not_as_its_base64() -> None:
-    """A 1 MB screenshot is 1,105 tokens to the provider (1280 × 800: 6 tiles), not a
-    megabyte of text: a reservation of its JSON would refuse every computer-use step."""
-    shot = {"type": "computer_screenshot", "image_url": png_url(1280, 800, padding=1 << 20)}
-    item = {"type": "computer_call_output", "call_id": "call_1", "output": shot}
+SHOT = png_url(1280, 800, padding=1 << 20)
+"""A 1 MB screenshot: 1,105 tokens to the provider (1280 × 800: 6 tiles)."""
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "computer_call_output", "call_id": "call_1", "output": {"image_url": SHOT}},
+        {
+            "type": "function_call_output",
+            "call_id": "call_1",
+            "output": [{"type": "input_image", "image_url": SHOT, "detail": "high"}],
+        },
+    ],
+    ids=["screenshot", "function-output"],
+)
+def test_a_screenshot_is_counted_by_the_tile_rule_not_as_its_base64(item: dict[str, Any]) -> None:
+    """Not a megabyte of text: a reservation of its JSON would refuse every computer-use step
+    (a screenshot's output is one image whatever its object says; an image part anywhere is
+    cut to its type before the item's JSON is counted)."""
     prompt, images = prompt_of([item])
     assert images == tile_tokens(1280, 800) == 1105
     assert images < prompt < images + 40
