@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import openai
 import orjson
 from support import eventually
 
@@ -258,3 +259,17 @@ async def measured_call(ledger: Ledger, call: Awaitable[T]) -> tuple[T, int, int
 
     row = await eventually(settled, "the tenant line settling")
     return result, reserved, row.spent - before
+
+
+async def transcribe(url: str, data: str, audio_format: str = "wav") -> Any:
+    """One chat call to gpt-audio-long with the openai SDK, carrying the base64 audio `data`
+    as an `input_audio` part (the proxy at `url`)."""
+    async with openai.AsyncOpenAI(
+        base_url=url + "/v1", api_key="unused", default_headers=HEADERS, max_retries=0
+    ) as sdk:
+        part = {"type": "input_audio", "input_audio": {"data": data, "format": audio_format}}
+        return await sdk.chat.completions.create(
+            model="gpt-audio-long",
+            messages=[{"role": "user", "content": [{"type": "text", "text": "Transcribe."}, part]}],  # type: ignore[list-item]
+            max_completion_tokens=20,
+        )

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import prices_support
 import pytest
-from prices_support import HEADERS, billed_cost, measured_call, prices_policy, tenant_row
+from prices_support import billed_cost, measured_call, prices_policy, tenant_row
 
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import Stack, local_stack
@@ -37,22 +38,7 @@ def wav(seconds: int, rate: int, **header: int) -> str:
 
 
 async def transcribe(stack: Stack, audio: str) -> Any:
-    async with openai.AsyncOpenAI(
-        base_url=stack.url + "/v1", api_key="unused", default_headers=HEADERS, max_retries=0
-    ) as sdk:
-        return await sdk.chat.completions.create(
-            model="gpt-audio-long",
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "Transcribe."},
-                        {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}},
-                    ],
-                }
-            ],
-            max_completion_tokens=20,
-        )
+    return await prices_support.transcribe(stack.url, audio)
 
 
 async def test_a_low_rate_wav_is_reserved_for_the_duration_it_is_billed(

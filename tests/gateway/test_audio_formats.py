@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import openai
+import prices_support
 import pytest
-from prices_support import HEADERS, billed_cost, measured_call, prices_policy, tenant_row
+from prices_support import billed_cost, measured_call, prices_policy, tenant_row
 
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
 from proxy.testing.local import Stack, local_stack
@@ -88,25 +89,7 @@ REFUSED = {
 
 async def transcribe(stack: Stack, audio: bytes, audio_format: Format = "wav") -> Any:
     encoded = base64.b64encode(audio).decode()
-    async with openai.AsyncOpenAI(
-        base_url=stack.url + "/v1", api_key="unused", default_headers=HEADERS, max_retries=0
-    ) as sdk:
-        return await sdk.chat.completions.create(
-            model="gpt-audio-long",
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "Transcribe."},
-                        {
-                            "type": "input_audio",
-                            "input_audio": {"data": encoded, "format": audio_format},
-                        },
-                    ],
-                }
-            ],
-            max_completion_tokens=20,
-        )
+    return await prices_support.transcribe(stack.url, encoded, audio_format)
 
 
 @pytest.mark.parametrize("audio_format", ["wav", "mp3"])
