@@ -9,7 +9,7 @@ from proxy.core.errors import CyclesError
 
 
 def command_line() -> argparse.ArgumentParser:
-    """The command line: `cycles-proxy serve|check|example-policy|demo|admin …`."""
+    """The command line: `cycles-proxy serve|check|example-policy|demo|admin|prices …`."""
     parser = argparse.ArgumentParser(
         prog="cycles-proxy", description="A budget authority for LLM calls."
     )
@@ -28,9 +28,10 @@ def command_line() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="replay the runaway-tenant story on the embedded store")
     demo.add_argument("--tenants", type=int, default=500)
 
-    from proxy.cli.admin import add_parser
+    from proxy.cli import admin, prices
 
-    add_parser(commands)
+    admin.add_parser(commands)
+    prices.add_parser(commands)
     return parser
 
 
@@ -155,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             from proxy.cli.admin import run
 
             return run(args)
+        if args.command == "prices":
+            from proxy.cli.prices import run as run_prices
+
+            return run_prices(args)
         from proxy.cli.demo import run_demo
 
         return run_demo(tenants=args.tenants)

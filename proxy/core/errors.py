@@ -3,6 +3,7 @@
     CyclesError
     ├── PolicyError              a policy file is invalid (names file, line and field)
     ├── SettingsError            a flag or environment value that cannot work
+    ├── CatalogueError           a price catalogue file that cannot be read as its format
     ├── LedgerError
     │   ├── LedgerUnavailable    the store cannot be reached (fail_mode decides)
     │   ├── LedgerEpochLost      the store was flushed or replaced: fail closed until restart
@@ -196,6 +197,11 @@ class ServiceUnavailable(ClientError):
 
 class SettingsError(CyclesError):
     """A flag or environment value that cannot work; the message says what to change."""
+
+
+class CatalogueError(CyclesError):
+    """A price catalogue (`cycles-proxy prices`) that cannot be read as the format named; the
+    message names the file and what was expected."""
 
 
 def range_error(tenant: str, field: str) -> AmountOutOfRange:
