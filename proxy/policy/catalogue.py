@@ -195,7 +195,7 @@ def _factor(listing: Listing, rates: Mapping[str, Decimal]) -> tuple[str | None,
     if len(ratios) != 1:
         shown = ", ".join(str(r) for r in sorted(ratios))
         return None, f"its prices are not one multiple of the standard ones ({shown})"
-    (ratio,) = ratios
+    ratio = max(ratios)
     factor = _fraction_text(ratio)
     if factor is None or not 0 < ratio <= 100:
         return None, f"its factor {ratio} is not a decimal in (0, 100]"

@@ -80,7 +80,7 @@ def _rates(listing: Listing, prices: Mapping[str, Any], *, tools: bool) -> dict[
             continue
         price = number(value.get("price")) if isinstance(value, dict) else None
         if price is None:
-            listing.unsaid.append(f"{key} (not one price: {value})")
+            listing.unsaid.append(f"{key} (not one price)")
         elif key in _KINDS:
             found[_KINDS[key]] = price.scaleb(CENTS)
         elif key in _TOOLS:

@@ -60,11 +60,25 @@ def _compiled(model: Imported) -> ModelPrice:
 
 def _fields(policy: ModelPrice, catalogue: ModelPrice) -> list[str]:
     ours, theirs = comparable(policy), comparable(catalogue)
-    return [
-        f"{key}: policy {ours.get(key, NONE)}, catalogue {theirs.get(key, NONE)}"
-        for key in sorted(ours.keys() | theirs.keys(), key=_order)
-        if ours.get(key, NONE) != theirs.get(key, NONE)
-    ]
+    found = []
+    for key in sorted(ours.keys() | theirs.keys(), key=_order):
+        mine, other = _shown(ours, key), _shown(theirs, key)
+        if mine != other:
+            found.append(f"{key}: policy {mine}, catalogue {other}")
+    return found
+
+
+_MEDIA_DEFAULTS = {
+    "audio_input": "input",
+    "audio_output": "output",
+    "image_input": "input",
+    "image_output": "output",
+}
+"""A media price not given is its text price."""
+
+
+def _shown(prices: Mapping[str, str], key: str) -> str:
+    return prices.get(key) or prices.get(_MEDIA_DEFAULTS.get(key, ""), NONE)
 
 
 _ORDER = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
@@ -77,16 +91,17 @@ def _order(key: str) -> tuple[int, str]:
 
 def comparable(price: ModelPrice) -> dict[str, str]:
     """What a catalogue can say of `price`, each as shown: USD per 1M tokens (per call for a
-    hosted tool), tier factors as decimals; a price left to its default is the default."""
+    hosted tool), tier factors as decimals; a price left to its default is the default (a
+    media price not given is left out: `_shown` reads its text price)."""
     shown = {
         "input": _usd(price.input),
         "cached_input": _usd(price.cached_input),
         "output": _usd(price.output),
-        "audio_input": _usd(price.audio_input or price.input),
-        "audio_output": _usd(price.audio_output or price.output),
-        "image_input": _usd(price.image_input or price.input),
-        "image_output": _usd(price.image_output or price.output),
     }
+    for kind in _MEDIA_DEFAULTS:
+        value = getattr(price, kind)
+        if value is not None:
+            shown[kind] = _usd(value)
     if price.cache_write is not None:
         shown["cache_write"] = _usd(price.cache_write)
         shown["cache_write_1h"] = _usd(price.hour_write)
