@@ -4403,6 +4403,104 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{END_USER_IDS}::test_plain_and_hashing_replicas_cannot_share_a_store",),
         removes="a plain replica and a hashing one cannot share a store",
     ),
+    # -- price catalogues: exact decimals, Portkey's cents, what maps exactly, the diff -------
+    Mutation(
+        name="catalogue-prices-through-floats",
+        file="proxy/policy/catalogue.py",
+        old="    scaled = usd.scaleb(scale).normalize()\n",
+        new="    scaled = Decimal(repr(float(usd) * 10**scale)).normalize()\n",
+        tests=("tests/policy/test_catalogue.py::test_litellm_per_token_floats_become_exact_per_million_decimals",),
+        removes="a catalogue's per-token floats become per-1M decimals without float error",
+    ),
+    Mutation(
+        name="portkey-cents-read-as-dollars",
+        file="proxy/policy/catalogue_portkey.py",
+        old="CENTS = -2\n",
+        new="CENTS = 0\n",
+        tests=("tests/policy/test_catalogue.py::test_portkey_cents_per_token_become_usd_per_million",),
+        removes="Portkey's prices are cents per token (and per tool call)",
+    ),
+    Mutation(
+        name="catalogue-model-globs-ignored",
+        file="proxy/policy/catalogue.py",
+        old="    return not wanted or any(fnmatchcase(name, glob) for glob in wanted)\n",
+        new="    return True\n",
+        tests=(
+            "tests/policy/test_catalogue.py::test_model_globs_select_by_name",
+            "tests/processes/test_prices_cli.py::test_import_prints_a_models_block_naming_its_source_and_reports_the_rest",
+        ),
+        removes="--models imports (and compares) only the models its globs name",
+    ),
+    Mutation(
+        name="catalogue-tier-factor-from-unequal-multiples",
+        file="proxy/policy/catalogue.py",
+        old="    if len(ratios) != 1:\n",
+        new="    if not ratios:\n",
+        tests=("tests/policy/test_catalogue.py::test_a_service_tier_whose_prices_are_not_one_multiple_is_left_out",),
+        removes="a service tier is imported as a factor only when every price is one multiple",
+    ),
+    Mutation(
+        name="catalogue-dearer-reasoning-imported",
+        file="proxy/policy/catalogue.py",
+        old="    if reasoning > output:\n",
+        new="    if False:\n",
+        tests=("tests/policy/test_catalogue.py::test_prices_the_policy_cannot_hold_leave_the_model_out",),
+        removes="a model whose reasoning tokens cost more than output is left out",
+    ),
+    Mutation(
+        name="catalogue-cache-write-below-input-imported",
+        file="proxy/policy/catalogue.py",
+        old='        if kind in rates and rates[kind] < rates["input"]:\n',
+        new="        if False:\n",
+        tests=("tests/policy/test_catalogue.py::test_a_cache_write_below_the_input_price_is_left_out",),
+        removes="a cache write priced below input (Portkey's 0 placeholder) is not imported",
+    ),
+    Mutation(
+        name="litellm-threshold-in-kibitokens",
+        file="proxy/policy/catalogue_litellm.py",
+        old='    above = int(found["k"]) * 1000 if found["k"] else None\n',
+        new='    above = int(found["k"]) * 1024 if found["k"] else None\n',
+        tests=("tests/policy/test_catalogue.py::test_litellm_prices_above_a_prompt_size_become_the_long_context_tier",),
+        removes="LiteLLM's _above_200k_tokens is above 200,000 prompt tokens",
+    ),
+    Mutation(
+        name="price-diff-misses-differing-prices",
+        file="proxy/policy/price_diff.py",
+        old="        if mine != other:\n",
+        new="        if False:\n",
+        tests=("tests/policy/test_catalogue.py::test_diff_lists_each_price_that_differs_and_each_model_on_one_side_only",),
+        removes="prices diff lists each price that differs",
+    ),
+    Mutation(
+        name="price-diff-misses-models-absent-from-the-catalogue",
+        file="proxy/policy/price_diff.py",
+        old=(
+            '            found.append((ABSENT, name, "priced in the policy, '
+            'not in the catalogue"))\n'
+        ),
+        new="            pass\n",
+        tests=("tests/policy/test_catalogue.py::test_diff_lists_each_price_that_differs_and_each_model_on_one_side_only",),
+        removes="prices diff lists the policy's models the catalogue does not have",
+    ),
+    Mutation(
+        name="price-diff-misses-models-missing-from-the-policy",
+        file="proxy/policy/price_diff.py",
+        old=(
+            '                found.append((MISSING, name, "in the catalogue, '
+            'not priced in the policy"))\n'
+        ),
+        new="                pass\n",
+        tests=("tests/policy/test_catalogue.py::test_diff_lists_each_price_that_differs_and_each_model_on_one_side_only",),
+        removes="prices diff --models lists the catalogue's models the policy does not price",
+    ),
+    Mutation(
+        name="price-diff-exits-0-on-differences",
+        file="proxy/cli/prices.py",
+        old="    return 1 if found else 0\n",
+        new="    return 0\n",
+        tests=("tests/processes/test_prices_cli.py::test_diff_exits_0_when_equal_and_1_listing_each_difference",),
+        removes="prices diff exits 1 when the prices differ (for CI)",
+    ),
 )
 
 
