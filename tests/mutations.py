@@ -4501,6 +4501,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/processes/test_prices_cli.py::test_diff_exits_0_when_equal_and_1_listing_each_difference",),
         removes="prices diff exits 1 when the prices differ (for CI)",
     ),
+    Mutation(
+        name="litellm-fee-per-request-ignored",
+        file="proxy/policy/catalogue_litellm.py",
+        old="    elif key.endswith(_PER_CALL) and price:\n",
+        new="    elif False:\n",
+        tests=("tests/policy/test_catalogue.py::test_a_fee_every_call_pays_leaves_the_model_out",),
+        removes="a LiteLLM model with a fee per request is left out",
+    ),
+    Mutation(
+        name="portkey-fixed-cost-ignored",
+        file="proxy/policy/catalogue_portkey.py",
+        old='        if key == "fixed_cost" and _any_price(config[key]):\n',
+        new="        if False:\n",
+        tests=("tests/policy/test_catalogue.py::test_a_fee_every_call_pays_leaves_the_model_out",),
+        removes="a Portkey model with a fixed cost per request is left out",
+    ),
 )
 
 

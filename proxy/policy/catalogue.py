@@ -154,14 +154,15 @@ def _tokens(rates: Mapping[str, Decimal], notes: list[str]) -> dict[str, Any]:
 
 
 def _long(listing: Listing, entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The one long-context tier; a price it does not list is the model's own (as the
-    catalogues apply it), written out since the policy's defaults differ."""
+    """The one long-context tier. An input or output price it does not list is the model's own
+    (as the catalogues apply it); a cache price it does not list is left to the policy's
+    default, a multiple of the long-context input price, never below the model's own."""
     ((above, rates),) = listing.long.items()
     long: dict[str, Any] = {"above": above}
     for kind in ("input", *CACHE_KINDS, "output"):
         if kind in rates:
             long[kind] = text(rates[kind])
-        elif kind in entry:
+        elif kind in ("input", "output"):
             long[kind] = entry[kind]
     return long
 
@@ -217,7 +218,8 @@ def text(usd: Decimal, scale: int = 6) -> str:
     """USD per token (scale 6: per 1M) or per call (scale 0) as the policy's decimal string,
     exactly: 2.5e-06 → "2.50", 7.5e-08 → "0.075", 0.01 per call → "0.01"."""
     scaled = usd.scaleb(scale).normalize()
-    if scaled.as_tuple().exponent >= -2:  # type: ignore[operator]
+    exponent = scaled.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -2:
         scaled = scaled.quantize(Decimal("0.01"))
     return f"{scaled:f}"
 

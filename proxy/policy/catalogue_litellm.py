@@ -7,7 +7,8 @@ one-hour write), `input_cost_per_audio_token`, `output_cost_per_reasoning_token`
 tokens, a `_priority` / `_flex` suffix a service tier. Hosted tools: `search_context_cost_per_query`
 (USD per web search, by search context size), `file_search_cost_per_1k_calls`,
 `code_interpreter_cost_per_session` (a container). `sample_spec` documents the format and is
-not a model. A field whose name says it is a price and that is none of these (batch prices,
+not a model. A fee every call pays (`input_cost_per_request`, `..._per_query`) leaves the model
+out; any other field whose name says it is a price and that is none of these (batch prices,
 per-character, per-image or per-second prices, ...) is reported, never guessed.
 """
 
@@ -35,6 +36,9 @@ _KINDS: Mapping[str, str] = {
 _FIELD = re.compile(r"(?P<field>.+?)(?:_above_(?P<k>\d+)k_tokens)?(?:_(?P<tier>priority|flex))?")
 _PRICED = re.compile(r"cost|price|pricing")
 _NOT_MODELS = frozenset({"sample_spec"})
+_PER_CALL = ("_per_request", "_per_query")
+"""A price every call pays besides its tokens: the model is left out, or calls would be
+under-recorded."""
 
 
 def listings(data: Mapping[str, Any]) -> Iterator[Listing]:
@@ -65,6 +69,10 @@ def _read(listing: Listing, key: str, value: object) -> None:
         listing.tools["file_search"] = price.scaleb(-3)
     elif key == "code_interpreter_cost_per_session":
         listing.tools["code_interpreter"] = price
+    elif key.endswith(_PER_CALL) and price:
+        listing.refused = (
+            f"a fee per request or query ({key}: {price:f}), which it has no price for"
+        )
     elif not _token_price(listing, key, price) and price:
         listing.unsaid.append(f"{key} ({price:f})")
 

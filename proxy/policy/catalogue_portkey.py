@@ -8,8 +8,8 @@ hosted tools (`web_search: 1` is $0.01). An entry's `pricing_config.pay_as_you_g
 `custom_pricing.regions.default.execution_modes` prices the service tiers (`priority`, `flex`)
 and, with `custom_pricing.context_tier_map` (`{"0": "lte-272k", "272000": "gt-272k"}`), the
 prompt sizes above a threshold. The `default` entry is the provider's template, not a model.
-Batch prices, regional prices, image and video prices and an entry's own cost formula
-(`calculate`) are reported, never guessed.
+Batch prices, regional prices, image and video prices are reported, never guessed; an entry
+with a cost formula of its own (`calculate`) or a fee per request (`fixed_cost`) is left out.
 """
 
 from __future__ import annotations
@@ -63,12 +63,21 @@ def _config(listing: Listing, config: Mapping[str, Any]) -> None:
     if "calculate" in config:
         listing.refused = "its own cost formula (`calculate`), which the policy cannot follow"
     for key in config:
-        if key not in {"pay_as_you_go", "currency", "calculate"}:
-            listing.unsaid.append(f"pricing_config.{key} (not a price the proxy charges)")
+        if key == "fixed_cost" and _any_price(config[key]):
+            listing.refused = "a fee per request (fixed_cost), which the policy has no price for"
+        elif key not in {"pay_as_you_go", "currency", "calculate"}:
+            listing.unsaid.append(f"pricing_config.{key} (the policy has no such price)")
     currency = config.get("currency", "USD")
     if currency != "USD":
         listing.refused = f"prices in {currency}, not USD"
     listing.rates.update(_rates(listing, _object(config, "pay_as_you_go"), tools=True))
+
+
+def _any_price(fees: object) -> bool:
+    """True if `fees` (`{"request": {"price": 0.5}, "response": {"price": 0}}`) has a price
+    other than 0, or one that is not a number."""
+    prices = fees.values() if isinstance(fees, dict) else [fees]
+    return any(number(fee.get("price")) != 0 if isinstance(fee, dict) else True for fee in prices)
 
 
 def _rates(listing: Listing, prices: Mapping[str, Any], *, tools: bool) -> dict[str, Decimal]:

@@ -150,6 +150,14 @@ def test_prices_the_policy_cannot_hold_leave_the_model_out() -> None:
     assert imported("portkey")["stable-image"].entry is None
 
 
+@pytest.mark.parametrize("form", READERS)
+def test_a_fee_every_call_pays_leaves_the_model_out(form: str) -> None:
+    """Perplexity's online models charge per request besides tokens: the policy has no price
+    for that, and their tokens alone would under-record every call."""
+    sonar = imported(form)["sonar-online"]
+    assert sonar.entry is None and "a fee per request" in str(sonar.refused)
+
+
 def test_what_the_policy_cannot_say_is_reported_not_guessed() -> None:
     found = imported("litellm")
     gpt4o = found["gpt-4o"]
