@@ -104,15 +104,16 @@ def selected(name: str, globs: Iterable[str]) -> bool:
 def build(listing: Listing) -> Imported:
     """The `models:` entry for `listing`, checked by the policy compiler, with notes."""
     notes = list(listing.unsaid)
-    if listing.refused is None and not {"input", "output"} <= listing.rates.keys():
-        listing.refused = NO_TOKEN_PRICES
-    if listing.refused is None:
-        listing.refused = _reasoning(listing, notes)
-    if listing.refused is None and len(listing.long) > 1:
+    refused = listing.refused
+    if refused is None and not {"input", "output"} <= listing.rates.keys():
+        refused = NO_TOKEN_PRICES
+    if refused is None:
+        refused = _reasoning(listing, notes)
+    if refused is None and len(listing.long) > 1:
         thresholds = ", ".join(str(t) for t in sorted(listing.long))
-        listing.refused = f"prices above several prompt sizes ({thresholds}); the policy has one"
-    if listing.refused is not None:
-        return Imported(listing.name, None, tuple(notes), listing.refused)
+        refused = f"prices above several prompt sizes ({thresholds}); the policy has one"
+    if refused is not None:
+        return Imported(listing.name, None, tuple(notes), refused)
     entry = _tokens(listing.rates, notes)
     if listing.long:
         entry["long_context"] = _long(listing, entry)
