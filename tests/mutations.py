@@ -4409,7 +4409,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/policy/catalogue.py",
         old="    scaled = usd.scaleb(scale).normalize()\n",
         new="    scaled = Decimal(repr(float(usd) * 10**scale)).normalize()\n",
-        tests=("tests/policy/test_catalogue.py::test_litellm_per_token_floats_become_exact_per_million_decimals",),
+        tests=(
+            "tests/policy/test_catalogue.py::test_litellm_per_token_floats_become_exact_per_million_decimals",
+        ),
         removes="a catalogue's per-token floats become per-1M decimals without float error",
     ),
     Mutation(
@@ -4417,7 +4419,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/policy/catalogue_portkey.py",
         old="CENTS = -2\n",
         new="CENTS = 0\n",
-        tests=("tests/policy/test_catalogue.py::test_portkey_cents_per_token_become_usd_per_million",),
+        tests=(
+            "tests/policy/test_catalogue.py::test_portkey_cents_per_token_become_usd_per_million",
+        ),
         removes="Portkey's prices are cents per token (and per tool call)",
     ),
     Mutation(
@@ -4436,7 +4440,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/policy/catalogue.py",
         old="    if len(ratios) != 1:\n",
         new="    if not ratios:\n",
-        tests=("tests/policy/test_catalogue.py::test_a_service_tier_whose_prices_are_not_one_multiple_is_left_out",),
+        tests=(
+            "tests/policy/test_catalogue.py::test_a_service_tier_whose_prices_are_not_one_multiple_is_left_out",
+        ),
         removes="a service tier is imported as a factor only when every price is one multiple",
     ),
     Mutation(
@@ -4444,7 +4450,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/policy/catalogue.py",
         old="    if reasoning > output:\n",
         new="    if False:\n",
-        tests=("tests/policy/test_catalogue.py::test_prices_the_policy_cannot_hold_leave_the_model_out",),
+        tests=(
+            "tests/policy/test_catalogue.py::test_prices_the_policy_cannot_hold_leave_the_model_out",
+        ),
         removes="a model whose reasoning tokens cost more than output is left out",
     ),
     Mutation(
@@ -4452,7 +4460,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/policy/catalogue.py",
         old='        if kind in rates and rates[kind] < rates["input"]:\n',
         new="        if False:\n",
-        tests=("tests/policy/test_catalogue.py::test_a_cache_write_below_the_input_price_is_left_out",),
+        tests=(
+            "tests/policy/test_catalogue.py::test_a_cache_write_below_the_input_price_is_left_out",
+        ),
         removes="a cache write priced below input (Portkey's 0 placeholder) is not imported",
     ),
     Mutation(
@@ -4460,7 +4470,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/policy/catalogue_litellm.py",
         old='    above = int(found["k"]) * 1000 if found["k"] else None\n',
         new='    above = int(found["k"]) * 1024 if found["k"] else None\n',
-        tests=("tests/policy/test_catalogue.py::test_litellm_prices_above_a_prompt_size_become_the_long_context_tier",),
+        tests=(
+            "tests/policy/test_catalogue.py::test_litellm_prices_above_a_prompt_size_become_the_long_context_tier",
+        ),
         removes="LiteLLM's _above_200k_tokens is above 200,000 prompt tokens",
     ),
     Mutation(
@@ -4468,7 +4480,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/policy/price_diff.py",
         old="        if mine != other:\n",
         new="        if False:\n",
-        tests=("tests/policy/test_catalogue.py::test_diff_lists_each_price_that_differs_and_each_model_on_one_side_only",),
+        tests=(
+            "tests/policy/test_catalogue.py::test_diff_lists_each_price_that_differs_and_each_model_on_one_side_only",
+        ),
         removes="prices diff lists each price that differs",
     ),
     Mutation(
@@ -4479,7 +4493,9 @@ MUTATIONS: tuple[Mutation, ...] = (
             'not in the catalogue"))\n'
         ),
         new="            pass\n",
-        tests=("tests/policy/test_catalogue.py::test_diff_lists_each_price_that_differs_and_each_model_on_one_side_only",),
+        tests=(
+            "tests/policy/test_catalogue.py::test_diff_lists_each_price_that_differs_and_each_model_on_one_side_only",
+        ),
         removes="prices diff lists the policy's models the catalogue does not have",
     ),
     Mutation(
@@ -4490,7 +4506,9 @@ MUTATIONS: tuple[Mutation, ...] = (
             'not priced in the policy"))\n'
         ),
         new="                pass\n",
-        tests=("tests/policy/test_catalogue.py::test_diff_lists_each_price_that_differs_and_each_model_on_one_side_only",),
+        tests=(
+            "tests/policy/test_catalogue.py::test_diff_lists_each_price_that_differs_and_each_model_on_one_side_only",
+        ),
         removes="prices diff --models lists the catalogue's models the policy does not price",
     ),
     Mutation(
@@ -4498,7 +4516,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/cli/prices.py",
         old="    return 1 if found else 0\n",
         new="    return 0\n",
-        tests=("tests/processes/test_prices_cli.py::test_diff_exits_0_when_equal_and_1_listing_each_difference",),
+        tests=(
+            "tests/processes/test_prices_cli.py::test_diff_exits_0_when_equal_and_1_listing_each_difference",
+        ),
         removes="prices diff exits 1 when the prices differ (for CI)",
     ),
     Mutation(
