@@ -4410,20 +4410,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="rollup-calls-not-counted-redis",
         file="proxy/store/ledger/lua/reserve.lua",
         old="  ROLL.add(l.row .. '|calls', 1)\n",
-        new='',
-        tests=(
-            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",
-        ),
+        new="",
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",),
         removes="a reserve counts a call on each line it takes (Redis)",
     ),
     Mutation(
         name="rollup-calls-not-counted-memory",
         file="proxy/store/ledger/rollups_memory.py",
         old='    roll.add(f"{row}|calls", 1)\n',
-        new='',
-        tests=(
-            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",
-        ),
+        new="",
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",),
         removes="a reserve counts a call on each line it takes (memory://)",
     ),
     Mutation(
@@ -4431,9 +4427,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/reserve.lua",
         old="  ROLL.max(l.row .. '|peak', held_now)\n",
         new="  ROLL.add(l.row .. '|peak', held_now)\n",
-        tests=(
-            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",
-        ),
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",),
         removes="reserved_peak is the most held at once (Redis)",
     ),
     Mutation(
@@ -4441,9 +4435,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/rollups_memory.py",
         old='    roll.max(f"{row}|peak", held)\n',
         new='    roll.add(f"{row}|peak", held)\n',
-        tests=(
-            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",
-        ),
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",),
         removes="reserved_peak is the most held at once (memory://)",
     ),
     Mutation(
@@ -4451,9 +4443,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/commit.lua",
         old="ROLL.add(ROLL.row(p) .. '|csum', act[unit_of(p)] or 0)",
         new="ROLL.add(ROLL.row(p) .. '|csum', 0)",
-        tests=(
-            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",
-        ),
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",),
         removes="a commit adds its actual to committed_sum (Redis)",
     ),
     Mutation(
@@ -4461,16 +4451,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/memory.py",
         old='t.roll.add(f"{row_of(prefix)}|csum", actual.get(prefix.split("|")[2], 0))',
         new='t.roll.add(f"{row_of(prefix)}|csum", 0)',
-        tests=(
-            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",
-        ),
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",),
         removes="a commit adds its actual to committed_sum (memory://)",
     ),
     Mutation(
         name="rollup-line-denial-not-counted-redis",
         file="proxy/store/ledger/lua/reserve.lua",
         old="    ROLL.add(l.row .. '|' .. kind .. ((kind == 'deny') and '|budget' or ''), 1)\n",
-        new='',
+        new="",
         tests=(
             f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",
             f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[redis]",
@@ -4481,7 +4469,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="rollup-line-denial-not-counted-memory",
         file="proxy/store/ledger/rollups_memory.py",
         old='        roll.add(f"{row}|deny|budget" if kind == "deny" else f"{row}|shadow", 1)\n',
-        new='',
+        new="",
         tests=(
             f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",
             f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[memory]",
@@ -4512,7 +4500,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="rollup-status-denial-not-counted-redis",
         file="proxy/store/ledger/lua/reserve.lua",
         old="  ROLL.add('-|-|-|-|deny|tenant_' .. status, 1)\n",
-        new='',
+        new="",
         tests=(
             f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[redis]",
         ),
@@ -4522,7 +4510,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="rollup-status-denial-not-counted-memory",
         file="proxy/store/ledger/memory.py",
         old='            t.roll.add(f"{TENANT_ROW}|deny|{reason}", 1)\n',
-        new='',
+        new="",
         tests=(
             f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[memory]",
         ),
@@ -4532,7 +4520,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="rollup-degrade-not-counted-redis",
         file="proxy/store/ledger/lua/reserve.lua",
         old="  if rule then ROLL.add(l.row .. '|degr|' .. rule, 1) end\n",
-        new='',
+        new="",
         tests=(
             f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[redis]",
         ),
@@ -4542,7 +4530,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="rollup-degrade-not-counted-memory",
         file="proxy/store/ledger/rollups_memory.py",
         old='    if rule is not None:\n        roll.add(f"{row}|degr|{rule}", 1)\n',
-        new='',
+        new="",
         tests=(
             f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[memory]",
         ),
@@ -4552,20 +4540,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="rollup-runs-one-row-per-value-redis",
         file="proxy/store/ledger/lua/common.lua",
         old="  if ROLL_STAR[level] then value = '*' end\n",
-        new='',
-        tests=(
-            f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[redis]",
-        ),
+        new="",
+        tests=(f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[redis]",),
         removes="runs and end users are one '*' row per level (Redis)",
     ),
     Mutation(
         name="rollup-runs-one-row-per-value-memory",
         file="proxy/store/ledger/rollups.py",
         old="{'*' if level in STAR else value}",
-        new='{value}',
-        tests=(
-            f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[memory]",
-        ),
+        new="{value}",
+        tests=(f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[memory]",),
         removes="runs and end users are one '*' row per level (memory://)",
     ),
     Mutation(
@@ -4573,9 +4557,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/common.lua",
         old="    ROLL.max(row .. '|vpeak', spent)\n",
         new="    ROLL.set[row .. '|vpeak'] = fmt(spent)\n",
-        tests=(
-            f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[redis]",
-        ),
+        tests=(f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[redis]",),
         removes="a '*' row's value_peak is the most one value spent (Redis)",
     ),
     Mutation(
@@ -4583,29 +4565,23 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/rollups_memory.py",
         old='            self.max(f"{row}|vpeak", spent)\n',
         new='            self.set[f"{row}|vpeak"] = str(spent)\n',
-        tests=(
-            f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[memory]",
-        ),
+        tests=(f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[memory]",),
         removes="a '*' row's value_peak is the most one value spent (memory://)",
     ),
     Mutation(
         name="rollup-settles-in-utc-redis",
         file="proxy/store/ledger/lua/reserve.lua",
         old="  redis.call('HSET', KEYS[5], 'day_offset_min', fmt(OFFSET))\n",
-        new='',
-        tests=(
-            f"{ROLLUPS}test_the_day_is_the_tenants_local_day_even_for_settles[redis]",
-        ),
+        new="",
+        tests=(f"{ROLLUPS}test_the_day_is_the_tenants_local_day_even_for_settles[redis]",),
         removes="a settle falls on the tenant's local day (Redis)",
     ),
     Mutation(
         name="rollup-settles-in-utc-memory",
         file="proxy/store/ledger/memory.py",
         old='            t.meta["day_offset_min"] = str(request.utc_offset_min)\n',
-        new='            pass\n',
-        tests=(
-            f"{ROLLUPS}test_the_day_is_the_tenants_local_day_even_for_settles[memory]",
-        ),
+        new="            pass\n",
+        tests=(f"{ROLLUPS}test_the_day_is_the_tenants_local_day_even_for_settles[memory]",),
         removes="a settle falls on the tenant's local day (memory://)",
     ),
     Mutation(
@@ -4613,9 +4589,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/rollup.lua",
         old="      out[#out + 1] = before[i] or '0'\n",
         new="      out[#out + 1] = '0'\n",
-        tests=(
-            f"{ROLLUPS}test_a_day_without_a_reserve_takes_the_limit_of_the_day_before[redis]",
-        ),
+        tests=(f"{ROLLUPS}test_a_day_without_a_reserve_takes_the_limit_of_the_day_before[redis]",),
         removes="a day without a reserve takes the day before's limit (Redis)",
     ),
     Mutation(
@@ -4623,9 +4597,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/rollups_memory.py",
         old='h.fields[limit] = "0" if before is None else before.fields.get(limit, "0")',
         new='h.fields[limit] = "0"',
-        tests=(
-            f"{ROLLUPS}test_a_day_without_a_reserve_takes_the_limit_of_the_day_before[memory]",
-        ),
+        tests=(f"{ROLLUPS}test_a_day_without_a_reserve_takes_the_limit_of_the_day_before[memory]",),
         removes="a day without a reserve takes the day before's limit (memory://)",
     ),
     Mutation(
@@ -4643,10 +4615,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="rollup-late-difference-not-spent-memory",
         file="proxy/store/ledger/memory_state.py",
         old='            self.roll.charge(prefix, added[prefix], self.ledger[f"{prefix}|spent"])\n',
-        new='',
-        tests=(
-            f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",
-        ),
+        new="",
+        tests=(f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",),
         removes="a late commit's difference is the day's spent (memory://)",
     ),
     Mutation(
@@ -4654,16 +4624,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/sweep_memory.py",
         old="t.flush_roll(now, self.settings)  # the expiry charges written, even on an error",
         new="t.roll.clear()",
-        tests=(
-            f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",
-        ),
+        tests=(f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",),
         removes="an expiry charge is the day's spent (memory://)",
     ),
     Mutation(
         name="rollup-read-past-retention",
         file="proxy/store/ledger/rollups.py",
-        old='    return range(max(first, kept), last + 1)\n',
-        new='    return range(first, last + 1)\n',
+        old="    return range(max(first, kept), last + 1)\n",
+        new="    return range(first, last + 1)\n",
         tests=(
             f"{ROLLUPS}test_days_past_the_retention_are_gone[memory]",
             f"{ROLLUPS}test_days_past_the_retention_are_gone[redis]",
@@ -4675,19 +4643,15 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/rollup.lua",
         old="  redis.call('PEXPIREAT', key,",
         new="  redis.call('PERSIST', key) -- ",
-        tests=(
-            f"{ROLLUPS}test_days_past_the_retention_are_gone[redis]",
-        ),
+        tests=(f"{ROLLUPS}test_days_past_the_retention_are_gone[redis]",),
         removes="a day's hash expires the retention after the day ends (Redis)",
     ),
     Mutation(
         name="rollup-memory-days-never-purged",
         file="proxy/store/ledger/rollups_memory.py",
-        old='        self.purge(now)\n        today',
-        new='        today',
-        tests=(
-            f"{ROLLUPS}test_the_memory_store_keeps_no_more_days_than_the_retention",
-        ),
+        old="        self.purge(now)\n        today",
+        new="        today",
+        tests=(f"{ROLLUPS}test_the_memory_store_keeps_no_more_days_than_the_retention",),
         removes="the memory store keeps no more days than the retention",
     ),
 )
