@@ -4711,6 +4711,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",),
         removes="a range starting after the tenant's today reads nothing",
     ),
+    Mutation(
+        name="rollup-memory-sweeper-keeps-old-days",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="            t.days.purge(now)\n",
+        new="",
+        tests=(f"{ROLLUPS}test_the_memory_sweeper_forgets_days_past_the_retention",),
+        removes="the memory sweeper forgets days past the retention",
+    ),
 )
 
 
