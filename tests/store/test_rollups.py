@@ -6,6 +6,7 @@ calls, the tenant's local day, the retention, and the rows of unbounded levels."
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -317,3 +318,21 @@ async def test_a_stale_or_repeated_reserve_adds_nothing(ledger: Ledger) -> None:
         ("2026-03-10", "-", 1, 0),
         ("2026-03-10", "tenant", 1, 300),
     ]
+
+
+@EVERY_STORE
+async def test_concurrent_calls_are_each_counted_once(ledger: Ledger) -> None:
+    await at(ledger, NOON)
+    lines = [line(limit=1000)]
+    results = await asyncio.gather(
+        *(ledger.reserve(ask(f"c{i}", lines, {"USD": 100})) for i in range(25))
+    )
+    assert sum(r.allowed for r in results) == 10
+    (wide_row, tenant) = await ledger.rollups("acme", "2026-03-10")
+    assert (wide_row.calls, tenant.calls, tenant.reserved_sum, tenant.reserved_peak) == (
+        10,
+        10,
+        1000,
+        1000,
+    )
+    assert tenant.denials == {"budget": 15}
