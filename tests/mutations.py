@@ -4719,6 +4719,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{ROLLUPS}test_the_memory_sweeper_forgets_days_past_the_retention",),
         removes="the memory sweeper forgets days past the retention",
     ),
+    Mutation(
+        name="describe-omits-history-retention",
+        file="proxy/policy/describe.py",
+        old="{r.history_retention_ms // 86_400_000} days",
+        new="400 days",
+        tests=("tests/policy/test_policy.py::test_history_retention_reaches_the_stores_in_days",),
+        removes="`check` says how long the history is kept",
+    ),
 )
 
 
