@@ -1,0 +1,205 @@
+"""Every figure of a limit report on hand-built daily rows, against hand-computed answers."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from proxy.reports.figures import Period, Window, nearest_rank
+from proxy.reports.render import report_json, to_csv, to_table
+from proxy.reports.tenant import tenant_report
+
+USD = 10**8
+TODAY = date(2026, 12, 5)
+WINDOW = Window(TODAY, 30)  # 2026-11-06 .. 2026-12-05
+PERIODS = {
+    "day": Period("d20261205", TODAY, TODAY + timedelta(days=1)),
+    "month": Period("m20261201", date(2026, 12, 1), date(2027, 1, 1)),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """A test double of the store's day rollup: the fields a report reads."""
+
+    day: str
+    level: str = "tenant"
+    value: str = "acme"
+    unit: str = "USD"
+    period: str = "day"
+    limit: int = 10 * USD
+    spent: int = 0
+    calls: int = 1
+    reserved_sum: int = 0
+    committed_sum: int = 0
+    denials: Mapping[str, int] = field(default_factory=dict)
+    degradations: Mapping[str, int] = field(default_factory=dict)
+    shadow_denials: int = 0
+    value_peak: int = 0
+
+
+def days() -> list[date]:
+    return [WINDOW.first + timedelta(days=i) for i in range(30)]
+
+
+def steady() -> list[Row]:
+    """$3 a day for 30 days on a $100 month line (anchor 1): $90 by 30 November, $15 today."""
+    rows = []
+    for d in days():
+        in_period = 3 * USD * d.day  # every day of the month so far at $3
+        rows.append(
+            Row(
+                d.isoformat(),
+                period="month",
+                limit=100 * USD,
+                spent=3 * USD,
+                calls=3,
+                reserved_sum=4 * USD,
+                committed_sum=3 * USD,
+                value_peak=in_period,
+            )
+        )
+    return rows
+
+
+def one_line(rows: list[Row], mode: str = "enforce", spent: int = 0) -> dict:  # type: ignore[type-arg]
+    report = tenant_report("acme", mode, WINDOW, rows, PERIODS, {("tenant", "acme", "USD"): spent})
+    [line] = report_json(report)["lines"]
+    return line  # type: ignore[no-any-return]
+
+
+def units(amount: dict) -> int:  # type: ignore[type-arg]
+    return int(amount["units"])
+
+
+def test_nearest_rank_percentile() -> None:
+    values = [15, 20, 35, 40, 50]
+    assert [nearest_rank(values, p) for p in (5, 30, 40, 50, 95, 100)] == [15, 20, 20, 35, 50, 50]
+    assert nearest_rank([7], 95) == 7
+
+
+def test_a_steady_tenant_at_three_dollars_a_day() -> None:
+    line = one_line(steady(), spent=15 * USD)
+    daily = line["daily_spend"]
+    assert [units(daily[k]) for k in ("p50", "p95", "max")] == [3 * USD] * 3
+    assert units(line["limit"]) == 100 * USD and units(line["spent_this_period"]) == 15 * USD
+    assert line["days"] == 30 and line["days_limit_hit"] == 0
+    assert line["calls"] == 90 and line["denials"] == 0
+    assert line["over_reservation"] == "1.3333"  # $120 reserved for $90 committed
+    # p95 $3 x 31 days of December x 1.2 = $111.60, above the $90 November reached.
+    assert units(line["recommended_limit"]) == 11160 * 10**6
+    assert line["recommended_rule"] == "p95-daily"
+    assert line["recommended_limit"]["text"] == "111.600000 USD"
+    # $15 so far + $3 (the last 7 days' mean) x 26 days left after the 5th.
+    assert units(line["forecast"]) == 93 * USD
+
+
+def spike() -> list[Row]:
+    """$2 a day on a $10 day line, but $10 on 20 November (4 denials) and $7 on the 21st."""
+    rows = []
+    for d in days():
+        spent = {20: 10 * USD, 21: 7 * USD}.get(d.day, 2 * USD) if d.month == 11 else 2 * USD
+        denied = {"budget": 4} if (d.month, d.day) == (11, 20) else {}
+        rows.append(Row(d.isoformat(), spent=spent, value_peak=spent, denials=denied))
+    return rows
+
+
+def test_a_spike_sets_max_and_p95_and_one_day_hit_the_limit() -> None:
+    line = one_line(spike(), spent=2 * USD)
+    daily = line["daily_spend"]
+    # 28 days at $2, then $7 and $10: rank ceil(15) = 15 is $2, rank ceil(28.5) = 29 is $7.
+    assert [units(daily[k]) for k in ("p50", "p95", "max")] == [2 * USD, 7 * USD, 10 * USD]
+    assert line["days_limit_hit"] == 1  # the 20th: denials, and $10 reached the $10
+    assert line["denials"] == 4 and line["denials_by_reason"] == {"budget": 4}
+    # Denied, so no observed-max floor: $7 x 1 day x 1.2.
+    assert units(line["recommended_limit"]) == 840 * 10**6
+    assert line["recommended_rule"] == "p95-daily"
+    assert units(line["forecast"]) == 2 * USD  # a day line: no day left after today
+
+
+def test_a_line_never_denied_is_never_recommended_below_its_observed_max() -> None:
+    rows = [
+        Row(d.isoformat(), limit=100 * USD, spent=s, value_peak=s)
+        for d in days()
+        for s in [50 * USD if d.day == 15 else USD]
+    ]
+    line = one_line(rows)
+    assert units(line["daily_spend"]["p95"]) == USD  # p95 x 1 x 1.2 = $1.20 ...
+    assert units(line["recommended_limit"]) == 50 * USD  # ... but $50 was spent in one day
+    assert line["recommended_rule"] == "observed-max"
+
+
+def test_days_without_rows_count_as_zero_spend() -> None:
+    line = one_line([Row("2026-11-10", spent=5 * USD, value_peak=5 * USD)])
+    daily = line["daily_spend"]
+    assert [units(daily[k]) for k in ("p50", "p95", "max")] == [0, 0, 5 * USD]  # 29 days at 0
+    assert line["recommended_rule"] == "observed-max"  # p95 0 x 1.2 < $5 observed
+    assert line["over_reservation"] is None  # nothing committed
+
+
+def test_runs_are_recommended_from_the_largest_one_run() -> None:
+    rows = [
+        Row(d, level="run", value="*", period="none", limit=5 * USD, spent=s, value_peak=peak)
+        for d, s, peak in [("2026-11-10", 9 * USD, 3 * USD), ("2026-11-11", 4 * USD, 4 * USD)]
+    ]
+    line = one_line(rows)
+    assert units(line["recommended_limit"]) == 480 * 10**6  # $4 x 1.2
+    assert line["recommended_rule"] == "peak-value"
+    assert line["spent_this_period"] is None and line["forecast"] is None
+
+
+def shadowed() -> list[Row]:
+    """A $10 day line in shadow: 3 would-be denials on 10 November ($14 spent), 2 on the 12th
+    ($12 spent), $5 other days."""
+    rows = []
+    for d in days():
+        spent, would = {(11, 10): (14 * USD, 3), (11, 12): (12 * USD, 2)}.get(
+            (d.month, d.day), (5 * USD, 0)
+        )
+        rows.append(Row(d.isoformat(), spent=spent, value_peak=spent, shadow_denials=would))
+    return rows
+
+
+def test_a_shadow_tenant_sees_what_enforcing_would_have_done() -> None:
+    rows = shadowed()
+    line = one_line(rows, mode="shadow")
+    assert line["shadow_denials"] == 5 and line["shadow_days"] == 2
+    assert line["shadow_first_day"] == "2026-11-10"
+    assert units(line["shadow_refused"]) == 6 * USD  # $4 over on the 10th, $2 on the 12th
+    assert line["days_limit_hit"] == 2 and line["denials"] == 0
+    assert line["recommended_rule"] == "p95-daily"  # would-be denials: no observed-max floor
+    report = tenant_report("acme", "shadow", WINDOW, rows, PERIODS, {})
+    text = to_table([report])
+    assert "would have denied 5 calls on 2 days; first on 2026-11-10" in text
+    assert "enforcing would have refused ≈ 6.000000 USD" in text
+
+
+def test_tenant_wide_denials_are_reported_apart_from_the_lines() -> None:
+    wide = Row("2026-12-01", level="-", value="-", unit="-", period="-", limit=0, calls=0)
+    quota = Row("2026-12-02", level="-", value="-", unit="-", period="-", limit=0, calls=0)
+    rows = [
+        *steady(),
+        Row(**{**wide.__dict__, "denials": {"quota:runs_per_day": 2}}),
+        Row(**{**quota.__dict__, "denials": {"quota:runs_per_day": 1}, "shadow_denials": 4}),
+    ]
+    report = report_json(tenant_report("acme", "enforce", WINDOW, rows, PERIODS, {}))
+    assert len(report["lines"]) == 1
+    assert report["other_denials"] == {"quota:runs_per_day": 3}
+    assert report["other_shadow_denials"] == 4
+
+
+def test_csv_parses_with_one_row_per_line_and_amounts_as_text() -> None:
+    steady_report = tenant_report(
+        "steady", "enforce", WINDOW, steady(), PERIODS, {("tenant", "acme", "USD"): 15 * USD}
+    )
+    shadow_report = tenant_report("quiet", "shadow", WINDOW, shadowed(), PERIODS, {})
+    parsed = list(csv.DictReader(io.StringIO(to_csv([steady_report, shadow_report]))))
+    assert [r["tenant"] for r in parsed] == ["steady", "quiet"]
+    first = parsed[0]
+    assert first["recommended_limit"] == "111.600000 USD" and first["forecast"] == "93.000000 USD"
+    assert Decimal(first["over_reservation"]) == Decimal("1.3333")
+    assert parsed[1]["shadow_denials"] == "5" and parsed[1]["shadow_first_day"] == "2026-11-10"
