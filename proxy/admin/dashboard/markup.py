@@ -88,7 +88,8 @@ _FRAME = """<!doctype html>
 <style nonce="{nonce}">{style}</style>
 </head>
 <body>
-<header class="top"><a class="brand" href="/dashboard">cycles-proxy</a>{account}</header>
+<header class="top"><a class="brand" href="/dashboard">cycles-proxy</a>
+<a href="/dashboard/reports">Limit reports</a>{account}</header>
 <main>
 {body}
 </main>
