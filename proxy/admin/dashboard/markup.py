@@ -89,7 +89,7 @@ _FRAME = """<!doctype html>
 </head>
 <body>
 <header class="top"><a class="brand" href="/dashboard">cycles-proxy</a>
-<a href="/dashboard/reports">Limit reports</a>{account}</header>
+<a class="nav" href="/dashboard/reports">Limit reports</a>{account}</header>
 <main>
 {body}
 </main>
