@@ -122,7 +122,8 @@ async def _limit_reports(stack: Stack, policy: Policy) -> list[TenantReport]:
     for tenant in dict.fromkeys((RUNAWAY, QUIET)):
         record = await stack.stores.tenants.get_tenant(tenant)
         if record is not None:
-            report = await read_report(stack.ledger, record, record.mode or policy.mode, REPORT_DAYS)
+            mode = record.mode or policy.mode
+            report = await read_report(stack.ledger, record, mode, REPORT_DAYS)
             lines = tuple(line for line in report.lines if line.level == "tenant")
             out.append(dataclasses.replace(report, lines=lines))
     return out
