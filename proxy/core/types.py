@@ -45,6 +45,8 @@ class ReservationSettings:
     on_expiry: Literal["charge", "release"] = "charge"
     audit_retention_ms: int = 30 * 24 * 60 * 60 * 1000
     """Audit entries older than this are trimmed from a tenant's trail."""
+    history_retention_ms: int = 400 * 24 * 60 * 60 * 1000
+    """A day's rollups (the ledger's history) are kept this long after the day ends."""
 
 
 END_USER = "user"

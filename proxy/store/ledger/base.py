@@ -63,6 +63,7 @@ from proxy.store.ledger.results import (
     AlertLimits,
     BalanceRow,
     Crossing,
+    DayRollup,
     ExpiryAlerts,
     LineBalance,
     LineState,
@@ -83,6 +84,7 @@ __all__ = [
     "Candidate",
     "Condition",
     "Crossing",
+    "DayRollup",
     "ExpiryAlerts",
     "Fit",
     "Ledger",
@@ -169,6 +171,14 @@ class Ledger(Protocol):
     async def reservation(self, tenant: str, reservation_id: str) -> ReservationRecord | None:
         """The tenant's record of this reservation; None when the store has none (never
         reserved by this tenant, or settled longer ago than the tombstone lasts)."""
+        ...
+
+    async def rollups(self, tenant: str, since: str, until: str | None = None) -> list[DayRollup]:
+        """The tenant's rollups for days since..until (inclusive, "YYYY-MM-DD"; until defaults to
+        the tenant's today), sorted by (day, level order, value, unit). Days with nothing are
+        absent, and so are days that ended longer ago than the history retention (rollups.py).
+        Raises ValueError for a day that is not "YYYY-MM-DD" or a range that ends before it
+        starts. Reads only."""
         ...
 
     async def heartbeat(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from proxy.core.types import END_USER, ReservationSettings
 from proxy.store.ledger import quotas, spenders
@@ -19,6 +19,7 @@ from proxy.store.ledger.base import (
     BalanceRow,
     BudgetLine,
     Crossing,
+    DayRollup,
     ExpiryAlerts,
     LineBalance,
     Reservation,
@@ -27,7 +28,6 @@ from proxy.store.ledger.base import (
     ReserveResult,
     SettleResult,
     State,
-    TenantStatus,
 )
 from proxy.store.ledger.calendar import Calendar
 from proxy.store.ledger.checks import check_amounts, check_owner, check_request, check_reservation
@@ -43,17 +43,12 @@ from proxy.store.ledger.common import (
     reserve_result,
     wall_clock_ms,
 )
+from proxy.store.ledger.memory_lines import Line, limited, result, why
 from proxy.store.ledger.memory_state import TOMBSTONES_MAX, MemoryState, Record, TenantState
 from proxy.store.ledger.meta import calendar_at, decode_overrides, sorted_amounts
+from proxy.store.ledger.rollups import TENANT_ROW, row_of
+from proxy.store.ledger.rollups_memory import roll_denial, roll_reserved
 from proxy.store.ledger.sweep_memory import MemorySweep
-
-
-@dataclass(slots=True)
-class _Line:
-    line: BudgetLine
-    pid: str
-    prefix: str
-    remaining: int
 
 
 class MemoryLedger(MemorySweep):
@@ -91,40 +86,51 @@ class MemoryLedger(MemorySweep):
         """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
         return self.state.tenant(tenant)
 
-    def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
+    def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> Line:
         pid = cal.period_id(line.period, now)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
-        used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
+        spent = t.ledger.get(f"{prefix}|spent", 0)
+        used = spent + t.ledger.get(f"{prefix}|reserved", 0)
         limit = limit_in_force(line, decode_overrides(t.meta.get("overrides", "-")))
         remaining = limit + t.ledger.get(f"{prefix}|credit", 0) - used
-        return _Line(line, pid, prefix, remaining)
+        return Line(line, pid, prefix, remaining, limit, spent)
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
         check_request(request)
         t = self._tenant(request.tenant)
         now = t.now(self._clock())
+        if request.utc_offset_min != t.day_offset:  # the settles' day (reserve.lua)
+            t.meta["day_offset_min"] = str(request.utc_offset_min)
+        t.roll.clear()
+        answer = self._reserve(t, request, now)
+        t.flush_roll(now, self.settings)
+        return answer
+
+    def _reserve(self, t: TenantState, request: ReserveRequest, now: int) -> ReserveResult:
         cal = calendar_at(t.meta, now, request.utc_offset_min)
         t.drop_expired(now, 8)
         lines = [self._read_line(t, line, now, cal) for line in request.lines]
         existing = t.resv.get(request.reservation_id)
         if existing is not None:
-            return _result(request, t.status, existing, lines)
+            return result(request, t.status, existing, lines)
         if request.version is not None and str(request.version) != t.meta.get("version", "0"):
             pairs = [(ln.pid, ln.remaining) for ln in lines]
             return reserve_result(request, t.status, DENIED, {}, pairs, (), stale=True)
         if t.status != "active":
             reason = f"tenant_{t.status}"
             self._deny(t, request, reason, "-", now)
-            return _result(request, t.status, None, lines)
+            t.roll.add(f"{TENANT_ROW}|deny|{reason}", 1)
+            return result(request, t.status, None, lines)
         choice = choose(request.candidates, [(ln.line.unit, ln.remaining) for ln in lines])
         outcome, gate = quotas.decide(t.counters, request, choice, now, cal)
         if outcome.candidate < 0:
-            self._deny(t, request, *_why(outcome, lines), now)
+            self._deny(t, request, *why(outcome, lines), now)
+            roll_denial(t.roll, outcome.quota, limited(outcome, lines), "deny")
             first = None
             if outcome.quota is None and outcome.denied_by is not None:
                 prefix = lines[outcome.denied_by].prefix
                 first = prefix if t.first_deny(prefix, now, self.settings) else None
-            return _result(request, t.status, None, lines, outcome, first)
+            return result(request, t.status, None, lines, outcome, first)
         amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
         prefixes = tuple(ln.prefix for ln in lines)
         t.check_range(prefixes, "reserved", amounts)
@@ -132,11 +138,15 @@ class MemoryLedger(MemorySweep):
         hold = min(ttl, self.settings.cap_ms)
         quotas.count(t.counters, gate, now, self.settings, hold)
         record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
-        self._allow(t, request, choice, record, _why(outcome, lines), now)
+        self._allow(t, request, choice, record, why(outcome, lines), now)
         record.deadline = now + hold
         record.scope = request.scope if request.keep_scope else None
-        self._hold(t, request.reservation_id, record, lines, now, cal)
-        return _result(request, t.status, record, lines)
+        rule = None if request.shadow or not choice.index else request.candidates[choice.index].name
+        self._hold(t, request.reservation_id, record, lines, now, cal, rule)
+        t.roll.add(f"{TENANT_ROW}|calls", 1)
+        if request.shadow and not outcome.would_allow:
+            roll_denial(t.roll, outcome.quota, limited(outcome, lines), "shadow")
+        return result(request, t.status, record, lines)
 
     def _fields(self, request: ReserveRequest, decision: str, amounts: Amounts) -> dict[str, str]:
         fields = {
@@ -181,14 +191,18 @@ class MemoryLedger(MemorySweep):
         t: TenantState,
         rid: str,
         record: Record,
-        lines: Sequence[_Line],
+        lines: Sequence[Line],
         now: int,
         cal: Calendar,
+        rule: str | None,
     ) -> None:
-        """Reserve the record's amounts on every line and keep it OPEN until its deadline."""
+        """Reserve the record's amounts on every line and keep it OPEN until its deadline; into
+        the day's rollups, with the degrade `rule` that shaped it."""
         for ln in lines:
             amount = record.amounts.get(ln.line.unit, 0)
             t.add(f"{ln.prefix}|reserved", amount)
+            held = t.ledger[f"{ln.prefix}|reserved"]
+            roll_reserved(t.roll, ln.prefix, ln.limit, amount, held, ln.spent, rule)
             t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)
             ln.remaining -= amount
         t.resv[rid] = record
@@ -225,6 +239,8 @@ class MemoryLedger(MemorySweep):
             per_line = {**charged, **added}
         else:  # MISSING, RELEASED, EXPIRED_RELEASED: nothing is reserved or held any more.
             t.settle_lines(r.fields, None, actual, now, s)
+        for prefix in r.fields:
+            t.roll.add(f"{row_of(prefix)}|csum", actual.get(prefix.split("|")[2], 0))
         limits = dict(zip(reservation.fields, reservation.limits, strict=False))
         crossed = tuple(
             Crossing(field, bp, limits.get(field, 0), spent)
@@ -234,6 +250,7 @@ class MemoryLedger(MemorySweep):
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
         t.append("commit", fields, now, s.audit_retention_ms)
         self._finish(t, reservation.id, r, "COMMITTED", now, dict(actual))
+        t.flush_roll(now, s)
         return SettleResult("COMMITTED", True, charged, crossed)
 
     async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
@@ -297,6 +314,11 @@ class MemoryLedger(MemorySweep):
             reservation_id, r.state, r.deadline, dict(r.amounts), r.fields, r.held, actual, r.scope
         )
 
+    async def rollups(self, tenant: str, since: str, until: str | None = None) -> list[DayRollup]:
+        t = self._tenants.get(tenant) or TenantState()  # a read creates nothing
+        retention = self.settings.history_retention_ms
+        return t.days.read(since, until, t.now(self._clock()), t.day_offset, retention)
+
     def on_epoch_lost(self, hook: Callable[[str | None, str | None], None]) -> None:
         """Never called: this store lives and dies with the process, so it cannot be lost."""
 
@@ -333,38 +355,3 @@ class MemoryLedger(MemorySweep):
             if record is not None and record.state != "OPEN":
                 del owner.resv[old]
                 owner.resv_exp.pop(old, None)
-
-
-def _why(outcome: Outcome, lines: Sequence[_Line]) -> tuple[str, str]:
-    """Why enforcement denies (or would): the quota, else the budget line (reserve.lua why)."""
-    if outcome.quota is not None:
-        return "quota", outcome.quota
-    if outcome.denied_by is None:
-        return "budget", "-"
-    line = lines[outcome.denied_by].line
-    return "budget", f"{line.level}|{line.value}"
-
-
-def _result(
-    request: ReserveRequest,
-    status: TenantStatus,
-    record: Record | None,
-    lines: Sequence[_Line],
-    outcome: Outcome = DENIED,
-    first_deny: str | None = None,
-) -> ReserveResult:
-    """The result for a record (reserved now or before), or for `outcome` without one."""
-    pairs = [(ln.pid, ln.remaining) for ln in lines]
-    if record is None:
-        return reserve_result(request, status, outcome, {}, pairs, (), first_deny=first_deny)
-    settled = None if record.state == "OPEN" else record.state
-    return reserve_result(
-        request,
-        status,
-        record.outcome,
-        record.amounts,
-        pairs,
-        record.fields,
-        record.held,
-        settled=settled,
-    )

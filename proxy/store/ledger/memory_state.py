@@ -21,6 +21,7 @@ from proxy.store.ledger.common import Outcome, alerted, end_users, field_expiry,
 from proxy.store.ledger.expiry import ExpiryIndex
 from proxy.store.ledger.memory_due import DueIndex
 from proxy.store.ledger.meta import AGGREGATE, GENERATION
+from proxy.store.ledger.rollups_memory import DayBook, Roll
 
 TOMBSTONES_MAX = 20_000
 """Settled reservation records the memory store keeps (all tenants), besides their time limit."""
@@ -94,6 +95,9 @@ class TenantState:
     """The newest AUDIT_MAX_ENTRIES entries within the retention: this store lives in the
     proxy's own memory, which must stay flat however many calls it serves."""
     counters: quotas.Counters = field(init=False)
+    roll: Roll = field(default_factory=Roll)
+    """What the operation under way adds to the day's rollups (rollups_memory.py)."""
+    days: DayBook = field(default_factory=DayBook)
 
     def __post_init__(self) -> None:
         self.counters = quotas.Counters(self.ledger_exp)
@@ -112,6 +116,15 @@ class TenantState:
         earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest())
         times = [at for at in earliest if at is not None]
         return min(times) - int(self.meta.get("clock_offset_ms", "0")) if times else None
+
+    @property
+    def day_offset(self) -> int:
+        """The utc offset (minutes) of the tenant's last reserve: its writes' day (meta.py)."""
+        return int(self.meta.get("day_offset_min", "0"))
+
+    def flush_roll(self, now: int, s: ReservationSettings) -> None:
+        """Write the operation's rollups into the tenant's day (lua/rollup.lua roll_flush)."""
+        self.days.flush(self.roll, now, self.day_offset, s.history_retention_ms)
 
     def check_range(self, fields: Sequence[str], kind: str, delta: Amounts) -> None:
         """Refuse (before anything is written) a change that takes a sum out of the safe range."""
@@ -177,6 +190,7 @@ class TenantState:
                 self.ledger[key] = max(self.ledger[key], 0)
             if charge is not None:
                 self.add(f"{prefix}|spent", charge.get(unit, 0))
+                self.roll.charge(prefix, charge.get(unit, 0), self.ledger[f"{prefix}|spent"])
             self.touch(prefix, now, s, None)
 
     def generation(self, name: str) -> int:
@@ -227,6 +241,7 @@ class TenantState:
         self.check_range(fields, "spent", added)
         for prefix in fields:
             self.add(f"{prefix}|spent", added[prefix])
+            self.roll.charge(prefix, added[prefix], self.ledger[f"{prefix}|spent"])
             self.touch(prefix, now, s, None)
         return added, by_unit
 

@@ -6,6 +6,7 @@ deadline, amounts, held counters, field prefixes), so an instance that did not m
 reservation can still settle it exactly, and the scope path kept beside it (an action's).
 `lines` runs lua/lines.lua, which computes period ids and the limit in force with the same code
 the reserve script uses. `top_spenders` walks the tenant's ledger with HSCAN (spenders.py).
+`rollups` reads the day hashes of the range in one pipeline (rollups.py).
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from proxy.core.types import END_USER
-from proxy.store.ledger import spenders
-from proxy.store.ledger.base import BalanceRow, BudgetLine, LineBalance, ReservationRecord, State
+from proxy.core.types import END_USER, ReservationSettings
+from proxy.store.ledger import rollups, spenders
+from proxy.store.ledger.base import (
+    BalanceRow,
+    BudgetLine,
+    DayRollup,
+    LineBalance,
+    ReservationRecord,
+    State,
+)
 from proxy.store.ledger.common import balance_row, decode_amounts
 from proxy.store.redis import layout
 from proxy.store.redis.safety import Epoch
@@ -30,8 +38,10 @@ STATES = ("OPEN", "COMMITTED", "RELEASED", "EXPIRED_CHARGED", "EXPIRED_RELEASED"
 
 
 class RedisReads:
-    """Mixed into RedisLedger, which provides `_client`, `_epoch` and `_run` (scripts.py)."""
+    """Mixed into RedisLedger, which provides `_client`, `_epoch`, `_run` (scripts.py) and
+    `settings`."""
 
+    settings: ReservationSettings
     _client: Redis | RedisCluster
     _epoch: Epoch
     _run: Callable[[str, str, Sequence[str]], Awaitable[Any]]
@@ -80,6 +90,25 @@ class RedisReads:
             kept = BudgetLine(line.level, line.value, line.unit, line.period, int(limit))
             out.append(LineBalance(kept, pid, int(spent), int(reserved), int(credit)))
         return out
+
+    async def rollups(self, tenant: str, since: str, until: str | None = None) -> list[DayRollup]:
+        self._epoch.guard()
+        fields = ("clock_offset_ms", "day_offset_min")
+        skew, offset = await self._client.hmget(layout.tenant_keys(tenant)[4], fields)
+        seconds, micros = await self._client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000 + int(skew or 0)
+        days = rollups.days_to_read(
+            since, until, now, int(offset or 0), self.settings.history_retention_ms
+        )
+        if not days:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for day in days:
+                pipe.hgetall(layout.day_key(tenant, rollups.day_name(day)))
+            hashes = await pipe.execute()
+        return [
+            row for day, h in zip(days, hashes, strict=True) for row in rollups.day_rows(day, h)
+        ]
 
 
 def _text(raw: bytes | str) -> str:

@@ -196,3 +196,47 @@ class BalanceRow:
     spent: int
     reserved: int
     credit: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayRollup:
+    """One budget line of one tenant on one day (the tenant's local day, as its periods)."""
+
+    day: str
+    """"2026-12-05"."""
+    level: str
+    """tenant | workspace | app | workflow | agent | toolset | run | user, or "-" for the
+    tenant-wide row (every call the tenant reserved, and the denials no line made)."""
+    value: str
+    """The scope value; "*" for run and user (every value summed: runs and end users are
+    unbounded); "-" on the tenant-wide row."""
+    unit: str
+    """"USD" | "TOKENS" | "RISK_POINTS"; "-" on the tenant-wide row."""
+    period: str
+    """The line's period ("day", "month", "none"; "-" on the tenant-wide row). Rows are kept
+    per period: a scope with a daily and a monthly budget in one unit has a row for each."""
+    limit: int
+    """The line's limit at the day's last reserve on it (units, the tenant's override
+    applied); a day without one takes the day before's (0 when it has none either)."""
+    spent: int
+    """Charged that day on the line: commits' actuals, expiry charges, late differences (may be
+    0, or negative when a late commit charged less than the expiry); Σ over values for "*"."""
+    reserved_peak: int
+    """The most the line held reserved at once that day (max over values for "*")."""
+    calls: int
+    """Reservations that took the line that day (shadow calls that went ahead too)."""
+    reserved_sum: int
+    """Σ estimates reserved on the line that day."""
+    committed_sum: int
+    """Σ actuals committed that day for reservations on the line."""
+    denials: Mapping[str, int]
+    """Reason -> enforced denials BY this line ("budget"); on the tenant-wide row
+    "quota:<name>" and "tenant_<status>"."""
+    degradations: Mapping[str, int]
+    """Degrade rule (as the audit trail names it) -> calls on this line it degraded
+    (enforced: a shadow call is never rewritten)."""
+    shadow_denials: int
+    """Shadow calls this line (or, on the tenant-wide row, a quota) would have denied."""
+    value_peak: int
+    """"*" rows: the largest single run's / user's spend in its period as of that day; other
+    rows: the line's spent in its period at the day's last write."""

@@ -103,7 +103,9 @@ class MemorySweep(SweepErrors, ABC):
                         continue
                     resolved += 1
             t.drop_expired(now, None)
+            t.days.purge(now)
         finally:
+            t.flush_roll(now, self.settings)  # the expiry charges written, even on an error
             for rid in retry:
                 t.resv_exp[rid] = now + self.stuck_retry_ms
             if crossed and self.expiry_alerts is not None:

@@ -23,6 +23,11 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          zone, overrides, version (see store/ledger/meta.py)
     cy:v1:{t:<tenant>}:audit       stream  the audit trail (see store/ledger/lua/audit.lua), trimmed
                                          to the retention by every append
+    cy:v1:{t:<tenant>}:day:<YYYYMMDD>  hash  the tenant's rollups of that local day,
+                                         `<level>|<value>|<unit>|<period>|<kind>` (written by
+                                         store/ledger/lua/rollup.lua, which builds the key
+                                         from KEYS[1]; read by store/ledger/rollups.py),
+                                         expiring the history retention after the day ends
     cy:v1:{t:<tenant>}:idem:<sha>  string  a client idempotency key (sha256 of the key, after
                                          `<sha256 of the caller's key pins>.` for a pinned
                                          API key) -> the call's claim or stored answer (see
@@ -97,6 +102,12 @@ def idempotency_key(tenant: str, digest: str) -> str:
     """Where a tenant's client idempotency key `digest` (gateway/replay.py: hex sha256, or two) is
     recorded."""
     return f"{PREFIX}:{{t:{tenant}}}:idem:{digest}"
+
+
+def day_key(tenant: str, day: str) -> str:
+    """The hash of a tenant's rollups of local day `day` (`20261205`): lua/rollup.lua roll_key
+    builds the same name from the tenant's `:ledger` key."""
+    return f"{PREFIX}:{{t:{tenant}}}:day:{day}"
 
 
 def scope_field(reservation_id: str) -> str:

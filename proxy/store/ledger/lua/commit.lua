@@ -1,7 +1,7 @@
 -- commit.lua: charge what the provider reported and free the reservation, per its state.
 --
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
--- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
+-- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 actual (same form),
 --       9 flags (common.lua has_flag: 'f' a release is final, as an action's is; 'k' only a
 --       record the store knows is settled; '-' for neither), 10 n alert marks, 11.. n triples
@@ -28,6 +28,7 @@
 -- this commit crossed first in its period: field prefix, basis points, spent after.
 --
 -- A threshold is crossed when spent before < mark <= spent after (common.lua cross_marks).
+-- The day's rollups (rollup.lua) get what each line was charged and the actual committed.
 
 local id, owner, estimate, actual, flags = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local MARKS = tonumber(ARGV[10])
@@ -63,10 +64,12 @@ else
   -- MISSING, RELEASED, EXPIRED_RELEASED: nothing of it is reserved or held any more.
   settle_lines(r.prefixes, nil, act)
 end
+for _, p in ipairs(r.prefixes) do ROLL.add(ROLL.row(p) .. '|csum', act[unit_of(p)] or 0) end
 local fired = cross_marks(marks, added)
 audit('commit', { 'reservation', id, 'from', r.state, 'state', 'COMMITTED',
   'actual', encode_amounts(act), 'charged', encode_amounts(parse_amounts(charged)) })
 finish(id, r, 'COMMITTED', actual)
+roll_flush()
 reindex()
 local reply = { 'COMMITTED', '1', charged }
 for _, x in ipairs(fired) do reply[#reply + 1] = x end

@@ -3,7 +3,8 @@
 -- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due
 -- (the due index: tenant -> earliest due time, in the tenant's slot; keys.py)
 -- ARGV (every script): 1 idle TTLs '<run_idle_ms>:<user_idle_ms>', 2 period_grace_ms,
--- 3 tombstone_ms, 4 audit_retention_ms; the rest per script.
+-- 3 tombstone_ms, 4 retentions '<audit_retention_ms>:<history_retention_ms>'; the rest per
+-- script.
 --
 -- NOW is Redis TIME plus the tenant's `clock_offset_ms` (tests only), so deadlines, periods and
 -- audit ids agree. The calendar is UTC + OFFSET and month periods follow ANCHOR: a script that
@@ -21,7 +22,10 @@ local IDLE, UIDLE = (function()
   return tonumber(run), tonumber(user)
 end)()
 local GRACE, TOMB = tonumber(ARGV[2]), tonumber(ARGV[3])
-local RETAIN = tonumber(ARGV[4])
+local RETAIN, HISTORY = (function()
+  local audit, history = string.match(ARGV[4], '^(%d+):(%d+)$')
+  return tonumber(audit), tonumber(history)
+end)()
 local DAY, MINUTE = 86400000, 60000
 local OFFSET, ANCHOR, EXACT = 0, { day = 1, since = 0 }, false
 -- Periods held across a time-zone change, by kind ('day', 'month'): { pid, till } (calendar.py
@@ -50,11 +54,15 @@ end
 
 -- Now, in ms and (for the rate quotas) in µs; both stay exact in doubles until the year 2112.
 -- SKEW: the tenant's clock offset (the due index is kept in Redis time, without it).
-local NOW, NOW_US, SKEW = (function()
+-- DAY_OFFSET: the utc offset (minutes) the tenant's last reserve was made in, which places the
+-- writes of every script in the tenant's local day (rollup.lua; meta.py `day_offset_min`).
+local NOW, NOW_US, SKEW, DAY_OFFSET = (function()
   local t = redis.call('TIME')
   local s, us = tonumber(t[1]), tonumber(t[2])
-  local skew = tonumber(redis.call('HGET', KEYS[5], 'clock_offset_ms') or '0')
-  return s * 1000 + math.floor(us / 1000) + skew, s * 1000000 + us + skew * 1000, skew
+  local m = redis.call('HMGET', KEYS[5], 'clock_offset_ms', 'day_offset_min')
+  local skew = tonumber(m[1] or '0')
+  return s * 1000 + math.floor(us / 1000) + skew, s * 1000000 + us + skew * 1000, skew,
+    tonumber(m[2] or '0')
 end)()
 
 -- Days since 1970-01-01 <-> proleptic Gregorian (y, m, d), after H. Hinnant's algorithms.
@@ -318,6 +326,48 @@ local function guard(prefixes, kind, delta)
   end
 end
 
+-- The day's rollups this script adds (rollup.lua writes them, in one HMGET and one HSET at
+-- the end): fields '<level>|<value>|<unit>|<period>|<kind>' of the day's hash, `sum` added to,
+-- `top` raised to at least, `set` replaced. Run and user lines share one row per level, value
+-- '*' (runs and end users are unbounded); the tenant-wide row is '-|-|-|-'.
+local ROLL = { sum = {}, top = {}, set = {}, charged = {} }
+local ROLL_PERIODS = { d = 'day', m = 'month', ['-'] = 'none' }
+local ROLL_STAR = { run = true, user = true }
+
+function ROLL.row(prefix)
+  local level, value, unit, pid = string.match(prefix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  if ROLL_STAR[level] then value = '*' end
+  return level .. '|' .. value .. '|' .. unit .. '|' .. ROLL_PERIODS[string.sub(pid, 1, 1)]
+end
+
+function ROLL.add(field, x)
+  ROLL.sum[field] = (ROLL.sum[field] or 0) + x
+end
+
+function ROLL.max(field, x)
+  ROLL.top[field] = math.max(ROLL.top[field] or x, x)
+end
+
+-- The spent in period of a line after a write: a '*' row keeps the most of any value, others
+-- the line's own.
+function ROLL.value_peak(prefix, spent)
+  local row = ROLL.row(prefix)
+  if ROLL_STAR[string.match(prefix, '^[^|]*')] then
+    ROLL.max(row .. '|vpeak', spent)
+  else
+    ROLL.set[row .. '|vpeak'] = fmt(spent)
+  end
+end
+
+-- `x` charged on the line of `prefix` (commit, expiry charge, late difference), spent now
+-- `after`.
+function ROLL.charge(prefix, x, after)
+  local row = ROLL.row(prefix)
+  ROLL.add(row .. '|spent', x)
+  ROLL.charged[row] = true
+  ROLL.value_peak(prefix, after)
+end
+
 -- For each prefix: reserved -= free[unit] (clamped at 0), spent += charge[unit] (signed).
 -- Every spent is checked before the first write.
 local function settle_lines(prefixes, free, charge)
@@ -328,7 +378,10 @@ local function settle_lines(prefixes, free, charge)
       local left = redis.call('HINCRBY', hkey(p), p .. '|reserved', fmt(-(free[unit] or 0)))
       if left < 0 then redis.call('HSET', hkey(p), p .. '|reserved', '0') end
     end
-    if charge then redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(charge[unit] or 0)) end
+    if charge then
+      local x = charge[unit] or 0
+      ROLL.charge(p, x, redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(x)))
+    end
     touch(p)
   end
 end
@@ -390,7 +443,7 @@ local function late_charge(id, prefixes, est, act)
   end
   guard(prefixes, 'spent', added)
   for _, p in ipairs(prefixes) do
-    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))
+    ROLL.charge(p, added[p], redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p])))
     touch(p)
   end
   return added, by_unit

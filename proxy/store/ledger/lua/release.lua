@@ -1,7 +1,7 @@
 -- release.lua: free a reservation without charging (the call produced no output).
 --
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
--- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
+-- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 flags (common.lua has_flag:
 --       'k' only a record the store knows is released; '-' for none), 9.. the reservation's
 --       field prefixes (7 and 9.. are kept in the tombstone when the store lost the record).

@@ -1,9 +1,13 @@
 -- reserve.lua: check tenant status, the quotas and every line; reserve the chosen candidate on
 -- all lines and count the call against every quota, or do nothing. Idempotent by reservation
--- id. Loaded as common.lua + audit.lua + candidates.lua + quotas.lua + this file.
+-- id. Loaded as common.lua + audit.lua + rollup.lua + candidates.lua + quotas.lua + this file.
+-- Writes the day's rollups (rollup.lua): calls, estimates and peaks on every line it reserves
+-- on, denials on the denying line (a quota's and the tenant status's on the tenant-wide row),
+-- degrade rules, and what a shadow call would have denied; and records the utc offset
+-- (:meta day_offset_min) for the settling scripts' day.
 --
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
--- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
+-- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 reservation id, 6 owner, 7 how long it stays open (ms: the cap, or an action's
 --       shorter ttl), 8 shadow ('1' | '0'), 9 run id ('' for none),
 --       10 tenant version the request was built from ('-': not checked), 11 utc offset in
@@ -67,6 +71,11 @@ local meta = redis.call('HMGET', KEYS[5], 'status', 'version', 'overrides')
 local status = meta[1] or 'active'
 local overrides = parse_amounts(meta[3] or '-')
 load_anchor()
+-- Settling scripts place their writes in the tenant's day by the offset recorded here.
+if OFFSET ~= DAY_OFFSET then
+  redis.call('HSET', KEYS[5], 'day_offset_min', fmt(OFFSET))
+  DAY_OFFSET = OFFSET
+end
 
 drop_expired(8)
 
@@ -80,10 +89,12 @@ for i = 1, n do
   local limit = line_limit(overrides, ARGV[b + 1], ARGV[b + 3], tonumber(ARGV[b + 5]))
   local remaining = limit + tonumber(f[3] or '0') - tonumber(f[1] or '0') - tonumber(f[2] or '0')
   lines[i] = { unit = ARGV[b + 3], pid = pid, prefix = prefix, remaining = remaining,
-               scope = ARGV[b + 1] .. '|' .. ARGV[b + 2] }
+               scope = ARGV[b + 1] .. '|' .. ARGV[b + 2], limit = limit,
+               spent = tonumber(f[1] or '0'), row = ROLL.row(prefix) }
 end
 
 local function reply(outcome, amounts, held, prefixes, first_deny, settled)
+  roll_flush()
   reindex()
   local out = { status, outcome, amounts, held, fmt(n) }
   for _, l in ipairs(lines) do
@@ -123,6 +134,7 @@ if status ~= 'active' then
   local f = base_fields('DENY', asked)
   for _, x in ipairs({ 'reason', 'tenant_' .. status, 'scope', '-' }) do f[#f + 1] = x end
   audit_denial('tenant_' .. status, '-', f)
+  ROLL.add('-|-|-|-|deny|tenant_' .. status, 1)
   return reply('-1:0:-:-:0:-', '-', '-', {})
 end
 
@@ -159,8 +171,21 @@ local function first_deny(gate)
   return prefix
 end
 
+-- A denial in the day's rollups: a quota's on the tenant-wide row, a line's on that line (or,
+-- for a call shadow admits, as a denial it would have made).
+local function roll_denial(gate, kind)
+  if gate.quota then
+    ROLL.add('-|-|-|-|' .. kind .. ((kind == 'deny') and ('|quota:' .. gate.quota) or ''), 1)
+  elseif denied then
+    local l = lines[denied + 1]
+    ROLL.add(l.row .. '|' .. kind .. ((kind == 'deny') and '|budget' or ''), 1)
+    ROLL.set[l.row .. '|limit'] = fmt(l.limit)
+  end
+end
+
 local function deny(gate)
   local reason, scope = why(gate)
+  roll_denial(gate, 'deny')
   local f = base_fields('DENY', asked)
   for _, x in ipairs({ 'reason', reason, 'scope', scope }) do f[#f + 1] = x end
   audit_denial(reason, scope, f)
@@ -188,13 +213,22 @@ local prefixes = {}
 for i, l in ipairs(lines) do prefixes[i] = l.prefix end
 guard(prefixes, 'reserved', amounts)
 count_quotas(gate, cap)
+local rule = (not shadow and index and index > 0) and cands[index + 1].name or nil
 for i, l in ipairs(lines) do
   local amount = amounts[l.unit] or 0
-  redis.call('HINCRBY', hkey(l.prefix), l.prefix .. '|reserved', fmt(amount))
+  local held_now = redis.call('HINCRBY', hkey(l.prefix), l.prefix .. '|reserved', fmt(amount))
   touch(l.prefix, cap)
   l.remaining = l.remaining - amount
+  ROLL.add(l.row .. '|calls', 1)
+  ROLL.add(l.row .. '|rsum', amount)
+  ROLL.max(l.row .. '|peak', held_now)
+  ROLL.set[l.row .. '|limit'] = fmt(l.limit)
+  ROLL.value_peak(l.prefix, l.spent)
+  if rule then ROLL.add(l.row .. '|degr|' .. rule, 1) end
 end
+ROLL.add('-|-|-|-|calls', 1)
 local would_allow = index ~= nil and not gate.quota
+if shadow and not would_allow then roll_denial(gate, 'shadow') end
 local decided = outcome(index or 0, would_allow, fitted, gate)
 local held = join_list(gate.held)
 local verdict = (index and index > 0) and 'ALLOW_WITH_CAPS' or 'ALLOW'

@@ -2,7 +2,7 @@
 -- reclaim dead owners' open reservations; a bounded amount of each per call.
 --
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
--- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 audit_retention_ms (common.lua),
+-- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 on_expiry ('charge' | 'release'), 6 batch (max due reservations, max :resv records
 --       scanned for dead owners and max expired entries handled by this call), 7 the tenant's
 --       alert marks by level and unit, 'level|unit|basis points|spent that reaches it,…' ('-'
@@ -17,6 +17,8 @@
 -- would take the field out of the safe range), then per alert threshold an expiry charge
 -- crossed first in its period: field prefix, basis points, spent after (as commit.lua: a
 -- charge made here alerts like a commit).
+--
+-- An expiry charge goes into the day's rollups as spent (rollup.lua).
 --
 -- Each reservation's expiry is checked before it writes anything. A stuck one is left OPEN,
 -- written nothing, and the call goes on with the others: one stuck reservation never holds
@@ -105,6 +107,7 @@ if cursor ~= '-' then
 end
 
 local dropped = drop_expired(batch)
+roll_flush()
 reindex()
 local more = #due == batch or dropped == batch
 local reply = { fmt(resolved), more and '1' or '0', cursor, stuck or '-' }
