@@ -75,7 +75,9 @@ async def seed(stores: Stores) -> date:
     for tenant, mode in TENANTS.items():
         record = TenantRecord(tenant, "pro", mode=mode)  # type: ignore[arg-type]
         await stores.tenants.create_tenant(record, actor="test")
-        line = _line(tenant, "month" if tenant == "steady" else "day", 100 if tenant == "steady" else 10)
+        line = _line(
+            tenant, "month" if tenant == "steady" else "day", 100 if tenant == "steady" else 10
+        )
         for index, day in enumerate(seeded_days(last)):
             offset = utc_ms(day, 0) + NOON_MS - int(time.time() * 1000)
             await set_clock_offset(stores.ledger, tenant, offset)
@@ -160,7 +162,11 @@ def quiet_figures(last: date) -> dict[str, Any]:
 
 def expected(last: date) -> dict[str, dict[str, Any]]:
     """Each tenant's tenant-level line, as the report's JSON gives it (the figures named)."""
-    return {"steady": Steady(last).figures(), "spiky": spiky_figures(), "quiet": quiet_figures(last)}
+    return {
+        "steady": Steady(last).figures(),
+        "spiky": spiky_figures(),
+        "quiet": quiet_figures(last),
+    }
 
 
 def line_of(report: dict[str, Any]) -> dict[str, Any]:

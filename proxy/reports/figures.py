@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
-from typing import Protocol
 
 from proxy.policy.runtime import LEVELS
+from proxy.store.ledger.base import DayRollup
 
 HEADROOM = Fraction(6, 5)
 """A recommended limit leaves 20 % above what the history asks for."""
@@ -42,39 +42,6 @@ CENT = {"USD": 10**6}
 EVERY = "*"
 """The value of a run or end-user row: every value summed (spend) or the largest (peaks)."""
 TENANT_WIDE = "-"
-
-
-class DayRow(Protocol):
-    """What a report reads of a day's rollup of one budget line (store: DayRollup)."""
-
-    @property
-    def day(self) -> str: ...
-    @property
-    def level(self) -> str: ...
-    @property
-    def value(self) -> str: ...
-    @property
-    def unit(self) -> str: ...
-    @property
-    def period(self) -> str: ...
-    @property
-    def limit(self) -> int: ...
-    @property
-    def spent(self) -> int: ...
-    @property
-    def calls(self) -> int: ...
-    @property
-    def reserved_sum(self) -> int: ...
-    @property
-    def committed_sum(self) -> int: ...
-    @property
-    def denials(self) -> Mapping[str, int]: ...
-    @property
-    def degradations(self) -> Mapping[str, int]: ...
-    @property
-    def shadow_denials(self) -> int: ...
-    @property
-    def value_peak(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +141,7 @@ def nearest_rank(values: Sequence[int], percent: int) -> int:
     return ordered[max(1, math.ceil(percent * len(ordered) / 100)) - 1]
 
 
-def daily(rows: Sequence[DayRow], window: Window) -> list[int]:
+def daily(rows: Sequence[DayRollup], window: Window) -> list[int]:
     """Spend on each day of the window, zero for a day without a row."""
     by_day = Counter[str]()
     for row in rows:
@@ -182,7 +149,7 @@ def daily(rows: Sequence[DayRow], window: Window) -> list[int]:
     return [by_day[d] for d in window.dates()]
 
 
-def hit(row: DayRow) -> bool:
+def hit(row: DayRollup) -> bool:
     """The line denied (or would have) that day, or its period's spend reached its limit."""
     reached = row.limit > 0 and row.value_peak >= row.limit
     return sum(row.denials.values()) > 0 or row.shadow_denials > 0 or reached
@@ -195,7 +162,7 @@ def over_reservation(reserved: int, committed: int) -> Decimal | None:
     return exact.quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
 
 
-def shadow(rows: Sequence[DayRow]) -> Shadow:
+def shadow(rows: Sequence[DayRollup]) -> Shadow:
     days = [r.day for r in rows if r.shadow_denials > 0]
     refused = sum(min(r.spent, max(0, r.value_peak - r.limit)) for r in rows)
     return Shadow(sum(r.shadow_denials for r in rows), len(days), min(days, default=None), refused)
@@ -206,7 +173,7 @@ def _round_up(units: int, unit: str) -> int:
     return -(-units // step) * step
 
 
-def recommend(rows: Sequence[DayRow], p95: int, period: Period | None) -> Recommendation:
+def recommend(rows: Sequence[DayRollup], p95: int, period: Period | None) -> Recommendation:
     """The recommended limit and the rule that produced it (module docstring)."""
     last = rows[-1]
     peak = max(r.value_peak for r in rows)
@@ -231,7 +198,7 @@ def forecast(spent: int, days: Sequence[int], today: date, period: Period) -> in
 
 
 def line_report(
-    rows: Sequence[DayRow], window: Window, period: Period | None, spent: int
+    rows: Sequence[DayRollup], window: Window, period: Period | None, spent: int
 ) -> LineReport:
     """One budget line's figures from its rows (oldest first) over `window`; `period` is its
     current period (None for runs and end users) and `spent` what it holds spent there."""
@@ -271,7 +238,7 @@ def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return dict(sorted(total.items()))
 
 
-def line_key(row: DayRow) -> tuple[int, str, str]:
-    """Lines in scope order, outermost first, then by value and unit."""
+def line_key(row: DayRollup) -> tuple[int, str, str, str]:
+    """Lines in scope order, outermost first, then by value, unit and period."""
     order = LEVELS.index(row.level) if row.level in LEVELS else len(LEVELS)
-    return order, row.value, row.unit
+    return order, row.value, row.unit, row.period

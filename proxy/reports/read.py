@@ -64,12 +64,14 @@ async def read_report(ledger: Ledger, record: TenantRecord, mode: str, days: int
     window = Window(periods["day"].start, days)
     rollups = await ledger.rollups(record.id, window.first.isoformat(), window.last.isoformat())
     current = [
-        BudgetLine(level, value, cast(Unit, unit), cast(PeriodKind, rows[-1].period), 0)
-        for (level, value, unit), rows in by_line(rollups).items()
-        if value != EVERY and rows[-1].period in periods
+        BudgetLine(level, value, cast(Unit, unit), cast(PeriodKind, period), 0)
+        for level, value, unit, period in by_line(rollups)
+        if value != EVERY and period in periods
     ]
     got = await ledger.lines(record.id, current, offset) if current else []
-    spent: dict[LineId, int] = {(b.line.level, b.line.value, b.line.unit): b.spent for b in got}
+    spent: dict[LineId, int] = {
+        (b.line.level, b.line.value, b.line.unit, b.line.period): b.spent for b in got
+    }
     return tenant_report(record.id, mode, window, rollups, periods, spent)
 
 

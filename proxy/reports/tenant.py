@@ -8,28 +8,28 @@ from collections.abc import Mapping, Sequence
 from proxy.reports.figures import (
     EVERY,
     TENANT_WIDE,
-    DayRow,
     Period,
     TenantReport,
     Window,
     line_key,
     line_report,
 )
+from proxy.store.ledger.base import DayRollup
 
-LineId = tuple[str, str, str]
-"""(level, value, unit)."""
+LineId = tuple[str, str, str, str]
+"""(level, value, unit, period): a scope with a day and a month budget in one unit has two."""
 
 
-def by_line(rollups: Sequence[DayRow]) -> dict[LineId, list[DayRow]]:
+def by_line(rollups: Sequence[DayRollup]) -> dict[LineId, list[DayRollup]]:
     """The budget lines' rows, oldest first, lines in scope order (the tenant-wide rows apart)."""
-    lines: dict[LineId, list[DayRow]] = defaultdict(list)
+    lines: dict[LineId, list[DayRollup]] = defaultdict(list)
     for row in sorted(rollups, key=lambda r: r.day):
         if row.level != TENANT_WIDE:
-            lines[(row.level, row.value, row.unit)].append(row)
+            lines[(row.level, row.value, row.unit, row.period)].append(row)
     return {k: lines[k] for k in sorted(lines, key=lambda k: line_key(lines[k][0]))}
 
 
-def current(rows: Sequence[DayRow], periods: Mapping[str, Period]) -> Period | None:
+def current(rows: Sequence[DayRollup], periods: Mapping[str, Period]) -> Period | None:
     """The line's period current today, by the kind its last row names; None for runs and end
     users (each value has its own) and lines without a period."""
     last = rows[-1]
@@ -40,7 +40,7 @@ def tenant_report(
     tenant: str,
     mode: str,
     window: Window,
-    rollups: Sequence[DayRow],
+    rollups: Sequence[DayRollup],
     periods: Mapping[str, Period],
     spent: Mapping[LineId, int],
 ) -> TenantReport:

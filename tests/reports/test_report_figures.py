@@ -4,49 +4,52 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from proxy.reports.figures import Period, Window, nearest_rank
 from proxy.reports.render import report_json, to_csv, to_table
 from proxy.reports.tenant import tenant_report
+from proxy.store.ledger.base import DayRollup
 
 USD = 10**8
 TODAY = date(2026, 12, 5)
 WINDOW = Window(TODAY, 30)  # 2026-11-06 .. 2026-12-05
+ACME_DAY = ("tenant", "acme", "USD", "day")
+ACME_MONTH = ("tenant", "acme", "USD", "month")
 PERIODS = {
     "day": Period("d20261205", TODAY, TODAY + timedelta(days=1)),
     "month": Period("m20261201", date(2026, 12, 1), date(2027, 1, 1)),
 }
 
 
-@dataclass(frozen=True)
-class Row:
-    """A test double of the store's day rollup: the fields a report reads."""
-
-    day: str
-    level: str = "tenant"
-    value: str = "acme"
-    unit: str = "USD"
-    period: str = "day"
-    limit: int = 10 * USD
-    spent: int = 0
-    calls: int = 1
-    reserved_sum: int = 0
-    committed_sum: int = 0
-    denials: Mapping[str, int] = field(default_factory=dict)
-    degradations: Mapping[str, int] = field(default_factory=dict)
-    shadow_denials: int = 0
-    value_peak: int = 0
+def Row(day: str, **given: Any) -> DayRollup:
+    """A day's rollup of acme's $10 day line, with what the test gives."""
+    fields: dict[str, Any] = {
+        "level": "tenant",
+        "value": "acme",
+        "unit": "USD",
+        "period": "day",
+        "limit": 10 * USD,
+        "spent": 0,
+        "reserved_peak": 0,
+        "calls": 1,
+        "reserved_sum": 0,
+        "committed_sum": 0,
+        "denials": {},
+        "degradations": {},
+        "shadow_denials": 0,
+        "value_peak": 0,
+    }
+    return DayRollup(day=day, **(fields | given))
 
 
 def days() -> list[date]:
     return [WINDOW.first + timedelta(days=i) for i in range(30)]
 
 
-def steady() -> list[Row]:
+def steady() -> list[DayRollup]:
     """$3 a day for 30 days on a $100 month line (anchor 1): $90 by 30 November, $15 today."""
     rows = []
     for d in days():
@@ -66,8 +69,10 @@ def steady() -> list[Row]:
     return rows
 
 
-def one_line(rows: list[Row], mode: str = "enforce", spent: int = 0) -> dict:  # type: ignore[type-arg]
-    report = tenant_report("acme", mode, WINDOW, rows, PERIODS, {("tenant", "acme", "USD"): spent})
+def one_line(rows: list[DayRollup], mode: str = "enforce", spent: int = 0) -> dict:  # type: ignore[type-arg]
+    report = tenant_report(
+        "acme", mode, WINDOW, rows, PERIODS, {ACME_MONTH: spent, ACME_DAY: spent}
+    )
     [line] = report_json(report)["lines"]
     return line  # type: ignore[no-any-return]
 
@@ -98,7 +103,7 @@ def test_a_steady_tenant_at_three_dollars_a_day() -> None:
     assert units(line["forecast"]) == 93 * USD
 
 
-def spike() -> list[Row]:
+def spike() -> list[DayRollup]:
     """$2 a day on a $10 day line, but $10 on 20 November (4 denials) and $7 on the 21st."""
     rows = []
     for d in days():
@@ -152,7 +157,7 @@ def test_runs_are_recommended_from_the_largest_one_run() -> None:
     assert line["spent_this_period"] is None and line["forecast"] is None
 
 
-def shadowed() -> list[Row]:
+def shadowed() -> list[DayRollup]:
     """A $10 day line in shadow: 3 would-be denials on 10 November ($14 spent), 2 on the 12th
     ($12 spent), $5 other days."""
     rows = []
@@ -179,12 +184,11 @@ def test_a_shadow_tenant_sees_what_enforcing_would_have_done() -> None:
 
 
 def test_tenant_wide_denials_are_reported_apart_from_the_lines() -> None:
-    wide = Row("2026-12-01", level="-", value="-", unit="-", period="-", limit=0, calls=0)
-    quota = Row("2026-12-02", level="-", value="-", unit="-", period="-", limit=0, calls=0)
+    wide = {"level": "-", "value": "-", "unit": "-", "period": "-", "limit": 0, "calls": 0}
     rows = [
         *steady(),
-        Row(**{**wide.__dict__, "denials": {"quota:runs_per_day": 2}}),
-        Row(**{**quota.__dict__, "denials": {"quota:runs_per_day": 1}, "shadow_denials": 4}),
+        Row("2026-12-01", **wide, denials={"quota:runs_per_day": 2}),
+        Row("2026-12-02", **wide, denials={"quota:runs_per_day": 1}, shadow_denials=4),
     ]
     report = report_json(tenant_report("acme", "enforce", WINDOW, rows, PERIODS, {}))
     assert len(report["lines"]) == 1
@@ -194,7 +198,7 @@ def test_tenant_wide_denials_are_reported_apart_from_the_lines() -> None:
 
 def test_csv_parses_with_one_row_per_line_and_amounts_as_text() -> None:
     steady_report = tenant_report(
-        "steady", "enforce", WINDOW, steady(), PERIODS, {("tenant", "acme", "USD"): 15 * USD}
+        "steady", "enforce", WINDOW, steady(), PERIODS, {ACME_MONTH: 15 * USD}
     )
     shadow_report = tenant_report("quiet", "shadow", WINDOW, shadowed(), PERIODS, {})
     parsed = list(csv.DictReader(io.StringIO(to_csv([steady_report, shadow_report]))))

@@ -50,7 +50,7 @@ def _rows(report: TenantReport) -> Html:
     rows = join(
         render(
             '<tr data-line="{line}">{cells}</tr>',
-            line=f"{line.level}|{line.value}|{line.unit}",
+            line=f"{line.level}|{line.value}|{line.unit}|{line.period}",
             cells=join(
                 render('<td data-key="{k}">{v}</td>', k=key, v=row(report, line)[key] or "—")
                 for key, _ in COLUMNS
