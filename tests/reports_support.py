@@ -174,10 +174,10 @@ def line_of(report: dict[str, Any]) -> dict[str, Any]:
     return line  # type: ignore[no-any-return]
 
 
-def check(reports: list[dict[str, Any]], last: date) -> None:
-    """Every figure `expected` names equals the report's."""
+def check(reports: list[dict[str, Any]], last: date, only: str | None = None) -> None:
+    """Every figure `expected` names equals the report's (of `only`, else of every tenant)."""
     want = expected(last)
-    assert sorted(r["tenant"] for r in reports) == sorted(want)
+    assert sorted(r["tenant"] for r in reports) == sorted([only] if only else want)
     for report in reports:
         line = line_of(report)
         got = {k: line[k] for k in want[report["tenant"]]}
