@@ -73,7 +73,7 @@ async def seed(stores: Stores) -> date:
     in their calendar, where their clocks are left)."""
     last = today()
     for tenant, mode in TENANTS.items():
-        record = TenantRecord(tenant, "pro", mode=mode)  # type: ignore[arg-type]
+        record = TenantRecord(tenant, "test", mode=mode)  # type: ignore[arg-type]
         await stores.tenants.create_tenant(record, actor="test")
         line = _line(
             tenant, "month" if tenant == "steady" else "day", 100 if tenant == "steady" else 10
