@@ -182,4 +182,6 @@ def shadow_text(report: TenantReport) -> list[str]:
         )
     if report.other_shadow_denials:
         out.append(f"- quotas: would have denied {report.other_shadow_denials} calls")
+    if len(out) == 1:
+        out.append("- nothing: no budget line had a call in the window")
     return out

@@ -127,3 +127,51 @@ async def test_the_admin_route_refuses_bad_queries_saying_what_was_wrong(
         assert answer["error"]["param"] == param and answer["error"]["message"]
         got, _ = await get(client, f"{url}{LIMITS}", token="wrong")
         assert got == 401
+
+
+async def test_the_dashboard_shows_the_report_in_headless_chromium(
+    tmp_path: Path, redis_url: str
+) -> None:
+    if not CHROMIUM.exists():  # noqa: ASYNC240 (once, before anything starts)
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
+        )
+    from playwright.async_api import async_playwright
+
+    async with admin(tmp_path, redis_url) as (url, stack, _), async_playwright() as pw:
+        last = await seed(stack.stores)
+        want = expected(last)
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1600, "height": 900})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(url + "/dashboard/login")
+            await page.fill("#token", READER)
+            await page.click("main button[type=submit]")
+            await page.wait_for_url(url + "/dashboard")
+            await page.click("a.nav")
+            await page.wait_for_url(url + "/dashboard/reports")
+            for tenant, figures in want.items():
+                row = page.locator(f'[data-report="{tenant}"] tr[data-line^="tenant|{tenant}|USD"]')
+                for key in ("recommended_limit", "forecast", "limit"):
+                    text = await row.locator(f'[data-key="{key}"]').inner_text()
+                    assert text == figures[key]["text"], (tenant, key)
+                hit = await row.locator('[data-key="days_limit_hit"]').inner_text()
+                assert int(hit) == figures["days_limit_hit"]
+            shadow = page.locator('[data-report="quiet"] [data-role="shadow"]')
+            assert "would have denied 3 calls on 2 days" in await shadow.inner_text()
+            assert await page.locator('[data-report="steady"] [data-role="shadow"]').count() == 0
+            shot = tmp_path / "reports.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            await page.goto(url + "/dashboard/reports?tenant=spiky&since=7d")
+            assert await page.locator("[data-report]").count() == 1
+            assert problems == []
+        finally:
+            await browser.close()
+    assert shot.stat().st_size > 1000
+    print(f"dashboard reports page screenshot: {shot}")

@@ -14,24 +14,24 @@ COLUMNS = (
     ("value", "Value"),
     ("limit", "Limit"),
     ("spent_this_period", "Spent this period"),
+    ("recommended_limit", "Recommended"),
+    ("recommended_rule", "Rule"),
+    ("forecast", "Forecast"),
     ("p50_daily", "p50 / day"),
     ("p95_daily", "p95 / day"),
     ("max_daily", "max / day"),
     ("days_limit_hit", "Days hit"),
     ("denials", "Denials"),
     ("degradations", "Degraded"),
-    ("over_reservation", "Reserved / committed"),
     ("shadow_denials", "Shadow denials"),
-    ("recommended_limit", "Recommended"),
-    ("recommended_rule", "Rule"),
-    ("forecast", "Forecast"),
+    ("over_reservation", "Reserved / committed"),
 )
 
 _TENANT = """<section class="card" data-report="{tenant}">
 <h2><a href="{link}">{tenant}</a> <span class="badge {mode}">{mode}</span></h2>
 <p class="hint">{first} to {last} ({days} days).{other}</p>
-<table class="lines" data-table="report"><thead><tr>{headers}</tr></thead>
-<tbody>{rows}</tbody></table>{shadow}</section>"""
+<div class="scroll"><table class="lines report" data-table="report">
+<thead><tr>{headers}</tr></thead><tbody>{rows}</tbody></table></div>{shadow}</section>"""
 
 _PAGE = """<h1>Limit reports</h1>
 <form class="search" method="get" action="/dashboard/reports">
