@@ -136,8 +136,8 @@ def spiky_figures() -> dict[str, Any]:
         "denials_by_reason": {"budget": 2},
         "over_reservation": "1.0000",
         "shadow_denials": 0,
-        "recommended_limit": money(8, 40),
-        "recommended_rule": "p95-daily",
+        "recommended_limit": money(10),  # $7 x 1.2 = $8.40, but it denied calls at $10
+        "recommended_rule": "denied-at-limit",
         "forecast": money(2),
     }
 

@@ -10,12 +10,15 @@ The rules, each named in the report and in README's "Reports":
   or its spend in the period reached the limit by the day's end.
 - Over-reservation: the window's reserved estimates over its committed actuals, to 4 places.
 - Recommended limit, by the first rule that applies, then never below what the line spent in
-  one period (`observed-max`) unless it denied a call, and rounded up to a cent (USD):
+  one period (`observed-max`) unless it denied a call (or would have), and rounded up to a
+  cent (USD):
   `p95-daily` for a line with a period: p95 of daily spend x the current period's days x
   HEADROOM; `peak-value` for runs and end users (one line per value, summed in the rollups):
-  the largest one value's spend in its period x HEADROOM.
+  the largest one value's spend in its period x HEADROOM. A line that denied calls (enforced)
+  is never recommended below the limit it denied them at (`denied-at-limit`).
 - Forecast of the period's end spend: spent so far + the mean daily spend of the window's last
-  RECENT_DAYS days x the days left in the period after today, rounded up.
+  RECENT_DAYS days x the days left in the period after today, rounded up; for a tenant in
+  enforce mode at most the limit (enforcement stops the spend there), or what it spent already.
 - Shadow: the calls the line would have denied, on how many days, the first of them, and the
   spend enforcement would have refused: each day's spend beyond the limit in its period.
 """
@@ -184,29 +187,37 @@ def recommend(rows: Sequence[DayRollup], p95: int, period: Period | None) -> Rec
         units = math.ceil(p95 * period.days * HEADROOM)
         why = f"p95 of daily spend x {period.days} days x 1.2"
         rec = Recommendation(units, "p95-daily", why)
-    denied = any(sum(r.denials.values()) or r.shadow_denials for r in rows)
-    if not denied and peak > rec.units:
+    denied = any(sum(r.denials.values()) for r in rows)
+    if not denied and not any(r.shadow_denials for r in rows) and peak > rec.units:
         rec = Recommendation(peak, "observed-max", "the most spent in one period; never denied")
+    if denied and last.limit > rec.units:
+        rec = Recommendation(last.limit, "denied-at-limit", "it denied calls at this limit")
     return Recommendation(_round_up(rec.units, last.unit), rec.rule, rec.why)
 
 
-def forecast(spent: int, days: Sequence[int], today: date, period: Period) -> int:
-    """Spent so far + the recent mean daily spend x the days left after today."""
+def forecast(
+    spent: int, days: Sequence[int], today: date, period: Period, ceiling: int | None
+) -> int:
+    """Spent so far + the recent mean daily spend x the days left after today; an enforced
+    line's at most its `ceiling` (its limit, or what it spent already when above it)."""
     recent = days[-RECENT_DAYS:]
     left = (period.end - today).days - 1
-    return spent + -(-sum(recent) * left // len(recent))
+    ahead = spent + -(-sum(recent) * left // len(recent))
+    return ahead if ceiling is None else min(ahead, max(ceiling, spent))
 
 
 def line_report(
-    rows: Sequence[DayRollup], window: Window, period: Period | None, spent: int
+    rows: Sequence[DayRollup], window: Window, period: Period | None, spent: int, enforced: bool
 ) -> LineReport:
     """One budget line's figures from its rows (oldest first) over `window`; `period` is its
-    current period (None for runs and end users) and `spent` what it holds spent there."""
+    current period (None for runs and end users), `spent` what it holds spent there, and
+    `enforced` whether its tenant is in enforce mode (which caps the forecast at the limit)."""
     last = rows[-1]
     days = daily(rows, window)
     p95 = nearest_rank(days, 95)
     reserved, committed = sum(r.reserved_sum for r in rows), sum(r.committed_sum for r in rows)
     current = period if last.value != EVERY else None
+    ceiling = last.limit if enforced else None
     return LineReport(
         level=last.level,
         value=last.value,
@@ -227,7 +238,7 @@ def line_report(
         over_reservation=over_reservation(reserved, committed),
         shadow=shadow(rows),
         recommended=recommend(rows, p95, current),
-        forecast=forecast(spent, days, window.last, current) if current is not None else None,
+        forecast=None if current is None else forecast(spent, days, window.last, current, ceiling),
     )
 
 

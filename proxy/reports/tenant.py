@@ -47,7 +47,7 @@ def tenant_report(
     """`periods`: the current period of each kind ("day", "month"); `spent`: what each line
     holds spent in its current period."""
     lines = tuple(
-        line_report(rows, window, current(rows, periods), spent.get(key, 0))
+        line_report(rows, window, current(rows, periods), spent.get(key, 0), mode == "enforce")
         for key, rows in by_line(rollups).items()
     )
     wide = [r for r in rollups if r.level == TENANT_WIDE]

@@ -120,9 +120,9 @@ def test_a_spike_sets_max_and_p95_and_one_day_hit_the_limit() -> None:
     assert [units(daily[k]) for k in ("p50", "p95", "max")] == [2 * USD, 7 * USD, 10 * USD]
     assert line["days_limit_hit"] == 1  # the 20th: denials, and $10 reached the $10
     assert line["denials"] == 4 and line["denials_by_reason"] == {"budget": 4}
-    # Denied, so no observed-max floor: $7 x 1 day x 1.2.
-    assert units(line["recommended_limit"]) == 840 * 10**6
-    assert line["recommended_rule"] == "p95-daily"
+    # $7 x 1 day x 1.2 = $8.40, but the line denied calls at its $10: never below that.
+    assert units(line["recommended_limit"]) == 10 * USD
+    assert line["recommended_rule"] == "denied-at-limit"
     assert units(line["forecast"]) == 2 * USD  # a day line: no day left after today
 
 
@@ -136,6 +136,25 @@ def test_a_line_never_denied_is_never_recommended_below_its_observed_max() -> No
     assert units(line["daily_spend"]["p95"]) == USD  # p95 x 1 x 1.2 = $1.20 ...
     assert units(line["recommended_limit"]) == 50 * USD  # ... but $50 was spent in one day
     assert line["recommended_rule"] == "observed-max"
+
+
+def test_a_line_that_denied_is_recommended_by_p95_when_that_is_above_its_limit() -> None:
+    rows = [Row(d.isoformat(), limit=USD, spent=2 * USD, value_peak=2 * USD) for d in days()]
+    rows[-1] = Row(rows[-1].day, limit=USD, spent=USD, value_peak=USD, denials={"budget": 3})
+    line = one_line(rows)
+    assert units(line["recommended_limit"]) == 240 * 10**6  # $2 x 1 x 1.2, above the $1
+    assert line["recommended_rule"] == "p95-daily"
+
+
+def test_an_enforced_forecast_stops_at_the_limit_a_shadow_one_does_not() -> None:
+    rows = [
+        Row(d.isoformat(), period="month", limit=100 * USD, spent=10 * USD, value_peak=0)
+        for d in days()
+    ]
+    # $50 spent this month, $10 a day lately, 26 days left: $310 ahead, $100 enforced.
+    assert units(one_line(rows, spent=50 * USD)["forecast"]) == 100 * USD
+    assert units(one_line(rows, mode="shadow", spent=50 * USD)["forecast"]) == 310 * USD
+    assert units(one_line(rows, spent=120 * USD)["forecast"]) == 120 * USD  # already above
 
 
 def test_days_without_rows_count_as_zero_spend() -> None:
