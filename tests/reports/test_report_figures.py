@@ -157,6 +157,20 @@ def test_an_enforced_forecast_stops_at_the_limit_a_shadow_one_does_not() -> None
     assert units(one_line(rows, spent=120 * USD)["forecast"]) == 120 * USD  # already above
 
 
+def test_a_day_hits_the_limit_by_spend_or_by_a_would_be_denial_alone() -> None:
+    rows = [
+        Row("2026-11-20", spent=4 * USD, value_peak=10 * USD),  # the period reached $10
+        Row("2026-11-21", spent=USD, value_peak=9 * USD),  # nothing reached
+        Row("2026-11-22", spent=USD, value_peak=USD, shadow_denials=1),  # a $9 ask, in shadow
+    ]
+    assert one_line(rows, mode="shadow")["days_limit_hit"] == 2
+
+
+def test_a_recommendation_is_rounded_up_to_a_cent() -> None:
+    line = one_line([Row("2026-12-01", spent=10_076_000, value_peak=10_076_000)])
+    assert line["recommended_limit"]["text"] == "0.110000 USD"  # $0.10076 observed
+
+
 def test_days_without_rows_count_as_zero_spend() -> None:
     line = one_line([Row("2026-11-10", spent=5 * USD, value_peak=5 * USD)])
     daily = line["daily_spend"]
@@ -177,11 +191,11 @@ def test_runs_are_recommended_from_the_largest_one_run() -> None:
 
 
 def shadowed() -> list[DayRollup]:
-    """A $10 day line in shadow: 3 would-be denials on 10 November ($14 spent), 2 on the 12th
+    """A $10 day line in shadow: 3 would-be denials on 10 November ($20 spent), 2 on the 12th
     ($12 spent), $5 other days."""
     rows = []
     for d in days():
-        spent, would = {(11, 10): (14 * USD, 3), (11, 12): (12 * USD, 2)}.get(
+        spent, would = {(11, 10): (20 * USD, 3), (11, 12): (12 * USD, 2)}.get(
             (d.month, d.day), (5 * USD, 0)
         )
         rows.append(Row(d.isoformat(), spent=spent, value_peak=spent, shadow_denials=would))
@@ -193,13 +207,15 @@ def test_a_shadow_tenant_sees_what_enforcing_would_have_done() -> None:
     line = one_line(rows, mode="shadow")
     assert line["shadow_denials"] == 5 and line["shadow_days"] == 2
     assert line["shadow_first_day"] == "2026-11-10"
-    assert units(line["shadow_refused"]) == 6 * USD  # $4 over on the 10th, $2 on the 12th
+    assert units(line["shadow_refused"]) == 12 * USD  # $10 over on the 10th, $2 on the 12th
     assert line["days_limit_hit"] == 2 and line["denials"] == 0
-    assert line["recommended_rule"] == "p95-daily"  # would-be denials: no observed-max floor
+    # $12 x 1.2 = $14.40: would-be denials, so the $20 of the 10th sets no floor.
+    assert units(line["recommended_limit"]) == 1440 * 10**6
+    assert line["recommended_rule"] == "p95-daily"
     report = tenant_report("acme", "shadow", WINDOW, rows, PERIODS, {})
     text = to_table([report])
     assert "would have denied 5 calls on 2 days; first on 2026-11-10" in text
-    assert "enforcing would have refused ≈ 6.000000 USD" in text
+    assert "enforcing would have refused ≈ 12.000000 USD" in text
 
 
 def test_tenant_wide_denials_are_reported_apart_from_the_lines() -> None:
