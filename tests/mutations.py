@@ -126,6 +126,7 @@ UNREPORTED = "tests/gateway/test_unreported_extras.py::"
 IMAGES = "tests/gateway/test_image_rules.py::"
 ITEM_IMAGES = "tests/gateway/test_item_images.py::"
 ITEM_MEDIA = "tests/metering/test_item_media.py::"
+ROLLUPS = "tests/store/test_rollups.py::"
 
 
 @dataclass(frozen=True)
@@ -1635,11 +1636,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/common.lua",
         old=(
             "  guard(prefixes, 'spent', added)\n  for _, p in ipairs(prefixes) do\n"
-            "    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))\n"
+            "    ROLL.charge(p, added[p], redis.call('HINCRBY', hkey(p), p .. '|spent',"
+            " fmt(added[p])))\n"
         ),
         new=(
             "  for _, p in ipairs(prefixes) do\n  guard({ p }, 'spent', added)\n"
-            "    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))\n"
+            "    ROLL.charge(p, added[p], redis.call('HINCRBY', hkey(p), p .. '|spent',"
+            " fmt(added[p])))\n"
         ),
         tests=(
             SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
@@ -2758,7 +2761,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-repeat-of-a-settled-reservation-not-told",
-        file="proxy/store/ledger/memory.py",
+        file="proxy/store/ledger/memory_lines.py",
         old='    settled = None if record.state == "OPEN" else record.state\n',
         new="    settled = None\n",
         tests=(f"{EDGES}test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed[memory]",),
@@ -4402,6 +4405,254 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="            return None  # type: ignore[return-value]\n",
         tests=(f"{END_USER_IDS}::test_plain_and_hashing_replicas_cannot_share_a_store",),
         removes="a plain replica and a hashing one cannot share a store",
+    ),
+    Mutation(
+        name="rollup-calls-not-counted-redis",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="  ROLL.add(l.row .. '|calls', 1)\n",
+        new="",
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",),
+        removes="a reserve counts a call on each line it takes (Redis)",
+    ),
+    Mutation(
+        name="rollup-calls-not-counted-memory",
+        file="proxy/store/ledger/rollups_memory.py",
+        old='    roll.add(f"{row}|calls", 1)\n',
+        new="",
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",),
+        removes="a reserve counts a call on each line it takes (memory://)",
+    ),
+    Mutation(
+        name="rollup-peak-summed-redis",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="  ROLL.max(l.row .. '|peak', held_now)\n",
+        new="  ROLL.add(l.row .. '|peak', held_now)\n",
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",),
+        removes="reserved_peak is the most held at once (Redis)",
+    ),
+    Mutation(
+        name="rollup-peak-summed-memory",
+        file="proxy/store/ledger/rollups_memory.py",
+        old='    roll.max(f"{row}|peak", held)\n',
+        new='    roll.add(f"{row}|peak", held)\n',
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",),
+        removes="reserved_peak is the most held at once (memory://)",
+    ),
+    Mutation(
+        name="rollup-committed-sum-missing-redis",
+        file="proxy/store/ledger/lua/commit.lua",
+        old="ROLL.add(ROLL.row(p) .. '|csum', act[unit_of(p)] or 0)",
+        new="ROLL.add(ROLL.row(p) .. '|csum', 0)",
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",),
+        removes="a commit adds its actual to committed_sum (Redis)",
+    ),
+    Mutation(
+        name="rollup-committed-sum-missing-memory",
+        file="proxy/store/ledger/memory.py",
+        old='t.roll.add(f"{row_of(prefix)}|csum", actual.get(prefix.split("|")[2], 0))',
+        new='t.roll.add(f"{row_of(prefix)}|csum", 0)',
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",),
+        removes="a commit adds its actual to committed_sum (memory://)",
+    ),
+    Mutation(
+        name="rollup-line-denial-not-counted-redis",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="    ROLL.add(l.row .. '|' .. kind .. ((kind == 'deny') and '|budget' or ''), 1)\n",
+        new="",
+        tests=(
+            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",
+            f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[redis]",
+        ),
+        removes="a line's denials and would-be denials count on it (Redis)",
+    ),
+    Mutation(
+        name="rollup-line-denial-not-counted-memory",
+        file="proxy/store/ledger/rollups_memory.py",
+        old='        roll.add(f"{row}|deny|budget" if kind == "deny" else f"{row}|shadow", 1)\n',
+        new="",
+        tests=(
+            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",
+            f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[memory]",
+        ),
+        removes="a line's denials and would-be denials count on it (memory://)",
+    ),
+    Mutation(
+        name="rollup-quota-denial-not-counted-redis",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="((kind == 'deny') and ('|quota:' .. gate.quota) or '')",
+        new="((kind == 'deny') and '|quota' or '')",
+        tests=(
+            f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[redis]",
+        ),
+        removes="a quota's denials count on the tenant-wide row (Redis)",
+    ),
+    Mutation(
+        name="rollup-quota-denial-not-counted-memory",
+        file="proxy/store/ledger/rollups_memory.py",
+        old='f"{TENANT_ROW}|deny|quota:{quota}" if kind == "deny"',
+        new='f"{TENANT_ROW}|deny|quota" if kind == "deny"',
+        tests=(
+            f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[memory]",
+        ),
+        removes="a quota's denials count on the tenant-wide row (memory://)",
+    ),
+    Mutation(
+        name="rollup-status-denial-not-counted-redis",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="  ROLL.add('-|-|-|-|deny|tenant_' .. status, 1)\n",
+        new="",
+        tests=(
+            f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[redis]",
+        ),
+        removes="a tenant-status denial counts on the tenant-wide row (Redis)",
+    ),
+    Mutation(
+        name="rollup-status-denial-not-counted-memory",
+        file="proxy/store/ledger/memory.py",
+        old='            t.roll.add(f"{TENANT_ROW}|deny|{reason}", 1)\n',
+        new="",
+        tests=(
+            f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[memory]",
+        ),
+        removes="a tenant-status denial counts on the tenant-wide row (memory://)",
+    ),
+    Mutation(
+        name="rollup-degrade-not-counted-redis",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="  if rule then ROLL.add(l.row .. '|degr|' .. rule, 1) end\n",
+        new="",
+        tests=(
+            f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[redis]",
+        ),
+        removes="the degrade rule that shaped a call is counted (Redis)",
+    ),
+    Mutation(
+        name="rollup-degrade-not-counted-memory",
+        file="proxy/store/ledger/rollups_memory.py",
+        old='    if rule is not None:\n        roll.add(f"{row}|degr|{rule}", 1)\n',
+        new="",
+        tests=(
+            f"{ROLLUPS}test_denials_degrades_and_shadow_are_counted_where_they_were_made[memory]",
+        ),
+        removes="the degrade rule that shaped a call is counted (memory://)",
+    ),
+    Mutation(
+        name="rollup-runs-one-row-per-value-redis",
+        file="proxy/store/ledger/lua/common.lua",
+        old="  if ROLL_STAR[level] then value = '*' end\n",
+        new="",
+        tests=(f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[redis]",),
+        removes="runs and end users are one '*' row per level (Redis)",
+    ),
+    Mutation(
+        name="rollup-runs-one-row-per-value-memory",
+        file="proxy/store/ledger/rollups.py",
+        old="{'*' if level in STAR else value}",
+        new="{value}",
+        tests=(f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[memory]",),
+        removes="runs and end users are one '*' row per level (memory://)",
+    ),
+    Mutation(
+        name="rollup-value-peak-last-not-most-redis",
+        file="proxy/store/ledger/lua/common.lua",
+        old="    ROLL.max(row .. '|vpeak', spent)\n",
+        new="    ROLL.set[row .. '|vpeak'] = fmt(spent)\n",
+        tests=(f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[redis]",),
+        removes="a '*' row's value_peak is the most one value spent (Redis)",
+    ),
+    Mutation(
+        name="rollup-value-peak-last-not-most-memory",
+        file="proxy/store/ledger/rollups_memory.py",
+        old='            self.max(f"{row}|vpeak", spent)\n',
+        new='            self.set[f"{row}|vpeak"] = str(spent)\n',
+        tests=(f"{ROLLUPS}test_runs_and_end_users_are_one_row_per_level[memory]",),
+        removes="a '*' row's value_peak is the most one value spent (memory://)",
+    ),
+    Mutation(
+        name="rollup-settles-in-utc-redis",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="  redis.call('HSET', KEYS[5], 'day_offset_min', fmt(OFFSET))\n",
+        new="",
+        tests=(f"{ROLLUPS}test_the_day_is_the_tenants_local_day_even_for_settles[redis]",),
+        removes="a settle falls on the tenant's local day (Redis)",
+    ),
+    Mutation(
+        name="rollup-settles-in-utc-memory",
+        file="proxy/store/ledger/memory.py",
+        old='            t.meta["day_offset_min"] = str(request.utc_offset_min)\n',
+        new="            pass\n",
+        tests=(f"{ROLLUPS}test_the_day_is_the_tenants_local_day_even_for_settles[memory]",),
+        removes="a settle falls on the tenant's local day (memory://)",
+    ),
+    Mutation(
+        name="rollup-limit-not-carried-redis",
+        file="proxy/store/ledger/lua/rollup.lua",
+        old="      out[#out + 1] = before[i] or '0'\n",
+        new="      out[#out + 1] = '0'\n",
+        tests=(f"{ROLLUPS}test_a_day_without_a_reserve_takes_the_limit_of_the_day_before[redis]",),
+        removes="a day without a reserve takes the day before's limit (Redis)",
+    ),
+    Mutation(
+        name="rollup-limit-not-carried-memory",
+        file="proxy/store/ledger/rollups_memory.py",
+        old='h.fields[limit] = "0" if before is None else before.fields.get(limit, "0")',
+        new='h.fields[limit] = "0"',
+        tests=(f"{ROLLUPS}test_a_day_without_a_reserve_takes_the_limit_of_the_day_before[memory]",),
+        removes="a day without a reserve takes the day before's limit (memory://)",
+    ),
+    Mutation(
+        name="rollup-charges-not-spent-redis",
+        file="proxy/store/ledger/lua/common.lua",
+        old="      ROLL.charge(p, x, redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(x)))\n",
+        new="      redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(x))\n",
+        tests=(
+            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[redis]",
+            f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[redis]",
+        ),
+        removes="commits and expiry charges are the day's spent (Redis)",
+    ),
+    Mutation(
+        name="rollup-late-difference-not-spent-memory",
+        file="proxy/store/ledger/memory_state.py",
+        old='            self.roll.charge(prefix, added[prefix], self.ledger[f"{prefix}|spent"])\n',
+        new="",
+        tests=(f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",),
+        removes="a late commit's difference is the day's spent (memory://)",
+    ),
+    Mutation(
+        name="rollup-expiry-not-flushed-memory",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="t.flush_roll(now, self.settings)  # the expiry charges written, even on an error",
+        new="t.roll.clear()",
+        tests=(f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",),
+        removes="an expiry charge is the day's spent (memory://)",
+    ),
+    Mutation(
+        name="rollup-read-past-retention",
+        file="proxy/store/ledger/rollups.py",
+        old="    return range(max(first, kept), last + 1)\n",
+        new="    return range(first, last + 1)\n",
+        tests=(
+            f"{ROLLUPS}test_days_past_the_retention_are_gone[memory]",
+            f"{ROLLUPS}test_days_past_the_retention_are_gone[redis]",
+        ),
+        removes="a day past the retention is not read",
+    ),
+    Mutation(
+        name="rollup-key-never-expires-redis",
+        file="proxy/store/ledger/lua/rollup.lua",
+        old="  redis.call('PEXPIREAT', key,",
+        new="  redis.call('PERSIST', key) -- ",
+        tests=(f"{ROLLUPS}test_days_past_the_retention_are_gone[redis]",),
+        removes="a day's hash expires the retention after the day ends (Redis)",
+    ),
+    Mutation(
+        name="rollup-memory-days-never-purged",
+        file="proxy/store/ledger/rollups_memory.py",
+        old="        self.purge(now)\n        today",
+        new="        today",
+        tests=(f"{ROLLUPS}test_the_memory_store_keeps_no_more_days_than_the_retention",),
+        removes="the memory store keeps no more days than the retention",
     ),
 )
 

@@ -44,6 +44,8 @@ from proxy.policy.spec_upstreams import UpstreamSpec
 from proxy.policy.units import USD_PLACES
 from proxy.policy.upstreams import Route, Timeouts, Upstream
 
+DAY_MS = 86_400_000
+
 TENANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 STORED_OBJECT_PATHS: tuple[str, ...] = (
     "/files",
@@ -285,7 +287,8 @@ def _tenant_id_problem(written: str, seen: Mapping[str, object]) -> str | None:
 def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> ReservationSettings:
     given = spec.reservations.model_dump(exclude_none=True)
     settings = ReservationSettings(
-        **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()}
+        **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()},
+        history_retention_ms=spec.history.retention_days * DAY_MS,
     )
     issues = lifetimes.check(spec, timeouts, settings, given)
     out.extend(Issue(loc, message) for loc, message in issues)

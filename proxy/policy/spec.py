@@ -203,6 +203,13 @@ class ReservationsSpec(_Spec):
     audit_retention_seconds: WholeSeconds | None = None
 
 
+class HistorySpec(_Spec):
+    """The ledger's daily rollups (store/ledger/rollups.py)."""
+
+    retention_days: Annotated[int, Field(ge=1, le=3660)] = 400
+    """How long a day's rollups are kept after the day ends."""
+
+
 class PolicySpec(_Spec):
     """A whole policy as written. Collections left out are empty; settings left out take the
     defaults of `runtime.Policy`."""
@@ -227,6 +234,7 @@ class PolicySpec(_Spec):
     timeouts: TimeoutsSpec = TimeoutsSpec()
     limits: LimitsSpec = LimitsSpec()
     reservations: ReservationsSpec = ReservationsSpec()
+    history: HistorySpec = HistorySpec()
     alerts: AlertsSpec = AlertsSpec()
     actions: dict[str, dict[str, Money]] = {}
     """Named actions and what each reserves: `send_email: {RISK_POINTS: 50}`."""

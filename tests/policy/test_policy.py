@@ -406,3 +406,17 @@ def test_reservation_cap_is_checked_against_the_longest_route_stream(tmp_path: P
         "timeouts.connect + timeouts.first_byte + routes[0].timeouts.stream_total + "
         "timeouts.drain_after_disconnect (10 + 120 + 1800 + 60 = 1990)" in message
     )
+
+
+def test_history_retention_reaches_the_stores_in_days(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(base())
+    assert load_policy(tmp_path / "p.yaml").reservations.history_retention_ms == 400 * 86_400_000
+    (tmp_path / "p.yaml").write_text(base() + "history: {retention_days: 30}\n")
+    assert load_policy(tmp_path / "p.yaml").reservations.history_retention_ms == 30 * 86_400_000
+
+
+@pytest.mark.parametrize("days", ["0", "3661", "1.5"])
+def test_a_history_retention_out_of_range_is_refused(tmp_path: Path, days: str) -> None:
+    message, where = broken(tmp_path, base() + f"history: {{retention_days: {days}}}  # <-\n")
+    assert where in message
+    assert "history.retention_days" in message

@@ -89,8 +89,8 @@ class MemoryLedger(MemorySweep):
     def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> Line:
         pid = cal.period_id(line.period, now)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
+        used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
         spent = t.ledger.get(f"{prefix}|spent", 0)
-        used = spent + t.ledger.get(f"{prefix}|reserved", 0)
         limit = limit_in_force(line, decode_overrides(t.meta.get("overrides", "-")))
         remaining = limit + t.ledger.get(f"{prefix}|credit", 0) - used
         return Line(line, pid, prefix, remaining, limit, spent)

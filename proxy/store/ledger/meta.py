@@ -18,6 +18,9 @@ suspension or a plan change is ordered before or after it. Fields (all strings):
                     for no threshold alerts; '' or absent: inherit
     overrides       `tenant=5000000000,run=200000000` or '-'
     version         bumped by every change to the record
+    day_offset_min  the utc offset (minutes) of the tenant's time zone at its last reserve (which
+                    writes it when it changes): settling scripts, which are not given the zone,
+                    place their writes to the day's rollups by it (rollups.py); absent: 0
     created_ms      when it was created; a meta without it is not a tenant (only a status or a
                     clock offset written by tests)
     clock_offset_ms added to the clock every script of this tenant sees. Only tests write it
