@@ -4828,6 +4828,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="the dashboard shows a shadow tenant what enforcing would have done",
     ),
+    Mutation(
+        name="demo-without-the-limit-report",
+        file="proxy/cli/demo.py",
+        old="    _print_limit_reports(reports)\n",
+        new="",
+        tests=(
+            "tests/processes/test_cli.py::test_demo_stops_the_runaway_tenant_and_spares_the_others",
+        ),
+        removes="the demo ends with the limit report for customer-47 and a quiet tenant",
+    ),
 )
 
 
