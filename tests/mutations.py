@@ -4658,6 +4658,33 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="the memory store keeps no more days than the retention",
     ),
     Mutation(
+        name="rollup-late-difference-not-spent-redis",
+        file="proxy/store/ledger/lua/common.lua",
+        old="    ROLL.charge(p, added[p], redis.call('HINCRBY',",
+        new="    (function(_, _, x) return x end)(p, added[p], redis.call('HINCRBY',",
+        tests=(f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[redis]",),
+        removes="a late commit's difference is the day's spent (Redis)",
+    ),
+    Mutation(
+        name="rollup-charges-not-spent-memory",
+        file="proxy/store/ledger/memory_state.py",
+        old='self.roll.charge(prefix, charge.get(unit, 0), self.ledger[f"{prefix}|spent"])',
+        new="pass",
+        tests=(
+            f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",
+            f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",
+        ),
+        removes="commits and expiry charges are the day's spent (memory://)",
+    ),
+    Mutation(
+        name="history-retention-not-carried-to-the-stores",
+        file="proxy/policy/schema.py",
+        old="        history_retention_ms=spec.history.retention_days * DAY_MS,\n",
+        new="",
+        tests=("tests/policy/test_policy.py::test_history_retention_reaches_the_stores_in_days",),
+        removes="history.retention_days reaches the stores",
+    ),
+    Mutation(
         name="report-percentile-not-nearest-rank",
         file="proxy/reports/figures.py",
         old="    return ordered[max(1, math.ceil(percent * len(ordered) / 100)) - 1]\n",

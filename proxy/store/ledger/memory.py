@@ -99,8 +99,6 @@ class MemoryLedger(MemorySweep):
         check_request(request)
         t = self._tenant(request.tenant)
         now = t.now(self._clock())
-        if request.utc_offset_min != t.day_offset:  # the settles' day (reserve.lua)
-            t.meta["day_offset_min"] = str(request.utc_offset_min)
         t.roll.clear()
         answer = self._reserve(t, request, now)
         t.flush_roll(now, self.settings)
@@ -116,6 +114,8 @@ class MemoryLedger(MemorySweep):
         if request.version is not None and str(request.version) != t.meta.get("version", "0"):
             pairs = [(ln.pid, ln.remaining) for ln in lines]
             return reserve_result(request, t.status, DENIED, {}, pairs, (), stale=True)
+        if request.utc_offset_min != t.day_offset:  # the settles' day (reserve.lua)
+            t.meta["day_offset_min"] = str(request.utc_offset_min)
         if t.status != "active":
             reason = f"tenant_{t.status}"
             self._deny(t, request, reason, "-", now)

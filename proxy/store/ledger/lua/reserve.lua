@@ -71,11 +71,6 @@ local meta = redis.call('HMGET', KEYS[5], 'status', 'version', 'overrides')
 local status = meta[1] or 'active'
 local overrides = parse_amounts(meta[3] or '-')
 load_anchor()
--- Settling scripts place their writes in the tenant's day by the offset recorded here.
-if OFFSET ~= DAY_OFFSET then
-  redis.call('HSET', KEYS[5], 'day_offset_min', fmt(OFFSET))
-  DAY_OFFSET = OFFSET
-end
 
 drop_expired(8)
 
@@ -114,6 +109,11 @@ if existing then
   return reply(r.outcome, r.amounts, r.held, r.prefixes, nil, settled)
 end
 if version ~= '-' and version ~= (meta[2] or '0') then return reply('stale', '-', '-', {}) end
+-- Settling scripts place their writes in the tenant's day by the offset recorded here.
+if OFFSET ~= DAY_OFFSET then
+  redis.call('HSET', KEYS[5], 'day_offset_min', fmt(OFFSET))
+  DAY_OFFSET = OFFSET
+end
 
 local cands = {}
 for c = at_n + 1 + 5 * n, #ARGV, 4 do
