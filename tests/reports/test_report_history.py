@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from conftest import Opener
+from conftest import EVERY_STORE, Opener
 from reports_support import DAYS, check, seed, seeded_days
 
 from proxy.reports.read import read_reports
 from proxy.reports.render import report_json
 
 
+@EVERY_STORE
 async def test_every_figure_of_the_seeded_history_equals_the_hand_worked_one(
     opener: Opener,
 ) -> None:
