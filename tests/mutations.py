@@ -4818,7 +4818,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="report-shadow-refuses-whole-days",
         file="proxy/reports/figures.py",
-        old="    refused = sum(min(r.spent, max(0, r.value_peak - r.limit)) for r in rows)\n",
+        old="    refused = sum(max(0, min(r.spent, r.value_peak - r.limit)) for r in rows)\n",
         new="    refused = sum(r.spent for r in rows if r.shadow_denials)\n",
         tests=(
             f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",
@@ -4864,6 +4864,22 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/processes/test_cli.py::test_demo_stops_the_runaway_tenant_and_spares_the_others",
         ),
         removes="the demo ends with the limit report for customer-47 and a quiet tenant",
+    ),
+    Mutation(
+        name="report-degradations-of-the-last-day-only",
+        file="proxy/reports/figures.py",
+        old="        degradations=_summed(r.degradations for r in rows),\n",
+        new="        degradations=dict(rows[-1].degradations),\n",
+        tests=(f"{REPORT_FIGURES}::test_denials_and_degradations_are_summed_by_reason_and_rule",),
+        removes="a report sums a line's degradations over the window, by rule",
+    ),
+    Mutation(
+        name="report-tenant-wide-row-as-a-line",
+        file="proxy/reports/tenant.py",
+        old="        if row.level != TENANT_WIDE:\n",
+        new="        if True:\n",
+        tests=(f"{REPORT_FIGURES}::test_tenant_wide_denials_are_reported_apart_from_the_lines",),
+        removes="the tenant-wide row's denials are reported apart from the budget lines",
     ),
 )
 

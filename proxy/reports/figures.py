@@ -167,7 +167,7 @@ def over_reservation(reserved: int, committed: int) -> Decimal | None:
 
 def shadow(rows: Sequence[DayRollup]) -> Shadow:
     days = [r.day for r in rows if r.shadow_denials > 0]
-    refused = sum(min(r.spent, max(0, r.value_peak - r.limit)) for r in rows)
+    refused = sum(max(0, min(r.spent, r.value_peak - r.limit)) for r in rows)
     return Shadow(sum(r.shadow_denials for r in rows), len(days), min(days, default=None), refused)
 
 

@@ -218,6 +218,18 @@ def test_a_shadow_tenant_sees_what_enforcing_would_have_done() -> None:
     assert "enforcing would have refused ≈ 12.000000 USD" in text
 
 
+def test_denials_and_degradations_are_summed_by_reason_and_rule() -> None:
+    rows = [
+        Row("2026-11-20", denials={"budget": 2}, degradations={"degrade[0]": 3}),
+        Row("2026-11-21", degradations={"degrade[0]": 1, "degrade[1]": 4}),
+        Row("2026-11-22", denials={"budget": 1}),
+    ]
+    line = one_line(rows)
+    assert line["denials"] == 3 and line["denials_by_reason"] == {"budget": 3}
+    assert line["degradations"] == 8
+    assert line["degradations_by_rule"] == {"degrade[0]": 4, "degrade[1]": 4}
+
+
 def test_tenant_wide_denials_are_reported_apart_from_the_lines() -> None:
     wide = {"level": "-", "value": "-", "unit": "-", "period": "-", "limit": 0, "calls": 0}
     rows = [
