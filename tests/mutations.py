@@ -4685,6 +4685,52 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="history.retention_days reaches the stores",
     ),
     Mutation(
+        name="rollup-stale-reserve-records-its-zone-redis",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="then return reply('stale', '-', '-', {}) end\n",
+        new=(
+            "then\n  redis.call('HSET', KEYS[5], 'day_offset_min', fmt(OFFSET))\n"
+            "  DAY_OFFSET = OFFSET\n  return reply('stale', '-', '-', {})\nend\n"
+        ),
+        tests=(f"{ROLLUPS}test_a_stale_or_repeated_reserve_adds_nothing[redis]",),
+        removes="a stale reserve writes nothing, not even the tenant's zone (Redis)",
+    ),
+    Mutation(
+        name="rollup-stale-reserve-records-its-zone-memory",
+        file="proxy/store/ledger/memory.py",
+        old="return reserve_result(request, t.status, DENIED, {}, pairs, (), stale=True)\n",
+        new=(
+            "return t.meta.update(day_offset_min=str(request.utc_offset_min)) or reserve_result("
+            "request, t.status, DENIED, {}, pairs, (), stale=True)\n"
+        ),
+        tests=(f"{ROLLUPS}test_a_stale_or_repeated_reserve_adds_nothing[memory]",),
+        removes="a stale reserve writes nothing, not even the tenant's zone (memory://)",
+    ),
+    Mutation(
+        name="rollup-since-after-today-refused",
+        file="proxy/store/ledger/rollups.py",
+        old="    if until is not None and last < first:\n",
+        new="    if last < first:\n",
+        tests=(f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",),
+        removes="a range starting after the tenant's today reads nothing",
+    ),
+    Mutation(
+        name="rollup-memory-sweeper-keeps-old-days",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="            t.days.purge(now)\n",
+        new="",
+        tests=(f"{ROLLUPS}test_the_memory_sweeper_forgets_days_past_the_retention",),
+        removes="the memory sweeper forgets days past the retention",
+    ),
+    Mutation(
+        name="describe-omits-history-retention",
+        file="proxy/policy/describe.py",
+        old="{r.history_retention_ms // 86_400_000} days",
+        new="400 days",
+        tests=("tests/policy/test_policy.py::test_history_retention_reaches_the_stores_in_days",),
+        removes="`check` says how long the history is kept",
+    ),
+    Mutation(
         name="report-percentile-not-nearest-rank",
         file="proxy/reports/figures.py",
         old="    return ordered[max(1, math.ceil(percent * len(ordered) / 100)) - 1]\n",

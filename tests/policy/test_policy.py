@@ -412,7 +412,9 @@ def test_history_retention_reaches_the_stores_in_days(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(base())
     assert load_policy(tmp_path / "p.yaml").reservations.history_retention_ms == 400 * 86_400_000
     (tmp_path / "p.yaml").write_text(base() + "history: {retention_days: 30}\n")
-    assert load_policy(tmp_path / "p.yaml").reservations.history_retention_ms == 30 * 86_400_000
+    policy = load_policy(tmp_path / "p.yaml")
+    assert policy.reservations.history_retention_ms == 30 * 86_400_000
+    assert "History: each day's rollups kept 30 days" in describe(policy)
 
 
 @pytest.mark.parametrize("days", ["0", "3661", "1.5"])

@@ -6,6 +6,8 @@ calls, the tenant's local day, the retention, and the rows of unbounded levels."
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -101,6 +103,7 @@ async def test_a_day_of_calls_is_summed_exactly(ledger: Ledger) -> None:
         ),
     ]
     assert await ledger.rollups("acme", "2026-03-11", "2026-03-12") == []
+    assert await ledger.rollups("acme", "2026-03-11") == []  # after the tenant's today
 
 
 @EVERY_STORE
@@ -287,3 +290,49 @@ async def test_tenants_see_only_their_own_rollups(ledger: Ledger) -> None:
 async def test_a_bad_range_is_refused(ledger: Ledger, since: str, until: str | None) -> None:
     with pytest.raises(ValueError, match="rollups"):
         await ledger.rollups("acme", since, until)
+
+
+async def test_the_memory_sweeper_forgets_days_past_the_retention() -> None:
+    ledger = MemoryLedger(ReservationSettings(history_retention_ms=DAY), clock=wall_ms)
+    await at(ledger, NOON)
+    await ledger.release(await reserved(ledger, ask("a", [line(limit=1000)], {"USD": 1})))
+    await at(ledger, NOON + 3 * DAY)
+    await sweep_tenant(ledger, "acme")
+    assert ledger._tenant("acme").days.days == {}
+
+
+@EVERY_STORE
+async def test_a_stale_or_repeated_reserve_adds_nothing(ledger: Ledger) -> None:
+    await at(ledger, NOON)
+    request = ask("a", [line(limit=1000)], {"USD": 300})
+    a = await reserved(ledger, request)
+    before = await ledger.rollups("acme", "2026-03-10")
+    await ledger.reserve(request)
+    stale = ReserveRequest("acme", "b", [line()], [Candidate({"USD": 1})], version=7)
+    # UTC+14: were its zone recorded, the commit below would fall on the 11th.
+    assert (await ledger.reserve(replace(stale, utc_offset_min=840))).stale
+    assert await ledger.rollups("acme", "2026-03-10") == before
+    await ledger.commit(a, {"USD": 300})
+    rows = await ledger.rollups("acme", "2026-03-10", "2026-03-11")
+    assert [(r.day, r.level, r.calls, r.spent) for r in rows] == [
+        ("2026-03-10", "-", 1, 0),
+        ("2026-03-10", "tenant", 1, 300),
+    ]
+
+
+@EVERY_STORE
+async def test_concurrent_calls_are_each_counted_once(ledger: Ledger) -> None:
+    await at(ledger, NOON)
+    lines = [line(limit=1000)]
+    results = await asyncio.gather(
+        *(ledger.reserve(ask(f"c{i}", lines, {"USD": 100})) for i in range(25))
+    )
+    assert sum(r.allowed for r in results) == 10
+    (wide_row, tenant) = await ledger.rollups("acme", "2026-03-10")
+    assert (wide_row.calls, tenant.calls, tenant.reserved_sum, tenant.reserved_peak) == (
+        10,
+        10,
+        1000,
+        1000,
+    )
+    assert tenant.denials == {"budget": 15}

@@ -76,10 +76,11 @@ def _parse_day(what: str, text: str) -> int:
 def days_to_read(
     since: str, until: str | None, now_ms: int, offset_min: int, retention_ms: int
 ) -> range:
-    """The days of since..until (until: the tenant's today) not yet past the retention."""
+    """The days of since..until (until: the tenant's today; a `since` after it reads nothing)
+    not yet past the retention."""
     first, today = _parse_day("since", since), local_day(now_ms, offset_min)
     last = today if until is None else _parse_day("until", until)
-    if last < first:
+    if until is not None and last < first:
         raise ValueError(f"rollups: until ({until}) is before since ({since})")
     last = min(last, today + 1)  # no day after tomorrow has rollups (an offset may yet move)
     kept = (now_ms - retention_ms + offset_min * MINUTE_MS) // DAY_MS
