@@ -9,7 +9,7 @@ from proxy.core.errors import CyclesError
 
 
 def command_line() -> argparse.ArgumentParser:
-    """The command line: `cycles-proxy serve|check|example-policy|demo|admin|prices …`."""
+    """The command line: `cycles-proxy serve|check|example-policy|demo|report|admin|prices …`."""
     parser = argparse.ArgumentParser(
         prog="cycles-proxy", description="A budget authority for LLM calls."
     )
@@ -28,8 +28,9 @@ def command_line() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="replay the runaway-tenant story on the embedded store")
     demo.add_argument("--tenants", type=int, default=500)
 
-    from proxy.cli import admin, prices
+    from proxy.cli import admin, prices, report
 
+    report.add_parser(commands)
     admin.add_parser(commands)
     prices.add_parser(commands)
     return parser
@@ -152,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
 
             sys.stdout.write(EXAMPLE.read_text())
             return 0
+        if args.command == "report":
+            from proxy.cli.report import run as report
+
+            return report(args)
         if args.command == "admin":
             from proxy.cli.admin import run
 

@@ -57,6 +57,9 @@ REPLAY = "tests/gateway/test_replay.py"
 ADMIN_INPUTS = "tests/admin/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/gateway/test_provider_errors.py"
 STREAM_ERRORS = "tests/gateway/test_stream_errors.py"
+REPORT_FIGURES = "tests/reports/test_report_figures.py"
+REPORT_HISTORY = "tests/reports/test_report_history.py"
+REPORT_SURFACES = "tests/reports/test_report_surfaces.py"
 WHOLE_200 = "test_an_error_at_the_top_of_a_whole_200_reaches_the_tenant_scrubbed_and_charged"
 LISTEN = "tests/processes/test_listen.py::"
 ADMIN_BOUNDS = "tests/admin/test_admin_bounds.py"
@@ -4860,6 +4863,203 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="400 days",
         tests=("tests/policy/test_policy.py::test_history_retention_reaches_the_stores_in_days",),
         removes="`check` says how long the history is kept",
+    ),
+    Mutation(
+        name="report-percentile-not-nearest-rank",
+        file="proxy/reports/figures.py",
+        old="    return ordered[max(1, math.ceil(percent * len(ordered) / 100)) - 1]\n",
+        new="    return ordered[min(len(ordered) - 1, percent * len(ordered) // 100)]\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_nearest_rank_percentile",
+        ),
+        removes="a report's daily spend percentiles are nearest-rank",
+    ),
+    Mutation(
+        name="report-days-without-rows-not-counted",
+        file="proxy/reports/figures.py",
+        old="    return [by_day[d] for d in window.dates()]\n",
+        new="    return [by_day[d] for d in window.dates() if d in by_day] or [0]\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_days_without_rows_count_as_zero_spend",
+        ),
+        removes="every day of a report's window counts, a day without a rollup as zero spend",
+    ),
+    Mutation(
+        name="report-hit-ignores-the-period-spend",
+        file="proxy/reports/figures.py",
+        old="    reached = row.limit > 0 and row.value_peak >= row.limit\n",
+        new="    reached = False\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_day_hits_the_limit_by_spend_or_by_a_would_be_denial_alone",
+        ),
+        removes="a day the period's spend reached the limit is a day the limit was hit",
+    ),
+    Mutation(
+        name="report-hit-ignores-would-be-denials",
+        file="proxy/reports/figures.py",
+        old=" or row.shadow_denials > 0 or reached\n",
+        new=" or reached\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_day_hits_the_limit_by_spend_or_by_a_would_be_denial_alone",
+        ),
+        removes="a day with a shadow would-be denial is a day the limit was hit",
+    ),
+    Mutation(
+        name="report-over-reservation-inverted",
+        file="proxy/reports/figures.py",
+        old="    exact = Decimal(reserved) / Decimal(committed)\n",
+        new="    exact = Decimal(committed) / Decimal(reserved)\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
+        ),
+        removes="over-reservation is reserved over committed",
+    ),
+    Mutation(
+        name="report-no-headroom",
+        file="proxy/reports/figures.py",
+        old="HEADROOM = Fraction(6, 5)\n",
+        new="HEADROOM = Fraction(1)\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
+        ),
+        removes="a recommended limit leaves 20 % headroom",
+    ),
+    Mutation(
+        name="report-month-is-thirty-days",
+        file="proxy/reports/figures.py",
+        old="        return (self.end - self.start).days\n",
+        new="        return 30\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
+        ),
+        removes="p95-daily multiplies by the current period's own length",
+    ),
+    Mutation(
+        name="report-no-observed-max-floor",
+        file="proxy/reports/figures.py",
+        old="    if not denied and not any(r.shadow_denials for r in rows) and peak > rec.units:\n",
+        new="    if False:\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_line_never_denied_is_never_recommended_below_its_observed_max",
+        ),
+        removes="a line never denied is never recommended below its observed max",
+    ),
+    Mutation(
+        name="report-observed-max-floor-despite-would-be-denials",
+        file="proxy/reports/figures.py",
+        old="    if not denied and not any(r.shadow_denials for r in rows) and peak > rec.units:\n",
+        new="    if not denied and peak > rec.units:\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",
+        ),
+        removes="a shadow line's would-be denials lift the observed-max floor",
+    ),
+    Mutation(
+        name="report-no-denied-at-limit-floor",
+        file="proxy/reports/figures.py",
+        old="    if denied and last.limit > rec.units:\n",
+        new="    if False:\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_spike_sets_max_and_p95_and_one_day_hit_the_limit",
+            f"{REPORT_HISTORY}::test_every_figure_of_the_seeded_history_equals_the_hand_worked_one",
+        ),
+        removes="a line that denied calls is never recommended below its limit",
+    ),
+    Mutation(
+        name="report-recommendation-not-rounded-to-a-cent",
+        file="proxy/reports/figures.py",
+        old="    step = CENT.get(unit, 1)\n",
+        new="    step = 1\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_recommendation_is_rounded_up_to_a_cent",
+        ),
+        removes="a USD recommendation is rounded up to a cent",
+    ),
+    Mutation(
+        name="report-forecast-ignores-the-recent-rate",
+        file="proxy/reports/figures.py",
+        old="    ahead = spent + -(-sum(recent) * left // len(recent))\n",
+        new="    ahead = spent\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
+        ),
+        removes="the forecast adds the last week's mean daily spend for each day left",
+    ),
+    Mutation(
+        name="report-forecast-not-capped-when-enforced",
+        file="proxy/reports/figures.py",
+        old="    return ahead if ceiling is None else min(ahead, max(ceiling, spent))\n",
+        new="    return ahead\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_an_enforced_forecast_stops_at_the_limit_a_shadow_one_does_not",
+        ),
+        removes="an enforced line's forecast stops at its limit",
+    ),
+    Mutation(
+        name="report-shadow-refuses-whole-days",
+        file="proxy/reports/figures.py",
+        old="    refused = sum(max(0, min(r.spent, r.value_peak - r.limit)) for r in rows)\n",
+        new="    refused = sum(r.spent for r in rows if r.shadow_denials)\n",
+        tests=(
+            f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",
+        ),
+        removes="the spend enforcing would have refused is each day's spend beyond the limit",
+    ),
+    Mutation(
+        name="report-spent-this-period-not-read",
+        file="proxy/reports/tenant.py",
+        old="spent.get(key, 0), mode",
+        new="0, mode",
+        tests=(
+            f"{REPORT_HISTORY}::test_every_figure_of_the_seeded_history_equals_the_hand_worked_one",
+        ),
+        removes="spent this period is the line's spend in its current period, read from the ledger",
+    ),
+    Mutation(
+        name="report-window-unbounded",
+        file="proxy/reports/read.py",
+        old="    if not 1 <= days <= MAX_DAYS:\n",
+        new="    if not 1 <= days:\n",
+        tests=(
+            f"{REPORT_SURFACES}::test_the_admin_route_refuses_bad_queries_saying_what_was_wrong",
+        ),
+        removes="a report's window is at most the longest rollup retention",
+    ),
+    Mutation(
+        name="report-dashboard-without-the-shadow-table",
+        file="proxy/admin/dashboard/report_page.py",
+        old="    if report.shadowed:\n",
+        new="    if False:\n",
+        tests=(
+            f"{REPORT_SURFACES}::test_the_dashboard_shows_the_report_in_headless_chromium",
+        ),
+        removes="the dashboard shows a shadow tenant what enforcing would have done",
+    ),
+    Mutation(
+        name="demo-without-the-limit-report",
+        file="proxy/cli/demo.py",
+        old="    _print_limit_reports(reports)\n",
+        new="",
+        tests=(
+            "tests/processes/test_cli.py::test_demo_stops_the_runaway_tenant_and_spares_the_others",
+        ),
+        removes="the demo ends with the limit report for customer-47 and a quiet tenant",
+    ),
+    Mutation(
+        name="report-degradations-of-the-last-day-only",
+        file="proxy/reports/figures.py",
+        old="        degradations=_summed(r.degradations for r in rows),\n",
+        new="        degradations=dict(rows[-1].degradations),\n",
+        tests=(f"{REPORT_FIGURES}::test_denials_and_degradations_are_summed_by_reason_and_rule",),
+        removes="a report sums a line's degradations over the window, by rule",
+    ),
+    Mutation(
+        name="report-tenant-wide-row-as-a-line",
+        file="proxy/reports/tenant.py",
+        old="        if row.level != TENANT_WIDE:\n",
+        new="        if True:\n",
+        tests=(f"{REPORT_FIGURES}::test_tenant_wide_denials_are_reported_apart_from_the_lines",),
+        removes="the tenant-wide row's denials are reported apart from the budget lines",
     ),
 )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.admin import api, auth, dashboard, key_routes, user_routes
+from proxy.admin import api, auth, dashboard, key_routes, report_routes, user_routes
 from proxy.admin.auth import Tokens
 from proxy.admin.shared import SHARED
 from proxy.app import Shared, errors
@@ -45,6 +45,7 @@ def build_admin_app(shared: Shared, *, tokens: Tokens | None = None) -> web.Appl
         web.get("/admin/v1/tenants/{tenant}/keys", key_routes.list_keys),
         web.post("/admin/v1/tenants/{tenant}/keys/{key}/revoke", key_routes.revoke_key),
         web.post("/admin/v1/tenants/{tenant}/keys/{key}/rotate", key_routes.rotate_key),
+        web.get("/admin/v1/reports/limits", report_routes.limits),
         # The proxy's metrics, for an admin or read token (they name every tenant).
         web.get("/metrics", metrics_endpoint),
     ]

@@ -2,7 +2,8 @@
 
 500 customers share one provider account. customer-47's agent loops: thousands of calls, twenty
 at a time. Without a per-tenant budget, the provider's org-wide cap would stop all 500; here only
-customer-47 is stopped, at its $50, and the other 499 never notice.
+customer-47 is stopped, at its $50, and the other 499 never notice. It ends with the limit
+report's line (README "Reports") for customer-47 and for a quiet tenant.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ import aiohttp
 from proxy.metering.pricing import format_amount
 from proxy.policy import EXAMPLE, load_policy
 from proxy.policy.runtime import Policy, TenantSeed
+from proxy.reports.figures import TenantReport
+from proxy.reports.read import read_report
+from proxy.reports.render import table_lines
 from proxy.testing.fake_settings import FakeSettings
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.local import Stack, local_stack
 
 RUNAWAY = "customer-47"
+QUIET = "customer-1"
+REPORT_DAYS = 30
 RUNAWAY_CALLS = 6000
 RUNAWAY_CONCURRENCY = 20
 CALLS_PER_RUN = 25
@@ -102,10 +108,31 @@ async def _demo(tenants: int) -> int:
         )
         runaway_spent = await _tenant_spent(stack, RUNAWAY)
         others_spent = [await _tenant_spent(stack, t) for t in others]
+        reports = await _limit_reports(stack, policy)
     limit = next(b.limit for b in policy.plans["pro"].budgets if b.level == "tenant")
     _report(tenants, outcomes, others, runaway_spent, others_spent, limit, fake)
+    _print_limit_reports(reports)
     print(f"\nfinished in {time.monotonic() - started:.1f} s (embedded store, fake provider)")
     return 0
+
+
+async def _limit_reports(stack: Stack, policy: Policy) -> list[TenantReport]:
+    """customer-47's and a quiet tenant's limit reports, their tenant-level lines only."""
+    out = []
+    for tenant in dict.fromkeys((RUNAWAY, QUIET)):
+        record = await stack.stores.tenants.get_tenant(tenant)
+        if record is not None:
+            mode = record.mode or policy.mode
+            report = await read_report(stack.ledger, record, mode, REPORT_DAYS)
+            lines = tuple(line for line in report.lines if line.level == "tenant")
+            out.append(dataclasses.replace(report, lines=lines))
+    return out
+
+
+def _print_limit_reports(reports: list[TenantReport]) -> None:
+    print(f"\nlimit report (cycles-proxy report --since {REPORT_DAYS}d), tenant budgets:")
+    for line in table_lines(reports):
+        print(f"  {line}")
 
 
 def _usd(units: int) -> str:

@@ -4,7 +4,8 @@
                     every other admin route the bearer check
     session.py      the signed session cookie, the Origin check, the login throttle
     figures.py      the numbers, read from the ledger and the audit trail (scan.py)
-    pages.py        the login page and the tenants table; tenant_page.py, a tenant's page
+    pages.py        the login page and the tenants table; tenant_page.py, a tenant's page;
+                    report_page.py, the limit reports (admin/report_routes.py reads them)
     charts.py       inline SVG; markup.py: escaping, the page frame, the security headers;
                     assets.py: the inline stylesheet and script
 

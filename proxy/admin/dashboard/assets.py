@@ -20,6 +20,9 @@ a:hover { text-decoration: underline; }
 .top { display: flex; align-items: center; justify-content: space-between; gap: 1rem;
   padding: .6rem 1.5rem; background: var(--ink); color: #fff; }
 .top .brand { color: #fff; font-weight: 600; letter-spacing: .02em; }
+.top .nav { color: #cdd5e3; margin-right: auto; }
+.scroll { overflow-x: auto; }
+table.report td { white-space: nowrap; }
 .account { display: flex; gap: .75rem; align-items: center; }
 .account form { margin: 0; }
 main { padding: 1.25rem 1.5rem 3rem; max-width: 1200px; }

@@ -88,7 +88,8 @@ _FRAME = """<!doctype html>
 <style nonce="{nonce}">{style}</style>
 </head>
 <body>
-<header class="top"><a class="brand" href="/dashboard">cycles-proxy</a>{account}</header>
+<header class="top"><a class="brand" href="/dashboard">cycles-proxy</a>
+<a class="nav" href="/dashboard/reports">Limit reports</a>{account}</header>
 <main>
 {body}
 </main>

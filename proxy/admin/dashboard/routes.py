@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from aiohttp.web import RouteDef
 
-from proxy.admin import shared
+from proxy.admin import report_routes, shared
 from proxy.admin.auth import (
     ExpectHandler,
     Handler,
@@ -30,7 +30,7 @@ from proxy.admin.auth import (
     declared_too_large,
     middleware,
 )
-from proxy.admin.dashboard import figures, pages, session
+from proxy.admin.dashboard import figures, pages, report_page, session
 from proxy.admin.dashboard.markup import Html, new_nonce, page, redirect, respond, secure
 from proxy.admin.dashboard.tenant_page import tenant
 from proxy.core.errors import BadRequest, ClientError, LedgerError
@@ -287,6 +287,14 @@ async def tenant_detail(request: web.Request, ctx: Context) -> web.StreamRespons
     return html(ctx, record.id, tenant(view))
 
 
+async def reports(request: web.Request, ctx: Context) -> web.StreamResponse:
+    """The admin API's limit reports (GET /admin/v1/reports/limits) as a page."""
+    found, cursor = await report_routes.read(request)
+    query = request.query
+    body = report_page.reports(found, query.get("tenant", ""), query.get("since", "30d"), cursor)
+    return html(ctx, "Limit reports", body)
+
+
 async def not_found(request: web.Request, ctx: Context) -> web.StreamResponse:
     return html(ctx, "Not found", pages.failure(404, "No such dashboard page."), 404)
 
@@ -301,6 +309,7 @@ def add_routes(app: web.Application, tokens: Tokens) -> None:
             _route("POST", "/dashboard/login", login, "login", public=True),
             _route("POST", "/dashboard/logout", logout, "logout", public=True),
             _route("GET", "/dashboard/tenants/{tenant}", tenant_detail, "tenant"),
+            _route("GET", "/dashboard/reports", reports, "reports"),
             _route("GET", "/dashboard/{tail:.*}", not_found, "not_found"),
         ]
     )
