@@ -28,6 +28,8 @@ REQUIREMENT = "litellm[proxy]"
 MASTER_KEY = "sk-bench-client"
 """The bearer key the load generator sends (load.scope_headers)."""
 HEALTH = "/health/liveliness"
+START_SECONDS = 180.0
+"""It imports for 10-30 s on one core before it answers (more on a busy machine)."""
 ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 MODEL = "gpt-4o-mini"
 PROVIDER_KEY = "sk-bench-provider"

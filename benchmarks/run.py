@@ -82,14 +82,15 @@ async def service(
     log_dir: Path,
     env: dict[str, str] | None = None,
     health: str = "/healthz",
+    within: float = 30.0,
 ) -> AsyncIterator[tuple[Service, str]]:
     """Start `argv` on a free port, pinned to `core`; yields it and its base URL once
-    GET `health` answers."""
+    GET `health` answers (it fails if that takes over `within` seconds)."""
     port = procs.free_port()
     started = Service.start(name, core, argv(port), log_dir, env)
     url = f"http://127.0.0.1:{port}"
     try:
-        await procs.wait_http(url + health, started)
+        await procs.wait_http(url + health, started, within)
         yield started, url
     finally:
         started.stop()
@@ -186,7 +187,7 @@ async def add_litellm(
     env, health = litellm_target.ENV, litellm_target.HEALTH
     try:
         started, url = await stack.enter_async_context(
-            service(LITELLM, PROXY_CORE, argv, log_dir, env, health)
+            service(LITELLM, PROXY_CORE, argv, log_dir, env, health, litellm_target.START_SECONDS)
         )
     except RuntimeError as exc:
         return litellm_target.unavailable(f"{exc} (benchmarks/results/logs/{LITELLM}.log)")
