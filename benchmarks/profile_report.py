@@ -85,7 +85,9 @@ def short_path(path: str) -> str:
 
 
 def frame_name(frame: str) -> str:
-    """`function (path)` → `short/path.py:function`."""
+    """`function (path)` → `short/path.py:function` (a torn stack's frame may hold bytes that
+    are not text: they are dropped)."""
+    frame = "".join(ch for ch in frame if ch.isprintable())
     match = _FRAME.match(frame)
     if match is None:
         return frame
