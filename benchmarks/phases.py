@@ -102,12 +102,12 @@ async def load(target: Target, mode: Mode, concurrency: int, **kwargs: Any) -> L
 
 
 async def timed_load(
-    target: Target, mode: Mode, concurrency: int, seconds: float
+    target: Target, mode: Mode, concurrency: int, **kwargs: Any
 ) -> tuple[LoadResult, float, float]:
-    """(load, proxy CPU seconds, store CPU seconds) over `seconds` of load."""
+    """(load, proxy CPU seconds, store CPU seconds) over the load (`kwargs` as run_load's)."""
     proxy_before = procs.cpu_seconds(target.pids)
     store_before = procs.cpu_seconds(target.store_pids)
-    result = await load(target, mode, concurrency, seconds=seconds)
+    result = await load(target, mode, concurrency, **kwargs)
     proxy = procs.cpu_seconds(target.pids) - proxy_before
     store = procs.cpu_seconds(target.store_pids) - store_before
     return result, proxy, store
@@ -120,14 +120,14 @@ async def warm_up(targets: list[Target], sizes: Sizes) -> None:
 
 
 async def latency_rounds(targets: list[Target], sizes: Sizes) -> Tallies:
-    """Every request timed, at concurrency 1."""
+    """Every request timed, at concurrency 1, and the proxy's CPU time over them."""
     tallies: Tallies = defaultdict(Tally)
     count = sizes.latency_requests // sizes.rounds
     for _ in range(sizes.rounds):
         for target in targets:
             for mode in MODES:
-                result = await load(target, mode, 1, count=count, record=True)
-                tallies[target.name, mode, 1].add(result)
+                result, cpu, store = await timed_load(target, mode, 1, count=count, record=True)
+                tallies[target.name, mode, 1].add(result, cpu, store)
     return tallies
 
 
@@ -139,7 +139,7 @@ async def throughput_rounds(targets: list[Target], sizes: Sizes) -> Tallies:
         for target in targets:
             for mode in MODES:
                 for c in CONCURRENCY:
-                    result, cpu, store = await timed_load(target, mode, c, seconds)
+                    result, cpu, store = await timed_load(target, mode, c, seconds=seconds)
                     tallies[target.name, mode, c].add(result, cpu, store)
     return tallies
 
@@ -147,7 +147,7 @@ async def throughput_rounds(targets: list[Target], sizes: Sizes) -> Tallies:
 def figures(target: Target, mode: Mode, tallies: Tallies) -> dict[str, Any]:
     """One target and mode: latency, throughput and CPU, as the results file keeps them."""
     timed = tallies[target.name, mode, 1]
-    by_c = {str(c): tallies[target.name, mode, c] for c in CONCURRENCY}
+    by_c = {str(c): tallies[target.name, mode, c] for c in (1, *CONCURRENCY)}
     row = {
         "latency_p50_ms": percentile(timed.latencies_ms, 50),
         "latency_p99_ms": percentile(timed.latencies_ms, 99),
@@ -159,7 +159,7 @@ def figures(target: Target, mode: Mode, tallies: Tallies) -> dict[str, Any]:
         "store_cpu_us_per_request": {
             c: t.cpu_us(store=True) if target.store_pids else None for c, t in by_c.items()
         },
-        "errors": timed.errors + sum(t.errors for t in by_c.values()),
+        "errors": sum(t.errors for t in by_c.values()),
     }
     print(
         f"  {target.name:14} {mode:6} p50 {row['latency_p50_ms']} ms  p99 {row['latency_p99_ms']}"
@@ -205,10 +205,11 @@ async def compare_workers(one: Target, two: Target, parent: int, sizes: Sizes) -
     for mode in MODES:
         await load(two, mode, 64, count=sizes.warmup)
     tallies: dict[tuple[Mode, str], Tally] = defaultdict(Tally)
+    seconds = sizes.seconds / sizes.rounds
     for _ in range(sizes.rounds):
         for mode in MODES:
             for label, target in (("1", one), ("2", two)):
-                result, cpu, _ = await timed_load(target, mode, 64, sizes.seconds / sizes.rounds)
+                result, cpu, _ = await timed_load(target, mode, 64, seconds=seconds)
                 tallies[mode, label].add(result, cpu)
     found: dict[str, Any] = {
         "cpu_us_per_request": {m: {w: tallies[m, w].cpu_us() for w in "12"} for m in MODES},

@@ -147,6 +147,20 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def wait_seconds(pids: list[int]) -> float:
+    """Time the processes' threads spent runnable but waiting for a core (the run queue;
+    /proc/<pid>/task/<tid>/schedstat, second field), in seconds. Threads that have exited
+    are not counted."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except FileNotFoundError:
+                continue
+    return total / 1e9
+
+
 def load_average() -> list[str]:
     return Path("/proc/loadavg").read_text().split()[:3]
 

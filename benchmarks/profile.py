@@ -1,8 +1,10 @@
-"""python -m benchmarks.profile: where cycles-proxy spends its CPU under load, on the Redis store.
+"""python -m benchmarks.profile [--concurrency N]: where cycles-proxy spends its CPU under load,
+on the Redis store.
 
 Two runs of the proxy as the benchmark runs it (core 0, through benchmarks/hooks.py, which
 only watches), each warmed up first, then measured while the load generator sends JSON and
-stream calls alternately at concurrency 64:
+stream calls alternately at concurrency N (64 unless told; at 1 each call is alone, so the
+cost of waking up for it is in the figures too):
 
 1. py-spy (on core 1) samples the proxy with `--nonblocking`: it reads the process's memory
    without stopping it. Stopping it (py-spy's default) costs this VM so much that the proxy
@@ -13,8 +15,9 @@ stream calls alternately at concurrency 64:
 2. cProfile inside the proxy: exact call counts per request (its timings are inflated by its
    own overhead, so the shares are only indicative).
 
-Writes benchmarks/profile.md, and the raw data to benchmarks/results/ (profile.raw: collapsed
-stacks for flamegraph.pl or speedscope; profile.pstats).
+Writes its section of benchmarks/profile.md (one per concurrency; the others are kept), and the
+raw data to benchmarks/results/ (profile.raw: collapsed stacks for flamegraph.pl or speedscope;
+profile.pstats; the last run's).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import uvloop
 from benchmarks import procs
 from benchmarks.load import LoadResult
 from benchmarks.phases import Target, load, sanity_check
-from benchmarks.profile_report import Profile, cprofile_rows, markdown
+from benchmarks.profile_report import Profile, cprofile_rows, markdown, merge
 from benchmarks.run import PROVIDER_KEY, cycles, service, upstream_argv
 
 HERE = Path(__file__).resolve().parent
@@ -71,10 +74,11 @@ def spy_argv(pid: int, seconds: float, rate: int, raw: Path) -> list[str]:
 
 
 async def measured(
-    redis_url: str, upstream: str, out: Path, seconds: float, spy: Spy | None
-) -> tuple[LoadResult, float]:
-    """One proxy process through the hooks: warm up, then `seconds` of load between SIGUSR1
-    and SIGUSR2 (with py-spy running when `spy` is given). (load, proxy CPU seconds)."""
+    redis_url: str, upstream: str, out: Path, seconds: float, spy: Spy | None, concurrency: int
+) -> tuple[LoadResult, float, float]:
+    """One proxy process through the hooks: warm up, then `seconds` of load at `concurrency`
+    between SIGUSR1 and SIGUSR2 (with py-spy running when `spy` is given).
+    (load, proxy CPU seconds, seconds it waited for its core)."""
     via = ("benchmarks.hooks", str(out), *(["--cprofile"] if spy is None else []), "--")
     argv = cycles(upstream, redis_url, via=via)
     env = {"OPENAI_API_KEY": PROVIDER_KEY}
@@ -87,19 +91,20 @@ async def measured(
             sampler = subprocess.Popen(spy(proxy.pid), stderr=subprocess.PIPE)  # noqa: ASYNC220
             await asyncio.sleep(0.5)
         os.kill(proxy.pid, signal.SIGUSR1)
-        before = procs.cpu_seconds(target.pids)
-        result = await load(target, "mixed", 64, seconds=seconds)
-        cpu = procs.cpu_seconds(target.pids) - before
+        before = procs.cpu_seconds(target.pids), procs.wait_seconds(target.pids)
+        result = await load(target, "mixed", concurrency, seconds=seconds)
+        cpu = procs.cpu_seconds(target.pids) - before[0]
+        waited = procs.wait_seconds(target.pids) - before[1]
         os.kill(proxy.pid, signal.SIGUSR2)
         if sampler is not None:
             _, errors = sampler.communicate(timeout=60)
             if sampler.returncode != 0:
                 raise RuntimeError(f"py-spy failed: {errors.decode(errors='replace')}")
         await asyncio.sleep(1.0)  # the proxy writes its figures on SIGUSR2
-    return result, cpu
+    return result, cpu, waited
 
 
-async def profile(seconds: float, rate: int) -> Profile:
+async def profile(seconds: float, rate: int, concurrency: int) -> Profile:
     procs.pin_self()
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw = RESULTS / "profile.raw"
@@ -113,8 +118,12 @@ async def profile(seconds: float, rate: int) -> Profile:
             def spy(pid: int) -> list[str]:
                 return spy_argv(pid, seconds, rate, raw)
 
-            sampled, cpu = await measured(redis_url, upstream, RESULTS / "sampled", seconds, spy)
-            counted, _ = await measured(redis_url, upstream, RESULTS / "profile", seconds / 2, None)
+            sampled, cpu, waited = await measured(
+                redis_url, upstream, RESULTS / "sampled", seconds, spy, concurrency
+            )
+            counted, _, _ = await measured(
+                redis_url, upstream, RESULTS / "profile", seconds / 2, None, concurrency
+            )
     finally:
         redis_service.stop()
     return Profile(
@@ -123,6 +132,7 @@ async def profile(seconds: float, rate: int) -> Profile:
         seconds=seconds,
         requests=sampled.requests,
         cpu_seconds=cpu,
+        wait_seconds=waited,
         gc=json.loads((RESULTS / "sampled.gc.json").read_text()),
         cprofile=cprofile_rows(RESULTS / "profile.pstats", counted.requests),
         cprofile_requests=counted.requests,
@@ -133,11 +143,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="sampling time (20)")
     parser.add_argument("--rate", type=int, default=250, help="samples per second (250)")
-    parser.add_argument("--out", type=Path, default=HERE / "profile.md")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="clients sending calls meanwhile (64)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=HERE / "profile.md", help="its section for this concurrency"
+    )
     args = parser.parse_args()
     uvloop.install()
-    found = asyncio.run(profile(args.seconds, args.rate))
-    args.out.write_text(markdown(found, "python -m benchmarks.profile"))
+    found = asyncio.run(profile(args.seconds, args.rate, args.concurrency))
+    command = f"python -m benchmarks.profile --concurrency {args.concurrency}"
+    section = markdown(found, command, args.concurrency)
+    existing = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(merge(existing, section, args.concurrency))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

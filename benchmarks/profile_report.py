@@ -1,7 +1,8 @@
 """Profiles → the tables of benchmarks/profile.md.
 
-Sampled shares are of the samples in which the proxy was running, and are also given in µs per
-call (share × the proxy's CPU time per call, measured from /proc over the same window). Self
+Sampled shares are of the samples in which the proxy was running or runnable (py-spy cannot tell a
+thread on the core from one waiting for it), and are also given in µs per call: share × (the
+proxy's CPU time + its run-queue wait) per call, both read from /proc over the same window. Self
 time is the innermost Python frame; time in C called from Python (orjson, hiredis, the HTTP
 parser, socket writes) is charged to the Python function that called it. Samples whose innermost
 frame is the event loop's own (`Runner.run`) are uvloop and the C it runs between callbacks:
@@ -49,6 +50,8 @@ class Profile:
     seconds: float
     requests: int
     cpu_seconds: float
+    wait_seconds: float
+    """Runnable but waiting for the core (another process on it): py-spy samples that too."""
     gc: dict[str, Any]
     cprofile: list[CallRow]
     cprofile_requests: int
@@ -60,6 +63,15 @@ class Profile:
     @property
     def cpu_us_per_request(self) -> float:
         return self.cpu_seconds / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def wait_us_per_request(self) -> float:
+        return self.wait_seconds / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def sampled_us_per_request(self) -> float:
+        """What the samples cover per call: CPU time and the wait for the core."""
+        return self.cpu_us_per_request + self.wait_us_per_request
 
 
 def short_path(path: str) -> str:
@@ -73,7 +85,9 @@ def short_path(path: str) -> str:
 
 
 def frame_name(frame: str) -> str:
-    """`function (path)` → `short/path.py:function`."""
+    """`function (path)` → `short/path.py:function` (a torn stack's frame may hold bytes that
+    are not text: they are dropped)."""
+    frame = "".join(ch for ch in frame if ch.isprintable())
     match = _FRAME.match(frame)
     if match is None:
         return frame
@@ -159,8 +173,35 @@ def _most_called(profile: Profile) -> Iterator[str]:
         yield f"| `{row.name}` | {row.calls_per_request:.1f} |"
 
 
-def markdown(profile: Profile, command: str) -> str:
-    total, us = profile.samples, profile.cpu_us_per_request
+TITLE = "# Where cycles-proxy spends its CPU (Redis store, under load)"
+INTRO = (
+    "`python -m benchmarks.profile [--concurrency N]` (how it works: benchmarks/profile.py) "
+    "writes one section per concurrency: a run replaces its own section and keeps the others."
+)
+
+
+def _begin(concurrency: int) -> str:
+    return f"<!-- concurrency {concurrency} -->"
+
+
+def _end(concurrency: int) -> str:
+    return f"<!-- end concurrency {concurrency} -->"
+
+
+def merge(existing: str, section: str, concurrency: int) -> str:
+    """profile.md with `section` (markdown()'s) in place of its concurrency's, or added last."""
+    begin, end = _begin(concurrency), _end(concurrency)
+    if begin in existing and end in existing:
+        head, rest = existing.split(begin, 1)
+        return head + section + rest.split(end, 1)[1]
+    if not existing.strip():
+        existing = f"{TITLE}\n\n{INTRO}\n"
+    return existing.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def markdown(profile: Profile, command: str, concurrency: int) -> str:
+    """The section of profile.md for one concurrency, between its markers."""
+    total, us = profile.samples, profile.sampled_us_per_request
     whole = whole_stacks(profile.stacks)
     whole_total = sum(whole.values())
     components: Counter[str] = Counter()
@@ -169,40 +210,45 @@ def markdown(profile: Profile, command: str) -> str:
     ours = Counter({k: v for k, v in inclusive_time(whole).items() if k.startswith("proxy/")})
     header = ["| function | share of proxy CPU | µs per call |", "|---|--:|--:|"]
     lines = [
-        "# Where cycles-proxy spends its CPU (Redis store, under load)",
+        _begin(concurrency),
+        f"## Concurrency {concurrency}",
         "",
-        f"`{command}` (how it works: benchmarks/profile.py). py-spy `--nonblocking` at "
+        f"`{command}`: py-spy `--nonblocking` at "
         f"{profile.rate} Hz for {profile.seconds:.0f} s: {total} samples of the running proxy, "
         f"{(total - whole_total) * 100 / max(total, 1):.0f} % of them torn; {profile.requests} "
-        f"calls (JSON and stream alternating, concurrency 64); proxy CPU {us:.0f} µs per call "
-        "over the window. µs per call = share × that.",
+        f"calls (JSON and stream alternating, concurrency {concurrency}); proxy CPU "
+        f"{profile.cpu_us_per_request:.0f} µs per call over the window, and "
+        f"{profile.wait_us_per_request:.0f} µs waiting for its core (run queue: other processes "
+        "on it), which py-spy samples as running. µs per call = share × their sum. A thread "
+        "woken from epoll waits for the core before its first Python frame, so that wait falls "
+        "mostly on the event loop's row: the nearer it is to 0, the truer the shares.",
         "",
-        "## Garbage collection",
+        "### Garbage collection",
         "",
         *_gc_lines(profile),
         "",
-        "## By component (self time, all samples)",
+        "### By component (self time, all samples)",
         "",
         *header,
         *_rows(components, total, us, 15),
         "",
-        "## Self time: the 30 most expensive functions (all samples)",
+        "### Self time: the 30 most expensive functions (all samples)",
         "",
         *header,
         *_rows(self_time(profile.stacks), total, us, 30),
         "",
-        "## Inclusive time of the proxy's own functions (whole stacks only, top 40)",
+        "### Inclusive time of the proxy's own functions (whole stacks only, top 40)",
         "",
         *header,
         *_rows(ours, whole_total, us, 40),
         "",
-        f"## cProfile: own time ({profile.cprofile_requests} calls profiled)",
+        f"### cProfile: own time ({profile.cprofile_requests} calls profiled)",
         "",
         *_cprofile_lines(profile),
         "",
-        "## cProfile: the most called functions",
+        "### cProfile: the most called functions",
         "",
         *_most_called(profile),
-        "",
+        _end(concurrency),
     ]
     return "\n".join(lines)

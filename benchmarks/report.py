@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from benchmarks import side_by_side
+
 CYCLES = ("cycles-memory", "cycles-redis")
 ADDED_P50_MS, ADDED_P99_MS = 0.8, 1.5
 CPU_RATIO = 1.5
@@ -30,13 +32,13 @@ def _added(results: dict[str, Any], target: str, mode: str, key: str) -> float |
 def _cpu_ratio(results: dict[str, Any], target: str, mode: str, c: int) -> float | None:
     cpu = results["targets"][target][mode]["cpu_us_per_request"]
     floor = results["targets"]["passthrough"][mode]["cpu_us_per_request"]
-    if cpu[str(c)] is None or floor[str(c)] is None:
+    if cpu.get(str(c)) is None or not floor.get(str(c)):
         return None
     return round(float(cpu[str(c)]) / float(floor[str(c)]), 2)
 
 
 def _cpu(figures: dict[str, Any], c: int) -> float | None:
-    value: float | None = figures["cpu_us_per_request"][str(c)]
+    value: float | None = figures["cpu_us_per_request"].get(str(c))
     return value
 
 
@@ -74,19 +76,20 @@ def latency_table(results: dict[str, Any]) -> Iterator[str]:
 
 def throughput_table(results: dict[str, Any]) -> Iterator[str]:
     yield (
-        "| target | mode | req/s c=16 | req/s c=64 | proxy CPU µs/req c=16 "
-        "| proxy CPU µs/req c=64 | × passthrough c=16 / c=64 | Redis CPU µs/req c=16 / c=64 |"
+        "| target | mode | req/s c=16 | req/s c=64 | proxy CPU µs/req c=1 | proxy CPU µs/req c=16 "
+        "| proxy CPU µs/req c=64 | × passthrough c=1 / c=16 / c=64 "
+        "| Redis CPU µs/req c=16 / c=64 |"
     )
-    yield "|---|---|--:|--:|--:|--:|--:|--:|"
+    yield "|---|---|--:|--:|--:|--:|--:|--:|--:|"
     for target, modes in results["targets"].items():
         for mode, f in modes.items():
             ratios = "–"
-            if target in CYCLES:
-                r16, r64 = (_cpu_ratio(results, target, mode, c) for c in (16, 64))
-                ratios = f"{r16} / {r64}"
+            if target not in ("direct", "passthrough"):
+                ratios = " / ".join(str(_cpu_ratio(results, target, mode, c)) for c in (1, 16, 64))
             yield (
                 f"| {target} | {mode} | {_rps(f, 16):.0f} | {_rps(f, 64):.0f} | "
-                f"{_us(_cpu(f, 16))} | {_us(_cpu(f, 64))} | {ratios} | {_store_cpu(f)} |"
+                f"{_us(_cpu(f, 1))} | {_us(_cpu(f, 16))} | {_us(_cpu(f, 64))} | {ratios} | "
+                f"{_store_cpu(f)} |"
             )
 
 
@@ -254,6 +257,12 @@ def markdown(results: dict[str, Any], command: str) -> str:
         "core 1. What each column means: benchmarks/README.md.",
         "",
         _noise(m),
+        "",
+        "## Side by side (issue 17)",
+        "",
+        *side_by_side.table(results),
+        "",
+        *side_by_side.notes(results),
         "",
         "## Against the targets (issue 7)",
         "",

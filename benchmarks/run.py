@@ -6,6 +6,7 @@ Targets, all behind the same fake provider (benchmarks/upstream.py, core 1), all
     passthrough     benchmarks/passthrough.py on core 0: the floor for an aiohttp proxy
     cycles-memory   `cycles-proxy serve` on core 0, memory:// store
     cycles-redis    the same on a private redis-server (core 1)
+    litellm         with --with-litellm: LiteLLM's proxy on core 0 (benchmarks/litellm_target.py)
     (then `--workers 2` on the same Redis, both workers on core 0, next to one worker)
 
 Each cycles-proxy process first serves the memory checkpoints' requests, fresh, with its memory
@@ -31,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks import procs
+from benchmarks import litellm_target, procs
 from benchmarks.phases import (
     MODES,
     Sizes,
@@ -48,7 +49,9 @@ from benchmarks.phases import (
 from benchmarks.procs import LOAD_CORE, PROXY_CORE, Service
 
 POLICY = Path(__file__).resolve().parent / "policy.yaml"
-PROVIDER_KEY = "sk-bench-provider"
+PROVIDER_KEY = litellm_target.PROVIDER_KEY
+CYCLES = ("cycles-memory", "cycles-redis")
+LITELLM = "litellm"
 FULL = Sizes(
     warmup=1000,
     latency_requests=2000,
@@ -73,15 +76,21 @@ Argv = Callable[[int], list[str]]
 
 @asynccontextmanager
 async def service(
-    name: str, core: int, argv: Argv, log_dir: Path, env: dict[str, str] | None = None
+    name: str,
+    core: int,
+    argv: Argv,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    health: str = "/healthz",
+    within: float = 30.0,
 ) -> AsyncIterator[tuple[Service, str]]:
     """Start `argv` on a free port, pinned to `core`; yields it and its base URL once
-    GET /healthz answers."""
+    GET `health` answers (it fails if that takes over `within` seconds)."""
     port = procs.free_port()
     started = Service.start(name, core, argv(port), log_dir, env)
     url = f"http://127.0.0.1:{port}"
     try:
-        await procs.wait_http(url + "/healthz", started)
+        await procs.wait_http(url + health, started, within)
         yield started, url
     finally:
         started.stop()
@@ -102,7 +111,7 @@ def upstream_argv(port: int) -> list[str]:
     return procs.python("benchmarks.upstream", "--port", str(port))
 
 
-async def run(sizes: Sizes, log_dir: Path) -> dict[str, Any]:
+async def run(sizes: Sizes, log_dir: Path, with_litellm: bool = False) -> dict[str, Any]:
     procs.pin_self()
     results: dict[str, Any] = {"meta": meta(sizes), "targets": {}, "memory": {}}
     machine_before, ours_before = procs.machine_cpu_seconds(), procs.own_cpu_seconds()
@@ -112,10 +121,13 @@ async def run(sizes: Sizes, log_dir: Path) -> dict[str, Any]:
         targets = await start_targets(stack, redis_url, log_dir)
         upstream, cycles_redis = targets[0].url, targets[-1]
         cycles_redis.store_pids = [redis_service.pid]
+        if with_litellm:
+            results["meta"]["litellm"] = await add_litellm(stack, targets, upstream, log_dir)
         for target in targets:
             await sanity_check(target)
-        for target in targets[2:]:
-            results["memory"][target.name] = await memory_growth(target, sizes)
+        for target in targets:
+            if target.name in CYCLES:
+                results["memory"][target.name] = await memory_growth(target, sizes)
         await warm_up(targets, sizes)
         tallies = {
             **await latency_rounds(targets, sizes),
@@ -123,6 +135,10 @@ async def run(sizes: Sizes, log_dir: Path) -> dict[str, Any]:
         }
         for target in targets:
             results["targets"][target.name] = {m: figures(target, m, tallies) for m in MODES}
+        results["rss_at_end"] = {t.name: rss_at_end(t) for t in targets if t.pids}
+        results["call_log_lines_per_call"] = {
+            t.name: call_log_lines(t, log_dir) for t in targets if t.name in CYCLES
+        }
         results["ledger_calls"] = await count_ledger_calls(cycles_redis, redis_url, sizes)
         results["workers"] = await workers(cycles_redis, upstream, redis_url, sizes, log_dir)
     machine = procs.machine_cpu_seconds() - machine_before
@@ -152,6 +168,43 @@ async def start_targets(stack: AsyncExitStack, redis_url: str, log_dir: Path) ->
         cy, url = await stack.enter_async_context(service(name, PROXY_CORE, argv, log_dir, env))
         targets.append(Target(name, url, [cy.pid]))
     return targets
+
+
+async def add_litellm(
+    stack: AsyncExitStack, targets: list[Target], upstream: str, log_dir: Path
+) -> dict[str, object]:
+    """LiteLLM's proxy as one more target, installed first if need be; what the results say
+    of it (or why it was not measured)."""
+    try:
+        version = litellm_target.install(log_dir)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return litellm_target.unavailable(f"installing {litellm_target.REQUIREMENT} failed: {exc}")
+    config = litellm_target.write_config(upstream, log_dir)
+
+    def argv(port: int) -> list[str]:
+        return litellm_target.argv(config, port)
+
+    env, health = litellm_target.ENV, litellm_target.HEALTH
+    try:
+        started, url = await stack.enter_async_context(
+            service(LITELLM, PROXY_CORE, argv, log_dir, env, health, litellm_target.START_SECONDS)
+        )
+    except RuntimeError as exc:
+        return litellm_target.unavailable(f"{exc} (benchmarks/results/logs/{LITELLM}.log)")
+    targets.append(Target(LITELLM, url, [started.pid]))
+    return litellm_target.available(version)
+
+
+def rss_at_end(target: Target) -> dict[str, float]:
+    """The proxy's memory after the latency and throughput rounds, and the calls it served."""
+    return {"requests": target.served, **procs.memory_mib(target.pids[0])}
+
+
+def call_log_lines(target: Target, log_dir: Path) -> float:
+    """The proxy's call log lines per call it served: 1.0 when each call wrote its line, as
+    by default in production (the check that the run measures that default)."""
+    written = (log_dir / f"{target.name}.log").read_bytes().count(b'{"event":"call"')
+    return round(written / target.served, 3)
 
 
 async def workers(
