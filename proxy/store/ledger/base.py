@@ -105,6 +105,8 @@ __all__ = [
 
 
 class Ledger(Outbox, Protocol):
+    owner: str
+    """This instance, as its reservations and heartbeats name it."""
     expiry_alerts: ExpiryAlerts | None
     """Set by the app: charges the sweep makes for expired reservations alert like commits."""
     sweep_errors: int

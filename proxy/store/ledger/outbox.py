@@ -17,6 +17,7 @@ expiry charge; '-' for a release), and `event` (settle: the proxy's JSON of the 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -85,7 +86,8 @@ class MemoryOutbox:
                 self.outbox_bound,
             )
         self._outbox_seq += 1
-        self._outbox.append(OutboxEntry(tenant, str(self._outbox_seq), dict(fields)))
+        entry_id = f"{int(time.time() * 1000)}-{self._outbox_seq}"  # as a stream id
+        self._outbox.append(OutboxEntry(tenant, entry_id, dict(fields)))
 
     async def outbox_read(self, count: int, *, rescan: bool = False) -> list[OutboxEntry]:
         return [self._outbox[i] for i in range(min(count, len(self._outbox)))]
