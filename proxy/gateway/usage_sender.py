@@ -14,8 +14,9 @@ Several processes on one store (replicas, `--workers`) elect one sender through 
 every RESCAN_S the sender reads every tenant's outbox, not only those indexed as holding
 entries, which finds entries whose index write a crash cut off (outbox_redis.py).
 
-Above `events.max_pending` undelivered events, `cycles_events_pending` shows it and the alert
-`events.backlog` fires (once until the outbox is back under the bound). The calls go on, and
+At `events.max_pending` undelivered events, `cycles_events_pending` shows it and the alert
+`events.backlog` fires (once until the outbox is back under the bound; the size is read every
+GAUGE_S, also while a batch waits for a failing sink). The calls go on, and
 the Redis outbox keeps growing: nothing is dropped there. memory:// drops its oldest entries
 above the bound (it is lost on restart anyway).
 
@@ -126,6 +127,7 @@ class UsageSender:
                 delay = min(delay * 2, MAX_RETRY_S)
                 self.configure()
                 await self.ledger.outbox_claim(self.owner, CLAIM_MS)
+                await self._watch_size()
 
     async def _to(
         self, session: aiohttp.ClientSession, sink: Sink, events: list[dict[str, Any]]
@@ -149,7 +151,7 @@ class UsageSender:
         if self.metrics is not None:
             self.metrics.events_pending.set(pending)
         bound = self.runtime.policy.events.max_pending
-        backlog = pending > bound
+        backlog = pending >= bound
         if backlog and not self._backlog and self.alerts is not None:
             event = {"type": "events.backlog", "id": f"events.backlog/{int(time.time())}"}
             self.alerts.fire(event | {"pending": pending, "max_pending": bound})

@@ -3,8 +3,8 @@
     webhook    POST the batch as a JSON array, signed as alerts are (alerts.py: headers
                X-Cycles-Timestamp and X-Cycles-Signature, when `secret_env` names the secret)
     jsonl      append one event per line to `path`, then fsync: a batch acknowledged is on disk.
-               Before a batch would take the file past `max_bytes` it is rotated (`path` ->
-               `path.1` -> … -> `path.<keep>`, the oldest deleted)
+               Before a line would take the file past `max_bytes` it is rotated (`path` ->
+               `path.1` -> … -> `path.<keep>`, the oldest overwritten)
     openmeter  POST the batch to `<url>/api/v1/events` as `application/cloudevents-batch+json`,
                with `Authorization: Bearer <token>` (the token read from `token_env` on each
                delivery)
@@ -19,7 +19,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 import orjson
@@ -42,7 +42,7 @@ async def deliver(
 ) -> str | None:
     """Hand `events` to `sink`: None when it took them, else what went wrong."""
     if isinstance(sink, JsonlSink):
-        lines = b"".join(orjson.dumps(e) + b"\n" for e in events)
+        lines = [orjson.dumps(e) + b"\n" for e in events]
         try:
             await asyncio.to_thread(append, sink, lines)
         except OSError as exc:
@@ -67,19 +67,32 @@ async def _openmeter(
     return await post(session, f"{sink.url}/api/v1/events", body, headers)
 
 
-def append(sink: JsonlSink, lines: bytes) -> None:
-    """Append `lines` to the sink's file (rotated first if they would overflow it), synced."""
+def append(sink: JsonlSink, lines: Sequence[bytes]) -> None:
+    """Append `lines` to the sink's file, rotating it before a line that would take it past
+    `max_bytes` (a line longer than that alone gets a file of its own); synced."""
     path = Path(sink.path)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         size = 0
-    if size and size + len(lines) > sink.max_bytes:
-        rotate(path, sink.keep)
-    with path.open("ab") as out:
-        out.write(lines)
-        out.flush()
-        os.fsync(out.fileno())
+    out = path.open("ab")
+    try:
+        for line in lines:
+            if size and size + len(line) > sink.max_bytes:
+                _sync(out)
+                out.close()
+                rotate(path, sink.keep)
+                out, size = path.open("ab"), 0
+            out.write(line)
+            size += len(line)
+        _sync(out)
+    finally:
+        out.close()
+
+
+def _sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
 
 
 def rotate(path: Path, keep: int) -> None:
