@@ -78,6 +78,14 @@ def call_json(
     ).decode()
 
 
+def action_json(request_id: str | None, fields: Sequence[str]) -> str:
+    """An action reservation's part of its event (POST /v1/cycles/reservations/{id}/commit or
+    release): no model, no tokens; `request_id` the settling request's X-Request-Id, if any."""
+    call = {"request_id": request_id, "endpoint": "reservations", "model": None}
+    call |= {"sent_model": None, "tokens": None, "decision": "ALLOW", "rule": None}
+    return orjson.dumps(call | {"lines": list(fields)}).decode()
+
+
 def tokens(usage: Usage) -> dict[str, int]:
     """Tokens by kind (`prompt`, `completion`, `cached`, …; hosted tool calls by tool)."""
     counts = {name.removesuffix("_tokens"): getattr(usage, name) for name in TOKENS}

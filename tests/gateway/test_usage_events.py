@@ -155,11 +155,11 @@ async def receiving(statuses: list[int] | None = None) -> AsyncIterator[tuple[Re
         yield sink, url
 
 
-def events_policy(tmp_path: Path, events: str) -> Policy:
+def events_policy(tmp_path: Path, events: str, plan: str = "") -> Policy:
     text = POLICY.format(
         mode="enforce",
         budgets="      tenant: {limit: 100, period: month, unit: USD}",
-        extra="",
+        extra=plan,
     )
     path = tmp_path / "policy.yaml"
     path.write_text(text + events)
@@ -303,6 +303,36 @@ async def test_a_backed_up_outbox_shows_in_the_metric_and_alerts(
 async def metrics(url: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as answer:
         return await answer.text()
+
+
+async def test_an_action_reservation_settled_is_one_event(tmp_path: Path, store_url: str) -> None:
+    async with receiving() as (sink, url):
+        text = "actions:\n  send_email: {RISK_POINTS: 50}\n"
+        text += f"events:\n  sinks:\n    - {{type: webhook, url: '{url}/hook'}}\n"
+        risk = "    action_budgets:\n      tenant: {limit: 500, period: month}"
+        policy = events_policy(tmp_path, text, risk)
+        async with local_stack(policy, store=store_url, sweep_every=None) as stack:
+            held = [await action(stack.url, "") for _ in range(2)]
+            await action(stack.url, f"/{held[0]}/commit", {"amount": 30})
+            await action(stack.url, f"/{held[1]}/release", {})
+            await action(stack.url, f"/{held[0]}/commit", {"amount": 30})  # a repeat: no event
+            await eventually(lambda: len(sink.events()) == 2, "two events delivered")
+            await eventually(lambda: _empty(stack.ledger), "the outbox emptied")
+    by_id = {e["id"]: e["data"] for e in sink.events()}
+    assert by_id[held[0]]["outcome"] == "committed" and by_id[held[1]]["outcome"] == "released"
+    assert by_id[held[0]]["cost"] == [{"unit": "RISK_POINTS", "units": 30, "amount": "30"}]
+    assert by_id[held[0]]["endpoint"] == "reservations" and by_id[held[1]]["cost"] == []
+
+
+async def action(url: str, path: str, body: dict[str, Any] | None = None) -> str:
+    """POST to the reservations API; the reservation's id."""
+    payload = {"action": "send_email"} if body is None else body
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/v1/cycles/reservations{path}", json=payload, headers=SCOPE) as answer,
+    ):
+        assert answer.status in (200, 201), await answer.text()
+        return str((await answer.json())["id"])
 
 
 # --- the policy -------------------------------------------------------------------------------
