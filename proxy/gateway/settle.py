@@ -130,11 +130,10 @@ class Settler:
 
 def usage_event(flight: Flight, usage: Usage | None) -> str | None:
     """The call's part of its usage event (usage_events.py); None when events are off or
-    nothing was reserved."""
+    nothing was reserved (shadow mode). A call forwarded unbudgeted has one too: its charge is
+    written with it once the ledger answers (spill.py)."""
     reservation = flight.reservation
     if not flight.policy.events.sinks or reservation is None:
-        return None
-    if isinstance(reservation, Unbudgeted):
         return None
     return call_json(
         request_id=request_id_of(flight.request),
@@ -201,8 +200,7 @@ async def write(
     event: str | None = None,
 ) -> SettleResult | None:
     """Commit or release; the commit's result. A ledger failure here is logged with the
-    amounts, never raised; an unreachable ledger leaves it to `spill` (which writes no usage
-    event: that charge is written later without one)."""
+    amounts, never raised; an unreachable ledger leaves it (with `event`) to `spill`."""
     if reservation is None:
         return None
     if isinstance(reservation, Unbudgeted):
@@ -210,7 +208,7 @@ async def write(
         # without one, a release of the id (its reserve may have run after all: spill.py).
         if reservation.spill is not None and reservation.request:
             if charge is not None:
-                reservation.spill.add(reservation.request, charge)
+                reservation.spill.add(reservation.request, charge, event)
             else:
                 reservation.spill.add_abandoned(reservation.request)
         return None
@@ -221,7 +219,7 @@ async def write(
         return await timed(metrics, "commit", ledger.commit(reservation, charge, event=event))
     except LedgerError as exc:
         if isinstance(exc, LedgerUnavailable):
-            spill.add_settle(reservation, charge)
+            spill.add_settle(reservation, charge, event)
             log.warning("settle of reservation=%s spilled: %s", reservation.id, exc)
             return None
         log.error(

@@ -86,6 +86,12 @@ def action_json(request_id: str | None, fields: Sequence[str]) -> str:
     return orjson.dumps(call | {"lines": list(fields)}).decode()
 
 
+def relined(call: str, fields: Sequence[str]) -> str:
+    """`call` with the lines of the reservation it is finally written under (a call forwarded
+    unbudgeted knows them only when its spilled charge is written: spill.py)."""
+    return orjson.dumps(orjson.loads(call) | {"lines": list(fields)}).decode()
+
+
 def tokens(usage: Usage) -> dict[str, int]:
     """Tokens by kind (`prompt`, `completion`, `cached`, …; hosted tool calls by tool)."""
     counts = {name.removesuffix("_tokens"): getattr(usage, name) for name in TOKENS}

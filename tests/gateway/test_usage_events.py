@@ -23,6 +23,7 @@ from support import POLICY, chat, eventually
 from proxy.core.errors import PolicyError
 from proxy.core.types import ReservationSettings
 from proxy.gateway import usage_sender
+from proxy.gateway.spill import Spill
 from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
 from proxy.store.ledger.base import BudgetLine, Candidate, Ledger, ReserveRequest
@@ -119,6 +120,19 @@ async def test_the_memory_outbox_drops_its_oldest_entry_above_its_bound() -> Non
         await ledger.commit(held, {"USD": 1}, event=CALL)
     assert [e.fields["reservation"] for e in await ledger.outbox_read(10)] == ["r2", "r3"]
     assert ledger.outbox_dropped == 1
+
+
+async def test_a_spilled_charge_is_written_with_its_event(store_url: str) -> None:
+    """A call forwarded while the ledger was down (fail_mode: open) is charged once it answers,
+    and its event goes with the charge, under the lines it was finally reserved on."""
+    async with ledger_on(store_url) as ledger:
+        spill = Spill()
+        spill.add(request("spilled"), {"USD": 70}, CALL.replace('"tenant|acme|USD|m1"', ""))
+        assert await spill.drain(ledger) == 1
+        [entry] = await ledger.outbox_read(10)
+        assert (entry.fields["reservation"], entry.fields["charged"]) == ("spilled", "USD=70")
+        [prefix] = orjson.loads(entry.fields["event"])["lines"]
+        assert prefix.startswith("tenant|acme|USD|m")
 
 
 # --- delivery through the proxy ---------------------------------------------------------------
