@@ -42,9 +42,7 @@ EACH = (
     "::test_each_call_is_billed_at_most_what_it_is_charged_at_most_what_it_reserved"
 )
 """billed <= charged <= reserved for each priced dimension (add `[memory-<case>]`)."""
-REFUSED = (
-    "tests/gateway/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
-)
+REFUSED = "tests/gateway/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/gateway/test_choices_and_limits.py"
 TIMEOUT = "tests/gateway/test_reserve_timeout.py"
@@ -126,6 +124,10 @@ UNREPORTED = "tests/gateway/test_unreported_extras.py::"
 IMAGES = "tests/gateway/test_image_rules.py::"
 ITEM_IMAGES = "tests/gateway/test_item_images.py::"
 ITEM_MEDIA = "tests/metering/test_item_media.py::"
+USAGE = "tests/gateway/test_usage_events.py::"
+USAGE_ONCE = "test_a_settle_adds_one_outbox_entry_and_its_repeat_none"
+USAGE_EXPIRY = "test_an_expiry_adds_an_entry_from_its_record_when_events_are_on"
+USAGE_CALLS = "test_each_call_is_one_signed_cloudevent_whose_costs_sum_to_spent"
 
 
 @dataclass(frozen=True)
@@ -394,7 +396,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/admission.py",
         old='    return policy.fail_mode == "open"',
         new="    return True",
-        tests=("tests/processes/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",),
+        tests=(
+            "tests/processes/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",
+        ),
         removes="fail_mode: closed answers 503 when the ledger is unreachable",
     ),
     Mutation(
@@ -446,7 +450,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/api_keys/failures.py",
         old="        wait = self.addresses.blocked_for(address)",
         new="        wait = 0",
-        tests=("tests/gateway/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",),
+        tests=(
+            "tests/gateway/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",
+        ),
         removes="an address that keeps failing to authenticate gets 429",
     ),
     Mutation(
@@ -613,7 +619,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="spill-uncapped",
         file="proxy/gateway/spill.py",
         old="        if len(self._entries) >= self.limit:",
-        tests=("tests/processes/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",),
+        tests=(
+            "tests/processes/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",
+        ),
         removes="the spill of unbudgeted charges is bounded",
     ),
     Mutation(
@@ -621,7 +629,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/spill.py",
         old="SPILL_LIMIT = 100_000",
         new="SPILL_LIMIT = 1_000_000",
-        tests=("tests/processes/test_faults.py::test_a_running_proxy_spills_at_most_100_000_calls",),
+        tests=(
+            "tests/processes/test_faults.py::test_a_running_proxy_spills_at_most_100_000_calls",
+        ),
         removes="a running proxy spills at most 100,000 calls",
     ),
     Mutation(
@@ -1282,7 +1292,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/redis/flights.py",
         old="            await asyncio.shield(flight)\n",
         new="            await flight\n",
-        tests=("tests/store/test_flights.py::test_a_cancelled_caller_leaves_the_run_to_the_others",),
+        tests=(
+            "tests/store/test_flights.py::test_a_cancelled_caller_leaves_the_run_to_the_others",
+        ),
         removes="a caller that gives up leaves the shared reload running for the others",
     ),
     Mutation.always(
@@ -2050,7 +2062,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         return own""",
         new="""    if True:
         return own""",
-        tests=("tests/gateway/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",),
+        tests=(
+            "tests/gateway/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",
+        ),
         removes="a key pinned to an agent claims idempotency keys in a namespace of its own",
     ),
     Mutation(
@@ -2074,7 +2088,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/identity.py",
         old="        await asyncio.sleep(keys.failures.lookups.left(hold))\n",
         new="",
-        tests=("tests/gateway/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",),
+        tests=(
+            "tests/gateway/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",
+        ),
         removes="a braked address's failed lookup is answered when its slot frees, not before",
     ),
     Mutation(
@@ -2175,7 +2191,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/alerts.py",
         old="        if _pending() >= MAX_PENDING:",
         new="        if False:",
-        tests=("tests/gateway/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",),
+        tests=(
+            "tests/gateway/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",
+        ),
         removes="webhook deliveries in flight are bounded",
     ),
     Mutation(
@@ -3369,7 +3387,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="content-part-types-unchecked",
         file="proxy/metering/message_fields.py",
-        old="        _check_parts(entry[\"content\"], f\"{path}.content\", entries, endpoint)\n",
+        old='        _check_parts(entry["content"], f"{path}.content", entries, endpoint)\n',
         new="        pass\n",
         tests=(
             "tests/gateway/test_foreign_images.py"
@@ -3402,7 +3420,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="screenshot-by-what-it-says",
         file="proxy/metering/shapes/item_media.py",
-        old="            screenshots.add(id(obj[\"output\"]))\n",
+        old='            screenshots.add(id(obj["output"]))\n',
         new="            pass\n",
         tests=(
             "tests/gateway/test_foreign_images.py"
@@ -3425,8 +3443,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="claude-images-on-an-unknown-model-allowed",
         file="proxy/metering/billable.py",
         old=(
-            "        images=tuple(at for at, _ in blocks.of_type(body.get(\"messages\"), "
-            "\"messages\", \"image\")),\n"
+            '        images=tuple(at for at, _ in blocks.of_type(body.get("messages"), '
+            '"messages", "image")),\n'
         ),
         new="",
         tests=(
@@ -3595,7 +3613,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/metering/images.py",
         old="    if detail is None or detail in DETAILS:\n",
         new="    if detail in DETAILS:\n",
-        tests=("tests/gateway/test_image_detail.py::test_an_image_without_a_detail_is_reserved_as_auto",),
+        tests=(
+            "tests/gateway/test_image_detail.py::test_an_image_without_a_detail_is_reserved_as_auto",
+        ),
         removes="an image without a detail is auto",
     ),
     Mutation(
@@ -3661,7 +3681,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/metering/billable.py",
         old='        check_tools(body.get("tools"), typed=endpoint == "responses")\n',
         new='        check_tools(body.get("tools"), typed=True)\n',
-        tests=("tests/gateway/test_tool_types.py::test_an_untyped_anthropic_tool_is_a_custom_tool",),
+        tests=(
+            "tests/gateway/test_tool_types.py::test_an_untyped_anthropic_tool_is_a_custom_tool",
+        ),
         removes="an untyped Anthropic tool is a custom tool",
     ),
     Mutation(
@@ -3814,7 +3836,8 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_gif_is_reserved_as_the_largest_image_it_can_be_billed_as",
         ),
         removes="a GIF counts the default image tokens, not the size its logical screen says",
-    ),    Mutation.never(
+    ),
+    Mutation.never(
         name="wav-of-any-codec-timed",
         file="proxy/metering/audio.py",
         old="    if tag not in (_PCM, _FLOAT):\n",
@@ -3832,8 +3855,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(
             "tests/gateway/test_audio_formats.py"
             "::test_audio_the_proxy_cannot_time_is_refused_naming_the_part",
-            "tests/metering/test_audio.py"
-            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
         ),
         removes="a WAV of more than one fmt chunk is refused",
     ),
@@ -3843,8 +3865,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="        if at + count <= len(self.head) or len(self._data) <= _HEAD_CHARS:\n",
         new="        if True:\n",
         tests=(
-            "tests/metering/test_audio.py"
-            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
             "tests/metering/test_audio.py::test_an_mp3_is_counted_by_its_base64_length",
         ),
         removes="a WAV's chunks and an mp3's frame past the first 48 KiB are read",
@@ -3863,8 +3884,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old='        elif kind == b"ds64" and length >= 16:\n',
         new="        elif False:\n",
         tests=(
-            "tests/metering/test_audio.py"
-            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
         ),
         removes="an RF64's chunks after its data are found by the size its ds64 chunk gives",
     ),
@@ -3949,7 +3969,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="sse-first-chunk-line-by-line",
         file="proxy/gateway/sse.py",
-        old="            if not fresh or chunk[:1] in (b\"\", _BOM_FIRST_BYTE):\n",
+        old='            if not fresh or chunk[:1] in (b"", _BOM_FIRST_BYTE):\n',
         new="            if True:\n",
         tests=(
             "tests/gateway/test_sse.py"
@@ -3960,8 +3980,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="sse-first-chunk-bom-on-the-fast-path",
         file="proxy/gateway/sse.py",
-        old="            if not fresh or chunk[:1] in (b\"\", _BOM_FIRST_BYTE):\n",
-        new="            if not fresh or chunk[:1] == b\"\":\n",
+        old='            if not fresh or chunk[:1] in (b"", _BOM_FIRST_BYTE):\n',
+        new='            if not fresh or chunk[:1] == b"":\n',
         tests=("tests/gateway/test_sse.py::test_leading_bom_is_ignored",),
         removes="a stream beginning with a BOM takes the line path, which drops the BOM",
     ),
@@ -4123,7 +4143,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="end-user-hash-starts-without-its-secret",
         file="proxy/budget/end_users.py",
         old="    if len(secret) < MIN_SECRET_CHARS:\n",
-        tests=(f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",),
+        tests=(
+            f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",
+        ),
         removes="a policy that hashes end-user ids does not start or reload without its secret",
     ),
     Mutation(
@@ -4143,7 +4165,9 @@ MUTATIONS: tuple[Mutation, ...] = (
             "            return\n"
             "        await self._apply(policy)\n"
         ),
-        tests=(f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",),
+        tests=(
+            f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",
+        ),
         removes="a reload the proxy refuses (a missing secret) keeps the policy in force",
     ),
     Mutation.never(
@@ -4165,14 +4189,18 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="plain-end-user-id-not-checked",
         file="proxy/budget/end_users.py",
         old="        if not isinstance(raw, str) or not SCOPE_VALUE.fullmatch(raw):\n",
-        tests=(f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",),
+        tests=(
+            f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",
+        ),
         removes="under user_ids: plain an id that is not a scope value is refused",
     ),
     Mutation.never(
         name="bad-end-user-id-refused-where-nothing-is-kept",
         file="proxy/budget/end_users.py",
         old="    if pinned is None and not plan.limits_level(END_USER):\n",
-        tests=(f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",),
+        tests=(
+            f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",
+        ),
         removes="clients that always sent `user` keep working where the plan keeps no users",
     ),
     Mutation(
@@ -4259,7 +4287,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/spenders.py",
         old="    return -spent, prefix\n",
         new="    return spent, prefix\n",
-        tests=(f"{LEDGER_END_USERS}::test_the_top_spenders_of_a_level_most_first_in_one_unit_and_period",),
+        tests=(
+            f"{LEDGER_END_USERS}::test_the_top_spenders_of_a_level_most_first_in_one_unit_and_period",
+        ),
         removes="the top spenders are the most spent",
     ),
     Mutation(
@@ -4267,7 +4297,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/memory.py",
         old="balance_rows(self._tenant(tenant).ledger.own)",
         new="balance_rows(self._tenant(tenant).ledger)",
-        tests=(f"{ADMIN_END_USERS}::test_the_top_end_users_most_spent_first_and_balances_leave_them_out",),
+        tests=(
+            f"{ADMIN_END_USERS}::test_the_top_end_users_most_spent_first_and_balances_leave_them_out",
+        ),
         removes="/balances leaves out the end users (there may be millions)",
     ),
     Mutation(
@@ -4278,7 +4310,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{ADMIN_END_USERS}::test_one_users_lines_by_the_id_its_clients_send",),
         removes="the admin API finds a user by the id its clients send, hashed first",
     ),
-
     Mutation(
         name="end-users-in-the-tenants-hash",
         file="proxy/store/ledger/lua/common.lua",
@@ -4402,6 +4433,171 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="            return None  # type: ignore[return-value]\n",
         tests=(f"{END_USER_IDS}::test_plain_and_hashing_replicas_cannot_share_a_store",),
         removes="a plain replica and a hashing one cannot share a store",
+    ),
+    Mutation(
+        name="a-repeated-commit-adds-an-outbox-entry",
+        file="proxy/store/ledger/lua/commit.lua",
+        old="if r.state == 'COMMITTED' then return { 'COMMITTED', '0', r.actual } end\n",
+        new=(
+            "if r.state == 'COMMITTED' then\n"
+            "  if event ~= '-' then outbox({ 'kind', 'settle', 'event', event, 'reservation', id,"
+            " 'charged', r.actual }) end\n"
+            "  return { 'COMMITTED', '0', r.actual }\nend\n"
+        ),
+        tests=(f"{USAGE}{USAGE_ONCE}[redis]",),
+        removes="a repeated commit adds no usage event",
+    ),
+    Mutation(
+        name="a-commit-writes-no-usage-event",
+        file="proxy/store/ledger/lua/commit.lua",
+        old="if event ~= '-' then\n  outbox({ 'kind', 'settle', 'event', event, 'reservation', id,",
+        new="if false then\n  outbox({ 'kind', 'settle', 'event', event, 'reservation', id,",
+        tests=(f"{USAGE}{USAGE_ONCE}[redis]",),
+        removes="a commit writes its usage event to the outbox in the same script",
+    ),
+    Mutation(
+        name="a-release-writes-no-usage-event",
+        file="proxy/store/ledger/lua/release.lua",
+        old="if event ~= '-' then\n",
+        new="if false then\n",
+        tests=(f"{USAGE}{USAGE_ONCE}[redis]",),
+        removes="a release writes its usage event to the outbox in the same script",
+    ),
+    Mutation(
+        name="a-memory-commit-writes-no-usage-event",
+        file="proxy/store/ledger/memory.py",
+        old="        self._settled_event(reservation, event, sorted_amounts(charged))\n",
+        new="",
+        tests=(f"{USAGE}{USAGE_ONCE}[memory]",),
+        removes="a commit on memory:// writes its usage event to the outbox",
+    ),
+    Mutation(
+        name="an-expiry-writes-no-usage-event",
+        file="proxy/store/ledger/lua/sweep.lua",
+        old="  if events then\n",
+        new="  if false then\n",
+        tests=(f"{USAGE}{USAGE_EXPIRY}[redis]",),
+        removes="an expiry the sweeper charges writes a usage event",
+    ),
+    Mutation.never(
+        name="a-memory-expiry-writes-no-usage-event",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="        if self.usage_events:\n",
+        tests=(f"{USAGE}{USAGE_EXPIRY}[memory]",),
+        removes="an expiry on memory:// writes a usage event",
+    ),
+    Mutation(
+        name="expiries-write-usage-events-while-events-are-off",
+        file="proxy/store/ledger/sweep_redis.py",
+        old='"1" if self.usage_events else "0"',
+        new='"1"',
+        tests=(f"{USAGE}{USAGE_EXPIRY}[redis]",),
+        removes="with events off the sweeper writes no usage events",
+    ),
+    Mutation.never(
+        name="calls-write-usage-events-while-events-are-off",
+        file="proxy/gateway/settle.py",
+        old="    if not flight.policy.events.sinks or reservation is None:\n",
+        tests=(f"{USAGE}test_events_off_write_no_outbox_entry[redis]",),
+        removes="with no sink no usage event is built or written",
+    ),
+    Mutation.never(
+        name="a-settle-does-not-index-its-outbox",
+        file="proxy/store/ledger/redis.py",
+        old='        if event is not None and reply[1] == "1":\n',
+        tests=(f"{USAGE}{USAGE_CALLS}[redis]",),
+        removes="a settle that wrote an event indexes its tenant for the sender",
+    ),
+    Mutation.never(
+        name="the-outbox-rescan-reads-only-the-index",
+        file="proxy/store/ledger/outbox_redis.py",
+        old="        if rescan:\n            tenants |=",
+        tests=(f"{USAGE}test_a_tenant_whose_index_write_was_lost_is_found_by_a_rescan",),
+        removes="a rescan finds a tenant whose outbox index write a crash cut off",
+    ),
+    Mutation(
+        name="delivered-events-are-not-acknowledged",
+        file="proxy/gateway/usage_sender.py",
+        old="        await self.ledger.outbox_ack(entries)\n",
+        new="",
+        tests=(f"{USAGE}{USAGE_CALLS}[redis]",),
+        removes="events a sink took are deleted from the outbox",
+    ),
+    Mutation(
+        name="a-refused-batch-is-not-retried",
+        file="proxy/gateway/usage_sender.py",
+        old=(
+            "            waiting = [sink for sink in waiting"
+            " if not await self._to(session, sink, events)]\n"
+        ),
+        new=(
+            "            waiting = [sink for sink in waiting"
+            " if await self._to(session, sink, events) and False]\n"
+        ),
+        tests=(
+            f"{USAGE}test_a_sink_that_refuses_gets_the_batch_again_and_nothing_is_lost[memory]",
+        ),
+        removes="a batch a sink refused is retried until it takes it",
+    ),
+    Mutation(
+        name="usage-webhook-batches-unsigned",
+        file="proxy/gateway/usage_sinks.py",
+        old="Webhook(sink.url, sink.secret_env), body, os.environ)\n",
+        new="Webhook(sink.url, None), body, os.environ)\n",
+        tests=(f"{USAGE}{USAGE_CALLS}[memory]",),
+        removes="webhook batches are signed as alerts are",
+    ),
+    Mutation.never(
+        name="the-jsonl-sink-never-rotates",
+        file="proxy/gateway/usage_sinks.py",
+        old="            if size and size + len(line) > sink.max_bytes:\n",
+        tests=(f"{USAGE}test_jsonl_and_openmeter_sinks_each_get_every_event",),
+        removes="the jsonl file is rotated before it passes max_bytes",
+    ),
+    Mutation(
+        name="openmeter-without-its-token",
+        file="proxy/gateway/usage_sinks.py",
+        old='    headers = {"Content-Type": BATCH_TYPE, "Authorization": f"Bearer {token}"}\n',
+        new='    headers = {"Content-Type": BATCH_TYPE}\n',
+        tests=(f"{USAGE}test_jsonl_and_openmeter_sinks_each_get_every_event",),
+        removes="openmeter gets the token from its token_env as a Bearer token",
+    ),
+    Mutation.never(
+        name="no-backlog-alert",
+        file="proxy/gateway/usage_sender.py",
+        old="        if backlog and not self._backlog and self.alerts is not None:\n",
+        tests=(f"{USAGE}test_a_backed_up_outbox_shows_in_the_metric_and_alerts",),
+        removes="an outbox at events.max_pending fires events.backlog",
+    ),
+    Mutation.never(
+        name="the-memory-outbox-is-unbounded",
+        file="proxy/store/ledger/outbox.py",
+        old="        if len(self._outbox) >= self.outbox_bound:\n",
+        tests=(f"{USAGE}test_the_memory_outbox_drops_its_oldest_entry_above_its_bound",),
+        removes="memory:// drops its oldest usage event above events.max_pending",
+    ),
+    Mutation(
+        name="a-spilled-charge-loses-its-event",
+        file="proxy/gateway/spill.py",
+        old="                    committed = await _write(ledger, request, charge, event)\n",
+        new="                    committed = await _write(ledger, request, charge, None)\n",
+        tests=(f"{USAGE}test_a_spilled_charge_is_written_with_its_event[redis]",),
+        removes="a spilled charge is written with its call's usage event",
+    ),
+    Mutation.never(
+        name="an-action-settles-without-a-usage-event",
+        file="proxy/actions/routes.py",
+        old="    if not policy.events.sinks:\n",
+        tests=(f"{USAGE}test_an_action_reservation_settled_is_one_event[redis]",),
+        removes="a settled action reservation is one usage event",
+    ),
+    Mutation(
+        name="usd-amount-in-units",
+        file="proxy/gateway/usage_events.py",
+        old='    places = USD_PLACES if unit == "USD" else 0\n',
+        new="    places = 0\n",
+        tests=(f"{USAGE}{USAGE_CALLS}[memory]",),
+        removes="an event's USD amount is in dollars",
     ),
 )
 
