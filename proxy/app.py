@@ -13,8 +13,7 @@ in reverse at stop:
                      (and once more on the way out, after calls settled)
     _pipeline        admission and the pipeline, from the resources above      ADMISSION, PIPELINE
     _calls           at stop: calls in flight settle before anything closes
-    _heartbeat, _sweeper, _key_events, _policy_watcher, _usage_sender: background tasks,
-                     stopped first (the sender: gateway/usage_sender.py)
+    _heartbeat, _sweeper, _key_events, _policy_watcher, _usage_sender: tasks, stopped first
 
 `shared` hands the admin listener what it uses of these, explicitly.
 """
@@ -361,11 +360,8 @@ async def _policy_watcher(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _usage_sender(app: web.Application) -> AsyncIterator[None]:
-    """Usage events leave the store's outbox for the policy's sinks (a sender per process; one
-    of them sends at a time)."""
-    ledger = app[LEDGER]
-    sender = UsageSender(ledger, app[RUNTIME], ledger.owner, app[METRICS], app[ALERTS])
-    sender.configure()
+    """Usage events leave the store's outbox for the policy's sinks (gateway/usage_sender.py)."""
+    sender = UsageSender(app[LEDGER], app[RUNTIME], app[METRICS], app[ALERTS])
     app[USAGE_SENDER] = tasks.spawn(sender.run(), name="usage events")
     yield
     await _stop(app, USAGE_SENDER)

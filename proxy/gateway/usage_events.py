@@ -12,8 +12,9 @@ with what that step added to `spent` (store/ledger/outbox.py). The sender
               expired_released, "scope": {<level>: <value>, ...}, "end_user",
               "lines": [{"level", "value", "unit", "period"}], "period", "endpoint", "model"
               (asked), "sent_model", "tokens" ({"prompt", "completion", "cached", ...}; null
-              without a usage report), "cost": [{"unit", "units", "amount"}], "decision",
-              "rule", "request_id"}}
+              without a usage report), "cost": [{"unit", "units", "amount"}], "cost_usd"
+              (the USD amount alone, "0" without one: what a meter sums), "decision", "rule",
+              "request_id"}}
 
 `id` is the reservation id, so a consumer deduplicates redeliveries by it. An expiry's event
 has the id `<reservation id>.expired` (a commit arriving after it adds its own event, whose
@@ -123,6 +124,7 @@ def cloud_event(entry: OutboxEntry, source: str) -> dict[str, Any]:
             **_scope(call.pop("lines", None) or prefixes),
             **{k: call.get(k) for k in ("endpoint", "model", "sent_model", "tokens")},
             "cost": [cost(unit, units) for unit, units in charged.items()],
+            "cost_usd": cost("USD", charged.get("USD", 0))["amount"],
             "decision": call.get("decision", "EXPIRED" if expired else None),
             "rule": call.get("rule"),
             "request_id": call.get("request_id"),

@@ -65,16 +65,16 @@ class UsageSender:
         self,
         ledger: Ledger,
         runtime: Runtime,
-        owner: str,
         metrics: Metrics | None = None,
         alerts: Alerts | None = None,
     ) -> None:
-        self.ledger, self.runtime, self.owner = ledger, runtime, owner
+        self.ledger, self.runtime, self.owner = ledger, runtime, ledger.owner
         self.metrics, self.alerts = metrics, alerts
         self.retry_s = RETRY_S
         self._rescan_at = 0.0
         self._gauge_at = 0.0
         self._backlog = False
+        self.configure()
 
     def configure(self) -> tuple[Sink, ...]:
         """Apply the policy in force to the ledger; its sinks."""

@@ -243,6 +243,7 @@ async def test_each_call_is_one_signed_cloudevent_whose_costs_sum_to_spent(
     assert data["tokens"]["prompt"] > 0 and data["tokens"]["completion"] > 0
     [usd] = [c for c in data["cost"] if c["unit"] == "USD"]
     assert usd["unit"] == "USD" and usd["amount"] == f"{usd['units'] / 10**8:.8f}"
+    assert data["cost_usd"] == usd["amount"]
 
 
 async def test_a_sink_that_refuses_gets_the_batch_again_and_nothing_is_lost(
