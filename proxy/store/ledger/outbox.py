@@ -94,7 +94,10 @@ class MemoryOutbox:
 
     async def outbox_ack(self, entries: Sequence[OutboxEntry]) -> None:
         done = {e.entry_id for e in entries}
-        self._outbox = deque(e for e in self._outbox if e.entry_id not in done)
+        while self._outbox and self._outbox[0].entry_id in done:  # the batch read: the front
+            done.discard(self._outbox.popleft().entry_id)
+        if done:
+            self._outbox = deque(e for e in self._outbox if e.entry_id not in done)
 
     async def outbox_pending(self) -> int:
         return len(self._outbox)

@@ -72,7 +72,10 @@ class RedisOutbox:
 
     async def outbox_pending(self) -> int:
         tenants = await self._outbox_tenants(False)
-        return sum([await self._client.xlen(layout.outbox_key(t)) for t in tenants])
+        async with self._client.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.xlen(layout.outbox_key(tenant))
+            return sum(await pipe.execute())
 
     async def outbox_claim(self, owner: str, ttl_ms: int) -> bool:
         if await self._client.set(layout.OUTBOX_SENDER, owner, nx=True, px=ttl_ms):
