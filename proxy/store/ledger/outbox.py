@@ -93,11 +93,11 @@ class MemoryOutbox:
         return [self._outbox[i] for i in range(min(count, len(self._outbox)))]
 
     async def outbox_ack(self, entries: Sequence[OutboxEntry]) -> None:
+        # A batch is read off the front and entries are added at the back, so what is left of
+        # it (the bound may have dropped some meanwhile) is still at the front.
         done = {e.entry_id for e in entries}
-        while self._outbox and self._outbox[0].entry_id in done:  # the batch read: the front
-            done.discard(self._outbox.popleft().entry_id)
-        if done:
-            self._outbox = deque(e for e in self._outbox if e.entry_id not in done)
+        while self._outbox and self._outbox[0].entry_id in done:
+            self._outbox.popleft()
 
     async def outbox_pending(self) -> int:
         return len(self._outbox)
