@@ -4584,7 +4584,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{USAGE}test_a_spilled_charge_is_written_with_its_event[redis]",),
         removes="a spilled charge is written with its call's usage event",
     ),
-    Mutation.never(
+    Mutation.always(
         name="an-action-settles-without-a-usage-event",
         file="proxy/actions/routes.py",
         old="    if not policy.events.sinks:\n",
