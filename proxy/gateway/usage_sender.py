@@ -92,6 +92,9 @@ class UsageSender:
                 except LedgerError as exc:
                     log.warning("usage events: the outbox could not be read: %s", exc)
                     busy = False
+                except Exception:  # the sender must outlive a bug: the events wait for it
+                    log.exception("usage events: a round failed; retrying")
+                    busy = False
                 if not busy:
                     await asyncio.sleep(POLL_S)
 

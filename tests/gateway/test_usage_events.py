@@ -111,6 +111,15 @@ async def test_a_tenant_whose_index_write_was_lost_is_found_by_a_rescan(redis_ur
         assert await client.sismember(OUTBOX_TENANTS, "acme")
 
 
+async def test_one_sender_holds_the_outbox_until_its_claim_lapses(redis_url: str) -> None:
+    async with ledger_on(redis_url) as ledger:
+        assert await ledger.outbox_claim("one", 300)
+        assert not await ledger.outbox_claim("two", 300)
+        assert await ledger.outbox_claim("one", 300)  # renewed by its holder
+        await eventually(lambda: ledger.outbox_claim("two", 300), "the claim lapsing", 5)
+        assert not await ledger.outbox_claim("one", 300)
+
+
 async def test_the_memory_outbox_drops_its_oldest_entry_above_its_bound() -> None:
     ledger = MemoryLedger(ReservationSettings())
     ledger.outbox_bound = 2
