@@ -4587,6 +4587,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{USAGE}test_one_sender_holds_the_outbox_until_its_claim_lapses",),
         removes="one process at a time sends a store's usage events",
     ),
+    Mutation(
+        name="a-failed-outbox-index-write-fails-the-settle",
+        file="proxy/store/ledger/redis.py",
+        old="        except REDIS.foreign as exc:\n",
+        new="        except ZeroDivisionError as exc:\n",
+        tests=(f"{USAGE}test_a_settle_whose_index_write_fails_is_done_and_its_event_kept",),
+        removes="a settle is done (and reports so) when only its outbox index write fails",
+    ),
 )
 
 

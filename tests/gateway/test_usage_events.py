@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import redis.exceptions
 from aiohttp import web
 from alerts_support import SECRET, verify
 from conftest import EVERY_STORE
@@ -118,6 +119,24 @@ async def test_one_sender_holds_the_outbox_until_its_claim_lapses(redis_url: str
         assert await ledger.outbox_claim("one", 300)  # renewed by its holder
         await eventually(lambda: ledger.outbox_claim("two", 300), "the claim lapsing", 5)
         assert not await ledger.outbox_claim("one", 300)
+
+
+async def test_a_settle_whose_index_write_fails_is_done_and_its_event_kept(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with ledger_on(redis_url) as ledger:
+        held = (await ledger.reserve(request("r1"))).reservation
+        assert held is not None
+
+        async def unreachable(tenant: str) -> None:
+            raise redis.exceptions.ConnectionError("the connection dropped")
+
+        monkeypatch.setattr(ledger, "outbox_noted", unreachable)
+        result = await ledger.commit(held, {"USD": 5}, event=CALL)
+        assert (result.state, result.first) == ("COMMITTED", True)
+        monkeypatch.undo()
+        [entry] = await ledger.outbox_read(10, rescan=True)
+        assert entry.fields["reservation"] == "r1"
 
 
 async def test_the_memory_outbox_drops_its_oldest_entry_above_its_bound() -> None:

@@ -228,9 +228,15 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep, RedisOutbox):
         return settled(reply)
 
     async def _noted(self, tenant: str, event: str | None, reply: list[str]) -> None:
-        """Index the tenant's outbox after a settle that added to it (outbox_redis.py)."""
-        if event is not None and reply[1] == "1":
+        """Index the tenant's outbox after a settle that added to it (outbox_redis.py). The
+        settle is done whatever happens here: a failed index write is left to the sender's
+        rescan, as a crash between the two is."""
+        if event is None or reply[1] != "1":
+            return
+        try:
             await self.outbox_noted(tenant)
+        except REDIS.foreign as exc:
+            log.warning("outbox of tenant=%s not indexed (the rescan finds it): %s", tenant, exc)
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         entries = await self._client.hgetall(layout.tenant_keys(tenant)[0])
