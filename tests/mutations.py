@@ -178,8 +178,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-reserve-ignores-in-flight",
         file="proxy/store/ledger/memory.py",
-        old='for k in ("spent", "reserved"))',
-        new='for k in ("spent",))',
+        old='        used = spent + t.ledger.get(f"{prefix}|reserved", 0)\n',
+        new="        used = spent\n",
         tests=CONTRACT_SUITE,
         removes="memory reserve counts calls still in flight against the budget",
     ),
@@ -1639,11 +1639,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/common.lua",
         old=(
             "  guard(prefixes, 'spent', added)\n  for _, p in ipairs(prefixes) do\n"
-            "    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))\n"
+            "    ROLL.charge(p, added[p], redis.call('HINCRBY', hkey(p), p .. '|spent',"
         ),
         new=(
             "  for _, p in ipairs(prefixes) do\n  guard({ p }, 'spent', added)\n"
-            "    redis.call('HINCRBY', hkey(p), p .. '|spent', fmt(added[p]))\n"
+            "    ROLL.charge(p, added[p], redis.call('HINCRBY', hkey(p), p .. '|spent',"
         ),
         tests=(
             SWEEPER + "test_a_late_commit_past_the_safe_range_is_refused_and_writes_nothing[redis]",
@@ -2576,8 +2576,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="lost-record-release-frees-others-reservations",
         file="proxy/store/ledger/lua/release.lua",
-        old="  r = missing_record(owner, estimate, 9)\n",
-        new="  r = missing_record(owner, estimate, 9)\n"
+        old="  r = missing_record(owner, estimate, 10)\n",
+        new="  r = missing_record(owner, estimate, 10)\n"
         "  settle_lines(r.prefixes, parse_amounts(r.amounts), nil)\n",
         tests=(
             f"{CONTRACT}test_release_without_record_frees_nothing_and_leaves_a_tombstone[redis]",
@@ -2639,8 +2639,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="action-commit-of-a-lost-record-charged",
         file="proxy/actions/routes.py",
-        old="admission.ledger.commit(reservation, actual, final_release=True, known_only=True)",
-        new="admission.ledger.commit(reservation, actual, final_release=True)",
+        old="        reservation, actual, final_release=True, known_only=True, event=event\n",
+        new="        reservation, actual, final_release=True, event=event\n",
         tests=(
             f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
             "_nothing",
@@ -2650,8 +2650,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="action-release-of-a-lost-record-written",
         file="proxy/actions/routes.py",
-        old="admission.ledger.release(reservation_of(record, tenant), known_only=True)",
-        new="admission.ledger.release(reservation_of(record, tenant))",
+        old="        reservation_of(record, tenant), known_only=True, event=event\n",
+        new="        reservation_of(record, tenant), event=event\n",
         tests=(
             f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
             "_nothing",
@@ -2762,7 +2762,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         name="memory-repeat-of-a-settled-reservation-not-told",
-        file="proxy/store/ledger/memory.py",
+        file="proxy/store/ledger/memory_lines.py",
         old='    settled = None if record.state == "OPEN" else record.state\n',
         new="    settled = None\n",
         tests=(f"{EDGES}test_a_repeated_reserve_of_a_settled_reservation_is_not_allowed[memory]",),
@@ -4474,17 +4474,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{USAGE}test_events_off_write_no_outbox_entry[redis]",),
         removes="with no sink no usage event is built or written",
     ),
-    Mutation.never(
+    Mutation.always(
         name="a-settle-does-not-index-its-outbox",
         file="proxy/store/ledger/redis.py",
-        old='        if event is not None and reply[1] == "1":\n',
+        old='        if event is None or reply[1] != "1":\n',
         tests=(f"{USAGE}{USAGE_CALLS}[redis]",),
         removes="a settle that wrote an event indexes its tenant for the sender",
     ),
     Mutation.never(
         name="the-outbox-rescan-reads-only-the-index",
         file="proxy/store/ledger/outbox_redis.py",
-        old="        if rescan:\n            tenants |=",
+        old="        if rescan:\n            await self._rescan()\n",
         tests=(f"{USAGE}test_a_tenant_whose_index_write_was_lost_is_found_by_a_rescan",),
         removes="a rescan finds a tenant whose outbox index write a crash cut off",
     ),

@@ -53,7 +53,7 @@ MAX_RETRY_S = 30.0
 CLAIM_MS = 10_000
 """How long the sender holds the store's outbox without renewing it: a sender that died
 is replaced this long after its last round."""
-RESCAN_S = 300.0
+RESCAN_S = 3600.0
 GAUGE_S = 5.0
 """How often the outbox's size is read for the metric and the alert."""
 

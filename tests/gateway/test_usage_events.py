@@ -74,6 +74,7 @@ async def test_a_settle_adds_one_outbox_entry_and_its_repeat_none(store_url: str
         assert await ledger.outbox_read(10) == [] and await ledger.outbox_pending() == 0
 
 
+@EVERY_STORE
 async def test_a_settle_without_an_event_writes_no_outbox_entry(store_url: str) -> None:
     async with ledger_on(store_url) as ledger:
         held = (await ledger.reserve(request("r1"))).reservation
