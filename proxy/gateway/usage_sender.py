@@ -49,10 +49,11 @@ BATCH = 500
 POLL_S = 0.2
 """Wait between reads of an outbox found empty (or when not the sender)."""
 RETRY_S = 0.5
-MAX_RETRY_S = 30.0
-CLAIM_MS = 10_000
-"""How long the sender holds the store's outbox without renewing it: a sender that died
-is replaced this long after its last round."""
+MAX_RETRY_S = 5.0
+CLAIM_MS = 20_000
+"""How long the sender holds the store's outbox without renewing it: a sender that died is
+replaced this long after. It renews before each delivery (at most alerts.TIMEOUT_S) and after
+each wait (at most MAX_RETRY_S), so a live one keeps it."""
 RESCAN_S = 3600.0
 GAUGE_S = 5.0
 """How often the outbox's size is read for the metric and the alert."""
@@ -106,9 +107,9 @@ class UsageSender:
             return False
         await self._watch_size()
         rescan = time.monotonic() >= self._rescan_at
+        entries = await self.ledger.outbox_read(BATCH, rescan=rescan)
         if rescan:
             self._rescan_at = time.monotonic() + RESCAN_S
-        entries = await self.ledger.outbox_read(BATCH, rescan=rescan)
         if not entries:
             return False
         await self.deliver(session, entries)
@@ -131,12 +132,12 @@ class UsageSender:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_S)
                 self.configure()
-                await self.ledger.outbox_claim(self.owner, CLAIM_MS)
                 await self._watch_size()
 
     async def _to(
         self, session: aiohttp.ClientSession, sink: Sink, events: list[dict[str, Any]]
     ) -> bool:
+        await self.ledger.outbox_claim(self.owner, CLAIM_MS)  # held while it waits on sinks
         problem = await deliver(session, sink, events)
         if problem is not None:
             log.warning("usage events: %d not delivered to %s: %s", len(events), sink, problem)
