@@ -152,6 +152,7 @@ async def test_every_answered_call_is_one_event_through_restarts_and_a_kill(
                     lambda: settled(receiver, load, redis_url), "every answered call's event", 40
                 )
     assert len(load.answered) >= 800, f"only {len(load.answered)} calls were answered"
+    assert load.failed, "the kill cut no call short: it did not happen under load"
     ids = receiver.request_ids()
     assert len(ids) == len(set(ids)), "a call reported under two event ids"
     assert set(ids) <= load.answered | load.failed
