@@ -13,7 +13,7 @@ in reverse at stop:
                      (and once more on the way out, after calls settled)
     _pipeline        admission and the pipeline, from the resources above      ADMISSION, PIPELINE
     _calls           at stop: calls in flight settle before anything closes
-    _heartbeat, _sweeper, _key_events, _policy_watcher: background tasks, stopped first
+    _heartbeat, _sweeper, _key_events, _policy_watcher, _usage_sender: tasks, stopped first
 
 `shared` hands the admin listener what it uses of these, explicitly.
 """
@@ -48,6 +48,7 @@ from proxy.gateway.metrics import METRICS, Metrics
 from proxy.gateway.pipeline import PIPELINE, Pipeline
 from proxy.gateway.settle import Settler
 from proxy.gateway.spill import FailOpen
+from proxy.gateway.usage_sender import UsageSender
 from proxy.metering.shapes import azure, messages
 from proxy.policy.runtime import Policy
 from proxy.policy.watcher import PolicyWatcher, Reload
@@ -101,6 +102,7 @@ HEARTBEAT = web.AppKey("heartbeat", asyncio.Task[None])
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 KEY_EVENTS = web.AppKey("key_events", asyncio.Task[None])
 WATCHER = web.AppKey("policy_watcher", asyncio.Task[None])
+USAGE_SENDER = web.AppKey("usage_sender", asyncio.Task[None])
 
 
 def error_body(exc: ClientError) -> bytes:
@@ -357,9 +359,17 @@ async def _policy_watcher(app: web.Application) -> AsyncIterator[None]:
     await _stop(app, WATCHER)
 
 
+async def _usage_sender(app: web.Application) -> AsyncIterator[None]:
+    """Usage events leave the store's outbox for the policy's sinks (gateway/usage_sender.py)."""
+    sender = UsageSender(app[LEDGER], app[RUNTIME], app[METRICS], app[ALERTS])
+    app[USAGE_SENDER] = tasks.spawn(sender.run(), name="usage events")
+    yield
+    await _stop(app, USAGE_SENDER)
+
+
 _RESOURCES = (
     *(_stores, _session, _runtime, _alerts, _fail_open, _pipeline, _calls),
-    *(_heartbeat, _sweeper, _key_events, _policy_watcher),
+    *(_heartbeat, _sweeper, _key_events, _policy_watcher, _usage_sender),
 )
 
 

@@ -130,6 +130,10 @@ IMAGES = "tests/gateway/test_image_rules.py::"
 ITEM_IMAGES = "tests/gateway/test_item_images.py::"
 ITEM_MEDIA = "tests/metering/test_item_media.py::"
 ROLLUPS = "tests/store/test_rollups.py::"
+USAGE = "tests/gateway/test_usage_events.py::"
+USAGE_ONCE = "test_a_settle_adds_one_outbox_entry_and_its_repeat_none"
+USAGE_EXPIRY = "test_an_expiry_adds_an_entry_from_its_record_when_events_are_on"
+USAGE_CALLS = "test_each_call_is_one_signed_cloudevent_whose_costs_sum_to_spent"
 
 
 @dataclass(frozen=True)
@@ -178,8 +182,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-reserve-ignores-in-flight",
         file="proxy/store/ledger/memory.py",
-        old='for k in ("spent", "reserved"))',
-        new='for k in ("spent",))',
+        old='        used = spent + t.ledger.get(f"{prefix}|reserved", 0)\n',
+        new="        used = spent\n",
         tests=CONTRACT_SUITE,
         removes="memory reserve counts calls still in flight against the budget",
     ),
@@ -2578,8 +2582,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="lost-record-release-frees-others-reservations",
         file="proxy/store/ledger/lua/release.lua",
-        old="  r = missing_record(owner, estimate, 9)\n",
-        new="  r = missing_record(owner, estimate, 9)\n"
+        old="  r = missing_record(owner, estimate, 10)\n",
+        new="  r = missing_record(owner, estimate, 10)\n"
         "  settle_lines(r.prefixes, parse_amounts(r.amounts), nil)\n",
         tests=(
             f"{CONTRACT}test_release_without_record_frees_nothing_and_leaves_a_tombstone[redis]",
@@ -2641,8 +2645,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="action-commit-of-a-lost-record-charged",
         file="proxy/actions/routes.py",
-        old="admission.ledger.commit(reservation, actual, final_release=True, known_only=True)",
-        new="admission.ledger.commit(reservation, actual, final_release=True)",
+        old="        reservation, actual, final_release=True, known_only=True, event=event\n",
+        new="        reservation, actual, final_release=True, event=event\n",
         tests=(
             f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
             "_nothing",
@@ -2652,8 +2656,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="action-release-of-a-lost-record-written",
         file="proxy/actions/routes.py",
-        old="admission.ledger.release(reservation_of(record, tenant), known_only=True)",
-        new="admission.ledger.release(reservation_of(record, tenant))",
+        old="        reservation_of(record, tenant), known_only=True, event=event\n",
+        new="        reservation_of(record, tenant), event=event\n",
         tests=(
             f"{EDGES}test_an_action_settle_of_a_record_gone_since_its_lookup_is_404_and_changes"
             "_nothing",
@@ -5060,6 +5064,194 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        if True:\n",
         tests=(f"{REPORT_FIGURES}::test_tenant_wide_denials_are_reported_apart_from_the_lines",),
         removes="the tenant-wide row's denials are reported apart from the budget lines",
+    ),
+    Mutation(
+        name="a-repeated-commit-adds-an-outbox-entry",
+        file="proxy/store/ledger/lua/commit.lua",
+        old="if r.state == 'COMMITTED' then return { 'COMMITTED', '0', r.actual } end\n",
+        new=(
+            "if r.state == 'COMMITTED' then\n"
+            "  if event ~= '-' then outbox({ 'kind', 'settle', 'event', event, 'reservation', id,"
+            " 'charged', r.actual }) end\n"
+            "  return { 'COMMITTED', '0', r.actual }\nend\n"
+        ),
+        tests=(f"{USAGE}{USAGE_ONCE}[redis]",),
+        removes="a repeated commit adds no usage event",
+    ),
+    Mutation(
+        name="a-commit-writes-no-usage-event",
+        file="proxy/store/ledger/lua/commit.lua",
+        old="if event ~= '-' then\n  outbox({ 'kind', 'settle', 'event', event, 'reservation', id,",
+        new="if false then\n  outbox({ 'kind', 'settle', 'event', event, 'reservation', id,",
+        tests=(f"{USAGE}{USAGE_ONCE}[redis]",),
+        removes="a commit writes its usage event to the outbox in the same script",
+    ),
+    Mutation(
+        name="a-release-writes-no-usage-event",
+        file="proxy/store/ledger/lua/release.lua",
+        old="if event ~= '-' then\n",
+        new="if false then\n",
+        tests=(f"{USAGE}{USAGE_ONCE}[redis]",),
+        removes="a release writes its usage event to the outbox in the same script",
+    ),
+    Mutation(
+        name="a-memory-commit-writes-no-usage-event",
+        file="proxy/store/ledger/memory.py",
+        old="        self._settled_event(reservation, event, sorted_amounts(charged))\n",
+        new="",
+        tests=(f"{USAGE}{USAGE_ONCE}[memory]",),
+        removes="a commit on memory:// writes its usage event to the outbox",
+    ),
+    Mutation(
+        name="an-expiry-writes-no-usage-event",
+        file="proxy/store/ledger/lua/sweep.lua",
+        old="  if events then\n",
+        new="  if false then\n",
+        tests=(f"{USAGE}{USAGE_EXPIRY}[redis]",),
+        removes="an expiry the sweeper charges writes a usage event",
+    ),
+    Mutation.never(
+        name="a-memory-expiry-writes-no-usage-event",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="        if self.usage_events:\n",
+        tests=(f"{USAGE}{USAGE_EXPIRY}[memory]",),
+        removes="an expiry on memory:// writes a usage event",
+    ),
+    Mutation(
+        name="expiries-write-usage-events-while-events-are-off",
+        file="proxy/store/ledger/sweep_redis.py",
+        old='"1" if self.usage_events else "0"',
+        new='"1"',
+        tests=(f"{USAGE}{USAGE_EXPIRY}[redis]",),
+        removes="with events off the sweeper writes no usage events",
+    ),
+    Mutation.never(
+        name="calls-write-usage-events-while-events-are-off",
+        file="proxy/gateway/settle.py",
+        old="    if not flight.policy.events.sinks or reservation is None:\n",
+        tests=(f"{USAGE}test_events_off_write_no_outbox_entry[redis]",),
+        removes="with no sink no usage event is built or written",
+    ),
+    Mutation.always(
+        name="a-settle-does-not-index-its-outbox",
+        file="proxy/store/ledger/redis.py",
+        old='        if event is None or reply[1] != "1":\n',
+        tests=(f"{USAGE}{USAGE_CALLS}[redis]",),
+        removes="a settle that wrote an event indexes its tenant for the sender",
+    ),
+    Mutation.never(
+        name="the-outbox-rescan-reads-only-the-index",
+        file="proxy/store/ledger/outbox_redis.py",
+        old="        if rescan:\n            await self._rescan()\n",
+        tests=(f"{USAGE}test_a_tenant_whose_index_write_was_lost_is_found_by_a_rescan",),
+        removes="a rescan finds a tenant whose outbox index write a crash cut off",
+    ),
+    Mutation(
+        name="delivered-events-are-not-acknowledged",
+        file="proxy/gateway/usage_sender.py",
+        old="        await self.ledger.outbox_ack(entries)\n",
+        new="",
+        tests=(f"{USAGE}{USAGE_CALLS}[redis]",),
+        removes="events a sink took are deleted from the outbox",
+    ),
+    Mutation(
+        name="a-refused-batch-is-not-retried",
+        file="proxy/gateway/usage_sender.py",
+        old=(
+            "            waiting = [sink for sink in waiting"
+            " if not await self._to(session, sink, events)]\n"
+        ),
+        new=(
+            "            waiting = [sink for sink in waiting"
+            " if await self._to(session, sink, events) and False]\n"
+        ),
+        tests=(
+            f"{USAGE}test_a_sink_that_refuses_gets_the_batch_again_and_nothing_is_lost[memory]",
+        ),
+        removes="a batch a sink refused is retried until it takes it",
+    ),
+    Mutation(
+        name="usage-webhook-batches-unsigned",
+        file="proxy/gateway/usage_sinks.py",
+        old="Webhook(sink.url, sink.secret_env), body, os.environ)\n",
+        new="Webhook(sink.url, None), body, os.environ)\n",
+        tests=(f"{USAGE}{USAGE_CALLS}[memory]",),
+        removes="webhook batches are signed as alerts are",
+    ),
+    Mutation.never(
+        name="the-jsonl-sink-never-rotates",
+        file="proxy/gateway/usage_sinks.py",
+        old="            if size and size + len(line) > sink.max_bytes:\n",
+        tests=(f"{USAGE}test_jsonl_and_openmeter_sinks_each_get_every_event",),
+        removes="the jsonl file is rotated before it passes max_bytes",
+    ),
+    Mutation(
+        name="openmeter-without-its-token",
+        file="proxy/gateway/usage_sinks.py",
+        old='    headers = {"Content-Type": BATCH_TYPE, "Authorization": f"Bearer {token}"}\n',
+        new='    headers = {"Content-Type": BATCH_TYPE}\n',
+        tests=(f"{USAGE}test_jsonl_and_openmeter_sinks_each_get_every_event",),
+        removes="openmeter gets the token from its token_env as a Bearer token",
+    ),
+    Mutation.never(
+        name="no-backlog-alert",
+        file="proxy/gateway/usage_sender.py",
+        old="        if backlog and not self._backlog and self.alerts is not None:\n",
+        tests=(f"{USAGE}test_a_backed_up_outbox_shows_in_the_metric_and_alerts",),
+        removes="an outbox at events.max_pending fires events.backlog",
+    ),
+    Mutation.never(
+        name="the-memory-outbox-is-unbounded",
+        file="proxy/store/ledger/outbox.py",
+        old="        if len(self._outbox) >= self.outbox_bound:\n",
+        tests=(f"{USAGE}test_the_memory_outbox_drops_its_oldest_entry_above_its_bound",),
+        removes="memory:// drops its oldest usage event above events.max_pending",
+    ),
+    Mutation(
+        name="a-spilled-charge-loses-its-event",
+        file="proxy/gateway/spill.py",
+        old="                    committed = await _write(ledger, request, charge, event)\n",
+        new="                    committed = await _write(ledger, request, charge, None)\n",
+        tests=(f"{USAGE}test_a_spilled_charge_is_written_with_its_event[redis]",),
+        removes="a spilled charge is written with its call's usage event",
+    ),
+    Mutation.always(
+        name="an-action-settles-without-a-usage-event",
+        file="proxy/actions/routes.py",
+        old="    if not policy.events.sinks:\n",
+        tests=(f"{USAGE}test_an_action_reservation_settled_is_one_event[redis]",),
+        removes="a settled action reservation is one usage event",
+    ),
+    Mutation(
+        name="usd-amount-in-units",
+        file="proxy/gateway/usage_events.py",
+        old='    places = USD_PLACES if unit == "USD" else 0\n',
+        new="    places = 0\n",
+        tests=(f"{USAGE}{USAGE_CALLS}[memory]",),
+        removes="an event's USD amount is in dollars",
+    ),
+    Mutation(
+        name="the-memory-outbox-keeps-acknowledged-events",
+        file="proxy/store/ledger/outbox.py",
+        old="        while self._outbox and self._outbox[0].entry_id in done:\n",
+        new="        while False:\n",
+        tests=(f"{USAGE}{USAGE_ONCE}[memory]",),
+        removes="memory:// deletes the events a sender acknowledged",
+    ),
+    Mutation.never(
+        name="two-senders-drain-one-store",
+        file="proxy/store/ledger/outbox_redis.py",
+        old="        if await self._client.get(layout.OUTBOX_SENDER) != owner:\n",
+        tests=(f"{USAGE}test_one_sender_holds_the_outbox_until_its_claim_lapses",),
+        removes="one process at a time sends a store's usage events",
+    ),
+    Mutation(
+        name="a-failed-outbox-index-write-fails-the-settle",
+        file="proxy/store/ledger/redis.py",
+        old="        except REDIS.foreign as exc:\n",
+        new="        except ZeroDivisionError as exc:\n",
+        tests=(f"{USAGE}test_a_settle_whose_index_write_fails_is_done_and_its_event_kept",),
+        removes="a settle is done (and reports so) when only its outbox index write fails",
     ),
 )
 

@@ -31,6 +31,8 @@ from proxy.budget.directory import TenantConfig
 from proxy.budget.scopes import Scope, budget_lines
 from proxy.gateway.admission import ACTION, ACTION_REPLAY, ADMISSION, Admission
 from proxy.gateway.events import EVENTS, CallDecided, CallDenied, CallSettled
+from proxy.gateway.usage_events import action_json
+from proxy.policy.runtime import Policy
 from proxy.store.ledger.base import ReservationRecord, ReserveRequest, ReserveResult
 
 RESERVATIONS = "/v1/cycles/reservations"
@@ -113,7 +115,10 @@ async def commit(request: web.Request) -> web.StreamResponse:
         return _json(views.record(record))
     actual = {unit_of(record): commit_amount(record, amount)}
     reservation = reservation_of(record, tenant)
-    settling = admission.ledger.commit(reservation, actual, final_release=True, known_only=True)
+    event = _usage_event(request, admission.policy, record)
+    settling = admission.ledger.commit(
+        reservation, actual, final_release=True, known_only=True, event=event
+    )
     result = await admission.store_op("commit", settling)
     # A release (or an expiry) won the race, or the record is gone since the lookup.
     check_commit(dataclasses.replace(record, state=result.state))
@@ -134,7 +139,10 @@ async def release(request: web.Request) -> web.StreamResponse:
     check_release(record)
     if record.state != "OPEN":
         return _json(views.record(record))
-    releasing = admission.ledger.release(reservation_of(record, tenant), known_only=True)
+    event = _usage_event(request, admission.policy, record)
+    releasing = admission.ledger.release(
+        reservation_of(record, tenant), known_only=True, event=event
+    )
     result = await admission.store_op("release", releasing)
     done = ReservationRecord(
         record.id, result.state, record.deadline_ms, record.amounts, record.fields
@@ -142,6 +150,13 @@ async def release(request: web.Request) -> web.StreamResponse:
     check_release(done)  # a commit racing this release won, or the record is gone since
     views.log_settle("release", tenant.id, done)
     return _json(views.record(done))
+
+
+def _usage_event(request: web.Request, policy: Policy, record: ReservationRecord) -> str | None:
+    """The action's part of its usage event; None when events are off."""
+    if not policy.events.sinks:
+        return None
+    return action_json(request.headers.get("X-Request-Id"), record.fields)
 
 
 async def balances(request: web.Request) -> web.StreamResponse:

@@ -245,7 +245,7 @@ async def _attempts(session: aiohttp.ClientSession, hook: Webhook, body: bytes) 
         if headers is None:
             log.error("alert not sent to %s: %s is not set", hook.url, hook.secret_env)
             return False
-        problem = await _post(session, hook.url, body, headers)
+        problem = await post(session, hook.url, body, headers)
         if problem is None:
             return True
         log.warning("alert to %s failed (attempt %d/%d): %s", hook.url, attempt, ATTEMPTS, problem)
@@ -256,7 +256,7 @@ async def _attempts(session: aiohttp.ClientSession, hook: Webhook, body: bytes) 
     return False
 
 
-async def _post(
+async def post(
     session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
 ) -> str | None:
     """None on a 2xx answer, else what went wrong."""

@@ -126,7 +126,12 @@ HELP: Mapping[str, str] = {
     "cycles_sweeper_tenant_errors": "Tenants a sweeper pass skipped because their sweep failed "
     "(each one logged).",
     "cycles_alerts": "Alerts fired by this process, by type: budget.threshold, "
-    "budget.first_deny, ledger.epoch_lost.",
+    "budget.first_deny, ledger.epoch_lost, events.backlog.",
+    "cycles_events_pending": "Usage events in the outbox not yet delivered to every sink (as "
+    "this process's sender last read it; alert events.backlog above events.max_pending).",
+    "cycles_events_sent": "Usage events delivered, by sink type.",
+    "cycles_events_failures": "Failed deliveries of a batch of usage events, by sink type "
+    "(each is retried).",
 }
 """Each metric's help text, by its name."""
 
@@ -163,6 +168,11 @@ class Metrics:
         self.sweeper_reclaims = self._plain_counter("cycles_sweeper_reclaims")
         self.sweeper_tenant_errors = self._plain_counter("cycles_sweeper_tenant_errors")
         self.alerts = self._counter("cycles_alerts", "type")
+        self.events_pending = Gauge(
+            "cycles_events_pending", HELP["cycles_events_pending"], registry=self.registry
+        )
+        self.events_sent = self._counter("cycles_events_sent", "sink")
+        self.events_failures = self._counter("cycles_events_failures", "sink")
 
     def _counter(self, name: str, *labels: str) -> Children[Counter]:
         return Children(Counter(name, HELP[name], list(labels), registry=self.registry))

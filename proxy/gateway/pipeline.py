@@ -85,6 +85,7 @@ async def run(
     spill = pipe.fail_open.spill
     held = result.reservation if result is not None else spill.stand_in(admitted.reserve)
     flight = Flight(request, sent, verdict, held, pipe.admission.policy, pipe.settler)
+    flight.asked_model = admitted.call.model
     # The forward-and-settle task is shielded: whatever happens to this handler, the reservation
     # is settled (and the answer kept for a retry with the same idempotency key).
     rid = admitted.reserve.reservation_id

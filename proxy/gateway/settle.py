@@ -15,8 +15,8 @@ A 2xx stream without a single JSON event did not finish: the provider answered, 
 
 Every call settles the same way, whatever ended it (a whole answer, a stream, an error status,
 no answer): `Flight.settle` works out the charge, `Settler` writes it (or spills it, or
-releases the reservation) and then emits CallSettled (events.py) for the log line, the metrics
-and the alerts.
+releases the reservation, with the call's usage event when events are on: usage_events.py) and
+then emits CallSettled (events.py) for the log line, the metrics and the alerts.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from proxy.core.errors import LedgerError, LedgerUnavailable
 from proxy.core.types import MAX_AMOUNT
 from proxy.gateway.events import CallSettled, Events, Timings
 from proxy.gateway.metrics import Metrics, timed
+from proxy.gateway.observe import request_id_of
 from proxy.gateway.spill import Spill, Unbudgeted
+from proxy.gateway.usage_events import call_json
 from proxy.metering.pricing import Usage, amounts, settled_amounts
 from proxy.policy.runtime import Policy
 from proxy.store.ledger.base import Amounts, Ledger, Reservation, SettleResult
@@ -101,9 +103,12 @@ class Settler:
     events: Events
     metrics: Metrics | None = None
 
-    async def settle(self, flight: Flight, charge: Mapping[str, int] | None) -> None:
+    async def settle(
+        self, flight: Flight, charge: Mapping[str, int] | None, usage: Usage | None = None
+    ) -> None:
         """Commit `charge` (None: release). A ledger failure here is logged with the amounts,
-        never raised: the client already has its answer."""
+        never raised: the client already has its answer. With usage events on, the ledger
+        writes the call's event (`usage`: what the provider reported) in the same step."""
         if charge is not None:
             # A usage report no ledger can hold (2**52 units and up) is charged the most one
             # can, rather than refused and the reservation left held until the sweeper (nor
@@ -114,10 +119,32 @@ class Settler:
         timings = flight.timings()
         result = None
         try:
-            result = await write(self.ledger, reservation, charge, self.spill, self.metrics)
+            event = usage_event(flight, usage)
+            result = await write(
+                self.ledger, reservation, charge, self.spill, self.metrics, event=event
+            )
         finally:
             tenant = reservation.tenant if budgeted and reservation else None
             self.events.emit(CallSettled(flight.request, tenant, charge, result, timings))
+
+
+def usage_event(flight: Flight, usage: Usage | None) -> str | None:
+    """The call's part of its usage event (usage_events.py); None when events are off or
+    nothing was reserved (shadow mode). A call forwarded unbudgeted has one too: its charge is
+    written with it once the ledger answers (spill.py)."""
+    reservation = flight.reservation
+    if not flight.policy.events.sinks or reservation is None:
+        return None
+    return call_json(
+        request_id=request_id_of(flight.request),
+        endpoint=flight.sent.endpoint.name,
+        model=flight.asked_model,
+        sent_model=flight.sent.model,
+        usage=usage,
+        decision=flight.verdict.kind,
+        rule=flight.verdict.rule,
+        fields=reservation.fields,
+    )
 
 
 @dataclass(slots=True)
@@ -133,6 +160,8 @@ class Flight:
     policy: Policy
     """The policy it was admitted under."""
     settler: Settler
+    asked_model: str = ""
+    """The model the caller asked for (`sent.model` is what went upstream)."""
     sent_at: float | None = None
     answered_at: float | None = None
 
@@ -153,7 +182,7 @@ class Flight:
     async def settle(self, outcome: Outcome) -> dict[str, int]:
         """Charge what `outcome` shows the call cost; the charge."""
         charge = charge_for(self.sent, held_amounts(self.reservation), outcome)
-        await self.settler.settle(self, charge)
+        await self.settler.settle(self, charge, outcome.usage)
         return charge
 
     async def release(self) -> None:
@@ -167,9 +196,11 @@ async def write(
     charge: Mapping[str, int] | None,
     spill: Spill,
     metrics: Metrics | None = None,
+    *,
+    event: str | None = None,
 ) -> SettleResult | None:
     """Commit or release; the commit's result. A ledger failure here is logged with the
-    amounts, never raised; an unreachable ledger leaves it to `spill`."""
+    amounts, never raised; an unreachable ledger leaves it (with `event`) to `spill`."""
     if reservation is None:
         return None
     if isinstance(reservation, Unbudgeted):
@@ -177,18 +208,18 @@ async def write(
         # without one, a release of the id (its reserve may have run after all: spill.py).
         if reservation.spill is not None and reservation.request:
             if charge is not None:
-                reservation.spill.add(reservation.request, charge)
+                reservation.spill.add(reservation.request, charge, event)
             else:
                 reservation.spill.add_abandoned(reservation.request)
         return None
     try:
         if charge is None:
-            await timed(metrics, "release", ledger.release(reservation))
+            await timed(metrics, "release", ledger.release(reservation, event=event))
             return None
-        return await timed(metrics, "commit", ledger.commit(reservation, charge))
+        return await timed(metrics, "commit", ledger.commit(reservation, charge, event=event))
     except LedgerError as exc:
         if isinstance(exc, LedgerUnavailable):
-            spill.add_settle(reservation, charge)
+            spill.add_settle(reservation, charge, event)
             log.warning("settle of reservation=%s spilled: %s", reservation.id, exc)
             return None
         log.error(

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from proxy.core.bounded import Bounded
 from proxy.core.errors import LedgerEpochLost, LedgerError, LedgerUnavailable
 from proxy.core.types import MAX_AMOUNT
+from proxy.gateway.usage_events import relined
 from proxy.store.ledger.base import (
     Candidate,
     Ledger,
@@ -107,9 +108,10 @@ class Unbudgeted(Reservation):
 @dataclass(slots=True)
 class Spill:
     limit: int = SPILL_LIMIT
-    _entries: deque[tuple[ReserveRequest | Reservation, dict[str, int] | None]] = field(
+    _entries: deque[tuple[ReserveRequest | Reservation, dict[str, int] | None, str | None]] = field(
         default_factory=deque
     )
+    """What to write, the charge (None: a release), the call's usage event (usage_events.py)."""
     dropped: int = 0
     """Spilled calls dropped: over `limit`, refused by the ledger, or the store's epoch lost."""
     lost: bool = False
@@ -124,13 +126,17 @@ class Spill:
             request.tenant, request.reservation_id, (), {}, request=request, spill=self
         )
 
-    def add(self, request: ReserveRequest, charge: Mapping[str, int]) -> None:
-        """An unbudgeted call's charge."""
-        self._append(request, charge)
+    def add(
+        self, request: ReserveRequest, charge: Mapping[str, int], event: str | None = None
+    ) -> None:
+        """An unbudgeted call's charge (and its usage event, written with it)."""
+        self._append(request, charge, event)
 
-    def add_settle(self, reservation: Reservation, charge: Mapping[str, int] | None) -> None:
+    def add_settle(
+        self, reservation: Reservation, charge: Mapping[str, int] | None, event: str | None = None
+    ) -> None:
         """A commit (or, with None, a release) the ledger could not take."""
-        self._append(reservation, charge)
+        self._append(reservation, charge, event)
 
     def add_abandoned(self, request: ReserveRequest) -> None:
         """A reserve the proxy gave up on (the ledger did not answer in time; its script may
@@ -145,7 +151,7 @@ class Spill:
         log is the record to reconcile from), and so is every later spill."""
         self.lost = True
         while self._entries:
-            what, charge = self._entries.popleft()
+            what, charge, _ = self._entries.popleft()
             self._lose(what, charge)
 
     def _lose(self, what: ReserveRequest | Reservation, charge: Mapping[str, int] | None) -> None:
@@ -157,32 +163,37 @@ class Spill:
             dict(charge) if charge is not None else "release",
         )
 
-    def _append(self, what: ReserveRequest | Reservation, charge: Mapping[str, int] | None) -> None:
+    def _append(
+        self,
+        what: ReserveRequest | Reservation,
+        charge: Mapping[str, int] | None,
+        event: str | None = None,
+    ) -> None:
         if self.lost:
             self._lose(what, charge)
             return
         if len(self._entries) >= self.limit:
-            old, lost = self._entries.popleft()
+            old, lost, _ = self._entries.popleft()
             self.dropped += 1
             log.error("spill full: dropped tenant=%s charge=%s", old.tenant, lost)
         capped = None if charge is None else {u: min(a, MAX_AMOUNT - 1) for u, a in charge.items()}
-        self._entries.append((what, capped))
+        self._entries.append((what, capped, event))
 
     async def drain(self, ledger: Ledger, on_commit: OnCommit | None = None) -> int:
         """Write spilled calls, oldest first, until done or the ledger fails; how many went.
         `on_commit` sees each commit's result (Alerts.on_commit: thresholds crossed)."""
         written = 0
         while self._entries and not self.lost:
-            request, charge = self._entries[0]
+            request, charge, event = self._entries[0]
             try:
                 committed: tuple[Reservation, SettleResult] | None = None
                 if isinstance(request, ReserveRequest):
                     assert charge is not None
-                    committed = await _write(ledger, request, charge)
+                    committed = await _write(ledger, request, charge, event)
                 elif charge is None:
-                    await ledger.release(request)
+                    await ledger.release(request, event=event)
                 else:
-                    committed = request, await ledger.commit(request, charge)
+                    committed = request, await ledger.commit(request, charge, event=event)
                 if committed is not None and on_commit is not None:
                     on_commit(*committed)
             except LedgerEpochLost:
@@ -219,7 +230,7 @@ class Spill:
 
 
 async def _write(
-    ledger: Ledger, request: ReserveRequest, charge: Mapping[str, int]
+    ledger: Ledger, request: ReserveRequest, charge: Mapping[str, int], event: str | None
 ) -> tuple[Reservation, SettleResult]:
     """One spilled call: a shadow reserve of the call as asked under its own id, no quotas, no
     version check; then the commit. Repeating either after a failure changes nothing twice."""
@@ -238,7 +249,9 @@ async def _write(
     result = await ledger.reserve(shadow)
     if result.reservation is None:
         raise LedgerError(f"nothing reserved (tenant status {result.status})")
-    return result.reservation, await ledger.commit(result.reservation, charge)
+    held = result.reservation
+    event = None if event is None else relined(event, held.fields)
+    return held, await ledger.commit(held, charge, event=event)
 
 
 @dataclass(slots=True)

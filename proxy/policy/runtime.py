@@ -194,6 +194,36 @@ class Alerts:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSink:
+    url: str
+    secret_env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JsonlSink:
+    path: str
+    max_bytes: int = 100 * 1024 * 1024
+    keep: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class OpenMeterSink:
+    url: str
+    token_env: str
+
+
+Sink = WebhookSink | JsonlSink | OpenMeterSink
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvents:
+    sinks: tuple[Sink, ...] = ()
+    """None: events are off (nothing is built or written)."""
+    max_pending: int = 1_000_000
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     mode: Mode = "enforce"
     fail_mode: Literal["closed", "open"] = "closed"
@@ -227,6 +257,7 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     reservations: ReservationSettings = field(default_factory=ReservationSettings)
     alerts: Alerts = field(default_factory=Alerts)
+    events: UsageEvents = field(default_factory=UsageEvents)
     actions: Mapping[str, ActionPrice] = field(default_factory=dict)
     """Named actions and their price, for POST /v1/cycles/reservations (`action: send_email`)."""
     source: str = "<memory>"

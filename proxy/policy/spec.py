@@ -147,6 +147,44 @@ class AlertsSpec(_Spec):
     webhooks: list[WebhookSpec] = []
 
 
+class WebhookSinkSpec(_Spec):
+    type: Literal["webhook"]
+    url: Annotated[str, AfterValidator(_check_webhook_url)]
+    secret_env: Annotated[str, AfterValidator(check_env_name)] | None = None
+    """Signs each batch as alerts are signed; without it batches go unsigned."""
+
+
+class JsonlSinkSpec(_Spec):
+    type: Literal["jsonl"]
+    path: Annotated[str, Field(min_length=1)]
+    max_bytes: Bytes = 100 * 1024 * 1024
+    """The file is rotated (to `<path>.1`, …) before it would grow past this."""
+    keep: Annotated[int, Field(ge=1, le=1000)] = 5
+    """Rotated files kept."""
+
+
+class OpenMeterSinkSpec(_Spec):
+    type: Literal["openmeter"]
+    url: Annotated[str, AfterValidator(_check_webhook_url)]
+    """OpenMeter's base URL, e.g. https://openmeter.cloud (events go to /api/v1/events)."""
+    token_env: Annotated[str, AfterValidator(check_env_name)]
+    """The environment variable holding the API token (sent as a Bearer token)."""
+
+
+SinkSpec = Annotated[
+    WebhookSinkSpec | JsonlSinkSpec | OpenMeterSinkSpec, Field(discriminator="type")
+]
+
+
+class EventsSpec(_Spec):
+    sinks: list[SinkSpec] = []
+    max_pending: Annotated[int, Field(gt=0)] = 1_000_000
+    """Undelivered events past which the outbox counts as backed up (an alert, and memory://
+    drops its oldest)."""
+    source: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    """The CloudEvents `source` (default `cycles-proxy/<instance id>`)."""
+
+
 class PlanSpec(_Spec):
     default_max_tokens: Annotated[int, Field(gt=0)] | None = None
     default_max_tool_calls: Annotated[int, Field(gt=0, le=10_000)] | None = None
@@ -236,5 +274,7 @@ class PolicySpec(_Spec):
     reservations: ReservationsSpec = ReservationsSpec()
     history: HistorySpec = HistorySpec()
     alerts: AlertsSpec = AlertsSpec()
+    events: EventsSpec = EventsSpec()
+    """Usage events (gateway/usage_events.py): one per settled call, to these sinks."""
     actions: dict[str, dict[str, Money]] = {}
     """Named actions and what each reserves: `send_email: {RISK_POINTS: 50}`."""

@@ -49,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from proxy.store.ledger.outbox import Outbox, OutboxEntry
 from proxy.store.ledger.request import (
     ALWAYS,
     Amounts,
@@ -90,6 +91,8 @@ __all__ = [
     "Ledger",
     "LineBalance",
     "LineState",
+    "Outbox",
+    "OutboxEntry",
     "Quotas",
     "Reservation",
     "ReservationRecord",
@@ -101,7 +104,9 @@ __all__ = [
 ]
 
 
-class Ledger(Protocol):
+class Ledger(Outbox, Protocol):
+    owner: str
+    """This instance, as its reservations and heartbeats name it."""
     expiry_alerts: ExpiryAlerts | None
     """Set by the app: charges the sweep makes for expired reservations alert like commits."""
     sweep_errors: int
@@ -131,19 +136,24 @@ class Ledger(Protocol):
         *,
         final_release: bool = False,
         known_only: bool = False,
+        event: str | None = None,
     ) -> SettleResult:
         """Charge what the provider reported (even above the estimate) and free the reservation.
         With `final_release`, a reservation already RELEASED or EXPIRED_RELEASED is not charged:
         nothing changes and the result says so (an action's release, once answered, is final,
         and so is its release at expiry). A reservation the store does not have (MISSING) is
         charged `actual` and nothing else is freed; with `known_only` nothing is written and the
-        result says MISSING (the actions API: an id the store does not know is not found)."""
+        result says MISSING (the actions API: an id the store does not know is not found).
+        `event` (the usage event's JSON, outbox.py) goes to the outbox in the same step when
+        this settle changes the ledger."""
         ...
 
-    async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
+    async def release(
+        self, reservation: Reservation, *, known_only: bool = False, event: str | None = None
+    ) -> SettleResult:
         """Free the reservation without charging (the call never produced output). One the store
         does not have frees nothing and leaves a RELEASED tombstone; with `known_only` nothing
-        is written and the result says MISSING."""
+        is written and the result says MISSING. `event`, as commit's."""
         ...
 
     async def balances(self, tenant: str) -> list[BalanceRow]:

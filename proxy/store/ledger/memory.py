@@ -46,12 +46,13 @@ from proxy.store.ledger.common import (
 from proxy.store.ledger.memory_lines import Line, limited, result, why
 from proxy.store.ledger.memory_state import TOMBSTONES_MAX, MemoryState, Record, TenantState
 from proxy.store.ledger.meta import calendar_at, decode_overrides, sorted_amounts
+from proxy.store.ledger.outbox import MemoryOutbox
 from proxy.store.ledger.rollups import TENANT_ROW, row_of
 from proxy.store.ledger.rollups_memory import roll_denial, roll_reserved
 from proxy.store.ledger.sweep_memory import MemorySweep
 
 
-class MemoryLedger(MemorySweep):
+class MemoryLedger(MemoryOutbox, MemorySweep):
     """`Ledger` in this process. `clock` returns the time in milliseconds (tests move it). The
     sweeper is in sweep_memory.py. Its `state` is what a tenant store on it
     (store/tenants/memory.py) works on."""
@@ -215,6 +216,7 @@ class MemoryLedger(MemorySweep):
         *,
         final_release: bool = False,
         known_only: bool = False,
+        event: str | None = None,
     ) -> SettleResult:
         """commit.lua's states, step for step (its header says what each does)."""
         check_reservation(reservation)
@@ -250,10 +252,13 @@ class MemoryLedger(MemorySweep):
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
         t.append("commit", fields, now, s.audit_retention_ms)
         self._finish(t, reservation.id, r, "COMMITTED", now, dict(actual))
+        self._settled_event(reservation, event, sorted_amounts(charged))
         t.flush_roll(now, s)
         return SettleResult("COMMITTED", True, charged, crossed)
 
-    async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
+    async def release(
+        self, reservation: Reservation, *, known_only: bool = False, event: str | None = None
+    ) -> SettleResult:
         """release.lua's: an OPEN record is freed; one the store lacks frees nothing and leaves
         a tombstone (with `known_only`, nothing)."""
         check_reservation(reservation)
@@ -272,7 +277,14 @@ class MemoryLedger(MemorySweep):
         fields = {"reservation": reservation.id, "state": "RELEASED"}
         t.append("release", fields, now, self.settings.audit_retention_ms)
         self._finish(t, reservation.id, r, "RELEASED", now)
+        self._settled_event(reservation, event, "-")
         return SettleResult("RELEASED", True, {})
+
+    def _settled_event(self, reservation: Reservation, event: str | None, charged: str) -> None:
+        """lua/outbox.lua's entry for a settle that changed the ledger."""
+        if event is not None:
+            fields = {"kind": "settle", "event": event, "reservation": reservation.id}
+            self.outbox_add(reservation.tenant, fields | {"charged": charged})
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         return balance_rows(self._tenant(tenant).ledger.own)

@@ -42,6 +42,7 @@ from proxy.store.ledger.common import (
     instance_id,
     reserve_result,
 )
+from proxy.store.ledger.outbox_redis import RedisOutbox
 from proxy.store.ledger.reads_redis import RedisReads
 from proxy.store.ledger.replies import (
     candidate_args,
@@ -62,7 +63,7 @@ from proxy.store.redis.safety import check_eviction, check_user_ids
 log = logging.getLogger(__name__)
 
 
-class RedisLedger(GuardedStore, RedisReads, RedisSweep):
+class RedisLedger(GuardedStore, RedisReads, RedisSweep, RedisOutbox):
     """`Ledger` on one Redis or a Redis Cluster (>= 7.0), by the URL's scheme. `owner` names
     this instance in reservations and heartbeats; an owner silent for 3 * `heartbeat_interval_s`
     is presumed dead.
@@ -195,28 +196,47 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep):
         *,
         final_release: bool = False,
         known_only: bool = False,
+        event: str | None = None,
     ) -> SettleResult:
         check_reservation(reservation)
         check_amounts("actual", actual)
         marks = alert_marks(reservation)
         args = [reservation.id, self.owner, encode_amounts(reservation.amounts)]
-        args += [encode_amounts(actual), settle_flags(final_release, known_only), str(len(marks))]
+        args += [encode_amounts(actual), settle_flags(final_release, known_only)]
+        args += [event or "-", str(len(marks))]
         for field, bp, mark in marks:
             args += [field, str(bp), str(mark)]
         args += reservation.fields
         reply = await self._run("commit", reservation.tenant, args)
+        await self._noted(reservation.tenant, event, reply)
         return settled(reply, crossings(reservation, reply[3:]))
 
-    async def release(self, reservation: Reservation, *, known_only: bool = False) -> SettleResult:
+    async def release(
+        self, reservation: Reservation, *, known_only: bool = False, event: str | None = None
+    ) -> SettleResult:
         check_reservation(reservation)
         args = [
             reservation.id,
             self.owner,
             encode_amounts(reservation.amounts),
             settle_flags(False, known_only),
+            event or "-",
             *reservation.fields,
         ]
-        return settled(await self._run("release", reservation.tenant, args))
+        reply = await self._run("release", reservation.tenant, args)
+        await self._noted(reservation.tenant, event, reply)
+        return settled(reply)
+
+    async def _noted(self, tenant: str, event: str | None, reply: list[str]) -> None:
+        """Index the tenant's outbox after a settle that added to it (outbox_redis.py). The
+        settle is done whatever happens here: a failed index write is left to the sender's
+        rescan, as a crash between the two is."""
+        if event is None or reply[1] != "1":
+            return
+        try:
+            await self.outbox_noted(tenant)
+        except REDIS.foreign as exc:
+            log.warning("outbox of tenant=%s not indexed (the rescan finds it): %s", tenant, exc)
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         entries = await self._client.hgetall(layout.tenant_keys(tenant)[0])

@@ -4,8 +4,8 @@ one script, atomic per tenant. Both run them through one `Scripts`, which also h
 epoch (store/redis/safety.py) that both check.
 
 Scripts live in lua/*.lua; lua/common.lua and lua/audit.lua are prepended to each at load (and
-rollup.lua to those that write the day's rollups, and candidates.lua and quotas.lua to
-reserve.lua). They are called by SHA (`EVALSHA`, the SHA
+rollup.lua to those that write the day's rollups, outbox.lua to those that settle, and
+candidates.lua and quotas.lua to reserve.lua). They are called by SHA (`EVALSHA`, the SHA
 computed locally); the first time Redis answers NOSCRIPT (a fresh or flushed server) all of them
 are loaded with `SCRIPT LOAD` in one round trip (one for a whole burst: store/redis/flights.py) and
 the call is retried once. In a cluster EVALSHA goes to the master owning the tenant's slot (its
@@ -43,9 +43,9 @@ from proxy.store.redis.wire import ReplyError, Wire
 
 SCRIPTS = {
     "reserve": ("common", "audit", "rollup", "candidates", "quotas", "reserve"),
-    "commit": ("common", "audit", "rollup", "commit"),
-    "release": ("common", "audit", "release"),
-    "sweep": ("common", "audit", "rollup", "sweep"),
+    "commit": ("common", "audit", "rollup", "outbox", "commit"),
+    "release": ("common", "audit", "outbox", "release"),
+    "sweep": ("common", "audit", "rollup", "outbox", "sweep"),
     "tenant": ("common", "audit", "tenant"),
     "tenant_ledger": ("common", "audit", "tenant_ledger"),
     "lines": ("common", "lines"),

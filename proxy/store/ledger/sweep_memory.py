@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from proxy.core.errors import AmountOutOfRange
@@ -43,6 +43,7 @@ class MemorySweep(SweepErrors, ABC):
     settings: ReservationSettings
     owner: str
     expiry_alerts: ExpiryAlerts | None
+    usage_events: bool
     _clock: Callable[[], int]
     _dead_after_ms: int
     _tenants: dict[str, TenantState]
@@ -58,6 +59,10 @@ class MemorySweep(SweepErrors, ABC):
     @abstractmethod
     def _tenant(self, tenant: str) -> TenantState:
         """The tenant's state, created empty."""
+
+    @abstractmethod
+    def outbox_add(self, tenant: str, fields: Mapping[str, str]) -> None:
+        """Add a usage event to the outbox (outbox.py)."""
 
     @abstractmethod
     def _finish(self, t: TenantState, rid: str, r: Record, state: State, now: int) -> None:
@@ -191,6 +196,10 @@ class MemorySweep(SweepErrors, ABC):
         fields = {"reservation": rid, "state": state, "amounts": sorted_amounts(r.amounts)}
         t.append("expire", fields, now, self.settings.audit_retention_ms)
         self._finish(t, rid, r, state, now)
+        if self.usage_events:
+            charged = "-" if charge is None else sorted_amounts(charge)
+            entry = {"kind": "expire", "reservation": rid, "charged": charged}
+            self.outbox_add(t.name, entry | {"fields": ",".join(r.fields), "owner": r.owner})
         if charge is None:
             return ()
         marks = [

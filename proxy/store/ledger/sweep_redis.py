@@ -103,6 +103,7 @@ class RedisSweep(SweepErrors):
     settings: ReservationSettings
     owner: str
     expiry_alerts: ExpiryAlerts | None
+    usage_events: bool
     _dead_after_ms: int
     _cluster: bool
     _run: Callable[[str, str, Sequence[str]], Awaitable[Any]]
@@ -156,7 +157,7 @@ class RedisSweep(SweepErrors):
         try:
             while True:
                 args = [self.settings.on_expiry, str(BATCH), marks or "-", cursor]
-                args += [str(self.stuck_retry_ms), *dead]
+                args += [str(self.stuck_retry_ms), "1" if self.usage_events else "0", *dead]
                 done, more, cursor, found, *fired = await self._run("sweep", tenant, args)
                 resolved, calls = resolved + int(done), calls + 1
                 crossed += [
@@ -171,6 +172,8 @@ class RedisSweep(SweepErrors):
                 if calls == rounds or (budget is not None and not budget.left()):
                     return _Swept(resolved, cursor, stuck)
         finally:
+            if resolved and self.usage_events:
+                await self._client.sadd(layout.OUTBOX_TENANTS, tenant)  # outbox_redis.py
             if crossed and self.expiry_alerts is not None:
                 self.expiry_alerts.crossed(tenant, crossed)
 

@@ -28,6 +28,10 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          store/ledger/lua/rollup.lua, which builds the key
                                          from KEYS[1]; read by store/ledger/rollups.py),
                                          expiring the history retention after the day ends
+    cy:v1:{t:<tenant>}:outbox      stream  usage events not yet delivered (written by
+                                         store/ledger/lua/outbox.lua, which builds the key from
+                                         KEYS[1]; read and deleted by
+                                         store/ledger/outbox_redis.py)
     cy:v1:{t:<tenant>}:idem:<sha>  string  a client idempotency key (sha256 of the key, after
                                          `<sha256 of the caller's key pins>.` for a pinned
                                          API key) -> the call's claim or stored answer (see
@@ -47,6 +51,9 @@ in a cluster it is one key per slot):
     cy:v1:tenant_index zset  every created tenant id, score 0 (listed in id order by ZRANGE
                              BYLEX); written after the tenant's create script
     cy:v1:instances    zset  instance id -> last heartbeat (ms)
+    cy:v1:outbox_tenants set  tenants whose `:outbox` may hold entries (written after the
+                             settling script; store/ledger/outbox_redis.py)
+    cy:v1:outbox_sender string  the instance that delivers the usage events now (SET NX, TTL)
     cy:v1:due          zset  tenant -> its earliest due time (ms, Redis time): the first
                              deadline or tombstone expiry of its `:resv_exp`, or entry expiry of
                              its `:ledger_exp`. Written by every script that adds to either
@@ -88,6 +95,8 @@ DUE = f"{PREFIX}:due"
 DUE_SHARDS = f"{PREFIX}:due_shards"
 EPOCH = f"{PREFIX}:epoch"
 USER_IDS = f"{PREFIX}:user_ids"
+OUTBOX_TENANTS = f"{PREFIX}:outbox_tenants"
+OUTBOX_SENDER = f"{PREFIX}:outbox_sender"
 
 
 def epoch_candidates(limit: int = 1 << 20) -> Iterator[str]:
@@ -108,6 +117,12 @@ def day_key(tenant: str, day: str) -> str:
     """The hash of a tenant's rollups of local day `day` (`20261205`): lua/rollup.lua roll_key
     builds the same name from the tenant's `:ledger` key."""
     return f"{PREFIX}:{{t:{tenant}}}:day:{day}"
+
+
+def outbox_key(tenant: str) -> str:
+    """The stream of a tenant's undelivered usage events: lua/outbox.lua builds the same name
+    from the tenant's `:ledger` key."""
+    return f"{PREFIX}:{{t:{tenant}}}:outbox"
 
 
 def scope_field(reservation_id: str) -> str:

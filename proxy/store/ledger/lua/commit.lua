@@ -4,9 +4,10 @@
 -- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 actual (same form),
 --       9 flags (common.lua has_flag: 'f' a release is final, as an action's is; 'k' only a
---       record the store knows is settled; '-' for neither), 10 n alert marks, 11.. n triples
---       (field prefix, basis points, the `spent` that reaches the threshold), then 11 + 3n..
---       the reservation's field prefixes (7 and those are used only when the store lost the
+--       record the store knows is settled; '-' for neither), 10 the usage event's JSON
+--       (outbox.lua; '-': events are off), 11 n alert marks, 12.. n triples (field prefix,
+--       basis points, the `spent` that reaches the threshold), then 12 + 3n.. the
+--       reservation's field prefixes (7 and those are used only when the store lost the
 --       record).
 --
 -- By state:
@@ -28,13 +29,14 @@
 -- this commit crossed first in its period: field prefix, basis points, spent after.
 --
 -- A threshold is crossed when spent before < mark <= spent after (common.lua cross_marks).
--- The day's rollups (rollup.lua) get what each line was charged and the actual committed.
+-- The day's rollups (rollup.lua) get what each line was charged and the actual committed; the
+-- outbox (outbox.lua) the usage event, with what this commit added to spent.
 
 local id, owner, estimate, actual, flags = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local MARKS = tonumber(ARGV[10])
+local event, MARKS = ARGV[10], tonumber(ARGV[11])
 local marks = {}
 for i = 0, MARKS - 1 do
-  marks[#marks + 1] = { ARGV[11 + 3 * i], ARGV[12 + 3 * i], tonumber(ARGV[13 + 3 * i]) }
+  marks[#marks + 1] = { ARGV[12 + 3 * i], ARGV[13 + 3 * i], tonumber(ARGV[14 + 3 * i]) }
 end
 
 local raw = redis.call('HGET', KEYS[3], id)
@@ -44,7 +46,7 @@ if raw then
 elseif has_flag(flags, 'k') then
   return { 'MISSING', '0', '-' }
 else
-  r = missing_record(owner, estimate, 11 + 3 * MARKS)
+  r = missing_record(owner, estimate, 12 + 3 * MARKS)
 end
 
 if r.state == 'COMMITTED' then return { 'COMMITTED', '0', r.actual } end
@@ -69,6 +71,9 @@ local fired = cross_marks(marks, added)
 audit('commit', { 'reservation', id, 'from', r.state, 'state', 'COMMITTED',
   'actual', encode_amounts(act), 'charged', encode_amounts(parse_amounts(charged)) })
 finish(id, r, 'COMMITTED', actual)
+if event ~= '-' then
+  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'charged', charged })
+end
 roll_flush()
 reindex()
 local reply = { 'COMMITTED', '1', charged }

@@ -3,8 +3,9 @@
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
 -- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 flags (common.lua has_flag:
---       'k' only a record the store knows is released; '-' for none), 9.. the reservation's
---       field prefixes (7 and 9.. are kept in the tombstone when the store lost the record).
+--       'k' only a record the store knows is released; '-' for none), 9 the usage event's JSON
+--       (outbox.lua; '-': events are off), 10.. the reservation's field prefixes (7 and 10..
+--       are kept in the tombstone when the store lost the record).
 --
 -- An OPEN record frees its estimate and held concurrency. A record the store does not have
 -- (MISSING: never reserved yet, its tombstone expired, or the store lost it) frees nothing: what
@@ -16,7 +17,7 @@
 -- Returns: state after (the state found when nothing was done: 'MISSING' under 'k'), first
 -- ('1' | '0'), charged (always '-').
 
-local id, owner, estimate, flags = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local id, owner, estimate, flags, event = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 
 local raw = redis.call('HGET', KEYS[3], id)
 local r
@@ -28,9 +29,12 @@ if raw then
 elseif has_flag(flags, 'k') then
   return { 'MISSING', '0', '-' }
 else
-  r = missing_record(owner, estimate, 9)
+  r = missing_record(owner, estimate, 10)
 end
 audit('release', { 'reservation', id, 'state', 'RELEASED' })
 finish(id, r, 'RELEASED', '-')
+if event ~= '-' then
+  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'charged', '-' })
+end
 reindex()
 return { 'RELEASED', '1', '-' }

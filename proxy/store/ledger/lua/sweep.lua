@@ -8,8 +8,9 @@
 --       alert marks by level and unit, 'level|unit|basis points|spent that reaches it,…' ('-'
 --       for none), 8 the HSCAN cursor of :resv where the pass over dead owners' reservations
 --       resumes ('0' starts it; '-': no such pass), 9 how long (ms) a stuck expiry waits
---       before it is tried again, 10.. owners known dead: their open reservations are resolved
---       whatever their deadline.
+--       before it is tried again, 10 '1' to report each expiry in the usage-event outbox
+--       (outbox.lua; '0': events are off), 11.. owners known dead: their open reservations are
+--       resolved whatever their deadline.
 --
 -- Returns: resolved (reservations moved out of OPEN), more ('1' when a batch was full: call
 -- again), the next dead-owner cursor ('0' when that pass is complete, '-' when none was asked),
@@ -28,8 +29,9 @@
 -- is no longer OPEN and is skipped.
 
 local how, batch, cursor, retry = ARGV[5], tonumber(ARGV[6]), ARGV[8], tonumber(ARGV[9])
+local events = ARGV[10] == '1'
 local dead = {}
-for i = 10, #ARGV do dead[ARGV[i]] = true end
+for i = 11, #ARGV do dead[ARGV[i]] = true end
 local resolved, fired, stuck = 0, {}, nil
 
 -- 'level|unit' -> { {basis points, mark}, … }
@@ -76,6 +78,10 @@ local function expire(id, r)
     end
   end
   audit('expire', { 'reservation', id, 'state', state, 'amounts', encode_amounts(est) })
+  if events then
+    outbox({ 'kind', 'expire', 'reservation', id, 'charged', charge and encode_amounts(est) or '-',
+      'fields', table.concat(r.prefixes, ','), 'owner', r.owner })
+  end
   finish(id, r, state, '-')
   resolved = resolved + 1
   return true

@@ -1,0 +1,164 @@
+"""The usage events' sender: one background task per proxy process (app.py `_usage_sender`).
+
+It drains the store's outbox (store/ledger/outbox.py) in batches: reads up to BATCH entries,
+turns them into CloudEvents (usage_events.py), hands the batch to every sink of the policy in
+force, and acknowledges the entries (deleting them) only once every sink took it. A sink that
+fails is retried with exponential backoff (RETRY_S, doubled up to MAX_RETRY_S) for as long as
+it fails, and the batch waits: an outbox entry is deleted only after delivery, so a sink down
+for an hour loses nothing; the outbox grows meanwhile. A sink that took a batch another sink
+refused gets it again on the retry, and after a crash between delivery and acknowledgement
+every sink gets it again: delivery is at least once, and consumers deduplicate by event `id`.
+
+Several processes on one store (replicas, `--workers`) elect one sender through the store
+(`outbox_claim`: a lock with a TTL, renewed on each round); the others stand by. At start and
+every RESCAN_S the sender reads every tenant's outbox, not only those indexed as holding
+entries, which finds entries whose index write a crash cut off (outbox_redis.py).
+
+At `events.max_pending` undelivered events, `cycles_events_pending` shows it and the alert
+`events.backlog` fires (once until the outbox is back under the bound; the size is read every
+GAUGE_S, also while a batch waits for a failing sink). The calls go on, and
+the Redis outbox keeps growing: nothing is dropped there. memory:// drops its oldest entries
+above the bound (it is lost on restart anyway).
+
+The task sets the ledger's `usage_events` from the policy in force, so a reload that adds or
+removes every sink turns the outbox on or off for the sweeper's expiries too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from proxy.core.errors import LedgerError
+from proxy.gateway.alerts import Alerts
+from proxy.gateway.context import Runtime
+from proxy.gateway.metrics import Metrics
+from proxy.gateway.usage_events import cloud_event
+from proxy.gateway.usage_sinks import deliver, kind
+from proxy.policy.runtime import Sink
+from proxy.store.ledger.base import Ledger, OutboxEntry
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+POLL_S = 0.2
+"""Wait between reads of an outbox found empty (or when not the sender)."""
+RETRY_S = 0.5
+MAX_RETRY_S = 5.0
+CLAIM_MS = 20_000
+"""How long the sender holds the store's outbox without renewing it: a sender that died is
+replaced this long after. It renews before each delivery (at most alerts.TIMEOUT_S) and after
+each wait (at most MAX_RETRY_S), so a live one keeps it."""
+RESCAN_S = 3600.0
+GAUGE_S = 5.0
+"""How often the outbox's size is read for the metric and the alert."""
+
+
+class UsageSender:
+    """Drains `ledger`'s outbox to the sinks of `runtime`'s policy (module docstring)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        runtime: Runtime,
+        metrics: Metrics | None = None,
+        alerts: Alerts | None = None,
+    ) -> None:
+        self.ledger, self.runtime, self.owner = ledger, runtime, ledger.owner
+        self.metrics, self.alerts = metrics, alerts
+        self.retry_s = RETRY_S
+        self._rescan_at = 0.0
+        self._gauge_at = 0.0
+        self._backlog = False
+        self.configure()
+
+    def configure(self) -> tuple[Sink, ...]:
+        """Apply the policy in force to the ledger; its sinks."""
+        events = self.runtime.policy.events
+        self.ledger.usage_events = bool(events.sinks)
+        self.ledger.outbox_bound = events.max_pending
+        return events.sinks
+
+    async def run(self) -> None:
+        """Forever: one round, then a short wait when it found nothing to do."""
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    busy = await self.round(session)
+                except LedgerError as exc:
+                    log.warning("usage events: the outbox could not be read: %s", exc)
+                    busy = False
+                except Exception:  # the sender must outlive a bug: the events wait for it
+                    log.exception("usage events: a round failed; retrying")
+                    busy = False
+                if not busy:
+                    await asyncio.sleep(POLL_S)
+
+    async def round(self, session: aiohttp.ClientSession) -> bool:
+        """Deliver one batch; False when there was none (or another process sends)."""
+        if not self.configure():
+            return False  # entries written while events were on wait for a sink
+        if not await self.ledger.outbox_claim(self.owner, CLAIM_MS):
+            return False
+        await self._watch_size()
+        rescan = time.monotonic() >= self._rescan_at
+        entries = await self.ledger.outbox_read(BATCH, rescan=rescan)
+        if rescan:
+            self._rescan_at = time.monotonic() + RESCAN_S
+        if not entries:
+            return False
+        await self.deliver(session, entries)
+        await self.ledger.outbox_ack(entries)
+        return True
+
+    def source(self) -> str:
+        return self.runtime.policy.events.source or f"cycles-proxy/{self.owner}"
+
+    async def deliver(self, session: aiohttp.ClientSession, entries: Sequence[OutboxEntry]) -> None:
+        """Until every sink in force took the batch, retrying those that refused it."""
+        source = self.source()
+        events = [cloud_event(entry, source) for entry in entries]
+        waiting = list(self.runtime.policy.events.sinks)
+        delay = self.retry_s
+        while waiting:
+            waiting = [sink for sink in waiting if not await self._to(session, sink, events)]
+            waiting = [s for s in waiting if s in self.runtime.policy.events.sinks]
+            if waiting:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+                self.configure()
+                await self._watch_size()
+
+    async def _to(
+        self, session: aiohttp.ClientSession, sink: Sink, events: list[dict[str, Any]]
+    ) -> bool:
+        await self.ledger.outbox_claim(self.owner, CLAIM_MS)  # held while it waits on sinks
+        problem = await deliver(session, sink, events)
+        if problem is not None:
+            log.warning("usage events: %d not delivered to %s: %s", len(events), sink, problem)
+            if self.metrics is not None:
+                self.metrics.events_failures.labels(kind(sink)).inc()
+            return False
+        if self.metrics is not None:
+            self.metrics.events_sent.labels(kind(sink)).inc(len(events))
+        return True
+
+    async def _watch_size(self) -> None:
+        """Now and then: the outbox's size into the gauge, and the backlog alert."""
+        if time.monotonic() < self._gauge_at:
+            return
+        self._gauge_at = time.monotonic() + GAUGE_S
+        pending = await self.ledger.outbox_pending()
+        if self.metrics is not None:
+            self.metrics.events_pending.set(pending)
+        bound = self.runtime.policy.events.max_pending
+        backlog = pending >= bound
+        if backlog and not self._backlog and self.alerts is not None:
+            event = {"type": "events.backlog", "id": f"events.backlog/{int(time.time())}"}
+            self.alerts.fire(event | {"pending": pending, "max_pending": bound})
+        self._backlog = backlog
