@@ -182,8 +182,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-reserve-ignores-in-flight",
         file="proxy/store/ledger/memory.py",
-        old='        used = spent + t.ledger.get(f"{prefix}|reserved", 0)\n',
-        new="        used = spent\n",
+        old='for k in ("spent", "reserved"))',
+        new='for k in ("spent",))',
         tests=CONTRACT_SUITE,
         removes="memory reserve counts calls still in flight against the budget",
     ),
