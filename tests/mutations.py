@@ -57,6 +57,7 @@ REPLAY = "tests/gateway/test_replay.py"
 ADMIN_INPUTS = "tests/admin/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/gateway/test_provider_errors.py"
 STREAM_ERRORS = "tests/gateway/test_stream_errors.py"
+LOG_LINES = "tests/gateway/test_log_lines.py"
 WHOLE_200 = "test_an_error_at_the_top_of_a_whole_200_reaches_the_tenant_scrubbed_and_charged"
 LISTEN = "tests/processes/test_listen.py::"
 ADMIN_BOUNDS = "tests/admin/test_admin_bounds.py"
@@ -4402,6 +4403,52 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="            return None  # type: ignore[return-value]\n",
         tests=(f"{END_USER_IDS}::test_plain_and_hashing_replicas_cannot_share_a_store",),
         removes="a plain replica and a hashing one cannot share a store",
+    ),
+    Mutation(
+        name="log-line-written-at-once",
+        file="proxy/gateway/logs.py",
+        old="        if loop is None:\n            self.flush()\n",
+        new="        if True:\n            self.flush()\n",
+        tests=(f"{LOG_LINES}::test_the_lines_of_one_loop_iteration_go_out_in_one_write_after_it",),
+        removes="the lines of one loop iteration are written in one write, after it",
+    ),
+    Mutation(
+        name="log-lines-never-flushed-by-the-loop",
+        file="proxy/gateway/logs.py",
+        old="            loop.call_soon(self.flush)\n",
+        new="            pass\n",
+        tests=(f"{LOG_LINES}::test_the_lines_of_one_loop_iteration_go_out_in_one_write_after_it",),
+        removes="buffered log lines are written at the end of the loop iteration",
+    ),
+    Mutation(
+        name="log-line-without-a-loop-waits",
+        file="proxy/gateway/logs.py",
+        old="        if loop is None:\n            self.flush()\n",
+        new="        if loop is None:\n            pass\n",
+        tests=(
+            f"{LOG_LINES}"
+            "::test_a_line_logged_with_no_loop_running_is_written_at_once_after_those_buffered",
+        ),
+        removes="a line logged with no loop running is written at once, after those buffered",
+    ),
+    Mutation(
+        name="logs-flush-leaves-the-buffer",
+        file="proxy/gateway/logs.py",
+        old="    for handler in logging.getLogger().handlers:\n        handler.flush()\n",
+        new="    return\n",
+        tests=(f"{LOG_LINES}::test_flush_writes_what_the_root_logger_still_buffers",),
+        removes="logs.flush() writes the lines still buffered (serve calls it as it ends)",
+    ),
+    Mutation(
+        name="redacted-call-line-still-spliced",
+        file="proxy/gateway/logs.py",
+        old="            record.__dict__.pop(JSON_OBJECT, None)\n",
+        new="            pass\n",
+        tests=(
+            f"{LOG_LINES}"
+            "::test_a_json_object_message_is_spliced_into_the_json_line_unless_redaction_cut_it",
+        ),
+        removes="a call line the redaction changed is quoted, not spliced unchecked",
     ),
 )
 
