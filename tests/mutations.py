@@ -58,6 +58,7 @@ ADMIN_INPUTS = "tests/admin/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/gateway/test_provider_errors.py"
 STREAM_ERRORS = "tests/gateway/test_stream_errors.py"
 LOG_LINES = "tests/gateway/test_log_lines.py"
+TALLIES = "tests/gateway/test_tallies.py"
 WHOLE_200 = "test_an_error_at_the_top_of_a_whole_200_reaches_the_tenant_scrubbed_and_charged"
 LISTEN = "tests/processes/test_listen.py::"
 ADMIN_BOUNDS = "tests/admin/test_admin_bounds.py"
@@ -4449,6 +4450,49 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_json_object_message_is_spliced_into_the_json_line_unless_redaction_cut_it",
         ),
         removes="a call line the redaction changed is quoted, not spliced unchecked",
+    ),
+    Mutation(
+        name="tally-counts-a-bound-in-the-next-bucket",
+        file="proxy/gateway/tallies.py",
+        old="        self.counts[bisect_left(self.bounds, amount)] += 1\n",
+        new=(
+            "        self.counts[bisect_left(self.bounds, amount) + (amount in self.bounds)]"
+            " += 1\n"
+        ),
+        tests=(f"{TALLIES}::test_tallies_expose_what_prometheus_client_would",),
+        removes="an observation equal to a bucket's bound is counted in that bucket (le)",
+    ),
+    Mutation(
+        name="tally-counter-without-created-series",
+        file="proxy/gateway/tallies.py",
+        old=(
+            '        metric.add_sample(name + "_total", labels, self.value)\n'
+            "        if _client._use_created:\n"
+        ),
+        new='        metric.add_sample(name + "_total", labels, self.value)\n        if False:\n',
+        tests=(f"{TALLIES}::test_tallies_expose_what_prometheus_client_would",),
+        removes="a tallied counter shows its _created series, as prometheus-client's does",
+    ),
+    Mutation(
+        name="tally-counter-takes-negative-increments",
+        file="proxy/gateway/tallies.py",
+        old="        if amount < 0:\n",
+        new="        if False:\n",
+        tests=(
+            f"{TALLIES}::test_a_counter_refuses_a_negative_increment_as_prometheus_client_does",
+        ),
+        removes="a tallied counter refuses a negative increment",
+    ),
+    Mutation(
+        name="tally-level-never-falls",
+        file="proxy/gateway/tallies.py",
+        old="        self.value -= 1\n",
+        new="        pass\n",
+        tests=(
+            f"{TALLIES}::test_tallies_expose_what_prometheus_client_would",
+            f"{TALLIES}::test_a_scrape_right_after_a_burst_counts_every_call_of_it",
+        ),
+        removes="calls in flight fall when a call ends",
     ),
 )
 
