@@ -4494,6 +4494,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="calls in flight fall when a call ends",
     ),
+    Mutation(
+        name="log-time-formatted-once-for-good",
+        file="proxy/gateway/logs.py",
+        old="        if second != self._second:\n",
+        new="        if self._second < 0:\n",
+        tests=(
+            f"{LOG_LINES}::test_each_line_has_its_own_time_though_the_seconds_are_formatted_once",
+        ),
+        removes="a log line's time is formatted anew when its second changes",
+    ),
 )
 
 

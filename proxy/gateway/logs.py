@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import orjson
@@ -74,6 +75,32 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class Seconds:
+    """A time to the second, formatted once per second: one line is logged per call, and strftime
+    was most of what formatting a line's time cost."""
+
+    def __init__(self, fmt: str, convert: Callable[[float], time.struct_time]) -> None:
+        self._fmt, self._convert = fmt, convert
+        self._second, self._text = -1, ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second, self._text = second, time.strftime(self._fmt, self._convert(created))
+        return self._text
+
+
+class TextFormatter(logging.Formatter):
+    """`asctime level logger message`, the time as logging's default (local, with milliseconds)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._seconds = Seconds("%Y-%m-%d %H:%M:%S", time.localtime)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return f"{self._seconds(record.created)},{int(record.msecs):03d}"
+
+
 JSON_OBJECT = "json_object"
 """Pass `extra={JSON_OBJECT: True}` with a message that orjson made of a dict whose keys are not
 ts, level, logger or exception (the call line): the JSON format splices it in unparsed."""
@@ -83,10 +110,13 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, then the message. A message that is itself a
     JSON object (the per-call lines of `cycles.calls`) is merged in rather than quoted."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = Seconds("%Y-%m-%dT%H:%M:%S", time.gmtime)
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._seconds(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
         }
@@ -171,7 +201,7 @@ def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     handler.addFilter(RedactingFilter())
     # Neither format shows the caller, thread or process: don't collect them for every record
     # (the logging HOWTO's "Optimization" section; one line is logged per call).

@@ -19,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Iterable, Mapping
+from functools import partial
 from typing import TypeVar
 
 from aiohttp import web
@@ -177,9 +178,9 @@ METRICS = web.AppKey("metrics", Metrics)
 
 def subscribe(metrics: Metrics, events: Events) -> None:
     """Count calls from the pipeline's events."""
-    events.subscribe(CallDecided, lambda event: _decided(metrics, event))
-    events.subscribe(CallDenied, lambda event: _denied(metrics, event))
-    events.subscribe(CallSettled, lambda event: _settled(metrics, event))
+    events.subscribe(CallDecided, partial(_decided, metrics))
+    events.subscribe(CallDenied, partial(_denied, metrics))
+    events.subscribe(CallSettled, partial(_settled, metrics))
 
 
 def _decided(m: Metrics, event: CallDecided) -> None:
@@ -196,12 +197,12 @@ def _denied(m: Metrics, event: CallDenied) -> None:
 
 
 def _settled(m: Metrics, event: CallSettled) -> None:
-    if (
-        event.tenant is not None
-    ):  # None: the call went unbudgeted (fail_mode: open), nothing recorded
-        for unit, amount in (event.charge or {}).items():
+    # No tenant: the call went unbudgeted (fail_mode: open), nothing recorded; no charge: released.
+    if event.tenant is not None and event.charge:
+        tenant = m.tenant(event.tenant)
+        for unit, amount in event.charge.items():
             m.committed.labels(unit).inc(max(amount, 0))
-            m.tenant_committed.labels(m.tenant(event.tenant), unit).inc(max(amount, 0))
+            m.tenant_committed.labels(tenant, unit).inc(max(amount, 0))
     timings = event.timings
     if timings is not None:
         m.upstream_latency.labels(timings.endpoint).observe(timings.total)

@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import signal
+import time
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +15,13 @@ import pytest
 from support import chat, policy, printed, proxy_in_front_of
 
 from proxy.gateway import logs
-from proxy.gateway.logs import JSON_OBJECT, JsonFormatter, LineBuffer, RedactingFilter
+from proxy.gateway.logs import (
+    JSON_OBJECT,
+    JsonFormatter,
+    LineBuffer,
+    RedactingFilter,
+    TextFormatter,
+)
 from proxy.testing.fake_upstream import FakeUpstream
 
 
@@ -97,6 +104,19 @@ def test_a_json_object_message_is_spliced_into_the_json_line_unless_redaction_cu
     assert handler.filter(cut)
     # Quoted as a message, not spliced: the cut may have left the object unbalanced.
     assert '"message":"{\\"model\\":' in handler.format(cut)
+
+
+def test_each_line_has_its_own_time_though_the_seconds_are_formatted_once() -> None:
+    text, json = TextFormatter(), JsonFormatter()
+    for created in (1000.5, 1000.75, 1001.25):
+        record = logging.makeLogRecord(
+            {"msg": "m", "created": created, "msecs": created % 1 * 1000}
+        )
+        local = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+        utc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        millis = f"{int(created % 1 * 1000):03d}"
+        assert text.format(record).startswith(f"{local},{millis} ")
+        assert orjson.loads(json.format(record))["ts"] == f"{utc}.{millis}Z"
 
 
 @pytest.mark.timeout(90)
