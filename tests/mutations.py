@@ -4504,6 +4504,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a log line's time is formatted anew when its second changes",
     ),
+    Mutation(
+        name="log-write-failure-raised-into-the-loop",
+        file="proxy/gateway/logs.py",
+        old="        except Exception:\n            # As StreamHandler does",
+        new="        except ZeroDivisionError:\n            # As StreamHandler does",
+        tests=(f"{LOG_LINES}::test_a_write_that_fails_is_reported_once_and_logging_goes_on",),
+        removes="a log write that fails is reported once, not logged again each loop iteration",
+    ),
 )
 
 

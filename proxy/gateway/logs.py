@@ -175,10 +175,21 @@ class LineBuffer(logging.StreamHandler[TextIO]):
             lines, self._lines = self._lines, []
             self._flush_on = None
             if lines:
-                self.stream.write(self.terminator.join(lines) + self.terminator)
-            super().flush()
+                self._write(lines)
         finally:
             self.release()
+
+    def _write(self, lines: list[str]) -> None:
+        try:
+            self.stream.write(self.terminator.join(lines) + self.terminator)
+            self.stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            # As StreamHandler does with a line it cannot write: report it (logging's
+            # handleError, on stderr, never through a logger) and go on. Logging it would
+            # schedule another write that fails, once per loop iteration, for ever.
+            self.handleError(logging.makeLogRecord({"msg": f"{len(lines)} lines not written"}))
 
 
 def flush() -> None:

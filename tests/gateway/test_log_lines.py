@@ -88,6 +88,26 @@ def test_flush_writes_what_the_root_logger_still_buffers(
     assert stream.getvalue() == "last words\n"
 
 
+class Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("the reader went away")
+
+
+async def test_a_write_that_fails_is_reported_once_and_logging_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logger, handler = logger_to(Broken())
+    monkeypatch.setattr(logging.getLogger(), "handlers", [handler])
+    logger.info("lost")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert capsys.readouterr().err.count("--- Logging error ---") == 1
+    handler.setStream(Writes())
+    logger.info("after it")
+    await asyncio.sleep(0)
+    assert handler.stream.getvalue() == "after it\n"
+
+
 def test_a_json_object_message_is_spliced_into_the_json_line_unless_redaction_cut_it() -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
