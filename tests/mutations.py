@@ -4512,6 +4512,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{LOG_LINES}::test_a_write_that_fails_is_reported_once_and_logging_goes_on",),
         removes="a log write that fails is reported once, not logged again each loop iteration",
     ),
+    Mutation(
+        name="log-setup-drops-buffered-lines",
+        file="proxy/gateway/logs.py",
+        old="    flush()  # what the handlers replaced still hold\n",
+        new="",
+        tests=(
+            f"{LOG_LINES}"
+            "::test_setting_up_logging_again_first_writes_what_the_old_handler_holds",
+        ),
+        removes="replacing the log handlers first writes what the old ones still buffer",
+    ),
 )
 
 

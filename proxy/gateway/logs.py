@@ -221,5 +221,6 @@ def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     root = logging.getLogger()
+    flush()  # what the handlers replaced still hold
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

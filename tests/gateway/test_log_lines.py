@@ -88,6 +88,30 @@ def test_flush_writes_what_the_root_logger_still_buffers(
     assert stream.getvalue() == "last words\n"
 
 
+def test_setting_up_logging_again_first_writes_what_the_old_handler_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = logging.getLogger()
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))
+    stream = Writes()
+    handler = LineBuffer(stream)
+    monkeypatch.setattr(root, "handlers", [handler])
+    loop = asyncio.new_event_loop()
+    try:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "before the switch", (), None)
+        loop.call_soon(lambda: (handler.handle(record), loop.stop()))
+        loop.run_forever()
+    finally:
+        loop.close()
+    level = root.level
+    try:
+        logs.setup_logging("INFO", "text")
+    finally:
+        root.setLevel(level)  # which also clears the loggers' cached levels
+    assert stream.getvalue() == "before the switch\n"
+
+
 class Broken(io.StringIO):
     def write(self, text: str) -> int:
         raise OSError("the reader went away")
