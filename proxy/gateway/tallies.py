@@ -2,11 +2,11 @@
 
 prometheus-client's Counter, Gauge and Histogram check on every update that the metric may be
 observed, take a lock, and (a histogram) walk its buckets one by one: the 18 updates of one call
-cost about 20 µs (benchmarks/README.md). Here an update adds to a number (a histogram finds its
-bucket by bisection), and each family is a collector that builds its samples at scrape time,
-sample for sample as prometheus-client does (the same names, labels, order and `_created`
-series), so what /metrics shows is unchanged. Updates and scrapes run on the event loop's thread:
-no lock is needed, and a scrape always sees every update made before it.
+cost 8 µs of CPU, 2.6 µs here (benchmarks/README.md). Here an update adds to a number (a
+histogram finds its bucket by bisection), and each family is a collector that builds its samples
+at scrape time, sample for sample as prometheus-client does (the same names, labels, order and
+`_created` series), so what /metrics shows is unchanged. Updates and scrapes run on the event
+loop's thread: no lock is needed, and a scrape always sees every update made before it.
 
 A child's label set is resolved once: the label values are bounded (tenants and models are
 capped by FirstSeen in metrics.py).
