@@ -60,6 +60,8 @@ STREAM_ERRORS = "tests/gateway/test_stream_errors.py"
 REPORT_FIGURES = "tests/reports/test_report_figures.py"
 REPORT_HISTORY = "tests/reports/test_report_history.py"
 REPORT_SURFACES = "tests/reports/test_report_surfaces.py"
+LOG_LINES = "tests/gateway/test_log_lines.py"
+TALLIES = "tests/gateway/test_tallies.py"
 WHOLE_200 = "test_an_error_at_the_top_of_a_whole_200_reaches_the_tenant_scrubbed_and_charged"
 LISTEN = "tests/processes/test_listen.py::"
 ADMIN_BOUNDS = "tests/admin/test_admin_bounds.py"
@@ -5252,6 +5254,124 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        except ZeroDivisionError as exc:\n",
         tests=(f"{USAGE}test_a_settle_whose_index_write_fails_is_done_and_its_event_kept",),
         removes="a settle is done (and reports so) when only its outbox index write fails",
+    ),
+    Mutation(
+        name="log-line-written-at-once",
+        file="proxy/gateway/logs.py",
+        old="        if loop is None:\n            self.flush()\n",
+        new="        if True:\n            self.flush()\n",
+        tests=(f"{LOG_LINES}::test_the_lines_of_one_loop_iteration_go_out_in_one_write_after_it",),
+        removes="the lines of one loop iteration are written in one write, after it",
+    ),
+    Mutation(
+        name="log-lines-never-flushed-by-the-loop",
+        file="proxy/gateway/logs.py",
+        old="            loop.call_soon(self.flush)\n",
+        new="            pass\n",
+        tests=(f"{LOG_LINES}::test_the_lines_of_one_loop_iteration_go_out_in_one_write_after_it",),
+        removes="buffered log lines are written at the end of the loop iteration",
+    ),
+    Mutation(
+        name="log-line-without-a-loop-waits",
+        file="proxy/gateway/logs.py",
+        old="        if loop is None:\n            self.flush()\n",
+        new="        if loop is None:\n            pass\n",
+        tests=(
+            f"{LOG_LINES}"
+            "::test_a_line_logged_with_no_loop_running_is_written_at_once_after_those_buffered",
+        ),
+        removes="a line logged with no loop running is written at once, after those buffered",
+    ),
+    Mutation(
+        name="logs-flush-leaves-the-buffer",
+        file="proxy/gateway/logs.py",
+        old="    for handler in logging.getLogger().handlers:\n        handler.flush()\n",
+        new="    return\n",
+        tests=(f"{LOG_LINES}::test_flush_writes_what_the_root_logger_still_buffers",),
+        removes="logs.flush() writes the lines still buffered (serve calls it as it ends)",
+    ),
+    Mutation(
+        name="redacted-call-line-still-spliced",
+        file="proxy/gateway/logs.py",
+        old="            record.__dict__.pop(JSON_OBJECT, None)\n",
+        new="            pass\n",
+        tests=(
+            f"{LOG_LINES}"
+            "::test_a_json_object_message_is_spliced_into_the_json_line_unless_redaction_cut_it",
+        ),
+        removes="a call line the redaction changed is quoted, not spliced unchecked",
+    ),
+    Mutation(
+        name="tally-counts-a-bound-in-the-next-bucket",
+        file="proxy/gateway/tallies.py",
+        old="        self.counts[bisect_left(self.bounds, amount)] += 1\n",
+        new=(
+            "        self.counts[bisect_left(self.bounds, amount) + (amount in self.bounds)]"
+            " += 1\n"
+        ),
+        tests=(f"{TALLIES}::test_tallies_expose_what_prometheus_client_would",),
+        removes="an observation equal to a bucket's bound is counted in that bucket (le)",
+    ),
+    Mutation(
+        name="tally-counter-without-created-series",
+        file="proxy/gateway/tallies.py",
+        old=(
+            '        metric.add_sample(name + "_total", labels, self.value)\n'
+            "        if _client._use_created:\n"
+        ),
+        new='        metric.add_sample(name + "_total", labels, self.value)\n        if False:\n',
+        tests=(f"{TALLIES}::test_tallies_expose_what_prometheus_client_would",),
+        removes="a tallied counter shows its _created series, as prometheus-client's does",
+    ),
+    Mutation(
+        name="tally-counter-takes-negative-increments",
+        file="proxy/gateway/tallies.py",
+        old="        if amount < 0:\n",
+        new="        if False:\n",
+        tests=(
+            f"{TALLIES}::test_a_counter_refuses_a_negative_increment_as_prometheus_client_does",
+        ),
+        removes="a tallied counter refuses a negative increment",
+    ),
+    Mutation(
+        name="tally-level-never-falls",
+        file="proxy/gateway/tallies.py",
+        old="        self.value -= 1\n",
+        new="        pass\n",
+        tests=(
+            f"{TALLIES}::test_tallies_expose_what_prometheus_client_would",
+            f"{TALLIES}::test_a_scrape_right_after_a_burst_counts_every_call_of_it",
+        ),
+        removes="calls in flight fall when a call ends",
+    ),
+    Mutation(
+        name="log-time-formatted-once-for-good",
+        file="proxy/gateway/logs.py",
+        old="        if second != self._second:\n",
+        new="        if self._second < 0:\n",
+        tests=(
+            f"{LOG_LINES}::test_each_line_has_its_own_time_though_the_seconds_are_formatted_once",
+        ),
+        removes="a log line's time is formatted anew when its second changes",
+    ),
+    Mutation(
+        name="log-write-failure-raised-into-the-loop",
+        file="proxy/gateway/logs.py",
+        old="        except Exception:\n            # As StreamHandler does",
+        new="        except ZeroDivisionError:\n            # As StreamHandler does",
+        tests=(f"{LOG_LINES}::test_a_write_that_fails_is_reported_once_and_logging_goes_on",),
+        removes="a log write that fails is reported once, not logged again each loop iteration",
+    ),
+    Mutation(
+        name="log-setup-drops-buffered-lines",
+        file="proxy/gateway/logs.py",
+        old="    flush()  # what the handlers replaced still hold\n",
+        new="",
+        tests=(
+            f"{LOG_LINES}"
+            "::test_setting_up_logging_again_first_writes_what_the_old_handler_holds",
+        ),
+        removes="replacing the log handlers first writes what the old ones still buffer",
     ),
 )
 

@@ -32,8 +32,7 @@ from proxy.cli.ports import (
 )
 from proxy.core import encodings, peers
 from proxy.core.errors import CyclesError
-from proxy.gateway import listen
-from proxy.gateway.logs import setup_logging
+from proxy.gateway import listen, logs
 from proxy.gateway.scrape import tokens_from_env
 from proxy.policy import load_policy
 from proxy.policy.advice import warnings
@@ -77,7 +76,7 @@ def _listener(value: str | None, flag: str) -> tuple[str, int] | None:
 
 def serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    setup_logging(settings.log_level, settings.log_format)
+    logs.setup_logging(settings.log_level, settings.log_format)
     policy = with_upstream_override(load_policy(settings.policy), settings.upstream)
     validate(settings, policy)
     end_users.from_environment(policy, os.environ)  # its secret, before anything listens
@@ -125,7 +124,12 @@ def _tune_gc() -> None:
 
 def _run(settings: Settings, policy: Policy) -> None:
     _install_uvloop()
-    asyncio.run(_serve(settings, policy))
+    try:
+        asyncio.run(_serve(settings, policy))
+    finally:
+        # Log lines are written once per loop iteration; a forked worker ends in os._exit,
+        # without logging's flush at exit, so whatever is still buffered is written here.
+        logs.flush()
 
 
 def _worker(settings: Settings, policy: Policy) -> None:

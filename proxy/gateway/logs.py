@@ -2,15 +2,23 @@
 
 Provider keys, tenants' API keys and store passwords must never reach a log. Rather than trust
 every call site, the filter rewrites the final formatted message and any exception text.
+
+A line is formatted when it is logged, but written with the other lines of the same event-loop
+iteration in one write (`LineBuffer`): the call line costs no system call on the request's path.
+Lines logged with no loop running (start-up, another thread) are written at once, with any still
+buffered before them; `flush` writes what is left (serve calls it when it stops).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import sys
 import time
+from collections.abc import Callable
+from typing import TextIO
 
 import orjson
 
@@ -53,8 +61,12 @@ class RedactingFilter(logging.Filter):
     """Formats the record's message once, redacted, and freezes it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        message = record.getMessage()
+        record.msg = redact(message)
         record.args = None
+        if record.msg != message:
+            # What was cut may have been inside a JSON string: no longer splice it unchecked.
+            record.__dict__.pop(JSON_OBJECT, None)
         # Not always a tuple: a caller that logs with `exc_info=False` (uvloop's default
         # exception handler does) leaves False here, which logging itself treats as "none".
         if isinstance(record.exc_info, tuple) and record.exc_info[0] is not None:
@@ -63,18 +75,55 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class Seconds:
+    """A time to the second, formatted once per second: one line is logged per call, and strftime
+    was most of what formatting a line's time cost."""
+
+    def __init__(self, fmt: str, convert: Callable[[float], time.struct_time]) -> None:
+        self._fmt, self._convert = fmt, convert
+        self._second, self._text = -1, ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second, self._text = second, time.strftime(self._fmt, self._convert(created))
+        return self._text
+
+
+class TextFormatter(logging.Formatter):
+    """`asctime level logger message`, the time as logging's default (local, with milliseconds)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._seconds = Seconds("%Y-%m-%d %H:%M:%S", time.localtime)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return f"{self._seconds(record.created)},{int(record.msecs):03d}"
+
+
+JSON_OBJECT = "json_object"
+"""Pass `extra={JSON_OBJECT: True}` with a message that orjson made of a dict whose keys are not
+ts, level, logger or exception (the call line): the JSON format splices it in unparsed."""
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, then the message. A message that is itself a
     JSON object (the per-call lines of `cycles.calls`) is merged in rather than quoted."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = Seconds("%Y-%m-%dT%H:%M:%S", time.gmtime)
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._seconds(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
         }
         message = record.getMessage()
+        if record.__dict__.get(JSON_OBJECT) and not record.exc_text:
+            head = orjson.dumps(line)
+            return redact(head[:-1].decode() + "," + message[1:])
         fields = _json_object(message)
         if fields is None:
             line["message"] = message
@@ -96,6 +145,60 @@ def _json_object(message: str) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
 
+class LineBuffer(logging.StreamHandler[TextIO]):
+    """A stream handler writing the lines of one event-loop iteration in one write, in the order
+    they were logged; at once when no loop runs in the logging thread."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+            return
+        loop = asyncio._get_running_loop()
+        if loop is None:
+            self.flush()
+        elif self._flush_on is not loop:
+            # A flush left pending on a loop that stopped is superseded by this one.
+            self._flush_on = loop
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every buffered line (also called by logging.shutdown at exit)."""
+        self.acquire()
+        try:
+            lines, self._lines = self._lines, []
+            self._flush_on = None
+            if lines:
+                self._write(lines)
+        finally:
+            self.release()
+
+    def _write(self, lines: list[str]) -> None:
+        try:
+            self.stream.write(self.terminator.join(lines) + self.terminator)
+            self.stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            # As StreamHandler does with a line it cannot write: report it (logging's
+            # handleError, on stderr, never through a logger) and go on. Logging it would
+            # schedule another write that fails, once per loop iteration, for ever.
+            self.handleError(logging.makeLogRecord({"msg": f"{len(lines)} lines not written"}))
+
+
+def flush() -> None:
+    """Write the lines the root logger's handlers still hold (serve, before its process ends:
+    a forked worker exits without logging's own flush at exit)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 LOG_FORMAT_ENV = "CYCLES_LOG_FORMAT"
 
 
@@ -105,11 +208,11 @@ def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
     fmt = fmt or os.environ.get(LOG_FORMAT_ENV) or "text"
     if fmt not in ("text", "json"):
         raise CyclesError(f"{LOG_FORMAT_ENV}={fmt!r}: use text or json.")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineBuffer(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     handler.addFilter(RedactingFilter())
     # Neither format shows the caller, thread or process: don't collect them for every record
     # (the logging HOWTO's "Optimization" section; one line is logged per call).
@@ -118,5 +221,6 @@ def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     root = logging.getLogger()
+    flush()  # what the handlers replaced still hold
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -9,7 +9,8 @@ has seen; every later tenant is counted under `tenant="other"`. Models are bound
 (the policy names them, but a client may ask for anything).
 
 The metrics of calls are counted from the pipeline's events (`subscribe`, at startup; events.py),
-those of ledger round trips by `timed`, around each.
+those of ledger round trips by `timed`, around each. What a call updates is kept as plain numbers
+(tallies.py) and turned into samples when scraped.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import Generic, TypeVar
+from functools import partial
+from typing import TypeVar
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from proxy.core.errors import LedgerError, QuotaExceeded, SettingsError
+from proxy.gateway import tallies
 from proxy.gateway.events import CallDecided, CallDenied, CallSettled, Events
+from proxy.gateway.tallies import CounterChild, Family, HistogramChild, Level
 
-M = TypeVar("M", Counter, Histogram)
 T = TypeVar("T")
 
 OTHER = "other"
@@ -84,22 +87,6 @@ def tenants_from_env(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
             "separated by commas, e.g. acme,initech"
         )
     return frozenset(t.lower() for t in ids)
-
-
-class Children(Generic[M]):
-    """`metric.labels(*values)`, remembered. prometheus-client validates and looks up a label
-    set under a lock on every call (a few µs, several times per request); the label sets here
-    are bounded (tenants and models are capped by FirstSeen), so each is resolved once."""
-
-    def __init__(self, metric: M) -> None:
-        self._metric: M = metric
-        self._children: dict[tuple[str, ...], M] = {}
-
-    def labels(self, *values: str) -> M:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = self._metric.labels(*values)
-        return child
 
 
 HELP: Mapping[str, str] = {
@@ -164,7 +151,8 @@ class Metrics:
         self.upstream_ttfb = self._histogram(
             "cycles_upstream_first_byte_seconds", _LATENCY_BUCKETS, "endpoint"
         )
-        self.in_flight = Gauge("cycles_in_flight", HELP["cycles_in_flight"], registry=self.registry)
+        self.in_flight = Level("cycles_in_flight", HELP["cycles_in_flight"])
+        self.registry.register(self.in_flight)
         self.sweeper_reclaims = self._plain_counter("cycles_sweeper_reclaims")
         self.sweeper_tenant_errors = self._plain_counter("cycles_sweeper_tenant_errors")
         self.alerts = self._counter("cycles_alerts", "type")
@@ -174,8 +162,10 @@ class Metrics:
         self.events_sent = self._counter("cycles_events_sent", "sink")
         self.events_failures = self._counter("cycles_events_failures", "sink")
 
-    def _counter(self, name: str, *labels: str) -> Children[Counter]:
-        return Children(Counter(name, HELP[name], list(labels), registry=self.registry))
+    def _counter(self, name: str, *labels: str) -> Family[CounterChild]:
+        family = tallies.counter(name, HELP[name], labels)
+        self.registry.register(family)
+        return family
 
     def _plain_counter(self, name: str) -> Counter:
         """A counter without labels."""
@@ -183,10 +173,10 @@ class Metrics:
 
     def _histogram(
         self, name: str, buckets: tuple[float, ...], *labels: str
-    ) -> Children[Histogram]:
-        return Children(
-            Histogram(name, HELP[name], list(labels), buckets=buckets, registry=self.registry)
-        )
+    ) -> Family[HistogramChild]:
+        family = tallies.histogram(name, HELP[name], labels, buckets)
+        self.registry.register(family)
+        return family
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
@@ -198,9 +188,9 @@ METRICS = web.AppKey("metrics", Metrics)
 
 def subscribe(metrics: Metrics, events: Events) -> None:
     """Count calls from the pipeline's events."""
-    events.subscribe(CallDecided, lambda event: _decided(metrics, event))
-    events.subscribe(CallDenied, lambda event: _denied(metrics, event))
-    events.subscribe(CallSettled, lambda event: _settled(metrics, event))
+    events.subscribe(CallDecided, partial(_decided, metrics))
+    events.subscribe(CallDenied, partial(_denied, metrics))
+    events.subscribe(CallSettled, partial(_settled, metrics))
 
 
 def _decided(m: Metrics, event: CallDecided) -> None:
@@ -217,12 +207,12 @@ def _denied(m: Metrics, event: CallDenied) -> None:
 
 
 def _settled(m: Metrics, event: CallSettled) -> None:
-    if (
-        event.tenant is not None
-    ):  # None: the call went unbudgeted (fail_mode: open), nothing recorded
-        for unit, amount in (event.charge or {}).items():
+    # No tenant: the call went unbudgeted (fail_mode: open), nothing recorded; no charge: released.
+    if event.tenant is not None and event.charge:
+        tenant = m.tenant(event.tenant)
+        for unit, amount in event.charge.items():
             m.committed.labels(unit).inc(max(amount, 0))
-            m.tenant_committed.labels(m.tenant(event.tenant), unit).inc(max(amount, 0))
+            m.tenant_committed.labels(tenant, unit).inc(max(amount, 0))
     timings = event.timings
     if timings is not None:
         m.upstream_latency.labels(timings.endpoint).observe(timings.total)

@@ -28,6 +28,7 @@ from proxy.core.errors import QuotaExceeded
 from proxy.core.ids import new_id
 from proxy.gateway.context import RUNTIME
 from proxy.gateway.events import Asked, CallDecided, CallDenied, CallSettled, Events
+from proxy.gateway.logs import JSON_OBJECT
 from proxy.gateway.metrics import METRICS, Metrics
 
 log = logging.getLogger("cycles.calls")
@@ -100,9 +101,11 @@ class CallRecord:
         m.requests.labels(self.decision, self.endpoint, m.model(self.model or ""), status).inc()
         if self.tenant is not None:
             m.tenant_requests.labels(m.tenant(self.tenant), self.decision).inc()
-        log.info("%s", orjson.dumps(self.line()).decode())
+        log.info(orjson.dumps(self.line()).decode(), extra=_SPLICED)
 
 
+_SPLICED = {JSON_OBJECT: True}
+"""The call line is one orjson dump of a dict: the JSON log format splices it in unparsed."""
 _RECORD = web.RequestKey("call_record", CallRecord)
 
 
