@@ -31,6 +31,7 @@ from proxy.budget.call import PreparedCall, Sent
 from proxy.budget.decision import Decision
 from proxy.budget.scopes import Scope
 from proxy.core.errors import ClientError
+from proxy.metering.pricing import Usage
 from proxy.store.ledger.base import ReserveResult, SettleResult
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class Timings:
     """Until the response headers arrived (None: they never did)."""
     total: float
     """Until the call settled."""
+    started: float = 0.0
+    """When it went upstream (time.monotonic), which the durations above count from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,10 @@ class CallDecided:
     """What the call's reservation holds; nothing for a call forwarded unbudgeted."""
     routed: Routed | None = None
     """An LLM call's; None for an action."""
+    result: ReserveResult | None = None
+    """An LLM call's reserve (None: it went unbudgeted)."""
+    reserving: tuple[float, float] | None = None
+    """An LLM call's reserve round trip: its start and end (time.monotonic)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,8 @@ class CallDenied:
     """The reserve that was refused (None: refused without one)."""
     asked: Asked | None = None
     """An LLM call's; None for an action."""
+    reserving: tuple[float, float] | None = None
+    """An LLM call's reserve round trip: its start and end (time.monotonic)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +105,8 @@ class CallSettled:
     """The commit's, when one ran (thresholds it crossed)."""
     timings: Timings | None = None
     """An LLM call's upstream, once it was sent."""
+    usage: Usage | None = None
+    """The usage the provider reported, when it did."""
 
 
 Event = CallDecided | CallDenied | CallSettled

@@ -117,7 +117,8 @@ class Settler:
             result = await write(self.ledger, reservation, charge, self.spill, self.metrics)
         finally:
             tenant = reservation.tenant if budgeted and reservation else None
-            self.events.emit(CallSettled(flight.request, tenant, charge, result, timings))
+            event = CallSettled(flight.request, tenant, charge, result, timings, flight.usage)
+            self.events.emit(event)
 
 
 @dataclass(slots=True)
@@ -135,6 +136,8 @@ class Flight:
     settler: Settler
     sent_at: float | None = None
     answered_at: float | None = None
+    usage: Usage | None = None
+    """What the provider reported, once the call settled on a report."""
 
     def sending(self) -> None:
         """The call goes upstream now (the start of its upstream latency)."""
@@ -148,11 +151,13 @@ class Flight:
         if self.sent_at is None:
             return None
         first = None if self.answered_at is None else self.answered_at - self.sent_at
-        return Timings(self.sent.endpoint.name, first, time.monotonic() - self.sent_at)
+        total = time.monotonic() - self.sent_at
+        return Timings(self.sent.endpoint.name, first, total, self.sent_at)
 
     async def settle(self, outcome: Outcome) -> dict[str, int]:
         """Charge what `outcome` shows the call cost; the charge."""
         charge = charge_for(self.sent, held_amounts(self.reservation), outcome)
+        self.usage = outcome.usage
         await self.settler.settle(self, charge)
         return charge
 
