@@ -105,12 +105,11 @@ async def test_call_span_continues_the_client_trace_with_genai_attributes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str
 ) -> None:
     pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
-    async with receiving(monkeypatch) as received:
-        async with local_stack(pol, store=store_url) as stack:
-            completion = await chat(stack.url, 20)
-            spent = (await line(stack.ledger, "alpha", "tenant")).spent
-            upstream_headers = stack.fake.requests[-1][1]
-        # The stack has stopped: its providers flushed on the way out.
+    async with receiving(monkeypatch) as received, local_stack(pol, store=store_url) as stack:
+        completion = await chat(stack.url, 20)
+        spent = (await line(stack.ledger, "alpha", "tenant")).spent
+        upstream_headers = stack.fake.requests[-1][1]
+    # The stack has stopped: its providers flushed on the way out.
     body = {"model": "gpt-4o-mini", "messages": MESSAGES}
     assert spent == mini_cost(chat_prompt_tokens(body), 20)
     call = received.named("chat gpt-4o-mini")
@@ -128,7 +127,8 @@ async def test_call_span_continues_the_client_trace_with_genai_attributes(
     assert said["cycles.cost.usd"] == spent
     assert said["cycles.reserved.usd"] >= spent
     assert said["http.response.status_code"] == 200
-    children = {name: received.named(name) for name in ("cycles.reserve", "cycles.upstream", "cycles.settle")}
+    names = ("cycles.reserve", "cycles.upstream", "cycles.settle")
+    children = {name: received.named(name) for name in names}
     for child in children.values():
         assert child.trace_id == call.trace_id
         assert child.parent_span_id == call.span_id
@@ -170,10 +170,9 @@ async def test_call_without_traceparent_starts_a_trace_the_provider_continues(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
-    async with receiving(monkeypatch) as received:
-        async with local_stack(pol) as stack:
-            await chat(stack.url, 5, traceparent=None)
-            upstream_headers = stack.fake.requests[-1][1]
+    async with receiving(monkeypatch) as received, local_stack(pol) as stack:
+        await chat(stack.url, 5, traceparent=None)
+        upstream_headers = stack.fake.requests[-1][1]
     call, upstream = received.named("chat gpt-4o-mini"), received.named("cycles.upstream")
     assert call.parent_span_id == b""
     assert upstream.trace_id == call.trace_id
@@ -193,9 +192,8 @@ async def test_genai_client_metrics_count_the_tokens_billed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
-    async with receiving(monkeypatch) as received:
-        async with local_stack(pol) as stack:
-            completion = await chat(stack.url, 7)
+    async with receiving(monkeypatch) as received, local_stack(pol) as stack:
+        completion = await chat(stack.url, 7)
     assert completion.usage is not None
     tokens = metric(received, "gen_ai.client.token.usage")
     assert tokens.unit == "{token}"
@@ -251,7 +249,8 @@ def loaded(env: dict[str, str]) -> str:
 def test_off_by_default_nothing_of_opentelemetry_is_loaded_or_run() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     assert loaded(env) == "[]"
-    on = env | {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_METRICS_EXPORTER": "none"}
+    on = env | {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    on["OTEL_METRICS_EXPORTER"] = "none"
     assert "proxy.gateway.tracing" in loaded(on)
     assert loaded(on | {"OTEL_SDK_DISABLED": "true"}) == "[]"
 
@@ -262,4 +261,3 @@ def test_enabled_by_any_otlp_endpoint_unless_disabled() -> None:
     for name in telemetry.ENDPOINTS:
         assert telemetry.enabled({name: "http://collector:4318"})
         assert not telemetry.enabled({name: "http://c:4318", "OTEL_SDK_DISABLED": "True"})
-
