@@ -76,6 +76,7 @@ END_USER_SCOPES = "tests/budget/test_end_user_scopes.py"
 END_USER_EXPIRY = "tests/store/test_end_user_expiry.py"
 LEDGER_END_USERS = "tests/store/test_ledger_end_users.py"
 MANY_USERS = "tests/store/test_many_end_users.py"
+TRACING = "tests/gateway/test_tracing.py"
 ADMIN_END_USERS = "tests/admin/test_admin_end_users.py"
 FROM_HEADER_ELSE_BODY = "test_the_user_comes_from_the_header_else_the_body_which_goes_up_unchanged"
 """The whole ledger contract, on every store."""
@@ -3285,7 +3286,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="settled-call-not-told",
         file="proxy/gateway/settle.py",
-        old="self.events.emit(CallSettled(flight.request, tenant, charge, result, timings))",
+        old="self.events.emit(event)",
         new="None",
         tests=(
             "tests/gateway/test_events.py"
@@ -3298,8 +3299,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="decided-call-not-told",
         file="proxy/gateway/pipeline.py",
         old=(
-            "events.emit(CallDecided(request, scope.tenant, reserved, "
-            "Routed(asked, sent, verdict)))"
+            "events.emit(CallDecided(request, scope.tenant, reserved, routed, result, "
+            "admitted.reserving))"
         ),
         new="None",
         tests=(
@@ -3312,7 +3313,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="denied-call-not-told",
         file="proxy/gateway/pipeline.py",
-        old="        events.emit(CallDenied(request, scope.tenant, denial, result, asked))\n",
+        old=(
+            "        events.emit(CallDenied(request, scope.tenant, denial, result, asked, "
+            "admitted.reserving))\n"
+        ),
         new="",
         tests=(
             "tests/gateway/test_events.py"
@@ -4402,6 +4406,100 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="            return None  # type: ignore[return-value]\n",
         tests=(f"{END_USER_IDS}::test_plain_and_hashing_replicas_cannot_share_a_store",),
         removes="a plain replica and a hashing one cannot share a store",
+    ),
+    Mutation(
+        name="opentelemetry-on-without-an-endpoint",
+        file="proxy/gateway/telemetry.py",
+        old='    return any(environ.get(name, "").strip() for name in ENDPOINTS)\n',
+        new="    return True\n",
+        tests=(
+            f"{TRACING}::test_off_by_default_nothing_of_opentelemetry_is_loaded_or_run",
+            f"{TRACING}::test_enabled_by_any_otlp_endpoint_unless_disabled",
+        ),
+        removes="OpenTelemetry is off (nothing loaded or run) unless an OTLP endpoint is set",
+    ),
+    Mutation.never(
+        name="opentelemetry-sdk-disabled-ignored",
+        file="proxy/gateway/telemetry.py",
+        old='    if environ.get(DISABLED, "").strip().lower() == "true":\n',
+        tests=(
+            f"{TRACING}::test_off_by_default_nothing_of_opentelemetry_is_loaded_or_run",
+            f"{TRACING}::test_enabled_by_any_otlp_endpoint_unless_disabled",
+        ),
+        removes="OTEL_SDK_DISABLED=true keeps OpenTelemetry off",
+    ),
+    Mutation(
+        name="opentelemetry-missing-packages-not-explained",
+        file="proxy/gateway/telemetry.py",
+        old="    except ImportError as exc:\n",
+        new="    except SettingsError as exc:\n",
+        tests=(f"{TRACING}::test_an_endpoint_without_the_packages_is_refused_saying_what_to_install",),
+        removes="an OTLP endpoint without the otel extra is refused, saying what to install",
+    ),
+    Mutation(
+        name="call-span-ignores-the-client-traceparent",
+        file="proxy/gateway/tracing.py",
+        old="        parent = _PROPAGATOR.extract(request.headers)\n",
+        new="        parent = None\n",
+        tests=(f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",),
+        removes="a call's span is the child of the client's traceparent",
+    ),
+    Mutation.never(
+        name="upstream-sent-the-client-traceparent",
+        file="proxy/gateway/pipeline.py",
+        old="    if traceparent is not None:\n",
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+            f"{TRACING}::test_call_without_traceparent_starts_a_trace_the_provider_continues",
+        ),
+        removes="a traced call sends the upstream its upstream span's traceparent",
+    ),
+    Mutation(
+        name="upstream-span-id-not-the-one-sent",
+        file="proxy/gateway/tracing.py",
+        old="        self.ids.chosen = call.upstream_id\n",
+        new="",
+        tests=(f"{TRACING}::test_call_without_traceparent_starts_a_trace_the_provider_continues",),
+        removes="the upstream span has the id its traceparent named to the provider",
+    ),
+    Mutation(
+        name="no-reserve-span",
+        file="proxy/gateway/spans.py",
+        old="    _reserve_span(tracer, span, event.reserving, clock)\n\n\ndef add_denial(",
+        new="\n\ndef add_denial(",
+        tests=(f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",),
+        removes="an admitted call's span has a reserve child",
+    ),
+    Mutation(
+        name="denied-span-without-error-status",
+        file="proxy/gateway/spans.py",
+        old="    span.set_status(Status(StatusCode.ERROR, denial.message))\n",
+        new="",
+        tests=(f"{TRACING}::test_denied_call_span_has_an_error_status_and_the_deny",),
+        removes="a denied call's span has an error status",
+    ),
+    Mutation.never(
+        name="span-without-token-usage",
+        file="proxy/gateway/spans.py",
+        old="    usage = event.usage\n    if usage is not None:\n",
+        tests=(f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",),
+        removes="a call's span carries the tokens the provider reported",
+    ),
+    Mutation(
+        name="no-token-usage-metric",
+        file="proxy/gateway/tracing.py",
+        old="        usage = event.usage\n",
+        new="        usage = None\n",
+        tests=(f"{TRACING}::test_genai_client_metrics_count_the_tokens_billed",),
+        removes="the GenAI token usage histogram counts the tokens the provider reported",
+    ),
+    Mutation(
+        name="opentelemetry-not-flushed-at-stop",
+        file="proxy/gateway/tracing.py",
+        old="    await asyncio.to_thread(app[TRACING].shutdown)\n",
+        new="",
+        tests=(f"{TRACING}::test_genai_client_metrics_count_the_tokens_billed",),
+        removes="the proxy's stop exports the spans and metrics not yet sent",
     ),
 )
 

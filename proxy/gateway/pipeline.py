@@ -189,8 +189,9 @@ async def _send_or_settle(
     key = pipe.runtime.provider_keys.get(call.upstream.name)
     headers = relay.headers_up(request.headers, key, call.upstream.auth)
     headers[observe.REQUEST_ID] = observe.request_id_of(request)
+    # Traced (telemetry.py): the upstream span's traceparent replaces the client's.
     traceparent = request.get(telemetry.UPSTREAM_TRACEPARENT)
-    if traceparent is not None:  # traced (telemetry.py): the upstream span's, not the client's
+    if traceparent is not None:
         headers["traceparent"] = traceparent
     flight.sending()
     try:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from proxy.core.errors import SettingsError
+
 ENDPOINTS = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -38,10 +40,17 @@ def enabled(environ: Mapping[str, str] = os.environ) -> bool:
 
 def add_to(app: web.Application, environ: Mapping[str, str] = os.environ) -> None:
     """When `enabled`, trace and measure `app`'s budgeted calls (tracing.py); else nothing.
+    SettingsError when it is asked for and the OpenTelemetry packages are not installed.
     Call it before the app's other cleanup contexts are added: its providers then stop (and
     flush) after every call has settled."""
     if not enabled(environ):
         return
-    from proxy.gateway import tracing  # only now: off, none of OpenTelemetry is loaded
-
+    try:
+        from proxy.gateway import tracing  # only now: off, none of OpenTelemetry is loaded
+    except ImportError as exc:
+        raise SettingsError(
+            f"An OTLP endpoint is set (OTEL_EXPORTER_OTLP_*), but OpenTelemetry cannot be loaded "
+            f"({exc}); install the proxy with its `otel` extra (pip install 'cycles-proxy[otel]'),"
+            f" or unset the endpoint (or set {DISABLED}=true)."
+        ) from None
     tracing.add_to(app)
