@@ -25,6 +25,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from support import chat_prompt_tokens, every_row, line, mini_cost, policy
 
+import proxy.gateway
 from proxy.core.errors import SettingsError
 from proxy.gateway import telemetry
 from proxy.testing.local import local_stack, serving
@@ -267,7 +268,9 @@ def test_enabled_by_any_otlp_endpoint_unless_disabled() -> None:
 def test_an_endpoint_without_the_packages_is_refused_saying_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "proxy.gateway.tracing", None)  # as if not installed
+    # As if the OpenTelemetry packages were not installed: the module cannot be imported.
+    monkeypatch.setitem(sys.modules, "proxy.gateway.tracing", None)
+    monkeypatch.delattr(proxy.gateway, "tracing", raising=False)
     app = web.Application()
     with pytest.raises(SettingsError, match=r"cycles-proxy\[otel\]"):
         telemetry.add_to(app, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
