@@ -4,6 +4,8 @@ Its resources are opened and closed in cleanup contexts, one per resource, each 
 typed `AppKey` (aiohttp's background_tasks example). aiohttp runs them in this order at start and
 in reverse at stop:
 
+    (tracing)        with OpenTelemetry on only (telemetry.py): its         TRACING
+                     providers, flushed at stop after every call settled
     _stores          every store behind the store URL (store/open.py)     STORES, LEDGER, …
     _session         the upstream connection pool                              SESSION
     _runtime         the policy in force, its provider keys and end-user id     RUNTIME, SEEDER

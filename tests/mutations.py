@@ -4501,6 +4501,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{TRACING}::test_genai_client_metrics_count_the_tokens_billed",),
         removes="the proxy's stop exports the spans and metrics not yet sent",
     ),
+    Mutation.never(
+        name="failed-call-span-without-error-status",
+        file="proxy/gateway/tracing.py",
+        old="        if status >= 400 and genai.ERROR_TYPE not in call.attributes:\n",
+        tests=(f"{TRACING}::test_a_call_refused_before_any_decision_is_an_error_span_with_its_status",),
+        removes="a call answered with an error status has an error span",
+    ),
 )
 
 

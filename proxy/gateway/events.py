@@ -12,6 +12,9 @@ called by name:
     CallSettled   its charge is written (or spilled), or it is       observe, metrics, alerts
                   released                                           (thresholds crossed)
 
+With OpenTelemetry on (telemetry.py), tracing subscribes to all three (a call's span and its
+children, the GenAI metrics).
+
 Subscribers run in the emitting task, in the order they subscribed, and must be quick (a counter,
 a log line; an alert's webhook delivery is a task of its own). One that fails is logged and
 never changes the call's answer or its charge.

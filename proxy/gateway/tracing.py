@@ -119,9 +119,10 @@ class Tracing:
     def responded(self, call: CallTrace, status: int) -> None:
         call.responded = True
         call.span.set_attribute("http.response.status_code", status)
-        if status >= 500 or status == observe.CLIENT_CLOSED:
+        # A client span's error, as HTTP's conventions have it; a denial has said why already.
+        if status >= 400 and genai.ERROR_TYPE not in call.attributes:
             call.span.set_status(Status(StatusCode.ERROR))
-            call.attributes.setdefault(genai.ERROR_TYPE, str(status))
+            call.attributes[genai.ERROR_TYPE] = str(status)
         if call.settled or not call.forwarded:
             self._end(call)
 

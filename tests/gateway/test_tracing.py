@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from aiohttp import web
@@ -159,6 +160,8 @@ async def test_denied_call_span_has_an_error_status_and_the_deny(
     assert all((row.spent, row.reserved) == (0, 0) for row in rows)
     call = received.named("chat gpt-4o-mini")
     assert call.status.code == Status.STATUS_CODE_ERROR
+    denial = raised.value.body
+    assert isinstance(denial, dict) and call.status.message == denial["message"]
     said = attributes(call.attributes)
     assert said["cycles.decision"] == "DENY"
     assert said["error.type"] == "budget_exceeded"
@@ -275,3 +278,24 @@ def test_an_endpoint_without_the_packages_is_refused_saying_what_to_install(
     with pytest.raises(SettingsError, match=r"cycles-proxy\[otel\]"):
         telemetry.add_to(app, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
     assert not app.cleanup_ctx
+
+
+async def test_a_call_refused_before_any_decision_is_an_error_span_with_its_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with receiving(monkeypatch) as received, local_stack(pol) as stack:
+        async with aiohttp.ClientSession() as session:
+            answer = await session.post(
+                stack.url + "/v1/chat/completions", data=b"{not json", headers=headers()
+            )
+            assert answer.status == 400
+        rows = await every_row(stack.ledger, "alpha")
+    assert all((row.spent, row.reserved) == (0, 0) for row in rows)
+    call = received.named("chat")
+    assert (call.trace_id.hex(), call.parent_span_id.hex()) == (TRACE_ID, CLIENT_SPAN)
+    assert call.status.code == Status.STATUS_CODE_ERROR
+    said = attributes(call.attributes)
+    assert (said["http.response.status_code"], said["gen_ai.operation.name"]) == (400, "chat")
+    assert "cycles.decision" not in said
+    assert len(received.spans) == 1
