@@ -23,6 +23,7 @@ from collections.abc import Mapping, MutableMapping
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from proxy.budget.decision import tightest
 from proxy.core.errors import QuotaExceeded
@@ -52,15 +53,15 @@ def add_decision(
     """An admitted call: what it asked and what goes upstream, the decision, its reserve."""
     assert event.routed is not None
     sent, verdict = event.routed.sent, event.routed.verdict
-    _describe(span, attributes, event.routed.asked, sent.upstream.kind)
     attributes[genai.RESPONSE_MODEL] = sent.model
-    span.set_attribute(genai.RESPONSE_MODEL, sent.model)
-    span.set_attribute("cycles.decision", verdict.kind)
-    span.set_attribute("cycles.would_be", verdict.would_be)
+    said = _described(attributes, event.routed.asked, sent.upstream.kind)
+    if not span.is_recording():  # sampled out: only the metrics' attributes are needed
+        return
+    said |= {"cycles.decision": verdict.kind, "cycles.would_be": verdict.would_be}
     if verdict.rule is not None:
-        span.set_attribute("cycles.rule", verdict.rule)
-    _amounts(span, "cycles.reserved", event.reserved)
-    _remaining(span, event.result)
+        said["cycles.rule"] = verdict.rule
+    said |= _amounts("cycles.reserved", event.reserved) | _remaining(event.result)
+    _update(span, event.routed.asked, said)
     _reserve_span(tracer, span, event.reserving, clock)
 
 
@@ -73,14 +74,15 @@ def add_denial(
 ) -> None:
     """A denied call: an error status, what denied it, its reserve."""
     assert event.asked is not None
-    _describe(span, attributes, event.asked, event.asked.call.upstream.kind)
     denial = event.denial
     reason = denial.code if isinstance(denial, QuotaExceeded) and denial.code else denial.type
     attributes[genai.ERROR_TYPE] = reason
-    span.set_attribute(genai.ERROR_TYPE, reason)
-    span.set_attribute("cycles.decision", "DENY")
+    said = _described(attributes, event.asked, event.asked.call.upstream.kind)
+    if not span.is_recording():
+        return
+    said |= {"cycles.decision": "DENY"} | _remaining(event.result)
+    _update(span, event.asked, said)
     span.set_status(Status(StatusCode.ERROR, denial.message))
-    _remaining(span, event.result)
     _reserve_span(tracer, span, event.reserving, clock)
 
 
@@ -89,23 +91,32 @@ def add_settlement(
 ) -> None:
     """A settled call: its usage and charge; its upstream and settle spans (the upstream's id
     is the one chosen before it was sent: tracing.ChosenIds)."""
+    if not span.is_recording():
+        return
+    said: dict[str, AttributeValue] = {}
     usage = event.usage
     if usage is not None:
-        span.set_attribute(genai.INPUT_TOKENS, usage.prompt_tokens)
-        span.set_attribute(genai.OUTPUT_TOKENS, usage.completion_tokens)
+        said |= {
+            genai.INPUT_TOKENS: usage.prompt_tokens,
+            genai.OUTPUT_TOKENS: usage.completion_tokens,
+        }
     if event.charge is None:
-        span.set_attribute("cycles.released", True)
+        said["cycles.released"] = True
     else:
-        _amounts(span, "cycles.cost", event.charge)
+        said |= _amounts("cycles.cost", event.charge)
+    span.set_attributes(said)
     timings = event.timings
-    if timings is None or not span.is_recording():
+    if timings is None:
         return
     parent = trace.set_span_in_context(span)
     answered = timings.started + timings.total
     upstream = tracer.start_span(
-        "cycles.upstream", parent, SpanKind.CLIENT, start_time=clock.ns(timings.started)
+        "cycles.upstream",
+        parent,
+        SpanKind.CLIENT,
+        {"cycles.endpoint": timings.endpoint},
+        start_time=clock.ns(timings.started),
     )
-    upstream.set_attribute("cycles.endpoint", timings.endpoint)
     if timings.first_byte is not None:
         first = clock.ns(timings.started + timings.first_byte)
         upstream.add_event("first_byte", timestamp=first)
@@ -114,34 +125,40 @@ def add_settlement(
     settle.end(end_time=clock.now_ns)
 
 
-def _describe(
-    span: trace.Span, attributes: MutableMapping[str, str], asked: Asked, kind: str
-) -> None:
-    endpoint, model = asked.call.endpoint.name, asked.call.model
-    span.update_name(genai.span_name(endpoint, model))
+def _described(
+    attributes: MutableMapping[str, str], asked: Asked, kind: str
+) -> dict[str, AttributeValue]:
+    """The GenAI attributes (also the metrics'), and who is charged."""
+    endpoint = asked.call.endpoint.name
     attributes[genai.PROVIDER] = genai.provider(endpoint, kind)
-    attributes[genai.REQUEST_MODEL] = model
-    span.set_attributes(attributes)
-    span.set_attribute("cycles.tenant", asked.scope.tenant)
-    span.set_attribute("cycles.scope", asked.scope.path())
+    attributes[genai.REQUEST_MODEL] = asked.call.model
+    return {
+        **attributes,
+        "cycles.tenant": asked.scope.tenant,
+        "cycles.scope": asked.scope.path(),
+    }
 
 
-def _amounts(span: trace.Span, prefix: str, amounts: Mapping[str, int]) -> None:
-    for unit, amount in amounts.items():
-        span.set_attribute(f"{prefix}.{unit.lower()}", amount)
+def _update(span: trace.Span, asked: Asked, said: Mapping[str, AttributeValue]) -> None:
+    span.update_name(genai.span_name(asked.call.endpoint.name, asked.call.model))
+    span.set_attributes(said)
 
 
-def _remaining(span: trace.Span, result: ReserveResult | None) -> None:
+def _amounts(prefix: str, amounts: Mapping[str, int]) -> dict[str, AttributeValue]:
+    return {f"{prefix}.{unit.lower()}": amount for unit, amount in amounts.items()}
+
+
+def _remaining(result: ReserveResult | None) -> dict[str, AttributeValue]:
     line = tightest(result.lines) if result is not None else None
-    if line is not None:
-        span.set_attribute("cycles.remaining", line.remaining)
-        span.set_attribute("cycles.remaining.unit", str(line.line.unit))
+    if line is None:
+        return {}
+    return {"cycles.remaining": line.remaining, "cycles.remaining.unit": str(line.line.unit)}
 
 
 def _reserve_span(
     tracer: trace.Tracer, span: trace.Span, reserving: tuple[float, float] | None, clock: Clock
 ) -> None:
-    if reserving is None or not span.is_recording():
+    if reserving is None:
         return
     parent = trace.set_span_in_context(span)
     child = tracer.start_span("cycles.reserve", parent, start_time=clock.ns(reserving[0]))

@@ -102,18 +102,18 @@ class Tracing:
         """The call's span, started now under the client's trace context; its upstream gets
         the upstream span's."""
         parent = _PROPAGATOR.extract(request.headers)
-        attributes = {genai.OPERATION: genai.operation(endpoint)}
+        operation = {genai.OPERATION: genai.operation(endpoint)}
+        said = operation | {"cycles.request_id": observe.request_id_of(request)}
         span = self.tracer.start_span(
-            genai.span_name(endpoint, None), parent, SpanKind.CLIENT, attributes
+            genai.span_name(endpoint, None), parent, SpanKind.CLIENT, said
         )
         call = request[_CALL] = CallTrace(span, self.ids.generate_span_id(), time.monotonic())
-        call.attributes.update(attributes)
+        call.attributes.update(operation)
         context = span.get_span_context()
         if context.is_valid:
             request[telemetry.UPSTREAM_TRACEPARENT] = (
                 f"00-{context.trace_id:032x}-{call.upstream_id:016x}-{context.trace_flags:02x}"
             )
-        span.set_attribute("cycles.request_id", observe.request_id_of(request))
         return call
 
     def responded(self, call: CallTrace, status: int) -> None:
