@@ -4508,6 +4508,24 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{TRACING}::test_a_call_refused_before_any_decision_is_an_error_span_with_its_status",),
         removes="a call answered with an error status has an error span",
     ),
+    Mutation.never(
+        name="upstream-span-without-first-byte",
+        file="proxy/gateway/spans.py",
+        old="    if timings.first_byte is not None:\n",
+        tests=(f"{TRACING}::test_a_stream_span_has_its_usage_and_the_upstream_first_byte",),
+        removes="the upstream span marks when the provider's headers came",
+    ),
+    Mutation(
+        name="settled-event-without-the-usage-reported",
+        file="proxy/gateway/settle.py",
+        old="        self.usage = outcome.usage\n",
+        new="",
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+            f"{TRACING}::test_a_stream_span_has_its_usage_and_the_upstream_first_byte",
+        ),
+        removes="CallSettled carries the usage the provider reported",
+    ),
 )
 
 

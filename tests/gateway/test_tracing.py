@@ -299,3 +299,37 @@ async def test_a_call_refused_before_any_decision_is_an_error_span_with_its_stat
     assert (said["http.response.status_code"], said["gen_ai.operation.name"]) == (400, "chat")
     assert "cycles.decision" not in said
     assert len(received.spans) == 1
+
+
+async def test_a_stream_span_has_its_usage_and_the_upstream_first_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with (
+        receiving(monkeypatch) as received,
+        local_stack(pol) as stack,
+        openai.AsyncOpenAI(
+            base_url=stack.url + "/v1", api_key="unused", default_headers=headers()
+        ) as client,
+    ):
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            max_tokens=12,
+            stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        spent = (await line(stack.ledger, "alpha", "tenant")).spent
+    usage = chunks[-1].usage
+    assert usage is not None
+    said = attributes(received.named("chat gpt-4o-mini").attributes)
+    assert (said["gen_ai.usage.input_tokens"], said["gen_ai.usage.output_tokens"]) == (
+        usage.prompt_tokens,
+        12,
+    )
+    assert said["cycles.cost.usd"] == spent
+    upstream = received.named("cycles.upstream")
+    (first_byte,) = upstream.events
+    assert first_byte.name == "first_byte"
+    assert upstream.start_time_unix_nano <= first_byte.time_unix_nano <= upstream.end_time_unix_nano
