@@ -4498,7 +4498,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/tracing.py",
         old="    await asyncio.to_thread(app[TRACING].shutdown)\n",
         new="",
-        tests=(f"{TRACING}::test_genai_client_metrics_count_the_tokens_billed",),
+        tests=(
+            f"{TRACING}::test_genai_client_metrics_count_the_tokens_billed",
+            "tests/processes/test_otel_workers.py"
+            "::test_each_worker_exports_its_calls_and_flushes_them_at_sigterm",
+        ),
         removes="the proxy's stop exports the spans and metrics not yet sent",
     ),
     Mutation.never(
@@ -4525,6 +4529,17 @@ MUTATIONS: tuple[Mutation, ...] = (
             f"{TRACING}::test_a_stream_span_has_its_usage_and_the_upstream_first_byte",
         ),
         removes="CallSettled carries the usage the provider reported",
+    ),
+    Mutation(
+        name="workers-share-one-instance-id",
+        file="proxy/gateway/tracing.py",
+        old="Resource.create({SERVICE_INSTANCE_ID: str(uuid.uuid4())})",
+        new='Resource.create({SERVICE_INSTANCE_ID: "cycles"})',
+        tests=(
+            "tests/processes/test_otel_workers.py"
+            "::test_each_worker_exports_its_calls_and_flushes_them_at_sigterm",
+        ),
+        removes="each worker exports under a service.instance.id of its own",
     ),
 )
 
