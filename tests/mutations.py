@@ -4541,6 +4541,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="each worker exports under a service.instance.id of its own",
     ),
+    Mutation(
+        name="image-without-opentelemetry",
+        file="Dockerfile",
+        old='install "$(echo /tmp/wheels/*.whl)[otel]"',
+        new='install "$(echo /tmp/wheels/*.whl)"',
+        tests=("tests/deploy/test_deploy.py::test_image_build_installs_the_wheel_and_checks_the_policy",),
+        removes="the image installs the otel extra",
+    ),
 )
 
 

@@ -150,8 +150,10 @@ class Tracing:
             return
         call.settled = True
         self.ids.chosen = call.upstream_id
-        add_settlement(self.tracer, call.span, event, Clock())
-        self.ids.chosen = None
+        try:
+            add_settlement(self.tracer, call.span, event, Clock())
+        finally:
+            self.ids.chosen = None
         usage = event.usage
         if usage is not None:
             self.instruments.record_usage(
