@@ -4433,7 +4433,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/telemetry.py",
         old="    except ImportError as exc:\n",
         new="    except SettingsError as exc:\n",
-        tests=(f"{TRACING}::test_an_endpoint_without_the_packages_is_refused_saying_what_to_install",),
+        tests=(
+            f"{TRACING}::test_an_endpoint_without_the_packages_is_refused_saying_what_to_install",
+        ),
         removes="an OTLP endpoint without the otel extra is refused, saying what to install",
     ),
     Mutation(
@@ -4441,7 +4443,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/tracing.py",
         old="        parent = _PROPAGATOR.extract(request.headers)\n",
         new="        parent = None\n",
-        tests=(f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",),
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+        ),
         removes="a call's span is the child of the client's traceparent",
     ),
     Mutation.never(
@@ -4467,7 +4471,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/spans.py",
         old="    _reserve_span(tracer, span, event.reserving, clock)\n\n\ndef add_denial(",
         new="\n\ndef add_denial(",
-        tests=(f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",),
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+        ),
         removes="an admitted call's span has a reserve child",
     ),
     Mutation(
@@ -4482,7 +4488,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="span-without-token-usage",
         file="proxy/gateway/spans.py",
         old="    usage = event.usage\n    if usage is not None:\n",
-        tests=(f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",),
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+        ),
         removes="a call's span carries the tokens the provider reported",
     ),
     Mutation(
@@ -4509,7 +4517,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="failed-call-span-without-error-status",
         file="proxy/gateway/tracing.py",
         old="        if status >= 400 and genai.ERROR_TYPE not in call.attributes:\n",
-        tests=(f"{TRACING}::test_a_call_refused_before_any_decision_is_an_error_span_with_its_status",),
+        tests=(
+            f"{TRACING}::test_a_call_refused_before_any_decision_is_an_error_span_with_its_status",
+        ),
         removes="a call answered with an error status has an error span",
     ),
     Mutation.never(
@@ -4546,7 +4556,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="Dockerfile",
         old='install "$(echo /tmp/wheels/*.whl)[otel]"',
         new='install "$(echo /tmp/wheels/*.whl)"',
-        tests=("tests/deploy/test_deploy.py::test_image_build_installs_the_wheel_and_checks_the_policy",),
+        tests=(
+            "tests/deploy/test_deploy.py::test_image_build_installs_the_wheel_and_checks_the_policy",
+        ),
         removes="the image installs the otel extra",
     ),
 )
