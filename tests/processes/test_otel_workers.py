@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from otel_support import receiving
-from support import chat, policy, proxy_in_front_of
+from support import chat, eventually, policy, printed, proxy_in_front_of
 
 from proxy.testing.fake_upstream import FakeUpstream
 
@@ -38,6 +38,8 @@ async def test_each_worker_exports_its_calls_and_flushes_them_at_sigterm(
         # A fresh connection per call, so the kernel spreads them over both workers.
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
     ):
+        # Each worker names its port once it listens: both, before the calls spread over them.
+        await eventually(lambda: printed(proc).count("listening on") == 2, "both workers listening")
         statuses = await asyncio.gather(*(status_of(session, url) for _ in range(CALLS)))
         assert received.spans == []
         proc.send_signal(signal.SIGTERM)
