@@ -4561,6 +4561,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="the image installs the otel extra",
     ),
+    Mutation.never(
+        name="messages-calls-not-anthropic",
+        file="proxy/gateway/genai.py",
+        old='    if endpoint == "messages":\n',
+        tests=(f"{TRACING}::test_a_messages_call_is_anthropic_chat",),
+        removes="a Messages API call's gen_ai.provider.name is anthropic",
+    ),
 )
 
 

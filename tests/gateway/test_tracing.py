@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 from aiohttp import web
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from otel_support import Receiver, attributes, receiving
+from prices_support import HEADERS, prices_policy
 from support import chat_prompt_tokens, every_row, line, mini_cost, policy
 
 import proxy.gateway
@@ -275,3 +277,24 @@ async def test_a_stream_span_has_its_usage_and_the_upstream_first_byte(
     (first_byte,) = upstream.events
     assert first_byte.name == "first_byte"
     assert upstream.start_time_unix_nano <= first_byte.time_unix_nano <= upstream.end_time_unix_nano
+
+
+async def test_a_messages_call_is_anthropic_chat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pol = prices_policy(tmp_path)
+    async with (
+        receiving(monkeypatch) as received,
+        local_stack(pol) as stack,
+        anthropic.AsyncAnthropic(
+            base_url=stack.url, api_key="unused", default_headers=HEADERS, max_retries=0
+        ) as sdk,
+    ):
+        message = await sdk.messages.create(
+            model="claude-sonnet-4",
+            max_tokens=9,
+            messages=[{"role": "user", "content": "Name a budget."}],
+        )
+    said = attributes(received.named("chat claude-sonnet-4").attributes)
+    assert (said["gen_ai.operation.name"], said["gen_ai.provider.name"]) == ("chat", "anthropic")
+    assert said["gen_ai.usage.output_tokens"] == message.usage.output_tokens == 9
