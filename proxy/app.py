@@ -4,6 +4,8 @@ Its resources are opened and closed in cleanup contexts, one per resource, each 
 typed `AppKey` (aiohttp's background_tasks example). aiohttp runs them in this order at start and
 in reverse at stop:
 
+    (tracing)        with OpenTelemetry on only (telemetry.py): its         TRACING
+                     providers, flushed at stop after every call settled
     _stores          every store behind the store URL (store/open.py)     STORES, LEDGER, …
     _session         the upstream connection pool                              SESSION
     _runtime         the policy in force, its provider keys and end-user id     RUNTIME, SEEDER
@@ -38,7 +40,7 @@ from proxy.budget.directory import Directory
 from proxy.budget.endpoints import ENDPOINTS
 from proxy.core import tasks
 from proxy.core.errors import ClientError, LedgerEpochLost, LedgerError, NotFound
-from proxy.gateway import admission, handlers, metrics, observe, relay, scrape, upkeep
+from proxy.gateway import admission, handlers, metrics, observe, relay, scrape, telemetry, upkeep
 from proxy.gateway.admission import ADMISSION, Admission
 from proxy.gateway.alerts import ALERTS, Alerts, ExpiryNotifier
 from proxy.gateway.context import API_KEYS, FAIL_OPEN, LEDGER, REPLAYS, RUNTIME, SESSION, Runtime
@@ -180,6 +182,7 @@ def build_app(config: AppConfig) -> web.Application:
     observe.subscribe(app[EVENTS])
     metrics.subscribe(app[METRICS], app[EVENTS])
     app.on_response_prepare.append(observe.on_prepare)
+    telemetry.add_to(app)  # first: its providers stop (and flush) after calls settled
     app.cleanup_ctx.extend(_RESOURCES)
     _add_routes(app.router, config)
     return app

@@ -81,6 +81,7 @@ END_USER_SCOPES = "tests/budget/test_end_user_scopes.py"
 END_USER_EXPIRY = "tests/store/test_end_user_expiry.py"
 LEDGER_END_USERS = "tests/store/test_ledger_end_users.py"
 MANY_USERS = "tests/store/test_many_end_users.py"
+TRACING = "tests/gateway/test_tracing.py"
 ADMIN_END_USERS = "tests/admin/test_admin_end_users.py"
 FROM_HEADER_ELSE_BODY = "test_the_user_comes_from_the_header_else_the_body_which_goes_up_unchanged"
 """The whole ledger contract, on every store."""
@@ -3297,7 +3298,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="settled-call-not-told",
         file="proxy/gateway/settle.py",
-        old="self.events.emit(CallSettled(flight.request, tenant, charge, result, timings))",
+        old="self.events.emit(event)",
         new="None",
         tests=(
             "tests/gateway/test_events.py"
@@ -3310,8 +3311,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="decided-call-not-told",
         file="proxy/gateway/pipeline.py",
         old=(
-            "events.emit(CallDecided(request, scope.tenant, reserved, "
-            "Routed(asked, sent, verdict)))"
+            "events.emit(CallDecided(request, scope.tenant, reserved, routed, result, "
+            "admitted.reserving))"
         ),
         new="None",
         tests=(
@@ -3324,7 +3325,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="denied-call-not-told",
         file="proxy/gateway/pipeline.py",
-        old="        events.emit(CallDenied(request, scope.tenant, denial, result, asked))\n",
+        old=(
+            "        events.emit(CallDenied(request, scope.tenant, denial, result, asked, "
+            "admitted.reserving))\n"
+        ),
         new="",
         tests=(
             "tests/gateway/test_events.py"
@@ -5372,6 +5376,167 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_setting_up_logging_again_first_writes_what_the_old_handler_holds",
         ),
         removes="replacing the log handlers first writes what the old ones still buffer",
+    ),
+    Mutation(
+        name="opentelemetry-on-without-an-endpoint",
+        file="proxy/gateway/telemetry.py",
+        old='    return any(environ.get(name, "").strip() for name in ENDPOINTS)\n',
+        new="    return True\n",
+        tests=(
+            f"{TRACING}::test_off_by_default_nothing_of_opentelemetry_is_loaded_or_run",
+            f"{TRACING}::test_enabled_by_any_otlp_endpoint_unless_disabled",
+        ),
+        removes="OpenTelemetry is off (nothing loaded or run) unless an OTLP endpoint is set",
+    ),
+    Mutation.never(
+        name="opentelemetry-sdk-disabled-ignored",
+        file="proxy/gateway/telemetry.py",
+        old='    if environ.get(DISABLED, "").strip().lower() == "true":\n',
+        tests=(
+            f"{TRACING}::test_off_by_default_nothing_of_opentelemetry_is_loaded_or_run",
+            f"{TRACING}::test_enabled_by_any_otlp_endpoint_unless_disabled",
+        ),
+        removes="OTEL_SDK_DISABLED=true keeps OpenTelemetry off",
+    ),
+    Mutation(
+        name="opentelemetry-missing-packages-not-explained",
+        file="proxy/gateway/telemetry.py",
+        old="    except ImportError as exc:\n",
+        new="    except SettingsError as exc:\n",
+        tests=(
+            f"{TRACING}::test_an_endpoint_without_the_packages_is_refused_saying_what_to_install",
+        ),
+        removes="an OTLP endpoint without the otel extra is refused, saying what to install",
+    ),
+    Mutation(
+        name="call-span-ignores-the-client-traceparent",
+        file="proxy/gateway/tracing.py",
+        old="        parent = _PROPAGATOR.extract(request.headers)\n",
+        new="        parent = None\n",
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+        ),
+        removes="a call's span is the child of the client's traceparent",
+    ),
+    Mutation.never(
+        name="upstream-sent-the-client-traceparent",
+        file="proxy/gateway/pipeline.py",
+        old="    if traceparent is not None:\n",
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+            f"{TRACING}::test_call_without_traceparent_starts_a_trace_the_provider_continues",
+        ),
+        removes="a traced call sends the upstream its upstream span's traceparent",
+    ),
+    Mutation(
+        name="upstream-span-id-not-the-one-sent",
+        file="proxy/gateway/tracing.py",
+        old="        self.ids.chosen = call.upstream_id\n",
+        new="",
+        tests=(f"{TRACING}::test_call_without_traceparent_starts_a_trace_the_provider_continues",),
+        removes="the upstream span has the id its traceparent named to the provider",
+    ),
+    Mutation(
+        name="no-reserve-span",
+        file="proxy/gateway/spans.py",
+        old="    _reserve_span(tracer, span, event.reserving, clock)\n\n\ndef add_denial(",
+        new="\n\ndef add_denial(",
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+        ),
+        removes="an admitted call's span has a reserve child",
+    ),
+    Mutation(
+        name="denied-span-without-error-status",
+        file="proxy/gateway/spans.py",
+        old="    span.set_status(Status(StatusCode.ERROR, denial.message))\n",
+        new="",
+        tests=(f"{TRACING}::test_denied_call_span_has_an_error_status_and_the_deny",),
+        removes="a denied call's span has an error status",
+    ),
+    Mutation.never(
+        name="span-without-token-usage",
+        file="proxy/gateway/spans.py",
+        old="    usage = event.usage\n    if usage is not None:\n",
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+        ),
+        removes="a call's span carries the tokens the provider reported",
+    ),
+    Mutation(
+        name="no-token-usage-metric",
+        file="proxy/gateway/tracing.py",
+        old="        usage = event.usage\n",
+        new="        usage = None\n",
+        tests=(f"{TRACING}::test_genai_client_metrics_count_the_tokens_billed",),
+        removes="the GenAI token usage histogram counts the tokens the provider reported",
+    ),
+    Mutation(
+        name="opentelemetry-not-flushed-at-stop",
+        file="proxy/gateway/tracing.py",
+        old="    await asyncio.to_thread(app[TRACING].shutdown)\n",
+        new="",
+        tests=(
+            f"{TRACING}::test_genai_client_metrics_count_the_tokens_billed",
+            "tests/processes/test_otel_workers.py"
+            "::test_each_worker_exports_its_calls_and_flushes_them_at_sigterm",
+        ),
+        removes="the proxy's stop exports the spans and metrics not yet sent",
+    ),
+    Mutation.never(
+        name="failed-call-span-without-error-status",
+        file="proxy/gateway/tracing.py",
+        old="        if status >= 400 and genai.ERROR_TYPE not in call.attributes:\n",
+        tests=(
+            f"{TRACING}::test_a_call_refused_before_any_decision_is_an_error_span_with_its_status",
+        ),
+        removes="a call answered with an error status has an error span",
+    ),
+    Mutation.never(
+        name="upstream-span-without-first-byte",
+        file="proxy/gateway/spans.py",
+        old="    if timings.first_byte is not None:\n",
+        tests=(f"{TRACING}::test_a_stream_span_has_its_usage_and_the_upstream_first_byte",),
+        removes="the upstream span marks when the provider's headers came",
+    ),
+    Mutation(
+        name="settled-event-without-the-usage-reported",
+        file="proxy/gateway/settle.py",
+        old="        self.usage = outcome.usage\n",
+        new="",
+        tests=(
+            f"{TRACING}::test_call_span_continues_the_client_trace_with_genai_attributes[memory]",
+            f"{TRACING}::test_a_stream_span_has_its_usage_and_the_upstream_first_byte",
+        ),
+        removes="CallSettled carries the usage the provider reported",
+    ),
+    Mutation(
+        name="workers-share-one-instance-id",
+        file="proxy/gateway/tracing.py",
+        old="Resource.create({SERVICE_INSTANCE_ID: str(uuid.uuid4())})",
+        new='Resource.create({SERVICE_INSTANCE_ID: "cycles"})',
+        tests=(
+            "tests/processes/test_otel_workers.py"
+            "::test_each_worker_exports_its_calls_and_flushes_them_at_sigterm",
+        ),
+        removes="each worker exports under a service.instance.id of its own",
+    ),
+    Mutation(
+        name="image-without-opentelemetry",
+        file="Dockerfile",
+        old='install "$(echo /tmp/wheels/*.whl)[otel]"',
+        new='install "$(echo /tmp/wheels/*.whl)"',
+        tests=(
+            "tests/deploy/test_deploy.py::test_image_build_installs_the_wheel_and_checks_the_policy",
+        ),
+        removes="the image installs the otel extra",
+    ),
+    Mutation.never(
+        name="messages-calls-not-anthropic",
+        file="proxy/gateway/genai.py",
+        old='    if endpoint == "messages":\n',
+        tests=(f"{TRACING}::test_a_messages_call_is_anthropic_chat",),
+        removes="a Messages API call's gen_ai.provider.name is anthropic",
     ),
 )
 

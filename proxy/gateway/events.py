@@ -12,6 +12,9 @@ called by name:
     CallSettled   its charge is written (or spilled), or it is       observe, metrics, alerts
                   released                                           (thresholds crossed)
 
+With OpenTelemetry on (telemetry.py), tracing subscribes to all three (a call's span and its
+children, the GenAI metrics).
+
 Subscribers run in the emitting task, in the order they subscribed, and must be quick (a counter,
 a log line; an alert's webhook delivery is a task of its own). One that fails is logged and
 never changes the call's answer or its charge.
@@ -31,6 +34,7 @@ from proxy.budget.call import PreparedCall, Sent
 from proxy.budget.decision import Decision
 from proxy.budget.scopes import Scope
 from proxy.core.errors import ClientError
+from proxy.metering.pricing import Usage
 from proxy.store.ledger.base import ReserveResult, SettleResult
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,8 @@ class Timings:
     """Until the response headers arrived (None: they never did)."""
     total: float
     """Until the call settled."""
+    started: float = 0.0
+    """When it went upstream (time.monotonic), which the durations above count from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,10 @@ class CallDecided:
     """What the call's reservation holds; nothing for a call forwarded unbudgeted."""
     routed: Routed | None = None
     """An LLM call's; None for an action."""
+    result: ReserveResult | None = None
+    """An LLM call's reserve (None: it went unbudgeted)."""
+    reserving: tuple[float, float] | None = None
+    """An LLM call's reserve round trip: its start and end (time.monotonic)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,8 @@ class CallDenied:
     """The reserve that was refused (None: refused without one)."""
     asked: Asked | None = None
     """An LLM call's; None for an action."""
+    reserving: tuple[float, float] | None = None
+    """An LLM call's reserve round trip: its start and end (time.monotonic)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,8 @@ class CallSettled:
     """The commit's, when one ran (thresholds it crossed)."""
     timings: Timings | None = None
     """An LLM call's upstream, once it was sent."""
+    usage: Usage | None = None
+    """The usage the provider reported, when it did."""
 
 
 Event = CallDecided | CallDenied | CallSettled

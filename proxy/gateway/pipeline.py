@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -27,7 +28,7 @@ from proxy.budget.reserve import reserve_request
 from proxy.budget.scopes import Scope
 from proxy.core import tasks
 from proxy.core.errors import BadGateway, ClientError, UpstreamError
-from proxy.gateway import observe, provider_errors, relay, replay, stream_errors
+from proxy.gateway import observe, provider_errors, relay, replay, stream_errors, telemetry
 from proxy.gateway.admission import Admission
 from proxy.gateway.context import Runtime
 from proxy.gateway.events import Asked, CallDecided, CallDenied, Events, Routed
@@ -65,6 +66,8 @@ class Admitted:
     scope: Scope
     reserve: ReserveRequest
     result: ReserveResult | None
+    reserving: tuple[float, float] | None = None
+    """The reserve round trip's start and end (time.monotonic)."""
 
 
 async def run(
@@ -104,7 +107,9 @@ async def _admit(
         users = admission.runtime.users
         whose = end_users.for_call(scope, call.body, endpoint.name, users, config.plan)
         reserve = reserve_request(config, whose, call)
-        return Admitted(call, whose, reserve, await admission.reserve(reserve))
+        started = time.monotonic()
+        result = await admission.reserve(reserve)
+        return Admitted(call, whose, reserve, result, (started, time.monotonic()))
 
     def stale(admitted: Admitted) -> bool:
         return admitted.result is not None and admitted.result.stale
@@ -123,12 +128,13 @@ def _decide(
     try:
         verdict = _verdict(result, call, admitted.reserve)
     except ClientError as denial:
-        events.emit(CallDenied(request, scope.tenant, denial, result, asked))
+        events.emit(CallDenied(request, scope.tenant, denial, result, asked, admitted.reserving))
         raise
     sent = call.send(verdict.variant or call.asked, fitted=verdict.fitted, rewrite=verdict.rewrite)
     held = result.reservation if result is not None else None
     reserved = held.amounts if held is not None else {}
-    events.emit(CallDecided(request, scope.tenant, reserved, Routed(asked, sent, verdict)))
+    routed = Routed(asked, sent, verdict)
+    events.emit(CallDecided(request, scope.tenant, reserved, routed, result, admitted.reserving))
     return sent, verdict
 
 
@@ -184,6 +190,10 @@ async def _send_or_settle(
     key = pipe.runtime.provider_keys.get(call.upstream.name)
     headers = relay.headers_up(request.headers, key, call.upstream.auth)
     headers[observe.REQUEST_ID] = observe.request_id_of(request)
+    # Traced (telemetry.py): the upstream span's traceparent replaces the client's.
+    traceparent = request.get(telemetry.UPSTREAM_TRACEPARENT)
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
     flight.sending()
     try:
         response = await relay.send(

