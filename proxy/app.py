@@ -39,13 +39,13 @@ from proxy.budget import end_users
 from proxy.budget.directory import Directory
 from proxy.budget.endpoints import ENDPOINTS
 from proxy.core import tasks
-from proxy.core.errors import ClientError, LedgerEpochLost, LedgerError, NotFound
+from proxy.core.errors import ClientError, LedgerEpochLost, NotFound
 from proxy.gateway import admission, handlers, metrics, observe, relay, scrape, telemetry, upkeep
 from proxy.gateway.admission import ADMISSION, Admission
 from proxy.gateway.alerts import ALERTS, Alerts, ExpiryNotifier
 from proxy.gateway.context import API_KEYS, FAIL_OPEN, LEDGER, REPLAYS, RUNTIME, SESSION, Runtime
 from proxy.gateway.events import EVENTS, Events
-from proxy.gateway.identity import Callers
+from proxy.gateway.identity import Callers, note_rejection
 from proxy.gateway.metrics import METRICS, Metrics
 from proxy.gateway.pipeline import PIPELINE, Pipeline
 from proxy.gateway.settle import Settler
@@ -57,7 +57,6 @@ from proxy.policy.watcher import PolicyWatcher, Reload
 from proxy.store.api_keys import Keys, KeyStore
 from proxy.store.ledger.base import Ledger
 from proxy.store.open import Stores, open_store
-from proxy.store.tenants import TenantStore
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +313,7 @@ def _store_lost(app: web.Application, expected: str | None, found: str | None) -
 async def _pipeline(app: web.Application) -> AsyncIterator[None]:
     """Admission and the pipeline, assembled from the resources above."""
     runtime, ledger, fail_open = app[RUNTIME], app[LEDGER], app[FAIL_OPEN]
-    callers = Callers(app[API_KEYS], partial(_note_rejection, app[STORES].tenants))
+    callers = Callers(app[API_KEYS], partial(note_rejection, app[STORES].tenants))
     app[ADMISSION] = Admission(runtime, ledger, callers, app[REPLAYS], fail_open, app[METRICS])
     settler = Settler(ledger, fail_open.spill, app[EVENTS], app[METRICS])
     app[PIPELINE] = Pipeline(runtime, app[ADMISSION], app[SESSION], fail_open, settler, app[EVENTS])
@@ -390,13 +389,3 @@ async def _reloaded(app: web.Application, policy: Policy) -> None:
     end_users.check_reload(app[RUNTIME].users, users)
     app[RUNTIME].swap_policy(policy, {**provider_keys(policy), **given}, users)
     await upkeep.seed(app[STORES].tenants, policy)
-
-
-async def _note_rejection(store: TenantStore, tenant: str | None, reason: str) -> None:
-    """A call refused at identification goes into the audit of the tenant its key names."""
-    if tenant is None:
-        return
-    try:
-        await store.note_rejection(tenant, reason)
-    except LedgerError as exc:
-        log.warning("could not audit a rejected call for tenant=%s (%s)", tenant, exc)

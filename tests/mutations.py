@@ -3298,7 +3298,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="settled-call-not-told",
         file="proxy/gateway/settle.py",
-        old="self.events.emit(event)",
+        old="self.events.emit(settled)",
         new="None",
         tests=(
             "tests/gateway/test_events.py"

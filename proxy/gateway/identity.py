@@ -27,9 +27,10 @@ from aiohttp import web
 
 from proxy.budget import scopes
 from proxy.core import peers
-from proxy.core.errors import Forbidden, TooManyFailedAuth, Unauthorized
+from proxy.core.errors import Forbidden, LedgerError, TooManyFailedAuth, Unauthorized
 from proxy.policy.runtime import Policy
 from proxy.store.api_keys import PLAIN, KeyRecord, Keys, digest
+from proxy.store.tenants import TenantStore
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +176,13 @@ async def _rejected(callers: Callers, tenant: str | None, reason: str) -> None:
         await callers.on_rejected(tenant, reason)
     except Exception:
         log.exception("on_rejected hook failed (tenant=%s reason=%s)", tenant, reason)
+
+
+async def note_rejection(store: TenantStore, tenant: str | None, reason: str) -> None:
+    """A call refused at identification goes into the audit of the tenant its key names."""
+    if tenant is None:
+        return
+    try:
+        await store.note_rejection(tenant, reason)
+    except LedgerError as exc:
+        log.warning("could not audit a rejected call for tenant=%s (%s)", tenant, exc)

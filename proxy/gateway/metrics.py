@@ -23,7 +23,7 @@ from functools import partial
 from typing import TypeVar
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from proxy.core.errors import LedgerError, QuotaExceeded, SettingsError

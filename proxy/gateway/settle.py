@@ -119,14 +119,14 @@ class Settler:
         timings = flight.timings()
         result = None
         try:
-            event = usage_event(flight, usage)
+            outbox = usage_event(flight, usage)
             result = await write(
-                self.ledger, reservation, charge, self.spill, self.metrics, event=event
+                self.ledger, reservation, charge, self.spill, self.metrics, event=outbox
             )
         finally:
             tenant = reservation.tenant if budgeted and reservation else None
-            event = CallSettled(flight.request, tenant, charge, result, timings, flight.usage)
-            self.events.emit(event)
+            settled = CallSettled(flight.request, tenant, charge, result, timings, flight.usage)
+            self.events.emit(settled)
 
 
 def usage_event(flight: Flight, usage: Usage | None) -> str | None:
