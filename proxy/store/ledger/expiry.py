@@ -38,6 +38,22 @@ class ExpiryIndex(MutableMapping[str, int]):
     def __delitem__(self, name: str) -> None:
         del self._at[name]
 
+    def get(self, name: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        return self._at.get(name, default)
+
+    def setdefault(self, name: str, at: int) -> int:
+        current = self._at.get(name)
+        if current is None:
+            self[name] = at
+            return at
+        return current
+
+    def keep(self, name: str, at: int) -> None:
+        """Expire `name` at `at` or later: never earlier than it already does."""
+        current = self._at.get(name)
+        if current is None or current < at:
+            self[name] = at
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._at)
 

@@ -91,12 +91,14 @@ class MemoryLedger(MemorySweep):
         """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
         return self.state.tenant(tenant)
 
-    def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> _Line:
+    def _read_line(
+        self, t: TenantState, line: BudgetLine, now: int, cal: Calendar, overrides: dict[str, int]
+    ) -> _Line:
         pid = cal.period_id(line.period, now)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
-        used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
-        limit = limit_in_force(line, decode_overrides(t.meta.get("overrides", "-")))
-        remaining = limit + t.ledger.get(f"{prefix}|credit", 0) - used
+        book = t.ledger.book(prefix)
+        used = book.get(prefix + "|spent", 0) + book.get(prefix + "|reserved", 0)
+        remaining = limit_in_force(line, overrides) + book.get(prefix + "|credit", 0) - used
         return _Line(line, pid, prefix, remaining)
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
@@ -105,7 +107,8 @@ class MemoryLedger(MemorySweep):
         now = t.now(self._clock())
         cal = calendar_at(t.meta, now, request.utc_offset_min)
         t.drop_expired(now, 8)
-        lines = [self._read_line(t, line, now, cal) for line in request.lines]
+        overrides = decode_overrides(t.meta.get("overrides", "-"))
+        lines = [self._read_line(t, line, now, cal, overrides) for line in request.lines]
         existing = t.resv.get(request.reservation_id)
         if existing is not None:
             return _result(request, t.status, existing, lines)
@@ -188,7 +191,8 @@ class MemoryLedger(MemorySweep):
         """Reserve the record's amounts on every line and keep it OPEN until its deadline."""
         for ln in lines:
             amount = record.amounts.get(ln.line.unit, 0)
-            t.add(f"{ln.prefix}|reserved", amount)
+            book, key = t.ledger.book(ln.prefix), ln.prefix + "|reserved"
+            book[key] = book.get(key, 0) + amount
             t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)
             ln.remaining -= amount
         t.resv[rid] = record
@@ -225,11 +229,7 @@ class MemoryLedger(MemorySweep):
             per_line = {**charged, **added}
         else:  # MISSING, RELEASED, EXPIRED_RELEASED: nothing is reserved or held any more.
             t.settle_lines(r.fields, None, actual, now, s)
-        limits = dict(zip(reservation.fields, reservation.limits, strict=False))
-        crossed = tuple(
-            Crossing(field, bp, limits.get(field, 0), spent)
-            for field, bp, spent in t.cross(alert_marks(reservation), per_line, now, s)
-        )
+        crossed = _crossed(t, reservation, per_line, now, s)
         fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
         t.append("commit", fields, now, s.audit_retention_ms)
@@ -281,7 +281,7 @@ class MemoryLedger(MemorySweep):
         overrides = decode_overrides(t.meta.get("overrides", "-"))
         out = []
         for line in lines:
-            read = self._read_line(t, line, now, cal)
+            read = self._read_line(t, line, now, cal, overrides)
             kept = replace(line, limit=limit_in_force(line, overrides))
             sums = [t.ledger.get(f"{read.prefix}|{k}", 0) for k in ("spent", "reserved", "credit")]
             out.append(LineBalance(kept, read.pid, *sums))
@@ -333,6 +333,20 @@ class MemoryLedger(MemorySweep):
             if record is not None and record.state != "OPEN":
                 del owner.resv[old]
                 owner.resv_exp.pop(old, None)
+
+
+def _crossed(
+    t: TenantState, reservation: Reservation, charged: Amounts, now: int, s: ReservationSettings
+) -> tuple[Crossing, ...]:
+    """The alert thresholds this commit's charge crossed (none asked: nothing to look at)."""
+    marks = alert_marks(reservation)
+    if not marks:
+        return ()
+    limits = dict(zip(reservation.fields, reservation.limits, strict=False))
+    return tuple(
+        Crossing(field, bp, limits.get(field, 0), spent)
+        for field, bp, spent in t.cross(marks, charged, now, s)
+    )
 
 
 def _why(outcome: Outcome, lines: Sequence[_Line]) -> tuple[str, str]:
