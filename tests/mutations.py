@@ -4430,6 +4430,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{END_USER_IDS}::test_plain_and_hashing_replicas_cannot_share_a_store",),
         removes="a plain replica and a hashing one cannot share a store",
     ),
+    Mutation(
+        name="memory-sweep-walks-every-record",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="if r.owner in dead] if dead else []\n",
+        new="if r.owner in dead]\n",
+        tests=(
+            "tests/store/test_ledger_memory.py::test_a_sweep_with_no_dead_owner_walks_no_record",
+        ),
+        removes="memory://: a sweep pass with no dead owner walks none of a tenant's records",
+    ),
 )
 
 
