@@ -41,8 +41,9 @@ class ExpiryIndex(MutableMapping[str, int]):
     def get(self, name: str, default: int | None = None) -> int | None:  # type: ignore[override]
         return self._at.get(name, default)
 
-    def pop(self, name: str, default: int | None = None) -> int | None:  # type: ignore[override]
-        return self._at.pop(name, default)
+    def discard(self, name: str) -> None:
+        """Forget `name` if it is here (its heap entry goes stale)."""
+        self._at.pop(name, None)
 
     def setdefault(self, name: str, at: int) -> int:
         current = self._at.get(name)

@@ -332,7 +332,7 @@ class MemoryLedger(MemorySweep):
             record = owner.resv.get(old)
             if record is not None and record.state != "OPEN":
                 del owner.resv[old]
-                owner.resv_exp.pop(old, None)
+                owner.resv_exp.discard(old)
 
 
 def _crossed(
