@@ -129,7 +129,7 @@ class MemoryLedger(MemorySweep):
                 first = prefix if t.first_deny(prefix, now, self.settings) else None
             return _result(request, t.status, None, lines, outcome, first)
         amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
-        prefixes = tuple(ln.prefix for ln in lines)
+        prefixes = tuple([ln.prefix for ln in lines])
         t.check_range(prefixes, "reserved", amounts)
         ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
         hold = min(ttl, self.settings.cap_ms)
