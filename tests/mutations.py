@@ -185,8 +185,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-reserve-ignores-in-flight",
         file="proxy/store/ledger/memory.py",
-        old='for k in ("spent", "reserved"))',
-        new='for k in ("spent",))',
+        old='used = spent + book.get(prefix + "|reserved", 0)',
+        new="used = spent",
         tests=CONTRACT_SUITE,
         removes="memory reserve counts calls still in flight against the budget",
     ),
@@ -4202,7 +4202,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation.never(
         name="memory-end-user-entries-expire-as-other-levels",
         file="proxy/store/ledger/memory_state.py",
-        old='        if end_users(prefix) and (cal is not None or pid == "-"):\n',
+        old='        if prefix.startswith(USER_HEAD) and (cal is not None or pid == "-"):\n',
         tests=(END_USER_EXPIRY,),
         removes="memory://: an idle end user's entries go once its period has ended",
     ),
@@ -4812,7 +4812,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="rollup-charges-not-spent-memory",
         file="proxy/store/ledger/memory_state.py",
-        old='self.roll.charge(prefix, charge.get(unit, 0), self.ledger[f"{prefix}|spent"])',
+        old="self.roll.charge(prefix, charge.get(unit, 0), book[key])",
         new="pass",
         tests=(
             f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",
@@ -5537,6 +5537,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         old='    if endpoint == "messages":\n',
         tests=(f"{TRACING}::test_a_messages_call_is_anthropic_chat",),
         removes="a Messages API call's gen_ai.provider.name is anthropic",
+    ),
+    Mutation(
+        name="memory-sweep-walks-every-record",
+        file="proxy/store/ledger/sweep_memory.py",
+        old="if r.owner in dead] if dead else []\n",
+        new="if r.owner in dead]\n",
+        tests=(
+            "tests/store/test_ledger_memory.py::test_a_sweep_with_no_dead_owner_walks_no_record",
+        ),
+        removes="memory://: a sweep pass with no dead owner walks none of a tenant's records",
     ),
 )
 

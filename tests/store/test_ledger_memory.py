@@ -11,6 +11,7 @@ proxy.store.ledger.common) and the contract suite checks both stores behave alik
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hooks_support import quota_counters, sweep_tenant
@@ -254,3 +255,34 @@ async def test_the_memory_store_keeps_the_newest_settled_records_up_to_its_cap(
     assert all(state.resv[r.id].state == "OPEN" for r in held[150:])
     rows = await ledger.balances("acme")
     assert [(r.spent, r.reserved) for r in rows] == [(150, 50)]
+
+
+class _Records(dict[str, object]):
+    """A tenant's records that count the walks over all of them."""
+
+    walks = 0
+
+    def items(self) -> Any:
+        _Records.walks += 1
+        return super().items()
+
+
+async def test_a_sweep_with_no_dead_owner_walks_no_record() -> None:
+    """A tenant keeps thousands of settled records (tombstones): a sweep pass takes what is
+    due from the expiry heap, and walks them only to reclaim a dead owner's open calls."""
+    clock = Clock("2026-11-23T10:00:00")
+    ledger = MemoryLedger(ReservationSettings(cap_ms=HOUR), clock=clock)
+    for i in range(3):
+        held = (await ledger.reserve(ask(f"a{i}", MONTHLY))).reservation
+        assert held is not None
+        await ledger.commit(held, {"USD": 10})
+    assert (await ledger.reserve(ask("open", MONTHLY))).reservation is not None
+    state = ledger._tenants["acme"]
+    state.resv = _Records(state.resv)  # type: ignore[assignment]
+    await sweep_tenant(ledger, "acme")
+    clock.now += HOUR
+    assert await sweep_tenant(ledger, "acme") == 1  # the open call, past its cap
+    assert _Records.walks == 0
+    assert await sweep_tenant(ledger, "acme", dead_owners=["gone"]) == 0
+    assert _Records.walks == 1
+    assert await rows(ledger) == {"tenant|m20261101": (130, 0)}

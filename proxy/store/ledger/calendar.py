@@ -76,10 +76,15 @@ class Calendar:
     holds: tuple[tuple[str, Hold], ...] = ()
 
     def hold(self, period: str) -> Hold | None:
-        return next((h for kind, h in self.holds if kind == period), None)
+        for kind, held in self.holds:
+            if kind == period:
+                return held
+        return None
 
     def period_id(self, period: str, now_ms: int) -> str:
         """The period current at `now_ms` (lua/common.lua period_id)."""
+        if not self.holds:  # the usual case: no time-zone change is being carried over
+            return period_id(period, now_ms, self.offset_min, self.anchor)
         held = self.hold(period)
         if held is not None and now_ms < held.until_ms:
             return held.pid
@@ -90,6 +95,8 @@ class Calendar:
         """When the period `pid` ends (lua/common.lua period_end): a held period at the later
         of its end in the old zone and in this one."""
         end = period_end_ms(pid, self.offset_min, self.anchor.day)
+        if not self.holds:
+            return end
         held = self.hold("day" if pid[0] == "d" else "month")
         return max(end, held.until_ms) if held is not None and held.pid == pid else end
 

@@ -155,8 +155,10 @@ def reserve_result(
         candidate=outcome.candidate,
         denied_by=outcome.denied_by,
         lines=tuple(
-            LineState(line, pid, remaining)
-            for line, (pid, remaining) in zip(request.lines, lines, strict=True)
+            [
+                LineState(line, pid, remaining)
+                for line, (pid, remaining) in zip(request.lines, lines, strict=True)
+            ]
         ),
         status=status,
         reservation=reservation,

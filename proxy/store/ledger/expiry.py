@@ -38,6 +38,26 @@ class ExpiryIndex(MutableMapping[str, int]):
     def __delitem__(self, name: str) -> None:
         del self._at[name]
 
+    def get(self, name: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        return self._at.get(name, default)
+
+    def discard(self, name: str) -> None:
+        """Forget `name` if it is here (its heap entry goes stale)."""
+        self._at.pop(name, None)
+
+    def setdefault(self, name: str, at: int) -> int:
+        current = self._at.get(name)
+        if current is None:
+            self[name] = at
+            return at
+        return current
+
+    def keep(self, name: str, at: int) -> None:
+        """Expire `name` at `at` or later: never earlier than it already does."""
+        current = self._at.get(name)
+        if current is None or current < at:
+            self[name] = at
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._at)
 

@@ -87,13 +87,16 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         """The tenant's state (created empty); the next sweep looks at it (memory_due.py)."""
         return self.state.tenant(tenant)
 
-    def _read_line(self, t: TenantState, line: BudgetLine, now: int, cal: Calendar) -> Line:
+    def _read_line(
+        self, t: TenantState, line: BudgetLine, now: int, cal: Calendar, overrides: dict[str, int]
+    ) -> Line:
         pid = cal.period_id(line.period, now)
         prefix = f"{line.level}|{line.value}|{line.unit}|{pid}"
-        used = sum(t.ledger.get(f"{prefix}|{k}", 0) for k in ("spent", "reserved"))
-        spent = t.ledger.get(f"{prefix}|spent", 0)
-        limit = limit_in_force(line, decode_overrides(t.meta.get("overrides", "-")))
-        remaining = limit + t.ledger.get(f"{prefix}|credit", 0) - used
+        book = t.ledger.book(prefix)
+        spent = book.get(prefix + "|spent", 0)
+        used = spent + book.get(prefix + "|reserved", 0)
+        limit = limit_in_force(line, overrides)
+        remaining = limit + book.get(prefix + "|credit", 0) - used
         return Line(line, pid, prefix, remaining, limit, spent)
 
     async def reserve(self, request: ReserveRequest) -> ReserveResult:
@@ -108,7 +111,8 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
     def _reserve(self, t: TenantState, request: ReserveRequest, now: int) -> ReserveResult:
         cal = calendar_at(t.meta, now, request.utc_offset_min)
         t.drop_expired(now, 8)
-        lines = [self._read_line(t, line, now, cal) for line in request.lines]
+        overrides = decode_overrides(t.meta.get("overrides", "-"))
+        lines = [self._read_line(t, line, now, cal, overrides) for line in request.lines]
         existing = t.resv.get(request.reservation_id)
         if existing is not None:
             return result(request, t.status, existing, lines)
@@ -133,7 +137,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
                 first = prefix if t.first_deny(prefix, now, self.settings) else None
             return result(request, t.status, None, lines, outcome, first)
         amounts = dict(request.candidates[0].amounts) if request.shadow else choice.amounts
-        prefixes = tuple(ln.prefix for ln in lines)
+        prefixes = tuple([ln.prefix for ln in lines])
         t.check_range(prefixes, "reserved", amounts)
         ttl = self.settings.cap_ms if request.ttl_ms is None else request.ttl_ms
         hold = min(ttl, self.settings.cap_ms)
@@ -201,9 +205,9 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         the day's rollups, with the degrade `rule` that shaped it."""
         for ln in lines:
             amount = record.amounts.get(ln.line.unit, 0)
-            t.add(f"{ln.prefix}|reserved", amount)
-            held = t.ledger[f"{ln.prefix}|reserved"]
-            roll_reserved(t.roll, ln.prefix, ln.limit, amount, held, ln.spent, rule)
+            book, key = t.ledger.book(ln.prefix), ln.prefix + "|reserved"
+            book[key] = book.get(key, 0) + amount
+            roll_reserved(t.roll, ln.prefix, ln.limit, amount, book[key], ln.spent, rule)
             t.touch(ln.prefix, now, self.settings, cal, record.deadline - now)
             ln.remaining -= amount
         t.resv[rid] = record
@@ -243,11 +247,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
             t.settle_lines(r.fields, None, actual, now, s)
         for prefix in r.fields:
             t.roll.add(f"{row_of(prefix)}|csum", actual.get(prefix.split("|")[2], 0))
-        limits = dict(zip(reservation.fields, reservation.limits, strict=False))
-        crossed = tuple(
-            Crossing(field, bp, limits.get(field, 0), spent)
-            for field, bp, spent in t.cross(alert_marks(reservation), per_line, now, s)
-        )
+        crossed = _crossed(t, reservation, per_line, now, s)
         fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
         t.append("commit", fields, now, s.audit_retention_ms)
@@ -310,7 +310,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         overrides = decode_overrides(t.meta.get("overrides", "-"))
         out = []
         for line in lines:
-            read = self._read_line(t, line, now, cal)
+            read = self._read_line(t, line, now, cal, overrides)
             kept = replace(line, limit=limit_in_force(line, overrides))
             sums = [t.ledger.get(f"{read.prefix}|{k}", 0) for k in ("spent", "reserved", "credit")]
             out.append(LineBalance(kept, read.pid, *sums))
@@ -366,4 +366,19 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
             record = owner.resv.get(old)
             if record is not None and record.state != "OPEN":
                 del owner.resv[old]
-                owner.resv_exp.pop(old, None)
+                owner.resv_exp.discard(old)
+
+
+def _crossed(
+    t: TenantState, reservation: Reservation, charged: Amounts, now: int, s: ReservationSettings
+) -> tuple[Crossing, ...]:
+    """The alert thresholds this commit's charge crossed (none asked: nothing to look at)."""
+    marks = alert_marks(reservation)
+    if not marks:
+        return ()
+    limits = dict(zip(reservation.fields, reservation.limits, strict=False))
+    return tuple(
+        Crossing(field, bp, limits.get(field, 0), spent)
+        for field, bp, spent in t.cross(marks, charged, now, s)
+    )
+

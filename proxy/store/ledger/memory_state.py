@@ -17,7 +17,7 @@ from proxy.store.ledger import quotas
 from proxy.store.ledger.base import Amounts, State, TenantStatus
 from proxy.store.ledger.calendar import MINUTE_MS, Calendar, period_bound_ms
 from proxy.store.ledger.checks import out_of_range
-from proxy.store.ledger.common import Outcome, alerted, end_users, field_expiry, user_expiry
+from proxy.store.ledger.common import Outcome, alerted, user_expiry
 from proxy.store.ledger.expiry import ExpiryIndex
 from proxy.store.ledger.memory_due import DueIndex
 from proxy.store.ledger.meta import AGGREGATE, GENERATION
@@ -30,6 +30,7 @@ AUDIT_MAX_ENTRIES = 2_000
 
 
 USER_HEAD = END_USER + "|"
+RUN_HEAD = "run|"
 
 
 class Lines(MutableMapping[str, int]):
@@ -43,20 +44,21 @@ class Lines(MutableMapping[str, int]):
         self.own: dict[str, int] = {}
         self.users: dict[str, int] = {}
 
-    def _of(self, name: str) -> dict[str, int]:
+    def book(self, name: str) -> dict[str, int]:
+        """The dict that holds `name`: what a hot path reads and writes a line's fields in."""
         return self.users if name.startswith(USER_HEAD) else self.own
 
     def __getitem__(self, name: str) -> int:
-        return self._of(name)[name]
+        return (self.users if name.startswith(USER_HEAD) else self.own)[name]
 
     def get(self, name: str, default: int = 0) -> int:  # type: ignore[override]
-        return self._of(name).get(name, default)
+        return (self.users if name.startswith(USER_HEAD) else self.own).get(name, default)
 
     def __setitem__(self, name: str, value: int) -> None:
-        self._of(name)[name] = value
+        (self.users if name.startswith(USER_HEAD) else self.own)[name] = value
 
     def __delitem__(self, name: str) -> None:
-        del self._of(name)[name]
+        del (self.users if name.startswith(USER_HEAD) else self.own)[name]
 
     def __iter__(self) -> Iterator[str]:
         yield from list(self.own)
@@ -94,6 +96,11 @@ class TenantState:
     )
     """The newest AUDIT_MAX_ENTRIES entries within the retention: this store lives in the
     proxy's own memory, which must stay flat however many calls it serves."""
+    audit_last: tuple[int, int] = (-1, -1)
+    """The newest entry's id as (ms, seq), while `audit` is not empty (`append` writes both)."""
+    audit_floor: int = -(2**63)
+    """At most the oldest entry's ms (ids only grow; the deque's bound only drops older ones):
+    while the retention's cutoff is not past it, nothing is due for trimming."""
     counters: quotas.Counters = field(init=False)
     roll: Roll = field(default_factory=Roll)
     """What the operation under way adds to the day's rollups (rollups_memory.py)."""
@@ -146,21 +153,19 @@ class TenantState:
         """Keep an entry: see common.lua's touch (exact with a calendar, else a safe bound; a
         run entry for `hold_ms`, how long the call reserving may stay open, + the idle TTL; an
         end user's by user_expiry)."""
-        pid = prefix.split("|")[-1]
-        if end_users(prefix) and (cal is not None or pid == "-"):
+        pid = prefix[prefix.rindex("|") + 1 :]
+        if prefix.startswith(USER_HEAD) and (cal is not None or pid == "-"):
             end = None if pid == "-" or cal is None else cal.period_end(pid)
-            self.keep(prefix, user_expiry(now + hold_ms, s, end))
+            self.ledger_exp.keep(prefix, user_expiry(now + hold_ms, s, end))
         elif pid != "-" and cal is not None:
-            self.keep(prefix, cal.period_end(pid) + s.period_grace_ms)
+            self.ledger_exp.keep(prefix, cal.period_end(pid) + s.period_grace_ms)
         elif pid != "-":
             self.ledger_exp.setdefault(prefix, period_bound_ms(pid) + s.period_grace_ms)
-        else:
-            at = field_expiry(prefix, now + hold_ms, s.run_idle_ms)
-            if at is not None:
-                self.keep(prefix, at)
+        elif prefix.startswith(RUN_HEAD):  # common.field_expiry: other levels' never expire
+            self.ledger_exp.keep(prefix, now + hold_ms + s.run_idle_ms)
 
     def keep(self, name: str, at: int) -> None:
-        self.ledger_exp[name] = max(at, self.ledger_exp.get(name, at))
+        self.ledger_exp.keep(name, at)
 
     def drop_expired(self, now: int, limit: int | None) -> None:
         """Drop expired entries: a budget prefix's three fields, or one quota field."""
@@ -183,14 +188,15 @@ class TenantState:
         if charge is not None:
             self.check_range(fields, "spent", charge)
         for prefix in fields:
-            unit = prefix.split("|")[2]
+            unit = prefix.split("|", 3)[2]
+            book = self.ledger.book(prefix)
             if free is not None:
-                key = f"{prefix}|reserved"
-                self.add(key, -free.get(unit, 0))
-                self.ledger[key] = max(self.ledger[key], 0)
+                key = prefix + "|reserved"
+                book[key] = max(book.get(key, 0) - free.get(unit, 0), 0)
             if charge is not None:
-                self.add(f"{prefix}|spent", charge.get(unit, 0))
-                self.roll.charge(prefix, charge.get(unit, 0), self.ledger[f"{prefix}|spent"])
+                key = prefix + "|spent"
+                book[key] = book.get(key, 0) + charge.get(unit, 0)
+                self.roll.charge(prefix, charge.get(unit, 0), book[key])
             self.touch(prefix, now, s, None)
 
     def generation(self, name: str) -> int:
@@ -286,16 +292,18 @@ class TenantState:
 
     def append(self, kind: str, fields: dict[str, str], now: int, retention_ms: int) -> None:
         """audit.lua's audit(): id `<max(now, last ms)>-<seq>`, then trim to the retention."""
-        last_ms, last_seq = (-1, -1)
-        if self.audit:
-            last_ms, last_seq = map(int, self.audit[-1][0].split("-"))
+        last_ms, last_seq = self.audit_last if self.audit else (-1, -1)
         ms = max(now, last_ms)
         seq = last_seq + 1 if ms == last_ms else 0
         self.audit.append((f"{ms}-{seq}", {"kind": kind, **fields}))
+        self.audit_last = (ms, seq)
         # Ids only grow, so what is past the retention is at the front (XADD MINID = ...).
         cutoff = now - retention_ms
+        if self.audit_floor >= cutoff:
+            return
         while self.audit and int(self.audit[0][0].split("-", 1)[0]) < cutoff:
             self.audit.popleft()
+        self.audit_floor = int(self.audit[0][0].split("-", 1)[0]) if self.audit else ms
 
     def deny(
         self, reason: str, scope: str, fields: dict[str, str], now: int, retention: int

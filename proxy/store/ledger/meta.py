@@ -32,6 +32,7 @@ suspension or a plan change is ordered before or after it. Fields (all strings):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from proxy.store.ledger.calendar import Anchor, Calendar, Hold
@@ -44,7 +45,7 @@ GENERATION = "q|gen|"
 
 
 def encode_overrides(overrides: Mapping[str, int]) -> str:
-    return ",".join(f"{level}={limit:d}" for level, limit in sorted(overrides.items())) or "-"
+    return ",".join([f"{level}={limit:d}" for level, limit in sorted(overrides.items())]) or "-"
 
 
 def decode_overrides(text: str) -> dict[str, int]:
@@ -61,17 +62,25 @@ def sorted_amounts(amounts: Mapping[str, int]) -> str:
 def calendar_at(meta: Mapping[str, str], now_ms: int, offset_min: int) -> Calendar:
     """The tenant's calendar at `now_ms` in a zone `offset_min` from UTC: its anchor then, and
     the periods held across a time-zone change (`hold_day`, `hold_month`)."""
-    holds = tuple(
-        (kind, hold)
-        for kind in ("day", "month")
-        if (hold := Hold.decode(meta.get(f"hold_{kind}", ""))) is not None
-    )
-    return Calendar(offset_min, anchor_at(meta, now_ms), holds)
+    holds: tuple[tuple[str, Hold], ...] = ()
+    if meta.get("hold_day") or meta.get("hold_month"):
+        holds = tuple(
+            (kind, hold)
+            for kind in ("day", "month")
+            if (hold := Hold.decode(meta.get(f"hold_{kind}", ""))) is not None
+        )
+    return _calendar(offset_min, anchor_at(meta, now_ms), holds)
 
 
 def anchor_at(meta: Mapping[str, str], now_ms: int) -> Anchor:
     """The anchor in effect at `now_ms` (a pending one once its switch time has come)."""
     pending = meta.get("pending_anchor", "")
     if pending and now_ms >= int(meta["pending_from_ms"]):
-        return Anchor(int(pending), int(meta["pending_from_ms"]))
-    return Anchor(int(meta.get("anchor_day", "1")), int(meta.get("anchor_from_ms", "0")))
+        return _anchor(int(pending), int(meta["pending_from_ms"]))
+    return _anchor(int(meta.get("anchor_day", "1")), int(meta.get("anchor_from_ms", "0")))
+
+
+# One instance per value, made once: a reserve reads its tenant's calendar on every call, and
+# the period caches (calendar.py) find an instance they were given before by identity.
+_anchor = functools.lru_cache(maxsize=1024)(Anchor)
+_calendar = functools.lru_cache(maxsize=1024)(Calendar)

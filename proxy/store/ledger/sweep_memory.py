@@ -98,8 +98,10 @@ class MemorySweep(SweepErrors, ABC):
                     t.resv_exp[rid] = at  # nothing was written: it stays OPEN and due
                     raise
                 resolved += 1
-            # Only when an owner is dead (never in one process on its own): its open calls.
-            for rid, r in [(rid, r) for rid, r in t.resv.items() if r.owner in dead]:
+            # Only when an owner is dead (never in one process on its own): its open calls. A
+            # pass with none walks no record (a tenant keeps thousands of tombstones).
+            orphans = [(rid, r) for rid, r in t.resv.items() if r.owner in dead] if dead else []
+            for rid, r in orphans:
                 if r.state == "OPEN":
                     try:
                         crossed += self._expire(t, rid, r, now, alerts)
