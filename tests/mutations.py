@@ -5253,6 +5253,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{USAGE}test_a_settle_whose_index_write_fails_is_done_and_its_event_kept",),
         removes="a settle is done (and reports so) when only its outbox index write fails",
     ),
+    Mutation(
+        name="report-limit-takes-unicode-digits",
+        file="proxy/reports/read.py",
+        old='    return int(raw) if _NUMBER.fullmatch(raw) else None\n',
+        new='    return int(raw) if raw.isdigit() and len(raw) <= 4 else None\n',
+        tests=("tests/reports/test_report_inputs.py::test_limit_with_a_unicode_digit_is_a_400_not_a_500",),
+        removes="a report's numbers are ASCII digits",
+    ),
 )
 
 

@@ -26,6 +26,13 @@ MAX_DAYS = 3660
 """The longest window: the longest rollup retention a policy may set."""
 PAGE = 200
 _SINCE = re.compile(r"([0-9]{1,4})d")
+_NUMBER = re.compile(r"[0-9]{1,4}")
+
+
+def ascii_number(raw: str) -> int | None:
+    """`raw` as a number of 1 to 4 ASCII digits, else None: `str.isdigit` and `int` also take
+    other scripts' digits and superscripts ('²'), which `int` may then refuse."""
+    return int(raw) if _NUMBER.fullmatch(raw) else None
 
 
 def window_days(since: str) -> int:

@@ -1,0 +1,70 @@
+# ruff: noqa: F811
+"""rev18 adversarial: unbounded rollup rows from header values; redis.call overhead."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import EVERY_STORE
+from ledger_support import ask, ledger, line  # noqa: F401
+from test_rollups import NOON, at, reserved
+
+from proxy.store.ledger import RedisLedger
+from proxy.store.ledger.base import Ledger
+
+
+@EVERY_STORE
+async def test_header_values_cannot_grow_a_days_rows_without_bound(ledger: Ledger) -> None:
+    """Only run/user collapse to '*'; a plan budget on agent/workflow/app/toolset/workspace
+    takes its value from the call's header (budget/scopes.py budget_lines), so each distinct
+    X-Cycles-Agent value adds a row kept history_retention (400 days) after the day ends."""
+    await at(ledger, NOON)
+    for i in range(300):
+        lines = [line(limit=1000), line("agent", f"a{i}", limit=10)]
+        await ledger.release(await reserved(ledger, ask(f"g{i}", lines, {"USD": 1})))
+    rows = await ledger.rollups("acme", "2026-03-10", "2026-03-10")
+    assert len(rows) <= 50, len(rows)
+
+
+async def _stats(client) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    info = await client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in info.items()}
+
+
+@pytest.mark.parametrize("store_url", ["redis"], indirect=True)
+async def test_redis_calls_rollups_add_per_reserve_and_commit(ledger: Ledger) -> None:
+    """Measures (prints) the commands of one reserve and one commit; the rollups' share is
+    the HMGET(+1 HMGET of the day before)/HSET/PEXPIREAT on the day key."""
+    assert isinstance(ledger, RedisLedger)
+    client = ledger.scripts.client
+    await at(ledger, NOON)
+    lines = [line(limit=1000), line("workflow", "w", limit=500)]
+    await ledger.release(await reserved(ledger, ask("warm", lines, {"USD": 1})))
+    before = await _stats(client)
+    r = await reserved(ledger, ask("one", lines, {"USD": 1}))
+    mid = await _stats(client)
+    await ledger.commit(r, {"USD": 1})
+    after = await _stats(client)
+    names = ("pexpireat", "hmget", "hset")
+    res = {n: mid.get(n, 0) - before.get(n, 0) for n in names}
+    com = {n: after.get(n, 0) - mid.get(n, 0) for n in names}
+    print("reserve", res, "commit", com)
+    assert res["pexpireat"] == 1 and com["pexpireat"] == 1
+
+
+async def test_the_memory_sweeper_purges_an_idle_tenants_days() -> None:
+    """memory_state.next_due() knows deadlines, tombstones and entries but not the day
+    hashes' expiry: once a tenant's last tombstone is swept it is never due again, and its
+    days stay in memory past the retention (Redis PEXPIREATs them)."""
+    from proxy.core.types import ReservationSettings
+    from proxy.store.ledger import MemoryLedger
+
+    DAY = 86_400_000
+    clock = [NOON]
+    ledger = MemoryLedger(ReservationSettings(history_retention_ms=5 * DAY), clock=lambda: clock[0])
+    await ledger.release(await reserved(ledger, ask("a", [line(limit=1000, period="none")], {"USD": 1})))
+    assert ledger._tenant("acme").days.days
+    for step in range(1, 41):  # 20 days, a sweeper pass every 12 hours
+        clock[0] = NOON + step * DAY // 2
+        await ledger.sweep_all()
+    assert await ledger.rollups("acme", "2026-03-01") == []  # reads filter them...
+    assert ledger._tenant("acme").days.days == {}  # ...but memory keeps them
