@@ -1,5 +1,6 @@
 # ruff: noqa: F811
-"""rev18 adversarial: unbounded rollup rows from header values; redis.call overhead."""
+"""The bounds of the daily rollups: rows per level, the commands they add on Redis, and the
+memory store's days past the retention."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ from proxy.store.ledger.base import Ledger
 
 
 @EVERY_STORE
-async def test_header_values_cannot_grow_a_days_rows_without_bound(ledger: Ledger) -> None:
-    """Only run/user collapse to '*'; a plan budget on agent/workflow/app/toolset/workspace
-    takes its value from the call's header (budget/scopes.py budget_lines), so each distinct
-    X-Cycles-Agent value adds a row kept history_retention (400 days) after the day ends."""
+async def test_header_values_past_the_bound_are_summed_in_the_star_row(ledger: Ledger) -> None:
+    """A plan budget on agent (or workspace, app, workflow, toolset) takes its value from the
+    call's header: only the first history.values_per_level (100) values of a day keep their
+    own row, the others are summed in the level's `*` row, as runs and end users are."""
     await at(ledger, NOON)
-    for i in range(300):
-        lines = [line(limit=1000), line("agent", f"a{i}", limit=10)]
+    for i in range(130):
+        lines = [line(limit=1000), line("agent", f"a{i:03}", limit=10)]
         await ledger.release(await reserved(ledger, ask(f"g{i}", lines, {"USD": 1})))
     rows = await ledger.rollups("acme", "2026-03-10", "2026-03-10")
-    assert len(rows) <= 50, len(rows)
+    agents = {r.value: r for r in rows if r.level == "agent"}
+    assert len(agents) == 101
+    assert sorted(agents)[1:] == [f"a{i:03}" for i in range(100)]
+    star = agents["*"]
+    assert (star.calls, star.reserved_sum, star.value_peak, star.limit) == (30, 30, 0, 10)
+    assert [r.calls for r in rows if r.level == "tenant"] == [130]
 
 
 async def _stats(client) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -61,7 +67,9 @@ async def test_the_memory_sweeper_purges_an_idle_tenants_days() -> None:
     DAY = 86_400_000
     clock = [NOON]
     ledger = MemoryLedger(ReservationSettings(history_retention_ms=5 * DAY), clock=lambda: clock[0])
-    await ledger.release(await reserved(ledger, ask("a", [line(limit=1000, period="none")], {"USD": 1})))
+    await ledger.release(
+        await reserved(ledger, ask("a", [line(limit=1000, period="none")], {"USD": 1}))
+    )
     assert ledger._tenant("acme").days.days
     for step in range(1, 41):  # 20 days, a sweeper pass every 12 hours
         clock[0] = NOON + step * DAY // 2

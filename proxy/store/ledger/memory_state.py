@@ -124,7 +124,9 @@ class TenantState:
 
     def flush_roll(self, now: int, s: ReservationSettings) -> None:
         """Write the operation's rollups into the tenant's day (lua/rollup.lua roll_flush)."""
-        self.days.flush(self.roll, now, self.day_offset, s.history_retention_ms)
+        self.days.flush(
+            self.roll, now, self.day_offset, s.history_retention_ms, s.history_values_per_level
+        )
 
     def check_range(self, fields: Sequence[str], kind: str, delta: Amounts) -> None:
         """Refuse (before anything is written) a change that takes a sum out of the safe range."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from proxy.store.ledger.results import DayRollup
 from proxy.store.ledger.rollups import (
+    BOUNDED,
+    SAFE,
     STAR,
     TENANT_ROW,
     day_end_ms,
@@ -87,6 +89,47 @@ def roll_reserved(
         roll.add(f"{row}|degr|{rule}", 1)
 
 
+def _folded(name: str, fold: set[str]) -> str:
+    level, value, rest = name.split("|", 2)
+    return f"{level}|*|{rest}" if f"{level}|{value}" in fold else name
+
+
+def _admit(roll: Roll, fields: dict[str, str], most: int) -> None:
+    """lua/rollup.lua roll_fold: the first `most` values of a bounded level in the day keep
+    their row (marked in `fields`); what `roll` gathered for later ones goes to the `*` row."""
+    names = [*roll.sum, *roll.top, *roll.set, *(f"{row}|" for row in roll.charged)]
+    found = {f"{level}|{value}" for level, value, _ in (n.split("|", 2) for n in names)}
+    fold: set[str] = set()
+    for lv in sorted(v for v in found if v.split("|")[0] in BOUNDED and v[-2:] != "|*"):
+        level = lv.split("|")[0]
+        if f"#|{lv}" in fields:
+            continue
+        if int(fields.get(f"#|{level}", "0")) < most:
+            fields[f"#|{lv}"] = "1"
+            fields[f"#|{level}"] = str(int(fields.get(f"#|{level}", "0")) + 1)
+        else:
+            fold.add(lv)
+    if not fold:
+        return
+    sums, tops, sets, charged = dict(roll.sum), dict(roll.top), dict(roll.set), set(roll.charged)
+    roll.clear()
+    for name, x in sums.items():
+        roll.add(_folded(name, fold), x)
+    for name, x in tops.items():
+        roll.max(_folded(name, fold), x)
+    roll.charged = {_folded(f"{row}|", fold)[:-1] for row in charged}
+    for name, v in sets.items():
+        moved = _folded(name, fold)
+        if moved != name and name.endswith("|vpeak"):
+            roll.max(moved, int(v))
+        else:
+            roll.set[moved] = v
+
+
+def _clamp(x: int) -> int:
+    return max(-SAFE, min(SAFE, x))
+
+
 @dataclass(slots=True)
 class _Day:
     expires: int
@@ -106,17 +149,18 @@ class DayBook:
         for day in [d for d, h in self.days.items() if h.expires < now]:
             del self.days[day]
 
-    def flush(self, roll: Roll, now: int, offset_min: int, retention_ms: int) -> None:
+    def flush(self, roll: Roll, now: int, offset_min: int, retention_ms: int, values: int) -> None:
         """lua/rollup.lua roll_flush: write what `roll` gathered into today's hash; empty it."""
         if not (roll.sum or roll.top or roll.set):
             return
         self.purge(now)
         today = local_day(now, offset_min)
         h = self.days.setdefault(today, _Day(0))
+        _admit(roll, h.fields, values)
         for name, x in roll.sum.items():
-            h.fields[name] = str(int(h.fields.get(name, "0")) + x)
+            h.fields[name] = str(_clamp(int(h.fields.get(name, "0")) + x))
         for name, x in roll.top.items():
-            h.fields[name] = str(max(int(h.fields.get(name, "0")), x))
+            h.fields[name] = str(_clamp(max(int(h.fields.get(name, "0")), x)))
         before = self.days.get(today - 1)
         for row in roll.charged:
             limit = f"{row}|limit"

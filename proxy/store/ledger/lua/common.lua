@@ -3,8 +3,8 @@
 -- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due
 -- (the due index: tenant -> earliest due time, in the tenant's slot; keys.py)
 -- ARGV (every script): 1 idle TTLs '<run_idle_ms>:<user_idle_ms>', 2 period_grace_ms,
--- 3 tombstone_ms, 4 retentions '<audit_retention_ms>:<history_retention_ms>'; the rest per
--- script.
+-- 3 tombstone_ms, 4 history settings '<audit_retention_ms>:<history_retention_ms>:
+-- <history_values_per_level>'; the rest per script.
 --
 -- NOW is Redis TIME plus the tenant's `clock_offset_ms` (tests only), so deadlines, periods and
 -- audit ids agree. The calendar is UTC + OFFSET and month periods follow ANCHOR: a script that
@@ -22,9 +22,9 @@ local IDLE, UIDLE = (function()
   return tonumber(run), tonumber(user)
 end)()
 local GRACE, TOMB = tonumber(ARGV[2]), tonumber(ARGV[3])
-local RETAIN, HISTORY = (function()
-  local audit, history = string.match(ARGV[4], '^(%d+):(%d+)$')
-  return tonumber(audit), tonumber(history)
+local RETAIN, HISTORY, VALUES = (function()
+  local audit, history, values = string.match(ARGV[4], '^(%d+):(%d+):(%d+)$')
+  return tonumber(audit), tonumber(history), tonumber(values)
 end)()
 local DAY, MINUTE = 86400000, 60000
 local OFFSET, ANCHOR, EXACT = 0, { day = 1, since = 0 }, false
