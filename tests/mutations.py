@@ -5292,6 +5292,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="memory://: a day keeps at most values_per_level rows per structural level",
     ),
+    Mutation(
+        name="redis-rollup-sums-do-not-saturate",
+        file="proxy/store/ledger/lua/rollup.lua",
+        old="  return math.max(-SAFE, math.min(SAFE, x))\n",
+        new="  return x\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_days_sums_saturate_at_2_53[redis]",),
+        removes="Redis: a day's sums saturate at 2^53 - 1",
+    ),
+    Mutation(
+        name="memory-rollup-sums-do-not-saturate",
+        file="proxy/store/ledger/rollups_memory.py",
+        old="    return max(-SAFE, min(SAFE, x))\n",
+        new="    return x\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_days_sums_saturate_at_2_53[memory]",),
+        removes="memory://: a day's sums saturate at 2^53 - 1",
+    ),
 )
 
 

@@ -1,5 +1,6 @@
 # ruff: noqa: F811
-"""rev18 adversarial: rollup figures vs the ledger, on both stores."""
+"""The daily rollups' edges, on every store: huge sums, settles days after their reserve,
+spill replays, and a period that ends between a reserve and its settle."""
 
 from __future__ import annotations
 
@@ -12,32 +13,21 @@ from proxy.store.ledger.base import Ledger
 
 BIG = 2**51 + 1  # odd: a sum of five is past 2**53, not exact in a Lua double
 MAX = 2**52 - 1  # the largest limit the ledger takes
+SAFE = 2**53 - 1
 
 
 @EVERY_STORE
-async def test_reserved_sum_of_huge_estimates_is_exact(ledger: Ledger) -> None:
-    """Each reserve is within the ledger's range (limits < 2**52), but the day's rsum is an
-    unguarded double sum in Lua: Redis and memory answer different figures."""
+async def test_a_days_sums_saturate_at_2_53(ledger: Ledger) -> None:
+    """Each reserve is within the ledger's range (limits < 2**52), but a day's sums are not:
+    both stores saturate them at 2**53 - 1 (a Lua double is exact up to there, and '%d'
+    would wrap past 2**63), and the settles that reach it still succeed."""
     await at(ledger, NOON)
     lines = [line(limit=MAX, period="none")]
     for i in range(5):
         await ledger.release(await reserved(ledger, ask(f"h{i}", lines, {"USD": BIG})))
     rows = await ledger.rollups("acme", "2026-03-10", "2026-03-10")
     tenant_row = [r for r in rows if r.level == "tenant"][0]
-    assert tenant_row.reserved_sum == 5 * BIG
-
-
-@EVERY_STORE
-async def test_rsum_past_2_63_does_not_wrap(ledger: Ledger) -> None:
-    await at(ledger, NOON)
-    lines = [line(limit=MAX, period="none")]
-    n = 2100  # 2100 * (2**52 - 1) > 2**63
-    for i in range(n):
-        await ledger.release(await reserved(ledger, ask(f"w{i}", lines, {"USD": MAX})))
-    rows = await ledger.rollups("acme", "2026-03-10", "2026-03-10")
-    tenant_row = [r for r in rows if r.level == "tenant"][0]
-    assert tenant_row.reserved_sum > 0
-    assert abs(tenant_row.reserved_sum - n * MAX) < 2**40
+    assert (tenant_row.reserved_sum, tenant_row.calls) == (SAFE, 5)
 
 
 @EVERY_STORE
