@@ -5308,6 +5308,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/store/test_rollup_edges.py::test_a_days_sums_saturate_at_2_53[memory]",),
         removes="memory://: a day's sums saturate at 2^53 - 1",
     ),
+    Mutation(
+        name="memory-idle-tenant-days-never-due",
+        file="proxy/store/ledger/memory_state.py",
+        old="        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest(), self.days.earliest())\n",
+        new="        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest())\n",
+        tests=(
+            "tests/store/test_rollup_bounds.py::test_the_memory_sweeper_purges_an_idle_tenants_days",
+        ),
+        removes="memory://: the sweeper forgets an idle tenant's days past the retention",
+    ),
 )
 
 

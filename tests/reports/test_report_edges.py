@@ -32,13 +32,31 @@ async def test_edge_histories_answer_200(tmp_path: Path, store_url: str) -> None
         for t in ("empty", "zero", "tok", "life", "runs"):
             await stack.stores.tenants.create_tenant(TenantRecord(t, "t"), actor="test")
         assert (await _report(url, client, "empty"))["lines"] == []
-        await _call(stack, "zero", [BudgetLine("tenant", "zero", "USD", "day", 0)], {"USD": 1}, None)
-        await _call(stack, "tok", [BudgetLine("tenant", "tok", "TOKENS", "month", 10**15)],
-                    {"TOKENS": 10**14}, {"TOKENS": 10**14})
-        await _call(stack, "life", [BudgetLine("tenant", "life", "USD", "none", 100 * USD)],
-                    {"USD": USD}, {"USD": USD})
-        await _call(stack, "runs", [BudgetLine("run", "r1", "USD", "none", 100 * USD)],
-                    {"USD": USD}, {"USD": USD}, run="r1")
+        await _call(
+            stack, "zero", [BudgetLine("tenant", "zero", "USD", "day", 0)], {"USD": 1}, None
+        )
+        await _call(
+            stack,
+            "tok",
+            [BudgetLine("tenant", "tok", "TOKENS", "month", 10**15)],
+            {"TOKENS": 10**14},
+            {"TOKENS": 10**14},
+        )
+        await _call(
+            stack,
+            "life",
+            [BudgetLine("tenant", "life", "USD", "none", 100 * USD)],
+            {"USD": USD},
+            {"USD": USD},
+        )
+        await _call(
+            stack,
+            "runs",
+            [BudgetLine("run", "r1", "USD", "none", 100 * USD)],
+            {"USD": USD},
+            {"USD": USD},
+            run="r1",
+        )
         for t in ("zero", "tok", "runs"):
             await _report(url, client, t)
         await _report(url, client, "life")
@@ -49,8 +67,13 @@ async def test_a_lifetime_line_reports_its_spent_and_forecast(
 ) -> None:
     async with admin(tmp_path, store_url) as (url, stack, client):
         await stack.stores.tenants.create_tenant(TenantRecord("life", "t"), actor="test")
-        await _call(stack, "life", [BudgetLine("tenant", "life", "USD", "none", 100 * USD)],
-                    {"USD": USD}, {"USD": USD})
+        await _call(
+            stack,
+            "life",
+            [BudgetLine("tenant", "life", "USD", "none", 100 * USD)],
+            {"USD": USD},
+            {"USD": USD},
+        )
         life = (await _report(url, client, "life"))["lines"][0]
         # README: spent_this_period is "none for run and end-user lines" only; a lifetime
         # (period none) tenant line has spent 1 USD in its (only) period.

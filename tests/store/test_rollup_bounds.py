@@ -58,9 +58,9 @@ async def test_redis_calls_rollups_add_per_reserve_and_commit(ledger: Ledger) ->
 
 
 async def test_the_memory_sweeper_purges_an_idle_tenants_days() -> None:
-    """memory_state.next_due() knows deadlines, tombstones and entries but not the day
-    hashes' expiry: once a tenant's last tombstone is swept it is never due again, and its
-    days stay in memory past the retention (Redis PEXPIREATs them)."""
+    """A tenant is due for the sweeper when a day of its rollups passes the retention, not only
+    when a deadline, a tombstone or an entry does: an idle tenant's days are forgotten as Redis
+    expires them."""
     from proxy.core.types import ReservationSettings
     from proxy.store.ledger import MemoryLedger
 
@@ -74,5 +74,5 @@ async def test_the_memory_sweeper_purges_an_idle_tenants_days() -> None:
     for step in range(1, 41):  # 20 days, a sweeper pass every 12 hours
         clock[0] = NOON + step * DAY // 2
         await ledger.sweep_all()
-    assert await ledger.rollups("acme", "2026-03-01") == []  # reads filter them...
-    assert ledger._tenant("acme").days.days == {}  # ...but memory keeps them
+    assert await ledger.rollups("acme", "2026-03-01") == []
+    assert ledger._tenant("acme").days.days == {}

@@ -77,7 +77,10 @@ async def test_a_day_line_filled_before_midnight_is_hit_on_its_own_day(ledger: L
     r = await reserved(ledger, ask("late-night", lines, {"USD": 100}))
     await at(ledger, midnight + 10 * 60_000)
     await ledger.commit(r, {"USD": 100})
-    rows = {x.day: x for x in await ledger.rollups("acme", "2026-03-10", "2026-03-11")
-            if x.level == "tenant"}
+    rows = {
+        x.day: x
+        for x in await ledger.rollups("acme", "2026-03-10", "2026-03-11")
+        if x.level == "tenant"
+    }
     assert not hit(rows["2026-03-11"]), rows["2026-03-11"]  # the 11th's period spent 0
     assert rows["2026-03-11"].spent == 0 or hit(rows["2026-03-10"]), rows

@@ -111,9 +111,9 @@ class TenantState:
         return clock_ms + int(self.meta.get("clock_offset_ms", "0"))
 
     def next_due(self) -> int | None:
-        """When something of this tenant next expires (a deadline, a tombstone, an entry), by
-        the store's clock (without the test clock offset); None: nothing will."""
-        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest())
+        """When something of this tenant next expires (a deadline, a tombstone, an entry, a day
+        of rollups), by the store's clock (without the test clock offset); None: nothing will."""
+        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest(), self.days.earliest())
         times = [at for at in earliest if at is not None]
         return min(times) - int(self.meta.get("clock_offset_ms", "0")) if times else None
 

@@ -149,6 +149,10 @@ class DayBook:
         for day in [d for d, h in self.days.items() if h.expires < now]:
             del self.days[day]
 
+    def earliest(self) -> int | None:
+        """When the first day is past its retention (the sweeper's due time), if any."""
+        return min(h.expires for h in self.days.values()) + 1 if self.days else None
+
     def flush(self, roll: Roll, now: int, offset_min: int, retention_ms: int, values: int) -> None:
         """lua/rollup.lua roll_flush: write what `roll` gathered into today's hash; empty it."""
         if not (roll.sum or roll.top or roll.set):
