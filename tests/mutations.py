@@ -5318,6 +5318,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="memory://: the sweeper forgets an idle tenant's days past the retention",
     ),
+    Mutation(
+        name="redis-late-settle-sets-the-new-days-peak",
+        file="proxy/store/ledger/lua/common.lua",
+        old="  if ROLL.current(string.match(prefix, '[^|]*$')) then ROLL.value_peak(prefix, after) end\n",
+        new="  ROLL.value_peak(prefix, after)\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[redis]",),
+        removes="Redis: a day's value_peak only measures the day's own period",
+    ),
+    Mutation(
+        name="memory-late-settle-sets-the-new-days-peak",
+        file="proxy/store/ledger/rollups_memory.py",
+        old="        if current:\n",
+        new="        if True:\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[memory]",),
+        removes="memory://: a day's value_peak only measures the day's own period",
+    ),
 )
 
 

@@ -64,11 +64,10 @@ async def test_a_spill_replay_is_not_counted_as_a_shadow_denial(ledger: Ledger) 
 
 
 @EVERY_STORE
-async def test_a_day_line_filled_before_midnight_is_hit_on_its_own_day(ledger: Ledger) -> None:
-    """Rows carry no period id: a commit at 00:10 of a call reserved at 23:50 charges the
-    previous day's period, but is rolled into the new day with value_peak = the old period's
-    spent. The report's days_limit_hit (figures.hit) then marks the next day, not the day
-    whose period reached the limit; its daily spend moves a day too."""
+async def test_a_settle_after_its_period_ended_leaves_the_new_days_peak(ledger: Ledger) -> None:
+    """A commit at 00:10 of a call reserved at 23:50 charges the previous day's period: its
+    spend is the commit's day's, but that day's value_peak (and so the report's hit) only
+    measures the day's own period; a reserve in it then sets the peak as usual."""
     from proxy.reports.figures import hit
 
     midnight = NOON + 12 * 3600_000  # 2026-03-11T00:00Z
@@ -77,10 +76,10 @@ async def test_a_day_line_filled_before_midnight_is_hit_on_its_own_day(ledger: L
     r = await reserved(ledger, ask("late-night", lines, {"USD": 100}))
     await at(ledger, midnight + 10 * 60_000)
     await ledger.commit(r, {"USD": 100})
-    rows = {
-        x.day: x
-        for x in await ledger.rollups("acme", "2026-03-10", "2026-03-11")
-        if x.level == "tenant"
-    }
-    assert not hit(rows["2026-03-11"]), rows["2026-03-11"]  # the 11th's period spent 0
-    assert rows["2026-03-11"].spent == 0 or hit(rows["2026-03-10"]), rows
+    days = await ledger.rollups("acme", "2026-03-10", "2026-03-11")
+    rows = {x.day: x for x in days if x.level == "tenant"}
+    new = rows["2026-03-11"]
+    assert (new.spent, new.value_peak, hit(new)) == (100, 0, False), new
+    await ledger.commit(await reserved(ledger, ask("next", lines, {"USD": 30})), {"USD": 30})
+    days = await ledger.rollups("acme", "2026-03-11", "2026-03-11")
+    assert [(x.spent, x.value_peak) for x in days if x.level == "tenant"] == [(130, 30)]

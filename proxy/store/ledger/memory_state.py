@@ -20,7 +20,7 @@ from proxy.store.ledger.checks import out_of_range
 from proxy.store.ledger.common import Outcome, alerted, end_users, field_expiry, user_expiry
 from proxy.store.ledger.expiry import ExpiryIndex
 from proxy.store.ledger.memory_due import DueIndex
-from proxy.store.ledger.meta import AGGREGATE, GENERATION
+from proxy.store.ledger.meta import AGGREGATE, GENERATION, calendar_at
 from proxy.store.ledger.rollups_memory import DayBook, Roll
 
 TOMBSTONES_MAX = 20_000
@@ -122,6 +122,15 @@ class TenantState:
         """The utc offset (minutes) of the tenant's last reserve: its writes' day (meta.py)."""
         return int(self.meta.get("day_offset_min", "0"))
 
+    def current(self, prefix: str, now: int) -> bool:
+        """Whether the period of `prefix` is the current one of its kind at `now` in the
+        calendar of the day's rollups (lua/common.lua ROLL.current)."""
+        pid = prefix.rsplit("|", 1)[1]
+        if pid == "-":
+            return True
+        cal = calendar_at(self.meta, now, self.day_offset)
+        return cal.period_id("day" if pid[0] == "d" else "month", now) == pid
+
     def flush_roll(self, now: int, s: ReservationSettings) -> None:
         """Write the operation's rollups into the tenant's day (lua/rollup.lua roll_flush)."""
         self.days.flush(
@@ -192,7 +201,8 @@ class TenantState:
                 self.ledger[key] = max(self.ledger[key], 0)
             if charge is not None:
                 self.add(f"{prefix}|spent", charge.get(unit, 0))
-                self.roll.charge(prefix, charge.get(unit, 0), self.ledger[f"{prefix}|spent"])
+                spent = self.ledger[f"{prefix}|spent"]
+                self.roll.charge(prefix, charge.get(unit, 0), spent, self.current(prefix, now))
             self.touch(prefix, now, s, None)
 
     def generation(self, name: str) -> int:
@@ -243,7 +253,8 @@ class TenantState:
         self.check_range(fields, "spent", added)
         for prefix in fields:
             self.add(f"{prefix}|spent", added[prefix])
-            self.roll.charge(prefix, added[prefix], self.ledger[f"{prefix}|spent"])
+            spent = self.ledger[f"{prefix}|spent"]
+            self.roll.charge(prefix, added[prefix], spent, self.current(prefix, now))
             self.touch(prefix, now, s, None)
         return added, by_unit
 

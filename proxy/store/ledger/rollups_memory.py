@@ -54,12 +54,14 @@ class Roll:
         else:
             self.set[f"{row}|vpeak"] = str(spent)
 
-    def charge(self, prefix: str, x: int, after: int) -> None:
-        """`x` charged on the line of `prefix`, its spent now `after`."""
+    def charge(self, prefix: str, x: int, after: int, current: bool) -> None:
+        """`x` charged on the line of `prefix`, its spent now `after`; `current`: its period
+        is the day's own (lua/common.lua ROLL.charge: else the peak is left)."""
         row = row_of(prefix)
         self.add(f"{row}|spent", x)
         self.charged.add(row)
-        self.value_peak(prefix, after)
+        if current:
+            self.value_peak(prefix, after)
 
 
 def roll_denial(roll: Roll, quota: str | None, line: tuple[str, int] | None, kind: str) -> None:

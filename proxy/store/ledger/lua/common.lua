@@ -359,13 +359,29 @@ function ROLL.value_peak(prefix, spent)
   end
 end
 
+-- Whether period `pid` is the current one of its kind at NOW in the calendar of the day's
+-- rollups (DAY_OFFSET, the tenant's anchor and holds), as a reserve now would name it.
+local ROLL_CURRENT = {}
+function ROLL.current(pid)
+  if pid == '-' then return true end
+  if ROLL_CURRENT[pid] == nil then
+    local offset, anchor, hold = OFFSET, ANCHOR, HOLD
+    OFFSET = DAY_OFFSET
+    load_anchor()
+    ROLL_CURRENT[pid] = period_id((string.sub(pid, 1, 1) == 'd') and 'day' or 'month') == pid
+    OFFSET, ANCHOR, HOLD = offset, anchor, hold
+  end
+  return ROLL_CURRENT[pid]
+end
+
 -- `x` charged on the line of `prefix` (commit, expiry charge, late difference), spent now
--- `after`.
+-- `after`: the day's spent either way, its value_peak only when the period is the day's own
+-- (a call reserved before its period ended and settled after leaves the new day's peak).
 function ROLL.charge(prefix, x, after)
   local row = ROLL.row(prefix)
   ROLL.add(row .. '|spent', x)
   ROLL.charged[row] = true
-  ROLL.value_peak(prefix, after)
+  if ROLL.current(string.match(prefix, '[^|]*$')) then ROLL.value_peak(prefix, after) end
 end
 
 -- For each prefix: reserved -= free[unit] (clamped at 0), spent += charge[unit] (signed).
