@@ -5334,6 +5334,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[memory]",),
         removes="memory://: a day's value_peak only measures the day's own period",
     ),
+    Mutation(
+        name="redis-settle-limit-from-the-day-before",
+        file="proxy/store/ledger/lua/rollup.lua",
+        old="      if not origin or origin >= days then origin = days - 1 end\n",
+        new="      origin = days - 1\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit[redis]",),
+        removes="Redis: a settled row's limit comes from its reservation's day",
+    ),
+    Mutation(
+        name="memory-settle-limit-from-the-day-before",
+        file="proxy/store/ledger/rollups_memory.py",
+        old="                lender = self.days.get(today - 1 if origin is None or origin >= today else origin)\n",
+        new="                lender = self.days.get(today - 1)\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit[memory]",),
+        removes="memory://: a settled row's limit comes from its reservation's day",
+    ),
 )
 
 

@@ -32,8 +32,9 @@ async def test_a_days_sums_saturate_at_2_53(ledger: Ledger) -> None:
 
 @EVERY_STORE
 async def test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit(ledger: Ledger) -> None:
-    """A commit's day takes the limit from the day before only; reserved on D, committed on
-    D+2 (no hash on D+1), the D+2 row says limit 0 and the report's `limit` reads 0."""
+    """A day without a reserve of a line takes its limit from the day the settled call was
+    reserved on: reserved on D, committed on D+2 (no rollups on D+1), the D+2 row keeps the
+    limit, which the report's `limit` reads."""
     await at(ledger, NOON)
     lines = [line(limit=1000, period="none")]
     r = await reserved(ledger, ask("late", lines, {"USD": 100}))

@@ -140,7 +140,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         quotas.count(t.counters, gate, now, self.settings, hold)
         record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
         self._allow(t, request, choice, record, why(outcome, lines), now)
-        record.deadline = now + hold
+        record.deadline, record.created = now + hold, now
         record.scope = request.scope if request.keep_scope else None
         rule = None if request.shadow or not choice.index else request.candidates[choice.index].name
         self._hold(t, request.reservation_id, record, lines, now, cal, rule)
@@ -233,6 +233,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
             return SettleResult(r.state, False, {})
         charged = dict(actual)
         per_line: dict[str, int] = charged
+        t.roll.made(r.created, t.day_offset)
         if r.state == "OPEN":
             t.settle_lines(r.fields, r.amounts, actual, now, s)
             quotas.free(t.counters, r.held)

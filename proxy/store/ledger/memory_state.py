@@ -77,6 +77,8 @@ class Record:
     actual: dict[str, int] | None = None
     deadline: int = 0
     """When it expires if still OPEN (kept after it is settled, as the Redis record keeps it)."""
+    created: int = 0
+    """When it was reserved (0: a stand-in for a record the store lost)."""
     scope: str | None = None
     """The scope path, when the reserve asked to keep it (ReserveRequest.keep_scope)."""
 

@@ -29,17 +29,25 @@ from proxy.store.ledger.rollups import (
 class Roll:
     """What one operation adds to the day's rollups (lua/common.lua ROLL)."""
 
-    __slots__ = ("charged", "set", "sum", "top")
+    __slots__ = ("charged", "origin", "set", "sum", "top")
 
     def __init__(self) -> None:
         self.sum: dict[str, int] = {}
         self.top: dict[str, int] = {}
         self.set: dict[str, str] = {}
-        self.charged: set[str] = set()
+        self.charged: dict[str, int | None] = {}
+        """Each row charged -> the local day its reservation was made on (None: unknown)."""
+        self.origin: int | None = None
+        """The day of the reservation the settle under way charges (ROLL.made)."""
 
     def clear(self) -> None:
         for gathered in (self.sum, self.top, self.set, self.charged):
             gathered.clear()
+        self.origin = None
+
+    def made(self, created_ms: int, offset_min: int) -> None:
+        """The settle that follows charges a reservation made at `created_ms` (0: unknown)."""
+        self.origin = local_day(created_ms, offset_min) if created_ms else None
 
     def add(self, name: str, x: int) -> None:
         self.sum[name] = self.sum.get(name, 0) + x
@@ -59,7 +67,7 @@ class Roll:
         is the day's own (lua/common.lua ROLL.charge: else the peak is left)."""
         row = row_of(prefix)
         self.add(f"{row}|spent", x)
-        self.charged.add(row)
+        self.charged[row] = self.origin
         if current:
             self.value_peak(prefix, after)
 
@@ -113,13 +121,13 @@ def _admit(roll: Roll, fields: dict[str, str], most: int) -> None:
             fold.add(lv)
     if not fold:
         return
-    sums, tops, sets, charged = dict(roll.sum), dict(roll.top), dict(roll.set), set(roll.charged)
+    sums, tops, sets, charged = dict(roll.sum), dict(roll.top), dict(roll.set), dict(roll.charged)
     roll.clear()
     for name, x in sums.items():
         roll.add(_folded(name, fold), x)
     for name, x in tops.items():
         roll.max(_folded(name, fold), x)
-    roll.charged = {_folded(f"{row}|", fold)[:-1] for row in charged}
+    roll.charged = {_folded(f"{row}|", fold)[:-1]: day for row, day in charged.items()}
     for name, v in sets.items():
         moved = _folded(name, fold)
         if moved != name and name.endswith("|vpeak"):
@@ -167,11 +175,11 @@ class DayBook:
             h.fields[name] = str(_clamp(int(h.fields.get(name, "0")) + x))
         for name, x in roll.top.items():
             h.fields[name] = str(_clamp(max(int(h.fields.get(name, "0")), x)))
-        before = self.days.get(today - 1)
-        for row in roll.charged:
+        for row, origin in roll.charged.items():
             limit = f"{row}|limit"
             if limit not in roll.set and limit not in h.fields:
-                h.fields[limit] = "0" if before is None else before.fields.get(limit, "0")
+                lender = self.days.get(today - 1 if origin is None or origin >= today else origin)
+                h.fields[limit] = "0" if lender is None else lender.fields.get(limit, "0")
         h.fields |= roll.set
         h.expires = day_end_ms(today, offset_min) + retention_ms
         roll.clear()

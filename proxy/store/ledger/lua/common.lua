@@ -330,7 +330,9 @@ end
 -- the end): fields '<level>|<value>|<unit>|<period>|<kind>' of the day's hash, `sum` added to,
 -- `top` raised to at least, `set` replaced. Run and user lines share one row per level, value
 -- '*' (runs and end users are unbounded); the tenant-wide row is '-|-|-|-'.
-local ROLL = { sum = {}, top = {}, set = {}, charged = {} }
+-- `charged` maps each row charged to the local day its reservation was made on (`origin`,
+-- set before a settle: rollup.lua takes the row's limit from that day when today has none).
+local ROLL = { sum = {}, top = {}, set = {}, charged = {}, origin = false }
 local ROLL_PERIODS = { d = 'day', m = 'month', ['-'] = 'none' }
 local ROLL_STAR = { run = true, user = true }
 
@@ -374,13 +376,18 @@ function ROLL.current(pid)
   return ROLL_CURRENT[pid]
 end
 
+-- The settle that follows charges a reservation made at `created_ms` (its record's).
+function ROLL.made(created_ms)
+  ROLL.origin = math.floor((tonumber(created_ms) + DAY_OFFSET * MINUTE) / DAY)
+end
+
 -- `x` charged on the line of `prefix` (commit, expiry charge, late difference), spent now
 -- `after`: the day's spent either way, its value_peak only when the period is the day's own
 -- (a call reserved before its period ended and settled after leaves the new day's peak).
 function ROLL.charge(prefix, x, after)
   local row = ROLL.row(prefix)
   ROLL.add(row .. '|spent', x)
-  ROLL.charged[row] = true
+  ROLL.charged[row] = ROLL.origin
   if ROLL.current(string.match(prefix, '[^|]*$')) then ROLL.value_peak(prefix, after) end
 end
 

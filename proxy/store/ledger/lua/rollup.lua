@@ -75,7 +75,9 @@ local function roll_fold(key, out)
   ROLL.sum, ROLL.top, ROLL.set, ROLL.charged = {}, {}, {}, {}
   for f, x in pairs(sum) do ROLL.add(roll_folded(f, fold), x) end
   for f, x in pairs(top) do ROLL.max(roll_folded(f, fold), x) end
-  for f in pairs(charged) do ROLL.charged[roll_folded(f .. '|', fold):sub(1, -2)] = true end
+  for f, origin in pairs(charged) do
+    ROLL.charged[roll_folded(f .. '|', fold):sub(1, -2)] = origin
+  end
   for f, v in pairs(set) do
     local g = roll_folded(f, fold)
     if g ~= f and string.sub(f, -6) == '|vpeak' then
@@ -93,8 +95,9 @@ local function roll_clamp(x)
 end
 
 -- Write what ROLL gathered: one HMGET of the fields added to or raised (and of the limit of
--- each row charged: a day on which a call reserved before midnight settles after it has no
--- reserve to record one, so the day before lends its own), one HSET, one PEXPIREAT.
+-- each row charged: a day on which a call reserved earlier settles has no reserve to record
+-- one, so the day the call was reserved on lends its own, else the day before), one HSET, one
+-- PEXPIREAT.
 local function roll_flush()
   if next(ROLL.sum) == nil and next(ROLL.top) == nil and next(ROLL.set) == nil then return end
   local days = math.floor((NOW + DAY_OFFSET * MINUTE) / DAY)
@@ -116,11 +119,16 @@ local function roll_flush()
     out[#out + 1] = fmt(roll_clamp(x))
   end
   for i = n + 1, #names do
-    if not cur[i] then wanted[#wanted + 1] = names[i] end
+    if not cur[i] then
+      local origin = ROLL.charged[string.sub(names[i], 1, -7)]
+      if not origin or origin >= days then origin = days - 1 end
+      wanted[origin] = wanted[origin] or {}
+      table.insert(wanted[origin], names[i])
+    end
   end
-  if #wanted > 0 then
-    local before = redis.call('HMGET', roll_key(days - 1), unpack(wanted))
-    for i, f in ipairs(wanted) do
+  for origin, fields in pairs(wanted) do
+    local before = redis.call('HMGET', roll_key(origin), unpack(fields))
+    for i, f in ipairs(fields) do
       out[#out + 1] = f
       out[#out + 1] = before[i] or '0'
     end
