@@ -5323,7 +5323,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/common.lua",
         old="  if ROLL.current(string.match(prefix, '[^|]*$')) then ROLL.value_peak(prefix, after) end\n",
         new="  ROLL.value_peak(prefix, after)\n",
-        tests=("tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[redis]",),
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[redis]",
+        ),
         removes="Redis: a day's value_peak only measures the day's own period",
     ),
     Mutation(
@@ -5331,7 +5333,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/rollups_memory.py",
         old="        if current:\n",
         new="        if True:\n",
-        tests=("tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[memory]",),
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[memory]",
+        ),
         removes="memory://: a day's value_peak only measures the day's own period",
     ),
     Mutation(
@@ -5339,7 +5343,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/rollup.lua",
         old="      if not origin or origin >= days then origin = days - 1 end\n",
         new="      origin = days - 1\n",
-        tests=("tests/store/test_rollup_edges.py::test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit[redis]",),
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit[redis]",
+        ),
         removes="Redis: a settled row's limit comes from its reservation's day",
     ),
     Mutation(
@@ -5347,8 +5353,31 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/rollups_memory.py",
         old="                lender = self.days.get(today - 1 if origin is None or origin >= today else origin)\n",
         new="                lender = self.days.get(today - 1)\n",
-        tests=("tests/store/test_rollup_edges.py::test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit[memory]",),
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit[memory]",
+        ),
         removes="memory://: a settled row's limit comes from its reservation's day",
+    ),
+    Mutation(
+        name="spill-replay-is-a-plain-shadow-reserve",
+        file="proxy/gateway/spill.py",
+        old="        replay=True,\n",
+        new="",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[memory]",
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[redis]",
+        ),
+        removes="a spill replay counts no shadow denial",
+    ),
+    Mutation(
+        name="redis-replay-counts-shadow-denials",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="if shadow and not replay and not would_allow then roll_denial(gate, 'shadow') end\n",
+        new="if shadow and not would_allow then roll_denial(gate, 'shadow') end\n",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[redis]",
+        ),
+        removes="Redis: a replay counts no shadow denial",
     ),
 )
 

@@ -145,7 +145,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         rule = None if request.shadow or not choice.index else request.candidates[choice.index].name
         self._hold(t, request.reservation_id, record, lines, now, cal, rule)
         t.roll.add(f"{TENANT_ROW}|calls", 1)
-        if request.shadow and not outcome.would_allow:
+        if request.shadow and not request.replay and not outcome.would_allow:
             roll_denial(t.roll, outcome.quota, limited(outcome, lines), "shadow")
         return result(request, t.status, record, lines)
 
@@ -181,7 +181,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         fields = self._fields(request, "ALLOW" if request.shadow else verdict, record.amounts)
         if capped:
             fields["rule"] = request.candidates[record.outcome.candidate].name
-        if request.shadow:
+        if request.shadow and not request.replay:
             fields["would"] = verdict if record.outcome.would_allow else "DENY"
             if not record.outcome.would_allow:
                 fields |= {"reason": why[0], "scope": why[1]}
