@@ -5379,6 +5379,36 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="Redis: a replay counts no shadow denial",
     ),
+    Mutation(
+        name="report-counts-days-before-the-first-rollup",
+        file="proxy/reports/figures.py",
+        old="    return [by_day[d] for d in window.dates() if d >= since]\n",
+        new="    return [by_day[d] for d in window.dates()]\n",
+        tests=(
+            "tests/reports/test_report_figures.py::test_a_new_tenants_days_before_its_first_rollup_do_not_count",
+        ),
+        removes="a report counts a tenant's days from its first rollup on",
+    ),
+    Mutation(
+        name="report-recommends-below-the-forecast",
+        file="proxy/reports/figures.py",
+        old="    if never and ahead is not None and ahead > rec.units:\n",
+        new="    if False:\n",
+        tests=(
+            "tests/reports/test_report_figures.py::test_a_never_denied_line_is_not_recommended_below_its_forecast",
+        ),
+        removes="a never-denied line is not recommended below its forecast",
+    ),
+    Mutation(
+        name="report-lifetime-line-has-no-spent",
+        file="proxy/reports/read.py",
+        old='        if value != EVERY and (period in periods or period == "none")\n',
+        new="        if value != EVERY and period in periods\n",
+        tests=(
+            "tests/reports/test_report_edges.py::test_a_lifetime_line_reports_its_spent_and_forecast[memory]",
+        ),
+        removes="a lifetime line's report reads its spent",
+    ),
 )
 
 

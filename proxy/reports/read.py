@@ -73,7 +73,7 @@ async def read_report(ledger: Ledger, record: TenantRecord, mode: str, days: int
     current = [
         BudgetLine(level, value, cast(Unit, unit), cast(PeriodKind, period), 0)
         for level, value, unit, period in by_line(rollups)
-        if value != EVERY and period in periods
+        if value != EVERY and (period in periods or period == "none")
     ]
     got = await ledger.lines(record.id, current, offset) if current else []
     spent: dict[LineId, int] = {

@@ -1,4 +1,5 @@
-"""rev18 adversarial: the limit report on edge histories, via the admin route on both stores."""
+"""The limit report on edge histories (empty, zero limits, huge token counts, lifetime lines,
+runs, a new tenant), through the admin route on every store."""
 
 from __future__ import annotations
 
@@ -75,9 +76,9 @@ async def test_a_lifetime_line_reports_its_spent_and_forecast(
             {"USD": USD},
         )
         life = (await _report(url, client, "life"))["lines"][0]
-        # README: spent_this_period is "none for run and end-user lines" only; a lifetime
-        # (period none) tenant line has spent 1 USD in its (only) period.
-        assert life["spent_this_period"] is not None, life
+        # A lifetime (period none) line has spent 1 USD in its only period, which never ends.
+        assert life["spent_this_period"]["units"] == USD, life
+        assert life["forecast"]["units"] == USD, life
 
 
 async def test_a_new_tenants_recommendation_is_not_below_its_own_forecast(
