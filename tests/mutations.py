@@ -5409,6 +5409,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a lifetime line's report reads its spent",
     ),
+    Mutation(
+        name="report-csv-cells-may-be-formulas",
+        file="proxy/reports/render.py",
+        old="""    return f"'{text}" if column in TEXT_COLUMNS and text.startswith(_FORMULA) else text\n""",
+        new="    return text\n",
+        tests=("tests/reports/test_report_inputs.py::test_csv_cells_are_not_formulas",),
+        removes="a report's CSV text cells are never formulas",
+    ),
 )
 
 
