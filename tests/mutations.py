@@ -42,7 +42,10 @@ EACH = (
     "::test_each_call_is_billed_at_most_what_it_is_charged_at_most_what_it_reserved"
 )
 """billed <= charged <= reserved for each priced dimension (add `[memory-<case>]`)."""
-REFUSED = "tests/gateway/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
+REFUSED = (
+    "tests/gateway/test_billable.py::"
+    "test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
+)
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/gateway/test_choices_and_limits.py"
 TIMEOUT = "tests/gateway/test_reserve_timeout.py"
@@ -5311,7 +5314,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-idle-tenant-days-never-due",
         file="proxy/store/ledger/memory_state.py",
-        old="        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest(), self.days.earliest())\n",
+        old="        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest(), "
+        "self.days.earliest())\n",
         new="        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest())\n",
         tests=(
             "tests/store/test_rollup_bounds.py::test_the_memory_sweeper_purges_an_idle_tenants_days",
@@ -5321,7 +5325,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="redis-late-settle-sets-the-new-days-peak",
         file="proxy/store/ledger/lua/common.lua",
-        old="  if ROLL.current(string.match(prefix, '[^|]*$')) then ROLL.value_peak(prefix, after) end\n",
+        old="  if ROLL.current(string.match(prefix, '[^|]*$')) then "
+        "ROLL.value_peak(prefix, after) end\n",
         new="  ROLL.value_peak(prefix, after)\n",
         tests=(
             "tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[redis]",
@@ -5351,7 +5356,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-settle-limit-from-the-day-before",
         file="proxy/store/ledger/rollups_memory.py",
-        old="                lender = self.days.get(today - 1 if origin is None or origin >= today else origin)\n",
+        old="                lender = self.days.get("
+        "today - 1 if origin is None or origin >= today else origin)\n",
         new="                lender = self.days.get(today - 1)\n",
         tests=(
             "tests/store/test_rollup_edges.py::test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit[memory]",
@@ -5412,7 +5418,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="report-csv-cells-may-be-formulas",
         file="proxy/reports/render.py",
-        old="""    return f"'{text}" if column in TEXT_COLUMNS and text.startswith(_FORMULA) else text\n""",
+        old="""    return f"'{text}" if column in TEXT_COLUMNS """
+        """and text.startswith(_FORMULA) else text\n""",
         new="    return text\n",
         tests=("tests/reports/test_report_inputs.py::test_csv_cells_are_not_formulas",),
         removes="a report's CSV text cells are never formulas",

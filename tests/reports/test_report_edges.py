@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
 from test_report_surfaces import LIMITS, admin, get
 
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,7 @@ USD = 10**8
 
 
 async def test_limit_with_a_unicode_digit_is_a_400_not_a_500(tmp_path: Path) -> None:
-    async with admin(tmp_path, "memory://") as (url, stack, client):
+    async with admin(tmp_path, "memory://") as (url, _stack, client):
         got, answer = await get(client, f"{url}{LIMITS}?limit=%C2%B2")  # '²'.isdigit() is True
         assert got == 400, answer
 

@@ -4,10 +4,9 @@ spill replays, and a period that ends between a reserve and its settle."""
 
 from __future__ import annotations
 
-import pytest
 from conftest import EVERY_STORE
 from ledger_support import ask, ledger, line  # noqa: F401
-from test_rollups import NOON, DAY, at, reserved
+from test_rollups import DAY, NOON, at, reserved
 
 from proxy.store.ledger.base import Ledger
 
@@ -26,7 +25,7 @@ async def test_a_days_sums_saturate_at_2_53(ledger: Ledger) -> None:
     for i in range(5):
         await ledger.release(await reserved(ledger, ask(f"h{i}", lines, {"USD": BIG})))
     rows = await ledger.rollups("acme", "2026-03-10", "2026-03-10")
-    tenant_row = [r for r in rows if r.level == "tenant"][0]
+    tenant_row = next(r for r in rows if r.level == "tenant")
     assert (tenant_row.reserved_sum, tenant_row.calls) == (SAFE, 5)
 
 
@@ -41,7 +40,7 @@ async def test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit(ledger:
     await at(ledger, NOON + 2 * DAY)
     await ledger.commit(r, {"USD": 90})
     rows = await ledger.rollups("acme", "2026-03-12", "2026-03-12")
-    tenant_row = [x for x in rows if x.level == "tenant"][0]
+    tenant_row = next(x for x in rows if x.level == "tenant")
     assert tenant_row.spent == 90
     assert tenant_row.limit == 1000, tenant_row
 
@@ -59,7 +58,7 @@ async def test_a_spill_replay_is_not_counted_as_a_shadow_denial(ledger: Ledger) 
     for _ in range(2):  # a write repeated after a failure
         await _write(ledger, ask("spilled", lines, {"USD": 100}), {"USD": 100}, None)
     rows = await ledger.rollups("acme", "2026-03-10", "2026-03-10")
-    tenant_row = [r for r in rows if r.level == "tenant"][0]
+    tenant_row = next(r for r in rows if r.level == "tenant")
     assert (tenant_row.spent, tenant_row.calls, tenant_row.shadow_denials) == (1050, 2, 0)
     assert [r.calls for r in rows if r.level == "-"] == [2]
 
