@@ -4766,7 +4766,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="rollup-limit-not-carried-memory",
         file="proxy/store/ledger/rollups_memory.py",
-        old='h.fields[limit] = "0" if before is None else before.fields.get(limit, "0")',
+        old='h.fields[limit] = "0" if lender is None else lender.fields.get(limit, "0")',
         new='h.fields[limit] = "0"',
         tests=(f"{ROLLUPS}test_a_day_without_a_reserve_takes_the_limit_of_the_day_before[memory]",),
         removes="a day without a reserve takes the day before's limit (memory://)",
@@ -4785,7 +4785,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="rollup-late-difference-not-spent-memory",
         file="proxy/store/ledger/memory_state.py",
-        old='            self.roll.charge(prefix, added[prefix], self.ledger[f"{prefix}|spent"])\n',
+        old="            self.roll.charge(prefix, added[prefix], spent, self.current(prefix, now))\n",
         new="",
         tests=(f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",),
         removes="a late commit's difference is the day's spent (memory://)",
@@ -4836,7 +4836,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="rollup-charges-not-spent-memory",
         file="proxy/store/ledger/memory_state.py",
-        old='self.roll.charge(prefix, charge.get(unit, 0), self.ledger[f"{prefix}|spent"])',
+        old="self.roll.charge(prefix, charge.get(unit, 0), spent, self.current(prefix, now))",
         new="pass",
         tests=(
             f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",
@@ -4909,7 +4909,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="report-days-without-rows-not-counted",
         file="proxy/reports/figures.py",
-        old="    return [by_day[d] for d in window.dates()]\n",
+        old="    return [by_day[d] for d in window.dates() if d >= since]\n",
         new="    return [by_day[d] for d in window.dates() if d in by_day] or [0]\n",
         tests=(f"{REPORT_FIGURES}::test_days_without_rows_count_as_zero_spend",),
         removes="every day of a report's window counts, a day without a rollup as zero spend",
@@ -4961,7 +4961,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="report-no-observed-max-floor",
         file="proxy/reports/figures.py",
-        old="    if not denied and not any(r.shadow_denials for r in rows) and peak > rec.units:\n",
+        old="    if never and peak > rec.units:\n",
         new="    if False:\n",
         tests=(
             f"{REPORT_FIGURES}::test_a_line_never_denied_is_never_recommended_below_its_observed_max",
@@ -4971,8 +4971,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="report-observed-max-floor-despite-would-be-denials",
         file="proxy/reports/figures.py",
-        old="    if not denied and not any(r.shadow_denials for r in rows) and peak > rec.units:\n",
-        new="    if not denied and peak > rec.units:\n",
+        old="    never = not denied and not any(r.shadow_denials for r in rows)\n",
+        new="    never = not denied\n",
         tests=(f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",),
         removes="a shadow line's would-be denials lift the observed-max floor",
     ),
@@ -5024,8 +5024,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="report-spent-this-period-not-read",
         file="proxy/reports/tenant.py",
-        old="spent.get(key, 0), mode",
-        new="0, mode",
+        old="spent.get(key, 0), enforced",
+        new="0, enforced",
         tests=(
             f"{REPORT_HISTORY}::test_every_figure_of_the_seeded_history_equals_the_hand_worked_one",
         ),
