@@ -5424,6 +5424,30 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/reports/test_report_inputs.py::test_csv_cells_are_not_formulas",),
         removes="a report's CSV text cells are never formulas",
     ),
+    Mutation(
+        name="memory-replay-counts-shadow-denials",
+        file="proxy/store/ledger/memory.py",
+        old="        if request.shadow and not request.replay and not outcome.would_allow:\n",
+        new="        if request.shadow and not outcome.would_allow:\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[memory]",),
+        removes="memory://: a replay counts no shadow denial",
+    ),
+    Mutation(
+        name="redis-replay-audits-a-would-be-denial",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="if shadow and not replay then\n",
+        new="if shadow then\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_spill_replay_is_no_would_be_denial_in_the_audit[redis]",),
+        removes="Redis: a replay's audit entry has no would-be denial",
+    ),
+    Mutation(
+        name="memory-replay-audits-a-would-be-denial",
+        file="proxy/store/ledger/memory.py",
+        old="        if request.shadow and not request.replay:\n",
+        new="        if request.shadow:\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_spill_replay_is_no_would_be_denial_in_the_audit[memory]",),
+        removes="memory://: a replay's audit entry has no would-be denial",
+    ),
 )
 
 

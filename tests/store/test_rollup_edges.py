@@ -4,7 +4,7 @@ spill replays, and a period that ends between a reserve and its settle."""
 
 from __future__ import annotations
 
-from conftest import EVERY_STORE
+from conftest import EVERY_STORE, Opener
 from ledger_support import ask, ledger, line  # noqa: F401
 from test_rollups import DAY, NOON, at, reserved
 
@@ -83,3 +83,19 @@ async def test_a_settle_after_its_period_ended_leaves_the_new_days_peak(ledger: 
     await ledger.commit(await reserved(ledger, ask("next", lines, {"USD": 30})), {"USD": 30})
     days = await ledger.rollups("acme", "2026-03-11", "2026-03-11")
     assert [(x.spent, x.value_peak) for x in days if x.level == "tenant"] == [(130, 30)]
+
+
+@EVERY_STORE
+async def test_a_spill_replay_is_no_would_be_denial_in_the_audit(opener: Opener) -> None:
+    """The replay's audit entry says what was done (ALLOW), not what enforcing would have
+    done: the dashboard counts an entry with `would: DENY` as a shadow denial."""
+    from proxy.gateway.spill import _write
+
+    stores = opener.open()
+    await at(stores.ledger, NOON)
+    lines = [line(limit=100, period="day")]
+    await _write(stores.ledger, ask("spilled", lines, {"USD": 500}), {"USD": 500}, None)
+    [entry] = [
+        e for e in await stores.tenants.audit("acme") if e.fields.get("reservation") == "spilled"
+    ][:1]
+    assert entry.fields["decision"] == "ALLOW" and "would" not in entry.fields, entry

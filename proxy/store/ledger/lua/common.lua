@@ -363,13 +363,18 @@ end
 
 -- Whether period `pid` is the current one of its kind at NOW in the calendar of the day's
 -- rollups (DAY_OFFSET, the tenant's anchor and holds), as a reserve now would name it.
-local ROLL_CURRENT = {}
+local ROLL_CURRENT, ROLL_CALENDAR = {}, nil
 function ROLL.current(pid)
   if pid == '-' then return true end
   if ROLL_CURRENT[pid] == nil then
     local offset, anchor, hold = OFFSET, ANCHOR, HOLD
     OFFSET = DAY_OFFSET
-    load_anchor()
+    if ROLL_CALENDAR then
+      ANCHOR, HOLD = ROLL_CALENDAR[1], ROLL_CALENDAR[2]
+    else
+      load_anchor()
+      ROLL_CALENDAR = { ANCHOR, HOLD }
+    end
     ROLL_CURRENT[pid] = period_id((string.sub(pid, 1, 1) == 'd') and 'day' or 'month') == pid
     OFFSET, ANCHOR, HOLD = offset, anchor, hold
   end

@@ -6,7 +6,9 @@
 -- day_key), its fields '<level>|<value>|<unit>|<period>|<kind>' (store/ledger/rollups.py reads
 -- them): spent, csum (actuals committed), rsum (estimates reserved), calls, peak (most
 -- reserved at once), vpeak (store/ledger/results.py DayRollup.value_peak), limit, shadow
--- (shadow calls it would have denied), 'deny|<reason>', 'degr|<rule>'. The day is the one of
+-- (shadow calls it would have denied), 'deny|<reason>', 'degr|<rule>'; and '#|<level>|<value>',
+-- '#|<level>' (roll_fold: the values of a structural level that keep a row, and how many).
+-- Sums saturate at SAFE (roll_clamp). The day is the one of
 -- NOW in DAY_OFFSET; the hash expires HISTORY ms after that day ends (PEXPIREAT in Redis
 -- time: SKEW, a test's clock offset, taken off).
 --
