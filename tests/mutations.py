@@ -4785,7 +4785,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="rollup-late-difference-not-spent-memory",
         file="proxy/store/ledger/memory_state.py",
-        old="            self.roll.charge(prefix, added[prefix], spent, self.current(prefix, now))\n",
+        old="            self.roll.charge("
+        "prefix, added[prefix], spent, self.current(prefix, now))\n",
         new="",
         tests=(f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",),
         removes="a late commit's difference is the day's spent (memory://)",
