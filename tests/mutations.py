@@ -5430,7 +5430,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/memory.py",
         old="        if request.shadow and not request.replay and not outcome.would_allow:\n",
         new="        if request.shadow and not outcome.would_allow:\n",
-        tests=("tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[memory]",),
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[memory]",
+        ),
         removes="memory://: a replay counts no shadow denial",
     ),
     Mutation(
@@ -5438,7 +5440,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/lua/reserve.lua",
         old="if shadow and not replay then\n",
         new="if shadow then\n",
-        tests=("tests/store/test_rollup_edges.py::test_a_spill_replay_is_no_would_be_denial_in_the_audit[redis]",),
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_no_would_be_denial_in_the_audit[redis]",
+        ),
         removes="Redis: a replay's audit entry has no would-be denial",
     ),
     Mutation(
@@ -5446,7 +5450,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/memory.py",
         old="        if request.shadow and not request.replay:\n",
         new="        if request.shadow:\n",
-        tests=("tests/store/test_rollup_edges.py::test_a_spill_replay_is_no_would_be_denial_in_the_audit[memory]",),
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_no_would_be_denial_in_the_audit[memory]",
+        ),
         removes="memory://: a replay's audit entry has no would-be denial",
     ),
 )
