@@ -5455,6 +5455,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="memory://: a replay's audit entry has no would-be denial",
     ),
+    Mutation(
+        name="history-values-per-level-ignored",
+        file="proxy/policy/schema.py",
+        old="        history_values_per_level=spec.history.values_per_level,\n",
+        new="",
+        tests=("tests/policy/test_policy.py::test_history_values_per_level_reach_the_stores",),
+        removes="history.values_per_level reaches the stores",
+    ),
 )
 
 
