@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from test_report_surfaces import LIMITS, admin, get
+from reports_support import LIMITS, admin, get
 
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
 from proxy.store.tenants import TenantRecord

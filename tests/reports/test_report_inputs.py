@@ -8,7 +8,7 @@ import io
 import uuid
 from pathlib import Path
 
-from test_report_surfaces import LIMITS, admin, get
+from reports_support import LIMITS, admin, get
 
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
 from proxy.store.tenants import TenantRecord

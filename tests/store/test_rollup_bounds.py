@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import EVERY_STORE
 from ledger_support import ask, ledger, line  # noqa: F401
-from test_rollups import NOON, at, reserved
+from rollups_support import NOON, at, reserved
 
 from proxy.store.ledger import RedisLedger
 from proxy.store.ledger.base import Ledger

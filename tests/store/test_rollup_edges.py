@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from conftest import EVERY_STORE, Opener
 from ledger_support import ask, ledger, line  # noqa: F401
-from test_rollups import DAY, NOON, at, reserved
+from rollups_support import DAY, NOON, at, reserved
 
 from proxy.store.ledger.base import Ledger
 
