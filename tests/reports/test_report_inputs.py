@@ -8,6 +8,7 @@ import io
 import uuid
 from pathlib import Path
 
+import pytest
 from reports_support import LIMITS, admin, get
 
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
@@ -20,6 +21,16 @@ async def test_limit_with_a_unicode_digit_is_a_400_not_a_500(tmp_path: Path) -> 
     async with admin(tmp_path, "memory://") as (url, _stack, client):
         got, answer = await get(client, f"{url}{LIMITS}?limit=%C2%B2")  # '²'.isdigit() is True
         assert got == 400, answer
+
+
+@pytest.mark.parametrize("query", ["limit=%D9%A3", "since=%C2%B2d", "since=%D9%A3d"])
+async def test_numbers_in_other_scripts_are_refused(tmp_path: Path, query: str) -> None:
+    """'٣' (Arabic-Indic three) and '²' are digits to `str.isdigit`, and `int` takes the first:
+    a report's numbers are ASCII digits only."""
+    async with admin(tmp_path, "memory://") as (url, _stack, client):
+        got, answer = await get(client, f"{url}{LIMITS}?{query}")
+        assert got == 400, answer
+        assert answer["error"]["param"] == query.split("=")[0], answer
 
 
 async def test_csv_cells_are_not_formulas(tmp_path: Path) -> None:
