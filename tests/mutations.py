@@ -5271,6 +5271,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="    return int(raw) if raw.isdigit() and len(raw) <= 4 else None\n",
         tests=(
             "tests/reports/test_report_inputs.py::test_limit_with_a_unicode_digit_is_a_400_not_a_500",
+            "tests/reports/test_report_inputs.py::test_numbers_in_other_scripts_are_refused",
         ),
         removes="a report's numbers are ASCII digits",
     ),
