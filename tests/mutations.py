@@ -43,7 +43,8 @@ EACH = (
 )
 """billed <= charged <= reserved for each priced dimension (add `[memory-<case>]`)."""
 REFUSED = (
-    "tests/gateway/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
+    "tests/gateway/test_billable.py::"
+    "test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
 )
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/gateway/test_choices_and_limits.py"
@@ -405,7 +406,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/admission.py",
         old='    return policy.fail_mode == "open"',
         new="    return True",
-        tests=("tests/processes/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",),
+        tests=(
+            "tests/processes/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",
+        ),
         removes="fail_mode: closed answers 503 when the ledger is unreachable",
     ),
     Mutation(
@@ -457,7 +460,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/api_keys/failures.py",
         old="        wait = self.addresses.blocked_for(address)",
         new="        wait = 0",
-        tests=("tests/gateway/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",),
+        tests=(
+            "tests/gateway/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",
+        ),
         removes="an address that keeps failing to authenticate gets 429",
     ),
     Mutation(
@@ -624,7 +629,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="spill-uncapped",
         file="proxy/gateway/spill.py",
         old="        if len(self._entries) >= self.limit:",
-        tests=("tests/processes/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",),
+        tests=(
+            "tests/processes/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",
+        ),
         removes="the spill of unbudgeted charges is bounded",
     ),
     Mutation(
@@ -632,7 +639,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/spill.py",
         old="SPILL_LIMIT = 100_000",
         new="SPILL_LIMIT = 1_000_000",
-        tests=("tests/processes/test_faults.py::test_a_running_proxy_spills_at_most_100_000_calls",),
+        tests=(
+            "tests/processes/test_faults.py::test_a_running_proxy_spills_at_most_100_000_calls",
+        ),
         removes="a running proxy spills at most 100,000 calls",
     ),
     Mutation(
@@ -1293,7 +1302,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/redis/flights.py",
         old="            await asyncio.shield(flight)\n",
         new="            await flight\n",
-        tests=("tests/store/test_flights.py::test_a_cancelled_caller_leaves_the_run_to_the_others",),
+        tests=(
+            "tests/store/test_flights.py::test_a_cancelled_caller_leaves_the_run_to_the_others",
+        ),
         removes="a caller that gives up leaves the shared reload running for the others",
     ),
     Mutation.always(
@@ -2063,7 +2074,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         return own""",
         new="""    if True:
         return own""",
-        tests=("tests/gateway/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",),
+        tests=(
+            "tests/gateway/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",
+        ),
         removes="a key pinned to an agent claims idempotency keys in a namespace of its own",
     ),
     Mutation(
@@ -2087,7 +2100,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/identity.py",
         old="        await asyncio.sleep(keys.failures.lookups.left(hold))\n",
         new="",
-        tests=("tests/gateway/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",),
+        tests=(
+            "tests/gateway/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",
+        ),
         removes="a braked address's failed lookup is answered when its slot frees, not before",
     ),
     Mutation(
@@ -2188,7 +2203,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/alerts.py",
         old="        if _pending() >= MAX_PENDING:",
         new="        if False:",
-        tests=("tests/gateway/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",),
+        tests=(
+            "tests/gateway/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",
+        ),
         removes="webhook deliveries in flight are bounded",
     ),
     Mutation(
@@ -3385,7 +3402,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="content-part-types-unchecked",
         file="proxy/metering/message_fields.py",
-        old="        _check_parts(entry[\"content\"], f\"{path}.content\", entries, endpoint)\n",
+        old='        _check_parts(entry["content"], f"{path}.content", entries, endpoint)\n',
         new="        pass\n",
         tests=(
             "tests/gateway/test_foreign_images.py"
@@ -3418,7 +3435,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="screenshot-by-what-it-says",
         file="proxy/metering/shapes/item_media.py",
-        old="            screenshots.add(id(obj[\"output\"]))\n",
+        old='            screenshots.add(id(obj["output"]))\n',
         new="            pass\n",
         tests=(
             "tests/gateway/test_foreign_images.py"
@@ -3441,8 +3458,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="claude-images-on-an-unknown-model-allowed",
         file="proxy/metering/billable.py",
         old=(
-            "        images=tuple(at for at, _ in blocks.of_type(body.get(\"messages\"), "
-            "\"messages\", \"image\")),\n"
+            '        images=tuple(at for at, _ in blocks.of_type(body.get("messages"), '
+            '"messages", "image")),\n'
         ),
         new="",
         tests=(
@@ -3611,7 +3628,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/metering/images.py",
         old="    if detail is None or detail in DETAILS:\n",
         new="    if detail in DETAILS:\n",
-        tests=("tests/gateway/test_image_detail.py::test_an_image_without_a_detail_is_reserved_as_auto",),
+        tests=(
+            "tests/gateway/test_image_detail.py::test_an_image_without_a_detail_is_reserved_as_auto",
+        ),
         removes="an image without a detail is auto",
     ),
     Mutation(
@@ -3677,7 +3696,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/metering/billable.py",
         old='        check_tools(body.get("tools"), typed=endpoint == "responses")\n',
         new='        check_tools(body.get("tools"), typed=True)\n',
-        tests=("tests/gateway/test_tool_types.py::test_an_untyped_anthropic_tool_is_a_custom_tool",),
+        tests=(
+            "tests/gateway/test_tool_types.py::test_an_untyped_anthropic_tool_is_a_custom_tool",
+        ),
         removes="an untyped Anthropic tool is a custom tool",
     ),
     Mutation(
@@ -3830,7 +3851,8 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_gif_is_reserved_as_the_largest_image_it_can_be_billed_as",
         ),
         removes="a GIF counts the default image tokens, not the size its logical screen says",
-    ),    Mutation.never(
+    ),
+    Mutation.never(
         name="wav-of-any-codec-timed",
         file="proxy/metering/audio.py",
         old="    if tag not in (_PCM, _FLOAT):\n",
@@ -3848,8 +3870,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(
             "tests/gateway/test_audio_formats.py"
             "::test_audio_the_proxy_cannot_time_is_refused_naming_the_part",
-            "tests/metering/test_audio.py"
-            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
         ),
         removes="a WAV of more than one fmt chunk is refused",
     ),
@@ -3859,8 +3880,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="        if at + count <= len(self.head) or len(self._data) <= _HEAD_CHARS:\n",
         new="        if True:\n",
         tests=(
-            "tests/metering/test_audio.py"
-            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
             "tests/metering/test_audio.py::test_an_mp3_is_counted_by_its_base64_length",
         ),
         removes="a WAV's chunks and an mp3's frame past the first 48 KiB are read",
@@ -3879,8 +3899,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old='        elif kind == b"ds64" and length >= 16:\n',
         new="        elif False:\n",
         tests=(
-            "tests/metering/test_audio.py"
-            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
         ),
         removes="an RF64's chunks after its data are found by the size its ds64 chunk gives",
     ),
@@ -3965,7 +3984,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="sse-first-chunk-line-by-line",
         file="proxy/gateway/sse.py",
-        old="            if not fresh or chunk[:1] in (b\"\", _BOM_FIRST_BYTE):\n",
+        old='            if not fresh or chunk[:1] in (b"", _BOM_FIRST_BYTE):\n',
         new="            if True:\n",
         tests=(
             "tests/gateway/test_sse.py"
@@ -3976,8 +3995,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="sse-first-chunk-bom-on-the-fast-path",
         file="proxy/gateway/sse.py",
-        old="            if not fresh or chunk[:1] in (b\"\", _BOM_FIRST_BYTE):\n",
-        new="            if not fresh or chunk[:1] == b\"\":\n",
+        old='            if not fresh or chunk[:1] in (b"", _BOM_FIRST_BYTE):\n',
+        new='            if not fresh or chunk[:1] == b"":\n',
         tests=("tests/gateway/test_sse.py::test_leading_bom_is_ignored",),
         removes="a stream beginning with a BOM takes the line path, which drops the BOM",
     ),
@@ -4139,7 +4158,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="end-user-hash-starts-without-its-secret",
         file="proxy/budget/end_users.py",
         old="    if len(secret) < MIN_SECRET_CHARS:\n",
-        tests=(f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",),
+        tests=(
+            f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",
+        ),
         removes="a policy that hashes end-user ids does not start or reload without its secret",
     ),
     Mutation(
@@ -4159,7 +4180,9 @@ MUTATIONS: tuple[Mutation, ...] = (
             "            return\n"
             "        await self._apply(policy)\n"
         ),
-        tests=(f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",),
+        tests=(
+            f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",
+        ),
         removes="a reload the proxy refuses (a missing secret) keeps the policy in force",
     ),
     Mutation.never(
@@ -4181,14 +4204,18 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="plain-end-user-id-not-checked",
         file="proxy/budget/end_users.py",
         old="        if not isinstance(raw, str) or not SCOPE_VALUE.fullmatch(raw):\n",
-        tests=(f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",),
+        tests=(
+            f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",
+        ),
         removes="under user_ids: plain an id that is not a scope value is refused",
     ),
     Mutation.never(
         name="bad-end-user-id-refused-where-nothing-is-kept",
         file="proxy/budget/end_users.py",
         old="    if pinned is None and not plan.limits_level(END_USER):\n",
-        tests=(f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",),
+        tests=(
+            f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",
+        ),
         removes="clients that always sent `user` keep working where the plan keeps no users",
     ),
     Mutation(
@@ -4275,7 +4302,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/spenders.py",
         old="    return -spent, prefix\n",
         new="    return spent, prefix\n",
-        tests=(f"{LEDGER_END_USERS}::test_the_top_spenders_of_a_level_most_first_in_one_unit_and_period",),
+        tests=(
+            f"{LEDGER_END_USERS}::test_the_top_spenders_of_a_level_most_first_in_one_unit_and_period",
+        ),
         removes="the top spenders are the most spent",
     ),
     Mutation(
@@ -4283,7 +4312,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/memory.py",
         old="balance_rows(self._tenant(tenant).ledger.own)",
         new="balance_rows(self._tenant(tenant).ledger)",
-        tests=(f"{ADMIN_END_USERS}::test_the_top_end_users_most_spent_first_and_balances_leave_them_out",),
+        tests=(
+            f"{ADMIN_END_USERS}::test_the_top_end_users_most_spent_first_and_balances_leave_them_out",
+        ),
         removes="/balances leaves out the end users (there may be millions)",
     ),
     Mutation(
@@ -4294,7 +4325,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{ADMIN_END_USERS}::test_one_users_lines_by_the_id_its_clients_send",),
         removes="the admin API finds a user by the id its clients send, hashed first",
     ),
-
     Mutation(
         name="end-users-in-the-tenants-hash",
         file="proxy/store/ledger/lua/common.lua",
@@ -4742,7 +4772,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="rollup-limit-not-carried-memory",
         file="proxy/store/ledger/rollups_memory.py",
-        old='h.fields[limit] = "0" if before is None else before.fields.get(limit, "0")',
+        old='h.fields[limit] = "0" if lender is None else lender.fields.get(limit, "0")',
         new='h.fields[limit] = "0"',
         tests=(f"{ROLLUPS}test_a_day_without_a_reserve_takes_the_limit_of_the_day_before[memory]",),
         removes="a day without a reserve takes the day before's limit (memory://)",
@@ -4761,7 +4791,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="rollup-late-difference-not-spent-memory",
         file="proxy/store/ledger/memory_state.py",
-        old='            self.roll.charge(prefix, added[prefix], self.ledger[f"{prefix}|spent"])\n',
+        old="            self.roll.charge("
+        "prefix, added[prefix], spent, self.current(prefix, now))\n",
         new="",
         tests=(f"{ROLLUPS}test_expiry_charges_and_late_differences_are_spent_that_day[memory]",),
         removes="a late commit's difference is the day's spent (memory://)",
@@ -4812,7 +4843,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="rollup-charges-not-spent-memory",
         file="proxy/store/ledger/memory_state.py",
-        old="self.roll.charge(prefix, charge.get(unit, 0), book[key])",
+        old="self.roll.charge(prefix, charge.get(unit, 0), spent, self.current(prefix, now))",
         new="pass",
         tests=(
             f"{ROLLUPS}test_a_day_of_calls_is_summed_exactly[memory]",
@@ -4879,19 +4910,15 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    return ordered[max(1, math.ceil(percent * len(ordered) / 100)) - 1]\n",
         new="    return ordered[min(len(ordered) - 1, percent * len(ordered) // 100)]\n",
-        tests=(
-            f"{REPORT_FIGURES}::test_nearest_rank_percentile",
-        ),
+        tests=(f"{REPORT_FIGURES}::test_nearest_rank_percentile",),
         removes="a report's daily spend percentiles are nearest-rank",
     ),
     Mutation(
         name="report-days-without-rows-not-counted",
         file="proxy/reports/figures.py",
-        old="    return [by_day[d] for d in window.dates()]\n",
+        old="    return [by_day[d] for d in window.dates() if d >= since]\n",
         new="    return [by_day[d] for d in window.dates() if d in by_day] or [0]\n",
-        tests=(
-            f"{REPORT_FIGURES}::test_days_without_rows_count_as_zero_spend",
-        ),
+        tests=(f"{REPORT_FIGURES}::test_days_without_rows_count_as_zero_spend",),
         removes="every day of a report's window counts, a day without a rollup as zero spend",
     ),
     Mutation(
@@ -4919,9 +4946,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    exact = Decimal(reserved) / Decimal(committed)\n",
         new="    exact = Decimal(committed) / Decimal(reserved)\n",
-        tests=(
-            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
-        ),
+        tests=(f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",),
         removes="over-reservation is reserved over committed",
     ),
     Mutation(
@@ -4929,9 +4954,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="HEADROOM = Fraction(6, 5)\n",
         new="HEADROOM = Fraction(1)\n",
-        tests=(
-            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
-        ),
+        tests=(f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",),
         removes="a recommended limit leaves 20 % headroom",
     ),
     Mutation(
@@ -4939,15 +4962,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="        return (self.end - self.start).days\n",
         new="        return 30\n",
-        tests=(
-            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
-        ),
+        tests=(f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",),
         removes="p95-daily multiplies by the current period's own length",
     ),
     Mutation(
         name="report-no-observed-max-floor",
         file="proxy/reports/figures.py",
-        old="    if not denied and not any(r.shadow_denials for r in rows) and peak > rec.units:\n",
+        old="    if never and peak > rec.units:\n",
         new="    if False:\n",
         tests=(
             f"{REPORT_FIGURES}::test_a_line_never_denied_is_never_recommended_below_its_observed_max",
@@ -4957,11 +4978,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="report-observed-max-floor-despite-would-be-denials",
         file="proxy/reports/figures.py",
-        old="    if not denied and not any(r.shadow_denials for r in rows) and peak > rec.units:\n",
-        new="    if not denied and peak > rec.units:\n",
-        tests=(
-            f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",
-        ),
+        old="    never = not denied and not any(r.shadow_denials for r in rows)\n",
+        new="    never = not denied\n",
+        tests=(f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",),
         removes="a shadow line's would-be denials lift the observed-max floor",
     ),
     Mutation(
@@ -4980,9 +4999,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    step = CENT.get(unit, 1)\n",
         new="    step = 1\n",
-        tests=(
-            f"{REPORT_FIGURES}::test_a_recommendation_is_rounded_up_to_a_cent",
-        ),
+        tests=(f"{REPORT_FIGURES}::test_a_recommendation_is_rounded_up_to_a_cent",),
         removes="a USD recommendation is rounded up to a cent",
     ),
     Mutation(
@@ -4990,9 +5007,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    ahead = spent + -(-sum(recent) * left // len(recent))\n",
         new="    ahead = spent\n",
-        tests=(
-            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
-        ),
+        tests=(f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",),
         removes="the forecast adds the last week's mean daily spend for each day left",
     ),
     Mutation(
@@ -5010,16 +5025,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    refused = sum(max(0, min(r.spent, r.value_peak - r.limit)) for r in rows)\n",
         new="    refused = sum(r.spent for r in rows if r.shadow_denials)\n",
-        tests=(
-            f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",
-        ),
+        tests=(f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",),
         removes="the spend enforcing would have refused is each day's spend beyond the limit",
     ),
     Mutation(
         name="report-spent-this-period-not-read",
         file="proxy/reports/tenant.py",
-        old="spent.get(key, 0), mode",
-        new="0, mode",
+        old="spent.get(key, 0), enforced",
+        new="0, enforced",
         tests=(
             f"{REPORT_HISTORY}::test_every_figure_of_the_seeded_history_equals_the_hand_worked_one",
         ),
@@ -5040,9 +5053,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/admin/dashboard/report_page.py",
         old="    if report.shadowed:\n",
         new="    if False:\n",
-        tests=(
-            f"{REPORT_SURFACES}::test_the_dashboard_shows_the_report_in_headless_chromium",
-        ),
+        tests=(f"{REPORT_SURFACES}::test_the_dashboard_shows_the_report_in_headless_chromium",),
         removes="the dashboard shows a shadow tenant what enforcing would have done",
     ),
     Mutation(
@@ -5547,6 +5558,206 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/store/test_ledger_memory.py::test_a_sweep_with_no_dead_owner_walks_no_record",
         ),
         removes="memory://: a sweep pass with no dead owner walks none of a tenant's records",
+    ),
+    Mutation(
+        name="report-limit-takes-unicode-digits",
+        file="proxy/reports/read.py",
+        old="    return int(raw) if _NUMBER.fullmatch(raw) else None\n",
+        new="    return int(raw) if raw.isdigit() and len(raw) <= 4 else None\n",
+        tests=(
+            "tests/reports/test_report_inputs.py::test_limit_with_a_unicode_digit_is_a_400_not_a_500",
+            "tests/reports/test_report_inputs.py::test_numbers_in_other_scripts_are_refused",
+        ),
+        removes="a report's numbers are ASCII digits",
+    ),
+    Mutation(
+        name="redis-rollups-keep-every-header-value",
+        file="proxy/store/ledger/lua/rollup.lua",
+        old="      if counts[level] < VALUES then\n",
+        new="      if true then\n",
+        tests=(
+            "tests/store/test_rollup_bounds.py::"
+            "test_header_values_past_the_bound_are_summed_in_the_star_row[redis]",
+        ),
+        removes="Redis: a day keeps at most values_per_level rows per structural level",
+    ),
+    Mutation(
+        name="memory-rollups-keep-every-header-value",
+        file="proxy/store/ledger/rollups_memory.py",
+        old='        if int(fields.get(f"#|{level}", "0")) < most:\n',
+        new="        if True:\n",
+        tests=(
+            "tests/store/test_rollup_bounds.py::"
+            "test_header_values_past_the_bound_are_summed_in_the_star_row[memory]",
+        ),
+        removes="memory://: a day keeps at most values_per_level rows per structural level",
+    ),
+    Mutation(
+        name="redis-rollup-sums-do-not-saturate",
+        file="proxy/store/ledger/lua/rollup.lua",
+        old="  return math.max(-SAFE, math.min(SAFE, x))\n",
+        new="  return x\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_days_sums_saturate_at_2_53[redis]",),
+        removes="Redis: a day's sums saturate at 2^53 - 1",
+    ),
+    Mutation(
+        name="memory-rollup-sums-do-not-saturate",
+        file="proxy/store/ledger/rollups_memory.py",
+        old="    return max(-SAFE, min(SAFE, x))\n",
+        new="    return x\n",
+        tests=("tests/store/test_rollup_edges.py::test_a_days_sums_saturate_at_2_53[memory]",),
+        removes="memory://: a day's sums saturate at 2^53 - 1",
+    ),
+    Mutation(
+        name="memory-idle-tenant-days-never-due",
+        file="proxy/store/ledger/memory_state.py",
+        old="        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest(), "
+        "self.days.earliest())\n",
+        new="        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest())\n",
+        tests=(
+            "tests/store/test_rollup_bounds.py::test_the_memory_sweeper_purges_an_idle_tenants_days",
+        ),
+        removes="memory://: the sweeper forgets an idle tenant's days past the retention",
+    ),
+    Mutation(
+        name="redis-late-settle-sets-the-new-days-peak",
+        file="proxy/store/ledger/lua/common.lua",
+        old="  if ROLL.current(string.match(prefix, '[^|]*$')) then "
+        "ROLL.value_peak(prefix, after) end\n",
+        new="  ROLL.value_peak(prefix, after)\n",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[redis]",
+        ),
+        removes="Redis: a day's value_peak only measures the day's own period",
+    ),
+    Mutation(
+        name="memory-late-settle-sets-the-new-days-peak",
+        file="proxy/store/ledger/rollups_memory.py",
+        old="        if current:\n",
+        new="        if True:\n",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_settle_after_its_period_ended_leaves_the_new_days_peak[memory]",
+        ),
+        removes="memory://: a day's value_peak only measures the day's own period",
+    ),
+    Mutation(
+        name="redis-settle-limit-from-the-day-before",
+        file="proxy/store/ledger/lua/rollup.lua",
+        old="      if not origin or origin >= days then origin = days - 1 end\n",
+        new="      origin = days - 1\n",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit[redis]",
+        ),
+        removes="Redis: a settled row's limit comes from its reservation's day",
+    ),
+    Mutation(
+        name="memory-settle-limit-from-the-day-before",
+        file="proxy/store/ledger/rollups_memory.py",
+        old="                lender = self.days.get("
+        "today - 1 if origin is None or origin >= today else origin)\n",
+        new="                lender = self.days.get(today - 1)\n",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_settle_two_days_after_its_reserve_keeps_the_lines_limit[memory]",
+        ),
+        removes="memory://: a settled row's limit comes from its reservation's day",
+    ),
+    Mutation(
+        name="spill-replay-is-a-plain-shadow-reserve",
+        file="proxy/gateway/spill.py",
+        old="        replay=True,\n",
+        new="",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[memory]",
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[redis]",
+        ),
+        removes="a spill replay counts no shadow denial",
+    ),
+    Mutation(
+        name="redis-replay-counts-shadow-denials",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="if shadow and not replay and not would_allow then roll_denial(gate, 'shadow') end\n",
+        new="if shadow and not would_allow then roll_denial(gate, 'shadow') end\n",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[redis]",
+        ),
+        removes="Redis: a replay counts no shadow denial",
+    ),
+    Mutation(
+        name="report-counts-days-before-the-first-rollup",
+        file="proxy/reports/figures.py",
+        old="    return [by_day[d] for d in window.dates() if d >= since]\n",
+        new="    return [by_day[d] for d in window.dates()]\n",
+        tests=(
+            "tests/reports/test_report_figures.py::test_a_new_tenants_days_before_its_first_rollup_do_not_count",
+        ),
+        removes="a report counts a tenant's days from its first rollup on",
+    ),
+    Mutation(
+        name="report-recommends-below-the-forecast",
+        file="proxy/reports/figures.py",
+        old="    if never and ahead is not None and ahead > rec.units:\n",
+        new="    if False:\n",
+        tests=(
+            "tests/reports/test_report_figures.py::test_a_never_denied_line_is_not_recommended_below_its_forecast",
+        ),
+        removes="a never-denied line is not recommended below its forecast",
+    ),
+    Mutation(
+        name="report-lifetime-line-has-no-spent",
+        file="proxy/reports/read.py",
+        old='        if value != EVERY and (period in periods or period == "none")\n',
+        new="        if value != EVERY and period in periods\n",
+        tests=(
+            "tests/reports/test_report_edges.py::test_a_lifetime_line_reports_its_spent_and_forecast[memory]",
+        ),
+        removes="a lifetime line's report reads its spent",
+    ),
+    Mutation(
+        name="report-csv-cells-may-be-formulas",
+        file="proxy/reports/render.py",
+        old="""    return f"'{text}" if column in TEXT_COLUMNS """
+        """and text.startswith(_FORMULA) else text\n""",
+        new="    return text\n",
+        tests=("tests/reports/test_report_inputs.py::test_csv_cells_are_not_formulas",),
+        removes="a report's CSV text cells are never formulas",
+    ),
+    Mutation(
+        name="memory-replay-counts-shadow-denials",
+        file="proxy/store/ledger/memory.py",
+        old="        if request.shadow and not request.replay and not outcome.would_allow:\n",
+        new="        if request.shadow and not outcome.would_allow:\n",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_not_counted_as_a_shadow_denial[memory]",
+        ),
+        removes="memory://: a replay counts no shadow denial",
+    ),
+    Mutation(
+        name="redis-replay-audits-a-would-be-denial",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="if shadow and not replay then\n",
+        new="if shadow then\n",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_no_would_be_denial_in_the_audit[redis]",
+        ),
+        removes="Redis: a replay's audit entry has no would-be denial",
+    ),
+    Mutation(
+        name="memory-replay-audits-a-would-be-denial",
+        file="proxy/store/ledger/memory.py",
+        old="        if request.shadow and not request.replay:\n",
+        new="        if request.shadow:\n",
+        tests=(
+            "tests/store/test_rollup_edges.py::test_a_spill_replay_is_no_would_be_denial_in_the_audit[memory]",
+        ),
+        removes="memory://: a replay's audit entry has no would-be denial",
+    ),
+    Mutation(
+        name="history-values-per-level-ignored",
+        file="proxy/policy/schema.py",
+        old="        history_values_per_level=spec.history.values_per_level,\n",
+        new="",
+        tests=("tests/policy/test_policy.py::test_history_values_per_level_reach_the_stores",),
+        removes="history.values_per_level reaches the stores",
     ),
 )
 

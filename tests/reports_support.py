@@ -16,16 +16,26 @@ from __future__ import annotations
 import calendar
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 from hooks_support import set_clock_offset
+from support import policy
 
+from proxy.admin.app import build_admin_app
+from proxy.admin.auth import Tokens
+from proxy.app import shared
 from proxy.store.ledger.base import BudgetLine, Candidate, Ledger, ReserveRequest
 from proxy.store.ledger.calendar import utc_ms
 from proxy.store.open import Stores
 from proxy.store.tenants import TenantRecord
+from proxy.testing.local import Stack, local_stack, serving
 
 USD = 10**8
 DAYS = 30
@@ -184,3 +194,23 @@ def check(reports: list[dict[str, Any]], last: date, only: str | None = None) ->
         assert got == want[report["tenant"]], report["tenant"]
         assert report["mode"] == TENANTS[report["tenant"]]
         assert report["until"] == last.isoformat() and report["days"] == DAYS
+
+
+ADMIN, READER = "admin-token-1", "read-token-1"
+LIMITS = "/admin/v1/reports/limits"
+
+
+@asynccontextmanager
+async def admin(tmp_path: Path, store: str) -> AsyncIterator[tuple[str, Stack, Any]]:
+    """The admin listener on a proxy stack; yields its URL, the stack, a client session."""
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    async with local_stack(pol, store=store) as stack:
+        admin_app = build_admin_app(shared(stack.app), tokens=Tokens((ADMIN,), (READER,)))
+        async with serving(admin_app) as url, aiohttp.ClientSession() as client:
+            yield url, stack, client
+
+
+async def get(client: aiohttp.ClientSession, url: str, token: str = READER) -> tuple[int, Any]:
+    async with client.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+        text = await r.text()
+        return r.status, orjson.loads(text) if r.content_type == "application/json" else text

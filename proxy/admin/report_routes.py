@@ -16,17 +16,17 @@ from proxy.admin.api import ok
 from proxy.admin.shared import ledger, runtime, tenants
 from proxy.core.errors import BadRequest, NotFound
 from proxy.reports.figures import TenantReport
-from proxy.reports.read import read_reports, window_days
+from proxy.reports.read import ascii_number, read_reports, window_days
 from proxy.reports.render import report_json, to_csv
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
 def _limit(query: Any) -> int:
-    raw = query.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = ascii_number(query.get("limit", str(DEFAULT_LIMIT)))
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"'limit' must be a number from 1 to {MAX_LIMIT}.", param="limit")
-    return int(raw)
+    return limit
 
 
 def _format(query: Any) -> str:

@@ -47,6 +47,9 @@ class ReservationSettings:
     """Audit entries older than this are trimmed from a tenant's trail."""
     history_retention_ms: int = 400 * 24 * 60 * 60 * 1000
     """A day's rollups (the ledger's history) are kept this long after the day ends."""
+    history_values_per_level: int = 100
+    """How many values of a level whose values come from headers (workspace to toolset) keep
+    their own row in a tenant's day; later ones are summed in the level's `*` row."""
 
 
 END_USER = "user"

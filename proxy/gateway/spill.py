@@ -241,6 +241,7 @@ async def _write(
         lines=request.lines,
         candidates=[Candidate(asked.amounts, name=asked.name)],
         shadow=True,
+        replay=True,
         quotas=Quotas(),
         utc_offset_min=request.utc_offset_min,
         alerts=request.alerts,

@@ -334,5 +334,6 @@ def _operations(policy: Policy) -> list[str]:
         f"{r.run_idle_ms // 1000}, user idle {r.user_idle_ms // 1000}, period grace "
         f"{r.period_grace_ms // 1000}; "
         f"on expiry: {r.on_expiry}",
-        f"History: each day's rollups kept {r.history_retention_ms // 86_400_000} days",
+        f"History: each day's rollups kept {r.history_retention_ms // 86_400_000} days, "
+        f"{r.history_values_per_level} values per structural level",
     ]

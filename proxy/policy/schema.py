@@ -307,6 +307,7 @@ def _reservations(spec: PolicySpec, timeouts: Timeouts, out: list[Issue]) -> Res
     settings = ReservationSettings(
         **{_MS_FIELDS.get(k, k): v * 1000 if k in _MS_FIELDS else v for k, v in given.items()},
         history_retention_ms=spec.history.retention_days * DAY_MS,
+        history_values_per_level=spec.history.values_per_level,
     )
     issues = lifetimes.check(spec, timeouts, settings, given)
     out.extend(Issue(loc, message) for loc, message in issues)

@@ -246,6 +246,8 @@ class HistorySpec(_Spec):
 
     retention_days: Annotated[int, Field(ge=1, le=3660)] = 400
     """How long a day's rollups are kept after the day ends."""
+    values_per_level: Annotated[int, Field(ge=1, le=10000)] = 100
+    """How many values of a structural level keep their own row in a tenant's day."""
 
 
 class PolicySpec(_Spec):

@@ -3,7 +3,8 @@
 The rules, each named in the report and in README's "Reports":
 
 - The window is the last `days` days of the tenant's calendar, today included; every day in it
-  counts, a day without a rollup as zero spend.
+  from the tenant's first day with rollups on counts, a day without a rollup as zero spend (a
+  new tenant's days before it had any are not zero-spend days).
 - Daily spend percentiles are nearest-rank: of the n daily spends sorted, the p-th percentile
   is the ceil(p/100 * n)-th.
 - A day the limit was hit: the line denied a call that day (enforced or, in shadow, would have),
@@ -15,10 +16,13 @@ The rules, each named in the report and in README's "Reports":
   `p95-daily` for a line with a period: p95 of daily spend x the current period's days x
   HEADROOM; `peak-value` for runs and end users (one line per value, summed in the rollups):
   the largest one value's spend in its period x HEADROOM. A line that denied calls (enforced)
-  is never recommended below the limit it denied them at (`denied-at-limit`).
+  is never recommended below the limit it denied them at (`denied-at-limit`), and one that
+  never denied (nor would have) never below its forecast for the current period
+  (`forecast`).
 - Forecast of the period's end spend: spent so far + the mean daily spend of the window's last
   RECENT_DAYS days x the days left in the period after today, rounded up; for a tenant in
   enforce mode at most the limit (enforcement stops the spend there), or what it spent already.
+  A lifetime line (period none) has no end: its forecast is what it spent.
 - Shadow: the calls the line would have denied, on how many days, the first of them, and the
   spend enforcement would have refused: each day's spend beyond the limit in its period.
 """
@@ -100,7 +104,7 @@ class LineReport:
     period: str
     limit: int
     spent_this_period: int | None
-    """None for run and end-user rows (one period per value) and lines without a period."""
+    """None for run and end-user rows (one period per value); a lifetime line's all it spent."""
     days: int
     p50: int
     p95: int
@@ -116,7 +120,7 @@ class LineReport:
     shadow: Shadow
     recommended: Recommendation
     forecast: int | None
-    """None without a current period (runs, end users, lines without a period)."""
+    """None for runs and end users; a lifetime line's is what it spent (its period never ends)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +148,13 @@ def nearest_rank(values: Sequence[int], percent: int) -> int:
     return ordered[max(1, math.ceil(percent * len(ordered) / 100)) - 1]
 
 
-def daily(rows: Sequence[DayRollup], window: Window) -> list[int]:
-    """Spend on each day of the window, zero for a day without a row."""
+def daily(rows: Sequence[DayRollup], window: Window, since: str = "") -> list[int]:
+    """Spend on each day of the window from `since` (the tenant's first day with rollups) on,
+    zero for a day without a row."""
     by_day = Counter[str]()
     for row in rows:
         by_day[row.day] += row.spent
-    return [by_day[d] for d in window.dates()]
+    return [by_day[d] for d in window.dates() if d >= since]
 
 
 def hit(row: DayRollup) -> bool:
@@ -176,8 +181,11 @@ def _round_up(units: int, unit: str) -> int:
     return -(-units // step) * step
 
 
-def recommend(rows: Sequence[DayRollup], p95: int, period: Period | None) -> Recommendation:
-    """The recommended limit and the rule that produced it (module docstring)."""
+def recommend(
+    rows: Sequence[DayRollup], p95: int, period: Period | None, ahead: int | None
+) -> Recommendation:
+    """The recommended limit and the rule that produced it (module docstring); `ahead` is the
+    line's forecast for its current period (None: it has none)."""
     last = rows[-1]
     peak = max(r.value_peak for r in rows)
     if last.value == EVERY or period is None:
@@ -188,8 +196,11 @@ def recommend(rows: Sequence[DayRollup], p95: int, period: Period | None) -> Rec
         why = f"p95 of daily spend x {period.days} days x 1.2"
         rec = Recommendation(units, "p95-daily", why)
     denied = any(sum(r.denials.values()) for r in rows)
-    if not denied and not any(r.shadow_denials for r in rows) and peak > rec.units:
+    never = not denied and not any(r.shadow_denials for r in rows)
+    if never and peak > rec.units:
         rec = Recommendation(peak, "observed-max", "the most spent in one period; never denied")
+    if never and ahead is not None and ahead > rec.units:
+        rec = Recommendation(ahead, "forecast", "this period's forecast; never denied")
     if denied and last.limit > rec.units:
         rec = Recommendation(last.limit, "denied-at-limit", "it denied calls at this limit")
     return Recommendation(_round_up(rec.units, last.unit), rec.rule, rec.why)
@@ -207,24 +218,34 @@ def forecast(
 
 
 def line_report(
-    rows: Sequence[DayRollup], window: Window, period: Period | None, spent: int, enforced: bool
+    rows: Sequence[DayRollup],
+    window: Window,
+    period: Period | None,
+    spent: int,
+    enforced: bool,
+    since: str = "",
 ) -> LineReport:
-    """One budget line's figures from its rows (oldest first) over `window`; `period` is its
-    current period (None for runs and end users), `spent` what it holds spent there, and
-    `enforced` whether its tenant is in enforce mode (which caps the forecast at the limit)."""
+    """One budget line's figures from its rows (oldest first) over `window` (its days from
+    `since`, the tenant's first day with rollups, on); `period` is its current period (None for
+    runs, end users and lifetime lines), `spent` what it holds spent there, and `enforced`
+    whether its tenant is in enforce mode (which caps the forecast at the limit)."""
     last = rows[-1]
-    days = daily(rows, window)
+    days = daily(rows, window, since)
     p95 = nearest_rank(days, 95)
     reserved, committed = sum(r.reserved_sum for r in rows), sum(r.committed_sum for r in rows)
     current = period if last.value != EVERY else None
+    lifetime = last.value != EVERY and last.period == "none"
     ceiling = last.limit if enforced else None
+    ahead = spent if lifetime else None
+    if current is not None:
+        ahead = forecast(spent, days, window.last, current, ceiling)
     return LineReport(
         level=last.level,
         value=last.value,
         unit=last.unit,
         period=last.period,
         limit=last.limit,
-        spent_this_period=spent if current is not None else None,
+        spent_this_period=spent if current is not None or lifetime else None,
         days=window.days,
         p50=nearest_rank(days, 50),
         p95=p95,
@@ -237,8 +258,8 @@ def line_report(
         committed=committed,
         over_reservation=over_reservation(reserved, committed),
         shadow=shadow(rows),
-        recommended=recommend(rows, p95, current),
-        forecast=None if current is None else forecast(spent, days, window.last, current, ceiling),
+        recommended=recommend(rows, p95, current, ahead),
+        forecast=ahead,
     )
 
 

@@ -26,6 +26,13 @@ MAX_DAYS = 3660
 """The longest window: the longest rollup retention a policy may set."""
 PAGE = 200
 _SINCE = re.compile(r"([0-9]{1,4})d")
+_NUMBER = re.compile(r"[0-9]{1,4}")
+
+
+def ascii_number(raw: str) -> int | None:
+    """`raw` as a number of 1 to 4 ASCII digits, else None: `str.isdigit` and `int` also take
+    other scripts' digits and superscripts ('²'), which `int` may then refuse."""
+    return int(raw) if _NUMBER.fullmatch(raw) else None
 
 
 def window_days(since: str) -> int:
@@ -66,7 +73,7 @@ async def read_report(ledger: Ledger, record: TenantRecord, mode: str, days: int
     current = [
         BudgetLine(level, value, cast(Unit, unit), cast(PeriodKind, period), 0)
         for level, value, unit, period in by_line(rollups)
-        if value != EVERY and period in periods
+        if value != EVERY and (period in periods or period == "none")
     ]
     got = await ledger.lines(record.id, current, offset) if current else []
     spent: dict[LineId, int] = {

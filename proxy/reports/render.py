@@ -2,7 +2,10 @@
 
 Amounts are integers in their unit; JSON gives `{"units", "unit", "text"}` as the admin API
 does, CSV and the table the text (`format_amount`: USD with six decimals, counted units whole).
-Ratios are decimal strings.
+Ratios are decimal strings. In CSV only, a text cell (tenant, value, rule, ...) that starts
+with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so that a spreadsheet
+never reads it as a formula (OWASP's advice on CSV injection); numbers and amounts are as they
+are.
 """
 
 from __future__ import annotations
@@ -116,11 +119,25 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+TEXT_COLUMNS = frozenset(
+    ("tenant", "mode", "level", "value", "unit", "period", "recommended_rule", "shadow_first_day")
+)
+"""The CSV columns that hold text (names, rules, a date) rather than figures."""
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(column: str, text: str) -> str:
+    """`text` as a CSV cell: a text cell a spreadsheet would read as a formula quoted by `'`."""
+    return f"'{text}" if column in TEXT_COLUMNS and text.startswith(_FORMULA) else text
+
+
 def to_csv(reports: Sequence[TenantReport]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(row(r, line) for r in reports for line in r.lines)
+    for r in reports:
+        for line in r.lines:
+            writer.writerow({c: _cell(c, text) for c, text in row(r, line).items()})
     return out.getvalue()
 
 

@@ -46,8 +46,10 @@ def tenant_report(
 ) -> TenantReport:
     """`periods`: the current period of each kind ("day", "month"); `spent`: what each line
     holds spent in its current period."""
+    since = min((r.day for r in rollups), default="")
+    enforced = mode == "enforce"
     lines = tuple(
-        line_report(rows, window, current(rows, periods), spent.get(key, 0), mode == "enforce")
+        line_report(rows, window, current(rows, periods), spent.get(key, 0), enforced, since)
         for key, rows in by_line(rollups).items()
     )
     wide = [r for r in rollups if r.level == TENANT_WIDE]

@@ -422,3 +422,19 @@ def test_a_history_retention_out_of_range_is_refused(tmp_path: Path, days: str) 
     message, where = broken(tmp_path, base() + f"history: {{retention_days: {days}}}  # <-\n")
     assert where in message
     assert "history.retention_days" in message
+
+
+def test_history_values_per_level_reach_the_stores(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(base())
+    assert load_policy(tmp_path / "p.yaml").reservations.history_values_per_level == 100
+    (tmp_path / "p.yaml").write_text(base() + "history: {values_per_level: 7}\n")
+    policy = load_policy(tmp_path / "p.yaml")
+    assert policy.reservations.history_values_per_level == 7
+    assert "7 values per structural level" in describe(policy)
+
+
+@pytest.mark.parametrize("values", ["0", "10001", "2.5"])
+def test_history_values_per_level_out_of_range_are_refused(tmp_path: Path, values: str) -> None:
+    message, where = broken(tmp_path, base() + f"history: {{values_per_level: {values}}}  # <-\n")
+    assert where in message
+    assert "history.values_per_level" in message

@@ -168,7 +168,29 @@ def test_a_day_hits_the_limit_by_spend_or_by_a_would_be_denial_alone() -> None:
 
 def test_a_recommendation_is_rounded_up_to_a_cent() -> None:
     line = one_line([Row("2026-12-01", spent=10_076_000, value_peak=10_076_000)])
-    assert line["recommended_limit"]["text"] == "0.110000 USD"  # $0.10076 observed
+    assert line["recommended_limit"]["text"] == "0.130000 USD"  # p95 $0.10076 x 1 day x 1.2
+
+
+def test_a_new_tenants_days_before_its_first_rollup_do_not_count() -> None:
+    """A tenant whose history starts on 3 December: its window is 3 to 5 December, not 30 days
+    of which 27 at zero (which would make its p95 zero)."""
+    line = one_line([Row("2026-12-03", spent=5 * USD, value_peak=5 * USD)])
+    daily = line["daily_spend"]
+    assert [units(daily[k]) for k in ("p50", "p95", "max")] == [0, 5 * USD, 5 * USD]
+    assert (units(line["recommended_limit"]), line["recommended_rule"]) == (6 * USD, "p95-daily")
+
+
+def test_a_never_denied_line_is_not_recommended_below_its_forecast() -> None:
+    """$10 today after 29 quiet days on a month line: p95 is 0 and the most spent in the period
+    $10, but the forecast is $10 + $10/7 x 26 days left = $47.1428…"""
+    rows = [Row("2026-11-06", period="month", limit=1000 * USD)]
+    rows.append(
+        Row("2026-12-05", period="month", limit=1000 * USD, spent=10 * USD, value_peak=10 * USD)
+    )
+    line = one_line(rows, mode="shadow", spent=10 * USD)
+    assert units(line["forecast"]) == 10 * USD + -(-10 * USD * 26 // 7)
+    assert line["recommended_rule"] == "forecast"
+    assert units(line["recommended_limit"]) == 4715 * 10**6  # rounded up to a cent
 
 
 def test_days_without_rows_count_as_zero_spend() -> None:

@@ -8,27 +8,17 @@ import csv
 import io
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
-from reports_support import DAYS, TENANTS, check, expected, seed
-from support import policy
+from reports_support import ADMIN, DAYS, LIMITS, READER, TENANTS, admin, check, expected, get, seed
 
-from proxy.admin.app import build_admin_app
-from proxy.admin.auth import Tokens
-from proxy.app import shared
 from proxy.core.types import ReservationSettings
 from proxy.store.open import open_store
-from proxy.testing.local import Stack, local_stack, serving
 
-ADMIN, READER = "admin-token-1", "read-token-1"
 CHROMIUM = Path("/usr/bin/chromium")
-LIMITS = "/admin/v1/reports/limits"
 
 
 def report(*args: str) -> subprocess.CompletedProcess[str]:
@@ -73,22 +63,6 @@ async def test_the_command_refuses_a_bad_window_and_an_unknown_tenant(redis_url:
     assert done.returncode == 2 and "'since' is a number of days written like 30d" in done.stderr
     done = report("--store", redis_url, "--tenant", "nobody")
     assert done.returncode == 1 and "no tenant 'nobody'" in done.stderr
-
-
-@asynccontextmanager
-async def admin(tmp_path: Path, store: str) -> AsyncIterator[tuple[str, Stack, Any]]:
-    """The admin listener on a proxy stack; yields its URL, the stack, a client session."""
-    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
-    async with local_stack(pol, store=store) as stack:
-        admin_app = build_admin_app(shared(stack.app), tokens=Tokens((ADMIN,), (READER,)))
-        async with serving(admin_app) as url, aiohttp.ClientSession() as client:
-            yield url, stack, client
-
-
-async def get(client: aiohttp.ClientSession, url: str, token: str = READER) -> tuple[int, Any]:
-    async with client.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
-        text = await r.text()
-        return r.status, orjson.loads(text) if r.content_type == "application/json" else text
 
 
 async def test_the_admin_route_answers_the_same_report(tmp_path: Path, store_url: str) -> None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 from conftest import EVERY_STORE, Opener
-from hooks_support import set_clock_offset, set_status, sweep_tenant
+from hooks_support import set_status, sweep_tenant
 from ledger_support import EXPIRE_NOW, ask, ledger, line  # noqa: F401
+from rollups_support import DAY, NOON, at, reserved, wall_ms
 
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger import MemoryLedger, RedisLedger
@@ -23,24 +23,10 @@ from proxy.store.ledger.base import (
     DayRollup,
     Ledger,
     Quotas,
-    Reservation,
     ReserveRequest,
 )
 from proxy.store.ledger.rollups import day_end_ms, local_day
 from proxy.store.redis import layout
-
-DAY = 86_400_000
-NOON = int(datetime(2026, 3, 10, 12, tzinfo=UTC).timestamp() * 1000)
-"""The instant the tests put the tenant's clock at: day 2026-03-10 in UTC."""
-
-
-def wall_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
-async def at(ledger: Ledger, ms: int, tenant: str = "acme") -> None:
-    """Put the tenant's clock at about `ms` (the test runs in well under a minute)."""
-    await set_clock_offset(ledger, tenant, ms - wall_ms())
 
 
 def row(day: str, level: str, value: str, unit: str, period: str, **figures: object) -> DayRollup:
@@ -62,12 +48,6 @@ def row(day: str, level: str, value: str, unit: str, period: str, **figures: obj
 
 def wide(day: str, **figures: object) -> DayRollup:
     return row(day, "-", "-", "-", "-", **figures)
-
-
-async def reserved(ledger: Ledger, request: ReserveRequest) -> Reservation:
-    result = await ledger.reserve(request)
-    assert result.reservation is not None, result
-    return result.reservation
 
 
 @EVERY_STORE

@@ -35,6 +35,7 @@ from proxy.admin.dashboard.markup import Html, new_nonce, page, redirect, respon
 from proxy.admin.dashboard.tenant_page import tenant
 from proxy.core.errors import BadRequest, ClientError, LedgerError
 from proxy.core.types import SCOPE_VALUE as VALUE
+from proxy.reports.read import ascii_number
 from proxy.store.tenants import TenantRecord, TenantStore
 
 log = logging.getLogger("cycles.dashboard")
@@ -235,10 +236,8 @@ def _listing_query(request: web.Request) -> tuple[str, str, str, str | None, int
     after = query.get("after") or None
     if after is not None and not VALUE.fullmatch(after):
         after = None
-    try:
-        limit = min(max(int(query.get("limit", PAGE_SIZE)), 1), MAX_PAGE_SIZE)
-    except ValueError:
-        limit = PAGE_SIZE
+    asked = ascii_number(query.get("limit", ""))
+    limit = PAGE_SIZE if asked is None else min(max(asked, 1), MAX_PAGE_SIZE)
     return q, sort, direction, after, limit
 
 

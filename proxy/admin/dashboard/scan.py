@@ -41,7 +41,7 @@ def denials(entry: AuditEntry) -> int:
     if entry.kind != "reserve" or entry.fields.get("decision") != "DENY":
         return 0
     count = entry.fields.get("count", "1")
-    return int(count) if count.isdigit() else 1
+    return int(count) if count.isascii() and count.isdigit() else 1
 
 
 def shadow_denial(entry: AuditEntry) -> bool:

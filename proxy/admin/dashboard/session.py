@@ -100,7 +100,7 @@ class Sessions:
         parts = cookie.split(".")
         if len(parts) != 6 or parts[0] != "v1" or parts[1] not in _ACCESS:
             return None
-        if not (parts[2].isdigit() and parts[3].isdigit()):
+        if not all(p.isascii() and p.isdigit() for p in parts[2:4]):
             return None
         signature = _unb64(parts[5])
         if signature is None:

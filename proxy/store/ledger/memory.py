@@ -144,12 +144,12 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         quotas.count(t.counters, gate, now, self.settings, hold)
         record = Record("OPEN", self.owner, outcome, amounts, prefixes, gate.held)
         self._allow(t, request, choice, record, why(outcome, lines), now)
-        record.deadline = now + hold
+        record.deadline, record.created = now + hold, now
         record.scope = request.scope if request.keep_scope else None
         rule = None if request.shadow or not choice.index else request.candidates[choice.index].name
         self._hold(t, request.reservation_id, record, lines, now, cal, rule)
         t.roll.add(f"{TENANT_ROW}|calls", 1)
-        if request.shadow and not outcome.would_allow:
+        if request.shadow and not request.replay and not outcome.would_allow:
             roll_denial(t.roll, outcome.quota, limited(outcome, lines), "shadow")
         return result(request, t.status, record, lines)
 
@@ -185,7 +185,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         fields = self._fields(request, "ALLOW" if request.shadow else verdict, record.amounts)
         if capped:
             fields["rule"] = request.candidates[record.outcome.candidate].name
-        if request.shadow:
+        if request.shadow and not request.replay:
             fields["would"] = verdict if record.outcome.would_allow else "DENY"
             if not record.outcome.would_allow:
                 fields |= {"reason": why[0], "scope": why[1]}
@@ -237,6 +237,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
             return SettleResult(r.state, False, {})
         charged = dict(actual)
         per_line: dict[str, int] = charged
+        t.roll.made(r.created, t.day_offset)
         if r.state == "OPEN":
             t.settle_lines(r.fields, r.amounts, actual, now, s)
             quotas.free(t.counters, r.held)

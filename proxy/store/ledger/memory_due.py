@@ -2,10 +2,11 @@
 idle ones (the Redis store's `cy:v1:due`, store/redis/layout.py).
 
 A tenant is due when something of it expires: a reservation's deadline, a tombstone, a ledger
-entry. Rather than hooking every write, the store marks a tenant `touched` whenever an operation
-reaches it; a pass visits the touched tenants and those whose indexed time has come, and after
-the visit indexes each at its earliest due time again. A heap holds the indexed times; an entry
-superseded by an earlier one stays in the heap until it surfaces and is skipped.
+entry, a day of rollups past the history retention. Rather than hooking every write, the store
+marks a tenant `touched` whenever an operation reaches it; a pass visits the touched tenants
+and those whose indexed time has come, and after the visit indexes each at its earliest due time
+again. A heap holds the indexed times; an entry superseded by an earlier one stays in the heap
+until it surfaces and is skipped.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from proxy.store.ledger.checks import out_of_range
 from proxy.store.ledger.common import Outcome, alerted, user_expiry
 from proxy.store.ledger.expiry import ExpiryIndex
 from proxy.store.ledger.memory_due import DueIndex
-from proxy.store.ledger.meta import AGGREGATE, GENERATION
+from proxy.store.ledger.meta import AGGREGATE, GENERATION, calendar_at
 from proxy.store.ledger.rollups_memory import DayBook, Roll
 
 TOMBSTONES_MAX = 20_000
@@ -79,6 +79,8 @@ class Record:
     actual: dict[str, int] | None = None
     deadline: int = 0
     """When it expires if still OPEN (kept after it is settled, as the Redis record keeps it)."""
+    created: int = 0
+    """When it was reserved (0: a stand-in for a record the store lost)."""
     scope: str | None = None
     """The scope path, when the reserve asked to keep it (ReserveRequest.keep_scope)."""
 
@@ -118,9 +120,9 @@ class TenantState:
         return clock_ms + int(self.meta.get("clock_offset_ms", "0"))
 
     def next_due(self) -> int | None:
-        """When something of this tenant next expires (a deadline, a tombstone, an entry), by
-        the store's clock (without the test clock offset); None: nothing will."""
-        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest())
+        """When something of this tenant next expires (a deadline, a tombstone, an entry, a day
+        of rollups), by the store's clock (without the test clock offset); None: nothing will."""
+        earliest = (self.resv_exp.earliest(), self.ledger_exp.earliest(), self.days.earliest())
         times = [at for at in earliest if at is not None]
         return min(times) - int(self.meta.get("clock_offset_ms", "0")) if times else None
 
@@ -129,9 +131,20 @@ class TenantState:
         """The utc offset (minutes) of the tenant's last reserve: its writes' day (meta.py)."""
         return int(self.meta.get("day_offset_min", "0"))
 
+    def current(self, prefix: str, now: int) -> bool:
+        """Whether the period of `prefix` is the current one of its kind at `now` in the
+        calendar of the day's rollups (lua/common.lua ROLL.current)."""
+        pid = prefix.rsplit("|", 1)[1]
+        if pid == "-":
+            return True
+        cal = calendar_at(self.meta, now, self.day_offset)
+        return cal.period_id("day" if pid[0] == "d" else "month", now) == pid
+
     def flush_roll(self, now: int, s: ReservationSettings) -> None:
         """Write the operation's rollups into the tenant's day (lua/rollup.lua roll_flush)."""
-        self.days.flush(self.roll, now, self.day_offset, s.history_retention_ms)
+        self.days.flush(
+            self.roll, now, self.day_offset, s.history_retention_ms, s.history_values_per_level
+        )
 
     def check_range(self, fields: Sequence[str], kind: str, delta: Amounts) -> None:
         """Refuse (before anything is written) a change that takes a sum out of the safe range."""
@@ -195,8 +208,8 @@ class TenantState:
                 book[key] = max(book.get(key, 0) - free.get(unit, 0), 0)
             if charge is not None:
                 key = prefix + "|spent"
-                book[key] = book.get(key, 0) + charge.get(unit, 0)
-                self.roll.charge(prefix, charge.get(unit, 0), book[key])
+                book[key] = spent = book.get(key, 0) + charge.get(unit, 0)
+                self.roll.charge(prefix, charge.get(unit, 0), spent, self.current(prefix, now))
             self.touch(prefix, now, s, None)
 
     def generation(self, name: str) -> int:
@@ -247,7 +260,8 @@ class TenantState:
         self.check_range(fields, "spent", added)
         for prefix in fields:
             self.add(f"{prefix}|spent", added[prefix])
-            self.roll.charge(prefix, added[prefix], self.ledger[f"{prefix}|spent"])
+            spent = self.ledger[f"{prefix}|spent"]
+            self.roll.charge(prefix, added[prefix], spent, self.current(prefix, now))
             self.touch(prefix, now, s, None)
         return added, by_unit
 

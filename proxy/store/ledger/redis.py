@@ -170,7 +170,7 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep, RedisOutbox):
             request.reservation_id,
             self.owner,
             str(min(request.ttl_ms, cap) if request.ttl_ms is not None else cap),
-            "1" if request.shadow else "0",
+            ("r" if request.replay else "1") if request.shadow else "0",
             request.run or "",
             "-" if request.version is None else str(request.version),
             str(request.utc_offset_min),

@@ -154,3 +154,8 @@ class ReserveRequest:
     ttl_ms: int | None = None
     """How long the reservation stays OPEN before the sweeper resolves it per `on_expiry`;
     None (and anything longer) is the store's `cap_ms`. Actions choose theirs; calls never do."""
+    replay: bool = False
+    """With `shadow`: the call was served while the store was away and is written now
+    (gateway/spill.py). It is reserved and counted as a call, but what enforcement would have
+    denied is neither a shadow denial in the day's rollups nor a would-be denial (`would`) in
+    the audit: nothing could have denied it."""

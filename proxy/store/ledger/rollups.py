@@ -26,6 +26,13 @@ LEVEL_ORDER = ("-", "tenant", "workspace", "app", "workflow", "agent", "toolset"
 first (policy/runtime.py LEVELS)."""
 STAR = frozenset({"run", "user"})
 """Levels whose values are unbounded: one row per level, value `*`."""
+BOUNDED = frozenset({"workspace", "app", "workflow", "agent", "toolset"})
+"""Levels whose values come from a call's headers: the first `history_values_per_level` of
+each in a day keep their own row (marked by fields `#|<level>|<value>`, counted in
+`#|<level>`), the others are summed in the level's `*` row (lua/rollup.lua roll_fold)."""
+SAFE = 2**53 - 1
+"""Where a day's sums saturate (the most a Lua double holds exactly): a figure there reads
+"at least"; a rollup never fails the write it records."""
 PERIODS = {"d": "day", "m": "month", "-": "none"}
 """A period id's first letter -> the period (calendar.py ids)."""
 TENANT_ROW = "-|-|-|-"
@@ -96,6 +103,8 @@ def day_rows(day: int, fields: Mapping[str, str] | Mapping[bytes, bytes]) -> lis
     rows: dict[tuple[str, ...], dict[str, int]] = {}
     named: dict[tuple[str, ...], tuple[dict[str, int], dict[str, int]]] = {}
     for raw_name, raw_value in fields.items():
+        if _text(raw_name).startswith("#|"):
+            continue
         level, value, unit, period, kind = _text(raw_name).split("|", 4)
         key, n = (level, value, unit, period), int(_text(raw_value))
         sums = rows.setdefault(key, {})

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from proxy.store.ledger.results import DayRollup
 from proxy.store.ledger.rollups import (
+    BOUNDED,
+    SAFE,
     STAR,
     TENANT_ROW,
     day_end_ms,
@@ -27,17 +29,25 @@ from proxy.store.ledger.rollups import (
 class Roll:
     """What one operation adds to the day's rollups (lua/common.lua ROLL)."""
 
-    __slots__ = ("charged", "set", "sum", "top")
+    __slots__ = ("charged", "origin", "set", "sum", "top")
 
     def __init__(self) -> None:
         self.sum: dict[str, int] = {}
         self.top: dict[str, int] = {}
         self.set: dict[str, str] = {}
-        self.charged: set[str] = set()
+        self.charged: dict[str, int | None] = {}
+        """Each row charged -> the local day its reservation was made on (None: unknown)."""
+        self.origin: int | None = None
+        """The day of the reservation the settle under way charges (ROLL.made)."""
 
     def clear(self) -> None:
         for gathered in (self.sum, self.top, self.set, self.charged):
             gathered.clear()
+        self.origin = None
+
+    def made(self, created_ms: int, offset_min: int) -> None:
+        """The settle that follows charges a reservation made at `created_ms` (0: unknown)."""
+        self.origin = local_day(created_ms, offset_min) if created_ms else None
 
     def add(self, name: str, x: int) -> None:
         self.sum[name] = self.sum.get(name, 0) + x
@@ -52,12 +62,14 @@ class Roll:
         else:
             self.set[f"{row}|vpeak"] = str(spent)
 
-    def charge(self, prefix: str, x: int, after: int) -> None:
-        """`x` charged on the line of `prefix`, its spent now `after`."""
+    def charge(self, prefix: str, x: int, after: int, current: bool) -> None:
+        """`x` charged on the line of `prefix`, its spent now `after`; `current`: its period
+        is the day's own (lua/common.lua ROLL.charge: else the peak is left)."""
         row = row_of(prefix)
         self.add(f"{row}|spent", x)
-        self.charged.add(row)
-        self.value_peak(prefix, after)
+        self.charged[row] = self.origin
+        if current:
+            self.value_peak(prefix, after)
 
 
 def roll_denial(roll: Roll, quota: str | None, line: tuple[str, int] | None, kind: str) -> None:
@@ -87,6 +99,47 @@ def roll_reserved(
         roll.add(f"{row}|degr|{rule}", 1)
 
 
+def _folded(name: str, fold: set[str]) -> str:
+    level, value, rest = name.split("|", 2)
+    return f"{level}|*|{rest}" if f"{level}|{value}" in fold else name
+
+
+def _admit(roll: Roll, fields: dict[str, str], most: int) -> None:
+    """lua/rollup.lua roll_fold: the first `most` values of a bounded level in the day keep
+    their row (marked in `fields`); what `roll` gathered for later ones goes to the `*` row."""
+    names = [*roll.sum, *roll.top, *roll.set, *(f"{row}|" for row in roll.charged)]
+    found = {f"{level}|{value}" for level, value, _ in (n.split("|", 2) for n in names)}
+    fold: set[str] = set()
+    for lv in sorted(v for v in found if v.split("|")[0] in BOUNDED and v[-2:] != "|*"):
+        level = lv.split("|")[0]
+        if f"#|{lv}" in fields:
+            continue
+        if int(fields.get(f"#|{level}", "0")) < most:
+            fields[f"#|{lv}"] = "1"
+            fields[f"#|{level}"] = str(int(fields.get(f"#|{level}", "0")) + 1)
+        else:
+            fold.add(lv)
+    if not fold:
+        return
+    sums, tops, sets, charged = dict(roll.sum), dict(roll.top), dict(roll.set), dict(roll.charged)
+    roll.clear()
+    for name, x in sums.items():
+        roll.add(_folded(name, fold), x)
+    for name, x in tops.items():
+        roll.max(_folded(name, fold), x)
+    roll.charged = {_folded(f"{row}|", fold)[:-1]: day for row, day in charged.items()}
+    for name, v in sets.items():
+        moved = _folded(name, fold)
+        if moved != name and name.endswith("|vpeak"):
+            roll.max(moved, int(v))
+        else:
+            roll.set[moved] = v
+
+
+def _clamp(x: int) -> int:
+    return max(-SAFE, min(SAFE, x))
+
+
 @dataclass(slots=True)
 class _Day:
     expires: int
@@ -106,22 +159,27 @@ class DayBook:
         for day in [d for d, h in self.days.items() if h.expires < now]:
             del self.days[day]
 
-    def flush(self, roll: Roll, now: int, offset_min: int, retention_ms: int) -> None:
+    def earliest(self) -> int | None:
+        """When the first day is past its retention (the sweeper's due time), if any."""
+        return min(h.expires for h in self.days.values()) + 1 if self.days else None
+
+    def flush(self, roll: Roll, now: int, offset_min: int, retention_ms: int, values: int) -> None:
         """lua/rollup.lua roll_flush: write what `roll` gathered into today's hash; empty it."""
         if not (roll.sum or roll.top or roll.set):
             return
         self.purge(now)
         today = local_day(now, offset_min)
         h = self.days.setdefault(today, _Day(0))
+        _admit(roll, h.fields, values)
         for name, x in roll.sum.items():
-            h.fields[name] = str(int(h.fields.get(name, "0")) + x)
+            h.fields[name] = str(_clamp(int(h.fields.get(name, "0")) + x))
         for name, x in roll.top.items():
-            h.fields[name] = str(max(int(h.fields.get(name, "0")), x))
-        before = self.days.get(today - 1)
-        for row in roll.charged:
+            h.fields[name] = str(_clamp(max(int(h.fields.get(name, "0")), x)))
+        for row, origin in roll.charged.items():
             limit = f"{row}|limit"
             if limit not in roll.set and limit not in h.fields:
-                h.fields[limit] = "0" if before is None else before.fields.get(limit, "0")
+                lender = self.days.get(today - 1 if origin is None or origin >= today else origin)
+                h.fields[limit] = "0" if lender is None else lender.fields.get(limit, "0")
         h.fields |= roll.set
         h.expires = day_end_ms(today, offset_min) + retention_ms
         roll.clear()

@@ -85,7 +85,7 @@ class Scripts:
             f"{s.run_idle_ms}:{s.user_idle_ms}",
             str(s.period_grace_ms),
             str(s.tombstone_ms),
-            f"{s.audit_retention_ms}:{s.history_retention_ms}",
+            f"{s.audit_retention_ms}:{s.history_retention_ms}:{s.history_values_per_level}",
         )
         self._reloads: Flights[str] = Flights()
         self._shards_known: set[str] = set()

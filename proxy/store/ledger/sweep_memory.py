@@ -191,6 +191,7 @@ class MemorySweep(SweepErrors, ABC):
         the reservation stays OPEN."""
         charge = r.amounts if self.settings.on_expiry == "charge" else None
         state: State = "EXPIRED_RELEASED" if charge is None else "EXPIRED_CHARGED"
+        t.roll.made(r.created, t.day_offset)
         t.settle_lines(r.fields, r.amounts, charge, now, self.settings)
         quotas.free(t.counters, r.held)
         if charge is not None:

@@ -54,6 +54,7 @@ local released = r.state == 'RELEASED' or r.state == 'EXPIRED_RELEASED'
 if released and has_flag(flags, 'f') then return { r.state, '0', '-' } end
 
 local est, act = parse_amounts(r.amounts), parse_amounts(actual)
+ROLL.made(r.created)
 local charged, added = actual, act
 if r.state == 'OPEN' then
   settle_lines(r.prefixes, est, act)

@@ -3,8 +3,8 @@
 -- KEYS (every script): 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due
 -- (the due index: tenant -> earliest due time, in the tenant's slot; keys.py)
 -- ARGV (every script): 1 idle TTLs '<run_idle_ms>:<user_idle_ms>', 2 period_grace_ms,
--- 3 tombstone_ms, 4 retentions '<audit_retention_ms>:<history_retention_ms>'; the rest per
--- script.
+-- 3 tombstone_ms, 4 history settings '<audit_retention_ms>:<history_retention_ms>:
+-- <history_values_per_level>'; the rest per script.
 --
 -- NOW is Redis TIME plus the tenant's `clock_offset_ms` (tests only), so deadlines, periods and
 -- audit ids agree. The calendar is UTC + OFFSET and month periods follow ANCHOR: a script that
@@ -22,9 +22,9 @@ local IDLE, UIDLE = (function()
   return tonumber(run), tonumber(user)
 end)()
 local GRACE, TOMB = tonumber(ARGV[2]), tonumber(ARGV[3])
-local RETAIN, HISTORY = (function()
-  local audit, history = string.match(ARGV[4], '^(%d+):(%d+)$')
-  return tonumber(audit), tonumber(history)
+local RETAIN, HISTORY, VALUES = (function()
+  local audit, history, values = string.match(ARGV[4], '^(%d+):(%d+):(%d+)$')
+  return tonumber(audit), tonumber(history), tonumber(values)
 end)()
 local DAY, MINUTE = 86400000, 60000
 local OFFSET, ANCHOR, EXACT = 0, { day = 1, since = 0 }, false
@@ -330,7 +330,9 @@ end
 -- the end): fields '<level>|<value>|<unit>|<period>|<kind>' of the day's hash, `sum` added to,
 -- `top` raised to at least, `set` replaced. Run and user lines share one row per level, value
 -- '*' (runs and end users are unbounded); the tenant-wide row is '-|-|-|-'.
-local ROLL = { sum = {}, top = {}, set = {}, charged = {} }
+-- `charged` maps each row charged to the local day its reservation was made on (`origin`,
+-- set before a settle: rollup.lua takes the row's limit from that day when today has none).
+local ROLL = { sum = {}, top = {}, set = {}, charged = {}, origin = false }
 local ROLL_PERIODS = { d = 'day', m = 'month', ['-'] = 'none' }
 local ROLL_STAR = { run = true, user = true }
 
@@ -359,13 +361,39 @@ function ROLL.value_peak(prefix, spent)
   end
 end
 
+-- Whether period `pid` is the current one of its kind at NOW in the calendar of the day's
+-- rollups (DAY_OFFSET, the tenant's anchor and holds), as a reserve now would name it.
+local ROLL_CURRENT, ROLL_CALENDAR = {}, nil
+function ROLL.current(pid)
+  if pid == '-' then return true end
+  if ROLL_CURRENT[pid] == nil then
+    local offset, anchor, hold = OFFSET, ANCHOR, HOLD
+    OFFSET = DAY_OFFSET
+    if ROLL_CALENDAR then
+      ANCHOR, HOLD = ROLL_CALENDAR[1], ROLL_CALENDAR[2]
+    else
+      load_anchor()
+      ROLL_CALENDAR = { ANCHOR, HOLD }
+    end
+    ROLL_CURRENT[pid] = period_id((string.sub(pid, 1, 1) == 'd') and 'day' or 'month') == pid
+    OFFSET, ANCHOR, HOLD = offset, anchor, hold
+  end
+  return ROLL_CURRENT[pid]
+end
+
+-- The settle that follows charges a reservation made at `created_ms` (its record's).
+function ROLL.made(created_ms)
+  ROLL.origin = math.floor((tonumber(created_ms) + DAY_OFFSET * MINUTE) / DAY)
+end
+
 -- `x` charged on the line of `prefix` (commit, expiry charge, late difference), spent now
--- `after`.
+-- `after`: the day's spent either way, its value_peak only when the period is the day's own
+-- (a call reserved before its period ended and settled after leaves the new day's peak).
 function ROLL.charge(prefix, x, after)
   local row = ROLL.row(prefix)
   ROLL.add(row .. '|spent', x)
-  ROLL.charged[row] = true
-  ROLL.value_peak(prefix, after)
+  ROLL.charged[row] = ROLL.origin
+  if ROLL.current(string.match(prefix, '[^|]*$')) then ROLL.value_peak(prefix, after) end
 end
 
 -- For each prefix: reserved -= free[unit] (clamped at 0), spent += charge[unit] (signed).

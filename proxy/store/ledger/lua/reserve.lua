@@ -9,7 +9,8 @@
 -- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
 -- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 reservation id, 6 owner, 7 how long it stays open (ms: the cap, or an action's
---       shorter ttl), 8 shadow ('1' | '0'), 9 run id ('' for none),
+--       shorter ttl), 8 shadow ('1' | '0'; 'r': a
+--       shadow replay, ReserveRequest.replay), 9 run id ('' for none),
 --       10 tenant version the request was built from ('-': not checked), 11 utc offset in
 --       minutes, 12 scope path (for the audit), 13 keep the scope path with the record ('1',
 --       an action's reservation, see below | '0'), 14 runs_per_day, 15 steps_per_run,
@@ -47,7 +48,8 @@
 -- id contains '|', and :resv is only ever read by id), and goes with it (sweep.lua): whoever
 -- settles the reservation later is checked against it. Older releases never read that field.
 
-local id, owner, cap, shadow = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8] == '1'
+local id, owner, cap, shadow = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8] ~= '0'
+local replay = ARGV[8] == 'r'
 local run = (ARGV[9] ~= '') and ARGV[9] or nil
 local version, path, keep_scope = ARGV[10], ARGV[12], ARGV[13] == '1'
 OFFSET, EXACT = tonumber(ARGV[11]), true
@@ -228,7 +230,7 @@ for i, l in ipairs(lines) do
 end
 ROLL.add('-|-|-|-|calls', 1)
 local would_allow = index ~= nil and not gate.quota
-if shadow and not would_allow then roll_denial(gate, 'shadow') end
+if shadow and not replay and not would_allow then roll_denial(gate, 'shadow') end
 local decided = outcome(index or 0, would_allow, fitted, gate)
 local held = join_list(gate.held)
 local verdict = (index and index > 0) and 'ALLOW_WITH_CAPS' or 'ALLOW'
@@ -237,7 +239,7 @@ if index and index > 0 then
   f[#f + 1] = 'rule'
   f[#f + 1] = cands[index + 1].name
 end
-if shadow then
+if shadow and not replay then
   f[#f + 1] = 'would'
   f[#f + 1] = would_allow and verdict or 'DENY'
   if not would_allow then

@@ -66,6 +66,7 @@ local function expire(id, r)
     return false
   end
   local state = charge and 'EXPIRED_CHARGED' or 'EXPIRED_RELEASED'
+  ROLL.made(r.created)
   settle_lines(r.prefixes, est, charge)
   free_held(r.held)
   if charge then
