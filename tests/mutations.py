@@ -5759,6 +5759,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/policy/test_policy.py::test_history_values_per_level_reach_the_stores",),
         removes="history.values_per_level reaches the stores",
     ),
+    Mutation(
+        name="report-sizes-a-line-on-days-of-history",
+        file="proxy/reports/figures.py",
+        old="    if history < MIN_HISTORY_DAYS:\n",
+        new="    if False:\n",
+        tests=(
+            "tests/reports/test_report_figures.py::test_under_a_week_of_history_keeps_the_limit_in_force",
+            "tests/processes/test_cli.py::test_demo_stops_the_runaway_tenant_and_spares_the_others",
+        ),
+        removes="under a week of history a line's limit is kept, not extrapolated",
+    ),
 )
 
 

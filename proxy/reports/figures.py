@@ -13,6 +13,8 @@ The rules, each named in the report and in README's "Reports":
 - Recommended limit, by the first rule that applies, then never below what the line spent in
   one period (`observed-max`) unless it denied a call (or would have), and rounded up to a
   cent (USD):
+  `too-little-history` for a line with under MIN_HISTORY_DAYS days of history in the window:
+  the limit in force (a day or two of spend extrapolated to a month says nothing);
   `p95-daily` for a line with a period: p95 of daily spend x the current period's days x
   HEADROOM; `peak-value` for runs and end users (one line per value, summed in the rollups):
   the largest one value's spend in its period x HEADROOM. A line that denied calls (enforced)
@@ -44,6 +46,8 @@ HEADROOM = Fraction(6, 5)
 """A recommended limit leaves 20 % above what the history asks for."""
 RECENT_DAYS = 7
 """The forecast's rate: the mean daily spend of the window's last week."""
+MIN_HISTORY_DAYS = 7
+"""Below a week of history a line's percentiles say nothing yet: its limit is kept."""
 CENT = {"USD": 10**6}
 """What a recommended limit is rounded up to, by unit (USD units are 10**-8 dollars)."""
 EVERY = "*"
@@ -182,13 +186,17 @@ def _round_up(units: int, unit: str) -> int:
 
 
 def recommend(
-    rows: Sequence[DayRollup], p95: int, period: Period | None, ahead: int | None
+    rows: Sequence[DayRollup], p95: int, period: Period | None, ahead: int | None, history: int
 ) -> Recommendation:
     """The recommended limit and the rule that produced it (module docstring); `ahead` is the
-    line's forecast for its current period (None: it has none)."""
+    line's forecast for its current period (None: it has none), `history` its days of history
+    in the window."""
     last = rows[-1]
     peak = max(r.value_peak for r in rows)
-    if last.value == EVERY or period is None:
+    if history < MIN_HISTORY_DAYS:
+        why = f"under {MIN_HISTORY_DAYS} days of history: the limit in force"
+        rec = Recommendation(last.limit, "too-little-history", why)
+    elif last.value == EVERY or period is None:
         units = math.ceil(peak * HEADROOM)
         rec = Recommendation(units, "peak-value", f"largest one {last.level}'s spend x 1.2")
     else:
@@ -258,7 +266,7 @@ def line_report(
         committed=committed,
         over_reservation=over_reservation(reserved, committed),
         shadow=shadow(rows),
-        recommended=recommend(rows, p95, current, ahead),
+        recommended=recommend(rows, p95, current, ahead, len(days)),
         forecast=ahead,
     )
 

@@ -167,8 +167,22 @@ def test_a_day_hits_the_limit_by_spend_or_by_a_would_be_denial_alone() -> None:
 
 
 def test_a_recommendation_is_rounded_up_to_a_cent() -> None:
-    line = one_line([Row("2026-12-01", spent=10_076_000, value_peak=10_076_000)])
+    week = [f"2026-11-{d}" for d in range(29, 31)] + [f"2026-12-0{d}" for d in range(1, 6)]
+    line = one_line([Row(day, spent=10_076_000, value_peak=10_076_000) for day in week])
     assert line["recommended_limit"]["text"] == "0.130000 USD"  # p95 $0.10076 x 1 day x 1.2
+
+
+def test_under_a_week_of_history_keeps_the_limit_in_force() -> None:
+    """Six days of a steady $0.10 on a $10 line: too little to size it, the limit stays; a
+    seventh day and the percentile speaks."""
+    six = [f"2026-11-{d}" for d in range(30, 31)] + [f"2026-12-0{d}" for d in range(1, 6)]
+    line = one_line([Row(day, spent=10_000_000, value_peak=10_000_000) for day in six])
+    assert line["recommended_rule"] == "too-little-history"
+    assert line["recommended_limit"]["text"] == "10.000000 USD"
+    seven = [Row("2026-11-29", spent=10_000_000, value_peak=10_000_000)] + [
+        Row(day, spent=10_000_000, value_peak=10_000_000) for day in six
+    ]
+    assert one_line(seven)["recommended_rule"] == "p95-daily"
 
 
 def test_a_new_tenants_days_before_its_first_rollup_do_not_count() -> None:
@@ -177,7 +191,11 @@ def test_a_new_tenants_days_before_its_first_rollup_do_not_count() -> None:
     line = one_line([Row("2026-12-03", spent=5 * USD, value_peak=5 * USD)])
     daily = line["daily_spend"]
     assert [units(daily[k]) for k in ("p50", "p95", "max")] == [0, 5 * USD, 5 * USD]
-    assert (units(line["recommended_limit"]), line["recommended_rule"]) == (6 * USD, "p95-daily")
+    # Three days of history: the limit in force stays (MIN_HISTORY_DAYS).
+    assert (units(line["recommended_limit"]), line["recommended_rule"]) == (
+        10 * USD,
+        "too-little-history",
+    )
 
 
 def test_a_never_denied_line_is_not_recommended_below_its_forecast() -> None:
