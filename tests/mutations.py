@@ -5759,6 +5759,26 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/policy/test_policy.py::test_history_values_per_level_reach_the_stores",),
         removes="history.values_per_level reaches the stores",
     ),
+    Mutation(
+        name="otel-stop-unbounded",
+        file="proxy/gateway/tracing.py",
+        old="    await within(app[TRACING].shutdown, STOP_SECONDS)\n",
+        new="    await asyncio.to_thread(app[TRACING].shutdown)\n",
+        tests=(
+            "tests/gateway/test_tracing_bounds.py::test_stopping_waits_for_a_stuck_collector_no_longer_than_the_bound[memory-trickling]",
+        ),
+        removes="stopping waits for a stuck OTLP collector at most STOP_SECONDS",
+    ),
+    Mutation(
+        name="otel-client-sampled-flag-decides",
+        file="proxy/gateway/tracing.py",
+        old="        sampler = None if env.get(SAMPLER_ENV, \"\").strip() else ALWAYS_ON\n",
+        new="        sampler = None\n",
+        tests=(
+            "tests/gateway/test_tracing_bounds.py::test_a_client_traceparent_not_sampled_still_traces_the_call_in_its_trace[memory]",
+        ),
+        removes="a client's unsampled traceparent does not hide its call from the operator",
+    ),
 )
 
 
