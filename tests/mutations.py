@@ -5779,6 +5779,43 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a client's unsampled traceparent does not hide its call from the operator",
     ),
+    Mutation(
+        name="log-iteration-in-one-write",
+        file="proxy/gateway/logs.py",
+        old="        for chunk in chunks(lines, self.terminator):\n",
+        new="        for chunk in [self.terminator.join(lines) + self.terminator]:\n",
+        tests=(
+            "tests/gateway/test_log_lines.py::test_an_iterations_lines_go_out_in_writes_a_pipe_keeps_whole",
+            "tests/gateway/test_log_lines.py::test_lines_of_workers_sharing_a_pipe_never_interleave",
+        ),
+        removes="an iteration's lines are written in chunks of at most PIPE_BUF bytes",
+    ),
+    Mutation(
+        name="log-unencodable-line-drops-its-chunk",
+        file="proxy/gateway/logs.py",
+        old="                    self._put(chunk.encode(encoding, \"replace\").decode(encoding))\n",
+        new="                    raise\n",
+        tests=(
+            "tests/gateway/test_log_lines.py::test_a_line_the_stream_cannot_encode_is_replaced_and_the_others_written",
+        ),
+        removes="a line the stream cannot encode is written with replacements, the others as they are",
+    ),
+    Mutation(
+        name="tally-nan-in-first-bucket",
+        file="proxy/gateway/tallies.py",
+        old="        if amount == amount:  # not NaN\n            self.counts",
+        new="        if True:\n            self.counts",
+        tests=("tests/gateway/test_tallies.py::test_a_nan_observation_is_in_no_bucket_as_prometheus_client_has_it",),
+        removes="a NaN observation is counted in no bucket",
+    ),
+    Mutation(
+        name="tally-label-values-not-str",
+        file="proxy/gateway/tallies.py",
+        old="            texts = tuple(str(value) for value in values)\n",
+        new="            texts = values\n",
+        tests=("tests/gateway/test_tallies.py::test_label_values_are_exposed_as_str_makes_them",),
+        removes="label values are exposed as str() makes them",
+    ),
 )
 
 
