@@ -5321,8 +5321,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/tallies.py",
         old="        self.counts[bisect_left(self.bounds, amount)] += 1\n",
         new=(
-            "        self.counts[bisect_left(self.bounds, amount) + (amount in self.bounds)]"
-            " += 1\n"
+            "        self.counts[bisect_left(self.bounds, amount) + (amount in self.bounds)] += 1\n"
         ),
         tests=(f"{TALLIES}::test_tallies_expose_what_prometheus_client_would",),
         removes="an observation equal to a bucket's bound is counted in that bucket (le)",
@@ -5383,8 +5382,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="    flush()  # what the handlers replaced still hold\n",
         new="",
         tests=(
-            f"{LOG_LINES}"
-            "::test_setting_up_logging_again_first_writes_what_the_old_handler_holds",
+            f"{LOG_LINES}::test_setting_up_logging_again_first_writes_what_the_old_handler_holds",
         ),
         removes="replacing the log handlers first writes what the old ones still buffer",
     ),
@@ -5772,7 +5770,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="otel-client-sampled-flag-decides",
         file="proxy/gateway/tracing.py",
-        old="        sampler = None if env.get(SAMPLER_ENV, \"\").strip() else ALWAYS_ON\n",
+        old='        sampler = None if env.get(SAMPLER_ENV, "").strip() else ALWAYS_ON\n',
         new="        sampler = None\n",
         tests=(
             "tests/gateway/test_tracing_bounds.py::test_a_client_traceparent_not_sampled_still_traces_the_call_in_its_trace[memory]",
@@ -5793,19 +5791,21 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="log-unencodable-line-drops-its-chunk",
         file="proxy/gateway/logs.py",
-        old="                    self._put(chunk.encode(encoding, \"replace\").decode(encoding))\n",
+        old='                    self._put(chunk.encode(encoding, "replace").decode(encoding))\n',
         new="                    raise\n",
         tests=(
             "tests/gateway/test_log_lines.py::test_a_line_the_stream_cannot_encode_is_replaced_and_the_others_written",
         ),
-        removes="a line the stream cannot encode is written with replacements, the others as they are",
+        removes="an unencodable line is written with replacements, the others as they are",
     ),
     Mutation(
         name="tally-nan-in-first-bucket",
         file="proxy/gateway/tallies.py",
         old="        if amount == amount:  # not NaN\n            self.counts",
         new="        if True:\n            self.counts",
-        tests=("tests/gateway/test_tallies.py::test_a_nan_observation_is_in_no_bucket_as_prometheus_client_has_it",),
+        tests=(
+            "tests/gateway/test_tallies.py::test_a_nan_observation_is_in_no_bucket_as_prometheus_client_has_it",
+        ),
         removes="a NaN observation is counted in no bucket",
     ),
     Mutation(

@@ -4,9 +4,10 @@ Provider keys, tenants' API keys and store passwords must never reach a log. Rat
 every call site, the filter rewrites the final formatted message and any exception text.
 
 A line is formatted when it is logged, but written with the other lines of the same event-loop
-iteration, in as few writes as keep each whole in a shared pipe (`LineBuffer`): the call line costs no system call on the request's path.
-Lines logged with no loop running (start-up, another thread) are written at once, with any still
-buffered before them; `flush` writes what is left (serve calls it when it stops).
+iteration, in as few writes as a shared pipe keeps whole (`LineBuffer`): the call line costs no
+system call on the request's path. Lines logged with no loop running (start-up, another thread)
+are written at once, with any still buffered before them; `flush` writes what is left (serve
+calls it when it stops).
 """
 
 from __future__ import annotations

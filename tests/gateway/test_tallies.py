@@ -128,4 +128,4 @@ def test_label_values_are_exposed_as_str_makes_them() -> None:
         family.labels(value).inc()
         reference.labels(value).inc()
     assert exposed(ours) == exposed(theirs)
-    assert "c_total{status=\"200\"} 2.0" in exposed(ours)
+    assert 'c_total{status="200"} 2.0' in exposed(ours)

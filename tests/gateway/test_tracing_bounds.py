@@ -25,12 +25,14 @@ BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
 
 
 async def post(url: str, extra: dict[str, str] | None = None) -> int:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
             url + "/v1/chat/completions", json=BODY, headers=HEADERS | (extra or {})
-        ) as response:
-            await response.read()
-            return response.status
+        ) as response,
+    ):
+        await response.read()
+        return response.status
 
 
 async def test_a_client_traceparent_not_sampled_still_traces_the_call_in_its_trace(
@@ -52,7 +54,9 @@ async def test_a_client_traceparent_sampled_does_not_override_the_operators_rati
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
     async with receiving(monkeypatch) as received, local_stack(pol, store=store_url) as stack:
         for i in range(3):
-            assert await post(stack.url, {"traceparent": f"00-{i + 1:032x}-{CLIENT_SPAN}-01"}) == 200
+            assert (
+                await post(stack.url, {"traceparent": f"00-{i + 1:032x}-{CLIENT_SPAN}-01"}) == 200
+            )
     assert not received.spans, f"{len(received.spans)} spans exported at a 0 % sampling ratio"
 
 
@@ -131,4 +135,3 @@ async def test_stopping_waits_for_a_stuck_collector_no_longer_than_the_bound(
     finally:
         collector.close()
     assert stopped < 3.0, f"stopping took {stopped:.1f} s with the collector stuck"
-
