@@ -5371,8 +5371,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="log-write-failure-raised-into-the-loop",
         file="proxy/gateway/logs.py",
-        old="        except Exception:\n            # As StreamHandler does",
-        new="        except ZeroDivisionError:\n            # As StreamHandler does",
+        old="            except Exception:\n                self._failed(chunk)\n",
+        new="            except ZeroDivisionError:\n                self._failed(chunk)\n",
         tests=(f"{LOG_LINES}::test_a_write_that_fails_is_reported_once_and_logging_goes_on",),
         removes="a log write that fails is reported once, not logged again each loop iteration",
     ),
@@ -5483,7 +5483,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="opentelemetry-not-flushed-at-stop",
         file="proxy/gateway/tracing.py",
-        old="    await asyncio.to_thread(app[TRACING].shutdown)\n",
+        old="    await within(app[TRACING].shutdown, STOP_SECONDS)\n",
         new="",
         tests=(
             f"{TRACING}::test_genai_client_metrics_count_the_tokens_billed",
