@@ -5816,6 +5816,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/gateway/test_tallies.py::test_label_values_are_exposed_as_str_makes_them",),
         removes="label values are exposed as str() makes them",
     ),
+    Mutation(
+        name="otel-export-timeout-sdk-default",
+        file="proxy/gateway/tracing.py",
+        old='    timeout = None if env.get(TIMEOUT_ENV, "").strip() else EXPORT_SECONDS\n',
+        new="    timeout = None\n",
+        tests=(
+            "tests/gateway/test_tracing_bounds.py::test_an_export_to_a_hanging_collector_times_out_after_export_seconds[memory]",
+        ),
+        removes="each OTLP export times out after EXPORT_SECONDS unless the environment says",
+    ),
 )
 
 

@@ -135,3 +135,24 @@ async def test_stopping_waits_for_a_stuck_collector_no_longer_than_the_bound(
     finally:
         collector.close()
     assert stopped < 3.0, f"stopping took {stopped:.1f} s with the collector stuck"
+
+
+async def test_an_export_to_a_hanging_collector_times_out_after_export_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str
+) -> None:
+    collector = Collector(trickle=False)
+    monkeypatch.setattr(tracing, "STOP_SECONDS", 30.0)  # only the exports' timeout ends them
+    monkeypatch.setattr(tracing, "EXPORT_SECONDS", 0.5)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TIMEOUT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    pol = policy(tmp_path, "tenant: {limit: 50, period: month}")
+    try:
+        async with local_stack(pol, store=store_url) as stack:
+            assert await post(stack.url) == 200
+            await asyncio.sleep(0.3)
+            stopping = time.monotonic()
+        stopped = time.monotonic() - stopping
+    finally:
+        collector.close()
+    assert stopped < 4.0, f"stopping took {stopped:.1f} s: the exports did not time out"
