@@ -82,7 +82,8 @@ class Collector:
         self.sock.settimeout(0.1)
         self.conns: list[socket.socket] = []
         self.stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.accepting = threading.Thread(target=self._accept, daemon=True)
+        self.accepting.start()
 
     @property
     def url(self) -> str:
@@ -110,6 +111,7 @@ class Collector:
 
     def close(self) -> None:
         self.stop = True
+        self.accepting.join()
         for conn in self.conns:
             conn.close()
         self.sock.close()
