@@ -5321,8 +5321,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/tallies.py",
         old="        self.counts[bisect_left(self.bounds, amount)] += 1\n",
         new=(
-            "        self.counts[bisect_left(self.bounds, amount) + (amount in self.bounds)]"
-            " += 1\n"
+            "        self.counts[bisect_left(self.bounds, amount) + (amount in self.bounds)] += 1\n"
         ),
         tests=(f"{TALLIES}::test_tallies_expose_what_prometheus_client_would",),
         removes="an observation equal to a bucket's bound is counted in that bucket (le)",
@@ -5372,8 +5371,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="log-write-failure-raised-into-the-loop",
         file="proxy/gateway/logs.py",
-        old="        except Exception:\n            # As StreamHandler does",
-        new="        except ZeroDivisionError:\n            # As StreamHandler does",
+        old="            except Exception:\n                self._failed(chunk)\n",
+        new="            except ZeroDivisionError:\n                self._failed(chunk)\n",
         tests=(f"{LOG_LINES}::test_a_write_that_fails_is_reported_once_and_logging_goes_on",),
         removes="a log write that fails is reported once, not logged again each loop iteration",
     ),
@@ -5383,8 +5382,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="    flush()  # what the handlers replaced still hold\n",
         new="",
         tests=(
-            f"{LOG_LINES}"
-            "::test_setting_up_logging_again_first_writes_what_the_old_handler_holds",
+            f"{LOG_LINES}::test_setting_up_logging_again_first_writes_what_the_old_handler_holds",
         ),
         removes="replacing the log handlers first writes what the old ones still buffer",
     ),
@@ -5485,7 +5483,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="opentelemetry-not-flushed-at-stop",
         file="proxy/gateway/tracing.py",
-        old="    await asyncio.to_thread(app[TRACING].shutdown)\n",
+        old="    await within(app[TRACING].shutdown, STOP_SECONDS)\n",
         new="",
         tests=(
             f"{TRACING}::test_genai_client_metrics_count_the_tokens_billed",
@@ -5769,6 +5767,75 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/processes/test_cli.py::test_demo_stops_the_runaway_tenant_and_spares_the_others",
         ),
         removes="under a week of history a line's limit is kept, not extrapolated",
+    ),
+    Mutation(
+        name="otel-stop-unbounded",
+        file="proxy/gateway/tracing.py",
+        old="    await within(app[TRACING].shutdown, STOP_SECONDS)\n",
+        new="    await asyncio.to_thread(app[TRACING].shutdown)\n",
+        tests=(
+            "tests/gateway/test_tracing_bounds.py::test_stopping_waits_for_a_stuck_collector_no_longer_than_the_bound[memory-trickling]",
+        ),
+        removes="stopping waits for a stuck OTLP collector at most STOP_SECONDS",
+    ),
+    Mutation(
+        name="otel-client-sampled-flag-decides",
+        file="proxy/gateway/tracing.py",
+        old='        sampler = None if env.get(SAMPLER_ENV, "").strip() else ALWAYS_ON\n',
+        new="        sampler = None\n",
+        tests=(
+            "tests/gateway/test_tracing_bounds.py::test_a_client_traceparent_not_sampled_still_traces_the_call_in_its_trace[memory]",
+        ),
+        removes="a client's unsampled traceparent does not hide its call from the operator",
+    ),
+    Mutation(
+        name="log-iteration-in-one-write",
+        file="proxy/gateway/logs.py",
+        old="        for chunk in chunks(lines, self.terminator):\n",
+        new="        for chunk in [self.terminator.join(lines) + self.terminator]:\n",
+        tests=(
+            "tests/gateway/test_log_lines.py::test_an_iterations_lines_go_out_in_writes_a_pipe_keeps_whole",
+            "tests/gateway/test_log_lines.py::test_lines_of_workers_sharing_a_pipe_never_interleave",
+        ),
+        removes="an iteration's lines are written in chunks of at most PIPE_BUF bytes",
+    ),
+    Mutation(
+        name="log-unencodable-line-drops-its-chunk",
+        file="proxy/gateway/logs.py",
+        old='                    self._put(chunk.encode(encoding, "replace").decode(encoding))\n',
+        new="                    raise\n",
+        tests=(
+            "tests/gateway/test_log_lines.py::test_a_line_the_stream_cannot_encode_is_replaced_and_the_others_written",
+        ),
+        removes="an unencodable line is written with replacements, the others as they are",
+    ),
+    Mutation(
+        name="tally-nan-in-first-bucket",
+        file="proxy/gateway/tallies.py",
+        old="        if amount == amount:  # not NaN\n            self.counts",
+        new="        if True:\n            self.counts",
+        tests=(
+            "tests/gateway/test_tallies.py::test_a_nan_observation_is_in_no_bucket_as_prometheus_client_has_it",
+        ),
+        removes="a NaN observation is counted in no bucket",
+    ),
+    Mutation(
+        name="tally-label-values-not-str",
+        file="proxy/gateway/tallies.py",
+        old="            texts = tuple(str(value) for value in values)\n",
+        new="            texts = values\n",
+        tests=("tests/gateway/test_tallies.py::test_label_values_are_exposed_as_str_makes_them",),
+        removes="label values are exposed as str() makes them",
+    ),
+    Mutation(
+        name="otel-export-timeout-sdk-default",
+        file="proxy/gateway/tracing.py",
+        old='    timeout = None if env.get(TIMEOUT_ENV, "").strip() else EXPORT_SECONDS\n',
+        new="    timeout = None\n",
+        tests=(
+            "tests/gateway/test_tracing_bounds.py::test_an_export_to_a_hanging_collector_times_out_after_export_seconds[memory]",
+        ),
+        removes="each OTLP export times out after EXPORT_SECONDS unless the environment says",
     ),
 )
 

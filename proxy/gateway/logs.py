@@ -4,9 +4,10 @@ Provider keys, tenants' API keys and store passwords must never reach a log. Rat
 every call site, the filter rewrites the final formatted message and any exception text.
 
 A line is formatted when it is logged, but written with the other lines of the same event-loop
-iteration in one write (`LineBuffer`): the call line costs no system call on the request's path.
-Lines logged with no loop running (start-up, another thread) are written at once, with any still
-buffered before them; `flush` writes what is left (serve calls it when it stops).
+iteration, in as few writes as a shared pipe keeps whole (`LineBuffer`): the call line costs no
+system call on the request's path. Lines logged with no loop running (start-up, another thread)
+are written at once, with any still buffered before them; `flush` writes what is left (serve
+calls it when it stops).
 """
 
 from __future__ import annotations
@@ -146,8 +147,13 @@ def _json_object(message: str) -> dict[str, object] | None:
 
 
 class LineBuffer(logging.StreamHandler[TextIO]):
-    """A stream handler writing the lines of one event-loop iteration in one write, in the order
-    they were logged; at once when no loop runs in the logging thread."""
+    """A stream handler writing the lines of one event-loop iteration together, in the order
+    they were logged; at once when no loop runs in the logging thread.
+
+    Together is in writes of at most PIPE_BUF bytes, each ending at a line's end (`chunks`):
+    `--workers` processes share one stderr pipe, where only such writes are never interleaved
+    with another's. A line the stream cannot encode is written with replacements, and reported;
+    the other lines of its iteration are written as they are."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
@@ -180,16 +186,52 @@ class LineBuffer(logging.StreamHandler[TextIO]):
             self.release()
 
     def _write(self, lines: list[str]) -> None:
-        try:
-            self.stream.write(self.terminator.join(lines) + self.terminator)
-            self.stream.flush()
-        except RecursionError:
-            raise
-        except Exception:
-            # As StreamHandler does with a line it cannot write: report it (logging's
-            # handleError, on stderr, never through a logger) and go on. Logging it would
-            # schedule another write that fails, once per loop iteration, for ever.
-            self.handleError(logging.makeLogRecord({"msg": f"{len(lines)} lines not written"}))
+        for chunk in chunks(lines, self.terminator):
+            try:
+                try:
+                    self._put(chunk)
+                except UnicodeEncodeError:
+                    # Nothing of the chunk was written (it is encoded whole): say so once, and
+                    # write it again with what the stream cannot encode replaced.
+                    self.handleError(logging.makeLogRecord({"msg": "a line not encodable"}))
+                    encoding = getattr(self.stream, "encoding", None) or "utf-8"
+                    self._put(chunk.encode(encoding, "replace").decode(encoding))
+            except RecursionError:
+                raise
+            except Exception:
+                self._failed(chunk)
+
+    def _put(self, chunk: str) -> None:
+        self.stream.write(chunk)
+        self.stream.flush()
+
+    def _failed(self, chunk: str) -> None:
+        # As StreamHandler does with a line it cannot write: report it (logging's handleError,
+        # on stderr, never through a logger) and go on. Logging it would schedule another
+        # write that fails, once per loop iteration, for ever.
+        lines = chunk.count(self.terminator)
+        self.handleError(logging.makeLogRecord({"msg": f"{lines} lines not written"}))
+
+
+PIPE_BUF = 4096
+"""The largest write to a pipe POSIX keeps whole (Linux's PIPE_BUF): `--workers` share stderr,
+and a longer write may be interleaved, mid-line, with another process's."""
+
+
+def chunks(lines: list[str], terminator: str) -> list[str]:
+    """`lines`, each ended by `terminator`, joined into as few writes as keep every write at
+    most PIPE_BUF bytes (UTF-8) and ending at a line's end; a longer line is a write alone."""
+    found: list[str] = []
+    start, size = 0, 0
+    for end, line in enumerate(lines):
+        length = (len(line) if line.isascii() else len(line.encode())) + len(terminator)
+        if size and size + length > PIPE_BUF:
+            found.append(terminator.join(lines[start:end]) + terminator)
+            start, size = end, 0
+        size += length
+    if start < len(lines):
+        found.append(terminator.join(lines[start:]) + terminator)
+    return found
 
 
 def flush() -> None:

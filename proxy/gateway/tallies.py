@@ -58,9 +58,11 @@ class HistogramChild:
         self.created = time.time()
 
     def observe(self, amount: float) -> None:
-        """Counted in the first bucket whose upper bound is at least `amount`."""
+        """Counted in the first bucket whose upper bound is at least `amount`; NaN, which is
+        at most no bound, in none (but in the sum), as prometheus-client does."""
         self.sum += amount
-        self.counts[bisect_left(self.bounds, amount)] += 1
+        if amount == amount:  # not NaN
+            self.counts[bisect_left(self.bounds, amount)] += 1
 
     def samples(self, metric: Metric, name: str, labels: dict[str, str]) -> None:
         cumulated = 0.0
@@ -92,12 +94,16 @@ class Family(Collector, Generic[C]):
         self._new: Callable[[], C] = new
         self._children: dict[tuple[str, ...], C] = {}
 
-    def labels(self, *values: str) -> C:
-        child = self._children.get(values)
+    def labels(self, *values: object) -> C:
+        """The child of these label values, each as str() makes it (as prometheus-client)."""
+        child = self._children.get(values)  # type: ignore[arg-type]
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name} takes labels {self.labelnames}, given {values}")
-            child = self._children[values] = self._new()
+            texts = tuple(str(value) for value in values)
+            child = self._children.get(texts)
+            if child is None:
+                child = self._children[texts] = self._new()
         return child
 
     def describe(self) -> Iterable[Metric]:

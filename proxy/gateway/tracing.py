@@ -16,12 +16,23 @@ before the request leaves (ChosenIds), so the provider's spans hang under it.
 
 The GenAI client metrics (token usage, operation duration) are recorded as each call ends.
 Each process exports its own, with a `service.instance.id` of its own (`--workers N`).
+
+The client's `traceparent` gives the trace its id, not its sampling: unless the operator sets
+OTEL_TRACES_SAMPLER, every call is sampled whatever the client's sampled flag says (a tenant
+must not hide its calls from the operator, nor override the operator's ratio).
+
+Stopping exports what is left, but waits for it at most STOP_SECONDS: a collector that hangs or
+answers one byte a second must not keep a stopping proxy past its grace period (the SDK's own
+waits add up to a minute). Each export request times out after EXPORT_SECONDS unless
+OTEL_EXPORTER_OTLP_TIMEOUT says otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -38,6 +49,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -47,6 +59,13 @@ from proxy.gateway.events import EVENTS, CallDecided, CallDenied, CallSettled, E
 from proxy.gateway.spans import Clock, add_decision, add_denial, add_settlement
 
 SCOPE = "cycles-proxy"
+STOP_SECONDS = 5.0
+"""The longest stopping waits for the last spans and metrics to be exported."""
+EXPORT_SECONDS = 2.0
+"""Each export request's timeout, unless OTEL_EXPORTER_OTLP_TIMEOUT is set."""
+TIMEOUT_ENV = "OTEL_EXPORTER_OTLP_TIMEOUT"
+SAMPLER_ENV = "OTEL_TRACES_SAMPLER"
+log = logging.getLogger("cycles.tracing")
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -203,7 +222,25 @@ async def _running(app: web.Application) -> AsyncIterator[None]:
     app[TRACING] = from_environment()
     app[TRACING].subscribe(app[EVENTS])
     yield
-    await asyncio.to_thread(app[TRACING].shutdown)
+    await within(app[TRACING].shutdown, STOP_SECONDS)
+
+
+async def within(work: Callable[[], object], seconds: float) -> bool:
+    """Run blocking `work` in a thread of its own, waiting for it at most `seconds`: False when
+    it was left running (a daemon thread, which does not keep the process alive)."""
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name="otel-shutdown", daemon=True).start()
+    if await asyncio.to_thread(finished.wait, seconds):
+        return True
+    log.warning("OpenTelemetry: the last export did not finish within %.0f s; left", seconds)
+    return False
 
 
 def from_environment(env: Mapping[str, str] = os.environ) -> Tracing:
@@ -212,11 +249,16 @@ def from_environment(env: Mapping[str, str] = os.environ) -> Tracing:
     resource = _resource()
     ids = ChosenIds()
     tracer = meter = None
+    timeout = None if env.get(TIMEOUT_ENV, "").strip() else EXPORT_SECONDS
     if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() != "none":
-        tracer = TracerProvider(resource=resource, id_generator=ids, shutdown_on_exit=False)
-        tracer.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        # No sampler given, the SDK reads OTEL_TRACES_SAMPLER (default: the parent's flag).
+        sampler = None if env.get(SAMPLER_ENV, "").strip() else ALWAYS_ON
+        tracer = TracerProvider(
+            sampler, resource=resource, id_generator=ids, shutdown_on_exit=False
+        )
+        tracer.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(timeout=timeout)))
     if env.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower() != "none":
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter(timeout=timeout))
         meter = MeterProvider([reader], resource=resource, shutdown_on_exit=False)
     return Tracing(tracer, meter, ids)
 

@@ -1,11 +1,15 @@
-"""How log lines reach the stream: one write per event-loop iteration, in order, none lost."""
+"""How log lines reach the stream: an event-loop iteration's lines together, in writes a shared
+pipe keeps whole, in order, none lost."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import logging
+import multiprocessing
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -190,3 +194,93 @@ async def test_every_call_line_is_written_before_the_workers_exit(
     )
     messages = [line["message"] for line in lines if "message" in line]
     assert sum(m.startswith("stopped: every call settled") for m in messages) == 2  # each worker
+
+
+class Chunks(io.StringIO):
+    """A stream that keeps each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.chunks.append(text)
+        return super().write(text)
+
+
+async def test_an_iterations_lines_go_out_in_writes_a_pipe_keeps_whole() -> None:
+    stream = Chunks()
+    logger, _ = logger_to(stream)
+    lines = [f"{n:03d} " + "é" * 150 for n in range(80)] + ["long " + "x" * 5000, "last"]
+    for text in lines:
+        logger.info(text)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert stream.getvalue() == "".join(text + "\n" for text in lines)
+    sizes = [len(chunk.encode()) for chunk in stream.chunks]
+    assert all(chunk.endswith("\n") for chunk in stream.chunks)
+    assert [chunk for chunk in stream.chunks if len(chunk.encode()) > logs.PIPE_BUF] == [
+        "long " + "x" * 5000 + "\n"
+    ]
+    assert max(sizes[:-2]) > logs.PIPE_BUF - 400 and len(stream.chunks) < 20, sizes
+
+
+def _worker(write_fd: int, name: str) -> None:
+    """A `--workers` process: stderr is the shared pipe, several call lines per iteration."""
+    os.dup2(write_fd, 2)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    logs.setup_logging("INFO", "json")
+    calls = logging.getLogger("cycles.calls")
+
+    async def main() -> None:
+        for i in range(10):
+            for k in range(60):
+                line = {"event": "call", "worker": name, "n": i * 60 + k, "model": "x" * 300}
+                calls.info(orjson.dumps(line).decode(), extra={JSON_OBJECT: True})
+            await asyncio.sleep(0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        logs.flush()
+    os._exit(0)
+
+
+def test_lines_of_workers_sharing_a_pipe_never_interleave() -> None:
+    read_fd, write_fd = os.pipe()
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_worker, args=(write_fd, f"w{i}")) for i in range(3)]
+    for worker in workers:
+        worker.start()
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 512):  # a slow reader: the pipe stays full
+        chunks.append(chunk)
+        time.sleep(0.0002)
+    os.close(read_fd)
+    for worker in workers:
+        worker.join(10)
+    lines = b"".join(chunks).decode(errors="replace").splitlines()
+    calls = [orjson.loads(line) for line in lines]  # a line cut by another's raises here
+    assert len([c for c in calls if c.get("event") == "call"]) == 3 * 10 * 60
+
+
+def test_a_line_the_stream_cannot_encode_is_replaced_and_the_others_written(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    handler = LineBuffer(stream)
+    logger = logging.Logger("lines")
+    logger.addHandler(handler)
+
+    async def main() -> None:
+        logger.info("call A settled")
+        logger.warning("unknown model 'modèle'")
+        logger.info("call B settled")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert raw.getvalue() == b"call A settled\nunknown model 'mod?le'\ncall B settled\n"
+    assert capsys.readouterr().err.count("--- Logging error ---") == 1

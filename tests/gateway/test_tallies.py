@@ -4,6 +4,8 @@ exactly as prometheus-client's own Counter, Histogram and Gauge would."""
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 from pathlib import Path
 from unittest import mock
 
@@ -92,3 +94,38 @@ async def test_a_scrape_right_after_a_burst_counts_every_call_of_it(tmp_path: Pa
     assert samples["cycles_upstream_seconds_count", (("endpoint", "chat"),)] == calls
     assert samples["cycles_ledger_seconds_count", (("op", "commit"),)] == calls
     assert samples["cycles_in_flight", ()] == 0
+
+
+BUCKETS = (0.005, 0.01, 0.1, 1.0, 5.0)
+
+
+def exposed(registry: CollectorRegistry) -> str:
+    text = generate_latest(registry).decode()
+    return re.sub(r"(_created\{[^}]*\}) \S+", r"\1 T", text)  # creation times differ
+
+
+@pytest.mark.parametrize("amounts", [[math.nan], [math.nan, 0.2]], ids=["nan", "nan-then-value"])
+def test_a_nan_observation_is_in_no_bucket_as_prometheus_client_has_it(
+    amounts: list[float],
+) -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    family = tallies.histogram("h_seconds", "help", ("op",), BUCKETS)
+    ours.register(family)
+    reference = Histogram("h_seconds", "help", ["op"], buckets=BUCKETS, registry=theirs)
+    for label in ("plain", 'q"uote', "new\nline", "back\\slash", "", "ünï"):
+        for amount in amounts:
+            family.labels(label).observe(amount)
+            reference.labels(label).observe(amount)
+    assert exposed(ours) == exposed(theirs)
+
+
+def test_label_values_are_exposed_as_str_makes_them() -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    family = tallies.counter("c", "help", ("status",))
+    ours.register(family)
+    reference = Counter("c", "help", ["status"], registry=theirs)
+    for value in (200, "200", 404):
+        family.labels(value).inc()
+        reference.labels(value).inc()
+    assert exposed(ours) == exposed(theirs)
+    assert 'c_total{status="200"} 2.0' in exposed(ours)

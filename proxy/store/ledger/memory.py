@@ -382,4 +382,3 @@ def _crossed(
         Crossing(field, bp, limits.get(field, 0), spent)
         for field, bp, spent in t.cross(marks, charged, now, s)
     )
-
