@@ -6,7 +6,7 @@ with what that step added to `spent` (store/ledger/outbox.py). The sender
 (usage_sender.py) turns each outbox entry into the event (`cloud_event`):
 
     {"specversion": "1.0", "type": "io.cycles.usage.v1", "id": <reservation id>,
-     "source": "cycles-proxy/<instance>", "subject": <tenant>, "time": <RFC 3339>,
+     "source": <events.source or "cycles-proxy">, "subject": <tenant>, "time": <RFC 3339>,
      "datacontenttype": "application/json",
      "data": {"tenant", "reservation", "outcome": committed | released | expired_charged |
               expired_released, "scope": {<level>: <value>, ...}, "end_user",

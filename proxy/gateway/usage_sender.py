@@ -7,7 +7,11 @@ fails is retried with exponential backoff (RETRY_S, doubled up to MAX_RETRY_S) f
 it fails, and the batch waits: an outbox entry is deleted only after delivery, so a sink down
 for an hour loses nothing; the outbox grows meanwhile. A sink that took a batch another sink
 refused gets it again on the retry, and after a crash between delivery and acknowledgement
-every sink gets it again: delivery is at least once, and consumers deduplicate by event `id`.
+every sink gets it again: delivery is at least once, and consumers deduplicate by event
+(`source`, `id`); `source` is the same in every process (DEFAULT_SOURCE or `events.source`).
+A sink is known by its settings: a reload that adds or changes one while a batch waits gives
+it the batch; a reload that removes every sink leaves the batch unacknowledged. A redirect is
+a failure (alerts.post follows none).
 
 Several processes on one store (replicas, `--workers`) elect one sender through the store
 (`outbox_claim`: a lock with a TTL, renewed on each round); the others stand by. At start and
@@ -55,6 +59,8 @@ CLAIM_MS = 20_000
 replaced this long after. It renews before each delivery (at most alerts.TIMEOUT_S) and after
 each wait (at most MAX_RETRY_S), so a live one keeps it."""
 RESCAN_S = 3600.0
+DEFAULT_SOURCE = "cycles-proxy"
+"""The CloudEvents `source` without `events.source`: never the instance (module docstring)."""
 GAUGE_S = 5.0
 """How often the outbox's size is read for the metric and the alert."""
 
@@ -112,27 +118,32 @@ class UsageSender:
             self._rescan_at = time.monotonic() + RESCAN_S
         if not entries:
             return False
-        await self.deliver(session, entries)
-        await self.ledger.outbox_ack(entries)
+        if await self.deliver(session, entries):
+            await self.ledger.outbox_ack(entries)
         return True
 
     def source(self) -> str:
-        return self.runtime.policy.events.source or f"cycles-proxy/{self.owner}"
+        """The CloudEvents `source`: the same in every process and after a restart, since a
+        consumer deduplicates by (source, id) and a batch may be redelivered by another."""
+        return self.runtime.policy.events.source or DEFAULT_SOURCE
 
-    async def deliver(self, session: aiohttp.ClientSession, entries: Sequence[OutboxEntry]) -> None:
-        """Until every sink in force took the batch, retrying those that refused it."""
+    async def deliver(self, session: aiohttp.ClientSession, entries: Sequence[OutboxEntry]) -> bool:
+        """Until every sink of the policy in force took the batch, retrying those that refused
+        it; False (not to be acknowledged) when a reload left no sink. A sink is known by its
+        settings: one a reload added or changed gets the batch, one it removed is not waited
+        for."""
         source = self.source()
         events = [cloud_event(entry, source) for entry in entries]
-        waiting = list(self.runtime.policy.events.sinks)
+        took: set[Sink] = set()
         delay = self.retry_s
-        while waiting:
-            waiting = [sink for sink in waiting if not await self._to(session, sink, events)]
-            waiting = [s for s in waiting if s in self.runtime.policy.events.sinks]
-            if waiting:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_S)
-                self.configure()
-                await self._watch_size()
+        while waiting := [s for s in self.configure() if s not in took]:
+            took |= {sink for sink in waiting if await self._to(session, sink, events)}
+            if all(s in took for s in self.configure()):
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_S)
+            await self._watch_size()
+        return bool(self.configure())
 
     async def _to(
         self, session: aiohttp.ClientSession, sink: Sink, events: list[dict[str, Any]]
