@@ -133,6 +133,7 @@ USAGE_ONCE = "test_a_settle_adds_one_outbox_entry_and_its_repeat_none"
 USAGE_EXPIRY = "test_an_expiry_adds_an_entry_from_its_record_when_events_are_on"
 USAGE_CALLS = "test_each_call_is_one_signed_cloudevent_whose_costs_sum_to_spent"
 SINKS = "tests/gateway/test_usage_sender_sinks.py::"
+BACKLOG = "tests/gateway/test_usage_events_backlog.py::"
 
 
 @dataclass(frozen=True)
@@ -5289,6 +5290,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         new=")\n",
         tests=(f"{SINKS}test_a_redirected_post_is_not_a_delivery[memory]",),
         removes="a sink's redirect is a failure, never a delivery",
+    ),
+    Mutation(
+        name="the-redis-outbox-is-unbounded",
+        file="proxy/store/ledger/lua/outbox.lua",
+        old="  if redis.call('XLEN', OUTBOX) >= bound then\n",
+        new="  if false then\n",
+        tests=(f"{BACKLOG}test_a_sink_outage_never_makes_the_ledger_refuse_settles",),
+        removes="a tenant's Redis outbox stops at events.max_pending: settles never fail on it",
+    ),
+    Mutation(
+        name="the-outbox-key-is-not-declared",
+        file="proxy/store/ledger/scripts.py",
+        old="        tenant_keys.append(layout.outbox_key(tenant))\n",
+        new="",
+        tests=("tests/store/test_outbox_keys.py",),
+        removes="the settling scripts are given the outbox key in KEYS",
     ),
 )
 

@@ -20,9 +20,10 @@ entries, which finds entries whose index write a crash cut off (outbox_redis.py)
 
 At `events.max_pending` undelivered events, `cycles_events_pending` shows it and the alert
 `events.backlog` fires (once until the outbox is back under the bound; the size is read every
-GAUGE_S, also while a batch waits for a failing sink). The calls go on, and
-the Redis outbox keeps growing: nothing is dropped there. memory:// drops its oldest entries
-above the bound (it is lost on restart anyway).
+GAUGE_S, also while a batch waits for a failing sink). The calls go on. A tenant's Redis
+outbox holds at most the bound: the settles go on without writing their events, counted
+(`cycles_events_dropped`, logged; lua/outbox.lua). memory:// drops its oldest entries above
+the bound (it is lost on restart anyway).
 
 The task sets the ledger's `usage_events` from the policy in force, so a reload that adds or
 removes every sink turns the outbox on or off for the sweeper's expiries too.
@@ -81,6 +82,7 @@ class UsageSender:
         self._rescan_at = 0.0
         self._gauge_at = 0.0
         self._backlog = False
+        self._dropped: int | None = None
         self.configure()
 
     def configure(self) -> tuple[Sink, ...]:
@@ -164,12 +166,17 @@ class UsageSender:
         if time.monotonic() < self._gauge_at:
             return
         self._gauge_at = time.monotonic() + GAUGE_S
-        pending = await self.ledger.outbox_pending()
+        pending, dropped = await self.ledger.outbox_pending(), await self.ledger.outbox_dropped()
+        new = dropped - (dropped if self._dropped is None else self._dropped)
+        self._dropped = dropped
         if self.metrics is not None:
             self.metrics.events_pending.set(pending)
+            self.metrics.events_dropped.inc(max(new, 0))
+        if new > 0:
+            log.error("usage events: %d dropped, their outbox at events.max_pending", new)
         bound = self.runtime.policy.events.max_pending
         backlog = pending >= bound
         if backlog and not self._backlog and self.alerts is not None:
             event = {"type": "events.backlog", "id": f"events.backlog/{int(time.time())}"}
-            self.alerts.fire(event | {"pending": pending, "max_pending": bound})
+            self.alerts.fire(event | {"pending": pending, "max_pending": bound, "dropped": dropped})
         self._backlog = backlog

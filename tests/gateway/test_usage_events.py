@@ -148,7 +148,7 @@ async def test_the_memory_outbox_drops_its_oldest_entry_above_its_bound() -> Non
         assert held is not None
         await ledger.commit(held, {"USD": 1}, event=CALL)
     assert [e.fields["reservation"] for e in await ledger.outbox_read(10)] == ["r2", "r3"]
-    assert ledger.outbox_dropped == 1
+    assert await ledger.outbox_dropped() == 1
 
 
 async def test_a_spilled_charge_is_written_with_its_event(store_url: str) -> None:

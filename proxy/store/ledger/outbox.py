@@ -41,7 +41,8 @@ class Outbox(Protocol):
     usage_events: bool
     """Settles and expiries add entries (set by the app: the policy names a sink)."""
     outbox_bound: int
-    """The policy's `events.max_pending`: memory:// drops its oldest entries above it."""
+    """The policy's `events.max_pending`: memory:// drops its oldest entries above it, Redis
+    adds none to a tenant's outbox holding that many (lua/outbox.lua)."""
 
     async def outbox_read(self, count: int, *, rescan: bool = False) -> list[OutboxEntry]:
         """Up to `count` entries, oldest first per tenant. The tenants read are those indexed
@@ -57,6 +58,11 @@ class Outbox(Protocol):
         """Entries not yet acknowledged (of indexed tenants)."""
         ...
 
+    async def outbox_dropped(self) -> int:
+        """Events not written because the outbox was at its bound (`outbox_bound`), since the
+        store began (of indexed tenants, on Redis: a tenant at its bound stays indexed)."""
+        ...
+
     async def outbox_claim(self, owner: str, ttl_ms: int) -> bool:
         """Whether `owner` is (now, or still) the one sender of the store for `ttl_ms`."""
         ...
@@ -64,13 +70,13 @@ class Outbox(Protocol):
 
 class MemoryOutbox:
     """memory://'s outbox, mixed into MemoryLedger: one queue, bounded by `outbox_bound` (the
-    oldest entry is dropped, counted in `outbox_dropped` and logged)."""
+    oldest entry is dropped, counted in `dropped` and logged)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.usage_events = False
         self.outbox_bound = DEFAULT_BOUND
-        self.outbox_dropped = 0
+        self.dropped = 0
         self._outbox: deque[OutboxEntry] = deque()
         self._outbox_seq = 0
 
@@ -78,7 +84,7 @@ class MemoryOutbox:
         """Add an entry (the settle's own step: nothing awaits in between)."""
         if len(self._outbox) >= self.outbox_bound:
             lost = self._outbox.popleft()
-            self.outbox_dropped += 1
+            self.dropped += 1
             log.error(
                 "usage event of reservation=%s dropped: the memory outbox holds %d events "
                 "(events.max_pending); its sinks are not taking them",
@@ -101,6 +107,9 @@ class MemoryOutbox:
 
     async def outbox_pending(self) -> int:
         return len(self._outbox)
+
+    async def outbox_dropped(self) -> int:
+        return self.dropped
 
     async def outbox_claim(self, owner: str, ttl_ms: int) -> bool:
         return True

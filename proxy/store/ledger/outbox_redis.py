@@ -99,6 +99,13 @@ class RedisOutbox:
                 pipe.xlen(layout.outbox_key(tenant))
             return sum(await pipe.execute())
 
+    async def outbox_dropped(self) -> int:
+        tenants = await self._outbox_tenants()
+        async with self._client.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.hget(layout.tenant_keys(tenant)[4], "outbox_dropped")  # :meta
+            return sum(int(n or 0) for n in await pipe.execute())
+
     async def outbox_claim(self, owner: str, ttl_ms: int) -> bool:
         if await self._client.set(layout.OUTBOX_SENDER, owner, nx=True, px=ttl_ms):
             return True

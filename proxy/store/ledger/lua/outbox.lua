@@ -1,19 +1,28 @@
--- outbox.lua: the tenant's usage-event outbox, a stream beside KEYS[1] (`:outbox`, same hash
--- tag, so the same cluster slot). Prepended after audit.lua to commit, release and sweep.
+-- outbox.lua: the tenant's usage-event outbox, the stream KEYS[9] (`:outbox`, declared like
+-- every key a script touches). Prepended after audit.lua to commit, release and sweep.
 --
 -- An entry is added in the same script as the settle it reports, and only by a settle that
 -- changed the ledger (a repeat adds nothing): a crash can lose neither. The sender
 -- (gateway/usage_sender.py) reads entries, delivers them and deletes them once every sink took
 -- them (store/ledger/outbox_redis.py). Fields (strings):
 --   kind settle  event (the event's JSON without its cost, written by the proxy: it knows the
---                scope, models, tokens and request id), reservation, charged (what this settle
---                added to spent, amounts form; '-' for a release)
+--                scope, models, tokens and request id), reservation (the event's id: see
+--                commit.lua), charged (what this settle added to spent, amounts form; '-' for
+--                a release)
 --   kind expire  reservation, charged (the estimate charged at expiry; '-' when released),
 --                fields (the record's field prefixes, ',' separated), owner
+--
+-- The stream holds at most `bound` entries (policy events.max_pending): at the bound the entry
+-- is not added and the drop is counted in the tenant's :meta field `outbox_dropped`. The settle
+-- itself goes on: the ledger never fails because its events are not being delivered.
 
-local OUTBOX = (string.gsub(KEYS[1], ':ledger$', ':outbox'))
+local OUTBOX = KEYS[9]
 
-local function outbox(fields)
+local function outbox(fields, bound)
+  if redis.call('XLEN', OUTBOX) >= bound then
+    redis.call('HINCRBY', KEYS[5], 'outbox_dropped', 1)
+    return
+  end
   local args = { 'XADD', OUTBOX, '*' }
   for _, x in ipairs(fields) do args[#args + 1] = x end
   redis.call(unpack(args))
