@@ -42,7 +42,9 @@ EACH = (
     "::test_each_call_is_billed_at_most_what_it_is_charged_at_most_what_it_reserved"
 )
 """billed <= charged <= reserved for each priced dimension (add `[memory-<case>]`)."""
-REFUSED = "tests/gateway/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
+REFUSED = (
+    "tests/gateway/test_billable.py::test_a_tier_tool_or_document_the_policy_does_not_price_is_refused"
+)
 """What the policy does not price is refused (add `[memory-<case>]`)."""
 CHOICES = "tests/gateway/test_choices_and_limits.py"
 TIMEOUT = "tests/gateway/test_reserve_timeout.py"
@@ -402,9 +404,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/admission.py",
         old='    return policy.fail_mode == "open"',
         new="    return True",
-        tests=(
-            "tests/processes/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",
-        ),
+        tests=("tests/processes/test_faults.py::test_redis_restart_fail_closed_forwards_nothing_unreserved",),
         removes="fail_mode: closed answers 503 when the ledger is unreachable",
     ),
     Mutation(
@@ -456,9 +456,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/api_keys/failures.py",
         old="        wait = self.addresses.blocked_for(address)",
         new="        wait = 0",
-        tests=(
-            "tests/gateway/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",
-        ),
+        tests=("tests/gateway/test_failed_auth.py::test_a_brute_force_from_one_address_is_still_limited",),
         removes="an address that keeps failing to authenticate gets 429",
     ),
     Mutation(
@@ -625,9 +623,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="spill-uncapped",
         file="proxy/gateway/spill.py",
         old="        if len(self._entries) >= self.limit:",
-        tests=(
-            "tests/processes/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",
-        ),
+        tests=("tests/processes/test_faults.py::test_the_spill_drops_its_oldest_entries_beyond_its_cap",),
         removes="the spill of unbudgeted charges is bounded",
     ),
     Mutation(
@@ -635,9 +631,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/spill.py",
         old="SPILL_LIMIT = 100_000",
         new="SPILL_LIMIT = 1_000_000",
-        tests=(
-            "tests/processes/test_faults.py::test_a_running_proxy_spills_at_most_100_000_calls",
-        ),
+        tests=("tests/processes/test_faults.py::test_a_running_proxy_spills_at_most_100_000_calls",),
         removes="a running proxy spills at most 100,000 calls",
     ),
     Mutation(
@@ -1298,9 +1292,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/redis/flights.py",
         old="            await asyncio.shield(flight)\n",
         new="            await flight\n",
-        tests=(
-            "tests/store/test_flights.py::test_a_cancelled_caller_leaves_the_run_to_the_others",
-        ),
+        tests=("tests/store/test_flights.py::test_a_cancelled_caller_leaves_the_run_to_the_others",),
         removes="a caller that gives up leaves the shared reload running for the others",
     ),
     Mutation.always(
@@ -2070,9 +2062,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         return own""",
         new="""    if True:
         return own""",
-        tests=(
-            "tests/gateway/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",
-        ),
+        tests=("tests/gateway/test_key_pins.py::test_pinned_keys_keep_idempotency_keys_of_their_own",),
         removes="a key pinned to an agent claims idempotency keys in a namespace of its own",
     ),
     Mutation(
@@ -2096,9 +2086,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/identity.py",
         old="        await asyncio.sleep(keys.failures.lookups.left(hold))\n",
         new="",
-        tests=(
-            "tests/gateway/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",
-        ),
+        tests=("tests/gateway/test_failed_auth.py::test_a_braked_address_learns_nothing_beyond_its_pace",),
         removes="a braked address's failed lookup is answered when its slot frees, not before",
     ),
     Mutation(
@@ -2199,9 +2187,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/gateway/alerts.py",
         old="        if _pending() >= MAX_PENDING:",
         new="        if False:",
-        tests=(
-            "tests/gateway/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",
-        ),
+        tests=("tests/gateway/test_alerts.py::test_deliveries_waiting_on_a_silent_webhook_are_bounded",),
         removes="webhook deliveries in flight are bounded",
     ),
     Mutation(
@@ -3395,7 +3381,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="content-part-types-unchecked",
         file="proxy/metering/message_fields.py",
-        old='        _check_parts(entry["content"], f"{path}.content", entries, endpoint)\n',
+        old="        _check_parts(entry[\"content\"], f\"{path}.content\", entries, endpoint)\n",
         new="        pass\n",
         tests=(
             "tests/gateway/test_foreign_images.py"
@@ -3428,7 +3414,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="screenshot-by-what-it-says",
         file="proxy/metering/shapes/item_media.py",
-        old='            screenshots.add(id(obj["output"]))\n',
+        old="            screenshots.add(id(obj[\"output\"]))\n",
         new="            pass\n",
         tests=(
             "tests/gateway/test_foreign_images.py"
@@ -3451,8 +3437,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="claude-images-on-an-unknown-model-allowed",
         file="proxy/metering/billable.py",
         old=(
-            '        images=tuple(at for at, _ in blocks.of_type(body.get("messages"), '
-            '"messages", "image")),\n'
+            "        images=tuple(at for at, _ in blocks.of_type(body.get(\"messages\"), "
+            "\"messages\", \"image\")),\n"
         ),
         new="",
         tests=(
@@ -3621,9 +3607,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/metering/images.py",
         old="    if detail is None or detail in DETAILS:\n",
         new="    if detail in DETAILS:\n",
-        tests=(
-            "tests/gateway/test_image_detail.py::test_an_image_without_a_detail_is_reserved_as_auto",
-        ),
+        tests=("tests/gateway/test_image_detail.py::test_an_image_without_a_detail_is_reserved_as_auto",),
         removes="an image without a detail is auto",
     ),
     Mutation(
@@ -3689,9 +3673,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/metering/billable.py",
         old='        check_tools(body.get("tools"), typed=endpoint == "responses")\n',
         new='        check_tools(body.get("tools"), typed=True)\n',
-        tests=(
-            "tests/gateway/test_tool_types.py::test_an_untyped_anthropic_tool_is_a_custom_tool",
-        ),
+        tests=("tests/gateway/test_tool_types.py::test_an_untyped_anthropic_tool_is_a_custom_tool",),
         removes="an untyped Anthropic tool is a custom tool",
     ),
     Mutation(
@@ -3844,8 +3826,7 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_a_gif_is_reserved_as_the_largest_image_it_can_be_billed_as",
         ),
         removes="a GIF counts the default image tokens, not the size its logical screen says",
-    ),
-    Mutation.never(
+    ),    Mutation.never(
         name="wav-of-any-codec-timed",
         file="proxy/metering/audio.py",
         old="    if tag not in (_PCM, _FLOAT):\n",
@@ -3863,7 +3844,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(
             "tests/gateway/test_audio_formats.py"
             "::test_audio_the_proxy_cannot_time_is_refused_naming_the_part",
-            "tests/metering/test_audio.py::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py"
+            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
         ),
         removes="a WAV of more than one fmt chunk is refused",
     ),
@@ -3873,7 +3855,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="        if at + count <= len(self.head) or len(self._data) <= _HEAD_CHARS:\n",
         new="        if True:\n",
         tests=(
-            "tests/metering/test_audio.py::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py"
+            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
             "tests/metering/test_audio.py::test_an_mp3_is_counted_by_its_base64_length",
         ),
         removes="a WAV's chunks and an mp3's frame past the first 48 KiB are read",
@@ -3892,7 +3875,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         old='        elif kind == b"ds64" and length >= 16:\n',
         new="        elif False:\n",
         tests=(
-            "tests/metering/test_audio.py::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
+            "tests/metering/test_audio.py"
+            "::test_a_wav_with_a_second_fmt_chunk_anywhere_is_refused",
         ),
         removes="an RF64's chunks after its data are found by the size its ds64 chunk gives",
     ),
@@ -3977,7 +3961,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="sse-first-chunk-line-by-line",
         file="proxy/gateway/sse.py",
-        old='            if not fresh or chunk[:1] in (b"", _BOM_FIRST_BYTE):\n',
+        old="            if not fresh or chunk[:1] in (b\"\", _BOM_FIRST_BYTE):\n",
         new="            if True:\n",
         tests=(
             "tests/gateway/test_sse.py"
@@ -3988,8 +3972,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="sse-first-chunk-bom-on-the-fast-path",
         file="proxy/gateway/sse.py",
-        old='            if not fresh or chunk[:1] in (b"", _BOM_FIRST_BYTE):\n',
-        new='            if not fresh or chunk[:1] == b"":\n',
+        old="            if not fresh or chunk[:1] in (b\"\", _BOM_FIRST_BYTE):\n",
+        new="            if not fresh or chunk[:1] == b\"\":\n",
         tests=("tests/gateway/test_sse.py::test_leading_bom_is_ignored",),
         removes="a stream beginning with a BOM takes the line path, which drops the BOM",
     ),
@@ -4151,9 +4135,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="end-user-hash-starts-without-its-secret",
         file="proxy/budget/end_users.py",
         old="    if len(secret) < MIN_SECRET_CHARS:\n",
-        tests=(
-            f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",
-        ),
+        tests=(f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",),
         removes="a policy that hashes end-user ids does not start or reload without its secret",
     ),
     Mutation(
@@ -4173,9 +4155,7 @@ MUTATIONS: tuple[Mutation, ...] = (
             "            return\n"
             "        await self._apply(policy)\n"
         ),
-        tests=(
-            f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",
-        ),
+        tests=(f"{END_USER_IDS}::test_without_its_secret_a_hashing_policy_neither_starts_nor_reloads",),
         removes="a reload the proxy refuses (a missing secret) keeps the policy in force",
     ),
     Mutation.never(
@@ -4197,18 +4177,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="plain-end-user-id-not-checked",
         file="proxy/budget/end_users.py",
         old="        if not isinstance(raw, str) or not SCOPE_VALUE.fullmatch(raw):\n",
-        tests=(
-            f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",
-        ),
+        tests=(f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",),
         removes="under user_ids: plain an id that is not a scope value is refused",
     ),
     Mutation.never(
         name="bad-end-user-id-refused-where-nothing-is-kept",
         file="proxy/budget/end_users.py",
         old="    if pinned is None and not plan.limits_level(END_USER):\n",
-        tests=(
-            f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",
-        ),
+        tests=(f"{END_USER_IDS}::test_an_id_plain_cannot_keep_is_refused_only_where_users_are_kept",),
         removes="clients that always sent `user` keep working where the plan keeps no users",
     ),
     Mutation(
@@ -4295,9 +4271,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/spenders.py",
         old="    return -spent, prefix\n",
         new="    return spent, prefix\n",
-        tests=(
-            f"{LEDGER_END_USERS}::test_the_top_spenders_of_a_level_most_first_in_one_unit_and_period",
-        ),
+        tests=(f"{LEDGER_END_USERS}::test_the_top_spenders_of_a_level_most_first_in_one_unit_and_period",),
         removes="the top spenders are the most spent",
     ),
     Mutation(
@@ -4305,9 +4279,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/store/ledger/memory.py",
         old="balance_rows(self._tenant(tenant).ledger.own)",
         new="balance_rows(self._tenant(tenant).ledger)",
-        tests=(
-            f"{ADMIN_END_USERS}::test_the_top_end_users_most_spent_first_and_balances_leave_them_out",
-        ),
+        tests=(f"{ADMIN_END_USERS}::test_the_top_end_users_most_spent_first_and_balances_leave_them_out",),
         removes="/balances leaves out the end users (there may be millions)",
     ),
     Mutation(
@@ -4318,6 +4290,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{ADMIN_END_USERS}::test_one_users_lines_by_the_id_its_clients_send",),
         removes="the admin API finds a user by the id its clients send, hashed first",
     ),
+
     Mutation(
         name="end-users-in-the-tenants-hash",
         file="proxy/store/ledger/lua/common.lua",
@@ -4902,7 +4875,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    return ordered[max(1, math.ceil(percent * len(ordered) / 100)) - 1]\n",
         new="    return ordered[min(len(ordered) - 1, percent * len(ordered) // 100)]\n",
-        tests=(f"{REPORT_FIGURES}::test_nearest_rank_percentile",),
+        tests=(
+            f"{REPORT_FIGURES}::test_nearest_rank_percentile",
+        ),
         removes="a report's daily spend percentiles are nearest-rank",
     ),
     Mutation(
@@ -4910,7 +4885,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    return [by_day[d] for d in window.dates()]\n",
         new="    return [by_day[d] for d in window.dates() if d in by_day] or [0]\n",
-        tests=(f"{REPORT_FIGURES}::test_days_without_rows_count_as_zero_spend",),
+        tests=(
+            f"{REPORT_FIGURES}::test_days_without_rows_count_as_zero_spend",
+        ),
         removes="every day of a report's window counts, a day without a rollup as zero spend",
     ),
     Mutation(
@@ -4938,7 +4915,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    exact = Decimal(reserved) / Decimal(committed)\n",
         new="    exact = Decimal(committed) / Decimal(reserved)\n",
-        tests=(f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",),
+        tests=(
+            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
+        ),
         removes="over-reservation is reserved over committed",
     ),
     Mutation(
@@ -4946,7 +4925,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="HEADROOM = Fraction(6, 5)\n",
         new="HEADROOM = Fraction(1)\n",
-        tests=(f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",),
+        tests=(
+            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
+        ),
         removes="a recommended limit leaves 20 % headroom",
     ),
     Mutation(
@@ -4954,7 +4935,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="        return (self.end - self.start).days\n",
         new="        return 30\n",
-        tests=(f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",),
+        tests=(
+            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
+        ),
         removes="p95-daily multiplies by the current period's own length",
     ),
     Mutation(
@@ -4972,7 +4955,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    if not denied and not any(r.shadow_denials for r in rows) and peak > rec.units:\n",
         new="    if not denied and peak > rec.units:\n",
-        tests=(f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",),
+        tests=(
+            f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",
+        ),
         removes="a shadow line's would-be denials lift the observed-max floor",
     ),
     Mutation(
@@ -4991,7 +4976,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    step = CENT.get(unit, 1)\n",
         new="    step = 1\n",
-        tests=(f"{REPORT_FIGURES}::test_a_recommendation_is_rounded_up_to_a_cent",),
+        tests=(
+            f"{REPORT_FIGURES}::test_a_recommendation_is_rounded_up_to_a_cent",
+        ),
         removes="a USD recommendation is rounded up to a cent",
     ),
     Mutation(
@@ -4999,7 +4986,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    ahead = spent + -(-sum(recent) * left // len(recent))\n",
         new="    ahead = spent\n",
-        tests=(f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",),
+        tests=(
+            f"{REPORT_FIGURES}::test_a_steady_tenant_at_three_dollars_a_day",
+        ),
         removes="the forecast adds the last week's mean daily spend for each day left",
     ),
     Mutation(
@@ -5017,7 +5006,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/reports/figures.py",
         old="    refused = sum(max(0, min(r.spent, r.value_peak - r.limit)) for r in rows)\n",
         new="    refused = sum(r.spent for r in rows if r.shadow_denials)\n",
-        tests=(f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",),
+        tests=(
+            f"{REPORT_FIGURES}::test_a_shadow_tenant_sees_what_enforcing_would_have_done",
+        ),
         removes="the spend enforcing would have refused is each day's spend beyond the limit",
     ),
     Mutation(
@@ -5045,7 +5036,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         file="proxy/admin/dashboard/report_page.py",
         old="    if report.shadowed:\n",
         new="    if False:\n",
-        tests=(f"{REPORT_SURFACES}::test_the_dashboard_shows_the_report_in_headless_chromium",),
+        tests=(
+            f"{REPORT_SURFACES}::test_the_dashboard_shows_the_report_in_headless_chromium",
+        ),
         removes="the dashboard shows a shadow tenant what enforcing would have done",
     ),
     Mutation(
