@@ -136,6 +136,7 @@ USAGE_EXPIRY = "test_an_expiry_adds_an_entry_from_its_record_when_events_are_on"
 USAGE_CALLS = "test_each_call_is_one_signed_cloudevent_whose_costs_sum_to_spent"
 SINKS = "tests/gateway/test_usage_sender_sinks.py::"
 BACKLOG = "tests/gateway/test_usage_events_backlog.py::"
+EVENT_IDS = "tests/gateway/test_usage_event_ids.py::"
 
 
 @dataclass(frozen=True)
@@ -5299,6 +5300,32 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="",
         tests=("tests/store/test_outbox_keys.py",),
         removes="the settling scripts are given the outbox key in KEYS",
+    ),
+    Mutation(
+        name="a-commit-after-a-release-reuses-the-release-event-id",
+        file="proxy/store/ledger/lua/outbox.lua",
+        old="  if state == 'RELEASED' then return id .. '.after-release' end\n",
+        new="",
+        tests=(f"{EVENT_IDS}test_a_commit_after_a_release_has_an_id_of_its_own[redis]",),
+        removes="a commit after a release is an event of its own id (Redis)",
+    ),
+    Mutation(
+        name="memory-commit-after-a-release-reuses-the-release-event-id",
+        file="proxy/store/ledger/outbox.py",
+        old='    if state == "RELEASED":\n',
+        new="    if False:\n",
+        tests=(f"{EVENT_IDS}test_a_commit_after_a_release_has_an_id_of_its_own[memory]",),
+        removes="a commit after a release is an event of its own id (memory://)",
+    ),
+    Mutation(
+        name="a-second-charge-of-a-missing-record-reuses-the-event-id",
+        file="proxy/store/ledger/lua/outbox.lua",
+        old="  if state == 'MISSING' then return id .. '.missing.' .. fmt(NOW) end\n",
+        new="",
+        tests=(
+            f"{EVENT_IDS}test_a_commit_replayed_after_its_tombstone_expired_has_an_id_of_its_own",
+        ),
+        removes="a charge of a record the store no longer has is an event of its own id",
     ),
 )
 

@@ -16,9 +16,13 @@ with what that step added to `spent` (store/ledger/outbox.py). The sender
               (the USD amount alone, "0" without one: what a meter sums), "decision", "rule",
               "request_id"}}
 
-`id` is the reservation id, so a consumer deduplicates redeliveries by it. An expiry's event
-has the id `<reservation id>.expired` (a commit arriving after it adds its own event, whose
-cost is only what the commit added: it may be negative). Summed over the events, `cost` is
+`id` is the reservation id, so a consumer deduplicates redeliveries by it (with `source`). An
+expiry's event has the id `<reservation id>.expired` (a commit arriving after it adds its own
+event, whose cost is only what the commit added: it may be negative). A commit after a release
+is `<reservation id>.after-release`, and a settle of a record the store no longer has (its
+tombstone expired: a second charge) `<reservation id>.missing.<ms>`, assigned when the settle
+ran (store/ledger/outbox.py `event_id`): the id dedupes redeliveries of one charge, never two
+distinct charges. Summed over the events, `cost` is
 what the ledger's `spent` grew by. `units` is the ledger's integer (USD in 10**-8 dollars) and
 `amount` the same as a decimal string in the unit (USD dollars).
 """
@@ -112,7 +116,7 @@ def cloud_event(entry: OutboxEntry, source: str) -> dict[str, Any]:
     return {
         "specversion": "1.0",
         "type": TYPE,
-        "id": f"{rid}.expired" if expired else rid,
+        "id": f"{rid}.expired" if expired else f.get("id", rid),
         "source": source,
         "subject": entry.tenant,
         "time": _time(entry.entry_id),

@@ -38,6 +38,7 @@ ACCOUNT_WORDS = (
 def assert_no_account_detail(text: str) -> None:
     assert not [word for word in ACCOUNT_WORDS if word in text], text
 
+
 async def anthropic_refusal(
     tmp_path: Path,
     status: int,
@@ -60,7 +61,6 @@ async def anthropic_refusal(
                 )
         row = await line(stack.ledger, "alpha", "tenant")
     return raised.value, row
-
 
 
 async def test_an_account_rate_limit_on_openai_reaches_the_tenant_without_the_account(

@@ -9,6 +9,7 @@ delivery. Redis keeps one stream per tenant (outbox_redis.py); memory:// keeps o
 queue in the process, lost with it (a memory ledger's spend is lost the same way).
 
 Entry fields (strings, as lua/outbox.lua writes them): `kind` settle | expire, `reservation`,
+`id` (a settle's event id, `event_id`),
 `charged` (what the settle added to spent, amounts form: may be negative for a commit after an
 expiry charge; '-' for a release), and `event` (settle: the proxy's JSON of the call) or
 `fields` and `owner` (expire: the record's field prefixes, ',' separated).
@@ -27,6 +28,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BOUND = 1_000_000
 """Entries the outbox holds before it counts as backed up (policy `events.max_pending`)."""
+
+
+def event_id(reservation: str, state: str, now_ms: int) -> str:
+    """A settle's event id, from the state it found (lua/outbox.lua's event_id): the
+    reservation id, but a charge after a release or of a record the store no longer has is a
+    distinct charge, with an id of its own."""
+    if state == "RELEASED":
+        return f"{reservation}.after-release"
+    return f"{reservation}.missing.{now_ms}" if state == "MISSING" else reservation
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,11 +70,13 @@ else
 end
 for _, p in ipairs(r.prefixes) do ROLL.add(ROLL.row(p) .. '|csum', act[unit_of(p)] or 0) end
 local fired = cross_marks(marks, added)
+local eid = event_id(id, r.state)
 audit('commit', { 'reservation', id, 'from', r.state, 'state', 'COMMITTED',
   'actual', encode_amounts(act), 'charged', encode_amounts(parse_amounts(charged)) })
 finish(id, r, 'COMMITTED', actual)
 if event ~= '-' then
-  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'charged', charged }, bound)
+  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'id', eid, 'charged', charged },
+    bound)
 end
 roll_flush()
 reindex()

@@ -6,9 +6,9 @@
 -- (gateway/usage_sender.py) reads entries, delivers them and deletes them once every sink took
 -- them (store/ledger/outbox_redis.py). Fields (strings):
 --   kind settle  event (the event's JSON without its cost, written by the proxy: it knows the
---                scope, models, tokens and request id), reservation (the event's id: see
---                commit.lua), charged (what this settle added to spent, amounts form; '-' for
---                a release)
+--                scope, models, tokens and request id), reservation, id (the event's id:
+--                event_id), charged (what this settle added to spent, amounts form; '-' for a
+--                release)
 --   kind expire  reservation, charged (the estimate charged at expiry; '-' when released),
 --                fields (the record's field prefixes, ',' separated), owner
 --
@@ -17,6 +17,16 @@
 -- itself goes on: the ledger never fails because its events are not being delivered.
 
 local OUTBOX = KEYS[9]
+
+-- The event's id: the reservation id for its settle, but a settle after a release (commit.lua:
+-- RELEASED is then charged) or of a record the store no longer has (MISSING: its tombstone
+-- expired, a second charge) is a distinct charge, with an id of its own. An id dedupes the
+-- redeliveries of one entry, never two charges.
+local function event_id(id, state)
+  if state == 'RELEASED' then return id .. '.after-release' end
+  if state == 'MISSING' then return id .. '.missing.' .. fmt(NOW) end
+  return id
+end
 
 local function outbox(fields, bound)
   if redis.call('XLEN', OUTBOX) >= bound then

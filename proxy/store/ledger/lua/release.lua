@@ -34,10 +34,11 @@ elseif has_flag(flags, 'k') then
 else
   r = missing_record(owner, estimate, 11)
 end
+local eid = event_id(id, r.state)
 audit('release', { 'reservation', id, 'state', 'RELEASED' })
 finish(id, r, 'RELEASED', '-')
 if event ~= '-' then
-  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'charged', '-' }, bound)
+  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'id', eid, 'charged', '-' }, bound)
 end
 reindex()
 return { 'RELEASED', '1', '-' }
