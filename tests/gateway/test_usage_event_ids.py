@@ -80,8 +80,8 @@ async def test_a_commit_replayed_after_its_tombstone_expired_has_an_id_of_its_ow
         await sweep_tenant(ledger, "acme")  # drops the expired tombstone
         await ledger.commit(held, {"USD": 321}, event=CALL)
         events = await drained(ledger)
-        assert [e["id"] for e in events][0] == "r1"
-        assert [e["id"] for e in events][1].startswith("r1.missing.")
+        first, again = (e["id"] for e in events)
+        assert first == "r1" and again.startswith("r1.missing.")
         assert deduplicated_usd(events) == await spent(ledger), (
             [e["id"] for e in events],
             await spent(ledger),
