@@ -5327,6 +5327,25 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a charge of a record the store no longer has is an event of its own id",
     ),
+    Mutation(
+        name="a-url-password-is-logged",
+        file="proxy/gateway/logs.py",
+        old=(
+            "    (re.compile(r\"(?i)\\b([a-z][a-z0-9+.-]*://[^:/@\\s'\\\"]*:)[^@\\s/'\\\"]+@\"), "
+            "r\"\\1\" + REDACTED + \"@\"),\n"
+        ),
+        new="",
+        tests=(f"{BACKLOG}test_a_webhook_urls_password_is_not_logged",),
+        removes="the password of any URL (a sink's) is redacted from every log line",
+    ),
+    Mutation(
+        name="a-zero-cost-commit-is-a-release",
+        file="proxy/gateway/usage_events.py",
+        old="    if state is not None:\n",
+        new="    if False:\n",
+        tests=(f"{BACKLOG}test_a_zero_cost_commit_is_reported_committed[redis]",),
+        removes="a commit that charged nothing is `committed` in its event",
+    ),
 )
 
 

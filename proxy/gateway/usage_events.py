@@ -111,7 +111,7 @@ def cloud_event(entry: OutboxEntry, source: str) -> dict[str, Any]:
     charged = _amounts(f.get("charged", "-"))
     call: dict[str, Any] = {} if expired else orjson.loads(f.get("event", "{}"))
     prefixes = [p for p in f.get("fields", "").split(",") if p] if expired else []
-    outcome = _outcome(expired, f.get("charged", "-") != "-")
+    outcome = _outcome(expired, f.get("state"), f.get("charged", "-"))
     rid = f.get("reservation", "")
     return {
         "specversion": "1.0",
@@ -143,10 +143,14 @@ def cost(unit: str, units: int) -> dict[str, Any]:
     return {"unit": unit, "units": units, "amount": amount}
 
 
-def _outcome(expired: bool, charged: bool) -> str:
+def _outcome(expired: bool, state: str | None, charged: str) -> str:
+    """A settle's `state` says a commit (which may have charged nothing: `charged` '-') from
+    a release; an expiry's `charged` is '-' when it released."""
     if expired:
-        return "expired_charged" if charged else "expired_released"
-    return "committed" if charged else "released"
+        return "expired_charged" if charged != "-" else "expired_released"
+    if state is not None:
+        return "committed" if state == "COMMITTED" else "released"
+    return "committed" if charged != "-" else "released"
 
 
 def _scope(prefixes: list[str]) -> dict[str, Any]:

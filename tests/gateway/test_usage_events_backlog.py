@@ -1,5 +1,5 @@
-"""rev19 review: an undelivered backlog turning into a budget-authority outage, a webhook URL's
-password in the logs, a zero-cost commit labelled `released`."""
+"""Usage events never make the ledger fail (a bounded outbox), never log a sink's credentials,
+and say what the settle was (a zero-cost commit is a commit)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import aiohttp
 import pytest
+from conftest import EVERY_STORE
 
 from proxy.core.errors import LedgerError
 from proxy.core.types import ReservationSettings
@@ -68,8 +69,8 @@ async def test_a_webhook_urls_password_is_not_logged(
     redis_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sink URL with credentials (https://user:password@host/…, as basic-auth webhooks take
-    them) is logged whole on every failed delivery ('not delivered to WebhookSink(url=…)'): the
-    redaction filter only knows redis:// passwords."""
+    them) is logged on every failed delivery ('not delivered to WebhookSink(url=…)'): the
+    redaction filter hides the password of any URL."""
     monkeypatch.setattr(usage_sender, "RETRY_S", 0.01)
     async with ledger_on(redis_url) as ledger:
         req = ReserveRequest("acme", "r1", [LINE], [Candidate({"USD": 5})])
@@ -88,10 +89,11 @@ async def test_a_webhook_urls_password_is_not_logged(
         assert "hunter2-topsecret" not in logged, logged
 
 
-async def test_a_zero_cost_commit_is_not_reported_released(redis_url: str) -> None:
+@EVERY_STORE
+async def test_a_zero_cost_commit_is_reported_committed(store_url: str) -> None:
     """A call committed with nothing to charge (a provider reporting no billable units) is
-    `outcome: released` in its event: `charged` '-' is read as a release."""
-    async with ledger_on(redis_url) as ledger:
+    `outcome: committed`, though its `charged` is '-' as a release's."""
+    async with ledger_on(store_url) as ledger:
         req = ReserveRequest("acme", "r1", [LINE], [Candidate({"USD": 5})])
         held = (await ledger.reserve(req)).reservation
         assert held is not None

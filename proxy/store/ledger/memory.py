@@ -253,7 +253,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         t.append("commit", fields, now, s.audit_retention_ms)
         eid = event_id(reservation.id, r.state, now)
         self._finish(t, reservation.id, r, "COMMITTED", now, dict(actual))
-        self._settled_event(reservation, event, sorted_amounts(charged), eid)
+        self._settled_event(reservation, event, f"COMMITTED:{sorted_amounts(charged)}", eid)
         t.flush_roll(now, s)
         return SettleResult("COMMITTED", True, charged, crossed)
 
@@ -279,16 +279,19 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         t.append("release", fields, now, self.settings.audit_retention_ms)
         eid = event_id(reservation.id, r.state, now)
         self._finish(t, reservation.id, r, "RELEASED", now)
-        self._settled_event(reservation, event, "-", eid)
+        self._settled_event(reservation, event, "RELEASED:-", eid)
         return SettleResult("RELEASED", True, {})
 
     def _settled_event(
-        self, reservation: Reservation, event: str | None, charged: str, eid: str
+        self, reservation: Reservation, event: str | None, settled: str, eid: str
     ) -> None:
-        """lua/outbox.lua's entry for a settle that changed the ledger."""
+        """lua/outbox.lua's entry for a settle that changed the ledger (`settled`: the state
+        after it and what it charged, `<state>:<amounts>`)."""
         if event is not None:
-            fields = {"kind": "settle", "event": event, "reservation": reservation.id, "id": eid}
-            self.outbox_add(reservation.tenant, fields | {"charged": charged})
+            state, charged = settled.split(":", 1)
+            fields = {"kind": "settle", "state": state, "event": event, "id": eid}
+            fields |= {"reservation": reservation.id, "charged": charged}
+            self.outbox_add(reservation.tenant, fields)
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         return balance_rows(self._tenant(tenant).ledger.own)

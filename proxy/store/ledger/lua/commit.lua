@@ -75,8 +75,8 @@ audit('commit', { 'reservation', id, 'from', r.state, 'state', 'COMMITTED',
   'actual', encode_amounts(act), 'charged', encode_amounts(parse_amounts(charged)) })
 finish(id, r, 'COMMITTED', actual)
 if event ~= '-' then
-  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'id', eid, 'charged', charged },
-    bound)
+  outbox({ 'kind', 'settle', 'state', 'COMMITTED', 'event', event, 'reservation', id, 'id', eid,
+    'charged', charged }, bound)
 end
 roll_flush()
 reindex()

@@ -5,7 +5,8 @@
 -- changed the ledger (a repeat adds nothing): a crash can lose neither. The sender
 -- (gateway/usage_sender.py) reads entries, delivers them and deletes them once every sink took
 -- them (store/ledger/outbox_redis.py). Fields (strings):
---   kind settle  event (the event's JSON without its cost, written by the proxy: it knows the
+--   kind settle  state (COMMITTED | RELEASED: a commit may have charged nothing), event (the
+--                event's JSON without its cost, written by the proxy: it knows the
 --                scope, models, tokens and request id), reservation, id (the event's id:
 --                event_id), charged (what this settle added to spent, amounts form; '-' for a
 --                release)

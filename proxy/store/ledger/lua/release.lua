@@ -38,7 +38,8 @@ local eid = event_id(id, r.state)
 audit('release', { 'reservation', id, 'state', 'RELEASED' })
 finish(id, r, 'RELEASED', '-')
 if event ~= '-' then
-  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'id', eid, 'charged', '-' }, bound)
+  outbox({ 'kind', 'settle', 'state', 'RELEASED', 'event', event, 'reservation', id, 'id', eid,
+    'charged', '-' }, bound)
 end
 reindex()
 return { 'RELEASED', '1', '-' }
