@@ -137,6 +137,7 @@ USAGE_CALLS = "test_each_call_is_one_signed_cloudevent_whose_costs_sum_to_spent"
 SINKS = "tests/gateway/test_usage_sender_sinks.py::"
 BACKLOG = "tests/gateway/test_usage_events_backlog.py::"
 EVENT_IDS = "tests/gateway/test_usage_event_ids.py::"
+OUTBOX = "tests/gateway/test_usage_events_outbox.py::"
 
 
 @dataclass(frozen=True)
@@ -5345,6 +5346,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="    if False:\n",
         tests=(f"{BACKLOG}test_a_zero_cost_commit_is_reported_committed[redis]",),
         removes="a commit that charged nothing is `committed` in its event",
+    ),
+    Mutation(
+        name="an-empty-outbox-stream-is-left-behind",
+        file="proxy/store/ledger/lua/outbox_ack.lua",
+        old="if redis.call('XLEN', KEYS[9]) == 0 then redis.call('DEL', KEYS[9]) end\n",
+        new="",
+        tests=(f"{OUTBOX}test_an_acknowledged_outbox_leaves_no_key_behind",),
+        removes="acknowledging deletes a tenant's outbox stream once it is empty",
     ),
 )
 

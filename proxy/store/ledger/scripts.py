@@ -49,6 +49,7 @@ SCRIPTS = {
     "tenant": ("common", "audit", "tenant"),
     "tenant_ledger": ("common", "audit", "tenant_ledger"),
     "lines": ("common", "lines"),
+    "outbox_ack": ("outbox_ack",),
 }
 STORE = "the Redis ledger"
 """How errors name the store the scripts keep (the tenants' records are in it too)."""
