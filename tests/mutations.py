@@ -5355,6 +5355,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{OUTBOX}test_an_acknowledged_outbox_leaves_no_key_behind",),
         removes="acknowledging deletes a tenant's outbox stream once it is empty",
     ),
+    Mutation(
+        name="a-sink-without-its-secret-loads",
+        file="proxy/policy/sinks.py",
+        old="    if not env.get(name):\n",
+        new="    if False:\n",
+        tests=(f"{OUTBOX}test_a_sink_that_cannot_work_is_refused_at_load",),
+        removes="a sink whose secret's environment variable is unset is refused at load",
+    ),
+    Mutation(
+        name="a-jsonl-sink-that-cannot-write-loads",
+        file="proxy/policy/sinks.py",
+        old="        if problem is not None:\n",
+        new="        if False:\n",
+        tests=(f"{OUTBOX}test_a_sink_that_cannot_work_is_refused_at_load",),
+        removes="a jsonl sink whose directory does not exist is refused at load",
+    ),
 )
 
 

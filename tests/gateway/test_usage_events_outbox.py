@@ -53,23 +53,23 @@ async def test_an_acknowledged_outbox_leaves_no_key_behind(redis_url: str) -> No
 @pytest.mark.parametrize(
     "sink",
     [
-        "{type: openmeter, url: 'https://om.example', token_env: REV19_UNSET_TOKEN}",
-        "{type: webhook, url: 'https://h.example/x', secret_env: REV19_UNSET_SECRET}",
-        "{type: jsonl, path: /nonexistent/REV19_UNSET/usage.jsonl}",
+        "{type: openmeter, url: 'https://om.example', token_env: CYCLES_TEST_UNSET_TOKEN}",
+        "{type: webhook, url: 'https://h.example/x', secret_env: CYCLES_TEST_UNSET_SECRET}",
+        "{type: jsonl, path: /nonexistent/CYCLES_TEST_UNSET/usage.jsonl}",
     ],
 )
-def test_a_sink_whose_secret_is_not_set_is_refused_at_load(
+def test_a_sink_that_cannot_work_is_refused_at_load(
     tmp_path: Path, sink: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The env var naming the sink's secret is unset: the policy loads clean, the proxy starts,
-    and every delivery then fails (retried forever, the outbox grows) with only a WARNING per
-    retry. The brief asks for a failure at start with a clear message."""
-    monkeypatch.delenv("REV19_UNSET_TOKEN", raising=False)
-    monkeypatch.delenv("REV19_UNSET_SECRET", raising=False)
+    """A sink that could never take a batch (the environment variable naming its secret
+    unset, a jsonl directory that does not exist) is refused when the policy loads, naming
+    it, instead of failing every delivery while the outbox grows."""
+    monkeypatch.delenv("CYCLES_TEST_UNSET_TOKEN", raising=False)
+    monkeypatch.delenv("CYCLES_TEST_UNSET_SECRET", raising=False)
     text = POLICY.format(
         mode="enforce", budgets="      tenant: {limit: 100, period: month, unit: USD}", extra=""
     )
     path = tmp_path / "policy.yaml"
     path.write_text(text + f"events:\n  sinks:\n    - {sink}\n")
-    with pytest.raises(PolicyError, match="REV19_UNSET"):
+    with pytest.raises(PolicyError, match="CYCLES_TEST_UNSET"):
         load_policy(path)

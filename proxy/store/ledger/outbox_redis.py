@@ -11,9 +11,10 @@ tenant indexed again if an entry arrived meanwhile: a settle whose index write r
 drop is seen by that second look, one after it indexes the tenant itself.
 
 One sender at a time drains the store: `cy:v1:outbox_sender` names it (SET NX with a TTL,
-extended while it holds it). Acknowledging deletes the delivered entries, and the stream once it
-is empty, in one script (lua/outbox_ack.lua): no empty stream is left behind per tenant. Several instances share one store, and events are delivered in
+extended while it holds it). Several instances share one store, and events are delivered in
 batches: a lock is simpler than a consumer group per sink per stream, and the work is small.
+Acknowledging deletes the delivered entries, and the stream once it is empty, in one script
+(lua/outbox_ack.lua): no empty stream is left behind per tenant.
 """
 
 from __future__ import annotations
