@@ -22,9 +22,10 @@ event, whose cost is only what the commit added: it may be negative). A commit a
 is `<reservation id>.after-release`, and a settle of a record the store no longer has (its
 tombstone expired: a second charge) `<reservation id>.missing.<ms>`, assigned when the settle
 ran (store/ledger/outbox.py `event_id`): the id dedupes redeliveries of one charge, never two
-distinct charges. Summed over the events, `cost` is
-what the ledger's `spent` grew by. `units` is the ledger's integer (USD in 10**-8 dollars) and
-`amount` the same as a decimal string in the unit (USD dollars).
+distinct charges. Summed over the events, `cost` is what usage added to the ledger's `spent`:
+an admin reset is not usage and has no event (README "Usage events"). `units` is the ledger's
+integer (USD in 10**-8 dollars) and `amount` the same as a decimal string in the unit (USD
+dollars).
 """
 
 from __future__ import annotations
