@@ -5371,6 +5371,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{OUTBOX}test_a_sink_that_cannot_work_is_refused_at_load",),
         removes="a jsonl sink whose directory does not exist is refused at load",
     ),
+    Mutation(
+        name="dropped-events-go-unreported",
+        file="proxy/gateway/usage_sender.py",
+        old="        dropping = backlog and (new > 0 or self._dropping)\n",
+        new="        dropping = False\n",
+        tests=(f"{USAGE}test_a_backed_up_outbox_shows_in_the_metric_and_alerts",),
+        removes="the backlog alert says when events start being dropped",
+    ),
+    Mutation(
+        name="dropped-events-not-counted",
+        file="proxy/gateway/usage_sender.py",
+        old="            self.metrics.events_dropped.inc(max(new, 0))\n",
+        new="            pass\n",
+        tests=(f"{USAGE}test_a_backed_up_outbox_shows_in_the_metric_and_alerts",),
+        removes="cycles_events_dropped_total counts the events a full outbox dropped",
+    ),
 )
 
 

@@ -19,7 +19,8 @@ every RESCAN_S the sender reads every tenant's outbox, not only those indexed as
 entries, which finds entries whose index write a crash cut off (outbox_redis.py).
 
 At `events.max_pending` undelivered events, `cycles_events_pending` shows it and the alert
-`events.backlog` fires (once until the outbox is back under the bound; the size is read every
+`events.backlog` fires (once until the outbox is back under the bound, and again, `dropping`
+true, when events start being dropped; the size is read every
 GAUGE_S, also while a batch waits for a failing sink). The calls go on. A tenant's Redis
 outbox holds at most the bound: the settles go on without writing their events, counted
 (`cycles_events_dropped`, logged; lua/outbox.lua). memory:// drops its oldest entries above
@@ -81,8 +82,8 @@ class UsageSender:
         self.retry_s = RETRY_S
         self._rescan_at = 0.0
         self._gauge_at = 0.0
-        self._backlog = False
-        self._dropped: int | None = None
+        self._backlog = self._dropping = False
+        self._dropped = 0
         self.configure()
 
     def configure(self) -> tuple[Sink, ...]:
@@ -167,8 +168,7 @@ class UsageSender:
             return
         self._gauge_at = time.monotonic() + GAUGE_S
         pending, dropped = await self.ledger.outbox_pending(), await self.ledger.outbox_dropped()
-        new = dropped - (dropped if self._dropped is None else self._dropped)
-        self._dropped = dropped
+        new, self._dropped = dropped - self._dropped, dropped
         if self.metrics is not None:
             self.metrics.events_pending.set(pending)
             self.metrics.events_dropped.inc(max(new, 0))
@@ -176,7 +176,11 @@ class UsageSender:
             log.error("usage events: %d dropped, their outbox at events.max_pending", new)
         bound = self.runtime.policy.events.max_pending
         backlog = pending >= bound
-        if backlog and not self._backlog and self.alerts is not None:
-            event = {"type": "events.backlog", "id": f"events.backlog/{int(time.time())}"}
-            self.alerts.fire(event | {"pending": pending, "max_pending": bound, "dropped": dropped})
-        self._backlog = backlog
+        dropping = backlog and (new > 0 or self._dropping)
+        worse = (backlog and not self._backlog) or (dropping and not self._dropping)
+        if worse and self.alerts is not None:
+            suffix = "/dropping" if dropping else ""
+            event = {"type": "events.backlog", "id": f"events.backlog/{int(time.time())}{suffix}"}
+            event |= {"pending": pending, "max_pending": bound}
+            self.alerts.fire(event | {"dropping": dropping, "dropped": dropped})
+        self._backlog, self._dropping = backlog, dropping
