@@ -2586,8 +2586,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="lost-record-release-frees-others-reservations",
         file="proxy/store/ledger/lua/release.lua",
-        old="  r = missing_record(owner, estimate, 10)\n",
-        new="  r = missing_record(owner, estimate, 10)\n"
+        old="  r = missing_record(owner, estimate, 11)\n",
+        new="  r = missing_record(owner, estimate, 11)\n"
         "  settle_lines(r.prefixes, parse_amounts(r.amounts), nil)\n",
         tests=(
             f"{CONTRACT}test_release_without_record_frees_nothing_and_leaves_a_tombstone[redis]",
@@ -5085,8 +5085,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="a-commit-writes-no-usage-event",
         file="proxy/store/ledger/lua/commit.lua",
-        old="if event ~= '-' then\n  outbox({ 'kind', 'settle', 'event', event, 'reservation', id,",
-        new="if false then\n  outbox({ 'kind', 'settle', 'event', event, 'reservation', id,",
+        old="if event ~= '-' then\n  outbox({ 'kind', 'settle', 'state', 'COMMITTED',",
+        new="if false then\n  outbox({ 'kind', 'settle', 'state', 'COMMITTED',",
         tests=(f"{USAGE}{USAGE_ONCE}[redis]",),
         removes="a commit writes its usage event to the outbox in the same script",
     ),
@@ -5101,7 +5101,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="a-memory-commit-writes-no-usage-event",
         file="proxy/store/ledger/memory.py",
-        old="        self._settled_event(reservation, event, sorted_amounts(charged))\n",
+        old=(
+            '        self._settled_event(reservation, event, f"COMMITTED:{sorted_amounts(charged)}"'
+            ", eid)\n"
+        ),
         new="",
         tests=(f"{USAGE}{USAGE_ONCE}[memory]",),
         removes="a commit on memory:// writes its usage event to the outbox",
@@ -5124,8 +5127,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="expiries-write-usage-events-while-events-are-off",
         file="proxy/store/ledger/sweep_redis.py",
-        old='"1" if self.usage_events else "0"',
-        new='"1"',
+        old="bound = self.outbox_bound if self.usage_events else 0\n",
+        new="bound = self.outbox_bound\n",
         tests=(f"{USAGE}{USAGE_EXPIRY}[redis]",),
         removes="with events off the sweeper writes no usage events",
     ),
@@ -5162,13 +5165,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="a-refused-batch-is-not-retried",
         file="proxy/gateway/usage_sender.py",
         old=(
-            "            waiting = [sink for sink in waiting"
-            " if not await self._to(session, sink, events)]\n"
+            "            took |= {sink for sink in waiting"
+            " if await self._to(session, sink, events)}\n"
         ),
-        new=(
-            "            waiting = [sink for sink in waiting"
-            " if await self._to(session, sink, events) and False]\n"
-        ),
+        new="            took |= set(waiting)\n",
         tests=(
             f"{USAGE}test_a_sink_that_refuses_gets_the_batch_again_and_nothing_is_lost[memory]",
         ),
@@ -5200,7 +5200,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation.never(
         name="no-backlog-alert",
         file="proxy/gateway/usage_sender.py",
-        old="        if backlog and not self._backlog and self.alerts is not None:\n",
+        old="        if worse and self.alerts is not None:\n",
         tests=(f"{USAGE}test_a_backed_up_outbox_shows_in_the_metric_and_alerts",),
         removes="an outbox at events.max_pending fires events.backlog",
     ),

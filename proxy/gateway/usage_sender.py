@@ -180,7 +180,7 @@ class UsageSender:
         worse = (backlog and not self._backlog) or (dropping and not self._dropping)
         if worse and self.alerts is not None:
             suffix = "/dropping" if dropping else ""
-            event = {"type": "events.backlog", "id": f"events.backlog/{int(time.time())}{suffix}"}
-            event |= {"pending": pending, "max_pending": bound}
+            event: dict[str, object] = {"type": "events.backlog", "pending": pending}
+            event |= {"id": f"events.backlog/{int(time.time())}{suffix}", "max_pending": bound}
             self.alerts.fire(event | {"dropping": dropping, "dropped": dropped})
         self._backlog, self._dropping = backlog, dropping
