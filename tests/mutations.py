@@ -5102,8 +5102,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="a-memory-commit-writes-no-usage-event",
         file="proxy/store/ledger/memory.py",
         old=(
-            '        self._settled_event(reservation, event, f"COMMITTED:{sorted_amounts(charged)}"'
-            ", eid)\n"
+            '        self._settled_event(reservation, event, eid, "COMMITTED", '
+            "sorted_amounts(charged))\n"
         ),
         new="",
         tests=(f"{USAGE}{USAGE_ONCE}[memory]",),

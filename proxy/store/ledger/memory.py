@@ -253,7 +253,7 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         t.append("commit", fields, now, s.audit_retention_ms)
         eid = event_id(reservation.id, r.state, now)
         self._finish(t, reservation.id, r, "COMMITTED", now, dict(actual))
-        self._settled_event(reservation, event, f"COMMITTED:{sorted_amounts(charged)}", eid)
+        self._settled_event(reservation, event, eid, "COMMITTED", sorted_amounts(charged))
         t.flush_roll(now, s)
         return SettleResult("COMMITTED", True, charged, crossed)
 
@@ -279,16 +279,15 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         t.append("release", fields, now, self.settings.audit_retention_ms)
         eid = event_id(reservation.id, r.state, now)
         self._finish(t, reservation.id, r, "RELEASED", now)
-        self._settled_event(reservation, event, "RELEASED:-", eid)
+        self._settled_event(reservation, event, eid, "RELEASED", "-")
         return SettleResult("RELEASED", True, {})
 
     def _settled_event(
-        self, reservation: Reservation, event: str | None, settled: str, eid: str
+        self, reservation: Reservation, event: str | None, eid: str, state: str, charged: str
     ) -> None:
-        """lua/outbox.lua's entry for a settle that changed the ledger (`settled`: the state
-        after it and what it charged, `<state>:<amounts>`)."""
+        """lua/outbox.lua's entry for a settle that changed the ledger: its event id, the state
+        after it and what it charged."""
         if event is not None:
-            state, charged = settled.split(":", 1)
             fields = {"kind": "settle", "state": state, "event": event, "id": eid}
             fields |= {"reservation": reservation.id, "charged": charged}
             self.outbox_add(reservation.tenant, fields)
