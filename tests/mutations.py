@@ -5387,6 +5387,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{USAGE}test_a_backed_up_outbox_shows_in_the_metric_and_alerts",),
         removes="cycles_events_dropped_total counts the events a full outbox dropped",
     ),
+    Mutation(
+        name="a-batch-no-sink-took-is-acknowledged",
+        file="proxy/gateway/usage_sender.py",
+        old="        return bool(self.configure())\n",
+        new="        return True\n",
+        tests=(f"{SINKS}test_a_reload_that_removes_every_sink_keeps_the_waiting_batch[redis]",),
+        removes="a reload that removes every sink leaves the waiting batch unacknowledged",
+    ),
 )
 
 

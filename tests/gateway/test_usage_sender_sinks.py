@@ -145,3 +145,26 @@ async def test_a_redelivery_by_another_process_keeps_the_events_source(redis_url
             assert await b.round(session)
         assert [e["id"] for e in got] == ["r1", "r1"]
         assert len({(e["source"], e["id"]) for e in got}) == 1, [e["source"] for e in got]
+
+
+@EVERY_STORE
+async def test_a_reload_that_removes_every_sink_keeps_the_waiting_batch(store_url: str) -> None:
+    """The batch waits on a failing sink; a reload turns events off (no sink): no sink took
+    the batch, so it is not acknowledged: it waits in the outbox for a sink."""
+
+    async def bad(request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_post("/down", bad)
+    async with serving(app) as url, ledger_on(store_url) as ledger:
+        runtime = runtime_with(WebhookSink(f"{url}/down"))
+        sender = UsageSender(ledger, runtime)  # type: ignore[arg-type]
+        await one_commit(ledger)
+        async with aiohttp.ClientSession() as session:
+            rounds = spawn(sender.round(session), name="round")
+            await asyncio.sleep(0.3)  # the batch waits on the failing sink
+            runtime.policy = Policy(events=UsageEvents(sinks=()))
+            assert await asyncio.wait_for(rounds, 5)
+            assert not await sender.round(session)
+        assert [e.fields["reservation"] for e in await ledger.outbox_read(10)] == ["r1"]
