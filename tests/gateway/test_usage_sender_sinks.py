@@ -57,8 +57,8 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> None:
 @EVERY_STORE
 async def test_a_sink_fixed_by_a_reload_gets_the_batch_that_waited_for_it(store_url: str) -> None:
     """The webhook is down (its URL is wrong); the operator fixes the URL and reloads. The batch
-    that was waiting is dropped from `waiting` (the new sink != the old one) and acknowledged:
-    deleted from the outbox without any sink having taken it. Events lost."""
+    that was waiting goes to the new sink (a sink is known by its settings) before it is
+    acknowledged: never deleted without every sink in force having taken it."""
     got: list[dict[str, Any]] = []
 
     async def good(request: web.Request) -> web.Response:
@@ -88,8 +88,8 @@ async def test_a_sink_fixed_by_a_reload_gets_the_batch_that_waited_for_it(store_
 @EVERY_STORE
 async def test_a_redirected_post_is_not_a_delivery(store_url: str) -> None:
     """A webhook behind a redirect (a 302/301 from a load balancer, http -> https, a moved
-    path): aiohttp follows it as a GET without the body, the GET answers 200, and `post`
-    counts that as the sink having taken the batch: acknowledged, deleted, never received."""
+    path): aiohttp would follow it as a GET without the body, and a 200 there is no delivery.
+    A 3xx is a failure, retried: the batch waits in the outbox."""
     got: list[dict[str, Any]] = []
 
     async def moved(request: web.Request) -> web.Response:
@@ -119,11 +119,10 @@ async def test_a_redirected_post_is_not_a_delivery(store_url: str) -> None:
 
 
 async def test_a_redelivery_by_another_process_keeps_the_events_source(redis_url: str) -> None:
-    """The default CloudEvents `source` is `cycles-proxy/<instance id>` (host-pid-random, new on
-    each start). A batch delivered by a process that died before acknowledging it is redelivered
-    by the next sender (a restart, or a replica taking over the claim) under a *different*
-    source. CloudEvents identity is (source, id), and OpenMeter deduplicates on exactly that:
-    the redelivered events are counted a second time (double billing)."""
+    """A batch delivered by a process that died before acknowledging it is redelivered by the
+    next sender (a restart, or a replica taking over the claim) under the *same* source: the
+    CloudEvents identity is (source, id), OpenMeter deduplicates on exactly that, and a source
+    naming the process would have the redelivery counted twice."""
     got: list[dict[str, Any]] = []
 
     async def hook(request: web.Request) -> web.Response:
