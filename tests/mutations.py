@@ -138,6 +138,10 @@ USAGE = "tests/gateway/test_usage_events.py::"
 USAGE_ONCE = "test_a_settle_adds_one_outbox_entry_and_its_repeat_none"
 USAGE_EXPIRY = "test_an_expiry_adds_an_entry_from_its_record_when_events_are_on"
 USAGE_CALLS = "test_each_call_is_one_signed_cloudevent_whose_costs_sum_to_spent"
+SINKS = "tests/gateway/test_usage_sender_sinks.py::"
+BACKLOG = "tests/gateway/test_usage_events_backlog.py::"
+EVENT_IDS = "tests/gateway/test_usage_event_ids.py::"
+OUTBOX = "tests/gateway/test_usage_events_outbox.py::"
 
 
 @dataclass(frozen=True)
@@ -2602,8 +2606,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="lost-record-release-frees-others-reservations",
         file="proxy/store/ledger/lua/release.lua",
-        old="  r = missing_record(owner, estimate, 10)\n",
-        new="  r = missing_record(owner, estimate, 10)\n"
+        old="  r = missing_record(owner, estimate, 11)\n",
+        new="  r = missing_record(owner, estimate, 11)\n"
         "  settle_lines(r.prefixes, parse_amounts(r.amounts), nil)\n",
         tests=(
             f"{CONTRACT}test_release_without_record_frees_nothing_and_leaves_a_tombstone[redis]",
@@ -5098,8 +5102,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="a-commit-writes-no-usage-event",
         file="proxy/store/ledger/lua/commit.lua",
-        old="if event ~= '-' then\n  outbox({ 'kind', 'settle', 'event', event, 'reservation', id,",
-        new="if false then\n  outbox({ 'kind', 'settle', 'event', event, 'reservation', id,",
+        old="if event ~= '-' then\n  outbox({ 'kind', 'settle', 'state', 'COMMITTED',",
+        new="if false then\n  outbox({ 'kind', 'settle', 'state', 'COMMITTED',",
         tests=(f"{USAGE}{USAGE_ONCE}[redis]",),
         removes="a commit writes its usage event to the outbox in the same script",
     ),
@@ -5114,7 +5118,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="a-memory-commit-writes-no-usage-event",
         file="proxy/store/ledger/memory.py",
-        old="        self._settled_event(reservation, event, sorted_amounts(charged))\n",
+        old=(
+            '        self._settled_event(reservation, event, eid, "COMMITTED", '
+            "sorted_amounts(charged))\n"
+        ),
         new="",
         tests=(f"{USAGE}{USAGE_ONCE}[memory]",),
         removes="a commit on memory:// writes its usage event to the outbox",
@@ -5137,8 +5144,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="expiries-write-usage-events-while-events-are-off",
         file="proxy/store/ledger/sweep_redis.py",
-        old='"1" if self.usage_events else "0"',
-        new='"1"',
+        old="bound = self.outbox_bound if self.usage_events else 0\n",
+        new="bound = self.outbox_bound\n",
         tests=(f"{USAGE}{USAGE_EXPIRY}[redis]",),
         removes="with events off the sweeper writes no usage events",
     ),
@@ -5175,13 +5182,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="a-refused-batch-is-not-retried",
         file="proxy/gateway/usage_sender.py",
         old=(
-            "            waiting = [sink for sink in waiting"
-            " if not await self._to(session, sink, events)]\n"
+            "            took |= {sink for sink in waiting"
+            " if await self._to(session, sink, events)}\n"
         ),
-        new=(
-            "            waiting = [sink for sink in waiting"
-            " if await self._to(session, sink, events) and False]\n"
-        ),
+        new="            took |= set(waiting)\n",
         tests=(
             f"{USAGE}test_a_sink_that_refuses_gets_the_batch_again_and_nothing_is_lost[memory]",
         ),
@@ -5213,7 +5217,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation.never(
         name="no-backlog-alert",
         file="proxy/gateway/usage_sender.py",
-        old="        if backlog and not self._backlog and self.alerts is not None:\n",
+        old="        if worse and self.alerts is not None:\n",
         tests=(f"{USAGE}test_a_backed_up_outbox_shows_in_the_metric_and_alerts",),
         removes="an outbox at events.max_pending fires events.backlog",
     ),
@@ -5836,6 +5840,144 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/gateway/test_tracing_bounds.py::test_an_export_to_a_hanging_collector_times_out_after_export_seconds[memory]",
         ),
         removes="each OTLP export times out after EXPORT_SECONDS unless the environment says",
+    ),
+    Mutation(
+        name="the-events-source-names-the-process",
+        file="proxy/gateway/usage_sender.py",
+        old="        return self.runtime.policy.events.source or DEFAULT_SOURCE\n",
+        new='        return self.runtime.policy.events.source or f"cycles-proxy/{self.owner}"\n',
+        tests=(f"{SINKS}test_a_redelivery_by_another_process_keeps_the_events_source",),
+        removes="a redelivered event keeps its CloudEvents source (same in every process)",
+    ),
+    Mutation(
+        name="a-reloaded-sink-is-not-waited-for",
+        file="proxy/gateway/usage_sender.py",
+        old="        while waiting := [s for s in self.configure() if s not in took]:\n",
+        new=(
+            "        first = self.configure()\n"
+            "        while waiting := [\n"
+            "            s for s in first if s not in took and s in self.configure()\n"
+            "        ]:\n"
+        ),
+        tests=(f"{SINKS}test_a_sink_fixed_by_a_reload_gets_the_batch_that_waited_for_it[redis]",),
+        removes="a batch is acknowledged only once every sink of the policy in force took it",
+    ),
+    Mutation(
+        name="a-redirect-is-a-delivery",
+        file="proxy/gateway/alerts.py",
+        old=", allow_redirects=False)\n",
+        new=")\n",
+        tests=(f"{SINKS}test_a_redirected_post_is_not_a_delivery[memory]",),
+        removes="a sink's redirect is a failure, never a delivery",
+    ),
+    Mutation(
+        name="the-redis-outbox-is-unbounded",
+        file="proxy/store/ledger/lua/outbox.lua",
+        old="  if redis.call('XLEN', OUTBOX) >= bound then\n",
+        new="  if false then\n",
+        tests=(f"{BACKLOG}test_a_sink_outage_never_makes_the_ledger_refuse_settles",),
+        removes="a tenant's Redis outbox stops at events.max_pending: settles never fail on it",
+    ),
+    Mutation(
+        name="the-outbox-key-is-not-declared",
+        file="proxy/store/ledger/scripts.py",
+        old="        tenant_keys.append(layout.outbox_key(tenant))\n",
+        new="",
+        tests=("tests/store/test_outbox_keys.py",),
+        removes="the settling scripts are given the outbox key in KEYS",
+    ),
+    Mutation(
+        name="a-commit-after-a-release-reuses-the-release-event-id",
+        file="proxy/store/ledger/lua/outbox.lua",
+        old="  if state == 'RELEASED' then return id .. '.after-release' end\n",
+        new="",
+        tests=(f"{EVENT_IDS}test_a_commit_after_a_release_has_an_id_of_its_own[redis]",),
+        removes="a commit after a release is an event of its own id (Redis)",
+    ),
+    Mutation(
+        name="memory-commit-after-a-release-reuses-the-release-event-id",
+        file="proxy/store/ledger/outbox.py",
+        old='    if state == "RELEASED":\n',
+        new="    if False:\n",
+        tests=(f"{EVENT_IDS}test_a_commit_after_a_release_has_an_id_of_its_own[memory]",),
+        removes="a commit after a release is an event of its own id (memory://)",
+    ),
+    Mutation(
+        name="a-second-charge-of-a-missing-record-reuses-the-event-id",
+        file="proxy/store/ledger/lua/outbox.lua",
+        old="  if state == 'MISSING' then return id .. '.missing.' .. fmt(NOW) end\n",
+        new="",
+        tests=(
+            f"{EVENT_IDS}test_a_commit_replayed_after_its_tombstone_expired_has_an_id_of_its_own",
+        ),
+        removes="a charge of a record the store no longer has is an event of its own id",
+    ),
+    Mutation(
+        name="a-url-password-is-logged",
+        file="proxy/gateway/logs.py",
+        old=(
+            "    (re.compile(r\"(?i)\\b([a-z][a-z0-9+.-]*://[^:/@\\s'\\\"]*:)[^@\\s/'\\\"]+@\"), "
+            "r\"\\1\" + REDACTED + \"@\"),\n"
+        ),
+        new="",
+        tests=(f"{BACKLOG}test_a_webhook_urls_password_is_not_logged",),
+        removes="the password of any URL (a sink's) is redacted from every log line",
+    ),
+    Mutation(
+        name="a-zero-cost-commit-is-a-release",
+        file="proxy/gateway/usage_events.py",
+        old="    if state is not None:\n",
+        new="    if False:\n",
+        tests=(f"{BACKLOG}test_a_zero_cost_commit_is_reported_committed[redis]",),
+        removes="a commit that charged nothing is `committed` in its event",
+    ),
+    Mutation(
+        name="an-empty-outbox-stream-is-left-behind",
+        file="proxy/store/ledger/lua/outbox_ack.lua",
+        old="if redis.call('XLEN', KEYS[9]) == 0 then redis.call('DEL', KEYS[9]) end\n",
+        new="",
+        tests=(f"{OUTBOX}test_an_acknowledged_outbox_leaves_no_key_behind",),
+        removes="acknowledging deletes a tenant's outbox stream once it is empty",
+    ),
+    Mutation(
+        name="a-sink-without-its-secret-loads",
+        file="proxy/policy/sinks.py",
+        old="    if not env.get(name):\n",
+        new="    if False:\n",
+        tests=(f"{OUTBOX}test_a_sink_that_cannot_work_is_refused_at_load",),
+        removes="a sink whose secret's environment variable is unset is refused at load",
+    ),
+    Mutation(
+        name="a-jsonl-sink-that-cannot-write-loads",
+        file="proxy/policy/sinks.py",
+        old="        if problem is not None:\n",
+        new="        if False:\n",
+        tests=(f"{OUTBOX}test_a_sink_that_cannot_work_is_refused_at_load",),
+        removes="a jsonl sink whose directory does not exist is refused at load",
+    ),
+    Mutation(
+        name="dropped-events-go-unreported",
+        file="proxy/gateway/usage_sender.py",
+        old="        dropping = backlog and (new > 0 or self._dropping)\n",
+        new="        dropping = False\n",
+        tests=(f"{USAGE}test_a_backed_up_outbox_shows_in_the_metric_and_alerts",),
+        removes="the backlog alert says when events start being dropped",
+    ),
+    Mutation(
+        name="dropped-events-not-counted",
+        file="proxy/gateway/usage_sender.py",
+        old="            self.metrics.events_dropped.inc(max(new, 0))\n",
+        new="            pass\n",
+        tests=(f"{USAGE}test_a_backed_up_outbox_shows_in_the_metric_and_alerts",),
+        removes="cycles_events_dropped_total counts the events a full outbox dropped",
+    ),
+    Mutation(
+        name="a-batch-no-sink-took-is-acknowledged",
+        file="proxy/gateway/usage_sender.py",
+        old="        return bool(self.configure())\n",
+        new="        return True\n",
+        tests=(f"{SINKS}test_a_reload_that_removes_every_sink_keeps_the_waiting_batch[redis]",),
+        removes="a reload that removes every sink leaves the waiting batch unacknowledged",
     ),
 )
 

@@ -259,10 +259,12 @@ async def _attempts(session: aiohttp.ClientSession, hook: Webhook, body: bytes) 
 async def post(
     session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
 ) -> str | None:
-    """None on a 2xx answer, else what went wrong."""
+    """None on a 2xx answer, else what went wrong. A redirect is not followed (aiohttp would
+    follow it as a GET without the body): a 3xx is a failure, retried like any other."""
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    request = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
     try:
-        async with session.post(url, data=body, headers=headers, timeout=timeout) as response:
+        async with request as response:
             return None if 200 <= response.status < 300 else f"HTTP {response.status}"
     except (aiohttp.ClientError, TimeoutError) as exc:
         return f"{type(exc).__name__}: {exc}"

@@ -39,12 +39,22 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer " + REDACTED),
     # Provider and tenant keys wherever they appear.
     (re.compile(r"\b(?:sk|ck)-[A-Za-z0-9_-]{8,}"), REDACTED),
-    # Passwords in store URLs: redis://user:password@host, rediss+cluster://…
-    (re.compile(r"(?i)(rediss?(?:\+cluster)?://[^:/@\s]*:)[^@\s]+@"), r"\1" + REDACTED + "@"),
+    # Passwords in URLs: redis://user:password@host, rediss+cluster://…, a webhook's
+    # https://user:password@host/…; a userinfo without a password (a token) whole.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)[^@\s/'\"]+@"), r"\1" + REDACTED + "@"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^:/@\s'\"\[]+@"), r"\1" + REDACTED + "@"),
+    # Secrets in a URL's query: ?token=…, &api_key=…, &sig=…
+    (
+        re.compile(
+            r"(?i)([?&](?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|sig|signature|auth)"
+            r"[a-z0-9_.-]*)=)[^&#\s'\"]+"
+        ),
+        r"\1" + REDACTED,
+    ),
 )
 
 
-_SUSPECT = ("authorization", "api-key", "bearer", "sk-", "ck-", "redis")
+_SUSPECT = ("authorization", "api-key", "bearer", "sk-", "ck-", "://")
 """Lowercase text every pattern above needs in its match: a line with none of them (almost every
 line) has nothing to redact, and substring tests are far cheaper than the patterns."""
 

@@ -117,6 +117,8 @@ HELP: Mapping[str, str] = {
     "cycles_events_pending": "Usage events in the outbox not yet delivered to every sink (as "
     "this process's sender last read it; alert events.backlog above events.max_pending).",
     "cycles_events_sent": "Usage events delivered, by sink type.",
+    "cycles_events_dropped": "Usage events not written because their outbox was at "
+    "events.max_pending (their sinks were not taking them); the settles went on.",
     "cycles_events_failures": "Failed deliveries of a batch of usage events, by sink type "
     "(each is retried).",
 }
@@ -161,6 +163,7 @@ class Metrics:
         )
         self.events_sent = self._counter("cycles_events_sent", "sink")
         self.events_failures = self._counter("cycles_events_failures", "sink")
+        self.events_dropped = self._plain_counter("cycles_events_dropped")
 
     def _counter(self, name: str, *labels: str) -> Family[CounterChild]:
         family = tallies.counter(name, HELP[name], labels)

@@ -6,7 +6,7 @@ with what that step added to `spent` (store/ledger/outbox.py). The sender
 (usage_sender.py) turns each outbox entry into the event (`cloud_event`):
 
     {"specversion": "1.0", "type": "io.cycles.usage.v1", "id": <reservation id>,
-     "source": "cycles-proxy/<instance>", "subject": <tenant>, "time": <RFC 3339>,
+     "source": <events.source or "cycles-proxy">, "subject": <tenant>, "time": <RFC 3339>,
      "datacontenttype": "application/json",
      "data": {"tenant", "reservation", "outcome": committed | released | expired_charged |
               expired_released, "scope": {<level>: <value>, ...}, "end_user",
@@ -16,11 +16,16 @@ with what that step added to `spent` (store/ledger/outbox.py). The sender
               (the USD amount alone, "0" without one: what a meter sums), "decision", "rule",
               "request_id"}}
 
-`id` is the reservation id, so a consumer deduplicates redeliveries by it. An expiry's event
-has the id `<reservation id>.expired` (a commit arriving after it adds its own event, whose
-cost is only what the commit added: it may be negative). Summed over the events, `cost` is
-what the ledger's `spent` grew by. `units` is the ledger's integer (USD in 10**-8 dollars) and
-`amount` the same as a decimal string in the unit (USD dollars).
+`id` is the reservation id, so a consumer deduplicates redeliveries by it (with `source`). An
+expiry's event has the id `<reservation id>.expired` (a commit arriving after it adds its own
+event, whose cost is only what the commit added: it may be negative). A commit after a release
+is `<reservation id>.after-release`, and a settle of a record the store no longer has (its
+tombstone expired: a second charge) `<reservation id>.missing.<ms>`, assigned when the settle
+ran (store/ledger/outbox.py `event_id`): the id dedupes redeliveries of one charge, never two
+distinct charges. Summed over the events, `cost` is what usage added to the ledger's `spent`:
+an admin reset is not usage and has no event (README "Usage events"). `units` is the ledger's
+integer (USD in 10**-8 dollars) and `amount` the same as a decimal string in the unit (USD
+dollars).
 """
 
 from __future__ import annotations
@@ -107,12 +112,12 @@ def cloud_event(entry: OutboxEntry, source: str) -> dict[str, Any]:
     charged = _amounts(f.get("charged", "-"))
     call: dict[str, Any] = {} if expired else orjson.loads(f.get("event", "{}"))
     prefixes = [p for p in f.get("fields", "").split(",") if p] if expired else []
-    outcome = _outcome(expired, f.get("charged", "-") != "-")
+    outcome = _outcome(expired, f.get("state"), f.get("charged", "-"))
     rid = f.get("reservation", "")
     return {
         "specversion": "1.0",
         "type": TYPE,
-        "id": f"{rid}.expired" if expired else rid,
+        "id": f"{rid}.expired" if expired else f.get("id", rid),
         "source": source,
         "subject": entry.tenant,
         "time": _time(entry.entry_id),
@@ -139,10 +144,14 @@ def cost(unit: str, units: int) -> dict[str, Any]:
     return {"unit": unit, "units": units, "amount": amount}
 
 
-def _outcome(expired: bool, charged: bool) -> str:
+def _outcome(expired: bool, state: str | None, charged: str) -> str:
+    """A settle's `state` says a commit (which may have charged nothing: `charged` '-') from
+    a release; an expiry's `charged` is '-' when it released."""
     if expired:
-        return "expired_charged" if charged else "expired_released"
-    return "committed" if charged else "released"
+        return "expired_charged" if charged != "-" else "expired_released"
+    if state is not None:
+        return "committed" if state == "COMMITTED" else "released"
+    return "committed" if charged != "-" else "released"
 
 
 def _scope(prefixes: list[str]) -> dict[str, Any]:

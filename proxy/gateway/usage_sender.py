@@ -7,7 +7,11 @@ fails is retried with exponential backoff (RETRY_S, doubled up to MAX_RETRY_S) f
 it fails, and the batch waits: an outbox entry is deleted only after delivery, so a sink down
 for an hour loses nothing; the outbox grows meanwhile. A sink that took a batch another sink
 refused gets it again on the retry, and after a crash between delivery and acknowledgement
-every sink gets it again: delivery is at least once, and consumers deduplicate by event `id`.
+every sink gets it again: delivery is at least once, and consumers deduplicate by event
+(`source`, `id`); `source` is the same in every process (DEFAULT_SOURCE or `events.source`).
+A sink is known by its settings: a reload that adds or changes one while a batch waits gives
+it the batch; a reload that removes every sink leaves the batch unacknowledged. A redirect is
+a failure (alerts.post follows none).
 
 Several processes on one store (replicas, `--workers`) elect one sender through the store
 (`outbox_claim`: a lock with a TTL, renewed on each round); the others stand by. At start and
@@ -15,10 +19,12 @@ every RESCAN_S the sender reads every tenant's outbox, not only those indexed as
 entries, which finds entries whose index write a crash cut off (outbox_redis.py).
 
 At `events.max_pending` undelivered events, `cycles_events_pending` shows it and the alert
-`events.backlog` fires (once until the outbox is back under the bound; the size is read every
-GAUGE_S, also while a batch waits for a failing sink). The calls go on, and
-the Redis outbox keeps growing: nothing is dropped there. memory:// drops its oldest entries
-above the bound (it is lost on restart anyway).
+`events.backlog` fires (once until the outbox is back under the bound, and again, `dropping`
+true, when events start being dropped; the size is read every
+GAUGE_S, also while a batch waits for a failing sink). The calls go on. A tenant's Redis
+outbox holds at most the bound: the settles go on without writing their events, counted
+(`cycles_events_dropped`, logged; lua/outbox.lua). memory:// drops its oldest entries above
+the bound (it is lost on restart anyway).
 
 The task sets the ledger's `usage_events` from the policy in force, so a reload that adds or
 removes every sink turns the outbox on or off for the sweeper's expiries too.
@@ -55,6 +61,8 @@ CLAIM_MS = 20_000
 replaced this long after. It renews before each delivery (at most alerts.TIMEOUT_S) and after
 each wait (at most MAX_RETRY_S), so a live one keeps it."""
 RESCAN_S = 3600.0
+DEFAULT_SOURCE = "cycles-proxy"
+"""The CloudEvents `source` without `events.source`: never the instance (module docstring)."""
 GAUGE_S = 5.0
 """How often the outbox's size is read for the metric and the alert."""
 
@@ -74,7 +82,8 @@ class UsageSender:
         self.retry_s = RETRY_S
         self._rescan_at = 0.0
         self._gauge_at = 0.0
-        self._backlog = False
+        self._backlog = self._dropping = False
+        self._dropped = 0
         self.configure()
 
     def configure(self) -> tuple[Sink, ...]:
@@ -112,27 +121,32 @@ class UsageSender:
             self._rescan_at = time.monotonic() + RESCAN_S
         if not entries:
             return False
-        await self.deliver(session, entries)
-        await self.ledger.outbox_ack(entries)
+        if await self.deliver(session, entries):
+            await self.ledger.outbox_ack(entries)
         return True
 
     def source(self) -> str:
-        return self.runtime.policy.events.source or f"cycles-proxy/{self.owner}"
+        """The CloudEvents `source`: the same in every process and after a restart, since a
+        consumer deduplicates by (source, id) and a batch may be redelivered by another."""
+        return self.runtime.policy.events.source or DEFAULT_SOURCE
 
-    async def deliver(self, session: aiohttp.ClientSession, entries: Sequence[OutboxEntry]) -> None:
-        """Until every sink in force took the batch, retrying those that refused it."""
+    async def deliver(self, session: aiohttp.ClientSession, entries: Sequence[OutboxEntry]) -> bool:
+        """Until every sink of the policy in force took the batch, retrying those that refused
+        it; False (not to be acknowledged) when a reload left no sink. A sink is known by its
+        settings: one a reload added or changed gets the batch, one it removed is not waited
+        for."""
         source = self.source()
         events = [cloud_event(entry, source) for entry in entries]
-        waiting = list(self.runtime.policy.events.sinks)
+        took: set[Sink] = set()
         delay = self.retry_s
-        while waiting:
-            waiting = [sink for sink in waiting if not await self._to(session, sink, events)]
-            waiting = [s for s in waiting if s in self.runtime.policy.events.sinks]
-            if waiting:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_S)
-                self.configure()
-                await self._watch_size()
+        while waiting := [s for s in self.configure() if s not in took]:
+            took |= {sink for sink in waiting if await self._to(session, sink, events)}
+            if all(s in took for s in self.configure()):
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_S)
+            await self._watch_size()
+        return bool(self.configure())
 
     async def _to(
         self, session: aiohttp.ClientSession, sink: Sink, events: list[dict[str, Any]]
@@ -153,12 +167,20 @@ class UsageSender:
         if time.monotonic() < self._gauge_at:
             return
         self._gauge_at = time.monotonic() + GAUGE_S
-        pending = await self.ledger.outbox_pending()
+        pending, dropped = await self.ledger.outbox_pending(), await self.ledger.outbox_dropped()
+        new, self._dropped = dropped - self._dropped, dropped
         if self.metrics is not None:
             self.metrics.events_pending.set(pending)
+            self.metrics.events_dropped.inc(max(new, 0))
+        if new > 0:
+            log.error("usage events: %d dropped, their outbox at events.max_pending", new)
         bound = self.runtime.policy.events.max_pending
         backlog = pending >= bound
-        if backlog and not self._backlog and self.alerts is not None:
-            event = {"type": "events.backlog", "id": f"events.backlog/{int(time.time())}"}
-            self.alerts.fire(event | {"pending": pending, "max_pending": bound})
-        self._backlog = backlog
+        dropping = backlog and (new > 0 or self._dropping)
+        worse = (backlog and not self._backlog) or (dropping and not self._dropping)
+        if worse and self.alerts is not None:
+            suffix = "/dropping" if dropping else ""
+            event: dict[str, object] = {"type": "events.backlog", "pending": pending}
+            event |= {"id": f"events.backlog/{int(time.time())}{suffix}", "max_pending": bound}
+            self.alerts.fire(event | {"dropping": dropping, "dropped": dropped})
+        self._backlog, self._dropping = backlog, dropping

@@ -33,17 +33,13 @@ from proxy.policy.prices import ModelPrice
 from proxy.policy.runtime import (
     ENCODINGS,
     Alerts,
-    JsonlSink,
     Limits,
-    OpenMeterSink,
     Policy,
-    Sink,
     TenantSeed,
-    UsageEvents,
     Webhook,
-    WebhookSink,
 )
-from proxy.policy.spec import JsonlSinkSpec, PolicySpec, WebhookSinkSpec
+from proxy.policy.sinks import compile_events
+from proxy.policy.spec import PolicySpec
 from proxy.policy.spec_models import ModelSpec
 from proxy.policy.spec_upstreams import UpstreamSpec
 from proxy.policy.units import USD_PLACES
@@ -146,23 +142,11 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
             thresholds(spec.alerts.thresholds),
             tuple(Webhook(w.url, w.secret_env) for w in spec.alerts.webhooks),
         ),
-        events=_events(spec),
+        events=compile_events(spec, out),
         actions=compile_actions(spec, out),
         source=source,
         aliases=aliases,
     )
-
-
-def _events(spec: PolicySpec) -> UsageEvents:
-    sinks: list[Sink] = []
-    for sink in spec.events.sinks:
-        if isinstance(sink, WebhookSinkSpec):
-            sinks.append(WebhookSink(sink.url, sink.secret_env))
-        elif isinstance(sink, JsonlSinkSpec):
-            sinks.append(JsonlSink(sink.path, sink.max_bytes, sink.keep))
-        else:
-            sinks.append(OpenMeterSink(sink.url.rstrip("/"), sink.token_env))
-    return UsageEvents(tuple(sinks), spec.events.max_pending, spec.events.source)
 
 
 def _defined(kind: str, names: Mapping[str, object]) -> str:

@@ -182,7 +182,8 @@ class EventsSpec(_Spec):
     """Undelivered events past which the outbox counts as backed up (an alert, and memory://
     drops its oldest)."""
     source: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    """The CloudEvents `source` (default `cycles-proxy/<instance id>`)."""
+    """The CloudEvents `source` (default `cycles-proxy`): one per deployment, the same in its
+    every process, as consumers deduplicate by (source, id)."""
 
 
 class PlanSpec(_Spec):

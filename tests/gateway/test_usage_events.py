@@ -148,7 +148,7 @@ async def test_the_memory_outbox_drops_its_oldest_entry_above_its_bound() -> Non
         assert held is not None
         await ledger.commit(held, {"USD": 1}, event=CALL)
     assert [e.fields["reservation"] for e in await ledger.outbox_read(10)] == ["r2", "r3"]
-    assert ledger.outbox_dropped == 1
+    assert await ledger.outbox_dropped() == 1
 
 
 async def test_a_spilled_charge_is_written_with_its_event(store_url: str) -> None:
@@ -336,12 +336,18 @@ async def test_a_backed_up_outbox_shows_in_the_metric_and_alerts(
         )
         policy = events_policy(tmp_path, text)
         async with local_stack(policy, store=redis_url, sweep_every=None) as stack:
-            await calls(stack.url, 2)
-            await eventually(lambda: alerts.batches, "the events.backlog alert")
+            await calls(stack.url, 3)  # the third finds the tenant's outbox full: not written
+            await eventually(lambda: _dropping(alerts.batches), "the events.backlog alert")
             assert "cycles_events_pending 2.0" in await metrics(stack.url)
-    alert = orjson.loads(alerts.batches[0][1])
+            assert "cycles_events_dropped_total 1.0" in await metrics(stack.url)
+    alert = orjson.loads(alerts.batches[-1][1])
     assert (alert["type"], alert["pending"], alert["max_pending"]) == ("events.backlog", 2, 2)
+    assert (alert["dropping"], alert["dropped"]) == (True, 1)
     assert sink.events() == []
+
+
+def _dropping(batches: list[tuple[dict[str, str], bytes]]) -> bool:
+    return any(orjson.loads(body).get("dropping") for _, body in batches)
 
 
 async def metrics(url: str) -> str:

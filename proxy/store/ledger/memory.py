@@ -46,7 +46,7 @@ from proxy.store.ledger.common import (
 from proxy.store.ledger.memory_lines import Line, limited, result, why
 from proxy.store.ledger.memory_state import TOMBSTONES_MAX, MemoryState, Record, TenantState
 from proxy.store.ledger.meta import calendar_at, decode_overrides, sorted_amounts
-from proxy.store.ledger.outbox import MemoryOutbox
+from proxy.store.ledger.outbox import MemoryOutbox, event_id
 from proxy.store.ledger.rollups import TENANT_ROW, row_of
 from proxy.store.ledger.rollups_memory import roll_denial, roll_reserved
 from proxy.store.ledger.sweep_memory import MemorySweep
@@ -252,8 +252,9 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         fields = {"reservation": reservation.id, "from": r.state, "state": "COMMITTED"}
         fields |= {"actual": sorted_amounts(actual), "charged": sorted_amounts(charged)}
         t.append("commit", fields, now, s.audit_retention_ms)
+        eid = event_id(reservation.id, r.state, now)
         self._finish(t, reservation.id, r, "COMMITTED", now, dict(actual))
-        self._settled_event(reservation, event, sorted_amounts(charged))
+        self._settled_event(reservation, event, eid, "COMMITTED", sorted_amounts(charged))
         t.flush_roll(now, s)
         return SettleResult("COMMITTED", True, charged, crossed)
 
@@ -277,15 +278,20 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
             quotas.free(t.counters, r.held)
         fields = {"reservation": reservation.id, "state": "RELEASED"}
         t.append("release", fields, now, self.settings.audit_retention_ms)
+        eid = event_id(reservation.id, r.state, now)
         self._finish(t, reservation.id, r, "RELEASED", now)
-        self._settled_event(reservation, event, "-")
+        self._settled_event(reservation, event, eid, "RELEASED", "-")
         return SettleResult("RELEASED", True, {})
 
-    def _settled_event(self, reservation: Reservation, event: str | None, charged: str) -> None:
-        """lua/outbox.lua's entry for a settle that changed the ledger."""
+    def _settled_event(
+        self, reservation: Reservation, event: str | None, eid: str, state: str, charged: str
+    ) -> None:
+        """lua/outbox.lua's entry for a settle that changed the ledger: its event id, the state
+        after it and what it charged."""
         if event is not None:
-            fields = {"kind": "settle", "event": event, "reservation": reservation.id}
-            self.outbox_add(reservation.tenant, fields | {"charged": charged})
+            fields = {"kind": "settle", "state": state, "event": event, "id": eid}
+            fields |= {"reservation": reservation.id, "charged": charged}
+            self.outbox_add(reservation.tenant, fields)
 
     async def balances(self, tenant: str) -> list[BalanceRow]:
         return balance_rows(self._tenant(tenant).ledger.own)

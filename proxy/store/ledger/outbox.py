@@ -9,6 +9,7 @@ delivery. Redis keeps one stream per tenant (outbox_redis.py); memory:// keeps o
 queue in the process, lost with it (a memory ledger's spend is lost the same way).
 
 Entry fields (strings, as lua/outbox.lua writes them): `kind` settle | expire, `reservation`,
+`id` (a settle's event id, `event_id`),
 `charged` (what the settle added to spent, amounts form: may be negative for a commit after an
 expiry charge; '-' for a release), and `event` (settle: the proxy's JSON of the call) or
 `fields` and `owner` (expire: the record's field prefixes, ',' separated).
@@ -29,6 +30,15 @@ DEFAULT_BOUND = 1_000_000
 """Entries the outbox holds before it counts as backed up (policy `events.max_pending`)."""
 
 
+def event_id(reservation: str, state: str, now_ms: int) -> str:
+    """A settle's event id, from the state it found (lua/outbox.lua's event_id): the
+    reservation id, but a charge after a release or of a record the store no longer has is a
+    distinct charge, with an id of its own."""
+    if state == "RELEASED":
+        return f"{reservation}.after-release"
+    return f"{reservation}.missing.{now_ms}" if state == "MISSING" else reservation
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     tenant: str
@@ -41,7 +51,8 @@ class Outbox(Protocol):
     usage_events: bool
     """Settles and expiries add entries (set by the app: the policy names a sink)."""
     outbox_bound: int
-    """The policy's `events.max_pending`: memory:// drops its oldest entries above it."""
+    """The policy's `events.max_pending`: memory:// drops its oldest entries above it, Redis
+    adds none to a tenant's outbox holding that many (lua/outbox.lua)."""
 
     async def outbox_read(self, count: int, *, rescan: bool = False) -> list[OutboxEntry]:
         """Up to `count` entries, oldest first per tenant. The tenants read are those indexed
@@ -57,6 +68,11 @@ class Outbox(Protocol):
         """Entries not yet acknowledged (of indexed tenants)."""
         ...
 
+    async def outbox_dropped(self) -> int:
+        """Events not written because the outbox was at its bound (`outbox_bound`), since the
+        store began (of indexed tenants, on Redis: a tenant at its bound stays indexed)."""
+        ...
+
     async def outbox_claim(self, owner: str, ttl_ms: int) -> bool:
         """Whether `owner` is (now, or still) the one sender of the store for `ttl_ms`."""
         ...
@@ -64,13 +80,13 @@ class Outbox(Protocol):
 
 class MemoryOutbox:
     """memory://'s outbox, mixed into MemoryLedger: one queue, bounded by `outbox_bound` (the
-    oldest entry is dropped, counted in `outbox_dropped` and logged)."""
+    oldest entry is dropped, counted in `dropped` and logged)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.usage_events = False
         self.outbox_bound = DEFAULT_BOUND
-        self.outbox_dropped = 0
+        self.dropped = 0
         self._outbox: deque[OutboxEntry] = deque()
         self._outbox_seq = 0
 
@@ -78,7 +94,7 @@ class MemoryOutbox:
         """Add an entry (the settle's own step: nothing awaits in between)."""
         if len(self._outbox) >= self.outbox_bound:
             lost = self._outbox.popleft()
-            self.outbox_dropped += 1
+            self.dropped += 1
             log.error(
                 "usage event of reservation=%s dropped: the memory outbox holds %d events "
                 "(events.max_pending); its sinks are not taking them",
@@ -101,6 +117,9 @@ class MemoryOutbox:
 
     async def outbox_pending(self) -> int:
         return len(self._outbox)
+
+    async def outbox_dropped(self) -> int:
+        return self.dropped
 
     async def outbox_claim(self, owner: str, ttl_ms: int) -> bool:
         return True

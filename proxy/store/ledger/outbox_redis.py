@@ -13,12 +13,14 @@ drop is seen by that second look, one after it indexes the tenant itself.
 One sender at a time drains the store: `cy:v1:outbox_sender` names it (SET NX with a TTL,
 extended while it holds it). Several instances share one store, and events are delivered in
 batches: a lock is simpler than a consumer group per sink per stream, and the work is small.
+Acknowledging deletes the delivered entries, and the stream once it is empty, in one script
+(lua/outbox_ack.lua): no empty stream is left behind per tenant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -33,6 +35,7 @@ class RedisOutbox:
     """Provides `Outbox` on the `_client` of RedisLedger."""
 
     _client: Redis | RedisCluster
+    _run: Callable[[str, str, Sequence[str]], Awaitable[Any]]
     usage_events: bool = False
     outbox_bound: int = DEFAULT_BOUND
 
@@ -90,7 +93,7 @@ class RedisOutbox:
         for entry in entries:
             by_tenant.setdefault(entry.tenant, []).append(entry.entry_id)
         for tenant, ids in by_tenant.items():
-            await self._client.xdel(layout.outbox_key(tenant), *ids)
+            await self._run("outbox_ack", tenant, ids)  # and DEL once empty: lua/outbox_ack.lua
 
     async def outbox_pending(self) -> int:
         tenants = await self._outbox_tenants()
@@ -98,6 +101,13 @@ class RedisOutbox:
             for tenant in tenants:
                 pipe.xlen(layout.outbox_key(tenant))
             return sum(await pipe.execute())
+
+    async def outbox_dropped(self) -> int:
+        tenants = await self._outbox_tenants()
+        async with self._client.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.hget(layout.tenant_keys(tenant)[4], "outbox_dropped")  # :meta
+            return sum(int(n or 0) for n in await pipe.execute())
 
     async def outbox_claim(self, owner: str, ttl_ms: int) -> bool:
         if await self._client.set(layout.OUTBOX_SENDER, owner, nx=True, px=ttl_ms):

@@ -203,7 +203,7 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep, RedisOutbox):
         marks = alert_marks(reservation)
         args = [reservation.id, self.owner, encode_amounts(reservation.amounts)]
         args += [encode_amounts(actual), settle_flags(final_release, known_only)]
-        args += [event or "-", str(len(marks))]
+        args += [event or "-", str(self.outbox_bound), str(len(marks))]
         for field, bp, mark in marks:
             args += [field, str(bp), str(mark)]
         args += reservation.fields
@@ -221,6 +221,7 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep, RedisOutbox):
             encode_amounts(reservation.amounts),
             settle_flags(False, known_only),
             event or "-",
+            str(self.outbox_bound),
             *reservation.fields,
         ]
         reply = await self._run("release", reservation.tenant, args)

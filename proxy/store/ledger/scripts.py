@@ -49,6 +49,7 @@ SCRIPTS = {
     "tenant": ("common", "audit", "tenant"),
     "tenant_ledger": ("common", "audit", "tenant_ledger"),
     "lines": ("common", "lines"),
+    "outbox_ack": ("outbox_ack",),
 }
 STORE = "the Redis ledger"
 """How errors name the store the scripts keep (the tenants' records are in it too)."""
@@ -95,9 +96,11 @@ class Scripts:
         """Run script `name` for `tenant` with these ARGV (after the common ones)."""
         script, due = self.by_name[name], layout.due_key(tenant, self.cluster)
         tenant_keys = [*layout.tenant_keys(tenant), due, layout.users_key(tenant)]
+        tenant_keys.append(layout.outbox_key(tenant))
         with self._mapped:
             if self.wire is not None:
-                command = ("EVALSHA", script.sha, "8", *tenant_keys, *self._common, *args)
+                keys = (str(len(tenant_keys)), *tenant_keys)
+                command = ("EVALSHA", script.sha, *keys, *self._common, *args)
                 return await self._on_wire(self.wire, command)
             await self.know_shard(due)
             call = partial(

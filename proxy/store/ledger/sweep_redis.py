@@ -104,6 +104,7 @@ class RedisSweep(SweepErrors):
     owner: str
     expiry_alerts: ExpiryAlerts | None
     usage_events: bool
+    outbox_bound: int
     _dead_after_ms: int
     _cluster: bool
     _run: Callable[[str, str, Sequence[str]], Awaitable[Any]]
@@ -157,7 +158,8 @@ class RedisSweep(SweepErrors):
         try:
             while True:
                 args = [self.settings.on_expiry, str(BATCH), marks or "-", cursor]
-                args += [str(self.stuck_retry_ms), "1" if self.usage_events else "0", *dead]
+                bound = self.outbox_bound if self.usage_events else 0
+                args += [str(self.stuck_retry_ms), str(bound), *dead]
                 done, more, cursor, found, *fired = await self._run("sweep", tenant, args)
                 resolved, calls = resolved + int(done), calls + 1
                 crossed += [

@@ -29,8 +29,8 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          from KEYS[1]; read by store/ledger/rollups.py),
                                          expiring the history retention after the day ends
     cy:v1:{t:<tenant>}:outbox      stream  usage events not yet delivered (written by
-                                         store/ledger/lua/outbox.lua, which builds the key from
-                                         KEYS[1]; read and deleted by
+                                         store/ledger/lua/outbox.lua, which is given it as
+                                         KEYS[9]; read and deleted by
                                          store/ledger/outbox_redis.py)
     cy:v1:{t:<tenant>}:idem:<sha>  string  a client idempotency key (sha256 of the key, after
                                          `<sha256 of the caller's key pins>.` for a pinned
@@ -120,8 +120,8 @@ def day_key(tenant: str, day: str) -> str:
 
 
 def outbox_key(tenant: str) -> str:
-    """The stream of a tenant's undelivered usage events: lua/outbox.lua builds the same name
-    from the tenant's `:ledger` key."""
+    """The stream of a tenant's undelivered usage events (KEYS[9] of every per-tenant script:
+    lua/outbox.lua writes it)."""
     return f"{PREFIX}:{{t:{tenant}}}:outbox"
 
 

@@ -1,12 +1,14 @@
 -- commit.lua: charge what the provider reported and free the reservation, per its state.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua),
+--       9 outbox (outbox.lua)
 -- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 actual (same form),
 --       9 flags (common.lua has_flag: 'f' a release is final, as an action's is; 'k' only a
 --       record the store knows is settled; '-' for neither), 10 the usage event's JSON
---       (outbox.lua; '-': events are off), 11 n alert marks, 12.. n triples (field prefix,
---       basis points, the `spent` that reaches the threshold), then 12 + 3n.. the
+--       (outbox.lua; '-': events are off), 11 the outbox's bound, 12 n alert marks, 13.. n
+--       triples (field prefix, basis points, the `spent` that reaches the threshold), then
+--       13 + 3n.. the
 --       reservation's field prefixes (7 and those are used only when the store lost the
 --       record).
 --
@@ -33,10 +35,10 @@
 -- outbox (outbox.lua) the usage event, with what this commit added to spent.
 
 local id, owner, estimate, actual, flags = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local event, MARKS = ARGV[10], tonumber(ARGV[11])
+local event, bound, MARKS = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
 local marks = {}
 for i = 0, MARKS - 1 do
-  marks[#marks + 1] = { ARGV[12 + 3 * i], ARGV[13 + 3 * i], tonumber(ARGV[14 + 3 * i]) }
+  marks[#marks + 1] = { ARGV[13 + 3 * i], ARGV[14 + 3 * i], tonumber(ARGV[15 + 3 * i]) }
 end
 
 local raw = redis.call('HGET', KEYS[3], id)
@@ -46,7 +48,7 @@ if raw then
 elseif has_flag(flags, 'k') then
   return { 'MISSING', '0', '-' }
 else
-  r = missing_record(owner, estimate, 12 + 3 * MARKS)
+  r = missing_record(owner, estimate, 13 + 3 * MARKS)
 end
 
 if r.state == 'COMMITTED' then return { 'COMMITTED', '0', r.actual } end
@@ -69,11 +71,13 @@ else
 end
 for _, p in ipairs(r.prefixes) do ROLL.add(ROLL.row(p) .. '|csum', act[unit_of(p)] or 0) end
 local fired = cross_marks(marks, added)
+local eid = event_id(id, r.state)
 audit('commit', { 'reservation', id, 'from', r.state, 'state', 'COMMITTED',
   'actual', encode_amounts(act), 'charged', encode_amounts(parse_amounts(charged)) })
 finish(id, r, 'COMMITTED', actual)
 if event ~= '-' then
-  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'charged', charged })
+  outbox({ 'kind', 'settle', 'state', 'COMMITTED', 'event', event, 'reservation', id, 'id', eid,
+    'charged', charged }, bound)
 end
 roll_flush()
 reindex()

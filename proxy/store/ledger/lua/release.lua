@@ -1,10 +1,12 @@
 -- release.lua: free a reservation without charging (the call produced no output).
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua),
+--       9 outbox (outbox.lua)
 -- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 reservation id, 6 owner, 7 estimate 'USD=…,TOKENS=…', 8 flags (common.lua has_flag:
 --       'k' only a record the store knows is released; '-' for none), 9 the usage event's JSON
---       (outbox.lua; '-': events are off), 10.. the reservation's field prefixes (7 and 10..
+--       (outbox.lua; '-': events are off), 10 the outbox's bound, 11.. the reservation's field
+--       prefixes (7 and 11..
 --       are kept in the tombstone when the store lost the record).
 --
 -- An OPEN record frees its estimate and held concurrency. A record the store does not have
@@ -18,6 +20,7 @@
 -- ('1' | '0'), charged (always '-').
 
 local id, owner, estimate, flags, event = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local bound = tonumber(ARGV[10])
 
 local raw = redis.call('HGET', KEYS[3], id)
 local r
@@ -29,12 +32,14 @@ if raw then
 elseif has_flag(flags, 'k') then
   return { 'MISSING', '0', '-' }
 else
-  r = missing_record(owner, estimate, 10)
+  r = missing_record(owner, estimate, 11)
 end
+local eid = event_id(id, r.state)
 audit('release', { 'reservation', id, 'state', 'RELEASED' })
 finish(id, r, 'RELEASED', '-')
 if event ~= '-' then
-  outbox({ 'kind', 'settle', 'event', event, 'reservation', id, 'charged', '-' })
+  outbox({ 'kind', 'settle', 'state', 'RELEASED', 'event', event, 'reservation', id, 'id', eid,
+    'charged', '-' }, bound)
 end
 reindex()
 return { 'RELEASED', '1', '-' }

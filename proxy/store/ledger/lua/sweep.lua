@@ -1,15 +1,16 @@
 -- sweep.lua: resolve overdue reservations, forget expired tombstones and ledger entries, and
 -- reclaim dead owners' open reservations; a bounded amount of each per call.
 --
--- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua)
+-- KEYS: 1 ledger, 2 ledger_exp, 3 resv, 4 resv_exp, 5 meta, 6 audit, 7 due, 8 users (common.lua),
+--       9 outbox (outbox.lua)
 -- ARGV: 1 idle TTLs, 2 period_grace_ms, 3 tombstone_ms, 4 retentions (common.lua),
 --       5 on_expiry ('charge' | 'release'), 6 batch (max due reservations, max :resv records
 --       scanned for dead owners and max expired entries handled by this call), 7 the tenant's
 --       alert marks by level and unit, 'level|unit|basis points|spent that reaches it,…' ('-'
 --       for none), 8 the HSCAN cursor of :resv where the pass over dead owners' reservations
 --       resumes ('0' starts it; '-': no such pass), 9 how long (ms) a stuck expiry waits
---       before it is tried again, 10 '1' to report each expiry in the usage-event outbox
---       (outbox.lua; '0': events are off), 11.. owners known dead: their open reservations are
+--       before it is tried again, 10 the usage-event outbox's bound, to report each expiry
+--       there (outbox.lua; '0': events are off), 11.. owners known dead: their open reservations are
 --       resolved whatever their deadline.
 --
 -- Returns: resolved (reservations moved out of OPEN), more ('1' when a batch was full: call
@@ -29,7 +30,8 @@
 -- is no longer OPEN and is skipped.
 
 local how, batch, cursor, retry = ARGV[5], tonumber(ARGV[6]), ARGV[8], tonumber(ARGV[9])
-local events = ARGV[10] == '1'
+local bound = tonumber(ARGV[10])
+local events = bound > 0
 local dead = {}
 for i = 11, #ARGV do dead[ARGV[i]] = true end
 local resolved, fired, stuck = 0, {}, nil
@@ -81,7 +83,7 @@ local function expire(id, r)
   audit('expire', { 'reservation', id, 'state', state, 'amounts', encode_amounts(est) })
   if events then
     outbox({ 'kind', 'expire', 'reservation', id, 'charged', charge and encode_amounts(est) or '-',
-      'fields', table.concat(r.prefixes, ','), 'owner', r.owner })
+      'fields', table.concat(r.prefixes, ','), 'owner', r.owner }, bound)
   end
   finish(id, r, state, '-')
   resolved = resolved + 1
