@@ -20,9 +20,9 @@ import uvloop
 from aiohttp import web
 
 from benchmarks import procs
-from benchmarks.phases import Target, load, sanity_check
+from benchmarks.phases import Target
 from benchmarks.run import PROVIDER_KEY, cycles, service, upstream_argv
-from benchmarks.versus import LOGS, STORES, rounds
+from benchmarks.versus import LOGS, STORES, rounds, warmed
 
 VARIANTS = ("off", "on")
 
@@ -37,14 +37,7 @@ async def start(
             if variant == "on":
                 env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_SERVICE_NAME": "bench"}
             argv = cycles(upstream, redis_url if store == "redis" else "memory://")
-            proxy, url = await stack.enter_async_context(
-                service(f"otel-{variant}-{store}", procs.PROXY_CORE, argv, LOGS, env)
-            )
-            target = Target(f"otel-{variant}-{store}", url, [proxy.pid])
-            await sanity_check(target)
-            await load(target, "json", 64, count=1500)
-            await load(target, "stream", 64, count=1000)
-            targets[(variant, store)] = target
+            targets[(variant, store)] = await warmed(stack, f"otel-{variant}-{store}", argv, env)
     return targets
 
 

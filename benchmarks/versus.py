@@ -21,7 +21,7 @@ import uvloop
 
 from benchmarks import procs
 from benchmarks.phases import Target, load, sanity_check
-from benchmarks.run import PROVIDER_KEY, cycles, service, upstream_argv
+from benchmarks.run import PROVIDER_KEY, Argv, cycles, service, upstream_argv
 
 HERE = Path(__file__).resolve().parent
 LOGS = HERE / "results" / "versus-logs"
@@ -35,17 +35,19 @@ async def start(
     for version, tree in trees.items():
         for store in STORES:
             env = {"OPENAI_API_KEY": PROVIDER_KEY, "PYTHONPATH": str(tree)}
-            url_store = redis_url if store == "redis" else "memory://"
-            argv = cycles(upstream, url_store)
-            proxy, url = await stack.enter_async_context(
-                service(f"{version}-{store}", procs.PROXY_CORE, argv, LOGS, env)
-            )
-            target = Target(f"{version}-{store}", url, [proxy.pid])
-            await sanity_check(target)
-            await load(target, "json", 64, count=1500)
-            await load(target, "stream", 64, count=1000)
-            targets[(version, store)] = target
+            argv = cycles(upstream, redis_url if store == "redis" else "memory://")
+            targets[(version, store)] = await warmed(stack, f"{version}-{store}", argv, env)
     return targets
+
+
+async def warmed(stack: AsyncExitStack, name: str, argv: Argv, env: dict[str, str]) -> Target:
+    """`cycles-proxy serve` started on the proxy core, checked, and warmed up."""
+    proxy, url = await stack.enter_async_context(service(name, procs.PROXY_CORE, argv, LOGS, env))
+    target = Target(name, url, [proxy.pid])
+    await sanity_check(target)
+    await load(target, "json", 64, count=1500)
+    await load(target, "stream", 64, count=1000)
+    return target
 
 
 async def rounds(
