@@ -4,16 +4,13 @@ deduplicating by (source, id) is the ledger's `spent`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from conftest import EVERY_STORE
 from hooks_support import sweep_tenant
+from usage_events_support import ledger_on
 
-from proxy.core.types import ReservationSettings
 from proxy.gateway.usage_events import cloud_event
 from proxy.store.ledger.base import BudgetLine, Candidate, Ledger, ReserveRequest
-from proxy.store.open import open_store
 
 LINE = BudgetLine("tenant", "acme", "USD", "month", 10**9)
 CALL = '{"request_id":"q1","model":"m","lines":["tenant|acme|USD|m1"]}'
@@ -21,15 +18,6 @@ CALL = '{"request_id":"q1","model":"m","lines":["tenant|acme|USD|m1"]}'
 
 def request(rid: str, ttl_ms: int | None = None) -> ReserveRequest:
     return ReserveRequest("acme", rid, [LINE], [Candidate({"USD": 500})], ttl_ms=ttl_ms)
-
-
-@asynccontextmanager
-async def ledger_on(store_url: str, **settings: int) -> AsyncIterator[Ledger]:
-    stores = open_store(store_url, ReservationSettings(**settings))
-    try:
-        yield stores.ledger
-    finally:
-        await stores.close()
 
 
 async def spent(ledger: Ledger) -> int:

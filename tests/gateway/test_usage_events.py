@@ -20,6 +20,7 @@ from alerts_support import SECRET, verify
 from conftest import EVERY_STORE
 from hooks_support import sweep_tenant
 from support import POLICY, chat, eventually
+from usage_events_support import ledger_on
 
 from proxy.core.errors import PolicyError
 from proxy.core.types import ReservationSettings
@@ -29,7 +30,6 @@ from proxy.policy import load_policy
 from proxy.policy.runtime import Policy
 from proxy.store.ledger.base import BudgetLine, Candidate, Ledger, ReserveRequest
 from proxy.store.ledger.memory import MemoryLedger
-from proxy.store.open import open_store
 from proxy.store.redis.layout import OUTBOX_TENANTS
 from proxy.testing.local import local_stack, serving
 
@@ -40,15 +40,6 @@ CALL = '{"request_id":"q1","model":"m","lines":["tenant|acme|USD|m1"]}'
 
 def request(rid: str, ttl_ms: int | None = None) -> ReserveRequest:
     return ReserveRequest("acme", rid, [LINE], [Candidate({"USD": 500})], ttl_ms=ttl_ms)
-
-
-@asynccontextmanager
-async def ledger_on(store_url: str) -> AsyncIterator[Ledger]:
-    stores = open_store(store_url, ReservationSettings())
-    try:
-        yield stores.ledger
-    finally:
-        await stores.close()
 
 
 # --- the outbox in the store ------------------------------------------------------------------

@@ -4,35 +4,23 @@ and say what the settle was (a zero-cost commit is a commit)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from types import SimpleNamespace
 
 import aiohttp
 import pytest
 from conftest import EVERY_STORE
+from usage_events_support import ledger_on
 
 from proxy.core.errors import LedgerError
-from proxy.core.types import ReservationSettings
 from proxy.gateway import usage_sender
 from proxy.gateway.logs import redact
 from proxy.gateway.usage_events import cloud_event
 from proxy.gateway.usage_sender import UsageSender
 from proxy.policy.runtime import Policy, UsageEvents, WebhookSink
-from proxy.store.ledger.base import BudgetLine, Candidate, Ledger, ReserveRequest
-from proxy.store.open import open_store
+from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
 
 LINE = BudgetLine("tenant", "acme", "USD", "month", 10**12)
 CALL = '{"request_id":"q1","model":"m","lines":["tenant|acme|USD|m1"]}'
-
-
-@asynccontextmanager
-async def ledger_on(store_url: str) -> AsyncIterator[Ledger]:
-    stores = open_store(store_url, ReservationSettings())
-    try:
-        yield stores.ledger
-    finally:
-        await stores.close()
 
 
 async def test_a_sink_outage_never_makes_the_ledger_refuse_settles(redis_url: str) -> None:

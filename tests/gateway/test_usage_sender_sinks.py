@@ -4,8 +4,6 @@ events keep their identity (source, id) when another process redelivers them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,27 +12,17 @@ import orjson
 import pytest
 from aiohttp import web
 from conftest import EVERY_STORE
+from usage_events_support import ledger_on
 
 from proxy.core.tasks import spawn
-from proxy.core.types import ReservationSettings
 from proxy.gateway import usage_sender
 from proxy.gateway.usage_sender import UsageSender
 from proxy.policy.runtime import Policy, UsageEvents, WebhookSink
 from proxy.store.ledger.base import BudgetLine, Candidate, Ledger, ReserveRequest
-from proxy.store.open import open_store
 from proxy.testing.local import serving
 
 LINE = BudgetLine("tenant", "acme", "USD", "month", 10**9)
 CALL = '{"request_id":"q1","model":"m","lines":["tenant|acme|USD|m1"]}'
-
-
-@asynccontextmanager
-async def ledger_on(store_url: str) -> AsyncIterator[Ledger]:
-    stores = open_store(store_url, ReservationSettings())
-    try:
-        yield stores.ledger
-    finally:
-        await stores.close()
 
 
 async def one_commit(ledger: Ledger, rid: str = "r1") -> None:
