@@ -5979,6 +5979,33 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(f"{SINKS}test_a_reload_that_removes_every_sink_keeps_the_waiting_batch[redis]",),
         removes="a reload that removes every sink leaves the waiting batch unacknowledged",
     ),
+    Mutation(
+        name="policy-reload-fault-ends-the-watcher",
+        file="proxy/policy/watcher.py",
+        old="            except Exception:  # a fault in one round must not end every later reload\n",
+        new="            except ZeroDivisionError:\n",
+        tests=(
+            "tests/policy/test_policy_events_path.py"
+            "::test_a_round_that_fails_unexpectedly_does_not_end_the_reloads",
+        ),
+        removes="a reload round's unforeseen fault is logged and later rounds go on",
+    ),
+    Mutation(
+        name="jsonl-sink-path-errors-raised",
+        file="proxy/policy/sinks.py",
+        old="    except OSError as exc:  # a name too long, a loop of links: the system's reason\n",
+        new="    except ZeroDivisionError as exc:\n",
+        tests=("tests/policy/test_policy_events_path.py",),
+        removes="a jsonl path the system refuses is a policy error, not a stack trace",
+    ),
+    Mutation(
+        name="jsonl-sink-directory-accepted",
+        file="proxy/policy/sinks.py",
+        old="        if path.is_dir():\n",
+        new="        if False:\n",
+        tests=("tests/policy/test_policy_events_path.py",),
+        removes="a jsonl sink path naming a directory is refused at load",
+    ),
 )
 
 

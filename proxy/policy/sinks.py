@@ -45,13 +45,20 @@ def _env_set(
 
 
 def writable(path: Path) -> str | None:
-    """Why events could not be appended to `path` (its directory missing or not writable, or
-    the file not writable), or None."""
+    """Why events could not be appended to `path` (a NUL in it, its directory missing or not
+    writable, the file a directory or not writable, or a name the system refuses), or None."""
+    if "\0" in str(path):
+        return "a path cannot hold a NUL character"
     directory = path.parent
-    if not directory.is_dir():
-        return f"the directory {str(directory)!r} does not exist"
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return f"the directory {str(directory)!r} is not writable (rotation writes there)"
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{str(path)!r} is not writable"
+    try:
+        if not directory.is_dir():
+            return f"the directory {str(directory)!r} does not exist"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"the directory {str(directory)!r} is not writable (rotation writes there)"
+        if path.is_dir():
+            return f"{str(path)!r} is a directory; name a file in it"
+        if path.exists() and not os.access(path, os.W_OK):
+            return f"{str(path)!r} is not writable"
+    except OSError as exc:  # a name too long, a loop of links: the system's reason
+        return f"{str(path)!r} cannot be used ({exc.strerror or exc})"
     return None

@@ -73,7 +73,10 @@ class PolicyWatcher:
         """Poll forever (cancel to stop)."""
         while True:
             await asyncio.sleep(self._reload.every)
-            await self.poll()
+            try:
+                await self.poll()
+            except Exception:  # a fault in one round must not end every later reload
+                log.exception("policy reload failed; the last good policy stays in force")
 
     async def poll(self) -> None:
         """One round: reload when the files changed since the last round."""
