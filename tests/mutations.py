@@ -5982,7 +5982,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="policy-reload-fault-ends-the-watcher",
         file="proxy/policy/watcher.py",
-        old="            except Exception:  # a fault in one round must not end every later reload\n",
+        old=(
+            "            except Exception:  # a fault in one round must not end every later"
+            " reload\n"
+        ),
         new="            except ZeroDivisionError:\n",
         tests=(
             "tests/policy/test_policy_events_path.py"
