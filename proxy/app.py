@@ -51,6 +51,7 @@ from proxy.gateway.pipeline import PIPELINE, Pipeline
 from proxy.gateway.settle import Settler
 from proxy.gateway.spill import FailOpen
 from proxy.gateway.usage_sender import UsageSender
+from proxy.mcp.routes import add_routes as add_mcp_routes
 from proxy.metering.shapes import azure, messages
 from proxy.policy.runtime import Policy
 from proxy.policy.watcher import PolicyWatcher, Reload
@@ -202,6 +203,7 @@ def _add_routes(router: web.UrlDispatcher, config: AppConfig) -> None:
     if config.on_quit is not None:
         router.add_post("/quitquitquit", handlers.quitter(config.on_quit))
     add_action_routes(router)
+    add_mcp_routes(router)
     router.add_route("*", "/{tail:.*}", handlers.fallback)
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -56,9 +56,17 @@ from proxy.gateway import identity, replay
 from proxy.gateway.body import read_limited
 from proxy.gateway.context import Runtime
 from proxy.gateway.metrics import Metrics, timed
+from proxy.gateway.settle import write
 from proxy.gateway.spill import FailOpen
 from proxy.policy.runtime import Policy
-from proxy.store.ledger.base import Ledger, ReserveRequest, ReserveResult, TenantStatus
+from proxy.store.ledger.base import (
+    Ledger,
+    Reservation,
+    ReserveRequest,
+    ReserveResult,
+    SettleResult,
+    TenantStatus,
+)
 from proxy.store.replays import ReplayStore
 
 log = logging.getLogger(__name__)
@@ -338,6 +346,20 @@ class Admission:
             if abandoned is not None and isinstance(exc, LedgerUnavailable) and exc.maybe_ran:
                 self._fail_open.spill.add_abandoned(abandoned)
             raise refusal(exc, self.policy, ACTION) from None
+
+    async def settle(
+        self,
+        reservation: Reservation | None,
+        charge: Mapping[str, int] | None,
+        *,
+        event: str | None = None,
+    ) -> SettleResult | None:
+        """Commit `charge` (None: release) as the pipeline settles a call: never raised; an
+        unreachable ledger leaves it to the spill, written once the ledger is back
+        (settle.write). For settles that may not fail the client's answer (an MCP tool call's,
+        whose answer is already on its way)."""
+        spill = self._fail_open.spill
+        return await write(self.ledger, reservation, charge, spill, self._metrics, event=event)
 
 
 ADMISSION = web.AppKey("admission", Admission)

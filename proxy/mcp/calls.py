@@ -1,0 +1,140 @@
+"""A tools/call through its budget: refused when the tool is hidden or unpriced (and the server
+refuses unpriced tools), reserved with the same script as every call, answered as MCP clients
+expect when denied (a result with `isError`, its text naming the budget and what remains, and
+the X-Cycles-* headers of LLM calls), then relayed and settled by how it ended (outcome.py).
+
+The relay and the settle run as one shielded task, named like the pipeline's calls (so a stop
+lets them settle first): a client that leaves mid-answer does not stop the proxy reading the
+server's answer, within the server's timeout, to settle by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from proxy.budget.decision import DECISION, REMAINING, SHADOW, quota_exceeded, remaining_header
+from proxy.core import tasks
+from proxy.core.errors import BudgetExceeded, ClientError, Forbidden
+from proxy.gateway.admission import ACTION
+from proxy.gateway.events import EVENTS, CallDecided, CallDenied
+from proxy.mcp import jsonrpc, listing, pricing, settling
+from proxy.mcp.forward import Hop
+from proxy.mcp.jsonrpc import Message, ToolCall
+from proxy.metering.pricing import format_amount
+from proxy.policy.tools import ToolPrice, tool_key
+from proxy.store.ledger.base import ReserveRequest, ReserveResult
+
+log = logging.getLogger(__name__)
+
+
+async def call(hop: Hop, message: Message, raw: bytes) -> web.StreamResponse:
+    """Check, reserve, relay, settle (module docstring)."""
+    tool = jsonrpc.tool_call(message)
+    server, admission = hop.server, hop.admission
+    key = tool_key(server.name, tool.name)
+    tenant = await admission.tenant(hop.scope.tenant, ACTION)
+    why = (await listing.hidden(hop, tenant))(tool.name)
+    if why is not None:
+        return refusal(tool, why + " It was not called.")
+    price = admission.policy.tool_price(server.name, tool.name)
+    if price is None and server.unpriced_tools == "deny":
+        return refusal(tool, f"Tool {key} has no price in the policy's actions, and MCP server "
+                       f"{server.name!r} refuses unpriced tools (unpriced_tools: deny). It was "
+                       "not called.")
+    if price is not None:
+        lines = pricing.lines_of(tenant, hop.scope, price.unit)
+        levels = pricing.unbudgeted_levels(tenant.plan, price.unit, lines)
+        if levels:
+            return refusal(tool, f"Plan {tenant.plan.name!r} budgets {price.unit} only on "
+                           f"{', '.join(levels)}, and this call names none of them: name one "
+                           "in the scope headers. The tool was not called.")
+
+    async def attempt(config: Any) -> tuple[ReserveRequest, ReserveResult]:
+        made = pricing.reserve_request(config, hop.scope, server.name, tool.name, price)
+        result = await admission.store_op("reserve", admission.ledger.reserve(made), abandoned=made)
+        return made, result
+
+    made, result = await admission.fresh(
+        hop.scope.tenant, tenant, attempt, lambda m: m[1].stale, step=ACTION,
+        what="this tool call was admitted",
+    )
+    return await _decided(hop, tool, raw, price, made, result)
+
+
+async def _decided(
+    hop: Hop,
+    tool: ToolCall,
+    raw: bytes,
+    price: ToolPrice | None,
+    made: ReserveRequest,
+    result: ReserveResult,
+) -> web.StreamResponse:
+    """A denial answered (after CallDenied), or the call relayed and settled (after
+    CallDecided)."""
+    events, tenant = hop.request.app[EVENTS], hop.scope.tenant
+    denial = _denial(result, made, price)
+    if denial is not None:
+        events.emit(CallDenied(hop.request, tenant, denial, result))
+        return refusal(tool, denial.message, denial.headers)
+    held = result.reservation
+    events.emit(CallDecided(hop.request, tenant, held.amounts if held else {}, result=result))
+    hop = dataclasses.replace(hop, extra=_headers(result, made))
+    rule = price.charge_on_error if price is not None else "reserved"
+    task = tasks.spawn(settling.relay(hop, tool, raw, held, rule), name=f"call {made.reservation_id}")
+    return await asyncio.shield(task)
+
+
+def _denial(
+    result: ReserveResult, made: ReserveRequest, price: ToolPrice | None
+) -> ClientError | None:
+    """What an enforced denial answers, or None when the call goes on (shadow never denies)."""
+    if result.status != "active":
+        return Forbidden(
+            f"Tenant is {result.status}: no new tool calls are admitted. Ask the operator to "
+            "reactivate it.",
+            type=f"tenant_{result.status}",
+            headers={DECISION: "DENY"},
+        )
+    if result.allowed:
+        return None
+    if result.quota is not None:
+        return quota_exceeded(result, made)
+    state = pricing.denied_line(result)
+    assert price is not None  # an unpriced call reserves on no line: only a quota denies it
+    text = pricing.denial_text(state, made.action or "", price)
+    remaining = format_amount(state.remaining, state.line.unit)
+    return BudgetExceeded(text, headers={DECISION: "DENY", REMAINING: remaining})
+
+
+def _headers(result: ReserveResult, made: ReserveRequest) -> dict[str, str]:
+    """X-Cycles-Decision and -Remaining as LLM calls have them; in shadow mode what enforcement
+    would have done."""
+    headers = {DECISION: "ALLOW", **remaining_header(result.lines)}
+    if made.shadow:
+        headers[SHADOW] = _would_be(result)
+    return headers
+
+
+def _would_be(result: ReserveResult) -> str:
+    if result.quota is not None:
+        return f"DENY quota {result.quota.split()[0]}"
+    if not result.would_allow:
+        if result.denied_by is None:
+            return "DENY budget"
+        return f"DENY budget {result.lines[result.denied_by].line.level}"
+    return "ALLOW"
+
+
+def refusal(tool: ToolCall, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    """A tool result with isError: what the model reads, and can stop on."""
+    return web.Response(
+        body=jsonrpc.tool_error(tool.id, text),
+        content_type="application/json",
+        headers=headers,
+    )
+

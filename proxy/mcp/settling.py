@@ -1,0 +1,86 @@
+"""A tool call relayed and settled by how it ended (outcome.py's table): the reservation is
+committed or released through admission's settle writer (the spill keeps it when the ledger is
+down), then CallSettled goes out for the log line, the metrics and the alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Literal
+
+from aiohttp import web
+
+from proxy.gateway.events import EVENTS, CallSettled
+from proxy.gateway.usage_events import action_json
+from proxy.mcp import forward, upstream
+from proxy.mcp.forward import Hop
+from proxy.mcp.jsonrpc import ToolCall
+from proxy.mcp.outcome import Ending, charges, ending_of
+from proxy.store.ledger.base import Reservation
+
+log = logging.getLogger(__name__)
+
+ChargeOnError = Literal["reserved", "released"]
+
+
+async def relay(
+    hop: Hop, tool: ToolCall, raw: bytes, held: Reservation | None, rule: ChargeOnError
+) -> web.StreamResponse:
+    """Relay the call within the server's timeout, then settle it whatever happened (even
+    cancelled: a stop gives up on it, and it is settled as a failure)."""
+    pending = forward.Pending()
+    ending, answered = Ending.FAILED, None
+    try:
+        async with asyncio.timeout(hop.seconds):
+            async with await hop.send(raw) as answer:
+                answered, found = await forward.relay_answer(hop, answer, tool.id, pending)
+                ending = _ending(answer.status, found)
+    except TimeoutError:
+        ending = Ending.TIMEOUT
+    except upstream.Unreachable:
+        ending = Ending.NOT_SENT
+    except upstream.Broken:
+        ending = Ending.FAILED
+    finally:
+        await settle(hop, held, ending, rule)
+    if answered is not None:
+        return answered
+    if pending.client is not None:
+        return pending.client
+    raise _failure(hop, tool, ending)
+
+
+def _ending(status: int, found: dict[str, object] | None) -> Ending:
+    if status >= 500:
+        return Ending.FAILED
+    if status >= 400:
+        return Ending.REFUSED
+    return ending_of(found) if found is not None else Ending.FAILED
+
+
+def _failure(hop: Hop, tool: ToolCall, ending: Ending) -> Exception:
+    reason = {
+        Ending.TIMEOUT: f"no answer within {hop.seconds:g} s (timeout_seconds)",
+        Ending.NOT_SENT: "it could not be reached; the tool was not called",
+    }.get(ending, "the connection failed before the answer came")
+    status = 504 if ending is Ending.TIMEOUT else 502
+    refusal = forward.failed(reason, tool.id, status=status)
+    refusal.headers = dict(hop.extra)
+    return refusal
+
+
+async def settle(hop: Hop, held: Reservation | None, ending: Ending, rule: ChargeOnError) -> None:
+    """Commit the reservation or release it (outcome.charges), then tell the subscribers."""
+    charge = dict(held.amounts) if held is not None and charges(ending, rule) else None
+    event = None
+    if held is not None and hop.admission.policy.events.sinks:
+        event = action_json(hop.request.headers.get("X-Request-Id"), held.fields)
+    result = await hop.admission.settle(held, charge, event=event)
+    tenant = held.tenant if held is not None else None
+    hop.request.app[EVENTS].emit(CallSettled(hop.request, tenant, charge, result))
+    log.info(
+        "mcp tool call settled: server=%s ending=%s charge=%s",
+        hop.server.name,
+        ending.value,
+        charge if charge is not None else "released",
+    )
