@@ -88,11 +88,11 @@ class MemorySessions:
         """Each tenant's bindings, oldest first (dicts keep insertion order)."""
 
     async def bind(self, tenant: str, server: str, session: str, ttl_ms: int) -> None:
-        self._put((tenant, server, session_digest(session)), check_ttl(ttl_ms))
+        self._put(_key(tenant, server, session), check_ttl(ttl_ms))
 
     async def holds(self, tenant: str, server: str, session: str, ttl_ms: int) -> bool:
         check_ttl(ttl_ms)
-        key = (tenant, server, session_digest(session))
+        key = _key(tenant, server, session)
         expires = self._all.get(key)
         if expires is None:
             return False
@@ -103,7 +103,7 @@ class MemorySessions:
         return True
 
     async def forget(self, tenant: str, server: str, session: str) -> None:
-        self._drop((tenant, server, session_digest(session)))
+        self._drop(_key(tenant, server, session))
 
     async def close(self) -> None:
         return None
@@ -131,6 +131,10 @@ class MemorySessions:
         own.pop(key, None)
         if not own:
             del self._by_tenant[key[0]]
+
+
+def _key(tenant: str, server: str, session: str) -> Key:
+    return (tenant, server, session_digest(session))
 
 
 class RedisSessions(GuardedStore):
