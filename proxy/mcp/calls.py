@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from proxy.policy.tools import ToolPrice, tool_key
 
 from proxy.budget.decision import DECISION, REMAINING, SHADOW, quota_exceeded, remaining_header
 from proxy.core import tasks
@@ -26,7 +27,6 @@ from proxy.mcp import jsonrpc, listing, pricing, settling
 from proxy.mcp.forward import Hop
 from proxy.mcp.jsonrpc import Message, ToolCall
 from proxy.metering.pricing import format_amount
-from proxy.policy.tools import ToolPrice, tool_key
 from proxy.store.ledger.base import ReserveRequest, ReserveResult
 
 log = logging.getLogger(__name__)
@@ -43,16 +43,22 @@ async def call(hop: Hop, message: Message, raw: bytes) -> web.StreamResponse:
         return refusal(tool, why + " It was not called.")
     price = admission.policy.tool_price(server.name, tool.name)
     if price is None and server.unpriced_tools == "deny":
-        return refusal(tool, f"Tool {key} has no price in the policy's actions, and MCP server "
-                       f"{server.name!r} refuses unpriced tools (unpriced_tools: deny). It was "
-                       "not called.")
+        return refusal(
+            tool,
+            f"Tool {key} has no price in the policy's actions, and MCP server "
+            f"{server.name!r} refuses unpriced tools (unpriced_tools: deny). It was "
+            "not called.",
+        )
     if price is not None:
         lines = pricing.lines_of(tenant, hop.scope, price.unit)
         levels = pricing.unbudgeted_levels(tenant.plan, price.unit, lines)
         if levels:
-            return refusal(tool, f"Plan {tenant.plan.name!r} budgets {price.unit} only on "
-                           f"{', '.join(levels)}, and this call names none of them: name one "
-                           "in the scope headers. The tool was not called.")
+            return refusal(
+                tool,
+                f"Plan {tenant.plan.name!r} budgets {price.unit} only on "
+                f"{', '.join(levels)}, and this call names none of them: name one "
+                "in the scope headers. The tool was not called.",
+            )
 
     async def attempt(config: Any) -> tuple[ReserveRequest, ReserveResult]:
         made = pricing.reserve_request(config, hop.scope, server.name, tool.name, price)
@@ -60,7 +66,11 @@ async def call(hop: Hop, message: Message, raw: bytes) -> web.StreamResponse:
         return made, result
 
     made, result = await admission.fresh(
-        hop.scope.tenant, tenant, attempt, lambda m: m[1].stale, step=ACTION,
+        hop.scope.tenant,
+        tenant,
+        attempt,
+        lambda m: m[1].stale,
+        step=ACTION,
         what="this tool call was admitted",
     )
     return await _decided(hop, tool, raw, price, made, result)
@@ -85,7 +95,9 @@ async def _decided(
     events.emit(CallDecided(hop.request, tenant, held.amounts if held else {}, result=result))
     hop = dataclasses.replace(hop, extra=_headers(result, made))
     rule = price.charge_on_error if price is not None else "reserved"
-    task = tasks.spawn(settling.relay(hop, tool, raw, held, rule), name=f"call {made.reservation_id}")
+    task = tasks.spawn(
+        settling.relay(hop, tool, raw, held, rule), name=f"call {made.reservation_id}"
+    )
     return await asyncio.shield(task)
 
 
@@ -94,12 +106,13 @@ def _denial(
 ) -> ClientError | None:
     """What an enforced denial answers, or None when the call goes on (shadow never denies)."""
     if result.status != "active":
-        return Forbidden(
+        inactive = Forbidden(
             f"Tenant is {result.status}: no new tool calls are admitted. Ask the operator to "
             "reactivate it.",
             type=f"tenant_{result.status}",
-            headers={DECISION: "DENY"},
         )
+        inactive.headers[DECISION] = "DENY"
+        return inactive
     if result.allowed:
         return None
     if result.quota is not None:
@@ -137,4 +150,3 @@ def refusal(tool: ToolCall, text: str, headers: dict[str, str] | None = None) ->
         content_type="application/json",
         headers=headers,
     )
-

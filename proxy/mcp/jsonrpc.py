@@ -62,7 +62,9 @@ def parse(raw: bytes) -> Message:
             "HTTP transport does."
         )
     if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
-        raise RpcRefusal('The body is not a JSON-RPC 2.0 message (an object with "jsonrpc": "2.0").')
+        raise RpcRefusal(
+            'The body is not a JSON-RPC 2.0 message (an object with "jsonrpc": "2.0").'
+        )
     method, params = body.get("method"), body.get("params", {})
     refusal = _malformed(body, method, params)
     if refusal is not None:

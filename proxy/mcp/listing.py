@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from proxy.policy.tools import tool_key
+
 from proxy.budget.directory import TenantConfig
 from proxy.gateway.admission import ACTION
 from proxy.mcp import pricing
 from proxy.mcp.forward import Hop
 from proxy.mcp.upstream import Rewrite
-from proxy.policy.tools import tool_key
 from proxy.store.ledger.base import BudgetLine, LineBalance
 
 Why = Callable[[str], str | None]
@@ -52,9 +53,9 @@ async def rewrite(hop: Hop) -> Rewrite:
 
     def keep_visible(message: dict[str, Any]) -> dict[str, Any] | None:
         result = message.get("result")
-        tools = result.get("tools") if isinstance(result, dict) else None
-        if not isinstance(tools, list):
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             return None
+        tools = result["tools"]
         shown = [t for t in tools if isinstance(t, dict) and why(str(t.get("name"))) is None]
         return {**message, "result": {**result, "tools": shown}}
 

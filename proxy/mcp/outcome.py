@@ -37,7 +37,9 @@ class Ending(enum.Enum):
     FAILED = "failed"
 
 
-RELEASED = frozenset({Ending.PROTOCOL_ERROR, Ending.INPUT_REQUIRED, Ending.REFUSED, Ending.NOT_SENT})
+RELEASED = frozenset(
+    {Ending.PROTOCOL_ERROR, Ending.INPUT_REQUIRED, Ending.REFUSED, Ending.NOT_SENT}
+)
 """The tool did not run (or has not finished: input_required): nothing is charged."""
 
 

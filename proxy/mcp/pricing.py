@@ -8,13 +8,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 
+from proxy.policy.tools import ToolPrice, tool_key
+
 from proxy.budget import reserve
 from proxy.budget.directory import TenantConfig
 from proxy.budget.scopes import Scope, budget_lines
 from proxy.core.ids import new_id
 from proxy.metering.pricing import format_amount
 from proxy.policy.runtime import DegradeRule, Plan
-from proxy.policy.tools import ToolPrice, tool_key
 from proxy.store.ledger.base import (
     BudgetLine,
     Candidate,
@@ -95,7 +96,9 @@ def hide_rules(plan: Plan) -> tuple[DegradeRule, ...]:
     return tuple(rule for rule in plan.degrade if rule.hide_tools)
 
 
-def level_lines(tenant: TenantConfig, scope: Scope, rules: Sequence[DegradeRule]) -> list[BudgetLine]:
+def level_lines(
+    tenant: TenantConfig, scope: Scope, rules: Sequence[DegradeRule]
+) -> list[BudgetLine]:
     """Every budget line (call and action) of the levels `rules` measure that the caller
     names."""
     levels = {rule.level for rule in rules}
@@ -121,9 +124,7 @@ def fires(rule: DegradeRule, balances: Sequence[LineBalance]) -> bool:
     return False
 
 
-async def firing(
-    tenant: TenantConfig, scope: Scope, read: ReadLines
-) -> frozenset[int]:
+async def firing(tenant: TenantConfig, scope: Scope, read: ReadLines) -> frozenset[int]:
     """The indexes of the plan's hide rules that fire now, with one ledger read."""
     rules = hide_rules(tenant.plan)
     if not rules:

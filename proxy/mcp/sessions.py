@@ -49,4 +49,6 @@ async def forget(hop: Hop) -> None:
     session = hop.request.headers.get(HEADER)
     if session is not None:
         store = hop.request.app[MCP_SESSIONS]
-        await hop.admission.store_op("session forget", store.forget(hop.scope.tenant, hop.server.name, session))
+        await hop.admission.store_op(
+            "session forget", store.forget(hop.scope.tenant, hop.server.name, session)
+        )
