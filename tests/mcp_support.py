@@ -125,12 +125,12 @@ async def proxy(
     upstream: Upstream,
     store_url: str = "memory://",
     *,
-    timeout: int = 30,
+    server_timeout: int = 30,
     fail_rule: str = "reserved",
 ) -> AsyncIterator[Stack]:
     """The proxy in-process, fronting `upstream` as server `crm`."""
     path = tmp_path / "policy.yaml"
-    path.write_text(POLICY.format(url=upstream.url, timeout=timeout, fail_rule=fail_rule))
+    path.write_text(POLICY.format(url=upstream.url, timeout=server_timeout, fail_rule=fail_rule))
     async with local_stack(load_policy(path), store=store_url, sweep_every=None) as stack:
         yield stack
 
