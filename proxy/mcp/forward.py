@@ -19,7 +19,7 @@ from proxy.policy.tools import McpServer
 
 from proxy.budget.scopes import Scope
 from proxy.gateway.admission import Admission
-from proxy.mcp import upstream
+from proxy.mcp import jsonrpc, upstream
 from proxy.mcp.jsonrpc import INTERNAL_ERROR, RpcRefusal
 from proxy.mcp.outcome import answers
 
@@ -119,13 +119,20 @@ async def post(
                 client, _ = await relay_answer(hop, answer, message_id, pending, rewrite)
                 return client
     except TimeoutError:
-        if pending.client is not None:
-            return pending.client
-        raise failed(f"no answer within {hop.seconds:g} s", message_id, status=504) from None
+        refusal = failed(f"no answer within {hop.seconds:g} s", message_id, status=504)
     except (upstream.Unreachable, upstream.Broken) as exc:
-        if pending.client is not None:
-            return pending.client
-        raise failed(str(exc), message_id) from None
+        refusal = failed(str(exc), message_id)
+    return await ended(hop, pending, refusal)
+
+
+async def ended(hop: Hop, pending: Pending, refusal: RpcRefusal) -> web.StreamResponse:
+    """No answer will come: `refusal` as the answer, or, when a stream to the client began, as
+    its last event (a JSON-RPC error for the request)."""
+    if pending.client is None:
+        raise refusal
+    body = jsonrpc.error_body(refusal.id, refusal.code, refusal.message)
+    await upstream.write(pending.client, upstream.sse_event(body), hop.write_s)
+    return pending.client
 
 
 async def get(hop: Hop) -> web.StreamResponse:

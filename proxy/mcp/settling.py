@@ -14,7 +14,7 @@ from proxy.gateway.events import EVENTS, CallSettled
 from proxy.gateway.usage_events import action_json
 from proxy.mcp import forward, upstream
 from proxy.mcp.forward import Hop
-from proxy.mcp.jsonrpc import ToolCall
+from proxy.mcp.jsonrpc import RpcRefusal, ToolCall
 from proxy.mcp.outcome import Ending, charges, ending_of
 from proxy.store.ledger.base import Reservation
 
@@ -45,9 +45,7 @@ async def relay(
         await settle(hop, held, ending, rule)
     if answered is not None:
         return answered
-    if pending.client is not None:
-        return pending.client
-    raise _failure(hop, tool, ending)
+    return await forward.ended(hop, pending, _failure(hop, tool, ending))
 
 
 def _ending(status: int, found: dict[str, object] | None) -> Ending:
@@ -58,7 +56,7 @@ def _ending(status: int, found: dict[str, object] | None) -> Ending:
     return ending_of(found) if found is not None else Ending.FAILED
 
 
-def _failure(hop: Hop, tool: ToolCall, ending: Ending) -> Exception:
+def _failure(hop: Hop, tool: ToolCall, ending: Ending) -> RpcRefusal:
     reason = {
         Ending.TIMEOUT: f"no answer within {hop.seconds:g} s (timeout_seconds)",
         Ending.NOT_SENT: "it could not be reached; the tool was not called",

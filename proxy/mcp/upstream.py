@@ -169,8 +169,13 @@ def _event(event: SSEEvent, request_id: Any, seen: Relayed, rewrite: Rewrite | N
         return event.raw
     if seen.answer is message:
         seen.answer = replaced
-    head = b"" if event.id is None else b"id: " + event.id.encode() + b"\r\n"
-    return head + b"event: message\r\ndata: " + orjson.dumps(replaced) + b"\r\n\r\n"
+    return sse_event(orjson.dumps(replaced), event.id)
+
+
+def sse_event(data: bytes, event_id: str | None = None) -> bytes:
+    """One `message` event holding `data` (one line of JSON)."""
+    head = b"" if event_id is None else b"id: " + event_id.encode() + b"\r\n"
+    return head + b"event: message\r\ndata: " + data + b"\r\n\r\n"
 
 
 async def write(client: web.StreamResponse, data: bytes, write_s: float) -> bool:

@@ -137,6 +137,8 @@ async def test_a_session_is_404_for_any_other_tenant(tmp_path: Path, sse_upstrea
         session = headers["mcp-session-id"]
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
         with_session = {"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
+        ready = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await post(stack, ready, **with_session))[0] == 202
         before = len(sse_upstream.headers())
         status, _, body = await post(stack, listing, "beta", **with_session)
         assert status == 404
