@@ -1,13 +1,13 @@
-"""The composition root: the proxy application, built from an `AppConfig`.
+"""The composition root: the proxy application, built from an `AppConfig`; `shared` hands the
+admin listener what it uses of it, explicitly.
 
-Its resources are opened and closed in cleanup contexts, one per resource, each stored under a
-typed `AppKey` (aiohttp's background_tasks example). aiohttp runs them in this order at start and
-in reverse at stop:
+Its resources are opened and closed in cleanup contexts, one per resource, each under a typed
+`AppKey` (aiohttp's background_tasks example), in this order at start and in reverse at stop:
 
     (tracing)        with OpenTelemetry on only (telemetry.py): its         TRACING
                      providers, flushed at stop after every call settled
     _stores          every store behind the store URL (store/open.py)     STORES, LEDGER, …
-    _session         the upstream connection pool                              SESSION
+    _session         the upstream connection pool (providers, MCP servers)     SESSION
     _runtime         the policy in force, its provider keys and end-user id     RUNTIME, SEEDER
                      secret, the tenants' cache; the policy's tenants seeded
     _alerts          alerts, subscribed to the pipeline's events               ALERTS
@@ -16,8 +16,6 @@ in reverse at stop:
     _pipeline        admission and the pipeline, from the resources above      ADMISSION, PIPELINE
     _calls           at stop: calls in flight settle before anything closes
     _heartbeat, _sweeper, _key_events, _policy_watcher, _usage_sender: tasks, stopped first
-
-`shared` hands the admin listener what it uses of these, explicitly.
 """
 
 from __future__ import annotations
