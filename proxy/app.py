@@ -43,7 +43,16 @@ from proxy.core.errors import ClientError, LedgerEpochLost, NotFound
 from proxy.gateway import admission, handlers, metrics, observe, relay, scrape, telemetry, upkeep
 from proxy.gateway.admission import ADMISSION, Admission
 from proxy.gateway.alerts import ALERTS, Alerts, ExpiryNotifier
-from proxy.gateway.context import API_KEYS, FAIL_OPEN, LEDGER, REPLAYS, RUNTIME, SESSION, Runtime
+from proxy.gateway.context import (
+    API_KEYS,
+    FAIL_OPEN,
+    LEDGER,
+    MCP_SESSIONS,
+    REPLAYS,
+    RUNTIME,
+    SESSION,
+    Runtime,
+)
 from proxy.gateway.events import EVENTS, Events
 from proxy.gateway.identity import Callers, note_rejection
 from proxy.gateway.metrics import METRICS, Metrics
@@ -254,7 +263,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
             require_noeviction=given.require_noeviction, user_ids=users.fingerprint()
         )
         app[STORES], app[LEDGER], app[REPLAYS] = stores, stores.ledger, stores.replays
-        app[API_KEYS] = Keys(stores.api_keys)
+        app[MCP_SESSIONS], app[API_KEYS] = stores.mcp_sessions, Keys(stores.api_keys)
         yield
     finally:
         await stores.close()

@@ -133,6 +133,8 @@ UNREPORTED = "tests/gateway/test_unreported_extras.py::"
 IMAGES = "tests/gateway/test_image_rules.py::"
 ITEM_IMAGES = "tests/gateway/test_item_images.py::"
 ITEM_MEDIA = "tests/metering/test_item_media.py::"
+MCP_SESSIONS = "tests/store/test_mcp_sessions.py::"
+ACTION_AUDIT = "tests/store/test_ledger_action_audit.py"
 ROLLUPS = "tests/store/test_rollups.py::"
 USAGE = "tests/gateway/test_usage_events.py::"
 USAGE_ONCE = "test_a_settle_adds_one_outbox_entry_and_its_repeat_none"
@@ -6008,6 +6010,72 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        if False:\n",
         tests=("tests/policy/test_policy_events_path.py",),
         removes="a jsonl sink path naming a directory is refused at load",
+    ),
+    Mutation(
+        name="mcp-session-memory-ignores-tenant",
+        file="proxy/store/mcp_sessions.py",
+        old="    return (tenant, server, session_digest(session))\n",
+        new='    return ("", server, session_digest(session))\n',
+        tests=(f"{MCP_SESSIONS}test_another_tenant_does_not_hold_a_session_it_did_not_bind",),
+        removes="memory://: a tenant holds only the MCP sessions it bound",
+    ),
+    Mutation(
+        name="mcp-session-key-ignores-tenant",
+        file="proxy/store/redis/layout.py",
+        old='    return f"{PREFIX}:{{t:{tenant}}}:mcp:{server}:{digest}"\n',
+        new='    return f"{PREFIX}:{{mcp}}:mcp:{server}:{digest}"\n',
+        tests=(f"{MCP_SESSIONS}test_another_tenant_does_not_hold_a_session_it_did_not_bind",),
+        removes="Redis: a tenant holds only the MCP sessions it bound (keyed under its tag)",
+    ),
+    Mutation(
+        name="audit-action-dropped-redis",
+        file="proxy/store/ledger/lua/reserve.lua",
+        old="  if action ~= '' then\n",
+        new="  if false then\n",
+        tests=(ACTION_AUDIT,),
+        removes="Redis: a reserve's audit entry names what it was reserved for (`action`)",
+    ),
+    Mutation(
+        name="audit-action-dropped-memory",
+        file="proxy/store/ledger/memory.py",
+        old="        if request.action is not None:\n",
+        new="        if False:\n",
+        tests=(ACTION_AUDIT,),
+        removes="memory://: a reserve's audit entry names what it was reserved for (`action`)",
+    ),
+    Mutation(
+        name="reservation-api-action-not-audited",
+        file="proxy/actions/reserving.py",
+        old="        action=ask.action,\n",
+        new="",
+        tests=(f"{ACTIONS}::test_the_audit_entry_of_a_reservation_names_its_action",),
+        removes="the reservation API's audit entry names the action reserved",
+    ),
+    Mutation(
+        name="mcp-session-memory-never-expires",
+        file="proxy/store/mcp_sessions.py",
+        old="        if expires <= self._clock():\n",
+        new="        if False:\n",
+        tests=(f"{MCP_SESSIONS}test_memory_expiry_follows_its_clock",),
+        removes="memory://: an MCP session not held within its TTL expires",
+    ),
+    Mutation(
+        name="mcp-session-holds-does-not-refresh",
+        file="proxy/store/mcp_sessions.py",
+        old="        return bool(await self._client.pexpire(key, check_ttl(ttl_ms)))\n",
+        new="        return bool(await self._client.exists(key))\n",
+        tests=(f"{MCP_SESSIONS}test_a_session_expires_unless_held_and_holding_refreshes_it",),
+        removes="Redis: holding an MCP session refreshes its TTL",
+    ),
+    Mutation(
+        name="mcp-session-memory-tenant-unbounded",
+        file="proxy/store/mcp_sessions.py",
+        old="        while len(own) >= self._tenant_max:\n",
+        new="        while False:\n",
+        tests=(
+            f"{MCP_SESSIONS}test_memory_drops_a_tenants_oldest_beyond_its_bound_and_only_its_own",
+        ),
+        removes="memory://: one tenant's MCP sessions are bounded, its oldest dropped",
     ),
 )
 

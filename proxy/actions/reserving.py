@@ -107,6 +107,7 @@ def reserve_request(tenant: TenantConfig, scope: Scope, ask: Ask) -> ReserveRequ
         keep_scope=True,
         alerts=tenant.alerts,
         ttl_ms=ask.ttl_ms,
+        action=ask.action,
     )
 
 

@@ -19,6 +19,7 @@ from proxy.policy.runtime import Policy
 from proxy.policy.upstreams import Upstream
 from proxy.store.api_keys import Keys
 from proxy.store.ledger.base import Ledger
+from proxy.store.mcp_sessions import McpSessions
 from proxy.store.replays import ReplayStore
 
 
@@ -61,6 +62,8 @@ API_KEYS = web.AppKey("api_keys", Keys)
 """Tenants' API keys (gateway mode), cached for lookups; changes go to the store."""
 REPLAYS: web.AppKey[ReplayStore] = web.AppKey("replays")
 """Client idempotency keys and the answers they replay (replay.py)."""
+MCP_SESSIONS: web.AppKey[McpSessions] = web.AppKey("mcp_sessions")
+"""Which tenant bound which MCP session (store/mcp_sessions.py), for the MCP front."""
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 """The upstream connection pool."""
 FAIL_OPEN = web.AppKey("fail_open", FailOpen)

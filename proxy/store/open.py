@@ -28,6 +28,7 @@ from proxy.store.ledger.base import Ledger
 from proxy.store.ledger.common import wall_clock_ms
 from proxy.store.ledger.memory import MemoryLedger
 from proxy.store.ledger.redis import RedisLedger
+from proxy.store.mcp_sessions import McpSessions, MemorySessions, RedisSessions
 from proxy.store.redis.clients import Client, check_url, is_redis, store_client
 from proxy.store.replays import MemoryReplays, RedisReplays, ReplayStore
 from proxy.store.tenants.base import TenantStore
@@ -51,6 +52,8 @@ class Stores:
     """Client idempotency keys of budgeted calls (gateway/replay.py)."""
     idempotency: IdempotencyStore
     """Idempotency keys of admin calls (admin/api.py)."""
+    mcp_sessions: McpSessions
+    """Which tenant bound which MCP session (proxy/mcp/)."""
     owned: tuple[Closing, ...] = ()
     client: Client | None = None
     """The redis-py client the Redis stores share; None on memory://."""
@@ -102,6 +105,7 @@ def _memory(
         api_keys=MemoryKeyStore(clock or now_ms) if api_keys is None else api_keys,
         replays=MemoryReplays(claim_ms=settings.cap_ms),
         idempotency=MemoryIdempotency(),
+        mcp_sessions=MemorySessions(),
     )
 
 
@@ -125,12 +129,14 @@ def _redis(
         owned.append(api_keys)
     replays = RedisReplays(url, settings.cap_ms, client=client)
     idempotency = RedisIdempotency(url, client=client)
+    mcp_sessions = RedisSessions(url, client=client)
     return Stores(
         ledger=ledger,
         tenants=RedisTenants(ledger.scripts),
         api_keys=api_keys,
         replays=replays,
         idempotency=idempotency,
-        owned=(*owned, replays, idempotency),
+        mcp_sessions=mcp_sessions,
+        owned=(*owned, replays, idempotency, mcp_sessions),
         client=client,
     )

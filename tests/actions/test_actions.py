@@ -14,6 +14,7 @@ from typing import Any, cast
 import aiohttp
 import orjson
 import pytest
+from conftest import EVERY_STORE
 from hooks_support import set_clock_offset
 from support import chat
 
@@ -167,6 +168,20 @@ async def test_commit_charges_the_actual_amount_once(tmp_path: Path, store_url: 
         status, default = await settle(stack, other["id"], "commit")
         assert (status, default["amount"]) == (200, 20)
         assert await book(stack) == {"tenant|acme": (50, 0)}
+
+
+@EVERY_STORE
+async def test_the_audit_entry_of_a_reservation_names_its_action(
+    tmp_path: Path, store_url: str
+) -> None:
+    async with proxy(tmp_path, store_url) as stack:
+        named = await reserve(stack, {"action": "send_email"})
+        priced = await reserve(stack, {"unit": RISK, "amount": 20})
+        entries = [e.fields for e in await store(stack).audit("acme") if e.kind == "reserve"]
+        assert [(e["reservation"], e.get("action")) for e in entries] == [
+            (named["id"], "send_email"),
+            (priced["id"], None),
+        ]
 
 
 async def test_release_frees_it_and_contradicting_settles_are_409(

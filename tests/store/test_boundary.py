@@ -28,6 +28,7 @@ CALLS: dict[str, tuple[str, Call]] = {
     "api_keys": ("the Redis key store", lambda s: s.api_keys.lookup("0" * 64)),
     "replays": ("idempotency store", lambda s: s.replays.claim("acme", "d", Record("h"))),
     "idempotency": ("the Redis idempotency store", lambda s: s.idempotency.begin("k", "h")),
+    "mcp_sessions": ("MCP session store", lambda s: s.mcp_sessions.holds("acme", "m", "s", 1)),
 }
 
 

@@ -24,6 +24,8 @@ MAX_RATE = 2**43
 _TOKEN = re.compile(r"^[^|\s]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _HELD = re.compile(r"^q\|conc\|[A-Za-z0-9_.-]{1,128}\|[A-Za-z0-9_.-]{1,128}$")
+_ACTION = re.compile(r"^[A-Za-z0-9_.:/-]{1,300}$")
+"""An action's name (policy's ACTION_NAME) or `mcp:<server>/<tool>`."""
 _KINDS = ("always", "never", "remaining_below", "not_fit")
 
 
@@ -78,6 +80,8 @@ def check_request(request: ReserveRequest) -> None:
         check_amount("ttl_ms", request.ttl_ms)
     if request.run is not None and not _NAME.match(request.run):
         raise ValueError(f"run id {request.run!r} must match [A-Za-z0-9_.-]{{1,128}}")
+    if request.action is not None and not _ACTION.match(request.action):
+        raise ValueError(f"action {request.action!r} must match [A-Za-z0-9_.:/-]{{1,300}}")
     _check_quotas(request, request.quotas)
 
 

@@ -162,6 +162,8 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
         }
         if request.run is not None:
             fields["run"] = request.run
+        if request.action is not None:
+            fields["action"] = request.action
         return fields
 
     def _deny(

@@ -159,3 +159,6 @@ class ReserveRequest:
     (gateway/spill.py). It is reserved and counted as a call, but what enforcement would have
     denied is neither a shadow denial in the day's rollups nor a would-be denial (`would`) in
     the audit: nothing could have denied it."""
+    action: str | None = None
+    """What is reserved for, when not an LLM call: an action's name (the reservation API) or
+    `mcp:<server>/<tool>`; recorded as `action` in the reserve's audit entry."""

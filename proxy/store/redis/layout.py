@@ -37,6 +37,11 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          API key) -> the call's claim or stored answer (see
                                          proxy/gateway/replay.py); plain SET commands, never touched
                                          by a script
+    cy:v1:{t:<tenant>}:mcp:<server>:<sha>  string  an MCP session of that server the tenant
+                                         bound (sha256 of the `Mcp-Session-Id`; the server name
+                                         is never parsed back, and the fixed-length digest ends
+                                         the key) -> `1`, with the session's TTL (see
+                                         store/mcp_sessions.py); plain commands, no script
 
 Tenant ids and scope values match `^[a-z0-9_.-]{1,128}$` after lowercasing: they can contain
 neither `:` nor `|` nor braces, so no key or field can collide with another. No budget level is
@@ -111,6 +116,12 @@ def idempotency_key(tenant: str, digest: str) -> str:
     """Where a tenant's client idempotency key `digest` (gateway/replay.py: hex sha256, or two) is
     recorded."""
     return f"{PREFIX}:{{t:{tenant}}}:idem:{digest}"
+
+
+def mcp_session_key(tenant: str, server: str, digest: str) -> str:
+    """Where the tenant's binding of MCP session `digest` (hex sha256 of its id) of `server`
+    is kept (store/mcp_sessions.py)."""
+    return f"{PREFIX}:{{t:{tenant}}}:mcp:{server}:{digest}"
 
 
 def day_key(tenant: str, day: str) -> str:

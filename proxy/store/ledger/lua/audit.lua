@@ -5,7 +5,8 @@
 -- follow NOW (clock offset included) and still increase when the clock goes back. Each XADD
 -- trims entries older than NOW - RETAIN exactly (MINID =, not ~), so both stores keep the same
 -- entries. Fields are strings; amounts go through fmt(). What each kind records:
---   reserve  decision ALLOW | ALLOW_WITH_CAPS | DENY, reservation, path, [run], amounts,
+--   reserve  decision ALLOW | ALLOW_WITH_CAPS | DENY, reservation, path, amounts, [run],
+--            [action] (what it was reserved for: an action's name, `mcp:<server>/<tool>`),
 --            [rule] (the degrade rule of an ALLOW_WITH_CAPS), [reason budget | quota |
 --            tenant_<status>, scope '<level>|<value>' or the quota, for a DENY or a shadow
 --            call's would=DENY], [would] (shadow: what enforcement would have decided),

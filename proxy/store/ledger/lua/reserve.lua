@@ -13,7 +13,8 @@
 --       shadow replay, ReserveRequest.replay), 9 run id ('' for none),
 --       10 tenant version the request was built from ('-': not checked), 11 utc offset in
 --       minutes, 12 scope path (for the audit), 13 keep the scope path with the record ('1',
---       an action's reservation, see below | '0'), 14 runs_per_day, 15 steps_per_run,
+--       an action's reservation, see below | '0'), followed by the action reserved for, if
+--       any (for the audit: '0mcp:crm/send_email'), 14 runs_per_day, 15 steps_per_run,
 --       16 requests_per_minute, 17 tokens_per_minute ('-' for none), 18 m = number of
 --       concurrency quotas, then m × (level, value, limit), then r = number of level request
 --       rates, then r × (level, value, limit), then n = number of lines, then
@@ -51,7 +52,8 @@
 local id, owner, cap, shadow = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8] ~= '0'
 local replay = ARGV[8] == 'r'
 local run = (ARGV[9] ~= '') and ARGV[9] or nil
-local version, path, keep_scope = ARGV[10], ARGV[12], ARGV[13] == '1'
+local version, path = ARGV[10], ARGV[12]
+local keep_scope, action = string.sub(ARGV[13], 1, 1) == '1', string.sub(ARGV[13], 2)
 OFFSET, EXACT = tonumber(ARGV[11]), true
 local function limit_at(i)
   if ARGV[i] == '-' then return nil end
@@ -128,6 +130,10 @@ local function base_fields(decision, amounts_text)
   if run then
     f[#f + 1] = 'run'
     f[#f + 1] = run
+  end
+  if action ~= '' then
+    f[#f + 1] = 'action'
+    f[#f + 1] = action
   end
   return f
 end

@@ -1,0 +1,90 @@
+"""What a reservation was for (ReserveRequest.action: an action's name, `mcp:<server>/<tool>`) is
+the `action` field of its reserve audit entry, written the same by every store (memory://, a
+real Redis, a real Redis Cluster); a reserve for nothing named (an LLM call) has none."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import EVERY_STORE, Opener
+
+from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
+from proxy.store.open import Stores
+from proxy.store.tenants import TenantRecord
+
+pytestmark = EVERY_STORE
+
+EMAILS = BudgetLine("tenant", "acme", "EMAILS", "day", 2)
+TOOL = "mcp:crm/send_email"
+
+
+@pytest.fixture
+async def store(opener: Opener) -> Stores:
+    stores = opener.open()
+    await stores.tenants.create_tenant(TenantRecord("acme", "pro"), actor="ops")
+    return stores
+
+
+def ask(
+    rid: str, action: str | None = TOOL, *, run: str | None = None, **kw: bool
+) -> ReserveRequest:
+    return ReserveRequest(
+        "acme",
+        rid,
+        [EMAILS],
+        [Candidate({"EMAILS": 1})],
+        run=run,
+        scope="tenant=acme",
+        action=action,
+        **kw,
+    )
+
+
+async def reserves(store: Stores) -> list[dict[str, str]]:
+    """The fields of the tenant's reserve entries, as the admin audit read gives them."""
+    return [e.fields for e in await store.tenants.audit("acme") if e.kind == "reserve"]
+
+
+async def test_a_reserve_for_a_tool_names_it_in_its_audit_entry(store: Stores) -> None:
+    assert (await store.ledger.reserve(ask("a", run="r1"))).allowed
+    assert await reserves(store) == [
+        {
+            "decision": "ALLOW",
+            "reservation": "a",
+            "path": "tenant=acme",
+            "amounts": "EMAILS=1",
+            "run": "r1",
+            "action": TOOL,
+        }
+    ]
+
+
+async def test_a_reserve_for_nothing_named_has_no_action_field(store: Stores) -> None:
+    assert (await store.ledger.reserve(ask("a", None))).allowed
+    assert await reserves(store) == [
+        {"decision": "ALLOW", "reservation": "a", "path": "tenant=acme", "amounts": "EMAILS=1"}
+    ]
+
+
+async def test_a_denied_or_shadow_reserve_names_its_action_too(store: Stores) -> None:
+    for rid in ("a", "b"):
+        assert (await store.ledger.reserve(ask(rid, "send_email"))).allowed
+    assert not (await store.ledger.reserve(ask("c"))).allowed
+    assert (await store.ledger.reserve(ask("d", shadow=True))).allowed
+    entries = await reserves(store)
+    assert [(e["decision"], e["action"]) for e in entries] == [
+        ("ALLOW", "send_email"),
+        ("ALLOW", "send_email"),
+        ("DENY", TOOL),
+        ("ALLOW", TOOL),
+    ]
+    assert (entries[2]["reason"], entries[3]["would"]) == ("budget", "DENY")
+
+
+@pytest.mark.parametrize("action", ["", "send email", "mcp:crm/a|b", "x" * 301])
+async def test_an_action_the_audit_cannot_name_is_refused_and_nothing_is_written(
+    store: Stores, action: str
+) -> None:
+    with pytest.raises(ValueError, match=r"action .* must match"):
+        await store.ledger.reserve(ask("a", action))
+    assert await reserves(store) == []
+    assert await store.ledger.balances("acme") == []
