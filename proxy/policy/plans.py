@@ -138,6 +138,15 @@ def _hide_rule(
     measured = plan.budgets
     if isinstance(when.remaining_below, str):
         measured = (*plan.budgets, *plan.action_budgets)
+    elif not any(b.level == when.scope for b in plan.budgets) and any(
+        b.level == when.scope for b in plan.action_budgets
+    ):
+        message = (
+            f"an amount is in the level's call budget unit, and {when.scope!r} has only action "
+            "budgets: write a percentage, e.g. '20%'"
+        )
+        report((*loc, "when", "remaining_below"), message)
+        return None
     condition = _remaining_below(loc, when, measured, report)
     if condition is None:
         return None
