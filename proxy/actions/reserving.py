@@ -153,7 +153,7 @@ def refusal(result: ReserveResult, ask: Ask) -> Forbidden | BudgetExceeded | Non
         f"Budget exceeded on {scope}: {remaining_text(state)} remaining of "
         f"{format_amount(line.limit, line.unit)}{period}, and {what} needs "
         f"{format_amount(ask.amount, ask.unit)}. Ask the operator to raise the {line.level} "
-        "action budget."
+        f"{'budget' if line.unit in CALL_UNITS else 'action budget'}."
     )
     headers = {DECISION: "DENY", REMAINING: remaining_text(state)}
     return BudgetExceeded(message, headers=headers)

@@ -95,6 +95,8 @@ def describe_rule(name: str, plan: Plan | None) -> str:
         sets.append(f"max_tokens → {rule.max_tokens}")
     if rule.fit_floor is not None:
         sets.append(f"fit (at least {rule.fit_floor} tokens)")
+    if rule.hide_tools:
+        sets.append(f"hide {', '.join(rule.hide_tools)}")
     condition = rule.kind.replace("_", " ")
     if rule.level:
         condition += f" on {rule.level}"
