@@ -6077,6 +6077,87 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="memory://: one tenant's MCP sessions are bounded, its oldest dropped",
     ),
+    Mutation(
+        name="tool-glob-specificity-ignored",
+        file="proxy/policy/tools.py",
+        old="        if best is None or specificity(price.key) > specificity(best.key):\n",
+        new="        if best is None:\n",
+        tests=(
+            "tests/policy/test_policy_mcp.py"
+            "::test_a_tools_price_is_the_exact_key_else_the_most_specific_glob",
+        ),
+        removes="a tool's price is the matching glob with the most literal characters",
+    ),
+    Mutation(
+        name="tool-glob-ties-go-to-the-last",
+        file="proxy/policy/tools.py",
+        old="        if best is None or specificity(price.key) > specificity(best.key):\n",
+        new="        if best is None or specificity(price.key) >= specificity(best.key):\n",
+        tests=(
+            "tests/policy/test_policy_mcp.py"
+            "::test_globs_as_specific_as_each_other_go_by_the_first_written",
+        ),
+        removes="globs as specific as each other price a tool by the first written",
+    ),
+    Mutation(
+        name="tools-quota-allows-everything",
+        file="proxy/policy/runtime.py",
+        old="        return self.tools is None or any_matches(self.tools, server, tool)\n",
+        new="        return True\n",
+        tests=(
+            "tests/policy/test_policy_mcp.py"
+            "::test_quotas_tools_allow_only_what_their_globs_name",
+        ),
+        removes="quotas.tools allows only the tools its globs name",
+    ),
+    Mutation(
+        name="hide-rule-becomes-llm-candidate",
+        file="proxy/budget/call.py",
+        old="        for rule in plan.call_rules\n",
+        new="        for rule in plan.degrade\n",
+        tests=(
+            "tests/policy/test_policy_units.py::test_llm_calls_take_no_candidate_from_a_hide_rule",
+        ),
+        removes="a hide_tools degrade rule never becomes an LLM call's candidate",
+    ),
+    Mutation(
+        name="user-reset-skips-operator-units-lua",
+        file="proxy/store/ledger/lua/tenant_ledger.lua",
+        old="  for i = 11, #ARGV do\n",
+        new="  for i = 11, 13 do\n",
+        tests=("tests/store/test_user_reset_units.py",),
+        removes="a user reset on Redis zeroes the user's lines in the policy's operator units",
+    ),
+    Mutation(
+        name="user-reset-skips-operator-units-memory",
+        file="proxy/store/tenants/base.py",
+        old="    return (*BUILTIN_UNITS, *sorted(set(units) - set(BUILTIN_UNITS)))\n",
+        new="    return BUILTIN_UNITS\n",
+        tests=("tests/store/test_user_reset_units.py",),
+        removes="a user reset zeroes the user's lines in the policy's operator units",
+    ),
+    Mutation(
+        name="admin-reset-forgets-policy-units",
+        file="proxy/admin/api.py",
+        old=(
+            "            record.id, level=level, value=value, actor=ACTOR, reason=reason,"
+            " units=units\n"
+        ),
+        new="            record.id, level=level, value=value, actor=ACTOR, reason=reason\n",
+        tests=("tests/admin/test_admin_user_reset_units.py",),
+        removes="the admin API's user reset passes the policy's units to the store",
+    ),
+    Mutation(
+        name="usd-action-reserves-on-action-lines",
+        file="proxy/actions/reserving.py",
+        old="    if unit in CALL_UNITS:\n        lines = [line",
+        new="    if False:\n        lines = [line",
+        tests=(
+            "tests/policy/test_policy_units.py"
+            "::test_an_action_priced_in_usd_reserves_on_the_plans_usd_lines_with_overrides",
+        ),
+        removes="a USD-priced action reserves on the plan's USD call budgets",
+    ),
 )
 
 

@@ -1,5 +1,6 @@
 """Budgets for actions: anything an agent does that is not an LLM call (send an email, issue a
-refund) reserves units of an action unit (RISK_POINTS) first, then commits or releases.
+refund) reserves units of an action unit (RISK_POINTS, or an operator's: EMAILS) first, then
+commits or releases.
 
     POST /v1/cycles/reservations               {action} | {unit, amount}, idempotency_key?, ttl?
                                                → 201 {id, status, action, amount, unit,
@@ -11,10 +12,11 @@ refund) reserves units of an action unit (RISK_POINTS) first, then commits or re
                                                  now, and the remaining amount per unit
 
 A reservation asks for `{"action": "send_email"}` (priced by the policy's `actions:` table) or
-`{"unit": "RISK_POINTS", "amount": 30}`. It reserves on every `action_budgets:` line of the
-tenant's plan, in that unit, whose level the caller names, with the same identity rules,
-ledger, reserve script and audit as an LLM call (no quotas: those count model calls). An LLM
-call never reserves on an action budget, nor an action on a call budget.
+`{"unit": "RISK_POINTS", "amount": 30}` (a unit the policy knows). It reserves on every
+`action_budgets:` line of the tenant's plan, in that unit, whose level the caller names, with
+the same identity rules, ledger, reserve script and audit as an LLM call (no quotas: those count
+model calls). An LLM call never reserves on an action budget; an action priced in USD reserves
+on the plan's USD call budgets (with the tenant's overrides), as an LLM call would.
 
 Ids are `act_` + 128 random bits. The store's record of a reservation lives under the tenant's
 keys, so commit and release look it up there with the caller's tenant (any replica can settle

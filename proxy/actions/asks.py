@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from proxy.core.errors import BadRequest
-from proxy.core.types import ACTION_UNITS, MAX_AMOUNT, Unit
+from proxy.core.types import MAX_AMOUNT, RISK_POINTS, Unit, is_action_unit
 from proxy.policy.runtime import Policy
 
 MAX_BODY_BYTES = 16 * 1024
@@ -54,10 +54,10 @@ def parse_ask(raw: bytes, policy: Policy) -> Ask:
     if unit is None or amount is None:
         raise BadRequest(
             "Say what to reserve: 'action' (e.g. \"send_email\"), or 'unit' "
-            f"({', '.join(ACTION_UNITS)}) and 'amount'.",
+            f"({', '.join(action_units(policy)) or RISK_POINTS}) and 'amount'.",
             code="invalid_reservation",
         )
-    return Ask(_unit(unit), amount_of(amount, "amount", low=1), None, key, ttl)
+    return Ask(_unit(unit, policy), amount_of(amount, "amount", low=1), None, key, ttl)
 
 
 def parse_commit(raw: bytes) -> int | None:
@@ -104,13 +104,21 @@ def amount_of(value: object, name: str, *, low: int) -> int:
     return value
 
 
-def _unit(value: object) -> Unit:
-    for unit in ACTION_UNITS:
-        if value == unit:
-            return unit
+def action_units(policy: Policy) -> list[Unit]:
+    """The action units the policy knows (some plan budgets them, or some action or tool is
+    priced in them), sorted."""
+    return sorted(unit for unit in policy.units if is_action_unit(unit))
+
+
+def _unit(value: object, policy: Policy) -> Unit:
+    known = action_units(policy)
+    if isinstance(value, str) and value in known:
+        return value
+    listed = ", ".join(known) or "none: the policy budgets no action unit"
     raise BadRequest(
-        f"'unit' must be one of {', '.join(ACTION_UNITS)}; got {orjson.dumps(value).decode()} "
-        "(USD and TOKENS budgets are for LLM calls, which the proxy prices itself).",
+        f"'unit' must be an action unit the policy knows ({listed}); got "
+        f"{orjson.dumps(value).decode()} (USD and TOKENS budgets are for LLM calls, which the "
+        "proxy prices itself).",
         code="invalid_unit",
         param="unit",
     )

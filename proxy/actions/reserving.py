@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 
 from proxy.actions.asks import Ask
 from proxy.budget.decision import DECISION, REMAINING
 from proxy.budget.directory import TenantConfig
-from proxy.budget.scopes import Scope, parse_path
+from proxy.budget.scopes import Scope, budget_lines, parse_path
 from proxy.core.errors import BadRequest, BudgetExceeded, Conflict, Forbidden, NotFound
-from proxy.core.types import ACTION_UNITS, Unit
+from proxy.core.types import CALL_UNITS, RISK_POINTS, Unit
 from proxy.metering.pricing import format_amount
 from proxy.policy.runtime import Plan
 from proxy.store.ledger.base import (
@@ -71,13 +72,21 @@ def action_lines(plan: Plan, scope: Scope, unit: Unit | None = None) -> list[Bud
     ]
 
 
-def lines_for(plan: Plan, scope: Scope, unit: Unit) -> list[BudgetLine]:
-    """The lines an ask of `unit` reserves on; 400 when the caller names no level the plan
-    budgets in that unit (nothing would hold the action back)."""
-    lines = action_lines(plan, scope, unit)
+def lines_for(
+    plan: Plan, scope: Scope, unit: Unit, overrides: Mapping[str, int] | None = None
+) -> list[BudgetLine]:
+    """The lines an ask of `unit` reserves on: the action budgets of `unit`, or for USD (an
+    action priced in USD) the plan's USD call budgets with the tenant's `overrides`, as an LLM
+    call's. 400 when the caller names no level the plan budgets in that unit (nothing would
+    hold the action back)."""
+    if unit in CALL_UNITS:
+        lines = [line for line in budget_lines(plan, scope, overrides) if line.unit == unit]
+        budgets = plan.budgets
+    else:
+        lines, budgets = action_lines(plan, scope, unit), plan.action_budgets
     if lines:
         return lines
-    budgeted = [b.level for b in plan.action_budgets if b.unit == unit]
+    budgeted = [b.level for b in budgets if b.unit == unit]
     where = (
         f"only on {', '.join(budgeted)}, and this call names none of them"
         if budgeted
@@ -86,7 +95,7 @@ def lines_for(plan: Plan, scope: Scope, unit: Unit) -> list[BudgetLine]:
     raise BadRequest(
         f"Plan {plan.name!r} budgets {unit} {where}, so there is nothing to reserve against. "
         f"Name a budgeted level in the scope headers, or ask the operator for {unit} "
-        "action_budgets.",
+        f"{'budgets' if unit in CALL_UNITS else 'action_budgets'}.",
         code="unit_not_budgeted",
     )
 
@@ -96,7 +105,7 @@ def reserve_request(tenant: TenantConfig, scope: Scope, ask: Ask) -> ReserveRequ
     return ReserveRequest(
         tenant=scope.tenant,
         reservation_id=new_id(),
-        lines=lines_for(tenant.plan, scope, ask.unit),
+        lines=lines_for(tenant.plan, scope, ask.unit, tenant.overrides),
         candidates=[Candidate({ask.unit: ask.amount})],
         shadow=tenant.mode == "shadow",
         run=scope.run,
@@ -145,7 +154,7 @@ def refusal(result: ReserveResult, ask: Ask) -> Forbidden | BudgetExceeded | Non
         f"Budget exceeded on {scope}: {remaining_text(state)} remaining of "
         f"{format_amount(line.limit, line.unit)}{period}, and {what} needs "
         f"{format_amount(ask.amount, ask.unit)}. Ask the operator to raise the {line.level} "
-        "action budget."
+        f"{'budget' if line.unit in CALL_UNITS else 'action budget'}."
     )
     headers = {DECISION: "DENY", REMAINING: remaining_text(state)}
     return BudgetExceeded(message, headers=headers)
@@ -158,7 +167,7 @@ def remaining_text(state: LineState) -> str:
 def reservation_of(record: ReservationRecord, config: TenantConfig) -> Reservation:
     """What the ledger settles, from the store's record: its lines, amounts and held
     counters, with the plan's limits for the alert thresholds its commit may cross."""
-    limits = tuple(_limit(config.plan, field) for field in record.fields)
+    limits = tuple(_limit(config, field) for field in record.fields)
     alerting = bool(config.alerts)
     return Reservation(
         config.id,
@@ -171,15 +180,16 @@ def reservation_of(record: ReservationRecord, config: TenantConfig) -> Reservati
     )
 
 
-def _limit(plan: Plan, field: str) -> int:
+def _limit(config: TenantConfig, field: str) -> int:
+    """The line's limit in force: a USD line's is the tenant's override, as the ledger's."""
     level, _value, unit, _period = field.split("|")
-    budget = plan.budget_of(level, unit)
-    return 0 if budget is None else budget.limit
+    budget = config.plan.budget_of(level, unit)
+    return 0 if budget is None else budget.limit_with(config.overrides)
 
 
 def unit_of(record: ReservationRecord) -> str:
     """An action reservation holds one unit."""
-    return next(iter(record.amounts), ACTION_UNITS[0])
+    return next(iter(record.amounts), RISK_POINTS)
 
 
 def check_commit(record: ReservationRecord) -> None:

@@ -52,7 +52,7 @@ async def reserve(request: web.Request) -> web.StreamResponse:
     raw = await admission.body(request, MAX_BODY_BYTES)
     ask = parse_ask(raw, admission.policy)
     tenant = await admission.tenant(scope.tenant, ACTION)
-    lines_for(tenant.plan, scope, ask.unit)  # a 400 before any store is written
+    lines_for(tenant.plan, scope, ask.unit, tenant.overrides)  # a 400 before any store is written
     claim = await admission.claim(
         request, scope, raw, step=ACTION_REPLAY, body_key=ask.idempotency_key
     )

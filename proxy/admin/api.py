@@ -350,8 +350,9 @@ async def reset(request: web.Request) -> web.StreamResponse:
     if not reason:
         raise BadRequest("Say why: 'reason' is required for a reset.", param="reason")
     try:
+        units = runtime(request).policy.units
         rows = await tenants(request).reset(
-            record.id, level=level, value=value, actor=ACTOR, reason=reason
+            record.id, level=level, value=value, actor=ACTOR, reason=reason, units=units
         )
     except TenantClosed:
         raise Conflict(f"Tenant {record.id!r} is closed; its ledger cannot change.") from None

@@ -262,7 +262,7 @@ def _variants(
     asked = pricer.asked(model, price, bound=bound)
     degraded = [
         variant
-        for rule in plan.degrade
+        for rule in plan.call_rules
         if (variant := pricer.degraded(rule, asked, upstream, asked_allowed=allowed)) is not None
     ]
     if not allowed and not degraded:

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Unit = Literal["USD", "TOKENS", "RISK_POINTS"]
+Unit = str
+"""A unit name: a call unit (CALL_UNITS) or an action unit (`is_action_unit`)."""
 Period = Literal["day", "month", "none"]
 Mode = Literal["enforce", "shadow"]
 
@@ -23,8 +24,18 @@ MAX_AMOUNT = 2**52
 
 CALL_UNITS: tuple[Unit, ...] = ("USD", "TOKENS")
 """What LLM calls are priced and budgeted in (a plan's `budgets:`)."""
-ACTION_UNITS: tuple[Unit, ...] = ("RISK_POINTS",)
-"""What actions are priced and budgeted in (`actions:`, a plan's `action_budgets:`); counts."""
+RISK_POINTS: Unit = "RISK_POINTS"
+"""The default action unit (`actions:`, a plan's `action_budgets:`)."""
+BUILTIN_UNITS: tuple[Unit, ...] = (*CALL_UNITS, RISK_POINTS)
+"""The units every ledger knows without a policy; operators may add action units of their own."""
+_OPERATOR_UNIT = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
+
+
+def is_action_unit(name: str) -> bool:
+    """Whether `name` is an action unit: RISK_POINTS, or an operator's unit (`EMAILS`,
+    `TOOL_CALLS`: an upper-case letter, then up to 31 of A-Z, 0-9, `_`), never USD or TOKENS.
+    Action units are counts."""
+    return name not in CALL_UNITS and _OPERATOR_UNIT.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,14 +9,21 @@ import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from proxy.core.types import ACTION_UNITS
+from pydantic import TypeAdapter, ValidationError
+
+from proxy.core.types import CALL_UNITS, RISK_POINTS, is_action_unit
 from proxy.policy.issues import Issue, Loc, units_or_issue
-from proxy.policy.plans import compile_degrade, compile_quotas
+from proxy.policy.mcp import tool_glob_problem
+from proxy.policy.plans import PlanContext, compile_degrade, compile_quotas
 from proxy.policy.runtime import LEVELS, ActionPrice, Budget, Plan
 from proxy.policy.spec import ActionBudgetSpec, BudgetSpec, PlanSpec, PolicySpec
+from proxy.policy.spec_mcp import ActionSpec
+from proxy.policy.spec_types import Money
+from proxy.policy.tools import TOOL_PREFIX, ToolPrice
 from proxy.policy.units import USD_PLACES, AmountError, to_units
 
 ACTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_MONEY: TypeAdapter[Decimal] = TypeAdapter(Money)
 
 
 def compile_plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) -> Plan:
@@ -33,10 +40,10 @@ def compile_plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) 
         out.append(Issue(loc, message))
 
     here: Loc = ("plans", name)
-    quotas = compile_quotas((*here, "quotas"), plan.quotas, spec.models, report)
-    degrade = compile_degrade(
-        (*here, "degrade"), plan.degrade, tuple(budgets), quotas, spec.models, report
-    )
+    servers = spec.mcp_servers
+    quotas = compile_quotas((*here, "quotas"), plan.quotas, spec.models, servers, report)
+    context = PlanContext(budgets, action_budgets, quotas, spec.models, servers)
+    degrade = compile_degrade((*here, "degrade"), plan.degrade, context, report)
     alerts = thresholds((plan.alerts or spec.alerts).thresholds)
     return Plan(
         name,
@@ -68,12 +75,9 @@ def thresholds(written: Sequence[int]) -> tuple[int, ...]:
 def _budget(
     loc: Loc, level: str, spec: BudgetSpec | ActionBudgetSpec, out: list[Issue]
 ) -> Budget | None:
-    if isinstance(spec, BudgetSpec) and spec.unit in ACTION_UNITS:
-        message = (
-            f"{spec.unit} budgets are for actions, not LLM calls: move this budget to the "
-            f"plan's action_budgets (a level may have a budget in each)"
-        )
-        out.append(Issue((*loc, "unit"), message))
+    problem = _unit_problem(spec)
+    if problem is not None:
+        out.append(Issue((*loc, "unit"), problem))
     if level not in LEVELS:
         out.append(Issue(loc, f"unknown level {level!r}; levels are {', '.join(LEVELS)}"))
         return None
@@ -89,43 +93,97 @@ def _budget(
     return Budget(level, limit, spec.unit, period)
 
 
-def compile_actions(spec: PolicySpec, out: list[Issue]) -> dict[str, ActionPrice]:
-    """`send_email: {RISK_POINTS: 50}`: each action is priced in exactly one action unit."""
-    actions: dict[str, ActionPrice] = {}
-    for name, prices in spec.actions.items():
-        loc: Loc = ("actions", name)
-        if not ACTION_NAME.fullmatch(name):
-            message = (
-                f"action name {name!r} is invalid: use 1 to 128 characters from "
-                "A-Z, a-z, 0-9, '_', '.' and '-'"
+def _unit_problem(spec: BudgetSpec | ActionBudgetSpec) -> str | None:
+    if isinstance(spec, BudgetSpec):
+        if spec.unit in CALL_UNITS:
+            return None
+        if is_action_unit(spec.unit):
+            return (
+                f"{spec.unit} budgets are for actions, not LLM calls: move this budget to the "
+                f"plan's action_budgets (a level may have a budget in each)"
             )
-            out.append(Issue(loc, message))
-        if len(prices) != 1:
-            message = f"price the action in exactly one unit, e.g. {{{ACTION_UNITS[0]}: 50}}"
-            out.append(Issue(loc, message))
-        for unit, amount in prices.items():
-            price = _action_price(name, unit, amount, (*loc, unit), out)
-            if price is not None:
-                actions[name] = price
-    return actions
+        return f"{spec.unit!r} is not a unit for LLM calls; use USD or TOKENS"
+    if is_action_unit(spec.unit):
+        return None
+    return (
+        f"{spec.unit!r} is not an action unit: action_budgets count RISK_POINTS or a unit of "
+        "your own (an upper-case letter, then up to 31 of A-Z, 0-9, '_', e.g. EMAILS); "
+        "USD and TOKENS budgets go under budgets:"
+    )
 
 
-def _action_price(
-    name: str, unit: str, amount: Decimal, loc: Loc, out: list[Issue]
-) -> ActionPrice | None:
-    if unit not in ACTION_UNITS:
+def compile_actions(
+    spec: PolicySpec, servers: Mapping[str, object], out: list[Issue]
+) -> tuple[dict[str, ActionPrice], tuple[ToolPrice, ...]]:
+    """`send_email: {RISK_POINTS: 50}` and `"mcp:crm/*": {EMAILS: 1, charge_on_error: ...}`:
+    each priced in exactly one action unit, or in USD. The named actions (the reservation
+    API's) and the tool prices (mcp: keys, in the order written) come apart."""
+    actions: dict[str, ActionPrice] = {}
+    tools: list[ToolPrice] = []
+    for name, entry in spec.actions.items():
+        loc: Loc = ("actions", name)
+        tool = name.startswith(TOOL_PREFIX)
+        problem = tool_glob_problem(name, servers) if tool else _action_name_problem(name)
+        if problem is not None:
+            out.append(Issue(loc, problem))
+        if not tool and entry.charge_on_error is not None:
+            message = "charge_on_error is for MCP tools (mcp:<server>/<tool> keys) only"
+            out.append(Issue((*loc, "charge_on_error"), message))
+        price = _price(entry, loc, out)
+        if price is None or problem is not None:
+            continue
+        unit, amount = price
+        if tool:
+            tools.append(ToolPrice(name, unit, amount, entry.charge_on_error or "reserved"))
+        else:
+            actions[name] = ActionPrice(name, unit, amount)
+    return actions, tuple(tools)
+
+
+def _action_name_problem(name: str) -> str | None:
+    if ACTION_NAME.fullmatch(name):
+        return None
+    return (
+        f"action name {name!r} is invalid: use 1 to 128 characters from "
+        "A-Z, a-z, 0-9, '_', '.' and '-' (or mcp:<server>/<tool> for an MCP tool)"
+    )
+
+
+def _price(entry: ActionSpec, loc: Loc, out: list[Issue]) -> tuple[str, int] | None:
+    prices = entry.prices
+    if len(prices) != 1:
         message = (
-            f"{unit!r} is not an action unit; actions are priced in {', '.join(ACTION_UNITS)} "
-            "(LLM calls are priced by models:)"
+            f'price the action in exactly one unit, e.g. {{{RISK_POINTS}: 50}} or {{USD: "0.01"}}'
         )
         out.append(Issue(loc, message))
         return None
+    ((unit, written),) = prices.items()
+    at: Loc = (*loc, unit)
+    if not (unit == "USD" or is_action_unit(unit)):
+        out.append(Issue(at, _not_a_price_unit(unit)))
+        return None
     try:
-        units = to_units(amount, 0, "price", unit)
+        amount = _MONEY.validate_python(written)
+        units = to_units(amount, USD_PLACES if unit == "USD" else 0, "price", unit)
+    except ValidationError as exc:
+        out.append(Issue(at, exc.errors(include_url=False)[0]["msg"]))
+        return None
     except AmountError as exc:
-        out.append(Issue(loc, str(exc)))
+        out.append(Issue(at, str(exc)))
         return None
     if units == 0:
-        out.append(Issue(loc, "an action must cost at least 1; a free action needs no budget"))
+        out.append(Issue(at, "an action must cost at least 1 unit; a free action needs no price"))
         return None
-    return ActionPrice(name, unit, units)
+    return unit, units
+
+
+def _not_a_price_unit(unit: str) -> str:
+    if unit == "TOKENS":
+        return (
+            "TOKENS is not a price for an action or tool (tokens are what LLM calls use); "
+            "price it in USD or an action unit such as RISK_POINTS"
+        )
+    return (
+        f"{unit!r} is not a unit to price an action in: use USD, RISK_POINTS or a unit of "
+        "your own (an upper-case letter, then up to 31 of A-Z, 0-9, '_', e.g. EMAILS)"
+    )

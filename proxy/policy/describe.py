@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from proxy.core.types import UNITS_PER_USD
 from proxy.policy.advice import warnings
+from proxy.policy.describe_mcp import mcp_section
 from proxy.policy.prices import ModelPrice
 from proxy.policy.runtime import Budget, DegradeRule, Plan, PlanQuotas, Policy
 from proxy.policy.upstreams import Alias
@@ -23,6 +24,7 @@ def describe(policy: Policy) -> str:
         _models(policy),
         _plans(policy),
         _actions(policy),
+        *([mcp_section(policy, _amount)] if policy.mcp_servers else []),
         _tenants(policy),
         _operations(policy),
     ]
@@ -251,6 +253,8 @@ def _quotas(q: PlanQuotas) -> list[str]:
     lines = [f"quotas: {'; '.join(counts)}"] if counts else []
     if q.models is not None:
         lines.append(f"models allowed: {', '.join(q.models)}")
+    if q.tools is not None:
+        lines.append(f"MCP tools allowed: {', '.join(q.tools) or 'none'}")
     return lines
 
 
@@ -263,7 +267,8 @@ def _rule(rule: DegradeRule, plan: Plan) -> str:
             budget = plan.budget_for(rule.level or "")
             amount = rule.below_amount or 0
             below = _amount(amount, budget.unit if budget else "TOKENS")
-        when = f"when {rule.level} has less than {below} left"
+        each = " on any of its budgets" if rule.hide_tools and rule.below_fraction else ""
+        when = f"when {rule.level} has less than {below} left{each}"
     else:
         when = {
             "not_fit": "when the call as asked does not fit",
@@ -278,6 +283,8 @@ def _rule(rule: DegradeRule, plan: Plan) -> str:
         actions.append(f"cap max_tokens at {rule.max_tokens:,}")
     if rule.fit_floor is not None:
         actions.append(f"cap the completion to what fits (at least {rule.fit_floor:,} tokens)")
+    if rule.hide_tools:
+        actions.append(f"hide MCP tools {', '.join(rule.hide_tools)} (LLM calls unchanged)")
     return f"{when}: {', '.join(actions)}"
 
 

@@ -8,10 +8,11 @@ a rule that answers `model_not_allowed` must lead to an allowed model.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Literal, NamedTuple
 
+from proxy.policy.mcp import tool_glob_problem
 from proxy.policy.runtime import LEVELS, Budget, DegradeRule, PlanQuotas
 from proxy.policy.spec import DegradeSpec, QuotasSpec, WhenSpec
 from proxy.policy.units import USD_PLACES, AmountError, to_units
@@ -21,13 +22,18 @@ Report = Callable[[Loc, str], None]
 
 
 def compile_quotas(
-    loc: Loc, spec: QuotasSpec, models: Mapping[str, object], report: Report
+    loc: Loc,
+    spec: QuotasSpec,
+    models: Mapping[str, object],
+    servers: Mapping[str, object],
+    report: Report,
 ) -> PlanQuotas:
     pairs = _by_level((*loc, "concurrent_requests"), spec.concurrent_requests, report)
     rates = _by_level((*loc, "requests_per_minute"), spec.requests_per_minute, report)
     for index, glob in enumerate(spec.models or ()):
         if not any(fnmatch.fnmatchcase(name, glob) for name in models):
             report((*loc, "models", index), f"{glob!r} matches no model listed under models:")
+    _check_tools((*loc, "tools"), spec.tools or (), servers, report)
     return PlanQuotas(
         runs_per_day=spec.runs_per_day,
         steps_per_run=spec.steps_per_run,
@@ -37,7 +43,17 @@ def compile_quotas(
         level_requests_per_minute=tuple((lv, rates[lv]) for lv in LEVELS if lv in rates),
         max_tokens_per_request=spec.max_tokens_per_request,
         models=None if spec.models is None else tuple(spec.models),
+        tools=None if spec.tools is None else tuple(spec.tools),
     )
+
+
+def _check_tools(
+    loc: Loc, globs: Sequence[str], servers: Mapping[str, object], report: Report
+) -> None:
+    for index, glob in enumerate(globs):
+        problem = tool_glob_problem(glob, servers)
+        if problem is not None:
+            report((*loc, index), problem)
 
 
 def _by_level(loc: Loc, written: int | dict[str, int] | None, report: Report) -> dict[str, int]:
@@ -49,20 +65,30 @@ def _by_level(loc: Loc, written: int | dict[str, int] | None, report: Report) ->
     return pairs
 
 
+class PlanContext(NamedTuple):
+    """What a plan's degrade rules are checked against."""
+
+    budgets: tuple[Budget, ...]
+    action_budgets: tuple[Budget, ...]
+    quotas: PlanQuotas
+    models: Mapping[str, object]
+    servers: Mapping[str, object]
+
+
 def compile_degrade(
-    loc: Loc,
-    rules: list[DegradeSpec],
-    budgets: tuple[Budget, ...],
-    quotas: PlanQuotas,
-    models: Mapping[str, object],
-    report: Report,
+    loc: Loc, rules: list[DegradeSpec], plan: PlanContext, report: Report
 ) -> tuple[DegradeRule, ...]:
     compiled = []
     for index, rule in enumerate(rules):
         here: Loc = (*loc, index)
+        if rule.set_.hide_tools is not None:
+            hiding = _hide_rule(here, index, rule, plan, report)
+            compiled += [hiding] if hiding is not None else []
+            continue
+        budgets, quotas, models = plan.budgets, plan.quotas, plan.models
         action = rule.set_
         if action.model is None and action.max_tokens is None and action.fit is None:
-            report((*here, "set"), "set nothing: give model, max_tokens and/or fit")
+            report((*here, "set"), "set nothing: give model, max_tokens, fit, or hide_tools")
         if action.model is not None and action.model not in models:
             report((*here, "set", "model"), f"model {action.model!r} is not listed under models:")
         when = _when(here, rule.when, budgets, report)
@@ -91,6 +117,48 @@ def compile_degrade(
             )
         )
     return tuple(compiled)
+
+
+def _hide_rule(
+    loc: Loc, index: int, rule: DegradeSpec, plan: PlanContext, report: Report
+) -> DegradeRule | None:
+    """`set: {hide_tools: [...]}`: when {scope, remaining_below} only, and nothing else set."""
+    others = [name for name in ("model", "max_tokens", "fit") if getattr(rule.set_, name)]
+    if others:
+        report((*loc, "set"), f"a hide_tools rule sets nothing else; remove {', '.join(others)}")
+    when = rule.when
+    if when.remaining_below is None or when.does_not_fit or when.model_not_allowed or when.model:
+        message = "a hide_tools rule fires on {scope, remaining_below} only (no model, no fit)"
+        report((*loc, "when"), message)
+        return None
+    hide = rule.set_.hide_tools or []
+    if not hide:
+        report((*loc, "set", "hide_tools"), "name the tools to hide, e.g. ['mcp:crm/send_*']")
+    _check_tools((*loc, "set", "hide_tools"), hide, plan.servers, report)
+    measured = plan.budgets
+    if isinstance(when.remaining_below, str):
+        measured = (*plan.budgets, *plan.action_budgets)
+    elif not any(b.level == when.scope for b in plan.budgets) and any(
+        b.level == when.scope for b in plan.action_budgets
+    ):
+        message = (
+            f"an amount is in the level's call budget unit, and {when.scope!r} has only action "
+            "budgets: write a percentage, e.g. '20%'"
+        )
+        report((*loc, "when", "remaining_below"), message)
+        return None
+    condition = _remaining_below(loc, when, measured, report)
+    if condition is None:
+        return None
+    _kind, level, fraction, amount = condition
+    return DegradeRule(
+        index=index,
+        kind="remaining_below",
+        level=level,
+        below_fraction=fraction,
+        below_amount=amount,
+        hide_tools=tuple(hide),
+    )
 
 
 Kind = Literal["remaining_below", "not_fit", "model_not_allowed"]

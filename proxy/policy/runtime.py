@@ -16,6 +16,7 @@ from typing import Literal
 from proxy.core.peers import ForwardedHeader, Network
 from proxy.core.types import CALL_UNITS, Mode, Period, ReservationSettings, Unit
 from proxy.policy.prices import ModelPrice, snapshot_of
+from proxy.policy.tools import McpServer, ToolPrice, any_matches, price_lookup
 from proxy.policy.upstreams import Alias, Route, Timeouts, Upstream
 
 LEVELS: tuple[str, ...] = (
@@ -70,15 +71,22 @@ class PlanQuotas:
     max_tokens_per_request: int | None = None
     models: tuple[str, ...] | None = None
     """Globs of the models the plan may use; None allows every priced model."""
+    tools: tuple[str, ...] | None = None
+    """Globs over `mcp:<server>/<tool>` of the MCP tools the plan may call; None: every tool."""
 
     def model_allowed(self, model: str) -> bool:
         return self.models is None or any(fnmatch.fnmatchcase(model, m) for m in self.models)
+
+    def tool_allowed(self, server: str, tool: str) -> bool:
+        return self.tools is None or any_matches(self.tools, server, tool)
 
 
 @dataclass(frozen=True, slots=True)
 class DegradeRule:
     """`degrade[index]` of a plan: when `kind` holds, rewrite the call with `model`, `max_tokens`
-    and/or `fit` (cap the completion to what still fits, not below `fit_floor` tokens)."""
+    and/or `fit` (cap the completion to what still fits, not below `fit_floor` tokens); or, a
+    hide rule (always remaining_below), hide the MCP tools `hide_tools` names. A hide rule sets
+    nothing else and never rewrites an LLM call (Plan.call_rules)."""
 
     index: int
     kind: Literal["remaining_below", "not_fit", "model_not_allowed"]
@@ -93,6 +101,10 @@ class DegradeRule:
     model: str | None = None
     max_tokens: int | None = None
     fit_floor: int | None = None
+    hide_tools: tuple[str, ...] = ()
+    """Globs over `mcp:<server>/<tool>` hidden (from tools/list, refused on tools/call) while
+    the level is below the threshold: a fraction fires when any budget line of the level (call
+    or action) is below that fraction of its limit; an amount is in the level's call unit."""
 
     @property
     def name(self) -> str:
@@ -115,11 +127,20 @@ class Plan:
     """Alert thresholds in basis points of each budget line's limit, ascending (the plan's
     own `alerts.thresholds`, else the policy's)."""
     action_budgets: tuple[Budget, ...] = ()
-    """What actions reserve on (ACTION_UNITS, POST /v1/cycles/reservations): at most one per
+    """What actions reserve on (action units, POST /v1/cycles/reservations): at most one per
     level, in LEVELS order. A level may have a call budget and an action budget."""
     default_max_tool_calls: int = 10
     """Hosted tool calls reserved (and, with bound: hard, written as the limit) for a call that
     enables hosted tools and sets no `max_tool_calls` (Responses) or `max_uses` (Anthropic)."""
+
+    @property
+    def call_rules(self) -> tuple[DegradeRule, ...]:
+        """The degrade rules that may rewrite an LLM call: all but the hide rules."""
+        return tuple(rule for rule in self.degrade if not rule.hide_tools)
+
+    def hiding(self, server: str, tool: str) -> tuple[DegradeRule, ...]:
+        """The hide rules whose hide_tools name this tool (each hides it while it fires)."""
+        return tuple(rule for rule in self.degrade if any_matches(rule.hide_tools, server, tool))
 
     def budget_for(self, level: str) -> Budget | None:
         """The level's call budget."""
@@ -142,7 +163,8 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class ActionPrice:
-    """What one named action reserves by default: `amount` units of `unit` (ACTION_UNITS)."""
+    """What one named action reserves by default: `amount` units of `unit` (an action unit,
+    or USD: then it reserves on the plan's USD call budgets)."""
 
     name: str
     unit: Unit
@@ -259,7 +281,11 @@ class Policy:
     alerts: Alerts = field(default_factory=Alerts)
     events: UsageEvents = field(default_factory=UsageEvents)
     actions: Mapping[str, ActionPrice] = field(default_factory=dict)
-    """Named actions and their price, for POST /v1/cycles/reservations (`action: send_email`)."""
+    """Named actions and their price, for POST /v1/cycles/reservations (`action: send_email`).
+    The `mcp:` keys are not among them: they price tools (tool_prices)."""
+    mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)
+    tool_prices: tuple[ToolPrice, ...] = ()
+    """The `actions:` keys `mcp:<server>/<tool-or-glob>`, as written, in order."""
     source: str = "<memory>"
     aliases: Mapping[str, Alias] = field(default_factory=dict)
     """Model names upstreams list (`models:`, Azure `deployments:`), by the name clients use."""
@@ -333,6 +359,18 @@ class Policy:
         if seed is not None and seed.mode is not None:
             return seed.mode
         return self.mode
+
+    def tool_price(self, server: str, tool: str) -> ToolPrice | None:
+        """What a call to `tool` of `server` reserves: the exact key's price, else the matching
+        glob's with the most literal characters (ties: the first written); None: unpriced."""
+        return price_lookup(self.tool_prices, server, tool)
+
+    @property
+    def units(self) -> frozenset[str]:
+        """Every unit a budget of some plan is kept in, or some action or tool is priced in."""
+        budgets = (b for plan in self.plans.values() for b in (*plan.budgets, *plan.action_budgets))
+        priced = [p.unit for p in self.actions.values()] + [p.unit for p in self.tool_prices]
+        return frozenset({b.unit for b in budgets} | set(priced))
 
     @property
     def used_encodings(self) -> frozenset[str]:

@@ -28,6 +28,7 @@ from proxy.policy.budgets import compile_actions, compile_plan, thresholds
 from proxy.policy.features import compile_features
 from proxy.policy.fields import fields_at
 from proxy.policy.issues import Issue, Loc, PolicyIssues, units_or_issue
+from proxy.policy.mcp import compile_servers
 from proxy.policy.model_rules import default_limit_field, reasons_by_name
 from proxy.policy.prices import ModelPrice
 from proxy.policy.runtime import (
@@ -126,6 +127,8 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
     aliases = compile_aliases(
         spec, prices.price_for, lambda loc, message: out.append(Issue(loc, message))
     )
+    servers = compile_servers(spec, out)
+    actions, tool_prices = compile_actions(spec, servers, out)
     return Policy(
         **settings,
         trusted_proxies=parse_networks(spec.trusted_proxies),
@@ -143,7 +146,9 @@ def _build(spec: PolicySpec, source: str, out: list[Issue]) -> Policy:
             tuple(Webhook(w.url, w.secret_env) for w in spec.alerts.webhooks),
         ),
         events=compile_events(spec, out),
-        actions=compile_actions(spec, out),
+        actions=actions,
+        mcp_servers=servers,
+        tool_prices=tool_prices,
         source=source,
         aliases=aliases,
     )

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from proxy.core.peers import parse_networks
+from proxy.policy.spec_mcp import ActionSpec, McpServerSpec
 from proxy.policy.spec_models import ModelSpec
 from proxy.policy.spec_types import (
     SPEC_CONFIG,
@@ -70,16 +71,18 @@ def _threshold(value: object) -> int:
 class BudgetSpec(_Spec):
     limit: Money
     period: Literal["day", "month", "none"] | None = None
-    unit: Literal["USD", "TOKENS", "RISK_POINTS"] = "USD"
-    """RISK_POINTS is accepted here only to say where it belongs (action_budgets)."""
+    unit: Name = "USD"
+    """USD or TOKENS; an action unit is accepted here only to say where it belongs
+    (action_budgets)."""
 
 
 class ActionBudgetSpec(_Spec):
-    """A budget of actions (POST /v1/cycles/reservations), in a count unit."""
+    """A budget of actions (POST /v1/cycles/reservations, MCP tool calls), in an action unit:
+    RISK_POINTS or one of the operator's (`EMAILS`), a count."""
 
     limit: Money
     period: Literal["day", "month", "none"] | None = None
-    unit: Literal["RISK_POINTS"] = "RISK_POINTS"
+    unit: Name = "RISK_POINTS"
 
 
 Count = Annotated[int, Field(gt=0)]
@@ -96,6 +99,8 @@ class QuotasSpec(_Spec):
     concurrent_requests: Count | dict[str, Count] | None = None
     max_tokens_per_request: Count | None = None
     models: list[Name] | None = None
+    tools: list[Name] | None = None
+    """Globs over `mcp:<server>/<tool>` of the MCP tools the plan may call; unset: every tool."""
 
 
 class WhenSpec(_Spec):
@@ -118,6 +123,8 @@ class SetSpec(_Spec):
     model: Name | None = None
     max_tokens: Count | None = None
     fit: FitSpec | None = None
+    hide_tools: list[Name] | None = None
+    """Globs over `mcp:<server>/<tool>` hidden while the rule fires; sets nothing else."""
 
 
 class DegradeSpec(_Spec):
@@ -279,5 +286,7 @@ class PolicySpec(_Spec):
     alerts: AlertsSpec = AlertsSpec()
     events: EventsSpec = EventsSpec()
     """Usage events (gateway/usage_events.py): one per settled call, to these sinks."""
-    actions: dict[str, dict[str, Money]] = {}
-    """Named actions and what each reserves: `send_email: {RISK_POINTS: 50}`."""
+    mcp_servers: dict[str, McpServerSpec] = {}
+    actions: dict[str, ActionSpec] = {}
+    """Named actions and what each reserves: `send_email: {RISK_POINTS: 50}`; keys
+    `mcp:<server>/<tool-or-glob>` price MCP tool calls."""

@@ -14,7 +14,6 @@ from typing import cast
 
 from proxy.core.errors import BadRequest
 from proxy.core.types import Period as PeriodKind
-from proxy.core.types import Unit
 from proxy.reports.figures import EVERY, Period, TenantReport, Window
 from proxy.reports.tenant import LineId, by_line, tenant_report
 from proxy.store.ledger.base import BudgetLine, Ledger
@@ -71,7 +70,7 @@ async def read_report(ledger: Ledger, record: TenantRecord, mode: str, days: int
     window = Window(periods["day"].start, days)
     rollups = await ledger.rollups(record.id, window.first.isoformat(), window.last.isoformat())
     current = [
-        BudgetLine(level, value, cast(Unit, unit), cast(PeriodKind, period), 0)
+        BudgetLine(level, value, unit, cast(PeriodKind, period), 0)
         for level, value, unit, period in by_line(rollups)
         if value != EVERY and (period in periods or period == "none")
     ]

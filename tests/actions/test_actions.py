@@ -691,7 +691,7 @@ def test_the_policy_prices_actions_and_budgets_both_units_on_one_level(tmp_path:
             "plans: {p: {budgets: {tenant: {limit: 5, unit: RISK_POINTS}}}}",
             "plans.p.budgets.tenant.unit: RISK_POINTS budgets are for actions",
         ),
-        ("actions: {mail: {USD: 1}}", "actions.mail.USD: 'USD' is not an action unit"),
+        ("actions: {mail: {TOKENS: 1}}", "actions.mail.TOKENS: TOKENS is not a price"),
         ("actions: {mail: {RISK_POINTS: 1.5}}", "is not a whole number"),
         ("actions: {mail: {RISK_POINTS: 0}}", "an action must cost at least 1"),
         ("actions: {mail: {}}", "price the action in exactly one unit"),

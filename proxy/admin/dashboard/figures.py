@@ -24,6 +24,7 @@ from typing import Literal
 
 from proxy.admin.dashboard.scan import DayCounts, History, Scan, history, today
 from proxy.admin.user_routes import top_users
+from proxy.core.types import is_action_unit
 from proxy.policy.runtime import LEVELS, Budget, Plan, Policy
 from proxy.store.ledger.base import BalanceRow, BudgetLine, Ledger, LineBalance
 from proxy.store.ledger.calendar import DAY_MS, Anchor, period_end_ms, period_id, utc_ms
@@ -176,7 +177,7 @@ class TenantView:
 
 def _order(s: Standing) -> tuple[int, int, str, str, str]:
     level = LEVELS.index(s.level) if s.level in LEVELS else len(LEVELS)
-    return (s.unit == "RISK_POINTS", level, s.value, s.unit, _desc(s.period_id))
+    return (is_action_unit(s.unit), level, s.value, s.unit, _desc(s.period_id))
 
 
 def _desc(pid: str) -> str:

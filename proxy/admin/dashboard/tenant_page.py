@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from proxy.admin.dashboard.charts import bar, chart
 from proxy.admin.dashboard.figures import TOP_USERS, Series, Standing, TenantView
 from proxy.admin.dashboard.markup import Html, join, render
+from proxy.core.types import is_action_unit
 from proxy.metering.pricing import format_amount
 from proxy.policy.runtime import DegradeRule, Plan
 from proxy.store.tenants import AuditEntry
@@ -94,6 +95,8 @@ def describe_rule(name: str, plan: Plan | None) -> str:
         sets.append(f"max_tokens → {rule.max_tokens}")
     if rule.fit_floor is not None:
         sets.append(f"fit (at least {rule.fit_floor} tokens)")
+    if rule.hide_tools:
+        sets.append(f"hide {', '.join(rule.hide_tools)}")
     condition = rule.kind.replace("_", " ")
     if rule.level:
         condition += f" on {rule.level}"
@@ -171,7 +174,7 @@ _PAGE = """<p><a href="/dashboard">← Tenants</a></p>
 </dl>
 <h2>Budgets</h2>
 {calls}
-<h2>Action budgets (RISK_POINTS)</h2>
+<h2>Action budgets</h2>
 {actions}
 <h2>Top end users</h2>
 <p class="hint">The end users who spent most this period, per end-user budget ({top} at most).</p>
@@ -191,8 +194,8 @@ them). {reach}</p>
 
 def tenant(view: TenantView) -> Html:
     r, tz, h = view.record, view.record.timezone, view.history
-    calls = [s for s in view.lines if s.unit != "RISK_POINTS"]
-    actions = [s for s in view.lines if s.unit == "RISK_POINTS"]
+    calls = [s for s in view.lines if not is_action_unit(s.unit)]
+    actions = [s for s in view.lines if is_action_unit(s.unit)]
     reach = f"The trail was read back to {when(h.reached_ms, tz)}"
     reach += "." if h.complete else " (the read stopped there: older history is not shown)."
     shadow = Html(' <span class="badge shadow">shadow</span>') if r.mode == "shadow" else ""

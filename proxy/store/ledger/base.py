@@ -2,7 +2,8 @@
 
 Both stores (`memory.py`, `redis.py`) implement `Ledger` with identical semantics; one contract
 suite (tests/store/test_ledger_contract.py) runs against each. Amounts are integers in the unit of
-the budget line they apply to (USD in 10**-8 dollars, TOKENS and RISK_POINTS as counts).
+the budget line they apply to (USD in 10**-8 dollars; TOKENS and the action units, RISK_POINTS or
+an operator's such as EMAILS, as counts).
 
 Per scope line and period the store keeps `spent`, `reserved` and `credit`;
 `remaining = limit + credit - spent - reserved` and debt `max(0, -remaining)` are derived.

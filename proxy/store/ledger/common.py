@@ -14,9 +14,8 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
 
-from proxy.core.types import CALL_UNITS, END_USER, ReservationSettings, Unit
+from proxy.core.types import CALL_UNITS, END_USER, ReservationSettings
 from proxy.store.ledger.base import (
     AlertLimits,
     Amounts,
@@ -214,4 +213,4 @@ def balance_rows(entries: Mapping[str, int | str]) -> list[BalanceRow]:
 def balance_row(prefix: str, spent: int, reserved: int, credit: int) -> BalanceRow:
     """The row of the entry `<level>|<value>|<unit>|<period id>`."""
     level, value, unit, pid = prefix.split("|")
-    return BalanceRow(level, value, cast(Unit, unit), pid, spent, reserved, credit)
+    return BalanceRow(level, value, unit, pid, spent, reserved, credit)

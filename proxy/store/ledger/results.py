@@ -211,7 +211,7 @@ class DayRollup:
     """The scope value; "*" for run and user (every value summed: runs and end users are
     unbounded); "-" on the tenant-wide row."""
     unit: str
-    """"USD" | "TOKENS" | "RISK_POINTS"; "-" on the tenant-wide row."""
+    """"USD" | "TOKENS" | an action unit ("RISK_POINTS", "EMAILS"); "-" on the tenant-wide row."""
     period: str
     """The line's period ("day", "month", "none"; "-" on the tenant-wide row). Rows are kept
     per period: a scope with a daily and a monthly budget in one unit has a row for each."""

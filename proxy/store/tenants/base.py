@@ -13,14 +13,23 @@ does not have. A closed tenant's record is kept for ever: its id is never reused
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from proxy.core.types import Mode, Period, Unit
+from proxy.core.types import BUILTIN_UNITS, CALL_UNITS, Mode, Period, Unit, is_action_unit
 from proxy.store.ledger.base import BalanceRow, TenantStatus
 
 AuditKind = Literal["reserve", "commit", "release", "expire", "admin", "reject"]
+
+
+def reset_units(units: Collection[str]) -> tuple[Unit, ...]:
+    """The units whose lines a user reset zeroes: the built-in ones, then `units` (sorted).
+    Both stores go through this, so they zero the same lines."""
+    for unit in units:
+        if unit not in CALL_UNITS and not is_action_unit(unit):
+            raise ValueError(f"{unit!r} is not a unit")
+    return (*BUILTIN_UNITS, *sorted(set(units) - set(BUILTIN_UNITS)))
 
 
 class TenantExists(Exception):
@@ -119,12 +128,20 @@ class TenantStore(Protocol):
         ...
 
     async def reset(
-        self, tenant: str, *, level: str | None, value: str | None, actor: str, reason: str
+        self,
+        tenant: str,
+        *,
+        level: str | None,
+        value: str | None,
+        actor: str,
+        reason: str,
+        units: Collection[str] = (),
     ) -> list[BalanceRow]:
         """RESET_SPENT: zero `spent` of the current period's lines (all, or one level/value),
         never `reserved`; the audit keeps what was zeroed. Without a level only the tenant's own
         scopes are reset, never its end users; end users are reset one at a time (level `user`
-        and its value), which reads that user's fields only."""
+        and its value), which reads that user's fields only: those of the built-in units and
+        of `units` (the operator's action units the policy names, `EMAILS`), found by name."""
         ...
 
     async def audit(

@@ -6,10 +6,10 @@ tenant store works on the ledger's keys: the reserve reads the `:meta` this writ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
-from proxy.core.types import ACTION_UNITS, CALL_UNITS, END_USER, Mode, Period, Unit
+from proxy.core.types import END_USER, Mode, Period, Unit
 from proxy.store.ledger.base import BalanceRow, TenantStatus
 from proxy.store.ledger.calendar import Calendar
 from proxy.store.ledger.checks import check_amount
@@ -22,6 +22,7 @@ from proxy.store.tenants.base import (
     TenantExists,
     TenantNotFound,
     TenantRecord,
+    reset_units,
 )
 from proxy.store.tenants.records import (
     check_record,
@@ -188,13 +189,20 @@ class MemoryTenants:
         return self._rows(t, [prefix])[0]
 
     async def reset(
-        self, tenant: str, *, level: str | None, value: str | None, actor: str, reason: str
+        self,
+        tenant: str,
+        *,
+        level: str | None,
+        value: str | None,
+        actor: str,
+        reason: str,
+        units: Collection[str] = (),
     ) -> list[BalanceRow]:
         t = self._existing(tenant)
         now, cal = self._calendar(t)
         current = {"-"} | {cal.period_id(p, now) for p in ("month", "day")}
         prefixes, zeroed = [], []
-        for name, amount in _candidates(t, level, value, current):
+        for name, amount in _candidates(t, level, value, current, reset_units(units)):
             parts = name.split("|")
             if name.startswith("q|") or len(parts) != 5 or parts[4] != "spent":
                 continue
@@ -244,12 +252,11 @@ class MemoryTenants:
 
 
 def _candidates(
-    t: TenantState, level: str | None, value: str | None, current: set[str]
+    t: TenantState, level: str | None, value: str | None, current: set[str], units: Sequence[str]
 ) -> list[tuple[str, int]]:
     """The fields a reset may zero (tenant_ledger.lua candidates): one end user's own, or the
     tenant's own lines, never every end user's."""
     if level != END_USER:
         return list(t.ledger.own.items())
-    units = (*CALL_UNITS, *ACTION_UNITS)
     names = (f"{END_USER}|{value}|{unit}|{pid}|spent" for unit in units for pid in current)
     return [(name, t.ledger.users[name]) for name in names if name in t.ledger.users]

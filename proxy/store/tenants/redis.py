@@ -9,7 +9,7 @@ fresh server gets all of them in one SCRIPT LOAD.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal, cast
 
 from proxy.core.types import Mode, Period, Unit
@@ -26,6 +26,7 @@ from proxy.store.tenants.base import (
     TenantExists,
     TenantNotFound,
     TenantRecord,
+    reset_units,
 )
 from proxy.store.tenants.records import (
     check_record,
@@ -149,10 +150,18 @@ class RedisTenants(GuardedStore):
         return (await self._ledger_op(tenant, args))[0]
 
     async def reset(
-        self, tenant: str, *, level: str | None, value: str | None, actor: str, reason: str
+        self,
+        tenant: str,
+        *,
+        level: str | None,
+        value: str | None,
+        actor: str,
+        reason: str,
+        units: Collection[str] = (),
     ) -> list[BalanceRow]:
         offset = await self._offset(tenant)
-        args = ["reset", actor, reason, str(offset), level or "-", value or "-"]
+        every = reset_units(units)
+        args = ["reset", actor, reason, str(offset), level or "-", value or "-", *every]
         return await self._ledger_op(tenant, args)
 
     async def _ledger_op(self, tenant: str, args: Sequence[str]) -> list[BalanceRow]:

@@ -7,7 +7,9 @@
 --       adjust: 9 level, 10 value, 11 unit, 12 period, 13 signed amount added to credit
 --       reset: 9 level ('-': the tenant's own levels, never its end users), 10 value ('-':
 --       all); level 'user' needs one value (store/tenants: end users are reset one at a time)
---       and reads only that user's fields, never the others'
+--       and reads only that user's fields, never the others'; 11.. the units whose lines
+--       a user reset zeroes (store/tenants/base.py reset_units: the built-in ones and the
+--       policy's), as a user's fields can only be found by name
 --
 -- Returns: outcome ('ok' | 'not_found' | 'closed'), n, then n × (prefix, spent, reserved,
 -- credit): the adjusted line, or every current line reset (its spent zeroed, never reserved).
@@ -50,7 +52,8 @@ local current = { ['-'] = true, [period_id('month')] = true, [period_id('day')] 
 local function candidates()
   if ARGV[9] ~= 'user' then return redis.call('HGETALL', KEYS[1]) end
   local out = {}
-  for _, unit in ipairs({ 'USD', 'TOKENS', 'RISK_POINTS' }) do -- core/types.py Unit
+  for i = 11, #ARGV do
+    local unit = ARGV[i]
     for pid in pairs(current) do
       local name = 'user|' .. ARGV[10] .. '|' .. unit .. '|' .. pid .. '|spent'
       local x = redis.call('HGET', KEYS[8], name)
