@@ -89,7 +89,11 @@ routes:
 models:
   gpt-4o-mini: {{input: 0.15, output: 0.60}}
 mcp_servers:
-  crm: {{url: "{url}", token_env: CRM_MCP_TOKEN, timeout_seconds: {timeout}, unpriced_tools: {unpriced}}}
+  crm:
+    url: "{url}"
+    token_env: CRM_MCP_TOKEN
+    timeout_seconds: {timeout}
+    unpriced_tools: {unpriced}
 actions:
   "mcp:crm/send_email": {{EMAILS: 1}}
   "mcp:crm/fail": {{EMAILS: 1, charge_on_error: {fail_rule}}}
@@ -130,9 +134,11 @@ async def proxy(
 ) -> AsyncIterator[Stack]:
     """The proxy in-process, fronting `upstream` as server `crm`."""
     path = tmp_path / "policy.yaml"
-    path.write_text(POLICY.format(
-        url=upstream.url, timeout=server_timeout, fail_rule=fail_rule, unpriced=unpriced
-    ))
+    path.write_text(
+        POLICY.format(
+            url=upstream.url, timeout=server_timeout, fail_rule=fail_rule, unpriced=unpriced
+        )
+    )
     async with local_stack(load_policy(path), store=store_url, sweep_every=None) as stack:
         yield stack
 

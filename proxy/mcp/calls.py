@@ -16,7 +16,6 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from proxy.policy.tools import ToolPrice, tool_key
 
 from proxy.budget.decision import DECISION, REMAINING, SHADOW, quota_exceeded, remaining_header
 from proxy.core import tasks
@@ -27,6 +26,7 @@ from proxy.mcp import jsonrpc, listing, pricing, settling
 from proxy.mcp.forward import Hop
 from proxy.mcp.jsonrpc import Message, ToolCall
 from proxy.metering.pricing import format_amount
+from proxy.policy.tools import ToolPrice, tool_key
 from proxy.store.ledger.base import ReserveRequest, ReserveResult
 
 log = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
-from proxy.policy.tools import McpServer
 
 from proxy.budget.scopes import Scope
 from proxy.gateway.admission import Admission
 from proxy.mcp import jsonrpc, upstream
 from proxy.mcp.jsonrpc import INTERNAL_ERROR, RpcRefusal
 from proxy.mcp.outcome import answers
+from proxy.policy.tools import McpServer
 
 OnAnswer = Callable[[aiohttp.ClientResponse], Awaitable[None]]
 

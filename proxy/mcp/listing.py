@@ -7,13 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from proxy.policy.tools import tool_key
-
 from proxy.budget.directory import TenantConfig
 from proxy.gateway.admission import ACTION
 from proxy.mcp import pricing
 from proxy.mcp.forward import Hop
 from proxy.mcp.upstream import Rewrite
+from proxy.policy.tools import tool_key
 from proxy.store.ledger.base import BudgetLine, LineBalance
 
 Why = Callable[[str], str | None]

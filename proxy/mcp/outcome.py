@@ -8,6 +8,8 @@ with a `method` is a request or a notification, never the answer, even with that
     RESULT            a result without isError (resultType absent/complete) committed
     TOOL_ERROR        a result with isError: the tool ran, or refused       charge_on_error
     PROTOCOL_ERROR    a JSON-RPC error: the tool did not run                 released
+    CANCELLED         the error a server answers a call its client           charge_on_error
+                      cancelled with (-32800): the tool may have begun
     INPUT_REQUIRED    resultType input_required: the client asks again       released
                       under a new id (which reserves again)
     REFUSED           an HTTP 4xx before any answer                          released
@@ -26,10 +28,15 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 
+REQUEST_CANCELLED = -32800
+"""What a server answers a request its client cancelled (notifications/cancelled) with."""
+
+
 class Ending(enum.Enum):
     RESULT = "result"
     TOOL_ERROR = "tool_error"
     PROTOCOL_ERROR = "protocol_error"
+    CANCELLED = "cancelled"
     INPUT_REQUIRED = "input_required"
     REFUSED = "refused"
     NOT_SENT = "not_sent"
@@ -57,7 +64,9 @@ def answers(message: Any, request_id: Any) -> bool:
 def ending_of(answer: Mapping[str, Any]) -> Ending:
     """The ending an answer (`answers` said so) means."""
     if "error" in answer:
-        return Ending.PROTOCOL_ERROR
+        error = answer["error"]
+        cancelled = isinstance(error, dict) and error.get("code") == REQUEST_CANCELLED
+        return Ending.CANCELLED if cancelled else Ending.PROTOCOL_ERROR
     result = answer.get("result")
     if not isinstance(result, dict):
         return Ending.FAILED

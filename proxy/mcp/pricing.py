@@ -8,14 +8,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 
-from proxy.policy.tools import ToolPrice, tool_key
-
 from proxy.budget import reserve
 from proxy.budget.directory import TenantConfig
 from proxy.budget.scopes import Scope, budget_lines
 from proxy.core.ids import new_id
 from proxy.metering.pricing import format_amount
 from proxy.policy.runtime import DegradeRule, Plan
+from proxy.policy.tools import ToolPrice, tool_key
 from proxy.store.ledger.base import (
     BudgetLine,
     Candidate,

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from proxy.policy.tools import McpServer
 
 from proxy.core.errors import ClientError, NotFound
 from proxy.gateway.admission import ADMISSION
@@ -16,6 +15,7 @@ from proxy.gateway.context import SESSION
 from proxy.mcp import calls, forward, jsonrpc, listing, sessions
 from proxy.mcp.forward import Hop
 from proxy.mcp.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, RpcRefusal
+from proxy.policy.tools import McpServer
 
 PATH = "/mcp/{server}"
 

@@ -78,6 +78,7 @@ def test_only_the_response_with_the_request_id_answers() -> None:
         ({"result": {"content": [], "isError": True}}, Ending.TOOL_ERROR),
         ({"result": {"resultType": "input_required", "inputRequests": {}}}, Ending.INPUT_REQUIRED),
         ({"error": {"code": -32602, "message": "x"}}, Ending.PROTOCOL_ERROR),
+        ({"error": {"code": -32800, "message": "Request cancelled"}}, Ending.CANCELLED),
         ({"result": "odd"}, Ending.FAILED),
     ],
 )
@@ -89,6 +90,6 @@ def test_settle_rules() -> None:
     assert charges(Ending.RESULT, "released")
     for ending in (Ending.PROTOCOL_ERROR, Ending.INPUT_REQUIRED, Ending.REFUSED, Ending.NOT_SENT):
         assert not charges(ending, "reserved")
-    for ending in (Ending.TOOL_ERROR, Ending.TIMEOUT, Ending.FAILED):
+    for ending in (Ending.TOOL_ERROR, Ending.CANCELLED, Ending.TIMEOUT, Ending.FAILED):
         assert charges(ending, "reserved")
         assert not charges(ending, "released")

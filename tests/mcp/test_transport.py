@@ -57,7 +57,9 @@ async def test_initialize_list_and_call_through_the_proxy(
         assert await emails(stack) == (1, 0)
 
 
-async def test_progress_passes_through_an_sse_answer(tmp_path: Path, sse_upstream: Upstream) -> None:
+async def test_progress_passes_through_an_sse_answer(
+    tmp_path: Path, sse_upstream: Upstream
+) -> None:
     seen: list[float] = []
 
     async def progress(done: float, total: float | None, message: str | None) -> None:
@@ -130,7 +132,9 @@ async def test_an_unknown_server_is_the_proxys_404(tmp_path: Path, sse_upstream:
         assert body["error"]["code"] == "mcp_server_not_found"
 
 
-async def test_a_session_is_404_for_any_other_tenant(tmp_path: Path, sse_upstream: Upstream) -> None:
+async def test_a_session_is_404_for_any_other_tenant(
+    tmp_path: Path, sse_upstream: Upstream
+) -> None:
     async with proxy(tmp_path, sse_upstream) as stack:
         status, headers, _ = await post(stack, initialize())
         assert status == 200
@@ -152,4 +156,3 @@ async def test_a_session_is_404_for_any_other_tenant(tmp_path: Path, sse_upstrea
                 assert answer.status == 200
         status, _, _ = await post(stack, listing, "acme", **with_session)
         assert status == 404
-
