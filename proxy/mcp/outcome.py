@@ -27,7 +27,6 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Literal
 
-
 REQUEST_CANCELLED = -32800
 """What a server answers a request its client cancelled (notifications/cancelled) with."""
 
