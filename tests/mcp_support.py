@@ -49,6 +49,10 @@ class Upstream:
         lines = path.read_text().splitlines() if path.exists() else []
         return [json.loads(line) for line in lines]
 
+    def pings(self) -> int:
+        path = self.dir / "pings"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
     def slow_done(self) -> int:
         path = self.dir / "slow"
         return len(path.read_text().splitlines()) if path.exists() else 0
@@ -114,11 +118,20 @@ plans:
       tenant: {{limit: 10, unit: EMAILS, period: day}}
     quotas:
       tools: ["mcp:crm/ping"]
+  careful:
+    budgets:
+      tenant: {{limit: 5, period: month}}
+    action_budgets:
+      tenant: {{limit: 10, unit: EMAILS, period: day}}
+    degrade:
+      - when: {{scope: tenant, remaining_below: "50%"}}
+        set: {{hide_tools: ["mcp:crm/send_email"]}}
 tenants:
   acme: {{plan: starter}}
   beta: {{plan: starter}}
   shady: {{plan: starter, mode: shadow}}
   slim: {{plan: narrow}}
+  care: {{plan: careful}}
 """
 
 

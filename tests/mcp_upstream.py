@@ -1,8 +1,9 @@
 """An MCP server (the mcp SDK's MCPServer) for the MCP front's tests, run as a subprocess by
 mcp_support.py: python mcp_upstream.py PORT DIR [--json]
 
-Tools: send_email(to) (each call appends `to` to DIR/sent), ping(), fail() (raises: an isError
-result), slow(seconds), progress(n) (n progress notifications, then its result). Every request's
+Tools: send_email(to) (each call appends `to` to DIR/sent), ping() (a line to DIR/pings),
+fail() (raises: an isError result), slow(seconds) (a line to DIR/slow when done), progress(n)
+(n progress notifications, then its result). Every request's
 headers are appended to DIR/headers as JSON lines. Two tool names are answered by the wrapper
 without reaching the server: `protocol_error` (a JSON-RPC error) and `crash` (HTTP 500).
 """
@@ -33,6 +34,8 @@ def send_email(to: str) -> str:
 @server.tool()
 def ping() -> str:
     """Answer pong."""
+    with (DIR / "pings").open("a") as pings:
+        pings.write("pong\n")
     return "pong"
 
 

@@ -146,3 +146,34 @@ async def test_a_settle_while_the_store_is_down_is_spilled(
         assert not result.is_error
         assert len(stack.app[FAIL_OPEN].spill) == 1
         assert await emails(stack) == (0, 1)
+
+
+async def test_a_hide_rule_hides_a_tool_once_the_budget_runs_low(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    to = f"h-{secrets.token_hex(4)}"
+    async with proxy(tmp_path, upstream) as stack, client(stack, "care") as mcp:
+        for i in range(6):
+            assert not (await mcp.call_tool("send_email", {"to": f"{to}-{i}"})).is_error
+            shown = {t.name for t in (await mcp.list_tools()).tools}
+            assert ("send_email" in shown) == (i < 5)  # 4 of 10 left is below 50%
+        result = await mcp.call_tool("send_email", {"to": f"{to}-late"})
+        assert result.is_error
+        assert "unavailable while the tenant budget is low" in text(result)
+        assert len(upstream.sent(to)) == 6
+        assert await emails(stack, "care") == (6, 0)
+
+
+async def test_an_unpriced_tool_is_refused_when_the_server_denies_them(
+    tmp_path: Path, sse_upstream: Upstream
+) -> None:
+    pings = sse_upstream.pings()
+    async with proxy(tmp_path, sse_upstream, unpriced="deny") as stack, client(stack) as mcp:
+        result = await mcp.call_tool("ping", {})
+        assert result.is_error
+        assert "has no price" in text(result) and "unpriced_tools: deny" in text(result)
+        assert sse_upstream.pings() == pings
+    async with proxy(tmp_path, sse_upstream) as stack, client(stack) as mcp:
+        assert not (await mcp.call_tool("ping", {})).is_error
+        assert sse_upstream.pings() == pings + 1
+        assert await emails(stack) == (0, 0)

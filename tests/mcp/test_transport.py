@@ -156,3 +156,26 @@ async def test_a_session_is_404_for_any_other_tenant(
                 assert answer.status == 200
         status, _, _ = await post(stack, listing, "acme", **with_session)
         assert status == 404
+
+
+async def test_a_tool_call_carries_the_decision_headers(
+    tmp_path: Path, sse_upstream: Upstream
+) -> None:
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call"}
+    call["params"] = {"name": "send_email", "arguments": {"to": f"x-{secrets.token_hex(4)}"}}
+    async with proxy(tmp_path, sse_upstream) as stack:
+        status, headers, _ = await post(stack, initialize())
+        session = {"Mcp-Session-Id": headers["mcp-session-id"]}
+        await post(stack, {"jsonrpc": "2.0", "method": "notifications/initialized"}, **session)
+        status, headers, body = await post(stack, call, **session)
+        assert (status, body["result"]["isError"]) == (200, False)
+        assert headers["X-Cycles-Decision"] == "ALLOW"
+        assert headers["X-Cycles-Remaining"] == "9 EMAILS"
+        async with client(stack) as mcp:
+            for _ in range(9):
+                await mcp.call_tool("send_email", {"to": "y"})
+        status, headers, body = await post(stack, call, **session)
+        assert (status, body["result"]["isError"]) == (200, True)
+        assert headers["X-Cycles-Decision"] == "DENY"
+        assert headers["X-Cycles-Remaining"] == "0 EMAILS"
+        assert "Budget exceeded on tenant" in body["result"]["content"][0]["text"]
