@@ -6158,6 +6158,140 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a USD-priced action reserves on the plan's USD call budgets",
     ),
+    Mutation.never(
+        name="mcp-session-of-another-tenant-relayed",
+        file="proxy/mcp/sessions.py",
+        old='    if not await hop.admission.store_op("session lookup", holding):\n',
+        tests=("tests/mcp/test_transport.py::test_a_session_is_404_for_any_other_tenant",),
+        removes="a session id the caller's tenant did not bind is 404 before the server",
+    ),
+    Mutation.never(
+        name="mcp-hidden-tool-called",
+        file="proxy/mcp/calls.py",
+        old="    if why is not None:\n",
+        tests=(
+            "tests/mcp/test_tool_budgets.py"
+            "::test_a_tool_outside_the_plan_is_neither_listed_nor_callable",
+        ),
+        removes="a call to a tool the plan or a hide rule hides is refused",
+    ),
+    Mutation(
+        name="mcp-hidden-tool-listed",
+        file="proxy/mcp/listing.py",
+        old='isinstance(t, dict) and why(str(t.get("name"))) is None]',
+        new="isinstance(t, dict)]",
+        tests=(
+            "tests/mcp/test_tool_budgets.py"
+            "::test_a_tool_outside_the_plan_is_neither_listed_nor_callable",
+        ),
+        removes="tools/list shows only the tools the caller may call",
+    ),
+    Mutation.never(
+        name="mcp-denied-tool-call-forwarded",
+        file="proxy/mcp/calls.py",
+        old="    if denial is not None:\n",
+        tests=(
+            "tests/mcp/test_tool_budgets.py"
+            "::test_exactly_ten_of_30_concurrent_emails_reach_the_server",
+        ),
+        removes="a tool call the ledger denies never reaches the server",
+    ),
+    Mutation.never(
+        name="mcp-protocol-error-charged",
+        file="proxy/mcp/outcome.py",
+        old="    if ending in RELEASED:\n",
+        tests=(
+            "tests/mcp/test_tool_budgets.py"
+            "::test_a_protocol_error_releases_and_a_server_error_charges",
+        ),
+        removes="a JSON-RPC error (the tool did not run) releases the reservation",
+    ),
+    Mutation(
+        name="mcp-charge-on-error-ignored",
+        file="proxy/mcp/outcome.py",
+        old='    return charge_on_error == "reserved"\n',
+        new="    return True\n",
+        tests=(
+            "tests/mcp/test_tool_budgets.py::test_an_iserror_result_settles_by_charge_on_error",
+        ),
+        removes="charge_on_error: released releases an isError result",
+    ),
+    Mutation(
+        name="mcp-timeout-released",
+        file="proxy/mcp/outcome.py",
+        old="    {Ending.PROTOCOL_ERROR, Ending.INPUT_REQUIRED, Ending.REFUSED, Ending.NOT_SENT}\n",
+        new=(
+            "    {Ending.PROTOCOL_ERROR, Ending.INPUT_REQUIRED, Ending.REFUSED, Ending.NOT_SENT,"
+            " Ending.TIMEOUT}\n"
+        ),
+        tests=("tests/mcp/test_tool_budgets.py::test_a_timeout_charges_the_reservation",),
+        removes="a tool call with no answer within the server's timeout is charged",
+    ),
+    Mutation(
+        name="mcp-server-error-released",
+        file="proxy/mcp/settling.py",
+        old="    if status >= 500:\n        return Ending.FAILED\n",
+        new="",
+        tests=(
+            "tests/mcp/test_tool_budgets.py"
+            "::test_a_protocol_error_releases_and_a_server_error_charges",
+        ),
+        removes="a 5xx answer to a tool call is charged by charge_on_error",
+    ),
+    Mutation.never(
+        name="mcp-method-header-mismatch-relayed",
+        file="proxy/mcp/jsonrpc.py",
+        old="    if said is not None and said != message.method:\n",
+        tests=(
+            "tests/mcp/test_transport.py"
+            "::test_refusals_are_jsonrpc_errors_before_the_server_sees_anything",
+        ),
+        removes="an Mcp-Method header that differs from the body's method is refused",
+    ),
+    Mutation.never(
+        name="mcp-name-header-mismatch-relayed",
+        file="proxy/mcp/jsonrpc.py",
+        old="        if named != actual:\n",
+        tests=(
+            "tests/mcp/test_transport.py"
+            "::test_refusals_are_jsonrpc_errors_before_the_server_sees_anything",
+        ),
+        removes="an Mcp-Name header that differs from the body's tool name is refused",
+    ),
+    Mutation.never(
+        name="mcp-task-call-relayed",
+        file="proxy/mcp/jsonrpc.py",
+        old='    if "task" in message.params:\n',
+        tests=("tests/mcp/test_messages.py::test_odd_tool_names_and_tasks_are_refused",),
+        removes="a task-augmented tools/call (answered later) is refused",
+    ),
+    Mutation(
+        name="mcp-client-headers-forwarded",
+        file="proxy/mcp/upstream.py",
+        old=(
+            "        (name, value) for name, value in client.items()"
+            " if name.lower() in REQUEST_HEADERS_UP\n"
+        ),
+        new="        (name, value) for name, value in client.items()\n",
+        tests=(
+            "tests/mcp/test_transport.py"
+            "::test_the_servers_credential_goes_up_and_the_clients_stay_behind",
+        ),
+        removes="only allow-listed client headers reach an MCP server",
+    ),
+    Mutation(
+        name="mcp-settle-not-spilled",
+        file="proxy/gateway/admission.py",
+        old=(
+            "        return await write(self.ledger, reservation, charge, spill, self._metrics,"
+            " event=event)\n"
+        ),
+        new="        return None\n",
+        tests=(
+            "tests/mcp/test_tool_budgets.py::test_a_settle_while_the_store_is_down_is_spilled",
+        ),
+        removes="a tool call's settle goes through the gateway's writer (spilled: store down)",
+    ),
 )
 
 
