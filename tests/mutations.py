@@ -6292,6 +6292,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a tool call's settle goes through the gateway's writer (spilled: store down)",
     ),
+    Mutation(
+        name="mcp-tool-calls-not-counted",
+        file="proxy/mcp/books.py",
+        old="    metrics.tool_calls.labels(hop.server.name, price_key or UNPRICED, outcome).inc()\n",
+        new="",
+        tests=(
+            "tests/mcp/test_tool_budgets.py"
+            "::test_exactly_ten_of_30_concurrent_emails_reach_the_server",
+        ),
+        removes="cycles_tool_calls_total counts tool calls by server, price key and outcome",
+    ),
 )
 
 

@@ -101,6 +101,8 @@ HELP: Mapping[str, str] = {
     "cycles_reserved_units": "Units reserved at admission, by unit.",
     "cycles_degradations": "Calls served by a degrade rule, by rule.",
     "cycles_quota_denials": "Calls denied by a quota, by quota.",
+    "cycles_tool_calls": "MCP tool calls by server, price key (the policy's actions key, or "
+    "unpriced) and outcome: refused before the ledger, denied, or how a relayed call ended.",
     "cycles_ledger_seconds": "Ledger round trips by operation.",
     "cycles_ledger_errors": "Ledger operations that failed, by operation.",
     "cycles_upstream_seconds": "From sending a budgeted call upstream to its answer fully read "
@@ -145,6 +147,7 @@ class Metrics:
         self.reserved = self._counter("cycles_reserved_units", "unit")
         self.degradations = self._counter("cycles_degradations", "rule")
         self.quota_denials = self._counter("cycles_quota_denials", "quota")
+        self.tool_calls = self._counter("cycles_tool_calls", "server", "tool", "outcome")
         self.ledger_latency = self._histogram("cycles_ledger_seconds", _LEDGER_BUCKETS, "op")
         self.ledger_errors = self._counter("cycles_ledger_errors", "op")
         self.upstream_latency = self._histogram(

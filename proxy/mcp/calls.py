@@ -13,16 +13,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any
 
 from aiohttp import web
 
 from proxy.budget.decision import DECISION, REMAINING, SHADOW, quota_exceeded, remaining_header
+from proxy.budget.directory import TenantConfig
 from proxy.core import tasks
 from proxy.core.errors import BudgetExceeded, ClientError, Forbidden
 from proxy.gateway.admission import ACTION
 from proxy.gateway.events import EVENTS, CallDecided, CallDenied
-from proxy.mcp import jsonrpc, listing, pricing, settling
+from proxy.mcp import books, jsonrpc, listing, pricing, settling
 from proxy.mcp.forward import Hop
 from proxy.mcp.jsonrpc import Message, ToolCall
 from proxy.metering.pricing import format_amount
@@ -35,37 +35,20 @@ log = logging.getLogger(__name__)
 async def call(hop: Hop, message: Message, raw: bytes) -> web.StreamResponse:
     """Check, reserve, relay, settle (module docstring)."""
     tool = jsonrpc.tool_call(message)
-    server, admission = hop.server, hop.admission
-    key = tool_key(server.name, tool.name)
-    tenant = await admission.tenant(hop.scope.tenant, ACTION)
-    why = (await listing.hidden(hop, tenant))(tool.name)
-    if why is not None:
-        return refusal(tool, why + " It was not called.")
-    price = admission.policy.tool_price(server.name, tool.name)
-    if price is None and server.unpriced_tools == "deny":
-        return refusal(
-            tool,
-            f"Tool {key} has no price in the policy's actions, and MCP server "
-            f"{server.name!r} refuses unpriced tools (unpriced_tools: deny). It was "
-            "not called.",
-        )
-    if price is not None:
-        lines = pricing.lines_of(tenant, hop.scope, price.unit)
-        levels = pricing.unbudgeted_levels(tenant.plan, price.unit, lines)
-        if levels:
-            return refusal(
-                tool,
-                f"Plan {tenant.plan.name!r} budgets {price.unit} only on "
-                f"{', '.join(levels)}, and this call names none of them: name one "
-                "in the scope headers. The tool was not called.",
-            )
+    price = hop.admission.policy.tool_price(hop.server.name, tool.name)
+    tenant = await hop.admission.tenant(hop.scope.tenant, ACTION)
+    refused = await _refused(hop, tenant, tool, price)
+    if refused is not None:
+        outcome, text = refused
+        books.record(hop, tool.name, price.key if price else None, outcome)
+        return refusal(tool, text)
 
-    async def attempt(config: Any) -> tuple[ReserveRequest, ReserveResult]:
-        made = pricing.reserve_request(config, hop.scope, server.name, tool.name, price)
-        result = await admission.store_op("reserve", admission.ledger.reserve(made), abandoned=made)
-        return made, result
+    async def attempt(config: TenantConfig) -> tuple[ReserveRequest, ReserveResult]:
+        made = pricing.reserve_request(config, hop.scope, hop.server.name, tool.name, price)
+        reserving = hop.admission.ledger.reserve(made)
+        return made, await hop.admission.store_op("reserve", reserving, abandoned=made)
 
-    made, result = await admission.fresh(
+    made, result = await hop.admission.fresh(
         hop.scope.tenant,
         tenant,
         attempt,
@@ -74,6 +57,33 @@ async def call(hop: Hop, message: Message, raw: bytes) -> web.StreamResponse:
         what="this tool call was admitted",
     )
     return await _decided(hop, tool, raw, price, made, result)
+
+
+async def _refused(
+    hop: Hop, tenant: TenantConfig, tool: ToolCall, price: ToolPrice | None
+) -> tuple[str, str] | None:
+    """Why the call is refused before the ledger (the outcome counted, the text the model
+    reads), or None: hidden from this caller, unpriced on a server that refuses unpriced tools,
+    or priced in a unit its plan budgets only on levels the call does not name."""
+    server, key = hop.server, tool_key(hop.server.name, tool.name)
+    why = (await listing.hidden(hop, tenant))(tool.name)
+    if why is not None:
+        return "hidden", why + " It was not called."
+    if price is None:
+        if server.unpriced_tools == "allow":
+            return None
+        return "unpriced", (
+            f"Tool {key} has no price in the policy's actions, and MCP server {server.name!r} "
+            "refuses unpriced tools (unpriced_tools: deny). It was not called."
+        )
+    lines = pricing.lines_of(tenant, hop.scope, price.unit)
+    levels = pricing.unbudgeted_levels(tenant.plan, price.unit, lines)
+    if not levels:
+        return None
+    return "unbudgeted", (
+        f"Plan {tenant.plan.name!r} budgets {price.unit} only on {', '.join(levels)}, and this "
+        "call names none of them: name one in the scope headers. The tool was not called."
+    )
 
 
 async def _decided(
@@ -90,14 +100,13 @@ async def _decided(
     denial = _denial(result, made, price)
     if denial is not None:
         events.emit(CallDenied(hop.request, tenant, denial, result))
+        books.record(hop, tool.name, price.key if price else None, "denied")
         return refusal(tool, denial.message, denial.headers)
     held = result.reservation
     events.emit(CallDecided(hop.request, tenant, held.amounts if held else {}, result=result))
     hop = dataclasses.replace(hop, extra=_headers(result, made))
-    rule = price.charge_on_error if price is not None else "reserved"
-    task = tasks.spawn(
-        settling.relay(hop, tool, raw, held, rule), name=f"call {made.reservation_id}"
-    )
+    relaying = settling.relay(hop, tool, raw, held, price)
+    task = tasks.spawn(relaying, name=f"call {made.reservation_id}")
     return await asyncio.shield(task)
 
 

@@ -5,26 +5,24 @@ down), then CallSettled goes out for the log line, the metrics and the alerts.""
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Literal
 
 from aiohttp import web
 
 from proxy.gateway.events import EVENTS, CallSettled
 from proxy.gateway.usage_events import action_json
-from proxy.mcp import forward, upstream
+from proxy.mcp import books, forward, upstream
 from proxy.mcp.forward import Hop
 from proxy.mcp.jsonrpc import RpcRefusal, ToolCall
 from proxy.mcp.outcome import Ending, charges, ending_of
+from proxy.policy.tools import ToolPrice
 from proxy.store.ledger.base import Reservation
-
-log = logging.getLogger(__name__)
 
 ChargeOnError = Literal["reserved", "released"]
 
 
 async def relay(
-    hop: Hop, tool: ToolCall, raw: bytes, held: Reservation | None, rule: ChargeOnError
+    hop: Hop, tool: ToolCall, raw: bytes, held: Reservation | None, price: ToolPrice | None
 ) -> web.StreamResponse:
     """Relay the call within the server's timeout, then settle it whatever happened (even
     cancelled: a stop gives up on it, and it is settled as a failure)."""
@@ -42,7 +40,10 @@ async def relay(
     except upstream.Broken:
         ending = Ending.FAILED
     finally:
-        await settle(hop, held, ending, rule)
+        charge = await settle(hop, held, ending, price.charge_on_error if price else "reserved")
+        key = price.key if price is not None else None
+        rid = held.id if held is not None else None
+        books.record(hop, tool.name, key, ending.value, reservation=rid, charge=charge)
     if answered is not None:
         return answered
     return await forward.ended(hop, pending, _failure(hop, tool, ending))
@@ -67,8 +68,11 @@ def _failure(hop: Hop, tool: ToolCall, ending: Ending) -> RpcRefusal:
     return refusal
 
 
-async def settle(hop: Hop, held: Reservation | None, ending: Ending, rule: ChargeOnError) -> None:
-    """Commit the reservation or release it (outcome.charges), then tell the subscribers."""
+async def settle(
+    hop: Hop, held: Reservation | None, ending: Ending, rule: ChargeOnError
+) -> dict[str, int] | None:
+    """Commit the reservation or release it (outcome.charges), then tell the subscribers; the
+    charge (None: released)."""
     charge = dict(held.amounts) if held is not None and charges(ending, rule) else None
     event = None
     if held is not None and hop.admission.policy.events.sinks:
@@ -76,9 +80,4 @@ async def settle(hop: Hop, held: Reservation | None, ending: Ending, rule: Charg
     result = await hop.admission.settle(held, charge, event=event)
     tenant = held.tenant if held is not None else None
     hop.request.app[EVENTS].emit(CallSettled(hop.request, tenant, charge, result))
-    log.info(
-        "mcp tool call settled: server=%s ending=%s charge=%s",
-        hop.server.name,
-        ending.value,
-        charge if charge is not None else "released",
-    )
+    return charge

@@ -9,6 +9,7 @@ import asyncio
 import secrets
 from pathlib import Path
 
+import aiohttp
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_support import Upstream, client, emails, proxy, sse_upstream, upstream
@@ -36,6 +37,18 @@ async def audit(stack: Stack, tenant: str = "acme") -> tuple[int, int, int]:
     return allowed, denied, commits
 
 
+async def tool_calls(stack: Stack) -> dict[str, int]:
+    """cycles_tool_calls_total of `TOOL` by outcome, from /metrics."""
+    async with aiohttp.ClientSession() as http, http.get(stack.url + "/metrics") as answer:
+        text = await answer.text()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("cycles_tool_calls_total{") and f'tool="{TOOL}"' in line:
+            outcome = line.split('outcome="')[1].split('"')[0]
+            found[outcome] = int(float(line.rsplit(" ", 1)[1]))
+    return found
+
+
 async def test_exactly_ten_of_30_concurrent_emails_reach_the_server(
     tmp_path: Path, upstream: Upstream, store_url: str
 ) -> None:
@@ -49,6 +62,7 @@ async def test_exactly_ten_of_30_concurrent_emails_reach_the_server(
         assert "Budget exceeded on tenant: 0 EMAILS remaining of 10 EMAILS" in denied[0]
         assert await emails(stack) == (10, 0)
         assert await audit(stack) == (10, 20, 10)
+        assert await tool_calls(stack) == {"denied": 20, "result": 10}
         async with client(stack, "beta") as other:
             assert not (await other.call_tool("send_email", {"to": f"{to}-beta"})).is_error
         assert await emails(stack, "beta") == (1, 0)
