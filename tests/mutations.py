@@ -6295,7 +6295,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="mcp-tool-calls-not-counted",
         file="proxy/mcp/books.py",
-        old="    metrics.tool_calls.labels(hop.server.name, price_key or UNPRICED, outcome).inc()\n",
+        old=(
+            "    metrics.tool_calls.labels(hop.server.name, price_key or UNPRICED, outcome)"
+            ".inc()\n"
+        ),
         new="",
         tests=(
             "tests/mcp/test_tool_budgets.py"
