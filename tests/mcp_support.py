@@ -144,14 +144,14 @@ async def proxy(
     server_timeout: int = 30,
     fail_rule: str = "reserved",
     unpriced: str = "allow",
+    extra: str = "",
 ) -> AsyncIterator[Stack]:
-    """The proxy in-process, fronting `upstream` as server `crm`."""
+    """The proxy in-process, fronting `upstream` as server `crm` (`extra`: more policy)."""
     path = tmp_path / "policy.yaml"
-    path.write_text(
-        POLICY.format(
-            url=upstream.url, timeout=server_timeout, fail_rule=fail_rule, unpriced=unpriced
-        )
+    text = POLICY.format(
+        url=upstream.url, timeout=server_timeout, fail_rule=fail_rule, unpriced=unpriced
     )
+    path.write_text(text + extra)
     async with local_stack(load_policy(path), store=store_url, sweep_every=None) as stack:
         yield stack
 

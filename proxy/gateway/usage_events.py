@@ -84,10 +84,17 @@ def call_json(
     ).decode()
 
 
-def action_json(request_id: str | None, fields: Sequence[str]) -> str:
+def action_json(
+    request_id: str | None,
+    fields: Sequence[str],
+    *,
+    endpoint: str = "reservations",
+    model: str | None = None,
+) -> str:
     """An action reservation's part of its event (POST /v1/cycles/reservations/{id}/commit or
-    release): no model, no tokens; `request_id` the settling request's X-Request-Id, if any."""
-    call = {"request_id": request_id, "endpoint": "reservations", "model": None}
+    release; an MCP tool call's: endpoint `mcp`, model the tool as `mcp:<server>/<tool>`): no
+    tokens; `request_id` the settling request's X-Request-Id, if any."""
+    call = {"request_id": request_id, "endpoint": endpoint, "model": model}
     call |= {"sent_model": None, "tokens": None, "decision": "ALLOW", "rule": None}
     return orjson.dumps(call | {"lines": list(fields)}).decode()
 

@@ -15,7 +15,7 @@ from proxy.mcp import books, forward, upstream
 from proxy.mcp.forward import Hop
 from proxy.mcp.jsonrpc import RpcRefusal, ToolCall
 from proxy.mcp.outcome import Ending, charges, ending_of
-from proxy.policy.tools import ToolPrice
+from proxy.policy.tools import ToolPrice, tool_key
 from proxy.store.ledger.base import Reservation
 
 ChargeOnError = Literal["reserved", "released"]
@@ -40,7 +40,8 @@ async def relay(
     except upstream.Broken:
         ending = Ending.FAILED
     finally:
-        charge = await settle(hop, held, ending, price.charge_on_error if price else "reserved")
+        rule = price.charge_on_error if price is not None else "reserved"
+        charge = await settle(hop, held, ending, rule, tool.name)
         key = price.key if price is not None else None
         rid = held.id if held is not None else None
         books.record(hop, tool.name, key, ending.value, reservation=rid, charge=charge)
@@ -69,14 +70,16 @@ def _failure(hop: Hop, tool: ToolCall, ending: Ending) -> RpcRefusal:
 
 
 async def settle(
-    hop: Hop, held: Reservation | None, ending: Ending, rule: ChargeOnError
+    hop: Hop, held: Reservation | None, ending: Ending, rule: ChargeOnError, tool: str
 ) -> dict[str, int] | None:
-    """Commit the reservation or release it (outcome.charges), then tell the subscribers; the
-    charge (None: released)."""
+    """Commit the reservation or release it (outcome.charges), with its usage event naming
+    the tool, then tell the subscribers; the charge (None: released)."""
     charge = dict(held.amounts) if held is not None and charges(ending, rule) else None
     event = None
     if held is not None and hop.admission.policy.events.sinks:
-        event = action_json(hop.request.headers.get("X-Request-Id"), held.fields)
+        rid = hop.request.headers.get("X-Request-Id")
+        key = tool_key(hop.server.name, tool)
+        event = action_json(rid, held.fields, endpoint="mcp", model=key)
     result = await hop.admission.settle(held, charge, event=event)
     tenant = held.tenant if held is not None else None
     hop.request.app[EVENTS].emit(CallSettled(hop.request, tenant, charge, result))

@@ -10,9 +10,11 @@ import secrets
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_support import Upstream, client, emails, proxy, sse_upstream, upstream
+from support import eventually
 
 from proxy.core.errors import LedgerUnavailable
 from proxy.gateway.context import FAIL_OPEN
@@ -191,3 +193,21 @@ async def test_an_unpriced_tool_is_refused_when_the_server_denies_them(
         assert not (await mcp.call_tool("ping", {})).is_error
         assert sse_upstream.pings() == pings + 1
         assert await emails(stack) == (0, 0)
+
+
+async def test_usage_events_name_the_server_and_tool(
+    tmp_path: Path, sse_upstream: Upstream
+) -> None:
+    log = tmp_path / "usage.jsonl"
+    sinks = f"events:\n  sinks:\n    - {{type: jsonl, path: '{log}'}}\n"
+    async with (
+        proxy(tmp_path, sse_upstream, fail_rule="released", extra=sinks) as stack,
+        client(stack) as mcp,
+    ):
+        await mcp.call_tool("send_email", {"to": f"u-{secrets.token_hex(4)}"})
+        await mcp.call_tool("fail", {})
+        await eventually(lambda: log.exists() and len(log.read_bytes().splitlines()) == 2, "2")
+    events = [orjson.loads(line)["data"] for line in log.read_bytes().splitlines()]
+    seen = sorted((e["endpoint"], e["model"], e["outcome"]) for e in events)
+    assert seen == [("mcp", "mcp:crm/fail", "released"), ("mcp", TOOL, "committed")]
+    assert {e["tenant"] for e in events} == {"acme"}
