@@ -211,3 +211,19 @@ async def test_usage_events_name_the_server_and_tool(
     seen = sorted((e["endpoint"], e["model"], e["outcome"]) for e in events)
     assert seen == [("mcp", "mcp:crm/fail", "released"), ("mcp", TOOL, "committed")]
     assert {e["tenant"] for e in events} == {"acme"}
+
+
+async def test_an_unreachable_ledger_refuses_the_call_before_the_server(
+    tmp_path: Path, sse_upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    to = f"r-{secrets.token_hex(4)}"
+    async with proxy(tmp_path, sse_upstream) as stack, client(stack) as mcp:
+
+        async def down(*args: object, **kwargs: object) -> None:
+            raise LedgerUnavailable("store down (test)")
+
+        monkeypatch.setattr(stack.ledger, "reserve", down)
+        with pytest.raises(MCPError) as raised:
+            await mcp.call_tool("send_email", {"to": to})
+        assert "budget ledger is unreachable" in raised.value.error.message
+        assert sse_upstream.sent(to) == []
