@@ -126,12 +126,20 @@ plans:
     degrade:
       - when: {{scope: tenant, remaining_below: "50%"}}
         set: {{hide_tools: ["mcp:crm/send_email"]}}
+  stepped:
+    budgets:
+      tenant: {{limit: 5, period: month}}
+    action_budgets:
+      tenant: {{limit: 100, unit: EMAILS, period: day}}
+    quotas:
+      steps_per_run: 3
 tenants:
   acme: {{plan: starter}}
   beta: {{plan: starter}}
   shady: {{plan: starter, mode: shadow}}
   slim: {{plan: narrow}}
   care: {{plan: careful}}
+  steps: {{plan: stepped}}
 """
 
 

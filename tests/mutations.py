@@ -6306,6 +6306,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="cycles_tool_calls_total counts tool calls by server, price key and outcome",
     ),
+    Mutation(
+        name="mcp-tool-call-not-a-step",
+        file="proxy/mcp/pricing.py",
+        old=(
+            "    quotas = dataclasses.replace(reserve.quotas(tenant.plan, scope),"
+            " tokens_per_minute=None)\n"
+        ),
+        new=(
+            "    quotas = dataclasses.replace(reserve.quotas(tenant.plan, scope),"
+            " tokens_per_minute=None, steps_per_run=None)\n"
+        ),
+        tests=("tests/mcp/test_tool_budgets.py::test_tool_calls_count_as_steps_of_their_run",),
+        removes="a tool call counts as a step of its run (steps_per_run)",
+    ),
 )
 
 

@@ -1,7 +1,7 @@
 """What a tool call reserves, and what hides a tool: the reserve request (the same script as
 every call: lines, one candidate, the plan's quotas but the token rate, shadow), the text a
-denial answers with, and the hide rules that fire. No I/O but the ledger read `firing` is
-handed."""
+denial answers with, and the hide rules that fire. No I/O of its own: `firing` is handed its
+ledger read."""
 
 from __future__ import annotations
 
@@ -34,10 +34,15 @@ def lines_of(tenant: TenantConfig, scope: Scope, unit: str) -> list[BudgetLine]:
     if unit == "USD":
         every = budget_lines(tenant.plan, scope, tenant.overrides)
         return [line for line in every if line.unit == "USD"]
+    return [line for line in action_lines(tenant.plan, scope) if line.unit == unit]
+
+
+def action_lines(plan: Plan, scope: Scope) -> list[BudgetLine]:
+    """The plan's action budgets on the levels the caller names."""
     return [
         BudgetLine(b.level, scope.values[b.level], b.unit, b.period, b.limit)
-        for b in tenant.plan.action_budgets
-        if b.level in scope.values and b.unit == unit
+        for b in plan.action_budgets
+        if b.level in scope.values
     ]
 
 
@@ -102,11 +107,7 @@ def level_lines(
     names."""
     levels = {rule.level for rule in rules}
     calls = budget_lines(tenant.plan, scope, tenant.overrides)
-    actions = [
-        BudgetLine(b.level, scope.values[b.level], b.unit, b.period, b.limit)
-        for b in tenant.plan.action_budgets
-        if b.level in scope.values
-    ]
+    actions = action_lines(tenant.plan, scope)
     return [line for line in (*calls, *actions) if line.level in levels]
 
 

@@ -227,3 +227,19 @@ async def test_an_unreachable_ledger_refuses_the_call_before_the_server(
             await mcp.call_tool("send_email", {"to": to})
         assert "budget ledger is unreachable" in raised.value.error.message
         assert sse_upstream.sent(to) == []
+
+
+async def test_tool_calls_count_as_steps_of_their_run(
+    tmp_path: Path, sse_upstream: Upstream
+) -> None:
+    to = f"p-{secrets.token_hex(4)}"
+    async with proxy(tmp_path, sse_upstream) as stack:
+        async with client(stack, "steps", **{"X-Cycles-Run": "r1"}) as mcp:
+            for i in range(3):
+                assert not (await mcp.call_tool("send_email", {"to": f"{to}-{i}"})).is_error
+            result = await mcp.call_tool("send_email", {"to": f"{to}-late"})
+            assert result.is_error and "steps_per_run" in text(result)
+        async with client(stack, "steps", **{"X-Cycles-Run": "r2"}) as mcp:
+            assert not (await mcp.call_tool("send_email", {"to": f"{to}-r2"})).is_error
+        assert len(sse_upstream.sent(to)) == 4
+        assert await emails(stack, "steps") == (4, 0)
