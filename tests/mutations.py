@@ -6320,6 +6320,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/mcp/test_tool_budgets.py::test_tool_calls_count_as_steps_of_their_run",),
         removes="a tool call counts as a step of its run (steps_per_run)",
     ),
+    Mutation(
+        name="fake-tool-rounds-ignored",
+        file="proxy/testing/fake_shapes.py",
+        old="    if not functions or done >= rounds:\n",
+        new="    if not functions or done >= 1:\n",
+        tests=(
+            "tests/testing/test_fake_tool_rounds.py",
+            "tests/mcp/test_agents_loop.py",
+        ),
+        removes="the fake calls the first function tool for `tool_rounds` rounds",
+    ),
+    Mutation(
+        name="fake-call-arguments-empty",
+        file="proxy/testing/fake_shapes.py",
+        old='    return "x@example.com" if _emailish(name) else "x"\n',
+        new='    return ""\n',
+        tests=(
+            "tests/testing/test_fake_tool_rounds.py",
+            "tests/mcp/test_agents_loop.py",
+        ),
+        removes="the fake's call fills the tool's required string properties",
+    ),
 )
 
 

@@ -130,6 +130,11 @@ class FakeSettings:
     """Chat: generate (and bill) `best_of` candidates per choice set and return `n`, as vLLM
     does; False: ignore `best_of` on chat, as a server that does not take it. Completions always
     take it."""
+    tool_rounds: int = 1
+    """Responses, whole answers: a request with function tools is answered with a call to the
+    first one while its input holds fewer than this many `function_call_output` items, then
+    with text (an agent loop of this many tool calls, each round billed as usual). The call's
+    arguments fill the tool's required string properties (fake_shapes.call_arguments)."""
     long_context_above: int = 200_000
     """A prompt above this many tokens is billed at long-context prices (`billed`). On Messages
     such a prompt needs an `anthropic-beta: context-1m-…` header, else it is refused (400)."""

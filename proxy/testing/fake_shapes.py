@@ -124,27 +124,57 @@ def response(
     }
 
 
-def function_call(body: dict[str, Any]) -> dict[str, Any] | None:
+def function_call(body: dict[str, Any], rounds: int = 1) -> dict[str, Any] | None:
     """A whole response to a request with function tools (in `tools`, or in a namespace there)
-    calls the first one (with no arguments) until the input carries a call's output: enough for
-    an agent loop to run."""
+    calls the first one while the input carries fewer than `rounds` calls' outputs: enough for
+    an agent loop to run. Its arguments fill the tool's required string properties
+    (`call_arguments`)."""
     functions = _functions(body.get("tools"), None)
     given = body.get("input")
     items = given if isinstance(given, list) else []
-    if not functions or any(
-        isinstance(i, dict) and i.get("type") == "function_call_output" for i in items
-    ):
+    done = sum(isinstance(i, dict) and i.get("type") == "function_call_output" for i in items)
+    if not functions or done >= rounds:
         return None
     function, namespace = functions[0]
+    suffix = "" if done == 0 else f"_{done + 1}"
     call = {
         "type": "function_call",
-        "id": "fc_fake",
-        "call_id": "call_fake",
+        "id": "fc_fake" + suffix,
+        "call_id": "call_fake" + suffix,
         "name": function.get("name"),
-        "arguments": "{}",
+        "arguments": orjson.dumps(call_arguments(function.get("parameters"))).decode(),
         "status": "completed",
     }
     return call if namespace is None else {**call, "namespace": namespace}
+
+
+def call_arguments(schema: Any) -> dict[str, str]:
+    """Arguments a JSON schema accepts: each required string property its string default, else a
+    fixed string ("x@example.com" for one named like an email, else "x"); nothing else."""
+    if not isinstance(schema, dict):
+        return {}
+    properties = schema.get("properties")
+    required = schema.get("required")
+    if not isinstance(properties, dict) or not isinstance(required, list):
+        return {}
+    strings = {
+        name: properties[name]
+        for name in required
+        if isinstance(name, str)
+        and isinstance(properties.get(name), dict)
+        and properties[name].get("type") == "string"
+    }
+    return {name: _string(name, spec.get("default")) for name, spec in strings.items()}
+
+
+def _string(name: str, default: Any) -> str:
+    if isinstance(default, str):
+        return default
+    return "x@example.com" if _emailish(name) else "x"
+
+
+def _emailish(name: str) -> bool:
+    return "mail" in name.lower() or name.lower() in ("to", "cc", "bcc", "recipient")
 
 
 def _functions(tools: Any, namespace: Any) -> list[tuple[dict[str, Any], Any]]:

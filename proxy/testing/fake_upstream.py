@@ -213,7 +213,7 @@ class FakeUpstream:
                     fake_shapes.message(body, WORD * visible, billed), dumps=fake_openai.dumps
                 )
             answer = fake_shapes.response(body, WORD * visible, billed, tools=items)
-            call = fake_shapes.function_call(body)
+            call = fake_shapes.function_call(body, self.settings.tool_rounds)
             if call is not None:
                 kept = [i for i in answer["output"] if i.get("type") != "message"]
                 answer["output"] = [*kept, call]
