@@ -143,8 +143,8 @@ def quota_exceeded(result: ReserveResult, request: ReserveRequest) -> QuotaExcee
             f"are used; run {request.run!r} cannot start until the day rolls over."
         ),
         "steps_per_run": lambda: (
-            f"Run {request.run!r} has made its {request.quotas.steps_per_run} model calls "
-            "(steps_per_run); start a new run."
+            f"Run {request.run!r} has made its {request.quotas.steps_per_run} calls (model and "
+            "tool calls; steps_per_run); start a new run."
         ),
         "requests_per_minute": lambda: (
             f"More than {_rate(request, level)} calls a minute"
