@@ -6342,6 +6342,18 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="the fake's call fills the tool's required string properties",
     ),
+    Mutation(
+        name="mcp-denial-without-result-type",
+        file="proxy/mcp/jsonrpc.py",
+        old='    result = {"content": content, "isError": True, "resultType": "complete"}\n',
+        new='    result = {"content": content, "isError": True}\n',
+        tests=(
+            "tests/mcp/test_agents_loop.py"
+            "::test_tool_calls_first_no_call_past_the_budget_reaches_the_server",
+        ),
+        removes="a refused tool call's result carries resultType, so 2026-07-28 clients "
+        "(the Agents SDK) read its text rather than raising",
+    ),
 )
 
 

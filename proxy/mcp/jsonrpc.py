@@ -151,5 +151,6 @@ def tool_error(message_id: Any, text: str) -> bytes:
     """A tool's result with `isError`: what a model reads (and can stop on), not an exception.
     `resultType` is required from protocol 2026-07-28 on; earlier versions let a result carry
     keys they do not know."""
-    result = {"content": [{"type": "text", "text": text}], "isError": True, "resultType": "complete"}
+    content = [{"type": "text", "text": text}]
+    result = {"content": content, "isError": True, "resultType": "complete"}
     return orjson.dumps({"jsonrpc": "2.0", "id": message_id, "result": result})

@@ -25,9 +25,9 @@ from agents.mcp import MCPServerStreamableHttp, create_static_tool_filter
 from mcp_support import Upstream, upstream
 from prices_support import UNITS, billed_cost
 
+from proxy.policy import load_policy
 from proxy.testing.fake_openai import WORD
 from proxy.testing.fake_upstream import FakeSettings, FakeUpstream
-from proxy.policy import load_policy
 from proxy.testing.local import Stack, local_stack, serving
 
 __all__ = ["upstream"]
@@ -190,7 +190,6 @@ async def allowed(stack: Stack, action: str | None) -> list[dict[str, int]]:
 def usd(units: int) -> str:
     """A USD amount in the ledger's units (1e-8 USD) as the policy writes it."""
     return str(Decimal(units) / UNITS)
-
 
 
 K = 3
