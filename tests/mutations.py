@@ -6383,6 +6383,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(BOOKS + "test_tool_calls_alert_on_their_units_line",),
         removes="a tool call's commit alerts on the thresholds it crossed (EMAILS 80%)",
     ),
+    Mutation(
+        name="dashboard-tool-calls-not-tallied",
+        file="proxy/admin/dashboard/scan.py",
+        old="        self.tools.add(entry)\n",
+        new="",
+        tests=(
+            "tests/mcp/test_tool_dashboard.py"
+            "::test_the_tenant_page_shows_tool_calls_by_server_and_tool",
+        ),
+        removes="the tenant page's Tool calls table counts each tool's reservations and denials",
+    ),
+    Mutation(
+        name="dashboard-tool-charges-not-joined",
+        file="proxy/admin/dashboard/scan.py",
+        old='            self._charges[fields["reservation"]] = charged(entry)\n',
+        new="            pass\n",
+        tests=(
+            "tests/mcp/test_tool_dashboard.py"
+            "::test_the_tenant_page_shows_tool_calls_by_server_and_tool",
+        ),
+        removes="the Tool calls table shows what each tool's commits charged",
+    ),
 )
 
 
