@@ -6405,6 +6405,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="the Tool calls table shows what each tool's commits charged",
     ),
+    Mutation(
+        name="report-counts-rounded-as-dollars",
+        file="proxy/reports/figures.py",
+        old="    step = CENT.get(unit, 1)\n",
+        new='    step = CENT.get(unit, CENT["USD"])\n',
+        tests=("tests/mcp/test_tool_reports.py::test_an_emails_line_is_reported_in_emails",),
+        removes="a count line's recommended limit is a whole count, not rounded as dollars",
+    ),
 )
 
 
