@@ -6413,6 +6413,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/mcp/test_tool_reports.py::test_an_emails_line_is_reported_in_emails",),
         removes="a count line's recommended limit is a whole count, not rounded as dollars",
     ),
+    Mutation(
+        name="mcp-usage-event-without-tool",
+        file="proxy/gateway/usage_events.py",
+        old='            **({"tool": call["tool"]} if "tool" in call else {}),\n',
+        new="",
+        tests=("tests/mcp/test_tool_budgets.py::test_usage_events_name_the_server_and_tool",),
+        removes="a tool call's usage event names its server and tool apart (`tool`)",
+    ),
 )
 
 

@@ -79,7 +79,8 @@ async def settle(
     event = None
     if held is not None and hop.admission.policy.events.sinks:
         rid = hop.request.headers.get("X-Request-Id")
-        event = action_json(rid, held.fields, endpoint="mcp", model=tool.action)
+        named = (tool.server, tool.name)
+        event = action_json(rid, held.fields, endpoint="mcp", model=tool.action, tool=named)
     result = await hop.admission.settle(held, charge, event=event)
     tenant = held.tenant if held is not None else None
     settled = CallSettled(hop.request, tenant, charge, result, tool=tool, ending=ending.value)
