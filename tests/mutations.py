@@ -6341,8 +6341,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="mcp-tool-call-not-observed",
         file="proxy/mcp/routes.py",
         old=(
-            '            return await observe.observed(request, "mcp", _tool_call(hop, message,'
-            " raw))\n"
+            '            return await hop.admission.observed(request, "mcp", _tool_call(hop,'
+            " message, raw))\n"
         ),
         new="            return await _tool_call(hop, message, raw)\n",
         tests=(

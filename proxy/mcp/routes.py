@@ -1,5 +1,5 @@
 """The handlers of `/mcp/{server}`: identify the caller, check the message, then relay it (a
-tool call through its budget: calls.py, observed as one budgeted call: observe.py's call line).
+tool call through its budget: calls.py, observed as one budgeted call: its call line).
 Every refusal past the route itself answers with a JSON-RPC error body at its HTTP status,
 which MCP clients raise with its message; an unknown server is the proxy's usual 404."""
 
@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp import web
 
 from proxy.core.errors import ClientError, NotFound
-from proxy.gateway import observe
 from proxy.gateway.admission import ADMISSION
 from proxy.gateway.context import SESSION
 from proxy.mcp import calls, forward, jsonrpc, listing, sessions
@@ -38,7 +37,7 @@ async def post(request: web.Request) -> web.StreamResponse:
         jsonrpc.check_routing(request.headers, message)
         await sessions.check(hop)
         if message.method == "tools/call":
-            return await observe.observed(request, "mcp", _tool_call(hop, message, raw))
+            return await hop.admission.observed(request, "mcp", _tool_call(hop, message, raw))
         on_answer = sessions.binder(hop) if message.method == "initialize" else None
         rewrite = await listing.rewrite(hop) if message.method == "tools/list" else None
         return await forward.post(hop, raw, message.id, rewrite, on_answer)
