@@ -5,7 +5,7 @@ recent denials and degradations, and the tail of its audit trail."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -174,6 +174,15 @@ def _tool(action: str, tally: ToolTally) -> Html:
     )
 
 
+def _tools(tallies: Mapping[str, ToolTally]) -> Html:
+    return _table(
+        ("Server", "Tool", "Reservations", "Denials", "Charged"),
+        [_tool(a, t) for a, t in sorted(tallies.items())],
+        "No tool calls in the audit trail read.",
+        "tools",
+    )
+
+
 def _audit(e: AuditEntry, tz: str) -> Html:
     return render(
         "<tr><td>{at}</td><td>{kind}</td><td>{fields}</td></tr>",
@@ -241,12 +250,7 @@ def tenant(view: TenantView) -> Html:
         reach=reach,
         series=join(_series(s) for s in view.series)
         or Html('<p class="hint">The plan has no budgets.</p>'),
-        tools=_table(
-            ("Server", "Tool", "Reservations", "Denials", "Charged"),
-            [_tool(a, t) for a, t in sorted(h.tools.tallies.items())],
-            "No tool calls in the audit trail read.",
-            "tools",
-        ),
+        tools=_tools(h.tools.tallies),
         denials=_table(
             ("When", "Decision", "Reason", "Scope or quota", "Count", "Run"),
             [_denial(e, tz) for e in h.denials],
