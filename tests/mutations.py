@@ -58,6 +58,7 @@ REPLAY = "tests/gateway/test_replay.py"
 ADMIN_INPUTS = "tests/admin/test_admin_inputs.py"
 PROVIDER_ERRORS = "tests/gateway/test_provider_errors.py"
 STREAM_ERRORS = "tests/gateway/test_stream_errors.py"
+BOOKS = "tests/mcp/test_tool_books.py::"
 REPORT_FIGURES = "tests/reports/test_report_figures.py"
 REPORT_HISTORY = "tests/reports/test_report_history.py"
 REPORT_SURFACES = "tests/reports/test_report_surfaces.py"
@@ -5918,8 +5919,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="a-url-password-is-logged",
         file="proxy/gateway/logs.py",
         old=(
-            "    (re.compile(r\"(?i)\\b([a-z][a-z0-9+.-]*://[^:/@\\s'\\\"]*:)[^@\\s/'\\\"]+@\"), "
-            "r\"\\1\" + REDACTED + \"@\"),\n"
+            '    (re.compile(r"(?i)\\b([a-z][a-z0-9+.-]*://[^:/@\\s\'\\"]*:)[^@\\s/\'\\"]+@"), '
+            'r"\\1" + REDACTED + "@"),\n'
         ),
         new="",
         tests=(f"{BACKLOG}test_a_webhook_urls_password_is_not_logged",),
@@ -6105,8 +6106,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         old="        return self.tools is None or any_matches(self.tools, server, tool)\n",
         new="        return True\n",
         tests=(
-            "tests/policy/test_policy_mcp.py"
-            "::test_quotas_tools_allow_only_what_their_globs_name",
+            "tests/policy/test_policy_mcp.py::test_quotas_tools_allow_only_what_their_globs_name",
         ),
         removes="quotas.tools allows only the tools its globs name",
     ),
@@ -6287,19 +6287,14 @@ MUTATIONS: tuple[Mutation, ...] = (
             " event=event)\n"
         ),
         new="        return None\n",
-        tests=(
-            "tests/mcp/test_tool_budgets.py::test_a_settle_while_the_store_is_down_is_spilled",
-        ),
+        tests=("tests/mcp/test_tool_budgets.py::test_a_settle_while_the_store_is_down_is_spilled",),
         removes="a tool call's settle goes through the gateway's writer (spilled: store down)",
     ),
     Mutation(
         name="mcp-tool-calls-not-counted",
-        file="proxy/mcp/books.py",
-        old=(
-            "    metrics.tool_calls.labels(hop.server.name, price_key or UNPRICED, outcome)"
-            ".inc()\n"
-        ),
-        new="",
+        file="proxy/gateway/metrics.py",
+        old="        m.tool_calls.labels(tool.server, tool.price or UNPRICED, why).inc()\n",
+        new="        pass\n",
         tests=(
             "tests/mcp/test_tool_budgets.py"
             "::test_exactly_ten_of_30_concurrent_emails_reach_the_server",
@@ -6353,6 +6348,90 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="a refused tool call's result carries resultType, so 2026-07-28 clients "
         "(the Agents SDK) read its text rather than raising",
+    ),
+    Mutation(
+        name="mcp-tool-call-not-observed",
+        file="proxy/mcp/routes.py",
+        old=(
+            '            return await hop.admission.observed(request, "mcp", _tool_call(hop,'
+            " message, raw))\n"
+        ),
+        new="            return await _tool_call(hop, message, raw)\n",
+        tests=(
+            BOOKS + "test_each_tool_call_is_one_call_line_counted_like_every_call",
+            BOOKS + "test_a_tool_call_is_in_flight_until_it_settles",
+        ),
+        removes="a tool call is a budgeted call: its cycles.calls line, cycles_requests, in flight",
+    ),
+    Mutation(
+        name="mcp-tool-call-line-not-described",
+        file="proxy/gateway/observe.py",
+        old='        _describe_tool(record, event.tool)\n        record.decision = "ALLOW"\n',
+        new='        record.decision = "ALLOW"\n',
+        tests=(BOOKS + "test_each_tool_call_is_one_call_line_counted_like_every_call",),
+        removes="a tool call's line names its server, tool, price key and amounts",
+    ),
+    Mutation(
+        name="mcp-tool-label-unbounded",
+        file="proxy/gateway/observe.py",
+        old="    return tool.price or OTHER\n",
+        new="    return tool.price or tool.action\n",
+        tests=(BOOKS + "test_each_tool_call_is_one_call_line_counted_like_every_call",),
+        removes="an unpriced tool call's model label is other, never the client's tool name",
+    ),
+    Mutation(
+        name="mcp-tool-deny-not-told",
+        file="proxy/mcp/calls.py",
+        old="        events.emit(CallDenied(hop.request, tenant, denial, result, tool=asked))\n",
+        new="",
+        tests=(BOOKS + "test_tool_calls_alert_on_their_units_line",),
+        removes="a denied tool call is a CallDenied (its line, its metrics, a first-deny alert)",
+    ),
+    Mutation(
+        name="mcp-tool-commit-crossings-not-told",
+        file="proxy/mcp/settling.py",
+        old="CallSettled(hop.request, tenant, charge, result, tool=tool, ending=ending.value)",
+        new="CallSettled(hop.request, tenant, charge, None, tool=tool, ending=ending.value)",
+        tests=(BOOKS + "test_tool_calls_alert_on_their_units_line",),
+        removes="a tool call's commit alerts on the thresholds it crossed (EMAILS 80%)",
+    ),
+    Mutation(
+        name="dashboard-tool-calls-not-tallied",
+        file="proxy/admin/dashboard/scan.py",
+        old="        self.tools.add(entry)\n",
+        new="",
+        tests=(
+            "tests/mcp/test_tool_dashboard.py"
+            "::test_the_tenant_page_shows_tool_calls_by_server_and_tool",
+        ),
+        removes="the tenant page's Tool calls table counts each tool's reservations and denials",
+    ),
+    Mutation(
+        name="dashboard-tool-charges-not-joined",
+        file="proxy/admin/dashboard/scan.py",
+        old='            self._charges[fields["reservation"]] = charged(entry)\n',
+        new="            pass\n",
+        tests=(
+            "tests/mcp/test_tool_dashboard.py"
+            "::test_the_tenant_page_shows_tool_calls_by_server_and_tool",
+        ),
+        removes="the Tool calls table shows what each tool's commits charged",
+    ),
+    Mutation(
+        name="report-counts-rounded-as-dollars",
+        file="proxy/reports/figures.py",
+        old="    step = CENT.get(unit, 1)\n",
+        new='    step = CENT.get(unit, CENT["USD"])\n',
+        tests=("tests/mcp/test_tool_reports.py::test_an_emails_line_is_reported_in_emails",),
+        removes="a count line's recommended limit is a whole count, not rounded as dollars",
+    ),
+    Mutation(
+        name="mcp-usage-event-without-tool",
+        file="proxy/gateway/usage_events.py",
+        old='            **({"tool": call["tool"]} if "tool" in call else {}),\n',
+        new="",
+        tests=("tests/mcp/test_tool_budgets.py::test_usage_events_name_the_server_and_tool",),
+        removes="a tool call's usage event names its server and tool apart (`tool`)",
     ),
 )
 

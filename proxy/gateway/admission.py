@@ -1,5 +1,6 @@
 """Admission: who calls, whether their tenant may spend, and what a store failure means, decided
-once for every route that spends or shows a budget (the pipeline, the reservation API).
+once for every route that spends or shows a budget (the pipeline, the reservation API, the MCP
+front).
 
 When the store a step needs fails it, one table decides, most specific row first (as httpx's
 `map_httpcore_exceptions` maps transport errors at one boundary):
@@ -52,7 +53,7 @@ from proxy.core.errors import (
     QuotaExceeded,
     ServiceUnavailable,
 )
-from proxy.gateway import identity, replay
+from proxy.gateway import identity, observe, replay
 from proxy.gateway.body import read_limited
 from proxy.gateway.context import Runtime
 from proxy.gateway.metrics import Metrics, timed
@@ -204,6 +205,14 @@ class Admission:
             log.error("key store unavailable (%s): refusing gateway calls", exc)
             raise refusal(exc, self.policy, KEY_LOOKUP) from None
         return self.runtime.users.in_scope(scope)
+
+    async def observed(
+        self, request: web.Request, endpoint: str, handling: Awaitable[web.StreamResponse]
+    ) -> web.StreamResponse:
+        """`handling` as one budgeted call of `endpoint` (the MCP front's tools/call), observed
+        as the LLM calls are: its call line and metrics, in flight until it settles
+        (observe.py)."""
+        return await observe.observed(request, endpoint, handling)
 
     async def body(self, request: web.Request, limit: int) -> bytes:
         """The request body: at most `limit` bytes, within `timeouts.read_request`."""

@@ -4,6 +4,9 @@ The pipeline (and the reservation API, for an action) emits three, as mitmproxy'
 hook events; the parts that report on calls subscribe at startup (app.py) instead of being
 called by name:
 
+An MCP tool call's events carry `tool` (ToolAsked: server, tool, price key); its refusals before
+the ledger (a hidden or unpriced tool) are CallDenied without a reserve result.
+
     event         when                                               subscribers
     CallDecided   admitted: an LLM call goes upstream; an action's   observe (the call's log
                   reservation is made                                line), metrics
@@ -49,6 +52,25 @@ class Asked:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolAsked:
+    """An MCP tool call as its caller asked for it: the server and tool, the `actions:` key
+    that prices it (None: unpriced) and what it reserves (nothing before the ledger)."""
+
+    scope: Scope
+    server: str
+    name: str
+    price: str | None
+    amounts: Mapping[str, int]
+    would_be: str | None = None
+    """On CallDecided: what enforcement would have done (ALLOW, or the shadow's DENY …)."""
+
+    @property
+    def action(self) -> str:
+        """`mcp:<server>/<tool>`, as the audit and the usage events name it."""
+        return f"mcp:{self.server}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
 class Routed:
     """An admitted LLM call: what it asked, what goes upstream, and the decision."""
 
@@ -82,6 +104,8 @@ class CallDecided:
     """An LLM call's reserve (None: it went unbudgeted)."""
     reserving: tuple[float, float] | None = None
     """An LLM call's reserve round trip: its start and end (time.monotonic)."""
+    tool: ToolAsked | None = None
+    """An MCP tool call's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +119,9 @@ class CallDenied:
     """An LLM call's; None for an action."""
     reserving: tuple[float, float] | None = None
     """An LLM call's reserve round trip: its start and end (time.monotonic)."""
+    tool: ToolAsked | None = None
+    """An MCP tool call's: refused by the ledger (`result`), or before it (hidden, unpriced,
+    unbudgeted: `denial.type` is `tool_<why>`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +137,10 @@ class CallSettled:
     """An LLM call's upstream, once it was sent."""
     usage: Usage | None = None
     """The usage the provider reported, when it did."""
+    tool: ToolAsked | None = None
+    """An MCP tool call's."""
+    ending: str | None = None
+    """How an MCP tool call ended (mcp/outcome.py's Ending: result, error, timeout, …)."""
 
 
 Event = CallDecided | CallDenied | CallSettled

@@ -34,6 +34,8 @@ from proxy.gateway.tallies import CounterChild, Family, HistogramChild, Level
 T = TypeVar("T")
 
 OTHER = "other"
+UNPRICED = "unpriced"
+"""The `tool` label of a tool call no `actions:` key prices."""
 DEFAULT_MAX_TENANTS = 100
 MAX_MODELS = 64
 MAX_TENANTS_ENV = "CYCLES_METRICS_MAX_TENANTS"
@@ -210,6 +212,10 @@ def _decided(m: Metrics, event: CallDecided) -> None:
 def _denied(m: Metrics, event: CallDenied) -> None:
     if isinstance(event.denial, QuotaExceeded) and event.denial.code is not None:
         m.quota_denials.labels(event.denial.code).inc()
+    tool = event.tool
+    if tool is not None:
+        why = "denied" if event.result is not None else event.denial.type.removeprefix("tool_")
+        m.tool_calls.labels(tool.server, tool.price or UNPRICED, why).inc()
 
 
 def _settled(m: Metrics, event: CallSettled) -> None:
@@ -219,6 +225,8 @@ def _settled(m: Metrics, event: CallSettled) -> None:
         for unit, amount in event.charge.items():
             m.committed.labels(unit).inc(max(amount, 0))
             m.tenant_committed.labels(tenant, unit).inc(max(amount, 0))
+    if event.tool is not None and event.ending is not None:
+        m.tool_calls.labels(event.tool.server, event.tool.price or UNPRICED, event.ending).inc()
     timings = event.timings
     if timings is not None:
         m.upstream_latency.labels(timings.endpoint).observe(timings.total)

@@ -27,9 +27,9 @@ from proxy.budget.endpoints import endpoint_for
 from proxy.core.errors import QuotaExceeded
 from proxy.core.ids import new_id
 from proxy.gateway.context import RUNTIME
-from proxy.gateway.events import Asked, CallDecided, CallDenied, CallSettled, Events
+from proxy.gateway.events import Asked, CallDecided, CallDenied, CallSettled, Events, ToolAsked
 from proxy.gateway.logs import JSON_OBJECT
-from proxy.gateway.metrics import METRICS, Metrics
+from proxy.gateway.metrics import METRICS, OTHER, Metrics
 
 log = logging.getLogger("cycles.calls")
 
@@ -64,6 +64,11 @@ class CallRecord:
     401, 403, 413, 503; or a client retry answered from the idempotency record)."""
     would_be: str | None = None
     rule: str | None = None
+    tool: ToolAsked | None = None
+    """An MCP tool call's server, tool and price key."""
+    outcome: str | None = None
+    """How an MCP tool call ended: refused before the ledger (hidden, unpriced, unbudgeted),
+    denied, or its ending once relayed (mcp/outcome.py)."""
     estimate: dict[str, int] | None = None
     actual: dict[str, int] | None = None
     status: int | None = None
@@ -73,6 +78,15 @@ class CallRecord:
     written: bool = False
 
     def line(self) -> dict[str, object]:
+        line = self._common()
+        if self.tool is not None:
+            line["server"] = self.tool.server
+            line["tool"] = self.tool.name
+            line["price"] = self.tool.price
+            line["outcome"] = self.outcome
+        return line
+
+    def _common(self) -> dict[str, object]:
         return {
             "event": "call",
             "request_id": self.request_id,
@@ -98,10 +112,17 @@ class CallRecord:
         m = self.metrics
         m.in_flight.dec()
         status = str(self.status if self.status is not None else CLIENT_CLOSED)
-        m.requests.labels(self.decision, self.endpoint, m.model(self.model or ""), status).inc()
+        model = m.model(self.model or "") if self.tool is None else tool_label(self.tool)
+        m.requests.labels(self.decision, self.endpoint, model, status).inc()
         if self.tenant is not None:
             m.tenant_requests.labels(m.tenant(self.tenant), self.decision).inc()
         log.info(orjson.dumps(self.line()).decode(), extra=_SPLICED)
+
+
+def tool_label(tool: ToolAsked) -> str:
+    """A tool call's `model` label: the `actions:` key that prices it (bounded by the policy),
+    `other` when none does (the tool name is the client's to choose)."""
+    return tool.price or OTHER
 
 
 _SPLICED = {JSON_OBJECT: True}
@@ -114,14 +135,23 @@ async def middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Request id in and out; a CallRecord around every budgeted call."""
-    rid = request[_ID_KEY] = request_id(request.headers)
+    request[_ID_KEY] = request_id(request.headers)
     endpoint = endpoint_for(request.path, request.query)
     if endpoint is None or request.method != "POST":
         return await handler(request)
-    record = request[_RECORD] = CallRecord(request.app[METRICS], rid, endpoint.name)
+    return await observed(request, endpoint.name, handler(request))
+
+
+async def observed(
+    request: web.Request, endpoint: str, handling: Awaitable[web.StreamResponse]
+) -> web.StreamResponse:
+    """`handling` as one budgeted call of `endpoint`: its CallRecord on the request (which the
+    events fill in), in flight until it is logged. The middleware's for LLM calls; the MCP
+    front's for each tools/call (endpoint `mcp`)."""
+    record = request[_RECORD] = CallRecord(request.app[METRICS], request_id_of(request), endpoint)
     record.metrics.in_flight.inc()
     try:
-        response = await handler(request)
+        response = await handling
         record.status = response.status
         return response
     except asyncio.CancelledError:
@@ -159,9 +189,16 @@ def subscribe(events: Events) -> None:
 def _denied(event: CallDenied) -> None:
     """The call's decision was DENY (budget, quota, tenant status)."""
     record = event.request.get(_RECORD)
-    if record is None or event.asked is None:
+    if record is None:
         return
-    _describe(record, event.asked)
+    if event.tool is not None:
+        _describe_tool(record, event.tool)
+        why = event.denial.type.removeprefix("tool_")
+        record.outcome = "denied" if event.result is not None else why
+    elif event.asked is not None:
+        _describe(record, event.asked)
+    else:
+        return
     record.decision = "DENY"
     denial = event.denial
     if isinstance(denial, QuotaExceeded) and denial.code is not None:
@@ -173,7 +210,14 @@ def _denied(event: CallDenied) -> None:
 def _decided(event: CallDecided) -> None:
     """The call is about to go upstream."""
     record = event.request.get(_RECORD)
-    if record is None or event.routed is None:
+    if record is None:
+        return
+    if event.tool is not None:
+        _describe_tool(record, event.tool)
+        record.decision = "ALLOW"
+        record.forwarded = True
+        return
+    if event.routed is None:
         return
     routed = event.routed
     _describe(record, routed.asked)
@@ -191,12 +235,22 @@ def _describe(record: CallRecord, asked: Asked) -> None:
     record.estimate = dict(asked.call.asked.amounts)
 
 
+def _describe_tool(record: CallRecord, tool: ToolAsked) -> None:
+    record.tool = tool
+    record.tenant = tool.scope.tenant
+    record.scope = tool.scope.path()
+    record.model = tool.action
+    record.estimate = dict(tool.amounts)
+
+
 def _settled(event: CallSettled) -> None:
     """The call's charge is known (None: released, nothing charged)."""
     record = event.request.get(_RECORD)
     if record is None:
         return
     record.actual = dict(event.charge) if event.charge is not None else {}
+    if event.ending is not None:
+        record.outcome = event.ending
     record.settled = True
     if record.responded:
         record.finish()

@@ -90,12 +90,16 @@ def action_json(
     *,
     endpoint: str = "reservations",
     model: str | None = None,
+    tool: tuple[str, str] | None = None,
 ) -> str:
     """An action reservation's part of its event (POST /v1/cycles/reservations/{id}/commit or
-    release; an MCP tool call's: endpoint `mcp`, model the tool as `mcp:<server>/<tool>`): no
-    tokens; `request_id` the settling request's X-Request-Id, if any."""
-    call = {"request_id": request_id, "endpoint": endpoint, "model": model}
+    release; an MCP tool call's: endpoint `mcp`, model the tool as `mcp:<server>/<tool>`, and
+    `tool` its server and name apart): no tokens; `request_id` the settling request's
+    X-Request-Id, if any."""
+    call: dict[str, Any] = {"request_id": request_id, "endpoint": endpoint, "model": model}
     call |= {"sent_model": None, "tokens": None, "decision": "ALLOW", "rule": None}
+    if tool is not None:
+        call["tool"] = {"server": tool[0], "name": tool[1]}
     return orjson.dumps(call | {"lines": list(fields)}).decode()
 
 
@@ -140,6 +144,7 @@ def cloud_event(entry: OutboxEntry, source: str) -> dict[str, Any]:
             "decision": call.get("decision", "EXPIRED" if expired else None),
             "rule": call.get("rule"),
             "request_id": call.get("request_id"),
+            **({"tool": call["tool"]} if "tool" in call else {}),
         },
     }
 

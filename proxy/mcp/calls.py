@@ -21,8 +21,8 @@ from proxy.budget.directory import TenantConfig
 from proxy.core import tasks
 from proxy.core.errors import BudgetExceeded, ClientError, Forbidden
 from proxy.gateway.admission import ACTION
-from proxy.gateway.events import EVENTS, CallDecided, CallDenied
-from proxy.mcp import books, jsonrpc, listing, pricing, settling
+from proxy.gateway.events import EVENTS, CallDecided, CallDenied, ToolAsked
+from proxy.mcp import jsonrpc, listing, pricing, settling
 from proxy.mcp.forward import Hop
 from proxy.mcp.jsonrpc import Message, ToolCall
 from proxy.metering.pricing import format_amount
@@ -37,10 +37,13 @@ async def call(hop: Hop, message: Message, raw: bytes) -> web.StreamResponse:
     tool = jsonrpc.tool_call(message)
     price = hop.admission.policy.tool_price(hop.server.name, tool.name)
     tenant = await hop.admission.tenant(hop.scope.tenant, ACTION)
+    asked = ToolAsked(hop.scope, hop.server.name, tool.name, price.key if price else None, {})
     refused = await _refused(hop, tenant, tool, price)
     if refused is not None:
         outcome, text = refused
-        books.record(hop, tool.name, price.key if price else None, outcome)
+        why = Forbidden(text, type=f"tool_{outcome}")
+        denied = CallDenied(hop.request, hop.scope.tenant, why, None, tool=asked)
+        hop.request.app[EVENTS].emit(denied)
         return refusal(tool, text)
 
     async def attempt(config: TenantConfig) -> tuple[ReserveRequest, ReserveResult]:
@@ -56,7 +59,8 @@ async def call(hop: Hop, message: Message, raw: bytes) -> web.StreamResponse:
         step=ACTION,
         what="this tool call was admitted",
     )
-    return await _decided(hop, tool, raw, price, made, result)
+    asked = dataclasses.replace(asked, amounts=made.candidates[0].amounts)
+    return await _decided(hop, tool, raw, (price, asked), made, result)
 
 
 async def _refused(
@@ -90,22 +94,24 @@ async def _decided(
     hop: Hop,
     tool: ToolCall,
     raw: bytes,
-    price: ToolPrice | None,
+    priced: tuple[ToolPrice | None, ToolAsked],
     made: ReserveRequest,
     result: ReserveResult,
 ) -> web.StreamResponse:
     """A denial answered (after CallDenied), or the call relayed and settled (after
     CallDecided)."""
     events, tenant = hop.request.app[EVENTS], hop.scope.tenant
+    price, asked = priced
     denial = _denial(result, made, price)
     if denial is not None:
-        events.emit(CallDenied(hop.request, tenant, denial, result))
-        books.record(hop, tool.name, price.key if price else None, "denied")
+        events.emit(CallDenied(hop.request, tenant, denial, result, tool=asked))
         return refusal(tool, denial.message, denial.headers)
     held = result.reservation
-    events.emit(CallDecided(hop.request, tenant, held.amounts if held else {}, result=result))
+    asked = dataclasses.replace(asked, would_be=_would_be(result) if made.shadow else "ALLOW")
+    reserved = held.amounts if held else {}
+    events.emit(CallDecided(hop.request, tenant, reserved, result=result, tool=asked))
     hop = dataclasses.replace(hop, extra=_headers(result, made))
-    relaying = settling.relay(hop, tool, raw, held, price)
+    relaying = settling.relay(hop, tool, raw, held, (price, asked))
     task = tasks.spawn(relaying, name=f"call {made.reservation_id}")
     return await asyncio.shield(task)
 

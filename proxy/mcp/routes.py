@@ -1,7 +1,7 @@
 """The handlers of `/mcp/{server}`: identify the caller, check the message, then relay it (a
-tool call through its budget: calls.py). Every refusal past the route itself answers with a
-JSON-RPC error body at its HTTP status, which MCP clients raise with its message; an unknown
-server is the proxy's usual 404."""
+tool call through its budget: calls.py, observed as one budgeted call: its call line).
+Every refusal past the route itself answers with a JSON-RPC error body at its HTTP status,
+which MCP clients raise with its message; an unknown server is the proxy's usual 404."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ async def post(request: web.Request) -> web.StreamResponse:
         jsonrpc.check_routing(request.headers, message)
         await sessions.check(hop)
         if message.method == "tools/call":
-            return await calls.call(hop, message, raw)
+            return await hop.admission.observed(request, "mcp", _tool_call(hop, message, raw))
         on_answer = sessions.binder(hop) if message.method == "initialize" else None
         rewrite = await listing.rewrite(hop) if message.method == "tools/list" else None
         return await forward.post(hop, raw, message.id, rewrite, on_answer)
@@ -45,6 +45,16 @@ async def post(request: web.Request) -> web.StreamResponse:
         return refused(refusal)
     except ClientError as exc:
         return client_error(exc, message_id)
+
+
+async def _tool_call(hop: Hop, message: jsonrpc.Message, raw: bytes) -> web.StreamResponse:
+    """A tools/call, its refusals answered here so that its call line has their status."""
+    try:
+        return await calls.call(hop, message, raw)
+    except RpcRefusal as refusal:
+        return refused(refusal)
+    except ClientError as exc:
+        return client_error(exc, message.id)
 
 
 async def get(request: web.Request) -> web.StreamResponse:

@@ -9,24 +9,28 @@ from typing import Literal
 
 from aiohttp import web
 
-from proxy.gateway.events import EVENTS, CallSettled
+from proxy.gateway.events import EVENTS, CallSettled, ToolAsked
 from proxy.gateway.usage_events import action_json
-from proxy.mcp import books, forward, upstream
+from proxy.mcp import forward, upstream
 from proxy.mcp.forward import Hop
 from proxy.mcp.jsonrpc import RpcRefusal, ToolCall
 from proxy.mcp.outcome import Ending, charges, ending_of
-from proxy.policy.tools import ToolPrice, tool_key
+from proxy.policy.tools import ToolPrice
 from proxy.store.ledger.base import Reservation
 
 ChargeOnError = Literal["reserved", "released"]
 
 
 async def relay(
-    hop: Hop, tool: ToolCall, raw: bytes, held: Reservation | None, price: ToolPrice | None
+    hop: Hop,
+    tool: ToolCall,
+    raw: bytes,
+    held: Reservation | None,
+    priced: tuple[ToolPrice | None, ToolAsked],
 ) -> web.StreamResponse:
     """Relay the call within the server's timeout, then settle it whatever happened (even
     cancelled: a stop gives up on it, and it is settled as a failure)."""
-    pending = forward.Pending()
+    pending, (price, asked) = forward.Pending(), priced
     ending, answered = Ending.FAILED, None
     try:
         async with asyncio.timeout(hop.seconds):
@@ -41,10 +45,7 @@ async def relay(
         ending = Ending.FAILED
     finally:
         rule = price.charge_on_error if price is not None else "reserved"
-        charge = await settle(hop, held, ending, rule, tool.name)
-        key = price.key if price is not None else None
-        rid = held.id if held is not None else None
-        books.record(hop, tool.name, key, ending.value, reservation=rid, charge=charge)
+        await settle(hop, held, ending, rule, asked)
     if answered is not None:
         return answered
     return await forward.ended(hop, pending, _failure(hop, tool, ending))
@@ -70,7 +71,7 @@ def _failure(hop: Hop, tool: ToolCall, ending: Ending) -> RpcRefusal:
 
 
 async def settle(
-    hop: Hop, held: Reservation | None, ending: Ending, rule: ChargeOnError, tool: str
+    hop: Hop, held: Reservation | None, ending: Ending, rule: ChargeOnError, tool: ToolAsked
 ) -> dict[str, int] | None:
     """Commit the reservation or release it (outcome.charges), with its usage event naming
     the tool, then tell the subscribers; the charge (None: released)."""
@@ -78,9 +79,10 @@ async def settle(
     event = None
     if held is not None and hop.admission.policy.events.sinks:
         rid = hop.request.headers.get("X-Request-Id")
-        key = tool_key(hop.server.name, tool)
-        event = action_json(rid, held.fields, endpoint="mcp", model=key)
+        named = (tool.server, tool.name)
+        event = action_json(rid, held.fields, endpoint="mcp", model=tool.action, tool=named)
     result = await hop.admission.settle(held, charge, event=event)
     tenant = held.tenant if held is not None else None
-    hop.request.app[EVENTS].emit(CallSettled(hop.request, tenant, charge, result))
+    settled = CallSettled(hop.request, tenant, charge, result, tool=tool, ending=ending.value)
+    hop.request.app[EVENTS].emit(settled)
     return charge

@@ -211,6 +211,8 @@ async def test_usage_events_name_the_server_and_tool(
     seen = sorted((e["endpoint"], e["model"], e["outcome"]) for e in events)
     assert seen == [("mcp", "mcp:crm/fail", "released"), ("mcp", TOOL, "committed")]
     assert {e["tenant"] for e in events} == {"acme"}
+    tools = sorted((e["tool"]["server"], e["tool"]["name"]) for e in events)
+    assert tools == [("crm", "fail"), ("crm", "send_email")]
 
 
 async def test_an_unreachable_ledger_refuses_the_call_before_the_server(

@@ -10,7 +10,8 @@ The store reads a trail oldest first, from a time on, at most `limit` entries. T
 
 - `today`: the day's decisions for the tenants table, one read from the tenant's midnight of
   at most TODAY_LIMIT entries (a tenant past that shows "at least").
-- `Scan`: newest first, for a tenant's page (the tail, recent denials, spend per day). It reads
+- `Scan`: newest first, for a tenant's page (the tail, recent denials, spend per day, tool
+  calls by server and tool). It reads
   windows back from now, each of at most PAGE entries: a full window is too dense and shrinks
   to about half a page at the density it showed, a sparse one doubles the next. It stops at
   `floor_ms` or after SCAN_BUDGET entries fetched (dense windows thrown away included), and
@@ -34,6 +35,9 @@ MAX_PROBES = 200
 FIRST_WIDTH_MS = 15 * MINUTE_MS
 TAIL = 50
 RECENT = 20
+TOOLS = 50
+"""Tool rows at most on a tenant's page; the tools seen after them are counted under `other`."""
+TOOL_PREFIX = "mcp:"
 
 
 def denials(entry: AuditEntry) -> int:
@@ -156,6 +160,47 @@ class Scan:
 
 
 @dataclass(slots=True)
+class ToolTally:
+    """One tool's calls in the trail read: reserves allowed, denials, and what their commits
+    charged per unit (a commit whose reserve is older than the read is not joined)."""
+
+    reservations: int = 0
+    denials: int = 0
+    charged: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Tools:
+    """Tool calls by `mcp:<server>/<tool>`, from the reserve entries that name one (`action`)
+    and the commits of their reservations. Read newest first, so a commit comes before its
+    reserve: commits wait in `_charges` (at most as many as the scan reads) until it does."""
+
+    tallies: dict[str, ToolTally] = field(default_factory=dict)
+    _charges: dict[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def add(self, entry: AuditEntry) -> None:
+        fields = entry.fields
+        if entry.kind == "commit" and "reservation" in fields:
+            self._charges[fields["reservation"]] = charged(entry)
+            return
+        action = fields.get("action", "")
+        if entry.kind != "reserve" or not action.startswith(TOOL_PREFIX):
+            return
+        tally = self._tally(action)
+        if fields.get("decision") == "DENY":
+            tally.denials += denials(entry)
+            return
+        tally.reservations += 1
+        for unit, amount in self._charges.pop(fields.get("reservation", ""), {}).items():
+            tally.charged[unit] = tally.charged.get(unit, 0) + amount
+
+    def _tally(self, action: str) -> ToolTally:
+        if action not in self.tallies and len(self.tallies) >= TOOLS:
+            action = TOOL_PREFIX + "other"
+        return self.tallies.setdefault(action, ToolTally())
+
+
+@dataclass(slots=True)
 class History:
     """What a tenant's page shows from the trail."""
 
@@ -165,6 +210,7 @@ class History:
     degradations: list[AuditEntry] = field(default_factory=list)
     daily: dict[tuple[str, date], int] = field(default_factory=dict)
     """(unit, local date) → what commits and expiries charged that day."""
+    tools: Tools = field(default_factory=Tools)
     reached_ms: int = 0
     complete: bool = False
 
@@ -175,6 +221,7 @@ class History:
             self.denials.append(entry)
         if len(self.degradations) < RECENT and (degradation(entry) or shadow_degradation(entry)):
             self.degradations.append(entry)
+        self.tools.add(entry)
         for unit, amount in charged(entry).items():
             day = (unit, local_date(entry.at_ms, self.offset_min))
             self.daily[day] = self.daily.get(day, 0) + amount

@@ -1,16 +1,18 @@
-"""A tenant's page: its record, its budget lines as a scope tree, spend over time, recent
-denials and degradations, and the tail of its audit trail."""
+"""A tenant's page: its record, its budget lines as a scope tree (action units' lines, RISK_POINTS
+or the operator's EMAILS, TOOL_CALLS, as counts), spend over time, tool calls by server and tool,
+recent denials and degradations, and the tail of its audit trail."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from proxy.admin.dashboard.charts import bar, chart
 from proxy.admin.dashboard.figures import TOP_USERS, Series, Standing, TenantView
 from proxy.admin.dashboard.markup import Html, join, render
+from proxy.admin.dashboard.scan import TOOL_PREFIX, ToolTally
 from proxy.core.types import is_action_unit
 from proxy.metering.pricing import format_amount
 from proxy.policy.runtime import DegradeRule, Plan
@@ -155,6 +157,32 @@ def _degradation(e: AuditEntry, tz: str, plan: Plan | None) -> Html:
     )
 
 
+def _tool(action: str, tally: ToolTally) -> Html:
+    server, _, name = action.removeprefix(TOOL_PREFIX).partition("/")
+    charged = ", ".join(format_amount(v, u) for u, v in sorted(tally.charged.items()))
+    return render(
+        '<tr data-tool="{action}"><td class="mono">{server}</td><td class="mono">{name}</td>'
+        '<td class="num" data-role="reservations">{reservations}</td>'
+        '<td class="num" data-role="denials">{denials}</td>'
+        '<td class="num" data-role="charged">{charged}</td></tr>',
+        action=action,
+        server=server,
+        name=name or "other",
+        reservations=tally.reservations,
+        denials=tally.denials,
+        charged=charged or "—",
+    )
+
+
+def _tools(tallies: Mapping[str, ToolTally]) -> Html:
+    return _table(
+        ("Server", "Tool", "Reservations", "Denials", "Charged"),
+        [_tool(a, t) for a, t in sorted(tallies.items())],
+        "No tool calls in the audit trail read.",
+        "tools",
+    )
+
+
 def _audit(e: AuditEntry, tz: str) -> Html:
     return render(
         "<tr><td>{at}</td><td>{kind}</td><td>{fields}</td></tr>",
@@ -184,6 +212,10 @@ _PAGE = """<p><a href="/dashboard">← Tenants</a></p>
 commits charged in the audit trail, light ones are lower bounds (the trail starts inside
 them). {reach}</p>
 {series}
+<h2>Tool calls</h2>
+<p class="hint">MCP tool calls in the audit trail read, by server and tool: reservations made,
+calls denied by a budget or quota, and what their commits charged.</p>
+{tools}
 <h2>Recent denials</h2>
 {denials}
 <h2>Recent degradations</h2>
@@ -218,6 +250,7 @@ def tenant(view: TenantView) -> Html:
         reach=reach,
         series=join(_series(s) for s in view.series)
         or Html('<p class="hint">The plan has no budgets.</p>'),
+        tools=_tools(h.tools.tallies),
         denials=_table(
             ("When", "Decision", "Reason", "Scope or quota", "Count", "Run"),
             [_denial(e, tz) for e in h.denials],
