@@ -6353,10 +6353,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="mcp-tool-call-not-observed",
         file="proxy/mcp/routes.py",
         old=(
-            '            return await hop.admission.observed(request, "mcp", _tool_call(hop,'
+            '        return await hop.admission.observed(hop.request, "mcp", _tool_call(hop,'
             " message, raw))\n"
         ),
-        new="            return await _tool_call(hop, message, raw)\n",
+        new="        return await _tool_call(hop, message, raw)\n",
         tests=(
             BOOKS + "test_each_tool_call_is_one_call_line_counted_like_every_call",
             BOOKS + "test_a_tool_call_is_in_flight_until_it_settles",

@@ -88,12 +88,13 @@ async def relay_answer(
     event; `rewrite` may replace messages on the way."""
     headers = upstream.headers_down(answer.headers.items())
     headers.update(hop.extra)
+    limit = hop.admission.policy.limits.max_answer_bytes
     if upstream.is_stream(answer) and answer.status < 300:
         client = pending.client = web.StreamResponse(status=answer.status, headers=headers)
         await client.prepare(hop.request)
-        seen = await upstream.relay_events(answer, client, message_id, hop.write_s, rewrite)
+        bounds = (hop.write_s, limit)
+        seen = await upstream.relay_events(answer, client, message_id, bounds, rewrite)
         return client, seen.answer
-    limit = hop.admission.policy.limits.max_answer_bytes
     body, parsed = await upstream.read_json(answer, limit)
     replaced = rewrite(parsed) if rewrite is not None and parsed is not None else None
     if replaced is not None:
@@ -136,20 +137,23 @@ async def ended(hop: Hop, pending: Pending, refusal: RpcRefusal) -> web.StreamRe
 
 
 async def get(hop: Hop) -> web.StreamResponse:
-    """The server-to-client event stream, relayed as bytes while both sides keep it."""
+    """The server-to-client event stream, relayed as bytes while both sides keep it; a JSON
+    answer instead is read whole (bounded) within the server's timeout, as a POST's is."""
     try:
         async with asyncio.timeout(hop.seconds):
             answer = await hop.send(None)
+            if not upstream.is_stream(answer):
+                async with answer:
+                    limit = hop.admission.policy.limits.max_answer_bytes
+                    body, _ = await upstream.read_json(answer, limit)
+                    headers = upstream.headers_down(answer.headers.items())
+                    return web.Response(body=body, status=answer.status, headers=headers)
     except TimeoutError:
         raise failed(f"no answer within {hop.seconds:g} s", status=504) from None
     except (upstream.Unreachable, upstream.Broken) as exc:
         raise failed(str(exc)) from None
     async with answer:
         headers = upstream.headers_down(answer.headers.items())
-        if not upstream.is_stream(answer):
-            limit = hop.admission.policy.limits.max_answer_bytes
-            body, _ = await upstream.read_json(answer, limit)
-            return web.Response(body=body, status=answer.status, headers=headers)
         client = web.StreamResponse(status=answer.status, headers=headers)
         await client.prepare(hop.request)
         await upstream.relay_bytes(answer, client, hop.write_s)

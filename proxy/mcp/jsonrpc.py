@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from multidict import CIMultiDictProxy
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -86,6 +87,18 @@ def _malformed(body: Mapping[str, Any], method: Any, params: Any) -> RpcRefusal 
     return None
 
 
+SINGLE_HEADERS = ("Mcp-Method", "Mcp-Name", "Mcp-Session-Id", "MCP-Protocol-Version")
+"""Headers a request may carry once: the proxy checks one value, and a server or gateway that
+read another copy (the last, or "a, b" joined) would act on what the proxy did not check."""
+
+
+def check_single(headers: CIMultiDictProxy[str]) -> None:
+    """RpcRefusal (400) when a routing or session header comes more than once."""
+    for name in SINGLE_HEADERS:
+        if len(headers.getall(name, ())) > 1:
+            raise RpcRefusal(f"The {name} header is sent more than once; send it once.")
+
+
 def check_routing(headers: Mapping[str, str], message: Message) -> None:
     """The modern transport's routing headers must say what the body says: `Mcp-Method` its
     method, `Mcp-Name` its tool or prompt name (or resource uri). A server or gateway routing by
@@ -117,8 +130,15 @@ class ToolCall:
 
 
 def tool_call(message: Message) -> ToolCall:
-    """The call's tool, checked; RpcRefusal for a name the proxy does not accept and for a task
-    (`params.task`: its answer comes later, through `tasks/result`, and cannot be settled)."""
+    """The call's tool, checked; RpcRefusal for a notification (no id, or a null one: the
+    server never runs it, so it is never reserved), for a name the proxy does not accept and for
+    a task (`params.task`: its answer comes later, through `tasks/result`, and cannot be
+    settled)."""
+    if message.id is None:
+        raise RpcRefusal(
+            'A tools/call without an "id" (or with a null one) is a notification, which the '
+            'server does not run: give the call an "id".'
+        )
     name = message.params.get("name")
     if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
         refusal = RpcRefusal(

@@ -5,6 +5,7 @@ which MCP clients raise with its message; an unknown server is the proxy's usual
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -14,37 +15,52 @@ from proxy.gateway.admission import ADMISSION
 from proxy.gateway.context import SESSION
 from proxy.mcp import calls, forward, jsonrpc, listing, sessions
 from proxy.mcp.forward import Hop
+from proxy.mcp.inflight import InFlight
 from proxy.mcp.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, RpcRefusal
 from proxy.policy.tools import McpServer
 
 PATH = "/mcp/{server}"
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post(PATH, post)
+    router.add_post(PATH, poster(InFlight()))
     router.add_get(PATH, get)
     router.add_delete(PATH, delete)
 
 
-async def post(request: web.Request) -> web.StreamResponse:
-    message_id: Any = None
-    server = _server(request)
-    try:
-        hop = await _hop(request, server)
-        raw = await hop.admission.body(request, hop.admission.policy.limits.max_body_bytes)
-        message = jsonrpc.parse(raw)
-        message_id = message.id
-        jsonrpc.check_routing(request.headers, message)
-        await sessions.check(hop)
-        if message.method == "tools/call":
-            return await hop.admission.observed(request, "mcp", _tool_call(hop, message, raw))
-        on_answer = sessions.binder(hop) if message.method == "initialize" else None
-        rewrite = await listing.rewrite(hop) if message.method == "tools/list" else None
-        return await forward.post(hop, raw, message.id, rewrite, on_answer)
-    except RpcRefusal as refusal:
-        return refused(refusal)
-    except ClientError as exc:
-        return client_error(exc, message_id)
+def poster(in_flight: InFlight) -> Handler:
+    """The POST handler, its request ids held in `in_flight` while they run (inflight.py)."""
+
+    async def post(request: web.Request) -> web.StreamResponse:
+        message_id: Any = None
+        server = _server(request)
+        try:
+            hop = await _hop(request, server)
+            raw = await hop.admission.body(request, hop.admission.policy.limits.max_body_bytes)
+            message = jsonrpc.parse(raw)
+            message_id = message.id
+            jsonrpc.check_routing(request.headers, message)
+            await sessions.check(hop)
+            session = request.headers.get(sessions.HEADER)
+            with in_flight.holding(hop.scope.tenant, server.name, session, message):
+                return await _relayed(hop, message, raw)
+        except RpcRefusal as refusal:
+            return refused(refusal)
+        except ClientError as exc:
+            return client_error(exc, message_id)
+
+    return post
+
+
+async def _relayed(hop: Hop, message: jsonrpc.Message, raw: bytes) -> web.StreamResponse:
+    if message.method == "tools/call":
+        return await hop.admission.observed(hop.request, "mcp", _tool_call(hop, message, raw))
+    on_answer = sessions.binder(hop) if message.method == "initialize" else None
+    rewrite = await listing.rewrite(hop) if message.method == "tools/list" else None
+    return await forward.post(hop, raw, message.id, rewrite, on_answer)
 
 
 async def _tool_call(hop: Hop, message: jsonrpc.Message, raw: bytes) -> web.StreamResponse:
@@ -99,7 +115,8 @@ def _server(request: web.Request) -> McpServer:
 
 
 async def _hop(request: web.Request, server: McpServer) -> Hop:
-    """Who calls, on the way to `server`."""
+    """Who calls, on the way to `server`; RpcRefusal for a routing header sent twice."""
+    jsonrpc.check_single(request.headers)
     admission = request.app[ADMISSION]
     scope = await admission.identify(request)
     return Hop(request, admission, request.app[SESSION], server, scope)

@@ -5,7 +5,8 @@ On a POST's SSE stream the proxy reads each event's `data:` as JSON to spot the 
 answers the request (outcome.answers); progress notifications, the server's own requests and
 `: ping` comments pass through untouched. A client that goes away does not stop the reading:
 the answer decides the charge, so the stream is read on, without relaying, until it comes or
-the deadline passes. GET event streams are relayed as bytes.
+the deadline passes. A POST's stream is bounded by `limits.max_answer_bytes` as a JSON answer
+is. GET event streams are relayed as bytes (nothing held: no bound but the session's life).
 """
 
 from __future__ import annotations
@@ -133,17 +134,23 @@ async def relay_events(
     upstream: aiohttp.ClientResponse,
     client: web.StreamResponse,
     request_id: Any,
-    write_s: float,
+    bounds: tuple[float, int],
     rewrite: Rewrite | None = None,
 ) -> Relayed:
-    """Relay a POST's SSE stream until the answer to `request_id` (or the stream's end). Broken
-    when the stream fails; the caller's deadline bounds it all."""
+    """Relay a POST's SSE stream until the answer to `request_id` (or the stream's end), each
+    write within `bounds`' seconds. Broken when the stream fails or passes `bounds`' bytes (an
+    event under way is held until it ends: the stream is bounded, not only whole answers); the
+    caller's deadline bounds it all."""
     seen, decoder = Relayed(), SSEDecoder()
+    (write_s, limit), read = bounds, 0
     try:
         while seen.answer is None:
             chunk = await upstream.content.readany()
             if not chunk:
                 break
+            read += len(chunk)
+            if read > limit:
+                raise Broken(f"the MCP server's stream is larger than {limit} bytes")
             out = [_event(event, request_id, seen, rewrite) for event in decoder.feed(chunk)]
             if out and not seen.client_gone:
                 seen.client_gone = not await write(client, b"".join(out), write_s)
