@@ -6433,6 +6433,76 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/mcp/test_tool_budgets.py::test_usage_events_name_the_server_and_tool",),
         removes="a tool call's usage event names its server and tool apart (`tool`)",
     ),
+    Mutation(
+        name="mcp-request-id-reused-in-flight",
+        file="proxy/mcp/inflight.py",
+        old="        if key in self._held:\n",
+        new="        if False:\n",
+        tests=("tests/mcp/test_request_ids.py::test_a_reused_id_cannot_make_a_released_tool_free",),
+        removes="a request whose id is in flight in its session is refused (no free released tool)",
+    ),
+    Mutation(
+        name="mcp-request-id-never-freed",
+        file="proxy/mcp/inflight.py",
+        old="            self._held.discard(key)\n",
+        new="            pass\n",
+        tests=("tests/mcp/test_request_ids.py::test_a_reused_id_cannot_make_a_released_tool_free",),
+        removes="a request's id is free again once it ended",
+    ),
+    Mutation(
+        name="mcp-tool-call-notification-reserved",
+        file="proxy/mcp/jsonrpc.py",
+        old="    if message.id is None:\n",
+        new="    if False:\n",
+        tests=("tests/mcp/test_tool_notifications.py",),
+        removes="a tools/call without an id (a notification) is refused, never reserved",
+    ),
+    Mutation(
+        name="mcp-sse-answer-unbounded",
+        file="proxy/mcp/upstream.py",
+        old="            if read > limit:\n",
+        new="            if False:\n",
+        tests=("tests/mcp/test_sse_bounds.py",),
+        removes="a tool call's SSE answer is bounded by limits.max_answer_bytes",
+    ),
+    Mutation(
+        name="mcp-get-json-answer-broken-unhandled",
+        file="proxy/mcp/forward.py",
+        old=(
+            "    except (upstream.Unreachable, upstream.Broken) as exc:\n"
+            "        raise failed(str(exc)) from None\n"
+        ),
+        new="    except upstream.Unreachable as exc:\n        raise failed(str(exc)) from None\n",
+        tests=(
+            "tests/mcp/test_get_answers.py"
+            "::test_a_json_answer_to_get_over_the_limit_is_a_jsonrpc_error_not_a_500",
+        ),
+        removes="a GET's JSON answer too big or cut off is a JSON-RPC 502, not a generic 500",
+    ),
+    Mutation(
+        name="mcp-get-json-answer-without-deadline",
+        file="proxy/mcp/forward.py",
+        old=(
+            "        async with asyncio.timeout(hop.seconds):\n"
+            "            answer = await hop.send(None)\n"
+        ),
+        new=(
+            "        async with asyncio.timeout(None):\n            answer = await hop.send(None)\n"
+        ),
+        tests=(
+            "tests/mcp/test_get_answers.py"
+            "::test_a_get_answer_whose_body_never_ends_is_cut_at_the_servers_timeout",
+        ),
+        removes="a GET's JSON answer is read within the server's timeout",
+    ),
+    Mutation(
+        name="mcp-routing-header-twice-forwarded",
+        file="proxy/mcp/routes.py",
+        old="    jsonrpc.check_single(request.headers)\n",
+        new="",
+        tests=("tests/mcp/test_duplicate_headers.py",),
+        removes="Mcp-Name, Mcp-Method, Mcp-Session-Id or MCP-Protocol-Version sent twice is 400",
+    ),
 )
 
 

@@ -15,7 +15,8 @@ with a `method` is a request or a notification, never the answer, even with that
     REFUSED           an HTTP 4xx before any answer                          released
     NOT_SENT          the server could not be reached                        released
     TIMEOUT           no answer within the server's timeout                  charge_on_error
-    FAILED            a 5xx, a cut stream, a body that is no answer          charge_on_error
+    FAILED            a 5xx, a cut stream (or one over max_answer_bytes),    charge_on_error
+                      a body that is no answer
 
 charge_on_error is the tool's price's rule: `reserved` (the default: the tool may have had its
 effect) commits the reservation, `released` releases it.
