@@ -4,49 +4,69 @@ The mcp SDK's stateful server files a POST's answer stream under `str(id)` in it
 second request with an id in flight there (7 and "7" alike) takes over the first's answer, and
 the first POST waits out `timeout_seconds`, a tool call then settled as a timeout (which a
 `charge_on_error: released` tool releases, though it ran). So a request whose `str(id)` is in
-flight in its session is refused before anything is reserved or sent. A request without a
-session cannot collide: the SDK gives each its own transport (its stateless mode, and every
-request of the 2026-07-28 era).
+flight in its session is refused (409) before anything is reserved or sent, whatever its method:
+the first may be a tools/call and the second a ping. A request without a session cannot collide:
+the SDK gives each its own transport (its stateless mode, and every request of the 2026-07-28
+era).
 
-In memory, one table per process (per router): it holds when a session's requests reach one
-replica (README). An id is held until its handler ends, which for a tool call is after its
-settle (aiohttp does not cancel a handler whose client left)."""
+The ids are claimed in the shared store (store/mcp_sessions.py), so the check holds across every
+replica on it, in the same round trip as the session check (`holds_claiming`). A claim lives the
+server's timeout and CLAIM_MARGIN_MS, so a crashed proxy's expires by itself; it is freed when its
+handler ends, which for a tool call is after its settle (aiohttp does not cancel a handler whose
+client left). The store unreachable at the claim is the 503 of any store operation; at the free,
+the claim is left to expire (logged)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from proxy.core.errors import ClientError
+from proxy.gateway.context import MCP_SESSIONS
+from proxy.mcp import sessions
+from proxy.mcp.forward import Hop
 from proxy.mcp.jsonrpc import Message, RpcRefusal
 
-Key = tuple[str, str, str, str]
-"""(tenant, server, session id, str(request id))."""
+log = logging.getLogger(__name__)
+
+CLAIM_MARGIN_MS = 60_000
+"""A claim outlives the server's timeout by this much: the reserve before the relay, the settle
+and the last write after it."""
 
 
-class InFlight:
-    def __init__(self) -> None:
-        self._held: set[Key] = set()
-
-    @contextmanager
-    def holding(
-        self, tenant: str, server: str, session: str | None, message: Message
-    ) -> Iterator[None]:
-        """Hold the message's id in its session while the body runs; RpcRefusal (409) when
-        another request holds it. Nothing is held for a request without a session or an id."""
-        if session is None or not message.is_request or message.id is None:
-            yield
-            return
-        key = (tenant, server, session, str(message.id))
-        if key in self._held:
-            refusal = RpcRefusal(
-                f"Request id {message.id!r} is already in flight in this session: give each "
-                "request an id of its own (the server files answers under the id as a string).",
-                status=409,
-            )
-            refusal.id = message.id
-            raise refusal
-        self._held.add(key)
+@asynccontextmanager
+async def holding(hop: Hop, message: Message) -> AsyncIterator[None]:
+    """The session checked (sessions.check) and, for a request with an id in a session, its id
+    held while the body runs: RpcRefusal 409 when another request holds it."""
+    session = hop.request.headers.get(sessions.HEADER)
+    if session is None or not message.is_request or message.id is None:
+        await sessions.check(hop)
+        yield
+        return
+    store, request_id = hop.request.app[MCP_SESSIONS], str(message.id)
+    where = (hop.scope.tenant, hop.server.name, session)
+    ttl_ms = hop.server.timeout_ms + CLAIM_MARGIN_MS
+    checking = store.holds_claiming(*where, sessions.TTL_MS, request_id, ttl_ms)
+    held, claimed = await hop.admission.store_op("session lookup", checking)
+    if not held:
+        raise sessions.not_found()
+    if not claimed:
+        refusal = RpcRefusal(
+            f"Request id {message.id!r} is already in flight in this session: give each "
+            "request an id of its own (the server files answers under the id as a string).",
+            status=409,
+        )
+        refusal.id = message.id
+        raise refusal
+    try:
+        yield
+    finally:
         try:
-            yield
-        finally:
-            self._held.discard(key)
+            await hop.admission.store_op("request id free", store.free(*where, request_id))
+        except ClientError:
+            log.warning(
+                "An MCP request id could not be freed (the store is unreachable): it stays "
+                "claimed for %d ms.",
+                ttl_ms,
+            )

@@ -5,7 +5,6 @@ which MCP clients raise with its message; an unknown server is the proxy's usual
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -13,46 +12,36 @@ from aiohttp import web
 from proxy.core.errors import ClientError, NotFound
 from proxy.gateway.admission import ADMISSION
 from proxy.gateway.context import SESSION
-from proxy.mcp import calls, forward, jsonrpc, listing, sessions
+from proxy.mcp import calls, forward, inflight, jsonrpc, listing, sessions
 from proxy.mcp.forward import Hop
-from proxy.mcp.inflight import InFlight
 from proxy.mcp.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, RpcRefusal
 from proxy.policy.tools import McpServer
 
 PATH = "/mcp/{server}"
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post(PATH, poster(InFlight()))
+    router.add_post(PATH, post)
     router.add_get(PATH, get)
     router.add_delete(PATH, delete)
 
 
-def poster(in_flight: InFlight) -> Handler:
-    """The POST handler, its request ids held in `in_flight` while they run (inflight.py)."""
-
-    async def post(request: web.Request) -> web.StreamResponse:
-        message_id: Any = None
-        server = _server(request)
-        try:
-            hop = await _hop(request, server)
-            raw = await hop.admission.body(request, hop.admission.policy.limits.max_body_bytes)
-            message = jsonrpc.parse(raw)
-            message_id = message.id
-            jsonrpc.check_routing(request.headers, message)
-            await sessions.check(hop)
-            session = request.headers.get(sessions.HEADER)
-            with in_flight.holding(hop.scope.tenant, server.name, session, message):
-                return await _relayed(hop, message, raw)
-        except RpcRefusal as refusal:
-            return refused(refusal)
-        except ClientError as exc:
-            return client_error(exc, message_id)
-
-    return post
+async def post(request: web.Request) -> web.StreamResponse:
+    """The session checked and the request's id held in it while it runs (inflight.py)."""
+    message_id: Any = None
+    server = _server(request)
+    try:
+        hop = await _hop(request, server)
+        raw = await hop.admission.body(request, hop.admission.policy.limits.max_body_bytes)
+        message = jsonrpc.parse(raw)
+        message_id = message.id
+        jsonrpc.check_routing(request.headers, message)
+        async with inflight.holding(hop, message):
+            return await _relayed(hop, message, raw)
+    except RpcRefusal as refusal:
+        return refused(refusal)
+    except ClientError as exc:
+        return client_error(exc, message_id)
 
 
 async def _relayed(hop: Hop, message: jsonrpc.Message, raw: bytes) -> web.StreamResponse:

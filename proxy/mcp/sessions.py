@@ -24,11 +24,15 @@ async def check(hop: Hop) -> None:
     store = hop.request.app[MCP_SESSIONS]
     holding = store.holds(hop.scope.tenant, hop.server.name, session, TTL_MS)
     if not await hop.admission.store_op("session lookup", holding):
-        raise RpcRefusal(
-            "Session not found: this session was not opened by this tenant through this proxy, "
-            "or it ended. Start a new session (initialize).",
-            status=404,
-        )
+        raise not_found()
+
+
+def not_found() -> RpcRefusal:
+    return RpcRefusal(
+        "Session not found: this session was not opened by this tenant through this proxy, "
+        "or it ended. Start a new session (initialize).",
+        status=404,
+    )
 
 
 def binder(hop: Hop) -> OnAnswer:

@@ -6,11 +6,17 @@ when the caller's tenant bound it (`holds`, which also refreshes its life); DELE
 A session is keyed under the tenant (and the server), so another tenant's lookup simply finds
 nothing: no tenant can ride on a session it learned of.
 
+A request id in flight in a session is `claim`ed (true for one caller only, across every replica
+on the store) until `free`d or its TTL ends (proxy/mcp/inflight.py); `holds_claiming` does both
+the session check and the claim in one round trip.
+
 The memory store serves one process, bounded (MAX_BINDINGS, TENANT_BINDINGS; the oldest dropped:
-its client is answered 404 and initializes again). The Redis store uses plain commands under
-the tenant's hash tag (redis/layout.py mcp_session_key; on a cluster too: one key each, on the
-tenant's master). Session ids are hashed (sha256) into the key, since a server may make them
-long. Any Redis error is LedgerUnavailable (the replay store's boundary, redis/errors.REPLAYS).
+its client is answered 404 and initializes again; its claims are the requests in flight). The
+Redis store uses plain commands under the tenant's hash tag (redis/layout.py mcp_session_key,
+mcp_claim_key; on a cluster too: one key each, on the tenant's master; a claim's `SET NX PX` goes
+with the session's `PEXPIRE` in one pipeline, no MULTI). Session and request ids are hashed
+(sha256) into the keys, since a server or a client may make them long. Any Redis error is
+LedgerUnavailable (the replay store's boundary, redis/errors.REPLAYS).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from proxy.core.bounded import Bounded
 from proxy.store.boundary import GuardedStore
 from proxy.store.redis.clients import Client, store_client
 from proxy.store.redis.errors import REPLAYS
-from proxy.store.redis.layout import mcp_session_key
+from proxy.store.redis.layout import mcp_claim_key, mcp_session_key
 
 MAX_BINDINGS = 100_000
 """memory://: sessions bound at most, all tenants together; beyond, the oldest are dropped."""
@@ -46,6 +52,23 @@ class McpSessions(Protocol):
         """The session ended: it is no longer the tenant's."""
         ...
 
+    async def claim(
+        self, tenant: str, server: str, session: str, request_id: str, ttl_ms: int
+    ) -> bool:
+        """True when this call now holds `request_id` in the session, for `ttl_ms` or until
+        `free`d; False when another holds it."""
+        ...
+
+    async def free(self, tenant: str, server: str, session: str, request_id: str) -> None:
+        """`request_id` is no longer in flight in the session."""
+        ...
+
+    async def holds_claiming(
+        self, tenant: str, server: str, session: str, ttl_ms: int, request_id: str, claim_ms: int
+    ) -> tuple[bool, bool]:
+        """(`holds`, `claim`) in one round trip; nothing stays claimed in a session not held."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -62,13 +85,16 @@ def check_ttl(ttl_ms: int) -> int:
 
 Key = tuple[str, str, str]
 """(tenant, server, session digest)."""
+ClaimKey = tuple[str, str, str, str]
+"""(tenant, server, session digest, request id digest)."""
 
 
 class MemorySessions:
     """One process's bindings, oldest first: at most `max_bindings` in all and
     `tenant_bindings` per tenant, beyond which the oldest go (one tenant's push out only its
     own until all together reach the global bound). Binding or holding a session makes it the
-    newest. Expired bindings are dropped when looked up, or as the oldest."""
+    newest. Expired bindings are dropped when looked up, or as the oldest. Claims are one per
+    request in flight, each freed when its handler ends (an expired one when looked up)."""
 
     def __init__(
         self,
@@ -86,6 +112,8 @@ class MemorySessions:
         self._tenant_max = TENANT_BINDINGS if tenant_bindings is None else tenant_bindings
         self._by_tenant: dict[str, dict[Key, None]] = {}
         """Each tenant's bindings, oldest first (dicts keep insertion order)."""
+        self._claims: dict[ClaimKey, float] = {}
+        """Request ids in flight -> when their claim expires."""
 
     async def bind(self, tenant: str, server: str, session: str, ttl_ms: int) -> None:
         self._put(_key(tenant, server, session), check_ttl(ttl_ms))
@@ -104,6 +132,29 @@ class MemorySessions:
 
     async def forget(self, tenant: str, server: str, session: str) -> None:
         self._drop(_key(tenant, server, session))
+
+    async def claim(
+        self, tenant: str, server: str, session: str, request_id: str, ttl_ms: int
+    ) -> bool:
+        check_ttl(ttl_ms)
+        key = (*_key(tenant, server, session), request_digest(request_id))
+        now = self._clock()
+        expires = self._claims.get(key)
+        if expires is not None and expires > now:
+            return False
+        self._claims[key] = now + ttl_ms / 1000
+        return True
+
+    async def free(self, tenant: str, server: str, session: str, request_id: str) -> None:
+        self._claims.pop((*_key(tenant, server, session), request_digest(request_id)), None)
+
+    async def holds_claiming(
+        self, tenant: str, server: str, session: str, ttl_ms: int, request_id: str, claim_ms: int
+    ) -> tuple[bool, bool]:
+        check_ttl(claim_ms)
+        if not await self.holds(tenant, server, session, ttl_ms):
+            return False, False
+        return True, await self.claim(tenant, server, session, request_id, claim_ms)
 
     async def close(self) -> None:
         return None
@@ -137,10 +188,20 @@ def _key(tenant: str, server: str, session: str) -> Key:
     return (tenant, server, session_digest(session))
 
 
+def request_digest(request_id: str) -> str:
+    """A request id (as the server files it: `str(id)`) as the stores key it: hex sha256."""
+    return hashlib.sha256(request_id.encode()).hexdigest()
+
+
+def claim_key(tenant: str, server: str, session: str, request_id: str) -> str:
+    return mcp_claim_key(tenant, server, session_digest(session), request_digest(request_id))
+
+
 class RedisSessions(GuardedStore):
     """One key per binding under the tenant's hash tag: `SET PX` binds, `PEXPIRE` both tells
-    whether the tenant holds a session and refreshes it (one round trip), `DEL` forgets. On the
-    store's shared `client` (store/open.py), or on one of its own, closed with it."""
+    whether the tenant holds a session and refreshes it (one round trip), `DEL` forgets. One key
+    per claim beside it: `SET NX PX` claims, `DEL` frees. On the store's shared `client`
+    (store/open.py), or on one of its own, closed with it."""
 
     boundary = REPLAYS
     store_name = "MCP session store"
@@ -159,6 +220,31 @@ class RedisSessions(GuardedStore):
 
     async def forget(self, tenant: str, server: str, session: str) -> None:
         await self._client.delete(mcp_session_key(tenant, server, session_digest(session)))
+
+    async def claim(
+        self, tenant: str, server: str, session: str, request_id: str, ttl_ms: int
+    ) -> bool:
+        key = claim_key(tenant, server, session, request_id)
+        return bool(await self._client.set(key, "1", nx=True, px=check_ttl(ttl_ms)))
+
+    async def free(self, tenant: str, server: str, session: str, request_id: str) -> None:
+        await self._client.delete(claim_key(tenant, server, session, request_id))
+
+    async def holds_claiming(
+        self, tenant: str, server: str, session: str, ttl_ms: int, request_id: str, claim_ms: int
+    ) -> tuple[bool, bool]:
+        """PEXPIRE and SET NX in one pipeline (both keys in the tenant's slot, no MULTI); a
+        claim made in a session not held is deleted again (a second round trip, on that
+        refusal only)."""
+        bound = mcp_session_key(tenant, server, session_digest(session))
+        claimed = claim_key(tenant, server, session, request_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.pexpire(bound, check_ttl(ttl_ms))
+            pipe.set(claimed, "1", nx=True, px=check_ttl(claim_ms))
+            held, got = await pipe.execute()
+        if not held and got:
+            await self._client.delete(claimed)
+        return bool(held), bool(held) and bool(got)
 
     async def close(self) -> None:
         if self._owns_client:

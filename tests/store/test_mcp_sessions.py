@@ -1,7 +1,9 @@
 """Which tenant bound which MCP session (proxy/store/mcp_sessions.py), on memory://, a real Redis
 and a real Redis Cluster: only the tenant that bound a session of a server holds it, holding
 refreshes its life, it expires and can be forgotten; the memory store is bounded (oldest
-dropped), and an unreachable or refusing Redis is LedgerUnavailable."""
+dropped), and an unreachable or refusing Redis is LedgerUnavailable. A request id in a session is
+claimed by one caller at a time (every store of one Redis alike) until freed or expired, and
+`holds_claiming` claims only in a session the tenant holds."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from conftest import CLUSTER, EVERY_STORE, REDIS, Opener, free_port
 
 from proxy.core.errors import LedgerUnavailable
 from proxy.core.types import ReservationSettings
-from proxy.store.mcp_sessions import McpSessions, MemorySessions, session_digest
+from proxy.store.mcp_sessions import McpSessions, MemorySessions, request_digest, session_digest
 from proxy.store.open import open_store
-from proxy.store.redis.layout import mcp_session_key
+from proxy.store.redis.layout import mcp_claim_key, mcp_session_key
 
 LONG = 60_000
 SESSION = "a1b2c3-" + "x" * 500
@@ -140,6 +142,9 @@ async def test_an_unreachable_redis_is_unavailable(scheme: str) -> None:
             stores.mcp_sessions.bind("acme", "crm", SESSION, LONG),
             stores.mcp_sessions.holds("acme", "crm", SESSION, LONG),
             stores.mcp_sessions.forget("acme", "crm", SESSION),
+            stores.mcp_sessions.claim("acme", "crm", SESSION, "7", LONG),
+            stores.mcp_sessions.free("acme", "crm", SESSION, "7"),
+            stores.mcp_sessions.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG),
         ):
             with pytest.raises(LedgerUnavailable, match=r"^MCP session store"):
                 await call
@@ -158,5 +163,82 @@ async def test_a_session_is_one_key_under_the_tenants_hash_tag_with_its_ttl(
         key = mcp_session_key("acme", "crm", session_digest(SESSION))
         assert key == f"cy:v1:{{t:acme}}:mcp:crm:{session_digest(SESSION)}"
         assert 0 < await client.pttl(key) <= LONG
+    finally:
+        await client.aclose()
+
+
+@EVERY_STORE
+async def test_a_request_id_is_claimed_by_one_caller_until_freed(sessions: McpSessions) -> None:
+    assert await sessions.claim("acme", "crm", SESSION, "7", LONG)
+    assert not await sessions.claim("acme", "crm", SESSION, "7", LONG)
+    for other in (
+        ("acme", "crm", SESSION, "8"),
+        ("acme", "crm", "other", "7"),
+        ("acme", "search", SESSION, "7"),
+        ("globex", "crm", SESSION, "7"),
+    ):
+        assert await sessions.claim(*other, LONG), other
+    await sessions.free("acme", "crm", SESSION, "7")
+    await sessions.free("acme", "crm", SESSION, "7")
+    assert await sessions.claim("acme", "crm", SESSION, "7", LONG)
+    assert not await sessions.claim("acme", "crm", SESSION, "8", LONG)
+
+
+@EVERY_STORE
+async def test_a_claim_expires_by_itself(sessions: McpSessions) -> None:
+    assert await sessions.claim("acme", "crm", SESSION, "7", 150)
+    assert not await sessions.claim("acme", "crm", SESSION, "7", 150)
+    await asyncio.sleep(0.25)
+    assert await sessions.claim("acme", "crm", SESSION, "7", LONG)
+    with pytest.raises(ValueError, match="ttl_ms must be a positive integer"):
+        await sessions.claim("acme", "crm", SESSION, "9", 0)
+
+
+@EVERY_STORE
+async def test_holds_claiming_claims_only_in_a_session_held(sessions: McpSessions) -> None:
+    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG) == (False, False)
+    assert await sessions.claim("acme", "crm", SESSION, "7", LONG)  # nothing was left claimed
+    await sessions.free("acme", "crm", SESSION, "7")
+    await sessions.bind("acme", "crm", SESSION, 150)
+    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG) == (True, True)
+    await asyncio.sleep(0.1)
+    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG) == (True, False)
+    await asyncio.sleep(0.1)  # past the bind's 150 ms: the checks refreshed it
+    assert await sessions.holds("acme", "crm", SESSION, 150)
+    assert await sessions.holds_claiming("globex", "crm", SESSION, 150, "8", LONG) == (
+        False,
+        False,
+    )
+    with pytest.raises(ValueError, match="ttl_ms must be a positive integer"):
+        await sessions.holds_claiming("acme", "crm", SESSION, 150, "9", 0)
+    assert await sessions.claim("acme", "crm", SESSION, "9", LONG)
+
+
+@pytest.mark.parametrize("store_url", [REDIS, CLUSTER], indirect=True)
+async def test_a_claim_holds_across_stores_on_one_redis(store_url: str, opener: Opener) -> None:
+    first, second = opener.open().mcp_sessions, opener.open().mcp_sessions
+    await first.bind("acme", "crm", SESSION, LONG)
+    assert await first.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG) == (True, True)
+    assert await second.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG) == (True, False)
+    assert not await second.claim("acme", "crm", SESSION, "7", LONG)
+    await first.free("acme", "crm", SESSION, "7")
+    assert await second.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG) == (True, True)
+
+
+@pytest.mark.parametrize("store_url", [REDIS, CLUSTER], indirect=True)
+async def test_a_claim_is_one_key_under_the_tenants_hash_tag_with_its_ttl(
+    store_url: str, sessions: McpSessions
+) -> None:
+    raw = aioredis.RedisCluster if "cluster" in store_url else aioredis.Redis
+    client = raw.from_url(store_url.replace("redis+cluster://", "redis://"))
+    try:
+        await sessions.bind("acme", "crm", SESSION, LONG)
+        await sessions.holds_claiming("acme", "crm", SESSION, LONG, "7", 30_000)
+        key = mcp_claim_key("acme", "crm", session_digest(SESSION), request_digest("7"))
+        digests = f"{session_digest(SESSION)}:{request_digest('7')}"
+        assert key == f"cy:v1:{{t:acme}}:mcpid:crm:{digests}"
+        assert 0 < await client.pttl(key) <= 30_000
+        await sessions.free("acme", "crm", SESSION, "7")
+        assert await client.exists(key) == 0
     finally:
         await client.aclose()

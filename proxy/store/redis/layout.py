@@ -42,6 +42,12 @@ live in one Redis Cluster slot and a single script can read and write them atomi
                                          is never parsed back, and the fixed-length digest ends
                                          the key) -> `1`, with the session's TTL (see
                                          store/mcp_sessions.py); plain commands, no script
+    cy:v1:{t:<tenant>}:mcpid:<server>:<sha>:<sha>  string  a request id in flight in that MCP
+                                         session (sha256 of the `Mcp-Session-Id`, then of the
+                                         id as the server files it, `str(id)`) -> `1`, claimed
+                                         by `SET NX PX` for the server's timeout and a margin
+                                         (proxy/mcp/inflight.py), deleted when its request
+                                         ends; a crashed proxy's expires by itself
 
 Tenant ids and scope values match `^[a-z0-9_.-]{1,128}$` after lowercasing: they can contain
 neither `:` nor `|` nor braces, so no key or field can collide with another. No budget level is
@@ -122,6 +128,13 @@ def mcp_session_key(tenant: str, server: str, digest: str) -> str:
     """Where the tenant's binding of MCP session `digest` (hex sha256 of its id) of `server`
     is kept (store/mcp_sessions.py)."""
     return f"{PREFIX}:{{t:{tenant}}}:mcp:{server}:{digest}"
+
+
+def mcp_claim_key(tenant: str, server: str, session: str, request: str) -> str:
+    """Where the claim of request id digest `request` in MCP session digest `session` of
+    `server` is kept (store/mcp_sessions.py); `mcpid`, not `mcp`, so no claim key is a
+    session key."""
+    return f"{PREFIX}:{{t:{tenant}}}:mcpid:{server}:{session}:{request}"
 
 
 def day_key(tenant: str, day: str) -> str:
