@@ -135,6 +135,7 @@ IMAGES = "tests/gateway/test_image_rules.py::"
 ITEM_IMAGES = "tests/gateway/test_item_images.py::"
 ITEM_MEDIA = "tests/metering/test_item_media.py::"
 MCP_SESSIONS = "tests/store/test_mcp_sessions.py::"
+REQUEST_IDS = "tests/mcp/test_request_ids.py::"
 ACTION_AUDIT = "tests/store/test_ledger_action_audit.py"
 ROLLUPS = "tests/store/test_rollups.py::"
 USAGE = "tests/gateway/test_usage_events.py::"
@@ -6436,15 +6437,18 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="mcp-request-id-reused-in-flight",
         file="proxy/mcp/inflight.py",
-        old="        if key in self._held:\n",
-        new="        if False:\n",
+        old="    if not claimed:\n",
+        new="    if False:\n",
         tests=("tests/mcp/test_request_ids.py::test_a_reused_id_cannot_make_a_released_tool_free",),
         removes="a request whose id is in flight in its session is refused (no free released tool)",
     ),
     Mutation(
         name="mcp-request-id-never-freed",
         file="proxy/mcp/inflight.py",
-        old="            self._held.discard(key)\n",
+        old=(
+            '            await hop.admission.store_op("request id free", '
+            "store.free(*where, request_id))\n"
+        ),
         new="            pass\n",
         tests=("tests/mcp/test_request_ids.py::test_a_reused_id_cannot_make_a_released_tool_free",),
         removes="a request's id is free again once it ended",
@@ -6502,6 +6506,83 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="",
         tests=("tests/mcp/test_duplicate_headers.py",),
         removes="Mcp-Name, Mcp-Method, Mcp-Session-Id or MCP-Protocol-Version sent twice is 400",
+    ),
+    Mutation(
+        name="mcp-request-id-claimed-for-tool-calls-only",
+        file="proxy/mcp/inflight.py",
+        old="    if session is None or not message.is_request or message.id is None:\n",
+        new=(
+            "    if session is None or not message.is_request or message.id is None"
+            ' or message.method != "tools/call":\n'
+        ),
+        tests=(f"{REQUEST_IDS}test_an_id_in_flight_on_one_replica_is_refused_on_another",),
+        removes="any request (a ping too) reusing an id in flight in its session is refused",
+    ),
+    Mutation(
+        name="mcp-claim-redis-not-exclusive",
+        file="proxy/store/mcp_sessions.py",
+        old=(
+            '        return bool(await self._client.set(key, "1", nx=True, px=check_ttl(ttl_ms)))\n'
+        ),
+        new='        return bool(await self._client.set(key, "1", px=check_ttl(ttl_ms)))\n',
+        tests=(f"{MCP_SESSIONS}test_a_request_id_is_claimed_by_one_caller_until_freed",),
+        removes="Redis: a request id is claimed by one caller at a time (SET NX)",
+    ),
+    Mutation(
+        name="mcp-claim-pipeline-not-exclusive",
+        file="proxy/store/mcp_sessions.py",
+        old='            pipe.set(claimed, "1", nx=True, px=check_ttl(claim_ms))\n',
+        new='            pipe.set(claimed, "1", px=check_ttl(claim_ms))\n',
+        tests=(f"{MCP_SESSIONS}test_a_claim_holds_across_stores_on_one_redis",),
+        removes="Redis: the session check's claim is exclusive across stores on one Redis",
+    ),
+    Mutation(
+        name="mcp-claim-left-in-a-session-not-held",
+        file="proxy/store/mcp_sessions.py",
+        old="        if not held and got:\n",
+        new="        if False:\n",
+        tests=(f"{MCP_SESSIONS}test_holds_claiming_claims_only_in_a_session_held",),
+        removes="Redis: nothing stays claimed in a session the tenant does not hold",
+    ),
+    Mutation(
+        name="mcp-claim-memory-not-exclusive",
+        file="proxy/store/mcp_sessions.py",
+        old="        if expires is not None and expires > now:\n",
+        new="        if False:\n",
+        tests=(f"{MCP_SESSIONS}test_a_request_id_is_claimed_by_one_caller_until_freed",),
+        removes="memory://: a request id is claimed by one caller at a time",
+    ),
+    Mutation(
+        name="mcp-claim-memory-never-expires",
+        file="proxy/store/mcp_sessions.py",
+        old="        if expires is not None and expires > now:\n",
+        new="        if expires is not None:\n",
+        tests=(f"{MCP_SESSIONS}test_a_claim_expires_by_itself",),
+        removes="memory://: a claim expires by itself",
+    ),
+    Mutation(
+        name="mcp-claim-redis-never-expires",
+        file="proxy/store/mcp_sessions.py",
+        old='            pipe.set(claimed, "1", nx=True, px=check_ttl(claim_ms))\n',
+        new='            pipe.set(claimed, "1", nx=True)\n',
+        tests=(f"{MCP_SESSIONS}test_a_claim_is_one_key_under_the_tenants_hash_tag_with_its_ttl",),
+        removes="Redis: a claim has a TTL, so a crashed proxy's claim expires by itself",
+    ),
+    Mutation(
+        name="mcp-claim-key-ignores-session",
+        file="proxy/store/redis/layout.py",
+        old='    return f"{PREFIX}:{{t:{tenant}}}:mcpid:{server}:{session}:{request}"\n',
+        new='    return f"{PREFIX}:{{t:{tenant}}}:mcpid:{server}::{request}"\n',
+        tests=(f"{MCP_SESSIONS}test_a_request_id_is_claimed_by_one_caller_until_freed",),
+        removes="Redis: a request id is claimed in its own session only",
+    ),
+    Mutation(
+        name="mcp-request-id-free-failure-fails-the-answer",
+        file="proxy/mcp/inflight.py",
+        old="        except ClientError:\n",
+        new="        except ValueError:\n",
+        tests=(f"{REQUEST_IDS}test_an_id_not_freed_for_the_store_is_left_to_expire",),
+        removes="a store failure at the free leaves the claim to expire; the answer stands",
     ),
 )
 

@@ -20,6 +20,7 @@ tool result with `isError` naming the budget, so the model reads it and can stop
     forward.py   a client request on its way (Hop), relaying what is not a tool call
     listing.py   which tools a caller sees; tools/list filtered
     sessions.py  session ids bound to tenants
+    inflight.py  a request id in flight in its session, claimed in the store (one per id)
     calls.py     a tools/call: check, reserve, deny or relay
     settling.py  a tools/call relayed and settled
     routes.py    the handlers

@@ -6,7 +6,7 @@
     api_keys/     tenants' API keys (gateway mode), and the cache in front of them
     replays.py    client idempotency keys of budgeted calls
     idempotency.py  idempotency keys of admin calls
-    mcp_sessions.py which tenant bound which MCP session
+    mcp_sessions.py which tenant bound which MCP session, and the request ids in flight in it
     redis/        Redis plumbing: the shared client, the wire, the error table, safety, key layout
     boundary.py   the error boundary every store declares once
 
