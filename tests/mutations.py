@@ -6410,8 +6410,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="dashboard-tool-charges-not-joined",
         file="proxy/admin/dashboard/scan.py",
-        old='            self._charges[fields["reservation"]] = charged(entry)\n',
-        new="            pass\n",
+        old="            got = charged(entry)\n",
+        new="            got = {}\n",
         tests=(
             "tests/mcp/test_tool_dashboard.py"
             "::test_the_tenant_page_shows_tool_calls_by_server_and_tool",
@@ -6583,6 +6583,102 @@ MUTATIONS: tuple[Mutation, ...] = (
         new="        except ValueError:\n",
         tests=(f"{REQUEST_IDS}test_an_id_not_freed_for_the_store_is_left_to_expire",),
         removes="a store failure at the free leaves the claim to expire; the answer stands",
+    ),
+    Mutation(
+        name="mcp-tool-in-a-unit-budgeted-nowhere-runs-free",
+        file="proxy/mcp/pricing.py",
+        old="    if not levels:\n        section = ",
+        new="    if not levels:\n        return None\n        section = ",
+        tests=(
+            "tests/mcp/test_unbudgeted_unit.py"
+            "::test_a_tool_priced_in_a_unit_the_plan_does_not_budget_is_not_free",
+        ),
+        removes="a tool priced in a unit its plan budgets on no level is refused as unbudgeted",
+    ),
+    Mutation(
+        name="action-budgets-list-keeps-only-the-first",
+        file="proxy/policy/budgets.py",
+        old="enumerate(specs if isinstance(specs, list) else [specs])",
+        new="enumerate(specs[:1] if isinstance(specs, list) else [specs])",
+        tests=(
+            "tests/policy/test_action_budget_lists.py::test_a_level_holds_one_budget_per_action_unit",
+            "tests/mcp/test_unbudgeted_unit.py"
+            "::test_a_level_budgets_two_action_units_and_each_tool_reserves_on_its_own",
+        ),
+        removes="a level holds several action budgets, one per unit (the list form)",
+    ),
+    Mutation(
+        name="action-budgets-one-unit-twice-on-a-level",
+        file="proxy/policy/budgets.py",
+        old="            if spec.unit in units:\n",
+        new="            if spec.unit in units and False:\n",
+        tests=(
+            "tests/policy/test_action_budget_lists.py"
+            "::test_two_budgets_of_one_unit_on_one_level_are_refused",
+        ),
+        removes="two action budgets of one unit on one level are a policy error",
+    ),
+    Mutation(
+        name="check-silent-on-a-tool-unit-no-plan-budgets",
+        file="proxy/policy/advice.py",
+        old=" + _unbudgeted_tools(policy)\n",
+        new="\n",
+        tests=(
+            "tests/policy/test_action_budget_lists.py"
+            "::test_a_plan_without_a_tools_unit_is_warned_about_and_check_says_refused",
+        ),
+        removes="check warns of a plan that budgets a tool price's unit on no level",
+    ),
+    Mutation(
+        name="lua-denials-of-two-tools-one-entry",
+        file="proxy/store/ledger/lua/audit.lua",
+        old="  if action ~= '' then key = key .. '|' .. action end\n",
+        new="",
+        tests=(
+            "tests/admin/test_tool_denials_by_tool.py"
+            "::test_each_tools_denials_are_booked_under_that_tool[redis]",
+        ),
+        removes="redis: identical denials aggregate per action, so each tool's are its own",
+    ),
+    Mutation(
+        name="memory-denials-of-two-tools-one-entry",
+        file="proxy/store/ledger/memory_state.py",
+        old="            key += f\"|{fields['action']}\"\n",
+        new="            pass\n",
+        tests=(
+            "tests/admin/test_tool_denials_by_tool.py"
+            "::test_each_tools_denials_are_booked_under_that_tool[memory]",
+        ),
+        removes="memory: identical denials aggregate per action, so each tool's are its own",
+    ),
+    Mutation(
+        name="dashboard-tool-table-ignores-expiry-charges",
+        file="proxy/admin/dashboard/scan.py",
+        old='        if entry.kind in ("commit", "expire") and "reservation" in fields:\n',
+        new='        if entry.kind == "commit" and "reservation" in fields:\n',
+        tests=("tests/admin/test_tool_expiry_charge.py",),
+        removes="the Tool calls table counts what expiries charged a tool's reservations",
+    ),
+    Mutation(
+        name="dashboard-tool-charges-overwrite",
+        file="proxy/admin/dashboard/scan.py",
+        old='                _add(self._charges.setdefault(fields["reservation"], {}), got)\n',
+        new='                self._charges[fields["reservation"]] = dict(got)\n',
+        tests=("tests/admin/test_tool_expiry_charge.py::test_charges_of_one_reservation_add_up",),
+        removes="a reservation's commit and expiry charges add up on its tool's row",
+    ),
+    Mutation(
+        name="dashboard-tool-rows-by-recency",
+        file="proxy/admin/dashboard/scan.py",
+        old=(
+            "        ranked = sorted(self.tallies.items(), "
+            "key=lambda item: (-item[1].calls, item[0]))\n"
+        ),
+        new="        ranked = list(self.tallies.items())\n",
+        tests=(
+            "tests/admin/test_tool_denials_by_tool.py::test_the_most_called_tools_keep_their_rows",
+        ),
+        removes="the Tool calls table keeps the most called tools, not the most recent names",
     ),
 )
 

@@ -29,7 +29,7 @@ MAX_TOP = 1000
 
 
 def user_budgets(plan: Plan | None) -> list[Budget]:
-    """The plan's budgets on end users: the call budget, then the action budget."""
+    """The plan's budgets on end users: the call budget, then the action budgets."""
     if plan is None:
         return []
     return [b for b in (*plan.budgets, *plan.action_budgets) if b.level == END_USER]

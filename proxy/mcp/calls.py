@@ -68,7 +68,7 @@ async def _refused(
 ) -> tuple[str, str] | None:
     """Why the call is refused before the ledger (the outcome counted, the text the model
     reads), or None: hidden from this caller, unpriced on a server that refuses unpriced tools,
-    or priced in a unit its plan budgets only on levels the call does not name."""
+    or priced in a unit its plan budgets on no level the call names (or none at all)."""
     server, key = hop.server, tool_key(hop.server.name, tool.name)
     why = (await listing.hidden(hop, tenant))(tool.name)
     if why is not None:
@@ -81,13 +81,10 @@ async def _refused(
             "refuses unpriced tools (unpriced_tools: deny). It was not called."
         )
     lines = pricing.lines_of(tenant, hop.scope, price.unit)
-    levels = pricing.unbudgeted_levels(tenant.plan, price.unit, lines)
-    if not levels:
+    why = pricing.unbudgeted(tenant.plan, price.unit, lines)
+    if why is None:
         return None
-    return "unbudgeted", (
-        f"Plan {tenant.plan.name!r} budgets {price.unit} only on {', '.join(levels)}, and this "
-        "call names none of them: name one in the scope headers. The tool was not called."
-    )
+    return "unbudgeted", f"Tool {key} is priced in {price.unit}. {why} It was not called."
 
 
 async def _decided(

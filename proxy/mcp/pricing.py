@@ -46,13 +46,24 @@ def action_lines(plan: Plan, scope: Scope) -> list[BudgetLine]:
     ]
 
 
-def unbudgeted_levels(plan: Plan, unit: str, lines: Sequence[BudgetLine]) -> list[str]:
-    """The levels the plan budgets `unit` on when the call names none of them (nothing would
-    hold it back), else []. A plan that budgets the unit nowhere counts the call's quotas only."""
+def unbudgeted(plan: Plan, unit: str, lines: Sequence[BudgetLine]) -> str | None:
+    """Why a call priced in `unit` that reserves on `lines` is refused before the ledger
+    (nothing would hold it back), or None: the plan budgets the unit on no level, or only on
+    levels the call does not name. The reservation API refuses the same (unit_not_budgeted)."""
     if lines:
-        return []
+        return None
     budgets = plan.budgets if unit == "USD" else plan.action_budgets
-    return [b.level for b in budgets if b.unit == unit]
+    levels = [b.level for b in budgets if b.unit == unit]
+    if not levels:
+        section = "budgets" if unit == "USD" else "action_budgets"
+        return (
+            f"Plan {plan.name!r} budgets {unit} on no level, so tools priced in {unit} are "
+            f"refused for its tenants: ask the operator for {unit} {section}."
+        )
+    return (
+        f"Plan {plan.name!r} budgets {unit} only on {', '.join(levels)}, and this call names "
+        "none of them: name one in the scope headers."
+    )
 
 
 def reserve_request(

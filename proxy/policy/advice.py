@@ -7,7 +7,7 @@ address).
 from __future__ import annotations
 
 from proxy.policy.features import published_image_factor
-from proxy.policy.runtime import Policy
+from proxy.policy.runtime import Plan, Policy
 
 WIDEST_TRUSTED = {4: 16, 6: 48}
 """Prefix lengths past which a trusted_proxies range is more than one site's proxies: a range
@@ -16,7 +16,32 @@ that wide (a /8 of a cluster network, say) holds callers too."""
 
 def warnings(policy: Policy) -> list[str]:
     """One sentence per thing to look at, naming the field and what to write instead."""
-    return _trusted_proxies(policy) + _image_factors(policy)
+    return _trusted_proxies(policy) + _image_factors(policy) + _unbudgeted_tools(policy)
+
+
+def budgets_unit(plan: Plan, unit: str) -> bool:
+    """Whether the plan budgets `unit` on some level: USD among its call budgets, an action
+    unit among its action budgets. A tool priced in a unit its plan does not budget is refused
+    (`unbudgeted`), as the reservation API refuses such an ask (unit_not_budgeted)."""
+    budgets = plan.budgets if unit == "USD" else plan.action_budgets
+    return any(b.unit == unit for b in budgets)
+
+
+def _unbudgeted_tools(policy: Policy) -> list[str]:
+    """A plan that does not budget a unit tools are priced in: those tools are refused for
+    every tenant on it."""
+    found = []
+    for plan in policy.plans.values():
+        units = dict.fromkeys(p.unit for p in policy.tool_prices)
+        for unit in [u for u in units if not budgets_unit(plan, u)]:
+            keys = ", ".join(p.key for p in policy.tool_prices if p.unit == unit)
+            section = "budgets" if unit == "USD" else "action_budgets"
+            found.append(
+                f"plan {plan.name} does not budget {unit}: tools priced in it ({keys}) are "
+                f"refused for its tenants. Add a {unit} budget to plans.{plan.name}.{section} "
+                "if they should run."
+            )
+    return found
 
 
 def _image_factors(policy: Policy) -> list[str]:

@@ -31,7 +31,7 @@ def compile_plan(name: str, plan: PlanSpec, spec: PolicySpec, out: list[Issue]) 
         message = "a plan cannot be called 'deny': unknown_tenant: deny refuses unknown tenants"
         out.append(Issue(("plans", name), message))
     budgets = _budgets(("plans", name, "budgets"), plan.budgets, out)
-    action_budgets = _budgets(("plans", name, "action_budgets"), plan.action_budgets, out)
+    action_budgets = _action_budgets(("plans", name, "action_budgets"), plan.action_budgets, out)
     given = plan.model_dump(
         include={"default_max_tokens", "default_max_tool_calls"}, exclude_none=True
     )
@@ -65,6 +65,31 @@ def _budgets(
         for level, spec in written.items()
         if (budget := _budget((*loc, level), level, spec, out)) is not None
     ]
+    return tuple(sorted(budgets, key=lambda budget: LEVELS.index(budget.level)))
+
+
+def _action_budgets(
+    loc: Loc, written: Mapping[str, ActionBudgetSpec | list[ActionBudgetSpec]], out: list[Issue]
+) -> tuple[Budget, ...]:
+    """A plan's `action_budgets`: per level one budget, or a list of them in distinct units
+    (`tenant: [{limit: 10, unit: EMAILS}, {limit: 200, unit: RISK_POINTS}]`), in LEVELS
+    order."""
+    budgets: list[Budget] = []
+    for level, specs in written.items():
+        listed = isinstance(specs, list)
+        units: set[str] = set()
+        for i, spec in enumerate(specs if isinstance(specs, list) else [specs]):
+            at: Loc = (*loc, level, i) if listed else (*loc, level)
+            if spec.unit in units:
+                message = (
+                    f"a second {spec.unit} budget on {level}: a level holds one budget per "
+                    "unit; keep one, or budget another level"
+                )
+                out.append(Issue((*at, "unit"), message))
+                continue
+            units.add(spec.unit)
+            if (budget := _budget(at, level, spec, out)) is not None:
+                budgets.append(budget)
     return tuple(sorted(budgets, key=lambda budget: LEVELS.index(budget.level)))
 
 

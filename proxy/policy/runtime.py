@@ -127,8 +127,9 @@ class Plan:
     """Alert thresholds in basis points of each budget line's limit, ascending (the plan's
     own `alerts.thresholds`, else the policy's)."""
     action_budgets: tuple[Budget, ...] = ()
-    """What actions reserve on (action units, POST /v1/cycles/reservations): at most one per
-    level, in LEVELS order. A level may have a call budget and an action budget."""
+    """What actions reserve on (action units: POST /v1/cycles/reservations, MCP tool calls):
+    at most one per level and unit, in LEVELS order. A level may have a call budget and action
+    budgets."""
     default_max_tool_calls: int = 10
     """Hosted tool calls reserved (and, with bound: hard, written as the limit) for a call that
     enables hosted tools and sets no `max_tool_calls` (Responses) or `max_uses` (Anthropic)."""

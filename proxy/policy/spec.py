@@ -199,8 +199,9 @@ class PlanSpec(_Spec):
     """Hosted tool calls reserved when a call sets no max_tool_calls / max_uses (default 10)."""
     budgets: dict[str, BudgetSpec] = {}
     """What LLM calls reserve on (USD or TOKENS), by level."""
-    action_budgets: dict[str, ActionBudgetSpec] = {}
-    """What actions reserve on (RISK_POINTS), by level; a level may have both."""
+    action_budgets: dict[str, ActionBudgetSpec | list[ActionBudgetSpec]] = {}
+    """What actions reserve on (RISK_POINTS, or units of the operator's), by level: one budget,
+    or a list of them in distinct units; a level may have call and action budgets."""
     quotas: QuotasSpec = QuotasSpec()
     degrade: list[DegradeSpec] = []
     alerts: PlanAlertsSpec | None = None

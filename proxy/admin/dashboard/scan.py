@@ -36,7 +36,7 @@ FIRST_WIDTH_MS = 15 * MINUTE_MS
 TAIL = 50
 RECENT = 20
 TOOLS = 50
-"""Tool rows at most on a tenant's page; the tools seen after them are counted under `other`."""
+"""Tool rows at most on a tenant's page: the most called; the rest are counted under `other`."""
 TOOL_PREFIX = "mcp:"
 
 
@@ -162,42 +162,67 @@ class Scan:
 @dataclass(slots=True)
 class ToolTally:
     """One tool's calls in the trail read: reserves allowed, denials, and what their commits
-    charged per unit (a commit whose reserve is older than the read is not joined)."""
+    and expiry charges charged per unit (one whose reserve is older than the read is not
+    joined)."""
 
     reservations: int = 0
     denials: int = 0
     charged: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def calls(self) -> int:
+        return self.reservations + self.denials
+
+    def merge(self, other: ToolTally) -> None:
+        self.reservations += other.reservations
+        self.denials += other.denials
+        _add(self.charged, other.charged)
+
 
 @dataclass(slots=True)
 class Tools:
     """Tool calls by `mcp:<server>/<tool>`, from the reserve entries that name one (`action`)
-    and the commits of their reservations. Read newest first, so a commit comes before its
-    reserve: commits wait in `_charges` (at most as many as the scan reads) until it does."""
+    and the commits and expiry charges of their reservations. Read newest first, so a charge
+    comes before its reserve: charges wait in `_charges` (at most as many as the scan reads)
+    until it does. Every tool seen is tallied (the scan bounds how many); `shown` keeps the
+    TOOLS most called."""
 
     tallies: dict[str, ToolTally] = field(default_factory=dict)
-    _charges: dict[str, Mapping[str, int]] = field(default_factory=dict)
+    _charges: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, entry: AuditEntry) -> None:
         fields = entry.fields
-        if entry.kind == "commit" and "reservation" in fields:
-            self._charges[fields["reservation"]] = charged(entry)
+        if entry.kind in ("commit", "expire") and "reservation" in fields:
+            got = charged(entry)
+            if got:
+                _add(self._charges.setdefault(fields["reservation"], {}), got)
             return
         action = fields.get("action", "")
         if entry.kind != "reserve" or not action.startswith(TOOL_PREFIX):
             return
-        tally = self._tally(action)
+        tally = self.tallies.setdefault(action, ToolTally())
         if fields.get("decision") == "DENY":
             tally.denials += denials(entry)
             return
         tally.reservations += 1
-        for unit, amount in self._charges.pop(fields.get("reservation", ""), {}).items():
-            tally.charged[unit] = tally.charged.get(unit, 0) + amount
+        _add(tally.charged, self._charges.pop(fields.get("reservation", ""), {}))
 
-    def _tally(self, action: str) -> ToolTally:
-        if action not in self.tallies and len(self.tallies) >= TOOLS:
-            action = TOOL_PREFIX + "other"
-        return self.tallies.setdefault(action, ToolTally())
+    def shown(self) -> dict[str, ToolTally]:
+        """The TOOLS tools with the most calls (reservations and denials), the rest summed
+        under `mcp:other`: a client calling made-up names under a glob price does not push the
+        real tools off the page."""
+        ranked = sorted(self.tallies.items(), key=lambda item: (-item[1].calls, item[0]))
+        shown = dict(ranked[:TOOLS])
+        if len(ranked) > TOOLS:
+            other = shown.setdefault(TOOL_PREFIX + "other", ToolTally())
+            for _, tally in ranked[TOOLS:]:
+                other.merge(tally)
+        return shown
+
+
+def _add(into: dict[str, int], amounts: Mapping[str, int]) -> None:
+    for unit, amount in amounts.items():
+        into[unit] = into.get(unit, 0) + amount
 
 
 @dataclass(slots=True)

@@ -250,7 +250,7 @@ def tenant(view: TenantView) -> Html:
         reach=reach,
         series=join(_series(s) for s in view.series)
         or Html('<p class="hint">The plan has no budgets.</p>'),
-        tools=_tools(h.tools.tallies),
+        tools=_tools(h.tools.shown()),
         denials=_table(
             ("When", "Decision", "Reason", "Scope or quota", "Count", "Run"),
             [_denial(e, tz) for e in h.denials],

@@ -322,9 +322,12 @@ class TenantState:
     def deny(
         self, reason: str, scope: str, fields: dict[str, str], now: int, retention: int
     ) -> None:
-        """audit.lua's audit_denial(): one entry per minute, reason and scope; the rest count."""
+        """audit.lua's audit_denial(): one entry per minute, reason, scope and action (when the
+        call names one); the rest count."""
         minute = now // MINUTE_MS
         key = f"{minute}|{reason}|{scope}"
+        if fields.get("action"):
+            key += f"|{fields['action']}"
         name = AGGREGATE + key
         self.counters.values[name] = self.counters.values.get(name, 0) + 1
         if self.counters.values[name] > 1:

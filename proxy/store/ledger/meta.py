@@ -38,7 +38,8 @@ from collections.abc import Mapping
 from proxy.store.ledger.calendar import Anchor, Calendar, Hold
 
 AGGREGATE = "q|agg|"
-"""Ledger field prefix of the per-minute denial counters (`q|agg|<minute>|<reason>|<scope>`)."""
+"""Ledger field prefix of the per-minute denial counters (`q|agg|<minute>|<reason>|<scope>`,
+then `|<action>` when the call names one)."""
 GENERATION = "q|gen|"
 """Ledger field prefix of the RESET_SPENT generations (`q|gen|resets`, `q|gen|reset|<prefix>`,
 `q|gen|exp|<reservation>`; lua/common.lua late_charge): bookkeeping, not quota counters."""

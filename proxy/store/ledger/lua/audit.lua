@@ -10,7 +10,7 @@
 --            [rule] (the degrade rule of an ALLOW_WITH_CAPS), [reason budget | quota |
 --            tenant_<status>, scope '<level>|<value>' or the quota, for a DENY or a shadow
 --            call's would=DENY], [would] (shadow: what enforcement would have decided),
---            [agg] (a denial: '<minute>|<reason>|<scope>', see audit_denial)
+--            [agg] (a denial: '<minute>|<reason>|<scope>[|<action>]', see audit_denial)
 --   commit   reservation, from (the state before), state, actual, charged
 --   release  reservation, state
 --   expire   reservation, state EXPIRED_CHARGED | EXPIRED_RELEASED, amounts
@@ -32,13 +32,14 @@ local function audit(kind, fields)
   return redis.call(unpack(args))
 end
 
--- Identical denials (reason and scope) within one minute of NOW make one entry: the first
--- appends it, the rest count in the ledger field 'q|agg|<minute>|<reason>|<scope>' (kept for
--- the retention; an end user's in :users, see hkey), which audit() reads back as the entry's
--- `count`.
-local function audit_denial(reason, scope, fields)
+-- Identical denials (reason, scope and action) within one minute of NOW make one entry: the
+-- first appends it, the rest count in the ledger field 'q|agg|<minute>|<reason>|<scope>', with
+-- '|<action>' when the call names one (so each tool's denials are its own entry), kept for the
+-- retention (an end user's in :users, see hkey); audit() reads it back as the entry's `count`.
+local function audit_denial(reason, scope, fields, action)
   local minute = math.floor(NOW / MINUTE)
   local key = fmt(minute) .. '|' .. reason .. '|' .. scope
+  if action ~= '' then key = key .. '|' .. action end
   if redis.call('HINCRBY', hkey('q|agg|' .. key), 'q|agg|' .. key, 1) > 1 then return end
   keep('q|agg|' .. key, (minute + 1) * MINUTE + RETAIN)
   fields[#fields + 1] = 'agg'

@@ -141,7 +141,7 @@ end
 if status ~= 'active' then
   local f = base_fields('DENY', asked)
   for _, x in ipairs({ 'reason', 'tenant_' .. status, 'scope', '-' }) do f[#f + 1] = x end
-  audit_denial('tenant_' .. status, '-', f)
+  audit_denial('tenant_' .. status, '-', f, action)
   ROLL.add('-|-|-|-|deny|tenant_' .. status, 1)
   return reply('-1:0:-:-:0:-', '-', '-', {})
 end
@@ -196,7 +196,7 @@ local function deny(gate)
   roll_denial(gate, 'deny')
   local f = base_fields('DENY', asked)
   for _, x in ipairs({ 'reason', reason, 'scope', scope }) do f[#f + 1] = x end
-  audit_denial(reason, scope, f)
+  audit_denial(reason, scope, f, action)
   return reply(outcome(-1, false, nil, gate), '-', '-', {}, first_deny(gate))
 end
 
