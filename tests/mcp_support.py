@@ -19,6 +19,7 @@ import httpx2
 import pytest
 from conftest import free_port
 from mcp import Client
+from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
 
 from proxy.policy import load_policy
@@ -49,9 +50,21 @@ class Upstream:
         lines = path.read_text().splitlines() if path.exists() else []
         return [json.loads(line) for line in lines]
 
+    def messages(self) -> list[dict[str, Any]]:
+        """Each POSTed message's id, method and whether it is a response, in order."""
+        path = self.dir / "messages"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines]
+
     def pings(self) -> int:
         path = self.dir / "pings"
         return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def confirmed(self, prefix: str = "") -> list[str]:
+        """The `to` of every confirm_send that sent, starting with `prefix`."""
+        path = self.dir / "confirmed"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [line for line in lines if line.startswith(prefix)]
 
     def slow_done(self) -> int:
         path = self.dir / "slow"
@@ -105,6 +118,7 @@ actions:
   "mcp:crm/progress": {{EMAILS: 1}}
   "mcp:crm/protocol_error": {{EMAILS: 1}}
   "mcp:crm/crash": {{EMAILS: 1}}
+  "mcp:crm/confirm_send": {{EMAILS: 1}}
 plans:
   starter:
     budgets:
@@ -133,6 +147,16 @@ plans:
       tenant: {{limit: 100, unit: EMAILS, period: day}}
     quotas:
       steps_per_run: 3
+  few:
+    budgets:
+      tenant: {{limit: 5, period: month}}
+    action_budgets:
+      tenant: {{limit: 3, unit: EMAILS, period: day}}
+  single:
+    budgets:
+      tenant: {{limit: 5, period: month}}
+    action_budgets:
+      tenant: {{limit: 1, unit: EMAILS, period: day}}
 tenants:
   acme: {{plan: starter}}
   beta: {{plan: starter}}
@@ -140,6 +164,8 @@ tenants:
   slim: {{plan: narrow}}
   care: {{plan: careful}}
   steps: {{plan: stepped}}
+  frugal: {{plan: few}}
+  lone: {{plan: single}}
 """
 
 
@@ -166,13 +192,19 @@ async def proxy(
 
 @asynccontextmanager
 async def client(
-    stack: Stack, tenant: str = "acme", mode: str = "legacy", **headers: str
+    stack: Stack,
+    tenant: str = "acme",
+    mode: str = "legacy",
+    elicit: ElicitationFnT | None = None,
+    **headers: str,
 ) -> AsyncIterator[Client]:
-    """The official mcp Client on /mcp/crm, as `tenant` (scope headers), in `mode`."""
+    """The official mcp Client on /mcp/crm, as `tenant` (scope headers), in `mode`; `elicit`
+    answers the server's elicitations."""
     sent = {"X-Cycles-Tenant": tenant, **headers}
     http = httpx2.AsyncClient(headers=sent, timeout=httpx2.Timeout(30, read=60))
     transport = streamable_http_client(stack.url + "/mcp/crm", http_client=http)
-    async with http, Client(transport, mode=mode) as session:  # type: ignore[arg-type]
+    session = Client(transport, mode=mode, elicitation_callback=elicit)  # type: ignore[arg-type]
+    async with http, session:
         yield session
 
 

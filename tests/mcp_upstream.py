@@ -3,8 +3,12 @@ mcp_support.py: python mcp_upstream.py PORT DIR [--json]
 
 Tools: send_email(to) (each call appends `to` to DIR/sent), ping() (a line to DIR/pings),
 fail() (raises: an isError result), slow(seconds) (a line to DIR/slow when done), progress(n)
-(n progress notifications, then its result). Every request's
-headers are appended to DIR/headers as JSON lines. Two tool names are answered by the wrapper
+(n progress notifications, then its result), confirm_send(to) (asks the client to confirm,
+through the SDK's Resolve/Elicit: mid-call elicitation/create in the handshake era, an
+input_required result in 2026-07-28; a yes appends `to` to DIR/confirmed, a no answers
+"not sent" without isError). Every request's
+headers are appended to DIR/headers as JSON lines, every POSTed message's id, method and whether
+it is a response to DIR/messages. Two tool names are answered by the wrapper
 without reaching the server: `protocol_error` (a JSON-RPC error) and `crash` (HTTP 500).
 """
 
@@ -14,10 +18,13 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.resolve import Elicit, Resolve
+from pydantic import BaseModel
 
 PORT, DIR = int(sys.argv[1]), Path(sys.argv[2])
 server = MCPServer("crm")
@@ -63,6 +70,24 @@ async def progress(n: int, ctx: Context) -> str:
     return "progress done"
 
 
+class Confirmation(BaseModel):
+    send: bool
+
+
+def ask(to: str) -> Elicit[Confirmation]:
+    return Elicit(f"Send the email to {to}?", Confirmation)
+
+
+@server.tool()
+def confirm_send(to: str, answer: Annotated[ElicitationResult[Confirmation], Resolve(ask)]) -> str:
+    """Send an email once the user confirms it."""
+    if not isinstance(answer, AcceptedElicitation) or not answer.data.send:
+        return f"not sent to {to}"
+    with (DIR / "confirmed").open("a") as confirmed:
+        confirmed.write(to + "\n")
+    return f"sent to {to}"
+
+
 def wrap(app: Any) -> Any:
     """Log each request's headers; answer `protocol_error` and `crash` tool calls itself."""
 
@@ -79,6 +104,7 @@ def wrap(app: Any) -> Any:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        _note(body)
         answer = _injected(body)
         if answer is not None:
             status, payload = answer
@@ -98,6 +124,19 @@ def wrap(app: Any) -> Any:
         await app(scope, replay, send)
 
     return wrapped
+
+
+def _note(body: bytes) -> None:
+    """Each POSTed message's id, method and whether it is a response, to DIR/messages."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return
+    if isinstance(message, dict):
+        noted = {"id": message.get("id"), "method": message.get("method")}
+        noted["response"] = "result" in message or "error" in message
+        with (DIR / "messages").open("a") as log:
+            log.write(json.dumps(noted) + "\n")
 
 
 def _injected(body: bytes) -> tuple[int, bytes] | None:

@@ -6680,6 +6680,26 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="the Tool calls table keeps the most called tools, not the most recent names",
     ),
+    Mutation(
+        name="mcp-client-response-claims-an-id",
+        file="proxy/mcp/inflight.py",
+        old="    if session is None or not message.is_request or message.id is None:\n",
+        new="    if session is None or message.id is None:\n",
+        tests=("tests/mcp/test_tool_input.py::test_the_clients_answer_may_carry_the_calls_own_id",),
+        removes="a client's answer to the server's request (no method) claims no id: its id is "
+        "the server's, and may be that of the call in flight",
+    ),
+    Mutation(
+        name="mcp-input-required-charged",
+        file="proxy/mcp/outcome.py",
+        old="    {Ending.PROTOCOL_ERROR, Ending.INPUT_REQUIRED, Ending.REFUSED, Ending.NOT_SENT}\n",
+        new="    {Ending.PROTOCOL_ERROR, Ending.REFUSED, Ending.NOT_SENT}\n",
+        tests=(
+            "tests/mcp/test_tool_input.py"
+            "::test_modern_input_required_is_released_and_the_retry_committed",
+        ),
+        removes="an input_required round is released: the retry that completes is charged once",
+    ),
 )
 
 
