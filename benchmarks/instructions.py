@@ -39,7 +39,8 @@ from typing import Any
 import uvloop
 
 from benchmarks import procs
-from benchmarks.phases import Target, load, sanity_check
+from benchmarks.load import Mode
+from benchmarks.phases import MODES, Target, load, sanity_check
 from benchmarks.run import PROVIDER_KEY, Argv, cycles, service, upstream_argv
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +48,7 @@ RESULTS = HERE / "results"
 DUMPS = RESULTS / "callgrind"
 MARKDOWN = HERE / "instructions.md"
 BEGIN, END = "<!-- instructions:begin -->", "<!-- instructions:end -->"
-CASES = (("json", 1), ("stream", 1), ("json", 16), ("stream", 16))
+CASES: tuple[tuple[Mode, int], ...] = (("json", 1), ("stream", 1), ("json", 16), ("stream", 16))
 START_SECONDS = 600.0
 """Under valgrind, importing the proxy takes a minute or more on a busy machine."""
 
@@ -92,11 +93,11 @@ class Counter:
 
 
 async def window(
-    target: Target, counter: Counter, mode: str, concurrency: int, calls: int
+    target: Target, counter: Counter, mode: Mode, concurrency: int, calls: int
 ) -> tuple[int, float, Path]:
     """Instructions for `calls` calls (and the seconds they took)."""
     counter.zero()
-    result = await load(target, mode, concurrency, count=calls)  # type: ignore[arg-type]
+    result = await load(target, mode, concurrency, count=calls)
     if result.errors or result.requests != calls:
         raise RuntimeError(f"{target.name} {mode}: {result.errors} errors ({result.first_error})")
     total, path = counter.dump()
@@ -149,11 +150,11 @@ async def run_target(
     )
     target = Target(name, url, [started.pid])
     await sanity_check(target)
-    for mode in ("json", "stream"):
+    for mode in MODES:
         await load(target, mode, 16, count=warmup)
     counter = Counter(name, started.pid)
     counter.control("-i", "on")
-    for mode in ("json", "stream"):  # callgrind translates the code once: not in the figures
+    for mode in MODES:  # callgrind translates the code once: not in the figures
         await load(target, mode, 1, count=20)
     return await measure(target, counter, calls)
 
