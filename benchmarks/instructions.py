@@ -6,12 +6,14 @@ with --memory also memory://, benchmarks/policy.yaml) each run under
 `nice -n 19 valgrind --tool=callgrind --instr-atstart=no`: uninstrumented (and so ~5x faster)
 through start-up and warm-up, then instrumented for the measured windows only. Per target, mode
 (JSON, stream of 20 chunks) and concurrency (1, 16): counters zeroed, N calls, dumped; zeroed,
-2N calls, dumped. Instructions per call are I(2N) / 2N. (I(2N) - I(N)) / N would cancel what a
-window costs whatever its length (the load's new connections, the dump), but that cost is small
-(`window_cost` = 2 I(N) - I(2N) in the JSON, under 0.5 % of a 2N window) and the difference
-doubles the run-to-run noise; it is kept in the JSON as `difference`. An idle window (no calls,
-as long as the longest 2N window, at most 20 s) says what timers cost meanwhile; it is
-reported, not subtracted.
+2N calls, dumped. First, an idle window (30 s, no calls) measures what the process does on its
+own: the proxy's periodic tasks cost ~0.8 M instructions a second, whatever the calls. Under
+callgrind a call takes 50-300 ms of wall time (more when the machine is busy), so that would
+add 2-9 % to a call, varying with the machine's load; it is subtracted: instructions per call =
+(I(2N) - idle rate x the window's seconds) / 2N. The N window checks the estimate:
+`window_cost` (2 I(N) - I(2N), both less idle) is what a window costs besides its calls (the
+load's new connections, the dump). The JSON keeps the raw I(2N) / 2N and the difference
+estimate (I(2N) - I(N)) / N, which cancels the window cost but doubles the noise.
 
 Counts cover the whole process (every thread, the interpreter, uvloop, the C parsers, libc),
 user space only: the kernel's work for a system call is not in them. PYTHONHASHSEED is fixed,
@@ -49,6 +51,9 @@ DUMPS = RESULTS / "callgrind"
 MARKDOWN = HERE / "instructions.md"
 BEGIN, END = "<!-- instructions:begin -->", "<!-- instructions:end -->"
 CASES: tuple[tuple[Mode, int], ...] = (("json", 1), ("stream", 1), ("json", 16), ("stream", 16))
+IDLE_SECONDS = 30.0
+"""The idle window: the proxy's periodic tasks (sweeper, policy watcher, usage sender, spill)
+run every few seconds."""
 START_SECONDS = 600.0
 """Under valgrind, importing the proxy takes a minute or more on a busy machine."""
 
@@ -95,42 +100,50 @@ class Counter:
 async def window(
     target: Target, counter: Counter, mode: Mode, concurrency: int, calls: int
 ) -> tuple[int, float, Path]:
-    """Instructions for `calls` calls (and the seconds they took)."""
+    """Instructions for `calls` calls, and the seconds from zeroing to dumping."""
+    started = time.monotonic()
     counter.zero()
     result = await load(target, mode, concurrency, count=calls)
     if result.errors or result.requests != calls:
         raise RuntimeError(f"{target.name} {mode}: {result.errors} errors ({result.first_error})")
     total, path = counter.dump()
-    return total, result.seconds, path
+    return total, time.monotonic() - started, path
+
+
+async def idle_rate(counter: Counter) -> float:
+    """Instructions per second with no call in flight: the process's periodic tasks."""
+    started = time.monotonic()
+    counter.zero()
+    await asyncio.sleep(IDLE_SECONDS)
+    idle, _ = counter.dump()
+    return idle / (time.monotonic() - started)
 
 
 async def measure(target: Target, counter: Counter, calls: int) -> dict[str, Any]:
     """Every case's instructions per call, and the idle rate, for one warmed-up target."""
-    figures: dict[str, Any] = {}
-    longest = 0.0
+    idle = await idle_rate(counter)
+    figures: dict[str, Any] = {"idle_per_second": round(idle)}
     for mode, concurrency in CASES:
-        one, _, _ = await window(target, counter, mode, concurrency, calls)
+        one, seconds_one, _ = await window(target, counter, mode, concurrency, calls)
         two, seconds, path = await window(target, counter, mode, concurrency, 2 * calls)
-        longest = max(longest, seconds)
         shutil.copy(path, DUMPS / f"{target.name}-{mode}-c{concurrency}.callgrind")
+        per_call = (two - idle * seconds) / (2 * calls)
         figures[f"{mode} c={concurrency}"] = {
-            "per_call": round(two / (2 * calls)),
+            "per_call": round(per_call),
+            "raw": round(two / (2 * calls)),
             "difference": round((two - one) / calls),
-            "window_cost": 2 * one - two,
+            "window_cost": round(2 * (one - idle * seconds_one) - (two - idle * seconds)),
             "window_n": one,
             "window_2n": two,
+            "seconds_n": round(seconds_one, 1),
             "seconds_2n": round(seconds, 1),
         }
         print(
-            f"  {target.name} {mode} c={concurrency}: {two / (2 * calls):,.0f} instructions "
-            f"per call, {(two - one) / calls:,.0f} by difference ({seconds:.0f} s for "
-            f"{2 * calls})",
+            f"  {target.name} {mode} c={concurrency}: {per_call:,.0f} instructions per call "
+            f"({two / (2 * calls):,.0f} before the idle rate's {idle * seconds / (2 * calls):,.0f}"
+            f"; {seconds:.0f} s for {2 * calls})",
             flush=True,
         )
-    counter.zero()
-    await asyncio.sleep(min(longest, 20.0))
-    idle, _ = counter.dump()
-    figures["idle_per_second"] = round(idle / min(longest, 20.0))
     return figures
 
 
