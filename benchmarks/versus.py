@@ -34,7 +34,9 @@ async def start(
     targets = {}
     for version, tree in trees.items():
         for store in STORES:
-            env = {"OPENAI_API_KEY": PROVIDER_KEY, "PYTHONPATH": str(tree)}
+            # PYTHONSAFEPATH: `python -m proxy` would otherwise import the proxy of its working
+            # directory (this checkout), ahead of PYTHONPATH, for both versions.
+            env = {"OPENAI_API_KEY": PROVIDER_KEY, "PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"}
             argv = cycles(upstream, redis_url if store == "redis" else "memory://")
             targets[(version, store)] = await warmed(stack, f"{version}-{store}", argv, env)
     return targets

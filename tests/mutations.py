@@ -281,7 +281,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="tokenizer-factor-ignored",
         file="proxy/budget/variants.py",
-        old="return math.ceil(text * price.tokenizer_factor) + images",
+        old="return ceil_times(text, price.tokenizer_factor) + images",
         new="return text + images",
         tests=("tests/gateway/test_anthropic_api.py", BOUNDS),
         removes="a Claude prompt is scaled by the model's tokenizer_factor",
@@ -5885,8 +5885,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="the-outbox-key-is-not-declared",
         file="proxy/store/ledger/scripts.py",
-        old="        tenant_keys.append(layout.outbox_key(tenant))\n",
-        new="",
+        old="            layout.outbox_key(tenant),\n        ]",
+        new="        ]",
         tests=("tests/store/test_outbox_keys.py",),
         removes="the settling scripts are given the outbox key in KEYS",
     ),
@@ -6699,6 +6699,22 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_modern_input_required_is_released_and_the_retry_committed",
         ),
         removes="an input_required round is released: the retry that completes is charged once",
+    ),
+    Mutation(
+        name="ceil-times-rounds-down",
+        file="proxy/metering/pricing.py",
+        old="    return -(-count * factor.numerator // factor.denominator)\n",
+        new="    return count * factor.numerator // factor.denominator\n",
+        tests=("tests/metering/test_pricing.py",),
+        removes="a prompt scaled by a tokenizer factor is rounded up, never down",
+    ),
+    Mutation(
+        name="packed-head-count-wrong",
+        file="proxy/store/redis/wire.py",
+        old="    return b\"*%d\\r\\n%b%b\" % (count + len(args), packed,",
+        new="    return b\"*%d\\r\\n%b%b\" % (count, packed,",
+        tests=("tests/store/test_wire.py",),
+        removes="a command packed after its head counts every argument",
     ),
 )
 

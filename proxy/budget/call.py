@@ -9,7 +9,6 @@ atomically. `Sent` is what finally goes upstream. The endpoints live in budget/e
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ from proxy.core.errors import BadRequest, Forbidden, NotFound
 from proxy.metering import billable, billable_reserve
 from proxy.metering.estimate import choices, completion_limit
 from proxy.metering.message_fields import check_entries
-from proxy.metering.pricing import Usage
+from proxy.metering.pricing import Usage, ceil_times
 from proxy.metering.request_body import client_asked_usage, parse_body, require_model, stream_flag
 from proxy.metering.request_fields import check_fields
 from proxy.metering.shapes import azure
@@ -65,7 +64,7 @@ class Sent:
         the estimate is), for a call without a usage report. The scaling is an estimate, and
         never carries the count past the bound sent, which the provider's own count cannot
         pass; text counted past it unscaled (an upstream that ignored the limit) still is."""
-        scaled = math.ceil(counted * self.price.tokenizer_factor)
+        scaled = ceil_times(counted, self.price.tokenizer_factor)
         if self.completion_bound is None:
             return scaled
         return max(counted, min(scaled, self.completion_bound))

@@ -5,7 +5,6 @@ encoding, completion capped by the plan, hosted tools and cache writes reserved)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ from proxy.core.errors import BadRequest
 from proxy.core.types import MAX_AMOUNT
 from proxy.metering import billable, billable_reserve, caching
 from proxy.metering.estimate import Estimate, completion_limit
-from proxy.metering.pricing import Usage, amounts
+from proxy.metering.pricing import Usage, amounts, ceil_times
 from proxy.metering.token_kinds import estimate_price
 from proxy.policy.prices import ModelPrice
 from proxy.policy.runtime import DegradeRule, Plan, Policy
@@ -104,8 +103,8 @@ class Pricer:
         counted = self._prompts[price.encoding]
         text = counted.prompt_tokens - counted.image_tokens
         # No factor: images are refused (billable.refusal), none are counted here.
-        images = math.ceil(counted.image_tokens * (price.image_token_factor or 1))
-        return math.ceil(text * price.tokenizer_factor) + images
+        images = ceil_times(counted.image_tokens, price.image_token_factor)
+        return ceil_times(text, price.tokenizer_factor) + images
 
     def variant(
         self,

@@ -38,6 +38,14 @@ _COUNTS = (
 )
 
 log = logging.getLogger("cycles.pricing")
+_ONE = Fraction(1)
+
+
+def ceil_times(count: int, factor: Fraction | int | None) -> int:
+    """`ceil(count * factor)` in integers (None: 1), without building a Fraction per call."""
+    if factor is None:
+        return count
+    return -(-count * factor.numerator // factor.denominator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +167,7 @@ def served_tier(price: ModelPrice, usage: Usage) -> str | None:
 def tier_factor(price: ModelPrice, usage: Usage) -> Fraction:
     """What the served tier multiplies token prices by (1 for a tier the price lacks)."""
     tier = served_tier(price, usage)
-    return Fraction(1) if tier is None else price.service_tiers.get(tier, Fraction(1))
+    return _ONE if tier is None else price.service_tiers.get(tier, _ONE)
 
 
 def _priced_tools(price: ModelPrice, usage: Usage) -> list[tuple[str, int]]:

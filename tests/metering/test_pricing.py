@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -11,7 +13,14 @@ from support import GPT_4O, TABLE, exact_cost, oracle, price
 
 from proxy.core.types import MAX_AMOUNT, UNITS_PER_USD
 from proxy.metering.estimate import Estimate
-from proxy.metering.pricing import Usage, amounts, cost_units, format_amount, usage_from_estimate
+from proxy.metering.pricing import (
+    Usage,
+    amounts,
+    ceil_times,
+    cost_units,
+    format_amount,
+    usage_from_estimate,
+)
 from proxy.policy.prices import ModelPrice
 
 
@@ -97,3 +106,12 @@ def test_format_amount(amount: int, unit: str, text: str) -> None:
 def test_usd_is_shown_rounded_toward_minus_infinity(amount: int) -> None:
     shown = Decimal(format_amount(amount, "USD").removesuffix(" USD")) * UNITS_PER_USD
     assert shown <= amount < shown + UNITS_PER_USD // 10**6
+
+
+def test_ceil_times_is_the_exact_product_rounded_up_without_fractions() -> None:
+    factors: list[Fraction | None] = [None, Fraction(1), Fraction(6, 5), Fraction(5667, 170)]
+    factors += [Fraction(1, 3), Fraction(7, 2), Fraction(0)]
+    for factor in factors:
+        for count in (0, 1, 2, 3, 37, 38, 170, 5666, 10**12 + 7):
+            expected = count if factor is None else math.ceil(count * factor)
+            assert ceil_times(count, factor) == expected, (count, factor)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import hiredis
+
 from proxy.core.types import ReservationSettings
 from proxy.store.ledger.base import BudgetLine, Candidate, ReserveRequest
 from proxy.store.open import open_store
@@ -28,10 +30,13 @@ async def test_the_commit_script_declares_every_key_it_writes(redis_url: str) ->
 
     real_wire = scripts._on_wire
 
-    async def wire_recording(wire: Any, command: tuple[Any, ...]) -> Any:
+    async def wire_recording(wire: Any, first: tuple[int, bytes], args: tuple[str, ...]) -> Any:
+        reader = hiredis.Reader(encoding="utf-8")
+        reader.feed(b"*%d\r\n%b" % first)
+        command = reader.gets()
         numkeys = int(command[2])
         declared.append([str(k) for k in command[3 : 3 + numkeys]])
-        return await real_wire(wire, command)
+        return await real_wire(wire, first, args)
 
     scripts.client.evalsha = recording
     scripts._on_wire = wire_recording

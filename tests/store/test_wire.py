@@ -11,12 +11,19 @@ import pytest
 import redis.asyncio as redis
 from support import RedisProc, eventually
 
-from proxy.store.redis.wire import ReplyError, Wire, pack
+from proxy.store.redis.wire import ReplyError, Wire, head, pack, pack_after
 
 
 def test_pack_is_resp_with_byte_lengths() -> None:
     assert pack(("SET", "k", "")) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
     assert pack(("ECHO", "é")) == b"*2\r\n$4\r\nECHO\r\n$2\r\n\xc3\xa9\r\n"
+
+
+def test_a_head_packed_once_then_the_rest_is_the_whole_command_packed() -> None:
+    first = ("EVALSHA", "a" * 40, "2", "cy:{é}:k", "", "x\r\ny")
+    rest = ("12", "é" * 5, "", "r" * 300)
+    assert pack_after(head(first), rest) == pack(first + rest)
+    assert pack_after(head(first[:1]), ("1",) * 12) == pack(first[:1] + ("1",) * 12)
 
 
 async def test_a_burst_of_concurrent_commands_gets_each_its_own_reply(redis_url: str) -> None:

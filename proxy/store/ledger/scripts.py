@@ -39,7 +39,7 @@ from proxy.store.redis.clients import Client, is_cluster
 from proxy.store.redis.errors import NOT_SENT, REDIS
 from proxy.store.redis.flights import Flights
 from proxy.store.redis.safety import Epoch
-from proxy.store.redis.wire import ReplyError, Wire
+from proxy.store.redis.wire import Head, ReplyError, Wire, head, pack_after
 
 SCRIPTS = {
     "reserve": ("common", "audit", "rollup", "candidates", "quotas", "reserve"),
@@ -51,6 +51,8 @@ SCRIPTS = {
     "lines": ("common", "lines"),
     "outbox_ack": ("outbox_ack",),
 }
+HEADS_KEPT = 10_000
+"""Packed command heads kept (one per script and tenant); past that they are packed anew."""
 STORE = "the Redis ledger"
 """How errors name the store the scripts keep (the tenants' records are in it too)."""
 
@@ -91,17 +93,16 @@ class Scripts:
         self._reloads: Flights[str] = Flights()
         self._shards_known: set[str] = set()
         self._mapped = REDIS.around(STORE)
+        self._heads: dict[tuple[str, str], Head] = {}
 
     async def run(self, name: str, tenant: str, args: Sequence[str]) -> Any:
         """Run script `name` for `tenant` with these ARGV (after the common ones)."""
+        if self.wire is not None:
+            with self._mapped:
+                return await self._on_wire(self.wire, self._head(name, tenant), tuple(args))
         script, due = self.by_name[name], layout.due_key(tenant, self.cluster)
-        tenant_keys = [*layout.tenant_keys(tenant), due, layout.users_key(tenant)]
-        tenant_keys.append(layout.outbox_key(tenant))
+        tenant_keys = self._keys(tenant, due)
         with self._mapped:
-            if self.wire is not None:
-                keys = (str(len(tenant_keys)), *tenant_keys)
-                command = ("EVALSHA", script.sha, *keys, *self._common, *args)
-                return await self._on_wire(self.wire, command)
             await self.know_shard(due)
             call = partial(
                 self.client.evalsha,
@@ -117,6 +118,27 @@ class Scripts:
                 await self._reloads.run("scripts", self._load_scripts)
                 return await call()
 
+    @staticmethod
+    def _keys(tenant: str, due: str) -> list[str]:
+        return [
+            *layout.tenant_keys(tenant),
+            due,
+            layout.users_key(tenant),
+            layout.outbox_key(tenant),
+        ]
+
+    def _head(self, name: str, tenant: str) -> Head:
+        """EVALSHA, the script's SHA, the tenant's keys and the common ARGV, packed once."""
+        packed = self._heads.get((name, tenant))
+        if packed is None:
+            keys = self._keys(tenant, layout.due_key(tenant, self.cluster))
+            command = ("EVALSHA", self.by_name[name].sha, str(len(keys)), *keys, *self._common)
+            packed = head(command)
+            if len(self._heads) >= HEADS_KEPT:
+                self._heads.clear()
+            self._heads[(name, tenant)] = packed
+        return packed
+
     async def know_shard(self, due: str) -> None:
         """List a cluster's index key in `cy:v1:due_shards` when a script first writes it (once
         per key per process: calls racing the first do not wait for it, and the registry walk
@@ -130,7 +152,7 @@ class Scripts:
                 self._shards_known.discard(due)
                 raise
 
-    async def _on_wire(self, wire: Wire, command: tuple[str, ...]) -> Any:
+    async def _on_wire(self, wire: Wire, first: Head, args: tuple[str, ...]) -> Any:
         """One script call on the pipelined connection: scripts reloaded on NOSCRIPT (a
         restarted or flushed server), and one more try after a lost connection (every script
         is safe to repeat: idempotent by reservation id), as the redis-py pool does. Both can
@@ -139,7 +161,7 @@ class Scripts:
         reconnected = reloaded = maybe_ran = False
         while True:
             try:
-                return await wire.call(*command)
+                return await wire.send(pack_after(first, args))
             except ReplyError as exc:
                 if reloaded or not str(exc).startswith("NOSCRIPT"):
                     raise

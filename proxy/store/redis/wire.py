@@ -47,6 +47,23 @@ def pack(args: tuple[str, ...]) -> bytes:
     return packed
 
 
+Head = tuple[int, bytes]
+"""A command's first arguments, packed once (`head`): their count and their RESP bytes."""
+
+
+def head(args: tuple[str, ...]) -> Head:
+    """The first arguments of commands that share them (a script's SHA and keys), packed once."""
+    packed = pack(args)
+    return len(args), packed[packed.index(b"\r\n") + 2 :]
+
+
+def pack_after(first: Head, args: tuple[str, ...]) -> bytes:
+    """The command `first` + `args`, the same bytes as `pack` of all of them."""
+    count, packed = first
+    rest = pack(args)
+    return b"*%d\r\n%b%b" % (count + len(args), packed, rest[rest.index(b"\r\n") + 2 :])
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
         self._loop = asyncio.get_running_loop()
@@ -142,6 +159,10 @@ class Wire:
         """Send one command and return its reply; ReplyError for an error reply,
         ConnectionError or TimeoutError when Redis cannot be reached or does not answer (NotSent
         or ConnectTimeout when the command was never written)."""
+        return await self.send(pack(args))
+
+    async def send(self, packed: bytes) -> Any:
+        """`call` with the command already packed (`pack`, `pack_after`)."""
         protocol = self._protocol
         if protocol is None or protocol.lost:
             if self._closed:
@@ -152,7 +173,7 @@ class Wire:
                 raise ConnectTimeout(f"cannot connect to Redis: {exc}") from exc
             except OSError as exc:  # refused, unreachable, closed
                 raise NotSent(f"cannot connect to Redis: {exc}") from exc
-        return await protocol.send(pack(args))
+        return await protocol.send(packed)
 
     async def _connect(self) -> _Protocol:
         # Callers arriving while a connection is being made wait for that one.
