@@ -40,35 +40,55 @@ async def call(hop: Hop, message: Message, raw: bytes) -> web.StreamResponse:
     asked = ToolAsked(hop.scope, hop.server.name, tool.name, price.key if price else None, {})
     refused = await _refused(hop, tenant, tool, price)
     if refused is not None:
-        outcome, text = refused
-        why = Forbidden(text, type=f"tool_{outcome}")
-        denied = CallDenied(hop.request, hop.scope.tenant, why, None, tool=asked)
-        hop.request.app[EVENTS].emit(denied)
-        return refusal(tool, text)
+        return _refuse(hop, tool, asked, refused)
 
     async def attempt(config: TenantConfig) -> tuple[ReserveRequest, ReserveResult]:
+        """Refused as unbudgeted on the settings this attempt reserves with (a reload after a
+        plan change included), so a reservation on no line never lets a priced tool run."""
+        why = _unbudgeted(hop, config, tool, price)
+        if why is not None:
+            raise _Unbudgeted(why)
         made = pricing.reserve_request(config, hop.scope, hop.server.name, tool.name, price)
         reserving = hop.admission.ledger.reserve(made)
         return made, await hop.admission.store_op("reserve", reserving, abandoned=made)
 
-    made, result = await hop.admission.fresh(
-        hop.scope.tenant,
-        tenant,
-        attempt,
-        lambda m: m[1].stale,
-        step=ACTION,
-        what="this tool call was admitted",
-    )
+    try:
+        made, result = await hop.admission.fresh(
+            hop.scope.tenant,
+            tenant,
+            attempt,
+            lambda m: m[1].stale,
+            step=ACTION,
+            what="this tool call was admitted",
+        )
+    except _Unbudgeted as exc:
+        return _refuse(hop, tool, asked, ("unbudgeted", str(exc)))
     asked = dataclasses.replace(asked, amounts=made.candidates[0].amounts)
     return await _decided(hop, tool, raw, (price, asked), made, result)
+
+
+class _Unbudgeted(Exception):
+    """The tool's price is in a unit the settings reserved with budget on no level the call
+    names: the text the model reads."""
+
+
+def _refuse(
+    hop: Hop, tool: ToolCall, asked: ToolAsked, refused: tuple[str, str]
+) -> web.Response:
+    """A refusal before the ledger (nothing reserved), told to the subscribers."""
+    outcome, text = refused
+    why = Forbidden(text, type=f"tool_{outcome}")
+    denied = CallDenied(hop.request, hop.scope.tenant, why, None, tool=asked)
+    hop.request.app[EVENTS].emit(denied)
+    return refusal(tool, text)
 
 
 async def _refused(
     hop: Hop, tenant: TenantConfig, tool: ToolCall, price: ToolPrice | None
 ) -> tuple[str, str] | None:
     """Why the call is refused before the ledger (the outcome counted, the text the model
-    reads), or None: hidden from this caller, unpriced on a server that refuses unpriced tools,
-    or priced in a unit its plan budgets on no level the call names (or none at all)."""
+    reads), or None: hidden from this caller, or unpriced on a server that refuses unpriced
+    tools. (Unbudgeted is decided per attempt, on the settings it reserves with: call.)"""
     server, key = hop.server, tool_key(hop.server.name, tool.name)
     why = (await listing.hidden(hop, tenant))(tool.name)
     if why is not None:
@@ -80,11 +100,22 @@ async def _refused(
             f"Tool {key} has no price in the policy's actions, and MCP server {server.name!r} "
             "refuses unpriced tools (unpriced_tools: deny). It was not called."
         )
+    return None
+
+
+def _unbudgeted(
+    hop: Hop, tenant: TenantConfig, tool: ToolCall, price: ToolPrice | None
+) -> str | None:
+    """Why a priced call is refused on `tenant`'s settings: its unit budgeted on no level the
+    call names (or none at all); None when it reserves on some line, or is unpriced."""
+    if price is None:
+        return None
     lines = pricing.lines_of(tenant, hop.scope, price.unit)
     why = pricing.unbudgeted(tenant.plan, price.unit, lines)
     if why is None:
         return None
-    return "unbudgeted", f"Tool {key} is priced in {price.unit}. {why} It was not called."
+    key = tool_key(hop.server.name, tool.name)
+    return f"Tool {key} is priced in {price.unit}. {why} It was not called."
 
 
 async def _decided(

@@ -26,6 +26,15 @@ from proxy.policy.tools import McpServer
 OnAnswer = Callable[[aiohttp.ClientResponse], Awaitable[None]]
 
 
+@dataclass(slots=True)
+class Unanswered:
+    """Whether the proxy gave up on the request while the server may still run it (no answer
+    within the timeout, the exchange broken after it was sent): its id then stays claimed to
+    the claim's TTL rather than freed (inflight.py)."""
+
+    server_may_run: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Hop:
     """One client request on its way to one MCP server."""
@@ -37,6 +46,8 @@ class Hop:
     scope: Scope
     extra: Mapping[str, str] = field(default_factory=dict)
     """Headers the proxy adds to the answer (a tool call's X-Cycles-*)."""
+    unanswered: Unanswered = field(default_factory=Unanswered)
+    """Shared by the hop's copies (dataclasses.replace keeps the object)."""
 
     @property
     def seconds(self) -> float:
@@ -120,8 +131,12 @@ async def post(
                 client, _ = await relay_answer(hop, answer, message_id, pending, rewrite)
                 return client
     except TimeoutError:
+        hop.unanswered.server_may_run = True
         refusal = failed(f"no answer within {hop.seconds:g} s", message_id, status=504)
-    except (upstream.Unreachable, upstream.Broken) as exc:
+    except upstream.Unreachable as exc:
+        refusal = failed(str(exc), message_id)
+    except upstream.Broken as exc:
+        hop.unanswered.server_may_run = True
         refusal = failed(str(exc), message_id)
     return await ended(hop, pending, refusal)
 

@@ -12,14 +12,19 @@ era).
 The ids are claimed in the shared store (store/mcp_sessions.py), so the check holds across every
 replica on it, in the same round trip as the session check (`holds_claiming`). A claim lives the
 server's timeout and CLAIM_MARGIN_MS, so a crashed proxy's expires by itself; it is freed when its
-handler ends, which for a tool call is after its settle (aiohttp does not cancel a handler whose
-client left). The store unreachable at the claim is the 503 of any store operation; at the free,
-the claim is left to expire (logged)."""
+handler ends with the server done with the id (its answer, an HTTP answer, or never sent), which
+for a tool call is after its settle. When the handler ends while the server may still run the id
+(no answer within the timeout, the exchange broken after sending: Hop.unanswered; or the handler
+ended by anything but a refusal, e.g. cancelled), the claim is left to its TTL: a request reusing
+the id meanwhile would take over the late answer. Each claim holds a token of its own and is freed
+only while it still holds it (store/mcp_sessions.py). The store unreachable at the claim is the
+503 of any store operation; at the free, the claim is left to expire (logged)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
 from proxy.core.errors import ClientError
@@ -47,7 +52,8 @@ async def holding(hop: Hop, message: Message) -> AsyncIterator[None]:
     store, request_id = hop.request.app[MCP_SESSIONS], str(message.id)
     where = (hop.scope.tenant, hop.server.name, session)
     ttl_ms = hop.server.timeout_ms + CLAIM_MARGIN_MS
-    checking = store.holds_claiming(*where, sessions.TTL_MS, request_id, ttl_ms)
+    token = secrets.token_hex(8)
+    checking = store.holds_claiming(*where, sessions.TTL_MS, request_id, ttl_ms, token)
     held, claimed = await hop.admission.store_op("session lookup", checking)
     if not held:
         raise sessions.not_found()
@@ -59,14 +65,27 @@ async def holding(hop: Hop, message: Message) -> AsyncIterator[None]:
         )
         refusal.id = message.id
         raise refusal
+    ended_well = False
     try:
         yield
+        ended_well = True
+    except (ClientError, RpcRefusal):
+        ended_well = True
+        raise
     finally:
-        try:
-            await hop.admission.store_op("request id free", store.free(*where, request_id))
-        except ClientError:
-            log.warning(
-                "An MCP request id could not be freed (the store is unreachable): it stays "
-                "claimed for %d ms.",
-                ttl_ms,
-            )
+        if ended_well and not hop.unanswered.server_may_run:
+            await _free(hop, store.free(*where, request_id, token), ttl_ms)
+        else:
+            log.info("An MCP request id stays claimed for its TTL: the server may still run it.")
+
+
+async def _free(hop: Hop, freeing: Awaitable[None], ttl_ms: int) -> None:
+    """The claim freed; the store unreachable leaves it to expire (logged)."""
+    try:
+        await hop.admission.store_op("request id free", freeing)
+    except ClientError:
+        log.warning(
+            "An MCP request id could not be freed (the store is unreachable): it stays "
+            "claimed for %d ms.",
+            ttl_ms,
+        )

@@ -87,6 +87,7 @@ def reserve_request(
         scope=scope.path(),
         alerts=tenant.alerts,
         action=tool_key(server, tool),
+        group=price.key if price is not None else tool_key(server, "?"),
     )
 
 

@@ -38,11 +38,11 @@ async def relay(
                 answered, found = await forward.relay_answer(hop, answer, tool.id, pending)
                 ending = _ending(answer.status, found)
     except TimeoutError:
-        ending = Ending.TIMEOUT
+        ending, hop.unanswered.server_may_run = Ending.TIMEOUT, True
     except upstream.Unreachable:
         ending = Ending.NOT_SENT
     except upstream.Broken:
-        ending = Ending.FAILED
+        ending, hop.unanswered.server_may_run = Ending.FAILED, True
     finally:
         rule = price.charge_on_error if price is not None else "reserved"
         await settle(hop, held, ending, rule, asked)

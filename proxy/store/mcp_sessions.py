@@ -8,13 +8,16 @@ nothing: no tenant can ride on a session it learned of.
 
 A request id in flight in a session is `claim`ed (true for one caller only, across every replica
 on the store) until `free`d or its TTL ends (proxy/mcp/inflight.py); `holds_claiming` does both
-the session check and the claim in one round trip.
+the session check and the claim in one round trip. A claim holds its caller's token, and `free`
+deletes it only while it still holds that token: a claim that expired and was taken by another
+request is not the first one's to free.
 
 The memory store serves one process, bounded (MAX_BINDINGS, TENANT_BINDINGS; the oldest dropped:
 its client is answered 404 and initializes again; its claims are the requests in flight). The
 Redis store uses plain commands under the tenant's hash tag (redis/layout.py mcp_session_key,
 mcp_claim_key; on a cluster too: one key each, on the tenant's master; a claim's `SET NX PX` goes
-with the session's `PEXPIRE` in one pipeline, no MULTI). Session and request ids are hashed
+with the session's `PEXPIRE` in one pipeline, no MULTI; `free` is a compare-and-delete script,
+FREE_CLAIM). Session and request ids are hashed
 (sha256) into the keys, since a server or a client may make them long. Any Redis error is
 LedgerUnavailable (the replay store's boundary, redis/errors.REPLAYS).
 """
@@ -53,18 +56,28 @@ class McpSessions(Protocol):
         ...
 
     async def claim(
-        self, tenant: str, server: str, session: str, request_id: str, ttl_ms: int
+        self, tenant: str, server: str, session: str, request_id: str, ttl_ms: int, token: str
     ) -> bool:
-        """True when this call now holds `request_id` in the session, for `ttl_ms` or until
-        `free`d; False when another holds it."""
+        """True when this call now holds `request_id` in the session under `token`, for
+        `ttl_ms` or until `free`d; False when another holds it."""
         ...
 
-    async def free(self, tenant: str, server: str, session: str, request_id: str) -> None:
-        """`request_id` is no longer in flight in the session."""
+    async def free(
+        self, tenant: str, server: str, session: str, request_id: str, token: str
+    ) -> None:
+        """`request_id` is no longer in flight in the session, if its claim is still the one
+        made with `token` (else nothing: another request holds it now)."""
         ...
 
     async def holds_claiming(
-        self, tenant: str, server: str, session: str, ttl_ms: int, request_id: str, claim_ms: int
+        self,
+        tenant: str,
+        server: str,
+        session: str,
+        ttl_ms: int,
+        request_id: str,
+        claim_ms: int,
+        token: str,
     ) -> tuple[bool, bool]:
         """(`holds`, `claim`) in one round trip; nothing stays claimed in a session not held."""
         ...
@@ -112,8 +125,8 @@ class MemorySessions:
         self._tenant_max = TENANT_BINDINGS if tenant_bindings is None else tenant_bindings
         self._by_tenant: dict[str, dict[Key, None]] = {}
         """Each tenant's bindings, oldest first (dicts keep insertion order)."""
-        self._claims: dict[ClaimKey, float] = {}
-        """Request ids in flight -> when their claim expires."""
+        self._claims: dict[ClaimKey, tuple[float, str]] = {}
+        """Request ids in flight -> when their claim expires, and its token."""
 
     async def bind(self, tenant: str, server: str, session: str, ttl_ms: int) -> None:
         self._put(_key(tenant, server, session), check_ttl(ttl_ms))
@@ -134,27 +147,39 @@ class MemorySessions:
         self._drop(_key(tenant, server, session))
 
     async def claim(
-        self, tenant: str, server: str, session: str, request_id: str, ttl_ms: int
+        self, tenant: str, server: str, session: str, request_id: str, ttl_ms: int, token: str
     ) -> bool:
         check_ttl(ttl_ms)
         key = (*_key(tenant, server, session), request_digest(request_id))
         now = self._clock()
-        expires = self._claims.get(key)
-        if expires is not None and expires > now:
+        held = self._claims.get(key)
+        if held is not None and held[0] > now:
             return False
-        self._claims[key] = now + ttl_ms / 1000
+        self._claims[key] = (now + ttl_ms / 1000, token)
         return True
 
-    async def free(self, tenant: str, server: str, session: str, request_id: str) -> None:
-        self._claims.pop((*_key(tenant, server, session), request_digest(request_id)), None)
+    async def free(
+        self, tenant: str, server: str, session: str, request_id: str, token: str
+    ) -> None:
+        key = (*_key(tenant, server, session), request_digest(request_id))
+        held = self._claims.get(key)
+        if held is not None and held[1] == token:
+            del self._claims[key]
 
     async def holds_claiming(
-        self, tenant: str, server: str, session: str, ttl_ms: int, request_id: str, claim_ms: int
+        self,
+        tenant: str,
+        server: str,
+        session: str,
+        ttl_ms: int,
+        request_id: str,
+        claim_ms: int,
+        token: str,
     ) -> tuple[bool, bool]:
         check_ttl(claim_ms)
         if not await self.holds(tenant, server, session, ttl_ms):
             return False, False
-        return True, await self.claim(tenant, server, session, request_id, claim_ms)
+        return True, await self.claim(tenant, server, session, request_id, claim_ms, token)
 
     async def close(self) -> None:
         return None
@@ -197,10 +222,17 @@ def claim_key(tenant: str, server: str, session: str, request_id: str) -> str:
     return mcp_claim_key(tenant, server, session_digest(session), request_digest(request_id))
 
 
+FREE_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+"""A claim deleted only while it holds the freeing request's token (one key: the tenant's slot)."""
+
+
 class RedisSessions(GuardedStore):
     """One key per binding under the tenant's hash tag: `SET PX` binds, `PEXPIRE` both tells
     whether the tenant holds a session and refreshes it (one round trip), `DEL` forgets. One key
-    per claim beside it: `SET NX PX` claims, `DEL` frees. On the store's shared `client`
+    per claim beside it: `SET NX PX` claims (the token as its value), FREE_CLAIM frees. On the store's shared `client`
     (store/open.py), or on one of its own, closed with it."""
 
     boundary = REPLAYS
@@ -222,16 +254,26 @@ class RedisSessions(GuardedStore):
         await self._client.delete(mcp_session_key(tenant, server, session_digest(session)))
 
     async def claim(
-        self, tenant: str, server: str, session: str, request_id: str, ttl_ms: int
+        self, tenant: str, server: str, session: str, request_id: str, ttl_ms: int, token: str
     ) -> bool:
         key = claim_key(tenant, server, session, request_id)
-        return bool(await self._client.set(key, "1", nx=True, px=check_ttl(ttl_ms)))
+        return bool(await self._client.set(key, token, nx=True, px=check_ttl(ttl_ms)))
 
-    async def free(self, tenant: str, server: str, session: str, request_id: str) -> None:
-        await self._client.delete(claim_key(tenant, server, session, request_id))
+    async def free(
+        self, tenant: str, server: str, session: str, request_id: str, token: str
+    ) -> None:
+        key = claim_key(tenant, server, session, request_id)
+        await self._client.eval(FREE_CLAIM, 1, key, token)  # type: ignore[misc]
 
     async def holds_claiming(
-        self, tenant: str, server: str, session: str, ttl_ms: int, request_id: str, claim_ms: int
+        self,
+        tenant: str,
+        server: str,
+        session: str,
+        ttl_ms: int,
+        request_id: str,
+        claim_ms: int,
+        token: str,
     ) -> tuple[bool, bool]:
         """PEXPIRE and SET NX in one pipeline (both keys in the tenant's slot, no MULTI); a
         claim made in a session not held is deleted again (a second round trip, on that
@@ -240,7 +282,7 @@ class RedisSessions(GuardedStore):
         claimed = claim_key(tenant, server, session, request_id)
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.pexpire(bound, check_ttl(ttl_ms))
-            pipe.set(claimed, "1", nx=True, px=check_ttl(claim_ms))
+            pipe.set(claimed, token, nx=True, px=check_ttl(claim_ms))
             held, got = await pipe.execute()
         if not held and got:
             await self._client.delete(claimed)

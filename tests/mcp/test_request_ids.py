@@ -9,6 +9,7 @@ first ends; the ids are claimed in the shared store, so two replicas on one Redi
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,38 @@ async def test_an_id_not_freed_for_the_store_is_left_to_expire(
         assert (await post(stack, PING_TOOL, session))[0] == 200  # answered all the same
         assert sse_upstream.pings() == pings + 1
         assert (await post(stack, PING_TOOL, session))[0] == 409  # claimed until it expires
+
+
+async def post_text(stack: Stack, body: object, headers: dict[str, str]) -> tuple[int, str]:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.post(stack.url + "/mcp/crm", data=orjson.dumps(body), headers=headers) as answer,
+    ):
+        return answer.status, (await answer.read()).decode()
+
+
+def slow_call(seconds: float) -> dict[str, object]:
+    params = {"name": "slow", "arguments": {"seconds": seconds}}
+    return {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
+
+
+async def test_an_id_whose_call_timed_out_stays_claimed_while_the_server_may_run_it(
+    tmp_path: Path, sse_upstream: Upstream
+) -> None:
+    """The proxy gave up on id 7 (timeout_seconds 4) but the server still runs it: a request
+    reusing 7 would take over its late answer, so 7 stays claimed (to its TTL)."""
+    async with local_stack(released(tmp_path, sse_upstream), sweep_every=None) as stack:
+        session = await open_session(stack)
+        status, _ = await post_text(stack, slow_call(6), session)  # timeout_seconds is 4
+        assert "no answer within" in _ or status == 504, (status, _)
+        done = sse_upstream.slow_done()
+        started = time.monotonic()
+        status, body = await post_text(stack, slow_call(3.5), session)
+        took = time.monotonic() - started
+        early = sse_upstream.slow_done()
+        await asyncio.sleep(2.5)
+    assert status == 409 or took >= 3.4, (
+        f"id 7 reused after the timeout answered {status} after {took:.1f}s (its own call "
+        f"sleeps 3.5s; slow calls finished when it answered: {early - done}): {body}"
+    )

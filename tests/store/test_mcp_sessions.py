@@ -142,9 +142,9 @@ async def test_an_unreachable_redis_is_unavailable(scheme: str) -> None:
             stores.mcp_sessions.bind("acme", "crm", SESSION, LONG),
             stores.mcp_sessions.holds("acme", "crm", SESSION, LONG),
             stores.mcp_sessions.forget("acme", "crm", SESSION),
-            stores.mcp_sessions.claim("acme", "crm", SESSION, "7", LONG),
-            stores.mcp_sessions.free("acme", "crm", SESSION, "7"),
-            stores.mcp_sessions.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG),
+            stores.mcp_sessions.claim("acme", "crm", SESSION, "7", LONG, "t"),
+            stores.mcp_sessions.free("acme", "crm", SESSION, "7", "t"),
+            stores.mcp_sessions.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG, "t"),
         ):
             with pytest.raises(LedgerUnavailable, match=r"^MCP session store"):
                 await call
@@ -169,60 +169,60 @@ async def test_a_session_is_one_key_under_the_tenants_hash_tag_with_its_ttl(
 
 @EVERY_STORE
 async def test_a_request_id_is_claimed_by_one_caller_until_freed(sessions: McpSessions) -> None:
-    assert await sessions.claim("acme", "crm", SESSION, "7", LONG)
-    assert not await sessions.claim("acme", "crm", SESSION, "7", LONG)
+    assert await sessions.claim("acme", "crm", SESSION, "7", LONG, "t")
+    assert not await sessions.claim("acme", "crm", SESSION, "7", LONG, "t")
     for other in (
         ("acme", "crm", SESSION, "8"),
         ("acme", "crm", "other", "7"),
         ("acme", "search", SESSION, "7"),
         ("globex", "crm", SESSION, "7"),
     ):
-        assert await sessions.claim(*other, LONG), other
-    await sessions.free("acme", "crm", SESSION, "7")
-    await sessions.free("acme", "crm", SESSION, "7")
-    assert await sessions.claim("acme", "crm", SESSION, "7", LONG)
-    assert not await sessions.claim("acme", "crm", SESSION, "8", LONG)
+        assert await sessions.claim(*other, LONG, "t"), other
+    await sessions.free("acme", "crm", SESSION, "7", "t")
+    await sessions.free("acme", "crm", SESSION, "7", "t")
+    assert await sessions.claim("acme", "crm", SESSION, "7", LONG, "t")
+    assert not await sessions.claim("acme", "crm", SESSION, "8", LONG, "t")
 
 
 @EVERY_STORE
 async def test_a_claim_expires_by_itself(sessions: McpSessions) -> None:
-    assert await sessions.claim("acme", "crm", SESSION, "7", 150)
-    assert not await sessions.claim("acme", "crm", SESSION, "7", 150)
+    assert await sessions.claim("acme", "crm", SESSION, "7", 150, "t")
+    assert not await sessions.claim("acme", "crm", SESSION, "7", 150, "t")
     await asyncio.sleep(0.25)
-    assert await sessions.claim("acme", "crm", SESSION, "7", LONG)
+    assert await sessions.claim("acme", "crm", SESSION, "7", LONG, "t")
     with pytest.raises(ValueError, match="ttl_ms must be a positive integer"):
-        await sessions.claim("acme", "crm", SESSION, "9", 0)
+        await sessions.claim("acme", "crm", SESSION, "9", 0, "t")
 
 
 @EVERY_STORE
 async def test_holds_claiming_claims_only_in_a_session_held(sessions: McpSessions) -> None:
-    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG) == (False, False)
-    assert await sessions.claim("acme", "crm", SESSION, "7", LONG)  # nothing was left claimed
-    await sessions.free("acme", "crm", SESSION, "7")
+    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG, "t") == (False, False)
+    assert await sessions.claim("acme", "crm", SESSION, "7", LONG, "t")  # nothing was left claimed
+    await sessions.free("acme", "crm", SESSION, "7", "t")
     await sessions.bind("acme", "crm", SESSION, 150)
-    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG) == (True, True)
+    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG, "t") == (True, True)
     await asyncio.sleep(0.1)
-    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG) == (True, False)
+    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG, "t") == (True, False)
     await asyncio.sleep(0.1)  # past the bind's 150 ms: the checks refreshed it
     assert await sessions.holds("acme", "crm", SESSION, 150)
-    assert await sessions.holds_claiming("globex", "crm", SESSION, 150, "8", LONG) == (
+    assert await sessions.holds_claiming("globex", "crm", SESSION, 150, "8", LONG, "t") == (
         False,
         False,
     )
     with pytest.raises(ValueError, match="ttl_ms must be a positive integer"):
-        await sessions.holds_claiming("acme", "crm", SESSION, 150, "9", 0)
-    assert await sessions.claim("acme", "crm", SESSION, "9", LONG)
+        await sessions.holds_claiming("acme", "crm", SESSION, 150, "9", 0, "t")
+    assert await sessions.claim("acme", "crm", SESSION, "9", LONG, "t")
 
 
 @pytest.mark.parametrize("store_url", [REDIS, CLUSTER], indirect=True)
 async def test_a_claim_holds_across_stores_on_one_redis(store_url: str, opener: Opener) -> None:
     first, second = opener.open().mcp_sessions, opener.open().mcp_sessions
     await first.bind("acme", "crm", SESSION, LONG)
-    assert await first.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG) == (True, True)
-    assert await second.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG) == (True, False)
-    assert not await second.claim("acme", "crm", SESSION, "7", LONG)
-    await first.free("acme", "crm", SESSION, "7")
-    assert await second.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG) == (True, True)
+    assert await first.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG, "t") == (True, True)
+    assert await second.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG, "t") == (True, False)
+    assert not await second.claim("acme", "crm", SESSION, "7", LONG, "t")
+    await first.free("acme", "crm", SESSION, "7", "t")
+    assert await second.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG, "t") == (True, True)
 
 
 @pytest.mark.parametrize("store_url", [REDIS, CLUSTER], indirect=True)
@@ -233,12 +233,60 @@ async def test_a_claim_is_one_key_under_the_tenants_hash_tag_with_its_ttl(
     client = raw.from_url(store_url.replace("redis+cluster://", "redis://"))
     try:
         await sessions.bind("acme", "crm", SESSION, LONG)
-        await sessions.holds_claiming("acme", "crm", SESSION, LONG, "7", 30_000)
+        await sessions.holds_claiming("acme", "crm", SESSION, LONG, "7", 30_000, "t")
         key = mcp_claim_key("acme", "crm", session_digest(SESSION), request_digest("7"))
         digests = f"{session_digest(SESSION)}:{request_digest('7')}"
         assert key == f"cy:v1:{{t:acme}}:mcpid:crm:{digests}"
         assert 0 < await client.pttl(key) <= 30_000
-        await sessions.free("acme", "crm", SESSION, "7")
+        await sessions.free("acme", "crm", SESSION, "7", "t")
         assert await client.exists(key) == 0
     finally:
         await client.aclose()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_memory_a_late_free_leaves_the_next_holders_claim() -> None:
+    """The first request's claim expired while its handler still ran and a second took the
+    id: the first handler's free must not drop the second's claim."""
+    clock = Clock()
+    store = MemorySessions(clock)
+    await store.bind("acme", "crm", "S", 3_600_000)
+    assert await store.holds_claiming("acme", "crm", "S", 3_600_000, "7", 1_000, "a") == (
+        True,
+        True,
+    )
+    clock.now += 2
+    assert await store.holds_claiming("acme", "crm", "S", 3_600_000, "7", 60_000, "b") == (
+        True,
+        True,
+    )
+    await store.free("acme", "crm", "S", "7", "a")  # the FIRST handler ends
+    third = await store.holds_claiming("acme", "crm", "S", 3_600_000, "7", 60_000, "c")
+    assert third == (True, False), "the second request's claim was freed by the first's handler"
+    await store.free("acme", "crm", "S", "7", "b")
+    assert await store.claim("acme", "crm", "S", "7", 60_000, "c")
+
+
+@EVERY_STORE
+async def test_a_claim_is_freed_only_by_the_token_that_made_it(sessions: McpSessions) -> None:
+    await sessions.bind("acme", "crm", SESSION, LONG)
+    assert await sessions.holds_claiming("acme", "crm", SESSION, LONG, "7", 100, "a") == (
+        True,
+        True,
+    )
+    await asyncio.sleep(0.2)  # the first claim expired while its handler ran
+    assert await sessions.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG, "b") == (
+        True,
+        True,
+    )
+    await sessions.free("acme", "crm", SESSION, "7", "a")
+    assert not await sessions.claim("acme", "crm", SESSION, "7", LONG, "c")
+    await sessions.free("acme", "crm", SESSION, "7", "b")
+    assert await sessions.claim("acme", "crm", SESSION, "7", LONG, "c")

@@ -26,6 +26,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _HELD = re.compile(r"^q\|conc\|[A-Za-z0-9_.-]{1,128}\|[A-Za-z0-9_.-]{1,128}$")
 _ACTION = re.compile(r"^[A-Za-z0-9_.:/-]{1,300}$")
 """An action's name (policy's ACTION_NAME) or `mcp:<server>/<tool>`."""
+_GROUP = re.compile(r"^[A-Za-z0-9_.:/*?-]{1,300}$")
+"""A denial grouping key: an action, or a tool price key (a glob) or `mcp:<server>/?`."""
 _KINDS = ("always", "never", "remaining_below", "not_fit")
 
 
@@ -82,6 +84,8 @@ def check_request(request: ReserveRequest) -> None:
         raise ValueError(f"run id {request.run!r} must match [A-Za-z0-9_.-]{{1,128}}")
     if request.action is not None and not _ACTION.match(request.action):
         raise ValueError(f"action {request.action!r} must match [A-Za-z0-9_.:/-]{{1,300}}")
+    if request.group is not None and not _GROUP.match(request.group):
+        raise ValueError(f"group {request.group!r} must match [A-Za-z0-9_.:/*?-]{{1,300}}")
     _check_quotas(request, request.quotas)
 
 

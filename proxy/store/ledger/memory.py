@@ -171,7 +171,8 @@ class MemoryLedger(MemoryOutbox, MemorySweep):
     ) -> None:
         fields = self._fields(request, "DENY", request.candidates[0].amounts)
         fields |= {"reason": reason, "scope": scope}
-        t.deny(reason, scope, fields, now, self.settings.audit_retention_ms)
+        group = request.group or request.action or ""
+        t.deny(reason, scope, fields, group, now, self.settings.audit_retention_ms)
 
     def _allow(
         self,

@@ -320,14 +320,15 @@ class TenantState:
         self.audit_floor = int(self.audit[0][0].split("-", 1)[0]) if self.audit else ms
 
     def deny(
-        self, reason: str, scope: str, fields: dict[str, str], now: int, retention: int
+        self, reason: str, scope: str, fields: dict[str, str], group: str, now: int, retention: int
     ) -> None:
-        """audit.lua's audit_denial(): one entry per minute, reason, scope and action (when the
-        call names one); the rest count."""
+        """audit.lua's audit_denial(): one entry per minute, reason, scope and group (the
+        action, or the key grouping it: ReserveRequest.group; when the call names one); the
+        rest count."""
         minute = now // MINUTE_MS
         key = f"{minute}|{reason}|{scope}"
-        if fields.get("action"):
-            key += f"|{fields['action']}"
+        if group:
+            key += f"|{group}"
         name = AGGREGATE + key
         self.counters.values[name] = self.counters.values.get(name, 0) + 1
         if self.counters.values[name] > 1:

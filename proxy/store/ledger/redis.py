@@ -175,7 +175,9 @@ class RedisLedger(GuardedStore, RedisReads, RedisSweep, RedisOutbox):
             "-" if request.version is None else str(request.version),
             str(request.utc_offset_min),
             request.scope,
-            ("1" if request.keep_scope else "0") + (request.action or ""),
+            ("1" if request.keep_scope else "0")
+            + (request.action or "")
+            + ("" if request.group is None else " " + request.group),
             *("-" if limit is None else str(limit) for limit in limits),
         ]
         for scoped in (q.concurrent, q.rates):

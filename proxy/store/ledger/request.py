@@ -162,3 +162,7 @@ class ReserveRequest:
     action: str | None = None
     """What is reserved for, when not an LLM call: an action's name (the reservation API) or
     `mcp:<server>/<tool>`; recorded as `action` in the reserve's audit entry."""
+    group: str | None = None
+    """What the audit groups this call's denials by when not `action` (a tool call: its price
+    key, `mcp:crm/delete_*`, or `mcp:<server>/?` unpriced), so that names a client makes up
+    fold into one entry a minute; the entry's `action` is the first one denied."""

@@ -10,7 +10,7 @@
 --            [rule] (the degrade rule of an ALLOW_WITH_CAPS), [reason budget | quota |
 --            tenant_<status>, scope '<level>|<value>' or the quota, for a DENY or a shadow
 --            call's would=DENY], [would] (shadow: what enforcement would have decided),
---            [agg] (a denial: '<minute>|<reason>|<scope>[|<action>]', see audit_denial)
+--            [agg] (a denial: '<minute>|<reason>|<scope>[|<group>]', see audit_denial)
 --   commit   reservation, from (the state before), state, actual, charged
 --   release  reservation, state
 --   expire   reservation, state EXPIRED_CHARGED | EXPIRED_RELEASED, amounts
@@ -32,14 +32,16 @@ local function audit(kind, fields)
   return redis.call(unpack(args))
 end
 
--- Identical denials (reason, scope and action) within one minute of NOW make one entry: the
+-- Identical denials (reason, scope and group) within one minute of NOW make one entry: the
 -- first appends it, the rest count in the ledger field 'q|agg|<minute>|<reason>|<scope>', with
--- '|<action>' when the call names one (so each tool's denials are its own entry), kept for the
+-- '|<group>' when the call names an action: the action, or for a tool call its price key
+-- (`mcp:crm/delete_*`; `mcp:<server>/?` unpriced), so each price's denials are one entry and
+-- made-up tool names cannot multiply them (the entry's action: the first denied), kept for the
 -- retention (an end user's in :users, see hkey); audit() reads it back as the entry's `count`.
-local function audit_denial(reason, scope, fields, action)
+local function audit_denial(reason, scope, fields, group)
   local minute = math.floor(NOW / MINUTE)
   local key = fmt(minute) .. '|' .. reason .. '|' .. scope
-  if action ~= '' then key = key .. '|' .. action end
+  if group ~= '' then key = key .. '|' .. group end
   if redis.call('HINCRBY', hkey('q|agg|' .. key), 'q|agg|' .. key, 1) > 1 then return end
   keep('q|agg|' .. key, (minute + 1) * MINUTE + RETAIN)
   fields[#fields + 1] = 'agg'

@@ -14,7 +14,8 @@
 --       10 tenant version the request was built from ('-': not checked), 11 utc offset in
 --       minutes, 12 scope path (for the audit), 13 keep the scope path with the record ('1',
 --       an action's reservation, see below | '0'), followed by the action reserved for, if
---       any (for the audit: '0mcp:crm/send_email'), 14 runs_per_day, 15 steps_per_run,
+--       any (for the audit: '0mcp:crm/send_email'), then ' ' and the key its denials are
+--       grouped by when not the action ('0mcp:crm/delete_x mcp:crm/delete_*'), 14 runs_per_day, 15 steps_per_run,
 --       16 requests_per_minute, 17 tokens_per_minute ('-' for none), 18 m = number of
 --       concurrency quotas, then m × (level, value, limit), then r = number of level request
 --       rates, then r × (level, value, limit), then n = number of lines, then
@@ -54,6 +55,9 @@ local replay = ARGV[8] == 'r'
 local run = (ARGV[9] ~= '') and ARGV[9] or nil
 local version, path = ARGV[10], ARGV[12]
 local keep_scope, action = string.sub(ARGV[13], 1, 1) == '1', string.sub(ARGV[13], 2)
+local group = action
+local space = string.find(action, ' ', 1, true)
+if space then action, group = string.sub(action, 1, space - 1), string.sub(action, space + 1) end
 OFFSET, EXACT = tonumber(ARGV[11]), true
 local function limit_at(i)
   if ARGV[i] == '-' then return nil end
@@ -141,7 +145,7 @@ end
 if status ~= 'active' then
   local f = base_fields('DENY', asked)
   for _, x in ipairs({ 'reason', 'tenant_' .. status, 'scope', '-' }) do f[#f + 1] = x end
-  audit_denial('tenant_' .. status, '-', f, action)
+  audit_denial('tenant_' .. status, '-', f, group)
   ROLL.add('-|-|-|-|deny|tenant_' .. status, 1)
   return reply('-1:0:-:-:0:-', '-', '-', {})
 end
@@ -196,7 +200,7 @@ local function deny(gate)
   roll_denial(gate, 'deny')
   local f = base_fields('DENY', asked)
   for _, x in ipairs({ 'reason', reason, 'scope', scope }) do f[#f + 1] = x end
-  audit_denial(reason, scope, f, action)
+  audit_denial(reason, scope, f, group)
   return reply(outcome(-1, false, nil, gate), '-', '-', {}, first_deny(gate))
 end
 
