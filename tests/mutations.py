@@ -6716,6 +6716,57 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/store/test_wire.py",),
         removes="a command packed after its head counts every argument",
     ),
+    Mutation(
+        name="mcp-unbudgeted-on-cached-settings-only",
+        file="proxy/mcp/calls.py",
+        old="        if why is not None:\n            raise _Unbudgeted(why)\n",
+        new="        if why is not None and config is tenant:\n"
+        "            raise _Unbudgeted(why)\n",
+        tests=("tests/mcp/test_unbudgeted_stale.py",),
+        removes="unbudgeted is decided on the settings each attempt reserves with: a plan "
+        "change to one without the unit refuses the tool, never runs it unreserved",
+    ),
+    Mutation(
+        name="mcp-claim-freed-after-timeout",
+        file="proxy/mcp/inflight.py",
+        old="        if ended_well and not hop.unanswered.server_may_run:\n",
+        new="        if ended_well:\n",
+        tests=(
+            "tests/mcp/test_request_ids.py"
+            "::test_an_id_whose_call_timed_out_stays_claimed_while_the_server_may_run_it",
+        ),
+        removes="an id the server may still run (the proxy timed out) stays claimed to its TTL",
+    ),
+    Mutation(
+        name="mcp-claim-freed-by-anyone",
+        file="proxy/store/mcp_sessions.py",
+        old="        if held is not None and held[1] == token:\n",
+        new="        if held is not None:\n",
+        tests=(
+            "tests/store/test_mcp_sessions.py"
+            "::test_memory_a_late_free_leaves_the_next_holders_claim",
+        ),
+        removes="a claim is freed only by the token that made it",
+    ),
+    Mutation(
+        name="mcp-claim-lua-free-unchecked",
+        file="proxy/store/mcp_sessions.py",
+        old="if redis.call('GET', KEYS[1]) == ARGV[1] then",
+        new="if redis.call('GET', KEYS[1]) then",
+        tests=(
+            "tests/store/test_mcp_sessions.py"
+            "::test_a_claim_is_freed_only_by_the_token_that_made_it",
+        ),
+        removes="Redis frees a claim only while it holds the freeing request's token",
+    ),
+    Mutation(
+        name="mcp-denials-grouped-by-tool-name",
+        file="proxy/mcp/pricing.py",
+        old='        group=price.key if price is not None else tool_key(server, "?"),\n',
+        new="        group=None,\n",
+        tests=("tests/mcp/test_denial_grouping.py",),
+        removes="tool-call denials fold by price key: made-up names cannot multiply entries",
+    ),
 )
 
 

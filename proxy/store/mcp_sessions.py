@@ -232,7 +232,8 @@ return 0
 class RedisSessions(GuardedStore):
     """One key per binding under the tenant's hash tag: `SET PX` binds, `PEXPIRE` both tells
     whether the tenant holds a session and refreshes it (one round trip), `DEL` forgets. One key
-    per claim beside it: `SET NX PX` claims (the token as its value), FREE_CLAIM frees. On the store's shared `client`
+    per claim beside it: `SET NX PX` claims (the token as its value), FREE_CLAIM
+    frees. On the store's shared `client`
     (store/open.py), or on one of its own, closed with it."""
 
     boundary = REPLAYS
@@ -263,7 +264,7 @@ class RedisSessions(GuardedStore):
         self, tenant: str, server: str, session: str, request_id: str, token: str
     ) -> None:
         key = claim_key(tenant, server, session, request_id)
-        await self._client.eval(FREE_CLAIM, 1, key, token)  # type: ignore[misc]
+        await self._client.eval(FREE_CLAIM, 1, key, token)
 
     async def holds_claiming(
         self,

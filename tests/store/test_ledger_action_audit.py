@@ -4,6 +4,8 @@ real Redis, a real Redis Cluster); a reserve for nothing named (an LLM call) has
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from conftest import EVERY_STORE, Opener
 
@@ -88,3 +90,22 @@ async def test_an_action_the_audit_cannot_name_is_refused_and_nothing_is_written
         await store.ledger.reserve(ask("a", action))
     assert await reserves(store) == []
     assert await store.ledger.balances("acme") == []
+
+
+async def test_denials_fold_by_their_group_not_the_name_the_client_made_up(
+    store: Stores,
+) -> None:
+    """A tool call's denials group by its price key (ReserveRequest.group): made-up names
+    matching one glob are one entry a minute, its count all of them; the entry names the
+    first tool denied. Without a group they group by action, as before."""
+    for rid in ("a", "b"):
+        assert (await store.ledger.reserve(ask(rid))).allowed
+    glob = "mcp:crm/delete_*"
+    for i in range(5):
+        made = dataclasses.replace(ask(f"g{i}", f"mcp:crm/delete_{i}"), group=glob)
+        assert not (await store.ledger.reserve(made)).allowed
+    for i in range(2):
+        assert not (await store.ledger.reserve(ask(f"n{i}", f"mcp:crm/other_{i}"))).allowed
+    denied = await store.tenants.audit("acme", decision="DENY")
+    named = sorted((e.fields["action"], int(e.fields.get("count", "1"))) for e in denied)
+    assert named == [("mcp:crm/delete_0", 5), ("mcp:crm/other_0", 1), ("mcp:crm/other_1", 1)]

@@ -196,13 +196,22 @@ async def test_a_claim_expires_by_itself(sessions: McpSessions) -> None:
 
 @EVERY_STORE
 async def test_holds_claiming_claims_only_in_a_session_held(sessions: McpSessions) -> None:
-    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG, "t") == (False, False)
+    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG, "t") == (
+        False,
+        False,
+    )
     assert await sessions.claim("acme", "crm", SESSION, "7", LONG, "t")  # nothing was left claimed
     await sessions.free("acme", "crm", SESSION, "7", "t")
     await sessions.bind("acme", "crm", SESSION, 150)
-    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG, "t") == (True, True)
+    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG, "t") == (
+        True,
+        True,
+    )
     await asyncio.sleep(0.1)
-    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG, "t") == (True, False)
+    assert await sessions.holds_claiming("acme", "crm", SESSION, 150, "7", LONG, "t") == (
+        True,
+        False,
+    )
     await asyncio.sleep(0.1)  # past the bind's 150 ms: the checks refreshed it
     assert await sessions.holds("acme", "crm", SESSION, 150)
     assert await sessions.holds_claiming("globex", "crm", SESSION, 150, "8", LONG, "t") == (
@@ -219,7 +228,10 @@ async def test_a_claim_holds_across_stores_on_one_redis(store_url: str, opener: 
     first, second = opener.open().mcp_sessions, opener.open().mcp_sessions
     await first.bind("acme", "crm", SESSION, LONG)
     assert await first.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG, "t") == (True, True)
-    assert await second.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG, "t") == (True, False)
+    assert await second.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG, "t") == (
+        True,
+        False,
+    )
     assert not await second.claim("acme", "crm", SESSION, "7", LONG, "t")
     await first.free("acme", "crm", SESSION, "7", "t")
     assert await second.holds_claiming("acme", "crm", SESSION, LONG, "7", LONG, "t") == (True, True)
