@@ -6446,8 +6446,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="mcp-request-id-never-freed",
         file="proxy/mcp/inflight.py",
         old=(
-            '            await hop.admission.store_op("request id free", '
-            "store.free(*where, request_id))\n"
+            "            await _free(hop, store.free(*where, request_id, token), ttl_ms)\n"
         ),
         new="            pass\n",
         tests=("tests/mcp/test_request_ids.py::test_a_reused_id_cannot_make_a_released_tool_free",),
@@ -6522,17 +6521,18 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="mcp-claim-redis-not-exclusive",
         file="proxy/store/mcp_sessions.py",
         old=(
-            '        return bool(await self._client.set(key, "1", nx=True, px=check_ttl(ttl_ms)))\n'
+            "        return bool(await self._client.set(key, token, nx=True, "
+            "px=check_ttl(ttl_ms)))\n"
         ),
-        new='        return bool(await self._client.set(key, "1", px=check_ttl(ttl_ms)))\n',
+        new="        return bool(await self._client.set(key, token, px=check_ttl(ttl_ms)))\n",
         tests=(f"{MCP_SESSIONS}test_a_request_id_is_claimed_by_one_caller_until_freed",),
         removes="Redis: a request id is claimed by one caller at a time (SET NX)",
     ),
     Mutation(
         name="mcp-claim-pipeline-not-exclusive",
         file="proxy/store/mcp_sessions.py",
-        old='            pipe.set(claimed, "1", nx=True, px=check_ttl(claim_ms))\n',
-        new='            pipe.set(claimed, "1", px=check_ttl(claim_ms))\n',
+        old="            pipe.set(claimed, token, nx=True, px=check_ttl(claim_ms))\n",
+        new="            pipe.set(claimed, token, px=check_ttl(claim_ms))\n",
         tests=(f"{MCP_SESSIONS}test_a_claim_holds_across_stores_on_one_redis",),
         removes="Redis: the session check's claim is exclusive across stores on one Redis",
     ),
@@ -6547,7 +6547,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="mcp-claim-memory-not-exclusive",
         file="proxy/store/mcp_sessions.py",
-        old="        if expires is not None and expires > now:\n",
+        old="        if held is not None and held[0] > now:\n",
         new="        if False:\n",
         tests=(f"{MCP_SESSIONS}test_a_request_id_is_claimed_by_one_caller_until_freed",),
         removes="memory://: a request id is claimed by one caller at a time",
@@ -6555,16 +6555,16 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="mcp-claim-memory-never-expires",
         file="proxy/store/mcp_sessions.py",
-        old="        if expires is not None and expires > now:\n",
-        new="        if expires is not None:\n",
+        old="        if held is not None and held[0] > now:\n",
+        new="        if held is not None:\n",
         tests=(f"{MCP_SESSIONS}test_a_claim_expires_by_itself",),
         removes="memory://: a claim expires by itself",
     ),
     Mutation(
         name="mcp-claim-redis-never-expires",
         file="proxy/store/mcp_sessions.py",
-        old='            pipe.set(claimed, "1", nx=True, px=check_ttl(claim_ms))\n',
-        new='            pipe.set(claimed, "1", nx=True)\n',
+        old="            pipe.set(claimed, token, nx=True, px=check_ttl(claim_ms))\n",
+        new="            pipe.set(claimed, token, nx=True)\n",
         tests=(f"{MCP_SESSIONS}test_a_claim_is_one_key_under_the_tenants_hash_tag_with_its_ttl",),
         removes="Redis: a claim has a TTL, so a crashed proxy's claim expires by itself",
     ),
@@ -6579,8 +6579,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="mcp-request-id-free-failure-fails-the-answer",
         file="proxy/mcp/inflight.py",
-        old="        except ClientError:\n",
-        new="        except ValueError:\n",
+        old="    except ClientError:\n",
+        new="    except ValueError:\n",
         tests=(f"{REQUEST_IDS}test_an_id_not_freed_for_the_store_is_left_to_expire",),
         removes="a store failure at the free leaves the claim to expire; the answer stands",
     ),
@@ -6632,7 +6632,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="lua-denials-of-two-tools-one-entry",
         file="proxy/store/ledger/lua/audit.lua",
-        old="  if action ~= '' then key = key .. '|' .. action end\n",
+        old="  if group ~= '' then key = key .. '|' .. group end\n",
         new="",
         tests=(
             "tests/admin/test_tool_denials_by_tool.py"
@@ -6643,7 +6643,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="memory-denials-of-two-tools-one-entry",
         file="proxy/store/ledger/memory_state.py",
-        old="            key += f\"|{fields['action']}\"\n",
+        old='            key += f"|{group}"\n',
         new="            pass\n",
         tests=(
             "tests/admin/test_tool_denials_by_tool.py"
@@ -6719,9 +6719,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="mcp-unbudgeted-on-cached-settings-only",
         file="proxy/mcp/calls.py",
-        old="        if why is not None:\n            raise _Unbudgeted(why)\n",
-        new="        if why is not None and config is tenant:\n"
-        "            raise _Unbudgeted(why)\n",
+        old="        if unbudgeted is not None:\n",
+        new="        if unbudgeted is not None and config is tenant:\n",
         tests=("tests/mcp/test_unbudgeted_stale.py",),
         removes="unbudgeted is decided on the settings each attempt reserves with: a plan "
         "change to one without the unit refuses the tool, never runs it unreserved",

@@ -45,9 +45,9 @@ async def call(hop: Hop, message: Message, raw: bytes) -> web.StreamResponse:
     async def attempt(config: TenantConfig) -> tuple[ReserveRequest, ReserveResult]:
         """Refused as unbudgeted on the settings this attempt reserves with (a reload after a
         plan change included), so a reservation on no line never lets a priced tool run."""
-        why = _unbudgeted(hop, config, tool, price)
-        if why is not None:
-            raise _Unbudgeted(why)
+        unbudgeted = _unbudgeted(hop, config, tool, price)
+        if unbudgeted is not None:
+            raise _Unbudgeted(unbudgeted)
         made = pricing.reserve_request(config, hop.scope, hop.server.name, tool.name, price)
         reserving = hop.admission.ledger.reserve(made)
         return made, await hop.admission.store_op("reserve", reserving, abandoned=made)
