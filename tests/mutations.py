@@ -6766,6 +6766,40 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=("tests/mcp/test_denial_grouping.py",),
         removes="tool-call denials fold by price key: made-up names cannot multiply entries",
     ),
+    Mutation(
+        name="mcp-claim-freed-when-stream-ends-unanswered",
+        file="proxy/mcp/forward.py",
+        old="    if found is None and status < 400:\n",
+        new="    if False:\n",
+        tests=(
+            "tests/mcp/test_request_id_claims_kept.py"
+            "::test_an_id_whose_stream_closed_before_the_answer_stays_claimed",
+        ),
+        removes="an id whose stream ended without its answer stays claimed (the server may run it)",
+    ),
+    Mutation(
+        name="mcp-expired-claims-never-dropped",
+        file="proxy/store/mcp_sessions.py",
+        old="        self._prune(now)\n",
+        new="",
+        tests=(
+            "tests/store/test_mcp_claims_bounded.py::test_expired_kept_claims_do_not_pile_up",
+            "tests/store/test_mcp_claims_bounded.py"
+            "::test_live_claims_beyond_the_bound_drop_the_one_expiring_soonest",
+        ),
+        removes="memory://: expired MCP claims are dropped and the claims table is bounded",
+    ),
+    Mutation(
+        name="mcp-oversized-json-answer-keeps-claim",
+        file="proxy/mcp/upstream.py",
+        old="                raise TooLarge(f",
+        new="                raise Broken(f",
+        tests=(
+            "tests/mcp/test_request_id_claims_kept.py"
+            "::test_an_answered_but_oversized_json_answer_frees_its_id",
+        ),
+        removes="an answered but oversized JSON answer frees its id (the server is done with it)",
+    ),
 )
 
 

@@ -29,8 +29,9 @@ OnAnswer = Callable[[aiohttp.ClientResponse], Awaitable[None]]
 @dataclass(slots=True)
 class Unanswered:
     """Whether the proxy gave up on the request while the server may still run it (no answer
-    within the timeout, the exchange broken after it was sent): its id then stays claimed to
-    the claim's TTL rather than freed (inflight.py)."""
+    within the timeout, the exchange broken after it was sent, or ended without the answer):
+    its id then stays claimed to the claim's TTL rather than freed (inflight.py). A JSON
+    answer too large to hold (upstream.TooLarge) is an answer: the server is done with it."""
 
     server_may_run: bool = False
 
@@ -128,17 +129,27 @@ async def post(
             async with await hop.send(raw) as answer:
                 if on_answer is not None:
                     await on_answer(answer)
-                client, _ = await relay_answer(hop, answer, message_id, pending, rewrite)
+                client, found = await relay_answer(hop, answer, message_id, pending, rewrite)
+                if message_id is not None:
+                    note_unanswered(hop, answer.status, found)
                 return client
     except TimeoutError:
         hop.unanswered.server_may_run = True
         refusal = failed(f"no answer within {hop.seconds:g} s", message_id, status=504)
-    except upstream.Unreachable as exc:
+    except (upstream.Unreachable, upstream.TooLarge) as exc:
         refusal = failed(str(exc), message_id)
     except upstream.Broken as exc:
         hop.unanswered.server_may_run = True
         refusal = failed(str(exc), message_id)
     return await ended(hop, pending, refusal)
+
+
+def note_unanswered(hop: Hop, status: int, found: dict[str, Any] | None) -> None:
+    """An exchange that ended (not an HTTP error) without the answer to the request: the server
+    may still run it (since MCP 2025-11-25 a server may close a stream after a priming event
+    and answer on a resumed one), so its id stays claimed (Unanswered)."""
+    if found is None and status < 400:
+        hop.unanswered.server_may_run = True
 
 
 async def ended(hop: Hop, pending: Pending, refusal: RpcRefusal) -> web.StreamResponse:

@@ -37,10 +37,13 @@ async def relay(
             async with await hop.send(raw) as answer:
                 answered, found = await forward.relay_answer(hop, answer, tool.id, pending)
                 ending = _ending(answer.status, found)
+                forward.note_unanswered(hop, answer.status, found)
     except TimeoutError:
         ending, hop.unanswered.server_may_run = Ending.TIMEOUT, True
     except upstream.Unreachable:
         ending = Ending.NOT_SENT
+    except upstream.TooLarge:
+        ending = Ending.FAILED
     except upstream.Broken:
         ending, hop.unanswered.server_may_run = Ending.FAILED, True
     finally:

@@ -58,6 +58,11 @@ class Broken(Exception):
     """The exchange failed after the request may have reached the server."""
 
 
+class TooLarge(Broken):
+    """A whole JSON answer passed the size bound: the server answered (it is done with the
+    request), the proxy just will not hold it."""
+
+
 def headers_up(client: Mapping[str, str], token: str | None, auth: str) -> CIMultiDict[str]:
     """The allow-listed client headers, and the server's credential written its way (`auth`:
     bearer, x-api-key or api-key)."""
@@ -105,14 +110,14 @@ def is_stream(response: aiohttp.ClientResponse) -> bool:
 async def read_json(
     response: aiohttp.ClientResponse, limit: int
 ) -> tuple[bytes, dict[str, Any] | None]:
-    """A whole answer, at most `limit` bytes (Broken beyond), and its JSON object if it is
+    """A whole answer, at most `limit` bytes (TooLarge beyond), and its JSON object if it is
     one."""
     data = bytearray()
     try:
         async for chunk in response.content.iter_any():
             data += chunk
             if len(data) > limit:
-                raise Broken(f"the MCP server's answer is larger than {limit} bytes")
+                raise TooLarge(f"the MCP server's answer is larger than {limit} bytes")
     except (aiohttp.ClientError, OSError) as exc:
         raise Broken(f"the MCP server's answer was cut off ({type(exc).__name__})") from None
     try:

@@ -25,6 +25,7 @@ LedgerUnavailable (the replay store's boundary, redis/errors.REPLAYS).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -39,6 +40,8 @@ MAX_BINDINGS = 100_000
 """memory://: sessions bound at most, all tenants together; beyond, the oldest are dropped."""
 TENANT_BINDINGS = 10_000
 """memory://: sessions one tenant has bound at most; beyond, that tenant's oldest are dropped."""
+MAX_CLAIMS = 100_000
+"""memory://: request ids claimed at most; beyond, the claim expiring soonest is dropped."""
 
 
 class McpSessions(Protocol):
@@ -106,8 +109,10 @@ class MemorySessions:
     """One process's bindings, oldest first: at most `max_bindings` in all and
     `tenant_bindings` per tenant, beyond which the oldest go (one tenant's push out only its
     own until all together reach the global bound). Binding or holding a session makes it the
-    newest. Expired bindings are dropped when looked up, or as the oldest. Claims are one per
-    request in flight, each freed when its handler ends (an expired one when looked up)."""
+    newest. Expired bindings are dropped when looked up, or as the oldest. A claim is freed
+    when its handler ends with the server done with the id, else kept to its expiry; expired
+    claims are dropped as new ones are made (a heap by expiry), and beyond `max_claims` the
+    one expiring soonest is dropped too."""
 
     def __init__(
         self,
@@ -115,6 +120,7 @@ class MemorySessions:
         *,
         max_bindings: int | None = None,
         tenant_bindings: int | None = None,
+        max_claims: int | None = None,
     ) -> None:
         """The bounds default to the module's constants, read when the store is made."""
         self._clock = clock
@@ -127,6 +133,9 @@ class MemorySessions:
         """Each tenant's bindings, oldest first (dicts keep insertion order)."""
         self._claims: dict[ClaimKey, tuple[float, str]] = {}
         """Request ids in flight -> when their claim expires, and its token."""
+        self._expiring: list[tuple[float, ClaimKey, str]] = []
+        """Every claim made (freed or not) as (expiry, key, token), soonest first."""
+        self._claims_max = MAX_CLAIMS if max_claims is None else max_claims
 
     async def bind(self, tenant: str, server: str, session: str, ttl_ms: int) -> None:
         self._put(_key(tenant, server, session), check_ttl(ttl_ms))
@@ -155,8 +164,23 @@ class MemorySessions:
         held = self._claims.get(key)
         if held is not None and held[0] > now:
             return False
-        self._claims[key] = (now + ttl_ms / 1000, token)
+        self._prune(now)
+        expires = now + ttl_ms / 1000
+        self._claims[key] = (expires, token)
+        heapq.heappush(self._expiring, (expires, key, token))
         return True
+
+    def _prune(self, now: float) -> None:
+        """Expired claims dropped, then the soonest to expire until one more fits the bound;
+        the heap rebuilt when freed claims' entries make it twice the bound."""
+        heap, claims = self._expiring, self._claims
+        while heap and (heap[0][0] <= now or len(claims) >= self._claims_max):
+            expires, key, token = heapq.heappop(heap)
+            if claims.get(key) == (expires, token):
+                del claims[key]
+        if len(heap) > 2 * max(self._claims_max, len(claims)):
+            self._expiring = [(e, k, t) for k, (e, t) in claims.items()]
+            heapq.heapify(self._expiring)
 
     async def free(
         self, tenant: str, server: str, session: str, request_id: str, token: str
