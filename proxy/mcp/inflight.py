@@ -15,9 +15,8 @@ server's timeout and CLAIM_MARGIN_MS, so a crashed proxy's expires by itself; it
 handler ends with the server done with the id (its answer, an HTTP answer, or never sent), which
 for a tool call is after its settle. When the handler ends while the server may still run the id
 (no answer within the timeout, the exchange broken after sending or ended without the answer:
-Hop.unanswered; or the handler
-ended by anything but a refusal, e.g. cancelled), the claim is left to its TTL: a request reusing
-the id meanwhile would take over the late answer. Each claim holds a token of its own and is freed
+Hop.unanswered; or the handler ended by anything but a refusal, e.g. cancelled), the claim is
+left to its TTL: a request reusing the id meanwhile would take over the late answer. Each claim holds a token of its own and is freed
 only while it still holds it (store/mcp_sessions.py). The store unreachable at the claim is the
 503 of any store operation; at the free, the claim is left to expire (logged)."""
 
