@@ -17,8 +17,9 @@ for a tool call is after its settle. When the handler ends while the server may 
 (no answer within the timeout, the exchange broken after sending or ended without the answer:
 Hop.unanswered; or the handler ended by anything but a refusal, e.g. cancelled), the claim is
 left to its TTL: a request reusing the id meanwhile would take over the late answer. Each claim
-holds a token of its own and is freed only while it still holds it (store/mcp_sessions.py). The store unreachable at the claim is the
-503 of any store operation; at the free, the claim is left to expire (logged)."""
+holds a token of its own and is freed only while it still holds it (store/mcp_sessions.py). The
+store unreachable at the claim is the 503 of any store operation; at the free, the claim is left
+to expire (logged)."""
 
 from __future__ import annotations
 
