@@ -422,8 +422,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="client-headers-all-forwarded",
         file="proxy/gateway/relay.py",
-        old="(name, value) for name, value in client.items() if name.lower() in REQUEST_HEADERS_UP",
-        new="(name, value) for name, value in client.items()",
+        old="with_credential(allowed(client.items(), REQUEST_HEADERS_UP), api_key, auth)",
+        new="with_credential(CIMultiDict(client.items()), api_key, auth)",
         tests=(
             "tests/gateway/test_routes_and_faults.py",
             "tests/gateway/test_gateway.py",
@@ -604,10 +604,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="response-headers-not-allow-listed",
         file="proxy/gateway/relay.py",
-        old="for name, value in upstream if name.lower() in RESPONSE_HEADERS_DOWN",
+        old="    return allowed(upstream, RESPONSE_HEADERS_DOWN)",
         new=(
-            "for name, value in upstream if name.lower() not in {'content-length', "
-            "'transfer-encoding', 'connection', 'content-encoding', 'date', 'server'}"
+            "    return CIMultiDict((n, v) for n, v in upstream if n.lower() not in "
+            "{'content-length', 'transfer-encoding', 'connection', 'content-encoding', 'date', "
+            "'server'})"
         ),
         tests=(
             "tests/gateway/test_routes_and_faults.py"
@@ -6269,11 +6270,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="mcp-client-headers-forwarded",
         file="proxy/mcp/upstream.py",
-        old=(
-            "        (name, value) for name, value in client.items()"
-            " if name.lower() in REQUEST_HEADERS_UP\n"
-        ),
-        new="        (name, value) for name, value in client.items()\n",
+        old="with_credential(allowed(client.items(), REQUEST_HEADERS_UP), token, auth)",
+        new="with_credential(CIMultiDict(client.items()), token, auth)",
         tests=(
             "tests/mcp/test_transport.py"
             "::test_the_servers_credential_goes_up_and_the_clients_stay_behind",

@@ -34,6 +34,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.core.errors import BadRequest, NotFound, UpstreamError
+from proxy.gateway.headers import allowed, with_credential
 from proxy.gateway.sse import SSEDecoder, SSEEvent
 from proxy.policy.upstreams import Timeouts
 
@@ -130,21 +131,11 @@ def headers_up(
 ) -> CIMultiDict[str]:
     """The allow-listed client headers, and the provider key written the upstream's way
     (`auth`: bearer, x-api-key or api-key)."""
-    out: CIMultiDict[str] = CIMultiDict(
-        (name, value) for name, value in client.items() if name.lower() in REQUEST_HEADERS_UP
-    )
-    if api_key:
-        if auth == "bearer":
-            out["Authorization"] = f"Bearer {api_key}"
-        else:
-            out[auth] = api_key
-    return out
+    return with_credential(allowed(client.items(), REQUEST_HEADERS_UP), api_key, auth)
 
 
 def headers_down(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    return CIMultiDict(
-        (name, value) for name, value in upstream if name.lower() in RESPONSE_HEADERS_DOWN
-    )
+    return allowed(upstream, RESPONSE_HEADERS_DOWN)
 
 
 class Connector(aiohttp.TCPConnector):

@@ -23,6 +23,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from proxy.gateway.headers import allowed, with_credential
 from proxy.gateway.sse import SSEDecoder, SSEEvent
 from proxy.mcp.outcome import answers
 
@@ -66,21 +67,11 @@ class TooLarge(Broken):
 def headers_up(client: Mapping[str, str], token: str | None, auth: str) -> CIMultiDict[str]:
     """The allow-listed client headers, and the server's credential written its way (`auth`:
     bearer, x-api-key or api-key)."""
-    out: CIMultiDict[str] = CIMultiDict(
-        (name, value) for name, value in client.items() if name.lower() in REQUEST_HEADERS_UP
-    )
-    if token:
-        if auth == "bearer":
-            out["Authorization"] = f"Bearer {token}"
-        else:
-            out[auth] = token
-    return out
+    return with_credential(allowed(client.items(), REQUEST_HEADERS_UP), token, auth)
 
 
 def headers_down(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    return CIMultiDict(
-        (name, value) for name, value in upstream if name.lower() in RESPONSE_HEADERS_DOWN
-    )
+    return allowed(upstream, RESPONSE_HEADERS_DOWN)
 
 
 async def send(

@@ -6,11 +6,10 @@ is checked on its own here; mcp.py and budgets.py check what spans sections.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from proxy.policy.spec_types import SPEC_CONFIG, check_env_name, problem
+from proxy.policy.spec_types import SPEC_CONFIG, check_env_name, check_service_url
 
 
 class _Spec(BaseModel):
@@ -18,17 +17,12 @@ class _Spec(BaseModel):
 
 
 def _check_server_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise problem(f"{url!r} is not an http(s) URL; write e.g. http://crm-mcp:8000/mcp")
-    if "?" in url or "#" in url:
-        raise problem("an MCP server's url must not have a query or a fragment")
-    if parts.username is not None or parts.password is not None:
-        raise problem(
-            "an MCP server's url must not carry credentials; name an environment variable in "
-            "token_env"
-        )
-    return url.rstrip("/")
+    return check_service_url(
+        url,
+        what="an MCP server's url",
+        example="http://crm-mcp:8000/mcp",
+        key_field="token_env",
+    )
 
 
 class McpServerSpec(_Spec):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -42,3 +43,19 @@ Mode = Literal["enforce", "shadow"]
 SPEC_CONFIG = ConfigDict(extra="forbid", frozen=True)
 """Every spec's: unknown fields are errors, values frozen. Each spec module declares its own base
 class with it (`class _Spec(BaseModel)`), which is how ruff sees its classes are pydantic's."""
+
+
+def check_service_url(url: str, *, what: str, example: str, key_field: str) -> str:
+    """An http(s) URL the proxy relays to (an upstream's base_url, an MCP server's url): no
+    query, fragment or credentials (those go in the environment variable `key_field` names);
+    without a trailing slash."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise problem(f"{url!r} is not an http(s) URL; write e.g. {example}")
+    if "?" in url or "#" in url:
+        raise problem(f"{what} must not have a query or a fragment")
+    if parts.username is not None or parts.password is not None:
+        raise problem(
+            f"{what} must not carry credentials; name an environment variable in {key_field}"
+        )
+    return url.rstrip("/")

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from proxy.policy.spec_types import SPEC_CONFIG, Name, Seconds, check_env_name, problem
+from proxy.policy.spec_types import (
+    SPEC_CONFIG,
+    Name,
+    Seconds,
+    check_env_name,
+    check_service_url,
+    problem,
+)
 
 BUDGETED_PATHS: tuple[str, ...] = (
     "/chat/completions",
@@ -30,16 +36,9 @@ class _Spec(BaseModel):
 
 
 def _check_base_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise problem(f"{url!r} is not an http(s) URL; write e.g. https://api.openai.com/v1")
-    if "?" in url or "#" in url:
-        raise problem("base_url must not have a query or a fragment")
-    if parts.username is not None or parts.password is not None:
-        raise problem(
-            "base_url must not carry credentials; name an environment variable in api_key_env"
-        )
-    return url.rstrip("/")
+    return check_service_url(
+        url, what="base_url", example="https://api.openai.com/v1", key_field="api_key_env"
+    )
 
 
 def _check_passthrough(path: str) -> str:
