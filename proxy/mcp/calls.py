@@ -90,7 +90,7 @@ async def _refused(
     reads), or None: hidden from this caller, or unpriced on a server that refuses unpriced
     tools. (Unbudgeted is decided per attempt, on the settings it reserves with: call.)"""
     server, key = hop.server, tool_key(hop.server.name, tool.name)
-    why = (await listing.hidden(hop, tenant))(tool.name)
+    why = (await listing.hidden(hop, tenant, tool.name))(tool.name)
     if why is not None:
         return "hidden", why + " It was not called."
     if price is None:

@@ -19,16 +19,17 @@ Why = Callable[[str], str | None]
 """Why a tool (by name) is hidden from this caller; None when it is not."""
 
 
-async def hidden(hop: Hop, tenant: TenantConfig) -> Why:
+async def hidden(hop: Hop, tenant: TenantConfig, tool: str | None = None) -> Why:
     """What hides each tool of hop's server from this caller now (one ledger read, only when
-    the plan has hide rules)."""
+    a hide rule of the plan could hide it: any tool for a listing, `tool` for a call)."""
 
     async def read(lines: Sequence[BudgetLine]) -> list[LineBalance]:
         reading = hop.admission.ledger.lines(hop.scope.tenant, lines, tenant.utc_offset_min())
         return await hop.admission.store_op("lines", reading)
 
-    fired = await pricing.firing(tenant, hop.scope, read)
     plan, server = tenant.plan, hop.server.name
+    rules = pricing.hide_rules(plan) if tool is None else plan.hiding(server, tool)
+    fired = await pricing.firing(tenant, hop.scope, read, rules)
 
     def why(tool: str) -> str | None:
         key = tool_key(server, tool)

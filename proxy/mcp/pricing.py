@@ -136,9 +136,10 @@ def fires(rule: DegradeRule, balances: Sequence[LineBalance]) -> bool:
     return False
 
 
-async def firing(tenant: TenantConfig, scope: Scope, read: ReadLines) -> frozenset[int]:
-    """The indexes of the plan's hide rules that fire now, with one ledger read."""
-    rules = hide_rules(tenant.plan)
+async def firing(
+    tenant: TenantConfig, scope: Scope, read: ReadLines, rules: Sequence[DegradeRule]
+) -> frozenset[int]:
+    """The indexes of `rules` (hide rules of the plan) that fire now, with one ledger read."""
     if not rules:
         return frozenset()
     lines = level_lines(tenant, scope, rules)
