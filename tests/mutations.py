@@ -6783,7 +6783,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         tests=(
             "tests/store/test_mcp_claims_bounded.py::test_expired_kept_claims_do_not_pile_up",
             "tests/store/test_mcp_claims_bounded.py"
-            "::test_live_claims_beyond_the_bound_drop_the_one_expiring_soonest",
+            "::test_beyond_the_bound_a_new_claim_is_refused_and_no_live_one_dropped",
         ),
         removes="memory://: expired MCP claims are dropped and the claims table is bounded",
     ),
@@ -6797,6 +6797,28 @@ MUTATIONS: tuple[Mutation, ...] = (
             "::test_an_answered_but_oversized_json_answer_frees_its_id",
         ),
         removes="an answered but oversized JSON answer frees its id (the server is done with it)",
+    ),
+    Mutation(
+        name="mcp-claims-unbounded",
+        file="proxy/store/mcp_sessions.py",
+        old="        if len(self._claims) >= self._claims_max:\n",
+        new="        if False:\n",
+        tests=(
+            "tests/store/test_mcp_claims_bounded.py"
+            "::test_beyond_the_bound_a_new_claim_is_refused_and_no_live_one_dropped",
+        ),
+        removes="memory://: beyond MAX_CLAIMS live claims a new one is refused",
+    ),
+    Mutation(
+        name="mcp-live-claims-dropped-when-full",
+        file="proxy/store/mcp_sessions.py",
+        old="        while heap and heap[0][0] <= now:\n",
+        new="        while heap and (heap[0][0] <= now or len(claims) >= self._claims_max):\n",
+        tests=(
+            "tests/store/test_mcp_claims_bounded.py"
+            "::test_one_tenant_cannot_push_out_another_tenants_live_claim",
+        ),
+        removes="memory://: a full claims table never drops another tenant's live claim",
     ),
 )
 

@@ -32,7 +32,8 @@ from proxy.core.errors import ClientError
 from proxy.gateway.context import MCP_SESSIONS
 from proxy.mcp import sessions
 from proxy.mcp.forward import Hop
-from proxy.mcp.jsonrpc import Message, RpcRefusal
+from proxy.mcp.jsonrpc import INTERNAL_ERROR, Message, RpcRefusal
+from proxy.store.mcp_sessions import ClaimsFull
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,15 @@ async def holding(hop: Hop, message: Message) -> AsyncIterator[None]:
     ttl_ms = hop.server.timeout_ms + CLAIM_MARGIN_MS
     token = secrets.token_hex(8)
     checking = store.holds_claiming(*where, sessions.TTL_MS, request_id, ttl_ms, token)
-    held, claimed = await hop.admission.store_op("session lookup", checking)
+    try:
+        held, claimed = await hop.admission.store_op("session lookup", checking)
+    except ClaimsFull:
+        raise RpcRefusal(
+            "The proxy holds as many MCP request ids in flight as it keeps (memory:// store); "
+            "nothing was sent or charged. Retry once some calls have finished.",
+            code=INTERNAL_ERROR,
+            status=503,
+        ) from None
     if not held:
         raise sessions.not_found()
     if not claimed:

@@ -41,7 +41,13 @@ MAX_BINDINGS = 100_000
 TENANT_BINDINGS = 10_000
 """memory://: sessions one tenant has bound at most; beyond, that tenant's oldest are dropped."""
 MAX_CLAIMS = 100_000
-"""memory://: request ids claimed at most; beyond, the claim expiring soonest is dropped."""
+"""memory://: request ids claimed at most, all tenants together; expired claims are dropped
+first, and beyond it a new claim is refused (ClaimsFull): a live claim is never dropped,
+so one tenant cannot free another's id in flight."""
+
+
+class ClaimsFull(Exception):
+    """memory://: a new request id cannot be claimed: MAX_CLAIMS live claims are held."""
 
 
 class McpSessions(Protocol):
@@ -111,8 +117,8 @@ class MemorySessions:
     own until all together reach the global bound). Binding or holding a session makes it the
     newest. Expired bindings are dropped when looked up, or as the oldest. A claim is freed
     when its handler ends with the server done with the id, else kept to its expiry; expired
-    claims are dropped as new ones are made (a heap by expiry), and beyond `max_claims` the
-    one expiring soonest is dropped too."""
+    claims are dropped as new ones are made (a heap by expiry); beyond `max_claims` live ones a
+    new claim is refused (ClaimsFull), never a live one dropped."""
 
     def __init__(
         self,
@@ -165,16 +171,18 @@ class MemorySessions:
         if held is not None and held[0] > now:
             return False
         self._prune(now)
+        if len(self._claims) >= self._claims_max:
+            raise ClaimsFull(f"{len(self._claims)} MCP request ids in flight")
         expires = now + ttl_ms / 1000
         self._claims[key] = (expires, token)
         heapq.heappush(self._expiring, (expires, key, token))
         return True
 
     def _prune(self, now: float) -> None:
-        """Expired claims dropped, then the soonest to expire until one more fits the bound;
-        the heap rebuilt when freed claims' entries make it twice the bound."""
+        """Expired claims dropped (live ones never are); the heap rebuilt when freed claims'
+        entries make it twice the bound."""
         heap, claims = self._expiring, self._claims
-        while heap and (heap[0][0] <= now or len(claims) >= self._claims_max):
+        while heap and heap[0][0] <= now:
             expires, key, token = heapq.heappop(heap)
             if claims.get(key) == (expires, token):
                 del claims[key]

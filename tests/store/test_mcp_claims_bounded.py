@@ -8,7 +8,11 @@ it is bounded and its claims are the requests in flight."""
 
 from __future__ import annotations
 
-from proxy.store.mcp_sessions import MemorySessions
+import contextlib
+
+import pytest
+
+from proxy.store.mcp_sessions import ClaimsFull, MemorySessions
 
 
 async def test_expired_kept_claims_do_not_pile_up() -> None:
@@ -28,13 +32,31 @@ async def test_expired_kept_claims_do_not_pile_up() -> None:
     assert len(store._claims) <= 10, f"{len(store._claims)} claims held, all but one expired"
 
 
-async def test_live_claims_beyond_the_bound_drop_the_one_expiring_soonest() -> None:
-    store = MemorySessions(lambda: 0.0, max_claims=3)
+async def test_beyond_the_bound_a_new_claim_is_refused_and_no_live_one_dropped() -> None:
+    now = [0.0]
+    store = MemorySessions(lambda: now[0], max_claims=3)
     await store.bind("acme", "crm", "s", 60_000)
-    for i, ttl in enumerate((5_000, 1_000, 9_000, 7_000)):
+    for i, ttl in enumerate((5_000, 1_000, 9_000)):
         _, claimed = await store.holds_claiming("acme", "crm", "s", 60_000, str(i), ttl, "t")
         assert claimed
+    with pytest.raises(ClaimsFull):
+        await store.holds_claiming("acme", "crm", "s", 60_000, "3", 7_000, "t")
     assert len(store._claims) == 3
-    # id 1 (expiring soonest) was dropped to make room; the others are still held
-    assert await store.claim("acme", "crm", "s", "1", 1_000, "u")
-    assert not await store.claim("acme", "crm", "s", "2", 1_000, "u")
+    for i in range(3):  # every live claim is still held
+        assert not await store.claim("acme", "crm", "s", str(i), 1_000, "u")
+    now[0] += 2.0  # id 1's claim (1 s) expires and makes room
+    assert await store.claim("acme", "crm", "s", "3", 7_000, "t")
+
+
+async def test_one_tenant_cannot_push_out_another_tenants_live_claim() -> None:
+    """One tenant's ids in flight cannot free another tenant's: the victim's reused id would
+    otherwise take over its first request's answer (README: request ids in flight)."""
+    store = MemorySessions(lambda: 0.0, max_claims=4)
+    await store.bind("victim", "crm", "v", 60_000)
+    await store.bind("attacker", "crm", "a", 60_000)
+    held, claimed = await store.holds_claiming("victim", "crm", "v", 60_000, "7", 5_000, "tv")
+    assert held and claimed
+    for i in range(10):
+        with contextlib.suppress(ClaimsFull):
+            await store.holds_claiming("attacker", "crm", "a", 60_000, str(i), 60_000, "ta")
+    assert not await store.claim("victim", "crm", "v", "7", 5_000, "tv2")
