@@ -6820,6 +6820,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
         removes="memory://: a full claims table never drops another tenant's live claim",
     ),
+    Mutation(
+        name="mcp-claims-full-unanswered",
+        file="proxy/mcp/inflight.py",
+        old="    except ClaimsFull:\n",
+        new="    except ZeroDivisionError:\n",
+        tests=("tests/mcp/test_request_ids.py::test_a_full_claims_table_is_503_before_the_server",),
+        removes="a full memory:// claims table is a JSON-RPC 503 before the server, not a 500",
+    ),
 )
 
 

@@ -59,12 +59,14 @@ async def holding(hop: Hop, message: Message) -> AsyncIterator[None]:
     try:
         held, claimed = await hop.admission.store_op("session lookup", checking)
     except ClaimsFull:
-        raise RpcRefusal(
+        full = RpcRefusal(
             "The proxy holds as many MCP request ids in flight as it keeps (memory:// store); "
             "nothing was sent or charged. Retry once some calls have finished.",
             code=INTERNAL_ERROR,
             status=503,
-        ) from None
+        )
+        full.id = message.id
+        raise full from None
     if not held:
         raise sessions.not_found()
     if not claimed:

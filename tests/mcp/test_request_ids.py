@@ -189,3 +189,18 @@ async def test_an_id_whose_call_timed_out_stays_claimed_while_the_server_may_run
         f"id 7 reused after the timeout answered {status} after {took:.1f}s (its own call "
         f"sleeps 3.5s; slow calls finished when it answered: {early - done}): {body}"
     )
+
+
+async def test_a_full_claims_table_is_503_before_the_server(
+    tmp_path: Path, sse_upstream: Upstream
+) -> None:
+    async with local_stack(released(tmp_path, sse_upstream), sweep_every=None) as stack:
+        session, pings = await open_session(stack), sse_upstream.pings()
+        stack.app[MCP_SESSIONS]._claims_max = 0  # memory://: no room for one more claim
+        for message in (PING_TOOL, PING):
+            status, body = await post_read(stack, message, session)
+            assert status == 503
+            assert body["id"] == message["id"]
+            assert "request ids in flight" in body["error"]["message"]
+        assert sse_upstream.pings() == pings
+        assert await emails(stack) == (0, 0)
